@@ -1,0 +1,35 @@
+# clustersim: two commands set everything up on a fresh machine: `make demo`, `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench lint validate clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/clustersim simulate --default
+	@echo
+	@echo "Open the what-if explorer with: $(BIN)/clustersim app"
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python benchmarks/sim_speed.py
+
+validate: venv
+	$(BIN)/clustersim validate megatron-sc21
+
+lint: venv
+	$(BIN)/ruff check sim hw_models workloads calibration app tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

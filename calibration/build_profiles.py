@@ -1,0 +1,180 @@
+"""Fit the built-in a100 / h100 profiles from the published microbenchmarks.
+
+    python -m calibration.build_profiles      # rewrites calibration/profiles/*.yaml
+
+Inputs (calibration/reference/, each with its source in its header or README):
+- kernels/gemm_cublaslt.csv      GEMM TFLOP/s vs shape (A100 fp16, H100 fp8)
+- vidur/compute/h100_*_ops.csv   H100 fp16 GEMM operator times (transformer shapes)
+- kernels/hbm_stream.csv         STREAM bandwidth -> memory-bound efficiency
+- vidur/compute/*_ops.csv        residual ``add`` times -> memory-bound kernel overhead
+- kernels/flashattention2.csv    attention efficiency vs sequence length
+- collectives/*.csv, echo_nccl_tests/*16gpu.log  all_reduce sweeps -> collective curves
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from calibration.fitting import (
+    Fit,
+    fit_attention,
+    fit_collective,
+    fit_gemm,
+    fit_memory_launch,
+)
+from calibration.parsers import VIDUR_GEMMS, read_nccl_tests, vidur_gemm_shapes
+from hw_models import catalog
+
+REF = Path(str(resources.files("calibration").joinpath("reference")))
+OUT = Path(str(resources.files("calibration").joinpath("profiles")))
+BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
+
+
+def _csv(rel: str) -> pd.DataFrame:
+    return pd.read_csv(REF / rel, comment="#")
+
+
+def _sha(rel: str) -> dict[str, str]:
+    return {"path": f"calibration/reference/{rel}",
+            "sha256": hashlib.sha256((REF / rel).read_bytes()).hexdigest()}
+
+
+def memory_eff(column: str, gpu: catalog.GPUSpec) -> float:
+    """STREAM copy/mul/add/triad mean bandwidth over the datasheet figure."""
+    df = _csv("kernels/hbm_stream.csv").set_index("kernel")
+    return round(float(df.loc[["copy", "mul", "add", "triad"], column].mean()) * 1e12
+                 / gpu.hbm_bw, 4)
+
+
+def vidur_ops(prefix: str) -> pd.DataFrame:
+    frames = [pd.read_csv(p) for p in sorted((REF / "vidur/compute").glob(f"{prefix}_*_ops.csv"))]
+    return pd.concat(frames, ignore_index=True)
+
+
+def memory_launch(prefix: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
+    """Residual add reads two (tokens, hidden) fp16 tensors and writes one."""
+    df = vidur_ops(prefix)
+    nbytes = 3 * 2 * df["num_tokens"] * df["n_embd"]
+    return fit_memory_launch(nbytes, df["time_stats.add.median"] * 1e-3, gpu.hbm_bw, bw_eff)
+
+
+def gemm_from_cublaslt(column: str, dtype: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
+    df = _csv("kernels/gemm_cublaslt.csv")
+    t = 2 * df.m * df.n * df.k / (df[column] * 1e12)
+    return fit_gemm(df.m, df.n, df.k, t, gpu.peak_flops(dtype), gpu.hbm_bw, bw_eff, BYTES[dtype])
+
+
+def gemm_from_vidur(prefix: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
+    ops = vidur_ops(prefix)
+    df = pd.concat([vidur_gemm_shapes(ops, op) for op in VIDUR_GEMMS], ignore_index=True)
+    return fit_gemm(df.m, df.n, df.k, df.time_s, gpu.peak_flops("fp16"), gpu.hbm_bw, bw_eff, 2)
+
+
+def attention(gpu_name: str, gpu: catalog.GPUSpec) -> dict[str, Fit]:
+    """FlashAttention-2 fwd+bwd TFLOP/s (FLOPs as the paper counts them) vs sequence length."""
+    df = _csv("kernels/flashattention2.csv")
+    df = df[(df.gpu == gpu_name) & (df["pass"] == "fwd_bwd")]
+    seqs = {"s512": 512, "s1k": 1024, "s2k": 2048, "s4k": 4096, "s8k": 8192, "s16k": 16384}
+    fits = {}
+    for causal, key in (("yes", "causal"), ("no", "full")):
+        rows = df[df.causal == causal]
+        s = np.concatenate([[seqs[c]] * len(rows) for c in seqs])
+        eff = np.concatenate([rows[c].to_numpy() for c in seqs]) * 1e12 / gpu.peak_flops("fp16")
+        fits[key] = fit_attention(s, eff)
+    return fits
+
+
+def all_reduce_fit(sizes, times_s, n: int, link_bw: float) -> Fit:
+    bus = 2 * (n - 1) / n * np.asarray(sizes, float)
+    return fit_collective(bus, times_s, link_bw)
+
+
+def a100_collectives() -> dict[str, Fit]:
+    nvl = _csv("collectives/azure_a100_8gpu_all_reduce.csv")
+    t = 2 * 7 / 8 * nvl.size_bytes / (nvl.busbw_gb_s * 1e9)
+    sys = catalog.system("dgx-a100")
+    log = read_nccl_tests(REF / "echo_nccl_tests/azure_a100_40gb_all_reduce_16gpu.log")
+    # Two nodes x 8 GPUs, one 200 Gb/s NIC per GPU: the node's NICs bound the ring.
+    net_bw = min(sys.scale_up_bw, sys.gpus_per_node * sys.nic_bw_per_gpu)
+    return {"nvlink": all_reduce_fit(nvl.size_bytes, t, 8, sys.scale_up_bw),
+            "network": all_reduce_fit(log.size_bytes, log.ip_time_us * 1e-6, 16, net_bw)}
+
+
+def h100_collectives() -> dict[str, Fit]:
+    nvl = _csv("collectives/dgx_h100_all_reduce_nvls.csv")
+    sys = catalog.system("dgx-h100")
+    return {"nvlink": all_reduce_fit(nvl.size_bytes, nvl.time_us * 1e-6, 8, sys.scale_up_bw)}
+
+
+def _profile(name: str, device: str, inputs: list[str], gemm: dict[str, Fit],
+             attn: dict[str, Fit], bw_eff: float, launch: Fit, colls: dict[str, Fit],
+             notes: list[str]) -> dict:
+    fits = {f"gemm.{k}": v for k, v in gemm.items()} | {f"attention.{k}": v for k, v in attn.items()}
+    fits |= {"memory.launch": launch} | {f"collectives.{k}": v for k, v in colls.items()}
+    return {
+        "name": name, "device": device, "fitted_by": "python -m calibration.build_profiles",
+        "inputs": [_sha(p) for p in inputs],
+        "gemm": {k: v.params for k, v in gemm.items()},
+        "attention": {k: v.params for k, v in attn.items()},
+        "memory": {"bw_eff": bw_eff, "launch_us": launch.params["launch_us"]},
+        "collectives": {k: v.params for k, v in colls.items()},
+        "quality": {k: v.quality for k, v in fits.items()} | {"notes": notes},
+        "uncertainty": {k: v.uncertainty for k, v in fits.items()},
+    }
+
+
+def build_a100() -> dict:
+    gpu = catalog.gpu("a100-80gb")
+    bw_eff = memory_eff("a100_80gb", gpu)
+    colls = a100_collectives()
+    return _profile(
+        "a100", "a100-80gb",
+        ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
+         "collectives/azure_a100_8gpu_all_reduce.csv",
+         "echo_nccl_tests/azure_a100_40gb_all_reduce_16gpu.log"]
+        + [f"vidur/compute/{p.name}" for p in sorted((REF / "vidur/compute").glob("a100_*"))],
+        {"fp16": gemm_from_cublaslt("a100_fp16_tflops", "fp16", gpu, bw_eff)},
+        attention("A100", gpu), bw_eff, memory_launch("a100", gpu, bw_eff), colls,
+        ["bf16 GEMMs use the fp16 curve (same tensor-core rate on SM80)."])
+
+
+def build_h100() -> dict:
+    gpu = catalog.gpu("h100-sxm")
+    bw_eff = memory_eff("h100", gpu)
+    colls = h100_collectives()
+    colls["network"] = a100_collectives()["network"]
+    return _profile(
+        "h100", "h100-sxm",
+        ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
+         "collectives/dgx_h100_all_reduce_nvls.csv",
+         "echo_nccl_tests/azure_a100_40gb_all_reduce_16gpu.log"]
+        + [f"vidur/compute/{p.name}" for p in sorted((REF / "vidur/compute").glob("h100_*"))],
+        {"fp16": gemm_from_vidur("h100", gpu, bw_eff),
+         "fp8": gemm_from_cublaslt("h100_fp8_tflops", "fp8", gpu, bw_eff)},
+        attention("H100", gpu), bw_eff, memory_launch("h100", gpu, bw_eff), colls,
+        ["fp16/bf16 GEMM curve fitted on Vidur's H100 transformer GEMMs (no published H100 "
+         "fp16 cuBLASLt sweep in the reference set).",
+         "network collective curve is the A100 HDR two-node fit (no H100 multi-node sweep "
+         "in the reference set); it is relative to the NIC bandwidth, which the catalog scales."])
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for prof in (build_a100(), build_h100()):
+        path = OUT / f"{prof['name']}.yaml"
+        path.write_text(yaml.safe_dump(prof, sort_keys=False, width=100))
+        print(f"wrote {path}")
+        for k, q in prof["quality"].items():
+            if k != "notes":
+                print(f"  {k:24s} R2(log)={q['r2_log']:.3f}  median |err| {q['median_abs_err_pct']}%"
+                      f"  max {q['max_abs_err_pct']}%  (n={q['n_points']})")
+
+
+if __name__ == "__main__":
+    main()

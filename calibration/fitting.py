@@ -1,0 +1,127 @@
+"""Curve fitting (scipy least squares in log-time) with fit quality and bootstrap spread.
+
+Each ``fit_*`` takes tidy measurements and returns (params, quality, uncertainty).
+The model functions are the ones the simulator uses, so a fitted profile predicts
+exactly what the fit saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from hw_models.compute import smooth_max
+
+
+@dataclass(frozen=True)
+class Fit:
+    params: dict[str, float]
+    quality: dict[str, float]
+    uncertainty: dict[str, dict[str, float]]
+
+
+def _log_residuals(model: Callable, x: np.ndarray, y: np.ndarray) -> Callable:
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        return np.log(model(theta, x)) - np.log(y)
+    return residuals
+
+
+def _fit(model: Callable, x: np.ndarray, y: np.ndarray, theta0: Sequence[float],
+         bounds: tuple[Sequence[float], Sequence[float]], names: Sequence[str],
+         to_params: Callable[[np.ndarray], dict[str, float]], seed: int = 0,
+         n_boot: int = 200) -> Fit:
+    """Least squares on log time, R^2 on log time, and a bootstrap over the points."""
+    res = least_squares(_log_residuals(model, x, y), theta0, bounds=bounds)
+    pred = model(res.x, x)
+    rel = pred / y - 1.0
+    log_y = np.log(y)
+    ss_res = float(np.sum((np.log(pred) - log_y) ** 2))
+    ss_tot = float(np.sum((log_y - log_y.mean()) ** 2)) or 1.0
+    quality = {"r2_log": round(1.0 - ss_res / ss_tot, 4), "n_points": int(len(y)),
+               "median_abs_err_pct": round(float(np.median(np.abs(rel))) * 100, 2),
+               "max_abs_err_pct": round(float(np.max(np.abs(rel))) * 100, 2)}
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        boot = least_squares(_log_residuals(model, x[..., idx], y[idx]), res.x, bounds=bounds)
+        samples.append(list(to_params(boot.x).values()))
+    arr = np.array(samples)
+    params = to_params(res.x)
+    unc = {k: {"p05": _r(np.percentile(arr[:, i], 5)), "p95": _r(np.percentile(arr[:, i], 95))}
+           for i, k in enumerate(params)}
+    return Fit({k: _r(v) for k, v in params.items()}, quality, unc)
+
+
+def _r(v: float) -> float:
+    return float(f"{float(v):.5g}")
+
+
+def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
+             elem_bytes: float) -> Fit:
+    """t = launch + smooth_max((F + F_half)/(peak eff_max), bytes/(bw bw_eff), p)."""
+    m, n, k, t = (np.asarray(a, float) for a in (m, n, k, time_s))
+    flops = 2 * m * n * k
+    nbytes = elem_bytes * (m * k + k * n + m * n)
+    x = np.stack([flops, nbytes])
+
+    def model(th, x):
+        eff_max, log_fh, launch_us, p = th
+        tc = (x[0] + np.exp(log_fh)) / (peak_flops * eff_max)
+        tm = x[1] / (hbm_bw * bw_eff)
+        return launch_us * 1e-6 + smooth_max(tc, tm, p)
+
+    def to_params(th):
+        return {"eff_max": th[0], "flops_half": float(np.exp(th[1])), "launch_us": th[2],
+                "roofline_p": th[3]}
+
+    return _fit(model, x, t, [0.8, np.log(1e9), 3.0, 2.0],
+                ([0.05, np.log(1e5), 0.0, 1.0], [1.0, np.log(1e13), 50.0, 8.0]),
+                ["eff_max", "flops_half", "launch_us", "roofline_p"], to_params)
+
+
+def fit_attention(seq, eff) -> Fit:
+    """Attention efficiency vs kv length: eff = eff_max s / (s + s_half)."""
+    seq, eff = np.asarray(seq, float), np.asarray(eff, float)
+
+    def model(th, s):
+        return th[0] * s / (s + th[1])
+
+    return _fit(model, seq, eff, [0.6, 300.0], ([0.01, 0.0], [1.0, 1e5]),
+                ["eff_max", "seq_half"], lambda th: {"eff_max": th[0], "seq_half": th[1]})
+
+
+def fit_memory_launch(nbytes, time_s, hbm_bw: float, bw_eff: float) -> Fit:
+    """Kernel launch/tail overhead of memory-bound kernels, slope fixed by STREAM."""
+    nbytes, t = np.asarray(nbytes, float), np.asarray(time_s, float)
+
+    def model(th, b):
+        return th[0] * 1e-6 + b / (hbm_bw * bw_eff)
+
+    return _fit(model, nbytes, t, [3.0], ([0.0], [100.0]), ["launch_us"],
+                lambda th: {"launch_us": th[0]})
+
+
+def collective_model(th, bus_bytes, link_bw):
+    """t = latency + bus_bytes / (link_bw eff(S)), eff = eff_max / (1 + (S_half/S)^gamma)."""
+    lat_us, eff_max, log_bh, gamma = th
+    eff = eff_max / (1.0 + (np.exp(log_bh) / bus_bytes) ** gamma)
+    return lat_us * 1e-6 + bus_bytes / (link_bw * eff)
+
+
+def fit_collective(bus_bytes, time_s, link_bw: float) -> Fit:
+    bus_bytes, t = np.asarray(bus_bytes, float), np.asarray(time_s, float)
+
+    def model(th, b):
+        return collective_model(th, b, link_bw)
+
+    def to_params(th):
+        return {"latency_us": th[0], "eff_max": th[1], "bytes_half": float(np.exp(th[2])),
+                "gamma": th[3]}
+
+    return _fit(model, bus_bytes, t, [10.0, 0.8, np.log(1e6), 1.0],
+                ([0.0, 0.05, np.log(1e2), 0.2], [200.0, 1.5, np.log(1e11), 4.0]),
+                ["latency_us", "eff_max", "bytes_half", "gamma"], to_params)

@@ -1,0 +1,117 @@
+"""Fitted efficiency profiles: every fitted number with the data it came from.
+
+A profile is YAML written by ``calibration.fit`` and read here. Layout::
+
+    name: a100
+    device: a100-80gb
+    inputs: [{path, sha256}]               # the microbenchmark files it was fitted on
+    gemm: {fp16: {eff_max, flops_half, launch_us, roofline_p}, ...}
+    attention: {causal: {eff_max, seq_half}, full: {eff_max, seq_half}}
+    memory: {bw_eff, launch_us}
+    collectives: {nvlink: {latency_us, eff_max, bytes_half, gamma}, network: {...}}
+    quality: {...}                          # R^2 and residuals per fit
+    uncertainty: {...}                      # bootstrap spread per parameter
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hw_models.errors import ClusterSimError
+
+
+class _P(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GemmCurve(_P):
+    eff_max: float = Field(gt=0, le=1)
+    flops_half: float = Field(ge=0)     # FLOPs at which efficiency is half of eff_max
+    launch_us: float = Field(ge=0)
+    roofline_p: float = Field(ge=1)     # smooth max of compute and memory time, p-norm
+
+
+class AttentionCurve(_P):
+    eff_max: float = Field(gt=0, le=1)
+    seq_half: float = Field(ge=0)       # kv length at which efficiency is half of eff_max
+
+
+class MemoryCurve(_P):
+    bw_eff: float = Field(gt=0, le=1)
+    launch_us: float = Field(ge=0)
+
+
+class CollectiveCurve(_P):
+    latency_us: float = Field(ge=0)
+    eff_max: float = Field(gt=0, le=1.5)  # >1 allowed for in-switch reduction (NVLS) vs link bw
+    bytes_half: float = Field(ge=0)
+    gamma: float = Field(gt=0)
+
+
+class Profile(_P):
+    name: str
+    device: str
+    fitted_by: str = ""
+    inputs: list[dict[str, str]] = []
+    gemm: dict[str, GemmCurve]
+    attention: dict[str, AttentionCurve]
+    memory: MemoryCurve
+    collectives: dict[str, CollectiveCurve] = {}
+    quality: dict[str, Any] = {}
+    uncertainty: dict[str, Any] = {}
+
+    def gemm_curve(self, dtype: str) -> GemmCurve:
+        if dtype in self.gemm:
+            return self.gemm[dtype]
+        # bf16 and fp16 share tensor-core paths; fp8 without its own curve uses fp16's.
+        for alias in ("fp16", "bf16", "fp8"):
+            if alias in self.gemm:
+                return self.gemm[alias]
+        raise ClusterSimError(f"profile {self.name!r} has no GEMM curve for {dtype!r}")
+
+
+PROFILE_DIR = "profiles"
+
+
+@cache
+def load_builtin(name: str) -> Profile:
+    path = resources.files("calibration").joinpath(PROFILE_DIR, f"{name}.yaml")
+    if not path.is_file():
+        raise ClusterSimError(f"no built-in profile {name!r}; allowed: {', '.join(builtin_names())}")
+    return parse(yaml.safe_load(path.read_text()), source=name)
+
+
+def builtin_names() -> list[str]:
+    folder = resources.files("calibration").joinpath(PROFILE_DIR)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load(ref: str | Path) -> Profile:
+    """A profile by built-in name or by path to a YAML file."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ClusterSimError(f"profile file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ClusterSimError(f"profile {str(path)!r} is not valid YAML: {exc}") from None
+        return parse(data, source=str(path))
+    return load_builtin(str(ref))
+
+
+def parse(data: Any, source: str) -> Profile:
+    if not isinstance(data, dict):
+        raise ClusterSimError(f"profile {source!r} must be a mapping")
+    try:
+        return Profile(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ClusterSimError(f"profile {source!r}: {where}: {err['msg']}") from None

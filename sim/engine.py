@@ -1,0 +1,144 @@
+"""SimPy executor of an ExecutionGraph. No hardware or ML knowledge lives here.
+
+One process per (rank, stream) walks that stream's nodes in program order: wait for
+the node's dependencies, rendezvous with the other simulated participants of a
+collective or a send/recv pair, then hold for the cost. Every node appends one row
+(ready, start, end) to the timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import simpy
+
+from workloads.graph import Block, Collective, ExecutionGraph, Node, SendRecv
+
+
+class CostModel(Protocol):
+    def duration(self, node: Node) -> float: ...
+    def parts(self, node: Node) -> dict[str, float]: ...
+
+
+class Network(Protocol):
+    def collective(self, env: simpy.Environment, op: Collective) -> Generator: ...
+    def p2p(self, env: simpy.Environment, src: int, dst: int, nbytes: float) -> Generator: ...
+
+
+@dataclass
+class _Meeting:
+    """Rendezvous of the simulated members of one collective or one send/recv pair."""
+    expected: int
+    done: simpy.Event
+    arrived: int = 0
+    start: float = 0.0
+
+
+@dataclass
+class Row:
+    id: int
+    rank: int
+    stream: str
+    name: str
+    category: str
+    ready: float
+    start: float
+    end: float
+    parts: dict[str, float] | None = None
+    meta: dict = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, graph: ExecutionGraph, costs: CostModel, network: Network):
+        self.env = simpy.Environment()
+        self.graph, self.costs, self.network = graph, costs, network
+        self.done = [self.env.event() for _ in graph.nodes]
+        self.rows: list[Row] = []
+        self._meetings: dict[tuple, _Meeting] = {}
+        sim = graph.simulated_ranks
+        self._simulated = set(sim) if sim is not None else set(graph.ranks)
+        self._members: dict[tuple[int, ...], int] = {}
+
+    def run(self) -> list[Row]:
+        for nodes in self.graph.streams().values():
+            self.env.process(self._stream(nodes))
+        self.env.run()
+        unfinished = sum(1 for ev in self.done if not ev.triggered)
+        if unfinished:
+            raise RuntimeError(f"deadlock: {unfinished} nodes never ran (unmatched send/recv "
+                               "or collective?)")
+        return self.rows
+
+    @property
+    def events(self) -> int:
+        return self.env._eid  # SimPy's own event counter
+
+    def _stream(self, nodes: list[Node]) -> Generator:
+        env, done = self.env, self.done
+        for node in nodes:
+            for d in node.deps:
+                if not done[d].processed:
+                    yield done[d]
+            ready = env.now
+            op = node.op
+            if isinstance(op, Collective):
+                start = yield from self._meet(self._collective_key(node), self._n_members(op),
+                                              lambda: self.network.collective(env, op))
+            elif isinstance(op, SendRecv):
+                start = yield from self._meet(self._p2p_key(node), self._p2p_members(node),
+                                              lambda: self._p2p(node))
+            else:
+                start = ready
+                dur = self.costs.duration(node)
+                if dur > 0:
+                    yield env.timeout(dur)
+            parts = self.costs.parts(node) if isinstance(op, Block) else None
+            self.rows.append(Row(node.id, node.rank, node.stream, node.name, node.category,
+                                 ready, start, env.now, parts, node.meta))
+            done[node.id].succeed()
+
+    def _meet(self, key: tuple, expected: int, work: Callable[[], Generator]) -> Generator:
+        """Wait for all simulated members; the last to arrive runs the transfer for all."""
+        meeting = self._meetings.get(key)
+        if meeting is None:
+            meeting = self._meetings[key] = _Meeting(expected, self.env.event())
+        meeting.arrived += 1
+        if meeting.arrived == expected:
+            del self._meetings[key]
+            meeting.start = self.env.now
+            yield from work()
+            meeting.done.succeed()
+        else:
+            yield meeting.done
+        return meeting.start
+
+    def _n_members(self, op: Collective) -> int:
+        n = self._members.get(op.group.ranks)
+        if n is None:
+            n = self._members[op.group.ranks] = max(
+                1, sum(1 for r in op.group.ranks if r in self._simulated))
+        return n
+
+    @staticmethod
+    def _collective_key(node: Node) -> tuple:
+        op = node.op
+        return ("coll", op.kind, op.group.ranks, op.seq)
+
+    def _p2p_members(self, node: Node) -> int:
+        return 2 if node.op.peer in self._simulated else 1
+
+    @staticmethod
+    def _p2p_key(node: Node) -> tuple:
+        op = node.op
+        src, dst = (node.rank, op.peer) if op.kind == "send" else (op.peer, node.rank)
+        return ("p2p", src, dst, op.tag)
+
+    def _p2p(self, node: Node) -> Generator:
+        op = node.op
+        if op.duration_s is not None:
+            yield self.env.timeout(op.duration_s)
+            return
+        src, dst = (node.rank, op.peer) if op.kind == "send" else (op.peer, node.rank)
+        yield from self.network.p2p(self.env, src, dst, op.bytes)

@@ -1,0 +1,109 @@
+"""Analytical (alpha-beta, no contention) collective and point-to-point costs.
+
+A collective's time is ``latency + bus_bytes / (link_bw * eff(bus_bytes))`` with the
+fitted per-link-class curve of the profile (``collectives.nvlink`` inside one scale-up
+domain, ``collectives.network`` across domains). ``bus_bytes`` follows nccl-tests'
+bus-bandwidth definitions (../shared/reference/collectives/busbw_factors.csv).
+Across domains the ring's inter-domain bandwidth is that of the NICs of the group's
+ranks in one domain (one NIC per GPU per rail), capped by the scale-up bandwidth;
+all-to-all cannot aggregate NICs (NCCL maintainers), so it gets one GPU's NIC share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import simpy
+
+from hw_models.catalog import SystemSpec
+from hw_models.profile import CollectiveCurve, Profile
+from workloads.graph import Collective, CommGroup
+
+
+def bus_factor(kind: str, n: int) -> float:
+    if n <= 1:
+        return 0.0
+    if kind == "all_reduce":
+        return 2 * (n - 1) / n
+    if kind in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n - 1) / n
+    return 1.0  # broadcast, reduce
+
+
+def curve_time(curve: CollectiveCurve, bus_bytes: float, link_bw: float) -> float:
+    if bus_bytes <= 0:
+        return 0.0
+    eff = curve.eff_max / (1.0 + (curve.bytes_half / bus_bytes) ** curve.gamma)
+    return curve.latency_us * 1e-6 + bus_bytes / (link_bw * eff)
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Where ranks sit: ``domain_gpus`` consecutive ranks share one scale-up domain."""
+    system: SystemSpec
+    nodes: int
+    nic_gbps: float
+    oversubscription: float = 1.0
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.system.gpus_per_node
+
+    @property
+    def domain_gpus(self) -> int:
+        return min(self.system.scale_up.domain_gpus, self.world_size)
+
+    @property
+    def nic_bw_per_gpu(self) -> float:
+        s = self.system
+        return s.nics_per_node * self.nic_gbps * 1e9 / 8 / s.gpus_per_node
+
+    def domain(self, rank: int) -> int:
+        return rank // self.domain_gpus
+
+
+class AnalyticalNetwork:
+    fidelity = "analytical"
+
+    def __init__(self, layout: ClusterLayout, profile: Profile, bw_scale: float = 1.0):
+        self.layout, self.profile, self.bw_scale = layout, profile, bw_scale
+        self._span = lru_cache(maxsize=4096)(self._span_uncached)
+
+    def _span_uncached(self, ranks: tuple[int, ...]) -> tuple[int, int]:
+        """(domains spanned, max ranks of the group in one domain)."""
+        per: dict[int, int] = {}
+        for r in ranks:
+            d = self.layout.domain(r)
+            per[d] = per.get(d, 0) + 1
+        return len(per), max(per.values())
+
+    def collective_time(self, kind: str, nbytes: float, group: CommGroup) -> float:
+        n = group.size
+        if n <= 1 or nbytes <= 0:
+            return 0.0
+        domains, per_domain = self._span(group.ranks)
+        bus = bus_factor(kind, n) * nbytes
+        sys = self.layout.system
+        if domains == 1:
+            return curve_time(self.profile.collectives["nvlink"], bus, sys.scale_up_bw * self.bw_scale)
+        nic = self.layout.nic_bw_per_gpu / self.layout.oversubscription
+        link_bw = nic if kind == "all_to_all" else min(sys.scale_up_bw, per_domain * nic)
+        return curve_time(self.profile.collectives["network"], bus, link_bw * self.bw_scale)
+
+    def p2p_time(self, src: int, dst: int, nbytes: float) -> float:
+        if nbytes <= 0 or src == dst:
+            return 0.0
+        same = self.layout.domain(src) == self.layout.domain(dst)
+        curve = self.profile.collectives["nvlink" if same else "network"]
+        bw = self.layout.system.scale_up_bw if same else (
+            self.layout.nic_bw_per_gpu / self.layout.oversubscription)
+        return curve_time(curve, nbytes, bw * self.bw_scale)
+
+    # SimPy processes: the analytical model just holds for the closed-form time.
+    def collective(self, env: simpy.Environment, op: Collective) -> Generator:
+        yield env.timeout(self.collective_time(op.kind, op.bytes, op.group))
+
+    def p2p(self, env: simpy.Environment, src: int, dst: int, nbytes: float) -> Generator:
+        yield env.timeout(self.p2p_time(src, dst, nbytes))

@@ -1,0 +1,1 @@
+"""The one public entry point: simulate(scenario) -> SimResult (filled in below)."""

@@ -1,0 +1,1 @@
+"""What runs: model zoo, parallelism plans, graph builders, memory model, importers."""

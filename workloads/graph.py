@@ -1,0 +1,161 @@
+"""ExecutionGraph: the per-rank op DAG between workload generators and the engine.
+
+Modelled on Chakra's execution-trace nodes. Each node has an id, a rank, a stream
+(``compute`` or a communication channel such as ``tp``, ``dp``, ``pp_send``), its
+dependencies and one op. Dependencies always point to earlier nodes (ids are
+assigned in program order), so a graph is acyclic by construction.
+
+Symmetry: a graph may hold only representative ranks (``simulated_ranks``); a
+collective's ``group`` still lists every member, and members that are not simulated
+are taken to arrive together with the simulated ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hw_models.errors import ClusterSimError
+
+OpClass = Literal["gemm", "attention", "elementwise", "norm", "softmax", "embedding", "loss",
+                  "optimizer", "memcpy", "other"]
+CollectiveKind = Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all",
+                         "broadcast", "reduce"]
+# What a node's time counts as in the breakdown.
+Category = Literal["compute", "tp", "pp", "dp", "cp", "ep", "memory", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class Compute:
+    """A kernel. ``shape`` is (m, n, k) for a GEMM, (batch*heads, s_q, s_kv, head_dim) for
+    attention; ``count`` identical kernels run back to back. ``duration_s`` overrides the
+    cost model (trace replay)."""
+    op_class: OpClass
+    flops: float = 0.0
+    bytes: float = 0.0
+    dtype: str = "bf16"
+    shape: tuple[int, ...] | None = None
+    causal: bool = True
+    duration_s: float | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CommGroup:
+    """Ranks of a collective and what parallelism dimension it serves."""
+    ranks: tuple[int, ...]
+    dim: Category = "other"
+
+    @property
+    def size(self) -> int:
+        return len(self.ranks)
+
+
+@dataclass(frozen=True, slots=True)
+class Collective:
+    """``bytes`` is the buffer size as nccl-tests counts it (the full array for
+    all_gather/reduce_scatter)."""
+    kind: CollectiveKind
+    bytes: float
+    group: CommGroup
+    seq: int = 0
+    duration_s: float | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendRecv:
+    """Point-to-point: the pair (send on src, recv on dst) with the same tag is one transfer."""
+    kind: Literal["send", "recv"]
+    peer: int
+    bytes: float
+    tag: int
+    duration_s: float | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    kind: Literal["alloc", "free", "h2d", "d2h", "storage_read", "storage_write"]
+    bytes: float
+    duration_s: float | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """A fixed wait (CPU gap, sync, anything measured but not modelled)."""
+    duration_s: float
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Ops run back to back on one stream as one node: a layer's kernels and the TP
+    collectives between them (symmetric peers, so no rendezvous). Keeps graphs of
+    thousands of GPUs small; each op's time still lands in the breakdown by category."""
+    ops: tuple[Compute | Collective | Delay, ...]
+    name: str = ""
+
+
+Op = Compute | Collective | SendRecv | Memory | Delay | Block
+
+
+@dataclass(slots=True)
+class Node:
+    id: int
+    rank: int
+    stream: str
+    op: Op
+    deps: tuple[int, ...] = ()
+    category: Category = "compute"
+    name: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+class ExecutionGraph:
+    def __init__(self, world_size: int, simulated_ranks: tuple[int, ...] | None = None,
+                 meta: dict | None = None):
+        self.world_size = world_size
+        self.simulated_ranks = simulated_ranks
+        self.nodes: list[Node] = []
+        self.meta = meta or {}
+
+    def add(self, rank: int, stream: str, op: Op, deps: tuple[int, ...] | list[int] = (),
+            category: Category = "compute", name: str = "", **meta) -> int:
+        nid = len(self.nodes)
+        deps = tuple(d for d in deps if d is not None)
+        for d in deps:
+            if not 0 <= d < nid:
+                raise ClusterSimError(f"node {nid} ({name}) depends on unknown or later node {d}")
+        self.nodes.append(Node(nid, rank, stream, op, deps, category, name or _op_name(op), meta))
+        return nid
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return tuple(sorted({n.rank for n in self.nodes}))
+
+    def streams(self) -> dict[tuple[int, str], list[Node]]:
+        """Nodes per (rank, stream), each list in program order."""
+        out: dict[tuple[int, str], list[Node]] = {}
+        for n in self.nodes:
+            out.setdefault((n.rank, n.stream), []).append(n)
+        return out
+
+
+def _op_name(op: Op) -> str:
+    name = getattr(op, "name", "")
+    if name:
+        return name
+    if isinstance(op, Compute):
+        return op.op_class
+    if isinstance(op, Collective | SendRecv | Memory):
+        return op.kind
+    return type(op).__name__.lower()
