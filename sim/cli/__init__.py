@@ -1,0 +1,1 @@
+"""The ``clustersim`` command line (typer). One module per command group."""

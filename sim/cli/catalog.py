@@ -1,0 +1,49 @@
+"""``clustersim catalog gpus|systems|models``: list the presets with their sources."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import pandas as pd
+import typer
+
+from hw_models import catalog
+from sim.cli.common import Format, emit
+
+
+class Kind(str, Enum):
+    gpus = "gpus"
+    systems = "systems"
+    models = "models"
+
+
+def table(kind: Kind) -> pd.DataFrame:
+    if kind is Kind.gpus:
+        rows = [{"gpu": k, "name": g.name, "bf16_tflops": g.peak_tflops.get("bf16"),
+                 "fp8_tflops": g.peak_tflops.get("fp8"), "hbm_gb": g.hbm_gb,
+                 "hbm_tb_s": g.hbm_tb_s, "scale_up_gb_s": g.scale_up_gb_s, "source": g.source}
+                for k, g in catalog.gpus().items()]
+    elif kind is Kind.systems:
+        rows = [{"system": k, "gpu": s.gpu, "gpus_per_node": s.gpus_per_node,
+                 "scale_up": s.scale_up.kind, "domain_gpus": s.scale_up.domain_gpus,
+                 "scale_up_gb_s": s.scale_up.gb_s_per_gpu, "nics": s.nics_per_node,
+                 "nic_gbps": s.nic_gbps, "source": s.source}
+                for k, s in catalog.systems().items()]
+    else:
+        from workloads.model import presets
+        rows = [{"model": k, "params_b": round(m.params / 1e9, 1), "layers": m.layers,
+                 "hidden": m.hidden, "heads": m.heads, "kv_heads": m.kv_heads,
+                 "ffn_hidden": m.ffn_hidden, "vocab": m.vocab, "seq_len": m.seq_len,
+                 "activation": m.activation, "source": m.source}
+                for k, m in presets().items()]
+    return pd.DataFrame(rows)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("catalog")
+    def catalog_command(kind: Kind = typer.Argument(..., help="gpus, systems or models"),
+                        format: Format = typer.Option(Format.table, "--format")) -> None:
+        """List the built-in GPUs, systems or models."""
+        df = table(kind)
+        emit(df.to_dict(orient="records"), format,
+             df.drop(columns="source") if format is Format.table else df)

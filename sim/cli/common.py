@@ -1,0 +1,40 @@
+"""Shared CLI helpers: output formats and the one error path (message, exit code 2)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Any
+
+import pandas as pd
+import typer
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def fail(message: str) -> None:
+    """Print one clear line to stderr and exit 2 (no traceback)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def emit(data: Any, fmt: Format, table: pd.DataFrame | str | None = None) -> None:
+    if fmt is Format.json:
+        typer.echo(json.dumps(data, indent=2, default=_jsonable))
+    elif isinstance(table, pd.DataFrame):
+        typer.echo(table.to_string(index=False))
+    else:
+        typer.echo(table if table is not None else json.dumps(data, indent=2, default=_jsonable))
+    sys.stdout.flush()
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, pd.DataFrame):
+        return x.to_dict(orient="records")
+    return str(x)

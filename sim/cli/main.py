@@ -1,0 +1,34 @@
+"""Entry point: ``clustersim`` with subcommands. Bad input exits 2 with one clear line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from hw_models.errors import ClusterSimError
+from sim.cli import catalog as catalog_cmd
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="clustersim: what-if simulation of large ML training and serving clusters.")
+catalog_cmd.register(app)
+
+
+@app.callback()
+def _root() -> None:
+    """clustersim: what-if simulation of large ML training and serving clusters."""
+
+
+def main() -> None:
+    """Run the CLI; bad input (ClusterSimError, invalid YAML or schema) exits 2, no traceback."""
+    try:
+        app()
+    except (ClusterSimError, ValidationError, yaml.YAMLError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Model zoo: transformer shapes and the published parameter / FLOPs formulas."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hw_models.errors import ClusterSimError, UnknownPresetError
+
+
+class ModelSpec(BaseModel):
+    """A dense decoder-only transformer. ``ffn_hidden`` is the MLP inner size (per gate
+    for SwiGLU); ``kv_heads`` < ``heads`` is grouped-query attention."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: int = Field(gt=0)
+    hidden: int = Field(gt=0)
+    heads: int = Field(gt=0)
+    kv_heads: int | None = Field(default=None, gt=0)
+    ffn_hidden: int | None = Field(default=None, gt=0)
+    vocab: int = Field(gt=0)
+    seq_len: int = Field(gt=0)
+    activation: Literal["gelu", "swiglu", "squared_relu"] = "gelu"
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    bias: bool = True                  # linear layers carry biases (GPT) or not (Llama)
+    rope: bool = False                 # rotary positions (no learned position table)
+    tied_embeddings: bool = True       # output layer shares the word-embedding matrix
+    published_params_b: float | None = None
+    source: str = "inline"
+
+    @model_validator(mode="after")
+    def _shapes(self) -> ModelSpec:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
+        if self.heads % self.kv_heads_:
+            raise ValueError(f"heads {self.heads} is not divisible by kv_heads {self.kv_heads_}")
+        return self
+
+    @property
+    def kv_heads_(self) -> int:
+        return self.kv_heads or self.heads
+
+    @property
+    def ffn(self) -> int:
+        return self.ffn_hidden or 4 * self.hidden
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def gated(self) -> bool:
+        return self.activation == "swiglu"
+
+    @property
+    def qkv_out(self) -> int:
+        """Output width of the fused QKV projection (GQA shrinks K and V)."""
+        return (self.heads + 2 * self.kv_heads_) * self.head_dim
+
+    @property
+    def params_per_layer(self) -> int:
+        h = self.hidden
+        b = int(self.bias)
+        attn = h * self.qkv_out + h * h + b * (self.qkv_out + h)
+        mlp = h * self.ffn * (3 if self.gated else 2) + b * (self.ffn * (2 if self.gated else 1) + h)
+        norms = 2 * h * (2 if self.norm == "layernorm" else 1)        # scale (+ bias)
+        return attn + mlp + norms
+
+    @property
+    def params(self) -> int:
+        """Total parameters: layers, word and position embeddings (tied output), final norm.
+        Reduces to Megatron's P = 12 l h^2 (1 + 13/(12h) + (V+s)/(12 l h)) for GPT shapes."""
+        h = self.hidden
+        embed = self.vocab * h * (1 if self.tied_embeddings else 2) + (0 if self.rope else self.seq_len * h)
+        final_norm = h * (2 if self.norm == "layernorm" else 1)
+        return self.layers * self.params_per_layer + embed + final_norm
+
+    def with_seq_len(self, seq_len: int | None) -> ModelSpec:
+        return self if not seq_len or seq_len == self.seq_len else self.model_copy(
+            update={"seq_len": seq_len})
+
+
+def megatron_params(layers: int, hidden: int, vocab: int, seq: int) -> float:
+    """Narayanan et al. SC'21 section 5.1."""
+    h, l_ = hidden, layers
+    return 12 * l_ * h**2 * (1 + 13 / (12 * h) + (vocab + seq) / (12 * l_ * h))
+
+
+def megatron_flops(batch: int, seq: int, layers: int, hidden: int, vocab: int) -> float:
+    """SC'21 Eq. 3: FLOPs per iteration with full recompute (GEMMs only)."""
+    s, h, l_ = seq, hidden, layers
+    return 96 * batch * s * l_ * h**2 * (1 + s / (6 * h) + vocab / (16 * l_ * h))
+
+
+def model_flops(m: ModelSpec, tokens: float) -> float:
+    """Model FLOPs for training on ``tokens`` (forward + backward, no recompute): the
+    GEMM FLOPs 6 P_matmul per token plus attention 12 l s h per token (PaLM appendix B
+    convention, exact for GQA and gated MLPs; equals Korthikanti's 72 B L s h^2
+    (1 + s/(6h) + V/(12hL)) for GPT shapes)."""
+    h = m.hidden
+    matmul = m.layers * (h * m.qkv_out + h * h + h * m.ffn * (3 if m.gated else 2)) \
+        + h * m.vocab
+    attn = m.layers * 2 * m.seq_len * h                               # QK^T and AV per token
+    return 6 * tokens * (matmul + attn)
+
+
+@cache
+def presets() -> dict[str, ModelSpec]:
+    text = resources.files("workloads").joinpath("data", "models.yaml").read_text()
+    return {k: ModelSpec(**v) for k, v in yaml.safe_load(text).items()}
+
+
+def resolve(ref: str | dict[str, Any] | ModelSpec) -> ModelSpec:
+    """A model by preset name, or an inline mapping of its shape."""
+    if isinstance(ref, ModelSpec):
+        return ref
+    if isinstance(ref, dict):
+        try:
+            return ModelSpec(**ref)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "model"
+            raise ClusterSimError(f"inline model: {where}: {err['msg']}") from None
+    table = presets()
+    if ref not in table:
+        raise UnknownPresetError("model", ref, list(table))
+    return table[ref]
