@@ -271,14 +271,15 @@ def job_from_scenario(scenario, **override) -> Job:
     from workloads.model import resolve
     model = resolve(override.get("model") or _get(scenario, "workload.model"))
     system = catalog.system(_get(scenario, "cluster.system", "dgx-h100"))
-    plan = _get(scenario, "workload.plan", {})
-    mp = math.prod(int(_get(plan, k, 1)) for k in ("tp", "pp", "cp"))
-    zero = _get(plan, "zero", _get(plan, "zero_stage", 0))
+    plan = _get(scenario, "workload.parallel") or _get(scenario, "workload.plan", {})
+    mp = math.prod(int(_get(plan, k, 1) or 1) for k in ("tp", "pp", "cp"))
+    zero = _get(plan, "zero", 0)
     seq = _get(scenario, "workload.seq_len", model.seq_len)
     batch = _get(scenario, "workload.global_batch")
+    nodes = _get(scenario, "cluster.nodes")
     fields = {
         "model": model,
-        "gpus": _get(scenario, "cluster.gpus", system.gpus_per_node),
+        "gpus": _get(scenario, "cluster.gpus", (nodes or 1) * system.gpus_per_node),
         "gpus_per_node": system.gpus_per_node,
         "gpu_name": system.gpu if isinstance(system.gpu, str) else system.gpu.name,
         "tokens_per_step": batch * seq if batch else None,
