@@ -17,14 +17,21 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 from hw_models import storage
-from sim.reliability import (RunModel, best_interval, daly_goodput, monte_carlo, run_model,
-                             run_summary, summarize, young_interval)
+from sim.reliability import (
+    RunModel,
+    best_interval,
+    daly_goodput,
+    monte_carlo,
+    run_model,
+    run_summary,
+    summarize,
+    young_interval,
+)
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig, parse
 from workloads.checkpoint import checkpoint_cost, checkpoint_size
 from workloads.model import resolve
@@ -33,14 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 LLAMA = yaml.safe_load((ROOT / "scenarios" / "llama3_405b_run.yaml").read_text())
 LLAMA_STEP = 6.721          # model FLOPs of a 16M-token step / (16384 x 400 TFLOP/s), Table 4
 
-
 def table(rows: list[dict]) -> None:
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in rows:
         print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
     print()
-
 
 def megatron() -> None:
     size = checkpoint_size(resolve("megatron-1t")).total
@@ -50,7 +55,6 @@ def megatron() -> None:
     table([{"figure": "size TB", "published": 13.8, "clustersim": size / 1e12},
            {"figure": "save s (13.8 TB / 273 GB/s)", "published": 13.8e12 / 273e9, "clustersim": cost.write_s},
            {"figure": "load s (13.8 TB / 1 TB/s)", "published": 13.8, "clustersim": cost.load_s}])
-
 
 def daly() -> None:
     print("## Simulated goodput vs Daly (exponential failures, 32 seeded runs each)\n")
@@ -67,7 +71,6 @@ def daly() -> None:
                      "se": s["goodput_se"], "daly": exp, "z": (s["goodput"] - exp) / s["goodput_se"],
                      "young_steps": young, "best_found": best, "best/young": best / young})
     table(rows)
-
 
 def interval_sweep() -> None:
     print("## Checkpoint interval x sync/async (Megatron 1T, 3072 A100, Selene Lustre, "
@@ -89,7 +92,6 @@ def interval_sweep() -> None:
                          "lost_h": s["lost_hours"], "block_s": m.ckpt_block_s, "write_s": m.ckpt_write_s})
     table(rows)
 
-
 def _model(scen: dict, step: float) -> RunModel:
     from sim.reliability import job_from_scenario
     run = parse(RunConfig, {k: v for k, v in scen["run"].items() if v is not None}, "run")
@@ -97,7 +99,6 @@ def _model(scen: dict, step: float) -> RunModel:
                      parse(StorageConfig, scen["cluster"]["storage"], "cluster.storage"),
                      parse(CheckpointConfig, scen["workload"].get("checkpoint"), "workload.checkpoint"),
                      parse(DataConfig, scen["workload"].get("data"), "workload.data"), run)[0]
-
 
 def stragglers() -> None:
     print("## Stragglers (Llama 3 405B scale, 2048 nodes, slowdown 1.2, checkpoint every 35 steps)\n")
@@ -112,7 +113,6 @@ def stragglers() -> None:
         rows.append({"fraction": f, "P(step gated)": m.straggler_p, "goodput": s["goodput"],
                      "straggler_overhead_%": s["slow_overhead_pct"]})
     table(rows)
-
 
 def llama3() -> None:
     print("## Llama 3 405B, 16,384 H100, 15.6T tokens (step 6.72 s from model FLOPs at 400 TFLOP/s/GPU)\n")
@@ -132,7 +132,6 @@ def llama3() -> None:
     print("published: 466 interruptions in 54 days (419 unexpected, 47 planned), "
           ">90% effective training time\n")
 
-
 if __name__ == "__main__":
     megatron()
     daly()
@@ -140,4 +139,4 @@ if __name__ == "__main__":
     stragglers()
     llama3()
     print(f"(math check: sqrt(2*2.84 s*2.78 h)/6.72 s = {math.sqrt(2 * 2.842 * 2.781 * 3600) / 6.721:.1f} steps)")
-    _ = replace
+

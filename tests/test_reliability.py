@@ -5,8 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from sim.reliability import (RunModel, best_interval, daly_goodput, monte_carlo, simulate_run,
-                             summarize, young_interval)
+from sim.reliability import (
+    RunModel,
+    best_interval,
+    daly_goodput,
+    monte_carlo,
+    simulate_run,
+    summarize,
+    young_interval,
+)
 
 T, M, C, R = 10.0, 3 * 3600.0, 60.0, 600.0     # step, MTBF, checkpoint, recovery (seconds)
 
