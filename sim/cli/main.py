@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from hw_models.errors import ClusterSimError
+from sim.cli import app_cmd
 from sim.cli import catalog as catalog_cmd
 from sim.cli import reliability as reliability_cmd
 from sim.cli import simulate as simulate_cmd
@@ -20,6 +21,7 @@ catalog_cmd.register(app)
 simulate_cmd.register(app)
 validate_cmd.register(app)
 reliability_cmd.register(app)
+app_cmd.register(app)
 
 
 @app.callback()

@@ -1,0 +1,1 @@
+"""The what-if explorer (Streamlit). Thin callers of sim.simulate; no modelling here."""

@@ -1,0 +1,77 @@
+"""Results page: iteration time and its breakdown, memory per stage, pipeline timeline."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app import core
+from hw_models.errors import ClusterSimError
+from sim.result import SimResult
+
+TITLE = "Results"
+
+
+def _metrics(res: SimResult) -> None:
+    band = (res.band or {}).get("iteration_time_s")
+    c = st.columns(5)
+    c[0].metric("Iteration time (s)", f"{res.iteration_time_s:.3f}",
+                help=f"prediction interval [{band[0]:.3f}, {band[1]:.3f}] s" if band else
+                "the profile gives no prediction interval")
+    c[1].metric("MFU", f"{res.mfu:.1%}")
+    c[2].metric("HFU", f"{res.hfu:.1%}")
+    c[3].metric("Tokens/s", f"{res.tokens_per_s:,.0f}")
+    c[4].metric("TFLOP/s per GPU", f"{res.tflops_per_gpu:.1f}")
+    if band:
+        st.caption(f"Prediction interval: {band[0]:.3f} to {band[1]:.3f} s")
+
+
+def _breakdown(res: SimResult) -> None:
+    df = pd.DataFrame({"part": list(res.breakdown), "seconds": list(res.breakdown.values())})
+    df["share"] = df.seconds / res.iteration_time_s
+    fig = px.bar(df, x="seconds", y=["iteration"] * len(df), color="part", orientation="h",
+                 title="Breakdown on the critical rank (sums to the iteration time)",
+                 hover_data={"share": ":.1%"})
+    fig.update_layout(height=220, yaxis_title=None)
+    st.plotly_chart(fig, use_container_width=True)
+
+
+def _memory(res: SimResult) -> None:
+    parts = ["weights_gib", "grads_gib", "optimizer_gib", "activations_gib"]
+    long = res.memory.melt(id_vars="stage", value_vars=parts, var_name="part", value_name="GiB")
+    st.plotly_chart(px.bar(long, x="stage", y="GiB", color="part", title="Memory per pipeline stage"),
+                    use_container_width=True)
+
+
+def _timeline(res: SimResult) -> None:
+    tl = res.timeline[res.timeline.end > res.timeline.start].copy()
+    tl["lane"] = "rank " + tl["rank"].astype(str) + " " + tl["stream"]
+    tl["start_ms"], tl["dur_ms"] = tl.start * 1e3, (tl.end - tl.start) * 1e3
+    fig = px.bar(tl, x="dur_ms", y="lane", base="start_ms", color="category", orientation="h",
+                 hover_data=["name"], title="One iteration, ranks of one pipeline (ms)")
+    fig.update_yaxes(categoryorder="category descending")
+    fig.update_layout(height=max(300, 22 * tl.lane.nunique()), barmode="overlay")
+    st.plotly_chart(fig, use_container_width=True)
+
+
+def render() -> None:
+    st.title("Results")
+    data = core.current()
+    try:
+        res = core.run(data)
+    except ClusterSimError as exc:
+        st.error(f"Invalid scenario: {exc}")
+        return
+    st.caption(f"{res.name}: {res.world_size} GPUs, fidelity {res.fidelity}")
+    _metrics(res)
+    _breakdown(res)
+    _memory(res)
+    _timeline(res)
+    c1, c2 = st.columns(2)
+    c1.download_button("Chrome trace (JSON)", json.dumps(res.to_chrome_trace()),
+                       file_name=f"{res.name}.trace.json", mime="application/json")
+    c2.download_button("Scenario YAML", core.to_yaml(data), file_name=f"{res.name}.yaml",
+                       mime="application/x-yaml")
