@@ -8,6 +8,8 @@ from memory instead of re-simulating.
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,12 +23,16 @@ from sim.simulate import resolve_setup, simulate
 from workloads import memory
 
 STATE_KEY = "scenario"
+# `clustersim app --scenario FILE` passes the starting scenario through this variable.
+SCENARIO_ENV = "CLUSTERSIM_APP_SCENARIO"
 
 
 def current() -> dict[str, Any]:
     """The scenario being explored (a plain dict, as in a scenario YAML)."""
     if STATE_KEY not in st.session_state:
-        st.session_state[STATE_KEY] = copy.deepcopy(scenario_mod.DEFAULT_SCENARIO)
+        path = os.environ.get(SCENARIO_ENV)
+        start = yaml.safe_load(Path(path).read_text()) if path else scenario_mod.DEFAULT_SCENARIO
+        st.session_state[STATE_KEY] = copy.deepcopy(start)
     return st.session_state[STATE_KEY]
 
 

@@ -124,12 +124,14 @@ def headline(data: dict) -> None:
 
 def render() -> None:
     st.title("Scenario")
+    top = st.container()            # the headline numbers sit above the widgets
     data = _widgets(core.current())
     core.set_current(data)
     try:
         memory_chart(data)
-        headline(data)
+        with top:
+            headline(data)
     except ClusterSimError as exc:
-        st.error(f"Invalid scenario: {exc}")
+        top.error(f"Invalid scenario: {exc}")
     with st.expander("Scenario YAML"):
         st.code(core.to_yaml(data), language="yaml")
