@@ -18,6 +18,7 @@ demo: venv
 	$(BIN)/clustersim simulate --default
 	@echo
 	@echo "Open the what-if explorer with: $(BIN)/clustersim app"
+	@echo "(serves http://localhost:8501; --scenario FILE starts from your scenario, docs/app.md)"
 
 test: venv
 	$(BIN)/python -m pytest
