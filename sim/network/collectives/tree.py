@@ -43,4 +43,7 @@ def steps(ctx: CollCtx) -> tuple[float, float]:
     return 2 * (ctx.local - 1), 2 * math.log2(max(1, ctx.n_domains))
 
 
-register(Algorithm("tree", frozenset({"all_reduce"}), ("LL", "LL128", "Simple"), plan, steps))
+# NCCL's tree is its inter-node algorithm; inside one node it would be a bare chain,
+# which moves 2S per GPU port against the ring's 2(n-1)/n S, so it needs >1 domain.
+register(Algorithm("tree", frozenset({"all_reduce"}), ("LL", "LL128", "Simple"), plan, steps,
+                   available=lambda ctx: ctx.n_domains > 1))
