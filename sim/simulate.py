@@ -97,6 +97,8 @@ def simulate(sc: Scenario, prof: Profile | None = None) -> SimResult:
         check_memory(setup, mem)
     graph = training.build(model, plan, setup.options)
     network = make_network(setup, prof)
+    if hasattr(network, "set_simulated_ranks"):   # flow model places symmetric peers' flows
+        network.set_simulated_ranks(graph.simulated_ranks)
     costs = OpCosts(ComputeModel(setup.gpu, prof, sc.sim.speed_scale), network)
     engine = Engine(graph, costs, network)
     rows = engine.run()

@@ -22,5 +22,13 @@ def megatron_sc21(format: Format = typer.Option(Format.table, "--format"),
     emit({"rows": df.to_dict("records"), "summary": s}, format, text)
 
 
+def _register_features() -> None:
+    from sim.cli.collective import register_nccl
+    register_nccl(validate_app)
+
+
+_register_features()
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(validate_app, name="validate")
