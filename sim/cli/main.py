@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from hw_models.errors import ClusterSimError
+from sim.cli import calibrate as calibrate_cmd
 from sim.cli import catalog as catalog_cmd
 from sim.cli import collective as collective_cmd
 from sim.cli import reliability as reliability_cmd
@@ -19,6 +20,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="clustersim: what-if simulation of large ML training and serving clusters.")
 catalog_cmd.register(app)
 collective_cmd.register(app)
+calibrate_cmd.register(app)
 simulate_cmd.register(app)
 validate_cmd.register(app)
 reliability_cmd.register(app)
