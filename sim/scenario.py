@@ -7,12 +7,13 @@ is allowed; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hw_models.errors import ClusterSimError
+from sim.inference_config import InferenceWorkload
 
 
 class _Cfg(BaseModel):
@@ -67,8 +68,18 @@ class SimConfig(_Cfg):
 class Scenario(_Cfg):
     name: str = "scenario"
     cluster: ClusterConfig = ClusterConfig()
-    workload: TrainingWorkload = TrainingWorkload()
+    workload: Annotated[TrainingWorkload | InferenceWorkload, Field(discriminator="kind")] = \
+        TrainingWorkload()
     sim: SimConfig = SimConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_kind(cls, data: Any) -> Any:
+        """``kind`` picks the workload schema; scenarios written before it existed train."""
+        w = data.get("workload") if isinstance(data, dict) else None
+        if isinstance(w, dict) and "kind" not in w:
+            data = {**data, "workload": {**w, "kind": "training"}}
+        return data
 
 
 DEFAULT_SCENARIO: dict[str, Any] = {
