@@ -62,6 +62,10 @@ class IterationModel:
         self.kv_bytes = kv_bytes or self.w_bytes
         self.group = CommGroup(tuple(range(tp)), "tp")
         self._cache: dict[Shape, float] = {}
+        self._parts: dict[tuple, float] = {}
+        # OpCosts caches by object id; _part keeps no ops alive, so only op_time is used
+        # (fresh objects each call) and its id cache is bypassed through _op_time.
+        self._costs = _Uncached(compute, network)
         self.evaluations = 0
 
     def kv_bytes_per_token(self) -> float:
@@ -74,10 +78,32 @@ class IterationModel:
         return self.model.params * self.w_bytes / (self.tp * self.pp)
 
     def time(self, shape: Shape) -> float:
+        """Seconds of one iteration. Equals playing ``build(shape)`` on the engine (a
+        test checks it) but sums cached per-part costs, because a serving run has
+        ~10^4 distinct batch shapes: the layer's token-count-dependent kernels (GEMMs,
+        norms, TP all-reduces) depend on T only; the two attention kernels on their
+        own few numbers; stages run one after another with activation transfers."""
         key = bucketed(shape)
         t = self._cache.get(key)
         if t is None:
-            t = self._cache[key] = self._run(key)
+            t = self._cache[key] = self._compose(key)
+        return t
+
+    def _compose(self, s: Shape) -> float:
+        self.evaluations += 1
+        T = s.prefill_tokens + s.decode_seqs
+        per_layer = self._part(("dense", T), lambda: self.dense_ops(T))
+        per_layer += self._costs.op_time(self.attention_ops(s)[0]) if s.prefill_tokens else 0.0
+        if s.decode_seqs:
+            per_layer += self._costs.op_time(self.attention_ops(s)[-1])
+        ends = self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
+        hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0
+        return self.model.layers * per_layer + ends + (self.pp - 1) * hop
+
+    def _part(self, key: tuple, ops) -> float:
+        t = self._parts.get(key)
+        if t is None:
+            t = self._parts[key] = sum(self._costs.op_time(o) for o in ops())
         return t
 
     # ---- graph -------------------------------------------------------------------
@@ -90,8 +116,9 @@ class IterationModel:
         nbytes = 2.0 * (m * k + m * n) + self.w_bytes * k * n
         return Compute("gemm", 2.0 * m * n * k, nbytes, self.precision, (m, n, k), name=name)
 
-    def layer_ops(self, s: Shape) -> list:
-        m, T = self.model, s.prefill_tokens + s.decode_seqs
+    def dense_ops(self, T: int) -> list:
+        """The kernels of one layer whose cost depends only on the token count T."""
+        m = self.model
         ctx = self._ctx(T)
         g, e, d = _shapes(ctx), ctx.act_bytes, m.head_dim
         heads, kvh = ctx.local_heads, ctx.local_kv_heads
@@ -100,6 +127,20 @@ class IterationModel:
         if m.rope:
             ops.append(mem(ctx, "elementwise", 2 * e * T * (heads + kvh) * d, "rope"))
         ops.append(mem(ctx, "elementwise", 2 * T * kvh * d * (e + self.kv_bytes), "kv_write"))
+        return ops + [self._gemm(*g["proj"], "attn_proj"), *tp_comm(ctx, "all_reduce", "tp_attn_out"),
+                      mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add"),
+                      mem(ctx, "norm", norm, "post_attn_norm"), self._gemm(*g["mlp_up"], "mlp_up"),
+                      mem(ctx, "elementwise", _act_bytes(ctx), "activation"),
+                      self._gemm(*g["mlp_down"], "mlp_down"), *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
+                      mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add")]
+
+    def attention_ops(self, s: Shape) -> list:
+        """Prefill: fused causal attention over the chunks' query-key pairs (compute-bound).
+        Decode: stream every sequence's cached K and V once (memory-bound)."""
+        m, e = self.model, 2
+        heads = max(1, m.heads // self.tp)
+        kvh, d = max(1, m.kv_heads_ // self.tp), m.head_dim
+        ops: list = []
         if s.prefill_tokens:
             flops = 4.0 * heads * d * s.prefill_pairs    # QK^T and AV over causal pairs
             ops.append(Compute("attention", flops, e * 4.0 * heads * d * s.prefill_tokens,
@@ -110,13 +151,16 @@ class IterationModel:
             ops.append(Compute("other", 4.0 * heads * d * s.decode_kv,
                                kv_read + 2 * e * s.decode_seqs * heads * d, self.precision,
                                name="decode_attn"))
-        ops += [self._gemm(*g["proj"], "attn_proj"), *tp_comm(ctx, "all_reduce", "tp_attn_out"),
-                mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add"),
-                mem(ctx, "norm", norm, "post_attn_norm"), self._gemm(*g["mlp_up"], "mlp_up"),
-                mem(ctx, "elementwise", _act_bytes(ctx), "activation"),
-                self._gemm(*g["mlp_down"], "mlp_down"), *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
-                mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add")]
         return ops
+
+    def layer_ops(self, s: Shape) -> list:
+        """One layer on one TP rank, in kernel order."""
+        dense = self.dense_ops(s.prefill_tokens + s.decode_seqs)
+        cut = next(i for i, o in enumerate(dense) if o.name == "kv_write") + 1
+        return dense[:cut] + self.attention_ops(s) + dense[cut:]
+
+    def embed_op(self, T: int) -> Compute:
+        return mem(self._ctx(T), "embedding", 2 * 2 * T * self.model.hidden, "embedding")
 
     def head_ops(self, s: Shape) -> list:
         m = self.model
@@ -133,7 +177,7 @@ class IterationModel:
         T = s.prefill_tokens + s.decode_seqs
         per_stage = [m.layers // pp + (1 if i < m.layers % pp else 0) for i in range(pp)]
         layer = tuple(self.layer_ops(s))
-        embed = mem(self._ctx(T), "embedding", 2 * 2 * T * m.hidden, "embedding")
+        embed = self.embed_op(T)
         graph = ExecutionGraph(self.tp * pp, simulated_ranks=tuple(i * self.tp for i in range(pp)))
         prev = None
         for st, n_layers in enumerate(per_stage):
@@ -152,9 +196,15 @@ class IterationModel:
                                  deps=(blk,), category="pp")
         return graph
 
-    def _run(self, s: Shape) -> float:
-        self.evaluations += 1
+    def run_graph(self, s: Shape) -> float:
+        """Play ``build(s)`` on the engine (the reference ``time`` must agree with)."""
         graph = self.build(s)
-        # A fresh OpCosts per graph: it caches by object id, and these ops are short-lived.
         rows = Engine(graph, OpCosts(self.compute, self.network), self.network).run()
         return max(r.end for r in rows)
+
+
+class _Uncached(OpCosts):
+    """OpCosts without the id-keyed memo (safe for short-lived op objects)."""
+
+    def op_time(self, op) -> float:
+        return self._op_time(op)

@@ -78,11 +78,13 @@ def generate(cfg: RequestsConfig, rng: np.random.Generator, max_context: int) ->
             arrival = np.cumsum(rng.exponential(1.0 / cfg.rate_per_s, n))
         prompt = sample_lengths(cfg.prompt_len, n, rng)
         output = sample_lengths(cfg.output_len, n, rng)
-    longest = int(np.max(prompt + output))
+    # The last generated token is never fed back, so a request needs prompt + output - 1
+    # positions of context.
+    longest = int(np.max(prompt + output)) - 1
     if longest > max_context:
         i = int(np.argmax(prompt + output))
         raise ClusterSimError(
-            f"requests: prompt_len {int(prompt[i])} + output_len {int(output[i])} = {longest} "
+            f"requests: prompt_len {int(prompt[i])} + output_len {int(output[i])} - 1 = {longest} "
             f"exceeds the model's context of {max_context} tokens; shorten them or set the "
             "model's seq_len")
     order = np.argsort(arrival, kind="stable")
