@@ -14,7 +14,7 @@ import pandas as pd
 
 from hw_models import catalog, profile
 from hw_models.compute import ComputeModel
-from hw_models.errors import ClusterSimError, InfeasiblePlanError, OutOfMemoryError
+from hw_models.errors import InfeasiblePlanError, OutOfMemoryError
 from hw_models.profile import Profile
 from sim.costs import OpCosts
 from sim.inference_config import InferenceWorkload
