@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hw_models.errors import ClusterSimError
 from sim.inference_config import InferenceWorkload
+from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 
 
 class _Cfg(BaseModel):
@@ -31,6 +32,7 @@ class ClusterConfig(_Cfg):
     nodes: int = Field(1, gt=0)
     network: NetworkConfig = NetworkConfig()
     profile: str | None = None          # built-in profile name or path to a profile YAML
+    storage: StorageConfig | None = None  # checkpoint/data tiers (docs/reliability.md)
 
 
 class ParallelConfig(_Cfg):
@@ -56,6 +58,8 @@ class TrainingWorkload(_Cfg):
     attention: Literal["flash", "unfused"] = "flash"
     overlap_grad_reduce: bool = True
     grad_reduce_bytes: Literal[2, 4] | None = None   # default: 4 for bf16 (fp32 main grads), else 2
+    checkpoint: CheckpointConfig | None = None      # docs/reliability.md
+    data: DataConfig | None = None
 
 
 class SimConfig(_Cfg):
@@ -71,6 +75,7 @@ class Scenario(_Cfg):
     workload: Annotated[TrainingWorkload | InferenceWorkload, Field(discriminator="kind")] = \
         TrainingWorkload()
     sim: SimConfig = SimConfig()
+    run: RunConfig | None = None        # a whole run: failures, stragglers -> goodput
 
     @model_validator(mode="before")
     @classmethod
