@@ -102,7 +102,10 @@ DEFAULT_SCENARIO: dict[str, Any] = {
 def describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
-        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function"))
+        loc = [str(p) for p in err["loc"] if not str(p).startswith("function")]
+        if loc[:1] == ["workload"] and loc[1:2] in (["training"], ["inference"]):
+            del loc[1]                   # the discriminated union's tag is not a key
+        where = ".".join(loc)
         got = err.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
         parts.append(f"{where}: {err['msg']}{got_s}")
