@@ -87,6 +87,9 @@ def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
 
 
 def simulate(sc: Scenario, prof: Profile | None = None) -> SimResult:
+    if sc.workload.kind == "inference":      # LLM serving: sim/simulate_inference.py
+        from sim.simulate_inference import simulate_inference
+        return simulate_inference(sc, prof)
     t0 = time.perf_counter()
     setup = resolve_setup(sc)
     prof = prof or setup.profile
