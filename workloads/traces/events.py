@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -116,7 +117,7 @@ def _record(ev: object) -> Event | None:
     if kind in GPU_KINDS or kind == ANNOTATION:
         extra = {k: args[k] for k in _KEEP_ARGS if k in args} or None
     name = ev.get("name", "")
-    return Event(kind, str(name), ev.get("pid", 0), ev.get("tid", 0), float(ts),
+    return Event(kind, sys.intern(str(name)), ev.get("pid", 0), ev.get("tid", 0), float(ts),
                  max(0.0, float(dur)), corr if isinstance(corr, int) else -1,
                  _int(args.get("device", -1)), _int(args.get("stream", -1)), extra)
 
