@@ -1,3 +1,130 @@
-"""The one public entry point: simulate(scenario) -> SimResult (filled in below)."""
-def simulate(scenario):  # replaced by the core entry point
-    raise NotImplementedError
+"""The one public entry point: ``simulate(scenario) -> SimResult``.
+
+Joins the three inputs (model, parallel plan, cluster) at one call site, builds the
+ExecutionGraph, plays it on the engine, and derives the metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from hw_models import catalog, profile
+from hw_models.catalog import GPUSpec, SystemSpec
+from hw_models.compute import ComputeModel
+from hw_models.errors import OutOfMemoryError
+from hw_models.profile import Profile
+from sim.costs import OpCosts
+from sim.engine import Engine
+from sim.network import AnalyticalNetwork, ClusterLayout
+from sim.result import SimResult, breakdown, timeline_frame
+from sim.scenario import Scenario, TrainingWorkload
+from workloads import memory, parallel, training
+from workloads.model import ModelSpec, model_flops, resolve
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything resolved from a scenario: the three inputs and the cost models."""
+    scenario: Scenario
+    system: SystemSpec
+    gpu: GPUSpec
+    profile: Profile
+    model: ModelSpec
+    plan: parallel.ParallelPlan
+    layout: ClusterLayout
+    options: training.TrainingOptions
+
+
+def resolve_setup(sc: Scenario) -> Setup:
+    system = catalog.system(sc.cluster.system)
+    gpu = system.gpu_spec
+    prof = profile.load(sc.cluster.profile or gpu.profile)
+    w: TrainingWorkload = sc.workload
+    model = resolve(w.model).with_seq_len(w.seq_len)
+    world = sc.cluster.nodes * system.gpus_per_node
+    p = w.parallel
+    dp = p.dp or parallel.derive_dp(world, p.tp, p.pp)
+    plan = parallel.ParallelPlan(
+        tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
+        vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
+        recompute=w.recompute,
+        pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None)
+    parallel.validate(plan, model, world)
+    grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
+    opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
+                                    grad_bytes=grad_bytes, overlap_grad_reduce=w.overlap_grad_reduce)
+    net = sc.cluster.network
+    layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
+                           net.oversubscription)
+    return Setup(sc, system, gpu, prof, model, plan, layout, opts)
+
+
+def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0):
+    prof = prof or setup.profile
+    if setup.scenario.sim.fidelity == "flow":
+        try:
+            from sim.network.flow import FlowNetwork
+        except ImportError:
+            pass
+        else:
+            return FlowNetwork(setup.layout, prof, setup.scenario.cluster.network.model_dump())
+    return AnalyticalNetwork(setup.layout, prof, bw_scale)
+
+
+def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
+    cap = setup.gpu.hbm_bytes / 2**30
+    worst = mem.loc[mem.total_gib.idxmax()]
+    if worst.total_gib > cap:
+        raise OutOfMemoryError(
+            f"plan does not fit: stage {int(worst.stage)} needs {worst.total_gib:.1f} GiB "
+            f"(weights {worst.weights_gib:.1f}, grads {worst.grads_gib:.1f}, optimizer "
+            f"{worst.optimizer_gib:.1f}, activations {worst.activations_gib:.1f}) but a "
+            f"{setup.gpu.name} has {cap:.1f} GiB; try more tp/pp, zero>=1, recompute or a "
+            "smaller micro_batch")
+
+
+def simulate(sc: Scenario, prof: Profile | None = None) -> SimResult:
+    t0 = time.perf_counter()
+    setup = resolve_setup(sc)
+    prof = prof or setup.profile
+    plan, model = setup.plan, setup.model
+    mem = pd.DataFrame([m.gib() for m in memory.memory_per_stage(
+        model, plan, setup.options.grad_bytes, setup.options.attention == "flash")])
+    if sc.sim.check_memory:
+        check_memory(setup, mem)
+    graph = training.build(model, plan, setup.options)
+    network = make_network(setup, prof)
+    costs = OpCosts(ComputeModel(setup.gpu, prof, sc.sim.speed_scale), network)
+    engine = Engine(graph, costs, network)
+    rows = engine.run()
+    t_iter = max(r.end for r in rows)
+    tokens = plan.global_batch * model.seq_len
+    world = plan.world
+    peak = setup.gpu.peak_flops(sc.workload.precision)
+    mflops = model_flops(model, tokens)
+    hw_flops = mflops * recompute_factor(setup)
+    return SimResult(
+        name=sc.name, fidelity=getattr(network, "fidelity", sc.sim.fidelity),
+        iteration_time_s=t_iter, tokens_per_s=tokens / t_iter,
+        tflops_per_gpu=mflops / t_iter / world / 1e12, mfu=mflops / (t_iter * world * peak),
+        hfu=hw_flops / (t_iter * world * peak), memory_peak_gib=float(mem.total_gib.max()),
+        breakdown=breakdown(rows, graph), memory=mem, timeline=timeline_frame(rows),
+        world_size=world, events=engine.events, wall_s=time.perf_counter() - t0,
+        extra={"nodes": len(graph), "microbatches": plan.microbatches,
+               "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp}})
+
+
+def recompute_factor(setup: Setup) -> float:
+    """Hardware / model FLOPs: (fwd + bwd + recompute) / (fwd + bwd) of one layer
+    (Korthikanti et al.: HFU counts the recomputed forward, MFU does not)."""
+    from workloads.graph import CommGroup
+    from workloads.layers import LayerContext, layer_backward, layer_forward, layer_recompute
+    ctx = LayerContext(setup.model, setup.plan.micro_batch, setup.plan.tp, setup.plan.sp,
+                       setup.options.dtype, CommGroup((0,)), setup.options.attention)
+    def flops(ops):
+        return sum(getattr(o, "flops", 0.0) for o in ops)
+    fb = flops(layer_forward(ctx)) + flops(layer_backward(ctx))
+    return (fb + flops(layer_recompute(ctx, setup.plan.recompute))) / fb

@@ -1,0 +1,61 @@
+"""``clustersim simulate FILE [--set k=v ...] [--format table|json] [--trace out.json]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hw_models.errors import ClusterSimError
+from sim import scenario as scenario_mod
+from sim.cli.common import Format, emit
+from sim.result import SimResult
+from sim.simulate import simulate
+
+
+def render(res: SimResult) -> str:
+    t = res.iteration_time_s
+    band = ""
+    if res.band and "iteration_time_s" in res.band:
+        lo, hi = res.band["iteration_time_s"]
+        band = f" [{lo:.3f}, {hi:.3f}]"
+    lines = [f"scenario            {res.name}  ({res.world_size} GPUs, fidelity {res.fidelity})",
+             f"iteration time      {t:.3f} s{band}",
+             f"tokens/s            {res.tokens_per_s:,.0f}",
+             f"model TFLOP/s/GPU   {res.tflops_per_gpu:.1f}",
+             f"MFU / HFU           {res.mfu:.1%} / {res.hfu:.1%}",
+             f"memory peak         {res.memory_peak_gib:.1f} GiB per GPU",
+             "breakdown (critical rank):"]
+    for k, v in sorted(res.breakdown.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {k:10s} {v:9.3f} s  {v / t:6.1%}")
+    for k, v in res.extra.items():
+        if k not in ("nodes", "plan", "microbatches") and not isinstance(v, dict | list):
+            lines.append(f"{k:20s}{v}")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("simulate")
+    def simulate_command(
+        file: Path = typer.Argument(None, help="scenario YAML (omit with --default)"),
+        set_: list[str] = typer.Option([], "--set", help="override, e.g. workload.parallel.tp=4"),
+        format: Format = typer.Option(Format.table, "--format"),
+        trace: Path = typer.Option(None, "--trace", help="write a Chrome/Perfetto trace here"),
+        default: bool = typer.Option(False, "--default", help="GPT-3 175B on 1024 H100s"),
+    ) -> None:
+        """Simulate one training iteration of a scenario."""
+        if file is None and not default:
+            raise ClusterSimError("give a scenario FILE, or --default for the built-in one")
+        sc = scenario_mod.default(set_) if file is None else scenario_mod.load(file, set_)
+        res = simulate(sc)
+        if trace is not None:
+            res.to_chrome_trace(trace)
+        summary, text = res.summary(), render(res)
+        if sc.run is not None:          # a whole run: failures, checkpoints, stragglers
+            from sim.reliability import run_summary
+            run = run_summary(sc, res.iteration_time_s)
+            summary = {**summary, "run": run}
+            text += "\nwhole run (seeded Monte-Carlo, docs/reliability.md):\n" + "\n".join(
+                f"  {k:24s}{v:.4g}" if isinstance(v, float) else f"  {k:24s}{v}"
+                for k, v in run.items())
+        emit(summary, format, text)

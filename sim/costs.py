@@ -1,0 +1,55 @@
+"""Costs of graph nodes: compute through the accelerator model, TP collectives inside
+blocks through the network model's closed form (symmetric peers, no rendezvous)."""
+
+from __future__ import annotations
+
+from hw_models.compute import ComputeModel
+from workloads.graph import Block, Collective, Compute, Delay, Memory, Node
+
+
+class OpCosts:
+    def __init__(self, compute: ComputeModel, network, host_bw: float = 25e9):
+        self.compute, self.network = compute, network
+        self.host_bw = host_bw          # PCIe Gen4 x16 ~25 GB/s for host<->device copies
+        self._op: dict[int, float] = {}
+        self._parts: dict[int, dict[str, float]] = {}
+
+    def op_time(self, op) -> float:
+        key = id(op)
+        t = self._op.get(key)
+        if t is None:
+            t = self._op[key] = self._op_time(op)
+        return t
+
+    def _op_time(self, op) -> float:
+        if getattr(op, "duration_s", None) is not None:
+            return op.duration_s
+        if isinstance(op, Compute):
+            seq_kv = op.shape[2] if op.op_class == "attention" and op.shape else 0
+            return self.compute.time(op.op_class, op.flops, op.bytes, op.dtype, seq_kv, op.causal)
+        if isinstance(op, Collective):
+            return self.network.collective_time(op.kind, op.bytes, op.group)
+        if isinstance(op, Memory):
+            if op.kind in ("alloc", "free"):
+                return 0.0
+            return op.bytes / self.host_bw
+        if isinstance(op, Block):
+            return sum(self.parts(op).values())
+        return 0.0
+
+    def parts(self, node_or_op) -> dict[str, float]:
+        """Seconds per breakdown category inside a block (compute vs tp/cp/ep comm)."""
+        op = node_or_op.op if isinstance(node_or_op, Node) else node_or_op
+        key = id(op)
+        got = self._parts.get(key)
+        if got is None:
+            got = {}
+            for sub in op.ops:
+                cat = sub.group.dim if isinstance(sub, Collective) else (
+                    "other" if isinstance(sub, Delay) else "compute")
+                got[cat] = got.get(cat, 0.0) + self.op_time(sub)
+            self._parts[key] = got
+        return got
+
+    def duration(self, node: Node) -> float:
+        return self.op_time(node.op)

@@ -1,0 +1,115 @@
+"""SimResult: metrics, breakdown, memory and the timeline, with exports.
+
+The breakdown is taken on the critical rank (the one that finishes last) and sums to
+the iteration time: compute, TP/CP/EP communication inside its blocks (on the critical
+path), and the idle time of its compute stream split by what it waited for: a pipeline
+transfer in flight (pp), the pipeline's other stages (bubble), DP gradient reduction
+and parameter gathering (dp).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sim.engine import Row
+from workloads.graph import ExecutionGraph
+
+CATEGORIES = ("compute", "tp", "cp", "ep", "pp", "dp", "bubble", "other")
+
+
+@dataclass
+class SimResult:
+    name: str
+    fidelity: str
+    iteration_time_s: float
+    tokens_per_s: float
+    tflops_per_gpu: float
+    mfu: float
+    hfu: float
+    memory_peak_gib: float
+    breakdown: dict[str, float]
+    memory: pd.DataFrame
+    timeline: pd.DataFrame
+    world_size: int
+    events: int = 0
+    wall_s: float = 0.0
+    band: dict[str, tuple[float, float]] | None = None   # low/high from profile uncertainty
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        out = {"name": self.name, "iteration_time_s": self.iteration_time_s,
+               "tokens_per_s": self.tokens_per_s, "tflops_per_gpu": self.tflops_per_gpu,
+               "mfu": self.mfu, "hfu": self.hfu, "memory_peak_gib": self.memory_peak_gib,
+               "breakdown": self.breakdown, "fidelity": self.fidelity,
+               "world_size": self.world_size, "memory_per_stage": self.memory.to_dict("records")}
+        if self.band:
+            out["band"] = {k: list(v) for k, v in self.band.items()}
+        return out | self.extra
+
+    def to_chrome_trace(self, path: str | Path | None = None) -> dict[str, Any]:
+        """Chrome/Perfetto trace: pid = rank, tid = stream, one "X" event per node (us)."""
+        events = [{"name": r.name, "cat": r.category, "ph": "X", "pid": int(r.rank),
+                   "tid": r.stream, "ts": r.start * 1e6, "dur": (r.end - r.start) * 1e6}
+                  for r in self.timeline.itertuples() if r.end > r.start]
+        events += [{"name": "process_name", "ph": "M", "pid": int(rank),
+                    "args": {"name": f"rank {rank}"}} for rank in self.timeline["rank"].unique()]
+        trace = {"traceEvents": events, "displayTimeUnit": "ms",
+                 "otherData": {"scenario": self.name, "fidelity": self.fidelity}}
+        if path is not None:
+            Path(path).write_text(json.dumps(trace))
+        return trace
+
+
+def timeline_frame(rows: list[Row]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "id": [r.id for r in rows], "rank": [r.rank for r in rows],
+        "stream": [r.stream for r in rows], "name": [r.name for r in rows],
+        "category": [r.category for r in rows], "ready": [r.ready for r in rows],
+        "start": [r.start for r in rows], "end": [r.end for r in rows]})
+
+
+def breakdown(rows: list[Row], graph: ExecutionGraph) -> dict[str, float]:
+    """Critical-rank breakdown that sums to the iteration time (see module doc)."""
+    total = max(r.end for r in rows)
+    crit = max(rows, key=lambda r: r.end).rank
+    by_id = {r.id: r for r in rows}
+    out = dict.fromkeys(CATEGORIES, 0.0)
+    compute = sorted((r for r in rows if r.rank == crit and r.stream == "compute"),
+                     key=lambda r: r.start)
+    prev_end = 0.0
+    for r in compute:
+        _attribute_gap(out, prev_end, r.start, graph.nodes[r.id].deps, by_id)
+        if r.parts:
+            for k, v in r.parts.items():
+                out[k] = out.get(k, 0.0) + v
+        else:
+            out[r.category] = out.get(r.category, 0.0) + (r.end - r.start)
+        prev_end = r.end
+    tail_wait = [r.id for r in rows if r.rank == crit and r.end > prev_end]
+    _attribute_gap(out, prev_end, total, tuple(tail_wait), by_id)
+    return {k: v for k, v in out.items() if v > 0 or k in ("compute", "bubble")}
+
+
+def _attribute_gap(out: dict, start: float, end: float, deps, by_id: dict) -> None:
+    gap = end - start
+    if gap <= 1e-15:
+        return
+    waits = [by_id[d] for d in deps if d in by_id and by_id[d].end > start]
+    if not waits:
+        out["bubble"] += gap
+        return
+    last = max(waits, key=lambda r: r.end)
+    if last.category == "pp":
+        # The transfer itself is exposed pp time; waiting for it to begin is bubble.
+        transfer = max(0.0, min(end, last.end) - max(start, last.start))
+        out["pp"] += transfer
+        out["bubble"] += gap - transfer
+    elif last.category == "compute":
+        out["bubble"] += gap
+    else:
+        out[last.category] = out.get(last.category, 0.0) + gap

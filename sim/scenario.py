@@ -1,0 +1,142 @@
+"""Scenario files: YAML validated by pydantic. The schema is a contract; extend, don't rename.
+
+A bad field raises ClusterSimError with one line naming the field, the value and what
+is allowed; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hw_models.errors import ClusterSimError
+from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NetworkConfig(_Cfg):
+    topology: str = "rail-optimized"
+    oversubscription: float = Field(1.0, ge=1.0)
+    nic_gbps: float | None = Field(None, gt=0)
+
+
+class ClusterConfig(_Cfg):
+    system: str | dict[str, Any] = "dgx-h100"
+    nodes: int = Field(1, gt=0)
+    network: NetworkConfig = NetworkConfig()
+    profile: str | None = None          # built-in profile name or path to a profile YAML
+    storage: StorageConfig | None = None  # checkpoint/data tiers (docs/reliability.md)
+
+
+class ParallelConfig(_Cfg):
+    tp: int = Field(1, gt=0)
+    pp: int = Field(1, gt=0)
+    dp: int | None = Field(None, gt=0)
+    vpp: int = Field(1, gt=0)
+    sequence_parallel: bool = False
+    schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
+    zero: Literal[0, 1, 2, 3] = 0
+    pipeline_layers: list[int] | None = None
+
+
+class TrainingWorkload(_Cfg):
+    kind: Literal["training"] = "training"
+    model: str | dict[str, Any] = "gpt3-175b"
+    seq_len: int | None = Field(None, gt=0)
+    global_batch: int = Field(1536, gt=0)
+    micro_batch: int = Field(1, gt=0)
+    precision: Literal["fp16", "bf16", "fp8"] = "bf16"
+    parallel: ParallelConfig = ParallelConfig()
+    recompute: Literal["none", "selective", "full"] = "none"
+    attention: Literal["flash", "unfused"] = "flash"
+    overlap_grad_reduce: bool = True
+    grad_reduce_bytes: Literal[2, 4] | None = None   # default: 4 for bf16 (fp32 main grads), else 2
+    checkpoint: CheckpointConfig | None = None      # docs/reliability.md
+    data: DataConfig | None = None
+
+
+class SimConfig(_Cfg):
+    fidelity: Literal["analytical", "flow"] = "analytical"
+    seed: int = 0
+    check_memory: bool = True
+    speed_scale: float = Field(1.0, gt=0)   # compute speed multiplier (what-if)
+
+
+class Scenario(_Cfg):
+    name: str = "scenario"
+    cluster: ClusterConfig = ClusterConfig()
+    workload: TrainingWorkload = TrainingWorkload()
+    sim: SimConfig = SimConfig()
+    run: RunConfig | None = None        # a whole run: failures, stragglers -> goodput
+
+
+DEFAULT_SCENARIO: dict[str, Any] = {
+    "name": "gpt3-175b-1024-h100",
+    "cluster": {"system": "dgx-h100", "nodes": 128},
+    "workload": {"kind": "training", "model": "gpt3-175b", "global_batch": 1536,
+                 "micro_batch": 1, "precision": "bf16",
+                 "parallel": {"tp": 8, "pp": 8, "vpp": 3, "sequence_parallel": True,
+                              "schedule": "interleaved", "zero": 1},
+                 "recompute": "selective"},
+    "sim": {"fidelity": "analytical"},
+}
+
+
+def describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function"))
+        got = err.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        parts.append(f"{where}: {err['msg']}{got_s}")
+    return "; ".join(parts)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``workload.parallel.tp=4`` style overrides; values are parsed as YAML scalars."""
+    for item in overrides:
+        if "=" not in item:
+            raise ClusterSimError(f"--set {item!r}: expected KEY=VALUE, e.g. workload.parallel.tp=4")
+        key, raw = item.split("=", 1)
+        node = data
+        *path, leaf = key.strip().split(".")
+        for p in path:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ClusterSimError(f"--set {key}: {p!r} is not a mapping")
+            node = nxt
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def parse(data: Any, source: str = "scenario") -> Scenario:
+    if not isinstance(data, dict):
+        raise ClusterSimError(f"{source}: a scenario must be a YAML mapping with cluster/workload/sim")
+    try:
+        return Scenario(**data)
+    except ValidationError as exc:
+        raise ClusterSimError(f"{source}: {describe(exc)}") from None
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    path = Path(path)
+    if not path.is_file():
+        raise ClusterSimError(f"scenario file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ClusterSimError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse(apply_overrides(data or {}, overrides or []), str(path))
+
+
+def default(overrides: list[str] | None = None) -> Scenario:
+    import copy
+    return parse(apply_overrides(copy.deepcopy(DEFAULT_SCENARIO), overrides or []), "default scenario")

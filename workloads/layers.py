@@ -1,0 +1,212 @@
+"""Per-layer operations of a transformer on one TP rank: FLOPs and bytes per kernel.
+
+Shapes follow Megatron-LM (Shoeybi et al. 2019; Korthikanti et al. 2023): tokens
+T = b*s per microbatch; with sequence parallelism the norm/dropout regions work on T/t
+tokens and the TP collectives are all-gather / reduce-scatter instead of all-reduce.
+Bytes count what each kernel must read and write (activations at ``act_bytes`` each,
+dropout masks at 1 byte), the same accounting as Korthikanti's activation analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from hw_models.compute import gemm_bytes
+from workloads.graph import Collective, CommGroup, Compute
+from workloads.model import ModelSpec
+
+Op = Compute | Collective
+AttentionImpl = Literal["flash", "unfused"]
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    model: ModelSpec
+    micro_batch: int
+    tp: int
+    sp: bool
+    dtype: str                      # GEMM dtype (fp8 GEMMs keep 16-bit activations)
+    tp_group: CommGroup
+    attention: AttentionImpl = "flash"
+    act_bytes: int = 2
+
+    @property
+    def tokens(self) -> int:
+        return self.micro_batch * self.model.seq_len
+
+    @property
+    def norm_tokens(self) -> int:
+        """Tokens in the norm / dropout regions (split across TP with sequence parallelism)."""
+        return self.tokens // self.tp if self.sp else self.tokens
+
+    @property
+    def local_heads(self) -> int:
+        return self.model.heads // self.tp
+
+    @property
+    def local_kv_heads(self) -> int:
+        return max(1, self.model.kv_heads_ // self.tp)
+
+
+def gemm(ctx: LayerContext, m: int, n: int, k: int, name: str, count: int = 1) -> Compute:
+    """Y[m,n] = X[m,k] W[k,n], ``count`` times (batched)."""
+    return Compute("gemm", count * 2.0 * m * n * k,
+                   count * gemm_bytes(m, n, k, ctx.act_bytes), ctx.dtype, (m, n, k), name=name)
+
+
+def gemm_bwd(ctx: LayerContext, m: int, n: int, k: int, name: str, count: int = 1) -> list[Op]:
+    """dX = dY W^T is (m, k, n); dW = X^T dY is (k, n, m)."""
+    return [gemm(ctx, m, k, n, f"{name}_dgrad", count), gemm(ctx, k, n, m, f"{name}_wgrad", count)]
+
+
+def mem(ctx: LayerContext, op_class: str, nbytes: float, name: str) -> Compute:
+    return Compute(op_class, 0.0, float(nbytes), ctx.dtype, name=name)
+
+
+def tp_comm(ctx: LayerContext, kind: str, name: str) -> list[Op]:
+    if ctx.tp == 1:
+        return []
+    return [Collective(kind, float(ctx.act_bytes * ctx.tokens * ctx.model.hidden),
+                       ctx.tp_group, name=name)]
+
+
+def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
+    """Conjugate f (Megatron): identity / all-gather forward."""
+    return tp_comm(ctx, "all_gather", name) if ctx.sp else []
+
+
+def _exit_tp(ctx: LayerContext, name: str) -> list[Op]:
+    """Conjugate g: all-reduce / reduce-scatter forward."""
+    return tp_comm(ctx, "reduce_scatter" if ctx.sp else "all_reduce", name)
+
+
+def _enter_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
+    return tp_comm(ctx, "reduce_scatter" if ctx.sp else "all_reduce", name)
+
+
+def _exit_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
+    return tp_comm(ctx, "all_gather", name) if ctx.sp else []
+
+
+def attention_core(ctx: LayerContext) -> list[Op]:
+    m, b, s, e = ctx.model, ctx.micro_batch, ctx.model.seq_len, ctx.act_bytes
+    bh, d = b * ctx.local_heads, m.head_dim
+    if ctx.attention == "flash":
+        flops = 4.0 * bh * s * s * d / 2          # causal: half the score matrix is computed
+        return [Compute("attention", flops, e * bh * s * d * 4.0, ctx.dtype, (bh, s, s, d),
+                        causal=True, name="flash_attn_fwd")]
+    probs = bh * s * s
+    return [gemm(ctx, s, s, d, "attn_scores", bh),
+            mem(ctx, "softmax", 2 * e * probs, "scale_mask_softmax"),
+            mem(ctx, "elementwise", (2 * e + 1) * probs, "attn_dropout"),
+            gemm(ctx, s, d, s, "attn_context", bh)]
+
+
+def attention_core_bwd(ctx: LayerContext) -> list[Op]:
+    m, b, s, e = ctx.model, ctx.micro_batch, ctx.model.seq_len, ctx.act_bytes
+    bh, d = b * ctx.local_heads, m.head_dim
+    if ctx.attention == "flash":
+        flops = 2.5 * 4.0 * bh * s * s * d / 2    # FA2 convention: bwd = 2.5 x fwd FLOPs
+        return [Compute("attention", flops, e * bh * s * d * 8.0, ctx.dtype, (bh, s, s, d),
+                        causal=True, name="flash_attn_bwd")]
+    probs = bh * s * s
+    return [*gemm_bwd(ctx, s, d, s, "attn_context", bh),
+            mem(ctx, "elementwise", (2 * e + 1) * probs, "attn_dropout_bwd"),
+            mem(ctx, "softmax", 3 * e * probs, "softmax_bwd"),
+            *gemm_bwd(ctx, s, s, d, "attn_scores", bh)]
+
+
+def _shapes(ctx: LayerContext) -> dict[str, tuple[int, int, int]]:
+    m, t, T = ctx.model, ctx.tp, ctx.tokens
+    up = m.ffn * (2 if m.gated else 1) // t
+    return {"qkv": (T, m.qkv_out // t, m.hidden), "proj": (T, m.hidden, m.hidden // t),
+            "mlp_up": (T, up, m.hidden), "mlp_down": (T, m.hidden, m.ffn // t)}
+
+
+def _act_bytes(ctx: LayerContext) -> float:
+    """Bias-GELU reads and writes the (T, ffn/t) activation; SwiGLU reads two, writes one."""
+    m = ctx.model
+    return (3 if m.gated else 2) * ctx.act_bytes * ctx.tokens * m.ffn / ctx.tp
+
+
+def layer_forward(ctx: LayerContext) -> list[Op]:
+    m, e, Tn = ctx.model, ctx.act_bytes, ctx.norm_tokens
+    g = _shapes(ctx)
+    norm = 2 * e * Tn * m.hidden
+    dropout_add = (3 * e + 1) * Tn * m.hidden
+    ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
+                     gemm(ctx, *g["qkv"], "qkv")]
+    if m.rope:
+        q_k = ctx.tokens * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
+        ops.append(mem(ctx, "elementwise", 2 * e * q_k, "rope"))
+    ops += [*attention_core(ctx), gemm(ctx, *g["proj"], "attn_proj"), *_exit_tp(ctx, "tp_attn_out"),
+            mem(ctx, "elementwise", dropout_add, "bias_dropout_add"),
+            mem(ctx, "norm", norm, "post_attn_norm"), *_enter_tp(ctx, "tp_ag_mlp"),
+            gemm(ctx, *g["mlp_up"], "mlp_up"), mem(ctx, "elementwise", _act_bytes(ctx), "activation"),
+            gemm(ctx, *g["mlp_down"], "mlp_down"), *_exit_tp(ctx, "tp_mlp_out"),
+            mem(ctx, "elementwise", dropout_add, "bias_dropout_add")]
+    return ops
+
+
+def layer_backward(ctx: LayerContext) -> list[Op]:
+    m, e, Tn = ctx.model, ctx.act_bytes, ctx.norm_tokens
+    g = _shapes(ctx)
+    norm_bwd = 3 * e * Tn * m.hidden
+    dropout_bwd = (2 * e + 1) * Tn * m.hidden
+    return [mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *_exit_tp_bwd(ctx, "tp_mlp_out_bwd"),
+            *gemm_bwd(ctx, *g["mlp_down"], "mlp_down"),
+            mem(ctx, "elementwise", 1.5 * _act_bytes(ctx), "activation_bwd"),
+            *gemm_bwd(ctx, *g["mlp_up"], "mlp_up"), *_enter_tp_bwd(ctx, "tp_mlp_in_bwd"),
+            mem(ctx, "norm", norm_bwd, "post_attn_norm_bwd"),
+            mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *_exit_tp_bwd(ctx, "tp_attn_out_bwd"),
+            *gemm_bwd(ctx, *g["proj"], "attn_proj"), *attention_core_bwd(ctx),
+            *gemm_bwd(ctx, *g["qkv"], "qkv"), *_enter_tp_bwd(ctx, "tp_attn_in_bwd"),
+            mem(ctx, "norm", norm_bwd, "input_norm_bwd")]
+
+
+def layer_recompute(ctx: LayerContext, mode: str) -> list[Op]:
+    """Full recompute re-runs the layer's forward; selective only the attention core
+    (Korthikanti et al.). FlashAttention already recomputes its scores in its backward,
+    so selective recompute costs nothing extra with it."""
+    if mode == "full":
+        return layer_forward(ctx)
+    if mode == "selective" and ctx.attention == "unfused":
+        return attention_core(ctx)
+    return []
+
+
+def embedding_forward(ctx: LayerContext) -> list[Op]:
+    m, e = ctx.model, ctx.act_bytes
+    n = ctx.norm_tokens * m.hidden
+    ops = [mem(ctx, "embedding", 2 * e * ctx.tokens * m.hidden, "embedding")]
+    if ctx.tp > 1:   # vocab-parallel lookup is summed across TP ranks
+        ops += _exit_tp(ctx, "tp_embedding")
+    return ops + [mem(ctx, "elementwise", (2 * e + 1) * n, "embedding_dropout")]
+
+
+def embedding_backward(ctx: LayerContext) -> list[Op]:
+    m, e = ctx.model, ctx.act_bytes
+    return [*_exit_tp_bwd(ctx, "tp_embedding_bwd"),
+            mem(ctx, "embedding", 3 * e * ctx.tokens * m.hidden, "embedding_bwd")]
+
+
+def head_forward(ctx: LayerContext) -> list[Op]:
+    """Final norm, logits GEMM over the TP-local vocabulary, vocab-parallel cross-entropy
+    (fp32 logits: read/write passes of 4 bytes, three small all-reduces over TP)."""
+    m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
+    v_local = m.vocab // ctx.tp
+    ops: list[Op] = [mem(ctx, "norm", 2 * e * ctx.norm_tokens * m.hidden, "final_norm"),
+                     *_enter_tp(ctx, "tp_ag_logits"), gemm(ctx, T, v_local, m.hidden, "logits"),
+                     mem(ctx, "loss", (e + 3 * 4) * T * v_local, "cross_entropy")]
+    if ctx.tp > 1:
+        ops += [Collective("all_reduce", 4.0 * T, ctx.tp_group, name="tp_loss")] * 3
+    return ops
+
+
+def head_backward(ctx: LayerContext) -> list[Op]:
+    m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
+    v_local = m.vocab // ctx.tp
+    return [mem(ctx, "loss", (4 + e) * T * v_local, "cross_entropy_bwd"),
+            *gemm_bwd(ctx, T, v_local, m.hidden, "logits"), *_enter_tp_bwd(ctx, "tp_logits_bwd"),
+            mem(ctx, "norm", 3 * e * ctx.norm_tokens * m.hidden, "final_norm_bwd")]

@@ -1,0 +1,94 @@
+"""Memory per rank: weights, gradients, optimizer states, activations (Korthikanti).
+
+Activations are counted component by component (Korthikanti et al. MLSys'23, section 4,
+16-bit activations, 1-byte dropout masks); for GPT shapes (FFN 4h, no GQA) the sums
+reduce exactly to the paper's formulas in ../shared/reference/training/formulas.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workloads.model import ModelSpec
+from workloads.parallel import ParallelPlan
+from workloads.training import stage_params
+
+GIB = 2**30
+MASTER_AND_ADAM_BYTES = 12          # fp32 master weight + Adam m and v (mixed precision)
+
+
+@dataclass(frozen=True)
+class StageMemory:
+    stage: int
+    weights: float
+    grads: float
+    optimizer: float
+    activations: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.grads + self.optimizer + self.activations
+
+    def gib(self) -> dict[str, float]:
+        return {"stage": self.stage, "weights_gib": self.weights / GIB,
+                "grads_gib": self.grads / GIB, "optimizer_gib": self.optimizer / GIB,
+                "activations_gib": self.activations / GIB, "total_gib": self.total / GIB}
+
+
+def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recompute: str,
+                               flash: bool = False) -> float:
+    """Stored activation bytes of one layer for one microbatch on one TP rank."""
+    s, h, a = model.seq_len, model.hidden, model.heads
+    sbh = s * b * h
+    shard = t if sp else 1                       # norm/dropout regions under SP
+    if recompute == "full":
+        return 2 * sbh / shard                   # only the layer input is kept
+    kv = model.kv_heads_ / a
+    norms = 4 * sbh / shard                      # two norm inputs
+    attn = (2 * sbh / shard                      # QKV input
+            + 2 * sbh * (1 + 2 * kv) / t         # Q, K, V
+            + 2 * sbh / t                        # projection input
+            + sbh / shard)                       # dropout mask
+    if recompute != "selective" and not flash:
+        attn += 5 * a * s * s * b / t            # softmax out, dropout mask, dropout out
+    up = model.ffn * (2 if model.gated else 1)
+    mlp = (2 * sbh / shard                       # MLP input
+           + 2 * s * b * up / t                  # activation input
+           + 2 * s * b * model.ffn / t           # activation output
+           + sbh / shard)                        # dropout mask
+    return norms + attn + mlp
+
+
+def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:
+    """Model chunks whose activations a stage holds at its peak (1F1B warm-up depth)."""
+    m, p, v = plan.microbatches, plan.pp, plan.vpp
+    kind = plan.effective_schedule
+    if kind == "gpipe":
+        return m
+    if kind == "interleaved":
+        return min((p - stage - 1) * 2 + (v - 1) * p + 1, m * v)
+    return min(p - stage, m)
+
+
+def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
+                 flash: bool) -> StageMemory:
+    params = stage_params(model, plan, stage)
+    dp = plan.dp
+    weights = params * 2 / (dp if plan.zero >= 3 else 1)
+    grads = params * grad_bytes / (dp if plan.zero >= 2 else 1)
+    optimizer = params * MASTER_AND_ADAM_BYTES / (dp if plan.zero >= 1 else 1)
+    per_layer = activation_bytes_per_layer(model, plan.micro_batch, plan.tp, plan.sp,
+                                           plan.recompute, flash)
+    layers_per_chunk = plan.stage_layers(model.layers)[stage] / plan.vpp
+    acts = in_flight_chunks(plan, stage) * layers_per_chunk * per_layer
+    sbh = model.seq_len * plan.micro_batch * model.hidden
+    if stage == 0:       # embedding output and its dropout mask, per microbatch in flight
+        acts += in_flight_chunks(plan, stage) * 3 * sbh / (plan.tp if plan.sp else 1)
+    if stage == plan.pp - 1:   # fp32 logits of the microbatch being processed
+        acts += 4 * model.seq_len * plan.micro_batch * model.vocab / plan.tp
+    return StageMemory(stage, weights, grads, optimizer, acts)
+
+
+def memory_per_stage(model: ModelSpec, plan: ParallelPlan, grad_bytes: int,
+                     flash: bool) -> list[StageMemory]:
+    return [stage_memory(model, plan, s, grad_bytes, flash) for s in range(plan.pp)]
