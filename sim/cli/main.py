@@ -13,6 +13,7 @@ from sim.cli import calibrate as calibrate_cmd
 from sim.cli import catalog as catalog_cmd
 from sim.cli import collective as collective_cmd
 from sim.cli import reliability as reliability_cmd
+from sim.cli import replay as replay_cmd
 from sim.cli import simulate as simulate_cmd
 from sim.cli import validate as validate_cmd
 
@@ -24,6 +25,7 @@ calibrate_cmd.register(app)
 simulate_cmd.register(app)
 validate_cmd.register(app)
 reliability_cmd.register(app)
+replay_cmd.register(app)
 
 
 @app.callback()
