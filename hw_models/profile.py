@@ -9,6 +9,7 @@ A profile is YAML written by ``calibration.fit`` and read here. Layout::
     attention: {causal: {eff_max, seq_half}, full: {eff_max, seq_half}}
     memory: {bw_eff, launch_us}
     collectives: {nvlink: {latency_us, eff_max, bytes_half, gamma}, network: {...}}
+    fabric: {nvlink: {base_us, step_us, eff_max, bytes_half, gamma}, network: {...}}  # flow model
     quality: {...}                          # R^2 and residuals per fit
     uncertainty: {...}                      # bootstrap spread per parameter
 """
@@ -54,6 +55,17 @@ class CollectiveCurve(_P):
     gamma: float = Field(gt=0)
 
 
+class FabricCurve(_P):
+    """Fitted per link class for the flow model (calibration.build_profiles, fit_fabric):
+    extra latency over NCCL's own constants (``base_us`` once, ``step_us`` per hop) and the
+    size ramp of achieved bandwidth eff(S) = eff_max / (1 + (bytes_half / S)^gamma)."""
+    base_us: float = 0.0
+    step_us: float = 0.0
+    eff_max: float = Field(default=1.0, gt=0, le=1.5)
+    bytes_half: float = Field(default=0.0, ge=0)
+    gamma: float = Field(default=1.0, gt=0)
+
+
 class Profile(_P):
     name: str
     device: str
@@ -63,6 +75,7 @@ class Profile(_P):
     attention: dict[str, AttentionCurve]
     memory: MemoryCurve
     collectives: dict[str, CollectiveCurve] = {}
+    fabric: dict[str, FabricCurve] = {}
     quality: dict[str, Any] = {}
     uncertainty: dict[str, Any] = {}
 

@@ -60,6 +60,7 @@ class Engine:
         sim = graph.simulated_ranks
         self._simulated = set(sim) if sim is not None else set(graph.ranks)
         self._members: dict[tuple[int, ...], int] = {}
+        self._events = 0
 
     def run(self) -> list[Row]:
         for nodes in self.graph.streams().values():
@@ -73,31 +74,35 @@ class Engine:
 
     @property
     def events(self) -> int:
-        return self.env._eid  # SimPy's own event counter
+        """Simulation events processed: node completions plus the waits they yielded on."""
+        return self._events
 
     def _stream(self, nodes: list[Node]) -> Generator:
         env, done = self.env, self.done
         for node in nodes:
             for d in node.deps:
                 if not done[d].processed:
+                    self._events += 1
                     yield done[d]
             ready = env.now
             op = node.op
             if isinstance(op, Collective):
                 start = yield from self._meet(self._collective_key(node), self._n_members(op),
-                                              lambda: self.network.collective(env, op))
+                                              lambda op=op: self.network.collective(env, op))
             elif isinstance(op, SendRecv):
                 start = yield from self._meet(self._p2p_key(node), self._p2p_members(node),
-                                              lambda: self._p2p(node))
+                                              lambda node=node: self._p2p(node))
             else:
                 start = ready
                 dur = self.costs.duration(node)
                 if dur > 0:
+                    self._events += 1
                     yield env.timeout(dur)
             parts = self.costs.parts(node) if isinstance(op, Block) else None
             self.rows.append(Row(node.id, node.rank, node.stream, node.name, node.category,
                                  ready, start, env.now, parts, node.meta))
             done[node.id].succeed()
+            self._events += 1
 
     def _meet(self, key: tuple, expected: int, work: Callable[[], Generator]) -> Generator:
         """Wait for all simulated members; the last to arrive runs the transfer for all."""

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hw_models.errors import ClusterSimError
+from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 
 
 class _Cfg(BaseModel):
@@ -30,6 +31,7 @@ class ClusterConfig(_Cfg):
     nodes: int = Field(1, gt=0)
     network: NetworkConfig = NetworkConfig()
     profile: str | None = None          # built-in profile name or path to a profile YAML
+    storage: StorageConfig | None = None  # checkpoint/data tiers (docs/reliability.md)
 
 
 class ParallelConfig(_Cfg):
@@ -55,6 +57,8 @@ class TrainingWorkload(_Cfg):
     attention: Literal["flash", "unfused"] = "flash"
     overlap_grad_reduce: bool = True
     grad_reduce_bytes: Literal[2, 4] | None = None   # default: 4 for bf16 (fp32 main grads), else 2
+    checkpoint: CheckpointConfig | None = None      # docs/reliability.md
+    data: DataConfig | None = None
 
 
 class SimConfig(_Cfg):
@@ -69,6 +73,7 @@ class Scenario(_Cfg):
     cluster: ClusterConfig = ClusterConfig()
     workload: TrainingWorkload = TrainingWorkload()
     sim: SimConfig = SimConfig()
+    run: RunConfig | None = None        # a whole run: failures, stragglers -> goodput
 
 
 DEFAULT_SCENARIO: dict[str, Any] = {

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import pandas as pd
+
 from hw_models import catalog, profile
 from hw_models.catalog import GPUSpec, SystemSpec
 from hw_models.compute import ComputeModel
@@ -21,8 +23,6 @@ from sim.result import SimResult, breakdown, timeline_frame
 from sim.scenario import Scenario, TrainingWorkload
 from workloads import memory, parallel, training
 from workloads.model import ModelSpec, model_flops, resolve
-
-import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ def simulate(sc: Scenario, prof: Profile | None = None) -> SimResult:
 def recompute_factor(setup: Setup) -> float:
     """Hardware / model FLOPs: (fwd + bwd + recompute) / (fwd + bwd) of one layer
     (Korthikanti et al.: HFU counts the recomputed forward, MFU does not)."""
-    from workloads.layers import LayerContext, layer_backward, layer_forward, layer_recompute
     from workloads.graph import CommGroup
+    from workloads.layers import LayerContext, layer_backward, layer_forward, layer_recompute
     ctx = LayerContext(setup.model, setup.plan.micro_batch, setup.plan.tp, setup.plan.sp,
                        setup.options.dtype, CommGroup((0,)), setup.options.attention)
     def flops(ops):

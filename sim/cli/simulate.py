@@ -50,4 +50,12 @@ def register(app: typer.Typer) -> None:
         res = simulate(sc)
         if trace is not None:
             res.to_chrome_trace(trace)
-        emit(res.summary(), format, render(res))
+        summary, text = res.summary(), render(res)
+        if sc.run is not None:          # a whole run: failures, checkpoints, stragglers
+            from sim.reliability import run_summary
+            run = run_summary(sc, res.iteration_time_s)
+            summary = {**summary, "run": run}
+            text += "\nwhole run (seeded Monte-Carlo, docs/reliability.md):\n" + "\n".join(
+                f"  {k:24s}{v:.4g}" if isinstance(v, float) else f"  {k:24s}{v}"
+                for k, v in run.items())
+        emit(summary, format, text)

@@ -1,0 +1,107 @@
+"""Storage tiers (node-local NVMe, parallel file systems, object stores) and GPU-host links.
+
+What a tier *is* and what one transfer costs on it; no notion of time passing. The time of
+one transfer is the closed form ``latency + bytes / min(clients x per-client, aggregate)``:
+a tier is limited either by what each client node can push (its storage NICs, its drives)
+or by the tier as a whole. Numbers live in ``data/storage.yaml`` with their sources.
+
+Hook for the flow model: a storage transfer is an ExecutionGraph ``Memory`` node of kind
+``storage_read``/``storage_write`` (built by ``workloads.checkpoint.storage_io``) whose
+``meta`` carries the tier name and the client count, so a flow-level network can route it
+NIC -> fabric -> storage gateways with ``aggregate`` as one shared link's capacity.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hw_models.errors import ClusterSimError, UnknownPresetError
+
+GB = 1e9
+Direction = Literal["read", "write"]
+
+
+class StorageTier(BaseModel):
+    """One storage tier. ``None`` for a per-client or aggregate limit means unlimited."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["node_local", "parallel_fs", "object_store"]
+    read_gb_s_per_client: float | None = Field(default=None, gt=0)
+    write_gb_s_per_client: float | None = Field(default=None, gt=0)
+    read_gb_s_aggregate: float | None = Field(default=None, gt=0)
+    write_gb_s_aggregate: float | None = Field(default=None, gt=0)
+    latency_ms: float = Field(default=0.0, ge=0)
+    source: str = "inline"
+
+    def bandwidth(self, direction: Direction, clients: int) -> float:
+        """Bytes/s that ``clients`` nodes move together: min(clients x per-client, aggregate)."""
+        if clients < 1:
+            raise ClusterSimError(f"storage clients must be >= 1, got {clients}")
+        per = getattr(self, f"{direction}_gb_s_per_client")
+        agg = getattr(self, f"{direction}_gb_s_aggregate")
+        limits = [x * GB for x in (per * clients if per else None, agg) if x is not None]
+        if not limits:
+            raise ClusterSimError(f"storage tier ({self.kind}) has neither a per-client nor "
+                                  f"an aggregate {direction} bandwidth; give one of them")
+        return min(limits)
+
+    def transfer_time(self, direction: Direction, nbytes: float, clients: int) -> float:
+        """Seconds to move ``nbytes`` split evenly over ``clients`` nodes."""
+        if nbytes < 0:
+            raise ClusterSimError(f"storage transfer of negative size {nbytes}")
+        return self.latency_ms * 1e-3 + nbytes / self.bandwidth(direction, clients)
+
+
+class HostLink(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    gb_s: float = Field(gt=0)
+    source: str
+
+    @property
+    def bw(self) -> float:
+        return self.gb_s * GB
+
+
+@cache
+def _data() -> dict:
+    return yaml.safe_load(resources.files("hw_models").joinpath("data", "storage.yaml").read_text())
+
+
+@cache
+def tiers() -> dict[str, StorageTier]:
+    return {k: StorageTier(**v) for k, v in _data()["tiers"].items()}
+
+
+@cache
+def host_links() -> dict[str, HostLink]:
+    return {k: HostLink(**v) for k, v in _data()["host_links"].items()}
+
+
+def tier(ref: str | dict | StorageTier) -> StorageTier:
+    """A tier by preset name, or an inline mapping validated like a preset."""
+    if isinstance(ref, StorageTier):
+        return ref
+    if isinstance(ref, dict):
+        try:
+            return StorageTier(**ref)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "storage"
+            raise ClusterSimError(f"inline storage tier: {where}: {err['msg']} "
+                                  f"(got {err.get('input')!r})") from None
+    table = tiers()
+    if ref not in table:
+        raise UnknownPresetError("storage tier", ref, list(table))
+    return table[ref]
+
+
+def host_link(gpu_name: str) -> HostLink:
+    table = host_links()
+    if gpu_name not in table:
+        raise UnknownPresetError("host link for gpu", gpu_name, list(table))
+    return table[gpu_name]

@@ -1,0 +1,61 @@
+"""``clustersim run SCENARIO.yaml``: days, goodput and lost time of a whole training run.
+
+Until the scenario schema is merged this reads the scenario YAML's ``cluster``,
+``workload`` and ``run`` blocks itself; the step time comes from ``--step-time`` or from
+the model FLOPs at a given achieved ``--tflops-per-gpu``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+import yaml
+
+from hw_models.errors import ClusterSimError
+from sim.cli.common import Format, emit
+from sim.reliability import job_from_scenario, run_summary
+
+
+def formula_step_time(scenario: dict, tflops_per_gpu: float) -> float:
+    """Model FLOPs per step / (GPUs x achieved FLOP/s per GPU)."""
+    from workloads.model import model_flops
+    if tflops_per_gpu <= 0:
+        raise ClusterSimError(f"--tflops-per-gpu must be > 0, got {tflops_per_gpu}")
+    job = job_from_scenario(scenario)
+    seqs = job.tokens_per_step / job.model.seq_len
+    return model_flops(job.model, seqs * job.model.seq_len) / (job.gpus * tflops_per_gpu * 1e12)
+
+
+def load(path: Path) -> dict:
+    if not path.exists():
+        raise ClusterSimError(f"scenario file {path} does not exist")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ClusterSimError(f"scenario file {path} is not a YAML mapping")
+    return data
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_command(
+        scenario: Path = typer.Argument(..., help="scenario YAML with a 'run' block"),
+        step_time: float = typer.Option(None, "--step-time", help="seconds per training step"),
+        tflops_per_gpu: float = typer.Option(
+            None, "--tflops-per-gpu", help="achieved TFLOP/s per GPU, to derive the step time"),
+        format: Format = typer.Option(Format.table, "--format"),
+    ) -> None:
+        """Whole-run figures: run_days, goodput, interruptions, lost_hours, checkpoint overhead,
+        best checkpoint interval (Monte-Carlo over failures and stragglers, seeded)."""
+        data = load(scenario)
+        if (step_time is None) == (tflops_per_gpu is None):
+            raise ClusterSimError("give exactly one of --step-time or --tflops-per-gpu")
+        step = step_time if step_time is not None else formula_step_time(data, tflops_per_gpu)
+        out = {"step_time_s": step, **run_summary(data, step)}
+        rows = pd.DataFrame({"metric": list(out), "value": [_fmt(v) for v in out.values()]})
+        emit(out, format, rows)
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

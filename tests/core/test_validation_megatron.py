@@ -1,0 +1,13 @@
+"""Megatron-LM SC'21 Tables 1 and 2 (PTD-P): the acceptance bar of the core issue."""
+
+from calibration.validate_megatron import run, summary
+
+
+def test_sc21_validation_table():
+    df = run()
+    print("\n" + df.to_string(index=False))
+    s = summary(df)
+    print(s)
+    assert s["rows"] == 16
+    assert s["median_abs_error_pct"] <= 10.0
+    assert s["rows_over_20pct"] == 0
