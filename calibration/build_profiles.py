@@ -9,6 +9,7 @@ Inputs (calibration/reference/, each with its source in its header or README):
 - vidur/compute/*_ops.csv        residual ``add`` times -> memory-bound kernel overhead
 - kernels/flashattention2.csv    attention efficiency vs sequence length
 - collectives/*.csv, echo_nccl_tests/*16gpu.log  all_reduce sweeps -> collective curves
+- the same sweeps + echo 2/4/8 GPU logs -> flow-model ``fabric`` fits (calibration/fit_fabric.py)
 """
 
 from __future__ import annotations
@@ -112,11 +113,28 @@ def h100_collectives() -> dict[str, Fit]:
     return {"nvlink": all_reduce_fit(nvl.size_bytes, nvl.time_us * 1e-6, 8, sys.scale_up_bw)}
 
 
+def fabric_fits(name: str, partial: dict) -> dict[str, Fit]:
+    """Flow-model parameters per link class (calibration/fit_fabric.py)."""
+    from calibration.fit_fabric import fit_profile_fabric
+    from calibration.validate_nccl import reference_sweeps
+    from hw_models.profile import parse
+    prof = parse(partial, source=name)
+    sweeps = reference_sweeps()
+    nvl = [s for s in sweeps if s.profile == name and s.nodes == 1]
+    net = [s for s in sweeps if s.nodes > 1]
+    return fit_profile_fabric(prof, nvl, net)
+
+
 def _profile(name: str, device: str, inputs: list[str], gemm: dict[str, Fit],
              attn: dict[str, Fit], bw_eff: float, launch: Fit, colls: dict[str, Fit],
              notes: list[str]) -> dict:
+    partial = {"name": name, "device": device, "gemm": {k: v.params for k, v in gemm.items()},
+               "attention": {k: v.params for k, v in attn.items()},
+               "memory": {"bw_eff": bw_eff, "launch_us": launch.params["launch_us"]}}
+    fabric = fabric_fits(name, partial)
     fits = {f"gemm.{k}": v for k, v in gemm.items()} | {f"attention.{k}": v for k, v in attn.items()}
     fits |= {"memory.launch": launch} | {f"collectives.{k}": v for k, v in colls.items()}
+    fits |= {f"fabric.{k}": v for k, v in fabric.items()}
     return {
         "name": name, "device": device, "fitted_by": "python -m calibration.build_profiles",
         "inputs": [_sha(p) for p in inputs],
@@ -124,6 +142,7 @@ def _profile(name: str, device: str, inputs: list[str], gemm: dict[str, Fit],
         "attention": {k: v.params for k, v in attn.items()},
         "memory": {"bw_eff": bw_eff, "launch_us": launch.params["launch_us"]},
         "collectives": {k: v.params for k, v in colls.items()},
+        "fabric": {k: v.params for k, v in fabric.items()},
         "quality": {k: v.quality for k, v in fits.items()} | {"notes": notes},
         "uncertainty": {k: v.uncertainty for k, v in fits.items()},
     }
@@ -138,6 +157,7 @@ def build_a100() -> dict:
         ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
          "collectives/azure_a100_8gpu_all_reduce.csv",
          "echo_nccl_tests/azure_a100_40gb_all_reduce_16gpu.log"]
+        + [f"echo_nccl_tests/azure_a100_40gb_all_reduce_{n}gpu.log" for n in (2, 4, 8)]
         + [f"vidur/compute/{p.name}" for p in sorted((REF / "vidur/compute").glob("a100_*"))],
         {"fp16": gemm_from_cublaslt("a100_fp16_tflops", "fp16", gpu, bw_eff)},
         attention("A100", gpu), bw_eff, memory_launch("a100", gpu, bw_eff), colls,

@@ -61,7 +61,7 @@ def _r(v: float) -> float:
 
 
 def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
-             elem_bytes: float) -> Fit:
+             elem_bytes: float, n_boot: int = 200) -> Fit:
     """t = launch + smooth_max((F + F_half)/(peak eff_max), bytes/(bw bw_eff), p)."""
     m, n, k, t = (np.asarray(a, float) for a in (m, n, k, time_s))
     flops = 2 * m * n * k
@@ -80,7 +80,7 @@ def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
 
     return _fit(model, x, t, [0.8, np.log(1e9), 3.0, 2.0],
                 ([0.05, np.log(1e5), 0.0, 1.0], [1.0, np.log(1e13), 50.0, 8.0]),
-                ["eff_max", "flops_half", "launch_us", "roofline_p"], to_params)
+                ["eff_max", "flops_half", "launch_us", "roofline_p"], to_params, n_boot=n_boot)
 
 
 def fit_attention(seq, eff) -> Fit:
@@ -112,7 +112,7 @@ def collective_model(th, bus_bytes, link_bw):
     return lat_us * 1e-6 + bus_bytes / (link_bw * eff)
 
 
-def fit_collective(bus_bytes, time_s, link_bw: float) -> Fit:
+def fit_collective(bus_bytes, time_s, link_bw: float, n_boot: int = 200) -> Fit:
     bus_bytes, t = np.asarray(bus_bytes, float), np.asarray(time_s, float)
 
     def model(th, b):
@@ -123,5 +123,17 @@ def fit_collective(bus_bytes, time_s, link_bw: float) -> Fit:
                 "gamma": th[3]}
 
     return _fit(model, bus_bytes, t, [10.0, 0.8, np.log(1e6), 1.0],
-                ([0.0, 0.05, np.log(1e2), 0.2], [200.0, 1.5, np.log(1e11), 4.0]),
-                ["latency_us", "eff_max", "bytes_half", "gamma"], to_params)
+                ([0.0, 0.05, np.log(1e2), 0.2], [1e4, 1.5, np.log(1e11), 4.0]),
+                ["latency_us", "eff_max", "bytes_half", "gamma"], to_params, n_boot=n_boot)
+
+
+def fit_memory(nbytes, time_s, peak_bw: float) -> Fit:
+    """Memory-bound kernel: t = launch + bytes / (peak_bw bw_eff), both parameters free
+    (for a measured device, whose streaming bandwidth is itself measured)."""
+    nbytes, t = np.asarray(nbytes, float), np.asarray(time_s, float)
+
+    def model(th, b):
+        return th[1] * 1e-6 + b / (peak_bw * th[0])
+
+    return _fit(model, nbytes, t, [0.5, 3.0], ([1e-3, 0.0], [1.0, 1e4]), ["bw_eff", "launch_us"],
+                lambda th: {"bw_eff": th[0], "launch_us": th[1]})

@@ -9,50 +9,116 @@ import pandas as pd
 
 from hw_models.errors import ClusterSimError
 
-# "[1,0]<stdout>:" style prefixes that mpirun adds to every line.
-_MPI_PREFIX = re.compile(r"^\[\d+,\d+\]<\w+>:")
+# Line prefixes launchers add: mpirun --tag-output "[1,0]<stdout>:", srun --label "0: ".
+_PREFIX = re.compile(r"^(\[\d+,\d+\]<\w+>:|\d+:\s)")
 _NCCL_COLUMNS = ["size_bytes", "count", "type", "redop", "root",
                  "oop_time_us", "oop_algbw_gb_s", "oop_busbw_gb_s", "oop_error",
                  "ip_time_us", "ip_algbw_gb_s", "ip_busbw_gb_s", "ip_error"]
+_TEXT_COLUMNS = ("type", "redop", "oop_error", "ip_error")
+# nccl-tests binaries are named <op>_perf; logs usually keep that name.
+_NCCL_OPS = ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "broadcast", "reduce",
+             "sendrecv", "gather", "scatter", "hypercube")
+_FOOTER = "# Avg bus bandwidth"
 
 
-def parse_nccl_tests(text: str, source: str = "log") -> pd.DataFrame:
+def _row_fields(line: str, source: str, lineno: int) -> list[str]:
+    """The 13 fields of a result row; 12-field rows (no root column) get root -1,
+    9/8-field rows (a run with only out-of-place results) get empty in-place fields."""
+    fields = line.split()
+    if len(fields) in (8, 9):
+        fields += ["nan", "nan", "nan", "nan"]
+    if len(fields) == 12:
+        fields.insert(4, "-1")
+    if len(fields) != 13:
+        raise ClusterSimError(
+            f"{source}:{lineno}: nccl-tests row has {len(line.split())} fields, expected 12 "
+            f"(no root column) or 13; truncated or not an nccl-tests log? {line[:60]!r}")
+    return fields
+
+
+def parse_nccl_tests(text: str, source: str = "log", require_footer: bool = True) -> pd.DataFrame:
     """One row per message size of an nccl-tests ``*_perf`` log.
 
-    Handles the header lines, mpirun prefixes, and logs with or without a ``root``
-    column (reduce/broadcast have one, all_reduce does not).
+    Handles the header lines, mpirun/srun prefixes, logs with or without a ``root``
+    column (newer nccl-tests print it for every op), out-of-place and in-place columns.
+    A log that stops before nccl-tests' closing ``# Avg bus bandwidth`` line is
+    reported as truncated unless ``require_footer`` is False.
     """
-    rows, ranks = [], set()
-    for raw in text.splitlines():
-        line = _MPI_PREFIX.sub("", raw).strip()
+    rows, ranks, footer = [], set(), False
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = _PREFIX.sub("", raw).strip()
         rank = re.match(r"#\s+Rank\s+(\d+)", line)
         if rank:
             ranks.add(int(rank.group(1)))
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
-        if not fields[0].isdigit():
-            continue
-        if len(fields) == 12:            # no root column
-            fields.insert(4, "-1")
-        if len(fields) != 13:
-            raise ClusterSimError(f"{source}: malformed nccl-tests row: {line[:80]!r}")
-        rows.append(fields)
+        footer = footer or line.startswith(_FOOTER)
+        if line and not line.startswith("#") and line.split()[0].isdigit():
+            rows.append(_row_fields(line, source, lineno))
     if not rows:
         raise ClusterSimError(f"{source}: no nccl-tests result rows found (empty or truncated log?)")
-    df = pd.DataFrame(rows, columns=_NCCL_COLUMNS)
+    if require_footer and not footer:
+        raise ClusterSimError(f"{source}: log ends after {len(rows)} rows without nccl-tests' "
+                              f"{_FOOTER!r} line (truncated log?)")
+    df = pd.DataFrame(rows, columns=_NCCL_COLUMNS).drop_duplicates("size_bytes")
     for col in df.columns:
-        if col not in ("type", "redop", "oop_error", "ip_error"):
+        if col not in _TEXT_COLUMNS:
             df[col] = pd.to_numeric(df[col], errors="coerce")
+    if df["oop_time_us"].isna().any():
+        raise ClusterSimError(f"{source}: non-numeric time in an nccl-tests row")
     df["n_ranks"] = len(ranks) or None
-    return df
+    op = next((op for op in _NCCL_OPS if op in Path(source).name), None)
+    df["op"] = "all_to_all" if op == "alltoall" else op
+    return df.reset_index(drop=True)
 
 
-def read_nccl_tests(path: str | Path) -> pd.DataFrame:
+def read_nccl_tests(path: str | Path, require_footer: bool = True) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ClusterSimError(f"nccl-tests log {str(path)!r} does not exist")
-    return parse_nccl_tests(path.read_text(errors="replace"), source=str(path))
+    return parse_nccl_tests(path.read_text(errors="replace"), source=str(path),
+                            require_footer=require_footer)
+
+
+# Columns a microbenchmark CSV must have, per suite (calibration/microbench).
+_META = ["suite", "op", "dtype", "device", "device_name", "torch_version", "date",
+         "samples_s", "median_s", "iqr_s"]
+MICROBENCH_COLUMNS = {
+    "kernels": _META + ["op_class", "flops", "bytes"],
+    "collectives": _META + ["n_ranks", "size_bytes", "time_us", "busbw_gb_s"],
+}
+_KERNEL_CLASS_COLUMNS = {"gemm": ["m", "n", "k"], "attention": ["seq", "causal"],
+                         "memory": ["numel"]}
+
+
+def read_microbench(path: str | Path) -> pd.DataFrame:
+    """A CSV written by calibration/microbench, checked for the columns the fit needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClusterSimError(f"microbenchmark CSV {str(path)!r} does not exist")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ClusterSimError(f"{path}: empty CSV (no header, no rows)") from None
+    if "suite" not in df.columns:
+        raise ClusterSimError(f"{path}: missing column 'suite'; expected a CSV written by "
+                              f"'calibrate run kernels|collectives'")
+    suites = set(df["suite"].dropna())
+    if len(suites) != 1 or not suites <= set(MICROBENCH_COLUMNS):
+        raise ClusterSimError(f"{path}: suite must be one of {sorted(MICROBENCH_COLUMNS)}, "
+                              f"found {sorted(map(str, suites))}")
+    suite = suites.pop()
+    need = list(MICROBENCH_COLUMNS[suite])
+    if suite == "kernels":
+        for cls in set(df.get("op_class", pd.Series(dtype=str)).dropna()):
+            need += _KERNEL_CLASS_COLUMNS.get(cls, [])
+    missing = [c for c in dict.fromkeys(need) if c not in df.columns]
+    if missing:
+        raise ClusterSimError(f"{path}: missing column(s) {', '.join(missing)} for a "
+                              f"{suite} microbenchmark CSV")
+    if "skipped" in df.columns:
+        df = df[df["skipped"].isna()]
+    if df.empty or df["median_s"].isna().all():
+        raise ClusterSimError(f"{path}: no measured rows")
+    return df.reset_index(drop=True)
 
 
 VIDUR_GEMMS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")

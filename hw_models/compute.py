@@ -48,8 +48,10 @@ class ComputeModel:
         launch = self.profile.memory.launch_us * US
         return (launch + flops / (self.gpu.peak_flops(dtype) * eff)) / self.speed_scale
 
-    def memory_bound(self, bytes_: float) -> float:
-        mem = self.profile.memory
+    def memory_bound(self, bytes_: float, op_class: str = "elementwise") -> float:
+        """Launch + bytes at the fitted bandwidth; per-op-class curves where the profile
+        measured them (on CPUs norm and softmax run far below copy bandwidth)."""
+        mem = self.profile.memory_curve(op_class)
         return (mem.launch_us * US + bytes_ / (self.gpu.hbm_bw * mem.bw_eff)) / self.speed_scale
 
     def time(self, op_class: str, flops: float, bytes_: float, dtype: str,
@@ -58,4 +60,4 @@ class ComputeModel:
             return self.gemm(flops, bytes_, dtype)
         if op_class == "attention":
             return self.attention(flops, seq_kv, causal, dtype)
-        return self.memory_bound(bytes_)
+        return self.memory_bound(bytes_, op_class)

@@ -8,9 +8,16 @@ A profile is YAML written by ``calibration.fit`` and read here. Layout::
     gemm: {fp16: {eff_max, flops_half, launch_us, roofline_p}, ...}
     attention: {causal: {eff_max, seq_half}, full: {eff_max, seq_half}}
     memory: {bw_eff, launch_us}
+    memory_ops: {norm: {bw_eff, launch_us}, ...}   # optional per op class (measured profiles)
     collectives: {nvlink: {latency_us, eff_max, bytes_half, gamma}, network: {...}}
+    fabric: {nvlink: {base_us, step_us, eff_max, bytes_half, gamma}, network: {...}}  # flow model
     quality: {...}                          # R^2 and residuals per fit
     uncertainty: {...}                      # bootstrap spread per parameter
+    device_spec: {peak_tflops, hbm_tb_s, scale_up_gb_s, source}   # optional, see below
+
+A profile measured on a device the catalog cannot know exactly (a CPU, a GPU whose
+clocks differ) carries the peaks it measured in ``device_spec``; ``device_gpu`` lays
+them over the catalog entry so the fitted efficiencies and the peaks stay consistent.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hw_models.catalog import GPUSpec
 from hw_models.errors import ClusterSimError
 
 
@@ -54,6 +62,27 @@ class CollectiveCurve(_P):
     gamma: float = Field(gt=0)
 
 
+class FabricCurve(_P):
+    """Fitted per link class for the flow model (calibration.build_profiles, fit_fabric):
+    extra latency over NCCL's own constants (``base_us`` once, ``step_us`` per hop) and the
+    size ramp of achieved bandwidth eff(S) = eff_max / (1 + (bytes_half / S)^gamma)."""
+    base_us: float = 0.0
+    step_us: float = 0.0
+    eff_max: float = Field(default=1.0, gt=0, le=1.5)
+    bytes_half: float = Field(default=0.0, ge=0)
+    gamma: float = Field(default=1.0, gt=0)
+
+
+class DeviceSpec(_P):
+    """Peaks measured on the profiled device (best observed GEMM FLOP/s per dtype, best
+    observed copy/add bandwidth, best observed collective bus bandwidth)."""
+    name: str
+    peak_tflops: dict[str, float]
+    hbm_tb_s: float = Field(gt=0)
+    scale_up_gb_s: float | None = Field(default=None, gt=0)
+    source: str
+
+
 class Profile(_P):
     name: str
     device: str
@@ -62,9 +91,12 @@ class Profile(_P):
     gemm: dict[str, GemmCurve]
     attention: dict[str, AttentionCurve]
     memory: MemoryCurve
+    memory_ops: dict[str, MemoryCurve] = {}
     collectives: dict[str, CollectiveCurve] = {}
+    fabric: dict[str, FabricCurve] = {}
     quality: dict[str, Any] = {}
     uncertainty: dict[str, Any] = {}
+    device_spec: DeviceSpec | None = None
 
     def gemm_curve(self, dtype: str) -> GemmCurve:
         if dtype in self.gemm:
@@ -74,6 +106,10 @@ class Profile(_P):
             if alias in self.gemm:
                 return self.gemm[alias]
         raise ClusterSimError(f"profile {self.name!r} has no GEMM curve for {dtype!r}")
+
+
+    def memory_curve(self, op_class: str) -> MemoryCurve:
+        return self.memory_ops.get(op_class, self.memory)
 
 
 PROFILE_DIR = "profiles"
@@ -115,3 +151,27 @@ def parse(data: Any, source: str) -> Profile:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise ClusterSimError(f"profile {source!r}: {where}: {err['msg']}") from None
+
+
+def check_device(profile: Profile, gpu_key: str, gpu: GPUSpec) -> None:
+    """A profile applies to the device it was fitted on, or to GPUs whose catalog entry
+    names it as their profile (H200 and B200 borrow Hopper's curves, stated there)."""
+    if profile.device == gpu_key or profile.name == gpu.profile:
+        return
+    raise ClusterSimError(
+        f"profile {profile.name!r} was fitted on device {profile.device!r}, but the cluster's "
+        f"GPU is {gpu_key!r}; use a profile of {gpu_key!r} (built-in: {gpu.profile!r}) or "
+        f"a GPU entry for {profile.device!r}")
+
+
+def device_gpu(profile: Profile, gpu: GPUSpec) -> GPUSpec:
+    """The catalog GPU with the profile's measured peaks laid over it (if it has any)."""
+    spec = profile.device_spec
+    if spec is None:
+        return gpu
+    update: dict[str, Any] = {"peak_tflops": {**gpu.peak_tflops, **spec.peak_tflops},
+                              "hbm_tb_s": spec.hbm_tb_s,
+                              "source": f"{gpu.source}; peaks measured: {spec.source}"}
+    if spec.scale_up_gb_s:
+        update["scale_up_gb_s"] = spec.scale_up_gb_s
+    return gpu.model_copy(update=update)

@@ -7,12 +7,13 @@ is allowed; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hw_models.errors import ClusterSimError
+from sim.inference_config import InferenceWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 
 
@@ -71,9 +72,19 @@ class SimConfig(_Cfg):
 class Scenario(_Cfg):
     name: str = "scenario"
     cluster: ClusterConfig = ClusterConfig()
-    workload: TrainingWorkload = TrainingWorkload()
+    workload: Annotated[TrainingWorkload | InferenceWorkload, Field(discriminator="kind")] = \
+        TrainingWorkload()
     sim: SimConfig = SimConfig()
     run: RunConfig | None = None        # a whole run: failures, stragglers -> goodput
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_kind(cls, data: Any) -> Any:
+        """``kind`` picks the workload schema; scenarios written before it existed train."""
+        w = data.get("workload") if isinstance(data, dict) else None
+        if isinstance(w, dict) and "kind" not in w:
+            data = {**data, "workload": {**w, "kind": "training"}}
+        return data
 
 
 DEFAULT_SCENARIO: dict[str, Any] = {
@@ -91,7 +102,10 @@ DEFAULT_SCENARIO: dict[str, Any] = {
 def describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
-        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function"))
+        loc = [str(p) for p in err["loc"] if not str(p).startswith("function")]
+        if loc[:1] == ["workload"] and loc[1:2] in (["training"], ["inference"]):
+            del loc[1]                   # the discriminated union's tag is not a key
+        where = ".".join(loc)
         got = err.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
         parts.append(f"{where}: {err['msg']}{got_s}")

@@ -87,6 +87,9 @@ def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
 
 
 def simulate(sc: Scenario, prof: Profile | None = None) -> SimResult:
+    if sc.workload.kind == "inference":      # LLM serving: sim/simulate_inference.py
+        from sim.simulate_inference import simulate_inference
+        return simulate_inference(sc, prof)
     t0 = time.perf_counter()
     setup = resolve_setup(sc)
     prof = prof or setup.profile
@@ -97,6 +100,8 @@ def simulate(sc: Scenario, prof: Profile | None = None) -> SimResult:
         check_memory(setup, mem)
     graph = training.build(model, plan, setup.options)
     network = make_network(setup, prof)
+    if hasattr(network, "set_simulated_ranks"):   # flow model places symmetric peers' flows
+        network.set_simulated_ranks(graph.simulated_ranks)
     costs = OpCosts(ComputeModel(setup.gpu, prof, sc.sim.speed_scale), network)
     engine = Engine(graph, costs, network)
     rows = engine.run()

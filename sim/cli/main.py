@@ -10,17 +10,25 @@ from pydantic import ValidationError
 
 from hw_models.errors import ClusterSimError
 from sim.cli import app_cmd
+from sim.cli import calibrate as calibrate_cmd
 from sim.cli import catalog as catalog_cmd
+from sim.cli import collective as collective_cmd
 from sim.cli import reliability as reliability_cmd
+from sim.cli import replay as replay_cmd
 from sim.cli import simulate as simulate_cmd
+from sim.cli import sweep as sweep_cmd
 from sim.cli import validate as validate_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="clustersim: what-if simulation of large ML training and serving clusters.")
 catalog_cmd.register(app)
+collective_cmd.register(app)
+calibrate_cmd.register(app)
 simulate_cmd.register(app)
+sweep_cmd.register(app)
 validate_cmd.register(app)
 reliability_cmd.register(app)
+replay_cmd.register(app)
 app_cmd.register(app)
 
 

@@ -13,7 +13,28 @@ from sim.result import SimResult
 from sim.simulate import simulate
 
 
+def render_inference(res) -> str:
+    m = res.metrics
+    lines = [f"scenario            {res.name}  ({res.world_size} GPUs, policy {res.extra['policy']}, "
+             f"{res.extra['replicas']} replicas)"]
+    for k in ("ttft_ms", "tbt_ms", "tpot_ms", "e2e_ms"):
+        v = m[k]
+        lines.append(f"{k:20s}p50 {v['p50']:9.1f}  p90 {v['p90']:9.1f}  p99 {v['p99']:9.1f}  "
+                     f"mean {v['mean']:9.1f}")
+    lines += [f"throughput          {m['throughput_tokens_per_s']:,.0f} output tokens/s, "
+              f"{m['requests_per_s']:.2f} requests/s",
+              f"SLO attainment      {m['slo_attainment']:.1%}  goodput {m['goodput_requests_per_s']:.2f} req/s",
+              f"KV cache peak       {m['kv_cache_peak_gib']:.2f} GiB per GPU "
+              f"(capacity {res.extra['kv_cache_capacity_gib']:.1f})",
+              f"preemptions         {m['preemptions']}",
+              f"iterations          {res.extra['iterations']} (mean batch {res.extra['mean_batch']:.1f})",
+              f"wall time           {res.wall_s:.2f} s"]
+    return "\n".join(lines)
+
+
 def render(res: SimResult) -> str:
+    if not isinstance(res, SimResult):
+        return render_inference(res)
     t = res.iteration_time_s
     band = ""
     if res.band and "iteration_time_s" in res.band:
@@ -43,7 +64,7 @@ def register(app: typer.Typer) -> None:
         trace: Path = typer.Option(None, "--trace", help="write a Chrome/Perfetto trace here"),
         default: bool = typer.Option(False, "--default", help="GPT-3 175B on 1024 H100s"),
     ) -> None:
-        """Simulate one training iteration of a scenario."""
+        """Simulate a scenario: one training iteration, or a serving run (kind: inference)."""
         if file is None and not default:
             raise ClusterSimError("give a scenario FILE, or --default for the built-in one")
         sc = scenario_mod.default(set_) if file is None else scenario_mod.load(file, set_)

@@ -22,5 +22,25 @@ def megatron_sc21(format: Format = typer.Option(Format.table, "--format"),
     emit({"rows": df.to_dict("records"), "summary": s}, format, text)
 
 
+@validate_app.command("trtllm")
+def trtllm(format: Format = typer.Option(Format.table, "--format")) -> None:
+    """TensorRT-LLM first-token latency at batch 1 (H100 FP8, A100 FP16): ms."""
+    from calibration.validate_inference import run, summary
+    df = run()
+    s = summary(df)
+    text = df.to_string(index=False) + (
+        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
+        f"{s['max_abs_error_pct']:.1f}%   rows over 15%: {s['rows_over_15pct']} of {s['rows']}")
+    emit({"rows": df.to_dict("records"), "summary": s}, format, text)
+
+
+def _register_features() -> None:
+    from sim.cli.collective import register_nccl
+    register_nccl(validate_app)
+
+
+_register_features()
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(validate_app, name="validate")

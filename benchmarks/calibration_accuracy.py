@@ -1,0 +1,101 @@
+"""Accuracy of the calibration pipeline on real GPU measurements recorded by others.
+
+    python benchmarks/calibration_accuracy.py        # prints JSON tables (docs/calibration.md)
+
+1. Vidur operators (A100, H100): fit the GEMM curve on two models, predict the GEMM
+   operators of the other two; median and p90 |error| per operator and GPU, both splits.
+2. nccl-tests all_reduce logs (Azure A100, 2-16 GPUs): fit the collective curve on the
+   whole sweep and predict it back (geomean |error|); fit on every other size and
+   predict the sizes left out.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from calibration.build_profiles import REF
+from calibration.fitting import collective_model, fit_collective, fit_gemm
+from calibration.parsers import read_nccl_tests
+from calibration.vidur import cross_model_errors
+from hw_models import catalog
+from hw_models.compute import smooth_max
+from hw_models.profile import load_builtin
+
+SPLITS = (["Llama-2-7b-hf", "internlm-20b"], ["CodeLlama-34b-Instruct-hf", "Llama-2-70b-hf"])
+GPUS = {"a100": "a100-80gb", "h100": "h100-sxm"}
+
+
+def vidur_ops(prefix: str) -> pd.DataFrame:
+    frames = []
+    for p in sorted((REF / "vidur/compute").glob(f"{prefix}_*_ops.csv")):
+        df = pd.read_csv(p)
+        df["model"] = p.name[len(prefix) + 1:-len("_ops.csv")]
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def gemm_predictor(train: pd.DataFrame, gpu_key: str, prefix: str):
+    """Fit the profile's GEMM curve on ``train`` rows; return (m, n, k) -> seconds."""
+    gpu, prof = catalog.gpu(gpu_key), load_builtin(prefix)
+    peak, bw = gpu.peak_flops("fp16"), gpu.hbm_bw * prof.memory.bw_eff
+    fit = fit_gemm(train.m, train.n, train.k, train.time_s, peak, gpu.hbm_bw, prof.memory.bw_eff,
+                   2, n_boot=1).params
+
+    def predict(m, n, k):
+        flops, nbytes = 2 * m * n * k, 2 * (m * k + k * n + m * n)
+        eff = fit["eff_max"] * flops / (flops + fit["flops_half"])
+        return fit["launch_us"] * 1e-6 + smooth_max(flops / (peak * eff), nbytes / bw, fit["roofline_p"])
+    return predict
+
+
+def vidur_table() -> pd.DataFrame:
+    from calibration.vidur import gemm_rows
+    out = []
+    for prefix, key in GPUS.items():
+        ops = vidur_ops(prefix)
+        rows = gemm_rows(ops)
+        for train in SPLITS:
+            pred = gemm_predictor(rows[rows.model.isin(train)], key, prefix)
+            t = cross_model_errors(ops, train, pred)
+            t.insert(0, "gpu", prefix)
+            t.insert(1, "fitted_on", "+".join(train))
+            out.append(t)
+    return pd.concat(out, ignore_index=True).round(2)
+
+
+def nccl_table() -> pd.DataFrame:
+    rows = []
+    for n in (2, 4, 8, 16):
+        log = read_nccl_tests(REF / f"echo_nccl_tests/azure_a100_40gb_all_reduce_{n}gpu.log")
+        sys = catalog.system("dgx-a100")
+        link = sys.scale_up_bw if n <= 8 else min(sys.scale_up_bw, 8 * sys.nic_bw_per_gpu)
+        bus = 2 * (n - 1) / n * log.size_bytes.to_numpy(float)
+        t = log.oop_time_us.to_numpy(float) * 1e-6
+        rows.append({"gpus": n, "sizes": len(t),
+                     "same_sweep_geomean_err_pct": _geo(_fit_pred(bus, t, bus, link), t),
+                     "half_sizes_geomean_err_pct": _geo(
+                         _fit_pred(bus[::2], t[::2], bus[1::2], link), t[1::2])})
+    return pd.DataFrame(rows).round(2)
+
+
+def _fit_pred(bus_fit, t_fit, bus_pred, link):
+    th = fit_collective(bus_fit, t_fit, link, n_boot=1).params
+    theta = [th["latency_us"], th["eff_max"], np.log(th["bytes_half"]), th["gamma"]]
+    return collective_model(theta, bus_pred, link)
+
+
+def _geo(pred, meas) -> float:
+    """Geometric-mean |error|: exp(mean |log(pred/meas)|) - 1, in percent."""
+    return float((np.exp(np.mean(np.abs(np.log(pred / meas)))) - 1) * 100)
+
+
+def main() -> None:
+    print(json.dumps({"vidur_gemm_cross_model": vidur_table().to_dict(orient="records"),
+                      "nccl_tests_all_reduce": nccl_table().to_dict(orient="records")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Timing and the tidy CSV shared by the kernel and collective runners."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hw_models.errors import ClusterSimError
+
+# Columns every microbenchmark CSV carries; the parser checks them.
+META_COLUMNS = ["suite", "op", "dtype", "device", "device_name", "torch_version", "threads",
+                "date", "n_samples", "samples_s", "median_s", "iqr_s"]
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def check_device(device: str) -> torch.device:
+    if device not in ("cpu", "cuda"):
+        raise ClusterSimError(f"device {device!r} is not supported; allowed: cpu, cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ClusterSimError("device 'cuda' requested but torch sees no CUDA GPU on this machine")
+    return torch.device(device)
+
+
+def device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return platform.processor() or platform.machine()
+
+
+def time_fn(fn: Callable[[], object], dev: torch.device, warmup: int, reps: int) -> list[float]:
+    """Seconds per call: CUDA events on a GPU (device time), perf_counter on a CPU."""
+    for _ in range(warmup):
+        fn()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        out = []
+        for _ in range(reps):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            out.append(start.elapsed_time(end) * 1e-3)
+        return out
+    import time
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def summary(samples: list[float]) -> dict[str, object]:
+    arr = np.asarray(samples, float)
+    q1, q3 = np.percentile(arr, [25, 75])
+    return {"n_samples": len(arr), "samples_s": ";".join(f"{s:.6g}" for s in arr),
+            "median_s": float(np.median(arr)), "iqr_s": float(q3 - q1)}
+
+
+def meta(suite: str, dev: torch.device) -> dict[str, object]:
+    return {"suite": suite, "device": dev.type, "device_name": device_name(dev),
+            "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+            "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def write_csv(rows: list[dict[str, object]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows)
+    front = [c for c in META_COLUMNS if c in df.columns]
+    df[front + [c for c in df.columns if c not in front]].to_csv(path, index=False)
+    return path

@@ -1,0 +1,104 @@
+"""Predicted vs measured nccl-tests bus bandwidth for every reference sweep.
+
+Sweeps (calibration/reference/):
+- collectives/dgx_h100_all_reduce_nvls.csv: one DGX H100, 8 GPUs (NVLS);
+- collectives/azure_a100_8gpu_all_reduce.csv: Azure ND A100 v4, 8 GPUs;
+- echo_nccl_tests/azure_a100_40gb_all_reduce_{2,4,8,16}gpu.log: ND A100 v4 40GB, 2-8
+  GPUs in one server and 16 over two servers (one 200 Gb/s HDR NIC per GPU). The 1-GPU
+  log has no communication (busbw is 0 by definition) and is left out.
+
+Error per sweep: geometric-mean absolute error, exp(mean |ln(pred/meas)|) - 1, over
+all sizes of the sweep (busbw and time give the same ratio).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from calibration.parsers import read_nccl_tests
+from hw_models import catalog
+from hw_models.profile import Profile, load_builtin
+from sim.network.analytical import ClusterLayout, bus_factor
+from sim.network.flow import FlowNetwork
+from workloads.graph import CommGroup
+
+REF = Path(str(resources.files("calibration").joinpath("reference")))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    system: str
+    profile: str
+    gpus: int
+    gpus_per_node: int
+    data: pd.DataFrame           # size_bytes, time_us, busbw_gb_s
+
+    @property
+    def nodes(self) -> int:
+        return -(-self.gpus // self.gpus_per_node)
+
+
+def _echo(n: int) -> Sweep:
+    log = read_nccl_tests(REF / f"echo_nccl_tests/azure_a100_40gb_all_reduce_{n}gpu.log")
+    df = pd.DataFrame({"size_bytes": log.size_bytes, "time_us": log.ip_time_us,
+                       "busbw_gb_s": log.ip_busbw_gb_s})
+    # Same node as the catalog's dgx-a100 (8 GPUs, NVSwitch 300 GB/s, 8x HDR 200 Gb/s).
+    return Sweep(f"echo A100-40GB {n} GPU", "dgx-a100", "a100", n, 8, df)
+
+
+@cache
+def reference_sweeps() -> tuple[Sweep, ...]:
+    h = pd.read_csv(REF / "collectives/dgx_h100_all_reduce_nvls.csv", comment="#")
+    a = pd.read_csv(REF / "collectives/azure_a100_8gpu_all_reduce.csv", comment="#")
+    a["time_us"] = bus_factor("all_reduce", 8) * a.size_bytes / (a.busbw_gb_s * 1e3)
+    return (Sweep("DGX H100 8 GPU NVLS", "dgx-h100", "h100", 8, 8, h),
+            Sweep("Azure A100-80GB 8 GPU", "dgx-a100", "a100", 8, 8, a),
+            *(_echo(n) for n in (2, 4, 8, 16)))
+
+
+def network_for(sweep: Sweep, profile: Profile | None = None) -> FlowNetwork:
+    sys = catalog.system(sweep.system)
+    layout = ClusterLayout(sys, sweep.nodes, sys.nic_gbps)
+    return FlowNetwork(layout, profile or load_builtin(sweep.profile), {})
+
+
+def predict(sweep: Sweep, profile: Profile | None = None) -> pd.DataFrame:
+    net = network_for(sweep, profile)
+    group = CommGroup(tuple(range(sweep.gpus)))
+    rows = []
+    for size, t_meas, bw_meas in sweep.data[["size_bytes", "time_us", "busbw_gb_s"]].itertuples(
+            index=False):
+        t = net.collective_time("all_reduce", float(size), group)
+        ch = net.choose("all_reduce", float(size), group)
+        bw = bus_factor("all_reduce", sweep.gpus) * size / t / 1e9
+        rows.append({"sweep": sweep.name, "size_bytes": int(size), "measured_us": t_meas,
+                     "predicted_us": round(t * 1e6, 2), "measured_busbw": bw_meas,
+                     "predicted_busbw": round(bw, 2), "algo": ch.algo, "proto": ch.proto,
+                     "error_pct": round((t_meas * 1e-6 / t - 1) * 100, 1)})
+    return pd.DataFrame(rows)
+
+
+def geomean_abs_error(pred: np.ndarray, meas: np.ndarray) -> float:
+    return float(np.expm1(np.mean(np.abs(np.log(np.asarray(pred) / np.asarray(meas))))))
+
+
+def validate(profile: Profile | None = None) -> pd.DataFrame:
+    """All sweeps, one row per size; ``error_pct`` is predicted/measured busbw - 1."""
+    return pd.concat([predict(s, profile) for s in reference_sweeps()], ignore_index=True)
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for name, g in rows.groupby("sweep", sort=False):
+        out.append({"sweep": name, "sizes": len(g),
+                    "geomean_abs_err_pct": round(
+                        100 * geomean_abs_error(g.measured_us, g.predicted_us), 1),
+                    "max_abs_err_pct": round(float(g.error_pct.abs().max()), 1)})
+    return pd.DataFrame(out)

@@ -1,0 +1,103 @@
+"""What a collective algorithm is: flows per phase and step counts for the latency model.
+
+An algorithm turns (kind, bytes, ranks) on a topology into a ``Plan``: phases run one
+after another, the flows inside a phase run at the same time and share links. Flows
+are (source vertex, destination vertex, bytes, salt); the salt spreads channels over
+ECMP paths. ``steps`` gives (intra-domain, inter-domain) hop counts of NCCL's latency
+formula (nccl src/graph/tuning.cc).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+from hw_models.errors import ClusterSimError
+from hw_models.topology import Topology
+
+Flow = tuple[int, int, float, int]
+Plan = list[list[Flow]]
+
+
+@dataclass(frozen=True)
+class CollCtx:
+    kind: str
+    nbytes: float
+    ranks: tuple[int, ...]
+    topo: Topology
+    max_channels: int = 8
+    sharp: bool = False
+    nvls: bool = False
+
+    @property
+    def n(self) -> int:
+        return len(self.ranks)
+
+    def v(self, rank: int) -> int:
+        return int(self.topo.gpu_vertex[rank])
+
+    @cached_property
+    def domains(self) -> list[list[int]]:
+        """The group's ranks per scale-up domain, domains in order of first rank."""
+        per: dict[int, list[int]] = {}
+        for r in self.ranks:
+            per.setdefault(r // self.topo.domain, []).append(r)
+        return list(per.values())
+
+    @property
+    def n_domains(self) -> int:
+        return len(self.domains)
+
+    @property
+    def local(self) -> int:
+        """Ranks per domain (max, groups are normally balanced)."""
+        return max(len(d) for d in self.domains)
+
+    @property
+    def channels(self) -> int:
+        """Across domains one channel per local rank (each drives its own NIC/rail)."""
+        return max(1, min(self.max_channels, self.local)) if self.n_domains > 1 else 1
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    kinds: frozenset[str]
+    protos: tuple[str, ...]
+    plan: Callable[[CollCtx], Plan]
+    steps: Callable[[CollCtx], tuple[float, float]]
+    available: Callable[[CollCtx], bool] = lambda ctx: True
+    tuned: bool = True          # part of NCCL's own choice set (the tuner may pick it)
+    latency_key: str = ""       # row of the NCCL latency tables (defaults to name)
+
+    @property
+    def lat_key(self) -> str:
+        return self.latency_key or self.name
+
+
+ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register(algo: Algorithm) -> Algorithm:
+    if algo.name in ALGORITHMS:
+        raise ValueError(f"collective algorithm {algo.name!r} registered twice")
+    ALGORITHMS[algo.name] = algo
+    return algo
+
+
+def get(name: str) -> Algorithm:
+    if name not in ALGORITHMS:
+        raise ClusterSimError(f"unknown collective algorithm {name!r}; allowed: {sorted(ALGORITHMS)}")
+    return ALGORITHMS[name]
+
+
+def ring_order(ctx: CollCtx, c: int) -> list[int]:
+    """Channel c's ring: rotated by c inside each domain, every other domain reversed, so
+    the ring leaves one domain and enters the next at the same local index (same rail)."""
+    order: list[int] = []
+    for d, ranks in enumerate(ctx.domains):
+        k = len(ranks)
+        rot = [ranks[(c + i) % k] for i in range(k)]
+        order += rot[::-1] if d % 2 else rot
+    return order

@@ -1,0 +1,142 @@
+"""Per-size choice of algorithm and protocol, the way NCCL's tuner makes it.
+
+NCCL predicts ``time = latency(algo, proto) + bytes / busBw(algo, proto)`` for every
+enabled pair and runs the fastest (src/graph/tuning.cc). We do the same with:
+
+- latency: NCCL's base + per-hop constants (nccl_tuning.yaml) plus the profile's fitted
+  extras per link class (``fabric.<cls>.base_us`` once, ``step_us`` per hop);
+- bandwidth: the algorithm's flows solved max-min on the topology with no other
+  traffic (seconds per byte, cached per group shape), divided by NCCL's protocol
+  factor and the fitted size ramp eff(S) of the link class.
+
+The chosen pair's flows then run on the shared fabric carrying ``bytes / (factor x
+eff(S))`` wire bytes, so protocol overheads and contention compose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hw_models.errors import ClusterSimError
+from hw_models.profile import FabricCurve
+from hw_models.topology import Topology
+from sim.network.collectives.base import ALGORITHMS, Algorithm, CollCtx, Plan, get
+from sim.network.fabric import maxmin_rates
+
+PROTOCOLS = ("LL", "LL128", "Simple")
+
+
+@cache
+def nccl_constants() -> dict[str, Any]:
+    text = resources.files("sim.network.collectives").joinpath("nccl_tuning.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+@dataclass(frozen=True)
+class Choice:
+    algo: str
+    proto: str
+    latency_s: float
+    wire_factor: float       # wire bytes per payload byte (1 / (protocol factor x eff(S)))
+    seconds_per_byte: float  # contention-free transfer time per payload byte at full rate
+
+    def time(self, nbytes: float) -> float:
+        return self.latency_s + self.seconds_per_byte * nbytes * self.wire_factor
+
+
+def ramp(curve: FabricCurve, nbytes: float) -> float:
+    if nbytes <= 0 or curve.bytes_half <= 0:
+        return curve.eff_max
+    return curve.eff_max / (1.0 + (curve.bytes_half / nbytes) ** curve.gamma)
+
+
+class Tuner:
+    def __init__(self, topo: Topology, fits: dict[str, FabricCurve], intra_class: str,
+                 nvls: bool, sharp: bool, max_channels: int = 8):
+        self.topo, self.fits, self.intra_class = topo, fits, intra_class
+        self.nvls, self.sharp, self.max_channels = nvls, sharp, max_channels
+        self._spb: dict[tuple, float] = {}
+
+    def ctx(self, kind: str, nbytes: float, ranks: tuple[int, ...]) -> CollCtx:
+        return CollCtx(kind, nbytes, ranks, self.topo, self.max_channels, self.sharp, self.nvls)
+
+    def fit(self, cls: str) -> FabricCurve:
+        return self.fits.get(cls) or FabricCurve()
+
+    def latency(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
+        c = nccl_constants()
+        key = algo.lat_key
+        intra, inter = algo.steps(ctx)
+        hw = c["hw_latency_us"][key]
+        cls = "network" if ctx.n_domains > 1 else "nvlink"
+        us = (c["base_latency_us"][key][proto] + self.fit(cls).base_us
+              + intra * (hw[self.intra_class][proto] + self.fit("nvlink").step_us)
+              + inter * (hw["network"][proto] + c["net_overhead_us"][proto]
+                         + self.fit("network").step_us))
+        return us * 1e-6
+
+    def wire_factor(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
+        bwf = nccl_constants()["bandwidth_factor"][algo.lat_key][proto]
+        cls = "network" if ctx.n_domains > 1 else "nvlink"
+        return 1.0 / (bwf * ramp(self.fit(cls), ctx.nbytes))
+
+    def seconds_per_byte(self, algo: Algorithm, ctx: CollCtx) -> float:
+        """Contention-free time per payload byte: phases in sequence, each as slow as its
+        slowest flow under max-min sharing (rates do not depend on size)."""
+        key = (algo.name, ctx.kind, ctx.ranks)
+        if key not in self._spb:
+            unit = CollCtx(ctx.kind, 1.0, ctx.ranks, self.topo, self.max_channels, self.sharp,
+                           self.nvls)
+            self._spb[key] = sum(phase_time(self.topo, ph) for ph in algo.plan(unit))
+        return self._spb[key]
+
+    def candidates(self, kind: str, ctx: CollCtx, algo: str | None, proto: str | None):
+        if algo:
+            a = get(algo)
+            if kind not in a.kinds:
+                raise ClusterSimError(f"algorithm {algo!r} does not run {kind}; it runs {sorted(a.kinds)}")
+            if not a.available(ctx):
+                raise ClusterSimError(f"algorithm {algo!r} is not available for this group/system")
+            algos = [a]
+        else:
+            algos = [a for a in ALGORITHMS.values()
+                     if kind in a.kinds and a.tuned and a.available(ctx)]
+            if not algos:  # e.g. all_to_all has only untuned fallbacks
+                algos = [a for a in ALGORITHMS.values() if kind in a.kinds and a.available(ctx)]
+        if proto and proto not in PROTOCOLS:
+            raise ClusterSimError(f"unknown protocol {proto!r}; allowed: {list(PROTOCOLS)}")
+        pairs = [(a, p) for a in algos for p in a.protos if proto in (None, p)]
+        if not pairs:
+            raise ClusterSimError(f"no algorithm runs {kind} with protocol {proto!r} here")
+        return pairs
+
+    def choose(self, kind: str, nbytes: float, ranks: tuple[int, ...], algo: str | None = None,
+               proto: str | None = None) -> Choice:
+        ctx = self.ctx(kind, nbytes, ranks)
+        best = None
+        for a, p in self.candidates(kind, ctx, algo, proto):
+            ch = Choice(a.name, p, self.latency(a, p, ctx), self.wire_factor(a, p, ctx),
+                        self.seconds_per_byte(a, ctx))
+            if best is None or ch.time(nbytes) < best.time(nbytes):
+                best = ch
+        return best
+
+    def plan(self, choice: Choice, kind: str, nbytes: float, ranks: tuple[int, ...]) -> Plan:
+        return get(choice.algo).plan(self.ctx(kind, nbytes, ranks))
+
+
+def phase_time(topo: Topology, flows: list) -> float:
+    if not flows:
+        return 0.0
+    paths = [topo.route_v(u, v, s) for u, v, _, s in flows]
+    rates = maxmin_rates(paths, topo.cap)
+    sizes = np.array([b for _, _, b, _ in flows])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(np.isinf(rates), 0.0, sizes / rates)
+    return float(t.max())

@@ -1,0 +1,215 @@
+"""Replay an imported trace on the engine, as measured and under a what-if.
+
+``replay(trace, whatif)`` runs the ExecutionGraph twice through sim.engine.Engine: once
+with the recorded durations (which must reproduce the measured iteration time: the check
+that the dependencies were rebuilt right) and once with kernels and collectives re-costed
+by sim.whatif.Recoster. CPU time (Delay nodes) is kept as measured in both.
+
+Iteration time: the ProfilerStep annotations' durations, as HTA and the profiler define it
+(for several ranks, the slowest rank per step), averaged over the steps; a trace without
+them is one iteration from its first to its last event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from sim.engine import Engine, Row
+from sim.whatif import Recoster, WhatIf
+from workloads.graph import Collective, Compute, Delay, Memory, Node
+from workloads.traces.classify import CLASSES
+from workloads.traces.kineto import ImportedTrace, kernel_class
+
+
+class ReplayCosts:
+    """CostModel of the engine: recorded durations, optionally re-costed."""
+
+    def __init__(self, recoster: Recoster | None):
+        self.r = recoster
+
+    def duration(self, node: Node) -> float:
+        op = node.op
+        if isinstance(op, Delay):
+            return op.duration_s
+        dur = getattr(op, "duration_s", None) or 0.0
+        if self.r is None or isinstance(op, Memory):  # host links are not modelled: as measured
+            return dur
+        if isinstance(op, Compute):
+            return self.r.compute(kernel_class(op), dur)
+        return dur
+
+    def parts(self, node: Node) -> dict[str, float]:
+        return {}
+
+
+class ReplayNetwork:
+    """Network of the engine: a collective holds for its recorded (or re-costed) time."""
+
+    def __init__(self, recoster: Recoster | None):
+        self.r = recoster
+
+    def collective(self, env: simpy.Environment, op: Collective) -> Generator:
+        dur = op.duration_s or 0.0
+        yield env.timeout(self.r.collective(op, dur) if self.r else dur)
+
+    def p2p(self, env: simpy.Environment, src: int, dst: int, nbytes: float) -> Generator:
+        yield env.timeout(0.0)
+
+
+@dataclass
+class RunStats:
+    iteration_s: float
+    per_rank: dict[int, float]
+    breakdown: dict[str, float]
+    kernels: dict[str, float] = field(default_factory=dict)   # class -> busy s per iteration
+    rows: list[Row] | None = None
+
+
+@dataclass
+class ReplayResult:
+    measured_iteration_s: float
+    measured_per_rank: dict[int, float]
+    replayed: RunStats
+    whatif: RunStats
+    steps: list[dict]
+
+    @property
+    def replay_error(self) -> float:
+        return self.replayed.iteration_s / self.measured_iteration_s - 1.0
+
+
+def replay(trace: ImportedTrace, whatif: WhatIf | None = None, keep_rows: bool = False
+           ) -> ReplayResult:
+    graph = trace.graph
+    measured, measured_rank = _measured(trace)
+    base = _run(trace, None, keep_rows=False)
+    rec = Recoster(whatif or WhatIf(), graph.world_size)
+    what = base if rec.identity and not keep_rows else _run(trace, rec, keep_rows)
+    steps = _per_step(trace, base.rows_end, what.rows_end) if trace.steps else []
+    return ReplayResult(measured, measured_rank, base.stats, what.stats, steps)
+
+
+@dataclass
+class _Run:
+    stats: RunStats
+    rows_end: np.ndarray
+
+
+def _run(trace: ImportedTrace, rec: Recoster | None, keep_rows: bool) -> _Run:
+    graph = trace.graph
+    rows = Engine(graph, ReplayCosts(rec), ReplayNetwork(rec)).run()
+    n = len(graph)
+    start, end = np.zeros(n), np.zeros(n)
+    for r in rows:
+        start[r.id], end[r.id] = r.start, r.end
+    per_rank, windows = _iterations(trace, end)
+    it = _step_mean(trace, end) if trace.steps else max(per_rank.values())
+    breakdown, kernels = _breakdown(graph.nodes, start, end, windows)
+    stats = RunStats(it, per_rank, breakdown, kernels, rows if keep_rows else None)
+    return _Run(stats, end)
+
+
+def _measured(trace: ImportedTrace) -> tuple[float, dict[int, float]]:
+    if not trace.steps:
+        return max(trace.spans.values()), dict(trace.spans)
+    by_name: dict[str, float] = {}
+    per_rank: dict[int, list[float]] = {}
+    for s in trace.steps:
+        by_name[s.name] = max(by_name.get(s.name, 0.0), s.measured_s)
+        per_rank.setdefault(s.rank, []).append(s.measured_s)
+    return float(np.mean(list(by_name.values()))), {r: float(np.mean(v)) for r, v in
+                                                       per_rank.items()}
+
+
+def _step_mean(trace: ImportedTrace, end: np.ndarray) -> float:
+    by_name: dict[str, float] = {}
+    for s in trace.steps:
+        by_name[s.name] = max(by_name.get(s.name, 0.0), end[s.end_node] - end[s.start_node])
+    return float(np.mean(list(by_name.values())))
+
+
+def _iterations(trace: ImportedTrace, end: np.ndarray):
+    """Per-rank mean iteration time and the (start, end, n_steps) window of each rank."""
+    per_rank, windows = {}, {}
+    if trace.steps:
+        for rank in {s.rank for s in trace.steps}:
+            mine = [s for s in trace.steps if s.rank == rank]
+            per_rank[rank] = float(np.mean([end[s.end_node] - end[s.start_node] for s in mine]))
+            windows[rank] = (min(end[s.start_node] for s in mine),
+                             max(end[s.end_node] for s in mine), len(mine))
+        return per_rank, windows
+    for n in trace.graph.nodes:
+        per_rank[n.rank] = max(per_rank.get(n.rank, 0.0), end[n.id])
+    return per_rank, {r: (0.0, t, 1) for r, t in per_rank.items()}
+
+
+def _union(iv: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for a, b in sorted(iv):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _length(iv) -> float:
+    return sum(b - a for a, b in iv)
+
+
+def _intersect(x, y) -> float:
+    i = j = 0
+    total = 0.0
+    while i < len(x) and j < len(y):
+        lo, hi = max(x[i][0], y[j][0]), min(x[i][1], y[j][1])
+        total += max(0.0, hi - lo)
+        if x[i][1] < y[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
+
+
+def _breakdown(nodes: list[Node], start, end, windows) -> tuple[dict, dict]:
+    """Per iteration, averaged over ranks: busy time per kernel class, communication not
+    hidden under compute (exposed), and time the GPUs sat idle."""
+    busy = {c: 0.0 for c in CLASSES}
+    comm: dict[int, list] = {}
+    comp: dict[int, list] = {}
+    for n in nodes:
+        cls = kernel_class(n.op)
+        if cls is None or n.rank not in windows:
+            continue
+        w0, w1, _ = windows[n.rank]
+        a, b = max(start[n.id], w0), min(end[n.id], w1)
+        if b <= a:
+            continue
+        busy[cls] += (b - a) / windows[n.rank][2]
+        (comm if cls == "nccl" else comp).setdefault(n.rank, []).append((a, b))
+    ranks = len(windows) or 1
+    exposed = idle = 0.0
+    for r, (w0, w1, k) in windows.items():
+        cu, pu = _union(comm.get(r, [])), _union(comp.get(r, []))
+        exposed += (_length(cu) - _intersect(cu, pu)) / k
+        idle += ((w1 - w0) - _length(_union(cu + pu))) / k
+    kernels = {c: v / ranks for c, v in busy.items()}
+    breakdown = {f"{c}_s": v for c, v in kernels.items()}
+    breakdown["exposed_comm_s"] = exposed / ranks
+    breakdown["gpu_idle_s"] = idle / ranks
+    return breakdown, kernels
+
+
+def _per_step(trace: ImportedTrace, base_end, what_end) -> list[dict]:
+    out: dict[str, dict] = {}
+    for s in trace.steps:
+        row = out.setdefault(s.name, {"step": s.name, "measured_s": 0.0, "replayed_s": 0.0,
+                                      "whatif_s": 0.0})
+        row["measured_s"] = max(row["measured_s"], s.measured_s)
+        row["replayed_s"] = max(row["replayed_s"],
+                                float(base_end[s.end_node] - base_end[s.start_node]))
+        row["whatif_s"] = max(row["whatif_s"], float(what_end[s.end_node] - what_end[s.start_node]))
+    return list(out.values())

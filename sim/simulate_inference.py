@@ -1,0 +1,162 @@
+"""``simulate`` for ``workload: kind: inference``: joins model, replica plan and cluster,
+sizes the paged KV cache from memory, runs the serving loop, derives the metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hw_models import catalog, profile
+from hw_models.compute import ComputeModel
+from hw_models.errors import InfeasiblePlanError, OutOfMemoryError
+from hw_models.profile import Profile
+from sim.costs import OpCosts
+from sim.inference_config import InferenceWorkload
+from sim.network import AnalyticalNetwork, ClusterLayout
+from sim.scenario import Scenario
+from workloads.inference import requests as req_mod
+from workloads.inference import schedulers
+from workloads.inference.kv_cache import PagedKVCache
+from workloads.inference.metrics import request_frame, summarize
+from workloads.inference.ops import IterationModel
+from workloads.inference.serving import ServingLoop
+from workloads.model import resolve
+
+GIB = 2**30
+
+
+@dataclass
+class InferenceResult:
+    name: str
+    metrics: dict[str, Any]
+    requests: pd.DataFrame                 # one row per request
+    iterations: pd.DataFrame               # replica, start_s, end_s, prefill_tokens, batch
+    world_size: int
+    wall_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "inference", **self.metrics,
+                "world_size": self.world_size, **self.extra}
+
+    def to_chrome_trace(self, path: str | Path | None = None) -> dict[str, Any]:
+        """pid = replica, tid 0 = its iterations; one "X" event per iteration (us)."""
+        it = self.iterations
+        events = [{"name": "prefill+decode" if r.prefill_tokens and r.batch > 0 else "iteration",
+                   "cat": "serving", "ph": "X", "pid": int(r.replica), "tid": 0,
+                   "ts": r.start_s * 1e6, "dur": (r.end_s - r.start_s) * 1e6,
+                   "args": {"prefill_tokens": int(r.prefill_tokens), "batch": int(r.batch)}}
+                  for r in it.itertuples()]
+        events += [{"name": "process_name", "ph": "M", "pid": int(p), "args": {"name": f"replica {p}"}}
+                   for p in it.replica.unique()]
+        trace = {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"scenario": self.name}}
+        if path is not None:
+            Path(path).write_text(json.dumps(trace))
+        return trace
+
+
+def _check_plan(w: InferenceWorkload, model, gpus: int, per_node: int) -> None:
+    tp, pp = w.parallel.tp, w.parallel.pp
+    if model.heads % tp or model.kv_heads_ % tp and tp % model.kv_heads_:
+        raise InfeasiblePlanError(f"tp={tp} must divide heads ({model.heads}) and kv_heads "
+                                  f"({model.kv_heads_}) or be a multiple of kv_heads")
+    if pp > model.layers:
+        raise InfeasiblePlanError(f"pp={pp} exceeds the model's {model.layers} layers")
+    need = w.replica_count * tp * pp
+    if need > gpus:
+        raise InfeasiblePlanError(f"{w.replica_count} replicas x tp {tp} x pp {pp} = {need} GPUs "
+                                  f"but the cluster has {gpus}; add cluster.nodes")
+    if tp > per_node:
+        raise InfeasiblePlanError(f"tp={tp} exceeds the {per_node} GPUs of a node")
+
+
+def kv_blocks(w: InferenceWorkload, it: IterationModel, hbm_bytes: float) -> int:
+    """Blocks that fit beside the weights in ``gpu_memory_utilization`` of HBM, per GPU
+    (every GPU of a replica holds the same number of blocks of its layers/heads)."""
+    if w.kv_cache.blocks:
+        return w.kv_cache.blocks
+    weights = it.weight_bytes_per_gpu()
+    free = hbm_bytes * w.kv_cache.gpu_memory_utilization - weights
+    block = it.kv_bytes_per_token() * w.kv_cache.block_size
+    if free < block:
+        raise OutOfMemoryError(
+            f"weights take {weights / GIB:.1f} GiB per GPU, leaving no room for a KV cache in "
+            f"{w.kv_cache.gpu_memory_utilization:.0%} of {hbm_bytes / GIB:.0f} GiB; raise tp or pp")
+    return int(free // block)
+
+
+def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceResult:
+    t0 = time.perf_counter()
+    w: InferenceWorkload = sc.workload
+    system = catalog.system(sc.cluster.system)
+    gpu = system.gpu_spec
+    prof = prof or profile.load(sc.cluster.profile or gpu.profile)
+    model = resolve(w.model)
+    world = sc.cluster.nodes * system.gpus_per_node
+    _check_plan(w, model, world, system.gpus_per_node)
+    net = sc.cluster.network
+    layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
+                           net.oversubscription)
+    network = AnalyticalNetwork(layout, prof)
+    it = IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision,
+                        ComputeModel(gpu, prof, sc.sim.speed_scale), network)
+    blocks = kv_blocks(w, it, gpu.hbm_bytes)
+    rng = np.random.default_rng(w.requests.seed)
+    reqs = req_mod.generate(w.requests, rng, model.seq_len)
+    longest = max(r.prompt + r.output for r in reqs)
+    if PagedKVCache(blocks, w.kv_cache.block_size).blocks_for(longest) > blocks:
+        raise OutOfMemoryError(f"the KV cache holds {blocks * w.kv_cache.block_size} tokens per "
+                               f"replica, less than one request of {longest}; raise tp/pp")
+    replicas = make_replicas(w, blocks)
+    limits = schedulers.Limits(w.scheduler.max_batch, w.scheduler.max_tokens, w.scheduler.chunk_size,
+                               w.kv_cache.preemption, it.kv_bytes_per_token())
+    span = w.parallel.tp * w.parallel.pp
+    host_bw = OpCosts(it.compute, network).host_bw
+
+    def transfer(src: int, dst: int, nbytes: float) -> float:
+        return network.p2p_time(src * span, dst * span, nbytes)
+
+    loop = ServingLoop(replicas, schedulers.make(w.scheduler.policy, limits), it, w.router,
+                       transfer, host_bw)
+    log = loop.run(reqs)
+    df = request_frame(reqs)
+    metrics = summarize(reqs, df, w.slo.ttft_ms, w.slo.tpot_ms)
+    block_gib = it.kv_bytes_per_token() * w.kv_cache.block_size / GIB
+    metrics |= {"kv_cache_peak_gib": log.kv_peak_blocks * block_gib, "preemptions": log.preemptions}
+    iters = pd.DataFrame(log.iterations, columns=["replica", "start_s", "end_s", "prefill_tokens", "batch"])
+    extra = {"policy": w.scheduler.policy, "replicas": w.replica_count,
+             "kv_blocks_per_replica": blocks, "kv_cache_capacity_gib": blocks * block_gib,
+             "weights_gib_per_gpu": it.weight_bytes_per_gpu() / GIB, "iterations": len(iters),
+             "cost_evaluations": it.evaluations, "mean_batch": float(iters.batch.mean()) if len(iters) else 0.0,
+             "max_batch_seen": int(iters.batch.max()) if len(iters) else 0}
+    return InferenceResult(sc.name, metrics, df, iters, w.replica_count * span,
+                           time.perf_counter() - t0, extra)
+
+
+def make_replicas(w: InferenceWorkload, blocks: int) -> list[schedulers.Replica]:
+    bs = w.kv_cache.block_size
+    if w.scheduler.policy == "disaggregated":
+        d = w.disaggregation
+        roles = ["prefill"] * d.prefill_replicas + ["decode"] * d.decode_replicas
+    else:
+        roles = ["both"] * w.replicas
+    return [schedulers.Replica(i, PagedKVCache(blocks, bs), role) for i, role in enumerate(roles)]
+
+
+def first_token_latency(sc: Scenario, prompt_len: int) -> float:
+    """Seconds of one batch-1 prefill of ``prompt_len`` tokens (TRT-LLM's first-token
+    latency at batch 1): a single iteration on an idle replica."""
+    data = sc.model_dump()
+    data["workload"]["requests"] = {"count": 1, "arrival": "burst", "prompt_len": prompt_len,
+                                    "output_len": 1}
+    res = simulate_inference(Scenario(**data))
+    return float(res.requests.ttft_s.iloc[0])
+
+
+__all__ = ["InferenceResult", "simulate_inference", "first_token_latency"]

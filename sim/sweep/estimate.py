@@ -1,0 +1,150 @@
+"""Closed-form iteration time of a training plan, for ranking thousands of plans fast.
+
+It prices the very same per-layer kernels and collectives the DES plays
+(workloads.layers through sim.costs.OpCosts, the same ComputeModel and network closed
+forms), so the two agree on every op; only the schedule is summarised by a formula
+instead of being played event by event:
+
+* pipeline (1F1B / GPipe, Narayanan et al. SC'21 section 2.2): with per-stage forward +
+  backward time ``S_s`` of one microbatch, ``T = m * max S + (sum S - max S) / v`` (the
+  bubble ``(p - 1)`` stage-times shrinks by the interleaving factor ``v``), plus the
+  pipeline fill and drain crossing ``p - 1`` stage boundaries each way;
+* data parallel: gradient buckets overlap the last microbatch's backward (Megatron-LM
+  ``overlap_grad_reduce``); what does not fit under it, the embedding sync, the optimizer
+  step and the ZeRO parameter all-gather are exposed at the end, per stage.
+
+Per-layer times depend only on (tp, micro_batch, sp, recompute), so they are cached: a
+sweep of thousands of plans prices a few dozen distinct layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from hw_models.compute import ComputeModel
+from sim.costs import OpCosts
+from sim.network import AnalyticalNetwork, ClusterLayout
+from workloads import memory
+from workloads.graph import CommGroup
+from workloads.layers import (
+    LayerContext,
+    embedding_backward,
+    embedding_forward,
+    head_backward,
+    head_forward,
+    layer_backward,
+    layer_forward,
+    layer_recompute,
+)
+from workloads.model import ModelSpec
+from workloads.parallel import ParallelPlan
+from workloads.training import ADAM_BYTES_PER_PARAM, TrainingOptions, _p2p_bytes, stage_params
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class LayerTimes:
+    fwd: float          # one layer, one microbatch
+    bwd: float          # recompute + backward
+    emb_fwd: float
+    emb_bwd: float
+    head_fwd: float
+    head_bwd: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    iteration_time_s: float
+    memory_peak_gib: float
+
+
+class Estimator:
+    """Prices plans of one model on one cluster (system, nodes, network, profile)."""
+
+    def __init__(self, model: ModelSpec, layout: ClusterLayout, compute: ComputeModel,
+                 options: TrainingOptions, hbm_bytes: float, profile):
+        self.model, self.layout, self.options = model, layout, options
+        self.hbm_gib = hbm_bytes / GIB
+        self.network = AnalyticalNetwork(layout, profile)
+        self.costs = OpCosts(compute, self.network)
+        self.compute = compute
+        self.layer_times = lru_cache(maxsize=None)(self._layer_times)
+
+    def _block(self, ops) -> float:
+        # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
+        return sum(self.costs._op_time(op) for op in ops)
+
+    def _layer_times(self, tp: int, micro_batch: int, sp: bool, recompute: str) -> LayerTimes:
+        ctx = LayerContext(self.model, micro_batch, tp, sp, self.options.dtype,
+                           CommGroup(tuple(range(tp)), "tp"), self.options.attention)
+        return LayerTimes(
+            fwd=self._block(layer_forward(ctx)),
+            bwd=self._block(layer_recompute(ctx, recompute) + layer_backward(ctx)),
+            emb_fwd=self._block(embedding_forward(ctx)), emb_bwd=self._block(embedding_backward(ctx)),
+            head_fwd=self._block(head_forward(ctx)), head_bwd=self._block(head_backward(ctx)))
+
+    def memory_peak_gib(self, plan: ParallelPlan) -> float:
+        flash = self.options.attention == "flash"
+        stages = {0, plan.pp - 1} if plan.pipeline_layers is None else range(plan.pp)
+        # With equal stages the first stage holds the most in-flight activations and the
+        # embedding; the last holds the logits: the peak is on one of the two.
+        return max(memory.stage_memory(self.model, plan, s, self.options.grad_bytes, flash).total
+                   for s in stages) / GIB
+
+    def iteration_time(self, plan: ParallelPlan) -> float:
+        lt = self.layer_times(plan.tp, plan.micro_batch, plan.sp, plan.recompute)
+        layers = plan.stage_layers(self.model.layers)
+        p, v, m = plan.pp, plan.vpp, plan.microbatches
+        fwd = [n * lt.fwd for n in layers]
+        bwd = [n * lt.bwd for n in layers]
+        fwd[0] += lt.emb_fwd
+        bwd[0] += lt.emb_bwd
+        fwd[-1] += lt.head_fwd
+        bwd[-1] += lt.head_bwd
+        per_stage = [f + b for f, b in zip(fwd, bwd, strict=True)]
+        worst = max(per_stage)
+        t_pipe = m * worst + (sum(per_stage) - worst) / v
+        if p > 1:
+            hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
+                                        _p2p_bytes(self.model, plan))
+            t_pipe += 2 * (p * v - 1) * hop
+        # Stage s finishes its last backward about s chunk-backwards before stage 0.
+        tail = max(self._stage_tail(plan, s, bwd[s] / v, lt.bwd) - s * bwd[s] / v
+                   for s in sorted({0, p // 2, p - 1}))
+        return t_pipe + max(tail, 0.0)
+
+    def _stage_tail(self, plan: ParallelPlan, s: int, last_bwd: float, layer_bwd: float) -> float:
+        """Exposed time after stage s's last backward: DP gradient buckets not hidden under
+        it, tied-embedding sync, optimizer step, ZeRO parameter all-gather."""
+        params = stage_params(self.model, plan, s)
+        opts = self.options
+        t = 0.0
+        if plan.dp > 1:
+            group = CommGroup(plan.dp_group(s), "dp")
+            kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+            n_buckets = max(1, math.ceil(params / opts.bucket_params))
+            bucket = self.network.collective_time(kind, params / n_buckets * opts.grad_bytes, group)
+            total = n_buckets * bucket
+            hidden = last_bwd - layer_bwd if opts.overlap_grad_reduce else 0.0
+            t += max(total - hidden, bucket)
+        if plan.pp > 1 and self.model.tied_embeddings and s in (0, plan.pp - 1):
+            pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
+            t += self.network.collective_time(
+                "all_reduce", self.model.vocab * self.model.hidden / plan.tp * opts.grad_bytes, pair)
+        shard = params / (plan.dp if plan.zero >= 1 else 1)
+        t += self.compute.time("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32")
+        if plan.zero >= 1 and plan.dp > 1:
+            t += self.network.collective_time("all_gather", params * 2.0,
+                                              CommGroup(plan.dp_group(s), "dp"))
+        return t
+
+
+def from_setup(setup) -> Estimator:
+    """An estimator for the cluster and model of a resolved scenario (sim.simulate.Setup)."""
+    sc = setup.scenario
+    compute = ComputeModel(setup.gpu, setup.profile, sc.sim.speed_scale)
+    return Estimator(setup.model, setup.layout, compute, setup.options, setup.gpu.hbm_bytes,
+                     setup.profile)

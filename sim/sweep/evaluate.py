@@ -1,0 +1,172 @@
+"""Stage 1 (closed form) and stage 2 (DES) evaluation of sweep configurations.
+
+A configuration is ``(id, axis_overrides, plan)``: the axis values applied to the base
+scenario, and, under ``plans: auto``, the plan fields. Both functions are pure (same
+input, same rows), so any executor, any chunking and any resume give identical rows.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from hw_models import catalog, profile
+from hw_models.compute import ComputeModel
+from hw_models.errors import ClusterSimError, InfeasiblePlanError
+from sim import scenario as scenario_mod
+from sim.network import ClusterLayout
+from sim.simulate import simulate
+from sim.sweep.estimate import Estimator
+from workloads import parallel, training
+from workloads.model import model_flops, resolve
+
+Config = tuple[int, dict[str, Any], dict[str, Any] | None]
+
+PLAN_KEYS = {"tp": "workload.parallel.tp", "pp": "workload.parallel.pp",
+             "dp": "workload.parallel.dp", "vpp": "workload.parallel.vpp",
+             "sequence_parallel": "workload.parallel.sequence_parallel",
+             "zero": "workload.parallel.zero", "pipeline_layers": "workload.parallel.pipeline_layers",
+             "micro_batch": "workload.micro_batch", "recompute": "workload.recompute",
+             "global_batch": "workload.global_batch"}
+
+# Words of workloads.parallel.validate's messages -> the short reason counted in summaries.
+_REASONS = (("attention heads", "indivisible: heads"), ("kv heads", "indivisible: kv heads"),
+            ("sequence parallel", "indivisible: seq_len"), ("layers", "indivisible: layers"),
+            ("global_batch", "indivisible: batch"), ("global batch", "indivisible: batch"), ("interleaved", "indivisible: microbatches"),
+            ("GPUs", "indivisible: gpus"))
+
+
+def reason_of(message: str) -> str:
+    return next((r for word, r in _REASONS if word in message), "infeasible")
+
+
+def scenario_for(base: dict[str, Any], axis: dict[str, Any], plan: dict[str, Any] | None) -> dict:
+    from sim.sweep.spec import _deep_copy, set_dotted
+    data = _deep_copy(base)
+    for k, v in axis.items():
+        set_dotted(data, k, v)
+    for k, v in (plan or {}).items():
+        if v is not None:
+            set_dotted(data, PLAN_KEYS[k], v)
+    if plan:
+        par = data.setdefault("workload", {}).setdefault("parallel", {})
+        base_sched = par.get("schedule", "1f1b")
+        par["schedule"] = "interleaved" if plan.get("vpp", 1) > 1 else (
+            "1f1b" if base_sched == "interleaved" else base_sched)
+    return data
+
+
+class _Context:
+    """What one axis point shares: the scenario, its cluster and model, an estimator."""
+
+    def __init__(self, data: dict[str, Any]):
+        self.scenario = sc = scenario_mod.parse(data, "sweep point")
+        system = catalog.system(sc.cluster.system)
+        w = sc.workload
+        prof = profile.load(sc.cluster.profile or system.gpu_spec.profile)
+        net = sc.cluster.network
+        layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
+                               net.oversubscription)
+        grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
+        opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
+                                        grad_bytes=grad_bytes,
+                                        overlap_grad_reduce=w.overlap_grad_reduce)
+        compute = ComputeModel(system.gpu_spec, prof, sc.sim.speed_scale)
+        model = resolve(w.model).with_seq_len(w.seq_len)
+        self.estimator = Estimator(model, layout, compute, opts, system.gpu_spec.hbm_bytes, prof)
+        self.world = layout.world_size
+        self.price = getattr(system, "cost_per_gpu_hour_usd", None)
+        self.peak = system.gpu_spec.peak_flops(w.precision)
+
+
+@lru_cache(maxsize=64)
+def _context(key: str) -> _Context:
+    return _Context(json.loads(key))
+
+
+def context(base: dict[str, Any], axis: dict[str, Any]) -> _Context:
+    return _context(json.dumps(scenario_for(base, axis, None), sort_keys=True))
+
+
+def _plan_of(ctx: _Context, plan: dict[str, Any] | None) -> parallel.ParallelPlan:
+    w = ctx.scenario.workload
+    p = w.parallel
+    f = {"tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "sequence_parallel": p.sequence_parallel,
+         "zero": p.zero, "micro_batch": w.micro_batch, "recompute": w.recompute,
+         "global_batch": w.global_batch,
+         "pipeline_layers": tuple(p.pipeline_layers) if p.pipeline_layers else None}
+    f |= {k: (tuple(v) if k == "pipeline_layers" and v else v) for k, v in (plan or {}).items()}
+    if f["dp"] is None:
+        f["dp"] = parallel.derive_dp(ctx.world, f["tp"], f["pp"])
+    sched = "interleaved" if f["vpp"] > 1 else ("1f1b" if p.schedule == "interleaved" else p.schedule)
+    return parallel.ParallelPlan(schedule=sched, **f)
+
+
+def _plan_columns(plan: parallel.ParallelPlan | None, raw: dict[str, Any] | None) -> dict:
+    src = raw or {}
+    if plan is not None:
+        src = {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp,
+               "micro_batch": plan.micro_batch, "recompute": plan.recompute,
+               "sequence_parallel": plan.sequence_parallel, "zero": plan.zero,
+               "global_batch": plan.global_batch,
+               "pipeline_layers": list(plan.pipeline_layers) if plan.pipeline_layers else None}
+    return {k: src.get(k) for k in PLAN_KEYS}
+
+
+def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
+    """Closed-form row of one configuration: metrics, or status + reason."""
+    cid, axis, raw = config
+    row: dict[str, Any] = {"id": cid, **{f"axis.{k}": v for k, v in axis.items()}}
+    try:
+        ctx = context(base, axis)
+        plan = _plan_of(ctx, raw)
+        if plan.global_batch <= 0:
+            raise InfeasiblePlanError(f"dp={plan.dp} exceeds the global batch")
+        parallel.validate(plan, ctx.estimator.model, ctx.world)
+    except InfeasiblePlanError as exc:
+        return row | _plan_columns(None, raw) | _status("infeasible", reason_of(str(exc)), str(exc))
+    except ClusterSimError as exc:
+        return row | _plan_columns(None, raw) | _status("error", "invalid scenario", str(exc))
+    row |= _plan_columns(plan, raw) | {"gpus": ctx.world}
+    mem = ctx.estimator.memory_peak_gib(plan)
+    row["memory_peak_gib"] = mem
+    if ctx.scenario.sim.check_memory and mem > ctx.estimator.hbm_gib:
+        return row | _status("oom", "out of memory",
+                             f"needs {mem:.1f} GiB, the GPU has {ctx.estimator.hbm_gib:.1f} GiB")
+    t = ctx.estimator.iteration_time(plan)
+    return row | _status("ok", "", "") | metrics(ctx, plan, t, "")
+
+
+def _status(status: str, reason: str, detail: str) -> dict[str, str]:
+    return {"status": status, "reason": reason, "detail": detail}
+
+
+def metrics(ctx: _Context, plan: parallel.ParallelPlan, t: float, prefix: str) -> dict[str, float]:
+    model = ctx.estimator.model
+    tokens = plan.global_batch * model.seq_len
+    out = {"iteration_time_s": t, "tokens_per_s": tokens / t,
+           "samples_per_s": plan.global_batch / t,
+           "mfu": model_flops(model, tokens) / (t * ctx.world * ctx.peak)}
+    if ctx.price is not None:
+        out["usd_per_hour"] = ctx.price * ctx.world
+        out["usd_per_mtoken"] = out["usd_per_hour"] / 3600 / (tokens / t) * 1e6
+    return {prefix + k: v for k, v in out.items()}
+
+
+def evaluate_chunk(base: dict[str, Any], configs: list[Config]) -> list[dict[str, Any]]:
+    return [evaluate(base, c) for c in configs]
+
+
+def verify(base: dict[str, Any], config: Config) -> dict[str, Any]:
+    """Stage 2: the discrete-event simulation of one configuration, at its fidelity."""
+    cid, axis, raw = config
+    data = scenario_for(base, axis, raw)
+    ctx = context(base, axis)
+    try:
+        res = simulate(scenario_mod.parse(data, f"sweep row {cid}"))
+    except ClusterSimError as exc:
+        return {"id": cid, "des_status": "error", "des_detail": str(exc)}
+    plan = _plan_of(ctx, raw)
+    return {"id": cid, "des_status": "ok", "des_detail": "", "des_fidelity": res.fidelity,
+            **metrics(ctx, plan, res.iteration_time_s, "des_")}

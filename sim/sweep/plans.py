@@ -1,0 +1,66 @@
+"""``plans: auto``: every (tp, pp, dp, vpp, micro_batch, recompute, sequence_parallel,
+zero) candidate for a model on a GPU count.
+
+The grid is built from the GPU count (tp and pp among its divisors, dp the quotient);
+every candidate is then checked by workloads.parallel.validate in the evaluation
+stage, so indivisible ones are kept as rows with their reason instead of vanishing.
+Only meaningless duplicates are never generated: vpp > 1 without pipelining, and
+sequence parallelism without tensor parallelism (both are no-ops there).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sim.sweep.spec import PlanSpace
+from workloads.model import ModelSpec
+
+
+def divisors(n: int) -> list[int]:
+    small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def uneven_split(layers: int, pp: int, vpp: int) -> list[int] | None:
+    """Layers per stage, each a multiple of vpp, the first stages one unit larger."""
+    if layers % vpp:
+        return None
+    units = layers // vpp
+    q, r = divmod(units, pp)
+    if q == 0:
+        return None
+    return [(q + (1 if s < r else 0)) * vpp for s in range(pp)]
+
+
+def candidates(space: PlanSpace, model: ModelSpec, world: int,
+               global_batch: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    tps = space.tp or [d for d in divisors(world) if d <= model.heads]
+    for tp in tps:
+        if world % tp:
+            continue
+        pps = space.pp or [d for d in divisors(world // tp) if d <= model.layers]
+        for pp in pps:
+            if (world // tp) % pp:
+                continue
+            dp = world // (tp * pp)
+            gb = global_batch if space.batch == "exact" else (global_batch // dp) * dp
+            out += _inner(space, model, tp, pp, dp, max(gb, 0))
+    return out
+
+
+def _inner(space: PlanSpace, model: ModelSpec, tp: int, pp: int, dp: int,
+           gb: int) -> list[dict[str, Any]]:
+    out = []
+    vpps = [v for v in space.vpp if v == 1 or pp > 1]
+    sps = [s for s in space.sequence_parallel if not s or tp > 1] or [False]
+    for vpp, mb, rc, sp, zero in itertools.product(vpps, space.micro_batch, space.recompute,
+                                                   sps, space.zero):
+        layers = None
+        if space.uneven_layers and pp > 1 and model.layers % (pp * vpp):
+            layers = uneven_split(model.layers, pp, vpp)
+        out.append({"tp": tp, "pp": pp, "dp": dp, "vpp": vpp, "micro_batch": mb,
+                    "recompute": rc, "sequence_parallel": sp, "zero": zero,
+                    "global_batch": gb, "pipeline_layers": layers})
+    return out

@@ -1,0 +1,131 @@
+"""Run a sweep: enumerate configurations, stage 1 (closed form) over all of them in
+chunks, stage 2 (DES) over the top K, merge the Parquet, summarise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from hw_models import catalog
+from hw_models.errors import ClusterSimError
+from sim import scenario as scenario_mod
+from sim.sweep import evaluate as ev
+from sim.sweep import executors, plans, summary
+from sim.sweep.spec import Sweep
+from sim.sweep.store import PartStore
+from workloads.model import resolve
+
+
+@dataclass
+class Options:
+    out: str
+    workers: int = 1
+    executor: str = "local"
+    scheduler: str | None = None
+    resume: bool = False
+    verify_top: int = 0
+    chunk_size: int = 1024
+    progress: bool = True
+    stop_after_chunks: int | None = None     # testing hook: simulate a kill
+
+
+class Interrupted(RuntimeError):
+    """Raised by the stop_after_chunks hook, as a kill would stop the sweep."""
+
+
+def configurations(sweep: Sweep) -> list[ev.Config]:
+    out: list[ev.Config] = []
+    for axis in sweep.axis_points():
+        if sweep.plans is None:
+            out.append((len(out), axis, None))
+            continue
+        sc = scenario_mod.parse(sweep.scenario_dict(axis), f"{sweep.source}: base")
+        system = catalog.system(sc.cluster.system)
+        model = resolve(sc.workload.model).with_seq_len(sc.workload.seq_len)
+        world = sc.cluster.nodes * system.gpus_per_node
+        for plan in plans.candidates(sweep.plans, model, world, sc.workload.global_batch):
+            out.append((len(out), axis, plan))
+    if not out:
+        raise ClusterSimError(f"{sweep.source}: the plan constraints leave no candidate "
+                              "(tp/pp values must divide the GPU count)")
+    return out
+
+
+def run(sweep: Sweep, opts: Options, executor: executors.Executor | None = None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    configs = configurations(sweep)
+    chunks = [configs[i:i + opts.chunk_size] for i in range(0, len(configs), opts.chunk_size)]
+    store = PartStore(opts.out, {"base": sweep.base, "n": len(configs), "chunk": opts.chunk_size,
+                                 "axes": sweep.axes, "plans": repr(sweep.plans)}, opts.resume)
+    own = executor is None
+    executor = executor or executors.make(opts.executor, opts.workers, opts.scheduler)
+    try:
+        t1 = time.perf_counter()
+        n_new = _stage1(sweep, chunks, store, executor, opts)
+        t_closed = time.perf_counter() - t1
+        frame = store.read("a").sort_values("id", ignore_index=True)
+        _stage2(sweep, configs, frame, store, executor, opts)
+    finally:
+        if own:
+            executor.close()
+    frame = _merge(frame, store.read("v"))
+    store.finish(frame)
+    out = summary.summarize(frame, sweep.file.top)
+    out["wall_s"] = time.perf_counter() - t0
+    out["closed_form_s"] = t_closed
+    out["plans_per_s"] = n_new / t_closed if t_closed > 0 and n_new else 0.0
+    out["best"] = _best(sweep, configs, out["top"])
+    return out
+
+
+def _stage1(sweep, chunks, store, executor, opts) -> int:
+    todo = [i for i in range(len(chunks)) if i not in store.done("a")]
+    bar = tqdm(total=sum(len(chunks[i]) for i in todo), unit="plan", file=sys.stderr,
+               disable=not opts.progress, desc="closed form")
+    done = 0
+    for k, (i, rows) in enumerate(executor.map(ev.evaluate_chunk,
+                                               [(sweep.base, chunks[i]) for i in todo])):
+        store.write("a", todo[i], rows)
+        bar.update(len(rows))
+        done += len(rows)
+        if opts.stop_after_chunks is not None and k + 1 >= opts.stop_after_chunks:
+            bar.close()
+            raise Interrupted(f"stopped after {k + 1} chunks")
+    bar.close()
+    return done
+
+
+def _stage2(sweep, configs, frame, store, executor, opts) -> None:
+    if opts.verify_top <= 0 or frame.empty:
+        return
+    top = summary.ranked(frame).head(opts.verify_top)["id"].tolist()
+    todo = [int(c) for c in top if int(c) not in store.done("v")]
+    bar = tqdm(total=len(todo), unit="sim", file=sys.stderr, disable=not opts.progress,
+               desc="DES verify")
+    for i, row in executor.map(ev.verify, [(sweep.base, configs[c]) for c in todo]):
+        store.write("v", todo[i], [row])
+        bar.update(1)
+    bar.close()
+
+
+def _merge(frame: pd.DataFrame, des: pd.DataFrame) -> pd.DataFrame:
+    if des.empty or len(des.columns) == 1:
+        return frame
+    merged = frame.merge(des, on="id", how="left")
+    if "des_iteration_time_s" in merged:
+        merged["des_rel_error"] = merged.iteration_time_s / merged.des_iteration_time_s - 1
+    return merged
+
+
+def _best(sweep: Sweep, configs: list[ev.Config], top: list[dict]) -> dict[str, Any] | None:
+    if not top:
+        return None
+    row = dict(top[0])
+    _, axis, raw = configs[int(row["id"])]
+    row["scenario"] = ev.scenario_for(sweep.base, axis, raw)
+    return row

@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+
+from calibration.parsers import parse_nccl_tests, read_microbench, read_nccl_tests
+from hw_models.errors import ClusterSimError
+
+LOGS = Path(__file__).resolve().parents[2] / "calibration/reference/echo_nccl_tests"
+
+
+@pytest.mark.parametrize("n,rows", [(2, 28), (8, 28), (16, 25)])
+def test_real_logs(n, rows):
+    df = read_nccl_tests(LOGS / f"azure_a100_40gb_all_reduce_{n}gpu.log")
+    assert len(df) == rows and df.n_ranks[0] == n and df.op[0] == "all_reduce"
+    # algbw = size / time (nccl-tests units): check the last row against its own columns.
+    last = df.iloc[-1]
+    assert last.size_bytes / last.oop_time_us / 1e3 == pytest.approx(last.oop_algbw_gb_s, rel=0.01)
+
+
+def test_root_column_and_srun_prefix():
+    text = ("0: #  size count type redop root time algbw busbw #wrong time algbw busbw #wrong\n"
+            "0:  1024 256 float sum 0 10.0 0.10 0.10 0 11.0 0.09 0.09 0\n"
+            "0:  2048 512 float sum 0 12.0 0.17 0.17 0 13.0 0.16 0.16 0\n"
+            "0: # Avg bus bandwidth    : 0.1\n")
+    df = parse_nccl_tests(text, "broadcast_perf.log")
+    assert list(df.root) == [0, 0] and list(df.ip_time_us) == [11.0, 13.0]
+    assert df.op[0] == "broadcast"
+
+
+def test_empty_and_truncated():
+    with pytest.raises(ClusterSimError, match="no nccl-tests result rows"):
+        parse_nccl_tests("", "empty.log")
+    full = (LOGS / "azure_a100_40gb_all_reduce_2gpu.log").read_text().splitlines()
+    with pytest.raises(ClusterSimError, match="truncated"):
+        parse_nccl_tests("\n".join(full[:20]), "cut.log")
+    cut_mid_row = "\n".join(full[:20] + [full[20][:30]])
+    with pytest.raises(ClusterSimError, match="fields"):
+        parse_nccl_tests(cut_mid_row, "cut.log")
+
+
+def test_microbench_csv_missing_columns(tmp_path):
+    p = tmp_path / "k.csv"
+    p.write_text("suite,op,dtype\nkernels,gemm,fp32\n")
+    with pytest.raises(ClusterSimError, match="missing column"):
+        read_microbench(p)
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(ClusterSimError, match="empty"):
+        read_microbench(tmp_path / "e.csv")

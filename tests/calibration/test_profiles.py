@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import yaml
+
+from calibration import build_profiles
+from calibration.uncertainty import band_profiles, predict_band
+from calibration.vidur import LayerShape, predict_ops_ms
+from hw_models import catalog
+from hw_models.compute import ComputeModel
+from hw_models.profile import load_builtin
+
+PROFILES = Path(__file__).resolve().parents[2] / "calibration/profiles"
+
+
+def test_builtin_profiles_regenerate_identically():
+    for prof in (build_profiles.build_a100(), build_profiles.build_h100()):
+        committed = yaml.safe_load((PROFILES / f"{prof['name']}.yaml").read_text())
+        assert yaml.safe_load(yaml.safe_dump(prof)) == committed
+
+
+def test_band_brackets_prediction():
+    p, gpu = load_builtin("h100"), catalog.gpu("h100-sxm")
+    fast, slow = band_profiles(p)
+    assert fast.gemm["fp16"].eff_max > p.gemm["fp16"].eff_max > slow.gemm["fp16"].eff_max
+    band = predict_band(lambda q: ComputeModel(gpu, q).gemm(2 * 4096**3, 6 * 4096**2, "bf16"), p)
+    assert band.low < band.value < band.high
+    assert band.high / band.low < 1.1        # bootstrap spread of 16704 points is narrow
+
+
+def test_predict_ops_matches_vidur_h100():
+    # Vidur h100_Llama-2-7b row 0: 4096 tokens, TP1; measured median ms.
+    measured = {"attn_pre_proj": 0.584, "attn_post_proj": 0.193, "mlp_up_proj": 0.987,
+                "mlp_down_proj": 0.441}
+    cm = ComputeModel(catalog.gpu("h100-sxm"), load_builtin("h100"))
+    ms = predict_ops_ms(cm, LayerShape(4096, 32, 32, 11008, True), 4096, 1)
+    for op, t in measured.items():
+        assert abs(ms[op] / t - 1) < 0.25, (op, ms[op], t)

@@ -1,0 +1,1 @@
+"""LLM serving: requests, paged KV cache, batching policies and the serving loop."""

@@ -1,0 +1,40 @@
+"""Paged KV cache (vLLM's PagedAttention, Kwon et al. SOSP'23): fixed-size blocks of
+``block_size`` tokens allocated as a sequence grows, freed when it finishes or is
+preempted. Counts only; which physical block holds what does not affect timing."""
+
+from __future__ import annotations
+
+from workloads.inference.requests import Request
+
+
+class PagedKVCache:
+    def __init__(self, blocks: int, block_size: int):
+        self.capacity, self.block_size = blocks, block_size
+        self.used = 0
+        self.peak = 0
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.used
+
+    def can_hold(self, req: Request, tokens: int) -> bool:
+        return self.blocks_for(tokens) - req.blocks <= self.free
+
+    def grow(self, req: Request, tokens: int) -> bool:
+        """Make ``req`` hold ``tokens`` tokens; False (nothing changed) if blocks run out."""
+        extra = self.blocks_for(tokens) - req.blocks
+        if extra <= 0:
+            return True
+        if extra > self.free:
+            return False
+        self.used += extra
+        req.blocks += extra
+        self.peak = max(self.peak, self.used)
+        return True
+
+    def release(self, req: Request) -> None:
+        self.used -= req.blocks
+        req.blocks = 0

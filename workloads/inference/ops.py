@@ -1,0 +1,210 @@
+"""One serving iteration as an ExecutionGraph, and its cost, cached by batch shape.
+
+An iteration runs the new tokens of every sequence in the batch through the model
+(vLLM/Sarathi style: prefill chunks and decode tokens concatenated into one token
+dimension for the GEMMs). Per layer on one TP rank, with the shapes and helpers of
+``workloads.layers``:
+- GEMMs over T = prefill + decode tokens; weights are read once per iteration at the
+  weight precision (fp8: 1 byte), which makes small batches memory-bound;
+- prefill attention: fused (flash) attention over the chunk's query-key pairs;
+- decode attention: reads each sequence's K and V cache, memory-bound
+  (FlashDecoding / PagedAttention kernels stream the KV bytes once);
+- the KV write of the new tokens, norms, activation, two TP all-reduces.
+Pipeline stages are Blocks on their first TP rank, joined by activation send/recv.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sim.costs import OpCosts
+from sim.engine import Engine
+from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
+from workloads.layers import LayerContext, _act_bytes, _shapes, mem, tp_comm
+from workloads.model import ModelSpec
+
+WEIGHT_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What an iteration's cost depends on (bucketed for the cache)."""
+    prefill_tokens: int = 0       # new prompt tokens (sum of chunks)
+    prefill_pairs: int = 0        # causal query-key pairs of the prefill chunks
+    prefill_kv: int = 0           # typical key length of a prefill chunk (efficiency curve)
+    decode_seqs: int = 0          # sequences decoding one token (padding included)
+    decode_kv: int = 0            # sum of their cached context lengths
+    logits: int = 0               # sequences sampling a token
+
+
+def bucket(x: int, bits: int = 5) -> int:
+    """Round up to ``bits`` significant bits (<= 1/2**bits relative error, ~3%)."""
+    if x <= 1 << bits:
+        return x
+    step = 1 << (x.bit_length() - bits)
+    return -(-x // step) * step
+
+
+def bucketed(s: Shape) -> Shape:
+    return Shape(bucket(s.prefill_tokens), bucket(s.prefill_pairs), bucket(s.prefill_kv),
+                 s.decode_seqs, bucket(s.decode_kv), s.logits)
+
+
+class IterationModel:
+    """Iteration time of one replica (tp x pp GPUs) for a batch Shape, via the engine."""
+
+    def __init__(self, model: ModelSpec, tp: int, pp: int, precision: str, compute, network,
+                 kv_bytes: int | None = None):
+        self.model, self.tp, self.pp, self.precision = model, tp, pp, precision
+        self.compute, self.network = compute, network
+        self.w_bytes = WEIGHT_BYTES[precision]
+        self.kv_bytes = kv_bytes or self.w_bytes
+        self.group = CommGroup(tuple(range(tp)), "tp")
+        self._cache: dict[Shape, float] = {}
+        self._parts: dict[tuple, float] = {}
+        # OpCosts caches by object id; _part keeps no ops alive, so only op_time is used
+        # (fresh objects each call) and its id cache is bypassed through _op_time.
+        self._costs = _Uncached(compute, network)
+        self.evaluations = 0
+
+    def kv_bytes_per_token(self) -> float:
+        """K and V of one token on one GPU: 2 x layers/pp x kv_heads/tp x head_dim x bytes."""
+        m = self.model
+        kvh = max(1, m.kv_heads_ // self.tp)
+        return 2.0 * math.ceil(m.layers / self.pp) * kvh * m.head_dim * self.kv_bytes
+
+    def weight_bytes_per_gpu(self) -> float:
+        return self.model.params * self.w_bytes / (self.tp * self.pp)
+
+    def time(self, shape: Shape) -> float:
+        """Seconds of one iteration. Equals playing ``build(shape)`` on the engine (a
+        test checks it) but sums cached per-part costs, because a serving run has
+        ~10^4 distinct batch shapes: the layer's token-count-dependent kernels (GEMMs,
+        norms, TP all-reduces) depend on T only; the two attention kernels on their
+        own few numbers; stages run one after another with activation transfers."""
+        key = bucketed(shape)
+        t = self._cache.get(key)
+        if t is None:
+            t = self._cache[key] = self._compose(key)
+        return t
+
+    def _compose(self, s: Shape) -> float:
+        self.evaluations += 1
+        T = s.prefill_tokens + s.decode_seqs
+        per_layer = self._part(("dense", T), lambda: self.dense_ops(T))
+        per_layer += self._costs.op_time(self.attention_ops(s)[0]) if s.prefill_tokens else 0.0
+        if s.decode_seqs:
+            per_layer += self._costs.op_time(self.attention_ops(s)[-1])
+        ends = self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
+        hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0
+        return self.model.layers * per_layer + ends + (self.pp - 1) * hop
+
+    def _part(self, key: tuple, ops) -> float:
+        t = self._parts.get(key)
+        if t is None:
+            t = self._parts[key] = sum(self._costs.op_time(o) for o in ops())
+        return t
+
+    # ---- graph -------------------------------------------------------------------
+    def _ctx(self, tokens: int) -> LayerContext:
+        return LayerContext(self.model.with_seq_len(max(1, tokens)), 1, self.tp, False,
+                            self.precision, self.group)
+
+    def _gemm(self, m: int, n: int, k: int, name: str) -> Compute:
+        """Y[m,n] = X[m,k] W[k,n]: 16-bit activations, weights at the serving precision."""
+        nbytes = 2.0 * (m * k + m * n) + self.w_bytes * k * n
+        return Compute("gemm", 2.0 * m * n * k, nbytes, self.precision, (m, n, k), name=name)
+
+    def dense_ops(self, T: int) -> list:
+        """The kernels of one layer whose cost depends only on the token count T."""
+        m = self.model
+        ctx = self._ctx(T)
+        g, e, d = _shapes(ctx), ctx.act_bytes, m.head_dim
+        heads, kvh = ctx.local_heads, ctx.local_kv_heads
+        norm = 2 * e * T * m.hidden
+        ops: list = [mem(ctx, "norm", norm, "input_norm"), self._gemm(*g["qkv"], "qkv")]
+        if m.rope:
+            ops.append(mem(ctx, "elementwise", 2 * e * T * (heads + kvh) * d, "rope"))
+        ops.append(mem(ctx, "elementwise", 2 * T * kvh * d * (e + self.kv_bytes), "kv_write"))
+        return ops + [self._gemm(*g["proj"], "attn_proj"), *tp_comm(ctx, "all_reduce", "tp_attn_out"),
+                      mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add"),
+                      mem(ctx, "norm", norm, "post_attn_norm"), self._gemm(*g["mlp_up"], "mlp_up"),
+                      mem(ctx, "elementwise", _act_bytes(ctx), "activation"),
+                      self._gemm(*g["mlp_down"], "mlp_down"), *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
+                      mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add")]
+
+    def attention_ops(self, s: Shape) -> list:
+        """Prefill: fused causal attention over the chunks' query-key pairs (compute-bound).
+        Decode: stream every sequence's cached K and V once (memory-bound)."""
+        m, e = self.model, 2
+        heads = max(1, m.heads // self.tp)
+        kvh, d = max(1, m.kv_heads_ // self.tp), m.head_dim
+        ops: list = []
+        if s.prefill_tokens:
+            flops = 4.0 * heads * d * s.prefill_pairs    # QK^T and AV over causal pairs
+            ops.append(Compute("attention", flops, e * 4.0 * heads * d * s.prefill_tokens,
+                               self.precision, (heads, s.prefill_tokens, max(1, s.prefill_kv), d),
+                               causal=True, name="prefill_attn"))
+        if s.decode_seqs:
+            kv_read = 2.0 * kvh * d * self.kv_bytes * s.decode_kv
+            ops.append(Compute("other", 4.0 * heads * d * s.decode_kv,
+                               kv_read + 2 * e * s.decode_seqs * heads * d, self.precision,
+                               name="decode_attn"))
+        return ops
+
+    def layer_ops(self, s: Shape) -> list:
+        """One layer on one TP rank, in kernel order."""
+        dense = self.dense_ops(s.prefill_tokens + s.decode_seqs)
+        cut = next(i for i, o in enumerate(dense) if o.name == "kv_write") + 1
+        return dense[:cut] + self.attention_ops(s) + dense[cut:]
+
+    def embed_op(self, T: int) -> Compute:
+        return mem(self._ctx(T), "embedding", 2 * 2 * T * self.model.hidden, "embedding")
+
+    def head_ops(self, s: Shape) -> list:
+        m = self.model
+        ctx = self._ctx(s.logits)
+        n = max(1, s.logits)
+        ops = [mem(ctx, "norm", 2 * ctx.act_bytes * n * m.hidden, "final_norm"),
+               self._gemm(n, m.vocab // self.tp, m.hidden, "logits")]
+        if self.tp > 1:       # gather the vocab-parallel logits of the sampled rows
+            ops.append(Collective("all_gather", 4.0 * n * m.vocab, self.group, name="tp_logits"))
+        return ops
+
+    def build(self, s: Shape) -> ExecutionGraph:
+        m, pp = self.model, self.pp
+        T = s.prefill_tokens + s.decode_seqs
+        per_stage = [m.layers // pp + (1 if i < m.layers % pp else 0) for i in range(pp)]
+        layer = tuple(self.layer_ops(s))
+        embed = self.embed_op(T)
+        graph = ExecutionGraph(self.tp * pp, simulated_ranks=tuple(i * self.tp for i in range(pp)))
+        prev = None
+        for st, n_layers in enumerate(per_stage):
+            rank = st * self.tp
+            ops = layer * n_layers
+            if st == 0:
+                ops = (embed, *ops)
+            if st == pp - 1:
+                ops = (*ops, *self.head_ops(s))
+            if prev is not None:
+                prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.hidden, st),
+                                 deps=(), category="pp")
+            blk = graph.add(rank, "compute", Block(ops, name=f"stage{st}"), deps=(prev,) if prev is not None else ())
+            if st < pp - 1:
+                prev = graph.add(rank, "comm", SendRecv("send", rank + self.tp, 2.0 * T * m.hidden, st + 1),
+                                 deps=(blk,), category="pp")
+        return graph
+
+    def run_graph(self, s: Shape) -> float:
+        """Play ``build(s)`` on the engine (the reference ``time`` must agree with)."""
+        graph = self.build(s)
+        rows = Engine(graph, OpCosts(self.compute, self.network), self.network).run()
+        return max(r.end for r in rows)
+
+
+class _Uncached(OpCosts):
+    """OpCosts without the id-keyed memo (safe for short-lived op objects)."""
+
+    def op_time(self, op) -> float:
+        return self._op_time(op)

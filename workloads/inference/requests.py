@@ -1,0 +1,114 @@
+"""Request streams: arrivals and prompt/output lengths from one seeded numpy Generator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hw_models.errors import ClusterSimError
+from sim.inference_config import Length, LengthDist, RequestsConfig
+
+TRACE_COLUMNS = ("arrival_s", "prompt_len", "output_len")
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """One request and its progress. ``target`` is the context to (re)build by prefill:
+    the prompt at first, prompt + generated tokens after a recompute preemption."""
+    id: int
+    arrival: float
+    prompt: int
+    output: int
+    target: int = 0
+    prefilled: int = 0
+    generated: int = 0
+    kv_ready: bool = False          # KV already on this replica's way in (swap / transfer)
+    first_token: float = float("nan")
+    last_token: float = float("nan")
+    finish: float = float("nan")
+    max_tbt: float = 0.0
+    preemptions: int = 0
+    replica: int = -1
+    decode_replica: int = -1
+    blocks: int = 0
+    tbt: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.target = self.prompt
+
+    @property
+    def context(self) -> int:
+        """Tokens whose keys and values are in the cache once prefilled."""
+        return self.prompt + self.generated
+
+    @property
+    def in_prefill(self) -> bool:
+        return not self.kv_ready and self.prefilled < self.target
+
+
+def sample_lengths(spec: Length, n: int, rng: np.random.Generator) -> np.ndarray:
+    if isinstance(spec, int):
+        return np.full(n, spec, dtype=np.int64)
+    return _sample_dist(spec, n, rng)
+
+
+def _sample_dist(d: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
+    if d.dist == "lognormal":
+        x = rng.lognormal(np.log(d.median), d.sigma, n)
+    elif d.dist == "uniform":
+        x = rng.integers(d.low, d.high + 1, n)
+    else:   # zipf: heavy tail of lengths, shifted to start at ``low``
+        x = d.low - 1 + rng.zipf(d.a, n)
+    hi = d.high if d.high is not None else np.inf
+    return np.clip(np.rint(x), d.low, hi).astype(np.int64)
+
+
+def generate(cfg: RequestsConfig, rng: np.random.Generator, max_context: int) -> list[Request]:
+    """Requests sorted by arrival; rejects any that cannot fit the model's context."""
+    if cfg.arrival == "trace":
+        arrival, prompt, output = load_trace(cfg.trace)
+    else:
+        n = cfg.count
+        if cfg.arrival == "burst":
+            arrival = np.zeros(n)
+        else:   # Poisson process: exponential inter-arrival gaps of mean 1/rate
+            arrival = np.cumsum(rng.exponential(1.0 / cfg.rate_per_s, n))
+        prompt = sample_lengths(cfg.prompt_len, n, rng)
+        output = sample_lengths(cfg.output_len, n, rng)
+    # The last generated token is never fed back, so a request needs prompt + output - 1
+    # positions of context.
+    longest = int(np.max(prompt + output)) - 1
+    if longest > max_context:
+        i = int(np.argmax(prompt + output))
+        raise ClusterSimError(
+            f"requests: prompt_len {int(prompt[i])} + output_len {int(output[i])} - 1 = {longest} "
+            f"exceeds the model's context of {max_context} tokens; shorten them or set the "
+            "model's seq_len")
+    order = np.argsort(arrival, kind="stable")
+    return [Request(k, float(arrival[i]), int(prompt[i]), int(output[i]))
+            for k, i in enumerate(order)]
+
+
+def load_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise ClusterSimError(f"requests.trace {str(path)!r} does not exist")
+    try:
+        df = pd.read_csv(path, comment="#")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ClusterSimError(f"requests.trace {path}: not a readable CSV ({exc})") from None
+    missing = [c for c in TRACE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ClusterSimError(f"requests.trace {path}: missing column(s) {', '.join(missing)}; "
+                              f"need {', '.join(TRACE_COLUMNS)}")
+    if df.empty:
+        raise ClusterSimError(f"requests.trace {path}: has no rows")
+    df = df[list(TRACE_COLUMNS)]
+    if df.isna().any().any() or (df.arrival_s < 0).any() or (df[["prompt_len", "output_len"]] <= 0).any().any():
+        raise ClusterSimError(f"requests.trace {path}: arrival_s must be >= 0 and lengths > 0 "
+                              "in every row")
+    return (df.arrival_s.to_numpy(float), df.prompt_len.to_numpy(np.int64),
+            df.output_len.to_numpy(np.int64))

@@ -1,0 +1,1 @@
+"""Importers of real traces (PyTorch profiler/Kineto, Execution Trace) and exporters."""
