@@ -11,15 +11,17 @@ class OpCosts:
     def __init__(self, compute: ComputeModel, network, host_bw: float = 25e9):
         self.compute, self.network = compute, network
         self.host_bw = host_bw          # PCIe Gen4 x16 ~25 GB/s for host<->device copies
-        self._op: dict[int, float] = {}
-        self._parts: dict[int, dict[str, float]] = {}
+        # Memos keyed by id(op) (ops repeat thousands of times; hashing a Block's tuple
+        # each time would cost more). Each entry keeps its op alive, so an id can never
+        # be recycled by another object while its entry exists.
+        self._op: dict[int, tuple[object, float]] = {}
+        self._parts: dict[int, tuple[object, dict[str, float]]] = {}
 
     def op_time(self, op) -> float:
-        key = id(op)
-        t = self._op.get(key)
-        if t is None:
-            t = self._op[key] = self._op_time(op)
-        return t
+        hit = self._op.get(id(op))
+        if hit is None:
+            hit = self._op[id(op)] = (op, self._op_time(op))
+        return hit[1]
 
     def _op_time(self, op) -> float:
         if getattr(op, "duration_s", None) is not None:
@@ -40,16 +42,15 @@ class OpCosts:
     def parts(self, node_or_op) -> dict[str, float]:
         """Seconds per breakdown category inside a block (compute vs tp/cp/ep comm)."""
         op = node_or_op.op if isinstance(node_or_op, Node) else node_or_op
-        key = id(op)
-        got = self._parts.get(key)
-        if got is None:
-            got = {}
+        hit = self._parts.get(id(op))
+        if hit is None:
+            got: dict[str, float] = {}
             for sub in op.ops:
                 cat = sub.group.dim if isinstance(sub, Collective) else (
                     "other" if isinstance(sub, Delay) else "compute")
                 got[cat] = got.get(cat, 0.0) + self.op_time(sub)
-            self._parts[key] = got
-        return got
+            hit = self._parts[id(op)] = (op, got)
+        return hit[1]
 
     def duration(self, node: Node) -> float:
         return self.op_time(node.op)

@@ -118,15 +118,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ClusterSimError(f"--set {item!r}: expected KEY=VALUE, e.g. workload.parallel.tp=4")
         key, raw = item.split("=", 1)
-        node = data
-        *path, leaf = key.strip().split(".")
-        for p in path:
-            nxt = node.setdefault(p, {})
-            if not isinstance(nxt, dict):
-                raise ClusterSimError(f"--set {key}: {p!r} is not a mapping")
-            node = nxt
-        node[leaf] = yaml.safe_load(raw)
+        set_dotted(data, key.strip(), yaml.safe_load(raw), f"--set {key}")
     return data
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, where: str, context: str = "") -> None:
+    """Set ``a.b.c`` in nested mappings, creating levels; ``where``/``context`` name the
+    caller in the error when a level exists but is not a mapping."""
+    node = data
+    *path, leaf = key.split(".")
+    for p in path:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ClusterSimError(f"{where}: {p!r} is not a mapping{context}")
+        node = nxt
+    node[leaf] = value
 
 
 def parse(data: Any, source: str = "scenario") -> Scenario:

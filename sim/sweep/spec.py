@@ -88,14 +88,7 @@ def _axis_values(key: str, spec) -> list[Any]:
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    node = data
-    *path, leaf = key.split(".")
-    for p in path:
-        nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
-            raise ClusterSimError(f"axes.{key}: {p!r} is not a mapping in the base scenario")
-        node = nxt
-    node[leaf] = value
+    scenario_mod.set_dotted(data, key, value, f"axes.{key}", " in the base scenario")
 
 
 class Sweep:

@@ -63,8 +63,8 @@ class IterationModel:
         self.group = CommGroup(tuple(range(tp)), "tp")
         self._cache: dict[Shape, float] = {}
         self._parts: dict[tuple, float] = {}
-        # OpCosts caches by object id; _part keeps no ops alive, so only op_time is used
-        # (fresh objects each call) and its id cache is bypassed through _op_time.
+        # Ops here are fresh objects each call and their costs are memoised by shape in
+        # _part, so OpCosts' per-object memo would only grow: it is bypassed.
         self._costs = _Uncached(compute, network)
         self.evaluations = 0
 
@@ -204,7 +204,7 @@ class IterationModel:
 
 
 class _Uncached(OpCosts):
-    """OpCosts without the id-keyed memo (safe for short-lived op objects)."""
+    """OpCosts without the per-object memo (for short-lived op objects)."""
 
     def op_time(self, op) -> float:
         return self._op_time(op)
