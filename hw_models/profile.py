@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hw_models.catalog import GPUSpec
 from hw_models.errors import ClusterSimError
+from hw_models.yamlio import read_yaml
 
 
 class _P(BaseModel):
@@ -132,13 +133,7 @@ def load(ref: str | Path) -> Profile:
     """A profile by built-in name or by path to a YAML file."""
     path = Path(ref)
     if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise ClusterSimError(f"profile file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ClusterSimError(f"profile {str(path)!r} is not valid YAML: {exc}") from None
-        return parse(data, source=str(path))
+        return parse(read_yaml(path, "profile"), source=str(path))
     return load_builtin(str(ref))
 
 

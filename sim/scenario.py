@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hw_models.errors import ClusterSimError
+from hw_models.yamlio import read_yaml
 from sim.inference_config import InferenceWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 
@@ -145,15 +146,7 @@ def parse(data: Any, source: str = "scenario") -> Scenario:
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    path = Path(path)
-    if not path.is_file():
-        raise ClusterSimError(f"scenario file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ClusterSimError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    data = read_yaml(path, "scenario")
     return parse(apply_overrides(data or {}, overrides or []), str(path))
 
 

@@ -16,10 +16,10 @@ import itertools
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hw_models.errors import ClusterSimError
+from hw_models.yamlio import read_yaml
 from sim import scenario as scenario_mod
 
 
@@ -149,11 +149,4 @@ def parse(data: Any, source: str = "sweep") -> Sweep:
 
 
 def load(path: str | Path) -> Sweep:
-    path = Path(path)
-    if not path.is_file():
-        raise ClusterSimError(f"sweep file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ClusterSimError(f"{path}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
-    return parse(data, str(path))
+    return parse(read_yaml(path, "sweep"), str(path))
