@@ -127,7 +127,8 @@ class Estimator:
                                         _p2p_bytes(self.model, plan))
             t_pipe += 2 * (p * v - 1) * hop
         # Stage s finishes its last backward about s chunk-backwards before stage 0.
-        tail = max(self._stage_tail(plan, s, bwd[s] / v, lt.bwd, per_stage[s]) - s * bwd[s] / v
+        tail = max(self._stage_tail(plan, s, bwd[s] / v, lt.bwd, per_stage[s] * m - fwd[s] / v)
+                   - s * bwd[s] / v
                    for s in sorted({0, p // 2, p - 1}))
         return t_pipe + max(tail, 0.0)
 
@@ -154,9 +155,10 @@ class Estimator:
         return self.network.collective_time(kind, nbytes, CommGroup(ranks, "dp"))
 
     def _stage_tail(self, plan: ParallelPlan, s: int, last_bwd: float, layer_bwd: float,
-                    stage_time: float) -> float:
+                    busy: float) -> float:
         """Exposed time after stage s's last backward: DP gradient buckets not hidden under
-        it (and, for ZeRO-2, those of the earlier microbatches), tied-embedding sync,
+        it (for ZeRO-2, the queue of every microbatch's buckets: m of them behind the
+        ``busy`` compute from the first backward on), tied-embedding sync,
         optimizer step, ZeRO-1/2 parameter all-gather, ZeRO-3's first gather and last
         reduce-scatter."""
         params = stage_params(self.model, plan, s)
@@ -173,9 +175,8 @@ class Estimator:
             bucket = self.network.collective_time(kind, params / n_buckets * opts.grad_bytes, group)
             total = n_buckets * bucket
             hidden = last_bwd - layer_bwd if opts.overlap_grad_reduce else 0.0
-            t += max(total - hidden, bucket)
-            if plan.zero == 2:
-                t += (plan.microbatches - 1) * max(0.0, total - stage_time)
+            queue = plan.microbatches * total - busy if plan.zero == 2 else 0.0
+            t += max(total - hidden, bucket, queue)
         if plan.pp > 1 and self.model.tied_embeddings and s in (0, plan.pp - 1):
             pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
             t += self.network.collective_time(
