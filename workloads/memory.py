@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan
-from workloads.training import stage_params
+from workloads.training import stage_params, unit_params
 
 GIB = 2**30
 MASTER_AND_ADAM_BYTES = 12          # fp32 master weight + Adam m and v (mixed precision)
@@ -24,15 +24,40 @@ class StageMemory:
     grads: float
     optimizer: float
     activations: float
+    zero_buffers: float = 0.0      # ZeRO-3: gathered layers and their unreduced gradients
 
     @property
     def total(self) -> float:
-        return self.weights + self.grads + self.optimizer + self.activations
+        return self.weights + self.grads + self.optimizer + self.activations + self.zero_buffers
 
     def gib(self) -> dict[str, float]:
         return {"stage": self.stage, "weights_gib": self.weights / GIB,
                 "grads_gib": self.grads / GIB, "optimizer_gib": self.optimizer / GIB,
-                "activations_gib": self.activations / GIB, "total_gib": self.total / GIB}
+                "activations_gib": self.activations / GIB,
+                "zero_buffers_gib": self.zero_buffers / GIB, "total_gib": self.total / GIB}
+
+
+def model_states(params: float, dp: int, zero: int, grad_bytes: int,
+                 param_bytes: int = 2) -> tuple[float, float, float]:
+    """(weights, gradients, optimizer states) in bytes per rank for ``params`` parameters
+    replicated over ``dp`` ranks (Rajbhandari et al. SC'20, section 5 and Figure 1:
+    Ψ(2 + 2 + K) unsharded; K = 12 for mixed-precision Adam; stage 1 shards the K Ψ
+    optimizer states, stage 2 also the gradients, stage 3 also the weights)."""
+    weights = params * param_bytes / (dp if zero >= 3 else 1)
+    grads = params * grad_bytes / (dp if zero >= 2 else 1)
+    optimizer = params * MASTER_AND_ADAM_BYTES / (dp if zero >= 1 else 1)
+    return weights, grads, optimizer
+
+
+def zero3_buffers(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
+                  param_bytes: int = 2) -> float:
+    """ZeRO-3 working set: the layer being computed and the one prefetched, gathered in
+    full (16-bit), plus one layer's full gradient before its reduce-scatter."""
+    if plan.zero < 3 or plan.dp == 1:
+        return 0.0
+    units = sorted((u for c in range(plan.vpp) for u in unit_params(model, plan, stage, c)),
+                   reverse=True)
+    return (units[0] + (units[1] if len(units) > 1 else 0.0)) * param_bytes + units[0] * grad_bytes
 
 
 def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recompute: str,
@@ -73,10 +98,7 @@ def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:
 def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
                  flash: bool) -> StageMemory:
     params = stage_params(model, plan, stage)
-    dp = plan.dp
-    weights = params * 2 / (dp if plan.zero >= 3 else 1)
-    grads = params * grad_bytes / (dp if plan.zero >= 2 else 1)
-    optimizer = params * MASTER_AND_ADAM_BYTES / (dp if plan.zero >= 1 else 1)
+    weights, grads, optimizer = model_states(params, plan.dp, plan.zero, grad_bytes)
     per_layer = activation_bytes_per_layer(model, plan.micro_batch, plan.tp, plan.sp,
                                            plan.recompute, flash)
     layers_per_chunk = plan.stage_layers(model.layers)[stage] / plan.vpp
@@ -86,7 +108,8 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
         acts += in_flight_chunks(plan, stage) * 3 * sbh / (plan.tp if plan.sp else 1)
     if stage == plan.pp - 1:   # fp32 logits of the microbatch being processed
         acts += 4 * model.seq_len * plan.micro_batch * model.vocab / plan.tp
-    return StageMemory(stage, weights, grads, optimizer, acts)
+    return StageMemory(stage, weights, grads, optimizer, acts,
+                       zero3_buffers(model, plan, stage, grad_bytes))
 
 
 def memory_per_stage(model: ModelSpec, plan: ParallelPlan, grad_bytes: int,

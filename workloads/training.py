@@ -6,6 +6,26 @@ the network model sees their true size and placement. A (microbatch, chunk, pass
 Block node (the layers' kernels and the TP collectives between them, which are on the
 critical path); the last microbatch's backward is split per layer so that DP gradient
 buckets can overlap with it, as Megatron-LM's ``overlap_grad_reduce`` does.
+
+Data-parallel communication per ZeRO stage (Rajbhandari et al. SC'20, section 7; PyTorch
+FSDP, Zhao et al. VLDB'23), Ψ the stage's parameters on one TP rank, N = dp:
+
+* 0 (DDP): gradient all-reduce buckets overlapping the last backward: 2Ψ(N-1)/N.
+* 1 (optimizer states sharded; Megatron-LM's distributed optimizer): gradients are
+  accumulated unsharded over the microbatches, reduce-scattered in the same buckets, the
+  shard updated, the 16-bit parameters all-gathered: Ψ(N-1)/N + Ψ(N-1)/N.
+* 2 (+ gradients sharded): a sharded gradient cannot accumulate unreduced, so every
+  microbatch's backward reduce-scatters its buckets (DeepSpeed stage 2); then the
+  optimizer and the parameter all-gather as in stage 1. One microbatch: 2Ψ(N-1)/N.
+* 3 (+ parameters sharded, FSDP FULL_SHARD): per layer and microbatch an all-gather of
+  the layer's parameters before its forward and again before its backward, and a
+  reduce-scatter of its gradients after its backward: 3Ψ(N-1)/N per microbatch; no
+  all-gather after the optimizer (the shard is what is kept). Prefetch of one layer
+  (FSDP's default forward/backward prefetch): layer i's gather starts when layer i-1
+  starts computing (the end of layer i-2), so it is exposed only where it is slower than
+  the compute. With pipeline parallelism the gathers repeat for every microbatch
+  (parameters are resharded after each use, the memory-saving choice; keeping them
+  gathered, FSDP's ``reshard_after_forward=False``, would cost stage-2 memory).
 """
 
 from __future__ import annotations
@@ -41,6 +61,7 @@ class TrainingOptions:
     grad_bytes: int = 4                 # bytes per gradient element in the DP reduction
     overlap_grad_reduce: bool = True
     bucket_params: float = 40e6         # Megatron-LM's default DDP bucket (40M elements)
+    param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers
 
 
 @dataclass
@@ -53,6 +74,8 @@ class _Stage:
     bwd: list[Block] = field(default_factory=list)     # per chunk
     node: dict = field(default_factory=dict)            # (mb, chunk, pass) -> node id
     last_bwd_layers: dict = field(default_factory=dict)  # chunk -> [node per layer, backward order]
+    bwd_layers: dict = field(default_factory=dict)   # (mb, chunk) -> [node per layer, backward order]
+    grad_rs: list = field(default_factory=list)      # ZeRO-2/3 reduce-scatters issued in backward
 
 
 def stage_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
@@ -75,7 +98,7 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
                                 st.index) for st in stages}
     recv = _add_recvs(g, plan, stages, steps, model, opts)
     for st in stages:
-        _add_compute(g, plan, st, steps[st.index], recv)
+        _add_compute(g, plan, st, steps[st.index], recv, model, opts)
     _add_sends(g, plan, stages, steps, recv)
     for st in stages:
         _add_grad_sync(g, model, plan, opts, st)
@@ -141,18 +164,25 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
     return recv
 
 
-def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv) -> None:
+def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv, model: ModelSpec,
+                 opts: TrainingOptions) -> None:
     m = plan.microbatches
     split = plan.dp > 1
-    for mb, c, step in steps:
+    z3 = _Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.dp > 1 else None
+    for k, (mb, c, step) in enumerate(steps):
         deps = [recv.get((st.index, mb, c, step))]
         if step == "B" and _is_last(plan, st.index, c):
             deps.append(st.node[(mb, c, "F")])     # loss gradient starts from the forward
-        if step == "F":
+        if z3 is not None:
+            nxt = steps[k + 1] if k + 1 < len(steps) else None
+            st.node[(mb, c, step)] = z3.add_pass(mb, c, step, deps, nxt)
+        elif step == "F":
             st.node[(mb, c, "F")] = g.add(st.rank, "compute", st.fwd[c], deps, "compute",
                                          f"F{mb}_c{c}", mb=mb, chunk=c)
-        elif mb == m - 1 and split:
+        elif split and (mb == m - 1 or plan.zero == 2):
             st.node[(mb, c, "B")] = _split_backward(g, plan, st, mb, c, deps)
+            if plan.zero == 2:
+                _zero2_reduce_scatter(g, model, plan, opts, st, mb, c)
         else:
             st.node[(mb, c, "B")] = g.add(st.rank, "compute", st.bwd[c], deps, "compute",
                                          f"B{mb}_c{c}", mb=mb, chunk=c)
@@ -173,7 +203,119 @@ def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
         nodes.append(g.add(st.rank, "compute", block, deps if i == 0 else (), "compute",
                            f"B{mb}_c{c}_l{per_chunk - 1 - i}", mb=mb, chunk=c))
     st.last_bwd_layers[c] = nodes
+    st.bwd_layers[(mb, c)] = nodes
     return nodes[-1]
+
+
+def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> list[float]:
+    """Parameters per layer of one chunk on one TP rank, in forward order; the embedding
+    goes with the model's first layer, the untied output layer with its last. Summed over
+    the chunks they are ``stage_params``."""
+    n = plan.stage_layers(model.layers)[stage] // plan.vpp
+    out = [model.params_per_layer / plan.tp] * n
+    if _is_first(plan, stage, chunk):
+        out[0] += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
+    if _is_last(plan, stage, chunk) and (not model.tied_embeddings or plan.pp > 1):
+        out[-1] += model.vocab * model.hidden / plan.tp
+    return out
+
+
+def _zero2_reduce_scatter(g, model, plan, opts: TrainingOptions, st: _Stage, mb: int, c: int) -> None:
+    """ZeRO-2: this microbatch's gradient buckets, reduce-scattered as its backward runs."""
+    nodes = st.bwd_layers[(mb, c)]
+    ready = list(zip(reversed(unit_params(model, plan, st.index, c)), nodes, strict=True))
+    group = CommGroup(plan.dp_group(st.index), "dp")
+    deps_all = opts.overlap_grad_reduce
+    for n_params, node in _bucket(ready, opts.bucket_params):
+        op = Collective("reduce_scatter", n_params * opts.grad_bytes, group, seq=len(st.grad_rs),
+                        name="grad_reduce_scatter")
+        st.grad_rs.append(g.add(st.rank, "dp", op, (node if deps_all else nodes[-1],), "dp",
+                                f"dp_rs{len(st.grad_rs)}_mb{mb}", mb=mb, chunk=c))
+
+
+def _bucket(ready: list[tuple[float, int]], size: float) -> list[tuple[float, int]]:
+    """Group (params, ready node) in completion order into buckets of at least ``size``."""
+    buckets, acc = [], 0.0
+    for n_params, node in ready:
+        acc += n_params
+        if acc >= size:
+            buckets.append((acc, node))
+            acc = 0.0
+    if acc > 0:
+        buckets.append((acc, ready[-1][1]))
+    return buckets
+
+
+class _Zero3:
+    """ZeRO-3 / FSDP passes of one stage: a compute node per layer, the gather of the next
+    layer issued as the current one starts (prefetch 1), the gradient reduce-scatter after
+    each backward layer, all on the stage's one DP channel (gathers and reduce-scatters
+    share the NIC), a gather ahead of a reduce-scatter that became ready with it."""
+
+    def __init__(self, g: ExecutionGraph, model: ModelSpec, plan: ParallelPlan,
+                 opts: TrainingOptions, st: _Stage):
+        self.g, self.model, self.plan, self.opts, self.st = g, model, plan, opts, st
+        self.group = CommGroup(plan.dp_group(st.index), "dp")
+        self.recent: list[int] = []       # compute nodes in stream order
+        self.gathered: int | None = None  # gather already issued for the next pass's first layer
+        self.seq = 0
+        fwd, bwd = layer_forward(st.ctx), layer_recompute(st.ctx, plan.recompute) + layer_backward(st.ctx)
+        self.layer = {"F": Block(tuple(fwd), "fwd_layer"), "B": Block(tuple(bwd), "bwd_layer")}
+
+    def _units(self, c: int, step: str) -> list[float]:
+        u = unit_params(self.model, self.plan, self.st.index, c)
+        return u if step == "F" else u[::-1]
+
+    def _collective(self, kind: str, nbytes: float, dep: int | None, name: str, mb: int, c: int) -> int:
+        self.seq += 1
+        op = Collective(kind, nbytes, self.group, seq=self.seq, name=name)
+        return self.g.add(self.st.rank, "dp", op, (dep,) if dep is not None else (), "dp",
+                          f"{name}{self.seq}", mb=mb, chunk=c)
+
+    def _gather(self, n_params: float, mb: int, c: int) -> int:
+        dep = self.recent[-2] if len(self.recent) >= 2 else (self.recent[-1] if self.recent else None)
+        return self._collective("all_gather", n_params * self.opts.param_bytes, dep,
+                                "zero3_param_all_gather", mb, c)
+
+    def _block(self, c: int, step: str, i: int, n: int) -> Block:
+        ctx, plan, s = self.st.ctx, self.plan, self.st.index
+        base = self.layer[step]
+        pre, post = [], []
+        if step == "F":
+            pre = embedding_forward(ctx) if i == 0 and _is_first(plan, s, c) else []
+            post = head_forward(ctx) if i == n - 1 and _is_last(plan, s, c) else []
+        else:
+            pre = head_backward(ctx) if i == 0 and _is_last(plan, s, c) else []
+            post = embedding_backward(ctx) if i == n - 1 and _is_first(plan, s, c) else []
+        return base if not pre and not post else Block(tuple(pre) + base.ops + tuple(post), base.name)
+
+    def add_pass(self, mb: int, c: int, step: str, deps, nxt) -> int:
+        units = self._units(c, step)
+        gather = self.gathered if self.gathered is not None else self._gather(units[0], mb, c)
+        pending_rs = None
+        for i, n_params in enumerate(units):
+            block = self._block(c, step, i, len(units))
+            node = self.g.add(self.st.rank, "compute", block, [*(deps if i == 0 else ()), gather],
+                              "compute", f"{step}{mb}_c{c}_l{i}", mb=mb, chunk=c)
+            self.recent.append(node)
+            if i + 1 < len(units):
+                gather = self._gather(units[i + 1], mb, c)
+            elif nxt is not None:
+                nmb, nc, nstep = nxt
+                self.gathered = self._gather(self._units(nc, nstep)[0], nmb, nc)
+            else:
+                self.gathered = None
+            if pending_rs is not None:
+                self._reduce_scatter(*pending_rs, mb, c)
+            pending_rs = (n_params, node) if step == "B" else None
+        if pending_rs is not None:
+            self._reduce_scatter(*pending_rs, mb, c)
+        return node
+
+    def _reduce_scatter(self, n_params: float, node: int, mb: int, c: int) -> None:
+        rs = self._collective("reduce_scatter", n_params * self.opts.grad_bytes, node,
+                              "zero3_grad_reduce_scatter", mb, c)
+        self.st.grad_rs.append(rs)
 
 
 def _add_sends(g, plan, stages, steps, recv) -> None:
@@ -188,11 +330,14 @@ def _add_sends(g, plan, stages, steps, recv) -> None:
 
 
 def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
-    """DP gradient buckets (overlapping the last backward), tied-embedding sync, optimizer."""
+    """DP gradient buckets (overlapping the last backward), tied-embedding sync, optimizer,
+    and the parameter all-gather of ZeRO-1/2."""
     params = stage_params(model, plan, st.index)
     dp_group = CommGroup(plan.dp_group(st.index), "dp")
     syncs = []
-    if plan.dp > 1:
+    if plan.dp > 1 and plan.zero >= 2:
+        syncs.append(st.grad_rs[-1])        # the DP channel is serial: the last one is the end
+    elif plan.dp > 1:
         kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
         last_compute = max(st.node.values())
         for i, (n_params, dep) in enumerate(_buckets(model, plan, opts, st, params)):
@@ -207,8 +352,9 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
     shard = params / (plan.dp if plan.zero >= 1 else 1)
     opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
     step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
-    if plan.zero >= 1 and plan.dp > 1:
-        gather = Collective("all_gather", params * 2.0, dp_group, seq=10**6, name="param_all_gather")
+    if plan.zero in (1, 2) and plan.dp > 1:
+        gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
+                            name="param_all_gather")
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
 
 
@@ -222,12 +368,4 @@ def _buckets(model, plan, opts, st: _Stage, params: float):
     extra = params - per_layer * st.layers        # embeddings: ready with the last layer
     if ready:
         ready[-1] = (ready[-1][0] + extra, ready[-1][1])
-    buckets, acc = [], 0.0
-    for n_params, node in ready:
-        acc += n_params
-        if acc >= opts.bucket_params:
-            buckets.append((acc, node))
-            acc = 0.0
-    if acc > 0:
-        buckets.append((acc, ready[-1][1]))
-    return buckets
+    return _bucket(ready, opts.bucket_params)

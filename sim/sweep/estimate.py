@@ -11,7 +11,12 @@ instead of being played event by event:
   pipeline fill and drain crossing ``p - 1`` stage boundaries each way;
 * data parallel: gradient buckets overlap the last microbatch's backward (Megatron-LM
   ``overlap_grad_reduce``); what does not fit under it, the embedding sync, the optimizer
-  step and the ZeRO parameter all-gather are exposed at the end, per stage.
+  step and the ZeRO-1/2 parameter all-gather are exposed at the end, per stage;
+* ZeRO-2 reduce-scatters every microbatch's buckets: beyond the last, what a microbatch's
+  buckets take over its stage time is exposed;
+* ZeRO-3 (same graph assumptions as workloads.training: one DP channel, prefetch of one
+  layer): a layer's forward takes max(compute, gather), its backward max(compute,
+  gather + reduce-scatter); the step's first gather and last reduce-scatter are exposed.
 
 Per-layer times depend only on (tp, micro_batch, sp, recompute), so they are cached: a
 sweep of thousands of plans prices a few dozen distinct layers.
@@ -40,7 +45,13 @@ from workloads.layers import (
 )
 from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan
-from workloads.training import ADAM_BYTES_PER_PARAM, TrainingOptions, _p2p_bytes, stage_params
+from workloads.training import (
+    ADAM_BYTES_PER_PARAM,
+    TrainingOptions,
+    _p2p_bytes,
+    stage_params,
+    unit_params,
+)
 
 GIB = 2**30
 
@@ -104,6 +115,10 @@ class Estimator:
         bwd[0] += lt.emb_bwd
         fwd[-1] += lt.head_fwd
         bwd[-1] += lt.head_bwd
+        zero3 = plan.zero >= 3 and plan.dp > 1
+        if zero3:
+            fwd, bwd = zip(*(self._zero3_stage(plan, s, fwd[s], bwd[s], lt) for s in range(p)),
+                           strict=True)
         per_stage = [f + b for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
         t_pipe = m * worst + (sum(per_stage) - worst) / v
@@ -112,33 +127,64 @@ class Estimator:
                                         _p2p_bytes(self.model, plan))
             t_pipe += 2 * (p * v - 1) * hop
         # Stage s finishes its last backward about s chunk-backwards before stage 0.
-        tail = max(self._stage_tail(plan, s, bwd[s] / v, lt.bwd) - s * bwd[s] / v
+        tail = max(self._stage_tail(plan, s, bwd[s] / v, lt.bwd, per_stage[s] * m - fwd[s] / v)
+                   - s * bwd[s] / v
                    for s in sorted({0, p // 2, p - 1}))
         return t_pipe + max(tail, 0.0)
 
-    def _stage_tail(self, plan: ParallelPlan, s: int, last_bwd: float, layer_bwd: float) -> float:
+    def _zero3_stage(self, plan: ParallelPlan, s: int, fwd: float, bwd: float,
+                     lt: LayerTimes) -> tuple[float, float]:
+        """One microbatch's forward and backward on stage s under ZeRO-3: every layer waits
+        for its gather (issued one layer ahead) and, in the backward, shares the DP channel
+        with the previous layer's reduce-scatter."""
+        group = CommGroup(plan.dp_group(s), "dp")
+        units = [u for c in range(plan.vpp) for u in unit_params(self.model, plan, s, c)]
+        n = len(units)
+        f_extra, b_extra = fwd - n * lt.fwd, bwd - n * lt.bwd     # embedding / head
+        ag = [self._coll("all_gather", u * self.options.param_bytes, group) for u in units]
+        rs = [self._coll("reduce_scatter", u * self.options.grad_bytes, group) for u in units]
+        f = f_extra + sum(max(lt.fwd, a) for a in ag)
+        b = b_extra + sum(max(lt.bwd, a + r) for a, r in zip(ag, rs, strict=True))
+        return f, b
+
+    def _coll(self, kind: str, nbytes: float, group: CommGroup) -> float:
+        return self._coll_cache(kind, nbytes, group.ranks)
+
+    @lru_cache(maxsize=4096)  # noqa: B019 - one estimator per sweep point, kept for its life
+    def _coll_cache(self, kind: str, nbytes: float, ranks: tuple[int, ...]) -> float:
+        return self.network.collective_time(kind, nbytes, CommGroup(ranks, "dp"))
+
+    def _stage_tail(self, plan: ParallelPlan, s: int, last_bwd: float, layer_bwd: float,
+                    busy: float) -> float:
         """Exposed time after stage s's last backward: DP gradient buckets not hidden under
-        it, tied-embedding sync, optimizer step, ZeRO parameter all-gather."""
+        it (for ZeRO-2, the queue of every microbatch's buckets: m of them behind the
+        ``busy`` compute from the first backward on), tied-embedding sync,
+        optimizer step, ZeRO-1/2 parameter all-gather, ZeRO-3's first gather and last
+        reduce-scatter."""
         params = stage_params(self.model, plan, s)
         opts = self.options
+        group = CommGroup(plan.dp_group(s), "dp")
         t = 0.0
-        if plan.dp > 1:
-            group = CommGroup(plan.dp_group(s), "dp")
+        if plan.dp > 1 and plan.zero >= 3:
+            units = unit_params(self.model, plan, s, 0)
+            t += self._coll("all_gather", units[0] * opts.param_bytes, group)
+            t += self._coll("reduce_scatter", units[0] * opts.grad_bytes, group)
+        elif plan.dp > 1:
             kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
             n_buckets = max(1, math.ceil(params / opts.bucket_params))
             bucket = self.network.collective_time(kind, params / n_buckets * opts.grad_bytes, group)
             total = n_buckets * bucket
             hidden = last_bwd - layer_bwd if opts.overlap_grad_reduce else 0.0
-            t += max(total - hidden, bucket)
+            queue = plan.microbatches * total - busy if plan.zero == 2 else 0.0
+            t += max(total - hidden, bucket, queue)
         if plan.pp > 1 and self.model.tied_embeddings and s in (0, plan.pp - 1):
             pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
             t += self.network.collective_time(
                 "all_reduce", self.model.vocab * self.model.hidden / plan.tp * opts.grad_bytes, pair)
         shard = params / (plan.dp if plan.zero >= 1 else 1)
         t += self.compute.time("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32")
-        if plan.zero >= 1 and plan.dp > 1:
-            t += self.network.collective_time("all_gather", params * 2.0,
-                                              CommGroup(plan.dp_group(s), "dp"))
+        if plan.zero in (1, 2) and plan.dp > 1:
+            t += self.network.collective_time("all_gather", params * opts.param_bytes, group)
         return t
 
 

@@ -17,6 +17,7 @@ from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from sim import scenario as scenario_mod
 from sim.network import ClusterLayout
 from sim.simulate import simulate
+from sim.sweep import plans
 from sim.sweep.estimate import Estimator
 from workloads import parallel, training
 from workloads.model import model_flops, resolve
@@ -31,7 +32,8 @@ PLAN_KEYS = {"tp": "workload.parallel.tp", "pp": "workload.parallel.pp",
              "global_batch": "workload.global_batch"}
 
 # Words of workloads.parallel.validate's messages -> the short reason counted in summaries.
-_REASONS = (("attention heads", "indivisible: heads"), ("kv heads", "indivisible: kv heads"),
+_REASONS = (("ZeRO-3 is not run with pipeline", "unsupported: zero-3 with pp"),
+            ("attention heads", "indivisible: heads"), ("kv heads", "indivisible: kv heads"),
             ("sequence parallel", "indivisible: seq_len"), ("layers", "indivisible: layers"),
             ("global_batch", "indivisible: batch"), ("global batch", "indivisible: batch"), ("interleaved", "indivisible: microbatches"),
             ("GPUs", "indivisible: gpus"))
@@ -124,6 +126,7 @@ def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
         if plan.global_batch <= 0:
             raise InfeasiblePlanError(f"dp={plan.dp} exceeds the global batch")
         parallel.validate(plan, ctx.estimator.model, ctx.world)
+        plans.check_supported(plan)
     except InfeasiblePlanError as exc:
         return row | _plan_columns(None, raw) | _status("infeasible", reason_of(str(exc)), str(exc))
     except ClusterSimError as exc:

@@ -6,6 +6,12 @@ every candidate is then checked by workloads.parallel.validate in the evaluation
 stage, so indivisible ones are kept as rows with their reason instead of vanishing.
 Only meaningless duplicates are never generated: vpp > 1 without pipelining, and
 sequence parallelism without tensor parallelism (both are no-ops there).
+
+ZeRO-3 with pipeline parallelism is rejected (``unsupported``): DeepSpeed's pipeline
+engine asserts ``zero_optimization_stage() < ZeroStageEnum.gradients`` ("ZeRO-2 and
+ZeRO-3 are incompatible with pipeline parallelism") and Megatron-LM's distributed
+optimizer shards optimizer states only. The graph can still simulate it (gathers per
+microbatch, see workloads.training) when a scenario asks for it directly.
 """
 
 from __future__ import annotations
@@ -13,8 +19,20 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from hw_models.errors import InfeasiblePlanError
 from sim.sweep.spec import PlanSpace
 from workloads.model import ModelSpec
+from workloads.parallel import ParallelPlan
+
+UNSUPPORTED_ZERO3_PP = "zero=3 with pp={pp}: ZeRO-3 is not run with pipeline parallelism " \
+    "(DeepSpeed asserts ZeRO-2/3 are incompatible with it; Megatron-LM shards optimizer " \
+    "states only); use pp=1 or zero<=2"
+
+
+def check_supported(plan: ParallelPlan) -> None:
+    """Plans the frameworks refuse, although divisible (see the module docstring)."""
+    if plan.zero >= 3 and plan.pp > 1:
+        raise InfeasiblePlanError(UNSUPPORTED_ZERO3_PP.format(pp=plan.pp))
 
 
 def divisors(n: int) -> list[int]:
@@ -55,8 +73,10 @@ def _inner(space: PlanSpace, model: ModelSpec, tp: int, pp: int, dp: int,
     out = []
     vpps = [v for v in space.vpp if v == 1 or pp > 1]
     sps = [s for s in space.sequence_parallel if not s or tp > 1] or [False]
-    for vpp, mb, rc, sp, zero in itertools.product(vpps, space.micro_batch, space.recompute,
-                                                   sps, space.zero):
+    # "divisors": every micro-batch that divides the local batch (Calculon's
+    # get_valid_microbatch_sizes), else the listed values.
+    mbs = (divisors(max(gb // dp, 1)) if space.micro_batch == "divisors" else space.micro_batch)
+    for vpp, mb, rc, sp, zero in itertools.product(vpps, mbs, space.recompute, sps, space.zero):
         layers = None
         if space.uneven_layers and pp > 1 and model.layers % (pp * vpp):
             layers = uneven_split(model.layers, pp, vpp)

@@ -51,10 +51,10 @@ class PlanSpace(_Cfg):
     tp: list[int] | None = None            # default: divisors of the GPU count up to the heads
     pp: list[int] | None = None            # default: divisors of GPUs / tp up to the layers
     vpp: list[int] = [1, 2, 3, 4, 5, 6, 7, 8]
-    micro_batch: list[int] = [1, 2, 4, 8, 16]
+    micro_batch: list[int] | Literal["divisors"] = [1, 2, 4, 8, 16]
     recompute: list[Literal["none", "selective", "full"]] = ["none", "selective", "full"]
     sequence_parallel: list[bool] = [False, True]
-    zero: list[Literal[0, 1, 2, 3]] = [0, 1]
+    zero: list[Literal[0, 1, 2, 3]] = [0, 1, 2, 3]
     # exact: global_batch must be a multiple of dp * micro_batch. max: global_batch is an
     # upper bound, rounded down to a multiple of dp (Calculon's llm-optimal-execution).
     batch: Literal["exact", "max"] = "exact"
