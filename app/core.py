@@ -10,6 +10,7 @@ how often the cache lets them run.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -62,6 +63,12 @@ def run(data: dict[str, Any]) -> Any:
     """simulate() of a scenario dict (a SimResult, or an InferenceResult for
     ``workload.kind: inference``); raises ClusterSimError for invalid input."""
     return simulate(scenario_mod.parse(data, "explorer scenario"))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def chrome_trace(data: dict[str, Any]) -> str:
+    """The simulated iteration as Chrome/Perfetto trace JSON text (for downloads)."""
+    return json.dumps(run(data).to_chrome_trace())
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

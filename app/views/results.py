@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -77,7 +75,7 @@ def render() -> None:
     _memory(res)
     _timeline(res)
     c1, c2 = st.columns(2)
-    c1.download_button("Chrome trace (JSON)", json.dumps(res.to_chrome_trace()),
+    c1.download_button("Chrome trace (JSON)", core.chrome_trace(data),
                        file_name=f"{res.name}.trace.json", mime="application/json")
     c2.download_button("Scenario YAML", core.to_yaml(data), file_name=f"{res.name}.yaml",
                        mime="application/x-yaml")
