@@ -28,7 +28,8 @@ POLICIES = ["vllm", "sarathi", "orca", "static", "disaggregated"]
 FIELDS: dict[str, tuple[str, Any]] = {
     "in_model": ("workload.model", "llama3-8b"), "in_system": ("cluster.system", "dgx-h100"),
     "in_nodes": ("cluster.nodes", 1), "in_precision": ("workload.precision", "fp16"),
-    "in_tp": ("workload.parallel.tp", 1), "in_replicas": ("workload.replicas", 2),
+    "in_tp": ("workload.parallel.tp", 1), "in_pp": ("workload.parallel.pp", 1),
+    "in_replicas": ("workload.replicas", 2),
     "in_policy": ("workload.scheduler.policy", "vllm"),
     "in_count": ("workload.requests.count", 100), "in_rate": ("workload.requests.rate_per_s", 10.0),
     "in_prompt": ("workload.requests.prompt_len", 512),
@@ -70,6 +71,7 @@ def _widgets() -> dict[str, Any]:
         st.number_input("Nodes", min_value=1, max_value=4096, step=1, key="in_nodes")
         st.selectbox("Precision", ["fp16", "bf16", "fp8"], key="in_precision")
         st.number_input("Tensor parallel per replica", min_value=1, step=1, key="in_tp")
+        st.number_input("Pipeline parallel per replica", min_value=1, step=1, key="in_pp")
         st.number_input("Replicas", min_value=1, step=1, key="in_replicas")
     with c2:
         st.subheader("Requests")

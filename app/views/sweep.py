@@ -45,11 +45,12 @@ def sweep_file(base: dict, auto: bool, tps: list[int], pps: list[int], nodes: li
 
 
 def plan_of(row: pd.Series) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(axis overrides, plan) of a result row, with plain Python values."""
+    """(axis overrides, plan) of a result row, with plain Python values. dp is left out:
+    it follows from the GPU count, so the Scenario page's node widget keeps working."""
     axis = {k[5:]: _plain(v) for k, v in row.items() if k.startswith("axis.")}
     plan = {}
     for key in PLAN_KEYS:
-        v = row.get(key)
+        v = None if key == "dp" else row.get(key)
         if v is None or (isinstance(v, float) and v != v):
             continue
         plan[key] = int(v) if key in _INT else (

@@ -128,8 +128,14 @@ def test_sweep_page_calls_the_sweep_engine_and_loads_plan(tmp_path):
     at.button(key="sw_load").click().run()
     plan = at.session_state["scenario"]["workload"]["parallel"]
     worst = df[df.status == "ok"].sort_values("tokens_per_s").iloc[0]
-    assert (plan["tp"], plan["pp"]) == (worst.tp, worst.pp)
+    assert (plan["tp"], plan["pp"]) == (worst.tp, worst.pp) and "dp" not in plan
+    at.session_state["page"] = "Scenario"           # the loaded plan, on the Scenario page
+    at.run()
+    assert not at.exception and at.number_input(key="w_tp").value == worst.tp
+    assert at.number_input(key="w_nodes").value == 2
     # plans: auto searches micro batch, recompute, ... too: more configurations.
+    at.session_state["page"] = "Sweep"
+    at.run()
     at.radio(key="sw_mode").set_value(at.radio(key="sw_mode").options[1])
     at.button[0].click().run()
     assert not at.exception and len(at.session_state["sweep_df"]) > len(df)
