@@ -1,14 +1,19 @@
 """Cached calls into the simulator, and the current scenario kept in session state.
 
-Every function here only calls the simulator's public API; the cache is keyed by the
-scenario dict (``st.cache_data`` hashes its arguments), so a repeated scenario answers
-from memory instead of re-simulating.
+Every function here only calls the simulator's public API (the same functions the CLI
+calls); each is wrapped in ``st.cache_data``, keyed by its arguments (a scenario dict,
+a sweep dict, a collective's settings, a trace's bytes), so a repeated question answers
+from memory instead of re-simulating. The engines are module globals so tests can count
+how often the cache lets them run.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +23,21 @@ import yaml
 
 from hw_models import catalog
 from sim import scenario as scenario_mod
+from sim.cli.collective import sweep as collective_sweep
+from sim.cli.replay import run as replay_run
 from sim.result import SimResult
 from sim.simulate import resolve_setup, simulate
+from sim.sweep import run as sweep_run
+from sim.sweep import spec as sweep_spec
+from sim.sweep.executors import InProcess
 from workloads import memory
 
 STATE_KEY = "scenario"
 # `clustersim app --scenario FILE` passes the starting scenario through this variable.
 SCENARIO_ENV = "CLUSTERSIM_APP_SCENARIO"
+# Closed-form configurations per chunk of an explorer sweep: small enough for the
+# progress bar to move, large enough that chunk overhead stays negligible.
+SWEEP_CHUNK = 64
 
 
 def current() -> dict[str, Any]:
@@ -46,9 +59,16 @@ def with_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 @st.cache_data(max_entries=256, show_spinner="simulating...")
-def run(data: dict[str, Any]) -> SimResult:
-    """simulate() of a scenario dict; raises ClusterSimError for invalid input."""
+def run(data: dict[str, Any]) -> Any:
+    """simulate() of a scenario dict (a SimResult, or an InferenceResult for
+    ``workload.kind: inference``); raises ClusterSimError for invalid input."""
     return simulate(scenario_mod.parse(data, "explorer scenario"))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def chrome_trace(data: dict[str, Any]) -> str:
+    """The simulated iteration as Chrome/Perfetto trace JSON text (for downloads)."""
+    return json.dumps(run(data).to_chrome_trace())
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -61,6 +81,64 @@ def memory_per_stage(data: dict[str, Any]) -> tuple[pd.DataFrame, float, str]:
     return pd.DataFrame([m.gib() for m in stages]), setup.gpu.hbm_bytes / 2**30, setup.gpu.name
 
 
+class _Reporting(InProcess):
+    """The sweep engine's in-process executor, reporting finished configurations."""
+
+    def __init__(self, total: int, on_step: Callable[[float, str], None] | None):
+        self.total, self.done, self.on_step = max(total, 1), 0, on_step
+
+    def map(self, fn, args):
+        for i, out in super().map(fn, args):
+            self.done += len(out) if isinstance(out, list) else 1
+            if self.on_step:
+                self.on_step(min(self.done / self.total, 1.0), f"{self.done} of {self.total}")
+            yield i, out
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def sweep(sweep_file: dict[str, Any], verify_top: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``clustersim sweep`` on a sweep dict (base, plans, axes, top), in this process, with
+    a progress bar over the closed-form stage: the result frame (as in the Parquet) and
+    the summary; ``verify_top`` is ``--verify-top``. The bar is created here because a
+    cached function may only draw into elements it created (streamlit replays them)."""
+    sw = sweep_spec.parse(sweep_file, "explorer sweep")
+    configs = sweep_run.configurations(sw)
+    bar = st.progress(0.0, text=f"closed form over {len(configs)} configurations")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "sweep.parquet")
+        opts = sweep_run.Options(out=out, progress=False, chunk_size=SWEEP_CHUNK,
+                                 verify_top=verify_top)
+        summary = sweep_run.run(sw, opts, _Reporting(len(configs),
+                                                     lambda f, t: bar.progress(f, text=t)))
+        frame = pd.read_parquet(out)
+    bar.progress(1.0, text=f"{summary['evaluated']} configurations, {summary['feasible']} "
+                           f"feasible, in {summary['wall_s']:.2f} s")
+    return frame, summary
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def collective(system: str, nodes: int, gpus: int, op: str, algo: str | None,
+               proto: str | None, min_bytes: int, max_bytes: int) -> pd.DataFrame:
+    """``clustersim collective``: the fabric model's nccl-tests look-alike."""
+    return collective_sweep(system, nodes, gpus, op, algo, proto, min_bytes, max_bytes)
+
+
+@st.cache_data(max_entries=16, show_spinner="replaying...")
+def replay(files: tuple[tuple[str, bytes], ...], source: str, target: str | None,
+           sets: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+    """``clustersim replay`` on a trace given as (file name, bytes) pairs: one file, or
+    several (one per rank, replayed as a folder). Returns the command's JSON summary and
+    the what-if replay as Chrome trace JSON text."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, out = Path(tmp) / "trace", Path(tmp) / "replay.trace.json"
+        folder.mkdir()
+        for name, data in files:
+            (folder / Path(name).name).write_bytes(data)
+        path = folder if len(files) > 1 else folder / Path(files[0][0]).name
+        data = replay_run(path, source, target, list(sets), out)
+        return data, out.read_text()
+
+
 def metrics(res: SimResult) -> dict[str, float]:
     """The headline numbers of a result, flat (for tables and comparisons)."""
     out = {"iteration_time_s": res.iteration_time_s, "tokens_per_s": res.tokens_per_s,
@@ -68,6 +146,12 @@ def metrics(res: SimResult) -> dict[str, float]:
            "memory_peak_gib": res.memory_peak_gib, "gpus": float(res.world_size)}
     out |= {f"{k}_s": v for k, v in res.breakdown.items()}
     return out
+
+
+def iteration_band(res: SimResult) -> tuple[float, float] | None:
+    """The profile's prediction interval of the iteration time, when simulate() gave one."""
+    band = res.band or {}
+    return band.get("iteration_s") or band.get("iteration_time_s")
 
 
 def to_yaml(data: dict[str, Any]) -> str:

@@ -28,6 +28,8 @@ PAGES: tuple[Page, ...] = (
     Page("Compare", "compare"),
     Page("Sweep", "sweep"),
     Page("Collectives", "collectives"),
+    Page("Inference", "inference"),
+    Page("Trace replay", "replay"),
 )
 
 

@@ -45,4 +45,4 @@ def render() -> None:
         return
     for err in errors:
         st.warning(err)
-    st.dataframe(df.style.format("{:.4g}"), use_container_width=True)
+    st.dataframe(df.style.format("{:.4g}"), width="stretch")

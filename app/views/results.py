@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -15,18 +13,24 @@ from sim.result import SimResult
 TITLE = "Results"
 
 
+def iteration_text(res: SimResult) -> str:
+    """Iteration time in seconds, with the profile's prediction interval when there is one:
+    ``13.700 [13.200, 14.100]``."""
+    band = core.iteration_band(res)
+    text = f"{res.iteration_time_s:.3f}"
+    return f"{text} [{band[0]:.3f}, {band[1]:.3f}]" if band else text
+
+
 def _metrics(res: SimResult) -> None:
-    band = (res.band or {}).get("iteration_time_s")
+    band = core.iteration_band(res)
     c = st.columns(5)
-    c[0].metric("Iteration time (s)", f"{res.iteration_time_s:.3f}",
-                help=f"prediction interval [{band[0]:.3f}, {band[1]:.3f}] s" if band else
+    c[0].metric("Iteration time (s)", iteration_text(res),
+                help="[low, high]: the profile's prediction interval" if band else
                 "the profile gives no prediction interval")
     c[1].metric("MFU", f"{res.mfu:.1%}")
     c[2].metric("HFU", f"{res.hfu:.1%}")
     c[3].metric("Tokens/s", f"{res.tokens_per_s:,.0f}")
     c[4].metric("TFLOP/s per GPU", f"{res.tflops_per_gpu:.1f}")
-    if band:
-        st.caption(f"Prediction interval: {band[0]:.3f} to {band[1]:.3f} s")
 
 
 def _breakdown(res: SimResult) -> None:
@@ -36,14 +40,14 @@ def _breakdown(res: SimResult) -> None:
                  title="Breakdown on the critical rank (sums to the iteration time)",
                  hover_data={"share": ":.1%"})
     fig.update_layout(height=220, yaxis_title=None)
-    st.plotly_chart(fig, use_container_width=True)
+    st.plotly_chart(fig, width="stretch")
 
 
 def _memory(res: SimResult) -> None:
     parts = ["weights_gib", "grads_gib", "optimizer_gib", "activations_gib"]
     long = res.memory.melt(id_vars="stage", value_vars=parts, var_name="part", value_name="GiB")
     st.plotly_chart(px.bar(long, x="stage", y="GiB", color="part", title="Memory per pipeline stage"),
-                    use_container_width=True)
+                    width="stretch")
 
 
 def _timeline(res: SimResult) -> None:
@@ -54,7 +58,7 @@ def _timeline(res: SimResult) -> None:
                  hover_data=["name"], title="One iteration, ranks of one pipeline (ms)")
     fig.update_yaxes(categoryorder="category descending")
     fig.update_layout(height=max(300, 22 * tl.lane.nunique()), barmode="overlay")
-    st.plotly_chart(fig, use_container_width=True)
+    st.plotly_chart(fig, width="stretch")
 
 
 def render() -> None:
@@ -71,7 +75,7 @@ def render() -> None:
     _memory(res)
     _timeline(res)
     c1, c2 = st.columns(2)
-    c1.download_button("Chrome trace (JSON)", json.dumps(res.to_chrome_trace()),
+    c1.download_button("Chrome trace (JSON)", core.chrome_trace(data),
                        file_name=f"{res.name}.trace.json", mime="application/json")
     c2.download_button("Scenario YAML", core.to_yaml(data), file_name=f"{res.name}.yaml",
                        mime="application/x-yaml")

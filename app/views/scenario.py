@@ -107,7 +107,7 @@ def memory_chart(data: dict) -> None:
     long = mem.melt(id_vars="stage", value_vars=parts, var_name="part", value_name="GiB")
     fig = px.bar(long, x="stage", y="GiB", color="part", title=f"Memory per rank vs {gpu} capacity")
     fig.add_hline(y=cap, line_dash="dash", line_color="red", annotation_text=f"{cap:.0f} GiB")
-    st.plotly_chart(fig, use_container_width=True)
+    st.plotly_chart(fig, width="stretch")
     worst = mem.total_gib.max()
     (st.success if worst <= cap else st.error)(
         f"peak {worst:.1f} GiB of {cap:.1f} GiB ({worst / cap:.0%})")

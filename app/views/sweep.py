@@ -1,11 +1,15 @@
-"""Sweep page: a tp x pp grid over the current scenario (or a loaded Parquet), heatmap,
-Pareto front and the top plans, with a click-through back to the Scenario page.
+"""Sweep page: a thin caller of the sweep engine (``sim.sweep``, as ``clustersim sweep``)
+over the current scenario, or a Parquet that ``clustersim sweep --out`` wrote.
 
-The grid is a loop of cached simulate() calls; when the sweep engine (sim.sweep) lands
-this page should call it instead and keep the same table columns.
+Shows the best throughput per tp x pp, the Pareto fronts the engine's summary defines
+(tokens/s vs GPUs, and vs USD per hour where the catalog has prices) and the top plans,
+any of which can be loaded back into the Scenario page.
 """
 
 from __future__ import annotations
+
+import io
+from typing import Any
 
 import pandas as pd
 import plotly.express as px
@@ -13,88 +17,146 @@ import streamlit as st
 
 from app import core
 from hw_models.errors import ClusterSimError
+from sim.sweep import summary
+from sim.sweep.evaluate import PLAN_KEYS, scenario_for
 
 TITLE = "Sweep"
-CHOICES = [1, 2, 4, 8, 16, 32]
-METRICS = ["tokens_per_s", "mfu", "iteration_time_s", "memory_peak_gib"]
+CHOICES = [1, 2, 4, 8, 16, 32, 64]
+MODES = ["tp x pp (rest as in the scenario)", "plans: auto (tp, pp, vpp, micro batch, recompute, sp, zero)"]
+_INT = {"tp", "pp", "dp", "vpp", "micro_batch", "zero", "global_batch"}
 
 
-def run_grid(base: dict, tps: list[int], pps: list[int], on_step=None) -> pd.DataFrame:
-    rows, total = [], len(tps) * len(pps)
-    for i, (tp, pp) in enumerate((t, p) for t in tps for p in pps):
-        row: dict = {"tp": tp, "pp": pp}
-        try:
-            row |= core.metrics(core.run(core.with_overrides(
-                base, [f"workload.parallel.tp={tp}", f"workload.parallel.pp={pp}"])))
-        except ClusterSimError as exc:
-            row["error"] = str(exc)
-        rows.append(row)
-        if on_step:
-            on_step((i + 1) / total, f"tp={tp} pp={pp}")
-    df = pd.DataFrame(rows)
-    return df if "error" in df else df.assign(error=None)
+def sweep_file(base: dict, auto: bool, tps: list[int], pps: list[int], nodes: list[int],
+               systems: list[str]) -> dict[str, Any]:
+    """The sweep file (as ``clustersim sweep`` reads it) for the page's choices."""
+    w = base.get("workload", {})
+    par = w.get("parallel", {})
+    plans: Any = "auto" if auto else {
+        "tp": sorted(tps) or None, "pp": sorted(pps) or None, "vpp": [par.get("vpp", 1)],
+        "micro_batch": [w.get("micro_batch", 1)], "recompute": [w.get("recompute", "none")],
+        "sequence_parallel": [bool(par.get("sequence_parallel", False))],
+        "zero": [par.get("zero", 0)]}
+    axes: dict[str, list] = {}
+    if nodes:
+        axes["cluster.nodes"] = sorted(nodes)
+    if systems:
+        axes["cluster.system"] = sorted(systems)
+    return {"base": base, "plans": plans, "axes": axes, "top": 10}
 
 
-def pareto(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Rows not dominated by another (smaller x and larger y are better)."""
-    ok = df.dropna(subset=[x, y]).sort_values([x, y], ascending=[True, False])
-    front, best = [], float("-inf")
-    for idx, val in ok[y].items():
-        if val > best:
-            front.append(idx)
-            best = val
-    return ok.loc[front]
+def plan_of(row: pd.Series) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(axis overrides, plan) of a result row, with plain Python values. dp is left out:
+    it follows from the GPU count, so the Scenario page's node widget keeps working."""
+    axis = {k[5:]: _plain(v) for k, v in row.items() if k.startswith("axis.")}
+    plan = {}
+    for key in PLAN_KEYS:
+        v = None if key == "dp" else row.get(key)
+        if v is None or (isinstance(v, float) and v != v):
+            continue
+        plan[key] = int(v) if key in _INT else (
+            bool(v) if key == "sequence_parallel" else _plain(v))
+    return axis, plan
 
 
-def _source() -> pd.DataFrame | None:
+def _plain(v: Any) -> Any:
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return v.item() if hasattr(v, "item") else v
+
+
+def _controls(base: dict) -> None:
+    cl = base.get("cluster", {})
     with st.form("sweep_form"):
+        mode = st.radio("Plans", MODES, key="sw_mode")
         c1, c2 = st.columns(2)
         tps = c1.multiselect("tp", CHOICES, default=[1, 2, 4, 8], key="sw_tp")
         pps = c2.multiselect("pp", CHOICES, default=[1, 2, 4, 8], key="sw_pp")
+        c3, c4, c5 = st.columns(3)
+        nodes = c3.multiselect("Nodes (axis)", sorted({1, 2, 4, 8, 16, 32, 64, 128,
+                                                       int(cl.get("nodes", 1))}),
+                               default=[int(cl.get("nodes", 1))], key="sw_nodes")
+        systems = c4.multiselect("Systems (axis)", core.system_names(),
+                                 default=[cl.get("system", "dgx-h100")], key="sw_systems")
+        verify = c5.number_input("DES on the top K", 0, 20, 0, key="sw_verify",
+                                 help="--verify-top: re-run the best K with the full simulator")
         go = st.form_submit_button("Run sweep")
-    upload = st.file_uploader("...or load a sweep Parquet", type=["parquet"])
     if go:
-        bar = st.progress(0.0, text="sweeping")
-        st.session_state["sweep_df"] = run_grid(core.current(), sorted(tps), sorted(pps),
-                                                lambda f, t: bar.progress(f, text=t))
-    elif upload is not None:
-        st.session_state["sweep_df"] = pd.read_parquet(upload)
-    return st.session_state.get("sweep_df")
+        sf = sweep_file(base, mode == MODES[1], tps, pps, nodes, systems)
+        try:
+            frame, _ = core.sweep(sf, int(verify))
+        except ClusterSimError as exc:
+            st.error(f"Invalid sweep: {exc}")
+            return
+        st.session_state["sweep_df"], st.session_state["sweep_base"] = frame, base
 
 
-def _load_plan(top: pd.DataFrame) -> None:
-    labels = [f"tp={r.tp} pp={r.pp}" for r in top.itertuples()]
-    pick = st.selectbox("Open a plan in the Scenario page", labels, key="sw_pick")
-    if st.button("Load plan", key="sw_load") and pick:
-        row = top.iloc[labels.index(pick)]
-        core.set_current(core.with_overrides(core.current(), [
-            f"workload.parallel.tp={int(row.tp)}", f"workload.parallel.pp={int(row.pp)}"]))
-        for key in ("w_tp", "w_pp"):          # the Scenario page re-reads the scenario
-            st.session_state.pop(key, None)
+def _upload() -> None:
+    upload = st.file_uploader("...or load a Parquet from `clustersim sweep --out`",
+                              type=["parquet"], key="sw_upload")
+    if upload is None or st.session_state.get("sweep_upload_id") == upload.file_id:
+        return
+    frame = pd.read_parquet(io.BytesIO(upload.getvalue()))
+    if not {"status", "tp", "pp", "tokens_per_s"} <= set(frame):
+        st.error("not a clustersim sweep Parquet (needs status, tp, pp, tokens_per_s columns)")
+        return
+    st.session_state["sweep_upload_id"] = upload.file_id
+    st.session_state["sweep_df"], st.session_state["sweep_base"] = frame, None
+
+
+def heatmap(ok: pd.DataFrame) -> None:
+    heat = ok.pivot_table(index="tp", columns="pp", values="tokens_per_s", aggfunc="max")
+    fig = px.imshow(heat, text_auto=".3s", aspect="auto",
+                    title="Best tokens/s per tp x pp (over every other plan field and axis)")
+    st.plotly_chart(fig, width="stretch")
+
+
+def pareto_chart(frame: pd.DataFrame, ok: pd.DataFrame, cost: str, title: str) -> None:
+    front = pd.DataFrame(summary.pareto(frame, cost))
+    fig = px.scatter(ok, x=cost, y="tokens_per_s", hover_data=["tp", "pp", "dp"], title=title,
+                     opacity=0.5)
+    fig.add_scatter(x=front[cost], y=front.tokens_per_s, mode="lines+markers", name="Pareto front")
+    st.plotly_chart(fig, width="stretch")
+
+
+def _top(frame: pd.DataFrame) -> None:
+    top = summary.ranked(frame).head(10).reset_index(drop=True)
+    top.insert(0, "plan", [summary.plan_label(r) for _, r in top.iterrows()])
+    cols = [c for c in ("plan", "gpus", "iteration_time_s", "tokens_per_s", "mfu",
+                        "memory_peak_gib", "usd_per_mtoken", "des_iteration_time_s") if c in top]
+    st.subheader("Top plans")
+    st.dataframe(top[cols], width="stretch")
+    pick = st.selectbox("Open a plan in the Scenario page", top.plan.tolist(), key="sw_pick")
+    if st.button("Load plan", key="sw_load") and pick is not None:
+        base = st.session_state.get("sweep_base") or core.current()
+        axis, plan = plan_of(top.iloc[top.plan.tolist().index(pick)])
+        core.set_current(scenario_for(base, axis, plan))
+        for key in [k for k in st.session_state if str(k).startswith("w_")]:
+            del st.session_state[key]      # the Scenario page re-reads its widgets
         st.success(f"Loaded {pick}; open the Scenario page.")
 
 
 def render() -> None:
     st.title("Sweep")
-    df = _source()
-    if df is None or df.empty:
+    st.caption("Runs the sweep engine (`clustersim sweep`) on the current scenario as base.")
+    _controls(core.current())
+    _upload()
+    frame = st.session_state.get("sweep_df")
+    if frame is None or frame.empty:
         st.info("Run a sweep or load a Parquet.")
         return
-    ok = df[df["error"].isna()] if "error" in df else df
-    st.caption(f"{len(ok)} feasible of {len(df)} points")
-    metric = st.selectbox("Metric", [m for m in METRICS if m in df], key="sw_metric")
+    ok = frame[frame.status == "ok"]
+    rejected = frame[frame.status != "ok"].reason.value_counts()
+    st.caption(f"{len(ok)} feasible of {len(frame)} configurations"
+               + ("; rejected: " + ", ".join(f"{k} {v}" for k, v in rejected.items())
+                  if len(rejected) else ""))
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    st.download_button("Results (Parquet)", buf.getvalue(), file_name="sweep.parquet")
     if ok.empty:
-        st.warning("No feasible point: " + "; ".join(df["error"].dropna().unique()[:3]))
         return
-    heat = ok.pivot_table(index="tp", columns="pp", values=metric)
-    st.plotly_chart(px.imshow(heat, text_auto=".3g", aspect="auto", title=f"{metric}: tp x pp"),
-                    use_container_width=True)
-    front = pareto(ok, "memory_peak_gib", "tokens_per_s")
-    fig = px.scatter(ok, x="memory_peak_gib", y="tokens_per_s", hover_data=["tp", "pp"],
-                     title="Pareto front: throughput vs memory per GPU")
-    fig.add_scatter(x=front.memory_peak_gib, y=front.tokens_per_s, mode="lines+markers",
-                    name="Pareto front")
-    st.plotly_chart(fig, use_container_width=True)
-    top = ok.sort_values("tokens_per_s", ascending=False).head(10)
-    st.dataframe(top, use_container_width=True)
-    _load_plan(top)
+    heatmap(ok)
+    pareto_chart(frame, ok, "gpus", "Pareto front: tokens/s vs GPUs")
+    if "usd_per_hour" in ok and ok.usd_per_hour.notna().any():
+        pareto_chart(frame, ok, "usd_per_hour", "Pareto front: tokens/s vs USD per hour "
+                     "(catalog list prices)")
+    _top(frame)

@@ -1,0 +1,151 @@
+"""Inference page: LLM serving (``workload.kind: inference``) through sim.simulate, which
+hands it to sim.simulate_inference, as ``clustersim simulate`` does (docs/inference.md).
+
+The serving scenario is its own dict in session state, separate from the training
+scenario of the other pages. The default asks 100 requests so it answers in well under a
+second; the request count is a widget.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app import core
+from hw_models.errors import ClusterSimError
+from workloads.model import presets
+
+TITLE = "Inference"
+STATE_KEY = "inference_scenario"
+POLICIES = ["vllm", "sarathi", "orca", "static", "disaggregated"]
+# Widget key -> path in the inference scenario, and its default (a Llama 3 8B server on
+# one DGX H100, docs/inference.md's keys).
+FIELDS: dict[str, tuple[str, Any]] = {
+    "in_model": ("workload.model", "llama3-8b"), "in_system": ("cluster.system", "dgx-h100"),
+    "in_nodes": ("cluster.nodes", 1), "in_precision": ("workload.precision", "fp16"),
+    "in_tp": ("workload.parallel.tp", 1), "in_pp": ("workload.parallel.pp", 1),
+    "in_replicas": ("workload.replicas", 2),
+    "in_policy": ("workload.scheduler.policy", "vllm"),
+    "in_count": ("workload.requests.count", 100), "in_rate": ("workload.requests.rate_per_s", 10.0),
+    "in_prompt": ("workload.requests.prompt_len", 512),
+    "in_output": ("workload.requests.output_len", 64),
+    "in_ttft": ("workload.slo.ttft_ms", 500.0), "in_tpot": ("workload.slo.tpot_ms", 50.0),
+}
+# Lognormal spread of lengths when "lognormal lengths" is on: sigma of log-length, the
+# value examples/inference_llama3_70b.yaml uses for prompts.
+SIGMA = 0.8
+LATENCIES = {"ttft_s": "TTFT", "e2e_s": "end-to-end", "tpot_s": "TPOT"}
+
+
+def scenario(values: dict[str, Any], lognormal: bool) -> dict[str, Any]:
+    """The inference scenario dict for the widget values (key -> value, as FIELDS)."""
+    data: dict[str, Any] = {"name": "explorer-serving", "cluster": {},
+                            "workload": {"kind": "inference"}}
+    for key, (path, _) in FIELDS.items():
+        node = data
+        *head, leaf = path.split(".")
+        for part in head:
+            node = node.setdefault(part, {})
+        node[leaf] = values[key]
+    req = data["workload"]["requests"]
+    req["seed"] = 0
+    if lognormal:
+        for k in ("prompt_len", "output_len"):
+            req[k] = {"dist": "lognormal", "median": req[k], "sigma": SIGMA, "low": 1}
+    return data
+
+
+def _widgets() -> dict[str, Any]:
+    for key, (_, default) in FIELDS.items():
+        st.session_state.setdefault(key, default)
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        st.subheader("Servers")
+        st.selectbox("Model", sorted(presets()), key="in_model")
+        st.selectbox("System", core.system_names(), key="in_system")
+        st.number_input("Nodes", min_value=1, max_value=4096, step=1, key="in_nodes")
+        st.selectbox("Precision", ["fp16", "bf16", "fp8"], key="in_precision")
+        st.number_input("Tensor parallel per replica", min_value=1, step=1, key="in_tp")
+        st.number_input("Pipeline parallel per replica", min_value=1, step=1, key="in_pp")
+        st.number_input("Replicas", min_value=1, step=1, key="in_replicas")
+    with c2:
+        st.subheader("Requests")
+        st.selectbox("Batching policy", POLICIES, key="in_policy")
+        st.number_input("Requests", min_value=1, max_value=100_000, step=50, key="in_count")
+        st.number_input("Rate (requests/s, Poisson)", min_value=0.1, step=1.0, key="in_rate")
+        st.number_input("Prompt tokens", min_value=1, step=64, key="in_prompt")
+        st.number_input("Output tokens", min_value=1, step=16, key="in_output")
+        lognormal = st.checkbox(f"Lognormal lengths (median as above, sigma {SIGMA})",
+                                key="in_lognormal")
+    with c3:
+        st.subheader("SLOs")
+        st.number_input("TTFT SLO (ms)", min_value=1.0, step=50.0, key="in_ttft")
+        st.number_input("TPOT SLO (ms)", min_value=1.0, step=5.0, key="in_tpot")
+    return scenario({k: st.session_state[k] for k in FIELDS}, lognormal)
+
+
+def _headline(res) -> None:
+    m = res.metrics
+    c = st.columns(5)
+    c[0].metric("TTFT p50 / p99 (ms)", f"{m['ttft_ms']['p50']:.1f} / {m['ttft_ms']['p99']:.1f}")
+    c[1].metric("TPOT p50 (ms)", f"{m['tpot_ms']['p50']:.2f}")
+    c[2].metric("Throughput (tokens/s)", f"{m['throughput_tokens_per_s']:,.0f}")
+    c[3].metric("Goodput (requests/s)", f"{m['goodput_requests_per_s']:.2f}")
+    c[4].metric("SLO attainment", f"{m['slo_attainment']:.1%}")
+    c = st.columns(5)
+    c[0].metric("KV cache peak (GiB/GPU)", f"{m['kv_cache_peak_gib']:.2f}")
+    c[1].metric("Preemptions", f"{m['preemptions']}")
+    c[2].metric("Requests/s", f"{m['requests_per_s']:.2f}")
+    c[3].metric("Iterations", f"{res.extra['iterations']:,}")
+    c[4].metric("GPUs", f"{res.world_size}")
+
+
+def percentiles(metrics: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame({k: metrics[k] for k in ("ttft_ms", "tbt_ms", "tpot_ms", "e2e_ms")}).T
+
+
+def _histogram(res) -> None:
+    col = st.radio("Latency", list(LATENCIES), format_func=LATENCIES.get, horizontal=True,
+                   key="in_hist")
+    df = res.requests.assign(ms=res.requests[col] * 1e3)
+    st.plotly_chart(px.histogram(df, x="ms", nbins=40, title=f"Per-request {LATENCIES[col]} (ms)"),
+                    width="stretch")
+
+
+def _timeline(res, limit: int = 2000) -> None:
+    it = res.iterations.head(limit).copy()
+    it["kind"] = it.prefill_tokens.map(lambda p: "with prefill" if p else "decode only")
+    it["lane"] = "replica " + it.replica.astype(str)
+    it["ms"] = (it.end_s - it.start_s) * 1e3
+    fig = px.bar(it, x="ms", y="lane", base=it.start_s * 1e3, color="kind", orientation="h",
+                 hover_data=["batch", "prefill_tokens"],
+                 title=f"Iterations per replica (first {len(it)} of {len(res.iterations)}; x in ms)")
+    fig.update_layout(barmode="overlay", height=160 + 30 * it.lane.nunique())
+    st.plotly_chart(fig, width="stretch")
+
+
+def render() -> None:
+    st.title("Inference")
+    top = st.container()
+    data = _widgets()
+    st.session_state[STATE_KEY] = copy.deepcopy(data)
+    try:
+        res = core.run(data)
+    except ClusterSimError as exc:
+        top.error(f"Invalid scenario: {exc}")
+        return
+    with top:
+        _headline(res)
+    st.dataframe(percentiles(res.metrics).style.format("{:.2f}"), width="stretch")
+    _histogram(res)
+    _timeline(res)
+    c1, c2 = st.columns(2)
+    c1.download_button("Chrome trace (JSON)", json.dumps(res.to_chrome_trace()),
+                       file_name="serving.trace.json", mime="application/json")
+    c2.download_button("Scenario YAML", core.to_yaml(data), file_name="serving.yaml",
+                       mime="application/x-yaml")
