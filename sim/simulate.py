@@ -65,12 +65,10 @@ def resolve_setup(sc: Scenario) -> Setup:
 def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0):
     prof = prof or setup.profile
     if setup.scenario.sim.fidelity == "flow":
-        try:
-            from sim.network.flow import FlowNetwork
-        except ImportError:
-            pass
-        else:
-            return FlowNetwork(setup.layout, prof, setup.scenario.cluster.network.model_dump())
+        from sim.network.flow import FlowNetwork
+        # Unset keys must fall back to the system's catalog values, so None is not passed.
+        cfg = setup.scenario.cluster.network.model_dump(exclude_none=True)
+        return FlowNetwork(setup.layout, prof, cfg)
     return AnalyticalNetwork(setup.layout, prof, bw_scale)
 
 
