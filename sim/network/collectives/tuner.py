@@ -9,6 +9,14 @@ enabled pair and runs the fastest (src/graph/tuning.cc). We do the same with:
   traffic (seconds per byte, cached per group shape), divided by NCCL's protocol
   factor and the fitted size ramp eff(S) of the link class.
 
+Fits are looked up per protocol first (``fabric.<cls>.<proto>``, e.g. ``nvlink.LL``),
+then per class. Ring LL is streamed: LL has no step barrier (each 8-byte word carries
+its own flag), so the 2(n-1) ring steps overlap and its size term follows the per-rank
+chunk S/n rather than the bus bytes, bounded below by the bus bytes at full LL rate
+(inside one domain: no multi-node LL ring data to check it against).
+Evidence: on the echo A100 logs (2, 4, 8 GPUs) the time above the small-size floor is
+the same at equal S/n for all three GPU counts (docs/fabric.md).
+
 The chosen pair's flows then run on the shared fabric carrying ``bytes / (factor x
 eff(S))`` wire bytes, so protocol overheads and contention compose.
 """
@@ -27,9 +35,11 @@ from hw_models.errors import ClusterSimError
 from hw_models.profile import FabricCurve
 from hw_models.topology import Topology
 from sim.network.collectives.base import ALGORITHMS, Algorithm, CollCtx, Plan, get
+from sim.network.collectives.ring import PER_RANK
 from sim.network.fabric import maxmin_rates
 
 PROTOCOLS = ("LL", "LL128", "Simple")
+STREAMED = frozenset({"LL"})   # protocols whose ring steps overlap (see module docstring)
 
 
 @cache
@@ -66,8 +76,8 @@ class Tuner:
     def ctx(self, kind: str, nbytes: float, ranks: tuple[int, ...]) -> CollCtx:
         return CollCtx(kind, nbytes, ranks, self.topo, self.max_channels, self.sharp, self.nvls)
 
-    def fit(self, cls: str) -> FabricCurve:
-        return self.fits.get(cls) or FabricCurve()
+    def fit(self, cls: str, proto: str | None = None) -> FabricCurve:
+        return self.fits.get(f"{cls}.{proto}") or self.fits.get(cls) or FabricCurve()
 
     def latency(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
         c = nccl_constants()
@@ -75,16 +85,23 @@ class Tuner:
         intra, inter = algo.steps(ctx)
         hw = c["hw_latency_us"][key]
         cls = "network" if ctx.n_domains > 1 else "nvlink"
-        us = (c["base_latency_us"][key][proto] + self.fit(cls).base_us
-              + intra * (hw[self.intra_class][proto] + self.fit("nvlink").step_us)
+        us = (c["base_latency_us"][key][proto] + self.fit(cls, proto).base_us
+              + intra * (hw[self.intra_class][proto] + self.fit("nvlink", proto).step_us)
               + inter * (hw["network"][proto] + c["net_overhead_us"][proto]
-                         + self.fit("network").step_us))
+                         + self.fit("network", proto).step_us))
         return us * 1e-6
 
     def wire_factor(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
         bwf = nccl_constants()["bandwidth_factor"][algo.lat_key][proto]
         cls = "network" if ctx.n_domains > 1 else "nvlink"
-        return 1.0 / (bwf * ramp(self.fit(cls), ctx.nbytes))
+        curve = self.fit(cls, proto)
+        bus = 1.0 / (bwf * ramp(curve, ctx.nbytes))
+        if proto not in STREAMED or algo.name != "ring" or ctx.n < 2 or ctx.n_domains > 1:
+            return bus
+        # Streamed: size term (S/n) / (B bwf eff(S/n)), as a multiple of the bus term.
+        frac = 1.0 / (ctx.n * PER_RANK[ctx.kind](ctx.n))
+        chunk = frac / (bwf * ramp(curve, ctx.nbytes / ctx.n))
+        return max(chunk, 1.0 / (bwf * curve.eff_max))
 
     def seconds_per_byte(self, algo: Algorithm, ctx: CollCtx) -> float:
         """Contention-free time per payload byte: phases in sequence, each as slow as its
