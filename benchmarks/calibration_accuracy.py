@@ -21,8 +21,8 @@ from calibration.fitting import collective_model, fit_collective, fit_gemm
 from calibration.parsers import read_nccl_tests
 from calibration.vidur import cross_model_errors
 from hw_models import catalog
-from hw_models.compute import smooth_max
-from hw_models.profile import load_builtin
+from hw_models.compute import ComputeModel, gemm_bytes
+from hw_models.profile import GemmCurve, load_builtin
 
 SPLITS = (["Llama-2-7b-hf", "internlm-20b"], ["CodeLlama-34b-Instruct-hf", "Llama-2-70b-hf"])
 GPUS = {"a100": "a100-80gb", "h100": "h100-sxm"}
@@ -38,16 +38,15 @@ def vidur_ops(prefix: str) -> pd.DataFrame:
 
 
 def gemm_predictor(train: pd.DataFrame, gpu_key: str, prefix: str):
-    """Fit the profile's GEMM curve on ``train`` rows; return (m, n, k) -> seconds."""
+    """Fit the profile's GEMM curve (wave term included) on ``train`` rows; return
+    (m, n, k) -> seconds through the simulator's own ComputeModel.gemm."""
     gpu, prof = catalog.gpu(gpu_key), load_builtin(prefix)
-    peak, bw = gpu.peak_flops("fp16"), gpu.hbm_bw * prof.memory.bw_eff
-    fit = fit_gemm(train.m, train.n, train.k, train.time_s, peak, gpu.hbm_bw, prof.memory.bw_eff,
-                   2, n_boot=1).params
+    fit = fit_gemm(train.m, train.n, train.k, train.time_s, gpu.peak_flops("fp16"), gpu.hbm_bw,
+                   prof.memory.bw_eff, 2, n_boot=1, sms=gpu.sms).params
+    cm = ComputeModel(gpu, prof.model_copy(update={"gemm": {"fp16": GemmCurve(**fit)}}))
 
     def predict(m, n, k):
-        flops, nbytes = 2 * m * n * k, 2 * (m * k + k * n + m * n)
-        eff = fit["eff_max"] * flops / (flops + fit["flops_half"])
-        return fit["launch_us"] * 1e-6 + smooth_max(flops / (peak * eff), nbytes / bw, fit["roofline_p"])
+        return cm.gemm(2 * m * n * k, gemm_bytes(m, n, k, 2), "fp16", (m, n, k))
     return predict
 
 

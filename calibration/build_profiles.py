@@ -68,13 +68,15 @@ def memory_launch(prefix: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
 def gemm_from_cublaslt(column: str, dtype: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
     df = _csv("kernels/gemm_cublaslt.csv")
     t = 2 * df.m * df.n * df.k / (df[column] * 1e12)
-    return fit_gemm(df.m, df.n, df.k, t, gpu.peak_flops(dtype), gpu.hbm_bw, bw_eff, BYTES[dtype])
+    return fit_gemm(df.m, df.n, df.k, t, gpu.peak_flops(dtype), gpu.hbm_bw, bw_eff, BYTES[dtype],
+                    sms=gpu.sms)
 
 
 def gemm_from_vidur(prefix: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
     ops = vidur_ops(prefix)
     df = pd.concat([vidur_gemm_shapes(ops, op) for op in VIDUR_GEMMS], ignore_index=True)
-    return fit_gemm(df.m, df.n, df.k, df.time_s, gpu.peak_flops("fp16"), gpu.hbm_bw, bw_eff, 2)
+    return fit_gemm(df.m, df.n, df.k, df.time_s, gpu.peak_flops("fp16"), gpu.hbm_bw, bw_eff, 2,
+                    sms=gpu.sms)
 
 
 def attention(gpu_name: str, gpu: catalog.GPUSpec) -> dict[str, Fit]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from hw_models.compute import smooth_max
+from hw_models.compute import smooth_max, wave_factor
 
 
 @dataclass(frozen=True)
@@ -60,27 +60,53 @@ def _r(v: float) -> float:
     return float(f"{float(v):.5g}")
 
 
+# Output tile of the GEMM kernels the wave term counts: CUTLASS's default threadblock
+# tile for SM80 fp16/bf16 tensor-op GEMMs is 128x256 (include/cutlass/gemm/device/
+# default_gemm_configuration.h, DefaultGemmConfiguration<OpClassTensorOp, Sm80, half_t>:
+# GemmShape<128, 256, 64>); SM90 cuBLAS/CUTLASS kernels use 128x256 and 256x128 tiles
+# among others. On the Vidur training splits 128x256 fits as well as any of 64..256
+# (docs/calibration.md), so one sourced tile is used for both parts.
+GEMM_TILE = (128, 256)
+
+
 def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
-             elem_bytes: float, n_boot: int = 200) -> Fit:
-    """t = launch + smooth_max((F + F_half)/(peak eff_max), bytes/(bw bw_eff), p)."""
+             elem_bytes: float, n_boot: int = 200, sms: int = 0,
+             tile: tuple[int, int] = GEMM_TILE) -> Fit:
+    """t = launch + smooth_max((F wave + F_half)/(peak eff_max), bytes/(bw bw_eff), p).
+
+    With ``sms`` (the GPU's SM count from the catalog) the wave-quantization factor
+    ``hw_models.compute.wave_factor`` multiplies the FLOPs and its exponent
+    ``wave_exp`` is fitted; without it (sms=0) the term is off."""
     m, n, k, t = (np.asarray(a, float) for a in (m, n, k, time_s))
     flops = 2 * m * n * k
     nbytes = elem_bytes * (m * k + k * n + m * n)
-    x = np.stack([flops, nbytes])
+    x = np.stack([flops, nbytes, m, n])
+    waves = bool(sms)
 
     def model(th, x):
-        eff_max, log_fh, launch_us, p = th
-        tc = (x[0] + np.exp(log_fh)) / (peak_flops * eff_max)
+        eff_max, log_fh, launch_us, p = th[:4]
+        wave = wave_factor(x[2], x[3], sms, tile[0], tile[1], th[4]) if waves else 1.0
+        tc = (x[0] * wave + np.exp(log_fh)) / (peak_flops * eff_max)
         tm = x[1] / (hbm_bw * bw_eff)
         return launch_us * 1e-6 + smooth_max(tc, tm, p)
 
     def to_params(th):
-        return {"eff_max": th[0], "flops_half": float(np.exp(th[1])), "launch_us": th[2],
-                "roofline_p": th[3]}
+        out = {"eff_max": th[0], "flops_half": float(np.exp(th[1])), "launch_us": th[2],
+               "roofline_p": th[3]}
+        if waves:
+            out |= {"tile_m": tile[0], "tile_n": tile[1], "wave_exp": th[4]}
+        return out
 
-    return _fit(model, x, t, [0.8, np.log(1e9), 3.0, 2.0],
-                ([0.05, np.log(1e5), 0.0, 1.0], [1.0, np.log(1e13), 50.0, 8.0]),
-                ["eff_max", "flops_half", "launch_us", "roofline_p"], to_params, n_boot=n_boot)
+    theta0 = [0.8, np.log(1e9), 3.0, 2.0] + ([0.5] if waves else [])
+    lo = [0.05, np.log(1e5), 0.0, 1.0] + ([0.0] if waves else [])
+    hi = [1.0, np.log(1e13), 50.0, 8.0] + ([1.0] if waves else [])
+    fit = _fit(model, x, t, theta0, (lo, hi), list(to_params(np.array(theta0))), to_params,
+               n_boot=n_boot)
+    if waves:   # tile sizes are sourced constants, not fitted: no spread, exact ints
+        fit.params["tile_m"], fit.params["tile_n"] = tile
+        for key in ("tile_m", "tile_n"):
+            fit.uncertainty.pop(key, None)
+    return fit
 
 
 def fit_attention(seq, eff) -> Fit:

@@ -28,16 +28,36 @@ def smooth_max(a: float, b: float, p: float) -> float:
     return (a**p + b**p) ** (1.0 / p)
 
 
+def wave_factor(m, n, sms: int, tile_m: int, tile_n: int, wave_exp: float):
+    """Compute-time multiplier of wave quantization: a GEMM's output is cut into
+    ceil(m/tile_m) x ceil(n/tile_n) tiles that run in waves of ``sms`` tiles, so a last
+    partial wave costs (nearly) a full one. With w = tiles / sms the ideal penalty is
+    ceil(w)/w; libraries soften it (split-K, stream-K, a choice of tile shapes), hence the
+    fitted exponent ``wave_exp`` in [0, 1] (0: no penalty, 1: hard waves). Works on
+    scalars and numpy arrays (``-(-a // b)`` is ceil(a / b) for both)."""
+    if not (tile_m and tile_n and wave_exp and sms):
+        return 1.0
+    w = -(-m // tile_m) * -(-n // tile_n) / sms
+    return (-(-w // 1) / w) ** wave_exp
+
+
 @dataclass(frozen=True)
 class ComputeModel:
     gpu: GPUSpec
     profile: Profile
     speed_scale: float = 1.0   # >1 = faster; used for what-if and prediction bands
 
-    def gemm(self, flops: float, bytes_: float, dtype: str) -> float:
+    def gemm(self, flops: float, bytes_: float, dtype: str,
+             shape: tuple[int, ...] | None = None) -> float:
+        """``shape`` = (m, n, k) of one kernel enables the wave-quantization term."""
         curve = self.profile.gemm_curve(dtype)
-        eff = curve.eff_max * flops / (flops + curve.flops_half)
-        t_compute = flops / (self.gpu.peak_flops(dtype) * eff)
+        # eff = eff_max F / (F + F_half) makes the compute time (F + F_half) / (peak eff_max):
+        # a throughput part and a fixed per-kernel part; waves quantize the throughput part.
+        wave = 1.0
+        if shape is not None and len(shape) == 3:
+            wave = wave_factor(shape[0], shape[1], self.gpu.sms, curve.tile_m, curve.tile_n,
+                               curve.wave_exp)
+        t_compute = (flops * wave + curve.flops_half) / (self.gpu.peak_flops(dtype) * curve.eff_max)
         t_memory = bytes_ / (self.gpu.hbm_bw * self.profile.memory.bw_eff)
         return (curve.launch_us * US + smooth_max(t_compute, t_memory, curve.roofline_p)) / self.speed_scale
 
@@ -55,9 +75,10 @@ class ComputeModel:
         return (mem.launch_us * US + bytes_ / (self.gpu.hbm_bw * mem.bw_eff)) / self.speed_scale
 
     def time(self, op_class: str, flops: float, bytes_: float, dtype: str,
-             seq_kv: int = 0, causal: bool = True) -> float:
+             seq_kv: int = 0, causal: bool = True,
+             shape: tuple[int, ...] | None = None) -> float:
         if op_class == "gemm":
-            return self.gemm(flops, bytes_, dtype)
+            return self.gemm(flops, bytes_, dtype, shape)
         if op_class == "attention":
             return self.attention(flops, seq_kv, causal, dtype)
         return self.memory_bound(bytes_, op_class)

@@ -5,7 +5,7 @@ A profile is YAML written by ``calibration.fit`` and read here. Layout::
     name: a100
     device: a100-80gb
     inputs: [{path, sha256}]               # the microbenchmark files it was fitted on
-    gemm: {fp16: {eff_max, flops_half, launch_us, roofline_p}, ...}
+    gemm: {fp16: {eff_max, flops_half, launch_us, roofline_p, tile_m, tile_n, wave_exp}, ...}
     attention: {causal: {eff_max, seq_half}, full: {eff_max, seq_half}}
     memory: {bw_eff, launch_us}
     memory_ops: {norm: {bw_eff, launch_us}, ...}   # optional per op class (measured profiles)
@@ -44,6 +44,11 @@ class GemmCurve(_P):
     flops_half: float = Field(ge=0)     # FLOPs at which efficiency is half of eff_max
     launch_us: float = Field(ge=0)
     roofline_p: float = Field(ge=1)     # smooth max of compute and memory time, p-norm
+    # Wave quantization (hw_models.compute.wave_factor): output tile the library's GEMM
+    # kernels use (0 = term off) and the fitted exponent of the partial-wave penalty.
+    tile_m: int = Field(0, ge=0)
+    tile_n: int = Field(0, ge=0)
+    wave_exp: float = Field(0.0, ge=0, le=1)
 
 
 class AttentionCurve(_P):

@@ -28,7 +28,8 @@ class OpCosts:
             return op.duration_s
         if isinstance(op, Compute):
             seq_kv = op.shape[2] if op.op_class == "attention" and op.shape else 0
-            return self.compute.time(op.op_class, op.flops, op.bytes, op.dtype, seq_kv, op.causal)
+            return self.compute.time(op.op_class, op.flops, op.bytes, op.dtype, seq_kv, op.causal,
+                                     op.shape)
         if isinstance(op, Collective):
             return self.network.collective_time(op.kind, op.bytes, op.group)
         if isinstance(op, Memory):

@@ -6,7 +6,8 @@ dimension for the GEMMs). Per layer on one TP rank, with the shapes and helpers 
 ``workloads.layers``:
 - GEMMs over T = prefill + decode tokens; weights are read once per iteration at the
   weight precision (fp8: 1 byte), which makes small batches memory-bound;
-- prefill attention: fused (flash) attention over the chunk's query-key pairs;
+- prefill attention: fused (flash) attention over the chunk's query-key pairs, 16-bit
+  also when the GEMMs run FP8 (ATTENTION_DTYPE);
 - decode attention: reads each sequence's K and V cache, memory-bound
   (FlashDecoding / PagedAttention kernels stream the KV bytes once);
 - the KV write of the new tokens, norms, activation, two TP all-reduces.
@@ -25,6 +26,13 @@ from workloads.layers import LayerContext, _act_bytes, _shapes, mem, tp_comm
 from workloads.model import ModelSpec
 
 WEIGHT_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
+# Precision of the attention kernels for a serving precision. FP8 serving quantizes the
+# linear layers (weights, GEMM inputs); the fused context attention stays 16-bit: in
+# TensorRT-LLM v0.5 (the release of the validation table) FP8 covered the GEMMs and the
+# KV cache, and FP8 context FMHA only arrived later (``use_fp8_context_fmha``,
+# TensorRT-LLM 0.10+). The attention curves are FlashAttention-2 fp16 fits, so their
+# efficiency is relative to the 16-bit tensor-core peak.
+ATTENTION_DTYPE = {"fp16": "fp16", "bf16": "bf16", "fp8": "fp16"}
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,8 @@ class IterationModel:
         if s.prefill_tokens:
             flops = 4.0 * heads * d * s.prefill_pairs    # QK^T and AV over causal pairs
             ops.append(Compute("attention", flops, e * 4.0 * heads * d * s.prefill_tokens,
-                               self.precision, (heads, s.prefill_tokens, max(1, s.prefill_kv), d),
+                               ATTENTION_DTYPE[self.precision],
+                               (heads, s.prefill_tokens, max(1, s.prefill_kv), d),
                                causal=True, name="prefill_attn"))
         if s.decode_seqs:
             kv_read = 2.0 * kvh * d * self.kv_bytes * s.decode_kv
