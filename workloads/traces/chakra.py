@@ -172,8 +172,8 @@ def load(path: str | Path) -> ImportedTrace:
         raise ClusterSimError(f"trace {str(path)!r} does not exist")
     ranks = [read_rank(f, i) for i, f in enumerate(sorted(files, key=_rank_of_name))]
     world = max([r.world for r in ranks] + [max(r.rank for r in ranks) + 1])
-    sim = ranks[0].simulated or tuple(sorted(r.rank for r in ranks))
-    graph = ExecutionGraph(world, simulated_ranks=tuple(sim),
+    sim = ranks[0].simulated if ranks[0].ours else tuple(sorted(r.rank for r in ranks))
+    graph = ExecutionGraph(world, simulated_ranks=sim,
                            meta={"source": "chakra", "files": [str(f) for f in files]})
     out = ImportedTrace(graph, [], {}, {r.rank: "chakra" for r in ranks},
                         files=[str(f) for f in files])

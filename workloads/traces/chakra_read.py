@@ -43,6 +43,7 @@ class RankData:
     simulated: tuple[int, ...] | None
     nodes: list = field(default_factory=list)     # protobuf Node messages, file order
     steps: list[tuple[str, int, int, float]] = field(default_factory=list)
+    ours: bool = False                              # written by clustersim (cs_* attributes)
 
     def add_to(self, graph: ExecutionGraph) -> tuple[dict[int, int], list[str]]:
         """Add this rank's nodes; returns (Chakra id -> graph id, warnings)."""
@@ -84,7 +85,8 @@ def read_rank(path: Path, index: int) -> RankData:
     rank = meta.get("rank", attrs(msgs[1]).get("cs_rank", index))
     sim = meta.get("simulated_ranks")
     return RankData(path, int(rank), int(meta.get("world_size", 0)),
-                    tuple(sim) if sim else None, msgs[1:], _steps(meta.get("cs_steps", [])))
+                    tuple(sim) if sim else None, msgs[1:], _steps(meta.get("cs_steps", [])),
+                    str(meta.get("schema", "")).startswith("clustersim"))
 
 
 def _steps(items: list[str]) -> list[tuple[str, int, int, float]]:
