@@ -26,7 +26,7 @@ from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan
 from workloads.traces import chakra
 from workloads.traces import chakra_schema as S
-from workloads.traces.formats import load_et, load_trace
+from workloads.traces.formats import load_trace
 
 pytest.importorskip("google.protobuf")
 DATA = Path(__file__).parent.parent / "data" / "traces"
@@ -53,8 +53,8 @@ def _roundtrip(tr, tmp_path):
     return chakra.load(tmp_path)
 
 
-def test_roundtrip_et_alone_two_ranks(tmp_path):
-    tr = load_et(sorted((DATA / "cpu_gpt_2rank_gloo_et").glob("rank?_et.json.gz")))
+def test_roundtrip_et_alone_two_ranks(tmp_path, gloo_et_alone):
+    tr = gloo_et_alone
     back = _roundtrip(tr, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["et.0.et", "et.1.et"]
     _same(tr.graph, back.graph)

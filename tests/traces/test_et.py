@@ -25,11 +25,6 @@ def alone():
     return load_trace(ET1)
 
 
-def _et_only(folder: Path):
-    from workloads.traces.formats import load_et
-    return load_et(sorted(folder.glob("rank?_et.json.gz")))
-
-
 def test_detect_formats(tmp_path):
     assert detect(ET1) == EXEC_TRACE
     assert detect(DATA / "a100_simple_add_et.json.gz") == EXEC_TRACE  # schema 1.0.1
@@ -67,8 +62,8 @@ def test_alone_is_costed_and_has_no_measurement(alone):
     assert not r.cpu_bound
 
 
-def test_collectives_sizes_and_data_deps():
-    tr = _et_only(GLOO_ET)
+def test_collectives_sizes_and_data_deps(gloo_et_alone):
+    tr = gloo_et_alone
     g = tr.graph
     colls = [n for n in g.nodes if isinstance(n.op, Collective)]
     # One all-reduce per parameter per step (explicit DP loop); sizes are the parameters.
@@ -109,3 +104,25 @@ def test_linked_two_ranks_gloo():
     r = replay(tr)
     # Measured -3.9% (docs/replay.md); the Kineto-only replay of this run is +10.7%.
     assert abs(r.replay_error) < 0.05
+
+
+def test_cli_link_export_and_cpu_bound_warning(tmp_path):
+    import json
+
+    pytest.importorskip("google.protobuf")
+    from typer.testing import CliRunner
+
+    from sim.cli.main import app
+    run = CliRunner().invoke
+    out = run(app, ["replay", str(K1), "--et", str(ET1), "--target-system", "dgx-h100",
+                    "--export-chakra", str(tmp_path / "chakra"), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout[out.stdout.index("{"):])
+    assert data["format"] == "et+kineto" and data["cpu_bound"] is True
+    # The what-if cannot move a host-paced step, and the report says so.
+    assert data["whatif_iteration_s"] == data["replayed_iteration_s"]
+    assert any(w.startswith("cpu_bound") for w in data["warnings"])
+    back = run(app, ["replay", str(tmp_path / "chakra"), "--format", "json"])
+    again = json.loads(back.stdout[back.stdout.index("{"):])
+    assert again["format"] == "chakra"
+    assert again["replayed_iteration_s"] == pytest.approx(data["replayed_iteration_s"], rel=1e-12)
