@@ -8,8 +8,8 @@ memory-bound ops; composite ops are split into their children). Edges:
   view's or other work-free op's outputs inherit the writer of its inputs), which is what
   lets a collective on its own stream overlap the compute that does not need its result.
 
-Alone, compute ops run on stream ``et:<tid>`` with no duration (the cost model prices
-them) and collectives on ``comm``. Linked with Kineto (``timing``: ET op id -> measured
+Alone, compute ops of every host thread run on the rank's one device stream ``compute``
+with no duration (the cost model prices them) and collectives on ``comm``. Linked with Kineto (``timing``: ET op id -> measured
 (start, duration) in us), every node runs on the CPU thread ``cpu:<tid>`` with its measured
 duration and the measured gap before it as a Delay, so the host timeline is replayed as
 recorded, and the ops keep their FLOPs, bytes and data dependencies.
@@ -45,7 +45,8 @@ class _RankBuilder:
     def stream(self, op: EtOp, comm: bool) -> str:
         if self.timing is not None:
             return f"cpu:{op.tid}"
-        return "comm" if comm else f"et:{op.tid}"
+        # One device per rank: the ops of all host threads share its compute stream.
+        return "comm" if comm else "compute"
 
     def add_ops(self, op: EtOp) -> None:
         for src, gop, cat in kernels(op, self.world):
@@ -58,9 +59,8 @@ class _RankBuilder:
                 self.seq["dp"] += 1
             stream = self.stream(src, isinstance(gop, Collective))
             deps = self._data_deps(src)
-            thread = f"et:{src.tid}"
-            if stream == "comm" and thread in self.last:  # issued in the thread's program order
-                deps.append(self.last[thread])
+            if stream == "comm" and "compute" in self.last:  # issued in program order
+                deps.append(self.last["compute"])
             gop = self._timed(src, gop, stream, deps)
             nid = self._add(stream, gop, deps, cat, src)
             for t in tensors(src.outputs):
@@ -117,9 +117,9 @@ def build(files: list[tuple[int, EtFile]], world: int,
                         files=[str(f.path) for _, f in files])
     for rank, f in files:
         b = _RankBuilder(graph, rank, world, None if timing is None else timing.get(rank, {}), t0)
-        for root in f.roots:
+        for root, inside in _with_step_members(f.roots):
             if root.name.startswith(STEP_PREFIX):
-                out.steps.append(_step(b, root))
+                out.steps.append(_step(b, root, inside))
             else:
                 b.add_ops(root)
         if b.timing is not None:
@@ -134,11 +134,36 @@ def build(files: list[tuple[int, EtFile]], world: int,
     return out
 
 
-def _step(b: _RankBuilder, root: EtOp) -> Step:
+def _last_id(op: EtOp) -> int:
+    while op.children:
+        op = op.children[-1]
+    return op.id
+
+
+def _with_step_members(roots: list[EtOp]) -> list[tuple[EtOp, list[EtOp]]]:
+    """Roots in id order, each ProfilerStep with the ops it holds: its children and the
+    top-level ops of other threads (the autograd thread's backward) that started inside its
+    id range."""
+    out, i = [], 0
+    while i < len(roots):
+        root = roots[i]
+        i += 1
+        if not root.name.startswith(STEP_PREFIX):
+            out.append((root, []))
+            continue
+        end, extra = _last_id(root), []
+        while i < len(roots) and roots[i].id <= end and not roots[i].name.startswith(STEP_PREFIX):
+            extra.append(roots[i])
+            i += 1
+        out.append((root, sorted(root.children + extra, key=lambda o: o.id)))
+    return out
+
+
+def _step(b: _RankBuilder, root: EtOp, inside: list[EtOp]) -> Step:
     stream = b.stream(root, False)
     timed = b.timing.get(root.id) if b.timing is not None else None
     start = b.marker(root.name, stream, timed[0] if timed else None, [])
-    for child in root.children:
+    for child in inside:
         b.add_ops(child)
     ends = [n for s, n in b.last.items() if n > start]
     end_at = timed[0] + timed[1] if timed else None
