@@ -127,7 +127,7 @@ def link(kineto_files: list[Path], et_files: list[Path]) -> ImportedTrace:
     pairs = sorted(zip(e_ranks, ets, strict=True), key=lambda x: x[0])
     out = et_graph.build(pairs, max(e_ranks) + 1, timing, t0, source="et+kineto")
     out.link = stats
-    _rendezvous_durations(out.graph)
+    _rendezvous_durations(out.graph, timing)
     out.files += [str(by_rank[r]) for r, _ in pairs]
     for r, s in stats.items():
         if s["linked"] < s["et_ops"]:
@@ -136,21 +136,25 @@ def link(kineto_files: list[Path], et_files: list[Path]) -> ImportedTrace:
     return out
 
 
-def _rendezvous_durations(graph) -> None:
-    """A linked collective is measured on every rank it was loaded for, each time including
-    that rank's wait for the last to arrive; the last one waited for nobody, so the shortest
-    measurement is the transfer, and the engine's rendezvous supplies the waits (as the
-    Kineto importer does)."""
+def _rendezvous_durations(graph, timing: dict[int, dict[int, tuple[float, float]]]) -> None:
+    """A linked collective is measured on every rank it was loaded for, each span including
+    that rank's wait for the others. Where every member is loaded, its transfer is taken as
+    running from the last member's arrival to the last member's finish (ranks share one
+    clock, as in the Kineto importer); the engine's rendezvous supplies the waits. Unlike
+    the shortest span, this keeps a slow finish on one rank (a descheduled gloo worker)."""
     from workloads.graph import Collective
     groups: dict[tuple, list] = {}
     for n in graph.nodes:
-        if isinstance(n.op, Collective) and n.op.duration_s is not None:
+        if isinstance(n.op, Collective) and n.meta.get("et_id") in timing.get(n.rank, {}):
             groups.setdefault((n.op.group.ranks, n.op.seq), []).append(n)
     for (ranks, _), nodes in groups.items():
         if {n.rank for n in nodes} >= set(ranks):
-            shortest = min(n.op.duration_s for n in nodes)
+            spans = [timing[n.rank][n.meta["et_id"]] for n in nodes]
+            last_in = max(s for s, _ in spans)
+            last_out = max(s + d for s, d in spans)
+            dur = max(0.0, last_out - last_in) * 1e-6
             for n in nodes:
-                n.op = replace(n.op, duration_s=shortest)
+                n.op = replace(n.op, duration_s=dur)
 
 
 def _kineto_rank(path: Path) -> int | None:
