@@ -126,3 +126,22 @@ def test_cli_link_export_and_cpu_bound_warning(tmp_path):
     again = json.loads(back.stdout[back.stdout.index("{"):])
     assert again["format"] == "chakra"
     assert again["replayed_iteration_s"] == pytest.approx(data["replayed_iteration_s"], rel=1e-12)
+
+
+def _op(name, inputs, outputs=()):
+    return ET.EtOp(1, name, 0, 1, 1, list(inputs), list(outputs))
+
+
+def test_comm_ops_kind_and_bytes():
+    """Synthetic ET ops shaped like the observer writes them (no NCCL run is recorded here)."""
+    from workloads.traces.et_cost import collective
+    t = ET.Arg([7, 8, 0, 1024, 2, "cuda:0"], [1024], "Tensor(c10::BFloat16)")
+    rpc = collective(_op("record_param_comms", [t, ET.Arg(["0", "default_pg"], [], "Tuple"),
+                                                ET.Arg("allreduce", [], "String")]), world=4)
+    assert (rpc.kind, rpc.bytes, rpc.group.ranks) == ("all_reduce", 2048.0, (0, 1, 2, 3))
+    outs = ET.Arg([[1, 2, 0, 512, 4, "cpu"], [3, 4, 0, 512, 4, "cpu"]], [[512], [512]],
+                  "GenericList[Tensor(float),Tensor(float)]")
+    inp = ET.Arg([5, 6, 0, 512, 4, "cpu"], [512], "Tensor(float)")
+    ag = collective(_op("c10d::allgather_", [outs, inp], [outs]), world=2)
+    assert ag.kind == "all_gather" and ag.bytes == 2 * 512 * 4   # the gathered buffer
+    assert collective(_op("c10d::send", [inp]), world=2) is None  # point-to-point: not a collective

@@ -157,9 +157,10 @@ def collective(op: EtOp, world: int) -> Collective | None:
         return None
     size = max((t.nbytes for t in tensors(op.inputs) + tensors(op.outputs)), default=0.0)
     if kind in ("all_gather", "reduce_scatter"):
-        # nccl-tests counts the full (gathered) buffer: the larger side of the op.
-        size = max(sum(t.nbytes for t in tensors(op.inputs)),
-                   sum(t.nbytes for t in tensors(op.outputs)))
+        # nccl-tests counts the full (gathered) buffer: the largest single argument, a
+        # tensor list summed (c10d passes the per-rank pieces as one list argument).
+        size = max((sum(t.nbytes for t in tensors([a])) for a in op.inputs + op.outputs),
+                   default=0.0)
     return Collective(kind, float(size), CommGroup(tuple(range(world)), "dp"), name=op.name)
 
 

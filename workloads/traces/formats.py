@@ -98,6 +98,11 @@ def load_et(files: list[Path]) -> ImportedTrace:
     out = et_graph.build(sorted(zip(ranks, ets, strict=True), key=lambda x: x[0]),
                          max(ranks) + 1)
     out.measured = False
+    from workloads.graph import Collective
+    if out.graph.world_size == 1 and any(isinstance(n.op, Collective) for n in out.graph.nodes):
+        out.warnings.append("one execution trace with collectives: an ET records no group "
+                            "members, so they are priced for the loaded ranks only (free for one "
+                            "rank); load every rank's ET from a folder")
     return out
 
 
