@@ -112,6 +112,20 @@ class ReplayResult:
         return self.device_busy_fraction < CPU_BOUND_BUSY
 
 
+    @property
+    def whatif_unmoved(self) -> bool:
+        """The what-if moved the device's busy time but not the iteration: something it does
+        not re-cost (host time, waits replayed as measured) paces the step."""
+        busy_r = sum(self.replayed.kernels.values())
+        busy_w = sum(self.whatif.kernels.values())
+        it_r, it_w = self.replayed.iteration_s, self.whatif.iteration_s
+        return busy_r > 0 and abs(busy_w - busy_r) > MOVED_BUSY * busy_r \
+            and abs(it_w - it_r) < UNMOVED_STEP * it_r
+
+
+# Reporting thresholds of ``whatif_unmoved``: busy time moved by more than 5% while the
+# iteration moved by less than 1% (a what-if visible in the kernels, invisible in the step).
+MOVED_BUSY, UNMOVED_STEP = 0.05, 0.01
 # Below this device-busy share of the iteration a trace counts as CPU-paced (more idle
 # than busy: the definition HTA's temporal breakdown uses to call a run launch/CPU-bound).
 CPU_BOUND_BUSY = 0.5

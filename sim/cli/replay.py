@@ -56,12 +56,18 @@ def run(trace: Path, source_system: str, target_system: str | None, sets: list[s
             "iteration; the step is paced by the host (CPU time is replayed as measured), so "
             "a faster GPU or fabric moves kernel and collective time but "
             + ("hardly the step time" if changed else "not the step time"))
+    elif changed and result.whatif_unmoved:
+        warnings_.append(
+            "whatif_unmoved: the what-if changed device busy time but the iteration by under 1%; "
+            "the step is paced by time it does not re-cost (host time and waits replayed as "
+            "measured), so the unchanged step time is that pacing, not the hardware")
     kernels = {c: {**v, "whatif_s_per_iteration": result.whatif.kernels.get(c, 0.0),
                    "replayed_s_per_iteration": result.replayed.kernels.get(c, 0.0)}
                for c, v in imported.kernels.items()}
     return {
         "trace": str(trace), "files": imported.files, "format": imported.graph.meta.get("source"),
         "nodes": len(imported.graph), "cpu_bound": result.cpu_bound,
+        "whatif_unmoved": result.whatif_unmoved,
         "device_busy_fraction": result.device_busy_fraction, "link": imported.link,
         "chakra_files": exported,
         "measured_iteration_s": result.measured_iteration_s,
