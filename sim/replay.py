@@ -25,18 +25,29 @@ from workloads.traces.classify import CLASSES
 from workloads.traces.kineto import ImportedTrace, kernel_class
 
 
-class ReplayCosts:
-    """CostModel of the engine: recorded durations, optionally re-costed."""
+def host(node: Node) -> bool:
+    """Host (CPU thread) time: replayed as measured, never re-costed for a GPU."""
+    return node.stream.startswith("cpu:")
 
-    def __init__(self, recoster: Recoster | None):
+
+class ReplayCosts:
+    """CostModel of the engine: recorded durations, optionally re-costed; ops with no
+    recorded duration (Execution Trace alone, Chakra) are priced by the compute model of the
+    source system, or of the target in the what-if run."""
+
+    def __init__(self, recoster: Recoster | None, pricer: Recoster | None = None):
         self.r = recoster
+        self.pricer = pricer or recoster
 
     def duration(self, node: Node) -> float:
         op = node.op
         if isinstance(op, Delay):
             return op.duration_s
-        dur = getattr(op, "duration_s", None) or 0.0
-        if self.r is None or isinstance(op, Memory):  # host links are not modelled: as measured
+        dur = getattr(op, "duration_s", None)
+        if dur is None and isinstance(op, Compute) and self.pricer is not None:
+            return self.pricer.price_compute(op, target=self.r is not None)
+        dur = dur or 0.0
+        if self.r is None or isinstance(op, Memory) or host(node):  # host: as measured
             return dur
         if isinstance(op, Compute):
             return self.r.compute(kernel_class(op), dur)
@@ -49,10 +60,14 @@ class ReplayCosts:
 class ReplayNetwork:
     """Network of the engine: a collective holds for its recorded (or re-costed) time."""
 
-    def __init__(self, recoster: Recoster | None):
+    def __init__(self, recoster: Recoster | None, pricer: Recoster | None = None):
         self.r = recoster
+        self.pricer = pricer or recoster
 
     def collective(self, env: simpy.Environment, op: Collective) -> Generator:
+        if op.duration_s is None and self.pricer is not None:
+            yield env.timeout(self.pricer.price_collective(op, target=self.r is not None))
+            return
         dur = op.duration_s or 0.0
         yield env.timeout(self.r.collective(op, dur) if self.r else dur)
 
@@ -71,23 +86,58 @@ class RunStats:
 
 @dataclass
 class ReplayResult:
-    measured_iteration_s: float
+    measured_iteration_s: float | None     # None: the trace recorded no times
     measured_per_rank: dict[int, float]
     replayed: RunStats
     whatif: RunStats
     steps: list[dict]
 
     @property
-    def replay_error(self) -> float:
+    def replay_error(self) -> float | None:
+        if not self.measured_iteration_s:
+            return None
         return self.replayed.iteration_s / self.measured_iteration_s - 1.0
+
+    @property
+    def device_busy_fraction(self) -> float:
+        """Share of the replayed iteration the device (kernels, collectives) was busy."""
+        b = self.replayed.breakdown
+        it = self.replayed.iteration_s
+        return max(0.0, 1.0 - b.get("gpu_idle_s", 0.0) / it) if it > 0 else 0.0
+
+    @property
+    def cpu_bound(self) -> bool:
+        """The iteration is paced by the host: the device idles more than it works, so a
+        faster GPU or fabric moves kernel time but hardly the step time."""
+        return self.device_busy_fraction < CPU_BOUND_BUSY
+
+
+    @property
+    def whatif_unmoved(self) -> bool:
+        """The what-if moved the device's busy time but not the iteration: something it does
+        not re-cost (host time, waits replayed as measured) paces the step."""
+        busy_r = sum(self.replayed.kernels.values())
+        busy_w = sum(self.whatif.kernels.values())
+        it_r, it_w = self.replayed.iteration_s, self.whatif.iteration_s
+        return busy_r > 0 and abs(busy_w - busy_r) > MOVED_BUSY * busy_r \
+            and abs(it_w - it_r) < UNMOVED_STEP * it_r
+
+
+# Reporting thresholds of ``whatif_unmoved``: busy time moved by more than 5% while the
+# iteration moved by less than 1% (a what-if visible in the kernels, invisible in the step).
+MOVED_BUSY, UNMOVED_STEP = 0.05, 0.01
+# Below this device-busy share of the iteration a trace counts as CPU-paced (more idle
+# than busy: the definition HTA's temporal breakdown uses to call a run launch/CPU-bound).
+CPU_BOUND_BUSY = 0.5
 
 
 def replay(trace: ImportedTrace, whatif: WhatIf | None = None, keep_rows: bool = False
            ) -> ReplayResult:
     graph = trace.graph
-    measured, measured_rank = _measured(trace)
-    base = _run(trace, None, keep_rows=False)
     rec = Recoster(whatif or WhatIf(), graph.world_size)
+    has_times = trace.measured and bool(trace.steps or trace.spans)
+    measured, measured_rank = _measured(trace) if has_times else (None, {})
+    base = _run(trace, None, keep_rows=False, pricer=rec)
     what = base if rec.identity and not keep_rows else _run(trace, rec, keep_rows)
     steps = _per_step(trace, base.rows_end, what.rows_end) if trace.steps else []
     return ReplayResult(measured, measured_rank, base.stats, what.stats, steps)
@@ -99,9 +149,10 @@ class _Run:
     rows_end: np.ndarray
 
 
-def _run(trace: ImportedTrace, rec: Recoster | None, keep_rows: bool) -> _Run:
+def _run(trace: ImportedTrace, rec: Recoster | None, keep_rows: bool,
+         pricer: Recoster | None = None) -> _Run:
     graph = trace.graph
-    rows = Engine(graph, ReplayCosts(rec), ReplayNetwork(rec)).run()
+    rows = Engine(graph, ReplayCosts(rec, pricer), ReplayNetwork(rec, pricer)).run()
     n = len(graph)
     start, end = np.zeros(n), np.zeros(n)
     for r in rows:
@@ -181,7 +232,7 @@ def _breakdown(nodes: list[Node], start, end, windows) -> tuple[dict, dict]:
     comm: dict[int, list] = {}
     comp: dict[int, list] = {}
     for n in nodes:
-        cls = kernel_class(n.op)
+        cls = None if host(n) else kernel_class(n.op)
         if cls is None or n.rank not in windows:
             continue
         w0, w1, _ = windows[n.rank]
@@ -208,7 +259,8 @@ def _per_step(trace: ImportedTrace, base_end, what_end) -> list[dict]:
     for s in trace.steps:
         row = out.setdefault(s.name, {"step": s.name, "measured_s": 0.0, "replayed_s": 0.0,
                                       "whatif_s": 0.0})
-        row["measured_s"] = max(row["measured_s"], s.measured_s)
+        if s.measured_s == s.measured_s:  # NaN where the trace recorded no times
+            row["measured_s"] = max(row["measured_s"], s.measured_s)
         row["replayed_s"] = max(row["replayed_s"],
                                 float(base_end[s.end_node] - base_end[s.start_node]))
         row["whatif_s"] = max(row["whatif_s"], float(what_end[s.end_node] - what_end[s.start_node]))

@@ -25,7 +25,7 @@ from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError
 from hw_models.profile import load_builtin
 from sim.network.analytical import AnalyticalNetwork, ClusterLayout
-from workloads.graph import Collective, CommGroup
+from workloads.graph import Collective, CommGroup, Compute
 
 # Work points at which the affine model terms are read (large enough that every
 # efficiency curve is far from its small-size knee; the terms are exactly affine anyway).
@@ -121,6 +121,24 @@ class Recoster:
         if x <= 0:  # shorter than the source model's launch cost: launch-bound
             return dur * (a_t / a_s if a_s > 0 else 1.0)
         return a_t + b_t * x
+
+    def price_compute(self, op: Compute, target: bool) -> float:
+        """Model time of an op with no recorded duration (Execution Trace alone, Chakra):
+        its FLOPs and bytes priced on the source system, or on the target for the what-if.
+        A dtype the GPU has no peak for (fp32 on some parts, fp8 on A100) uses ``w.dtype``."""
+        model = self.tgt if target else self.src
+        dtype = op.dtype if op.dtype in model.gpu.peak_tflops else self.w.dtype
+        seq_kv = op.shape[2] if op.op_class == "attention" and op.shape and len(op.shape) > 2 \
+            else self.w.attention_seq
+        cls = op.op_class if op.op_class in ("gemm", "attention") else "elementwise"
+        if cls == "attention" and seq_kv < 1:
+            return 0.0
+        return model.time(cls, op.flops, op.bytes, dtype, seq_kv=seq_kv, causal=op.causal)
+
+    def price_collective(self, op: Collective, target: bool) -> float:
+        if target:
+            return self.tgt_net.collective_time(op.kind, op.bytes, self.target_group(op.group))
+        return self.src_net.collective_time(op.kind, op.bytes, op.group)
 
     def target_group(self, group: CommGroup) -> CommGroup:
         if self.w.dp is None or group.size != self.world:

@@ -32,20 +32,44 @@ def parse_sets(items: list[str]) -> dict:
 
 
 def run(trace: Path, source_system: str, target_system: str | None, sets: list[str],
-        trace_out: Path | None) -> dict:
+        trace_out: Path | None, et: Path | None = None, export_chakra: Path | None = None
+        ) -> dict:
     from sim.replay import replay
     from sim.whatif import WhatIf
-    from workloads.traces import chrome, kineto
+    from workloads.traces import chrome
+    from workloads.traces.formats import load_trace
     whatif = WhatIf(source_system=source_system, target_system=target_system, **parse_sets(sets))
-    imported = kineto.load(trace)
+    imported = load_trace(trace, et)
+    exported = []
+    if export_chakra is not None:
+        from workloads.traces import chakra
+        exported = [str(p) for p in chakra.export(imported.graph, export_chakra,
+                                                  steps=imported.steps)]
     result = replay(imported, whatif, keep_rows=trace_out is not None)
     if trace_out is not None:
         chrome.write(result.whatif.rows, trace_out)
+    warnings_ = list(imported.warnings)
+    changed = whatif != WhatIf(source_system=source_system)
+    if result.cpu_bound:
+        warnings_.append(
+            f"cpu_bound: the device is busy {result.device_busy_fraction:.0%} of the replayed "
+            "iteration; the step is paced by the host (CPU time is replayed as measured), so "
+            "a faster GPU or fabric moves kernel and collective time but "
+            + ("hardly the step time" if changed else "not the step time"))
+    elif changed and result.whatif_unmoved:
+        warnings_.append(
+            "whatif_unmoved: the what-if changed device busy time but the iteration by under 1%; "
+            "the step is paced by time it does not re-cost (host time and waits replayed as "
+            "measured), so the unchanged step time is that pacing, not the hardware")
     kernels = {c: {**v, "whatif_s_per_iteration": result.whatif.kernels.get(c, 0.0),
                    "replayed_s_per_iteration": result.replayed.kernels.get(c, 0.0)}
                for c, v in imported.kernels.items()}
     return {
-        "trace": str(trace), "files": imported.files,
+        "trace": str(trace), "files": imported.files, "format": imported.graph.meta.get("source"),
+        "nodes": len(imported.graph), "cpu_bound": result.cpu_bound,
+        "whatif_unmoved": result.whatif_unmoved,
+        "device_busy_fraction": result.device_busy_fraction, "link": imported.link,
+        "chakra_files": exported,
         "measured_iteration_s": result.measured_iteration_s,
         "replayed_iteration_s": result.replayed.iteration_s,
         "replay_error": result.replay_error,
@@ -56,7 +80,7 @@ def run(trace: Path, source_system: str, target_system: str | None, sets: list[s
                    "replayed_iteration_s": result.replayed.per_rank.get(r),
                    "whatif_iteration_s": result.whatif.per_rank.get(r)}
                   for r in sorted(imported.devices)],
-        "kernels": kernels, "steps": result.steps, "warnings": imported.warnings,
+        "kernels": kernels, "steps": result.steps, "warnings": warnings_,
         "whatif": whatif.__dict__,
     }
 
@@ -64,27 +88,39 @@ def run(trace: Path, source_system: str, target_system: str | None, sets: list[s
 def register(app: typer.Typer) -> None:
     @app.command("replay")
     def replay_command(
-        trace: Path = typer.Argument(..., help="Kineto trace (.json/.json.gz) or a folder of ranks"),
+        trace: Path = typer.Argument(..., help="Kineto trace, PyTorch Execution Trace (.json/"
+                                     ".json.gz) or Chakra ET (.et), or a folder of per-rank files"),
         source_system: str = typer.Option("dgx-a100", "--source-system"),
         target_system: str = typer.Option(None, "--target-system"),
         sets: list[str] = typer.Option([], "--set", help=f"what-if: {', '.join(SETTABLE)}"),
         format: Format = typer.Option(Format.table, "--format"),
         trace_out: Path = typer.Option(None, "--trace-out", help="Chrome trace of the what-if"),
+        et: Path = typer.Option(None, "--et", help="Execution Trace of the same run as the "
+                                "Kineto TRACE (file or per-rank folder): link them"),
+        export_chakra: Path = typer.Option(None, "--export-chakra",
+                                           help="write the imported graph as Chakra ET files "
+                                           "(one <dir>/et.<rank>.et per rank)"),
     ) -> None:
-        """Replay a PyTorch profiler trace; predict its iteration time on other hardware."""
+        """Replay a PyTorch trace (Kineto, Execution Trace, Chakra); predict its iteration time
+        on other hardware."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                data = run(trace, source_system, target_system, sets, trace_out)
+                data = run(trace, source_system, target_system, sets, trace_out, et,
+                           export_chakra)
         except ClusterSimError as exc:
             fail(str(exc))
         for w in data["warnings"]:
             typer.echo(f"warning: {w}", err=True)
         table = pd.DataFrame([
-            {"": "iteration", "measured_ms": data["measured_iteration_s"] * 1e3,
+            {"": "iteration", "measured_ms": _ms(data["measured_iteration_s"]),
              "replayed_ms": data["replayed_iteration_s"] * 1e3,
              "whatif_ms": data["whatif_iteration_s"] * 1e3}] + [
             {"": k.removesuffix("_s"), "measured_ms": None,
              "replayed_ms": v * 1e3, "whatif_ms": data["breakdown"]["whatif"][k] * 1e3}
             for k, v in data["breakdown"]["replayed"].items()])
         emit(data, format, table.round(3))
+
+
+def _ms(x: float | None) -> float | None:
+    return None if x is None else x * 1e3

@@ -51,6 +51,8 @@ class ImportedTrace:
     warnings: list[str] = field(default_factory=list)
     kernels: dict[str, dict] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    measured: bool = True                     # False: no recorded times (ET alone, Chakra)
+    link: dict = field(default_factory=dict)  # ET <-> Kineto link statistics
 
 
 @dataclass
@@ -75,7 +77,12 @@ def trace_files(path: Path) -> list[Path]:
 
 def load(path: str | Path) -> ImportedTrace:
     """Import a Kineto trace file or a folder of per-rank files."""
-    ranks = _read_ranks(trace_files(Path(path)))
+    return load_files(trace_files(Path(path)))
+
+
+def load_files(files: list[Path]) -> ImportedTrace:
+    """Import Kineto trace files, one per rank."""
+    ranks = _read_ranks(files)
     world = max([r.dist.get("world_size", 0) for r in ranks if isinstance(
         r.dist.get("world_size", 0), int)] + [max(r.rank for r in ranks) + 1, len(ranks)])
     graph = ExecutionGraph(world, simulated_ranks=tuple(r.rank for r in ranks),

@@ -2,7 +2,8 @@
 
 A tiny GPT (2 layers, d=64, 4 heads, T=32) trains for a few steps with torch on CPU under
 torch.profiler; one rank alone, and two ranks over gloo with an explicit gradient
-all-reduce (data parallel). With ``--et`` an ExecutionTraceObserver runs alongside.
+all-reduce (data parallel); an ExecutionTraceObserver runs alongside in the ``_et`` runs.
+``--et-2rank`` records only the 2-rank run with ET.
 Writes gzip Chrome traces (and ET JSON) next to this file:
 
     PYTHONPATH=$PWD python tests/data/traces/record.py
@@ -54,16 +55,16 @@ class TinyGPT(nn.Module):
         return self.head(self.blocks(self.tok(idx) + self.pos(pos)))
 
 
-def train(rank: int, world: int, out: Path, with_et: bool) -> None:
+def train(rank: int, world: int, out: Path, et_path: Path | None) -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = TinyGPT()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(rank)
     et = None
-    if with_et:
+    if et_path is not None:
         et = ExecutionTraceObserver()
-        et.register_callback(str(HERE / "cpu_gpt_1rank_et.json"))
+        et.register_callback(str(et_path.with_suffix("")))  # written as .json, gzipped below
 
     def step() -> None:
         idx = torch.randint(0, 256, (8, 33), generator=gen)
@@ -86,7 +87,7 @@ def train(rank: int, world: int, out: Path, with_et: bool) -> None:
     prof.export_chrome_trace(str(tmp))
     _gzip(tmp)
     if et is not None:
-        _gzip(HERE / "cpu_gpt_1rank_et.json")
+        _gzip(et_path.with_suffix(""))
 
 
 def _gzip(path: Path) -> None:
@@ -98,16 +99,23 @@ def _gzip(path: Path) -> None:
 def _worker(rank: int, world: int, folder: Path, with_et: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29531")
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    train(rank, world, folder / f"rank{rank}.json.gz", with_et)
+    et_path = folder / f"rank{rank}_et.json.gz" if with_et else None
+    train(rank, world, folder / f"rank{rank}.json.gz", et_path)
     dist.destroy_process_group()
 
 
 def main() -> None:
-    train(0, 1, HERE / "cpu_gpt_1rank.json.gz", with_et=False)
-    train(0, 1, HERE / "cpu_gpt_1rank_with_et.json.gz", with_et=True)
-    folder = HERE / "cpu_gpt_2rank_gloo"
+    only_et_2rank = "--et-2rank" in sys.argv  # record only the 2-rank gloo run with ET
+    if not only_et_2rank:
+        train(0, 1, HERE / "cpu_gpt_1rank.json.gz", None)
+        train(0, 1, HERE / "cpu_gpt_1rank_with_et.json.gz", HERE / "cpu_gpt_1rank_et.json.gz")
+        folder = HERE / "cpu_gpt_2rank_gloo"
+        folder.mkdir(exist_ok=True)
+        mp.spawn(_worker, args=(2, folder, False), nprocs=2, join=True)
+    # 2 ranks over gloo with an ExecutionTraceObserver on each (Kineto + ET per rank).
+    folder = HERE / "cpu_gpt_2rank_gloo_et"
     folder.mkdir(exist_ok=True)
-    mp.spawn(_worker, args=(2, folder, False), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, folder, True), nprocs=2, join=True)
 
 
 if __name__ == "__main__":
