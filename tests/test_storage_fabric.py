@@ -113,3 +113,22 @@ def test_storage_network_errors_are_one_line():
         parse(StorageConfig, {"network": "carrier-pigeon"}, "cluster.storage")
     with pytest.raises(ClusterSimError, match="needs nics_per_node and nic_gbps"):
         storage.network({"attach": "frontend"}).resolve()
+
+
+def test_scenario_storage_network_reaches_the_run_model():
+    from sim.reliability import run_summary
+    scen = {"cluster": {"system": "dgx-h100", "nodes": 4,
+                        "storage": {"checkpoint": FAST.model_dump(),
+                                    "network": {"attach": "backend", "uplink_gb_s": 20}}},
+            "workload": {"model": "llama3-8b", "global_batch": 64, "parallel": {"zero": 1},
+                         "checkpoint": {"every_steps": 10}},
+            "run": {"steps": 20, "samples": 2}}
+    s = run_summary(scen, 1.0)
+    # Every GPU writes (zero 1) from 4 nodes of 8 x 50 GB/s compute NICs, but the fabric has
+    # 20 GB/s towards storage: 14 bytes/param x 8.03e9 params / 20 GB/s.
+    from workloads.checkpoint import checkpoint_size
+    from workloads.model import resolve
+    size = checkpoint_size(resolve("llama3-8b")).total
+    assert s["checkpoint_write_s"] == pytest.approx(size / 20e9)
+    with pytest.raises(ClusterSimError, match="cluster.storage.network.attach: Input should be"):
+        parse(StorageConfig, {"network": {"attach": "sideways"}}, "cluster.storage")
