@@ -5,10 +5,9 @@ one transfer is the closed form ``latency + bytes / min(clients x per-client, ag
 a tier is limited either by what each client node can push (its storage NICs, its drives)
 or by the tier as a whole. Numbers live in ``data/storage.yaml`` with their sources.
 
-Hook for the flow model: a storage transfer is an ExecutionGraph ``Memory`` node of kind
-``storage_read``/``storage_write`` (built by ``workloads.checkpoint.storage_io``) whose
-``meta`` carries the tier name and the client count, so a flow-level network can route it
-NIC -> fabric -> storage gateways with ``aggregate`` as one shared link's capacity.
+The network between the nodes and the tier (``StorageNetwork``: frontend storage NICs or the
+compute fabric) is a third limit; under the flow model ``sim.storage_flows`` routes storage
+transfers over it as flows that share links with training traffic.
 """
 
 from __future__ import annotations

@@ -382,5 +382,8 @@ def run_summary(scenario, step_time_s: float, **override) -> dict:
         "checkpoint_write_s": cost.write_s, "checkpoint_load_s": cost.load_s,
         "input_stalled": pipe.stalled, "input_stall_s_per_step": pipe.stall_s,
         "input_message": pipe.message(), "samples": run.samples, "seed": run.seed,
+        "straggler_mode": run.stragglers.mode,
+        # M/G/inf steady state of persistent slow nodes (sim/stragglers.py), for comparison
+        "slow_nodes_loss_pct": 100 * m.slow_nodes.loss_fraction if m.slow_nodes else None,
     })
     return out
