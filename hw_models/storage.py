@@ -5,14 +5,14 @@ one transfer is the closed form ``latency + bytes / min(clients x per-client, ag
 a tier is limited either by what each client node can push (its storage NICs, its drives)
 or by the tier as a whole. Numbers live in ``data/storage.yaml`` with their sources.
 
-Hook for the flow model: a storage transfer is an ExecutionGraph ``Memory`` node of kind
-``storage_read``/``storage_write`` (built by ``workloads.checkpoint.storage_io``) whose
-``meta`` carries the tier name and the client count, so a flow-level network can route it
-NIC -> fabric -> storage gateways with ``aggregate`` as one shared link's capacity.
+The network between the nodes and the tier (``StorageNetwork``: frontend storage NICs or the
+compute fabric) is a third limit; under the flow model ``sim.storage_flows`` routes storage
+transfers over it as flows that share links with training traffic.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Literal
@@ -50,11 +50,55 @@ class StorageTier(BaseModel):
                                   f"an aggregate {direction} bandwidth; give one of them")
         return min(limits)
 
-    def transfer_time(self, direction: Direction, nbytes: float, clients: int) -> float:
-        """Seconds to move ``nbytes`` split evenly over ``clients`` nodes."""
+    def transfer_time(self, direction: Direction, nbytes: float, clients: int,
+                      path: StoragePath | None = None) -> float:
+        """Seconds to move ``nbytes`` split evenly over ``clients`` nodes:
+        latency + bytes / min(aggregate, clients x per-client, fabric to storage)."""
         if nbytes < 0:
             raise ClusterSimError(f"storage transfer of negative size {nbytes}")
-        return self.latency_ms * 1e-3 + nbytes / self.bandwidth(direction, clients)
+        bw = self.bandwidth(direction, clients)
+        if path is not None:
+            bw = min(bw, path.bandwidth(clients))
+        return self.latency_ms * 1e-3 + nbytes / bw
+
+
+@dataclass(frozen=True)
+class StoragePath:
+    """The network between client nodes and the tier, resolved for one system (bytes/s)."""
+    attach: Literal["frontend", "backend"]
+    node_bw: float                 # what one node can send to / receive from storage
+    uplink_bw: float | None = None  # the fabric's storage-facing links together; None: no limit
+
+    def bandwidth(self, clients: int) -> float:
+        """min(clients x node NICs, storage-facing uplinks)."""
+        bw = clients * self.node_bw
+        return bw if self.uplink_bw is None else min(bw, self.uplink_bw)
+
+
+class StorageNetwork(BaseModel):
+    """How nodes reach storage. ``frontend``: dedicated storage NICs on a separate fabric
+    (shares nothing with training traffic). ``backend``: storage hangs off the training
+    fabric's top tier and its traffic uses the compute NICs (``nics_per_node``/``nic_gbps``
+    left out: the system's own), sharing links with collectives."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attach: Literal["frontend", "backend"]
+    nics_per_node: int | None = Field(default=None, ge=1)
+    nic_gbps: float | None = Field(default=None, gt=0)
+    uplink_gb_s: float | None = Field(default=None, gt=0)
+    source: str = "inline"
+
+    def resolve(self, system_nic_bw: float | None = None) -> StoragePath:
+        """``system_nic_bw``: bytes/s of the node's compute NICs (for backend attach)."""
+        if self.nics_per_node and self.nic_gbps:
+            node = self.nics_per_node * self.nic_gbps / 8 * GB
+        elif self.attach == "backend" and system_nic_bw:
+            node = system_nic_bw
+        else:
+            raise ClusterSimError(f"storage network ({self.attach}) needs nics_per_node and "
+                                  "nic_gbps (backend attach may take the system's NICs)")
+        up = self.uplink_gb_s * GB if self.uplink_gb_s else None
+        return StoragePath(self.attach, node, up)
 
 
 class HostLink(BaseModel):
@@ -82,22 +126,34 @@ def host_links() -> dict[str, HostLink]:
     return {k: HostLink(**v) for k, v in _data()["host_links"].items()}
 
 
-def tier(ref: str | dict | StorageTier) -> StorageTier:
-    """A tier by preset name, or an inline mapping validated like a preset."""
-    if isinstance(ref, StorageTier):
+@cache
+def networks() -> dict[str, StorageNetwork]:
+    return {k: StorageNetwork(**v) for k, v in _data()["networks"].items()}
+
+
+def _lookup(ref, cls: type[BaseModel], table: dict, what: str):
+    """A preset by name, or an inline mapping validated like a preset."""
+    if isinstance(ref, cls):
         return ref
     if isinstance(ref, dict):
         try:
-            return StorageTier(**ref)
+            return cls(**ref)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "storage"
-            raise ClusterSimError(f"inline storage tier: {where}: {err['msg']} "
+            raise ClusterSimError(f"inline {what}: {where}: {err['msg']} "
                                   f"(got {err.get('input')!r})") from None
-    table = tiers()
     if ref not in table:
-        raise UnknownPresetError("storage tier", ref, list(table))
+        raise UnknownPresetError(what, ref, list(table))
     return table[ref]
+
+
+def tier(ref: str | dict | StorageTier) -> StorageTier:
+    return _lookup(ref, StorageTier, tiers(), "storage tier")
+
+
+def network(ref: str | dict | StorageNetwork) -> StorageNetwork:
+    return _lookup(ref, StorageNetwork, networks(), "storage network")
 
 
 def host_link(gpu_name: str) -> HostLink:

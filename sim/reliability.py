@@ -25,6 +25,7 @@ import simpy
 
 from hw_models.errors import ClusterSimError
 from sim.run_config import HARDWARE
+from sim.stragglers import SlowNodes, SlowSchedule
 
 DAY = 86400.0
 
@@ -41,8 +42,9 @@ class RunModel:
     restart_s: float
     rates: dict[str, float] = field(default_factory=dict)
     stall_s: float = 0.0          # input-pipeline stall per step
-    straggler_p: float = 0.0      # probability that a step is gated by a slow node
+    straggler_p: float = 0.0      # independent mode: P(a step is gated by a slow node)
     slowdown: float = 1.0
+    slow_nodes: SlowNodes | None = None   # persistent mode (sim/stragglers.py)
     hot_spares: int = 0
     replace_s: float = 0.0
     repair_s: float = 0.0
@@ -78,8 +80,9 @@ class RunStats:
 
 
 class _Trainer:
-    def __init__(self, env: simpy.Environment, m: RunModel, rng: np.random.Generator):
-        self.env, self.m, self.rng = env, m, rng
+    def __init__(self, env: simpy.Environment, m: RunModel, rng: np.random.Generator,
+                 slow: SlowSchedule | None = None):
+        self.env, self.m, self.rng, self.slow = env, m, rng, slow
         self.st = RunStats()
         self.committed = 0
         self.pending: tuple[int, float, float] | None = None   # (steps, durable at, extra s)
@@ -101,6 +104,8 @@ class _Trainer:
                 k = min(m.every_steps, m.total_steps - progress)
                 gated = self.rng.binomial(k, m.straggler_p) if m.straggler_p else 0
                 extra = k * m.stall_s + gated * (m.slowdown - 1) * (m.step_s + m.stall_s)
+                if self.slow:                       # persistent slow nodes stretch the segment
+                    extra = self.slow.finish(env.now, k * m.step_s + extra) - env.now - k * m.step_s
                 yield env.timeout(k * m.step_s + extra)
                 progress += k
                 self.extra += extra
@@ -146,7 +151,7 @@ class _Trainer:
     def _recovery(self, cause: str) -> float:
         m = self.m
         base = m.restart_s + m.load_s
-        if cause not in HARDWARE or m.replace_s == 0:
+        if cause not in (*HARDWARE, "straggler") or m.replace_s == 0:
             return base
         if self.spares > 0:
             self.spares -= 1
@@ -170,15 +175,30 @@ def _failures(env: simpy.Environment, proc: simpy.Process, m: RunModel,
         proc.interrupt(causes[rng.choice(len(causes), p=probs)])
 
 
+def _drains(env: simpy.Environment, proc: simpy.Process,
+            slow: SlowSchedule) -> simpy.events.ProcessGenerator:
+    """Draining a detected slow node restarts the job (cause ``straggler``)."""
+    j = 0
+    while math.isfinite(t := slow.drain_time(j)):
+        yield env.timeout(t - env.now)
+        if not proc.is_alive:
+            return
+        proc.interrupt("straggler")
+        j += 1
+
+
 def simulate_run(m: RunModel, rng: np.random.Generator) -> RunStats:
     """One seeded run. Failures and stragglers draw from separate child streams, so runs that
     differ only in their checkpoint interval see the same failure times (common random numbers)."""
-    fail_rng, slow_rng = rng.spawn(2)
+    fail_rng, slow_rng, node_rng = rng.spawn(3)
     env = simpy.Environment()
-    trainer = _Trainer(env, m, slow_rng)
+    slow = SlowSchedule(m.slow_nodes, node_rng) if m.slow_nodes else None
+    trainer = _Trainer(env, m, slow_rng, slow)
     proc = env.process(trainer.run())
     if m.rate > 0:
         env.process(_failures(env, proc, m, fail_rng))
+    if slow and m.slow_nodes.detect_s is not None and m.slow_nodes.drain_restart:
+        env.process(_drains(env, proc, slow))
     env.run(until=proc)
     st = trainer.st
     st.wall_s, st.useful_s = env.now, m.total_steps * m.step_s
@@ -260,6 +280,7 @@ class Job:
     tokens_per_step: float
     model_parallel: int
     sharded: bool
+    node_nic_bw: float | None = None   # bytes/s of one node's compute NICs (backend storage)
 
     @property
     def nodes(self) -> int:
@@ -284,6 +305,7 @@ def job_from_scenario(scenario, **override) -> Job:
         "gpu_name": system.gpu if isinstance(system.gpu, str) else system.gpu.name,
         "tokens_per_step": batch * seq if batch else None,
         "model_parallel": mp,
+        "node_nic_bw": system.nics_per_node * system.nic_gbps / 8 * 1e9,
         "sharded": bool(zero) or bool(_get(scenario, "workload.checkpoint.sharded", False)),
     }
     fields.update({k: v for k, v in override.items() if v is not None})
@@ -300,11 +322,14 @@ def run_model(job: Job, step_time_s: float, storage_cfg, ckpt_cfg, data_cfg, run
     from workloads.data_loader import input_pipeline
     size = checkpoint_size(job.model, ckpt_cfg.weight_dtype, optimizer=ckpt_cfg.optimizer)
     host = storage.host_link(job.gpu_name) if ckpt_cfg.mode == "async" else None
+    path = storage_cfg.path(job.node_nic_bw)
     cost = checkpoint_cost(size.total, storage_cfg.checkpoint_tier(), gpus=job.gpus,
                            gpus_per_node=job.gpus_per_node, model_parallel=job.model_parallel,
-                           sharded=job.sharded or ckpt_cfg.sharded, mode=ckpt_cfg.mode, host=host)
+                           sharded=job.sharded or ckpt_cfg.sharded, mode=ckpt_cfg.mode, host=host,
+                           path=path)
     pipe = input_pipeline(step_time_s, job.tokens_per_step, data_cfg.bytes_per_token, job.nodes,
-                          data_cfg.prefetch, storage_cfg.data_tier(), data_cfg.loader_gb_s_per_node)
+                          data_cfg.prefetch, storage_cfg.data_tier(), data_cfg.loader_gb_s_per_node,
+                          path)
     steps = run.steps or math.ceil(run.tokens / job.tokens_per_step)
     per_s = job.gpus / 1000 / DAY                       # per 1000 GPU-days -> per second of job
     rates = {k: v * per_s for k, v in run.failures.model_dump().items() if v > 0}
@@ -312,10 +337,20 @@ def run_model(job: Job, step_time_s: float, storage_cfg, ckpt_cfg, data_cfg, run
     m = RunModel(step_s=step_time_s, total_steps=steps, every_steps=min(every, steps),
                  ckpt_block_s=cost.blocking_s, ckpt_write_s=cost.write_s, load_s=cost.load_s,
                  restart_s=run.restart_s, rates=rates, stall_s=pipe.stall_s,
-                 straggler_p=1 - (1 - run.stragglers.fraction) ** job.nodes,
-                 slowdown=run.stragglers.slowdown, hot_spares=run.hot_spares,
-                 replace_s=run.replace_s, repair_s=run.repair_s)
+                 hot_spares=run.hot_spares, replace_s=run.replace_s, repair_s=run.repair_s,
+                 **straggler_fields(run.stragglers, job.nodes))
     return m, size, cost, pipe
+
+
+def straggler_fields(cfg, nodes: int) -> dict:
+    """RunModel fields for the scenario's ``run.stragglers`` block (sim/run_config.py)."""
+    if cfg.mode == "independent":
+        return {"straggler_p": 1 - (1 - cfg.fraction) ** nodes, "slowdown": cfg.slowdown}
+    if cfg.fraction == 0 or cfg.slowdown == 1:
+        return {}
+    return {"slow_nodes": SlowNodes(rate=nodes * cfg.fraction / cfg.duration_s,
+                                    mean_s=cfg.duration_s, slowdown=cfg.slowdown,
+                                    detect_s=cfg.detect_s, drain_restart=cfg.drain == "restart")}
 
 
 def run_summary(scenario, step_time_s: float, **override) -> dict:
@@ -347,5 +382,8 @@ def run_summary(scenario, step_time_s: float, **override) -> dict:
         "checkpoint_write_s": cost.write_s, "checkpoint_load_s": cost.load_s,
         "input_stalled": pipe.stalled, "input_stall_s_per_step": pipe.stall_s,
         "input_message": pipe.message(), "samples": run.samples, "seed": run.seed,
+        "straggler_mode": run.stragglers.mode,
+        # M/G/inf steady state of persistent slow nodes (sim/stragglers.py), for comparison
+        "slow_nodes_loss_pct": 100 * m.slow_nodes.loss_fraction if m.slow_nodes else None,
     })
     return out

@@ -1,6 +1,6 @@
 """Scenario blocks for a whole training run (contract with sim/scenario.py):
 
-- ``cluster.storage``    -> StorageConfig   {checkpoint: tier, data: tier}
+- ``cluster.storage``    -> StorageConfig   {checkpoint: tier, data: tier, network: net}
 - ``workload.checkpoint``-> CheckpointConfig {every_steps: int | auto, mode: sync|async, ...}
 - ``workload.data``      -> DataConfig      {bytes_per_token, prefetch, loader_gb_s_per_node}
 - ``run``                -> RunConfig       {tokens | steps, failures, restart_s, stragglers, seed, ...}
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hw_models import storage
 from hw_models.errors import ClusterSimError
-from hw_models.storage import StorageTier
+from hw_models.storage import StorageNetwork, StoragePath, StorageTier
 
 # Failure classes counted against hardware (they need a node swapped: a hot spare or a
 # replacement); software and planned interruptions only need a restart.
@@ -33,6 +33,7 @@ class StorageConfig(_Cfg):
     """Tier by catalog name (``clustersim`` storage catalog) or inline StorageTier mapping."""
     checkpoint: str | StorageTier = "selene-lustre"
     data: str | StorageTier | None = None          # default: the checkpoint tier
+    network: str | StorageNetwork | None = None    # how nodes reach storage; None: not limiting
 
     @field_validator("checkpoint", "data")
     @classmethod
@@ -40,6 +41,17 @@ class StorageConfig(_Cfg):
         if isinstance(v, str):
             storage.tier(v)                         # unknown name -> list of allowed tiers
         return v
+
+    @field_validator("network")
+    @classmethod
+    def _known_net(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            storage.network(v)
+        return v
+
+    def path(self, system_nic_bw: float | None) -> StoragePath | None:
+        """The fabric to storage for a system whose compute NICs move ``system_nic_bw``."""
+        return None if self.network is None else storage.network(self.network).resolve(system_nic_bw)
 
     def checkpoint_tier(self) -> StorageTier:
         return storage.tier(self.checkpoint)
@@ -86,10 +98,21 @@ class FailureRates(_Cfg):
 
 
 class Stragglers(_Cfg):
-    """Each node is slow on a given step with probability ``fraction``; a slow node runs
-    ``slowdown`` times slower and gates the synchronous step."""
+    """A slow node runs ``slowdown`` times slower and gates the synchronous step.
+
+    ``independent``: each node is slow on a given step with probability ``fraction``, drawn
+    afresh every step. ``persistent`` (sim/stragglers.py): a node turns slow and stays slow
+    for an exponential time of mean ``duration_s``; ``fraction`` is the share of node-time
+    spent slow when nobody acts (per-node onset rate = fraction / duration_s). With
+    ``detect_s`` a slow node is drained that long after turning slow: ``drain: restart``
+    restarts the job from its checkpoint (a hot spare or ``replace_s`` as for a hardware
+    failure), ``live`` swaps it without a restart."""
+    mode: Literal["independent", "persistent"] = "independent"
     fraction: float = Field(default=0.0, ge=0, lt=1)
     slowdown: float = Field(default=1.0, ge=1)
+    duration_s: float = Field(default=3600.0, gt=0)
+    detect_s: float | None = Field(default=None, ge=0)
+    drain: Literal["restart", "live"] = "restart"
 
 
 class RunConfig(_Cfg):

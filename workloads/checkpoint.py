@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hw_models.errors import ClusterSimError
-from hw_models.storage import HostLink, StorageTier
+from hw_models.storage import HostLink, StoragePath, StorageTier
 from workloads.graph import ExecutionGraph, Memory
 from workloads.model import ModelSpec
 
@@ -82,13 +82,14 @@ def writers(gpus: int, model_parallel: int, sharded: bool) -> int:
 
 def checkpoint_cost(size_bytes: float, tier: StorageTier, *, gpus: int, gpus_per_node: int,
                     model_parallel: int = 1, sharded: bool = False, mode: Mode = "sync",
-                    host: HostLink | None = None) -> CheckpointCost:
-    """Closed form: write = latency + size / min(writer_nodes x per-client, aggregate);
-    load the same with every node reading; async snapshot = (size / writer GPUs) / host link."""
+                    host: HostLink | None = None, path: StoragePath | None = None) -> CheckpointCost:
+    """Closed form: write = latency + size / min(writer_nodes x per-client, aggregate, fabric
+    to storage (``path``: writer_nodes x node NICs, storage uplinks)); load the same with
+    every node reading; async snapshot = (size / writer GPUs) / host link."""
     w_gpus = writers(gpus, model_parallel, sharded)
     w_nodes = math.ceil(w_gpus / gpus_per_node)
-    write = tier.transfer_time("write", size_bytes, w_nodes)
-    load = tier.transfer_time("read", size_bytes, math.ceil(gpus / gpus_per_node))
+    write = tier.transfer_time("write", size_bytes, w_nodes, path)
+    load = tier.transfer_time("read", size_bytes, math.ceil(gpus / gpus_per_node), path)
     if mode == "sync":
         blocking = write
     elif host is None:
@@ -100,10 +101,10 @@ def checkpoint_cost(size_bytes: float, tier: StorageTier, *, gpus: int, gpus_per
 
 def storage_io(graph: ExecutionGraph, rank: int, direction: Literal["read", "write"],
                nbytes: float, tier_name: str, tier: StorageTier, clients: int,
-               deps: tuple[int, ...] = ()) -> int:
+               deps: tuple[int, ...] = (), path: StoragePath | None = None) -> int:
     """Add one storage transfer as a Memory node (stream ``storage``, category ``memory``).
     ``duration_s`` is the analytical time so today's engine plays it; ``meta`` keeps tier and
     clients so a flow-level network can instead route it over the fabric and share links."""
     op = Memory(f"storage_{direction}", nbytes,
-                duration_s=tier.transfer_time(direction, nbytes, clients), name=f"ckpt_{direction}")
+                duration_s=tier.transfer_time(direction, nbytes, clients, path), name=f"ckpt_{direction}")
     return graph.add(rank, "storage", op, deps, category="memory", tier=tier_name, clients=clients)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hw_models.errors import ClusterSimError
-from hw_models.storage import GB, StorageTier
+from hw_models.storage import GB, StoragePath, StorageTier
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,17 @@ class InputPipeline:
 
 def input_pipeline(step_s: float, tokens_per_step: float, bytes_per_token: float, nodes: int,
                    prefetch: int, tier: StorageTier | None = None,
-                   loader_gb_s_per_node: float | None = None) -> InputPipeline:
-    """Loader throughput = min(nodes x per-node loader rate, the tier's read bandwidth)."""
+                   loader_gb_s_per_node: float | None = None,
+                   path: StoragePath | None = None) -> InputPipeline:
+    """Loader throughput = min(nodes x per-node loader rate, the tier's read bandwidth, the
+    fabric to storage: nodes x node NICs and the storage uplinks)."""
     if step_s <= 0 or tokens_per_step <= 0 or bytes_per_token <= 0 or nodes < 1 or prefetch < 0:
         raise ClusterSimError("input pipeline needs step_s, tokens_per_step, bytes_per_token > 0, "
                               f"nodes >= 1, prefetch >= 0 (got {step_s}, {tokens_per_step}, "
                               f"{bytes_per_token}, {nodes}, {prefetch})")
     limits = [tier.bandwidth("read", nodes)] if tier else []
+    if path is not None:
+        limits.append(path.bandwidth(nodes))
     if loader_gb_s_per_node is not None:
         limits.append(loader_gb_s_per_node * GB * nodes)
     nbytes = tokens_per_step * bytes_per_token
