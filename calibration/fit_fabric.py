@@ -217,3 +217,44 @@ def best_start(model, y, x0, bounds, slots) -> np.ndarray:
         if best is None or r.cost < best.cost - 1e-9:
             best = r
     return best.x
+
+
+# A single sweep (one GPU count) cannot separate base_us from step_us: fix the per-hop
+# extra at 0; share gamma and bytes_half across protocols too when a half sweep leaves
+# a protocol with a handful of points (Azure: 11 sizes for 3 protocols).
+SINGLE = Layout(fixed=(("step_us", 0.0),))
+
+
+def sweep_errors(sweep: Sweep, profile: Profile, nvlink_fits: dict | None = None
+                 ) -> dict[str, float]:
+    """Geomean |error| of one sweep fitted alone and predicted back (``same``), and fitted
+    on every other size and predicting the sizes left out (``held_out``). Multi-node
+    sweeps fit the network curves with ``nvlink_fits`` (their system's) held fixed."""
+    n = len(sweep.data)
+    out = {}
+    for key, fit_idx, pred_idx in (("same", np.arange(n), np.arange(n)),
+                                   ("held_out", np.arange(0, n, 2), np.arange(1, n, 2))):
+        fit_tab, pred_tab = point_table(sweep, profile, fit_idx), point_table(sweep, profile,
+                                                                              pred_idx)
+        if sweep.nodes == 1:
+            fits = fit_nvlink([fit_tab], SINGLE, n_boot=1)
+            th = _theta(fits, SINGLE)
+            pred = predict_nvlink(th, pred_tab, SINGLE)
+        else:
+            fit_tab, pred_tab = with_intra_steps([fit_tab, pred_tab], nvlink_fits)
+            fits = fit_nvlink([fit_tab], NETWORK, n_boot=1, cls="network")
+            pred = predict_nvlink(_theta(fits, NETWORK), pred_tab | {"intra": pred_tab["inter"]},
+                                  NETWORK)
+        meas = pred_tab["time"]
+        out[key] = float(np.expm1(np.mean(np.abs(np.log(pred / meas)))))
+    return out
+
+
+def _theta(fits: dict[str, Fit], layout: Layout) -> np.ndarray:
+    """Per-protocol Fits back to the parameter vector of ``layout``."""
+    th = []
+    for name, proto in layout.slots():
+        f = fits[proto or PROTOCOLS[0]].params
+        v = f[name]
+        th.append(np.log(v) if name == "bytes_half" else v)
+    return np.array(th)
