@@ -43,6 +43,8 @@ class Sweep:
     gpus: int
     gpus_per_node: int
     data: pd.DataFrame           # size_bytes, time_us, busbw_gb_s
+    # Catalog systems with the same node (GPU, NVSwitch, NICs), for overlays/comparisons.
+    also_on: tuple[str, ...] = ()
 
     @property
     def nodes(self) -> int:
@@ -53,7 +55,7 @@ def _echo(n: int) -> Sweep:
     log = read_nccl_tests(REF / f"echo_nccl_tests/azure_a100_40gb_all_reduce_{n}gpu.log")
     df = pd.DataFrame({"size_bytes": log.size_bytes, "time_us": log.ip_time_us,
                        "busbw_gb_s": log.ip_busbw_gb_s})
-    return Sweep(f"echo A100-40GB {n} GPU", "azure-nd-a100-v4", "a100", n, 8, df)
+    return Sweep(f"echo A100-40GB {n} GPU", "azure-nd-a100-v4", "a100", n, 8, df, ("dgx-a100",))
 
 
 @cache
@@ -62,7 +64,8 @@ def reference_sweeps() -> tuple[Sweep, ...]:
     a = pd.read_csv(REF / "collectives/azure_a100_8gpu_all_reduce.csv", comment="#")
     a["time_us"] = bus_factor("all_reduce", 8) * a.size_bytes / (a.busbw_gb_s * 1e3)
     return (Sweep("DGX H100 8 GPU NVLS", "dgx-h100", "h100", 8, 8, h),
-            Sweep("Azure A100-80GB 8 GPU", "azure-ndm-a100-v4", "a100-ndm-v4", 8, 8, a),
+            Sweep("Azure A100-80GB 8 GPU", "azure-ndm-a100-v4", "a100-ndm-v4", 8, 8, a,
+                  ("dgx-a100",)),
             *(_echo(n) for n in (2, 4, 8, 16)))
 
 
