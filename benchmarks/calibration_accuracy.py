@@ -4,9 +4,10 @@
 
 1. Vidur operators (A100, H100): fit the GEMM curve on two models, predict the GEMM
    operators of the other two; median and p90 |error| per operator and GPU, both splits.
-2. nccl-tests all_reduce logs (Azure A100, 2-16 GPUs): fit the collective curve on the
-   whole sweep and predict it back (geomean |error|); fit on every other size and
-   predict the sizes left out.
+2. nccl-tests all_reduce sweeps (every reference sweep: DGX H100, Azure NDm A100 v4,
+   echo ND A100 v4 2-16 GPUs): fit the flow model's per-protocol fabric curves
+   (calibration/fit_fabric.py, NCCL's own pick per size) on the sweep alone and predict
+   it back (geomean |error|); fit on every other size and predict the sizes left out.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from calibration.build_profiles import REF
-from calibration.fitting import collective_model, fit_collective, fit_gemm
-from calibration.parsers import read_nccl_tests
+from calibration.fitting import fit_gemm
 from calibration.vidur import cross_model_errors
 from hw_models import catalog
 from hw_models.compute import ComputeModel, gemm_bytes
@@ -66,24 +66,17 @@ def vidur_table() -> pd.DataFrame:
 
 
 def nccl_table() -> pd.DataFrame:
+    from calibration.fit_fabric import sweep_errors
+    from calibration.validate_nccl import reference_sweeps
     rows = []
-    for n in (2, 4, 8, 16):
-        log = read_nccl_tests(REF / f"echo_nccl_tests/azure_a100_40gb_all_reduce_{n}gpu.log")
-        sys = catalog.system("dgx-a100")
-        link = sys.scale_up_bw if n <= 8 else min(sys.scale_up_bw, 8 * sys.nic_bw_per_gpu)
-        bus = 2 * (n - 1) / n * log.size_bytes.to_numpy(float)
-        t = log.oop_time_us.to_numpy(float) * 1e-6
-        rows.append({"gpus": n, "sizes": len(t),
-                     "same_sweep_geomean_err_pct": _geo(_fit_pred(bus, t, bus, link), t),
-                     "half_sizes_geomean_err_pct": _geo(
-                         _fit_pred(bus[::2], t[::2], bus[1::2], link), t[1::2])})
-    return pd.DataFrame(rows).round(2)
-
-
-def _fit_pred(bus_fit, t_fit, bus_pred, link):
-    th = fit_collective(bus_fit, t_fit, link, n_boot=1).params
-    theta = [th["latency_us"], th["eff_max"], np.log(th["bytes_half"]), th["gamma"]]
-    return collective_model(theta, bus_pred, link)
+    for sw in reference_sweeps():
+        prof = load_builtin(sw.profile)
+        nvl = {k: v for k, v in prof.fabric.items() if k.startswith("nvlink")}
+        e = sweep_errors(sw, prof, nvl)
+        rows.append({"sweep": sw.name, "system": sw.system, "profile": sw.profile,
+                     "sizes": len(sw.data), "same_sweep_geomean_err_pct": 100 * e["same"],
+                     "half_sizes_geomean_err_pct": 100 * e["held_out"]})
+    return pd.DataFrame(rows).round(1)
 
 
 def _geo(pred, meas) -> float:

@@ -1,16 +1,27 @@
 """Fit the flow model's per-link-class parameters (profile ``fabric`` section).
 
-The model is the tuner's (sim/network/collectives/tuner.py): for every NCCL candidate
-(algorithm, protocol) t = NCCL latency + base_us + intra * step_us(nvlink) +
-inter * step_us(network) + size term / (protocol factor * eff(S)); the prediction is
-the fastest candidate, as NCCL would pick it. The size term is bytes * spb, or for ring
-LL (streamed) max(chunk term on S/n, bus term at eff_max). No per-size or per-sweep
-terms: ``nvlink`` gets one curve per protocol (``nvlink.LL`` ... with base_us, step_us,
-eff_max, bytes_half; gamma shared) fitted on all single-node sweeps at once; ``network``
-one curve fitted on the multi-node sweeps with the nvlink curves held fixed.
+The model is the tuner's (sim/network/collectives/tuner.py). At every size NCCL's own
+model picks the (algorithm, protocol) pair (nccl_model.py), which does not depend on
+the fit; the chosen pair's time is NCCL latency + base_us + intra * step_us(nvlink) +
+inter * step_us(network) + size term / (protocol factor * eff(S)). The size term is
+bytes * spb, or for ring LL (streamed) max(chunk term on S/n, bus term at eff_max).
+No per-size or per-sweep terms: ``nvlink`` gets one curve per protocol (``nvlink.LL``
+... with base_us, step_us, eff_max, bytes_half; gamma shared) fitted on all single-node
+sweeps of a system at once; ``network`` likewise per protocol (step_us shared) on the
+multi-node sweeps with the nvlink curves held fixed.
+
+Latency can never be negative: base_us and step_us are bounded below by minus the
+smallest NCCL constant they are added to (over every algorithm of that protocol), so
+every (algorithm, protocol, hop count) latency the tuner can produce is >= 0.
+
+Because the pick is fixed per point, the residual is smooth in the parameters; a small
+deterministic grid of starts (gamma x bytes_half, 12 least-squares runs of ~0.05 s)
+finds the basin that one start can miss, then the bootstrap starts from the best.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -22,40 +33,73 @@ from sim.network.collectives.base import ALGORITHMS
 from sim.network.collectives.ring import PER_RANK
 from sim.network.collectives.tuner import PROTOCOLS, STREAMED, nccl_constants
 
-NAMES = ("base_us", "step_us", "eff_max", "bytes_half", "gamma")
-# Start and bounds per protocol: base_us, step_us, eff_max, log(bytes_half); then gamma.
-_P0, _LO, _HI = [2.0, 1.0, 0.8, np.log(1e5)], [-20.0, -0.5, 0.05, np.log(1e1)], \
-    [200.0, 20.0, 1.5, np.log(1e11)]
+PER_PROTO = ("base_us", "step_us", "eff_max", "bytes_half")
+# Start and upper bounds: base_us, step_us, eff_max, log(bytes_half); gamma separately.
+_P0, _HI = {"base_us": 2.0, "step_us": 0.5, "eff_max": 0.8, "bytes_half": np.log(1e5)}, \
+    {"base_us": 200.0, "step_us": 20.0, "eff_max": 1.5, "bytes_half": np.log(1e11)}
+_LO_EFF, _LO_LBH = 0.05, np.log(1e1)
+_GAMMA = (1.0, 0.2, 4.0)
+_GRID = [(g, np.log(b)) for g in (0.3, 0.6, 1.0) for b in (1e3, 1e5, 1e7, 1e9)]
 
 
-def candidate_table(sweep: Sweep, profile: Profile, sizes: np.ndarray | None = None,
-                    times_s: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """(points x candidates) arrays of the fit-independent parts of each prediction."""
+@dataclass(frozen=True)
+class Layout:
+    """Which per-protocol parameters are shared across protocols or fixed (a single
+    sweep at one GPU count cannot separate base_us from step_us, for example)."""
+    shared: frozenset[str] = frozenset()
+    fixed: tuple[tuple[str, float], ...] = ()
+
+    def slots(self) -> list[tuple[str, str | None]]:
+        fixed = dict(self.fixed)
+        out = []
+        for name in PER_PROTO:
+            if name in fixed:
+                continue
+            out += [(name, None)] if name in self.shared else [(name, p) for p in PROTOCOLS]
+        return out + [("gamma", None)]
+
+
+FULL = Layout()
+# Multi-node: one sweep (16 GPUs, 2 nodes) has a single network hop count, so the
+# per-hop cost is shared across protocols; base, eff_max and bytes_half stay per protocol.
+NETWORK = Layout(shared=frozenset({"step_us"}))
+
+
+def latency_floor(proto: str, cls: str = "nvlink") -> tuple[float, float]:
+    """Lowest base_us / step_us that keep every NCCL latency of ``proto`` >= 0 (a network
+    hop also carries NCCL's per-step proxy overhead)."""
+    c = nccl_constants()
+    algos = [a.lat_key for a in ALGORITHMS.values() if proto in a.protos]
+    base = min(c["base_latency_us"][k][proto] for k in algos)
+    extra = c["net_overhead_us"][proto] if cls == "network" else 0.0
+    step = min(c["hw_latency_us"][k][cls][proto] for k in algos) + extra
+    return -base, -step
+
+
+def point_table(sweep: Sweep, profile: Profile, idx: np.ndarray | None = None
+                ) -> dict[str, np.ndarray]:
+    """Per measured size: the fit-independent parts of the prediction of NCCL's pick."""
     net = network_for(sweep, profile.model_copy(update={"fabric": {}}))
-    ranks = tuple(range(sweep.gpus))
-    if sizes is None:
-        sizes = sweep.data.size_bytes.to_numpy(float)
-        times_s = sweep.data.time_us.to_numpy(float) * 1e-6
-    ctx = net.tuner.ctx("all_reduce", 1.0, ranks)
-    cols = {k: [] for k in ("lat0", "intra", "inter", "spb", "bwf", "proto", "stream")}
-    for a in ALGORITHMS.values():
-        if "all_reduce" not in a.kinds or not a.tuned or not a.available(ctx):
-            continue
-        for p in a.protos:
-            intra, inter = a.steps(ctx)
-            streamed = p in STREAMED and a.name == "ring" and sweep.nodes == 1
-            cols["lat0"].append(net.tuner.latency(a, p, ctx) * 1e6)
-            cols["intra"].append(intra)
-            cols["inter"].append(inter)
-            cols["spb"].append(net.tuner.seconds_per_byte(a, ctx))
-            cols["bwf"].append(nccl_constants()["bandwidth_factor"][a.lat_key][p])
-            cols["proto"].append(PROTOCOLS.index(p))
-            cols["stream"].append(1.0 / (sweep.gpus * PER_RANK["all_reduce"](sweep.gpus))
-                                  if streamed else 0.0)
-    out = {k: np.tile(np.asarray(v, float), (len(sizes), 1)) for k, v in cols.items()}
-    out["size"] = np.tile(np.asarray(sizes, float)[:, None], (1, len(cols["lat0"])))
+    tuner, ranks = net.tuner, tuple(range(sweep.gpus))
+    data = sweep.data if idx is None else sweep.data.iloc[idx]
+    cols = {k: [] for k in ("lat0", "intra", "inter", "spb", "bwf", "proto", "stream", "size")}
+    for size in data.size_bytes.to_numpy(float):
+        a, p = tuner.nccl_pick("all_reduce", size, ranks)
+        ctx = tuner.ctx("all_reduce", size, ranks)
+        intra, inter = a.steps(ctx)
+        streamed = p in STREAMED and a.name == "ring" and sweep.nodes == 1
+        cols["lat0"].append(tuner.latency(a, p, ctx, fitted=False) * 1e6)
+        cols["intra"].append(intra)
+        cols["inter"].append(inter)
+        cols["spb"].append(tuner.seconds_per_byte(a, ctx))
+        cols["bwf"].append(tuner.protocol_factor(a, p, ctx))
+        cols["proto"].append(PROTOCOLS.index(p))
+        cols["stream"].append(1.0 / (sweep.gpus * PER_RANK["all_reduce"](sweep.gpus))
+                              if streamed else 0.0)
+        cols["size"].append(size)
+    out = {k: np.asarray(v, float) for k, v in cols.items()}
     out["n"] = np.full_like(out["size"], sweep.gpus)
-    out["time"] = np.asarray(times_s, float)
+    out["time"] = data.time_us.to_numpy(float) * 1e-6
     return out
 
 
@@ -63,53 +107,72 @@ def _eff(eff_max, bytes_half, gamma, size):
     return eff_max / (1.0 + (bytes_half / size) ** gamma)
 
 
-def predict_nvlink(theta, tab) -> np.ndarray:
-    """Per-protocol curves: theta = 4 per protocol (PROTOCOLS order) + shared gamma."""
-    th = np.asarray(theta[:-1]).reshape(len(PROTOCOLS), 4)[tab["proto"].astype(int)]
-    base, step, eff_max, bh, gamma = th[..., 0], th[..., 1], th[..., 2], np.exp(th[..., 3]), \
-        theta[-1]
+def unpack(theta, layout: Layout) -> dict[str, np.ndarray]:
+    """theta -> {name: per-protocol array (PROTOCOLS order)} plus gamma."""
+    out = {n: np.full(len(PROTOCOLS), v, float) for n, v in layout.fixed}
+    for (name, proto), v in zip(layout.slots(), theta, strict=True):
+        if name == "gamma":
+            out["gamma"] = v
+        elif proto is None:
+            out[name] = np.full(len(PROTOCOLS), v, float)
+        else:
+            out.setdefault(name, np.zeros(len(PROTOCOLS)))[PROTOCOLS.index(proto)] = v
+    return out
+
+
+def predict_nvlink(theta, tab, layout: Layout = FULL) -> np.ndarray:
+    u = unpack(theta, layout)
+    i = tab["proto"].astype(int)
+    base, step, eff_max, bh, gamma = u["base_us"][i], u["step_us"][i], u["eff_max"][i], \
+        np.exp(u["bytes_half"][i]), u["gamma"]
     lat = (tab["lat0"] + base + tab["intra"] * step) * 1e-6
     bus = tab["size"] * tab["spb"]
     t_bus = bus / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["size"]))
     chunk = bus * tab["stream"] / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["size"] / tab["n"]))
     t_size = np.where(tab["stream"] > 0, np.maximum(chunk, bus / (tab["bwf"] * eff_max)), t_bus)
-    return np.min(lat + t_size, axis=1)
-
-
-def predict_network(theta, tab) -> np.ndarray:
-    base, step, eff_max, log_bh, gamma = theta
-    lat = (tab["lat0"] + base + tab["inter"] * step) * 1e-6
-    eff = _eff(eff_max, np.exp(log_bh), gamma, tab["size"])
-    return np.min(lat + tab["size"] * tab["spb"] / (tab["bwf"] * eff), axis=1)
+    return lat + t_size
 
 
 def _stack(tables: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
 
 
-def fit_nvlink(tables: list[dict], n_boot: int = 30) -> dict[str, Fit]:
+def _bounds(layout: Layout, cls: str = "nvlink"):
+    lo, hi, x0 = [], [], []
+    for name, proto in layout.slots():
+        if name == "gamma":
+            lo.append(_GAMMA[1]); hi.append(_GAMMA[2]); x0.append(_GAMMA[0])  # noqa: E702
+            continue
+        floors = [latency_floor(p, cls) for p in ([proto] if proto else PROTOCOLS)]
+        low = {"base_us": max(f[0] for f in floors), "step_us": max(f[1] for f in floors),
+               "eff_max": _LO_EFF, "bytes_half": _LO_LBH}[name]
+        lo.append(low); hi.append(_HI[name]); x0.append(max(_P0[name], low))  # noqa: E702
+    return np.array(x0), (np.array(lo), np.array(hi))
+
+
+def fit_nvlink(tables: list[dict], layout: Layout = FULL, n_boot: int = 30,
+               cls: str = "nvlink") -> dict[str, Fit]:
+    """Per-protocol curves; for ``cls="network"`` the per-hop term counts network hops."""
     tab = _stack(tables)
+    if cls == "network":
+        tab = tab | {"intra": tab["inter"]}
     idx = np.arange(len(tab["time"]))
 
     def model(th, i):
-        return predict_nvlink(th, {k: v[i] for k, v in tab.items()})
+        return predict_nvlink(th, {k: v[i] for k, v in tab.items()}, layout)
 
     def to_params(th):
+        u = unpack(th, layout)
         out = {}
         for j, p in enumerate(PROTOCOLS):
-            b, s, e, lb = th[4 * j:4 * j + 4]
-            out |= {f"{p}.base_us": b, f"{p}.step_us": s, f"{p}.eff_max": e,
-                    f"{p}.bytes_half": float(np.exp(lb))}
-        return out | {"gamma": th[-1]}
+            out |= {f"{p}.base_us": u["base_us"][j], f"{p}.step_us": u["step_us"][j],
+                    f"{p}.eff_max": u["eff_max"][j],
+                    f"{p}.bytes_half": float(np.exp(u["bytes_half"][j]))}
+        return out | {"gamma": u["gamma"]}
 
-    k = len(PROTOCOLS)
-    bounds = (_LO * k + [0.2], _HI * k + [4.0])
-    # The min over protocols makes the surface multi-modal: start from a few points.
-    starts = [_P0 * k + [1.0], [20.0, 0.5, 0.8, np.log(1e6)] * k + [0.5],
-              [5.0, 0.1, 0.9, np.log(1e4)] * k + [1.5]]
-    best = min((least_squares(lambda th: np.log(model(th, idx) / tab["time"]), x0,
-                              bounds=bounds) for x0 in starts), key=lambda r: r.cost)
-    fit = _fit(model, idx, tab["time"], best.x, bounds, None, to_params, n_boot=n_boot)
+    x0, bounds = _bounds(layout, cls)
+    x0 = best_start(lambda th: model(th, idx), tab["time"], x0, bounds, layout.slots())
+    fit = _fit(model, idx, tab["time"], x0, bounds, None, to_params, n_boot=n_boot)
     return split_protocols(fit)
 
 
@@ -117,40 +180,81 @@ def split_protocols(fit: Fit) -> dict[str, Fit]:
     """One Fit per protocol (``LL`` ...) in the profile's FabricCurve shape."""
     out = {}
     for p in PROTOCOLS:
-        keys = {n: f"{p}.{n}" for n in NAMES[:-1]} | {"gamma": "gamma"}
+        keys = {n: f"{p}.{n}" for n in PER_PROTO} | {"gamma": "gamma"}
         out[p] = Fit({n: fit.params[k] for n, k in keys.items()}, fit.quality,
                      {n: fit.uncertainty[k] for n, k in keys.items()})
     return out
 
 
-def fit_network(tables: list[dict], n_boot: int = 30) -> Fit:
-    tab = _stack(tables)
-    idx = np.arange(len(tab["time"]))
-
-    def model(th, i):
-        return predict_network(th, {k: v[i] for k, v in tab.items()})
-
-    def to_params(th):
-        return {"base_us": th[0], "step_us": th[1], "eff_max": th[2],
-                "bytes_half": float(np.exp(th[3])), "gamma": th[4]}
-
-    return _fit(model, idx, tab["time"], [2.0, 1.0, 0.8, np.log(1e6), 1.0],
-                ([-20.0, 0.0, 0.05, np.log(1e2), 0.2], [100.0, 50.0, 1.5, np.log(1e11), 4.0]),
-                NAMES, to_params, n_boot=n_boot)
+def with_intra_steps(tabs: list[dict], curves: dict[str, FabricCurve]) -> list[dict]:
+    """Intra-domain hops of the multi-node sweeps keep the nvlink fits' per-hop cost."""
+    for t in tabs:
+        step = np.array([curves[f"nvlink.{PROTOCOLS[int(i)]}"].step_us for i in t["proto"]])
+        t["lat0"] = t["lat0"] + t["intra"] * step
+    return tabs
 
 
-def fit_profile_fabric(profile: Profile, nvlink: list[Sweep], network: list[Sweep]
-                       ) -> dict[str, Fit]:
-    per = fit_nvlink([candidate_table(s, profile) for s in nvlink])
+def fit_profile_fabric(profile: Profile, nvlink: list[Sweep], network: list[Sweep],
+                       layout: Layout = FULL, n_boot: int = 30) -> dict[str, Fit]:
+    per = fit_nvlink([point_table(s, profile) for s in nvlink], layout, n_boot)
     fits = {f"nvlink.{p}": f for p, f in per.items()}
     if network:
         curves = {f"nvlink.{p}": FabricCurve(**f.params) for p, f in per.items()}
         prof = profile.model_copy(update={"fabric": curves})
-        tabs = [candidate_table(s, prof) for s in network]
-        # Intra-domain hops of the multi-node sweeps keep the nvlink fits' per-hop cost.
-        for t in tabs:
-            step = np.array([curves[f"nvlink.{PROTOCOLS[int(i)]}"].step_us
-                             for i in t["proto"][0]])
-            t["lat0"] = t["lat0"] + t["intra"] * step
-        fits["network"] = fit_network(tabs)
+        tabs = with_intra_steps([point_table(s, prof) for s in network], curves)
+        net = fit_nvlink(tabs, NETWORK, n_boot, cls="network")
+        fits |= {f"network.{p}": f for p, f in net.items()}
     return fits
+
+
+def best_start(model, y, x0, bounds, slots) -> np.ndarray:
+    """The least-squares optimum over the deterministic start grid (_GRID)."""
+    best = None
+    for gamma, log_bh in _GRID:
+        x = np.array([gamma if n == "gamma" else log_bh if n == "bytes_half" else v
+                      for (n, _), v in zip(slots, x0, strict=True)])
+        r = least_squares(lambda th: np.log(model(th) / y), x, bounds=bounds)
+        if best is None or r.cost < best.cost - 1e-9:
+            best = r
+    return best.x
+
+
+# A single sweep (one GPU count) cannot separate base_us from step_us: fix the per-hop
+# extra at 0; share gamma and bytes_half across protocols too when a half sweep leaves
+# a protocol with a handful of points (Azure: 11 sizes for 3 protocols).
+SINGLE = Layout(fixed=(("step_us", 0.0),))
+
+
+def sweep_errors(sweep: Sweep, profile: Profile, nvlink_fits: dict | None = None
+                 ) -> dict[str, float]:
+    """Geomean |error| of one sweep fitted alone and predicted back (``same``), and fitted
+    on every other size and predicting the sizes left out (``held_out``). Multi-node
+    sweeps fit the network curves with ``nvlink_fits`` (their system's) held fixed."""
+    n = len(sweep.data)
+    out = {}
+    for key, fit_idx, pred_idx in (("same", np.arange(n), np.arange(n)),
+                                   ("held_out", np.arange(0, n, 2), np.arange(1, n, 2))):
+        fit_tab, pred_tab = point_table(sweep, profile, fit_idx), point_table(sweep, profile,
+                                                                              pred_idx)
+        if sweep.nodes == 1:
+            fits = fit_nvlink([fit_tab], SINGLE, n_boot=1)
+            th = _theta(fits, SINGLE)
+            pred = predict_nvlink(th, pred_tab, SINGLE)
+        else:
+            fit_tab, pred_tab = with_intra_steps([fit_tab, pred_tab], nvlink_fits)
+            fits = fit_nvlink([fit_tab], NETWORK, n_boot=1, cls="network")
+            pred = predict_nvlink(_theta(fits, NETWORK), pred_tab | {"intra": pred_tab["inter"]},
+                                  NETWORK)
+        meas = pred_tab["time"]
+        out[key] = float(np.expm1(np.mean(np.abs(np.log(pred / meas)))))
+    return out
+
+
+def _theta(fits: dict[str, Fit], layout: Layout) -> np.ndarray:
+    """Per-protocol Fits back to the parameter vector of ``layout``."""
+    th = []
+    for name, proto in layout.slots():
+        f = fits[proto or PROTOCOLS[0]].params
+        v = f[name]
+        th.append(np.log(v) if name == "bytes_half" else v)
+    return np.array(th)

@@ -1,11 +1,15 @@
 """Predicted vs measured nccl-tests bus bandwidth for every reference sweep.
 
-Sweeps (calibration/reference/):
-- collectives/dgx_h100_all_reduce_nvls.csv: one DGX H100, 8 GPUs (NVLS);
-- collectives/azure_a100_8gpu_all_reduce.csv: Azure ND A100 v4, 8 GPUs;
-- echo_nccl_tests/azure_a100_40gb_all_reduce_{2,4,8,16}gpu.log: ND A100 v4 40GB, 2-8
-  GPUs in one server and 16 over two servers (one 200 Gb/s HDR NIC per GPU). The 1-GPU
-  log has no communication (busbw is 0 by definition) and is left out.
+Sweeps (calibration/reference/), each on its own catalog system and built-in profile:
+- collectives/dgx_h100_all_reduce_nvls.csv: one DGX H100, 8 GPUs (NVLS); dgx-h100, h100;
+- collectives/azure_a100_8gpu_all_reduce.csv: Azure's AI-benchmarking guide, 8x A100
+  80GB, NCCL 2.18.5; azure-ndm-a100-v4, profile a100-ndm-v4;
+- echo_nccl_tests/azure_a100_40gb_all_reduce_{2,4,8,16}gpu.log: ND A100 v4 (8x A100
+  40GB), 2-8 GPUs in one server and 16 over two servers (one 200 Gb/s HDR NIC per GPU);
+  azure-nd-a100-v4, profile a100. The 1-GPU log has no communication (busbw is 0 by
+  definition) and is left out.
+The two A100 systems disagree by up to 40% on the same node type (a 44 us floor against
+31 us, slower at 4-64 MiB), so each has its own fitted fabric section (docs/fabric.md).
 
 Error per sweep: geometric-mean absolute error, exp(mean |ln(pred/meas)|) - 1, over
 all sizes of the sweep (busbw and time give the same ratio).
@@ -39,6 +43,8 @@ class Sweep:
     gpus: int
     gpus_per_node: int
     data: pd.DataFrame           # size_bytes, time_us, busbw_gb_s
+    # Catalog systems with the same node (GPU, NVSwitch, NICs), for overlays/comparisons.
+    also_on: tuple[str, ...] = ()
 
     @property
     def nodes(self) -> int:
@@ -49,8 +55,7 @@ def _echo(n: int) -> Sweep:
     log = read_nccl_tests(REF / f"echo_nccl_tests/azure_a100_40gb_all_reduce_{n}gpu.log")
     df = pd.DataFrame({"size_bytes": log.size_bytes, "time_us": log.ip_time_us,
                        "busbw_gb_s": log.ip_busbw_gb_s})
-    # Same node as the catalog's dgx-a100 (8 GPUs, NVSwitch 300 GB/s, 8x HDR 200 Gb/s).
-    return Sweep(f"echo A100-40GB {n} GPU", "dgx-a100", "a100", n, 8, df)
+    return Sweep(f"echo A100-40GB {n} GPU", "azure-nd-a100-v4", "a100", n, 8, df, ("dgx-a100",))
 
 
 @cache
@@ -59,14 +64,18 @@ def reference_sweeps() -> tuple[Sweep, ...]:
     a = pd.read_csv(REF / "collectives/azure_a100_8gpu_all_reduce.csv", comment="#")
     a["time_us"] = bus_factor("all_reduce", 8) * a.size_bytes / (a.busbw_gb_s * 1e3)
     return (Sweep("DGX H100 8 GPU NVLS", "dgx-h100", "h100", 8, 8, h),
-            Sweep("Azure A100-80GB 8 GPU", "dgx-a100", "a100", 8, 8, a),
+            Sweep("Azure A100-80GB 8 GPU", "azure-ndm-a100-v4", "a100-ndm-v4", 8, 8, a,
+                  ("dgx-a100",)),
             *(_echo(n) for n in (2, 4, 8, 16)))
 
 
 def network_for(sweep: Sweep, profile: Profile | None = None) -> FlowNetwork:
     sys = catalog.system(sweep.system)
     layout = ClusterLayout(sys, sweep.nodes, sys.nic_gbps)
-    return FlowNetwork(layout, profile or load_builtin(sweep.profile), {})
+    net = FlowNetwork(layout, profile or load_builtin(sweep.profile), {})
+    # NCCL's caps depend on the GPU architecture (nccl_model.arch_key).
+    net.tuner.arch = sys.gpu_spec.arch
+    return net
 
 
 def predict(sweep: Sweep, profile: Profile | None = None) -> pd.DataFrame:

@@ -1,7 +1,8 @@
-"""Per-size choice of algorithm and protocol, the way NCCL's tuner makes it.
+"""Per-size choice of algorithm and protocol, the way NCCL's tuner makes it, and its time.
 
-NCCL predicts ``time = latency(algo, proto) + bytes / busBw(algo, proto)`` for every
-enabled pair and runs the fastest (src/graph/tuning.cc). We do the same with:
+Choice: NCCL's own cost model (nccl_model.py, src/graph/tuning.cc) over every enabled
+pair; the simulator runs what NCCL would run, even where NCCL's coarse model is wrong.
+Time of the chosen pair (what the flow model then runs):
 
 - latency: NCCL's base + per-hop constants (nccl_tuning.yaml) plus the profile's fitted
   extras per link class (``fabric.<cls>.base_us`` once, ``step_us`` per hop);
@@ -24,16 +25,13 @@ eff(S))`` wire bytes, so protocol overheads and contention compose.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from typing import Any
 
 import numpy as np
-import yaml
 
 from hw_models.errors import ClusterSimError
 from hw_models.profile import FabricCurve
 from hw_models.topology import Topology
+from sim.network.collectives import nccl_model
 from sim.network.collectives.base import ALGORITHMS, Algorithm, CollCtx, Plan, get
 from sim.network.collectives.ring import PER_RANK
 from sim.network.fabric import maxmin_rates
@@ -42,10 +40,7 @@ PROTOCOLS = ("LL", "LL128", "Simple")
 STREAMED = frozenset({"LL"})   # protocols whose ring steps overlap (see module docstring)
 
 
-@cache
-def nccl_constants() -> dict[str, Any]:
-    text = resources.files("sim.network.collectives").joinpath("nccl_tuning.yaml").read_text()
-    return yaml.safe_load(text)
+nccl_constants = nccl_model.constants
 
 
 @dataclass(frozen=True)
@@ -68,9 +63,10 @@ def ramp(curve: FabricCurve, nbytes: float) -> float:
 
 class Tuner:
     def __init__(self, topo: Topology, fits: dict[str, FabricCurve], intra_class: str,
-                 nvls: bool, sharp: bool, max_channels: int = 8):
+                 nvls: bool, sharp: bool, max_channels: int = 8, arch: str | None = None):
         self.topo, self.fits, self.intra_class = topo, fits, intra_class
         self.nvls, self.sharp, self.max_channels = nvls, sharp, max_channels
+        self.arch = arch   # GPU architecture (catalog), for NCCL's per-architecture caps
         self._spb: dict[tuple, float] = {}
 
     def ctx(self, kind: str, nbytes: float, ranks: tuple[int, ...]) -> CollCtx:
@@ -79,20 +75,26 @@ class Tuner:
     def fit(self, cls: str, proto: str | None = None) -> FabricCurve:
         return self.fits.get(f"{cls}.{proto}") or self.fits.get(cls) or FabricCurve()
 
-    def latency(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
+    def latency(self, algo: Algorithm, proto: str, ctx: CollCtx, fitted: bool = True) -> float:
+        """NCCL's latency formula plus (``fitted``) the profile's extras, in seconds."""
         c = nccl_constants()
         key = algo.lat_key
         intra, inter = algo.steps(ctx)
         hw = c["hw_latency_us"][key]
         cls = "network" if ctx.n_domains > 1 else "nvlink"
-        us = (c["base_latency_us"][key][proto] + self.fit(cls, proto).base_us
-              + intra * (hw[self.intra_class][proto] + self.fit("nvlink", proto).step_us)
+        w = 1.0 if fitted else 0.0
+        us = (c["base_latency_us"][key][proto] + w * self.fit(cls, proto).base_us
+              + intra * (hw[self.intra_class][proto] + w * self.fit("nvlink", proto).step_us)
               + inter * (hw["network"][proto] + c["net_overhead_us"][proto]
-                         + self.fit("network", proto).step_us))
+                         + w * self.fit("network", proto).step_us))
         return us * 1e-6
 
+    def protocol_factor(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
+        return nccl_model.protocol_factor(algo.lat_key, proto, ctx.kind, ctx.n_domains,
+                                          ctx.n / ctx.n_domains)
+
     def wire_factor(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
-        bwf = nccl_constants()["bandwidth_factor"][algo.lat_key][proto]
+        bwf = self.protocol_factor(algo, proto, ctx)
         cls = "network" if ctx.n_domains > 1 else "nvlink"
         curve = self.fit(cls, proto)
         bus = 1.0 / (bwf * ramp(curve, ctx.nbytes))
@@ -133,16 +135,39 @@ class Tuner:
             raise ClusterSimError(f"no algorithm runs {kind} with protocol {proto!r} here")
         return pairs
 
+    def graph_bw(self, ctx: CollCtx) -> float:
+        """NCCL's nChannels x bw: the scale-up ring's bus bandwidth up to two nodes (NCCL
+        rates them with bwIntra), else the ring's bus bandwidth across the NICs."""
+        ranks = ctx.domains[0] if ctx.n_domains <= 2 and ctx.local > 1 else ctx.ranks
+        sub = CollCtx("all_reduce", 1.0, tuple(ranks), self.topo, self.max_channels,
+                      self.sharp, self.nvls)
+        return PER_RANK["all_reduce"](sub.n) / self.seconds_per_byte(get("ring"), sub)
+
+    def nccl_pick(self, kind: str, nbytes: float, ranks: tuple[int, ...],
+                  algo: str | None = None, proto: str | None = None) -> tuple[Algorithm, str]:
+        """The pair NCCL's own model rates fastest (nccl_model.py)."""
+        ctx = self.ctx(kind, nbytes, ranks)
+        pairs = self.candidates(kind, ctx, algo, proto)
+        if len(pairs) == 1 or ctx.n < 2:
+            return pairs[0]
+        bw = self.graph_bw(ctx)
+        per_rank = PER_RANK.get(kind, lambda n: 1.0)(ctx.n)
+        arch = nccl_model.arch_key(self.arch)
+        chans = nccl_model.nchannels(self.arch, bw, ctx.n_domains, ctx.local)
+
+        def t(pair):
+            a, p = pair
+            return nccl_model.nccl_time(a.lat_key, p, kind, nbytes,
+                                        self.latency(a, p, ctx, fitted=False) * 1e6, bw, ctx.n,
+                                        ctx.n_domains, per_rank, arch, chans)
+        return min(pairs, key=t)
+
     def choose(self, kind: str, nbytes: float, ranks: tuple[int, ...], algo: str | None = None,
                proto: str | None = None) -> Choice:
+        a, p = self.nccl_pick(kind, nbytes, ranks, algo, proto)
         ctx = self.ctx(kind, nbytes, ranks)
-        best = None
-        for a, p in self.candidates(kind, ctx, algo, proto):
-            ch = Choice(a.name, p, self.latency(a, p, ctx), self.wire_factor(a, p, ctx),
-                        self.seconds_per_byte(a, ctx))
-            if best is None or ch.time(nbytes) < best.time(nbytes):
-                best = ch
-        return best
+        return Choice(a.name, p, self.latency(a, p, ctx), self.wire_factor(a, p, ctx),
+                      self.seconds_per_byte(a, ctx))
 
     def plan(self, choice: Choice, kind: str, nbytes: float, ranks: tuple[int, ...]) -> Plan:
         return get(choice.algo).plan(self.ctx(kind, nbytes, ranks))

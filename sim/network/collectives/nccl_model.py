@@ -1,0 +1,117 @@
+"""NCCL's own cost model, used only to pick (algorithm, protocol) the way NCCL does.
+
+NCCL runs whichever enabled pair its model says is fastest (src/graph/tuning.cc,
+ncclTopoTuneModel + ncclTopoGetAlgoTime); that model is coarse (e.g. it rates a 2-node
+tree below the ring at large sizes although the tree moves less data across nodes), so
+the pick can differ from what our flow model would call fastest. The simulator must run
+what NCCL runs, so the choice uses NCCL's model; the chosen pair's time then comes from
+the topology and the profile's fitted curves (tuner.py). All constants and formulas are
+in nccl_tuning.yaml with their source.
+
+``graph_bw`` stands for NCCL's nChannels x bw of the searched graph: the scale-up bus
+bandwidth for up to two nodes (NCCL uses bwIntra there), else the ring's bus bandwidth
+across the NICs; ``channels`` is that over NCCL's bandwidth per channel (``nchannels``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+
+@cache
+def constants() -> dict[str, Any]:
+    text = resources.files("sim.network.collectives").joinpath("nccl_tuning.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def arch_key(arch: str | None) -> str:
+    """tuning.cc's compCap index: >= 90 Hopper row, >= 80 Ampere, else Volta; parts with
+    no sm number (AMD, CPU) get the Ampere row (RCCL keeps its own tables)."""
+    m = re.fullmatch(r"sm(\d+)", arch or "")
+    cc = int(m.group(1)) if m else 80
+    return "sm90" if cc >= 90 else "sm80" if cc >= 80 else "sm70"
+
+
+def nchannels(arch: str | None, graph_bw: float, nodes: int, local: int) -> float:
+    """NCCL's channel count: graph bandwidth / per-link NVLink figure up to two nodes,
+    one per rail (local rank) beyond (nccl_tuning.yaml nvlink_channel_gb_s)."""
+    if nodes > 2:
+        return float(max(1, local))
+    m = re.fullmatch(r"sm(\d+)", arch or "")
+    cc = int(m.group(1)) if m else 80
+    key = "sm100" if cc >= 100 else arch_key(arch)
+    return max(1.0, graph_bw / (constants()["nvlink_channel_gb_s"][key] * 1e9))
+
+
+def _node_idx(nodes: int) -> int:
+    return 0 if nodes <= 1 else 1 if nodes == 2 else 2
+
+
+def protocol_factor(key: str, proto: str, kind: str, nodes: int, ppn: float) -> float:
+    """Bus-bandwidth factor of a protocol on an algorithm (before NCCL's absolute caps)."""
+    f = constants()["protocol_factor"]
+    if key == "ring":
+        if proto == "LL":
+            single_other = nodes <= 1 and kind not in ("all_reduce", "reduce")
+            return f["ring"]["LL_single_node_other" if single_other else "LL"]
+        if proto == "LL128":
+            return f["ring"]["LL128_ppn1" if ppn < 2 else "LL128"]
+        return f["ring"]["Simple"]
+    if key == "tree":
+        t = f["tree"]
+        if proto == "LL128":
+            return t["all"] * t["LL128_single_node" if nodes <= 1 else "LL128"]
+        return t["all"] * t[proto]
+    return 1.0
+
+
+def bus_bw_cap(key: str, proto: str, nodes: int, arch: str, channels: float) -> float:
+    """NCCL's absolute bus-bandwidth cap for the pair, bytes/s (inf where it has none)."""
+    c, i = constants(), _node_idx(nodes)
+    per_ch = c["per_channel_max_gb_s"]
+    caps = []
+    if proto == "LL" and key in ("ring", "tree"):
+        caps.append(c["ll_max_bw_gb_s"][arch][i])
+    if key == "ring" and proto == "LL128":
+        caps.append(channels * per_ch["ring_LL128"][arch][i])
+    if key == "tree":
+        caps.append(channels * per_ch["tree"][arch][i] * protocol_factor(key, proto, "", nodes, 8)
+                    / c["protocol_factor"]["tree"]["all"])
+        if proto == "LL128":
+            caps.append(channels * per_ch["tree_LL128"][arch][i])
+    return min(caps) * 1e9 if caps else math.inf
+
+
+def algbw_ratio(key: str, kind: str, n: int, per_rank: float) -> float:
+    r = constants()["algbw_ratio"]
+    if key == "ring":
+        return 1.0 / per_rank          # n / nsteps
+    return r.get(key, r["other"])
+
+
+def tree_correction(proto: str, nbytes: float) -> float:
+    log_size = int(math.log2(max(1.0, nbytes / 64))) if nbytes >= 64 else 0
+    table = constants()["tree_correction"][proto]
+    return table[log_size] if log_size < len(table) else 1.0
+
+
+def nccl_time(key: str, proto: str, kind: str, nbytes: float, latency_us: float, graph_bw: float,
+              n: int, nodes: int, per_rank: float, arch: str, channels: float) -> float:
+    """NCCL's predicted time (seconds) of one (algorithm, protocol) pair."""
+    ppn = n / max(1, nodes)
+    bus = min(graph_bw * protocol_factor(key, proto, kind, nodes, ppn),
+              bus_bw_cap(key, proto, nodes, arch, channels))
+    alg = bus * algbw_ratio(key, kind, n, per_rank)
+    if key == "tree":
+        alg *= tree_correction(proto, nbytes)
+    lat = latency_us
+    if (key == "ring" and proto == "Simple" and nodes > 1 and kind == "all_reduce"
+            and nbytes / (channels * n) >= 64):
+        lat *= constants()["ring_plateau"][arch]
+    return lat * 1e-6 + nbytes / alg
