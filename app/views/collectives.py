@@ -28,7 +28,8 @@ MIN_BYTES, MAX_BYTES = 8, 8 << 30          # nccl-tests' usual -b 8 -e 8G
 def references(system: str, op: str, gpus: int) -> list[tuple[str, pd.DataFrame]]:
     """Reference sweeps measured on this system's node type, op and group size."""
     return [(s.name, s.data) for s in reference_sweeps()
-            if op == "all_reduce" and s.system == system and s.gpus == gpus]
+            if op == "all_reduce" and (s.system == system or system in s.also_on)
+            and s.gpus == gpus]
 
 
 def _group_sizes(world: int) -> list[int]:
