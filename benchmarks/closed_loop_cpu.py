@@ -1,6 +1,6 @@
 """Closed loop on this CPU: calibrate, run a real DDP GPT step, predict it, compare.
 
-    python benchmarks/closed_loop_cpu.py [--quick] [--repeats 3]
+    python benchmarks/closed_loop_cpu.py [--quick] [--repeats 3] [--ablate hot|unblocked|solo]
 
 Each repeat, back to back (the 2 cores are shared, so both halves see the same load):
 1. Calibrate this CPU as the accelerator: the kernel suite (GEMMs in this GPT's own
@@ -88,14 +88,21 @@ class GPT(nn.Module):
         return self.head(self.ln(x))
 
 
-def _grid(quick: bool) -> kernels.Grid:
+# Ablations (--ablate NAME): calibrate without one of the measures above, to show what
+# each is worth. "solo": the kernel suite in one process while the other rank waits.
+ABLATIONS = ("none", "hot", "unblocked", "solo")
+
+
+def _grid(quick: bool, ablate: str = "none") -> kernels.Grid:
     """The kernel grid on this GPT's own shapes (GEMMs of its layer, its attention, its
     tensor sizes: 16K .. 1M elements; the logits are 512K)."""
     h, t = CFG["hidden"], CFG["batch"] * CFG["seq"]
     squares, numels = ((64, 512), (4**7, 4**9, 4**10)) if quick else \
         ((64, 256, 512), tuple(4**i for i in range(6, 11)))
     return kernels.Grid(squares, (t,), h, 4 * h, (CFG["seq"], 2 * CFG["seq"]), CFG["heads"],
-                        h // CFG["heads"], numels, 2, 3 if quick else 7, BLOCK_S, COLD_BYTES)
+                        h // CFG["heads"], numels, 2, 3 if quick else 7,
+                        0.0 if ablate == "unblocked" else BLOCK_S,
+                        0 if ablate == "hot" else COLD_BYTES)
 
 
 # all_reduce sizes (bytes): around DDP's two gradient buckets here (2 MB and 8.6 MB).
@@ -124,16 +131,26 @@ def _ddp_steps(steps: tuple[int, int]) -> list[tuple[float, float]]:
     return times
 
 
-def _worker(rank: int, store: str, quick: bool, repeats: int, out: str) -> None:
+def _kernel_rows(quick: bool, ablate: str, dev: torch.device) -> list[dict]:
+    with torch.inference_mode():
+        if ablate != "solo":
+            return kernels.lockstep_suite(_grid(quick, ablate), dev, ("fp32",))
+        rows = kernels.suite(_grid(quick, ablate), dev, ("fp32",)) if dist.get_rank() == 0 else []
+    box = [rows]
+    dist.broadcast_object_list(box, src=0)
+    return [r | {"procs": 1} for r in box[0]]
+
+
+def _worker(rank: int, store: str, quick: bool, repeats: int, out: str, ablate: str) -> None:
     """Per repeat, back to back in the same 2 processes: calibrate kernels (lockstep),
     the all_reduce sweep, then the real DDP step. Rank 0 writes the CSVs and times."""
     torch.set_num_threads(THREADS)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=RANKS)
     dev = torch.device("cpu")
     for r in range(repeats):
-        with torch.inference_mode():
-            krows = kernels.lockstep_suite(_grid(quick), dev, ("fp32",))
-        crows = collectives.sweep(("all_reduce",), dev, quick, BLOCK_S, AR_SIZES[quick])
+        krows = _kernel_rows(quick, ablate, dev)
+        crows = collectives.sweep(("all_reduce",), dev, quick,
+                                  0.0 if ablate == "unblocked" else BLOCK_S, AR_SIZES[quick])
         times = _ddp_steps((1, 4) if quick else (3, 10))
         gathered: list[list[tuple[float, float]]] = [[] for _ in range(RANKS)]
         dist.all_gather_object(gathered, times)
@@ -147,8 +164,8 @@ def _worker(rank: int, store: str, quick: bool, repeats: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def run_repeats(out: Path, quick: bool, repeats: int) -> None:
-    mp.start_processes(_worker, args=(str(out / "store"), quick, repeats, str(out)),
+def run_repeats(out: Path, quick: bool, repeats: int, ablate: str = "none") -> None:
+    mp.start_processes(_worker, args=(str(out / "store"), quick, repeats, str(out), ablate),
                        nprocs=RANKS, join=True, start_method="spawn")
 
 
@@ -238,8 +255,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ablate", choices=ABLATIONS, default="none")
     a = ap.parse_args()
-    print(json.dumps(closed_loop(a.quick, a.repeats), indent=1))
+    print(json.dumps(closed_loop(a.quick, a.repeats, a.ablate), indent=1))
 
 
 def cpu_clock_copy(folder: Path) -> list[Path]:
@@ -276,12 +294,12 @@ def _stats(runs: list[dict], clock: str) -> dict:
             "error_pct_min": min(errs), "error_pct_max": max(errs)}
 
 
-def closed_loop(quick: bool, repeats: int) -> dict:
+def closed_loop(quick: bool, repeats: int, ablate: str = "none") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        run_repeats(Path(tmp), quick, repeats)
+        run_repeats(Path(tmp), quick, repeats, ablate)
         runs = [one_run(Path(tmp) / f"r{r}") for r in range(repeats)]
     return _stats(runs, "wall") | {"cpu_clock": _stats(runs, "cpu"), "runs": runs,
-                                   "repeats": repeats, "threads_per_rank": THREADS,
+                                   "repeats": repeats, "ablate": ablate, "threads_per_rank": THREADS,
                                    "ranks": RANKS, "config": CFG}
 
 
