@@ -23,8 +23,11 @@ from calibration.parsers import read_microbench, read_nccl_tests
 from hw_models import catalog
 from hw_models.errors import ClusterSimError
 
-# microbench memory op -> the compute model's op class it stands for.
-MEMORY_CLASS = {"copy": "memcpy", "add": "elementwise", "layernorm": "norm", "softmax": "softmax"}
+# microbench memory op -> the compute model's op class it stands for (a class pools its ops;
+# "loss" is cross-entropy's log-softmax forward and backward).
+MEMORY_CLASS = {"copy": "memcpy", "add": "elementwise", "mul": "elementwise", "gelu": "elementwise",
+                "layernorm": "norm", "softmax": "softmax", "log_softmax": "loss",
+                "log_softmax_bwd": "loss"}
 ELEM_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
 
 
@@ -80,27 +83,29 @@ def _device_key(frames: list[pd.DataFrame], device: str | None) -> str:
     return key
 
 
-def fit_kernels(df: pd.DataFrame, peaks: dict[str, float], hbm_bw: float) -> dict[str, dict[str, Fit]]:
+def fit_kernels(df: pd.DataFrame, peaks: dict[str, float], hbm_bw: float,
+                n_boot: int = 200) -> dict[str, dict[str, Fit]]:
     """GEMM per dtype, attention causal/full, memory overall and per op class."""
     out: dict[str, dict[str, Fit]] = {"gemm": {}, "attention": {}, "memory_ops": {}}
     gemm = df[df.op_class == "gemm"]
     mem = df[df.op_class == "memory"]
     overall = mem[mem.op.isin(["copy", "add"])]
-    out["memory"] = {"all": fit_memory(overall.bytes, overall.median_s, hbm_bw)}
-    for op, cls in MEMORY_CLASS.items():
-        rows = mem[mem.op == op]
+    out["memory"] = {"all": fit_memory(overall.bytes, overall.median_s, hbm_bw, n_boot)}
+    for cls in dict.fromkeys(MEMORY_CLASS.values()):
+        rows = mem[mem.op.map(MEMORY_CLASS) == cls]
         if len(rows) >= 2:
-            out["memory_ops"][cls] = fit_memory(rows.bytes, rows.median_s, hbm_bw)
+            out["memory_ops"][cls] = fit_memory(rows.bytes, rows.median_s, hbm_bw, n_boot)
     bw_eff = out["memory"]["all"].params["bw_eff"]
     for dt, g in gemm.groupby("dtype"):
         out["gemm"][dt] = fit_gemm(g.m, g.n, g.k, g.median_s, peaks[dt], hbm_bw, bw_eff,
-                                   ELEM_BYTES[dt])
+                                   ELEM_BYTES[dt], n_boot)
     att = df[df.op_class == "attention"]
     for causal, key in ((True, "causal"), (False, "full")):
         rows = att[att.causal.astype(str).str.lower() == str(causal).lower()]
         if len(rows) >= 2:
             peak = np.array([peaks.get(d, max(peaks.values())) for d in rows.dtype])
-            out["attention"][key] = fit_attention(rows.seq, rows.flops / rows.median_s / peak)
+            out["attention"][key] = fit_attention(rows.seq, rows.flops / rows.median_s / peak,
+                                                  n_boot)
     return out
 
 
@@ -115,7 +120,7 @@ def measured_peaks(df: pd.DataFrame) -> tuple[dict[str, float], float]:
 
 
 def fit_collectives(frames: list[pd.DataFrame], link_bw: dict[str, float],
-                    domain_gpus: int) -> dict[str, Fit]:
+                    domain_gpus: int, n_boot: int = 200) -> dict[str, Fit]:
     """One curve per (link class, op); the all_reduce curve is the link class's own."""
     from sim.network.analytical import bus_factor
     fits: dict[str, Fit] = {}
@@ -124,7 +129,7 @@ def fit_collectives(frames: list[pd.DataFrame], link_bw: dict[str, float],
             cls = "nvlink" if int(n) <= domain_gpus else "network"
             bus = bus_factor(op, int(n)) * g.size_bytes.to_numpy(float)
             key = cls if op == "all_reduce" else f"{cls}.{op}"
-            fits[key] = fit_collective(bus, g.median_s.to_numpy(float), link_bw[cls])
+            fits[key] = fit_collective(bus, g.median_s.to_numpy(float), link_bw[cls], n_boot)
     return fits
 
 
@@ -147,8 +152,9 @@ def _link_bw(device: str, system: str | None, colls: list[pd.DataFrame]) -> tupl
 
 
 def build_profile(paths: list[Path], name: str | None = None, device: str | None = None,
-                  system: str | None = None) -> dict:
-    """A profile mapping (the YAML layout of hw_models/profile.py) fitted on ``paths``."""
+                  system: str | None = None, n_boot: int = 200) -> dict:
+    """A profile mapping (the YAML layout of hw_models/profile.py) fitted on ``paths``;
+    ``n_boot`` bootstrap resamples per fit give the parameter spread."""
     if not paths:
         raise ClusterSimError("calibrate fit needs at least one input file")
     kernels, colls = _load(paths)
@@ -161,7 +167,7 @@ def build_profile(paths: list[Path], name: str | None = None, device: str | None
     if kernels is not None:
         peaks, hbm = measured_peaks(kernels) if dev == "cpu" else (
             {d: gpu.peak_flops(d) for d in kernels.dtype.unique()}, gpu.hbm_bw)
-        k = fit_kernels(kernels, peaks, hbm)
+        k = fit_kernels(kernels, peaks, hbm, n_boot)
         mem = k["memory"]["all"].params
         prof |= {"gemm": {d: f.params for d, f in k["gemm"].items()},
                  "attention": {c: f.params for c, f in k["attention"].items()},
@@ -180,7 +186,7 @@ def build_profile(paths: list[Path], name: str | None = None, device: str | None
         base = load_builtin(gpu.profile).model_dump(exclude_none=True)
         prof |= {k: base[k] for k in ("gemm", "attention", "memory", "memory_ops")}
         prof["fitted_by"] += f" (kernel curves from built-in profile {gpu.profile!r})"
-    colls_fit = fit_collectives(colls, link_bw, domain) if colls else {}
+    colls_fit = fit_collectives(colls, link_bw, domain, n_boot) if colls else {}
     prof["collectives"] = {k: f.params for k, f in colls_fit.items()}
     fits |= {f"collectives.{k}": f for k, f in colls_fit.items()}
     prof["quality"] = {k: f.quality for k, f in fits.items()}
@@ -191,10 +197,12 @@ def build_profile(paths: list[Path], name: str | None = None, device: str | None
 def _cpu_spec(kernels: pd.DataFrame, peaks: dict[str, float], hbm: float,
               coll_peak: float | None) -> dict:
     row = kernels.iloc[0]
+    procs = 1 if pd.isna(row.get("procs", 1)) else int(row.get("procs", 1))
     spec = {"name": str(row.device_name), "peak_tflops": {d: _r(v / 1e12) for d, v in peaks.items()},
             "hbm_tb_s": _r(hbm / 1e12),
             "source": f"best observed rates of calibrate run kernels/collectives, torch "
-                      f"{row.torch_version}, {row.threads} threads, {row.date}"}
+                      f"{row.torch_version}, {row.threads} threads x {procs} "
+                      f"processes, {row.date}"}
     if coll_peak:
         spec["scale_up_gb_s"] = _r(coll_peak / 1e9)
     return spec

@@ -109,7 +109,7 @@ def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
     return fit
 
 
-def fit_attention(seq, eff) -> Fit:
+def fit_attention(seq, eff, n_boot: int = 200) -> Fit:
     """Attention efficiency vs kv length: eff = eff_max s / (s + s_half)."""
     seq, eff = np.asarray(seq, float), np.asarray(eff, float)
 
@@ -117,7 +117,8 @@ def fit_attention(seq, eff) -> Fit:
         return th[0] * s / (s + th[1])
 
     return _fit(model, seq, eff, [0.6, 300.0], ([0.01, 0.0], [1.0, 1e5]),
-                ["eff_max", "seq_half"], lambda th: {"eff_max": th[0], "seq_half": th[1]})
+                ["eff_max", "seq_half"], lambda th: {"eff_max": th[0], "seq_half": th[1]},
+                n_boot=n_boot)
 
 
 def fit_memory_launch(nbytes, time_s, hbm_bw: float, bw_eff: float) -> Fit:
@@ -153,7 +154,7 @@ def fit_collective(bus_bytes, time_s, link_bw: float, n_boot: int = 200) -> Fit:
                 ["latency_us", "eff_max", "bytes_half", "gamma"], to_params, n_boot=n_boot)
 
 
-def fit_memory(nbytes, time_s, peak_bw: float) -> Fit:
+def fit_memory(nbytes, time_s, peak_bw: float, n_boot: int = 200) -> Fit:
     """Memory-bound kernel: t = launch + bytes / (peak_bw bw_eff), both parameters free
     (for a measured device, whose streaming bandwidth is itself measured)."""
     nbytes, t = np.asarray(nbytes, float), np.asarray(time_s, float)
@@ -162,4 +163,4 @@ def fit_memory(nbytes, time_s, peak_bw: float) -> Fit:
         return th[1] * 1e-6 + b / (peak_bw * th[0])
 
     return _fit(model, nbytes, t, [0.5, 3.0], ([1e-3, 0.0], [1.0, 1e4]), ["bw_eff", "launch_us"],
-                lambda th: {"bw_eff": th[0], "launch_us": th[1]})
+                lambda th: {"bw_eff": th[0], "launch_us": th[1]}, n_boot=n_boot)

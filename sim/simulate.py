@@ -84,7 +84,10 @@ def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
             "smaller micro_batch")
 
 
-def simulate(sc: Scenario, prof: Profile | None = None) -> SimResult:
+def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> SimResult:
+    """One training iteration (or a serving run). ``band``: when the profile carries
+    bootstrap uncertainty, also play the same graph with the profile's fast and slow
+    corners (calibration/uncertainty.py) and report ``result.band`` (low, high)."""
     if sc.workload.kind == "inference":      # LLM serving: sim/simulate_inference.py
         from sim.simulate_inference import simulate_inference
         return simulate_inference(sc, prof)
@@ -109,6 +112,7 @@ def simulate(sc: Scenario, prof: Profile | None = None) -> SimResult:
     peak = setup.gpu.peak_flops(sc.workload.precision)
     mflops = model_flops(model, tokens)
     hw_flops = mflops * recompute_factor(setup)
+    lo_hi = band_times(setup, graph, prof, t_iter) if band and prof.uncertainty else None
     return SimResult(
         name=sc.name, fidelity=getattr(network, "fidelity", sc.sim.fidelity),
         iteration_time_s=t_iter, tokens_per_s=tokens / t_iter,
@@ -116,8 +120,26 @@ def simulate(sc: Scenario, prof: Profile | None = None) -> SimResult:
         hfu=hw_flops / (t_iter * world * peak), memory_peak_gib=float(mem.total_gib.max()),
         breakdown=breakdown(rows, graph), memory=mem, timeline=timeline_frame(rows),
         world_size=world, events=engine.events, wall_s=time.perf_counter() - t0,
+        band=None if lo_hi is None else {
+            "iteration_time_s": lo_hi, "tokens_per_s": (tokens / lo_hi[1], tokens / lo_hi[0]),
+            "mfu": (mflops / (lo_hi[1] * world * peak), mflops / (lo_hi[0] * world * peak))},
         extra={"nodes": len(graph), "microbatches": plan.microbatches,
                "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp}})
+
+
+def band_times(setup: Setup, graph, prof: Profile, t_iter: float) -> tuple[float, float]:
+    """(low, high) iteration time: the same graph re-costed and re-played with every fitted
+    parameter at its fast and at its slow bootstrap end (a corner bound, see
+    calibration/uncertainty.py)."""
+    from calibration.uncertainty import band_profiles
+    times = [t_iter]
+    for corner in band_profiles(prof):
+        network = make_network(setup, corner)
+        if hasattr(network, "set_simulated_ranks"):
+            network.set_simulated_ranks(graph.simulated_ranks)
+        costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), network)
+        times.append(max(r.end for r in Engine(graph, costs, network).run()))
+    return min(times), max(times)
 
 
 def recompute_factor(setup: Setup) -> float:

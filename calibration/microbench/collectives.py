@@ -50,20 +50,34 @@ def _call(op: str, buf: torch.Tensor, out: torch.Tensor, n: int) -> None:
         dist.reduce(buf, dst=0)
 
 
-def _time(op: str, nbytes: int, n: int, dev: torch.device, reps: tuple[int, int]) -> list[float]:
+def _time(op: str, nbytes: int, n: int, dev: torch.device, reps: tuple[int, int],
+          block_s: float = 0.0, cpu: list[float] | None = None) -> list[float]:
+    """Seconds per call; ``block_s`` > 0: each sample is the mean over back-to-back calls
+    lasting about that long (see common.time_fn; all ranks agree on the block length)."""
     count = max(n, nbytes // 4 // n * n)      # float32 elements, divisible by the ranks
     buf = torch.ones(count, device=dev)
     out = torch.empty(count, device=dev)
     for _ in range(reps[0]):
         _call(op, buf, out, n)
-    samples = []
-    for _ in range(reps[1]):
+    calls = 1
+    if block_s > 0:
         dist.barrier()
         t0 = time.perf_counter()
         _call(op, buf, out, n)
+        est = torch.tensor([time.perf_counter() - t0])
+        dist.all_reduce(est, op=dist.ReduceOp.MAX)
+        calls = max(1, round(block_s / max(float(est), 1e-7)))
+    samples = []
+    for _ in range(reps[1]):
+        dist.barrier()
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(calls):
+            _call(op, buf, out, n)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        samples.append(time.perf_counter() - t0)
+        samples.append((time.perf_counter() - t0) / calls)
+        if cpu is not None:
+            cpu.append((time.process_time() - c0) / calls)
     return samples
 
 
@@ -83,19 +97,32 @@ def _worker(rank: int, n: int, device: str, store: str, ops: tuple[str, ...], qu
     dist.init_process_group("gloo" if dev.type == "cpu" else "nccl", init_method=f"file://{store}",
                             rank=rank, world_size=n)
     torch.set_num_threads(1)
+    rows = sweep(ops, dev, quick)
+    if rank == 0:
+        write_csv(rows, Path(out_csv))
+    dist.destroy_process_group()
+
+
+def sweep(ops: tuple[str, ...], dev: torch.device, quick: bool, block_s: float = 0.0,
+          sizes: tuple[int, ...] | None = None) -> list[dict]:
+    """Every rank of an initialised process group calls this; all get the same rows.
+    ``sizes`` (bytes) replaces the default sweep of ``quick``."""
+    n = dist.get_world_size()
     rows, base = [], meta("collectives", dev) | {"backend": dist.get_backend(), "n_ranks": n}
     for op in ops:
         if not _supported(op, n, dev):
             rows.append(base | {"op": op, "skipped": f"{dist.get_backend()} does not implement {op}"})
             continue
-        for size in SIZES[quick]:
-            local = _time(op, size, n, dev, REPS[quick])
-            allr: list[list[float]] = [[] for _ in range(n)]
-            dist.all_gather_object(allr, local)
-            rows.append(base | _row(op, size, n, np.max(np.array(allr), axis=0).tolist()))
-    if rank == 0:
-        write_csv(rows, Path(out_csv))
-    dist.destroy_process_group()
+        for size in sizes or SIZES[quick]:
+            cpu: list[float] = []
+            local = _time(op, size, n, dev, REPS[quick], block_s, cpu)
+            allr: list[list[list[float]]] = [[] for _ in range(n)]
+            dist.all_gather_object(allr, [local, cpu])
+            row = _row(op, size, n, np.max(np.array([a[0] for a in allr]), axis=0).tolist())
+            if dev.type == "cpu":     # the slowest rank's CPU seconds per call (median)
+                row["cpu_median_s"] = max(float(np.median(a[1])) for a in allr)
+            rows.append(base | row)
+    return rows
 
 
 def _row(op: str, size: int, n: int, samples: list[float]) -> dict:

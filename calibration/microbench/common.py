@@ -33,8 +33,15 @@ def device_name(dev: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def time_fn(fn: Callable[[], object], dev: torch.device, warmup: int, reps: int) -> list[float]:
-    """Seconds per call: CUDA events on a GPU (device time), perf_counter on a CPU."""
+def time_fn(fn: Callable[[], object], dev: torch.device, warmup: int, reps: int,
+            block_s: float = 0.0, cpu: list[float] | None = None) -> list[float]:
+    """Seconds per call: CUDA events on a GPU (device time), perf_counter on a CPU.
+
+    ``block_s`` > 0 (CPU): each sample is the mean over a block of back-to-back calls
+    lasting about ``block_s`` (torch.utils.benchmark's blocked_autorange). On cores shared
+    with other processes a single short call usually runs without being descheduled, a
+    long training step never does; blocks longer than the scheduler's time slice (a few
+    ms, Linux CFS) average the time slicing in, as the step does."""
     for _ in range(warmup):
         fn()
     if dev.type == "cuda":
@@ -49,19 +56,30 @@ def time_fn(fn: Callable[[], object], dev: torch.device, warmup: int, reps: int)
             out.append(start.elapsed_time(end) * 1e-3)
         return out
     import time
-    out = []
-    for _ in range(reps):
+    calls = 1
+    if block_s > 0:
         t0 = time.perf_counter()
         fn()
-        out.append(time.perf_counter() - t0)
+        calls = max(1, round(block_s / max(time.perf_counter() - t0, 1e-7)))
+    out = []
+    for _ in range(reps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(calls):
+            fn()
+        out.append((time.perf_counter() - t0) / calls)
+        if cpu is not None:
+            cpu.append((time.process_time() - c0) / calls)
     return out
 
 
-def summary(samples: list[float]) -> dict[str, object]:
+def summary(samples: list[float], cpu: list[float] | None = None) -> dict[str, object]:
     arr = np.asarray(samples, float)
     q1, q3 = np.percentile(arr, [25, 75])
-    return {"n_samples": len(arr), "samples_s": ";".join(f"{s:.6g}" for s in arr),
-            "median_s": float(np.median(arr)), "iqr_s": float(q3 - q1)}
+    out = {"n_samples": len(arr), "samples_s": ";".join(f"{s:.6g}" for s in arr),
+           "median_s": float(np.median(arr)), "iqr_s": float(q3 - q1)}
+    if cpu:
+        out["cpu_median_s"] = float(np.median(cpu))
+    return out
 
 
 def meta(suite: str, dev: torch.device) -> dict[str, object]:

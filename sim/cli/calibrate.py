@@ -32,11 +32,15 @@ def run_cmd(suite: Suite = typer.Argument(..., help="kernels or collectives"),
             device: Device = typer.Option(Device.cpu, "--device"),
             out: Path = typer.Option(Path("calib_out"), "--out", help="folder for the CSV"),
             quick: bool = typer.Option(False, "--quick", help="tiny grid (seconds)"),
-            nprocs: int = typer.Option(2, "--nprocs", help="local ranks for collectives")) -> None:
+            nprocs: int = typer.Option(2, "--nprocs", help="local ranks for collectives"),
+            procs: int = typer.Option(1, "--procs", help="kernels: copies run at once in lockstep "
+                                      "(the ranks of a job sharing this machine)"),
+            threads: int = typer.Option(None, "--threads", help="kernels: torch threads per process")
+            ) -> None:
     """Run a microbenchmark suite on this machine and write a tidy CSV."""
     if suite is Suite.kernels:
         from calibration.microbench.kernels import run
-        path = run(device.value, out, quick)
+        path = run(device.value, out, quick, threads=threads, procs=procs)
     else:
         from calibration.microbench.collectives import run
         path = run(device.value, out, nprocs, quick)
