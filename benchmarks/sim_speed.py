@@ -46,7 +46,7 @@ def main() -> None:
         walls, res = [], None
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            res = simulate(parse(sc, name))
+            res = simulate(parse(sc, name), band=False)
             walls.append(time.perf_counter() - t0)
         wall = statistics.median(walls)
         out[name] = {"wall_s": round(wall, 3), "events": res.events,

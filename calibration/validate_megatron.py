@@ -64,7 +64,7 @@ def run(fidelity: str = "analytical") -> pd.DataFrame:
     for row in rows().itertuples():
         sc = scenario_for(row)
         sc["sim"]["fidelity"] = fidelity
-        res = simulate(parse(sc, sc["name"]))
+        res = simulate(parse(sc, sc["name"]), band=False)
         m = parse(sc).workload
         from workloads.model import resolve
         spec = resolve(m.model)

@@ -167,7 +167,7 @@ def verify(base: dict[str, Any], config: Config) -> dict[str, Any]:
     data = scenario_for(base, axis, raw)
     ctx = context(base, axis)
     try:
-        res = simulate(scenario_mod.parse(data, f"sweep row {cid}"))
+        res = simulate(scenario_mod.parse(data, f"sweep row {cid}"), band=False)
     except ClusterSimError as exc:
         return {"id": cid, "des_status": "error", "des_detail": str(exc)}
     plan = _plan_of(ctx, raw)
