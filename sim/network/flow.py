@@ -6,7 +6,9 @@
 scenario's ``cluster.network`` mapping (see hw_models.topology.build_topology); the
 layout's ``nic_gbps`` and ``oversubscription`` fill in what it leaves out. Extra keys
 ``algo`` / ``proto`` force an algorithm / protocol (like NCCL_ALGO / NCCL_PROTO) and
-``channels`` caps the channel count.
+``channels`` caps the channel count; ``tolerance`` (default 1e-2; 0 is exact) lets the max-min
+solver merge bottleneck levels and flow ends within that relative distance, which makes
+phases with many distinct levels (a large all-to-all under ECMP) much cheaper.
 
 A collective waits NCCL's latency term, then runs its plan's phases on the shared
 ``Fabric`` of the environment, where it contends with every other flow in flight.
@@ -41,6 +43,9 @@ from sim.network.collectives.tuner import Choice, Tuner
 from workloads.graph import Collective, CommGroup
 
 TUNER_KEYS = ("algo", "proto", "channels")
+# Relative tolerance of the max-min solver and of flow completion (sim/network/fabric.py):
+# a numerical-method setting, not a hardware number. 0 is exact progressive filling.
+TOLERANCE = 1e-2
 
 
 class FlowNetwork:
@@ -51,6 +56,7 @@ class FlowNetwork:
         cfg = {k: v for k, v in (topology_cfg or {}).items() if v is not None}
         self.algo, self.proto = cfg.pop("algo", None), cfg.pop("proto", None)
         channels = int(cfg.pop("channels", 8))
+        self.tolerance = float(cfg.pop("tolerance", TOLERANCE))
         cfg.setdefault("nic_gbps", layout.nic_gbps)
         if layout.oversubscription != 1.0:
             cfg.setdefault("oversubscription", layout.oversubscription)
@@ -98,7 +104,7 @@ class FlowNetwork:
         from sim.network.fabric import Fabric
         entry = self._fabrics.get(id(env))
         if entry is None or entry[0] is not env:
-            entry = (env, Fabric(env, self.topology.cap, self._rate_cache))
+            entry = (env, Fabric(env, self.topology.cap, self._rate_cache, self.tolerance))
             self._fabrics[id(env)] = entry
         return entry[1]
 
