@@ -54,8 +54,11 @@ def _ranges(ptr: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
-          weight: np.ndarray, tolerance: float = 0.0) -> np.ndarray:
-    """Progressive filling on an incidence list: flow ``row[k]`` crosses link ``links[k]``.
+          weight: np.ndarray, tolerance: float = 0.0, coef: np.ndarray | None = None
+          ) -> np.ndarray:
+    """Progressive filling on an incidence list: flow ``row[k]`` crosses link ``links[k]``
+    carrying the fraction ``coef[k]`` of its rate (1 for a single path; less where a
+    flow is split over several paths).
 
     Per-link load is kept up to date by subtracting the flows that freeze, so a round
     costs O(links in use + incidences of the flows it freezes), not O(all incidences):
@@ -75,9 +78,11 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     by_flow = np.argsort(row, kind="stable")
     f_ptr = np.searchsorted(row[by_flow], np.arange(n + 1))
     f_link = col[by_flow]
+    coef = np.ones(len(row)) if coef is None else np.asarray(coef, float)
+    f_coef = coef[by_flow]
     rem = cap[used_links].astype(float)
     tol = REL_EPS * rem
-    load = np.bincount(col, weights=weight[row], minlength=n_links)
+    load = np.bincount(col, weights=weight[row] * coef, minlength=n_links)
     users = np.bincount(col, minlength=n_links)        # active flows per link
     f_len = np.diff(f_ptr)
     active = f_len > 0
@@ -97,19 +102,20 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
         left -= len(flows)
         inc_idx = _ranges(f_ptr, flows)
         hit = f_link[inc_idx]
-        load -= np.bincount(hit, weights=np.repeat(weight[flows], f_len[flows]),
-                            minlength=n_links)
+        w_hit = np.repeat(weight[flows], f_len[flows]) * f_coef[inc_idx]
+        load -= np.bincount(hit, weights=w_hit, minlength=n_links)
         users -= np.bincount(hit, minlength=n_links)
     return rate
 
 
 class Batch:
     """Flows started together (one phase of one collective); done when all are."""
-    __slots__ = ("row", "links", "remaining", "weight", "rate", "t_last", "done", "key",
+    __slots__ = ("row", "links", "coef", "remaining", "weight", "rate", "t_last", "done", "key",
                  "n0", "version", "ulinks", "next_t", "t_start")
 
-    def __init__(self, row, links, nbytes, weight, done, key):
-        self.row, self.links, self.remaining, self.weight = row, links, nbytes, weight
+    def __init__(self, row, links, coef, nbytes, weight, done, key):
+        self.row, self.links, self.coef = row, links, coef
+        self.remaining, self.weight = nbytes, weight
         self.rate = np.zeros(len(nbytes))
         self.done, self.key, self.n0 = done, key, len(nbytes)
         self.t_last, self.version, self.next_t = 0.0, 0, np.inf
@@ -136,6 +142,7 @@ class Batch:
             new_id[idx] = np.arange(len(idx))
             inc = keep[self.row]
             self.row, self.links = new_id[self.row[inc]], self.links[inc]
+            self.coef = self.coef[inc]
             self.remaining, self.weight = self.remaining[idx], self.weight[idx]
             self.rate = self.rate[idx]
         return ended
@@ -169,13 +176,15 @@ class Fabric:
                           np.array([b for _, b in flows]), np.ones(len(flows)))
 
     def start(self, row: np.ndarray, links: np.ndarray, nbytes: np.ndarray, weight: np.ndarray,
-              key=None) -> simpy.Event:
-        """Start a prepared batch (incidence ``row``/``links``, bytes and weight per flow)."""
+              coef: np.ndarray | None = None, key=None) -> simpy.Event:
+        """Start a prepared batch: incidence ``row``/``links`` (with the fraction ``coef`` of
+        the flow on each link, default 1), bytes and weight per flow."""
         done = self.env.event()
         if len(nbytes) == 0:
             done.succeed()
             return done
-        b = Batch(row, links, np.array(nbytes, dtype=float), weight, done, key)
+        coef = np.ones(len(links)) if coef is None else coef
+        b = Batch(row, links, coef, np.array(nbytes, dtype=float), weight, done, key)
         b.t_last = b.t_start = self.env.now
         bid = self._next_id
         self._next_id += 1
@@ -258,7 +267,8 @@ class Fabric:
             row = np.concatenate([b.row + o for b, o in zip(bs, base, strict=True)])
             links = np.concatenate([b.links for b in bs])
             weight = np.concatenate([b.weight for b in bs])
-            rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance)
+            coef = np.concatenate([b.coef for b in bs])
+            rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
             self.solves += 1
             self.solved_flows += int(sum(sizes))
             if cached:

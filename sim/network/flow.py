@@ -137,24 +137,29 @@ class FlowNetwork:
         groups = [ranks] + self.siblings(ranks)
         plans = [self.tuner.plan(choice, kind, nbytes, g) for g in groups]
         topo, out = self.topology, []
+        spray = topo.routing == "spray"
         for i in range(len(plans[0])):
             merged: dict[tuple, list] = {}
             for plan in plans:
                 for u, v, b, salt in plan[i]:
                     if b <= 0:
                         continue
-                    path = topo.route_v(u, v, salt)
+                    path, frac = topo.spread_v(u, v) if spray else (topo.route_v(u, v, salt), None)
                     k = (path.tobytes(), b)
                     if k in merged:
-                        merged[k][2] += 1.0
+                        merged[k][3] += 1.0
                     else:
-                        merged[k] = [path, b * choice.wire_factor, 1.0]
+                        merged[k] = [path, frac, b * choice.wire_factor, 1.0]
             flows = list(merged.values())
             lens = np.fromiter((len(f[0]) for f in flows), dtype=np.int64, count=len(flows))
-            links = np.concatenate([f[0] for f in flows]) if lens.sum() else np.zeros(0, np.int64)
-            out.append((np.repeat(np.arange(len(flows)), lens), links.astype(np.int64),
-                        np.array([f[1] for f in flows], dtype=float),
-                        np.array([f[2] for f in flows], dtype=float)))
+            if lens.sum():
+                links = np.concatenate([f[0] for f in flows]).astype(np.int64)
+                coef = np.concatenate([np.ones(len(f[0])) if f[1] is None else f[1] for f in flows])
+            else:
+                links, coef = np.zeros(0, np.int64), np.zeros(0)
+            out.append((np.repeat(np.arange(len(flows)), lens), links,
+                        np.array([f[2] for f in flows], dtype=float),
+                        np.array([f[3] for f in flows], dtype=float), coef))
         return out
 
     def siblings(self, ranks: tuple[int, ...]) -> list[tuple[int, ...]]:
