@@ -155,7 +155,7 @@ class Fabric:
                  tolerance: float = 0.0):
         self.env, self.cap, self.tolerance = env, cap, tolerance
         self.batches: dict[int, Batch] = {}
-        self.on_link: dict[int, set[int]] = {}   # link id -> ids of batches crossing it
+        self.users = np.zeros(len(cap), dtype=np.int64)   # active batches per link
         self.rate_cache = {} if rate_cache is None else rate_cache
         self.events = 0                      # flow starts + ends, for benchmarks
         self.flows_placed = 0                # flows represented (weights summed)
@@ -189,8 +189,7 @@ class Fabric:
         bid = self._next_id
         self._next_id += 1
         self.batches[bid] = b
-        for link in b.ulinks.tolist():
-            self.on_link.setdefault(link, set()).add(bid)
+        self.users[b.ulinks] += 1
         self._new.append(bid)
         self.events += len(nbytes)
         self.flows_placed += int(weight.sum())
@@ -198,21 +197,15 @@ class Fabric:
             self._wake.succeed()
         return done
 
-    def _unlink(self, bid: int, links: np.ndarray) -> None:
-        for link in links.tolist():
-            s = self.on_link[link]
-            s.discard(bid)
-            if not s:
-                del self.on_link[link]
-
     def _remove(self, bid: int) -> None:
         b = self.batches.pop(bid)
-        self._unlink(bid, b.ulinks)
+        self.users[b.ulinks] -= 1
         b.done.succeed()
 
-    def _finish_due(self, now: float) -> tuple[set[int], set[int]]:
+    def _finish_due(self, now: float) -> tuple[set[int], list[np.ndarray]]:
         """Retire finished flows of batches due now: (batches to re-solve, freed links)."""
-        touched, freed = set(), set()
+        touched: set[int] = set()
+        freed: list[np.ndarray] = []
         while self._heap and self._heap[0][0] <= now:
             _, bid, ver = heapq.heappop(self._heap)
             b = self.batches.get(bid)
@@ -222,12 +215,12 @@ class Fabric:
             ended = b.drop_finished(now, self.tolerance)
             self.events += ended
             if len(b.remaining) == 0:
-                freed.update(b.ulinks.tolist())
+                freed.append(b.ulinks)
                 self._remove(bid)
             elif ended:
                 gone = np.setdiff1d(b.ulinks, b.links, assume_unique=True)
-                self._unlink(bid, gone)
-                freed.update(gone.tolist())
+                self.users[gone] -= 1
+                freed.append(gone)
                 b.ulinks = np.unique(b.links)
                 touched.add(bid)
             else:                      # round-off: not quite done, look again
@@ -237,21 +230,26 @@ class Fabric:
                 heapq.heappush(self._heap, (b.next_t, bid, ver))
         return touched, freed
 
-    def _component(self, seeds: set[int], links: set[int]) -> list[int]:
-        """All batches connected to the seeds (or to the given links) through shared links."""
+    def _component(self, seeds: set[int], freed: list[np.ndarray]) -> list[int]:
+        """All batches connected to the seeds (or to the freed links) through shared links."""
         comp = {b for b in seeds if b in self.batches}
-        for link in links:
-            comp.update(self.on_link.get(link, ()))
-        todo, seen_links = list(comp), set(links)
-        while todo:
-            for link in self.batches[todo.pop()].ulinks.tolist():
-                if link in seen_links:
-                    continue
-                seen_links.add(link)
-                new = self.on_link[link] - comp
-                if new:
-                    comp |= new
-                    todo += new
+        mark = np.zeros(len(self.cap), dtype=bool)
+        for links in freed:
+            mark[links] = True
+        own = 0
+        for bid in comp:
+            mark[self.batches[bid].ulinks] = True
+            own += len(self.batches[bid].ulinks)
+        if int(self.users[mark].sum()) == own:     # no other batch on these links
+            return sorted(comp)
+        grew = True
+        while grew:
+            grew = False
+            for bid, b in self.batches.items():
+                if bid not in comp and mark[b.ulinks].any():
+                    comp.add(bid)
+                    mark[b.ulinks] = True
+                    grew = True
         return sorted(comp)
 
     def _solve(self, comp: list[int], now: float) -> None:
