@@ -75,7 +75,8 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     by_link = np.argsort(col, kind="stable")
     l_ptr = np.searchsorted(col[by_link], np.arange(n_links + 1))
     l_flow = row[by_link]
-    by_flow = np.argsort(row, kind="stable")
+    monotone = len(row) < 2 or bool(np.all(row[1:] >= row[:-1]))   # built flow by flow
+    by_flow = np.arange(len(row)) if monotone else np.argsort(row, kind="stable")
     f_ptr = np.searchsorted(row[by_flow], np.arange(n + 1))
     f_link = col[by_flow]
     coef = np.ones(len(row)) if coef is None else np.asarray(coef, float)
@@ -88,6 +89,7 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     active = f_len > 0
     rate[~active] = np.inf
     level, left = 0.0, int(active.sum())
+    slot = np.zeros(n, dtype=np.int64)
     while left:
         live = np.flatnonzero(users)
         share = rem[live] / load[live]
@@ -95,8 +97,10 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
         level += inc
         rem[live] -= inc * load[live]
         sat = live[(rem[live] <= tol[live]) | (share <= inc * (1.0 + tolerance))]
-        flows = np.unique(l_flow[_ranges(l_ptr, sat)])
-        flows = flows[active[flows]]
+        cand = l_flow[_ranges(l_ptr, sat)]
+        cand = cand[active[cand]]
+        slot[cand] = np.arange(len(cand))        # dedupe without sorting: keep last copy
+        flows = cand[slot[cand] == np.arange(len(cand))]
         rate[flows] = level
         active[flows] = False
         left -= len(flows)
