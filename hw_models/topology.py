@@ -123,6 +123,8 @@ class Topology:
         self._rev = csr_matrix((np.ones(len(self.src)), (self.dst, self.src)), shape=(nv, nv))
         self._dist: dict[int, np.ndarray] = {}
         self._routes: dict[tuple[int, int, int], np.ndarray] = {}
+        self._spread: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.routing = "ecmp"
 
     @property
     def n_gpus(self) -> int:
@@ -151,6 +153,37 @@ class Topology:
             path = self._walk(u, v, u, v, salt)
             self._routes[key] = path
         return path
+
+    def spread_v(self, u: int, v: int) -> tuple[np.ndarray, np.ndarray]:
+        """Links from vertex u to v and the fraction of a flow on each, when every switch
+        splits it evenly over all its shortest next hops: per-packet spraying / adaptive
+        routing (InfiniBand AR, Spectrum-X) as a fluid, with no hash collisions."""
+        hit = self._spread.get((u, v))
+        if hit is not None:
+            return hit
+        dist = self._dist_to(v)
+        if not np.isfinite(dist[u]):
+            raise ClusterSimError(f"topology {self.name!r}: no path from vertex {u} to {v}")
+        links: list[int] = []
+        frac: list[float] = []
+        layer = {u: 1.0}
+        while layer:
+            nxt: dict[int, float] = {}
+            for x, f in layer.items():
+                if x == v:
+                    continue
+                out = self._out_links[self._out_ptr[x]:self._out_ptr[x + 1]]
+                hops = out[dist[self.dst[out]] == dist[x] - 1]
+                share = f / len(hops)
+                for link in hops.tolist():
+                    links.append(link)
+                    frac.append(share)
+                    y = int(self.dst[link])
+                    nxt[y] = nxt.get(y, 0.0) + share
+            layer = nxt
+        hit = (np.asarray(links, dtype=np.int64), np.asarray(frac))
+        self._spread[(u, v)] = hit
+        return hit
 
     def scale_up_switch(self, rank: int) -> int | None:
         """The NVSwitch / NVL switch vertex of a rank's domain, if it has one."""
@@ -202,7 +235,8 @@ class Topology:
 
 NETWORK_KEYS = {"topology", "oversubscription", "nic_gbps", "tiers", "leaf_down", "pod_leaves",
                 "planes", "dims", "link_gb_s", "pcie_gb_s", "pcie_hop_latency_us",
-                "switch_radix", "switch_latency_us", "sharp"}
+                "switch_radix", "switch_latency_us", "sharp", "routing"}
+ROUTING = ("ecmp", "spray")
 
 
 def build_topology(system: SystemSpec, nodes: int, network: dict[str, Any] | None = None
@@ -212,7 +246,9 @@ def build_topology(system: SystemSpec, nodes: int, network: dict[str, Any] | Non
     ``network`` keys (all optional): topology (rail-optimized | fat-tree | torus |
     multi-plane | none; default rail-optimized when nodes > 1), oversubscription (a number
     for the leaf tier or a list per tier), nic_gbps, tiers (2|3), leaf_down, pod_leaves,
-    planes, dims (torus), link_gb_s (torus link), pcie_gb_s.
+    planes, dims (torus), link_gb_s (torus link), pcie_gb_s, routing (ecmp: one
+    hashed path per flow, as static ECMP; spray: every flow split evenly over all
+    shortest paths, as adaptive routing; used by the flow network).
     """
     from hw_models import topologies  # noqa: F401  (registers the builders)
 
@@ -232,5 +268,10 @@ def build_topology(system: SystemSpec, nodes: int, network: dict[str, Any] | Non
         if up not in SCALE_UP:
             raise ClusterSimError(f"no scale-up builder for {up!r}; allowed: {sorted(SCALE_UP)}")
         SCALE_UP[up](b, ctx)
+    routing = str(cfg.get("routing", "ecmp"))
+    if routing not in ROUTING:
+        raise ClusterSimError(f"cluster.network.routing must be one of {list(ROUTING)}, got {routing!r}")
     SCALE_OUT[kind](b, ctx)
-    return Topology(kind, b, ctx.gpu_vertex, ctx.domain, system.gpus_per_node)
+    topo = Topology(kind, b, ctx.gpu_vertex, ctx.domain, system.gpus_per_node)
+    topo.routing = routing
+    return topo

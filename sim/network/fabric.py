@@ -2,124 +2,308 @@
 
 ``maxmin_rates`` is progressive filling (Bertsekas & Gallager, Data Networks, 6.5.2):
 all unfrozen flows grow at the same rate until a link saturates; flows through it
-freeze; repeat. Each round is one sparse matrix-vector product, so a round costs
-O(total path length), and the number of rounds is the number of distinct bottleneck
-levels (a handful for collectives), not the number of flows.
+freeze; repeat. Each round is two ``np.bincount`` passes over the flow-link incidence,
+so a round costs O(total path length), and the number of rounds is the number of
+distinct bottleneck levels (a handful for collectives), not the number of flows.
+A flow may carry a weight w: it stands for w identical flows on the same path (each
+gets the returned rate, the path's links carry w times it).
 
-``Fabric`` keeps the active flows of one simulation. Whenever flows start or end it
-advances every flow's remaining bytes at its old rate, re-solves the rates and sleeps
-until the next completion. Flows started at the same simulated instant are solved
-once (they only wake the driver, which runs after them).
+``Fabric`` keeps the active flows of one simulation, grouped in batches (one
+collective phase each). Max-min rates of flows that share no link, directly or
+through other flows, are independent, so when flows start or end only the connected
+component of batches around the change is re-solved; every other batch keeps its
+rates and its remaining bytes are brought up to date lazily, when it is next touched.
+A batch solved alone with all its flows still present gets the same rates every time:
+they are cached by the batch's key (the collective plan it came from).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Generator, Sequence
 
 import numpy as np
 import simpy
-from scipy.sparse import csr_matrix
 
 REL_EPS = 1e-9
+# A flow is done with less than a picosecond of sending left, or a micro-byte (round-off).
+DONE_S, DONE_B = 1e-12, 1e-6
 
 
-def maxmin_rates(paths: Sequence[np.ndarray], cap: np.ndarray) -> np.ndarray:
+def maxmin_rates(paths: Sequence[np.ndarray], cap: np.ndarray,
+                 weight: np.ndarray | None = None) -> np.ndarray:
     """Max-min fair rate (bytes/s) of each flow; ``paths`` are link-id arrays into ``cap``.
 
     A flow with an empty path (source == destination) gets an infinite rate.
     """
     n = len(paths)
-    rate = np.zeros(n)
     lens = np.fromiter((len(p) for p in paths), dtype=np.int64, count=n)
+    links = np.concatenate(paths).astype(np.int64) if lens.sum() else np.zeros(0, np.int64)
+    return solve(np.repeat(np.arange(n), lens), links, n, cap,
+                 np.ones(n) if weight is None else np.asarray(weight, float))
+
+
+def _ranges(ptr: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Concatenated index ranges ptr[i]:ptr[i+1] for i in ids (CSR rows, vectorised)."""
+    start, lens = ptr[ids], ptr[ids + 1] - ptr[ids]
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    shift = np.repeat(start - np.cumsum(lens) + lens, lens)
+    return shift + np.arange(total)
+
+
+def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
+          weight: np.ndarray, tolerance: float = 0.0, coef: np.ndarray | None = None
+          ) -> np.ndarray:
+    """Progressive filling on an incidence list: flow ``row[k]`` crosses link ``links[k]``
+    carrying the fraction ``coef[k]`` of its rate (1 for a single path; less where a
+    flow is split over several paths).
+
+    Per-link load is kept up to date by subtracting the flows that freeze, so a round
+    costs O(links in use + incidences of the flows it freezes), not O(all incidences):
+    a solve is O(rounds x links + total path length). With ``tolerance`` d > 0, links
+    whose fair share is within (1 + d) of the round's smallest saturate in the same round
+    (their flows get that smallest share): rates stay feasible and are at most a factor
+    (1 + d) low, and far fewer rounds are needed when many levels lie close together.
+    """
+    rate = np.zeros(n)
     if n == 0:
         return rate
-    rate[lens == 0] = np.inf
-    cols = np.concatenate(paths) if lens.sum() else np.zeros(0, np.int64)
-    links, cols = np.unique(cols, return_inverse=True)        # only the links in use
-    rows = np.repeat(np.arange(n), lens)
-    a = csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(n, len(links)))
-    at = a.T.tocsr()
-    rem = cap[links].astype(float).copy()
-    tol = REL_EPS * cap[links]
-    active = lens > 0
-    while active.any():
-        cnt = at @ active.astype(float)
-        used = cnt > 0
-        inc = np.min(rem[used] / cnt[used])
-        rate[active] += inc
-        rem -= inc * cnt
-        saturated = used & (rem <= tol)
-        active &= ~((a @ saturated.astype(float)) > 0)
+    used_links, col = np.unique(links, return_inverse=True)
+    n_links = len(used_links)
+    by_link = np.argsort(col, kind="stable")
+    l_ptr = np.searchsorted(col[by_link], np.arange(n_links + 1))
+    l_flow = row[by_link]
+    monotone = len(row) < 2 or bool(np.all(row[1:] >= row[:-1]))   # built flow by flow
+    by_flow = np.arange(len(row)) if monotone else np.argsort(row, kind="stable")
+    f_ptr = np.searchsorted(row[by_flow], np.arange(n + 1))
+    f_link = col[by_flow]
+    coef = np.ones(len(row)) if coef is None else np.asarray(coef, float)
+    f_coef = coef[by_flow]
+    rem = cap[used_links].astype(float)
+    tol = REL_EPS * rem
+    load = np.bincount(col, weights=weight[row] * coef, minlength=n_links)
+    users = np.bincount(col, minlength=n_links)        # active flows per link
+    f_len = np.diff(f_ptr)
+    active = f_len > 0
+    rate[~active] = np.inf
+    level, left = 0.0, int(active.sum())
+    slot = np.zeros(n, dtype=np.int64)
+    while left:
+        live = np.flatnonzero(users)
+        share = rem[live] / load[live]
+        inc = np.min(share)
+        level += inc
+        rem[live] -= inc * load[live]
+        sat = live[(rem[live] <= tol[live]) | (share <= inc * (1.0 + tolerance))]
+        cand = l_flow[_ranges(l_ptr, sat)]
+        cand = cand[active[cand]]
+        slot[cand] = np.arange(len(cand))        # dedupe without sorting: keep last copy
+        flows = cand[slot[cand] == np.arange(len(cand))]
+        rate[flows] = level
+        active[flows] = False
+        left -= len(flows)
+        inc_idx = _ranges(f_ptr, flows)
+        hit = f_link[inc_idx]
+        w_hit = np.repeat(weight[flows], f_len[flows]) * f_coef[inc_idx]
+        load -= np.bincount(hit, weights=w_hit, minlength=n_links)
+        users -= np.bincount(hit, minlength=n_links)
     return rate
+
+
+class Batch:
+    """Flows started together (one phase of one collective); done when all are."""
+    __slots__ = ("row", "links", "coef", "remaining", "weight", "rate", "t_last", "done", "key",
+                 "n0", "version", "ulinks", "next_t", "t_start")
+
+    def __init__(self, row, links, coef, nbytes, weight, done, key):
+        self.row, self.links, self.coef = row, links, coef
+        self.remaining, self.weight = nbytes, weight
+        self.rate = np.zeros(len(nbytes))
+        self.done, self.key, self.n0 = done, key, len(nbytes)
+        self.t_last, self.version, self.next_t = 0.0, 0, np.inf
+        self.ulinks = np.unique(links)
+
+    def advance(self, now: float) -> None:
+        dt = now - self.t_last
+        if dt > 0:
+            fin = np.isfinite(self.rate)
+            self.remaining[fin] -= self.rate[fin] * dt
+            self.remaining[~fin] = 0.0
+        self.t_last = now
+
+    def drop_finished(self, now: float, tolerance: float) -> int:
+        """Remove finished flows; return how many ended. With ``tolerance`` d, flows that
+        would finish within d x (time since the batch started) end now too (early by at
+        most that), so nearly simultaneous ends cost one re-solve, not one each."""
+        slack = DONE_S + tolerance * (now - self.t_start)
+        keep = self.remaining > self.rate * slack + DONE_B
+        ended = int(len(keep) - keep.sum())
+        if ended:
+            idx = np.flatnonzero(keep)
+            new_id = np.full(len(keep), -1)
+            new_id[idx] = np.arange(len(idx))
+            inc = keep[self.row]
+            self.row, self.links = new_id[self.row[inc]], self.links[inc]
+            self.coef = self.coef[inc]
+            self.remaining, self.weight = self.remaining[idx], self.weight[idx]
+            self.rate = self.rate[idx]
+        return ended
 
 
 class Fabric:
     """Active flows on one topology in one SimPy environment."""
 
-    def __init__(self, env: simpy.Environment, cap: np.ndarray):
-        self.env, self.cap = env, cap
-        self.paths: list[np.ndarray] = []
-        self.remaining = np.zeros(0)
-        self.rate = np.zeros(0)
-        self.owner: list[list] = []          # per flow: [pending count, done event]
-        self.last = 0.0
+    def __init__(self, env: simpy.Environment, cap: np.ndarray, rate_cache: dict | None = None,
+                 tolerance: float = 0.0):
+        self.env, self.cap, self.tolerance = env, cap, tolerance
+        self.batches: dict[int, Batch] = {}
+        self.users = np.zeros(len(cap), dtype=np.int64)   # active batches per link
+        self.rate_cache = {} if rate_cache is None else rate_cache
         self.events = 0                      # flow starts + ends, for benchmarks
+        self.flows_placed = 0                # flows represented (weights summed)
         self.solves = 0
+        self.solved_flows = 0
+        self._next_id = 0
+        self._new: list[int] = []
+        self._heap: list[tuple[float, int, int]] = []
         self._wake: simpy.Event | None = None
         env.process(self._run())
 
     def transfer(self, flows: Sequence[tuple[np.ndarray, float]]) -> simpy.Event:
         """Start flows (path, bytes) now; the event fires when all of them are done."""
+        flows = [(np.asarray(p, np.int64), float(b)) for p, b in flows if b > 0]
+        lens = np.fromiter((len(p) for p, _ in flows), dtype=np.int64, count=len(flows))
+        links = np.concatenate([p for p, _ in flows]) if lens.sum() else np.zeros(0, np.int64)
+        return self.start(np.repeat(np.arange(len(flows)), lens), links,
+                          np.array([b for _, b in flows]), np.ones(len(flows)))
+
+    def start(self, row: np.ndarray, links: np.ndarray, nbytes: np.ndarray, weight: np.ndarray,
+              coef: np.ndarray | None = None, key=None) -> simpy.Event:
+        """Start a prepared batch: incidence ``row``/``links`` (with the fraction ``coef`` of
+        the flow on each link, default 1), bytes and weight per flow."""
         done = self.env.event()
-        flows = [(p, b) for p, b in flows if b > 0]
-        if not flows:
+        if len(nbytes) == 0:
             done.succeed()
             return done
-        self._advance()
-        owner = [len(flows), done]
-        self.paths += [p for p, _ in flows]
-        self.remaining = np.concatenate([self.remaining, [float(b) for _, b in flows]])
-        self.rate = np.concatenate([self.rate, np.zeros(len(flows))])
-        self.owner += [owner] * len(flows)
-        self.events += len(flows)
+        coef = np.ones(len(links)) if coef is None else coef
+        b = Batch(row, links, coef, np.array(nbytes, dtype=float), weight, done, key)
+        b.t_last = b.t_start = self.env.now
+        bid = self._next_id
+        self._next_id += 1
+        self.batches[bid] = b
+        self.users[b.ulinks] += 1
+        self._new.append(bid)
+        self.events += len(nbytes)
+        self.flows_placed += int(weight.sum())
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
         return done
 
-    def _advance(self) -> None:
-        dt = self.env.now - self.last
-        if dt > 0 and len(self.remaining):
-            fin = np.isfinite(self.rate)
-            self.remaining[fin] -= self.rate[fin] * dt
-            self.remaining[~fin] = 0.0
-        self.last = self.env.now
+    def _remove(self, bid: int) -> None:
+        b = self.batches.pop(bid)
+        self.users[b.ulinks] -= 1
+        b.done.succeed()
 
-    def _complete(self) -> None:
-        # Done: less than a picosecond of sending left, or a micro-byte (round-off).
-        done = self.remaining <= self.rate * 1e-12 + 1e-6
-        if not done.any():
-            return
-        for i in np.flatnonzero(done):
-            owner = self.owner[i]
-            owner[0] -= 1
-            if owner[0] == 0:
-                owner[1].succeed()
-        keep = np.flatnonzero(~done)
-        self.events += int(done.sum())
-        self.paths = [self.paths[i] for i in keep]
-        self.owner = [self.owner[i] for i in keep]
-        self.remaining, self.rate = self.remaining[keep], self.rate[keep]
+    def _finish_due(self, now: float) -> tuple[set[int], list[np.ndarray]]:
+        """Retire finished flows of batches due now: (batches to re-solve, freed links)."""
+        touched: set[int] = set()
+        freed: list[np.ndarray] = []
+        while self._heap and self._heap[0][0] <= now:
+            _, bid, ver = heapq.heappop(self._heap)
+            b = self.batches.get(bid)
+            if b is None or b.version != ver:
+                continue
+            b.advance(now)
+            ended = b.drop_finished(now, self.tolerance)
+            self.events += ended
+            if len(b.remaining) == 0:
+                freed.append(b.ulinks)
+                self._remove(bid)
+            elif ended:
+                gone = np.setdiff1d(b.ulinks, b.links, assume_unique=True)
+                self.users[gone] -= 1
+                freed.append(gone)
+                b.ulinks = np.unique(b.links)
+                touched.add(bid)
+            else:                      # round-off: not quite done, look again
+                with np.errstate(divide="ignore"):
+                    b.next_t = now + max(float(np.min(b.remaining / b.rate)), 0.0)
+                b.next_t = max(b.next_t, float(np.nextafter(now, np.inf)))
+                heapq.heappush(self._heap, (b.next_t, bid, ver))
+        return touched, freed
+
+    def _component(self, seeds: set[int], freed: list[np.ndarray]) -> list[int]:
+        """All batches connected to the seeds (or to the freed links) through shared links."""
+        comp = {b for b in seeds if b in self.batches}
+        mark = np.zeros(len(self.cap), dtype=bool)
+        for links in freed:
+            mark[links] = True
+        own = 0
+        for bid in comp:
+            mark[self.batches[bid].ulinks] = True
+            own += len(self.batches[bid].ulinks)
+        if int(self.users[mark].sum()) == own:     # no other batch on these links
+            return sorted(comp)
+        grew = True
+        while grew:
+            grew = False
+            for bid, b in self.batches.items():
+                if bid not in comp and mark[b.ulinks].any():
+                    comp.add(bid)
+                    mark[b.ulinks] = True
+                    grew = True
+        return sorted(comp)
+
+    def _solve(self, comp: list[int], now: float) -> None:
+        bs = [self.batches[i] for i in comp]
+        for b in bs:
+            b.advance(now)
+        one = bs[0] if len(bs) == 1 else None
+        cached = one is not None and one.key is not None and len(one.remaining) == one.n0
+        rates = self.rate_cache.get(one.key) if cached else None
+        if rates is None:
+            sizes = [len(b.remaining) for b in bs]
+            base = np.cumsum([0] + sizes[:-1])
+            row = np.concatenate([b.row + o for b, o in zip(bs, base, strict=True)])
+            links = np.concatenate([b.links for b in bs])
+            weight = np.concatenate([b.weight for b in bs])
+            coef = np.concatenate([b.coef for b in bs])
+            rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
+            self.solves += 1
+            self.solved_flows += int(sum(sizes))
+            if cached:
+                self.rate_cache[one.key] = rates
+        off = 0
+        for bid, b in zip(comp, bs, strict=True):
+            b.rate = rates[off:off + len(b.remaining)].copy()
+            off += len(b.remaining)
+            b.version += 1
+            with np.errstate(divide="ignore"):
+                b.next_t = now + max(float(np.min(b.remaining / b.rate)), 0.0)
+            heapq.heappush(self._heap, (b.next_t, bid, b.version))
+
+    def _stale(self, entry: tuple[float, int, int]) -> bool:
+        b = self.batches.get(entry[1])
+        return b is None or b.version != entry[2]
 
     def _run(self) -> Generator:
+        env = self.env
         while True:
-            self._advance()
-            self._complete()
-            self._wake = self.env.event()
-            if not self.paths:
+            now = env.now
+            touched, freed = self._finish_due(now)
+            touched.update(self._new)
+            self._new = []
+            if touched or freed:
+                comp = self._component(touched, freed)
+                if comp:
+                    self._solve(comp, now)
+            self._wake = env.event()
+            while self._heap and self._stale(self._heap[0]):
+                heapq.heappop(self._heap)
+            if not self._heap:
                 yield self._wake
                 continue
-            self.rate = maxmin_rates(self.paths, self.cap)
-            self.solves += 1
-            with np.errstate(divide="ignore"):
-                dt = float(np.min(self.remaining / self.rate))
-            yield self.env.any_of([self.env.timeout(max(dt, 0.0)), self._wake])
+            dt = max(self._heap[0][0] - now, 0.0)
+            yield env.any_of([env.timeout(dt), self._wake])
