@@ -72,10 +72,7 @@ def reference_sweeps() -> tuple[Sweep, ...]:
 def network_for(sweep: Sweep, profile: Profile | None = None) -> FlowNetwork:
     sys = catalog.system(sweep.system)
     layout = ClusterLayout(sys, sweep.nodes, sys.nic_gbps)
-    net = FlowNetwork(layout, profile or load_builtin(sweep.profile), {})
-    # NCCL's caps depend on the GPU architecture (nccl_model.arch_key).
-    net.tuner.arch = sys.gpu_spec.arch
-    return net
+    return FlowNetwork(layout, profile or load_builtin(sweep.profile), {})
 
 
 def predict(sweep: Sweep, profile: Profile | None = None) -> pd.DataFrame:

@@ -26,6 +26,11 @@ class NetworkConfig(_Cfg):
     topology: str = "rail-optimized"
     oversubscription: float = Field(1.0, ge=1.0)
     nic_gbps: float | None = Field(None, gt=0)
+    # Flow fidelity only (docs/fabric.md): path choice, SHARP in-network reduction, and the
+    # max-min solver's relative tolerance (0 is exact; unset keeps sim/network/flow.py's).
+    routing: Literal["ecmp", "spray"] | None = None
+    sharp: bool | None = None
+    tolerance: float | None = Field(None, ge=0, lt=1)
 
 
 class ClusterConfig(_Cfg):

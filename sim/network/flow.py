@@ -65,7 +65,7 @@ class FlowNetwork:
         intra = "pcie" if layout.system.scale_up.kind == "pcie" else "nvlink"
         self.tuner = Tuner(self.topology, dict(profile.fabric), intra,
                            nvls=layout.system.scale_up.nvls, sharp=bool(cfg.get("sharp", False)),
-                           max_channels=channels)
+                           max_channels=channels, arch=layout.system.gpu_spec.arch)
         self._fabrics: dict[int, tuple[simpy.Environment, Any]] = {}
         self._simulated: frozenset[int] | None = None
         self._times: dict[tuple, float] = {}

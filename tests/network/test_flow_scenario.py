@@ -12,3 +12,11 @@ def test_flow_fidelity_without_network_keys_uses_the_catalog():
     ana = simulate(scenario.default(small))
     # Same catalog bandwidths: flow and closed form agree on an uncontended DP ring to 20%.
     assert abs(flow.iteration_time_s / ana.iteration_time_s - 1) < 0.2
+
+
+def test_routing_and_tolerance_reach_the_flow_model():
+    from sim.simulate import make_network, resolve_setup
+    sc = scenario.default(["sim.fidelity=flow",
+                           "cluster.network.routing=spray", "cluster.network.tolerance=0"])
+    net = make_network(resolve_setup(sc))
+    assert net.topology.routing == "spray" and net.tolerance == 0.0
