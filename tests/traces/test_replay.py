@@ -60,6 +60,16 @@ def test_gloo_collectives_matched_across_ranks():
         assert (a.seq, a.group.ranks) == (b.seq, b.group.ranks) and a.duration_s == b.duration_s
 
 
+def test_collective_timing_by_hand():
+    # Rank 0 arrives at 10 us and sees the end at 50; rank 1 arrives at 30 and sees it at 40.
+    # The transfer cannot start before 30 and is done by 40 (10 us); rank 0 saw it 10 us late.
+    shared, own = kineto.collective_timing({0: (10.0, 50.0), 1: (30.0, 40.0)})
+    assert shared == 10.0 and own == {0: 10.0, 1: 0.0}
+    # A member whose measured end precedes the last arrival (clock skew) gives no negative.
+    shared, own = kineto.collective_timing({0: (0.0, 5.0), 1: (8.0, 20.0)})
+    assert shared == 0.0 and own == {0: 0.0, 1: 12.0}
+
+
 def _slope(sys_name: str, cls: str) -> float:
     """Seconds per unit of work of the compute model's asymptote, by hand from catalog and
     profile: GEMM 1/(peak*eff_max), memory-bound 1/(hbm*bw_eff)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
+from workloads.traces.classify import classify
 from workloads.traces.events import ANNOTATION, CPU_OP, GPU_KINDS, RUNTIME, Event
 
 SYNC_CALLS = frozenset({"cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize",
@@ -40,7 +41,7 @@ class Proto:
     stream: str
     start: float          # measured start of the node (us)
     end: float            # measured end (us)
-    kind: str             # delay | gpu | marker | coll_cpu
+    kind: str             # delay | gpu | marker | coll_cpu | coll_tail
     dur_us: float
     deps: list[int] = field(default_factory=list)
     name: str = ""
@@ -245,8 +246,11 @@ def _gpu_streams(rp, gpu, launch_cut, gpu_proto, ends, end_times) -> None:
                 rp.add(Proto(stream, ready, start, "delay", start - ready, deps, name="gpu idle"))
                 deps = []
             p = rp.add(Proto(stream, start, start + e.dur, "gpu", e.dur, deps, e.name, e))
-            gpu_proto[id(e)] = p
             rp.gpu_ops.append(p)
+            if classify(e.name) == "nccl":  # this rank's completion after the shared transfer
+                p = rp.add(Proto(stream, start + e.dur, start + e.dur, "coll_tail", 0.0, [],
+                                 e.name + " (done)", e))
+            gpu_proto[id(e)] = p
             prev_end = start + e.dur
     # Resolve the inferred cross-stream edges now that every GPU op has its proto.
     for p in rp.protos:
@@ -269,7 +273,12 @@ def _cross_stream(gpu, ends, end_times, e: Event, ready: float) -> Event | None:
 
 
 def _cpu_rank(rp: RankProtos, events: list[Event], steps: list[Event]) -> None:
-    """CPU-only trace: top-level ops per thread, gloo collectives on their worker threads."""
+    """CPU-only trace: top-level ops per thread, gloo collectives on their worker threads.
+
+    A ``c10d::`` call queues its work and a gloo worker thread picks it up while the call may
+    still be running (the first all-reduce's call lasts milliseconds), so the worker's op
+    depends on the part of the issuing call before the worker started, not on its end. The
+    issuing thread's next op after the transfer waited for it (``work.wait()``)."""
     threads: dict[str, list[Event]] = {}
     for e in events:
         if e.kind in (CPU_OP, ANNOTATION) and not is_step(e):
@@ -280,25 +289,30 @@ def _cpu_rank(rp: RankProtos, events: list[Event], steps: list[Event]) -> None:
     colls = sorted((e for es in top.values() for e in es if is_cpu_collective(e)),
                    key=lambda e: e.ts)
     starts = {t: [e.ts for e in evs] for t, evs in top.items()}
-    issued_by = {id(c): _container(top[_thread(i)], starts[_thread(i)], i)
-                 for c, i in zip(colls, issuers, strict=False) if _thread(i) in top}
+    cuts: dict[int, list[tuple[float, Event]]] = {}   # id(issuing op) -> [(cut, gloo op)]
     waits: dict[int, list[Event]] = {}
-    for c in colls:
-        owner = issued_by.get(id(c))
-        if owner is not None:
-            nxt = next((e for e in top[_thread(owner)] if e.ts >= c.ts + c.dur - EPS_US), None)
-            if nxt is not None:
-                waits.setdefault(id(nxt), []).append(c)
-    proto_of: dict[int, int] = {}
+    for c, i in zip(colls, issuers, strict=False):
+        if _thread(i) not in top:
+            continue
+        owner = _container(top[_thread(i)], starts[_thread(i)], i)
+        cuts.setdefault(id(owner), []).append((min(max(c.ts, owner.ts), owner.ts + owner.dur),
+                                               c))
+        nxt = next((e for e in top[_thread(owner)] if e.ts >= c.ts + c.dur - EPS_US), None)
+        if nxt is not None:
+            waits.setdefault(id(nxt), []).append(c)
+    keys: dict[tuple[str, int], int] = {}   # ("end"|"cut", id(event)) -> proto
+    issued = {id(c): ("cut", id(c)) for cs in cuts.values() for _, c in cs}
+    cut_at = {id(c): t for cs in cuts.values() for t, c in cs}
     for stream, items in top.items():
         marks = [(t, (n, w)) for t, n, w in _marker_items(steps)] if steps and \
             stream == _thread(steps[0]) else []
-        _cpu_thread(rp, stream, items, marks, issued_by, waits, proto_of)
+        _cpu_thread(rp, stream, items, marks, (issued, cut_at, cuts, waits), keys)
     for p in rp.protos:  # resolve edges to events of other threads
-        p.deps = [proto_of[id(x)] if isinstance(x, Event) else x for x in p.deps]
+        p.deps = [keys[x] if isinstance(x, tuple) else x for x in p.deps]
 
 
-def _cpu_thread(rp, stream, items, marks, issued_by, waits, proto_of) -> None:
+def _cpu_thread(rp, stream, items, marks, links, keys) -> None:
+    issued, cut_at, cuts, waits = links
     seq = sorted([(e.ts, e) for e in items] + marks, key=lambda x: x[0])
     prev = rp.t0
     for t, item in seq:
@@ -307,19 +321,27 @@ def _cpu_thread(rp, stream, items, marks, issued_by, waits, proto_of) -> None:
             _record_marker(rp, item, p, t)
             prev = max(prev, t)
             continue
-        deps: list = list(waits.get(id(item), ()))
-        owner = issued_by.get(id(item))
-        if owner is not None:
-            deps.append(owner)
-        ready = max([prev] + [d.ts + d.dur for d in deps])
+        deps = [(("end", id(w)), w.ts + w.dur) for w in waits.get(id(item), ())]
+        if id(item) in issued:
+            deps.append((issued[id(item)], cut_at[id(item)]))
+        ready = max([prev] + [at for _, at in deps])
+        first = [k for k, _ in deps]
         end = max(item.ts + item.dur, ready)
         if is_cpu_collective(item):
             start = max(item.ts, ready)
-            rp.add(Proto(stream, ready, start, "delay", start - ready, deps, name="wait"))
-            p = rp.add(Proto(stream, start, end, "coll_cpu", item.dur, [], item.name, item))
+            rp.add(Proto(stream, ready, start, "delay", start - ready, first, name="wait"))
+            rp.add(Proto(stream, start, end, "coll_cpu", item.dur, [], item.name, item))
+            # this rank's own completion after the shared transfer (kineto.py sets it)
+            p = rp.add(Proto(stream, end, end, "coll_tail", 0.0, [], item.name + " (done)", item))
         else:
-            p = rp.add(Proto(stream, ready, end, "delay", end - ready, deps, item.name))
-        proto_of[id(item)] = p
+            at = ready
+            for cut, c in sorted(cuts.get(id(item), ()), key=lambda x: x[0]):
+                cut = max(cut, at)
+                keys[("cut", id(c))] = rp.add(Proto(stream, at, cut, "delay", cut - at, first,
+                                                    item.name))
+                at, first = cut, []
+            p = rp.add(Proto(stream, at, end, "delay", end - at, first, item.name))
+        keys[("end", id(item))] = p
         prev = end
 
 

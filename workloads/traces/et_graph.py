@@ -63,6 +63,10 @@ class _RankBuilder:
                 deps.append(self.last["compute"])
             gop = self._timed(src, gop, stream, deps)
             nid = self._add(stream, gop, deps, cat, src)
+            if isinstance(gop, Collective) and self.timing is not None:
+                # this rank's own completion after the shared transfer (set by formats.py)
+                nid = self._add(stream, Delay(0.0, "collective done"), [], cat, None,
+                                tail_of=nid)
             for t in tensors(src.outputs):
                 self.writer[t.tensor_id] = nid
 
@@ -88,10 +92,12 @@ class _RankBuilder:
         return sorted({self.writer[t.tensor_id] for t in tensors(src.inputs)
                        if t.tensor_id in self.writer})
 
-    def _add(self, stream: str, gop, deps: list[int], cat: str, src: EtOp | None) -> int:
+    def _add(self, stream: str, gop, deps: list[int], cat: str, src: EtOp | None,
+             **meta) -> int:
         if stream in self.last:
             deps = [self.last[stream], *deps]
-        meta = {"et_id": src.id, "rf_id": src.rf_id} if src is not None else {}
+        if src is not None:
+            meta.update(et_id=src.id, rf_id=src.rf_id)
         nid = self.graph.add(self.rank, stream, gop, sorted(set(deps)), category=cat,
                              name=(src.name if src is not None else gop.name)[:200], **meta)
         self.last[stream] = nid

@@ -142,24 +142,25 @@ def link(kineto_files: list[Path], et_files: list[Path]) -> ImportedTrace:
 
 
 def _rendezvous_durations(graph, timing: dict[int, dict[int, tuple[float, float]]]) -> None:
-    """A linked collective is measured on every rank it was loaded for, each span including
-    that rank's wait for the others. Where every member is loaded, its transfer is taken as
-    running from the last member's arrival to the last member's finish (ranks share one
-    clock, as in the Kineto importer); the engine's rendezvous supplies the waits. Unlike
-    the shortest span, this keeps a slow finish on one rank (a descheduled gloo worker)."""
-    from workloads.graph import Collective
+    """A linked collective is measured on every rank it was loaded for, as the span from the
+    c10d call to the end of its transfer (et_link), each including that rank's wait for the
+    others. Where every member is loaded, kineto.collective_timing splits it as in the
+    Kineto importer: the shared transfer from the last arrival to the first completion, and
+    each rank's later completion as the Delay that follows the collective on its thread."""
+    from workloads.graph import Collective, Delay
     groups: dict[tuple, list] = {}
+    tails = {n.meta["tail_of"]: n for n in graph.nodes if "tail_of" in n.meta}
     for n in graph.nodes:
         if isinstance(n.op, Collective) and n.meta.get("et_id") in timing.get(n.rank, {}):
             groups.setdefault((n.op.group.ranks, n.op.seq), []).append(n)
     for (ranks, _), nodes in groups.items():
         if {n.rank for n in nodes} >= set(ranks):
-            spans = [timing[n.rank][n.meta["et_id"]] for n in nodes]
-            last_in = max(s for s, _ in spans)
-            last_out = max(s + d for s, d in spans)
-            dur = max(0.0, last_out - last_in) * 1e-6
+            spans = {n.rank: timing[n.rank][n.meta["et_id"]] for n in nodes}
+            shared, own = kineto.collective_timing({r: (s, s + d) for r, (s, d) in spans.items()})
             for n in nodes:
-                n.op = replace(n.op, duration_s=dur)
+                n.op = replace(n.op, duration_s=shared * 1e-6)
+                if n.id in tails:
+                    tails[n.id].op = Delay(own[n.rank] * 1e-6, tails[n.id].op.name)
 
 
 def _kineto_rank(path: Path) -> int | None:

@@ -6,10 +6,12 @@ run), so a rank that started late waits in the replay as it did in the run.
 
 NCCL kernels (and ``gloo:*`` collectives of CPU runs) become Collective nodes matched
 across ranks by (process group, sequence number in that group). Where every member of
-the group is loaded, the collective's duration is the shortest one any member measured:
-the last member to arrive waits for nobody, so its kernel time is the transfer itself,
-and the others wait for it in the replay through the engine's rendezvous. Where only
-some members are loaded, each keeps its own measured time (which includes its wait).
+the group is loaded (all ranks share one clock), a collective cannot complete before its
+last member arrives (the latest measured start), and each rank's own end is when it saw
+it complete: the shared transfer runs from the last arrival to the first measured end,
+and each rank's later end is a Delay after it on its own stream (``collective_timing``).
+The engine's rendezvous supplies each rank's wait for the last arrival. Where only some
+members are loaded, each keeps its own measured time (which includes its wait).
 """
 
 from __future__ import annotations
@@ -162,15 +164,26 @@ def _is_collective(ev: Event) -> bool:
 
 
 def _collective_table(ranks: list[_RankFile], world: int) -> dict:
-    """(pg, seq) -> {rank: measured us} over the loaded ranks."""
-    table: dict[tuple[str, int], dict[int, float]] = {}
+    """(pg, seq) -> {rank: measured (start, end) us} over the loaded ranks."""
+    table: dict[tuple[str, int], dict[int, tuple[float, float]]] = {}
     for r in ranks:
         seq: Counter = Counter()
         for ev in sorted((e for e in r.events if _is_collective(e)), key=lambda e: e.ts):
             pg, _ = _group(ev, r.dist, world)
-            table.setdefault((pg, seq[pg]), {})[r.rank] = ev.dur
+            table.setdefault((pg, seq[pg]), {})[r.rank] = (ev.ts, ev.ts + ev.dur)
             seq[pg] += 1
     return table
+
+
+def collective_timing(spans: dict[int, tuple[float, float]]) -> tuple[float, dict[int, float]]:
+    """Shared duration and per-rank completion delay of one collective measured on every
+    member as (start, end) on one clock. It cannot complete before the last member arrives
+    (latest start); the first member to see it complete bounds the shared transfer; a
+    member that saw it later (a descheduled gloo worker, a late poll) keeps the difference
+    as its own time. Replayed from the same arrivals, every member ends at its measured end."""
+    last_in = max(s for s, _ in spans.values())
+    done = max(last_in, min(e for _, e in spans.values()))
+    return done - last_in, {r: max(0.0, e - done) for r, (_, e) in spans.items()}
 
 
 class _OpMaker:
@@ -179,10 +192,13 @@ class _OpMaker:
     def __init__(self, r: _RankFile, table: dict, world: int, unknown: Counter):
         self.r, self.table, self.world, self.unknown = r, table, world, unknown
         self.seq: Counter = Counter()
+        self.tail: dict[int, float] = {}   # id(collective event) -> own completion delay (us)
 
     def __call__(self, p: D.Proto):
         if p.kind in ("delay", "marker"):
             return Delay(p.dur_us * US, p.name), "other"
+        if p.kind == "coll_tail":
+            return Delay(self.tail.pop(id(p.event), 0.0) * US, p.name), "dp"
         ev = p.event
         if _is_collective(ev):
             return self._collective(ev), "dp"
@@ -210,8 +226,10 @@ class _OpMaker:
         nelems = max(_num(extra.get("In msg nelems")), _num(extra.get("Out msg nelems")))
         nbytes = nelems * DTYPE_BYTES.get(str(extra.get("dtype", "")).lower(), 0)
         measured = self.table.get((pg, seq), {})
-        complete = all(x in measured for x in ranks)
-        dur = min(measured.values()) if complete and measured else ev.dur
+        dur = ev.dur
+        if measured and all(x in measured for x in ranks):
+            dur, tails = collective_timing(measured)
+            self.tail[id(ev)] = tails.get(self.r.rank, 0.0)
         return Collective(kind, float(nbytes), CommGroup(ranks, "dp"), seq=seq,
                           duration_s=dur * US, name=ev.name)
 
