@@ -22,6 +22,7 @@ finds the basin that one start can miss, then the bootstrap starts from the best
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -107,17 +108,26 @@ def _eff(eff_max, bytes_half, gamma, size):
     return eff_max / (1.0 + (bytes_half / size) ** gamma)
 
 
+@cache
+def _gather(layout: Layout) -> dict[str, np.ndarray | int]:
+    """Per name, where each protocol's value sits in (theta, then the fixed values):
+    built once per layout so a residual evaluation only copies numbers."""
+    slots, fixed = layout.slots(), dict(layout.fixed)
+    out: dict[str, np.ndarray | int] = {}
+    for j, name in enumerate(fixed):
+        out[name] = np.full(len(PROTOCOLS), len(slots) + j)
+    for name in PER_PROTO:
+        if name not in fixed:
+            out[name] = np.array([slots.index((name, None if name in layout.shared else p))
+                                  for p in PROTOCOLS])
+    out["gamma"] = slots.index(("gamma", None))
+    return out
+
+
 def unpack(theta, layout: Layout) -> dict[str, np.ndarray]:
     """theta -> {name: per-protocol array (PROTOCOLS order)} plus gamma."""
-    out = {n: np.full(len(PROTOCOLS), v, float) for n, v in layout.fixed}
-    for (name, proto), v in zip(layout.slots(), theta, strict=True):
-        if name == "gamma":
-            out["gamma"] = v
-        elif proto is None:
-            out[name] = np.full(len(PROTOCOLS), v, float)
-        else:
-            out.setdefault(name, np.zeros(len(PROTOCOLS)))[PROTOCOLS.index(proto)] = v
-    return out
+    ext = np.concatenate([np.asarray(theta, float), [v for _, v in layout.fixed]])
+    return {k: ext[i] for k, i in _gather(layout).items()}
 
 
 def predict_nvlink(theta, tab, layout: Layout = FULL) -> np.ndarray:
@@ -156,10 +166,13 @@ def fit_nvlink(tables: list[dict], layout: Layout = FULL, n_boot: int = 30,
     tab = _stack(tables)
     if cls == "network":
         tab = tab | {"intra": tab["inter"]}
-    idx = np.arange(len(tab["time"]))
+    # Columns as rows of one array: the bootstrap resamples them once per resample
+    # (``_fit`` indexes x[..., idx]), not once per residual evaluation.
+    keys = list(tab)
+    cols = np.stack([tab[k] for k in keys])
 
-    def model(th, i):
-        return predict_nvlink(th, {k: v[i] for k, v in tab.items()}, layout)
+    def model(th, x):
+        return predict_nvlink(th, dict(zip(keys, x, strict=True)), layout)
 
     def to_params(th):
         u = unpack(th, layout)
@@ -171,8 +184,8 @@ def fit_nvlink(tables: list[dict], layout: Layout = FULL, n_boot: int = 30,
         return out | {"gamma": u["gamma"]}
 
     x0, bounds = _bounds(layout, cls)
-    x0 = best_start(lambda th: model(th, idx), tab["time"], x0, bounds, layout.slots())
-    fit = _fit(model, idx, tab["time"], x0, bounds, None, to_params, n_boot=n_boot)
+    x0 = best_start(lambda th: model(th, cols), tab["time"], x0, bounds, layout.slots())
+    fit = _fit(model, cols, tab["time"], x0, bounds, None, to_params, n_boot=n_boot)
     return split_protocols(fit)
 
 
