@@ -27,7 +27,7 @@ from hw_models.errors import ClusterSimError
 # "loss" is cross-entropy's log-softmax forward and backward).
 MEMORY_CLASS = {"copy": "memcpy", "add": "elementwise", "mul": "elementwise", "gelu": "elementwise",
                 "layernorm": "norm", "softmax": "softmax", "log_softmax": "loss",
-                "log_softmax_bwd": "loss"}
+                "log_softmax_bwd": "loss", "adam": "optimizer"}
 ELEM_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
 
 

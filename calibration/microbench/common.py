@@ -33,6 +33,10 @@ def device_name(dev: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+# ~200 us at H100/A100 clocks (1.4-2 GHz): longer than torch's dispatch of any call timed.
+GPU_SPIN_CYCLES = 400_000
+
+
 def time_fn(fn: Callable[[], object], dev: torch.device, warmup: int, reps: int,
             block_s: float = 0.0, cpu: list[float] | None = None) -> list[float]:
     """Seconds per call: CUDA events on a GPU (device time), perf_counter on a CPU.
@@ -49,6 +53,10 @@ def time_fn(fn: Callable[[], object], dev: torch.device, warmup: int, reps: int,
         out = []
         for _ in range(reps):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            # Keep the GPU busy while the host queues the events and the call: the elapsed
+            # time is then the call's device time, not the host's dispatch latency, which a
+            # training step's host hides by running ahead (triton's do_bench does the same).
+            torch.cuda._sleep(GPU_SPIN_CYCLES)
             start.record()
             fn()
             end.record()

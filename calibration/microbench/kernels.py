@@ -199,13 +199,44 @@ def _memory_rows(g: Grid, dev: torch.device, dtype: str, sync: Sync = _no_sync) 
     return rows
 
 
+# Mixed-precision Adam per parameter: torch's fused Adam reads the fp32 master, grad, m and v
+# (16 B) and writes master, m and v (12 B); the 16-bit weights are then copied from the
+# master (4 B read, 2 B written). Megatron-LM's step moves the same 34 B per parameter
+# (workloads/training.py ADAM_BYTES_PER_PARAM: it writes the copy itself, reads the grad
+# again for the norm). Tensors of 1/8 of the parameters each, as a model has many.
+ADAM_BYTES = 16 + 12 + 4 + 2
+ADAM_TENSORS = 8
+
+
+def _optimizer_rows(g: Grid, dev: torch.device, dtype: str, sync: Sync = _no_sync) -> list[dict]:
+    rows = []
+    for numel in g.numels:
+        n = max(1, numel // ADAM_TENSORS)
+        master = [torch.randn(n, device=dev) for _ in range(ADAM_TENSORS)]
+        weights = [p.to(DTYPES[dtype]) for p in master]
+        for p in master:
+            p.grad = torch.randn_like(p)
+        opt = torch.optim.Adam(master, lr=1e-4, fused=True)
+
+        def step(opt=opt, weights=weights, master=master):
+            opt.step()
+            torch._foreach_copy_(weights, master)
+        sync()
+        cpu: list[float] = []
+        samples = time_fn(step, dev, g.warmup, g.reps, g.block_s, cpu)
+        rows.append({"op_class": "memory", "op": "adam", "dtype": dtype, "numel": n * ADAM_TENSORS,
+                     "flops": 0.0, "bytes": float(ADAM_BYTES * n * ADAM_TENSORS),
+                     **summary(samples, cpu)})
+    return rows
+
+
 def suite(g: Grid, dev: torch.device, dtypes: tuple[str, ...], sync: Sync = _no_sync) -> list[dict]:
     """This process's rows of the suite; ``sync`` is called before every point."""
     base = meta("kernels", dev)
     rows = []
     with torch.inference_mode():
         for dt in dtypes:
-            for part in (_gemm_rows, _attention_rows, _memory_rows):
+            for part in (_gemm_rows, _attention_rows, _memory_rows, _optimizer_rows):
                 rows += [base | r for r in part(g, dev, dt, sync)]
     return rows
 
