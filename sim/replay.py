@@ -7,7 +7,10 @@ by sim.whatif.Recoster. CPU time (Delay nodes) is kept as measured in both.
 
 Iteration time: the ProfilerStep annotations' durations, as HTA and the profiler define it
 (for several ranks, the slowest rank per step), averaged over the steps; a trace without
-them is one iteration from its first to its last event.
+them is one iteration from its first to its last event. Where the GPU runs behind the CPU
+(GPU-paced, see workloads/traces/deps.py ``_gpu_steps``) a step is the span of its GPU
+work (Kineto's ``gpu_user_annotation`` copy of the step), from its first op's start to its
+last op's end.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sim.engine import Engine, Row
 from sim.whatif import Recoster, WhatIf
 from workloads.graph import Collective, Compute, Delay, Memory, Node
 from workloads.traces.classify import CLASSES
+from workloads.traces.deps import BUSY_PACED
 from workloads.traces.kineto import ImportedTrace, kernel_class
 
 
@@ -127,8 +131,9 @@ class ReplayResult:
 # iteration moved by less than 1% (a what-if visible in the kernels, invisible in the step).
 MOVED_BUSY, UNMOVED_STEP = 0.05, 0.01
 # Below this device-busy share of the iteration a trace counts as CPU-paced (more idle
-# than busy: the definition HTA's temporal breakdown uses to call a run launch/CPU-bound).
-CPU_BOUND_BUSY = 0.5
+# than busy: the definition HTA's temporal breakdown uses to call a run launch/CPU-bound);
+# the importer uses the same share to measure GPU-paced steps on the GPU.
+CPU_BOUND_BUSY = BUSY_PACED
 
 
 def replay(trace: ImportedTrace, whatif: WhatIf | None = None, keep_rows: bool = False

@@ -13,6 +13,9 @@ What the trace holds, and the edge each gives (all times in microseconds):
   event handles, so the edge is inferred from the timing).
 - CPU-blocking calls (device/stream/event synchronize, a copy that returns after its GPU
   op, e.g. device-to-host): the rest of the call depends on the GPU op it waited for.
+- GPU-paced steps: where the GPU runs a step's work well after the CPU launched it (the
+  CPU's ProfilerStep ends before its kernels do and the device is busy), the step is the
+  span of its GPU work, not the CPU annotation (``_gpu_steps``).
 - CPU-only traces (gloo): top-level ops per thread; a ``gloo:*`` collective depends on the
   ``c10d::`` call that issued it, and the issuing thread's next op waits for it.
 """
@@ -33,6 +36,9 @@ SYNC_CALLS = frozenset({"cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaE
 EPS_US = 1.0
 # How many recently finished GPU ops are scanned for the op a stream waited on.
 _CROSS_SCAN = 64
+# A device busy at least this share of a span paces it; below it the host does (HTA's
+# temporal breakdown calls a run launch/CPU-bound when the GPU idles more than it works).
+BUSY_PACED = 0.5
 
 
 @dataclass(slots=True)
@@ -55,6 +61,8 @@ class RankProtos:
     t0: float = 0.0
     t_end: float = 0.0
     missing_corr: int = 0
+    before_trace: int = 0     # GPU ops launched before the trace began (no launch recorded)
+    step_basis: str = "cpu"   # "gpu": steps are the spans of their GPU work (_gpu_steps)
     gpu_ops: list[int] = field(default_factory=list)
 
     def add(self, p: Proto) -> int:
@@ -119,6 +127,8 @@ def _gpu_rank(rp: RankProtos, events: list[Event], gpu: list[Event], steps: list
         for t, name, which in _marker_items([s]):
             threads.setdefault(_thread(s), []).append((t, (name, which)))
     blocked: list[tuple[int, Event]] = []  # (proto of the call's remainder, GPU op waited on)
+    launched = {id(by_corr[c.corr]): c.ts for c in calls if c.corr in by_corr}
+    gsteps = _gpu_steps(steps, gpu, launched)
     for items in threads.values():
         items.sort(key=lambda x: x[0])
     handoff = _handoffs(threads)
@@ -140,12 +150,27 @@ def _gpu_rank(rp: RankProtos, events: list[Event], gpu: list[Event], steps: list
                          end_times)
             last_proto[id(item)] = len(rp.protos) - 1
             del first
-    _gpu_streams(rp, gpu, launch_cut, gpu_proto, ends, end_times)
+    # CUPTI's correlation ids grow with every call; a GPU op whose id is below the first
+    # recorded call's was launched before the profiler began recording (the GPU still ran
+    # the warmup step's work when the active window opened), so it has no launch to link.
+    first_corr = min((e.corr for e in events if e.kind == RUNTIME and e.corr >= 0),
+                     default=-1)
+    firsts = {id(f): name for name, f, _, _ in gsteps or ()}
+    marks = _gpu_streams(rp, gpu, launch_cut, gpu_proto, ends, end_times, first_corr, firsts)
+    _use_gpu_steps(rp, gsteps, marks, gpu_proto)
     for p, ev in blocked:
         rp.protos[p].deps.append(gpu_proto[id(ev)])
     for p in rp.protos:
         if p.name == "handoff":
             p.deps = [last_proto[id(p.deps[0][1])]]
+
+
+def _use_gpu_steps(rp: RankProtos, gsteps, marks: dict[str, int], gpu_proto: dict) -> None:
+    """GPU-paced steps run from the marker before their first op to their last op's end."""
+    if gsteps:
+        rp.step_basis = "gpu"
+        rp.markers = {name: (marks[name], gpu_proto[id(last)], us)
+                      for name, _, last, us in gsteps}
 
 
 def _handoffs(threads: dict[str, list]) -> dict[int, Event]:
@@ -223,7 +248,51 @@ def _waited_on(gpu, ends, end_times, start: float, end: float, late: bool = Fals
     return gpu[ends[i][1]]
 
 
-def _gpu_streams(rp, gpu, launch_cut, gpu_proto, ends, end_times) -> None:
+def _gpu_steps(steps: list[Event], gpu: list[Event], launched: dict[int, float]
+               ) -> list[tuple[str, Event, Event, float]] | None:
+    """Steps measured on the GPU: (name, first op, last op, span us) per step, or None where
+    the CPU annotations are the steps.
+
+    A step's GPU work is the ops launched inside its CPU annotation (the rule Kineto uses
+    for its ``gpu_user_annotation`` copies). When the CPU runs ahead of a busy GPU, the CPU
+    annotation measures the launches, not the step: the first profiled steps end early
+    while the launch queue fills (49 ms of a 94 ms step on h100_gpt_1p3b_s4k, 35 and 72 ms
+    of 96 ms on v100_1rank). The steps are GPU-paced when, for every step, its GPU work
+    ends after its CPU annotation (the CPU never waited for it), follows the previous
+    step's GPU work without overlap (one sequence on the device) and keeps the device busy
+    (``BUSY_PACED``); their time is then from the first op's start to the last op's end."""
+    if not steps:
+        return None
+    out, prev_end = [], float("-inf")
+    for s in steps:
+        mine = [e for e in gpu if s.ts <= launched.get(id(e), float("-inf")) <= s.ts + s.dur]
+        if not mine:
+            return None
+        first, last = mine[0], max(mine, key=lambda e: e.ts + e.dur)
+        a, b = first.ts, last.ts + last.dur
+        busy = sum(y - x for x, y in _union([(e.ts, e.ts + e.dur) for e in mine]))
+        if b <= s.ts + s.dur + EPS_US or a < prev_end - EPS_US or busy < BUSY_PACED * (b - a):
+            return None
+        out.append((s.name, first, last, b - a))
+        prev_end = b
+    return out
+
+
+def _union(iv: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for a, b in sorted(iv):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _gpu_streams(rp, gpu, launch_cut, gpu_proto, ends, end_times, first_corr: int,
+                 firsts: dict[int, str]) -> dict[str, int]:
+    """GPU ops per stream; returns the zero-length marker placed right before the first op
+    of each GPU-paced step (its end is that op's replayed start)."""
+    marks: dict[str, int] = {}
     by_stream: dict[str, list[Event]] = {}
     for e in gpu:
         by_stream.setdefault(_gpu_stream(e), []).append(e)
@@ -232,7 +301,9 @@ def _gpu_streams(rp, gpu, launch_cut, gpu_proto, ends, end_times) -> None:
         for e in ops:
             deps, ready = [], prev_end
             lc = launch_cut.get(id(e))
-            if lc is None:
+            if lc is None and 0 <= e.corr < first_corr:
+                rp.before_trace += 1
+            elif lc is None:
                 rp.missing_corr += 1
             else:
                 deps.append(lc[0])
@@ -244,6 +315,10 @@ def _gpu_streams(rp, gpu, launch_cut, gpu_proto, ends, end_times) -> None:
             start = max(e.ts, prev_end)
             if start - ready > 0:
                 rp.add(Proto(stream, ready, start, "delay", start - ready, deps, name="gpu idle"))
+                deps = []
+            if id(e) in firsts:
+                marks[firsts[id(e)]] = rp.add(Proto(stream, start, start, "marker", 0.0, deps,
+                                                    name=firsts[id(e)] + " (gpu)"))
                 deps = []
             p = rp.add(Proto(stream, start, start + e.dur, "gpu", e.dur, deps, e.name, e))
             rp.gpu_ops.append(p)
@@ -257,6 +332,7 @@ def _gpu_streams(rp, gpu, launch_cut, gpu_proto, ends, end_times) -> None:
         if p.deps and any(isinstance(d, tuple) for d in p.deps):
             p.deps = [gpu_proto[id(d[1])] if isinstance(d, tuple) and d[0] == "gpu" else d
                       for d in p.deps]
+    return marks
 
 
 def _cross_stream(gpu, ends, end_times, e: Event, ready: float) -> Event | None:

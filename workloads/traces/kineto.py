@@ -55,6 +55,8 @@ class ImportedTrace:
     files: list[str] = field(default_factory=list)
     measured: bool = True                     # False: no recorded times (ET alone, Chakra)
     link: dict = field(default_factory=dict)  # ET <-> Kineto link statistics
+    step_basis: str = "cpu"                   # "gpu": steps are spans of GPU work (deps.py)
+    before_trace: dict[int, int] = field(default_factory=dict)  # rank -> ops launched earlier
 
 
 @dataclass
@@ -102,6 +104,10 @@ def load_files(files: list[Path]) -> ImportedTrace:
         for name, (p0, p1, us) in rp.markers.items():
             if p0 >= 0 and p1 >= 0:
                 out.steps.append(Step(r.rank, name, node_of[p0], node_of[p1], us * US))
+        if rp.step_basis == "gpu":
+            out.step_basis = "gpu"
+        if rp.before_trace:  # the warmup step's tail: launched before recording began
+            out.before_trace[r.rank] = rp.before_trace
         if rp.missing_corr:
             out.warnings.append(f"rank {r.rank}: {rp.missing_corr} GPU ops have no launch with a "
                                 "matching correlation id; they keep their measured start gaps")
