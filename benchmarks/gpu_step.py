@@ -79,13 +79,16 @@ def _gpt(c: dict):
     return GPT()
 
 
-def measure_one(c: dict, trace: Path | None = None) -> dict:
+def measure_one(c: dict, trace: Path | None = None, compiled: bool = False) -> dict:
+    """``compiled``: the model through torch.compile (Inductor fuses the bias, dropout,
+    residual-add, GELU and LayerNorm kernels, as Megatron's fused kernels do)."""
     import torch
 
     torch.manual_seed(0)
     dev = torch.device("cuda")
-    model = _gpt(c).to(dev, torch.bfloat16).train()
-    params = list(model.parameters())
+    eager = _gpt(c).to(dev, torch.bfloat16).train()
+    params = list(eager.parameters())
+    model = torch.compile(eager) if compiled else eager
     master = [p.detach().float().clone().requires_grad_(True) for p in params]
     opt = torch.optim.Adam(master, lr=1e-4, fused=True)
     idx = torch.randint(0, VOCAB, (c["micro_batch"], c["seq_len"]), device=dev)
@@ -121,26 +124,27 @@ def measure_one(c: dict, trace: Path | None = None) -> dict:
             for _ in range(3):
                 step()
                 prof.step()
-    return c | {"vocab": VOCAB, "step_s": sorted(times)[len(times) // 2], "steps_s": times,
+    return c | {"compiled": compiled, "vocab": VOCAB, "step_s": sorted(times)[len(times) // 2], "steps_s": times,
                 "peak_mem_gib": peak}
 
 
-def measure(out: Path, trace: str | None = None) -> Path:
+def measure(out: Path, trace: str | None = None, compiled: bool = False) -> Path:
     import torch
 
-    rows = []
-    for c in CONFIGS:
-        rows.append(measure_one(c, out / f"{c['name']}_trace.json" if c["name"] == trace else None))
+    rows: list[dict] = []
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ("gpu_steps_compiled.json" if compiled else "gpu_steps.json")
+    for c in CONFIGS:   # the file is rewritten after every row: a cut-off run keeps its rows
+        rows.append(measure_one(c, out / f"{c['name']}_trace.json" if c["name"] == trace else None,
+                                compiled))
         print(json.dumps({k: rows[-1][k] for k in ("name", "step_s", "peak_mem_gib")}), flush=True)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    doc = {"device_name": torch.cuda.get_device_name(), "torch_version": torch.__version__,
-           "cuda_version": torch.version.cuda,
-           "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "warmup": WARMUP, "steps": STEPS, "rows": rows}
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "gpu_steps.json"
-    path.write_text(json.dumps(doc, indent=1))
+        doc = {"device_name": torch.cuda.get_device_name(), "torch_version": torch.__version__,
+               "cuda_version": torch.version.cuda,
+               "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "warmup": WARMUP, "steps": STEPS, "rows": rows}
+        path.write_text(json.dumps(doc, indent=1))
     return path
 
 
@@ -176,11 +180,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--measure", action="store_true")
     ap.add_argument("--out", type=Path, default=MEASURED.parent)
+    ap.add_argument("--compile", action="store_true", help="--measure: torch.compile the model")
     ap.add_argument("--trace", default=None, help="--measure: also record a Kineto trace of this config")
     ap.add_argument("--profile", default=None, help="profile name or YAML (default: the GPU's)")
     a = ap.parse_args()
     if a.measure:
-        print(measure(a.out, a.trace))
+        print(measure(a.out, a.trace, a.compile))
         return
     rows = predict(MEASURED, a.profile)
     print(f"{'model':14} {'measured ms':>11} {'predicted ms':>12} {'error':>7}")

@@ -65,6 +65,11 @@ def _per_step_us(raw, keep) -> float:
      "void*, void*, unsigned int)", "attention"),
     ("void cudnn::fusion::convert_dq_to_16bits<true>(void const*, void*, unsigned int)",
      "attention"),
+    # TorchInductor kernels from the same GPT step under torch.compile (H100, torch 2.11)
+    ("triton_poi_fused_gelu_view_2", "elementwise"),
+    ("triton_red_fused_native_dropout_backward_sum_view_3", "elementwise"),
+    ("triton_per_fused_native_dropout_backward_sum_view_4", "elementwise"),
+    ("triton_red_fused__unsafe_view_add_clone_permute_select_backward_5", "elementwise"),
 ])
 def test_real_hopper_kernel_names(name, cls):
     assert classify(name) == cls

@@ -29,10 +29,13 @@ _RULES: tuple[tuple[str, re.Pattern], ...] = tuple((c, re.compile(p, re.I)) for 
     # ``nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NTT``: cuBLAS's JIT-generated GEMM
     # kernels (cuBLAS 12.6+ / 13 on Hopper and Blackwell pick them instead of the
     # sm90_xmma/cutlass kernels; tile MxN_KxStages, cluster, NT layout suffix).
-    ("gemm", r"nvjet|gemm|xmma|cutlass|cublas|Cijk_|s884|s1688|h1688|s16816|h16816|wgrad|dgrad"
+    # TorchInductor (torch.compile) names its Triton kernels by kind: ``triton_tem_*`` are
+    # GEMM templates, ``triton_poi_*`` pointwise, ``triton_red_*``/``triton_per_*``
+    # (persistent) reductions, e.g. ``triton_red_fused_sum_15`` (a compiled H100 GPT step).
+    ("gemm", r"triton_tem_|nvjet|gemm|xmma|cutlass|cublas|Cijk_|s884|s1688|h1688|s16816|h16816|wgrad|dgrad"
              r"|conv|implicit_?convolve|winograd|fft|splitk|bmm|matmul"),
     ("memcpy", r"memcpy|memset|copy_kernel|CatArray"),
-    ("elementwise", r"elementwise|vectorized|reduce|norm|softmax|bn_|Functor|adam|sgd"
+    ("elementwise", r"triton_(poi|red|per)_|elementwise|vectorized|reduce|norm|softmax|bn_|Functor|adam|sgd"
                     r"|multi_tensor|index|scatter|gather|embedding|dropout|gelu|relu|silu"
                     r"|loss|pool|fill|transpose|permute|cat_|sort|topk|cumsum|at::native"
                     r"|nchwToNhwc|nhwcToNchw|cub::|Offsets"),
