@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from calibration.fitting import Fit, fit_attention, fit_collective, fit_gemm, fit_memory
+from calibration.fitting import (
+    Fit,
+    fit_attention,
+    fit_collective,
+    fit_gemm,
+    fit_memory,
+    memory_bound_shapes,
+)
 from calibration.parsers import read_microbench, read_nccl_tests
 from hw_models import catalog
 from hw_models.errors import ClusterSimError
@@ -28,6 +35,9 @@ from hw_models.errors import ClusterSimError
 MEMORY_CLASS = {"copy": "memcpy", "add": "elementwise", "mul": "elementwise", "gelu": "elementwise",
                 "layernorm": "norm", "softmax": "softmax", "log_softmax": "loss",
                 "log_softmax_bwd": "loss", "adam": "optimizer"}
+# Memory-bound GEMMs needed to fit the GEMMs' own bandwidth efficiency (one per decode
+# batch size of a layer's four linears is 4; fewer leave it unidentified).
+MIN_MEMORY_BOUND = 4
 ELEM_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
 
 
@@ -97,8 +107,10 @@ def fit_kernels(df: pd.DataFrame, peaks: dict[str, float], hbm_bw: float,
             out["memory_ops"][cls] = fit_memory(rows.bytes, rows.median_s, hbm_bw, n_boot)
     bw_eff = out["memory"]["all"].params["bw_eff"]
     for dt, g in gemm.groupby("dtype"):
-        out["gemm"][dt] = fit_gemm(g.m, g.n, g.k, g.median_s, peaks[dt], hbm_bw, bw_eff,
-                                   ELEM_BYTES[dt], n_boot)
+        eb = ELEM_BYTES[dt]
+        skinny = memory_bound_shapes(g.m, g.n, g.k, eb, peaks[dt], hbm_bw) >= MIN_MEMORY_BOUND
+        out["gemm"][dt] = fit_gemm(g.m, g.n, g.k, g.median_s, peaks[dt], hbm_bw, bw_eff, eb,
+                                   n_boot, fit_bw=skinny)
     att = df[df.op_class == "attention"]
     for causal, key in ((True, "causal"), (False, "full")):
         rows = att[att.causal.astype(str).str.lower() == str(causal).lower()]

@@ -71,12 +71,14 @@ GEMM_TILE = (128, 256)
 
 def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
              elem_bytes: float, n_boot: int = 200, sms: int = 0,
-             tile: tuple[int, int] = GEMM_TILE) -> Fit:
+             tile: tuple[int, int] = GEMM_TILE, fit_bw: bool = False) -> Fit:
     """t = launch + smooth_max((F wave + F_half)/(peak eff_max), bytes/(bw bw_eff), p).
 
     With ``sms`` (the GPU's SM count from the catalog) the wave-quantization factor
     ``hw_models.compute.wave_factor`` multiplies the FLOPs and its exponent
-    ``wave_exp`` is fitted; without it (sms=0) the term is off."""
+    ``wave_exp`` is fitted; without it (sms=0) the term is off. ``fit_bw``: also fit the
+    GEMMs' own bandwidth efficiency (``bw_eff``, replacing the given one), for data that
+    hold memory-bound shapes (fitting.memory_bound_shapes)."""
     m, n, k, t = (np.asarray(a, float) for a in (m, n, k, time_s))
     flops = 2 * m * n * k
     nbytes = elem_bytes * (m * k + k * n + m * n)
@@ -86,11 +88,13 @@ def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
     base = wave_factor(m, n, sms, tile[0], tile[1], 1.0) if waves else np.ones_like(m)
     x = np.stack([flops, nbytes, base])
 
+    iw = 4 + waves      # index of bw_eff in theta when fitted
+
     def model(th, x):
         eff_max, log_fh, launch_us, p = th[:4]
         wave = (x[2] ** th[4] if th[4] else 1.0) if waves else 1.0
         tc = (x[0] * wave + np.exp(log_fh)) / (peak_flops * eff_max)
-        tm = x[1] / (hbm_bw * bw_eff)
+        tm = x[1] / (hbm_bw * (th[iw] if fit_bw else bw_eff))
         return launch_us * 1e-6 + smooth_max(tc, tm, p)
 
     def to_params(th):
@@ -98,11 +102,13 @@ def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
                "roofline_p": th[3]}
         if waves:
             out |= {"tile_m": tile[0], "tile_n": tile[1], "wave_exp": th[4]}
+        if fit_bw:
+            out["bw_eff"] = th[iw]
         return out
 
-    theta0 = [0.8, np.log(1e9), 3.0, 2.0] + ([0.5] if waves else [])
-    lo = [0.05, np.log(1e5), 0.0, 1.0] + ([0.0] if waves else [])
-    hi = [1.0, np.log(1e13), 50.0, 8.0] + ([1.0] if waves else [])
+    theta0 = [0.8, np.log(1e9), 3.0, 2.0] + ([0.5] if waves else []) + ([bw_eff] if fit_bw else [])
+    lo = [0.05, np.log(1e5), 0.0, 1.0] + ([0.0] if waves else []) + ([0.1] if fit_bw else [])
+    hi = [1.0, np.log(1e13), 50.0, 8.0] + ([1.0] if waves else []) + ([1.0] if fit_bw else [])
     fit = _fit(model, x, t, theta0, (lo, hi), list(to_params(np.array(theta0))), to_params,
                n_boot=n_boot)
     if waves:   # tile sizes are sourced constants, not fitted: no spread, exact ints
@@ -110,6 +116,13 @@ def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
         for key in ("tile_m", "tile_n"):
             fit.uncertainty.pop(key, None)
     return fit
+
+
+def memory_bound_shapes(m, n, k, elem_bytes: float, peak_flops: float, hbm_bw: float) -> int:
+    """How many GEMMs lie below the roofline's ridge (FLOPs per byte < peak / bandwidth)."""
+    m, n, k = (np.asarray(a, float) for a in (m, n, k))
+    intensity = 2 * m * n * k / (elem_bytes * (m * k + k * n + m * n))
+    return int(np.sum(intensity < peak_flops / hbm_bw))
 
 
 def fit_attention(seq, eff, n_boot: int = 200) -> Fit:

@@ -25,7 +25,7 @@ from hw_models.profile import Profile
 FASTER = {"eff_max": 1, "bw_eff": 1, "roofline_p": 1, "flops_half": -1, "seq_half": -1,
           "launch_us": -1, "latency_us": -1, "bytes_half": -1}
 # Schema upper bounds that the bootstrap tail must not cross.
-CAPS = {("gemm", "eff_max"): 1.0, ("attention", "eff_max"): 1.0, ("memory", "bw_eff"): 1.0,
+CAPS = {("gemm", "eff_max"): 1.0, ("gemm", "bw_eff"): 1.0, ("attention", "eff_max"): 1.0, ("memory", "bw_eff"): 1.0,
         ("memory_ops", "bw_eff"): 1.0, ("collectives", "eff_max"): 1.5}
 
 

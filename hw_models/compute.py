@@ -58,7 +58,7 @@ class ComputeModel:
             wave = wave_factor(shape[0], shape[1], self.gpu.sms, curve.tile_m, curve.tile_n,
                                curve.wave_exp)
         t_compute = (flops * wave + curve.flops_half) / (self.gpu.peak_flops(dtype) * curve.eff_max)
-        t_memory = bytes_ / (self.gpu.hbm_bw * self.profile.memory.bw_eff)
+        t_memory = bytes_ / (self.gpu.hbm_bw * (curve.bw_eff or self.profile.memory.bw_eff))
         return (curve.launch_us * US + smooth_max(t_compute, t_memory, curve.roofline_p)) / self.speed_scale
 
     def attention(self, flops: float, seq_kv: int, causal: bool, dtype: str) -> float:

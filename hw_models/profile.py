@@ -49,6 +49,10 @@ class GemmCurve(_P):
     tile_m: int = Field(0, ge=0)
     tile_n: int = Field(0, ge=0)
     wave_exp: float = Field(0.0, ge=0, le=1)
+    # Bandwidth efficiency of memory-bound GEMMs (decode's skinny products stream the
+    # weights: cuBLAS reaches less of HBM there than a copy does). Fitted where the
+    # measurements hold such shapes; unset: the profile's memory bw_eff.
+    bw_eff: float | None = Field(None, gt=0, le=1)
 
 
 class AttentionCurve(_P):

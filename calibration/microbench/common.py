@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +34,9 @@ def device_name(dev: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-# ~200 us at H100/A100 clocks (1.4-2 GHz): longer than torch's dispatch of any call timed.
-GPU_SPIN_CYCLES = 400_000
+# ~1 ms at H100/A100 clocks (1.4-2 GHz): longer than torch's dispatch of any call timed
+# (a fused Adam step over 8 tensors dispatches for a few hundred us on a busy host).
+GPU_SPIN_CYCLES = 2_000_000
 
 
 def time_fn(fn: Callable[[], object], dev: torch.device, warmup: int, reps: int,
@@ -50,18 +52,25 @@ def time_fn(fn: Callable[[], object], dev: torch.device, warmup: int, reps: int,
         fn()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+        gc.collect()
+        gc.disable()   # no collection inside the timed calls (as timeit does)
         out = []
-        for _ in range(reps):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            # Keep the GPU busy while the host queues the events and the call: the elapsed
-            # time is then the call's device time, not the host's dispatch latency, which a
-            # training step's host hides by running ahead (triton's do_bench does the same).
-            torch.cuda._sleep(GPU_SPIN_CYCLES)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            out.append(start.elapsed_time(end) * 1e-3)
+        try:
+            for _ in range(reps):
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                # Keep the GPU busy while the host queues the events and the call: the
+                # elapsed time is then the call's device time, not the host's dispatch
+                # latency, which a training step's host hides by running ahead (triton's
+                # do_bench does the same).
+                torch.cuda._sleep(GPU_SPIN_CYCLES)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                out.append(start.elapsed_time(end) * 1e-3)
+        finally:
+            gc.enable()
         return out
     import time
     calls = 1

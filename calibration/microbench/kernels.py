@@ -47,6 +47,7 @@ class Grid:
     reps: int
     block_s: float = 0.0     # CPU: time blocks of calls this long (common.time_fn)
     cold_bytes: int = 0      # >0: rotate through operand copies this large in all (_Rotation)
+    decode: tuple[int, ...] = ()   # token counts of decode GEMMs (the layer's forward linears)
 
 
 # Sized for ~1 minute on a 2-core CPU (default) and a few seconds (quick). On a GPU the
@@ -55,10 +56,15 @@ GRIDS = {
     ("cpu", False): Grid((64, 128, 256, 512, 1024), (128, 256, 512), 256, 1024,
                          (128, 256, 512), 4, 64, tuple(4**i for i in range(7, 13)), 3, 15),
     ("cpu", True): Grid((64, 256), (128,), 128, 512, (128,), 2, 64, (4**7, 4**9, 4**11), 1, 3),
+    # GPU operands rotate through 256 MiB (> the 40-50 MB L2 of A100/H100), so each call
+    # reads its weights from HBM as a layer's GEMMs do in a step; decode GEMMs at 1-128
+    # tokens are the serving shapes (memory-bound: they fit the GEMMs' bandwidth).
     ("cuda", False): Grid((256, 512, 1024, 2048, 4096, 8192), (256, 1024, 4096, 16384), 4096,
                           16384, (512, 1024, 2048, 4096, 8192), 32, 128,
-                          tuple(4**i for i in range(9, 15)), 10, 30),
-    ("cuda", True): Grid((512, 2048), (1024,), 1024, 4096, (1024,), 8, 128, (4**10, 4**12), 3, 5),
+                          tuple(4**i for i in range(9, 15)), 10, 30, cold_bytes=256 * 2**20,
+                          decode=(1, 8, 32, 128)),
+    ("cuda", True): Grid((512, 2048), (1024,), 1024, 4096, (1024,), 8, 128, (4**10, 4**12), 3, 5,
+                         decode=(8,)),
 }
 
 
@@ -85,6 +91,8 @@ def gemm_shapes(g: Grid) -> list[tuple[int, int, int, str]]:
     shapes = [(s, s, s, "nn") for s in g.squares]
     for t in g.tokens:
         shapes += transformer_gemms(t, g.hidden, g.ffn)
+    for t in g.decode:   # serving's decode: few tokens against whole weight matrices
+        shapes += [s for s in transformer_gemms(t, g.hidden, g.ffn) if s[3] == "nt"]
     return list(dict.fromkeys(shapes))
 
 
