@@ -48,6 +48,10 @@ class RunModel:
     hot_spares: int = 0
     replace_s: float = 0.0
     repair_s: float = 0.0
+    # An async write on a converged fabric slows the steps it overlaps (sim/checkpoint_contention.py):
+    # each of the first ``write_steps`` steps after a snapshot takes ``write_slow_s`` longer.
+    write_slow_s: float = 0.0
+    write_steps: float = 0.0
 
     def __post_init__(self) -> None:
         if self.step_s <= 0 or self.total_steps < 1 or self.every_steps < 1:
@@ -106,9 +110,12 @@ class _Trainer:
                 extra = k * m.stall_s + gated * (m.slowdown - 1) * (m.step_s + m.stall_s)
                 if self.slow:                       # persistent slow nodes stretch the segment
                     extra = self.slow.finish(env.now, k * m.step_s + extra) - env.now - k * m.step_s
-                yield env.timeout(k * m.step_s + extra)
+                # steps overlapping the background write of the checkpoint just taken
+                shared = m.write_slow_s * min(m.write_steps, k) if self.pending else 0.0
+                yield env.timeout(k * m.step_s + extra + shared)
                 progress += k
                 self.extra += extra
+                self.st.ckpt_s += shared
                 yield from self._checkpoint(progress)
             except simpy.Interrupt as fail:
                 cause = fail.cause
@@ -223,7 +230,7 @@ def young_interval(ckpt_s: float, mtbf_s: float) -> float:
 def candidate_intervals(m: RunModel, extra: tuple[int, ...] = (), step: float = 0.5,
                         span: int = 6) -> list[int]:
     """Steps per checkpoint around Young's optimum: 2^(step e) times it, |e| <= span."""
-    cost = max(m.ckpt_block_s, 1e-9)
+    cost = max(m.ckpt_block_s + m.write_slow_s * m.write_steps, 1e-9)
     center = young_interval(cost, 1 / m.rate) / m.step_s if m.rate else m.total_steps
     grid = {max(1, min(m.total_steps, round(center * 2 ** (step * e))))
             for e in range(-span, span + 1)}
@@ -315,7 +322,24 @@ def job_from_scenario(scenario, **override) -> Job:
     return Job(**fields)
 
 
-def run_model(job: Job, step_time_s: float, storage_cfg, ckpt_cfg, data_cfg, run) -> tuple:
+def contention_fields(contention: dict | None, mode: str, write_s: float) -> dict:
+    """RunModel fields for an async write that slows the steps it overlaps. ``contention`` is
+    ``SimResult.extra["checkpoint_contention"]`` (sim/checkpoint_contention.py): iteration_s_with
+    / _without, and, when simulated, overlapped_steps and write_s (the write under contention).
+    Without them the write lasts the analytical ``write_s`` and overlaps write_s / slowed step
+    steps (at least one). The backend flow model enforces a tier's per-client limit only through
+    the compute NICs, so the write is never taken shorter than the analytical one."""
+    if not contention or mode != "async":
+        return {"ckpt_write_s": write_s}
+    slowed = contention["iteration_s_with"]
+    write = max(write_s, contention.get("write_s") or 0.0)
+    steps = contention.get("overlapped_steps") or max(1.0, write / slowed)
+    return {"ckpt_write_s": write, "write_steps": steps,
+            "write_slow_s": max(0.0, slowed - contention["iteration_s_without"])}
+
+
+def run_model(job: Job, step_time_s: float, storage_cfg, ckpt_cfg, data_cfg, run,
+              contention: dict | None = None) -> tuple:
     """RunModel plus the checkpoint cost and input-pipeline records it was built from."""
     from hw_models import storage
     from workloads.checkpoint import checkpoint_cost, checkpoint_size
@@ -335,10 +359,11 @@ def run_model(job: Job, step_time_s: float, storage_cfg, ckpt_cfg, data_cfg, run
     rates = {k: v * per_s for k, v in run.failures.model_dump().items() if v > 0}
     every = ckpt_cfg.every_steps if ckpt_cfg.every_steps != "auto" else steps
     m = RunModel(step_s=step_time_s, total_steps=steps, every_steps=min(every, steps),
-                 ckpt_block_s=cost.blocking_s, ckpt_write_s=cost.write_s, load_s=cost.load_s,
+                 ckpt_block_s=cost.blocking_s, load_s=cost.load_s,
                  restart_s=run.restart_s, rates=rates, stall_s=pipe.stall_s,
                  hot_spares=run.hot_spares, replace_s=run.replace_s, repair_s=run.repair_s,
-                 **straggler_fields(run.stragglers, job.nodes))
+                 **straggler_fields(run.stragglers, job.nodes),
+                 **contention_fields(contention, ckpt_cfg.mode, cost.write_s))
     return m, size, cost, pipe
 
 
@@ -353,9 +378,10 @@ def straggler_fields(cfg, nodes: int) -> dict:
                                     detect_s=cfg.detect_s, drain_restart=cfg.drain == "restart")}
 
 
-def run_summary(scenario, step_time_s: float, **override) -> dict:
+def run_summary(scenario, step_time_s: float, contention: dict | None = None, **override) -> dict:
     """Whole-run figures for a scenario with a ``run`` block, given the simulated step time.
-    ``override`` may set any Job field (gpus, tokens_per_step, model_parallel, ...)."""
+    ``contention``: ``SimResult.extra["checkpoint_contention"]`` (an async write slowing the
+    steps it overlaps). ``override`` may set any Job field (gpus, tokens_per_step, ...)."""
     from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig, parse
     if _get(scenario, "run") is None:
         raise ClusterSimError("scenario has no 'run' block (tokens or steps, failures, ...)")
@@ -366,7 +392,7 @@ def run_summary(scenario, step_time_s: float, **override) -> dict:
     if step_time_s <= 0:
         raise ClusterSimError(f"step time must be > 0 s, got {step_time_s}")
     job = job_from_scenario(scenario, **override)
-    m, size, cost, pipe = run_model(job, step_time_s, stor, ckpt, data, run)
+    m, size, cost, pipe = run_model(job, step_time_s, stor, ckpt, data, run, contention)
     user = () if ckpt.every_steps == "auto" else (ckpt.every_steps,)
     best, curve = best_interval(m, run.seed, max(2, run.samples // 2), user)
     used = best if ckpt.every_steps == "auto" else ckpt.every_steps
@@ -376,10 +402,13 @@ def run_summary(scenario, step_time_s: float, **override) -> dict:
     out.update({
         "steps": m.total_steps, "every_steps": used, "best_every_steps": best,
         "best_goodput": curve[best], "young_every_steps": (
-            young_interval(cost.blocking_s, mtbf) / step_time_s if m.rate else None),
+            young_interval(cost.blocking_s + m.write_slow_s * m.write_steps, mtbf) / step_time_s
+            if m.rate else None),
         "mtbf_hours": mtbf / 3600, "checkpoint_tb": size.total / 1e12,
         "checkpoint_mode": ckpt.mode, "checkpoint_block_s": cost.blocking_s,
-        "checkpoint_write_s": cost.write_s, "checkpoint_load_s": cost.load_s,
+        "checkpoint_write_s": m.ckpt_write_s, "checkpoint_load_s": cost.load_s,
+        "ckpt_slowed_step_s": m.step_s + m.write_slow_s if m.write_steps else None,
+        "ckpt_overlap_steps": m.write_steps or None,
         "input_stalled": pipe.stalled, "input_stall_s_per_step": pipe.stall_s,
         "input_message": pipe.message(), "samples": run.samples, "seed": run.seed,
         "straggler_mode": run.stragglers.mode,

@@ -113,6 +113,9 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     mflops = model_flops(model, tokens)
     hw_flops = mflops * recompute_factor(setup)
     lo_hi = band_times(setup, graph, prof, t_iter) if band and prof.uncertainty else None
+    # An async checkpoint write on the same fabric (flow fidelity, docs/reliability.md).
+    from sim.checkpoint_contention import checkpoint_contention
+    contention = checkpoint_contention(setup, graph, prof, t_iter)
     return SimResult(
         name=sc.name, fidelity=getattr(network, "fidelity", sc.sim.fidelity),
         iteration_time_s=t_iter, tokens_per_s=tokens / t_iter,
@@ -124,7 +127,8 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
             "iteration_time_s": lo_hi, "tokens_per_s": (tokens / lo_hi[1], tokens / lo_hi[0]),
             "mfu": (mflops / (lo_hi[1] * world * peak), mflops / (lo_hi[0] * world * peak))},
         extra={"nodes": len(graph), "microbatches": plan.microbatches,
-               "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp}})
+               "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp},
+               **({"checkpoint_contention": contention} if contention else {})})
 
 
 def band_times(setup: Setup, graph, prof: Profile, t_iter: float) -> tuple[float, float]:

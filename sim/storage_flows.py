@@ -38,6 +38,7 @@ class StorageFlows:
     def __init__(self, net, tier: StorageTier, path: StoragePath, write_v: int, read_v: int):
         self.net, self.tier, self.path = net, tier, path
         self.write_v, self.read_v = write_v, read_v
+        self._last: tuple[simpy.Environment, simpy.Event] | None = None   # last transfer's flows
 
     def transfer(self, env: simpy.Environment, ranks: Iterable[int], direction: str,
                  nbytes: float) -> Generator:
@@ -57,7 +58,24 @@ class StorageFlows:
             paths = [topo.route_v(self.read_v, int(gv[r])) for r in ranks]
         else:
             raise ClusterSimError(f"storage direction {direction!r}; allowed: read, write")
-        yield fabric.transfer([(p, nbytes / len(ranks)) for p in paths])
+        done = fabric.transfer([(p, nbytes / len(ranks)) for p in paths])
+        self._last = (env, done)
+        yield done
+
+    def bytes_left(self, env: simpy.Environment, nbytes: float) -> float:
+        """Bytes of the last transfer started in ``env`` (of ``nbytes``) not yet moved:
+        ``nbytes`` while it still waits for the tier latency, 0 once it is done. Reads the
+        fabric's batch of that transfer, brought up to date to ``env.now``."""
+        if self._last is None or self._last[0] is not env:
+            return nbytes
+        done = self._last[1]
+        if done.triggered:
+            return 0.0
+        for batch in self.net.fabric(env).batches.values():
+            if batch.done is done:
+                batch.advance(env.now)
+                return float(np.dot(np.maximum(batch.remaining, 0.0), batch.weight))
+        return 0.0
 
     def transfer_time(self, ranks: Iterable[int], direction: str, nbytes: float) -> float:
         """The transfer alone (no other traffic), in a private environment."""

@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
         step_time: float = typer.Option(None, "--step-time", help="seconds per training step"),
         tflops_per_gpu: float = typer.Option(
             None, "--tflops-per-gpu", help="achieved TFLOP/s per GPU, to derive the step time"),
+        slowed: float = typer.Option(
+            None, "--slowed-step-time", help="seconds per step while an async checkpoint write "
+            "runs (e.g. iteration_s_with of simulate's checkpoint_contention)"),
         format: Format = typer.Option(Format.table, "--format"),
     ) -> None:
         """Whole-run figures: run_days, goodput, interruptions, lost_hours, checkpoint overhead,
@@ -52,7 +55,11 @@ def register(app: typer.Typer) -> None:
         if (step_time is None) == (tflops_per_gpu is None):
             raise ClusterSimError("give exactly one of --step-time or --tflops-per-gpu")
         step = step_time if step_time is not None else formula_step_time(data, tflops_per_gpu)
-        out = {"step_time_s": step, **run_summary(data, step)}
+        if slowed is not None and slowed < step:
+            raise ClusterSimError(f"--slowed-step-time {slowed} must be >= the step time {step}")
+        contention = None if slowed is None else {"iteration_s_without": step,
+                                                  "iteration_s_with": slowed}
+        out = {"step_time_s": step, **run_summary(data, step, contention)}
         rows = pd.DataFrame({"metric": list(out), "value": [_fmt(v) for v in out.values()]})
         emit(out, format, rows)
 

@@ -52,6 +52,9 @@ def render(res: SimResult) -> str:
     for k, v in res.extra.items():
         if k not in ("nodes", "plan", "microbatches") and not isinstance(v, dict | list):
             lines.append(f"{k:20s}{v}")
+    if cc := res.extra.get("checkpoint_contention"):    # async write on the fabric (flow)
+        lines.append(f"with async ckpt    {cc['iteration_s_with']:.4f} s/iter ({cc['attach']} storage; "
+                     f"write {cc['write_s']:.3g} s over {cc['overlapped_steps']:.3g} steps)")
     return "\n".join(lines)
 
 
@@ -74,7 +77,7 @@ def register(app: typer.Typer) -> None:
         summary, text = res.summary(), render(res)
         if sc.run is not None:          # a whole run: failures, checkpoints, stragglers
             from sim.reliability import run_summary
-            run = run_summary(sc, res.iteration_time_s)
+            run = run_summary(sc, res.iteration_time_s, res.extra.get("checkpoint_contention"))
             summary = {**summary, "run": run}
             text += "\nwhole run (seeded Monte-Carlo, docs/reliability.md):\n" + "\n".join(
                 f"  {k:24s}{v:.4g}" if isinstance(v, float) else f"  {k:24s}{v}"
