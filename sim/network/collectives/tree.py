@@ -1,9 +1,12 @@
 """Double binary tree all_reduce (NCCL 2.4+): a chain inside each domain, two binary
 trees across domains, each tree carrying half the data, reduce up then broadcast down.
 
-The second tree is the first shifted by one domain so that most leaves of one are inner
-nodes of the other (Sanders et al., "Two-tree algorithms for full bandwidth broadcast,
-reduction and scan", 2009, the scheme NCCL uses). Each channel roots its trees at a
+The trees are NCCL's (src/graph/trees.cc, ncclGetBtree / ncclGetDtree): the first is the
+bit-pattern binary tree over domain indices (odd indices are leaves, even ones inner),
+the second its mirror (r -> m-1-r) for an even domain count m, or its shift by one for
+an odd m, so each domain is an inner node of at most one tree and every NIC moves
+about 2S per all-reduce, as a ring does (Sanders et al., "Two-tree algorithms for full
+bandwidth broadcast, reduction and scan", 2009). Each channel roots its trees at a
 different local rank so all rails carry traffic.
 """
 
@@ -14,9 +17,24 @@ import math
 from sim.network.collectives.base import Algorithm, CollCtx, Plan, register
 
 
-def _edges(m: int, shift: int) -> list[tuple[int, int]]:
-    """(parent, child) domain indices of a heap-shaped binary tree over m domains."""
-    return [((((i - 1) // 2) + shift) % m, (i + shift) % m) for i in range(1, m)]
+def _btree_parent(m: int, r: int) -> int:
+    """Parent of rank r in NCCL's binary tree over m ranks (-1 for the root, rank 0)."""
+    if r == 0:
+        return -1
+    bit = 1
+    while bit < m and not bit & r:
+        bit <<= 1
+    up = (r ^ bit) | (bit << 1)
+    return r ^ bit if up >= m else up
+
+
+def _edges(m: int, tree: int) -> list[tuple[int, int]]:
+    """(parent, child) domain indices of tree 0 or 1 of NCCL's double binary tree."""
+    if tree == 0:
+        return [(_btree_parent(m, r), r) for r in range(1, m)]
+    if m % 2:                                # odd: the first tree shifted by one
+        return [((p + 1) % m, (c + 1) % m) for p, c in _edges(m, 0)]
+    return [(m - 1 - p, m - 1 - c) for p, c in _edges(m, 0)]   # even: mirrored
 
 
 def plan(ctx: CollCtx) -> Plan:
