@@ -6,7 +6,8 @@ the fit; the chosen pair's time is NCCL latency + base_us + intra * step_us(nvli
 inter * step_us(network) + size term / (protocol factor * eff(S)). The size term is
 bytes * spb, or for ring LL (streamed) max(chunk term on S/n, bus term at eff_max).
 No per-size or per-sweep terms: ``nvlink`` gets one curve per protocol (``nvlink.LL``
-... with base_us, step_us, eff_max, bytes_half; gamma shared) fitted on all single-node
+... with base_us, step_us, eff_max, bytes_half, gamma; gamma shared only where a protocol
+has too few points, ``ramp_layout``) fitted on all single-node
 sweeps of a system at once; ``network`` likewise per protocol (step_us shared) on the
 multi-node sweeps with the nvlink curves held fixed.
 
@@ -78,8 +79,8 @@ def ramp_layout(layout: Layout, proto_idx: np.ndarray) -> Layout:
 
 
 def latency_floor(proto: str, cls: str = "nvlink") -> tuple[float, float]:
-    """Lowest base_us / step_us that keep every NCCL latency of ``proto`` >= 0 (a network
-    hop also carries NCCL's per-step proxy overhead)."""
+    """Lowest base_us / step_us that keep every NCCL latency of ``proto`` >= 0 (the proxy
+    overhead only raises intra-node steps of multi-node rings, so it is not counted)."""
     c = nccl_constants()
     algos = [a.lat_key for a in ALGORITHMS.values() if proto in a.protos]
     base = min(c["base_latency_us"][k][proto] for k in algos)
@@ -241,8 +242,7 @@ def best_start(model, y, x0, bounds, slots) -> np.ndarray:
 
 
 # A single sweep (one GPU count) cannot separate base_us from step_us: fix the per-hop
-# extra at 0; share gamma and bytes_half across protocols too when a half sweep leaves
-# a protocol with a handful of points (Azure: 11 sizes for 3 protocols).
+# extra at 0 (gamma is shared by ``ramp_layout`` when a protocol has a handful of points).
 SINGLE = Layout(fixed=(("step_us", 0.0),))
 
 
