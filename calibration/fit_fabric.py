@@ -6,7 +6,8 @@ the fit; the chosen pair's time is NCCL latency + base_us + intra * step_us(nvli
 inter * step_us(network) + size term / (protocol factor * eff(S)). The size term is
 bytes * spb, or for ring LL (streamed) max(chunk term on S/n, bus term at eff_max).
 No per-size or per-sweep terms: ``nvlink`` gets one curve per protocol (``nvlink.LL``
-... with base_us, step_us, eff_max, bytes_half; gamma shared) fitted on all single-node
+... with base_us, step_us, eff_max, bytes_half, gamma; gamma shared only where a protocol
+has too few points, ``ramp_layout``) fitted on all single-node
 sweeps of a system at once; ``network`` likewise per protocol (step_us shared) on the
 multi-node sweeps with the nvlink curves held fixed.
 
@@ -34,12 +35,12 @@ from sim.network.collectives.base import ALGORITHMS
 from sim.network.collectives.ring import PER_RANK
 from sim.network.collectives.tuner import PROTOCOLS, STREAMED, nccl_constants
 
-PER_PROTO = ("base_us", "step_us", "eff_max", "bytes_half")
-# Start and upper bounds: base_us, step_us, eff_max, log(bytes_half); gamma separately.
-_P0, _HI = {"base_us": 2.0, "step_us": 0.5, "eff_max": 0.8, "bytes_half": np.log(1e5)}, \
-    {"base_us": 200.0, "step_us": 20.0, "eff_max": 1.5, "bytes_half": np.log(1e11)}
-_LO_EFF, _LO_LBH = 0.05, np.log(1e1)
-_GAMMA = (1.0, 0.2, 4.0)
+PER_PROTO = ("base_us", "step_us", "eff_max", "bytes_half", "gamma")
+# Start and upper bounds: base_us, step_us, eff_max, log(bytes_half), gamma.
+_P0 = {"base_us": 2.0, "step_us": 0.5, "eff_max": 0.8, "bytes_half": np.log(1e5), "gamma": 1.0}
+_HI = {"base_us": 200.0, "step_us": 20.0, "eff_max": 1.5, "bytes_half": np.log(1e11),
+       "gamma": 4.0}
+_LO_EFF, _LO_LBH, _LO_GAMMA = 0.05, np.log(1e1), 0.2
 _GRID = [(g, np.log(b)) for g in (0.3, 0.6, 1.0) for b in (1e3, 1e5, 1e7, 1e9)]
 
 
@@ -57,7 +58,7 @@ class Layout:
             if name in fixed:
                 continue
             out += [(name, None)] if name in self.shared else [(name, p) for p in PROTOCOLS]
-        return out + [("gamma", None)]
+        return out
 
 
 FULL = Layout()
@@ -66,14 +67,24 @@ FULL = Layout()
 NETWORK = Layout(shared=frozenset({"step_us"}))
 
 
+def ramp_layout(layout: Layout, proto_idx: np.ndarray) -> Layout:
+    """``layout`` with one ramp shape (gamma) per protocol only where the data can fix
+    it: every protocol with points has more points than its own free parameters;
+    otherwise gamma is shared (Azure's 11 sizes leave LL128 two points)."""
+    own = len([n for n, p in layout.slots() if p == PROTOCOLS[0]])
+    counts = np.bincount(proto_idx.astype(int), minlength=len(PROTOCOLS))
+    if all(c == 0 or c > own for c in counts):
+        return layout
+    return Layout(shared=layout.shared | {"gamma"}, fixed=layout.fixed)
+
+
 def latency_floor(proto: str, cls: str = "nvlink") -> tuple[float, float]:
-    """Lowest base_us / step_us that keep every NCCL latency of ``proto`` >= 0 (a network
-    hop also carries NCCL's per-step proxy overhead)."""
+    """Lowest base_us / step_us that keep every NCCL latency of ``proto`` >= 0 (the proxy
+    overhead only raises intra-node steps of multi-node rings, so it is not counted)."""
     c = nccl_constants()
     algos = [a.lat_key for a in ALGORITHMS.values() if proto in a.protos]
     base = min(c["base_latency_us"][k][proto] for k in algos)
-    extra = c["net_overhead_us"][proto] if cls == "network" else 0.0
-    step = min(c["hw_latency_us"][k][cls][proto] for k in algos) + extra
+    step = min(c["hw_latency_us"][k][cls][proto] for k in algos)
     return -base, -step
 
 
@@ -120,12 +131,11 @@ def _gather(layout: Layout) -> dict[str, np.ndarray | int]:
         if name not in fixed:
             out[name] = np.array([slots.index((name, None if name in layout.shared else p))
                                   for p in PROTOCOLS])
-    out["gamma"] = slots.index(("gamma", None))
     return out
 
 
 def unpack(theta, layout: Layout) -> dict[str, np.ndarray]:
-    """theta -> {name: per-protocol array (PROTOCOLS order)} plus gamma."""
+    """theta -> {name: per-protocol array (PROTOCOLS order)}."""
     ext = np.concatenate([np.asarray(theta, float), [v for _, v in layout.fixed]])
     return {k: ext[i] for k, i in _gather(layout).items()}
 
@@ -134,7 +144,7 @@ def predict_nvlink(theta, tab, layout: Layout = FULL) -> np.ndarray:
     u = unpack(theta, layout)
     i = tab["proto"].astype(int)
     base, step, eff_max, bh, gamma = u["base_us"][i], u["step_us"][i], u["eff_max"][i], \
-        np.exp(u["bytes_half"][i]), u["gamma"]
+        np.exp(u["bytes_half"][i]), u["gamma"][i]
     lat = (tab["lat0"] + base + tab["intra"] * step) * 1e-6
     bus = tab["size"] * tab["spb"]
     t_bus = bus / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["size"]))
@@ -150,12 +160,9 @@ def _stack(tables: list[dict]) -> dict[str, np.ndarray]:
 def _bounds(layout: Layout, cls: str = "nvlink"):
     lo, hi, x0 = [], [], []
     for name, proto in layout.slots():
-        if name == "gamma":
-            lo.append(_GAMMA[1]); hi.append(_GAMMA[2]); x0.append(_GAMMA[0])  # noqa: E702
-            continue
         floors = [latency_floor(p, cls) for p in ([proto] if proto else PROTOCOLS)]
         low = {"base_us": max(f[0] for f in floors), "step_us": max(f[1] for f in floors),
-               "eff_max": _LO_EFF, "bytes_half": _LO_LBH}[name]
+               "eff_max": _LO_EFF, "bytes_half": _LO_LBH, "gamma": _LO_GAMMA}[name]
         lo.append(low); hi.append(_HI[name]); x0.append(max(_P0[name], low))  # noqa: E702
     return np.array(x0), (np.array(lo), np.array(hi))
 
@@ -180,9 +187,11 @@ def fit_nvlink(tables: list[dict], layout: Layout = FULL, n_boot: int = 30,
         for j, p in enumerate(PROTOCOLS):
             out |= {f"{p}.base_us": u["base_us"][j], f"{p}.step_us": u["step_us"][j],
                     f"{p}.eff_max": u["eff_max"][j],
-                    f"{p}.bytes_half": float(np.exp(u["bytes_half"][j]))}
-        return out | {"gamma": u["gamma"]}
+                    f"{p}.bytes_half": float(np.exp(u["bytes_half"][j])),
+                    f"{p}.gamma": u["gamma"][j]}
+        return out
 
+    layout = ramp_layout(layout, tab["proto"])
     x0, bounds = _bounds(layout, cls)
     x0 = best_start(lambda th: model(th, cols), tab["time"], x0, bounds, layout.slots())
     fit = _fit(model, cols, tab["time"], x0, bounds, None, to_params, n_boot=n_boot)
@@ -193,7 +202,7 @@ def split_protocols(fit: Fit) -> dict[str, Fit]:
     """One Fit per protocol (``LL`` ...) in the profile's FabricCurve shape."""
     out = {}
     for p in PROTOCOLS:
-        keys = {n: f"{p}.{n}" for n in PER_PROTO} | {"gamma": "gamma"}
+        keys = {n: f"{p}.{n}" for n in PER_PROTO}
         out[p] = Fit({n: fit.params[k] for n, k in keys.items()}, fit.quality,
                      {n: fit.uncertainty[k] for n, k in keys.items()})
     return out
@@ -233,8 +242,7 @@ def best_start(model, y, x0, bounds, slots) -> np.ndarray:
 
 
 # A single sweep (one GPU count) cannot separate base_us from step_us: fix the per-hop
-# extra at 0; share gamma and bytes_half across protocols too when a half sweep leaves
-# a protocol with a handful of points (Azure: 11 sizes for 3 protocols).
+# extra at 0 (gamma is shared by ``ramp_layout`` when a protocol has a handful of points).
 SINGLE = Layout(fixed=(("step_us", 0.0),))
 
 

@@ -9,9 +9,10 @@ from calibration.validate_nccl import reference_sweeps
 from hw_models.profile import load_builtin
 
 SWEEPS = {s.name: s for s in reference_sweeps()}
-# Same-sweep error above 5% (docs/calibration.md): the H100 NVLS sweep's mid sizes, the
-# 2-GPU LL/Simple knee and the 16-GPU tree/ring switch are not captured by the curves.
-SAME_MISS = {"DGX H100 8 GPU NVLS", "echo A100-40GB 2 GPU", "echo A100-40GB 16 GPU"}
+# Same-sweep error above 5% (docs/calibration.md): the 2-GPU sweep (5.2%) misses at the
+# LL/Simple knee (+24% at 512 KiB, where the ring LL time barely grows over 256 KiB) and
+# at 4-8 KiB (+14-15%, where the measured LL time is still flat).
+SAME_MISS = {"echo A100-40GB 2 GPU"}
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +35,16 @@ def test_held_out_sizes_within_10_pct(errors, name):
     for n in SWEEPS])
 def test_same_sweep_within_5_pct(errors, name):
     assert errors[name]["same"] <= 0.05
+
+
+def test_multi_node_latency_is_nccls_formula():
+    """NCCL's own latency (tuning.cc) on 2 nodes x 8 GPUs, hand-computed from
+    nccl_tuning.yaml: ring LL 6.6 + 28 x max(0.6, 1.0 proxy overhead) + 2 x 2.7 = 40.0 us;
+    tree LL 6.8 + 2 x (7 x 0.6 + 1 x 5.0) = 25.2 us (no proxy overhead on tree hops)."""
+    from calibration.validate_nccl import network_for
+    from sim.network.collectives.base import get
+    sweep = SWEEPS["echo A100-40GB 16 GPU"]
+    tuner = network_for(sweep).tuner
+    ctx = tuner.ctx("all_reduce", 1024.0, tuple(range(16)))
+    assert tuner.latency(get("ring"), "LL", ctx, fitted=False) * 1e6 == pytest.approx(40.0)
+    assert tuner.latency(get("tree"), "LL", ctx, fitted=False) * 1e6 == pytest.approx(25.2)

@@ -83,10 +83,15 @@ class Tuner:
         hw = c["hw_latency_us"][key]
         cls = "network" if ctx.n_domains > 1 else "nvlink"
         w = 1.0 if fitted else 0.0
+        intra_hw, inter_hw = hw[self.intra_class][proto], hw["network"][proto]
+        if ctx.n_domains > 1 and key == "ring" and ctx.kind not in ("reduce", "broadcast"):
+            # tuning.cc: "inter-node rings still have to launch nsteps * net overhead":
+            # every intra-node step of a multi-node ring costs at least the proxy's
+            # per-step network overhead (intraLat = max(intraLat, netOverhead)).
+            intra_hw = max(intra_hw, c["net_overhead_us"][proto])
         us = (c["base_latency_us"][key][proto] + w * self.fit(cls, proto).base_us
-              + intra * (hw[self.intra_class][proto] + w * self.fit("nvlink", proto).step_us)
-              + inter * (hw["network"][proto] + c["net_overhead_us"][proto]
-                         + w * self.fit("network", proto).step_us))
+              + intra * (intra_hw + w * self.fit("nvlink", proto).step_us)
+              + inter * (inter_hw + w * self.fit("network", proto).step_us))
         return us * 1e-6
 
     def protocol_factor(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
