@@ -92,19 +92,10 @@ def _graph(fn):
 
 
 def _time(fn) -> float:
-    import torch
-    for _ in range(WARMUP):
-        fn()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(REPS):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        out.append(a.elapsed_time(b) * 1e-3)
-    return sorted(out)[len(out) // 2]
+    """Median seconds per call (gpu_step.cuda_times: CUDA events after a warm-up)."""
+    from benchmarks.gpu_step import cuda_times
+    out = sorted(cuda_times(fn, WARMUP, REPS))
+    return out[len(out) // 2]
 
 
 def measure(out: Path) -> Path:

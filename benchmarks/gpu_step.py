@@ -79,6 +79,23 @@ def _gpt(c: dict):
     return GPT()
 
 
+def cuda_times(fn, warmup: int, reps: int) -> list[float]:
+    """Seconds of each of ``reps`` calls of ``fn`` after ``warmup``, by CUDA events."""
+    import torch
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    out = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        out.append(a.elapsed_time(b) * 1e-3)
+    return out
+
+
 def measure_one(c: dict, trace: Path | None = None, compiled: bool = False) -> dict:
     """``compiled``: the model through torch.compile (Inductor fuses the bias, dropout,
     residual-add, GELU and LayerNorm kernels, as Megatron's fused kernels do)."""
@@ -104,17 +121,7 @@ def measure_one(c: dict, trace: Path | None = None, compiled: bool = False) -> d
         with torch.no_grad():
             torch._foreach_copy_(params, master)   # bf16 weights from the fp32 masters
 
-    for _ in range(WARMUP):
-        step()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(STEPS):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        step()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b) * 1e-3)
+    times = cuda_times(step, WARMUP, STEPS)
     peak = torch.cuda.max_memory_allocated() / 2**30
     if trace is not None:   # a real trace of this GPU for workloads/traces (2 profiled steps)
         from torch.profiler import ProfilerActivity, profile, schedule

@@ -25,7 +25,7 @@ from sim.engine import Engine, Row
 from sim.whatif import Recoster, WhatIf
 from workloads.graph import Collective, Compute, Delay, Memory, Node
 from workloads.traces.classify import CLASSES
-from workloads.traces.deps import BUSY_PACED
+from workloads.traces.deps import BUSY_PACED, union_intervals
 from workloads.traces.kineto import ImportedTrace, kernel_class
 
 
@@ -203,16 +203,6 @@ def _iterations(trace: ImportedTrace, end: np.ndarray):
     return per_rank, {r: (0.0, t, 1) for r, t in per_rank.items()}
 
 
-def _union(iv: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    out: list[list[float]] = []
-    for a, b in sorted(iv):
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
-
-
 def _length(iv) -> float:
     return sum(b - a for a, b in iv)
 
@@ -249,9 +239,9 @@ def _breakdown(nodes: list[Node], start, end, windows) -> tuple[dict, dict]:
     ranks = len(windows) or 1
     exposed = idle = 0.0
     for r, (w0, w1, k) in windows.items():
-        cu, pu = _union(comm.get(r, [])), _union(comp.get(r, []))
+        cu, pu = union_intervals(comm.get(r, [])), union_intervals(comp.get(r, []))
         exposed += (_length(cu) - _intersect(cu, pu)) / k
-        idle += ((w1 - w0) - _length(_union(cu + pu))) / k
+        idle += ((w1 - w0) - _length(union_intervals(cu + pu))) / k
     kernels = {c: v / ranks for c, v in busy.items()}
     breakdown = {f"{c}_s": v for c, v in kernels.items()}
     breakdown["exposed_comm_s"] = exposed / ranks

@@ -270,7 +270,7 @@ def _gpu_steps(steps: list[Event], gpu: list[Event], launched: dict[int, float]
             return None
         first, last = mine[0], max(mine, key=lambda e: e.ts + e.dur)
         a, b = first.ts, last.ts + last.dur
-        busy = sum(y - x for x, y in _union([(e.ts, e.ts + e.dur) for e in mine]))
+        busy = sum(y - x for x, y in union_intervals([(e.ts, e.ts + e.dur) for e in mine]))
         if b <= s.ts + s.dur + EPS_US or a < prev_end - EPS_US or busy < BUSY_PACED * (b - a):
             return None
         out.append((s.name, first, last, b - a))
@@ -278,7 +278,8 @@ def _gpu_steps(steps: list[Event], gpu: list[Event], launched: dict[int, float]
     return out
 
 
-def _union(iv: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def union_intervals(iv: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of (start, end) intervals as sorted disjoint intervals."""
     out: list[list[float]] = []
     for a, b in sorted(iv):
         if out and a <= out[-1][1]:
