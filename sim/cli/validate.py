@@ -34,6 +34,18 @@ def trtllm(format: Format = typer.Option(Format.table, "--format")) -> None:
     emit({"rows": df.to_dict("records"), "summary": s}, format, text)
 
 
+@validate_app.command("korthikanti")
+def korthikanti(format: Format = typer.Option(Format.table, "--format")) -> None:
+    """Korthikanti et al. Table 4: one 22B layer's forward/backward time, TP=8 on DGX A100."""
+    from calibration.validate_korthikanti import run, summary
+    df = run()
+    s = summary(df)
+    text = df.to_string(index=False) + (
+        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
+        f"{s['max_abs_error_pct']:.1f}% (forward, backward and combined of {s['rows']} rows)")
+    emit({"rows": df.to_dict("records"), "summary": s}, format, text)
+
+
 def _register_features() -> None:
     from sim.cli.collective import register_nccl
     register_nccl(validate_app)
