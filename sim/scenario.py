@@ -144,6 +144,9 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, where: str, context: 
 def parse(data: Any, source: str = "scenario") -> Scenario:
     if not isinstance(data, dict):
         raise ClusterSimError(f"{source}: a scenario must be a YAML mapping with cluster/workload/sim")
+    if "base" in data and "workload" not in data:   # a sweep file (docs/sweeps.md)
+        raise ClusterSimError(f"{source} is a sweep file (it has 'base'), not a scenario; run it "
+                              f"with `clustersim sweep {source} --out RESULTS.parquet`")
     try:
         return Scenario(**data)
     except ValidationError as exc:

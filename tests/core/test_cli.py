@@ -51,6 +51,8 @@ def test_simulate_json_contract(tmp_path):
     (GOOD, "tp4", "expected KEY=VALUE"),
     ("cluster: {system: dgx-a100, nodes: 1}\nworkload: {model: gpt3-175b, global_batch: 8,"
      " parallel: {tp: 8, pp: 1}}\n", None, "plan does not fit"),
+    ("base: {cluster: {system: dgx-a100}}\naxes: {workload.parallel.tp: [1, 2]}\n", None,
+     "is a sweep file (it has 'base'), not a scenario; run it with `clustersim sweep"),
 ])
 def test_bad_input_exits_2(tmp_path, text, override, needle):
     args = ["simulate", write(tmp_path, text)] + (["--set", override] if override else [])
