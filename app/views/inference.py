@@ -3,18 +3,24 @@ hands it to sim.simulate_inference, as ``clustersim simulate`` does (docs/infere
 
 The serving scenario is its own dict in session state, separate from the training
 scenario of the other pages. The default asks 100 requests so it answers in well under a
-second; the request count is a widget.
+second; the request count is a widget. Started with ``clustersim app --scenario FILE`` on
+a serving scenario, the page starts from that file: the widgets show its values (a length
+distribution its median, or the middle of a uniform range) and its other keys (KV cache,
+scheduler limits, router, disaggregation) are kept.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+import yaml
 
 from app import core
 from hw_models.errors import ClusterSimError
@@ -42,10 +48,39 @@ SIGMA = 0.8
 LATENCIES = {"ttft_s": "TTFT", "e2e_s": "end-to-end", "tpot_s": "TPOT"}
 
 
-def scenario(values: dict[str, Any], lognormal: bool) -> dict[str, Any]:
-    """The inference scenario dict for the widget values (key -> value, as FIELDS)."""
-    data: dict[str, Any] = {"name": "explorer-serving", "cluster": {},
-                            "workload": {"kind": "inference"}}
+def start_file() -> dict[str, Any] | None:
+    """The ``clustersim app --scenario FILE`` scenario when it is a serving one."""
+    path = os.environ.get(core.SCENARIO_ENV)
+    data = yaml.safe_load(Path(path).read_text()) if path else None
+    w = data.get("workload") if isinstance(data, dict) else None
+    return data if isinstance(w, dict) and w.get("kind") == "inference" else None
+
+
+def _get(data: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def start_values(base: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Widget values read from a serving scenario (a length distribution shows its
+    median, and turns on lognormal lengths), the defaults where it is silent."""
+    values, lognormal = {}, False
+    for key, (path, default) in FIELDS.items():
+        v = _get(base, path)
+        if isinstance(v, dict):
+            lognormal = lognormal or v.get("dist") == "lognormal"
+            v = v.get("median", (v.get("low", 0) + v.get("high", v.get("low", 0))) / 2)
+        values[key] = default if v is None else type(default)(v)
+    return values, lognormal
+
+
+def scenario(values: dict[str, Any], lognormal: bool,
+             base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The inference scenario dict for the widget values (key -> value, as FIELDS), on
+    top of ``base`` (a serving scenario file: its other keys are kept)."""
+    data: dict[str, Any] = copy.deepcopy(base) if base else {
+        "name": "explorer-serving", "cluster": {}, "workload": {"kind": "inference"}}
     for key, (path, _) in FIELDS.items():
         node = data
         *head, leaf = path.split(".")
@@ -53,7 +88,7 @@ def scenario(values: dict[str, Any], lognormal: bool) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = values[key]
     req = data["workload"]["requests"]
-    req["seed"] = 0
+    req.setdefault("seed", 0)
     if lognormal:
         for k in ("prompt_len", "output_len"):
             req[k] = {"dist": "lognormal", "median": req[k], "sigma": SIGMA, "low": 1}
@@ -61,8 +96,11 @@ def scenario(values: dict[str, Any], lognormal: bool) -> dict[str, Any]:
 
 
 def _widgets() -> dict[str, Any]:
-    for key, (_, default) in FIELDS.items():
-        st.session_state.setdefault(key, default)
+    base = start_file()
+    values, lognormal0 = start_values(base or {})
+    for key in FIELDS:
+        st.session_state.setdefault(key, values[key])
+    st.session_state.setdefault("in_lognormal", lognormal0)
     c1, c2, c3 = st.columns(3)
     with c1:
         st.subheader("Servers")
@@ -86,7 +124,7 @@ def _widgets() -> dict[str, Any]:
         st.subheader("SLOs")
         st.number_input("TTFT SLO (ms)", min_value=1.0, step=50.0, key="in_ttft")
         st.number_input("TPOT SLO (ms)", min_value=1.0, step=5.0, key="in_tpot")
-    return scenario({k: st.session_state[k] for k in FIELDS}, lognormal)
+    return scenario({k: st.session_state[k] for k in FIELDS}, lognormal, base)
 
 
 def _headline(res) -> None:

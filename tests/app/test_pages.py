@@ -217,3 +217,20 @@ def test_sweep_page_repeated_sweep_comes_from_the_cache(monkeypatch):
     at.button[0].click().run()
     at.button[0].click().run()
     assert not at.exception and len(calls) == 1
+
+
+def test_inference_page_starts_from_a_serving_scenario_file(tmp_path, monkeypatch):
+    import yaml
+
+    from app import core
+    data = yaml.safe_load((Path(ENTRY).parents[1] / "examples/inference_llama3_70b.yaml").read_text())
+    data["workload"]["requests"]["count"] = 100
+    path = tmp_path / "serving.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv(core.SCENARIO_ENV, str(path))
+    at = open_page("Inference")
+    assert metric(at, "GPUs") == "16"                                   # 2 DGX H100 nodes
+    assert at.session_state["in_model"] == "llama3-70b" and at.session_state["in_tp"] == 4
+    assert at.session_state["in_lognormal"] is True                     # prompt lengths
+    kept = at.session_state["inference_scenario"]["workload"]
+    assert kept["scheduler"]["max_batch"] == 256 and kept["kv_cache"]["block_size"] == 16
