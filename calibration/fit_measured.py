@@ -203,7 +203,23 @@ def build_profile(paths: list[Path], name: str | None = None, device: str | None
     fits |= {f"collectives.{k}": f for k, f in colls_fit.items()}
     prof["quality"] = {k: f.quality for k, f in fits.items()}
     prof["uncertainty"] = {k: f.uncertainty for k, f in fits.items()}
+    if not colls and dev != "cpu":
+        _inherit_collectives(prof, gpu.profile)
     return prof
+
+
+def _inherit_collectives(prof: dict, builtin: str) -> None:
+    """Kernels measured without collectives (one GPU has no peer): the collective and
+    fabric curves, with their quality and spread, come from the GPU's built-in profile
+    (published nccl-tests fits), and the profile says so."""
+    from hw_models.profile import load_builtin
+    base = load_builtin(builtin).model_dump(exclude_none=True)
+    prof["collectives"] = base["collectives"]
+    prof["fabric"] = base["fabric"]
+    for key in ("quality", "uncertainty"):
+        prof[key] |= {k: v for k, v in base[key].items()
+                      if k.startswith(("collectives.", "fabric."))}
+    prof["fitted_by"] += f" (collective curves from built-in profile {builtin!r})"
 
 
 def _cpu_spec(kernels: pd.DataFrame, peaks: dict[str, float], hbm: float,

@@ -18,7 +18,8 @@ from functools import lru_cache
 import simpy
 
 from hw_models.catalog import SystemSpec
-from hw_models.profile import CollectiveCurve, Profile
+from hw_models.errors import ClusterSimError
+from hw_models.profile import CollectiveCurve, Profile, builtin_names
 from workloads.graph import Collective, CommGroup
 
 
@@ -71,6 +72,16 @@ class AnalyticalNetwork:
         self.layout, self.profile, self.bw_scale = layout, profile, bw_scale
         self._span = lru_cache(maxsize=4096)(self._span_uncached)
 
+    def _curve(self, link: str):
+        curve = self.profile.collectives.get(link)
+        if curve is None:
+            raise ClusterSimError(
+                f"profile {self.profile.name!r} has no collective curve for {link!r} links "
+                f"(it was fitted without collective measurements); add an nccl-tests log or "
+                f"a collectives CSV to `clustersim calibrate fit`, or use a profile that has "
+                f"one (built-in: {', '.join(builtin_names())})")
+        return curve
+
     def _span_uncached(self, ranks: tuple[int, ...]) -> tuple[int, int]:
         """(domains spanned, max ranks of the group in one domain)."""
         per: dict[int, int] = {}
@@ -87,16 +98,16 @@ class AnalyticalNetwork:
         bus = bus_factor(kind, n) * nbytes
         sys = self.layout.system
         if domains == 1:
-            return curve_time(self.profile.collectives["nvlink"], bus, sys.scale_up_bw * self.bw_scale)
+            return curve_time(self._curve("nvlink"), bus, sys.scale_up_bw * self.bw_scale)
         nic = self.layout.nic_bw_per_gpu / self.layout.oversubscription
         link_bw = nic if kind == "all_to_all" else min(sys.scale_up_bw, per_domain * nic)
-        return curve_time(self.profile.collectives["network"], bus, link_bw * self.bw_scale)
+        return curve_time(self._curve("network"), bus, link_bw * self.bw_scale)
 
     def p2p_time(self, src: int, dst: int, nbytes: float) -> float:
         if nbytes <= 0 or src == dst:
             return 0.0
         same = self.layout.domain(src) == self.layout.domain(dst)
-        curve = self.profile.collectives["nvlink" if same else "network"]
+        curve = self._curve("nvlink" if same else "network")
         bw = self.layout.system.scale_up_bw if same else (
             self.layout.nic_bw_per_gpu / self.layout.oversubscription)
         return curve_time(curve, nbytes, bw * self.bw_scale)

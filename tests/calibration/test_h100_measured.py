@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from calibration.fit_measured import build_profile
+from hw_models.errors import ClusterSimError
 
 ROOT = Path(__file__).resolve().parents[2]
 CSV = ROOT / "calibration/measured/h100/kernels_cuda.csv"
@@ -61,3 +62,19 @@ def test_real_h100_serving_iterations_predicted_from_the_measured_profile():
     # (docs/calibration.md); prefill 13-20% under (unfused torch kernels).
     assert all(abs(r["error_pct"]) < 15 for r in rows if r["kind"] == "decode")
     assert all(abs(r["error_pct"]) < 30 for r in rows)
+
+
+def test_collectives_come_from_the_builtin_profile_and_a_profile_without_them_is_refused(
+        tmp_path):
+    from hw_models.profile import load_builtin
+    from sim.scenario import default
+    from sim.simulate import simulate
+
+    h100 = load_builtin("h100")
+    assert COMMITTED["collectives"] == h100.model_dump(exclude_none=True)["collectives"]
+    assert "collective curves from built-in profile 'h100'" in COMMITTED["fitted_by"]
+    bare = {k: v for k, v in COMMITTED.items() if k not in ("collectives", "fabric")}
+    path = tmp_path / "bare.yaml"
+    path.write_text(yaml.safe_dump(bare))
+    with pytest.raises(ClusterSimError, match="has no collective curve for 'nvlink' links"):
+        simulate(default([f"cluster.profile={path}"]), band=False)
