@@ -66,11 +66,17 @@ class SystemSpec(_Spec):
     nic_gbps: float = Field(ge=0)
     nic_hop_latency_us: float = Field(ge=0)
     cost_per_gpu_hour_usd: float | None = None
+    profile: str | None = None   # fitted on this system's own sweeps; else the GPU's
     source: str = "inline"
 
     @property
     def gpu_spec(self) -> GPUSpec:
         return self.gpu if isinstance(self.gpu, GPUSpec) else gpu(self.gpu)
+
+    @property
+    def default_profile(self) -> str:
+        """The profile a scenario on this system gets unless it names one."""
+        return self.profile or self.gpu_spec.profile
 
     @property
     def nic_bw_per_gpu(self) -> float:

@@ -41,7 +41,7 @@ class Setup:
 def resolve_setup(sc: Scenario) -> Setup:
     system = catalog.system(sc.cluster.system)
     gpu = system.gpu_spec
-    prof = profile.load(sc.cluster.profile or gpu.profile)
+    prof = profile.load(sc.cluster.profile or system.default_profile)
     w: TrainingWorkload = sc.workload
     model = resolve(w.model).with_seq_len(w.seq_len)
     world = sc.cluster.nodes * system.gpus_per_node

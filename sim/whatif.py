@@ -58,7 +58,7 @@ def _system(name: str, gpu: str | None = None, nic_gbps: float | None = None) ->
     update = {}
     if gpu is not None:
         catalog.gpu(gpu)  # unknown name: one clear error with the allowed list
-        update["gpu"] = gpu
+        update |= {"gpu": gpu, "profile": None}   # the system's own profile was fitted for its GPU
     if nic_gbps is not None:
         if nic_gbps <= 0:
             raise ClusterSimError(f"nic_gbps must be > 0, got {nic_gbps}")
@@ -68,7 +68,7 @@ def _system(name: str, gpu: str | None = None, nic_gbps: float | None = None) ->
 
 def _model(sys: SystemSpec) -> ComputeModel:
     gpu = sys.gpu_spec
-    return ComputeModel(gpu, load_builtin(gpu.profile))
+    return ComputeModel(gpu, load_builtin(sys.default_profile))
 
 
 class Recoster:
@@ -92,7 +92,7 @@ class Recoster:
     def _network(sys: SystemSpec, world: int, bw_scale: float) -> AnalyticalNetwork:
         nodes = max(1, math.ceil(world / sys.gpus_per_node))
         layout = ClusterLayout(sys, nodes, sys.nic_gbps)
-        return AnalyticalNetwork(layout, load_builtin(sys.gpu_spec.profile), bw_scale)
+        return AnalyticalNetwork(layout, load_builtin(sys.default_profile), bw_scale)
 
     def _time(self, model: ComputeModel, cls: str, x: float) -> float:
         if cls == "gemm":

@@ -106,7 +106,7 @@ def predict_ops_cmd(system: str = typer.Option("dgx-h100", "--system"),
         raise ClusterSimError(f"--tp {tp} must divide heads {spec.heads} and ffn {spec.ffn}")
     sys = catalog.system(system)
     gpu_key = sys.gpu if isinstance(sys.gpu, str) else sys.gpu.name
-    prof = load(profile or sys.gpu_spec.profile)
+    prof = load(profile or sys.default_profile)
     check_device(prof, gpu_key, sys.gpu_spec)
     cm = ComputeModel(device_gpu(prof, sys.gpu_spec), prof)
     ms = predict_ops_ms(cm, LayerShape.of(spec), tokens, tp, dtype)

@@ -47,7 +47,7 @@ def sweep(system: str, nodes: int, gpus: int | None, op: str, algo: str | None,
         raise ClusterSimError("sendrecv runs between 2 GPUs: pass --gpus 2")
     cfg = dict(network or {}) | {k: v for k, v in (("algo", algo), ("proto", proto)) if v}
     net = FlowNetwork(ClusterLayout(sys, nodes, sys.nic_gbps),
-                      load_profile(sys.gpu_spec.profile), cfg)
+                      load_profile(sys.default_profile), cfg)
     group = CommGroup(tuple(range(n)))
     rows, size = [], min_bytes
     while size <= max_bytes:

@@ -66,7 +66,7 @@ class _Context:
         self.scenario = sc = scenario_mod.parse(data, "sweep point")
         system = catalog.system(sc.cluster.system)
         w = sc.workload
-        prof = profile.load(sc.cluster.profile or system.gpu_spec.profile)
+        prof = profile.load(sc.cluster.profile or system.default_profile)
         net = sc.cluster.network
         layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
                                net.oversubscription)

@@ -14,3 +14,27 @@ SWEEPS = {s.name: s for s in reference_sweeps()}
 def test_sweep_geomean_within_10_pct(name):
     rows = predict(SWEEPS[name])
     assert geomean_abs_error(rows.predicted_us, rows.measured_us) <= 0.10
+
+
+@pytest.mark.parametrize("name", list(SWEEPS))
+def test_system_defaults_to_the_profile_fitted_on_its_sweeps(name):
+    """A user who names the system (``collective --system``, a scenario without
+    ``cluster.profile``) gets the profile fitted on that system's own sweeps."""
+    from hw_models import catalog
+    s = SWEEPS[name]
+    assert catalog.system(s.system).default_profile == s.profile
+
+
+def test_collective_cli_uses_the_systems_profile():
+    """Azure NDm A100 v4's own sweep: 64 MiB all_reduce on 8 GPUs, 166.63 GB/s busbw
+    measured; the echo-fitted profile of the GPU would give about 191 (+15%)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sim.cli.main import app
+    out = CliRunner().invoke(app, ["collective", "--system", "azure-ndm-a100-v4",
+                                   "--min-bytes", "64M", "--max-bytes", "64M", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    (row,) = json.loads(out.output)
+    assert row["busbw_gb_s"] == pytest.approx(166.63, rel=0.05)
