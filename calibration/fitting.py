@@ -29,12 +29,34 @@ def _log_residuals(model: Callable, x: np.ndarray, y: np.ndarray) -> Callable:
     return residuals
 
 
+# Huber's tuning constant (95% efficiency under Gaussian noise) and the MAD-to-sigma
+# factor of a normal distribution: the textbook robust M-estimator (Huber 1964;
+# Holland & Welsch 1977), no per-dataset choice.
+HUBER_K = 1.345
+MAD_SIGMA = 1.4826
+
+
+def robust_least_squares(fun: Callable, theta0, bounds):
+    """Huber M-estimate: least squares first, then a refit with the Huber loss at
+    HUBER_K x the residuals' robust scale (MAD). Points the smooth model cannot follow
+    (a protocol switch inside a collective sweep) then weigh linearly, not squared,
+    so a few of them cannot bend the curve away from every other point."""
+    res = least_squares(fun, theta0, bounds=bounds)
+    r = res.fun
+    scale = MAD_SIGMA * float(np.median(np.abs(r - np.median(r))))
+    if scale <= 0.0:
+        return res
+    return least_squares(fun, res.x, bounds=bounds, loss="huber", f_scale=HUBER_K * scale)
+
+
 def _fit(model: Callable, x: np.ndarray, y: np.ndarray, theta0: Sequence[float],
          bounds: tuple[Sequence[float], Sequence[float]], names: Sequence[str],
          to_params: Callable[[np.ndarray], dict[str, float]], seed: int = 0,
-         n_boot: int = 200) -> Fit:
-    """Least squares on log time, R^2 on log time, and a bootstrap over the points."""
-    res = least_squares(_log_residuals(model, x, y), theta0, bounds=bounds)
+         n_boot: int = 200, robust: bool = False) -> Fit:
+    """Least squares on log time (``robust``: the Huber M-estimate,
+    robust_least_squares), R^2 on log time, and a bootstrap over the points."""
+    solve = robust_least_squares if robust else least_squares
+    res = solve(_log_residuals(model, x, y), theta0, bounds=bounds)
     pred = model(res.x, x)
     rel = pred / y - 1.0
     log_y = np.log(y)
@@ -47,7 +69,7 @@ def _fit(model: Callable, x: np.ndarray, y: np.ndarray, theta0: Sequence[float],
     samples = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(y), len(y))
-        boot = least_squares(_log_residuals(model, x[..., idx], y[idx]), res.x, bounds=bounds)
+        boot = solve(_log_residuals(model, x[..., idx], y[idx]), res.x, bounds=bounds)
         samples.append(list(to_params(boot.x).values()))
     arr = np.array(samples)
     params = to_params(res.x)

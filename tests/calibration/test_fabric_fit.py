@@ -9,10 +9,6 @@ from calibration.validate_nccl import reference_sweeps
 from hw_models.profile import load_builtin
 
 SWEEPS = {s.name: s for s in reference_sweeps()}
-# Same-sweep error above 5% (docs/calibration.md): the 2-GPU sweep (5.2%) misses at the
-# LL/Simple knee (+24% at 512 KiB, where the ring LL time barely grows over 256 KiB) and
-# at 4-8 KiB (+14-15%, where the measured LL time is still flat).
-SAME_MISS = {"echo A100-40GB 2 GPU"}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +26,7 @@ def test_held_out_sizes_within_10_pct(errors, name):
     assert errors[name]["held_out"] <= 0.10
 
 
-@pytest.mark.parametrize("name", [
-    n if n not in SAME_MISS else pytest.param(n, marks=pytest.mark.xfail(strict=True))
-    for n in SWEEPS])
+@pytest.mark.parametrize("name", list(SWEEPS))
 def test_same_sweep_within_5_pct(errors, name):
     assert errors[name]["same"] <= 0.05
 
