@@ -132,7 +132,7 @@ def fabric_fits(name: str, partial: dict) -> dict[str, Fit]:
     from calibration.validate_nccl import reference_sweeps
     from hw_models.profile import parse
     prof = parse(partial, source=name)
-    sweeps = [s for s in reference_sweeps() if s.profile == name]
+    sweeps = [s for s in reference_sweeps() if name in (s.profile, *s.also_fits)]
     fits = fit_profile_fabric(prof, [s for s in sweeps if s.nodes == 1],
                               [s for s in sweeps if s.nodes > 1])
     if not any(k.startswith("network") for k in fits):
@@ -201,30 +201,51 @@ def build_h100() -> dict:
          "in the reference set); it is relative to the NIC bandwidth, which the catalog scales."])
 
 
-def build_a100_ndm(a100: dict) -> dict:
-    """Azure NDm A100 v4 (catalog azure-ndm-a100-v4): the a100 profile with the fabric
-    section fitted on that system's own nccl-tests sweep (NCCL 2.18.5), whose small-size
-    floor and mid-size bandwidth differ from the echo ND A100 v4 logs by up to 40%."""
+def system_variant(a100: dict, name: str, inputs: list[str], note: str) -> dict:
+    """The a100 profile with the fabric section fitted on one system's own sweeps
+    (every reference sweep whose profile, or ``also_fits``, names ``name``)."""
     from hw_models.profile import parse
-    name = "a100-ndm-v4"
     partial = {k: a100[k] for k in ("device", "gemm", "attention", "memory")} | {"name": name}
     fabric = fabric_fits(name, partial)
     keep = {k: v for k, v in a100["quality"].items() if not k.startswith("fabric.")}
     quality = keep | {f"fabric.{k}": v.quality for k, v in fabric.items()}
-    quality["notes"] = a100["quality"]["notes"] + [
-        "fabric fitted on collectives/azure_a100_8gpu_all_reduce.csv only (nvlink); the "
-        f"network curve is profile {NETWORK_FROM}'s (no multi-node sweep of this system)."]
+    quality["notes"] = a100["quality"]["notes"] + [note]
     unc = {k: v for k, v in a100["uncertainty"].items() if not k.startswith("fabric.")}
     out = a100 | {"name": name, "fabric": {k: v.params for k, v in fabric.items()},
+                  "inputs": a100["inputs"] + [_sha(p) for p in inputs
+                                              if _sha(p) not in a100["inputs"]],
                   "quality": quality,
                   "uncertainty": unc | {f"fabric.{k}": v.uncertainty for k, v in fabric.items()}}
     parse(out, source=name)
     return out
 
 
+def build_a100_ndm(a100: dict) -> dict:
+    """Azure NDm A100 v4 (catalog azure-ndm-a100-v4): fabric fitted on that system's own
+    nccl-tests sweep (NCCL 2.18.5), whose small-size floor and mid-size bandwidth differ
+    from the echo ND A100 v4 logs by up to 40%."""
+    return system_variant(
+        a100, "a100-ndm-v4", [],
+        "fabric fitted on collectives/azure_a100_8gpu_all_reduce.csv only (nvlink); the "
+        f"network curve is profile {NETWORK_FROM}'s (no multi-node sweep of this system).")
+
+
+def build_a100_dgx(a100: dict) -> dict:
+    """DGX A100 80GB (catalog dgx-a100): fabric fitted on the A100 80GB node's two
+    sources, Azure NDm A100 v4's nccl-tests sweep (8 GPUs, 1 KiB-8 GiB) and Vidur's
+    PyTorch-timed DGX A100 all_reduce (2/4/8 GPUs, 1-64 MiB), which agree with each other
+    and not with the 40GB echo logs (docs/fabric.md)."""
+    return system_variant(
+        a100, "a100-dgx", ["vidur/network/a100_dgx_all_reduce.csv"],
+        "fabric fitted on collectives/azure_a100_8gpu_all_reduce.csv and vidur/network/"
+        "a100_dgx_all_reduce.csv (single node, >= 1 MiB); the network curve is profile "
+        f"{NETWORK_FROM}'s (Vidur's multi-node rows ran on a network far below the "
+        "catalog's 8x HDR: 17 GB/s bus bandwidth at 64 MiB on 16 GPUs).")
+
+
 def build_all() -> list[dict]:
     a100 = build_a100()
-    return [a100, build_a100_ndm(a100), build_h100()]
+    return [a100, build_a100_ndm(a100), build_a100_dgx(a100), build_h100()]
 
 
 def main() -> None:

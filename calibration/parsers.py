@@ -138,3 +138,38 @@ def vidur_gemm_shapes(df: pd.DataFrame, op: str) -> pd.DataFrame:
     }[op]
     return pd.DataFrame({"m": df["num_tokens"], "n": n_k[0], "k": n_k[1],
                          "time_s": df[f"time_stats.{op}.median"] * 1e-3})
+
+
+_VIDUR_NET = ("size", "num_workers", "devices_per_node", "collective")
+
+
+def read_vidur_network(path: str | Path) -> pd.DataFrame:
+    """A Vidur network profile (``{gpu}_dgx_{all_reduce,send_recv}.csv``: one row per
+    collective, GPU count, GPUs per node and size in bytes, times in ms timed around the
+    torch.distributed call) as tidy rows: op, gpus, gpus_per_node, size_bytes, time_us
+    (median), time_min_us, time_max_us."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClusterSimError(f"Vidur network CSV {str(path)!r} does not exist")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ClusterSimError(f"{path}: empty CSV (no header, no rows)") from None
+    ops = sorted({c.split(".")[1] for c in df.columns if c.startswith("time_stats.")})
+    missing = [c for c in _VIDUR_NET if c not in df.columns]
+    if len(ops) != 1 or missing:
+        raise ClusterSimError(
+            f"{path}: expected Vidur's columns {', '.join(_VIDUR_NET)} and time_stats.<op>."
+            f"{{min,max,median}} for one op; missing {missing or 'time_stats'}, ops {ops}")
+    op = ops[0]
+    need = [f"time_stats.{op}.{s}" for s in ("min", "max", "median")]
+    if any(c not in df.columns for c in need):
+        raise ClusterSimError(f"{path}: missing column(s) {[c for c in need if c not in df]}")
+    out = pd.DataFrame({"op": op, "gpus": df["num_workers"].astype(int),
+                        "gpus_per_node": df["devices_per_node"].astype(int),
+                        "size_bytes": df["size"].astype(float),
+                        "time_us": df[need[2]] * 1e3, "time_min_us": df[need[0]] * 1e3,
+                        "time_max_us": df[need[1]] * 1e3}).dropna()
+    if out.empty:
+        raise ClusterSimError(f"{path}: no measured rows")
+    return out.sort_values(["gpus", "gpus_per_node", "size_bytes"]).reset_index(drop=True)

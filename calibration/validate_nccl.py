@@ -8,8 +8,16 @@ Sweeps (calibration/reference/), each on its own catalog system and built-in pro
   40GB), 2-8 GPUs in one server and 16 over two servers (one 200 Gb/s HDR NIC per GPU);
   azure-nd-a100-v4, profile a100. The 1-GPU log has no communication (busbw is 0 by
   definition) and is left out.
-The two A100 systems disagree by up to 40% on the same node type (a 44 us floor against
-31 us, slower at 4-64 MiB), so each has its own fitted fabric section (docs/fabric.md).
+- vidur/network/{a100,h100}_dgx_all_reduce.csv (Microsoft Vidur's profiling, PyTorch
+  timing around torch.distributed.all_reduce on one DGX node, 2/4/8 GPUs): sizes from
+  1 MiB, half an octave apart (below 1 MiB the Python call overhead is the time: a
+  25-60 us floor where nccl-tests on the same node types show 9-25 us). DGX A100 on
+  dgx-a100, profile a100-dgx, fitted with the Azure NDm sweep (same A100 80GB node);
+  DGX H100 on dgx-h100 is a check only (``check_sweeps``): the h100 fabric is fitted on
+  the NVLS sweep alone (docs/fabric.md).
+The A100 sources disagree by up to 40% on the same node type (a 44 us floor against
+31 us, slower at 4-64 MiB), so each system has its own fitted fabric section; the two
+A100 80GB sources (Azure NDm, Vidur DGX) agree with each other (docs/fabric.md).
 
 Error per sweep: geometric-mean absolute error, exp(mean |ln(pred/meas)|) - 1, over
 all sizes of the sweep (busbw and time give the same ratio).
@@ -25,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from calibration.parsers import read_nccl_tests
+from calibration.parsers import read_nccl_tests, read_vidur_network
 from hw_models import catalog
 from hw_models.profile import Profile, load_builtin
 from sim.network.analytical import ClusterLayout, bus_factor
@@ -45,6 +53,9 @@ class Sweep:
     data: pd.DataFrame           # size_bytes, time_us, busbw_gb_s
     # Catalog systems with the same node (GPU, NVSwitch, NICs), for overlays/comparisons.
     also_on: tuple[str, ...] = ()
+    # Other profiles whose fabric section is fitted on this sweep too.
+    also_fits: tuple[str, ...] = ()
+    harness: str = "nccl-tests"  # or "pytorch" (timed around torch.distributed)
 
     @property
     def nodes(self) -> int:
@@ -58,6 +69,31 @@ def _echo(n: int) -> Sweep:
     return Sweep(f"echo A100-40GB {n} GPU", "azure-nd-a100-v4", "a100", n, 8, df, ("dgx-a100",))
 
 
+VIDUR_MIN_BYTES = 2 ** 20
+
+
+def _vidur(gpu: str, n: int, system: str, profile: str) -> Sweep:
+    """One single-node GPU count of a Vidur all_reduce CSV at the sizes nearest to
+    half-octave steps from VIDUR_MIN_BYTES (its grid is linear: 8 KiB steps)."""
+    df = read_vidur_network(REF / f"vidur/network/{gpu}_dgx_all_reduce.csv")
+    df = df[(df.gpus == n) & (df.gpus_per_node == n) & (df.size_bytes >= VIDUR_MIN_BYTES)]
+    sizes = df.size_bytes.to_numpy()
+    steps = VIDUR_MIN_BYTES * 2 ** (np.arange(0, 2 * np.log2(sizes.max() / VIDUR_MIN_BYTES) + 1) / 2)
+    idx = sorted({int(np.argmin(np.abs(np.log(sizes / s)))) for s in steps})
+    df = df.iloc[idx]
+    data = pd.DataFrame({"size_bytes": df.size_bytes.to_numpy(), "time_us": df.time_us.to_numpy(),
+                         "busbw_gb_s": bus_factor("all_reduce", n) * df.size_bytes.to_numpy()
+                         / (df.time_us.to_numpy() * 1e3)})
+    return Sweep(f"Vidur DGX {gpu.upper()} {n} GPU", system, profile, n, n, data,
+                 harness="pytorch")
+
+
+@cache
+def check_sweeps() -> tuple[Sweep, ...]:
+    """Measured sweeps no profile is fitted on: validation only."""
+    return tuple(_vidur("h100", n, "dgx-h100", "h100") for n in (2, 4, 8))
+
+
 @cache
 def reference_sweeps() -> tuple[Sweep, ...]:
     h = pd.read_csv(REF / "collectives/dgx_h100_all_reduce_nvls.csv", comment="#")
@@ -65,8 +101,9 @@ def reference_sweeps() -> tuple[Sweep, ...]:
     a["time_us"] = bus_factor("all_reduce", 8) * a.size_bytes / (a.busbw_gb_s * 1e3)
     return (Sweep("DGX H100 8 GPU NVLS", "dgx-h100", "h100", 8, 8, h),
             Sweep("Azure A100-80GB 8 GPU", "azure-ndm-a100-v4", "a100-ndm-v4", 8, 8, a,
-                  ("dgx-a100",)),
-            *(_echo(n) for n in (2, 4, 8, 16)))
+                  ("dgx-a100",), ("a100-dgx",)),
+            *(_echo(n) for n in (2, 4, 8, 16)),
+            *(_vidur("a100", n, "dgx-a100", "a100-dgx") for n in (2, 4, 8)))
 
 
 def network_for(sweep: Sweep, profile: Profile | None = None) -> FlowNetwork:
@@ -97,13 +134,16 @@ def geomean_abs_error(pred: np.ndarray, meas: np.ndarray) -> float:
 
 def validate(profile: Profile | None = None) -> pd.DataFrame:
     """All sweeps, one row per size; ``error_pct`` is predicted/measured busbw - 1."""
-    return pd.concat([predict(s, profile) for s in reference_sweeps()], ignore_index=True)
+    fitted = {s.name for s in reference_sweeps()}
+    return pd.concat([predict(s, profile).assign(fitted=s.name in fitted)
+                      for s in reference_sweeps() + check_sweeps()], ignore_index=True)
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for name, g in rows.groupby("sweep", sort=False):
         out.append({"sweep": name, "sizes": len(g),
+                    "fitted": "yes" if g.get("fitted", pd.Series([True])).iloc[0] else "no (check)",
                     "geomean_abs_err_pct": round(
                         100 * geomean_abs_error(g.measured_us, g.predicted_us), 1),
                     "max_abs_err_pct": round(float(g.error_pct.abs().max()), 1)})

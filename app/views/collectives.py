@@ -13,7 +13,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import core
-from calibration.validate_nccl import geomean_abs_error, reference_sweeps
+from calibration.validate_nccl import check_sweeps, geomean_abs_error, reference_sweeps
 from hw_models import catalog
 from hw_models.errors import ClusterSimError
 from sim.cli.collective import OPS
@@ -27,7 +27,7 @@ MIN_BYTES, MAX_BYTES = 8, 8 << 30          # nccl-tests' usual -b 8 -e 8G
 
 def references(system: str, op: str, gpus: int) -> list[tuple[str, pd.DataFrame]]:
     """Reference sweeps measured on this system's node type, op and group size."""
-    return [(s.name, s.data) for s in reference_sweeps()
+    return [(s.name, s.data) for s in reference_sweeps() + check_sweeps()
             if op == "all_reduce" and (s.system == system or system in s.also_on)
             and s.gpus == gpus]
 

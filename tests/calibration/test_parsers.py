@@ -46,3 +46,30 @@ def test_microbench_csv_missing_columns(tmp_path):
     (tmp_path / "e.csv").write_text("")
     with pytest.raises(ClusterSimError, match="empty"):
         read_microbench(tmp_path / "e.csv")
+
+
+VIDUR_NET = LOGS.parent / "vidur/network"
+
+
+def test_vidur_network_csv():
+    from calibration.parsers import read_vidur_network
+    df = read_vidur_network(VIDUR_NET / "a100_dgx_all_reduce.csv")
+    assert set(df.op) == {"all_reduce"}
+    assert sorted({(g, p) for g, p in zip(df.gpus, df.gpus_per_node)}) == [
+        (2, 1), (2, 2), (4, 2), (4, 4), (8, 4), (8, 8), (16, 8)]
+    # The CSV's last 8-GPU row: 64 MiB in 0.675 ms (median), 2(n-1)/n S / t = 174 GB/s bus
+    # bandwidth, under the A100's 240 GB/s NCCL-rated NVLink: sizes are bytes.
+    row = df[(df.gpus == 8) & (df.gpus_per_node == 8)].iloc[-1]
+    assert row.size_bytes == 64 << 20 and row.time_us == pytest.approx(675.0)
+    assert row.time_min_us <= row.time_us <= row.time_max_us
+    assert set(read_vidur_network(VIDUR_NET / "h100_dgx_send_recv.csv").op) == {"send_recv"}
+
+
+def test_vidur_network_bad_files(tmp_path):
+    from calibration.parsers import read_vidur_network
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "cols.csv").write_text("size,num_workers\n1024,2\n")
+    for name, needle in (("empty.csv", "empty CSV"), ("cols.csv", "devices_per_node"),
+                         ("none.csv", "does not exist")):
+        with pytest.raises(ClusterSimError, match=needle):
+            read_vidur_network(tmp_path / name)

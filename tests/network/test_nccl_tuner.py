@@ -29,6 +29,22 @@ def test_one_node_a100_goes_ll_ll128_simple():
     assert picks == ["LL", "LL128", "Simple"]
 
 
+def test_one_node_a100_ll128_to_simple_where_nccls_rated_nvlink_puts_it():
+    """NCCL rates an A100's NVLink at 12 links x 20 GB/s = 240 GB/s (not 12 x 25).
+    8 GPUs, ring: LL128 bus 0.92 x 240 = 220.8 GB/s (cap 12 channels x 20 = 240),
+    latency 14.0 + 14 x 1.9 = 40.6 us; Simple 240 GB/s, 8.4 + 14 x 3.4 = 56.0 us;
+    algbw = bus x 8/14. Equal at S = 15.4 us / (14/8 x (1/220.8 - 1/240) ns/B)
+    = 24.3 MB = 23.2 MiB, so 22 MiB runs LL128 and 24 MiB Simple (Vidur's DGX A100
+    sweep switches between its 22 and 24 MiB points: 113 -> 138 GB/s bus)."""
+    from sim.network.collectives.nccl_model import nvlink_rating
+    assert nvlink_rating("sm80") == pytest.approx(0.8)
+    net = network_for(SWEEPS[(8, "a100-dgx")])
+    ranks = tuple(range(8))
+    assert net.tuner.graph_bw(net.tuner.ctx("all_reduce", 1.0, ranks)) == pytest.approx(240e9)
+    assert [net.tuner.nccl_pick("all_reduce", float(m << 20), ranks)[1]
+            for m in (22, 24)] == ["LL128", "Simple"]
+
+
 def test_nccl_factors_and_caps():
     # tuning.cc: ring LL x 1/4 for all_reduce, 1/3 for a single-node all_gather;
     # ring LL128 x 0.92 (0.7 with one GPU per node); tree x 0.92 then LL x 1/3.8.

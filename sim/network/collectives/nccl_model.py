@@ -9,8 +9,9 @@ the topology and the profile's fitted curves (tuner.py). All constants and formu
 in nccl_tuning.yaml with their source.
 
 ``graph_bw`` stands for NCCL's nChannels x bw of the searched graph: the scale-up bus
-bandwidth for up to two nodes (NCCL uses bwIntra there), else the ring's bus bandwidth
-across the NICs; ``channels`` is that over NCCL's bandwidth per channel (``nchannels``).
+bandwidth for up to two nodes (NCCL uses bwIntra there) as NCCL rates NVLink (links x
+its per-link figure, ``nvlink_rating``), else the ring's bus bandwidth across the NICs;
+``channels`` is that over NCCL's bandwidth per channel (``nchannels``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,19 @@ def nchannels(arch: str | None, graph_bw: float, nodes: int, local: int) -> floa
     cc = int(m.group(1)) if m else 80
     key = "sm100" if cc >= 100 else arch_key(arch)
     return max(1.0, graph_bw / (constants()["nvlink_channel_gb_s"][key] * 1e9))
+
+
+def nvlink_rating(arch: str | None) -> float:
+    """NCCL's per-link NVLink bandwidth over the marketed per-link rate (SM80: 20 / 25):
+    the factor between the scale-up bandwidth and the graph bandwidth NCCL's model
+    uses inside an NVLink domain; 1 for parts with no sm number (AMD, CPU)."""
+    m = re.fullmatch(r"sm(\d+)", arch or "")
+    if not m:
+        return 1.0
+    cc = int(m.group(1))
+    key = "sm100" if cc >= 100 else arch_key(arch)
+    c = constants()
+    return c["nvlink_channel_gb_s"][key] / c["nvlink_link_gb_s"][key]
 
 
 def _node_idx(nodes: int) -> int:

@@ -143,10 +143,19 @@ class Tuner:
     def graph_bw(self, ctx: CollCtx) -> float:
         """NCCL's nChannels x bw: the scale-up ring's bus bandwidth up to two nodes (NCCL
         rates them with bwIntra), else the ring's bus bandwidth across the NICs."""
-        ranks = ctx.domains[0] if ctx.n_domains <= 2 and ctx.local > 1 else ctx.ranks
+        intra = ctx.n_domains <= 2 and ctx.local > 1
+        ranks = ctx.domains[0] if intra else ctx.ranks
         sub = CollCtx("all_reduce", 1.0, tuple(ranks), self.topo, self.max_channels,
                       self.sharp, self.nvls)
-        return PER_RANK["all_reduce"](sub.n) / self.seconds_per_byte(get("ring"), sub)
+        bw = PER_RANK["all_reduce"](sub.n) / self.seconds_per_byte(get("ring"), sub)
+        if ctx.n_domains == 1 and self.intra_class == "nvlink":
+            # One NVLink domain: NCCL rates its graph at links x its per-link figure.
+            # Two nodes keep the scale-up bandwidth: there NCCL's channel count comes
+            # from the NIC graph as well, and the rated figure (fewer channels, lower
+            # tree caps) moves 16 A100s at 256 KiB from tree LL128 to ring LL, which
+            # the echo 16-GPU log contradicts (77.6 us measured, 152 us as ring LL).
+            bw *= nccl_model.nvlink_rating(self.arch)
+        return bw
 
     def nccl_pick(self, kind: str, nbytes: float, ranks: tuple[int, ...],
                   algo: str | None = None, proto: str | None = None) -> tuple[Algorithm, str]:
