@@ -55,7 +55,7 @@ def test_vidur_network_csv():
     from calibration.parsers import read_vidur_network
     df = read_vidur_network(VIDUR_NET / "a100_dgx_all_reduce.csv")
     assert set(df.op) == {"all_reduce"}
-    assert sorted({(g, p) for g, p in zip(df.gpus, df.gpus_per_node)}) == [
+    assert sorted({(g, p) for g, p in zip(df.gpus, df.gpus_per_node, strict=True)}) == [
         (2, 1), (2, 2), (4, 2), (4, 4), (8, 4), (8, 8), (16, 8)]
     # The CSV's last 8-GPU row: 64 MiB in 0.675 ms (median), 2(n-1)/n S / t = 174 GB/s bus
     # bandwidth, under the A100's 240 GB/s NCCL-rated NVLink: sizes are bytes.
