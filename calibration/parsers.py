@@ -89,15 +89,20 @@ _KERNEL_CLASS_COLUMNS = {"gemm": ["m", "n", "k"], "attention": ["seq", "causal"]
                          "memory": ["numel"]}
 
 
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    """A CSV file, or one clear error naming it (missing file, empty file)."""
+    if not path.is_file():
+        raise ClusterSimError(f"{what} {str(path)!r} does not exist")
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ClusterSimError(f"{path}: empty CSV (no header, no rows)") from None
+
+
 def read_microbench(path: str | Path) -> pd.DataFrame:
     """A CSV written by calibration/microbench, checked for the columns the fit needs."""
     path = Path(path)
-    if not path.is_file():
-        raise ClusterSimError(f"microbenchmark CSV {str(path)!r} does not exist")
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise ClusterSimError(f"{path}: empty CSV (no header, no rows)") from None
+    df = _read_csv(path, "microbenchmark CSV")
     if "suite" not in df.columns:
         raise ClusterSimError(f"{path}: missing column 'suite'; expected a CSV written by "
                               f"'calibrate run kernels|collectives'")
@@ -149,12 +154,7 @@ def read_vidur_network(path: str | Path) -> pd.DataFrame:
     torch.distributed call) as tidy rows: op, gpus, gpus_per_node, size_bytes, time_us
     (median), time_min_us, time_max_us."""
     path = Path(path)
-    if not path.is_file():
-        raise ClusterSimError(f"Vidur network CSV {str(path)!r} does not exist")
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise ClusterSimError(f"{path}: empty CSV (no header, no rows)") from None
+    df = _read_csv(path, "Vidur network CSV")
     ops = sorted({c.split(".")[1] for c in df.columns if c.startswith("time_stats.")})
     missing = [c for c in _VIDUR_NET if c not in df.columns]
     if len(ops) != 1 or missing:
