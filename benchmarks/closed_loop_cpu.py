@@ -165,8 +165,19 @@ def _worker(rank: int, store: str, quick: bool, repeats: int, out: str, ablate: 
 
 
 def run_repeats(out: Path, quick: bool, repeats: int, ablate: str = "none") -> None:
-    mp.start_processes(_worker, args=(str(out / "store"), quick, repeats, str(out), ablate),
-                       nprocs=RANKS, join=True, start_method="spawn")
+    """Spawn the 2 ranks; once more, from scratch, if a rank is killed by a signal (gloo
+    has aborted a rank of a loaded machine mid-run: SIGABRT, "terminate called without
+    an active exception"). A second death is raised. Nothing of a dead run is kept."""
+    for attempt in (1, 2):
+        try:
+            mp.start_processes(_worker, args=(str(out / f"store{attempt}"), quick, repeats,
+                                              str(out), ablate),
+                               nprocs=RANKS, join=True, start_method="spawn")
+            return
+        except mp.ProcessExitedException as exc:
+            if attempt == 2 or exc.signal_name is None:
+                raise
+            print(f"closed loop: a rank died ({exc}); running again", file=sys.stderr)
 
 
 Op = tuple[str, str, float, float, dict]     # (group, op class, FLOPs, bytes, extra)
