@@ -138,6 +138,10 @@ def fabric_fits(name: str, partial: dict) -> dict[str, Fit]:
     if not any(k.startswith("network") for k in fits):
         fits |= {k: v for k, v in fabric_fits(NETWORK_FROM, partial).items()
                  if k.startswith("network")}
+    from calibration.fit_p2p import fit_p2p, p2p_sweeps
+    for s in p2p_sweeps():
+        if s.profile == name:
+            fits["nvlink.p2p"] = fit_p2p(s, prof)
     _FABRIC[name] = fits
     return fits
 
@@ -189,7 +193,7 @@ def build_h100() -> dict:
     return _profile(
         "h100", "h100-sxm",
         ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
-         "collectives/dgx_h100_all_reduce_nvls.csv",
+         "collectives/dgx_h100_all_reduce_nvls.csv", "vidur/network/h100_dgx_send_recv.csv",
          "echo_nccl_tests/azure_a100_40gb_all_reduce_16gpu.log"]
         + [f"vidur/compute/{p.name}" for p in sorted((REF / "vidur/compute").glob("h100_*"))],
         {"fp16": gemm_from_vidur("h100", gpu, bw_eff),
@@ -198,7 +202,9 @@ def build_h100() -> dict:
         ["fp16/bf16 GEMM curve fitted on Vidur's H100 transformer GEMMs (no published H100 "
          "fp16 cuBLASLt sweep in the reference set).",
          "network collective curve is the A100 HDR two-node fit (no H100 multi-node sweep "
-         "in the reference set); it is relative to the NIC bandwidth, which the catalog scales."])
+         "in the reference set); it is relative to the NIC bandwidth, which the catalog scales.",
+         "nvlink.p2p fitted on vidur/network/h100_dgx_send_recv.csv (2 GPUs of one node, "
+         ">= 1 MiB)."])
 
 
 def system_variant(a100: dict, name: str, inputs: list[str], note: str) -> dict:
@@ -236,9 +242,11 @@ def build_a100_dgx(a100: dict) -> dict:
     PyTorch-timed DGX A100 all_reduce (2/4/8 GPUs, 1-64 MiB), which agree with each other
     and not with the 40GB echo logs (docs/fabric.md)."""
     return system_variant(
-        a100, "a100-dgx", ["vidur/network/a100_dgx_all_reduce.csv"],
+        a100, "a100-dgx", ["vidur/network/a100_dgx_all_reduce.csv",
+                           "vidur/network/a100_dgx_send_recv.csv"],
         "fabric fitted on collectives/azure_a100_8gpu_all_reduce.csv and vidur/network/"
-        "a100_dgx_all_reduce.csv (single node, >= 1 MiB); the network curve is profile "
+        "a100_dgx_all_reduce.csv (single node, >= 1 MiB), nvlink.p2p on vidur/network/"
+        "a100_dgx_send_recv.csv (2 GPUs of one node, >= 1 MiB); the network curve is profile "
         f"{NETWORK_FROM}'s (Vidur's multi-node rows ran on a network far below the "
         "catalog's 8x HDR: 17 GB/s bus bandwidth at 64 MiB on 16 GPUs).")
 

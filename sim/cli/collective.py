@@ -91,8 +91,11 @@ def register_nccl(validate_app: typer.Typer) -> None:
     @validate_app.command("nccl")
     def nccl_command(format: Format = typer.Option(Format.table, "--format")) -> None:
         """Predicted vs measured nccl-tests busbw per size, geomean |error| per sweep."""
+        from calibration import fit_p2p
         from calibration.validate_nccl import summary, validate
-        rows = validate()
+        rows = pd.concat([validate().assign(op="all_reduce"),
+                          fit_p2p.validate().assign(op="sendrecv", fitted=True)],
+                         ignore_index=True)
         summ = summary(rows)
         text = rows.to_string(index=False) + "\n\n" + summ.to_string(index=False)
         emit({"rows": rows, "summary": summ}, format, text)

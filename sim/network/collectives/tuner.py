@@ -11,7 +11,9 @@ Time of the chosen pair (what the flow model then runs):
   factor and the fitted size ramp eff(S) of the link class.
 
 Fits are looked up per protocol first (``fabric.<cls>.<proto>``, e.g. ``nvlink.LL``),
-then per class. Ring LL is streamed: LL has no step barrier (each 8-byte word carries
+then per class; point-to-point uses ``fabric.<cls>.p2p`` where the profile has it (an
+all_reduce curve's base_us carries the cost of 2(n-1) synchronised steps, one send/recv
+has none). Ring LL is streamed: LL has no step barrier (each 8-byte word carries
 its own flag), so the 2(n-1) ring steps overlap and its size term follows the per-rank
 chunk S/n rather than the bus bytes, bounded below by the bus bytes at full LL rate
 (inside one domain: no multi-node LL ring data to check it against).
@@ -72,7 +74,11 @@ class Tuner:
     def ctx(self, kind: str, nbytes: float, ranks: tuple[int, ...]) -> CollCtx:
         return CollCtx(kind, nbytes, ranks, self.topo, self.max_channels, self.sharp, self.nvls)
 
-    def fit(self, cls: str, proto: str | None = None) -> FabricCurve:
+    def fit(self, cls: str, proto: str | None = None, algo: str | None = None) -> FabricCurve:
+        """The fitted curve: point-to-point has its own (``<cls>.p2p``, fitted on
+        send/recv sweeps) where the profile has one; else per protocol, then per class."""
+        if algo == "p2p" and f"{cls}.p2p" in self.fits:
+            return self.fits[f"{cls}.p2p"]
         return self.fits.get(f"{cls}.{proto}") or self.fits.get(cls) or FabricCurve()
 
     def latency(self, algo: Algorithm, proto: str, ctx: CollCtx, fitted: bool = True) -> float:
@@ -89,10 +95,11 @@ class Tuner:
             # every intra-node step of a multi-node ring costs at least the proxy's
             # per-step network overhead (intraLat = max(intraLat, netOverhead)).
             intra_hw = max(intra_hw, c["net_overhead_us"][proto])
-        us = (c["base_latency_us"][key][proto] + w * self.fit(cls, proto).base_us
-              + intra * (intra_hw + w * self.fit("nvlink", proto).step_us)
-              + inter * (inter_hw + w * self.fit("network", proto).step_us))
-        return us * 1e-6
+        name = algo.name
+        us = (c["base_latency_us"][key][proto] + w * self.fit(cls, proto, name).base_us
+              + intra * (intra_hw + w * self.fit("nvlink", proto, name).step_us)
+              + inter * (inter_hw + w * self.fit("network", proto, name).step_us))
+        return max(us, 0.0) * 1e-6   # a fit at its latency floor rounds to -1e-16
 
     def protocol_factor(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
         return nccl_model.protocol_factor(algo.lat_key, proto, ctx.kind, ctx.n_domains,
@@ -101,7 +108,7 @@ class Tuner:
     def wire_factor(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
         bwf = self.protocol_factor(algo, proto, ctx)
         cls = "network" if ctx.n_domains > 1 else "nvlink"
-        curve = self.fit(cls, proto)
+        curve = self.fit(cls, proto, algo.name)
         bus = 1.0 / (bwf * ramp(curve, ctx.nbytes))
         if proto not in STREAMED or algo.name != "ring" or ctx.n < 2 or ctx.n_domains > 1:
             return bus
