@@ -35,7 +35,7 @@ class P2PSweep:
     name: str
     system: str
     profile: str
-    data: pd.DataFrame          # size_bytes, time_us
+    data: pd.DataFrame          # size_bytes, time_us, busbw_gb_s
 
 
 def _half_octaves(sizes: np.ndarray) -> list[int]:
@@ -53,8 +53,9 @@ def p2p_sweeps() -> tuple[P2PSweep, ...]:
         df = read_vidur_network(REF / f"vidur/network/{gpu}_dgx_send_recv.csv")
         df = df[(df.gpus == 2) & (df.gpus_per_node == 2) & (df.size_bytes >= VIDUR_MIN_BYTES)]
         df = df.iloc[_half_octaves(df.size_bytes.to_numpy())]
-        out.append(P2PSweep(f"Vidur DGX {gpu.upper()} send_recv NVLink", system, profile,
-                            df[["size_bytes", "time_us"]].reset_index(drop=True)))
+        data = df[["size_bytes", "time_us"]].reset_index(drop=True)
+        data["busbw_gb_s"] = data.size_bytes / (data.time_us * 1e3)   # sendrecv: busbw = algbw
+        out.append(P2PSweep(f"Vidur DGX {gpu.upper()} send_recv NVLink", system, profile, data))
     return tuple(out)
 
 

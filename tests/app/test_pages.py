@@ -151,6 +151,7 @@ def test_collectives_page_uses_fabric_model_and_overlays_references():
     at = open_page("Collectives")                   # dgx-a100, 1 node, 8 GPUs, all_reduce
     spec = at.get("plotly_chart")[0].proto.spec
     assert "measured: Azure A100-80GB 8 GPU" in spec and "measured: echo A100-40GB 8 GPU" in spec
+    assert "measured: Vidur DGX A100 8 GPU" in spec
     auto = metric(at, "Modelled busbw at 1 GiB (GB/s)")
     cli = sweep("dgx-a100", 1, 8, "all_reduce", None, None, 2**30, 2**30)
     assert auto == f"{cli.busbw_gb_s.iloc[0]:.1f}"     # same as `clustersim collective`
@@ -158,6 +159,16 @@ def test_collectives_page_uses_fabric_model_and_overlays_references():
     assert not at.exception and metric(at, "Modelled busbw at 1 GiB (GB/s)") != auto
     at.selectbox(key="co_algo").set_value("nvls").run()   # no NVLS on A100: inline error
     assert not at.exception and at.error
+
+
+def test_collectives_page_overlays_send_recv_measurements():
+    from app.views.collectives import references
+    refs = dict(references("dgx-h100", "sendrecv", 2))
+    (data,) = refs.values()
+    # sendrecv: busbw = algbw = S / t (nccl-tests); 64 MiB in 193 us on the DGX H100.
+    row = data[data.size_bytes == 64 << 20].iloc[0]
+    assert row.busbw_gb_s == pytest.approx((64 << 20) / 193e3, rel=1e-3)
+    assert references("dgx-h100", "sendrecv", 4) == []
 
 
 def test_inference_page_policy_and_rate_change_metrics():
