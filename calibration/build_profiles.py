@@ -218,8 +218,8 @@ def system_variant(a100: dict, name: str, inputs: list[str], note: str) -> dict:
     quality["notes"] = a100["quality"]["notes"] + [note]
     unc = {k: v for k, v in a100["uncertainty"].items() if not k.startswith("fabric.")}
     out = a100 | {"name": name, "fabric": {k: v.params for k, v in fabric.items()},
-                  "inputs": a100["inputs"] + [_sha(p) for p in inputs
-                                              if _sha(p) not in a100["inputs"]],
+                  "inputs": a100["inputs"] + [h for h in map(_sha, inputs)
+                                              if h not in a100["inputs"]],
                   "quality": quality,
                   "uncertainty": unc | {f"fabric.{k}": v.uncertainty for k, v in fabric.items()}}
     parse(out, source=name)

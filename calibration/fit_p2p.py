@@ -18,13 +18,16 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from calibration.fitting import Fit, _fit
+from calibration.fitting import Fit, _fit, robust_least_squares
 from calibration.parsers import read_vidur_network
-from calibration.validate_nccl import REF, VIDUR_MIN_BYTES, geomean_abs_error
-from hw_models import catalog
-from hw_models.profile import FabricCurve, Profile, load_builtin
-from sim.network.analytical import ClusterLayout
-from sim.network.flow import FlowNetwork
+from calibration.validate_nccl import (
+    REF,
+    VIDUR_MIN_BYTES,
+    geomean_abs_error,
+    half_octaves,
+    network_for,
+)
+from hw_models.profile import Profile
 from workloads.graph import CommGroup
 
 NAMES = ("base_us", "eff_max", "bytes_half", "gamma")
@@ -36,11 +39,7 @@ class P2PSweep:
     system: str
     profile: str
     data: pd.DataFrame          # size_bytes, time_us, busbw_gb_s
-
-
-def _half_octaves(sizes: np.ndarray) -> list[int]:
-    steps = VIDUR_MIN_BYTES * 2 ** (np.arange(0, 2 * np.log2(sizes.max() / VIDUR_MIN_BYTES) + 1) / 2)
-    return sorted({int(np.argmin(np.abs(np.log(sizes / s)))) for s in steps})
+    nodes: int = 1              # two GPUs of one node (validate_nccl.network_for reads it)
 
 
 @cache
@@ -52,21 +51,16 @@ def p2p_sweeps() -> tuple[P2PSweep, ...]:
     for gpu, system, profile in (("a100", "dgx-a100", "a100-dgx"), ("h100", "dgx-h100", "h100")):
         df = read_vidur_network(REF / f"vidur/network/{gpu}_dgx_send_recv.csv")
         df = df[(df.gpus == 2) & (df.gpus_per_node == 2) & (df.size_bytes >= VIDUR_MIN_BYTES)]
-        df = df.iloc[_half_octaves(df.size_bytes.to_numpy())]
+        df = df.iloc[half_octaves(df.size_bytes.to_numpy())]
         data = df[["size_bytes", "time_us"]].reset_index(drop=True)
         data["busbw_gb_s"] = data.size_bytes / (data.time_us * 1e3)   # sendrecv: busbw = algbw
         out.append(P2PSweep(f"Vidur DGX {gpu.upper()} send_recv NVLink", system, profile, data))
     return tuple(out)
 
 
-def _network(sweep: P2PSweep, profile: Profile) -> FlowNetwork:
-    sys = catalog.system(sweep.system)
-    return FlowNetwork(ClusterLayout(sys, 1, sys.nic_gbps), profile, {})
-
-
 def point_table(sweep: P2PSweep, profile: Profile) -> np.ndarray:
     """Rows: NCCL latency (us), seconds per byte / protocol factor, size; per point."""
-    tuner = _network(sweep, profile.model_copy(update={"fabric": {}})).tuner
+    tuner = network_for(sweep, profile.model_copy(update={"fabric": {}})).tuner
     rows = []
     for size in sweep.data.size_bytes.to_numpy(float):
         a, p = tuner.nccl_pick("sendrecv", size, (0, 1))
@@ -93,15 +87,18 @@ def fit_p2p(sweep: P2PSweep, profile: Profile, idx: np.ndarray | None = None,
     # every size under 1 MiB (not measured here) would be extrapolated from that.
     lo = [-float(x[0].min()), 0.05, np.log(1e1), 0.2]
     hi = [200.0, 1.5, np.log(1e11), 1.0]
+    # A few deterministic starts (as fit_fabric); only the best one is bootstrapped
+    # (``_fit`` repeats its solve from the same start, so the estimate is that one).
     best = None
-    for log_bh in np.log([1e5, 1e6, 1e7]):   # a few deterministic starts, as fit_fabric
-        fit = _fit(predict, x, y, [0.0, 0.8, log_bh, 0.8], (lo, hi), NAMES,
-                   lambda th: dict(zip(NAMES, (th[0], th[1], float(np.exp(th[2])), th[3]),
-                                       strict=True)), n_boot=n_boot, robust=True)
-        err = geomean_abs_error(predict(_theta(fit), x), y)
+    for log_bh in np.log([1e5, 1e6, 1e7]):
+        start = [0.0, 0.8, log_bh, 0.8]
+        th = robust_least_squares(lambda t: np.log(predict(t, x) / y), start, (lo, hi)).x
+        err = geomean_abs_error(predict(th, x), y)
         if best is None or err < best[0] - 1e-9:
-            best = (err, fit)
-    return best[1]
+            best = (err, start)
+    return _fit(predict, x, y, best[1], (lo, hi), NAMES,
+                lambda th: dict(zip(NAMES, (th[0], th[1], float(np.exp(th[2])), th[3]),
+                                    strict=True)), n_boot=n_boot, robust=True)
 
 
 def _theta(fit: Fit) -> list[float]:
@@ -127,13 +124,9 @@ def validate(profile: Profile | None = None) -> pd.DataFrame:
     """Predicted (the flow engine, each sweep's built-in profile) vs measured send/recv."""
     rows = []
     for s in p2p_sweeps():
-        net = _network(s, profile or load_builtin(s.profile))
+        net = network_for(s, profile)
         for size, meas in s.data[["size_bytes", "time_us"]].itertuples(index=False):
             t = net.collective_time("sendrecv", float(size), CommGroup((0, 1))) * 1e6
             rows.append({"sweep": s.name, "size_bytes": int(size), "measured_us": meas,
                          "predicted_us": round(t, 2), "error_pct": round((meas / t - 1) * 100, 1)})
     return pd.DataFrame(rows)
-
-
-def curve(fit: Fit) -> FabricCurve:
-    return FabricCurve(step_us=0.0, **fit.params)

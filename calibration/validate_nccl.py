@@ -55,7 +55,6 @@ class Sweep:
     also_on: tuple[str, ...] = ()
     # Other profiles whose fabric section is fitted on this sweep too.
     also_fits: tuple[str, ...] = ()
-    harness: str = "nccl-tests"  # or "pytorch" (timed around torch.distributed)
 
     @property
     def nodes(self) -> int:
@@ -72,20 +71,22 @@ def _echo(n: int) -> Sweep:
 VIDUR_MIN_BYTES = 2 ** 20
 
 
+def half_octaves(sizes: np.ndarray) -> list[int]:
+    """Indices of the sizes nearest to half-octave steps from VIDUR_MIN_BYTES (Vidur's
+    size grid is linear: 8 KiB steps)."""
+    steps = VIDUR_MIN_BYTES * 2 ** (np.arange(0, 2 * np.log2(sizes.max() / VIDUR_MIN_BYTES) + 1) / 2)
+    return sorted({int(np.argmin(np.abs(np.log(sizes / s)))) for s in steps})
+
+
 def _vidur(gpu: str, n: int, system: str, profile: str) -> Sweep:
-    """One single-node GPU count of a Vidur all_reduce CSV at the sizes nearest to
-    half-octave steps from VIDUR_MIN_BYTES (its grid is linear: 8 KiB steps)."""
+    """One single-node GPU count of a Vidur all_reduce CSV at half-octave sizes."""
     df = read_vidur_network(REF / f"vidur/network/{gpu}_dgx_all_reduce.csv")
     df = df[(df.gpus == n) & (df.gpus_per_node == n) & (df.size_bytes >= VIDUR_MIN_BYTES)]
-    sizes = df.size_bytes.to_numpy()
-    steps = VIDUR_MIN_BYTES * 2 ** (np.arange(0, 2 * np.log2(sizes.max() / VIDUR_MIN_BYTES) + 1) / 2)
-    idx = sorted({int(np.argmin(np.abs(np.log(sizes / s)))) for s in steps})
-    df = df.iloc[idx]
+    df = df.iloc[half_octaves(df.size_bytes.to_numpy())]
     data = pd.DataFrame({"size_bytes": df.size_bytes.to_numpy(), "time_us": df.time_us.to_numpy(),
                          "busbw_gb_s": bus_factor("all_reduce", n) * df.size_bytes.to_numpy()
                          / (df.time_us.to_numpy() * 1e3)})
-    return Sweep(f"Vidur DGX {gpu.upper()} {n} GPU", system, profile, n, n, data,
-                 harness="pytorch")
+    return Sweep(f"Vidur DGX {gpu.upper()} {n} GPU", system, profile, n, n, data)
 
 
 @cache

@@ -39,27 +39,27 @@ def arch_key(arch: str | None) -> str:
     return "sm90" if cc >= 90 else "sm80" if cc >= 80 else "sm70"
 
 
+def _nvlink_key(arch: str | None) -> str:
+    """Row of the per-link NVLink tables: arch_key's, plus SM100 of its own."""
+    m = re.fullmatch(r"sm(\d+)", arch or "")
+    return "sm100" if m and int(m.group(1)) >= 100 else arch_key(arch)
+
+
 def nchannels(arch: str | None, graph_bw: float, nodes: int, local: int) -> float:
     """NCCL's channel count: graph bandwidth / per-link NVLink figure up to two nodes,
     one per rail (local rank) beyond (nccl_tuning.yaml nvlink_channel_gb_s)."""
     if nodes > 2:
         return float(max(1, local))
-    m = re.fullmatch(r"sm(\d+)", arch or "")
-    cc = int(m.group(1)) if m else 80
-    key = "sm100" if cc >= 100 else arch_key(arch)
-    return max(1.0, graph_bw / (constants()["nvlink_channel_gb_s"][key] * 1e9))
+    return max(1.0, graph_bw / (constants()["nvlink_channel_gb_s"][_nvlink_key(arch)] * 1e9))
 
 
 def nvlink_rating(arch: str | None) -> float:
     """NCCL's per-link NVLink bandwidth over the marketed per-link rate (SM80: 20 / 25):
     the factor between the scale-up bandwidth and the graph bandwidth NCCL's model
     uses inside an NVLink domain; 1 for parts with no sm number (AMD, CPU)."""
-    m = re.fullmatch(r"sm(\d+)", arch or "")
-    if not m:
+    if not re.fullmatch(r"sm\d+", arch or ""):
         return 1.0
-    cc = int(m.group(1))
-    key = "sm100" if cc >= 100 else arch_key(arch)
-    c = constants()
+    c, key = constants(), _nvlink_key(arch)
     return c["nvlink_channel_gb_s"][key] / c["nvlink_link_gb_s"][key]
 
 
