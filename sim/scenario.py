@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hw_models.errors import ClusterSimError
 from hw_models.yamlio import read_yaml
 from sim.inference_config import InferenceWorkload
+from sim.rl_config import RLWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 
 
@@ -78,7 +79,7 @@ class SimConfig(_Cfg):
 class Scenario(_Cfg):
     name: str = "scenario"
     cluster: ClusterConfig = ClusterConfig()
-    workload: Annotated[TrainingWorkload | InferenceWorkload, Field(discriminator="kind")] = \
+    workload: Annotated[TrainingWorkload | InferenceWorkload | RLWorkload, Field(discriminator="kind")] = \
         TrainingWorkload()
     sim: SimConfig = SimConfig()
     run: RunConfig | None = None        # a whole run: failures, stragglers -> goodput
@@ -109,7 +110,7 @@ def describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
         loc = [str(p) for p in err["loc"] if not str(p).startswith("function")]
-        if loc[:1] == ["workload"] and loc[1:2] in (["training"], ["inference"]):
+        if loc[:1] == ["workload"] and loc[1:2] in (["training"], ["inference"], ["rl"]):
             del loc[1]                   # the discriminated union's tag is not a key
         where = ".".join(loc)
         got = err.get("input")

@@ -91,6 +91,9 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     if sc.workload.kind == "inference":      # LLM serving: sim/simulate_inference.py
         from sim.simulate_inference import simulate_inference
         return simulate_inference(sc, prof)
+    if sc.workload.kind == "rl":             # RL post-training step: sim/rl.py
+        from sim.rl import simulate_rl
+        return simulate_rl(sc, prof)
     t0 = time.perf_counter()
     setup = resolve_setup(sc)
     prof = prof or setup.profile

@@ -1,0 +1,241 @@
+"""``simulate`` for ``workload: kind: rl``: one RL post-training step, end to end.
+
+Each phase runs on the simulator that already owns it, with the same calibrated costs:
+- rollout: the serving simulator (paged KV, continuous batching) on the rollout pool, all
+  requests arriving at once; the step waits for the longest response, except DAPO's
+  dynamic sampling, which goes on once ``prompts_per_step`` groups are complete;
+- log-prob, value and reward passes: forward-only graphs (workloads.rl.build_forward)
+  played on the engine over the training layout;
+- training: the training simulator, one optimizer step per minibatch of
+  ``train.global_batch`` samples packed into rows of ``train.max_seq_len`` tokens;
+- weight sync: the reshard from the training to the rollout layout over the fabric
+  (nccl) or through the checkpoint storage tier (checkpoint);
+- colocated: onload/offload of the training states over the host link.
+sim.rl_timeline lays the phases out per pool.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from hw_models import catalog, profile
+from hw_models.catalog import SystemSpec
+from hw_models.compute import ComputeModel
+from hw_models.errors import InfeasiblePlanError
+from hw_models.profile import Profile
+from sim import rl_sync
+from sim.costs import OpCosts
+from sim.engine import Engine
+from sim.rl_config import RLWorkload
+from sim.rl_sync import role_ref
+from sim.rl_timeline import Phases, PoolSizes, RLResult, idle_gpu_seconds, layout
+from sim.scenario import Scenario
+from workloads import rl as steps
+from workloads.model import resolve
+TOKENS_DEFINITION = ("NeMo RL: prompt + response tokens of the step's samples / "
+                     "(step time x all GPUs)")
+
+
+# ---- pools ----------------------------------------------------------------------------
+def pool_sizes(w: RLWorkload, world: int, per_node: int) -> PoolSizes:
+    if w.colocated:
+        return PoolSizes(world, world, True)
+    r, t = w.placement.rollout_gpus, w.placement.train_gpus
+    if r + t > world:
+        raise InfeasiblePlanError(f"placement: rollout_gpus {r} + train_gpus {t} = {r + t} GPUs "
+                                  f"but the cluster has {world}; add cluster.nodes or shrink a pool")
+    for name, n in (("rollout_gpus", r), ("train_gpus", t)):
+        if n % per_node and per_node % n:
+            raise InfeasiblePlanError(f"placement.{name} {n}: a pool must be whole nodes of "
+                                      f"{per_node} GPUs or a divisor of one node")
+    return PoolSizes(r, t, False)
+
+
+def pool_cluster(sc: Scenario, system: SystemSpec, gpus: int) -> dict:
+    """The cluster block of a sub-scenario that runs on ``gpus`` GPUs of this cluster."""
+    c = sc.cluster.model_dump(exclude_none=True)
+    per = system.gpus_per_node
+    if gpus % per == 0:
+        return {**c, "nodes": gpus // per}
+    # Part of one node: the same GPU and scale-up domain, its share of the node's NICs.
+    spec = system.model_dump()
+    spec.update(gpus_per_node=gpus, nics_per_node=gpus,
+                nic_gbps=system.nic_gbps * system.nics_per_node / per)
+    net = dict(c.get("network", {}))
+    if "nic_gbps" in net:
+        net["nic_gbps"] = net["nic_gbps"] * system.nics_per_node / per
+    return {**c, "system": spec, "nodes": 1, "network": net}
+
+
+# ---- rollout --------------------------------------------------------------------------
+def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> Scenario:
+    w: RLWorkload = sc.workload
+    p = w.rollout.parallel
+    replica = p.tp * p.pp
+    if pools.rollout % replica:
+        raise InfeasiblePlanError(f"rollout.parallel tp {p.tp} x pp {p.pp} = {replica} GPUs does "
+                                  f"not divide the {pools.rollout} rollout GPUs")
+    groups = math.ceil(w.prompts_per_step * w.rollout.oversample)
+    reqs = {"count": groups * w.samples_per_prompt, "arrival": "burst",
+            "prompt_len": _length(w.prompt_len), "output_len": _length(w.response_len),
+            "seed": w.seed}
+    work = {"kind": "inference", "model": w.model, "precision": w.rollout_precision,
+            "parallel": {"tp": p.tp, "pp": p.pp}, "replicas": pools.rollout // replica,
+            "scheduler": w.rollout.scheduler.model_dump(), "kv_cache": w.rollout.kv_cache.model_dump(),
+            "requests": reqs}
+    return Scenario(name=f"{sc.name}-rollout", cluster=pool_cluster(sc, system, pools.rollout),
+                    workload=work, sim=sc.sim.model_dump())
+
+
+def _length(v):
+    return v if isinstance(v, int) else v.model_dump()
+
+
+def run_rollout(sc: Scenario, system: SystemSpec, pools: PoolSizes, prof: Profile | None) -> dict:
+    """Generation time, the kept samples' lengths, straggler GPU-seconds and the tail."""
+    from sim.simulate_inference import simulate_inference
+    w: RLWorkload = sc.workload
+    res = simulate_inference(rollout_scenario(sc, system, pools), prof)
+    df = res.requests.sort_values("id")
+    group = df.id.to_numpy() // w.samples_per_prompt
+    if w.algorithm == "dapo":      # dynamic sampling: the first prompts_per_step groups to finish
+        done = df.groupby(group).finish_s.max().sort_values()
+        keep_groups = done.index[:w.prompts_per_step]
+        gen = float(done.iloc[w.prompts_per_step - 1])
+        kept = df[np.isin(group, keep_groups)]
+    else:
+        gen, kept = float(df.finish_s.max()), df
+    p = w.rollout.parallel
+    ends = df.groupby("replica").finish_s.max().clip(upper=gen)
+    straggle = float(((gen - ends) * p.tp * p.pp).sum())
+    lengths = (kept.prompt_len + kept.output_len).to_numpy()
+    return {"generation_s": gen, "lengths": lengths, "straggler_gpu_s": straggle,
+            "tail_s": gen - float(np.quantile(kept.finish_s, 0.9)),
+            "generated_tokens": int(kept.output_len.sum()), "replicas": res.extra["replicas"],
+            "kv_cache_capacity_gib": res.extra["kv_cache_capacity_gib"],
+            "mean_batch": res.extra["mean_batch"]}
+
+
+# ---- training-side passes ---------------------------------------------------------------
+def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, seq_len: int,
+                   rows: int) -> Scenario:
+    w: RLWorkload = sc.workload
+    t = w.train
+    p = t.parallel
+    dp = pools.train // (p.tp * p.pp)
+    if dp < 1 or pools.train % (p.tp * p.pp):
+        raise InfeasiblePlanError(f"train.parallel tp {p.tp} x pp {p.pp} does not divide the "
+                                  f"{pools.train} training GPUs")
+    par = p.model_dump(exclude={"ep"})
+    if p.ep > 1:
+        par["ep"] = p.ep          # the training layer decides whether it takes expert parallelism
+    work = {"kind": "training", "model": model, "seq_len": seq_len, "micro_batch": t.micro_batch,
+            "global_batch": steps.round_up(rows, dp * t.micro_batch), "precision": w.precision,
+            "parallel": par, "recompute": t.recompute, "attention": t.attention}
+    return Scenario(name=f"{sc.name}-train", cluster=pool_cluster(sc, system, pools.train),
+                    workload=work, sim={**sc.sim.model_dump(), "fidelity": "analytical"})
+
+
+def forward_time(sub: Scenario, prof: Profile | None) -> float:
+    """One forward-only pass of the sub-scenario's batch on its training layout."""
+    from sim.simulate import make_network, resolve_setup
+    setup = resolve_setup(sub)
+    prof = prof or setup.profile
+    graph = steps.build_forward(setup.model, setup.plan, setup.options.dtype, setup.options.attention)
+    network = make_network(setup, prof)
+    costs = OpCosts(ComputeModel(setup.gpu, prof, sub.sim.speed_scale), network)
+    return max(r.end for r in Engine(graph, costs, network).run())
+
+
+def train_time(sub: Scenario, prof: Profile | None) -> float:
+    from sim.simulate import simulate
+    return simulate(sub, prof, band=False).iteration_time_s
+
+
+def run_passes(sc: Scenario, system: SystemSpec, pools: PoolSizes, lengths: np.ndarray,
+               prof: Profile | None) -> tuple[list[tuple[str, float]], dict]:
+    w: RLWorkload = sc.workload
+    t = w.train
+    cache: dict = {}
+    out = []
+    rows_all, row_len = steps.pack_rows(lengths, t.max_seq_len)
+    batches = steps.minibatches(len(lengths), t.global_batch)
+    iters = 0
+    for ps in steps.PASSES[w.algorithm]:
+        model = role_ref(w, ps.role)
+        if not ps.train:
+            out.append((ps.name, _cached(cache, (ps.role, rows_all), lambda m=model: forward_time(
+                train_scenario(sc, system, pools, m, row_len, rows_all), prof))))
+            continue
+        total, start = 0.0, 0
+        for n in batches:
+            rows, rl_ = steps.pack_rows(lengths[start:start + n], t.max_seq_len)
+            start += n
+            total += _cached(cache, (ps.role, "train", rows, rl_), lambda m=model, r=rows, s=rl_: train_time(
+                train_scenario(sc, system, pools, m, s, r), prof))
+            iters += 1
+        out.append((ps.name, total * t.epochs))
+    return out, {"packed_rows": rows_all, "row_len": row_len, "optimizer_steps": iters * t.epochs}
+
+
+def _cached(cache: dict, key, fn) -> float:
+    if key not in cache:
+        cache[key] = fn()
+    return cache[key]
+
+
+# ---- the step ---------------------------------------------------------------------------
+def simulate_rl(sc: Scenario, prof: Profile | None = None) -> RLResult:
+    t0 = time.perf_counter()
+    w: RLWorkload = sc.workload
+    system = catalog.system(sc.cluster.system)
+    prof = prof or profile.load(sc.cluster.profile or system.default_profile)
+    world = sc.cluster.nodes * system.gpus_per_node
+    pools = pool_sizes(w, world, system.gpus_per_node)
+    if w.off_policy_steps and pools.colocated:
+        raise InfeasiblePlanError(
+            f"off_policy_steps {w.off_policy_steps} overlaps rollout with training, which needs "
+            "separate pools: placement: {rollout_gpus: N, train_gpus: M}")
+    model = resolve(w.model)
+    _check_ep(w, model)
+    gen = run_rollout(sc, system, pools, prof)
+    passes, packing = run_passes(sc, system, pools, gen["lengths"], prof)
+    sync = (rl_sync.nccl_sync(sc, system, pools, model, prof) if w.sync == "nccl"
+            else rl_sync.checkpoint_sync(sc, system, pools, model))
+    moves = rl_sync.offload(sc, system, pools)
+    ph = Phases(gen["generation_s"], tuple(passes), sync["weight_sync_s"],
+                moves["onload_s"], moves["offload_s"])
+    timeline, step = layout(ph, pools, w.off_policy_steps)
+    tokens = int(gen["lengths"].sum())
+    metrics = {
+        "step_time_s": step, "generation_s": ph.generation, "logprob_s": ph.logprob,
+        "train_s": ph.train, "weight_sync_s": ph.weight_sync,
+        "offload_s": ph.onload + ph.offload,
+        "idle_s": idle_gpu_seconds(timeline, pools, step) + gen["straggler_gpu_s"],
+        "tokens_per_s_per_gpu": tokens / step / pools.world,
+        "tokens_per_s_per_gpu_definition": TOKENS_DEFINITION,
+        "generation_tail_s": gen["tail_s"], "generated_tokens": gen["generated_tokens"],
+        "step_tokens": tokens, "passes": dict(passes)}
+    extra = {"algorithm": w.algorithm, "placement": "colocated" if pools.colocated else
+             {"rollout_gpus": pools.rollout, "train_gpus": pools.train},
+             "off_policy_steps": w.off_policy_steps, "sync": w.sync,
+             "rollout_replicas": gen["replicas"], "rollout_mean_batch": gen["mean_batch"],
+             "kv_cache_capacity_gib": gen["kv_cache_capacity_gib"], **packing,
+             "sync_bytes_per_gpu": sync["sync_bytes_per_gpu"],
+             "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"]}
+    return RLResult(sc.name, metrics, timeline, pools.world, time.perf_counter() - t0, extra)
+
+
+def _check_ep(w: RLWorkload, model) -> None:
+    """Expert parallelism only means something for a MoE policy."""
+    experts = getattr(model, "experts", None) or getattr(model, "num_experts", None)
+    for where, ep in (("rollout", w.rollout.parallel.ep), ("train", w.train.parallel.ep)):
+        if ep > 1 and not experts:
+            raise InfeasiblePlanError(f"{where}.parallel.ep {ep}: the policy is a dense model "
+                                      "(no experts); use ep: 1")
+
+
+__all__ = ["simulate_rl", "RLResult"]
