@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
 from hw_models import catalog, profile
 from hw_models.catalog import SystemSpec
 from hw_models.compute import ComputeModel
-from hw_models.errors import InfeasiblePlanError
+from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from hw_models.profile import Profile
 from sim import rl_sync
 from sim.costs import OpCosts
@@ -32,9 +33,10 @@ from sim.engine import Engine
 from sim.rl_config import RLWorkload
 from sim.rl_sync import role_ref
 from sim.rl_timeline import Phases, PoolSizes, RLResult, idle_gpu_seconds, layout
-from sim.scenario import Scenario
+from sim.scenario import Scenario, parse
 from workloads import rl as steps
 from workloads.model import resolve
+
 TOKENS_DEFINITION = ("NeMo RL: prompt + response tokens of the step's samples / "
                      "(step time x all GPUs)")
 
@@ -86,8 +88,8 @@ def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> Scen
             "parallel": {"tp": p.tp, "pp": p.pp}, "replicas": pools.rollout // replica,
             "scheduler": w.rollout.scheduler.model_dump(), "kv_cache": w.rollout.kv_cache.model_dump(),
             "requests": reqs}
-    return Scenario(name=f"{sc.name}-rollout", cluster=pool_cluster(sc, system, pools.rollout),
-                    workload=work, sim=sc.sim.model_dump())
+    return parse({"name": f"{sc.name}-rollout", "cluster": pool_cluster(sc, system, pools.rollout),
+                  "workload": work, "sim": sc.sim.model_dump()}, "rollout")
 
 
 def _length(v):
@@ -98,7 +100,8 @@ def run_rollout(sc: Scenario, system: SystemSpec, pools: PoolSizes, prof: Profil
     """Generation time, the kept samples' lengths, straggler GPU-seconds and the tail."""
     from sim.simulate_inference import simulate_inference
     w: RLWorkload = sc.workload
-    res = simulate_inference(rollout_scenario(sc, system, pools), prof)
+    with _where("rollout"):
+        res = simulate_inference(rollout_scenario(sc, system, pools), prof)
     df = res.requests.sort_values("id")
     group = df.id.to_numpy() // w.samples_per_prompt
     if w.algorithm == "dapo":      # dynamic sampling: the first prompts_per_step groups to finish
@@ -135,8 +138,8 @@ def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, se
     work = {"kind": "training", "model": model, "seq_len": seq_len, "micro_batch": t.micro_batch,
             "global_batch": steps.round_up(rows, dp * t.micro_batch), "precision": w.precision,
             "parallel": par, "recompute": t.recompute, "attention": t.attention}
-    return Scenario(name=f"{sc.name}-train", cluster=pool_cluster(sc, system, pools.train),
-                    workload=work, sim={**sc.sim.model_dump(), "fidelity": "analytical"})
+    return parse({"name": f"{sc.name}-train", "cluster": pool_cluster(sc, system, pools.train),
+                  "workload": work, "sim": {**sc.sim.model_dump(), "fidelity": "analytical"}}, "train")
 
 
 def forward_time(sub: Scenario, prof: Profile | None) -> float:
@@ -202,7 +205,8 @@ def simulate_rl(sc: Scenario, prof: Profile | None = None) -> RLResult:
     model = resolve(w.model)
     _check_ep(w, model)
     gen = run_rollout(sc, system, pools, prof)
-    passes, packing = run_passes(sc, system, pools, gen["lengths"], prof)
+    with _where("train"):
+        passes, packing = run_passes(sc, system, pools, gen["lengths"], prof)
     sync = (rl_sync.nccl_sync(sc, system, pools, model, prof) if w.sync == "nccl"
             else rl_sync.checkpoint_sync(sc, system, pools, model))
     moves = rl_sync.offload(sc, system, pools)
@@ -227,6 +231,17 @@ def simulate_rl(sc: Scenario, prof: Profile | None = None) -> RLResult:
              "sync_bytes_per_gpu": sync["sync_bytes_per_gpu"],
              "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"]}
     return RLResult(sc.name, metrics, timeline, pools.world, time.perf_counter() - t0, extra)
+
+
+@contextmanager
+def _where(phase: str):
+    """Name the phase in a sub-simulation's one-line error (same error class)."""
+    try:
+        yield
+    except ClusterSimError as exc:
+        if str(exc).startswith(phase):
+            raise
+        raise type(exc)(f"{phase}: {exc}") from None
 
 
 def _check_ep(w: RLWorkload, model) -> None:

@@ -45,7 +45,7 @@ def render_rl(res) -> str:
     lines += [f"  generation tail   {m['generation_tail_s']:9.2f} s  (90% of responses done -> last)",
               f"idle                {m['idle_s']:.1f} GPU-s",
               f"tokens/s/GPU        {m['tokens_per_s_per_gpu']:,.0f}  ({m['tokens_per_s_per_gpu_definition']})",
-              f"passes              " + ", ".join(f"{k} {v:.2f} s" for k, v in m["passes"].items()),
+              "passes              " + ", ".join(f"{k} {v:.2f} s" for k, v in m["passes"].items()),
               f"packed rows         {x['packed_rows']} x {x['row_len']} tokens, "
               f"{x['optimizer_steps']} optimizer steps",
               f"wall time           {res.wall_s:.2f} s"]
