@@ -46,6 +46,14 @@ def korthikanti(format: Format = typer.Option(Format.table, "--format")) -> None
     emit({"rows": df.to_dict("records"), "summary": s}, format, text)
 
 
+@validate_app.command("rl")
+def rl(format: Format = typer.Option(Format.table, "--format")) -> None:
+    """NeMo RL GRPO/DAPO and OpenRLHF PPO step times: every row, skipped ones with reasons."""
+    from calibration.validate_rl import records, run, summary, table
+    df = run()
+    emit({"rows": records(df), "summary": summary(df)}, format, table(df))
+
+
 def _register_features() -> None:
     from sim.cli.collective import register_nccl
     register_nccl(validate_app)
