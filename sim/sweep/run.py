@@ -40,6 +40,10 @@ class Interrupted(RuntimeError):
 
 def configurations(sweep: Sweep) -> list[ev.Config]:
     out: list[ev.Config] = []
+    if sweep.plans is not None and ev.is_rl(sweep.base):
+        raise ClusterSimError(f"{sweep.source}: plans: auto searches training plans; an RL sweep "
+                              "takes axes (e.g. workload.placement, workload.rollout.parallel.tp, "
+                              "workload.train.parallel.tp, workload.off_policy_steps)")
     for axis in sweep.axis_points():
         if sweep.plans is None:
             out.append((len(out), axis, None))
