@@ -147,7 +147,7 @@ def forward_time(sub: Scenario, prof: Profile | None) -> float:
     from sim.simulate import make_network, resolve_setup
     setup = resolve_setup(sub)
     prof = prof or setup.profile
-    graph = steps.build_forward(setup.model, setup.plan, setup.options.dtype, setup.options.attention)
+    graph = steps.build_forward(setup.model, setup.plan, setup.options)
     network = make_network(setup, prof)
     costs = OpCosts(ComputeModel(setup.gpu, prof, sub.sim.speed_scale), network)
     return max(r.end for r in Engine(graph, costs, network).run())
@@ -246,9 +246,8 @@ def _where(phase: str):
 
 def _check_ep(w: RLWorkload, model) -> None:
     """Expert parallelism only means something for a MoE policy."""
-    experts = getattr(model, "experts", None) or getattr(model, "num_experts", None)
     for where, ep in (("rollout", w.rollout.parallel.ep), ("train", w.train.parallel.ep)):
-        if ep > 1 and not experts:
+        if ep > 1 and getattr(model, "moe", None) is None:
             raise InfeasiblePlanError(f"{where}.parallel.ep {ep}: the policy is a dense model "
                                       "(no experts); use ep: 1")
 

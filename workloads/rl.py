@@ -16,14 +16,15 @@ The step, as veRL / NeMo RL / OpenRLHF run it:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from workloads.graph import Block, ExecutionGraph, SendRecv
-from workloads.layers import LayerContext, embedding_forward, head_forward, layer_forward
+from workloads import training
+from workloads.graph import ExecutionGraph, SendRecv
 from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan
+from workloads.training import TrainingOptions
 
 
 @dataclass(frozen=True)
@@ -112,32 +113,28 @@ def reshard_inbound(model_bytes: float, train: Layout, train_dp: int, rollout: L
     return out
 
 
-def build_forward(model: ModelSpec, plan: ParallelPlan, dtype: str,
-                  attention: str = "flash") -> ExecutionGraph:
+def build_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> ExecutionGraph:
     """A forward-only pass over ``plan.global_batch`` rows: every microbatch runs the
     forward of each pipeline stage in turn (no backward, no gradient sync), as log-prob,
-    value and reward passes do. One representative rank per stage, as in training.build."""
-    from workloads.graph import CommGroup
+    value and reward passes do. The stage forwards are the training graph's own
+    (training._make_stage: the same kernels, MoE layers included); virtual stages are
+    merged (a forward-only pass has no interleaving to gain). One representative rank per
+    stage, as in training.build."""
+    plan = replace(plan, vpp=1, schedule="1f1b")
     g = ExecutionGraph(plan.world, tuple(plan.rank(0, 0, s) for s in range(plan.pp)),
                        meta={"kind": "forward", "microbatches": plan.microbatches})
     nbytes = 2.0 * plan.micro_batch * model.seq_len * model.hidden / plan.tp
-    layers = plan.stage_layers(model.layers)
     for s in range(plan.pp):
-        ctx = LayerContext(model, plan.micro_batch, plan.tp, plan.sp, dtype,
-                           CommGroup(plan.tp_group(s), "tp"), attention)
-        ops = (embedding_forward(ctx) if s == 0 else []) + layer_forward(ctx) * layers[s] \
-            + (head_forward(ctx) if s == plan.pp - 1 else [])
-        block, rank = Block(tuple(ops), f"fwd_s{s}"), plan.rank(0, 0, s)
+        block, rank = training._make_stage(model, plan, opts, s).fwd[0], plan.rank(0, 0, s)
         for mb in range(plan.microbatches):
             deps = []
             if s > 0:
-                deps.append(g.add(rank, "recv_fwd", SendRecv("recv", plan.rank(0, 0, s - 1), nbytes,
-                                                             mb * plan.pp + s), (), "pp", f"recv_F{mb}"))
+                recv = SendRecv("recv", plan.rank(0, 0, s - 1), nbytes, mb * plan.pp + s)
+                deps.append(g.add(rank, "recv_fwd", recv, (), "pp", f"recv_F{mb}"))
             node = g.add(rank, "compute", block, deps, "compute", f"F{mb}", mb=mb)
             if s < plan.pp - 1:
-                g.add(rank, "send_fwd", SendRecv("send", plan.rank(0, 0, s + 1), nbytes,
-                                                                 mb * plan.pp + s + 1), (node,), "pp",
-                                      f"send_F{mb}")
+                send = SendRecv("send", plan.rank(0, 0, s + 1), nbytes, mb * plan.pp + s + 1)
+                g.add(rank, "send_fwd", send, (node,), "pp", f"send_F{mb}")
     return g
 
 
