@@ -159,3 +159,22 @@ def test_rl_sweep_ranks_placements(tmp_path):
     # the ranking rate is the step's tokens per second; it matches a direct simulation
     direct = simulate_rl(scenario.parse(out["best"]["scenario"])).metrics
     assert best["iteration_time_s"] == pytest.approx(direct["step_time_s"])
+
+
+def test_json_output_has_the_contract_keys(tmp_path, monkeypatch, capsys, colocated):
+    import json
+
+    import yaml
+
+    from sim.cli.main import main
+    path = tmp_path / "rl.yaml"
+    path.write_text(yaml.safe_dump(make().model_dump(mode="json")))
+    monkeypatch.setattr(sys, "argv", ["clustersim", "simulate", str(path), "--format", "json"])
+    main()
+    out = json.loads(capsys.readouterr().out)
+    for k in ("step_time_s", "generation_s", "logprob_s", "train_s", "weight_sync_s", "idle_s",
+              "tokens_per_s_per_gpu", "tokens_per_s_per_gpu_definition", "timeline"):
+        assert k in out
+    assert {"pool", "phase", "start_s", "end_s", "gpus"} <= set(out["timeline"][0])
+    # deterministic for a given scenario and seed
+    assert out["step_time_s"] == colocated.metrics["step_time_s"]
