@@ -170,7 +170,9 @@ def test_json_output_has_the_contract_keys(tmp_path, monkeypatch, capsys, coloca
     path = tmp_path / "rl.yaml"
     path.write_text(yaml.safe_dump(make().model_dump(mode="json")))
     monkeypatch.setattr(sys, "argv", ["clustersim", "simulate", str(path), "--format", "json"])
-    main()
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 0
     out = json.loads(capsys.readouterr().out)
     for k in ("step_time_s", "generation_s", "logprob_s", "train_s", "weight_sync_s", "idle_s",
               "tokens_per_s_per_gpu", "tokens_per_s_per_gpu_definition", "timeline"):
