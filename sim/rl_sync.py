@@ -75,13 +75,13 @@ def nccl_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: ModelSp
 def _nearest_holder(g: int, train: steps.Layout, dp: int, rollout: steps.Layout) -> int:
     """A training GPU (of GPU g's own data-parallel copy) that holds part of what g needs
     and sits farthest from g: the slowest link of the gather bounds it."""
-    rs, rt = steps._rollout_region(g, rollout)
+    rs, rt = steps.rollout_region(g, rollout)
     d = (g // train.tp) % dp
     best = g
     for s in range(train.pp):
         for t in range(train.tp):
             h = s * train.tp * dp + d * train.tp + t
-            ov = steps._overlap(rs, rollout.pp, s, train.pp) * steps._overlap(rt, rollout.tp, t, train.tp)
+            ov = steps.interval_overlap(rs, rollout.pp, s, train.pp) * steps.interval_overlap(rt, rollout.tp, t, train.tp)
             if h != g and ov > 0 and abs(h - g) > abs(best - g):
                 best = h
     return best

@@ -75,18 +75,18 @@ def pack_rows(lengths: np.ndarray, max_seq_len: int | None) -> tuple[int, int]:
     return len(free), max_seq_len
 
 
-def _train_region(g: int, lay: Layout, dp: int) -> tuple[int, int]:
+def train_region(g: int, lay: Layout, dp: int) -> tuple[int, int]:
     """(pp stage, tp rank) of training GPU ``g`` (Megatron order: tp, then dp, then pp)."""
     return g // (lay.tp * dp), g % lay.tp
 
 
-def _rollout_region(g: int, lay: Layout) -> tuple[int, int]:
+def rollout_region(g: int, lay: Layout) -> tuple[int, int]:
     """(pp stage, tp rank) of rollout GPU ``g`` (replicas of tp x pp, tp fastest)."""
     local = g % lay.gpus
     return local // lay.tp, local % lay.tp
 
 
-def _overlap(a: int, n: int, b: int, m: int) -> float:
+def interval_overlap(a: int, n: int, b: int, m: int) -> float:
     """Length of [a/n, (a+1)/n) intersected with [b/m, (b+1)/m)."""
     return max(0.0, min((a + 1) / n, (b + 1) / m) - max(a / n, b / m))
 
@@ -106,9 +106,9 @@ def reshard_inbound(model_bytes: float, train: Layout, train_dp: int, rollout: L
         if not colocated:
             out[g] = need
             continue
-        rs, rt = _rollout_region(g, rollout)
-        ts, tt = _train_region(g, train, train_dp)
-        have = _overlap(rs, rollout.pp, ts, train.pp) * _overlap(rt, rollout.tp, tt, train.tp)
+        rs, rt = rollout_region(g, rollout)
+        ts, tt = train_region(g, train, train_dp)
+        have = interval_overlap(rs, rollout.pp, ts, train.pp) * interval_overlap(rt, rollout.tp, tt, train.tp)
         out[g] = max(0.0, need - have * model_bytes)
     return out
 
