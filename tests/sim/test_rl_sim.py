@@ -180,3 +180,23 @@ def test_json_output_has_the_contract_keys(tmp_path, monkeypatch, capsys, coloca
     assert {"pool", "phase", "start_s", "end_s", "gpus"} <= set(out["timeline"][0])
     # deterministic for a given scenario and seed
     assert out["step_time_s"] == colocated.metrics["step_time_s"]
+
+
+def test_checkpoint_sync_by_hand():
+    # One DGX H100 node, selene-lustre (docs/reliability.md): one client node writes the
+    # 16-bit policy at 50 GB/s per client, then the 8 TP1 replicas read 8 copies at 50 GB/s;
+    # 1 ms latency per transfer.
+    res = simulate_rl(make(sync="checkpoint"))
+    p = resolve("llama3-8b").params
+    assert res.metrics["weight_sync_s"] == pytest.approx(2e-3 + p * 2 / 50e9 + 8 * p * 2 / 50e9)
+
+
+def test_ppo_adds_critic_and_reward_passes():
+    m = simulate_rl(make(algorithm="ppo")).metrics
+    p = m["passes"]
+    assert list(p) == ["policy_logprob", "reference_logprob", "critic_values", "reward_score",
+                       "policy_train", "critic_train"]
+    # critic and reward model default to the policy's shape: the same passes cost the same
+    assert p["critic_values"] == p["reward_score"] == p["policy_logprob"]
+    assert p["critic_train"] == p["policy_train"]
+    assert m["train_s"] == pytest.approx(2 * p["policy_train"])
