@@ -37,6 +37,8 @@ from sim.scenario import Scenario, parse
 from workloads import rl as steps
 from workloads.model import resolve
 
+# NeMo RL's performance summary (v0.4): "total number of tokens used in training in a batch,
+# divided by the step time, divided by the total number of GPUs".
 TOKENS_DEFINITION = ("NeMo RL: prompt + response tokens of the step's samples / "
                      "(step time x all GPUs)")
 
