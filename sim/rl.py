@@ -166,6 +166,10 @@ def run_passes(sc: Scenario, system: SystemSpec, pools: PoolSizes, lengths: np.n
     t = w.train
     cache: dict = {}
     out = []
+    if t.max_seq_len is not None and int(lengths.max()) > t.max_seq_len:
+        raise InfeasiblePlanError(f"train.max_seq_len {t.max_seq_len} is shorter than a prompt + "
+                                  f"response of {int(lengths.max())} tokens; raise it or lower "
+                                  "response_len's high")
     rows_all, row_len = steps.pack_rows(lengths, t.max_seq_len)
     batches = steps.minibatches(len(lengths), t.global_batch)
     iters = 0
