@@ -227,7 +227,8 @@ def simulate_rl(sc: Scenario, prof: Profile | None = None) -> RLResult:
         "idle_s": idle_gpu_seconds(timeline, pools, step) + gen["straggler_gpu_s"],
         "tokens_per_s_per_gpu": tokens / step / pools.world,
         "tokens_per_s_per_gpu_definition": TOKENS_DEFINITION,
-        "generation_tail_s": gen["tail_s"], "generated_tokens": gen["generated_tokens"],
+        "generation_tail_s": gen["tail_s"], "generation_straggler_gpu_s": gen["straggler_gpu_s"],
+        "generated_tokens": gen["generated_tokens"],
         "step_tokens": tokens, "passes": dict(passes)}
     extra = {"algorithm": w.algorithm, "placement": "colocated" if pools.colocated else
              {"rollout_gpus": pools.rollout, "train_gpus": pools.train},
