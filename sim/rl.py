@@ -16,6 +16,7 @@ sim.rl_timeline lays the phases out per pool.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from contextlib import contextmanager
@@ -172,22 +173,22 @@ def run_passes(sc: Scenario, system: SystemSpec, pools: PoolSizes, lengths: np.n
                                   "response_len's high")
     rows_all, row_len = steps.pack_rows(lengths, t.max_seq_len)
     batches = steps.minibatches(len(lengths), t.global_batch)
-    iters = 0
     for ps in steps.PASSES[w.algorithm]:
         model = role_ref(w, ps.role)
+        key = json.dumps(model, sort_keys=True)        # passes of one shape are costed once
         if not ps.train:
-            out.append((ps.name, _cached(cache, (ps.role, rows_all), lambda m=model: forward_time(
+            out.append((ps.name, _cached(cache, (key, rows_all), lambda m=model: forward_time(
                 train_scenario(sc, system, pools, m, row_len, rows_all), prof))))
             continue
         total, start = 0.0, 0
         for n in batches:
             rows, rl_ = steps.pack_rows(lengths[start:start + n], t.max_seq_len)
             start += n
-            total += _cached(cache, (ps.role, "train", rows, rl_), lambda m=model, r=rows, s=rl_: train_time(
+            total += _cached(cache, (key, "train", rows, rl_), lambda m=model, r=rows, s=rl_: train_time(
                 train_scenario(sc, system, pools, m, s, r), prof))
-            iters += 1
         out.append((ps.name, total * t.epochs))
-    return out, {"packed_rows": rows_all, "row_len": row_len, "optimizer_steps": iters * t.epochs}
+    return out, {"packed_rows": rows_all, "row_len": row_len,
+                 "optimizer_steps": len(batches) * t.epochs}
 
 
 def _cached(cache: dict, key, fn) -> float:
