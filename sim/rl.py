@@ -87,12 +87,23 @@ def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> Scen
     reqs = {"count": groups * w.samples_per_prompt, "arrival": "burst",
             "prompt_len": _length(w.prompt_len), "output_len": _length(w.response_len),
             "seed": w.seed}
-    work = {"kind": "inference", "model": w.model, "precision": w.rollout_precision,
+    work = {"kind": "inference", "model": rollout_model(w), "precision": w.rollout_precision,
             "parallel": {"tp": p.tp, "pp": p.pp}, "replicas": pools.rollout // replica,
             "scheduler": w.rollout.scheduler.model_dump(), "kv_cache": w.rollout.kv_cache.model_dump(),
             "requests": reqs}
     return parse({"name": f"{sc.name}-rollout", "cluster": pool_cluster(sc, system, pools.rollout),
                   "workload": work, "sim": sc.sim.model_dump()}, "rollout")
+
+
+def rollout_model(w: RLWorkload):
+    """The policy as the rollout engine serves it: its context is the step's longest prompt +
+    response (what RL frameworks set as vLLM's max_model_len), when that is longer than the
+    preset's training seq_len and both lengths are bounded."""
+    highs = [v if isinstance(v, int) else v.high for v in (w.prompt_len, w.response_len)]
+    model = resolve(w.model)
+    if None in highs or sum(highs) <= model.seq_len:
+        return w.model
+    return model.with_seq_len(sum(highs)).model_dump(mode="json")
 
 
 def _length(v):

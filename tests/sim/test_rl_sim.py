@@ -200,3 +200,12 @@ def test_ppo_adds_critic_and_reward_passes():
     assert p["critic_values"] == p["reward_score"] == p["policy_logprob"]
     assert p["critic_train"] == p["policy_train"]
     assert m["train_s"] == pytest.approx(2 * p["policy_train"])
+
+
+def test_rollout_context_is_the_steps_longest_sequence():
+    # llama3-8b's preset seq_len is 8192; 256 + up to 9000 tokens is served with a 9256-token
+    # context (vLLM's max_model_len as RL frameworks set it), not refused.
+    res = simulate_rl(make(prompts_per_step=1, samples_per_prompt=2,
+                           response_len={"dist": "uniform", "low": 8500, "high": 9000},
+                           train={"global_batch": 2, "parallel": {"tp": 8}}))
+    assert res.metrics["generated_tokens"] >= 17000 and res.extra["row_len"] > 8192
