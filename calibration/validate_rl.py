@@ -172,6 +172,13 @@ def records(df: pd.DataFrame | None = None) -> list[dict]:
     return out
 
 
+def dashboard_rows() -> list[dict]:
+    """The ``validate all`` dashboard's rows (calibration/dashboard.py): the simulated rows
+    as step times in seconds; skipped rows have no prediction to judge."""
+    return [{k: v for k, v in r.items() if k != "skipped"} | {"unit": "s", "kind": "time"}
+            for r in records() if r["predicted"] is not None]
+
+
 def table(df: pd.DataFrame) -> str:
     s = summary(df)
     shown = df.drop(columns=["skipped"]).fillna("")
