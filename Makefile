@@ -31,6 +31,7 @@ validate: venv
 
 lint: venv
 	$(BIN)/ruff check sim hw_models workloads calibration app tests benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py  # import contract
 
 clean:
 	rm -rf $(VENV) build *.egg-info

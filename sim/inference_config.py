@@ -1,7 +1,8 @@
 """Scenario schema of ``workload: kind: inference`` (LLM serving).
 
 Contract from the project's inference issue; extend, don't rename. Everything a user
-can get wrong is checked here or in ``workloads.inference.requests`` and raises
+can get wrong is checked here or in ``workloads.inference.requests`` (which also holds the
+``requests`` block's schema) and raises
 ClusterSimError with one line (exit code 2 in the CLI).
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from workloads.inference.requests import RequestsConfig
 
 Policy = Literal["static", "orca", "vllm", "sarathi", "disaggregated"]
 
@@ -41,50 +44,6 @@ class KVCacheConfig(_Cfg):
 class Disaggregation(_Cfg):
     prefill_replicas: int = Field(1, gt=0)
     decode_replicas: int = Field(1, gt=0)
-
-
-class LengthDist(_Cfg):
-    """lognormal: median and sigma (of log); uniform: low..high; zipf: a (>1), low, high."""
-    dist: Literal["lognormal", "uniform", "zipf"]
-    median: float | None = Field(None, gt=0)
-    sigma: float = Field(1.0, gt=0)
-    low: int = Field(1, gt=0)
-    high: int | None = Field(None, gt=0)
-    a: float = Field(1.5, gt=1)
-
-    @model_validator(mode="after")
-    def _need(self) -> LengthDist:
-        if self.dist == "lognormal" and self.median is None:
-            raise ValueError("lognormal needs median")
-        if self.dist in ("uniform", "zipf") and self.high is None:
-            raise ValueError(f"{self.dist} needs high")
-        if self.high is not None and self.high < self.low:
-            raise ValueError(f"high {self.high} < low {self.low}")
-        return self
-
-
-Length = int | LengthDist
-
-
-class RequestsConfig(_Cfg):
-    count: int = Field(1000, gt=0)
-    arrival: Literal["burst", "poisson", "trace"] = "poisson"
-    rate_per_s: float = Field(5.0, gt=0)
-    prompt_len: Length = 512
-    output_len: Length = 128
-    trace: str | None = None
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _positive(self) -> RequestsConfig:
-        for k in ("prompt_len", "output_len"):
-            v = getattr(self, k)
-            if isinstance(v, int) and v <= 0:
-                raise ValueError(f"{k} must be > 0")
-        if self.arrival == "trace" and not self.trace:
-            raise ValueError("arrival: trace needs requests.trace (a CSV with arrival_s, "
-                             "prompt_len, output_len)")
-        return self
 
 
 class SLOConfig(_Cfg):

@@ -189,7 +189,7 @@ class Estimator:
 
 
 def from_setup(setup) -> Estimator:
-    """An estimator for the cluster and model of a resolved scenario (sim.simulate.Setup)."""
+    """An estimator for the cluster and model of a resolved scenario (sim.setup.Setup)."""
     sc = setup.scenario
     compute = ComputeModel(setup.gpu, setup.profile, sc.sim.speed_scale)
     return Estimator(setup.model, setup.layout, compute, setup.options, setup.gpu.hbm_bytes,

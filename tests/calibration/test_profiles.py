@@ -3,11 +3,11 @@ from pathlib import Path
 import yaml
 
 from calibration import build_profiles
-from calibration.uncertainty import band_profiles, predict_band
+from calibration.uncertainty import predict_band
 from calibration.vidur import LayerShape, predict_ops_ms
 from hw_models import catalog
 from hw_models.compute import ComputeModel
-from hw_models.profile import load_builtin
+from hw_models.profile import band_profiles, load_builtin
 
 PROFILES = Path(__file__).resolve().parents[2] / "calibration/profiles"
 
