@@ -1,9 +1,7 @@
-"""``clustersim collective``: an nccl-tests look-alike on the flow model, and
-``register_nccl(validate_app)`` for ``clustersim validate nccl``."""
+"""``clustersim collective``: an nccl-tests look-alike on the flow model."""
 
 from __future__ import annotations
 
-import pandas as pd
 import typer
 
 from sim.cli.common import Format, emit
@@ -27,18 +25,3 @@ def register(app: typer.Typer) -> None:
         df = sweep(system, nodes, gpus, op, algo.lower() if algo else None, proto_n,
                    parse_size(min_bytes), parse_size(max_bytes))
         emit(df.to_dict(orient="records"), format, df)
-
-
-def register_nccl(validate_app: typer.Typer) -> None:
-    """Adds ``nccl`` to the ``validate`` sub-app (the lead's sim/cli/validate.py)."""
-    @validate_app.command("nccl")
-    def nccl_command(format: Format = typer.Option(Format.table, "--format")) -> None:
-        """Predicted vs measured nccl-tests busbw per size, geomean |error| per sweep."""
-        from calibration import fit_p2p
-        from calibration.validate_nccl import summary, validate
-        rows = pd.concat([validate().assign(op="all_reduce"),
-                          fit_p2p.validate().assign(op="sendrecv", fitted=True)],
-                         ignore_index=True)
-        summ = summary(rows)
-        text = rows.to_string(index=False) + "\n\n" + summ.to_string(index=False)
-        emit({"rows": rows, "summary": summ}, format, text)
