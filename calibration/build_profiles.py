@@ -31,10 +31,10 @@ from calibration.fitting import (
 )
 from calibration.parsers import VIDUR_GEMMS, read_nccl_tests, vidur_gemm_shapes
 from hw_models import catalog
+from hw_models.dtypes import DTYPE_BYTES
 
 REF = Path(str(resources.files("calibration").joinpath("reference")))
 OUT = Path(str(resources.files("calibration").joinpath("profiles")))
-BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
 
 
 def _csv(rel: str) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def memory_launch(prefix: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
 def gemm_from_cublaslt(column: str, dtype: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
     df = _csv("kernels/gemm_cublaslt.csv")
     t = 2 * df.m * df.n * df.k / (df[column] * 1e12)
-    return fit_gemm(df.m, df.n, df.k, t, gpu.peak_flops(dtype), gpu.hbm_bw, bw_eff, BYTES[dtype],
+    return fit_gemm(df.m, df.n, df.k, t, gpu.peak_flops(dtype), gpu.hbm_bw, bw_eff, DTYPE_BYTES[dtype],
                     sms=gpu.sms)
 
 

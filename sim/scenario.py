@@ -70,7 +70,6 @@ class TrainingWorkload(_Cfg):
 
 class SimConfig(_Cfg):
     fidelity: Literal["analytical", "flow"] = "analytical"
-    seed: int = 0
     check_memory: bool = True
     speed_scale: float = Field(1.0, gt=0)   # compute speed multiplier (what-if)
 

@@ -66,12 +66,6 @@ class LayerTimes:
     head_bwd: float
 
 
-@dataclass(frozen=True)
-class Estimate:
-    iteration_time_s: float
-    memory_peak_gib: float
-
-
 class Estimator:
     """Prices plans of one model on one cluster (system, nodes, network, profile)."""
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hw_models.dtypes import DTYPE_BYTES
 from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
 from workloads.layers import LayerContext, _act_bytes, _shapes, mem, tp_comm
 from workloads.model import ModelSpec
 
-WEIGHT_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
 # Precision of the attention kernels for a serving precision. FP8 serving quantizes the
 # linear layers (weights, GEMM inputs); the fused context attention stays 16-bit: in
 # TensorRT-LLM v0.5 (the release of the validation table) FP8 covered the GEMMs and the
@@ -66,7 +66,7 @@ class IterationOps:
     def __init__(self, model: ModelSpec, tp: int, pp: int, precision: str,
                  kv_bytes: int | None = None):
         self.model, self.tp, self.pp, self.precision = model, tp, pp, precision
-        self.w_bytes = WEIGHT_BYTES[precision]
+        self.w_bytes = DTYPE_BYTES[precision]
         self.kv_bytes = kv_bytes or self.w_bytes
         self.group = CommGroup(tuple(range(tp)), "tp")
 
