@@ -63,4 +63,4 @@ class _Uncached(OpCosts):
     """OpCosts without the per-object memo (for short-lived op objects)."""
 
     def op_time(self, op) -> float:
-        return self._op_time(op)
+        return self.uncached_time(op)

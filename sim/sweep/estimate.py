@@ -48,7 +48,7 @@ from workloads.parallel import ParallelPlan
 from workloads.training import (
     ADAM_BYTES_PER_PARAM,
     TrainingOptions,
-    _p2p_bytes,
+    p2p_bytes,
     stage_params,
     unit_params,
 )
@@ -80,7 +80,7 @@ class Estimator:
 
     def _block(self, ops) -> float:
         # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
-        return sum(self.costs._op_time(op) for op in ops)
+        return sum(self.costs.uncached_time(op) for op in ops)
 
     def _layer_times(self, tp: int, micro_batch: int, sp: bool, recompute: str) -> LayerTimes:
         ctx = LayerContext(self.model, micro_batch, tp, sp, self.options.dtype,
@@ -118,7 +118,7 @@ class Estimator:
         t_pipe = m * worst + (sum(per_stage) - worst) / v
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
-                                        _p2p_bytes(self.model, plan))
+                                        p2p_bytes(self.model, plan))
             t_pipe += 2 * (p * v - 1) * hop
         # Stage s finishes its last backward about s chunk-backwards before stage 0.
         tail = max(self._stage_tail(plan, s, bwd[s] / v, lt.bwd, per_stage[s] * m - fwd[s] / v)

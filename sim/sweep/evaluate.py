@@ -43,8 +43,8 @@ def reason_of(message: str) -> str:
 
 
 def scenario_for(base: dict[str, Any], axis: dict[str, Any], plan: dict[str, Any] | None) -> dict:
-    from sim.sweep.spec import _deep_copy, set_dotted
-    data = _deep_copy(base)
+    from sim.sweep.spec import deep_copy, set_dotted
+    data = deep_copy(base)
     for k, v in axis.items():
         set_dotted(data, k, v)
     for k, v in (plan or {}).items():

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from hw_models.dtypes import DTYPE_BYTES
 from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
-from workloads.layers import LayerContext, _act_bytes, _shapes, mem, tp_comm
+from workloads.layers import LayerContext, activation_bytes, layer_gemm_shapes, mem, tp_comm
 from workloads.model import ModelSpec
 
 # Precision of the attention kernels for a serving precision. FP8 serving quantizes the
@@ -93,7 +93,7 @@ class IterationOps:
         """The kernels of one layer whose cost depends only on the token count T."""
         m = self.model
         ctx = self._ctx(T)
-        g, e, d = _shapes(ctx), ctx.act_bytes, m.head_dim
+        g, e, d = layer_gemm_shapes(ctx), ctx.act_bytes, m.head_dim
         heads, kvh = ctx.local_heads, ctx.local_kv_heads
         norm = 2 * e * T * m.hidden
         ops: list = [mem(ctx, "norm", norm, "input_norm"), self._gemm(*g["qkv"], "qkv")]
@@ -103,7 +103,7 @@ class IterationOps:
         return ops + [self._gemm(*g["proj"], "attn_proj"), *tp_comm(ctx, "all_reduce", "tp_attn_out"),
                       mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add"),
                       mem(ctx, "norm", norm, "post_attn_norm"), self._gemm(*g["mlp_up"], "mlp_up"),
-                      mem(ctx, "elementwise", _act_bytes(ctx), "activation"),
+                      mem(ctx, "elementwise", activation_bytes(ctx), "activation"),
                       self._gemm(*g["mlp_down"], "mlp_down"), *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
                       mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add")]
 
