@@ -21,12 +21,13 @@ class _Cfg(BaseModel):
 
 class LengthDist(_Cfg):
     """lognormal: median and sigma (of log); uniform: low..high; zipf: a (>1), low, high."""
-    dist: Literal["lognormal", "uniform", "zipf"]
-    median: float | None = Field(None, gt=0)
-    sigma: float = Field(1.0, gt=0)
-    low: int = Field(1, gt=0)
-    high: int | None = Field(None, gt=0)
-    a: float = Field(1.5, gt=1)
+    dist: Literal["lognormal", "uniform", "zipf"] = Field(description="length distribution")
+    median: float | None = Field(None, gt=0, description="lognormal: median length, tokens")
+    sigma: float = Field(1.0, gt=0, description="lognormal: sigma of the log")
+    low: int = Field(1, gt=0, description="shortest length, tokens")
+    high: int | None = Field(None, gt=0, description=(
+        "longest length, tokens (needed by uniform and zipf)"))
+    a: float = Field(1.5, gt=1, description="zipf: exponent (> 1)")
 
     @model_validator(mode="after")
     def _need(self) -> LengthDist:
@@ -43,13 +44,15 @@ Length = int | LengthDist
 
 
 class RequestsConfig(_Cfg):
-    count: int = Field(1000, gt=0)
-    arrival: Literal["burst", "poisson", "trace"] = "poisson"
-    rate_per_s: float = Field(5.0, gt=0)
-    prompt_len: Length = 512
-    output_len: Length = 128
-    trace: str | None = None
-    seed: int = 0
+    count: int = Field(1000, gt=0, description="requests to generate")
+    arrival: Literal["burst", "poisson", "trace"] = Field("poisson", description=(
+        "burst (all at time 0), poisson (at rate_per_s) or trace (from a CSV)"))
+    rate_per_s: float = Field(5.0, gt=0, description="poisson: mean arrivals per second")
+    prompt_len: Length = Field(512, description="prompt tokens: a number or a distribution")
+    output_len: Length = Field(128, description="output tokens: a number or a distribution")
+    trace: str | None = Field(None, description=(
+        "trace: CSV with arrival_s, prompt_len, output_len"))
+    seed: int = Field(0, description="seed of the arrival and length draws")
 
     @model_validator(mode="after")
     def _positive(self) -> RequestsConfig:
