@@ -29,6 +29,7 @@ def test_profile_inputs_are_the_recorded_files(path):
         assert hashlib.sha256(data).hexdigest() == item["sha256"], item["path"]
 
 
+@pytest.mark.slow
 def test_a100_profile_regenerates_identically():
     """One profile rebuilt end to end from its inputs (a100: the quickest to fit)."""
     committed = yaml.safe_load((PROFILES / "a100.yaml").read_text())

@@ -141,6 +141,7 @@ def test_cpu_paced_traces_are_flagged(a100_nccl):
     assert cpu.whatif.iteration_s == cpu.replayed.iteration_s
 
 
+@pytest.mark.slow
 def test_gpu_paced_trace_is_not_cpu_bound():
     t = kineto.load(DATA / "v100_1rank.json.gz")
     r = replay(t, WhatIf("dgx-a100", "dgx-h100"))
