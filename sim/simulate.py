@@ -1,7 +1,8 @@
-"""The one public entry point: ``simulate(scenario) -> SimResult``.
+"""The one public entry point: ``simulate(scenario) -> SimResult | InferenceResult``.
 
-Joins the three inputs (model, parallel plan, cluster) at one call site, builds the
-ExecutionGraph, plays it on the engine, and derives the metrics.
+For training, joins the three inputs (model, parallel plan, cluster) through sim/setup.py,
+builds the ExecutionGraph, plays it on the engine, and derives the metrics; a serving
+scenario goes to sim/simulate_inference.py.
 """
 
 from __future__ import annotations
