@@ -25,16 +25,14 @@ import numpy as np
 
 from hw_models import catalog, profile
 from hw_models.catalog import SystemSpec
-from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from hw_models.profile import Profile
 from sim import rl_sync
-from sim.costs import OpCosts
-from sim.engine import Engine
 from sim.rl_config import RLWorkload
 from sim.rl_sync import role_ref
 from sim.rl_timeline import Phases, PoolSizes, RLResult, idle_gpu_seconds, layout
 from sim.scenario import Scenario, parse
+from sim.setup import play, resolve_setup
 from workloads import rl as steps
 from workloads.model import resolve
 
@@ -158,18 +156,13 @@ def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, se
 
 def forward_time(sub: Scenario, prof: Profile | None) -> float:
     """One forward-only pass of the sub-scenario's batch on its training layout."""
-    from sim.simulate import make_network, resolve_setup
     setup = resolve_setup(sub)
-    prof = prof or setup.profile
-    graph = steps.build_forward(setup.model, setup.plan, setup.options)
-    network = make_network(setup, prof)
-    costs = OpCosts(ComputeModel(setup.gpu, prof, sub.sim.speed_scale), network)
-    return max(r.end for r in Engine(graph, costs, network).run())
+    return play(setup, steps.build_forward(setup.model, setup.plan, setup.options), prof)
 
 
 def train_time(sub: Scenario, prof: Profile | None) -> float:
-    from sim.simulate import simulate
-    return simulate(sub, prof, band=False).iteration_time_s
+    from sim.simulate import simulate_training
+    return simulate_training(sub, prof, band=False).iteration_time_s
 
 
 def run_passes(sc: Scenario, system: SystemSpec, pools: PoolSizes, lengths: np.ndarray,

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sim.inference_config import KVCacheConfig, Length, SchedulerConfig
+from sim.inference_config import KVCacheConfig, SchedulerConfig
+from workloads.inference.requests import Length
 
 Precision = Literal["fp16", "bf16", "fp8"]
 

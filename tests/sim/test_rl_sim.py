@@ -133,7 +133,7 @@ def test_logprob_pass_is_forward_only():
     from hw_models.compute import ComputeModel
     from sim.costs import OpCosts
     from sim.rl import forward_time
-    from sim.simulate import make_network, resolve_setup
+    from sim.setup import make_network, resolve_setup
     from workloads.graph import CommGroup
     from workloads.layers import LayerContext, embedding_forward, head_forward, layer_forward
     sub = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
