@@ -117,7 +117,7 @@ def build_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -
     """A forward-only pass over ``plan.global_batch`` rows: every microbatch runs the
     forward of each pipeline stage in turn (no backward, no gradient sync), as log-prob,
     value and reward passes do. The stage forwards are the training graph's own
-    (training._make_stage: the same kernels, MoE layers included); virtual stages are
+    (training.stage_forward: the same kernels, MoE layers included); virtual stages are
     merged (a forward-only pass has no interleaving to gain). One representative rank per
     stage, as in training.build."""
     plan = replace(plan, vpp=1, schedule="1f1b")
@@ -125,7 +125,7 @@ def build_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -
                        meta={"kind": "forward", "microbatches": plan.microbatches})
     nbytes = 2.0 * plan.micro_batch * model.seq_len * model.hidden / plan.tp
     for s in range(plan.pp):
-        block, rank = training._make_stage(model, plan, opts, s).fwd[0], plan.rank(0, 0, s)
+        block, rank = training.stage_forward(model, plan, opts, s), plan.rank(0, 0, s)
         for mb in range(plan.microbatches):
             deps = []
             if s > 0:

@@ -105,6 +105,12 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
     return g
 
 
+def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, stage: int) -> Block:
+    """The forward pass of one pipeline stage's first chunk, as ``build`` plays it
+    (forward-only passes reuse it: RL log-prob passes, workloads/rl.py)."""
+    return _make_stage(model, plan, opts, stage).fwd[0]
+
+
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int) -> _Stage:
     ctx = LayerContext(model, plan.micro_batch, plan.tp, plan.sp, opts.dtype,
                        CommGroup(plan.tp_group(s), "tp"), opts.attention)
