@@ -35,6 +35,7 @@ validate: venv
 	$(BIN)/clustersim validate korthikanti
 	$(BIN)/clustersim validate trtllm
 	$(BIN)/clustersim validate nccl
+	$(BIN)/clustersim validate rl
 
 lint: venv
 	$(BIN)/ruff check sim hw_models workloads calibration app tests benchmarks

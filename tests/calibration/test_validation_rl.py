@@ -5,6 +5,7 @@ import pytest
 from calibration import validate_rl
 
 
+@pytest.mark.slow      # one full RL step of 2048 rollouts; CI runs it, `make test-fast` skips it
 def test_every_row_is_reported_with_error_or_reason(monkeypatch):
     table = validate_rl.load()
     # simulate one row (Llama 3.1 8B, 16 H100, on-policy) and all the skipped ones
