@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hw_models.errors import ClusterSimError
 from hw_models.yamlio import read_yaml
 from sim.inference_config import InferenceWorkload
+from sim.moe_config import MoEWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 
 
@@ -50,6 +51,8 @@ class ParallelConfig(_Cfg):
     schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
     zero: Literal[0, 1, 2, 3] = 0
     pipeline_layers: list[int] | None = None
+    ep: int = Field(1, gt=0)            # expert parallel size (MoE models; docs/moe.md)
+    etp: int = Field(1, gt=0)           # expert tensor parallel size
 
 
 class TrainingWorkload(_Cfg):
@@ -64,6 +67,7 @@ class TrainingWorkload(_Cfg):
     attention: Literal["flash", "unfused"] = "flash"
     overlap_grad_reduce: bool = True
     grad_reduce_bytes: Literal[2, 4] | None = None   # default: 4 for bf16 (fp32 main grads), else 2
+    moe: MoEWorkload = MoEWorkload()    # dispatcher, imbalance, capacity (sim/moe_config.py)
     checkpoint: CheckpointConfig | None = None      # docs/reliability.md
     data: DataConfig | None = None
 

@@ -21,8 +21,9 @@ from sim.engine import Engine
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.result import SimResult, breakdown, timeline_frame
 from sim.scenario import Scenario, TrainingWorkload
-from workloads import memory, parallel, training
+from workloads import memory, moe_training, parallel, training
 from workloads.model import ModelSpec, model_flops, resolve
+from workloads.moe_training import MoEOptions
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,18 @@ def resolve_setup(sc: Scenario) -> Setup:
         tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
         vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
         recompute=w.recompute,
-        pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None)
+        pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None,
+        ep=p.ep, etp=p.etp)
     parallel.validate(plan, model, world)
     grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
-    opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
-                                    grad_bytes=grad_bytes, overlap_grad_reduce=w.overlap_grad_reduce)
     net = sc.cluster.network
     layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
                            net.oversubscription)
+    moe_opts = MoEOptions(w.moe.dispatcher, w.moe.routing(sc.sim.seed), w.moe.overlap,
+                          layout.domain_gpus) if model.is_moe else None
+    opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
+                                    grad_bytes=grad_bytes, overlap_grad_reduce=w.overlap_grad_reduce,
+                                    moe=moe_opts)
     return Setup(sc, system, gpu, prof, model, plan, layout, opts)
 
 
@@ -95,8 +100,10 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     setup = resolve_setup(sc)
     prof = prof or setup.profile
     plan, model = setup.plan, setup.model
+    moe_load = moe_training.load(model, plan, setup.options.moe)
     mem = pd.DataFrame([m.gib() for m in memory.memory_per_stage(
-        model, plan, setup.options.grad_bytes, setup.options.attention == "flash")])
+        model, plan, setup.options.grad_bytes, setup.options.attention == "flash",
+        moe_load.rank_factor if moe_load else 1.0)])
     if sc.sim.check_memory:
         check_memory(setup, mem)
     graph = training.build(model, plan, setup.options)
@@ -127,7 +134,9 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
             "iteration_time_s": lo_hi, "tokens_per_s": (tokens / lo_hi[1], tokens / lo_hi[0]),
             "mfu": (mflops / (lo_hi[1] * world * peak), mflops / (lo_hi[0] * world * peak))},
         extra={"nodes": len(graph), "microbatches": plan.microbatches,
-               "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp},
+               "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp,
+                        **({"ep": plan.ep, "etp": plan.etp} if model.is_moe else {})},
+               **moe_summary(setup, rows),
                **({"checkpoint_contention": contention} if contention else {})})
 
 
@@ -146,6 +155,27 @@ def band_times(setup: Setup, graph, prof: Profile, t_iter: float) -> tuple[float
     return min(times), max(times)
 
 
+def moe_summary(setup: Setup, rows) -> dict:
+    """Expert-load figures of a MoE scenario (max/mean per expert and per EP rank) and, per
+    pipeline stage, the compute and the EP communication on its compute stream (exposed:
+    the all-to-alls sit between the kernels that need them)."""
+    from workloads.moe_parallel import edp
+    from workloads.moe_training import load
+    got = load(setup.model, setup.plan, setup.options.moe)
+    if got is None:
+        return {}
+    per: dict[int, dict[str, float]] = {}
+    for r in rows:
+        if r.stream == "compute":
+            d = per.setdefault(r.rank, {"compute_s": 0.0, "ep_s": 0.0})
+            parts = r.parts or {r.category: r.end - r.start}
+            d["compute_s"] += parts.get("compute", 0.0)
+            d["ep_s"] += parts.get("ep", 0.0)
+    stages = [{"stage": i, **per[rank]} for i, rank in enumerate(sorted(per))]
+    return {"moe": {"dispatcher": setup.options.moe.dispatcher, "expert_dp": edp(setup.plan),
+                    **got.summary(), "stages": stages}}
+
+
 def recompute_factor(setup: Setup) -> float:
     """Hardware / model FLOPs: (fwd + bwd + recompute) / (fwd + bwd) of one layer
     (Korthikanti et al.: HFU counts the recomputed forward, MFU does not)."""
@@ -155,5 +185,14 @@ def recompute_factor(setup: Setup) -> float:
                        setup.options.dtype, CommGroup((0,)), setup.options.attention)
     def flops(ops):
         return sum(getattr(o, "flops", 0.0) for o in ops)
+    if not setup.model.uniform:         # the full-recompute share, layer by layer
+        from workloads.moe_layers import layer_backward_at, layer_forward_at, layer_recompute_at
+        from workloads.moe_training import context
+        ctx = LayerContext(setup.model, setup.plan.micro_batch, setup.plan.tp, setup.plan.sp,
+                           setup.options.dtype, CommGroup((0,)), setup.options.attention,
+                           moe=context(setup.model, setup.plan, setup.options.moe, 0))
+        ids = range(setup.model.layers)
+        fb = sum(flops(layer_forward_at(ctx, i)) + flops(layer_backward_at(ctx, i)) for i in ids)
+        return (fb + sum(flops(layer_recompute_at(ctx, i, setup.plan.recompute)) for i in ids)) / fb
     fb = flops(layer_forward(ctx)) + flops(layer_backward(ctx))
     return (fb + flops(layer_recompute(ctx, setup.plan.recompute))) / fb

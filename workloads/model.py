@@ -63,7 +63,8 @@ class ModelSpec(BaseModel):
     @property
     def uniform(self) -> bool:
         """Every layer has the same shape (a dense model with standard attention)."""
-        return self.moe is None and self.sliding_window is None and _moe.mla(self) is None
+        return (self.moe is None and self.sliding_window is None and _moe.mla(self) is None
+                and not self.mtp_layers)
 
     @property
     def kv_heads_(self) -> int:
@@ -133,7 +134,7 @@ def model_flops(m: ModelSpec, tokens: float) -> float:
     convention, exact for GQA and gated MLPs; equals Korthikanti's 72 B L s h^2
     (1 + s/(6h) + V/(12hL)) for GPT shapes). MoE / MLA / MTP / windowed models count the
     active parameters per token (workloads.moe.flops_per_token)."""
-    if not m.uniform or m.mtp_layers:
+    if not m.uniform:
         return tokens * _moe.flops_per_token(m)
     h = m.hidden
     matmul = m.layers * (h * m.qkv_out + m.heads * m.head_dim * h + h * m.ffn * (3 if m.gated else 2)) \
