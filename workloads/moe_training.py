@@ -51,13 +51,26 @@ def context(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None, stage
                         opts.dispatcher, load(model, plan, opts).rank_factor, opts.domain_gpus)
 
 
+def chunk_sizes(plan: ParallelPlan, layers: int, stage: int) -> list[int]:
+    """Layers per chunk of a stage. When a stage's layers do not split evenly over vpp
+    chunks, the first stage's first chunks and the other stages' last chunks hold one
+    layer less: Megatron's layout when the embedding and the loss count as a layer each
+    (``account_for_embedding/loss_in_pipeline_split``)."""
+    n = plan.stage_layers(layers)[stage]
+    base, short = -(-n // plan.vpp), -(-n // plan.vpp) * plan.vpp - n
+    sizes = [base] * plan.vpp
+    for k in range(short):
+        sizes[k if stage == 0 else plan.vpp - 1 - k] -= 1
+    return sizes
+
+
 def chunk_layers(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> range:
-    """Global indices of the layers of one (stage, chunk): virtual stage chunk*pp + stage
-    holds its stage's layers / vpp, virtual stages in order."""
-    per_stage = plan.stage_layers(model.layers)
+    """Global indices of the layers of one (stage, chunk): virtual stage chunk*pp + stage,
+    virtual stages in order."""
+    sizes = [chunk_sizes(plan, model.layers, s) for s in range(plan.pp)]
     vs = chunk * plan.pp + stage
-    start = sum(per_stage[v % plan.pp] // plan.vpp for v in range(vs))
-    return range(start, start + per_stage[stage] // plan.vpp)
+    start = sum(sizes[v % plan.pp][v // plan.pp] for v in range(vs))
+    return range(start, start + sizes[stage][chunk])
 
 
 def chunk_body(ctx: LayerContext, plan: ParallelPlan, stage: int, chunk: int) -> tuple[list, list]:

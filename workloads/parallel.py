@@ -106,7 +106,8 @@ def _validate_layers(plan: ParallelPlan, model: ModelSpec) -> None:
             raise InfeasiblePlanError(
                 f"pipeline_layers {list(plan.pipeline_layers)} must have pp={plan.pp} entries "
                 f"summing to the model's {model.layers} layers")
-        if any(n <= 0 or n % plan.vpp for n in plan.pipeline_layers):
+        if any(n <= 0 or (n % plan.vpp and model.uniform) or n < plan.vpp
+               for n in plan.pipeline_layers):   # MoE/MLA models: uneven chunks allowed
             raise InfeasiblePlanError(
                 f"every entry of pipeline_layers must be a positive multiple of vpp={plan.vpp}")
     elif model.layers % (plan.pp * plan.vpp):

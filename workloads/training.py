@@ -216,6 +216,7 @@ def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
         layer = Block(tuple(layer_recompute(ctx, plan.recompute) + layer_backward(ctx)), f"bwd_layer_c{c}")
     else:
         ids = moe_training.chunk_layers(ctx.model, plan, st.index, c)
+        per_chunk = len(ids)
     nodes = []
     for i in range(per_chunk):
         if not ctx.model.uniform:
