@@ -15,6 +15,7 @@ How each row is run (the same for every row; nothing is fitted to a row):
 - the dispatcher and the all-to-all overlap that the published Megatron-Bridge recipe
   sets for that model and GPU (``RECIPES`` below, from scripts/performance/configs/
   {qwen,gpt_oss}/*_workload_base_configs.py); HybridEP runs as ``deepep``.
+- GB200: jobs sit in 64-GPU NVLink segments of an NVL72 rack (16 of its 18 trays).
 - layer counts that do not split over pp x vpp use Megatron's layout that counts the
   embedding and the loss as one layer each (first and last virtual stage one layer short).
 
@@ -31,6 +32,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from hw_models import catalog
 from hw_models.errors import ClusterSimError
 from sim.scenario import parse
 from sim.simulate import simulate
@@ -96,6 +98,13 @@ def skip_reason(row) -> str | None:
     return next((why for bad, why in checks if bad), None)
 
 
+def _default_etp(arch: str, tp: int) -> int:
+    """Where a row leaves etp blank: Megatron-Bridge's Qwen3 / gpt-oss base configs set
+    expert_tensor_parallel_size=1; Megatron-Core otherwise makes it equal to tp
+    (TransformerConfig: ``expert_tensor_parallel_size`` None -> tensor parallel size)."""
+    return 1 if arch in ("qwen3-30b-a3b", "qwen3-235b-a22b", "gpt-oss-120b") else tp
+
+
 def _pipeline_layers(layers: int, pp: int, vpp: int) -> list[int] | None:
     """Megatron's split with the embedding and the loss counted as a layer each."""
     if layers % (pp * vpp) == 0:
@@ -110,9 +119,21 @@ def _pipeline_layers(layers: int, pp: int, vpp: int) -> list[int] | None:
     return [sum(sizes[v] for v in range(s, virtual, pp)) for s in range(pp)]
 
 
+def _system(gpu: str) -> str | dict:
+    """GB200 jobs are placed in NVLink segments of 16 trays (64 GPUs) of an NVL72 rack
+    (``sbatch --segment 16`` in NVIDIA's GB200 job scripts), so a 64-GPU NVLink domain."""
+    name = SYSTEMS[gpu][0]
+    if gpu != "GB200":
+        return name
+    spec = catalog.system(name).model_dump(exclude_none=True)
+    spec["scale_up"]["domain_gpus"] = 64
+    spec["source"] = spec["source"] + "; jobs in 16-tray (64-GPU) NVLink segments"
+    return spec
+
+
 def scenario_for(row, fidelity: str = "analytical") -> dict:
     gpu = gpu_of(row)
-    system, per_node = SYSTEMS[gpu]
+    system, per_node = _system(gpu), SYSTEMS[gpu][1]
     arch = ARCH.get(row.arch_id, row.arch_id)
     model = presets()[arch]
     layers = int(_num(row.num_layers_run) or model.layers)
@@ -120,7 +141,8 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
     vpp = int(_num(row.vpp) or 1)
     dispatcher, overlap = RECIPES.get((arch, gpu), ("alltoall", False))
     parallel = {"tp": tp, "pp": pp, "vpp": vpp, "ep": int(float(row.ep)),
-                "etp": int(_num(row.etp) or 1), "sequence_parallel": tp > 1, "zero": 1,
+                "etp": int(_num(row.etp) or _default_etp(arch, tp)), "sequence_parallel": tp > 1,
+                "zero": 1,
                 "schedule": "interleaved" if vpp > 1 else "1f1b"}
     split = _pipeline_layers(layers, pp, vpp)
     if split:
@@ -183,3 +205,13 @@ def summary(df: pd.DataFrame) -> dict:
             "median_abs_error_pct_h100": float(h100.median()) if len(h100) else float("nan"),
             "median_abs_error_pct_blackwell": float(bw.median()) if len(bw) else float("nan"),
             "max_abs_error_pct": float(err.max()) if len(err) else float("nan")}
+
+
+def inference_rows() -> pd.DataFrame:
+    """The serving rows, each with why it is not predicted yet."""
+    df = pd.read_csv(REF.joinpath("moe_inference.csv"), comment="#", dtype=str)
+    why = ("not predicted: serving with expert parallelism and attention data-parallelism "
+           "(PD disaggregation, DeepEP, two-batch overlap) is not modelled in the serving loop yet")
+    return pd.DataFrame({"source": df.source_id, "model": df.arch_id, "gpus": df.num_gpus,
+                         "phase": df.phase, "published": df.value, "unit": df.unit,
+                         "skipped": why})

@@ -10,7 +10,9 @@ MoE layer, tokens n = T/tp per rank (MoE layers run sequence-parallel, as Megatr
 requires with tp > 1, so no TP collective surrounds them):
 router GEMM (n, E, h) and top-k; permute (gather the n*k routed copies); dispatch to the
 EP ranks that own the experts; grouped expert GEMMs over the E/ep local experts, whose
-shapes follow the tokens each expert receives; combine back; unpermute (weighted sum);
+shapes follow the tokens each expert receives (one GEMM per local expert, as Transformer
+Engine's GroupedLinear issues them: each pays its own launch, fixed cost and wave
+quantization); combine back; unpermute (weighted sum);
 shared experts on the n local tokens. The slowest EP rank sets the pace: it receives
 ``rank_factor`` x n*k tokens (workloads/moe_load.py), so its GEMMs and its all-to-all
 are that much larger, and everyone waits at the combine.
@@ -28,7 +30,7 @@ Dispatchers (``workload.moe.dispatcher``), bytes per rank with e bytes per eleme
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from workloads.graph import Collective, CommGroup, Compute
 from workloads.layers import (
@@ -78,6 +80,13 @@ def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatch
                       rank_factor, CommGroup(node, "ep"), CommGroup(tuple(rail), "ep"))
 
 
+def _bf16(ctx: LayerContext) -> LayerContext:
+    """FP8 training keeps the dot-product attention, the router and the output layer in
+    16-bit (Transformer Engine's fp8_autocast covers the transformer layers' linear
+    GEMMs; fp8 attention is a separate, default-off option)."""
+    return replace(ctx, dtype="bf16") if ctx.dtype == "fp8" else ctx
+
+
 def _kind(ctx: LayerContext, i: int) -> tuple[bool, bool]:
     return is_moe_layer(ctx.model, i), is_window_layer(ctx.model, i)
 
@@ -103,7 +112,7 @@ def _core(ctx: LayerContext, window: bool, d_qk: int, d_v: int, bwd: bool) -> Co
     pairs, kv = _pairs(ctx, window)
     flops = 2.0 * bh * pairs * (d_qk + d_v) * (2.5 if bwd else 1.0)
     nbytes = e * bh * s * (2 * d_qk + 2 * d_v) * (2 if bwd else 1)
-    return Compute("attention", flops, nbytes, ctx.dtype, (bh, s, kv, d_qk), causal=True,
+    return Compute("attention", flops, nbytes, _bf16(ctx).dtype, (bh, s, kv, d_qk), causal=True,
                    name="flash_attn_bwd" if bwd else "flash_attn_fwd")
 
 
@@ -222,12 +231,12 @@ def moe_forward(ctx: LayerContext) -> list[Op]:
     h, E, k = m.hidden, m.moe.experts, m.moe.top_k
     local, fc1, fc2 = _expert_shapes(ctx)
     r = _received(ctx)
-    ops: list[Op] = [gemm(ctx, n, E, h, "router"), mem(ctx, "softmax", 3 * 4 * n * E, "router_topk"),
+    ops: list[Op] = [gemm(_bf16(ctx), n, E, h, "router"), mem(ctx, "softmax", 3 * 4 * n * E, "router_topk"),
                      mem(ctx, "elementwise", e * n * h * (1 + k), "permute"),
                      *_route(ctx, "dispatch", out=False),
-                     gemm(ctx, *fc1, "expert_fc1", local),
+                     *[gemm(ctx, *fc1, "expert_fc1")] * local,
                      mem(ctx, "elementwise", _act(ctx, r, fc2[2]), "expert_activation"),
-                     gemm(ctx, *fc2, "expert_fc2", local),
+                     *[gemm(ctx, *fc2, "expert_fc2")] * local,
                      *_route(ctx, "combine", out=True),
                      mem(ctx, "elementwise", e * n * h * (1 + k), "unpermute")]
     if m.moe.shared_experts:
@@ -250,13 +259,13 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
                 *gemm_bwd(ctx, *s1, "shared_fc1")]
     ops += [mem(ctx, "elementwise", e * n * h * (2 + k), "unpermute_bwd"),
             *_route(ctx, "combine_bwd", out=False),
-            *gemm_bwd(ctx, *fc2, "expert_fc2", local),
+            *gemm_bwd(ctx, *fc2, "expert_fc2") * local,
             mem(ctx, "elementwise", 1.5 * _act(ctx, r, fc2[2]), "expert_activation_bwd"),
-            *gemm_bwd(ctx, *fc1, "expert_fc1", local),
+            *gemm_bwd(ctx, *fc1, "expert_fc1") * local,
             *_route(ctx, "dispatch_bwd", out=True),
             mem(ctx, "elementwise", e * n * h * (1 + k), "permute_bwd"),
             mem(ctx, "softmax", 3 * 4 * n * E, "router_topk_bwd"),
-            *gemm_bwd(ctx, n, E, h, "router")]
+            *gemm_bwd(_bf16(ctx), n, E, h, "router")]
     return ops
 
 

@@ -18,6 +18,7 @@ from workloads.layers import LayerContext, head_backward, head_forward
 from workloads.model import ModelSpec
 from workloads.moe_layers import (
     MoEContext,
+    _bf16,
     layer_backward_at,
     layer_forward_at,
     layer_recompute_at,
@@ -86,20 +87,21 @@ def layer_bwd_ops(ctx: LayerContext, plan: ParallelPlan, i: int) -> list:
 
 
 def head_fwd(ctx: LayerContext) -> list:
-    """Output head, then each MTP module with its own pass through the shared head."""
-    last = ctx.model.layers - 1
-    ops = head_forward(ctx)
+    """Output head, then each MTP module with its own pass through the shared head (the
+    output layer runs in 16-bit under FP8: it is outside Transformer Engine's autocast)."""
+    last, head = ctx.model.layers - 1, head_forward(_bf16(ctx))
+    ops = head
     for _ in range(ctx.model.mtp_layers):
-        ops = ops + mtp_forward(ctx, last) + head_forward(ctx)
+        ops = ops + mtp_forward(ctx, last) + head
     return ops
 
 
 def head_bwd(ctx: LayerContext) -> list:
-    last = ctx.model.layers - 1
+    last, head = ctx.model.layers - 1, head_backward(_bf16(ctx))
     ops: list = []
     for _ in range(ctx.model.mtp_layers):
-        ops = ops + head_backward(ctx) + mtp_backward(ctx, last)
-    return ops + head_backward(ctx)
+        ops = ops + head + mtp_backward(ctx, last)
+    return ops + head
 
 
 # ------------------------------------------------------------------------- parameters

@@ -46,6 +46,27 @@ def korthikanti(format: Format = typer.Option(Format.table, "--format")) -> None
     emit({"rows": df.to_dict("records"), "summary": s}, format, text)
 
 
+@validate_app.command("moe")
+def moe(format: Format = typer.Option(Format.table, "--format"),
+        fidelity: str = typer.Option("analytical", "--fidelity")) -> None:
+    """MoE training (NVIDIA's Megatron/NeMo runs) and serving rows: tokens/s per GPU."""
+    import pandas as pd
+
+    from calibration.validate_moe import inference_rows, run, summary
+    df = run(fidelity)
+    s = summary(df)
+    inf = inference_rows()
+    with pd.option_context("display.width", 250, "display.max_colwidth", 70):
+        text = (df.fillna("").to_string(index=False)
+                + "\n\nserving rows (moe_inference.csv):\n" + inf.to_string(index=False)
+                + f"\n\n{s['predicted']} of {s['rows']} training rows predicted ({s['skipped']} skipped, "
+                f"reasons in the table). median |error|: all {s['median_abs_error_pct']:.1f}%, H100 "
+                f"{s['median_abs_error_pct_h100']:.1f}%, Blackwell {s['median_abs_error_pct_blackwell']:.1f}% "
+                f"(Hopper efficiency profile on Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%")
+    emit({"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"), "summary": s},
+         format, text)
+
+
 def _register_features() -> None:
     from sim.cli.collective import register_nccl
     register_nccl(validate_app)
