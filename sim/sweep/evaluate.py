@@ -21,6 +21,7 @@ from sim.sweep import plans
 from sim.sweep.estimate import Estimator
 from workloads import parallel, training
 from workloads.model import model_flops, resolve
+from workloads.moe_training import MoEOptions
 
 Config = tuple[int, dict[str, Any], dict[str, Any] | None]
 
@@ -29,14 +30,17 @@ PLAN_KEYS = {"tp": "workload.parallel.tp", "pp": "workload.parallel.pp",
              "sequence_parallel": "workload.parallel.sequence_parallel",
              "zero": "workload.parallel.zero", "pipeline_layers": "workload.parallel.pipeline_layers",
              "micro_batch": "workload.micro_batch", "recompute": "workload.recompute",
-             "global_batch": "workload.global_batch"}
+             "global_batch": "workload.global_batch",
+             "ep": "workload.parallel.ep", "etp": "workload.parallel.etp"}
 
 # Words of workloads.parallel.validate's messages -> the short reason counted in summaries.
 _REASONS = (("ZeRO-3 is not run with pipeline", "unsupported: zero-3 with pp"),
             ("attention heads", "indivisible: heads"), ("kv heads", "indivisible: kv heads"),
             ("sequence parallel", "indivisible: seq_len"), ("layers", "indivisible: layers"),
             ("global_batch", "indivisible: batch"), ("global batch", "indivisible: batch"), ("interleaved", "indivisible: microbatches"),
-            ("GPUs", "indivisible: gpus"))
+            ("GPUs", "indivisible: gpus"), ("experts", "indivisible: experts"),
+            ("ep*etp", "indivisible: ep"), ("expert FFN", "indivisible: etp"),
+            ("mixture-of-experts", "unsupported: moe"))
 
 
 def reason_of(message: str) -> str:
@@ -71,11 +75,13 @@ class _Context:
         layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
                                net.oversubscription)
         grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
+        model = resolve(w.model).with_seq_len(w.seq_len)
+        moe = MoEOptions(w.moe.dispatcher, w.moe.routing(sc.sim.seed), w.moe.overlap,
+                         layout.domain_gpus) if model.is_moe else None
         opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
                                         grad_bytes=grad_bytes,
-                                        overlap_grad_reduce=w.overlap_grad_reduce)
+                                        overlap_grad_reduce=w.overlap_grad_reduce, moe=moe)
         compute = ComputeModel(system.gpu_spec, prof, sc.sim.speed_scale)
-        model = resolve(w.model).with_seq_len(w.seq_len)
         self.estimator = Estimator(model, layout, compute, opts, system.gpu_spec.hbm_bytes, prof)
         self.world = layout.world_size
         self.price = getattr(system, "cost_per_gpu_hour_usd", None)
@@ -96,7 +102,7 @@ def _plan_of(ctx: _Context, plan: dict[str, Any] | None) -> parallel.ParallelPla
     p = w.parallel
     f = {"tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "sequence_parallel": p.sequence_parallel,
          "zero": p.zero, "micro_batch": w.micro_batch, "recompute": w.recompute,
-         "global_batch": w.global_batch,
+         "global_batch": w.global_batch, "ep": p.ep, "etp": p.etp,
          "pipeline_layers": tuple(p.pipeline_layers) if p.pipeline_layers else None}
     f |= {k: (tuple(v) if k == "pipeline_layers" and v else v) for k, v in (plan or {}).items()}
     if f["dp"] is None:
@@ -111,7 +117,7 @@ def _plan_columns(plan: parallel.ParallelPlan | None, raw: dict[str, Any] | None
         src = {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp,
                "micro_batch": plan.micro_batch, "recompute": plan.recompute,
                "sequence_parallel": plan.sequence_parallel, "zero": plan.zero,
-               "global_batch": plan.global_batch,
+               "global_batch": plan.global_batch, "ep": plan.ep, "etp": plan.etp,
                "pipeline_layers": list(plan.pipeline_layers) if plan.pipeline_layers else None}
     return {k: src.get(k) for k in PLAN_KEYS}
 
