@@ -210,8 +210,9 @@ def summary(df: pd.DataFrame) -> dict:
 def inference_rows() -> pd.DataFrame:
     """The serving rows, each with why it is not predicted yet."""
     df = pd.read_csv(REF.joinpath("moe_inference.csv"), comment="#", dtype=str)
-    why = ("not predicted: serving with expert parallelism and attention data-parallelism "
-           "(PD disaggregation, DeepEP, two-batch overlap) is not modelled in the serving loop yet")
+    why = ("not predicted: serving with expert parallelism and attention data parallelism "
+           "(PD disaggregation, DeepEP, two-batch overlap) is not modelled yet; only TP x PP "
+           "replicas of MoE models are")
     return pd.DataFrame({"source": df.source_id, "model": df.arch_id, "gpus": df.num_gpus,
                          "phase": df.phase, "published": df.value, "unit": df.unit,
                          "skipped": why})

@@ -24,6 +24,7 @@ from workloads.inference import requests as req_mod
 from workloads.inference import schedulers
 from workloads.inference.kv_cache import PagedKVCache
 from workloads.inference.metrics import request_frame, summarize
+from workloads.inference.moe_ops import MoEIterationModel
 from workloads.inference.ops import IterationModel
 from workloads.inference.serving import ServingLoop
 from workloads.model import resolve
@@ -104,8 +105,10 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
                            net.oversubscription)
     network = AnalyticalNetwork(layout, prof)
-    it = IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision,
-                        ComputeModel(gpu, prof, sc.sim.speed_scale), network)
+    # MoE / MLA / windowed models: per-kind layers (workloads/inference/moe_ops.py)
+    kind = IterationModel if model.uniform else MoEIterationModel
+    it = kind(model, w.parallel.tp, w.parallel.pp, w.precision,
+              ComputeModel(gpu, prof, sc.sim.speed_scale), network)
     blocks = kv_blocks(w, it, gpu.hbm_bytes)
     rng = np.random.default_rng(w.requests.seed)
     reqs = req_mod.generate(w.requests, rng, model.seq_len)

@@ -1,0 +1,177 @@
+"""Serving iterations of MoE, MLA and windowed-attention models on one TP x PP replica.
+
+Same structure and caching as workloads.inference.ops.IterationModel (whose docstring
+describes the iteration), with the layer kinds of workloads/moe.py:
+
+- MoE layers: router GEMM (T, E, h); the routed experts are split over TP (every TP
+  rank holds 1/tp of each expert, vLLM's default without expert parallelism); a batch
+  of T tokens with top-k routing touches E (1 - (1 - k/E)^T) experts on average
+  (uniform routing), whose weights are read once per iteration: at decode the expert
+  GEMMs are weight-read bound, at prefill compute bound. Shared experts are dense GEMMs.
+- MLA layers cache the compressed latent (kv_lora_rank + qk_rope_head_dim per token and
+  layer, replicated over TP), not per-head K and V; decode attention reads it once
+  (DeepSeek-V2 section 2.1, weight absorption) and computes over d = kv_lora + rope for
+  the scores and kv_lora for the context; prefill runs fused attention over d_qk / d_v.
+- Windowed layers attend at most ``window`` keys: prefill query-key pairs are capped at
+  tokens x window, decode reads at most window cached tokens per sequence.
+
+Expert parallelism and attention data parallelism in serving are not modelled here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from workloads.graph import Block, Compute, ExecutionGraph, SendRecv
+from workloads.inference.ops import ATTENTION_DTYPE, IterationModel, Shape
+from workloads.layers import mem, tp_comm
+from workloads.moe import is_moe_layer, is_window_layer, mla
+
+
+class MoEIterationModel(IterationModel):
+
+    def kv_bytes_per_token(self) -> float:
+        att = mla(self.model)
+        if att is None:
+            return super().kv_bytes_per_token()
+        layers = math.ceil(self.model.layers / self.pp)
+        return layers * (att.kv_lora_rank + att.qk_rope_head_dim) * self.kv_bytes
+
+    def _kinds(self) -> Counter:
+        m = self.model
+        return Counter((is_moe_layer(m, i), is_window_layer(m, i)) for i in range(m.layers))
+
+    def _compose(self, s: Shape) -> float:
+        self.evaluations += 1
+        T = s.prefill_tokens + s.decode_seqs
+        total = 0.0
+        for (moe, window), n in self._kinds().items():
+            per = self._part(("layer", moe, T), lambda moe=moe: self.token_ops(T, moe))
+            per += sum(self._costs.op_time(o) for o in self.attention_ops_of(s, window))
+            total += n * per
+        ends = self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
+        hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0
+        return total + ends + (self.pp - 1) * hop
+
+    # ---- kernels that depend on the token count only ------------------------------
+    def _attn_projections(self, T: int) -> list:
+        m = self.model
+        ctx = self._ctx(T)
+        e, lh = ctx.act_bytes, ctx.local_heads
+        att = mla(m)
+        if att is None:
+            kvh, d = ctx.local_kv_heads, m.head_dim
+            return [self._gemm(T, (lh + 2 * kvh) * d, m.hidden, "qkv"),
+                    mem(ctx, "elementwise", 2 * e * T * (lh + kvh) * d, "rope"),
+                    mem(ctx, "elementwise", 2 * T * kvh * d * (e + self.kv_bytes), "kv_write")], \
+                [self._gemm(T, m.hidden, lh * d, "attn_proj")]
+        latent = att.kv_lora_rank + att.qk_rope_head_dim
+        q = ([self._gemm(T, att.q_lora_rank, m.hidden, "mla_q_down"),
+              self._gemm(T, lh * att.qk_head_dim, att.q_lora_rank, "mla_q_up")]
+             if att.q_lora_rank else [self._gemm(T, lh * att.qk_head_dim, m.hidden, "mla_q")])
+        return [*q, self._gemm(T, latent, m.hidden, "mla_kv_down"),
+                self._gemm(T, lh * (att.qk_nope_head_dim + att.v_head_dim), att.kv_lora_rank, "mla_kv_up"),
+                mem(ctx, "elementwise", T * latent * (e + self.kv_bytes), "latent_write")], \
+            [self._gemm(T, m.hidden, lh * att.v_head_dim, "attn_proj")]
+
+    def _experts(self, T: int) -> list:
+        m, ctx = self.model, self._ctx(T)
+        E, k, h = m.moe.experts, m.moe.top_k, m.hidden
+        f = m.moe.expert_ffn_hidden // self.tp
+        up = f * (2 if m.gated else 1)
+        active = E * (1 - (1 - k / E) ** T)
+        per = max(1, round(T * k / active))
+        ops = [self._gemm(T, E, h, "router"), mem(ctx, "softmax", 3 * 4 * T * E, "router_topk")]
+        for n_out, n_in, name in ((up, h, "expert_up"), (h, f, "expert_down")):
+            nbytes = 2.0 * T * k * (n_in + n_out) + self.w_bytes * active * n_in * n_out
+            ops.append(Compute("gemm", 2.0 * T * k * n_in * n_out, nbytes, self.precision,
+                               (per, n_out, n_in), name=name))
+        ops.insert(3, mem(ctx, "elementwise", (3 if m.gated else 2) * ctx.act_bytes * T * k * f,
+                          "expert_activation"))
+        if m.moe.shared_experts:
+            fs = m.moe.shared_experts * m.moe.shared_ffn // self.tp
+            ops += [self._gemm(T, fs * (2 if m.gated else 1), h, "shared_up"),
+                    mem(ctx, "elementwise", (3 if m.gated else 2) * ctx.act_bytes * T * fs, "shared_act"),
+                    self._gemm(T, h, fs, "shared_down")]
+        return ops
+
+    def _dense_mlp(self, T: int) -> list:
+        m, ctx = self.model, self._ctx(T)
+        f = m.ffn // self.tp
+        return [self._gemm(T, f * (2 if m.gated else 1), m.hidden, "mlp_up"),
+                mem(ctx, "elementwise", (3 if m.gated else 2) * ctx.act_bytes * T * f, "activation"),
+                self._gemm(T, m.hidden, f, "mlp_down")]
+
+    def token_ops(self, T: int, moe: bool) -> list:
+        """One layer's kernels (attention core excluded) for T tokens."""
+        ctx, h = self._ctx(T), self.model.hidden
+        e = ctx.act_bytes
+        norm = 2 * e * T * h
+        pre, post = self._attn_projections(T)
+        return [mem(ctx, "norm", norm, "input_norm"), *pre, *post,
+                *tp_comm(ctx, "all_reduce", "tp_attn_out"),
+                mem(ctx, "elementwise", 3 * e * T * h, "residual_add"),
+                mem(ctx, "norm", norm, "post_attn_norm"),
+                *(self._experts(T) if moe else self._dense_mlp(T)),
+                *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
+                mem(ctx, "elementwise", 3 * e * T * h, "residual_add")]
+
+    # ---- attention core -----------------------------------------------------------
+    def attention_ops_of(self, s: Shape, window: bool) -> list:
+        m, e = self.model, 2
+        heads = max(1, m.heads // self.tp)
+        att = mla(m)
+        w = m.sliding_window.size if window else None
+        pairs = min(s.prefill_pairs, s.prefill_tokens * w) if w else s.prefill_pairs
+        kv = min(s.decode_kv, s.decode_seqs * w) if w else s.decode_kv
+        d_qk, d_v = (att.qk_head_dim, att.v_head_dim) if att else (m.head_dim, m.head_dim)
+        ops: list = []
+        if s.prefill_tokens:
+            ops.append(Compute("attention", 2.0 * heads * (d_qk + d_v) * pairs,
+                               e * 2.0 * heads * (d_qk + d_v) * s.prefill_tokens,
+                               ATTENTION_DTYPE[self.precision],
+                               (heads, s.prefill_tokens, max(1, min(s.prefill_kv, w or s.prefill_kv)), d_qk),
+                               causal=True, name="prefill_attn"))
+        if s.decode_seqs:
+            if att is None:
+                kvh = max(1, m.kv_heads_ // self.tp)
+                read, flops = 2.0 * kvh * m.head_dim * self.kv_bytes * kv, 4.0 * heads * m.head_dim * kv
+            else:
+                latent = att.kv_lora_rank + att.qk_rope_head_dim
+                read = latent * self.kv_bytes * kv
+                flops = 2.0 * heads * (latent + att.kv_lora_rank) * kv
+            ops.append(Compute("other", flops, read + 2 * e * s.decode_seqs * heads * d_v,
+                               self.precision, name="decode_attn"))
+        return ops
+
+    # ---- graph (the reference the cached ``time`` agrees with) --------------------
+    def layer_ops_at(self, s: Shape, i: int) -> list:
+        T = s.prefill_tokens + s.decode_seqs
+        ops = self.token_ops(T, is_moe_layer(self.model, i))
+        cut = next(j for j, o in enumerate(ops) if o.name == "attn_proj")
+        return ops[:cut] + self.attention_ops_of(s, is_window_layer(self.model, i)) + ops[cut:]
+
+    def build(self, s: Shape) -> ExecutionGraph:
+        m, pp = self.model, self.pp
+        T = s.prefill_tokens + s.decode_seqs
+        per_stage = [m.layers // pp + (1 if i < m.layers % pp else 0) for i in range(pp)]
+        graph = ExecutionGraph(self.tp * pp, simulated_ranks=tuple(i * self.tp for i in range(pp)))
+        prev, first = None, 0
+        for st, n_layers in enumerate(per_stage):
+            rank = st * self.tp
+            ops = tuple(o for i in range(first, first + n_layers) for o in self.layer_ops_at(s, i))
+            first += n_layers
+            if st == 0:
+                ops = (self.embed_op(T), *ops)
+            if st == pp - 1:
+                ops = (*ops, *self.head_ops(s))
+            if prev is not None:
+                prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.hidden, st),
+                                 deps=(), category="pp")
+            blk = graph.add(rank, "compute", Block(ops, name=f"stage{st}"),
+                            deps=(prev,) if prev is not None else ())
+            if st < pp - 1:
+                prev = graph.add(rank, "comm", SendRecv("send", rank + self.tp, 2.0 * T * m.hidden, st + 1),
+                                 deps=(blk,), category="pp")
+        return graph
