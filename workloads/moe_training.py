@@ -67,7 +67,12 @@ def chunk_sizes(plan: ParallelPlan, layers: int, stage: int) -> list[int]:
 
 def chunk_layers(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> range:
     """Global indices of the layers of one (stage, chunk): virtual stage chunk*pp + stage,
-    virtual stages in order."""
+    virtual stages in order (or the plan's own virtual-stage placement where it has one)."""
+    pipeline = getattr(plan, "pipeline", None)
+    if pipeline is not None:
+        pipe = pipeline(model.layers)
+        pos, counts = pipe.position(stage, chunk), pipe.stage_layer_counts
+        return range(sum(counts[:pos]), sum(counts[:pos + 1]))
     sizes = [chunk_sizes(plan, model.layers, s) for s in range(plan.pp)]
     vs = chunk * plan.pp + stage
     start = sum(sizes[v % plan.pp][v // plan.pp] for v in range(vs))
