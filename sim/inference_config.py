@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Policy = Literal["static", "orca", "vllm", "sarathi", "disaggregated"]
+from sim.moe_config import MoEWorkload
 
+Policy = Literal["static", "orca", "vllm", "sarathi", "disaggregated"]
 
 class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -21,6 +22,9 @@ class _Cfg(BaseModel):
 class ReplicaParallel(_Cfg):
     tp: int = Field(1, gt=0)
     pp: int = Field(1, gt=0)
+    # MoE models: a replica spans ep x tp x pp GPUs; attention runs data-parallel over the
+    # ep GPUs (each its own share of the batch), experts are split over them (docs/moe.md)
+    ep: int = Field(1, gt=0)
 
 
 class SchedulerConfig(_Cfg):
@@ -104,6 +108,7 @@ class InferenceWorkload(_Cfg):
     router: Literal["round_robin", "least_outstanding"] = "round_robin"
     requests: RequestsConfig = RequestsConfig()
     slo: SLOConfig = SLOConfig()
+    moe: MoEWorkload = MoEWorkload()    # dispatcher and overlap with parallel.ep (docs/moe.md)
 
     @property
     def replica_count(self) -> int:

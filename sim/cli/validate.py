@@ -56,9 +56,13 @@ def moe(format: Format = typer.Option(Format.table, "--format"),
     df = run(fidelity)
     s = summary(df)
     inf = inference_rows()
+    served = inf[inf.skipped == ""].error_pct.abs()
+    s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
         text = (df.fillna("").to_string(index=False)
-                + "\n\nserving rows (moe_inference.csv):\n" + inf.to_string(index=False)
+                + "\n\nserving rows (moe_inference.csv):\n" + inf.fillna("").to_string(index=False)
+                + f"\nserving: {len(served)} rows predicted, median |error| "
+                f"{s['serving_median_abs_error_pct']:.1f}%"
                 + f"\n\n{s['predicted']} of {s['rows']} training rows predicted ({s['skipped']} skipped, "
                 f"reasons in the table). median |error|: all {s['median_abs_error_pct']:.1f}%, H100 "
                 f"{s['median_abs_error_pct_h100']:.1f}%, Blackwell {s['median_abs_error_pct_blackwell']:.1f}% "

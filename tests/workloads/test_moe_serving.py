@@ -50,3 +50,29 @@ def test_window_layers_read_at_most_the_window():
     s = Shape(decode_seqs=4, decode_kv=4 * 3000, logits=4)
     full, window = (it.attention_ops_of(s, w)[0] for w in (False, True))
     assert window.flops == pytest.approx(full.flops * 128 / 3000)
+
+
+@pytest.mark.parametrize(("dispatcher", "overlap"), [("alltoall", False), ("deepep", True)])
+def test_expert_parallel_serving_equals_engine(dispatcher, overlap):
+    """Attention data-parallel over EP 16 on 2 nodes: the cached cost still equals the
+    engine on the iteration graph, overlap included."""
+    s = catalog.system("dgx-h100")
+    prof = profile.load(s.gpu_spec.profile)
+    net = AnalyticalNetwork(ClusterLayout(s, 2, s.nic_gbps), prof)
+    it = MoEIterationModel(resolve("deepseek-v3"), 1, 1, "fp8", ComputeModel(s.gpu_spec, prof), net,
+                           ep=16, dispatcher=dispatcher, overlap=overlap)
+    shape = bucketed(Shape(4096, 4096 * 4097 // 2, 4096, 64, 64 * 2000, 66))
+    assert it.time(shape) == pytest.approx(it.run_graph(shape), rel=1e-6)
+    # each GPU holds 1/16 of the routed experts and its share of the KV cache
+    one = model("deepseek-v3", 1, 1, "fp8")
+    assert it.kv_bytes_per_token() == pytest.approx(one.kv_bytes_per_token() / 16)
+    assert it.weight_bytes_per_gpu() < one.weight_bytes_per_gpu() / 10
+
+
+def test_serving_ep_needs_a_moe_model(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "sim.cli.main", "simulate",
+                          "examples/inference_llama3_70b.yaml", "--set", "workload.parallel.ep=2"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "parallel.ep=2 needs a mixture-of-experts model" in out.stderr

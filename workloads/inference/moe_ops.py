@@ -15,7 +15,12 @@ describes the iteration), with the layer kinds of workloads/moe.py:
 - Windowed layers attend at most ``window`` keys: prefill query-key pairs are capped at
   tokens x window, decode reads at most window cached tokens per sequence.
 
-Expert parallelism and attention data parallelism in serving are not modelled here.
+Expert parallelism with attention data parallelism (``ep`` > 1, as SGLang and DeepSeek
+deploy DeepSeek-V3): a replica spans ep GPUs (x tp x pp); the iteration's batch is shared
+evenly by them for attention and dense layers (each GPU holds all non-expert weights and
+its own sequences' KV cache), while each holds E/ep experts and receives 1/ep of the routed
+tokens through an all-to-all dispatch and combine per MoE layer (e T_gpu k h bytes each).
+A replica's KV capacity is ep GPUs' worth.
 """
 
 from __future__ import annotations
@@ -25,18 +30,45 @@ from collections import Counter
 
 from workloads.graph import Block, Compute, ExecutionGraph, SendRecv
 from workloads.inference.ops import ATTENTION_DTYPE, IterationModel, Shape
-from workloads.layers import mem, tp_comm
-from workloads.moe import is_moe_layer, is_window_layer, mla
+from workloads.layers import LayerContext, mem, tp_comm
+from workloads.moe import expert_params, is_moe_layer, is_window_layer, mla
+from workloads.moe_layers import _route, make_context
+
+
+def _share(x: int, ep: int) -> int:
+    return -(-x // ep)
+
+
+def per_gpu(s: Shape, ep: int) -> Shape:
+    """One GPU's share of a replica's batch under attention data parallelism."""
+    if ep == 1:
+        return s
+    return Shape(_share(s.prefill_tokens, ep), _share(s.prefill_pairs, ep), s.prefill_kv,
+                 _share(s.decode_seqs, ep), _share(s.decode_kv, ep), _share(s.logits, ep))
 
 
 class MoEIterationModel(IterationModel):
 
+    def __init__(self, *args, ep: int = 1, dispatcher: str = "alltoall", overlap: bool = False,
+                 domain_gpus: int = 8, **kw):
+        super().__init__(*args, **kw)
+        self.ep, self.overlap = ep, overlap
+        span = self.tp * self.pp
+        ranks = tuple(range(0, ep * span, span))
+        self.moe_ctx = make_context(ranks, (0,), dispatcher, 1.0, domain_gpus)
+
     def kv_bytes_per_token(self) -> float:
+        """Per GPU, averaged over the replica's ep GPUs (each holds its own sequences)."""
         att = mla(self.model)
         if att is None:
-            return super().kv_bytes_per_token()
+            return super().kv_bytes_per_token() / self.ep
         layers = math.ceil(self.model.layers / self.pp)
-        return layers * (att.kv_lora_rank + att.qk_rope_head_dim) * self.kv_bytes
+        return layers * (att.kv_lora_rank + att.qk_rope_head_dim) * self.kv_bytes / self.ep
+
+    def weight_bytes_per_gpu(self) -> float:
+        m = self.model
+        experts = sum(expert_params(m, i) for i in range(m.layers))
+        return (m.params - experts + experts / self.ep) * self.w_bytes / (self.tp * self.pp)
 
     def _kinds(self) -> Counter:
         m = self.model
@@ -44,15 +76,22 @@ class MoEIterationModel(IterationModel):
 
     def _compose(self, s: Shape) -> float:
         self.evaluations += 1
+        T_all = s.prefill_tokens + s.decode_seqs
+        s = per_gpu(s, self.ep)
         T = s.prefill_tokens + s.decode_seqs
-        total = 0.0
+        total = comm = 0.0
         for (moe, window), n in self._kinds().items():
-            per = self._part(("layer", moe, T), lambda moe=moe: self.token_ops(T, moe))
+            per = self._part(("layer", moe, T, T_all),
+                             lambda moe=moe: self.token_ops(T, moe, T_all, compute=True))
             per += sum(self._costs.op_time(o) for o in self.attention_ops_of(s, window))
             total += n * per
-        ends = self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
+            comm += n * self._part(("ep", moe, T, T_all),
+                                   lambda moe=moe: self.token_ops(T, moe, T_all, compute=False))
+        total += self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
+        if self.overlap and self.pp == 1:     # two-batch overlap: EP comm under compute
+            comm = max(0.0, comm - total)
         hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0
-        return total + ends + (self.pp - 1) * hop
+        return total + comm + (self.pp - 1) * hop
 
     # ---- kernels that depend on the token count only ------------------------------
     def _attn_projections(self, T: int) -> list:
@@ -75,12 +114,15 @@ class MoEIterationModel(IterationModel):
                 mem(ctx, "elementwise", T * latent * (e + self.kv_bytes), "latent_write")], \
             [self._gemm(T, m.hidden, lh * att.v_head_dim, "attn_proj")]
 
-    def _experts(self, T: int) -> list:
+    def _experts(self, T: int, T_all: int | None = None) -> list:
+        """This GPU's T tokens' routing, and its E/ep experts' GEMMs over the routed tokens
+        of all T_all tokens of the replica that land on them (T k on average)."""
         m, ctx = self.model, self._ctx(T)
         E, k, h = m.moe.experts, m.moe.top_k, m.hidden
         f = m.moe.expert_ffn_hidden // self.tp
         up = f * (2 if m.gated else 1)
-        active = E * (1 - (1 - k / E) ** T)
+        T_all = T_all or T
+        active = E / self.ep * (1 - (1 - k / E) ** T_all)
         per = max(1, round(T * k / active))
         ops = [self._gemm(T, E, h, "router"), mem(ctx, "softmax", 3 * 4 * T * E, "router_topk")]
         for n_out, n_in, name in ((up, h, "expert_up"), (h, f, "expert_down")):
@@ -89,6 +131,11 @@ class MoEIterationModel(IterationModel):
                                (per, n_out, n_in), name=name))
         ops.insert(3, mem(ctx, "elementwise", (3 if m.gated else 2) * ctx.act_bytes * T * k * f,
                           "expert_activation"))
+        if self.ep > 1:          # dispatch before the experts, combine after them
+            rctx = LayerContext(m.with_seq_len(max(1, T)), 1, 1, False, self.precision,
+                                self.group, moe=self.moe_ctx)
+            ops[2:2] = _route(rctx, "dispatch", out=False)
+            ops += _route(rctx, "combine", out=True)
         if m.moe.shared_experts:
             fs = m.moe.shared_experts * m.moe.shared_ffn // self.tp
             ops += [self._gemm(T, fs * (2 if m.gated else 1), h, "shared_up"),
@@ -103,8 +150,17 @@ class MoEIterationModel(IterationModel):
                 mem(ctx, "elementwise", (3 if m.gated else 2) * ctx.act_bytes * T * f, "activation"),
                 self._gemm(T, m.hidden, f, "mlp_down")]
 
-    def token_ops(self, T: int, moe: bool) -> list:
-        """One layer's kernels (attention core excluded) for T tokens."""
+    def token_ops(self, T: int, moe: bool, T_all: int | None = None,
+                  compute: bool | None = None) -> list:
+        """One layer's kernels (attention core excluded) for T tokens on this GPU (T_all in
+        the replica under attention data parallelism); ``compute`` True / False keeps only
+        the kernels / only the EP communication."""
+        ops = self._token_ops(T, moe, T_all)
+        if compute is None:
+            return ops
+        return [o for o in ops if (getattr(getattr(o, "group", None), "dim", None) == "ep") != compute]
+
+    def _token_ops(self, T: int, moe: bool, T_all: int | None) -> list:
         ctx, h = self._ctx(T), self.model.hidden
         e = ctx.act_bytes
         norm = 2 * e * T * h
@@ -113,7 +169,7 @@ class MoEIterationModel(IterationModel):
                 *tp_comm(ctx, "all_reduce", "tp_attn_out"),
                 mem(ctx, "elementwise", 3 * e * T * h, "residual_add"),
                 mem(ctx, "norm", norm, "post_attn_norm"),
-                *(self._experts(T) if moe else self._dense_mlp(T)),
+                *(self._experts(T, T_all) if moe else self._dense_mlp(T)),
                 *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
                 mem(ctx, "elementwise", 3 * e * T * h, "residual_add")]
 
@@ -146,21 +202,24 @@ class MoEIterationModel(IterationModel):
         return ops
 
     # ---- graph (the reference the cached ``time`` agrees with) --------------------
-    def layer_ops_at(self, s: Shape, i: int) -> list:
+    def layer_ops_at(self, s: Shape, i: int, T_all: int | None = None) -> list:
         T = s.prefill_tokens + s.decode_seqs
-        ops = self.token_ops(T, is_moe_layer(self.model, i))
+        ops = self.token_ops(T, is_moe_layer(self.model, i), T_all)
         cut = next(j for j, o in enumerate(ops) if o.name == "attn_proj")
         return ops[:cut] + self.attention_ops_of(s, is_window_layer(self.model, i)) + ops[cut:]
 
     def build(self, s: Shape) -> ExecutionGraph:
         m, pp = self.model, self.pp
+        T_all = s.prefill_tokens + s.decode_seqs
+        s = per_gpu(s, self.ep)
         T = s.prefill_tokens + s.decode_seqs
         per_stage = [m.layers // pp + (1 if i < m.layers % pp else 0) for i in range(pp)]
-        graph = ExecutionGraph(self.tp * pp, simulated_ranks=tuple(i * self.tp for i in range(pp)))
+        graph = ExecutionGraph(self.tp * pp * self.ep,
+                               simulated_ranks=tuple(i * self.tp for i in range(pp)))
         prev, first = None, 0
         for st, n_layers in enumerate(per_stage):
             rank = st * self.tp
-            ops = tuple(o for i in range(first, first + n_layers) for o in self.layer_ops_at(s, i))
+            ops = tuple(o for i in range(first, first + n_layers) for o in self.layer_ops_at(s, i, T_all))
             first += n_layers
             if st == 0:
                 ops = (self.embed_op(T), *ops)
@@ -169,7 +228,8 @@ class MoEIterationModel(IterationModel):
             if prev is not None:
                 prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.hidden, st),
                                  deps=(), category="pp")
-            blk = graph.add(rank, "compute", Block(ops, name=f"stage{st}"),
+            overlap = ("ep",) if self.overlap and pp == 1 else ()
+            blk = graph.add(rank, "compute", Block(ops, name=f"stage{st}", overlap=overlap),
                             deps=(prev,) if prev is not None else ())
             if st < pp - 1:
                 prev = graph.add(rank, "comm", SendRecv("send", rank + self.tp, 2.0 * T * m.hidden, st + 1),
