@@ -176,7 +176,7 @@ def run(fidelity: str = "analytical") -> pd.DataFrame:
     out, cache = [], {}
     for row in rows().itertuples():
         base = {"source": row.source_id, "model": row.arch_id, "gpu": gpu_of(row),
-                "gpus": int(row.num_gpus), "precision": row.precision,
+                "gpus": int(row.num_gpus), "precision": str(row.precision).split()[0],
                 "plan": f"tp{row.tp} pp{row.pp} vpp{_num(row.vpp) and int(_num(row.vpp)) or 1} "
                         f"ep{row.ep} mbs{row.micro_batch} gbs{row.global_batch_seqs}",
                 "published_tok_s_gpu": round(published(row) or float("nan"), 1)}
