@@ -124,6 +124,10 @@ def test_result_reports_ep_and_stages():
     ("workload.parallel.ep=3", "ep=3 does not divide the model's 4 experts"),
     ("workload.moe.dispatcher=nccl", "workload.moe.dispatcher"),
     ("workload.moe.capacity_factor=-1", "workload.moe.capacity_factor"),
+    ("workload.moe.imbalance={kind: zipf}", "kind zipf needs exponent"),
+    ("workload.moe.imbalance={kind: histogram, file: /nonexistent.csv}", "/nonexistent.csv does not exist"),
+    ("workload.parallel.etp=3", "ep*etp = 4*3 = 12 does not divide the 8 ranks"),
+    ("workload.model.moe.top_k=9", "top_k 9 exceeds experts 4"),
 ])
 def test_cli_rejects_bad_ep_plans(tmp_path, override, message):
     import yaml
