@@ -37,8 +37,13 @@ def render_moe(moe: dict, res: SimResult) -> list[str]:
     lines = [f"expert load         max/mean expert {moe['expert_load_max_over_mean']:.2f}, "
              f"max/mean EP rank {moe['ep_rank_load_max_over_mean']:.2f}, dropped "
              f"{moe['dropped_token_fraction']:.1%} ({moe['dispatcher']} dispatcher, expert-dp "
-             f"{moe['expert_dp']})",
-             "per stage           compute s   EP comm s   memory GiB (weights/grads/optimizer/activations)"]
+             f"{moe['expert_dp']})"]
+    busiest = max(moe["stages"], key=lambda st: st["compute_s"] + st["ep_s"])
+    t = res.iteration_time_s
+    lines += [f"busiest stage {busiest['stage']:<5d} compute {busiest['compute_s']:.3f} s "
+              f"({busiest['compute_s'] / t:.1%}), exposed EP communication {busiest['ep_s']:.3f} s "
+              f"({busiest['ep_s'] / t:.1%}), waiting {t - busiest['compute_s'] - busiest['ep_s']:.3f} s",
+              "per stage           compute s   EP comm s   memory GiB (weights/grads/optimizer/activations)"]
     mem = res.memory.set_index("stage")
     for st in moe["stages"]:
         m = mem.loc[st["stage"]]
