@@ -1,6 +1,6 @@
 """MoE simulation speed: wall time and SimPy events/s for one DeepSeek-V3 training step.
 
-    python benchmarks/moe_speed.py [--fidelity analytical|flow|both] [--repeat 1]
+    python benchmarks/moe_speed.py [--fidelity analytical|flow|both] [--repeat 1] [--ep-flows]
 
 Cases (MoE issue): DeepSeek-V3 on 2048 H800s as its technical report describes (section 3:
 EP64 across 8 nodes, PP16, no TP, ZeRO-1 over the 128-way data parallelism; batch 15360
@@ -46,11 +46,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fidelity", default="both", choices=["analytical", "flow", "both"])
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--ep-flows", action="store_true",
+                    help="flow fidelity: play the all-to-alls as flows (sim.ep_flows)")
     args = ap.parse_args()
     fids = ["analytical", "flow"] if args.fidelity == "both" else [args.fidelity]
     for fid in fids:
         for name, sc in CASES.items():
-            sc = {"name": name, **sc, "sim": {"fidelity": fid}}
+            sc = {"name": name, **sc, "sim": {"fidelity": fid, "ep_flows": args.ep_flows}}
             walls, res = [], None
             for _ in range(args.repeat):
                 t0 = time.perf_counter()

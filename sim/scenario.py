@@ -77,6 +77,8 @@ class SimConfig(_Cfg):
     seed: int = 0
     check_memory: bool = True
     speed_scale: float = Field(1.0, gt=0)   # compute speed multiplier (what-if)
+    # fidelity flow: play MoE all-to-alls as flows sharing links with the rest (docs/moe.md)
+    ep_flows: bool = False
 
 
 class Scenario(_Cfg):

@@ -111,7 +111,8 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     if hasattr(network, "set_simulated_ranks"):   # flow model places symmetric peers' flows
         network.set_simulated_ranks(graph.simulated_ranks)
     costs = OpCosts(ComputeModel(setup.gpu, prof, sc.sim.speed_scale), network)
-    engine = Engine(graph, costs, network)
+    play = ("ep",) if sc.sim.ep_flows and getattr(network, "fidelity", "") == "flow" else ()
+    engine = Engine(graph, costs, network, play)
     rows = engine.run()
     t_iter = max(r.end for r in rows)
     tokens = plan.global_batch * model.seq_len
