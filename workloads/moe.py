@@ -44,11 +44,18 @@ class MoESpec(_Spec):
     dense_layers: int = Field(default=0, ge=0)                  # the first k layers are dense
     layer_pattern: tuple[int, ...] | None = None                # 1 = MoE layer, one per layer
     router: Literal["softmax", "sigmoid"] = "softmax"
+    # Group-limited routing (DeepSeek-V3 n_group / topk_group): experts in router_groups
+    # groups, each token's top_k chosen inside its best router_group_topk groups.
+    router_groups: int = Field(default=1, gt=0)
+    router_group_topk: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
         if self.top_k > self.experts:
             raise ValueError(f"top_k {self.top_k} exceeds experts {self.experts}")
+        if self.experts % self.router_groups or (self.router_group_topk or 0) > self.router_groups:
+            raise ValueError(f"router_groups {self.router_groups} must divide the experts and "
+                             f"be >= router_group_topk {self.router_group_topk}")
         if self.layer_pattern is not None:
             if self.dense_layers:
                 raise ValueError("give dense_layers or layer_pattern, not both")

@@ -176,7 +176,14 @@ def _received(ctx: LayerContext) -> float:
 
 
 def _deepep_remote_nodes(ctx: LayerContext) -> float:
-    nodes, k = ctx.moe.rail_group.size, ctx.model.moe.top_k
+    """Expected remote nodes a token's k experts sit on, experts spread evenly over the N
+    nodes of the EP group: (N-1)(1-(1-1/N)^k). With group-limited routing whose groups
+    are the nodes (DeepSeek-V3: 8 groups on 8 nodes, top-4 groups, "at most 4 nodes per
+    token"), the k experts fall in M chosen nodes: M(1-(1-1/M)^k) nodes, (N-1)/N remote."""
+    moe, nodes = ctx.model.moe, ctx.moe.rail_group.size
+    k, m = moe.top_k, moe.router_group_topk
+    if m and moe.router_groups == nodes:
+        return m * (1 - (1 - 1 / m) ** k) * (nodes - 1) / nodes
     return (nodes - 1) * (1 - (1 - 1 / nodes) ** k)
 
 

@@ -138,3 +138,20 @@ def test_cli_rejects_bad_ep_plans(tmp_path, override, message):
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_deepep_node_limited_routing_by_hand():
+    """DeepSeek-V3's 8 router groups on the 8 nodes of an EP64 group, top-4 groups, top-8
+    experts: 4 (1 - (3/4)^8) = 3.60 nodes per token, 7/8 of them remote (3.15), instead of
+    7 (1 - (7/8)^8) = 4.59 remote nodes without the limit."""
+    from workloads.graph import CommGroup
+    from workloads.layers import LayerContext
+    from workloads.model import presets
+    from workloads.moe_layers import _deepep_remote_nodes, make_context
+    ds = presets()["deepseek-v3"]
+    ctx = LayerContext(ds, 1, 1, False, "bf16", CommGroup((0,), "tp"),
+                       moe=make_context(tuple(range(64)), (0,), "deepep", 1.0, 8))
+    assert _deepep_remote_nodes(ctx) == pytest.approx(4 * (1 - 0.75**8) * 7 / 8)
+    free = ds.model_copy(update={"moe": ds.moe.model_copy(update={"router_group_topk": None})})
+    ctx_free = LayerContext(free, 1, 1, False, "bf16", CommGroup((0,), "tp"), moe=ctx.moe)
+    assert _deepep_remote_nodes(ctx_free) == pytest.approx(7 * (1 - (7 / 8) ** 8))
