@@ -120,8 +120,11 @@ def _pipeline_layers(layers: int, pp: int, vpp: int) -> list[int] | None:
 
 
 def _system(gpu: str) -> str | dict:
-    """GB200 jobs are placed in NVLink segments of 16 trays (64 GPUs) of an NVL72 rack
-    (``sbatch --segment 16`` in NVIDIA's GB200 job scripts), so a 64-GPU NVLink domain."""
+    """GB200 jobs are placed in NVLink segments of 16 trays (64 GPUs) of an NVL72 rack, so
+    a 64-GPU NVLink domain: NVIDIA's GB200 launch scripts ask SLURM for ``--segment``
+    ("makes sure that all nodes are in the same NVLink domain", TensorRT-LLM's GB200
+    disaggregated-serving examples; ``--segment 16`` with 4 GPUs per node in NeMo-RL's
+    GB200 benchmarks)."""
     name = SYSTEMS[gpu][0]
     if gpu != "GB200":
         return name
