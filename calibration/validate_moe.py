@@ -236,7 +236,7 @@ def predict_serving(row) -> float:
     from hw_models import profile
     from hw_models.compute import ComputeModel
     from sim.network import AnalyticalNetwork, ClusterLayout
-    from workloads.inference.moe_ops import MoEIterationModel
+    from sim.serving.moe_iteration import MoEIterationModel
     from workloads.inference.ops import Shape
     system = catalog.system("dgx-h100")
     prof = profile.load(system.default_profile)
@@ -272,3 +272,25 @@ def inference_rows() -> pd.DataFrame:
         out.append(base | {"predicted": round(pred), "skipped": "",
                            "error_pct": round((pred / float(row.value) - 1) * 100, 1)})
     return pd.DataFrame(out)
+
+
+def report(fidelity: str = "analytical") -> tuple[dict, str]:
+    """The training and serving tables, their summaries, as ``clustersim validate moe``
+    prints them."""
+    df = run(fidelity)
+    s = summary(df)
+    inf = inference_rows()
+    served = inf[inf.skipped == ""].error_pct.abs()
+    s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
+    with pd.option_context("display.width", 250, "display.max_colwidth", 70):
+        text = (df.fillna("").to_string(index=False)
+                + "\n\nserving rows (moe_inference.csv):\n" + inf.fillna("").to_string(index=False)
+                + f"\nserving: {len(served)} rows predicted, median |error| "
+                f"{s['serving_median_abs_error_pct']:.1f}%"
+                + f"\n\n{s['predicted']} of {s['rows']} training rows predicted ({s['skipped']} "
+                f"skipped, reasons in the table). median |error|: all "
+                f"{s['median_abs_error_pct']:.1f}%, H100 {s['median_abs_error_pct_h100']:.1f}%, "
+                f"Blackwell {s['median_abs_error_pct_blackwell']:.1f}% (Hopper efficiency profile on "
+                f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%")
+    return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
+            "summary": s}, text

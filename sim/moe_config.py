@@ -6,7 +6,7 @@
   (hierarchical: one RDMA copy per destination node, then NVLink forwarding).
 - ``imbalance``: ``uniform``, ``{kind: zipf, exponent: 1.2}`` or
   ``{kind: histogram, file: tokens_per_expert.csv}`` (one count per expert, one per line
-  or a ``tokens`` column).
+  or a ``tokens`` column); ``seed`` places a Zipf law's popular experts.
 - ``capacity_factor``: null = dropless; a number caps each expert at that multiple of
   its balanced load (dropped tokens skip the experts).
 - ``overlap``: hide the dispatch/combine of one microbatch behind another's compute
@@ -30,9 +30,12 @@ class _Cfg(BaseModel):
 
 
 class Imbalance(_Cfg):
-    kind: Literal["uniform", "zipf", "histogram"] = "uniform"
-    exponent: float | None = Field(default=None, gt=0)
-    file: str | None = None
+    kind: Literal["uniform", "zipf", "histogram"] = Field("uniform", description=(
+        "routing distribution over experts: uniform, zipf (exponent) or a measured histogram"))
+    exponent: float | None = Field(default=None, gt=0, description=(
+        "zipf: share of the i-th most popular expert proportional to 1 / i^exponent"))
+    file: str | None = Field(None, description=(
+        "histogram: CSV with one token count per expert (a tokens column or one per line)"))
 
     @model_validator(mode="after")
     def _fields(self) -> Imbalance:
@@ -44,15 +47,22 @@ class Imbalance(_Cfg):
 
 
 class MoEWorkload(_Cfg):
-    dispatcher: Literal["alltoall", "allgather", "deepep"] = "alltoall"
-    imbalance: Literal["uniform"] | Imbalance = "uniform"
-    capacity_factor: float | None = Field(default=None, gt=0)
-    overlap: bool = False
+    dispatcher: Literal["alltoall", "allgather", "deepep"] = Field("alltoall", description=(
+        "token dispatch: NCCL all-to-all, all-gather + reduce-scatter, or DeepEP-style "
+        "hierarchical (RDMA once per node, then NVLink)"))
+    imbalance: Literal["uniform"] | Imbalance = Field("uniform", description=(
+        "expert load: uniform or {kind: zipf, exponent} or {kind: histogram, file}"))
+    capacity_factor: float | None = Field(default=None, gt=0, description=(
+        "unset: dropless; a number caps each expert at that multiple of its balanced load"))
+    overlap: bool = Field(False, description=(
+        "hide dispatch/combine behind compute (1F1B all-to-all overlap; two-batch overlap "
+        "in serving)"))
+    seed: int = Field(0, description="seed of the permutation that places a Zipf law's popular experts")
 
-    def routing(self, seed: int, base: Path | None = None) -> Routing:
+    def routing(self, base: Path | None = None) -> Routing:
         imb = self.imbalance if isinstance(self.imbalance, Imbalance) else Imbalance()
         hist = read_histogram(imb.file, base) if imb.kind == "histogram" else None
-        return Routing(imb.kind, imb.exponent or 0.0, hist, self.capacity_factor, seed)
+        return Routing(imb.kind, imb.exponent or 0.0, hist, self.capacity_factor, self.seed)
 
 
 def read_histogram(file: str, base: Path | None = None) -> tuple[float, ...]:

@@ -205,7 +205,7 @@ def active_params(m: ModelSpec, embedding: bool = True) -> int:
 
 # ----------------------------------------------------------------------------- FLOPs
 
-def _matmul_params(m: ModelSpec, i: int) -> int:
+def matmul_params(m: ModelSpec, i: int) -> int:
     """Weights of layer ``i`` that one token multiplies (GEMMs only: no norms, biases)."""
     h, a = m.hidden, m.heads
     att = mla(m)
@@ -236,10 +236,10 @@ def flops_per_token(m: ModelSpec) -> float:
     weights + the attention score/context products), PaLM appendix B convention. MTP
     modules add their projection, layer and a second pass through the output head."""
     h = m.hidden
-    per = sum(_matmul_params(m, i) + _attention_per_token(m, i) for i in range(m.layers))
+    per = sum(matmul_params(m, i) + _attention_per_token(m, i) for i in range(m.layers))
     per += h * m.vocab
     if m.mtp_layers:
         last = m.layers - 1
-        per += m.mtp_layers * (2 * h * h + _matmul_params(m, last) + _attention_per_token(m, last)
+        per += m.mtp_layers * (2 * h * h + matmul_params(m, last) + _attention_per_token(m, last)
                                + h * m.vocab)
     return 6.0 * per

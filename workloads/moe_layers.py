@@ -33,18 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from workloads.graph import Collective, CommGroup, Compute
-from workloads.layers import (
-    LayerContext,
-    Op,
-    _enter_tp,
-    _enter_tp_bwd,
-    _exit_tp,
-    _exit_tp_bwd,
-    _shapes,
-    gemm,
-    gemm_bwd,
-    mem,
-)
+from workloads.layers import LayerContext, Op, gemm, gemm_bwd, layer_gemm_shapes, mem, tp_comm
 from workloads.moe import is_moe_layer, is_window_layer, mla
 
 
@@ -80,7 +69,25 @@ def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatch
                       rank_factor, CommGroup(node, "ep"), CommGroup(tuple(rail), "ep"))
 
 
-def _bf16(ctx: LayerContext) -> LayerContext:
+def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
+    """Megatron's conjugate f: identity, or an all-gather with sequence parallelism."""
+    return tp_comm(ctx, "all_gather", name) if ctx.sp else []
+
+
+def _exit_tp(ctx: LayerContext, name: str) -> list[Op]:
+    """Megatron's conjugate g: all-reduce, or a reduce-scatter with sequence parallelism."""
+    return tp_comm(ctx, "reduce_scatter" if ctx.sp else "all_reduce", name)
+
+
+def _enter_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
+    return _exit_tp(ctx, name)
+
+
+def _exit_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
+    return _enter_tp(ctx, name)
+
+
+def bf16_context(ctx: LayerContext) -> LayerContext:
     """FP8 training keeps the dot-product attention, the router and the output layer in
     16-bit (Transformer Engine's fp8_autocast covers the transformer layers' linear
     GEMMs; fp8 attention is a separate, default-off option)."""
@@ -112,7 +119,7 @@ def _core(ctx: LayerContext, window: bool, d_qk: int, d_v: int, bwd: bool) -> Co
     pairs, kv = _pairs(ctx, window)
     flops = 2.0 * bh * pairs * (d_qk + d_v) * (2.5 if bwd else 1.0)
     nbytes = e * bh * s * (2 * d_qk + 2 * d_v) * (2 if bwd else 1)
-    return Compute("attention", flops, nbytes, _bf16(ctx).dtype, (bh, s, kv, d_qk), causal=True,
+    return Compute("attention", flops, nbytes, bf16_context(ctx).dtype, (bh, s, kv, d_qk), causal=True,
                    name="flash_attn_bwd" if bwd else "flash_attn_fwd")
 
 
@@ -134,7 +141,7 @@ def _attn_forward(ctx: LayerContext, window: bool) -> list[Op]:
     m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
     att = mla(m)
     if att is None:
-        g = _shapes(ctx)
+        g = layer_gemm_shapes(ctx)
         rope = e * 2 * T * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
         return [gemm(ctx, *g["qkv"], "qkv"), mem(ctx, "elementwise", rope, "rope"),
                 _core(ctx, window, m.head_dim, m.head_dim, False), gemm(ctx, *g["proj"], "attn_proj")]
@@ -151,7 +158,7 @@ def _attn_backward(ctx: LayerContext, window: bool) -> list[Op]:
     m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
     att = mla(m)
     if att is None:
-        g = _shapes(ctx)
+        g = layer_gemm_shapes(ctx)
         return [*gemm_bwd(ctx, *g["proj"], "attn_proj"),
                 _core(ctx, window, m.head_dim, m.head_dim, True), *gemm_bwd(ctx, *g["qkv"], "qkv")]
     latent = (att.q_lora_rank or 0) + att.kv_lora_rank
@@ -175,7 +182,7 @@ def _received(ctx: LayerContext) -> float:
     return local_tokens(ctx) * k * ctx.moe.rank_factor * ctx.moe.etp
 
 
-def _deepep_remote_nodes(ctx: LayerContext) -> float:
+def deepep_remote_nodes(ctx: LayerContext) -> float:
     """Expected remote nodes a token's k experts sit on, experts spread evenly over the N
     nodes of the EP group: (N-1)(1-(1-1/N)^k). With group-limited routing whose groups
     are the nodes (DeepSeek-V3: 8 groups on 8 nodes, top-4 groups, "at most 4 nodes per
@@ -187,7 +194,7 @@ def _deepep_remote_nodes(ctx: LayerContext) -> float:
     return (nodes - 1) * (1 - (1 - 1 / nodes) ** k)
 
 
-def _route(ctx: LayerContext, name: str, out: bool) -> list[Op]:
+def route(ctx: LayerContext, name: str, out: bool) -> list[Op]:
     """Dispatch (out=False) or combine (out=True) communication of one MoE layer."""
     mc, e, h = ctx.moe, ctx.act_bytes, ctx.model.hidden
     n, k = local_tokens(ctx), ctx.model.moe.top_k
@@ -199,7 +206,7 @@ def _route(ctx: LayerContext, name: str, out: bool) -> list[Op]:
         return [Collective(kind, e * n * h * mc.ep, mc.ep_group, name=f"ep_{kind}_{name}")]
     if mc.dispatcher == "deepep" and mc.rail_group.size > 1:
         nodes = mc.rail_group.size
-        remote = e * n * h * _deepep_remote_nodes(ctx) * mc.rank_factor * nodes / (nodes - 1)
+        remote = e * n * h * deepep_remote_nodes(ctx) * mc.rank_factor * nodes / (nodes - 1)
         ops = [Collective("all_to_all", remote, mc.rail_group, name=f"deepep_rdma_{name}"),
                Collective("all_to_all", e * n * k * h * mc.rank_factor, mc.node_group,
                           name=f"deepep_nvlink_{name}")]
@@ -238,13 +245,13 @@ def moe_forward(ctx: LayerContext) -> list[Op]:
     h, E, k = m.hidden, m.moe.experts, m.moe.top_k
     local, fc1, fc2 = _expert_shapes(ctx)
     r = _received(ctx)
-    ops: list[Op] = [gemm(_bf16(ctx), n, E, h, "router"), mem(ctx, "softmax", 3 * 4 * n * E, "router_topk"),
+    ops: list[Op] = [gemm(bf16_context(ctx), n, E, h, "router"), mem(ctx, "softmax", 3 * 4 * n * E, "router_topk"),
                      mem(ctx, "elementwise", e * n * h * (1 + k), "permute"),
-                     *_route(ctx, "dispatch", out=False),
+                     *route(ctx, "dispatch", out=False),
                      *[gemm(ctx, *fc1, "expert_fc1")] * local,
                      mem(ctx, "elementwise", _act(ctx, r, fc2[2]), "expert_activation"),
                      *[gemm(ctx, *fc2, "expert_fc2")] * local,
-                     *_route(ctx, "combine", out=True),
+                     *route(ctx, "combine", out=True),
                      mem(ctx, "elementwise", e * n * h * (1 + k), "unpermute")]
     if m.moe.shared_experts:
         s1, s2 = _shared_shapes(ctx)
@@ -265,28 +272,28 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
                 mem(ctx, "elementwise", 1.5 * _act(ctx, n, s2[2]), "shared_activation_bwd"),
                 *gemm_bwd(ctx, *s1, "shared_fc1")]
     ops += [mem(ctx, "elementwise", e * n * h * (2 + k), "unpermute_bwd"),
-            *_route(ctx, "combine_bwd", out=False),
+            *route(ctx, "combine_bwd", out=False),
             *gemm_bwd(ctx, *fc2, "expert_fc2") * local,
             mem(ctx, "elementwise", 1.5 * _act(ctx, r, fc2[2]), "expert_activation_bwd"),
             *gemm_bwd(ctx, *fc1, "expert_fc1") * local,
-            *_route(ctx, "dispatch_bwd", out=True),
+            *route(ctx, "dispatch_bwd", out=True),
             mem(ctx, "elementwise", e * n * h * (1 + k), "permute_bwd"),
             mem(ctx, "softmax", 3 * 4 * n * E, "router_topk_bwd"),
-            *gemm_bwd(_bf16(ctx), n, E, h, "router")]
+            *gemm_bwd(bf16_context(ctx), n, E, h, "router")]
     return ops
 
 
 # ------------------------------------------------------------------------- whole layers
 
 def _dense_mlp(ctx: LayerContext) -> list[Op]:
-    g = _shapes(ctx)
+    g = layer_gemm_shapes(ctx)
     return [*_enter_tp(ctx, "tp_ag_mlp"), gemm(ctx, *g["mlp_up"], "mlp_up"),
             mem(ctx, "elementwise", _act(ctx, ctx.tokens, ctx.model.ffn // ctx.tp), "activation"),
             gemm(ctx, *g["mlp_down"], "mlp_down"), *_exit_tp(ctx, "tp_mlp_out")]
 
 
 def _dense_mlp_bwd(ctx: LayerContext) -> list[Op]:
-    g = _shapes(ctx)
+    g = layer_gemm_shapes(ctx)
     return [*_exit_tp_bwd(ctx, "tp_mlp_out_bwd"), *gemm_bwd(ctx, *g["mlp_down"], "mlp_down"),
             mem(ctx, "elementwise", 1.5 * _act(ctx, ctx.tokens, ctx.model.ffn // ctx.tp), "activation_bwd"),
             *gemm_bwd(ctx, *g["mlp_up"], "mlp_up"), *_enter_tp_bwd(ctx, "tp_mlp_in_bwd")]

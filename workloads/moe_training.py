@@ -18,7 +18,7 @@ from workloads.layers import LayerContext, head_backward, head_forward
 from workloads.model import ModelSpec
 from workloads.moe_layers import (
     MoEContext,
-    _bf16,
+    bf16_context,
     layer_backward_at,
     layer_forward_at,
     layer_recompute_at,
@@ -94,7 +94,7 @@ def layer_bwd_ops(ctx: LayerContext, plan: ParallelPlan, i: int) -> list:
 def head_fwd(ctx: LayerContext) -> list:
     """Output head, then each MTP module with its own pass through the shared head (the
     output layer runs in 16-bit under FP8: it is outside Transformer Engine's autocast)."""
-    last, head = ctx.model.layers - 1, head_forward(_bf16(ctx))
+    last, head = ctx.model.layers - 1, head_forward(bf16_context(ctx))
     ops = head
     for _ in range(ctx.model.mtp_layers):
         ops = ops + mtp_forward(ctx, last) + head
@@ -102,7 +102,7 @@ def head_fwd(ctx: LayerContext) -> list:
 
 
 def head_bwd(ctx: LayerContext) -> list:
-    last, head = ctx.model.layers - 1, head_backward(_bf16(ctx))
+    last, head = ctx.model.layers - 1, head_backward(bf16_context(ctx))
     ops: list = []
     for _ in range(ctx.model.mtp_layers):
         ops = ops + head + mtp_backward(ctx, last)

@@ -19,7 +19,7 @@ from workloads.parallel import ParallelPlan
 def _time(est, ops, overlap: bool) -> float:
     comp = ep = 0.0
     for op in ops:
-        t = est.costs._op_time(op)
+        t = est.costs.uncached_time(op)
         if isinstance(op, Collective) and op.group.dim == "ep":
             ep += t
         else:

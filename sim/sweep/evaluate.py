@@ -8,20 +8,19 @@ input, same rows), so any executor, any chunking and any resume give identical r
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from hw_models import catalog, profile
 from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from sim import scenario as scenario_mod
-from sim.network import ClusterLayout
+from sim.setup import moe_options, resolve_cluster, training_options
 from sim.simulate import simulate
 from sim.sweep import plans
 from sim.sweep.estimate import Estimator
-from workloads import parallel, training
+from workloads import parallel
 from workloads.model import model_flops, resolve
-from workloads.moe_training import MoEOptions
 
 Config = tuple[int, dict[str, Any], dict[str, Any] | None]
 
@@ -48,8 +47,8 @@ def reason_of(message: str) -> str:
 
 
 def scenario_for(base: dict[str, Any], axis: dict[str, Any], plan: dict[str, Any] | None) -> dict:
-    from sim.sweep.spec import _deep_copy, set_dotted
-    data = _deep_copy(base)
+    from sim.sweep.spec import deep_copy, set_dotted
+    data = deep_copy(base)
     for k, v in axis.items():
         set_dotted(data, k, v)
     for k, v in (plan or {}).items():
@@ -68,22 +67,13 @@ class _Context:
 
     def __init__(self, data: dict[str, Any]):
         self.scenario = sc = scenario_mod.parse(data, "sweep point")
-        system = catalog.system(sc.cluster.system)
-        w = sc.workload
-        prof = profile.load(sc.cluster.profile or system.default_profile)
-        net = sc.cluster.network
-        layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
-                               net.oversubscription)
-        grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
+        cl = resolve_cluster(sc)
+        system, w = cl.system, sc.workload
+        compute = ComputeModel(cl.gpu, cl.profile, sc.sim.speed_scale)
         model = resolve(w.model).with_seq_len(w.seq_len)
-        moe = MoEOptions(w.moe.dispatcher, w.moe.routing(sc.sim.seed), w.moe.overlap,
-                         layout.domain_gpus) if model.is_moe else None
-        opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
-                                        grad_bytes=grad_bytes,
-                                        overlap_grad_reduce=w.overlap_grad_reduce, moe=moe)
-        compute = ComputeModel(system.gpu_spec, prof, sc.sim.speed_scale)
-        self.estimator = Estimator(model, layout, compute, opts, system.gpu_spec.hbm_bytes, prof)
-        self.world = layout.world_size
+        opts = replace(training_options(w), moe=moe_options(w, model, cl.layout))
+        self.estimator = Estimator(model, cl.layout, compute, opts, cl.gpu.hbm_bytes, cl.profile)
+        self.world = cl.layout.world_size
         self.price = getattr(system, "cost_per_gpu_hour_usd", None)
         self.peak = system.gpu_spec.peak_flops(w.precision)
 
@@ -102,7 +92,8 @@ def _plan_of(ctx: _Context, plan: dict[str, Any] | None) -> parallel.ParallelPla
     p = w.parallel
     f = {"tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "sequence_parallel": p.sequence_parallel,
          "zero": p.zero, "micro_batch": w.micro_batch, "recompute": w.recompute,
-         "global_batch": w.global_batch, "ep": p.ep, "etp": p.etp,
+         "global_batch": w.global_batch,
+         "ep": p.ep, "etp": p.etp,
          "pipeline_layers": tuple(p.pipeline_layers) if p.pipeline_layers else None}
     f |= {k: (tuple(v) if k == "pipeline_layers" and v else v) for k, v in (plan or {}).items()}
     if f["dp"] is None:

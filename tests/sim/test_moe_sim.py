@@ -10,7 +10,8 @@ import pytest
 
 from hw_models.compute import ComputeModel
 from sim.scenario import parse
-from sim.simulate import make_network, resolve_setup, simulate
+from sim.setup import make_network, resolve_setup
+from sim.simulate import simulate
 from workloads import training
 from workloads.graph import Collective
 from workloads.moe_load import Routing, ep_load
@@ -147,11 +148,11 @@ def test_deepep_node_limited_routing_by_hand():
     from workloads.graph import CommGroup
     from workloads.layers import LayerContext
     from workloads.model import presets
-    from workloads.moe_layers import _deepep_remote_nodes, make_context
+    from workloads.moe_layers import deepep_remote_nodes, make_context
     ds = presets()["deepseek-v3"]
     ctx = LayerContext(ds, 1, 1, False, "bf16", CommGroup((0,), "tp"),
                        moe=make_context(tuple(range(64)), (0,), "deepep", 1.0, 8))
-    assert _deepep_remote_nodes(ctx) == pytest.approx(4 * (1 - 0.75**8) * 7 / 8)
+    assert deepep_remote_nodes(ctx) == pytest.approx(4 * (1 - 0.75**8) * 7 / 8)
     free = ds.model_copy(update={"moe": ds.moe.model_copy(update={"router_group_topk": None})})
     ctx_free = LayerContext(free, 1, 1, False, "bf16", CommGroup((0,), "tp"), moe=ctx.moe)
-    assert _deepep_remote_nodes(ctx_free) == pytest.approx(7 * (1 - (7 / 8) ** 8))
+    assert deepep_remote_nodes(ctx_free) == pytest.approx(7 * (1 - (7 / 8) ** 8))

@@ -56,8 +56,8 @@ def test_layer_gemm_flops_match_the_model_flops_formula():
     def gemm_flops(ops):
         return sum(o.flops for o in ops if isinstance(o, Compute) and o.op_class == "gemm")
 
-    weights = moe._matmul_params(DS, 10)
+    weights = moe.matmul_params(DS, 10)
     assert gemm_flops(layer_forward_at(ctx, 10)) == pytest.approx(2 * T * weights)
     assert gemm_flops(layer_backward_at(ctx, 10)) == pytest.approx(4 * T * weights)
-    dense = moe._matmul_params(DS, 0)
+    dense = moe.matmul_params(DS, 0)
     assert gemm_flops(layer_forward_at(ctx, 0)) == pytest.approx(2 * T * dense)

@@ -1,7 +1,7 @@
-"""Serving iterations of MoE, MLA and windowed-attention models on one TP x PP replica.
+"""The operations of a serving iteration of MoE, MLA and windowed-attention models.
 
-Same structure and caching as workloads.inference.ops.IterationModel (whose docstring
-describes the iteration), with the layer kinds of workloads/moe.py:
+Same structure as workloads.inference.ops.IterationOps (whose docstring describes the
+iteration; sim/serving/moe_iteration.py prices it), with the layer kinds of workloads/moe.py:
 
 - MoE layers: router GEMM (T, E, h); the routed experts are split over TP (every TP
   rank holds 1/tp of each expert, vLLM's default without expert parallelism); a batch
@@ -29,10 +29,10 @@ import math
 from collections import Counter
 
 from workloads.graph import Block, Compute, ExecutionGraph, SendRecv
-from workloads.inference.ops import ATTENTION_DTYPE, IterationModel, Shape
+from workloads.inference.ops import ATTENTION_DTYPE, IterationOps, Shape
 from workloads.layers import LayerContext, mem, tp_comm
 from workloads.moe import expert_params, is_moe_layer, is_window_layer, mla
-from workloads.moe_layers import _route, make_context
+from workloads.moe_layers import make_context, route
 
 
 def _share(x: int, ep: int) -> int:
@@ -47,11 +47,17 @@ def per_gpu(s: Shape, ep: int) -> Shape:
                  _share(s.decode_seqs, ep), _share(s.decode_kv, ep), _share(s.logits, ep))
 
 
-class MoEIterationModel(IterationModel):
+class MoEIterationOps(IterationOps):
 
-    def __init__(self, *args, ep: int = 1, dispatcher: str = "alltoall", overlap: bool = False,
-                 domain_gpus: int = 8, **kw):
-        super().__init__(*args, **kw)
+    def __init__(self, model, tp: int, pp: int, precision: str, kv_bytes: int | None = None,
+                 **moe):
+        super().__init__(model, tp, pp, precision, kv_bytes)
+        self.configure(**moe)
+
+    def configure(self, ep: int = 1, dispatcher: str = "alltoall", overlap: bool = False,
+                  domain_gpus: int = 8) -> None:
+        """Expert parallelism of the replica: ep GPUs, the dispatcher, two-batch overlap;
+        ``domain_gpus`` consecutive GPUs share NVLink."""
         self.ep, self.overlap = ep, overlap
         span = self.tp * self.pp
         ranks = tuple(range(0, ep * span, span))
@@ -70,28 +76,9 @@ class MoEIterationModel(IterationModel):
         experts = sum(expert_params(m, i) for i in range(m.layers))
         return (m.params - experts + experts / self.ep) * self.w_bytes / (self.tp * self.pp)
 
-    def _kinds(self) -> Counter:
+    def kinds(self) -> Counter:
         m = self.model
         return Counter((is_moe_layer(m, i), is_window_layer(m, i)) for i in range(m.layers))
-
-    def _compose(self, s: Shape) -> float:
-        self.evaluations += 1
-        T_all = s.prefill_tokens + s.decode_seqs
-        s = per_gpu(s, self.ep)
-        T = s.prefill_tokens + s.decode_seqs
-        total = comm = 0.0
-        for (moe, window), n in self._kinds().items():
-            per = self._part(("layer", moe, T, T_all),
-                             lambda moe=moe: self.token_ops(T, moe, T_all, compute=True))
-            per += sum(self._costs.op_time(o) for o in self.attention_ops_of(s, window))
-            total += n * per
-            comm += n * self._part(("ep", moe, T, T_all),
-                                   lambda moe=moe: self.token_ops(T, moe, T_all, compute=False))
-        total += self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
-        if self.overlap and self.pp == 1:     # two-batch overlap: EP comm under compute
-            comm = max(0.0, comm - total)
-        hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0
-        return total + comm + (self.pp - 1) * hop
 
     # ---- kernels that depend on the token count only ------------------------------
     def _attn_projections(self, T: int) -> list:
@@ -134,8 +121,8 @@ class MoEIterationModel(IterationModel):
         if self.ep > 1:          # dispatch before the experts, combine after them
             rctx = LayerContext(m.with_seq_len(max(1, T)), 1, 1, False, self.precision,
                                 self.group, moe=self.moe_ctx)
-            ops[2:2] = _route(rctx, "dispatch", out=False)
-            ops += _route(rctx, "combine", out=True)
+            ops[2:2] = route(rctx, "dispatch", out=False)
+            ops += route(rctx, "combine", out=True)
         if m.moe.shared_experts:
             fs = m.moe.shared_experts * m.moe.shared_ffn // self.tp
             ops += [self._gemm(T, fs * (2 if m.gated else 1), h, "shared_up"),

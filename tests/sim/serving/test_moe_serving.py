@@ -8,7 +8,7 @@ import pytest
 from hw_models import catalog, profile
 from hw_models.compute import ComputeModel
 from sim.network import AnalyticalNetwork, ClusterLayout
-from workloads.inference.moe_ops import MoEIterationModel
+from sim.serving.moe_iteration import MoEIterationModel
 from workloads.inference.ops import Shape, bucketed
 from workloads.model import resolve
 
