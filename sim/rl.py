@@ -77,16 +77,16 @@ def pool_cluster(sc: Scenario, system: SystemSpec, gpus: int) -> dict:
 def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> Scenario:
     w: RLWorkload = sc.workload
     p = w.rollout.parallel
-    replica = p.tp * p.pp
+    replica = p.tp * p.pp * p.ep
     if pools.rollout % replica:
-        raise InfeasiblePlanError(f"rollout.parallel tp {p.tp} x pp {p.pp} = {replica} GPUs does "
-                                  f"not divide the {pools.rollout} rollout GPUs")
+        raise InfeasiblePlanError(f"rollout.parallel tp {p.tp} x pp {p.pp} x ep {p.ep} = {replica} "
+                                  f"GPUs does not divide the {pools.rollout} rollout GPUs")
     groups = math.ceil(w.prompts_per_step * w.rollout.oversample)
     reqs = {"count": groups * w.samples_per_prompt, "arrival": "burst",
             "prompt_len": _length(w.prompt_len), "output_len": _length(w.response_len),
             "seed": w.seed}
     work = {"kind": "inference", "model": rollout_model(w), "precision": w.rollout_precision,
-            "parallel": {"tp": p.tp, "pp": p.pp}, "replicas": pools.rollout // replica,
+            "parallel": {"tp": p.tp, "pp": p.pp, "ep": p.ep}, "replicas": pools.rollout // replica,
             "scheduler": w.rollout.scheduler.model_dump(), "kv_cache": w.rollout.kv_cache.model_dump(),
             "requests": reqs}
     return parse({"name": f"{sc.name}-rollout", "cluster": pool_cluster(sc, system, pools.rollout),
@@ -125,7 +125,7 @@ def run_rollout(sc: Scenario, system: SystemSpec, pools: PoolSizes, prof: Profil
         gen, kept = float(df.finish_s.max()), df
     p = w.rollout.parallel
     ends = df.groupby("replica").finish_s.max().clip(upper=gen)
-    straggle = float(((gen - ends) * p.tp * p.pp).sum())
+    straggle = float(((gen - ends) * p.tp * p.pp * p.ep).sum())
     lengths = (kept.prompt_len + kept.output_len).to_numpy()
     return {"generation_s": gen, "lengths": lengths, "straggler_gpu_s": straggle,
             "tail_s": gen - float(np.quantile(kept.finish_s, 0.9)),
@@ -144,9 +144,7 @@ def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, se
     if dp < 1 or pools.train % (p.tp * p.pp):
         raise InfeasiblePlanError(f"train.parallel tp {p.tp} x pp {p.pp} does not divide the "
                                   f"{pools.train} training GPUs")
-    par = p.model_dump(exclude={"ep"})
-    if p.ep > 1:
-        par["ep"] = p.ep          # the training layer decides whether it takes expert parallelism
+    par = p.model_dump()
     work = {"kind": "training", "model": model, "seq_len": seq_len, "micro_batch": t.micro_batch,
             "global_batch": steps.round_up(rows, dp * t.micro_batch), "precision": w.precision,
             "parallel": par, "recompute": t.recompute, "attention": t.attention}

@@ -47,15 +47,19 @@ def cluster_network(sc: Scenario, system: SystemSpec, prof: Profile) -> Analytic
 
 
 def train_layout(w: RLWorkload, pools: PoolSizes) -> tuple[steps.Layout, int]:
+    """(layout, data-parallel copies) for the reshard. Expert parallelism counts as a further
+    split of each layer's matrices: experts hold nearly all of a MoE model's weights (the
+    attention weights replicated over the ep ranks are undercounted)."""
     p = w.train.parallel
-    return steps.Layout(p.tp, p.pp), pools.train // (p.tp * p.pp)
+    dp = pools.train // (p.tp * p.pp)
+    return steps.Layout(p.tp * p.ep, p.pp), max(1, dp // p.ep)
 
 
 def nccl_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: ModelSpec,
               prof: Profile) -> dict:
     w: RLWorkload = sc.workload
     rp = w.rollout.parallel
-    rollout = steps.Layout(rp.tp, rp.pp)
+    rollout = steps.Layout(rp.tp * rp.ep, rp.pp)
     train, dp = train_layout(w, pools)
     total = model.params * WEIGHT_BYTES[w.rollout_precision]
     inbound = steps.reshard_inbound(total, train, dp, rollout, pools.rollout, pools.colocated)
@@ -94,7 +98,7 @@ def checkpoint_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: M
     path = cfg.path(system.nic_bw_per_gpu * system.gpus_per_node)
     per = system.gpus_per_node
     rp = w.rollout.parallel
-    replicas = pools.rollout // (rp.tp * rp.pp)
+    replicas = pools.rollout // (rp.tp * rp.pp * rp.ep)
     write = tier.transfer_time("write", model.params * 2, max(1, pools.train // per), path)
     read_bytes = replicas * model.params * WEIGHT_BYTES[w.rollout_precision]
     read = tier.transfer_time("read", read_bytes, max(1, pools.rollout // per), path)
@@ -107,8 +111,9 @@ def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
     w: RLWorkload = sc.workload
     if not pools.colocated:
         return {"onload_s": 0.0, "offload_s": 0.0, "offload_bytes_per_gpu": 0.0}
-    train, dp = train_layout(w, pools)
-    plan = ParallelPlan(train.tp, train.pp, dp, 1, dp, zero=w.train.parallel.zero)
+    p = w.train.parallel
+    dp = pools.train // (p.tp * p.pp)
+    plan = ParallelPlan(p.tp, p.pp, dp, 1, dp, zero=p.zero, ep=p.ep)
     trained = frozen = 0.0
     for ps in steps.PASSES[w.algorithm]:
         role = ps.role
@@ -117,7 +122,7 @@ def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
         if ps.train:
             trained += states
         elif role in ("reference", "reward"):
-            frozen += model.params * 2 / train.gpus
+            frozen += model.params * 2 / (p.tp * p.pp * (p.ep if model.is_moe else 1))
     gpu = system.gpu if isinstance(system.gpu, str) else system.gpu.name
     bw = storage.host_link(gpu).bw
     return {"onload_s": (trained + frozen) / bw, "offload_s": trained / bw,
