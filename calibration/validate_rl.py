@@ -40,6 +40,8 @@ PROMPT_TOKENS = 256         # assumption: an OpenMathInstruct-2 problem in NeMo 
 RESPONSE_SIGMA = 0.8        # assumption: the lognormal spread of the RL issue's example
 GROUP = 32                  # samples per prompt (NeMo RL performance recipes)
 SYSTEMS = {"DGX-H100": "dgx-h100", "GB200-NVL72": "gb200-nvl72"}
+# Rows whose arch_id is empty: the zoo's preset for the published model name.
+MODELS = {"Qwen3-32B": "qwen3-32b"}
 MEM_UTIL = {True: 0.6, False: 0.8}       # colocated, separate pools
 
 
@@ -75,14 +77,27 @@ def median_for_mean(mean_total: float, prompt: int, cap: int, sigma: float) -> f
 def skip_reason(r) -> str | None:
     if r.gpu_type not in SYSTEMS:
         return f"{r.gpu_type} is not in the hardware catalog; configs not published"
-    if not isinstance(r.arch_id, str):
-        return f"{r.model}: no architecture in model_architectures.csv (Qwen3-32B head_dim 128 != hidden/heads)"
-    if r.arch_id not in presets():
-        return f"model preset {r.arch_id!r} (MoE) is not in the model zoo"
+    arch = model_id(r)
+    if arch is None or arch not in presets():
+        return f"{r.model}: no preset in the model zoo"
     tp, cp, ep, pp = _ints(r.train_parallel)[:4]
     if cp > 1:
         return f"training context parallelism cp={cp} is not modelled"
     return None
+
+
+def stage_layers(model: str, pp: int) -> list[int] | None:
+    """Layers per stage when pp does not divide them (Qwen3-235B's 94 layers on pp 8): the
+    first stages take one layer more (an assumption: the rows do not give the split)."""
+    layers = presets()[model].layers
+    if layers % pp == 0:
+        return None
+    base, extra = divmod(layers, pp)
+    return [base + (1 if i < extra else 0) for i in range(pp)]
+
+
+def model_id(r) -> str | None:
+    return r.arch_id if isinstance(r.arch_id, str) else MODELS.get(r.model)
 
 
 def build(r) -> scenario.Scenario:
@@ -98,7 +113,7 @@ def build(r) -> scenario.Scenario:
     samples = int(r.gen_global_batch_samples)
     group = GROUP if samples % GROUP == 0 else 1
     prec = str(r.precision_train).lower()
-    work = {"kind": "rl", "algorithm": str(r.algorithm).lower(), "model": r.arch_id,
+    work = {"kind": "rl", "algorithm": str(r.algorithm).lower(), "model": model_id(r),
             "precision": prec, "prompts_per_step": samples // group, "samples_per_prompt": group,
             "prompt_len": PROMPT_TOKENS,
             "response_len": {"dist": "lognormal", "median": median, "sigma": RESPONSE_SIGMA,
@@ -107,11 +122,12 @@ def build(r) -> scenario.Scenario:
                         "precision": str(r.precision_gen).lower(),
                         "kv_cache": {"gpu_memory_utilization": MEM_UTIL[not off]}},
             "train": {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,
-                      "parallel": {"tp": tp, "pp": pp, "ep": ep, "zero": 1},
+                      "parallel": {"tp": tp, "pp": pp, "ep": ep, "zero": 1,
+                                   "pipeline_layers": stage_layers(model_id(r), pp)},
                       "recompute": "full", "max_seq_len": int(r.train_max_seq_len)},
             "placement": {"rollout_gpus": n // 2, "train_gpus": n // 2} if off else "colocated",
             "off_policy_steps": 1 if off else 0}
-    return scenario.parse({"name": f"{r.arch_id}-{n}-{r.gpu_type}",
+    return scenario.parse({"name": f"{model_id(r)}-{n}-{r.gpu_type}",
                            "cluster": {"system": system, "nodes": max(1, n // per_node)},
                            "workload": work}, "rl validation row")
 

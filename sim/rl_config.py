@@ -53,6 +53,8 @@ class TrainParallel(_Cfg):
     schedule: Literal["gpipe", "1f1b", "interleaved"] = Field("1f1b", description="pipeline schedule")
     zero: Literal[0, 1, 2, 3] = Field(1, description="ZeRO stage; 1 = Megatron's distributed "
                                       "optimizer (NeMo RL's default)")
+    pipeline_layers: list[int] | None = Field(None, description="layers per pipeline stage "
+                                              "(uneven split); unset: layers / pp each")
 
 
 class TrainConfig(_Cfg):
