@@ -209,3 +209,16 @@ def test_rollout_context_is_the_steps_longest_sequence():
                            response_len={"dist": "uniform", "low": 8500, "high": 9000},
                            train={"global_batch": 2, "parallel": {"tp": 8}}))
     assert res.metrics["generated_tokens"] >= 17000 and res.extra["row_len"] > 8192
+
+
+def test_moe_policy_with_expert_parallel_rollout_and_training():
+    m = resolve("qwen3-30b-a3b")
+    res = simulate_rl(make(model="qwen3-30b-a3b",
+                           rollout={"parallel": {"tp": 1, "ep": 2},
+                                    "kv_cache": {"gpu_memory_utilization": 0.6}},
+                           train={"global_batch": 8, "parallel": {"tp": 1, "ep": 8},
+                                  "max_seq_len": 1024, "recompute": "full"}))
+    assert res.extra["rollout_replicas"] == 4                 # 8 GPUs / (ep 2 x tp 1)
+    # Experts split the matrices: a rollout GPU needs half the bf16 weights (ep 2); the one
+    # whose eighth (training ep 8) lies outside that half receives all of it.
+    assert res.extra["sync_bytes_per_gpu"] == pytest.approx(m.params * 2 / 2)
