@@ -28,6 +28,7 @@ from scipy.sparse.csgraph import shortest_path
 
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
+from hw_models.routing import ShortestPaths
 
 GB = 1e9
 US = 1e-6
@@ -122,6 +123,7 @@ class Topology:
         # Reversed graph: distance *to* a destination is a BFS from it on reversed edges.
         self._rev = csr_matrix((np.ones(len(self.src)), (self.dst, self.src)), shape=(nv, nv))
         self._dist: dict[int, np.ndarray] = {}
+        self._paths = ShortestPaths(nv, self.src, self.dst, order, self._out_ptr)
         self._routes: dict[tuple[int, int, int], np.ndarray] = {}
         self._spread: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.routing = "ecmp"
@@ -208,13 +210,13 @@ class Topology:
         return None
 
     def _walk(self, u: int, v: int, a: int, b: int, salt: int) -> np.ndarray:
-        dist = self._dist_to(v)
-        if not np.isfinite(dist[u]):
+        found = self._paths.search(u, v)     # hw_models/routing.py: no full BFS per destination
+        if found is None:
             raise ClusterSimError(f"topology {self.name!r}: no path from rank {a} to rank {b}")
+        d, r_u = found
         hops = []
         while u != v:
-            out = self._out_links[self._out_ptr[u]:self._out_ptr[u + 1]]
-            nxt = out[dist[self.dst[out]] == dist[u] - 1]
+            nxt = self._paths.next_hops(u, len(hops), d, r_u)
             link = int(nxt[_mix(a, b, u, salt) % len(nxt)]) if len(nxt) > 1 else int(nxt[0])
             hops.append(link)
             u = int(self.dst[link])
