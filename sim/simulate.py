@@ -62,8 +62,12 @@ def resolve_setup(sc: Scenario) -> Setup:
     return Setup(sc, system, gpu, prof, model, plan, layout, opts)
 
 
-def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0):
+def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0, like=None):
+    """The scenario's network model on ``prof``; ``like``: a flow network of the same
+    scenario whose topology, routes and symmetric-peer groups are reused."""
     prof = prof or setup.profile
+    if like is not None and hasattr(like, "with_profile"):
+        return like.with_profile(prof)
     if setup.scenario.sim.fidelity == "flow":
         from sim.network.flow import FlowNetwork
         # Unset keys must fall back to the system's catalog values, so None is not passed.
@@ -112,7 +116,7 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     peak = setup.gpu.peak_flops(sc.workload.precision)
     mflops = model_flops(model, tokens)
     hw_flops = mflops * recompute_factor(setup)
-    lo_hi = band_times(setup, graph, prof, t_iter) if band and prof.uncertainty else None
+    lo_hi = band_times(setup, graph, prof, rows, network) if band and prof.uncertainty else None
     # An async checkpoint write on the same fabric (flow fidelity, docs/reliability.md).
     from sim.checkpoint_contention import checkpoint_contention
     contention = checkpoint_contention(setup, graph, prof, t_iter)
@@ -131,18 +135,18 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
                **({"checkpoint_contention": contention} if contention else {})})
 
 
-def band_times(setup: Setup, graph, prof: Profile, t_iter: float) -> tuple[float, float]:
-    """(low, high) iteration time: the same graph re-costed and re-played with every fitted
-    parameter at its fast and at its slow bootstrap end (a corner bound, see
-    calibration/uncertainty.py)."""
+def band_times(setup: Setup, graph, prof: Profile, rows, network) -> tuple[float, float]:
+    """(low, high) iteration time with every fitted parameter at its fast and at its slow
+    bootstrap end (a corner bound, see calibration/uncertainty.py): the played schedule
+    re-timed with the corners' costs (sim/band.py), no second play."""
     from calibration.uncertainty import band_profiles
-    times = [t_iter]
+    from sim.band import Schedule, corner_time
+    schedule = Schedule(graph, rows)
+    times = [max(r.end for r in rows)]
     for corner in band_profiles(prof):
-        network = make_network(setup, corner)
-        if hasattr(network, "set_simulated_ranks"):
-            network.set_simulated_ranks(graph.simulated_ranks)
-        costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), network)
-        times.append(max(r.end for r in Engine(graph, costs, network).run()))
+        net = make_network(setup, corner, like=network)
+        costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), net)
+        times.append(corner_time(schedule, graph, costs, net, network))
     return min(times), max(times)
 
 

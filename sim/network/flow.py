@@ -74,6 +74,19 @@ class FlowNetwork:
         self._siblings: dict[tuple, list] = {}
         self._rate_cache: dict[tuple, np.ndarray] = {}
 
+    def with_profile(self, profile: Profile) -> FlowNetwork:
+        """The same fabric with another profile's collective curves (a band corner): the
+        topology, its routes and the symmetric-peer groups are shared, the choices and
+        flow plans (which depend on the curves) are not."""
+        net = object.__new__(FlowNetwork)
+        net.__dict__.update(self.__dict__)
+        net.profile = profile
+        net.tuner = Tuner(self.topology, dict(profile.fabric), self.tuner.intra_class,
+                          nvls=self.tuner.nvls, sharp=self.tuner.sharp,
+                          max_channels=self.tuner.max_channels, arch=self.tuner.arch)
+        net._fabrics, net._times, net._choices, net._phases, net._rate_cache = {}, {}, {}, {}, {}
+        return net
+
     def set_simulated_ranks(self, ranks: Iterable[int] | None) -> None:
         self._simulated = None if ranks is None else frozenset(ranks)
         for cache in (self._times, self._phases, self._siblings, self._rate_cache):
