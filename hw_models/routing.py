@@ -93,3 +93,134 @@ class ShortestPaths:
         else:
             ok = (self._stamp[1, z] == gen) & (self._dist[1, z] == d - level - 1)
         return out[ok]
+
+
+_GOLD, _MUL = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
+
+
+def mix_v(*xs: np.ndarray) -> np.ndarray:
+    """hw_models.topology._mix (splitmix64) over arrays, element by element."""
+    h = np.full(len(xs[0]), _GOLD, dtype=np.uint64)
+    for x in xs:
+        h = (h ^ np.asarray(x).astype(np.uint64)) * _MUL
+        h ^= h >> np.uint64(31)
+    return h
+
+
+def _member(keys: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(found, index) of each key in the sorted array ``table``."""
+    idx = np.minimum(np.searchsorted(table, keys), max(len(table) - 1, 0))
+    found = table[idx] == keys if len(table) else np.zeros(len(keys), bool)
+    return found, idx
+
+
+class _Ball:
+    """Visited (pair, vertex) keys of one side of many searches, sorted, with distances,
+    and the keys found at each level."""
+
+    def __init__(self, keys: np.ndarray):
+        self.keys, self.dist = np.sort(keys), np.zeros(len(keys), np.int64)
+        self.levels = [self.keys]
+
+    def add(self, keys: np.ndarray, level: int) -> None:
+        k = np.concatenate([self.keys, keys])
+        d = np.concatenate([self.dist, np.full(len(keys), level, np.int64)])
+        order = np.argsort(k, kind="stable")
+        self.keys, self.dist = k[order], d[order]
+        self.levels.append(keys)
+
+    def level(self, keys: np.ndarray) -> np.ndarray:
+        """Distance of each key, -1 where not visited."""
+        found, idx = _member(keys, self.keys)
+        return np.where(found, self.dist[idx], -1)
+
+
+def batch_routes(sp: ShortestPaths, n: int, us: np.ndarray, vs: np.ndarray,
+                 salts: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """ECMP routes (link ids) of many vertex pairs at once, each the one ``ShortestPaths``
+    gives: the searches of all pairs advance together, a level per step, as array
+    operations. Returns the routes and a mask of unreachable pairs (empty route)."""
+    p = len(us)
+    pair_ids = np.arange(p, dtype=np.int64)
+    ball = [_Ball(pair_ids * n + us), _Ball(pair_ids * n + vs)]
+    front = [pair_ids * n + us, pair_ids * n + vs]
+    d = np.where(us == vs, 0, -1)
+    r_u = np.zeros(p, np.int64)
+    active = us != vs
+    meet: list[np.ndarray] = []
+    radius, side = [0, 0], 0
+    for s in (0, 1):
+        front[s] = front[s][active]
+    while active.any():
+        radius[side] += 1
+        new = _expand(sp, side, front[side], n)
+        new = new[ball[side].level(new) < 0]
+        ball[side].add(new, radius[side])
+        hit = new[ball[1 - side].level(new) >= 0]
+        met = np.unique(hit // n)
+        d[met], r_u[met] = radius[0] + radius[1], radius[0]
+        meet.append(hit)
+        alive = np.zeros(p, bool)
+        alive[new // n] = True
+        active &= alive                      # met, or a ball that stopped growing
+        active[met] = False
+        for s in (0, 1):
+            front[s] = front[s][active[front[s] // n]] if s != side else new[active[new // n]]
+        side = 1 - side
+    on_path = _back_track(sp, ball[0], np.concatenate(meet), r_u, n)
+    return _walk(sp, n, us, vs, salts, d, r_u, on_path, ball[1]), d < 0
+
+
+def _expand(sp: ShortestPaths, side: int, keys: np.ndarray, n: int) -> np.ndarray:
+    links, ptr = (sp.out_links, sp.out_ptr) if side == 0 else (sp.in_links, sp.in_ptr)
+    ends = sp.dst if side == 0 else sp.src
+    pair, x = keys // n, keys % n
+    lens = ptr[x + 1] - ptr[x]
+    nb = ends[links[_csr_ranges(ptr, x)]]
+    return np.unique(np.repeat(pair, lens) * n + nb)
+
+
+def _back_track(sp: ShortestPaths, fwd: _Ball, meet: np.ndarray, r_u: np.ndarray,
+                n: int) -> _Ball:
+    """Vertices on a shortest path, on u's side of the meeting layer, with u-distances:
+    level by level back from the meeting layer, the vertices of u's ball one level
+    nearer to u with an out-link into the layer."""
+    on = _Ball(np.zeros(0, np.int64))
+    meet_level = r_u[meet // n]
+    layer = np.zeros(0, np.int64)
+    for lvl in range(int(r_u.max(initial=0)), 0, -1):
+        layer = np.unique(np.concatenate([layer, meet[meet_level == lvl]]))
+        on.add(layer, lvl)
+        cand = fwd.levels[lvl - 1]
+        cand = cand[r_u[cand // n] >= lvl]
+        pair, y = cand // n, cand % n
+        lens = sp.out_ptr[y + 1] - sp.out_ptr[y]
+        succ = np.repeat(pair, lens) * n + sp.dst[sp.out_links[_csr_ranges(sp.out_ptr, y)]]
+        hit, _ = _member(succ, layer)
+        layer = np.unique(np.repeat(cand, lens)[hit])
+    return on
+
+
+def _walk(sp: ShortestPaths, n: int, us, vs, salts, d, r_u, on_path: _Ball, bwd: _Ball
+          ) -> list[np.ndarray]:
+    p = len(us)
+    cur = us.copy()
+    hops = np.zeros((p, max(int(d.max(initial=0)), 0)), np.int64)
+    for t in range(hops.shape[1]):
+        go = np.flatnonzero(d > t)
+        x = cur[go]
+        lens = sp.out_ptr[x + 1] - sp.out_ptr[x]
+        out = sp.out_links[_csr_ranges(sp.out_ptr, x)]
+        who = np.repeat(np.arange(len(go)), lens)
+        g = go[who]
+        key = g * n + sp.dst[out]
+        fwd_side = t < r_u[g]
+        ok = np.where(fwd_side, on_path.level(key) == t + 1, bwd.level(key) == d[g] - t - 1)
+        cand, cw = out[ok], who[ok]
+        count = np.bincount(cw, minlength=len(go))
+        first = np.cumsum(count) - count
+        h = mix_v(us[go], vs[go], x, salts[go])
+        pick = cand[first + (h % count.astype(np.uint64)).astype(np.int64)]
+        hops[go, t] = pick
+        cur[go] = sp.dst[pick]
+    return [hops[i, :max(int(d[i]), 0)] for i in range(p)]

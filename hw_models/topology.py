@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import shortest_path
 
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
-from hw_models.routing import ShortestPaths
+from hw_models.routing import ShortestPaths, batch_routes
 
 GB = 1e9
 US = 1e-6
@@ -155,6 +155,21 @@ class Topology:
             path = self._walk(u, v, u, v, salt)
             self._routes[key] = path
         return path
+
+    def routes_v(self, us: np.ndarray, vs: np.ndarray, salts: np.ndarray) -> list[np.ndarray]:
+        """``route_v`` of many vertex pairs, the missing ones found in one batch."""
+        keys = list(zip(us.tolist(), vs.tolist(), salts.tolist(), strict=True))
+        missing = [i for i, k in enumerate(keys) if k not in self._routes]
+        if missing:
+            m = np.asarray(missing)
+            got, bad = batch_routes(self._paths, len(self.kinds), us[m], vs[m], salts[m])
+            if bad.any():
+                i = missing[int(np.argmax(bad))]
+                raise ClusterSimError(f"topology {self.name!r}: no path from rank {keys[i][0]} "
+                                      f"to rank {keys[i][1]}")
+            for i, path in zip(missing, got, strict=True):
+                self._routes[keys[i]] = path
+        return [self._routes[k] for k in keys]
 
     def spread_v(self, u: int, v: int) -> tuple[np.ndarray, np.ndarray]:
         """Links from vertex u to v and the fraction of a flow on each, when every switch

@@ -13,8 +13,10 @@ collective phase each). Max-min rates of flows that share no link, directly or
 through other flows, are independent, so when flows start or end only the connected
 component of batches around the change is re-solved; every other batch keeps its
 rates and its remaining bytes are brought up to date lazily, when it is next touched.
-A batch solved alone with all its flows still present gets the same rates every time:
-they are cached by the batch's key (the collective plan it came from).
+A component's rates depend only on which flows it holds: they are cached by the keys of
+its batches (the collective plans they came from) and the flows each still has, so a
+combination of transfers that recurs (every microbatch's pipeline sends beside the
+same gradient bucket) is solved once.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
 class Batch:
     """Flows started together (one phase of one collective); done when all are."""
     __slots__ = ("row", "links", "coef", "remaining", "weight", "rate", "t_last", "done", "key",
-                 "n0", "version", "ulinks", "next_t", "t_start")
+                 "n0", "version", "ulinks", "next_t", "t_start", "ids")
 
     def __init__(self, row, links, coef, nbytes, weight, done, key):
         self.row, self.links, self.coef = row, links, coef
@@ -124,6 +126,7 @@ class Batch:
         self.done, self.key, self.n0 = done, key, len(nbytes)
         self.t_last, self.version, self.next_t = 0.0, 0, np.inf
         self.ulinks = np.unique(links)
+        self.ids = None                      # indices of the flows still in flight (None: all)
 
     def advance(self, now: float) -> None:
         dt = now - self.t_last
@@ -149,6 +152,7 @@ class Batch:
             self.coef = self.coef[inc]
             self.remaining, self.weight = self.remaining[idx], self.weight[idx]
             self.rate = self.rate[idx]
+            self.ids = idx if self.ids is None else self.ids[idx]
         return ended
 
 
@@ -260,9 +264,8 @@ class Fabric:
         bs = [self.batches[i] for i in comp]
         for b in bs:
             b.advance(now)
-        one = bs[0] if len(bs) == 1 else None
-        cached = one is not None and one.key is not None and len(one.remaining) == one.n0
-        rates = self.rate_cache.get(one.key) if cached else None
+        sig = self._signature(bs)
+        rates = self.rate_cache.get(sig) if sig is not None else None
         if rates is None:
             sizes = [len(b.remaining) for b in bs]
             base = np.cumsum([0] + sizes[:-1])
@@ -273,16 +276,25 @@ class Fabric:
             rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
             self.solves += 1
             self.solved_flows += int(sum(sizes))
-            if cached:
-                self.rate_cache[one.key] = rates
+            if sig is not None:
+                self.rate_cache[sig] = rates
         off = 0
         for bid, b in zip(comp, bs, strict=True):
-            b.rate = rates[off:off + len(b.remaining)].copy()
+            b.rate = rates[off:off + len(b.remaining)]
             off += len(b.remaining)
             b.version += 1
             with np.errstate(divide="ignore"):
                 b.next_t = now + max(float(np.min(b.remaining / b.rate)), 0.0)
             heapq.heappush(self._heap, (b.next_t, bid, b.version))
+
+    @staticmethod
+    def _signature(bs: list[Batch]) -> tuple | None:
+        """What the solve depends on: the flows (paths, weights) of each batch, named by the
+        batch's plan key and which of its flows are still in flight. Rates depend on
+        nothing else (not on bytes left), so a component seen before is not re-solved."""
+        if any(b.key is None for b in bs):
+            return None
+        return tuple((b.key, None if b.ids is None else b.ids.tobytes()) for b in bs)
 
     def _stale(self, entry: tuple[float, int, int]) -> bool:
         b = self.batches.get(entry[1])

@@ -153,16 +153,18 @@ class FlowNetwork:
         spray = topo.routing == "spray"
         for i in range(len(plans[0])):
             merged: dict[tuple, list] = {}
-            for plan in plans:
-                for u, v, b, salt in plan[i]:
-                    if b <= 0:
-                        continue
-                    path, frac = topo.spread_v(u, v) if spray else (topo.route_v(u, v, salt), None)
-                    k = (path.tobytes(), b)
-                    if k in merged:
-                        merged[k][3] += 1.0
-                    else:
-                        merged[k] = [path, frac, b * choice.wire_factor, 1.0]
+            flows = [f for plan in plans for f in plan[i] if f[2] > 0]
+            if spray:
+                routes = [topo.spread_v(u, v) for u, v, _, _ in flows]
+            else:                                   # all of the phase's routes in one batch
+                uvs = np.array([(u, v, salt) for u, v, _, salt in flows], np.int64).reshape(-1, 3)
+                routes = [(r, None) for r in topo.routes_v(uvs[:, 0], uvs[:, 1], uvs[:, 2])]
+            for (path, frac), (_, _, b, _) in zip(routes, flows, strict=True):
+                k = (path.tobytes(), b)
+                if k in merged:
+                    merged[k][3] += 1.0
+                else:
+                    merged[k] = [path, frac, b * choice.wire_factor, 1.0]
             flows = list(merged.values())
             lens = np.fromiter((len(f[0]) for f in flows), dtype=np.int64, count=len(flows))
             if lens.sum():

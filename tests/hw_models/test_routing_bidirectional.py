@@ -54,3 +54,26 @@ def test_unreachable_pair_is_one_clear_error():
     assert len(topo.route(0, 1)) == 1
     with pytest.raises(ClusterSimError, match="no path from rank 1 to rank 0"):
         topo.route(1, 0)
+
+
+@pytest.mark.parametrize(("system", "nodes", "cfg"), CONFIGS)
+def test_batched_routes_equal_single_routes(system, nodes, cfg):
+    topo = build_topology(system, nodes, cfg)
+    rng = np.random.default_rng(11)
+    a, b = rng.integers(0, topo.n_gpus, size=(2, 400))
+    b[:5] = a[:5]                                            # same-vertex pairs: empty route
+    salts = rng.integers(0, 8, 400)
+    us, vs = topo.gpu_vertex[a], topo.gpu_vertex[b]
+    got = build_topology(system, nodes, cfg).routes_v(us, vs, salts)
+    for i in range(400):
+        assert np.array_equal(got[i], topo.route(int(a[i]), int(b[i]), int(salts[i]))), i
+
+
+def test_batched_unreachable_pair_is_one_clear_error():
+    b = GraphBuilder()
+    g0, g1 = b.vertex("gpu"), b.vertex("gpu")
+    b.links.append((g0, g1, 1e9, 1e-6, "network"))
+    topo = Topology("oneway", b, [g0, g1], 1, 1)
+    assert [len(r) for r in topo.routes_v(np.array([g0]), np.array([g1]), np.array([0]))] == [1]
+    with pytest.raises(ClusterSimError, match="no path"):
+        topo.routes_v(np.array([g0, g1]), np.array([g1, g0]), np.array([0, 0]))
