@@ -203,24 +203,54 @@ def _back_track(sp: ShortestPaths, fwd: _Ball, meet: np.ndarray, r_u: np.ndarray
 
 def _walk(sp: ShortestPaths, n: int, us, vs, salts, d, r_u, on_path: _Ball, bwd: _Ball
           ) -> list[np.ndarray]:
+    """Every pair one hop at a time; each hop is an ECMP hash over the next hops that stay
+    on a shortest path, listed in out-link order (by head vertex, then link id)."""
     p = len(us)
     cur = us.copy()
     hops = np.zeros((p, max(int(d.max(initial=0)), 0)), np.int64)
     for t in range(hops.shape[1]):
         go = np.flatnonzero(d > t)
-        x = cur[go]
-        lens = sp.out_ptr[x + 1] - sp.out_ptr[x]
-        out = sp.out_links[_csr_ranges(sp.out_ptr, x)]
-        who = np.repeat(np.arange(len(go)), lens)
-        g = go[who]
-        key = g * n + sp.dst[out]
-        fwd_side = t < r_u[g]
-        ok = np.where(fwd_side, on_path.level(key) == t + 1, bwd.level(key) == d[g] - t - 1)
-        cand, cw = out[ok], who[ok]
-        count = np.bincount(cw, minlength=len(go))
+        near_u = t < r_u[go]
+        g1, c1 = _hops_out(sp, n, go[near_u], cur, on_path, t + 1)
+        g2, c2 = _hops_in(sp, n, go[~near_u], cur, bwd, d - t - 1)
+        g, cand = np.concatenate([g1, g2]), np.concatenate([c1, c2])
+        order = np.lexsort((cand, sp.dst[cand], g))          # by pair, head vertex, link id
+        g, cand = g[order], cand[order]
+        count = np.bincount(g, minlength=p)[go]
         first = np.cumsum(count) - count
-        h = mix_v(us[go], vs[go], x, salts[go])
+        h = mix_v(us[go], vs[go], cur[go], salts[go])
         pick = cand[first + (h % count.astype(np.uint64)).astype(np.int64)]
         hops[go, t] = pick
         cur[go] = sp.dst[pick]
     return [hops[i, :max(int(d[i]), 0)] for i in range(p)]
+
+
+def _hops_out(sp: ShortestPaths, n: int, go: np.ndarray, cur: np.ndarray, on_path: _Ball,
+              level: int) -> tuple[np.ndarray, np.ndarray]:
+    """On u's side: out-links of the current vertex into the path's next level."""
+    x = cur[go]
+    lens = sp.out_ptr[x + 1] - sp.out_ptr[x]
+    out = sp.out_links[_csr_ranges(sp.out_ptr, x)]
+    g = np.repeat(go, lens)
+    ok = on_path.level(g * n + sp.dst[out]) == level
+    return g[ok], out[ok]
+
+
+def _hops_in(sp: ShortestPaths, n: int, go: np.ndarray, cur: np.ndarray, bwd: _Ball,
+             need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """On v's side: in-links, from the current vertex, of the vertices one step nearer to
+    v (a spine's out-degree is the number of leaves; the few vertices near v are cheaper)."""
+    gs, cs = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    want = np.full(len(need), -1)
+    want[go] = need[go]
+    for lvl in np.unique(need[go]).tolist():
+        keys = bwd.levels[lvl]
+        keys = keys[want[keys // n] == lvl]
+        pair, z = keys // n, keys % n
+        lens = sp.in_ptr[z + 1] - sp.in_ptr[z]
+        links = sp.in_links[_csr_ranges(sp.in_ptr, z)]
+        g = np.repeat(pair, lens)
+        ok = sp.src[links] == cur[g]
+        gs.append(g[ok])
+        cs.append(links[ok])
+    return np.concatenate(gs), np.concatenate(cs)
