@@ -24,8 +24,10 @@ scale-up domain with the group or span several domains. They load the links as t
 real peers would, and each real peer is placed by exactly one simulated collective.
 
 Speed: the choice, the flow plan (siblings included, as one incidence list per phase)
-and the contention-free rates are cached per (op, bytes, ranks); the fabric re-solves
-only the connected component of flows a start or an end touches (sim/network/fabric.py).
+and the contention-free rates are cached per (op, bytes, ranks, algorithm) and shared by
+the band's corner networks; routes of a phase are found in one batch
+(hw_models/routing.py); the fabric re-solves only the connected component of flows a
+start or an end touches, and a component seen before not at all (sim/network/fabric.py).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class FlowNetwork:
         net.tuner = Tuner(self.topology, dict(profile.fabric), self.tuner.intra_class,
                           nvls=self.tuner.nvls, sharp=self.tuner.sharp,
                           max_channels=self.tuner.max_channels, arch=self.tuner.arch)
-        net._fabrics, net._times, net._choices, net._phases, net._rate_cache = {}, {}, {}, {}, {}
+        net._fabrics, net._times, net._choices = {}, {}, {}
         return net
 
     def set_simulated_ranks(self, ranks: Iterable[int] | None) -> None:
@@ -130,18 +132,21 @@ class FlowNetwork:
         if choice is None:
             choice = self._choices[key] = self.choose(op.kind, op.bytes, group)
         yield env.timeout(choice.latency_s)
-        phases = self._phases.get(key)
+        pkey = key + (choice.algo,)          # the flows depend on the algorithm only
+        phases = self._phases.get(pkey)
         if phases is None:
-            phases = self._phases[key] = self._prepare(choice, *key)
+            phases = self._phases[pkey] = self._prepare(choice, *key)
         fabric = self.fabric(env)
-        for i, ph in enumerate(phases):
-            yield fabric.start(*ph, key=key + (i,))
+        wf = choice.wire_factor
+        for i, (row, links, nbytes, weight, coef) in enumerate(phases):
+            yield fabric.start(row, links, nbytes * wf, weight, coef, key=pkey + (i,))
 
     def p2p(self, env: simpy.Environment, src: int, dst: int, nbytes: float) -> Generator:
         yield from self.collective(env, Collective("sendrecv", nbytes, CommGroup((src, dst))))
 
     def _prepare(self, choice: Choice, kind: str, nbytes: float, ranks: tuple[int, ...]):
-        """Per phase, the flows of the group and its siblings as one incidence list.
+        """Per phase, the flows of the group and its siblings as one incidence list, with
+        payload bytes (the protocol's wire factor is applied when a phase starts).
 
         Flows with the same path and size become one flow of that weight: max-min gives
         identical flows identical rates, so this is exact (ring channels whose ECMP hashes
@@ -164,7 +169,7 @@ class FlowNetwork:
                 if k in merged:
                     merged[k][3] += 1.0
                 else:
-                    merged[k] = [path, frac, b * choice.wire_factor, 1.0]
+                    merged[k] = [path, frac, b, 1.0]
             flows = list(merged.values())
             lens = np.fromiter((len(f[0]) for f in flows), dtype=np.int64, count=len(flows))
             if lens.sum():
