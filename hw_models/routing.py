@@ -19,6 +19,30 @@ from __future__ import annotations
 import numpy as np
 
 
+def unique_ints(x: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array. np.unique does the same but, in numpy 2,
+    through a hash table that is ~10x slower than sorting for int64 arrays of this kind."""
+    s = np.sort(x)
+    if len(s) < 2:
+        return s
+    keep = np.empty(len(s), bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def unique_inverse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values, index of each element's value), as np.unique(return_inverse=True)."""
+    order = np.argsort(x, kind="stable")
+    s = x[order]
+    keep = np.empty(len(s), bool)
+    keep[:1] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    inv = np.empty(len(s), np.int64)
+    inv[order] = np.cumsum(keep) - 1
+    return s[keep], inv
+
+
 def _csr_ranges(ptr: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Concatenated ranges ptr[i]:ptr[i+1] for i in ids."""
     start, lens = ptr[ids], ptr[ids + 1] - ptr[ids]
@@ -48,7 +72,7 @@ class ShortestPaths:
         links = self.out_links if side == 0 else self.in_links
         ptr = self.out_ptr if side == 0 else self.in_ptr
         ends = self.dst if side == 0 else self.src
-        nb = np.unique(ends[links[_csr_ranges(ptr, frontier)]])
+        nb = unique_ints(ends[links[_csr_ranges(ptr, frontier)]])
         new = nb[self._stamp[side, nb] != self._gen]
         self._stamp[side, new] = self._gen
         self._dist[side, new] = level
@@ -79,7 +103,7 @@ class ShortestPaths:
         stamp[2, layer] = gen
         for k in range(radius[0] - 1, -1, -1):          # walk back to u on u's side
             preds = self.src[self.in_links[_csr_ranges(self.in_ptr, layer)]]
-            layer = np.unique(preds[(stamp[0, preds] == gen) & (dist[0, preds] == k)])
+            layer = unique_ints(preds[(stamp[0, preds] == gen) & (dist[0, preds] == k)])
             stamp[2, layer] = gen
         return radius[0] + radius[1], radius[0]
 
@@ -157,7 +181,7 @@ def batch_routes(sp: ShortestPaths, n: int, us: np.ndarray, vs: np.ndarray,
         new = new[ball[side].level(new) < 0]
         ball[side].add(new, radius[side])
         hit = new[ball[1 - side].level(new) >= 0]
-        met = np.unique(hit // n)
+        met = unique_ints(hit // n)
         d[met], r_u[met] = radius[0] + radius[1], radius[0]
         meet.append(hit)
         alive = np.zeros(p, bool)
@@ -177,7 +201,7 @@ def _expand(sp: ShortestPaths, side: int, keys: np.ndarray, n: int) -> np.ndarra
     pair, x = keys // n, keys % n
     lens = ptr[x + 1] - ptr[x]
     nb = ends[links[_csr_ranges(ptr, x)]]
-    return np.unique(np.repeat(pair, lens) * n + nb)
+    return unique_ints(np.repeat(pair, lens) * n + nb)
 
 
 def _back_track(sp: ShortestPaths, fwd: _Ball, meet: np.ndarray, r_u: np.ndarray,
@@ -189,7 +213,7 @@ def _back_track(sp: ShortestPaths, fwd: _Ball, meet: np.ndarray, r_u: np.ndarray
     meet_level = r_u[meet // n]
     layer = np.zeros(0, np.int64)
     for lvl in range(int(r_u.max(initial=0)), 0, -1):
-        layer = np.unique(np.concatenate([layer, meet[meet_level == lvl]]))
+        layer = unique_ints(np.concatenate([layer, meet[meet_level == lvl]]))
         on.add(layer, lvl)
         cand = fwd.levels[lvl - 1]
         cand = cand[r_u[cand // n] >= lvl]
@@ -197,7 +221,7 @@ def _back_track(sp: ShortestPaths, fwd: _Ball, meet: np.ndarray, r_u: np.ndarray
         lens = sp.out_ptr[y + 1] - sp.out_ptr[y]
         succ = np.repeat(pair, lens) * n + sp.dst[sp.out_links[_csr_ranges(sp.out_ptr, y)]]
         hit, _ = _member(succ, layer)
-        layer = np.unique(np.repeat(cand, lens)[hit])
+        layer = unique_ints(np.repeat(cand, lens)[hit])
     return on
 
 
@@ -243,7 +267,7 @@ def _hops_in(sp: ShortestPaths, n: int, go: np.ndarray, cur: np.ndarray, bwd: _B
     gs, cs = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     want = np.full(len(need), -1)
     want[go] = need[go]
-    for lvl in np.unique(need[go]).tolist():
+    for lvl in unique_ints(need[go]).tolist():
         keys = bwd.levels[lvl]
         keys = keys[want[keys // n] == lvl]
         pair, z = keys // n, keys % n

@@ -27,6 +27,8 @@ from collections.abc import Generator, Sequence
 import numpy as np
 import simpy
 
+from hw_models.routing import unique_ints, unique_inverse
+
 REL_EPS = 1e-9
 # A flow is done with less than a picosecond of sending left, or a micro-byte (round-off).
 DONE_S, DONE_B = 1e-12, 1e-6
@@ -72,7 +74,7 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     rate = np.zeros(n)
     if n == 0:
         return rate
-    used_links, col = np.unique(links, return_inverse=True)
+    used_links, col = unique_inverse(links)
     n_links = len(used_links)
     by_link = np.argsort(col, kind="stable")
     l_ptr = np.searchsorted(col[by_link], np.arange(n_links + 1))
@@ -125,7 +127,7 @@ class Batch:
         self.rate = np.zeros(len(nbytes))
         self.done, self.key, self.n0 = done, key, len(nbytes)
         self.t_last, self.version, self.next_t = 0.0, 0, np.inf
-        self.ulinks = np.unique(links)
+        self.ulinks = unique_ints(links)
         self.ids = None                      # indices of the flows still in flight (None: all)
 
     def advance(self, now: float) -> None:
@@ -229,7 +231,7 @@ class Fabric:
                 gone = np.setdiff1d(b.ulinks, b.links, assume_unique=True)
                 self.users[gone] -= 1
                 freed.append(gone)
-                b.ulinks = np.unique(b.links)
+                b.ulinks = unique_ints(b.links)
                 touched.add(bid)
             else:                      # round-off: not quite done, look again
                 with np.errstate(divide="ignore"):
