@@ -23,8 +23,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import shortest_path
 
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
@@ -120,9 +118,8 @@ class Topology:
         order = np.lexsort((self.dst, self.src))
         self._out_links = order
         self._out_ptr = np.searchsorted(self.src[order], np.arange(nv + 1))
-        # Reversed graph: distance *to* a destination is a BFS from it on reversed edges.
-        self._rev = csr_matrix((np.ones(len(self.src)), (self.dst, self.src)), shape=(nv, nv))
         self._dist: dict[int, np.ndarray] = {}
+        self._rev_csr = None
         self._paths = ShortestPaths(nv, self.src, self.dst, order, self._out_ptr)
         self._routes: dict[tuple[int, int, int], np.ndarray] = {}
         self._spread: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -136,10 +133,21 @@ class Topology:
     def n_links(self) -> int:
         return len(self.src)
 
+    @property
+    def _rev(self):
+        """Reversed graph: distance *to* a destination is a BFS from it on reversed edges
+        (scipy is imported here, only for spray routing)."""
+        from scipy.sparse import csr_matrix
+        nv = len(self.kinds)
+        return csr_matrix((np.ones(len(self.src)), (self.dst, self.src)), shape=(nv, nv))
+
     def _dist_to(self, v: int) -> np.ndarray:
         d = self._dist.get(v)
         if d is None:
-            d = shortest_path(self._rev, unweighted=True, indices=v)
+            from scipy.sparse.csgraph import shortest_path
+            if self._rev_csr is None:
+                self._rev_csr = self._rev
+            d = shortest_path(self._rev_csr, unweighted=True, indices=v)
             self._dist[v] = d
         return d
 
