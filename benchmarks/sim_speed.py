@@ -80,8 +80,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="case names (default: all)")
     ap.add_argument("--fidelity", nargs="*", default=["analytical", "flow"])
     args = ap.parse_args()
-    print("| scenario | fidelity | wall (median of %d) | CPU | peak RSS | events | events/s | "
-          "iteration |" % args.repeat)
+    print(f"| scenario | fidelity | wall (median of {args.repeat}) | CPU | peak RSS | events | "
+          "events/s | iteration |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name, case in CASES.items():
