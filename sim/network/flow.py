@@ -86,6 +86,7 @@ class FlowNetwork:
         net.tuner = Tuner(self.topology, dict(profile.fabric), self.tuner.intra_class,
                           nvls=self.tuner.nvls, sharp=self.tuner.sharp,
                           max_channels=self.tuner.max_channels, arch=self.tuner.arch)
+        net.tuner._spb = self.tuner._spb     # contention-free time per byte: topology only
         net._fabrics, net._times, net._choices = {}, {}, {}
         return net
 
