@@ -166,6 +166,7 @@ class Fabric:
         self.env, self.cap, self.tolerance = env, cap, tolerance
         self.batches: dict[int, Batch] = {}
         self.users = np.zeros(len(cap), dtype=np.int64)   # active batches per link
+        self._mark = np.zeros(len(cap), dtype=bool)       # scratch, all False between uses
         self.rate_cache = {} if rate_cache is None else rate_cache
         self.events = 0                      # flow starts + ends, for benchmarks
         self.flows_placed = 0                # flows represented (weights summed)
@@ -228,10 +229,14 @@ class Fabric:
                 freed.append(b.ulinks)
                 self._remove(bid)
             elif ended:
-                gone = np.setdiff1d(b.ulinks, b.links, assume_unique=True)
+                still = self._mark
+                still[b.links] = True
+                keep = still[b.ulinks]
+                still[b.links] = False
+                gone = b.ulinks[~keep]
                 self.users[gone] -= 1
                 freed.append(gone)
-                b.ulinks = unique_ints(b.links)
+                b.ulinks = b.ulinks[keep]          # still sorted and distinct
                 touched.add(bid)
             else:                      # round-off: not quite done, look again
                 with np.errstate(divide="ignore"):
