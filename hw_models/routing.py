@@ -22,7 +22,7 @@ import numpy as np
 def unique_ints(x: np.ndarray) -> np.ndarray:
     """Sorted distinct values of an integer array. np.unique does the same but, in numpy 2,
     through a hash table that is ~10x slower than sorting for int64 arrays of this kind."""
-    s = np.sort(x)
+    s = np.sort(x, kind="stable")          # timsort: fast on the runs (pair-major keys)
     if len(s) < 2:
         return s
     keep = np.empty(len(s), bool)
@@ -147,10 +147,10 @@ class _Ball:
         self.levels = [self.keys]
 
     def add(self, keys: np.ndarray, level: int) -> None:
-        k = np.concatenate([self.keys, keys])
-        d = np.concatenate([self.dist, np.full(len(keys), level, np.int64)])
-        order = np.argsort(k, kind="stable")
-        self.keys, self.dist = k[order], d[order]
+        """Insert sorted keys not yet present (a merge, not a re-sort)."""
+        pos = np.searchsorted(self.keys, keys)
+        self.keys = np.insert(self.keys, pos, keys)
+        self.dist = np.insert(self.dist, pos, level)
         self.levels.append(keys)
 
     def level(self, keys: np.ndarray) -> np.ndarray:
