@@ -201,7 +201,15 @@ class FlowNetwork:
         in_g = np.zeros(world, bool)
         g = np.asarray(ranks, dtype=np.int64)
         in_g[g] = True
-        offs = np.arange(-int(g.min()), world - int(g.max()))
+        # A shifted rank keeps its representative only inside that representative's block
+        # [sim[k], sim[k+1]): the offsets that can qualify form one interval.
+        k = owner[g]
+        starts = sim.copy()
+        starts[0] = 0                               # ranks below sim[0] stand in for it too
+        ends = np.append(sim[1:], world)
+        first = max(int((starts[k] - g).max()), -int(g.min()))
+        last = min(int((ends[k] - g).min()), world - int(g.max()))
+        offs = np.arange(first, last)
         offs = offs[offs != 0]
         keep = []
         step = max(1, (1 << 20) // len(g))          # bound the offsets x ranks matrix
