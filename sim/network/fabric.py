@@ -121,13 +121,13 @@ class Batch:
     __slots__ = ("row", "links", "coef", "remaining", "weight", "rate", "t_last", "done", "key",
                  "n0", "version", "ulinks", "next_t", "t_start", "ids")
 
-    def __init__(self, row, links, coef, nbytes, weight, done, key):
+    def __init__(self, row, links, coef, nbytes, weight, done, key, ulinks=None):
         self.row, self.links, self.coef = row, links, coef
         self.remaining, self.weight = nbytes, weight
         self.rate = np.zeros(len(nbytes))
         self.done, self.key, self.n0 = done, key, len(nbytes)
         self.t_last, self.version, self.next_t = 0.0, 0, np.inf
-        self.ulinks = unique_ints(links)
+        self.ulinks = unique_ints(links) if ulinks is None else ulinks
         self.ids = None                      # indices of the flows still in flight (None: all)
 
     def advance(self, now: float) -> None:
@@ -187,15 +187,17 @@ class Fabric:
                           np.array([b for _, b in flows]), np.ones(len(flows)))
 
     def start(self, row: np.ndarray, links: np.ndarray, nbytes: np.ndarray, weight: np.ndarray,
-              coef: np.ndarray | None = None, key=None) -> simpy.Event:
+              coef: np.ndarray | None = None, key=None, ulinks: np.ndarray | None = None
+              ) -> simpy.Event:
         """Start a prepared batch: incidence ``row``/``links`` (with the fraction ``coef`` of
-        the flow on each link, default 1), bytes and weight per flow."""
+        the flow on each link, default 1), bytes and weight per flow; ``ulinks``: the
+        distinct links, if the caller has them (sorted)."""
         done = self.env.event()
         if len(nbytes) == 0:
             done.succeed()
             return done
         coef = np.ones(len(links)) if coef is None else coef
-        b = Batch(row, links, coef, np.array(nbytes, dtype=float), weight, done, key)
+        b = Batch(row, links, coef, np.array(nbytes, dtype=float), weight, done, key, ulinks)
         b.t_last = b.t_start = self.env.now
         bid = self._next_id
         self._next_id += 1
@@ -248,15 +250,15 @@ class Fabric:
     def _component(self, seeds: set[int], freed: list[np.ndarray]) -> list[int]:
         """All batches connected to the seeds (or to the freed links) through shared links."""
         comp = {b for b in seeds if b in self.batches}
+        held = [self.batches[bid].ulinks for bid in comp]
+        touched = held + freed
+        if not touched:
+            return []
+        links = touched[0] if len(touched) == 1 else unique_ints(np.concatenate(touched))
+        if int(self.users[links].sum()) == sum(len(u) for u in held):
+            return sorted(comp)                    # no other batch on these links
         mark = np.zeros(len(self.cap), dtype=bool)
-        for links in freed:
-            mark[links] = True
-        own = 0
-        for bid in comp:
-            mark[self.batches[bid].ulinks] = True
-            own += len(self.batches[bid].ulinks)
-        if int(self.users[mark].sum()) == own:     # no other batch on these links
-            return sorted(comp)
+        mark[links] = True
         grew = True
         while grew:
             grew = False

@@ -39,6 +39,7 @@ import numpy as np
 import simpy
 
 from hw_models.profile import Profile
+from hw_models.routing import unique_ints
 from hw_models.topology import build_topology
 from sim.network.analytical import ClusterLayout
 from sim.network.collectives.tuner import Choice, Tuner
@@ -139,8 +140,8 @@ class FlowNetwork:
             phases = self._phases[pkey] = self._prepare(choice, *key)
         fabric = self.fabric(env)
         wf = choice.wire_factor
-        for i, (row, links, nbytes, weight, coef) in enumerate(phases):
-            yield fabric.start(row, links, nbytes * wf, weight, coef, key=pkey + (i,))
+        for i, (row, links, nbytes, weight, coef, ulinks) in enumerate(phases):
+            yield fabric.start(row, links, nbytes * wf, weight, coef, pkey + (i,), ulinks)
 
     def p2p(self, env: simpy.Environment, src: int, dst: int, nbytes: float) -> Generator:
         yield from self.collective(env, Collective("sendrecv", nbytes, CommGroup((src, dst))))
@@ -180,7 +181,7 @@ class FlowNetwork:
                 links, coef = np.zeros(0, np.int64), np.zeros(0)
             out.append((np.repeat(np.arange(len(flows)), lens), links,
                         np.array([f[2] for f in flows], dtype=float),
-                        np.array([f[3] for f in flows], dtype=float), coef))
+                        np.array([f[3] for f in flows], dtype=float), coef, unique_ints(links)))
         return out
 
     def siblings(self, ranks: tuple[int, ...]) -> list[tuple[int, ...]]:
