@@ -2,12 +2,13 @@
 
 import pytest
 
-from calibration.uncertainty import band_profiles
+from hw_models.profile import band_profiles
 from sim.band import Schedule, corner_time
 from sim.costs import OpCosts
 from sim.engine import Engine
 from sim.network import AnalyticalNetwork
-from sim.simulate import make_network, resolve_setup, simulate
+from sim.setup import make_network, resolve_setup
+from sim.simulate import simulate
 from workloads import training
 from workloads.graph import Collective, CommGroup, Compute, ExecutionGraph
 
