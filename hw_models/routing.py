@@ -31,18 +31,6 @@ def unique_ints(x: np.ndarray) -> np.ndarray:
     return s[keep]
 
 
-def unique_inverse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values, index of each element's value), as np.unique(return_inverse=True)."""
-    order = np.argsort(x, kind="stable")
-    s = x[order]
-    keep = np.empty(len(s), bool)
-    keep[:1] = True
-    np.not_equal(s[1:], s[:-1], out=keep[1:])
-    inv = np.empty(len(s), np.int64)
-    inv[order] = np.cumsum(keep) - 1
-    return s[keep], inv
-
-
 def _csr_ranges(ptr: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Concatenated ranges ptr[i]:ptr[i+1] for i in ids."""
     start, lens = ptr[ids], ptr[ids + 1] - ptr[ids]

@@ -27,7 +27,7 @@ from collections.abc import Generator, Sequence
 import numpy as np
 import simpy
 
-from hw_models.routing import unique_ints, unique_inverse
+from hw_models.routing import unique_ints
 
 REL_EPS = 1e-9
 # A flow is done with less than a picosecond of sending left, or a micro-byte (round-off).
@@ -74,14 +74,22 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     rate = np.zeros(n)
     if n == 0:
         return rate
-    used_links, col = unique_inverse(links)
+    # Dense renumbering of the links in use (ids are < len(cap)): no sort needed.
+    present = np.zeros(len(cap), dtype=bool)
+    present[links] = True
+    used_links = np.flatnonzero(present)
     n_links = len(used_links)
+    index = np.zeros(len(cap), dtype=np.int64)
+    index[used_links] = np.arange(n_links)
+    col = index[links]
     by_link = np.argsort(col, kind="stable")
-    l_ptr = np.searchsorted(col[by_link], np.arange(n_links + 1))
+    l_ptr = np.zeros(n_links + 1, dtype=np.int64)
+    np.cumsum(np.bincount(col, minlength=n_links), out=l_ptr[1:])
     l_flow = row[by_link]
     monotone = len(row) < 2 or bool(np.all(row[1:] >= row[:-1]))   # built flow by flow
     by_flow = np.arange(len(row)) if monotone else np.argsort(row, kind="stable")
-    f_ptr = np.searchsorted(row[by_flow], np.arange(n + 1))
+    f_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n), out=f_ptr[1:])
     f_link = col[by_flow]
     coef = np.ones(len(row)) if coef is None else np.asarray(coef, float)
     f_coef = coef[by_flow]
