@@ -12,6 +12,10 @@ cut of every shortest path. Next hops on u's side are the out-neighbours that li
 a shortest path (found by walking back from the cut); on v's side, the out-neighbours
 one step closer to v. The hops are the same links, in the same order, as a full BFS
 gives, and the balls of a fat-tree's route are a few hundred vertices.
+
+``batch_routes`` runs the searches of many pairs together (all flows of a collective
+phase): each side's visited set is one sorted array of (pair, vertex) keys, and every
+level, the walk back and each hop are a handful of array operations for all pairs.
 """
 
 from __future__ import annotations
@@ -179,7 +183,8 @@ def batch_routes(sp: ShortestPaths, n: int, us: np.ndarray, vs: np.ndarray,
         for s in (0, 1):
             front[s] = front[s][active[front[s] // n]] if s != side else new[active[new // n]]
         side = 1 - side
-    on_path = _back_track(sp, ball[0], np.concatenate(meet), r_u, n)
+    meet_all = np.concatenate(meet) if meet else np.zeros(0, np.int64)
+    on_path = _back_track(sp, ball[0], meet_all, r_u, n)
     return _walk(sp, n, us, vs, salts, d, r_u, on_path, ball[1]), d < 0
 
 

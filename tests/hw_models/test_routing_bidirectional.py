@@ -77,3 +77,5 @@ def test_batched_unreachable_pair_is_one_clear_error():
     assert [len(r) for r in topo.routes_v(np.array([g0]), np.array([g1]), np.array([0]))] == [1]
     with pytest.raises(ClusterSimError, match="no path"):
         topo.routes_v(np.array([g0, g1]), np.array([g1, g0]), np.array([0, 0]))
+    same = topo.routes_v(np.array([g0, g1]), np.array([g0, g1]), np.array([1, 1]))
+    assert [len(r) for r in same] == [0, 0]
