@@ -75,6 +75,7 @@ class FlowNetwork:
         self._phases: dict[tuple, list] = {}        # flow plans (incidence lists) per op
         self._siblings: dict[tuple, list] = {}
         self._rate_cache: dict[tuple, np.ndarray] = {}
+        self._vertex_rank: np.ndarray | None = None
 
     def with_profile(self, profile: Profile) -> FlowNetwork:
         """The same fabric with another profile's collective curves (a band corner): the
@@ -153,19 +154,15 @@ class FlowNetwork:
         identical flows identical rates, so this is exact (ring channels whose ECMP hashes
         agree, intra-domain flows of siblings that share a pair of vertices).
         """
-        groups = [ranks] + self.siblings(ranks)
-        plans = [self.tuner.plan(choice, kind, nbytes, g) for g in groups]
         topo, out = self.topology, []
         spray = topo.routing == "spray"
-        for i in range(len(plans[0])):
+        for u, v, salt, size in self._phase_flows(choice, kind, nbytes, ranks):
             merged: dict[tuple, list] = {}
-            flows = [f for plan in plans for f in plan[i] if f[2] > 0]
             if spray:
-                routes = [topo.spread_v(u, v) for u, v, _, _ in flows]
+                routes = [topo.spread_v(a, b) for a, b in zip(u.tolist(), v.tolist(), strict=True)]
             else:                                   # all of the phase's routes in one batch
-                uvs = np.array([(u, v, salt) for u, v, _, salt in flows], np.int64).reshape(-1, 3)
-                routes = [(r, None) for r in topo.routes_v(uvs[:, 0], uvs[:, 1], uvs[:, 2])]
-            for (path, frac), (_, _, b, _) in zip(routes, flows, strict=True):
+                routes = [(r, None) for r in topo.routes_v(u, v, salt)]
+            for (path, frac), b in zip(routes, size.tolist(), strict=True):
                 k = (path.tobytes(), b)
                 if k in merged:
                     merged[k][3] += 1.0
@@ -182,6 +179,41 @@ class FlowNetwork:
                         np.array([f[2] for f in flows], dtype=float),
                         np.array([f[3] for f in flows], dtype=float), coef, unique_ints(links)))
         return out
+
+    def _phase_flows(self, choice: Choice, kind: str, nbytes: float, ranks: tuple[int, ...]
+                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per phase, (source vertex, destination vertex, salt, bytes) of the flows of the
+        group and then of each sibling, flows of size 0 left out.
+
+        A sibling whose ranks all move by the same number of scale-up domains splits over
+        domains as the group does, so its plan is the group's moved by the rank offset
+        (tests/sim/network/test_flow_speed_helpers.py checks this for every algorithm);
+        plans with flows to a switch (NVLS, SHARP) are built per sibling."""
+        base = self.tuner.plan(choice, kind, nbytes, ranks)
+        arrays = [[_flow_arrays(ph)] for ph in base]
+        rank_of = self._rank_of()
+        moved = [(rank_of[a[0]], rank_of[a[1]]) for (a,) in arrays]
+        movable = all((r >= 0).all() for pair in moved for r in pair)
+        g, dom, gv = np.asarray(ranks), self.topology.domain, self.topology.gpu_vertex
+        for sib in self.siblings(ranks):
+            off = sib[0] - ranks[0]
+            shift = (g + off) // dom - g // dom
+            if movable and (shift == shift[0]).all():
+                for i, (ru, rv) in enumerate(moved):
+                    u, v, salt, size = arrays[i][0]
+                    arrays[i].append((gv[ru + off], gv[rv + off], salt, size))
+            else:
+                for i, ph in enumerate(self.tuner.plan(choice, kind, nbytes, sib)):
+                    arrays[i].append(_flow_arrays(ph))
+        return [tuple(np.concatenate(col) for col in zip(*phase, strict=True))
+                for phase in arrays]
+
+    def _rank_of(self) -> np.ndarray:
+        """Rank of each topology vertex (-1 for NICs and switches)."""
+        if self._vertex_rank is None:
+            self._vertex_rank = np.full(len(self.topology.kinds), -1, np.int64)
+            self._vertex_rank[self.topology.gpu_vertex] = np.arange(self.topology.n_gpus)
+        return self._vertex_rank
 
     def siblings(self, ranks: tuple[int, ...]) -> list[tuple[int, ...]]:
         """Unsimulated translates of the group that load the same links (see module doc)."""
@@ -226,6 +258,15 @@ class FlowNetwork:
             if spans or {r // dom for r in cand} & doms:
                 out.append(cand)
         return _disjoint(out)
+
+
+def _flow_arrays(phase: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A plan phase's flows (u, v, bytes, salt) with bytes > 0 as arrays (u, v, salt, bytes)."""
+    kept = [f for f in phase if f[2] > 0]
+    u = np.array([f[0] for f in kept], np.int64)
+    v = np.array([f[1] for f in kept], np.int64)
+    salt = np.array([f[3] for f in kept], np.int64)
+    return u, v, salt, np.array([f[2] for f in kept], float)
 
 
 def _disjoint(groups: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
