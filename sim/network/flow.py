@@ -172,7 +172,7 @@ class FlowNetwork:
             lens = np.fromiter((len(f[0]) for f in flows), dtype=np.int64, count=len(flows))
             if lens.sum():
                 links = np.concatenate([f[0] for f in flows]).astype(np.int64)
-                coef = np.concatenate([np.ones(len(f[0])) if f[1] is None else f[1] for f in flows])
+                coef = np.ones(len(links)) if not spray else np.concatenate([f[1] for f in flows])
             else:
                 links, coef = np.zeros(0, np.int64), np.zeros(0)
             out.append((np.repeat(np.arange(len(flows)), lens), links,
