@@ -10,9 +10,10 @@ is a max-plus expression of durations::
 
 so the iteration time under other durations is one pass over the nodes in the order
 they completed (a topological order: the engine records a node only after all of it
-predecessors). ``retime`` does that pass. A corner's durations are: compute, memory
-and blocks re-costed with the corner's cost model (exact), and each transfer the
-time it took in the play times corner / nominal of its contention-free time.
+predecessors). ``retime`` does that pass. A corner's durations are the played ones
+scaled: a transfer's by corner / nominal of its contention-free time, any other node's
+by corner / nominal of its cost (the cost itself where nothing else happened in the
+play; a block whose all-to-alls ran as flows keeps its contention).
 
 On the analytical network a transfer's time is its contention-free time, so the
 re-timed ends equal a full re-play on the corner profile (tests/sim/test_band_retime.py);
@@ -91,9 +92,13 @@ def transfer_time(network, node: Node) -> float:
     return network.p2p_time(src, dst, op.bytes)
 
 
-def corner_time(schedule: Schedule, graph: ExecutionGraph, costs, network, nominal_net) -> float:
-    """Iteration time with compute re-costed by ``costs`` and every transfer's played time
-    scaled by its contention-free time on ``network`` over that on ``nominal_net``."""
+def corner_time(schedule: Schedule, graph: ExecutionGraph, costs, network, nominal_net,
+                nominal_costs=None) -> float:
+    """Iteration time with every transfer's played time scaled by its contention-free time
+    on ``network`` over that on ``nominal_net``, and every other node re-costed by
+    ``costs``. With ``nominal_costs`` (the play's cost model) a node's played time is
+    scaled by costs / nominal_costs instead, which keeps what the play added to the cost
+    (a block whose all-to-alls ran as flows, sim.ep_flows)."""
     nodes, played = graph.nodes, schedule.played
     scaled: dict[int, float] = {}
     ratio: dict[tuple, float] = {}
@@ -108,7 +113,13 @@ def corner_time(schedule: Schedule, graph: ExecutionGraph, costs, network, nomin
 
     def duration(i: int) -> float:
         d = scaled.get(i)
-        return costs.duration(nodes[i]) if d is None else d
+        if d is not None:
+            return d
+        corner = costs.duration(nodes[i])
+        if nominal_costs is None:
+            return corner
+        base = nominal_costs.duration(nodes[i])
+        return played[i] * (corner / base) if base > 0 else corner
     return schedule.retime(duration)
 
 

@@ -74,8 +74,7 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
     peak = setup.gpu.peak_flops(sc.workload.precision)
     mflops = model_flops(model, tokens)
     hw_flops = mflops * recompute_factor(setup)
-    lo_hi = band_times(setup, graph, prof, rows, engine.network) if band and prof.uncertainty \
-        else None
+    lo_hi = band_times(setup, graph, prof, engine) if band and prof.uncertainty else None
     # An async checkpoint write on the same fabric (flow fidelity, docs/reliability.md).
     contention = checkpoint_contention(setup, graph, prof, t_iter)
     return SimResult(
@@ -95,10 +94,11 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
                **({"checkpoint_contention": contention} if contention else {})})
 
 
-def band_times(setup: Setup, graph, prof: Profile, rows, network) -> tuple[float, float]:
+def band_times(setup: Setup, graph, prof: Profile, engine) -> tuple[float, float]:
     """(low, high) iteration time with every fitted parameter at its fast and at its slow
-    bootstrap end (a corner bound, see hw_models.profile.band_profiles): the played
-    schedule ``rows`` re-timed with the corners' costs (sim/band.py), no second play."""
+    bootstrap end (a corner bound, see hw_models.profile.band_profiles): the schedule
+    ``engine`` played re-timed with the corners' costs (sim/band.py), no second play."""
+    rows, network = engine.rows, engine.network
     schedule = Schedule(graph, rows)
     times = [max(r.end for r in rows)]
     for corner in band_profiles(prof):
@@ -106,7 +106,7 @@ def band_times(setup: Setup, graph, prof: Profile, rows, network) -> tuple[float
         net = network.with_profile(corner) if hasattr(network, "with_profile") \
             else make_network(setup, corner)
         costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), net)
-        times.append(corner_time(schedule, graph, costs, net, network))
+        times.append(corner_time(schedule, graph, costs, net, network, engine.costs))
     return min(times), max(times)
 
 

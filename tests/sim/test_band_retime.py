@@ -61,13 +61,16 @@ def test_band_equals_full_replays_on_analytical(small_scenario):
     prof = setup.profile
     from hw_models.compute import ComputeModel
     net = AnalyticalNetwork(setup.layout, prof)
-    rows = Engine(graph, OpCosts(ComputeModel(setup.gpu, prof), net), net).run()
+    nominal = OpCosts(ComputeModel(setup.gpu, prof), net)
+    rows = Engine(graph, nominal, net).run()
     sched = Schedule(graph, rows)
     for corner in band_profiles(prof):
         cnet = AnalyticalNetwork(setup.layout, corner)
         costs = OpCosts(ComputeModel(setup.gpu, corner), cnet)
         replay = max(r.end for r in Engine(graph, costs, cnet).run())
         assert corner_time(sched, graph, costs, cnet, net) == pytest.approx(replay, rel=1e-12)
+        scaled = corner_time(sched, graph, costs, cnet, net, nominal)   # played x ratio
+        assert scaled == pytest.approx(replay, rel=1e-12)
 
 
 def test_retime_reproduces_the_flow_play(small_scenario):
