@@ -141,9 +141,13 @@ class Batch:
     def advance(self, now: float) -> None:
         dt = now - self.t_last
         if dt > 0:
-            fin = np.isfinite(self.rate)
-            self.remaining[fin] -= self.rate[fin] * dt
-            self.remaining[~fin] = 0.0
+            step = self.rate * dt
+            fin = np.isfinite(step)
+            if fin.all():                  # the common case: no empty-path flow
+                self.remaining -= step
+            else:
+                self.remaining[fin] -= step[fin]
+                self.remaining[~fin] = 0.0
         self.t_last = now
 
     def drop_finished(self, now: float, tolerance: float) -> int:

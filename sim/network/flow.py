@@ -76,6 +76,7 @@ class FlowNetwork:
         self._siblings: dict[tuple, list] = {}
         self._rate_cache: dict[tuple, np.ndarray] = {}
         self._vertex_rank: np.ndarray | None = None
+        self._last_fabric: tuple | None = None
 
     def with_profile(self, profile: Profile) -> FlowNetwork:
         """The same fabric with another profile's collective curves (a band corner): the
@@ -88,7 +89,7 @@ class FlowNetwork:
                           nvls=self.tuner.nvls, sharp=self.tuner.sharp,
                           max_channels=self.tuner.max_channels, arch=self.tuner.arch)
         net.tuner._spb = self.tuner._spb     # contention-free time per byte: topology only
-        net._fabrics, net._times, net._choices = {}, {}, {}
+        net._fabrics, net._times, net._choices, net._last_fabric = {}, {}, {}, None
         return net
 
     def set_simulated_ranks(self, ranks: Iterable[int] | None) -> None:
@@ -109,6 +110,7 @@ class FlowNetwork:
             env.process(self.collective(env, Collective(kind, nbytes, group)))
             env.run()
             self._fabrics.pop(id(env), None)
+            self._last_fabric = None
             self._times[key] = env.now
         return self._times[key]
 
@@ -118,11 +120,15 @@ class FlowNetwork:
         return self.collective_time("sendrecv", nbytes, CommGroup((src, dst)))
 
     def fabric(self, env: simpy.Environment):
+        last = self._last_fabric
+        if last is not None and last[0] is env:
+            return last[1]
         from sim.network.fabric import Fabric
         entry = self._fabrics.get(id(env))
         if entry is None or entry[0] is not env:
             entry = (env, Fabric(env, self.topology.cap, self._rate_cache, self.tolerance))
             self._fabrics[id(env)] = entry
+        self._last_fabric = entry
         return entry[1]
 
     def collective(self, env: simpy.Environment, op: Collective) -> Generator:
