@@ -6,7 +6,8 @@ Per case and fidelity: median wall time of the whole CLI command (interpreter st
 imports, the play, the prediction band, the printout) over ``--repeat`` runs, its peak
 RSS, and the engine's SimPy events with events/s of the median run. Targets (issue 20,
 2-core machine): GPT-3 175B on 1024 GPUs, flow, with band <= 1 s; Llama 3 405B on 16384
-H100 flow <= 5 s and <= 1 GB; a 175B model on 12288 GPUs flow <= 5 s.
+H100 flow <= 5 s and <= 1 GB; a 175B model on 12288 GPUs flow <= 5 s; DeepSeek-V3 (EP64)
+on 2048 GPUs flow with its all-to-alls <= 10 s.
 """
 
 from __future__ import annotations
@@ -48,7 +49,19 @@ CASES = {
                      "precision": "bf16", "recompute": "selective",
                      "parallel": {"tp": 8, "pp": 8, "dp": 192, "vpp": 3,
                                   "sequence_parallel": True, "zero": 1}}},
+    # DeepSeek-V3 as its technical report trains it (section 3: EP64 across 8 nodes, PP16,
+    # no TP, ZeRO-1 over DP128; batch 15360 x 4096, section 4.2); the same case as
+    # benchmarks/moe_speed.py. The "+ep-flows" case plays the all-to-alls as flows that
+    # share links with the other traffic (sim.ep_flows; flow fidelity only).
+    "deepseek-v3-2048-h800": {
+        "cluster": {"system": "dgx-h800", "nodes": 256},
+        "workload": {"kind": "training", "model": "deepseek-v3", "seq_len": 4096,
+                     "global_batch": 15360, "micro_batch": 1, "precision": "bf16",
+                     "recompute": "full", "moe": {"dispatcher": "deepep", "overlap": True},
+                     "parallel": {"tp": 1, "pp": 16, "ep": 64, "zero": 1,
+                                  "pipeline_layers": [3] + [4] * 14 + [2]}}},
 }
+EP_FLOWS = {"deepseek-v3-2048-h800"}       # cases also run with sim.ep_flows under flow
 
 
 def run_cli(path: Path) -> tuple[float, float, float]:
@@ -87,8 +100,11 @@ def main() -> None:
         for name, case in CASES.items():
             if args.only and name not in args.only:
                 continue
-            for fid in args.fidelity:
-                sc = {"name": name, **case, "sim": {"fidelity": fid}}
+            runs_of = [(fid, {"fidelity": fid}) for fid in args.fidelity]
+            if name in EP_FLOWS and "flow" in args.fidelity:
+                runs_of.append(("flow+ep-flows", {"fidelity": "flow", "ep_flows": True}))
+            for fid, sim in runs_of:
+                sc = {"name": name, **case, "sim": sim}
                 path = Path(tmp) / f"{name}-{fid}.yaml"
                 path.write_text(yaml.safe_dump(sc))
                 runs = [run_cli(path) for _ in range(args.repeat)]
