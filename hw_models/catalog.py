@@ -16,7 +16,7 @@ TFLOP = 1e12
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class GPUSpec(_Spec):

@@ -24,10 +24,12 @@ import numpy as np
 import simpy
 
 from hw_models.errors import ClusterSimError
+from sim.run_bounds import MAX_EVENTS, feasible, require_feasible
 from sim.run_config import HARDWARE
 from sim.stragglers import SlowNodes, SlowSchedule
 
 DAY = 86400.0
+HARD_EVENT_LIMIT = 5 * MAX_EVENTS   # safety net behind the estimate of sim/run_bounds.py
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,9 @@ class RunModel:
     write_steps: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.step_s <= 0 or self.total_steps < 1 or self.every_steps < 1:
-            raise ClusterSimError(f"run needs step_s > 0, steps >= 1 and a checkpoint interval "
+        if not (math.isfinite(self.step_s) and self.step_s > 0) or self.total_steps < 1 \
+                or self.every_steps < 1:
+            raise ClusterSimError(f"run needs a finite step_s > 0, steps >= 1 and a checkpoint interval "
                                   f">= 1 step (got {self.step_s}, {self.total_steps}, {self.every_steps})")
 
     @property
@@ -93,11 +96,16 @@ class _Trainer:
         self.extra = 0.0          # straggler/stall seconds so far (cumulative, rolled back)
         self.committed_extra = 0.0
         self.spares = m.hot_spares
+        self.events = 0           # loop turns: bounded, so that no run can spin forever
 
     def run(self) -> simpy.events.ProcessGenerator:
         m, env = self.m, self.env
         progress, cause = 0, None
         while True:
+            self.events += 1
+            if self.events > HARD_EVENT_LIMIT:
+                raise ClusterSimError(f"run did not finish within {HARD_EVENT_LIMIT:,} segments and "
+                                      "interruptions; lower run.failures or the step time")
             try:
                 if cause is not None:
                     yield env.timeout(self._recovery(cause))
@@ -244,10 +252,14 @@ def best_interval(m: RunModel, seed: int, samples: int,
     (common random numbers) so that differences between candidates are not noise."""
     def score(k: int) -> float:
         return float(np.mean([s.goodput for s in monte_carlo(replace(m, every_steps=k), seed, samples)]))
-    curve = {k: score(k) for k in candidate_intervals(m, extra)}
+    candidates = [k for k in candidate_intervals(m, extra) if feasible(m, k)]
+    if not candidates:
+        require_feasible(m, 1)          # raises: not even one step per checkpoint finishes
+        candidates = [1]
+    curve = {k: score(k) for k in candidates}
     best = max(curve, key=curve.get)
     for k in (round(best * 2 ** -0.25), round(best * 2 ** 0.25)):
-        if 1 <= k <= m.total_steps and k not in curve:
+        if 1 <= k <= m.total_steps and k not in curve and feasible(m, k):
             curve[k] = score(k)
     return max(curve, key=curve.get), dict(sorted(curve.items()))
 
@@ -389,13 +401,14 @@ def run_summary(scenario, step_time_s: float, contention: dict | None = None, **
     ckpt = parse(CheckpointConfig, _get(scenario, "workload.checkpoint"), "workload.checkpoint")
     data = parse(DataConfig, _get(scenario, "workload.data"), "workload.data")
     stor = parse(StorageConfig, _get(scenario, "cluster.storage"), "cluster.storage")
-    if step_time_s <= 0:
-        raise ClusterSimError(f"step time must be > 0 s, got {step_time_s}")
+    if not (math.isfinite(step_time_s) and step_time_s > 0):
+        raise ClusterSimError(f"step time must be a finite number of seconds > 0, got {step_time_s}")
     job = job_from_scenario(scenario, **override)
     m, size, cost, pipe = run_model(job, step_time_s, stor, ckpt, data, run, contention)
     user = () if ckpt.every_steps == "auto" else (ckpt.every_steps,)
     best, curve = best_interval(m, run.seed, max(2, run.samples // 2), user)
     used = best if ckpt.every_steps == "auto" else ckpt.every_steps
+    require_feasible(m, min(used, m.total_steps), user_interval=ckpt.every_steps != "auto")
     out = summarize(monte_carlo(replace(m, every_steps=min(used, m.total_steps)),
                                 run.seed, run.samples))
     mtbf = 1 / m.rate if m.rate else math.inf

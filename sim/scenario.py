@@ -19,7 +19,7 @@ from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfi
 
 
 class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class NetworkConfig(_Cfg):

@@ -24,7 +24,7 @@ from sim import scenario as scenario_mod
 
 
 class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Range(_Cfg):
