@@ -155,7 +155,10 @@ def parse(data: Any, source: str = "scenario") -> Scenario:
 
 def load(path: str | Path, overrides: list[str] | None = None) -> Scenario:
     data = read_yaml(path, "scenario")
-    return parse(apply_overrides(data or {}, overrides or []), str(path))
+    if data is None:
+        raise ClusterSimError(f"scenario file {str(path)!r} is empty; a scenario is a YAML mapping "
+                              "with cluster, workload and sim (see examples/)")
+    return parse(apply_overrides(data, overrides or []), str(path))
 
 
 def default(overrides: list[str] | None = None) -> Scenario:

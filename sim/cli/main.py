@@ -44,6 +44,11 @@ def main() -> None:
     except (ClusterSimError, ValidationError, yaml.YAMLError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:
+        if exc.filename is None:        # not about a file the user named: a real failure
+            raise
+        typer.echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

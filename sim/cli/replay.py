@@ -9,6 +9,7 @@ import pandas as pd
 import typer
 
 from hw_models.errors import ClusterSimError
+from hw_models.yamlio import check_writable, check_writable_dir
 from sim.cli.common import Format, emit, fail
 
 # ``--set key=value`` keys and their types (fields of sim.whatif.WhatIf).
@@ -38,6 +39,10 @@ def run(trace: Path, source_system: str, target_system: str | None, sets: list[s
     from sim.whatif import WhatIf
     from workloads.traces import chrome
     from workloads.traces.formats import load_trace
+    if trace_out is not None:
+        check_writable(trace_out, "--trace-out", "whatif.json")
+    if export_chakra is not None:
+        check_writable_dir(export_chakra, "--export-chakra")
     whatif = WhatIf(source_system=source_system, target_system=target_system, **parse_sets(sets))
     imported = load_trace(trace, et)
     exported = []

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from hw_models.errors import ClusterSimError
+from hw_models.yamlio import check_writable
 from sim import scenario as scenario_mod
 from sim.cli.common import Format, emit
 from sim.result import SimResult
@@ -70,6 +71,8 @@ def register(app: typer.Typer) -> None:
         """Simulate a scenario: one training iteration, or a serving run (kind: inference)."""
         if file is None and not default:
             raise ClusterSimError("give a scenario FILE, or --default for the built-in one")
+        if trace is not None:
+            check_writable(trace, "--trace", "trace.json")
         sc = scenario_mod.default(set_) if file is None else scenario_mod.load(file, set_)
         res = simulate(sc)
         if trace is not None:
