@@ -39,7 +39,17 @@ def detect(path: Path) -> str:
 
 
 def load_trace(path: str | Path, et: str | Path | None = None) -> ImportedTrace:
-    path = Path(path)
+    """The trace at ``path`` (file or folder) as a graph; one ClusterSimError when it holds
+    nothing to replay."""
+    out = _load(Path(path), et)
+    if not len(out.graph):
+        raise ClusterSimError(f"trace {str(path)!r}: no CPU ops, GPU kernels or collectives to "
+                              "replay (only metadata events); record it with the PyTorch profiler "
+                              "around at least one training step")
+    return out
+
+
+def _load(path: Path, et: str | Path | None) -> ImportedTrace:
     if not path.exists():
         raise ClusterSimError(f"trace {str(path)!r} does not exist")
     files = _files(path)
