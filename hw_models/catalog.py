@@ -31,14 +31,20 @@ class GPUSpec(_Spec):
     source: str
 
     def peak_flops(self, dtype: str) -> float:
-        """Dense peak FLOP/s for a dtype (fp8 falls back to fp16 where the part has none)."""
-        if dtype in self.peak_tflops:
-            return self.peak_tflops[dtype] * TFLOP
-        if dtype == "fp8":
-            return self.peak_tflops["bf16"] * TFLOP
-        raise ClusterSimError(
-            f"GPU {self.name!r} has no peak for dtype {dtype!r}; allowed: {sorted(self.peak_tflops)}"
-        )
+        """Dense peak FLOP/s for a dtype the part supports (its catalog ``peak_tflops``)."""
+        self.require_dtype(dtype)
+        return self.peak_tflops[dtype] * TFLOP
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in self.peak_tflops
+
+    def require_dtype(self, dtype: str, where: str = "") -> None:
+        """One clear error for a dtype the part has no tensor-core peak for (fp8 on an A100):
+        never run it silently at another dtype's speed."""
+        if dtype not in self.peak_tflops:
+            raise ClusterSimError(
+                f"{where + ': ' if where else ''}the {self.name} does not support {dtype}; "
+                f"its catalog entry has {', '.join(sorted(self.peak_tflops))}")
 
     @property
     def hbm_bytes(self) -> float:

@@ -7,6 +7,7 @@ ExecutionGraph, plays it on the engine, and derives the metrics.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pandas as pd
 from hw_models import catalog, profile
 from hw_models.catalog import GPUSpec, SystemSpec
 from hw_models.compute import ComputeModel
-from hw_models.errors import OutOfMemoryError
+from hw_models.errors import ClusterSimWarning, OutOfMemoryError
 from hw_models.profile import Profile
 from sim.costs import OpCosts
 from sim.engine import Engine
@@ -41,8 +42,9 @@ class Setup:
 def resolve_setup(sc: Scenario) -> Setup:
     system = catalog.system(sc.cluster.system)
     gpu = system.gpu_spec
-    prof = profile.load(sc.cluster.profile or system.default_profile)
     w: TrainingWorkload = sc.workload
+    gpu.require_dtype(w.precision, "workload.precision")
+    prof = profile.load(sc.cluster.profile or system.default_profile)
     model = resolve(w.model).with_seq_len(w.seq_len)
     world = sc.cluster.nodes * system.gpus_per_node
     p = w.parallel
@@ -53,6 +55,7 @@ def resolve_setup(sc: Scenario) -> Setup:
         recompute=w.recompute,
         pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None)
     parallel.validate(plan, model, world)
+    warn_tp_across_nodes(plan.tp, system.gpus_per_node)
     grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
     opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
                                     grad_bytes=grad_bytes, overlap_grad_reduce=w.overlap_grad_reduce)
@@ -60,6 +63,16 @@ def resolve_setup(sc: Scenario) -> Setup:
     layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
                            net.oversubscription)
     return Setup(sc, system, gpu, prof, model, plan, layout, opts)
+
+
+def warn_tp_across_nodes(tp: int, gpus_per_node: int) -> None:
+    """Tensor parallelism is meant for the scale-up domain: its collectives sit on the critical
+    path of every layer. Wider than a node it runs, but over the scale-out NICs: say so."""
+    if tp > gpus_per_node:
+        warnings.warn(f"tp {tp} spans {-(-tp // gpus_per_node)} nodes ({gpus_per_node} GPUs per "
+                      "node): every layer's tensor-parallel collectives cross the scale-out "
+                      "network; keep tp <= the GPUs of one node unless that is the question",
+                      ClusterSimWarning, stacklevel=3)
 
 
 def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0):

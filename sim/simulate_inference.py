@@ -96,6 +96,7 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     w: InferenceWorkload = sc.workload
     system = catalog.system(sc.cluster.system)
     gpu = system.gpu_spec
+    gpu.require_dtype(w.precision, "workload.precision")
     prof = prof or profile.load(sc.cluster.profile or system.default_profile)
     model = resolve(w.model)
     world = sc.cluster.nodes * system.gpus_per_node

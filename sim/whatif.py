@@ -79,8 +79,11 @@ class Recoster:
         self.src_sys = _system(w.source_system)
         self.tgt_sys = _system(w.target_system or w.source_system, w.gpu, w.nic_gbps)
         self.src, self.tgt = _model(self.src_sys), _model(self.tgt_sys)
-        self.src.gpu.peak_flops(w.dtype)  # unknown dtype: fail early with the allowed list
-        self.tgt.gpu.peak_flops(w.dtype)
+        # The what-if dtype must exist on the target; a source without it (fp8 on an A100)
+        # ran those GEMMs at bf16, so it is costed at bf16 there.
+        self.tgt.gpu.require_dtype(w.dtype, "--set dtype")
+        self.src_dtype = w.dtype if self.src.gpu.supports(w.dtype) else "bf16"
+        self.src.gpu.require_dtype(self.src_dtype, "--source-system")
         self.world = world
         self.src_net = self._network(self.src_sys, world, 1.0)
         self.tgt_net = self._network(self.tgt_sys, max(world, w.dp or 0), w.bw_scale)
@@ -95,10 +98,11 @@ class Recoster:
         return AnalyticalNetwork(layout, load_builtin(sys.default_profile), bw_scale)
 
     def _time(self, model: ComputeModel, cls: str, x: float) -> float:
+        dtype = self.src_dtype if model is self.src else self.w.dtype
         if cls == "gemm":
-            return model.gemm(x, 0.0, self.w.dtype)
+            return model.gemm(x, 0.0, dtype)
         if cls == "attention":
-            return model.attention(x, self.w.attention_seq, True, self.w.dtype)
+            return model.attention(x, self.w.attention_seq, True, dtype)
         return model.memory_bound(x)
 
     def _coef_uncached(self, cls: str) -> tuple[float, float, float, float]:
@@ -127,7 +131,8 @@ class Recoster:
         its FLOPs and bytes priced on the source system, or on the target for the what-if.
         A dtype the GPU has no peak for (fp32 on some parts, fp8 on A100) uses ``w.dtype``."""
         model = self.tgt if target else self.src
-        dtype = op.dtype if op.dtype in model.gpu.peak_tflops else self.w.dtype
+        dtype = op.dtype if op.dtype in model.gpu.peak_tflops else (
+            self.w.dtype if target else self.src_dtype)
         seq_kv = op.shape[2] if op.op_class == "attention" and op.shape and len(op.shape) > 2 \
             else self.w.attention_seq
         cls = op.op_class if op.op_class in ("gemm", "attention") else "elementwise"

@@ -32,6 +32,13 @@ def emit(data: Any, fmt: Format, table: pd.DataFrame | str | None = None) -> Non
     sys.stdout.flush()
 
 
+def fmt_s(x: float, width: int = 0) -> str:
+    """Seconds for a table: 3 decimals in the everyday range, 4 significant digits outside it
+    (a 1e-30 Gb/s NIC gives 2.755e+32 s, not a 33-digit number)."""
+    text = f"{x:.3f}" if x == 0 or 1e-3 <= abs(x) < 1e6 else f"{x:.4g}"
+    return text.rjust(width)
+
+
 def _jsonable(x: Any) -> Any:
     if hasattr(x, "item"):
         return x.item()

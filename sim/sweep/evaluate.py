@@ -66,6 +66,7 @@ class _Context:
         self.scenario = sc = scenario_mod.parse(data, "sweep point")
         system = catalog.system(sc.cluster.system)
         w = sc.workload
+        system.gpu_spec.require_dtype(w.precision, "workload.precision")
         prof = profile.load(sc.cluster.profile or system.default_profile)
         net = sc.cluster.network
         layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
