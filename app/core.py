@@ -124,7 +124,7 @@ def collective(system: str, nodes: int, gpus: int, op: str, algo: str | None,
 
 
 @st.cache_data(max_entries=16, show_spinner="replaying...")
-def replay(files: tuple[tuple[str, bytes], ...], source: str, target: str | None,
+def replay(files: tuple[tuple[str, bytes], ...], source: str | None, target: str | None,
            sets: tuple[str, ...]) -> tuple[dict[str, Any], str]:
     """``clustersim replay`` on a trace given as (file name, bytes) pairs: one file, or
     several (one per rank, replayed as a folder). Returns the command's JSON summary and

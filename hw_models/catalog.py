@@ -136,3 +136,28 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
     return f"{where}: {err['msg']}"
+
+
+def _model_word(name: str) -> str:
+    """The model of a GPU name: its first word with a digit (H100, A100, MI300X, GB200)."""
+    return next((w for w in name.upper().replace("-", " ").split() if any(c.isdigit() for c in w)), "")
+
+
+def gpu_for_device(device: str, memory_gb: float | None = None) -> str | None:
+    """Catalog GPU key of a device as the PyTorch profiler names it ('NVIDIA H100 80GB HBM3',
+    'NVIDIA A100-PG509-200'), or None. Matched on the model word; among its sizes, the one
+    whose memory the trace records (totalGlobalMem) or names ('80GB')."""
+    words = set(device.upper().replace("-", " ").split())
+    hits = [k for k, g in gpus().items() if k != "cpu" and _model_word(g.name) in words]
+    if len(hits) <= 1:
+        return hits[0] if hits else None
+    if memory_gb:
+        return min(hits, key=lambda k: abs(gpus()[k].hbm_gb - memory_gb))
+    named = [k for k in hits if f"{int(gpus()[k].hbm_gb)}GB" in device.upper().replace(" ", "")]
+    return (named or hits)[0]
+
+
+def system_for_gpu(gpu_key: str) -> str | None:
+    """The catalog system built on this GPU (a DGX-style one first), or None."""
+    names = [n for n, s in systems().items() if s.gpu == gpu_key]
+    return next((n for n in names if n.startswith("dgx-")), names[0] if names else None)

@@ -45,12 +45,43 @@ class WhatIf:
     attention_seq: int = 2048          # kv length assumed for attention kernels
 
     def __post_init__(self) -> None:
-        if self.bw_scale <= 0:
-            raise ClusterSimError(f"bw_scale must be > 0, got {self.bw_scale}")
+        if not (math.isfinite(self.bw_scale) and self.bw_scale > 0):
+            raise ClusterSimError(f"bw_scale must be a finite number > 0, got {self.bw_scale}")
         if self.dp is not None and self.dp < 1:
             raise ClusterSimError(f"dp must be >= 1, got {self.dp}")
         if self.attention_seq < 1:
             raise ClusterSimError(f"attention_seq must be >= 1, got {self.attention_seq}")
+
+
+# Traces that record no GPU (CPU-only Kineto, Execution Traces, Chakra) are costed on this.
+NO_DEVICE_SOURCE = "dgx-a100"
+# Device names the importers give ranks that record no GPU.
+NO_DEVICE = {"", "cpu", "et", "chakra"}
+
+
+def source_system_for(devices: dict[int, str], memory_gb: dict[int, float],
+                      given: str | None = None) -> tuple[str, str]:
+    """The system a trace was measured on, and a sentence saying how it was chosen: the
+    user's ``given`` one, else the catalog system of the GPU the trace records. A recorded
+    GPU the catalog does not model is refused: re-costing it from another part would be
+    silently wrong."""
+    if given:
+        catalog.system(given)
+        return given, f"source system {given} (--source-system)"
+    names = sorted({d for d in devices.values() if d not in NO_DEVICE})
+    if not names:
+        return NO_DEVICE_SOURCE, (f"the trace records no GPU; costed as measured on "
+                                  f"{NO_DEVICE_SOURCE} (choose with --source-system)")
+    if len(names) > 1:
+        raise ClusterSimError(f"the trace's ranks ran on different GPUs ({', '.join(names)}); "
+                              "pass --source-system")
+    key = catalog.gpu_for_device(names[0], max(memory_gb.values(), default=None))
+    system = catalog.system_for_gpu(key) if key else None
+    if system is None:
+        raise ClusterSimError(
+            f"the trace was recorded on {names[0]!r}, which the catalog does not model; pass "
+            f"--source-system with the closest system ({', '.join(catalog.systems())})")
+    return system, f"source system {system}: the trace was recorded on {names[0]!r}"
 
 
 def _system(name: str, gpu: str | None = None, nic_gbps: float | None = None) -> SystemSpec:
@@ -60,8 +91,8 @@ def _system(name: str, gpu: str | None = None, nic_gbps: float | None = None) ->
         catalog.gpu(gpu)  # unknown name: one clear error with the allowed list
         update |= {"gpu": gpu, "profile": None}   # the system's own profile was fitted for its GPU
     if nic_gbps is not None:
-        if nic_gbps <= 0:
-            raise ClusterSimError(f"nic_gbps must be > 0, got {nic_gbps}")
+        if not (math.isfinite(nic_gbps) and nic_gbps > 0):
+            raise ClusterSimError(f"nic_gbps must be a finite number > 0, got {nic_gbps}")
         update["nic_gbps"] = nic_gbps
     return sys.model_copy(update=update) if update else sys
 

@@ -24,6 +24,7 @@ TITLE = "Trace replay"
 TRACES = Path(__file__).resolve().parents[2] / "tests" / "data" / "traces"
 UPLOAD = "(upload)"
 SAME = "(as the target system)"
+FROM_TRACE = "(the GPU the trace records)"
 DEFAULT = "a100_2rank_rank0_nccl.json.gz"
 # Execution Trace (ExecutionTraceObserver) files: not Kineto, replay cannot read them.
 _ET = re.compile(r"(?<!_with)_et\.json\.gz$")
@@ -69,10 +70,13 @@ def _source() -> tuple[tuple[str, bytes], ...] | None:
     return tuple((u.name, u.getvalue()) for u in ups) if ups else None
 
 
-def _controls() -> tuple[str, str, tuple[str, ...]]:
+def _controls() -> tuple[str | None, str, tuple[str, ...]]:
     names = core.system_names()
     c = st.columns(4)
-    source = c[0].selectbox("Measured on", names, index=names.index("dgx-a100"), key="rp_source")
+    source = c[0].selectbox("Measured on", [FROM_TRACE, *names], key="rp_source",
+                            help="the catalog system of the GPU recorded in the trace, or one "
+                                 "you pick (needed when the catalog does not model that GPU)")
+    source = None if source == FROM_TRACE else source
     target = c[1].selectbox("What-if system", names, index=names.index("dgx-h100"), key="rp_target")
     gpu = c[2].selectbox("GPU override", [SAME, *sorted(catalog.gpus())], key="rp_gpu")
     dtype = c[3].selectbox("dtype of GEMMs", ["bf16", "fp16", "fp8", "fp32"], key="rp_dtype")
@@ -118,6 +122,7 @@ def render() -> None:
     except ClusterSimError as exc:
         st.error(f"Cannot replay: {exc}")
         return
+    st.caption(d["source_note"])
     _headline(d)
     for w in d["warnings"]:
         st.warning(w)

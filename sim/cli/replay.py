@@ -32,19 +32,22 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
-def run(trace: Path, source_system: str, target_system: str | None, sets: list[str],
+def run(trace: Path, source_system: str | None, target_system: str | None, sets: list[str],
         trace_out: Path | None, et: Path | None = None, export_chakra: Path | None = None
         ) -> dict:
     from sim.replay import replay
-    from sim.whatif import WhatIf
+    from sim.whatif import WhatIf, source_system_for
     from workloads.traces import chrome
     from workloads.traces.formats import load_trace
     if trace_out is not None:
         check_writable(trace_out, "--trace-out", "whatif.json")
     if export_chakra is not None:
         check_writable_dir(export_chakra, "--export-chakra")
-    whatif = WhatIf(source_system=source_system, target_system=target_system, **parse_sets(sets))
+    settings = parse_sets(sets)
     imported = load_trace(trace, et)
+    source_system, source_note = source_system_for(
+        imported.devices, getattr(imported, "device_memory_gb", {}), source_system)
+    whatif = WhatIf(source_system=source_system, target_system=target_system, **settings)
     exported = []
     if export_chakra is not None:
         from workloads.traces import chakra
@@ -70,7 +73,8 @@ def run(trace: Path, source_system: str, target_system: str | None, sets: list[s
                    "replayed_s_per_iteration": result.replayed.kernels.get(c, 0.0)}
                for c, v in imported.kernels.items()}
     return {
-        "trace": str(trace), "files": imported.files, "format": imported.graph.meta.get("source"),
+        "trace": str(trace), "source_system": source_system, "source_note": source_note,
+        "files": imported.files, "format": imported.graph.meta.get("source"),
         "nodes": len(imported.graph), "cpu_bound": result.cpu_bound,
         "whatif_unmoved": result.whatif_unmoved,
         "device_busy_fraction": result.device_busy_fraction, "link": imported.link,
@@ -96,7 +100,9 @@ def register(app: typer.Typer) -> None:
     def replay_command(
         trace: Path = typer.Argument(..., help="Kineto trace, PyTorch Execution Trace (.json/"
                                      ".json.gz) or Chakra ET (.et), or a folder of per-rank files"),
-        source_system: str = typer.Option("dgx-a100", "--source-system"),
+        source_system: str = typer.Option(
+            None, "--source-system", help="system the trace was recorded on (default: the "
+            "catalog system of the GPU the trace records)"),
         target_system: str = typer.Option(None, "--target-system"),
         sets: list[str] = typer.Option([], "--set", help=f"what-if: {', '.join(SETTABLE)}"),
         format: Format = typer.Option(Format.table, "--format"),
@@ -116,6 +122,7 @@ def register(app: typer.Typer) -> None:
                            export_chakra)
         except ClusterSimError as exc:
             fail(str(exc))
+        typer.echo(f"note: {data['source_note']}", err=True)
         for w in data["warnings"]:
             typer.echo(f"warning: {w}", err=True)
         table = pd.DataFrame([
