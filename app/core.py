@@ -10,7 +10,6 @@ how often the cache lets them run.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import streamlit as st
 import yaml
 
 from hw_models import catalog
+from hw_models.jsonio import dumps
 from sim import scenario as scenario_mod
 from sim.cli.collective import sweep as collective_sweep
 from sim.cli.replay import run as replay_run
@@ -68,7 +68,7 @@ def run(data: dict[str, Any]) -> Any:
 @st.cache_data(max_entries=16, show_spinner=False)
 def chrome_trace(data: dict[str, Any]) -> str:
     """The simulated iteration as Chrome/Perfetto trace JSON text (for downloads)."""
-    return json.dumps(run(data).to_chrome_trace())
+    return dumps(run(data).to_chrome_trace())
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
