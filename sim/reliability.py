@@ -24,6 +24,7 @@ import numpy as np
 import simpy
 
 from hw_models.errors import ClusterSimError
+from sim.progress import progress
 from sim.run_bounds import MAX_EVENTS, feasible, require_feasible
 from sim.run_config import HARDWARE
 from sim.stragglers import SlowNodes, SlowSchedule
@@ -256,7 +257,7 @@ def best_interval(m: RunModel, seed: int, samples: int,
     if not candidates:
         require_feasible(m, 1)          # raises: not even one step per checkpoint finishes
         candidates = [1]
-    curve = {k: score(k) for k in candidates}
+    curve = {k: score(k) for k in progress(candidates, desc="checkpoint intervals", unit="interval")}
     best = max(curve, key=curve.get)
     for k in (round(best * 2 ** -0.25), round(best * 2 ** 0.25)):
         if 1 <= k <= m.total_steps and k not in curve and feasible(m, k):

@@ -14,6 +14,7 @@ from hw_models.profile import load as load_profile
 from sim.cli.common import Format, emit
 from sim.network.analytical import ClusterLayout, bus_factor
 from sim.network.flow import FlowNetwork
+from sim.progress import progress
 from workloads.graph import CommGroup
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "reduce",
@@ -50,7 +51,10 @@ def sweep(system: str, nodes: int, gpus: int | None, op: str, algo: str | None,
                       load_profile(sys.default_profile), cfg)
     group = CommGroup(tuple(range(n)))
     rows, size = [], min_bytes
+    bar = progress(total=(max_bytes // min_bytes).bit_length(), desc=f"{op} on {n} GPUs",
+                   unit="size")
     while size <= max_bytes:
+        bar.update()
         ch = net.choose(op, size, group)
         t = net.collective_time(op, size, group)
         algbw = size / t / 1e9 if t > 0 else 0.0
@@ -59,6 +63,7 @@ def sweep(system: str, nodes: int, gpus: int | None, op: str, algo: str | None,
                      "busbw_gb_s": round(algbw * busbw_factor(op, n), 2),
                      "algo": ch.algo, "proto": ch.proto})
         size *= 2
+    bar.close()
     return pd.DataFrame(rows)
 
 
