@@ -175,7 +175,7 @@ def render() -> None:
     try:
         res = core.run(data)
     except ClusterSimError as exc:
-        top.error(f"Invalid scenario: {exc}")
+        top.error(f"Invalid scenario: {core.plain(exc)}")
         return
     with top:
         _headline(res)

@@ -100,8 +100,21 @@ def _headline(d: dict) -> None:
 
 
 def breakdown(d: dict) -> pd.DataFrame:
-    rows = [{"run": run, "part": k.removesuffix("_s"), "ms": v * 1e3}
-            for run, parts in d["breakdown"].items() for k, v in parts.items()]
+    """Parts of each run's iteration that add up to it: compute kernels (the time any of them
+    runs, split by class in proportion to each class's busy time, since kernels on several
+    streams overlap), communication not hidden under compute, and GPU idle time.
+    Communication hidden under compute takes no time of its own and is not shown."""
+    rows = []
+    for run, parts in d["breakdown"].items():
+        it = d[f"{run}_iteration_s"]
+        exposed, idle = parts.get("exposed_comm_s", 0.0), parts.get("gpu_idle_s", 0.0)
+        busy = {k: v for k, v in parts.items()
+                if k not in ("exposed_comm_s", "gpu_idle_s", "nccl_s") and v > 0}
+        scale = max(0.0, it - exposed - idle) / sum(busy.values()) if busy else 0.0
+        rows += [{"run": run, "part": k.removesuffix("_s"), "ms": v * scale * 1e3}
+                 for k, v in busy.items()]
+        rows += [{"run": run, "part": "exposed_comm", "ms": exposed * 1e3},
+                 {"run": run, "part": "gpu_idle", "ms": max(0.0, min(idle, it)) * 1e3}]
     return pd.DataFrame(rows)
 
 
@@ -120,15 +133,16 @@ def render() -> None:
     try:
         d, chrome = core.replay(files, source, target, sets)
     except ClusterSimError as exc:
-        st.error(f"Cannot replay: {exc}")
+        st.error(f"Cannot replay: {core.plain(exc)}")
         return
     st.caption(d["source_note"])
     _headline(d)
     for w in d["warnings"]:
-        st.warning(w)
+        st.warning(core.plain(w))
     fig = px.bar(breakdown(d), x="ms", y="run", color="part", orientation="h",
-                 title="Per iteration: busy time per kernel class, exposed communication, GPU idle")
-    fig.update_layout(height=260)
+                 title="Per iteration: compute kernels by class, exposed communication, GPU idle "
+                       "(sums to the iteration)")
+    fig.update_layout(height=320, **core.LEGEND_BELOW)
     st.plotly_chart(fig, width="stretch")
     st.subheader("Kernels")
     st.dataframe(kernels(d), width="stretch")
