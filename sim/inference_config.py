@@ -67,7 +67,7 @@ Length = int | LengthDist
 
 
 class RequestsConfig(_Cfg):
-    count: int = Field(1000, gt=0)
+    count: int = Field(1000, gt=0, le=1_000_000)   # ~10k requests/10 s: a million is ~hours
     arrival: Literal["burst", "poisson", "trace"] = "poisson"
     rate_per_s: float = Field(5.0, gt=0)
     prompt_len: Length = 512

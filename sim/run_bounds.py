@@ -19,6 +19,9 @@ from hw_models.errors import ClusterSimError
 # events per second, and the checkpoint-interval search plays ~60 runs, so 2e5 keeps a
 # `clustersim run` within about a minute in the worst accepted case.
 MAX_EVENTS = 200_000
+# Events the whole checkpoint-interval search may play (all candidates, all samples): the
+# candidates that cost least are kept up to this, so a search stays within ~10 s.
+SEARCH_EVENTS = 1_500_000
 
 
 def _log_failures_per_segment(rate: float, recovery_s: float, segment_s: float) -> float:
@@ -49,8 +52,47 @@ def expected_events(m, every_steps: int | None = None) -> float:
     return math.inf if log_f >= 700 or log_total > 700 else math.exp(log_total)
 
 
+# Restarts one failure may take: a recovery of R seconds completes with probability
+# e^(-lambda R), so it takes e^(lambda R) attempts on average, with a geometric tail. Beyond
+# this the job practically never gets back to work, whatever the checkpoint interval.
+MAX_RESTARTS = 10_000
+
+
+def recovers(m) -> bool:
+    rate = interruption_rate(m)
+    return rate * (m.restart_s + m.load_s) <= math.log(MAX_RESTARTS)
+
+
 def feasible(m, every_steps: int | None = None) -> bool:
-    return expected_events(m, every_steps) <= MAX_EVENTS
+    return recovers(m) and expected_events(m, every_steps) <= MAX_EVENTS
+
+
+class EventBudget:
+    """Events one whole-run question (the interval search and the final runs) may play; a
+    safety net for the tail of the event count, which the expectation above does not bound."""
+
+    def __init__(self, limit: int):
+        self.limit = self.left = limit
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise ClusterSimError(
+                f"run did not finish within {self.limit:,} simulated segments and interruptions; "
+                "failures are too frequent against the restart and step times (lower "
+                "run.failures or restart_s)")
+
+
+def within_budget(m, intervals: list[int], samples: int) -> list[int]:
+    """The checkpoint intervals to score: the cheapest first (fewest expected events), as
+    many as the search budget holds, at least one; in ascending order."""
+    kept, total = [], 0.0
+    for k in sorted(intervals, key=lambda k: expected_events(m, k)):
+        total += expected_events(m, k) * samples
+        if kept and total > SEARCH_EVENTS:
+            break
+        kept.append(k)
+    return sorted(kept)
 
 
 def require_feasible(m, every_steps: int | None = None, user_interval: bool = False) -> None:
@@ -61,6 +103,12 @@ def require_feasible(m, every_steps: int | None = None, user_interval: bool = Fa
         return
     rate = interruption_rate(m)
     recovery = m.restart_s + m.load_s
+    if not recovers(m):
+        raise ClusterSimError(
+            f"run never finishes: a restart + load of {_dur(recovery)} is {rate * recovery:.3g} "
+            f"times the mean time between interruptions ({_dur(1 / rate)}), so each failure "
+            f"expects ~e^{rate * recovery:.3g} further failures before the job is back. Lower "
+            "run.failures or restart_s")
     if rate > 0 and _log_failures_per_segment(rate, recovery, m.step_s + m.ckpt_block_s) \
             > math.log(MAX_EVENTS):
         raise ClusterSimError(

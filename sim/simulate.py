@@ -15,7 +15,7 @@ import pandas as pd
 from hw_models import catalog, profile
 from hw_models.catalog import GPUSpec, SystemSpec
 from hw_models.compute import ComputeModel
-from hw_models.errors import ClusterSimWarning, OutOfMemoryError
+from hw_models.errors import ClusterSimError, ClusterSimWarning, OutOfMemoryError
 from hw_models.profile import Profile
 from sim.costs import OpCosts
 from sim.engine import Engine
@@ -55,6 +55,7 @@ def resolve_setup(sc: Scenario) -> Setup:
         recompute=w.recompute,
         pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None)
     parallel.validate(plan, model, world)
+    check_graph_size(plan, model)
     warn_tp_across_nodes(plan.tp, system.gpus_per_node)
     grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
     opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
@@ -63,6 +64,24 @@ def resolve_setup(sc: Scenario) -> Setup:
     layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
                            net.oversubscription)
     return Setup(sc, system, gpu, prof, model, plan, layout, opts)
+
+
+# Operations one simulated step may have (~2 per microbatch and layer: forward and backward
+# of each layer of each pipeline stage). 400k plays in about half a minute; a step beyond
+# that is a global batch of millions of sequences, for which the closed form is the tool.
+MAX_GRAPH_OPS = 400_000
+
+
+def check_graph_size(plan: parallel.ParallelPlan, model: ModelSpec) -> None:
+    """Refuse, before building it, a step graph too large to play (it would not hang, but
+    take hours and tens of GB)."""
+    ops = 2 * plan.microbatches * model.layers
+    if ops > MAX_GRAPH_OPS:
+        raise ClusterSimError(
+            f"the step has {plan.microbatches:,} microbatches per pipeline x {model.layers} "
+            f"layers, ~{ops:,} operations to simulate (limit {MAX_GRAPH_OPS:,}); raise "
+            "micro_batch or dp, lower global_batch, or estimate it with `clustersim sweep` "
+            "(closed form)")
 
 
 def warn_tp_across_nodes(tp: int, gpus_per_node: int) -> None:

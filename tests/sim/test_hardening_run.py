@@ -79,3 +79,27 @@ def test_hard_event_limit_stops_a_run(monkeypatch):
                  ckpt_write_s=0.0, load_s=0.0, restart_s=0.0)
     with pytest.raises(ClusterSimError, match="did not finish within 50"):
         simulate_run(m, np.random.default_rng(0))
+
+
+def test_restart_many_mtbfs_long_is_refused(tmp_path, monkeypatch, capsys):
+    """Found by the property test: MTBF ~3 min against a 40-minute restart. Each failure then
+    expects e^13 further failures before the job is back; one sample ran 370k of them."""
+    data = {"cluster": {"system": "dgx-h200", "nodes": 1},
+            "workload": {"model": "megatron-1.7b", "global_batch": 4,
+                         "parallel": {"tp": 2, "sequence_parallel": True}, "recompute": "full"},
+            "sim": {"speed_scale": 4.0},
+            "run": {"steps": 151, "failures": {"gpu": 58938.6, "software": 12.5},
+                    "restart_s": 2396.2, "samples": 3, "seed": 2}}
+    code, _, err = cli(monkeypatch, capsys, "simulate", write(tmp_path, data), limit_s=30)
+    assert code == 2
+    assert "each failure expects" in one_error_line(err)
+
+
+def test_event_budget_bounds_a_whole_question(monkeypatch):
+    from sim.run_bounds import EventBudget
+    m = RunModel(step_s=1.0, total_steps=1000, every_steps=1, ckpt_block_s=0.0,
+                 ckpt_write_s=0.0, load_s=0.0, restart_s=0.0)
+    budget = EventBudget(1500)
+    simulate_run(m, np.random.default_rng(0), budget)            # 1000 segments + the end
+    with pytest.raises(ClusterSimError, match="did not finish within 1,500"):
+        simulate_run(m, np.random.default_rng(0), budget)
