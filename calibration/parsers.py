@@ -122,6 +122,10 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise ClusterSimError(f"{path}: empty CSV (no header, no rows)") from None
+    except pd.errors.ParserError as exc:            # a row with more fields than the header
+        raise ClusterSimError(f"{path}: malformed CSV: {str(exc).splitlines()[-1]}") from None
+    except UnicodeDecodeError:
+        raise ClusterSimError(f"{path}: not a UTF-8 text CSV") from None
 
 
 def read_microbench(path: str | Path) -> pd.DataFrame:

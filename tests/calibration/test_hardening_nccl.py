@@ -52,3 +52,12 @@ def test_old_error_column_is_not_a_count():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(parse_nccl_tests(text, "all_reduce_perf.log")) == 28
+
+
+def test_csv_row_with_extra_fields_is_one_error(tmp_path):
+    """Found by benchmarks/fuzz_parsers.py: pandas' tokenizer error escaped as ParserError."""
+    from calibration.parsers import read_microbench
+    p = tmp_path / "m.csv"
+    p.write_text("suite,op\ncollectives,all_reduce\ncollectives,all_reduce,extra\n")
+    with pytest.raises(ClusterSimError, match="malformed CSV"):
+        read_microbench(p)

@@ -107,3 +107,16 @@ def test_overrides_on_a_sweep_file_are_named(tmp_path, monkeypatch, capsys):
     f.write_text(yaml.safe_dump({"plans": "auto", "axes": {"cluster.nodes": [1, 2]}}))
     line = refused(monkeypatch, capsys, "sweep", f, "--out", tmp_path / "o.parquet")
     assert "no 'base' scenario" in line
+
+
+def test_huge_step_graph_is_refused_before_it_is_built(monkeypatch, capsys):
+    # 1.5M sequences on dp 16: 96,000 microbatches per pipeline x 96 layers (it used to hang)
+    line = refused(monkeypatch, capsys, "simulate", "--default", "--set",
+                   "workload.global_batch=1536000")
+    assert "96,000 microbatches per pipeline x 96 layers" in line and "limit 400,000" in line
+
+
+def test_serving_request_count_is_bounded(monkeypatch, capsys):
+    line = refused(monkeypatch, capsys, "simulate", "examples/inference_llama3_70b.yaml",
+                   "--set", "workload.requests.count=1000000000")
+    assert "workload.requests.count" in line and "1000000" in line
