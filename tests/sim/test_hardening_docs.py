@@ -36,4 +36,4 @@ def test_user_docs_carry_no_working_notes(doc):
 
 def test_readme_points_inside_the_repository():
     readme = (ROOT / "README.md").read_text()
-    assert "../shared/DESIGN.md" not in readme and (ROOT / "docs/design.md").is_file()
+    assert "../shared/DESIGN.md" not in readme and (ROOT / "docs/architecture.md").is_file()
