@@ -84,6 +84,20 @@ def test_trace_with_nothing_to_replay(tmp_path, monkeypatch, capsys):
     assert "no CPU ops, GPU kernels or collectives" in line
 
 
+def test_gpu_trace_without_kernels_replays(tmp_path, monkeypatch, capsys):
+    """A Kineto trace of a GPU run whose kernel, memcpy and memset events are missing: the
+    host side still replays (a CPU-bound step), no traceback."""
+    data = json.load(gzip.open(TRACES / "a100_simple_add_kineto.json.gz"))
+    data["traceEvents"] = [e for e in data["traceEvents"]
+                           if e.get("cat") not in ("kernel", "gpu_memcpy", "gpu_memset")]
+    f = tmp_path / "no_kernels.json"
+    f.write_text(json.dumps(data))
+    code, out, err = cli(monkeypatch, capsys, "replay", f, "--target-system", "dgx-h100",
+                         "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["cpu_bound"] is True
+
+
 @pytest.mark.parametrize("port", ["99999", "0", "-1"])
 def test_app_port_out_of_range(monkeypatch, capsys, port):
     pytest.importorskip("streamlit")
