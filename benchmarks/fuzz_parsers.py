@@ -115,7 +115,7 @@ def mutate_value(rng: random.Random, obj: object) -> object:
         elif op < 0.6 and isinstance(obj[key], dict | list) and obj[key]:
             mutate_value(rng, obj[key])
         else:
-            obj[key] = rng.choice(HOSTILE)
+            obj[key] = copy.deepcopy(rng.choice(HOSTILE))
     elif isinstance(obj, list) and obj:
         i = rng.randrange(len(obj))
         op = rng.random()
@@ -126,7 +126,7 @@ def mutate_value(rng: random.Random, obj: object) -> object:
         elif op < 0.8 and isinstance(obj[i], dict | list):
             mutate_value(rng, obj[i])
         else:
-            obj[i] = rng.choice(HOSTILE)
+            obj[i] = copy.deepcopy(rng.choice(HOSTILE))
     return obj
 
 
