@@ -134,3 +134,8 @@ def test_serving_request_count_is_bounded(monkeypatch, capsys):
     line = refused(monkeypatch, capsys, "simulate", "examples/inference_llama3_70b.yaml",
                    "--set", "workload.requests.count=1000000000")
     assert "workload.requests.count" in line and "1000000" in line
+
+
+def test_collective_on_too_many_gpus_is_refused(monkeypatch, capsys):
+    line = refused(monkeypatch, capsys, "collective", "--nodes", "100000", "--max-bytes", "1K")
+    assert "800,000 GPUs" in line and "16,384" in line
