@@ -44,10 +44,11 @@ def test_enumeration_is_lazy():
     {"uneven_layers": True, "vpp": [1, 3]},
 ])
 @pytest.mark.parametrize("world, batch", [(32, 256), (24, 96), (7, 7)])
-def test_count_is_the_length_of_the_enumeration(space, world, batch):
+@pytest.mark.parametrize("name", ["megatron-7.5b", "mixtral-8x7b"])        # dense, MoE (ep, etp)
+def test_count_is_the_length_of_the_enumeration(space, world, batch, name):
     from workloads.model import resolve
     ps = spec.PlanSpace(**space)
-    model = resolve("megatron-7.5b")
+    model = resolve(name)
     assert plans.count(ps, model, world, batch) == len(list(plans.candidates(ps, model, world, batch)))
 
 
