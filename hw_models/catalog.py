@@ -6,10 +6,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hw_models.errors import ClusterSimError, UnknownPresetError
+from hw_models.yamlio import load_packaged
 
 GB = 1e9
 TFLOP = 1e12
@@ -96,7 +96,7 @@ class SystemSpec(_Spec):
 
 def _load_yaml(package: str, name: str) -> dict[str, Any]:
     text = resources.files(package).joinpath("data", name).read_text()
-    return yaml.safe_load(text)
+    return load_packaged(text)
 
 
 @cache

@@ -14,6 +14,12 @@ import yaml
 from hw_models.errors import ClusterSimError
 
 
+def load_packaged(text: str) -> Any:
+    """Parse YAML shipped with the package (catalog, profiles, presets): libyaml's C parser
+    where PyYAML has it (same result, ~10x faster on the profiles' bootstrap tables)."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def read_yaml(path: str | Path, what: str) -> Any:
     """The parsed content of ``path``; ``what`` names the file kind in messages."""
     path = Path(path)
