@@ -35,7 +35,7 @@ from hw_models.yamlio import load_packaged, read_yaml
 
 
 class _P(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class GemmCurve(_P):

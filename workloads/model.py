@@ -17,7 +17,7 @@ from workloads.moe import AttentionSpec, MoESpec, SlidingWindow
 class ModelSpec(BaseModel):
     """A dense decoder-only transformer. ``ffn_hidden`` is the MLP inner size (per gate
     for SwiGLU); ``kv_heads`` < ``heads`` is grouped-query attention."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     layers: int = Field(gt=0)
     hidden: int = Field(gt=0)
