@@ -81,7 +81,9 @@ def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
             f"(weights {worst.weights_gib:.1f}, grads {worst.grads_gib:.1f}, optimizer "
             f"{worst.optimizer_gib:.1f}, activations {worst.activations_gib:.1f}) but a "
             f"{setup.gpu.name} has {cap:.1f} GiB; try more tp/pp, zero>=1, recompute or a "
-            "smaller micro_batch")
+            "smaller micro_batch" + (", or grad_reduce_bytes: 2 (a bf16 gradient buffer, as "
+                                     "NeMo's performance recipes)" if setup.options.grad_bytes == 4
+                                     else ""))
 
 
 def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> SimResult:

@@ -29,6 +29,9 @@ class ModelSpec(BaseModel):
     bias: bool = True                  # linear layers carry biases (GPT) or not (Llama)
     rope: bool = False                 # rotary positions (no learned position table)
     tied_embeddings: bool = True       # output layer shares the word-embedding matrix
+    # Trained with dropout (GPT-3, the Megatron-LM papers: p = 0.1). Modern recipes
+    # (Llama 3, Nemotron-4) set it to 0, and PyTorch then stores no masks.
+    dropout: bool = True
     published_params_b: float | None = None
     source: str = "inline"
 
