@@ -55,6 +55,16 @@ def summary(df: pd.DataFrame) -> dict[str, float]:
             "max_abs_error_pct": float(err.max()), "rows_over_15pct": int((err > 15).sum())}
 
 
+SUITE = "inference"
+
+
+def dashboard_rows() -> list[dict]:
+    """Rows for ``clustersim validate all``: TRT-LLM first-token latency at batch 1."""
+    return [{"name": f"TTFT {r.model} TP{r.tp} {r.gpu} {r.precision} isl {r.isl}",
+             "predicted": r.predicted_ms, "published": r.measured_ms, "unit": "ms",
+             "kind": "time"} for r in run().itertuples()]
+
+
 if __name__ == "__main__":
     out = run()
     print(out.to_string(index=False))

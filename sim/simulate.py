@@ -86,10 +86,13 @@ def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
                                      else ""))
 
 
-def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> SimResult:
+def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
+             residuals: bool = True) -> SimResult:
     """One training iteration (or a serving run). ``band``: when the profile carries
     bootstrap uncertainty, also play the same graph with the profile's fast and slow
-    corners (calibration/uncertainty.py) and report ``result.band`` (low, high)."""
+    corners (calibration/uncertainty.py) and report ``result.band`` (low, high), widened
+    by the validation residuals unless ``residuals`` is False (the validation suites
+    themselves use the bare bootstrap band: a band must not be judged by itself)."""
     if sc.workload.kind == "inference":      # LLM serving: sim/simulate_inference.py
         from sim.simulate_inference import simulate_inference
         return simulate_inference(sc, prof)
@@ -115,6 +118,8 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     mflops = model_flops(model, tokens)
     hw_flops = mflops * recompute_factor(setup)
     lo_hi = band_times(setup, graph, prof, t_iter) if band and prof.uncertainty else None
+    if lo_hi is not None and residuals:
+        lo_hi = widen_with_residuals(lo_hi)
     # An async checkpoint write on the same fabric (flow fidelity, docs/reliability.md).
     from sim.checkpoint_contention import checkpoint_contention
     contention = checkpoint_contention(setup, graph, prof, t_iter)
@@ -146,6 +151,14 @@ def band_times(setup: Setup, graph, prof: Profile, t_iter: float) -> tuple[float
         costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), network)
         times.append(max(r.end for r in Engine(graph, costs, network).run()))
     return min(times), max(times)
+
+
+def widen_with_residuals(lo_hi: tuple[float, float]) -> tuple[float, float]:
+    """The bootstrap band widened by the validation suites' residual spread (a separate
+    step from how the corners are played: hw_models.profile.ResidualBand, written by
+    ``python -m calibration.dashboard --write-band``). Without a stored band: unchanged."""
+    rb = profile.load_residual_band()
+    return lo_hi if rb is None else rb.widen(*lo_hi)
 
 
 def recompute_factor(setup: Setup) -> float:

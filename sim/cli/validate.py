@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sim.cli.common import Format, emit
+from sim.cli.common import Format, emit, fail
 
 validate_app = typer.Typer(no_args_is_help=True, help="Validation against published measurements.")
 
@@ -44,6 +44,22 @@ def korthikanti(format: Format = typer.Option(Format.table, "--format")) -> None
         f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
         f"{s['max_abs_error_pct']:.1f}% (forward, backward and combined of {s['rows']} rows)")
     emit({"rows": df.to_dict("records"), "summary": s}, format, text)
+
+
+@validate_app.command("all")
+def all_suites(format: Format = typer.Option(Format.table, "--format",
+                                             help="table (Markdown) or json"),
+               suite: list[str] = typer.Option(None, "--suite",
+                                               help="only these suites (repeatable)")) -> None:
+    """Every validation suite in one dashboard: each measurement with predicted, published,
+    error and whether the prediction band covers it; median, p90 and worst per suite."""
+    from calibration import dashboard
+    from hw_models.errors import ClusterSimError
+    try:
+        result = dashboard.run(only=suite or None)
+    except ClusterSimError as exc:
+        fail(str(exc))
+    emit(result, format, dashboard.markdown(result))
 
 
 def _register_features() -> None:
