@@ -70,8 +70,12 @@ def collect(suites: Iterable[Suite]) -> pd.DataFrame:
     frames = []
     for s in suites:
         df = pd.DataFrame(s.rows())
+        if df.empty:          # a suite with nothing to judge on the data at hand
+            continue
         df["suite"] = s.name
         frames.append(df)
+    if not frames:
+        raise ClusterSimError("no validation rows: every selected suite came back empty")
     df = pd.concat(frames, ignore_index=True)
     for col, default in (("low", np.nan), ("high", np.nan), ("kind", "time"), ("unit", "")):
         if col not in df:

@@ -32,9 +32,9 @@ def parse_sets(items: list[str]) -> dict:
 
 
 def run(trace: Path, source_system: str, target_system: str | None, sets: list[str],
-        trace_out: Path | None, et: Path | None = None, export_chakra: Path | None = None
-        ) -> dict:
-    from sim.replay import replay
+        trace_out: Path | None, et: Path | None = None, export_chakra: Path | None = None,
+        durations: str = "measured") -> dict:
+    from sim.replay import model_coverage, replay
     from sim.whatif import WhatIf
     from workloads.traces import chrome
     from workloads.traces.formats import load_trace
@@ -45,7 +45,7 @@ def run(trace: Path, source_system: str, target_system: str | None, sets: list[s
         from workloads.traces import chakra
         exported = [str(p) for p in chakra.export(imported.graph, export_chakra,
                                                   steps=imported.steps)]
-    result = replay(imported, whatif, keep_rows=trace_out is not None)
+    result = replay(imported, whatif, keep_rows=trace_out is not None, durations=durations)
     if trace_out is not None:
         chrome.write(result.whatif.rows, trace_out)
     warnings_ = list(imported.warnings)
@@ -64,7 +64,20 @@ def run(trace: Path, source_system: str, target_system: str | None, sets: list[s
     kernels = {c: {**v, "whatif_s_per_iteration": result.whatif.kernels.get(c, 0.0),
                    "replayed_s_per_iteration": result.replayed.kernels.get(c, 0.0)}
                for c, v in imported.kernels.items()}
+    coverage = {}
+    if durations == "model":
+        from sim.whatif import Recoster
+        pricer = Recoster(WhatIf(source_system=source_system), imported.graph.world_size)
+        coverage = {"model_coverage": model_coverage(imported, result.measured_iteration_s,
+                                                     pricer)}
+        share = coverage["model_coverage"]["priced_share"]
+        if share < 0.5:
+            warnings_.append(
+                f"model_coverage: the models priced {share:.0%} of the recorded device time "
+                "(kernels without shapes: record with record_shapes=True, or link an Execution "
+                "Trace with --et); the rest is replayed as recorded")
     return {
+        "durations": durations, **coverage,
         "trace": str(trace), "files": imported.files, "format": imported.graph.meta.get("source"),
         "nodes": len(imported.graph), "cpu_bound": result.cpu_bound,
         "whatif_unmoved": result.whatif_unmoved,
@@ -101,14 +114,20 @@ def register(app: typer.Typer) -> None:
         export_chakra: Path = typer.Option(None, "--export-chakra",
                                            help="write the imported graph as Chakra ET files "
                                            "(one <dir>/et.<rank>.et per rank)"),
+        durations: str = typer.Option("measured", "--durations",
+                                      help="measured: replay recorded times; model: price "
+                                      "kernels and collectives from their shapes and sizes "
+                                      "with the compute and collective models"),
     ) -> None:
         """Replay a PyTorch trace (Kineto, Execution Trace, Chakra); predict its iteration time
         on other hardware."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                if durations not in ("measured", "model"):
+                    raise ClusterSimError(f"--durations {durations!r}; allowed: measured, model")
                 data = run(trace, source_system, target_system, sets, trace_out, et,
-                           export_chakra)
+                           export_chakra, durations)
         except ClusterSimError as exc:
             fail(str(exc))
         for w in data["warnings"]:

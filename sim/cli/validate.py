@@ -62,6 +62,15 @@ def all_suites(format: Format = typer.Option(Format.table, "--format",
     emit(result, format, dashboard.markdown(result))
 
 
+@validate_app.command("replay")
+def replay_traces(format: Format = typer.Option(Format.table, "--format")) -> None:
+    """Model-only replay of the real GPU traces: error per trace, the share of device time
+    the models priced, and why a trace does not test the models where it does not."""
+    from calibration.validate_replay import run
+    df = run()
+    emit({"rows": df.to_dict("records")}, format, df.fillna("").to_string(index=False))
+
+
 def _register_features() -> None:
     from sim.cli.collective import register_nccl
     register_nccl(validate_app)
