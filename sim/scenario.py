@@ -63,6 +63,9 @@ class TrainingWorkload(_Cfg):
     recompute: Literal["none", "selective", "full"] = "none"
     attention: Literal["flash", "unfused"] = "flash"
     overlap_grad_reduce: bool = True
+    # ZeRO-1/2: gather the updated parameters under the next forward (Megatron-Core
+    # --overlap-param-gather; on in NeMo's performance recipes), not after the optimizer.
+    overlap_param_gather: bool = False
     grad_reduce_bytes: Literal[2, 4] | None = None   # default: 4 for bf16 (fp32 main grads), else 2
     checkpoint: CheckpointConfig | None = None      # docs/reliability.md
     data: DataConfig | None = None

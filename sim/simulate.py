@@ -55,7 +55,8 @@ def resolve_setup(sc: Scenario) -> Setup:
     parallel.validate(plan, model, world)
     grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
     opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
-                                    grad_bytes=grad_bytes, overlap_grad_reduce=w.overlap_grad_reduce)
+                                    grad_bytes=grad_bytes, overlap_grad_reduce=w.overlap_grad_reduce,
+                                    overlap_param_gather=w.overlap_param_gather)
     net = sc.cluster.network
     layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
                            net.oversubscription)
