@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint validate clean
+.PHONY: venv demo test bench lint validate accuracy clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ bench: venv
 
 validate: venv
 	$(BIN)/clustersim validate megatron-sc21
+
+# Every validation suite; rewrites README's accuracy table and the stored residual band.
+accuracy: venv
+	$(BIN)/python -m calibration.dashboard --readme README.md --write-band
 
 lint: venv
 	$(BIN)/ruff check sim hw_models workloads calibration app tests benchmarks
