@@ -77,7 +77,8 @@ def collect(suites: Iterable[Suite]) -> pd.DataFrame:
     if not frames:
         raise ClusterSimError("no validation rows: every selected suite came back empty")
     df = pd.concat(frames, ignore_index=True)
-    for col, default in (("low", np.nan), ("high", np.nan), ("kind", "time"), ("unit", "")):
+    for col, default in (("low", np.nan), ("high", np.nan), ("kind", "time"), ("unit", ""),
+                         ("group", None)):
         if col not in df:
             df[col] = default
     df["error_pct"] = 100 * (df.predicted / df.published - 1)
@@ -144,17 +145,25 @@ def apply_bands(df: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
     return df
 
 
+def stats(g: pd.DataFrame) -> dict:
+    err = g.error_pct.abs()
+    worst = g.loc[err.idxmax()]
+    gm = float(np.expm1(np.mean(np.abs(log_residual(g)))) * 100)
+    return {"rows": len(g), "median_abs_error_pct": round(float(err.median()), 1),
+            "p90_abs_error_pct": round(float(err.quantile(0.9)), 1),
+            "worst_error_pct": round(float(worst.error_pct), 1), "worst_row": worst["name"],
+            "geomean_abs_error_pct": round(gm, 1), "coverage": round(float(g.covered.mean()), 3)}
+
+
 def summarize(df: pd.DataFrame) -> dict[str, dict]:
+    """Per suite; rows that name a ``group`` (a sweep, a GPU and metric) also get the
+    same figures per group under ``groups``."""
     out = {}
     for name, g in df.groupby("suite", sort=False):
-        err = g.error_pct.abs()
-        worst = g.loc[err.idxmax()]
-        gm = float(np.expm1(np.mean(np.abs(log_residual(g)))) * 100)
-        out[name] = {"rows": len(g), "median_abs_error_pct": round(float(err.median()), 1),
-                     "p90_abs_error_pct": round(float(err.quantile(0.9)), 1),
-                     "worst_error_pct": round(float(worst.error_pct), 1), "worst_row": worst["name"],
-                     "geomean_abs_error_pct": round(gm, 1),
-                     "coverage": round(float(g.covered.mean()), 3)}
+        out[name] = stats(g)
+        grouped = g[g.group.notna()]
+        if len(grouped):
+            out[name]["groups"] = {k: stats(v) for k, v in grouped.groupby("group", sort=False)}
     return out
 
 
@@ -192,6 +201,11 @@ def summary_markdown(result: dict) -> str:
         lines.append(f"| {name} | {s['rows']} | {s['median_abs_error_pct']:.1f}% | "
                      f"{s['p90_abs_error_pct']:.1f}% | {s['worst_error_pct']:+.1f}% "
                      f"({s['worst_row']}) | {s['coverage']:.0%} |")
+    for name, s in result["suites"].items():
+        for k, gs in s.get("groups", {}).items():
+            lines.append(f"| {name}: {k} | {gs['rows']} | {gs['median_abs_error_pct']:.1f}% | "
+                         f"{gs['p90_abs_error_pct']:.1f}% | {gs['worst_error_pct']:+.1f}% "
+                         f"(geomean {gs['geomean_abs_error_pct']:.1f}%) | {gs['coverage']:.0%} |")
     c, b = result["coverage"], result["band"]
     lines.append("")
     lines.append(f"Nominal {c['level']:.0%} band: covers {c['rows']:.0%} of all rows "

@@ -160,5 +160,5 @@ def dashboard_rows() -> list[dict]:
     from calibration import fit_p2p
     rows = pd.concat([validate(), fit_p2p.validate()], ignore_index=True)
     return [{"name": f"{r.sweep} {int(r.size_bytes)} B", "predicted": r.predicted_us,
-             "published": r.measured_us, "unit": "us", "kind": "time"}
+             "published": r.measured_us, "unit": "us", "kind": "time", "group": r.sweep}
             for r in rows.itertuples()]

@@ -132,3 +132,17 @@ def test_simulate_band_is_the_bootstrap_band_widened_by_the_stored_residuals(sma
     wide = simulate(small_scenario).band["iteration_time_s"]
     f = math.exp(rb.log_half_width)
     assert wide == pytest.approx((bare[0] / f, bare[1] * f))
+
+
+def test_groups_get_their_own_figures():
+    df = table([("a", 1.1, 1.0, "time"), ("a", 1.0, 1.0, "time"), ("a", 0.5, 1.0, "time"),
+                ("b", 1.0, 1.0, "time")])
+    df["group"] = ["x", "x", "y", None]
+    res = dashboard.result_of(df)
+    groups = res["suites"]["a"]["groups"]
+    assert set(groups) == {"x", "y"} and "groups" not in res["suites"]["b"]
+    assert groups["x"]["rows"] == 2 and groups["x"]["median_abs_error_pct"] == 5.0
+    # geometric-mean |error| over the group: exp(mean |ln(pred/pub)|) - 1
+    assert groups["x"]["geomean_abs_error_pct"] == pytest.approx(
+        100 * (math.exp(math.log(1.1) / 2) - 1), abs=0.05)
+    assert "| a: y | 1 | 50.0% |" in dashboard.summary_markdown(res)
