@@ -161,7 +161,7 @@ def summarize(df: pd.DataFrame) -> dict[str, dict]:
     out = {}
     for name, g in df.groupby("suite", sort=False):
         out[name] = stats(g)
-        grouped = g[g.group.notna()]
+        grouped = g[g.group.notna()] if "group" in g else g.iloc[0:0]
         if len(grouped):
             out[name]["groups"] = {k: stats(v) for k, v in grouped.groupby("group", sort=False)}
     return out
