@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint validate accuracy clean
+.PHONY: venv demo test test-fast bench lint validate accuracy clean
 
 venv: $(STAMP)
 
@@ -23,11 +23,18 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest
 
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow"
+
 bench: venv
 	$(BIN)/python benchmarks/sim_speed.py
 
 validate: venv
+	$(BIN)/python -m calibration.build_profiles --check
 	$(BIN)/clustersim validate megatron-sc21
+	$(BIN)/clustersim validate korthikanti
+	$(BIN)/clustersim validate trtllm
+	$(BIN)/clustersim validate nccl
 
 # Every validation suite; rewrites README's accuracy table and the stored residual band.
 accuracy: venv
@@ -35,6 +42,7 @@ accuracy: venv
 
 lint: venv
 	$(BIN)/ruff check sim hw_models workloads calibration app tests benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py  # import contract
 
 clean:
 	rm -rf $(VENV) build *.egg-info

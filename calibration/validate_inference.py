@@ -68,7 +68,8 @@ def predict_serving(path: Path | None = None, profile: str | None = None) -> lis
     from hw_models import catalog
     from hw_models.compute import ComputeModel
     from hw_models.profile import load
-    from workloads.inference.ops import IterationModel, Shape
+    from sim.serving.iteration import IterationModel
+    from workloads.inference.ops import Shape
     from workloads.model import resolve
 
     path = path or Path(str(resources.files("calibration").joinpath(SERVING_H100)))

@@ -8,7 +8,8 @@ import pytest
 from hw_models import catalog
 from hw_models.errors import OutOfMemoryError
 from sim.scenario import parse
-from sim.simulate import resolve_setup, simulate
+from sim.setup import resolve_setup
+from sim.simulate import simulate
 from workloads import memory
 from workloads.training import stage_params
 

@@ -4,7 +4,8 @@ all-gather runs bucket by bucket under the first forward instead of after the op
 import pytest
 
 from sim.scenario import parse
-from sim.simulate import make_network, resolve_setup, simulate
+from sim.setup import make_network, resolve_setup
+from sim.simulate import simulate
 from workloads import training
 from workloads.graph import Collective
 
