@@ -67,3 +67,27 @@ def test_no_dropout_stores_no_masks():
                                                    1, t, True, "selective")
     without = memory.activation_bytes_per_layer(m, 1, t, True, "selective")
     assert with_masks - without == pytest.approx(2 * sbh / t)   # two 1-byte masks, SP-sharded
+
+
+# H100 plans of ../shared/reference/modern/fp8_precision_training.csv that clustersim can
+# express (no context parallelism): (nodes, tp, pp, vpp, global batch, seq), FP8, MBS 1,
+# distributed optimizer, sequence parallel, selective recompute as NeMo's recipes.
+LLAMA3_70B_H100 = {"MB-PERF LLAMA3_70B 64 GPUs": (8, 4, 8, 5, 256, 8192),
+                   "MB-PERF LLAMA3_70B [SFT] 32 GPUs": (4, 4, 4, 5, 32, 4096),
+                   "MLM-LLAMA-FP8 LLAMA3-70B 64 GPUs": (8, 4, 8, 5, 128, 8192)}
+
+
+@pytest.mark.parametrize("name", LLAMA3_70B_H100)
+def test_published_llama3_70b_fp8_plans_fit(name):
+    nodes, tp, pp, vpp, gbs, seq = LLAMA3_70B_H100[name]
+    sc = parse({"cluster": {"system": "dgx-h100", "nodes": nodes},
+                "workload": {"model": "llama3-70b", "seq_len": seq, "global_batch": gbs,
+                             "micro_batch": 1, "precision": "fp8",
+                             "parallel": {"tp": tp, "pp": pp, "vpp": vpp,
+                                          "sequence_parallel": True, "zero": 1},
+                             "recompute": "selective"},
+                "sim": {"check_memory": False}})
+    st = resolve_setup(sc)
+    peak = max(m.total for m in memory.memory_per_stage(st.model, st.plan, st.options.grad_bytes,
+                                                       True))
+    assert peak <= catalog.gpu("h100-sxm").hbm_bytes
