@@ -69,3 +69,9 @@ def replay() -> Report:
     from calibration.validate_replay import run
     df = run()
     return {"rows": df.to_dict("records")}, df.to_string(index=False, na_rep="")
+
+
+def moe(fidelity: str = "analytical") -> Report:
+    """MoE training (NVIDIA's Megatron/NeMo runs) and serving (SGLang) rows."""
+    from calibration.validate_moe import report
+    return report(fidelity)

@@ -36,7 +36,9 @@ def pareto(frame: pd.DataFrame, cost: str) -> list[dict[str, Any]]:
 def plan_label(r: pd.Series) -> str:
     pl = "" if r.get("pipeline_layers") is None else " uneven"
     axes = "".join(f" {k[5:].split('.')[-1]}={v}" for k, v in r.items() if k.startswith("axis."))
-    return (f"tp{r.tp} pp{r.pp} dp{r.dp} vpp{r.vpp} mb{r.micro_batch} {r.recompute}"
+    ep = r.get("ep")
+    moe = f" ep{int(ep)} etp{int(r.get('etp'))}" if ep is not None and ep == ep and ep > 1 else ""
+    return (f"tp{r.tp} pp{r.pp} dp{r.dp} vpp{r.vpp}{moe} mb{r.micro_batch} {r.recompute}"
             f"{' sp' if r.sequence_parallel else ''} zero{r.zero}{pl}{axes}")
 
 
