@@ -16,6 +16,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from sim.progress import progress
 from sim.scenario import parse
 from sim.simulate import simulate
 from workloads.model import megatron_flops
@@ -63,7 +64,8 @@ def run(fidelity: str = "analytical", band: bool = False) -> pd.DataFrame:
     """One row per published configuration; ``band`` adds the bootstrap band of the
     prediction (``tflops_low``, ``tflops_high``)."""
     out = []
-    for row in rows().itertuples():
+    table = rows()
+    for row in progress(table.itertuples(), total=len(table), desc="megatron-sc21", unit="row"):
         sc = scenario_for(row)
         sc["sim"]["fidelity"] = fidelity
         res = simulate(parse(sc, sc["name"]), band=band, residuals=False)

@@ -45,7 +45,7 @@ def launch_ops(events: Iterable[Event]) -> dict[int, tuple[str, list, list, int]
     per_thread: dict[tuple, list[Event]] = {}
     for e in events:
         if (e.kind == CPU_OP and e.extra and "dims" in e.extra) or (e.kind == RUNTIME and e.corr >= 0):
-            per_thread.setdefault((e.pid, e.tid), []).append(e)
+            per_thread.setdefault((str(e.pid), str(e.tid)), []).append(e)  # any JSON value
     owner: dict[int, Event] = {}
     for evs in per_thread.values():
         # CPU ops before the launches they contain at the same timestamp; outer ops first
@@ -105,8 +105,15 @@ def _gemm(name: str, dims: list) -> tuple[float, float] | None:
 def work_of(name: str, dims: list, types: list, launches: int = 1) -> Work | None:
     """The priced work of one kernel launched by CPU op ``name`` (an op that launches
     several memory-bound kernels, a multi-tensor optimizer step say, shares its bytes among
-    them); None where unknown."""
-    if any(u in name for u in UNPRICED):
+    them); None where unknown, or where the recorded shapes are not lists of integers."""
+    try:
+        return _work(str(name), dims, types or [], launches)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _work(name: str, dims: list, types: list, launches: int) -> Work | None:
+    if any(u in name for u in UNPRICED) or not isinstance(dims, list):
         return None
     tensors = _tensors(dims, types)
     if not tensors:
