@@ -128,7 +128,14 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
             "mfu": (mflops / (lo_hi[1] * world * peak), mflops / (lo_hi[0] * world * peak))},
         extra={"nodes": len(graph), "microbatches": plan.microbatches,
                "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp},
+               "calibration": calibration_of(setup.system, prof),
                **({"checkpoint_contention": contention} if contention else {})})
+
+
+def calibration_of(system: SystemSpec, prof: Profile) -> dict[str, str]:
+    """How this run's time model is calibrated (measured / fitted / roofline-assumed)."""
+    key = system.gpu if isinstance(system.gpu, str) else system.gpu.name
+    return profile.calibration_status(prof, key)
 
 
 def band_times(setup: Setup, graph, prof: Profile, t_iter: float) -> tuple[float, float]:
