@@ -33,12 +33,32 @@ class NetworkConfig(_Cfg):
     tolerance: float | None = Field(None, ge=0, lt=1)
 
 
+class CapexConfig(_Cfg):
+    """Capital-cost mode (docs/energy.md): the GPU-hour is the purchase price spread over
+    the lifetime plus the energy at the power price (defaults: hw_models/data/prices.yaml)."""
+    price_per_gpu_usd: float = Field(gt=0)          # system price / GPUs, all-in
+    lifetime_years: float | None = Field(None, gt=0)
+    power_usd_per_kwh: float | None = Field(None, ge=0)
+
+
+class PoolConfig(_Cfg):
+    """One homogeneous part of a heterogeneous cluster (docs/hardware.md)."""
+    name: str
+    system: str | dict[str, Any]
+    nodes: int = Field(gt=0)
+
+
 class ClusterConfig(_Cfg):
     system: str | dict[str, Any] = "dgx-h100"
     nodes: int = Field(1, gt=0)
     network: NetworkConfig = NetworkConfig()
     profile: str | None = None          # built-in profile name or path to a profile YAML
     storage: StorageConfig | None = None  # checkpoint/data tiers (docs/reliability.md)
+    # Energy and cost (docs/energy.md); pools: a heterogeneous cluster (docs/hardware.md).
+    pue: float = Field(1.0, ge=1.0)     # facility power usage effectiveness
+    price_per_gpu_hour: float | None = Field(None, gt=0)   # USD; default: prices.yaml
+    capex: CapexConfig | None = None
+    pools: list[PoolConfig] | None = Field(None, min_length=1)
 
 
 class ParallelConfig(_Cfg):

@@ -116,19 +116,25 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     # An async checkpoint write on the same fabric (flow fidelity, docs/reliability.md).
     from sim.checkpoint_contention import checkpoint_contention
     contention = checkpoint_contention(setup, graph, prof, t_iter)
+    timeline = timeline_frame(rows)
+    from sim.cost import energy_and_cost
+    from sim.energy import Part, Parts
+    money, power = energy_and_cost(timeline, graph, lambda rank: costs,
+                                   Parts([Part(setup.system, sc.cluster.nodes)]), sc.cluster,
+                                   t_iter, tokens)
     return SimResult(
         name=sc.name, fidelity=getattr(network, "fidelity", sc.sim.fidelity),
         iteration_time_s=t_iter, tokens_per_s=tokens / t_iter,
         tflops_per_gpu=mflops / t_iter / world / 1e12, mfu=mflops / (t_iter * world * peak),
         hfu=hw_flops / (t_iter * world * peak), memory_peak_gib=float(mem.total_gib.max()),
-        breakdown=breakdown(rows, graph), memory=mem, timeline=timeline_frame(rows),
+        breakdown=breakdown(rows, graph), memory=mem, timeline=timeline, power=power,
         world_size=world, events=engine.events, wall_s=time.perf_counter() - t0,
         band=None if lo_hi is None else {
             "iteration_time_s": lo_hi, "tokens_per_s": (tokens / lo_hi[1], tokens / lo_hi[0]),
             "mfu": (mflops / (lo_hi[1] * world * peak), mflops / (lo_hi[0] * world * peak))},
         extra={"nodes": len(graph), "microbatches": plan.microbatches,
                "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp},
-               "calibration": calibration_of(setup.system, prof),
+               "calibration": calibration_of(setup.system, prof), **money,
                **({"checkpoint_contention": contention} if contention else {})})
 
 

@@ -135,8 +135,21 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
              "weights_gib_per_gpu": it.weight_bytes_per_gpu() / GIB, "iterations": len(iters),
              "cost_evaluations": it.evaluations, "mean_batch": float(iters.batch.mean()) if len(iters) else 0.0,
              "max_batch_seen": int(iters.batch.max()) if len(iters) else 0}
+    extra |= serving_money(sc, system, iters, span, float(df.output_len.sum()))
     return InferenceResult(sc.name, metrics, df, iters, w.replica_count * span,
                            time.perf_counter() - t0, extra)
+
+
+def serving_money(sc: Scenario, system, iters: pd.DataFrame, span: int, tokens: float) -> dict:
+    """energy_j, joules_per_token (per generated token), cost_usd of the whole serving run."""
+    from sim.cost import cost_fields
+    from sim.energy import Part, Parts, serving_energy
+    parts = Parts([Part(system, sc.cluster.nodes)])   # the whole cluster draws and is paid
+    gpus = parts.world
+    energy = serving_energy(iters, parts, span, tokens, sc.cluster.pue)
+    seconds = float(iters.end_s.max()) if len(iters) else 0.0
+    return energy | cost_fields([(system, gpus)], sc.cluster, seconds, tokens,
+                                energy.get("energy_j"))
 
 
 def make_replicas(w: InferenceWorkload, blocks: int) -> list[schedulers.Replica]:

@@ -58,6 +58,15 @@ def render(res: SimResult) -> str:
     return "\n".join(lines)
 
 
+def whole_run_money(sc, step: dict, step_s: float, run: dict) -> dict:
+    """Energy (restarts and checkpoint stalls at idle power) and cost of a whole run."""
+    from sim.cost import run_cost
+    from sim.energy import parts_of, run_energy
+    energy = run_energy(step, parts_of(sc), step_s, run, sc.cluster.pue)
+    return energy | {"cost_usd": run_cost(step, step_s, run["run_days"] * 86400.0,
+                                          energy.get("energy_j"))}
+
+
 def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate_command(
@@ -78,6 +87,7 @@ def register(app: typer.Typer) -> None:
         if sc.run is not None:          # a whole run: failures, checkpoints, stragglers
             from sim.reliability import run_summary
             run = run_summary(sc, res.iteration_time_s, res.extra.get("checkpoint_contention"))
+            run |= whole_run_money(sc, summary, res.iteration_time_s, run)
             summary = {**summary, "run": run}
             text += "\nwhole run (seeded Monte-Carlo, docs/reliability.md):\n" + "\n".join(
                 f"  {k:24s}{v:.4g}" if isinstance(v, float) else f"  {k:24s}{v}"
