@@ -46,6 +46,14 @@ def korthikanti(format: Format = typer.Option(Format.table, "--format")) -> None
     emit({"rows": df.to_dict("records"), "summary": s}, format, text)
 
 
+@validate_app.command("energy-llama1")
+def energy_llama1(format: Format = typer.Option(Format.table, "--format")) -> None:
+    """LLaMA-1 Table 15: GPU-hours and training energy (MWh) on 2048 A100-80GB."""
+    from calibration.validate_energy import table, validate
+    df = validate()
+    emit({"rows": df.to_dict("records")}, format, table(df))
+
+
 def _register_features() -> None:
     from sim.cli.collective import register_nccl
     register_nccl(validate_app)
