@@ -171,5 +171,9 @@ def verify(base: dict[str, Any], config: Config) -> dict[str, Any]:
     except ClusterSimError as exc:
         return {"id": cid, "des_status": "error", "des_detail": str(exc)}
     plan = _plan_of(ctx, raw)
+    x = res.extra
     return {"id": cid, "des_status": "ok", "des_detail": "", "des_fidelity": res.fidelity,
-            **metrics(ctx, plan, res.iteration_time_s, "des_")}
+            **metrics(ctx, plan, res.iteration_time_s, "des_"),
+            "des_energy_j": x.get("energy_j"), "des_joules_per_token": x.get("joules_per_token"),
+            "des_cost_usd": x.get("cost_usd"),
+            "des_cost_usd_per_mtoken": x.get("cost_usd_per_million_tokens")}

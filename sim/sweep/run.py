@@ -75,7 +75,7 @@ def run(sweep: Sweep, opts: Options, executor: executors.Executor | None = None)
             executor.close()
     frame = _merge(frame, store.read("v"))
     store.finish(frame)
-    out = summary.summarize(frame, sweep.file.top)
+    out = summary.summarize(frame, sweep.file.top, sweep.file.objective)
     out["wall_s"] = time.perf_counter() - t0
     out["closed_form_s"] = t_closed
     out["plans_per_s"] = n_new / t_closed if t_closed > 0 and n_new else 0.0
@@ -103,7 +103,8 @@ def _stage1(sweep, chunks, store, executor, opts) -> int:
 def _stage2(sweep, configs, frame, store, executor, opts) -> None:
     if opts.verify_top <= 0 or frame.empty:
         return
-    top = summary.ranked(frame).head(opts.verify_top)["id"].tolist()
+    objective = "time" if sweep.file.objective == "energy" else sweep.file.objective
+    top = summary.ranked(frame, objective).head(opts.verify_top)["id"].tolist()
     todo = [int(c) for c in top if int(c) not in store.done("v")]
     bar = tqdm(total=len(todo), unit="sim", file=sys.stderr, disable=not opts.progress,
                desc="DES verify")
