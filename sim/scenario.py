@@ -70,6 +70,10 @@ class ParallelConfig(_Cfg):
     schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
     zero: Literal[0, 1, 2, 3] = 0
     pipeline_layers: list[int] | None = None
+    # Heterogeneous clusters (sim/pools.py): the pool of each stage, and how layers are
+    # split when pipeline_layers is not given (by stage speed, or evenly).
+    stage_pools: list[str] | None = None
+    stage_split: Literal["speed", "even"] = "speed"
 
 
 class TrainingWorkload(_Cfg):

@@ -88,6 +88,13 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     """One training iteration (or a serving run). ``band``: when the profile carries
     bootstrap uncertainty, also play the same graph with the profile's fast and slow
     corners (calibration/uncertainty.py) and report ``result.band`` (low, high)."""
+    if sc.cluster.pools:                     # heterogeneous cluster: sim/pools.py
+        if len(sc.cluster.pools) > 1:
+            from sim.pools import simulate_pools
+            return simulate_pools(sc)
+        one = sc.cluster.pools[0]
+        sc = sc.model_copy(update={"cluster": sc.cluster.model_copy(
+            update={"system": one.system, "nodes": one.nodes, "pools": None})})
     if sc.workload.kind == "inference":      # LLM serving: sim/simulate_inference.py
         from sim.simulate_inference import simulate_inference
         return simulate_inference(sc, prof)
