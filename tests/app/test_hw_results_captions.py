@@ -1,0 +1,38 @@
+"""The explorer's Results page states the calibration status, energy and cost."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "explorer.py")
+BASE = {"name": "hw-captions", "cluster": {"system": "dgx-h100", "nodes": 1},
+        "workload": {"model": "megatron-1.7b", "global_batch": 16, "parallel": {"tp": 2, "pp": 2}}}
+
+
+def captions(scenario: dict) -> str:
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    at.session_state["scenario"] = copy.deepcopy(scenario)
+    at.session_state["page"] = "Results"
+    at.run()
+    assert not at.exception, at.exception
+    return "\n".join(c.value for c in at.caption)
+
+
+def test_results_show_calibration_energy_and_cost():
+    text = captions(BASE)
+    assert "Calibration: fitted (profile h100" in text
+    assert "J/token" in text and "per million tokens (rental)" in text
+
+
+def test_results_say_when_a_part_is_roofline_only():
+    sc = copy.deepcopy(BASE) | {"name": "hw-captions-b300"}
+    sc["cluster"] = {"system": "dgx-b300", "nodes": 1}
+    text = captions(sc)
+    assert "Calibration: roofline-assumed (profile h100" in text
+    assert "cluster.price_per_gpu_hour" in text       # no default price: says what to set
