@@ -206,7 +206,8 @@ def account(parts: Parts, t: float, gpu_j: list[float], tokens: float, pue: floa
             host_j += host * (hi + (1 - hi) * activity) * part.gpus * t
         switch_j += switches(part.system, part.nodes) * c["switch_w"] * t
     gpus_j = float(sum(gpu_j))
-    it_j = gpus_j + host_j + switch_j
+    it_j = float(gpus_j + host_j + switch_j)
+    host_j, switch_j = float(host_j), float(switch_j)
     world = parts.world
     return {
         "energy_j": it_j * pue, "avg_power_w_per_gpu": gpus_j / (world * t) if t > 0 else 0.0,
@@ -273,25 +274,26 @@ def power_counter_events(curve: pd.DataFrame | None) -> list[dict[str, Any]]:
              "args": {"watts": round(float(r.watts), 3)}} for r in curve.itertuples()]
 
 
-def serving_energy(iterations: pd.DataFrame, parts: Parts, gpus_per_replica: int,
-                   tokens: float, pue: float) -> dict[str, Any]:
-    """Energy of a serving run: each replica's GPUs run its iterations (with prefill:
-    tensor-core bound, ``compute``; decode only: weight-streaming, ``memory``) and idle in
-    between, from 0 to the last iteration's end."""
-    if any(m is None for m in parts.models) or not len(iterations):
-        return unavailable(parts) if any(m is None for m in parts.models) else {}
-    pm = parts.models[0]
+def serving_energy(iterations: pd.DataFrame, parts: Parts, replica_part: dict[int, int],
+                   gpus_per_replica: int, tokens: float, pue: float) -> dict[str, Any]:
+    """Energy of a serving run from 0 to the last iteration's end: every GPU of the
+    cluster at idle, plus each iteration's dynamic power on its replica's GPUs (with
+    prefill: tensor-core bound, ``compute``; decode only: weight-streaming, ``memory``).
+    ``replica_part``: the part (pool) of each replica."""
+    if any(m is None for m in parts.models):
+        return unavailable(parts)
+    if not len(iterations):
+        return {}
     t_end = float(iterations.end_s.max())
-    w = np.where(iterations.prefill_tokens.to_numpy() > 0, pm.weights["compute"],
-                 pm.weights["memory"])
-    gpu_j = 0.0
-    for _, idx in iterations.groupby("replica").indices.items():
-        it = iterations.iloc[idx]
-        times, level = rank_curve(it.start_s.to_numpy(), it.end_s.to_numpy(), w[idx], t_end)
-        gpu_j += energy_of_curve(pm, times, level) * gpus_per_replica
-    idle_replicas = parts.world // gpus_per_replica - iterations.replica.nunique()
-    gpu_j += idle_replicas * gpus_per_replica * pm.idle_w * t_end
-    out = account(parts, t_end, [gpu_j], tokens, pue)
+    gpu_j = [p.gpus * m.idle_w * t_end for p, m in zip(parts.parts, parts.models, strict=True)]
+    prefill = iterations.prefill_tokens.to_numpy() > 0
+    dur = (iterations.end_s - iterations.start_s).to_numpy()
+    for rep, p_idx, d in zip(iterations.replica.to_numpy(), prefill, dur, strict=True):
+        i = replica_part.get(int(rep), 0)
+        pm = parts.models[i]
+        w = pm.weights["compute"] if p_idx else pm.weights["memory"]
+        gpu_j[i] += gpus_per_replica * pm.dynamic_w * min(1.0, w) * d
+    out = account(parts, t_end, gpu_j, tokens, pue)
     out["energy"]["seconds"] = t_end
     return out
 

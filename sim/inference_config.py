@@ -104,6 +104,7 @@ class InferenceWorkload(_Cfg):
     router: Literal["round_robin", "least_outstanding"] = "round_robin"
     requests: RequestsConfig = RequestsConfig()
     slo: SLOConfig = SLOConfig()
+    replica_pools: list[str] | None = None   # pool of each replica (sim/serving_pools.py)
 
     @property
     def replica_count(self) -> int:

@@ -228,9 +228,6 @@ def simulate_pools(sc):
     t0 = time.perf_counter()
     pools = make_pools(sc)
     w, p = sc.workload, sc.workload.parallel
-    if w.kind != "training":
-        raise ClusterSimError("cluster.pools with several pools: training pipelines only for "
-                              "now (serving replicas per pool are not modelled)")
     world = sum(pl.gpus for pl in pools)
     model = resolve(w.model).with_seq_len(w.seq_len)
     dp = p.dp or parallel.derive_dp(world, p.tp, p.pp)

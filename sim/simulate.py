@@ -89,6 +89,9 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     bootstrap uncertainty, also play the same graph with the profile's fast and slow
     corners (calibration/uncertainty.py) and report ``result.band`` (low, high)."""
     if sc.cluster.pools:                     # heterogeneous cluster: sim/pools.py
+        if len(sc.cluster.pools) > 1 and sc.workload.kind == "inference":
+            from sim.serving_pools import simulate_serving_pools
+            return simulate_serving_pools(sc)
         if len(sc.cluster.pools) > 1:
             from sim.pools import simulate_pools
             return simulate_pools(sc)

@@ -146,7 +146,7 @@ def serving_money(sc: Scenario, system, iters: pd.DataFrame, span: int, tokens: 
     from sim.energy import Part, Parts, serving_energy
     parts = Parts([Part(system, sc.cluster.nodes)])   # the whole cluster draws and is paid
     gpus = parts.world
-    energy = serving_energy(iters, parts, span, tokens, sc.cluster.pue)
+    energy = serving_energy(iters, parts, {}, span, tokens, sc.cluster.pue)
     seconds = float(iters.end_s.max()) if len(iters) else 0.0
     return energy | cost_fields([(system, gpus)], sc.cluster, seconds, tokens,
                                 energy.get("energy_j"))
