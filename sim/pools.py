@@ -3,7 +3,8 @@
 ``cluster.pools: [{name, system, nodes}]`` lays the pools' GPUs out in order: pool 0
 holds ranks [0, n0), pool 1 the next n1, ... ``parallel.stage_pools`` names the pool of
 every pipeline stage; since stage s holds ranks [s dp tp, (s + 1) dp tp), the stages of
-one pool are consecutive and a pool of n GPUs carries n / (dp tp) stages.
+one pool are consecutive and a pool of n GPUs carries n / (dp tp) stages (which is also
+what an unset ``stage_pools`` means).
 
 Each rank is timed by its own pool: its GPU's compute model and profile, its scale-up
 fabric for the collectives inside the pool (TP, DP). Traffic between pools (pipeline
@@ -160,11 +161,7 @@ class PooledNetwork:
 def stage_pool_list(sc, pools: list[Pool], pp: int, stage_gpus: int) -> list[Pool]:
     """Check ``parallel.stage_pools`` against the pools and return the pool of each stage."""
     by_name = {p.name: p for p in pools}
-    names = sc.workload.parallel.stage_pools
-    if names is None:
-        raise ClusterSimError("a training job over several cluster.pools needs "
-                              f"parallel.stage_pools: the pool of each of the pp={pp} stages, "
-                              f"from {list(by_name)}")
+    names = sc.workload.parallel.stage_pools or _auto_stage_pools(pools, pp, stage_gpus)
     if len(names) != pp:
         raise ClusterSimError(f"parallel.stage_pools has {len(names)} entries; pp={pp} needs one "
                               "per stage")
@@ -182,6 +179,18 @@ def stage_pool_list(sc, pools: list[Pool], pp: int, stage_gpus: int) -> list[Poo
                 f"pool {p.name!r} has {p.gpus} GPUs but carries {names.count(p.name)} stage(s) "
                 f"of tp*dp = {stage_gpus} GPUs = {want}; resize the pool or the plan")
     return [by_name[n] for n in names]
+
+
+def _auto_stage_pools(pools: list[Pool], pp: int, stage_gpus: int) -> list[str]:
+    """Without ``stage_pools``: each pool carries (its GPUs / a stage's GPUs) consecutive
+    stages, in pool order."""
+    counts = {p.name: p.gpus // stage_gpus for p in pools}
+    bad = [p.name for p in pools if p.gpus % stage_gpus or not counts[p.name]]
+    if bad or sum(counts.values()) != pp:
+        raise InfeasiblePlanError(
+            f"pools {[(p.name, p.gpus) for p in pools]} do not split into pp={pp} stages of "
+            f"tp*dp = {stage_gpus} GPUs; give parallel.stage_pools or resize the pools")
+    return [name for name, n in counts.items() for _ in range(n)]
 
 
 def balanced_split(layers: int, speeds: list[float], multiple: int = 1) -> tuple[int, ...]:

@@ -119,7 +119,10 @@ def _plan_columns(plan: parallel.ParallelPlan | None, raw: dict[str, Any] | None
 def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
     """Closed-form row of one configuration: metrics, or status + reason."""
     cid, axis, raw = config
-    row: dict[str, Any] = {"id": cid, **{f"axis.{k}": v for k, v in axis.items()}}
+    row: dict[str, Any] = {"id": cid, **{f"axis.{k}": _cell(v) for k, v in axis.items()}}
+    from sim.sweep.pool_rows import is_pooled, pooled_row
+    if is_pooled(data := scenario_for(base, axis, raw)):     # heterogeneous: DES rows
+        return pooled_row(data, row, _plan_columns)
     try:
         ctx = context(base, axis)
         plan = _plan_of(ctx, raw)
@@ -139,6 +142,13 @@ def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
                              f"needs {mem:.1f} GiB, the GPU has {ctx.estimator.hbm_gib:.1f} GiB")
     t = ctx.estimator.iteration_time(plan)
     return row | _status("ok", "", "") | metrics(ctx, plan, t, "")
+
+
+def _cell(v: Any) -> Any:
+    """Axis values that are lists of mappings (a pool mix) are stored as text in Parquet."""
+    if isinstance(v, list) and v and isinstance(v[0], dict):
+        return json.dumps(v, sort_keys=True)
+    return v
 
 
 def _status(status: str, reason: str, detail: str) -> dict[str, str]:

@@ -45,9 +45,10 @@ def configurations(sweep: Sweep) -> list[ev.Config]:
             out.append((len(out), axis, None))
             continue
         sc = scenario_mod.parse(sweep.scenario_dict(axis), f"{sweep.source}: base")
-        system = catalog.system(sc.cluster.system)
         model = resolve(sc.workload.model).with_seq_len(sc.workload.seq_len)
-        world = sc.cluster.nodes * system.gpus_per_node
+        world = sum(p.nodes * catalog.system(p.system).gpus_per_node
+                    for p in sc.cluster.pools) if sc.cluster.pools else \
+            sc.cluster.nodes * catalog.system(sc.cluster.system).gpus_per_node
         for plan in plans.candidates(sweep.plans, model, world, sc.workload.global_batch):
             out.append((len(out), axis, plan))
     if not out:
@@ -68,7 +69,8 @@ def run(sweep: Sweep, opts: Options, executor: executors.Executor | None = None)
         t1 = time.perf_counter()
         n_new = _stage1(sweep, chunks, store, executor, opts)
         t_closed = time.perf_counter() - t1
-        frame = store.read("a").sort_values("id", ignore_index=True)
+        frame = over_budget(store.read("a").sort_values("id", ignore_index=True),
+                            sweep.file.budget_usd_per_hour)
         _stage2(sweep, configs, frame, store, executor, opts)
     finally:
         if own:
@@ -81,6 +83,17 @@ def run(sweep: Sweep, opts: Options, executor: executors.Executor | None = None)
     out["plans_per_s"] = n_new / t_closed if t_closed > 0 and n_new else 0.0
     out["best"] = _best(sweep, configs, out["top"])
     return out
+
+
+def over_budget(frame: pd.DataFrame, budget: float | None) -> pd.DataFrame:
+    """Reject feasible rows whose cluster costs more than ``budget`` USD per hour."""
+    if budget is None or "usd_per_hour" not in frame:
+        return frame
+    hit = (frame.status == "ok") & (frame.usd_per_hour > budget)
+    frame.loc[hit, ["status", "reason"]] = ["over_budget", "over budget"]
+    frame.loc[hit, "detail"] = [f"{u:,.0f} USD/h > budget {budget:,.0f}"
+                                for u in frame.usd_per_hour[hit]]
+    return frame
 
 
 def _stage1(sweep, chunks, store, executor, opts) -> int:

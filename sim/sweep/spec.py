@@ -77,6 +77,8 @@ class SweepFile(_Cfg):
     # What "best" means (docs/energy.md): fastest, cheapest per token, or least energy per
     # token (energy comes from the DES-verified rows only).
     objective: Literal["time", "cost", "energy"] = "time"
+    # Rows whose cluster costs more per hour are rejected ("over budget"); e.g. a pool mix.
+    budget_usd_per_hour: float | None = Field(None, gt=0)
 
 
 def _axis_values(key: str, spec) -> list[Any]:

@@ -96,3 +96,11 @@ def test_energy_and_cost_of_a_mixed_fleet():
     t = r.iteration_time_s
     assert (70 + 40) * t < e["gpu_j"] < (700 + 400) * t      # idle and TDP of H100 + A100
     assert r.extra["cost_usd"] == pytest.approx(2.0 * 2 * t / 3600)
+
+
+def test_unset_stage_pools_follow_the_pool_sizes():
+    sc = two_pools().model_dump()
+    sc["workload"]["parallel"]["stage_pools"] = None
+    auto = simulate(scenario.parse(sc))
+    assert [p["stages"] for p in auto.extra["pools"]] == [[0], [1]]
+    assert auto.iteration_time_s == simulate(two_pools()).iteration_time_s

@@ -1,0 +1,63 @@
+"""Sweep rows of heterogeneous clusters (``cluster.pools`` with several pools).
+
+The closed-form estimator knows one system, so a pooled configuration is played by the
+discrete-event simulator in stage 1 already (its row is exact, and marked
+``fidelity: des``). Price per hour sums each pool's GPUs at its price.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hw_models import catalog
+from hw_models.errors import ClusterSimError, InfeasiblePlanError, OutOfMemoryError
+from sim import scenario as scenario_mod
+from sim.cost import gpu_hour_usd
+
+
+def is_pooled(data: dict[str, Any]) -> bool:
+    return len((data.get("cluster") or {}).get("pools") or []) > 1
+
+
+def usd_per_hour(sc) -> float | None:
+    total = 0.0
+    for p in sc.cluster.pools:
+        system = catalog.system(p.system)
+        rate, _ = gpu_hour_usd(system, sc.cluster)
+        if rate is None:
+            return None
+        total += rate * p.nodes * system.gpus_per_node
+    return total
+
+
+def pooled_row(data: dict[str, Any], row: dict[str, Any], plan_columns) -> dict[str, Any]:
+    """``row``: id and axis columns so far; ``plan_columns(plan, raw)``: the plan fields."""
+    from sim.simulate import simulate
+    from sim.sweep.evaluate import _status, reason_of
+    try:
+        sc = scenario_mod.parse(data, f"sweep row {row['id']}")
+        res = simulate(sc, band=False)
+    except OutOfMemoryError as exc:
+        return row | plan_columns(None, None) | _status("oom", "out of memory", str(exc))
+    except InfeasiblePlanError as exc:
+        return row | plan_columns(None, None) | _status("infeasible", reason_of(str(exc)), str(exc))
+    except ClusterSimError as exc:
+        return row | plan_columns(None, None) | _status("error", "invalid scenario", str(exc))
+    w, x = sc.workload, res.extra
+    p = w.parallel
+    plan = {"tp": p.tp, "pp": p.pp, "dp": x["plan"]["dp"], "vpp": p.vpp,
+            "micro_batch": w.micro_batch, "recompute": w.recompute,
+            "sequence_parallel": p.sequence_parallel, "zero": p.zero,
+            "global_batch": w.global_batch, "pipeline_layers": x["pipeline_layers"]}
+    usd = usd_per_hour(sc)
+    out = {"iteration_time_s": res.iteration_time_s, "tokens_per_s": res.tokens_per_s,
+           "samples_per_s": w.global_batch / res.iteration_time_s, "mfu": res.mfu}
+    if usd is not None:
+        out["usd_per_hour"] = usd
+        out["usd_per_mtoken"] = usd / 3600 / res.tokens_per_s * 1e6
+    return (row | plan_columns(None, plan) | {"gpus": res.world_size,
+                                              "memory_peak_gib": res.memory_peak_gib}
+            | _status("ok", "", "") | out
+            | {"pool_mix": " ".join(f"{q.name}:{q.nodes}" for q in sc.cluster.pools),
+               "des_energy_j": x.get("energy_j"), "des_joules_per_token": x.get("joules_per_token"),
+               "des_cost_usd_per_mtoken": x.get("cost_usd_per_million_tokens")})
