@@ -156,9 +156,10 @@ The same two jobs on H100, H200, B200, GB200 NVL72, MI300X and a mixed H100 + B2
   two stages on each pool, layers split by stage speed (`docs/hardware.md`);
 * **serving**: Llama 3 70B (fp16, one replica per node: tp=8, tp=4 on a GB200 tray; vLLM-style batching) at 1M requests a day
   (11.6 requests/s, Poisson), prompts lognormal around 1,024 tokens, 32-512 output tokens;
-  each fleet gets the fewest replicas that keep 90% of requests inside the SLO (first token
-  1 s, 50 ms per output token). The mixed fleet sends 40% of the traffic to H100 replicas and
-  60% to B200 replicas, each side sized the same way.
+  each fleet gets the fewest nodes that keep 90% of requests inside the SLO (first token
+  1 s, 50 ms per output token). The mixed fleet keeps one H100 node and adds B200 nodes;
+  one router sends each request to the replica with the least outstanding work
+  (`workload.replica_pools`, `docs/hardware.md`).
 
 Energy uses the power model of `docs/energy.md` at a facility PUE of 1.2; its TDPs are the
 vendors', its activity weights are stated assumptions. The comparison uses the GPU boards'
@@ -204,55 +205,50 @@ train"""),
            title="Llama 3 70B, 300B tokens on 1,024 GPUs: days vs GPU-board energy (MWh, PUE 1.2)").show()"""),
     ("code", """RATE = 1e6 / 86400          # 1M requests a day
 COUNT = 150 if QUICK else 600
+REQUESTS = {"count": COUNT, "rate_per_s": RATE, "seed": 0,
+            "prompt_len": {"dist": "lognormal", "median": 1024, "sigma": 0.8, "low": 16, "high": 6000},
+            "output_len": {"dist": "uniform", "low": 32, "high": 512}}
 
-def serve(system, share, replicas):
-    tp = catalog.system(system).gpus_per_node      # one node per replica (4 on a GB200 tray)
-    sc = scenario.parse({"name": f"{system}-{replicas}", "cluster": {
-        "system": system, "nodes": replicas, "pue": PUE},
-        "workload": {"kind": "inference", "model": "llama3-70b", "precision": "fp16",
-                     "parallel": {"tp": tp}, "replicas": replicas, "router": "least_outstanding",
-                     "requests": {"count": COUNT, "rate_per_s": RATE * share, "seed": 0,
-                                  "prompt_len": {"dist": "lognormal", "median": 1024, "sigma": 0.8,
-                                                 "low": 16, "high": 6000},
-                                  "output_len": {"dist": "uniform", "low": 32, "high": 512}},
-                     "slo": {"ttft_ms": 1000, "tpot_ms": 50}}})
-    return simulate(sc).summary()
+def serve(pools):
+    \"\"\"pools: [(system, nodes)]; one replica per node (tp = the node's GPUs).\"\"\"
+    tp = min(catalog.system(s).gpus_per_node for s, _ in pools)
+    work = {"kind": "inference", "model": "llama3-70b", "precision": "fp16", "parallel": {"tp": tp},
+            "replicas": sum(n * catalog.system(s).gpus_per_node // tp for s, n in pools),
+            "router": "least_outstanding", "requests": REQUESTS,
+            "slo": {"ttft_ms": 1000, "tpot_ms": 50}}
+    if len(pools) == 1:
+        cluster = {"system": pools[0][0], "nodes": pools[0][1]}
+    else:
+        cluster = {"pools": [{"name": s, "system": s, "nodes": n} for s, n in pools]}
+        work["replica_pools"] = [s for s, n in pools for _ in range(n * catalog.system(s).gpus_per_node // tp)]
+    return simulate(scenario.parse({"cluster": cluster | {"pue": PUE}, "workload": work})).summary()
 
-def smallest(system, share):
+def smallest(make):
+    \"\"\"Grow the fleet one node at a time until 90% of requests meet the SLO.\"\"\"
     for k in range(1, 9):
-        s = serve(system, share, k)
+        s = serve(make(k))
         if s["slo_attainment"] >= 0.9:
-            return k, s
-    return k, s
+            break
+    day = 86400 / s["energy"]["seconds"]
+    tokens = s["energy_j"] / s["joules_per_token"]
+    return {"nodes": sum(n for _, n in make(k)), "gpus": s["world_size"], "slo": s["slo_attainment"],
+            "mwh_per_day": s["energy"]["gpu_j"] * PUE * day / 3.6e9,        # boards x PUE
+            "usd_per_day": s["cost_usd"] * day,
+            "j_per_output_token": s["energy"]["gpu_j"] * PUE / tokens}
 
-def per_day(parts):
-    out = {"replicas": 0, "gpus": 0, "slo": 0.0, "mwh_per_day": 0.0, "usd_per_day": 0.0,
-           "j_per_output_token": 0.0}
-    tokens = 0.0
-    for system, share in parts:
-        k, s = smallest(system, share)
-        day = 86400 / s["energy"]["seconds"]
-        out["replicas"] += k
-        out["gpus"] += s["world_size"]
-        out["slo"] += share * s["slo_attainment"]
-        out["mwh_per_day"] += s["energy"]["gpu_j"] * PUE * day / 3.6e9   # boards x PUE
-        out["usd_per_day"] += s["cost_usd"] * day
-        tokens += s["energy_j"] / s["joules_per_token"] * day
-    out["j_per_output_token"] = out["mwh_per_day"] * 3.6e9 / tokens
-    return out
-
-serving = {"H100": [("dgx-h100", 1.0)], "H200": [("dgx-h200", 1.0)], "B200": [("dgx-b200", 1.0)],
-           "GB200 NVL72": [("gb200-nvl72", 1.0)], "MI300X": [("mi300x-8", 1.0)],
-           "H100 + B200": [("dgx-h100", 0.4), ("dgx-b200", 0.6)]}
+serving = {"H100": lambda k: [("dgx-h100", k)], "H200": lambda k: [("dgx-h200", k)],
+           "B200": lambda k: [("dgx-b200", k)], "GB200 NVL72": lambda k: [("gb200-nvl72", k)],
+           "MI300X": lambda k: [("mi300x-8", k)],
+           "H100 + B200": lambda k: [("dgx-h100", 1), ("dgx-b200", k)]}   # one H100 node kept
 if QUICK:
     serving = {k: serving[k] for k in ("H100", "H100 + B200")}
-serve_df = pd.DataFrame([{"fleet": k} | per_day(v) for k, v in serving.items()])
+serve_df = pd.DataFrame([{"fleet": k} | smallest(v) for k, v in serving.items()])
 serve_df"""),
     ("code", """both = train.merge(serve_df, on="fleet", suffixes=("_train", "_serve"))
 for r in both.itertuples():
     cost = "n/a" if r.cost_musd is None or r.cost_musd != r.cost_musd else f"${r.cost_musd:.2f}M"
     print(f"{r.fleet:12s} train {r.days:5.1f} days {r.gpu_board_mwh:6.0f} MWh (boards) {cost:>8s} | "
-          f"serve {r.replicas} replicas ({r.gpus_serve} GPUs) {r.mwh_per_day:5.2f} MWh/day "
+          f"serve {r.nodes} node(s) ({r.gpus_serve} GPUs) {r.mwh_per_day:5.2f} MWh/day "
           f"${r.usd_per_day:,.0f}/day {r.j_per_output_token:.2f} J/token [{r.calibration}]")"""),
     ("md", """**Conclusions** (from the printed lines above; full run):
 
@@ -269,10 +265,11 @@ for r in both.itertuples():
   the list prices track throughput, so the faster fleets are mostly faster, not cheaper.
 * **Serving** 1M requests a day: one node (B200, MI300X) or one GB200 tray (tp=4) meets the
   SLO for 90% of requests, H100 and H200 need two nodes. $624/day (GB200 tray) to $1,459/day
-  (2 H200 nodes); 1.7 J per output token on GB200 to 3.7 on H100. Splitting this small load
-  40/60 over an H100 and a B200 pool needs two nodes and costs more than B200 alone: each
-  pool loses batching. The serving window is 600 requests (about a minute of traffic),
-  scaled to a day as steady state.
+  (2 H200 nodes); 1.7 J per output token on GB200 to 3.7 on H100. Keeping one H100 node and
+  adding one B200 node serves the load ($1,632/day, 4.2 J/token) but costs more than the B200
+  node alone: the load is small enough for one node, and two half-loaded nodes batch less.
+  The serving window is 600 requests (about a minute of traffic), scaled to a day as
+  steady state.
 * Only H100 (and A100) time models are fitted; the other parts are rooflines at Hopper's
   efficiencies, and the power weights are assumptions (`docs/energy.md`): the ranking is the
   robust part, the absolute days, MWh and dollars are estimates"""),
