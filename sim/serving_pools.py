@@ -88,6 +88,7 @@ def _kv_blocks(w, it: IterationModel, pool: Pool) -> int:
 
 def simulate_serving_pools(sc):
     """A serving run on the scenario's pools -> InferenceResult."""
+    from sim.simulate import calibration_of
     from sim.simulate_inference import InferenceResult
 
     t0 = time.perf_counter()
@@ -115,14 +116,20 @@ def simulate_serving_pools(sc):
                              models={i: its[p.name] for i, p in enumerate(placed)})
     log = loop.run(reqs)
     df = request_frame(reqs)
-    metrics = summarize(reqs, df, w.slo.ttft_ms, w.slo.tpot_ms) | {"preemptions": log.preemptions}
+    block_gib = first.kv_bytes_per_token() * bs / 2**30
+    metrics = summarize(reqs, df, w.slo.ttft_ms, w.slo.tpot_ms) | {
+        "preemptions": log.preemptions, "kv_cache_peak_gib": log.kv_peak_blocks * block_gib}
     iters = pd.DataFrame(log.iterations,
                          columns=["replica", "start_s", "end_s", "prefill_tokens", "batch"])
     extra = {"policy": w.scheduler.policy, "replicas": w.replica_count,
              "iterations": len(iters),
+             "kv_cache_capacity_gib": min(blocks.values()) * block_gib,
+             "mean_batch": float(iters.batch.mean()) if len(iters) else 0.0,
+             "max_batch_seen": int(iters.batch.max()) if len(iters) else 0,
              "pools": [{"name": p.name, "gpu": p.system.gpu_spec.name, "gpus": p.gpus,
                         "replicas": [i for i, q in enumerate(placed) if q is p],
-                        "kv_blocks_per_replica": blocks.get(p.name)} for p in pools]}
+                        "kv_blocks_per_replica": blocks.get(p.name),
+                        "calibration": calibration_of(p.system, p.profile)} for p in pools]}
     extra |= _money(sc, pools, placed, iters, float(df.output_len.sum()))
     return InferenceResult(sc.name, metrics, df, iters, sum(p.gpus for p in pools),
                            time.perf_counter() - t0, extra)

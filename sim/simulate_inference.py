@@ -136,6 +136,8 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
              "cost_evaluations": it.evaluations, "mean_batch": float(iters.batch.mean()) if len(iters) else 0.0,
              "max_batch_seen": int(iters.batch.max()) if len(iters) else 0}
     extra |= serving_money(sc, system, iters, span, float(df.output_len.sum()))
+    extra["calibration"] = profile.calibration_status(
+        prof, system.gpu if isinstance(system.gpu, str) else system.gpu.name)
     return InferenceResult(sc.name, metrics, df, iters, w.replica_count * span,
                            time.perf_counter() - t0, extra)
 
