@@ -69,3 +69,14 @@ def test_energy_per_pool_within_bounds():
 def test_bad_placement(pools, words):
     with pytest.raises(ClusterSimError, match=words):
         serve("vllm", pools)
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("hetero_h100_b200.yaml", ["cluster.pue=1.0"]),
+    ("splitwise_h100_a100.yaml", ["workload.requests.count=60"])])
+def test_examples_run(name, overrides):
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "examples" / name
+    r = simulate(scenario.load(path, overrides))
+    assert r.extra["energy_j"] > 0 and r.extra["cost_usd"] > 0
+    assert len(r.extra["pools"]) == 2
