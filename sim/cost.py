@@ -16,8 +16,11 @@ from hw_models.catalog import prices
 HOUR = 3600.0
 
 
-def gpu_hour_usd(system, cfg) -> tuple[float | None, str]:
-    """(USD per GPU-hour, where it came from) in rental mode."""
+def gpu_hour_usd(system, cfg, pool_price: float | None = None) -> tuple[float | None, str]:
+    """(USD per GPU-hour, where it came from) in rental mode: the pool's own price, the
+    cluster's, or the system's default."""
+    if pool_price is not None:
+        return pool_price, "cluster.pools[].price_per_gpu_hour"
     if cfg.price_per_gpu_hour is not None:
         return cfg.price_per_gpu_hour, "cluster.price_per_gpu_hour"
     if system.cost_per_gpu_hour_usd is not None:
@@ -32,8 +35,10 @@ def cost_fields(groups: list[tuple[Any, int]], cfg, seconds: float, tokens: floa
     if cfg.capex is not None:
         return _capex(groups, cfg.capex, seconds, tokens, energy_j)
     usd, why = 0.0, set()
-    for system, gpus in groups:
-        rate, src = gpu_hour_usd(system, cfg)
+    pool_prices = [p.price_per_gpu_hour for p in cfg.pools] if cfg.pools and \
+        len(cfg.pools) == len(groups) else [None] * len(groups)
+    for (system, gpus), own in zip(groups, pool_prices, strict=True):
+        rate, src = gpu_hour_usd(system, cfg, own)
         if rate is None:
             name = system.gpu_spec.name
             return {"cost_usd": None, "cost_usd_per_million_tokens": None,

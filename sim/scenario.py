@@ -46,6 +46,7 @@ class PoolConfig(_Cfg):
     name: str
     system: str | dict[str, Any]
     nodes: int = Field(gt=0)
+    price_per_gpu_hour: float | None = Field(None, gt=0)   # USD; default: the cluster's
 
 
 class ClusterConfig(_Cfg):

@@ -78,7 +78,8 @@ class _Context:
         model = resolve(w.model).with_seq_len(w.seq_len)
         self.estimator = Estimator(model, layout, compute, opts, system.gpu_spec.hbm_bytes, prof)
         self.world = layout.world_size
-        self.price = getattr(system, "cost_per_gpu_hour_usd", None)
+        from sim.cost import gpu_hour_usd
+        self.price = gpu_hour_usd(system, sc.cluster)[0]   # the scenario's price, or the table's
         self.peak = system.gpu_spec.peak_flops(w.precision)
 
 

@@ -23,7 +23,7 @@ def usd_per_hour(sc) -> float | None:
     total = 0.0
     for p in sc.cluster.pools:
         system = catalog.system(p.system)
-        rate, _ = gpu_hour_usd(system, sc.cluster)
+        rate, _ = gpu_hour_usd(system, sc.cluster, p.price_per_gpu_hour)
         if rate is None:
             return None
         total += rate * p.nodes * system.gpus_per_node
