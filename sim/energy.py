@@ -305,3 +305,22 @@ def parts_of(sc) -> Parts:
     if len(pools) > 0:
         return Parts([Part(catalog.system(p.system), p.nodes) for p in pools])
     return Parts([Part(catalog.system(sc.cluster.system), sc.cluster.nodes)])
+
+
+def serving_power_events(iterations: pd.DataFrame, energy: dict[str, Any] | None
+                         ) -> list[dict[str, Any]]:
+    """Chrome trace counter track of each replica's per-GPU board power during a serving
+    run: idle between iterations, idle + the iteration's activity while one runs (mean
+    idle and TDP of the cluster's GPUs)."""
+    if not energy or "idle_w_per_gpu" not in energy or not len(iterations):
+        return []
+    idle, tdp = energy["idle_w_per_gpu"], energy["tdp_w_per_gpu"]
+    c = power_constants()
+    events = []
+    for r in iterations.itertuples():
+        w = c["compute"] if r.prefill_tokens > 0 else c["memory"]
+        events.append({"name": "power", "ph": "C", "pid": int(r.replica), "ts": r.start_s * 1e6,
+                       "args": {"watts": round(idle + (tdp - idle) * min(1.0, w), 3)}})
+        events.append({"name": "power", "ph": "C", "pid": int(r.replica), "ts": r.end_s * 1e6,
+                       "args": {"watts": round(idle, 3)}})
+    return events

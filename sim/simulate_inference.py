@@ -55,6 +55,8 @@ class InferenceResult:
                   for r in it.itertuples()]
         events += [{"name": "process_name", "ph": "M", "pid": int(p), "args": {"name": f"replica {p}"}}
                    for p in it.replica.unique()]
+        from sim.energy import serving_power_events
+        events += serving_power_events(it, self.extra.get("energy"))   # "ph": "C" watts per GPU
         trace = {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"scenario": self.name}}
         if path is not None:
             Path(path).write_text(json.dumps(trace))

@@ -103,3 +103,15 @@ def test_serving_energy_bounds():
     gpus = 8                                           # the whole node draws
     assert 70 * gpus * t < s["energy"]["gpu_j"] < 700 * gpus * t
     assert s["joules_per_token"] > 0 and s["cost_usd"] == pytest.approx(3.0 * gpus * t / 3600)
+
+
+def test_serving_trace_has_a_power_track():
+    sc = scenario.parse({
+        "cluster": {"system": "dgx-h100", "nodes": 1},
+        "workload": {"kind": "inference", "model": "llama3-8b", "parallel": {"tp": 1},
+                     "replicas": 2, "requests": {"count": 20, "rate_per_s": 10.0, "seed": 1,
+                                                 "prompt_len": 512, "output_len": 16}}})
+    trace = simulate(sc).to_chrome_trace()
+    watts = [e["args"]["watts"] for e in trace["traceEvents"] if e["ph"] == "C"]
+    # prefill iterations at TDP, decode-only at idle + 60% of the range, idle between
+    assert set(watts) == {700.0, 70.0 + 0.6 * 630, 70.0}
