@@ -31,7 +31,7 @@ from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from hw_models.profile import Profile
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
-from sim.network.analytical import curve_time
+from sim.network.analytical import bus_factor, curve_time
 from workloads.graph import Collective, CommGroup
 
 
@@ -95,7 +95,8 @@ class PoolIndex:
         for p in self.pools:
             if rank < p.first_rank + p.gpus:
                 return p
-        raise ClusterSimError(f"rank {rank} is outside the pools' {self.pools[-1].first_rank + self.pools[-1].gpus} GPUs")
+        last = self.pools[-1]
+        raise ClusterSimError(f"rank {rank} is outside the pools' {last.first_rank + last.gpus} GPUs")
 
 
 class PooledCosts:
@@ -138,7 +139,6 @@ class PooledNetwork:
             return hit[0].network.collective_time(kind, nbytes, hit[1])
         pools = {self.index.of(r).name: self.index.of(r) for r in group.ranks}.values()
         bw = min(p.system.nic_bw_per_gpu for p in pools) / self.oversub
-        from sim.network.analytical import bus_factor
         first = next(iter(pools))
         return curve_time(first.network._curve("network"),
                           bus_factor(kind, group.size) * nbytes, bw)
