@@ -36,3 +36,12 @@ def test_results_say_when_a_part_is_roofline_only():
     text = captions(sc)
     assert "Calibration: roofline-assumed (profile h100" in text
     assert "cluster.price_per_gpu_hour" in text       # no default price: says what to set
+
+
+def test_results_page_with_pools():
+    sc = copy.deepcopy(BASE) | {"name": "hw-captions-pools"}
+    sc["cluster"] = {"pools": [{"name": "h", "system": "dgx-h100", "nodes": 1},
+                               {"name": "b", "system": "dgx-b200", "nodes": 1}]}
+    sc["workload"]["parallel"] = {"tp": 8, "pp": 2}
+    text = captions(sc)
+    assert "h: fitted (profile h100" in text and "b: roofline-assumed (profile h100" in text
