@@ -26,6 +26,7 @@ from sim.scenario import parse
 from sim.simulate import simulate
 
 REF = resources.files("calibration").joinpath("reference", "energy", "llama1_table15.csv")
+NODE_REF = resources.files("calibration").joinpath("reference", "energy", "h100_node_power.csv")
 GPUS = 2048
 PUE = 1.1
 PLANS = [(tp, pp) for tp in (1, 2, 4, 8) for pp in (1, 2, 4)]
@@ -90,5 +91,39 @@ def table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def node_power() -> dict:
+    """Node power of Llama 2 13B training on one DGX H100 (the fastest plan of tp in
+    {1, 2, 4, 8} with ZeRO-1 or ZeRO-3) against the metered H100 nodes of
+    h100_node_power.csv: Newkirk et al.'s 76% of the rating for compute-intensive training,
+    Latif et al.'s 8.48 kW maximum."""
+    ref = pd.read_csv(NODE_REF, comment="#").set_index("quantity").value_kw
+    best = None
+    for tp in (1, 2, 4, 8):
+        for zero in (1, 3):
+            sc = {"cluster": {"system": "dgx-h100", "nodes": 1},
+                  "workload": {"model": "llama2-13b", "global_batch": 64, "micro_batch": 1,
+                               "recompute": "selective", "parallel": {"tp": tp, "zero": zero}}}
+            try:
+                r = simulate(parse(sc, "llama2-13b"), band=False)
+            except ClusterSimError:
+                continue
+            if best is None or r.iteration_time_s < best[1].iteration_time_s:
+                best = (f"tp{tp} zero{zero}", r)
+    plan, r = best
+    e = r.extra["energy"]
+    kw = (e["gpu_j"] + e["host_j"]) / r.iteration_time_s / 1e3
+    typical = ref["compute_intensive_training_node_power"]
+    return {"plan": plan, "mfu": r.mfu, "node_kw_sim": kw, "node_kw_typical_pub": typical,
+            "err_pct": 100 * (kw / typical - 1), "node_kw_max_pub": ref["max_observed_node_power"]}
+
+
+def node_table(row: dict) -> str:
+    return (f"Llama 2 13B on one DGX H100 ({row['plan']}, MFU {row['mfu']:.1%}): node "
+            f"{row['node_kw_sim']:.2f} kW simulated; published {row['node_kw_typical_pub']:.2f} kW "
+            f"(76% of 10.2, compute-intensive training) -> {row['err_pct']:+.1f}%; measured "
+            f"maximum {row['node_kw_max_pub']:.2f} kW")
+
+
 if __name__ == "__main__":
     print(table(validate()))
+    print(node_table(node_power()))

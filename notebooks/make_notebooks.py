@@ -259,8 +259,9 @@ for r in both.itertuples():
   share (MFU 39% against 41-46% for the single-type fleets).
 * **Energy** (GPU boards x PUE 1.2): 59 MWh on H100/H200, 50 on MI300X, 47 on the mixed fleet,
   43 on GB200 NVL72 and 40 on B200. Blackwell boards draw more (750-930 W mean against 550 W)
-  but for half the time. With the DGX host share the H100 run is 118 MWh: hosts, fans and
-  NICs double the GPUs' energy on a DGX, so the board-only numbers understate every fleet.
+  but for half the time. With the DGX hosts and the switches the H100 run is 98 MWh (B200
+  64): the rest of the node and the fabric add about two thirds to the GPUs' energy, so the
+  board-only numbers understate every fleet.
 * **Cost** at the default rental prices: $0.24-0.27M for every fleet except H200 ($0.33M):
   the list prices track throughput, so the faster fleets are mostly faster, not cheaper.
 * **Serving** 1M requests a day: one node (B200, MI300X) or one GB200 tray (tp=4) meets the

@@ -11,11 +11,11 @@ kernels (``memory``), scale-up transfers (``scale_up``) or the NICs (``nic``). A
 The same piecewise-constant curve is the power counter of the Chrome trace and its
 integral is the energy, so the two always agree.
 
-The host share of a node (CPUs, DRAM, fans, NICs) is what the vendor's system maximum
-leaves over the GPUs' TDP, drawn at ``host_idle_fraction`` when idle up to all of it
-when the GPUs are. Switches draw ``switch_w`` each; the facility multiplies it all by
-``pue``. A number the catalog does not have (a TDP, a system maximum) is left out of the
-sum and the result says so.
+The rest of a node (CPUs, DRAM, fans, NICs) draws, at full load, ``host_full_fraction``
+(fitted on a metered H100 node) of what the vendor's system maximum leaves over the GPUs'
+TDPs, and ``host_idle_fraction`` of that when the GPUs idle. Switches draw ``switch_w``
+each; the facility multiplies it all by ``pue``. A number the catalog does not have (a
+TDP, a system maximum) is left out of the sum and the result says so.
 """
 
 from __future__ import annotations
@@ -171,11 +171,13 @@ def switches(system: SystemSpec, nodes: int) -> int:
 
 
 def host_w_per_gpu(system: SystemSpec) -> float | None:
-    """What the vendor's system maximum leaves over its GPUs' TDPs, per GPU."""
+    """Full-load power of the rest of the node, per GPU: the part of the vendor's system
+    maximum left over by the GPUs' TDPs, scaled by the measured ``host_full_fraction``."""
     gpu = system.gpu_spec
     if system.system_max_kw is None or gpu.tdp_w is None:
         return None
-    return max(0.0, system.system_max_kw * 1e3 / system.gpus_per_node - gpu.tdp_w)
+    rated = max(0.0, system.system_max_kw * 1e3 / system.gpus_per_node - gpu.tdp_w)
+    return rated * power_constants()["host_full_fraction"]
 
 
 def idle_power_w(parts: Parts) -> float:

@@ -21,3 +21,11 @@ def test_energy_below_nameplate_above_idle(rows):
     assert (rows.mwh_sim <= rows.mwh_pub_formula_on_sim_hours + 1e-9).all()
     assert (rows.mwh_sim >= 0.1 * rows.mwh_pub_formula_on_sim_hours).all()
     assert rows.avg_power_w.between(40, 400).all()
+
+
+def test_h100_node_power_near_the_metered_nodes():
+    from calibration.validate_energy import node_power
+    row = node_power()
+    # within 15% of the compute-intensive mean, never above the measured maximum
+    assert abs(row["err_pct"]) < 15
+    assert row["node_kw_sim"] <= row["node_kw_max_pub"] + 1e-9

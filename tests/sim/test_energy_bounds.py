@@ -87,8 +87,16 @@ def test_run_counts_restarts_at_idle_power():
     busy = (86400 - 3 * 3600) * 1000 / 0.5
     assert out["idle_energy_j"] == pytest.approx(3 * 3600 * idle_power_w(parts))
     assert out["energy_j"] == pytest.approx(busy + out["idle_energy_j"])
-    # idle: 16 GPUs x (70 W + half of their host share (10.2 kW / 8 - 700 W)) + one switch
-    assert idle_power_w(parts) == pytest.approx(16 * (70 + 0.5 * 575) + 1000)
+    # idle: 16 GPUs x (70 W + half the full-load host draw per GPU) + one switch; the host
+    # at full load is 0.626 of what 10.2 kW leaves beside 8 x 700 W (575 W per GPU)
+    assert idle_power_w(parts) == pytest.approx(16 * (70 + 0.5 * 0.626 * 575) + 1000)
+
+
+def test_node_at_full_load_draws_the_measured_maximum():
+    """Fit check: 8 H100 at TDP plus the fitted host draw = Latif et al.'s 8.48 kW."""
+    from sim.energy import host_w_per_gpu
+    s = catalog.system("dgx-h100")
+    assert 8 * (700 + host_w_per_gpu(s)) == pytest.approx(8480, rel=1e-3)
 
 
 def test_serving_energy_bounds():
