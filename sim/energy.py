@@ -219,8 +219,9 @@ def account(parts: Parts, t: float, gpu_j: list[float], tokens: float, pue: floa
                    "idle_w_per_gpu": float(np.mean([m.idle_w for m in parts.models])),
                    "tdp_w_per_gpu": float(np.mean([m.tdp_w for m in parts.models])),
                    "not_counted": missing + ["storage"],
-                   "power_model": "vendor TDP; idle fraction and activity weights are stated "
-                                  "assumptions (hw_models/data/power.yaml)"}}
+                   "power_model": "vendor TDP; GPU idle fraction and activity weights are "
+                                  "stated assumptions; host draw fitted on a metered H100 "
+                                  "node (hw_models/data/power.yaml)"}}
 
 
 def unavailable(parts: Parts) -> dict[str, Any]:
