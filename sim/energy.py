@@ -20,6 +20,7 @@ TDP, a system maximum) is left out of the sum and the result says so.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -101,14 +102,18 @@ class Parts:
         firsts = np.r_[0, np.cumsum([p.gpus for p in parts])[:-1]]
         self.parts = [Part(p.system, p.nodes, int(f)) for p, f in zip(parts, firsts, strict=True)]
         self.bounds = np.cumsum([p.gpus for p in parts])
+        self._bounds = self.bounds.tolist()
         self.models = [PowerModel.of(p.system.gpu_spec) for p in parts]
 
     def index(self, rank: int) -> int:
-        return int(np.searchsorted(self.bounds, rank, side="right"))
+        if len(self.parts) == 1:
+            return 0
+        return bisect.bisect_right(self._bounds, rank)
 
     def domain_of(self, rank: int) -> tuple[int, int]:
         i = self.index(rank)
-        return i, (rank - self.parts[i].first_rank) // self.parts[i].domain
+        part = self.parts[i]
+        return i, (rank - part.first_rank) // part.domain
 
     @property
     def world(self) -> int:
@@ -121,10 +126,14 @@ class RowWeights:
 
     def __init__(self, graph: ExecutionGraph, costs_of, parts: Parts, weights: dict[str, float]):
         self.graph, self.costs_of, self.parts, self.w = graph, costs_of, parts, weights
+        self._groups: dict[tuple[int, ...], float] = {}
 
-    def _comm(self, ranks) -> float:
-        doms = {self.parts.domain_of(r) for r in ranks}
-        return self.w["scale_up"] if len(doms) <= 1 else self.w["nic"]
+    def _comm(self, ranks: tuple[int, ...]) -> float:
+        w = self._groups.get(ranks)
+        if w is None:
+            doms = {self.parts.domain_of(r) for r in ranks}
+            w = self._groups[ranks] = self.w["scale_up"] if len(doms) <= 1 else self.w["nic"]
+        return w
 
     def of_op(self, op, rank: int) -> float:
         if isinstance(op, Compute):
