@@ -132,7 +132,8 @@ def _top(frame: pd.DataFrame) -> None:
     top.insert(0, "plan", [summary.plan_label(r) for _, r in top.iterrows()])
     cols = [c for c in ("plan", "gpus", "iteration_time_s", "tokens_per_s", "mfu",
                         "memory_peak_gib", "usd_per_mtoken", "des_iteration_time_s",
-                        "des_joules_per_token", "des_cost_usd_per_mtoken") if c in top]
+                        "des_joules_per_token", "des_cost_usd_per_mtoken", "pool_mix",
+                        "joules_per_token") if c in top]
     st.subheader(f"Top plans (by {objective})")
     st.dataframe(top[cols], width="stretch")
     pick = st.selectbox("Open a plan in the Scenario page", top.plan.tolist(), key="sw_pick")
@@ -169,8 +170,9 @@ def render() -> None:
     if "usd_per_hour" in ok and ok.usd_per_hour.notna().any():
         pareto_chart(frame, ok, "usd_per_hour", "Pareto front: tokens/s vs USD per hour "
                      "(catalog list prices)")
-    if "des_joules_per_token" in ok and ok.des_joules_per_token.notna().any():
-        verified = ok[ok.des_joules_per_token.notna()]
-        pareto_chart(verified, verified, "des_joules_per_token",
-                     "Pareto front: tokens/s vs joules per token (DES-verified rows)")
+    energy = summary.energy_column(ok)
+    if energy is not None:
+        sim = ok.assign(j_per_token=energy)[energy.notna()]
+        pareto_chart(sim, sim, "j_per_token",
+                     "Pareto front: tokens/s vs joules per token (simulated rows)")
     _top(frame)

@@ -176,6 +176,9 @@ def verify(base: dict[str, Any], config: Config) -> dict[str, Any]:
     """Stage 2: the discrete-event simulation of one configuration, at its fidelity."""
     cid, axis, raw = config
     data = scenario_for(base, axis, raw)
+    from sim.sweep.pool_rows import is_pooled, pooled_verify
+    if is_pooled(data):
+        return pooled_verify(data, cid)
     ctx = context(base, axis)
     try:
         res = simulate(scenario_mod.parse(data, f"sweep row {cid}"), band=False)

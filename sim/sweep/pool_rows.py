@@ -30,6 +30,32 @@ def usd_per_hour(sc) -> float | None:
     return total
 
 
+def _metrics(sc, res) -> dict[str, Any]:
+    out = {"iteration_time_s": res.iteration_time_s, "tokens_per_s": res.tokens_per_s,
+           "samples_per_s": sc.workload.global_batch / res.iteration_time_s, "mfu": res.mfu}
+    usd = usd_per_hour(sc)
+    if usd is not None:
+        out["usd_per_hour"] = usd
+        out["usd_per_mtoken"] = usd / 3600 / res.tokens_per_s * 1e6
+    return out
+
+
+def pooled_verify(data: dict[str, Any], cid: int) -> dict[str, Any]:
+    """Stage 2 of a pooled row: the same simulation, reported with the des_ prefix."""
+    from sim.simulate import simulate
+    try:
+        sc = scenario_mod.parse(data, f"sweep row {cid}")
+        res = simulate(sc, band=False)
+    except ClusterSimError as exc:
+        return {"id": cid, "des_status": "error", "des_detail": str(exc)}
+    x = res.extra
+    return {"id": cid, "des_status": "ok", "des_detail": "", "des_fidelity": res.fidelity,
+            **{f"des_{k}": v for k, v in _metrics(sc, res).items()},
+            "des_energy_j": x.get("energy_j"), "des_joules_per_token": x.get("joules_per_token"),
+            "des_cost_usd": x.get("cost_usd"),
+            "des_cost_usd_per_mtoken": x.get("cost_usd_per_million_tokens")}
+
+
 def pooled_row(data: dict[str, Any], row: dict[str, Any], plan_columns) -> dict[str, Any]:
     """``row``: id and axis columns so far; ``plan_columns(plan, raw)``: the plan fields."""
     from sim.simulate import simulate
@@ -49,15 +75,10 @@ def pooled_row(data: dict[str, Any], row: dict[str, Any], plan_columns) -> dict[
             "micro_batch": w.micro_batch, "recompute": w.recompute,
             "sequence_parallel": p.sequence_parallel, "zero": p.zero,
             "global_batch": w.global_batch, "pipeline_layers": x["pipeline_layers"]}
-    usd = usd_per_hour(sc)
-    out = {"iteration_time_s": res.iteration_time_s, "tokens_per_s": res.tokens_per_s,
-           "samples_per_s": w.global_batch / res.iteration_time_s, "mfu": res.mfu}
-    if usd is not None:
-        out["usd_per_hour"] = usd
-        out["usd_per_mtoken"] = usd / 3600 / res.tokens_per_s * 1e6
+    out = _metrics(sc, res)
     return (row | plan_columns(None, plan) | {"gpus": res.world_size,
                                               "memory_peak_gib": res.memory_peak_gib}
             | _status("ok", "", "") | out
             | {"pool_mix": " ".join(f"{q.name}:{q.nodes}" for q in sc.cluster.pools),
-               "des_energy_j": x.get("energy_j"), "des_joules_per_token": x.get("joules_per_token"),
-               "des_cost_usd_per_mtoken": x.get("cost_usd_per_million_tokens")})
+               "energy_j": x.get("energy_j"), "joules_per_token": x.get("joules_per_token"),
+               "cost_usd_per_mtoken": x.get("cost_usd_per_million_tokens")})

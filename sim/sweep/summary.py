@@ -12,7 +12,7 @@ RATE = "tokens_per_s"
 # objective -> (column, its DES counterpart, higher is better)
 OBJECTIVES = {"time": (RATE, f"des_{RATE}", True),
               "cost": ("usd_per_mtoken", "des_cost_usd_per_mtoken", False),
-              "energy": (None, "des_joules_per_token", False)}
+              "energy": ("joules_per_token", "des_joules_per_token", False)}
 
 
 def ranked(frame: pd.DataFrame, objective: str = "time") -> pd.DataFrame:
@@ -45,9 +45,23 @@ def pareto(frame: pd.DataFrame, cost: str) -> list[dict[str, Any]]:
     return front
 
 
+def energy_column(frame: pd.DataFrame) -> pd.Series | None:
+    """Joules per token of each row: simulated (DES-verified or pooled rows), else NaN."""
+    cols = [c for c in ("des_joules_per_token", "joules_per_token") if c in frame]
+    if not cols:
+        return None
+    col = frame[cols[0]]
+    for c in cols[1:]:
+        col = col.fillna(frame[c])
+    return col if col.notna().any() else None
+
+
 def plan_label(r: pd.Series) -> str:
     pl = "" if r.get("pipeline_layers") is None else " uneven"
-    axes = "".join(f" {k[5:].split('.')[-1]}={v}" for k, v in r.items() if k.startswith("axis."))
+    axes = "".join(f" {k[5:].split('.')[-1]}={v}" for k, v in r.items()
+                   if k.startswith("axis.") and k != "axis.cluster.pools")
+    if isinstance(r.get("pool_mix"), str):
+        axes += f" pools {r['pool_mix']}"
     return (f"tp{r.tp} pp{r.pp} dp{r.dp} vpp{r.vpp} mb{r.micro_batch} {r.recompute}"
             f"{' sp' if r.sequence_parallel else ''} zero{r.zero}{pl}{axes}")
 
@@ -63,9 +77,10 @@ def summarize(frame: pd.DataFrame, top: int, objective: str = "time") -> dict[st
     }
     if "usd_per_hour" in frame and frame.usd_per_hour.notna().any():
         out["pareto_cost"] = pareto(frame, "usd_per_hour")
-    if "des_joules_per_token" in frame and frame.des_joules_per_token.notna().any():
-        out["pareto_energy"] = pareto(frame[frame.des_joules_per_token.notna()],
-                                      "des_joules_per_token")
+    energy = energy_column(frame)
+    if energy is not None:
+        out["pareto_energy"] = pareto(frame.assign(j_per_token=energy)[energy.notna()],
+                                      "j_per_token")
     out["objective"] = objective
     return out
 
@@ -90,7 +105,7 @@ def table(summary: dict[str, Any]) -> str:
                      f"{r['tokens_per_s']:11,.0f} {r['mfu']:6.1%} {r['memory_peak_gib']:8.1f} "
                      f"{'' if des is None else f'{des:10.3f}'}")
     for key, name in (("pareto_gpus", "gpus"), ("pareto_cost", "usd_per_hour"),
-                      ("pareto_energy", "des_joules_per_token")):
+                      ("pareto_energy", "j_per_token")):
         if summary.get(key):
             pts = ", ".join(f"{p[name]:g}: {p[RATE]:,.0f}" for p in summary[key])
             lines.append(f"Pareto tokens/s vs {name}: {pts}")

@@ -30,3 +30,16 @@ def test_pool_mix_sweep_under_budget(tmp_path):
     assert ok.loc["h100:2 b200:2", "tokens_per_s"] > ok.loc["h100:3 b200:1", "tokens_per_s"]
     assert res["top"][0]["pool_mix"] == "h100:2 b200:2"
     assert res["rejected"] == {"over budget": 1}
+
+
+def test_pool_mix_by_energy_with_des_verification(tmp_path):
+    res = run.run(spec.parse(SWEEP | {"objective": "energy"}),
+                  run.Options(out=str(tmp_path / "e.parquet"), progress=False, verify_top=2))
+    df = pd.read_parquet(tmp_path / "e.parquet")
+    ok = df[df.status == "ok"]
+    # pooled rows are simulated in stage 1: verifying them gives the same numbers
+    verified = ok[ok.des_status == "ok"]
+    assert len(verified) == 2
+    assert (verified.des_iteration_time_s == verified.iteration_time_s).all()
+    assert res["top"][0]["joules_per_token"] == ok.joules_per_token.min()
+    assert res["pareto_energy"]
