@@ -42,17 +42,18 @@ def calibration_text(res: SimResult) -> str:
                      f"{c['detail']})" for name, c in cals)
 
 
-def energy_cost_text(res: SimResult) -> str:
+def energy_cost_text(res, unit: str = "iteration") -> str:
+    """Energy and cost of a training iteration or a serving run (docs/energy.md)."""
     x = res.extra
     parts = []
     if x.get("energy_j") is not None:
-        parts.append(f"energy {x['energy_j'] / 1e3:,.1f} kJ per iteration, "
+        parts.append(f"energy {x['energy_j'] / 1e3:,.1f} kJ per {unit}, "
                      f"{x['avg_power_w_per_gpu']:,.0f} W per GPU, "
                      f"{x['joules_per_token']:.3g} J/token")
     elif "energy" in x:
         parts.append("energy not computed: " + "; ".join(x["energy"]["not_counted"]))
     if x.get("cost_usd") is not None:
-        parts.append(f"${x['cost_usd']:.4g} per iteration, "
+        parts.append(f"${x['cost_usd']:.4g} per {unit}, "
                      f"${x['cost_usd_per_million_tokens']:.3g} per million tokens "
                      f"({x['cost']['mode']})")
     elif "cost" in x:

@@ -45,3 +45,16 @@ def test_results_page_with_pools():
     sc["workload"]["parallel"] = {"tp": 8, "pp": 2}
     text = captions(sc)
     assert "h: fitted (profile h100" in text and "b: roofline-assumed (profile h100" in text
+
+
+def test_inference_page_shows_energy_and_calibration():
+    import yaml
+    data = yaml.safe_load((Path(ENTRY).parents[1] / "examples/inference_llama3_70b.yaml").read_text())
+    data["workload"]["requests"]["count"] = 100
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    at.session_state["scenario"] = data
+    at.session_state["page"] = "Inference"
+    at.run()
+    assert not at.exception, at.exception
+    text = "\n".join(c.value for c in at.caption)
+    assert "kJ per run" in text and "Calibration: fitted (profile h100" in text
