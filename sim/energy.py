@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from hw_models.catalog import GPUSpec, SystemSpec, power_constants
-from hw_models.compute import MEMORY_BOUND
 from hw_models.topology import fabric_defaults
 from workloads.graph import Block, Collective, Compute, ExecutionGraph, Memory, SendRecv
+
+TENSOR_OPS = frozenset({"gemm", "attention"})   # tensor-core bound; the rest streams HBM
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class RowWeights:
 
     def of_op(self, op, rank: int) -> float:
         if isinstance(op, Compute):
-            return self.w["memory"] if op.op_class in MEMORY_BOUND else self.w["compute"]
+            return self.w["compute"] if op.op_class in TENSOR_OPS else self.w["memory"]
         if isinstance(op, Collective):
             return self._comm(op.group.ranks)
         if isinstance(op, SendRecv):

@@ -104,7 +104,9 @@ class InferenceWorkload(_Cfg):
     router: Literal["round_robin", "least_outstanding"] = "round_robin"
     requests: RequestsConfig = RequestsConfig()
     slo: SLOConfig = SLOConfig()
-    replica_pools: list[str] | None = None   # pool of each replica (sim/serving_pools.py)
+    replica_pools: list[str] | None = Field(None, description=(
+        "pool of each replica on a cluster with pools (prefill replicas first under "
+        "disaggregation)"))
 
     @property
     def replica_count(self) -> int:

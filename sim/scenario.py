@@ -36,17 +36,21 @@ class NetworkConfig(_Cfg):
 class CapexConfig(_Cfg):
     """Capital-cost mode (docs/energy.md): the GPU-hour is the purchase price spread over
     the lifetime plus the energy at the power price (defaults: hw_models/data/prices.yaml)."""
-    price_per_gpu_usd: float = Field(gt=0)          # system price / GPUs, all-in
-    lifetime_years: float | None = Field(None, gt=0)
-    power_usd_per_kwh: float | None = Field(None, ge=0)
+    price_per_gpu_usd: float = Field(gt=0, description=(
+        "purchase price per GPU, all-in (system price / GPUs), USD"))
+    lifetime_years: float | None = Field(None, gt=0, description=(
+        "years the price is spread over; default prices.yaml (6, Microsoft's server life)"))
+    power_usd_per_kwh: float | None = Field(None, ge=0, description=(
+        "electricity price, USD/kWh; default prices.yaml (US industrial average, EIA)"))
 
 
 class PoolConfig(_Cfg):
     """One homogeneous part of a heterogeneous cluster (docs/hardware.md)."""
-    name: str
-    system: str | dict[str, Any]
-    nodes: int = Field(gt=0)
-    price_per_gpu_hour: float | None = Field(None, gt=0)   # USD; default: the cluster's
+    name: str = Field(description="the pool's name, used by stage_pools and replica_pools")
+    system: str | dict[str, Any] = Field(description="catalog system or inline mapping")
+    nodes: int = Field(gt=0, description="nodes of that system in the pool")
+    price_per_gpu_hour: float | None = Field(None, gt=0, description=(
+        "USD per GPU-hour of this pool; default: cluster.price_per_gpu_hour, then prices.yaml"))
 
 
 class ClusterConfig(_Cfg):
@@ -56,10 +60,15 @@ class ClusterConfig(_Cfg):
     profile: str | None = None          # built-in profile name or path to a profile YAML
     storage: StorageConfig | None = None  # checkpoint/data tiers (docs/reliability.md)
     # Energy and cost (docs/energy.md); pools: a heterogeneous cluster (docs/hardware.md).
-    pue: float = Field(1.0, ge=1.0)     # facility power usage effectiveness
-    price_per_gpu_hour: float | None = Field(None, gt=0)   # USD; default: prices.yaml
-    capex: CapexConfig | None = None
-    pools: list[PoolConfig] | None = Field(None, min_length=1)
+    pue: float = Field(1.0, ge=1.0, description=(
+        "facility power usage effectiveness: energy_j = IT energy x pue"))
+    price_per_gpu_hour: float | None = Field(None, gt=0, description=(
+        "rental price, USD per GPU-hour; default: the system's in prices.yaml"))
+    capex: CapexConfig | None = Field(None, description=(
+        "capital-cost mode instead of rental: purchase price, lifetime, power price"))
+    pools: list[PoolConfig] | None = Field(None, min_length=1, description=(
+        "a heterogeneous cluster: named pools of systems, ranks laid out pool by pool "
+        "(replaces system/nodes)"))
 
 
 class ParallelConfig(_Cfg):
@@ -73,8 +82,11 @@ class ParallelConfig(_Cfg):
     pipeline_layers: list[int] | None = None
     # Heterogeneous clusters (sim/pools.py): the pool of each stage, and how layers are
     # split when pipeline_layers is not given (by stage speed, or evenly).
-    stage_pools: list[str] | None = None
-    stage_split: Literal["speed", "even"] = "speed"
+    stage_pools: list[str] | None = Field(None, description=(
+        "pool of each pipeline stage (cluster.pools); default: each pool carries its GPUs / "
+        "(tp x dp) consecutive stages"))
+    stage_split: Literal["speed", "even"] = Field("speed", description=(
+        "layers per stage on pools when pipeline_layers is unset: by stage speed or even"))
 
 
 class TrainingWorkload(_Cfg):

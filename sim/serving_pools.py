@@ -112,7 +112,7 @@ def simulate_serving_pools(sc):
                                first.kv_bytes_per_token())
     reqs = req_mod.generate(w.requests, np.random.default_rng(w.requests.seed), model.seq_len)
     loop = PooledServingLoop(replicas, schedulers.make(w.scheduler.policy, limits), first,
-                             w.router, _transfer(placed, w), host_bw=25e9,
+                             w.router, kv_transfer(placed, w), host_bw=25e9,
                              models={i: its[p.name] for i, p in enumerate(placed)})
     log = loop.run(reqs)
     df = request_frame(reqs)
@@ -135,7 +135,7 @@ def simulate_serving_pools(sc):
                            time.perf_counter() - t0, extra)
 
 
-def _transfer(placed: list[Pool], w):
+def kv_transfer(placed: list[Pool], w):
     span = w.parallel.tp * w.parallel.pp
 
     def transfer(src: int, dst: int, nbytes: float) -> float:

@@ -15,6 +15,10 @@ from sim import scenario as scenario_mod
 from sim.cost import gpu_hour_usd
 
 
+def _status(status: str, reason: str, detail: str) -> dict[str, str]:
+    return {"status": status, "reason": reason, "detail": detail}
+
+
 def is_pooled(data: dict[str, Any]) -> bool:
     return len((data.get("cluster") or {}).get("pools") or []) > 1
 
@@ -59,7 +63,7 @@ def pooled_verify(data: dict[str, Any], cid: int) -> dict[str, Any]:
 def pooled_row(data: dict[str, Any], row: dict[str, Any], plan_columns) -> dict[str, Any]:
     """``row``: id and axis columns so far; ``plan_columns(plan, raw)``: the plan fields."""
     from sim.simulate import simulate
-    from sim.sweep.evaluate import _status, reason_of
+    from sim.sweep.evaluate import reason_of
     try:
         sc = scenario_mod.parse(data, f"sweep row {row['id']}")
         res = simulate(sc, band=False)

@@ -10,7 +10,7 @@ from hw_models.errors import ClusterSimError
 from sim import scenario
 from sim.network.analytical import curve_time
 from sim.pools import make_pools
-from sim.serving_pools import _transfer
+from sim.serving_pools import kv_transfer
 from sim.simulate import simulate
 
 BASE = {"cluster": {"pools": [{"name": "h100", "system": "dgx-h100", "nodes": 1},
@@ -51,7 +51,7 @@ def test_splitwise_prefill_on_one_pool_decode_on_another():
 def test_kv_handover_crosses_the_common_network():
     sc = scenario.parse(copy.deepcopy(BASE) | {})
     pools = make_pools(sc)
-    t = _transfer(pools, sc.workload)(0, 1, 1e9)
+    t = kv_transfer(pools, sc.workload)(0, 1, 1e9)
     # the slower NIC share: DGX A100 8 x 200 Gb/s over 8 GPUs = 25 GB/s
     assert t == pytest.approx(curve_time(profile.load("h100").collectives["network"], 1e9, 25e9))
 
