@@ -124,6 +124,11 @@ def node_table(row: dict) -> str:
             f"maximum {row['node_kw_max_pub']:.2f} kW")
 
 
+def report() -> tuple[dict, str]:
+    """(data, text) of ``clustersim validate energy-llama1``."""
+    df, node = validate(), node_power()
+    return {"rows": df.to_dict("records"), "node_power": node}, table(df) + "\n\n" + node_table(node)
+
+
 if __name__ == "__main__":
-    print(table(validate()))
-    print(node_table(node_power()))
+    print(report()[1])

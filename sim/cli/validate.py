@@ -49,11 +49,9 @@ def korthikanti(format: Format = typer.Option(Format.table, "--format")) -> None
 @validate_app.command("energy-llama1")
 def energy_llama1(format: Format = typer.Option(Format.table, "--format")) -> None:
     """LLaMA-1 Table 15 (GPU-hours, MWh on 2048 A100) and metered H100 node power."""
-    from calibration.validate_energy import node_power, node_table, table, validate
-    df = validate()
-    node = node_power()
-    emit({"rows": df.to_dict("records"), "node_power": node}, format,
-         table(df) + "\n\n" + node_table(node))
+    from calibration import validate_energy
+    data, text = validate_energy.report()
+    emit(data, format, text)
 
 
 def _register_features() -> None:
