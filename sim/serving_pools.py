@@ -20,12 +20,12 @@ from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError, InfeasiblePlanError, OutOfMemoryError
 from sim.network.analytical import curve_time
 from sim.pools import Pool, make_pools
+from sim.serving.iteration import IterationModel
+from sim.serving.loop import DONE, ServingLoop, shape_of
 from workloads.inference import requests as req_mod
 from workloads.inference import schedulers
 from workloads.inference.kv_cache import PagedKVCache
 from workloads.inference.metrics import request_frame, summarize
-from workloads.inference.ops import IterationModel
-from workloads.inference.serving import DONE, ServingLoop, shape_of
 from workloads.model import resolve
 
 
