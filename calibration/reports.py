@@ -54,3 +54,9 @@ def nccl() -> Report:
     summ = summary(rows)
     text = rows.to_string(index=False) + "\n\n" + summ.to_string(index=False)
     return {"rows": rows, "summary": summ}, text
+
+
+def moe(fidelity: str = "analytical") -> Report:
+    """MoE training (NVIDIA's Megatron/NeMo runs) and serving (SGLang) rows."""
+    from calibration.validate_moe import report
+    return report(fidelity)

@@ -222,6 +222,7 @@ def layer_time(pool: Pool, model, micro_batch: int, tp: int, sp: bool, dtype: st
 def simulate_pools(sc):
     """One training iteration of a pipeline over the scenario's pools -> SimResult."""
     import time
+    from dataclasses import replace
     from types import SimpleNamespace
 
     import pandas as pd
@@ -230,6 +231,7 @@ def simulate_pools(sc):
     from sim.energy import Part, Parts
     from sim.engine import Engine
     from sim.result import SimResult, breakdown, timeline_frame
+    from sim.setup import moe_options, training_options
     from sim.simulate import calibration_of, recompute_factor
     from workloads import memory, parallel, training
     from workloads.model import model_flops, resolve
@@ -250,13 +252,12 @@ def simulate_pools(sc):
     plan = parallel.ParallelPlan(
         tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
         vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
-        recompute=w.recompute, pipeline_layers=layers)
+        recompute=w.recompute, pipeline_layers=layers, ep=p.ep, etp=p.etp)
     parallel.validate(plan, model, world)
-    grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
-    opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
-                                    grad_bytes=grad_bytes, overlap_grad_reduce=w.overlap_grad_reduce)
+    # MoE layers: dispatch as on the first stage's pool (docs/moe.md)
+    opts = replace(training_options(w), moe=moe_options(w, model, stages[0].network.layout))
     mem = pd.DataFrame([m.gib() for m in memory.memory_per_stage(
-        model, plan, grad_bytes, w.attention == "flash")])
+        model, plan, opts.grad_bytes, w.attention == "flash")])
     if sc.sim.check_memory:
         _check_stage_memory(mem, stages)
     graph = training.build(model, plan, opts)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hw_models.errors import ClusterSimError
 from hw_models.yamlio import read_yaml
 from sim.inference_config import InferenceWorkload
+from sim.moe_config import MoEWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 
 
@@ -97,6 +98,10 @@ class ParallelConfig(_Cfg):
         "ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also weights"))
     pipeline_layers: list[int] | None = Field(None, description=(
         "layers per pipeline stage (one number per stage); unset: as even as possible"))
+    ep: int = Field(1, gt=0, description=(
+        "expert-parallel size of MoE layers: the tp x dp ranks of a stage regrouped as "
+        "etp x ep x expert-dp (docs/moe.md)"))
+    etp: int = Field(1, gt=0, description="expert tensor-parallel size of MoE layers")
     # Heterogeneous clusters (sim/pools.py): the pool of each stage, and how layers are
     # split when pipeline_layers is not given (by stage speed, or evenly).
     stage_pools: list[str] | None = Field(None, description=(
@@ -131,6 +136,9 @@ class TrainingWorkload(_Cfg):
         "checkpointing of the run (docs/reliability.md)"))
     data: DataConfig | None = Field(None, description=(
         "the input pipeline: bytes per token, prefetch, loader bandwidth"))
+    moe: MoEWorkload = Field(MoEWorkload(), description=(
+        "MoE models: token dispatcher, expert-load imbalance, capacity factor, all-to-all "
+        "overlap (docs/moe.md)"))
 
 
 class SimConfig(_Cfg):
@@ -141,6 +149,9 @@ class SimConfig(_Cfg):
         "refuse a plan whose per-GPU memory exceeds the GPU's HBM"))
     speed_scale: float = Field(1.0, gt=0, description=(
         "multiplies compute speed (what-if: 2 = every kernel twice as fast)"))
+    ep_flows: bool = Field(False, description=(
+        "flow fidelity: play MoE all-to-alls as flows sharing links with the other traffic "
+        "(slower; docs/moe.md)"))
 
 
 class Scenario(_Cfg):

@@ -8,7 +8,7 @@ cluster, the profile and the network model are resolved the same way everywhere.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hw_models import catalog, profile
 from hw_models.catalog import GPUSpec, SystemSpec
@@ -21,6 +21,7 @@ from sim.scenario import Scenario, TrainingWorkload
 from workloads import parallel, training
 from workloads.graph import ExecutionGraph
 from workloads.model import ModelSpec, resolve
+from workloads.moe_training import MoEOptions
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,18 @@ def resolve_setup(sc: Scenario) -> Setup:
         tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
         vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
         recompute=w.recompute,
-        pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None)
+        pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None,
+        ep=p.ep, etp=p.etp)
     parallel.validate(plan, model, world)
-    return Setup(sc, cl.system, cl.gpu, cl.profile, model, plan, cl.layout, training_options(w))
+    opts = replace(training_options(w), moe=moe_options(w, model, cl.layout))
+    return Setup(sc, cl.system, cl.gpu, cl.profile, model, plan, cl.layout, opts)
+
+
+def moe_options(w: TrainingWorkload, model: ModelSpec, layout: ClusterLayout) -> MoEOptions | None:
+    """Dispatcher, routing and overlap of a MoE model's layers (docs/moe.md)."""
+    if not model.is_moe:
+        return None
+    return MoEOptions(w.moe.dispatcher, w.moe.routing(), w.moe.overlap, layout.domain_gpus)
 
 
 def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0) -> Network:
@@ -99,7 +109,9 @@ def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = Non
     network = network or make_network(setup, prof)
     network.set_simulated_ranks(graph.simulated_ranks)
     costs = OpCosts(ComputeModel(setup.gpu, prof, setup.scenario.sim.speed_scale), network)
-    return Engine(graph, costs, network)
+    # sim.ep_flows: MoE all-to-alls inside blocks played as flows (sim/block_flows.py)
+    ep_flows = setup.scenario.sim.ep_flows and network.fidelity == "flow"
+    return Engine(graph, costs, network, ("ep",) if ep_flows else ())
 
 
 def system_network(system: SystemSpec, gpus: int, prof: Profile,

@@ -96,13 +96,23 @@ def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:
 
 
 def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
-                 flash: bool) -> StageMemory:
+                 flash: bool, rank_factor: float = 1.0) -> StageMemory:
+    """``rank_factor``: MoE models' slowest-EP-rank token load (workloads/moe_load.py)."""
     params = stage_params(model, plan, stage)
     weights, grads, optimizer = model_states(params, plan.dp, plan.zero, grad_bytes)
-    per_layer = activation_bytes_per_layer(model, plan.micro_batch, plan.tp, plan.sp,
-                                           plan.recompute, flash)
     layers_per_chunk = plan.stage_layers(model.layers)[stage] / plan.vpp
-    acts = in_flight_chunks(plan, stage) * layers_per_chunk * per_layer
+    if model.uniform:
+        per_layer = activation_bytes_per_layer(model, plan.micro_batch, plan.tp, plan.sp,
+                                               plan.recompute, flash)
+        acts = in_flight_chunks(plan, stage) * layers_per_chunk * per_layer
+    else:                # MoE / MLA / windowed layers differ: workloads/moe_memory.py
+        from workloads import moe_memory as mm
+        from workloads.moe_training import stage_split
+        experts = stage_split(model, plan, stage)[1]
+        weights, grads, optimizer = (a + b for a, b in zip(
+            (weights, grads, optimizer), mm.expert_states(model, plan, stage, grad_bytes, experts),
+            strict=True))
+        acts = mm.stage_activations(model, plan, stage, rank_factor, in_flight_chunks(plan, stage))
     sbh = model.seq_len * plan.micro_batch * model.hidden
     if stage == 0:       # embedding output and its dropout mask, per microbatch in flight
         acts += in_flight_chunks(plan, stage) * 3 * sbh / (plan.tp if plan.sp else 1)
@@ -113,5 +123,5 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
 
 
 def memory_per_stage(model: ModelSpec, plan: ParallelPlan, grad_bytes: int,
-                     flash: bool) -> list[StageMemory]:
-    return [stage_memory(model, plan, s, grad_bytes, flash) for s in range(plan.pp)]
+                     flash: bool, rank_factor: float = 1.0) -> list[StageMemory]:
+    return [stage_memory(model, plan, s, grad_bytes, flash, rank_factor) for s in range(plan.pp)]

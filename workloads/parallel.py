@@ -30,6 +30,8 @@ class ParallelPlan:
     zero: int = 0
     recompute: Recompute = "none"
     pipeline_layers: tuple[int, ...] | None = None   # explicit layers per stage (uneven PP)
+    ep: int = 1                     # expert parallel size (MoE layers; workloads/moe_parallel.py)
+    etp: int = 1                    # expert tensor parallel size
 
     @property
     def world(self) -> int:
@@ -94,6 +96,8 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
                f"pipeline to be a multiple of pp={plan.pp}")
     if plan.zero not in (0, 1, 2, 3):
         no(f"zero={plan.zero}; allowed: 0, 1, 2, 3")
+    from workloads.moe_parallel import validate_ep
+    validate_ep(plan, model)
 
 
 def _validate_layers(plan: ParallelPlan, model: ModelSpec) -> None:
@@ -102,7 +106,8 @@ def _validate_layers(plan: ParallelPlan, model: ModelSpec) -> None:
             raise InfeasiblePlanError(
                 f"pipeline_layers {list(plan.pipeline_layers)} must have pp={plan.pp} entries "
                 f"summing to the model's {model.layers} layers")
-        if any(n <= 0 or n % plan.vpp for n in plan.pipeline_layers):
+        if any(n <= 0 or (n % plan.vpp and model.uniform) or n < plan.vpp
+               for n in plan.pipeline_layers):   # MoE/MLA models: uneven chunks allowed
             raise InfeasiblePlanError(
                 f"every entry of pipeline_layers must be a positive multiple of vpp={plan.vpp}")
     elif model.layers % (plan.pp * plan.vpp):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from workloads import moe_training
 from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
 from workloads.layers import (
     AttentionImpl,
@@ -45,6 +46,7 @@ from workloads.layers import (
     layer_recompute,
 )
 from workloads.model import ModelSpec
+from workloads.moe_training import MoEOptions
 from workloads.parallel import ParallelPlan
 from workloads.schedules import schedule
 
@@ -62,6 +64,7 @@ class TrainingOptions:
     overlap_grad_reduce: bool = True
     bucket_params: float = 40e6         # Megatron-LM's default DDP bucket (40M elements)
     param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers
+    moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
 
 
 @dataclass
@@ -80,7 +83,10 @@ class _Stage:
 
 def stage_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
     """Parameters held by one TP rank of a pipeline stage (embedding on the first stage,
-    untied output layer on the last; positions are replicated)."""
+    untied output layer on the last; positions are replicated). MoE models: the part
+    replicated over dp (routed experts: moe_training.stage_split)."""
+    if not model.uniform:
+        return moe_training.stage_split(model, plan, stage)[0]
     layers = plan.stage_layers(model.layers)[stage]
     n = layers * model.params_per_layer / plan.tp
     if stage == 0:
@@ -107,20 +113,35 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
 
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int) -> _Stage:
     ctx = LayerContext(model, plan.micro_batch, plan.tp, plan.sp, opts.dtype,
-                       CommGroup(plan.tp_group(s), "tp"), opts.attention)
+                       CommGroup(plan.tp_group(s), "tp"), opts.attention,
+                       moe=moe_training.context(model, plan, opts.moe, s))
     layers = plan.stage_layers(model.layers)[s]
     st = _Stage(s, plan.rank(0, 0, s), ctx, layers)
     per_chunk = layers // plan.vpp
-    fwd_l, bwd_l = layer_forward(ctx), layer_recompute(ctx, plan.recompute) + layer_backward(ctx)
+    if model.uniform:
+        fwd_l, bwd_l = layer_forward(ctx), layer_recompute(ctx, plan.recompute) + layer_backward(ctx)
     for c in range(plan.vpp):
         first, last = _is_first(plan, s, c), _is_last(plan, s, c)
-        f = (embedding_forward(ctx) if first else []) + fwd_l * per_chunk \
-            + (head_forward(ctx) if last else [])
-        b = (head_backward(ctx) if last else []) + bwd_l * per_chunk \
-            + (embedding_backward(ctx) if first else [])
-        st.fwd.append(Block(tuple(f), f"fwd_c{c}"))
-        st.bwd.append(Block(tuple(b), f"bwd_c{c}"))
+        body_f, body_b = (fwd_l * per_chunk, bwd_l * per_chunk) if model.uniform \
+            else moe_training.chunk_body(ctx, plan, s, c)
+        f = (embedding_forward(ctx) if first else []) + body_f + (_head_fwd(ctx) if last else [])
+        b = (_head_bwd(ctx) if last else []) + body_b + (embedding_backward(ctx) if first else [])
+        st.fwd.append(Block(tuple(f), f"fwd_c{c}", _overlap(opts)))
+        st.bwd.append(Block(tuple(b), f"bwd_c{c}", _overlap(opts)))
     return st
+
+
+def _overlap(opts: TrainingOptions) -> tuple[str, ...]:
+    """MoE all-to-all overlap (workload.moe.overlap): EP collectives hide behind compute."""
+    return ("ep",) if opts.moe is not None and opts.moe.overlap else ()
+
+
+def _head_fwd(ctx: LayerContext) -> list:
+    return head_forward(ctx) if ctx.model.uniform else moe_training.head_fwd(ctx)
+
+
+def _head_bwd(ctx: LayerContext) -> list:
+    return head_backward(ctx) if ctx.model.uniform else moe_training.head_bwd(ctx)
 
 
 def _is_first(plan: ParallelPlan, s: int, c: int) -> bool:
@@ -191,15 +212,22 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
 def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
     """The chunk's last backward, one node per layer, so gradient buckets can start early."""
     ctx, per_chunk = st.ctx, st.layers // plan.vpp
-    layer = Block(tuple(layer_recompute(ctx, plan.recompute) + layer_backward(ctx)), f"bwd_layer_c{c}")
+    if ctx.model.uniform:
+        layer = Block(tuple(layer_recompute(ctx, plan.recompute) + layer_backward(ctx)), f"bwd_layer_c{c}")
+    else:
+        ids = moe_training.chunk_layers(ctx.model, plan, st.index, c)
+        per_chunk = len(ids)
     nodes = []
     for i in range(per_chunk):
+        if not ctx.model.uniform:
+            layer = Block(tuple(moe_training.layer_bwd_ops(ctx, plan, ids[per_chunk - 1 - i])),
+                          f"bwd_layer_c{c}", st.bwd[c].overlap)
         ops = layer.ops
         if i == 0 and _is_last(plan, st.index, c):
-            ops = tuple(head_backward(ctx)) + ops
+            ops = tuple(_head_bwd(ctx)) + ops
         if i == per_chunk - 1 and _is_first(plan, st.index, c):
             ops = ops + tuple(embedding_backward(ctx))
-        block = layer if ops is layer.ops else Block(ops, layer.name)
+        block = layer if ops is layer.ops else Block(ops, layer.name, layer.overlap)
         nodes.append(g.add(st.rank, "compute", block, deps if i == 0 else (), "compute",
                            f"B{mb}_c{c}_l{per_chunk - 1 - i}", mb=mb, chunk=c))
     st.last_bwd_layers[c] = nodes
@@ -211,6 +239,8 @@ def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) ->
     """Parameters per layer of one chunk on one TP rank, in forward order; the embedding
     goes with the model's first layer, the untied output layer with its last. Summed over
     the chunks they are ``stage_params``."""
+    if not model.uniform:
+        return [u[0] for u in moe_training.unit_split(model, plan, stage, chunk)]
     n = plan.stage_layers(model.layers)[stage] // plan.vpp
     out = [model.params_per_layer / plan.tp] * n
     if _is_first(plan, stage, chunk):
@@ -349,13 +379,21 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
         op = Collective("all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair,
                         name="embedding_grad_sync")
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
-    shard = params / (plan.dp if plan.zero >= 1 else 1)
-    opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
+    expert_gather = None
+    if model.uniform:
+        shard = params / (plan.dp if plan.zero >= 1 else 1)
+        opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
+    else:
+        syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, _bucket)
+        opt, expert_gather = moe_training.optimizer_and_gather(model, plan, st.index, opts,
+                                                               ADAM_BYTES_PER_PARAM)
     step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
     if plan.zero in (1, 2) and plan.dp > 1:
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
+    if expert_gather is not None:
+        g.add(st.rank, "dp", expert_gather, (step,), "dp", "expert_param_all_gather")
 
 
 def _buckets(model, plan, opts, st: _Stage, params: float):
@@ -364,8 +402,13 @@ def _buckets(model, plan, opts, st: _Stage, params: float):
     ready: list[tuple[float, int]] = []
     for c in reversed(range(plan.vpp)):
         nodes = st.last_bwd_layers.get(c, [])
+        if not model.uniform:       # replicated part per layer (embedding/head in `extra`)
+            per = [moe_training.layer_dense(model, plan, i) for i in
+                   moe_training.chunk_layers(model, plan, st.index, c)]
+            ready += list(zip(reversed(per), nodes, strict=False))
+            continue
         ready += [(per_layer, n) for n in nodes]
-    extra = params - per_layer * st.layers        # embeddings: ready with the last layer
+    extra = params - sum(p for p, _ in ready)     # embeddings: ready with the last layer
     if ready:
         ready[-1] = (ready[-1][0] + extra, ready[-1][1])
     return _bucket(ready, opts.bucket_params)

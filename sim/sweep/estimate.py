@@ -100,15 +100,21 @@ class Estimator:
                    for s in stages) / GIB
 
     def iteration_time(self, plan: ParallelPlan) -> float:
-        lt = self.layer_times(plan.tp, plan.micro_batch, plan.sp, plan.recompute)
-        layers = plan.stage_layers(self.model.layers)
         p, v, m = plan.pp, plan.vpp, plan.microbatches
-        fwd = [n * lt.fwd for n in layers]
-        bwd = [n * lt.bwd for n in layers]
-        fwd[0] += lt.emb_fwd
-        bwd[0] += lt.emb_bwd
-        fwd[-1] += lt.head_fwd
-        bwd[-1] += lt.head_bwd
+        if self.model.uniform:
+            lt = self.layer_times(plan.tp, plan.micro_batch, plan.sp, plan.recompute)
+            layers = plan.stage_layers(self.model.layers)
+            fwd = [n * lt.fwd for n in layers]
+            bwd = [n * lt.bwd for n in layers]
+            fwd[0] += lt.emb_fwd
+            bwd[0] += lt.emb_bwd
+            fwd[-1] += lt.head_fwd
+            bwd[-1] += lt.head_bwd
+            layer_bwd = [lt.bwd] * p
+        else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
+            from sim.sweep import estimate_moe
+            fwd, bwd, layer_bwd = estimate_moe.stage_times(self, plan)
+            lt = None
         zero3 = plan.zero >= 3 and plan.dp > 1
         if zero3:
             fwd, bwd = zip(*(self._zero3_stage(plan, s, fwd[s], bwd[s], lt) for s in range(p)),
@@ -121,8 +127,8 @@ class Estimator:
                                         p2p_bytes(self.model, plan))
             t_pipe += 2 * (p * v - 1) * hop
         # Stage s finishes its last backward about s chunk-backwards before stage 0.
-        tail = max(self._stage_tail(plan, s, bwd[s] / v, lt.bwd, per_stage[s] * m - fwd[s] / v)
-                   - s * bwd[s] / v
+        tail = max(self._stage_tail(plan, s, bwd[s] / v, layer_bwd[s], per_stage[s] * m - fwd[s] / v)
+                   + (0.0 if lt else estimate_moe.expert_tail(self, plan, s)) - s * bwd[s] / v
                    for s in sorted({0, p // 2, p - 1}))
         return t_pipe + max(tail, 0.0)
 

@@ -78,7 +78,8 @@ def pooled_row(data: dict[str, Any], row: dict[str, Any], plan_columns) -> dict[
     plan = {"tp": p.tp, "pp": p.pp, "dp": x["plan"]["dp"], "vpp": p.vpp,
             "micro_batch": w.micro_batch, "recompute": w.recompute,
             "sequence_parallel": p.sequence_parallel, "zero": p.zero,
-            "global_batch": w.global_batch, "pipeline_layers": x["pipeline_layers"]}
+            "global_batch": w.global_batch, "pipeline_layers": x["pipeline_layers"],
+            "ep": p.ep, "etp": p.etp}
     out = _metrics(sc, res)
     return (row | plan_columns(None, plan) | {"gpus": res.world_size,
                                               "memory_peak_gib": res.memory_peak_gib}

@@ -60,8 +60,13 @@ class PlanSpace(_Cfg):
     batch: Literal["exact", "max"] = "exact"
     # Allow pp not dividing the layers: first stages take one layer more (in vpp units).
     uneven_layers: bool = False
+    # MoE models: expert parallel sizes (default: the divisors of the experts that divide
+    # tp*dp) and expert tensor parallel sizes; dense models keep ep = etp = 1.
+    ep: list[int] | None = None
+    etp: list[int] = [1]
 
-    @field_validator("tp", "pp", "vpp", "micro_batch", "recompute", "sequence_parallel", "zero")
+    @field_validator("tp", "pp", "vpp", "micro_batch", "recompute", "sequence_parallel", "zero",
+                     "ep", "etp")
     @classmethod
     def _non_empty(cls, v):
         if v is not None and not v:

@@ -62,7 +62,9 @@ def plan_label(r: pd.Series) -> str:
                    if k.startswith("axis.") and k != "axis.cluster.pools")
     if isinstance(r.get("pool_mix"), str):
         axes += f" pools {r['pool_mix']}"
-    return (f"tp{r.tp} pp{r.pp} dp{r.dp} vpp{r.vpp} mb{r.micro_batch} {r.recompute}"
+    ep = r.get("ep")
+    moe = f" ep{int(ep)} etp{int(r.get('etp'))}" if ep is not None and ep == ep and ep > 1 else ""
+    return (f"tp{r.tp} pp{r.pp} dp{r.dp} vpp{r.vpp}{moe} mb{r.micro_batch} {r.recompute}"
             f"{' sp' if r.sequence_parallel else ''} zero{r.zero}{pl}{axes}")
 
 
