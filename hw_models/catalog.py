@@ -12,6 +12,7 @@ from hw_models.errors import ClusterSimError, UnknownPresetError
 from hw_models.yamlio import load_packaged
 
 GB = 1e9
+GIB = 2**30
 TFLOP = 1e12
 
 
@@ -55,7 +56,10 @@ class GPUSpec(_Spec):
 
     @property
     def hbm_bytes(self) -> float:
-        return self.hbm_gb * GB
+        """HBM capacity. Stacks come in binary sizes (5 x 16 GiB on an 80 GB H100, 5 x 16
+        on an A100 80GB), so the datasheet's "GB" is GiB: nvidia-smi reports 81920 MiB on
+        an A100 80GB and 81559 MiB on an H100 SXM5 80GB."""
+        return self.hbm_gb * GIB
 
     @property
     def hbm_bw(self) -> float:

@@ -22,6 +22,7 @@ them over the catalog entry so the fitted efficiencies and the peaks stay consis
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -122,6 +123,34 @@ class Profile(_P):
 
 
 PROFILE_DIR = "profiles"
+
+
+class ResidualBand(_P):
+    """How far published measurements fall from the predictions across the validation
+    suites (``clustersim validate all``): the ``level`` quantile of |ln(published time /
+    predicted time)|, every suite weighted equally. A band [low, high] is widened to
+    [low / exp(log_half_width), high * exp(log_half_width)]."""
+    level: float = Field(gt=0, lt=1)
+    log_half_width: float = Field(ge=0)
+    rows: int = Field(ge=0)
+    suites: list[str] = []
+    fitted_by: str = ""
+
+    def widen(self, low: float, high: float) -> tuple[float, float]:
+        f = math.exp(self.log_half_width)
+        return low / f, high * f
+
+
+RESIDUAL_BAND_PATH = Path(str(resources.files("calibration").joinpath(
+    PROFILE_DIR, "bands", "validation_residuals.yaml")))
+
+
+@cache
+def load_residual_band() -> ResidualBand | None:
+    """The stored validation-residual band, or None where none has been written."""
+    if not RESIDUAL_BAND_PATH.is_file():
+        return None
+    return ResidualBand(**read_yaml(RESIDUAL_BAND_PATH, "residual band"))
 
 
 @cache

@@ -129,6 +129,9 @@ class TrainingWorkload(_Cfg):
         "attention kernel: flash (fused, no score matrix stored) or unfused"))
     overlap_grad_reduce: bool = Field(True, description=(
         "overlap the data-parallel gradient reduction with the backward pass"))
+    overlap_param_gather: bool = Field(False, description=(
+        "ZeRO-1/2: all-gather the updated parameters bucket by bucket under the next "
+        "forward (Megatron-Core --overlap-param-gather), not after the optimizer"))
     grad_reduce_bytes: Literal[2, 4] | None = Field(None, description=(
         "bytes per gradient element in the data-parallel reduction; unset: 4 for bf16 "
         "(fp32 main grads), else 2"))

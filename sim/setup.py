@@ -50,7 +50,8 @@ def training_options(w: TrainingWorkload) -> training.TrainingOptions:
     grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
     return training.TrainingOptions(dtype=w.precision, attention=w.attention,
                                     grad_bytes=grad_bytes,
-                                    overlap_grad_reduce=w.overlap_grad_reduce)
+                                    overlap_grad_reduce=w.overlap_grad_reduce,
+                                    overlap_param_gather=w.overlap_param_gather)
 
 
 # Operations one simulated step may have (~2 per microbatch and layer: forward and backward

@@ -15,7 +15,7 @@ from hw_models import profile
 from hw_models.catalog import SystemSpec
 from hw_models.compute import ComputeModel
 from hw_models.errors import OutOfMemoryError
-from hw_models.profile import Profile, band_profiles
+from hw_models.profile import Profile, band_profiles, load_residual_band
 from sim.band import Schedule, corner_time
 from sim.checkpoint_contention import checkpoint_contention
 from sim.costs import OpCosts
@@ -40,16 +40,20 @@ def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
             f"(weights {worst.weights_gib:.1f}, grads {worst.grads_gib:.1f}, optimizer "
             f"{worst.optimizer_gib:.1f}, activations {worst.activations_gib:.1f}) but a "
             f"{setup.gpu.name} has {cap:.1f} GiB; try more tp/pp, zero>=1, recompute or a "
-            "smaller micro_batch")
+            "smaller micro_batch" + (", or grad_reduce_bytes: 2 (a bf16 gradient buffer, as "
+                                     "NeMo's performance recipes)" if setup.options.grad_bytes == 4
+                                     else ""))
 
 
-def simulate(sc: Scenario, prof: Profile | None = None,
-             band: bool = True) -> SimResult | InferenceResult:
+def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
+             residuals: bool = True) -> SimResult | InferenceResult:
     """One training iteration (a SimResult), or a serving run for ``workload.kind:
     inference`` (an InferenceResult, sim/simulate_inference.py). ``band``: when the profile
     carries bootstrap uncertainty, also re-time the played training graph with the profile's
     fast and slow corners (hw_models.profile.band_profiles) and report ``result.band``
-    (low, high)."""
+    (low, high), widened by the validation residuals unless ``residuals`` is False (the
+    validation suites themselves use the bare bootstrap band: a band must not be judged
+    by itself)."""
     if sc.cluster.pools:                     # heterogeneous cluster: sim/pools.py
         if len(sc.cluster.pools) > 1 and sc.workload.kind == "inference":
             from sim.serving_pools import simulate_serving_pools
@@ -62,10 +66,11 @@ def simulate(sc: Scenario, prof: Profile | None = None,
             update={"system": one.system, "nodes": one.nodes, "pools": None})})
     if sc.workload.kind == "inference":
         return simulate_inference(sc, prof)
-    return simulate_training(sc, prof, band)
+    return simulate_training(sc, prof, band, residuals)
 
 
-def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = True) -> SimResult:
+def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = True,
+                      residuals: bool = True) -> SimResult:
     """One training iteration of a ``workload.kind: training`` scenario."""
     t0 = time.perf_counter()
     setup = resolve_setup(sc)
@@ -87,6 +92,8 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
     mflops = model_flops(model, tokens)
     hw_flops = mflops * recompute_factor(setup)
     lo_hi = band_times(setup, graph, prof, engine) if band and prof.uncertainty else None
+    if lo_hi is not None and residuals:
+        lo_hi = widen_with_residuals(lo_hi)
     # An async checkpoint write on the same fabric (flow fidelity, docs/reliability.md).
     contention = checkpoint_contention(setup, graph, prof, t_iter)
     timeline = timeline_frame(rows)
@@ -133,6 +140,14 @@ def band_times(setup: Setup, graph, prof: Profile, engine) -> tuple[float, float
         costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), net)
         times.append(corner_time(schedule, graph, costs, net, network, engine.costs))
     return min(times), max(times)
+
+
+def widen_with_residuals(lo_hi: tuple[float, float]) -> tuple[float, float]:
+    """The bootstrap band widened by the validation suites' residual spread (a separate
+    step from how the corners are played: hw_models.profile.ResidualBand, written by
+    ``python -m calibration.dashboard --write-band``). Without a stored band: unchanged."""
+    rb = load_residual_band()
+    return lo_hi if rb is None else rb.widen(*lo_hi)
 
 
 def moe_summary(setup: Setup, rows) -> dict:
