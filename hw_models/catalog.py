@@ -27,9 +27,16 @@ class GPUSpec(_Spec):
     hbm_gb: float = Field(gt=0)
     hbm_tb_s: float = Field(gt=0)
     scale_up_gb_s: float = Field(gt=0)
-    sms: int = Field(gt=0)
+    sms: int | None = Field(None, gt=0)   # SMs / CUs; unset: no wave-quantization term
+    tdp_w: float | None = Field(None, gt=0)     # board max power; unset: not published
+    host_gb_s: float | None = Field(None, gt=0)  # host link per direction
     profile: str
     source: str
+
+    @property
+    def dtypes(self) -> list[str]:
+        """The formats the part's tensor units run (the keys of its peak table)."""
+        return sorted(self.peak_tflops)
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s for a dtype the part supports (its catalog ``peak_tflops``)."""
@@ -66,6 +73,7 @@ class ScaleUpSpec(_Spec):
     gb_s_per_gpu: float = Field(gt=0)
     hop_latency_us: float = Field(ge=0)
     nvls: bool = False
+    torus_dims: int | None = Field(None, ge=2, le=3)   # ici-torus: 2D or 3D torus
 
 
 class SystemSpec(_Spec):
@@ -75,7 +83,8 @@ class SystemSpec(_Spec):
     nics_per_node: int = Field(ge=0)
     nic_gbps: float = Field(ge=0)
     nic_hop_latency_us: float = Field(ge=0)
-    cost_per_gpu_hour_usd: float | None = None
+    cost_per_gpu_hour_usd: float | None = None   # default from prices.yaml
+    system_max_kw: float | None = Field(None, gt=0)  # whole node's max power, where published
     profile: str | None = None   # fitted on this system's own sweeps; else the GPU's
     source: str = "inline"
 
@@ -110,7 +119,23 @@ def gpus() -> dict[str, GPUSpec]:
 
 @cache
 def systems() -> dict[str, SystemSpec]:
-    return {k: SystemSpec(**v) for k, v in _load_yaml("hw_models", "systems.yaml").items()}
+    """Systems with their default GPU-hour price (prices.yaml) where one is listed."""
+    rent = prices()["usd_per_gpu_hour"]
+    return {k: SystemSpec(**({"cost_per_gpu_hour_usd": rent[k]["value"]} if k in rent else {})
+                          | v)
+            for k, v in _load_yaml("hw_models", "systems.yaml").items()}
+
+
+@cache
+def prices() -> dict[str, Any]:
+    """The dated price table (hw_models/data/prices.yaml): GPU-hour rents, power, lifetime."""
+    return _load_yaml("hw_models", "prices.yaml")
+
+
+@cache
+def power_constants() -> dict[str, float]:
+    """The power model's constants (hw_models/data/power.yaml), each with its source."""
+    return {k: float(v["value"]) for k, v in _load_yaml("hw_models", "power.yaml").items()}
 
 
 def gpu(name: str) -> GPUSpec:

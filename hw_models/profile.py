@@ -253,3 +253,19 @@ def band_profiles(profile: Profile) -> tuple[Profile, Profile]:
     """(fast, slow): the profile with every parameter at its quick / slow end of the
     bootstrap interval in ``profile.uncertainty`` (the 5th and 95th percentile per fit)."""
     return _corner(profile, +1), _corner(profile, -1)
+
+
+def calibration_status(profile: Profile, gpu_key: str) -> dict[str, str]:
+    """How the time model of ``gpu_key`` is calibrated with this profile:
+    ``measured`` (fitted on runs of our own, calibration/measured/), ``fitted`` (on the
+    named published microbenchmarks), or ``roofline-assumed`` (the part's peaks with
+    efficiencies borrowed from a profile fitted on another device)."""
+    files = [Path(i["path"]).name for i in profile.inputs if "path" in i]
+    if profile.device != gpu_key:
+        return {"status": "roofline-assumed", "profile": profile.name,
+                "detail": f"{gpu_key} peaks with efficiencies fitted on {profile.device} "
+                          f"({', '.join(files) or 'no inputs'}); no microbenchmarks of "
+                          f"{gpu_key} in the reference set"}
+    measured = any("calibration/measured/" in i.get("path", "") for i in profile.inputs)
+    return {"status": "measured" if measured else "fitted", "profile": profile.name,
+            "detail": f"fitted on {', '.join(files) or 'no inputs'}"}

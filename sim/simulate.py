@@ -11,6 +11,8 @@ import time
 
 import pandas as pd
 
+from hw_models import profile
+from hw_models.catalog import SystemSpec
 from hw_models.compute import ComputeModel
 from hw_models.errors import OutOfMemoryError
 from hw_models.profile import Profile, band_profiles, load_residual_band
@@ -52,6 +54,16 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
     (low, high), widened by the validation residuals unless ``residuals`` is False (the
     validation suites themselves use the bare bootstrap band: a band must not be judged
     by itself)."""
+    if sc.cluster.pools:                     # heterogeneous cluster: sim/pools.py
+        if len(sc.cluster.pools) > 1 and sc.workload.kind == "inference":
+            from sim.serving_pools import simulate_serving_pools
+            return simulate_serving_pools(sc)
+        if len(sc.cluster.pools) > 1:
+            from sim.pools import simulate_pools
+            return simulate_pools(sc)
+        one = sc.cluster.pools[0]
+        sc = sc.model_copy(update={"cluster": sc.cluster.model_copy(
+            update={"system": one.system, "nodes": one.nodes, "pools": None})})
     if sc.workload.kind == "inference":
         return simulate_inference(sc, prof)
     return simulate_training(sc, prof, band, residuals)
@@ -84,12 +96,18 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
         lo_hi = widen_with_residuals(lo_hi)
     # An async checkpoint write on the same fabric (flow fidelity, docs/reliability.md).
     contention = checkpoint_contention(setup, graph, prof, t_iter)
+    timeline = timeline_frame(rows)
+    from sim.cost import energy_and_cost
+    from sim.energy import Part, Parts
+    money, power = energy_and_cost(timeline, graph, lambda rank: engine.costs,
+                                   Parts([Part(setup.system, sc.cluster.nodes)]), sc.cluster,
+                                   t_iter, tokens)
     return SimResult(
         name=sc.name, fidelity=engine.network.fidelity,
         iteration_time_s=t_iter, tokens_per_s=tokens / t_iter,
         tflops_per_gpu=mflops / t_iter / world / 1e12, mfu=mflops / (t_iter * world * peak),
         hfu=hw_flops / (t_iter * world * peak), memory_peak_gib=float(mem.total_gib.max()),
-        breakdown=breakdown(rows, graph), memory=mem, timeline=timeline_frame(rows),
+        breakdown=breakdown(rows, graph), memory=mem, timeline=timeline, power=power,
         world_size=world, events=engine.events, wall_s=time.perf_counter() - t0,
         band=None if lo_hi is None else {
             "iteration_time_s": lo_hi, "tokens_per_s": (tokens / lo_hi[1], tokens / lo_hi[0]),
@@ -98,7 +116,14 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
                "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp,
                         **({"ep": plan.ep, "etp": plan.etp} if model.is_moe else {})},
                **moe_summary(setup, rows),
+               "calibration": calibration_of(setup.system, prof), **money,
                **({"checkpoint_contention": contention} if contention else {})})
+
+
+def calibration_of(system: SystemSpec, prof: Profile) -> dict[str, str]:
+    """How this run's time model is calibrated (measured / fitted / roofline-assumed)."""
+    key = system.gpu if isinstance(system.gpu, str) else system.gpu.name
+    return profile.calibration_status(prof, key)
 
 
 def band_times(setup: Setup, graph, prof: Profile, engine) -> tuple[float, float]:

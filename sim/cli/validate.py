@@ -32,6 +32,13 @@ def korthikanti(format: Format = typer.Option(Format.table, "--format")) -> None
     _emit(reports.korthikanti(), format)
 
 
+@validate_app.command("energy-llama1")
+def energy_llama1(format: Format = typer.Option(Format.table, "--format")) -> None:
+    """LLaMA-1 Table 15 (GPU-hours, MWh on 2048 A100) and metered H100 node power."""
+    from calibration import validate_energy
+    _emit(validate_energy.report(), format)
+
+
 @validate_app.command("all")
 def all_suites(format: Format = typer.Option(Format.table, "--format",
                                              help="table (Markdown) or json"),
