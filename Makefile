@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench lint validate clean
+.PHONY: venv demo test test-fast bench lint validate accuracy clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ validate: venv
 	$(BIN)/clustersim validate trtllm
 	$(BIN)/clustersim validate nccl
 	$(BIN)/clustersim validate rl
+
+# Every validation suite; rewrites README's accuracy table and the stored residual band.
+accuracy: venv
+	$(BIN)/python -m calibration.dashboard --readme README.md --write-band
 
 lint: venv
 	$(BIN)/ruff check sim hw_models workloads calibration app tests benchmarks

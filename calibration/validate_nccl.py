@@ -38,6 +38,7 @@ from hw_models import catalog
 from hw_models.profile import Profile, load_builtin
 from sim.network.analytical import ClusterLayout, bus_factor
 from sim.network.flow import FlowNetwork
+from sim.progress import progress
 from workloads.graph import CommGroup
 
 REF = Path(str(resources.files("calibration").joinpath("reference")))
@@ -137,7 +138,8 @@ def validate(profile: Profile | None = None) -> pd.DataFrame:
     """All sweeps, one row per size; ``error_pct`` is predicted/measured busbw - 1."""
     fitted = {s.name for s in reference_sweeps()}
     return pd.concat([predict(s, profile).assign(fitted=s.name in fitted)
-                      for s in reference_sweeps() + check_sweeps()], ignore_index=True)
+                      for s in progress(reference_sweeps() + check_sweeps(), desc="nccl",
+                                        unit="sweep")], ignore_index=True)
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
@@ -149,3 +151,16 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
                         100 * geomean_abs_error(g.measured_us, g.predicted_us), 1),
                     "max_abs_err_pct": round(float(g.error_pct.abs().max()), 1)})
     return pd.DataFrame(out)
+
+
+SUITE = "nccl"
+
+
+def dashboard_rows() -> list[dict]:
+    """Rows for ``clustersim validate all``: one per sweep and message size (time, us),
+    all_reduce sweeps and the point-to-point ones."""
+    from calibration import fit_p2p
+    rows = pd.concat([validate(), fit_p2p.validate()], ignore_index=True)
+    return [{"name": f"{r.sweep} {int(r.size_bytes)} B", "predicted": r.predicted_us,
+             "published": r.measured_us, "unit": "us", "kind": "time", "group": r.sweep}
+            for r in rows.itertuples()]

@@ -6,17 +6,18 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hw_models.errors import ClusterSimError, UnknownPresetError
+from hw_models.yamlio import load_packaged
 
 GB = 1e9
+GIB = 2**30
 TFLOP = 1e12
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class GPUSpec(_Spec):
@@ -26,23 +27,39 @@ class GPUSpec(_Spec):
     hbm_gb: float = Field(gt=0)
     hbm_tb_s: float = Field(gt=0)
     scale_up_gb_s: float = Field(gt=0)
-    sms: int = Field(gt=0)
+    sms: int | None = Field(None, gt=0)   # SMs / CUs; unset: no wave-quantization term
+    tdp_w: float | None = Field(None, gt=0)     # board max power; unset: not published
+    host_gb_s: float | None = Field(None, gt=0)  # host link per direction
     profile: str
     source: str
 
+    @property
+    def dtypes(self) -> list[str]:
+        """The formats the part's tensor units run (the keys of its peak table)."""
+        return sorted(self.peak_tflops)
+
     def peak_flops(self, dtype: str) -> float:
-        """Dense peak FLOP/s for a dtype (fp8 falls back to fp16 where the part has none)."""
-        if dtype in self.peak_tflops:
-            return self.peak_tflops[dtype] * TFLOP
-        if dtype == "fp8":
-            return self.peak_tflops["bf16"] * TFLOP
-        raise ClusterSimError(
-            f"GPU {self.name!r} has no peak for dtype {dtype!r}; allowed: {sorted(self.peak_tflops)}"
-        )
+        """Dense peak FLOP/s for a dtype the part supports (its catalog ``peak_tflops``)."""
+        self.require_dtype(dtype)
+        return self.peak_tflops[dtype] * TFLOP
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in self.peak_tflops
+
+    def require_dtype(self, dtype: str, where: str = "") -> None:
+        """One clear error for a dtype the part has no tensor-core peak for (fp8 on an A100):
+        never run it silently at another dtype's speed."""
+        if dtype not in self.peak_tflops:
+            raise ClusterSimError(
+                f"{where + ': ' if where else ''}the {self.name} does not support {dtype}; "
+                f"its catalog entry has {', '.join(sorted(self.peak_tflops))}")
 
     @property
     def hbm_bytes(self) -> float:
-        return self.hbm_gb * GB
+        """HBM capacity. Stacks come in binary sizes (5 x 16 GiB on an 80 GB H100, 5 x 16
+        on an A100 80GB), so the datasheet's "GB" is GiB: nvidia-smi reports 81920 MiB on
+        an A100 80GB and 81559 MiB on an H100 SXM5 80GB."""
+        return self.hbm_gb * GIB
 
     @property
     def hbm_bw(self) -> float:
@@ -56,6 +73,7 @@ class ScaleUpSpec(_Spec):
     gb_s_per_gpu: float = Field(gt=0)
     hop_latency_us: float = Field(ge=0)
     nvls: bool = False
+    torus_dims: int | None = Field(None, ge=2, le=3)   # ici-torus: 2D or 3D torus
 
 
 class SystemSpec(_Spec):
@@ -65,7 +83,8 @@ class SystemSpec(_Spec):
     nics_per_node: int = Field(ge=0)
     nic_gbps: float = Field(ge=0)
     nic_hop_latency_us: float = Field(ge=0)
-    cost_per_gpu_hour_usd: float | None = None
+    cost_per_gpu_hour_usd: float | None = None   # default from prices.yaml
+    system_max_kw: float | None = Field(None, gt=0)  # whole node's max power, where published
     profile: str | None = None   # fitted on this system's own sweeps; else the GPU's
     source: str = "inline"
 
@@ -90,7 +109,7 @@ class SystemSpec(_Spec):
 
 def _load_yaml(package: str, name: str) -> dict[str, Any]:
     text = resources.files(package).joinpath("data", name).read_text()
-    return yaml.safe_load(text)
+    return load_packaged(text)
 
 
 @cache
@@ -100,7 +119,23 @@ def gpus() -> dict[str, GPUSpec]:
 
 @cache
 def systems() -> dict[str, SystemSpec]:
-    return {k: SystemSpec(**v) for k, v in _load_yaml("hw_models", "systems.yaml").items()}
+    """Systems with their default GPU-hour price (prices.yaml) where one is listed."""
+    rent = prices()["usd_per_gpu_hour"]
+    return {k: SystemSpec(**({"cost_per_gpu_hour_usd": rent[k]["value"]} if k in rent else {})
+                          | v)
+            for k, v in _load_yaml("hw_models", "systems.yaml").items()}
+
+
+@cache
+def prices() -> dict[str, Any]:
+    """The dated price table (hw_models/data/prices.yaml): GPU-hour rents, power, lifetime."""
+    return _load_yaml("hw_models", "prices.yaml")
+
+
+@cache
+def power_constants() -> dict[str, float]:
+    """The power model's constants (hw_models/data/power.yaml), each with its source."""
+    return {k: float(v["value"]) for k, v in _load_yaml("hw_models", "power.yaml").items()}
 
 
 def gpu(name: str) -> GPUSpec:
@@ -130,3 +165,28 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
     return f"{where}: {err['msg']}"
+
+
+def _model_word(name: str) -> str:
+    """The model of a GPU name: its first word with a digit (H100, A100, MI300X, GB200)."""
+    return next((w for w in name.upper().replace("-", " ").split() if any(c.isdigit() for c in w)), "")
+
+
+def gpu_for_device(device: str, memory_gb: float | None = None) -> str | None:
+    """Catalog GPU key of a device as the PyTorch profiler names it ('NVIDIA H100 80GB HBM3',
+    'NVIDIA A100-PG509-200'), or None. Matched on the model word; among its sizes, the one
+    whose memory the trace records (totalGlobalMem) or names ('80GB')."""
+    words = set(device.upper().replace("-", " ").split())
+    hits = [k for k, g in gpus().items() if k != "cpu" and _model_word(g.name) in words]
+    if len(hits) <= 1:
+        return hits[0] if hits else None
+    if memory_gb:
+        return min(hits, key=lambda k: abs(gpus()[k].hbm_gb - memory_gb))
+    named = [k for k in hits if f"{int(gpus()[k].hbm_gb)}GB" in device.upper().replace(" ", "")]
+    return (named or hits)[0]
+
+
+def system_for_gpu(gpu_key: str) -> str | None:
+    """The catalog system built on this GPU (a DGX-style one first), or None."""
+    names = [n for n, s in systems().items() if s.gpu == gpu_key]
+    return next((n for n in names if n.startswith("dgx-")), names[0] if names else None)

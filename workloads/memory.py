@@ -69,23 +69,26 @@ def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recom
     if recompute == "full":
         return 2 * sbh / shard                   # only the layer input is kept
     kv = model.kv_heads_ / a
+    mask = sbh / shard if model.dropout else 0.0  # 1-byte mask after attention and MLP
     norms = 4 * sbh / shard                      # two norm inputs
     attn = (2 * sbh / shard                      # QKV input
             + 2 * sbh * (1 + 2 * kv) / t         # Q, K, V
             + 2 * sbh / t                        # projection input
-            + sbh / shard)                       # dropout mask
+            + mask)
     if recompute != "selective" and not flash:
-        attn += 5 * a * s * s * b / t            # softmax out, dropout mask, dropout out
+        # softmax output; with dropout also its 1-byte mask and the dropout output
+        attn += (5 if model.dropout else 2) * a * s * s * b / t
     up = model.ffn * (2 if model.gated else 1)
     mlp = (2 * sbh / shard                       # MLP input
            + 2 * s * b * up / t                  # activation input
            + 2 * s * b * model.ffn / t           # activation output
-           + sbh / shard)                        # dropout mask
+           + mask)
     return norms + attn + mlp
 
 
 def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:
-    """Model chunks whose activations a stage holds at its peak (1F1B warm-up depth)."""
+    """Model chunks whose activations a stage holds at its peak (1F1B warm-up depth;
+    Megatron-Core's interleaved warm-up: 2 (p - rank - 1) + (v - 1) p, plus one)."""
     m, p, v = plan.microbatches, plan.pp, plan.vpp
     kind = plan.effective_schedule
     if kind == "gpipe":
@@ -93,6 +96,13 @@ def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:
     if kind == "interleaved":
         return min((p - stage - 1) * 2 + (v - 1) * p + 1, m * v)
     return min(p - stage, m)
+
+
+def in_flight_microbatches(plan: ParallelPlan, stage: int) -> int:
+    """Microbatches one model chunk of a stage holds at its peak: the in-flight chunks
+    spread over the stage's ``vpp`` chunks (Megatron-Core's theoretical memory counts the
+    embedding for ceil((1 + (p-1)/(p v)) p) microbatches under interleaving, p without)."""
+    return -(-in_flight_chunks(plan, stage) // plan.vpp)
 
 
 def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
@@ -114,8 +124,10 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
             strict=True))
         acts = mm.stage_activations(model, plan, stage, rank_factor, in_flight_chunks(plan, stage))
     sbh = model.seq_len * plan.micro_batch * model.hidden
-    if stage == 0:       # embedding output and its dropout mask, per microbatch in flight
-        acts += in_flight_chunks(plan, stage) * 3 * sbh / (plan.tp if plan.sp else 1)
+    if stage == 0:       # embedding output (and its dropout mask), per microbatch in flight
+        # Only the first model chunk holds it, so interleaving does not multiply it by vpp.
+        acts += (in_flight_microbatches(plan, stage) * (3 if model.dropout else 2) * sbh
+                 / (plan.tp if plan.sp else 1))
     if stage == plan.pp - 1:   # fp32 logits of the microbatch being processed
         acts += 4 * model.seq_len * plan.micro_batch * model.vocab / plan.tp
     return StageMemory(stage, weights, grads, optimizer, acts,

@@ -64,6 +64,10 @@ class TrainingOptions:
     overlap_grad_reduce: bool = True
     bucket_params: float = 40e6         # Megatron-LM's default DDP bucket (40M elements)
     param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers
+    # ZeRO-1/2 (distributed optimizer): all-gather the updated parameters bucket by bucket
+    # under the next step's first forward (Megatron-Core ``overlap_param_gather``) instead
+    # of after the optimizer.
+    overlap_param_gather: bool = False
     moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
 
 
@@ -196,6 +200,7 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
     m = plan.microbatches
     split = plan.dp > 1
     z3 = _Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.dp > 1 else None
+    gathers = _param_gathers(g, model, plan, opts, st) if _gathers_overlap(model, plan, opts) else None
     for k, (mb, c, step) in enumerate(steps):
         deps = [recv.get((st.index, mb, c, step))]
         if step == "B" and _is_last(plan, st.index, c):
@@ -203,6 +208,8 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
         if z3 is not None:
             nxt = steps[k + 1] if k + 1 < len(steps) else None
             st.node[(mb, c, step)] = z3.add_pass(mb, c, step, deps, nxt)
+        elif step == "F" and mb == 0 and gathers is not None:
+            st.node[(mb, c, "F")] = _split_forward(g, plan, st, c, deps, gathers[c])
         elif step == "F":
             st.node[(mb, c, "F")] = g.add(st.rank, "compute", st.fwd[c], deps, "compute",
                                          f"F{mb}_c{c}", mb=mb, chunk=c)
@@ -239,6 +246,52 @@ def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
     st.last_bwd_layers[c] = nodes
     st.bwd_layers[(mb, c)] = nodes
     return nodes[-1]
+
+
+def _gathers_overlap(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> bool:
+    """Dense models only: a MoE stage keeps its gather after the optimizer (its expert
+    parameters shard over another group, workloads/moe_training.py)."""
+    return opts.overlap_param_gather and plan.zero in (1, 2) and plan.dp > 1 and model.uniform
+
+
+def _param_gathers(g, model, plan, opts: TrainingOptions, st: _Stage) -> list[list[int]]:
+    """ZeRO-1/2 with ``overlap_param_gather``: the parameter all-gather of the step before,
+    in buckets of ``bucket_params`` in forward order, issued on the DP channel at the start
+    of the step; returns, per chunk and layer, the gather that layer's first forward waits
+    for (the steady state of Megatron-Core's gather under the next forward)."""
+    group = CommGroup(plan.dp_group(st.index), "dp")
+    out: list[list[int]] = []
+    acc, pending, seq = 0.0, [], 10**6
+    for c in range(plan.vpp):
+        out.append([])
+        for n_params in unit_params(model, plan, st.index, c):
+            acc += n_params
+            pending.append((c, len(out[c])))
+            out[c].append(-1)
+            if acc >= opts.bucket_params or (c, len(out[c])) == (plan.vpp - 1, st.layers // plan.vpp):
+                op = Collective("all_gather", acc * opts.param_bytes, group, seq=seq,
+                                name="param_all_gather")
+                node = g.add(st.rank, "dp", op, (), "dp", "param_all_gather")
+                for cc, i in pending:
+                    out[cc][i] = node
+                acc, pending, seq = 0.0, [], seq + 1
+    return out
+
+
+def _split_forward(g, plan, st: _Stage, c: int, deps, gathers: list[int]) -> int:
+    """The chunk's first forward, one node per layer, each after its parameters' gather."""
+    ctx, per_chunk = st.ctx, st.layers // plan.vpp
+    node = None
+    for i in range(per_chunk):
+        ops = tuple(layer_forward(ctx))
+        if i == 0 and _is_first(plan, st.index, c):
+            ops = tuple(embedding_forward(ctx)) + ops
+        if i == per_chunk - 1 and _is_last(plan, st.index, c):
+            ops = ops + tuple(head_forward(ctx))
+        prev = list(deps) if node is None else [node]
+        node = g.add(st.rank, "compute", Block(ops, f"fwd_layer_c{c}"), prev + [gathers[i]],
+                     "compute", f"F0_c{c}_l{i}", mb=0, chunk=c)
+    return node
 
 
 def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> list[float]:
@@ -394,7 +447,7 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
         opt, expert_gather = moe_training.optimizer_and_gather(model, plan, st.index, opts,
                                                                ADAM_BYTES_PER_PARAM)
     step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
-    if plan.zero in (1, 2) and plan.dp > 1:
+    if plan.zero in (1, 2) and plan.dp > 1 and not _gathers_overlap(model, plan, opts):
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")

@@ -24,13 +24,45 @@ def iteration_text(res: SimResult) -> str:
 def _metrics(res: SimResult) -> None:
     band = core.iteration_band(res)
     c = st.columns(5)
-    c[0].metric("Iteration time (s)", iteration_text(res),
-                help="[low, high]: the profile's prediction interval" if band else
+    # The value alone: a metric box cuts long text, and "13.700 [13.200, 1..." hid the band.
+    c[0].metric("Iteration time (s)", f"{res.iteration_time_s:.3f}",
+                help="the profile's prediction interval is shown below" if band else
                 "the profile gives no prediction interval")
     c[1].metric("MFU", f"{res.mfu:.1%}")
     c[2].metric("HFU", f"{res.hfu:.1%}")
     c[3].metric("Tokens/s", f"{res.tokens_per_s:,.0f}")
     c[4].metric("TFLOP/s per GPU", f"{res.tflops_per_gpu:.1f}")
+    if band:
+        st.caption(f"Iteration time {iteration_text(res)} s: the value and the profile's "
+                   "prediction interval [low, high]")
+
+
+def calibration_text(res: SimResult) -> str:
+    """How the run's time model is calibrated, per pool where the cluster has pools."""
+    pools = res.extra.get("pools")
+    cals = [(p["name"], p["calibration"]) for p in pools] if pools else \
+        [("", res.extra["calibration"])] if "calibration" in res.extra else []
+    return "; ".join(f"{name + ': ' if name else ''}{c['status']} (profile {c['profile']}: "
+                     f"{c['detail']})" for name, c in cals)
+
+
+def energy_cost_text(res, unit: str = "iteration") -> str:
+    """Energy and cost of a training iteration or a serving run (docs/energy.md)."""
+    x = res.extra
+    parts = []
+    if x.get("energy_j") is not None:
+        parts.append(f"energy {x['energy_j'] / 1e3:,.1f} kJ per {unit}, "
+                     f"{x['avg_power_w_per_gpu']:,.0f} W per GPU, "
+                     f"{x['joules_per_token']:.3g} J/token")
+    elif "energy" in x:
+        parts.append("energy not computed: " + "; ".join(x["energy"]["not_counted"]))
+    if x.get("cost_usd") is not None:
+        parts.append(f"${x['cost_usd']:.4g} per {unit}, "
+                     f"${x['cost_usd_per_million_tokens']:.3g} per million tokens "
+                     f"({x['cost']['mode']})")
+    elif "cost" in x:
+        parts.append(x["cost"].get("missing", ""))
+    return " | ".join(parts)
 
 
 def _breakdown(res: SimResult) -> None:
@@ -39,7 +71,7 @@ def _breakdown(res: SimResult) -> None:
     fig = px.bar(df, x="seconds", y=["iteration"] * len(df), color="part", orientation="h",
                  title="Breakdown on the critical rank (sums to the iteration time)",
                  hover_data={"share": ":.1%"})
-    fig.update_layout(height=220, yaxis_title=None)
+    fig.update_layout(height=260, yaxis_title=None, **core.LEGEND_BELOW)
     st.plotly_chart(fig, width="stretch")
 
 
@@ -67,10 +99,14 @@ def render() -> None:
     try:
         res = core.run(data)
     except ClusterSimError as exc:
-        st.error(f"Invalid scenario: {exc}")
+        st.error(f"Invalid scenario: {core.plain(exc)}")
         return
     st.caption(f"{res.name}: {res.world_size} GPUs, fidelity {res.fidelity}")
     _metrics(res)
+    if text := energy_cost_text(res):
+        st.caption(text)
+    if text := calibration_text(res):
+        st.caption(f"Calibration: {text}")
     _breakdown(res)
     _memory(res)
     _timeline(res)

@@ -2,8 +2,9 @@
 over the current scenario, or a Parquet that ``clustersim sweep --out`` wrote.
 
 Shows the best throughput per tp x pp, the Pareto fronts the engine's summary defines
-(tokens/s vs GPUs, and vs USD per hour where the catalog has prices) and the top plans,
-any of which can be loaded back into the Scenario page.
+(tokens/s vs GPUs, vs USD per hour where the catalog has prices, vs joules per token on
+DES-verified rows) and the top plans by the chosen objective (time, cost or energy), any
+of which can be loaded back into the Scenario page.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from app import core
@@ -26,8 +28,12 @@ MODES = ["tp x pp (rest as in the scenario)", "plans: auto (tp, pp, vpp, micro b
 _INT = {"tp", "pp", "dp", "vpp", "micro_batch", "zero", "global_batch"}
 
 
+OBJECTIVES = {"time (tokens/s)": "time", "cost (USD per million tokens)": "cost",
+              "energy (J per token, DES-verified rows)": "energy"}
+
+
 def sweep_file(base: dict, auto: bool, tps: list[int], pps: list[int], nodes: list[int],
-               systems: list[str]) -> dict[str, Any]:
+               systems: list[str], objective: str = "time") -> dict[str, Any]:
     """The sweep file (as ``clustersim sweep`` reads it) for the page's choices."""
     w = base.get("workload", {})
     par = w.get("parallel", {})
@@ -41,7 +47,7 @@ def sweep_file(base: dict, auto: bool, tps: list[int], pps: list[int], nodes: li
         axes["cluster.nodes"] = sorted(nodes)
     if systems:
         axes["cluster.system"] = sorted(systems)
-    return {"base": base, "plans": plans, "axes": axes, "top": 10}
+    return {"base": base, "plans": plans, "axes": axes, "top": 10, "objective": objective}
 
 
 def plan_of(row: pd.Series) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -79,13 +85,16 @@ def _controls(base: dict) -> None:
                                  default=[cl.get("system", "dgx-h100")], key="sw_systems")
         verify = c5.number_input("DES on the top K", 0, 20, 0, key="sw_verify",
                                  help="--verify-top: re-run the best K with the full simulator")
+        goal = st.radio("Optimise for", list(OBJECTIVES), key="sw_objective", horizontal=True,
+                        help="energy ranks the DES-verified rows: set 'DES on the top K'")
         go = st.form_submit_button("Run sweep")
     if go:
-        sf = sweep_file(base, mode == MODES[1], tps, pps, nodes, systems)
+        sf = sweep_file(base, mode == MODES[1], tps, pps, nodes, systems, OBJECTIVES[goal])
+        st.session_state["sweep_objective"] = OBJECTIVES[goal]
         try:
             frame, _ = core.sweep(sf, int(verify))
         except ClusterSimError as exc:
-            st.error(f"Invalid sweep: {exc}")
+            st.error(f"Invalid sweep: {core.plain(exc)}")
             return
         st.session_state["sweep_df"], st.session_state["sweep_base"] = frame, base
 
@@ -103,27 +112,47 @@ def _upload() -> None:
     st.session_state["sweep_df"], st.session_state["sweep_base"] = frame, None
 
 
-def heatmap(ok: pd.DataFrame) -> None:
+def heatmap(ok: pd.DataFrame) -> go.Figure:
     heat = ok.pivot_table(index="tp", columns="pp", values="tokens_per_s", aggfunc="max")
-    fig = px.imshow(heat, text_auto=".3s", aspect="auto",
+    # tp and pp are plan choices, not quantities: one cell each, labelled by value, not a
+    # continuous axis with half-integer ticks.
+    heat.index, heat.columns = heat.index.map(str), heat.columns.map(str)
+    fig = px.imshow(heat, text_auto=".3s", aspect="auto", labels={"x": "pp", "y": "tp"},
                     title="Best tokens/s per tp x pp (over every other plan field and axis)")
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
     st.plotly_chart(fig, width="stretch")
+    return fig
 
 
-def pareto_chart(frame: pd.DataFrame, ok: pd.DataFrame, cost: str, title: str) -> None:
+def pareto_chart(frame: pd.DataFrame, ok: pd.DataFrame, cost: str, title: str) -> go.Figure:
+    """The plans no other plan beats on both lower cost and higher tokens/s, as the front;
+    every other feasible plan faint and grey behind it, named as dominated."""
     front = pd.DataFrame(summary.pareto(frame, cost))
-    fig = px.scatter(ok, x=cost, y="tokens_per_s", hover_data=["tp", "pp", "dp"], title=title,
-                     opacity=0.5)
-    fig.add_scatter(x=front[cost], y=front.tokens_per_s, mode="lines+markers", name="Pareto front")
+    on_front = ok.id.isin(front.id) if len(front) else pd.Series(False, index=ok.index)
+    labels = ok.apply(summary.plan_label, axis=1) if len(ok) else pd.Series(dtype=str)
+    fig = go.Figure()
+    fig.add_scatter(x=ok[cost][~on_front], y=ok.tokens_per_s[~on_front], mode="markers",
+                    name="dominated plans", marker={"color": "lightgray", "size": 5},
+                    text=labels[~on_front], hoverinfo="text+x+y")
+    best = ok[on_front].sort_values(cost)
+    fig.add_scatter(x=best[cost], y=best.tokens_per_s, mode="lines+markers", name="Pareto front",
+                    marker={"size": 9}, text=labels[on_front].loc[best.index],
+                    hoverinfo="text+x+y")
+    fig.update_layout(title=title, xaxis_title=cost, yaxis_title="tokens_per_s")
     st.plotly_chart(fig, width="stretch")
+    return fig
 
 
 def _top(frame: pd.DataFrame) -> None:
-    top = summary.ranked(frame).head(10).reset_index(drop=True)
+    objective = st.session_state.get("sweep_objective", "time")
+    top = summary.ranked(frame, objective).head(10).reset_index(drop=True)
     top.insert(0, "plan", [summary.plan_label(r) for _, r in top.iterrows()])
     cols = [c for c in ("plan", "gpus", "iteration_time_s", "tokens_per_s", "mfu",
-                        "memory_peak_gib", "usd_per_mtoken", "des_iteration_time_s") if c in top]
-    st.subheader("Top plans")
+                        "memory_peak_gib", "usd_per_mtoken", "des_iteration_time_s",
+                        "des_joules_per_token", "des_cost_usd_per_mtoken", "pool_mix",
+                        "joules_per_token") if c in top]
+    st.subheader(f"Top plans (by {objective})")
     st.dataframe(top[cols], width="stretch")
     pick = st.selectbox("Open a plan in the Scenario page", top.plan.tolist(), key="sw_pick")
     if st.button("Load plan", key="sw_load") and pick is not None:
@@ -159,4 +188,9 @@ def render() -> None:
     if "usd_per_hour" in ok and ok.usd_per_hour.notna().any():
         pareto_chart(frame, ok, "usd_per_hour", "Pareto front: tokens/s vs USD per hour "
                      "(catalog list prices)")
+    energy = summary.energy_column(ok)
+    if energy is not None:
+        sim = ok.assign(j_per_token=energy)[energy.notna()]
+        pareto_chart(sim, sim, "j_per_token",
+                     "Pareto front: tokens/s vs joules per token (simulated rows)")
     _top(frame)

@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
     def replay_command(
         trace: Path = typer.Argument(..., help="Kineto trace, PyTorch Execution Trace (.json/"
                                      ".json.gz) or Chakra ET (.et), or a folder of per-rank files"),
-        source_system: str = typer.Option("dgx-a100", "--source-system"),
+        source_system: str = typer.Option(
+            None, "--source-system", help="system the trace was recorded on (default: the "
+            "catalog system of the GPU the trace records)"),
         target_system: str = typer.Option(None, "--target-system"),
         sets: list[str] = typer.Option([], "--set", help=f"what-if: {', '.join(SETTABLE)}"),
         format: Format = typer.Option(Format.table, "--format"),
@@ -28,6 +30,10 @@ def register(app: typer.Typer) -> None:
         export_chakra: Path = typer.Option(None, "--export-chakra",
                                            help="write the imported graph as Chakra ET files "
                                            "(one <dir>/et.<rank>.et per rank)"),
+        durations: str = typer.Option("measured", "--durations",
+                                      help="measured: replay recorded times; model: price "
+                                      "kernels and collectives from their shapes and sizes "
+                                      "with the compute and collective models"),
     ) -> None:
         """Replay a PyTorch trace (Kineto, Execution Trace, Chakra); predict its iteration time
         on other hardware."""
@@ -35,10 +41,13 @@ def register(app: typer.Typer) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                if durations not in ("measured", "model"):
+                    raise ClusterSimError(f"--durations {durations!r}; allowed: measured, model")
                 data = report(trace, source_system, target_system, sets, trace_out, et,
-                              export_chakra)
+                              export_chakra, durations)
         except ClusterSimError as exc:
             fail(str(exc))
+        typer.echo(f"note: {data['source_note']}", err=True)
         for w in data["warnings"]:
             typer.echo(f"warning: {w}", err=True)
         table = pd.DataFrame([

@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 
 from hw_models.errors import ClusterSimError
+from hw_models.yamlio import check_writable
 from sim import scenario as scenario_mod
-from sim.cli.common import Format, emit
+from sim.cli.common import Format, emit, fmt_s
 from sim.result import SimResult
 from sim.simulate import simulate
 
@@ -29,7 +30,33 @@ def render_inference(res) -> str:
               f"preemptions         {m['preemptions']}",
               f"iterations          {res.extra['iterations']} (mean batch {res.extra['mean_batch']:.1f})",
               f"wall time           {res.wall_s:.2f} s"]
-    return "\n".join(lines)
+    return "\n".join(lines + money_lines(res.extra, "run"))
+
+
+MONEY_KEYS = ("energy_j", "avg_power_w_per_gpu", "joules_per_token", "cost_usd",
+              "cost_usd_per_million_tokens")
+
+
+def money_lines(x: dict, unit: str) -> list[str]:
+    """Energy, cost and calibration lines of a result (docs/energy.md, docs/hardware.md)."""
+    out = []
+    if x.get("energy_j") is not None:
+        e = x["energy"]
+        out.append(f"energy              {x['energy_j'] / 1e3:,.2f} kJ per {unit} "
+                   f"({x['avg_power_w_per_gpu']:,.0f} W per GPU, {x['joules_per_token']:.3g} "
+                   f"J/token, pue {e['pue']:g}; not counted: {', '.join(e['not_counted'])})")
+    elif "energy" in x:
+        out.append(f"energy              not computed: {'; '.join(x['energy']['not_counted'])}")
+    if x.get("cost_usd") is not None:
+        out.append(f"cost                ${x['cost_usd']:.4g} per {unit}, "
+                   f"${x['cost_usd_per_million_tokens']:.4g} per million tokens ({x['cost']['mode']})")
+    elif "cost" in x:
+        out.append(f"cost                {x['cost'].get('missing', '')}")
+    cals = [(p["name"] + ": ", p["calibration"]) for p in x.get("pools", []) if "calibration" in p]
+    cals = cals or ([("", x["calibration"])] if "calibration" in x else [])
+    for name, c in cals:
+        out.append(f"calibration         {name}{c['status']} (profile {c['profile']})")
+    return out
 
 
 def render_rl(res) -> str:
@@ -82,25 +109,36 @@ def render(res: SimResult) -> str:
     band = ""
     if res.band and "iteration_time_s" in res.band:
         lo, hi = res.band["iteration_time_s"]
-        band = f" [{lo:.3f}, {hi:.3f}]"
+        band = f" [{fmt_s(lo)}, {fmt_s(hi)}]"
     lines = [f"scenario            {res.name}  ({res.world_size} GPUs, fidelity {res.fidelity})",
-             f"iteration time      {t:.3f} s{band}",
+             f"iteration time      {fmt_s(t)} s{band}",
              f"tokens/s            {res.tokens_per_s:,.0f}",
              f"model TFLOP/s/GPU   {res.tflops_per_gpu:.1f}",
              f"MFU / HFU           {res.mfu:.1%} / {res.hfu:.1%}",
              f"memory peak         {res.memory_peak_gib:.1f} GiB per GPU",
              "breakdown (critical rank):"]
     for k, v in sorted(res.breakdown.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {k:10s} {v:9.3f} s  {v / t:6.1%}")
+        lines.append(f"  {k:10s} {fmt_s(v, 9)} s  {v / t:6.1%}")
     for k, v in res.extra.items():
-        if k not in ("nodes", "plan", "microbatches") and not isinstance(v, dict | list):
+        if k not in ("nodes", "plan", "microbatches", *MONEY_KEYS) and not isinstance(v, dict | list):
             lines.append(f"{k:20s}{v}")
+    lines += money_lines(res.extra, "iteration")
+
     if moe := res.extra.get("moe"):
         lines += render_moe(moe, res)
     if cc := res.extra.get("checkpoint_contention"):    # async write on the fabric (flow)
         lines.append(f"with async ckpt    {cc['iteration_s_with']:.4f} s/iter ({cc['attach']} storage; "
                      f"write {cc['write_s']:.3g} s over {cc['overlapped_steps']:.3g} steps)")
     return "\n".join(lines)
+
+
+def whole_run_money(sc, step: dict, step_s: float, run: dict) -> dict:
+    """Energy (restarts and checkpoint stalls at idle power) and cost of a whole run."""
+    from sim.cost import run_cost
+    from sim.energy import parts_of, run_energy
+    energy = run_energy(step, parts_of(sc), step_s, run, sc.cluster.pue)
+    return energy | {"cost_usd": run_cost(step, step_s, run["run_days"] * 86400.0,
+                                          energy.get("energy_j"))}
 
 
 def register(app: typer.Typer) -> None:
@@ -115,6 +153,8 @@ def register(app: typer.Typer) -> None:
         """Simulate a scenario: one training iteration, or a serving run (kind: inference)."""
         if file is None and not default:
             raise ClusterSimError("give a scenario FILE, or --default for the built-in one")
+        if trace is not None:
+            check_writable(trace, "--trace", "trace.json")
         sc = scenario_mod.default(set_) if file is None else scenario_mod.load(file, set_)
         res = simulate(sc)
         if trace is not None:
@@ -123,6 +163,7 @@ def register(app: typer.Typer) -> None:
         if sc.run is not None:          # a whole run: failures, checkpoints, stragglers
             from sim.reliability import run_summary
             run = run_summary(sc, res.iteration_time_s, res.extra.get("checkpoint_contention"))
+            run |= whole_run_money(sc, summary, res.iteration_time_s, run)
             summary = {**summary, "run": run}
             text += "\nwhole run (seeded Monte-Carlo, docs/reliability.md):\n" + "\n".join(
                 f"  {k:24s}{v:.4g}" if isinstance(v, float) else f"  {k:24s}{v}"

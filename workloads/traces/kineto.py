@@ -27,6 +27,7 @@ from workloads.graph import Collective, CommGroup, Compute, Delay, ExecutionGrap
 from workloads.traces import deps as D
 from workloads.traces.classify import classify, collective_kind
 from workloads.traces.events import KERNEL, MEMCPY, MEMSET, Event, iter_events, read_header
+from workloads.traces.shapes import launch_ops, work_of
 
 US = 1e-6
 # Bytes per element of the dtypes c10d records (``dtype`` argument of NCCL kernels).
@@ -57,6 +58,7 @@ class ImportedTrace:
     link: dict = field(default_factory=dict)  # ET <-> Kineto link statistics
     step_basis: str = "cpu"                   # "gpu": steps are spans of GPU work (deps.py)
     before_trace: dict[int, int] = field(default_factory=dict)  # rank -> ops launched earlier
+    device_memory_gb: dict[int, float] = field(default_factory=dict)  # rank -> deviceProperties
 
 
 @dataclass
@@ -66,6 +68,7 @@ class _RankFile:
     events: list[Event]
     dist: dict
     device: str
+    memory_gb: float | None = None      # deviceProperties totalGlobalMem, when recorded
 
 
 def trace_files(path: Path) -> list[Path]:
@@ -92,7 +95,8 @@ def load_files(files: list[Path]) -> ImportedTrace:
     graph = ExecutionGraph(world, simulated_ranks=tuple(r.rank for r in ranks),
                            meta={"source": "kineto", "files": [str(r.path) for r in ranks]})
     out = ImportedTrace(graph, [], {}, {r.rank: r.device for r in ranks},
-                        files=[str(r.path) for r in ranks])
+                        files=[str(r.path) for r in ranks],
+                        device_memory_gb={r.rank: r.memory_gb for r in ranks if r.memory_gb})
     t0 = min((e.ts for r in ranks for e in r.events), default=0.0)
     table = _collective_table(ranks, world)
     unknown: Counter = Counter()
@@ -139,9 +143,11 @@ def _read_ranks(files: list[Path]) -> list[_RankFile]:
             raise ClusterSimError(f"two trace files claim rank {rank}: {f.name} and "
                                   f"{next(r.path.name for r in ranks if r.rank == rank)}")
         devices = header.devices if isinstance(header.devices, list) else []
-        device = str(devices[0].get("name", "")) if devices and isinstance(devices[0], dict) \
-            else "cpu"
-        ranks.append(_RankFile(rank, f, list(iter_events(f)), dist, device))
+        first = devices[0] if devices and isinstance(devices[0], dict) else None
+        device = str(first.get("name", "")) if first else "cpu"
+        mem = first.get("totalGlobalMem") if first else None
+        mem_gb = mem / 1e9 if isinstance(mem, int | float) and mem > 0 else None
+        ranks.append(_RankFile(rank, f, list(iter_events(f)), dist, device, mem_gb))
     return sorted(ranks, key=lambda r: r.rank)
 
 
@@ -197,6 +203,7 @@ class _OpMaker:
 
     def __init__(self, r: _RankFile, table: dict, world: int, unknown: Counter):
         self.r, self.table, self.world, self.unknown = r, table, world, unknown
+        self.launched_by = launch_ops(r.events)   # corr -> shaped CPU op (traces/shapes.py)
         self.seq: Counter = Counter()
         self.tail: dict[int, float] = {}   # id(collective event) -> own completion delay (us)
 
@@ -220,6 +227,12 @@ class _OpMaker:
         if cls == "other":
             self.unknown[ev.name] += 1
         op_class = "elementwise" if cls == "elementwise" else cls
+        src = self.launched_by.get(ev.corr)
+        work = work_of(*src) if src else None
+        if work is not None and cls in ("gemm", "elementwise", "other") and \
+                (work.op_class == "gemm") == (cls == "gemm"):
+            return Compute(work.op_class, work.flops, work.bytes, work.dtype,
+                           duration_s=ev.dur * US, name=ev.name), "compute"
         return Compute(op_class, duration_s=ev.dur * US, name=ev.name), "compute"
 
     def _collective(self, ev: Event) -> Collective:
