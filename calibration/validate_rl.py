@@ -76,7 +76,8 @@ def median_for_mean(mean_total: float, prompt: int, cap: int, sigma: float) -> f
 
 def skip_reason(r) -> str | None:
     if r.gpu_type not in SYSTEMS:
-        return f"{r.gpu_type} is not in the hardware catalog; configs not published"
+        return (f"{r.gpu_type}: the source publishes no response lengths, parallel plans or "
+                "batch sizes for this run")
     arch = model_id(r)
     if arch is None or arch not in presets():
         return f"{r.model}: no preset in the model zoo"
