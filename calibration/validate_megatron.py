@@ -60,6 +60,22 @@ def scenario_for(row) -> dict:
     }
 
 
+def prediction_fields(res, per_s: float, published: float, band: bool) -> dict:
+    """Published and predicted TFLOP/s per GPU, the error, the step and its breakdown.
+    ``per_s`` is one step's model TFLOP per GPU (TFLOP/s = per_s / iteration time);
+    ``band`` adds the TFLOP/s at the band's corners."""
+    pred = per_s / res.iteration_time_s
+    rec = {"published_tflops": published, "predicted_tflops": round(pred, 1),
+           "error_pct": round((pred / published - 1) * 100, 1),
+           "iteration_s": round(res.iteration_time_s, 3),
+           **{f"{k}_pct": round(v / res.iteration_time_s * 100, 1)
+              for k, v in res.breakdown.items()}}
+    if band and res.band:
+        lo, hi = res.band["iteration_time_s"]
+        rec |= {"tflops_low": per_s / hi, "tflops_high": per_s / lo}
+    return rec
+
+
 def run(fidelity: str = "analytical", band: bool = False) -> pd.DataFrame:
     """One row per published configuration; ``band`` adds the bootstrap band of the
     prediction (``tflops_low``, ``tflops_high``)."""
@@ -74,17 +90,9 @@ def run(fidelity: str = "analytical", band: bool = False) -> pd.DataFrame:
         spec = resolve(m.model)
         flops = megatron_flops(int(row.global_batch), spec.seq_len, spec.layers, spec.hidden, spec.vocab)
         per_s = flops / int(row.gpus) / 1e12             # TFLOP/s per GPU = per_s / time
-        pred = per_s / res.iteration_time_s
         rec = {"table": row.table, "model": row.model, "gpus": int(row.gpus),
                "tp": int(row.tp), "pp": int(row.pp), "batch": int(row.global_batch),
-               "published_tflops": float(row.tflops_per_gpu), "predicted_tflops": round(pred, 1),
-               "error_pct": round((pred / row.tflops_per_gpu - 1) * 100, 1),
-               "iteration_s": round(res.iteration_time_s, 3),
-               **{f"{k}_pct": round(v / res.iteration_time_s * 100, 1)
-                  for k, v in res.breakdown.items()}}
-        if band and res.band:
-            lo, hi = res.band["iteration_time_s"]
-            rec |= {"tflops_low": per_s / hi, "tflops_high": per_s / lo}
+               **prediction_fields(res, per_s, float(row.tflops_per_gpu), band)}
         out.append(rec)
     return pd.DataFrame(out)
 

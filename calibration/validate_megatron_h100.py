@@ -21,6 +21,7 @@ from importlib import resources
 
 import pandas as pd
 
+from calibration.validate_megatron import prediction_fields
 from sim.scenario import parse
 from sim.simulate import simulate
 from workloads.model import model_flops, resolve
@@ -62,19 +63,10 @@ def run(band: bool = False) -> pd.DataFrame:
         res = simulate(parse(sc, sc["name"]), band=band, residuals=False)
         per_s = model_flops(resolve(sc["workload"]["model"]),
                             int(r.global_batch_seqs) * SEQ) / int(r.num_gpus) / 1e12
-        pred = per_s / res.iteration_time_s
         rec = {"model": r.name, "gpus": int(r.num_gpus), "tp": int(r.tp), "pp": int(r.pp),
                "batch": int(r.global_batch_seqs),
-               "published_tflops": float(r.model_tflops_per_gpu),
-               "predicted_tflops": round(pred, 1),
-               "error_pct": round((pred / r.model_tflops_per_gpu - 1) * 100, 1),
-               "iteration_s": round(res.iteration_time_s, 3),
-               "memory_gib": round(res.memory_peak_gib, 1),
-               **{f"{k}_pct": round(v / res.iteration_time_s * 100, 1)
-                  for k, v in res.breakdown.items()}}
-        if band and res.band:
-            lo, hi = res.band["iteration_time_s"]
-            rec |= {"tflops_low": per_s / hi, "tflops_high": per_s / lo}
+               **prediction_fields(res, per_s, float(r.model_tflops_per_gpu), band),
+               "memory_gib": round(res.memory_peak_gib, 1)}
         out.append(rec)
     return pd.DataFrame(out)
 
