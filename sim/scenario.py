@@ -16,6 +16,7 @@ from hw_models.errors import ClusterSimError
 from hw_models.yamlio import read_yaml
 from sim.inference_config import InferenceWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
+from sim.training_config import CPKind, Fp8Config, OffloadConfig, Schedule, TPOverlap
 
 
 class _Cfg(BaseModel):
@@ -47,9 +48,19 @@ class ParallelConfig(_Cfg):
     dp: int | None = Field(None, gt=0)
     vpp: int = Field(1, gt=0)
     sequence_parallel: bool = False
-    schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
+    schedule: Schedule = "1f1b"
     zero: Literal[0, 1, 2, 3] = 0
-    pipeline_layers: list[int] | None = None
+    pipeline_layers: list[int] | None = None     # per pp rank, or per virtual stage
+    # long context, schedules, overlap, FSDP2 (docs/long_context.md, docs/schedules.md)
+    cp: int = Field(1, gt=0)
+    cp_kind: CPKind = "ring"
+    ulysses_size: int | None = Field(None, gt=0)   # hybrid CP; default: CP ranks in a node
+    account_for_embedding_in_pipeline_split: bool = False
+    account_for_loss_in_pipeline_split: bool = False
+    tp_comm_overlap: TPOverlap = "none"
+    reshard_after_forward: bool = True
+    prefetch: int = Field(1, gt=0)
+    zero_shard_group: int | None = Field(None, gt=0)
 
 
 class TrainingWorkload(_Cfg):
@@ -66,6 +77,8 @@ class TrainingWorkload(_Cfg):
     grad_reduce_bytes: Literal[2, 4] | None = None   # default: 4 for bf16 (fp32 main grads), else 2
     checkpoint: CheckpointConfig | None = None      # docs/reliability.md
     data: DataConfig | None = None
+    fp8: Fp8Config | None = None                    # precision: fp8 recipe (docs/fp8.md)
+    offload: OffloadConfig | None = None            # host offload (docs/long_context.md)
 
 
 class SimConfig(_Cfg):

@@ -21,6 +21,7 @@ from sim.engine import Engine
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.result import SimResult, breakdown, timeline_frame
 from sim.scenario import Scenario, TrainingWorkload
+from sim.training_config import plan_kwargs, precision_options
 from workloads import memory, parallel, training
 from workloads.model import ModelSpec, model_flops, resolve
 
@@ -46,16 +47,19 @@ def resolve_setup(sc: Scenario) -> Setup:
     model = resolve(w.model).with_seq_len(w.seq_len)
     world = sc.cluster.nodes * system.gpus_per_node
     p = w.parallel
-    dp = p.dp or parallel.derive_dp(world, p.tp, p.pp)
+    dp = p.dp or parallel.derive_dp(world, p.tp, p.pp, p.cp)
     plan = parallel.ParallelPlan(
         tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
         vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
         recompute=w.recompute,
-        pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None)
+        pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None,
+        **plan_kwargs(p, system.gpus_per_node))
     parallel.validate(plan, model, world)
-    grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
-    opts = training.TrainingOptions(dtype=w.precision, attention=w.attention,
-                                    grad_bytes=grad_bytes, overlap_grad_reduce=w.overlap_grad_reduce)
+    # fp32 main gradients for bf16 and for fp8 recipes (FP8 is only the GEMM inputs)
+    grad_bytes = w.grad_reduce_bytes or (4 if w.precision in ("bf16", "fp8") else 2)
+    opts = training.TrainingOptions(attention=w.attention, grad_bytes=grad_bytes,
+                                    overlap_grad_reduce=w.overlap_grad_reduce,
+                                    **precision_options(w, gpu))
     net = sc.cluster.network
     layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
                            net.oversubscription)
@@ -96,7 +100,8 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     prof = prof or setup.profile
     plan, model = setup.plan, setup.model
     mem = pd.DataFrame([m.gib() for m in memory.memory_per_stage(
-        model, plan, setup.options.grad_bytes, setup.options.attention == "flash")])
+        model, plan, setup.options.grad_bytes, setup.options.attention == "flash",
+        setup.options.param_bytes)])
     if sc.sim.check_memory:
         check_memory(setup, mem)
     graph = training.build(model, plan, setup.options)
@@ -127,7 +132,8 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
             "iteration_time_s": lo_hi, "tokens_per_s": (tokens / lo_hi[1], tokens / lo_hi[0]),
             "mfu": (mflops / (lo_hi[1] * world * peak), mflops / (lo_hi[0] * world * peak))},
         extra={"nodes": len(graph), "microbatches": plan.microbatches,
-               "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp},
+               "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp,
+                        "cp": plan.cp, "schedule": plan.effective_schedule},
                **({"checkpoint_contention": contention} if contention else {})})
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan
-from workloads.training import stage_params, unit_params
+from workloads.training import pipeline_of, stage_params, unit_params
 
 GIB = 2**30
 MASTER_AND_ADAM_BYTES = 12          # fp32 master weight + Adam m and v (mixed precision)
@@ -51,13 +51,16 @@ def model_states(params: float, dp: int, zero: int, grad_bytes: int,
 
 def zero3_buffers(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
                   param_bytes: int = 2) -> float:
-    """ZeRO-3 working set: the layer being computed and the one prefetched, gathered in
-    full (16-bit), plus one layer's full gradient before its reduce-scatter."""
-    if plan.zero < 3 or plan.dp == 1:
+    """ZeRO-3 working set: the layer being computed and the ``prefetch`` gathered ahead, in
+    full (16-bit), plus one layer's full gradient before its reduce-scatter. With
+    ``reshard_after_forward=False`` the whole stage stays gathered between the passes."""
+    if plan.zero < 3 or plan.grad_dp == 1:
         return 0.0
-    units = sorted((u for c in range(plan.vpp) for u in unit_params(model, plan, stage, c)),
+    units = sorted((u for c in range(plan.chunks) for u in unit_params(model, plan, stage, c)),
                    reverse=True)
-    return (units[0] + (units[1] if len(units) > 1 else 0.0)) * param_bytes + units[0] * grad_bytes
+    if not plan.reshard_after_forward:
+        return sum(units) * param_bytes + units[0] * grad_bytes
+    return sum(units[:plan.prefetch + 1]) * param_bytes + units[0] * grad_bytes
 
 
 def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recompute: str,
@@ -88,6 +91,8 @@ def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:
     """Model chunks whose activations a stage holds at its peak (1F1B warm-up depth)."""
     m, p, v = plan.microbatches, plan.pp, plan.vpp
     kind = plan.effective_schedule
+    if kind not in ("gpipe", "interleaved", "1f1b"):
+        raise ValueError(f"{kind}: count live layers with Pipeline.peak_live_layers")
     if kind == "gpipe":
         return m
     if kind == "interleaved":
@@ -95,23 +100,41 @@ def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:
     return min(p - stage, m)
 
 
+def _live(model: ModelSpec, plan: ParallelPlan, stage: int) -> tuple[float, float, bool, bool]:
+    """(layers whose activations are live at the peak, microbatches in flight, holds the
+    embedding, holds the head) of a stage."""
+    if plan.effective_schedule in ("gpipe", "interleaved", "1f1b") and plan.chunks == plan.vpp \
+            and not (plan.embedding_in_split or plan.loss_in_split):
+        chunks = in_flight_chunks(plan, stage)
+        layers = chunks * plan.stage_layers(model.layers)[stage] / plan.vpp
+        return layers, chunks, stage == 0, stage == plan.pp - 1
+    pipe = pipeline_of(plan, model.layers)
+    layers = pipe.peak_live_layers(stage)
+    first = any(pipe.is_first(stage, c) for c in range(plan.chunks))
+    last = any(pipe.is_last(stage, c) for c in range(plan.chunks))
+    per_chunk = max(pipe.rank_layers(stage) / plan.chunks, 1)
+    return layers, layers / per_chunk, first, last
+
+
 def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
-                 flash: bool) -> StageMemory:
+                 flash: bool, param_bytes: int = 2) -> StageMemory:
     params = stage_params(model, plan, stage)
-    weights, grads, optimizer = model_states(params, plan.dp, plan.zero, grad_bytes)
-    per_layer = activation_bytes_per_layer(model, plan.micro_batch, plan.tp, plan.sp,
+    weights, grads, optimizer = model_states(params, plan.shard_group, plan.zero, grad_bytes,
+                                             param_bytes)
+    local = model.with_seq_len(model.seq_len // plan.cp)      # a CP rank's tokens
+    per_layer = activation_bytes_per_layer(local, plan.micro_batch, plan.tp, plan.sp,
                                            plan.recompute, flash)
-    layers_per_chunk = plan.stage_layers(model.layers)[stage] / plan.vpp
-    acts = in_flight_chunks(plan, stage) * layers_per_chunk * per_layer
-    sbh = model.seq_len * plan.micro_batch * model.hidden
-    if stage == 0:       # embedding output and its dropout mask, per microbatch in flight
-        acts += in_flight_chunks(plan, stage) * 3 * sbh / (plan.tp if plan.sp else 1)
-    if stage == plan.pp - 1:   # fp32 logits of the microbatch being processed
-        acts += 4 * model.seq_len * plan.micro_batch * model.vocab / plan.tp
+    live_layers, in_flight, first, last = _live(model, plan, stage)
+    acts = live_layers * per_layer
+    sbh = local.seq_len * plan.micro_batch * model.hidden
+    if first:       # embedding output and its dropout mask, per microbatch in flight
+        acts += in_flight * 3 * sbh / (plan.tp if plan.sp else 1)
+    if last:   # fp32 logits of the microbatch being processed
+        acts += 4 * local.seq_len * plan.micro_batch * model.vocab / plan.tp
     return StageMemory(stage, weights, grads, optimizer, acts,
-                       zero3_buffers(model, plan, stage, grad_bytes))
+                       zero3_buffers(model, plan, stage, grad_bytes, param_bytes))
 
 
 def memory_per_stage(model: ModelSpec, plan: ParallelPlan, grad_bytes: int,
-                     flash: bool) -> list[StageMemory]:
-    return [stage_memory(model, plan, s, grad_bytes, flash) for s in range(plan.pp)]
+                     flash: bool, param_bytes: int = 2) -> list[StageMemory]:
+    return [stage_memory(model, plan, s, grad_bytes, flash, param_bytes) for s in range(plan.pp)]

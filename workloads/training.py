@@ -31,22 +31,15 @@ FSDP, Zhao et al. VLDB'23), Ψ the stage's parameters on one TP rank, N = dp:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from workloads.fsdp import Zero3, hsdp_replica_all_reduce
 from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
-from workloads.layers import (
-    AttentionImpl,
-    LayerContext,
-    embedding_backward,
-    embedding_forward,
-    head_backward,
-    head_forward,
-    layer_backward,
-    layer_forward,
-    layer_recompute,
-)
+from workloads.layers import AttentionImpl, LayerContext
 from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan
-from workloads.schedules import schedule
+from workloads.pipeline import SPLIT_BACKWARD, Pipeline
+from workloads.stage_ops import StageOps, build_stage_ops, local_context
 
 # Mixed-precision Adam step (Megatron-LM fused Adam, fp32 master weights): reads master
 # weight, fp32 grad, m, v (16 B) and writes master, m, v and the 16-bit copy (14 B), plus
@@ -61,7 +54,8 @@ class TrainingOptions:
     grad_bytes: int = 4                 # bytes per gradient element in the DP reduction
     overlap_grad_reduce: bool = True
     bucket_params: float = 40e6         # Megatron-LM's default DDP bucket (40M elements)
-    param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers
+    param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers (fp8 params: 1)
+    fp8_recipe: str | None = None       # workloads/fp8.py; None: GEMMs in ``dtype``
 
 
 @dataclass
@@ -70,6 +64,10 @@ class _Stage:
     rank: int
     ctx: LayerContext
     layers: int
+    pipe: Pipeline
+    ops: StageOps
+    w: list[Block] = field(default_factory=list)       # per chunk: weight-gradient pass
+    inp: list[Block] = field(default_factory=list)     # per chunk: input-gradient pass
     fwd: list[Block] = field(default_factory=list)     # per chunk
     bwd: list[Block] = field(default_factory=list)     # per chunk
     node: dict = field(default_factory=dict)            # (mb, chunk, pass) -> node id
@@ -78,24 +76,24 @@ class _Stage:
     grad_rs: list = field(default_factory=list)      # ZeRO-2/3 reduce-scatters issued in backward
 
 
+@lru_cache(maxsize=64)
+def pipeline_of(plan: ParallelPlan, layers: int) -> Pipeline:
+    return plan.pipeline(layers)
+
+
 def stage_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
-    """Parameters held by one TP rank of a pipeline stage (embedding on the first stage,
-    untied output layer on the last; positions are replicated)."""
-    layers = plan.stage_layers(model.layers)[stage]
-    n = layers * model.params_per_layer / plan.tp
-    if stage == 0:
-        n += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
-    if stage == plan.pp - 1 and (not model.tied_embeddings or plan.pp > 1):
-        n += model.vocab * model.hidden / plan.tp
-    return n
+    """Parameters held by one TP rank of a pipeline stage (embedding with the first
+    virtual stage, untied output layer with the last; positions are replicated)."""
+    return sum(sum(unit_params(model, plan, stage, c)) for c in range(plan.chunks))
 
 
 def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> ExecutionGraph:
-    stages = [_make_stage(model, plan, opts, s) for s in range(plan.pp)]
+    pipe = pipeline_of(plan, model.layers)
+    stages = [_make_stage(model, plan, opts, s, pipe) for s in range(plan.pp)]
     g = ExecutionGraph(plan.world, tuple(st.rank for st in stages),
-                       meta={"kind": "training", "microbatches": plan.microbatches})
-    steps = {st.index: schedule(plan.effective_schedule, plan.microbatches, plan.pp, plan.vpp,
-                                st.index) for st in stages}
+                       meta={"kind": "training", "microbatches": plan.microbatches,
+                             "overlap_pairs": []})
+    steps = {st.index: pipe.steps(st.index) for st in stages}
     recv = _add_recvs(g, plan, stages, steps, model, opts)
     for st in stages:
         _add_compute(g, plan, st, steps[st.index], recv, model, opts)
@@ -105,49 +103,45 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
     return g
 
 
-def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int) -> _Stage:
-    ctx = LayerContext(model, plan.micro_batch, plan.tp, plan.sp, opts.dtype,
-                       CommGroup(plan.tp_group(s), "tp"), opts.attention)
-    layers = plan.stage_layers(model.layers)[s]
-    st = _Stage(s, plan.rank(0, 0, s), ctx, layers)
-    per_chunk = layers // plan.vpp
-    fwd_l, bwd_l = layer_forward(ctx), layer_recompute(ctx, plan.recompute) + layer_backward(ctx)
-    for c in range(plan.vpp):
-        first, last = _is_first(plan, s, c), _is_last(plan, s, c)
-        f = (embedding_forward(ctx) if first else []) + fwd_l * per_chunk \
-            + (head_forward(ctx) if last else [])
-        b = (head_backward(ctx) if last else []) + bwd_l * per_chunk \
-            + (embedding_backward(ctx) if first else [])
-        st.fwd.append(Block(tuple(f), f"fwd_c{c}"))
-        st.bwd.append(Block(tuple(b), f"bwd_c{c}"))
+def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
+                pipe: Pipeline) -> _Stage:
+    ctx = local_context(model, plan, opts.dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention)
+    ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s))
+    st = _Stage(s, plan.rank(0, 0, s), ctx, pipe.rank_layers(s), pipe, ops)
+    for c in range(plan.chunks):
+        n = pipe.chunk_layers(s, c)
+        first, last = pipe.is_first(s, c), pipe.is_last(s, c)
+        emb_f, emb_b = (ops.emb_fwd, ops.emb_bwd) if first else ((), ())
+        head_f, head_b = (ops.head_fwd, ops.head_bwd) if last else ((), ())
+        st.fwd.append(Block(emb_f + ops.fwd * n + head_f, f"fwd_c{c}"))
+        st.bwd.append(Block(head_b + ops.bwd * n + emb_b, f"bwd_c{c}"))
+        st.inp.append(Block(head_b + ops.bwd_input * n + emb_b, f"bwd_input_c{c}"))
+        st.w.append(Block(ops.bwd_weight * n, f"bwd_weight_c{c}"))
     return st
 
 
-def _is_first(plan: ParallelPlan, s: int, c: int) -> bool:
-    return s == 0 and c == 0
+def _is_first(plan: ParallelPlan, s: int, c: int, layers: int = 0) -> bool:
+    return pipeline_of(plan, layers).is_first(s, c)
 
 
-def _is_last(plan: ParallelPlan, s: int, c: int) -> bool:
-    return s == plan.pp - 1 and c == plan.vpp - 1
+def _is_last(plan: ParallelPlan, s: int, c: int, layers: int = 0) -> bool:
+    return pipeline_of(plan, layers).is_last(s, c)
 
 
 def _p2p_bytes(model: ModelSpec, plan: ParallelPlan) -> float:
     """Activation (or its gradient) between stages. Megatron's scatter-gather optimisation
-    (SC'21 section 4.1) sends 1/t of it from each TP rank on its own rail."""
-    return 2.0 * plan.micro_batch * model.seq_len * model.hidden / plan.tp
+    (SC'21 section 4.1) sends 1/t of it from each TP rank on its own rail; a CP rank sends
+    its s/cp tokens."""
+    return 2.0 * plan.micro_batch * model.seq_len / plan.cp * model.hidden / plan.tp
 
 
 def _neighbour(plan: ParallelPlan, s: int, c: int, step: str) -> tuple[int, int] | None:
-    """(stage, chunk) that sends this step its input: the previous virtual stage for a
-    forward, the next one for a backward."""
-    vs = c * plan.pp + s + (-1 if step == "F" else 1)
-    if vs < 0 or vs >= plan.pp * plan.vpp:
-        return None
-    return vs % plan.pp, vs // plan.pp
+    """(stage, chunk) that sends this step its input (workloads.pipeline)."""
+    return pipeline_of(plan, 0).neighbour(s, c, step)
 
 
 def _tag(plan: ParallelPlan, mb: int, s: int, c: int, step: str) -> int:
-    return ((mb * plan.vpp + c) * plan.pp + s) * 2 + (step == "B")
+    return ((mb * plan.chunks + c) * plan.pp + s) * 2 + (step != "F")
 
 
 def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
@@ -158,7 +152,7 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
             if src is None or plan.pp == 1:
                 continue
             op = SendRecv("recv", stages[src[0]].rank, nbytes, _tag(plan, mb, st.index, c, step))
-            stream = "recv_fwd" if step == "F" else "recv_bwd"
+            stream = _p2p_stream("recv", step, plan, src[0])
             recv[(st.index, mb, c, step)] = g.add(st.rank, stream, op, (), "pp",
                                                   f"recv_{step}{mb}_c{c}", mb=mb, chunk=c)
     return recv
@@ -167,18 +161,26 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
 def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv, model: ModelSpec,
                  opts: TrainingOptions) -> None:
     m = plan.microbatches
-    split = plan.dp > 1
-    z3 = _Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.dp > 1 else None
+    split = plan.grad_dp > 1 and plan.effective_schedule not in SPLIT_BACKWARD
+    z3 = Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.grad_dp > 1 else None
+    pairs = set(st.pipe.pairs(st.index))
     for k, (mb, c, step) in enumerate(steps):
         deps = [recv.get((st.index, mb, c, step))]
-        if step == "B" and _is_last(plan, st.index, c):
+        if step in ("B", "I") and st.pipe.is_last(st.index, c):
             deps.append(st.node[(mb, c, "F")])     # loss gradient starts from the forward
+        if k in pairs:      # an overlapped F&B pair starts when both inputs are there
+            nmb, nc, nstep = steps[k + 1]
+            deps.append(recv.get((st.index, nmb, nc, nstep)))
         if z3 is not None:
             nxt = steps[k + 1] if k + 1 < len(steps) else None
             st.node[(mb, c, step)] = z3.add_pass(mb, c, step, deps, nxt)
         elif step == "F":
             st.node[(mb, c, "F")] = g.add(st.rank, "compute", st.fwd[c], deps, "compute",
                                          f"F{mb}_c{c}", mb=mb, chunk=c)
+        elif step in ("I", "W"):
+            block = st.inp[c] if step == "I" else st.w[c]
+            st.node[(mb, c, step)] = g.add(st.rank, "compute", block, deps, "compute",
+                                          f"{step}{mb}_c{c}", mb=mb, chunk=c)
         elif split and (mb == m - 1 or plan.zero == 2):
             st.node[(mb, c, "B")] = _split_backward(g, plan, st, mb, c, deps)
             if plan.zero == 2:
@@ -186,19 +188,30 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
         else:
             st.node[(mb, c, "B")] = g.add(st.rank, "compute", st.bwd[c], deps, "compute",
                                          f"B{mb}_c{c}", mb=mb, chunk=c)
+        if k - 1 in pairs:
+            g.meta["overlap_pairs"].append((st.node[steps[k - 1]], st.node[(mb, c, step)]))
+    if plan.effective_schedule in SPLIT_BACKWARD:
+        _weights_ready(st, steps)
+
+
+def _weights_ready(st: _Stage, steps) -> None:
+    """Split-backward schedules: a chunk's gradients are complete after its last B or W."""
+    for c in range(len(st.fwd)):
+        last = max(st.node[key] for key in st.node if key[1] == c and key[2] in ("B", "W"))
+        st.last_bwd_layers[c] = [last] * st.pipe.chunk_layers(st.index, c)
 
 
 def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
     """The chunk's last backward, one node per layer, so gradient buckets can start early."""
-    ctx, per_chunk = st.ctx, st.layers // plan.vpp
-    layer = Block(tuple(layer_recompute(ctx, plan.recompute) + layer_backward(ctx)), f"bwd_layer_c{c}")
+    per_chunk = st.pipe.chunk_layers(st.index, c)
+    layer = Block(st.ops.bwd, f"bwd_layer_c{c}")
     nodes = []
     for i in range(per_chunk):
         ops = layer.ops
-        if i == 0 and _is_last(plan, st.index, c):
-            ops = tuple(head_backward(ctx)) + ops
-        if i == per_chunk - 1 and _is_first(plan, st.index, c):
-            ops = ops + tuple(embedding_backward(ctx))
+        if i == 0 and st.pipe.is_last(st.index, c):
+            ops = st.ops.head_bwd + ops
+        if i == per_chunk - 1 and st.pipe.is_first(st.index, c):
+            ops = ops + st.ops.emb_bwd
         block = layer if ops is layer.ops else Block(ops, layer.name)
         nodes.append(g.add(st.rank, "compute", block, deps if i == 0 else (), "compute",
                            f"B{mb}_c{c}_l{per_chunk - 1 - i}", mb=mb, chunk=c))
@@ -211,11 +224,12 @@ def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) ->
     """Parameters per layer of one chunk on one TP rank, in forward order; the embedding
     goes with the model's first layer, the untied output layer with its last. Summed over
     the chunks they are ``stage_params``."""
-    n = plan.stage_layers(model.layers)[stage] // plan.vpp
+    pipe = pipeline_of(plan, model.layers)
+    n = pipe.chunk_layers(stage, chunk)
     out = [model.params_per_layer / plan.tp] * n
-    if _is_first(plan, stage, chunk):
+    if pipe.is_first(stage, chunk):
         out[0] += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
-    if _is_last(plan, stage, chunk) and (not model.tied_embeddings or plan.pp > 1):
+    if pipe.is_last(stage, chunk) and (not model.tied_embeddings or plan.pp > 1):
         out[-1] += model.vocab * model.hidden / plan.tp
     return out
 
@@ -246,86 +260,28 @@ def _bucket(ready: list[tuple[float, int]], size: float) -> list[tuple[float, in
     return buckets
 
 
-class _Zero3:
-    """ZeRO-3 / FSDP passes of one stage: a compute node per layer, the gather of the next
-    layer issued as the current one starts (prefetch 1), the gradient reduce-scatter after
-    each backward layer, all on the stage's one DP channel (gathers and reduce-scatters
-    share the NIC), a gather ahead of a reduce-scatter that became ready with it."""
-
-    def __init__(self, g: ExecutionGraph, model: ModelSpec, plan: ParallelPlan,
-                 opts: TrainingOptions, st: _Stage):
-        self.g, self.model, self.plan, self.opts, self.st = g, model, plan, opts, st
-        self.group = CommGroup(plan.dp_group(st.index), "dp")
-        self.recent: list[int] = []       # compute nodes in stream order
-        self.gathered: int | None = None  # gather already issued for the next pass's first layer
-        self.seq = 0
-        fwd, bwd = layer_forward(st.ctx), layer_recompute(st.ctx, plan.recompute) + layer_backward(st.ctx)
-        self.layer = {"F": Block(tuple(fwd), "fwd_layer"), "B": Block(tuple(bwd), "bwd_layer")}
-
-    def _units(self, c: int, step: str) -> list[float]:
-        u = unit_params(self.model, self.plan, self.st.index, c)
-        return u if step == "F" else u[::-1]
-
-    def _collective(self, kind: str, nbytes: float, dep: int | None, name: str, mb: int, c: int) -> int:
-        self.seq += 1
-        op = Collective(kind, nbytes, self.group, seq=self.seq, name=name)
-        return self.g.add(self.st.rank, "dp", op, (dep,) if dep is not None else (), "dp",
-                          f"{name}{self.seq}", mb=mb, chunk=c)
-
-    def _gather(self, n_params: float, mb: int, c: int) -> int:
-        dep = self.recent[-2] if len(self.recent) >= 2 else (self.recent[-1] if self.recent else None)
-        return self._collective("all_gather", n_params * self.opts.param_bytes, dep,
-                                "zero3_param_all_gather", mb, c)
-
-    def _block(self, c: int, step: str, i: int, n: int) -> Block:
-        ctx, plan, s = self.st.ctx, self.plan, self.st.index
-        base = self.layer[step]
-        pre, post = [], []
-        if step == "F":
-            pre = embedding_forward(ctx) if i == 0 and _is_first(plan, s, c) else []
-            post = head_forward(ctx) if i == n - 1 and _is_last(plan, s, c) else []
-        else:
-            pre = head_backward(ctx) if i == 0 and _is_last(plan, s, c) else []
-            post = embedding_backward(ctx) if i == n - 1 and _is_first(plan, s, c) else []
-        return base if not pre and not post else Block(tuple(pre) + base.ops + tuple(post), base.name)
-
-    def add_pass(self, mb: int, c: int, step: str, deps, nxt) -> int:
-        units = self._units(c, step)
-        gather = self.gathered if self.gathered is not None else self._gather(units[0], mb, c)
-        pending_rs = None
-        for i, n_params in enumerate(units):
-            block = self._block(c, step, i, len(units))
-            node = self.g.add(self.st.rank, "compute", block, [*(deps if i == 0 else ()), gather],
-                              "compute", f"{step}{mb}_c{c}_l{i}", mb=mb, chunk=c)
-            self.recent.append(node)
-            if i + 1 < len(units):
-                gather = self._gather(units[i + 1], mb, c)
-            elif nxt is not None:
-                nmb, nc, nstep = nxt
-                self.gathered = self._gather(self._units(nc, nstep)[0], nmb, nc)
-            else:
-                self.gathered = None
-            if pending_rs is not None:
-                self._reduce_scatter(*pending_rs, mb, c)
-            pending_rs = (n_params, node) if step == "B" else None
-        if pending_rs is not None:
-            self._reduce_scatter(*pending_rs, mb, c)
-        return node
-
-    def _reduce_scatter(self, n_params: float, node: int, mb: int, c: int) -> None:
-        rs = self._collective("reduce_scatter", n_params * self.opts.grad_bytes, node,
-                              "zero3_grad_reduce_scatter", mb, c)
-        self.st.grad_rs.append(rs)
+def _p2p_stream(kind: str, step: str, plan: ParallelPlan, peer: int) -> str:
+    """One stream per direction; split-backward schedules (DualPipe, V shapes) send each
+    way to two peers: one stream per peer."""
+    name = f"{kind}_{'fwd' if step == 'F' else 'bwd'}"
+    return f"{name}_{peer}" if plan.effective_schedule in SPLIT_BACKWARD else name
 
 
 def _add_sends(g, plan, stages, steps, recv) -> None:
+    sends = []
     for (s, mb, c, step), rid in recv.items():
         src_stage, src_chunk = _neighbour(plan, s, c, step)
         sender = stages[src_stage]
+        key = (mb, src_chunk, step)
+        if key not in sender.node:      # a gradient from the sender's full or input-only backward
+            key = (mb, src_chunk, "I" if step == "B" else "B")
+        sends.append((sender.node[key], src_stage, s, mb, src_chunk, step, rid))
+    if plan.effective_schedule in SPLIT_BACKWARD:
+        sends.sort()                    # several peers per direction: in production order
+    for produced, src_stage, s, mb, src_chunk, step, rid in sends:
         op = g.nodes[rid].op
-        produced = sender.node[(mb, src_chunk, step)]
-        stream = "send_fwd" if step == "F" else "send_bwd"
-        g.add(sender.rank, stream, SendRecv("send", stages[s].rank, op.bytes, op.tag), (produced,),
+        g.add(stages[src_stage].rank, _p2p_stream("send", step, plan, s),
+              SendRecv("send", stages[s].rank, op.bytes, op.tag), (produced,),
               "pp", f"send_{step}{mb}_c{src_chunk}", mb=mb, chunk=src_chunk)
 
 
@@ -335,9 +291,12 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
     params = stage_params(model, plan, st.index)
     dp_group = CommGroup(plan.dp_group(st.index), "dp")
     syncs = []
-    if plan.dp > 1 and plan.zero >= 2:
+    if plan.grad_dp > 1 and plan.zero >= 2:
         syncs.append(st.grad_rs[-1])        # the DP channel is serial: the last one is the end
-    elif plan.dp > 1:
+        if plan.zero >= 3 and plan.shard_group < plan.grad_dp:
+            syncs.append(hsdp_replica_all_reduce(g, plan, opts, st.rank, st.index, params,
+                                                 syncs[-1]))
+    elif plan.grad_dp > 1:
         kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
         last_compute = max(st.node.values())
         for i, (n_params, dep) in enumerate(_buckets(model, plan, opts, st, params)):
@@ -349,10 +308,10 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
         op = Collective("all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair,
                         name="embedding_grad_sync")
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
-    shard = params / (plan.dp if plan.zero >= 1 else 1)
+    shard = params / (plan.shard_group if plan.zero >= 1 else 1)
     opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
     step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
-    if plan.zero in (1, 2) and plan.dp > 1:
+    if plan.zero in (1, 2) and plan.grad_dp > 1:
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
@@ -362,7 +321,7 @@ def _buckets(model, plan, opts, st: _Stage, params: float):
     """(params, ready node) per bucket: layers in the order their gradients complete."""
     per_layer = model.params_per_layer / plan.tp
     ready: list[tuple[float, int]] = []
-    for c in reversed(range(plan.vpp)):
+    for c in reversed(range(plan.chunks)):
         nodes = st.last_bwd_layers.get(c, [])
         ready += [(per_layer, n) for n in nodes]
     extra = params - per_layer * st.layers        # embeddings: ready with the last layer
