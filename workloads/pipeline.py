@@ -96,8 +96,8 @@ class Pipeline:
         total = self.layers + extra
         if total % n:
             raise InfeasiblePlanError(
-                f"{self.layers} layers{' + embedding/loss' if extra else ''} do not split evenly "
-                f"over {n} pipeline stages; give parallel.pipeline_layers")
+                f"{n} virtual pipeline stages do not divide the model's {self.layers} layers"
+                f"{' + embedding/loss' if extra else ''}; give parallel.pipeline_layers")
         out = [total // n] * n
         out[0] -= int(self.embedding_in_split)
         out[-1] -= int(self.loss_in_split)
