@@ -67,6 +67,10 @@ class SystemSpec(_Spec):
     nic_hop_latency_us: float = Field(ge=0)
     cost_per_gpu_hour_usd: float | None = None
     profile: str | None = None   # fitted on this system's own sweeps; else the GPU's
+    # Host side, for offload (docs/long_context.md): GPU <-> host link per GPU and per
+    # direction (PCIe or NVLink-C2C), and the node's host DRAM bandwidth (CPU optimizer).
+    host_link_gb_s: float | None = Field(None, gt=0)
+    host_mem_gb_s: float | None = Field(None, gt=0)
     source: str = "inline"
 
     @property

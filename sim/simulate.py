@@ -21,7 +21,7 @@ from sim.engine import Engine
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.result import SimResult, breakdown, timeline_frame
 from sim.scenario import Scenario, TrainingWorkload
-from sim.training_config import plan_kwargs, precision_options
+from sim.training_config import offload_options, plan_kwargs, precision_options
 from workloads import memory, parallel, training
 from workloads.model import ModelSpec, model_flops, resolve
 
@@ -59,6 +59,8 @@ def resolve_setup(sc: Scenario) -> Setup:
     grad_bytes = w.grad_reduce_bytes or (4 if w.precision in ("bf16", "fp8") else 2)
     opts = training.TrainingOptions(attention=w.attention, grad_bytes=grad_bytes,
                                     overlap_grad_reduce=w.overlap_grad_reduce,
+                                    offload=offload_options(w, system, model, plan,
+                                                            w.attention == "flash"),
                                     **precision_options(w, gpu))
     net = sc.cluster.network
     layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
@@ -101,14 +103,14 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True) -> Si
     plan, model = setup.plan, setup.model
     mem = pd.DataFrame([m.gib() for m in memory.memory_per_stage(
         model, plan, setup.options.grad_bytes, setup.options.attention == "flash",
-        setup.options.param_bytes)])
+        setup.options.param_bytes, setup.options.offload)])
     if sc.sim.check_memory:
         check_memory(setup, mem)
     graph = training.build(model, plan, setup.options)
     network = make_network(setup, prof)
     if hasattr(network, "set_simulated_ranks"):   # flow model places symmetric peers' flows
         network.set_simulated_ranks(graph.simulated_ranks)
-    costs = OpCosts(ComputeModel(setup.gpu, prof, sc.sim.speed_scale), network)
+    costs = OpCosts(ComputeModel(setup.gpu, prof, sc.sim.speed_scale), network, host_bw(setup))
     engine = Engine(graph, costs, network)
     rows = engine.run()
     t_iter = max(r.end for r in rows)
@@ -147,9 +149,16 @@ def band_times(setup: Setup, graph, prof: Profile, t_iter: float) -> tuple[float
         network = make_network(setup, corner)
         if hasattr(network, "set_simulated_ranks"):
             network.set_simulated_ranks(graph.simulated_ranks)
-        costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), network)
+        costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), network,
+                        host_bw(setup))
         times.append(max(r.end for r in Engine(graph, costs, network).run()))
     return min(times), max(times)
+
+
+def host_bw(setup: Setup) -> float:
+    """Bytes/s of one GPU's host link (catalog); OpCosts' PCIe Gen4 default without one."""
+    gb_s = setup.system.host_link_gb_s
+    return gb_s * 1e9 if gb_s else 25e9
 
 
 def recompute_factor(setup: Setup) -> float:

@@ -66,3 +66,24 @@ def precision_options(w, gpu) -> dict:
     cfg = w.fp8 or Fp8Config()
     fp8.check_support(cfg.recipe, list(gpu.peak_tflops), gpu.name)
     return {"dtype": "bf16", "fp8_recipe": cfg.recipe, "param_bytes": 1 if cfg.params else 2}
+
+
+def offload_options(w, system, model, plan, flash: bool):
+    """workloads.offload.OffloadOptions from ``workload.offload`` and the catalog's host
+    link / host memory numbers."""
+    from hw_models.errors import ClusterSimError
+    from workloads.memory import activation_bytes_per_layer
+    from workloads.offload import OffloadOptions
+    cfg = w.offload
+    if cfg is None or (cfg.activations == 0 and not cfg.optimizer):
+        return OffloadOptions()
+    if system.host_link_gb_s is None:
+        raise ClusterSimError("workload.offload needs the system's host_link_gb_s in the catalog")
+    if cfg.optimizer and system.host_mem_gb_s is None:
+        raise ClusterSimError("workload.offload.optimizer needs the system's host_mem_gb_s "
+                              "(host DRAM bandwidth) in the catalog")
+    local = model.with_seq_len(model.seq_len // plan.cp)
+    per_layer = activation_bytes_per_layer(local, plan.micro_batch, plan.tp, plan.sp,
+                                           plan.recompute, flash)
+    host_bw = (system.host_mem_gb_s or 0) * 1e9 / system.gpus_per_node
+    return OffloadOptions(cfg.activations, per_layer, cfg.optimizer, host_bw)

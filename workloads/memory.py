@@ -117,7 +117,8 @@ def _live(model: ModelSpec, plan: ParallelPlan, stage: int) -> tuple[float, floa
 
 
 def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
-                 flash: bool, param_bytes: int = 2) -> StageMemory:
+                 flash: bool, param_bytes: int = 2, offload=None) -> StageMemory:
+    """``offload``: workloads.offload.OffloadOptions (host-resident activations/optimizer)."""
     params = stage_params(model, plan, stage)
     weights, grads, optimizer = model_states(params, plan.shard_group, plan.zero, grad_bytes,
                                              param_bytes)
@@ -125,6 +126,11 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
     per_layer = activation_bytes_per_layer(local, plan.micro_batch, plan.tp, plan.sp,
                                            plan.recompute, flash)
     live_layers, in_flight, first, last = _live(model, plan, stage)
+    if offload is not None and offload.activations > 0:   # the chunk at work stays resident
+        chunk = plan.stage_layers(model.layers)[stage] / plan.chunks
+        live_layers = live_layers * (1 - offload.activations) + chunk * offload.activations
+    if offload is not None and offload.optimizer:
+        optimizer = 0.0
     acts = live_layers * per_layer
     sbh = local.seq_len * plan.micro_batch * model.hidden
     if first:       # embedding output and its dropout mask, per microbatch in flight
@@ -136,5 +142,6 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
 
 
 def memory_per_stage(model: ModelSpec, plan: ParallelPlan, grad_bytes: int,
-                     flash: bool, param_bytes: int = 2) -> list[StageMemory]:
-    return [stage_memory(model, plan, s, grad_bytes, flash, param_bytes) for s in range(plan.pp)]
+                     flash: bool, param_bytes: int = 2, offload=None) -> list[StageMemory]:
+    return [stage_memory(model, plan, s, grad_bytes, flash, param_bytes, offload)
+            for s in range(plan.pp)]

@@ -37,6 +37,7 @@ from workloads.fsdp import Zero3, hsdp_replica_all_reduce
 from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
 from workloads.layers import AttentionImpl, LayerContext
 from workloads.model import ModelSpec
+from workloads.offload import ActivationOffload, OffloadOptions, optimizer_on_host
 from workloads.parallel import ParallelPlan
 from workloads.pipeline import SPLIT_BACKWARD, Pipeline
 from workloads.stage_ops import StageOps, build_stage_ops, local_context
@@ -56,6 +57,7 @@ class TrainingOptions:
     bucket_params: float = 40e6         # Megatron-LM's default DDP bucket (40M elements)
     param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers (fp8 params: 1)
     fp8_recipe: str | None = None       # workloads/fp8.py; None: GEMMs in ``dtype``
+    offload: OffloadOptions = OffloadOptions()   # workloads/offload.py
 
 
 @dataclass
@@ -164,8 +166,9 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
     split = plan.grad_dp > 1 and plan.effective_schedule not in SPLIT_BACKWARD
     z3 = Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.grad_dp > 1 else None
     pairs = set(st.pipe.pairs(st.index))
+    offload = ActivationOffload(g, st, opts.offload)
     for k, (mb, c, step) in enumerate(steps):
-        deps = [recv.get((st.index, mb, c, step))]
+        deps = [recv.get((st.index, mb, c, step)), offload.before(mb, c, step)]
         if step in ("B", "I") and st.pipe.is_last(st.index, c):
             deps.append(st.node[(mb, c, "F")])     # loss gradient starts from the forward
         if k in pairs:      # an overlapped F&B pair starts when both inputs are there
@@ -188,6 +191,7 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
         else:
             st.node[(mb, c, "B")] = g.add(st.rank, "compute", st.bwd[c], deps, "compute",
                                          f"B{mb}_c{c}", mb=mb, chunk=c)
+        offload.after(st.node[(mb, c, step)], mb, c, step)
         if k - 1 in pairs:
             g.meta["overlap_pairs"].append((st.node[steps[k - 1]], st.node[(mb, c, step)]))
     if plan.effective_schedule in SPLIT_BACKWARD:
@@ -309,8 +313,12 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
                         name="embedding_grad_sync")
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
     shard = params / (plan.shard_group if plan.zero >= 1 else 1)
-    opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
-    step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
+    if opts.offload.optimizer:
+        step = optimizer_on_host(g, st.rank, shard, opts.grad_bytes, opts.param_bytes,
+                                 ADAM_BYTES_PER_PARAM, opts.offload, syncs)
+    else:
+        opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
+        step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
     if plan.zero in (1, 2) and plan.grad_dp > 1:
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")
