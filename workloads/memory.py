@@ -126,9 +126,8 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
     per_layer = activation_bytes_per_layer(local, plan.micro_batch, plan.tp, plan.sp,
                                            plan.recompute, flash)
     live_layers, in_flight, first, last = _live(model, plan, stage)
-    if offload is not None and offload.activations > 0:   # the chunk at work stays resident
-        chunk = plan.stage_layers(model.layers)[stage] / plan.chunks
-        live_layers = live_layers * (1 - offload.activations) + chunk * offload.activations
+    if offload is not None and offload.activations > 0:   # the layer at work stays resident
+        live_layers = live_layers * (1 - offload.activations) + offload.activations
     if offload is not None and offload.optimizer:
         optimizer = 0.0
     acts = live_layers * per_layer

@@ -76,11 +76,29 @@ def _inner(space: PlanSpace, model: ModelSpec, tp: int, pp: int, dp: int,
     # "divisors": every micro-batch that divides the local batch (Calculon's
     # get_valid_microbatch_sizes), else the listed values.
     mbs = (divisors(max(gb // dp, 1)) if space.micro_batch == "divisors" else space.micro_batch)
-    for vpp, mb, rc, sp, zero in itertools.product(vpps, mbs, space.recompute, sps, space.zero):
+    extras = list(itertools.product(space.tp_comm_overlap, space.offload_activations,
+                                    space.offload_optimizer))
+    for (vpp, mb, rc, sp, zero), (tpo, off_a, off_o) in itertools.product(
+            itertools.product(vpps, mbs, space.recompute, sps, space.zero), extras):
+        if tpo != "none" and not (sp and tp > 1):
+            continue                      # TP overlap pipelines the SP collectives only
         layers = None
         if space.uneven_layers and pp > 1 and model.layers % (pp * vpp):
             layers = uneven_split(model.layers, pp, vpp)
         out.append({"tp": tp, "pp": pp, "dp": dp, "vpp": vpp, "micro_batch": mb,
                     "recompute": rc, "sequence_parallel": sp, "zero": zero,
-                    "global_batch": gb, "pipeline_layers": layers})
+                    "global_batch": gb, "pipeline_layers": layers,
+                    **_extra_keys(tpo, off_a, off_o)})
+    return out
+
+
+def _extra_keys(tpo: str, off_a: float, off_o: bool) -> dict[str, Any]:
+    """Keys of the Calculon-style dimensions, left out at their defaults (older rows)."""
+    out: dict[str, Any] = {}
+    if tpo != "none":
+        out["tp_comm_overlap"] = tpo
+    if off_a:
+        out["offload_activations"] = off_a
+    if off_o:
+        out["offload_optimizer"] = off_o
     return out

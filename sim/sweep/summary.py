@@ -36,8 +36,16 @@ def pareto(frame: pd.DataFrame, cost: str) -> list[dict[str, Any]]:
 def plan_label(r: pd.Series) -> str:
     pl = "" if r.get("pipeline_layers") is None else " uneven"
     axes = "".join(f" {k[5:].split('.')[-1]}={v}" for k, v in r.items() if k.startswith("axis."))
+    tpo = r.get("tp_comm_overlap")
+    extra = (f" tp-overlap:{tpo}" if isinstance(tpo, str) and tpo != "none" else "") + (
+        f" offload-act:{r['offload_activations']:g}" if _set(r.get("offload_activations")) else "") + (
+        " offload-opt" if _set(r.get("offload_optimizer")) else "")
     return (f"tp{r.tp} pp{r.pp} dp{r.dp} vpp{r.vpp} mb{r.micro_batch} {r.recompute}"
-            f"{' sp' if r.sequence_parallel else ''} zero{r.zero}{pl}{axes}")
+            f"{' sp' if r.sequence_parallel else ''} zero{r.zero}{pl}{extra}{axes}")
+
+
+def _set(value) -> bool:
+    return value is not None and not pd.isna(value) and bool(value)
 
 
 def summarize(frame: pd.DataFrame, top: int) -> dict[str, Any]:
