@@ -12,13 +12,18 @@ Extra memory-bound kernels per linear layer (bytes per element of the tensor cas
 q = 1 byte for FP8 / MXFP8, 0.5 for NVFP4):
 
 * cast of the input X (forward) and of the output gradient dY (backward): read 2 bytes,
-  write q. Weights are cast once per microbatch (read 2, write q) - a small term.
-* a transposed (Hopper: FP8 GEMMs are TN only) or column-wise-scaled (MXFP8, NVFP4)
-  second copy of X, dY and W for the backward GEMMs: write q more (fused cast-transpose).
-* ``tensorwise`` (current scaling, torchao's default): an amax pass over X and dY before
-  the cast (read 2 bytes), since the scale must be known first.
+  write q, plus a transposed (Hopper: FP8 GEMMs are TN only) or column-wise-scaled
+  (MXFP8, NVFP4) second copy for the backward GEMMs: write q more (fused cast-transpose).
+* inputs produced by a norm or by the MLP activation (QKV, MLP up, MLP down) are written
+  in FP8 by that kernel (TransformerEngine's LayerNormLinear / LayerNormMLP fusions): only
+  the second copy (q) is extra - except under current scaling, whose scale needs the
+  whole tensor's amax first, so the cast stays a separate pass.
+* ``tensorwise`` (current scaling, torchao's default and Megatron's FP8-CS): an amax pass
+  over X and dY before the cast (read 2 bytes).
 * ``delayed`` (TE's DelayedScaling): the scale comes from the amax history, amax is
   computed inside the cast kernel: no extra pass.
+* weights are cast once per iteration and cached across microbatches (TE's
+  ``is_first_microbatch``): not charged per microbatch.
 * ``blockwise`` (1x128 activations, 128x128 weights; DeepSeek-V3 section 3.3) and
   ``mxfp8`` (32-element blocks with E8M0 scales, OCP MX spec): scales computed inside the
   cast kernel.
@@ -61,20 +66,26 @@ def _linear(name: str) -> str | None:
     return None
 
 
-def _cast(op: Compute, recipe: str, elements: float, tag: str) -> Compute:
+FUSED_INPUT = ("qkv", "mlp_up", "mlp_down")    # X written in FP8 by the norm / activation
+
+
+def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = False) -> Compute:
     q = ELEMENT_BYTES[GEMM_DTYPE[recipe]]
-    nbytes = elements * (2 + 2 * q)               # read 16-bit, write cast + transposed copy
+    if fused and recipe != "tensorwise":
+        nbytes = elements * q                     # the producer writes FP8; the second copy
+    else:
+        nbytes = elements * (2 + 2 * q)           # read 16-bit, write cast + transposed copy
     if recipe == "tensorwise":
         nbytes += elements * 2                    # amax pass before the cast
-    if recipe == "nvfp4" and tag != "weight":
+    if recipe == "nvfp4":
         nbytes += elements * 4                    # Hadamard transform of the wgrad input
     return Compute("elementwise", 0.0, nbytes, "bf16", name=f"{op.name}_{recipe}_cast_{tag}")
 
 
 def rewrite(ops: list, recipe: str) -> list:
     """The ops of a layer with its linear GEMMs in the recipe's format and their casts.
-    Forward GEMM (m, n, k) = X(m,k) W(k,n): casts X and W. A dgrad (m, k, n) casts dY
-    (m, n) for itself and the wgrad, which then needs no cast of its own."""
+    Forward GEMM (m, n, k) = X(m,k) W(k,n): casts X. A dgrad (m, k, n) casts dY (m, n)
+    for itself and the wgrad, which then needs no cast of its own."""
     dtype = GEMM_DTYPE[recipe]
     out = []
     for op in ops:
@@ -84,7 +95,7 @@ def rewrite(ops: list, recipe: str) -> list:
             continue
         m, n, k = op.shape
         if op.name == base:                       # forward
-            out += [_cast(op, recipe, m * k, "input"), _cast(op, recipe, k * n, "weight")]
+            out.append(_cast(op, recipe, m * k, "input", fused=base in FUSED_INPUT))
         elif op.name.endswith("_dgrad"):          # (m, k, n): dY is (m, n) = shape[0] x shape[2]
             out.append(_cast(op, recipe, m * k, "grad"))
         out.append(replace(op, dtype=dtype))

@@ -213,5 +213,8 @@ def _validate_virtual_layers(plan: ParallelPlan, model: ModelSpec) -> None:
                 f"{plan.chunks} chunks per rank (or give {pipe.stages} per-stage entries)")
         return
     counts = pipe.stage_layer_counts        # raises when the even split does not divide
-    if min(counts) <= 0:
+    # A first/last virtual stage may hold only the embedding / the loss (Megatron allows
+    # it: 126 layers + 2 on 128 stages), not with ZeRO-3's per-layer gathers.
+    inner = counts[1:-1] if len(counts) > 2 else ()
+    if min(counts) < 0 or (inner and min(inner) <= 0) or (min(counts) == 0 and plan.zero >= 3):
         raise InfeasiblePlanError(f"{model.layers} layers are too few for {pipe.stages} stages")

@@ -210,6 +210,10 @@ def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
     per_chunk = st.pipe.chunk_layers(st.index, c)
     layer = Block(st.ops.bwd, f"bwd_layer_c{c}")
     nodes = []
+    if per_chunk == 0:                  # a stage holding only the embedding / the loss
+        node = g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
+        st.last_bwd_layers[c], st.bwd_layers[(mb, c)] = [], [node]   # its grads: see _buckets
+        return node
     for i in range(per_chunk):
         ops = layer.ops
         if i == 0 and st.pipe.is_last(st.index, c):
@@ -230,7 +234,7 @@ def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) ->
     the chunks they are ``stage_params``."""
     pipe = pipeline_of(plan, model.layers)
     n = pipe.chunk_layers(stage, chunk)
-    out = [model.params_per_layer / plan.tp] * n
+    out = [model.params_per_layer / plan.tp] * n or [0.0]     # [0.0]: embedding/loss only
     if pipe.is_first(stage, chunk):
         out[0] += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
     if pipe.is_last(stage, chunk) and (not model.tied_embeddings or plan.pp > 1):

@@ -26,28 +26,26 @@ def test_linear_gemms_in_fp8_rest_in_bf16():
     assert dtype["logits"] == "bf16" and dtype["flash_attn_fwd"] == "bf16"
 
 
-@pytest.mark.parametrize("recipe,per_elt", [
-    ("delayed", 2 + 2 * 1),          # read bf16, write fp8 and its transposed copy
-    ("mxfp8", 2 + 2 * 1),
-    ("blockwise", 2 + 2 * 1),
-    ("tensorwise", 2 + 2 * 1 + 2),   # + amax pass
+@pytest.mark.parametrize("recipe,fused,unfused", [
+    ("delayed", 1, 2 + 2 * 1),       # fused: the transposed copy; else read bf16, write two
+    ("mxfp8", 1, 2 + 2 * 1),
+    ("blockwise", 1, 2 + 2 * 1),
+    ("tensorwise", 2 + 2 * 1 + 2, 2 + 2 * 1 + 2),   # separate cast after an amax pass
 ])
-def test_forward_cast_bytes(recipe, per_elt):
+def test_forward_cast_bytes(recipe, fused, unfused):
     ops = forward_ops(recipe)
     casts = [o for o in ops if "_cast_" in o.name]
-    # X and W of each linear: qkv (T x 256, 256 x 768), proj (T x 256, 256 x 256),
-    # up (T x 256, 256 x 1024), down (T x 1024, 1024 x 256), once per layer.
-    elements = (T * 256 + 256 * 768) + (T * 256 + 256 * 256) + (T * 256 + 256 * 1024) \
-        + (T * 1024 + 1024 * 256)
-    assert sum(o.bytes for o in casts) == pytest.approx(M.layers * elements * per_elt)
+    # X of each linear: qkv, up (T x 256) and down (T x 1024) come from a norm or the
+    # activation (fused producers); proj's input (T x 256) is cast on its own.
+    fused_elems, unfused_elems = T * 256 + T * 256 + T * 1024, T * 256
+    assert sum(o.bytes for o in casts) == pytest.approx(
+        M.layers * (fused_elems * fused + unfused_elems * unfused))
 
 
 def test_nvfp4_half_byte_and_hadamard():
-    casts = [o for o in forward_ops("nvfp4") if o.name.startswith("qkv_nvfp4_cast")]
-    x = next(o for o in casts if o.name.endswith("input"))
-    w = next(o for o in casts if o.name.endswith("weight"))
-    assert x.bytes == T * 256 * (2 + 2 * 0.5 + 4)
-    assert w.bytes == 256 * 768 * (2 + 2 * 0.5)
+    casts = {o.name: o for o in forward_ops("nvfp4") if "_cast_" in o.name}
+    assert casts["qkv_nvfp4_cast_input"].bytes == T * 256 * (0.5 + 4)
+    assert casts["attn_proj_nvfp4_cast_input"].bytes == T * 256 * (2 + 2 * 0.5 + 4)
 
 
 def test_fp8_parameter_all_gather_moves_one_byte():
