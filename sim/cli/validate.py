@@ -48,7 +48,9 @@ def korthikanti(format: Format = typer.Option(Format.table, "--format")) -> None
 
 def _register_features() -> None:
     from sim.cli.collective import register_nccl
+    from sim.cli.validate_modern import register_modern
     register_nccl(validate_app)
+    register_modern(validate_app)
 
 
 _register_features()
