@@ -24,6 +24,9 @@ q = 1 byte for FP8 / MXFP8, 0.5 for NVFP4):
   computed inside the cast kernel: no extra pass.
 * weights are cast once per iteration and cached across microbatches (TE's
   ``is_first_microbatch``): not charged per microbatch.
+* with sequence parallelism the all-gather in front of QKV and MLP-up moves the FP8 copy
+  (q bytes per element instead of 2): TE's userbuffers and torchao's Float8 tensor
+  parallelism gather the already-cast input.
 * ``blockwise`` (1x128 activations, 128x128 weights; DeepSeek-V3 section 3.3) and
   ``mxfp8`` (32-element blocks with E8M0 scales, OCP MX spec): scales computed inside the
   cast kernel.
@@ -41,7 +44,7 @@ from dataclasses import replace
 from typing import Literal
 
 from hw_models.errors import ClusterSimError
-from workloads.graph import Compute
+from workloads.graph import Collective, Compute
 
 Recipe = Literal["tensorwise", "delayed", "blockwise", "mxfp8", "nvfp4"]
 
@@ -88,7 +91,12 @@ def rewrite(ops: list, recipe: str) -> list:
     for itself and the wgrad, which then needs no cast of its own."""
     dtype = GEMM_DTYPE[recipe]
     out = []
-    for op in ops:
+    q = ELEMENT_BYTES[dtype]
+    for i, op in enumerate(ops):
+        nxt = ops[i + 1] if i + 1 < len(ops) else None
+        if isinstance(op, Collective) and op.kind == "all_gather" and op.group.dim == "tp" \
+                and isinstance(nxt, Compute) and nxt.name in ("qkv", "mlp_up"):
+            op = replace(op, bytes=op.bytes * q / 2)      # gathers the FP8 copy
         base = _linear(op.name) if isinstance(op, Compute) and op.op_class == "gemm" else None
         if base is None:
             out.append(op)

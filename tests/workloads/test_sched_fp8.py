@@ -62,3 +62,15 @@ def test_recipe_support_by_catalog_dtypes():
         fp8.check_support("mxfp8", ["bf16", "fp8"], "H100")
     with pytest.raises(Exception, match="fp8 tensor cores"):
         fp8.check_support("tensorwise", ["fp16", "bf16"], "A100")
+
+
+def test_sequence_parallel_gathers_the_fp8_copy():
+    p = ParallelPlan(tp=2, pp=1, dp=1, micro_batch=1, global_batch=1, sequence_parallel=True)
+
+    def gathers(recipe):
+        g = training.build(M, p, training.TrainingOptions(fp8_recipe=recipe))
+        ops = next(n for n in g.nodes if n.name == "F0_c0").op.ops
+        return {o.name: o.bytes for o in ops if isinstance(o, Collective) and o.kind == "all_gather"}
+    bf16, fp8 = gathers(None), gathers("delayed")
+    assert fp8["tp_ag_attn"] == bf16["tp_ag_attn"] / 2 and fp8["tp_ag_mlp"] == bf16["tp_ag_mlp"] / 2
+    assert fp8["tp_ag_logits"] == bf16["tp_ag_logits"]          # the output layer stays BF16
