@@ -64,3 +64,20 @@ def test_bad_keys_exit_2_with_one_line(tmp_path, overrides, msg):
     assert len(lines) == 1 and "Traceback" not in out.stderr
     import re
     assert re.search(msg, lines[0]), lines[0]
+
+
+def test_hybrid_cp_takes_ulysses_inside_a_node():
+    """TP 2 on 8-GPU nodes leaves 4 CP ranks per node: Ulysses over 4, ring over 16/4."""
+    from sim.simulate import resolve_setup
+    sc = scenario.load(ROOT / "examples" / "llama3_8b_128k_cp16.yaml",
+                       ["workload.parallel.cp_kind=hybrid"])
+    plan = resolve_setup(sc).plan
+    assert plan.ulysses == 4 and plan.cp // plan.ulysses == 4
+    from workloads import training
+    g = training.build(resolve_setup(sc).model, plan, training.TrainingOptions())
+    fwd = next(n for n in g.nodes if n.name == "F0_c0").op.ops
+    from workloads.graph import Collective, Overlap
+    a2a = next(o for o in fwd if isinstance(o, Collective) and o.kind == "all_to_all")
+    ring = next(o for o in fwd if isinstance(o, Overlap) and o.name == "cp_ring_attention")
+    assert a2a.group.ranks == (0, 2, 4, 6)            # CP ranks of one node (tp 2 apart)
+    assert ring.hidden[0].group.ranks == (0, 8, 16, 24) and ring.steps == 3
