@@ -44,6 +44,18 @@ def register_modern(app: typer.Typer) -> None:
                  f"published):\n" + pd.DataFrame(pr).drop(columns="suite").to_string(index=False))
         emit({"rows": result, "pairs": pr, "summary": s}, format, _text(result, s, extra))
 
+    @app.command("schedules")
+    def schedules(format: Format = typer.Option(Format.table, "--format"),
+                  band: bool = typer.Option(False, "--band", help="also the profile's low/high")) -> None:
+        """TorchTitan's 405B with 1F1B and interleaved 1F1B (the analytic rows are tests)."""
+        from calibration.validate_schedules import rows, summarize
+        result = rows(band)
+        s = summarize(result)
+        r = s["ratio"]
+        extra = "" if r is None else (f"\ninterleaved / 1F1B throughput: predicted {r['predicted']}, "
+                                      f"published {r['published']} ({r['points']:+.1f} points)")
+        emit({"rows": result, "summary": s}, format, _text(result, s, extra))
+
     @app.command("dense")
     def dense(format: Format = typer.Option(Format.table, "--format"),
               band: bool = typer.Option(False, "--band", help="also the profile's low/high")) -> None:
