@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint validate clean
+.PHONY: venv demo test test-fast bench lint validate clean
 
 venv: $(STAMP)
 
@@ -23,14 +23,22 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest
 
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow"
+
 bench: venv
 	$(BIN)/python benchmarks/sim_speed.py
 
 validate: venv
+	$(BIN)/python -m calibration.build_profiles --check
 	$(BIN)/clustersim validate megatron-sc21
+	$(BIN)/clustersim validate korthikanti
+	$(BIN)/clustersim validate trtllm
+	$(BIN)/clustersim validate nccl
 
 lint: venv
 	$(BIN)/ruff check sim hw_models workloads calibration app tests benchmarks
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py  # import contract
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -23,10 +23,11 @@ import yaml
 
 from hw_models import catalog
 from sim import scenario as scenario_mod
-from sim.cli.collective import sweep as collective_sweep
-from sim.cli.replay import run as replay_run
+from sim.network.nccl_tests import sweep as collective_sweep
+from sim.replay_report import report as replay_run
 from sim.result import SimResult
-from sim.simulate import resolve_setup, simulate
+from sim.setup import resolve_setup
+from sim.simulate import simulate
 from sim.sweep import run as sweep_run
 from sim.sweep import spec as sweep_spec
 from sim.sweep.executors import InProcess

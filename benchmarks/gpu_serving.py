@@ -135,7 +135,8 @@ def predict(path: Path, profile: str | None) -> list[dict]:
     from hw_models import catalog
     from hw_models.compute import ComputeModel
     from hw_models.profile import load
-    from workloads.inference.ops import IterationModel, Shape
+    from sim.serving.iteration import IterationModel
+    from workloads.inference.ops import Shape
     from workloads.model import resolve
 
     doc = json.loads(path.read_text())

@@ -15,6 +15,7 @@ Inputs (calibration/reference/, each with its source in its header or README):
 from __future__ import annotations
 
 import hashlib
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -31,10 +32,10 @@ from calibration.fitting import (
 )
 from calibration.parsers import VIDUR_GEMMS, read_nccl_tests, vidur_gemm_shapes
 from hw_models import catalog
+from hw_models.dtypes import DTYPE_BYTES
 
 REF = Path(str(resources.files("calibration").joinpath("reference")))
 OUT = Path(str(resources.files("calibration").joinpath("profiles")))
-BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
 
 
 def _csv(rel: str) -> pd.DataFrame:
@@ -68,7 +69,7 @@ def memory_launch(prefix: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
 def gemm_from_cublaslt(column: str, dtype: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
     df = _csv("kernels/gemm_cublaslt.csv")
     t = 2 * df.m * df.n * df.k / (df[column] * 1e12)
-    return fit_gemm(df.m, df.n, df.k, t, gpu.peak_flops(dtype), gpu.hbm_bw, bw_eff, BYTES[dtype],
+    return fit_gemm(df.m, df.n, df.k, t, gpu.peak_flops(dtype), gpu.hbm_bw, bw_eff, DTYPE_BYTES[dtype],
                     sms=gpu.sms)
 
 
@@ -256,7 +257,20 @@ def build_all() -> list[dict]:
     return [a100, build_a100_ndm(a100), build_a100_dgx(a100), build_h100()]
 
 
-def main() -> None:
+def check() -> list[str]:
+    """Rebuild every built-in profile and name those that differ from the committed YAML."""
+    return [prof["name"] for prof in build_all()
+            if yaml.safe_load(yaml.safe_dump(prof))
+            != yaml.safe_load((OUT / f"{prof['name']}.yaml").read_text())]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--check"]:           # make validate: the committed profiles are reproducible
+        stale = check()
+        print(f"profiles that do not regenerate identically: {', '.join(stale)}" if stale
+              else "every built-in profile regenerates identically")
+        return 1 if stale else 0
     OUT.mkdir(exist_ok=True)
     for prof in build_all():
         path = OUT / f"{prof['name']}.yaml"
@@ -266,7 +280,8 @@ def main() -> None:
             if k != "notes":
                 print(f"  {k:24s} R2(log)={q['r2_log']:.3f}  median |err| {q['median_abs_err_pct']}%"
                       f"  max {q['max_abs_err_pct']}%  (n={q['n_points']})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

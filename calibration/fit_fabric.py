@@ -34,7 +34,7 @@ from functools import cache
 import numpy as np
 from scipy.optimize import least_squares
 
-from calibration.fitting import Fit, _fit
+from calibration.fitting import Fit, fit_curve
 from calibration.validate_nccl import Sweep, network_for
 from hw_models.profile import FabricCurve, Profile
 from sim.network.collectives.base import ALGORITHMS
@@ -180,7 +180,7 @@ def fit_nvlink(tables: list[dict], layout: Layout = FULL, n_boot: int = 30,
     if cls == "network":
         tab = tab | {"intra": tab["inter"]}
     # Columns as rows of one array: the bootstrap resamples them once per resample
-    # (``_fit`` indexes x[..., idx]), not once per residual evaluation.
+    # (``fit_curve`` indexes x[..., idx]), not once per residual evaluation.
     keys = list(tab)
     cols = np.stack([tab[k] for k in keys])
 
@@ -200,7 +200,7 @@ def fit_nvlink(tables: list[dict], layout: Layout = FULL, n_boot: int = 30,
     layout = ramp_layout(layout, tab["proto"])
     x0, bounds = _bounds(layout, cls)
     x0 = best_start(lambda th: model(th, cols), tab["time"], x0, bounds, layout.slots())
-    fit = _fit(model, cols, tab["time"], x0, bounds, None, to_params, n_boot=n_boot,
+    fit = fit_curve(model, cols, tab["time"], x0, bounds, None, to_params, n_boot=n_boot,
                robust=True)
     return split_protocols(fit)
 

@@ -28,6 +28,7 @@ from calibration.fitting import (
 )
 from calibration.parsers import read_microbench, read_nccl_tests
 from hw_models import catalog
+from hw_models.dtypes import DTYPE_BYTES
 from hw_models.errors import ClusterSimError
 
 # microbench memory op -> the compute model's op class it stands for (a class pools its ops;
@@ -38,7 +39,6 @@ MEMORY_CLASS = {"copy": "memcpy", "add": "elementwise", "mul": "elementwise", "g
 # Memory-bound GEMMs needed to fit the GEMMs' own bandwidth efficiency (one per decode
 # batch size of a layer's four linears is 4; fewer leave it unidentified).
 MIN_MEMORY_BOUND = 4
-ELEM_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
 
 
 def sha(path: Path) -> dict[str, str]:
@@ -107,7 +107,7 @@ def fit_kernels(df: pd.DataFrame, peaks: dict[str, float], hbm_bw: float,
             out["memory_ops"][cls] = fit_memory(rows.bytes, rows.median_s, hbm_bw, n_boot)
     bw_eff = out["memory"]["all"].params["bw_eff"]
     for dt, g in gemm.groupby("dtype"):
-        eb = ELEM_BYTES[dt]
+        eb = DTYPE_BYTES[dt]
         skinny = memory_bound_shapes(g.m, g.n, g.k, eb, peaks[dt], hbm_bw) >= MIN_MEMORY_BOUND
         out["gemm"][dt] = fit_gemm(g.m, g.n, g.k, g.median_s, peaks[dt], hbm_bw, bw_eff, eb,
                                    n_boot, fit_bw=skinny)

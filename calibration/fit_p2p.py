@@ -18,7 +18,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from calibration.fitting import Fit, _fit, robust_least_squares
+from calibration.fitting import Fit, fit_curve, robust_least_squares
 from calibration.parsers import read_vidur_network
 from calibration.validate_nccl import (
     REF,
@@ -88,7 +88,7 @@ def fit_p2p(sweep: P2PSweep, profile: Profile, idx: np.ndarray | None = None,
     lo = [-float(x[0].min()), 0.05, np.log(1e1), 0.2]
     hi = [200.0, 1.5, np.log(1e11), 1.0]
     # A few deterministic starts (as fit_fabric); only the best one is bootstrapped
-    # (``_fit`` repeats its solve from the same start, so the estimate is that one).
+    # (``fit_curve`` repeats its solve from the same start, so the estimate is that one).
     best = None
     for log_bh in np.log([1e5, 1e6, 1e7]):
         start = [0.0, 0.8, log_bh, 0.8]
@@ -96,7 +96,7 @@ def fit_p2p(sweep: P2PSweep, profile: Profile, idx: np.ndarray | None = None,
         err = geomean_abs_error(predict(th, x), y)
         if best is None or err < best[0] - 1e-9:
             best = (err, start)
-    return _fit(predict, x, y, best[1], (lo, hi), NAMES,
+    return fit_curve(predict, x, y, best[1], (lo, hi), NAMES,
                 lambda th: dict(zip(NAMES, (th[0], th[1], float(np.exp(th[2])), th[3]),
                                     strict=True)), n_boot=n_boot, robust=True)
 

@@ -49,7 +49,7 @@ def robust_least_squares(fun: Callable, theta0, bounds):
     return least_squares(fun, res.x, bounds=bounds, loss="huber", f_scale=HUBER_K * scale)
 
 
-def _fit(model: Callable, x: np.ndarray, y: np.ndarray, theta0: Sequence[float],
+def fit_curve(model: Callable, x: np.ndarray, y: np.ndarray, theta0: Sequence[float],
          bounds: tuple[Sequence[float], Sequence[float]], names: Sequence[str],
          to_params: Callable[[np.ndarray], dict[str, float]], seed: int = 0,
          n_boot: int = 200, robust: bool = False) -> Fit:
@@ -131,7 +131,7 @@ def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
     theta0 = [0.8, np.log(1e9), 3.0, 2.0] + ([0.5] if waves else []) + ([bw_eff] if fit_bw else [])
     lo = [0.05, np.log(1e5), 0.0, 1.0] + ([0.0] if waves else []) + ([0.1] if fit_bw else [])
     hi = [1.0, np.log(1e13), 50.0, 8.0] + ([1.0] if waves else []) + ([1.0] if fit_bw else [])
-    fit = _fit(model, x, t, theta0, (lo, hi), list(to_params(np.array(theta0))), to_params,
+    fit = fit_curve(model, x, t, theta0, (lo, hi), list(to_params(np.array(theta0))), to_params,
                n_boot=n_boot)
     if waves:   # tile sizes are sourced constants, not fitted: no spread, exact ints
         fit.params["tile_m"], fit.params["tile_n"] = tile
@@ -154,7 +154,7 @@ def fit_attention(seq, eff, n_boot: int = 200) -> Fit:
     def model(th, s):
         return th[0] * s / (s + th[1])
 
-    return _fit(model, seq, eff, [0.6, 300.0], ([0.01, 0.0], [1.0, 1e5]),
+    return fit_curve(model, seq, eff, [0.6, 300.0], ([0.01, 0.0], [1.0, 1e5]),
                 ["eff_max", "seq_half"], lambda th: {"eff_max": th[0], "seq_half": th[1]},
                 n_boot=n_boot)
 
@@ -166,7 +166,7 @@ def fit_memory_launch(nbytes, time_s, hbm_bw: float, bw_eff: float) -> Fit:
     def model(th, b):
         return th[0] * 1e-6 + b / (hbm_bw * bw_eff)
 
-    return _fit(model, nbytes, t, [3.0], ([0.0], [100.0]), ["launch_us"],
+    return fit_curve(model, nbytes, t, [3.0], ([0.0], [100.0]), ["launch_us"],
                 lambda th: {"launch_us": th[0]})
 
 
@@ -187,7 +187,7 @@ def fit_collective(bus_bytes, time_s, link_bw: float, n_boot: int = 200) -> Fit:
         return {"latency_us": th[0], "eff_max": th[1], "bytes_half": float(np.exp(th[2])),
                 "gamma": th[3]}
 
-    return _fit(model, bus_bytes, t, [10.0, 0.8, np.log(1e6), 1.0],
+    return fit_curve(model, bus_bytes, t, [10.0, 0.8, np.log(1e6), 1.0],
                 ([0.0, 0.05, np.log(1e2), 0.2], [1e4, 1.5, np.log(1e11), 4.0]),
                 ["latency_us", "eff_max", "bytes_half", "gamma"], to_params, n_boot=n_boot)
 
@@ -200,5 +200,5 @@ def fit_memory(nbytes, time_s, peak_bw: float, n_boot: int = 200) -> Fit:
     def model(th, b):
         return th[1] * 1e-6 + b / (peak_bw * th[0])
 
-    return _fit(model, nbytes, t, [0.5, 3.0], ([1e-3, 0.0], [1.0, 1e4]), ["bw_eff", "launch_us"],
+    return fit_curve(model, nbytes, t, [0.5, 3.0], ([1e-3, 0.0], [1.0, 1e4]), ["bw_eff", "launch_us"],
                 lambda th: {"bw_eff": th[0], "launch_us": th[1]}, n_boot=n_boot)

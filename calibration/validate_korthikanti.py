@@ -22,7 +22,7 @@ import pandas as pd
 from hw_models.compute import ComputeModel
 from sim.costs import OpCosts
 from sim.scenario import parse
-from sim.simulate import make_network, resolve_setup
+from sim.setup import make_network, resolve_setup
 from workloads.graph import CommGroup
 from workloads.layers import LayerContext, layer_backward, layer_forward, layer_recompute
 

@@ -12,11 +12,6 @@ from hw_models.profile import Profile
 
 US = 1e-6
 
-# Op classes that are bound by memory bandwidth (their FLOPs are negligible).
-MEMORY_BOUND = frozenset(
-    {"elementwise", "norm", "softmax", "embedding", "loss", "optimizer", "memcpy", "other"}
-)
-
 
 def gemm_bytes(m: int, n: int, k: int, elem_bytes: float) -> float:
     """Bytes a GEMM must move at least: read A (m,k) and B (k,n), write C (m,n)."""

@@ -181,3 +181,49 @@ def device_gpu(profile: Profile, gpu: GPUSpec) -> GPUSpec:
     if spec.scale_up_gb_s:
         update["scale_up_gb_s"] = spec.scale_up_gb_s
     return gpu.model_copy(update=update)
+
+
+# ---- uncertainty corners (calibration/uncertainty.py builds bands on them) ----------------
+# +1: a larger value makes operations faster; -1: slower; absent: left at the fit
+# (gamma bends the curve both ways around bytes_half).
+FASTER = {"eff_max": 1, "bw_eff": 1, "roofline_p": 1, "flops_half": -1, "seq_half": -1,
+          "launch_us": -1, "latency_us": -1, "bytes_half": -1}
+# Schema upper bounds that the bootstrap tail must not cross.
+CAPS = {("gemm", "eff_max"): 1.0, ("gemm", "bw_eff"): 1.0, ("attention", "eff_max"): 1.0, ("memory", "bw_eff"): 1.0,
+        ("memory_ops", "bw_eff"): 1.0, ("collectives", "eff_max"): 1.5}
+
+
+def _target(data: dict[str, Any], key: str) -> tuple[str, dict[str, Any]] | None:
+    """The parameter mapping an uncertainty key names ('gemm.fp16', 'memory.launch',
+    'collectives.nvlink.all_gather')."""
+    section, _, rest = key.partition(".")
+    if section == "memory":
+        return section, data["memory"]
+    block = data.get(section)
+    if isinstance(block, dict) and rest in block:
+        return section, block[rest]
+    return None
+
+
+def _corner(profile: Profile, direction: int) -> Profile:
+    data = profile.model_dump()
+    for key, params in profile.uncertainty.items():
+        found = _target(data, key)
+        if found is None:
+            continue
+        section, target = found
+        for name, interval in params.items():
+            sign = FASTER.get(name)
+            if sign is None or name not in target:
+                continue
+            value = interval["p95"] if sign * direction > 0 else interval["p05"]
+            cap = CAPS.get((section, name))
+            target[name] = min(value, cap) if cap else value
+    data["name"] = f"{profile.name}-{'fast' if direction > 0 else 'slow'}"
+    return Profile(**data)
+
+
+def band_profiles(profile: Profile) -> tuple[Profile, Profile]:
+    """(fast, slow): the profile with every parameter at its quick / slow end of the
+    bootstrap interval in ``profile.uncertainty`` (the 5th and 95th percentile per fit)."""
+    return _corner(profile, +1), _corner(profile, -1)

@@ -30,13 +30,19 @@ class StorageTier(BaseModel):
     """One storage tier. ``None`` for a per-client or aggregate limit means unlimited."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["node_local", "parallel_fs", "object_store"]
-    read_gb_s_per_client: float | None = Field(default=None, gt=0)
-    write_gb_s_per_client: float | None = Field(default=None, gt=0)
-    read_gb_s_aggregate: float | None = Field(default=None, gt=0)
-    write_gb_s_aggregate: float | None = Field(default=None, gt=0)
-    latency_ms: float = Field(default=0.0, ge=0)
-    source: str = "inline"
+    kind: Literal["node_local", "parallel_fs", "object_store"] = Field(description=(
+        "node_local (each node its own disks), parallel_fs or object_store"))
+    read_gb_s_per_client: float | None = Field(default=None, gt=0, description=(
+        "read GB/s one node can reach; unset: unlimited"))
+    write_gb_s_per_client: float | None = Field(default=None, gt=0, description=(
+        "write GB/s one node can reach; unset: unlimited"))
+    read_gb_s_aggregate: float | None = Field(default=None, gt=0, description=(
+        "read GB/s of the whole tier; unset: unlimited"))
+    write_gb_s_aggregate: float | None = Field(default=None, gt=0, description=(
+        "write GB/s of the whole tier; unset: unlimited"))
+    latency_ms: float = Field(default=0.0, ge=0, description=(
+        "latency of one transfer, milliseconds"))
+    source: str = Field("inline", description="where the numbers come from")
 
     def bandwidth(self, direction: Direction, clients: int) -> float:
         """Bytes/s that ``clients`` nodes move together: min(clients x per-client, aggregate)."""
@@ -82,11 +88,16 @@ class StorageNetwork(BaseModel):
     left out: the system's own), sharing links with collectives."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    attach: Literal["frontend", "backend"]
-    nics_per_node: int | None = Field(default=None, ge=1)
-    nic_gbps: float | None = Field(default=None, gt=0)
-    uplink_gb_s: float | None = Field(default=None, gt=0)
-    source: str = "inline"
+    attach: Literal["frontend", "backend"] = Field(description=(
+        "frontend: dedicated storage NICs and fabric; backend: through the compute NICs "
+        "and the training fabric"))
+    nics_per_node: int | None = Field(default=None, ge=1, description=(
+        "storage NICs per node; unset with backend: the system's compute NICs"))
+    nic_gbps: float | None = Field(default=None, gt=0, description=(
+        "speed of each storage NIC, Gb/s"))
+    uplink_gb_s: float | None = Field(default=None, gt=0, description=(
+        "GB/s from the fabric to storage; unset: not limiting"))
+    source: str = Field("inline", description="where the numbers come from")
 
     def resolve(self, system_nic_bw: float | None = None) -> StoragePath:
         """``system_nic_bw``: bytes/s of the node's compute NICs (for backend attach)."""

@@ -220,9 +220,6 @@ class Topology:
             u = int(self.dst[link])
         return np.asarray(hops, dtype=np.int64)
 
-    def path_latency(self, a: int, b: int) -> float:
-        return float(self.lat[self.route(a, b)].sum())
-
     def bottleneck(self, a: int, b: int) -> float:
         r = self.route(a, b)
         return float(self.cap[r].min()) if len(r) else float("inf")

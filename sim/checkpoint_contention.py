@@ -33,10 +33,8 @@ from __future__ import annotations
 import simpy
 
 from hw_models import storage
-from hw_models.compute import ComputeModel
-from sim.costs import OpCosts
-from sim.engine import Engine
 from sim.run_config import CheckpointConfig, StorageConfig
+from sim.setup import Setup, build_engine, make_network
 from sim.storage_flows import attach_storage
 from workloads.checkpoint import checkpoint_size
 from workloads.parallel import ParallelPlan
@@ -58,21 +56,19 @@ def writer_ranks(plan: ParallelPlan, sharded: bool) -> tuple[int, ...]:
     return tuple(sorted(plan.rank(t, 0, p) for p in range(plan.pp) for t in range(plan.tp)))
 
 
-def checkpoint_contention(setup, graph, prof, t_plain: float) -> dict | None:
+def checkpoint_contention(setup: Setup, graph, prof, t_plain: float) -> dict | None:
     """Replay ``graph`` with the async checkpoint write in flight (see the module doc); None
     when it does not apply. ``t_plain`` is the iteration time without the write."""
     sc = setup.scenario
     if not applies(sc):
         return None
-    from sim.simulate import make_network  # simulate imports this module
     stor: StorageConfig = sc.cluster.storage
     ckpt: CheckpointConfig = sc.workload.checkpoint
     size = checkpoint_size(setup.model, ckpt.weight_dtype, optimizer=ckpt.optimizer).total
     ranks = writer_ranks(setup.plan, bool(setup.plan.zero) or ckpt.sharded)
     net = make_network(setup, prof)
-    net.set_simulated_ranks(graph.simulated_ranks)
     flows = attach_storage(net, stor.checkpoint_tier(), storage.network(stor.network))
-    engine = Engine(graph, OpCosts(ComputeModel(setup.gpu, prof, sc.sim.speed_scale), net), net)
+    engine = build_engine(setup, graph, prof, net)
     env, seen = engine.env, {}
 
     def write():

@@ -20,10 +20,11 @@ class OpCosts:
     def op_time(self, op) -> float:
         hit = self._op.get(id(op))
         if hit is None:
-            hit = self._op[id(op)] = (op, self._op_time(op))
+            hit = self._op[id(op)] = (op, self.uncached_time(op))
         return hit[1]
 
-    def _op_time(self, op) -> float:
+    def uncached_time(self, op) -> float:
+        """``op_time`` without the memo (for short-lived op objects priced once)."""
         if getattr(op, "duration_s", None) is not None:
             return op.duration_s
         if isinstance(op, Compute):

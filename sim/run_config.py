@@ -31,9 +31,12 @@ class _Cfg(BaseModel):
 
 class StorageConfig(_Cfg):
     """Tier by catalog name (``clustersim`` storage catalog) or inline StorageTier mapping."""
-    checkpoint: str | StorageTier = "selene-lustre"
-    data: str | StorageTier | None = None          # default: the checkpoint tier
-    network: str | StorageNetwork | None = None    # how nodes reach storage; None: not limiting
+    checkpoint: str | StorageTier = Field("selene-lustre", description=(
+        "checkpoint tier: a storage catalog name or an inline tier"))
+    data: str | StorageTier | None = Field(None, description=(
+        "training-data tier: a catalog name or an inline tier; unset: the checkpoint tier"))
+    network: str | StorageNetwork | None = Field(None, description=(
+        "how nodes reach storage: a catalog name or an inline network; unset: not limiting"))
 
     @field_validator("checkpoint", "data")
     @classmethod
@@ -61,11 +64,17 @@ class StorageConfig(_Cfg):
 
 
 class CheckpointConfig(_Cfg):
-    every_steps: int | Literal["auto"] = "auto"     # auto: the best interval found
-    mode: Literal["sync", "async"] = "sync"
-    sharded: bool = False          # optimizer sharded over data parallel (ZeRO-1+/FSDP): all write
-    weight_dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
-    optimizer: Literal["adam", "sgd_momentum", "none"] = "adam"
+    every_steps: int | Literal["auto"] = Field("auto", description=(
+        "steps between checkpoints; auto: the interval with the best goodput"))
+    mode: Literal["sync", "async"] = Field("sync", description=(
+        "sync: training waits for the write; async: only for the snapshot, the write runs "
+        "in the background"))
+    sharded: bool = Field(False, description=(
+        "optimizer sharded over data parallel (ZeRO-1+/FSDP): every rank writes"))
+    weight_dtype: Literal["bf16", "fp16", "fp32"] = Field("bf16", description=(
+        "precision of the saved weights"))
+    optimizer: Literal["adam", "sgd_momentum", "none"] = Field("adam", description=(
+        "optimizer whose state is saved with the weights"))
 
     @field_validator("every_steps", mode="before")
     @classmethod
@@ -76,21 +85,28 @@ class CheckpointConfig(_Cfg):
 
 
 class DataConfig(_Cfg):
-    bytes_per_token: float = Field(default=4.0, gt=0)     # int32 token ids
-    prefetch: int = Field(default=2, ge=0)                # PyTorch DataLoader prefetch_factor default
-    loader_gb_s_per_node: float | None = Field(default=None, gt=0)
+    bytes_per_token: float = Field(default=4.0, gt=0, description=(
+        "bytes read per training token (4: int32 token ids)"))
+    prefetch: int = Field(default=2, ge=0, description=(
+        "batches loaded ahead (PyTorch DataLoader prefetch_factor default 2)"))
+    loader_gb_s_per_node: float | None = Field(default=None, gt=0, description=(
+        "data-loader throughput per node in GB/s; unset: not limiting"))
 
 
 class FailureRates(_Cfg):
     """Interruptions per 1000 GPU-days, by cause."""
-    gpu: float = Field(default=0.0, ge=0)
-    nvlink: float = Field(default=0.0, ge=0)
-    hbm: float = Field(default=0.0, ge=0)
-    nic: float = Field(default=0.0, ge=0)
-    host: float = Field(default=0.0, ge=0)
-    switch: float = Field(default=0.0, ge=0)
-    software: float = Field(default=0.0, ge=0)
-    planned: float = Field(default=0.0, ge=0)
+    gpu: float = Field(default=0.0, ge=0, description="GPU failures per 1000 GPU-days")
+    nvlink: float = Field(default=0.0, ge=0, description="NVLink failures per 1000 GPU-days")
+    hbm: float = Field(default=0.0, ge=0, description="HBM failures per 1000 GPU-days")
+    nic: float = Field(default=0.0, ge=0, description="NIC failures per 1000 GPU-days")
+    host: float = Field(default=0.0, ge=0, description=(
+        "host (CPU, memory, board) failures per 1000 GPU-days"))
+    switch: float = Field(default=0.0, ge=0, description=(
+        "network switch failures per 1000 GPU-days"))
+    software: float = Field(default=0.0, ge=0, description=(
+        "software interruptions per 1000 GPU-days (restart only, no node swap)"))
+    planned: float = Field(default=0.0, ge=0, description=(
+        "planned interruptions per 1000 GPU-days (restart only, no node swap)"))
 
     @property
     def total(self) -> float:
@@ -107,25 +123,41 @@ class Stragglers(_Cfg):
     ``detect_s`` a slow node is drained that long after turning slow: ``drain: restart``
     restarts the job from its checkpoint (a hot spare or ``replace_s`` as for a hardware
     failure), ``live`` swaps it without a restart."""
-    mode: Literal["independent", "persistent"] = "independent"
-    fraction: float = Field(default=0.0, ge=0, lt=1)
-    slowdown: float = Field(default=1.0, ge=1)
-    duration_s: float = Field(default=3600.0, gt=0)
-    detect_s: float | None = Field(default=None, ge=0)
-    drain: Literal["restart", "live"] = "restart"
+    mode: Literal["independent", "persistent"] = Field("independent", description=(
+        "independent: slow nodes drawn afresh every step; persistent: a slow node stays "
+        "slow for duration_s on average"))
+    fraction: float = Field(default=0.0, ge=0, lt=1, description=(
+        "probability a node is slow on a step (independent) or share of node-time spent "
+        "slow (persistent)"))
+    slowdown: float = Field(default=1.0, ge=1, description="how many times slower a slow node runs")
+    duration_s: float = Field(default=3600.0, gt=0, description=(
+        "persistent: mean time a node stays slow, seconds"))
+    detect_s: float | None = Field(default=None, ge=0, description=(
+        "persistent: seconds until a slow node is detected and drained; unset: never"))
+    drain: Literal["restart", "live"] = Field("restart", description=(
+        "restart: the job restarts from its checkpoint without the node; live: swapped "
+        "without a restart"))
 
 
 class RunConfig(_Cfg):
-    tokens: float | None = Field(default=None, gt=0)
-    steps: int | None = Field(default=None, gt=0)
-    failures: FailureRates = FailureRates()
-    restart_s: float = Field(default=0.0, ge=0)       # detection + job restart, before the load
-    stragglers: Stragglers = Stragglers()
-    hot_spares: int = Field(default=0, ge=0)
-    replace_s: float = Field(default=0.0, ge=0)       # extra downtime when no hot spare is free
-    repair_s: float = Field(default=0.0, ge=0)        # until a used spare is back in the pool
-    seed: int = 0
-    samples: int = Field(default=8, ge=1)             # Monte-Carlo repetitions
+    tokens: float | None = Field(default=None, gt=0, description=(
+        "length of the run in training tokens (give tokens or steps)"))
+    steps: int | None = Field(default=None, gt=0, description=(
+        "length of the run in steps (give tokens or steps)"))
+    failures: FailureRates = Field(FailureRates(), description=(
+        "interruption rates per 1000 GPU-days, by cause"))
+    restart_s: float = Field(default=0.0, ge=0, description=(
+        "seconds of detection and job restart after an interruption, before the checkpoint load"))
+    stragglers: Stragglers = Field(Stragglers(), description=(
+        "slow nodes that gate the synchronous step"))
+    hot_spares: int = Field(default=0, ge=0, description=(
+        "spare nodes that replace a failed one at once"))
+    replace_s: float = Field(default=0.0, ge=0, description=(
+        "extra downtime, seconds, when no hot spare is free"))
+    repair_s: float = Field(default=0.0, ge=0, description=(
+        "seconds until a used spare is back in the pool"))
+    seed: int = Field(0, description="seed of the Monte-Carlo failure and straggler draws")
+    samples: int = Field(default=8, ge=1, description="Monte-Carlo repetitions")
 
     @model_validator(mode="after")
     def _length(self) -> RunConfig:

@@ -24,77 +24,126 @@ class _Cfg(BaseModel):
 
 
 class NetworkConfig(_Cfg):
-    topology: str = "rail-optimized"
-    oversubscription: float = Field(1.0, ge=1.0)
-    nic_gbps: float | None = Field(None, gt=0)
+    topology: str = Field("rail-optimized", description=(
+        "scale-out topology: rail-optimized, fat-tree, torus, multi-plane or none "
+        "(hw_models/topology.py)"))
+    oversubscription: float = Field(1.0, ge=1.0, description=(
+        "leaf-tier oversubscription (down/up bandwidth); 1 is non-blocking"))
+    nic_gbps: float | None = Field(None, gt=0, description=(
+        "speed of each compute NIC in Gb/s; unset: the system's catalog value"))
     # Flow fidelity only (docs/fabric.md): path choice, SHARP in-network reduction, and the
     # max-min solver's relative tolerance (0 is exact; unset keeps sim/network/flow.py's).
-    routing: Literal["ecmp", "spray"] | None = None
-    sharp: bool | None = None
-    tolerance: float | None = Field(None, ge=0, lt=1)
+    routing: Literal["ecmp", "spray"] | None = Field(None, description=(
+        "flow fidelity: ecmp (one hashed path per flow) or spray (every flow split over all "
+        "shortest paths)"))
+    sharp: bool | None = Field(None, description=(
+        "flow fidelity: SHARP in-network reduction on the switches"))
+    tolerance: float | None = Field(None, ge=0, lt=1, description=(
+        "flow fidelity: relative tolerance of the max-min solver (0 is exact)"))
 
 
 class ClusterConfig(_Cfg):
-    system: str | dict[str, Any] = "dgx-h100"
-    nodes: int = Field(1, gt=0)
-    network: NetworkConfig = NetworkConfig()
-    profile: str | None = None          # built-in profile name or path to a profile YAML
-    storage: StorageConfig | None = None  # checkpoint/data tiers (docs/reliability.md)
+    system: str | dict[str, Any] = Field("dgx-h100", description=(
+        "catalog system name (clustersim catalog systems) or an inline system mapping"))
+    nodes: int = Field(1, gt=0, description="number of systems (nodes) in the cluster")
+    network: NetworkConfig = Field(NetworkConfig(), description="the scale-out network")
+    profile: str | None = Field(None, description=(
+        "fitted profile: a built-in name or a path to a profile YAML; unset: the system's own"))
+    storage: StorageConfig | None = Field(None, description=(
+        "checkpoint and data storage tiers and how nodes reach them (docs/reliability.md)"))
 
 
 class ParallelConfig(_Cfg):
-    tp: int = Field(1, gt=0)
-    pp: int = Field(1, gt=0)
-    dp: int | None = Field(None, gt=0)
-    vpp: int = Field(1, gt=0)
-    sequence_parallel: bool = False
-    schedule: Schedule = "1f1b"
-    zero: Literal[0, 1, 2, 3] = 0
-    pipeline_layers: list[int] | None = None     # per pp rank, or per virtual stage
+    tp: int = Field(1, gt=0, description="tensor-parallel size")
+    pp: int = Field(1, gt=0, description="pipeline-parallel size (stages)")
+    dp: int | None = Field(None, gt=0, description=(
+        "data-parallel size; unset: the GPUs left, world / (tp x pp)"))
+    vpp: int = Field(1, gt=0, description=(
+        "virtual pipeline stages per GPU (interleaved schedule)"))
+    sequence_parallel: bool = Field(False, description=(
+        "Megatron sequence parallelism of norms and dropout over the TP group"))
+    schedule: Schedule = Field("1f1b", description=(
+        "pipeline schedule; zb-h1, zb-v, dualpipe, dualpipev split the backward into input "
+        "and weight gradients (docs/schedules.md)"))
+    zero: Literal[0, 1, 2, 3] = Field(0, description=(
+        "ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also weights"))
+    pipeline_layers: list[int] | None = Field(None, description=(
+        "layers per pipeline stage (one number per stage), or per virtual stage (pp x "
+        "chunks numbers, in path order); unset: as even as possible"))
     # long context, schedules, overlap, FSDP2 (docs/long_context.md, docs/schedules.md)
-    cp: int = Field(1, gt=0)
-    cp_kind: CPKind = "ring"
-    ulysses_size: int | None = Field(None, gt=0)   # hybrid CP; default: CP ranks in a node
-    account_for_embedding_in_pipeline_split: bool = False
-    account_for_loss_in_pipeline_split: bool = False
-    tp_comm_overlap: TPOverlap = "none"
-    reshard_after_forward: bool = True
-    prefetch: int = Field(1, gt=0)
-    zero_shard_group: int | None = Field(None, gt=0)
+    cp: int = Field(1, gt=0, description="context-parallel size (sequence split over cp GPUs)")
+    cp_kind: CPKind = Field("ring", description=(
+        "context-parallel attention: ring (p2p KV ring, overlapped), allgather (KV "
+        "all-gather, Llama 3), ulysses (head all-to-alls), hybrid (Ulysses in a node, ring "
+        "across)"))
+    ulysses_size: int | None = Field(None, gt=0, description=(
+        "hybrid CP: size of the Ulysses group; unset: the CP ranks of one node"))
+    account_for_embedding_in_pipeline_split: bool = Field(False, description=(
+        "count the embedding as one layer in the even pipeline split (Megatron-LM)"))
+    account_for_loss_in_pipeline_split: bool = Field(False, description=(
+        "count the loss as one layer in the even pipeline split (Megatron-LM)"))
+    tp_comm_overlap: TPOverlap = Field("none", description=(
+        "overlap TP all-gather / reduce-scatter with their GEMMs: ring (Megatron "
+        "userbuffers) or async (TorchTitan async TP); needs sequence_parallel"))
+    reshard_after_forward: bool = Field(True, description=(
+        "ZeRO-3 / FSDP2: free gathered weights after the forward (false: keep them for the "
+        "backward, no backward gathers)"))
+    prefetch: int = Field(1, gt=0, description="ZeRO-3 / FSDP: layers gathered ahead")
+    zero_shard_group: int | None = Field(None, gt=0, description=(
+        "HSDP: shard ZeRO-3 state within groups of this many DP x CP ranks, all-reduce "
+        "gradients across the groups"))
 
 
 class TrainingWorkload(_Cfg):
-    kind: Literal["training"] = "training"
-    model: str | dict[str, Any] = "gpt3-175b"
-    seq_len: int | None = Field(None, gt=0)
-    global_batch: int = Field(1536, gt=0)
-    micro_batch: int = Field(1, gt=0)
-    precision: Literal["fp16", "bf16", "fp8"] = "bf16"
-    parallel: ParallelConfig = ParallelConfig()
-    recompute: Literal["none", "selective", "full"] = "none"
-    attention: Literal["flash", "unfused"] = "flash"
-    overlap_grad_reduce: bool = True
-    grad_reduce_bytes: Literal[2, 4] | None = None   # default: 4 for bf16 (fp32 main grads), else 2
-    checkpoint: CheckpointConfig | None = None      # docs/reliability.md
-    data: DataConfig | None = None
-    fp8: Fp8Config | None = None                    # precision: fp8 recipe (docs/fp8.md)
-    offload: OffloadConfig | None = None            # host offload (docs/long_context.md)
+    kind: Literal["training"] = Field("training", description=(
+        "training (one iteration) or inference (a serving run)"))
+    model: str | dict[str, Any] = Field("gpt3-175b", description=(
+        "model preset name (clustersim catalog models) or an inline model mapping"))
+    seq_len: int | None = Field(None, gt=0, description=(
+        "sequence length in tokens; unset: the model's own"))
+    global_batch: int = Field(1536, gt=0, description="sequences per iteration, all replicas")
+    micro_batch: int = Field(1, gt=0, description="sequences per micro-batch")
+    precision: Literal["fp16", "bf16", "fp8"] = Field("bf16", description=(
+        "GEMM and activation precision"))
+    parallel: ParallelConfig = Field(ParallelConfig(), description="the parallelism plan")
+    recompute: Literal["none", "selective", "full"] = Field("none", description=(
+        "activation recomputation: selective (attention core) or full (whole layer)"))
+    attention: Literal["flash", "unfused"] = Field("flash", description=(
+        "attention kernel: flash (fused, no score matrix stored) or unfused"))
+    overlap_grad_reduce: bool = Field(True, description=(
+        "overlap the data-parallel gradient reduction with the backward pass"))
+    grad_reduce_bytes: Literal[2, 4] | None = Field(None, description=(
+        "bytes per gradient element in the data-parallel reduction; unset: 4 for bf16 "
+        "and fp8 (fp32 main grads), else 2"))
+    checkpoint: CheckpointConfig | None = Field(None, description=(
+        "checkpointing of the run (docs/reliability.md)"))
+    data: DataConfig | None = Field(None, description=(
+        "the input pipeline: bytes per token, prefetch, loader bandwidth"))
+    fp8: Fp8Config | None = Field(None, description=(
+        "with precision fp8: the recipe and FP8 parameters (docs/fp8.md)"))
+    offload: OffloadConfig | None = Field(None, description=(
+        "host offload of activations and optimizer over the host link (docs/long_context.md)"))
 
 
 class SimConfig(_Cfg):
-    fidelity: Literal["analytical", "flow"] = "analytical"
-    seed: int = 0
-    check_memory: bool = True
-    speed_scale: float = Field(1.0, gt=0)   # compute speed multiplier (what-if)
+    fidelity: Literal["analytical", "flow"] = Field("analytical", description=(
+        "network model: analytical (closed form per collective) or flow (flows sharing "
+        "topology links)"))
+    check_memory: bool = Field(True, description=(
+        "refuse a plan whose per-GPU memory exceeds the GPU's HBM"))
+    speed_scale: float = Field(1.0, gt=0, description=(
+        "multiplies compute speed (what-if: 2 = every kernel twice as fast)"))
 
 
 class Scenario(_Cfg):
-    name: str = "scenario"
-    cluster: ClusterConfig = ClusterConfig()
+    name: str = Field("scenario", description="a name carried into results")
+    cluster: ClusterConfig = Field(ClusterConfig(), description="what the workload runs on")
     workload: Annotated[TrainingWorkload | InferenceWorkload, Field(discriminator="kind")] = \
-        TrainingWorkload()
-    sim: SimConfig = SimConfig()
-    run: RunConfig | None = None        # a whole run: failures, stragglers -> goodput
+        Field(TrainingWorkload(), description=(
+            "what runs: training (one iteration) or inference (a serving run)"))
+    sim: SimConfig = Field(SimConfig(), description="simulation settings")
+    run: RunConfig | None = Field(None, description=(
+        "a whole training run: length, failures, stragglers -> goodput (clustersim run)"))
 
     @model_validator(mode="before")
     @classmethod

@@ -12,20 +12,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hw_models import catalog, profile
 from hw_models.compute import ComputeModel
 from hw_models.errors import InfeasiblePlanError, OutOfMemoryError
 from hw_models.profile import Profile
 from sim.costs import OpCosts
 from sim.inference_config import InferenceWorkload
-from sim.network import AnalyticalNetwork, ClusterLayout
+from sim.network import AnalyticalNetwork
 from sim.scenario import Scenario
+from sim.serving.iteration import IterationModel
+from sim.serving.loop import ServingLoop
+from sim.setup import resolve_cluster
 from workloads.inference import requests as req_mod
 from workloads.inference import schedulers
 from workloads.inference.kv_cache import PagedKVCache
 from workloads.inference.metrics import request_frame, summarize
-from workloads.inference.ops import IterationModel
-from workloads.inference.serving import ServingLoop
 from workloads.model import resolve
 
 GIB = 2**30
@@ -94,16 +94,13 @@ def kv_blocks(w: InferenceWorkload, it: IterationModel, hbm_bytes: float) -> int
 def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceResult:
     t0 = time.perf_counter()
     w: InferenceWorkload = sc.workload
-    system = catalog.system(sc.cluster.system)
-    gpu = system.gpu_spec
-    prof = prof or profile.load(sc.cluster.profile or system.default_profile)
+    cl = resolve_cluster(sc)
+    gpu = cl.gpu
+    prof = prof or cl.profile
     model = resolve(w.model)
-    world = sc.cluster.nodes * system.gpus_per_node
-    _check_plan(w, model, world, system.gpus_per_node)
-    net = sc.cluster.network
-    layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
-                           net.oversubscription)
-    network = AnalyticalNetwork(layout, prof)
+    _check_plan(w, model, cl.layout.world_size, cl.system.gpus_per_node)
+    # Serving is priced in closed form: iterations are cached by batch shape.
+    network = AnalyticalNetwork(cl.layout, prof)
     it = IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision,
                         ComputeModel(gpu, prof, sc.sim.speed_scale), network)
     blocks = kv_blocks(w, it, gpu.hbm_bytes)

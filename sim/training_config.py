@@ -15,16 +15,22 @@ class _Cfg(BaseModel):
 class Fp8Config(_Cfg):
     """``precision: fp8`` recipe. ``params``: FP8 weights (TE fp8 primary weights), so the
     ZeRO/FSDP parameter all-gather moves 1 byte per parameter."""
-    recipe: Literal["tensorwise", "delayed", "blockwise", "mxfp8", "nvfp4"] = "delayed"
-    params: bool = False
+    recipe: Literal["tensorwise", "delayed", "blockwise", "mxfp8", "nvfp4"] = Field(
+        "delayed", description=(
+            "tensorwise (current scaling), delayed (amax history), blockwise (1x128 / "
+            "128x128), mxfp8 and nvfp4 (Blackwell block scaling)"))
+    params: bool = Field(False, description="FP8 weights and FP8 parameter all-gather")
 
 
 class OffloadConfig(_Cfg):
     """Host offload over the system's host link: ``activations`` is the fraction of each
     stage's layers whose stored activations go to host memory after the forward and
     come back before the backward; ``optimizer`` keeps optimizer states on the host."""
-    activations: float = Field(0.0, ge=0.0, le=1.0)
-    optimizer: bool = False
+    activations: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "fraction of stored activations copied to host after the forward, back before "
+        "the backward"))
+    optimizer: bool = Field(False, description=(
+        "optimizer states on the host; Adam runs on the CPU"))
 
 
 Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1", "zb-v", "dualpipe", "dualpipev"]

@@ -24,7 +24,8 @@ from hw_models.catalog import SystemSpec
 from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError
 from hw_models.profile import load_builtin
-from sim.network.analytical import AnalyticalNetwork, ClusterLayout
+from sim.network.analytical import AnalyticalNetwork
+from sim.setup import system_network
 from workloads.graph import Collective, CommGroup, Compute
 
 # Work points at which the affine model terms are read (large enough that every
@@ -51,6 +52,27 @@ class WhatIf:
             raise ClusterSimError(f"dp must be >= 1, got {self.dp}")
         if self.attention_seq < 1:
             raise ClusterSimError(f"attention_seq must be >= 1, got {self.attention_seq}")
+
+
+# ``--set key=value`` keys and their types (fields of WhatIf).
+SETTABLE = {"gpu": str, "dp": int, "bw_scale": float, "nic_gbps": float, "dtype": str,
+            "attention_seq": int}
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``["bw_scale=2", "gpu=h100-sxm"]`` -> WhatIf keyword arguments."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in SETTABLE:
+            raise ClusterSimError(f"--set {item!r}: expected key=value with key one of "
+                                  f"{', '.join(SETTABLE)}")
+        try:
+            out[key] = SETTABLE[key](value)
+        except ValueError:
+            raise ClusterSimError(f"--set {key}: {value!r} is not a valid "
+                                  f"{SETTABLE[key].__name__}") from None
+    return out
 
 
 def _system(name: str, gpu: str | None = None, nic_gbps: float | None = None) -> SystemSpec:
@@ -90,9 +112,7 @@ class Recoster:
 
     @staticmethod
     def _network(sys: SystemSpec, world: int, bw_scale: float) -> AnalyticalNetwork:
-        nodes = max(1, math.ceil(world / sys.gpus_per_node))
-        layout = ClusterLayout(sys, nodes, sys.nic_gbps)
-        return AnalyticalNetwork(layout, load_builtin(sys.default_profile), bw_scale)
+        return system_network(sys, world, load_builtin(sys.default_profile), bw_scale)
 
     def _time(self, model: ComputeModel, cls: str, x: float) -> float:
         if cls == "gemm":

@@ -21,12 +21,12 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from hw_models.dtypes import DTYPE_BYTES
 from hw_models.errors import ClusterSimError
 from hw_models.storage import HostLink, StoragePath, StorageTier
 from workloads.graph import ExecutionGraph, Memory
 from workloads.model import ModelSpec
 
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 # Adam: fp32 momentum + fp32 variance (ZeRO section 3.1, K = 12 with the fp32 master copy).
 OPTIMIZER_STATES = {"adam": 2, "sgd_momentum": 1, "none": 0}
 Mode = Literal["sync", "async"]

@@ -117,14 +117,14 @@ def attention_core_bwd(ctx: LayerContext) -> list[Op]:
             *gemm_bwd(ctx, s, s, d, "attn_scores", bh)]
 
 
-def _shapes(ctx: LayerContext) -> dict[str, tuple[int, int, int]]:
+def layer_gemm_shapes(ctx: LayerContext) -> dict[str, tuple[int, int, int]]:
     m, t, T = ctx.model, ctx.tp, ctx.tokens
     up = m.ffn * (2 if m.gated else 1) // t
     return {"qkv": (T, m.qkv_out // t, m.hidden), "proj": (T, m.hidden, m.hidden // t),
             "mlp_up": (T, up, m.hidden), "mlp_down": (T, m.hidden, m.ffn // t)}
 
 
-def _act_bytes(ctx: LayerContext) -> float:
+def activation_bytes(ctx: LayerContext) -> float:
     """Bias-GELU reads and writes the (T, ffn/t) activation; SwiGLU reads two, writes one."""
     m = ctx.model
     return (3 if m.gated else 2) * ctx.act_bytes * ctx.tokens * m.ffn / ctx.tp
@@ -132,7 +132,7 @@ def _act_bytes(ctx: LayerContext) -> float:
 
 def layer_forward(ctx: LayerContext) -> list[Op]:
     m, e, Tn = ctx.model, ctx.act_bytes, ctx.norm_tokens
-    g = _shapes(ctx)
+    g = layer_gemm_shapes(ctx)
     norm = 2 * e * Tn * m.hidden
     dropout_add = (3 * e + 1) * Tn * m.hidden
     ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
@@ -143,7 +143,7 @@ def layer_forward(ctx: LayerContext) -> list[Op]:
     ops += [*attention_core(ctx), gemm(ctx, *g["proj"], "attn_proj"), *_exit_tp(ctx, "tp_attn_out"),
             mem(ctx, "elementwise", dropout_add, "bias_dropout_add"),
             mem(ctx, "norm", norm, "post_attn_norm"), *_enter_tp(ctx, "tp_ag_mlp"),
-            gemm(ctx, *g["mlp_up"], "mlp_up"), mem(ctx, "elementwise", _act_bytes(ctx), "activation"),
+            gemm(ctx, *g["mlp_up"], "mlp_up"), mem(ctx, "elementwise", activation_bytes(ctx), "activation"),
             gemm(ctx, *g["mlp_down"], "mlp_down"), *_exit_tp(ctx, "tp_mlp_out"),
             mem(ctx, "elementwise", dropout_add, "bias_dropout_add")]
     return ops
@@ -151,12 +151,12 @@ def layer_forward(ctx: LayerContext) -> list[Op]:
 
 def layer_backward(ctx: LayerContext) -> list[Op]:
     m, e, Tn = ctx.model, ctx.act_bytes, ctx.norm_tokens
-    g = _shapes(ctx)
+    g = layer_gemm_shapes(ctx)
     norm_bwd = 3 * e * Tn * m.hidden
     dropout_bwd = (2 * e + 1) * Tn * m.hidden
     return [mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *_exit_tp_bwd(ctx, "tp_mlp_out_bwd"),
             *gemm_bwd(ctx, *g["mlp_down"], "mlp_down"),
-            mem(ctx, "elementwise", 1.5 * _act_bytes(ctx), "activation_bwd"),
+            mem(ctx, "elementwise", 1.5 * activation_bytes(ctx), "activation_bwd"),
             *gemm_bwd(ctx, *g["mlp_up"], "mlp_up"), *_enter_tp_bwd(ctx, "tp_mlp_in_bwd"),
             mem(ctx, "norm", norm_bwd, "post_attn_norm_bwd"),
             mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *_exit_tp_bwd(ctx, "tp_attn_out_bwd"),

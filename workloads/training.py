@@ -130,7 +130,7 @@ def _is_last(plan: ParallelPlan, s: int, c: int, layers: int = 0) -> bool:
     return pipeline_of(plan, layers).is_last(s, c)
 
 
-def _p2p_bytes(model: ModelSpec, plan: ParallelPlan) -> float:
+def p2p_bytes(model: ModelSpec, plan: ParallelPlan) -> float:
     """Activation (or its gradient) between stages. Megatron's scatter-gather optimisation
     (SC'21 section 4.1) sends 1/t of it from each TP rank on its own rail; a CP rank sends
     its s/cp tokens."""
@@ -147,7 +147,7 @@ def _tag(plan: ParallelPlan, mb: int, s: int, c: int, step: str) -> int:
 
 
 def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
-    recv, nbytes = {}, _p2p_bytes(model, plan)
+    recv, nbytes = {}, p2p_bytes(model, plan)
     for st in stages:
         for mb, c, step in steps[st.index]:
             src = _neighbour(plan, st.index, c, step)

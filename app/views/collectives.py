@@ -16,9 +16,9 @@ from app import core
 from calibration.validate_nccl import check_sweeps, geomean_abs_error, reference_sweeps
 from hw_models import catalog
 from hw_models.errors import ClusterSimError
-from sim.cli.collective import OPS
 from sim.network.collectives import ALGORITHMS
 from sim.network.collectives.tuner import PROTOCOLS
+from sim.network.nccl_tests import OPS
 
 TITLE = "Collectives"
 AUTO = "auto (tuner)"

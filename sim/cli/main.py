@@ -15,6 +15,7 @@ from sim.cli import catalog as catalog_cmd
 from sim.cli import collective as collective_cmd
 from sim.cli import reliability as reliability_cmd
 from sim.cli import replay as replay_cmd
+from sim.cli import schema as schema_cmd
 from sim.cli import simulate as simulate_cmd
 from sim.cli import sweep as sweep_cmd
 from sim.cli import validate as validate_cmd
@@ -29,6 +30,7 @@ sweep_cmd.register(app)
 validate_cmd.register(app)
 reliability_cmd.register(app)
 replay_cmd.register(app)
+schema_cmd.register(app)
 app_cmd.register(app)
 
 

@@ -10,80 +10,7 @@ import typer
 
 from hw_models.errors import ClusterSimError
 from sim.cli.common import Format, emit, fail
-
-# ``--set key=value`` keys and their types (fields of sim.whatif.WhatIf).
-SETTABLE = {"gpu": str, "dp": int, "bw_scale": float, "nic_gbps": float, "dtype": str,
-            "attention_seq": int}
-
-
-def parse_sets(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in SETTABLE:
-            raise ClusterSimError(f"--set {item!r}: expected key=value with key one of "
-                                  f"{', '.join(SETTABLE)}")
-        try:
-            out[key] = SETTABLE[key](value)
-        except ValueError:
-            raise ClusterSimError(f"--set {key}: {value!r} is not a valid "
-                                  f"{SETTABLE[key].__name__}") from None
-    return out
-
-
-def run(trace: Path, source_system: str, target_system: str | None, sets: list[str],
-        trace_out: Path | None, et: Path | None = None, export_chakra: Path | None = None
-        ) -> dict:
-    from sim.replay import replay
-    from sim.whatif import WhatIf
-    from workloads.traces import chrome
-    from workloads.traces.formats import load_trace
-    whatif = WhatIf(source_system=source_system, target_system=target_system, **parse_sets(sets))
-    imported = load_trace(trace, et)
-    exported = []
-    if export_chakra is not None:
-        from workloads.traces import chakra
-        exported = [str(p) for p in chakra.export(imported.graph, export_chakra,
-                                                  steps=imported.steps)]
-    result = replay(imported, whatif, keep_rows=trace_out is not None)
-    if trace_out is not None:
-        chrome.write(result.whatif.rows, trace_out)
-    warnings_ = list(imported.warnings)
-    changed = whatif != WhatIf(source_system=source_system)
-    if result.cpu_bound:
-        warnings_.append(
-            f"cpu_bound: the device is busy {result.device_busy_fraction:.0%} of the replayed "
-            "iteration; the step is paced by the host (CPU time is replayed as measured), so "
-            "a faster GPU or fabric moves kernel and collective time but "
-            + ("hardly the step time" if changed else "not the step time"))
-    elif changed and result.whatif_unmoved:
-        warnings_.append(
-            "whatif_unmoved: the what-if changed device busy time but the iteration by under 1%; "
-            "the step is paced by time it does not re-cost (host time and waits replayed as "
-            "measured), so the unchanged step time is that pacing, not the hardware")
-    kernels = {c: {**v, "whatif_s_per_iteration": result.whatif.kernels.get(c, 0.0),
-                   "replayed_s_per_iteration": result.replayed.kernels.get(c, 0.0)}
-               for c, v in imported.kernels.items()}
-    return {
-        "trace": str(trace), "files": imported.files, "format": imported.graph.meta.get("source"),
-        "nodes": len(imported.graph), "cpu_bound": result.cpu_bound,
-        "whatif_unmoved": result.whatif_unmoved,
-        "device_busy_fraction": result.device_busy_fraction, "link": imported.link,
-        "chakra_files": exported, "step_basis": getattr(imported, "step_basis", "cpu"),
-        "launched_before_trace": getattr(imported, "before_trace", {}),
-        "measured_iteration_s": result.measured_iteration_s,
-        "replayed_iteration_s": result.replayed.iteration_s,
-        "replay_error": result.replay_error,
-        "whatif_iteration_s": result.whatif.iteration_s,
-        "breakdown": {"replayed": result.replayed.breakdown, "whatif": result.whatif.breakdown},
-        "ranks": [{"rank": r, "device": imported.devices.get(r, ""),
-                   "measured_iteration_s": result.measured_per_rank.get(r),
-                   "replayed_iteration_s": result.replayed.per_rank.get(r),
-                   "whatif_iteration_s": result.whatif.per_rank.get(r)}
-                  for r in sorted(imported.devices)],
-        "kernels": kernels, "steps": result.steps, "warnings": warnings_,
-        "whatif": whatif.__dict__,
-    }
+from sim.whatif import SETTABLE
 
 
 def register(app: typer.Typer) -> None:
@@ -104,11 +31,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Replay a PyTorch trace (Kineto, Execution Trace, Chakra); predict its iteration time
         on other hardware."""
+        from sim.replay_report import report
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                data = run(trace, source_system, target_system, sets, trace_out, et,
-                           export_chakra)
+                data = report(trace, source_system, target_system, sets, trace_out, et,
+                              export_chakra)
         except ClusterSimError as exc:
             fail(str(exc))
         for w in data["warnings"]:

@@ -1,4 +1,5 @@
-"""``clustersim validate ...``: predicted vs published, with the error of every row."""
+"""``clustersim validate ...``: predicted vs published, with the error of every row
+(the reports themselves live in calibration/reports.py)."""
 
 from __future__ import annotations
 
@@ -13,47 +14,65 @@ validate_app = typer.Typer(no_args_is_help=True, help="Validation against publis
 def megatron_sc21(format: Format = typer.Option(Format.table, "--format"),
                   fidelity: str = typer.Option("analytical", "--fidelity")) -> None:
     """Megatron-LM SC'21 Tables 1 and 2 (PTD-P): TFLOP/s per GPU."""
-    from calibration.validate_megatron import run, summary
-    df = run(fidelity)
-    s = summary(df)
-    text = df.fillna("").to_string(index=False) + (
-        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
-        f"{s['max_abs_error_pct']:.1f}%   rows over 20%: {s['rows_over_20pct']} of {s['rows']}")
-    emit({"rows": df.to_dict("records"), "summary": s}, format, text)
+    from calibration import reports
+    _emit(reports.megatron_sc21(fidelity), format)
 
 
 @validate_app.command("trtllm")
 def trtllm(format: Format = typer.Option(Format.table, "--format")) -> None:
     """TensorRT-LLM first-token latency at batch 1 (H100 FP8, A100 FP16): ms."""
-    from calibration.validate_inference import run, summary
-    df = run()
-    s = summary(df)
-    text = df.to_string(index=False) + (
-        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
-        f"{s['max_abs_error_pct']:.1f}%   rows over 15%: {s['rows_over_15pct']} of {s['rows']}")
-    emit({"rows": df.to_dict("records"), "summary": s}, format, text)
+    from calibration import reports
+    _emit(reports.trtllm(), format)
 
 
 @validate_app.command("korthikanti")
 def korthikanti(format: Format = typer.Option(Format.table, "--format")) -> None:
     """Korthikanti et al. Table 4: one 22B layer's forward/backward time, TP=8 on DGX A100."""
-    from calibration.validate_korthikanti import run, summary
-    df = run()
-    s = summary(df)
-    text = df.to_string(index=False) + (
-        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
-        f"{s['max_abs_error_pct']:.1f}% (forward, backward and combined of {s['rows']} rows)")
-    emit({"rows": df.to_dict("records"), "summary": s}, format, text)
+    from calibration import reports
+    _emit(reports.korthikanti(), format)
 
 
-def _register_features() -> None:
-    from sim.cli.collective import register_nccl
-    from sim.cli.validate_modern import register_modern
-    register_nccl(validate_app)
-    register_modern(validate_app)
+@validate_app.command("nccl")
+def nccl(format: Format = typer.Option(Format.table, "--format")) -> None:
+    """Predicted vs measured nccl-tests busbw per size, geomean |error| per sweep."""
+    from calibration import reports
+    _emit(reports.nccl(), format)
 
 
-_register_features()
+_BAND = typer.Option(False, "--band", help="also the low/high of the profile's fast and slow corners")
+
+
+@validate_app.command("long-context")
+def long_context(format: Format = typer.Option(Format.table, "--format"), band: bool = _BAND) -> None:
+    """NeMo long-sequence runs with context parallelism and TorchTitan CP sweeps."""
+    from calibration import reports
+    _emit(reports.long_context(band), format)
+
+
+@validate_app.command("fp8")
+def fp8(format: Format = typer.Option(Format.table, "--format"), band: bool = _BAND) -> None:
+    """BF16/FP8 pairs and FP8/MXFP8/NVFP4 recipes on H100, B200, GB200."""
+    from calibration import reports
+    _emit(reports.fp8(band), format)
+
+
+@validate_app.command("schedules")
+def schedules(format: Format = typer.Option(Format.table, "--format"), band: bool = _BAND) -> None:
+    """TorchTitan's 405B with 1F1B and interleaved 1F1B (the analytic rows are tests)."""
+    from calibration import reports
+    _emit(reports.schedules(band), format)
+
+
+@validate_app.command("dense")
+def dense(format: Format = typer.Option(Format.table, "--format"), band: bool = _BAND) -> None:
+    """Megatron-LM's H100 weak-scaling table, its Llama 3 FP8 table, AutoModel FSDP2."""
+    from calibration import reports
+    _emit(reports.dense(band), format)
+
+
+def _emit(report: tuple, format: Format) -> None:
+    data, text = report
+    emit(data, format, text)
 
 
 def register(app: typer.Typer) -> None:

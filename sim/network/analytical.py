@@ -112,6 +112,9 @@ class AnalyticalNetwork:
             self.layout.nic_bw_per_gpu / self.layout.oversubscription)
         return curve_time(curve, nbytes, bw * self.bw_scale)
 
+    def set_simulated_ranks(self, ranks) -> None:
+        """No link sharing in the closed form, so which ranks are simulated changes nothing."""
+
     # SimPy processes: the analytical model just holds for the closed-form time.
     def collective(self, env: simpy.Environment, op: Collective) -> Generator:
         yield env.timeout(self.collective_time(op.kind, op.bytes, op.group))

@@ -42,7 +42,6 @@ from sim.network.analytical import ClusterLayout
 from sim.network.collectives.tuner import Choice, Tuner
 from workloads.graph import Collective, CommGroup
 
-TUNER_KEYS = ("algo", "proto", "channels")
 # Relative tolerance of the max-min solver and of flow completion (sim/network/fabric.py):
 # a numerical-method setting, not a hardware number. 0 is exact progressive filling.
 TOLERANCE = 1e-2

@@ -40,7 +40,7 @@ from workloads.stage_ops import build_stage_ops, local_context
 from workloads.training import (
     ADAM_BYTES_PER_PARAM,
     TrainingOptions,
-    _p2p_bytes,
+    p2p_bytes,
     stage_params,
     unit_params,
 )
@@ -56,12 +56,6 @@ class LayerTimes:
     emb_bwd: float
     head_fwd: float
     head_bwd: float
-
-
-@dataclass(frozen=True)
-class Estimate:
-    iteration_time_s: float
-    memory_peak_gib: float
 
 
 class Estimator:
@@ -80,7 +74,7 @@ class Estimator:
 
     def _block(self, ops) -> float:
         # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
-        return sum(self.costs._op_time(op) for op in ops)
+        return sum(self.costs.uncached_time(op) for op in ops)
 
     def _layer_times(self, plan: ParallelPlan) -> LayerTimes:
         """Per-layer times of the plan's layer shape (the same ops the graph builder uses:
@@ -141,7 +135,7 @@ class Estimator:
         t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
-                                        _p2p_bytes(self.model, plan))
+                                        p2p_bytes(self.model, plan))
             t_pipe += 2 * (p * v - 1) * hop
         # Stage s finishes its last backward about s chunk-backwards before stage 0.
         tail = max(self._stage_tail(plan, s, bwd[s] / v, lt.bwd, per_stage[s] * m - fwd[s] / v,
@@ -211,7 +205,7 @@ class Estimator:
 
 
 def from_setup(setup) -> Estimator:
-    """An estimator for the cluster and model of a resolved scenario (sim.simulate.Setup)."""
+    """An estimator for the cluster and model of a resolved scenario (sim.setup.Setup)."""
     sc = setup.scenario
     compute = ComputeModel(setup.gpu, setup.profile, sc.sim.speed_scale)
     return Estimator(setup.model, setup.layout, compute, setup.options, setup.gpu.hbm_bytes,

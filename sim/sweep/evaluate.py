@@ -11,16 +11,15 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from hw_models import catalog, profile
 from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from sim import scenario as scenario_mod
-from sim.network import ClusterLayout
+from sim.setup import resolve_cluster, training_options
 from sim.simulate import simulate
 from sim.sweep import plans
 from sim.sweep.estimate import Estimator
-from sim.training_config import plan_kwargs, precision_options
-from workloads import parallel, training
+from sim.training_config import plan_kwargs
+from workloads import parallel
 from workloads.model import model_flops, resolve
 
 Config = tuple[int, dict[str, Any], dict[str, Any] | None]
@@ -49,8 +48,8 @@ def reason_of(message: str) -> str:
 
 
 def scenario_for(base: dict[str, Any], axis: dict[str, Any], plan: dict[str, Any] | None) -> dict:
-    from sim.sweep.spec import _deep_copy, set_dotted
-    data = _deep_copy(base)
+    from sim.sweep.spec import deep_copy, set_dotted
+    data = deep_copy(base)
     for k, v in axis.items():
         set_dotted(data, k, v)
     for k, v in (plan or {}).items():
@@ -69,21 +68,14 @@ class _Context:
 
     def __init__(self, data: dict[str, Any]):
         self.scenario = sc = scenario_mod.parse(data, "sweep point")
-        system = catalog.system(sc.cluster.system)
-        w = sc.workload
-        prof = profile.load(sc.cluster.profile or system.default_profile)
-        net = sc.cluster.network
-        layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
-                               net.oversubscription)
-        grad_bytes = w.grad_reduce_bytes or (4 if w.precision in ("bf16", "fp8") else 2)
-        opts = training.TrainingOptions(attention=w.attention, grad_bytes=grad_bytes,
-                                        overlap_grad_reduce=w.overlap_grad_reduce,
-                                        **precision_options(w, system.gpu_spec))
-        self.system = system
-        compute = ComputeModel(system.gpu_spec, prof, sc.sim.speed_scale)
+        cl = resolve_cluster(sc)
+        system, w = cl.system, sc.workload
+        compute = ComputeModel(cl.gpu, cl.profile, sc.sim.speed_scale)
         model = resolve(w.model).with_seq_len(w.seq_len)
-        self.estimator = Estimator(model, layout, compute, opts, system.gpu_spec.hbm_bytes, prof)
-        self.world = layout.world_size
+        self.estimator = Estimator(model, cl.layout, compute, training_options(w, cl.gpu),
+                                   cl.gpu.hbm_bytes, cl.profile)
+        self.system = system
+        self.world = cl.layout.world_size
         self.price = getattr(system, "cost_per_gpu_hour_usd", None)
         self.peak = system.gpu_spec.peak_flops(w.precision)
 

@@ -114,7 +114,7 @@ class Sweep:
         scenario_mod.parse(self.base, f"{self.source}: base")
         for key, vals in self.axes.items():
             for v in vals:
-                data = _deep_copy(self.base)
+                data = deep_copy(self.base)
                 set_dotted(data, key, v)
                 try:
                     scenario_mod.Scenario(**data)
@@ -129,17 +129,17 @@ class Sweep:
                 for combo in itertools.product(*(self.axes[k] for k in keys))]
 
     def scenario_dict(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        data = _deep_copy(self.base)
+        data = deep_copy(self.base)
         for k, v in overrides.items():
             set_dotted(data, k, v)
         return data
 
 
-def _deep_copy(d: Any) -> Any:
+def deep_copy(d: Any) -> Any:
     if isinstance(d, dict):
-        return {k: _deep_copy(v) for k, v in d.items()}
+        return {k: deep_copy(v) for k, v in d.items()}
     if isinstance(d, list):
-        return [_deep_copy(v) for v in d]
+        return [deep_copy(v) for v in d]
     return d
 
 

@@ -147,7 +147,7 @@ def test_sweep_page_calls_the_sweep_engine_and_loads_plan(tmp_path):
 
 
 def test_collectives_page_uses_fabric_model_and_overlays_references():
-    from sim.cli.collective import sweep
+    from sim.network.nccl_tests import sweep
     at = open_page("Collectives")                   # dgx-a100, 1 node, 8 GPUs, all_reduce
     spec = at.get("plotly_chart")[0].proto.spec
     assert "measured: Azure A100-80GB 8 GPU" in spec and "measured: echo A100-40GB 8 GPU" in spec

@@ -30,6 +30,7 @@ def fitted(tmp_path_factory):
     return out, prof
 
 
+@pytest.mark.slow
 def test_fit_loads_and_predicts_its_own_gemms(fitted):
     out, path = fitted
     import pandas as pd
@@ -47,6 +48,7 @@ def test_fit_loads_and_predicts_its_own_gemms(fitted):
     assert "nvlink" in p.collectives
 
 
+@pytest.mark.slow
 def test_profile_for_another_device_is_refused(fitted):
     _, path = fitted
     r = _cli("predict-ops", "--system", "dgx-h100", "--model", "llama2-7b", "--tokens", "128",

@@ -38,6 +38,7 @@ def test_ddp_buckets_hold_every_gradient():
     assert buckets[0] == 4 * cl.CFG["vocab"] * cl.CFG["hidden"]   # first 1 MiB bucket: the head
 
 
+@pytest.mark.slow
 def test_closed_loop_quick_within_40pct():
     out = _load().closed_loop(quick=True, repeats=1)
     cpu = out["cpu_clock"]

@@ -8,6 +8,8 @@ from calibration.fit_fabric import sweep_errors
 from calibration.validate_nccl import reference_sweeps
 from hw_models.profile import load_builtin
 
+pytestmark = pytest.mark.slow   # runs in CI; `make test-fast` skips it
+
 SWEEPS = {s.name: s for s in reference_sweeps()}
 
 

@@ -1,1 +1,3 @@
-"""LLM serving: requests, paged KV cache, batching policies and the serving loop."""
+"""LLM serving as data: requests, the paged KV cache, the batching policies (pure functions
+of queue state) and the operations of one iteration. The loop that plays them in time is
+sim/serving."""

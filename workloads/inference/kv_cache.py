@@ -20,9 +20,6 @@ class PagedKVCache:
     def free(self) -> int:
         return self.capacity - self.used
 
-    def can_hold(self, req: Request, tokens: int) -> bool:
-        return self.blocks_for(tokens) - req.blocks <= self.free
-
     def grow(self, req: Request, tokens: int) -> bool:
         """Make ``req`` hold ``tokens`` tokens; False (nothing changed) if blocks run out."""
         extra = self.blocks_for(tokens) - req.blocks

@@ -12,6 +12,8 @@ dimension for the GEMMs). Per layer on one TP rank, with the shapes and helpers 
   (FlashDecoding / PagedAttention kernels stream the KV bytes once);
 - the KV write of the new tokens, norms, activation, two TP all-reduces.
 Pipeline stages are Blocks on their first TP rank, joined by activation send/recv.
+Pricing an iteration (and caching it by shape) is the simulator's part:
+``sim/serving/iteration.py``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sim.costs import OpCosts
-from sim.engine import Engine
+from hw_models.dtypes import DTYPE_BYTES
 from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
-from workloads.layers import LayerContext, _act_bytes, _shapes, mem, tp_comm
+from workloads.layers import LayerContext, activation_bytes, layer_gemm_shapes, mem, tp_comm
 from workloads.model import ModelSpec
 
-WEIGHT_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
 # Precision of the attention kernels for a serving precision. FP8 serving quantizes the
 # linear layers (weights, GEMM inputs); the fused context attention stays 16-bit: in
 # TensorRT-LLM v0.5 (the release of the validation table) FP8 covered the GEMMs and the
@@ -59,22 +59,16 @@ def bucketed(s: Shape) -> Shape:
                  s.decode_seqs, bucket(s.decode_kv), s.logits)
 
 
-class IterationModel:
-    """Iteration time of one replica (tp x pp GPUs) for a batch Shape, via the engine."""
+class IterationOps:
+    """The operations of one serving iteration of one replica (tp x pp GPUs) for a batch
+    Shape, and the replica's memory per GPU (weights, KV bytes per token)."""
 
-    def __init__(self, model: ModelSpec, tp: int, pp: int, precision: str, compute, network,
+    def __init__(self, model: ModelSpec, tp: int, pp: int, precision: str,
                  kv_bytes: int | None = None):
         self.model, self.tp, self.pp, self.precision = model, tp, pp, precision
-        self.compute, self.network = compute, network
-        self.w_bytes = WEIGHT_BYTES[precision]
+        self.w_bytes = DTYPE_BYTES[precision]
         self.kv_bytes = kv_bytes or self.w_bytes
         self.group = CommGroup(tuple(range(tp)), "tp")
-        self._cache: dict[Shape, float] = {}
-        self._parts: dict[tuple, float] = {}
-        # Ops here are fresh objects each call and their costs are memoised by shape in
-        # _part, so OpCosts' per-object memo would only grow: it is bypassed.
-        self._costs = _Uncached(compute, network)
-        self.evaluations = 0
 
     def kv_bytes_per_token(self) -> float:
         """K and V of one token on one GPU: 2 x layers/pp x kv_heads/tp x head_dim x bytes."""
@@ -84,35 +78,6 @@ class IterationModel:
 
     def weight_bytes_per_gpu(self) -> float:
         return self.model.params * self.w_bytes / (self.tp * self.pp)
-
-    def time(self, shape: Shape) -> float:
-        """Seconds of one iteration. Equals playing ``build(shape)`` on the engine (a
-        test checks it) but sums cached per-part costs, because a serving run has
-        ~10^4 distinct batch shapes: the layer's token-count-dependent kernels (GEMMs,
-        norms, TP all-reduces) depend on T only; the two attention kernels on their
-        own few numbers; stages run one after another with activation transfers."""
-        key = bucketed(shape)
-        t = self._cache.get(key)
-        if t is None:
-            t = self._cache[key] = self._compose(key)
-        return t
-
-    def _compose(self, s: Shape) -> float:
-        self.evaluations += 1
-        T = s.prefill_tokens + s.decode_seqs
-        per_layer = self._part(("dense", T), lambda: self.dense_ops(T))
-        per_layer += self._costs.op_time(self.attention_ops(s)[0]) if s.prefill_tokens else 0.0
-        if s.decode_seqs:
-            per_layer += self._costs.op_time(self.attention_ops(s)[-1])
-        ends = self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
-        hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0
-        return self.model.layers * per_layer + ends + (self.pp - 1) * hop
-
-    def _part(self, key: tuple, ops) -> float:
-        t = self._parts.get(key)
-        if t is None:
-            t = self._parts[key] = sum(self._costs.op_time(o) for o in ops())
-        return t
 
     # ---- graph -------------------------------------------------------------------
     def _ctx(self, tokens: int) -> LayerContext:
@@ -128,7 +93,7 @@ class IterationModel:
         """The kernels of one layer whose cost depends only on the token count T."""
         m = self.model
         ctx = self._ctx(T)
-        g, e, d = _shapes(ctx), ctx.act_bytes, m.head_dim
+        g, e, d = layer_gemm_shapes(ctx), ctx.act_bytes, m.head_dim
         heads, kvh = ctx.local_heads, ctx.local_kv_heads
         norm = 2 * e * T * m.hidden
         ops: list = [mem(ctx, "norm", norm, "input_norm"), self._gemm(*g["qkv"], "qkv")]
@@ -138,7 +103,7 @@ class IterationModel:
         return ops + [self._gemm(*g["proj"], "attn_proj"), *tp_comm(ctx, "all_reduce", "tp_attn_out"),
                       mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add"),
                       mem(ctx, "norm", norm, "post_attn_norm"), self._gemm(*g["mlp_up"], "mlp_up"),
-                      mem(ctx, "elementwise", _act_bytes(ctx), "activation"),
+                      mem(ctx, "elementwise", activation_bytes(ctx), "activation"),
                       self._gemm(*g["mlp_down"], "mlp_down"), *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
                       mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add")]
 
@@ -204,16 +169,3 @@ class IterationModel:
                 prev = graph.add(rank, "comm", SendRecv("send", rank + self.tp, 2.0 * T * m.hidden, st + 1),
                                  deps=(blk,), category="pp")
         return graph
-
-    def run_graph(self, s: Shape) -> float:
-        """Play ``build(s)`` on the engine (the reference ``time`` must agree with)."""
-        graph = self.build(s)
-        rows = Engine(graph, OpCosts(self.compute, self.network), self.network).run()
-        return max(r.end for r in rows)
-
-
-class _Uncached(OpCosts):
-    """OpCosts without the per-object memo (for short-lived op objects)."""
-
-    def op_time(self, op) -> float:
-        return self._op_time(op)

@@ -4,14 +4,66 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hw_models.errors import ClusterSimError
-from sim.inference_config import Length, LengthDist, RequestsConfig
 
 TRACE_COLUMNS = ("arrival_s", "prompt_len", "output_len")
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LengthDist(_Cfg):
+    """lognormal: median and sigma (of log); uniform: low..high; zipf: a (>1), low, high."""
+    dist: Literal["lognormal", "uniform", "zipf"] = Field(description="length distribution")
+    median: float | None = Field(None, gt=0, description="lognormal: median length, tokens")
+    sigma: float = Field(1.0, gt=0, description="lognormal: sigma of the log")
+    low: int = Field(1, gt=0, description="shortest length, tokens")
+    high: int | None = Field(None, gt=0, description=(
+        "longest length, tokens (needed by uniform and zipf)"))
+    a: float = Field(1.5, gt=1, description="zipf: exponent (> 1)")
+
+    @model_validator(mode="after")
+    def _need(self) -> LengthDist:
+        if self.dist == "lognormal" and self.median is None:
+            raise ValueError("lognormal needs median")
+        if self.dist in ("uniform", "zipf") and self.high is None:
+            raise ValueError(f"{self.dist} needs high")
+        if self.high is not None and self.high < self.low:
+            raise ValueError(f"high {self.high} < low {self.low}")
+        return self
+
+
+Length = int | LengthDist
+
+
+class RequestsConfig(_Cfg):
+    count: int = Field(1000, gt=0, description="requests to generate")
+    arrival: Literal["burst", "poisson", "trace"] = Field("poisson", description=(
+        "burst (all at time 0), poisson (at rate_per_s) or trace (from a CSV)"))
+    rate_per_s: float = Field(5.0, gt=0, description="poisson: mean arrivals per second")
+    prompt_len: Length = Field(512, description="prompt tokens: a number or a distribution")
+    output_len: Length = Field(128, description="output tokens: a number or a distribution")
+    trace: str | None = Field(None, description=(
+        "trace: CSV with arrival_s, prompt_len, output_len"))
+    seed: int = Field(0, description="seed of the arrival and length draws")
+
+    @model_validator(mode="after")
+    def _positive(self) -> RequestsConfig:
+        for k in ("prompt_len", "output_len"):
+            v = getattr(self, k)
+            if isinstance(v, int) and v <= 0:
+                raise ValueError(f"{k} must be > 0")
+        if self.arrival == "trace" and not self.trace:
+            raise ValueError("arrival: trace needs requests.trace (a CSV with arrival_s, "
+                             "prompt_len, output_len)")
+        return self
 
 
 @dataclass(slots=True, eq=False)
@@ -29,7 +81,6 @@ class Request:
     first_token: float = float("nan")
     last_token: float = float("nan")
     finish: float = float("nan")
-    max_tbt: float = 0.0
     preemptions: int = 0
     replica: int = -1
     decode_replica: int = -1

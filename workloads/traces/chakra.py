@@ -30,7 +30,7 @@ from workloads.graph import (
 )
 from workloads.traces import chakra_schema as S
 from workloads.traces.chakra_read import read_rank
-from workloads.traces.kineto import ImportedTrace, Step, _kernel_summary
+from workloads.traces.kineto import ImportedTrace, Step, kernel_summary
 
 VERSION = "0.0.4"
 _COMM = {"all_reduce": "ALL_REDUCE", "reduce": "REDUCE", "all_gather": "ALL_GATHER",
@@ -185,7 +185,7 @@ def load(path: str | Path) -> ImportedTrace:
     out.steps.sort(key=lambda s: (s.name, s.rank))
     # Recorded step times survive the round trip; a graph without them has no measurement.
     out.measured = bool(out.steps) and all(s.measured_s == s.measured_s for s in out.steps)
-    out.kernels = _kernel_summary(graph)
+    out.kernels = kernel_summary(graph)
     return out
 
 

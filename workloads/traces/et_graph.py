@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from workloads.graph import Collective, Delay, ExecutionGraph
 from workloads.traces.et import EtFile, EtOp
 from workloads.traces.et_cost import kernels, tensors
-from workloads.traces.kineto import US, ImportedTrace, Step, _kernel_summary
+from workloads.traces.kineto import US, ImportedTrace, Step, kernel_summary
 
 STEP_PREFIX = "ProfilerStep#"
 
@@ -136,7 +136,7 @@ def build(files: list[tuple[int, EtFile]], world: int,
                                   if s.name[len(STEP_PREFIX):].isdigit() else 0, s.rank))
     if not out.steps:
         out.warnings.append("no ProfilerStep ops: the whole trace is one iteration")
-    out.kernels = _kernel_summary(graph)
+    out.kernels = kernel_summary(graph)
     return out
 
 

@@ -115,7 +115,7 @@ def load_files(files: list[Path]) -> ImportedTrace:
     out.steps.sort(key=lambda s: (_step_no(s.name), s.rank))
     if not out.steps:
         out.warnings.append("no ProfilerStep annotations: the whole trace is one iteration")
-    out.kernels = _kernel_summary(graph)
+    out.kernels = kernel_summary(graph)
     if unknown:
         top = ", ".join(n[:60] for n, _ in unknown.most_common(3))
         out.warnings.append(f"{sum(unknown.values())} kernels of unknown class (kept as 'other', "
@@ -277,7 +277,7 @@ def _emit(graph: ExecutionGraph, rank: int, rp: D.RankProtos, make_op) -> list[i
     return node_of
 
 
-def _kernel_summary(graph: ExecutionGraph) -> dict[str, dict]:
+def kernel_summary(graph: ExecutionGraph) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for n in graph.nodes:
         op = n.op

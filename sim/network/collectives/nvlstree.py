@@ -10,7 +10,7 @@ import math
 
 from sim.network.collectives.base import Algorithm, CollCtx, Plan, register
 from sim.network.collectives.nvls import available, nvls_flows
-from sim.network.collectives.tree import _edges
+from sim.network.collectives.tree import tree_edges
 
 
 def plan(ctx: CollCtx) -> Plan:
@@ -21,7 +21,7 @@ def plan(ctx: CollCtx) -> Plan:
     for j in range(k):
         heads = [d[j % len(d)] for d in ctx.domains]
         for t in (0, 1):
-            for p, ch in _edges(ctx.n_domains, t):
+            for p, ch in tree_edges(ctx.n_domains, t):
                 part = ctx.nbytes / (2 * k)
                 flows += [(ctx.v(heads[ch]), ctx.v(heads[p]), part, 2 * j + t),
                           (ctx.v(heads[p]), ctx.v(heads[ch]), part, 2 * j + t)]

@@ -28,13 +28,13 @@ def _btree_parent(m: int, r: int) -> int:
     return r ^ bit if up >= m else up
 
 
-def _edges(m: int, tree: int) -> list[tuple[int, int]]:
+def tree_edges(m: int, tree: int) -> list[tuple[int, int]]:
     """(parent, child) domain indices of tree 0 or 1 of NCCL's double binary tree."""
     if tree == 0:
         return [(_btree_parent(m, r), r) for r in range(1, m)]
     if m % 2:                                # odd: the first tree shifted by one
-        return [((p + 1) % m, (c + 1) % m) for p, c in _edges(m, 0)]
-    return [(m - 1 - p, m - 1 - c) for p, c in _edges(m, 0)]   # even: mirrored
+        return [((p + 1) % m, (c + 1) % m) for p, c in tree_edges(m, 0)]
+    return [(m - 1 - p, m - 1 - c) for p, c in tree_edges(m, 0)]   # even: mirrored
 
 
 def plan(ctx: CollCtx) -> Plan:
@@ -50,7 +50,7 @@ def plan(ctx: CollCtx) -> Plan:
             for a, b in zip(chain, chain[1:], strict=False):
                 flows += [(ctx.v(b), ctx.v(a), 2 * part, c), (ctx.v(a), ctx.v(b), 2 * part, c)]
         for t in (0, 1):
-            for p, ch in _edges(ctx.n_domains, t):
+            for p, ch in tree_edges(ctx.n_domains, t):
                 flows += [(ctx.v(heads[ch]), ctx.v(heads[p]), part, 2 * c + t),
                           (ctx.v(heads[p]), ctx.v(heads[ch]), part, 2 * c + t)]
     return [flows]

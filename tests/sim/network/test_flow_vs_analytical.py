@@ -14,7 +14,7 @@ from hw_models import catalog
 from hw_models.profile import load_builtin
 from sim.network.analytical import AnalyticalNetwork, ClusterLayout
 from sim.network.collectives.base import get
-from sim.network.collectives.tree import _edges
+from sim.network.collectives.tree import tree_edges
 from sim.network.flow import FlowNetwork
 from workloads.graph import CommGroup
 
@@ -55,7 +55,7 @@ def test_double_tree_is_two_spanning_trees_inner_in_one(m):
     children; for an even count no domain is inner in both trees."""
     inner = []
     for t in (0, 1):
-        e = _edges(m, t)
+        e = tree_edges(m, t)
         children = [c for _, c in e]
         assert len(children) == len(set(children)) == m - 1
         assert max(np.bincount([p for p, _ in e])) <= 2

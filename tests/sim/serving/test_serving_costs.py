@@ -5,7 +5,8 @@ import pytest
 from hw_models import catalog, profile
 from hw_models.compute import ComputeModel
 from sim.network import AnalyticalNetwork, ClusterLayout
-from workloads.inference.ops import IterationModel, Shape, bucketed
+from sim.serving.iteration import IterationModel
+from workloads.inference.ops import Shape, bucketed
 from workloads.model import resolve
 
 

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from sim.replay import replay
 from sim.whatif import WhatIf
+from tests.paths import TRACES
+from tests.sim.test_replay import model_slope
 from workloads.traces import kineto
 from workloads.traces.classify import classify
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_replay import _slope  # noqa: E402
-
-TRACE = Path(__file__).parent.parent / "data" / "traces" / "h100_gpt_1p3b_s4k.json.gz"
+TRACE = TRACES / "h100_gpt_1p3b_s4k.json.gz"
 # Step time of the same configuration timed with CUDA events, profiler off (gpu_step.py).
 CUDA_EVENT_STEP_S = 0.0936
 
@@ -118,7 +115,7 @@ def test_kernel_time_per_step_by_hand(trace, raw):
 def test_h100_to_a100_slows_gemms_by_model_ratio(h100_to_a100):
     r = h100_to_a100
     ratio = r.whatif.kernels["gemm"] / r.replayed.kernels["gemm"]
-    bound = _slope("dgx-a100", "gemm") / _slope("dgx-h100", "gemm")   # ~2.9
+    bound = model_slope("dgx-a100", "gemm") / model_slope("dgx-h100", "gemm")   # ~2.9
     # Long GEMMs move by the peak x efficiency ratio; launch terms pull it slightly lower.
     assert 0.97 * bound < ratio <= bound + 1e-9
     # GPU-paced: the step grows by the device's busy-time growth.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -29,7 +28,9 @@ from workloads.traces import chakra_schema as S
 from workloads.traces.formats import load_trace
 
 pytest.importorskip("google.protobuf")
-DATA = Path(__file__).parent.parent / "data" / "traces"
+from tests.paths import TRACES
+
+DATA = TRACES
 
 
 def _norm(op):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
@@ -12,11 +11,12 @@ from hw_models.profile import load_builtin
 from sim.network.analytical import bus_factor, curve_time
 from sim.replay import replay
 from sim.whatif import Recoster, WhatIf
+from tests.paths import SHARED_TRACES, TRACES
 from workloads.graph import Collective, CommGroup
 from workloads.traces import kineto
 
-DATA = Path(__file__).parent.parent / "data" / "traces"
-SHARED = Path("/work/shared/traces/v100_2rank_rank1.json.gz")
+DATA = TRACES
+SHARED = SHARED_TRACES / "v100_2rank_rank1.json.gz"
 TRACES = ["a100_simple_add_kineto.json.gz", "a100_alexnet_2streams.json.gz",
           "mi250_minitoy_train.json.gz", "a100_2rank_rank0_nccl.json.gz", "v100_1rank.json.gz",
           "cpu_gpt_1rank.json.gz", "cpu_gpt_1rank_with_et.json.gz", "cpu_gpt_2rank_gloo"]
@@ -33,7 +33,7 @@ def test_replay_reproduces_measured_iteration(name):
     assert abs(r.replay_error) < 0.03, (name, r.measured_iteration_s, r.replayed.iteration_s)
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="shared traces not mounted")
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/traces is not beside this checkout")
 def test_replay_v100_2rank_from_shared():
     r = replay(kineto.load(SHARED))
     assert abs(r.replay_error) < 0.03
@@ -70,7 +70,7 @@ def test_collective_timing_by_hand():
     assert shared == 0.0 and own == {0: 0.0, 1: 12.0}
 
 
-def _slope(sys_name: str, cls: str) -> float:
+def model_slope(sys_name: str, cls: str) -> float:
     """Seconds per unit of work of the compute model's asymptote, by hand from catalog and
     profile: GEMM 1/(peak*eff_max), memory-bound 1/(hbm*bw_eff)."""
     gpu = catalog.system(sys_name).gpu_spec
@@ -83,7 +83,7 @@ def _slope(sys_name: str, cls: str) -> float:
 @pytest.mark.parametrize("cls", ["gemm", "elementwise"])
 def test_faster_gpu_scales_long_kernels_by_model_ratio(cls):
     rec = Recoster(WhatIf("dgx-a100", "dgx-h100"), world=1)
-    ratio = _slope("dgx-h100", cls) / _slope("dgx-a100", cls)
+    ratio = model_slope("dgx-h100", cls) / model_slope("dgx-a100", cls)
     long_ = rec.compute(cls, 0.1)     # 100 ms: launch cost negligible
     assert long_ / 0.1 == pytest.approx(ratio, rel=1e-3)
     assert ratio < 1
@@ -113,7 +113,7 @@ def test_bandwidth_whatif_shrinks_exposed_comm(a100_nccl):
 def test_faster_gpu_lowers_gemm_busy_time(a100_nccl):
     r = replay(a100_nccl, WhatIf("dgx-a100", "dgx-h100"))
     ratio = r.whatif.breakdown["gemm_s"] / r.replayed.breakdown["gemm_s"]
-    bound = _slope("dgx-h100", "gemm") / _slope("dgx-a100", "gemm")
+    bound = model_slope("dgx-h100", "gemm") / model_slope("dgx-a100", "gemm")
     assert bound - 0.01 < ratio < 1.0   # never faster than the peak x efficiency ratio
 
 
@@ -141,6 +141,7 @@ def test_cpu_paced_traces_are_flagged(a100_nccl):
     assert cpu.whatif.iteration_s == cpu.replayed.iteration_s
 
 
+@pytest.mark.slow
 def test_gpu_paced_trace_is_not_cpu_bound():
     t = kineto.load(DATA / "v100_1rank.json.gz")
     r = replay(t, WhatIf("dgx-a100", "dgx-h100"))

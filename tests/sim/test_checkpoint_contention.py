@@ -30,7 +30,7 @@ def _scenario(network: str, mode: str = "async") -> scenario.Scenario:
 
 def _dp_wire(sc) -> float:
     """Bandwidth term (time alone minus NCCL latency) of every DP collective of the iteration."""
-    from sim.simulate import make_network, resolve_setup
+    from sim.setup import make_network, resolve_setup
     from workloads import training
     setup = resolve_setup(sc)
     net = make_network(setup)

@@ -1,10 +1,11 @@
 """Imports shared by the trace tests (each costs seconds; load once per session)."""
 
-from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent.parent / "data" / "traces"
+from tests.paths import TRACES
+
+DATA = TRACES
 
 
 @pytest.fixture(scope="session")

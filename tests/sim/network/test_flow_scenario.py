@@ -15,7 +15,7 @@ def test_flow_fidelity_without_network_keys_uses_the_catalog():
 
 
 def test_routing_and_tolerance_reach_the_flow_model():
-    from sim.simulate import make_network, resolve_setup
+    from sim.setup import make_network, resolve_setup
     sc = scenario.default(["sim.fidelity=flow",
                            "cluster.network.routing=spray", "cluster.network.tolerance=0"])
     net = make_network(resolve_setup(sc))

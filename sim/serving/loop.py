@@ -13,7 +13,8 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
-from workloads.inference.ops import IterationModel, Shape
+from sim.serving.iteration import IterationModel
+from workloads.inference.ops import Shape
 from workloads.inference.requests import Request
 from workloads.inference.schedulers import Batch, Replica, Scheduler
 

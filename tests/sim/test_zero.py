@@ -6,7 +6,8 @@ import pytest
 
 from hw_models.errors import InfeasiblePlanError
 from sim import scenario
-from sim.simulate import resolve_setup, simulate
+from sim.setup import resolve_setup
+from sim.simulate import simulate
 from sim.sweep import plans
 from sim.sweep.estimate import from_setup
 from workloads import memory, training

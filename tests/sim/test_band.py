@@ -6,8 +6,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from calibration.uncertainty import band_profiles
-from hw_models.profile import load_builtin
+from hw_models.profile import band_profiles, load_builtin
 from sim.cli.main import app
 from sim.simulate import simulate
 

@@ -91,7 +91,7 @@ def test_topologies_build_and_route():
 
 
 def test_cli_collective_rows_and_errors():
-    from sim.cli.collective import sweep
+    from sim.network.nccl_tests import sweep
     df = sweep("dgx-h100", 1, 8, "all_gather", None, None, 1024, 4096)
     assert list(df.size_bytes) == [1024, 2048, 4096]
     assert set(df.columns) >= {"time_us", "algbw_gb_s", "busbw_gb_s", "algo", "proto"}

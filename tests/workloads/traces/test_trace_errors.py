@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 from hw_models.errors import ClusterSimError
 from sim.replay import replay
+from tests.paths import TRACES
 from workloads.traces import kineto
 
-DATA = Path(__file__).parent.parent / "data" / "traces"
+DATA = TRACES
 SMALL = json.loads(gzip.open(DATA / "a100_simple_add_kineto.json.gz").read())
 
 

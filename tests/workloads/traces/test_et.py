@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from sim.replay import replay
 from sim.whatif import WhatIf
+from tests.paths import TRACES
 from workloads.graph import Collective, Compute
 from workloads.traces import et as ET
 from workloads.traces.formats import CHAKRA, EXEC_TRACE, KINETO, detect, load_trace
 
-DATA = Path(__file__).parent.parent / "data" / "traces"
+DATA = TRACES
 ET1 = DATA / "cpu_gpt_1rank_et.json.gz"
 K1 = DATA / "cpu_gpt_1rank_with_et.json.gz"
 GLOO_ET = DATA / "cpu_gpt_2rank_gloo_et"

@@ -1,6 +1,10 @@
 """Megatron-LM SC'21 Tables 1 and 2 (PTD-P): the acceptance bar of the core issue."""
 
+import pytest
+
 from calibration.validate_megatron import run, summary
+
+pytestmark = pytest.mark.slow   # runs in CI; `make test-fast` skips it
 
 
 def test_sc21_validation_table():

@@ -1,0 +1,105 @@
+"""The validation reports ``clustersim validate ...`` prints: each returns the data (for
+``--format json``) and the table of predicted vs published with the error of every row,
+bad rows included, and the summary line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+Report = tuple[dict[str, Any], str]
+
+
+def megatron_sc21(fidelity: str = "analytical") -> Report:
+    """Megatron-LM SC'21 Tables 1 and 2 (PTD-P): TFLOP/s per GPU."""
+    from calibration.validate_megatron import run, summary
+    df = run(fidelity)
+    s = summary(df)
+    text = df.fillna("").to_string(index=False) + (
+        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
+        f"{s['max_abs_error_pct']:.1f}%   rows over 20%: {s['rows_over_20pct']} of {s['rows']}")
+    return {"rows": df.to_dict("records"), "summary": s}, text
+
+
+def trtllm() -> Report:
+    """TensorRT-LLM first-token latency at batch 1 (H100 FP8, A100 FP16): ms."""
+    from calibration.validate_inference import run, summary
+    df = run()
+    s = summary(df)
+    text = df.to_string(index=False) + (
+        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
+        f"{s['max_abs_error_pct']:.1f}%   rows over 15%: {s['rows_over_15pct']} of {s['rows']}")
+    return {"rows": df.to_dict("records"), "summary": s}, text
+
+
+def korthikanti() -> Report:
+    """Korthikanti et al. Table 4: one 22B layer's forward/backward time, TP=8 on DGX A100."""
+    from calibration.validate_korthikanti import run, summary
+    df = run()
+    s = summary(df)
+    text = df.to_string(index=False) + (
+        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
+        f"{s['max_abs_error_pct']:.1f}% (forward, backward and combined of {s['rows']} rows)")
+    return {"rows": df.to_dict("records"), "summary": s}, text
+
+
+def nccl() -> Report:
+    """Predicted vs measured nccl-tests busbw per size, geomean |error| per sweep."""
+    from calibration import fit_p2p
+    from calibration.validate_nccl import summary, validate
+    rows = pd.concat([validate().assign(op="all_reduce"),
+                      fit_p2p.validate().assign(op="sendrecv", fitted=True)],
+                     ignore_index=True)
+    summ = summary(rows)
+    text = rows.to_string(index=False) + "\n\n" + summ.to_string(index=False)
+    return {"rows": rows, "summary": summ}, text
+
+
+def _modern(rows: list[dict[str, Any]], s: dict[str, Any], extra: str = "") -> str:
+    from calibration.validate_modern import table
+    med, mx = s["median_abs_error_pct"], s["max_abs_error_pct"]
+    return table(rows) + (
+        f"\n\n{s['compared']} rows compared, {s['skipped']} skipped, {s['errors']} errors; "
+        f"median |error| {'-' if med is None else f'{med:.1f}%'}   max |error| "
+        f"{'-' if mx is None else f'{mx:.1f}%'}   rows over 10%: {s['rows_over_10pct']}") + extra
+
+
+def long_context(band: bool = False) -> Report:
+    """NeMo long-sequence runs with context parallelism and TorchTitan CP sweeps."""
+    from calibration.validate_long_context import rows, summarize
+    result = rows(band)
+    s = summarize(result)
+    return {"rows": result, "summary": s}, _modern(result, s)
+
+
+def fp8(band: bool = False) -> Report:
+    """BF16/FP8 pairs and FP8/MXFP8/NVFP4 recipes on H100, B200, GB200."""
+    from calibration.validate_fp8 import pairs, rows, summarize
+    result = rows(band)
+    s = summarize(result)
+    pr = pairs(result)
+    h = s["h100"]
+    extra = (f"\nH100 rows: {h['compared']} compared, median |error| "
+             f"{h['median_abs_error_pct']:.1f}%\n\nFP8/BF16 speed-up (points = predicted - "
+             f"published):\n" + pd.DataFrame(pr).drop(columns="suite").to_string(index=False))
+    return {"rows": result, "pairs": pr, "summary": s}, _modern(result, s, extra)
+
+
+def schedules(band: bool = False) -> Report:
+    """TorchTitan's 405B with 1F1B and interleaved 1F1B (the analytic rows are tests)."""
+    from calibration.validate_schedules import rows, summarize
+    result = rows(band)
+    s = summarize(result)
+    r = s["ratio"]
+    extra = "" if r is None else (f"\ninterleaved / 1F1B throughput: predicted {r['predicted']}, "
+                                  f"published {r['published']} ({r['points']:+.1f} points)")
+    return {"rows": result, "summary": s}, _modern(result, s, extra)
+
+
+def dense(band: bool = False) -> Report:
+    """Megatron-LM's H100 weak-scaling table, its Llama 3 FP8 table, AutoModel FSDP2."""
+    from calibration.validate_dense import rows, summarize
+    result = rows(band)
+    s = summarize(result)
+    return {"rows": result, "summary": s}, _modern(result, s)

@@ -1,0 +1,66 @@
+"""The time of one serving iteration: its operations (workloads/inference/ops.py) priced by
+the compute and network models, and cached by batch shape."""
+
+from __future__ import annotations
+
+from sim.costs import OpCosts
+from sim.engine import Engine
+from workloads.inference.ops import IterationOps, Shape, bucketed
+from workloads.model import ModelSpec
+
+
+class IterationModel(IterationOps):
+    """Iteration time of one replica (tp x pp GPUs) for a batch Shape, via the engine."""
+
+    def __init__(self, model: ModelSpec, tp: int, pp: int, precision: str, compute, network,
+                 kv_bytes: int | None = None):
+        super().__init__(model, tp, pp, precision, kv_bytes)
+        self.compute, self.network = compute, network
+        self._cache: dict[Shape, float] = {}
+        self._parts: dict[tuple, float] = {}
+        # Ops here are fresh objects each call and their costs are memoised by shape in
+        # _part, so OpCosts' per-object memo would only grow: it is bypassed.
+        self._costs = _Uncached(compute, network)
+        self.evaluations = 0
+
+    def time(self, shape: Shape) -> float:
+        """Seconds of one iteration. Equals playing ``build(shape)`` on the engine (a
+        test checks it) but sums cached per-part costs, because a serving run has
+        ~10^4 distinct batch shapes: the layer's token-count-dependent kernels (GEMMs,
+        norms, TP all-reduces) depend on T only; the two attention kernels on their
+        own few numbers; stages run one after another with activation transfers."""
+        key = bucketed(shape)
+        t = self._cache.get(key)
+        if t is None:
+            t = self._cache[key] = self._compose(key)
+        return t
+
+    def _compose(self, s: Shape) -> float:
+        self.evaluations += 1
+        T = s.prefill_tokens + s.decode_seqs
+        per_layer = self._part(("dense", T), lambda: self.dense_ops(T))
+        per_layer += self._costs.op_time(self.attention_ops(s)[0]) if s.prefill_tokens else 0.0
+        if s.decode_seqs:
+            per_layer += self._costs.op_time(self.attention_ops(s)[-1])
+        ends = self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
+        hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0
+        return self.model.layers * per_layer + ends + (self.pp - 1) * hop
+
+    def _part(self, key: tuple, ops) -> float:
+        t = self._parts.get(key)
+        if t is None:
+            t = self._parts[key] = sum(self._costs.op_time(o) for o in ops())
+        return t
+
+    def run_graph(self, s: Shape) -> float:
+        """Play ``build(s)`` on the engine (the reference ``time`` must agree with)."""
+        graph = self.build(s)
+        rows = Engine(graph, OpCosts(self.compute, self.network), self.network).run()
+        return max(r.end for r in rows)
+
+
+class _Uncached(OpCosts):
+    """OpCosts without the per-object memo (for short-lived op objects)."""
+
+    def op_time(self, op) -> float:
+        return self.uncached_time(op)

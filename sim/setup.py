@@ -1,0 +1,130 @@
+"""From a scenario to a run: resolve the three inputs, build network + costs + engine, play.
+
+Every caller that simulates a scenario goes through here (``simulate``, its uncertainty
+band, the checkpoint-contention replay, the sweep's closed form and DES, serving), so the
+cluster, the profile and the network model are resolved the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hw_models import catalog, profile
+from hw_models.catalog import GPUSpec, SystemSpec
+from hw_models.compute import ComputeModel
+from hw_models.profile import Profile
+from sim.costs import OpCosts
+from sim.engine import Engine
+from sim.network import AnalyticalNetwork, ClusterLayout, Network
+from sim.scenario import Scenario, TrainingWorkload
+from sim.training_config import offload_options, plan_kwargs, precision_options
+from workloads import parallel, training
+from workloads.graph import ExecutionGraph
+from workloads.model import ModelSpec, resolve
+from workloads.offload import OffloadOptions
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What the scenario runs on: the system, its GPU, the profile, the rank layout."""
+    system: SystemSpec
+    gpu: GPUSpec
+    profile: Profile
+    layout: ClusterLayout
+
+
+def resolve_cluster(sc: Scenario) -> Cluster:
+    system = catalog.system(sc.cluster.system)
+    prof = profile.load(sc.cluster.profile or system.default_profile)
+    net = sc.cluster.network
+    layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
+                           net.oversubscription)
+    return Cluster(system, system.gpu_spec, prof, layout)
+
+
+def training_options(w: TrainingWorkload, gpu: GPUSpec,
+                     offload: OffloadOptions | None = None) -> training.TrainingOptions:
+    """Gradient reduction in fp32 for bf16 training (Megatron's default) and for FP8
+    recipes (FP8 is only the GEMM inputs), else 16-bit; the FP8 recipe (checked against
+    the GPU's dtypes) and host offload (sim/training_config.py)."""
+    grad_bytes = w.grad_reduce_bytes or (4 if w.precision in ("bf16", "fp8") else 2)
+    return training.TrainingOptions(attention=w.attention, grad_bytes=grad_bytes,
+                                    overlap_grad_reduce=w.overlap_grad_reduce,
+                                    offload=offload or OffloadOptions(),
+                                    **precision_options(w, gpu))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything resolved from a training scenario: the three inputs and the cost models."""
+    scenario: Scenario
+    system: SystemSpec
+    gpu: GPUSpec
+    profile: Profile
+    model: ModelSpec
+    plan: parallel.ParallelPlan
+    layout: ClusterLayout
+    options: training.TrainingOptions
+
+
+def resolve_setup(sc: Scenario) -> Setup:
+    cl = resolve_cluster(sc)
+    w: TrainingWorkload = sc.workload
+    model = resolve(w.model).with_seq_len(w.seq_len)
+    world = sc.cluster.nodes * cl.system.gpus_per_node
+    p = w.parallel
+    dp = p.dp or parallel.derive_dp(world, p.tp, p.pp, p.cp)
+    plan = parallel.ParallelPlan(
+        tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
+        vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
+        recompute=w.recompute,
+        pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None,
+        **plan_kwargs(p, cl.system.gpus_per_node))
+    parallel.validate(plan, model, world)
+    offload = offload_options(w, cl.system, model, plan, w.attention == "flash")
+    return Setup(sc, cl.system, cl.gpu, cl.profile, model, plan, cl.layout,
+                 training_options(w, cl.gpu, offload))
+
+
+def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0) -> Network:
+    """The scenario's network model at its fidelity, priced with ``prof`` (default: the
+    scenario's profile)."""
+    prof = prof or setup.profile
+    if setup.scenario.sim.fidelity == "flow":
+        from sim.network.flow import FlowNetwork
+        # Unset keys must fall back to the system's catalog values, so None is not passed.
+        cfg = setup.scenario.cluster.network.model_dump(exclude_none=True)
+        return FlowNetwork(setup.layout, prof, cfg)
+    return AnalyticalNetwork(setup.layout, prof, bw_scale)
+
+
+def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = None,
+                 network: Network | None = None) -> Engine:
+    """An engine ready to play ``graph``: compute priced by the GPU model with ``prof``,
+    transfers by ``network`` (default: a fresh ``make_network``), which learns the graph's
+    simulated ranks."""
+    prof = prof or setup.profile
+    network = network or make_network(setup, prof)
+    network.set_simulated_ranks(graph.simulated_ranks)
+    costs = OpCosts(ComputeModel(setup.gpu, prof, setup.scenario.sim.speed_scale), network,
+                    host_bw(setup.system))
+    return Engine(graph, costs, network)
+
+
+def host_bw(system: SystemSpec) -> float:
+    """Bytes/s of one GPU's host link (catalog); OpCosts' PCIe Gen4 default without one."""
+    return system.host_link_gb_s * 1e9 if system.host_link_gb_s else 25e9
+
+
+def system_network(system: SystemSpec, gpus: int, prof: Profile,
+                   bw_scale: float = 1.0) -> AnalyticalNetwork:
+    """The closed-form network of enough whole nodes of ``system`` for ``gpus`` ranks, at the
+    catalog's NIC speed (trace replay prices a trace's collectives on it)."""
+    nodes = max(1, math.ceil(gpus / system.gpus_per_node))
+    return AnalyticalNetwork(ClusterLayout(system, nodes, system.nic_gbps), prof, bw_scale)
+
+
+def play(setup: Setup, graph: ExecutionGraph, prof: Profile | None = None) -> float:
+    """Seconds from the first node's start to the last node's end of ``graph``."""
+    return max(r.end for r in build_engine(setup, graph, prof).run())
