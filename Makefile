@@ -35,6 +35,10 @@ validate: venv
 	$(BIN)/clustersim validate korthikanti
 	$(BIN)/clustersim validate trtllm
 	$(BIN)/clustersim validate nccl
+	$(BIN)/clustersim validate long-context
+	$(BIN)/clustersim validate fp8
+	$(BIN)/clustersim validate schedules
+	$(BIN)/clustersim validate dense
 
 lint: venv
 	$(BIN)/ruff check sim hw_models workloads calibration app tests benchmarks
