@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from workloads import fp8 as fp8_mod
 from workloads.cp import ContextParallel
-from workloads.graph import Collective, CommGroup, Compute, Overlap
+from workloads.graph import Block, Collective, CommGroup, Compute, Overlap
 from workloads.layers import (
     LayerContext,
     embedding_backward,
@@ -102,3 +102,20 @@ def local_context(model, plan, dtype: str, tp_group: CommGroup, attention) -> La
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
     return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention)
+
+
+def _is_ep(op) -> bool:
+    return isinstance(op, Collective) and op.group.dim == "ep"
+
+
+def pair_block(fwd: Block, bwd: Block) -> Block | None:
+    """DualPipe's overlapped forward&backward of two microbatches as one block: the
+    expert-parallel all-to-alls of both chunks (dispatch, combine) run beside the pair's
+    compute, one transfer per step (DeepSeek-V3 section 3.2.1). None when the chunks have
+    no EP communication to hide (dense models: the pair stays two nodes)."""
+    ops = fwd.ops + bwd.ops
+    ep = tuple(o for o in ops if _is_ep(o))
+    if not ep:
+        return None
+    rest = tuple(o for o in ops if not _is_ep(o))
+    return Block((Overlap(rest, ep, len(ep), "dualpipe_pair"),), f"{fwd.name}+{bwd.name}")

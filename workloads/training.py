@@ -40,7 +40,7 @@ from workloads.model import ModelSpec
 from workloads.offload import ActivationOffload, OffloadOptions, optimizer_on_host
 from workloads.parallel import ParallelPlan
 from workloads.pipeline import SPLIT_BACKWARD, Pipeline
-from workloads.stage_ops import StageOps, build_stage_ops, local_context
+from workloads.stage_ops import StageOps, build_stage_ops, local_context, pair_block
 
 # Mixed-precision Adam step (Megatron-LM fused Adam, fp32 master weights): reads master
 # weight, fp32 grad, m, v (16 B) and writes master, m, v and the 16-bit copy (14 B), plus
@@ -162,40 +162,69 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
 
 def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv, model: ModelSpec,
                  opts: TrainingOptions) -> None:
-    m = plan.microbatches
-    split = plan.grad_dp > 1 and plan.effective_schedule not in SPLIT_BACKWARD
     z3 = Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.grad_dp > 1 else None
     pairs = set(st.pipe.pairs(st.index))
     offload = ActivationOffload(g, st, opts.offload)
+    merged = set()
     for k, (mb, c, step) in enumerate(steps):
+        if k in merged:
+            continue
         deps = [recv.get((st.index, mb, c, step)), offload.before(mb, c, step)]
         if step in ("B", "I") and st.pipe.is_last(st.index, c):
             deps.append(st.node[(mb, c, "F")])     # loss gradient starts from the forward
         if k in pairs:      # an overlapped F&B pair starts when both inputs are there
             nmb, nc, nstep = steps[k + 1]
             deps.append(recv.get((st.index, nmb, nc, nstep)))
+            if _merge_pair(g, st, steps, k, deps, offload):
+                merged.add(k + 1)
+                continue
         if z3 is not None:
             nxt = steps[k + 1] if k + 1 < len(steps) else None
             st.node[(mb, c, step)] = z3.add_pass(mb, c, step, deps, nxt)
-        elif step == "F":
-            st.node[(mb, c, "F")] = g.add(st.rank, "compute", st.fwd[c], deps, "compute",
-                                         f"F{mb}_c{c}", mb=mb, chunk=c)
-        elif step in ("I", "W"):
-            block = st.inp[c] if step == "I" else st.w[c]
-            st.node[(mb, c, step)] = g.add(st.rank, "compute", block, deps, "compute",
-                                          f"{step}{mb}_c{c}", mb=mb, chunk=c)
-        elif split and (mb == m - 1 or plan.zero == 2):
-            st.node[(mb, c, "B")] = _split_backward(g, plan, st, mb, c, deps)
-            if plan.zero == 2:
-                _zero2_reduce_scatter(g, model, plan, opts, st, mb, c)
         else:
-            st.node[(mb, c, "B")] = g.add(st.rank, "compute", st.bwd[c], deps, "compute",
-                                         f"B{mb}_c{c}", mb=mb, chunk=c)
+            st.node[(mb, c, step)] = _add_step(g, plan, model, opts, st, mb, c, step, deps)
         offload.after(st.node[(mb, c, step)], mb, c, step)
         if k - 1 in pairs:
             g.meta["overlap_pairs"].append((st.node[steps[k - 1]], st.node[(mb, c, step)]))
     if plan.effective_schedule in SPLIT_BACKWARD:
         _weights_ready(st, steps)
+
+
+def _add_step(g, plan: ParallelPlan, model, opts, st: _Stage, mb: int, c: int, step: str,
+              deps) -> int:
+    """The node of one (microbatch, chunk, pass); the last microbatch's backward per layer
+    when DP gradient buckets overlap it (and every backward under ZeRO-2)."""
+    split = plan.grad_dp > 1 and plan.effective_schedule not in SPLIT_BACKWARD
+    if step == "F":
+        return g.add(st.rank, "compute", st.fwd[c], deps, "compute", f"F{mb}_c{c}", mb=mb, chunk=c)
+    if step in ("I", "W"):
+        block = st.inp[c] if step == "I" else st.w[c]
+        return g.add(st.rank, "compute", block, deps, "compute", f"{step}{mb}_c{c}", mb=mb, chunk=c)
+    if split and (mb == plan.microbatches - 1 or plan.zero == 2):
+        node = _split_backward(g, plan, st, mb, c, deps)
+        if plan.zero == 2:
+            _zero2_reduce_scatter(g, model, plan, opts, st, mb, c)
+        return node
+    return g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
+
+
+def _merge_pair(g, st: _Stage, steps, k: int, deps: list, offload) -> bool:
+    """An F&B pair with EP communication becomes one node (stage_ops.pair_block), so each
+    chunk's all-to-alls hide behind the other's compute; both steps map to it."""
+    (mb, c, _), (bmb, bc, bstep) = steps[k], steps[k + 1]
+    block = pair_block(st.fwd[c], st.bwd[bc] if bstep == "B" else st.inp[bc])
+    if block is None:
+        return False
+    if st.pipe.is_last(st.index, bc):
+        deps.append(st.node[(bmb, bc, "F")])
+    deps.append(offload.before(bmb, bc, bstep))
+    node = g.add(st.rank, "compute", block, deps, "compute", f"F{mb}_c{c}+{bstep}{bmb}_c{bc}",
+                 mb=mb, chunk=c)
+    st.node[(mb, c, "F")] = st.node[(bmb, bc, bstep)] = node
+    offload.after(node, mb, c, "F")
+    offload.after(node, bmb, bc, bstep)
+    g.meta["overlap_pairs"].append((node, node))
+    return True
 
 
 def _weights_ready(st: _Stage, steps) -> None:

@@ -123,3 +123,31 @@ def test_dualpipe_pairs_are_exposed_for_overlap():
     for f, b in pairs:
         assert g.nodes[f].name.startswith("F") and g.nodes[b].name[0] in "BI"
         assert g.nodes[f].meta["mb"] != g.nodes[b].meta["mb"]
+
+
+def test_dualpipe_pairs_hide_expert_all_to_alls(monkeypatch):
+    """Chunks with EP all-to-alls: each F&B pair becomes one node whose all-to-alls run
+    beside the pair's compute (graph.Overlap, one transfer per step)."""
+    from dataclasses import replace
+
+    from workloads import stage_ops
+    from workloads.graph import Collective, CommGroup, Overlap
+    a2a = Collective("all_to_all", 1e6, CommGroup((0, 1), "ep"), name="ep_dispatch")
+    real = stage_ops.build_stage_ops
+
+    def with_ep(*args, **kw):
+        ops = real(*args, **kw)
+        return replace(ops, fwd=ops.fwd + (a2a,), bwd=ops.bwd + (a2a, a2a))
+    monkeypatch.setattr(training, "build_stage_ops", with_ep)
+    plan = ParallelPlan(tp=1, pp=4, dp=1, micro_batch=1, global_batch=16, schedule="dualpipe")
+    g = training.build(model(8), plan, training.TrainingOptions())
+    pairs = g.meta["overlap_pairs"]
+    assert pairs and all(f == b for f, b in pairs)
+    block = g.nodes[pairs[0][0]].op
+    (ov,) = block.ops
+    per_layer = 1 + 2                      # the pair's forward and full backward of one layer
+    layers = model(8).layers // 4
+    assert isinstance(ov, Overlap) and len(ov.hidden) == ov.steps == per_layer * layers
+    assert not any(isinstance(o, Collective) and o.group.dim == "ep" for o in ov.main)
+    rows = Engine(g, PassCosts(1, 1, 1), FreeNetwork()).run()     # still plays to the end
+    assert rows
