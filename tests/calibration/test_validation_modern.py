@@ -52,3 +52,14 @@ MLM_FP8 = [c for c in validate_dense.cases() if c.name.startswith("Megatron FP8"
 def test_megatron_llama_fp8_within_10pct(case):
     row = run([case])[0]
     assert abs(row["error_pct"]) <= 10, row
+
+
+def test_validate_dense_command_prints_rows_and_summary():
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "sim.cli.main", "validate", "dense", "--format",
+                          "json"], capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout)
+    assert data["summary"]["compared"] == len(data["rows"]) == 13
+    assert all(KEYS <= r.keys() for r in data["rows"])
