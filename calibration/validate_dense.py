@@ -6,8 +6,9 @@ Llama 3 70B row (step time).
 Configuration as published; where silent: the weak-scaling GPT models are Megatron's
 GPT (FFN 4h, GELU, LayerNorm, biases, learned positions, tied embeddings) at BF16
 (the table's MFU is against the BF16 peak), micro batch 1, no recompute, no interleaving,
-distributed optimizer, sequence parallelism and TP overlap (the README lists
---overlap-grad-reduce, --overlap-param-gather, --tp-comm-overlap). Megatron's FP8 rows:
+distributed optimizer, sequence parallelism, TP overlap and the parameter all-gather
+beside the next forward (the README lists --overlap-grad-reduce, --overlap-param-gather,
+--tp-comm-overlap). Megatron's FP8 rows:
 TE delayed scaling ("hybrid format"). AutoModel: FSDP2 over 32 x CP 2 (zero 3), full
 activation checkpointing (assumed).
 """
@@ -40,7 +41,7 @@ def _weak(r) -> Case:
         return Case(SUITE, name, "tflops_per_gpu", num(r.model_tflops_per_gpu),
                     skip=f"{layers} layers on pp={pp}: the split is not published")
     sc = training(f"dense-{r.Index}", "dgx-h100", int(r.num_gpus), model, int(r.seq_len),
-                  int(r.global_batch_seqs), par)
+                  int(r.global_batch_seqs), par, overlap_param_gather=True)
     return Case(SUITE, name, "tflops_per_gpu", num(r.model_tflops_per_gpu), sc,
                 "bf16, mb 1, no recompute, no vpp (not published)")
 

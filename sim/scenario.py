@@ -112,6 +112,9 @@ class TrainingWorkload(_Cfg):
         "attention kernel: flash (fused, no score matrix stored) or unfused"))
     overlap_grad_reduce: bool = Field(True, description=(
         "overlap the data-parallel gradient reduction with the backward pass"))
+    overlap_param_gather: bool = Field(False, description=(
+        "ZeRO-1/2: the parameter all-gather runs beside the next iteration's first forward, "
+        "layer by layer (Megatron-LM --overlap-param-gather)"))
     grad_reduce_bytes: Literal[2, 4] | None = Field(None, description=(
         "bytes per gradient element in the data-parallel reduction; unset: 4 for bf16 "
         "and fp8 (fp32 main grads), else 2"))

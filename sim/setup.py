@@ -51,6 +51,7 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec,
     grad_bytes = w.grad_reduce_bytes or (4 if w.precision in ("bf16", "fp8") else 2)
     return training.TrainingOptions(attention=w.attention, grad_bytes=grad_bytes,
                                     overlap_grad_reduce=w.overlap_grad_reduce,
+                                    overlap_param_gather=w.overlap_param_gather,
                                     offload=offload or OffloadOptions(),
                                     **precision_options(w, gpu))
 

@@ -58,6 +58,7 @@ class TrainingOptions:
     param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers (fp8 params: 1)
     fp8_recipe: str | None = None       # workloads/fp8.py; None: GEMMs in ``dtype``
     offload: OffloadOptions = OffloadOptions()   # workloads/offload.py
+    overlap_param_gather: bool = False  # ZeRO-1/2 parameter all-gather beside the next forward
 
 
 @dataclass
@@ -69,6 +70,7 @@ class _Stage:
     pipe: Pipeline
     ops: StageOps
     w: list[Block] = field(default_factory=list)       # per chunk: weight-gradient pass
+    gathered: set = field(default_factory=set)         # chunks whose parameter gather is placed
     inp: list[Block] = field(default_factory=list)     # per chunk: input-gradient pass
     fwd: list[Block] = field(default_factory=list)     # per chunk
     bwd: list[Block] = field(default_factory=list)     # per chunk
@@ -196,7 +198,9 @@ def _add_step(g, plan: ParallelPlan, model, opts, st: _Stage, mb: int, c: int, s
     when DP gradient buckets overlap it (and every backward under ZeRO-2)."""
     split = plan.grad_dp > 1 and plan.effective_schedule not in SPLIT_BACKWARD
     if step == "F":
-        return g.add(st.rank, "compute", st.fwd[c], deps, "compute", f"F{mb}_c{c}", mb=mb, chunk=c)
+        node = _gathered_forward(g, plan, model, opts, st, mb, c, deps)
+        return node if node is not None else g.add(
+            st.rank, "compute", st.fwd[c], deps, "compute", f"F{mb}_c{c}", mb=mb, chunk=c)
     if step in ("I", "W"):
         block = st.inp[c] if step == "I" else st.w[c]
         return g.add(st.rank, "compute", block, deps, "compute", f"{step}{mb}_c{c}", mb=mb, chunk=c)
@@ -206,6 +210,33 @@ def _add_step(g, plan: ParallelPlan, model, opts, st: _Stage, mb: int, c: int, s
             _zero2_reduce_scatter(g, model, plan, opts, st, mb, c)
         return node
     return g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
+
+
+def _gathered_forward(g, plan: ParallelPlan, model, opts: TrainingOptions, st: _Stage, mb: int,
+                      c: int, deps) -> int | None:
+    """With ``overlap_param_gather`` (Megatron-LM's --overlap-param-gather) the parameter
+    all-gather after one iteration's optimizer step overlaps the next iteration's first
+    forward: each layer of a chunk's first forward waits for its own layer's gather, all
+    gathers queued on the DP channel from the start (so a later stage uses the time it
+    waits for its first activation). One node per layer; None when not applicable."""
+    if not (opts.overlap_param_gather and plan.zero in (1, 2) and plan.grad_dp > 1) \
+            or c in st.gathered or st.pipe.chunk_layers(st.index, c) == 0:
+        return None
+    st.gathered.add(c)
+    group = CommGroup(plan.dp_group(st.index), "dp")
+    units = unit_params(model, plan, st.index, c)
+    ops, n = st.ops, len(units)
+    node = None
+    for i, n_params in enumerate(units):
+        op = Collective("all_gather", n_params * opts.param_bytes, group, seq=-(c * 10**4 + i) - 1,
+                        name="param_all_gather")
+        gather = g.add(st.rank, "dp", op, (), "dp", f"param_gather_c{c}_l{i}", chunk=c)
+        block = Block((ops.emb_fwd if i == 0 and st.pipe.is_first(st.index, c) else ()) + ops.fwd
+                      + (ops.head_fwd if i == n - 1 and st.pipe.is_last(st.index, c) else ()),
+                      f"fwd_layer_c{c}")
+        node = g.add(st.rank, "compute", block, [*(deps if i == 0 else ()), gather], "compute",
+                     f"F{mb}_c{c}_l{i}", mb=mb, chunk=c)
+    return node
 
 
 def _merge_pair(g, st: _Stage, steps, k: int, deps: list, offload) -> bool:
@@ -352,7 +383,7 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
     else:
         opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
         step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
-    if plan.zero in (1, 2) and plan.grad_dp > 1:
+    if plan.zero in (1, 2) and plan.grad_dp > 1 and not opts.overlap_param_gather:
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")

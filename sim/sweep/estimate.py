@@ -32,7 +32,7 @@ from hw_models.compute import ComputeModel
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
 from workloads import memory
-from workloads.graph import CommGroup
+from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
 from workloads.offload import OffloadOptions
 from workloads.parallel import ParallelPlan
@@ -139,7 +139,7 @@ class Estimator:
             t_pipe += 2 * (p * v - 1) * hop
         # Stage s finishes its last backward about s chunk-backwards before stage 0.
         tail = max(self._stage_tail(plan, s, bwd[s] / v, lt.bwd, per_stage[s] * m - fwd[s] / v,
-                                    offload)
+                                    offload, fwd[s])
                    - s * bwd[s] / v
                    for s in sorted({0, p // 2, p - 1}))
         return t_pipe + max(tail, 0.0)
@@ -167,7 +167,8 @@ class Estimator:
         return self.network.collective_time(kind, nbytes, CommGroup(ranks, "dp"))
 
     def _stage_tail(self, plan: ParallelPlan, s: int, last_bwd: float, layer_bwd: float,
-                    busy: float, offload: OffloadOptions | None = None) -> float:
+                    busy: float, offload: OffloadOptions | None = None,
+                    stage_fwd: float = 0.0) -> float:
         """Exposed time after stage s's last backward: DP gradient buckets not hidden under
         it (for ZeRO-2, the queue of every microbatch's buckets: m of them behind the
         ``busy`` compute from the first backward on), tied-embedding sync,
@@ -199,8 +200,13 @@ class Estimator:
             t += shard * ADAM_BYTES_PER_PARAM / offload.host_adam_bw
         else:
             t += self.compute.time("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32")
-        if plan.zero in (1, 2) and plan.dp > 1:
-            t += self.network.collective_time("all_gather", params * opts.param_bytes, group)
+        if plan.zero in (1, 2) and plan.grad_dp > 1:
+            ag = self.network.collective_time("all_gather", params * opts.param_bytes, group)
+            if opts.overlap_param_gather:   # beside the first forward, layer by layer, and
+                layers = max(1, plan.stage_layers(self.model.layers)[s])   # its s-hop wait
+                ag = max(0.0, Overlap((), (), layers).time(stage_fwd, ag) - stage_fwd
+                         - s * stage_fwd / plan.vpp)
+            t += ag
         return t
 
 

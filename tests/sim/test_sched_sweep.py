@@ -28,6 +28,7 @@ def test_plan_space_adds_overlap_and_offload():
     {"parallel": {"tp": 8, "sequence_parallel": True, "zero": 1},
      "offload": {"activations": 0.5, "optimizer": True}},
     {"parallel": {"tp": 4, "cp": 2, "sequence_parallel": True, "zero": 1}, "precision": "fp8"},
+    {"parallel": {"tp": 2, "sequence_parallel": True, "zero": 1}, "overlap_param_gather": True},
 ])
 def test_estimator_follows_the_graph(extra):
     w = {"model": "llama3-8b", "seq_len": 8192, "global_batch": 32, "micro_batch": 1,
