@@ -106,6 +106,13 @@ class Pipeline:
     def chunk_layers(self, rank: int, chunk: int) -> int:
         return self.stage_layer_counts[self.position(rank, chunk)]
 
+    def layer_ids(self, rank: int, chunk: int) -> range:
+        """Global indices of the transformer layers of (rank, chunk), for models whose
+        layers differ (dense and MoE layers)."""
+        pos = self.position(rank, chunk)
+        start = sum(self.stage_layer_counts[:pos])
+        return range(start, start + self.stage_layer_counts[pos])
+
     def rank_layers(self, rank: int) -> int:
         return sum(self.chunk_layers(rank, c) for c in range(self.v))
 

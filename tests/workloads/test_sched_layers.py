@@ -58,3 +58,13 @@ def test_layer_parameters_follow_the_split():
 def test_bad_splits_name_the_problem(kw, msg):
     with pytest.raises(InfeasiblePlanError, match=msg):
         parallel.validate(plan(**kw), L405, 128)
+
+
+def test_layer_ids_follow_the_path():
+    p = plan(embedding_in_split=True, loss_in_split=True)
+    pipe = p.pipeline(126)
+    assert pipe.layer_ids(0, 0) == range(0, 1) and pipe.layer_ids(1, 0) == range(1, 3)
+    assert pipe.layer_ids(7, 7) == range(125, 126)        # virtual stage 63
+    dual = ParallelPlan(tp=1, pp=4, dp=1, micro_batch=1, global_batch=8, schedule="dualpipe")
+    dp = dual.pipeline(8)
+    assert dp.layer_ids(0, 1) == dp.layer_ids(3, 0) == range(6, 8)   # stage 3 on both ends
