@@ -70,7 +70,6 @@ class ContextParallel:
         self.cp, self.kind = plan.cp, plan.cp_kind
         self.ulysses = {"ring": 1, "allgather": 1, "ulysses": plan.cp}.get(self.kind, plan.ulysses)
         self.ring = self.cp // self.ulysses
-        self.group = CommGroup(cp_group, "cp")
         self.u_group = CommGroup(cp_group[:self.ulysses], "cp")
         self.r_group = CommGroup(cp_group[::self.ulysses], "cp")
 
@@ -105,7 +104,6 @@ class ContextParallel:
         if backward:
             hidden.append(Collective("reduce_scatter", kv, self.r_group, name="cp_dkv_reduce_scatter"))
         if self.kind == "allgather":
-            return [*pre, hidden[0], replace(work, shape=(heads_share, kv_tokens, kv_tokens * r, d)),
-                    *hidden[1:], *post]
+            return [*pre, hidden[0], work, *hidden[1:], *post]
         block = replace(work, shape=(heads_share, kv_tokens, kv_tokens, d))
         return [*pre, Overlap((block,), tuple(hidden), r - 1, "cp_ring_attention"), *post]
