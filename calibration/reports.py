@@ -103,3 +103,9 @@ def dense(band: bool = False) -> Report:
     result = rows(band)
     s = summarize(result)
     return {"rows": result, "summary": s}, _modern(result, s)
+
+
+def moe(fidelity: str = "analytical") -> Report:
+    """MoE training (NVIDIA's Megatron/NeMo runs) and serving (SGLang) rows."""
+    from calibration.validate_moe import report
+    return report(fidelity)

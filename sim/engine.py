@@ -14,6 +14,7 @@ from typing import Protocol
 
 import simpy
 
+from sim.block_flows import play_block, plays
 from workloads.graph import Block, Collective, ExecutionGraph, Node, SendRecv
 
 
@@ -51,7 +52,11 @@ class Row:
 
 
 class Engine:
-    def __init__(self, graph: ExecutionGraph, costs: CostModel, network: Network):
+    def __init__(self, graph: ExecutionGraph, costs: CostModel, network: Network,
+                 play: tuple[str, ...] = ()):
+        """``play``: collective dimensions whose collectives inside blocks run as transfers
+        on the network (sim/block_flows.py) instead of their closed-form time."""
+        self.play = play
         self.env = simpy.Environment()
         self.graph, self.costs, self.network = graph, costs, network
         self.done = [self.env.event() for _ in graph.nodes]
@@ -92,13 +97,18 @@ class Engine:
             elif isinstance(op, SendRecv):
                 start = yield from self._meet(self._p2p_key(node), self._p2p_members(node),
                                               lambda node=node: self._p2p(node))
+            elif plays(op, self.play):
+                start = ready
+                played = yield from play_block(env, op, self.costs, self.network, self.play)
+                self._events += 1
             else:
                 start = ready
                 dur = self.costs.duration(node)
                 if dur > 0:
                     self._events += 1
                     yield env.timeout(dur)
-            parts = self.costs.parts(node) if isinstance(op, Block) else None
+            parts = None if not isinstance(op, Block) else (
+                played if plays(op, self.play) else self.costs.parts(node))
             self.rows.append(Row(node.id, node.rank, node.stream, node.name, node.category,
                                  ready, start, env.now, parts, node.meta))
             done[node.id].succeed()

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sim.moe_config import MoEWorkload
 from workloads.inference.requests import RequestsConfig
 
 Policy = Literal["static", "orca", "vllm", "sarathi", "disaggregated"]
@@ -24,6 +25,9 @@ class _Cfg(BaseModel):
 class ReplicaParallel(_Cfg):
     tp: int = Field(1, gt=0, description="tensor-parallel size of one replica")
     pp: int = Field(1, gt=0, description="pipeline-parallel size of one replica")
+    ep: int = Field(1, gt=0, description=(
+        "MoE models: expert-parallel size; a replica spans ep x tp x pp GPUs with attention "
+        "data-parallel over the ep GPUs (docs/moe.md)"))
 
 
 class SchedulerConfig(_Cfg):
@@ -79,6 +83,8 @@ class InferenceWorkload(_Cfg):
         "always picks the least loaded decode replica)"))
     requests: RequestsConfig = Field(RequestsConfig(), description="the request stream")
     slo: SLOConfig = Field(SLOConfig(), description="latency targets for SLO attainment")
+    moe: MoEWorkload = Field(MoEWorkload(), description=(
+        "MoE models with parallel.ep: token dispatcher and all-to-all overlap (docs/moe.md)"))
 
     @property
     def replica_count(self) -> int:

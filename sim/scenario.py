@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hw_models.errors import ClusterSimError
 from hw_models.yamlio import read_yaml
 from sim.inference_config import InferenceWorkload
+from sim.moe_config import MoEWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 from sim.training_config import CPKind, Fp8Config, OffloadConfig, Schedule, TPOverlap
 
@@ -92,6 +93,10 @@ class ParallelConfig(_Cfg):
     zero_shard_group: int | None = Field(None, gt=0, description=(
         "HSDP: shard ZeRO-3 state within groups of this many DP x CP ranks, all-reduce "
         "gradients across the groups"))
+    ep: int = Field(1, gt=0, description=(
+        "expert-parallel size of MoE layers: the tp x dp ranks of a stage regrouped as "
+        "etp x ep x expert-dp (docs/moe.md)"))
+    etp: int = Field(1, gt=0, description="expert tensor-parallel size of MoE layers")
 
 
 class TrainingWorkload(_Cfg):
@@ -126,6 +131,9 @@ class TrainingWorkload(_Cfg):
         "with precision fp8: the recipe and FP8 parameters (docs/fp8.md)"))
     offload: OffloadConfig | None = Field(None, description=(
         "host offload of activations and optimizer over the host link (docs/long_context.md)"))
+    moe: MoEWorkload = Field(MoEWorkload(), description=(
+        "MoE models: token dispatcher, expert-load imbalance, capacity factor, all-to-all "
+        "overlap (docs/moe.md)"))
 
 
 class SimConfig(_Cfg):
@@ -136,6 +144,9 @@ class SimConfig(_Cfg):
         "refuse a plan whose per-GPU memory exceeds the GPU's HBM"))
     speed_scale: float = Field(1.0, gt=0, description=(
         "multiplies compute speed (what-if: 2 = every kernel twice as fast)"))
+    ep_flows: bool = Field(False, description=(
+        "flow fidelity: play MoE all-to-alls as flows sharing links with the other traffic "
+        "(slower; docs/moe.md)"))
 
 
 class Scenario(_Cfg):

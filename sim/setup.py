@@ -8,7 +8,7 @@ cluster, the profile and the network model are resolved the same way everywhere.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hw_models import catalog, profile
 from hw_models.catalog import GPUSpec, SystemSpec
@@ -22,6 +22,7 @@ from sim.training_config import offload_options, plan_kwargs, precision_options
 from workloads import parallel, training
 from workloads.graph import ExecutionGraph
 from workloads.model import ModelSpec, resolve
+from workloads.moe_training import MoEOptions
 from workloads.offload import OffloadOptions
 
 
@@ -81,11 +82,18 @@ def resolve_setup(sc: Scenario) -> Setup:
         vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
         recompute=w.recompute,
         pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None,
-        **plan_kwargs(p, cl.system.gpus_per_node))
+        ep=p.ep, etp=p.etp, **plan_kwargs(p, cl.system.gpus_per_node))
     parallel.validate(plan, model, world)
     offload = offload_options(w, cl.system, model, plan, w.attention == "flash")
-    return Setup(sc, cl.system, cl.gpu, cl.profile, model, plan, cl.layout,
-                 training_options(w, cl.gpu, offload))
+    opts = replace(training_options(w, cl.gpu, offload), moe=moe_options(w, model, cl.layout))
+    return Setup(sc, cl.system, cl.gpu, cl.profile, model, plan, cl.layout, opts)
+
+
+def moe_options(w: TrainingWorkload, model: ModelSpec, layout: ClusterLayout) -> MoEOptions | None:
+    """Dispatcher, routing and overlap of a MoE model's layers (docs/moe.md)."""
+    if not model.is_moe:
+        return None
+    return MoEOptions(w.moe.dispatcher, w.moe.routing(), w.moe.overlap, layout.domain_gpus)
 
 
 def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0) -> Network:
@@ -110,7 +118,9 @@ def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = Non
     network.set_simulated_ranks(graph.simulated_ranks)
     costs = OpCosts(ComputeModel(setup.gpu, prof, setup.scenario.sim.speed_scale), network,
                     host_bw(setup.system))
-    return Engine(graph, costs, network)
+    # sim.ep_flows: MoE all-to-alls inside blocks played as flows (sim/block_flows.py)
+    ep_flows = setup.scenario.sim.ep_flows and network.fidelity == "flow"
+    return Engine(graph, costs, network, ("ep",) if ep_flows else ())
 
 
 def host_bw(system: SystemSpec) -> float:

@@ -18,10 +18,12 @@ from sim.result import SimResult, breakdown, timeline_frame
 from sim.scenario import Scenario
 from sim.setup import Setup, build_engine, play, resolve_setup
 from sim.simulate_inference import InferenceResult, simulate_inference
-from workloads import memory, training
+from workloads import memory, moe_training, training
 from workloads.graph import CommGroup
 from workloads.layers import LayerContext, layer_backward, layer_forward, layer_recompute
 from workloads.model import model_flops
+from workloads.moe_layers import layer_backward_at, layer_forward_at, layer_recompute_at
+from workloads.moe_parallel import edp
 
 
 def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
@@ -54,9 +56,11 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
     setup = resolve_setup(sc)
     prof = prof or setup.profile
     plan, model = setup.plan, setup.model
+    moe_load = moe_training.load(model, plan, setup.options.moe)
     mem = pd.DataFrame([m.gib() for m in memory.memory_per_stage(
         model, plan, setup.options.grad_bytes, setup.options.attention == "flash",
-        setup.options.param_bytes, setup.options.offload)])
+        moe_load.rank_factor if moe_load else 1.0, setup.options.param_bytes,
+        setup.options.offload)])
     if sc.sim.check_memory:
         check_memory(setup, mem)
     graph = training.build(model, plan, setup.options)
@@ -83,7 +87,9 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
             "mfu": (mflops / (lo_hi[1] * world * peak), mflops / (lo_hi[0] * world * peak))},
         extra={"nodes": len(graph), "microbatches": plan.microbatches,
                "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp,
-                        "cp": plan.cp, "schedule": plan.effective_schedule},
+                        "cp": plan.cp, "schedule": plan.effective_schedule,
+                        **({"ep": plan.ep, "etp": plan.etp} if model.is_moe else {})},
+               **moe_summary(setup, rows),
                **({"checkpoint_contention": contention} if contention else {})})
 
 
@@ -95,12 +101,37 @@ def band_times(setup: Setup, graph, prof: Profile, t_iter: float) -> tuple[float
     return min(times), max(times)
 
 
+def moe_summary(setup: Setup, rows) -> dict:
+    """Expert-load figures of a MoE scenario (max/mean per expert and per EP rank) and, per
+    pipeline stage, the compute and the EP communication on its compute stream (exposed:
+    the all-to-alls sit between the kernels that need them)."""
+    got = moe_training.load(setup.model, setup.plan, setup.options.moe)
+    if got is None:
+        return {}
+    per: dict[int, dict[str, float]] = {}
+    for r in rows:
+        if r.stream == "compute":
+            d = per.setdefault(r.rank, {"compute_s": 0.0, "ep_s": 0.0})
+            parts = r.parts or {r.category: r.end - r.start}
+            d["compute_s"] += parts.get("compute", 0.0)
+            d["ep_s"] += parts.get("ep", 0.0)
+    stages = [{"stage": i, **per[rank]} for i, rank in enumerate(sorted(per))]
+    return {"moe": {"dispatcher": setup.options.moe.dispatcher, "expert_dp": edp(setup.plan),
+                    **got.summary(), "stages": stages}}
+
+
 def recompute_factor(setup: Setup) -> float:
     """Hardware / model FLOPs: (fwd + bwd + recompute) / (fwd + bwd) of one layer
-    (Korthikanti et al.: HFU counts the recomputed forward, MFU does not)."""
+    (Korthikanti et al.: HFU counts the recomputed forward, MFU does not); MoE / MLA /
+    windowed models layer by layer."""
+    moe = moe_training.context(setup.model, setup.plan, setup.options.moe, 0)
     ctx = LayerContext(setup.model, setup.plan.micro_batch, setup.plan.tp, setup.plan.sp,
-                       setup.options.dtype, CommGroup((0,)), setup.options.attention)
+                       setup.options.dtype, CommGroup((0,)), setup.options.attention, moe=moe)
     def flops(ops):
         return sum(getattr(o, "flops", 0.0) for o in ops)
+    if not setup.model.uniform:
+        ids = range(setup.model.layers)
+        fb = sum(flops(layer_forward_at(ctx, i)) + flops(layer_backward_at(ctx, i)) for i in ids)
+        return (fb + sum(flops(layer_recompute_at(ctx, i, setup.plan.recompute)) for i in ids)) / fb
     fb = flops(layer_forward(ctx)) + flops(layer_backward(ctx))
     return (fb + flops(layer_recompute(ctx, setup.plan.recompute))) / fb

@@ -21,6 +21,7 @@ from sim.network import AnalyticalNetwork
 from sim.scenario import Scenario
 from sim.serving.iteration import IterationModel
 from sim.serving.loop import ServingLoop
+from sim.serving.moe_iteration import MoEIterationModel
 from sim.setup import resolve_cluster
 from workloads.inference import requests as req_mod
 from workloads.inference import schedulers
@@ -68,10 +69,15 @@ def _check_plan(w: InferenceWorkload, model, gpus: int, per_node: int) -> None:
                                   f"({model.kv_heads_}) or be a multiple of kv_heads")
     if pp > model.layers:
         raise InfeasiblePlanError(f"pp={pp} exceeds the model's {model.layers} layers")
-    need = w.replica_count * tp * pp
+    ep = w.parallel.ep
+    if ep > 1 and (model.moe is None or model.moe.experts % ep):
+        what = "a mixture-of-experts model" if model.moe is None else \
+            f"ep to divide the model's {model.moe.experts} experts"
+        raise InfeasiblePlanError(f"parallel.ep={ep} needs {what}")
+    need = w.replica_count * tp * pp * ep
     if need > gpus:
-        raise InfeasiblePlanError(f"{w.replica_count} replicas x tp {tp} x pp {pp} = {need} GPUs "
-                                  f"but the cluster has {gpus}; add cluster.nodes")
+        raise InfeasiblePlanError(f"{w.replica_count} replicas x ep {ep} x tp {tp} x pp {pp} = "
+                                  f"{need} GPUs but the cluster has {gpus}; add cluster.nodes")
     if tp > per_node:
         raise InfeasiblePlanError(f"tp={tp} exceeds the {per_node} GPUs of a node")
 
@@ -101,8 +107,12 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     _check_plan(w, model, cl.layout.world_size, cl.system.gpus_per_node)
     # Serving is priced in closed form: iterations are cached by batch shape.
     network = AnalyticalNetwork(cl.layout, prof)
-    it = IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision,
-                        ComputeModel(gpu, prof, sc.sim.speed_scale), network)
+    compute = ComputeModel(gpu, prof, sc.sim.speed_scale)
+    # MoE / MLA / windowed models: per-kind layers, expert parallelism (docs/moe.md)
+    it = IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision, compute, network) \
+        if model.uniform else MoEIterationModel(
+            model, w.parallel.tp, w.parallel.pp, w.precision, compute, network, ep=w.parallel.ep,
+            dispatcher=w.moe.dispatcher, overlap=w.moe.overlap, domain_gpus=cl.layout.domain_gpus)
     blocks = kv_blocks(w, it, gpu.hbm_bytes)
     rng = np.random.default_rng(w.requests.seed)
     reqs = req_mod.generate(w.requests, rng, model.seq_len)
@@ -113,7 +123,7 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     replicas = make_replicas(w, blocks)
     limits = schedulers.Limits(w.scheduler.max_batch, w.scheduler.max_tokens, w.scheduler.chunk_size,
                                w.kv_cache.preemption, it.kv_bytes_per_token())
-    span = w.parallel.tp * w.parallel.pp
+    span = w.parallel.tp * w.parallel.pp * w.parallel.ep
     host_bw = OpCosts(it.compute, network).host_bw
 
     def transfer(src: int, dst: int, nbytes: float) -> float:

@@ -112,9 +112,12 @@ class Overlap:
 class Block:
     """Ops run back to back on one stream as one node: a layer's kernels and the TP
     collectives between them (symmetric peers, so no rendezvous). Keeps graphs of
-    thousands of GPUs small; each op's time still lands in the breakdown by category."""
+    thousands of GPUs small; each op's time still lands in the breakdown by category.
+    ``overlap``: communication categories whose collectives run beside the block's compute
+    (e.g. ``("ep",)`` for MoE all-to-all overlap): only what exceeds the compute is exposed."""
     ops: tuple[Compute | Collective | Delay | Overlap, ...]
     name: str = ""
+    overlap: tuple[str, ...] = ()
 
 
 Op = Compute | Collective | SendRecv | Memory | Delay | Block | Overlap

@@ -10,11 +10,14 @@ dropout masks at 1 byte), the same accounting as Korthikanti's activation analys
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from hw_models.compute import gemm_bytes
 from workloads.graph import Collective, CommGroup, Compute
 from workloads.model import ModelSpec
+
+if TYPE_CHECKING:
+    from workloads.moe_layers import MoEContext
 
 Op = Compute | Collective
 AttentionImpl = Literal["flash", "unfused"]
@@ -30,6 +33,7 @@ class LayerContext:
     tp_group: CommGroup
     attention: AttentionImpl = "flash"
     act_bytes: int = 2
+    moe: MoEContext | None = None   # expert-parallel groups and load (workloads/moe_layers.py)
 
     @property
     def tokens(self) -> int:
@@ -120,7 +124,7 @@ def attention_core_bwd(ctx: LayerContext) -> list[Op]:
 def layer_gemm_shapes(ctx: LayerContext) -> dict[str, tuple[int, int, int]]:
     m, t, T = ctx.model, ctx.tp, ctx.tokens
     up = m.ffn * (2 if m.gated else 1) // t
-    return {"qkv": (T, m.qkv_out // t, m.hidden), "proj": (T, m.hidden, m.hidden // t),
+    return {"qkv": (T, m.qkv_out // t, m.hidden), "proj": (T, m.hidden, m.heads * m.head_dim // t),
             "mlp_up": (T, up, m.hidden), "mlp_down": (T, m.hidden, m.ffn // t)}
 
 

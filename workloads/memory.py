@@ -117,20 +117,31 @@ def _live(model: ModelSpec, plan: ParallelPlan, stage: int) -> tuple[float, floa
 
 
 def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
-                 flash: bool, param_bytes: int = 2, offload=None) -> StageMemory:
-    """``offload``: workloads.offload.OffloadOptions (host-resident activations/optimizer)."""
+                 flash: bool, rank_factor: float = 1.0, param_bytes: int = 2,
+                 offload=None) -> StageMemory:
+    """``rank_factor``: MoE models' slowest-EP-rank token load (workloads/moe_load.py);
+    ``offload``: workloads.offload.OffloadOptions (host-resident activations/optimizer)."""
     params = stage_params(model, plan, stage)
     weights, grads, optimizer = model_states(params, plan.shard_group, plan.zero, grad_bytes,
                                              param_bytes)
     local = model.with_seq_len(model.seq_len // plan.cp)      # a CP rank's tokens
-    per_layer = activation_bytes_per_layer(local, plan.micro_batch, plan.tp, plan.sp,
-                                           plan.recompute, flash)
     live_layers, in_flight, first, last = _live(model, plan, stage)
     if offload is not None and offload.activations > 0:   # the layer at work stays resident
         live_layers = live_layers * (1 - offload.activations) + offload.activations
+    if model.uniform:
+        per_layer = activation_bytes_per_layer(local, plan.micro_batch, plan.tp, plan.sp,
+                                               plan.recompute, flash)
+        acts = live_layers * per_layer
+    else:                # MoE / MLA / windowed layers differ: workloads/moe_memory.py
+        from workloads import moe_memory as mm
+        from workloads.moe_training import stage_split
+        experts = stage_split(model, plan, stage)[1]
+        weights, grads, optimizer = (a + b for a, b in zip(
+            (weights, grads, optimizer), mm.expert_states(model, plan, stage, grad_bytes, experts),
+            strict=True))
+        acts = mm.stage_activations(local, plan, stage, rank_factor, in_flight)
     if offload is not None and offload.optimizer:
         optimizer = 0.0
-    acts = live_layers * per_layer
     sbh = local.seq_len * plan.micro_batch * model.hidden
     if first:       # embedding output and its dropout mask, per microbatch in flight
         acts += in_flight * 3 * sbh / (plan.tp if plan.sp else 1)
@@ -141,6 +152,7 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
 
 
 def memory_per_stage(model: ModelSpec, plan: ParallelPlan, grad_bytes: int,
-                     flash: bool, param_bytes: int = 2, offload=None) -> list[StageMemory]:
-    return [stage_memory(model, plan, s, grad_bytes, flash, param_bytes, offload)
+                     flash: bool, rank_factor: float = 1.0, param_bytes: int = 2,
+                     offload=None) -> list[StageMemory]:
+    return [stage_memory(model, plan, s, grad_bytes, flash, rank_factor, param_bytes, offload)
             for s in range(plan.pp)]

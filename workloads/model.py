@@ -10,6 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hw_models.errors import ClusterSimError, UnknownPresetError
+from workloads import moe as _moe
+from workloads.moe import AttentionSpec, MoESpec, SlidingWindow
 
 
 class ModelSpec(BaseModel):
@@ -29,16 +31,40 @@ class ModelSpec(BaseModel):
     bias: bool = True                  # linear layers carry biases (GPT) or not (Llama)
     rope: bool = False                 # rotary positions (no learned position table)
     tied_embeddings: bool = True       # output layer shares the word-embedding matrix
+    # Mixture of experts, attention variants, MTP, windows: workloads/moe.py, docs/moe.md.
+    kv_channels: int | None = Field(default=None, gt=0)   # head dim when not hidden/heads
+    qk_norm: bool = False              # per-head RMSNorm of Q and K (Qwen3)
+    moe: MoESpec | None = None
+    attention: AttentionSpec | None = None
+    mtp_layers: int = Field(default=0, ge=0)
+    sliding_window: SlidingWindow | None = None
     published_params_b: float | None = None
+    published_active_params_b: float | None = None
     source: str = "inline"
 
     @model_validator(mode="after")
     def _shapes(self) -> ModelSpec:
-        if self.hidden % self.heads:
+        if self.kv_channels is None and self.hidden % self.heads:
             raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
         if self.heads % self.kv_heads_:
             raise ValueError(f"heads {self.heads} is not divisible by kv_heads {self.kv_heads_}")
+        pattern = self.moe.layer_pattern if self.moe else None
+        if pattern is not None and len(pattern) != self.layers:
+            raise ValueError(f"moe.layer_pattern has {len(pattern)} entries for {self.layers} layers")
+        if self.moe and self.moe.dense_layers >= self.layers:
+            raise ValueError(f"moe.dense_layers {self.moe.dense_layers} leaves no MoE layer "
+                             f"of {self.layers}")
         return self
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    @property
+    def uniform(self) -> bool:
+        """Every layer has the same shape (a dense model with standard attention)."""
+        return (self.moe is None and self.sliding_window is None and _moe.mla(self) is None
+                and not self.mtp_layers)
 
     @property
     def kv_heads_(self) -> int:
@@ -50,7 +76,7 @@ class ModelSpec(BaseModel):
 
     @property
     def head_dim(self) -> int:
-        return self.hidden // self.heads
+        return self.kv_channels or self.hidden // self.heads
 
     @property
     def gated(self) -> bool:
@@ -63,9 +89,13 @@ class ModelSpec(BaseModel):
 
     @property
     def params_per_layer(self) -> int:
+        """One layer of a uniform model (see ``layer_params`` for MoE / MLA models)."""
+        if not self.uniform:
+            return round(sum(_moe.layer_params(self, i) for i in range(self.layers)) / self.layers)
         h = self.hidden
         b = int(self.bias)
-        attn = h * self.qkv_out + h * h + b * (self.qkv_out + h)
+        attn = h * self.qkv_out + self.heads * self.head_dim * h + b * (self.qkv_out + h) \
+            + (2 * self.head_dim if self.qk_norm else 0)
         mlp = h * self.ffn * (3 if self.gated else 2) + b * (self.ffn * (2 if self.gated else 1) + h)
         norms = 2 * h * (2 if self.norm == "layernorm" else 1)        # scale (+ bias)
         return attn + mlp + norms
@@ -74,6 +104,8 @@ class ModelSpec(BaseModel):
     def params(self) -> int:
         """Total parameters: layers, word and position embeddings (tied output), final norm.
         Reduces to Megatron's P = 12 l h^2 (1 + 13/(12h) + (V+s)/(12 l h)) for GPT shapes."""
+        if not self.uniform:
+            return _moe.total_params(self)
         h = self.hidden
         embed = self.vocab * h * (1 if self.tied_embeddings else 2) + (0 if self.rope else self.seq_len * h)
         final_norm = h * (2 if self.norm == "layernorm" else 1)
@@ -100,11 +132,14 @@ def model_flops(m: ModelSpec, tokens: float) -> float:
     """Model FLOPs for training on ``tokens`` (forward + backward, no recompute): the
     GEMM FLOPs 6 P_matmul per token plus attention 12 l s h per token (PaLM appendix B
     convention, exact for GQA and gated MLPs; equals Korthikanti's 72 B L s h^2
-    (1 + s/(6h) + V/(12hL)) for GPT shapes)."""
+    (1 + s/(6h) + V/(12hL)) for GPT shapes). MoE / MLA / MTP / windowed models count the
+    active parameters per token (workloads.moe.flops_per_token)."""
+    if not m.uniform:
+        return tokens * _moe.flops_per_token(m)
     h = m.hidden
-    matmul = m.layers * (h * m.qkv_out + h * h + h * m.ffn * (3 if m.gated else 2)) \
+    matmul = m.layers * (h * m.qkv_out + m.heads * m.head_dim * h + h * m.ffn * (3 if m.gated else 2)) \
         + h * m.vocab
-    attn = m.layers * 2 * m.seq_len * h                               # QK^T and AV per token
+    attn = m.layers * 2 * m.seq_len * m.heads * m.head_dim           # QK^T and AV per token
     return 6 * tokens * (matmul + attn)
 
 

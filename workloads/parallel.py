@@ -42,6 +42,8 @@ class ParallelPlan:
     reshard_after_forward: bool = True   # FSDP2 / ZeRO-3: free gathered weights after forward
     prefetch: int = 1                    # FSDP2 / ZeRO-3: layers gathered ahead
     zero_shard_group: int | None = None  # HSDP: shard within groups of this many DP ranks
+    ep: int = 1                     # expert parallel size (MoE layers; workloads/moe_parallel.py)
+    etp: int = 1                    # expert tensor parallel size
 
     @property
     def world(self) -> int:
@@ -153,6 +155,8 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
                f"pipeline to be a multiple of pp={plan.pp}")
     if plan.zero not in (0, 1, 2, 3):
         no(f"zero={plan.zero}; allowed: 0, 1, 2, 3")
+    from workloads.moe_parallel import validate_ep
+    validate_ep(plan, model)
 
 
 def _validate_schedule(plan: ParallelPlan) -> None:
@@ -178,7 +182,9 @@ def _validate_schedule(plan: ParallelPlan) -> None:
 
 
 def _validate_layers(plan: ParallelPlan, model: ModelSpec) -> None:
-    if plan.chunks > 1 or plan.embedding_in_split or plan.loss_in_split:
+    per_stage = plan.pipeline_layers is not None and len(plan.pipeline_layers) != plan.pp
+    if plan.schedule in ("zb-v", "dualpipe", "dualpipev") or plan.embedding_in_split \
+            or plan.loss_in_split or per_stage:
         _validate_virtual_layers(plan, model)
         return
     if plan.pipeline_layers is not None:
@@ -186,7 +192,8 @@ def _validate_layers(plan: ParallelPlan, model: ModelSpec) -> None:
             raise InfeasiblePlanError(
                 f"pipeline_layers {list(plan.pipeline_layers)} must have pp={plan.pp} entries "
                 f"summing to the model's {model.layers} layers")
-        if any(n <= 0 or n % plan.vpp for n in plan.pipeline_layers):
+        if any(n <= 0 or (n % plan.vpp and model.uniform) or n < plan.vpp
+               for n in plan.pipeline_layers):   # MoE/MLA models: uneven chunks allowed
             raise InfeasiblePlanError(
                 f"every entry of pipeline_layers must be a positive multiple of vpp={plan.vpp}")
     elif model.layers % (plan.pp * plan.vpp):
@@ -207,7 +214,8 @@ def _validate_virtual_layers(plan: ParallelPlan, model: ModelSpec) -> None:
                 f"pipeline_layers {list(given)} must have pp={plan.pp} (per rank) or "
                 f"{pipe.stages} (per virtual stage) positive entries summing to the model's "
                 f"{model.layers} layers")
-        if len(given) == plan.pp != pipe.stages and any(n % plan.chunks for n in given):
+        if len(given) == plan.pp != pipe.stages and model.uniform \
+                and any(n % plan.chunks for n in given):     # MoE/MLA: uneven chunks allowed
             raise InfeasiblePlanError(
                 f"every per-rank entry of pipeline_layers must be a multiple of the "
                 f"{plan.chunks} chunks per rank (or give {pipe.stages} per-stage entries)")

@@ -90,8 +90,9 @@ class Pipeline:
         given = self.pipeline_layers
         if given is not None and len(given) == n:
             return tuple(given)
-        if given is not None:       # per rank: even split over the rank's chunks
-            return tuple(given[self.at(pos, 0)[0]] // self.v for pos in range(n))
+        if given is not None:       # per rank: split over the rank's chunks
+            return tuple(self._rank_split(given[r], r)[c]
+                         for r, c in (self.at(pos, 0) for pos in range(n)))
         extra = int(self.embedding_in_split) + int(self.loss_in_split)
         total = self.layers + extra
         if total % n:
@@ -102,6 +103,16 @@ class Pipeline:
         out[0] -= int(self.embedding_in_split)
         out[-1] -= int(self.loss_in_split)
         return tuple(out)
+
+    def _rank_split(self, total: int, rank: int) -> list[int]:
+        """A rank's layers over its chunks; when they do not divide evenly, the first
+        rank's first chunks and the other ranks' last chunks hold one layer less
+        (Megatron's layout with the embedding and the loss counted as layers)."""
+        base = -(-total // self.v)
+        sizes = [base] * self.v
+        for k in range(base * self.v - total):
+            sizes[k if rank == 0 else self.v - 1 - k] -= 1
+        return sizes
 
     def chunk_layers(self, rank: int, chunk: int) -> int:
         return self.stage_layer_counts[self.position(rank, chunk)]

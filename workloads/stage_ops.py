@@ -11,7 +11,8 @@ Both are modelled alike; they differ in kernels, not in what can hide.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from workloads import fp8 as fp8_mod
 from workloads.cp import ContextParallel
@@ -38,6 +39,14 @@ class StageOps:
     emb_bwd: tuple
     head_fwd: tuple
     head_bwd: tuple
+    transform: Callable = field(default=lambda ops, backward=False: tuple(ops), compare=False)
+
+    def rewrite_body(self, fwd: list, bwd: list) -> tuple[tuple, tuple, tuple, tuple]:
+        """(forward, backward, input-gradient, weight-gradient) of a chunk built layer by
+        layer elsewhere (MoE / MLA models), rewritten as this stage's layer ops are."""
+        b = self.transform(bwd, True)
+        return (self.transform(fwd), b, tuple(o for o in b if not _is_wgrad(o)),
+                tuple(o for o in b if _is_wgrad(o)))
 
 
 def _is_wgrad(op) -> bool:
@@ -73,8 +82,11 @@ def _gemm(op) -> bool:
 
 
 def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | None,
-                    cp_group: tuple[int, ...]) -> StageOps:
-    """``ctx`` is built on the rank's local tokens (s / cp)."""
+                    cp_group: tuple[int, ...], heads: tuple[Callable, Callable] | None = None
+                    ) -> StageOps:
+    """``ctx`` is built on the rank's local tokens (s / cp); ``heads``: the model's own
+    output head (forward, backward) builders where it differs (MoE models' MTP)."""
+    head_f, head_b = heads or (head_forward, head_backward)
     cp = ContextParallel(plan, cp_group) if plan.cp > 1 else None
 
     def tx(ops: list, backward: bool = False) -> tuple:
@@ -89,19 +101,26 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
             ops = tp_overlap(ops, plan.tp - 1)
         return tuple(ops)
 
-    fwd = tx(layer_forward(ctx))
-    bwd = tx(layer_recompute(ctx, recompute)) + tx(layer_backward(ctx), backward=True)
+    def both(ops: list, backward: bool = False) -> tuple:
+        return tp(tx(list(ops), backward))
+
+    heads_only = not ctx.model.uniform          # MoE / MLA: layers come chunk by chunk
+    fwd = [] if heads_only else tx(layer_forward(ctx))
+    bwd = [] if heads_only else (tx(layer_recompute(ctx, recompute))
+                                 + tx(layer_backward(ctx), backward=True))
     bwd_input = [o for o in bwd if not _is_wgrad(o)]
     bwd_weight = [o for o in bwd if _is_wgrad(o)]
     return StageOps(tp(fwd), tp(bwd), tp(bwd_input), tuple(bwd_weight),
-                    tp(tx(embedding_forward(ctx))), tp(tx(embedding_backward(ctx), True)),
-                    tp(tx(head_forward(ctx))), tp(tx(head_backward(ctx), True)))
+                    both(embedding_forward(ctx)), both(embedding_backward(ctx), True),
+                    both(head_f(ctx)), both(head_b(ctx), True), both)
 
 
-def local_context(model, plan, dtype: str, tp_group: CommGroup, attention) -> LayerContext:
+def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
+                  moe=None) -> LayerContext:
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
-    return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention)
+    return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
+                        moe=moe)
 
 
 def _is_ep(op) -> bool:

@@ -33,10 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from workloads import moe_training
 from workloads.fsdp import Zero3, hsdp_replica_all_reduce
 from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
 from workloads.layers import AttentionImpl, LayerContext
 from workloads.model import ModelSpec
+from workloads.moe_training import MoEOptions
 from workloads.offload import ActivationOffload, OffloadOptions, optimizer_on_host
 from workloads.parallel import ParallelPlan
 from workloads.pipeline import SPLIT_BACKWARD, Pipeline
@@ -59,6 +61,7 @@ class TrainingOptions:
     fp8_recipe: str | None = None       # workloads/fp8.py; None: GEMMs in ``dtype``
     offload: OffloadOptions = OffloadOptions()   # workloads/offload.py
     overlap_param_gather: bool = False  # ZeRO-1/2 parameter all-gather beside the next forward
+    moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
 
 
 @dataclass
@@ -87,7 +90,10 @@ def pipeline_of(plan: ParallelPlan, layers: int) -> Pipeline:
 
 def stage_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
     """Parameters held by one TP rank of a pipeline stage (embedding with the first
-    virtual stage, untied output layer with the last; positions are replicated)."""
+    virtual stage, untied output layer with the last; positions are replicated). MoE
+    models: the part replicated over dp (routed experts: moe_training.stage_split)."""
+    if not model.uniform:
+        return moe_training.stage_split(model, plan, stage)[0]
     return sum(sum(unit_params(model, plan, stage, c)) for c in range(plan.chunks))
 
 
@@ -109,19 +115,35 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
 
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
                 pipe: Pipeline) -> _Stage:
-    ctx = local_context(model, plan, opts.dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention)
-    ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s))
-    st = _Stage(s, plan.rank(0, 0, s), ctx, pipe.rank_layers(s), pipe, ops)
+    # MoE / MLA models keep FP8 as their GEMM dtype (the recipe's kernels model dense layers)
+    dtype = "fp8" if opts.fp8_recipe and not model.uniform else opts.dtype
+    ctx = local_context(model, plan, dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
+                        moe_training.context(model, plan, opts.moe, s))
+    heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
+    ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe if model.uniform else None,
+                          plan.cp_group(s), heads)
+    layers = pipe.rank_layers(s) if model.uniform else plan.stage_layers(model.layers)[s]
+    st = _Stage(s, plan.rank(0, 0, s), ctx, layers, pipe, ops)
+    overlap = _overlap(opts)
     for c in range(plan.chunks):
-        n = pipe.chunk_layers(s, c)
         first, last = pipe.is_first(s, c), pipe.is_last(s, c)
         emb_f, emb_b = (ops.emb_fwd, ops.emb_bwd) if first else ((), ())
         head_f, head_b = (ops.head_fwd, ops.head_bwd) if last else ((), ())
-        st.fwd.append(Block(emb_f + ops.fwd * n + head_f, f"fwd_c{c}"))
-        st.bwd.append(Block(head_b + ops.bwd * n + emb_b, f"bwd_c{c}"))
-        st.inp.append(Block(head_b + ops.bwd_input * n + emb_b, f"bwd_input_c{c}"))
-        st.w.append(Block(ops.bwd_weight * n, f"bwd_weight_c{c}"))
+        if model.uniform:
+            n = pipe.chunk_layers(s, c)
+            body = (ops.fwd * n, ops.bwd * n, ops.bwd_input * n, ops.bwd_weight * n)
+        else:
+            body = ops.rewrite_body(*moe_training.chunk_body(ctx, plan, s, c))
+        st.fwd.append(Block(emb_f + body[0] + head_f, f"fwd_c{c}", overlap))
+        st.bwd.append(Block(head_b + body[1] + emb_b, f"bwd_c{c}", overlap))
+        st.inp.append(Block(head_b + body[2] + emb_b, f"bwd_input_c{c}", overlap))
+        st.w.append(Block(body[3], f"bwd_weight_c{c}", overlap))
     return st
+
+
+def _overlap(opts: TrainingOptions) -> tuple[str, ...]:
+    """MoE all-to-all overlap (workload.moe.overlap): EP collectives hide behind compute."""
+    return ("ep",) if opts.moe is not None and opts.moe.overlap else ()
 
 
 def _is_first(plan: ParallelPlan, s: int, c: int, layers: int = 0) -> bool:
@@ -267,20 +289,29 @@ def _weights_ready(st: _Stage, steps) -> None:
 
 def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
     """The chunk's last backward, one node per layer, so gradient buckets can start early."""
-    per_chunk = st.pipe.chunk_layers(st.index, c)
-    layer = Block(st.ops.bwd, f"bwd_layer_c{c}")
+    ctx = st.ctx
+    if ctx.model.uniform:
+        per_chunk = st.pipe.chunk_layers(st.index, c)
+        layer = Block(st.ops.bwd, f"bwd_layer_c{c}")
+    else:
+        ids = moe_training.chunk_layers(ctx.model, plan, st.index, c)
+        per_chunk = len(ids)
     nodes = []
     if per_chunk == 0:                  # a stage holding only the embedding / the loss
         node = g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
         st.last_bwd_layers[c], st.bwd_layers[(mb, c)] = [], [node]   # its grads: see _buckets
         return node
     for i in range(per_chunk):
+        if not ctx.model.uniform:
+            layer = Block(st.ops.transform(moe_training.layer_bwd_ops(ctx, plan,
+                                                                      ids[per_chunk - 1 - i]), True),
+                          f"bwd_layer_c{c}", st.bwd[c].overlap)
         ops = layer.ops
         if i == 0 and st.pipe.is_last(st.index, c):
             ops = st.ops.head_bwd + ops
         if i == per_chunk - 1 and st.pipe.is_first(st.index, c):
             ops = ops + st.ops.emb_bwd
-        block = layer if ops is layer.ops else Block(ops, layer.name)
+        block = layer if ops is layer.ops else Block(ops, layer.name, layer.overlap)
         nodes.append(g.add(st.rank, "compute", block, deps if i == 0 else (), "compute",
                            f"B{mb}_c{c}_l{per_chunk - 1 - i}", mb=mb, chunk=c))
     st.last_bwd_layers[c] = nodes
@@ -292,6 +323,8 @@ def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) ->
     """Parameters per layer of one chunk on one TP rank, in forward order; the embedding
     goes with the model's first layer, the untied output layer with its last. Summed over
     the chunks they are ``stage_params``."""
+    if not model.uniform:
+        return [u[0] for u in moe_training.unit_split(model, plan, stage, chunk)]
     pipe = pipeline_of(plan, model.layers)
     n = pipe.chunk_layers(stage, chunk)
     out = [model.params_per_layer / plan.tp] * n or [0.0]     # [0.0]: embedding/loss only
@@ -376,8 +409,14 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
         op = Collective("all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair,
                         name="embedding_grad_sync")
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
+    expert_gather = None
     shard = params / (plan.shard_group if plan.zero >= 1 else 1)
-    if opts.offload.optimizer:
+    if not model.uniform:
+        syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, _bucket)
+        opt, expert_gather = moe_training.optimizer_and_gather(model, plan, st.index, opts,
+                                                               ADAM_BYTES_PER_PARAM)
+        step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
+    elif opts.offload.optimizer:
         step = optimizer_on_host(g, st.rank, shard, opts.grad_bytes, opts.param_bytes,
                                  ADAM_BYTES_PER_PARAM, opts.offload, syncs)
     else:
@@ -387,6 +426,8 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
+    if expert_gather is not None:
+        g.add(st.rank, "dp", expert_gather, (step,), "dp", "expert_param_all_gather")
 
 
 def _buckets(model, plan, opts, st: _Stage, params: float):
@@ -395,8 +436,13 @@ def _buckets(model, plan, opts, st: _Stage, params: float):
     ready: list[tuple[float, int]] = []
     for c in reversed(range(plan.chunks)):
         nodes = st.last_bwd_layers.get(c, [])
+        if not model.uniform:       # replicated part per layer (embedding/head in `extra`)
+            per = [moe_training.layer_dense(model, plan, i) for i in
+                   moe_training.chunk_layers(model, plan, st.index, c)]
+            ready += list(zip(reversed(per), nodes, strict=False))
+            continue
         ready += [(per_layer, n) for n in nodes]
-    extra = params - per_layer * st.layers        # embeddings: ready with the last layer
+    extra = params - sum(p for p, _ in ready)     # embeddings: ready with the last layer
     if ready:
         ready[-1] = (ready[-1][0] + extra, ready[-1][1])
     return _bucket(ready, opts.bucket_params)

@@ -20,6 +20,7 @@ FIELDS: dict[str, tuple[str, Any]] = {
     "w_oversub": ("cluster.network.oversubscription", 1.0),
     "w_tp": ("workload.parallel.tp", 1), "w_pp": ("workload.parallel.pp", 1),
     "w_vpp": ("workload.parallel.vpp", 1), "w_schedule": ("workload.parallel.schedule", "1f1b"),
+    "w_ep": ("workload.parallel.ep", 1), "w_etp": ("workload.parallel.etp", 1),
     "w_sp": ("workload.parallel.sequence_parallel", False), "w_zero": ("workload.parallel.zero", 0),
     "w_gbs": ("workload.global_batch", 1536), "w_mbs": ("workload.micro_batch", 1),
     "w_precision": ("workload.precision", "bf16"), "w_recompute": ("workload.recompute", "none"),
@@ -57,7 +58,7 @@ def _model_editor(choice: str, data: dict) -> Any:
         return choice
     current = data.get("workload", {}).get("model")
     base = current if isinstance(current, dict) else resolve(
-        choice if choice != CUSTOM else "gpt3-175b").model_dump(exclude={"source"})
+        choice if choice != CUSTOM else "gpt3-175b").model_dump(mode="json", exclude={"source"})
     text = st.text_area("Model (YAML, ModelSpec fields)", yaml.safe_dump(base, sort_keys=False),
                         height=220, key="w_model_yaml")
     try:
@@ -89,7 +90,8 @@ def _widgets(data: dict) -> dict:
     with c3:
         st.subheader("Parallelism")
         for key, label in (("w_tp", "Tensor parallel (tp)"), ("w_pp", "Pipeline parallel (pp)"),
-                           ("w_vpp", "Virtual stages (vpp)")):
+                           ("w_vpp", "Virtual stages (vpp)"), ("w_ep", "Expert parallel (ep, MoE)"),
+                           ("w_etp", "Expert tensor parallel (etp, MoE)")):
             st.number_input(label, min_value=1, step=1, key=key)
         st.selectbox("Schedule", ["1f1b", "interleaved", "gpipe"], key="w_schedule")
         st.checkbox("Sequence parallel", key="w_sp")

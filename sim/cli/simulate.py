@@ -32,6 +32,27 @@ def render_inference(res) -> str:
     return "\n".join(lines)
 
 
+def render_moe(moe: dict, res: SimResult) -> list[str]:
+    """Expert load, per-stage compute vs exposed EP communication, memory per stage."""
+    lines = [f"expert load         max/mean expert {moe['expert_load_max_over_mean']:.2f}, "
+             f"max/mean EP rank {moe['ep_rank_load_max_over_mean']:.2f}, dropped "
+             f"{moe['dropped_token_fraction']:.1%} ({moe['dispatcher']} dispatcher, expert-dp "
+             f"{moe['expert_dp']})"]
+    busiest = max(moe["stages"], key=lambda st: st["compute_s"] + st["ep_s"])
+    t = res.iteration_time_s
+    lines += [f"busiest stage {busiest['stage']:<5d} compute {busiest['compute_s']:.3f} s "
+              f"({busiest['compute_s'] / t:.1%}), exposed EP communication {busiest['ep_s']:.3f} s "
+              f"({busiest['ep_s'] / t:.1%}), waiting {t - busiest['compute_s'] - busiest['ep_s']:.3f} s",
+              "per stage           compute s   EP comm s   memory GiB (weights/grads/optimizer/activations)"]
+    mem = res.memory.set_index("stage")
+    for st in moe["stages"]:
+        m = mem.loc[st["stage"]]
+        lines.append(f"  stage {st['stage']:<3d}        {st['compute_s']:9.3f}   {st['ep_s']:9.3f}   "
+                     f"{m.total_gib:6.1f} ({m.weights_gib:.1f}/{m.grads_gib:.1f}/"
+                     f"{m.optimizer_gib:.1f}/{m.activations_gib:.1f})")
+    return lines
+
+
 def render(res: SimResult) -> str:
     if not isinstance(res, SimResult):
         return render_inference(res)
@@ -52,6 +73,8 @@ def render(res: SimResult) -> str:
     for k, v in res.extra.items():
         if k not in ("nodes", "plan", "microbatches") and not isinstance(v, dict | list):
             lines.append(f"{k:20s}{v}")
+    if moe := res.extra.get("moe"):
+        lines += render_moe(moe, res)
     if cc := res.extra.get("checkpoint_contention"):    # async write on the fabric (flow)
         lines.append(f"with async ckpt    {cc['iteration_s_with']:.4f} s/iter ({cc['attach']} storage; "
                      f"write {cc['write_s']:.3g} s over {cc['overlapped_steps']:.3g} steps)")

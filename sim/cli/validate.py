@@ -69,6 +69,13 @@ def dense(format: Format = typer.Option(Format.table, "--format"), band: bool = 
     from calibration import reports
     _emit(reports.dense(band), format)
 
+@validate_app.command("moe")
+def moe(format: Format = typer.Option(Format.table, "--format"),
+        fidelity: str = typer.Option("analytical", "--fidelity")) -> None:
+    """MoE training (NVIDIA's Megatron/NeMo runs) and serving (SGLang): tokens/s."""
+    from calibration import reports
+    _emit(reports.moe(fidelity), format)
+
 
 def _emit(report: tuple, format: Format) -> None:
     data, text = report

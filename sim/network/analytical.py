@@ -6,7 +6,8 @@ domain, ``collectives.network`` across domains). ``bus_bytes`` follows nccl-test
 bus-bandwidth definitions (../shared/reference/collectives/busbw_factors.csv).
 Across domains the ring's inter-domain bandwidth is that of the NICs of the group's
 ranks in one domain (one NIC per GPU per rail), capped by the scale-up bandwidth;
-all-to-all cannot aggregate NICs (NCCL maintainers), so it gets one GPU's NIC share.
+all-to-all cannot aggregate NICs (NCCL maintainers), so it gets one GPU's NIC share for
+the bytes that leave the domain.
 """
 
 from __future__ import annotations
@@ -100,7 +101,13 @@ class AnalyticalNetwork:
         if domains == 1:
             return curve_time(self._curve("nvlink"), bus, sys.scale_up_bw * self.bw_scale)
         nic = self.layout.nic_bw_per_gpu / self.layout.oversubscription
-        link_bw = nic if kind == "all_to_all" else min(sys.scale_up_bw, per_domain * nic)
+        if kind == "all_to_all":
+            # Only what a GPU sends off its scale-up domain crosses its NIC (the rest moves
+            # over NVLink at the same time): busbw ~ N/(N-1) x the NIC on N nodes
+            # (nccl_tuning_constants.md); the flow model places the same bytes.
+            off = nbytes * (n - per_domain) / n
+            return curve_time(self._curve("network"), off, nic * self.bw_scale)
+        link_bw = min(sys.scale_up_bw, per_domain * nic)
         return curve_time(self._curve("network"), bus, link_bw * self.bw_scale)
 
     def p2p_time(self, src: int, dst: int, nbytes: float) -> float:

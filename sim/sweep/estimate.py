@@ -100,7 +100,8 @@ class Estimator:
         # With equal stages the first stage holds the most in-flight activations and the
         # embedding; the last holds the logits: the peak is on one of the two.
         return max(memory.stage_memory(self.model, plan, s, self.options.grad_bytes, flash,
-                                       self.options.param_bytes, offload).total
+                                       param_bytes=self.options.param_bytes,
+                                       offload=offload).total
                    for s in stages) / GIB
 
     def _offload_time(self, plan: ParallelPlan, offload: OffloadOptions | None, bwd_layer: float,
@@ -116,15 +117,21 @@ class Estimator:
         return exposed, 0.0
 
     def iteration_time(self, plan: ParallelPlan, offload: OffloadOptions | None = None) -> float:
-        lt = self._times(plan)
-        layers = plan.stage_layers(self.model.layers)
         p, v, m = plan.pp, plan.vpp, plan.microbatches
-        fwd = [n * lt.fwd for n in layers]
-        bwd = [n * lt.bwd for n in layers]
-        fwd[0] += lt.emb_fwd
-        bwd[0] += lt.emb_bwd
-        fwd[-1] += lt.head_fwd
-        bwd[-1] += lt.head_bwd
+        if self.model.uniform:
+            lt = self._times(plan)
+            layers = plan.stage_layers(self.model.layers)
+            fwd = [n * lt.fwd for n in layers]
+            bwd = [n * lt.bwd for n in layers]
+            fwd[0] += lt.emb_fwd
+            bwd[0] += lt.emb_bwd
+            fwd[-1] += lt.head_fwd
+            bwd[-1] += lt.head_bwd
+            layer_bwd = [lt.bwd] * p
+        else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
+            from sim.sweep import estimate_moe
+            fwd, bwd, layer_bwd = estimate_moe.stage_times(self, plan)
+            lt = None
         zero3 = plan.zero >= 3 and plan.dp > 1
         if zero3:
             fwd, bwd = zip(*(self._zero3_stage(plan, s, fwd[s], bwd[s], lt) for s in range(p)),
@@ -132,15 +139,16 @@ class Estimator:
         per_stage = [f + b for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
         t_pipe = m * worst + (sum(per_stage) - worst) / v
-        t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
+        if lt is not None:
+            t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
                                         p2p_bytes(self.model, plan))
             t_pipe += 2 * (p * v - 1) * hop
         # Stage s finishes its last backward about s chunk-backwards before stage 0.
-        tail = max(self._stage_tail(plan, s, bwd[s] / v, lt.bwd, per_stage[s] * m - fwd[s] / v,
+        tail = max(self._stage_tail(plan, s, bwd[s] / v, layer_bwd[s], per_stage[s] * m - fwd[s] / v,
                                     offload, fwd[s])
-                   - s * bwd[s] / v
+                   + (0.0 if lt else estimate_moe.expert_tail(self, plan, s)) - s * bwd[s] / v
                    for s in sorted({0, p // 2, p - 1}))
         return t_pipe + max(tail, 0.0)
 

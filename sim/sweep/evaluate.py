@@ -8,13 +8,14 @@ input, same rows), so any executor, any chunking and any resume give identical r
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
 from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from sim import scenario as scenario_mod
-from sim.setup import resolve_cluster, training_options
+from sim.setup import moe_options, resolve_cluster, training_options
 from sim.simulate import simulate
 from sim.sweep import plans
 from sim.sweep.estimate import Estimator
@@ -32,7 +33,8 @@ PLAN_KEYS = {"tp": "workload.parallel.tp", "pp": "workload.parallel.pp",
              "global_batch": "workload.global_batch",
              "tp_comm_overlap": "workload.parallel.tp_comm_overlap",
              "offload_activations": "workload.offload.activations",
-             "offload_optimizer": "workload.offload.optimizer"}
+             "offload_optimizer": "workload.offload.optimizer",
+             "ep": "workload.parallel.ep", "etp": "workload.parallel.etp"}
 OFFLOAD_KEYS = ("offload_activations", "offload_optimizer")
 
 # Words of workloads.parallel.validate's messages -> the short reason counted in summaries.
@@ -40,7 +42,9 @@ _REASONS = (("ZeRO-3 is not run with pipeline", "unsupported: zero-3 with pp"),
             ("attention heads", "indivisible: heads"), ("kv heads", "indivisible: kv heads"),
             ("sequence parallel", "indivisible: seq_len"), ("layers", "indivisible: layers"),
             ("global_batch", "indivisible: batch"), ("global batch", "indivisible: batch"), ("interleaved", "indivisible: microbatches"),
-            ("GPUs", "indivisible: gpus"))
+            ("GPUs", "indivisible: gpus"), ("experts", "indivisible: experts"),
+            ("ep*etp", "indivisible: ep"), ("expert FFN", "indivisible: etp"),
+            ("mixture-of-experts", "unsupported: moe"))
 
 
 def reason_of(message: str) -> str:
@@ -72,8 +76,8 @@ class _Context:
         system, w = cl.system, sc.workload
         compute = ComputeModel(cl.gpu, cl.profile, sc.sim.speed_scale)
         model = resolve(w.model).with_seq_len(w.seq_len)
-        self.estimator = Estimator(model, cl.layout, compute, training_options(w, cl.gpu),
-                                   cl.gpu.hbm_bytes, cl.profile)
+        opts = replace(training_options(w, cl.gpu), moe=moe_options(w, model, cl.layout))
+        self.estimator = Estimator(model, cl.layout, compute, opts, cl.gpu.hbm_bytes, cl.profile)
         self.system = system
         self.world = cl.layout.world_size
         self.price = getattr(system, "cost_per_gpu_hour_usd", None)
@@ -95,6 +99,7 @@ def _plan_of(ctx: _Context, plan: dict[str, Any] | None) -> parallel.ParallelPla
     f = {"tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "sequence_parallel": p.sequence_parallel,
          "zero": p.zero, "micro_batch": w.micro_batch, "recompute": w.recompute,
          "global_batch": w.global_batch,
+         "ep": p.ep, "etp": p.etp,
          "pipeline_layers": tuple(p.pipeline_layers) if p.pipeline_layers else None}
     f |= {k: (tuple(v) if k == "pipeline_layers" and v else v) for k, v in (plan or {}).items()
           if k not in OFFLOAD_KEYS}
@@ -124,7 +129,7 @@ def _plan_columns(plan: parallel.ParallelPlan | None, raw: dict[str, Any] | None
         src = {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp,
                "micro_batch": plan.micro_batch, "recompute": plan.recompute,
                "sequence_parallel": plan.sequence_parallel, "zero": plan.zero,
-               "global_batch": plan.global_batch,
+               "global_batch": plan.global_batch, "ep": plan.ep, "etp": plan.etp,
                "pipeline_layers": list(plan.pipeline_layers) if plan.pipeline_layers else None,
                "tp_comm_overlap": plan.tp_comm_overlap,
                **{k: (raw or {}).get(k) for k in OFFLOAD_KEYS}}

@@ -1,5 +1,5 @@
 """``plans: auto``: every (tp, pp, dp, vpp, micro_batch, recompute, sequence_parallel,
-zero) candidate for a model on a GPU count.
+zero, and for MoE models ep and etp) candidate for a model on a GPU count.
 
 The grid is built from the GPU count (tp and pp among its divisors, dp the quotient);
 every candidate is then checked by workloads.parallel.validate in the evaluation
@@ -76,19 +76,20 @@ def _inner(space: PlanSpace, model: ModelSpec, tp: int, pp: int, dp: int,
     # "divisors": every micro-batch that divides the local batch (Calculon's
     # get_valid_microbatch_sizes), else the listed values.
     mbs = (divisors(max(gb // dp, 1)) if space.micro_batch == "divisors" else space.micro_batch)
+    eps = _expert_sizes(space, model, tp * dp)
     extras = list(itertools.product(space.tp_comm_overlap, space.offload_activations,
                                     space.offload_optimizer))
-    for (vpp, mb, rc, sp, zero), (tpo, off_a, off_o) in itertools.product(
-            itertools.product(vpps, mbs, space.recompute, sps, space.zero), extras):
+    for (vpp, mb, rc, sp, zero, (ep, etp)), (tpo, off_a, off_o) in itertools.product(
+            itertools.product(vpps, mbs, space.recompute, sps, space.zero, eps), extras):
         if tpo != "none" and not (sp and tp > 1):
             continue                      # TP overlap pipelines the SP collectives only
         layers = None
         if space.uneven_layers and pp > 1 and model.layers % (pp * vpp):
             layers = uneven_split(model.layers, pp, vpp)
-        out.append({"tp": tp, "pp": pp, "dp": dp, "vpp": vpp, "micro_batch": mb,
-                    "recompute": rc, "sequence_parallel": sp, "zero": zero,
-                    "global_batch": gb, "pipeline_layers": layers,
-                    **_extra_keys(tpo, off_a, off_o)})
+        plan = {"tp": tp, "pp": pp, "dp": dp, "vpp": vpp, "micro_batch": mb,
+                "recompute": rc, "sequence_parallel": sp, "zero": zero,
+                "global_batch": gb, "pipeline_layers": layers, **_extra_keys(tpo, off_a, off_o)}
+        out.append(plan | ({"ep": ep, "etp": etp} if model.is_moe else {}))
     return out
 
 
@@ -102,3 +103,13 @@ def _extra_keys(tpo: str, off_a: float, off_o: bool) -> dict[str, Any]:
     if off_o:
         out["offload_optimizer"] = off_o
     return out
+
+
+def _expert_sizes(space: PlanSpace, model: ModelSpec, stage_ranks: int) -> list[tuple[int, int]]:
+    """(ep, etp) candidates of a MoE model: by default every ep that divides both the
+    experts and the stage's tp*dp ranks (MoE parallel folding); sizes that do not fit are
+    still listed when given explicitly, so the sweep reports why they fail."""
+    if not model.is_moe:
+        return [(1, 1)]
+    eps = space.ep or [d for d in divisors(model.moe.experts) if stage_ranks % d == 0]
+    return list(itertools.product(eps, space.etp))

@@ -40,7 +40,9 @@ def plan_label(r: pd.Series) -> str:
     extra = (f" tp-overlap:{tpo}" if isinstance(tpo, str) and tpo != "none" else "") + (
         f" offload-act:{r['offload_activations']:g}" if _set(r.get("offload_activations")) else "") + (
         " offload-opt" if _set(r.get("offload_optimizer")) else "")
-    return (f"tp{r.tp} pp{r.pp} dp{r.dp} vpp{r.vpp} mb{r.micro_batch} {r.recompute}"
+    ep = r.get("ep")
+    moe = f" ep{int(ep)} etp{int(r.get('etp'))}" if ep is not None and ep == ep and ep > 1 else ""
+    return (f"tp{r.tp} pp{r.pp} dp{r.dp} vpp{r.vpp}{moe} mb{r.micro_batch} {r.recompute}"
             f"{' sp' if r.sequence_parallel else ''} zero{r.zero}{pl}{extra}{axes}")
 
 

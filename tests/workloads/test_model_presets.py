@@ -11,8 +11,15 @@ def test_every_preset_names_its_published_size_and_source():
     assert [n for n, m in presets().items() if not (m.published_params_b and m.source)] == []
 
 
+# Published figures that count more than the text model the preset describes: Kimi K2's
+# 1.04T is not broken down (our config.json count is 1026.4B); Llama 4 Scout's 109B
+# includes its vision encoder (tests/workloads/test_moe_params.py).
+WIDER = {"kimi-k2": 0.02, "llama4-scout": 0.02}
+
+
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_parameter_count_matches_the_published_one(name):
     # Published sizes are rounded (1.7B, 405B): within 1%, or 0.05B for the small ones.
     m = PUBLISHED[name]
-    assert abs(m.params / 1e9 - m.published_params_b) <= max(0.01 * m.published_params_b, 0.05)
+    rel = WIDER.get(name, 0.01)
+    assert abs(m.params / 1e9 - m.published_params_b) <= max(rel * m.published_params_b, 0.05)

@@ -1,0 +1,81 @@
+"""``workload.moe``: how a mixture-of-experts model's tokens travel and spread
+(contract shared with sim/scenario.py; docs/moe.md).
+
+- ``dispatcher``: ``alltoall`` (NCCL all-to-all over the EP group), ``allgather``
+  (all-gather the EP group's tokens, reduce-scatter the outputs) or ``deepep``
+  (hierarchical: one RDMA copy per destination node, then NVLink forwarding).
+- ``imbalance``: ``uniform``, ``{kind: zipf, exponent: 1.2}`` or
+  ``{kind: histogram, file: tokens_per_expert.csv}`` (one count per expert, one per line
+  or a ``tokens`` column); ``seed`` places a Zipf law's popular experts.
+- ``capacity_factor``: null = dropless; a number caps each expert at that multiple of
+  its balanced load (dropped tokens skip the experts).
+- ``overlap``: hide the dispatch/combine of one microbatch behind another's compute
+  (Megatron-Core's 1F1B all-to-all overlap).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hw_models.errors import ClusterSimError
+from workloads.moe_load import Routing
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Imbalance(_Cfg):
+    kind: Literal["uniform", "zipf", "histogram"] = Field("uniform", description=(
+        "routing distribution over experts: uniform, zipf (exponent) or a measured histogram"))
+    exponent: float | None = Field(default=None, gt=0, description=(
+        "zipf: share of the i-th most popular expert proportional to 1 / i^exponent"))
+    file: str | None = Field(None, description=(
+        "histogram: CSV with one token count per expert (a tokens column or one per line)"))
+
+    @model_validator(mode="after")
+    def _fields(self) -> Imbalance:
+        if self.kind == "zipf" and self.exponent is None:
+            raise ValueError("kind zipf needs exponent (e.g. 1.0)")
+        if self.kind == "histogram" and not self.file:
+            raise ValueError("kind histogram needs file (one token count per expert)")
+        return self
+
+
+class MoEWorkload(_Cfg):
+    dispatcher: Literal["alltoall", "allgather", "deepep"] = Field("alltoall", description=(
+        "token dispatch: NCCL all-to-all, all-gather + reduce-scatter, or DeepEP-style "
+        "hierarchical (RDMA once per node, then NVLink)"))
+    imbalance: Literal["uniform"] | Imbalance = Field("uniform", description=(
+        "expert load: uniform or {kind: zipf, exponent} or {kind: histogram, file}"))
+    capacity_factor: float | None = Field(default=None, gt=0, description=(
+        "unset: dropless; a number caps each expert at that multiple of its balanced load"))
+    overlap: bool = Field(False, description=(
+        "hide dispatch/combine behind compute (1F1B all-to-all overlap; two-batch overlap "
+        "in serving)"))
+    seed: int = Field(0, description="seed of the permutation that places a Zipf law's popular experts")
+
+    def routing(self, base: Path | None = None) -> Routing:
+        imb = self.imbalance if isinstance(self.imbalance, Imbalance) else Imbalance()
+        hist = read_histogram(imb.file, base) if imb.kind == "histogram" else None
+        return Routing(imb.kind, imb.exponent or 0.0, hist, self.capacity_factor, self.seed)
+
+
+def read_histogram(file: str, base: Path | None = None) -> tuple[float, ...]:
+    path = Path(file)
+    if not path.is_absolute() and base is not None and not path.exists():
+        path = base / path
+    if not path.exists():
+        raise ClusterSimError(f"workload.moe.imbalance.file: {file} does not exist")
+    try:
+        df = pd.read_csv(path, comment="#")
+        col = df["tokens"] if "tokens" in df.columns else pd.read_csv(
+            path, comment="#", header=None).iloc[:, 0]
+        return tuple(float(x) for x in col)
+    except (ValueError, KeyError, pd.errors.ParserError) as exc:
+        raise ClusterSimError(f"workload.moe.imbalance.file: {file} is not a list of token "
+                              f"counts ({exc})") from None

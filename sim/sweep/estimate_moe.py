@@ -1,0 +1,72 @@
+"""Closed-form stage times of MoE / MLA / windowed models for the sweep estimator.
+
+The same kernels the DES plays (workloads.moe_layers, one list per kind of layer: dense
+or MoE, full or windowed attention) priced with the estimator's cost model; a layer's
+EP communication hides behind its compute when ``workload.moe.overlap`` is set, as in
+sim.costs. Expert gradients reduced over expert-data-parallel add to the stage's tail.
+"""
+
+from __future__ import annotations
+
+from workloads import moe as spec
+from workloads import moe_parallel, moe_training
+from workloads.graph import Collective, CommGroup
+from workloads.layers import LayerContext, embedding_backward, embedding_forward
+from workloads.moe_layers import layer_backward_at, layer_forward_at, layer_recompute_at
+from workloads.parallel import ParallelPlan
+
+
+def _time(est, ops, overlap: bool) -> float:
+    comp = ep = 0.0
+    for op in ops:
+        t = est.costs.uncached_time(op)
+        if isinstance(op, Collective) and op.group.dim == "ep":
+            ep += t
+        else:
+            comp += t
+    return comp + (max(0.0, ep - comp) if overlap else ep)
+
+
+def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list[float]]:
+    """(forward, backward, mean backward of one layer) per stage, one microbatch."""
+    model, opts = est.model, est.options
+    overlap = bool(opts.moe and opts.moe.overlap)
+    fwd, bwd, per_layer = [], [], []
+    for s in range(plan.pp):
+        ctx = LayerContext(model, plan.micro_batch, plan.tp, plan.sp, opts.dtype,
+                           CommGroup(plan.tp_group(s), "tp"), opts.attention,
+                           moe=moe_training.context(model, plan, opts.moe, s))
+        kinds: dict[tuple[bool, bool], tuple[float, float]] = {}
+        f = b = 0.0
+        ids = [i for c in range(plan.vpp) for i in moe_training.chunk_layers(model, plan, s, c)]
+        for i in ids:
+            key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
+            if key not in kinds:
+                kinds[key] = (_time(est, layer_forward_at(ctx, i), overlap),
+                              _time(est, layer_recompute_at(ctx, i, plan.recompute)
+                                    + layer_backward_at(ctx, i), overlap))
+            f, b = f + kinds[key][0], b + kinds[key][1]
+        per_layer.append(b / max(1, len(ids)))
+        if s == 0:
+            f += _time(est, embedding_forward(ctx), False)
+            b += _time(est, embedding_backward(ctx), False)
+        if s == plan.pp - 1:
+            f += _time(est, moe_training.head_fwd(ctx), overlap)
+            b += _time(est, moe_training.head_bwd(ctx), overlap)
+        fwd.append(f)
+        bwd.append(b)
+    return fwd, bwd, per_layer
+
+
+def expert_tail(est, plan: ParallelPlan, s: int) -> float:
+    """Expert gradients over expert-DP (not hidden), and their parameter all-gather."""
+    size = moe_parallel.edp(plan)
+    experts = moe_training.stage_split(est.model, plan, s)[1]
+    if size <= 1 or experts <= 0:
+        return 0.0
+    group = CommGroup(moe_parallel.edp_group(plan, s), "dp")
+    kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+    t = est.network.collective_time(kind, experts * est.options.grad_bytes, group)
+    if plan.zero == 1:
+        t += est.network.collective_time("all_gather", experts * est.options.param_bytes, group)
+    return t

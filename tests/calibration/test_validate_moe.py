@@ -1,0 +1,37 @@
+"""`clustersim validate moe` as a test table: every published row is predicted or skipped
+with a reason, and the measured accuracy does not regress (targets: docs/moe.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from calibration.validate_moe import inference_rows, run, summary
+
+
+@pytest.fixture(scope="module")
+def table():
+    return run()
+
+
+def test_every_row_predicted_or_skipped_with_a_reason(table):
+    assert len(table) == 144
+    done = table[table.skipped == ""]
+    assert done.predicted_tok_s_gpu.notna().all() and done.error_pct.notna().all()
+    assert (table[table.skipped != ""].predicted_tok_s_gpu.isna()).all()
+    assert set(done.gpu) == {"H100", "B200", "GB200"}
+
+
+def test_accuracy_does_not_regress(table):
+    """Guards the level measured when this validation was built (H100 16.9%, Blackwell
+    32.6%); the issue's targets are 10% and 15% and are not met (docs/moe.md says why)."""
+    s = summary(table)
+    assert s["predicted"] == 68
+    assert s["median_abs_error_pct_h100"] < 20
+    assert s["median_abs_error_pct_blackwell"] < 35
+
+
+def test_serving_rows():
+    inf = inference_rows()
+    done = inf[inf.skipped == ""]
+    assert len(done) == 5 and set(done.phase) == {"prefill", "decode"}
+    assert done.error_pct.abs().median() < 25

@@ -1,0 +1,245 @@
+"""Mixture-of-experts, multi-head latent attention, multi-token prediction and windowed
+attention: the model-spec blocks and their parameter / FLOPs formulas.
+
+The spec blocks are contracts shared with scenario files and presets:
+
+- ``moe: {experts, top_k, shared_experts, expert_ffn_hidden, shared_ffn_hidden,
+  dense_layers | layer_pattern, router: softmax|sigmoid}``
+- ``attention: {kind: mha|gqa|mla, q_lora_rank, kv_lora_rank, qk_nope_head_dim,
+  qk_rope_head_dim, v_head_dim}``
+- ``sliding_window: {size, period, kind: sliding|chunked}``: in every group of ``period``
+  layers all but the last use the window (gpt-oss: period 2, every other layer;
+  Llama 4: chunked attention on three layers of four).
+- ``mtp_layers``: DeepSeek-V3's multi-token-prediction modules (section 2.2 of its report):
+  each is an RMSNorm pair, a (2h, h) projection and one transformer layer; embedding and
+  output head are shared with the main model.
+
+Parameter counts follow the published module shapes (DeepSeek-V3 / Kimi K2 MLA, the
+HF ``config.json`` of each model). The formulas are plain sums of matrix sizes, written
+out per module below so that each can be checked by hand.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from workloads.model import ModelSpec
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MoESpec(_Spec):
+    """Routed experts (SwiGLU when the model is gated), ``top_k`` per token, plus
+    ``shared_experts`` that every token passes through."""
+    experts: int = Field(gt=0)
+    top_k: int = Field(gt=0)
+    shared_experts: int = Field(default=0, ge=0)
+    expert_ffn_hidden: int = Field(gt=0)
+    shared_ffn_hidden: int | None = Field(default=None, gt=0)   # default: expert_ffn_hidden
+    dense_layers: int = Field(default=0, ge=0)                  # the first k layers are dense
+    layer_pattern: tuple[int, ...] | None = None                # 1 = MoE layer, one per layer
+    router: Literal["softmax", "sigmoid"] = "softmax"
+    # Group-limited routing (DeepSeek-V3 n_group / topk_group): experts in router_groups
+    # groups, each token's top_k chosen inside its best router_group_topk groups.
+    router_groups: int = Field(default=1, gt=0)
+    router_group_topk: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> MoESpec:
+        if self.top_k > self.experts:
+            raise ValueError(f"top_k {self.top_k} exceeds experts {self.experts}")
+        if self.experts % self.router_groups or (self.router_group_topk or 0) > self.router_groups:
+            raise ValueError(f"router_groups {self.router_groups} must divide the experts and "
+                             f"be >= router_group_topk {self.router_group_topk}")
+        if self.layer_pattern is not None:
+            if self.dense_layers:
+                raise ValueError("give dense_layers or layer_pattern, not both")
+            if any(v not in (0, 1) for v in self.layer_pattern):
+                raise ValueError("layer_pattern holds 0 (dense) or 1 (MoE) per layer")
+        return self
+
+    @property
+    def shared_ffn(self) -> int:
+        return self.shared_ffn_hidden or self.expert_ffn_hidden
+
+
+class AttentionSpec(_Spec):
+    """``mla``: DeepSeek-V2/V3 multi-head latent attention (Q through a rank-``q_lora_rank``
+    bottleneck, K/V through a compressed ``kv_lora_rank`` latent plus a shared RoPE key)."""
+    kind: Literal["mha", "gqa", "mla"] = "mha"
+    q_lora_rank: int | None = Field(default=None, gt=0)    # None: a direct Q projection
+    kv_lora_rank: int | None = Field(default=None, gt=0)
+    qk_nope_head_dim: int | None = Field(default=None, gt=0)
+    qk_rope_head_dim: int | None = Field(default=None, gt=0)
+    v_head_dim: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> AttentionSpec:
+        if self.kind == "mla":
+            missing = [k for k in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
+                                   "v_head_dim") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"kind mla needs {', '.join(missing)}")
+        return self
+
+    @property
+    def qk_head_dim(self) -> int:
+        return (self.qk_nope_head_dim or 0) + (self.qk_rope_head_dim or 0)
+
+
+class SlidingWindow(_Spec):
+    size: int = Field(gt=0)
+    period: int = Field(default=2, gt=0)
+    kind: Literal["sliding", "chunked"] = "sliding"
+
+
+# ----------------------------------------------------------------------------- layers
+
+def is_moe_layer(m: ModelSpec, i: int) -> bool:
+    """Layer ``i`` (0-based, main model) has routed experts."""
+    if m.moe is None:
+        return False
+    if m.moe.layer_pattern is not None:
+        return bool(m.moe.layer_pattern[i])
+    return i >= m.moe.dense_layers
+
+
+def is_window_layer(m: ModelSpec, i: int) -> bool:
+    w = m.sliding_window
+    return w is not None and (i % w.period) != w.period - 1
+
+
+def kv_len(m: ModelSpec, i: int) -> float:
+    """Keys each query attends in layer ``i`` under the non-causal (PaLM) FLOPs convention:
+    the sequence, or the window / chunk where the layer has one."""
+    if is_window_layer(m, i):
+        return float(min(m.sliding_window.size, m.seq_len))
+    return float(m.seq_len)
+
+
+def mla(m: ModelSpec) -> AttentionSpec | None:
+    return m.attention if m.attention is not None and m.attention.kind == "mla" else None
+
+
+def attention_params(m: ModelSpec) -> int:
+    """Projection weights of one attention layer (with their biases and inner norms)."""
+    h, a = m.hidden, m.heads
+    att = mla(m)
+    if att is None:
+        qk_norm = 2 * m.head_dim if m.qk_norm else 0
+        return (h * m.qkv_out + a * m.head_dim * h + int(m.bias) * (m.qkv_out + h) + qk_norm)
+    q = a * att.qk_head_dim
+    q_proj = (h * att.q_lora_rank + att.q_lora_rank + att.q_lora_rank * q) if att.q_lora_rank \
+        else h * q
+    kv_down = h * (att.kv_lora_rank + att.qk_rope_head_dim) + att.kv_lora_rank   # + latent norm
+    kv_up = att.kv_lora_rank * a * (att.qk_nope_head_dim + att.v_head_dim)
+    return q_proj + kv_down + kv_up + a * att.v_head_dim * h
+
+
+def mlp_params(m: ModelSpec, ffn: int) -> int:
+    h, b = m.hidden, int(m.bias)
+    return h * ffn * (3 if m.gated else 2) + b * (ffn * (2 if m.gated else 1) + h)
+
+
+def router_params(m: ModelSpec) -> int:
+    e = m.moe.experts
+    # Linear router; a sigmoid router carries a per-expert score-correction bias
+    # (DeepSeek-V3 aux-loss-free balancing), a biased model a router bias.
+    return m.hidden * e + (e if m.moe.router == "sigmoid" or m.bias else 0)
+
+
+def norm_params(m: ModelSpec) -> int:
+    return m.hidden * (2 if m.norm == "layernorm" else 1)
+
+
+def layer_params(m: ModelSpec, i: int, active: bool = False) -> int:
+    """Parameters of layer ``i``; ``active``: those one token touches (top-k experts)."""
+    base = attention_params(m) + 2 * norm_params(m)
+    if not is_moe_layer(m, i):
+        return base + mlp_params(m, m.ffn)
+    moe = m.moe
+    routed = (moe.top_k if active else moe.experts) * mlp_params(m, moe.expert_ffn_hidden)
+    return base + router_params(m) + routed + moe.shared_experts * mlp_params(m, moe.shared_ffn)
+
+
+def expert_params(m: ModelSpec, i: int) -> int:
+    """Routed-expert weights of layer ``i`` (what expert parallelism shards)."""
+    if not is_moe_layer(m, i):
+        return 0
+    return m.moe.experts * mlp_params(m, m.moe.expert_ffn_hidden)
+
+
+def mtp_params(m: ModelSpec, active: bool = False) -> int:
+    """Multi-token prediction modules (embedding and output head shared): two norms, the
+    (2h -> h) projection, one transformer layer like the model's last, a final norm."""
+    h = m.hidden
+    per = 3 * norm_params(m) + 2 * h * h + layer_params(m, m.layers - 1, active)
+    return m.mtp_layers * per
+
+
+def embedding_params(m: ModelSpec) -> tuple[int, int]:
+    """(input embedding incl. positions, untied output layer)."""
+    pos = 0 if m.rope else m.seq_len * m.hidden
+    return m.vocab * m.hidden + pos, (0 if m.tied_embeddings else m.vocab * m.hidden)
+
+
+def total_params(m: ModelSpec) -> int:
+    """Main model (MTP modules excluded, as DeepSeek's 671B is)."""
+    embed, out = embedding_params(m)
+    return sum(layer_params(m, i) for i in range(m.layers)) + embed + out + norm_params(m)
+
+
+def active_params(m: ModelSpec, embedding: bool = True) -> int:
+    """Parameters one token uses in the main model. ``embedding=False`` leaves out the
+    input-embedding table (a lookup), as OpenAI's gpt-oss model card counts."""
+    embed, out = embedding_params(m)
+    out = out or m.vocab * m.hidden          # tied: the output head is still a GEMM
+    layers = sum(layer_params(m, i, active=True) for i in range(m.layers))
+    return layers + out + norm_params(m) + (embed if embedding else 0)
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+def matmul_params(m: ModelSpec, i: int) -> int:
+    """Weights of layer ``i`` that one token multiplies (GEMMs only: no norms, biases)."""
+    h, a = m.hidden, m.heads
+    att = mla(m)
+    if att is None:
+        attn = h * m.qkv_out + a * m.head_dim * h
+    else:
+        q = a * att.qk_head_dim
+        attn = (h * att.q_lora_rank + att.q_lora_rank * q if att.q_lora_rank else h * q) \
+            + h * (att.kv_lora_rank + att.qk_rope_head_dim) \
+            + att.kv_lora_rank * a * (att.qk_nope_head_dim + att.v_head_dim) + a * att.v_head_dim * h
+    mult = 3 if m.gated else 2
+    if not is_moe_layer(m, i):
+        return attn + h * m.ffn * mult
+    moe = m.moe
+    return attn + h * moe.experts + h * mult * (moe.top_k * moe.expert_ffn_hidden
+                                                + moe.shared_experts * moe.shared_ffn)
+
+
+def _attention_per_token(m: ModelSpec, i: int) -> float:
+    """Half the forward QK^T + AV FLOPs of one token in layer ``i`` (non-causal)."""
+    att = mla(m)
+    d_qk, d_v = (att.qk_head_dim, att.v_head_dim) if att else (m.head_dim, m.head_dim)
+    return kv_len(m, i) * m.heads * (d_qk + d_v)
+
+
+def flops_per_token(m: ModelSpec) -> float:
+    """Training model FLOPs per token (forward + backward, no recompute): 6 x (active GEMM
+    weights + the attention score/context products), PaLM appendix B convention. MTP
+    modules add their projection, layer and a second pass through the output head."""
+    h = m.hidden
+    per = sum(matmul_params(m, i) + _attention_per_token(m, i) for i in range(m.layers))
+    per += h * m.vocab
+    if m.mtp_layers:
+        last = m.layers - 1
+        per += m.mtp_layers * (2 * h * h + matmul_params(m, last) + _attention_per_token(m, last)
+                               + h * m.vocab)
+    return 6.0 * per

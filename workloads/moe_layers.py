@@ -1,0 +1,346 @@
+"""Kernels of one layer of a non-uniform model (MoE, MLA, windowed attention) on one rank.
+
+Attention: Megatron-style TP (heads split over tp). MLA (DeepSeek-V2/V3): the down
+projections of Q and of the KV latent are replicated on every TP rank and run on the
+gathered tokens; the up projections and the output projection are split by heads; the
+fused attention works on d_qk = nope + rope and d_v head dims. Windowed layers (sliding
+or chunked) compute only the query-key pairs inside the window.
+
+MoE layer, tokens n = T/tp per rank (MoE layers run sequence-parallel, as Megatron-Core
+requires with tp > 1, so no TP collective surrounds them):
+router GEMM (n, E, h) and top-k; permute (gather the n*k routed copies); dispatch to the
+EP ranks that own the experts; grouped expert GEMMs over the E/ep local experts, whose
+shapes follow the tokens each expert receives (one GEMM per local expert, as Transformer
+Engine's GroupedLinear issues them: each pays its own launch, fixed cost and wave
+quantization); combine back; unpermute (weighted sum);
+shared experts on the n local tokens. The slowest EP rank sets the pace: it receives
+``rank_factor`` x n*k tokens (workloads/moe_load.py), so its GEMMs and its all-to-all
+are that much larger, and everyone waits at the combine.
+
+Dispatchers (``workload.moe.dispatcher``), bytes per rank with e bytes per element:
+- alltoall: one NCCL all-to-all over the EP group, send buffer e*n*k*h (each routed copy
+  once), the same for the combine; with etp > 1 an all-gather / reduce-scatter over ETP.
+- allgather: all-gather of the EP group's tokens (buffer e*n*h*ep), reduce-scatter of
+  the outputs (Megatron-Core's AllGather dispatcher).
+- deepep: hierarchical (DeepEP normal kernels): a token crosses the scale-out network once
+  per remote destination node, e*n*h*(N-1)(1-(1-1/N)^k) bytes for an EP group on N nodes
+  with uniformly spread experts, then NVLink forwarding of its k copies inside the node.
+  The two phases are costed one after the other (an upper bound: DeepEP pipelines them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from workloads.graph import Collective, CommGroup, Compute
+from workloads.layers import LayerContext, Op, gemm, gemm_bwd, layer_gemm_shapes, mem, tp_comm
+from workloads.moe import is_moe_layer, is_window_layer, mla
+
+
+@dataclass(frozen=True)
+class MoEContext:
+    ep_group: CommGroup
+    etp_group: CommGroup
+    dispatcher: str = "alltoall"
+    rank_factor: float = 1.0          # slowest EP rank's routed tokens / balanced
+    node_group: CommGroup | None = None   # deepep: the EP group's ranks in one scale-up domain
+    rail_group: CommGroup | None = None   # deepep: one EP rank per domain (same local index)
+
+    @property
+    def ep(self) -> int:
+        return self.ep_group.size
+
+    @property
+    def etp(self) -> int:
+        return self.etp_group.size
+
+
+def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatcher: str,
+                 rank_factor: float, domain_gpus: int) -> MoEContext:
+    """Groups of the first EP rank; ``domain_gpus`` consecutive ranks share NVLink."""
+    first = ep_ranks[0] // domain_gpus
+    node = tuple(r for r in ep_ranks if r // domain_gpus == first)
+    seen, rail = set(), []
+    for r in ep_ranks:
+        if r // domain_gpus not in seen:
+            seen.add(r // domain_gpus)
+            rail.append(r)
+    return MoEContext(CommGroup(ep_ranks, "ep"), CommGroup(etp_ranks, "ep"), dispatcher,
+                      rank_factor, CommGroup(node, "ep"), CommGroup(tuple(rail), "ep"))
+
+
+def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
+    """Megatron's conjugate f: identity, or an all-gather with sequence parallelism."""
+    return tp_comm(ctx, "all_gather", name) if ctx.sp else []
+
+
+def _exit_tp(ctx: LayerContext, name: str) -> list[Op]:
+    """Megatron's conjugate g: all-reduce, or a reduce-scatter with sequence parallelism."""
+    return tp_comm(ctx, "reduce_scatter" if ctx.sp else "all_reduce", name)
+
+
+def _enter_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
+    return _exit_tp(ctx, name)
+
+
+def _exit_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
+    return _enter_tp(ctx, name)
+
+
+def bf16_context(ctx: LayerContext) -> LayerContext:
+    """FP8 training keeps the dot-product attention, the router and the output layer in
+    16-bit (Transformer Engine's fp8_autocast covers the transformer layers' linear
+    GEMMs; fp8 attention is a separate, default-off option)."""
+    return replace(ctx, dtype="bf16") if ctx.dtype == "fp8" else ctx
+
+
+def _kind(ctx: LayerContext, i: int) -> tuple[bool, bool]:
+    return is_moe_layer(ctx.model, i), is_window_layer(ctx.model, i)
+
+
+# ------------------------------------------------------------------------- attention
+
+def _pairs(ctx: LayerContext, window: bool) -> tuple[float, int]:
+    """(causal query-key pairs per sequence, keys per query for the efficiency curve)."""
+    s = ctx.model.seq_len
+    w = ctx.model.sliding_window
+    if not window:
+        return s * s / 2, s
+    size = min(w.size, s)
+    if w.kind == "chunked":
+        full, rest = divmod(s, size)
+        return full * size * (size + 1) / 2 + rest * (rest + 1) / 2, size
+    return s * size - size * (size - 1) / 2, size
+
+
+def _core(ctx: LayerContext, window: bool, d_qk: int, d_v: int, bwd: bool) -> Compute:
+    """Fused attention of the local heads; backward = 2.5 x forward FLOPs (FA2)."""
+    bh, s, e = ctx.micro_batch * ctx.local_heads, ctx.model.seq_len, ctx.act_bytes
+    pairs, kv = _pairs(ctx, window)
+    flops = 2.0 * bh * pairs * (d_qk + d_v) * (2.5 if bwd else 1.0)
+    nbytes = e * bh * s * (2 * d_qk + 2 * d_v) * (2 if bwd else 1)
+    return Compute("attention", flops, nbytes, bf16_context(ctx).dtype, (bh, s, kv, d_qk), causal=True,
+                   name="flash_attn_bwd" if bwd else "flash_attn_fwd")
+
+
+def _mla_gemms(ctx: LayerContext) -> list[tuple[tuple[int, int, int], str]]:
+    att, T, lh = mla(ctx.model), ctx.tokens, ctx.local_heads
+    h = ctx.model.hidden
+    out = []
+    if att.q_lora_rank:
+        out += [((T, att.q_lora_rank, h), "mla_q_down"),
+                ((T, lh * att.qk_head_dim, att.q_lora_rank), "mla_q_up")]
+    else:
+        out += [((T, lh * att.qk_head_dim, h), "mla_q")]
+    out += [((T, att.kv_lora_rank + att.qk_rope_head_dim, h), "mla_kv_down"),
+            ((T, lh * (att.qk_nope_head_dim + att.v_head_dim), att.kv_lora_rank), "mla_kv_up")]
+    return out
+
+
+def _attn_forward(ctx: LayerContext, window: bool) -> list[Op]:
+    m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
+    att = mla(m)
+    if att is None:
+        g = layer_gemm_shapes(ctx)
+        rope = e * 2 * T * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
+        return [gemm(ctx, *g["qkv"], "qkv"), mem(ctx, "elementwise", rope, "rope"),
+                _core(ctx, window, m.head_dim, m.head_dim, False), gemm(ctx, *g["proj"], "attn_proj")]
+    ops: list[Op] = [gemm(ctx, *shape, name) for shape, name in _mla_gemms(ctx)]
+    latent = (att.q_lora_rank or 0) + att.kv_lora_rank
+    rope = e * 2 * T * (ctx.local_heads + 1) * att.qk_rope_head_dim
+    ops += [mem(ctx, "norm", 2 * e * T * latent, "mla_latent_norms"), mem(ctx, "elementwise", rope, "rope"),
+            _core(ctx, window, att.qk_head_dim, att.v_head_dim, False),
+            gemm(ctx, T, m.hidden, ctx.local_heads * att.v_head_dim, "attn_proj")]
+    return ops
+
+
+def _attn_backward(ctx: LayerContext, window: bool) -> list[Op]:
+    m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
+    att = mla(m)
+    if att is None:
+        g = layer_gemm_shapes(ctx)
+        return [*gemm_bwd(ctx, *g["proj"], "attn_proj"),
+                _core(ctx, window, m.head_dim, m.head_dim, True), *gemm_bwd(ctx, *g["qkv"], "qkv")]
+    latent = (att.q_lora_rank or 0) + att.kv_lora_rank
+    ops: list[Op] = [*gemm_bwd(ctx, T, m.hidden, ctx.local_heads * att.v_head_dim, "attn_proj"),
+                     _core(ctx, window, att.qk_head_dim, att.v_head_dim, True),
+                     mem(ctx, "norm", 3 * e * T * latent, "mla_latent_norms_bwd")]
+    for shape, name in reversed(_mla_gemms(ctx)):
+        ops += gemm_bwd(ctx, *shape, name)
+    return ops
+
+
+# ------------------------------------------------------------------------- MoE block
+
+def local_tokens(ctx: LayerContext) -> int:
+    return max(1, ctx.tokens // ctx.tp)
+
+
+def _received(ctx: LayerContext) -> float:
+    """Routed token copies the slowest EP rank computes (ETP peers' included)."""
+    k = ctx.model.moe.top_k
+    return local_tokens(ctx) * k * ctx.moe.rank_factor * ctx.moe.etp
+
+
+def deepep_remote_nodes(ctx: LayerContext) -> float:
+    """Expected remote nodes a token's k experts sit on, experts spread evenly over the N
+    nodes of the EP group: (N-1)(1-(1-1/N)^k). With group-limited routing whose groups
+    are the nodes (DeepSeek-V3: 8 groups on 8 nodes, top-4 groups, "at most 4 nodes per
+    token"), the k experts fall in M chosen nodes: M(1-(1-1/M)^k) nodes, (N-1)/N remote."""
+    moe, nodes = ctx.model.moe, ctx.moe.rail_group.size
+    k, m = moe.top_k, moe.router_group_topk
+    if m and moe.router_groups == nodes:
+        return m * (1 - (1 - 1 / m) ** k) * (nodes - 1) / nodes
+    return (nodes - 1) * (1 - (1 - 1 / nodes) ** k)
+
+
+def route(ctx: LayerContext, name: str, out: bool) -> list[Op]:
+    """Dispatch (out=False) or combine (out=True) communication of one MoE layer."""
+    mc, e, h = ctx.moe, ctx.act_bytes, ctx.model.hidden
+    n, k = local_tokens(ctx), ctx.model.moe.top_k
+    if mc.ep * mc.etp == 1:
+        return []
+    ops: list[Op] = []
+    if mc.dispatcher == "allgather":
+        kind = "reduce_scatter" if out else "all_gather"
+        return [Collective(kind, e * n * h * mc.ep, mc.ep_group, name=f"ep_{kind}_{name}")]
+    if mc.dispatcher == "deepep" and mc.rail_group.size > 1:
+        nodes = mc.rail_group.size
+        remote = e * n * h * deepep_remote_nodes(ctx) * mc.rank_factor * nodes / (nodes - 1)
+        ops = [Collective("all_to_all", remote, mc.rail_group, name=f"deepep_rdma_{name}"),
+               Collective("all_to_all", e * n * k * h * mc.rank_factor, mc.node_group,
+                          name=f"deepep_nvlink_{name}")]
+    elif mc.ep > 1:
+        ops = [Collective("all_to_all", e * n * k * h * mc.rank_factor, mc.ep_group,
+                          name=f"ep_all_to_all_{name}")]
+    if mc.etp > 1:
+        etp_op = Collective("reduce_scatter" if out else "all_gather",
+                            e * _received(ctx) * h, mc.etp_group, name=f"etp_{name}")
+        ops = [*ops, etp_op]             # dispatch order; the combine runs it backwards
+    return ops[::-1] if out else ops
+
+
+def _expert_shapes(ctx: LayerContext) -> tuple[int, tuple, tuple]:
+    """(local experts, fc1 (m, n, k), fc2 (m, n, k)) with m the tokens per local expert."""
+    m, mc = ctx.model, ctx.moe
+    local = m.moe.experts // mc.ep
+    f = m.moe.expert_ffn_hidden // mc.etp
+    per = max(1, round(_received(ctx) / local))
+    up = f * (2 if m.gated else 1)
+    return local, (per, up, m.hidden), (per, m.hidden, f)
+
+
+def _shared_shapes(ctx: LayerContext) -> tuple[tuple, tuple]:
+    m, n = ctx.model, local_tokens(ctx)
+    f = m.moe.shared_experts * m.moe.shared_ffn
+    return (n, f * (2 if m.gated else 1), m.hidden), (n, m.hidden, f)
+
+
+def _act(ctx: LayerContext, tokens: float, f: int) -> float:
+    return (3 if ctx.model.gated else 2) * ctx.act_bytes * tokens * f
+
+
+def moe_forward(ctx: LayerContext) -> list[Op]:
+    m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
+    h, E, k = m.hidden, m.moe.experts, m.moe.top_k
+    local, fc1, fc2 = _expert_shapes(ctx)
+    r = _received(ctx)
+    ops: list[Op] = [gemm(bf16_context(ctx), n, E, h, "router"), mem(ctx, "softmax", 3 * 4 * n * E, "router_topk"),
+                     mem(ctx, "elementwise", e * n * h * (1 + k), "permute"),
+                     *route(ctx, "dispatch", out=False),
+                     *[gemm(ctx, *fc1, "expert_fc1")] * local,
+                     mem(ctx, "elementwise", _act(ctx, r, fc2[2]), "expert_activation"),
+                     *[gemm(ctx, *fc2, "expert_fc2")] * local,
+                     *route(ctx, "combine", out=True),
+                     mem(ctx, "elementwise", e * n * h * (1 + k), "unpermute")]
+    if m.moe.shared_experts:
+        s1, s2 = _shared_shapes(ctx)
+        ops += [gemm(ctx, *s1, "shared_fc1"), mem(ctx, "elementwise", _act(ctx, n, s2[2]), "shared_activation"),
+                gemm(ctx, *s2, "shared_fc2")]
+    return ops
+
+
+def moe_backward(ctx: LayerContext) -> list[Op]:
+    m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
+    h, E, k = m.hidden, m.moe.experts, m.moe.top_k
+    local, fc1, fc2 = _expert_shapes(ctx)
+    r = _received(ctx)
+    ops: list[Op] = []
+    if m.moe.shared_experts:
+        s1, s2 = _shared_shapes(ctx)
+        ops += [*gemm_bwd(ctx, *s2, "shared_fc2"),
+                mem(ctx, "elementwise", 1.5 * _act(ctx, n, s2[2]), "shared_activation_bwd"),
+                *gemm_bwd(ctx, *s1, "shared_fc1")]
+    ops += [mem(ctx, "elementwise", e * n * h * (2 + k), "unpermute_bwd"),
+            *route(ctx, "combine_bwd", out=False),
+            *gemm_bwd(ctx, *fc2, "expert_fc2") * local,
+            mem(ctx, "elementwise", 1.5 * _act(ctx, r, fc2[2]), "expert_activation_bwd"),
+            *gemm_bwd(ctx, *fc1, "expert_fc1") * local,
+            *route(ctx, "dispatch_bwd", out=True),
+            mem(ctx, "elementwise", e * n * h * (1 + k), "permute_bwd"),
+            mem(ctx, "softmax", 3 * 4 * n * E, "router_topk_bwd"),
+            *gemm_bwd(bf16_context(ctx), n, E, h, "router")]
+    return ops
+
+
+# ------------------------------------------------------------------------- whole layers
+
+def _dense_mlp(ctx: LayerContext) -> list[Op]:
+    g = layer_gemm_shapes(ctx)
+    return [*_enter_tp(ctx, "tp_ag_mlp"), gemm(ctx, *g["mlp_up"], "mlp_up"),
+            mem(ctx, "elementwise", _act(ctx, ctx.tokens, ctx.model.ffn // ctx.tp), "activation"),
+            gemm(ctx, *g["mlp_down"], "mlp_down"), *_exit_tp(ctx, "tp_mlp_out")]
+
+
+def _dense_mlp_bwd(ctx: LayerContext) -> list[Op]:
+    g = layer_gemm_shapes(ctx)
+    return [*_exit_tp_bwd(ctx, "tp_mlp_out_bwd"), *gemm_bwd(ctx, *g["mlp_down"], "mlp_down"),
+            mem(ctx, "elementwise", 1.5 * _act(ctx, ctx.tokens, ctx.model.ffn // ctx.tp), "activation_bwd"),
+            *gemm_bwd(ctx, *g["mlp_up"], "mlp_up"), *_enter_tp_bwd(ctx, "tp_mlp_in_bwd")]
+
+
+def layer_forward_at(ctx: LayerContext, i: int) -> list[Op]:
+    """Forward kernels of layer ``i``."""
+    moe, window = _kind(ctx, i)
+    e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
+    norm, dropout_add = 2 * e * Tn * h, (3 * e + 1) * Tn * h
+    return [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
+            *_attn_forward(ctx, window), *_exit_tp(ctx, "tp_attn_out"),
+            mem(ctx, "elementwise", dropout_add, "bias_dropout_add"),
+            mem(ctx, "norm", norm, "post_attn_norm"),
+            *(moe_forward(ctx) if moe else _dense_mlp(ctx)),
+            mem(ctx, "elementwise", dropout_add, "bias_dropout_add")]
+
+
+def layer_backward_at(ctx: LayerContext, i: int) -> list[Op]:
+    moe, window = _kind(ctx, i)
+    e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
+    norm_bwd, dropout_bwd = 3 * e * Tn * h, (2 * e + 1) * Tn * h
+    return [mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"),
+            *(moe_backward(ctx) if moe else _dense_mlp_bwd(ctx)),
+            mem(ctx, "norm", norm_bwd, "post_attn_norm_bwd"),
+            mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *_exit_tp_bwd(ctx, "tp_attn_out_bwd"),
+            *_attn_backward(ctx, window), *_enter_tp_bwd(ctx, "tp_attn_in_bwd"),
+            mem(ctx, "norm", norm_bwd, "input_norm_bwd")]
+
+
+def layer_recompute_at(ctx: LayerContext, i: int, mode: str) -> list[Op]:
+    """Full recompute re-runs the forward; selective recomputes the attention core, which
+    the fused kernels used here already do in their backward (no extra cost)."""
+    return layer_forward_at(ctx, i) if mode == "full" else []
+
+
+def mtp_forward(ctx: LayerContext, last: int) -> list[Op]:
+    """One MTP module before the shared head: two norms, the (2h -> h) projection over
+    TP, one layer like the model's last (DeepSeek-V3 section 2.2)."""
+    e, Tn, T, h = ctx.act_bytes, ctx.norm_tokens, ctx.tokens, ctx.model.hidden
+    return [mem(ctx, "norm", 4 * e * Tn * h, "mtp_norms"), *_enter_tp(ctx, "tp_ag_mtp"),
+            gemm(ctx, T, h // ctx.tp, 2 * h, "mtp_eh_proj"), *_exit_tp(ctx, "tp_mtp_out"),
+            *layer_forward_at(ctx, last)]
+
+
+def mtp_backward(ctx: LayerContext, last: int) -> list[Op]:
+    e, Tn, T, h = ctx.act_bytes, ctx.norm_tokens, ctx.tokens, ctx.model.hidden
+    return [*layer_backward_at(ctx, last), *_exit_tp_bwd(ctx, "tp_mtp_out_bwd"),
+            *gemm_bwd(ctx, T, h // ctx.tp, 2 * h, "mtp_eh_proj"), *_enter_tp_bwd(ctx, "tp_mtp_in_bwd"),
+            mem(ctx, "norm", 6 * e * Tn * h, "mtp_norms_bwd")]

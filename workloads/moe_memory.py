@@ -1,0 +1,87 @@
+"""Memory of non-uniform models (MoE, MLA, windowed attention) on one rank.
+
+Model states: the replicated part as before (over dp), the routed experts sharded by
+ep x etp, with the distributed optimizer (zero 1) sharding their optimizer states over
+the expert-data-parallel group (Megatron-Core, MoE parallel folding).
+
+Activations are counted per layer as workloads/memory.py does for dense layers
+(Korthikanti et al., 16-bit activations, 1-byte dropout masks), with:
+- MLA: the Q and KV latents before and after their norms, Q and K (d_qk = nope + rope),
+  V (d_v) and the attention output of the local heads;
+- MoE: the router input and fp32 probabilities (n x E), the permuted tokens (fc1 input),
+  fc1 output, activation output (fc2 input) and fc2 output of the r tokens the slowest EP
+  rank receives, and the shared experts' activations.
+Dispatch buffers: one layer's dispatch and combine send/receive buffers (e r h each) are
+live at a time; they are counted once per stage.
+"""
+
+from __future__ import annotations
+
+from workloads import moe as spec
+from workloads import moe_parallel
+from workloads.memory import MASTER_AND_ADAM_BYTES
+from workloads.model import ModelSpec
+from workloads.parallel import ParallelPlan
+
+
+def _attention(m: ModelSpec, sb: float, t: int, shard: int) -> float:
+    h = m.hidden
+    att = spec.mla(m)
+    if att is None:
+        qkv = 2 * sb * m.qkv_out / t
+        return 2 * sb * h / shard + qkv + 2 * sb * m.heads * m.head_dim / t + sb * h / shard
+    lh = m.heads / t
+    latents = 2 * 2 * sb * ((att.q_lora_rank or 0) + att.kv_lora_rank + att.qk_rope_head_dim)
+    qkv = 2 * sb * lh * (2 * att.qk_head_dim + att.v_head_dim)
+    return 2 * sb * h / shard + latents + qkv + 2 * sb * lh * att.v_head_dim + sb * h / shard
+
+
+def _mlp(m: ModelSpec, sb: float, t: int, shard: int, moe_layer: bool, received: float,
+         ep_etp: tuple[int, int]) -> float:
+    h, up = m.hidden, 2 if m.gated else 1
+    base = 2 * sb * h / shard + sb * h / shard                  # MLP input, dropout mask
+    if not moe_layer:
+        return base + 2 * sb * m.ffn * up / t + 2 * sb * m.ffn / t
+    n, f = sb / t, m.moe.expert_ffn_hidden / ep_etp[1]
+    routed = 2 * received * (h + f * up + f + h)
+    shared = 2 * n * m.moe.shared_experts * m.moe.shared_ffn * (up + 1)
+    return base + 4 * n * m.moe.experts + routed + shared
+
+
+def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor: float) -> float:
+    """Stored activations of layer ``i`` for one microbatch on one rank."""
+    sb, t = m.seq_len * plan.micro_batch, plan.tp
+    shard = t if plan.sp else 1
+    if plan.recompute == "full":
+        return 2 * sb * m.hidden / shard
+    received = sb / t * (m.moe.top_k * rank_factor * plan.etp if m.moe else 0)
+    return (4 * sb * m.hidden / shard + _attention(m, sb, t, shard)
+            + _mlp(m, sb, t, shard, spec.is_moe_layer(m, i), received, (plan.ep, plan.etp)))
+
+
+def dispatch_buffers(m: ModelSpec, plan: ParallelPlan, rank_factor: float) -> float:
+    if m.moe is None or plan.ep * plan.etp == 1:
+        return 0.0
+    received = m.seq_len * plan.micro_batch / plan.tp * m.moe.top_k * rank_factor * plan.etp
+    return 2 * 2 * 2 * received * m.hidden          # dispatch + combine, send + receive
+
+
+def expert_states(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
+                  experts: float) -> tuple[float, float, float]:
+    """(weights, gradients, optimizer) bytes of the routed experts held by one rank."""
+    size = moe_parallel.edp(plan)
+    return (2 * experts, grad_bytes * experts,
+            MASTER_AND_ADAM_BYTES * experts / (size if plan.zero >= 1 else 1))
+
+
+def stage_activations(m: ModelSpec, plan: ParallelPlan, stage: int, rank_factor: float,
+                      in_flight: int) -> float:
+    """The stage's mean layer x its layers per chunk x chunks in flight, the MTP layers on
+    the last stage, and one layer's dispatch buffers."""
+    from workloads.moe_training import chunk_layers
+    ids = [i for c in range(plan.vpp) for i in chunk_layers(m, plan, stage, c)]
+    mean = sum(layer_activation_bytes(m, i, plan, rank_factor) for i in ids) / len(ids)
+    acts = in_flight * len(ids) / plan.vpp * mean
+    if stage == plan.pp - 1:
+        acts += in_flight * m.mtp_layers * layer_activation_bytes(m, m.layers - 1, plan, rank_factor)
+    return acts + dispatch_buffers(m, plan, rank_factor)

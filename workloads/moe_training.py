@@ -1,0 +1,186 @@
+"""The training builder's hooks for non-uniform models (MoE, MLA, windowed attention, MTP).
+
+workloads/training.py builds a uniform model's chunks from one layer's kernels repeated;
+here each chunk is built layer by layer (dense and MoE layers differ), parameters are
+split into the part replicated over data parallelism and the routed experts sharded over
+expert parallelism, and the experts' gradients are reduced over the expert-data-parallel
+group (MoE parallel folding, workloads/moe_parallel.py) on the same DP channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workloads import moe as moe_spec
+from workloads import moe_parallel
+from workloads.graph import Collective, CommGroup, Compute, ExecutionGraph
+from workloads.layers import LayerContext, head_backward, head_forward
+from workloads.model import ModelSpec
+from workloads.moe_layers import (
+    MoEContext,
+    bf16_context,
+    layer_backward_at,
+    layer_forward_at,
+    layer_recompute_at,
+    make_context,
+    mtp_backward,
+    mtp_forward,
+)
+from workloads.moe_load import Load, Routing, ep_load
+from workloads.parallel import ParallelPlan
+
+
+@dataclass(frozen=True)
+class MoEOptions:
+    dispatcher: str = "alltoall"
+    routing: Routing = Routing()
+    overlap: bool = False
+    domain_gpus: int = 8           # consecutive ranks that share one NVLink domain
+
+
+def load(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None) -> Load | None:
+    if model.moe is None:
+        return None
+    return ep_load((opts or MoEOptions()).routing, model.moe.experts, plan.ep)
+
+
+def context(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None, stage: int) -> MoEContext | None:
+    if model.moe is None:
+        return None
+    opts = opts or MoEOptions()
+    return make_context(moe_parallel.ep_group(plan, stage), moe_parallel.etp_group(plan, stage),
+                        opts.dispatcher, load(model, plan, opts).rank_factor, opts.domain_gpus)
+
+
+def chunk_sizes(plan: ParallelPlan, layers: int, stage: int) -> list[int]:
+    """Layers per chunk of a stage. When a stage's layers do not split evenly over vpp
+    chunks, the first stage's first chunks and the other stages' last chunks hold one
+    layer less: Megatron's layout when the embedding and the loss count as a layer each
+    (``account_for_embedding/loss_in_pipeline_split``)."""
+    n = plan.stage_layers(layers)[stage]
+    base, short = -(-n // plan.vpp), -(-n // plan.vpp) * plan.vpp - n
+    sizes = [base] * plan.vpp
+    for k in range(short):
+        sizes[k if stage == 0 else plan.vpp - 1 - k] -= 1
+    return sizes
+
+
+def chunk_layers(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> range:
+    """Global indices of the layers of one (stage, chunk): virtual stage chunk*pp + stage,
+    virtual stages in order (or the plan's own virtual-stage placement where it has one)."""
+    pipeline = getattr(plan, "pipeline", None)
+    if pipeline is not None:
+        pipe = pipeline(model.layers)
+        pos, counts = pipe.position(stage, chunk), pipe.stage_layer_counts
+        return range(sum(counts[:pos]), sum(counts[:pos + 1]))
+    sizes = [chunk_sizes(plan, model.layers, s) for s in range(plan.pp)]
+    vs = chunk * plan.pp + stage
+    start = sum(sizes[v % plan.pp][v // plan.pp] for v in range(vs))
+    return range(start, start + sizes[stage][chunk])
+
+
+def chunk_body(ctx: LayerContext, plan: ParallelPlan, stage: int, chunk: int) -> tuple[list, list]:
+    """(forward, backward) kernels of a chunk's layers, recompute included."""
+    ids = chunk_layers(ctx.model, plan, stage, chunk)
+    fwd = [op for i in ids for op in layer_forward_at(ctx, i)]
+    bwd = [op for i in reversed(ids) for op in layer_bwd_ops(ctx, plan, i)]
+    return fwd, bwd
+
+
+def layer_bwd_ops(ctx: LayerContext, plan: ParallelPlan, i: int) -> list:
+    return layer_recompute_at(ctx, i, plan.recompute) + layer_backward_at(ctx, i)
+
+
+def head_fwd(ctx: LayerContext) -> list:
+    """Output head, then each MTP module with its own pass through the shared head (the
+    output layer runs in 16-bit under FP8: it is outside Transformer Engine's autocast)."""
+    last, head = ctx.model.layers - 1, head_forward(bf16_context(ctx))
+    ops = head
+    for _ in range(ctx.model.mtp_layers):
+        ops = ops + mtp_forward(ctx, last) + head
+    return ops
+
+
+def head_bwd(ctx: LayerContext) -> list:
+    last, head = ctx.model.layers - 1, head_backward(bf16_context(ctx))
+    ops: list = []
+    for _ in range(ctx.model.mtp_layers):
+        ops = ops + head + mtp_backward(ctx, last)
+    return ops + head
+
+
+# ------------------------------------------------------------------------- parameters
+
+def _is_last(plan: ParallelPlan, stage: int, chunk: int) -> bool:
+    return stage == plan.pp - 1 and chunk == plan.vpp - 1
+
+
+def unit_split(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> list[tuple[float, float]]:
+    """(replicated, expert) parameters per layer of a chunk on one rank, forward order:
+    attention, norms, router, shared experts and dense MLPs split over tp; routed experts
+    over ep x etp. The embedding goes with the model's first layer, the untied output
+    layer and the MTP modules with its last."""
+    out = []
+    for i in chunk_layers(model, plan, stage, chunk):
+        experts = moe_spec.expert_params(model, i)
+        out.append((layer_dense(model, plan, i), experts / (plan.ep * plan.etp)))
+    embed, untied = moe_spec.embedding_params(model)
+    if stage == 0 and chunk == 0:
+        out[0] = (out[0][0] + embed / plan.tp, out[0][1])
+    if _is_last(plan, stage, chunk):
+        last = model.layers - 1
+        mtp_experts = model.mtp_layers * moe_spec.expert_params(model, last)
+        head = (untied or (model.vocab * model.hidden if plan.pp > 1 else 0)) / plan.tp
+        mtp = (moe_spec.mtp_params(model) - mtp_experts) / plan.tp
+        out[-1] = (out[-1][0] + head + mtp, out[-1][1] + mtp_experts / (plan.ep * plan.etp))
+    return out
+
+
+def layer_dense(model: ModelSpec, plan: ParallelPlan, i: int) -> float:
+    """Replicated parameters of layer ``i`` on one rank (split over tp)."""
+    return (moe_spec.layer_params(model, i) - moe_spec.expert_params(model, i)) / plan.tp
+
+
+def stage_split(model: ModelSpec, plan: ParallelPlan, stage: int) -> tuple[float, float]:
+    """(replicated, expert) parameters of one rank of a pipeline stage."""
+    units = [u for c in range(plan.vpp) for u in unit_split(model, plan, stage, c)]
+    return sum(u[0] for u in units), sum(u[1] for u in units)
+
+
+# ------------------------------------------------------------------------- gradients
+
+def add_expert_grad_sync(g: ExecutionGraph, model: ModelSpec, plan: ParallelPlan, opts, st,
+                         bucket) -> list[int]:
+    """Routed-expert gradient buckets over the expert-data-parallel group, issued as the
+    last backward's layers finish (after the replicated buckets on the same channel)."""
+    size = moe_parallel.edp(plan)
+    if model.moe is None or size <= 1:
+        return []
+    group = CommGroup(moe_parallel.edp_group(plan, st.index), "dp")
+    ready = []
+    for c in reversed(range(plan.vpp)):
+        units = unit_split(model, plan, st.index, c)
+        nodes = st.last_bwd_layers.get(c, [])
+        ready += [(u[1], n) for u, n in zip(reversed(units), nodes, strict=False) if u[1] > 0]
+    kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+    out = []
+    for i, (n_params, dep) in enumerate(bucket(ready, opts.bucket_params)):
+        op = Collective(kind, n_params * opts.grad_bytes, group, seq=1000 + i, name=f"expert_grad_{kind}")
+        out.append(g.add(st.rank, "dp", op, (dep,), "dp", f"edp_bucket{i}"))
+    return out
+
+
+def optimizer_and_gather(model: ModelSpec, plan: ParallelPlan, stage: int, opts,
+                         adam_bytes: float) -> tuple[Compute, Collective | None]:
+    """Adam over the rank's shard (replicated part / dp, experts / edp under ZeRO-1) and
+    the experts' parameter all-gather over edp after it."""
+    dense, experts = stage_split(model, plan, stage)
+    size = moe_parallel.edp(plan)
+    shard = dense / (plan.dp if plan.zero >= 1 else 1) + experts / (size if plan.zero >= 1 else 1)
+    opt = Compute("optimizer", 0.0, shard * adam_bytes, "fp32", name="adam")
+    gather = None
+    if plan.zero == 1 and size > 1 and experts > 0:
+        gather = Collective("all_gather", experts * opts.param_bytes,
+                            CommGroup(moe_parallel.edp_group(plan, stage), "dp"), seq=10**6 + 1,
+                            name="expert_param_all_gather")
+    return opt, gather
