@@ -10,8 +10,9 @@ how often the cache lets them run.
 from __future__ import annotations
 
 import copy
-import json
+import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ import streamlit as st
 import yaml
 
 from hw_models import catalog
+from hw_models.jsonio import dumps
 from sim import scenario as scenario_mod
 from sim.network.nccl_tests import sweep as collective_sweep
 from sim.replay_report import report as replay_run
@@ -69,7 +71,7 @@ def run(data: dict[str, Any]) -> Any:
 @st.cache_data(max_entries=16, show_spinner=False)
 def chrome_trace(data: dict[str, Any]) -> str:
     """The simulated iteration as Chrome/Perfetto trace JSON text (for downloads)."""
-    return json.dumps(run(data).to_chrome_trace())
+    return dumps(run(data).to_chrome_trace())
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -127,7 +129,7 @@ def collective(system: str, nodes: int, gpus: int, op: str, algo: str | None,
 
 
 @st.cache_data(max_entries=16, show_spinner="replaying...")
-def replay(files: tuple[tuple[str, bytes], ...], source: str, target: str | None,
+def replay(files: tuple[tuple[str, bytes], ...], source: str | None, target: str | None,
            sets: tuple[str, ...]) -> tuple[dict[str, Any], str]:
     """``clustersim replay`` on a trace given as (file name, bytes) pairs: one file, or
     several (one per rank, replayed as a folder). Returns the command's JSON summary and
@@ -140,6 +142,31 @@ def replay(files: tuple[tuple[str, bytes], ...], source: str, target: str | None
         path = folder if len(files) > 1 else folder / Path(files[0][0]).name
         data = replay_run(path, source, target, list(sets), out)
         return data, out.read_text()
+
+
+# Legend in a row under the plot: a short bar chart with a legend on the side shows only the
+# entries that fit its height (one, for a 220 px breakdown bar).
+LEGEND_BELOW = {"legend": {"orientation": "h", "yanchor": "top", "y": -0.35, "x": 0,
+                           "title": {"text": ""}}}
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-!|~<>$])")
+
+
+def plain(text: object) -> str:
+    """``text`` shown as written in st.error/st.warning, which render Markdown: an error
+    saying ``tp*pp = 3*8`` must not turn into italics (nor ``$`` into LaTeX)."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
+def number(x: float) -> str:
+    """A number for a table: thousands separators, 4 significant digits, no exponent in
+    the everyday range (445,000 rather than 4.45e+05); '' for a missing one."""
+    if x is None or x != x:
+        return ""
+    if x == 0 or 1e-3 <= abs(x) < 1e15:
+        digits = max(0, 3 - int(math.floor(math.log10(abs(x))))) if x else 0
+        return f"{x:,.{digits}f}"
+    return f"{x:.4g}"
 
 
 def metrics(res: SimResult) -> dict[str, float]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from hw_models.errors import ClusterSimError
+from hw_models.errors import ClusterSimError, ClusterSimWarning
 
 # Line prefixes launchers add: mpirun --tag-output "[1,0]<stdout>:", srun --label "0: ".
 _PREFIX = re.compile(r"^(\[\d+,\d+\]<\w+>:|\d+:\s)")
@@ -44,30 +45,54 @@ def parse_nccl_tests(text: str, source: str = "log", require_footer: bool = True
     A log that stops before nccl-tests' closing ``# Avg bus bandwidth`` line is
     reported as truncated unless ``require_footer`` is False.
     """
-    rows, ranks, footer = [], set(), False
+    rows, ranks, footer, counts_wrong = [], set(), False, False
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = _PREFIX.sub("", raw).strip()
         rank = re.match(r"#\s+Rank\s+(\d+)", line)
         if rank:
             ranks.add(int(rank.group(1)))
         footer = footer or line.startswith(_FOOTER)
+        counts_wrong = counts_wrong or (line.startswith("#") and "#wrong" in line[1:])
         if line and not line.startswith("#") and line.split()[0].isdigit():
-            rows.append(_row_fields(line, source, lineno))
+            rows.append([*_row_fields(line, source, lineno), lineno])
     if not rows:
         raise ClusterSimError(f"{source}: no nccl-tests result rows found (empty or truncated log?)")
     if require_footer and not footer:
         raise ClusterSimError(f"{source}: log ends after {len(rows)} rows without nccl-tests' "
                               f"{_FOOTER!r} line (truncated log?)")
-    df = pd.DataFrame(rows, columns=_NCCL_COLUMNS).drop_duplicates("size_bytes")
+    df = pd.DataFrame(rows, columns=[*_NCCL_COLUMNS, "line"]).drop_duplicates("size_bytes")
     for col in df.columns:
         if col not in _TEXT_COLUMNS:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     if df["oop_time_us"].isna().any():
         raise ClusterSimError(f"{source}: non-numeric time in an nccl-tests row")
+    for col in ("oop_time_us", "ip_time_us"):
+        bad = df[df[col] <= 0]
+        if len(bad):
+            row = bad.iloc[0]
+            raise ClusterSimError(f"{source}:{row.line}: nccl-tests time must be > 0 us, got "
+                                  f"{row[col]} (size {row.size_bytes} B); corrupt log?")
+    if counts_wrong:
+        df = _drop_wrong(df, source)
     df["n_ranks"] = len(ranks) or None
     op = next((op for op in _NCCL_OPS if op in Path(source).name), None)
     df["op"] = "all_to_all" if op == "alltoall" else op
     return df.reset_index(drop=True)
+
+
+def _drop_wrong(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Rows whose ``#wrong`` count (elements that failed nccl-tests' check) is > 0 measured a
+    broken collective: they are dropped, with a warning naming them."""
+    wrong = sum(pd.to_numeric(df[c], errors="coerce").fillna(0) for c in ("oop_error", "ip_error"))
+    bad = df[wrong > 0]
+    if len(bad):
+        lines = ", ".join(str(n) for n in bad.line[:5]) + (" ..." if len(bad) > 5 else "")
+        warnings.warn(f"{source}: skipped {len(bad)} nccl-tests row(s) with #wrong > 0 (lines "
+                      f"{lines}): their results failed nccl-tests' correctness check",
+                      ClusterSimWarning, stacklevel=3)
+    if len(bad) == len(df):
+        raise ClusterSimError(f"{source}: every nccl-tests row has #wrong > 0; nothing to use")
+    return df[wrong == 0]
 
 
 def read_nccl_tests(path: str | Path, require_footer: bool = True) -> pd.DataFrame:
@@ -97,6 +122,10 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise ClusterSimError(f"{path}: empty CSV (no header, no rows)") from None
+    except pd.errors.ParserError as exc:            # a row with more fields than the header
+        raise ClusterSimError(f"{path}: malformed CSV: {str(exc).splitlines()[-1]}") from None
+    except UnicodeDecodeError:
+        raise ClusterSimError(f"{path}: not a UTF-8 text CSV") from None
 
 
 def read_microbench(path: str | Path) -> pd.DataFrame:

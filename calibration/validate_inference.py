@@ -12,6 +12,7 @@ from importlib import resources
 
 import pandas as pd
 
+from sim.progress import progress
 from sim.scenario import Scenario
 from sim.simulate_inference import first_token_latency
 
@@ -37,7 +38,8 @@ def predict(model: str, tp: int, system: str, precision: str, isl: int) -> float
 
 def run() -> pd.DataFrame:
     rows = []
-    for r in load().itertuples():
+    table = load()
+    for r in progress(table.itertuples(), total=len(table), desc="trtllm", unit="model"):
         for key, (system, precision) in SETUPS.items():
             for isl in (128, 2048):
                 measured = float(getattr(r, f"{key}_isl{isl}"))

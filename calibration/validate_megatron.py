@@ -16,6 +16,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from sim.progress import progress
 from sim.scenario import parse
 from sim.simulate import simulate
 from workloads.model import megatron_flops
@@ -61,7 +62,8 @@ def scenario_for(row) -> dict:
 
 def run(fidelity: str = "analytical") -> pd.DataFrame:
     out = []
-    for row in rows().itertuples():
+    table = rows()
+    for row in progress(table.itertuples(), total=len(table), desc="megatron-sc21", unit="row"):
         sc = scenario_for(row)
         sc["sim"]["fidelity"] = fidelity
         res = simulate(parse(sc, sc["name"]), band=False)

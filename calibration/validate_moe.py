@@ -39,8 +39,9 @@ from sim.simulate import simulate
 from workloads.model import presets
 
 REF = resources.files("calibration").joinpath("reference", "modern")
-SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nvl72", 4)}
-BLACKWELL = ("B200", "GB200")
+SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nvl72", 4),
+           "B300": ("dgx-b300", 8), "GB300": ("gb300-nvl72", 4)}
+BLACKWELL = ("B200", "GB200", "B300", "GB300")
 ARCH = {"grok1-314b": "grok-1"}
 PRECISION = {"BF16": "bf16", "FP8": "fp8", "MXFP8": "fp8", "FP8-CS": "fp8", "FP8-MX": "fp8"}
 # (dispatcher, a2a overlap) as Megatron-Bridge's performance recipes set them
@@ -87,7 +88,8 @@ def skip_reason(row) -> str | None:
     notes, gpu = str(row.notes), gpu_of(row)
     checks = [
         ("(inferred" in str(row.gpu_type), "example log line; configuration inferred, not a table row"),
-        (gpu not in SYSTEMS, f"no {gpu} system in the catalog"),
+        (gpu not in SYSTEMS or SYSTEMS[gpu][0] not in catalog.systems(),
+         f"no {gpu} system in the catalog"),
         ((_num(row.cp) or 1) > 1, f"context parallelism (cp={row.cp}) is not modelled here"),
         ("inconsistency unresolved" in notes, "tokens/s is half of GBS*seq/step (csv note: self-inconsistent)"),
         ("known cuDNN issue" in notes, "a known cuDNN regression in this release (page footnote)"),
@@ -120,13 +122,13 @@ def _pipeline_layers(layers: int, pp: int, vpp: int) -> list[int] | None:
 
 
 def _system(gpu: str) -> str | dict:
-    """GB200 jobs are placed in NVLink segments of 16 trays (64 GPUs) of an NVL72 rack, so
+    """GB200 / GB300 jobs are placed in NVLink segments of 16 trays (64 GPUs) of an NVL72 rack, so
     a 64-GPU NVLink domain: NVIDIA's GB200 launch scripts ask SLURM for ``--segment``
     ("makes sure that all nodes are in the same NVLink domain", TensorRT-LLM's GB200
     disaggregated-serving examples; ``--segment 16`` with 4 GPUs per node in NeMo-RL's
     GB200 benchmarks)."""
     name = SYSTEMS[gpu][0]
-    if gpu != "GB200":
+    if gpu not in ("GB200", "GB300"):
         return name
     spec = catalog.system(name).model_dump(exclude_none=True)
     spec["scale_up"]["domain_gpus"] = 64
@@ -207,6 +209,8 @@ def summary(df: pd.DataFrame) -> dict:
             "median_abs_error_pct": float(err.median()) if len(err) else float("nan"),
             "median_abs_error_pct_h100": float(h100.median()) if len(h100) else float("nan"),
             "median_abs_error_pct_blackwell": float(bw.median()) if len(bw) else float("nan"),
+            "median_abs_error_pct_by_gpu": {g: float(d.error_pct.abs().median())
+                                            for g, d in done.groupby("gpu")},
             "max_abs_error_pct": float(err.max()) if len(err) else float("nan")}
 
 
@@ -291,6 +295,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 f"skipped, reasons in the table). median |error|: all "
                 f"{s['median_abs_error_pct']:.1f}%, H100 {s['median_abs_error_pct_h100']:.1f}%, "
                 f"Blackwell {s['median_abs_error_pct_blackwell']:.1f}% (Hopper efficiency profile on "
-                f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%")
+                f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%; by GPU: "
+                + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items()))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
             "summary": s}, text

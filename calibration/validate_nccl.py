@@ -38,6 +38,7 @@ from hw_models import catalog
 from hw_models.profile import Profile, load_builtin
 from sim.network.analytical import ClusterLayout, bus_factor
 from sim.network.flow import FlowNetwork
+from sim.progress import progress
 from workloads.graph import CommGroup
 
 REF = Path(str(resources.files("calibration").joinpath("reference")))
@@ -137,7 +138,8 @@ def validate(profile: Profile | None = None) -> pd.DataFrame:
     """All sweeps, one row per size; ``error_pct`` is predicted/measured busbw - 1."""
     fitted = {s.name for s in reference_sweeps()}
     return pd.concat([predict(s, profile).assign(fitted=s.name in fitted)
-                      for s in reference_sweeps() + check_sweeps()], ignore_index=True)
+                      for s in progress(reference_sweeps() + check_sweeps(), desc="nccl",
+                                        unit="sweep")], ignore_index=True)
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:

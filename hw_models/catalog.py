@@ -6,17 +6,17 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hw_models.errors import ClusterSimError, UnknownPresetError
+from hw_models.yamlio import load_packaged
 
 GB = 1e9
 TFLOP = 1e12
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class GPUSpec(_Spec):
@@ -31,14 +31,20 @@ class GPUSpec(_Spec):
     source: str
 
     def peak_flops(self, dtype: str) -> float:
-        """Dense peak FLOP/s for a dtype (fp8 falls back to fp16 where the part has none)."""
-        if dtype in self.peak_tflops:
-            return self.peak_tflops[dtype] * TFLOP
-        if dtype == "fp8":
-            return self.peak_tflops["bf16"] * TFLOP
-        raise ClusterSimError(
-            f"GPU {self.name!r} has no peak for dtype {dtype!r}; allowed: {sorted(self.peak_tflops)}"
-        )
+        """Dense peak FLOP/s for a dtype the part supports (its catalog ``peak_tflops``)."""
+        self.require_dtype(dtype)
+        return self.peak_tflops[dtype] * TFLOP
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in self.peak_tflops
+
+    def require_dtype(self, dtype: str, where: str = "") -> None:
+        """One clear error for a dtype the part has no tensor-core peak for (fp8 on an A100):
+        never run it silently at another dtype's speed."""
+        if dtype not in self.peak_tflops:
+            raise ClusterSimError(
+                f"{where + ': ' if where else ''}the {self.name} does not support {dtype}; "
+                f"its catalog entry has {', '.join(sorted(self.peak_tflops))}")
 
     @property
     def hbm_bytes(self) -> float:
@@ -94,7 +100,7 @@ class SystemSpec(_Spec):
 
 def _load_yaml(package: str, name: str) -> dict[str, Any]:
     text = resources.files(package).joinpath("data", name).read_text()
-    return yaml.safe_load(text)
+    return load_packaged(text)
 
 
 @cache
@@ -134,3 +140,28 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
     return f"{where}: {err['msg']}"
+
+
+def _model_word(name: str) -> str:
+    """The model of a GPU name: its first word with a digit (H100, A100, MI300X, GB200)."""
+    return next((w for w in name.upper().replace("-", " ").split() if any(c.isdigit() for c in w)), "")
+
+
+def gpu_for_device(device: str, memory_gb: float | None = None) -> str | None:
+    """Catalog GPU key of a device as the PyTorch profiler names it ('NVIDIA H100 80GB HBM3',
+    'NVIDIA A100-PG509-200'), or None. Matched on the model word; among its sizes, the one
+    whose memory the trace records (totalGlobalMem) or names ('80GB')."""
+    words = set(device.upper().replace("-", " ").split())
+    hits = [k for k, g in gpus().items() if k != "cpu" and _model_word(g.name) in words]
+    if len(hits) <= 1:
+        return hits[0] if hits else None
+    if memory_gb:
+        return min(hits, key=lambda k: abs(gpus()[k].hbm_gb - memory_gb))
+    named = [k for k in hits if f"{int(gpus()[k].hbm_gb)}GB" in device.upper().replace(" ", "")]
+    return (named or hits)[0]
+
+
+def system_for_gpu(gpu_key: str) -> str | None:
+    """The catalog system built on this GPU (a DGX-style one first), or None."""
+    names = [n for n, s in systems().items() if s.gpu == gpu_key]
+    return next((n for n in names if n.startswith("dgx-")), names[0] if names else None)

@@ -8,6 +8,11 @@ class ClusterSimError(Exception):
     """Bad input: the message names what is wrong and what is allowed."""
 
 
+class ClusterSimWarning(UserWarning):
+    """A result is still given, but the user should know something (the CLI prints one
+    ``warning: ...`` line per warning on stderr)."""
+
+
 class UnknownPresetError(ClusterSimError):
     def __init__(self, kind: str, name: str, allowed: list[str]):
         super().__init__(f"unknown {kind} {name!r}; allowed: {', '.join(sorted(allowed))}")

@@ -27,16 +27,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hw_models.catalog import GPUSpec
 from hw_models.errors import ClusterSimError
-from hw_models.yamlio import read_yaml
+from hw_models.yamlio import load_packaged, read_yaml
 
 
 class _P(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class GemmCurve(_P):
@@ -132,7 +131,7 @@ def load_builtin(name: str) -> Profile:
     path = resources.files("calibration").joinpath(PROFILE_DIR, f"{name}.yaml")
     if not path.is_file():
         raise ClusterSimError(f"no built-in profile {name!r}; allowed: {', '.join(builtin_names())}")
-    return parse(yaml.safe_load(path.read_text()), source=name)
+    return parse(load_packaged(path.read_text()), source=name)
 
 
 def builtin_names() -> list[str]:

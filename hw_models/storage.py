@@ -28,7 +28,7 @@ Direction = Literal["read", "write"]
 
 class StorageTier(BaseModel):
     """One storage tier. ``None`` for a per-client or aggregate limit means unlimited."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     kind: Literal["node_local", "parallel_fs", "object_store"] = Field(description=(
         "node_local (each node its own disks), parallel_fs or object_store"))
@@ -86,7 +86,7 @@ class StorageNetwork(BaseModel):
     (shares nothing with training traffic). ``backend``: storage hangs off the training
     fabric's top tier and its traffic uses the compute NICs (``nics_per_node``/``nic_gbps``
     left out: the system's own), sharing links with collectives."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     attach: Literal["frontend", "backend"] = Field(description=(
         "frontend: dedicated storage NICs and fabric; backend: through the compute NICs "
@@ -113,7 +113,7 @@ class StorageNetwork(BaseModel):
 
 
 class HostLink(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
     gb_s: float = Field(gt=0)
     source: str
 

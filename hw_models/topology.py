@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import shortest_path
 
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
+from hw_models.routing import ShortestPaths, batch_routes
 
 GB = 1e9
 US = 1e-6
@@ -119,9 +118,9 @@ class Topology:
         order = np.lexsort((self.dst, self.src))
         self._out_links = order
         self._out_ptr = np.searchsorted(self.src[order], np.arange(nv + 1))
-        # Reversed graph: distance *to* a destination is a BFS from it on reversed edges.
-        self._rev = csr_matrix((np.ones(len(self.src)), (self.dst, self.src)), shape=(nv, nv))
         self._dist: dict[int, np.ndarray] = {}
+        self._rev_csr = None
+        self._paths = ShortestPaths(nv, self.src, self.dst, order, self._out_ptr)
         self._routes: dict[tuple[int, int, int], np.ndarray] = {}
         self._spread: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.routing = "ecmp"
@@ -134,10 +133,21 @@ class Topology:
     def n_links(self) -> int:
         return len(self.src)
 
+    @property
+    def _rev(self):
+        """Reversed graph: distance *to* a destination is a BFS from it on reversed edges
+        (scipy is imported here, only for spray routing)."""
+        from scipy.sparse import csr_matrix
+        nv = len(self.kinds)
+        return csr_matrix((np.ones(len(self.src)), (self.dst, self.src)), shape=(nv, nv))
+
     def _dist_to(self, v: int) -> np.ndarray:
         d = self._dist.get(v)
         if d is None:
-            d = shortest_path(self._rev, unweighted=True, indices=v)
+            from scipy.sparse.csgraph import shortest_path
+            if self._rev_csr is None:
+                self._rev_csr = self._rev
+            d = shortest_path(self._rev_csr, unweighted=True, indices=v)
             self._dist[v] = d
         return d
 
@@ -153,6 +163,21 @@ class Topology:
             path = self._walk(u, v, u, v, salt)
             self._routes[key] = path
         return path
+
+    def routes_v(self, us: np.ndarray, vs: np.ndarray, salts: np.ndarray) -> list[np.ndarray]:
+        """``route_v`` of many vertex pairs, the missing ones found in one batch."""
+        keys = list(zip(us.tolist(), vs.tolist(), salts.tolist(), strict=True))
+        missing = [i for i, k in enumerate(keys) if k not in self._routes]
+        if missing:
+            m = np.asarray(missing)
+            got, bad = batch_routes(self._paths, len(self.kinds), us[m], vs[m], salts[m])
+            if bad.any():
+                i = missing[int(np.argmax(bad))]
+                raise ClusterSimError(f"topology {self.name!r}: no path from rank {keys[i][0]} "
+                                      f"to rank {keys[i][1]}")
+            for i, path in zip(missing, got, strict=True):
+                self._routes[keys[i]] = path
+        return [self._routes[k] for k in keys]
 
     def spread_v(self, u: int, v: int) -> tuple[np.ndarray, np.ndarray]:
         """Links from vertex u to v and the fraction of a flow on each, when every switch
@@ -208,13 +233,13 @@ class Topology:
         return None
 
     def _walk(self, u: int, v: int, a: int, b: int, salt: int) -> np.ndarray:
-        dist = self._dist_to(v)
-        if not np.isfinite(dist[u]):
+        found = self._paths.search(u, v)     # hw_models/routing.py: no full BFS per destination
+        if found is None:
             raise ClusterSimError(f"topology {self.name!r}: no path from rank {a} to rank {b}")
+        d, r_u = found
         hops = []
         while u != v:
-            out = self._out_links[self._out_ptr[u]:self._out_ptr[u + 1]]
-            nxt = out[dist[self.dst[out]] == dist[u] - 1]
+            nxt = self._paths.next_hops(u, len(hops), d, r_u)
             link = int(nxt[_mix(a, b, u, salt) % len(nxt)]) if len(nxt) > 1 else int(nxt[0])
             hops.append(link)
             u = int(self.dst[link])

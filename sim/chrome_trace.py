@@ -7,10 +7,10 @@ event at a time so a replay of a large trace does not build the whole JSON in me
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from hw_models.jsonio import dumps
 from sim.engine import Row
 
 US_PER_S = 1e6
@@ -28,7 +28,7 @@ def write(rows: Iterable[Row], path: str | Path, skip_delays: bool = True) -> in
             ev = {"ph": "X", "name": r.name, "cat": r.category, "pid": r.rank, "tid": r.stream,
                   "ts": r.start * US_PER_S, "dur": (r.end - r.start) * US_PER_S,
                   "args": {"node": r.id, "ready_us": r.ready * US_PER_S}}
-            f.write((",\n" if n else "") + json.dumps(ev))
+            f.write((",\n" if n else "") + dumps(ev))
             n += 1
         f.write("\n]}\n")
     return n

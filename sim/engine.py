@@ -15,6 +15,7 @@ from typing import Protocol
 import simpy
 
 from sim.block_flows import play_block, plays
+from sim.progress import Quiet, progress
 from workloads.graph import Block, Collective, ExecutionGraph, Node, SendRecv
 
 
@@ -51,6 +52,10 @@ class Row:
     meta: dict = field(default_factory=dict)
 
 
+PROGRESS_EVERY = 4095            # ops between progress-bar updates, minus one (a bit mask)
+BIG_GRAPH = 50_000               # graphs below this finish in well under 2 s: no bar
+
+
 class Engine:
     def __init__(self, graph: ExecutionGraph, costs: CostModel, network: Network,
                  play: tuple[str, ...] = ()):
@@ -66,11 +71,15 @@ class Engine:
         self._simulated = set(sim) if sim is not None else set(graph.ranks)
         self._members: dict[tuple[int, ...], int] = {}
         self._events = 0
+        self._bar = Quiet()
 
     def run(self) -> list[Row]:
         for nodes in self.graph.streams().values():
             self.env.process(self._stream(nodes))
-        self.env.run()
+        n = len(self.graph.nodes)
+        with progress(total=n, desc="simulate", unit="op", quiet=n < BIG_GRAPH) as self._bar:
+            self.env.run()
+            self._bar.update(len(self.rows) - self._bar.n)
         unfinished = sum(1 for ev in self.done if not ev.triggered)
         if unfinished:
             raise RuntimeError(f"deadlock: {unfinished} nodes never ran (unmatched send/recv "
@@ -113,6 +122,8 @@ class Engine:
                                  ready, start, env.now, parts, node.meta))
             done[node.id].succeed()
             self._events += 1
+            if not len(self.rows) & PROGRESS_EVERY:
+                self._bar.update(PROGRESS_EVERY + 1)
 
     def _meet(self, key: tuple, expected: int, work: Callable[[], Generator]) -> Generator:
         """Wait for all simulated members; the last to arrive runs the transfer for all."""

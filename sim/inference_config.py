@@ -19,7 +19,7 @@ Policy = Literal["static", "orca", "vllm", "sarathi", "disaggregated"]
 
 
 class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ReplicaParallel(_Cfg):

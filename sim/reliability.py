@@ -24,10 +24,20 @@ import numpy as np
 import simpy
 
 from hw_models.errors import ClusterSimError
+from sim.progress import progress
+from sim.run_bounds import (
+    MAX_EVENTS,
+    SEARCH_EVENTS,
+    EventBudget,
+    feasible,
+    require_feasible,
+    within_budget,
+)
 from sim.run_config import HARDWARE
 from sim.stragglers import SlowNodes, SlowSchedule
 
 DAY = 86400.0
+HARD_EVENT_LIMIT = 5 * MAX_EVENTS   # safety net behind the estimate of sim/run_bounds.py
 
 
 @dataclass(frozen=True)
@@ -54,8 +64,9 @@ class RunModel:
     write_steps: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.step_s <= 0 or self.total_steps < 1 or self.every_steps < 1:
-            raise ClusterSimError(f"run needs step_s > 0, steps >= 1 and a checkpoint interval "
+        if not (math.isfinite(self.step_s) and self.step_s > 0) or self.total_steps < 1 \
+                or self.every_steps < 1:
+            raise ClusterSimError(f"run needs a finite step_s > 0, steps >= 1 and a checkpoint interval "
                                   f">= 1 step (got {self.step_s}, {self.total_steps}, {self.every_steps})")
 
     @property
@@ -85,7 +96,7 @@ class RunStats:
 
 class _Trainer:
     def __init__(self, env: simpy.Environment, m: RunModel, rng: np.random.Generator,
-                 slow: SlowSchedule | None = None):
+                 slow: SlowSchedule | None = None, budget: EventBudget | None = None):
         self.env, self.m, self.rng, self.slow = env, m, rng, slow
         self.st = RunStats()
         self.committed = 0
@@ -93,11 +104,19 @@ class _Trainer:
         self.extra = 0.0          # straggler/stall seconds so far (cumulative, rolled back)
         self.committed_extra = 0.0
         self.spares = m.hot_spares
+        self.events = 0           # loop turns: bounded, so that no run can spin forever
+        self.budget = budget
 
     def run(self) -> simpy.events.ProcessGenerator:
         m, env = self.m, self.env
         progress, cause = 0, None
         while True:
+            self.events += 1
+            if self.budget is not None:
+                self.budget.spend()
+            if self.events > HARD_EVENT_LIMIT:
+                raise ClusterSimError(f"run did not finish within {HARD_EVENT_LIMIT:,} segments and "
+                                      "interruptions; lower run.failures or the step time")
             try:
                 if cause is not None:
                     yield env.timeout(self._recovery(cause))
@@ -194,13 +213,14 @@ def _drains(env: simpy.Environment, proc: simpy.Process,
         j += 1
 
 
-def simulate_run(m: RunModel, rng: np.random.Generator) -> RunStats:
+def simulate_run(m: RunModel, rng: np.random.Generator,
+                 budget: EventBudget | None = None) -> RunStats:
     """One seeded run. Failures and stragglers draw from separate child streams, so runs that
     differ only in their checkpoint interval see the same failure times (common random numbers)."""
     fail_rng, slow_rng, node_rng = rng.spawn(3)
     env = simpy.Environment()
     slow = SlowSchedule(m.slow_nodes, node_rng) if m.slow_nodes else None
-    trainer = _Trainer(env, m, slow_rng, slow)
+    trainer = _Trainer(env, m, slow_rng, slow, budget)
     proc = env.process(trainer.run())
     if m.rate > 0:
         env.process(_failures(env, proc, m, fail_rng))
@@ -212,8 +232,9 @@ def simulate_run(m: RunModel, rng: np.random.Generator) -> RunStats:
     return st
 
 
-def monte_carlo(m: RunModel, seed: int, samples: int) -> list[RunStats]:
-    return [simulate_run(m, np.random.default_rng([seed, i])) for i in range(samples)]
+def monte_carlo(m: RunModel, seed: int, samples: int,
+                budget: EventBudget | None = None) -> list[RunStats]:
+    return [simulate_run(m, np.random.default_rng([seed, i]), budget) for i in range(samples)]
 
 
 def daly_goodput(tau_s: float, ckpt_s: float, recovery_s: float, mtbf_s: float) -> float:
@@ -237,17 +258,23 @@ def candidate_intervals(m: RunModel, extra: tuple[int, ...] = (), step: float = 
     return sorted(grid | {e for e in extra if e >= 1})
 
 
-def best_interval(m: RunModel, seed: int, samples: int,
-                  extra: tuple[int, ...] = ()) -> tuple[int, dict[int, float]]:
+def best_interval(m: RunModel, seed: int, samples: int, extra: tuple[int, ...] = (),
+                  budget: EventBudget | None = None) -> tuple[int, dict[int, float]]:
     """Mean simulated goodput over a x1/8..x8 grid (sqrt 2 apart) around Young's interval,
     then the two points 2^(+-1/4) around the best; the same seeds for every candidate
     (common random numbers) so that differences between candidates are not noise."""
     def score(k: int) -> float:
-        return float(np.mean([s.goodput for s in monte_carlo(replace(m, every_steps=k), seed, samples)]))
-    curve = {k: score(k) for k in candidate_intervals(m, extra)}
+        return float(np.mean([s.goodput for s in monte_carlo(replace(m, every_steps=k), seed,
+                                                             samples, budget)]))
+    candidates = [k for k in candidate_intervals(m, extra) if feasible(m, k)]
+    if not candidates:
+        require_feasible(m, 1)          # raises: not even one step per checkpoint finishes
+        candidates = [1]
+    candidates = within_budget(m, candidates, samples)
+    curve = {k: score(k) for k in progress(candidates, desc="checkpoint intervals", unit="interval")}
     best = max(curve, key=curve.get)
     for k in (round(best * 2 ** -0.25), round(best * 2 ** 0.25)):
-        if 1 <= k <= m.total_steps and k not in curve:
+        if 1 <= k <= m.total_steps and k not in curve and feasible(m, k):
             curve[k] = score(k)
     return max(curve, key=curve.get), dict(sorted(curve.items()))
 
@@ -389,22 +416,24 @@ def run_summary(scenario, step_time_s: float, contention: dict | None = None, **
     ckpt = parse(CheckpointConfig, _get(scenario, "workload.checkpoint"), "workload.checkpoint")
     data = parse(DataConfig, _get(scenario, "workload.data"), "workload.data")
     stor = parse(StorageConfig, _get(scenario, "cluster.storage"), "cluster.storage")
-    if step_time_s <= 0:
-        raise ClusterSimError(f"step time must be > 0 s, got {step_time_s}")
+    if not (math.isfinite(step_time_s) and step_time_s > 0):
+        raise ClusterSimError(f"step time must be a finite number of seconds > 0, got {step_time_s}")
     job = job_from_scenario(scenario, **override)
     m, size, cost, pipe = run_model(job, step_time_s, stor, ckpt, data, run, contention)
     user = () if ckpt.every_steps == "auto" else (ckpt.every_steps,)
-    best, curve = best_interval(m, run.seed, max(2, run.samples // 2), user)
+    budget = EventBudget(2 * SEARCH_EVENTS)      # the search plus the final runs
+    best, curve = best_interval(m, run.seed, max(2, run.samples // 2), user, budget)
     used = best if ckpt.every_steps == "auto" else ckpt.every_steps
+    require_feasible(m, min(used, m.total_steps), user_interval=ckpt.every_steps != "auto")
     out = summarize(monte_carlo(replace(m, every_steps=min(used, m.total_steps)),
-                                run.seed, run.samples))
+                                run.seed, run.samples, budget))
     mtbf = 1 / m.rate if m.rate else math.inf
     out.update({
         "steps": m.total_steps, "every_steps": used, "best_every_steps": best,
         "best_goodput": curve[best], "young_every_steps": (
             young_interval(cost.blocking_s + m.write_slow_s * m.write_steps, mtbf) / step_time_s
             if m.rate else None),
-        "mtbf_hours": mtbf / 3600, "checkpoint_tb": size.total / 1e12,
+        "mtbf_hours": mtbf / 3600 if m.rate else None, "checkpoint_tb": size.total / 1e12,
         "checkpoint_mode": ckpt.mode, "checkpoint_block_s": cost.blocking_s,
         "checkpoint_write_s": m.ckpt_write_s, "checkpoint_load_s": cost.load_s,
         "ckpt_slowed_step_s": m.step_s + m.write_slow_s if m.write_steps else None,

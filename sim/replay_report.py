@@ -5,21 +5,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hw_models.yamlio import check_writable, check_writable_dir
 from sim import chrome_trace
 from sim.replay import replay
-from sim.whatif import WhatIf, parse_sets
+from sim.whatif import WhatIf, parse_sets, source_system_for
 from workloads.traces.formats import load_trace
 
 
-def report(trace: Path, source_system: str, target_system: str | None, sets: list[str],
+def report(trace: Path, source_system: str | None, target_system: str | None, sets: list[str],
            trace_out: Path | None, et: Path | None = None, export_chakra: Path | None = None
            ) -> dict:
     """Import ``trace`` (with its Execution Trace ``et``), replay it as measured and under the
     what-if ``sets`` on ``target_system``: the summary ``clustersim replay --format json``
     prints, with its ``warnings``. ``trace_out``: write the what-if as a Chrome trace;
-    ``export_chakra``: write the imported graph as Chakra ET files."""
-    whatif = WhatIf(source_system=source_system, target_system=target_system, **parse_sets(sets))
+    ``export_chakra``: write the imported graph as Chakra ET files. ``source_system``: None
+    takes it from the GPU the trace records (``source_note`` says how it was chosen)."""
+    if trace_out is not None:
+        check_writable(trace_out, "--trace-out", "whatif.json")
+    if export_chakra is not None:
+        check_writable_dir(export_chakra, "--export-chakra")
+    settings = parse_sets(sets)
     imported = load_trace(trace, et)
+    source_system, source_note = source_system_for(
+        imported.devices, getattr(imported, "device_memory_gb", {}), source_system)
+    whatif = WhatIf(source_system=source_system, target_system=target_system, **settings)
     exported = []
     if export_chakra is not None:
         from workloads.traces import chakra  # protobuf: an optional dependency
@@ -45,7 +54,8 @@ def report(trace: Path, source_system: str, target_system: str | None, sets: lis
                    "replayed_s_per_iteration": result.replayed.kernels.get(c, 0.0)}
                for c, v in imported.kernels.items()}
     return {
-        "trace": str(trace), "files": imported.files, "format": imported.graph.meta.get("source"),
+        "trace": str(trace), "source_system": source_system, "source_note": source_note,
+        "files": imported.files, "format": imported.graph.meta.get("source"),
         "nodes": len(imported.graph), "cpu_bound": result.cpu_bound,
         "whatif_unmoved": result.whatif_unmoved,
         "device_busy_fraction": result.device_busy_fraction, "link": imported.link,

@@ -9,13 +9,13 @@ and parameter gathering (dp).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from hw_models.jsonio import dumps
 from sim.engine import Row
 from workloads.graph import ExecutionGraph
 
@@ -61,7 +61,7 @@ class SimResult:
         trace = {"traceEvents": events, "displayTimeUnit": "ms",
                  "otherData": {"scenario": self.name, "fidelity": self.fidelity}}
         if path is not None:
-            Path(path).write_text(json.dumps(trace))
+            Path(path).write_text(dumps(trace))
         return trace
 
 

@@ -26,7 +26,7 @@ HARDWARE = ("gpu", "nvlink", "hbm", "nic", "host", "switch")
 
 
 class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class StorageConfig(_Cfg):

@@ -21,7 +21,7 @@ from sim.training_config import CPKind, Fp8Config, OffloadConfig, Schedule, TPOv
 
 
 class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class NetworkConfig(_Cfg):
@@ -231,7 +231,10 @@ def parse(data: Any, source: str = "scenario") -> Scenario:
 
 def load(path: str | Path, overrides: list[str] | None = None) -> Scenario:
     data = read_yaml(path, "scenario")
-    return parse(apply_overrides(data or {}, overrides or []), str(path))
+    if data is None:
+        raise ClusterSimError(f"scenario file {str(path)!r} is empty; a scenario is a YAML mapping "
+                              "with cluster, workload and sim (see examples/)")
+    return parse(apply_overrides(data, overrides or []), str(path))
 
 
 def default(overrides: list[str] | None = None) -> Scenario:

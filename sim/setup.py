@@ -8,11 +8,13 @@ cluster, the profile and the network model are resolved the same way everywhere.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 
 from hw_models import catalog, profile
 from hw_models.catalog import GPUSpec, SystemSpec
 from hw_models.compute import ComputeModel
+from hw_models.errors import ClusterSimError, ClusterSimWarning
 from hw_models.profile import Profile
 from sim.costs import OpCosts
 from sim.engine import Engine
@@ -37,6 +39,7 @@ class Cluster:
 
 def resolve_cluster(sc: Scenario) -> Cluster:
     system = catalog.system(sc.cluster.system)
+    system.gpu_spec.require_dtype(sc.workload.precision, "workload.precision")
     prof = profile.load(sc.cluster.profile or system.default_profile)
     net = sc.cluster.network
     layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
@@ -55,6 +58,34 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec,
                                     overlap_param_gather=w.overlap_param_gather,
                                     offload=offload or OffloadOptions(),
                                     **precision_options(w, gpu))
+
+
+# Operations one simulated step may have (~2 per microbatch and layer: forward and backward
+# of each layer of each pipeline stage). 400k plays in about half a minute; a step beyond
+# that is a global batch of millions of sequences, for which the closed form is the tool.
+MAX_GRAPH_OPS = 400_000
+
+
+def check_graph_size(plan: parallel.ParallelPlan, model: ModelSpec) -> None:
+    """Refuse, before building it, a step graph too large to play (it would not hang, but
+    take hours and tens of GB)."""
+    ops = 2 * plan.microbatches * model.layers
+    if ops > MAX_GRAPH_OPS:
+        raise ClusterSimError(
+            f"the step has {plan.microbatches:,} microbatches per pipeline x {model.layers} "
+            f"layers, ~{ops:,} operations to simulate (limit {MAX_GRAPH_OPS:,}); raise "
+            "micro_batch or dp, lower global_batch, or estimate it with `clustersim sweep` "
+            "(closed form)")
+
+
+def warn_tp_across_nodes(tp: int, gpus_per_node: int) -> None:
+    """Tensor parallelism is meant for the scale-up domain: its collectives sit on the critical
+    path of every layer. Wider than a node it runs, but over the scale-out NICs: say so."""
+    if tp > gpus_per_node:
+        warnings.warn(f"tp {tp} spans {-(-tp // gpus_per_node)} nodes ({gpus_per_node} GPUs per "
+                      "node): every layer's tensor-parallel collectives cross the scale-out "
+                      "network; keep tp <= the GPUs of one node unless that is the question",
+                      ClusterSimWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -84,6 +115,8 @@ def resolve_setup(sc: Scenario) -> Setup:
         pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None,
         ep=p.ep, etp=p.etp, **plan_kwargs(p, cl.system.gpus_per_node))
     parallel.validate(plan, model, world)
+    check_graph_size(plan, model)
+    warn_tp_across_nodes(plan.tp, cl.system.gpus_per_node)
     offload = offload_options(w, cl.system, model, plan, w.attention == "flash")
     opts = replace(training_options(w, cl.gpu, offload), moe=moe_options(w, model, cl.layout))
     return Setup(sc, cl.system, cl.gpu, cl.profile, model, plan, cl.layout, opts)

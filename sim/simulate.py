@@ -11,12 +11,15 @@ import time
 
 import pandas as pd
 
+from hw_models.compute import ComputeModel
 from hw_models.errors import OutOfMemoryError
 from hw_models.profile import Profile, band_profiles
+from sim.band import Schedule, corner_time
 from sim.checkpoint_contention import checkpoint_contention
+from sim.costs import OpCosts
 from sim.result import SimResult, breakdown, timeline_frame
 from sim.scenario import Scenario
-from sim.setup import Setup, build_engine, play, resolve_setup
+from sim.setup import Setup, build_engine, make_network, resolve_setup
 from sim.simulate_inference import InferenceResult, simulate_inference
 from workloads import memory, moe_training, training
 from workloads.graph import CommGroup
@@ -42,7 +45,7 @@ def simulate(sc: Scenario, prof: Profile | None = None,
              band: bool = True) -> SimResult | InferenceResult:
     """One training iteration (a SimResult), or a serving run for ``workload.kind:
     inference`` (an InferenceResult, sim/simulate_inference.py). ``band``: when the profile
-    carries bootstrap uncertainty, also play the same training graph with the profile's
+    carries bootstrap uncertainty, also re-time the played training graph with the profile's
     fast and slow corners (hw_models.profile.band_profiles) and report ``result.band``
     (low, high)."""
     if sc.workload.kind == "inference":
@@ -72,7 +75,7 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
     peak = setup.gpu.peak_flops(sc.workload.precision)
     mflops = model_flops(model, tokens)
     hw_flops = mflops * recompute_factor(setup)
-    lo_hi = band_times(setup, graph, prof, t_iter) if band and prof.uncertainty else None
+    lo_hi = band_times(setup, graph, prof, engine) if band and prof.uncertainty else None
     # An async checkpoint write on the same fabric (flow fidelity, docs/reliability.md).
     contention = checkpoint_contention(setup, graph, prof, t_iter)
     return SimResult(
@@ -93,11 +96,19 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
                **({"checkpoint_contention": contention} if contention else {})})
 
 
-def band_times(setup: Setup, graph, prof: Profile, t_iter: float) -> tuple[float, float]:
-    """(low, high) iteration time: the same graph re-costed and re-played with every fitted
-    parameter at its fast and at its slow bootstrap end (a corner bound, see
-    hw_models.profile.band_profiles)."""
-    times = [t_iter, *(play(setup, graph, corner) for corner in band_profiles(prof))]
+def band_times(setup: Setup, graph, prof: Profile, engine) -> tuple[float, float]:
+    """(low, high) iteration time with every fitted parameter at its fast and at its slow
+    bootstrap end (a corner bound, see hw_models.profile.band_profiles): the schedule
+    ``engine`` played re-timed with the corners' costs (sim/band.py), no second play."""
+    rows, network = engine.rows, engine.network
+    schedule = Schedule(graph, rows)
+    times = [max(r.end for r in rows)]
+    for corner in band_profiles(prof):
+        # A flow network lends the corner its topology, routes and flow plans.
+        net = network.with_profile(corner) if hasattr(network, "with_profile") \
+            else make_network(setup, corner)
+        costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), net)
+        times.append(corner_time(schedule, graph, costs, net, network, engine.costs))
     return min(times), max(times)
 
 

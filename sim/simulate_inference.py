@@ -3,7 +3,6 @@ sizes the paged KV cache from memory, runs the serving loop, derives the metrics
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import pandas as pd
 
 from hw_models.compute import ComputeModel
 from hw_models.errors import InfeasiblePlanError, OutOfMemoryError
+from hw_models.jsonio import dumps
 from hw_models.profile import Profile
 from sim.costs import OpCosts
 from sim.inference_config import InferenceWorkload
@@ -58,7 +58,7 @@ class InferenceResult:
                    for p in it.replica.unique()]
         trace = {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"scenario": self.name}}
         if path is not None:
-            Path(path).write_text(json.dumps(trace))
+            Path(path).write_text(dumps(trace))
         return trace
 
 

@@ -46,12 +46,43 @@ class WhatIf:
     attention_seq: int = 2048          # kv length assumed for attention kernels
 
     def __post_init__(self) -> None:
-        if self.bw_scale <= 0:
-            raise ClusterSimError(f"bw_scale must be > 0, got {self.bw_scale}")
+        if not (math.isfinite(self.bw_scale) and self.bw_scale > 0):
+            raise ClusterSimError(f"bw_scale must be a finite number > 0, got {self.bw_scale}")
         if self.dp is not None and self.dp < 1:
             raise ClusterSimError(f"dp must be >= 1, got {self.dp}")
         if self.attention_seq < 1:
             raise ClusterSimError(f"attention_seq must be >= 1, got {self.attention_seq}")
+
+
+# Traces that record no GPU (CPU-only Kineto, Execution Traces, Chakra) are costed on this.
+NO_DEVICE_SOURCE = "dgx-a100"
+# Device names the importers give ranks that record no GPU.
+NO_DEVICE = {"", "cpu", "et", "chakra"}
+
+
+def source_system_for(devices: dict[int, str], memory_gb: dict[int, float],
+                      given: str | None = None) -> tuple[str, str]:
+    """The system a trace was measured on, and a sentence saying how it was chosen: the
+    user's ``given`` one, else the catalog system of the GPU the trace records. A recorded
+    GPU the catalog does not model is refused: re-costing it from another part would be
+    silently wrong."""
+    if given:
+        catalog.system(given)
+        return given, f"source system {given} (--source-system)"
+    names = sorted({d for d in devices.values() if d not in NO_DEVICE})
+    if not names:
+        return NO_DEVICE_SOURCE, (f"the trace records no GPU; costed as measured on "
+                                  f"{NO_DEVICE_SOURCE} (choose with --source-system)")
+    if len(names) > 1:
+        raise ClusterSimError(f"the trace's ranks ran on different GPUs ({', '.join(names)}); "
+                              "pass --source-system")
+    key = catalog.gpu_for_device(names[0], max(memory_gb.values(), default=None))
+    system = catalog.system_for_gpu(key) if key else None
+    if system is None:
+        raise ClusterSimError(
+            f"the trace was recorded on {names[0]!r}, which the catalog does not model; pass "
+            f"--source-system with the closest system ({', '.join(catalog.systems())})")
+    return system, f"source system {system}: the trace was recorded on {names[0]!r}"
 
 
 # ``--set key=value`` keys and their types (fields of WhatIf).
@@ -82,8 +113,8 @@ def _system(name: str, gpu: str | None = None, nic_gbps: float | None = None) ->
         catalog.gpu(gpu)  # unknown name: one clear error with the allowed list
         update |= {"gpu": gpu, "profile": None}   # the system's own profile was fitted for its GPU
     if nic_gbps is not None:
-        if nic_gbps <= 0:
-            raise ClusterSimError(f"nic_gbps must be > 0, got {nic_gbps}")
+        if not (math.isfinite(nic_gbps) and nic_gbps > 0):
+            raise ClusterSimError(f"nic_gbps must be a finite number > 0, got {nic_gbps}")
         update["nic_gbps"] = nic_gbps
     return sys.model_copy(update=update) if update else sys
 
@@ -101,8 +132,11 @@ class Recoster:
         self.src_sys = _system(w.source_system)
         self.tgt_sys = _system(w.target_system or w.source_system, w.gpu, w.nic_gbps)
         self.src, self.tgt = _model(self.src_sys), _model(self.tgt_sys)
-        self.src.gpu.peak_flops(w.dtype)  # unknown dtype: fail early with the allowed list
-        self.tgt.gpu.peak_flops(w.dtype)
+        # The what-if dtype must exist on the target; a source without it (fp8 on an A100)
+        # ran those GEMMs at bf16, so it is costed at bf16 there.
+        self.tgt.gpu.require_dtype(w.dtype, "--set dtype")
+        self.src_dtype = w.dtype if self.src.gpu.supports(w.dtype) else "bf16"
+        self.src.gpu.require_dtype(self.src_dtype, "--source-system")
         self.world = world
         self.src_net = self._network(self.src_sys, world, 1.0)
         self.tgt_net = self._network(self.tgt_sys, max(world, w.dp or 0), w.bw_scale)
@@ -115,10 +149,11 @@ class Recoster:
         return system_network(sys, world, load_builtin(sys.default_profile), bw_scale)
 
     def _time(self, model: ComputeModel, cls: str, x: float) -> float:
+        dtype = self.src_dtype if model is self.src else self.w.dtype
         if cls == "gemm":
-            return model.gemm(x, 0.0, self.w.dtype)
+            return model.gemm(x, 0.0, dtype)
         if cls == "attention":
-            return model.attention(x, self.w.attention_seq, True, self.w.dtype)
+            return model.attention(x, self.w.attention_seq, True, dtype)
         return model.memory_bound(x)
 
     def _coef_uncached(self, cls: str) -> tuple[float, float, float, float]:
@@ -147,7 +182,8 @@ class Recoster:
         its FLOPs and bytes priced on the source system, or on the target for the what-if.
         A dtype the GPU has no peak for (fp32 on some parts, fp8 on A100) uses ``w.dtype``."""
         model = self.tgt if target else self.src
-        dtype = op.dtype if op.dtype in model.gpu.peak_tflops else self.w.dtype
+        dtype = op.dtype if op.dtype in model.gpu.peak_tflops else (
+            self.w.dtype if target else self.src_dtype)
         seq_kv = op.shape[2] if op.op_class == "attention" and op.shape and len(op.shape) > 2 \
             else self.w.attention_seq
         cls = op.op_class if op.op_class in ("gemm", "attention") else "elementwise"

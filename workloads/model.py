@@ -6,10 +6,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hw_models.errors import ClusterSimError, UnknownPresetError
+from hw_models.yamlio import load_packaged
 from workloads import moe as _moe
 from workloads.moe import AttentionSpec, MoESpec, SlidingWindow
 
@@ -17,7 +17,7 @@ from workloads.moe import AttentionSpec, MoESpec, SlidingWindow
 class ModelSpec(BaseModel):
     """A dense decoder-only transformer. ``ffn_hidden`` is the MLP inner size (per gate
     for SwiGLU); ``kv_heads`` < ``heads`` is grouped-query attention."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     layers: int = Field(gt=0)
     hidden: int = Field(gt=0)
@@ -146,7 +146,7 @@ def model_flops(m: ModelSpec, tokens: float) -> float:
 @cache
 def presets() -> dict[str, ModelSpec]:
     text = resources.files("workloads").joinpath("data", "models.yaml").read_text()
-    return {k: ModelSpec(**v) for k, v in yaml.safe_load(text).items()}
+    return {k: ModelSpec(**v) for k, v in load_packaged(text).items()}
 
 
 def resolve(ref: str | dict[str, Any] | ModelSpec) -> ModelSpec:

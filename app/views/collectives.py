@@ -74,7 +74,7 @@ def render() -> None:
     try:
         model = core.collective(system, nodes, gpus, op, algo, proto, MIN_BYTES, MAX_BYTES)
     except ClusterSimError as exc:
-        st.error(str(exc))
+        st.error(core.plain(exc))
         return
     label = f"model: {system} {op} x{gpus} ({algo or 'auto'}/{proto or 'auto'})"
     refs = references(system, op, gpus)

@@ -41,8 +41,10 @@ def render() -> None:
     try:
         df, errors = table(core.current(), variants(text))
     except ClusterSimError as exc:
-        st.error(f"Invalid scenario: {exc}")
+        st.error(f"Invalid scenario: {core.plain(exc)}")
         return
     for err in errors:
-        st.warning(err)
-    st.dataframe(df.style.format("{:.4g}"), width="stretch")
+        st.warning(core.plain(err))
+    st.dataframe(df.style.format(core.number).format(
+        lambda v: "" if v != v else f"{v:+.1f}%", subset=[c for c in df if c.startswith("Δ%")]),
+        width="stretch")

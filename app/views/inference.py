@@ -12,7 +12,6 @@ scheduler limits, router, disaggregation) are kept.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import yaml
 
 from app import core
 from hw_models.errors import ClusterSimError
+from hw_models.jsonio import dumps
 from workloads.model import presets
 
 TITLE = "Inference"
@@ -175,7 +175,7 @@ def render() -> None:
     try:
         res = core.run(data)
     except ClusterSimError as exc:
-        top.error(f"Invalid scenario: {exc}")
+        top.error(f"Invalid scenario: {core.plain(exc)}")
         return
     with top:
         _headline(res)
@@ -183,7 +183,7 @@ def render() -> None:
     _histogram(res)
     _timeline(res)
     c1, c2 = st.columns(2)
-    c1.download_button("Chrome trace (JSON)", json.dumps(res.to_chrome_trace()),
+    c1.download_button("Chrome trace (JSON)", dumps(res.to_chrome_trace()),
                        file_name="serving.trace.json", mime="application/json")
     c2.download_button("Scenario YAML", core.to_yaml(data), file_name="serving.yaml",
                        mime="application/x-yaml")

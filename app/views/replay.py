@@ -24,6 +24,7 @@ TITLE = "Trace replay"
 TRACES = Path(__file__).resolve().parents[2] / "tests" / "data" / "traces"
 UPLOAD = "(upload)"
 SAME = "(as the target system)"
+FROM_TRACE = "(the GPU the trace records)"
 DEFAULT = "a100_2rank_rank0_nccl.json.gz"
 # Execution Trace (ExecutionTraceObserver) files: not Kineto, replay cannot read them.
 _ET = re.compile(r"(?<!_with)_et\.json\.gz$")
@@ -69,10 +70,13 @@ def _source() -> tuple[tuple[str, bytes], ...] | None:
     return tuple((u.name, u.getvalue()) for u in ups) if ups else None
 
 
-def _controls() -> tuple[str, str, tuple[str, ...]]:
+def _controls() -> tuple[str | None, str, tuple[str, ...]]:
     names = core.system_names()
     c = st.columns(4)
-    source = c[0].selectbox("Measured on", names, index=names.index("dgx-a100"), key="rp_source")
+    source = c[0].selectbox("Measured on", [FROM_TRACE, *names], key="rp_source",
+                            help="the catalog system of the GPU recorded in the trace, or one "
+                                 "you pick (needed when the catalog does not model that GPU)")
+    source = None if source == FROM_TRACE else source
     target = c[1].selectbox("What-if system", names, index=names.index("dgx-h100"), key="rp_target")
     gpu = c[2].selectbox("GPU override", [SAME, *sorted(catalog.gpus())], key="rp_gpu")
     dtype = c[3].selectbox("dtype of GEMMs", ["bf16", "fp16", "fp8", "fp32"], key="rp_dtype")
@@ -96,8 +100,21 @@ def _headline(d: dict) -> None:
 
 
 def breakdown(d: dict) -> pd.DataFrame:
-    rows = [{"run": run, "part": k.removesuffix("_s"), "ms": v * 1e3}
-            for run, parts in d["breakdown"].items() for k, v in parts.items()]
+    """Parts of each run's iteration that add up to it: compute kernels (the time any of them
+    runs, split by class in proportion to each class's busy time, since kernels on several
+    streams overlap), communication not hidden under compute, and GPU idle time.
+    Communication hidden under compute takes no time of its own and is not shown."""
+    rows = []
+    for run, parts in d["breakdown"].items():
+        it = d[f"{run}_iteration_s"]
+        exposed, idle = parts.get("exposed_comm_s", 0.0), parts.get("gpu_idle_s", 0.0)
+        busy = {k: v for k, v in parts.items()
+                if k not in ("exposed_comm_s", "gpu_idle_s", "nccl_s") and v > 0}
+        scale = max(0.0, it - exposed - idle) / sum(busy.values()) if busy else 0.0
+        rows += [{"run": run, "part": k.removesuffix("_s"), "ms": v * scale * 1e3}
+                 for k, v in busy.items()]
+        rows += [{"run": run, "part": "exposed_comm", "ms": exposed * 1e3},
+                 {"run": run, "part": "gpu_idle", "ms": max(0.0, min(idle, it)) * 1e3}]
     return pd.DataFrame(rows)
 
 
@@ -116,14 +133,16 @@ def render() -> None:
     try:
         d, chrome = core.replay(files, source, target, sets)
     except ClusterSimError as exc:
-        st.error(f"Cannot replay: {exc}")
+        st.error(f"Cannot replay: {core.plain(exc)}")
         return
+    st.caption(d["source_note"])
     _headline(d)
     for w in d["warnings"]:
-        st.warning(w)
+        st.warning(core.plain(w))
     fig = px.bar(breakdown(d), x="ms", y="run", color="part", orientation="h",
-                 title="Per iteration: busy time per kernel class, exposed communication, GPU idle")
-    fig.update_layout(height=260)
+                 title="Per iteration: compute kernels by class, exposed communication, GPU idle "
+                       "(sums to the iteration)")
+    fig.update_layout(height=320, **core.LEGEND_BELOW)
     st.plotly_chart(fig, width="stretch")
     st.subheader("Kernels")
     st.dataframe(kernels(d), width="stretch")

@@ -24,13 +24,17 @@ def iteration_text(res: SimResult) -> str:
 def _metrics(res: SimResult) -> None:
     band = core.iteration_band(res)
     c = st.columns(5)
-    c[0].metric("Iteration time (s)", iteration_text(res),
-                help="[low, high]: the profile's prediction interval" if band else
+    # The value alone: a metric box cuts long text, and "13.700 [13.200, 1..." hid the band.
+    c[0].metric("Iteration time (s)", f"{res.iteration_time_s:.3f}",
+                help="the profile's prediction interval is shown below" if band else
                 "the profile gives no prediction interval")
     c[1].metric("MFU", f"{res.mfu:.1%}")
     c[2].metric("HFU", f"{res.hfu:.1%}")
     c[3].metric("Tokens/s", f"{res.tokens_per_s:,.0f}")
     c[4].metric("TFLOP/s per GPU", f"{res.tflops_per_gpu:.1f}")
+    if band:
+        st.caption(f"Iteration time {iteration_text(res)} s: the value and the profile's "
+                   "prediction interval [low, high]")
 
 
 def _breakdown(res: SimResult) -> None:
@@ -39,7 +43,7 @@ def _breakdown(res: SimResult) -> None:
     fig = px.bar(df, x="seconds", y=["iteration"] * len(df), color="part", orientation="h",
                  title="Breakdown on the critical rank (sums to the iteration time)",
                  hover_data={"share": ":.1%"})
-    fig.update_layout(height=220, yaxis_title=None)
+    fig.update_layout(height=260, yaxis_title=None, **core.LEGEND_BELOW)
     st.plotly_chart(fig, width="stretch")
 
 
@@ -67,7 +71,7 @@ def render() -> None:
     try:
         res = core.run(data)
     except ClusterSimError as exc:
-        st.error(f"Invalid scenario: {exc}")
+        st.error(f"Invalid scenario: {core.plain(exc)}")
         return
     st.caption(f"{res.name}: {res.world_size} GPUs, fidelity {res.fidelity}")
     _metrics(res)

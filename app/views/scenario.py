@@ -64,7 +64,7 @@ def _model_editor(choice: str, data: dict) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        st.error(f"model YAML: {exc}")
+        st.error(f"model YAML: {core.plain(exc)}")
         return base
 
 
@@ -134,6 +134,6 @@ def render() -> None:
         with top:
             headline(data)
     except ClusterSimError as exc:
-        top.error(f"Invalid scenario: {exc}")
+        top.error(f"Invalid scenario: {core.plain(exc)}")
     with st.expander("Scenario YAML"):
         st.code(core.to_yaml(data), language="yaml")

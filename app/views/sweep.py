@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from app import core
@@ -85,7 +86,7 @@ def _controls(base: dict) -> None:
         try:
             frame, _ = core.sweep(sf, int(verify))
         except ClusterSimError as exc:
-            st.error(f"Invalid sweep: {exc}")
+            st.error(f"Invalid sweep: {core.plain(exc)}")
             return
         st.session_state["sweep_df"], st.session_state["sweep_base"] = frame, base
 
@@ -103,19 +104,36 @@ def _upload() -> None:
     st.session_state["sweep_df"], st.session_state["sweep_base"] = frame, None
 
 
-def heatmap(ok: pd.DataFrame) -> None:
+def heatmap(ok: pd.DataFrame) -> go.Figure:
     heat = ok.pivot_table(index="tp", columns="pp", values="tokens_per_s", aggfunc="max")
-    fig = px.imshow(heat, text_auto=".3s", aspect="auto",
+    # tp and pp are plan choices, not quantities: one cell each, labelled by value, not a
+    # continuous axis with half-integer ticks.
+    heat.index, heat.columns = heat.index.map(str), heat.columns.map(str)
+    fig = px.imshow(heat, text_auto=".3s", aspect="auto", labels={"x": "pp", "y": "tp"},
                     title="Best tokens/s per tp x pp (over every other plan field and axis)")
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
     st.plotly_chart(fig, width="stretch")
+    return fig
 
 
-def pareto_chart(frame: pd.DataFrame, ok: pd.DataFrame, cost: str, title: str) -> None:
+def pareto_chart(frame: pd.DataFrame, ok: pd.DataFrame, cost: str, title: str) -> go.Figure:
+    """The plans no other plan beats on both lower cost and higher tokens/s, as the front;
+    every other feasible plan faint and grey behind it, named as dominated."""
     front = pd.DataFrame(summary.pareto(frame, cost))
-    fig = px.scatter(ok, x=cost, y="tokens_per_s", hover_data=["tp", "pp", "dp"], title=title,
-                     opacity=0.5)
-    fig.add_scatter(x=front[cost], y=front.tokens_per_s, mode="lines+markers", name="Pareto front")
+    on_front = ok.id.isin(front.id) if len(front) else pd.Series(False, index=ok.index)
+    labels = ok.apply(summary.plan_label, axis=1) if len(ok) else pd.Series(dtype=str)
+    fig = go.Figure()
+    fig.add_scatter(x=ok[cost][~on_front], y=ok.tokens_per_s[~on_front], mode="markers",
+                    name="dominated plans", marker={"color": "lightgray", "size": 5},
+                    text=labels[~on_front], hoverinfo="text+x+y")
+    best = ok[on_front].sort_values(cost)
+    fig.add_scatter(x=best[cost], y=best.tokens_per_s, mode="lines+markers", name="Pareto front",
+                    marker={"size": 9}, text=labels[on_front].loc[best.index],
+                    hoverinfo="text+x+y")
+    fig.update_layout(title=title, xaxis_title=cost, yaxis_title="tokens_per_s")
     st.plotly_chart(fig, width="stretch")
+    return fig
 
 
 def _top(frame: pd.DataFrame) -> None:

@@ -11,6 +11,7 @@ import typer
 import yaml
 
 from hw_models.errors import ClusterSimError
+from hw_models.yamlio import check_writable, check_writable_dir
 from sim.cli.common import Format, emit
 
 
@@ -38,6 +39,7 @@ def run_cmd(suite: Suite = typer.Argument(..., help="kernels or collectives"),
             threads: int = typer.Option(None, "--threads", help="kernels: torch threads per process")
             ) -> None:
     """Run a microbenchmark suite on this machine and write a tidy CSV."""
+    check_writable_dir(out, "--out")
     if suite is Suite.kernels:
         from calibration.microbench.kernels import run
         path = run(device.value, out, quick, threads=threads, procs=procs)
@@ -56,6 +58,7 @@ def fit_cmd(inputs: list[Path] = typer.Argument(..., help="microbench CSVs / ncc
     """Fit a profile (with input hashes, fit quality and bootstrap spread)."""
     from calibration.fit_measured import build_profile
     from hw_models.profile import parse
+    check_writable(out, "--out", "profile.yaml")
     prof = build_profile(list(inputs), name, device, system)
     parse(prof, source=str(out))          # the written file must load
     out.parent.mkdir(parents=True, exist_ok=True)

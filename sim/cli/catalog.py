@@ -31,8 +31,11 @@ def table(kind: Kind) -> pd.DataFrame:
                 for k, s in catalog.systems().items()]
     else:
         from workloads.model import presets
-        rows = [{"model": k, "params_b": round(m.params / 1e9, 1), "layers": m.layers,
-                 "hidden": m.hidden, "heads": m.heads, "kv_heads": m.kv_heads,
+        from workloads.moe import active_params
+        rows = [{"model": k, "params_b": round(m.params / 1e9, 1),
+                 "active_b": round(active_params(m) / 1e9, 1) if m.is_moe else None,
+                 "experts": f"{m.moe.top_k}/{m.moe.experts}" if m.is_moe else "",
+                 "layers": m.layers, "hidden": m.hidden, "heads": m.heads, "kv_heads": m.kv_heads,
                  "ffn_hidden": m.ffn_hidden, "vocab": m.vocab, "seq_len": m.seq_len,
                  "activation": m.activation, "source": m.source}
                 for k, m in presets().items()]

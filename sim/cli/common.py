@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from typing import Any
 
 import pandas as pd
 import typer
+
+from hw_models.jsonio import dumps
 
 
 class Format(str, Enum):
@@ -24,17 +25,16 @@ def fail(message: str) -> None:
 
 def emit(data: Any, fmt: Format, table: pd.DataFrame | str | None = None) -> None:
     if fmt is Format.json:
-        typer.echo(json.dumps(data, indent=2, default=_jsonable))
+        typer.echo(dumps(data, indent=2))
     elif isinstance(table, pd.DataFrame):
         typer.echo(table.to_string(index=False))
     else:
-        typer.echo(table if table is not None else json.dumps(data, indent=2, default=_jsonable))
+        typer.echo(table if table is not None else dumps(data, indent=2))
     sys.stdout.flush()
 
 
-def _jsonable(x: Any) -> Any:
-    if hasattr(x, "item"):
-        return x.item()
-    if isinstance(x, pd.DataFrame):
-        return x.to_dict(orient="records")
-    return str(x)
+def fmt_s(x: float, width: int = 0) -> str:
+    """Seconds for a table: 3 decimals in the everyday range, 4 significant digits outside it
+    (a 1e-30 Gb/s NIC gives 2.755e+32 s, not a 33-digit number)."""
+    text = f"{x:.3f}" if x == 0 or 1e-3 <= abs(x) < 1e6 else f"{x:.4g}"
+    return text.rjust(width)

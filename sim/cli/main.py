@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 import yaml
 from pydantic import ValidationError
 
-from hw_models.errors import ClusterSimError
+from hw_models.errors import ClusterSimError, ClusterSimWarning
 from sim.cli import app_cmd
 from sim.cli import calibrate as calibrate_cmd
 from sim.cli import catalog as catalog_cmd
@@ -39,12 +40,28 @@ def _root() -> None:
     """clustersim: what-if simulation of large ML training and serving clusters."""
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, ClusterSimWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main() -> None:
     """Run the CLI; bad input (ClusterSimError, invalid YAML or schema) exits 2, no traceback."""
+    warnings.showwarning = _show_warning
     try:
         app()
     except (ClusterSimError, ValidationError, yaml.YAMLError) as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.filename is None:        # not about a file the user named: a real failure
+            raise
+        typer.echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
         sys.exit(2)
 
 

@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
     def replay_command(
         trace: Path = typer.Argument(..., help="Kineto trace, PyTorch Execution Trace (.json/"
                                      ".json.gz) or Chakra ET (.et), or a folder of per-rank files"),
-        source_system: str = typer.Option("dgx-a100", "--source-system"),
+        source_system: str = typer.Option(
+            None, "--source-system", help="system the trace was recorded on (default: the "
+            "catalog system of the GPU the trace records)"),
         target_system: str = typer.Option(None, "--target-system"),
         sets: list[str] = typer.Option([], "--set", help=f"what-if: {', '.join(SETTABLE)}"),
         format: Format = typer.Option(Format.table, "--format"),
@@ -39,6 +41,7 @@ def register(app: typer.Typer) -> None:
                               export_chakra)
         except ClusterSimError as exc:
             fail(str(exc))
+        typer.echo(f"note: {data['source_note']}", err=True)
         for w in data["warnings"]:
             typer.echo(f"warning: {w}", err=True)
         table = pd.DataFrame([

@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 
 from hw_models.errors import ClusterSimError
+from hw_models.yamlio import check_writable
 from sim import scenario as scenario_mod
-from sim.cli.common import Format, emit
+from sim.cli.common import Format, emit, fmt_s
 from sim.result import SimResult
 from sim.simulate import simulate
 
@@ -60,16 +61,16 @@ def render(res: SimResult) -> str:
     band = ""
     if res.band and "iteration_time_s" in res.band:
         lo, hi = res.band["iteration_time_s"]
-        band = f" [{lo:.3f}, {hi:.3f}]"
+        band = f" [{fmt_s(lo)}, {fmt_s(hi)}]"
     lines = [f"scenario            {res.name}  ({res.world_size} GPUs, fidelity {res.fidelity})",
-             f"iteration time      {t:.3f} s{band}",
+             f"iteration time      {fmt_s(t)} s{band}",
              f"tokens/s            {res.tokens_per_s:,.0f}",
              f"model TFLOP/s/GPU   {res.tflops_per_gpu:.1f}",
              f"MFU / HFU           {res.mfu:.1%} / {res.hfu:.1%}",
              f"memory peak         {res.memory_peak_gib:.1f} GiB per GPU",
              "breakdown (critical rank):"]
     for k, v in sorted(res.breakdown.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {k:10s} {v:9.3f} s  {v / t:6.1%}")
+        lines.append(f"  {k:10s} {fmt_s(v, 9)} s  {v / t:6.1%}")
     for k, v in res.extra.items():
         if k not in ("nodes", "plan", "microbatches") and not isinstance(v, dict | list):
             lines.append(f"{k:20s}{v}")
@@ -93,6 +94,8 @@ def register(app: typer.Typer) -> None:
         """Simulate a scenario: one training iteration, or a serving run (kind: inference)."""
         if file is None and not default:
             raise ClusterSimError("give a scenario FILE, or --default for the built-in one")
+        if trace is not None:
+            check_writable(trace, "--trace", "trace.json")
         sc = scenario_mod.default(set_) if file is None else scenario_mod.load(file, set_)
         res = simulate(sc)
         if trace is not None:

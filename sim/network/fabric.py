@@ -13,8 +13,10 @@ collective phase each). Max-min rates of flows that share no link, directly or
 through other flows, are independent, so when flows start or end only the connected
 component of batches around the change is re-solved; every other batch keeps its
 rates and its remaining bytes are brought up to date lazily, when it is next touched.
-A batch solved alone with all its flows still present gets the same rates every time:
-they are cached by the batch's key (the collective plan it came from).
+A component's rates depend only on which flows it holds: they are cached by the keys of
+its batches (the collective plans they came from) and the flows each still has, so a
+combination of transfers that recurs (every microbatch's pipeline sends beside the
+same gradient bucket) is solved once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from collections.abc import Generator, Sequence
 
 import numpy as np
 import simpy
+
+from hw_models.routing import unique_ints
 
 REL_EPS = 1e-9
 # A flow is done with less than a picosecond of sending left, or a micro-byte (round-off).
@@ -70,14 +74,22 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     rate = np.zeros(n)
     if n == 0:
         return rate
-    used_links, col = np.unique(links, return_inverse=True)
+    # Dense renumbering of the links in use (ids are < len(cap)): no sort needed.
+    present = np.zeros(len(cap), dtype=bool)
+    present[links] = True
+    used_links = np.flatnonzero(present)
     n_links = len(used_links)
+    index = np.zeros(len(cap), dtype=np.int64)
+    index[used_links] = np.arange(n_links)
+    col = index[links]
     by_link = np.argsort(col, kind="stable")
-    l_ptr = np.searchsorted(col[by_link], np.arange(n_links + 1))
+    l_ptr = np.zeros(n_links + 1, dtype=np.int64)
+    np.cumsum(np.bincount(col, minlength=n_links), out=l_ptr[1:])
     l_flow = row[by_link]
     monotone = len(row) < 2 or bool(np.all(row[1:] >= row[:-1]))   # built flow by flow
     by_flow = np.arange(len(row)) if monotone else np.argsort(row, kind="stable")
-    f_ptr = np.searchsorted(row[by_flow], np.arange(n + 1))
+    f_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n), out=f_ptr[1:])
     f_link = col[by_flow]
     coef = np.ones(len(row)) if coef is None else np.asarray(coef, float)
     f_coef = coef[by_flow]
@@ -115,22 +127,27 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
 class Batch:
     """Flows started together (one phase of one collective); done when all are."""
     __slots__ = ("row", "links", "coef", "remaining", "weight", "rate", "t_last", "done", "key",
-                 "n0", "version", "ulinks", "next_t", "t_start")
+                 "n0", "version", "ulinks", "next_t", "t_start", "ids")
 
-    def __init__(self, row, links, coef, nbytes, weight, done, key):
+    def __init__(self, row, links, coef, nbytes, weight, done, key, ulinks=None):
         self.row, self.links, self.coef = row, links, coef
         self.remaining, self.weight = nbytes, weight
         self.rate = np.zeros(len(nbytes))
         self.done, self.key, self.n0 = done, key, len(nbytes)
         self.t_last, self.version, self.next_t = 0.0, 0, np.inf
-        self.ulinks = np.unique(links)
+        self.ulinks = unique_ints(links) if ulinks is None else ulinks
+        self.ids = None                      # indices of the flows still in flight (None: all)
 
     def advance(self, now: float) -> None:
         dt = now - self.t_last
         if dt > 0:
-            fin = np.isfinite(self.rate)
-            self.remaining[fin] -= self.rate[fin] * dt
-            self.remaining[~fin] = 0.0
+            step = self.rate * dt
+            fin = np.isfinite(step)
+            if fin.all():                  # the common case: no empty-path flow
+                self.remaining -= step
+            else:
+                self.remaining[fin] -= step[fin]
+                self.remaining[~fin] = 0.0
         self.t_last = now
 
     def drop_finished(self, now: float, tolerance: float) -> int:
@@ -149,6 +166,7 @@ class Batch:
             self.coef = self.coef[inc]
             self.remaining, self.weight = self.remaining[idx], self.weight[idx]
             self.rate = self.rate[idx]
+            self.ids = idx if self.ids is None else self.ids[idx]
         return ended
 
 
@@ -160,6 +178,7 @@ class Fabric:
         self.env, self.cap, self.tolerance = env, cap, tolerance
         self.batches: dict[int, Batch] = {}
         self.users = np.zeros(len(cap), dtype=np.int64)   # active batches per link
+        self._mark = np.zeros(len(cap), dtype=bool)       # scratch, all False between uses
         self.rate_cache = {} if rate_cache is None else rate_cache
         self.events = 0                      # flow starts + ends, for benchmarks
         self.flows_placed = 0                # flows represented (weights summed)
@@ -180,15 +199,17 @@ class Fabric:
                           np.array([b for _, b in flows]), np.ones(len(flows)))
 
     def start(self, row: np.ndarray, links: np.ndarray, nbytes: np.ndarray, weight: np.ndarray,
-              coef: np.ndarray | None = None, key=None) -> simpy.Event:
+              coef: np.ndarray | None = None, key=None, ulinks: np.ndarray | None = None
+              ) -> simpy.Event:
         """Start a prepared batch: incidence ``row``/``links`` (with the fraction ``coef`` of
-        the flow on each link, default 1), bytes and weight per flow."""
+        the flow on each link, default 1), bytes and weight per flow; ``ulinks``: the
+        distinct links, if the caller has them (sorted)."""
         done = self.env.event()
         if len(nbytes) == 0:
             done.succeed()
             return done
         coef = np.ones(len(links)) if coef is None else coef
-        b = Batch(row, links, coef, np.array(nbytes, dtype=float), weight, done, key)
+        b = Batch(row, links, coef, np.array(nbytes, dtype=float), weight, done, key, ulinks)
         b.t_last = b.t_start = self.env.now
         bid = self._next_id
         self._next_id += 1
@@ -222,10 +243,14 @@ class Fabric:
                 freed.append(b.ulinks)
                 self._remove(bid)
             elif ended:
-                gone = np.setdiff1d(b.ulinks, b.links, assume_unique=True)
+                still = self._mark
+                still[b.links] = True
+                keep = still[b.ulinks]
+                still[b.links] = False
+                gone = b.ulinks[~keep]
                 self.users[gone] -= 1
                 freed.append(gone)
-                b.ulinks = np.unique(b.links)
+                b.ulinks = b.ulinks[keep]          # still sorted and distinct
                 touched.add(bid)
             else:                      # round-off: not quite done, look again
                 with np.errstate(divide="ignore"):
@@ -237,15 +262,15 @@ class Fabric:
     def _component(self, seeds: set[int], freed: list[np.ndarray]) -> list[int]:
         """All batches connected to the seeds (or to the freed links) through shared links."""
         comp = {b for b in seeds if b in self.batches}
+        held = [self.batches[bid].ulinks for bid in comp]
+        touched = held + freed
+        if not touched:
+            return []
+        links = touched[0] if len(touched) == 1 else unique_ints(np.concatenate(touched))
+        if int(self.users[links].sum()) == sum(len(u) for u in held):
+            return sorted(comp)                    # no other batch on these links
         mark = np.zeros(len(self.cap), dtype=bool)
-        for links in freed:
-            mark[links] = True
-        own = 0
-        for bid in comp:
-            mark[self.batches[bid].ulinks] = True
-            own += len(self.batches[bid].ulinks)
-        if int(self.users[mark].sum()) == own:     # no other batch on these links
-            return sorted(comp)
+        mark[links] = True
         grew = True
         while grew:
             grew = False
@@ -260,9 +285,8 @@ class Fabric:
         bs = [self.batches[i] for i in comp]
         for b in bs:
             b.advance(now)
-        one = bs[0] if len(bs) == 1 else None
-        cached = one is not None and one.key is not None and len(one.remaining) == one.n0
-        rates = self.rate_cache.get(one.key) if cached else None
+        sig = self._signature(bs)
+        rates = self.rate_cache.get(sig) if sig is not None else None
         if rates is None:
             sizes = [len(b.remaining) for b in bs]
             base = np.cumsum([0] + sizes[:-1])
@@ -273,16 +297,25 @@ class Fabric:
             rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
             self.solves += 1
             self.solved_flows += int(sum(sizes))
-            if cached:
-                self.rate_cache[one.key] = rates
+            if sig is not None:
+                self.rate_cache[sig] = rates
         off = 0
         for bid, b in zip(comp, bs, strict=True):
-            b.rate = rates[off:off + len(b.remaining)].copy()
+            b.rate = rates[off:off + len(b.remaining)]
             off += len(b.remaining)
             b.version += 1
             with np.errstate(divide="ignore"):
                 b.next_t = now + max(float(np.min(b.remaining / b.rate)), 0.0)
             heapq.heappush(self._heap, (b.next_t, bid, b.version))
+
+    @staticmethod
+    def _signature(bs: list[Batch]) -> tuple | None:
+        """What the solve depends on: the flows (paths, weights) of each batch, named by the
+        batch's plan key and which of its flows are still in flight. Rates depend on
+        nothing else (not on bytes left), so a component seen before is not re-solved."""
+        if any(b.key is None for b in bs):
+            return None
+        return tuple((b.key, None if b.ids is None else b.ids.tobytes()) for b in bs)
 
     def _stale(self, entry: tuple[float, int, int]) -> bool:
         b = self.batches.get(entry[1])

@@ -24,8 +24,10 @@ scale-up domain with the group or span several domains. They load the links as t
 real peers would, and each real peer is placed by exactly one simulated collective.
 
 Speed: the choice, the flow plan (siblings included, as one incidence list per phase)
-and the contention-free rates are cached per (op, bytes, ranks); the fabric re-solves
-only the connected component of flows a start or an end touches (sim/network/fabric.py).
+and the contention-free rates are cached per (op, bytes, ranks, algorithm) and shared by
+the band's corner networks; routes of a phase are found in one batch
+(hw_models/routing.py); the fabric re-solves only the connected component of flows a
+start or an end touches, and a component seen before not at all (sim/network/fabric.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 import simpy
 
 from hw_models.profile import Profile
+from hw_models.routing import unique_ints
 from hw_models.topology import build_topology
 from sim.network.analytical import ClusterLayout
 from sim.network.collectives.tuner import Choice, Tuner
@@ -72,6 +75,22 @@ class FlowNetwork:
         self._phases: dict[tuple, list] = {}        # flow plans (incidence lists) per op
         self._siblings: dict[tuple, list] = {}
         self._rate_cache: dict[tuple, np.ndarray] = {}
+        self._vertex_rank: np.ndarray | None = None
+        self._last_fabric: tuple | None = None
+
+    def with_profile(self, profile: Profile) -> FlowNetwork:
+        """The same fabric with another profile's collective curves (a band corner): the
+        topology, its routes and the symmetric-peer groups are shared, the choices and
+        flow plans (which depend on the curves) are not."""
+        net = object.__new__(FlowNetwork)
+        net.__dict__.update(self.__dict__)
+        net.profile = profile
+        net.tuner = Tuner(self.topology, dict(profile.fabric), self.tuner.intra_class,
+                          nvls=self.tuner.nvls, sharp=self.tuner.sharp,
+                          max_channels=self.tuner.max_channels, arch=self.tuner.arch)
+        net.tuner._spb = self.tuner._spb     # contention-free time per byte: topology only
+        net._fabrics, net._times, net._choices, net._last_fabric = {}, {}, {}, None
+        return net
 
     def set_simulated_ranks(self, ranks: Iterable[int] | None) -> None:
         self._simulated = None if ranks is None else frozenset(ranks)
@@ -91,6 +110,7 @@ class FlowNetwork:
             env.process(self.collective(env, Collective(kind, nbytes, group)))
             env.run()
             self._fabrics.pop(id(env), None)
+            self._last_fabric = None
             self._times[key] = env.now
         return self._times[key]
 
@@ -100,11 +120,15 @@ class FlowNetwork:
         return self.collective_time("sendrecv", nbytes, CommGroup((src, dst)))
 
     def fabric(self, env: simpy.Environment):
+        last = self._last_fabric
+        if last is not None and last[0] is env:
+            return last[1]
         from sim.network.fabric import Fabric
         entry = self._fabrics.get(id(env))
         if entry is None or entry[0] is not env:
             entry = (env, Fabric(env, self.topology.cap, self._rate_cache, self.tolerance))
             self._fabrics[id(env)] = entry
+        self._last_fabric = entry
         return entry[1]
 
     def collective(self, env: simpy.Environment, op: Collective) -> Generator:
@@ -116,50 +140,86 @@ class FlowNetwork:
         if choice is None:
             choice = self._choices[key] = self.choose(op.kind, op.bytes, group)
         yield env.timeout(choice.latency_s)
-        phases = self._phases.get(key)
+        pkey = key + (choice.algo,)          # the flows depend on the algorithm only
+        phases = self._phases.get(pkey)
         if phases is None:
-            phases = self._phases[key] = self._prepare(choice, *key)
+            phases = self._phases[pkey] = self._prepare(choice, *key)
         fabric = self.fabric(env)
-        for i, ph in enumerate(phases):
-            yield fabric.start(*ph, key=key + (i,))
+        wf = choice.wire_factor
+        for i, (row, links, nbytes, weight, coef, ulinks) in enumerate(phases):
+            yield fabric.start(row, links, nbytes * wf, weight, coef, pkey + (i,), ulinks)
 
     def p2p(self, env: simpy.Environment, src: int, dst: int, nbytes: float) -> Generator:
         yield from self.collective(env, Collective("sendrecv", nbytes, CommGroup((src, dst))))
 
     def _prepare(self, choice: Choice, kind: str, nbytes: float, ranks: tuple[int, ...]):
-        """Per phase, the flows of the group and its siblings as one incidence list.
+        """Per phase, the flows of the group and its siblings as one incidence list, with
+        payload bytes (the protocol's wire factor is applied when a phase starts).
 
         Flows with the same path and size become one flow of that weight: max-min gives
         identical flows identical rates, so this is exact (ring channels whose ECMP hashes
         agree, intra-domain flows of siblings that share a pair of vertices).
         """
-        groups = [ranks] + self.siblings(ranks)
-        plans = [self.tuner.plan(choice, kind, nbytes, g) for g in groups]
         topo, out = self.topology, []
         spray = topo.routing == "spray"
-        for i in range(len(plans[0])):
+        for u, v, salt, size in self._phase_flows(choice, kind, nbytes, ranks):
             merged: dict[tuple, list] = {}
-            for plan in plans:
-                for u, v, b, salt in plan[i]:
-                    if b <= 0:
-                        continue
-                    path, frac = topo.spread_v(u, v) if spray else (topo.route_v(u, v, salt), None)
-                    k = (path.tobytes(), b)
-                    if k in merged:
-                        merged[k][3] += 1.0
-                    else:
-                        merged[k] = [path, frac, b * choice.wire_factor, 1.0]
+            if spray:
+                routes = [topo.spread_v(a, b) for a, b in zip(u.tolist(), v.tolist(), strict=True)]
+            else:                                   # all of the phase's routes in one batch
+                routes = [(r, None) for r in topo.routes_v(u, v, salt)]
+            for (path, frac), b in zip(routes, size.tolist(), strict=True):
+                k = (path.tobytes(), b)
+                if k in merged:
+                    merged[k][3] += 1.0
+                else:
+                    merged[k] = [path, frac, b, 1.0]
             flows = list(merged.values())
             lens = np.fromiter((len(f[0]) for f in flows), dtype=np.int64, count=len(flows))
             if lens.sum():
                 links = np.concatenate([f[0] for f in flows]).astype(np.int64)
-                coef = np.concatenate([np.ones(len(f[0])) if f[1] is None else f[1] for f in flows])
+                coef = np.ones(len(links)) if not spray else np.concatenate([f[1] for f in flows])
             else:
                 links, coef = np.zeros(0, np.int64), np.zeros(0)
             out.append((np.repeat(np.arange(len(flows)), lens), links,
                         np.array([f[2] for f in flows], dtype=float),
-                        np.array([f[3] for f in flows], dtype=float), coef))
+                        np.array([f[3] for f in flows], dtype=float), coef, unique_ints(links)))
         return out
+
+    def _phase_flows(self, choice: Choice, kind: str, nbytes: float, ranks: tuple[int, ...]
+                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per phase, (source vertex, destination vertex, salt, bytes) of the flows of the
+        group and then of each sibling, flows of size 0 left out.
+
+        A sibling whose ranks all move by the same number of scale-up domains splits over
+        domains as the group does, so its plan is the group's moved by the rank offset
+        (tests/sim/network/test_flow_speed_helpers.py checks this for every algorithm);
+        plans with flows to a switch (NVLS, SHARP) are built per sibling."""
+        base = self.tuner.plan(choice, kind, nbytes, ranks)
+        arrays = [[_flow_arrays(ph)] for ph in base]
+        rank_of = self._rank_of()
+        moved = [(rank_of[a[0]], rank_of[a[1]]) for (a,) in arrays]
+        movable = all((r >= 0).all() for pair in moved for r in pair)
+        g, dom, gv = np.asarray(ranks), self.topology.domain, self.topology.gpu_vertex
+        for sib in self.siblings(ranks):
+            off = sib[0] - ranks[0]
+            shift = (g + off) // dom - g // dom
+            if movable and (shift == shift[0]).all():
+                for i, (ru, rv) in enumerate(moved):
+                    u, v, salt, size = arrays[i][0]
+                    arrays[i].append((gv[ru + off], gv[rv + off], salt, size))
+            else:
+                for i, ph in enumerate(self.tuner.plan(choice, kind, nbytes, sib)):
+                    arrays[i].append(_flow_arrays(ph))
+        return [tuple(np.concatenate(col) for col in zip(*phase, strict=True))
+                for phase in arrays]
+
+    def _rank_of(self) -> np.ndarray:
+        """Rank of each topology vertex (-1 for NICs and switches)."""
+        if self._vertex_rank is None:
+            self._vertex_rank = np.full(len(self.topology.kinds), -1, np.int64)
+            self._vertex_rank[self.topology.gpu_vertex] = np.arange(self.topology.n_gpus)
+        return self._vertex_rank
 
     def siblings(self, ranks: tuple[int, ...]) -> list[tuple[int, ...]]:
         """Unsimulated translates of the group that load the same links (see module doc)."""
@@ -179,7 +239,15 @@ class FlowNetwork:
         in_g = np.zeros(world, bool)
         g = np.asarray(ranks, dtype=np.int64)
         in_g[g] = True
-        offs = np.arange(-int(g.min()), world - int(g.max()))
+        # A shifted rank keeps its representative only inside that representative's block
+        # [sim[k], sim[k+1]): the offsets that can qualify form one interval.
+        k = owner[g]
+        starts = sim.copy()
+        starts[0] = 0                               # ranks below sim[0] stand in for it too
+        ends = np.append(sim[1:], world)
+        first = max(int((starts[k] - g).max()), -int(g.min()))
+        last = min(int((ends[k] - g).min()), world - int(g.max()))
+        offs = np.arange(first, last)
         offs = offs[offs != 0]
         keep = []
         step = max(1, (1 << 20) // len(g))          # bound the offsets x ranks matrix
@@ -196,6 +264,15 @@ class FlowNetwork:
             if spans or {r // dom for r in cand} & doms:
                 out.append(cand)
         return _disjoint(out)
+
+
+def _flow_arrays(phase: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A plan phase's flows (u, v, bytes, salt) with bytes > 0 as arrays (u, v, salt, bytes)."""
+    kept = [f for f in phase if f[2] > 0]
+    u = np.array([f[0] for f in kept], np.int64)
+    v = np.array([f[1] for f in kept], np.int64)
+    salt = np.array([f[3] for f in kept], np.int64)
+    return u, v, salt, np.array([f[2] for f in kept], float)
 
 
 def _disjoint(groups: list[tuple[int, ...]]) -> list[tuple[int, ...]]:

@@ -13,6 +13,7 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
+from sim.progress import Quiet, progress
 from sim.serving.iteration import IterationModel
 from workloads.inference.ops import Shape
 from workloads.inference.requests import Request
@@ -39,6 +40,10 @@ class Router:
         return self.replicas[next(self._rr)]
 
 
+# Requests from which a run may take seconds (~1k simulated requests per second): a bar.
+PROGRESS_FROM = 2_000
+
+
 class ServingLoop:
     def __init__(self, replicas: list[Replica], scheduler: Scheduler, model: IterationModel,
                  router: str, transfer_time=None, host_bw: float = 25e9):
@@ -51,6 +56,7 @@ class ServingLoop:
         self.log = ServingLog()
         self._heap: list = []
         self._seq = itertools.count()
+        self._bar = Quiet()
 
     def push(self, t: float, kind: int, obj) -> None:
         heapq.heappush(self._heap, (t, kind, next(self._seq), obj))
@@ -58,6 +64,14 @@ class ServingLoop:
     def run(self, requests: list[Request]) -> ServingLog:
         for req in requests:
             self.push(req.arrival, ARRIVAL, req)
+        with progress(total=len(requests), desc="serving", unit="request",
+                      quiet=len(requests) < PROGRESS_FROM) as self._bar:
+            self._play()
+        self.log.kv_peak_blocks = max(r.kv.peak for r in self.replicas)
+        self.log.preemptions = sum(r.preemptions for r in self.replicas)
+        return self.log
+
+    def _play(self) -> None:
         while self._heap:
             t, kind, _, obj = heapq.heappop(self._heap)
             if kind == ARRIVAL:
@@ -75,9 +89,6 @@ class ServingLoop:
                 self.finish(rep, batch, t)
                 rep.busy = False
                 self.kick(rep, t)
-        self.log.kv_peak_blocks = max(r.kv.peak for r in self.replicas)
-        self.log.preemptions = sum(r.preemptions for r in self.replicas)
-        return self.log
 
     def kick(self, rep: Replica, t: float) -> None:
         if rep.busy:
@@ -113,6 +124,7 @@ class ServingLoop:
         req.generated += 1
         if req.generated >= req.output:
             req.finish = t
+            self._bar.update()
             rep.running.remove(req)
             rep.kv.release(req)
         elif rep.role == "prefill":

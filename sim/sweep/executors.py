@@ -6,8 +6,9 @@ each result to its own part file at once, so a killed sweep keeps what finished.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
 from hw_models.errors import ClusterSimError
@@ -27,16 +28,32 @@ class InProcess(Executor):
             yield i, fn(*a)
 
 
+def windowed(submit: Callable, wait_one: Callable, args: Iterable[tuple],
+             window: int) -> Iterator[tuple[int, Any]]:
+    """At most ``window`` tasks in flight: ``args`` may be a generator of millions of tasks,
+    and only the running ones are held in memory. ``wait_one(futures)`` returns one done."""
+    pending: dict[Any, int] = {}
+    it = iter(enumerate(args))
+    while True:
+        for i, a in itertools.islice(it, window - len(pending)):
+            pending[submit(a)] = i
+        if not pending:
+            return
+        fut = wait_one(pending)
+        yield pending.pop(fut), fut.result()
+
+
 class LocalProcesses(Executor):
     """concurrent.futures worker processes (``--workers N``)."""
 
     def __init__(self, workers: int):
         self.pool = ProcessPoolExecutor(max_workers=workers)
+        self.window = 4 * workers
 
     def map(self, fn, args):
-        futures = {self.pool.submit(fn, *a): i for i, a in enumerate(args)}
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+        def wait_one(futures):
+            return next(iter(wait(futures, return_when=FIRST_COMPLETED).done))
+        yield from windowed(lambda a: self.pool.submit(fn, *a), wait_one, args, self.window)
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -66,12 +83,13 @@ class DaskExecutor(Executor):
         self._owns = client is None
 
     def map(self, fn, args):
-        from dask.distributed import as_completed as dask_completed
-        futures = [self.client.submit(fn, *a, pure=False) for a in args]
-        index = {f.key: i for i, f in enumerate(futures)}
-        for fut in dask_completed(futures):
-            yield index[fut.key], fut.result()
-            fut.release()
+        from dask.distributed import wait as dask_wait
+        window = 4 * max(1, len(self.client.scheduler_info().get("workers", {})))
+
+        def wait_one(futures):
+            return next(iter(dask_wait(list(futures), return_when="FIRST_COMPLETED").done))
+        yield from windowed(lambda a: self.client.submit(fn, *a, pure=False), wait_one, args,
+                            window)
 
     def close(self) -> None:
         if self._owns:

@@ -17,6 +17,8 @@ microbatch, see workloads.training) when a scenario asks for it directly.
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Iterator
 from typing import Any
 
 from hw_models.errors import InfeasiblePlanError
@@ -51,9 +53,9 @@ def uneven_split(layers: int, pp: int, vpp: int) -> list[int] | None:
     return [(q + (1 if s < r else 0)) * vpp for s in range(pp)]
 
 
-def candidates(space: PlanSpace, model: ModelSpec, world: int,
-               global_batch: int) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _grid(space: PlanSpace, model: ModelSpec, world: int,
+          global_batch: int) -> Iterator[tuple[int, int, int, int]]:
+    """(tp, pp, dp, global batch) of every tp/pp pair the space allows on ``world`` GPUs."""
     tps = space.tp or [d for d in divisors(world) if d <= model.heads]
     for tp in tps:
         if world % tp:
@@ -64,33 +66,46 @@ def candidates(space: PlanSpace, model: ModelSpec, world: int,
                 continue
             dp = world // (tp * pp)
             gb = global_batch if space.batch == "exact" else (global_batch // dp) * dp
-            out += _inner(space, model, tp, pp, dp, max(gb, 0))
-    return out
+            yield tp, pp, dp, max(gb, 0)
 
 
-def _inner(space: PlanSpace, model: ModelSpec, tp: int, pp: int, dp: int,
-           gb: int) -> list[dict[str, Any]]:
-    out = []
+def _inner_axes(space: PlanSpace, model: ModelSpec, tp: int, pp: int, dp: int,
+                gb: int) -> list[list]:
+    """vpp, micro_batch, recompute, (sequence_parallel, tp_comm_overlap), zero, (ep, etp)
+    and (offload_activations, offload_optimizer) values for one (tp, pp, dp)."""
     vpps = [v for v in space.vpp if v == 1 or pp > 1]
     sps = [s for s in space.sequence_parallel if not s or tp > 1] or [False]
     # "divisors": every micro-batch that divides the local batch (Calculon's
     # get_valid_microbatch_sizes), else the listed values.
     mbs = (divisors(max(gb // dp, 1)) if space.micro_batch == "divisors" else space.micro_batch)
-    eps = _expert_sizes(space, model, tp * dp)
-    extras = list(itertools.product(space.tp_comm_overlap, space.offload_activations,
-                                    space.offload_optimizer))
-    for (vpp, mb, rc, sp, zero, (ep, etp)), (tpo, off_a, off_o) in itertools.product(
-            itertools.product(vpps, mbs, space.recompute, sps, space.zero, eps), extras):
-        if tpo != "none" and not (sp and tp > 1):
-            continue                      # TP overlap pipelines the SP collectives only
-        layers = None
-        if space.uneven_layers and pp > 1 and model.layers % (pp * vpp):
-            layers = uneven_split(model.layers, pp, vpp)
-        plan = {"tp": tp, "pp": pp, "dp": dp, "vpp": vpp, "micro_batch": mb,
-                "recompute": rc, "sequence_parallel": sp, "zero": zero,
-                "global_batch": gb, "pipeline_layers": layers, **_extra_keys(tpo, off_a, off_o)}
-        out.append(plan | ({"ep": ep, "etp": etp} if model.is_moe else {}))
-    return out
+    # sequence parallelism paired with TP overlap (which pipelines the SP collectives only,
+    # so it is tried with sequence parallelism and tp > 1), and the host offloads
+    sp_tpo = [(sp, tpo) for sp in sps for tpo in space.tp_comm_overlap
+              if tpo == "none" or (sp and tp > 1)]
+    offloads = list(itertools.product(space.offload_activations, space.offload_optimizer))
+    return [vpps, mbs, space.recompute, sp_tpo, space.zero, _expert_sizes(space, model, tp * dp),
+            offloads]
+
+
+def count(space: PlanSpace, model: ModelSpec, world: int, global_batch: int) -> int:
+    """len(list(candidates(...))), without building them."""
+    return sum(math.prod(len(a) for a in _inner_axes(space, model, tp, pp, dp, gb))
+               for tp, pp, dp, gb in _grid(space, model, world, global_batch))
+
+
+def candidates(space: PlanSpace, model: ModelSpec, world: int,
+               global_batch: int) -> Iterator[dict[str, Any]]:
+    for tp, pp, dp, gb in _grid(space, model, world, global_batch):
+        axes = _inner_axes(space, model, tp, pp, dp, gb)
+        for vpp, mb, rc, (sp, tpo), zero, (ep, etp), (off_a, off_o) in itertools.product(*axes):
+            layers = None
+            if space.uneven_layers and pp > 1 and model.layers % (pp * vpp):
+                layers = uneven_split(model.layers, pp, vpp)
+            plan = {"tp": tp, "pp": pp, "dp": dp, "vpp": vpp, "micro_batch": mb,
+                    "recompute": rc, "sequence_parallel": sp, "zero": zero,
+                    "global_batch": gb, "pipeline_layers": layers,
+                    **_extra_keys(tpo, off_a, off_o)}
+            yield plan | ({"ep": ep, "etp": etp} if model.is_moe else {})
 
 
 def _extra_keys(tpo: str, off_a: float, off_o: bool) -> dict[str, Any]:

@@ -13,6 +13,8 @@ axes:
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +26,7 @@ from sim import scenario as scenario_mod
 
 
 class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Range(_Cfg):
@@ -126,11 +128,15 @@ class Sweep:
                     raise ClusterSimError(
                         f"{self.source}: axes.{key} = {v!r}: {scenario_mod.describe(exc)}") from None
 
-    def axis_points(self) -> list[dict[str, Any]]:
-        """Cartesian product of the axes, in file order (the last axis varies fastest)."""
+    def axis_points(self) -> Iterator[dict[str, Any]]:
+        """Cartesian product of the axes, in file order (the last axis varies fastest),
+        generated one point at a time (the product can be far larger than memory)."""
         keys = list(self.axes)
-        return [dict(zip(keys, combo, strict=True))
-                for combo in itertools.product(*(self.axes[k] for k in keys))]
+        for combo in itertools.product(*(self.axes[k] for k in keys)):
+            yield dict(zip(keys, combo, strict=True))
+
+    def n_axis_points(self) -> int:
+        return math.prod(len(v) for v in self.axes.values())
 
     def scenario_dict(self, overrides: dict[str, Any]) -> dict[str, Any]:
         data = deep_copy(self.base)
@@ -150,6 +156,9 @@ def deep_copy(d: Any) -> Any:
 def parse(data: Any, source: str = "sweep") -> Sweep:
     if not isinstance(data, dict):
         raise ClusterSimError(f"{source}: a sweep file is a YAML mapping with base, plans, axes")
+    if "base" not in data:
+        raise ClusterSimError(f"{source}: no 'base' scenario; a sweep file needs base: (a scenario "
+                              f"as `clustersim simulate` takes it) and plans: and/or axes:")
     try:
         sf = SweepFile(**data)
     except ValidationError as exc:

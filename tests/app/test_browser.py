@@ -4,8 +4,10 @@ A screenshot goes to $TMPDIR (or tests/artifacts with CLUSTERSIM_ARTIFACTS=1).""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +44,8 @@ def server(tmp_path):
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "sim.cli.main", "app", "--headless", "--port",
                              str(port), "--scenario", str(scenario)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -55,8 +58,12 @@ def server(tmp_path):
             pytest.fail("the explorer did not come up within 30 s")
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.terminate()                # forwarded to the Streamlit child (sim/cli/app_cmd.py)
+        try:
+            proc.wait(timeout=20)
+        finally:                        # whatever happened, nothing of the group survives
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def metric_value(page, label: str) -> str:

@@ -18,16 +18,17 @@ def test_every_row_predicted_or_skipped_with_a_reason(table):
     done = table[table.skipped == ""]
     assert done.predicted_tok_s_gpu.notna().all() and done.error_pct.notna().all()
     assert (table[table.skipped != ""].predicted_tok_s_gpu.isna()).all()
-    assert set(done.gpu) == {"H100", "B200", "GB200"}
+    assert {"H100", "B200", "GB200"} <= set(done.gpu) <= {"H100", "B200", "GB200", "B300", "GB300"}
 
 
 def test_accuracy_does_not_regress(table):
-    """Guards the level measured when this validation was built (H100 16.9%, Blackwell
+    """Guards the level measured when this validation was built (H100 16.9%, B200 / GB200
     32.6%); the issue's targets are 10% and 15% and are not met (docs/moe.md says why)."""
     s = summary(table)
-    assert s["predicted"] == 68
+    assert s["predicted"] >= 68          # B300 / GB300 rows join when the catalog has them
     assert s["median_abs_error_pct_h100"] < 20
-    assert s["median_abs_error_pct_blackwell"] < 35
+    done = table[(table.skipped == "") & table.gpu.isin(["B200", "GB200"])]
+    assert done.error_pct.abs().median() < 35
 
 
 def test_serving_rows():

@@ -15,7 +15,8 @@ def test_plan_space_adds_overlap_and_offload():
     space = PlanSpace(tp=[1, 8], pp=[1], vpp=[1], micro_batch=[1], recompute=["full"],
                       sequence_parallel=[False, True], zero=[1], tp_comm_overlap=["none", "ring"],
                       offload_activations=[0.0, 0.5], offload_optimizer=[False, True])
-    rows = plans.candidates(space, presets()["llama3-8b"], 64, 64)
+    rows = list(plans.candidates(space, presets()["llama3-8b"], 64, 64))
+    assert plans.count(space, presets()["llama3-8b"], 64, 64) == len(rows)
     overlap = [r for r in rows if r.get("tp_comm_overlap") == "ring"]
     assert overlap and all(r["sequence_parallel"] and r["tp"] > 1 for r in overlap)
     # tp1: 4 offload combos; tp8: sp off (4) + sp on x 2 overlap (8)

@@ -16,7 +16,7 @@ TRACE_COLUMNS = ("arrival_s", "prompt_len", "output_len")
 
 
 class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class LengthDist(_Cfg):
@@ -44,7 +44,8 @@ Length = int | LengthDist
 
 
 class RequestsConfig(_Cfg):
-    count: int = Field(1000, gt=0, description="requests to generate")
+    count: int = Field(1000, gt=0, le=1_000_000,
+                       description="requests to generate (at most a million: ~10k simulate in 10 s)")
     arrival: Literal["burst", "poisson", "trace"] = Field("poisson", description=(
         "burst (all at time 0), poisson (at rate_per_s) or trace (from a CSV)"))
     rate_per_s: float = Field(5.0, gt=0, description="poisson: mean arrivals per second")

@@ -39,7 +39,17 @@ def detect(path: Path) -> str:
 
 
 def load_trace(path: str | Path, et: str | Path | None = None) -> ImportedTrace:
-    path = Path(path)
+    """The trace at ``path`` (file or folder) as a graph; one ClusterSimError when it holds
+    nothing to replay."""
+    out = _load(Path(path), et)
+    if not len(out.graph):
+        raise ClusterSimError(f"trace {str(path)!r}: no CPU ops, GPU kernels or collectives to "
+                              "replay (only metadata events); record it with the PyTorch profiler "
+                              "around at least one training step")
+    return out
+
+
+def _load(path: Path, et: str | Path | None) -> ImportedTrace:
     if not path.exists():
         raise ClusterSimError(f"trace {str(path)!r} does not exist")
     files = _files(path)
@@ -132,6 +142,14 @@ def link(kineto_files: list[Path], et_files: list[Path]) -> ImportedTrace:
     pairs = sorted(zip(e_ranks, ets, strict=True), key=lambda x: x[0])
     out = et_graph.build(pairs, max(e_ranks) + 1, timing, t0, source="et+kineto")
     out.link = stats
+    for r in e_ranks:                   # the GPU each rank ran on is in its Kineto header
+        devices = kineto.read_header(by_rank[r]).devices
+        first = devices[0] if isinstance(devices, list) and devices and \
+            isinstance(devices[0], dict) else {}
+        if first.get("name"):
+            out.devices[r] = str(first["name"])
+        if isinstance(first.get("totalGlobalMem"), int | float) and first["totalGlobalMem"] > 0:
+            out.device_memory_gb[r] = first["totalGlobalMem"] / 1e9
     _rendezvous_durations(out.graph, timing)
     out.files += [str(by_rank[r]) for r, _ in pairs]
     for r, s in stats.items():

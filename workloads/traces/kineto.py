@@ -57,6 +57,7 @@ class ImportedTrace:
     link: dict = field(default_factory=dict)  # ET <-> Kineto link statistics
     step_basis: str = "cpu"                   # "gpu": steps are spans of GPU work (deps.py)
     before_trace: dict[int, int] = field(default_factory=dict)  # rank -> ops launched earlier
+    device_memory_gb: dict[int, float] = field(default_factory=dict)  # rank -> deviceProperties
 
 
 @dataclass
@@ -66,6 +67,7 @@ class _RankFile:
     events: list[Event]
     dist: dict
     device: str
+    memory_gb: float | None = None      # deviceProperties totalGlobalMem, when recorded
 
 
 def trace_files(path: Path) -> list[Path]:
@@ -92,7 +94,8 @@ def load_files(files: list[Path]) -> ImportedTrace:
     graph = ExecutionGraph(world, simulated_ranks=tuple(r.rank for r in ranks),
                            meta={"source": "kineto", "files": [str(r.path) for r in ranks]})
     out = ImportedTrace(graph, [], {}, {r.rank: r.device for r in ranks},
-                        files=[str(r.path) for r in ranks])
+                        files=[str(r.path) for r in ranks],
+                        device_memory_gb={r.rank: r.memory_gb for r in ranks if r.memory_gb})
     t0 = min((e.ts for r in ranks for e in r.events), default=0.0)
     table = _collective_table(ranks, world)
     unknown: Counter = Counter()
@@ -139,9 +142,11 @@ def _read_ranks(files: list[Path]) -> list[_RankFile]:
             raise ClusterSimError(f"two trace files claim rank {rank}: {f.name} and "
                                   f"{next(r.path.name for r in ranks if r.rank == rank)}")
         devices = header.devices if isinstance(header.devices, list) else []
-        device = str(devices[0].get("name", "")) if devices and isinstance(devices[0], dict) \
-            else "cpu"
-        ranks.append(_RankFile(rank, f, list(iter_events(f)), dist, device))
+        first = devices[0] if devices and isinstance(devices[0], dict) else None
+        device = str(first.get("name", "")) if first else "cpu"
+        mem = first.get("totalGlobalMem") if first else None
+        mem_gb = mem / 1e9 if isinstance(mem, int | float) and mem > 0 else None
+        ranks.append(_RankFile(rank, f, list(iter_events(f)), dist, device, mem_gb))
     return sorted(ranks, key=lambda r: r.rank)
 
 

@@ -22,13 +22,13 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
+from hw_models.yamlio import load_packaged
 
 
 @cache
 def constants() -> dict[str, Any]:
     text = resources.files("sim.network.collectives").joinpath("nccl_tuning.yaml").read_text()
-    return yaml.safe_load(text)
+    return load_packaged(text)
 
 
 def arch_key(arch: str | None) -> str:

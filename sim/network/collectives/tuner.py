@@ -197,7 +197,8 @@ class Tuner:
 def phase_time(topo: Topology, flows: list) -> float:
     if not flows:
         return 0.0
-    paths = [topo.route_v(u, v, s) for u, v, _, s in flows]
+    uvs = np.array([(u, v, s) for u, v, _, s in flows], np.int64)
+    paths = topo.routes_v(uvs[:, 0], uvs[:, 1], uvs[:, 2])       # one batch (hw_models/routing.py)
     rates = maxmin_rates(paths, topo.cap)
     sizes = np.array([b for _, _, b, _ in flows])
     with np.errstate(divide="ignore", invalid="ignore"):
