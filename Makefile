@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench lint validate clean
+.PHONY: venv demo test test-fast bench lint validate accuracy clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ validate: venv
 	$(BIN)/clustersim validate fp8
 	$(BIN)/clustersim validate schedules
 	$(BIN)/clustersim validate dense
+
+# Every validation suite; rewrites README's accuracy table and the stored residual band.
+accuracy: venv
+	$(BIN)/python -m calibration.dashboard --readme README.md --write-band
 
 lint: venv
 	$(BIN)/ruff check sim hw_models workloads calibration app tests benchmarks

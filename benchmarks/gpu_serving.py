@@ -131,28 +131,8 @@ def measure(out: Path) -> Path:
 
 def predict(path: Path, profile: str | None) -> list[dict]:
     """Each row through the serving iteration model on one GPU of the measured kind."""
-    from calibration.fit_measured import catalog_gpu_for
-    from hw_models import catalog
-    from hw_models.compute import ComputeModel
-    from hw_models.profile import load
-    from sim.serving.iteration import IterationModel
-    from workloads.inference.ops import Shape
-    from workloads.model import resolve
-
-    doc = json.loads(path.read_text())
-    gpu = catalog.gpu(catalog_gpu_for(doc["device_name"]))
-    prof = load(profile or gpu.profile)
-    it = IterationModel(resolve(doc["model"]), 1, 1, "bf16", ComputeModel(gpu, prof), network=None)
-    out = []
-    for r in doc["rows"]:
-        if r["kind"] == "prefill":
-            p = r["tokens"]
-            shape = Shape(prefill_tokens=p, prefill_pairs=p * (p + 1) // 2, prefill_kv=p, logits=1)
-        else:
-            shape = Shape(decode_seqs=r["batch"], decode_kv=r["batch"] * r["context"], logits=r["batch"])
-        pred = it.time(shape)
-        out.append(r | {"predicted_s": pred, "error_pct": 100 * (pred / r["time_s"] - 1)})
-    return out
+    from calibration.validate_inference import predict_serving
+    return predict_serving(path, profile)
 
 
 def main() -> None:

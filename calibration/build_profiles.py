@@ -6,7 +6,9 @@ Inputs (calibration/reference/, each with its source in its header or README):
 - kernels/gemm_cublaslt.csv      GEMM TFLOP/s vs shape (A100 fp16, H100 fp8)
 - vidur/compute/h100_*_ops.csv   H100 fp16 GEMM operator times (transformer shapes)
 - kernels/hbm_stream.csv         STREAM bandwidth -> memory-bound efficiency
-- vidur/compute/*_ops.csv        residual ``add`` times -> memory-bound kernel overhead
+- vidur/compute/*_ops.csv        residual ``add`` times -> memory-bound kernel overhead;
+                                 norm/elementwise/embedding operators at <= 64 tokens ->
+                                 per-class fixed cost (memory_ops)
 - kernels/flashattention2.csv    attention efficiency vs sequence length
 - collectives/*.csv, echo_nccl_tests/*16gpu.log  all_reduce sweeps -> collective curves
 - the same sweeps + echo 2/4/8 GPU logs -> flow-model ``fabric`` fits (calibration/fit_fabric.py)
@@ -64,6 +66,33 @@ def memory_launch(prefix: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
     df = vidur_ops(prefix)
     nbytes = 3 * 2 * df["num_tokens"] * df["n_embd"]
     return fit_memory_launch(nbytes, df["time_stats.add.median"] * 1e-3, gpu.hbm_bw, bw_eff)
+
+
+# Token counts at which a memory-bound kernel's fixed cost outweighs its bytes (a few MB
+# at most): the rows that pin the per-class floor without bending the bandwidth term.
+SMALL_TOKENS = 64
+
+
+def memory_ops_floors(prefix: str, gpu: catalog.GPUSpec, bw_eff: float) -> dict[str, Fit]:
+    """Fixed cost per kernel class (norm, elementwise, embedding) from Vidur's operator
+    times at small token counts (the decode regime), bandwidth fixed by STREAM: an RMSNorm
+    or a fused activation of one token takes 4-7 us on an H100 where a residual add takes
+    1-2 us, so one floor from ``add`` under-prices decode."""
+    from calibration.vidur import LayerShape, op_costs
+    df = vidur_ops(prefix)
+    df = df[df.num_tokens <= SMALL_TOKENS]
+    cols = {"norm": ("input_layernorm", "post_attention_layernorm"),
+            "elementwise": ("attn_rope", "mlp_act", "add"), "embedding": ("emb",)}
+    costs = [op_costs(LayerShape(int(h), int(a), int(kv), int(f), bool(gated)), int(t), int(tp))
+             for h, a, kv, f, gated, t, tp in zip(
+                 df.n_embd, df.n_head, df.n_kv_head, df.n_expanded_embd, df.use_gated_mlp,
+                 df.num_tokens, df.num_tensor_parallel_workers, strict=True)]
+    out = {}
+    for cls, ops in cols.items():
+        nbytes = [c[op][2] for op in ops for c in costs]
+        times = np.concatenate([df[f"time_stats.{op}.median"].to_numpy() * 1e-3 for op in ops])
+        out[cls] = fit_memory_launch(nbytes, times, gpu.hbm_bw, bw_eff)
+    return out
 
 
 def gemm_from_cublaslt(column: str, dtype: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
@@ -149,13 +178,15 @@ def fabric_fits(name: str, partial: dict) -> dict[str, Fit]:
 
 def _profile(name: str, device: str, inputs: list[str], gemm: dict[str, Fit],
              attn: dict[str, Fit], bw_eff: float, launch: Fit, colls: dict[str, Fit],
-             notes: list[str]) -> dict:
+             notes: list[str], floors: dict[str, Fit] | None = None) -> dict:
     partial = {"name": name, "device": device, "gemm": {k: v.params for k, v in gemm.items()},
                "attention": {k: v.params for k, v in attn.items()},
                "memory": {"bw_eff": bw_eff, "launch_us": launch.params["launch_us"]}}
     fabric = fabric_fits(name, partial)
+    floors = floors or {}
     fits = {f"gemm.{k}": v for k, v in gemm.items()} | {f"attention.{k}": v for k, v in attn.items()}
     fits |= {"memory.launch": launch} | {f"collectives.{k}": v for k, v in colls.items()}
+    fits |= {f"memory_ops.{k}": v for k, v in floors.items()}
     fits |= {f"fabric.{k}": v for k, v in fabric.items()}
     return {
         "name": name, "device": device, "fitted_by": "python -m calibration.build_profiles",
@@ -163,11 +194,17 @@ def _profile(name: str, device: str, inputs: list[str], gemm: dict[str, Fit],
         "gemm": {k: v.params for k, v in gemm.items()},
         "attention": {k: v.params for k, v in attn.items()},
         "memory": {"bw_eff": bw_eff, "launch_us": launch.params["launch_us"]},
+        **({"memory_ops": {k: {"bw_eff": bw_eff, **v.params} for k, v in floors.items()}}
+           if floors else {}),
         "collectives": {k: v.params for k, v in colls.items()},
         "fabric": {k: v.params for k, v in fabric.items()},
         "quality": {k: v.quality for k, v in fits.items()} | {"notes": notes},
         "uncertainty": {k: v.uncertainty for k, v in fits.items()},
     }
+
+
+FLOORS_NOTE = (f"memory_ops norm/elementwise/embedding: fixed cost per kernel class fitted on "
+               f"Vidur's operator times at <= {SMALL_TOKENS} tokens (bandwidth fixed by STREAM).")
 
 
 def build_a100() -> dict:
@@ -183,7 +220,8 @@ def build_a100() -> dict:
         + [f"vidur/compute/{p.name}" for p in sorted((REF / "vidur/compute").glob("a100_*"))],
         {"fp16": gemm_from_cublaslt("a100_fp16_tflops", "fp16", gpu, bw_eff)},
         attention("A100", gpu), bw_eff, memory_launch("a100", gpu, bw_eff), colls,
-        ["bf16 GEMMs use the fp16 curve (same tensor-core rate on SM80)."])
+        ["bf16 GEMMs use the fp16 curve (same tensor-core rate on SM80).", FLOORS_NOTE],
+        memory_ops_floors("a100", gpu, bw_eff))
 
 
 def build_h100() -> dict:
@@ -205,7 +243,8 @@ def build_h100() -> dict:
          "network collective curve is the A100 HDR two-node fit (no H100 multi-node sweep "
          "in the reference set); it is relative to the NIC bandwidth, which the catalog scales.",
          "nvlink.p2p fitted on vidur/network/h100_dgx_send_recv.csv (2 GPUs of one node, "
-         ">= 1 MiB)."])
+         ">= 1 MiB).", FLOORS_NOTE],
+        memory_ops_floors("h100", gpu, bw_eff))
 
 
 def system_variant(a100: dict, name: str, inputs: list[str], note: str) -> dict:

@@ -105,6 +105,21 @@ def dense(band: bool = False) -> Report:
     return {"rows": result, "summary": s}, _modern(result, s)
 
 
+def dashboard(only: list[str] | None = None) -> Report:
+    """Every validation suite in one table (calibration/dashboard.py): rows with predicted,
+    published, error and band coverage; median, p90, worst and coverage per suite."""
+    from calibration import dashboard as dash
+    result = dash.run(only=only)
+    return result, dash.markdown(result)
+
+
+def replay() -> Report:
+    """Model-only replay of the real GPU traces (calibration/validate_replay.py)."""
+    from calibration.validate_replay import run
+    df = run()
+    return {"rows": df.to_dict("records")}, df.to_string(index=False, na_rep="")
+
+
 def moe(fidelity: str = "analytical") -> Report:
     """MoE training (NVIDIA's Megatron/NeMo runs) and serving (SGLang) rows."""
     from calibration.validate_moe import report

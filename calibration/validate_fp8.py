@@ -149,3 +149,8 @@ def summarize(result: list[dict[str, Any]]) -> dict[str, Any]:
     s["pairs"] = len(pr)
     s["max_ratio_points"] = max((abs(p["points"]) for p in pr), default=None)
     return s
+
+
+def dashboard_rows() -> list[dict[str, Any]]:
+    from calibration.validate_modern import dashboard
+    return dashboard(rows())

@@ -8,7 +8,9 @@ global microbenchmark fits of calibration/build_profiles.py.
 
 from __future__ import annotations
 
+import json
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 
@@ -55,6 +57,61 @@ def summary(df: pd.DataFrame) -> dict[str, float]:
     err = df.error_pct.abs()
     return {"rows": len(df), "median_abs_error_pct": float(err.median()),
             "max_abs_error_pct": float(err.max()), "rows_over_15pct": int((err > 15).sum())}
+
+
+SERVING_H100 = "measured/h100/gpu_serving.json"
+
+
+def predict_serving(path: Path | None = None, profile: str | None = None) -> list[dict]:
+    """Real serving iterations measured on one GPU (benchmarks/gpu_serving.py: Llama 3 8B,
+    bf16, CUDA graphs; batch-1 prefills = first-token latency, decode steps = time between
+    tokens) through the serving iteration model on one GPU of that kind."""
+    from calibration.fit_measured import catalog_gpu_for
+    from hw_models import catalog
+    from hw_models.compute import ComputeModel
+    from hw_models.profile import load
+    from sim.serving.iteration import IterationModel
+    from workloads.inference.ops import Shape
+    from workloads.model import resolve
+
+    path = path or Path(str(resources.files("calibration").joinpath(SERVING_H100)))
+    doc = json.loads(path.read_text())
+    gpu = catalog.gpu(catalog_gpu_for(doc["device_name"]))
+    prof = load(profile or gpu.profile)
+    it = IterationModel(resolve(doc["model"]), 1, 1, "bf16", ComputeModel(gpu, prof), network=None)
+    out = []
+    for r in doc["rows"]:
+        if r["kind"] == "prefill":
+            p = r["tokens"]
+            shape = Shape(prefill_tokens=p, prefill_pairs=p * (p + 1) // 2, prefill_kv=p, logits=1)
+        else:
+            shape = Shape(decode_seqs=r["batch"], decode_kv=r["batch"] * r["context"],
+                          logits=r["batch"])
+        pred = it.time(shape)
+        out.append(r | {"model": doc["model"], "device_name": doc["device_name"],
+                        "predicted_s": pred, "error_pct": 100 * (pred / r["time_s"] - 1)})
+    return out
+
+
+SUITE = "inference"
+
+
+def dashboard_rows() -> list[dict]:
+    """Rows for ``clustersim validate all``: TRT-LLM first-token latency at batch 1 (A100,
+    H100) and the real H100 serving iterations (first-token latency and time between
+    tokens of Llama 3 8B), with the built-in profiles."""
+    rows = [{"name": f"TTFT {r.model} TP{r.tp} {r.gpu} {r.precision} isl {r.isl}",
+             "predicted": r.predicted_ms, "published": r.measured_ms, "unit": "ms",
+             "kind": "time", "group": f"TTFT {r.gpu.upper()}"} for r in run().itertuples()]
+    for r in predict_serving():
+        metric = "TTFT" if r["kind"] == "prefill" else "TBT"
+        what = (f"isl {r['tokens']}" if r["kind"] == "prefill"
+                else f"B={r['batch']} ctx={r['context']}")
+        rows.append({"name": f"{metric} {r['model']} h100 bf16 {what} (measured)",
+                     "predicted": round(r["predicted_s"] * 1e3, 3),
+                     "published": round(r["time_s"] * 1e3, 3), "unit": "ms", "kind": "time",
+                     "group": f"{metric} H100"})
+    return rows
 
 
 if __name__ == "__main__":

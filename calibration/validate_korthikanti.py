@@ -74,3 +74,13 @@ def summary(df: pd.DataFrame) -> dict:
     return {"rows": len(df), "median_abs_error_pct": float(np.median(err)),
             "max_abs_error_pct": float(err.max()),
             "combined_median_abs_error_pct": float(np.median(comb))}
+
+
+SUITE = "korthikanti"
+
+
+def dashboard_rows() -> list[dict]:
+    """Rows for ``clustersim validate all``: forward, backward and combined per experiment."""
+    return [{"name": f"{r['experiment']} {key}", "predicted": r[f"{key}_predicted_ms"],
+             "published": r[f"{key}_published_ms"], "unit": "ms", "kind": "time"}
+            for r in run().to_dict("records") for key in ("forward", "backward", "combined")]

@@ -85,3 +85,8 @@ def rows(band: bool = False) -> list[dict[str, Any]]:
 
 def summarize(result: list[dict[str, Any]]) -> dict[str, Any]:
     return summary(result)
+
+
+def dashboard_rows() -> list[dict[str, Any]]:
+    from calibration.validate_modern import dashboard
+    return dashboard(rows())

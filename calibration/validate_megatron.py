@@ -60,26 +60,45 @@ def scenario_for(row) -> dict:
     }
 
 
-def run(fidelity: str = "analytical") -> pd.DataFrame:
+def run(fidelity: str = "analytical", band: bool = False) -> pd.DataFrame:
+    """One row per published configuration; ``band`` adds the bootstrap band of the
+    prediction (``tflops_low``, ``tflops_high``)."""
     out = []
     table = rows()
     for row in progress(table.itertuples(), total=len(table), desc="megatron-sc21", unit="row"):
         sc = scenario_for(row)
         sc["sim"]["fidelity"] = fidelity
-        res = simulate(parse(sc, sc["name"]), band=False)
+        res = simulate(parse(sc, sc["name"]), band=band, residuals=False)
         m = parse(sc).workload
         from workloads.model import resolve
         spec = resolve(m.model)
         flops = megatron_flops(int(row.global_batch), spec.seq_len, spec.layers, spec.hidden, spec.vocab)
-        pred = flops / res.iteration_time_s / int(row.gpus) / 1e12
-        out.append({"table": row.table, "model": row.model, "gpus": int(row.gpus),
-                    "tp": int(row.tp), "pp": int(row.pp), "batch": int(row.global_batch),
-                    "published_tflops": float(row.tflops_per_gpu), "predicted_tflops": round(pred, 1),
-                    "error_pct": round((pred / row.tflops_per_gpu - 1) * 100, 1),
-                    "iteration_s": round(res.iteration_time_s, 3),
-                    **{f"{k}_pct": round(v / res.iteration_time_s * 100, 1)
-                       for k, v in res.breakdown.items()}})
+        per_s = flops / int(row.gpus) / 1e12             # TFLOP/s per GPU = per_s / time
+        pred = per_s / res.iteration_time_s
+        rec = {"table": row.table, "model": row.model, "gpus": int(row.gpus),
+               "tp": int(row.tp), "pp": int(row.pp), "batch": int(row.global_batch),
+               "published_tflops": float(row.tflops_per_gpu), "predicted_tflops": round(pred, 1),
+               "error_pct": round((pred / row.tflops_per_gpu - 1) * 100, 1),
+               "iteration_s": round(res.iteration_time_s, 3),
+               **{f"{k}_pct": round(v / res.iteration_time_s * 100, 1)
+                  for k, v in res.breakdown.items()}}
+        if band and res.band:
+            lo, hi = res.band["iteration_time_s"]
+            rec |= {"tflops_low": per_s / hi, "tflops_high": per_s / lo}
+        out.append(rec)
     return pd.DataFrame(out)
+
+
+SUITE = "sc21"
+
+
+def dashboard_rows() -> list[dict]:
+    """Rows for ``clustersim validate all`` (calibration/dashboard.py)."""
+    df = run(band=True)
+    return [{"name": f"{r.table} {r.model} {r.gpus} GPUs", "predicted": r.predicted_tflops,
+             "published": r.published_tflops, "unit": "TFLOP/s", "kind": "rate",
+             "low": getattr(r, "tflops_low", None), "high": getattr(r, "tflops_high", None)}
+            for r in df.itertuples()]
 
 
 def summary(df: pd.DataFrame) -> dict:

@@ -145,3 +145,12 @@ def table(rows: list[dict[str, Any]], columns: tuple[str, ...] = (
         df["note"] = df["note"].fillna("").str.slice(0, 70)
     with pd.option_context("display.max_rows", None, "display.width", 250):
         return df.fillna("").to_string(index=False)
+
+
+def dashboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The compared rows in calibration/dashboard.py's shape (``validate all``)."""
+    return [{"suite": r["suite"], "name": r["name"], "predicted": r["predicted"],
+             "published": r["published"], "error_pct": r["error_pct"], "unit": r["metric"],
+             "kind": "time" if r["metric"] == "step_time_s" else "rate",
+             "low": r["low"], "high": r["high"]}
+            for r in rows if r["status"] == "ok"]

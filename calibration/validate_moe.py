@@ -299,3 +299,21 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items()))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
             "summary": s}, text
+
+
+SUITE = "moe"
+
+
+def dashboard_rows() -> list[dict]:
+    """Rows for ``clustersim validate all`` (calibration/dashboard.py): the predicted
+    training rows (tokens/s per GPU) grouped by GPU, and the predicted serving rows."""
+    df = run()
+    out = [{"name": f"{r.source} {r.model} {r.gpu} {r.gpus} GPUs {r.precision} {r.plan}",
+            "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
+            "unit": "tok/s/GPU", "kind": "rate", "group": f"training {r.gpu}"}
+           for r in df[df.skipped == ""].itertuples()]
+    inf = inference_rows()
+    out += [{"name": f"{r.source} {r.model} {r.phase} {r.setup}", "predicted": float(r.predicted),
+             "published": float(r.published), "unit": r.unit, "kind": "rate", "group": "serving"}
+            for r in inf[inf.skipped == ""].itertuples()]
+    return out

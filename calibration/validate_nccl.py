@@ -151,3 +151,16 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
                         100 * geomean_abs_error(g.measured_us, g.predicted_us), 1),
                     "max_abs_err_pct": round(float(g.error_pct.abs().max()), 1)})
     return pd.DataFrame(out)
+
+
+SUITE = "nccl"
+
+
+def dashboard_rows() -> list[dict]:
+    """Rows for ``clustersim validate all``: one per sweep and message size (time, us),
+    all_reduce sweeps and the point-to-point ones."""
+    from calibration import fit_p2p
+    rows = pd.concat([validate(), fit_p2p.validate()], ignore_index=True)
+    return [{"name": f"{r.sweep} {int(r.size_bytes)} B", "predicted": r.predicted_us,
+             "published": r.measured_us, "unit": "us", "kind": "time", "group": r.sweep}
+            for r in rows.itertuples()]

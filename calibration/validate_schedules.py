@@ -65,3 +65,8 @@ def ratio(result: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def summarize(result: list[dict[str, Any]]) -> dict[str, Any]:
     return summary(result) | {"ratio": ratio(result)}
+
+
+def dashboard_rows() -> list[dict[str, Any]]:
+    from calibration.validate_modern import dashboard
+    return dashboard(rows())

@@ -12,6 +12,7 @@ from hw_models.errors import ClusterSimError, UnknownPresetError
 from hw_models.yamlio import load_packaged
 
 GB = 1e9
+GIB = 2**30
 TFLOP = 1e12
 
 
@@ -26,9 +27,16 @@ class GPUSpec(_Spec):
     hbm_gb: float = Field(gt=0)
     hbm_tb_s: float = Field(gt=0)
     scale_up_gb_s: float = Field(gt=0)
-    sms: int = Field(gt=0)
+    sms: int | None = Field(None, gt=0)   # SMs / CUs; unset: no wave-quantization term
+    tdp_w: float | None = Field(None, gt=0)     # board max power; unset: not published
+    host_gb_s: float | None = Field(None, gt=0)  # host link per direction
     profile: str
     source: str
+
+    @property
+    def dtypes(self) -> list[str]:
+        """The formats the part's tensor units run (the keys of its peak table)."""
+        return sorted(self.peak_tflops)
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s for a dtype the part supports (its catalog ``peak_tflops``)."""
@@ -48,7 +56,10 @@ class GPUSpec(_Spec):
 
     @property
     def hbm_bytes(self) -> float:
-        return self.hbm_gb * GB
+        """HBM capacity. Stacks come in binary sizes (5 x 16 GiB on an 80 GB H100, 5 x 16
+        on an A100 80GB), so the datasheet's "GB" is GiB: nvidia-smi reports 81920 MiB on
+        an A100 80GB and 81559 MiB on an H100 SXM5 80GB."""
+        return self.hbm_gb * GIB
 
     @property
     def hbm_bw(self) -> float:
@@ -62,6 +73,7 @@ class ScaleUpSpec(_Spec):
     gb_s_per_gpu: float = Field(gt=0)
     hop_latency_us: float = Field(ge=0)
     nvls: bool = False
+    torus_dims: int | None = Field(None, ge=2, le=3)   # ici-torus: 2D or 3D torus
 
 
 class SystemSpec(_Spec):
@@ -71,11 +83,11 @@ class SystemSpec(_Spec):
     nics_per_node: int = Field(ge=0)
     nic_gbps: float = Field(ge=0)
     nic_hop_latency_us: float = Field(ge=0)
-    cost_per_gpu_hour_usd: float | None = None
+    cost_per_gpu_hour_usd: float | None = None   # default from prices.yaml
+    system_max_kw: float | None = Field(None, gt=0)  # whole node's max power, where published
     profile: str | None = None   # fitted on this system's own sweeps; else the GPU's
-    # Host side, for offload (docs/long_context.md): GPU <-> host link per GPU and per
-    # direction (PCIe or NVLink-C2C), and the node's host DRAM bandwidth (CPU optimizer).
-    host_link_gb_s: float | None = Field(None, gt=0)
+    # Host DRAM bandwidth of a node, for the optimizer offloaded to the CPU
+    # (docs/long_context.md); the GPU <-> host link is the GPU's host_gb_s.
     host_mem_gb_s: float | None = Field(None, gt=0)
     source: str = "inline"
 
@@ -110,7 +122,23 @@ def gpus() -> dict[str, GPUSpec]:
 
 @cache
 def systems() -> dict[str, SystemSpec]:
-    return {k: SystemSpec(**v) for k, v in _load_yaml("hw_models", "systems.yaml").items()}
+    """Systems with their default GPU-hour price (prices.yaml) where one is listed."""
+    rent = prices()["usd_per_gpu_hour"]
+    return {k: SystemSpec(**({"cost_per_gpu_hour_usd": rent[k]["value"]} if k in rent else {})
+                          | v)
+            for k, v in _load_yaml("hw_models", "systems.yaml").items()}
+
+
+@cache
+def prices() -> dict[str, Any]:
+    """The dated price table (hw_models/data/prices.yaml): GPU-hour rents, power, lifetime."""
+    return _load_yaml("hw_models", "prices.yaml")
+
+
+@cache
+def power_constants() -> dict[str, float]:
+    """The power model's constants (hw_models/data/power.yaml), each with its source."""
+    return {k: float(v["value"]) for k, v in _load_yaml("hw_models", "power.yaml").items()}
 
 
 def gpu(name: str) -> GPUSpec:

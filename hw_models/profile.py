@@ -22,6 +22,7 @@ them over the catalog entry so the fitted efficiencies and the peaks stay consis
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -126,6 +127,34 @@ class Profile(_P):
 PROFILE_DIR = "profiles"
 
 
+class ResidualBand(_P):
+    """How far published measurements fall from the predictions across the validation
+    suites (``clustersim validate all``): the ``level`` quantile of |ln(published time /
+    predicted time)|, every suite weighted equally. A band [low, high] is widened to
+    [low / exp(log_half_width), high * exp(log_half_width)]."""
+    level: float = Field(gt=0, lt=1)
+    log_half_width: float = Field(ge=0)
+    rows: int = Field(ge=0)
+    suites: list[str] = []
+    fitted_by: str = ""
+
+    def widen(self, low: float, high: float) -> tuple[float, float]:
+        f = math.exp(self.log_half_width)
+        return low / f, high * f
+
+
+RESIDUAL_BAND_PATH = Path(str(resources.files("calibration").joinpath(
+    PROFILE_DIR, "bands", "validation_residuals.yaml")))
+
+
+@cache
+def load_residual_band() -> ResidualBand | None:
+    """The stored validation-residual band, or None where none has been written."""
+    if not RESIDUAL_BAND_PATH.is_file():
+        return None
+    return ResidualBand(**read_yaml(RESIDUAL_BAND_PATH, "residual band"))
+
+
 @cache
 def load_builtin(name: str) -> Profile:
     path = resources.files("calibration").joinpath(PROFILE_DIR, f"{name}.yaml")
@@ -226,3 +255,19 @@ def band_profiles(profile: Profile) -> tuple[Profile, Profile]:
     """(fast, slow): the profile with every parameter at its quick / slow end of the
     bootstrap interval in ``profile.uncertainty`` (the 5th and 95th percentile per fit)."""
     return _corner(profile, +1), _corner(profile, -1)
+
+
+def calibration_status(profile: Profile, gpu_key: str) -> dict[str, str]:
+    """How the time model of ``gpu_key`` is calibrated with this profile:
+    ``measured`` (fitted on runs of our own, calibration/measured/), ``fitted`` (on the
+    named published microbenchmarks), or ``roofline-assumed`` (the part's peaks with
+    efficiencies borrowed from a profile fitted on another device)."""
+    files = [Path(i["path"]).name for i in profile.inputs if "path" in i]
+    if profile.device != gpu_key:
+        return {"status": "roofline-assumed", "profile": profile.name,
+                "detail": f"{gpu_key} peaks with efficiencies fitted on {profile.device} "
+                          f"({', '.join(files) or 'no inputs'}); no microbenchmarks of "
+                          f"{gpu_key} in the reference set"}
+    measured = any("calibration/measured/" in i.get("path", "") for i in profile.inputs)
+    return {"status": "measured" if measured else "fitted", "profile": profile.name,
+            "detail": f"fitted on {', '.join(files) or 'no inputs'}"}

@@ -145,6 +145,137 @@ for s, row in base.iterrows():
   ~120-140 Blackwell GPUs"""),
 ]
 
+FLEET = [
+    ("md", """# One training run and one serving load on six fleets: time, energy, cost
+
+The same two jobs on H100, H200, B200, GB200 NVL72, MI300X and a mixed H100 + B200 fleet:
+
+* **training**: Llama 3 70B on 300B tokens, 1,024 GPUs per fleet, one Megatron plan
+  (tp=8, pp=4 with 5 virtual stages, sequence parallel, ZeRO-1, selective recompute, bf16,
+  global batch 512 x 8,192 tokens). The mixed fleet is 512 H100 + 512 B200 in one pipeline:
+  two stages on each pool, layers split by stage speed (`docs/hardware.md`);
+* **serving**: Llama 3 70B (fp16, one replica per node: tp=8, tp=4 on a GB200 tray; vLLM-style batching) at 1M requests a day
+  (11.6 requests/s, Poisson), prompts lognormal around 1,024 tokens, 32-512 output tokens;
+  each fleet gets the fewest nodes that keep 90% of requests inside the SLO (first token
+  1 s, 50 ms per output token). The mixed fleet keeps one H100 node and adds B200 nodes;
+  one router sends each request to the replica with the least outstanding work
+  (`workload.replica_pools`, `docs/hardware.md`).
+
+Energy uses the power model of `docs/energy.md` at a facility PUE of 1.2; its TDPs are the
+vendors', its activity weights are stated assumptions. The comparison uses the GPU boards'
+energy x PUE: the host share is only known for the DGX systems (a published system maximum),
+not for GB200 NVL72 or MI300X platforms (`mwh` includes it where known). Cost uses each system's dated default
+GPU-hour price (`hw_models/data/prices.yaml`, rental). Only H100 and A100 have fitted time
+models; every other part is a roofline at Hopper's efficiencies (each result's
+`calibration` says so), so rank the fleets, do not quote the absolute numbers."""),
+    ("code", SETUP),
+    ("code", """TOKENS, PUE = 300e9, 1.2
+PLAN = {"tp": 8, "pp": 4, "vpp": 5, "sequence_parallel": True, "schedule": "interleaved",
+        "zero": 1}
+WORK = {"model": "llama3-70b", "global_batch": 512, "micro_batch": 1, "precision": "bf16",
+        "recompute": "selective"}
+fleets = {"H100": {"system": "dgx-h100", "nodes": 128}, "H200": {"system": "dgx-h200", "nodes": 128},
+          "B200": {"system": "dgx-b200", "nodes": 128}, "GB200 NVL72": {"system": "gb200-nvl72", "nodes": 256},
+          "MI300X": {"system": "mi300x-8", "nodes": 128},
+          "H100 + B200": {"pools": [{"name": "h100", "system": "dgx-h100", "nodes": 64},
+                                    {"name": "b200", "system": "dgx-b200", "nodes": 64}]}}
+if QUICK:
+    fleets = {k: fleets[k] for k in ("H100", "H100 + B200")}
+rows = []
+for name, cluster in fleets.items():
+    plan = PLAN | ({"stage_pools": ["h100", "h100", "b200", "b200"]} if "pools" in cluster else {})
+    r = simulate(scenario.parse({"name": name, "cluster": cluster | {"pue": PUE},
+                                 "workload": WORK | {"parallel": plan}}), band=False)
+    steps = TOKENS / (WORK["global_batch"] * 8192)
+    x = r.extra
+    cal = sorted({p["calibration"]["status"] for p in x["pools"]} if "pools" in x
+                 else {x["calibration"]["status"]})
+    rows.append({"fleet": name, "gpus": r.world_size, "mfu": r.mfu,
+                 "days": steps * r.iteration_time_s / 86400,
+                 "mwh": steps * x["energy_j"] / 3.6e9,
+                 "gpu_board_mwh": steps * x["energy"]["gpu_j"] * PUE / 3.6e9,
+                 "avg_w_per_gpu": x["avg_power_w_per_gpu"],
+                 "cost_musd": None if x["cost_usd"] is None else steps * x["cost_usd"] / 1e6,
+                 "host_power_counted": not x["energy"]["not_counted"][:-1],
+                 "calibration": ", ".join(cal),
+                 "layers": x.get("pipeline_layers")})
+train = pd.DataFrame(rows)
+train"""),
+    ("code", """px.scatter(train, x="days", y="gpu_board_mwh", text="fleet", size="gpus",
+           title="Llama 3 70B, 300B tokens on 1,024 GPUs: days vs GPU-board energy (MWh, PUE 1.2)").show()"""),
+    ("code", """RATE = 1e6 / 86400          # 1M requests a day
+COUNT = 150 if QUICK else 600
+REQUESTS = {"count": COUNT, "rate_per_s": RATE, "seed": 0,
+            "prompt_len": {"dist": "lognormal", "median": 1024, "sigma": 0.8, "low": 16, "high": 6000},
+            "output_len": {"dist": "uniform", "low": 32, "high": 512}}
+
+def serve(pools):
+    \"\"\"pools: [(system, nodes)]; one replica per node (tp = the node's GPUs).\"\"\"
+    tp = min(catalog.system(s).gpus_per_node for s, _ in pools)
+    work = {"kind": "inference", "model": "llama3-70b", "precision": "fp16", "parallel": {"tp": tp},
+            "replicas": sum(n * catalog.system(s).gpus_per_node // tp for s, n in pools),
+            "router": "least_outstanding", "requests": REQUESTS,
+            "slo": {"ttft_ms": 1000, "tpot_ms": 50}}
+    if len(pools) == 1:
+        cluster = {"system": pools[0][0], "nodes": pools[0][1]}
+    else:
+        cluster = {"pools": [{"name": s, "system": s, "nodes": n} for s, n in pools]}
+        work["replica_pools"] = [s for s, n in pools for _ in range(n * catalog.system(s).gpus_per_node // tp)]
+    return simulate(scenario.parse({"cluster": cluster | {"pue": PUE}, "workload": work})).summary()
+
+def smallest(make):
+    \"\"\"Grow the fleet one node at a time until 90% of requests meet the SLO.\"\"\"
+    for k in range(1, 9):
+        s = serve(make(k))
+        if s["slo_attainment"] >= 0.9:
+            break
+    day = 86400 / s["energy"]["seconds"]
+    tokens = s["energy_j"] / s["joules_per_token"]
+    return {"nodes": sum(n for _, n in make(k)), "gpus": s["world_size"], "slo": s["slo_attainment"],
+            "mwh_per_day": s["energy"]["gpu_j"] * PUE * day / 3.6e9,        # boards x PUE
+            "usd_per_day": s["cost_usd"] * day,
+            "j_per_output_token": s["energy"]["gpu_j"] * PUE / tokens}
+
+serving = {"H100": lambda k: [("dgx-h100", k)], "H200": lambda k: [("dgx-h200", k)],
+           "B200": lambda k: [("dgx-b200", k)], "GB200 NVL72": lambda k: [("gb200-nvl72", k)],
+           "MI300X": lambda k: [("mi300x-8", k)],
+           "H100 + B200": lambda k: [("dgx-h100", 1), ("dgx-b200", k)]}   # one H100 node kept
+if QUICK:
+    serving = {k: serving[k] for k in ("H100", "H100 + B200")}
+serve_df = pd.DataFrame([{"fleet": k} | smallest(v) for k, v in serving.items()])
+serve_df"""),
+    ("code", """both = train.merge(serve_df, on="fleet", suffixes=("_train", "_serve"))
+for r in both.itertuples():
+    cost = "n/a" if r.cost_musd is None or r.cost_musd != r.cost_musd else f"${r.cost_musd:.2f}M"
+    print(f"{r.fleet:12s} train {r.days:5.1f} days {r.gpu_board_mwh:6.0f} MWh (boards) {cost:>8s} | "
+          f"serve {r.nodes} node(s) ({r.gpus_serve} GPUs) {r.mwh_per_day:5.2f} MWh/day "
+          f"${r.usd_per_day:,.0f}/day {r.j_per_output_token:.2f} J/token [{r.calibration}]")"""),
+    ("md", """**Conclusions** (from the printed lines above; full run):
+
+* **Training** (300B tokens, 1,024 GPUs): 3.6 days on H100 and on H200 (same compute; the
+  extra HBM buys nothing for this plan), 3.0 on MI300X, 1.8 on B200 and 1.5 on GB200 NVL72.
+  The mixed H100 + B200 pipeline takes 2.6 days: the speed split gives each B200 stage 25
+  layers and each H100 stage 15, and the pipeline runs at the pace of the slower half's
+  share (MFU 39% against 41-46% for the single-type fleets).
+* **Energy** (GPU boards x PUE 1.2): 59 MWh on H100/H200, 50 on MI300X, 47 on the mixed fleet,
+  43 on GB200 NVL72 and 40 on B200. Blackwell boards draw more (750-930 W mean against 550 W)
+  but for half the time. With the DGX hosts and the switches the H100 run is 98 MWh (B200
+  64): the rest of the node and the fabric add about two thirds to the GPUs' energy, so the
+  board-only numbers understate every fleet.
+* **Cost** at the default rental prices: $0.24-0.27M for every fleet except H200 ($0.33M):
+  the list prices track throughput, so the faster fleets are mostly faster, not cheaper.
+* **Serving** 1M requests a day: one node (B200, MI300X) or one GB200 tray (tp=4) meets the
+  SLO for 90% of requests, H100 and H200 need two nodes. $624/day (GB200 tray) to $1,459/day
+  (2 H200 nodes); 1.7 J per output token on GB200 to 3.7 on H100. Keeping one H100 node and
+  adding one B200 node serves the load ($1,632/day, 4.2 J/token) but costs more than the B200
+  node alone: the load is small enough for one node, and two half-loaded nodes batch less.
+  The serving window is 600 requests (about a minute of traffic), scaled to a day as
+  steady state.
+* Only H100 (and A100) time models are fitted; the other parts are rooflines at Hopper's
+  efficiencies, and the power weights are assumptions (`docs/energy.md`): the ranking is the
+  robust part, the absolute days, MWh and dollars are estimates"""),
+]
+
 
 def build(name: str, cells: list[tuple[str, str]], quick: bool) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
@@ -156,9 +287,13 @@ def build(name: str, cells: list[tuple[str, str]], quick: bool) -> nbformat.Note
     return nb
 
 
-NOTEBOOKS = {"scaling_175b_fabrics.ipynb": SCALING, "systems_time_cost.ipynb": SYSTEMS}
+NOTEBOOKS = {"scaling_175b_fabrics.ipynb": SCALING, "systems_time_cost.ipynb": SYSTEMS,
+             "fleet_time_energy_cost.ipynb": FLEET}
 
 if __name__ == "__main__":
+    only = [a for a in sys.argv[1:] if a.endswith(".ipynb")]   # build just these
     for fname, cells in NOTEBOOKS.items():
+        if only and fname not in only:
+            continue
         nbformat.write(build(fname, cells, "--quick" in sys.argv), HERE / fname)
         print("wrote", fname)

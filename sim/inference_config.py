@@ -85,6 +85,9 @@ class InferenceWorkload(_Cfg):
     slo: SLOConfig = Field(SLOConfig(), description="latency targets for SLO attainment")
     moe: MoEWorkload = Field(MoEWorkload(), description=(
         "MoE models with parallel.ep: token dispatcher and all-to-all overlap (docs/moe.md)"))
+    replica_pools: list[str] | None = Field(None, description=(
+        "pool of each replica on a cluster with pools (prefill replicas first under "
+        "disaggregation)"))
 
     @property
     def replica_count(self) -> int:

@@ -104,6 +104,7 @@ class _Trainer:
         self.extra = 0.0          # straggler/stall seconds so far (cumulative, rolled back)
         self.committed_extra = 0.0
         self.spares = m.hot_spares
+        self.recovering_since: float | None = None
         self.events = 0           # loop turns: bounded, so that no run can spin forever
         self.budget = budget
 
@@ -119,8 +120,10 @@ class _Trainer:
                                       "interruptions; lower run.failures or the step time")
             try:
                 if cause is not None:
+                    self.recovering_since = env.now
                     yield env.timeout(self._recovery(cause))
-                    cause = None
+                    self.st.recovery_s += env.now - self.recovering_since
+                    self.recovering_since, cause = None, None
                 if progress >= m.total_steps:
                     yield from self._finish()
                     return
@@ -137,6 +140,9 @@ class _Trainer:
                 self.st.ckpt_s += shared
                 yield from self._checkpoint(progress)
             except simpy.Interrupt as fail:
+                if self.recovering_since is not None:     # struck while recovering
+                    self.st.recovery_s += env.now - self.recovering_since
+                    self.recovering_since = None
                 cause = fail.cause
                 self.st.interruptions += 1
                 self.st.by_cause[cause] = self.st.by_cause.get(cause, 0) + 1
@@ -288,6 +294,8 @@ def summarize(stats: list[RunStats]) -> dict:
         "goodput_se": float(g.std(ddof=1) / math.sqrt(len(g))) if len(g) > 1 else 0.0,
         "interruptions": mean(lambda s: s.interruptions),
         "lost_hours": mean(lambda s: s.lost_s / 3600),
+        "recovery_hours": mean(lambda s: s.recovery_s / 3600),
+        "checkpoint_hours": mean(lambda s: s.ckpt_s / 3600),
         "checkpoint_overhead_pct": mean(lambda s: 100 * s.ckpt_s / s.wall_s),
         "slow_overhead_pct": mean(lambda s: 100 * s.slow_s / s.wall_s),
     }

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from hw_models.errors import ClusterSimError
 from sim.engine import Engine, Row
 from sim.whatif import Recoster, WhatIf
 from workloads.graph import Collective, Compute, Delay, Memory, Node
@@ -34,21 +35,36 @@ def host(node: Node) -> bool:
     return node.stream.startswith("cpu:")
 
 
+def priced(node: Node) -> bool:
+    """A device op the models can price from its work alone (``--durations model``):
+    a kernel with FLOPs or bytes from its shapes, a collective with its message size."""
+    op = node.op
+    if host(node):
+        return False
+    if isinstance(op, Compute):
+        return op.flops > 0 or op.bytes > 0
+    return isinstance(op, Collective) and op.bytes > 0
+
+
 class ReplayCosts:
     """CostModel of the engine: recorded durations, optionally re-costed; ops with no
     recorded duration (Execution Trace alone, Chakra) are priced by the compute model of the
-    source system, or of the target in the what-if run."""
+    source system, or of the target in the what-if run. ``model``: every op the models can
+    price (``priced``) is priced so, its recorded duration ignored."""
 
-    def __init__(self, recoster: Recoster | None, pricer: Recoster | None = None):
+    def __init__(self, recoster: Recoster | None, pricer: Recoster | None = None,
+                 model: bool = False):
         self.r = recoster
         self.pricer = pricer or recoster
+        self.model = model
 
     def duration(self, node: Node) -> float:
         op = node.op
         if isinstance(op, Delay):
             return op.duration_s
         dur = getattr(op, "duration_s", None)
-        if dur is None and isinstance(op, Compute) and self.pricer is not None:
+        if isinstance(op, Compute) and self.pricer is not None and (
+                dur is None or (self.model and priced(node))):
             return self.pricer.price_compute(op, target=self.r is not None)
         dur = dur or 0.0
         if self.r is None or isinstance(op, Memory) or host(node):  # host: as measured
@@ -64,12 +80,14 @@ class ReplayCosts:
 class ReplayNetwork:
     """Network of the engine: a collective holds for its recorded (or re-costed) time."""
 
-    def __init__(self, recoster: Recoster | None, pricer: Recoster | None = None):
+    def __init__(self, recoster: Recoster | None, pricer: Recoster | None = None,
+                 model: bool = False):
         self.r = recoster
         self.pricer = pricer or recoster
+        self.model = model
 
     def collective(self, env: simpy.Environment, op: Collective) -> Generator:
-        if op.duration_s is None and self.pricer is not None:
+        if self.pricer is not None and (op.duration_s is None or (self.model and op.bytes > 0)):
             yield env.timeout(self.pricer.price_collective(op, target=self.r is not None))
             return
         dur = op.duration_s or 0.0
@@ -136,14 +154,20 @@ MOVED_BUSY, UNMOVED_STEP = 0.05, 0.01
 CPU_BOUND_BUSY = BUSY_PACED
 
 
-def replay(trace: ImportedTrace, whatif: WhatIf | None = None, keep_rows: bool = False
-           ) -> ReplayResult:
+def replay(trace: ImportedTrace, whatif: WhatIf | None = None, keep_rows: bool = False,
+           durations: str = "measured") -> ReplayResult:
+    """``durations``: "measured" replays the recorded kernel and collective times;
+    "model" prices every op it can from its work (``priced``) with the compute and
+    collective models of the source system, the rest as recorded (``model_coverage``)."""
+    if durations not in ("measured", "model"):
+        raise ClusterSimError(f"durations {durations!r}; allowed: measured, model")
     graph = trace.graph
+    model = durations == "model"
     rec = Recoster(whatif or WhatIf(), graph.world_size)
     has_times = trace.measured and bool(trace.steps or trace.spans)
     measured, measured_rank = _measured(trace) if has_times else (None, {})
-    base = _run(trace, None, keep_rows=False, pricer=rec)
-    what = base if rec.identity and not keep_rows else _run(trace, rec, keep_rows)
+    base = _run(trace, None, keep_rows=False, pricer=rec, model=model)
+    what = base if rec.identity and not keep_rows else _run(trace, rec, keep_rows, model=model)
     steps = _per_step(trace, base.rows_end, what.rows_end) if trace.steps else []
     return ReplayResult(measured, measured_rank, base.stats, what.stats, steps)
 
@@ -155,9 +179,9 @@ class _Run:
 
 
 def _run(trace: ImportedTrace, rec: Recoster | None, keep_rows: bool,
-         pricer: Recoster | None = None) -> _Run:
+         pricer: Recoster | None = None, model: bool = False) -> _Run:
     graph = trace.graph
-    rows = Engine(graph, ReplayCosts(rec, pricer), ReplayNetwork(rec, pricer)).run()
+    rows = Engine(graph, ReplayCosts(rec, pricer, model), ReplayNetwork(rec, pricer, model)).run()
     n = len(graph)
     start, end = np.zeros(n), np.zeros(n)
     for r in rows:
@@ -260,3 +284,41 @@ def _per_step(trace: ImportedTrace, base_end, what_end) -> list[dict]:
                                 float(base_end[s.end_node] - base_end[s.start_node]))
         row["whatif_s"] = max(row["whatif_s"], float(what_end[s.end_node] - what_end[s.start_node]))
     return list(out.values())
+
+
+def model_coverage(trace: ImportedTrace, iteration_s: float | None, pricer: Recoster,
+                   top: int = 10) -> dict:
+    """What ``--durations model`` priced: the share of the recorded device busy time that
+    the models priced, the priced ops' time per iteration as recorded and as the models
+    price them (a check of the models on the trace's own kernels, whatever paces the
+    step), and the kernels they could not price (class, name, count, recorded time per
+    iteration and its share of the measured step), largest first."""
+    steps = len({s.name for s in trace.steps}) or 1
+    ranks = len(trace.graph.simulated_ranks) or 1
+    total = done = modelled = 0.0
+    left: dict[tuple[str, str], list[float]] = {}
+    for n in trace.graph.nodes:
+        cls = None if host(n) else kernel_class(n.op)
+        dur = getattr(n.op, "duration_s", None) or 0.0
+        if cls is None or dur <= 0:
+            continue
+        total += dur
+        if priced(n):
+            done += dur
+            modelled += (pricer.price_collective(n.op, target=False)
+                         if isinstance(n.op, Collective) else pricer.price_compute(n.op, False))
+            continue
+        row = left.setdefault((cls, n.op.name or n.name), [0, 0.0])
+        row[0] += 1
+        row[1] += dur
+    per_it = steps * ranks
+    rows = sorted(left.items(), key=lambda kv: -kv[1][1])
+    return {"priced_share": done / total if total else 0.0,
+            "priced_recorded_s_per_iteration": done / per_it,
+            "priced_model_s_per_iteration": modelled / per_it,
+            "unpriced_kernels": [
+                {"class": c, "name": name[:120], "count": k,
+                 "recorded_s_per_iteration": t / per_it,
+                 "share_of_step": (t / per_it / iteration_s) if iteration_s else None}
+                for (c, name), (k, t) in rows[:top]],
+            "unpriced_kernel_names": len(rows)}

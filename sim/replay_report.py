@@ -7,19 +7,21 @@ from pathlib import Path
 
 from hw_models.yamlio import check_writable, check_writable_dir
 from sim import chrome_trace
-from sim.replay import replay
-from sim.whatif import WhatIf, parse_sets, source_system_for
+from sim.replay import model_coverage, replay
+from sim.whatif import Recoster, WhatIf, parse_sets, source_system_for
 from workloads.traces.formats import load_trace
 
 
 def report(trace: Path, source_system: str | None, target_system: str | None, sets: list[str],
-           trace_out: Path | None, et: Path | None = None, export_chakra: Path | None = None
-           ) -> dict:
+           trace_out: Path | None, et: Path | None = None, export_chakra: Path | None = None,
+           durations: str = "measured") -> dict:
     """Import ``trace`` (with its Execution Trace ``et``), replay it as measured and under the
     what-if ``sets`` on ``target_system``: the summary ``clustersim replay --format json``
     prints, with its ``warnings``. ``trace_out``: write the what-if as a Chrome trace;
     ``export_chakra``: write the imported graph as Chakra ET files. ``source_system``: None
-    takes it from the GPU the trace records (``source_note`` says how it was chosen)."""
+    takes it from the GPU the trace records (``source_note`` says how it was chosen).
+    ``durations="model"``: the models price every op they can (sim.replay.priced) and
+    ``model_coverage`` says what they priced and what they could not."""
     if trace_out is not None:
         check_writable(trace_out, "--trace-out", "whatif.json")
     if export_chakra is not None:
@@ -34,7 +36,7 @@ def report(trace: Path, source_system: str | None, target_system: str | None, se
         from workloads.traces import chakra  # protobuf: an optional dependency
         exported = [str(p) for p in chakra.export(imported.graph, export_chakra,
                                                   steps=imported.steps)]
-    result = replay(imported, whatif, keep_rows=trace_out is not None)
+    result = replay(imported, whatif, keep_rows=trace_out is not None, durations=durations)
     if trace_out is not None:
         chrome_trace.write(result.whatif.rows, trace_out)
     warnings_ = list(imported.warnings)
@@ -53,6 +55,17 @@ def report(trace: Path, source_system: str | None, target_system: str | None, se
     kernels = {c: {**v, "whatif_s_per_iteration": result.whatif.kernels.get(c, 0.0),
                    "replayed_s_per_iteration": result.replayed.kernels.get(c, 0.0)}
                for c, v in imported.kernels.items()}
+    coverage = {}
+    if durations == "model":
+        pricer = Recoster(WhatIf(source_system=source_system), imported.graph.world_size)
+        coverage = {"model_coverage": model_coverage(imported, result.measured_iteration_s,
+                                                     pricer)}
+        share = coverage["model_coverage"]["priced_share"]
+        if share < 0.5:
+            warnings_.append(
+                f"model_coverage: the models priced {share:.0%} of the recorded device time "
+                "(kernels without shapes: record with record_shapes=True, or link an Execution "
+                "Trace with --et); the rest is replayed as recorded")
     return {
         "trace": str(trace), "source_system": source_system, "source_note": source_note,
         "files": imported.files, "format": imported.graph.meta.get("source"),

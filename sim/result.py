@@ -40,6 +40,7 @@ class SimResult:
     wall_s: float = 0.0
     band: dict[str, tuple[float, float]] | None = None   # low/high from profile uncertainty
     extra: dict[str, Any] = field(default_factory=dict)
+    power: pd.DataFrame | None = None     # rank, t_s, watts of each simulated rank (sim/energy.py)
 
     def summary(self) -> dict[str, Any]:
         out = {"name": self.name, "iteration_time_s": self.iteration_time_s,
@@ -52,12 +53,15 @@ class SimResult:
         return out | self.extra
 
     def to_chrome_trace(self, path: str | Path | None = None) -> dict[str, Any]:
-        """Chrome/Perfetto trace: pid = rank, tid = stream, one "X" event per node (us)."""
+        """Chrome/Perfetto trace: pid = rank, tid = stream, one "X" event per node (us),
+        and a "power" counter track (watts) per rank."""
         events = [{"name": r.name, "cat": r.category, "ph": "X", "pid": int(r.rank),
                    "tid": r.stream, "ts": r.start * 1e6, "dur": (r.end - r.start) * 1e6}
                   for r in self.timeline.itertuples() if r.end > r.start]
         events += [{"name": "process_name", "ph": "M", "pid": int(rank),
                     "args": {"name": f"rank {rank}"}} for rank in self.timeline["rank"].unique()]
+        from sim.energy import power_counter_events
+        events += power_counter_events(self.power)   # "ph": "C" board power per rank
         trace = {"traceEvents": events, "displayTimeUnit": "ms",
                  "otherData": {"scenario": self.name, "fidelity": self.fidelity}}
         if path is not None:

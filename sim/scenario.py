@@ -43,6 +43,26 @@ class NetworkConfig(_Cfg):
         "flow fidelity: relative tolerance of the max-min solver (0 is exact)"))
 
 
+class CapexConfig(_Cfg):
+    """Capital-cost mode (docs/energy.md): the GPU-hour is the purchase price spread over
+    the lifetime plus the energy at the power price (defaults: hw_models/data/prices.yaml)."""
+    price_per_gpu_usd: float = Field(gt=0, description=(
+        "purchase price per GPU, all-in (system price / GPUs), USD"))
+    lifetime_years: float | None = Field(None, gt=0, description=(
+        "years the price is spread over; default prices.yaml (6, Microsoft's server life)"))
+    power_usd_per_kwh: float | None = Field(None, ge=0, description=(
+        "electricity price, USD/kWh; default prices.yaml (US industrial average, EIA)"))
+
+
+class PoolConfig(_Cfg):
+    """One homogeneous part of a heterogeneous cluster (docs/hardware.md)."""
+    name: str = Field(description="the pool's name, used by stage_pools and replica_pools")
+    system: str | dict[str, Any] = Field(description="catalog system or inline mapping")
+    nodes: int = Field(gt=0, description="nodes of that system in the pool")
+    price_per_gpu_hour: float | None = Field(None, gt=0, description=(
+        "USD per GPU-hour of this pool; default: cluster.price_per_gpu_hour, then prices.yaml"))
+
+
 class ClusterConfig(_Cfg):
     system: str | dict[str, Any] = Field("dgx-h100", description=(
         "catalog system name (clustersim catalog systems) or an inline system mapping"))
@@ -52,6 +72,16 @@ class ClusterConfig(_Cfg):
         "fitted profile: a built-in name or a path to a profile YAML; unset: the system's own"))
     storage: StorageConfig | None = Field(None, description=(
         "checkpoint and data storage tiers and how nodes reach them (docs/reliability.md)"))
+    # Energy and cost (docs/energy.md); pools: a heterogeneous cluster (docs/hardware.md).
+    pue: float = Field(1.0, ge=1.0, description=(
+        "facility power usage effectiveness: energy_j = IT energy x pue"))
+    price_per_gpu_hour: float | None = Field(None, gt=0, description=(
+        "rental price, USD per GPU-hour; default: the system's in prices.yaml"))
+    capex: CapexConfig | None = Field(None, description=(
+        "capital-cost mode instead of rental: purchase price, lifetime, power price"))
+    pools: list[PoolConfig] | None = Field(None, min_length=1, description=(
+        "a heterogeneous cluster: named pools of systems, ranks laid out pool by pool "
+        "(replaces system/nodes)"))
 
 
 class ParallelConfig(_Cfg):
@@ -97,6 +127,13 @@ class ParallelConfig(_Cfg):
         "expert-parallel size of MoE layers: the tp x dp ranks of a stage regrouped as "
         "etp x ep x expert-dp (docs/moe.md)"))
     etp: int = Field(1, gt=0, description="expert tensor-parallel size of MoE layers")
+    # Heterogeneous clusters (sim/pools.py): the pool of each stage, and how layers are
+    # split when pipeline_layers is not given (by stage speed, or evenly).
+    stage_pools: list[str] | None = Field(None, description=(
+        "pool of each pipeline stage (cluster.pools); default: each pool carries its GPUs / "
+        "(tp x dp) consecutive stages"))
+    stage_split: Literal["speed", "even"] = Field("speed", description=(
+        "layers per stage on pools when pipeline_layers is unset: by stage speed or even"))
 
 
 class TrainingWorkload(_Cfg):
@@ -118,8 +155,8 @@ class TrainingWorkload(_Cfg):
     overlap_grad_reduce: bool = Field(True, description=(
         "overlap the data-parallel gradient reduction with the backward pass"))
     overlap_param_gather: bool = Field(False, description=(
-        "ZeRO-1/2: the parameter all-gather runs beside the next iteration's first forward, "
-        "layer by layer (Megatron-LM --overlap-param-gather)"))
+        "ZeRO-1/2: all-gather the updated parameters bucket by bucket under the next "
+        "forward (Megatron-Core --overlap-param-gather), not after the optimizer"))
     grad_reduce_bytes: Literal[2, 4] | None = Field(None, description=(
         "bytes per gradient element in the data-parallel reduction; unset: 4 for bf16 "
         "and fp8 (fp32 main grads), else 2"))

@@ -158,7 +158,8 @@ def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = Non
 
 def host_bw(system: SystemSpec) -> float:
     """Bytes/s of one GPU's host link (catalog); OpCosts' PCIe Gen4 default without one."""
-    return system.host_link_gb_s * 1e9 if system.host_link_gb_s else 25e9
+    gb_s = system.gpu_spec.host_gb_s
+    return gb_s * 1e9 if gb_s else 25e9
 
 
 def system_network(system: SystemSpec, gpus: int, prof: Profile,

@@ -11,9 +11,11 @@ import time
 
 import pandas as pd
 
+from hw_models import profile
+from hw_models.catalog import SystemSpec
 from hw_models.compute import ComputeModel
 from hw_models.errors import OutOfMemoryError
-from hw_models.profile import Profile, band_profiles
+from hw_models.profile import Profile, band_profiles, load_residual_band
 from sim.band import Schedule, corner_time
 from sim.checkpoint_contention import checkpoint_contention
 from sim.costs import OpCosts
@@ -38,22 +40,37 @@ def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
             f"(weights {worst.weights_gib:.1f}, grads {worst.grads_gib:.1f}, optimizer "
             f"{worst.optimizer_gib:.1f}, activations {worst.activations_gib:.1f}) but a "
             f"{setup.gpu.name} has {cap:.1f} GiB; try more tp/pp, zero>=1, recompute or a "
-            "smaller micro_batch")
+            "smaller micro_batch" + (", or grad_reduce_bytes: 2 (a bf16 gradient buffer, as "
+                                     "NeMo's performance recipes)" if setup.options.grad_bytes == 4
+                                     else ""))
 
 
-def simulate(sc: Scenario, prof: Profile | None = None,
-             band: bool = True) -> SimResult | InferenceResult:
+def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
+             residuals: bool = True) -> SimResult | InferenceResult:
     """One training iteration (a SimResult), or a serving run for ``workload.kind:
     inference`` (an InferenceResult, sim/simulate_inference.py). ``band``: when the profile
     carries bootstrap uncertainty, also re-time the played training graph with the profile's
     fast and slow corners (hw_models.profile.band_profiles) and report ``result.band``
-    (low, high)."""
+    (low, high), widened by the validation residuals unless ``residuals`` is False (the
+    validation suites themselves use the bare bootstrap band: a band must not be judged
+    by itself)."""
+    if sc.cluster.pools:                     # heterogeneous cluster: sim/pools.py
+        if len(sc.cluster.pools) > 1 and sc.workload.kind == "inference":
+            from sim.serving_pools import simulate_serving_pools
+            return simulate_serving_pools(sc)
+        if len(sc.cluster.pools) > 1:
+            from sim.pools import simulate_pools
+            return simulate_pools(sc)
+        one = sc.cluster.pools[0]
+        sc = sc.model_copy(update={"cluster": sc.cluster.model_copy(
+            update={"system": one.system, "nodes": one.nodes, "pools": None})})
     if sc.workload.kind == "inference":
         return simulate_inference(sc, prof)
-    return simulate_training(sc, prof, band)
+    return simulate_training(sc, prof, band, residuals)
 
 
-def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = True) -> SimResult:
+def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = True,
+                      residuals: bool = True) -> SimResult:
     """One training iteration of a ``workload.kind: training`` scenario."""
     t0 = time.perf_counter()
     setup = resolve_setup(sc)
@@ -76,14 +93,22 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
     mflops = model_flops(model, tokens)
     hw_flops = mflops * recompute_factor(setup)
     lo_hi = band_times(setup, graph, prof, engine) if band and prof.uncertainty else None
+    if lo_hi is not None and residuals:
+        lo_hi = widen_with_residuals(lo_hi)
     # An async checkpoint write on the same fabric (flow fidelity, docs/reliability.md).
     contention = checkpoint_contention(setup, graph, prof, t_iter)
+    timeline = timeline_frame(rows)
+    from sim.cost import energy_and_cost
+    from sim.energy import Part, Parts
+    money, power = energy_and_cost(timeline, graph, lambda rank: engine.costs,
+                                   Parts([Part(setup.system, sc.cluster.nodes)]), sc.cluster,
+                                   t_iter, tokens)
     return SimResult(
         name=sc.name, fidelity=engine.network.fidelity,
         iteration_time_s=t_iter, tokens_per_s=tokens / t_iter,
         tflops_per_gpu=mflops / t_iter / world / 1e12, mfu=mflops / (t_iter * world * peak),
         hfu=hw_flops / (t_iter * world * peak), memory_peak_gib=float(mem.total_gib.max()),
-        breakdown=breakdown(rows, graph), memory=mem, timeline=timeline_frame(rows),
+        breakdown=breakdown(rows, graph), memory=mem, timeline=timeline, power=power,
         world_size=world, events=engine.events, wall_s=time.perf_counter() - t0,
         band=None if lo_hi is None else {
             "iteration_time_s": lo_hi, "tokens_per_s": (tokens / lo_hi[1], tokens / lo_hi[0]),
@@ -93,7 +118,14 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
                         "cp": plan.cp, "schedule": plan.effective_schedule,
                         **({"ep": plan.ep, "etp": plan.etp} if model.is_moe else {})},
                **moe_summary(setup, rows),
+               "calibration": calibration_of(setup.system, prof), **money,
                **({"checkpoint_contention": contention} if contention else {})})
+
+
+def calibration_of(system: SystemSpec, prof: Profile) -> dict[str, str]:
+    """How this run's time model is calibrated (measured / fitted / roofline-assumed)."""
+    key = system.gpu if isinstance(system.gpu, str) else system.gpu.name
+    return profile.calibration_status(prof, key)
 
 
 def band_times(setup: Setup, graph, prof: Profile, engine) -> tuple[float, float]:
@@ -110,6 +142,14 @@ def band_times(setup: Setup, graph, prof: Profile, engine) -> tuple[float, float
         costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), net)
         times.append(corner_time(schedule, graph, costs, net, network, engine.costs))
     return min(times), max(times)
+
+
+def widen_with_residuals(lo_hi: tuple[float, float]) -> tuple[float, float]:
+    """The bootstrap band widened by the validation suites' residual spread (a separate
+    step from how the corners are played: hw_models.profile.ResidualBand, written by
+    ``python -m calibration.dashboard --write-band``). Without a stored band: unchanged."""
+    rb = load_residual_band()
+    return lo_hi if rb is None else rb.widen(*lo_hi)
 
 
 def moe_summary(setup: Setup, rows) -> dict:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hw_models import profile
 from hw_models.compute import ComputeModel
 from hw_models.errors import InfeasiblePlanError, OutOfMemoryError
 from hw_models.jsonio import dumps
@@ -56,6 +57,8 @@ class InferenceResult:
                   for r in it.itertuples()]
         events += [{"name": "process_name", "ph": "M", "pid": int(p), "args": {"name": f"replica {p}"}}
                    for p in it.replica.unique()]
+        from sim.energy import serving_power_events
+        events += serving_power_events(it, self.extra.get("energy"))   # "ph": "C" watts per GPU
         trace = {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"scenario": self.name}}
         if path is not None:
             Path(path).write_text(dumps(trace))
@@ -142,8 +145,23 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
              "weights_gib_per_gpu": it.weight_bytes_per_gpu() / GIB, "iterations": len(iters),
              "cost_evaluations": it.evaluations, "mean_batch": float(iters.batch.mean()) if len(iters) else 0.0,
              "max_batch_seen": int(iters.batch.max()) if len(iters) else 0}
+    extra |= serving_money(sc, cl.system, iters, span, float(df.output_len.sum()))
+    extra["calibration"] = profile.calibration_status(
+        prof, cl.system.gpu if isinstance(cl.system.gpu, str) else cl.system.gpu.name)
     return InferenceResult(sc.name, metrics, df, iters, w.replica_count * span,
                            time.perf_counter() - t0, extra)
+
+
+def serving_money(sc: Scenario, system, iters: pd.DataFrame, span: int, tokens: float) -> dict:
+    """energy_j, joules_per_token (per generated token), cost_usd of the whole serving run."""
+    from sim.cost import cost_fields
+    from sim.energy import Part, Parts, serving_energy
+    parts = Parts([Part(system, sc.cluster.nodes)])   # the whole cluster draws and is paid
+    gpus = parts.world
+    energy = serving_energy(iters, parts, {}, span, tokens, sc.cluster.pue)
+    seconds = float(iters.end_s.max()) if len(iters) else 0.0
+    return energy | cost_fields([(system, gpus)], sc.cluster, seconds, tokens,
+                                energy.get("energy_j"))
 
 
 def make_replicas(w: InferenceWorkload, blocks: int) -> list[schedulers.Replica]:

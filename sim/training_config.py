@@ -83,8 +83,8 @@ def offload_options(w, system, model, plan, flash: bool):
     cfg = w.offload
     if cfg is None or (cfg.activations == 0 and not cfg.optimizer):
         return OffloadOptions()
-    if system.host_link_gb_s is None:
-        raise ClusterSimError("workload.offload needs the system's host_link_gb_s in the catalog")
+    if system.gpu_spec.host_gb_s is None:
+        raise ClusterSimError("workload.offload needs the GPU's host link (host_gb_s) in the catalog")
     if cfg.optimizer and system.host_mem_gb_s is None:
         raise ClusterSimError("workload.offload.optimizer needs the system's host_mem_gb_s "
                               "(host DRAM bandwidth) in the catalog")

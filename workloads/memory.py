@@ -72,23 +72,26 @@ def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recom
     if recompute == "full":
         return 2 * sbh / shard                   # only the layer input is kept
     kv = model.kv_heads_ / a
+    mask = sbh / shard if model.dropout else 0.0  # 1-byte mask after attention and MLP
     norms = 4 * sbh / shard                      # two norm inputs
     attn = (2 * sbh / shard                      # QKV input
             + 2 * sbh * (1 + 2 * kv) / t         # Q, K, V
             + 2 * sbh / t                        # projection input
-            + sbh / shard)                       # dropout mask
+            + mask)
     if recompute != "selective" and not flash:
-        attn += 5 * a * s * s * b / t            # softmax out, dropout mask, dropout out
+        # softmax output; with dropout also its 1-byte mask and the dropout output
+        attn += (5 if model.dropout else 2) * a * s * s * b / t
     up = model.ffn * (2 if model.gated else 1)
     mlp = (2 * sbh / shard                       # MLP input
            + 2 * s * b * up / t                  # activation input
            + 2 * s * b * model.ffn / t           # activation output
-           + sbh / shard)                        # dropout mask
+           + mask)
     return norms + attn + mlp
 
 
 def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:
-    """Model chunks whose activations a stage holds at its peak (1F1B warm-up depth)."""
+    """Model chunks whose activations a stage holds at its peak (1F1B warm-up depth;
+    Megatron-Core's interleaved warm-up: 2 (p - rank - 1) + (v - 1) p, plus one)."""
     m, p, v = plan.microbatches, plan.pp, plan.vpp
     kind = plan.effective_schedule
     if kind not in ("gpipe", "interleaved", "1f1b"):
@@ -100,20 +103,27 @@ def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:
     return min(p - stage, m)
 
 
-def _live(model: ModelSpec, plan: ParallelPlan, stage: int) -> tuple[float, float, bool, bool]:
-    """(layers whose activations are live at the peak, microbatches in flight, holds the
-    embedding, holds the head) of a stage."""
+def _live(model: ModelSpec, plan: ParallelPlan, stage: int) -> tuple[float, float, float, bool, bool]:
+    """(layers whose activations are live at the peak, chunks in flight, microbatches whose
+    embedding output is held, holds the embedding, holds the head) of a stage."""
     if plan.effective_schedule in ("gpipe", "interleaved", "1f1b") and plan.chunks == plan.vpp \
             and not (plan.embedding_in_split or plan.loss_in_split):
         chunks = in_flight_chunks(plan, stage)
         layers = chunks * plan.stage_layers(model.layers)[stage] / plan.vpp
-        return layers, chunks, stage == 0, stage == plan.pp - 1
+        return layers, chunks, in_flight_microbatches(plan, stage), stage == 0, stage == plan.pp - 1
     pipe = pipeline_of(plan, model.layers)
     layers = pipe.peak_live_layers(stage)
     first = any(pipe.is_first(stage, c) for c in range(plan.chunks))
     last = any(pipe.is_last(stage, c) for c in range(plan.chunks))
     per_chunk = max(pipe.rank_layers(stage) / plan.chunks, 1)
-    return layers, layers / per_chunk, first, last
+    return layers, layers / per_chunk, layers / per_chunk, first, last
+
+
+def in_flight_microbatches(plan: ParallelPlan, stage: int) -> int:
+    """Microbatches one model chunk of a stage holds at its peak: the in-flight chunks
+    spread over the stage's ``vpp`` chunks (Megatron-Core's theoretical memory counts the
+    embedding for ceil((1 + (p-1)/(p v)) p) microbatches under interleaving, p without)."""
+    return -(-in_flight_chunks(plan, stage) // plan.vpp)
 
 
 def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
@@ -125,7 +135,7 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
     weights, grads, optimizer = model_states(params, plan.shard_group, plan.zero, grad_bytes,
                                              param_bytes)
     local = model.with_seq_len(model.seq_len // plan.cp)      # a CP rank's tokens
-    live_layers, in_flight, first, last = _live(model, plan, stage)
+    live_layers, in_flight, emb_mb, first, last = _live(model, plan, stage)
     if offload is not None and offload.activations > 0:   # the layer at work stays resident
         live_layers = live_layers * (1 - offload.activations) + offload.activations
     if model.uniform:
@@ -143,8 +153,9 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
     if offload is not None and offload.optimizer:
         optimizer = 0.0
     sbh = local.seq_len * plan.micro_batch * model.hidden
-    if first:       # embedding output and its dropout mask, per microbatch in flight
-        acts += in_flight * 3 * sbh / (plan.tp if plan.sp else 1)
+    if first:       # embedding output (and its dropout mask), per microbatch in flight
+        # Only the first model chunk holds it, so interleaving does not multiply it by vpp.
+        acts += emb_mb * (3 if model.dropout else 2) * sbh / (plan.tp if plan.sp else 1)
     if last:   # fp32 logits of the microbatch being processed
         acts += 4 * local.seq_len * plan.micro_batch * model.vocab / plan.tp
     return StageMemory(stage, weights, grads, optimizer, acts,

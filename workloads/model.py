@@ -31,6 +31,9 @@ class ModelSpec(BaseModel):
     bias: bool = True                  # linear layers carry biases (GPT) or not (Llama)
     rope: bool = False                 # rotary positions (no learned position table)
     tied_embeddings: bool = True       # output layer shares the word-embedding matrix
+    # Trained with dropout (GPT-3, the Megatron-LM papers: p = 0.1). Modern recipes
+    # (Llama 3, Nemotron-4) set it to 0, and PyTorch then stores no masks.
+    dropout: bool = True
     # Mixture of experts, attention variants, MTP, windows: workloads/moe.py, docs/moe.md.
     kv_channels: int | None = Field(default=None, gt=0)   # head dim when not hidden/heads
     qk_norm: bool = False              # per-head RMSNorm of Q and K (Qwen3)

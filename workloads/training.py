@@ -60,7 +60,10 @@ class TrainingOptions:
     param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers (fp8 params: 1)
     fp8_recipe: str | None = None       # workloads/fp8.py; None: GEMMs in ``dtype``
     offload: OffloadOptions = OffloadOptions()   # workloads/offload.py
-    overlap_param_gather: bool = False  # ZeRO-1/2 parameter all-gather beside the next forward
+    # ZeRO-1/2 (distributed optimizer): all-gather the updated parameters bucket by bucket
+    # under the next step's first forward (Megatron-Core ``overlap_param_gather``) instead
+    # of after the optimizer.
+    overlap_param_gather: bool = False
     moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
 
 
@@ -73,7 +76,8 @@ class _Stage:
     pipe: Pipeline
     ops: StageOps
     w: list[Block] = field(default_factory=list)       # per chunk: weight-gradient pass
-    gathered: set = field(default_factory=set)         # chunks whose parameter gather is placed
+    gathered: set = field(default_factory=set)         # chunks whose first forward is placed
+    gathers: list = field(default_factory=list)        # overlap_param_gather: per chunk, layer
     inp: list[Block] = field(default_factory=list)     # per chunk: input-gradient pass
     fwd: list[Block] = field(default_factory=list)     # per chunk
     bwd: list[Block] = field(default_factory=list)     # per chunk
@@ -190,6 +194,8 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
     pairs = set(st.pipe.pairs(st.index))
     offload = ActivationOffload(g, st, opts.offload)
     merged = set()
+    if _gathers_overlap(model, plan, opts):
+        st.gathers = _param_gathers(g, model, plan, opts, st)
     for k, (mb, c, step) in enumerate(steps):
         if k in merged:
             continue
@@ -220,9 +226,10 @@ def _add_step(g, plan: ParallelPlan, model, opts, st: _Stage, mb: int, c: int, s
     when DP gradient buckets overlap it (and every backward under ZeRO-2)."""
     split = plan.grad_dp > 1 and plan.effective_schedule not in SPLIT_BACKWARD
     if step == "F":
-        node = _gathered_forward(g, plan, model, opts, st, mb, c, deps)
-        return node if node is not None else g.add(
-            st.rank, "compute", st.fwd[c], deps, "compute", f"F{mb}_c{c}", mb=mb, chunk=c)
+        if st.gathers and c not in st.gathered:     # the chunk's first forward, per layer
+            st.gathered.add(c)
+            return _split_forward(g, plan, st, mb, c, deps, st.gathers[c])
+        return g.add(st.rank, "compute", st.fwd[c], deps, "compute", f"F{mb}_c{c}", mb=mb, chunk=c)
     if step in ("I", "W"):
         block = st.inp[c] if step == "I" else st.w[c]
         return g.add(st.rank, "compute", block, deps, "compute", f"{step}{mb}_c{c}", mb=mb, chunk=c)
@@ -232,33 +239,6 @@ def _add_step(g, plan: ParallelPlan, model, opts, st: _Stage, mb: int, c: int, s
             _zero2_reduce_scatter(g, model, plan, opts, st, mb, c)
         return node
     return g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
-
-
-def _gathered_forward(g, plan: ParallelPlan, model, opts: TrainingOptions, st: _Stage, mb: int,
-                      c: int, deps) -> int | None:
-    """With ``overlap_param_gather`` (Megatron-LM's --overlap-param-gather) the parameter
-    all-gather after one iteration's optimizer step overlaps the next iteration's first
-    forward: each layer of a chunk's first forward waits for its own layer's gather, all
-    gathers queued on the DP channel from the start (so a later stage uses the time it
-    waits for its first activation). One node per layer; None when not applicable."""
-    if not (opts.overlap_param_gather and plan.zero in (1, 2) and plan.grad_dp > 1) \
-            or c in st.gathered or st.pipe.chunk_layers(st.index, c) == 0:
-        return None
-    st.gathered.add(c)
-    group = CommGroup(plan.dp_group(st.index), "dp")
-    units = unit_params(model, plan, st.index, c)
-    ops, n = st.ops, len(units)
-    node = None
-    for i, n_params in enumerate(units):
-        op = Collective("all_gather", n_params * opts.param_bytes, group, seq=-(c * 10**4 + i) - 1,
-                        name="param_all_gather")
-        gather = g.add(st.rank, "dp", op, (), "dp", f"param_gather_c{c}_l{i}", chunk=c)
-        block = Block((ops.emb_fwd if i == 0 and st.pipe.is_first(st.index, c) else ()) + ops.fwd
-                      + (ops.head_fwd if i == n - 1 and st.pipe.is_last(st.index, c) else ()),
-                      f"fwd_layer_c{c}")
-        node = g.add(st.rank, "compute", block, [*(deps if i == 0 else ()), gather], "compute",
-                     f"F{mb}_c{c}_l{i}", mb=mb, chunk=c)
-    return node
 
 
 def _merge_pair(g, st: _Stage, steps, k: int, deps: list, offload) -> bool:
@@ -317,6 +297,53 @@ def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
     st.last_bwd_layers[c] = nodes
     st.bwd_layers[(mb, c)] = nodes
     return nodes[-1]
+
+
+def _gathers_overlap(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> bool:
+    """Dense models only: a MoE stage keeps its gather after the optimizer (its expert
+    parameters shard over another group, workloads/moe_training.py)."""
+    return opts.overlap_param_gather and plan.zero in (1, 2) and plan.grad_dp > 1 and model.uniform
+
+
+def _param_gathers(g, model, plan, opts: TrainingOptions, st: _Stage) -> list[list[int]]:
+    """ZeRO-1/2 with ``overlap_param_gather``: the parameter all-gather of the step before,
+    in buckets of ``bucket_params`` in forward order, issued on the DP channel at the start
+    of the step; returns, per chunk and layer, the gather that layer's first forward waits
+    for (the steady state of Megatron-Core's gather under the next forward)."""
+    group = CommGroup(plan.dp_group(st.index), "dp")
+    out: list[list[int]] = []
+    acc, pending, seq = 0.0, [], 10**6
+    for c in range(plan.chunks):
+        out.append([])
+        units = unit_params(model, plan, st.index, c)
+        for n_params in units:
+            acc += n_params
+            pending.append((c, len(out[c])))
+            out[c].append(-1)
+            if acc >= opts.bucket_params or (c == plan.chunks - 1 and len(out[c]) == len(units)):
+                op = Collective("all_gather", acc * opts.param_bytes, group, seq=seq,
+                                name="param_all_gather")
+                node = g.add(st.rank, "dp", op, (), "dp", "param_all_gather")
+                for cc, i in pending:
+                    out[cc][i] = node
+                acc, pending, seq = 0.0, [], seq + 1
+    return out
+
+
+def _split_forward(g, plan, st: _Stage, mb: int, c: int, deps, gathers: list[int]) -> int:
+    """The chunk's first forward, one node per layer, each after its parameters' gather."""
+    per_chunk = max(1, st.pipe.chunk_layers(st.index, c))
+    node = None
+    for i in range(per_chunk):
+        ops = st.ops.fwd if st.pipe.chunk_layers(st.index, c) else ()
+        if i == 0 and st.pipe.is_first(st.index, c):
+            ops = st.ops.emb_fwd + ops
+        if i == per_chunk - 1 and st.pipe.is_last(st.index, c):
+            ops = ops + st.ops.head_fwd
+        prev = list(deps) if node is None else [node]
+        node = g.add(st.rank, "compute", Block(ops, f"fwd_layer_c{c}"), prev + [gathers[i]],
+                     "compute", f"F{mb}_c{c}_l{i}", mb=mb, chunk=c)
+    return node
 
 
 def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> list[float]:
@@ -422,7 +449,7 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
     else:
         opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
         step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
-    if plan.zero in (1, 2) and plan.grad_dp > 1 and not opts.overlap_param_gather:
+    if plan.zero in (1, 2) and plan.grad_dp > 1 and not _gathers_overlap(model, plan, opts):
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")

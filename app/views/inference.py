@@ -179,6 +179,11 @@ def render() -> None:
         return
     with top:
         _headline(res)
+        from app.views.results import calibration_text, energy_cost_text
+        if text := energy_cost_text(res, "run"):
+            st.caption(text)
+        if text := calibration_text(res):
+            st.caption(f"Calibration: {text}")
     st.dataframe(percentiles(res.metrics).style.format("{:.2f}"), width="stretch")
     _histogram(res)
     _timeline(res)

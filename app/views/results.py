@@ -37,6 +37,34 @@ def _metrics(res: SimResult) -> None:
                    "prediction interval [low, high]")
 
 
+def calibration_text(res: SimResult) -> str:
+    """How the run's time model is calibrated, per pool where the cluster has pools."""
+    pools = res.extra.get("pools")
+    cals = [(p["name"], p["calibration"]) for p in pools] if pools else \
+        [("", res.extra["calibration"])] if "calibration" in res.extra else []
+    return "; ".join(f"{name + ': ' if name else ''}{c['status']} (profile {c['profile']}: "
+                     f"{c['detail']})" for name, c in cals)
+
+
+def energy_cost_text(res, unit: str = "iteration") -> str:
+    """Energy and cost of a training iteration or a serving run (docs/energy.md)."""
+    x = res.extra
+    parts = []
+    if x.get("energy_j") is not None:
+        parts.append(f"energy {x['energy_j'] / 1e3:,.1f} kJ per {unit}, "
+                     f"{x['avg_power_w_per_gpu']:,.0f} W per GPU, "
+                     f"{x['joules_per_token']:.3g} J/token")
+    elif "energy" in x:
+        parts.append("energy not computed: " + "; ".join(x["energy"]["not_counted"]))
+    if x.get("cost_usd") is not None:
+        parts.append(f"${x['cost_usd']:.4g} per {unit}, "
+                     f"${x['cost_usd_per_million_tokens']:.3g} per million tokens "
+                     f"({x['cost']['mode']})")
+    elif "cost" in x:
+        parts.append(x["cost"].get("missing", ""))
+    return " | ".join(parts)
+
+
 def _breakdown(res: SimResult) -> None:
     df = pd.DataFrame({"part": list(res.breakdown), "seconds": list(res.breakdown.values())})
     df["share"] = df.seconds / res.iteration_time_s
@@ -75,6 +103,10 @@ def render() -> None:
         return
     st.caption(f"{res.name}: {res.world_size} GPUs, fidelity {res.fidelity}")
     _metrics(res)
+    if text := energy_cost_text(res):
+        st.caption(text)
+    if text := calibration_text(res):
+        st.caption(f"Calibration: {text}")
     _breakdown(res)
     _memory(res)
     _timeline(res)

@@ -2,8 +2,9 @@
 over the current scenario, or a Parquet that ``clustersim sweep --out`` wrote.
 
 Shows the best throughput per tp x pp, the Pareto fronts the engine's summary defines
-(tokens/s vs GPUs, and vs USD per hour where the catalog has prices) and the top plans,
-any of which can be loaded back into the Scenario page.
+(tokens/s vs GPUs, vs USD per hour where the catalog has prices, vs joules per token on
+DES-verified rows) and the top plans by the chosen objective (time, cost or energy), any
+of which can be loaded back into the Scenario page.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ MODES = ["tp x pp (rest as in the scenario)", "plans: auto (tp, pp, vpp, micro b
 _INT = {"tp", "pp", "dp", "vpp", "micro_batch", "zero", "global_batch"}
 
 
+OBJECTIVES = {"time (tokens/s)": "time", "cost (USD per million tokens)": "cost",
+              "energy (J per token, DES-verified rows)": "energy"}
+
+
 def sweep_file(base: dict, auto: bool, tps: list[int], pps: list[int], nodes: list[int],
-               systems: list[str]) -> dict[str, Any]:
+               systems: list[str], objective: str = "time") -> dict[str, Any]:
     """The sweep file (as ``clustersim sweep`` reads it) for the page's choices."""
     w = base.get("workload", {})
     par = w.get("parallel", {})
@@ -42,7 +47,7 @@ def sweep_file(base: dict, auto: bool, tps: list[int], pps: list[int], nodes: li
         axes["cluster.nodes"] = sorted(nodes)
     if systems:
         axes["cluster.system"] = sorted(systems)
-    return {"base": base, "plans": plans, "axes": axes, "top": 10}
+    return {"base": base, "plans": plans, "axes": axes, "top": 10, "objective": objective}
 
 
 def plan_of(row: pd.Series) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -80,9 +85,12 @@ def _controls(base: dict) -> None:
                                  default=[cl.get("system", "dgx-h100")], key="sw_systems")
         verify = c5.number_input("DES on the top K", 0, 20, 0, key="sw_verify",
                                  help="--verify-top: re-run the best K with the full simulator")
+        goal = st.radio("Optimise for", list(OBJECTIVES), key="sw_objective", horizontal=True,
+                        help="energy ranks the DES-verified rows: set 'DES on the top K'")
         go = st.form_submit_button("Run sweep")
     if go:
-        sf = sweep_file(base, mode == MODES[1], tps, pps, nodes, systems)
+        sf = sweep_file(base, mode == MODES[1], tps, pps, nodes, systems, OBJECTIVES[goal])
+        st.session_state["sweep_objective"] = OBJECTIVES[goal]
         try:
             frame, _ = core.sweep(sf, int(verify))
         except ClusterSimError as exc:
@@ -137,11 +145,14 @@ def pareto_chart(frame: pd.DataFrame, ok: pd.DataFrame, cost: str, title: str) -
 
 
 def _top(frame: pd.DataFrame) -> None:
-    top = summary.ranked(frame).head(10).reset_index(drop=True)
+    objective = st.session_state.get("sweep_objective", "time")
+    top = summary.ranked(frame, objective).head(10).reset_index(drop=True)
     top.insert(0, "plan", [summary.plan_label(r) for _, r in top.iterrows()])
     cols = [c for c in ("plan", "gpus", "iteration_time_s", "tokens_per_s", "mfu",
-                        "memory_peak_gib", "usd_per_mtoken", "des_iteration_time_s") if c in top]
-    st.subheader("Top plans")
+                        "memory_peak_gib", "usd_per_mtoken", "des_iteration_time_s",
+                        "des_joules_per_token", "des_cost_usd_per_mtoken", "pool_mix",
+                        "joules_per_token") if c in top]
+    st.subheader(f"Top plans (by {objective})")
     st.dataframe(top[cols], width="stretch")
     pick = st.selectbox("Open a plan in the Scenario page", top.plan.tolist(), key="sw_pick")
     if st.button("Load plan", key="sw_load") and pick is not None:
@@ -177,4 +188,9 @@ def render() -> None:
     if "usd_per_hour" in ok and ok.usd_per_hour.notna().any():
         pareto_chart(frame, ok, "usd_per_hour", "Pareto front: tokens/s vs USD per hour "
                      "(catalog list prices)")
+    energy = summary.energy_column(ok)
+    if energy is not None:
+        sim = ok.assign(j_per_token=energy)[energy.notna()]
+        pareto_chart(sim, sim, "j_per_token",
+                     "Pareto front: tokens/s vs joules per token (simulated rows)")
     _top(frame)

@@ -100,6 +100,8 @@ def _plane(b: GraphBuilder, ctx: Context, nics, rail: bool, port: float) -> None
 def _clos(b: GraphBuilder, ctx: Context, rail: bool, planes: int) -> None:
     if planes < 1:
         raise ClusterSimError(f"cluster.network.planes must be >= 1, got {planes}")
+    if ctx.world <= ctx.domain and ctx.system.nics_per_node < 1:
+        return   # one scale-up domain and no NICs (a TPU v6e pod): nothing to build
     nics = _nics(b, ctx)
     if planes == 1:
         _plane(b, ctx, nics, rail, nics[0][3])

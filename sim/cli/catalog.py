@@ -20,14 +20,17 @@ class Kind(str, Enum):
 def table(kind: Kind) -> pd.DataFrame:
     if kind is Kind.gpus:
         rows = [{"gpu": k, "name": g.name, "bf16_tflops": g.peak_tflops.get("bf16"),
-                 "fp8_tflops": g.peak_tflops.get("fp8"), "hbm_gb": g.hbm_gb,
-                 "hbm_tb_s": g.hbm_tb_s, "scale_up_gb_s": g.scale_up_gb_s, "source": g.source}
+                 "fp8_tflops": g.peak_tflops.get("fp8"), "fp4_tflops": g.peak_tflops.get("fp4"),
+                 "hbm_gb": g.hbm_gb, "hbm_tb_s": g.hbm_tb_s, "scale_up_gb_s": g.scale_up_gb_s,
+                 "tdp_w": g.tdp_w, "dtypes": ",".join(g.dtypes),
+                 "calibration": _status(k, g.profile), "source": g.source}
                 for k, g in catalog.gpus().items()]
     elif kind is Kind.systems:
         rows = [{"system": k, "gpu": s.gpu, "gpus_per_node": s.gpus_per_node,
                  "scale_up": s.scale_up.kind, "domain_gpus": s.scale_up.domain_gpus,
                  "scale_up_gb_s": s.scale_up.gb_s_per_gpu, "nics": s.nics_per_node,
-                 "nic_gbps": s.nic_gbps, "source": s.source}
+                 "nic_gbps": s.nic_gbps, "usd_per_gpu_hour": s.cost_per_gpu_hour_usd,
+                 "source": s.source}
                 for k, s in catalog.systems().items()]
     else:
         from workloads.model import presets
@@ -40,6 +43,12 @@ def table(kind: Kind) -> pd.DataFrame:
                  "activation": m.activation, "source": m.source}
                 for k, m in presets().items()]
     return pd.DataFrame(rows)
+
+
+def _status(gpu_key: str, profile_name: str) -> str:
+    """measured / fitted / roofline-assumed: how the part's time model is calibrated."""
+    from hw_models import profile
+    return profile.calibration_status(profile.load(profile_name), gpu_key)["status"]
 
 
 def register(app: typer.Typer) -> None:

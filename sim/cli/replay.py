@@ -30,6 +30,10 @@ def register(app: typer.Typer) -> None:
         export_chakra: Path = typer.Option(None, "--export-chakra",
                                            help="write the imported graph as Chakra ET files "
                                            "(one <dir>/et.<rank>.et per rank)"),
+        durations: str = typer.Option("measured", "--durations",
+                                      help="measured: replay recorded times; model: price "
+                                      "kernels and collectives from their shapes and sizes "
+                                      "with the compute and collective models"),
     ) -> None:
         """Replay a PyTorch trace (Kineto, Execution Trace, Chakra); predict its iteration time
         on other hardware."""
@@ -37,8 +41,10 @@ def register(app: typer.Typer) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                if durations not in ("measured", "model"):
+                    raise ClusterSimError(f"--durations {durations!r}; allowed: measured, model")
                 data = report(trace, source_system, target_system, sets, trace_out, et,
-                              export_chakra)
+                              export_chakra, durations)
         except ClusterSimError as exc:
             fail(str(exc))
         typer.echo(f"note: {data['source_note']}", err=True)

@@ -30,7 +30,33 @@ def render_inference(res) -> str:
               f"preemptions         {m['preemptions']}",
               f"iterations          {res.extra['iterations']} (mean batch {res.extra['mean_batch']:.1f})",
               f"wall time           {res.wall_s:.2f} s"]
-    return "\n".join(lines)
+    return "\n".join(lines + money_lines(res.extra, "run"))
+
+
+MONEY_KEYS = ("energy_j", "avg_power_w_per_gpu", "joules_per_token", "cost_usd",
+              "cost_usd_per_million_tokens")
+
+
+def money_lines(x: dict, unit: str) -> list[str]:
+    """Energy, cost and calibration lines of a result (docs/energy.md, docs/hardware.md)."""
+    out = []
+    if x.get("energy_j") is not None:
+        e = x["energy"]
+        out.append(f"energy              {x['energy_j'] / 1e3:,.2f} kJ per {unit} "
+                   f"({x['avg_power_w_per_gpu']:,.0f} W per GPU, {x['joules_per_token']:.3g} "
+                   f"J/token, pue {e['pue']:g}; not counted: {', '.join(e['not_counted'])})")
+    elif "energy" in x:
+        out.append(f"energy              not computed: {'; '.join(x['energy']['not_counted'])}")
+    if x.get("cost_usd") is not None:
+        out.append(f"cost                ${x['cost_usd']:.4g} per {unit}, "
+                   f"${x['cost_usd_per_million_tokens']:.4g} per million tokens ({x['cost']['mode']})")
+    elif "cost" in x:
+        out.append(f"cost                {x['cost'].get('missing', '')}")
+    cals = [(p["name"] + ": ", p["calibration"]) for p in x.get("pools", []) if "calibration" in p]
+    cals = cals or ([("", x["calibration"])] if "calibration" in x else [])
+    for name, c in cals:
+        out.append(f"calibration         {name}{c['status']} (profile {c['profile']})")
+    return out
 
 
 def render_moe(moe: dict, res: SimResult) -> list[str]:
@@ -72,14 +98,25 @@ def render(res: SimResult) -> str:
     for k, v in sorted(res.breakdown.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {k:10s} {fmt_s(v, 9)} s  {v / t:6.1%}")
     for k, v in res.extra.items():
-        if k not in ("nodes", "plan", "microbatches") and not isinstance(v, dict | list):
+        if k not in ("nodes", "plan", "microbatches", *MONEY_KEYS) and not isinstance(v, dict | list):
             lines.append(f"{k:20s}{v}")
+    lines += money_lines(res.extra, "iteration")
+
     if moe := res.extra.get("moe"):
         lines += render_moe(moe, res)
     if cc := res.extra.get("checkpoint_contention"):    # async write on the fabric (flow)
         lines.append(f"with async ckpt    {cc['iteration_s_with']:.4f} s/iter ({cc['attach']} storage; "
                      f"write {cc['write_s']:.3g} s over {cc['overlapped_steps']:.3g} steps)")
     return "\n".join(lines)
+
+
+def whole_run_money(sc, step: dict, step_s: float, run: dict) -> dict:
+    """Energy (restarts and checkpoint stalls at idle power) and cost of a whole run."""
+    from sim.cost import run_cost
+    from sim.energy import parts_of, run_energy
+    energy = run_energy(step, parts_of(sc), step_s, run, sc.cluster.pue)
+    return energy | {"cost_usd": run_cost(step, step_s, run["run_days"] * 86400.0,
+                                          energy.get("energy_j"))}
 
 
 def register(app: typer.Typer) -> None:
@@ -104,6 +141,7 @@ def register(app: typer.Typer) -> None:
         if sc.run is not None:          # a whole run: failures, checkpoints, stragglers
             from sim.reliability import run_summary
             run = run_summary(sc, res.iteration_time_s, res.extra.get("checkpoint_contention"))
+            run |= whole_run_money(sc, summary, res.iteration_time_s, run)
             summary = {**summary, "run": run}
             text += "\nwhole run (seeded Monte-Carlo, docs/reliability.md):\n" + "\n".join(
                 f"  {k:24s}{v:.4g}" if isinstance(v, float) else f"  {k:24s}{v}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from sim.cli.common import Format, emit
+from sim.cli.common import Format, emit, fail
 
 validate_app = typer.Typer(no_args_is_help=True, help="Validation against published measurements.")
 
@@ -30,6 +30,37 @@ def korthikanti(format: Format = typer.Option(Format.table, "--format")) -> None
     """Korthikanti et al. Table 4: one 22B layer's forward/backward time, TP=8 on DGX A100."""
     from calibration import reports
     _emit(reports.korthikanti(), format)
+
+
+@validate_app.command("energy-llama1")
+def energy_llama1(format: Format = typer.Option(Format.table, "--format")) -> None:
+    """LLaMA-1 Table 15 (GPU-hours, MWh on 2048 A100) and metered H100 node power."""
+    from calibration import validate_energy
+    _emit(validate_energy.report(), format)
+
+
+@validate_app.command("all")
+def all_suites(format: Format = typer.Option(Format.table, "--format",
+                                             help="table (Markdown) or json"),
+               suite: list[str] = typer.Option(None, "--suite",
+                                               help="only these suites (repeatable)")) -> None:
+    """Every validation suite in one dashboard: each measurement with predicted, published,
+    error and whether the prediction band covers it; median, p90 and worst per suite."""
+    from calibration import reports
+    from hw_models.errors import ClusterSimError
+    try:
+        report = reports.dashboard(suite or None)
+    except ClusterSimError as exc:
+        fail(str(exc))
+    _emit(report, format)
+
+
+@validate_app.command("replay")
+def replay_traces(format: Format = typer.Option(Format.table, "--format")) -> None:
+    """Model-only replay of the real GPU traces: error per trace, the share of device time
+    the models priced, and why a trace does not test the models where it does not."""
+    from calibration import reports
+    _emit(reports.replay(), format)
 
 
 @validate_app.command("nccl")

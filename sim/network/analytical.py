@@ -8,10 +8,13 @@ Across domains the ring's inter-domain bandwidth is that of the NICs of the grou
 ranks in one domain (one NIC per GPU per rail), capped by the scale-up bandwidth;
 all-to-all cannot aggregate NICs (NCCL maintainers), so it gets one GPU's NIC share for
 the bytes that leave the domain.
+The latency grows with the group as NCCL's does (ring steps, or the tree's log2(nodes)
+for a small all_reduce; ``nccl_latency_us``) from the two-node group the curve was fitted on.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,7 +24,38 @@ import simpy
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
 from hw_models.profile import CollectiveCurve, Profile, builtin_names
+from sim.network.collectives import nccl_model
 from workloads.graph import Collective, CommGroup
+
+# The profiles' network curves are fitted on two-node all_reduce sweeps of 8 GPUs per node
+# (echo 16-GPU nccl-tests log, calibration/build_profiles.py): their latency is that of the
+# algorithm NCCL runs at small sizes on that group. RING_KINDS on other multi-node groups
+# add NCCL's own latency difference (``nccl_latency_us``).
+FIT_GROUP = ("all_reduce", 16, 2, 8)            # kind, GPUs, nodes, GPUs per node
+RING_KINDS = frozenset({"all_reduce", "all_gather", "reduce_scatter", "broadcast", "reduce"})
+
+
+def nccl_latency_us(kind: str, n: int, nodes: int, local: int) -> float:
+    """NCCL's latency of a collective over ``n`` ranks on ``nodes`` nodes (``local`` per
+    node) with the LL protocol, the one it runs at small sizes (src/graph/tuning.cc, constants
+    in sim/network/collectives/nccl_tuning.yaml): ring base + per-hop latency x steps (2(n-1)
+    for all_reduce, n-1 otherwise; an intra-node step of a multi-node ring costs at least the
+    proxy's network overhead); for all_reduce the tree's base + 2((local-1) intra +
+    log2(nodes) inter) when that is lower, as NCCL's tuner would pick it."""
+    c = nccl_model.constants()
+    hw, base = c["hw_latency_us"], c["base_latency_us"]
+    mult = 2 if kind == "all_reduce" else 1
+    inter = mult * (nodes - 1)
+    intra = mult * (n - 1) - inter
+    intra_hw = hw["ring"]["nvlink"]["LL"]
+    if nodes > 1:
+        intra_hw = max(intra_hw, c["net_overhead_us"]["LL"])
+    ring = base["ring"]["LL"] + intra * intra_hw + inter * hw["ring"]["network"]["LL"]
+    if kind != "all_reduce" or nodes < 2:
+        return ring
+    tree = (base["tree"]["LL"] + 2 * (local - 1) * hw["tree"]["nvlink"]["LL"]
+            + 2 * math.log2(nodes) * hw["tree"]["network"]["LL"])
+    return min(ring, tree)
 
 
 def bus_factor(kind: str, n: int) -> float:
@@ -108,7 +142,11 @@ class AnalyticalNetwork:
             off = nbytes * (n - per_domain) / n
             return curve_time(self._curve("network"), off, nic * self.bw_scale)
         link_bw = min(sys.scale_up_bw, per_domain * nic)
-        return curve_time(self._curve("network"), bus, link_bw * self.bw_scale)
+        t = curve_time(self._curve("network"), bus, link_bw * self.bw_scale)
+        if kind in RING_KINDS:
+            extra = nccl_latency_us(kind, n, domains, per_domain) - nccl_latency_us(*FIT_GROUP)
+            t = max(t + extra * 1e-6, t - self._curve("network").latency_us * 1e-6)
+        return t
 
     def p2p_time(self, src: int, dst: int, nbytes: float) -> float:
         if nbytes <= 0 or src == dst:

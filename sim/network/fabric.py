@@ -157,7 +157,9 @@ class Batch:
         slack = DONE_S + tolerance * (now - self.t_start)
         keep = self.remaining > self.rate * slack + DONE_B
         ended = int(len(keep) - keep.sum())
-        if ended:
+        if ended == len(keep):                 # all done: the batch is retired as it is
+            self.remaining, self.weight = self.remaining[:0], self.weight[:0]
+        elif ended:
             idx = np.flatnonzero(keep)
             new_id = np.full(len(keep), -1)
             new_id[idx] = np.arange(len(idx))

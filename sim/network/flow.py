@@ -72,7 +72,9 @@ class FlowNetwork:
         self._simulated: frozenset[int] | None = None
         self._times: dict[tuple, float] = {}
         self._choices: dict[tuple, Choice] = {}
-        self._phases: dict[tuple, list] = {}        # flow plans (incidence lists) per op
+        self._phases: dict[int, list] = {}          # flow plans (incidence lists) per plan id
+        self._plan_ids: dict[tuple, int] = {}       # (kind, bytes, ranks, algorithm) -> id
+        self._op_plans: dict[int, tuple] = {}       # id(op) -> (op, (choice, plan id, key))
         self._siblings: dict[tuple, list] = {}
         self._rate_cache: dict[tuple, np.ndarray] = {}
         self._vertex_rank: np.ndarray | None = None
@@ -90,11 +92,13 @@ class FlowNetwork:
                           max_channels=self.tuner.max_channels, arch=self.tuner.arch)
         net.tuner._spb = self.tuner._spb     # contention-free time per byte: topology only
         net._fabrics, net._times, net._choices, net._last_fabric = {}, {}, {}, None
+        net._op_plans = {}
         return net
 
     def set_simulated_ranks(self, ranks: Iterable[int] | None) -> None:
         self._simulated = None if ranks is None else frozenset(ranks)
-        for cache in (self._times, self._phases, self._siblings, self._rate_cache):
+        for cache in (self._times, self._phases, self._plan_ids, self._op_plans, self._siblings,
+                      self._rate_cache):
             cache.clear()
 
     def choose(self, kind: str, nbytes: float, group: CommGroup) -> Choice:
@@ -132,25 +136,43 @@ class FlowNetwork:
         return entry[1]
 
     def collective(self, env: simpy.Environment, op: Collective) -> Generator:
-        group = op.group
-        if group.size <= 1 or op.bytes <= 0:
-            return
-        key = (op.kind, float(op.bytes), tuple(group.ranks))
+        # A graph's collectives repeat (every microbatch plays the same block ops): what
+        # the transfer needs is memoised per op object, which the entry keeps alive.
+        memo = self._op_plans.get(id(op))
+        if memo is None or memo[0] is not op:
+            memo = self._op_plans[id(op)] = (op, self._plan(op.kind, op.bytes, op.group))
+        if memo[1] is not None:
+            yield from self._transfer(env, *memo[1])
+
+    def _plan(self, kind: str, nbytes: float, group: CommGroup) -> tuple | None:
+        """(the tuner's choice, the flow plan's id, its key), or None: nothing to send."""
+        if group.size <= 1 or nbytes <= 0:
+            return None
+        key = (kind, float(nbytes), tuple(group.ranks))
         choice = self._choices.get(key)
         if choice is None:
-            choice = self._choices[key] = self.choose(op.kind, op.bytes, group)
-        yield env.timeout(choice.latency_s)
+            choice = self._choices[key] = self.choose(kind, nbytes, group)
         pkey = key + (choice.algo,)          # the flows depend on the algorithm only
-        phases = self._phases.get(pkey)
+        pid = self._plan_ids.get(pkey)
+        if pid is None:                      # a small id: cheap to hash in the rate cache
+            pid = self._plan_ids[pkey] = len(self._plan_ids)
+        return choice, pid, pkey
+
+    def _transfer(self, env: simpy.Environment, choice: Choice, pid: int, pkey: tuple
+                  ) -> Generator:
+        yield env.timeout(choice.latency_s)
+        phases = self._phases.get(pid)
         if phases is None:
-            phases = self._phases[pkey] = self._prepare(choice, *key)
+            phases = self._phases[pid] = self._prepare(choice, *pkey[:3])
         fabric = self.fabric(env)
         wf = choice.wire_factor
         for i, (row, links, nbytes, weight, coef, ulinks) in enumerate(phases):
-            yield fabric.start(row, links, nbytes * wf, weight, coef, pkey + (i,), ulinks)
+            yield fabric.start(row, links, nbytes * wf, weight, coef, (pid, i), ulinks)
 
     def p2p(self, env: simpy.Environment, src: int, dst: int, nbytes: float) -> Generator:
-        yield from self.collective(env, Collective("sendrecv", nbytes, CommGroup((src, dst))))
+        plan = self._plan("sendrecv", nbytes, CommGroup((src, dst)))
+        if plan is not None:
+            yield from self._transfer(env, *plan)
 
     def _prepare(self, choice: Choice, kind: str, nbytes: float, ranks: tuple[int, ...]):
         """Per phase, the flows of the group and its siblings as one incidence list, with

@@ -72,23 +72,34 @@ class ServingLoop:
         return self.log
 
     def _play(self) -> None:
+        ready: dict[int, Replica] = {}     # replicas to kick once time moves on
         while self._heap:
             t, kind, _, obj = heapq.heappop(self._heap)
-            if kind == ARRIVAL:
-                rep = self.router.pick()
-                obj.replica = rep.index
-                rep.waiting.append(obj)
-                self.kick(rep, t)
-            elif kind == TRANSFER:
-                req, rep = obj
-                rep.incoming -= 1
-                rep.waiting.append(req)
-                self.kick(rep, t)
-            else:
-                rep, batch = obj
-                self.finish(rep, batch, t)
-                rep.busy = False
-                self.kick(rep, t)
+            rep = self.handle(t, kind, obj)
+            ready.setdefault(rep.index, rep)
+            # Every event at this instant (a burst of arrivals, iterations ending together)
+            # is applied before any replica picks its next batch, so a scheduler sees every
+            # request that has arrived by the iteration's start.
+            if not self._heap or self._heap[0][0] > t:
+                for r in ready.values():
+                    self.kick(r, t)
+                ready.clear()
+
+    def handle(self, t: float, kind: int, obj) -> Replica:
+        """Apply one event to the queues; returns the replica it concerns."""
+        if kind == ARRIVAL:
+            rep = self.router.pick()
+            obj.replica = rep.index
+            rep.waiting.append(obj)
+        elif kind == TRANSFER:
+            req, rep = obj
+            rep.incoming -= 1
+            rep.waiting.append(req)
+        else:
+            rep, batch = obj
+            self.finish(rep, batch, t)
+            rep.busy = False
+        return rep
 
     def kick(self, rep: Replica, t: float) -> None:
         if rep.busy:

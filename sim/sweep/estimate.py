@@ -63,7 +63,7 @@ class Estimator:
 
     def __init__(self, model: ModelSpec, layout: ClusterLayout, compute: ComputeModel,
                  options: TrainingOptions, hbm_bytes: float, profile):
-        gb_s = layout.system.host_link_gb_s
+        gb_s = layout.system.gpu_spec.host_gb_s
         host_bw = gb_s * 1e9 if gb_s else 25e9
         self.model, self.layout, self.options = model, layout, options
         self.hbm_gib = hbm_bytes / GIB

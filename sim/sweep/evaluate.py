@@ -80,7 +80,8 @@ class _Context:
         self.estimator = Estimator(model, cl.layout, compute, opts, cl.gpu.hbm_bytes, cl.profile)
         self.system = system
         self.world = cl.layout.world_size
-        self.price = getattr(system, "cost_per_gpu_hour_usd", None)
+        from sim.cost import gpu_hour_usd
+        self.price = gpu_hour_usd(system, sc.cluster)[0]   # the scenario's price, or the table's
         self.peak = system.gpu_spec.peak_flops(w.precision)
 
 
@@ -139,7 +140,10 @@ def _plan_columns(plan: parallel.ParallelPlan | None, raw: dict[str, Any] | None
 def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
     """Closed-form row of one configuration: metrics, or status + reason."""
     cid, axis, raw = config
-    row: dict[str, Any] = {"id": cid, **{f"axis.{k}": v for k, v in axis.items()}}
+    row: dict[str, Any] = {"id": cid, **{f"axis.{k}": _cell(v) for k, v in axis.items()}}
+    from sim.sweep.pool_rows import is_pooled, pooled_row
+    if is_pooled(data := scenario_for(base, axis, raw)):     # heterogeneous: DES rows
+        return pooled_row(data, row, _plan_columns)
     try:
         ctx = context(base, axis)
         plan = _plan_of(ctx, raw)
@@ -163,6 +167,13 @@ def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
                              f"needs {mem:.1f} GiB, the GPU has {ctx.estimator.hbm_gib:.1f} GiB")
     t = ctx.estimator.iteration_time(plan, offload)
     return row | _status("ok", "", "") | metrics(ctx, plan, t, "")
+
+
+def _cell(v: Any) -> Any:
+    """Axis values that are lists of mappings (a pool mix) are stored as text in Parquet."""
+    if isinstance(v, list) and v and isinstance(v[0], dict):
+        return json.dumps(v, sort_keys=True)
+    return v
 
 
 def _status(status: str, reason: str, detail: str) -> dict[str, str]:
@@ -189,11 +200,18 @@ def verify(base: dict[str, Any], config: Config) -> dict[str, Any]:
     """Stage 2: the discrete-event simulation of one configuration, at its fidelity."""
     cid, axis, raw = config
     data = scenario_for(base, axis, raw)
+    from sim.sweep.pool_rows import is_pooled, pooled_verify
+    if is_pooled(data):
+        return pooled_verify(data, cid)
     ctx = context(base, axis)
     try:
         res = simulate(scenario_mod.parse(data, f"sweep row {cid}"), band=False)
     except ClusterSimError as exc:
         return {"id": cid, "des_status": "error", "des_detail": str(exc)}
     plan = _plan_of(ctx, raw)
+    x = res.extra
     return {"id": cid, "des_status": "ok", "des_detail": "", "des_fidelity": res.fidelity,
-            **metrics(ctx, plan, res.iteration_time_s, "des_")}
+            **metrics(ctx, plan, res.iteration_time_s, "des_"),
+            "des_energy_j": x.get("energy_j"), "des_joules_per_token": x.get("joules_per_token"),
+            "des_cost_usd": x.get("cost_usd"),
+            "des_cost_usd_per_mtoken": x.get("cost_usd_per_million_tokens")}

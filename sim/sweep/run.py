@@ -49,9 +49,11 @@ class Interrupted(RuntimeError):
 def _plan_context(sweep: Sweep, axis: dict[str, Any]) -> tuple:
     """(model, GPU count, global batch) of the base scenario at one axis point."""
     sc = scenario_mod.parse(sweep.scenario_dict(axis), f"{sweep.source}: base")
-    system = catalog.system(sc.cluster.system)
     model = resolve(sc.workload.model).with_seq_len(sc.workload.seq_len)
-    return model, sc.cluster.nodes * system.gpus_per_node, sc.workload.global_batch
+    world = sum(p.nodes * catalog.system(p.system).gpus_per_node
+                for p in sc.cluster.pools) if sc.cluster.pools else \
+        sc.cluster.nodes * catalog.system(sc.cluster.system).gpus_per_node
+    return model, world, sc.workload.global_batch
 
 
 def iter_configurations(sweep: Sweep) -> Iterator[ev.Config]:
@@ -129,19 +131,31 @@ def run(sweep: Sweep, opts: Options, executor: executors.Executor | None = None)
         t1 = time.perf_counter()
         n_new = _stage1(sweep, n, store, executor, opts)
         t_closed = time.perf_counter() - t1
-        frame = store.read("a").sort_values("id", ignore_index=True)
+        frame = over_budget(store.read("a").sort_values("id", ignore_index=True),
+                            sweep.file.budget_usd_per_hour)
         _stage2(sweep, frame, store, executor, opts)
     finally:
         if own:
             executor.close()
     frame = _merge(frame, store.read("v"))
     store.finish(frame)
-    out = summary.summarize(frame, sweep.file.top)
+    out = summary.summarize(frame, sweep.file.top, sweep.file.objective)
     out["wall_s"] = time.perf_counter() - t0
     out["closed_form_s"] = t_closed
     out["plans_per_s"] = n_new / t_closed if t_closed > 0 and n_new else 0.0
     out["best"] = _best(sweep, out["top"])
     return out
+
+
+def over_budget(frame: pd.DataFrame, budget: float | None) -> pd.DataFrame:
+    """Reject feasible rows whose cluster costs more than ``budget`` USD per hour."""
+    if budget is None or "usd_per_hour" not in frame:
+        return frame
+    hit = (frame.status == "ok") & (frame.usd_per_hour > budget)
+    frame.loc[hit, ["status", "reason"]] = ["over_budget", "over budget"]
+    frame.loc[hit, "detail"] = [f"{u:,.0f} USD/h > budget {budget:,.0f}"
+                                for u in frame.usd_per_hour[hit]]
+    return frame
 
 
 def _stage1(sweep, n, store, executor, opts) -> int:
@@ -172,7 +186,8 @@ def _stage1(sweep, n, store, executor, opts) -> int:
 def _stage2(sweep, frame, store, executor, opts) -> None:
     if opts.verify_top <= 0 or frame.empty:
         return
-    top = summary.ranked(frame).head(opts.verify_top)["id"].tolist()
+    objective = "time" if sweep.file.objective == "energy" else sweep.file.objective
+    top = summary.ranked(frame, objective).head(opts.verify_top)["id"].tolist()
     todo = [int(c) for c in top if int(c) not in store.done("v")]
     configs = configs_by_id(sweep, set(todo))
     bar = tqdm(total=len(todo), unit="sim", file=sys.stderr, disable=not opts.progress,

@@ -87,6 +87,11 @@ class SweepFile(_Cfg):
     plans: Literal["auto", "none"] | PlanSpace | None = None
     axes: dict[str, list[Any] | Range | Values] = Field(default_factory=dict)
     top: int = Field(10, gt=0)         # rows in the summary's table of best plans
+    # What "best" means (docs/energy.md): fastest, cheapest per token, or least energy per
+    # token (energy comes from the DES-verified rows only).
+    objective: Literal["time", "cost", "energy"] = "time"
+    # Rows whose cluster costs more per hour are rejected ("over budget"); e.g. a pool mix.
+    budget_usd_per_hour: float | None = Field(None, gt=0)
 
 
 def _axis_values(key: str, spec) -> list[Any]:

@@ -9,15 +9,27 @@ import pandas as pd
 RATE = "tokens_per_s"
 
 
-def ranked(frame: pd.DataFrame) -> pd.DataFrame:
-    """Feasible rows, best first: by the DES rate where verified, else the closed form
-    (ties broken by id so the order is deterministic)."""
+# objective -> (column, its DES counterpart, higher is better)
+OBJECTIVES = {"time": (RATE, f"des_{RATE}", True),
+              "cost": ("usd_per_mtoken", "des_cost_usd_per_mtoken", False),
+              "energy": ("joules_per_token", "des_joules_per_token", False)}
+
+
+def ranked(frame: pd.DataFrame, objective: str = "time") -> pd.DataFrame:
+    """Feasible rows, best first by the objective: the DES value where verified, else the
+    closed form (energy: DES-verified rows only, the rest after them by rate); ties broken
+    by id so the order is deterministic."""
     ok = frame[frame.status == "ok"].copy()
     if ok.empty:
         return ok
-    des = ok.get(f"des_{RATE}")
-    ok["_rate"] = des.fillna(ok[RATE]) if des is not None else ok[RATE]
-    return ok.sort_values(["_rate", "id"], ascending=[False, True]).drop(columns="_rate")
+    col, des_col, higher = OBJECTIVES[objective]
+    des = ok.get(des_col)
+    closed = ok[col] if col in ok else pd.Series(float("nan"), index=ok.index)
+    key = des.fillna(closed) if des is not None else closed
+    ok["_key"] = -key if higher else key
+    ok["_rate"] = -ok[RATE]
+    return ok.sort_values(["_key", "_rate", "id"], na_position="last").drop(
+        columns=["_key", "_rate"])
 
 
 def pareto(frame: pd.DataFrame, cost: str) -> list[dict[str, Any]]:
@@ -33,9 +45,23 @@ def pareto(frame: pd.DataFrame, cost: str) -> list[dict[str, Any]]:
     return front
 
 
+def energy_column(frame: pd.DataFrame) -> pd.Series | None:
+    """Joules per token of each row: simulated (DES-verified or pooled rows), else NaN."""
+    cols = [c for c in ("des_joules_per_token", "joules_per_token") if c in frame]
+    if not cols:
+        return None
+    col = frame[cols[0]]
+    for c in cols[1:]:
+        col = col.fillna(frame[c])
+    return col if col.notna().any() else None
+
+
 def plan_label(r: pd.Series) -> str:
     pl = "" if r.get("pipeline_layers") is None else " uneven"
-    axes = "".join(f" {k[5:].split('.')[-1]}={v}" for k, v in r.items() if k.startswith("axis."))
+    axes = "".join(f" {k[5:].split('.')[-1]}={v}" for k, v in r.items()
+                   if k.startswith("axis.") and k != "axis.cluster.pools")
+    if isinstance(r.get("pool_mix"), str):
+        axes += f" pools {r['pool_mix']}"
     tpo = r.get("tp_comm_overlap")
     extra = (f" tp-overlap:{tpo}" if isinstance(tpo, str) and tpo != "none" else "") + (
         f" offload-act:{r['offload_activations']:g}" if _set(r.get("offload_activations")) else "") + (
@@ -50,8 +76,8 @@ def _set(value) -> bool:
     return value is not None and not pd.isna(value) and bool(value)
 
 
-def summarize(frame: pd.DataFrame, top: int) -> dict[str, Any]:
-    best = ranked(frame)
+def summarize(frame: pd.DataFrame, top: int, objective: str = "time") -> dict[str, Any]:
+    best = ranked(frame, objective)
     rejected = frame[frame.status != "ok"].reason.value_counts().sort_index()
     out: dict[str, Any] = {
         "evaluated": int(len(frame)), "feasible": int((frame.status == "ok").sum()),
@@ -61,6 +87,11 @@ def summarize(frame: pd.DataFrame, top: int) -> dict[str, Any]:
     }
     if "usd_per_hour" in frame and frame.usd_per_hour.notna().any():
         out["pareto_cost"] = pareto(frame, "usd_per_hour")
+    energy = energy_column(frame)
+    if energy is not None:
+        out["pareto_energy"] = pareto(frame.assign(j_per_token=energy)[energy.notna()],
+                                      "j_per_token")
+    out["objective"] = objective
     return out
 
 
@@ -83,7 +114,8 @@ def table(summary: dict[str, Any]) -> str:
         lines.append(f"{i:4d}  {r['plan']:44s} {int(r['gpus']):6d} {r['iteration_time_s']:8.3f} "
                      f"{r['tokens_per_s']:11,.0f} {r['mfu']:6.1%} {r['memory_peak_gib']:8.1f} "
                      f"{'' if des is None else f'{des:10.3f}'}")
-    for key, name in (("pareto_gpus", "gpus"), ("pareto_cost", "usd_per_hour")):
+    for key, name in (("pareto_gpus", "gpus"), ("pareto_cost", "usd_per_hour"),
+                      ("pareto_energy", "j_per_token")):
         if summary.get(key):
             pts = ", ".join(f"{p[name]:g}: {p[RATE]:,.0f}" for p in summary[key])
             lines.append(f"Pareto tokens/s vs {name}: {pts}")

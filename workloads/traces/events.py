@@ -116,6 +116,8 @@ def _record(ev: object) -> Event | None:
     extra = None
     if kind in GPU_KINDS or kind == ANNOTATION:
         extra = {k: args[k] for k in _KEEP_ARGS if k in args} or None
+    elif kind == CPU_OP and "Input Dims" in args:     # record_shapes=True (traces/shapes.py)
+        extra = {"dims": args["Input Dims"], "types": args.get("Input type")}
     name = ev.get("name", "")
     return Event(kind, sys.intern(str(name)), ev.get("pid", 0), ev.get("tid", 0), float(ts),
                  max(0.0, float(dur)), corr if isinstance(corr, int) else -1,

@@ -27,6 +27,7 @@ from workloads.graph import Collective, CommGroup, Compute, Delay, ExecutionGrap
 from workloads.traces import deps as D
 from workloads.traces.classify import classify, collective_kind
 from workloads.traces.events import KERNEL, MEMCPY, MEMSET, Event, iter_events, read_header
+from workloads.traces.shapes import launch_ops, work_of
 
 US = 1e-6
 # Bytes per element of the dtypes c10d records (``dtype`` argument of NCCL kernels).
@@ -202,6 +203,7 @@ class _OpMaker:
 
     def __init__(self, r: _RankFile, table: dict, world: int, unknown: Counter):
         self.r, self.table, self.world, self.unknown = r, table, world, unknown
+        self.launched_by = launch_ops(r.events)   # corr -> shaped CPU op (traces/shapes.py)
         self.seq: Counter = Counter()
         self.tail: dict[int, float] = {}   # id(collective event) -> own completion delay (us)
 
@@ -225,6 +227,12 @@ class _OpMaker:
         if cls == "other":
             self.unknown[ev.name] += 1
         op_class = "elementwise" if cls == "elementwise" else cls
+        src = self.launched_by.get(ev.corr)
+        work = work_of(*src) if src else None
+        if work is not None and cls in ("gemm", "elementwise", "other") and \
+                (work.op_class == "gemm") == (cls == "gemm"):
+            return Compute(work.op_class, work.flops, work.bytes, work.dtype,
+                           duration_s=ev.dur * US, name=ev.name), "compute"
         return Compute(op_class, duration_s=ev.dur * US, name=ev.name), "compute"
 
     def _collective(self, ev: Event) -> Collective:

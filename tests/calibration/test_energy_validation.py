@@ -1,0 +1,31 @@
+"""LLaMA-1 Table 15 reproduced: GPU-hours within 25% on every row, and the simulated
+GPU-board energy between the idle floor and the paper's nameplate (TDP x hours) figure."""
+
+import pytest
+
+from calibration.validate_energy import validate
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return validate()
+
+
+def test_gpu_hours_within_25_percent(rows):
+    assert len(rows) == 4
+    assert rows.gpu_hours_err_pct.abs().max() < 25
+
+
+def test_energy_below_nameplate_above_idle(rows):
+    # the paper's figure is 400 W x GPU-hours x 1.1: a ceiling for the boards' energy
+    assert (rows.mwh_sim <= rows.mwh_pub_formula_on_sim_hours + 1e-9).all()
+    assert (rows.mwh_sim >= 0.1 * rows.mwh_pub_formula_on_sim_hours).all()
+    assert rows.avg_power_w.between(40, 400).all()
+
+
+def test_h100_node_power_near_the_metered_nodes():
+    from calibration.validate_energy import node_power
+    row = node_power()
+    # within 15% of the compute-intensive mean, never above the measured maximum
+    assert abs(row["err_pct"]) < 15
+    assert row["node_kw_sim"] <= row["node_kw_max_pub"] + 1e-9

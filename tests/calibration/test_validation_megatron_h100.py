@@ -1,0 +1,27 @@
+"""Megatron-LM H100 weak-scaling suite: the table is read as published and the predicted
+metric is Megatron's model FLOPs over the predicted step (hand formula)."""
+
+import pytest
+
+from calibration.validate_megatron_h100 import SEQ, VOCAB, rows, scenario_for
+from sim.scenario import parse
+from sim.simulate import simulate
+from workloads.model import model_flops, resolve
+
+
+def test_table_as_published():
+    df = rows()
+    assert len(df) == 9 and df.num_gpus.tolist() == [48, 96, 192, 384, 768, 1536, 2304, 3072, 6144]
+    big = df.iloc[-1]
+    assert (big.hidden, big.heads, big.num_layers_run, big.tp, big.pp) == (18432, 144, 112, 8, 16)
+    assert big.model_tflops_per_gpu == 459.9
+
+
+def test_metric_is_megatrons_model_flops():
+    r = rows().iloc[0]                                   # GPT 1.7B on 48 GPUs
+    sc = scenario_for(r)
+    B, s, L, h, V = int(r.global_batch_seqs), SEQ, int(r.num_layers_run), int(r.hidden), VOCAB
+    megatron = 72 * B * s * L * h**2 * (1 + s / (6 * h) + V / (12 * L * h))
+    assert model_flops(resolve(sc["workload"]["model"]), B * s) == pytest.approx(megatron, rel=1e-9)
+    res = simulate(parse(sc), band=False)
+    assert res.tflops_per_gpu == pytest.approx(megatron / res.iteration_time_s / 48 / 1e12)

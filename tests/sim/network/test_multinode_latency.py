@@ -1,0 +1,52 @@
+"""Analytical network: collective latency grows with the group as NCCL's model says
+(tuning.cc constants, sim/network/collectives/nccl_tuning.yaml), from the two-node
+all_reduce the network curve was fitted on. Values computed by hand from the constants."""
+
+import pytest
+
+from hw_models import catalog
+from hw_models.profile import load_builtin
+from sim.network.analytical import (
+    FIT_GROUP,
+    AnalyticalNetwork,
+    ClusterLayout,
+    bus_factor,
+    curve_time,
+    nccl_latency_us,
+)
+from workloads.graph import CommGroup
+
+
+def test_nccl_latency_by_hand():
+    # 2 nodes x 8, all_reduce: tree LL 6.8 + 2*7*0.6 + 2*log2(2)*5.0 = 25.2 beats
+    # ring LL 6.6 + 28 steps * max(0.6, 1.0) + 2 * 2.7 = 40.0
+    assert nccl_latency_us("all_reduce", 16, 2, 8) == pytest.approx(25.2)
+    # 48 nodes, one rank each (a DP group under TP 8): ring LL 6.6 + 47 * 2.7
+    assert nccl_latency_us("reduce_scatter", 48, 48, 1) == pytest.approx(133.5)
+    # 16 nodes x 8 all_reduce: tree 6.8 + 8.4 + 2 * 4 * 5.0
+    assert nccl_latency_us("all_reduce", 128, 16, 8) == pytest.approx(55.2)
+
+
+def net(nodes):
+    sys = catalog.system("azure-nd-a100-v4")
+    return AnalyticalNetwork(ClusterLayout(sys, nodes, sys.nic_gbps), load_builtin("a100")), sys
+
+
+def test_fitted_group_is_unchanged():
+    n, sys = net(2)
+    curve = load_builtin("a100").collectives["network"]
+    size = 64 * 2**10
+    t = n.collective_time("all_reduce", size, CommGroup(tuple(range(16))))
+    assert FIT_GROUP == ("all_reduce", 16, 2, 8)
+    assert t == pytest.approx(curve_time(curve, bus_factor("all_reduce", 16) * size,
+                                         8 * n.layout.nic_bw_per_gpu))
+
+
+def test_many_node_ring_pays_its_steps():
+    n, sys = net(48)
+    curve = load_builtin("a100").collectives["network"]
+    size = 2**10
+    group = CommGroup(tuple(range(0, 48 * 8, 8)))          # one rank per node
+    t = n.collective_time("reduce_scatter", size, group)
+    base = curve_time(curve, bus_factor("reduce_scatter", 48) * size, n.layout.nic_bw_per_gpu)
+    assert t - base == pytest.approx((133.5 - 25.2) * 1e-6)

@@ -1,0 +1,54 @@
+"""Kernel work from the shapes of the CPU op that launched it (workloads/traces/shapes.py):
+hand-computed FLOPs and bytes, and the launch -> innermost aten op link."""
+
+import pytest
+
+from workloads.traces.events import CPU_OP, RUNTIME, Event
+from workloads.traces.shapes import launch_ops, work_of
+
+
+def cpu(name, ts, dur, dims=None, types=None, tid=1):
+    extra = {"dims": dims, "types": types} if dims is not None else None
+    return Event(CPU_OP, name, 1, tid, ts, dur, -1, -1, -1, extra)
+
+
+def launch(ts, corr, tid=1):
+    return Event(RUNTIME, "cudaLaunchKernel", 1, tid, ts, 1.0, corr, -1, -1, None)
+
+
+def test_gemm_work():
+    # addmm(bias[512], A[1024, 1705], B[1705, 512]) in fp16: 2 m n k FLOPs, A + B + C bytes
+    w = work_of("aten::addmm", [[512], [1024, 1705], [1705, 512], [], []],
+                ["c10::Half", "c10::Half", "c10::Half", "Scalar", "Scalar"])
+    assert (w.op_class, w.dtype) == ("gemm", "fp16")
+    assert w.flops == 2 * 1024 * 512 * 1705
+    assert w.bytes == 2 * (1024 * 1705 + 1705 * 512 + 1024 * 512)
+    b = work_of("aten::bmm", [[8, 64, 32], [8, 32, 16]], ["float", "float"])
+    assert b.flops == 2 * 8 * 64 * 16 * 32 and b.bytes == 4 * 8 * (64 * 32 + 32 * 16 + 64 * 16)
+
+
+def test_memory_bound_work_and_shared_launches():
+    # add(x[4, 1024], y[4, 1024]) fp32: read both, write one
+    w = work_of("aten::add", [[4, 1024], [4, 1024], []], ["float", "float", "Scalar"])
+    assert (w.op_class, w.flops, w.bytes) == ("elementwise", 0.0, 3 * 4 * 4096)
+    # a multi-tensor op's bytes shared by the kernels it launched
+    lst = [[[10], [20]], [[10], [20]]]
+    one = work_of("aten::_foreach_add_", lst, ["TensorList", "TensorList"])
+    two = work_of("aten::_foreach_add_", lst, ["TensorList", "TensorList"], launches=2)
+    assert two.bytes == pytest.approx(one.bytes / 2)
+
+
+def test_convolution_and_shapeless_ops_are_unpriced():
+    assert work_of("aten::cudnn_convolution", [[1, 3, 8, 8], [4, 3, 3, 3]], ["float"] * 2) is None
+    assert work_of("aten::empty", [[]], ["Scalar"]) is None
+
+
+def test_launch_links_innermost_aten_op_on_its_thread():
+    evs = [cpu("aten::linear", 0, 100, [[2, 8], [4, 8], [4]], ["float"] * 3),
+           cpu("aten::addmm", 10, 50, [[4], [2, 8], [8, 4]], ["float"] * 3),
+           launch(20, corr=7),
+           cpu("CompiledFunction", 200, 100, [[2, 8]], ["float"]),
+           launch(250, corr=8),                       # inside a non-aten container: unpriced
+           launch(30, corr=9, tid=2)]                 # another thread: no op open there
+    links = launch_ops(evs)
+    assert links == {7: ("aten::addmm", [[4], [2, 8], [8, 4]], ["float"] * 3, 1)}
