@@ -47,11 +47,11 @@ def resolve_cluster(sc: Scenario) -> Cluster:
     return Cluster(system, system.gpu_spec, prof, layout)
 
 
-def training_options(w: TrainingWorkload, gpu: GPUSpec,
+def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
                      offload: OffloadOptions | None = None) -> training.TrainingOptions:
     """Gradient reduction in fp32 for bf16 training (Megatron's default) and for FP8
     recipes (FP8 is only the GEMM inputs), else 16-bit; the FP8 recipe (checked against
-    the GPU's dtypes) and host offload (sim/training_config.py)."""
+    the GPU's dtypes when one is given) and host offload (sim/training_config.py)."""
     grad_bytes = w.grad_reduce_bytes or (4 if w.precision in ("bf16", "fp8") else 2)
     return training.TrainingOptions(attention=w.attention, grad_bytes=grad_bytes,
                                     overlap_grad_reduce=w.overlap_grad_reduce,

@@ -70,7 +70,8 @@ def precision_options(w, gpu) -> dict:
     if w.precision != "fp8":
         return {"dtype": w.precision}
     cfg = w.fp8 or Fp8Config()
-    fp8.check_support(cfg.recipe, list(gpu.peak_tflops), gpu.name)
+    if gpu is not None:        # pools: every pool's GPU is checked by its own dtype rule
+        fp8.check_support(cfg.recipe, list(gpu.peak_tflops), gpu.name)
     return {"dtype": "bf16", "fp8_recipe": cfg.recipe, "param_bytes": 1 if cfg.params else 2}
 
 
