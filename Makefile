@@ -40,6 +40,8 @@ validate: venv
 	$(BIN)/clustersim validate schedules
 	$(BIN)/clustersim validate dense
 
+	$(BIN)/clustersim validate rl
+
 # Every validation suite; rewrites README's accuracy table and the stored residual band.
 accuracy: venv
 	$(BIN)/python -m calibration.dashboard --readme README.md --write-band

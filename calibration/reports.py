@@ -124,3 +124,10 @@ def moe(fidelity: str = "analytical") -> Report:
     """MoE training (NVIDIA's Megatron/NeMo runs) and serving (SGLang) rows."""
     from calibration.validate_moe import report
     return report(fidelity)
+
+
+def rl() -> Report:
+    """RL post-training step times (NeMo RL, OpenRLHF): every row, skipped ones with reasons."""
+    from calibration.validate_rl import records, run, summary, table
+    df = run()
+    return {"rows": records(df), "summary": summary(df)}, table(df)

@@ -259,6 +259,7 @@ def candidate_intervals(m: RunModel, extra: tuple[int, ...] = (), step: float = 
     """Steps per checkpoint around Young's optimum: 2^(step e) times it, |e| <= span."""
     cost = max(m.ckpt_block_s + m.write_slow_s * m.write_steps, 1e-9)
     center = young_interval(cost, 1 / m.rate) / m.step_s if m.rate else m.total_steps
+    center = min(center, m.total_steps)          # finite even for a vanishing failure rate
     grid = {max(1, min(m.total_steps, round(center * 2 ** (step * e))))
             for e in range(-span, span + 1)}
     return sorted(grid | {e for e in extra if e >= 1})
@@ -391,7 +392,9 @@ def run_model(job: Job, step_time_s: float, storage_cfg, ckpt_cfg, data_cfg, run
                           path)
     steps = run.steps or math.ceil(run.tokens / job.tokens_per_step)
     per_s = job.gpus / 1000 / DAY                       # per 1000 GPU-days -> per second of job
-    rates = {k: v * per_s for k, v in run.failures.model_dump().items() if v > 0}
+    # A rate whose mean time between failures is not a finite float (subnormal inputs) is none.
+    rates = {k: v * per_s for k, v in run.failures.model_dump().items()
+             if v > 0 and math.isfinite(1.0 / (v * per_s))}
     every = ckpt_cfg.every_steps if ckpt_cfg.every_steps != "auto" else steps
     m = RunModel(step_s=step_time_s, total_steps=steps, every_steps=min(every, steps),
                  ckpt_block_s=cost.blocking_s, load_s=cost.load_s,

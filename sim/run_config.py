@@ -156,7 +156,7 @@ class RunConfig(_Cfg):
         "extra downtime, seconds, when no hot spare is free"))
     repair_s: float = Field(default=0.0, ge=0, description=(
         "seconds until a used spare is back in the pool"))
-    seed: int = Field(0, description="seed of the Monte-Carlo failure and straggler draws")
+    seed: int = Field(0, ge=0, description="seed of the Monte-Carlo failure and straggler draws")
     samples: int = Field(default=8, ge=1, description="Monte-Carlo repetitions")
 
     @model_validator(mode="after")

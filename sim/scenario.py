@@ -16,6 +16,7 @@ from hw_models.errors import ClusterSimError
 from hw_models.yamlio import read_yaml
 from sim.inference_config import InferenceWorkload
 from sim.moe_config import MoEWorkload
+from sim.rl_config import RLWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 from sim.training_config import CPKind, Fp8Config, OffloadConfig, Schedule, TPOverlap
 
@@ -189,9 +190,10 @@ class SimConfig(_Cfg):
 class Scenario(_Cfg):
     name: str = Field("scenario", description="a name carried into results")
     cluster: ClusterConfig = Field(ClusterConfig(), description="what the workload runs on")
-    workload: Annotated[TrainingWorkload | InferenceWorkload, Field(discriminator="kind")] = \
+    workload: Annotated[TrainingWorkload | InferenceWorkload | RLWorkload, Field(discriminator="kind")] = \
         Field(TrainingWorkload(), description=(
-            "what runs: training (one iteration) or inference (a serving run)"))
+            "what runs: training (one iteration), inference (a serving run) or rl (one RL "
+            "post-training step)"))
     sim: SimConfig = Field(SimConfig(), description="simulation settings")
     run: RunConfig | None = Field(None, description=(
         "a whole training run: length, failures, stragglers -> goodput (clustersim run)"))
@@ -222,7 +224,7 @@ def describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
         loc = [str(p) for p in err["loc"] if not str(p).startswith("function")]
-        if loc[:1] == ["workload"] and loc[1:2] in (["training"], ["inference"]):
+        if loc[:1] == ["workload"] and loc[1:2] in (["training"], ["inference"], ["rl"]):
             del loc[1]                   # the discriminated union's tag is not a key
         where = ".".join(loc)
         got = err.get("input")

@@ -1,4 +1,4 @@
-"""The one public entry point: ``simulate(scenario) -> SimResult | InferenceResult``.
+"""The one public entry point: ``simulate(scenario) -> SimResult | InferenceResult | RLResult``.
 
 For training, joins the three inputs (model, parallel plan, cluster) through sim/setup.py,
 builds the ExecutionGraph, plays it on the engine, and derives the metrics; a serving
@@ -20,6 +20,7 @@ from sim.band import Schedule, corner_time
 from sim.checkpoint_contention import checkpoint_contention
 from sim.costs import OpCosts
 from sim.result import SimResult, breakdown, timeline_frame
+from sim.rl_timeline import RLResult
 from sim.scenario import Scenario
 from sim.setup import Setup, build_engine, make_network, resolve_setup
 from sim.simulate_inference import InferenceResult, simulate_inference
@@ -46,9 +47,10 @@ def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
 
 
 def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
-             residuals: bool = True) -> SimResult | InferenceResult:
-    """One training iteration (a SimResult), or a serving run for ``workload.kind:
-    inference`` (an InferenceResult, sim/simulate_inference.py). ``band``: when the profile
+             residuals: bool = True) -> SimResult | InferenceResult | RLResult:
+    """One training iteration (a SimResult), a serving run for ``workload.kind:
+    inference`` (an InferenceResult, sim/simulate_inference.py), or one RL post-training
+    step for ``workload.kind: rl`` (an RLResult, sim/rl.py). ``band``: when the profile
     carries bootstrap uncertainty, also re-time the played training graph with the profile's
     fast and slow corners (hw_models.profile.band_profiles) and report ``result.band``
     (low, high), widened by the validation residuals unless ``residuals`` is False (the
@@ -66,6 +68,9 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
             update={"system": one.system, "nodes": one.nodes, "pools": None})})
     if sc.workload.kind == "inference":
         return simulate_inference(sc, prof)
+    if sc.workload.kind == "rl":             # RL post-training step: sim/rl.py
+        from sim.rl import simulate_rl
+        return simulate_rl(sc, prof)
     return simulate_training(sc, prof, band, residuals)
 
 

@@ -65,7 +65,7 @@ class InferenceResult:
         return trace
 
 
-def _check_plan(w: InferenceWorkload, model, gpus: int, per_node: int) -> None:
+def _check_plan(w: InferenceWorkload, model, gpus: int, domain: int) -> None:
     tp, pp = w.parallel.tp, w.parallel.pp
     if model.heads % tp or model.kv_heads_ % tp and tp % model.kv_heads_:
         raise InfeasiblePlanError(f"tp={tp} must divide heads ({model.heads}) and kv_heads "
@@ -81,8 +81,8 @@ def _check_plan(w: InferenceWorkload, model, gpus: int, per_node: int) -> None:
     if need > gpus:
         raise InfeasiblePlanError(f"{w.replica_count} replicas x ep {ep} x tp {tp} x pp {pp} = "
                                   f"{need} GPUs but the cluster has {gpus}; add cluster.nodes")
-    if tp > per_node:
-        raise InfeasiblePlanError(f"tp={tp} exceeds the {per_node} GPUs of a node")
+    if tp > domain:      # tensor parallelism stays inside one NVLink domain (a node, or an NVL72 rack)
+        raise InfeasiblePlanError(f"tp={tp} exceeds the {domain} GPUs of a scale-up (NVLink) domain")
 
 
 def kv_blocks(w: InferenceWorkload, it: IterationModel, hbm_bytes: float) -> int:
@@ -107,7 +107,7 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     gpu = cl.gpu
     prof = prof or cl.profile
     model = resolve(w.model)
-    _check_plan(w, model, cl.layout.world_size, cl.system.gpus_per_node)
+    _check_plan(w, model, cl.layout.world_size, cl.layout.domain_gpus)
     # Serving is priced in closed form: iterations are cached by batch shape.
     network = AnalyticalNetwork(cl.layout, prof)
     compute = ComputeModel(gpu, prof, sc.sim.speed_scale)

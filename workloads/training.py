@@ -117,6 +117,12 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
     return g
 
 
+def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, stage: int) -> Block:
+    """The forward pass of one pipeline stage's first chunk, as ``build`` plays it
+    (forward-only passes reuse it: RL log-prob passes, workloads/rl.py)."""
+    return _make_stage(model, plan, opts, stage, pipeline_of(plan, model.layers)).fwd[0]
+
+
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
                 pipe: Pipeline) -> _Stage:
     # MoE / MLA models keep FP8 as their GEMM dtype (the recipe's kernels model dense layers)

@@ -29,6 +29,7 @@ PAGES: tuple[Page, ...] = (
     Page("Sweep", "sweep"),
     Page("Collectives", "collectives"),
     Page("Inference", "inference"),
+    Page("RL step", "rl"),
     Page("Trace replay", "replay"),
 )
 

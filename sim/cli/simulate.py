@@ -59,6 +59,26 @@ def money_lines(x: dict, unit: str) -> list[str]:
     return out
 
 
+def render_rl(res) -> str:
+    m, x = res.metrics, res.extra
+    step = m["step_time_s"]
+    place = x["placement"] if isinstance(x["placement"], str) else (
+        f"rollout {x['placement']['rollout_gpus']} + train {x['placement']['train_gpus']} GPUs")
+    lines = [f"scenario            {res.name}  ({res.world_size} GPUs, {x['algorithm']}, {place}, "
+             f"off-policy {x['off_policy_steps']}, sync {x['sync']})",
+             f"step time           {step:.2f} s"]
+    for k in ("generation_s", "logprob_s", "train_s", "weight_sync_s", "offload_s"):
+        lines.append(f"  {k[:-2]:18s}{m[k]:9.2f} s  {m[k] / step:6.1%}")
+    lines += [f"  generation tail   {m['generation_tail_s']:9.2f} s  (90% of responses done -> last)",
+              f"idle                {m['idle_s']:.1f} GPU-s",
+              f"tokens/s/GPU        {m['tokens_per_s_per_gpu']:,.0f}  ({m['tokens_per_s_per_gpu_definition']})",
+              "passes              " + ", ".join(f"{k} {v:.2f} s" for k, v in m["passes"].items()),
+              f"packed rows         {x['packed_rows']} x {x['row_len']} tokens, "
+              f"{x['optimizer_steps']} optimizer steps",
+              f"wall time           {res.wall_s:.2f} s"]
+    return "\n".join(lines)
+
+
 def render_moe(moe: dict, res: SimResult) -> list[str]:
     """Expert load, per-stage compute vs exposed EP communication, memory per stage."""
     lines = [f"expert load         max/mean expert {moe['expert_load_max_over_mean']:.2f}, "
@@ -81,6 +101,8 @@ def render_moe(moe: dict, res: SimResult) -> list[str]:
 
 
 def render(res: SimResult) -> str:
+    if getattr(res, "kind", None) == "rl" or hasattr(res, "step_time_s"):
+        return render_rl(res)
     if not isinstance(res, SimResult):
         return render_inference(res)
     t = res.iteration_time_s

@@ -108,6 +108,13 @@ def moe(format: Format = typer.Option(Format.table, "--format"),
     _emit(reports.moe(fidelity), format)
 
 
+@validate_app.command("rl")
+def rl(format: Format = typer.Option(Format.table, "--format")) -> None:
+    """NeMo RL GRPO/DAPO and OpenRLHF PPO step times: every row, skipped ones with reasons."""
+    from calibration import reports
+    _emit(reports.rl(), format)
+
+
 def _emit(report: tuple, format: Format) -> None:
     data, text = report
     emit(data, format, text)

@@ -15,6 +15,7 @@ from typing import Any
 from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from sim import scenario as scenario_mod
+from sim.rl_sweep import evaluate_rl, is_rl
 from sim.setup import moe_options, resolve_cluster, training_options
 from sim.simulate import simulate
 from sim.sweep import plans
@@ -139,6 +140,8 @@ def _plan_columns(plan: parallel.ParallelPlan | None, raw: dict[str, Any] | None
 
 def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
     """Closed-form row of one configuration: metrics, or status + reason."""
+    if is_rl(base):                 # an RL step per axis point (sim/rl_sweep.py)
+        return evaluate_rl(base, config)
     cid, axis, raw = config
     row: dict[str, Any] = {"id": cid, **{f"axis.{k}": _cell(v) for k, v in axis.items()}}
     from sim.sweep.pool_rows import is_pooled, pooled_row
@@ -199,6 +202,8 @@ def evaluate_chunk(base: dict[str, Any], configs: list[Config]) -> list[dict[str
 def verify(base: dict[str, Any], config: Config) -> dict[str, Any]:
     """Stage 2: the discrete-event simulation of one configuration, at its fidelity."""
     cid, axis, raw = config
+    if is_rl(base):
+        return {"id": cid, "des_status": "skipped", "des_detail": "RL rows are simulated in stage 1"}
     data = scenario_for(base, axis, raw)
     from sim.sweep.pool_rows import is_pooled, pooled_verify
     if is_pooled(data):

@@ -84,6 +84,10 @@ def count_configurations(sweep: Sweep, limit: int) -> int:
 
 def check_size(sweep: Sweep, limit: int) -> int:
     """The number of configurations, or one clear error when there are none or too many."""
+    if sweep.plans is not None and ev.is_rl(sweep.base):
+        raise ClusterSimError(f"{sweep.source}: plans: auto searches training plans; an RL sweep "
+                              "takes axes (e.g. workload.placement, workload.rollout.parallel.tp, "
+                              "workload.train.parallel.tp, workload.off_policy_steps)")
     n = count_configurations(sweep, limit)
     if n > limit:
         more = "" if sweep.plans is None else "more than "

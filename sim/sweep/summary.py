@@ -57,6 +57,9 @@ def energy_column(frame: pd.DataFrame) -> pd.Series | None:
 
 
 def plan_label(r: pd.Series) -> str:
+    if r.get("placement") is not None:         # an RL step (sim/rl_sweep.py)
+        return (f"{r.placement} rollout tp{int(r.rollout_tp)} pp{int(r.rollout_pp)} train "
+                f"tp{int(r.tp)} pp{int(r.pp)} off-policy {int(r.off_policy_steps)}")
     pl = "" if r.get("pipeline_layers") is None else " uneven"
     axes = "".join(f" {k[5:].split('.')[-1]}={v}" for k, v in r.items()
                    if k.startswith("axis.") and k != "axis.cluster.pools")
@@ -111,8 +114,10 @@ def table(summary: dict[str, Any]) -> str:
                      f"{'MFU':>6} {'mem GiB':>8} {'DES iter s':>10}")
     for i, r in enumerate(summary["top"], 1):
         des = r.get("des_iteration_time_s")
+        mfu, mem = r.get("mfu"), r.get("memory_peak_gib")     # absent for RL rows
         lines.append(f"{i:4d}  {r['plan']:44s} {int(r['gpus']):6d} {r['iteration_time_s']:8.3f} "
-                     f"{r['tokens_per_s']:11,.0f} {r['mfu']:6.1%} {r['memory_peak_gib']:8.1f} "
+                     f"{r['tokens_per_s']:11,.0f} {'' if mfu is None else f'{mfu:6.1%}':>6} "
+                     f"{'' if mem is None else f'{mem:8.1f}':>8} "
                      f"{'' if des is None else f'{des:10.3f}'}")
     for key, name in (("pareto_gpus", "gpus"), ("pareto_cost", "usd_per_hour"),
                       ("pareto_energy", "j_per_token")):

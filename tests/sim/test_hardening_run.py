@@ -103,3 +103,26 @@ def test_event_budget_bounds_a_whole_question(monkeypatch):
     simulate_run(m, np.random.default_rng(0), budget)            # 1000 segments + the end
     with pytest.raises(ClusterSimError, match="did not finish within 1,500"):
         simulate_run(m, np.random.default_rng(0), budget)
+
+
+def test_vanishing_failure_rate_is_no_failures(tmp_path, monkeypatch, capsys):
+    """A subnormal rate has no finite MTBF: the run is priced as failure-free (found by the
+    property test: the interval search overflowed and the summary held infinities)."""
+    tiny = {**SCENARIO, "run": {"steps": 10, "failures": {"software": 2.2e-309}}}
+    none = {**SCENARIO, "run": {"steps": 10, "failures": {"software": 0.0}}}
+    outs = []
+    for data in (tiny, none):
+        code, out, _ = cli(monkeypatch, capsys, "run", write(tmp_path, data), "--step-time", "1",
+                           "--format", "json", limit_s=30)
+        assert code == 0
+        outs.append(out)
+    assert outs[0] == outs[1]
+    assert "Infinity" not in outs[0] and "NaN" not in outs[0]
+
+
+def test_negative_run_seed_is_refused(tmp_path, monkeypatch, capsys):
+    bad = {**SCENARIO, "run": {"steps": 10, "seed": -1}}
+    code, _, err = cli(monkeypatch, capsys, "run", write(tmp_path, bad), "--step-time", "1",
+                       limit_s=30)
+    assert code == 2
+    assert "seed" in one_error_line(err)

@@ -1,0 +1,214 @@
+"""RL post-training step time (NeMo RL v0.4/v0.5 GRPO/DAPO, OpenRLHF PPO): predicted vs
+published for every row of reference/modern/rl_posttraining.csv; rows that cannot be
+simulated are listed with the reason. Nothing is fitted to the table: the serving,
+training and network costs are the global microbenchmark fits.
+
+What the rows do not publish is filled the same way for every row:
+- prompt and response lengths: the rows give the mean prompt + response length of the
+  step (gen_avg_seq_len) and the maximum (train_max_seq_len). Prompts are PROMPT_TOKENS
+  long; responses are lognormal with sigma RESPONSE_SIGMA, clipped to the maximum, with
+  the median that makes the mean length the published one;
+- samples per prompt: GROUP (NeMo RL's performance recipes: 64 prompts x 32 generations
+  = the 2048 samples of grpo-llama3.1-8b-instruct-2n8g.yaml);
+- "On policy" rows are colocated (NeMo RL's default, grpo_math_1B.yaml) with vLLM at
+  gpu_memory_utilization 0.6; "1-step Off" rows split the GPUs evenly between generation
+  and training (async-grpo-llama3.1-8b-instruct-2n8g.yaml: 1 generation node of 2) with
+  gpu_memory_utilization 0.8 and off_policy_steps 1;
+- training: micro batch 1, sequence packing to train_max_seq_len, the distributed
+  optimizer (zero 1) and full activation recompute (``activation_checkpointing: true``
+  in the performance recipes).
+
+    python -m calibration.validate_rl
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from hw_models.errors import ClusterSimError
+from sim import scenario
+from workloads.model import presets
+
+CSV = "reference/modern/rl_posttraining.csv"
+SUITE = "rl"
+PROMPT_TOKENS = 256         # assumption: an OpenMathInstruct-2 problem in NeMo RL's CoT prompt
+RESPONSE_SIGMA = 0.8        # assumption: the lognormal spread of the RL issue's example
+GROUP = 32                  # samples per prompt (NeMo RL performance recipes)
+SYSTEMS = {"DGX-H100": "dgx-h100", "GB200-NVL72": "gb200-nvl72"}
+# Rows whose arch_id is empty: the zoo's preset for the published model name.
+MODELS = {"Qwen3-32B": "qwen3-32b"}
+MEM_UTIL = {True: 0.6, False: 0.8}       # colocated, separate pools
+
+
+def load() -> pd.DataFrame:
+    return pd.read_csv(resources.files("calibration").joinpath(CSV), comment="#")
+
+
+def _ints(text: str) -> list[int]:
+    """'[TP,CP,EP,PP,VPP]=[2,1,8,1,n/a]' -> [2, 1, 8, 1]."""
+    values = text.split("=", 1)[1].strip("[]").split(",")
+    return [int(v) for v in values if re.fullmatch(r"\d+", v.strip())]
+
+
+def median_for_mean(mean_total: float, prompt: int, cap: int, sigma: float) -> float:
+    """Median of a lognormal response length whose clipped mean gives ``mean_total``
+    prompt + response tokens (closed-form mean of a lognormal clipped above at ``cap``)."""
+    target = mean_total - prompt
+
+    def clipped_mean(median: float) -> float:
+        mu = math.log(median)
+        z = (math.log(cap) - mu) / sigma
+        phi = 0.5 * (1 + math.erf((z - sigma) / math.sqrt(2)))
+        tail = 0.5 * (1 - math.erf(z / math.sqrt(2)))
+        return math.exp(mu + sigma**2 / 2) * phi + cap * tail
+
+    lo, hi = 1.0, float(cap)
+    for _ in range(100):              # bisection: the clipped mean rises with the median
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if clipped_mean(mid) < target else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def skip_reason(r) -> str | None:
+    if r.gpu_type not in SYSTEMS:
+        return (f"{r.gpu_type}: the source publishes no response lengths, parallel plans or "
+                "batch sizes for this run")
+    arch = model_id(r)
+    if arch is None or arch not in presets():
+        return f"{r.model}: no preset in the model zoo"
+    tp, cp, ep, pp = _ints(r.train_parallel)[:4]
+    if cp > 1:
+        return f"training context parallelism cp={cp} is not modelled"
+    return None
+
+
+def stage_layers(model: str, pp: int) -> list[int] | None:
+    """Layers per stage when pp does not divide them (Qwen3-235B's 94 layers on pp 8): the
+    first stages take one layer more (an assumption: the rows do not give the split)."""
+    layers = presets()[model].layers
+    if layers % pp == 0:
+        return None
+    base, extra = divmod(layers, pp)
+    return [base + (1 if i < extra else 0) for i in range(pp)]
+
+
+def model_id(r) -> str | None:
+    return r.arch_id if isinstance(r.arch_id, str) else MODELS.get(r.model)
+
+
+def build(r) -> scenario.Scenario:
+    system = SYSTEMS[r.gpu_type]
+    from hw_models import catalog
+    per_node = catalog.system(system).gpus_per_node
+    n = int(r.num_gpus)
+    off = str(r.policy_mode).startswith("1-step")
+    g_tp, g_pp = _ints(r.gen_parallel)[:2]
+    tp, _cp, ep, pp = _ints(r.train_parallel)[:4]
+    cap = int(r.train_max_seq_len) - PROMPT_TOKENS
+    median = median_for_mean(float(r.gen_avg_seq_len), PROMPT_TOKENS, cap, RESPONSE_SIGMA)
+    samples = int(r.gen_global_batch_samples)
+    group = GROUP if samples % GROUP == 0 else 1
+    prec = str(r.precision_train).lower()
+    work = {"kind": "rl", "algorithm": str(r.algorithm).lower(), "model": model_id(r),
+            "precision": prec, "prompts_per_step": samples // group, "samples_per_prompt": group,
+            "prompt_len": PROMPT_TOKENS,
+            "response_len": {"dist": "lognormal", "median": median, "sigma": RESPONSE_SIGMA,
+                             "high": cap},
+            "rollout": {"parallel": {"tp": g_tp, "pp": g_pp},
+                        "precision": str(r.precision_gen).lower(),
+                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL[not off]}},
+            "train": {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,
+                      "parallel": {"tp": tp, "pp": pp, "ep": ep, "zero": 1,
+                                   "pipeline_layers": stage_layers(model_id(r), pp)},
+                      "recompute": "full", "max_seq_len": int(r.train_max_seq_len)},
+            "placement": {"rollout_gpus": n // 2, "train_gpus": n // 2} if off else "colocated",
+            "off_policy_steps": 1 if off else 0}
+    return scenario.parse({"name": f"{model_id(r)}-{n}-{r.gpu_type}",
+                           "cluster": {"system": system, "nodes": max(1, n // per_node)},
+                           "workload": work}, "rl validation row")
+
+
+def run() -> pd.DataFrame:
+    from sim.rl import simulate_rl
+    rows = []
+    for r in load().itertuples():
+        base = {"source": r.source_id, "algorithm": r.algorithm, "model": r.model,
+                "gpu": r.gpu_type, "gpus": int(r.num_gpus), "mode": r.policy_mode
+                if isinstance(r.policy_mode, str) else "", "precision": r.precision_train
+                if isinstance(r.precision_train, str) else "", "published_s": float(r.step_time_s)}
+        reason = skip_reason(r)
+        res = None
+        if reason is None:
+            try:
+                res = simulate_rl(build(r))
+            except ClusterSimError as exc:
+                reason = f"not simulated: {exc}"
+        if res is None:
+            rows.append(base | {"predicted_s": np.nan, "error_pct": np.nan, "gen_share": np.nan,
+                                "tok_s_gpu": np.nan, "published_tok_s_gpu": r.tokens_per_s_per_gpu,
+                                "skipped": reason})
+            continue
+        m = res.metrics
+        pred = m["step_time_s"]
+        rows.append(base | {"predicted_s": round(pred, 1),
+                            "error_pct": round(100 * (pred - base["published_s"]) / base["published_s"], 1),
+                            "gen_share": round(m["generation_s"] / pred, 2),
+                            "tok_s_gpu": round(m["tokens_per_s_per_gpu"], 1),
+                            "published_tok_s_gpu": r.tokens_per_s_per_gpu, "skipped": ""})
+    return pd.DataFrame(rows)
+
+
+def summary(df: pd.DataFrame) -> dict[str, object]:
+    done = df[df.skipped == ""]
+    err = done.error_pct.abs()
+    return {"rows": len(df), "simulated": len(done), "skipped": int((df.skipped != "").sum()),
+            "median_abs_error_pct": float(err.median()) if len(done) else float("nan"),
+            "max_abs_error_pct": float(err.max()) if len(done) else float("nan"),
+            "rows_over_15pct": int((err > 15).sum()), "target_median_pct": 15.0,
+            "split_rows": 0, "split_note": "no row publishes the generation/training split "
+            "(gen_time_s and train_update_time_s are empty), so the 10-point split target "
+            "cannot be checked"}
+
+
+def records(df: pd.DataFrame | None = None) -> list[dict]:
+    """Rows for the ``validate all`` dashboard: {suite, name, predicted, published, error_pct}
+    (skipped rows keep predicted/error_pct as None and say why)."""
+    df = run() if df is None else df
+    out = []
+    for r in df.itertuples():
+        name = f"{r.source} {r.algorithm} {r.model} {r.gpus}x{r.gpu} {r.mode} {r.precision}".strip()
+        ok = r.skipped == ""
+        out.append({"suite": SUITE, "name": name, "predicted": float(r.predicted_s) if ok else None,
+                    "published": float(r.published_s), "error_pct": float(r.error_pct) if ok else None,
+                    **({} if ok else {"skipped": r.skipped})})
+    return out
+
+
+def dashboard_rows() -> list[dict]:
+    """The ``validate all`` dashboard's rows (calibration/dashboard.py): the simulated rows
+    as step times in seconds; skipped rows have no prediction to judge."""
+    return [{k: v for k, v in r.items() if k != "skipped"} | {"unit": "s", "kind": "time"}
+            for r in records() if r["predicted"] is not None]
+
+
+def table(df: pd.DataFrame) -> str:
+    s = summary(df)
+    shown = df.drop(columns=["skipped"]).fillna("")
+    text = shown.to_string(index=False)
+    skipped = df[df.skipped != ""]
+    if len(skipped):
+        text += "\n\nskipped rows:\n" + "\n".join(
+            f"  {r.source} {r.model} {r.gpus}x{r.gpu} {r.mode}: {r.skipped}" for r in skipped.itertuples())
+    text += (f"\n\nstep time: median |error| {s['median_abs_error_pct']:.1f}% (target <= 15%), max "
+             f"{s['max_abs_error_pct']:.1f}%, rows over 15%: {s['rows_over_15pct']} of "
+             f"{s['simulated']} simulated ({s['skipped']} skipped)\nsplit: {s['split_note']}")
+    return text
+
+
+if __name__ == "__main__":
+    print(table(run()))

@@ -1,0 +1,134 @@
+"""Scenario schema of ``workload: kind: rl`` (one RL post-training step: GRPO, PPO, DAPO).
+
+Contract from the project's RL issue; extend, don't rename. Everything a user can get
+wrong in one block is checked here and raises ClusterSimError with one line (exit code 2
+in the CLI); checks that need the cluster (GPU counts, memory) run in ``sim.rl``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sim.inference_config import KVCacheConfig, SchedulerConfig
+from workloads.inference.requests import Length
+
+Precision = Literal["fp16", "bf16", "fp8"]
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RolloutParallel(_Cfg):
+    """One rollout engine replica: tp x pp GPUs (vLLM tensor/pipeline parallel)."""
+    tp: int = Field(1, gt=0, description="tensor-parallel GPUs of one rollout replica")
+    pp: int = Field(1, gt=0, description="pipeline-parallel stages of one rollout replica")
+    ep: int = Field(1, gt=0, description="expert parallelism of the rollout engine (MoE "
+                    "policies; dense models need 1)")
+
+
+class RolloutConfig(_Cfg):
+    parallel: RolloutParallel = Field(RolloutParallel(), description="one rollout replica's layout")
+    scheduler: SchedulerConfig = Field(SchedulerConfig(), description="batching policy and "
+                                       "limits of the rollout engine (as inference scenarios)")
+    kv_cache: KVCacheConfig = Field(KVCacheConfig(), description="paged KV cache of the "
+                                    "rollout engine (as inference scenarios)")
+    precision: Precision | None = Field(None, description="rollout weights and GEMMs "
+                                        "(default: the training precision; fp8 rollouts)")
+    oversample: float = Field(1.0, ge=1.0, description="DAPO dynamic sampling: generate "
+                              "ceil(prompts_per_step x oversample) groups, keep the first "
+                              "prompts_per_step to complete, abandon the rest")
+
+
+class TrainParallel(_Cfg):
+    """The training layout (Megatron-style); dp is what is left of the training GPUs."""
+    tp: int = Field(1, gt=0, description="tensor parallel of the training layout")
+    pp: int = Field(1, gt=0, description="pipeline parallel of the training layout")
+    ep: int = Field(1, gt=0, description="expert parallel of the training layout (MoE "
+                    "policies; passed to the training simulator)")
+    vpp: int = Field(1, gt=0, description="virtual pipeline stages (interleaved schedule)")
+    sequence_parallel: bool = Field(False, description="Megatron sequence parallelism")
+    schedule: Literal["gpipe", "1f1b", "interleaved"] = Field("1f1b", description="pipeline schedule")
+    zero: Literal[0, 1, 2, 3] = Field(1, description="ZeRO stage; 1 = Megatron's distributed "
+                                      "optimizer (NeMo RL's default)")
+    pipeline_layers: list[int] | None = Field(None, description="layers per pipeline stage "
+                                              "(uneven split); unset: layers / pp each")
+
+
+class TrainConfig(_Cfg):
+    global_batch: int = Field(512, gt=0, description="samples (responses) per optimizer step")
+    micro_batch: int = Field(1, gt=0, description="packed rows per microbatch")
+    parallel: TrainParallel = Field(TrainParallel(), description="training layout")
+    recompute: Literal["none", "selective", "full"] = Field("selective", description=
+                                                           "activation recomputation")
+    attention: Literal["flash", "unfused"] = Field("flash", description="attention kernels")
+    max_seq_len: int | None = Field(None, gt=0, description="pack prompt + response "
+                                    "sequences into rows of this many tokens (first-fit "
+                                    "decreasing); unset: pad each to the step's longest")
+    epochs: int = Field(1, gt=0, description="passes over the step's samples (PPO epochs)")
+
+
+class PoolSplit(_Cfg):
+    rollout_gpus: int = Field(gt=0, description="GPUs of the rollout pool (whole nodes or a "
+                              "divisor of one node)")
+    train_gpus: int = Field(gt=0, description="GPUs of the training pool (whole nodes or a "
+                            "divisor of one node)")
+
+
+class RLWorkload(_Cfg):
+    kind: Literal["rl"] = Field("rl", description="one RL post-training step (docs/rl.md)")
+    algorithm: Literal["grpo", "ppo", "dapo"] = Field("grpo", description="grpo; ppo adds "
+                                                      "critic and reward model; dapo drops the "
+                                                      "reference pass and samples dynamically")
+    model: str | dict[str, Any] = Field("llama3-8b", description="the policy: preset name or "
+                                        "inline shape")
+    critic_model: str | dict[str, Any] | None = Field(None, description="PPO critic (default: "
+                                                      "the policy's shape)")
+    reward_model: str | dict[str, Any] | None = Field(None, description="PPO reward model "
+                                                      "(default: the policy's shape)")
+    precision: Precision = Field("bf16", description="training precision")
+    prompts_per_step: int = Field(64, gt=0, description="prompts per step")
+    samples_per_prompt: int = Field(8, gt=0, description="responses per prompt (group size)")
+    prompt_len: Length = Field(512, description="prompt tokens: a number or a distribution "
+                               "(as inference requests)")
+    response_len: Length = Field(1024, description="response tokens: a number or a "
+                                 "distribution (as inference requests)")
+    rollout: RolloutConfig = Field(RolloutConfig(), description="the rollout engine")
+    train: TrainConfig = Field(TrainConfig(), description="log-prob and training passes")
+    placement: Literal["colocated"] | PoolSplit = Field("colocated", description="colocated "
+                                                        "(time-shared GPUs, onload/offload of "
+                                                        "the training states) or separate pools")
+    off_policy_steps: int = Field(0, ge=0, description="0 on-policy; k >= 1 overlaps rollout of "
+                                  "step i+k with training of step i (separate pools)")
+    sync: Literal["nccl", "checkpoint"] = Field("nccl", description="weight sync: reshard over "
+                                                "the fabric, or through checkpoint storage")
+    seed: int = Field(0, description="seed of the sampled prompt and response lengths")
+
+    @model_validator(mode="after")
+    def _check(self) -> RLWorkload:
+        for k in ("prompt_len", "response_len"):
+            v = getattr(self, k)
+            if isinstance(v, int) and v <= 0:
+                raise ValueError(f"{k} must be > 0")
+        if self.rollout.oversample > 1 and self.algorithm != "dapo":
+            raise ValueError(f"rollout.oversample {self.rollout.oversample} is dynamic sampling, "
+                             "which only algorithm: dapo does; leave it at 1")
+        if (self.critic_model or self.reward_model) and self.algorithm != "ppo":
+            raise ValueError("critic_model / reward_model are PPO's; algorithm is "
+                             f"{self.algorithm!r}")
+        return self
+
+    @property
+    def samples(self) -> int:
+        """Responses the step trains on."""
+        return self.prompts_per_step * self.samples_per_prompt
+
+    @property
+    def rollout_precision(self) -> str:
+        return self.rollout.precision or self.precision
+
+    @property
+    def colocated(self) -> bool:
+        return self.placement == "colocated"

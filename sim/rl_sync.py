@@ -1,0 +1,137 @@
+"""Moving weights between the RL step's phases: the weight sync (training layout ->
+rollout layout) and, when colocated, the onload/offload of the training states.
+
+nccl sync: every rollout GPU receives the part of its rollout shard that it does not
+already hold (workloads.rl.reshard_inbound), from a training GPU of the same model copy,
+on the scale-up fabric when both sit in one domain and over the NICs otherwise (the
+profile's fitted point-to-point curves); NCCL broadcasts pipeline, so the time is that
+of the most loaded receiver, not of the number of replicas. The part already in place is
+copied once through HBM (read + write).
+
+checkpoint sync: one training copy writes the policy at 16 bits to the checkpoint tier,
+then every rollout replica reads its copy at the rollout precision (hw_models.storage).
+
+Colocated onload/offload: the training states (16-bit weights, fp32 master weights and
+Adam moments, sharded as the plan shards them; workloads.memory) come back from host
+memory before the training-side passes and go back after them; the frozen models of the
+step (reference, reward) are loaded but not written back. Gradients are zeroed buffers,
+not copied; the rollout engine's KV cache and weights are dropped rather than copied
+(vLLM sleep mode level 1 discards the KV cache; the sync rewrites the weights).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw_models import storage
+from hw_models.catalog import SystemSpec
+from hw_models.profile import Profile
+from sim.network import AnalyticalNetwork, ClusterLayout
+from sim.rl_config import RLWorkload
+from sim.rl_timeline import PoolSizes
+from sim.run_config import StorageConfig
+from sim.scenario import Scenario
+from workloads import memory
+from workloads import rl as steps
+from workloads.model import ModelSpec, resolve
+from workloads.parallel import ParallelPlan
+
+WEIGHT_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
+
+
+def cluster_network(sc: Scenario, system: SystemSpec, prof: Profile) -> AnalyticalNetwork:
+    net = sc.cluster.network
+    lay = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,
+                        net.oversubscription)
+    return AnalyticalNetwork(lay, prof)
+
+
+def train_layout(w: RLWorkload, pools: PoolSizes) -> tuple[steps.Layout, int]:
+    """(layout, data-parallel copies) for the reshard. Expert parallelism counts as a further
+    split of each layer's matrices: experts hold nearly all of a MoE model's weights (the
+    attention weights replicated over the ep ranks are undercounted)."""
+    p = w.train.parallel
+    dp = pools.train // (p.tp * p.pp)
+    return steps.Layout(p.tp * p.ep, p.pp), max(1, dp // p.ep)
+
+
+def nccl_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: ModelSpec,
+              prof: Profile) -> dict:
+    w: RLWorkload = sc.workload
+    rp = w.rollout.parallel
+    rollout = steps.Layout(rp.tp * rp.ep, rp.pp)
+    train, dp = train_layout(w, pools)
+    total = model.params * WEIGHT_BYTES[w.rollout_precision]
+    inbound = steps.reshard_inbound(total, train, dp, rollout, pools.rollout, pools.colocated)
+    g = int(np.argmax(inbound))
+    net = cluster_network(sc, system, prof)
+    if pools.colocated:
+        src = _nearest_holder(g, train, dp, rollout)
+        dst = g
+    else:       # training pool on the first ranks, rollout pool after it
+        src, dst = 0, pools.train + g
+    moved = net.p2p_time(src, dst, float(inbound[g]))
+    local = (total / rollout.gpus - inbound[g]) * 2 / system.gpu_spec.hbm_bw
+    return {"weight_sync_s": moved + local, "sync_bytes_per_gpu": float(inbound[g]),
+            "sync_bytes_total": float(inbound.sum())}
+
+
+def _nearest_holder(g: int, train: steps.Layout, dp: int, rollout: steps.Layout) -> int:
+    """A training GPU (of GPU g's own data-parallel copy) that holds part of what g needs
+    and sits farthest from g: the slowest link of the gather bounds it."""
+    rs, rt = steps.rollout_region(g, rollout)
+    d = (g // train.tp) % dp
+    best = g
+    for s in range(train.pp):
+        for t in range(train.tp):
+            h = s * train.tp * dp + d * train.tp + t
+            ov = steps.interval_overlap(rs, rollout.pp, s, train.pp) * steps.interval_overlap(rt, rollout.tp, t, train.tp)
+            if h != g and ov > 0 and abs(h - g) > abs(best - g):
+                best = h
+    return best
+
+
+def checkpoint_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: ModelSpec) -> dict:
+    w: RLWorkload = sc.workload
+    cfg = sc.cluster.storage or StorageConfig()
+    tier = cfg.checkpoint_tier()
+    path = cfg.path(system.nic_bw_per_gpu * system.gpus_per_node)
+    per = system.gpus_per_node
+    rp = w.rollout.parallel
+    replicas = pools.rollout // (rp.tp * rp.pp * rp.ep)
+    write = tier.transfer_time("write", model.params * 2, max(1, pools.train // per), path)
+    read_bytes = replicas * model.params * WEIGHT_BYTES[w.rollout_precision]
+    read = tier.transfer_time("read", read_bytes, max(1, pools.rollout // per), path)
+    return {"weight_sync_s": write + read, "sync_bytes_per_gpu": read_bytes / pools.rollout,
+            "sync_bytes_total": model.params * 2 + read_bytes}
+
+
+def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
+    """Colocated only: (onload_s, offload_s) of one step over the GPU's host link."""
+    w: RLWorkload = sc.workload
+    if not pools.colocated:
+        return {"onload_s": 0.0, "offload_s": 0.0, "offload_bytes_per_gpu": 0.0}
+    p = w.train.parallel
+    dp = pools.train // (p.tp * p.pp)
+    plan = ParallelPlan(p.tp, p.pp, dp, 1, dp, zero=p.zero, ep=p.ep)
+    trained = frozen = 0.0
+    for ps in steps.PASSES[w.algorithm]:
+        role = ps.role
+        model = resolve(role_ref(w, role))
+        states = max(m.weights + m.optimizer for m in memory.memory_per_stage(model, plan, 4, True))
+        if ps.train:
+            trained += states
+        elif role in ("reference", "reward"):
+            frozen += model.params * 2 / (p.tp * p.pp * (p.ep if model.is_moe else 1))
+    gpu = system.gpu if isinstance(system.gpu, str) else system.gpu.name
+    bw = storage.host_link(gpu).bw
+    return {"onload_s": (trained + frozen) / bw, "offload_s": trained / bw,
+            "offload_bytes_per_gpu": trained}
+
+
+def role_ref(w: RLWorkload, role: str):
+    if role == "critic" and w.critic_model is not None:
+        return w.critic_model
+    if role == "reward" and w.reward_model is not None:
+        return w.reward_model
+    return w.model
