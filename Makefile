@@ -35,6 +35,11 @@ validate: venv
 	$(BIN)/clustersim validate korthikanti
 	$(BIN)/clustersim validate trtllm
 	$(BIN)/clustersim validate nccl
+	$(BIN)/clustersim validate long-context
+	$(BIN)/clustersim validate fp8
+	$(BIN)/clustersim validate schedules
+	$(BIN)/clustersim validate dense
+
 	$(BIN)/clustersim validate rl
 
 # Every validation suite; rewrites README's accuracy table and the stored residual band.

@@ -80,7 +80,9 @@ def memory_per_stage(data: dict[str, Any]) -> tuple[pd.DataFrame, float, str]:
     capacity in GiB and the GPU name. Cheap: no simulation."""
     setup = resolve_setup(scenario_mod.parse(data, "explorer scenario"))
     stages = memory.memory_per_stage(setup.model, setup.plan, setup.options.grad_bytes,
-                                     setup.options.attention == "flash")
+                                     setup.options.attention == "flash",
+                                     param_bytes=setup.options.param_bytes,
+                                     offload=setup.options.offload)
     return pd.DataFrame([m.gib() for m in stages]), setup.gpu.hbm_bytes / 2**30, setup.gpu.name
 
 

@@ -56,6 +56,55 @@ def nccl() -> Report:
     return {"rows": rows, "summary": summ}, text
 
 
+def _modern(rows: list[dict[str, Any]], s: dict[str, Any], extra: str = "") -> str:
+    from calibration.validate_modern import table
+    med, mx = s["median_abs_error_pct"], s["max_abs_error_pct"]
+    return table(rows) + (
+        f"\n\n{s['compared']} rows compared, {s['skipped']} skipped, {s['errors']} errors; "
+        f"median |error| {'-' if med is None else f'{med:.1f}%'}   max |error| "
+        f"{'-' if mx is None else f'{mx:.1f}%'}   rows over 10%: {s['rows_over_10pct']}") + extra
+
+
+def long_context(band: bool = False) -> Report:
+    """NeMo long-sequence runs with context parallelism and TorchTitan CP sweeps."""
+    from calibration.validate_long_context import rows, summarize
+    result = rows(band)
+    s = summarize(result)
+    return {"rows": result, "summary": s}, _modern(result, s)
+
+
+def fp8(band: bool = False) -> Report:
+    """BF16/FP8 pairs and FP8/MXFP8/NVFP4 recipes on H100, B200, GB200."""
+    from calibration.validate_fp8 import pairs, rows, summarize
+    result = rows(band)
+    s = summarize(result)
+    pr = pairs(result)
+    h = s["h100"]
+    extra = (f"\nH100 rows: {h['compared']} compared, median |error| "
+             f"{h['median_abs_error_pct']:.1f}%\n\nFP8/BF16 speed-up (points = predicted - "
+             f"published):\n" + pd.DataFrame(pr).drop(columns="suite").to_string(index=False))
+    return {"rows": result, "pairs": pr, "summary": s}, _modern(result, s, extra)
+
+
+def schedules(band: bool = False) -> Report:
+    """TorchTitan's 405B with 1F1B and interleaved 1F1B (the analytic rows are tests)."""
+    from calibration.validate_schedules import rows, summarize
+    result = rows(band)
+    s = summarize(result)
+    r = s["ratio"]
+    extra = "" if r is None else (f"\ninterleaved / 1F1B throughput: predicted {r['predicted']}, "
+                                  f"published {r['published']} ({r['points']:+.1f} points)")
+    return {"rows": result, "summary": s}, _modern(result, s, extra)
+
+
+def dense(band: bool = False) -> Report:
+    """Megatron-LM's H100 weak-scaling table, its Llama 3 FP8 table, AutoModel FSDP2."""
+    from calibration.validate_dense import rows, summarize
+    result = rows(band)
+    s = summarize(result)
+    return {"rows": result, "summary": s}, _modern(result, s)
+
+
 def dashboard(only: list[str] | None = None) -> Report:
     """Every validation suite in one table (calibration/dashboard.py): rows with predicted,
     published, error and band coverage; median, p90, worst and coverage per suite."""

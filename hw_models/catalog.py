@@ -86,6 +86,9 @@ class SystemSpec(_Spec):
     cost_per_gpu_hour_usd: float | None = None   # default from prices.yaml
     system_max_kw: float | None = Field(None, gt=0)  # whole node's max power, where published
     profile: str | None = None   # fitted on this system's own sweeps; else the GPU's
+    # Host DRAM bandwidth of a node, for the optimizer offloaded to the CPU
+    # (docs/long_context.md); the GPU <-> host link is the GPU's host_gb_s.
+    host_mem_gb_s: float | None = Field(None, gt=0)
     source: str = "inline"
 
     @property

@@ -111,8 +111,10 @@ class Profile(_P):
     def gemm_curve(self, dtype: str) -> GemmCurve:
         if dtype in self.gemm:
             return self.gemm[dtype]
-        # bf16 and fp16 share tensor-core paths; fp8 without its own curve uses fp16's.
-        for alias in ("fp16", "bf16", "fp8"):
+        # bf16 and fp16 share tensor-core paths; fp8 without its own curve uses fp16's;
+        # block-scaled low precision (mxfp8, nvfp4) uses the fp8 curve where there is one.
+        order = ("fp8", "fp16", "bf16") if dtype in ("mxfp8", "nvfp4") else ("fp16", "bf16", "fp8")
+        for alias in order:
             if alias in self.gemm:
                 return self.gemm[alias]
         raise ClusterSimError(f"profile {self.name!r} has no GEMM curve for {dtype!r}")

@@ -4,7 +4,7 @@ blocks through the network model's closed form (symmetric peers, no rendezvous).
 from __future__ import annotations
 
 from hw_models.compute import ComputeModel
-from workloads.graph import Block, Collective, Compute, Delay, Memory, Node
+from workloads.graph import Block, Collective, Compute, Delay, Memory, Node, Overlap
 
 
 class OpCosts:
@@ -37,7 +37,7 @@ class OpCosts:
             if op.kind in ("alloc", "free"):
                 return 0.0
             return op.bytes / self.host_bw
-        if isinstance(op, Block):
+        if isinstance(op, Block | Overlap):
             return sum(self.parts(op).values())
         return 0.0
 
@@ -47,14 +47,26 @@ class OpCosts:
         hit = self._parts.get(id(op))
         if hit is None:
             got: dict[str, float] = {}
-            for sub in op.ops:
-                cat = sub.group.dim if isinstance(sub, Collective) else (
-                    "other" if isinstance(sub, Delay) else "compute")
-                got[cat] = got.get(cat, 0.0) + self.op_time(sub)
-            if op.overlap:
-                _hide(got, op.overlap)
+            if isinstance(op, Overlap):
+                got = self._overlap_parts(op)
+            else:
+                for sub in op.ops:
+                    sub_parts = self.parts(sub) if isinstance(sub, Overlap) else {
+                        (sub.group.dim if isinstance(sub, Collective) else (
+                            "other" if isinstance(sub, Delay) else "compute")): self.op_time(sub)}
+                    for cat, t in sub_parts.items():
+                        got[cat] = got.get(cat, 0.0) + t
+                if op.overlap:
+                    _hide(got, op.overlap)
             hit = self._parts[id(op)] = (op, got)
         return hit[1]
+
+    def _overlap_parts(self, op: Overlap) -> dict[str, float]:
+        t_main = sum(self.op_time(o) for o in op.main)
+        t_hidden = sum(self.op_time(o) for o in op.hidden)
+        exposed = op.time(t_main, t_hidden) - t_main
+        cat = op.hidden[0].group.dim if op.hidden else "other"
+        return {"compute": t_main, **({cat: exposed} if exposed > 0 else {})}
 
     def duration(self, node: Node) -> float:
         return self.op_time(node.op)

@@ -18,6 +18,7 @@ from sim.inference_config import InferenceWorkload
 from sim.moe_config import MoEWorkload
 from sim.rl_config import RLWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
+from sim.training_config import CPKind, Fp8Config, OffloadConfig, Schedule, TPOverlap
 
 
 class _Cfg(BaseModel):
@@ -93,12 +94,36 @@ class ParallelConfig(_Cfg):
         "virtual pipeline stages per GPU (interleaved schedule)"))
     sequence_parallel: bool = Field(False, description=(
         "Megatron sequence parallelism of norms and dropout over the TP group"))
-    schedule: Literal["gpipe", "1f1b", "interleaved"] = Field("1f1b", description=(
-        "pipeline schedule"))
+    schedule: Schedule = Field("1f1b", description=(
+        "pipeline schedule; zb-h1, zb-v, dualpipe, dualpipev split the backward into input "
+        "and weight gradients (docs/schedules.md)"))
     zero: Literal[0, 1, 2, 3] = Field(0, description=(
         "ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also weights"))
     pipeline_layers: list[int] | None = Field(None, description=(
-        "layers per pipeline stage (one number per stage); unset: as even as possible"))
+        "layers per pipeline stage (one number per stage), or per virtual stage (pp x "
+        "chunks numbers, in path order); unset: as even as possible"))
+    # long context, schedules, overlap, FSDP2 (docs/long_context.md, docs/schedules.md)
+    cp: int = Field(1, gt=0, description="context-parallel size (sequence split over cp GPUs)")
+    cp_kind: CPKind = Field("ring", description=(
+        "context-parallel attention: ring (p2p KV ring, overlapped), allgather (KV "
+        "all-gather, Llama 3), ulysses (head all-to-alls), hybrid (Ulysses in a node, ring "
+        "across)"))
+    ulysses_size: int | None = Field(None, gt=0, description=(
+        "hybrid CP: size of the Ulysses group; unset: the CP ranks of one node"))
+    account_for_embedding_in_pipeline_split: bool = Field(False, description=(
+        "count the embedding as one layer in the even pipeline split (Megatron-LM)"))
+    account_for_loss_in_pipeline_split: bool = Field(False, description=(
+        "count the loss as one layer in the even pipeline split (Megatron-LM)"))
+    tp_comm_overlap: TPOverlap = Field("none", description=(
+        "overlap TP all-gather / reduce-scatter with their GEMMs: ring (Megatron "
+        "userbuffers) or async (TorchTitan async TP); needs sequence_parallel"))
+    reshard_after_forward: bool = Field(True, description=(
+        "ZeRO-3 / FSDP2: free gathered weights after the forward (false: keep them for the "
+        "backward, no backward gathers)"))
+    prefetch: int = Field(1, gt=0, description="ZeRO-3 / FSDP: layers gathered ahead")
+    zero_shard_group: int | None = Field(None, gt=0, description=(
+        "HSDP: shard ZeRO-3 state within groups of this many DP x CP ranks, all-reduce "
+        "gradients across the groups"))
     ep: int = Field(1, gt=0, description=(
         "expert-parallel size of MoE layers: the tp x dp ranks of a stage regrouped as "
         "etp x ep x expert-dp (docs/moe.md)"))
@@ -135,11 +160,15 @@ class TrainingWorkload(_Cfg):
         "forward (Megatron-Core --overlap-param-gather), not after the optimizer"))
     grad_reduce_bytes: Literal[2, 4] | None = Field(None, description=(
         "bytes per gradient element in the data-parallel reduction; unset: 4 for bf16 "
-        "(fp32 main grads), else 2"))
+        "and fp8 (fp32 main grads), else 2"))
     checkpoint: CheckpointConfig | None = Field(None, description=(
         "checkpointing of the run (docs/reliability.md)"))
     data: DataConfig | None = Field(None, description=(
         "the input pipeline: bytes per token, prefetch, loader bandwidth"))
+    fp8: Fp8Config | None = Field(None, description=(
+        "with precision fp8: the recipe and FP8 parameters (docs/fp8.md)"))
+    offload: OffloadConfig | None = Field(None, description=(
+        "host offload of activations and optimizer over the host link (docs/long_context.md)"))
     moe: MoEWorkload = Field(MoEWorkload(), description=(
         "MoE models: token dispatcher, expert-load imbalance, capacity factor, all-to-all "
         "overlap (docs/moe.md)"))

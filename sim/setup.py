@@ -20,10 +20,12 @@ from sim.costs import OpCosts
 from sim.engine import Engine
 from sim.network import AnalyticalNetwork, ClusterLayout, Network
 from sim.scenario import Scenario, TrainingWorkload
+from sim.training_config import offload_options, plan_kwargs, precision_options
 from workloads import parallel, training
 from workloads.graph import ExecutionGraph
 from workloads.model import ModelSpec, resolve
 from workloads.moe_training import MoEOptions
+from workloads.offload import OffloadOptions
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,17 @@ def resolve_cluster(sc: Scenario) -> Cluster:
     return Cluster(system, system.gpu_spec, prof, layout)
 
 
-def training_options(w: TrainingWorkload) -> training.TrainingOptions:
-    """Gradient reduction in fp32 for bf16 training (Megatron's default), else 16-bit."""
-    grad_bytes = w.grad_reduce_bytes or (4 if w.precision == "bf16" else 2)
-    return training.TrainingOptions(dtype=w.precision, attention=w.attention,
-                                    grad_bytes=grad_bytes,
+def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
+                     offload: OffloadOptions | None = None) -> training.TrainingOptions:
+    """Gradient reduction in fp32 for bf16 training (Megatron's default) and for FP8
+    recipes (FP8 is only the GEMM inputs), else 16-bit; the FP8 recipe (checked against
+    the GPU's dtypes when one is given) and host offload (sim/training_config.py)."""
+    grad_bytes = w.grad_reduce_bytes or (4 if w.precision in ("bf16", "fp8") else 2)
+    return training.TrainingOptions(attention=w.attention, grad_bytes=grad_bytes,
                                     overlap_grad_reduce=w.overlap_grad_reduce,
-                                    overlap_param_gather=w.overlap_param_gather)
+                                    overlap_param_gather=w.overlap_param_gather,
+                                    offload=offload or OffloadOptions(),
+                                    **precision_options(w, gpu))
 
 
 # Operations one simulated step may have (~2 per microbatch and layer: forward and backward
@@ -101,17 +107,18 @@ def resolve_setup(sc: Scenario) -> Setup:
     model = resolve(w.model).with_seq_len(w.seq_len)
     world = sc.cluster.nodes * cl.system.gpus_per_node
     p = w.parallel
-    dp = p.dp or parallel.derive_dp(world, p.tp, p.pp)
+    dp = p.dp or parallel.derive_dp(world, p.tp, p.pp, p.cp)
     plan = parallel.ParallelPlan(
         tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
         vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
         recompute=w.recompute,
         pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None,
-        ep=p.ep, etp=p.etp)
+        ep=p.ep, etp=p.etp, **plan_kwargs(p, cl.system.gpus_per_node))
     parallel.validate(plan, model, world)
     check_graph_size(plan, model)
     warn_tp_across_nodes(plan.tp, cl.system.gpus_per_node)
-    opts = replace(training_options(w), moe=moe_options(w, model, cl.layout))
+    offload = offload_options(w, cl.system, model, plan, w.attention == "flash")
+    opts = replace(training_options(w, cl.gpu, offload), moe=moe_options(w, model, cl.layout))
     return Setup(sc, cl.system, cl.gpu, cl.profile, model, plan, cl.layout, opts)
 
 
@@ -142,10 +149,17 @@ def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = Non
     prof = prof or setup.profile
     network = network or make_network(setup, prof)
     network.set_simulated_ranks(graph.simulated_ranks)
-    costs = OpCosts(ComputeModel(setup.gpu, prof, setup.scenario.sim.speed_scale), network)
+    costs = OpCosts(ComputeModel(setup.gpu, prof, setup.scenario.sim.speed_scale), network,
+                    host_bw(setup.system))
     # sim.ep_flows: MoE all-to-alls inside blocks played as flows (sim/block_flows.py)
     ep_flows = setup.scenario.sim.ep_flows and network.fidelity == "flow"
     return Engine(graph, costs, network, ("ep",) if ep_flows else ())
+
+
+def host_bw(system: SystemSpec) -> float:
+    """Bytes/s of one GPU's host link (catalog); OpCosts' PCIe Gen4 default without one."""
+    gb_s = system.gpu_spec.host_gb_s
+    return gb_s * 1e9 if gb_s else 25e9
 
 
 def system_network(system: SystemSpec, gpus: int, prof: Profile,

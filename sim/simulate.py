@@ -84,7 +84,8 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
     moe_load = moe_training.load(model, plan, setup.options.moe)
     mem = pd.DataFrame([m.gib() for m in memory.memory_per_stage(
         model, plan, setup.options.grad_bytes, setup.options.attention == "flash",
-        moe_load.rank_factor if moe_load else 1.0)])
+        moe_load.rank_factor if moe_load else 1.0, setup.options.param_bytes,
+        setup.options.offload)])
     if sc.sim.check_memory:
         check_memory(setup, mem)
     graph = training.build(model, plan, setup.options)
@@ -119,6 +120,7 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
             "mfu": (mflops / (lo_hi[1] * world * peak), mflops / (lo_hi[0] * world * peak))},
         extra={"nodes": len(graph), "microbatches": plan.microbatches,
                "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp,
+                        "cp": plan.cp, "schedule": plan.effective_schedule,
                         **({"ep": plan.ep, "etp": plan.etp} if model.is_moe else {})},
                **moe_summary(setup, rows),
                "calibration": calibration_of(setup.system, prof), **money,

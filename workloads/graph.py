@@ -91,18 +91,36 @@ class Delay:
 
 
 @dataclass(frozen=True, slots=True)
+class Overlap:
+    """Work ``main`` with communication ``hidden`` running beside it, pipelined in
+    ``steps`` transfers: the first 1/(steps+1) of ``main`` runs alone, then each step
+    takes the longer of its compute share and its transfer (ring attention passing KV
+    blocks, a GEMM split into chunks with its TP collective; docs/long_context.md).
+    Time = M/(n+1) + n max(M/(n+1), H/n); the breakdown charges M to compute and the
+    rest to the hidden ops' category (the exposed communication)."""
+    main: tuple[Compute, ...]
+    hidden: tuple[Collective, ...]
+    steps: int = 1
+    name: str = ""
+
+    def time(self, t_main: float, t_hidden: float) -> float:
+        n = max(self.steps, 1)
+        return t_main / (n + 1) + n * max(t_main / (n + 1), t_hidden / n)
+
+
+@dataclass(frozen=True, slots=True)
 class Block:
     """Ops run back to back on one stream as one node: a layer's kernels and the TP
     collectives between them (symmetric peers, so no rendezvous). Keeps graphs of
     thousands of GPUs small; each op's time still lands in the breakdown by category.
     ``overlap``: communication categories whose collectives run beside the block's compute
     (e.g. ``("ep",)`` for MoE all-to-all overlap): only what exceeds the compute is exposed."""
-    ops: tuple[Compute | Collective | Delay, ...]
+    ops: tuple[Compute | Collective | Delay | Overlap, ...]
     name: str = ""
     overlap: tuple[str, ...] = ()
 
 
-Op = Compute | Collective | SendRecv | Memory | Delay | Block
+Op = Compute | Collective | SendRecv | Memory | Delay | Block | Overlap
 
 
 @dataclass(slots=True)

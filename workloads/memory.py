@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan
-from workloads.training import stage_params, unit_params
+from workloads.training import pipeline_of, stage_params, unit_params
 
 GIB = 2**30
 MASTER_AND_ADAM_BYTES = 12          # fp32 master weight + Adam m and v (mixed precision)
@@ -51,13 +51,16 @@ def model_states(params: float, dp: int, zero: int, grad_bytes: int,
 
 def zero3_buffers(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
                   param_bytes: int = 2) -> float:
-    """ZeRO-3 working set: the layer being computed and the one prefetched, gathered in
-    full (16-bit), plus one layer's full gradient before its reduce-scatter."""
-    if plan.zero < 3 or plan.dp == 1:
+    """ZeRO-3 working set: the layer being computed and the ``prefetch`` gathered ahead, in
+    full (16-bit), plus one layer's full gradient before its reduce-scatter. With
+    ``reshard_after_forward=False`` the whole stage stays gathered between the passes."""
+    if plan.zero < 3 or plan.grad_dp == 1:
         return 0.0
-    units = sorted((u for c in range(plan.vpp) for u in unit_params(model, plan, stage, c)),
+    units = sorted((u for c in range(plan.chunks) for u in unit_params(model, plan, stage, c)),
                    reverse=True)
-    return (units[0] + (units[1] if len(units) > 1 else 0.0)) * param_bytes + units[0] * grad_bytes
+    if not plan.reshard_after_forward:
+        return sum(units) * param_bytes + units[0] * grad_bytes
+    return sum(units[:plan.prefetch + 1]) * param_bytes + units[0] * grad_bytes
 
 
 def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recompute: str,
@@ -91,11 +94,29 @@ def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:
     Megatron-Core's interleaved warm-up: 2 (p - rank - 1) + (v - 1) p, plus one)."""
     m, p, v = plan.microbatches, plan.pp, plan.vpp
     kind = plan.effective_schedule
+    if kind not in ("gpipe", "interleaved", "1f1b"):
+        raise ValueError(f"{kind}: count live layers with Pipeline.peak_live_layers")
     if kind == "gpipe":
         return m
     if kind == "interleaved":
         return min((p - stage - 1) * 2 + (v - 1) * p + 1, m * v)
     return min(p - stage, m)
+
+
+def _live(model: ModelSpec, plan: ParallelPlan, stage: int) -> tuple[float, float, float, bool, bool]:
+    """(layers whose activations are live at the peak, chunks in flight, microbatches whose
+    embedding output is held, holds the embedding, holds the head) of a stage."""
+    if plan.effective_schedule in ("gpipe", "interleaved", "1f1b") and plan.chunks == plan.vpp \
+            and not (plan.embedding_in_split or plan.loss_in_split):
+        chunks = in_flight_chunks(plan, stage)
+        layers = chunks * plan.stage_layers(model.layers)[stage] / plan.vpp
+        return layers, chunks, in_flight_microbatches(plan, stage), stage == 0, stage == plan.pp - 1
+    pipe = pipeline_of(plan, model.layers)
+    layers = pipe.peak_live_layers(stage)
+    first = any(pipe.is_first(stage, c) for c in range(plan.chunks))
+    last = any(pipe.is_last(stage, c) for c in range(plan.chunks))
+    per_chunk = max(pipe.rank_layers(stage) / plan.chunks, 1)
+    return layers, layers / per_chunk, layers / per_chunk, first, last
 
 
 def in_flight_microbatches(plan: ParallelPlan, stage: int) -> int:
@@ -106,15 +127,21 @@ def in_flight_microbatches(plan: ParallelPlan, stage: int) -> int:
 
 
 def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
-                 flash: bool, rank_factor: float = 1.0) -> StageMemory:
-    """``rank_factor``: MoE models' slowest-EP-rank token load (workloads/moe_load.py)."""
+                 flash: bool, rank_factor: float = 1.0, param_bytes: int = 2,
+                 offload=None) -> StageMemory:
+    """``rank_factor``: MoE models' slowest-EP-rank token load (workloads/moe_load.py);
+    ``offload``: workloads.offload.OffloadOptions (host-resident activations/optimizer)."""
     params = stage_params(model, plan, stage)
-    weights, grads, optimizer = model_states(params, plan.dp, plan.zero, grad_bytes)
-    layers_per_chunk = plan.stage_layers(model.layers)[stage] / plan.vpp
+    weights, grads, optimizer = model_states(params, plan.shard_group, plan.zero, grad_bytes,
+                                             param_bytes)
+    local = model.with_seq_len(model.seq_len // plan.cp)      # a CP rank's tokens
+    live_layers, in_flight, emb_mb, first, last = _live(model, plan, stage)
+    if offload is not None and offload.activations > 0:   # the layer at work stays resident
+        live_layers = live_layers * (1 - offload.activations) + offload.activations
     if model.uniform:
-        per_layer = activation_bytes_per_layer(model, plan.micro_batch, plan.tp, plan.sp,
+        per_layer = activation_bytes_per_layer(local, plan.micro_batch, plan.tp, plan.sp,
                                                plan.recompute, flash)
-        acts = in_flight_chunks(plan, stage) * layers_per_chunk * per_layer
+        acts = live_layers * per_layer
     else:                # MoE / MLA / windowed layers differ: workloads/moe_memory.py
         from workloads import moe_memory as mm
         from workloads.moe_training import stage_split
@@ -122,18 +149,21 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
         weights, grads, optimizer = (a + b for a, b in zip(
             (weights, grads, optimizer), mm.expert_states(model, plan, stage, grad_bytes, experts),
             strict=True))
-        acts = mm.stage_activations(model, plan, stage, rank_factor, in_flight_chunks(plan, stage))
-    sbh = model.seq_len * plan.micro_batch * model.hidden
-    if stage == 0:       # embedding output (and its dropout mask), per microbatch in flight
+        acts = mm.stage_activations(local, plan, stage, rank_factor, in_flight)
+    if offload is not None and offload.optimizer:
+        optimizer = 0.0
+    sbh = local.seq_len * plan.micro_batch * model.hidden
+    if first:       # embedding output (and its dropout mask), per microbatch in flight
         # Only the first model chunk holds it, so interleaving does not multiply it by vpp.
-        acts += (in_flight_microbatches(plan, stage) * (3 if model.dropout else 2) * sbh
-                 / (plan.tp if plan.sp else 1))
-    if stage == plan.pp - 1:   # fp32 logits of the microbatch being processed
-        acts += 4 * model.seq_len * plan.micro_batch * model.vocab / plan.tp
+        acts += emb_mb * (3 if model.dropout else 2) * sbh / (plan.tp if plan.sp else 1)
+    if last:   # fp32 logits of the microbatch being processed
+        acts += 4 * local.seq_len * plan.micro_batch * model.vocab / plan.tp
     return StageMemory(stage, weights, grads, optimizer, acts,
-                       zero3_buffers(model, plan, stage, grad_bytes))
+                       zero3_buffers(model, plan, stage, grad_bytes, param_bytes))
 
 
 def memory_per_stage(model: ModelSpec, plan: ParallelPlan, grad_bytes: int,
-                     flash: bool, rank_factor: float = 1.0) -> list[StageMemory]:
-    return [stage_memory(model, plan, s, grad_bytes, flash, rank_factor) for s in range(plan.pp)]
+                     flash: bool, rank_factor: float = 1.0, param_bytes: int = 2,
+                     offload=None) -> list[StageMemory]:
+    return [stage_memory(model, plan, s, grad_bytes, flash, rank_factor, param_bytes, offload)
+            for s in range(plan.pp)]

@@ -1,8 +1,8 @@
 """Parallelism plans: validation against model and cluster, and rank placement.
 
-Rank order follows Megatron-LM's default (tp fastest, then dp, then pp):
-``rank = pp_rank * (dp * tp) + dp_rank * tp + tp_rank``, so a TP group sits inside one
-node and DP/PP groups span nodes.
+Rank order follows Megatron-LM's default ``tp-cp-ep-dp-pp`` (tp fastest, then cp, then
+dp, then pp): ``rank = ((pp_rank * dp + dp_rank) * cp + cp_rank) * tp + tp_rank``, so a TP
+group sits inside one node, a CP group next to it, and DP/PP groups span nodes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from typing import Literal
 from hw_models.errors import InfeasiblePlanError
 from workloads.model import ModelSpec
 
-Schedule = Literal["gpipe", "1f1b", "interleaved"]
+Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1", "zb-v", "dualpipe", "dualpipev"]
+CPKind = Literal["ring", "allgather", "ulysses", "hybrid"]
+TPOverlap = Literal["none", "ring", "async"]
 Recompute = Literal["none", "selective", "full"]
 
 
@@ -29,13 +31,23 @@ class ParallelPlan:
     schedule: Schedule = "1f1b"
     zero: int = 0
     recompute: Recompute = "none"
-    pipeline_layers: tuple[int, ...] | None = None   # explicit layers per stage (uneven PP)
+    pipeline_layers: tuple[int, ...] | None = None   # per rank, or per virtual stage (pp x chunks)
+    # -- long context, schedules, overlap (docs/long_context.md, docs/schedules.md) --
+    cp: int = 1                       # context parallel size
+    cp_kind: CPKind = "ring"
+    ulysses_size: int | None = None   # hybrid CP: Ulysses group (default: CP ranks in a node)
+    embedding_in_split: bool = False  # Megatron account_for_embedding_in_pipeline_split
+    loss_in_split: bool = False       # Megatron account_for_loss_in_pipeline_split
+    tp_comm_overlap: TPOverlap = "none"
+    reshard_after_forward: bool = True   # FSDP2 / ZeRO-3: free gathered weights after forward
+    prefetch: int = 1                    # FSDP2 / ZeRO-3: layers gathered ahead
+    zero_shard_group: int | None = None  # HSDP: shard within groups of this many DP ranks
     ep: int = 1                     # expert parallel size (MoE layers; workloads/moe_parallel.py)
     etp: int = 1                    # expert tensor parallel size
 
     @property
     def world(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.pp * self.dp * self.cp
 
     @property
     def microbatches(self) -> int:
@@ -48,27 +60,70 @@ class ParallelPlan:
 
     @property
     def effective_schedule(self) -> Schedule:
-        return "interleaved" if self.vpp > 1 else self.schedule
+        if self.schedule in ("gpipe", "1f1b", "interleaved"):
+            return "interleaved" if self.vpp > 1 else self.schedule
+        return self.schedule
 
-    def rank(self, tp: int, dp: int, pp: int) -> int:
-        return pp * (self.dp * self.tp) + dp * self.tp + tp
+    @property
+    def chunks(self) -> int:
+        """Model chunks per pipeline rank."""
+        return 2 if self.schedule in ("zb-v", "dualpipe", "dualpipev") else self.vpp
+
+    @property
+    def ulysses(self) -> int:
+        """Ulysses (all-to-all) part of the CP group: all of it for ``ulysses``, the given
+        ``ulysses_size`` for ``hybrid`` (else 1: ring / all-gather only)."""
+        if self.cp_kind == "ulysses":
+            return self.cp
+        if self.cp_kind == "hybrid":
+            return self.ulysses_size or 1
+        return 1
+
+    @property
+    def grad_dp(self) -> int:
+        """Ranks that hold the same weights and reduce gradients together: DP x CP."""
+        return self.dp * self.cp
+
+    @property
+    def shard_group(self) -> int:
+        """DP ranks a ZeRO shard spans (HSDP: zero_shard_group, else all of dp)."""
+        return self.zero_shard_group or self.grad_dp
+
+    def rank(self, tp: int, dp: int, pp: int, cp: int = 0) -> int:
+        return ((pp * self.dp + dp) * self.cp + cp) * self.tp + tp
 
     def tp_group(self, pp: int, dp: int = 0) -> tuple[int, ...]:
         return tuple(self.rank(t, dp, pp) for t in range(self.tp))
 
     def dp_group(self, pp: int, tp: int = 0) -> tuple[int, ...]:
-        return tuple(self.rank(tp, d, pp) for d in range(self.dp))
+        """The gradient-reduction group: DP x CP (Megatron's data-parallel group with
+        context parallelism); the DP group itself when cp = 1."""
+        return tuple(self.rank(tp, d, pp, c) for d in range(self.dp) for c in range(self.cp))
+
+    def cp_group(self, pp: int, dp: int = 0, tp: int = 0) -> tuple[int, ...]:
+        return tuple(self.rank(tp, dp, pp, c) for c in range(self.cp))
+
+    def pipeline(self, layers: int):
+        from workloads.pipeline import Pipeline
+        return Pipeline(self.effective_schedule, self.pp, self.chunks, self.microbatches, layers,
+                        self.pipeline_layers, self.embedding_in_split, self.loss_in_split)
 
     def stage_layers(self, layers: int) -> tuple[int, ...]:
-        return self.pipeline_layers or (layers // self.pp,) * self.pp
+        """Transformer layers per pipeline rank (all its chunks)."""
+        if self.chunks == 1 and not (self.embedding_in_split or self.loss_in_split):
+            return self.pipeline_layers or (layers // self.pp,) * self.pp
+        pipe = self.pipeline(layers)
+        return tuple(pipe.rank_layers(r) for r in range(self.pp))
 
 
-def derive_dp(world: int, tp: int, pp: int) -> int:
-    if world % (tp * pp):
+def derive_dp(world: int, tp: int, pp: int, cp: int = 1) -> int:
+    if world % (tp * pp * cp):
+        what = "tp*pp" + ("*cp" if cp > 1 else "")
+        sizes = f"{tp}*{pp}" + (f"*{cp}" if cp > 1 else "")
         raise InfeasiblePlanError(
-            f"tp*pp = {tp}*{pp} = {tp * pp} does not divide the {world} GPUs; "
-            f"choose tp*pp among the divisors of {world}")
-    return world // (tp * pp)
+            f"{what} = {sizes} = {tp * pp * cp} does not divide the {world} GPUs; "
+            f"choose {what} among the divisors of {world}")
+    return world // (tp * pp * cp)
 
 
 def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
@@ -77,13 +132,17 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
         raise InfeasiblePlanError(msg)
 
     if plan.world != world:
-        no(f"tp*pp*dp = {plan.tp}*{plan.pp}*{plan.dp} = {plan.world} but the cluster has {world} GPUs")
+        no(f"tp*pp*dp*cp = {plan.tp}*{plan.pp}*{plan.dp}*{plan.cp} = {plan.world} but the "
+           f"cluster has {world} GPUs")
     if model.heads % plan.tp:
         no(f"tp={plan.tp} does not divide the model's {model.heads} attention heads")
     if model.kv_heads_ % plan.tp and plan.tp % model.kv_heads_:
         no(f"tp={plan.tp} and the model's {model.kv_heads_} kv heads do not divide one another")
-    if plan.sp and model.seq_len % plan.tp:
-        no(f"sequence parallel needs tp={plan.tp} to divide seq_len={model.seq_len}")
+    if plan.sp and model.seq_len % (plan.tp * plan.cp):
+        no(f"sequence parallel needs tp*cp={plan.tp * plan.cp} to divide seq_len={model.seq_len}")
+    from workloads.cp import validate_cp
+    validate_cp(plan, model)
+    _validate_schedule(plan)
     _validate_layers(plan, model)
     if plan.global_batch % (plan.dp * plan.micro_batch):
         no(f"global_batch={plan.global_batch} is not a multiple of dp*micro_batch = "
@@ -100,7 +159,34 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
     validate_ep(plan, model)
 
 
+def _validate_schedule(plan: ParallelPlan) -> None:
+    """Sizes the split-backward schedules need (workloads/schedules_zb.py)."""
+    kind, m, p = plan.schedule, plan.microbatches, plan.pp
+    if kind in ("zb-v", "dualpipe", "dualpipev") and plan.vpp not in (1, 2):
+        raise InfeasiblePlanError(f"schedule {kind} places 2 chunks per rank; vpp={plan.vpp} "
+                                  "is not allowed with it (leave vpp at 1)")
+    if kind in ("dualpipe", "dualpipev") and (m < 2 * p or m % 2):
+        raise InfeasiblePlanError(f"schedule {kind} needs an even number of microbatches, at "
+                                  f"least 2*pp = {2 * p}; got {m}")
+    if kind == "dualpipe" and p % 2:
+        raise InfeasiblePlanError(f"schedule dualpipe needs an even pp; got pp={p}")
+    if kind not in ("gpipe", "1f1b", "interleaved") and plan.zero >= 2:
+        raise InfeasiblePlanError(f"schedule {kind} defers weight gradients; it runs with zero "
+                                  f"0 or 1 (the distributed optimizer), not zero={plan.zero}")
+    if plan.zero_shard_group is not None and (plan.zero < 3 or plan.grad_dp % plan.zero_shard_group):
+        raise InfeasiblePlanError(
+            f"zero_shard_group={plan.zero_shard_group} (HSDP) needs zero=3 and must divide "
+            f"dp*cp={plan.grad_dp}")
+    if plan.prefetch < 1:
+        raise InfeasiblePlanError(f"prefetch={plan.prefetch}; allowed: 1 or more layers")
+
+
 def _validate_layers(plan: ParallelPlan, model: ModelSpec) -> None:
+    per_stage = plan.pipeline_layers is not None and len(plan.pipeline_layers) != plan.pp
+    if plan.schedule in ("zb-v", "dualpipe", "dualpipev") or plan.embedding_in_split \
+            or plan.loss_in_split or per_stage:
+        _validate_virtual_layers(plan, model)
+        return
     if plan.pipeline_layers is not None:
         if len(plan.pipeline_layers) != plan.pp or sum(plan.pipeline_layers) != model.layers:
             raise InfeasiblePlanError(
@@ -114,3 +200,29 @@ def _validate_layers(plan: ParallelPlan, model: ModelSpec) -> None:
         raise InfeasiblePlanError(
             f"pp*vpp = {plan.pp}*{plan.vpp} does not divide the model's {model.layers} layers "
             "(give parallel.pipeline_layers for an uneven split)")
+
+
+def _validate_virtual_layers(plan: ParallelPlan, model: ModelSpec) -> None:
+    """pipeline_layers with one entry per rank (each a multiple of the chunks per rank) or
+    one per virtual stage; or an even split (embedding / loss counted if asked)."""
+    pipe = plan.pipeline(model.layers)
+    given = plan.pipeline_layers
+    if given is not None:
+        ok = (len(given) == pipe.stages or len(given) == plan.pp) and sum(given) == model.layers
+        if not ok or any(n <= 0 for n in given):
+            raise InfeasiblePlanError(
+                f"pipeline_layers {list(given)} must have pp={plan.pp} (per rank) or "
+                f"{pipe.stages} (per virtual stage) positive entries summing to the model's "
+                f"{model.layers} layers")
+        if len(given) == plan.pp != pipe.stages and model.uniform \
+                and any(n % plan.chunks for n in given):     # MoE/MLA: uneven chunks allowed
+            raise InfeasiblePlanError(
+                f"every per-rank entry of pipeline_layers must be a multiple of the "
+                f"{plan.chunks} chunks per rank (or give {pipe.stages} per-stage entries)")
+        return
+    counts = pipe.stage_layer_counts        # raises when the even split does not divide
+    # A first/last virtual stage may hold only the embedding / the loss (Megatron allows
+    # it: 126 layers + 2 on 128 stages), not with ZeRO-3's per-layer gathers.
+    inner = counts[1:-1] if len(counts) > 2 else ()
+    if min(counts) < 0 or (inner and min(inner) <= 0) or (min(counts) == 0 and plan.zero >= 3):
+        raise InfeasiblePlanError(f"{model.layers} layers are too few for {pipe.stages} stages")

@@ -31,24 +31,18 @@ FSDP, Zhao et al. VLDB'23), Ψ the stage's parameters on one TP rank, N = dp:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from workloads import moe_training
+from workloads.fsdp import Zero3, hsdp_replica_all_reduce
 from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
-from workloads.layers import (
-    AttentionImpl,
-    LayerContext,
-    embedding_backward,
-    embedding_forward,
-    head_backward,
-    head_forward,
-    layer_backward,
-    layer_forward,
-    layer_recompute,
-)
+from workloads.layers import AttentionImpl, LayerContext
 from workloads.model import ModelSpec
 from workloads.moe_training import MoEOptions
+from workloads.offload import ActivationOffload, OffloadOptions, optimizer_on_host
 from workloads.parallel import ParallelPlan
-from workloads.schedules import schedule
+from workloads.pipeline import SPLIT_BACKWARD, Pipeline
+from workloads.stage_ops import StageOps, build_stage_ops, local_context, pair_block
 
 # Mixed-precision Adam step (Megatron-LM fused Adam, fp32 master weights): reads master
 # weight, fp32 grad, m, v (16 B) and writes master, m, v and the 16-bit copy (14 B), plus
@@ -63,7 +57,9 @@ class TrainingOptions:
     grad_bytes: int = 4                 # bytes per gradient element in the DP reduction
     overlap_grad_reduce: bool = True
     bucket_params: float = 40e6         # Megatron-LM's default DDP bucket (40M elements)
-    param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers
+    param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers (fp8 params: 1)
+    fp8_recipe: str | None = None       # workloads/fp8.py; None: GEMMs in ``dtype``
+    offload: OffloadOptions = OffloadOptions()   # workloads/offload.py
     # ZeRO-1/2 (distributed optimizer): all-gather the updated parameters bucket by bucket
     # under the next step's first forward (Megatron-Core ``overlap_param_gather``) instead
     # of after the optimizer.
@@ -77,6 +73,12 @@ class _Stage:
     rank: int
     ctx: LayerContext
     layers: int
+    pipe: Pipeline
+    ops: StageOps
+    w: list[Block] = field(default_factory=list)       # per chunk: weight-gradient pass
+    gathered: set = field(default_factory=set)         # chunks whose first forward is placed
+    gathers: list = field(default_factory=list)        # overlap_param_gather: per chunk, layer
+    inp: list[Block] = field(default_factory=list)     # per chunk: input-gradient pass
     fwd: list[Block] = field(default_factory=list)     # per chunk
     bwd: list[Block] = field(default_factory=list)     # per chunk
     node: dict = field(default_factory=dict)            # (mb, chunk, pass) -> node id
@@ -85,27 +87,27 @@ class _Stage:
     grad_rs: list = field(default_factory=list)      # ZeRO-2/3 reduce-scatters issued in backward
 
 
+@lru_cache(maxsize=64)
+def pipeline_of(plan: ParallelPlan, layers: int) -> Pipeline:
+    return plan.pipeline(layers)
+
+
 def stage_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
-    """Parameters held by one TP rank of a pipeline stage (embedding on the first stage,
-    untied output layer on the last; positions are replicated). MoE models: the part
-    replicated over dp (routed experts: moe_training.stage_split)."""
+    """Parameters held by one TP rank of a pipeline stage (embedding with the first
+    virtual stage, untied output layer with the last; positions are replicated). MoE
+    models: the part replicated over dp (routed experts: moe_training.stage_split)."""
     if not model.uniform:
         return moe_training.stage_split(model, plan, stage)[0]
-    layers = plan.stage_layers(model.layers)[stage]
-    n = layers * model.params_per_layer / plan.tp
-    if stage == 0:
-        n += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
-    if stage == plan.pp - 1 and (not model.tied_embeddings or plan.pp > 1):
-        n += model.vocab * model.hidden / plan.tp
-    return n
+    return sum(sum(unit_params(model, plan, stage, c)) for c in range(plan.chunks))
 
 
 def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> ExecutionGraph:
-    stages = [_make_stage(model, plan, opts, s) for s in range(plan.pp)]
+    pipe = pipeline_of(plan, model.layers)
+    stages = [_make_stage(model, plan, opts, s, pipe) for s in range(plan.pp)]
     g = ExecutionGraph(plan.world, tuple(st.rank for st in stages),
-                       meta={"kind": "training", "microbatches": plan.microbatches})
-    steps = {st.index: schedule(plan.effective_schedule, plan.microbatches, plan.pp, plan.vpp,
-                                st.index) for st in stages}
+                       meta={"kind": "training", "microbatches": plan.microbatches,
+                             "overlap_pairs": []})
+    steps = {st.index: pipe.steps(st.index) for st in stages}
     recv = _add_recvs(g, plan, stages, steps, model, opts)
     for st in stages:
         _add_compute(g, plan, st, steps[st.index], recv, model, opts)
@@ -118,26 +120,34 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
 def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, stage: int) -> Block:
     """The forward pass of one pipeline stage's first chunk, as ``build`` plays it
     (forward-only passes reuse it: RL log-prob passes, workloads/rl.py)."""
-    return _make_stage(model, plan, opts, stage).fwd[0]
+    return _make_stage(model, plan, opts, stage, pipeline_of(plan, model.layers)).fwd[0]
 
 
-def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int) -> _Stage:
-    ctx = LayerContext(model, plan.micro_batch, plan.tp, plan.sp, opts.dtype,
-                       CommGroup(plan.tp_group(s), "tp"), opts.attention,
-                       moe=moe_training.context(model, plan, opts.moe, s))
-    layers = plan.stage_layers(model.layers)[s]
-    st = _Stage(s, plan.rank(0, 0, s), ctx, layers)
-    per_chunk = layers // plan.vpp
-    if model.uniform:
-        fwd_l, bwd_l = layer_forward(ctx), layer_recompute(ctx, plan.recompute) + layer_backward(ctx)
-    for c in range(plan.vpp):
-        first, last = _is_first(plan, s, c), _is_last(plan, s, c)
-        body_f, body_b = (fwd_l * per_chunk, bwd_l * per_chunk) if model.uniform \
-            else moe_training.chunk_body(ctx, plan, s, c)
-        f = (embedding_forward(ctx) if first else []) + body_f + (_head_fwd(ctx) if last else [])
-        b = (_head_bwd(ctx) if last else []) + body_b + (embedding_backward(ctx) if first else [])
-        st.fwd.append(Block(tuple(f), f"fwd_c{c}", _overlap(opts)))
-        st.bwd.append(Block(tuple(b), f"bwd_c{c}", _overlap(opts)))
+def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
+                pipe: Pipeline) -> _Stage:
+    # MoE / MLA models keep FP8 as their GEMM dtype (the recipe's kernels model dense layers)
+    dtype = "fp8" if opts.fp8_recipe and not model.uniform else opts.dtype
+    ctx = local_context(model, plan, dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
+                        moe_training.context(model, plan, opts.moe, s))
+    heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
+    ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe if model.uniform else None,
+                          plan.cp_group(s), heads)
+    layers = pipe.rank_layers(s) if model.uniform else plan.stage_layers(model.layers)[s]
+    st = _Stage(s, plan.rank(0, 0, s), ctx, layers, pipe, ops)
+    overlap = _overlap(opts)
+    for c in range(plan.chunks):
+        first, last = pipe.is_first(s, c), pipe.is_last(s, c)
+        emb_f, emb_b = (ops.emb_fwd, ops.emb_bwd) if first else ((), ())
+        head_f, head_b = (ops.head_fwd, ops.head_bwd) if last else ((), ())
+        if model.uniform:
+            n = pipe.chunk_layers(s, c)
+            body = (ops.fwd * n, ops.bwd * n, ops.bwd_input * n, ops.bwd_weight * n)
+        else:
+            body = ops.rewrite_body(*moe_training.chunk_body(ctx, plan, s, c))
+        st.fwd.append(Block(emb_f + body[0] + head_f, f"fwd_c{c}", overlap))
+        st.bwd.append(Block(head_b + body[1] + emb_b, f"bwd_c{c}", overlap))
+        st.inp.append(Block(head_b + body[2] + emb_b, f"bwd_input_c{c}", overlap))
+        st.w.append(Block(body[3], f"bwd_weight_c{c}", overlap))
     return st
 
 
@@ -146,39 +156,28 @@ def _overlap(opts: TrainingOptions) -> tuple[str, ...]:
     return ("ep",) if opts.moe is not None and opts.moe.overlap else ()
 
 
-def _head_fwd(ctx: LayerContext) -> list:
-    return head_forward(ctx) if ctx.model.uniform else moe_training.head_fwd(ctx)
+def _is_first(plan: ParallelPlan, s: int, c: int, layers: int = 0) -> bool:
+    return pipeline_of(plan, layers).is_first(s, c)
 
 
-def _head_bwd(ctx: LayerContext) -> list:
-    return head_backward(ctx) if ctx.model.uniform else moe_training.head_bwd(ctx)
-
-
-def _is_first(plan: ParallelPlan, s: int, c: int) -> bool:
-    return s == 0 and c == 0
-
-
-def _is_last(plan: ParallelPlan, s: int, c: int) -> bool:
-    return s == plan.pp - 1 and c == plan.vpp - 1
+def _is_last(plan: ParallelPlan, s: int, c: int, layers: int = 0) -> bool:
+    return pipeline_of(plan, layers).is_last(s, c)
 
 
 def p2p_bytes(model: ModelSpec, plan: ParallelPlan) -> float:
     """Activation (or its gradient) between stages. Megatron's scatter-gather optimisation
-    (SC'21 section 4.1) sends 1/t of it from each TP rank on its own rail."""
-    return 2.0 * plan.micro_batch * model.seq_len * model.hidden / plan.tp
+    (SC'21 section 4.1) sends 1/t of it from each TP rank on its own rail; a CP rank sends
+    its s/cp tokens."""
+    return 2.0 * plan.micro_batch * model.seq_len / plan.cp * model.hidden / plan.tp
 
 
 def _neighbour(plan: ParallelPlan, s: int, c: int, step: str) -> tuple[int, int] | None:
-    """(stage, chunk) that sends this step its input: the previous virtual stage for a
-    forward, the next one for a backward."""
-    vs = c * plan.pp + s + (-1 if step == "F" else 1)
-    if vs < 0 or vs >= plan.pp * plan.vpp:
-        return None
-    return vs % plan.pp, vs // plan.pp
+    """(stage, chunk) that sends this step its input (workloads.pipeline)."""
+    return pipeline_of(plan, 0).neighbour(s, c, step)
 
 
 def _tag(plan: ParallelPlan, mb: int, s: int, c: int, step: str) -> int:
-    return ((mb * plan.vpp + c) * plan.pp + s) * 2 + (step == "B")
+    return ((mb * plan.chunks + c) * plan.pp + s) * 2 + (step != "F")
 
 
 def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
@@ -189,7 +188,7 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
             if src is None or plan.pp == 1:
                 continue
             op = SendRecv("recv", stages[src[0]].rank, nbytes, _tag(plan, mb, st.index, c, step))
-            stream = "recv_fwd" if step == "F" else "recv_bwd"
+            stream = _p2p_stream("recv", step, plan, src[0])
             recv[(st.index, mb, c, step)] = g.add(st.rank, stream, op, (), "pp",
                                                   f"recv_{step}{mb}_c{c}", mb=mb, chunk=c)
     return recv
@@ -197,49 +196,107 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
 
 def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv, model: ModelSpec,
                  opts: TrainingOptions) -> None:
-    m = plan.microbatches
-    split = plan.dp > 1
-    z3 = _Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.dp > 1 else None
-    gathers = _param_gathers(g, model, plan, opts, st) if _gathers_overlap(model, plan, opts) else None
+    z3 = Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.grad_dp > 1 else None
+    pairs = set(st.pipe.pairs(st.index))
+    offload = ActivationOffload(g, st, opts.offload)
+    merged = set()
+    if _gathers_overlap(model, plan, opts):
+        st.gathers = _param_gathers(g, model, plan, opts, st)
     for k, (mb, c, step) in enumerate(steps):
-        deps = [recv.get((st.index, mb, c, step))]
-        if step == "B" and _is_last(plan, st.index, c):
+        if k in merged:
+            continue
+        deps = [recv.get((st.index, mb, c, step)), offload.before(mb, c, step)]
+        if step in ("B", "I") and st.pipe.is_last(st.index, c):
             deps.append(st.node[(mb, c, "F")])     # loss gradient starts from the forward
+        if k in pairs:      # an overlapped F&B pair starts when both inputs are there
+            nmb, nc, nstep = steps[k + 1]
+            deps.append(recv.get((st.index, nmb, nc, nstep)))
+            if _merge_pair(g, st, steps, k, deps, offload):
+                merged.add(k + 1)
+                continue
         if z3 is not None:
             nxt = steps[k + 1] if k + 1 < len(steps) else None
             st.node[(mb, c, step)] = z3.add_pass(mb, c, step, deps, nxt)
-        elif step == "F" and mb == 0 and gathers is not None:
-            st.node[(mb, c, "F")] = _split_forward(g, plan, st, c, deps, gathers[c])
-        elif step == "F":
-            st.node[(mb, c, "F")] = g.add(st.rank, "compute", st.fwd[c], deps, "compute",
-                                         f"F{mb}_c{c}", mb=mb, chunk=c)
-        elif split and (mb == m - 1 or plan.zero == 2):
-            st.node[(mb, c, "B")] = _split_backward(g, plan, st, mb, c, deps)
-            if plan.zero == 2:
-                _zero2_reduce_scatter(g, model, plan, opts, st, mb, c)
         else:
-            st.node[(mb, c, "B")] = g.add(st.rank, "compute", st.bwd[c], deps, "compute",
-                                         f"B{mb}_c{c}", mb=mb, chunk=c)
+            st.node[(mb, c, step)] = _add_step(g, plan, model, opts, st, mb, c, step, deps)
+        offload.after(st.node[(mb, c, step)], mb, c, step)
+        if k - 1 in pairs:
+            g.meta["overlap_pairs"].append((st.node[steps[k - 1]], st.node[(mb, c, step)]))
+    if plan.effective_schedule in SPLIT_BACKWARD:
+        _weights_ready(st, steps)
+
+
+def _add_step(g, plan: ParallelPlan, model, opts, st: _Stage, mb: int, c: int, step: str,
+              deps) -> int:
+    """The node of one (microbatch, chunk, pass); the last microbatch's backward per layer
+    when DP gradient buckets overlap it (and every backward under ZeRO-2)."""
+    split = plan.grad_dp > 1 and plan.effective_schedule not in SPLIT_BACKWARD
+    if step == "F":
+        if st.gathers and c not in st.gathered:     # the chunk's first forward, per layer
+            st.gathered.add(c)
+            return _split_forward(g, plan, st, mb, c, deps, st.gathers[c])
+        return g.add(st.rank, "compute", st.fwd[c], deps, "compute", f"F{mb}_c{c}", mb=mb, chunk=c)
+    if step in ("I", "W"):
+        block = st.inp[c] if step == "I" else st.w[c]
+        return g.add(st.rank, "compute", block, deps, "compute", f"{step}{mb}_c{c}", mb=mb, chunk=c)
+    if split and (mb == plan.microbatches - 1 or plan.zero == 2):
+        node = _split_backward(g, plan, st, mb, c, deps)
+        if plan.zero == 2:
+            _zero2_reduce_scatter(g, model, plan, opts, st, mb, c)
+        return node
+    return g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
+
+
+def _merge_pair(g, st: _Stage, steps, k: int, deps: list, offload) -> bool:
+    """An F&B pair with EP communication becomes one node (stage_ops.pair_block), so each
+    chunk's all-to-alls hide behind the other's compute; both steps map to it."""
+    (mb, c, _), (bmb, bc, bstep) = steps[k], steps[k + 1]
+    block = pair_block(st.fwd[c], st.bwd[bc] if bstep == "B" else st.inp[bc])
+    if block is None:
+        return False
+    if st.pipe.is_last(st.index, bc):
+        deps.append(st.node[(bmb, bc, "F")])
+    deps.append(offload.before(bmb, bc, bstep))
+    node = g.add(st.rank, "compute", block, deps, "compute", f"F{mb}_c{c}+{bstep}{bmb}_c{bc}",
+                 mb=mb, chunk=c)
+    st.node[(mb, c, "F")] = st.node[(bmb, bc, bstep)] = node
+    offload.after(node, mb, c, "F")
+    offload.after(node, bmb, bc, bstep)
+    g.meta["overlap_pairs"].append((node, node))
+    return True
+
+
+def _weights_ready(st: _Stage, steps) -> None:
+    """Split-backward schedules: a chunk's gradients are complete after its last B or W."""
+    for c in range(len(st.fwd)):
+        last = max(st.node[key] for key in st.node if key[1] == c and key[2] in ("B", "W"))
+        st.last_bwd_layers[c] = [last] * st.pipe.chunk_layers(st.index, c)
 
 
 def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
     """The chunk's last backward, one node per layer, so gradient buckets can start early."""
-    ctx, per_chunk = st.ctx, st.layers // plan.vpp
+    ctx = st.ctx
     if ctx.model.uniform:
-        layer = Block(tuple(layer_recompute(ctx, plan.recompute) + layer_backward(ctx)), f"bwd_layer_c{c}")
+        per_chunk = st.pipe.chunk_layers(st.index, c)
+        layer = Block(st.ops.bwd, f"bwd_layer_c{c}")
     else:
         ids = moe_training.chunk_layers(ctx.model, plan, st.index, c)
         per_chunk = len(ids)
     nodes = []
+    if per_chunk == 0:                  # a stage holding only the embedding / the loss
+        node = g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
+        st.last_bwd_layers[c], st.bwd_layers[(mb, c)] = [], [node]   # its grads: see _buckets
+        return node
     for i in range(per_chunk):
         if not ctx.model.uniform:
-            layer = Block(tuple(moe_training.layer_bwd_ops(ctx, plan, ids[per_chunk - 1 - i])),
+            layer = Block(st.ops.transform(moe_training.layer_bwd_ops(ctx, plan,
+                                                                      ids[per_chunk - 1 - i]), True),
                           f"bwd_layer_c{c}", st.bwd[c].overlap)
         ops = layer.ops
-        if i == 0 and _is_last(plan, st.index, c):
-            ops = tuple(_head_bwd(ctx)) + ops
-        if i == per_chunk - 1 and _is_first(plan, st.index, c):
-            ops = ops + tuple(embedding_backward(ctx))
+        if i == 0 and st.pipe.is_last(st.index, c):
+            ops = st.ops.head_bwd + ops
+        if i == per_chunk - 1 and st.pipe.is_first(st.index, c):
+            ops = ops + st.ops.emb_bwd
         block = layer if ops is layer.ops else Block(ops, layer.name, layer.overlap)
         nodes.append(g.add(st.rank, "compute", block, deps if i == 0 else (), "compute",
                            f"B{mb}_c{c}_l{per_chunk - 1 - i}", mb=mb, chunk=c))
@@ -251,7 +308,7 @@ def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
 def _gathers_overlap(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> bool:
     """Dense models only: a MoE stage keeps its gather after the optimizer (its expert
     parameters shard over another group, workloads/moe_training.py)."""
-    return opts.overlap_param_gather and plan.zero in (1, 2) and plan.dp > 1 and model.uniform
+    return opts.overlap_param_gather and plan.zero in (1, 2) and plan.grad_dp > 1 and model.uniform
 
 
 def _param_gathers(g, model, plan, opts: TrainingOptions, st: _Stage) -> list[list[int]]:
@@ -262,13 +319,14 @@ def _param_gathers(g, model, plan, opts: TrainingOptions, st: _Stage) -> list[li
     group = CommGroup(plan.dp_group(st.index), "dp")
     out: list[list[int]] = []
     acc, pending, seq = 0.0, [], 10**6
-    for c in range(plan.vpp):
+    for c in range(plan.chunks):
         out.append([])
-        for n_params in unit_params(model, plan, st.index, c):
+        units = unit_params(model, plan, st.index, c)
+        for n_params in units:
             acc += n_params
             pending.append((c, len(out[c])))
             out[c].append(-1)
-            if acc >= opts.bucket_params or (c, len(out[c])) == (plan.vpp - 1, st.layers // plan.vpp):
+            if acc >= opts.bucket_params or (c == plan.chunks - 1 and len(out[c]) == len(units)):
                 op = Collective("all_gather", acc * opts.param_bytes, group, seq=seq,
                                 name="param_all_gather")
                 node = g.add(st.rank, "dp", op, (), "dp", "param_all_gather")
@@ -278,19 +336,19 @@ def _param_gathers(g, model, plan, opts: TrainingOptions, st: _Stage) -> list[li
     return out
 
 
-def _split_forward(g, plan, st: _Stage, c: int, deps, gathers: list[int]) -> int:
+def _split_forward(g, plan, st: _Stage, mb: int, c: int, deps, gathers: list[int]) -> int:
     """The chunk's first forward, one node per layer, each after its parameters' gather."""
-    ctx, per_chunk = st.ctx, st.layers // plan.vpp
+    per_chunk = max(1, st.pipe.chunk_layers(st.index, c))
     node = None
     for i in range(per_chunk):
-        ops = tuple(layer_forward(ctx))
-        if i == 0 and _is_first(plan, st.index, c):
-            ops = tuple(embedding_forward(ctx)) + ops
-        if i == per_chunk - 1 and _is_last(plan, st.index, c):
-            ops = ops + tuple(head_forward(ctx))
+        ops = st.ops.fwd if st.pipe.chunk_layers(st.index, c) else ()
+        if i == 0 and st.pipe.is_first(st.index, c):
+            ops = st.ops.emb_fwd + ops
+        if i == per_chunk - 1 and st.pipe.is_last(st.index, c):
+            ops = ops + st.ops.head_fwd
         prev = list(deps) if node is None else [node]
         node = g.add(st.rank, "compute", Block(ops, f"fwd_layer_c{c}"), prev + [gathers[i]],
-                     "compute", f"F0_c{c}_l{i}", mb=0, chunk=c)
+                     "compute", f"F{mb}_c{c}_l{i}", mb=mb, chunk=c)
     return node
 
 
@@ -300,11 +358,12 @@ def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) ->
     the chunks they are ``stage_params``."""
     if not model.uniform:
         return [u[0] for u in moe_training.unit_split(model, plan, stage, chunk)]
-    n = plan.stage_layers(model.layers)[stage] // plan.vpp
-    out = [model.params_per_layer / plan.tp] * n
-    if _is_first(plan, stage, chunk):
+    pipe = pipeline_of(plan, model.layers)
+    n = pipe.chunk_layers(stage, chunk)
+    out = [model.params_per_layer / plan.tp] * n or [0.0]     # [0.0]: embedding/loss only
+    if pipe.is_first(stage, chunk):
         out[0] += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
-    if _is_last(plan, stage, chunk) and (not model.tied_embeddings or plan.pp > 1):
+    if pipe.is_last(stage, chunk) and (not model.tied_embeddings or plan.pp > 1):
         out[-1] += model.vocab * model.hidden / plan.tp
     return out
 
@@ -335,86 +394,28 @@ def _bucket(ready: list[tuple[float, int]], size: float) -> list[tuple[float, in
     return buckets
 
 
-class _Zero3:
-    """ZeRO-3 / FSDP passes of one stage: a compute node per layer, the gather of the next
-    layer issued as the current one starts (prefetch 1), the gradient reduce-scatter after
-    each backward layer, all on the stage's one DP channel (gathers and reduce-scatters
-    share the NIC), a gather ahead of a reduce-scatter that became ready with it."""
-
-    def __init__(self, g: ExecutionGraph, model: ModelSpec, plan: ParallelPlan,
-                 opts: TrainingOptions, st: _Stage):
-        self.g, self.model, self.plan, self.opts, self.st = g, model, plan, opts, st
-        self.group = CommGroup(plan.dp_group(st.index), "dp")
-        self.recent: list[int] = []       # compute nodes in stream order
-        self.gathered: int | None = None  # gather already issued for the next pass's first layer
-        self.seq = 0
-        fwd, bwd = layer_forward(st.ctx), layer_recompute(st.ctx, plan.recompute) + layer_backward(st.ctx)
-        self.layer = {"F": Block(tuple(fwd), "fwd_layer"), "B": Block(tuple(bwd), "bwd_layer")}
-
-    def _units(self, c: int, step: str) -> list[float]:
-        u = unit_params(self.model, self.plan, self.st.index, c)
-        return u if step == "F" else u[::-1]
-
-    def _collective(self, kind: str, nbytes: float, dep: int | None, name: str, mb: int, c: int) -> int:
-        self.seq += 1
-        op = Collective(kind, nbytes, self.group, seq=self.seq, name=name)
-        return self.g.add(self.st.rank, "dp", op, (dep,) if dep is not None else (), "dp",
-                          f"{name}{self.seq}", mb=mb, chunk=c)
-
-    def _gather(self, n_params: float, mb: int, c: int) -> int:
-        dep = self.recent[-2] if len(self.recent) >= 2 else (self.recent[-1] if self.recent else None)
-        return self._collective("all_gather", n_params * self.opts.param_bytes, dep,
-                                "zero3_param_all_gather", mb, c)
-
-    def _block(self, c: int, step: str, i: int, n: int) -> Block:
-        ctx, plan, s = self.st.ctx, self.plan, self.st.index
-        base = self.layer[step]
-        pre, post = [], []
-        if step == "F":
-            pre = embedding_forward(ctx) if i == 0 and _is_first(plan, s, c) else []
-            post = head_forward(ctx) if i == n - 1 and _is_last(plan, s, c) else []
-        else:
-            pre = head_backward(ctx) if i == 0 and _is_last(plan, s, c) else []
-            post = embedding_backward(ctx) if i == n - 1 and _is_first(plan, s, c) else []
-        return base if not pre and not post else Block(tuple(pre) + base.ops + tuple(post), base.name)
-
-    def add_pass(self, mb: int, c: int, step: str, deps, nxt) -> int:
-        units = self._units(c, step)
-        gather = self.gathered if self.gathered is not None else self._gather(units[0], mb, c)
-        pending_rs = None
-        for i, n_params in enumerate(units):
-            block = self._block(c, step, i, len(units))
-            node = self.g.add(self.st.rank, "compute", block, [*(deps if i == 0 else ()), gather],
-                              "compute", f"{step}{mb}_c{c}_l{i}", mb=mb, chunk=c)
-            self.recent.append(node)
-            if i + 1 < len(units):
-                gather = self._gather(units[i + 1], mb, c)
-            elif nxt is not None:
-                nmb, nc, nstep = nxt
-                self.gathered = self._gather(self._units(nc, nstep)[0], nmb, nc)
-            else:
-                self.gathered = None
-            if pending_rs is not None:
-                self._reduce_scatter(*pending_rs, mb, c)
-            pending_rs = (n_params, node) if step == "B" else None
-        if pending_rs is not None:
-            self._reduce_scatter(*pending_rs, mb, c)
-        return node
-
-    def _reduce_scatter(self, n_params: float, node: int, mb: int, c: int) -> None:
-        rs = self._collective("reduce_scatter", n_params * self.opts.grad_bytes, node,
-                              "zero3_grad_reduce_scatter", mb, c)
-        self.st.grad_rs.append(rs)
+def _p2p_stream(kind: str, step: str, plan: ParallelPlan, peer: int) -> str:
+    """One stream per direction; split-backward schedules (DualPipe, V shapes) send each
+    way to two peers: one stream per peer."""
+    name = f"{kind}_{'fwd' if step == 'F' else 'bwd'}"
+    return f"{name}_{peer}" if plan.effective_schedule in SPLIT_BACKWARD else name
 
 
 def _add_sends(g, plan, stages, steps, recv) -> None:
+    sends = []
     for (s, mb, c, step), rid in recv.items():
         src_stage, src_chunk = _neighbour(plan, s, c, step)
         sender = stages[src_stage]
+        key = (mb, src_chunk, step)
+        if key not in sender.node:      # a gradient from the sender's full or input-only backward
+            key = (mb, src_chunk, "I" if step == "B" else "B")
+        sends.append((sender.node[key], src_stage, s, mb, src_chunk, step, rid))
+    if plan.effective_schedule in SPLIT_BACKWARD:
+        sends.sort()                    # several peers per direction: in production order
+    for produced, src_stage, s, mb, src_chunk, step, rid in sends:
         op = g.nodes[rid].op
-        produced = sender.node[(mb, src_chunk, step)]
-        stream = "send_fwd" if step == "F" else "send_bwd"
-        g.add(sender.rank, stream, SendRecv("send", stages[s].rank, op.bytes, op.tag), (produced,),
+        g.add(stages[src_stage].rank, _p2p_stream("send", step, plan, s),
+              SendRecv("send", stages[s].rank, op.bytes, op.tag), (produced,),
               "pp", f"send_{step}{mb}_c{src_chunk}", mb=mb, chunk=src_chunk)
 
 
@@ -424,9 +425,12 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
     params = stage_params(model, plan, st.index)
     dp_group = CommGroup(plan.dp_group(st.index), "dp")
     syncs = []
-    if plan.dp > 1 and plan.zero >= 2:
+    if plan.grad_dp > 1 and plan.zero >= 2:
         syncs.append(st.grad_rs[-1])        # the DP channel is serial: the last one is the end
-    elif plan.dp > 1:
+        if plan.zero >= 3 and plan.shard_group < plan.grad_dp:
+            syncs.append(hsdp_replica_all_reduce(g, plan, opts, st.rank, st.index, params,
+                                                 syncs[-1]))
+    elif plan.grad_dp > 1:
         kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
         last_compute = max(st.node.values())
         for i, (n_params, dep) in enumerate(_buckets(model, plan, opts, st, params)):
@@ -439,15 +443,19 @@ def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
                         name="embedding_grad_sync")
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
     expert_gather = None
-    if model.uniform:
-        shard = params / (plan.dp if plan.zero >= 1 else 1)
-        opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
-    else:
+    shard = params / (plan.shard_group if plan.zero >= 1 else 1)
+    if not model.uniform:
         syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, _bucket)
         opt, expert_gather = moe_training.optimizer_and_gather(model, plan, st.index, opts,
                                                                ADAM_BYTES_PER_PARAM)
-    step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
-    if plan.zero in (1, 2) and plan.dp > 1 and not _gathers_overlap(model, plan, opts):
+        step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
+    elif opts.offload.optimizer:
+        step = optimizer_on_host(g, st.rank, shard, opts.grad_bytes, opts.param_bytes,
+                                 ADAM_BYTES_PER_PARAM, opts.offload, syncs)
+    else:
+        opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
+        step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
+    if plan.zero in (1, 2) and plan.grad_dp > 1 and not _gathers_overlap(model, plan, opts):
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
@@ -459,7 +467,7 @@ def _buckets(model, plan, opts, st: _Stage, params: float):
     """(params, ready node) per bucket: layers in the order their gradients complete."""
     per_layer = model.params_per_layer / plan.tp
     ready: list[tuple[float, int]] = []
-    for c in reversed(range(plan.vpp)):
+    for c in reversed(range(plan.chunks)):
         nodes = st.last_bwd_layers.get(c, [])
         if not model.uniform:       # replicated part per layer (embedding/head in `extra`)
             per = [moe_training.layer_dense(model, plan, i) for i in

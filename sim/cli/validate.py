@@ -70,6 +70,36 @@ def nccl(format: Format = typer.Option(Format.table, "--format")) -> None:
     _emit(reports.nccl(), format)
 
 
+_BAND = typer.Option(False, "--band", help="also the low/high of the profile's fast and slow corners")
+
+
+@validate_app.command("long-context")
+def long_context(format: Format = typer.Option(Format.table, "--format"), band: bool = _BAND) -> None:
+    """NeMo long-sequence runs with context parallelism and TorchTitan CP sweeps."""
+    from calibration import reports
+    _emit(reports.long_context(band), format)
+
+
+@validate_app.command("fp8")
+def fp8(format: Format = typer.Option(Format.table, "--format"), band: bool = _BAND) -> None:
+    """BF16/FP8 pairs and FP8/MXFP8/NVFP4 recipes on H100, B200, GB200."""
+    from calibration import reports
+    _emit(reports.fp8(band), format)
+
+
+@validate_app.command("schedules")
+def schedules(format: Format = typer.Option(Format.table, "--format"), band: bool = _BAND) -> None:
+    """TorchTitan's 405B with 1F1B and interleaved 1F1B (the analytic rows are tests)."""
+    from calibration import reports
+    _emit(reports.schedules(band), format)
+
+
+@validate_app.command("dense")
+def dense(format: Format = typer.Option(Format.table, "--format"), band: bool = _BAND) -> None:
+    """Megatron-LM's H100 weak-scaling table, its Llama 3 FP8 table, AutoModel FSDP2."""
+    from calibration import reports
+    _emit(reports.dense(band), format)
+
 @validate_app.command("moe")
 def moe(format: Format = typer.Option(Format.table, "--format"),
         fidelity: str = typer.Option("analytical", "--fidelity")) -> None:

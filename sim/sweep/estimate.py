@@ -32,19 +32,11 @@ from hw_models.compute import ComputeModel
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
 from workloads import memory
-from workloads.graph import CommGroup
-from workloads.layers import (
-    LayerContext,
-    embedding_backward,
-    embedding_forward,
-    head_backward,
-    head_forward,
-    layer_backward,
-    layer_forward,
-    layer_recompute,
-)
+from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
+from workloads.offload import OffloadOptions
 from workloads.parallel import ParallelPlan
+from workloads.stage_ops import build_stage_ops, local_context
 from workloads.training import (
     ADAM_BYTES_PER_PARAM,
     TrainingOptions,
@@ -71,10 +63,12 @@ class Estimator:
 
     def __init__(self, model: ModelSpec, layout: ClusterLayout, compute: ComputeModel,
                  options: TrainingOptions, hbm_bytes: float, profile):
+        gb_s = layout.system.gpu_spec.host_gb_s
+        host_bw = gb_s * 1e9 if gb_s else 25e9
         self.model, self.layout, self.options = model, layout, options
         self.hbm_gib = hbm_bytes / GIB
         self.network = AnalyticalNetwork(layout, profile)
-        self.costs = OpCosts(compute, self.network)
+        self.costs = OpCosts(compute, self.network, host_bw)
         self.compute = compute
         self.layer_times = lru_cache(maxsize=None)(self._layer_times)
 
@@ -82,27 +76,50 @@ class Estimator:
         # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
         return sum(self.costs.uncached_time(op) for op in ops)
 
-    def _layer_times(self, tp: int, micro_batch: int, sp: bool, recompute: str) -> LayerTimes:
-        ctx = LayerContext(self.model, micro_batch, tp, sp, self.options.dtype,
-                           CommGroup(tuple(range(tp)), "tp"), self.options.attention)
+    def _layer_times(self, plan: ParallelPlan) -> LayerTimes:
+        """Per-layer times of the plan's layer shape (the same ops the graph builder uses:
+        context parallelism, FP8 recipe, TP overlap included)."""
+        ctx = local_context(self.model, plan, self.options.dtype,
+                            CommGroup(tuple(range(plan.tp)), "tp"), self.options.attention)
+        ops = build_stage_ops(ctx, plan, plan.recompute, self.options.fp8_recipe, plan.cp_group(0))
         return LayerTimes(
-            fwd=self._block(layer_forward(ctx)),
-            bwd=self._block(layer_recompute(ctx, recompute) + layer_backward(ctx)),
-            emb_fwd=self._block(embedding_forward(ctx)), emb_bwd=self._block(embedding_backward(ctx)),
-            head_fwd=self._block(head_forward(ctx)), head_bwd=self._block(head_backward(ctx)))
+            fwd=self._block(ops.fwd), bwd=self._block(ops.bwd),
+            emb_fwd=self._block(ops.emb_fwd), emb_bwd=self._block(ops.emb_bwd),
+            head_fwd=self._block(ops.head_fwd), head_bwd=self._block(ops.head_bwd))
 
-    def memory_peak_gib(self, plan: ParallelPlan) -> float:
+    def _times(self, plan: ParallelPlan) -> LayerTimes:
+        from dataclasses import replace
+        key = replace(plan, dp=1, pp=1, global_batch=plan.micro_batch, vpp=1, zero=0,
+                      pipeline_layers=None, schedule="1f1b", embedding_in_split=False,
+                      loss_in_split=False, zero_shard_group=None)
+        return self.layer_times(key)
+
+    def memory_peak_gib(self, plan: ParallelPlan, offload: OffloadOptions | None = None) -> float:
         flash = self.options.attention == "flash"
         stages = {0, plan.pp - 1} if plan.pipeline_layers is None else range(plan.pp)
         # With equal stages the first stage holds the most in-flight activations and the
         # embedding; the last holds the logits: the peak is on one of the two.
-        return max(memory.stage_memory(self.model, plan, s, self.options.grad_bytes, flash).total
+        return max(memory.stage_memory(self.model, plan, s, self.options.grad_bytes, flash,
+                                       param_bytes=self.options.param_bytes,
+                                       offload=offload).total
                    for s in stages) / GIB
 
-    def iteration_time(self, plan: ParallelPlan) -> float:
+    def _offload_time(self, plan: ParallelPlan, offload: OffloadOptions | None, bwd_layer: float,
+                      layers: int) -> tuple[float, float]:
+        """(exposed reload time over the pipeline, optimizer-on-host time): a chunk's
+        reload hides behind the backward before it (one step of prefetch)."""
+        if offload is None:
+            return 0.0, 0.0
+        host_bw = self.costs.host_bw
+        chunk = layers / plan.vpp
+        reload = offload.activations * offload.act_bytes_per_layer * chunk / host_bw
+        exposed = plan.microbatches * plan.vpp * max(0.0, reload - chunk * bwd_layer)
+        return exposed, 0.0
+
+    def iteration_time(self, plan: ParallelPlan, offload: OffloadOptions | None = None) -> float:
         p, v, m = plan.pp, plan.vpp, plan.microbatches
         if self.model.uniform:
-            lt = self.layer_times(plan.tp, plan.micro_batch, plan.sp, plan.recompute)
+            lt = self._times(plan)
             layers = plan.stage_layers(self.model.layers)
             fwd = [n * lt.fwd for n in layers]
             bwd = [n * lt.bwd for n in layers]
@@ -122,12 +139,15 @@ class Estimator:
         per_stage = [f + b for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
         t_pipe = m * worst + (sum(per_stage) - worst) / v
+        if lt is not None:
+            t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
                                         p2p_bytes(self.model, plan))
             t_pipe += 2 * (p * v - 1) * hop
         # Stage s finishes its last backward about s chunk-backwards before stage 0.
-        tail = max(self._stage_tail(plan, s, bwd[s] / v, layer_bwd[s], per_stage[s] * m - fwd[s] / v)
+        tail = max(self._stage_tail(plan, s, bwd[s] / v, layer_bwd[s], per_stage[s] * m - fwd[s] / v,
+                                    offload, fwd[s])
                    + (0.0 if lt else estimate_moe.expert_tail(self, plan, s)) - s * bwd[s] / v
                    for s in sorted({0, p // 2, p - 1}))
         return t_pipe + max(tail, 0.0)
@@ -155,7 +175,8 @@ class Estimator:
         return self.network.collective_time(kind, nbytes, CommGroup(ranks, "dp"))
 
     def _stage_tail(self, plan: ParallelPlan, s: int, last_bwd: float, layer_bwd: float,
-                    busy: float) -> float:
+                    busy: float, offload: OffloadOptions | None = None,
+                    stage_fwd: float = 0.0) -> float:
         """Exposed time after stage s's last backward: DP gradient buckets not hidden under
         it (for ZeRO-2, the queue of every microbatch's buckets: m of them behind the
         ``busy`` compute from the first backward on), tied-embedding sync,
@@ -181,10 +202,19 @@ class Estimator:
             pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
             t += self.network.collective_time(
                 "all_reduce", self.model.vocab * self.model.hidden / plan.tp * opts.grad_bytes, pair)
-        shard = params / (plan.dp if plan.zero >= 1 else 1)
-        t += self.compute.time("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32")
-        if plan.zero in (1, 2) and plan.dp > 1:
-            t += self.network.collective_time("all_gather", params * opts.param_bytes, group)
+        shard = params / (plan.shard_group if plan.zero >= 1 else 1)
+        if offload is not None and offload.optimizer:     # grads down, CPU Adam, params up
+            t += shard * (opts.grad_bytes + opts.param_bytes) / self.costs.host_bw
+            t += shard * ADAM_BYTES_PER_PARAM / offload.host_adam_bw
+        else:
+            t += self.compute.time("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32")
+        if plan.zero in (1, 2) and plan.grad_dp > 1:
+            ag = self.network.collective_time("all_gather", params * opts.param_bytes, group)
+            if opts.overlap_param_gather:   # beside the first forward, layer by layer, and
+                layers = max(1, plan.stage_layers(self.model.layers)[s])   # its s-hop wait
+                ag = max(0.0, Overlap((), (), layers).time(stage_fwd, ag) - stage_fwd
+                         - s * stage_fwd / plan.vpp)
+            t += ag
         return t
 
 

@@ -20,6 +20,7 @@ from sim.setup import moe_options, resolve_cluster, training_options
 from sim.simulate import simulate
 from sim.sweep import plans
 from sim.sweep.estimate import Estimator
+from sim.training_config import plan_kwargs
 from workloads import parallel
 from workloads.model import model_flops, resolve
 
@@ -31,7 +32,11 @@ PLAN_KEYS = {"tp": "workload.parallel.tp", "pp": "workload.parallel.pp",
              "zero": "workload.parallel.zero", "pipeline_layers": "workload.parallel.pipeline_layers",
              "micro_batch": "workload.micro_batch", "recompute": "workload.recompute",
              "global_batch": "workload.global_batch",
+             "tp_comm_overlap": "workload.parallel.tp_comm_overlap",
+             "offload_activations": "workload.offload.activations",
+             "offload_optimizer": "workload.offload.optimizer",
              "ep": "workload.parallel.ep", "etp": "workload.parallel.etp"}
+OFFLOAD_KEYS = ("offload_activations", "offload_optimizer")
 
 # Words of workloads.parallel.validate's messages -> the short reason counted in summaries.
 _REASONS = (("ZeRO-3 is not run with pipeline", "unsupported: zero-3 with pp"),
@@ -72,8 +77,9 @@ class _Context:
         system, w = cl.system, sc.workload
         compute = ComputeModel(cl.gpu, cl.profile, sc.sim.speed_scale)
         model = resolve(w.model).with_seq_len(w.seq_len)
-        opts = replace(training_options(w), moe=moe_options(w, model, cl.layout))
+        opts = replace(training_options(w, cl.gpu), moe=moe_options(w, model, cl.layout))
         self.estimator = Estimator(model, cl.layout, compute, opts, cl.gpu.hbm_bytes, cl.profile)
+        self.system = system
         self.world = cl.layout.world_size
         from sim.cost import gpu_hour_usd
         self.price = gpu_hour_usd(system, sc.cluster)[0]   # the scenario's price, or the table's
@@ -97,11 +103,26 @@ def _plan_of(ctx: _Context, plan: dict[str, Any] | None) -> parallel.ParallelPla
          "global_batch": w.global_batch,
          "ep": p.ep, "etp": p.etp,
          "pipeline_layers": tuple(p.pipeline_layers) if p.pipeline_layers else None}
-    f |= {k: (tuple(v) if k == "pipeline_layers" and v else v) for k, v in (plan or {}).items()}
+    f |= {k: (tuple(v) if k == "pipeline_layers" and v else v) for k, v in (plan or {}).items()
+          if k not in OFFLOAD_KEYS}
+    extra = plan_kwargs(p, ctx.system.gpus_per_node)
+    extra["tp_comm_overlap"] = f.pop("tp_comm_overlap", p.tp_comm_overlap)
     if f["dp"] is None:
-        f["dp"] = parallel.derive_dp(ctx.world, f["tp"], f["pp"])
+        f["dp"] = parallel.derive_dp(ctx.world, f["tp"], f["pp"], p.cp)
     sched = "interleaved" if f["vpp"] > 1 else ("1f1b" if p.schedule == "interleaved" else p.schedule)
-    return parallel.ParallelPlan(schedule=sched, **f)
+    return parallel.ParallelPlan(schedule=sched, **f, **extra)
+
+
+def _offload_of(ctx: _Context, plan: parallel.ParallelPlan, raw: dict[str, Any] | None):
+    """The configuration's host offload (plan keys override the scenario's)."""
+    from sim.training_config import OffloadConfig, offload_options
+    w = ctx.scenario.workload
+    cfg = w.offload or OffloadConfig()
+    cfg = cfg.model_copy(update={
+        **({"activations": raw["offload_activations"]} if raw and "offload_activations" in raw else {}),
+        **({"optimizer": raw["offload_optimizer"]} if raw and "offload_optimizer" in raw else {})})
+    return offload_options(w.model_copy(update={"offload": cfg}), ctx.system,
+                           ctx.estimator.model, plan, w.attention == "flash")
 
 
 def _plan_columns(plan: parallel.ParallelPlan | None, raw: dict[str, Any] | None) -> dict:
@@ -111,7 +132,9 @@ def _plan_columns(plan: parallel.ParallelPlan | None, raw: dict[str, Any] | None
                "micro_batch": plan.micro_batch, "recompute": plan.recompute,
                "sequence_parallel": plan.sequence_parallel, "zero": plan.zero,
                "global_batch": plan.global_batch, "ep": plan.ep, "etp": plan.etp,
-               "pipeline_layers": list(plan.pipeline_layers) if plan.pipeline_layers else None}
+               "pipeline_layers": list(plan.pipeline_layers) if plan.pipeline_layers else None,
+               "tp_comm_overlap": plan.tp_comm_overlap,
+               **{k: (raw or {}).get(k) for k in OFFLOAD_KEYS}}
     return {k: src.get(k) for k in PLAN_KEYS}
 
 
@@ -136,12 +159,16 @@ def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
     except ClusterSimError as exc:
         return row | _plan_columns(None, raw) | _status("error", "invalid scenario", str(exc))
     row |= _plan_columns(plan, raw) | {"gpus": ctx.world}
-    mem = ctx.estimator.memory_peak_gib(plan)
+    try:
+        offload = _offload_of(ctx, plan, raw)
+    except ClusterSimError as exc:
+        return row | _status("error", "invalid scenario", str(exc))
+    mem = ctx.estimator.memory_peak_gib(plan, offload)
     row["memory_peak_gib"] = mem
     if ctx.scenario.sim.check_memory and mem > ctx.estimator.hbm_gib:
         return row | _status("oom", "out of memory",
                              f"needs {mem:.1f} GiB, the GPU has {ctx.estimator.hbm_gib:.1f} GiB")
-    t = ctx.estimator.iteration_time(plan)
+    t = ctx.estimator.iteration_time(plan, offload)
     return row | _status("ok", "", "") | metrics(ctx, plan, t, "")
 
 

@@ -71,14 +71,20 @@ def _grid(space: PlanSpace, model: ModelSpec, world: int,
 
 def _inner_axes(space: PlanSpace, model: ModelSpec, tp: int, pp: int, dp: int,
                 gb: int) -> list[list]:
-    """vpp, micro_batch, recompute, sequence_parallel, zero and (ep, etp) values for one
-    (tp, pp, dp)."""
+    """vpp, micro_batch, recompute, (sequence_parallel, tp_comm_overlap), zero, (ep, etp)
+    and (offload_activations, offload_optimizer) values for one (tp, pp, dp)."""
     vpps = [v for v in space.vpp if v == 1 or pp > 1]
     sps = [s for s in space.sequence_parallel if not s or tp > 1] or [False]
     # "divisors": every micro-batch that divides the local batch (Calculon's
     # get_valid_microbatch_sizes), else the listed values.
     mbs = (divisors(max(gb // dp, 1)) if space.micro_batch == "divisors" else space.micro_batch)
-    return [vpps, mbs, space.recompute, sps, space.zero, _expert_sizes(space, model, tp * dp)]
+    # sequence parallelism paired with TP overlap (which pipelines the SP collectives only,
+    # so it is tried with sequence parallelism and tp > 1), and the host offloads
+    sp_tpo = [(sp, tpo) for sp in sps for tpo in space.tp_comm_overlap
+              if tpo == "none" or (sp and tp > 1)]
+    offloads = list(itertools.product(space.offload_activations, space.offload_optimizer))
+    return [vpps, mbs, space.recompute, sp_tpo, space.zero, _expert_sizes(space, model, tp * dp),
+            offloads]
 
 
 def count(space: PlanSpace, model: ModelSpec, world: int, global_batch: int) -> int:
@@ -91,14 +97,27 @@ def candidates(space: PlanSpace, model: ModelSpec, world: int,
                global_batch: int) -> Iterator[dict[str, Any]]:
     for tp, pp, dp, gb in _grid(space, model, world, global_batch):
         axes = _inner_axes(space, model, tp, pp, dp, gb)
-        for vpp, mb, rc, sp, zero, (ep, etp) in itertools.product(*axes):
+        for vpp, mb, rc, (sp, tpo), zero, (ep, etp), (off_a, off_o) in itertools.product(*axes):
             layers = None
             if space.uneven_layers and pp > 1 and model.layers % (pp * vpp):
                 layers = uneven_split(model.layers, pp, vpp)
             plan = {"tp": tp, "pp": pp, "dp": dp, "vpp": vpp, "micro_batch": mb,
                     "recompute": rc, "sequence_parallel": sp, "zero": zero,
-                    "global_batch": gb, "pipeline_layers": layers}
+                    "global_batch": gb, "pipeline_layers": layers,
+                    **_extra_keys(tpo, off_a, off_o)}
             yield plan | ({"ep": ep, "etp": etp} if model.is_moe else {})
+
+
+def _extra_keys(tpo: str, off_a: float, off_o: bool) -> dict[str, Any]:
+    """Keys of the Calculon-style dimensions, left out at their defaults (older rows)."""
+    out: dict[str, Any] = {}
+    if tpo != "none":
+        out["tp_comm_overlap"] = tpo
+    if off_a:
+        out["offload_activations"] = off_a
+    if off_o:
+        out["offload_optimizer"] = off_o
+    return out
 
 
 def _expert_sizes(space: PlanSpace, model: ModelSpec, stage_ranks: int) -> list[tuple[int, int]]:

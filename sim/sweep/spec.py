@@ -62,13 +62,19 @@ class PlanSpace(_Cfg):
     batch: Literal["exact", "max"] = "exact"
     # Allow pp not dividing the layers: first stages take one layer more (in vpp units).
     uneven_layers: bool = False
+    # The dimensions Calculon also searches (docs/sweeps.md): TP communication overlap
+    # (tried only with sequence parallelism and tp > 1), host offload of a fraction of
+    # the activations, optimizer on the host.
+    tp_comm_overlap: list[Literal["none", "ring", "async"]] = ["none"]
+    offload_activations: list[float] = [0.0]
+    offload_optimizer: list[bool] = [False]
     # MoE models: expert parallel sizes (default: the divisors of the experts that divide
     # tp*dp) and expert tensor parallel sizes; dense models keep ep = etp = 1.
     ep: list[int] | None = None
     etp: list[int] = [1]
 
     @field_validator("tp", "pp", "vpp", "micro_batch", "recompute", "sequence_parallel", "zero",
-                     "ep", "etp")
+                     "tp_comm_overlap", "offload_activations", "offload_optimizer", "ep", "etp")
     @classmethod
     def _non_empty(cls, v):
         if v is not None and not v:

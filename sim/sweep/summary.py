@@ -65,10 +65,18 @@ def plan_label(r: pd.Series) -> str:
                    if k.startswith("axis.") and k != "axis.cluster.pools")
     if isinstance(r.get("pool_mix"), str):
         axes += f" pools {r['pool_mix']}"
+    tpo = r.get("tp_comm_overlap")
+    extra = (f" tp-overlap:{tpo}" if isinstance(tpo, str) and tpo != "none" else "") + (
+        f" offload-act:{r['offload_activations']:g}" if _set(r.get("offload_activations")) else "") + (
+        " offload-opt" if _set(r.get("offload_optimizer")) else "")
     ep = r.get("ep")
     moe = f" ep{int(ep)} etp{int(r.get('etp'))}" if ep is not None and ep == ep and ep > 1 else ""
     return (f"tp{r.tp} pp{r.pp} dp{r.dp} vpp{r.vpp}{moe} mb{r.micro_batch} {r.recompute}"
-            f"{' sp' if r.sequence_parallel else ''} zero{r.zero}{pl}{axes}")
+            f"{' sp' if r.sequence_parallel else ''} zero{r.zero}{pl}{extra}{axes}")
+
+
+def _set(value) -> bool:
+    return value is not None and not pd.isna(value) and bool(value)
 
 
 def summarize(frame: pd.DataFrame, top: int, objective: str = "time") -> dict[str, Any]:

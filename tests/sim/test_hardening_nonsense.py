@@ -34,8 +34,10 @@ def test_fp8_training_on_an_a100(monkeypatch, capsys):
 
 
 def test_fp8_training_on_an_h100_runs():
+    """precision fp8 is a recipe (docs/fp8.md): linear GEMMs in FP8, the rest in BF16."""
     sc = scenario.default(["workload.precision=fp8"])
-    assert resolve_setup(sc).options.dtype == "fp8"
+    opts = resolve_setup(sc).options
+    assert opts.fp8_recipe == "delayed" and opts.dtype == "bf16"
 
 
 def test_fp8_serving_on_an_a100(monkeypatch, capsys):

@@ -1,0 +1,156 @@
+"""FP8 validation: BF16/FP8 pairs and recipes on H100, B200 and GB200
+(calibration/reference/modern/fp8_precision_training.csv): NVIDIA DGX Cloud benchmarking
+(Llama 3.1 8B, BF16 and FP8 step times), Megatron-Bridge's performance summaries (FP8
+current scaling, MXFP8, NVFP4; tokens/s per GPU), TorchTitan's Float8 and async-TP tables.
+
+Recipes by source: DGX Cloud 24.09/25.02 FP8 = TE delayed scaling; Megatron-Bridge FP8
+(labelled FP8-CS from 25.11) = current (tensorwise) scaling, MXFP8 and NVFP4 as named;
+TorchTitan float8 = torchao tensorwise. Rows the simulator cannot reproduce are kept with
+their reason: GB300 (not in the catalog), LoRA fine-tuning, torchao rowwise scaling,
+eager-mode (no torch.compile) runs. Where a source is silent: micro batch 1, no
+activation recompute (Megatron-Bridge), sequence 8192 (TorchTitan's Llama 3 default).
+
+Besides each row's error, ``pairs`` compares the FP8/BF16 speed-up of runs that differ
+only in precision: predicted ratio - published ratio, in points.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from calibration.validate_modern import Case, num, read, run, summary, training
+
+SUITE = "fp8"
+SYSTEMS = {"H100": "dgx-h100", "B200": "dgx-b200", "GB200": "gb200-nvl72"}
+ARCH = {"llama3-8b": "llama3-8b", "llama3-70b": "llama3-70b", "llama3.1-405b": "llama3-405b"}
+
+
+def _gpu(text: str) -> str:
+    return str(text).split(" ")[0]
+
+
+def _dgxc(r) -> Case:
+    gpus, prec = int(r.num_gpus), str(r.precision).lower()
+    sc = training(f"fp8-{r.Index}", "dgx-h100", gpus, "llama3-8b", 8192, int(r.global_batch_seqs),
+                  {"tp": 1, "pp": 1, "cp": 2}, precision=prec, recipe="delayed")
+    return Case(SUITE, f"{r.source_id} Llama 3.1 8B {gpus} H100 {r.precision}", "step_time_s",
+                num(r.step_time_s), sc, "TE delayed scaling; no recompute (not published)",
+                pair=f"{r.source_id}-{gpus}", extra={"gpu": "H100", "precision": prec})
+
+
+def _recipe(precision: str) -> tuple[str, str]:
+    p = precision.upper()
+    if p.startswith("MXFP8"):
+        return "fp8", "mxfp8"
+    if p.startswith("NVFP4"):
+        return "fp8", "nvfp4"
+    return "fp8", "tensorwise"
+
+
+def _mb_perf(r) -> Case:
+    gpu = _gpu(r.gpu_type)
+    name = f"{r.source_id} {r.model} {int(r.num_gpus)} {gpu} {r.precision.split(' ')[0]}"
+    published = num(r.throughput_tokens_per_s_per_gpu)
+    extra = {"gpu": gpu, "precision": str(r.precision).split(" ")[0].lower()}
+    if gpu not in SYSTEMS:
+        return Case(SUITE, name, "tokens_per_s_per_gpu", published, skip=f"{gpu} is not in the catalog",
+                    extra=extra)
+    if "LoRA" in r.model:
+        return Case(SUITE, name, "tokens_per_s_per_gpu", published,
+                    skip="LoRA fine-tuning is not modelled", extra=extra)
+    prec, recipe = _recipe(str(r.precision))
+    tp, pp, cp = int(num(r.tp)), int(num(r.pp)), int(num(r.cp))
+    vpp = int(num(r.vpp) or 1)
+    fsdp = int(num(r.fsdp) or 0)
+    par: dict[str, Any] = {"tp": tp, "pp": pp, "cp": cp, "vpp": vpp, "zero": 3 if fsdp else 1}
+    layers = {"llama3.1-405b": 126, "llama3-70b": 80, "llama3-8b": 32}[r.arch_id]
+    if layers % (pp * vpp):        # Megatron-Bridge's 405B recipes count embedding and loss
+        par |= {"account_for_embedding_in_pipeline_split": True,
+                "account_for_loss_in_pipeline_split": True}
+    sc = training(f"fp8-{r.Index}", SYSTEMS[gpu], int(r.num_gpus), ARCH[r.arch_id], int(r.seq_len),
+                  int(num(r.global_batch_seqs)), par, precision=prec, recipe=recipe,
+                  micro_batch=int(num(r.micro_batch) or 1))
+    note = f"{recipe}; no recompute (not published)" + (
+        "; Hopper efficiency profile (catalog assumption)" if gpu != "H100" else "")
+    return Case(SUITE, name, "tokens_per_s_per_gpu", published, sc, note, extra=extra)
+
+
+def _titan(r) -> Case:
+    text = f"{r.precision} {r.other_settings}"
+    gpus = int(r.num_gpus)
+    fsdp = int(num(r.fsdp))
+    tp = int(num(r.tp) or 1)
+    asyn = "Async TP" in text or "AsyncTP" in text
+    mode = "async" if asyn else "vanilla"
+    prec = "fp8" if ("float8" in text.lower()) else "bf16"
+    local = int(re.search(r"local batch(?: size)? (\d+)", text).group(1))
+    name = f"TorchTitan {r.model} {gpus} H100 {str(r.precision).split(' (')[0]} {mode}" + (
+        "" if "compile" in text else " eager")
+    published = num(str(r.throughput_tokens_per_s_per_gpu).split(" ")[0])
+    extra = {"gpu": "H100", "precision": prec}
+    if "rowwise" in text:
+        return Case(SUITE, name, "tokens_per_s_per_gpu", published,
+                    skip="torchao rowwise scaling is not one of the modelled recipes", extra=extra)
+    if "compile" not in text:
+        return Case(SUITE, name, "tokens_per_s_per_gpu", published,
+                    skip="eager mode (no torch.compile): unfused kernels are not modelled", extra=extra)
+    rc = "full" if "full" in str(r.recompute) else "selective"
+    par = {"tp": tp, "zero": 3}
+    if tp > 1:
+        par["tp_comm_overlap"] = "async" if asyn else "none"
+    sc = training(f"fp8-titan-{r.Index}", "dgx-h100", gpus, ARCH[r.arch_id], 8192, fsdp * local,
+                  par, precision=prec, recipe="tensorwise", micro_batch=local, recompute=rc)
+    return Case(SUITE, name, "tokens_per_s_per_gpu", published, sc,
+                "seq 8192 assumed; H100 96GB HBM2e 500W simulated as H100 SXM",
+                pair=f"{r.source_id}-{r.model}-{gpus}-{mode}", extra=extra)
+
+
+def cases() -> list[Case]:
+    out = []
+    for r in read("fp8_precision_training.csv").itertuples():
+        if r.source_id.startswith("DGXC"):
+            out.append(_dgxc(r))
+        elif r.source_id.startswith("MB-PERF"):
+            out.append(_mb_perf(r))
+        else:
+            out.append(_titan(r))
+    return out
+
+
+def rows(band: bool = False) -> list[dict[str, Any]]:
+    result = run(cases(), band)
+    for c, row in zip(cases(), result, strict=True):
+        row["pair"] = c.pair
+    return result
+
+
+def pairs(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """FP8/BF16 speed-up, predicted and published, of rows paired by configuration."""
+    by: dict[str, dict[str, dict]] = {}
+    for r in result:
+        if r.get("pair") and r["status"] == "ok":
+            by.setdefault(r["pair"], {})[r["precision"]] = r
+    out = []
+    for key, p in by.items():
+        if {"bf16", "fp8"} <= p.keys():
+            b, f = p["bf16"], p["fp8"]
+            faster = (lambda x, y: x / y) if b["metric"] == "step_time_s" else (lambda x, y: y / x)
+            pub, pred = faster(b["published"], f["published"]), faster(b["predicted"], f["predicted"])
+            out.append({"suite": SUITE, "name": f"speed-up {key}", "predicted": round(pred, 3),
+                        "published": round(pub, 3), "points": round((pred - pub) * 100, 1)})
+    return out
+
+
+def summarize(result: list[dict[str, Any]]) -> dict[str, Any]:
+    s = summary(result)
+    s["h100"] = summary(result, lambda r: r.get("gpu") == "H100")
+    pr = pairs(result)
+    s["pairs"] = len(pr)
+    s["max_ratio_points"] = max((abs(p["points"]) for p in pr), default=None)
+    return s
+
+
+def dashboard_rows() -> list[dict[str, Any]]:
+    from calibration.validate_modern import dashboard
+    return dashboard(rows())

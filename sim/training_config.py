@@ -1,0 +1,96 @@
+"""Scenario keys of long context, pipeline schedules, FP8 recipes and offload
+(docs/long_context.md, docs/schedules.md, docs/fp8.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Fp8Config(_Cfg):
+    """``precision: fp8`` recipe. ``params``: FP8 weights (TE fp8 primary weights), so the
+    ZeRO/FSDP parameter all-gather moves 1 byte per parameter."""
+    recipe: Literal["tensorwise", "delayed", "blockwise", "mxfp8", "nvfp4"] = Field(
+        "delayed", description=(
+            "tensorwise (current scaling), delayed (amax history), blockwise (1x128 / "
+            "128x128), mxfp8 and nvfp4 (Blackwell block scaling)"))
+    params: bool = Field(False, description="FP8 weights and FP8 parameter all-gather")
+
+
+class OffloadConfig(_Cfg):
+    """Host offload over the system's host link: ``activations`` is the fraction of each
+    stage's layers whose stored activations go to host memory after the forward and
+    come back before the backward; ``optimizer`` keeps optimizer states on the host."""
+    activations: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "fraction of stored activations copied to host after the forward, back before "
+        "the backward"))
+    optimizer: bool = Field(False, description=(
+        "optimizer states on the host; Adam runs on the CPU"))
+
+
+Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1", "zb-v", "dualpipe", "dualpipev"]
+CPKind = Literal["ring", "allgather", "ulysses", "hybrid"]
+TPOverlap = Literal["none", "ring", "async"]
+
+
+def plan_kwargs(p, gpus_per_node: int) -> dict:
+    """ParallelPlan fields of the keys above (``p``: the scenario's ParallelConfig)."""
+    from hw_models.errors import ClusterSimError
+    ulysses = p.ulysses_size
+    if p.cp_kind == "hybrid" and ulysses is None:   # Ulysses over the CP ranks of one node
+        room = max(1, gpus_per_node // p.tp)
+        ulysses = max(d for d in range(1, p.cp + 1) if p.cp % d == 0 and d <= room)
+    if p.tp_comm_overlap != "none" and p.tp > 1 and not p.sequence_parallel:
+        raise ClusterSimError("workload.parallel.tp_comm_overlap needs sequence_parallel: true "
+                              "(Megatron-Core and TorchTitan overlap the SP all-gather / "
+                              "reduce-scatter)")
+    return {"cp": p.cp, "cp_kind": p.cp_kind, "ulysses_size": ulysses,
+            "embedding_in_split": p.account_for_embedding_in_pipeline_split,
+            "loss_in_split": p.account_for_loss_in_pipeline_split,
+            "tp_comm_overlap": p.tp_comm_overlap, "reshard_after_forward": p.reshard_after_forward,
+            "prefetch": p.prefetch, "zero_shard_group": p.zero_shard_group}
+
+
+def precision_options(w, gpu) -> dict:
+    """TrainingOptions fields for the workload's precision: with ``precision: fp8`` the
+    GEMM dtype stays bf16 and the recipe (workloads/fp8.py) moves the linear layers."""
+    from hw_models.errors import ClusterSimError
+    from workloads import fp8
+    if w.fp8 is not None and w.precision != "fp8":
+        raise ClusterSimError(f"workload.fp8 is set but precision is {w.precision!r}; "
+                              "set precision: fp8 or remove workload.fp8")
+    if w.parallel.cp > 1 and w.attention != "flash":
+        raise ClusterSimError("workload.parallel.cp > 1 needs attention: flash (context "
+                              "parallel attention is blockwise)")
+    if w.precision != "fp8":
+        return {"dtype": w.precision}
+    cfg = w.fp8 or Fp8Config()
+    if gpu is not None:        # pools: every pool's GPU is checked by its own dtype rule
+        fp8.check_support(cfg.recipe, list(gpu.peak_tflops), gpu.name)
+    return {"dtype": "bf16", "fp8_recipe": cfg.recipe, "param_bytes": 1 if cfg.params else 2}
+
+
+def offload_options(w, system, model, plan, flash: bool):
+    """workloads.offload.OffloadOptions from ``workload.offload`` and the catalog's host
+    link / host memory numbers."""
+    from hw_models.errors import ClusterSimError
+    from workloads.memory import activation_bytes_per_layer
+    from workloads.offload import OffloadOptions
+    cfg = w.offload
+    if cfg is None or (cfg.activations == 0 and not cfg.optimizer):
+        return OffloadOptions()
+    if system.gpu_spec.host_gb_s is None:
+        raise ClusterSimError("workload.offload needs the GPU's host link (host_gb_s) in the catalog")
+    if cfg.optimizer and system.host_mem_gb_s is None:
+        raise ClusterSimError("workload.offload.optimizer needs the system's host_mem_gb_s "
+                              "(host DRAM bandwidth) in the catalog")
+    local = model.with_seq_len(model.seq_len // plan.cp)
+    per_layer = activation_bytes_per_layer(local, plan.micro_batch, plan.tp, plan.sp,
+                                           plan.recompute, flash)
+    host_bw = (system.host_mem_gb_s or 0) * 1e9 / system.gpus_per_node
+    return OffloadOptions(cfg.activations, per_layer, cfg.optimizer, host_bw)

@@ -1,0 +1,44 @@
+"""Sweeps search TP communication overlap and host offload (Calculon's dimensions), and
+the closed-form estimator prices them like the graph does."""
+
+import pytest
+
+from sim import scenario
+from sim.simulate import resolve_setup, simulate
+from sim.sweep import plans
+from sim.sweep.estimate import from_setup
+from sim.sweep.spec import PlanSpace
+from workloads.model import presets
+
+
+def test_plan_space_adds_overlap_and_offload():
+    space = PlanSpace(tp=[1, 8], pp=[1], vpp=[1], micro_batch=[1], recompute=["full"],
+                      sequence_parallel=[False, True], zero=[1], tp_comm_overlap=["none", "ring"],
+                      offload_activations=[0.0, 0.5], offload_optimizer=[False, True])
+    rows = list(plans.candidates(space, presets()["llama3-8b"], 64, 64))
+    assert plans.count(space, presets()["llama3-8b"], 64, 64) == len(rows)
+    overlap = [r for r in rows if r.get("tp_comm_overlap") == "ring"]
+    assert overlap and all(r["sequence_parallel"] and r["tp"] > 1 for r in overlap)
+    # tp1: 4 offload combos; tp8: sp off (4) + sp on x 2 overlap (8)
+    assert len(rows) == 4 + 4 + 8
+    assert any(r.get("offload_activations") == 0.5 and r.get("offload_optimizer") for r in rows)
+
+
+@pytest.mark.parametrize("extra", [
+    {"parallel": {"tp": 8, "sequence_parallel": True, "tp_comm_overlap": "ring", "zero": 1}},
+    {"parallel": {"tp": 8, "sequence_parallel": True, "zero": 1},
+     "offload": {"activations": 0.5, "optimizer": True}},
+    {"parallel": {"tp": 4, "cp": 2, "sequence_parallel": True, "zero": 1}, "precision": "fp8"},
+    {"parallel": {"tp": 2, "sequence_parallel": True, "zero": 1}, "overlap_param_gather": True},
+])
+def test_estimator_follows_the_graph(extra):
+    w = {"model": "llama3-8b", "seq_len": 8192, "global_batch": 32, "micro_batch": 1,
+         "precision": "bf16", "recompute": "selective", **extra}
+    sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w})
+    setup = resolve_setup(sc)
+    est = from_setup(setup)
+    res = simulate(sc, band=False)
+    assert est.iteration_time(setup.plan, setup.options.offload) == pytest.approx(
+        res.iteration_time_s, rel=0.08)
+    assert est.memory_peak_gib(setup.plan, setup.options.offload) == pytest.approx(
+        res.memory_peak_gib, rel=1e-9)

@@ -1,0 +1,109 @@
+"""Context parallelism: a sequence split over ``cp`` ranks that share the same weights.
+
+Every CP rank holds s/cp tokens of each sequence; GEMMs, norms and activations shrink
+by 1/cp (the layer ops are built on the local tokens). Causal load balancing (Megatron-
+Core): the sequence is cut in 2 cp chunks and rank i holds chunks i and 2cp - 1 - i,
+so every rank does 1/cp of the causal attention work. Only attention needs the other
+ranks' keys and values:
+
+* ``ring`` (Megatron-Core's default, p2p ring attention; Liu et al. 2023): cp - 1 steps,
+  each passing a K,V block to the next rank while attention runs on the block it holds;
+  in total an all-gather of K,V, hidden behind the blockwise attention step by step
+  (``graph.Overlap``). The backward passes K,V again and their gradients the other way
+  (all-gather + reduce-scatter volume). Block kernels see s/cp keys.
+* ``allgather`` (Llama 3, Dubey et al. 2024 section 3.3.2): K,V all-gathered before the
+  attention of the local queries, exposed; backward reduce-scatters dK,dV.
+* ``ulysses`` (DeepSpeed-Ulysses, Jacobs et al. 2023): all-to-alls turn sequence shards
+  into head shards before attention (Q, K, V) and back after it (output); the backward
+  mirrors them. Needs cp to divide the local heads.
+* ``hybrid``: Ulysses over the CP ranks inside one scale-up domain (``ulysses_size``),
+  ring across them (Megatron-Core's ``hierarchical_context_parallel_sizes``).
+
+Gradients are reduced over DP x CP (``ParallelPlan.dp_group`` includes the CP ranks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hw_models.errors import InfeasiblePlanError
+from workloads.graph import Collective, CommGroup, Compute, Overlap
+from workloads.model import ModelSpec
+
+
+def validate_cp(plan, model: ModelSpec) -> None:
+    if plan.cp == 1:
+        return
+    if model.seq_len % (2 * plan.cp):
+        raise InfeasiblePlanError(
+            f"cp={plan.cp} needs seq_len={model.seq_len} to be a multiple of 2*cp = "
+            f"{2 * plan.cp} (causal load balancing cuts the sequence in 2*cp chunks)")
+    if plan.cp_kind in ("ulysses", "hybrid"):
+        u = plan.ulysses
+        if plan.cp % u:
+            raise InfeasiblePlanError(f"cp_kind hybrid: ulysses_size={u} must divide cp={plan.cp}")
+        local = model.heads // plan.tp
+        if local % u:
+            raise InfeasiblePlanError(
+                f"cp_kind {plan.cp_kind}: the Ulysses group of {u} must divide the "
+                f"{local} attention heads per TP rank")
+
+
+def _kv_bytes(ctx, tokens: int) -> float:
+    """K and V of ``tokens`` tokens on one TP rank, 16-bit."""
+    return 2.0 * ctx.act_bytes * tokens * ctx.local_kv_heads * ctx.model.head_dim
+
+
+def _qkv_bytes(ctx) -> float:
+    m = ctx.model
+    return ctx.act_bytes * ctx.tokens * (ctx.local_heads + 2 * ctx.local_kv_heads) * m.head_dim
+
+
+def _out_bytes(ctx) -> float:
+    return ctx.act_bytes * ctx.tokens * ctx.local_heads * ctx.model.head_dim
+
+
+class ContextParallel:
+    """Rewrites one rank's layer ops (built on its s/cp tokens) for context parallelism."""
+
+    def __init__(self, plan, cp_group: tuple[int, ...]):
+        self.cp, self.kind = plan.cp, plan.cp_kind
+        self.ulysses = {"ring": 1, "allgather": 1, "ulysses": plan.cp}.get(self.kind, plan.ulysses)
+        self.ring = self.cp // self.ulysses
+        self.u_group = CommGroup(cp_group[:self.ulysses], "cp")
+        self.r_group = CommGroup(cp_group[::self.ulysses], "cp")
+
+    def rewrite(self, ctx, ops: list, backward: bool) -> list:
+        out = []
+        for op in ops:
+            if isinstance(op, Compute) and op.op_class == "attention" and op.shape:
+                out += self._attention_ops(ctx, op, backward)
+            else:
+                out.append(op)
+        return out
+
+    def _attention_ops(self, ctx, op: Compute, backward: bool) -> list:
+        s_local = ctx.tokens // ctx.micro_batch
+        # ``op`` is causal attention over the s/cp local tokens: 4 bh (s/cp)^2 d / 2 FLOPs.
+        # Load-balanced, a rank does 1/cp of the whole sequence's 4 bh s^2 d / 2, which is
+        # cp times that (also with Ulysses: bh/u heads over s u/cp tokens, ring over cp/u).
+        bh, _, _, d = op.shape
+        pre, post = [], []
+        if self.ulysses > 1:         # sequence shards -> head shards and back
+            a2a_in = Collective("all_to_all", _qkv_bytes(ctx), self.u_group, name="cp_a2a_qkv")
+            a2a_out = Collective("all_to_all", _out_bytes(ctx), self.u_group, name="cp_a2a_out")
+            pre, post = ([a2a_out], [a2a_in]) if backward else ([a2a_in], [a2a_out])
+        r = self.ring
+        kv_tokens = s_local * self.ulysses          # tokens a rank's ring block holds
+        heads_share = bh // self.ulysses            # heads after the Ulysses exchange
+        work = replace(op, flops=op.flops * self.cp, shape=(heads_share, kv_tokens, kv_tokens * r, d))
+        if r == 1:
+            return [*pre, work, *post]
+        kv = _kv_bytes(ctx, kv_tokens * r) / self.ulysses   # the ring group's full K,V
+        hidden = [Collective("all_gather", kv, self.r_group, name="cp_kv_all_gather")]
+        if backward:
+            hidden.append(Collective("reduce_scatter", kv, self.r_group, name="cp_dkv_reduce_scatter"))
+        if self.kind == "allgather":
+            return [*pre, hidden[0], work, *hidden[1:], *post]
+        block = replace(work, shape=(heads_share, kv_tokens, kv_tokens, d))
+        return [*pre, Overlap((block,), tuple(hidden), r - 1, "cp_ring_attention"), *post]

@@ -1,0 +1,110 @@
+"""FP8 (and FP4) training recipes: which GEMMs run in low precision, and the kernels each
+recipe adds around them.
+
+The recipes keep BF16 where NVIDIA Transformer Engine, Megatron-Core and torchao keep it:
+attention (scores and context), norms, the output layer (logits), the embedding, the
+optimizer (fp32 master weights) and the gradient reduction (fp32 main grads). The four
+linear layers of a transformer block (QKV, attention projection, MLP up and down) run
+their forward, input-gradient (dgrad) and weight-gradient (wgrad) GEMMs in the recipe's
+format, on the profile's FP8 efficiency curve at the GPU's FP8 peak.
+
+Extra memory-bound kernels per linear layer (bytes per element of the tensor cast;
+q = 1 byte for FP8 / MXFP8, 0.5 for NVFP4):
+
+* cast of the input X (forward) and of the output gradient dY (backward): read 2 bytes,
+  write q, plus a transposed (Hopper: FP8 GEMMs are TN only) or column-wise-scaled
+  (MXFP8, NVFP4) second copy for the backward GEMMs: write q more (fused cast-transpose).
+* inputs produced by a norm or by the MLP activation (QKV, MLP up, MLP down) are written
+  in FP8 by that kernel (TransformerEngine's LayerNormLinear / LayerNormMLP fusions): only
+  the second copy (q) is extra - except under current scaling, whose scale needs the
+  whole tensor's amax first, so the cast stays a separate pass.
+* ``tensorwise`` (current scaling, torchao's default and Megatron's FP8-CS): an amax pass
+  over X and dY before the cast (read 2 bytes).
+* ``delayed`` (TE's DelayedScaling): the scale comes from the amax history, amax is
+  computed inside the cast kernel: no extra pass.
+* weights are cast once per iteration and cached across microbatches (TE's
+  ``is_first_microbatch``): not charged per microbatch.
+* with sequence parallelism the all-gather in front of QKV and MLP-up moves the FP8 copy
+  (q bytes per element instead of 2): TE's userbuffers and torchao's Float8 tensor
+  parallelism gather the already-cast input.
+* ``blockwise`` (1x128 activations, 128x128 weights; DeepSeek-V3 section 3.3) and
+  ``mxfp8`` (32-element blocks with E8M0 scales, OCP MX spec): scales computed inside the
+  cast kernel.
+* ``nvfp4`` (16-element blocks, E4M3 scales): as mxfp8 with q = 0.5, plus a random
+  Hadamard transform of the wgrad inputs (NVIDIA's NVFP4 pre-training recipe): one more
+  read and write of X and dY at 2 bytes.
+
+A recipe runs only on a GPU whose catalog ``peak_tflops`` has its format: ``fp8`` for
+tensorwise/delayed/blockwise, ``mxfp8`` and ``nvfp4`` (Blackwell) for those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Literal
+
+from hw_models.errors import ClusterSimError
+from workloads.graph import Collective, Compute
+
+Recipe = Literal["tensorwise", "delayed", "blockwise", "mxfp8", "nvfp4"]
+
+GEMM_DTYPE: dict[str, str] = {"tensorwise": "fp8", "delayed": "fp8", "blockwise": "fp8",
+                              "mxfp8": "mxfp8", "nvfp4": "nvfp4"}
+ELEMENT_BYTES: dict[str, float] = {"fp8": 1.0, "mxfp8": 1.0, "nvfp4": 0.5}
+LINEAR = ("qkv", "attn_proj", "mlp_up", "mlp_down")
+
+
+def check_support(recipe: str, peak_dtypes: list[str], gpu_name: str) -> None:
+    need = GEMM_DTYPE[recipe]
+    if need not in peak_dtypes:
+        raise ClusterSimError(
+            f"fp8 recipe {recipe!r} needs {need} tensor cores, which a {gpu_name} lacks "
+            f"(its dtypes: {', '.join(sorted(peak_dtypes))}); choose another recipe or GPU")
+
+
+def _linear(name: str) -> str | None:
+    for base in LINEAR:
+        if name == base or name.startswith(base + "_"):
+            return base
+    return None
+
+
+FUSED_INPUT = ("qkv", "mlp_up", "mlp_down")    # X written in FP8 by the norm / activation
+
+
+def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = False) -> Compute:
+    q = ELEMENT_BYTES[GEMM_DTYPE[recipe]]
+    if fused and recipe != "tensorwise":
+        nbytes = elements * q                     # the producer writes FP8; the second copy
+    else:
+        nbytes = elements * (2 + 2 * q)           # read 16-bit, write cast + transposed copy
+    if recipe == "tensorwise":
+        nbytes += elements * 2                    # amax pass before the cast
+    if recipe == "nvfp4":
+        nbytes += elements * 4                    # Hadamard transform of the wgrad input
+    return Compute("elementwise", 0.0, nbytes, "bf16", name=f"{op.name}_{recipe}_cast_{tag}")
+
+
+def rewrite(ops: list, recipe: str) -> list:
+    """The ops of a layer with its linear GEMMs in the recipe's format and their casts.
+    Forward GEMM (m, n, k) = X(m,k) W(k,n): casts X. A dgrad (m, k, n) casts dY (m, n)
+    for itself and the wgrad, which then needs no cast of its own."""
+    dtype = GEMM_DTYPE[recipe]
+    out = []
+    q = ELEMENT_BYTES[dtype]
+    for i, op in enumerate(ops):
+        nxt = ops[i + 1] if i + 1 < len(ops) else None
+        if isinstance(op, Collective) and op.kind == "all_gather" and op.group.dim == "tp" \
+                and isinstance(nxt, Compute) and nxt.name in ("qkv", "mlp_up"):
+            op = replace(op, bytes=op.bytes * q / 2)      # gathers the FP8 copy
+        base = _linear(op.name) if isinstance(op, Compute) and op.op_class == "gemm" else None
+        if base is None:
+            out.append(op)
+            continue
+        m, n, k = op.shape
+        if op.name == base:                       # forward
+            out.append(_cast(op, recipe, m * k, "input", fused=base in FUSED_INPUT))
+        elif op.name.endswith("_dgrad"):          # (m, k, n): dY is (m, n) = shape[0] x shape[2]
+            out.append(_cast(op, recipe, m * k, "grad"))
+        out.append(replace(op, dtype=dtype))
+    return out

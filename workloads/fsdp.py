@@ -1,0 +1,105 @@
+"""ZeRO-3 / FSDP passes of one pipeline stage (PyTorch FSDP, Zhao et al. VLDB'23; FSDP2).
+
+A compute node per layer; the all-gather of the layer ``prefetch`` ahead is issued as
+the current one starts (FSDP's default prefetch is one layer); each backward layer's
+gradient is reduce-scattered after it; gathers and reduce-scatters share the stage's one
+DP channel. ``reshard_after_forward=False`` (FSDP2; what Llama 3 ran, Dubey et al.
+section 3.3.2) keeps the gathered weights from the forward to the backward, so the
+backward gathers nothing (at the memory cost of the stage's unsharded weights).
+HSDP (``zero_shard_group`` g < DP x CP): shards span g consecutive ranks; after the
+backward each shard's gradient is all-reduced across the (DP x CP)/g replicas.
+"""
+
+from __future__ import annotations
+
+from workloads.graph import Block, Collective, CommGroup
+
+
+def shard_groups(plan, stage: int) -> tuple[CommGroup, CommGroup]:
+    """(shard group, replica group) of the stage's first rank."""
+    ranks = plan.dp_group(stage)
+    g = plan.shard_group
+    return CommGroup(ranks[:g], "dp"), CommGroup(ranks[::g], "dp")
+
+
+def hsdp_replica_all_reduce(g, plan, opts, rank: int, stage: int, params: float, dep: int) -> int:
+    _, replicas = shard_groups(plan, stage)
+    op = Collective("all_reduce", params / plan.shard_group * opts.grad_bytes, replicas,
+                    seq=10**6 + 1, name="hsdp_replica_all_reduce")
+    return g.add(rank, "dp", op, (dep,), "dp", "hsdp_all_reduce")
+
+
+class Zero3:
+    def __init__(self, g, model, plan, opts, st):
+        from workloads.training import unit_params
+        self.g, self.model, self.plan, self.opts, self.st = g, model, plan, opts, st
+        self.units_of = lambda c: unit_params(model, plan, st.index, c)
+        self.group = shard_groups(plan, st.index)[0]
+        self.recent: list[int] = []       # compute nodes in stream order
+        self.gathered: int | None = None  # gather already issued for the next pass's first layer
+        self.seq = 0
+        self.layer = {"F": Block(st.ops.fwd, "fwd_layer"), "B": Block(st.ops.bwd, "bwd_layer")}
+
+    def _units(self, c: int, step: str) -> list[float]:
+        u = self.units_of(c)
+        return u if step == "F" else u[::-1]
+
+    def _needs_gather(self, step: str) -> bool:
+        return step == "F" or self.plan.reshard_after_forward
+
+    def _collective(self, kind: str, nbytes: float, dep: int | None, name: str, mb: int, c: int) -> int:
+        self.seq += 1
+        op = Collective(kind, nbytes, self.group, seq=self.seq, name=name)
+        return self.g.add(self.st.rank, "dp", op, (dep,) if dep is not None else (), "dp",
+                          f"{name}{self.seq}", mb=mb, chunk=c)
+
+    def _gather(self, n_params: float, mb: int, c: int) -> int:
+        k = self.plan.prefetch + 1
+        dep = self.recent[-k] if len(self.recent) >= k else (self.recent[0] if self.recent else None)
+        return self._collective("all_gather", n_params * self.opts.param_bytes, dep,
+                                "zero3_param_all_gather", mb, c)
+
+    def _block(self, c: int, step: str, i: int, n: int) -> Block:
+        pipe, s, ops = self.st.pipe, self.st.index, self.st.ops
+        base = self.layer[step]
+        if step == "F":
+            pre = ops.emb_fwd if i == 0 and pipe.is_first(s, c) else ()
+            post = ops.head_fwd if i == n - 1 and pipe.is_last(s, c) else ()
+        else:
+            pre = ops.head_bwd if i == 0 and pipe.is_last(s, c) else ()
+            post = ops.emb_bwd if i == n - 1 and pipe.is_first(s, c) else ()
+        return base if not pre and not post else Block(pre + base.ops + post, base.name)
+
+    def _next_gather(self, i: int, units: list[float], step: str, mb: int, c: int, nxt):
+        if i + 1 < len(units):
+            return self._gather(units[i + 1], mb, c) if self._needs_gather(step) else None
+        if nxt is not None and self._needs_gather(nxt[2]):
+            nmb, nc, nstep = nxt
+            self.gathered = self._gather(self._units(nc, nstep)[0], nmb, nc)
+        else:
+            self.gathered = None
+        return None
+
+    def add_pass(self, mb: int, c: int, step: str, deps, nxt) -> int:
+        units = self._units(c, step)
+        gather = self.gathered
+        if gather is None and self._needs_gather(step):
+            gather = self._gather(units[0], mb, c)
+        pending_rs = None
+        for i, n_params in enumerate(units):
+            block = self._block(c, step, i, len(units))
+            node = self.g.add(self.st.rank, "compute", block, [*(deps if i == 0 else ()), gather],
+                              "compute", f"{step}{mb}_c{c}_l{i}", mb=mb, chunk=c)
+            self.recent.append(node)
+            gather = self._next_gather(i, units, step, mb, c, nxt)
+            if pending_rs is not None:
+                self._reduce_scatter(*pending_rs, mb, c)
+            pending_rs = (n_params, node) if step == "B" else None
+        if pending_rs is not None:
+            self._reduce_scatter(*pending_rs, mb, c)
+        return node
+
+    def _reduce_scatter(self, n_params: float, node: int, mb: int, c: int) -> None:
+        rs = self._collective("reduce_scatter", n_params * self.opts.grad_bytes, node,
+                              "zero3_grad_reduce_scatter", mb, c)
+        self.st.grad_rs.append(rs)

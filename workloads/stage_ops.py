@@ -1,0 +1,140 @@
+"""The ops of one pipeline stage's layers under a plan: context parallelism, FP8 recipe,
+tensor-parallel communication overlap, and the backward split into input-gradient (I)
+and weight-gradient (W) work for the zero-bubble and DualPipe schedules.
+
+TP communication overlap (``tp_comm_overlap``, needs sequence parallelism as Megatron-
+Core requires): each TP all-gather / reduce-scatter is pipelined with the GEMM that
+consumes or produces it, in tp chunks (Megatron's userbuffers ring exchange, ``ring``;
+TorchTitan's async TP micro-pipelining, ``async``): ``graph.Overlap`` with tp - 1 steps.
+Both are modelled alike; they differ in kernels, not in what can hide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from workloads import fp8 as fp8_mod
+from workloads.cp import ContextParallel
+from workloads.graph import Block, Collective, CommGroup, Compute, Overlap
+from workloads.layers import (
+    LayerContext,
+    embedding_backward,
+    embedding_forward,
+    head_backward,
+    head_forward,
+    layer_backward,
+    layer_forward,
+    layer_recompute,
+)
+
+
+@dataclass(frozen=True)
+class StageOps:
+    fwd: tuple           # one layer's forward
+    bwd: tuple           # recompute + full backward of one layer
+    bwd_input: tuple     # recompute + input-gradient part (zero-bubble "I")
+    bwd_weight: tuple    # weight-gradient GEMMs ("W")
+    emb_fwd: tuple
+    emb_bwd: tuple
+    head_fwd: tuple
+    head_bwd: tuple
+    transform: Callable = field(default=lambda ops, backward=False: tuple(ops), compare=False)
+
+    def rewrite_body(self, fwd: list, bwd: list) -> tuple[tuple, tuple, tuple, tuple]:
+        """(forward, backward, input-gradient, weight-gradient) of a chunk built layer by
+        layer elsewhere (MoE / MLA models), rewritten as this stage's layer ops are."""
+        b = self.transform(bwd, True)
+        return (self.transform(fwd), b, tuple(o for o in b if not _is_wgrad(o)),
+                tuple(o for o in b if _is_wgrad(o)))
+
+
+def _is_wgrad(op) -> bool:
+    return isinstance(op, Compute) and ("_wgrad" in op.name)
+
+
+def tp_overlap(ops: list, steps: int) -> list:
+    """Pair each TP all-gather with the GEMM after it and each reduce-scatter with the
+    GEMM before it."""
+    out: list = []
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        is_tp = isinstance(op, Collective) and op.group.dim == "tp" and op.kind in (
+            "all_gather", "reduce_scatter")
+        nxt = ops[i + 1] if i + 1 < len(ops) else None
+        if is_tp and op.kind == "all_gather" and _gemm(nxt):
+            out.append(Overlap((nxt,), (op,), steps, f"{nxt.name}_tp_overlap"))
+            i += 2
+            continue
+        if is_tp and op.kind == "reduce_scatter" and out and _gemm(out[-1]):
+            prev = out.pop()
+            out.append(Overlap((prev,), (op,), steps, f"{prev.name}_tp_overlap"))
+            i += 1
+            continue
+        out.append(op)
+        i += 1
+    return out
+
+
+def _gemm(op) -> bool:
+    return isinstance(op, Compute) and op.op_class == "gemm"
+
+
+def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | None,
+                    cp_group: tuple[int, ...], heads: tuple[Callable, Callable] | None = None
+                    ) -> StageOps:
+    """``ctx`` is built on the rank's local tokens (s / cp); ``heads``: the model's own
+    output head (forward, backward) builders where it differs (MoE models' MTP)."""
+    head_f, head_b = heads or (head_forward, head_backward)
+    cp = ContextParallel(plan, cp_group) if plan.cp > 1 else None
+
+    def tx(ops: list, backward: bool = False) -> tuple:
+        if cp is not None:
+            ops = cp.rewrite(ctx, ops, backward)
+        if fp8_recipe:
+            ops = fp8_mod.rewrite(ops, fp8_recipe)
+        return ops
+
+    def tp(ops: list) -> tuple:
+        if plan.tp_comm_overlap != "none" and plan.tp > 1:
+            ops = tp_overlap(ops, plan.tp - 1)
+        return tuple(ops)
+
+    def both(ops: list, backward: bool = False) -> tuple:
+        return tp(tx(list(ops), backward))
+
+    heads_only = not ctx.model.uniform          # MoE / MLA: layers come chunk by chunk
+    fwd = [] if heads_only else tx(layer_forward(ctx))
+    bwd = [] if heads_only else (tx(layer_recompute(ctx, recompute))
+                                 + tx(layer_backward(ctx), backward=True))
+    bwd_input = [o for o in bwd if not _is_wgrad(o)]
+    bwd_weight = [o for o in bwd if _is_wgrad(o)]
+    return StageOps(tp(fwd), tp(bwd), tp(bwd_input), tuple(bwd_weight),
+                    both(embedding_forward(ctx)), both(embedding_backward(ctx), True),
+                    both(head_f(ctx)), both(head_b(ctx), True), both)
+
+
+def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
+                  moe=None) -> LayerContext:
+    """Layer context of one rank: the sequence shortened to its s/cp tokens."""
+    local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
+    return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
+                        moe=moe)
+
+
+def _is_ep(op) -> bool:
+    return isinstance(op, Collective) and op.group.dim == "ep"
+
+
+def pair_block(fwd: Block, bwd: Block) -> Block | None:
+    """DualPipe's overlapped forward&backward of two microbatches as one block: the
+    expert-parallel all-to-alls of both chunks (dispatch, combine) run beside the pair's
+    compute, one transfer per step (DeepSeek-V3 section 3.2.1). None when the chunks have
+    no EP communication to hide (dense models: the pair stays two nodes)."""
+    ops = fwd.ops + bwd.ops
+    ep = tuple(o for o in ops if _is_ep(o))
+    if not ep:
+        return None
+    rest = tuple(o for o in ops if not _is_ep(o))
+    return Block((Overlap(rest, ep, len(ep), "dualpipe_pair"),), f"{fwd.name}+{bwd.name}")
