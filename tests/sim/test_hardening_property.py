@@ -13,6 +13,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,6 +122,7 @@ SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=N
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
+@pytest.mark.slow       # ~45 s: every example is a whole simulation; CI runs it
 @SETTINGS
 @given(valid)
 def test_valid_scenarios_give_a_result_or_one_error(data):
