@@ -22,8 +22,8 @@ import streamlit as st
 import yaml
 
 from app import core
+from app.views.results import calibration_text, downloads, energy_cost_text
 from hw_models.errors import ClusterSimError
-from hw_models.jsonio import dumps
 from workloads.model import presets
 
 TITLE = "Inference"
@@ -179,7 +179,6 @@ def render() -> None:
         return
     with top:
         _headline(res)
-        from app.views.results import calibration_text, energy_cost_text
         if text := energy_cost_text(res, "run"):
             st.caption(text)
         if text := calibration_text(res):
@@ -187,8 +186,4 @@ def render() -> None:
     st.dataframe(percentiles(res.metrics).style.format("{:.2f}"), width="stretch")
     _histogram(res)
     _timeline(res)
-    c1, c2 = st.columns(2)
-    c1.download_button("Chrome trace (JSON)", dumps(res.to_chrome_trace()),
-                       file_name="serving.trace.json", mime="application/json")
-    c2.download_button("Scenario YAML", core.to_yaml(data), file_name="serving.yaml",
-                       mime="application/x-yaml")
+    downloads(data, "serving")

@@ -110,8 +110,14 @@ def render() -> None:
     _breakdown(res)
     _memory(res)
     _timeline(res)
+    downloads(data, res.name)
+
+
+def downloads(data: dict, stem: str) -> None:
+    """The page's two downloads: its simulation as Chrome trace JSON (strict: null, never
+    NaN) and its scenario as YAML, named ``stem``.trace.json and ``stem``.yaml."""
     c1, c2 = st.columns(2)
     c1.download_button("Chrome trace (JSON)", core.chrome_trace(data),
-                       file_name=f"{res.name}.trace.json", mime="application/json")
-    c2.download_button("Scenario YAML", core.to_yaml(data), file_name=f"{res.name}.yaml",
+                       file_name=f"{stem}.trace.json", mime="application/json")
+    c2.download_button("Scenario YAML", core.to_yaml(data), file_name=f"{stem}.yaml",
                        mime="application/x-yaml")

@@ -9,13 +9,13 @@ about a second; every number is a widget.
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import plotly.express as px
 import streamlit as st
 
 from app import core
+from app.views.results import downloads
 from hw_models.errors import ClusterSimError
 from workloads.model import presets
 
@@ -140,15 +140,11 @@ def render() -> None:
     try:
         res = core.run(data)
     except ClusterSimError as exc:
-        top.error(f"Invalid scenario: {exc}")
+        top.error(f"Invalid scenario: {core.plain(exc)}")
         return
     with top:
         _headline(res)
     st.plotly_chart(gantt(res), width="stretch")
     st.dataframe(res.timeline, width="stretch")
     _whatif(data)
-    c1, c2 = st.columns(2)
-    c1.download_button("Chrome trace (JSON)", json.dumps(res.to_chrome_trace()),
-                       file_name="rl_step.trace.json", mime="application/json")
-    c2.download_button("Scenario YAML", core.to_yaml(data), file_name="rl_step.yaml",
-                       mime="application/x-yaml")
+    downloads(data, "rl_step")
