@@ -100,6 +100,7 @@ def dense(format: Format = typer.Option(Format.table, "--format"), band: bool = 
     from calibration import reports
     _emit(reports.dense(band), format)
 
+
 @validate_app.command("moe")
 def moe(format: Format = typer.Option(Format.table, "--format"),
         fidelity: str = typer.Option("analytical", "--fidelity")) -> None:

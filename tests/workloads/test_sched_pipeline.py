@@ -6,6 +6,7 @@ README rows), with free communication: F, B (full backward), I (input gradient) 
 import pytest
 
 from sim.engine import Engine
+from tests.workloads.test_schedules import FreeNetwork
 from workloads import training
 from workloads.graph import Block
 from workloads.model import ModelSpec
@@ -26,14 +27,6 @@ class PassCosts:
 
     def parts(self, node):
         return {"compute": self.duration(node)}
-
-
-class FreeNetwork:
-    def collective(self, env, op):
-        yield env.timeout(0)
-
-    def p2p(self, env, src, dst, nbytes):
-        yield env.timeout(0)
 
 
 def model(layers=16):
