@@ -235,11 +235,19 @@ VARIABILITY_NOTE = ("variability.step_cv: pooled run-to-run coefficient of varia
                     "); a synchronous job waits for its slowest GPU (sim.setup.training_compute).")
 
 
+def with_variability(prof: dict, note: str) -> dict:
+    """``prof`` with the step-time spread of the step logs, their hashes and ``note``."""
+    prof["inputs"] += [_sha_measured(rel) for rel in STEP_LOGS]
+    prof["quality"]["notes"].append(note)
+    prof["variability"] = step_variability()
+    return prof
+
+
 def build_a100() -> dict:
     gpu = catalog.gpu("a100-80gb")
     bw_eff = memory_eff("a100_80gb", gpu)
     colls = a100_collectives()
-    return _profile(
+    prof = _profile(
         "a100", "a100-80gb",
         ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
          "collectives/azure_a100_8gpu_all_reduce.csv",
@@ -250,6 +258,9 @@ def build_a100() -> dict:
         attention("A100", gpu), bw_eff, memory_launch("a100", gpu, bw_eff), colls,
         ["bf16 GEMMs use the fp16 curve (same tensor-core rate on SM80).", FLOORS_NOTE],
         memory_ops_floors("a100", gpu, bw_eff))
+    return with_variability(prof, VARIABILITY_NOTE + " Borrowed: no A100 step log in the "
+                            "repository (Sinha et al., SC'22, report ~8% performance variation "
+                            "across GPUs of one SKU on V100 clusters, so this is a lower bound).")
 
 
 def build_h100() -> dict:
@@ -271,11 +282,9 @@ def build_h100() -> dict:
          "network collective curve is the A100 HDR two-node fit (no H100 multi-node sweep "
          "in the reference set); it is relative to the NIC bandwidth, which the catalog scales.",
          "nvlink.p2p fitted on vidur/network/h100_dgx_send_recv.csv (2 GPUs of one node, "
-         ">= 1 MiB).", FLOORS_NOTE, VARIABILITY_NOTE],
+         ">= 1 MiB).", FLOORS_NOTE],
         memory_ops_floors("h100", gpu, bw_eff))
-    prof["inputs"] += [_sha_measured(rel) for rel in STEP_LOGS]
-    prof["variability"] = step_variability()
-    return prof
+    return with_variability(prof, VARIABILITY_NOTE)
 
 
 def system_variant(a100: dict, name: str, inputs: list[str], note: str) -> dict:
