@@ -232,7 +232,7 @@ FLOORS_NOTE = (f"memory_ops norm/elementwise/embedding: fixed cost per kernel cl
 
 VARIABILITY_NOTE = ("variability.step_cv: pooled run-to-run coefficient of variation of the "
                     "training steps timed on one H100 (calibration/measured/h100/gpu_steps*.json"
-                    "); a synchronous job waits for its slowest GPU (sim.setup.training_compute).")
+                    "); a synchronous job waits for its slowest GPU (sim.setup.paced_compute).")
 
 
 def with_variability(prof: dict, note: str) -> dict:

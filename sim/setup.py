@@ -141,12 +141,12 @@ def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.
     return AnalyticalNetwork(setup.layout, prof, bw_scale)
 
 
-def training_compute(gpu: GPUSpec, prof: Profile, speed_scale: float, gpus: int) -> ComputeModel:
-    """The compute model of a synchronous training job on ``gpus`` GPUs: every kernel at
-    the pace of the job's slowest GPU, 1 + cv E[max of gpus normals] slower than the mean
-    one, with the profile's measured step-time spread cv (``variability.step_cv``; none:
-    no spread). TP, pipeline and DP peers all wait for each other, so one slow GPU paces
-    all (docs/accuracy.md)."""
+def paced_compute(gpu: GPUSpec, prof: Profile, speed_scale: float, gpus: int) -> ComputeModel:
+    """The compute model of a synchronous group of ``gpus`` GPUs (a training job, a serving
+    replica): every kernel at the pace of the group's slowest GPU, 1 + cv E[max of gpus
+    normals] slower than the mean one, with the profile's measured step-time spread cv
+    (``variability.step_cv``; none: no spread). TP, pipeline and DP peers all wait for
+    each other, so one slow GPU paces all (docs/accuracy.md)."""
     cv = prof.variability.step_cv if prof.variability else 0.0
     return ComputeModel(gpu, prof, speed_scale / slowest_of(gpus, cv))
 
@@ -159,7 +159,7 @@ def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = Non
     prof = prof or setup.profile
     network = network or make_network(setup, prof)
     network.set_simulated_ranks(graph.simulated_ranks)
-    costs = OpCosts(training_compute(setup.gpu, prof, setup.scenario.sim.speed_scale,
+    costs = OpCosts(paced_compute(setup.gpu, prof, setup.scenario.sim.speed_scale,
                                      setup.layout.world_size), network, host_bw(setup.system))
     # sim.ep_flows: MoE all-to-alls inside blocks played as flows (sim/block_flows.py)
     ep_flows = setup.scenario.sim.ep_flows and network.fidelity == "flow"

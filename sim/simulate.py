@@ -21,7 +21,7 @@ from sim.costs import OpCosts
 from sim.result import SimResult, breakdown, timeline_frame
 from sim.rl_timeline import RLResult
 from sim.scenario import Scenario
-from sim.setup import Setup, build_engine, make_network, resolve_setup, training_compute
+from sim.setup import Setup, build_engine, make_network, paced_compute, resolve_setup
 from sim.simulate_inference import InferenceResult, simulate_inference
 from workloads import memory, moe_training, training
 from workloads.graph import CommGroup
@@ -143,7 +143,7 @@ def band_times(setup: Setup, graph, prof: Profile, engine) -> tuple[float, float
         # A flow network lends the corner its topology, routes and flow plans.
         net = network.with_profile(corner) if hasattr(network, "with_profile") \
             else make_network(setup, corner)
-        costs = OpCosts(training_compute(setup.gpu, corner, setup.scenario.sim.speed_scale,
+        costs = OpCosts(paced_compute(setup.gpu, corner, setup.scenario.sim.speed_scale,
                                          setup.layout.world_size), net)
         times.append(corner_time(schedule, graph, costs, net, network, engine.costs))
     return min(times), max(times)

@@ -47,3 +47,33 @@ def test_compute_runs_at_the_slowest_gpus_pace(tmp_path, nodes):
            for p in ("h100", str(flat))}
     ratio = run["h100"].breakdown["compute"] / run[str(flat)].breakdown["compute"]
     assert ratio == pytest.approx(1 + cv * expected_max_normal(8 * nodes), rel=1e-9)
+
+
+
+def _serving(profile: str, tp: int) -> dict:
+    return {"name": "pace-serving",
+            "cluster": {"system": "dgx-h100", "nodes": 1, "profile": profile},
+            "workload": {"kind": "inference", "model": "llama3-8b", "precision": "fp16",
+                         "parallel": {"tp": tp, "pp": 1}, "replicas": 1,
+                         "scheduler": {"policy": "static", "max_batch": 1},
+                         "requests": {"count": 1, "arrival": "burst",
+                                      "prompt_len": {"dist": "uniform", "low": 512, "high": 512},
+                                      "output_len": {"dist": "uniform", "low": 16, "high": 16},
+                                      "seed": 0}}}
+
+
+@pytest.mark.parametrize("tp", [1, 4])
+def test_a_serving_replica_waits_for_its_slowest_gpu(tmp_path, tp):
+    """A replica of tp GPUs is a synchronous group too: one GPU alone is unchanged, at TP 4
+    the iteration is slower, by at most the pace factor (its collectives are not scaled)."""
+    prof = yaml.safe_load((REPO / "calibration/profiles/h100.yaml").read_text())
+    cv = prof.pop("variability")["step_cv"]
+    flat = tmp_path / "h100-no-spread.yaml"
+    flat.write_text(yaml.safe_dump(prof))
+    ttft = {p: simulate(parse(_serving(p, tp), "pace")).requests.ttft_s.iloc[0]
+            for p in ("h100", str(flat))}
+    ratio = ttft["h100"] / ttft[str(flat)]
+    if tp == 1:
+        assert ratio == 1.0
+    else:
+        assert 1.0 < ratio <= 1 + cv * expected_max_normal(tp) + 1e-12
