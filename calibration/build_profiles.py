@@ -236,10 +236,10 @@ VARIABILITY_NOTE = ("variability.step_cv: pooled run-to-run coefficient of varia
 
 
 def with_variability(prof: dict, note: str) -> dict:
-    """``prof`` with the step-time spread of the step logs, their hashes and ``note``."""
-    prof["inputs"] += [_sha_measured(rel) for rel in STEP_LOGS]
+    """``prof`` with the step-time spread of the step logs (with their hashes) and ``note``."""
     prof["quality"]["notes"].append(note)
-    prof["variability"] = step_variability()
+    prof["variability"] = step_variability() | {
+        "inputs": [_sha_measured(rel) for rel in STEP_LOGS]}
     return prof
 
 

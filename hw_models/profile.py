@@ -68,8 +68,9 @@ class MemoryCurve(_P):
 class Variability(_P):
     """Run-to-run spread of one GPU's training step (coefficient of variation of repeated
     step times, measured): what makes a synchronous job of many GPUs wait for the slowest
-    (``hw_models.compute.slowest_of``)."""
+    (``hw_models.compute.slowest_of``). ``inputs``: the step logs it was computed from."""
     step_cv: float = Field(ge=0, lt=0.5)
+    inputs: list[dict[str, str]] = []
 
 
 class CollectiveCurve(_P):
