@@ -66,7 +66,7 @@ def _titan(r) -> Case:
     if pp > 1:        # 126 layers on 8 stages: embedding and loss counted as layers (assumed)
         par |= {"account_for_embedding_in_pipeline_split": True,
                 "account_for_loss_in_pipeline_split": True}
-    sc = training(f"lc-titan-{r.Index}", "dgx-h100", int(r.num_gpus), MODEL[r.arch_id],
+    sc = training(f"lc-titan-{r.Index}", "grand-teton-h100", int(r.num_gpus), MODEL[r.arch_id],
                   int(r.seq_len), fsdp * local, par, precision="fp8", recipe="tensorwise",
                   recompute="full")
     note = ("H100 96GB HBM2e 500W simulated as H100 SXM; FSDP as zero " +
