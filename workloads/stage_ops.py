@@ -6,20 +6,16 @@ TP communication overlap (``tp_comm_overlap``, needs sequence parallelism as Meg
 Core requires): each TP all-gather / reduce-scatter is pipelined with the GEMM that
 consumes or produces it, in tp chunks (Megatron's userbuffers ring exchange, ``ring``;
 TorchTitan's async TP micro-pipelining, ``async``): ``graph.Overlap`` with tp - 1 steps.
-The GEMM is decomposed (Wang et al., ASPLOS 2023; PyTorch's fused_all_gather_matmul /
-fused_matmul_reduce_scatter; TransformerEngine's userbuffers): tp GEMMs of T/tp tokens
-each, priced on the profile's GEMM curve at that shape, so the overlap costs the
-efficiency a GEMM loses when cut small. With an FP8 recipe the input is cast before the
-all-gather (the FP8 copy is gathered), so the cast runs ahead of the pair. Both modes
-are modelled alike; they differ in kernels, not in what can hide.
+With an FP8 recipe the input is cast before the all-gather (the FP8 copy is gathered:
+TE userbuffers, torchao's Float8 TP), so the cast runs ahead of the pair. Both modes are
+modelled alike; they differ in kernels, not in what can hide.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from hw_models.compute import gemm_bytes
 from workloads import fp8 as fp8_mod
 from workloads.cp import ContextParallel
 from workloads.graph import Block, Collective, CommGroup, Compute, Overlap
@@ -61,7 +57,7 @@ def _is_wgrad(op) -> bool:
 
 def tp_overlap(ops: list, steps: int) -> list:
     """Pair each TP all-gather with the GEMM after it (FP8 casts in between run first)
-    and each reduce-scatter with the GEMM before it; the GEMM runs in steps + 1 chunks."""
+    and each reduce-scatter with the GEMM before it."""
     out: list = []
     i = 0
     while i < len(ops):
@@ -73,30 +69,17 @@ def tp_overlap(ops: list, steps: int) -> list:
             j += 1
         if is_tp and op.kind == "all_gather" and j < len(ops) and _gemm(ops[j]):
             out += ops[i + 1:j]
-            out.append(Overlap(chunks(ops[j], steps + 1), (op,), steps, f"{ops[j].name}_tp_overlap"))
+            out.append(Overlap((ops[j],), (op,), steps, f"{ops[j].name}_tp_overlap"))
             i = j + 1
             continue
         if is_tp and op.kind == "reduce_scatter" and out and _gemm(out[-1]):
             prev = out.pop()
-            out.append(Overlap(chunks(prev, steps + 1), (op,), steps, f"{prev.name}_tp_overlap"))
+            out.append(Overlap((prev,), (op,), steps, f"{prev.name}_tp_overlap"))
             i += 1
             continue
         out.append(op)
         i += 1
     return out
-
-
-def chunks(op: Compute, n: int) -> tuple[Compute, ...]:
-    """A GEMM cut in ``n`` along its token dimension (m of Y = X W and of a dgrad; k, the
-    reduction, of a wgrad (k, n, m)): n kernels of 1/n of the work, each priced at its
-    own shape. Bytes are those of one chunk's operands at the GEMM's element size."""
-    if not op.shape or len(op.shape) != 3 or n <= 1:
-        return (op,)
-    m, nn, k = op.shape
-    shape = (m, nn, max(1, k // n)) if op.name.endswith("_wgrad") else (max(1, m // n), nn, k)
-    elem = op.bytes / gemm_bytes(m, nn, k, 1.0)
-    part = replace(op, flops=op.flops / n, bytes=gemm_bytes(*shape, elem), shape=None)
-    return (part,) * n
 
 
 def _cast(op) -> bool:
