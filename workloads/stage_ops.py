@@ -91,8 +91,8 @@ def _gemm(op) -> bool:
 
 
 def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | None,
-                    cp_group: tuple[int, ...], heads: tuple[Callable, Callable] | None = None
-                    ) -> StageOps:
+                    cp_group: tuple[int, ...], heads: tuple[Callable, Callable] | None = None,
+                    fused_amax: bool = False) -> StageOps:
     """``ctx`` is built on the rank's local tokens (s / cp); ``heads``: the model's own
     output head (forward, backward) builders where it differs (MoE models' MTP)."""
     head_f, head_b = heads or (head_forward, head_backward)
@@ -102,7 +102,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
         if cp is not None:
             ops = cp.rewrite(ctx, ops, backward)
         if fp8_recipe:
-            ops = fp8_mod.rewrite(ops, fp8_recipe)
+            ops = fp8_mod.rewrite(ops, fp8_recipe, fused_amax)
         return ops
 
     def tp(ops: list) -> tuple:

@@ -62,3 +62,17 @@ def test_grand_teton_h100_is_the_published_part():
     gpu = catalog.gpu(gpu) if isinstance(gpu, str) else gpu
     assert (gpu.hbm_gb, gpu.hbm_tb_s, gpu.tdp_w) == (96, 2.4, 500)
     assert gpu.peak_tflops["bf16"] == 835 and gpu.peak_tflops["fp8"] == 1671
+
+
+@pytest.mark.parametrize("fused_amax, per_element", [(False, 6), (True, 4)])
+def test_tensorwise_cast_bytes_with_the_amax_fused_into_the_norm(fused_amax, per_element):
+    """QKV's input (made by the input norm), (T, h) = (4096, 4096): read 2 + FP8 copy 1 +
+    transposed copy 1, plus a 2-byte amax pass unless torch.compile fused it."""
+    p = ParallelPlan(tp=1, pp=1, dp=1, micro_batch=1, global_batch=1)
+    opts = training.TrainingOptions(fp8_recipe="tensorwise", fp8_fused_amax=fused_amax)
+    g = training.build(L8.with_seq_len(4096), p, opts)
+    cast = next(o for o in first(g, "F0") if o.name == "qkv_tensorwise_cast_input")
+    assert cast.bytes == per_element * 4096 * L8.hidden
+    # the attention output (made by the attention kernel) keeps its amax pass either way
+    proj = next(o for o in first(g, "F0") if o.name == "attn_proj_tensorwise_cast_input")
+    assert proj.bytes == 6 * 4096 * L8.hidden
