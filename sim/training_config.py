@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Cfg(BaseModel):
@@ -24,6 +24,13 @@ class Fp8Config(_Cfg):
         "tensorwise: the amax of an input made by a norm or the MLP activation is reduced "
         "inside that kernel (torch.compile'd torchao Float8, as TorchTitan runs it), so "
         "only the cast pass remains"))
+
+    @model_validator(mode="after")
+    def _fused_amax_is_tensorwise(self) -> Fp8Config:
+        if self.fused_amax and self.recipe != "tensorwise":
+            raise ValueError(f"fused_amax applies to recipe tensorwise (current scaling), not "
+                             f"{self.recipe!r}, whose scale needs no amax pass")
+        return self
 
 
 class OffloadConfig(_Cfg):
