@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import typer
 import yaml
 
@@ -51,6 +50,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Whole-run figures: run_days, goodput, interruptions, lost_hours, checkpoint overhead,
         best checkpoint interval (Monte-Carlo over failures and stragglers, seeded)."""
+        import pandas as pd
         data = load(scenario)
         if (step_time is None) == (tflops_per_gpu is None):
             raise ClusterSimError("give exactly one of --step-time or --tflops-per-gpu")
