@@ -72,6 +72,7 @@ class Engine:
         self._members: dict[tuple[int, ...], int] = {}
         self._events = 0
         self._bar = Quiet()
+        self._block_plans: dict[int, tuple] = {}
 
     def run(self) -> list[Row]:
         for nodes in self.graph.streams().values():
@@ -108,7 +109,8 @@ class Engine:
                                               lambda node=node: self._p2p(node))
             elif plays(op, self.play):
                 start = ready
-                played = yield from play_block(env, op, self.costs, self.network, self.play)
+                played = yield from play_block(env, op, self.costs, self.network, self.play,
+                                                    self._block_plans)
                 self._events += 1
             else:
                 start = ready

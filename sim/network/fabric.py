@@ -128,7 +128,7 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
 class Batch:
     """Flows started together (one phase of one collective); done when all are."""
     __slots__ = ("row", "links", "coef", "remaining", "weight", "rate", "t_last", "done", "key",
-                 "n0", "version", "ulinks", "next_t", "t_start", "ids")
+                 "n0", "version", "ulinks", "next_t", "t_start", "ids", "finite")
 
     def __init__(self, row, links, coef, nbytes, weight, done, key, ulinks=None):
         self.row, self.links, self.coef = row, links, coef
@@ -138,13 +138,16 @@ class Batch:
         self.t_last, self.version, self.next_t = 0.0, 0, np.inf
         self.ulinks = unique_ints(links) if ulinks is None else ulinks
         self.ids = None                      # indices of the flows still in flight (None: all)
+        self.finite = True                   # no infinite rate (no empty-path flow) in ``rate``
 
     def advance(self, now: float) -> None:
         dt = now - self.t_last
-        if dt > 0:
+        if dt > 0 and self.finite:         # the common case: no empty-path flow
+            self.remaining -= self.rate * dt
+        elif dt > 0:
             step = self.rate * dt
             fin = np.isfinite(step)
-            if fin.all():                  # the common case: no empty-path flow
+            if fin.all():
                 self.remaining -= step
             else:
                 self.remaining[fin] -= step[fin]
@@ -298,8 +301,8 @@ class Fabric:
         for b in bs:
             b.advance(now)
         sig = self._signature(bs)
-        rates = self.rate_cache.get(sig) if sig is not None else None
-        if rates is None:
+        hit = self.rate_cache.get(sig) if sig is not None else None
+        if hit is None:
             sizes = [len(b.remaining) for b in bs]
             base = np.cumsum([0] + sizes[:-1])
             row = np.concatenate([b.row + o for b, o in zip(bs, base, strict=True)])
@@ -309,15 +312,22 @@ class Fabric:
             rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
             self.solves += 1
             self.solved_flows += int(sum(sizes))
+            hit = (rates, bool(np.isfinite(rates).all()), bool((rates > 0).all()))
             if sig is not None:
-                self.rate_cache[sig] = rates
+                self.rate_cache[sig] = hit
+        rates, finite, positive = hit
         off = 0
         for bid, b in zip(comp, bs, strict=True):
-            b.rate = rates[off:off + len(b.remaining)]
-            off += len(b.remaining)
+            n = len(b.remaining)
+            b.rate = rates[off:off + n]
+            b.finite = finite
+            off += n
             b.version += 1
-            with np.errstate(divide="ignore"):
-                b.next_t = now + max(float(np.min(b.remaining / b.rate)), 0.0)
+            if positive:
+                b.next_t = now + max(float((b.remaining / b.rate).min()), 0.0)
+            else:
+                with np.errstate(divide="ignore"):
+                    b.next_t = now + max(float((b.remaining / b.rate).min()), 0.0)
             heapq.heappush(self._heap, (b.next_t, bid, b.version))
 
     @staticmethod

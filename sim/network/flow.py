@@ -76,7 +76,7 @@ class FlowNetwork:
         self._plan_ids: dict[tuple, int] = {}       # (kind, bytes, ranks, algorithm) -> id
         self._op_plans: dict[int, tuple] = {}       # id(op) -> (op, (choice, plan id, key))
         self._siblings: dict[tuple, list] = {}
-        self._rate_cache: dict[tuple, np.ndarray] = {}
+        self._rate_cache: dict[tuple, tuple] = {}    # sim/network/fabric.py: rates and flags
         self._vertex_rank: np.ndarray | None = None
         self._last_fabric: tuple | None = None
 
