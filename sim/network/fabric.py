@@ -160,10 +160,12 @@ class Batch:
         most that), so nearly simultaneous ends cost one re-solve, not one each."""
         slack = DONE_S + tolerance * (now - self.t_start)
         keep = self.remaining > self.rate * slack + DONE_B
-        ended = int(len(keep) - keep.sum())
-        if ended == len(keep):                 # all done: the batch is retired as it is
+        if not keep.any():                     # all done: the batch is retired as it is
+            ended = len(keep)
             self.remaining, self.weight = self.remaining[:0], self.weight[:0]
-        elif ended:
+            return ended
+        ended = int(len(keep) - keep.sum())
+        if ended:
             idx = np.flatnonzero(keep)
             new_id = np.full(len(keep), -1)
             new_id[idx] = np.arange(len(idx))
