@@ -8,7 +8,7 @@ scenario goes to sim/simulate_inference.py.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hw_models import profile
 from hw_models.catalog import SystemSpec
@@ -19,16 +19,18 @@ from sim.band import Schedule, corner_time
 from sim.checkpoint_contention import checkpoint_contention
 from sim.costs import OpCosts
 from sim.result import Columns, SimResult, breakdown, timeline_frame
-from sim.rl_timeline import RLResult
 from sim.scenario import Scenario
 from sim.setup import Setup, build_engine, make_network, resolve_setup
-from sim.simulate_inference import InferenceResult, simulate_inference
 from workloads import memory, moe_training, training
 from workloads.graph import CommGroup
 from workloads.layers import LayerContext, layer_backward, layer_forward, layer_recompute
 from workloads.model import model_flops
 from workloads.moe_layers import layer_backward_at, layer_forward_at, layer_recompute_at
 from workloads.moe_parallel import edp
+
+if TYPE_CHECKING:                     # serving and RL load their modules when asked for
+    from sim.rl_timeline import RLResult
+    from sim.simulate_inference import InferenceResult
 
 
 def check_memory(setup: Setup, mem: list[dict[str, Any]]) -> None:
@@ -67,6 +69,7 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
         sc = sc.model_copy(update={"cluster": sc.cluster.model_copy(
             update={"system": one.system, "nodes": one.nodes, "pools": None})})
     if sc.workload.kind == "inference":
+        from sim.simulate_inference import simulate_inference
         return simulate_inference(sc, prof)
     if sc.workload.kind == "rl":             # RL post-training step: sim/rl.py
         from sim.rl import simulate_rl
