@@ -279,6 +279,8 @@ class Fabric:
     def _component(self, seeds: set[int], freed: list[np.ndarray]) -> list[int]:
         """All batches connected to the seeds (or to the freed links) through shared links."""
         comp = {b for b in seeds if b in self.batches}
+        if len(comp) == len(self.batches):         # every batch in flight: nothing to add
+            return sorted(comp)
         held = [self.batches[bid].ulinks for bid in comp]
         touched = held + freed
         if not touched:
@@ -341,10 +343,6 @@ class Fabric:
             return None
         return tuple((b.key, None if b.ids is None else b.ids.tobytes()) for b in bs)
 
-    def _stale(self, entry: tuple[float, int, int]) -> bool:
-        b = self.batches.get(entry[1])
-        return b is None or b.version != entry[2]
-
     def _on_wake(self, gen: int):
         """The callback of a timer or wake-up sent by step ``gen``."""
         def fire(_event) -> None:
@@ -368,9 +366,12 @@ class Fabric:
                 self._solve(comp, now)
         self._gen += 1
         self._fired = False
-        heap = self._heap
-        while heap and self._stale(heap[0]):
-            heapq.heappop(heap)
+        heap, batches = self._heap, self.batches
+        while heap:
+            b = batches.get(heap[0][1])
+            if b is not None and b.version == heap[0][2]:
+                break
+            heapq.heappop(heap)                   # stale: retired or re-solved since
         self._idle = not heap
         if heap:
             timer = self.env.timeout(max(heap[0][0] - now, 0.0))
