@@ -167,8 +167,7 @@ class Batch:
         ended = int(len(keep) - keep.sum())
         if ended:
             idx = np.flatnonzero(keep)
-            new_id = np.full(len(keep), -1)
-            new_id[idx] = np.arange(len(idx))
+            new_id = np.cumsum(keep) - 1           # a kept flow's new index (others unused)
             inc = keep[self.row]
             self.row, self.links = new_id[self.row[inc]], self.links[inc]
             self.coef = self.coef[inc]
