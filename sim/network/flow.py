@@ -227,10 +227,19 @@ class FlowNetwork:
         moved = [(rank_of[a[0]], rank_of[a[1]]) for (a,) in arrays]
         movable = all((r >= 0).all() for pair in moved for r in pair)
         g, dom, gv = np.asarray(ranks), self.topology.domain, self.topology.gpu_vertex
-        for sib in self.siblings(ranks):
-            off = sib[0] - ranks[0]
-            shift = (g + off) // dom - g // dom
-            if movable and (shift == shift[0]).all():
+        sibs = self.siblings(ranks)
+        offs = np.array([sib[0] for sib in sibs], np.int64) - ranks[0]
+        shift = (g[None, :] + offs[:, None]) // dom - (g // dom)[None, :]
+        if movable and len(sibs) and (shift == shift[:, :1]).all():
+            # Every sibling is the group moved: all of them at once, sibling by sibling.
+            for i, (ru, rv) in enumerate(moved):
+                u, v, salt, size = arrays[i][0]
+                arrays[i].append((gv[(ru[None, :] + offs[:, None]).ravel()],
+                                  gv[(rv[None, :] + offs[:, None]).ravel()],
+                                  np.tile(salt, len(sibs)), np.tile(size, len(sibs))))
+            sibs, offs, shift = [], offs[:0], shift[:0]
+        for sib, off, sh in zip(sibs, offs.tolist(), shift, strict=True):
+            if movable and (sh == sh[0]).all():
                 for i, (ru, rv) in enumerate(moved):
                     u, v, salt, size = arrays[i][0]
                     arrays[i].append((gv[ru + off], gv[rv + off], salt, size))
