@@ -14,11 +14,11 @@ import yaml
 
 from hw_models.errors import ClusterSimError
 from sim.cli.common import Format, emit
-from sim.reliability import job_from_scenario, run_summary
 
 
 def formula_step_time(scenario: dict, tflops_per_gpu: float) -> float:
     """Model FLOPs per step / (GPUs x achieved FLOP/s per GPU)."""
+    from sim.reliability import job_from_scenario
     from workloads.model import model_flops
     if tflops_per_gpu <= 0:
         raise ClusterSimError(f"--tflops-per-gpu must be > 0, got {tflops_per_gpu}")
@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
             raise ClusterSimError(f"--slowed-step-time {slowed} must be >= the step time {step}")
         contention = None if slowed is None else {"iteration_s_without": step,
                                                   "iteration_s_with": slowed}
+        from sim.reliability import run_summary
         out = {"step_time_s": step, **run_summary(data, step, contention)}
         rows = pd.DataFrame({"metric": list(out), "value": [_fmt(v) for v in out.values()]})
         emit(out, format, rows)
