@@ -143,8 +143,10 @@ def kv_transfer(placed: list[Pool], w):
         if a is b:
             local = [i for i, p in enumerate(placed) if p is a]
             return a.network.p2p_time(local.index(src) * span, local.index(dst) * span, nbytes)
+        # the serving loop takes each hand-over's time alone (no contention at either
+        # fidelity): the sender's scale-out curve at the slower NIC share
         bw = min(a.system.nic_bw_per_gpu, b.system.nic_bw_per_gpu)
-        return curve_time(a.network._curve("network"), nbytes, bw)
+        return curve_time(a.profile.collectives["network"], nbytes, bw)
     return transfer
 
 
