@@ -81,3 +81,31 @@ def mesh_group_bw(gb_s_per_gpu: float, domain_gpus: int, k: int) -> float:
     if k <= 1 or domain_gpus <= 1:
         return gb_s_per_gpu
     return gb_s_per_gpu * disjoint_ring_count(k) / (domain_gpus - 1)
+
+
+@cache
+def ring_starts(k: int, channels: int) -> tuple[int, ...]:
+    """Where channel c's ring enters a domain of k mesh GPUs (it leaves from the GPU before
+    that one on its ring ``mesh_rings(k)[c % len]``) such that no two channels enter at,
+    or leave from, the same GPU: each channel crosses domains on its own NIC (rail), as the
+    rotated rings of a switched node do. Channels beyond k: c % k."""
+    rings = mesh_rings(k)
+    if not rings or channels > k:
+        return tuple(c % k for c in range(channels))
+    pred = [{r[(i + 1) % k]: r[i] for i in range(k)} for r in rings]
+    starts: list[int] = []
+
+    def place(c: int) -> bool:
+        if c == channels:
+            return True
+        before = pred[c % len(rings)]
+        exits = {pred[j % len(rings)][s] for j, s in enumerate(starts)}
+        for s in [(c + i) % k for i in range(k)]:
+            if s not in starts and before[s] not in exits:
+                starts.append(s)
+                if place(c + 1):
+                    return True
+                starts.pop()
+        return False
+
+    return tuple(starts) if place(0) else tuple(c % k for c in range(channels))

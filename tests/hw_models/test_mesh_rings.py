@@ -26,3 +26,12 @@ def test_group_bandwidth_of_an_mi300x_node():
     assert mesh_group_bw(448, 8, 8) == pytest.approx(448)
     assert mesh_group_bw(448, 8, 4) == pytest.approx(128)
     assert mesh_group_bw(448, 8, 2) == pytest.approx(64)
+
+
+@pytest.mark.parametrize("k, channels", [(8, 8), (8, 4), (4, 4), (2, 2)])
+def test_channels_enter_and_leave_a_domain_on_distinct_gpus(k, channels):
+    from hw_models.mesh_rings import ring_starts
+    rings, starts = mesh_rings(k), ring_starts(k, channels)
+    exits = [rings[c % len(rings)][rings[c % len(rings)].index(s) - 1]
+             for c, s in enumerate(starts)]
+    assert len(set(starts)) == channels and len(set(exits)) == channels

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from hw_models.errors import ClusterSimError
-from hw_models.mesh_rings import mesh_rings
+from hw_models.mesh_rings import mesh_rings, ring_starts
 from hw_models.topology import Topology
 
 Flow = tuple[int, int, float, int]
@@ -108,13 +108,16 @@ def ring_order(ctx: CollCtx, c: int) -> list[int]:
     """Channel c's ring: rotated by c inside each domain, every other domain reversed, so
     the ring leaves one domain and enters the next at the same local index (same rail).
     On a full mesh the path inside a domain follows the channel's own disjoint ring
-    (``CollCtx.mesh_rings``), started at local index c."""
+    (``CollCtx.mesh_rings``), entered where no other channel enters or leaves
+    (``ring_starts``), so every channel keeps its own NIC."""
     rings = ctx.mesh_rings
     order: list[int] = []
     for d, ranks in enumerate(ctx.domains):
         k = len(ranks)
-        cyc = rings[c % len(rings)] if rings and len(rings[0]) == k else tuple(range(k))
-        at = cyc.index(c % k)
+        mesh = bool(rings) and len(rings[0]) == k
+        cyc = rings[c % len(rings)] if mesh else tuple(range(k))
+        start = ring_starts(k, ctx.channels)[c] if mesh else c % k
+        at = cyc.index(start)
         rot = [ranks[cyc[(at + i) % k]] for i in range(k)]
         order += rot[::-1] if d % 2 else rot
     return order
