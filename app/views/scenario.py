@@ -81,6 +81,7 @@ def _widgets(data: dict) -> dict:
                         key="w_oversub", help="cross-node bandwidth is divided by this")
         st.selectbox("Fidelity", ["analytical", "flow"], key="w_fidelity")
         st.subheader("Pools")
+        st.caption("with pools on, they replace the system and nodes above")
         pooled_slot = st.container()
     with c2:
         st.subheader("Model and batch")

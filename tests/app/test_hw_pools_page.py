@@ -42,6 +42,10 @@ def test_scenario_page_edits_pools_and_stage_pools():
     at.text_input(key="w_stage_pools").input("hopper, blackwell").run()
     assert not at.error
     assert scenario(at)["workload"]["parallel"]["stage_pools"] == ["hopper", "blackwell"]
+    # pools at flow fidelity (sim/pool_flows.py)
+    at.selectbox(key="w_fidelity").set_value("flow").run()
+    assert not at.exception and not at.error
+    assert scenario(at)["sim"]["fidelity"] == "flow" and metric(at, "GPUs") == "16"
     # pools off again: the plain system/nodes come back
     at.checkbox(key="w_use_pools").uncheck().run()
     assert "pools" not in scenario(at)["cluster"]
