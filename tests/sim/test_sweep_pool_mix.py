@@ -73,3 +73,14 @@ def test_pool_mix_from_the_cli_by_nodes_per_pool(tmp_path, monkeypatch, capsys):
     code, _, err = cli(monkeypatch, capsys, "sweep", spec_file, "--out", tmp_path / "bad.parquet")
     assert code == 2
     assert "'2' must index the list's 2 entries" in one_error_line(err)
+
+
+def test_set_indexes_a_list():
+    from hw_models.errors import ClusterSimError
+    from sim.scenario import apply_overrides
+    data = {"cluster": {"pools": mix(1, 1)}}
+    apply_overrides(data, ["cluster.pools.1.nodes=4", "cluster.pools.0.system=dgx-h200"])
+    assert data["cluster"]["pools"] == [{"name": "h100", "system": "dgx-h200", "nodes": 1},
+                                        {"name": "b200", "system": "dgx-b200", "nodes": 4}]
+    with pytest.raises(ClusterSimError, match="'x' must index the list's 2 entries"):
+        apply_overrides(data, ["cluster.pools.x.nodes=4"])
