@@ -43,6 +43,11 @@ SYSTEMS = {"DGX-H100": "dgx-h100", "GB200-NVL72": "gb200-nvl72"}
 # Rows whose arch_id is empty: the zoo's preset for the published model name.
 MODELS = {"Qwen3-32B": "qwen3-32b"}
 MEM_UTIL = {True: 0.6, False: 0.8}       # colocated, separate pools
+# Colocated rows generate through vllm.LLM (NeMo RL vllm_worker.py), whose batch limits on a
+# GPU of >= 70 GiB other than A100 default to max_num_seqs 1024 and max_num_batched_tokens
+# 16384 (vLLM engine/arg_utils.py, get_batch_defaults, UsageContext.LLM_CLASS). The async
+# engine of the 1-step-off rows (AsyncLLM) keeps the scheduler defaults (256 / 8192 here).
+VLLM_LLM_CLASS = {"policy": "vllm", "max_batch": 1024, "max_tokens": 16384}
 
 
 def load() -> pd.DataFrame:
@@ -53,6 +58,18 @@ def _ints(text: str) -> list[int]:
     """'[TP,CP,EP,PP,VPP]=[2,1,8,1,n/a]' -> [2, 1, 8, 1]."""
     values = text.split("=", 1)[1].strip("[]").split(",")
     return [int(v) for v in values if re.fullmatch(r"\d+", v.strip())]
+
+
+def train_plan(text: str) -> tuple[int, int, int, int]:
+    """(tp, cp, ep, pp) of a row's training layout. The Llama 3.1 8B rows publish 7
+    entries under a 5-entry header ('[1,1,1,1,1,2,n/a]'); their sixth entry is the
+    pipeline size: grpo-llama3.1-8b-instruct-2n8g.yaml sets pipeline_model_parallel_size 2
+    (the on-policy rows' 2) and its async-1off variant 1 (the v0.5 1-step-off row's 1)."""
+    v = _ints(text)
+    if len(v) == 6:
+        return v[0], v[1], v[2], v[5]
+    tp, cp, ep, pp = v[:4]
+    return tp, cp, ep, pp
 
 
 def median_for_mean(mean_total: float, prompt: int, cap: int, sigma: float) -> float:
@@ -81,9 +98,6 @@ def skip_reason(r) -> str | None:
     arch = model_id(r)
     if arch is None or arch not in presets():
         return f"{r.model}: no preset in the model zoo"
-    tp, cp, ep, pp = _ints(r.train_parallel)[:4]
-    if cp > 1:
-        return f"training context parallelism cp={cp} is not modelled"
     return None
 
 
@@ -108,7 +122,7 @@ def build(r) -> scenario.Scenario:
     n = int(r.num_gpus)
     off = str(r.policy_mode).startswith("1-step")
     g_tp, g_pp = _ints(r.gen_parallel)[:2]
-    tp, _cp, ep, pp = _ints(r.train_parallel)[:4]
+    tp, cp, ep, pp = train_plan(r.train_parallel)
     cap = int(r.train_max_seq_len) - PROMPT_TOKENS
     median = median_for_mean(float(r.gen_avg_seq_len), PROMPT_TOKENS, cap, RESPONSE_SIGMA)
     samples = int(r.gen_global_batch_samples)
@@ -121,9 +135,10 @@ def build(r) -> scenario.Scenario:
                              "high": cap},
             "rollout": {"parallel": {"tp": g_tp, "pp": g_pp},
                         "precision": str(r.precision_gen).lower(),
-                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL[not off]}},
+                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL[not off]},
+                        **({} if off else {"scheduler": VLLM_LLM_CLASS})},
             "train": {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,
-                      "parallel": {"tp": tp, "pp": pp, "ep": ep, "zero": 1,
+                      "parallel": {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": 1,
                                    "pipeline_layers": stage_layers(model_id(r), pp)},
                       "recompute": "full", "max_seq_len": int(r.train_max_seq_len)},
             "placement": {"rollout_gpus": n // 2, "train_gpus": n // 2} if off else "colocated",

@@ -140,10 +140,11 @@ def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, se
     w: RLWorkload = sc.workload
     t = w.train
     p = t.parallel
-    dp = pools.train // (p.tp * p.pp)
-    if dp < 1 or pools.train % (p.tp * p.pp):
-        raise InfeasiblePlanError(f"train.parallel tp {p.tp} x pp {p.pp} does not divide the "
-                                  f"{pools.train} training GPUs")
+    copy = p.tp * p.pp * p.cp
+    dp = pools.train // copy
+    if dp < 1 or pools.train % copy:
+        raise InfeasiblePlanError(f"train.parallel tp {p.tp} x pp {p.pp} x cp {p.cp} does not "
+                                  f"divide the {pools.train} training GPUs")
     par = p.model_dump()
     work = {"kind": "training", "model": model, "seq_len": seq_len, "micro_batch": t.micro_batch,
             "global_batch": steps.round_up(rows, dp * t.micro_batch), "precision": w.precision,

@@ -48,6 +48,8 @@ class TrainParallel(_Cfg):
     pp: int = Field(1, gt=0, description="pipeline parallel of the training layout")
     ep: int = Field(1, gt=0, description="expert parallel of the training layout (MoE "
                     "policies; passed to the training simulator)")
+    cp: int = Field(1, gt=0, description="context parallel of the training layout (each "
+                    "packed row split over cp GPUs; passed to the training simulator)")
     vpp: int = Field(1, gt=0, description="virtual pipeline stages (interleaved schedule)")
     sequence_parallel: bool = Field(False, description="Megatron sequence parallelism")
     schedule: Literal["gpipe", "1f1b", "interleaved"] = Field("1f1b", description="pipeline schedule")

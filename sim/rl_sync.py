@@ -15,8 +15,11 @@ Colocated onload/offload: the training states (16-bit weights, fp32 master weigh
 Adam moments, sharded as the plan shards them; workloads.memory) come back from host
 memory before the training-side passes and go back after them; the frozen models of the
 step (reference, reward) are loaded but not written back. Gradients are zeroed buffers,
-not copied; the rollout engine's KV cache and weights are dropped rather than copied
-(vLLM sleep mode level 1 discards the KV cache; the sync rewrites the weights).
+not copied. The rollout engine sleeps during the training-side passes at vLLM's sleep
+level 1 (NeMo RL vllm_worker.py: ``llm.sleep(level=1)``), which copies the engine's weights
+to host memory and discards its KV cache; waking it copies the weights back before the
+sync overwrites them (vLLM docs, "Sleep Mode": level 1 offloads the weights to CPU
+memory and discards the KV cache). Both copies cross the host link.
 """
 
 from __future__ import annotations
@@ -123,10 +126,13 @@ def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
             trained += states
         elif role in ("reference", "reward"):
             frozen += model.params * 2 / (p.tp * p.pp * (p.ep if model.is_moe else 1))
+    rp = w.rollout.parallel
+    policy = resolve(w.model)
+    engine = policy.params * WEIGHT_BYTES[w.rollout_precision] / (rp.tp * rp.pp * rp.ep)
     gpu = system.gpu if isinstance(system.gpu, str) else system.gpu.name
     bw = storage.host_link(gpu).bw
-    return {"onload_s": (trained + frozen) / bw, "offload_s": trained / bw,
-            "offload_bytes_per_gpu": trained}
+    return {"onload_s": (trained + frozen + engine) / bw, "offload_s": (trained + engine) / bw,
+            "offload_bytes_per_gpu": trained, "engine_sleep_bytes_per_gpu": engine}
 
 
 def role_ref(w: RLWorkload, role: str):
