@@ -73,10 +73,28 @@ class TrainConfig(_Cfg):
 
 
 class PoolSplit(_Cfg):
-    rollout_gpus: int = Field(gt=0, description="GPUs of the rollout pool (whole nodes or a "
-                              "divisor of one node)")
-    train_gpus: int = Field(gt=0, description="GPUs of the training pool (whole nodes or a "
-                            "divisor of one node)")
+    rollout_gpus: int | None = Field(None, gt=0, description="GPUs of the rollout pool (whole "
+                                     "nodes or a divisor of one node); with rollout_pool: "
+                                     "default the whole pool")
+    train_gpus: int | None = Field(None, gt=0, description="GPUs of the training pool (whole "
+                                   "nodes or a divisor of one node); with train_pool: default "
+                                   "the whole pool")
+    rollout_pool: str | None = Field(None, description="cluster.pools: the pool that generates")
+    train_pool: str | None = Field(None, description="cluster.pools: the pool that trains")
+
+    @model_validator(mode="after")
+    def _check(self) -> PoolSplit:
+        named = (self.rollout_pool is None, self.train_pool is None)
+        if named[0] != named[1]:
+            raise ValueError("placement: name both rollout_pool and train_pool, or neither")
+        if named[0] and (self.rollout_gpus is None or self.train_gpus is None):
+            raise ValueError("placement: give rollout_gpus and train_gpus (or, on a cluster "
+                             "of pools, rollout_pool and train_pool)")
+        return self
+
+    @property
+    def pooled(self) -> bool:
+        return self.rollout_pool is not None
 
 
 class RLWorkload(_Cfg):
