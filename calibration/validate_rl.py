@@ -101,14 +101,26 @@ def skip_reason(r) -> str | None:
     return None
 
 
+# What NeMo RL's performance recipes (examples/configs/recipes/llm/performance/*.yaml,
+# NVIDIA-NeMo/RL) set where the rows are silent: layers of the first and last pipeline
+# stage (num_layers_in_first/last_pipeline_stage) by pipeline size, and the group size.
+FIRST_LAST = {("deepseek-v3", 16): (3, 2), ("deepseek-v3", 8): (7, 6),
+              ("qwen3-235b-a22b", 8): (11, 11), ("qwen3-235b-a22b", 4): (23, 23)}
+GROUPS = {"deepseek-v3": 16}            # grpo-deepseek-v3-*: 32 prompts x 16 generations
+
+
 def stage_layers(model: str, pp: int) -> list[int] | None:
-    """Layers per stage when pp does not divide them (Qwen3-235B's 94 layers on pp 8): the
-    first stages take one layer more (an assumption: the rows do not give the split)."""
+    """Layers per stage when pp does not divide them: the recipe's first and last stage,
+    the middle stages evenly (first stages one more if the rest does not divide)."""
     layers = presets()[model].layers
     if layers % pp == 0:
         return None
-    base, extra = divmod(layers, pp)
-    return [base + (1 if i < extra else 0) for i in range(pp)]
+    first, last = FIRST_LAST.get((model, pp), (None, None))
+    if first is None:
+        base, extra = divmod(layers, pp)
+        return [base + (1 if i < extra else 0) for i in range(pp)]
+    base, extra = divmod(layers - first - last, pp - 2)
+    return [first, *(base + (1 if i < extra else 0) for i in range(pp - 2)), last]
 
 
 def model_id(r) -> str | None:
@@ -126,7 +138,8 @@ def build(r) -> scenario.Scenario:
     cap = int(r.train_max_seq_len) - PROMPT_TOKENS
     median = median_for_mean(float(r.gen_avg_seq_len), PROMPT_TOKENS, cap, RESPONSE_SIGMA)
     samples = int(r.gen_global_batch_samples)
-    group = GROUP if samples % GROUP == 0 else 1
+    group = GROUPS.get(model_id(r), GROUP)
+    group = group if samples % group == 0 else 1
     prec = str(r.precision_train).lower()
     work = {"kind": "rl", "algorithm": str(r.algorithm).lower(), "model": model_id(r),
             "precision": prec, "prompts_per_step": samples // group, "samples_per_prompt": group,

@@ -115,8 +115,11 @@ def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
     if not pools.colocated:
         return {"onload_s": 0.0, "offload_s": 0.0, "offload_bytes_per_gpu": 0.0}
     p = w.train.parallel
-    dp = pools.train // (p.tp * p.pp)
-    plan = ParallelPlan(p.tp, p.pp, dp, 1, dp, zero=p.zero, ep=p.ep)
+    dp = pools.train // (p.tp * p.pp * p.cp)
+    layers = tuple(p.pipeline_layers) if p.pipeline_layers else None
+    # The distributed optimizer shards over the data- and context-parallel ranks.
+    plan = ParallelPlan(p.tp, p.pp, dp, 1, dp, zero=p.zero, ep=p.ep, cp=p.cp,
+                        pipeline_layers=layers)
     trained = frozen = 0.0
     for ps in steps.PASSES[w.algorithm]:
         role = ps.role
