@@ -94,3 +94,12 @@ def test_pool_names_without_pools_is_an_error():
                          "workload": work(placement={"rollout_pool": "a", "train_pool": "b"})})
     with pytest.raises(ClusterSimError, match="no cluster.pools"):
         simulate_rl(sc)
+
+
+def test_sweep_row_on_pools_prices_each_pool():
+    from sim.rl_sweep import evaluate_rl
+    base = pooled().model_dump(mode="json", exclude_none=True)
+    row = evaluate_rl(base, (0, {"workload.off_policy_steps": 0}, None))
+    assert row["status"] == "ok" and row["placement"] == "8 gen + 8 trainer"
+    b200, h100 = (catalog.system(s).cost_per_gpu_hour_usd for s in ("dgx-b200", "dgx-h100"))
+    assert row["usd_per_hour"] == pytest.approx(8 * b200 + 8 * h100)
