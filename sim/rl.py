@@ -226,8 +226,8 @@ def simulate_rl(sc: Scenario, prof: Profile | None = None) -> RLResult:
     model = resolve(w.model)
 
     def sync() -> dict:
-        return (rl_sync.nccl_sync(sc, system, pools, model, here.profile) if w.sync == "nccl"
-                else rl_sync.checkpoint_sync(sc, system, pools, model))
+        return (rl_sync.checkpoint_sync(sc, system, pools, model) if w.sync == "checkpoint"
+                else rl_sync.nccl_sync(sc, system, pools, model, here.profile))
     return _step(sc, here, here, pools, sync, t0, {})
 
 

@@ -122,8 +122,10 @@ class RLWorkload(_Cfg):
                                                         "the training states) or separate pools")
     off_policy_steps: int = Field(0, ge=0, description="0 on-policy; k >= 1 overlaps rollout of "
                                   "step i+k with training of step i (separate pools)")
-    sync: Literal["nccl", "checkpoint"] = Field("nccl", description="weight sync: reshard over "
-                                                "the fabric, or through checkpoint storage")
+    sync: Literal["nccl", "broadcast", "checkpoint"] = Field("nccl", description=(
+        "weight sync: nccl reshards (each rollout GPU receives its own shard); broadcast "
+        "sends every full tensor to every rollout GPU (NeMo RL's default transport between "
+        "separate pools); checkpoint goes through checkpoint storage"))
     seed: int = Field(0, description="seed of the sampled prompt and response lengths")
 
     @model_validator(mode="after")

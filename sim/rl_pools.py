@@ -115,7 +115,7 @@ def cross_pool_sync(sc: Scenario, where: PooledPlacement, params: float, weight_
     index = PoolIndex(make_pools(sc))
     net = PooledNetwork(index, sc.cluster.network.oversubscription)
     first = {p.name: p.first_rank for p in index.pools}
-    need = params * weight_bytes / (rp.tp * rp.pp * rp.ep)
+    need = params * weight_bytes / (1 if w.sync == "broadcast" else rp.tp * rp.pp * rp.ep)
     seconds = net.p2p_time(first[where.train_pool], first[where.rollout_pool], need)
     return {"weight_sync_s": seconds, "sync_bytes_per_gpu": need,
             "sync_bytes_total": need * where.sizes.rollout}

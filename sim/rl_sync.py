@@ -1,6 +1,12 @@
 """Moving weights between the RL step's phases: the weight sync (training layout ->
 rollout layout) and, when colocated, the onload/offload of the training states.
 
+broadcast sync (NeMo RL's default transport between separate pools, whose design note
+"NCCL Reshard Refit" says it "broadcasts every full parameter tensor from the training
+ranks to every generation rank"): every rollout GPU receives the whole model at the
+rollout precision, over the same links as the nccl reshard; broadcasts pipeline, so the
+time is one receiver's.
+
 nccl sync: every rollout GPU receives the part of its rollout shard that it does not
 already hold (workloads.rl.reshard_inbound), from a training GPU of the same model copy,
 on the scale-up fabric when both sit in one domain and over the NICs otherwise (the
@@ -65,7 +71,10 @@ def nccl_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: ModelSp
     rollout = steps.Layout(rp.tp * rp.ep, rp.pp)
     train, dp = train_layout(w, pools)
     total = model.params * WEIGHT_BYTES[w.rollout_precision]
-    inbound = steps.reshard_inbound(total, train, dp, rollout, pools.rollout, pools.colocated)
+    if w.sync == "broadcast":        # every rollout GPU receives every full tensor
+        inbound = np.full(pools.rollout, total)
+    else:
+        inbound = steps.reshard_inbound(total, train, dp, rollout, pools.rollout, pools.colocated)
     g = int(np.argmax(inbound))
     net = cluster_network(sc, system, prof)
     if pools.colocated:
@@ -74,7 +83,7 @@ def nccl_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: ModelSp
     else:       # training pool on the first ranks, rollout pool after it
         src, dst = 0, pools.train + g
     moved = net.p2p_time(src, dst, float(inbound[g]))
-    local = (total / rollout.gpus - inbound[g]) * 2 / system.gpu_spec.hbm_bw
+    local = max(0.0, total / rollout.gpus - inbound[g]) * 2 / system.gpu_spec.hbm_bw
     return {"weight_sync_s": moved + local, "sync_bytes_per_gpu": float(inbound[g]),
             "sync_bytes_total": float(inbound.sum())}
 

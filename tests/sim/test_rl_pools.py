@@ -103,3 +103,17 @@ def test_sweep_row_on_pools_prices_each_pool():
     assert row["status"] == "ok" and row["placement"] == "8 gen + 8 trainer"
     b200, h100 = (catalog.system(s).cost_per_gpu_hour_usd for s in ("dgx-b200", "dgx-h100"))
     assert row["usd_per_hour"] == pytest.approx(8 * b200 + 8 * h100)
+
+
+def test_broadcast_sync_sends_the_whole_model_to_every_rollout_gpu():
+    # sync: broadcast (NeMo RL's default between separate pools): every rollout GPU receives
+    # the full bf16 weights, twice the tp-2 shard of the reshard, over the same network.
+    res = simulate_rl(pooled(sync="broadcast"))
+    full = resolve("llama3-8b").params * 2
+    assert res.extra["sync_bytes_per_gpu"] == pytest.approx(full, rel=1e-12)
+    bw = min(catalog.system(s).nic_bw_per_gpu for s in ("dgx-b200", "dgx-h100"))
+    eff = profile.load("h100").collectives["network"].eff_max
+    assert res.metrics["weight_sync_s"] == pytest.approx(full / (bw * eff), rel=0.03)
+    # on a plain cluster too: the training pool sends every rollout GPU the whole model
+    plain_b = simulate_rl(plain("dgx-h100", sync="broadcast"))
+    assert plain_b.extra["sync_bytes_per_gpu"] == pytest.approx(full, rel=1e-12)
