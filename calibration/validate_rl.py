@@ -14,9 +14,13 @@ What the rows do not publish is filled the same way for every row:
   gpu_memory_utilization 0.6; "1-step Off" rows split the GPUs evenly between generation
   and training (async-grpo-llama3.1-8b-instruct-2n8g.yaml: 1 generation node of 2) with
   gpu_memory_utilization 0.8 and off_policy_steps 1;
-- weight sync: colocated rows reshard in place (NeMo RL's colocated refit goes through
-  CUDA IPC); 1-step-off rows broadcast every full tensor to every generation GPU, NeMo
-  RL's default transport between separate pools (docs/design-docs/nccl-reshard-refit.md);
+- weight sync: every generation GPU receives every full tensor (``sync: broadcast``). Both
+  of NeMo RL's refit paths, the colocated CUDA-IPC stream and the broadcast between
+  separate pools, iterate over ``megatron_bridge.export_hf_weights`` on every training
+  rank (megatron_policy_worker.py, ``_iter_params_with_optional_kv_scales``), which
+  all-gathers each tensor whole over tp / ep before it is sent; the design note
+  docs/design-docs/nccl-reshard-refit.md calls the separate-pool transport a broadcast of
+  "every full parameter tensor ... to every generation rank";
 - training: micro batch 1, sequence packing to train_max_seq_len, the distributed
   optimizer (zero 1) and full activation recompute (``activation_checkpointing: true``
   in the performance recipes).
@@ -158,7 +162,7 @@ def build(r) -> scenario.Scenario:
                                    "pipeline_layers": stage_layers(model_id(r), pp)},
                       "recompute": "full", "max_seq_len": int(r.train_max_seq_len)},
             "placement": {"rollout_gpus": n // 2, "train_gpus": n // 2} if off else "colocated",
-            "off_policy_steps": 1 if off else 0, "sync": "broadcast" if off else "nccl"}
+            "off_policy_steps": 1 if off else 0, "sync": "broadcast"}
     return scenario.parse({"name": f"{model_id(r)}-{n}-{r.gpu_type}",
                            "cluster": {"system": system, "nodes": max(1, n // per_node)},
                            "workload": work}, "rl validation row")
