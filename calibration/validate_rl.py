@@ -114,6 +114,10 @@ def skip_reason(r) -> str | None:
 FIRST_LAST = {("deepseek-v3", 16): (3, 2), ("deepseek-v3", 8): (7, 6),
               ("qwen3-235b-a22b", 8): (11, 11), ("qwen3-235b-a22b", 4): (23, 23)}
 GROUPS = {"deepseek-v3": 16}            # grpo-deepseek-v3-*: 32 prompts x 16 generations
+# vllm_cfg.gpu_memory_utilization where a recipe sets its own: (model, system, colocated).
+MEM_UTIL_RECIPE = {("deepseek-v3", "GB200-NVL72", True): 0.3,        # grpo-deepseek-v3-32n4g
+                   ("qwen3-235b-a22b", "GB200-NVL72", True): 0.4,    # grpo-qwen3-235b-16n4g
+                   ("qwen3-235b-a22b", "DGX-H100", False): 0.88}     # ...-32n8g-async-1off
 
 
 def stage_layers(model: str, pp: int) -> list[int] | None:
@@ -155,7 +159,8 @@ def build(r) -> scenario.Scenario:
                              "high": cap},
             "rollout": {"parallel": {"tp": g_tp, "pp": g_pp},
                         "precision": str(r.precision_gen).lower(),
-                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL[not off]},
+                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL_RECIPE.get(
+                            (model_id(r), r.gpu_type, not off), MEM_UTIL[not off])},
                         **({} if off else {"scheduler": VLLM_LLM_CLASS})},
             "train": {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,
                       "parallel": {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": 1,
