@@ -99,7 +99,8 @@ class PooledFlowNetwork:
         return self.index.of(group.ranks[0]) if len(pools) == 1 else None
 
     def _curve(self, rank: int):
-        return self.index.of(rank).network.profile.collectives["network"]
+        from sim.pools import scale_out_curve
+        return scale_out_curve(self.index.of(rank))
 
     def collective_time(self, kind: str, nbytes: float, group: CommGroup) -> float:
         pool = self._pool_of_group(group)

@@ -94,6 +94,17 @@ class _Shifted:
         return self.network.collective_time(kind, nbytes, local)
 
 
+def scale_out_curve(pool: Pool):
+    """The pool's fitted scale-out curve (profile ``collectives.network``), which prices
+    traffic between pools at either fidelity."""
+    curve = pool.profile.collectives.get("network")
+    if curve is None:
+        raise ClusterSimError(f"profile {pool.profile.name!r} of pool {pool.name!r} has no "
+                              "collective curve for 'network' links, which traffic between "
+                              "pools needs; use a profile fitted with a multi-node sweep")
+    return curve
+
+
 class PoolIndex:
     """Rank -> pool."""
 
@@ -152,7 +163,7 @@ class PooledNetwork:
         pools = {self.index.of(r).name: self.index.of(r) for r in group.ranks}.values()
         bw = min(p.system.nic_bw_per_gpu for p in pools) / self.oversub
         first = next(iter(pools))
-        return curve_time(first.network._curve("network"),
+        return curve_time(scale_out_curve(first),
                           bus_factor(kind, group.size) * nbytes, bw)
 
     def p2p_time(self, src: int, dst: int, nbytes: float) -> float:
@@ -161,7 +172,7 @@ class PooledNetwork:
             return a.network.p2p_time(a.local(src), a.local(dst), nbytes)
         if nbytes <= 0:
             return 0.0
-        return curve_time(a.network._curve("network"), nbytes, self.cross_pool_bw(a, b))
+        return curve_time(scale_out_curve(a), nbytes, self.cross_pool_bw(a, b))
 
     def collective(self, env: simpy.Environment, op: Collective) -> Generator:
         yield env.timeout(self.collective_time(op.kind, op.bytes, op.group))

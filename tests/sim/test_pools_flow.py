@@ -70,3 +70,13 @@ def test_serving_pools_under_flow():
     flow = simulate(scenario.parse(data | {"sim": {"fidelity": "flow"}})).summary()
     # TP=2 all-reduces timed on each pool's flow fabric: same order as the closed form
     assert flow["tpot_ms"]["p50"] == pytest.approx(ana["tpot_ms"]["p50"], rel=0.25)
+
+
+def test_rl_step_on_pools_runs_under_flow():
+    # an RL step times its phases analytically; its cross-pool weight sync prices the
+    # pools' scale-out curve, which the pools carry at either fidelity
+    from pathlib import Path
+    ex = Path(__file__).resolve().parents[2] / "examples" / "rl_pools_b200_h100.yaml"
+    ana = simulate(scenario.load(ex))
+    flow = simulate(scenario.load(ex, ["sim.fidelity=flow"]))
+    assert flow.metrics["step_time_s"] == pytest.approx(ana.metrics["step_time_s"])
