@@ -44,6 +44,18 @@ SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nv
 BLACKWELL = ("B200", "GB200", "B300", "GB300")
 ARCH = {"grok1-314b": "grok-1"}
 PRECISION = {"BF16": "bf16", "FP8": "fp8", "MXFP8": "fp8", "FP8-CS": "fp8", "FP8-MX": "fp8"}
+# FP8 recipe of each label (workloads/fp8.py): FP8-CS is current (tensorwise) scaling,
+# MXFP8 / FP8-MX is MXFP8 block scaling; Megatron-Bridge's plain "FP8" H100 rows run the
+# same configurations its 25.11 table labels FP8-CS; NeMo's FP8 of the dgxc-benchmarking
+# Grok-1 runs is its default delayed scaling (NeMo 2 ``bf16_with_fp8_mixed``).
+RECIPE = {"MXFP8": "mxfp8", "FP8-MX": "mxfp8", "FP8-CS": "tensorwise"}
+
+
+def recipe_of(row) -> str | None:
+    label = str(row.precision).upper()
+    if PRECISION.get(label) != "fp8":
+        return None
+    return RECIPE.get(label, "delayed" if str(row.source_id).startswith("DGXC") else "tensorwise")
 # (dispatcher, a2a overlap) as Megatron-Bridge's performance recipes set them
 # (NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/qwen/qwen3_workload_base_configs.py
 # and gpt_oss/gpt_oss_workload_base_configs.py); anything else: NCCL all-to-all, no overlap.
@@ -160,6 +172,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          "seq_len": int(row.seq_len), "global_batch": int(row.global_batch_seqs),
                          "micro_batch": int(row.micro_batch),
                          "precision": PRECISION[str(row.precision).upper()],
+                         **({"fp8": {"recipe": recipe_of(row)}} if recipe_of(row) else {}),
                          "parallel": parallel, "moe": {"dispatcher": dispatcher, "overlap": overlap}},
             "sim": {"fidelity": fidelity, "check_memory": False}}
 
