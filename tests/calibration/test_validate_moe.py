@@ -13,6 +13,7 @@ def table():
     return run()
 
 
+@pytest.mark.slow
 def test_every_row_predicted_or_skipped_with_a_reason(table):
     assert len(table) == 144
     done = table[table.skipped == ""]
@@ -21,6 +22,7 @@ def test_every_row_predicted_or_skipped_with_a_reason(table):
     assert {"H100", "B200", "GB200"} <= set(done.gpu) <= {"H100", "B200", "GB200", "B300", "GB300"}
 
 
+@pytest.mark.slow
 def test_accuracy_does_not_regress(table):
     """Guards the measured level (H100 6.1%, B200 / GB200 26.0%, with the context-parallel
     rows and the FP8 recipes' kernels on the expert GEMMs); the Blackwell target (15%) is
