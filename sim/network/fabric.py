@@ -22,11 +22,10 @@ same gradient bucket) is solved once.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL, URGENT
 
 from hw_models.routing import unique_ints
 
@@ -190,16 +189,8 @@ class Fabric:
         self._next_id = 0
         self._new: list[int] = []
         self._heap: list[tuple[float, int, int]] = []
-        # The driver is a pair of callbacks, not a process: a step retires, re-solves and
-        # arms a timer for the next flow end; a start wakes it. ``_gen`` numbers the steps:
-        # a timer or wake-up of an earlier step is stale. Events are scheduled exactly as a
-        # process waiting on ``any_of([timeout, wake])`` would have them (one hop through
-        # the condition when a timer is armed), so results do not depend on the driver.
-        self._gen = 0
-        self._woken = 0                      # the step whose wake-up was already sent
-        self._fired = False                  # this step's timer or wake-up went off
-        self._idle = True                    # no timer armed: a wake-up resumes directly
-        _call(env, self._step, URGENT)
+        self._wake: simpy.Event | None = None
+        env.process(self._run())
 
     def transfer(self, flows: Sequence[tuple[np.ndarray, float]]) -> simpy.Event:
         """Start flows (path, bytes) now; the event fires when all of them are done."""
@@ -229,9 +220,8 @@ class Fabric:
         self._new.append(bid)
         self.events += len(nbytes)
         self.flows_placed += int(weight.sum())
-        if self._woken != self._gen:
-            self._woken = self._gen
-            _call(env=self.env, fn=self._on_wake(self._gen))
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
         return done
 
     def _remove(self, bid: int) -> None:
@@ -333,41 +323,22 @@ class Fabric:
         b = self.batches.get(entry[1])
         return b is None or b.version != entry[2]
 
-    def _on_wake(self, gen: int):
-        """The callback of a timer or wake-up sent by step ``gen``."""
-        def fire(_event) -> None:
-            if gen != self._gen or self._fired:
-                return                            # stale, or this step already woke
-            self._fired = True
-            if self._idle:
-                self._step(None)
-            else:                                 # through the condition, as any_of does
-                _call(self.env, self._step)
-        return fire
-
-    def _step(self, _event) -> None:
-        now = self.env.now
-        touched, freed = self._finish_due(now)
-        touched.update(self._new)
-        self._new = []
-        if touched or freed:
-            comp = self._component(touched, freed)
-            if comp:
-                self._solve(comp, now)
-        self._gen += 1
-        self._fired = False
-        heap = self._heap
-        while heap and self._stale(heap[0]):
-            heapq.heappop(heap)
-        self._idle = not heap
-        if heap:
-            timer = self.env.timeout(max(heap[0][0] - now, 0.0))
-            timer.callbacks.append(self._on_wake(self._gen))
-
-
-def _call(env: simpy.Environment, fn, priority=NORMAL) -> None:
-    """Run ``fn(event)`` when the environment reaches the event scheduled now."""
-    ev = simpy.Event(env)
-    ev._ok, ev._value = True, None
-    ev.callbacks.append(fn)
-    env.schedule(ev, priority)
+    def _run(self) -> Generator:
+        env = self.env
+        while True:
+            now = env.now
+            touched, freed = self._finish_due(now)
+            touched.update(self._new)
+            self._new = []
+            if touched or freed:
+                comp = self._component(touched, freed)
+                if comp:
+                    self._solve(comp, now)
+            self._wake = env.event()
+            while self._heap and self._stale(self._heap[0]):
+                heapq.heappop(self._heap)
+            if not self._heap:
+                yield self._wake
+                continue
+            dt = max(self._heap[0][0] - now, 0.0)
+            yield env.any_of([env.timeout(dt), self._wake])
