@@ -19,7 +19,7 @@ from workloads.parallel import ParallelPlan
 def _time(est, ops, overlap: bool) -> float:
     comp = ep = 0.0
     if est.options.fp8_recipe:
-        ops = fp8.rewrite(list(ops), est.options.fp8_recipe)
+        ops = fp8.rewrite(list(ops), est.options.fp8_recipe, est.options.fp8_fused_amax)
     for op in ops:
         t = est.costs.uncached_time(op)
         if isinstance(op, Collective) and op.group.dim == "ep":
