@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from hw_models import profile
 from hw_models.compute import ComputeModel
@@ -29,6 +28,9 @@ from workloads.inference import schedulers
 from workloads.inference.kv_cache import PagedKVCache
 from workloads.inference.metrics import request_frame, summarize
 from workloads.model import resolve
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GIB = 2**30
 
@@ -101,6 +103,7 @@ def kv_blocks(w: InferenceWorkload, it: IterationModel, hbm_bytes: float) -> int
 
 
 def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceResult:
+    import pandas as pd
     t0 = time.perf_counter()
     w: InferenceWorkload = sc.workload
     cl = resolve_cluster(sc)

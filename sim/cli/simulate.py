@@ -91,12 +91,12 @@ def render_moe(moe: dict, res: SimResult) -> list[str]:
               f"({busiest['compute_s'] / t:.1%}), exposed EP communication {busiest['ep_s']:.3f} s "
               f"({busiest['ep_s'] / t:.1%}), waiting {t - busiest['compute_s'] - busiest['ep_s']:.3f} s",
               "per stage           compute s   EP comm s   memory GiB (weights/grads/optimizer/activations)"]
-    mem = res.memory.set_index("stage")
+    mem = {m["stage"]: m for m in res.memory_records()}
     for st in moe["stages"]:
-        m = mem.loc[st["stage"]]
+        m = mem[st["stage"]]
         lines.append(f"  stage {st['stage']:<3d}        {st['compute_s']:9.3f}   {st['ep_s']:9.3f}   "
-                     f"{m.total_gib:6.1f} ({m.weights_gib:.1f}/{m.grads_gib:.1f}/"
-                     f"{m.optimizer_gib:.1f}/{m.activations_gib:.1f})")
+                     f"{m['total_gib']:6.1f} ({m['weights_gib']:.1f}/{m['grads_gib']:.1f}/"
+                     f"{m['optimizer_gib']:.1f}/{m['activations_gib']:.1f})")
     return lines
 
 

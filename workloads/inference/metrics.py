@@ -8,10 +8,14 @@ goodput counts requests meeting both SLOs (DistServe's definition).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from workloads.inference.requests import Request
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def stats_ms(x: np.ndarray) -> dict[str, float]:
@@ -22,6 +26,7 @@ def stats_ms(x: np.ndarray) -> dict[str, float]:
 
 
 def request_frame(reqs: list[Request]) -> pd.DataFrame:
+    import pandas as pd
     df = pd.DataFrame({
         "id": [r.id for r in reqs], "arrival_s": [r.arrival for r in reqs],
         "prompt_len": [r.prompt for r in reqs], "output_len": [r.output for r in reqs],
