@@ -57,6 +57,9 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
     (low, high), widened by the validation residuals unless ``residuals`` is False (the
     validation suites themselves use the bare bootstrap band: a band must not be judged
     by itself)."""
+    if sc.workload.kind == "rl":             # RL post-training step (pools too): sim/rl.py
+        from sim.rl import simulate_rl
+        return simulate_rl(sc, prof)
     if sc.cluster.pools:                     # heterogeneous cluster: sim/pools.py
         if len(sc.cluster.pools) > 1 and sc.workload.kind == "inference":
             from sim.serving_pools import simulate_serving_pools
@@ -70,9 +73,6 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
     if sc.workload.kind == "inference":
         from sim.simulate_inference import simulate_inference
         return simulate_inference(sc, prof)
-    if sc.workload.kind == "rl":             # RL post-training step: sim/rl.py
-        from sim.rl import simulate_rl
-        return simulate_rl(sc, prof)
     return simulate_training(sc, prof, band, residuals)
 
 

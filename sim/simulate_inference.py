@@ -82,8 +82,11 @@ def _check_plan(w: InferenceWorkload, model, gpus: int, domain: int) -> None:
     if need > gpus:
         raise InfeasiblePlanError(f"{w.replica_count} replicas x ep {ep} x tp {tp} x pp {pp} = "
                                   f"{need} GPUs but the cluster has {gpus}; add cluster.nodes")
-    if tp > domain:      # tensor parallelism stays inside one NVLink domain (a node, or an NVL72 rack)
-        raise InfeasiblePlanError(f"tp={tp} exceeds the {domain} GPUs of a scale-up (NVLink) domain")
+    # Tensor parallelism inside one NVLink domain (a node, or an NVL72 rack), or over whole
+    # domains (vLLM's multi-node tensor parallelism): its all-reduces then cross the NICs.
+    if tp > domain and tp % domain:
+        raise InfeasiblePlanError(f"tp={tp} exceeds the {domain} GPUs of a scale-up (NVLink) "
+                                  f"domain and is not a multiple of it")
 
 
 def kv_blocks(w: InferenceWorkload, it: IterationModel, hbm_bytes: float) -> int:

@@ -43,7 +43,8 @@ def request_frame(reqs: list[Request]) -> pd.DataFrame:
 
 def summarize(reqs: list[Request], df: pd.DataFrame, ttft_slo_ms: float,
               tpot_slo_ms: float) -> dict[str, object]:
-    tbt = np.fromiter((g for r in reqs for g in r.tbt), float)
+    # Every token gap, request by request (one C-level conversion per request's list).
+    tbt = np.concatenate([np.asarray(r.tbt, float) for r in reqs] or [np.empty(0)])
     start, end = float(df.arrival_s.min()), float(df.finish_s.max())
     span = max(end - start, 1e-12)
     ok = (df.ttft_s * 1e3 <= ttft_slo_ms) & (df.tpot_s * 1e3 <= tpot_slo_ms)
