@@ -24,8 +24,8 @@ import simpy
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
 from hw_models.mesh_rings import MESH_KINDS, mesh_group_bw
-from hw_models.torus_rings import torus_dims, torus_group_bw
 from hw_models.profile import CollectiveCurve, Profile, builtin_names
+from hw_models.torus_rings import torus_dims, torus_group_bw
 from sim.network.collectives import nccl_model
 from workloads.graph import Collective, CommGroup
 
