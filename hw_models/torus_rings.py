@@ -3,10 +3,11 @@
 A torus chip has two links per dimension (one per neighbour; a side of 2 has one link), each
 with 1/(2 x dims) of the chip's bandwidth. A ring collective drives one outgoing link per
 chip, so, as on a full mesh (hw_models/mesh_rings.py), a group reaches more bandwidth only
-by running its channels on rings that share no directed link. TPU/XLA and the Neuron
-collectives run bidirectional rings along the torus dimensions a group spans (Google,
-"TPU v4", ISCA 2023, section 2: ICI all-reduce along the torus dimensions; AWS Neuron
-"collective communication" docs: rings on the NeuronLink torus in both directions).
+by running its channels on rings that share no directed link. AWS Neuron runs its intra-node
+ring collectives on the trn2 2D torus (Neuron runtime docs, "Intra-node Collective
+Communications with AWS Neuron": Ring, Mesh, KangaRing and RDH algorithms on the 2D Torus);
+TPU/XLA's ICI algorithms are not published in that detail, and the same rings along the
+spanned torus dimensions, one per direction, are assumed for TPU v5p and v6e.
 
 Both fidelities use the rings found here: the flow model runs one channel per ring, the
 analytical model gives the group one link's bandwidth per ring. What a group gets:
