@@ -11,12 +11,15 @@ spanned torus dimensions, one per direction, are assumed for TPU v5p and v6e.
 
 Both fidelities use the rings found here: the flow model runs one channel per ring, the
 analytical model gives the group one link's bandwidth per ring. What a group gets:
-a full line of k > 2 chips with its wraparound, 2 rings (both directions); a partial line
-(no wraparound link between its ends), 1 ring: the way back crosses the same links
-in reverse; a pair, 1 ring over its one link; a sub-torus, up to one ring per direction
+a full line of k > 2 chips with its wraparound, 2 rings (both directions); a pair, 1 ring
+over its one link; a partial line of more than 2 (no link between its ends) or chips that
+are not neighbours, no ring of neighbour hops: the plain ring over shortest paths, whose way
+back crosses the line's links in reverse, one link's bandwidth; a sub-torus, up to one ring per direction
 per spanned dimension, as many as an exhaustive search finds: 2 on a 2x2x2 cube or a 4x2
 (their 3 links per chip hold no 3 disjoint rings), 4 on a 4x4. Groups of more than 16
-chips get at most 2 rings (both directions of one snake), a known under-estimate.
+chips get 2 rings, one found by the search and its reverse (a search for more takes
+seconds there): an under-estimate for 2-D and 3-D groups that hold 4 or 6. Beyond 512
+chips no search runs: one link's bandwidth, the plain ring over shortest paths.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from functools import cache
 from hw_models.topologies.torus import torus_shape
 
 _BUDGET = 200_000   # search steps per attempted ring count
-_LARGE = 16         # beyond 16 chips the search starts at 2 rings (a full search takes seconds)
+_HUGE = 512         # beyond 512 chips no search: one link's bandwidth (the plain ring)
+_LARGE = 16         # beyond 16 chips: one ring found, and its reverse (a full search takes seconds)
 
 
 def torus_dims(domain_gpus: int, ndims: int) -> tuple[int, ...]:
@@ -106,8 +110,14 @@ def torus_rings(dims: tuple[int, ...], positions: tuple[int, ...]) -> tuple[tupl
     arcs = _out_arcs(dims, positions)
     if k == 2:
         return ((0, 1),) if any(v == 1 for _, v in arcs[0]) else ()
-    most = min(len(a) for a in arcs)
-    for want in range(most if k <= _LARGE else min(most, 2), 0, -1):
+    if k > _HUGE:
+        return ()       # a depth-first search this deep would exceed Python's recursion limit
+    if k > _LARGE:
+        # one Hamiltonian ring and the same ring backwards: a ring and its reverse share no
+        # directed link (k > 2), so a large group gets at least its two directions
+        found = _search(arcs, 1)
+        return found + ((0, *found[0][:0:-1]),) if found else ()
+    for want in range(min(len(a) for a in arcs), 0, -1):
         found = _search(arcs, want)
         if found:
             return found

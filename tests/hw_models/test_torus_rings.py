@@ -20,7 +20,7 @@ def neighbours(dims, a, b):
 
 CASES = [((4, 4), (0, 1, 2, 3)), ((4, 4), (0, 4, 8, 12)), ((4, 4), tuple(range(8))),
          ((4, 4), tuple(range(16))), ((2, 2, 2), tuple(range(8))), ((4, 2), tuple(range(8))),
-         ((4, 4, 4), tuple(range(16)))]
+         ((4, 4, 4), tuple(range(16))), ((8, 8), tuple(range(64))), ((16, 16), tuple(range(256)))]
 
 
 @pytest.mark.parametrize("dims, pos", CASES)
@@ -61,3 +61,5 @@ def test_two_dimensional_groups():
     assert torus_group_bw(640, (4, 4), tuple(range(8))) == pytest.approx(320)
     # 8 v5p chips as a 2x2x2 cube: 3 of the 6 links of 100 GB/s exist, 2 rings use them
     assert torus_group_bw(600, (2, 2, 2), tuple(range(8))) == pytest.approx(200)
+    # beyond 16 chips one ring and its reverse: a 16x16 v6e pod gets 2 of its 4 links
+    assert torus_group_bw(448, (16, 16), tuple(range(256))) == pytest.approx(224)
