@@ -219,3 +219,15 @@ def test_dualpipe_pairs_hide_expert_all_to_alls(monkeypatch):
     assert not any(isinstance(o, Collective) and o.group.dim == "ep" for o in ov.main)
     rows = Engine(g, PassCosts(1, 1, 1), FreeNetwork()).run()     # still plays to the end
     assert rows
+
+
+def test_zb_v_doubles_pipeline_communication():
+    """Zero-bubble README: ZBV moves 2x 1F1B's PP communication (a microbatch crosses
+    2(p-1) rank boundaries on the V, p-1 on a straight pipeline)."""
+    from workloads.graph import SendRecv
+
+    def volume(schedule):
+        plan = ParallelPlan(tp=1, pp=4, dp=1, micro_batch=1, global_batch=8, schedule=schedule)
+        g = training.build(model(), plan, training.TrainingOptions())
+        return sum(n.op.bytes for n in g.nodes if isinstance(n.op, SendRecv))
+    assert volume("zb-v") == pytest.approx(2 * volume("1f1b"))
