@@ -50,6 +50,7 @@ def test_fp8_is_faster_than_bf16_on_h100():
     (["workload.parallel.schedule=dualpipe", "workload.global_batch=4"], "at least 2\\*pp"),
     (["workload.parallel.tp_comm_overlap=ring"], "needs sequence_parallel"),
     (["workload.parallel.cp_kind=spiral"], "cp_kind"),
+    (["workload.parallel.schedule=zb-h1", "workload.parallel.vpp=2"], "one chunk per rank"),
 ])
 def test_bad_keys_exit_2_with_one_line(tmp_path, overrides, msg):
     import yaml
