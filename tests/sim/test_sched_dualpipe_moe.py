@@ -1,4 +1,4 @@
-"""DualPipe on a tiny MoE: one microbatch's expert-parallel all-to-alls hide behind the
+"""DualPipe and DualPipeV on a tiny MoE: one microbatch's expert-parallel all-to-alls hide behind the
 other microbatch's compute in each overlapped forward&backward pair (DeepSeek-V3
 section 3.2.1), checked by hand from the pair's kernels and transfers."""
 
@@ -38,24 +38,26 @@ def compute_time(costs, ops) -> float:
     return sum(costs.op_time(o) for o in ops if not (isinstance(o, Collective) and o.group.dim == "ep"))
 
 
+@pytest.mark.parametrize("schedule,per_chunk", [("dualpipe", 2), ("dualpipev", 1)])
 @pytest.mark.parametrize("nodes,ep", [(1, 4), (4, 16)])
-def test_pair_hides_all_to_alls_by_hand(nodes, ep):
-    g, costs = graph_and_costs(scenario("dualpipe", nodes, ep))
+def test_pair_hides_all_to_alls_by_hand(nodes, ep, schedule, per_chunk):
+    """DualPipe: 2 of the 4 layers per chunk; DualPipeV: 1 (4 chunks on the V)."""
+    g, costs = graph_and_costs(scenario(schedule, nodes, ep))
     fwd = next(n.op for n in g.nodes if n.name == "F0_c0" and n.rank == 0)
     pair = next(n for n in g.nodes if "+" in n.name and n.rank == 0)
     f_name, b_name = pair.name.split("+")
     bwd = next(n.op for n in g.nodes if n.rank == 0 and n.name.startswith(b_name[0])
                and n.name.endswith(b_name.split("_")[1]) and "+" not in n.name)
-    # By hand: 2 layers x (dispatch + combine) in the forward and in the full backward,
-    # each moving the rank's 1024 tokens x 1024 hidden x 2 bytes.
+    # By hand: per layer a dispatch and a combine in the forward and in the full
+    # backward, each moving the rank's 1024 tokens x 1024 hidden x 2 bytes.
     fwd_a2a, bwd_a2a = a2a(fwd.ops), a2a(bwd.ops)
-    assert len(fwd_a2a) == len(bwd_a2a) == 4
+    assert len(fwd_a2a) == len(bwd_a2a) == 2 * per_chunk
     assert all(o.bytes == TOKENS * HIDDEN * 2.0 for o in fwd_a2a + bwd_a2a)
     (ov,) = pair.op.ops
-    assert isinstance(pair.op, Block) and isinstance(ov, Overlap) and ov.steps == 8
+    n = 4 * per_chunk
+    assert isinstance(pair.op, Block) and isinstance(ov, Overlap) and ov.steps == n
     m = compute_time(costs, fwd.ops) + compute_time(costs, bwd.ops)
     h = sum(costs.op_time(o) for o in fwd_a2a + bwd_a2a)
-    n = 8
     # The pair: the first 1/(n+1) of the compute alone, then n steps of the longer of a
     # compute share and one transfer; unpaired passes pay compute + transfers in series.
     expected = m / (n + 1) + n * max(m / (n + 1), h / n)
