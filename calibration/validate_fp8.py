@@ -99,10 +99,11 @@ def _titan(r) -> Case:
     par = {"tp": tp, "zero": 3}
     if tp > 1:
         par["tp_comm_overlap"] = "async" if asyn else "none"
-    sc = training(f"fp8-titan-{r.Index}", "dgx-h100", gpus, ARCH[r.arch_id], 8192, fsdp * local,
-                  par, precision=prec, recipe="tensorwise", micro_batch=local, recompute=rc)
+    sc = training(f"fp8-titan-{r.Index}", "grand-teton-h100", gpus, ARCH[r.arch_id], 8192, fsdp * local,
+                  par, precision=prec, recipe="tensorwise", micro_batch=local, recompute=rc,
+                  fused_amax=True)
     return Case(SUITE, name, "tokens_per_s_per_gpu", published, sc,
-                "seq 8192 assumed; H100 96GB HBM2e 500W simulated as H100 SXM",
+                "seq 8192 assumed; Grand Teton H100 96GB HBM2e 500W (NVL peaks assumed)",
                 pair=f"{r.source_id}-{r.model}-{gpus}-{mode}", extra=extra)
 
 

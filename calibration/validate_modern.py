@@ -62,7 +62,8 @@ def num(value) -> float | None:
 
 def training(name: str, system: str, gpus: int, model: str | dict, seq: int, gbs: int,
              parallel: dict[str, Any], precision: str = "bf16", recipe: str | None = None,
-             micro_batch: int = 1, recompute: str = "none", **workload) -> dict[str, Any]:
+             micro_batch: int = 1, recompute: str = "none", fused_amax: bool = False,
+             **workload) -> dict[str, Any]:
     """A training scenario of ``gpus`` GPUs on ``system`` with Megatron-Core defaults."""
     per_node = catalog.system(system).gpus_per_node
     par = {"zero": 1, **parallel}
@@ -75,7 +76,7 @@ def training(name: str, system: str, gpus: int, model: str | dict, seq: int, gbs
          "micro_batch": micro_batch, "precision": precision, "parallel": par,
          "recompute": recompute, **workload}
     if precision == "fp8":
-        w["fp8"] = {"recipe": recipe or "delayed"}
+        w["fp8"] = {"recipe": recipe or "delayed", **({"fused_amax": True} if fused_amax else {})}
     return {"name": name, "cluster": {"system": system, "nodes": max(1, gpus // per_node)},
             "workload": w, "sim": {"fidelity": "analytical", "check_memory": False}}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Cfg(BaseModel):
@@ -20,6 +20,17 @@ class Fp8Config(_Cfg):
             "tensorwise (current scaling), delayed (amax history), blockwise (1x128 / "
             "128x128), mxfp8 and nvfp4 (Blackwell block scaling)"))
     params: bool = Field(False, description="FP8 weights and FP8 parameter all-gather")
+    fused_amax: bool = Field(False, description=(
+        "tensorwise: the amax of an input made by a norm or the MLP activation is reduced "
+        "inside that kernel (torch.compile'd torchao Float8, as TorchTitan runs it), so "
+        "only the cast pass remains"))
+
+    @model_validator(mode="after")
+    def _fused_amax_is_tensorwise(self) -> Fp8Config:
+        if self.fused_amax and self.recipe != "tensorwise":
+            raise ValueError(f"fused_amax applies to recipe tensorwise (current scaling), not "
+                             f"{self.recipe!r}, whose scale needs no amax pass")
+        return self
 
 
 class OffloadConfig(_Cfg):
@@ -75,7 +86,8 @@ def precision_options(w, gpu) -> dict:
     cfg = w.fp8 or Fp8Config()
     if gpu is not None:        # pools: every pool's GPU is checked by its own dtype rule
         fp8.check_support(cfg.recipe, list(gpu.peak_tflops), gpu.name)
-    return {"dtype": "bf16", "fp8_recipe": cfg.recipe, "param_bytes": 1 if cfg.params else 2}
+    return {"dtype": "bf16", "fp8_recipe": cfg.recipe, "param_bytes": 1 if cfg.params else 2,
+            "fp8_fused_amax": cfg.fused_amax}
 
 
 def offload_options(w, system, model, plan, flash: bool):

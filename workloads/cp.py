@@ -11,8 +11,12 @@ ranks' keys and values:
   in total an all-gather of K,V, hidden behind the blockwise attention step by step
   (``graph.Overlap``). The backward passes K,V again and their gradients the other way
   (all-gather + reduce-scatter volume). Block kernels see s/cp keys.
-* ``allgather`` (Llama 3, Dubey et al. 2024 section 3.3.2): K,V all-gathered before the
-  attention of the local queries, exposed; backward reduce-scatters dK,dV.
+* ``allgather`` (Llama 3, Dubey et al. 2024 section 3.3.2; PyTorch's ``context_parallel``
+  with its default all-gather rotation, what TorchTitan runs): K,V all-gathered before the
+  attention of the local queries, exposed; backward reduce-scatters dK,dV. As PyTorch
+  implements it (torch/distributed/tensor/experimental/_attention.py), attention runs
+  as cp block kernels whose outputs are merged by log-sum-exp in fp32 element-wise
+  passes, and the backward accumulates dQ, dK, dV in fp32 step by step (``merge_bytes``).
 * ``ulysses`` (DeepSpeed-Ulysses, Jacobs et al. 2023): all-to-alls turn sequence shards
   into head shards before attention (Q, K, V) and back after it (output); the backward
   mirrors them. Needs cp to divide the local heads.
@@ -63,6 +67,28 @@ def _out_bytes(ctx) -> float:
     return ctx.act_bytes * ctx.tokens * ctx.local_heads * ctx.model.head_dim
 
 
+# Bytes per element that PyTorch's context_parallel moves besides the block kernels
+# (_templated_ring_attention and its backward; bf16 activations, fp32 accumulators):
+# forward, per merged step and output element: bf16 -> fp32 copy of the block output
+# (2 + 4), out - block_out (4 + 4, 4), times sigmoid(lse - block_lse) (4, 4),
+# out - that (4 + 4, 4) and the chunk/cat of a partial update (4, 4): 42; per K,V element
+# the torch.cat of K and V for the next exchange (2, 2): 4. Backward, per step: dQ += block
+# dQ in fp32 (4 + 2, 4) = 10 per Q element; dK, dV likewise plus the fp32 cat passed to the
+# next rank (4, 4): 18 per K,V element.
+MERGE_FWD_OUT, MERGE_FWD_KV = 42.0, 4.0
+ACCUM_BWD_Q, ACCUM_BWD_KV = 10.0, 18.0
+
+
+def merge_bytes(ctx, steps: int, backward: bool) -> float:
+    """Element-wise bytes of ``steps`` merged blocks on one rank (PyTorch's CP)."""
+    m = ctx.model
+    q = ctx.tokens * ctx.local_heads * m.head_dim
+    kv = 2.0 * ctx.tokens * ctx.local_kv_heads * m.head_dim
+    if backward:
+        return steps * (ACCUM_BWD_Q * q + ACCUM_BWD_KV * kv)
+    return steps * (MERGE_FWD_OUT * q + MERGE_FWD_KV * kv)
+
+
 class ContextParallel:
     """Rewrites one rank's layer ops (built on its s/cp tokens) for context parallelism."""
 
@@ -104,6 +130,8 @@ class ContextParallel:
         if backward:
             hidden.append(Collective("reduce_scatter", kv, self.r_group, name="cp_dkv_reduce_scatter"))
         if self.kind == "allgather":
-            return [*pre, hidden[0], work, *hidden[1:], *post]
+            merge = Compute("elementwise", 0.0, merge_bytes(ctx, r - 1, backward), op.dtype,
+                            name="cp_grad_accumulate" if backward else "cp_merge")
+            return [*pre, hidden[0], work, merge, *hidden[1:], *post]
         block = replace(work, shape=(heads_share, kv_tokens, kv_tokens, d))
         return [*pre, Overlap((block,), tuple(hidden), r - 1, "cp_ring_attention"), *post]

@@ -19,7 +19,10 @@ q = 1 byte for FP8 / MXFP8, 0.5 for NVFP4):
   the second copy (q) is extra - except under current scaling, whose scale needs the
   whole tensor's amax first, so the cast stays a separate pass.
 * ``tensorwise`` (current scaling, torchao's default and Megatron's FP8-CS): an amax pass
-  over X and dY before the cast (read 2 bytes).
+  over X and dY before the cast (read 2 bytes). With ``fused_amax`` (torch.compile'd
+  torchao Float8, as TorchTitan runs it: Inductor fuses the abs-max reduction into the
+  norm / activation kernel that produces X) the inputs of QKV, MLP up and MLP down need
+  no amax pass of their own; the cast pass remains (it needs the finished amax).
 * ``delayed`` (TE's DelayedScaling): the scale comes from the amax history, amax is
   computed inside the cast kernel: no extra pass.
 * weights are cast once per iteration and cached across microbatches (TE's
@@ -72,20 +75,21 @@ def _linear(name: str) -> str | None:
 FUSED_INPUT = ("qkv", "mlp_up", "mlp_down")    # X written in FP8 by the norm / activation
 
 
-def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = False) -> Compute:
+def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = False,
+          fused_amax: bool = False) -> Compute:
     q = ELEMENT_BYTES[GEMM_DTYPE[recipe]]
     if fused and recipe != "tensorwise":
         nbytes = elements * q                     # the producer writes FP8; the second copy
     else:
         nbytes = elements * (2 + 2 * q)           # read 16-bit, write cast + transposed copy
-    if recipe == "tensorwise":
+    if recipe == "tensorwise" and not (fused and fused_amax):
         nbytes += elements * 2                    # amax pass before the cast
     if recipe == "nvfp4":
         nbytes += elements * 4                    # Hadamard transform of the wgrad input
     return Compute("elementwise", 0.0, nbytes, "bf16", name=f"{op.name}_{recipe}_cast_{tag}")
 
 
-def rewrite(ops: list, recipe: str) -> list:
+def rewrite(ops: list, recipe: str, fused_amax: bool = False) -> list:
     """The ops of a layer with its linear GEMMs in the recipe's format and their casts.
     Forward GEMM (m, n, k) = X(m,k) W(k,n): casts X. A dgrad (m, k, n) casts dY (m, n)
     for itself and the wgrad, which then needs no cast of its own."""
@@ -103,7 +107,8 @@ def rewrite(ops: list, recipe: str) -> list:
             continue
         m, n, k = op.shape
         if op.name == base:                       # forward
-            out.append(_cast(op, recipe, m * k, "input", fused=base in FUSED_INPUT))
+            out.append(_cast(op, recipe, m * k, "input", fused=base in FUSED_INPUT,
+                             fused_amax=fused_amax))
         elif op.name.endswith("_dgrad"):          # (m, k, n): dY is (m, n) = shape[0] x shape[2]
             out.append(_cast(op, recipe, m * k, "grad"))
         out.append(replace(op, dtype=dtype))

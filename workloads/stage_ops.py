@@ -6,7 +6,9 @@ TP communication overlap (``tp_comm_overlap``, needs sequence parallelism as Meg
 Core requires): each TP all-gather / reduce-scatter is pipelined with the GEMM that
 consumes or produces it, in tp chunks (Megatron's userbuffers ring exchange, ``ring``;
 TorchTitan's async TP micro-pipelining, ``async``): ``graph.Overlap`` with tp - 1 steps.
-Both are modelled alike; they differ in kernels, not in what can hide.
+With an FP8 recipe the input is cast before the all-gather (the FP8 copy is gathered:
+TE userbuffers, torchao's Float8 TP), so the cast runs ahead of the pair. Both modes are
+modelled alike; they differ in kernels, not in what can hide.
 """
 
 from __future__ import annotations
@@ -54,18 +56,21 @@ def _is_wgrad(op) -> bool:
 
 
 def tp_overlap(ops: list, steps: int) -> list:
-    """Pair each TP all-gather with the GEMM after it and each reduce-scatter with the
-    GEMM before it."""
+    """Pair each TP all-gather with the GEMM after it (FP8 casts in between run first)
+    and each reduce-scatter with the GEMM before it."""
     out: list = []
     i = 0
     while i < len(ops):
         op = ops[i]
         is_tp = isinstance(op, Collective) and op.group.dim == "tp" and op.kind in (
             "all_gather", "reduce_scatter")
-        nxt = ops[i + 1] if i + 1 < len(ops) else None
-        if is_tp and op.kind == "all_gather" and _gemm(nxt):
-            out.append(Overlap((nxt,), (op,), steps, f"{nxt.name}_tp_overlap"))
-            i += 2
+        j = i + 1
+        while is_tp and op.kind == "all_gather" and j < len(ops) and _cast(ops[j]):
+            j += 1
+        if is_tp and op.kind == "all_gather" and j < len(ops) and _gemm(ops[j]):
+            out += ops[i + 1:j]
+            out.append(Overlap((ops[j],), (op,), steps, f"{ops[j].name}_tp_overlap"))
+            i = j + 1
             continue
         if is_tp and op.kind == "reduce_scatter" and out and _gemm(out[-1]):
             prev = out.pop()
@@ -77,13 +82,17 @@ def tp_overlap(ops: list, steps: int) -> list:
     return out
 
 
+def _cast(op) -> bool:
+    return isinstance(op, Compute) and "_cast_" in op.name
+
+
 def _gemm(op) -> bool:
     return isinstance(op, Compute) and op.op_class == "gemm"
 
 
 def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | None,
-                    cp_group: tuple[int, ...], heads: tuple[Callable, Callable] | None = None
-                    ) -> StageOps:
+                    cp_group: tuple[int, ...], heads: tuple[Callable, Callable] | None = None,
+                    fused_amax: bool = False) -> StageOps:
     """``ctx`` is built on the rank's local tokens (s / cp); ``heads``: the model's own
     output head (forward, backward) builders where it differs (MoE models' MTP)."""
     head_f, head_b = heads or (head_forward, head_backward)
@@ -93,7 +102,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
         if cp is not None:
             ops = cp.rewrite(ctx, ops, backward)
         if fp8_recipe:
-            ops = fp8_mod.rewrite(ops, fp8_recipe)
+            ops = fp8_mod.rewrite(ops, fp8_recipe, fused_amax)
         return ops
 
     def tp(ops: list) -> tuple:

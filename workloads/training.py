@@ -59,6 +59,7 @@ class TrainingOptions:
     bucket_params: float = 40e6         # Megatron-LM's default DDP bucket (40M elements)
     param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers (fp8 params: 1)
     fp8_recipe: str | None = None       # workloads/fp8.py; None: GEMMs in ``dtype``
+    fp8_fused_amax: bool = False        # tensorwise amax reduced in the producer kernel (compiled)
     offload: OffloadOptions = OffloadOptions()   # workloads/offload.py
     # ZeRO-1/2 (distributed optimizer): all-gather the updated parameters bucket by bucket
     # under the next step's first forward (Megatron-Core ``overlap_param_gather``) instead
@@ -131,7 +132,7 @@ def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: 
                         moe_training.context(model, plan, opts.moe, s))
     heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
     ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe if model.uniform else None,
-                          plan.cp_group(s), heads)
+                          plan.cp_group(s), heads, fused_amax=opts.fp8_fused_amax)
     layers = pipe.rank_layers(s) if model.uniform else plan.stage_layers(model.layers)[s]
     st = _Stage(s, plan.rank(0, 0, s), ctx, layers, pipe, ops)
     overlap = _overlap(opts)

@@ -84,7 +84,8 @@ class Estimator:
         context parallelism, FP8 recipe, TP overlap included)."""
         ctx = local_context(self.model, plan, self.options.dtype,
                             CommGroup(tuple(range(plan.tp)), "tp"), self.options.attention)
-        ops = build_stage_ops(ctx, plan, plan.recompute, self.options.fp8_recipe, plan.cp_group(0))
+        ops = build_stage_ops(ctx, plan, plan.recompute, self.options.fp8_recipe, plan.cp_group(0),
+                              fused_amax=self.options.fp8_fused_amax)
         return LayerTimes(
             fwd=self._block(ops.fwd), bwd=self._block(ops.bwd),
             emb_fwd=self._block(ops.emb_fwd), emb_bwd=self._block(ops.emb_bwd),
