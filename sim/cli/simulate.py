@@ -55,7 +55,9 @@ def money_lines(x: dict, unit: str) -> list[str]:
     cals = [(p["name"] + ": ", p["calibration"]) for p in x.get("pools", []) if "calibration" in p]
     cals = cals or ([("", x["calibration"])] if "calibration" in x else [])
     for name, c in cals:
-        out.append(f"calibration         {name}{c['status']} (profile {c['profile']})")
+        out.append(f"calibration         {name}{c['status']} (profile {c['profile']})"
+                   + (f": {c['detail'].split(' (')[0]}, an estimate"
+                      if c["status"] == "roofline-assumed" else ""))
     return out
 
 

@@ -31,6 +31,7 @@ from functools import lru_cache
 from hw_models.compute import ComputeModel
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
+from sim.setup import paced_compute
 from sim.sweep import estimate_schedules
 from workloads import memory
 from workloads.graph import CommGroup, Overlap
@@ -232,6 +233,7 @@ class Estimator:
 def from_setup(setup) -> Estimator:
     """An estimator for the cluster and model of a resolved scenario (sim.setup.Setup)."""
     sc = setup.scenario
-    compute = ComputeModel(setup.gpu, setup.profile, sc.sim.speed_scale)
+    compute = paced_compute(setup.gpu, setup.profile, sc.sim.speed_scale,
+                               setup.layout.world_size)
     return Estimator(setup.model, setup.layout, compute, setup.options, setup.gpu.hbm_bytes,
                      setup.profile)
