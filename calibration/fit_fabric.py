@@ -39,7 +39,7 @@ from calibration.validate_nccl import Sweep, network_for
 from hw_models.profile import FabricCurve, Profile
 from sim.network.collectives.base import ALGORITHMS
 from sim.network.collectives.ring import PER_RANK
-from sim.network.collectives.tuner import PROTOCOLS, STREAMED, nccl_constants
+from sim.network.collectives.tuner import PROTOCOLS, STREAMED, nccl_constants, ramp_bytes
 
 PER_PROTO = ("base_us", "step_us", "eff_max", "bytes_half", "gamma")
 # Start and upper bounds: base_us, step_us, eff_max, log(bytes_half), gamma.
@@ -100,7 +100,8 @@ def point_table(sweep: Sweep, profile: Profile, idx: np.ndarray | None = None
     net = network_for(sweep, profile.model_copy(update={"fabric": {}}))
     tuner, ranks = net.tuner, tuple(range(sweep.gpus))
     data = sweep.data if idx is None else sweep.data.iloc[idx]
-    cols = {k: [] for k in ("lat0", "intra", "inter", "spb", "bwf", "proto", "stream", "size")}
+    cols = {k: [] for k in ("lat0", "intra", "inter", "spb", "bwf", "proto", "stream", "size",
+                            "ramp_size")}
     for size in data.size_bytes.to_numpy(float):
         a, p = tuner.nccl_pick("all_reduce", size, ranks)
         ctx = tuner.ctx("all_reduce", size, ranks)
@@ -115,6 +116,7 @@ def point_table(sweep: Sweep, profile: Profile, idx: np.ndarray | None = None
         cols["stream"].append(1.0 / (sweep.gpus * PER_RANK["all_reduce"](sweep.gpus))
                               if streamed else 0.0)
         cols["size"].append(size)
+        cols["ramp_size"].append(ramp_bytes(a.name, size, sweep.gpus))
     out = {k: np.asarray(v, float) for k, v in cols.items()}
     out["n"] = np.full_like(out["size"], sweep.gpus)
     out["time"] = data.time_us.to_numpy(float) * 1e-6
@@ -153,7 +155,7 @@ def predict_nvlink(theta, tab, layout: Layout = FULL) -> np.ndarray:
         np.exp(u["bytes_half"][i]), u["gamma"][i]
     lat = (tab["lat0"] + base + tab["intra"] * step) * 1e-6
     bus = tab["size"] * tab["spb"]
-    t_bus = bus / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["size"]))
+    t_bus = bus / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["ramp_size"]))
     chunk = bus * tab["stream"] / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["size"] / tab["n"]))
     t_size = np.where(tab["stream"] > 0, np.maximum(chunk, bus / (tab["bwf"] * eff_max)), t_bus)
     return lat + t_size

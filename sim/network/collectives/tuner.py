@@ -19,6 +19,12 @@ chunk S/n rather than the bus bytes, bounded below by the bus bytes at full LL r
 (inside one domain: no multi-node LL ring data to check it against).
 Evidence: on the echo A100 logs (2, 4, 8 GPUs) the time above the small-size floor is
 the same at equal S/n for all three GPU counts (docs/fabric.md).
+NVLS ramps on the slice too: each GPU reduces (multimem.ld_reduce) and multicasts
+(multimem.st) only its own 1/n slice of the buffer, so the pipeline fills with S/n,
+not S (``RAMP_ON_SLICE``). Evidence: on Vidur's DGX H100 4- and 8-GPU all_reduce the
+NVLink efficiency (port bytes (1 + 1/n) S over time) is the same at equal S/n (4 GPUs at
+S, 8 GPUs at 2S: 0.38/0.36 at 8/16 MiB, 0.50/0.43 at 16/32, 0.56/0.52 at 32/64 MiB),
+not at equal S (docs/fabric.md).
 
 The chosen pair's flows then run on the shared fabric carrying ``bytes / (factor x
 eff(S))`` wire bytes, so protocol overheads and contention compose.
@@ -40,6 +46,13 @@ from sim.network.fabric import maxmin_rates
 
 PROTOCOLS = ("LL", "LL128", "Simple")
 STREAMED = frozenset({"LL"})   # protocols whose ring steps overlap (see module docstring)
+RAMP_ON_SLICE = frozenset({"nvls"})   # algorithms whose size ramp follows S/n (docstring)
+
+
+def ramp_bytes(algo: str, nbytes: float, n: int) -> float:
+    """The size the efficiency ramp eff(.) is read at: the per-rank slice S/n for
+    ``RAMP_ON_SLICE`` algorithms, else the buffer size S."""
+    return nbytes / n if algo in RAMP_ON_SLICE and n > 1 else nbytes
 
 
 nccl_constants = nccl_model.constants
@@ -109,7 +122,7 @@ class Tuner:
         bwf = self.protocol_factor(algo, proto, ctx)
         cls = "network" if ctx.n_domains > 1 else "nvlink"
         curve = self.fit(cls, proto, algo.name)
-        bus = 1.0 / (bwf * ramp(curve, ctx.nbytes))
+        bus = 1.0 / (bwf * ramp(curve, ramp_bytes(algo.name, ctx.nbytes, ctx.n)))
         if proto not in STREAMED or algo.name != "ring" or ctx.n < 2 or ctx.n_domains > 1:
             return bus
         # Streamed: size term (S/n) / (B bwf eff(S/n)), as a multiple of the bus term.
