@@ -43,7 +43,7 @@ def test_collective_cli_uses_the_systems_profile():
 def test_h100_8_gpu_out_of_sample():
     """Vidur's DGX H100 all_reduce (PyTorch-timed, 8 GPUs, 1-64 MiB) is not fitted on:
     the h100 profile, fitted on NVIDIA's NVLS nccl-tests sweep, predicts it within 10%.
-    (2 and 4 GPUs miss by ~30%: docs/fabric.md.)"""
+    (2 and 4 GPUs miss by 30% and 22%: docs/accuracy.md.)"""
     from calibration.validate_nccl import check_sweeps, validate
     rows = validate()
     assert set(rows.sweep[~rows.fitted]) == {s.name for s in check_sweeps()}
