@@ -4,7 +4,9 @@
 
 Per case and fidelity: median wall time of the whole CLI command (interpreter start,
 imports, the play, the prediction band, the printout) over ``--repeat`` runs, its peak
-RSS, and the engine's SimPy events with events/s of the median run. Targets (issue 20,
+RSS, and the engine's SimPy events with events/s of the median run. The packages are
+byte-compiled first, as an installed package is: where PYTHONDONTWRITEBYTECODE is set
+(this sandbox), every command would otherwise compile ~110 modules again (~0.1 s). Targets (issue 20,
 2-core machine): GPT-3 175B on 1024 GPUs, flow, with band <= 1 s; Llama 3 405B on 16384
 H100 flow <= 5 s and <= 1 GB; a 175B model on 12288 GPUs flow <= 5 s; DeepSeek-V3 (EP64)
 on 2048 GPUs flow with its all-to-alls <= 10 s.
@@ -93,6 +95,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="case names (default: all)")
     ap.add_argument("--fidelity", nargs="*", default=["analytical", "flow"])
     args = ap.parse_args()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "sim", "hw_models", "workloads",
+                    "calibration"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     print(f"| scenario | fidelity | wall (median of {args.repeat}) | CPU | peak RSS | events | "
           "events/s | iteration |")
     print("|---|---|---|---|---|---|---|---|")

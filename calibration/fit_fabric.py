@@ -218,21 +218,34 @@ def split_protocols(fit: Fit) -> dict[str, Fit]:
 def with_intra_steps(tabs: list[dict], curves: dict[str, FabricCurve]) -> list[dict]:
     """Intra-domain hops of the multi-node sweeps keep the nvlink fits' per-hop cost."""
     for t in tabs:
-        step = np.array([curves[f"nvlink.{PROTOCOLS[int(i)]}"].step_us for i in t["proto"]])
+        step = np.array([curves.get(f"nvlink.{PROTOCOLS[int(i)]}", FabricCurve()).step_us
+                         for i in t["proto"]])
         t["lat0"] = t["lat0"] + t["intra"] * step
     return tabs
 
 
+def measured_protocols(tables: list[dict]) -> set[str]:
+    """The protocols NCCL's model picks at one measured size at least."""
+    return {PROTOCOLS[int(i)] for t in tables for i in t["proto"]}
+
+
 def fit_profile_fabric(profile: Profile, nvlink: list[Sweep], network: list[Sweep],
                        layout: Layout = FULL, n_boot: int = 30) -> dict[str, Fit]:
-    per = fit_nvlink([point_table(s, profile) for s in nvlink], layout, n_boot)
-    fits = {f"nvlink.{p}": f for p, f in per.items()}
+    """Per link class, one curve per protocol that the class's sweeps measured. A protocol
+    no sweep ran gets no curve: its parameters would only sit wherever the optimiser left
+    them (the DGX H100 sweep never runs LL128, and an unconstrained LL128 fit reached its
+    bounds, +200 us per collective); the tuner then uses NCCL's own constants for it."""
+    tabs = [point_table(s, profile) for s in nvlink]
+    per = fit_nvlink(tabs, layout, n_boot)
+    seen = measured_protocols(tabs)
+    fits = {f"nvlink.{p}": f for p, f in per.items() if p in seen}
     if network:
-        curves = {f"nvlink.{p}": FabricCurve(**f.params) for p, f in per.items()}
+        curves = {f"nvlink.{p}": FabricCurve(**f.params) for p, f in per.items() if p in seen}
         prof = profile.model_copy(update={"fabric": curves})
         tabs = with_intra_steps([point_table(s, prof) for s in network], curves)
         net = fit_nvlink(tabs, NETWORK, n_boot, cls="network")
-        fits |= {f"network.{p}": f for p, f in net.items()}
+        seen = measured_protocols(tabs)
+        fits |= {f"network.{p}": f for p, f in net.items() if p in seen}
     return fits
 
 

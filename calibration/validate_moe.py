@@ -17,11 +17,13 @@ How each row is run (the same for every row; nothing is fitted to a row):
   {qwen,gpt_oss}/*_workload_base_configs.py); HybridEP runs as ``deepep``.
 - GB200: jobs sit in 64-GPU NVLink segments of an NVL72 rack (16 of its 18 trays).
 - layer counts that do not split over pp x vpp use Megatron's layout that counts the
-  embedding and the loss as one layer each (first and last virtual stage one layer short).
+  embedding and the loss as one layer each (``account_for_embedding/loss_in_pipeline_split``:
+  first and last virtual stage one layer short).
+- context parallelism (the Grok-1 rows with cp 2) as published: ring attention over the CP
+  group; MoE parallel folding regroups tp x cp x dp as etp x ep x expert-dp.
 
-Skipped rows say why: GPUs with no system in the catalog (B300, GB300), context
-parallelism (not modelled here), rows the csv notes flag as self-inconsistent or as a
-known software regression, token-dropping rows whose capacity factor is not published,
+Skipped rows say why: GPUs with no system in the catalog, rows the csv notes flag as
+self-inconsistent or as a known software regression, token-dropping rows whose capacity factor is not published,
 an example log line whose configuration is inferred.
 """
 
@@ -44,6 +46,18 @@ SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nv
 BLACKWELL = ("B200", "GB200", "B300", "GB300")
 ARCH = {"grok1-314b": "grok-1"}
 PRECISION = {"BF16": "bf16", "FP8": "fp8", "MXFP8": "fp8", "FP8-CS": "fp8", "FP8-MX": "fp8"}
+# FP8 recipe of each label (workloads/fp8.py): FP8-CS is current (tensorwise) scaling,
+# MXFP8 / FP8-MX is MXFP8 block scaling; Megatron-Bridge's plain "FP8" H100 rows run the
+# same configurations its 25.11 table labels FP8-CS; NeMo's FP8 of the dgxc-benchmarking
+# Grok-1 runs is its default delayed scaling (NeMo 2 ``bf16_with_fp8_mixed``).
+RECIPE = {"MXFP8": "mxfp8", "FP8-MX": "mxfp8", "FP8-CS": "tensorwise"}
+
+
+def recipe_of(row) -> str | None:
+    label = str(row.precision).upper()
+    if PRECISION.get(label) != "fp8":
+        return None
+    return RECIPE.get(label, "delayed" if str(row.source_id).startswith("DGXC") else "tensorwise")
 # (dispatcher, a2a overlap) as Megatron-Bridge's performance recipes set them
 # (NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/qwen/qwen3_workload_base_configs.py
 # and gpt_oss/gpt_oss_workload_base_configs.py); anything else: NCCL all-to-all, no overlap.
@@ -90,7 +104,6 @@ def skip_reason(row) -> str | None:
         ("(inferred" in str(row.gpu_type), "example log line; configuration inferred, not a table row"),
         (gpu not in SYSTEMS or SYSTEMS[gpu][0] not in catalog.systems(),
          f"no {gpu} system in the catalog"),
-        ((_num(row.cp) or 1) > 1, f"context parallelism (cp={row.cp}) is not modelled here"),
         ("inconsistency unresolved" in notes, "tokens/s is half of GBS*seq/step (csv note: self-inconsistent)"),
         ("known cuDNN issue" in notes, "a known cuDNN regression in this release (page footnote)"),
         ("token-DROP" in notes, "token-dropping run: capacity factor not published, precision unlabeled"),
@@ -105,20 +118,6 @@ def _default_etp(arch: str, tp: int) -> int:
     expert_tensor_parallel_size=1; Megatron-Core otherwise makes it equal to tp
     (TransformerConfig: ``expert_tensor_parallel_size`` None -> tensor parallel size)."""
     return 1 if arch in ("qwen3-30b-a3b", "qwen3-235b-a22b", "gpt-oss-120b") else tp
-
-
-def _pipeline_layers(layers: int, pp: int, vpp: int) -> list[int] | None:
-    """Megatron's split with the embedding and the loss counted as a layer each."""
-    if layers % (pp * vpp) == 0:
-        return None
-    virtual = pp * vpp
-    if (layers + 2) % virtual:
-        raise ClusterSimError(f"{layers} layers do not split over pp*vpp = {virtual}")
-    per = (layers + 2) // virtual
-    sizes = [per] * virtual
-    sizes[0] -= 1
-    sizes[-1] -= 1
-    return [sum(sizes[v] for v in range(s, virtual, pp)) for s in range(pp)]
 
 
 def _system(gpu: str) -> str | dict:
@@ -145,13 +144,16 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
     tp, pp = int(float(row.tp)), int(float(row.pp))
     vpp = int(_num(row.vpp) or 1)
     dispatcher, overlap = RECIPES.get((arch, gpu), ("alltoall", False))
-    parallel = {"tp": tp, "pp": pp, "vpp": vpp, "ep": int(float(row.ep)),
+    parallel = {"tp": tp, "pp": pp, "vpp": vpp, "cp": int(_num(row.cp) or 1), "ep": int(float(row.ep)),
                 "etp": int(_num(row.etp) or _default_etp(arch, tp)), "sequence_parallel": tp > 1,
                 "zero": 1,
                 "schedule": "interleaved" if vpp > 1 else "1f1b"}
-    split = _pipeline_layers(layers, pp, vpp)
-    if split:
-        parallel["pipeline_layers"] = split
+    if layers % (pp * vpp):
+        # Megatron-Bridge's layouts for layer counts that do not split (Qwen3-235B: 94 layers
+        # on pp 8 x vpp 4): the embedding and the loss count as one layer each
+        # (account_for_embedding/loss_in_pipeline_split in its Qwen3 recipes).
+        parallel |= {"account_for_embedding_in_pipeline_split": True,
+                     "account_for_loss_in_pipeline_split": True}
     return {"name": f"{row.source_id}-{arch}-{gpu}-{row.num_gpus}",
             "cluster": {"system": system, "nodes": int(row.num_gpus) // per_node},
             "workload": {"kind": "training",
@@ -160,6 +162,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          "seq_len": int(row.seq_len), "global_batch": int(row.global_batch_seqs),
                          "micro_batch": int(row.micro_batch),
                          "precision": PRECISION[str(row.precision).upper()],
+                         **({"fp8": {"recipe": recipe_of(row)}} if recipe_of(row) else {}),
                          "parallel": parallel, "moe": {"dispatcher": dispatcher, "overlap": overlap}},
             "sim": {"fidelity": fidelity, "check_memory": False}}
 

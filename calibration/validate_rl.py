@@ -14,6 +14,13 @@ What the rows do not publish is filled the same way for every row:
   gpu_memory_utilization 0.6; "1-step Off" rows split the GPUs evenly between generation
   and training (async-grpo-llama3.1-8b-instruct-2n8g.yaml: 1 generation node of 2) with
   gpu_memory_utilization 0.8 and off_policy_steps 1;
+- weight sync: every generation GPU receives every full tensor (``sync: broadcast``). Both
+  of NeMo RL's refit paths, the colocated CUDA-IPC stream and the broadcast between
+  separate pools, iterate over ``megatron_bridge.export_hf_weights`` on every training
+  rank (megatron_policy_worker.py, ``_iter_params_with_optional_kv_scales``), which
+  all-gathers each tensor whole over tp / ep before it is sent; the design note
+  docs/design-docs/nccl-reshard-refit.md calls the separate-pool transport a broadcast of
+  "every full parameter tensor ... to every generation rank";
 - training: micro batch 1, sequence packing to train_max_seq_len, the distributed
   optimizer (zero 1) and full activation recompute (``activation_checkpointing: true``
   in the performance recipes).
@@ -43,6 +50,11 @@ SYSTEMS = {"DGX-H100": "dgx-h100", "GB200-NVL72": "gb200-nvl72"}
 # Rows whose arch_id is empty: the zoo's preset for the published model name.
 MODELS = {"Qwen3-32B": "qwen3-32b"}
 MEM_UTIL = {True: 0.6, False: 0.8}       # colocated, separate pools
+# Colocated rows generate through vllm.LLM (NeMo RL vllm_worker.py), whose batch limits on a
+# GPU of >= 70 GiB other than A100 default to max_num_seqs 1024 and max_num_batched_tokens
+# 16384 (vLLM engine/arg_utils.py, get_batch_defaults, UsageContext.LLM_CLASS). The async
+# engine of the 1-step-off rows (AsyncLLM) keeps the scheduler defaults (256 / 8192 here).
+VLLM_LLM_CLASS = {"policy": "vllm", "max_batch": 1024, "max_tokens": 16384}
 
 
 def load() -> pd.DataFrame:
@@ -53,6 +65,18 @@ def _ints(text: str) -> list[int]:
     """'[TP,CP,EP,PP,VPP]=[2,1,8,1,n/a]' -> [2, 1, 8, 1]."""
     values = text.split("=", 1)[1].strip("[]").split(",")
     return [int(v) for v in values if re.fullmatch(r"\d+", v.strip())]
+
+
+def train_plan(text: str) -> tuple[int, int, int, int]:
+    """(tp, cp, ep, pp) of a row's training layout. The Llama 3.1 8B rows publish 7
+    entries under a 5-entry header ('[1,1,1,1,1,2,n/a]'); their sixth entry is the
+    pipeline size: grpo-llama3.1-8b-instruct-2n8g.yaml sets pipeline_model_parallel_size 2
+    (the on-policy rows' 2) and its async-1off variant 1 (the v0.5 1-step-off row's 1)."""
+    v = _ints(text)
+    if len(v) == 6:
+        return v[0], v[1], v[2], v[5]
+    tp, cp, ep, pp = v[:4]
+    return tp, cp, ep, pp
 
 
 def median_for_mean(mean_total: float, prompt: int, cap: int, sigma: float) -> float:
@@ -81,20 +105,33 @@ def skip_reason(r) -> str | None:
     arch = model_id(r)
     if arch is None or arch not in presets():
         return f"{r.model}: no preset in the model zoo"
-    tp, cp, ep, pp = _ints(r.train_parallel)[:4]
-    if cp > 1:
-        return f"training context parallelism cp={cp} is not modelled"
     return None
 
 
+# What NeMo RL's performance recipes (examples/configs/recipes/llm/performance/*.yaml,
+# NVIDIA-NeMo/RL) set where the rows are silent: layers of the first and last pipeline
+# stage (num_layers_in_first/last_pipeline_stage) by pipeline size, and the group size.
+FIRST_LAST = {("deepseek-v3", 16): (3, 2), ("deepseek-v3", 8): (7, 6),
+              ("qwen3-235b-a22b", 8): (11, 11), ("qwen3-235b-a22b", 4): (23, 23)}
+GROUPS = {"deepseek-v3": 16}            # grpo-deepseek-v3-*: 32 prompts x 16 generations
+# vllm_cfg.gpu_memory_utilization where a recipe sets its own: (model, system, colocated).
+MEM_UTIL_RECIPE = {("deepseek-v3", "GB200-NVL72", True): 0.3,        # grpo-deepseek-v3-32n4g
+                   ("qwen3-235b-a22b", "GB200-NVL72", True): 0.4,    # grpo-qwen3-235b-16n4g
+                   ("qwen3-235b-a22b", "DGX-H100", False): 0.88}     # ...-32n8g-async-1off
+
+
 def stage_layers(model: str, pp: int) -> list[int] | None:
-    """Layers per stage when pp does not divide them (Qwen3-235B's 94 layers on pp 8): the
-    first stages take one layer more (an assumption: the rows do not give the split)."""
+    """Layers per stage when pp does not divide them: the recipe's first and last stage,
+    the middle stages evenly (first stages one more if the rest does not divide)."""
     layers = presets()[model].layers
     if layers % pp == 0:
         return None
-    base, extra = divmod(layers, pp)
-    return [base + (1 if i < extra else 0) for i in range(pp)]
+    first, last = FIRST_LAST.get((model, pp), (None, None))
+    if first is None:
+        base, extra = divmod(layers, pp)
+        return [base + (1 if i < extra else 0) for i in range(pp)]
+    base, extra = divmod(layers - first - last, pp - 2)
+    return [first, *(base + (1 if i < extra else 0) for i in range(pp - 2)), last]
 
 
 def model_id(r) -> str | None:
@@ -108,11 +145,12 @@ def build(r) -> scenario.Scenario:
     n = int(r.num_gpus)
     off = str(r.policy_mode).startswith("1-step")
     g_tp, g_pp = _ints(r.gen_parallel)[:2]
-    tp, _cp, ep, pp = _ints(r.train_parallel)[:4]
+    tp, cp, ep, pp = train_plan(r.train_parallel)
     cap = int(r.train_max_seq_len) - PROMPT_TOKENS
     median = median_for_mean(float(r.gen_avg_seq_len), PROMPT_TOKENS, cap, RESPONSE_SIGMA)
     samples = int(r.gen_global_batch_samples)
-    group = GROUP if samples % GROUP == 0 else 1
+    group = GROUPS.get(model_id(r), GROUP)
+    group = group if samples % group == 0 else 1
     prec = str(r.precision_train).lower()
     work = {"kind": "rl", "algorithm": str(r.algorithm).lower(), "model": model_id(r),
             "precision": prec, "prompts_per_step": samples // group, "samples_per_prompt": group,
@@ -121,13 +159,15 @@ def build(r) -> scenario.Scenario:
                              "high": cap},
             "rollout": {"parallel": {"tp": g_tp, "pp": g_pp},
                         "precision": str(r.precision_gen).lower(),
-                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL[not off]}},
+                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL_RECIPE.get(
+                            (model_id(r), r.gpu_type, not off), MEM_UTIL[not off])},
+                        **({} if off else {"scheduler": VLLM_LLM_CLASS})},
             "train": {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,
-                      "parallel": {"tp": tp, "pp": pp, "ep": ep, "zero": 1,
+                      "parallel": {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": 1,
                                    "pipeline_layers": stage_layers(model_id(r), pp)},
                       "recompute": "full", "max_seq_len": int(r.train_max_seq_len)},
             "placement": {"rollout_gpus": n // 2, "train_gpus": n // 2} if off else "colocated",
-            "off_policy_steps": 1 if off else 0}
+            "off_policy_steps": 1 if off else 0, "sync": "broadcast"}
     return scenario.parse({"name": f"{model_id(r)}-{n}-{r.gpu_type}",
                            "cluster": {"system": system, "nodes": max(1, n // per_node)},
                            "workload": work}, "rl validation row")

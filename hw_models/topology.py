@@ -26,6 +26,7 @@ import yaml
 
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
+from hw_models.mesh_rings import MESH_KINDS
 from hw_models.routing import ShortestPaths, batch_routes
 
 GB = 1e9
@@ -124,6 +125,7 @@ class Topology:
         self._routes: dict[tuple[int, int, int], np.ndarray] = {}
         self._spread: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.routing = "ecmp"
+        self.full_mesh = False      # scale-up domains are full meshes (hw_models/mesh_rings.py)
 
     @property
     def n_gpus(self) -> int:
@@ -296,4 +298,5 @@ def build_topology(system: SystemSpec, nodes: int, network: dict[str, Any] | Non
     SCALE_OUT[kind](b, ctx)
     topo = Topology(kind, b, ctx.gpu_vertex, ctx.domain, system.gpus_per_node)
     topo.routing = routing
+    topo.full_mesh = system.scale_up.kind in MESH_KINDS and kind not in REPLACES_SCALE_UP
     return topo

@@ -28,39 +28,67 @@ def _is_played(sub, dims: tuple[str, ...]) -> bool:
 
 
 def play_block(env: simpy.Environment, op: Block, costs, network,
-               dims: tuple[str, ...]) -> Generator:
-    """Run ``op``; returns seconds per breakdown category (like OpCosts.parts)."""
-    parts: dict[str, float] = {}
+               dims: tuple[str, ...], plans: dict | None = None) -> Generator:
+    """Run ``op``; returns seconds per breakdown category (like OpCosts.parts).
+    ``plans``: a memo of block_plan per op object (a graph plays each block op many
+    times: every microbatch's layers share them)."""
+    plan = None if plans is None else plans.get(id(op))
+    if plan is None or plan[0] is not op:
+        plan = (op, block_plan(op, costs, dims))
+        if plans is not None:
+            plans[id(op)] = plan
+    played, static, busy, steps, order = plan[1]
     start = env.now
-    if set(dims) <= set(op.overlap):
-        comm = env.process(_chain(env, [s for s in op.ops if _is_played(s, dims)], network))
-        busy = 0.0
-        for sub in op.ops:
-            if not _is_played(sub, dims):
-                _add(parts, sub, costs.op_time(sub))
-                busy += costs.op_time(sub)
+    comm: dict[str, float] = {}
+    if steps is None:                         # the all-to-alls run beside the compute
+        proc = env.process(_chain(env, played, network))
         yield env.timeout(busy)
-        yield comm
+        yield proc
         exposed = env.now - start - busy
         if exposed > 0:
-            parts[dims[0]] = parts.get(dims[0], 0.0) + exposed
-        return parts
-    pending = 0.0
+            comm[dims[0]] = exposed
+    else:
+        for step in steps:
+            if isinstance(step, Collective):
+                t0 = env.now
+                yield from network.collective(env, step)
+                dim = step.group.dim
+                comm[dim] = comm.get(dim, 0.0) + env.now - t0
+            else:
+                yield env.timeout(step)
+    parts = {k: static[k] if k in static else comm[k] for k in order}
+    for k, v in comm.items():                 # the exposed all-to-all time of an overlap
+        parts.setdefault(k, v)
+    return parts
+
+
+def block_plan(op: Block, costs, dims: tuple[str, ...]) -> tuple:
+    """What playing ``op`` needs that does not depend on the network's state: (played
+    collectives, closed-form seconds per category, closed-form seconds in all, the steps
+    (a float: wait that long; a Collective: play it) or None when the played collectives
+    overlap the rest, the categories in the order they first appear)."""
+    played = [s for s in op.ops if _is_played(s, dims)]
+    static: dict[str, float] = {}
+    order: dict[str, None] = {}
+    busy = pending = 0.0
+    steps: list | None = None if set(dims) <= set(op.overlap) else []
     for sub in op.ops:
         if _is_played(sub, dims):
+            if steps is None:                 # overlapped: its exposed time comes last
+                continue
+            order.setdefault(sub.group.dim)
             if pending > 0:
-                yield env.timeout(pending)
+                steps.append(pending)
                 pending = 0.0
-            t0 = env.now
-            yield from network.collective(env, sub)
-            parts[sub.group.dim] = parts.get(sub.group.dim, 0.0) + env.now - t0
+            steps.append(sub)
         else:
             t = costs.op_time(sub)
-            _add(parts, sub, t)
+            order.setdefault(_add(static, sub, t))
+            busy += t
             pending += t
-    if pending > 0:
-        yield env.timeout(pending)
-    return parts
+    if steps is not None and pending > 0:
+        steps.append(pending)
+    return played, static, busy, steps, tuple(order)
 
 
 def _chain(env: simpy.Environment, ops: list[Collective], network) -> Generator:
@@ -68,7 +96,8 @@ def _chain(env: simpy.Environment, ops: list[Collective], network) -> Generator:
         yield from network.collective(env, op)
 
 
-def _add(parts: dict[str, float], sub, t: float) -> None:
+def _add(parts: dict[str, float], sub, t: float) -> str:
     cat = sub.group.dim if isinstance(sub, Collective) else (
         "compute" if type(sub).__name__ == "Compute" else "other")
     parts[cat] = parts.get(cat, 0.0) + t
+    return cat

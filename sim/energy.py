@@ -23,14 +23,18 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from hw_models.catalog import GPUSpec, SystemSpec, power_constants
 from hw_models.topology import fabric_defaults
 from workloads.graph import Block, Collective, Compute, ExecutionGraph, Memory, SendRecv
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sim.result import Columns
 
 TENSOR_OPS = frozenset({"gemm", "attention"})   # tensor-core bound; the rest streams HBM
 
@@ -153,10 +157,11 @@ class RowWeights:
                        ) / total if total > 0 else 0.0
         return 0.0
 
-    def __call__(self, timeline: pd.DataFrame) -> np.ndarray:
+    def __call__(self, ids, ranks) -> np.ndarray:
+        """Weight of each row, given the rows' node ids and ranks."""
         memo: dict[tuple[int, int], float] = {}
-        out = np.empty(len(timeline))
-        for i, (nid, rank) in enumerate(zip(timeline["id"], timeline["rank"], strict=True)):
+        out = np.empty(len(ids))
+        for i, (nid, rank) in enumerate(zip(ids, ranks, strict=True)):
             op = self.graph.nodes[nid].op
             key = (id(op), self.parts.index(int(rank)))
             w = memo.get(key)
@@ -241,29 +246,35 @@ def unavailable(parts: Parts) -> dict[str, Any]:
             "energy": {"not_counted": [f"everything: no published TDP for {', '.join(names)}"]}}
 
 
-def training_energy(timeline: pd.DataFrame, graph: ExecutionGraph, costs_of, parts: Parts,
+def training_energy(timeline, graph: ExecutionGraph, costs_of, parts: Parts,
                     t_iter: float, tokens: float, pue: float
-                    ) -> tuple[dict[str, Any], pd.DataFrame | None]:
+                    ) -> tuple[dict[str, Any], Columns | None]:
     """Energy of one training iteration, and the power curve of every simulated rank
-    (rank, t_s, watts) for the trace. Each simulated rank stands for world / simulated
-    ranks of its part (its symmetric peers)."""
+    (rank, t_s, watts) for the trace. ``timeline``: a DataFrame or the ``Columns`` of one
+    (id, rank, start, end). Each simulated rank stands for world / simulated ranks of its
+    part (its symmetric peers)."""
     if any(m is None for m in parts.models):
         return unavailable(parts), None
-    weights = RowWeights(graph, costs_of, parts, parts.models[0].weights)(timeline)
-    by_rank = timeline.groupby("rank").indices
-    scale = parts.world / len(by_rank)
+    from sim.result import Columns
+    cols = timeline.data if isinstance(timeline, Columns) else timeline
+    ids, ranks = np.asarray(cols["id"]), np.asarray(cols["rank"])
+    start, end = np.asarray(cols["start"], float), np.asarray(cols["end"], float)
+    weights = RowWeights(graph, costs_of, parts, parts.models[0].weights)(ids, ranks)
+    order = np.argsort(ranks, kind="stable")          # rows of each rank, in timeline order
+    uniq, first = np.unique(ranks[order], return_index=True)
+    scale = parts.world / len(uniq)
     gpu_j = [0.0] * len(parts.parts)
-    curves = []
-    for rank, idx in by_rank.items():
-        i = parts.index(int(rank))
+    curve: dict[str, list] = {"rank": [], "t_s": [], "watts": []}
+    for rank, idx in zip(uniq.tolist(), np.split(order, first[1:]), strict=True):
+        i = parts.index(rank)
         pm = parts.models[i]
-        rows = timeline.iloc[idx]
-        times, level = rank_curve(rows["start"].to_numpy(), rows["end"].to_numpy(),
-                                  weights[idx], t_iter)
+        times, level = rank_curve(start[idx], end[idx], weights[idx], t_iter)
         gpu_j[i] += energy_of_curve(pm, times, level) * scale
-        curves.append(pd.DataFrame({"rank": rank, "t_s": times[:-1],
-                                    "watts": pm.idle_w + pm.dynamic_w * np.minimum(1.0, level)}))
-    return account(parts, t_iter, gpu_j, tokens, pue), pd.concat(curves, ignore_index=True)
+        curve["rank"].append(np.full(len(times) - 1, rank, dtype=ranks.dtype))
+        curve["t_s"].append(times[:-1])
+        curve["watts"].append(pm.idle_w + pm.dynamic_w * np.minimum(1.0, level))
+    return account(parts, t_iter, gpu_j, tokens, pue), Columns(
+        {k: np.concatenate(v) for k, v in curve.items()})
 
 
 def run_energy(step: dict[str, Any], parts: Parts, step_s: float, run: dict[str, Any],

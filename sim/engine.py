@@ -38,7 +38,7 @@ class _Meeting:
     start: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     id: int
     rank: int
@@ -72,6 +72,8 @@ class Engine:
         self._members: dict[tuple[int, ...], int] = {}
         self._events = 0
         self._bar = Quiet()
+        self._block_plans: dict[int, tuple] = {}
+        self._played: dict[int, bool] = {}       # id(op) -> plays(op, play); ops live in graph
 
     def run(self) -> list[Row]:
         for nodes in self.graph.streams().values():
@@ -106,9 +108,10 @@ class Engine:
             elif isinstance(op, SendRecv):
                 start = yield from self._meet(self._p2p_key(node), self._p2p_members(node),
                                               lambda node=node: self._p2p(node))
-            elif plays(op, self.play):
+            elif self.play and self._plays(op):
                 start = ready
-                played = yield from play_block(env, op, self.costs, self.network, self.play)
+                played = yield from play_block(env, op, self.costs, self.network, self.play,
+                                                    self._block_plans)
                 self._events += 1
             else:
                 start = ready
@@ -116,14 +119,21 @@ class Engine:
                 if dur > 0:
                     self._events += 1
                     yield env.timeout(dur)
-            parts = None if not isinstance(op, Block) else (
-                played if plays(op, self.play) else self.costs.parts(node))
+                played = self.costs.parts(node) if isinstance(op, Block) else None
+            parts = played if isinstance(op, Block) else None
             self.rows.append(Row(node.id, node.rank, node.stream, node.name, node.category,
                                  ready, start, env.now, parts, node.meta))
             done[node.id].succeed()
             self._events += 1
             if not len(self.rows) & PROGRESS_EVERY:
                 self._bar.update(PROGRESS_EVERY + 1)
+
+    def _plays(self, op) -> bool:
+        """Whether the block ``op`` plays collectives on the network (memoised per op)."""
+        hit = self._played.get(id(op))
+        if hit is None:
+            hit = self._played[id(op)] = plays(op, self.play)
+        return hit
 
     def _meet(self, key: tuple, expected: int, work: Callable[[], Generator]) -> Generator:
         """Wait for all simulated members; the last to arrive runs the transfer for all."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hw_models.errors import ClusterSimError
@@ -66,6 +65,7 @@ class MoEWorkload(_Cfg):
 
 
 def read_histogram(file: str, base: Path | None = None) -> tuple[float, ...]:
+    import pandas as pd
     path = Path(file)
     if not path.is_absolute() and base is not None and not path.exists():
         path = base / path

@@ -13,7 +13,9 @@ at the slower pool's NIC bandwidth per GPU (docs/hardware.md).
 
 Layer split: ``parallel.pipeline_layers`` when given; otherwise ``stage_split: speed``
 (default) gives each stage layers in proportion to its speed (1 / the time of one layer's
-forward and backward on its pool), ``even`` splits them evenly. Analytical fidelity.
+forward and backward on its pool), ``even`` splits them evenly. At ``sim.fidelity: flow``
+each pool plays its own flow fabric and the traffic between pools runs as flows over the
+common network (sim/pool_flows.py).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class Pool:
     nodes: int
     first_rank: int
     profile: Profile
-    network: AnalyticalNetwork
+    network: AnalyticalNetwork      # or FlowNetwork at sim.fidelity flow (sim/pool_flows.py)
     costs: OpCosts
 
     @property
@@ -58,20 +60,27 @@ def make_pools(sc) -> list[Pool]:
     names = [p.name for p in sc.cluster.pools]
     if len(set(names)) != len(names):
         raise ClusterSimError(f"cluster.pools: names must be unique, got {names}")
-    if sc.sim.fidelity != "analytical":
-        raise ClusterSimError("cluster.pools: heterogeneous clusters run at sim.fidelity "
-                              "'analytical' only")
     out, first = [], 0
     for p in sc.cluster.pools:
         system = catalog.system(p.system)
         prof = profile.load(system.default_profile)
-        net = AnalyticalNetwork(ClusterLayout(system, p.nodes, system.nic_gbps,
-                                              sc.cluster.network.oversubscription), prof)
+        layout = ClusterLayout(system, p.nodes, system.nic_gbps,
+                               sc.cluster.network.oversubscription)
+        net = _pool_network(sc, layout, prof)
         costs = OpCosts(ComputeModel(system.gpu_spec, prof, sc.sim.speed_scale),
                         _Shifted(net, first))
         out.append(Pool(p.name, system, p.nodes, first, prof, net, costs))
         first += p.nodes * system.gpus_per_node
     return out
+
+
+def _pool_network(sc, layout: ClusterLayout, prof: Profile):
+    """The pool's own network at the scenario's fidelity (flow: its system's topology
+    with the scenario's network keys, as a single-system cluster gets)."""
+    if sc.sim.fidelity != "flow":
+        return AnalyticalNetwork(layout, prof)
+    from sim.network.flow import FlowNetwork
+    return FlowNetwork(layout, prof, sc.cluster.network.model_dump(exclude_none=True))
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,17 @@ class _Shifted:
     def collective_time(self, kind: str, nbytes: float, group: CommGroup) -> float:
         local = CommGroup(tuple(r - self.first_rank for r in group.ranks), group.dim)
         return self.network.collective_time(kind, nbytes, local)
+
+
+def scale_out_curve(pool: Pool):
+    """The pool's fitted scale-out curve (profile ``collectives.network``), which prices
+    traffic between pools at either fidelity."""
+    curve = pool.profile.collectives.get("network")
+    if curve is None:
+        raise ClusterSimError(f"profile {pool.profile.name!r} of pool {pool.name!r} has no "
+                              "collective curve for 'network' links, which traffic between "
+                              "pools needs; use a profile fitted with a multi-node sweep")
+    return curve
 
 
 class PoolIndex:
@@ -130,6 +150,9 @@ class PooledNetwork:
         pool = self.index.of(group.ranks[0])
         return pool, CommGroup(tuple(pool.local(r) for r in group.ranks), group.dim)
 
+    def set_simulated_ranks(self, ranks) -> None:
+        """No link sharing in the closed form."""
+
     def cross_pool_bw(self, a: Pool, b: Pool) -> float:
         return min(a.system.nic_bw_per_gpu, b.system.nic_bw_per_gpu) / self.oversub
 
@@ -140,7 +163,7 @@ class PooledNetwork:
         pools = {self.index.of(r).name: self.index.of(r) for r in group.ranks}.values()
         bw = min(p.system.nic_bw_per_gpu for p in pools) / self.oversub
         first = next(iter(pools))
-        return curve_time(first.network._curve("network"),
+        return curve_time(scale_out_curve(first),
                           bus_factor(kind, group.size) * nbytes, bw)
 
     def p2p_time(self, src: int, dst: int, nbytes: float) -> float:
@@ -149,13 +172,22 @@ class PooledNetwork:
             return a.network.p2p_time(a.local(src), a.local(dst), nbytes)
         if nbytes <= 0:
             return 0.0
-        return curve_time(a.network._curve("network"), nbytes, self.cross_pool_bw(a, b))
+        return curve_time(scale_out_curve(a), nbytes, self.cross_pool_bw(a, b))
 
     def collective(self, env: simpy.Environment, op: Collective) -> Generator:
         yield env.timeout(self.collective_time(op.kind, op.bytes, op.group))
 
     def p2p(self, env: simpy.Environment, src: int, dst: int, nbytes: float) -> Generator:
         yield env.timeout(self.p2p_time(src, dst, nbytes))
+
+
+def pooled_network(sc, index: PoolIndex):
+    """The engine's network over the pools at the scenario's fidelity."""
+    oversub = sc.cluster.network.oversubscription
+    if sc.sim.fidelity != "flow":
+        return PooledNetwork(index, oversub)
+    from sim.pool_flows import PooledFlowNetwork
+    return PooledFlowNetwork(index, oversub)
 
 
 def stage_pool_list(sc, pools: list[Pool], pp: int, stage_gpus: int) -> list[Pool]:
@@ -263,7 +295,9 @@ def simulate_pools(sc):
     graph = training.build(model, plan, opts)
     index = PoolIndex(pools)
     costs = PooledCosts(index)
-    engine = Engine(graph, costs, PooledNetwork(index, sc.cluster.network.oversubscription))
+    network = pooled_network(sc, index)
+    network.set_simulated_ranks(graph.simulated_ranks)
+    engine = Engine(graph, costs, network)
     rows = engine.run()
     t_iter = max(r.end for r in rows)
     tokens = plan.global_batch * model.seq_len
@@ -280,7 +314,7 @@ def simulate_pools(sc):
                   "layers": [layers_of[s] for s, st in enumerate(stages) if st is pl],
                   "calibration": calibration_of(pl.system, pl.profile)} for pl in pools]
     return SimResult(
-        name=sc.name, fidelity="analytical", iteration_time_s=t_iter,
+        name=sc.name, fidelity=engine.network.fidelity, iteration_time_s=t_iter,
         tokens_per_s=tokens / t_iter, tflops_per_gpu=mflops / t_iter / world / 1e12,
         mfu=mflops / (t_iter * peak), hfu=mflops * rf / (t_iter * peak),
         memory_peak_gib=float(mem.total_gib.max()), breakdown=breakdown(rows, graph),

@@ -8,8 +8,6 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from tqdm import tqdm
-
 DELAY_S = 2.0
 
 
@@ -33,5 +31,6 @@ def progress(iterable: Iterable | None = None, total: int | None = None, desc: s
     (for work too small to ever need one, where even creating a bar costs too much)."""
     if quiet:
         return iterable if iterable is not None else Quiet()
+    from tqdm import tqdm  # ~30 ms to import: only when a bar may show
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, delay=DELAY_S,
                 disable=None, leave=False, dynamic_ncols=True)

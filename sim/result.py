@@ -11,15 +11,54 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from hw_models.jsonio import dumps
 from sim.engine import Row
 from workloads.graph import ExecutionGraph
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 CATEGORIES = ("compute", "tp", "cp", "ep", "pp", "dp", "bubble", "other")
+
+
+class Columns:
+    """What a DataFrame is built from (``pd.DataFrame(data)``: a mapping of columns or a
+    list of records), built only when read. The CLI prints a result without its tables,
+    and pandas takes ~0.4 s to import: a simulate command should not pay for it."""
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[str, Any] | list[dict[str, Any]]):
+        self.data = data
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+        return pd.DataFrame(self.data)
+
+
+class FrameField:
+    """A dataclass field holding a DataFrame, which may be set to ``Columns``: the frame
+    is built on the first read and kept."""
+
+    def __init__(self, required: bool = True):
+        self.required = required
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:                 # the dataclass asks for a default
+            if self.required:
+                raise AttributeError(self.slot)
+            return None
+        value = obj.__dict__[self.slot]
+        if isinstance(value, Columns):
+            value = obj.__dict__[self.slot] = value.frame()
+        return value
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.slot] = value
 
 
 @dataclass
@@ -33,21 +72,29 @@ class SimResult:
     hfu: float
     memory_peak_gib: float
     breakdown: dict[str, float]
-    memory: pd.DataFrame
-    timeline: pd.DataFrame
+    memory: pd.DataFrame = FrameField()            # one row per pipeline stage
+    timeline: pd.DataFrame = FrameField()          # one row per played node
     world_size: int
     events: int = 0
     wall_s: float = 0.0
     band: dict[str, tuple[float, float]] | None = None   # low/high from profile uncertainty
     extra: dict[str, Any] = field(default_factory=dict)
-    power: pd.DataFrame | None = None     # rank, t_s, watts of each simulated rank (sim/energy.py)
+    power: pd.DataFrame | None = FrameField(required=False)  # rank, t_s, watts per simulated rank (sim/energy.py)
+
+    def memory_records(self) -> list[dict[str, Any]]:
+        """The memory table as records (one dict per stage), without building the frame."""
+        raw = self.__dict__["_memory"]
+        if not isinstance(raw, Columns) or not isinstance(raw.data, list):
+            return self.memory.to_dict("records")
+        return [{k: v.item() if hasattr(v, "item") else v for k, v in r.items()}
+                for r in raw.data]
 
     def summary(self) -> dict[str, Any]:
         out = {"name": self.name, "iteration_time_s": self.iteration_time_s,
                "tokens_per_s": self.tokens_per_s, "tflops_per_gpu": self.tflops_per_gpu,
                "mfu": self.mfu, "hfu": self.hfu, "memory_peak_gib": self.memory_peak_gib,
                "breakdown": self.breakdown, "fidelity": self.fidelity,
-               "world_size": self.world_size, "memory_per_stage": self.memory.to_dict("records")}
+               "world_size": self.world_size, "memory_per_stage": self.memory_records()}
         if self.band:
             out["band"] = {k: list(v) for k, v in self.band.items()}
         return out | self.extra
@@ -69,8 +116,9 @@ class SimResult:
         return trace
 
 
-def timeline_frame(rows: list[Row]) -> pd.DataFrame:
-    return pd.DataFrame({
+def timeline_frame(rows: list[Row]) -> Columns:
+    """The timeline's columns (a DataFrame once read from a SimResult)."""
+    return Columns({
         "id": [r.id for r in rows], "rank": [r.rank for r in rows],
         "stream": [r.stream for r in rows], "name": [r.name for r in rows],
         "category": [r.category for r in rows], "ready": [r.ready for r in rows],

@@ -20,6 +20,7 @@ import json
 import math
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from hw_models import catalog, profile
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from hw_models.profile import Profile
-from sim import rl_sync
+from sim import rl_pools, rl_sync
 from sim.rl_config import RLWorkload
 from sim.rl_sync import role_ref
 from sim.rl_timeline import Phases, PoolSizes, RLResult, idle_gpu_seconds, layout
@@ -140,10 +141,11 @@ def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, se
     w: RLWorkload = sc.workload
     t = w.train
     p = t.parallel
-    dp = pools.train // (p.tp * p.pp)
-    if dp < 1 or pools.train % (p.tp * p.pp):
-        raise InfeasiblePlanError(f"train.parallel tp {p.tp} x pp {p.pp} does not divide the "
-                                  f"{pools.train} training GPUs")
+    copy = p.tp * p.pp * p.cp
+    dp = pools.train // copy
+    if dp < 1 or pools.train % copy:
+        raise InfeasiblePlanError(f"train.parallel tp {p.tp} x pp {p.pp} x cp {p.cp} does not "
+                                  f"divide the {pools.train} training GPUs")
     par = p.model_dump()
     work = {"kind": "training", "model": model, "seq_len": seq_len, "micro_batch": t.micro_batch,
             "global_batch": steps.round_up(rows, dp * t.micro_batch), "precision": w.precision,
@@ -200,25 +202,72 @@ def _cached(cache: dict, key, fn) -> float:
 
 
 # ---- the step ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Where:
+    """A plain cluster a phase runs on: its scenario, system and profile."""
+    sc: Scenario
+    system: SystemSpec
+    profile: Profile
+
+
+def _where_of(sc: Scenario, prof: Profile | None) -> Where:
+    system = catalog.system(sc.cluster.system)
+    return Where(sc, system, prof or profile.load(sc.cluster.profile or system.default_profile))
+
+
 def simulate_rl(sc: Scenario, prof: Profile | None = None) -> RLResult:
     t0 = time.perf_counter()
     w: RLWorkload = sc.workload
-    system = catalog.system(sc.cluster.system)
-    prof = prof or profile.load(sc.cluster.profile or system.default_profile)
-    world = sc.cluster.nodes * system.gpus_per_node
-    pools = pool_sizes(w, world, system.gpus_per_node)
+    if rl_pools.uses_pools(sc):
+        return _simulate_pooled(sc, prof, t0)
+    here = _where_of(sc, prof)
+    system = here.system
+    pools = pool_sizes(w, sc.cluster.nodes * system.gpus_per_node, system.gpus_per_node)
+    model = resolve(w.model)
+
+    def sync() -> dict:
+        return (rl_sync.checkpoint_sync(sc, system, pools, model) if w.sync == "checkpoint"
+                else rl_sync.nccl_sync(sc, system, pools, model, here.profile))
+    return _step(sc, here, here, pools, sync, t0, {})
+
+
+def _simulate_pooled(sc: Scenario, prof: Profile | None, t0: float) -> RLResult:
+    """Rollout on one pool, training on another (sim.rl_pools); a named pool's own profile
+    is used unless the caller passes one."""
+    where = rl_pools.resolve(sc)
+    if isinstance(where, Scenario):            # colocated on a cluster of one pool
+        return simulate_rl(where, prof)
+    names = {"rollout_pool": where.rollout_pool, "train_pool": where.train_pool}
+    if where.same_pool:
+        res = simulate_rl(where.rollout, prof)
+        res.extra["placement"] = {**res.extra["placement"], **names}
+        return res
+    w: RLWorkload = sc.workload
+    ro, tr = _where_of(where.rollout, prof), _where_of(where.train, prof)
+    model = resolve(w.model)
+
+    def sync() -> dict:
+        if w.sync == "checkpoint":
+            return rl_sync.checkpoint_sync(where.train, tr.system, where.sizes, model)
+        return rl_pools.cross_pool_sync(sc, where, model.params,
+                                        rl_sync.WEIGHT_BYTES[w.rollout_precision])
+    return _step(sc, ro, tr, where.sizes, sync, t0, names)
+
+
+def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: float,
+          names: dict) -> RLResult:
+    w: RLWorkload = sc.workload
     if w.off_policy_steps and pools.colocated:
         raise InfeasiblePlanError(
             f"off_policy_steps {w.off_policy_steps} overlaps rollout with training, which needs "
             "separate pools: placement: {rollout_gpus: N, train_gpus: M}")
     model = resolve(w.model)
     _check_ep(w, model)
-    gen = run_rollout(sc, system, pools, prof)
+    gen = run_rollout(ro.sc, ro.system, pools, ro.profile)
     with _where("train"):
-        passes, packing = run_passes(sc, system, pools, gen["lengths"], prof)
-    sync = (rl_sync.nccl_sync(sc, system, pools, model, prof) if w.sync == "nccl"
-            else rl_sync.checkpoint_sync(sc, system, pools, model))
-    moves = rl_sync.offload(sc, system, pools)
+        passes, packing = run_passes(tr.sc, tr.system, pools, gen["lengths"], tr.profile)
+    sync = sync_fn()
+    moves = rl_sync.offload(tr.sc, tr.system, pools)
     ph = Phases(gen["generation_s"], tuple(passes), sync["weight_sync_s"],
                 moves["onload_s"], moves["offload_s"])
     timeline, step = layout(ph, pools, w.off_policy_steps)
@@ -234,7 +283,7 @@ def simulate_rl(sc: Scenario, prof: Profile | None = None) -> RLResult:
         "generated_tokens": gen["generated_tokens"],
         "step_tokens": tokens, "passes": dict(passes)}
     extra = {"algorithm": w.algorithm, "placement": "colocated" if pools.colocated else
-             {"rollout_gpus": pools.rollout, "train_gpus": pools.train},
+             {"rollout_gpus": pools.rollout, "train_gpus": pools.train, **names},
              "off_policy_steps": w.off_policy_steps, "sync": w.sync,
              "rollout_replicas": gen["replicas"], "rollout_mean_batch": gen["mean_batch"],
              "kv_cache_capacity_gib": gen["kv_cache_capacity_gib"], **packing,

@@ -48,6 +48,8 @@ class TrainParallel(_Cfg):
     pp: int = Field(1, gt=0, description="pipeline parallel of the training layout")
     ep: int = Field(1, gt=0, description="expert parallel of the training layout (MoE "
                     "policies; passed to the training simulator)")
+    cp: int = Field(1, gt=0, description="context parallel of the training layout (each "
+                    "packed row split over cp GPUs; passed to the training simulator)")
     vpp: int = Field(1, gt=0, description="virtual pipeline stages (interleaved schedule)")
     sequence_parallel: bool = Field(False, description="Megatron sequence parallelism")
     schedule: Literal["gpipe", "1f1b", "interleaved"] = Field("1f1b", description="pipeline schedule")
@@ -71,10 +73,28 @@ class TrainConfig(_Cfg):
 
 
 class PoolSplit(_Cfg):
-    rollout_gpus: int = Field(gt=0, description="GPUs of the rollout pool (whole nodes or a "
-                              "divisor of one node)")
-    train_gpus: int = Field(gt=0, description="GPUs of the training pool (whole nodes or a "
-                            "divisor of one node)")
+    rollout_gpus: int | None = Field(None, gt=0, description="GPUs of the rollout pool (whole "
+                                     "nodes or a divisor of one node); with rollout_pool: "
+                                     "default the whole pool")
+    train_gpus: int | None = Field(None, gt=0, description="GPUs of the training pool (whole "
+                                   "nodes or a divisor of one node); with train_pool: default "
+                                   "the whole pool")
+    rollout_pool: str | None = Field(None, description="cluster.pools: the pool that generates")
+    train_pool: str | None = Field(None, description="cluster.pools: the pool that trains")
+
+    @model_validator(mode="after")
+    def _check(self) -> PoolSplit:
+        named = (self.rollout_pool is None, self.train_pool is None)
+        if named[0] != named[1]:
+            raise ValueError("placement: name both rollout_pool and train_pool, or neither")
+        if named[0] and (self.rollout_gpus is None or self.train_gpus is None):
+            raise ValueError("placement: give rollout_gpus and train_gpus (or, on a cluster "
+                             "of pools, rollout_pool and train_pool)")
+        return self
+
+    @property
+    def pooled(self) -> bool:
+        return self.rollout_pool is not None
 
 
 class RLWorkload(_Cfg):
@@ -102,8 +122,10 @@ class RLWorkload(_Cfg):
                                                         "the training states) or separate pools")
     off_policy_steps: int = Field(0, ge=0, description="0 on-policy; k >= 1 overlaps rollout of "
                                   "step i+k with training of step i (separate pools)")
-    sync: Literal["nccl", "checkpoint"] = Field("nccl", description="weight sync: reshard over "
-                                                "the fabric, or through checkpoint storage")
+    sync: Literal["nccl", "broadcast", "checkpoint"] = Field("nccl", description=(
+        "weight sync: nccl reshards (each rollout GPU receives its own shard); broadcast "
+        "sends every full tensor to every rollout GPU (NeMo RL's default transport between "
+        "separate pools); checkpoint goes through checkpoint storage"))
     seed: int = Field(0, description="seed of the sampled prompt and response lengths")
 
     @model_validator(mode="after")

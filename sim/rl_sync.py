@@ -1,6 +1,12 @@
 """Moving weights between the RL step's phases: the weight sync (training layout ->
 rollout layout) and, when colocated, the onload/offload of the training states.
 
+broadcast sync (NeMo RL's default transport between separate pools, whose design note
+"NCCL Reshard Refit" says it "broadcasts every full parameter tensor from the training
+ranks to every generation rank"): every rollout GPU receives the whole model at the
+rollout precision, over the same links as the nccl reshard; broadcasts pipeline, so the
+time is one receiver's.
+
 nccl sync: every rollout GPU receives the part of its rollout shard that it does not
 already hold (workloads.rl.reshard_inbound), from a training GPU of the same model copy,
 on the scale-up fabric when both sit in one domain and over the NICs otherwise (the
@@ -15,8 +21,11 @@ Colocated onload/offload: the training states (16-bit weights, fp32 master weigh
 Adam moments, sharded as the plan shards them; workloads.memory) come back from host
 memory before the training-side passes and go back after them; the frozen models of the
 step (reference, reward) are loaded but not written back. Gradients are zeroed buffers,
-not copied; the rollout engine's KV cache and weights are dropped rather than copied
-(vLLM sleep mode level 1 discards the KV cache; the sync rewrites the weights).
+not copied. The rollout engine sleeps during the training-side passes at vLLM's sleep
+level 1 (NeMo RL vllm_worker.py: ``llm.sleep(level=1)``), which copies the engine's weights
+to host memory and discards its KV cache; waking it copies the weights back before the
+sync overwrites them (vLLM docs, "Sleep Mode": level 1 offloads the weights to CPU
+memory and discards the KV cache). Both copies cross the host link.
 """
 
 from __future__ import annotations
@@ -62,7 +71,10 @@ def nccl_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: ModelSp
     rollout = steps.Layout(rp.tp * rp.ep, rp.pp)
     train, dp = train_layout(w, pools)
     total = model.params * WEIGHT_BYTES[w.rollout_precision]
-    inbound = steps.reshard_inbound(total, train, dp, rollout, pools.rollout, pools.colocated)
+    if w.sync == "broadcast":        # every rollout GPU receives every full tensor
+        inbound = np.full(pools.rollout, total)
+    else:
+        inbound = steps.reshard_inbound(total, train, dp, rollout, pools.rollout, pools.colocated)
     g = int(np.argmax(inbound))
     net = cluster_network(sc, system, prof)
     if pools.colocated:
@@ -71,7 +83,7 @@ def nccl_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: ModelSp
     else:       # training pool on the first ranks, rollout pool after it
         src, dst = 0, pools.train + g
     moved = net.p2p_time(src, dst, float(inbound[g]))
-    local = (total / rollout.gpus - inbound[g]) * 2 / system.gpu_spec.hbm_bw
+    local = max(0.0, total / rollout.gpus - inbound[g]) * 2 / system.gpu_spec.hbm_bw
     return {"weight_sync_s": moved + local, "sync_bytes_per_gpu": float(inbound[g]),
             "sync_bytes_total": float(inbound.sum())}
 
@@ -112,8 +124,11 @@ def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
     if not pools.colocated:
         return {"onload_s": 0.0, "offload_s": 0.0, "offload_bytes_per_gpu": 0.0}
     p = w.train.parallel
-    dp = pools.train // (p.tp * p.pp)
-    plan = ParallelPlan(p.tp, p.pp, dp, 1, dp, zero=p.zero, ep=p.ep)
+    dp = pools.train // (p.tp * p.pp * p.cp)
+    layers = tuple(p.pipeline_layers) if p.pipeline_layers else None
+    # The distributed optimizer shards over the data- and context-parallel ranks.
+    plan = ParallelPlan(p.tp, p.pp, dp, 1, dp, zero=p.zero, ep=p.ep, cp=p.cp,
+                        pipeline_layers=layers)
     trained = frozen = 0.0
     for ps in steps.PASSES[w.algorithm]:
         role = ps.role
@@ -123,10 +138,13 @@ def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
             trained += states
         elif role in ("reference", "reward"):
             frozen += model.params * 2 / (p.tp * p.pp * (p.ep if model.is_moe else 1))
+    rp = w.rollout.parallel
+    policy = resolve(w.model)
+    engine = policy.params * WEIGHT_BYTES[w.rollout_precision] / (rp.tp * rp.pp * rp.ep)
     gpu = system.gpu if isinstance(system.gpu, str) else system.gpu.name
     bw = storage.host_link(gpu).bw
-    return {"onload_s": (trained + frozen) / bw, "offload_s": trained / bw,
-            "offload_bytes_per_gpu": trained}
+    return {"onload_s": (trained + frozen + engine) / bw, "offload_s": (trained + engine) / bw,
+            "offload_bytes_per_gpu": trained, "engine_sleep_bytes_per_gpu": engine}
 
 
 def role_ref(w: RLWorkload, role: str):

@@ -20,9 +20,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ def _seq(rows: list, pool: str, gpus: int, t: float, items) -> float:
 
 def layout(ph: Phases, pools: PoolSizes, off_policy: int) -> tuple[pd.DataFrame, float]:
     """(timeline rows: pool, phase, start_s, end_s, gpus; step time)."""
+    import pandas as pd
     rows: list = []
     if pools.colocated:
         items = [("generation", ph.generation), ("onload", ph.onload), *ph.passes,

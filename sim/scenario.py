@@ -244,16 +244,30 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any, where: str, context: str = "") -> None:
-    """Set ``a.b.c`` in nested mappings, creating levels; ``where``/``context`` name the
-    caller in the error when a level exists but is not a mapping."""
-    node = data
+    """Set ``a.b.c`` in nested mappings, creating levels; a number indexes an existing list
+    (``cluster.pools.1.nodes``); ``where``/``context`` name the caller in the error when a
+    level exists but is neither."""
+    node: Any = data
     *path, leaf = key.split(".")
     for p in path:
+        if isinstance(node, list):
+            node = node[_index(node, p, where)]
+            continue
         nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
+        if not isinstance(nxt, dict | list):
             raise ClusterSimError(f"{where}: {p!r} is not a mapping{context}")
         node = nxt
-    node[leaf] = value
+    if isinstance(node, list):
+        node[_index(node, leaf, where)] = value
+    else:
+        node[leaf] = value
+
+
+def _index(items: list, p: str, where: str) -> int:
+    if not p.isdigit() or int(p) >= len(items):
+        raise ClusterSimError(f"{where}: {p!r} must index the list's {len(items)} entries "
+                              f"(0..{len(items) - 1})")
+    return int(p)
 
 
 def parse(data: Any, source: str = "scenario") -> Scenario:

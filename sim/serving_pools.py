@@ -19,7 +19,7 @@ import pandas as pd
 from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError, InfeasiblePlanError, OutOfMemoryError
 from sim.network.analytical import curve_time
-from sim.pools import Pool, make_pools
+from sim.pools import Pool, make_pools, scale_out_curve
 from sim.serving.iteration import IterationModel
 from sim.serving.loop import DONE, ServingLoop, shape_of
 from workloads.inference import requests as req_mod
@@ -143,8 +143,10 @@ def kv_transfer(placed: list[Pool], w):
         if a is b:
             local = [i for i, p in enumerate(placed) if p is a]
             return a.network.p2p_time(local.index(src) * span, local.index(dst) * span, nbytes)
+        # the serving loop takes each hand-over's time alone (no contention at either
+        # fidelity): the sender's scale-out curve at the slower NIC share
         bw = min(a.system.nic_bw_per_gpu, b.system.nic_bw_per_gpu)
-        return curve_time(a.network._curve("network"), nbytes, bw)
+        return curve_time(scale_out_curve(a), nbytes, bw)
     return transfer
 
 

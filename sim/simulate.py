@@ -8,8 +8,7 @@ scenario goes to sim/simulate_inference.py.
 from __future__ import annotations
 
 import time
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from hw_models import profile
 from hw_models.catalog import SystemSpec
@@ -19,11 +18,9 @@ from hw_models.profile import Profile, band_profiles, load_residual_band
 from sim.band import Schedule, corner_time
 from sim.checkpoint_contention import checkpoint_contention
 from sim.costs import OpCosts
-from sim.result import SimResult, breakdown, timeline_frame
-from sim.rl_timeline import RLResult
+from sim.result import Columns, SimResult, breakdown, timeline_frame
 from sim.scenario import Scenario
 from sim.setup import Setup, build_engine, make_network, resolve_setup
-from sim.simulate_inference import InferenceResult, simulate_inference
 from workloads import memory, moe_training, training
 from workloads.graph import CommGroup
 from workloads.layers import LayerContext, layer_backward, layer_forward, layer_recompute
@@ -31,15 +28,20 @@ from workloads.model import model_flops
 from workloads.moe_layers import layer_backward_at, layer_forward_at, layer_recompute_at
 from workloads.moe_parallel import edp
 
+if TYPE_CHECKING:                     # serving and RL load their modules when asked for
+    from sim.rl_timeline import RLResult
+    from sim.simulate_inference import InferenceResult
 
-def check_memory(setup: Setup, mem: pd.DataFrame) -> None:
+
+def check_memory(setup: Setup, mem: list[dict[str, Any]]) -> None:
+    """``mem``: the memory table's records, one per pipeline stage."""
     cap = setup.gpu.hbm_bytes / 2**30
-    worst = mem.loc[mem.total_gib.idxmax()]
-    if worst.total_gib > cap:
+    worst = max(mem, key=lambda m: m["total_gib"])
+    if worst["total_gib"] > cap:
         raise OutOfMemoryError(
-            f"plan does not fit: stage {int(worst.stage)} needs {worst.total_gib:.1f} GiB "
-            f"(weights {worst.weights_gib:.1f}, grads {worst.grads_gib:.1f}, optimizer "
-            f"{worst.optimizer_gib:.1f}, activations {worst.activations_gib:.1f}) but a "
+            f"plan does not fit: stage {int(worst['stage'])} needs {worst['total_gib']:.1f} GiB "
+            f"(weights {worst['weights_gib']:.1f}, grads {worst['grads_gib']:.1f}, optimizer "
+            f"{worst['optimizer_gib']:.1f}, activations {worst['activations_gib']:.1f}) but a "
             f"{setup.gpu.name} has {cap:.1f} GiB; try more tp/pp, zero>=1, recompute or a "
             "smaller micro_batch" + (", or grad_reduce_bytes: 2 (a bf16 gradient buffer, as "
                                      "NeMo's performance recipes)" if setup.options.grad_bytes == 4
@@ -56,6 +58,9 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
     (low, high), widened by the validation residuals unless ``residuals`` is False (the
     validation suites themselves use the bare bootstrap band: a band must not be judged
     by itself)."""
+    if sc.workload.kind == "rl":             # RL post-training step (pools too): sim/rl.py
+        from sim.rl import simulate_rl
+        return simulate_rl(sc, prof)
     if sc.cluster.pools:                     # heterogeneous cluster: sim/pools.py
         if len(sc.cluster.pools) > 1 and sc.workload.kind == "inference":
             from sim.serving_pools import simulate_serving_pools
@@ -67,10 +72,8 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
         sc = sc.model_copy(update={"cluster": sc.cluster.model_copy(
             update={"system": one.system, "nodes": one.nodes, "pools": None})})
     if sc.workload.kind == "inference":
+        from sim.simulate_inference import simulate_inference
         return simulate_inference(sc, prof)
-    if sc.workload.kind == "rl":             # RL post-training step: sim/rl.py
-        from sim.rl import simulate_rl
-        return simulate_rl(sc, prof)
     return simulate_training(sc, prof, band, residuals)
 
 
@@ -82,10 +85,10 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
     prof = prof or setup.profile
     plan, model = setup.plan, setup.model
     moe_load = moe_training.load(model, plan, setup.options.moe)
-    mem = pd.DataFrame([m.gib() for m in memory.memory_per_stage(
+    mem = [m.gib() for m in memory.memory_per_stage(
         model, plan, setup.options.grad_bytes, setup.options.attention == "flash",
         moe_load.rank_factor if moe_load else 1.0, setup.options.param_bytes,
-        setup.options.offload)])
+        setup.options.offload)]
     if sc.sim.check_memory:
         check_memory(setup, mem)
     graph = training.build(model, plan, setup.options)
@@ -112,8 +115,9 @@ def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = Tr
         name=sc.name, fidelity=engine.network.fidelity,
         iteration_time_s=t_iter, tokens_per_s=tokens / t_iter,
         tflops_per_gpu=mflops / t_iter / world / 1e12, mfu=mflops / (t_iter * world * peak),
-        hfu=hw_flops / (t_iter * world * peak), memory_peak_gib=float(mem.total_gib.max()),
-        breakdown=breakdown(rows, graph), memory=mem, timeline=timeline, power=power,
+        hfu=hw_flops / (t_iter * world * peak),
+        memory_peak_gib=float(max(m["total_gib"] for m in mem)),
+        breakdown=breakdown(rows, graph), memory=Columns(mem), timeline=timeline, power=power,
         world_size=world, events=engine.events, wall_s=time.perf_counter() - t0,
         band=None if lo_hi is None else {
             "iteration_time_s": lo_hi, "tokens_per_s": (tokens / lo_hi[1], tokens / lo_hi[0]),

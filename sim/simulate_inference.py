@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from hw_models import profile
 from hw_models.compute import ComputeModel
@@ -29,6 +28,9 @@ from workloads.inference import schedulers
 from workloads.inference.kv_cache import PagedKVCache
 from workloads.inference.metrics import request_frame, summarize
 from workloads.model import resolve
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GIB = 2**30
 
@@ -81,8 +83,11 @@ def _check_plan(w: InferenceWorkload, model, gpus: int, domain: int) -> None:
     if need > gpus:
         raise InfeasiblePlanError(f"{w.replica_count} replicas x ep {ep} x tp {tp} x pp {pp} = "
                                   f"{need} GPUs but the cluster has {gpus}; add cluster.nodes")
-    if tp > domain:      # tensor parallelism stays inside one NVLink domain (a node, or an NVL72 rack)
-        raise InfeasiblePlanError(f"tp={tp} exceeds the {domain} GPUs of a scale-up (NVLink) domain")
+    # Tensor parallelism inside one NVLink domain (a node, or an NVL72 rack), or over whole
+    # domains (vLLM's multi-node tensor parallelism): its all-reduces then cross the NICs.
+    if tp > domain and tp % domain:
+        raise InfeasiblePlanError(f"tp={tp} exceeds the {domain} GPUs of a scale-up (NVLink) "
+                                  f"domain and is not a multiple of it")
 
 
 def kv_blocks(w: InferenceWorkload, it: IterationModel, hbm_bytes: float) -> int:
@@ -101,6 +106,7 @@ def kv_blocks(w: InferenceWorkload, it: IterationModel, hbm_bytes: float) -> int
 
 
 def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceResult:
+    import pandas as pd
     t0 = time.perf_counter()
     w: InferenceWorkload = sc.workload
     cl = resolve_cluster(sc)

@@ -55,6 +55,11 @@ GEMM_DTYPE: dict[str, str] = {"tensorwise": "fp8", "delayed": "fp8", "blockwise"
                               "mxfp8": "mxfp8", "nvfp4": "nvfp4"}
 ELEMENT_BYTES: dict[str, float] = {"fp8": 1.0, "mxfp8": 1.0, "nvfp4": 0.5}
 LINEAR = ("qkv", "attn_proj", "mlp_up", "mlp_down")
+# MoE / MLA layers (workloads/moe_layers.py): Transformer Engine runs them as FP8 linears
+# too (Megatron-Core's TEGroupedMLP and shared-expert / MLA TE linears inside fp8_autocast).
+# Longer names first: ``_linear`` matches by prefix.
+MOE_LINEAR = ("expert_fc1", "expert_fc2", "shared_fc1", "shared_fc2", "mla_q_down", "mla_q_up",
+              "mla_kv_down", "mla_kv_up", "mla_q")
 
 
 def check_support(recipe: str, peak_dtypes: list[str], gpu_name: str) -> None:
@@ -66,7 +71,7 @@ def check_support(recipe: str, peak_dtypes: list[str], gpu_name: str) -> None:
 
 
 def _linear(name: str) -> str | None:
-    for base in LINEAR:
+    for base in LINEAR + MOE_LINEAR:
         if name == base or name.startswith(base + "_"):
             return base
     return None
@@ -92,10 +97,18 @@ def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = Fal
 def rewrite(ops: list, recipe: str, fused_amax: bool = False) -> list:
     """The ops of a layer with its linear GEMMs in the recipe's format and their casts.
     Forward GEMM (m, n, k) = X(m,k) W(k,n): casts X. A dgrad (m, k, n) casts dY (m, n)
-    for itself and the wgrad, which then needs no cast of its own."""
+    for itself and the wgrad, which then needs no cast of its own.
+
+    The E/ep GEMMs of a MoE layer's local experts (the same op repeated, forward or
+    interleaved dgrad / wgrad) get one cast for all of them: Transformer Engine's
+    GroupedLinear quantizes the experts' inputs in one multi-tensor kernel
+    (``fused_multi_quantize``)."""
     dtype = GEMM_DTYPE[recipe]
-    out = []
+    out: list = []
     q = ELEMENT_BYTES[dtype]
+    low: dict[int, Compute] = {}                  # one low-precision copy per repeated op
+    casts: dict[int, list] = {}      # index in out -> [op, elements, tag, fused, fused_amax]
+    run: tuple[int, int] | None = None            # (id of the op whose cast is out[idx], idx)
     for i, op in enumerate(ops):
         nxt = ops[i + 1] if i + 1 < len(ops) else None
         if isinstance(op, Collective) and op.kind == "all_gather" and op.group.dim == "tp" \
@@ -104,12 +117,20 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False) -> list:
         base = _linear(op.name) if isinstance(op, Compute) and op.op_class == "gemm" else None
         if base is None:
             out.append(op)
+            run = None
             continue
         m, n, k = op.shape
-        if op.name == base:                       # forward
-            out.append(_cast(op, recipe, m * k, "input", fused=base in FUSED_INPUT,
-                             fused_amax=fused_amax))
-        elif op.name.endswith("_dgrad"):          # (m, k, n): dY is (m, n) = shape[0] x shape[2]
-            out.append(_cast(op, recipe, m * k, "grad"))
-        out.append(replace(op, dtype=dtype))
+        if op.name == base or op.name.endswith("_dgrad"):
+            if run is not None and run[0] == id(op):      # another local expert's GEMM
+                casts[run[1]][1] += m * k
+            else:                                         # dgrad (m, k, n): dY is (m, n)
+                fwd = op.name == base
+                casts[len(out)] = [op, m * k, "input" if fwd else "grad", fwd and base in FUSED_INPUT,
+                                   fwd and fused_amax]
+                run = (id(op), len(out))
+                out.append(None)                          # the cast, priced below
+        low.setdefault(id(op), replace(op, dtype=dtype))
+        out.append(low[id(op)])
+    for idx, (op, elements, tag, fused, amax) in casts.items():
+        out[idx] = _cast(op, recipe, elements, tag, fused, fused_amax=amax)
     return out

@@ -126,13 +126,11 @@ def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s
 
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
                 pipe: Pipeline) -> _Stage:
-    # MoE / MLA models keep FP8 as their GEMM dtype (the recipe's kernels model dense layers)
-    dtype = "fp8" if opts.fp8_recipe and not model.uniform else opts.dtype
-    ctx = local_context(model, plan, dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
+    ctx = local_context(model, plan, opts.dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
                         moe_training.context(model, plan, opts.moe, s))
     heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
-    ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe if model.uniform else None,
-                          plan.cp_group(s), heads, fused_amax=opts.fp8_fused_amax)
+    ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s), heads,
+                          fused_amax=opts.fp8_fused_amax)
     layers = pipe.rank_layers(s) if model.uniform else plan.stage_layers(model.layers)[s]
     st = _Stage(s, plan.rank(0, 0, s), ctx, layers, pipe, ops)
     overlap = _overlap(opts)

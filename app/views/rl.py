@@ -84,7 +84,7 @@ def _widgets() -> dict[str, Any]:
         st.checkbox("Colocated (rollout and training time-share the GPUs)", key="rl_colocated")
         st.number_input("Rollout GPUs (separate pools)", min_value=1, step=1, key="rl_rollout_gpus")
         st.number_input("Off-policy steps", min_value=0, step=1, key="rl_off_policy")
-        st.selectbox("Weight sync", ["nccl", "checkpoint"], key="rl_sync")
+        st.selectbox("Weight sync", ["nccl", "broadcast", "checkpoint"], key="rl_sync")
     return scenario({k: st.session_state[k] for k in DEFAULTS})
 
 

@@ -9,6 +9,7 @@ import streamlit as st
 import yaml
 
 from app import core
+from app.views import pools
 from hw_models.errors import ClusterSimError
 from workloads.model import presets, resolve
 
@@ -79,6 +80,9 @@ def _widgets(data: dict) -> dict:
         st.number_input("Network oversubscription", min_value=1.0, max_value=16.0, step=0.5,
                         key="w_oversub", help="cross-node bandwidth is divided by this")
         st.selectbox("Fidelity", ["analytical", "flow"], key="w_fidelity")
+        st.subheader("Pools")
+        st.caption("with pools on, they replace the system and nodes above")
+        pooled_slot = st.container()
     with c2:
         st.subheader("Model and batch")
         choice = st.selectbox("Model", sorted(presets()) + [CUSTOM], key="w_model")
@@ -99,6 +103,8 @@ def _widgets(data: dict) -> dict:
     for key, (path, _) in FIELDS.items():
         set_path(out, path, st.session_state[key])
     set_path(out, "workload.model", model)
+    with pooled_slot:
+        pools.editor(data, out)
     return out
 
 
@@ -130,7 +136,10 @@ def render() -> None:
     data = _widgets(core.current())
     core.set_current(data)
     try:
-        memory_chart(data)
+        if data.get("cluster", {}).get("pools"):
+            pools.memory_and_pools(data)
+        else:
+            memory_chart(data)
         with top:
             headline(data)
     except ClusterSimError as exc:

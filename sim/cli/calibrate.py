@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 import yaml
 
 from hw_models.errors import ClusterSimError
 from hw_models.yamlio import check_writable, check_writable_dir
 from sim.cli.common import Format, emit
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Suite(StrEnum):
@@ -68,6 +71,7 @@ def fit_cmd(inputs: list[Path] = typer.Argument(..., help="microbench CSVs / ncc
 
 
 def _quality(prof: dict) -> pd.DataFrame:
+    import pandas as pd
     return pd.DataFrame([{"fit": k, **v} for k, v in prof.get("quality", {}).items()
                          if isinstance(v, dict)])
 
@@ -76,6 +80,8 @@ def _quality(prof: dict) -> pd.DataFrame:
 def show_cmd(profile: str = typer.Argument(..., help="profile name or YAML path"),
              format: Format = typer.Option(Format.table, "--format")) -> None:
     """Show a profile's parameters, fit quality and parameter spread."""
+    import pandas as pd
+
     from hw_models.profile import load
     p = load(profile)
     data = p.model_dump(exclude_none=True)
@@ -97,6 +103,8 @@ def predict_ops_cmd(system: str = typer.Option("dgx-h100", "--system"),
                     profile: str = typer.Option(None, "--profile", help="default: the GPU's"),
                     format: Format = typer.Option(Format.table, "--format")) -> None:
     """Compute-model time (ms) of each Vidur transformer-layer operator per TP rank."""
+    import pandas as pd
+
     from calibration.vidur import LayerShape, predict_ops_ms
     from hw_models import catalog
     from hw_models.compute import ComputeModel

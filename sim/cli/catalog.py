@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 
 from hw_models import catalog
 from sim.cli.common import Format, emit
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Kind(str, Enum):
@@ -18,6 +21,7 @@ class Kind(str, Enum):
 
 
 def table(kind: Kind) -> pd.DataFrame:
+    import pandas as pd
     if kind is Kind.gpus:
         rows = [{"gpu": k, "name": g.name, "bf16_tflops": g.peak_tflops.get("bf16"),
                  "fp8_tflops": g.peak_tflops.get("fp8"), "fp4_tflops": g.peak_tflops.get("fp4"),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import typer
 
 from hw_models.jsonio import dumps
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Format(str, Enum):
@@ -26,7 +28,7 @@ def fail(message: str) -> None:
 def emit(data: Any, fmt: Format, table: pd.DataFrame | str | None = None) -> None:
     if fmt is Format.json:
         typer.echo(dumps(data, indent=2))
-    elif isinstance(table, pd.DataFrame):
+    elif table is not None and not isinstance(table, str):     # a DataFrame
         typer.echo(table.to_string(index=False))
     else:
         typer.echo(table if table is not None else dumps(data, indent=2))

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import typer
 import yaml
 
 from hw_models.errors import ClusterSimError
 from sim.cli.common import Format, emit
-from sim.reliability import job_from_scenario, run_summary
 
 
 def formula_step_time(scenario: dict, tflops_per_gpu: float) -> float:
     """Model FLOPs per step / (GPUs x achieved FLOP/s per GPU)."""
+    from sim.reliability import job_from_scenario
     from workloads.model import model_flops
     if tflops_per_gpu <= 0:
         raise ClusterSimError(f"--tflops-per-gpu must be > 0, got {tflops_per_gpu}")
@@ -51,6 +50,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Whole-run figures: run_days, goodput, interruptions, lost_hours, checkpoint overhead,
         best checkpoint interval (Monte-Carlo over failures and stragglers, seeded)."""
+        import pandas as pd
         data = load(scenario)
         if (step_time is None) == (tflops_per_gpu is None):
             raise ClusterSimError("give exactly one of --step-time or --tflops-per-gpu")
@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
             raise ClusterSimError(f"--slowed-step-time {slowed} must be >= the step time {step}")
         contention = None if slowed is None else {"iteration_s_without": step,
                                                   "iteration_s_with": slowed}
+        from sim.reliability import run_summary
         out = {"step_time_s": step, **run_summary(data, step, contention)}
         rows = pd.DataFrame({"metric": list(out), "value": [_fmt(v) for v in out.values()]})
         emit(out, format, rows)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import pandas as pd
 import typer
 
 from hw_models.errors import ClusterSimError
@@ -37,6 +36,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Replay a PyTorch trace (Kineto, Execution Trace, Chakra); predict its iteration time
         on other hardware."""
+        import pandas as pd
+
         from sim.replay_report import report
         try:
             with warnings.catch_warnings():

@@ -55,15 +55,23 @@ def money_lines(x: dict, unit: str) -> list[str]:
     cals = [(p["name"] + ": ", p["calibration"]) for p in x.get("pools", []) if "calibration" in p]
     cals = cals or ([("", x["calibration"])] if "calibration" in x else [])
     for name, c in cals:
-        out.append(f"calibration         {name}{c['status']} (profile {c['profile']})")
+        out.append(f"calibration         {name}{c['status']} (profile {c['profile']})"
+                   + (f": {c['detail'].split(' (')[0]}, an estimate"
+                      if c["status"] == "roofline-assumed" else ""))
     return out
+
+
+def _on(placement: dict, phase: str) -> str:
+    """'8' or '8 (pool b200)' for a placement's share."""
+    pool = placement.get(f"{phase}_pool")
+    return f"{placement[f'{phase}_gpus']}" + (f" (pool {pool})" if pool else "")
 
 
 def render_rl(res) -> str:
     m, x = res.metrics, res.extra
     step = m["step_time_s"]
     place = x["placement"] if isinstance(x["placement"], str) else (
-        f"rollout {x['placement']['rollout_gpus']} + train {x['placement']['train_gpus']} GPUs")
+        f"rollout {_on(x['placement'], 'rollout')} + train {_on(x['placement'], 'train')} GPUs")
     lines = [f"scenario            {res.name}  ({res.world_size} GPUs, {x['algorithm']}, {place}, "
              f"off-policy {x['off_policy_steps']}, sync {x['sync']})",
              f"step time           {step:.2f} s"]
@@ -91,12 +99,12 @@ def render_moe(moe: dict, res: SimResult) -> list[str]:
               f"({busiest['compute_s'] / t:.1%}), exposed EP communication {busiest['ep_s']:.3f} s "
               f"({busiest['ep_s'] / t:.1%}), waiting {t - busiest['compute_s'] - busiest['ep_s']:.3f} s",
               "per stage           compute s   EP comm s   memory GiB (weights/grads/optimizer/activations)"]
-    mem = res.memory.set_index("stage")
+    mem = {m["stage"]: m for m in res.memory_records()}
     for st in moe["stages"]:
-        m = mem.loc[st["stage"]]
+        m = mem[st["stage"]]
         lines.append(f"  stage {st['stage']:<3d}        {st['compute_s']:9.3f}   {st['ep_s']:9.3f}   "
-                     f"{m.total_gib:6.1f} ({m.weights_gib:.1f}/{m.grads_gib:.1f}/"
-                     f"{m.optimizer_gib:.1f}/{m.activations_gib:.1f})")
+                     f"{m['total_gib']:6.1f} ({m['weights_gib']:.1f}/{m['grads_gib']:.1f}/"
+                     f"{m['optimizer_gib']:.1f}/{m['activations_gib']:.1f})")
     return lines
 
 

@@ -23,6 +23,7 @@ import simpy
 
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
+from hw_models.mesh_rings import MESH_KINDS, mesh_group_bw
 from hw_models.profile import CollectiveCurve, Profile, builtin_names
 from sim.network.collectives import nccl_model
 from workloads.graph import Collective, CommGroup
@@ -133,7 +134,7 @@ class AnalyticalNetwork:
         bus = bus_factor(kind, n) * nbytes
         sys = self.layout.system
         if domains == 1:
-            return curve_time(self._curve("nvlink"), bus, sys.scale_up_bw * self.bw_scale)
+            return curve_time(self._curve("nvlink"), bus, self.domain_bw(n) * self.bw_scale)
         nic = self.layout.nic_bw_per_gpu / self.layout.oversubscription
         if kind == "all_to_all":
             # Only what a GPU sends off its scale-up domain crosses its NIC (the rest moves
@@ -148,12 +149,22 @@ class AnalyticalNetwork:
             t = max(t + extra * 1e-6, t - self._curve("network").latency_us * 1e-6)
         return t
 
+    def domain_bw(self, k: int) -> float:
+        """Bytes/s per GPU of a ring collective over k GPUs of one scale-up domain: the
+        GPU's whole scale-up bandwidth on a switch; on a full mesh (xGMI, HCCS) only the
+        links among the k GPUs, as many as their link-disjoint rings use
+        (hw_models/mesh_rings.py): 7/7 of it for 8 MI300X, 2/7 for 4, 1/7 for 2."""
+        up = self.layout.system.scale_up
+        if up.kind not in MESH_KINDS:
+            return self.layout.system.scale_up_bw
+        return mesh_group_bw(up.gb_s_per_gpu, self.layout.domain_gpus, k) * 1e9
+
     def p2p_time(self, src: int, dst: int, nbytes: float) -> float:
         if nbytes <= 0 or src == dst:
             return 0.0
         same = self.layout.domain(src) == self.layout.domain(dst)
         curve = self._curve("nvlink" if same else "network")
-        bw = self.layout.system.scale_up_bw if same else (
+        bw = self.domain_bw(2) if same else (
             self.layout.nic_bw_per_gpu / self.layout.oversubscription)
         return curve_time(curve, nbytes, bw * self.bw_scale)
 

@@ -22,10 +22,11 @@ same gradient bucket) is solved once.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL, URGENT
 
 from hw_models.routing import unique_ints
 
@@ -127,7 +128,7 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
 class Batch:
     """Flows started together (one phase of one collective); done when all are."""
     __slots__ = ("row", "links", "coef", "remaining", "weight", "rate", "t_last", "done", "key",
-                 "n0", "version", "ulinks", "next_t", "t_start", "ids")
+                 "n0", "version", "ulinks", "next_t", "t_start", "ids", "finite")
 
     def __init__(self, row, links, coef, nbytes, weight, done, key, ulinks=None):
         self.row, self.links, self.coef = row, links, coef
@@ -137,13 +138,16 @@ class Batch:
         self.t_last, self.version, self.next_t = 0.0, 0, np.inf
         self.ulinks = unique_ints(links) if ulinks is None else ulinks
         self.ids = None                      # indices of the flows still in flight (None: all)
+        self.finite = True                   # no infinite rate (no empty-path flow) in ``rate``
 
     def advance(self, now: float) -> None:
         dt = now - self.t_last
-        if dt > 0:
+        if dt > 0 and self.finite:         # the common case: no empty-path flow
+            self.remaining -= self.rate * dt
+        elif dt > 0:
             step = self.rate * dt
             fin = np.isfinite(step)
-            if fin.all():                  # the common case: no empty-path flow
+            if fin.all():
                 self.remaining -= step
             else:
                 self.remaining[fin] -= step[fin]
@@ -156,13 +160,14 @@ class Batch:
         most that), so nearly simultaneous ends cost one re-solve, not one each."""
         slack = DONE_S + tolerance * (now - self.t_start)
         keep = self.remaining > self.rate * slack + DONE_B
-        ended = int(len(keep) - keep.sum())
-        if ended == len(keep):                 # all done: the batch is retired as it is
+        if not keep.any():                     # all done: the batch is retired as it is
+            ended = len(keep)
             self.remaining, self.weight = self.remaining[:0], self.weight[:0]
-        elif ended:
+            return ended
+        ended = int(len(keep) - keep.sum())
+        if ended:
             idx = np.flatnonzero(keep)
-            new_id = np.full(len(keep), -1)
-            new_id[idx] = np.arange(len(idx))
+            new_id = np.cumsum(keep) - 1           # a kept flow's new index (others unused)
             inc = keep[self.row]
             self.row, self.links = new_id[self.row[inc]], self.links[inc]
             self.coef = self.coef[inc]
@@ -189,8 +194,16 @@ class Fabric:
         self._next_id = 0
         self._new: list[int] = []
         self._heap: list[tuple[float, int, int]] = []
-        self._wake: simpy.Event | None = None
-        env.process(self._run())
+        # The driver is a pair of callbacks, not a process: a step retires, re-solves and
+        # arms a timer for the next flow end; a start wakes it. ``_gen`` numbers the steps:
+        # a timer or wake-up of an earlier step is stale. Events are scheduled exactly as a
+        # process waiting on ``any_of([timeout, wake])`` would have them (one hop through
+        # the condition when a timer is armed), so results do not depend on the driver.
+        self._gen = 0
+        self._woken = 0                      # the step whose wake-up was already sent
+        self._fired = False                  # this step's timer or wake-up went off
+        self._idle = True                    # no timer armed: a wake-up resumes directly
+        _call(env, self._step, URGENT)
 
     def transfer(self, flows: Sequence[tuple[np.ndarray, float]]) -> simpy.Event:
         """Start flows (path, bytes) now; the event fires when all of them are done."""
@@ -220,8 +233,9 @@ class Fabric:
         self._new.append(bid)
         self.events += len(nbytes)
         self.flows_placed += int(weight.sum())
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        if self._woken != self._gen:
+            self._woken = self._gen
+            _call(env=self.env, fn=self._on_wake(self._gen))
         return done
 
     def _remove(self, bid: int) -> None:
@@ -264,6 +278,8 @@ class Fabric:
     def _component(self, seeds: set[int], freed: list[np.ndarray]) -> list[int]:
         """All batches connected to the seeds (or to the freed links) through shared links."""
         comp = {b for b in seeds if b in self.batches}
+        if len(comp) == len(self.batches):         # every batch in flight: nothing to add
+            return sorted(comp)
         held = [self.batches[bid].ulinks for bid in comp]
         touched = held + freed
         if not touched:
@@ -288,8 +304,8 @@ class Fabric:
         for b in bs:
             b.advance(now)
         sig = self._signature(bs)
-        rates = self.rate_cache.get(sig) if sig is not None else None
-        if rates is None:
+        hit = self.rate_cache.get(sig) if sig is not None else None
+        if hit is None:
             sizes = [len(b.remaining) for b in bs]
             base = np.cumsum([0] + sizes[:-1])
             row = np.concatenate([b.row + o for b, o in zip(bs, base, strict=True)])
@@ -299,15 +315,22 @@ class Fabric:
             rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
             self.solves += 1
             self.solved_flows += int(sum(sizes))
+            hit = (rates, bool(np.isfinite(rates).all()), bool((rates > 0).all()))
             if sig is not None:
-                self.rate_cache[sig] = rates
+                self.rate_cache[sig] = hit
+        rates, finite, positive = hit
         off = 0
         for bid, b in zip(comp, bs, strict=True):
-            b.rate = rates[off:off + len(b.remaining)]
-            off += len(b.remaining)
+            n = len(b.remaining)
+            b.rate = rates[off:off + n]
+            b.finite = finite
+            off += n
             b.version += 1
-            with np.errstate(divide="ignore"):
-                b.next_t = now + max(float(np.min(b.remaining / b.rate)), 0.0)
+            if positive:
+                b.next_t = now + max(float((b.remaining / b.rate).min()), 0.0)
+            else:
+                with np.errstate(divide="ignore"):
+                    b.next_t = now + max(float((b.remaining / b.rate).min()), 0.0)
             heapq.heappush(self._heap, (b.next_t, bid, b.version))
 
     @staticmethod
@@ -319,26 +342,44 @@ class Fabric:
             return None
         return tuple((b.key, None if b.ids is None else b.ids.tobytes()) for b in bs)
 
-    def _stale(self, entry: tuple[float, int, int]) -> bool:
-        b = self.batches.get(entry[1])
-        return b is None or b.version != entry[2]
+    def _on_wake(self, gen: int):
+        """The callback of a timer or wake-up sent by step ``gen``."""
+        def fire(_event) -> None:
+            if gen != self._gen or self._fired:
+                return                            # stale, or this step already woke
+            self._fired = True
+            if self._idle:
+                self._step(None)
+            else:                                 # through the condition, as any_of does
+                _call(self.env, self._step)
+        return fire
 
-    def _run(self) -> Generator:
-        env = self.env
-        while True:
-            now = env.now
-            touched, freed = self._finish_due(now)
-            touched.update(self._new)
-            self._new = []
-            if touched or freed:
-                comp = self._component(touched, freed)
-                if comp:
-                    self._solve(comp, now)
-            self._wake = env.event()
-            while self._heap and self._stale(self._heap[0]):
-                heapq.heappop(self._heap)
-            if not self._heap:
-                yield self._wake
-                continue
-            dt = max(self._heap[0][0] - now, 0.0)
-            yield env.any_of([env.timeout(dt), self._wake])
+    def _step(self, _event) -> None:
+        now = self.env.now
+        touched, freed = self._finish_due(now)
+        touched.update(self._new)
+        self._new = []
+        if touched or freed:
+            comp = self._component(touched, freed)
+            if comp:
+                self._solve(comp, now)
+        self._gen += 1
+        self._fired = False
+        heap, batches = self._heap, self.batches
+        while heap:
+            b = batches.get(heap[0][1])
+            if b is not None and b.version == heap[0][2]:
+                break
+            heapq.heappop(heap)                   # stale: retired or re-solved since
+        self._idle = not heap
+        if heap:
+            timer = self.env.timeout(max(heap[0][0] - now, 0.0))
+            timer.callbacks.append(self._on_wake(self._gen))
+
+
+def _call(env: simpy.Environment, fn, priority=NORMAL) -> None:
+    """Run ``fn(event)`` when the environment reaches the event scheduled now."""
+    ev = simpy.Event(env)
+    ev._ok, ev._value = True, None
+    ev.callbacks.append(fn)
+    env.schedule(ev, priority)

@@ -75,8 +75,9 @@ class FlowNetwork:
         self._phases: dict[int, list] = {}          # flow plans (incidence lists) per plan id
         self._plan_ids: dict[tuple, int] = {}       # (kind, bytes, ranks, algorithm) -> id
         self._op_plans: dict[int, tuple] = {}       # id(op) -> (op, (choice, plan id, key))
+        self._p2p_plans: dict[tuple, tuple | None] = {}   # (src, dst, bytes) -> the same
         self._siblings: dict[tuple, list] = {}
-        self._rate_cache: dict[tuple, np.ndarray] = {}
+        self._rate_cache: dict[tuple, tuple] = {}    # sim/network/fabric.py: rates and flags
         self._vertex_rank: np.ndarray | None = None
         self._last_fabric: tuple | None = None
 
@@ -92,13 +93,13 @@ class FlowNetwork:
                           max_channels=self.tuner.max_channels, arch=self.tuner.arch)
         net.tuner._spb = self.tuner._spb     # contention-free time per byte: topology only
         net._fabrics, net._times, net._choices, net._last_fabric = {}, {}, {}, None
-        net._op_plans = {}
+        net._op_plans, net._p2p_plans = {}, {}
         return net
 
     def set_simulated_ranks(self, ranks: Iterable[int] | None) -> None:
         self._simulated = None if ranks is None else frozenset(ranks)
         for cache in (self._times, self._phases, self._plan_ids, self._op_plans, self._siblings,
-                      self._rate_cache):
+                      self._rate_cache, self._p2p_plans):
             cache.clear()
 
     def choose(self, kind: str, nbytes: float, group: CommGroup) -> Choice:
@@ -170,7 +171,10 @@ class FlowNetwork:
             yield fabric.start(row, links, nbytes * wf, weight, coef, (pid, i), ulinks)
 
     def p2p(self, env: simpy.Environment, src: int, dst: int, nbytes: float) -> Generator:
-        plan = self._plan("sendrecv", nbytes, CommGroup((src, dst)))
+        key = (src, dst, nbytes)            # every microbatch sends the same transfers
+        plan = self._p2p_plans.get(key, self)
+        if plan is self:
+            plan = self._p2p_plans[key] = self._plan("sendrecv", nbytes, CommGroup((src, dst)))
         if plan is not None:
             yield from self._transfer(env, *plan)
 
@@ -223,10 +227,19 @@ class FlowNetwork:
         moved = [(rank_of[a[0]], rank_of[a[1]]) for (a,) in arrays]
         movable = all((r >= 0).all() for pair in moved for r in pair)
         g, dom, gv = np.asarray(ranks), self.topology.domain, self.topology.gpu_vertex
-        for sib in self.siblings(ranks):
-            off = sib[0] - ranks[0]
-            shift = (g + off) // dom - g // dom
-            if movable and (shift == shift[0]).all():
+        sibs = self.siblings(ranks)
+        offs = np.array([sib[0] for sib in sibs], np.int64) - ranks[0]
+        shift = (g[None, :] + offs[:, None]) // dom - (g // dom)[None, :]
+        if movable and len(sibs) and (shift == shift[:, :1]).all():
+            # Every sibling is the group moved: all of them at once, sibling by sibling.
+            for i, (ru, rv) in enumerate(moved):
+                u, v, salt, size = arrays[i][0]
+                arrays[i].append((gv[(ru[None, :] + offs[:, None]).ravel()],
+                                  gv[(rv[None, :] + offs[:, None]).ravel()],
+                                  np.tile(salt, len(sibs)), np.tile(size, len(sibs))))
+            sibs, offs, shift = [], offs[:0], shift[:0]
+        for sib, off, sh in zip(sibs, offs.tolist(), shift, strict=True):
+            if movable and (sh == sh[0]).all():
                 for i, (ru, rv) in enumerate(moved):
                     u, v, salt, size = arrays[i][0]
                     arrays[i].append((gv[ru + off], gv[rv + off], salt, size))

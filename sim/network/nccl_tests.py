@@ -4,8 +4,7 @@ algorithm and bus bandwidth NCCL's tuner would pick (``clustersim collective``).
 from __future__ import annotations
 
 import re
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from hw_models import catalog
 from hw_models.errors import ClusterSimError
@@ -14,6 +13,9 @@ from sim.network.analytical import ClusterLayout, bus_factor
 from sim.network.flow import FlowNetwork
 from sim.progress import progress
 from workloads.graph import CommGroup
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "reduce",
        "sendrecv")
@@ -39,6 +41,7 @@ def sweep(system: str, nodes: int, gpus: int | None, op: str, algo: str | None,
     """nccl-tests' table for ``op`` over ``gpus`` GPUs (default: all) of ``nodes`` nodes of
     ``system``, sizes doubling from ``min_bytes`` to ``max_bytes``; ``algo``/``proto`` force
     NCCL_ALGO/NCCL_PROTO, ``network`` overrides the scenario's network keys."""
+    import pandas as pd
     if op not in OPS:
         raise ClusterSimError(f"unknown op {op!r}; allowed: {', '.join(OPS)}")
     if min_bytes > max_bytes:

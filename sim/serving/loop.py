@@ -14,6 +14,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from sim.progress import Quiet, progress
+from sim.serving.fast_forward import decode_run
 from sim.serving.iteration import IterationModel
 from workloads.inference.ops import Shape
 from workloads.inference.requests import Request
@@ -57,6 +58,10 @@ class ServingLoop:
         self._heap: list = []
         self._seq = itertools.count()
         self._bar = Quiet()
+        # Runs of decode-only iterations are played in one go where that is exact
+        # (sim/serving/fast_forward.py); False plays every iteration through the scheduler.
+        self.fast_forward = scheduler.name == "vllm" and all(r.role == "both" for r in replicas)
+        self._arrivals = 0
 
     def push(self, t: float, kind: int, obj) -> None:
         heapq.heappush(self._heap, (t, kind, next(self._seq), obj))
@@ -64,6 +69,7 @@ class ServingLoop:
     def run(self, requests: list[Request]) -> ServingLog:
         for req in requests:
             self.push(req.arrival, ARRIVAL, req)
+        self._arrivals = len(requests)
         with progress(total=len(requests), desc="serving", unit="request",
                       quiet=len(requests) < PROGRESS_FROM) as self._bar:
             self._play()
@@ -88,6 +94,7 @@ class ServingLoop:
     def handle(self, t: float, kind: int, obj) -> Replica:
         """Apply one event to the queues; returns the replica it concerns."""
         if kind == ARRIVAL:
+            self._arrivals -= 1
             rep = self.router.pick()
             obj.replica = rep.index
             rep.waiting.append(obj)
@@ -97,13 +104,20 @@ class ServingLoop:
             rep.waiting.append(req)
         else:
             rep, batch = obj
-            self.finish(rep, batch, t)
+            if batch is not None:        # None: the end of a fast-forwarded decode run
+                self.finish(rep, batch, t)
             rep.busy = False
         return rep
 
     def kick(self, rep: Replica, t: float) -> None:
         if rep.busy:
             return
+        if self.fast_forward and not self._arrivals:
+            end = decode_run(self, rep, t)
+            if end is not None:
+                rep.busy = True
+                self.push(end, DONE, (rep, None))
+                return
         batch = self.scheduler.next_batch(rep)
         if batch is None:
             return

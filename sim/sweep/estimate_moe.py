@@ -8,8 +8,8 @@ sim.costs. Expert gradients reduced over expert-data-parallel add to the stage's
 
 from __future__ import annotations
 
+from workloads import fp8, moe_parallel, moe_training
 from workloads import moe as spec
-from workloads import moe_parallel, moe_training
 from workloads.graph import Collective, CommGroup
 from workloads.layers import LayerContext, embedding_backward, embedding_forward
 from workloads.moe_layers import layer_backward_at, layer_forward_at, layer_recompute_at
@@ -18,6 +18,8 @@ from workloads.parallel import ParallelPlan
 
 def _time(est, ops, overlap: bool) -> float:
     comp = ep = 0.0
+    if est.options.fp8_recipe:
+        ops = fp8.rewrite(list(ops), est.options.fp8_recipe, est.options.fp8_fused_amax)
     for op in ops:
         t = est.costs.uncached_time(op)
         if isinstance(op, Collective) and op.group.dim == "ep":

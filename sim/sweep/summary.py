@@ -62,7 +62,7 @@ def plan_label(r: pd.Series) -> str:
                 f"tp{int(r.tp)} pp{int(r.pp)} off-policy {int(r.off_policy_steps)}")
     pl = "" if r.get("pipeline_layers") is None else " uneven"
     axes = "".join(f" {k[5:].split('.')[-1]}={v}" for k, v in r.items()
-                   if k.startswith("axis.") and k != "axis.cluster.pools")
+                   if k.startswith("axis.") and not k.startswith("axis.cluster.pools"))
     if isinstance(r.get("pool_mix"), str):
         axes += f" pools {r['pool_mix']}"
     tpo = r.get("tp_comm_overlap")
@@ -71,8 +71,15 @@ def plan_label(r: pd.Series) -> str:
         " offload-opt" if _set(r.get("offload_optimizer")) else "")
     ep = r.get("ep")
     moe = f" ep{int(ep)} etp{int(r.get('etp'))}" if ep is not None and ep == ep and ep > 1 else ""
-    return (f"tp{r.tp} pp{r.pp} dp{r.dp} vpp{r.vpp}{moe} mb{r.micro_batch} {r.recompute}"
-            f"{' sp' if r.sequence_parallel else ''} zero{r.zero}{pl}{extra}{axes}")
+    tp, pp, dp, vpp, mb, zero = (_whole(r.get(k)) for k in ("tp", "pp", "dp", "vpp",
+                                                             "micro_batch", "zero"))
+    return (f"tp{tp} pp{pp} dp{dp} vpp{vpp}{moe} mb{mb} {r.recompute}"
+            f"{' sp' if r.sequence_parallel else ''} zero{zero}{pl}{extra}{axes}")
+
+
+def _whole(v):
+    """A plan number as an integer (a column with infeasible rows holds floats)."""
+    return int(v) if isinstance(v, float) and v == v and v.is_integer() else v
 
 
 def _set(value) -> bool:

@@ -29,3 +29,15 @@ def test_h100_node_power_near_the_metered_nodes():
     # within 15% of the compute-intensive mean, never above the measured maximum
     assert abs(row["err_pct"]) < 15
     assert row["node_kw_sim"] <= row["node_kw_max_pub"] + 1e-9
+
+
+def test_mlperf_metered_lora_node_is_reported():
+    from calibration.validate_energy import node_power, node_table
+    row = node_power()
+    # SMC's MLPerf Training v4.0 run: 11,769,962 J DC over 29.10069 min on one node
+    assert row["node_kw_mlperf_pub"] == pytest.approx(11_769_962 / (29.10069 * 60) / 1e3, rel=1e-3)
+    assert row["mlperf_err_pct"] == pytest.approx(100 * (row["node_kw_sim"] / 6.741 - 1))
+    # full training of a dense model on an air-cooled DGX draws more than a LoRA fine-tune
+    # (no weight gradients of the frozen base) on an immersion-cooled node without fans
+    assert row["node_kw_sim"] > row["node_kw_mlperf_pub"]
+    assert "MLPerf Training v4.0" in node_table(row)

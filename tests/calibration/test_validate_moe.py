@@ -13,6 +13,7 @@ def table():
     return run()
 
 
+@pytest.mark.slow
 def test_every_row_predicted_or_skipped_with_a_reason(table):
     assert len(table) == 144
     done = table[table.skipped == ""]
@@ -21,14 +22,17 @@ def test_every_row_predicted_or_skipped_with_a_reason(table):
     assert {"H100", "B200", "GB200"} <= set(done.gpu) <= {"H100", "B200", "GB200", "B300", "GB300"}
 
 
+@pytest.mark.slow
 def test_accuracy_does_not_regress(table):
-    """Guards the level measured when this validation was built (H100 16.9%, B200 / GB200
-    32.6%); the issue's targets are 10% and 15% and are not met (docs/moe.md says why)."""
+    """Guards the measured level (H100 6.1%, B200 / GB200 26.0%, with the context-parallel
+    rows and the FP8 recipes' kernels on the expert GEMMs); the Blackwell target (15%) is
+    not met (docs/moe.md says why)."""
     s = summary(table)
-    assert s["predicted"] >= 68          # B300 / GB300 rows join when the catalog has them
-    assert s["median_abs_error_pct_h100"] < 20
+    assert s["predicted"] >= 133          # only the rows the csv flags stay skipped
+    assert not table.skipped.str.contains("context parallelism").any()
+    assert s["median_abs_error_pct_h100"] < 8
     done = table[(table.skipped == "") & table.gpu.isin(["B200", "GB200"])]
-    assert done.error_pct.abs().median() < 35
+    assert done.error_pct.abs().median() < 30
 
 
 def test_serving_rows():

@@ -37,3 +37,14 @@ def test_response_median_reproduces_the_published_mean_length():
 def test_parallel_lists_are_read_as_published():
     assert validate_rl._ints("[TP,CP,EP,PP,VPP]=[2,1,8,1,n/a]") == [2, 1, 8, 1]
     assert validate_rl._ints("[TP,PP]=[32,1]") == [32, 1]
+
+
+def test_training_plans_follow_the_rows_and_recipes():
+    # 7 numbers under a 5-name header (the Llama 3.1 8B rows): the sixth is the pipeline
+    # size, as grpo-llama3.1-8b-instruct-2n8g.yaml sets it (2); 5-entry lists as published.
+    assert validate_rl.train_plan("[TP,CP,EP,PP,VPP]=[1,1,1,1,1,2,n/a]") == (1, 1, 1, 2)
+    assert validate_rl.train_plan("[TP,CP,EP,PP,VPP]=[2,2,16,8,n/a]") == (2, 2, 16, 8)
+    # Uneven pipelines: the recipe's first / last stage, the rest split evenly.
+    assert validate_rl.stage_layers("deepseek-v3", 16) == [3] + [4] * 14 + [2]
+    assert validate_rl.stage_layers("qwen3-235b-a22b", 8) == [11] + [12] * 6 + [11]
+    assert sum(validate_rl.stage_layers("qwen3-235b-a22b", 4)) == 94

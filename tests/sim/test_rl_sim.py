@@ -72,11 +72,15 @@ def test_colocated_sync_and_offload_bytes_by_hand(colocated):
     assert m.params / sys_.scale_up_bw < t < 3 * m.params / sys_.scale_up_bw
     # Onload and offload of 16-bit weights + fp32 master and Adam moments sharded over dp 4
     # (ZeRO-1), per GPU of TP2; the frozen reference is loaded (16-bit), not written back.
+    # The sleeping rollout engine (TP1, vLLM sleep level 1) copies its whole bf16 weights to
+    # the host and back.
     p = m.params / 2
     states = p * 2 + p * 12 / 4
+    engine = m.params * 2
     host = storage.host_link("h100-sxm").bw
     assert colocated.extra["offload_bytes_per_gpu"] == pytest.approx(states, rel=1e-5)
-    assert colocated.metrics["offload_s"] == pytest.approx((2 * states + p * 2) / host, rel=1e-5)
+    assert colocated.metrics["offload_s"] == pytest.approx(
+        (2 * states + p * 2 + 2 * engine) / host, rel=1e-5)
 
 
 def test_off_policy_one_hides_the_shorter_phase():
@@ -222,3 +226,38 @@ def test_moe_policy_with_expert_parallel_rollout_and_training():
     # Experts split the matrices: a rollout GPU needs half the bf16 weights (ep 2); the one
     # whose eighth (training ep 8) lies outside that half receives all of it.
     assert res.extra["sync_bytes_per_gpu"] == pytest.approx(m.params * 2 / 2)
+
+
+def test_train_pass_with_context_parallelism():
+    # cp 2 splits each 1024-token row over two GPUs, so dp = 8 / (tp 2 x cp 2) = 2; each of
+    # the two optimizer steps (4 packed rows) is one iteration of the training simulator
+    # with that plan. The distributed optimizer shards over dp x cp = 4, as without cp.
+    train = {"global_batch": 8, "parallel": {"tp": 2, "cp": 2}, "max_seq_len": 1024}
+    res = simulate_rl(make(response_len=256, train=train))
+    one = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
+        "kind": "training", "model": "llama3-8b", "seq_len": 1024, "global_batch": 4,
+        "micro_batch": 1, "precision": "bf16", "parallel": {"tp": 2, "cp": 2, "zero": 1},
+        "recompute": "selective"}})
+    t_one = simulate(one, band=False).iteration_time_s
+    assert res.metrics["passes"]["policy_train"] == pytest.approx(2 * t_one, rel=1e-9)
+    p = resolve("llama3-8b").params / 2
+    assert res.extra["offload_bytes_per_gpu"] == pytest.approx(p * 2 + p * 12 / 4, rel=1e-5)
+
+
+def test_rollout_tensor_parallel_over_two_nodes():
+    # tp 16 on DGX H100 spans two NVLink domains (vLLM multi-node TP): one replica of 16
+    # GPUs, whose generation is the serving simulator's with that plan.
+    sc = make(rollout={"parallel": {"tp": 16}, "kv_cache": {"gpu_memory_utilization": 0.6}},
+              placement={"rollout_gpus": 16, "train_gpus": 8},
+              train={"global_batch": 8, "parallel": {"tp": 8}, "max_seq_len": 1024})
+    data = sc.model_dump(mode="json", exclude_none=True)
+    data["cluster"]["nodes"] = 3
+    res = simulate_rl(scenario.Scenario(**data))
+    assert res.extra["rollout_replicas"] == 1
+    inf = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": {
+        "kind": "inference", "model": "llama3-8b", "precision": "bf16", "replicas": 1,
+        "parallel": {"tp": 16}, "kv_cache": {"gpu_memory_utilization": 0.6},
+        "requests": {"count": 16, "arrival": "burst", "prompt_len": 128,
+                     "output_len": {"dist": "uniform", "low": 32, "high": 512}, "seed": 0}}})
+    assert res.metrics["generation_s"] == pytest.approx(
+        simulate_inference(inf).requests.finish_s.max(), rel=1e-12)

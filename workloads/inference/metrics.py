@@ -8,10 +8,14 @@ goodput counts requests meeting both SLOs (DistServe's definition).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from workloads.inference.requests import Request
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def stats_ms(x: np.ndarray) -> dict[str, float]:
@@ -22,6 +26,7 @@ def stats_ms(x: np.ndarray) -> dict[str, float]:
 
 
 def request_frame(reqs: list[Request]) -> pd.DataFrame:
+    import pandas as pd
     df = pd.DataFrame({
         "id": [r.id for r in reqs], "arrival_s": [r.arrival for r in reqs],
         "prompt_len": [r.prompt for r in reqs], "output_len": [r.output for r in reqs],
@@ -38,7 +43,8 @@ def request_frame(reqs: list[Request]) -> pd.DataFrame:
 
 def summarize(reqs: list[Request], df: pd.DataFrame, ttft_slo_ms: float,
               tpot_slo_ms: float) -> dict[str, object]:
-    tbt = np.fromiter((g for r in reqs for g in r.tbt), float)
+    # Every token gap, request by request (one C-level conversion per request's list).
+    tbt = np.concatenate([np.asarray(r.tbt, float) for r in reqs] or [np.empty(0)])
     start, end = float(df.arrival_s.min()), float(df.finish_s.max())
     span = max(end - start, 1e-12)
     ok = (df.ttft_s * 1e3 <= ttft_slo_ms) & (df.tpot_s * 1e3 <= tpot_slo_ms)

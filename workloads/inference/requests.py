@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hw_models.errors import ClusterSimError
@@ -145,6 +144,7 @@ def generate(cfg: RequestsConfig, rng: np.random.Generator, max_context: int) ->
 
 
 def load_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import pandas as pd
     path = Path(path)
     if not path.is_file():
         raise ClusterSimError(f"requests.trace {str(path)!r} does not exist")

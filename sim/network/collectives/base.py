@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from hw_models.errors import ClusterSimError
+from hw_models.mesh_rings import mesh_rings, ring_starts
 from hw_models.topology import Topology
 
 Flow = tuple[int, int, float, int]
@@ -54,10 +55,21 @@ class CollCtx:
         """Ranks per domain (max, groups are normally balanced)."""
         return max(len(d) for d in self.domains)
 
+    @cached_property
+    def mesh_rings(self) -> tuple[tuple[int, ...], ...]:
+        """On a full-mesh scale-up domain, the link-disjoint rings over one domain's
+        ranks (local indices, hw_models/mesh_rings.py); empty on switched fabrics."""
+        if not getattr(self.topo, "full_mesh", False) or self.local < 2:
+            return ()
+        return mesh_rings(self.local)
+
     @property
     def channels(self) -> int:
-        """Across domains one channel per local rank (each drives its own NIC/rail)."""
-        return max(1, min(self.max_channels, self.local)) if self.n_domains > 1 else 1
+        """Across domains one channel per local rank (each drives its own NIC/rail); inside
+        one full-mesh domain one channel per link-disjoint ring (RCCL's xGMI rings)."""
+        if self.n_domains > 1:
+            return max(1, min(self.max_channels, self.local))
+        return max(1, len(self.mesh_rings))
 
 
 @dataclass(frozen=True)
@@ -94,10 +106,18 @@ def get(name: str) -> Algorithm:
 
 def ring_order(ctx: CollCtx, c: int) -> list[int]:
     """Channel c's ring: rotated by c inside each domain, every other domain reversed, so
-    the ring leaves one domain and enters the next at the same local index (same rail)."""
+    the ring leaves one domain and enters the next at the same local index (same rail).
+    On a full mesh the path inside a domain follows the channel's own disjoint ring
+    (``CollCtx.mesh_rings``), entered where no other channel enters or leaves
+    (``ring_starts``), so every channel keeps its own NIC."""
+    rings = ctx.mesh_rings
     order: list[int] = []
     for d, ranks in enumerate(ctx.domains):
         k = len(ranks)
-        rot = [ranks[(c + i) % k] for i in range(k)]
+        mesh = bool(rings) and len(rings[0]) == k
+        cyc = rings[c % len(rings)] if mesh else tuple(range(k))
+        start = ring_starts(k, ctx.channels)[c] if mesh else c % k
+        at = cyc.index(start)
+        rot = [ranks[cyc[(at + i) % k]] for i in range(k)]
         order += rot[::-1] if d % 2 else rot
     return order
