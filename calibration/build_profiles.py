@@ -17,6 +17,7 @@ Inputs (calibration/reference/, each with its source in its header or README):
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from importlib import resources
 from pathlib import Path
@@ -47,6 +48,28 @@ def _csv(rel: str) -> pd.DataFrame:
 def _sha(rel: str) -> dict[str, str]:
     return {"path": f"calibration/reference/{rel}",
             "sha256": hashlib.sha256((REF / rel).read_bytes()).hexdigest()}
+
+
+MEASURED = REF.parent / "measured"
+STEP_LOGS = ("h100/gpu_steps.json", "h100/gpu_steps_compiled.json")
+
+
+def _sha_measured(rel: str) -> dict[str, str]:
+    return {"path": f"calibration/measured/{rel}",
+            "sha256": hashlib.sha256((MEASURED / rel).read_bytes()).hexdigest()}
+
+
+def step_variability(logs: tuple[str, ...] = STEP_LOGS) -> dict[str, float]:
+    """Run-to-run spread of one GPU's training step: the pooled coefficient of variation
+    (root mean square over the runs of each run's sample std / mean) of the repeated step
+    times that benchmarks/gpu_step.py recorded on one H100 (6 GPT shapes, eager and
+    torch.compile, 10 steps each after warm-up)."""
+    cvs = []
+    for rel in logs:
+        for row in json.loads((MEASURED / rel).read_text())["rows"]:
+            steps = np.asarray(row["steps_s"], float)
+            cvs.append(steps.std(ddof=1) / steps.mean())
+    return {"step_cv": round(float(np.sqrt(np.mean(np.square(cvs)))), 5)}
 
 
 def memory_eff(column: str, gpu: catalog.GPUSpec) -> float:
@@ -207,10 +230,24 @@ FLOORS_NOTE = (f"memory_ops norm/elementwise/embedding: fixed cost per kernel cl
                f"Vidur's operator times at <= {SMALL_TOKENS} tokens (bandwidth fixed by STREAM).")
 
 
+VARIABILITY_NOTE = ("variability.step_cv: pooled run-to-run coefficient of variation of the "
+                    "training steps timed on one H100 (calibration/measured/h100/gpu_steps*.json"
+                    "); a synchronous job waits for its slowest GPU (sim.setup.paced_compute).")
+
+
+def with_variability(prof: dict, note: str) -> dict:
+    """``prof`` with the step-time spread of the step logs (with their hashes) and ``note``."""
+    prof["quality"]["notes"].append(note)
+    prof["variability"] = step_variability() | {
+        "inputs": [_sha_measured(rel) for rel in STEP_LOGS]}
+    return prof
+
+
 def build_a100() -> dict:
     gpu = catalog.gpu("a100-80gb")
     bw_eff = memory_eff("a100_80gb", gpu)
     colls = a100_collectives()
+    # No variability section: there is no A100 step log in the repository (docs/accuracy.md).
     return _profile(
         "a100", "a100-80gb",
         ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
@@ -229,7 +266,7 @@ def build_h100() -> dict:
     bw_eff = memory_eff("h100", gpu)
     colls = h100_collectives()
     colls["network"] = a100_collectives()["network"]
-    return _profile(
+    prof = _profile(
         "h100", "h100-sxm",
         ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
          "collectives/dgx_h100_all_reduce_nvls.csv", "vidur/network/h100_dgx_send_recv.csv",
@@ -245,6 +282,7 @@ def build_h100() -> dict:
          "nvlink.p2p fitted on vidur/network/h100_dgx_send_recv.csv (2 GPUs of one node, "
          ">= 1 MiB).", FLOORS_NOTE],
         memory_ops_floors("h100", gpu, bw_eff))
+    return with_variability(prof, VARIABILITY_NOTE)
 
 
 def system_variant(a100: dict, name: str, inputs: list[str], note: str) -> dict:

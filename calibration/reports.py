@@ -98,7 +98,7 @@ def schedules(band: bool = False) -> Report:
 
 
 def dense(band: bool = False) -> Report:
-    """Megatron-LM's H100 weak-scaling table, its Llama 3 FP8 table, AutoModel FSDP2."""
+    """Megatron-LM's Llama 3 FP8 table and AutoModel FSDP2 (weak scaling: megatron-h100)."""
     from calibration.validate_dense import rows, summarize
     result = rows(band)
     s = summarize(result)

@@ -8,8 +8,10 @@ TP and PP communication (--overlap-grad-reduce, --overlap-param-gather,
 runs: bf16 (the MFU basis is the bf16 peak), micro batch 1, the distributed optimizer
 (required by --overlap-param-gather; ``zero: 1``) with fp32 gradient reduction, sequence
 parallelism with TP, no activation recompute, FlashAttention, GELU MLP of 4h, the
-non-interleaved 1F1B schedule. TP communication overlap (userbuffers) is not modelled:
-TP collectives stay on the critical path. The published metric is Megatron's model
+non-interleaved 1F1B schedule. --tp-comm-overlap is modelled as ``tp_comm_overlap: ring``
+(Megatron's userbuffers: each sequence-parallel all-gather / reduce-scatter pipelined
+with its GEMM in tp chunks, workloads/stage_ops.py); the TP=1 row has nothing to overlap.
+The published metric is Megatron's model
 FLOPs, 72 B s L h^2 (1 + s/(6h) + V/(12 L h)) per iteration (``model_flops``), divided
 by the step time.
 """
@@ -50,7 +52,8 @@ def scenario_for(r) -> dict:
                          "global_batch": int(r.global_batch_seqs), "micro_batch": 1,
                          "precision": "bf16",
                          "parallel": {"tp": tp, "pp": int(r.pp), "sequence_parallel": tp > 1,
-                                      "zero": 1},
+                                      "zero": 1,
+                                      "tp_comm_overlap": "ring" if tp > 1 else "none"},
                          "recompute": "none", "attention": "flash",
                          "overlap_grad_reduce": True, "overlap_param_gather": True},
             "sim": {"fidelity": "analytical"}}

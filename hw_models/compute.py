@@ -5,7 +5,11 @@ The cost model is ``time(...) -> seconds``; it knows shapes and bytes, not graph
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 from hw_models.catalog import GPUSpec
 from hw_models.profile import Profile
@@ -34,6 +38,27 @@ def wave_factor(m, n, sms: int, tile_m: int, tile_n: int, wave_exp: float):
         return 1.0
     w = -(-m // tile_m) * -(-n // tile_n) / sms
     return (-(-w // 1) / w) ** wave_exp
+
+
+@lru_cache(maxsize=256)
+def expected_max_normal(n: int) -> float:
+    """E[max of n independent standard normal draws]: the integral of x n phi(x) Phi(x)^(n-1)
+    on a fine grid (n = 1: 0; n = 2: 1/sqrt(pi))."""
+    if n <= 1:
+        return 0.0
+    x = np.linspace(-12.0, 12.0, 48001)
+    phi = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+    f = x * n * phi * cdf ** (n - 1)
+    return float(np.sum((f[1:] + f[:-1]) * 0.5 * np.diff(x)))
+
+
+def slowest_of(n: int, cv: float) -> float:
+    """Expected compute time of the slowest of ``n`` GPUs over the mean one, when each GPU's
+    step time varies independently with coefficient of variation ``cv`` (normal): a
+    synchronous job (TP, PP and DP all wait for their peers) runs at the pace of its
+    slowest member, 1 + cv E[max of n standard normals]."""
+    return 1.0 + cv * expected_max_normal(n) if cv > 0 and n > 1 else 1.0
 
 
 @dataclass(frozen=True)

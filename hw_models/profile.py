@@ -65,6 +65,14 @@ class MemoryCurve(_P):
     launch_us: float = Field(ge=0)
 
 
+class Variability(_P):
+    """Run-to-run spread of one GPU's training step (coefficient of variation of repeated
+    step times, measured): what makes a synchronous job of many GPUs wait for the slowest
+    (``hw_models.compute.slowest_of``). ``inputs``: the step logs it was computed from."""
+    step_cv: float = Field(ge=0, lt=0.5)
+    inputs: list[dict[str, str]] = []
+
+
 class CollectiveCurve(_P):
     latency_us: float = Field(ge=0)
     eff_max: float = Field(gt=0, le=1.5)  # >1 allowed for in-switch reduction (NVLS) vs link bw
@@ -107,6 +115,7 @@ class Profile(_P):
     quality: dict[str, Any] = {}
     uncertainty: dict[str, Any] = {}
     device_spec: DeviceSpec | None = None
+    variability: Variability | None = None
 
     def gemm_curve(self, dtype: str) -> GemmCurve:
         if dtype in self.gemm:

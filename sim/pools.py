@@ -28,12 +28,12 @@ import simpy
 
 from hw_models import catalog, profile
 from hw_models.catalog import SystemSpec
-from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from hw_models.profile import Profile
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.network.analytical import bus_factor, curve_time
+from sim.setup import paced_compute
 from workloads.graph import Collective, CommGroup
 
 
@@ -61,13 +61,14 @@ def make_pools(sc) -> list[Pool]:
     if len(set(names)) != len(names):
         raise ClusterSimError(f"cluster.pools: names must be unique, got {names}")
     out, first = [], 0
+    world = sum(p.nodes * catalog.system(p.system).gpus_per_node for p in sc.cluster.pools)
     for p in sc.cluster.pools:
         system = catalog.system(p.system)
         prof = profile.load(system.default_profile)
         layout = ClusterLayout(system, p.nodes, system.nic_gbps,
                                sc.cluster.network.oversubscription)
         net = _pool_network(sc, layout, prof)
-        costs = OpCosts(ComputeModel(system.gpu_spec, prof, sc.sim.speed_scale),
+        costs = OpCosts(paced_compute(system.gpu_spec, prof, sc.sim.speed_scale, world),
                         _Shifted(net, first))
         out.append(Pool(p.name, system, p.nodes, first, prof, net, costs))
         first += p.nodes * system.gpus_per_node

@@ -16,12 +16,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError, InfeasiblePlanError, OutOfMemoryError
 from sim.network.analytical import curve_time
 from sim.pools import Pool, make_pools, scale_out_curve
 from sim.serving.iteration import IterationModel
 from sim.serving.loop import DONE, ServingLoop, shape_of
+from sim.setup import paced_compute
 from workloads.inference import requests as req_mod
 from workloads.inference import schedulers
 from workloads.inference.kv_cache import PagedKVCache
@@ -97,7 +97,8 @@ def simulate_serving_pools(sc):
     placed = _placement(w, pools)
     model = resolve(w.model)
     its = {p.name: IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision,
-                                  ComputeModel(p.system.gpu_spec, p.profile, sc.sim.speed_scale),
+                                  paced_compute(p.system.gpu_spec, p.profile, sc.sim.speed_scale,
+                                                w.parallel.tp * w.parallel.pp),
                                   p.network) for p in pools}
     blocks = {p.name: _kv_blocks(w, its[p.name], p) for p in pools if p in placed}
     roles = (["prefill"] * w.disaggregation.prefill_replicas +

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from hw_models import catalog, profile
 from hw_models.catalog import GPUSpec, SystemSpec
-from hw_models.compute import ComputeModel
+from hw_models.compute import ComputeModel, slowest_of
 from hw_models.errors import ClusterSimError, ClusterSimWarning
 from hw_models.profile import Profile
 from sim.costs import OpCosts
@@ -141,6 +141,16 @@ def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.
     return AnalyticalNetwork(setup.layout, prof, bw_scale)
 
 
+def paced_compute(gpu: GPUSpec, prof: Profile, speed_scale: float, gpus: int) -> ComputeModel:
+    """The compute model of a synchronous group of ``gpus`` GPUs (a training job, a serving
+    replica): every kernel at the pace of the group's slowest GPU, 1 + cv E[max of gpus
+    normals] slower than the mean one, with the profile's measured step-time spread cv
+    (``variability.step_cv``; none: no spread). TP, pipeline and DP peers all wait for
+    each other, so one slow GPU paces all (docs/accuracy.md)."""
+    cv = prof.variability.step_cv if prof.variability else 0.0
+    return ComputeModel(gpu, prof, speed_scale / slowest_of(gpus, cv))
+
+
 def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = None,
                  network: Network | None = None) -> Engine:
     """An engine ready to play ``graph``: compute priced by the GPU model with ``prof``,
@@ -149,8 +159,8 @@ def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = Non
     prof = prof or setup.profile
     network = network or make_network(setup, prof)
     network.set_simulated_ranks(graph.simulated_ranks)
-    costs = OpCosts(ComputeModel(setup.gpu, prof, setup.scenario.sim.speed_scale), network,
-                    host_bw(setup.system))
+    costs = OpCosts(paced_compute(setup.gpu, prof, setup.scenario.sim.speed_scale,
+                                     setup.layout.world_size), network, host_bw(setup.system))
     # sim.ep_flows: MoE all-to-alls inside blocks played as flows (sim/block_flows.py)
     ep_flows = setup.scenario.sim.ep_flows and network.fidelity == "flow"
     return Engine(graph, costs, network, ("ep",) if ep_flows else ())

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from hw_models import profile
 from hw_models.catalog import SystemSpec
-from hw_models.compute import ComputeModel
 from hw_models.errors import OutOfMemoryError
 from hw_models.profile import Profile, band_profiles, load_residual_band
 from sim.band import Schedule, corner_time
@@ -20,7 +19,7 @@ from sim.checkpoint_contention import checkpoint_contention
 from sim.costs import OpCosts
 from sim.result import Columns, SimResult, breakdown, timeline_frame
 from sim.scenario import Scenario
-from sim.setup import Setup, build_engine, make_network, resolve_setup
+from sim.setup import Setup, build_engine, make_network, paced_compute, resolve_setup
 from workloads import memory, moe_training, training
 from workloads.graph import CommGroup
 from workloads.layers import LayerContext, layer_backward, layer_forward, layer_recompute
@@ -148,7 +147,8 @@ def band_times(setup: Setup, graph, prof: Profile, engine) -> tuple[float, float
         # A flow network lends the corner its topology, routes and flow plans.
         net = network.with_profile(corner) if hasattr(network, "with_profile") \
             else make_network(setup, corner)
-        costs = OpCosts(ComputeModel(setup.gpu, corner, setup.scenario.sim.speed_scale), net)
+        costs = OpCosts(paced_compute(setup.gpu, corner, setup.scenario.sim.speed_scale,
+                                         setup.layout.world_size), net)
         times.append(corner_time(schedule, graph, costs, net, network, engine.costs))
     return min(times), max(times)
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hw_models import profile
-from hw_models.compute import ComputeModel
 from hw_models.errors import InfeasiblePlanError, OutOfMemoryError
 from hw_models.jsonio import dumps
 from hw_models.profile import Profile
@@ -22,7 +21,7 @@ from sim.scenario import Scenario
 from sim.serving.iteration import IterationModel
 from sim.serving.loop import ServingLoop
 from sim.serving.moe_iteration import MoEIterationModel
-from sim.setup import resolve_cluster
+from sim.setup import paced_compute, resolve_cluster
 from workloads.inference import requests as req_mod
 from workloads.inference import schedulers
 from workloads.inference.kv_cache import PagedKVCache
@@ -116,7 +115,8 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     _check_plan(w, model, cl.layout.world_size, cl.layout.domain_gpus)
     # Serving is priced in closed form: iterations are cached by batch shape.
     network = AnalyticalNetwork(cl.layout, prof)
-    compute = ComputeModel(gpu, prof, sc.sim.speed_scale)
+    compute = paced_compute(gpu, prof, sc.sim.speed_scale,
+                            w.parallel.tp * w.parallel.pp * w.parallel.ep)
     # MoE / MLA / windowed models: per-kind layers, expert parallelism (docs/moe.md)
     it = IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision, compute, network) \
         if model.uniform else MoEIterationModel(

@@ -53,6 +53,9 @@ def plan_kwargs(p, gpus_per_node: int) -> dict:
     """ParallelPlan fields of the keys above (``p``: the scenario's ParallelConfig)."""
     from hw_models.errors import ClusterSimError
     ulysses = p.ulysses_size
+    if ulysses is not None and p.cp_kind != "hybrid":
+        raise ClusterSimError(f"workload.parallel.ulysses_size applies to cp_kind: hybrid, not "
+                              f"{p.cp_kind} (ulysses uses the whole CP group)")
     if p.cp_kind == "hybrid" and ulysses is None:   # Ulysses over the CP ranks of one node
         room = max(1, gpus_per_node // p.tp)
         ulysses = max(d for d in range(1, p.cp + 1) if p.cp % d == 0 and d <= room)

@@ -165,6 +165,9 @@ def _validate_schedule(plan: ParallelPlan) -> None:
     if kind in ("zb-v", "dualpipe", "dualpipev") and plan.vpp not in (1, 2):
         raise InfeasiblePlanError(f"schedule {kind} places 2 chunks per rank; vpp={plan.vpp} "
                                   "is not allowed with it (leave vpp at 1)")
+    if kind in ("gpipe", "zb-h1") and plan.vpp > 1:
+        raise InfeasiblePlanError(f"schedule {kind} runs one chunk per rank; vpp={plan.vpp} "
+                                  "is not allowed with it (interleaved or zb-v run chunks)")
     if kind in ("dualpipe", "dualpipev") and (m < 2 * p or m % 2):
         raise InfeasiblePlanError(f"schedule {kind} needs an even number of microbatches, at "
                                   f"least 2*pp = {2 * p}; got {m}")
@@ -182,6 +185,10 @@ def _validate_schedule(plan: ParallelPlan) -> None:
 
 
 def _validate_layers(plan: ParallelPlan, model: ModelSpec) -> None:
+    if plan.pipeline_layers is not None and (plan.embedding_in_split or plan.loss_in_split):
+        raise InfeasiblePlanError(
+            "account_for_embedding/loss_in_pipeline_split shape the even split; with "
+            "pipeline_layers the layers are given: set one or the other")
     per_stage = plan.pipeline_layers is not None and len(plan.pipeline_layers) != plan.pp
     if plan.schedule in ("zb-v", "dualpipe", "dualpipev") or plan.embedding_in_split \
             or plan.loss_in_split or per_stage:

@@ -184,7 +184,7 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
     for st in stages:
         for mb, c, step in steps[st.index]:
             src = _neighbour(plan, st.index, c, step)
-            if src is None or plan.pp == 1:
+            if src is None or src[0] == st.index:   # the turn of a V stays on its rank
                 continue
             op = SendRecv("recv", stages[src[0]].rank, nbytes, _tag(plan, mb, st.index, c, step))
             stream = _p2p_stream("recv", step, plan, src[0])
@@ -204,12 +204,12 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
     for k, (mb, c, step) in enumerate(steps):
         if k in merged:
             continue
-        deps = [recv.get((st.index, mb, c, step)), offload.before(mb, c, step)]
+        deps = [_input(recv, st, plan, mb, c, step), offload.before(mb, c, step)]
         if step in ("B", "I") and st.pipe.is_last(st.index, c):
             deps.append(st.node[(mb, c, "F")])     # loss gradient starts from the forward
         if k in pairs:      # an overlapped F&B pair starts when both inputs are there
             nmb, nc, nstep = steps[k + 1]
-            deps.append(recv.get((st.index, nmb, nc, nstep)))
+            deps.append(_input(recv, st, plan, nmb, nc, nstep))
             if _merge_pair(g, st, steps, k, deps, offload):
                 merged.add(k + 1)
                 continue
@@ -223,6 +223,21 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
             g.meta["overlap_pairs"].append((st.node[steps[k - 1]], st.node[(mb, c, step)]))
     if plan.effective_schedule in SPLIT_BACKWARD:
         _weights_ready(st, steps)
+
+
+def _input(recv: dict, st: _Stage, plan: ParallelPlan, mb: int, c: int, step: str) -> int | None:
+    """The node a step waits for: the receive from the neighbouring stage, or, at the turn
+    of a V (both stages on this rank), the rank's own earlier step."""
+    got = recv.get((st.index, mb, c, step))
+    src = _neighbour(plan, st.index, c, step)
+    if got is not None or src is None or src[0] != st.index:
+        return got
+    other = "I" if step == "B" else "B"
+    for key in ((mb, src[1], step), (mb, src[1], other)):
+        if key in st.node:
+            return st.node[key]
+    raise ValueError(f"pipeline order of stage {st.index} runs {step}{mb} of chunk {c} "
+                     f"before its input from chunk {src[1]}")
 
 
 def _add_step(g, plan: ParallelPlan, model, opts, st: _Stage, mb: int, c: int, step: str,

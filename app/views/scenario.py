@@ -97,7 +97,8 @@ def _widgets(data: dict) -> dict:
                            ("w_vpp", "Virtual stages (vpp)"), ("w_ep", "Expert parallel (ep, MoE)"),
                            ("w_etp", "Expert tensor parallel (etp, MoE)")):
             st.number_input(label, min_value=1, step=1, key=key)
-        st.selectbox("Schedule", ["1f1b", "interleaved", "gpipe"], key="w_schedule")
+        st.selectbox("Schedule", ["1f1b", "interleaved", "gpipe", "zb-h1", "zb-v", "dualpipe",
+                                  "dualpipev"], key="w_schedule")
         st.checkbox("Sequence parallel", key="w_sp")
         st.selectbox("ZeRO stage", [0, 1, 2, 3], key="w_zero")
     for key, (path, _) in FIELDS.items():

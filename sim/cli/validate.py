@@ -96,7 +96,7 @@ def schedules(format: Format = typer.Option(Format.table, "--format"), band: boo
 
 @validate_app.command("dense")
 def dense(format: Format = typer.Option(Format.table, "--format"), band: bool = _BAND) -> None:
-    """Megatron-LM's H100 weak-scaling table, its Llama 3 FP8 table, AutoModel FSDP2."""
+    """Megatron-LM's Llama 3 FP8 table and AutoModel FSDP2 (weak scaling: megatron-h100)."""
     from calibration import reports
     _emit(reports.dense(band), format)
 

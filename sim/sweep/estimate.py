@@ -31,11 +31,14 @@ from functools import lru_cache
 from hw_models.compute import ComputeModel
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
+from sim.setup import paced_compute
+from sim.sweep import estimate_schedules
 from workloads import memory
 from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
 from workloads.offload import OffloadOptions
 from workloads.parallel import ParallelPlan
+from workloads.pipeline import SPLIT_BACKWARD
 from workloads.stage_ops import build_stage_ops, local_context
 from workloads.training import (
     ADAM_BYTES_PER_PARAM,
@@ -56,6 +59,7 @@ class LayerTimes:
     emb_bwd: float
     head_fwd: float
     head_bwd: float
+    wgrad: float = 0.0  # the weight-gradient part of bwd (split-backward schedules)
 
 
 class Estimator:
@@ -86,7 +90,8 @@ class Estimator:
         return LayerTimes(
             fwd=self._block(ops.fwd), bwd=self._block(ops.bwd),
             emb_fwd=self._block(ops.emb_fwd), emb_bwd=self._block(ops.emb_bwd),
-            head_fwd=self._block(ops.head_fwd), head_bwd=self._block(ops.head_bwd))
+            head_fwd=self._block(ops.head_fwd), head_bwd=self._block(ops.head_bwd),
+            wgrad=self._block(ops.bwd_weight))
 
     def _times(self, plan: ParallelPlan) -> LayerTimes:
         from dataclasses import replace
@@ -128,10 +133,13 @@ class Estimator:
             bwd[0] += lt.emb_bwd
             fwd[-1] += lt.head_fwd
             bwd[-1] += lt.head_bwd
+            estimate_schedules.place_heads(plan, fwd, bwd, lt)
+            wgrad = [n * lt.wgrad for n in layers]
             layer_bwd = [lt.bwd] * p
         else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
             from sim.sweep import estimate_moe
             fwd, bwd, layer_bwd = estimate_moe.stage_times(self, plan)
+            wgrad = [0.0] * p           # not split: the split schedules' bubble from above
             lt = None
         zero3 = plan.zero >= 3 and plan.dp > 1
         if zero3:
@@ -139,13 +147,16 @@ class Estimator:
                            strict=True)
         per_stage = [f + b for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
-        t_pipe = m * worst + (sum(per_stage) - worst) / v
+        if plan.effective_schedule in SPLIT_BACKWARD:
+            t_pipe = estimate_schedules.pipe_time(plan, list(fwd), list(bwd), wgrad)
+        else:
+            t_pipe = m * worst + (sum(per_stage) - worst) / v
         if lt is not None:
             t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
                                         p2p_bytes(self.model, plan))
-            t_pipe += 2 * (p * v - 1) * hop
+            t_pipe += 2 * (plan.pipeline(self.model.layers).stages - 1) * hop
         # Stage s finishes its last backward about s chunk-backwards before stage 0.
         tail = max(self._stage_tail(plan, s, bwd[s] / v, layer_bwd[s], per_stage[s] * m - fwd[s] / v,
                                     offload, fwd[s])
@@ -222,6 +233,7 @@ class Estimator:
 def from_setup(setup) -> Estimator:
     """An estimator for the cluster and model of a resolved scenario (sim.setup.Setup)."""
     sc = setup.scenario
-    compute = ComputeModel(setup.gpu, setup.profile, sc.sim.speed_scale)
+    compute = paced_compute(setup.gpu, setup.profile, sc.sim.speed_scale,
+                               setup.layout.world_size)
     return Estimator(setup.model, setup.layout, compute, setup.options, setup.gpu.hbm_bytes,
                      setup.profile)

@@ -12,11 +12,10 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from hw_models.compute import ComputeModel
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from sim import scenario as scenario_mod
 from sim.rl_sweep import evaluate_rl, is_rl
-from sim.setup import moe_options, resolve_cluster, training_options
+from sim.setup import moe_options, paced_compute, resolve_cluster, training_options
 from sim.simulate import simulate
 from sim.sweep import plans
 from sim.sweep.estimate import Estimator
@@ -75,7 +74,8 @@ class _Context:
         self.scenario = sc = scenario_mod.parse(data, "sweep point")
         cl = resolve_cluster(sc)
         system, w = cl.system, sc.workload
-        compute = ComputeModel(cl.gpu, cl.profile, sc.sim.speed_scale)
+        compute = paced_compute(cl.gpu, cl.profile, sc.sim.speed_scale,
+                                   cl.layout.world_size)
         model = resolve(w.model).with_seq_len(w.seq_len)
         opts = replace(training_options(w, cl.gpu), moe=moe_options(w, model, cl.layout))
         self.estimator = Estimator(model, cl.layout, compute, opts, cl.gpu.hbm_bytes, cl.profile)

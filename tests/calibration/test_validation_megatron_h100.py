@@ -25,3 +25,14 @@ def test_metric_is_megatrons_model_flops():
     assert model_flops(resolve(sc["workload"]["model"]), B * s) == pytest.approx(megatron, rel=1e-9)
     res = simulate(parse(sc), band=False)
     assert res.tflops_per_gpu == pytest.approx(megatron / res.iteration_time_s / 48 / 1e12)
+
+
+def test_runs_overlap_tp_communication_as_the_table_states():
+    """The table's runs use --tp-comm-overlap (with sequence parallelism): every TP > 1
+    row is simulated with Megatron's userbuffers overlap, the TP = 1 row has none."""
+    df = rows()
+    assert df.other_settings.str.contains("--tp-comm-overlap").all()
+    for r in df.itertuples():
+        par = scenario_for(r)["workload"]["parallel"]
+        assert par["tp_comm_overlap"] == ("ring" if r.tp > 1 else "none")
+        assert par["sequence_parallel"] == (r.tp > 1)

@@ -61,5 +61,20 @@ def test_validate_dense_command_prints_rows_and_summary():
     out = subprocess.run([sys.executable, "-m", "sim.cli.main", "validate", "dense", "--format",
                           "json"], capture_output=True, text=True, check=True)
     data = json.loads(out.stdout)
-    assert data["summary"]["compared"] == len(data["rows"]) == 13
+    assert data["summary"]["compared"] == len(data["rows"]) == 4
     assert all(KEYS <= r.keys() for r in data["rows"])
+
+
+def test_weak_scaling_rows_belong_to_one_suite():
+    """Megatron-LM's H100 weak-scaling rows are the megatron-h100 suite's, not dense's
+    too (the dashboard would count them twice): the same nine published rows."""
+    from calibration import validate_megatron_h100
+    from calibration.validate_modern import read
+    assert not any("weak scaling" in c.name.lower() for c in validate_dense.cases())
+    dense = read("dense_training_reference.csv")
+    weak = dense[dense.source_id == validate_dense.WEAK_SCALING]
+    h100 = validate_megatron_h100.rows()
+    key = ["num_gpus", "tp", "pp", "global_batch_seqs", "model_tflops_per_gpu"]
+    assert len(weak) == len(h100) == 9
+    assert sorted(map(tuple, weak[key].astype(float).values)) == \
+        sorted(map(tuple, h100[key].astype(float).values))

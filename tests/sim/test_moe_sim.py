@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from hw_models.compute import ComputeModel
 from sim.scenario import parse
-from sim.setup import make_network, resolve_setup
+from sim.setup import make_network, paced_compute, resolve_setup
 from sim.simulate import simulate
 from workloads import training
 from workloads.graph import Collective
@@ -91,7 +90,7 @@ def test_imbalance_raises_step_time_by_hand(tmp_path):
     t0 = simulate(parse(base), band=False)
     t1 = simulate(parse(skew), band=False)
     setup = resolve_setup(parse(base))
-    cm = ComputeModel(setup.gpu, setup.profile)
+    cm = paced_compute(setup.gpu, setup.profile, 1.0, setup.layout.world_size)
     net = make_network(setup)
     ep_group = collectives(base, "ep_all_to_all")[0].group
     h, f = 1024, 4096

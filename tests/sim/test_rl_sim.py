@@ -134,10 +134,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, override
 def test_logprob_pass_is_forward_only():
     # One stage: the pass is m microbatches of embedding + layers + head forward, back to
     # back, nothing else (no backward, no optimizer, no gradient sync).
-    from hw_models.compute import ComputeModel
     from sim.costs import OpCosts
     from sim.rl import forward_time
-    from sim.setup import make_network, resolve_setup
+    from sim.setup import make_network, paced_compute, resolve_setup
     from workloads.graph import CommGroup
     from workloads.layers import LayerContext, embedding_forward, head_forward, layer_forward
     sub = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
@@ -146,7 +145,8 @@ def test_logprob_pass_is_forward_only():
     setup = resolve_setup(sub)
     ctx = LayerContext(setup.model, 1, 2, False, "bf16", CommGroup((0, 1), "tp"))
     ops = embedding_forward(ctx) + layer_forward(ctx) * setup.model.layers + head_forward(ctx)
-    costs = OpCosts(ComputeModel(setup.gpu, setup.profile), make_network(setup))
+    costs = OpCosts(paced_compute(setup.gpu, setup.profile, 1.0, setup.layout.world_size),
+                    make_network(setup))
     # dp = 4: 24 rows are 6 microbatches per replica
     assert forward_time(sub, None) == pytest.approx(6 * sum(costs.op_time(o) for o in ops), rel=1e-9)
 

@@ -26,6 +26,18 @@ def test_examples_simulate(example):
     assert res.iteration_time_s > 0 and res.memory_peak_gib < 80
 
 
+def test_acceptance_scenarios_are_what_the_issue_asks():
+    """Llama 3.1 405B with cp 2, virtual stages and uneven stages (126 layers + embedding +
+    loss over 64 virtual stages: 1, 2 x 62, 1); a 128k-token run with cp 16."""
+    from sim.simulate import resolve_setup
+    big = resolve_setup(scenario.load(ROOT / "examples" / "llama31_405b_cp2_vpp.yaml"))
+    counts = big.plan.pipeline(big.model.layers).stage_layer_counts
+    assert big.plan.cp == 2 and big.plan.vpp == 8
+    assert counts == (1,) + (2,) * 62 + (1,)
+    long = resolve_setup(scenario.load(ROOT / "examples" / "llama3_8b_128k_cp16.yaml"))
+    assert long.model.seq_len == 131072 and long.plan.cp == 16
+
+
 @pytest.mark.parametrize("schedule", ["zb-h1", "zb-v", "dualpipe", "dualpipev"])
 def test_split_schedules_shrink_the_bubble(schedule):
     """On real costs too the split-backward schedules idle less than 1F1B (the V shapes
@@ -50,6 +62,7 @@ def test_fp8_is_faster_than_bf16_on_h100():
     (["workload.parallel.schedule=dualpipe", "workload.global_batch=4"], "at least 2\\*pp"),
     (["workload.parallel.tp_comm_overlap=ring"], "needs sequence_parallel"),
     (["workload.parallel.cp_kind=spiral"], "cp_kind"),
+    (["workload.parallel.schedule=zb-h1", "workload.parallel.vpp=2"], "one chunk per rank"),
 ])
 def test_bad_keys_exit_2_with_one_line(tmp_path, overrides, msg):
     import yaml

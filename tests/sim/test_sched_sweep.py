@@ -42,3 +42,20 @@ def test_estimator_follows_the_graph(extra):
         res.iteration_time_s, rel=0.08)
     assert est.memory_peak_gib(setup.plan, setup.options.offload) == pytest.approx(
         res.memory_peak_gib, rel=1e-9)
+
+
+@pytest.mark.parametrize("schedule", ["zb-h1", "zb-v", "dualpipe", "dualpipev"])
+def test_estimator_prices_the_split_schedules(schedule):
+    """The closed form's bubble formulas (sim/sweep/estimate_schedules.py) against the
+    played schedule: Llama 3 8B, TP 2, PP 4, 32 microbatches (DualPipe: each microbatch
+    visits one of a rank's two chunks, not both)."""
+    w = {"model": "llama3-8b", "seq_len": 8192, "global_batch": 32, "micro_batch": 1,
+         "precision": "bf16", "recompute": "selective",
+         "parallel": {"tp": 2, "pp": 4, "zero": 1, "schedule": schedule}}
+    sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": w,
+                         "sim": {"check_memory": False}})
+    setup = resolve_setup(sc)
+    res = simulate(sc, band=False)
+    est = from_setup(setup)
+    assert est.iteration_time(setup.plan) == pytest.approx(res.iteration_time_s, rel=0.05)
+    assert est.memory_peak_gib(setup.plan) == pytest.approx(res.memory_peak_gib, rel=1e-9)

@@ -54,8 +54,10 @@ def test_layer_parameters_follow_the_split():
     (dict(pipeline_layers=(1, 2, 3)), "must have pp=8"),
     (dict(vpp=3), "not divide the model's 126 layers"),
     (dict(vpp=2, pipeline_layers=(15, 15, 16, 16, 16, 16, 16, 16)), "multiple of vpp=2"),
-    (dict(vpp=2, embedding_in_split=True,
-          pipeline_layers=(15, 15, 16, 16, 16, 16, 16, 16)), "multiple of the 2 chunks"),
+    (dict(schedule="zb-v", vpp=1, pipeline_layers=(15, 15, 16, 16, 16, 16, 16, 16)),
+     "multiple of the 2 chunks"),
+    (dict(vpp=2, embedding_in_split=True, pipeline_layers=(16,) * 6 + (15, 15)),
+     "shape the even split; with pipeline_layers"),
 ])
 def test_bad_splits_name_the_problem(kw, msg):
     with pytest.raises(InfeasiblePlanError, match=msg):
