@@ -84,12 +84,14 @@ def mesh_group_bw(gb_s_per_gpu: float, domain_gpus: int, k: int) -> float:
 
 
 @cache
-def ring_starts(k: int, channels: int) -> tuple[int, ...]:
+def ring_starts(k: int, channels: int, rings: tuple[tuple[int, ...], ...] | None = None
+                ) -> tuple[int, ...]:
     """Where channel c's ring enters a domain of k mesh GPUs (it leaves from the GPU before
     that one on its ring ``mesh_rings(k)[c % len]``) such that no two channels enter at,
     or leave from, the same GPU: each channel crosses domains on its own NIC (rail), as the
-    rotated rings of a switched node do. Channels beyond k: c % k."""
-    rings = mesh_rings(k)
+    rotated rings of a switched node do. Channels beyond k: c % k. ``rings``: other
+    disjoint rings over the k GPUs (a torus group's, hw_models/torus_rings.py)."""
+    rings = mesh_rings(k) if rings is None else rings
     if not rings or channels > k:
         return tuple(c % k for c in range(channels))
     pred = [{r[(i + 1) % k]: r[i] for i in range(k)} for r in rings]

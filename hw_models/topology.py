@@ -126,6 +126,7 @@ class Topology:
         self._spread: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.routing = "ecmp"
         self.full_mesh = False      # scale-up domains are full meshes (hw_models/mesh_rings.py)
+        self.torus_ndims = 0        # scale-up domains are 2D/3D tori (hw_models/torus_rings.py)
 
     @property
     def n_gpus(self) -> int:
@@ -299,4 +300,6 @@ def build_topology(system: SystemSpec, nodes: int, network: dict[str, Any] | Non
     topo = Topology(kind, b, ctx.gpu_vertex, ctx.domain, system.gpus_per_node)
     topo.routing = routing
     topo.full_mesh = system.scale_up.kind in MESH_KINDS and kind not in REPLACES_SCALE_UP
+    if system.scale_up.kind == "ici-torus" and kind not in REPLACES_SCALE_UP:
+        topo.torus_ndims = system.scale_up.torus_dims or 3
     return topo

@@ -25,6 +25,7 @@ from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
 from hw_models.mesh_rings import MESH_KINDS, mesh_group_bw
 from hw_models.profile import CollectiveCurve, Profile, builtin_names
+from hw_models.torus_rings import torus_dims, torus_group_bw
 from sim.network.collectives import nccl_model
 from workloads.graph import Collective, CommGroup
 
@@ -134,7 +135,8 @@ class AnalyticalNetwork:
         bus = bus_factor(kind, n) * nbytes
         sys = self.layout.system
         if domains == 1:
-            return curve_time(self._curve("nvlink"), bus, self.domain_bw(n) * self.bw_scale)
+            bw = self.domain_bw(n, group.ranks)
+            return curve_time(self._curve("nvlink"), bus, bw * self.bw_scale)
         nic = self.layout.nic_bw_per_gpu / self.layout.oversubscription
         if kind == "all_to_all":
             # Only what a GPU sends off its scale-up domain crosses its NIC (the rest moves
@@ -149,12 +151,19 @@ class AnalyticalNetwork:
             t = max(t + extra * 1e-6, t - self._curve("network").latency_us * 1e-6)
         return t
 
-    def domain_bw(self, k: int) -> float:
+    def domain_bw(self, k: int, ranks=None) -> float:
         """Bytes/s per GPU of a ring collective over k GPUs of one scale-up domain: the
         GPU's whole scale-up bandwidth on a switch; on a full mesh (xGMI, HCCS) only the
         links among the k GPUs, as many as their link-disjoint rings use
-        (hw_models/mesh_rings.py): 7/7 of it for 8 MI300X, 2/7 for 4, 1/7 for 2."""
+        (hw_models/mesh_rings.py): 7/7 of it for 8 MI300X, 2/7 for 4, 1/7 for 2; on a
+        torus (``ranks`` given) one link per disjoint ring along the dimensions the group
+        spans (hw_models/torus_rings.py): 2 links of 6 for a line of v5p chips."""
         up = self.layout.system.scale_up
+        if up.kind == "ici-torus" and ranks is not None:
+            dom = self.layout.domain_gpus
+            pos = tuple(int(r) % dom for r in ranks if int(r) // dom == int(ranks[0]) // dom)
+            dims = torus_dims(dom, up.torus_dims or 3)
+            return torus_group_bw(up.gb_s_per_gpu, dims, pos) * 1e9
         if up.kind not in MESH_KINDS:
             return self.layout.system.scale_up_bw
         return mesh_group_bw(up.gb_s_per_gpu, self.layout.domain_gpus, k) * 1e9
@@ -164,7 +173,7 @@ class AnalyticalNetwork:
             return 0.0
         same = self.layout.domain(src) == self.layout.domain(dst)
         curve = self._curve("nvlink" if same else "network")
-        bw = self.domain_bw(2) if same else (
+        bw = self.domain_bw(2, (src, dst)) if same else (
             self.layout.nic_bw_per_gpu / self.layout.oversubscription)
         return curve_time(curve, nbytes, bw * self.bw_scale)
 

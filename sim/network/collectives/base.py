@@ -16,6 +16,7 @@ from functools import cached_property
 from hw_models.errors import ClusterSimError
 from hw_models.mesh_rings import mesh_rings, ring_starts
 from hw_models.topology import Topology
+from hw_models.torus_rings import torus_dims, torus_rings
 
 Flow = tuple[int, int, float, int]
 Plan = list[list[Flow]]
@@ -57,16 +58,24 @@ class CollCtx:
 
     @cached_property
     def mesh_rings(self) -> tuple[tuple[int, ...], ...]:
-        """On a full-mesh scale-up domain, the link-disjoint rings over one domain's
-        ranks (local indices, hw_models/mesh_rings.py); empty on switched fabrics."""
-        if not getattr(self.topo, "full_mesh", False) or self.local < 2:
+        """On a full-mesh or torus scale-up domain, the link-disjoint rings over one
+        domain's ranks (local indices, hw_models/mesh_rings.py, hw_models/torus_rings.py);
+        empty on switched fabrics."""
+        if self.local < 2:
             return ()
-        return mesh_rings(self.local)
+        if getattr(self.topo, "full_mesh", False):
+            return mesh_rings(self.local)
+        ndims = getattr(self.topo, "torus_ndims", 0)
+        if not ndims:
+            return ()
+        dom = self.topo.domain
+        return torus_rings(torus_dims(dom, ndims), tuple(r % dom for r in self.domains[0]))
 
     @property
     def channels(self) -> int:
         """Across domains one channel per local rank (each drives its own NIC/rail); inside
-        one full-mesh domain one channel per link-disjoint ring (RCCL's xGMI rings)."""
+        one full-mesh or torus domain one channel per link-disjoint ring (RCCL's xGMI
+        rings; the bidirectional rings along a torus' dimensions)."""
         if self.n_domains > 1:
             return max(1, min(self.max_channels, self.local))
         return max(1, len(self.mesh_rings))
@@ -116,7 +125,7 @@ def ring_order(ctx: CollCtx, c: int) -> list[int]:
         k = len(ranks)
         mesh = bool(rings) and len(rings[0]) == k
         cyc = rings[c % len(rings)] if mesh else tuple(range(k))
-        start = ring_starts(k, ctx.channels)[c] if mesh else c % k
+        start = ring_starts(k, ctx.channels, rings)[c] if mesh else c % k
         at = cyc.index(start)
         rot = [ranks[cyc[(at + i) % k]] for i in range(k)]
         order += rot[::-1] if d % 2 else rot
