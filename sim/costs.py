@@ -64,7 +64,7 @@ class OpCosts:
     def _overlap_parts(self, op: Overlap) -> dict[str, float]:
         t_main = sum(self.op_time(o) for o in op.main)
         t_hidden = sum(self.op_time(o) for o in op.hidden)
-        exposed = op.time(t_main, t_hidden) - t_main
+        exposed = op.time(t_main, t_hidden, self.compute.gpu.sms or 0) - t_main
         cat = op.hidden[0].group.dim if op.hidden else "other"
         return {"compute": t_main, **({cat: exposed} if exposed > 0 else {})}
 

@@ -97,15 +97,31 @@ class Overlap:
     takes the longer of its compute share and its transfer (ring attention passing KV
     blocks, a GEMM split into chunks with its TP collective; docs/long_context.md).
     Time = M/(n+1) + n max(M/(n+1), H/n); the breakdown charges M to compute and the
-    rest to the hidden ops' category (the exposed communication)."""
+    rest to the hidden ops' category (the exposed communication, and the compute time
+    lost to the transfers' SMs when ``comm_sms`` is set)."""
     main: tuple[Compute, ...]
     hidden: tuple[Collective, ...]
     steps: int = 1
     name: str = ""
+    # Compute/communication interference (workloads/comm_sms.py): the hidden transfers'
+    # kernels hold ``comm_sms`` SMs. ``sm_margin``: the compute is launched on the other
+    # SMs for its whole run (TE userbuffers' set_sm_margin); otherwise it loses those SMs
+    # only while a transfer runs.
+    comm_sms: int = 0
+    sm_margin: bool = False
 
-    def time(self, t_main: float, t_hidden: float) -> float:
+    def time(self, t_main: float, t_hidden: float, sms: int = 0) -> float:
+        """With ``sms`` (the GPU's SM count) and ``comm_sms`` = k: under ``sm_margin`` the
+        compute runs sms/(sms-k) times longer throughout; otherwise each step's compute
+        share c runs at (sms-k)/sms speed while its transfer h runs, so a step takes
+        max(h, c + h k/sms)."""
         n = max(self.steps, 1)
-        return t_main / (n + 1) + n * max(t_main / (n + 1), t_hidden / n)
+        k = self.comm_sms if sms and 0 < self.comm_sms < sms else 0
+        if k and self.sm_margin:
+            t_main *= sms / (sms - k)
+        c, h = t_main / (n + 1), t_hidden / n
+        lost = h * k / sms if k and not self.sm_margin else 0.0
+        return c + n * max(c + lost, h)
 
 
 @dataclass(frozen=True, slots=True)

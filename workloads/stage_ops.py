@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from workloads import fp8 as fp8_mod
+from workloads.comm_sms import tp_overlap_sms
 from workloads.cp import ContextParallel
 from workloads.graph import Block, Collective, CommGroup, Compute, Overlap
 from workloads.layers import (
@@ -55,9 +56,10 @@ def _is_wgrad(op) -> bool:
     return isinstance(op, Compute) and ("_wgrad" in op.name)
 
 
-def tp_overlap(ops: list, steps: int) -> list:
+def tp_overlap(ops: list, steps: int, mode: str = "ring") -> list:
     """Pair each TP all-gather with the GEMM after it (FP8 casts in between run first)
-    and each reduce-scatter with the GEMM before it."""
+    and each reduce-scatter with the GEMM before it; the GEMM loses the SMs the mode's
+    communication kernels hold (workloads/comm_sms.py)."""
     out: list = []
     i = 0
     while i < len(ops):
@@ -69,12 +71,14 @@ def tp_overlap(ops: list, steps: int) -> list:
             j += 1
         if is_tp and op.kind == "all_gather" and j < len(ops) and _gemm(ops[j]):
             out += ops[i + 1:j]
-            out.append(Overlap((ops[j],), (op,), steps, f"{ops[j].name}_tp_overlap"))
+            out.append(Overlap((ops[j],), (op,), steps, f"{ops[j].name}_tp_overlap",
+                               *tp_overlap_sms(mode, ops[j].name)))
             i = j + 1
             continue
         if is_tp and op.kind == "reduce_scatter" and out and _gemm(out[-1]):
             prev = out.pop()
-            out.append(Overlap((prev,), (op,), steps, f"{prev.name}_tp_overlap"))
+            out.append(Overlap((prev,), (op,), steps, f"{prev.name}_tp_overlap",
+                               *tp_overlap_sms(mode, prev.name)))
             i += 1
             continue
         out.append(op)
@@ -107,7 +111,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
 
     def tp(ops: list) -> tuple:
         if plan.tp_comm_overlap != "none" and plan.tp > 1:
-            ops = tp_overlap(ops, plan.tp - 1)
+            ops = tp_overlap(ops, plan.tp - 1, plan.tp_comm_overlap)
         return tuple(ops)
 
     def both(ops: list, backward: bool = False) -> tuple:
