@@ -46,3 +46,11 @@ def test_h100_group_busbw_at_64_mib(n, algo, measured_busbw, tol):
     assert net.choose("all_reduce", MIB64, group).algo == algo
     busbw = bus_factor("all_reduce", n) * MIB64 / net.collective_time("all_reduce", MIB64, group)
     assert busbw / 1e9 == pytest.approx(measured_busbw, rel=tol)
+
+
+def test_no_nvls_on_two_gpus():
+    """NCCL turns NVLS off for two GPUs (src/transport/nvls.cc: gpuCount <= 2)."""
+    from hw_models.errors import ClusterSimError
+    net = network_for(_sweep(2))
+    with pytest.raises(ClusterSimError, match="not available"):
+        net.tuner.choose("all_reduce", MIB64, (0, 1), algo="nvls")

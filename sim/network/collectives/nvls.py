@@ -13,7 +13,9 @@ from sim.network.collectives.base import Algorithm, CollCtx, Plan, register
 
 
 def available(ctx: CollCtx) -> bool:
-    return ctx.nvls and all(ctx.topo.scale_up_switch(r) is not None for r in ctx.ranks)
+    """NVLS-capable switch under every rank and more than two GPUs per domain (NCCL's
+    ncclNvlsInit, src/transport/nvls.cc, turns NVLS off when ``gpuCount <= 2``)."""
+    return ctx.nvls and ctx.local > 2 and all(ctx.topo.scale_up_switch(r) is not None for r in ctx.ranks)
 
 
 def nvls_flows(ctx: CollCtx, ranks: list[int], nbytes: float) -> list:
