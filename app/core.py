@@ -23,6 +23,7 @@ import streamlit as st
 import yaml
 
 from hw_models import catalog
+from hw_models.errors import ClusterSimError
 from hw_models.jsonio import dumps
 from sim import scenario as scenario_mod
 from sim.network.nccl_tests import sweep as collective_sweep
@@ -66,6 +67,15 @@ def run(data: dict[str, Any]) -> Any:
     """simulate() of a scenario dict (a SimResult, or an InferenceResult for
     ``workload.kind: inference``); raises ClusterSimError for invalid input."""
     return simulate(scenario_mod.parse(data, "explorer scenario"))
+
+
+def run_or_error(data: dict[str, Any], where: Any = st) -> Any | None:
+    """run(data), or None after showing its one-line error in ``where`` (a container)."""
+    try:
+        return run(data)
+    except ClusterSimError as exc:
+        where.error(f"Invalid scenario: {plain(exc)}")
+        return None
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

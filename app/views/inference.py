@@ -23,7 +23,6 @@ import yaml
 
 from app import core
 from app.views.results import calibration_text, downloads, energy_cost_text
-from hw_models.errors import ClusterSimError
 from workloads.model import presets
 
 TITLE = "Inference"
@@ -172,10 +171,7 @@ def render() -> None:
     top = st.container()
     data = _widgets()
     st.session_state[STATE_KEY] = copy.deepcopy(data)
-    try:
-        res = core.run(data)
-    except ClusterSimError as exc:
-        top.error(f"Invalid scenario: {core.plain(exc)}")
+    if (res := core.run_or_error(data, top)) is None:
         return
     with top:
         _headline(res)

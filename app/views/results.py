@@ -7,7 +7,6 @@ import plotly.express as px
 import streamlit as st
 
 from app import core
-from hw_models.errors import ClusterSimError
 from sim.result import SimResult
 
 TITLE = "Results"
@@ -96,10 +95,7 @@ def _timeline(res: SimResult) -> None:
 def render() -> None:
     st.title("Results")
     data = core.current()
-    try:
-        res = core.run(data)
-    except ClusterSimError as exc:
-        st.error(f"Invalid scenario: {core.plain(exc)}")
+    if (res := core.run_or_error(data)) is None:
         return
     st.caption(f"{res.name}: {res.world_size} GPUs, fidelity {res.fidelity}")
     _metrics(res)

@@ -16,7 +16,6 @@ import streamlit as st
 
 from app import core
 from app.views.results import downloads
-from hw_models.errors import ClusterSimError
 from workloads.model import presets
 
 TITLE = "RL step"
@@ -137,10 +136,7 @@ def render() -> None:
     top = st.container()
     data = _widgets()
     st.session_state[STATE_KEY] = copy.deepcopy(data)
-    try:
-        res = core.run(data)
-    except ClusterSimError as exc:
-        top.error(f"Invalid scenario: {core.plain(exc)}")
+    if (res := core.run_or_error(data, top)) is None:
         return
     with top:
         _headline(res)
