@@ -23,14 +23,16 @@ from pathlib import Path
 import pandas as pd
 
 from sim.replay import model_coverage, replay
-from sim.whatif import Recoster, WhatIf
+from hw_models.errors import ClusterSimError
+from sim.whatif import Recoster, WhatIf, source_system_for
 from workloads.traces.formats import load_trace
 
 REPO = Path(str(resources.files("calibration"))).parent
 SHARED = REPO.parent.parent / "shared" / "traces"      # ../shared/traces of the checkout
 DATA = REPO / "tests" / "data" / "traces"
-# Device name in the trace -> catalog system to price it on (None: not in the catalog).
-SYSTEMS = {"A100": "azure-nd-a100-v4", "H100": "dgx-h100", "V100": None, "MI250": None}
+# Systems the traces ran on where it is known better than the catalog's default for the
+# GPU: the HTA A100 traces ran on A100 40GB parts (azure-nd-a100-v4 carries that part).
+SYSTEMS = {"A100": "azure-nd-a100-v4"}
 MIN_PRICED, MIN_BUSY = 0.5, 0.5
 
 
@@ -59,8 +61,15 @@ def _path(file: str) -> Path | None:
     return None
 
 
-def _system(device: str) -> str | None:
-    return next((s for key, s in SYSTEMS.items() if key in device), None)
+def _system(trace) -> str | None:
+    """The catalog system of the trace's GPU (as ``clustersim replay`` picks it), or None."""
+    device = next(iter(trace.devices.values()), "")
+    known = next((s for key, s in SYSTEMS.items() if key in device), None)
+    try:
+        return known or source_system_for(trace.devices, trace.device_memory_gb,
+                                          units=trace.device_units)[0]
+    except ClusterSimError:
+        return None
 
 
 def evaluate(case: TraceCase) -> dict:
@@ -69,7 +78,7 @@ def evaluate(case: TraceCase) -> dict:
         return {"trace": case.name, "reason": "file not found"}
     trace = load_trace(path, _path(case.et) if case.et else None)
     device = next(iter(trace.devices.values()), "")
-    system = case.system or _system(device)
+    system = case.system or _system(trace)
     row = {"trace": case.name, "device": device, "system": system}
     if system is None:
         return row | {"reason": "device not in the catalog"}

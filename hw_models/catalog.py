@@ -175,18 +175,37 @@ def _model_word(name: str) -> str:
     return next((w for w in name.upper().replace("-", " ").split() if any(c.isdigit() for c in w)), "")
 
 
-def gpu_for_device(device: str, memory_gb: float | None = None) -> str | None:
+def gpu_for_device(device: str, memory_gb: float | None = None,
+                   units: int | None = None) -> str | None:
     """Catalog GPU key of a device as the PyTorch profiler names it ('NVIDIA H100 80GB HBM3',
-    'NVIDIA A100-PG509-200'), or None. Matched on the model word; among its sizes, the one
-    whose memory the trace records (totalGlobalMem) or names ('80GB')."""
-    words = set(device.upper().replace("-", " ").split())
+    'NVIDIA A100-PG509-200', 'AMD Instinct MI250X/MI250'), or None. Matched on the model
+    word; among its sizes, the one whose memory the trace records (totalGlobalMem) or
+    names ('80GB'). A name without a model word (ROCm reports 'AMD Radeon Graphics' where
+    it has no marketing name) is matched on the vendor, the SM/CU count (``numSms``) and
+    the memory instead, when exactly one part has them."""
+    words = set(device.upper().replace("-", " ").replace("/", " ").split())
     hits = [k for k, g in gpus().items() if k != "cpu" and _model_word(g.name) in words]
+    if not hits and units:
+        return _by_units(device, memory_gb, units)
     if len(hits) <= 1:
         return hits[0] if hits else None
     if memory_gb:
         return min(hits, key=lambda k: abs(gpus()[k].hbm_gb - memory_gb))
     named = [k for k in hits if f"{int(gpus()[k].hbm_gb)}GB" in device.upper().replace(" ", "")]
     return (named or hits)[0]
+
+
+# Memory a trace records (totalGlobalMem, a little under the HBM size) within this share.
+_MEMORY_MATCH = 0.1
+
+
+def _by_units(device: str, memory_gb: float | None, units: int) -> str | None:
+    vendor = device.upper().split()[0] if device.split() else ""
+    hits = [k for k, g in gpus().items() if g.sms == units
+            and g.name.upper().split()[0] == vendor
+            and (memory_gb is None or abs(g.hbm_bytes / GB - memory_gb) <= _MEMORY_MATCH
+                 * g.hbm_bytes / GB)]
+    return hits[0] if len(hits) == 1 else None
 
 
 def system_for_gpu(gpu_key: str) -> str | None:

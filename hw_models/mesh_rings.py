@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from functools import cache
 
 # Full-mesh kinds of ``scale_up.kind`` (hw_models/topologies/scale_up.py).
-MESH_KINDS = frozenset({"xgmi-mesh", "hccs-mesh", "roce-mesh"})
+MESH_KINDS = frozenset({"xgmi-mesh", "hccs-mesh", "roce-mesh", "nvlink-mesh"})
 
 
 def disjoint_ring_count(k: int) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 from hw_models.yamlio import check_writable, check_writable_dir
 from sim import chrome_trace
 from sim.replay import model_coverage, replay
-from sim.whatif import Recoster, WhatIf, parse_sets, source_system_for
+from sim.whatif import Recoster, WhatIf, parse_sets, source_system_for, whatif_dtype
 from workloads.traces.formats import load_trace
 
 
@@ -29,7 +29,8 @@ def report(trace: Path, source_system: str | None, target_system: str | None, se
     settings = parse_sets(sets)
     imported = load_trace(trace, et)
     source_system, source_note = source_system_for(
-        imported.devices, getattr(imported, "device_memory_gb", {}), source_system)
+        imported.devices, getattr(imported, "device_memory_gb", {}), source_system,
+        getattr(imported, "device_units", {}))
     whatif = WhatIf(source_system=source_system, target_system=target_system, **settings)
     exported = []
     if export_chakra is not None:
@@ -85,5 +86,5 @@ def report(trace: Path, source_system: str | None, target_system: str | None, se
                    "whatif_iteration_s": result.whatif.per_rank.get(r)}
                   for r in sorted(imported.devices)],
         "kernels": kernels, "steps": result.steps, "warnings": warnings_,
-        "whatif": whatif.__dict__,
+        "whatif": whatif.__dict__ | {"dtype": whatif_dtype(whatif)},
     }

@@ -42,7 +42,9 @@ class WhatIf:
     dp: int | None = None              # data-parallel size of the target (collective groups)
     bw_scale: float = 1.0              # multiplies every link bandwidth of the target
     nic_gbps: float | None = None      # target NIC speed override
-    dtype: str = "bf16"                # GEMM/attention dtype (the trace does not record it)
+    # GEMM/attention dtype (the trace does not record it); None: bf16, or fp16 on a part
+    # without bf16 (V100)
+    dtype: str | None = None
     attention_seq: int = 2048          # kv length assumed for attention kernels
 
     def __post_init__(self) -> None:
@@ -61,7 +63,8 @@ NO_DEVICE = {"", "cpu", "et", "chakra"}
 
 
 def source_system_for(devices: dict[int, str], memory_gb: dict[int, float],
-                      given: str | None = None) -> tuple[str, str]:
+                      given: str | None = None,
+                      units: dict[int, int] | None = None) -> tuple[str, str]:
     """The system a trace was measured on, and a sentence saying how it was chosen: the
     user's ``given`` one, else the catalog system of the GPU the trace records. A recorded
     GPU the catalog does not model is refused: re-costing it from another part would be
@@ -76,13 +79,25 @@ def source_system_for(devices: dict[int, str], memory_gb: dict[int, float],
     if len(names) > 1:
         raise ClusterSimError(f"the trace's ranks ran on different GPUs ({', '.join(names)}); "
                               "pass --source-system")
-    key = catalog.gpu_for_device(names[0], max(memory_gb.values(), default=None))
+    key = catalog.gpu_for_device(names[0], max(memory_gb.values(), default=None),
+                                 max((units or {}).values(), default=None))
     system = catalog.system_for_gpu(key) if key else None
     if system is None:
         raise ClusterSimError(
             f"the trace was recorded on {names[0]!r}, which the catalog does not model; pass "
             f"--source-system with the closest system ({', '.join(catalog.systems())})")
     return system, f"source system {system}: the trace was recorded on {names[0]!r}"
+
+
+def default_dtype(gpu) -> str:
+    """The tensor format a trace's GEMMs are costed at when neither the trace nor
+    ``--set dtype`` says: bf16, or fp16 on a part without bf16 units (V100)."""
+    return "bf16" if gpu.supports("bf16") else "fp16"
+
+
+def whatif_dtype(w: WhatIf) -> str:
+    """The dtype the what-if's target GEMMs are costed at (``w.dtype`` or its default)."""
+    return w.dtype or default_dtype(_system(w.target_system or w.source_system, w.gpu).gpu_spec)
 
 
 # ``--set key=value`` keys and their types (fields of WhatIf).
@@ -134,8 +149,10 @@ class Recoster:
         self.src, self.tgt = _model(self.src_sys), _model(self.tgt_sys)
         # The what-if dtype must exist on the target; a source without it (fp8 on an A100)
         # ran those GEMMs at bf16, so it is costed at bf16 there.
-        self.tgt.gpu.require_dtype(w.dtype, "--set dtype")
-        self.src_dtype = w.dtype if self.src.gpu.supports(w.dtype) else "bf16"
+        self.tgt_dtype = w.dtype or default_dtype(self.tgt.gpu)
+        self.tgt.gpu.require_dtype(self.tgt_dtype, "--set dtype")
+        src = w.dtype or default_dtype(self.src.gpu)
+        self.src_dtype = src if self.src.gpu.supports(src) else default_dtype(self.src.gpu)
         self.src.gpu.require_dtype(self.src_dtype, "--source-system")
         self.world = world
         self.src_net = self._network(self.src_sys, world, 1.0)
@@ -149,7 +166,7 @@ class Recoster:
         return system_network(sys, world, load_builtin(sys.default_profile), bw_scale)
 
     def _time(self, model: ComputeModel, cls: str, x: float) -> float:
-        dtype = self.src_dtype if model is self.src else self.w.dtype
+        dtype = self.src_dtype if model is self.src else self.tgt_dtype
         if cls == "gemm":
             return model.gemm(x, 0.0, dtype)
         if cls == "attention":
@@ -180,10 +197,10 @@ class Recoster:
     def price_compute(self, op: Compute, target: bool) -> float:
         """Model time of an op with no recorded duration (Execution Trace alone, Chakra):
         its FLOPs and bytes priced on the source system, or on the target for the what-if.
-        A dtype the GPU has no peak for (fp32 on some parts, fp8 on A100) uses ``w.dtype``."""
+        A dtype the GPU has no peak for (bf16 on V100, fp8 on A100) uses the what-if's."""
         model = self.tgt if target else self.src
         dtype = op.dtype if op.dtype in model.gpu.peak_tflops else (
-            self.w.dtype if target else self.src_dtype)
+            self.tgt_dtype if target else self.src_dtype)
         seq_kv = op.shape[2] if op.op_class == "attention" and op.shape and len(op.shape) > 2 \
             else self.w.attention_seq
         cls = op.op_class if op.op_class in ("gemm", "attention") else "elementwise"

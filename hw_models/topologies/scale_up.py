@@ -73,6 +73,14 @@ def roce_mesh(b: GraphBuilder, ctx: Context) -> None:
     _mesh(b, ctx)
 
 
+@register(SCALE_UP, "nvlink-mesh")
+def nvlink_mesh(b: GraphBuilder, ctx: Context) -> None:
+    """NVLink without a switch (DGX-1 V100's hybrid cube-mesh: 6 links to 4 of 7 peers),
+    taken as a full mesh: right for collectives over the whole node, about one link for a
+    pair."""
+    _mesh(b, ctx)
+
+
 @register(SCALE_UP, "ici-torus")
 def ici_torus(b: GraphBuilder, ctx: Context) -> None:
     """TPU ICI / Trainium NeuronLink: each domain is a 2D or 3D torus (``torus_dims``) of

@@ -150,6 +150,8 @@ def link(kineto_files: list[Path], et_files: list[Path]) -> ImportedTrace:
             out.devices[r] = str(first["name"])
         if isinstance(first.get("totalGlobalMem"), int | float) and first["totalGlobalMem"] > 0:
             out.device_memory_gb[r] = first["totalGlobalMem"] / 1e9
+        if isinstance(first.get("numSms"), int) and first["numSms"] > 0:
+            out.device_units[r] = first["numSms"]
     _rendezvous_durations(out.graph, timing)
     out.files += [str(by_rank[r]) for r, _ in pairs]
     for r, s in stats.items():

@@ -59,6 +59,7 @@ class ImportedTrace:
     step_basis: str = "cpu"                   # "gpu": steps are spans of GPU work (deps.py)
     before_trace: dict[int, int] = field(default_factory=dict)  # rank -> ops launched earlier
     device_memory_gb: dict[int, float] = field(default_factory=dict)  # rank -> deviceProperties
+    device_units: dict[int, int] = field(default_factory=dict)   # rank -> numSms (SMs / CUs)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class _RankFile:
     dist: dict
     device: str
     memory_gb: float | None = None      # deviceProperties totalGlobalMem, when recorded
+    units: int | None = None            # deviceProperties numSms (SMs, or CUs on ROCm)
 
 
 def trace_files(path: Path) -> list[Path]:
@@ -96,7 +98,8 @@ def load_files(files: list[Path]) -> ImportedTrace:
                            meta={"source": "kineto", "files": [str(r.path) for r in ranks]})
     out = ImportedTrace(graph, [], {}, {r.rank: r.device for r in ranks},
                         files=[str(r.path) for r in ranks],
-                        device_memory_gb={r.rank: r.memory_gb for r in ranks if r.memory_gb})
+                        device_memory_gb={r.rank: r.memory_gb for r in ranks if r.memory_gb},
+                        device_units={r.rank: r.units for r in ranks if r.units})
     t0 = min((e.ts for r in ranks for e in r.events), default=0.0)
     table = _collective_table(ranks, world)
     unknown: Counter = Counter()
@@ -147,7 +150,10 @@ def _read_ranks(files: list[Path]) -> list[_RankFile]:
         device = str(first.get("name", "")) if first else "cpu"
         mem = first.get("totalGlobalMem") if first else None
         mem_gb = mem / 1e9 if isinstance(mem, int | float) and mem > 0 else None
-        ranks.append(_RankFile(rank, f, list(iter_events(f)), dist, device, mem_gb))
+        units = first.get("numSms") if first else None
+        units = units if isinstance(units, int) and not isinstance(units, bool) and units > 0 \
+            else None
+        ranks.append(_RankFile(rank, f, list(iter_events(f)), dist, device, mem_gb, units))
     return sorted(ranks, key=lambda r: r.rank)
 
 
