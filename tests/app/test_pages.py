@@ -22,7 +22,7 @@ SMALL = {"name": "small", "cluster": {"system": "dgx-a100", "nodes": 2},
                       "precision": "bf16", "parallel": {"tp": 4, "pp": 2},
                       "recompute": "selective"}}
 TINY_TRACE = "mi250_minitoy_train.json.gz"      # 7 KB, replays in ~0.1 s
-TINY_SOURCE = "mi300x-8"       # the catalog has no MI250: the trace's source is picked by hand
+TINY_SOURCE = "mi300x-8"       # a source picked by hand (the trace's own GPU is mi250-8)
 
 
 def open_page(title: str, scenario: dict | None = None, **state) -> AppTest:
