@@ -226,9 +226,13 @@ class _OpMaker:
             if "HtoD" in ev.name or "DtoH" in ev.name:
                 kind = "h2d" if "HtoD" in ev.name else "d2h"
                 return Memory(kind, nbytes, ev.dur * US, ev.name), "memory"
+            # A device-to-device copy of N bytes reads N and writes N bytes of HBM (STREAM's
+            # convention for copy bandwidth, which the profiles' bw_eff is fitted on).
+            return Compute("memcpy", bytes=2 * nbytes, duration_s=ev.dur * US,
+                           name=ev.name), "memory"
+        if ev.kind == MEMSET:   # writes its N bytes once
+            nbytes = float((ev.extra or {}).get("bytes", 0) or 0)
             return Compute("memcpy", bytes=nbytes, duration_s=ev.dur * US, name=ev.name), "memory"
-        if ev.kind == MEMSET:
-            return Compute("memcpy", duration_s=ev.dur * US, name=ev.name), "memory"
         cls = classify(ev.name)
         if cls == "other":
             self.unknown[ev.name] += 1

@@ -5,6 +5,8 @@ A Kineto trace recorded with ``record_shapes=True`` gives every CPU op (``aten::
 innermost shaped CPU op that was open on the launching thread when its launch (the
 runtime call with the same correlation id) ran. From the op and its shapes:
 - GEMMs (mm, addmm, bmm, baddbmm): FLOPs 2 m n k (per batch), bytes of A, B and C;
+  where the op launched several kernels (a split-K GEMM and its reduction, cuBLAS's
+  separate epilogue), the work is shared among them, as a memory-bound op's bytes are;
 - convolutions: not priced (the output size needs stride and padding, which the trace
   does not record): the kernel stays unpriced;
 - any other op with tensor inputs: memory-bound, its input bytes read plus the largest
@@ -18,7 +20,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from workloads.traces.events import CPU_OP, RUNTIME, Event
+from workloads.traces.events import CPU_OP, GPU_KINDS, RUNTIME, Event
 
 # ``Input type`` strings (c10 scalar type names) -> (bytes per element, dtype of the model).
 TYPES = {"float": (4, "fp32"), "c10::half": (2, "fp16"), "c10::bfloat16": (2, "bf16"),
@@ -41,10 +43,14 @@ def launch_ops(events: Iterable[Event]) -> dict[int, tuple[str, list, list, int]
     """Correlation id -> (op name, input dims, input types, launches of that op) of the
     innermost shaped ``aten::`` op open on the launching thread at the launch. Other ops
     (a torch.compile region, custom ops) are containers whose inputs say nothing about
-    one kernel: their kernels stay unpriced."""
+    one kernel: their kernels stay unpriced. Only runtime calls that started a device op
+    count as launches (``hipGetLastError`` and the like carry correlation ids too)."""
+    events = list(events)
+    on_device = {e.corr for e in events if e.kind in GPU_KINDS and e.corr >= 0}
     per_thread: dict[tuple, list[Event]] = {}
     for e in events:
-        if (e.kind == CPU_OP and e.extra and "dims" in e.extra) or (e.kind == RUNTIME and e.corr >= 0):
+        if (e.kind == CPU_OP and e.extra and "dims" in e.extra) or (
+                e.kind == RUNTIME and e.corr in on_device):
             per_thread.setdefault((str(e.pid), str(e.tid)), []).append(e)  # any JSON value
     owner: dict[int, Event] = {}
     for evs in per_thread.values():
@@ -122,6 +128,7 @@ def _work(name: str, dims: list, types: list, launches: int) -> Work | None:
     g = _gemm(name, dims)
     if g is not None:
         mnk, elems = g
-        return Work("gemm", 2.0 * mnk, float(elems * elem), dtype, name)
+        return Work("gemm", 2.0 * mnk / max(1, launches), float(elems * elem) / max(1, launches),
+                    dtype, name)
     nbytes = sum(n * e for n, e, _ in tensors) + max(n * e for n, e, _ in tensors)
     return Work("elementwise", 0.0, float(nbytes) / max(1, launches), dtype, name)

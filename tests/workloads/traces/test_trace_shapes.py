@@ -3,7 +3,7 @@ hand-computed FLOPs and bytes, and the launch -> innermost aten op link."""
 
 import pytest
 
-from workloads.traces.events import CPU_OP, RUNTIME, Event
+from workloads.traces.events import CPU_OP, KERNEL, RUNTIME, Event
 from workloads.traces.shapes import launch_ops, work_of
 
 
@@ -16,6 +16,10 @@ def launch(ts, corr, tid=1):
     return Event(RUNTIME, "cudaLaunchKernel", 1, tid, ts, 1.0, corr, -1, -1, None)
 
 
+def kernel(ts, corr):
+    return Event(KERNEL, "k", 0, 7, ts, 1.0, corr, 0, 7, None)
+
+
 def test_gemm_work():
     # addmm(bias[512], A[1024, 1705], B[1705, 512]) in fp16: 2 m n k FLOPs, A + B + C bytes
     w = work_of("aten::addmm", [[512], [1024, 1705], [1705, 512], [], []],
@@ -25,6 +29,16 @@ def test_gemm_work():
     assert w.bytes == 2 * (1024 * 1705 + 1705 * 512 + 1024 * 512)
     b = work_of("aten::bmm", [[8, 64, 32], [8, 32, 16]], ["float", "float"])
     assert b.flops == 2 * 8 * 64 * 16 * 32 and b.bytes == 4 * 8 * (64 * 32 + 32 * 16 + 64 * 16)
+
+
+def test_split_gemm_shares_its_work():
+    """A split-K sgemm and its splitKreduce kernel (both launched by one aten::mm, as in the
+    V100 traces) carry the GEMM's FLOPs once between them, not once each."""
+    dims, types = [[1024, 4096], [4096, 12]], ["float", "float"]
+    one = work_of("aten::mm", dims, types)
+    two = work_of("aten::mm", dims, types, launches=2)
+    assert one.flops == 2 * 1024 * 12 * 4096
+    assert (two.flops, two.bytes) == (one.flops / 2, one.bytes / 2)
 
 
 def test_memory_bound_work_and_shared_launches():
@@ -50,5 +64,13 @@ def test_launch_links_innermost_aten_op_on_its_thread():
            cpu("CompiledFunction", 200, 100, [[2, 8]], ["float"]),
            launch(250, corr=8),                       # inside a non-aten container: unpriced
            launch(30, corr=9, tid=2)]                 # another thread: no op open there
-    links = launch_ops(evs)
+    links = launch_ops(evs + [kernel(25, 7), kernel(255, 8), kernel(35, 9)])
     assert links == {7: ("aten::addmm", [[4], [2, 8], [8, 4]], ["float"] * 3, 1)}
+
+
+def test_only_calls_that_started_a_device_op_are_launches():
+    """An aten::mm on ROCm makes three runtime calls with correlation ids and one kernel:
+    its GEMM's work is not split three ways."""
+    evs = [cpu("aten::mm", 0, 100, [[128, 5], [5, 128]], ["float"] * 2),
+           launch(10, corr=1), launch(20, corr=2), launch(30, corr=3), kernel(40, 2)]
+    assert launch_ops(evs) == {2: ("aten::mm", [[128, 5], [5, 128]], ["float"] * 2, 1)}
