@@ -7,7 +7,10 @@ into tests/data/traces; MIT License, Copyright (c) Meta Platforms, Inc. and affi
 and the project's H100 GPT trace (tests/data/traces/README.md). For each: the device and
 the catalog system it is priced on, the share of the recorded device time the models
 could price (kernels whose launching ``aten::`` op recorded its shapes, collectives with
-their message size), whether the step is paced by the device, and the model's error.
+their message size), whether the step is paced by the device, and the model's error. The
+system is the one ``clustersim replay`` picks from the recorded GPU (V100 -> dgx-1-v100,
+an MI250 GCD -> mi250-8), except the HTA A100 traces, whose A100-PG509-200 parts are the
+40 GB ones of azure-nd-a100-v4.
 
 A step error only tests the models where the models priced most of the device time and
 the device paces the step; other traces are listed with the reason and left out of the
@@ -22,8 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.replay import model_coverage, replay
 from hw_models.errors import ClusterSimError
+from sim.replay import model_coverage, replay
 from sim.whatif import Recoster, WhatIf, source_system_for
 from workloads.traces.formats import load_trace
 
