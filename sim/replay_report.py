@@ -87,4 +87,5 @@ def report(trace: Path, source_system: str | None, target_system: str | None, se
                   for r in sorted(imported.devices)],
         "kernels": kernels, "steps": result.steps, "warnings": warnings_,
         "whatif": whatif.__dict__ | {"dtype": whatif_dtype(whatif)},
+        **coverage,
     }

@@ -59,6 +59,23 @@ def register(app: typer.Typer) -> None:
              "replayed_ms": v * 1e3, "whatif_ms": data["breakdown"]["whatif"][k] * 1e3}
             for k, v in data["breakdown"]["replayed"].items()])
         emit(data, format, table.round(3))
+        if format == Format.table and "model_coverage" in data:
+            typer.echo(_coverage(data))
+
+
+def _coverage(data: dict, top: int = 5) -> str:
+    """``--durations model`` in words: the step error, what was priced, what was not."""
+    cov = data["model_coverage"]
+    err = data["replay_error"]
+    lines = [f"model vs measured step: {'n/a' if err is None else f'{err:+.1%}'}; priced "
+             f"{cov['priced_share']:.0%} of the recorded device time "
+             f"({cov['priced_recorded_s_per_iteration'] * 1e3:.3f} ms recorded -> "
+             f"{cov['priced_model_s_per_iteration'] * 1e3:.3f} ms modelled per iteration)"]
+    for k in cov["unpriced_kernels"][:top]:
+        share = "" if k["share_of_step"] is None else f", {k['share_of_step']:.1%} of the step"
+        lines.append(f"  unpriced {k['class']}: {k['name'][:70]} x{k['count']} "
+                     f"({k['recorded_s_per_iteration'] * 1e3:.3f} ms per iteration{share})")
+    return "\n".join(lines)
 
 
 def _ms(x: float | None) -> float | None:

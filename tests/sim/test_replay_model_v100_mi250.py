@@ -101,3 +101,17 @@ def test_v100_device_copy_by_hand():
     assert rec.price_compute(copies[0].op, target=False) == pytest.approx(hand, rel=1e-9)
     recorded = sum(n.op.duration_s for n in copies) / len(copies)
     assert abs(hand / recorded - 1) < 0.15
+
+
+def test_cli_reports_coverage_in_json_and_table(mi250, monkeypatch, capsys):
+    from tests.sim.hardening_helpers import cli
+    trace, rec, _ = mi250
+    code, out, _ = cli(monkeypatch, capsys, "replay", MI250, "--durations", "model",
+                       "--format", "json")
+    cov = json.loads(out)["model_coverage"]
+    assert code == 0 and cov["priced_share"] == pytest.approx(
+        model_coverage(trace, None, rec)["priced_share"])
+    assert cov["unpriced_kernels"][0]["name"].startswith("Memcpy HtoD")
+    code, out, _ = cli(monkeypatch, capsys, "replay", MI250, "--durations", "model")
+    assert code == 0 and "priced 68% of the recorded device time" in out
+    assert "unpriced memcpy: Memcpy HtoD" in out
