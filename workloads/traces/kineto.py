@@ -27,7 +27,7 @@ from workloads.graph import Collective, CommGroup, Compute, Delay, ExecutionGrap
 from workloads.traces import deps as D
 from workloads.traces.classify import classify, collective_kind
 from workloads.traces.events import KERNEL, MEMCPY, MEMSET, Event, iter_events, read_header
-from workloads.traces.shapes import launch_ops, work_of
+from workloads.traces.shapes import launch_ops, share_group, work_of
 
 US = 1e-6
 # Bytes per element of the dtypes c10d records (``dtype`` argument of NCCL kernels).
@@ -239,8 +239,8 @@ class _OpMaker:
         op_class = "elementwise" if cls == "elementwise" else cls
         src = self.launched_by.get(ev.corr)
         work = work_of(*src) if src else None
-        if work is not None and cls in ("gemm", "elementwise", "other") and \
-                (work.op_class == "gemm") == (cls == "gemm"):
+        if work is not None and share_group(ev.name) == (
+                "gemm" if work.op_class == "gemm" else "memory"):
             return Compute(work.op_class, work.flops, work.bytes, work.dtype,
                            duration_s=ev.dur * US, name=ev.name), "compute"
         return Compute(op_class, duration_s=ev.dur * US, name=ev.name), "compute"

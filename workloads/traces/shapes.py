@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from workloads.traces.classify import classify
 from workloads.traces.events import CPU_OP, GPU_KINDS, RUNTIME, Event
 
 # ``Input type`` strings (c10 scalar type names) -> (bytes per element, dtype of the model).
@@ -43,10 +44,15 @@ def launch_ops(events: Iterable[Event]) -> dict[int, tuple[str, list, list, int]
     """Correlation id -> (op name, input dims, input types, launches of that op) of the
     innermost shaped ``aten::`` op open on the launching thread at the launch. Other ops
     (a torch.compile region, custom ops) are containers whose inputs say nothing about
-    one kernel: their kernels stay unpriced. Only runtime calls that started a device op
-    count as launches (``hipGetLastError`` and the like carry correlation ids too)."""
-    events = list(events)
-    on_device = {e.corr for e in events if e.kind in GPU_KINDS and e.corr >= 0}
+    one kernel: their kernels stay unpriced.
+
+    The launches of an op that share its work are its device ops that take that kind of
+    work (``share_group``): an ``aten::addmm``'s GEMM kernel does not share its FLOPs with
+    the bias copy the op launches first. Runtime calls that started no device op
+    (``hipGetLastError`` and the like carry correlation ids too) are not launches."""
+    events = events if isinstance(events, list) else list(events)
+    on_device = {e.corr: share_group(e.name) for e in events
+                 if e.kind in GPU_KINDS and e.corr >= 0}
     per_thread: dict[tuple, list[Event]] = {}
     for e in events:
         if (e.kind == CPU_OP and e.extra and "dims" in e.extra) or (
@@ -64,11 +70,21 @@ def launch_ops(events: Iterable[Event]) -> dict[int, tuple[str, list, list, int]
                 stack.append(e)
             elif stack and stack[-1].name.startswith("aten::"):
                 owner[e.corr] = stack[-1]
-    launches: dict[int, int] = {}
-    for op in owner.values():
-        launches[id(op)] = launches.get(id(op), 0) + 1
-    return {c: (op.name, op.extra["dims"], op.extra.get("types") or [], launches[id(op)])
-            for c, op in owner.items()}
+    launches: dict[tuple[int, str | None], int] = {}
+    for c, op in owner.items():
+        key = (id(op), on_device[c])
+        launches[key] = launches.get(key, 0) + 1
+    return {c: (op.name, op.extra["dims"], op.extra.get("types") or [],
+                launches[(id(op), on_device[c])]) for c, op in owner.items()}
+
+
+def share_group(kernel: str) -> str | None:
+    """Which work of its launching op a device op can take (the importer's rule,
+    workloads/traces/kineto.py): a GEMM kernel the GEMM's FLOPs, an elementwise or
+    unclassified kernel a memory-bound op's bytes; copies, collectives and attention
+    kernels none."""
+    cls = classify(kernel)
+    return "gemm" if cls == "gemm" else "memory" if cls in ("elementwise", "other") else None
 
 
 def _numel(dims) -> int:

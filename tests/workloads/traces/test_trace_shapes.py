@@ -16,8 +16,8 @@ def launch(ts, corr, tid=1):
     return Event(RUNTIME, "cudaLaunchKernel", 1, tid, ts, 1.0, corr, -1, -1, None)
 
 
-def kernel(ts, corr):
-    return Event(KERNEL, "k", 0, 7, ts, 1.0, corr, 0, 7, None)
+def kernel(ts, corr, name="k"):
+    return Event(KERNEL, name, 0, 7, ts, 1.0, corr, 0, 7, None)
 
 
 def test_gemm_work():
@@ -74,3 +74,20 @@ def test_only_calls_that_started_a_device_op_are_launches():
     evs = [cpu("aten::mm", 0, 100, [[128, 5], [5, 128]], ["float"] * 2),
            launch(10, corr=1), launch(20, corr=2), launch(30, corr=3), kernel(40, 2)]
     assert launch_ops(evs) == {2: ("aten::mm", [[128, 5], [5, 128]], ["float"] * 2, 1)}
+
+
+def test_a_gemm_shares_its_flops_only_with_gemm_kernels():
+    """aten::addmm on ROCm copies the bias into the output (direct_copy_kernel, class
+    memcpy) and then runs one Tensile GEMM: the GEMM keeps all 2 m n k FLOPs. A split-K
+    sgemm and its splitKreduce kernel (both GEMM-class) share them."""
+    dims, types = [[128], [5, 128], [128, 128], [], []], ["float"] * 3 + ["Scalar"] * 2
+    evs = [cpu("aten::addmm", 0, 100, dims, types), launch(10, corr=1), launch(20, corr=2),
+           kernel(30, 1, "elementwise_kernel<128, 2, direct_copy_kernel_cuda>"),
+           kernel(40, 2, "Cijk_Alik_Bljk_SB_Bias_MT64x16x32")]
+    links = launch_ops(evs)
+    assert links[2][3] == 1 and work_of(*links[2]).flops == 2 * 5 * 128 * 128
+    evs = [cpu("aten::mm", 0, 100, [[1024, 4096], [4096, 12]], ["float"] * 2),
+           launch(10, corr=1), launch(20, corr=2),
+           kernel(30, 1, "volta_sgemm_32x32_sliced1x4_tn"), kernel(40, 2, "splitKreduce_kernel")]
+    links = launch_ops(evs)
+    assert links[1][3] == links[2][3] == 2
