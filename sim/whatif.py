@@ -147,8 +147,8 @@ class Recoster:
         self.src_sys = _system(w.source_system)
         self.tgt_sys = _system(w.target_system or w.source_system, w.gpu, w.nic_gbps)
         self.src, self.tgt = _model(self.src_sys), _model(self.tgt_sys)
-        # The what-if dtype must exist on the target; a source without it (fp8 on an A100)
-        # ran those GEMMs at bf16, so it is costed at bf16 there.
+        # The what-if dtype must exist on the target; a source without it (fp8 on an A100,
+        # bf16 on a V100) ran those GEMMs at its default (bf16; fp16 on a V100).
         self.tgt_dtype = w.dtype or default_dtype(self.tgt.gpu)
         self.tgt.gpu.require_dtype(self.tgt_dtype, "--set dtype")
         src = w.dtype or default_dtype(self.src.gpu)
