@@ -96,7 +96,8 @@ def cuda_times(fn, warmup: int, reps: int) -> list[float]:
     return out
 
 
-def measure_one(c: dict, trace: Path | None = None, compiled: bool = False) -> dict:
+def measure_one(c: dict, trace: Path | None = None, compiled: bool = False,
+                shapes: bool = False) -> dict:
     """``compiled``: the model through torch.compile (Inductor fuses the bias, dropout,
     residual-add, GELU and LayerNorm kernels, as Megatron's fused kernels do)."""
     import torch
@@ -125,7 +126,9 @@ def measure_one(c: dict, trace: Path | None = None, compiled: bool = False) -> d
     peak = torch.cuda.max_memory_allocated() / 2**30
     if trace is not None:   # a real trace of this GPU for workloads/traces (2 profiled steps)
         from torch.profiler import ProfilerActivity, profile, schedule
+        # record_shapes: the ops' input shapes, which `replay --durations model` prices
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                     record_shapes=shapes,
                      schedule=schedule(wait=0, warmup=1, active=2, repeat=1),
                      on_trace_ready=lambda p: p.export_chrome_trace(str(trace))) as prof:
             for _ in range(3):
@@ -135,7 +138,8 @@ def measure_one(c: dict, trace: Path | None = None, compiled: bool = False) -> d
                 "peak_mem_gib": peak}
 
 
-def measure(out: Path, trace: str | None = None, compiled: bool = False) -> Path:
+def measure(out: Path, trace: str | None = None, compiled: bool = False,
+            shapes: bool = False) -> Path:
     import torch
 
     rows: list[dict] = []
@@ -143,7 +147,7 @@ def measure(out: Path, trace: str | None = None, compiled: bool = False) -> Path
     path = out / ("gpu_steps_compiled.json" if compiled else "gpu_steps.json")
     for c in CONFIGS:   # the file is rewritten after every row: a cut-off run keeps its rows
         rows.append(measure_one(c, out / f"{c['name']}_trace.json" if c["name"] == trace else None,
-                                compiled))
+                                compiled, shapes))
         print(json.dumps({k: rows[-1][k] for k in ("name", "step_s", "peak_mem_gib")}), flush=True)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -189,10 +193,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=MEASURED.parent)
     ap.add_argument("--compile", action="store_true", help="--measure: torch.compile the model")
     ap.add_argument("--trace", default=None, help="--measure: also record a Kineto trace of this config")
+    ap.add_argument("--shapes", action="store_true",
+                    help="--trace: record the ops' input shapes (record_shapes=True)")
     ap.add_argument("--profile", default=None, help="profile name or YAML (default: the GPU's)")
     a = ap.parse_args()
     if a.measure:
-        print(measure(a.out, a.trace, a.compile))
+        print(measure(a.out, a.trace, a.compile, a.shapes))
         return
     rows = predict(MEASURED, a.profile)
     print(f"{'model':14} {'measured ms':>11} {'predicted ms':>12} {'error':>7}")
