@@ -10,7 +10,8 @@ runtime call with the same correlation id) ran. From the op and its shapes:
 - convolutions: not priced (the output size needs stride and padding, which the trace
   does not record): the kernel stays unpriced;
 - any other op with tensor inputs: memory-bound, its input bytes read plus the largest
-  input written once (elementwise ops, copies, norms, optimizer steps).
+  input written once (elementwise ops, copies, norms, optimizer steps); ops that only
+  write their first input (``fill_``, ``zero_``, ``copy_``'s destination) do not read it.
 The work is what the replay's model-only mode (``--durations model``) prices.
 """
 
@@ -29,6 +30,9 @@ TYPES = {"float": (4, "fp32"), "c10::half": (2, "fp16"), "c10::bfloat16": (2, "b
          "bool": (1, "fp32"), "unsigned char": (1, "fp32"), "signed char": (1, "fp32"),
          "c10::float8_e4m3fn": (1, "fp8"), "c10::float8_e5m2": (1, "fp8")}
 UNPRICED = ("conv", "cudnn_convolution", "miopen")
+# In-place ops whose first input is only written: fill_(self, value), zero_(self),
+# copy_(self, src) (PyTorch's native_functions.yaml signatures).
+WRITE_ONLY_FIRST = ("aten::fill_", "aten::zero_", "aten::copy_")
 
 
 @dataclass(frozen=True)
@@ -147,4 +151,6 @@ def _work(name: str, dims: list, types: list, launches: int) -> Work | None:
         return Work("gemm", 2.0 * mnk / max(1, launches), float(elems * elem) / max(1, launches),
                     dtype, name)
     nbytes = sum(n * e for n, e, _ in tensors) + max(n * e for n, e, _ in tensors)
+    if name in WRITE_ONLY_FIRST:      # the destination is written, not read
+        nbytes -= tensors[0][0] * tensors[0][1]
     return Work("elementwise", 0.0, float(nbytes) / max(1, launches), dtype, name)

@@ -91,3 +91,13 @@ def test_a_gemm_shares_its_flops_only_with_gemm_kernels():
            kernel(30, 1, "volta_sgemm_32x32_sliced1x4_tn"), kernel(40, 2, "splitKreduce_kernel")]
     links = launch_ops(evs)
     assert links[1][3] == links[2][3] == 2
+
+
+def test_fill_and_copy_do_not_read_their_destination():
+    """fill_(t[1024], 1.0) and zero_(t) write 4 KiB; copy_(dst, src) reads src and writes
+    dst: 2 x 4 KiB (an add_(a, b) reads both and writes a: 3 x 4 KiB)."""
+    f = ["float", "Scalar"]
+    assert work_of("aten::fill_", [[1024], []], f).bytes == 4096
+    assert work_of("aten::zero_", [[1024]], ["float"]).bytes == 4096
+    assert work_of("aten::copy_", [[1024], [1024], []], ["float", "float", "Scalar"]).bytes == 8192
+    assert work_of("aten::add_", [[1024], [1024], []], ["float", "float", "Scalar"]).bytes == 12288
