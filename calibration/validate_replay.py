@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from hw_models import catalog
 from hw_models.errors import ClusterSimError
+from hw_models.profile import calibration_status, load_builtin
 from sim.replay import model_coverage, replay
 from sim.whatif import Recoster, WhatIf, source_system_for
 from workloads.traces.formats import load_trace
@@ -85,6 +87,9 @@ def evaluate(case: TraceCase) -> dict:
     row = {"trace": case.name, "device": device, "system": system}
     if system is None:
         return row | {"reason": "device not in the catalog"}
+    spec = catalog.system(system)
+    row["calibration"] = calibration_status(load_builtin(spec.default_profile),
+                                            spec.gpu)["status"]
     res = replay(trace, WhatIf(source_system=system), durations="model")
     cov = model_coverage(trace, res.measured_iteration_s,
                          Recoster(WhatIf(source_system=system), trace.graph.world_size))
