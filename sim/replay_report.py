@@ -3,6 +3,7 @@ one summary dict with the warnings a reader needs (host-paced steps, unmoved wha
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from hw_models.yamlio import check_writable, check_writable_dir
@@ -41,7 +42,10 @@ def report(trace: Path, source_system: str | None, target_system: str | None, se
     if trace_out is not None:
         chrome_trace.write(result.whatif.rows, trace_out)
     warnings_ = list(imported.warnings)
-    changed = whatif != WhatIf(source_system=source_system)
+    # a what-if that changes nothing (its dtype spelled out as the default) is no change
+    plain = WhatIf(source_system=source_system)
+    changed = replace(whatif, dtype=whatif_dtype(whatif)) != replace(plain,
+                                                                    dtype=whatif_dtype(plain))
     if result.cpu_bound:
         warnings_.append(
             f"cpu_bound: the device is busy {result.device_busy_fraction:.0%} of the replayed "
