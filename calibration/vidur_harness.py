@@ -28,6 +28,12 @@ from calibration.validate_nccl import REF, VIDUR_MIN_BYTES, geomean_abs_error
 from sim.network.collectives import nccl_model
 
 GRID_END = 16 * 2 ** 20   # Vidur's grid is 32 KiB steps up to 16 MiB (128 KiB above)
+# A validated row is "host-paced" when, from the measurements alone, its time is the
+# harness' pace rather than the kernel's: its median is at most FLOOR_MARGIN x the
+# sweep's sub-MiB floor, and some size within +-WINDOW octaves of it ran at most
+# ENVELOPE_RATIO x as long (the kernel itself is faster there). Round numbers, chosen on
+# the data's own spread (3-run spreads of 4-13 us on ring rows), never on predictions.
+FLOOR_MARGIN, ENVELOPE_RATIO, WINDOW = 1.15, 0.8, 0.125
 
 
 def sweep_rows(gpu: str) -> pd.DataFrame:
@@ -73,6 +79,44 @@ def floor_trial(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def host_paced(rows: pd.DataFrame) -> pd.DataFrame:
+    """The Vidur rows of ``rows`` (validate_nccl.validate() output) with the lower envelope
+    of the neighbouring sizes (``envelope_us``) and whether the row is host-paced (module
+    constants)."""
+    out = []
+    for gpu in ("a100", "h100"):
+        df = sweep_rows(gpu)
+        for n, g in df.groupby("gpus"):
+            name, floor = f"Vidur DGX {gpu.upper()} {n} GPU", harness_floor(g)
+            for r in rows[rows.sweep == name].itertuples(index=False):
+                near = g[(g.size_bytes >= r.size_bytes * 2 ** -WINDOW)
+                         & (g.size_bytes <= r.size_bytes * 2 ** WINDOW)]
+                env = float(near.time_us.min())
+                out.append({"sweep": name, "size_bytes": r.size_bytes,
+                            "measured_us": r.measured_us, "envelope_us": env,
+                            "predicted_us": r.predicted_us,
+                            "host_paced": bool(r.measured_us <= FLOOR_MARGIN * floor
+                                               and env <= ENVELOPE_RATIO * r.measured_us)})
+    return pd.DataFrame(out)
+
+
+def paced_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Geomean |error| per Vidur sweep over all rows, the kernel-bound rows and the
+    host-paced ones (and the latter against their envelope)."""
+    hp = host_paced(rows)
+    out = []
+    for name, g in hp.groupby("sweep", sort=False):
+        k, h = g[~g.host_paced], g[g.host_paced]
+
+        def ge(a, b):
+            return round(100 * geomean_abs_error(a, b), 1) if len(a) else float("nan")
+        out.append({"sweep": name, "rows": len(g), "all_pct": ge(g.predicted_us, g.measured_us),
+                    "kernel_bound_rows": len(k), "kernel_bound_pct": ge(k.predicted_us, k.measured_us),
+                    "host_paced_pct": ge(h.predicted_us, h.measured_us),
+                    "host_paced_vs_envelope_pct": ge(h.predicted_us, h.envelope_us)})
+    return pd.DataFrame(out)
+
+
 def loop_boundaries(sizes: np.ndarray, n: int) -> np.ndarray:
     """True where NCCL's NVLS (loops, chunk) changes between consecutive sizes."""
     key = np.array([(nccl_model.nvls_loops(s, n), nccl_model.nvls_chunk_bytes(s, n))
@@ -101,8 +145,13 @@ def main() -> None:
     with pd.option_context("display.width", 200):
         print("Harness floor (median below 1 MiB) vs the 1-2 MiB rows, us:")
         print(floors().round(1).to_string(index=False))
+        rows = validate()
         print("\nmax(model, floor) on every Vidur sweep (geomean |error|, %):")
-        print(floor_trial(validate()).to_string(index=False))
+        print(floor_trial(rows).to_string(index=False))
+        print("\nHost-paced rows (median at the sub-MiB floor, a neighbouring size faster):")
+        hp = host_paced(rows)
+        print(hp[hp.host_paced].to_string(index=False))
+        print(paced_summary(rows).to_string(index=False))
         print("\nTime jumps at NCCL's NVLS loop boundaries, 1-16 MiB (H100, and A100 as a "
               "placebo: no NVLS there):")
         print(pd.concat([nvls_steps("h100"), nvls_steps("a100")]).to_string(index=False))

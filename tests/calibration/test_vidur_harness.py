@@ -52,3 +52,18 @@ def test_loop_boundaries_by_hand():
     # 8 GPUs: 2 MiB loops below 8 MiB -> one boundary between 2.0 and 2.1, one between
     # 3.9 and 4.1 MiB.
     assert list(vh.loop_boundaries(sizes, 8)) == [False, True, False, True]
+
+
+def test_host_paced_rows_from_the_measurements_alone():
+    """The rule reads only measured times: on DGX H100 the 2-GPU rows at 1, 1.4, 2 and
+    4 MiB and the 4-GPU row at 1 MiB; no DGX A100 row."""
+    from calibration.validate_nccl import check_sweeps, reference_sweeps
+    rows = pd.concat([s.data.assign(sweep=s.name, measured_us=s.data.time_us, predicted_us=1.0)
+                      for s in reference_sweeps() + check_sweeps()])
+    hp = vh.host_paced(rows)
+    paced = hp[hp.host_paced]
+    assert sorted(zip(paced.sweep, (paced.size_bytes / MIB).round(1))) == [
+        ("Vidur DGX H100 2 GPU", 1.0), ("Vidur DGX H100 2 GPU", 1.4),
+        ("Vidur DGX H100 2 GPU", 2.0), ("Vidur DGX H100 2 GPU", 4.0),
+        ("Vidur DGX H100 4 GPU", 1.0)]
+    assert len(hp) == 6 * 13
