@@ -62,7 +62,7 @@ def test_host_paced_rows_from_the_measurements_alone():
                       for s in reference_sweeps() + check_sweeps()])
     hp = vh.host_paced(rows)
     paced = hp[hp.host_paced]
-    assert sorted(zip(paced.sweep, (paced.size_bytes / MIB).round(1))) == [
+    assert sorted(zip(paced.sweep, (paced.size_bytes / MIB).round(1), strict=True)) == [
         ("Vidur DGX H100 2 GPU", 1.0), ("Vidur DGX H100 2 GPU", 1.4),
         ("Vidur DGX H100 2 GPU", 2.0), ("Vidur DGX H100 2 GPU", 4.0),
         ("Vidur DGX H100 4 GPU", 1.0)]
