@@ -133,7 +133,7 @@ def nccl_time(key: str, proto: str, kind: str, nbytes: float, latency_us: float,
 
 def nvls_chunk_bytes(nbytes: float, heads: int, channels: int | None = None) -> int:
     """NCCL's NVLS chunk for one all_reduce of ``nbytes`` on one node of ``heads`` GPUs
-    (src/enqueue.cc computeColl, v2.19.3; ladder in nccl_tuning.yaml nvls_kernel)."""
+    (src/enqueue.cc computeColl, v2.18-v2.19; ladder in nccl_tuning.yaml nvls_kernel)."""
     k = constants()["nvls_kernel"]
     ops = (channels or k["channels"]) * heads
     chunk = int(k["max_chunk_bytes"])
@@ -156,7 +156,7 @@ def nvls_loops(nbytes: float, heads: int, channels: int | None = None) -> int:
 
 def nvls_warps(heads: int) -> dict[str, int]:
     """Warps per NVLS channel by role (single node, unregistered buffers;
-    src/device/all_reduce.h, v2.19.3)."""
+    src/device/all_reduce.h, v2.18-v2.19)."""
     k = constants()["nvls_kernel"]
     w = k["reduce_warps"]
     reduce = w["small"] if heads <= w["small_max_ranks"] else w["large"]
