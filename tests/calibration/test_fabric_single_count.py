@@ -32,7 +32,6 @@ def test_two_gpu_ring_latency_by_hand():
     assert ch.latency_s * 1e6 == pytest.approx(8.4 + base + 2 * 3.4, abs=1e-9)
 
 
-@pytest.mark.slow
 def test_host_paced_rows_match_the_kernel_time_next_to_them():
     """Where Vidur's median is the harness' pace (calibration/vidur_harness.py), the
     prediction meets the fastest neighbouring sizes (the kernel's own time) within 10%:
