@@ -317,7 +317,7 @@ def build_a100_ndm(a100: dict) -> dict:
 def build_a100_dgx(a100: dict) -> dict:
     """DGX A100 80GB (catalog dgx-a100): fabric fitted on the A100 80GB node's two
     sources, Azure NDm A100 v4's nccl-tests sweep (8 GPUs, 1 KiB-8 GiB) and Vidur's
-    PyTorch-timed DGX A100 all_reduce (2/4/8 GPUs, 1-64 MiB), which agree with each other
+    kernel-timed DGX A100 all_reduce (2/4/8 GPUs, 1-64 MiB), which agree with each other
     and not with the 40GB echo logs (docs/fabric.md)."""
     return system_variant(
         a100, "a100-dgx", ["vidur/network/a100_dgx_all_reduce.csv",

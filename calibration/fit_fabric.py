@@ -238,6 +238,13 @@ def fit_profile_fabric(profile: Profile, nvlink: list[Sweep], network: list[Swee
     them (the DGX H100 sweep never runs LL128, and an unconstrained LL128 fit reached its
     bounds, +200 us per collective); the tuner then uses NCCL's own constants for it."""
     tabs = [point_table(s, profile) for s in nvlink]
+    if len({s.gpus for s in nvlink}) == 1:
+        # One GPU count: every point of a protocol has the same hop count, so only
+        # base_us + hops x step_us is seen; the split would decide the latency of every
+        # other group size (DGX H100: the NVLS fit set step_us to -3.39 us, which removed
+        # NCCL's per-hop ring latency from 2- and 4-GPU rings that no sweep measured).
+        # Keep NCCL's per-hop constants there (SINGLE: step_us = 0), fit base_us.
+        layout = Layout(shared=layout.shared, fixed=SINGLE.fixed)
     per = fit_nvlink(tabs, layout, n_boot)
     seen = measured_protocols(tabs)
     fits = {f"nvlink.{p}": f for p, f in per.items() if p in seen}

@@ -7,7 +7,8 @@ The model is the tuner's for the pair NCCL's model picks (p2p, usually Simple): 
 latency of one ring step + base_us + bytes x seconds per byte (the flow on the
 topology) / (protocol factor x eff(S)), eff(S) = eff_max / (1 + (bytes_half / S)^gamma);
 four parameters, a Huber M-estimate (calibration/fitting.py), on sizes from 1 MiB
-(Vidur's PyTorch timing: below, the call overhead is the time).
+(Vidur's kernel timing in an eager loop: below, the harness' pace is the time;
+calibration/vidur_harness.py).
 """
 
 from __future__ import annotations

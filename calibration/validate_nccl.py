@@ -8,10 +8,11 @@ Sweeps (calibration/reference/), each on its own catalog system and built-in pro
   40GB), 2-8 GPUs in one server and 16 over two servers (one 200 Gb/s HDR NIC per GPU);
   azure-nd-a100-v4, profile a100. The 1-GPU log has no communication (busbw is 0 by
   definition) and is left out.
-- vidur/network/{a100,h100}_dgx_all_reduce.csv (Microsoft Vidur's profiling, PyTorch
-  timing around torch.distributed.all_reduce on one DGX node, 2/4/8 GPUs): sizes from
-  1 MiB, half an octave apart (below 1 MiB the Python call overhead is the time: a
-  25-60 us floor where nccl-tests on the same node types show 9-25 us). DGX A100 on
+- vidur/network/{a100,h100}_dgx_all_reduce.csv (Microsoft Vidur's profiling on one DGX
+  node, 2/4/8 GPUs: the median NCCL kernel time of 11 eager torch.distributed.all_reduce
+  calls on rank 0, calibration/vidur_harness.py): sizes from 1 MiB, half an octave apart
+  (below 1 MiB the harness' pace is the time: a 25-60 us floor where nccl-tests on the
+  same node types show 9-25 us). DGX A100 on
   dgx-a100, profile a100-dgx, fitted with the Azure NDm sweep (same A100 80GB node);
   DGX H100 on dgx-h100 is a check only (``check_sweeps``): the h100 fabric is fitted on
   the NVLS sweep alone (docs/fabric.md).

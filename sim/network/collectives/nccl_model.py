@@ -129,3 +129,37 @@ def nccl_time(key: str, proto: str, kind: str, nbytes: float, latency_us: float,
             and nbytes / (channels * n) >= 64):
         lat *= constants()["ring_plateau"][arch]
     return lat * 1e-6 + nbytes / alg
+
+
+def nvls_chunk_bytes(nbytes: float, heads: int, channels: int | None = None) -> int:
+    """NCCL's NVLS chunk for one all_reduce of ``nbytes`` on one node of ``heads`` GPUs
+    (src/enqueue.cc computeColl, v2.18-v2.19; ladder in nccl_tuning.yaml nvls_kernel)."""
+    k = constants()["nvls_kernel"]
+    ops = (channels or k["channels"]) * heads
+    chunk = int(k["max_chunk_bytes"])
+    for mult, smaller in k["chunk_ladder"]:
+        if nbytes < mult * ops * chunk and chunk > smaller:
+            chunk = int(smaller)
+    return chunk
+
+
+def nvls_loop_bytes(nbytes: float, heads: int, channels: int | None = None) -> int:
+    """Bytes one NVLS loop moves: nChannels x nHeads x chunk."""
+    ch = channels or constants()["nvls_kernel"]["channels"]
+    return ch * heads * nvls_chunk_bytes(nbytes, heads, ch)
+
+
+def nvls_loops(nbytes: float, heads: int, channels: int | None = None) -> int:
+    """Loops of the NVLS kernel for a buffer of ``nbytes``: ceil(bytes / loop bytes)."""
+    return max(1, math.ceil(nbytes / nvls_loop_bytes(nbytes, heads, channels)))
+
+
+def nvls_warps(heads: int) -> dict[str, int]:
+    """Warps per NVLS channel by role (single node, unregistered buffers;
+    src/device/all_reduce.h, v2.18-v2.19)."""
+    k = constants()["nvls_kernel"]
+    w = k["reduce_warps"]
+    reduce = w["small"] if heads <= w["small_max_ranks"] else w["large"]
+    total = k["total_warps"]
+    return {"reduce": reduce, "scatter": (total - reduce + 1) // 2,
+            "gather": (total - reduce) // 2}
