@@ -50,3 +50,65 @@ def test_eager_kernels_move_the_fast_decode_rows_toward_the_measurement(serving)
             assert f["error_pct"] < 0 and e["predicted_s"] > f["predicted_s"]
             if e["batch"] <= 64:
                 assert abs(e["error_pct"]) < abs(f["error_pct"])
+
+
+def _launches(layers: int, batch: int, ctx: int) -> list[str]:
+    """Operators of one decode step of benchmarks/gpu_serving.py's forward (a tiny shape on
+    the CPU) that produce new memory: a kernel each on a GPU (views launch nothing)."""
+    import sys
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from tests.paths import ROOT
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_serving
+
+    class Launches(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__
+            ins = [a for a in args if isinstance(a, torch.Tensor)]
+            outs = out if isinstance(out, tuple | list) else (out,)
+            new = any(isinstance(o, torch.Tensor) and all(
+                o.untyped_storage().data_ptr() != i.untyped_storage().data_ptr() for i in ins)
+                for o in outs)
+            if new or name.endswith("_"):          # in-place writes (the KV copies) too
+                self.ops.append(name)
+            return out
+
+    shape = {"layers": layers, "hidden": 256, "heads": 4, "kv_heads": 2, "ffn": 512, "vocab": 1000}
+    old, gpu_serving.SHAPE = gpu_serving.SHAPE, shape
+    try:
+        fwd = gpu_serving._model(torch.device("cpu"), ctx + 1, batch)
+        with torch.inference_mode(), Launches() as mode:
+            fwd(torch.randint(0, 1000, (batch, 1)), ctx)
+    finally:
+        gpu_serving.SHAPE = old
+    return mode.ops
+
+
+@pytest.mark.slow          # imports torch (~5 s on a busy 2-core machine)
+def test_eager_kernel_count_is_the_benchmarks_forward():
+    """One layer of the forward the serving rows were measured with launches the 39 kernels
+    `kernels: eager` prices (13 per rotary call, 2 KV copies, silu and product)."""
+    from collections import Counter
+
+    from workloads.inference.ops import IterationOps, Shape
+    from workloads.model import ModelSpec
+
+    one, two = Counter(_launches(1, 2, 16)), Counter(_launches(2, 2, 16))
+    layer = two - one
+    assert layer == Counter({"mul": 11, "to": 6, "add": 4, "cos": 2, "sin": 2, "sub": 2,
+                             "stack": 2, "copy_": 2, "silu": 1, "rms_norm": 2, "matmul": 4,
+                             "scaled_dot_product_attention": 1})
+    tiny = ModelSpec(layers=1, hidden=256, heads=4, kv_heads=2, ffn_hidden=512, vocab=1000,
+                     seq_len=64, activation="swiglu", norm="rmsnorm", bias=False, rope=True,
+                     tied_embeddings=False, dropout=False)
+    ops = IterationOps(tiny, 1, 1, "bf16", kernels="eager").layer_ops(
+        Shape(decode_seqs=2, decode_kv=32, logits=2))
+    assert len(ops) == layer.total() == 39
