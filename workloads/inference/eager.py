@@ -15,8 +15,10 @@ Counted from the implementation of ``benchmarks/gpu_serving.py`` (views, ``split
 - the KV-cache write: one copy for K, one for V;
 - SwiGLU: ``silu(gate)`` and its product with ``up`` (a non-gated MLP's GELU is one
   kernel, as fused);
-- RMSNorm is one kernel in both (``F.rms_norm`` dispatches to torch's fused CUDA kernel),
-  and so are the residual additions, the GEMMs and scaled_dot_product_attention.
+- RMSNorm is one kernel in both (on CUDA ``F.rms_norm`` dispatches to
+  ``aten::_fused_rms_norm``, pytorch/pytorch#153666, torch >= 2.8; the benchmark ran
+  torch 2.11), and so are the residual additions, the GEMMs and
+  scaled_dot_product_attention.
 
 Each kernel is a ``pointwise`` Compute with its own bytes: a plain framework kernel,
 priced on the profile's ``pointwise`` memory curve where it has one, else its base memory
