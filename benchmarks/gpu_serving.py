@@ -14,7 +14,10 @@ after warm-up):
 Each is captured in a CUDA graph, as serving engines run them, so the host's launch
 latency (~20 ms for the ~600 kernels of one eager pass) is not in the time.
 Without ``--measure`` it reads ``gpu_serving.json`` and predicts every row with the
-serving iteration model of ``clustersim simulate`` (workloads/inference/ops.py) on one GPU.
+serving iteration model of ``clustersim simulate`` (workloads/inference/ops.py) on one GPU,
+with the kernels this forward launches (``kernels: eager``, workloads/inference/eager.py:
+13 per rotary call, two per KV write and per SwiGLU; keep them in step if the forward
+changes).
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ def measure(out: Path) -> Path:
             print(json.dumps(rows[-1]), flush=True)
             del fwd
             torch.cuda.empty_cache()
-    doc = {"model": MODEL, "device_name": torch.cuda.get_device_name(),
+    doc = {"model": MODEL, "kernels": "eager", "device_name": torch.cuda.get_device_name(),
            "torch_version": torch.__version__,
            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)

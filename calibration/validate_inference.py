@@ -60,12 +60,18 @@ def summary(df: pd.DataFrame) -> dict[str, float]:
 
 
 SERVING_H100 = "measured/h100/gpu_serving.json"
+# benchmarks/gpu_serving.py runs plain PyTorch operators (13 kernels per rotary call, SwiGLU
+# as two), not an engine's fused kernels: its rows are priced with ``kernels: eager``
+# (workloads/inference/eager.py). A document may name its implementation under "kernels".
+SERVING_KERNELS = "eager"
 
 
-def predict_serving(path: Path | None = None, profile: str | None = None) -> list[dict]:
+def predict_serving(path: Path | None = None, profile: str | None = None,
+                    kernels: str | None = None) -> list[dict]:
     """Real serving iterations measured on one GPU (benchmarks/gpu_serving.py: Llama 3 8B,
-    bf16, CUDA graphs; batch-1 prefills = first-token latency, decode steps = time between
-    tokens) through the serving iteration model on one GPU of that kind."""
+    bf16, eager PyTorch layers in CUDA graphs; batch-1 prefills = first-token latency,
+    decode steps = time between tokens) through the serving iteration model on one GPU of
+    that kind, with the kernels of the implementation measured (``kernels`` overrides)."""
     from calibration.fit_measured import catalog_gpu_for
     from hw_models import catalog
     from hw_models.compute import ComputeModel
@@ -78,7 +84,9 @@ def predict_serving(path: Path | None = None, profile: str | None = None) -> lis
     doc = json.loads(path.read_text())
     gpu = catalog.gpu(catalog_gpu_for(doc["device_name"]))
     prof = load(profile or gpu.profile)
-    it = IterationModel(resolve(doc["model"]), 1, 1, "bf16", ComputeModel(gpu, prof), network=None)
+    kernels = kernels or doc.get("kernels", SERVING_KERNELS)
+    it = IterationModel(resolve(doc["model"]), 1, 1, "bf16", ComputeModel(gpu, prof), network=None,
+                        kernels=kernels)
     out = []
     for r in doc["rows"]:
         if r["kind"] == "prefill":

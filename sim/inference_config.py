@@ -85,6 +85,10 @@ class InferenceWorkload(_Cfg):
     slo: SLOConfig = Field(SLOConfig(), description="latency targets for SLO attainment")
     moe: MoEWorkload = Field(MoEWorkload(), description=(
         "MoE models with parallel.ep: token dispatcher and all-to-all overlap (docs/moe.md)"))
+    kernels: Literal["fused", "eager"] = Field("fused", description=(
+        "fused: one kernel per operator (rotary, KV write, activation), as serving engines "
+        "run; eager: one kernel per PyTorch operator of a plain implementation (13 per "
+        "rotary call, docs/inference.md); dense models only"))
     replica_pools: list[str] | None = Field(None, description=(
         "pool of each replica on a cluster with pools (prefill replicas first under "
         "disaggregation)"))

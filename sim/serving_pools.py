@@ -99,7 +99,7 @@ def simulate_serving_pools(sc):
     its = {p.name: IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision,
                                   paced_compute(p.system.gpu_spec, p.profile, sc.sim.speed_scale,
                                                 w.parallel.tp * w.parallel.pp),
-                                  p.network) for p in pools}
+                                  p.network, kernels=w.kernels) for p in pools}
     blocks = {p.name: _kv_blocks(w, its[p.name], p) for p in pools if p in placed}
     roles = (["prefill"] * w.disaggregation.prefill_replicas +
              ["decode"] * w.disaggregation.decode_replicas

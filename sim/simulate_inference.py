@@ -73,6 +73,9 @@ def _check_plan(w: InferenceWorkload, model, gpus: int, domain: int) -> None:
                                   f"({model.kv_heads_}) or be a multiple of kv_heads")
     if pp > model.layers:
         raise InfeasiblePlanError(f"pp={pp} exceeds the model's {model.layers} layers")
+    if w.kernels == "eager" and not model.uniform:
+        raise InfeasiblePlanError("workload.kernels: eager is modelled for dense models only; "
+                                  "use fused for MoE, MLA or windowed-attention models")
     ep = w.parallel.ep
     if ep > 1 and (model.moe is None or model.moe.experts % ep):
         what = "a mixture-of-experts model" if model.moe is None else \
@@ -118,7 +121,8 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     compute = paced_compute(gpu, prof, sc.sim.speed_scale,
                             w.parallel.tp * w.parallel.pp * w.parallel.ep)
     # MoE / MLA / windowed models: per-kind layers, expert parallelism (docs/moe.md)
-    it = IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision, compute, network) \
+    it = IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision, compute, network,
+                        kernels=w.kernels) \
         if model.uniform else MoEIterationModel(
             model, w.parallel.tp, w.parallel.pp, w.precision, compute, network, ep=w.parallel.ep,
             dispatcher=w.moe.dispatcher, overlap=w.moe.overlap, domain_gpus=cl.layout.domain_gpus)

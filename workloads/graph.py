@@ -18,8 +18,10 @@ from typing import Literal
 
 from hw_models.errors import ClusterSimError
 
-OpClass = Literal["gemm", "attention", "elementwise", "norm", "softmax", "embedding", "loss",
-                  "optimizer", "memcpy", "other"]
+# pointwise: one plain framework kernel per operator (eager PyTorch), as opposed to an
+# engine's fused elementwise kernels (workloads/inference/eager.py).
+OpClass = Literal["gemm", "attention", "elementwise", "pointwise", "norm", "softmax", "embedding",
+                  "loss", "optimizer", "memcpy", "other"]
 CollectiveKind = Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all",
                          "broadcast", "reduce"]
 # What a node's time counts as in the breakdown.

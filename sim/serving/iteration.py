@@ -13,8 +13,8 @@ class IterationModel(IterationOps):
     """Iteration time of one replica (tp x pp GPUs) for a batch Shape, via the engine."""
 
     def __init__(self, model: ModelSpec, tp: int, pp: int, precision: str, compute, network,
-                 kv_bytes: int | None = None):
-        super().__init__(model, tp, pp, precision, kv_bytes)
+                 kv_bytes: int | None = None, kernels: str = "fused"):
+        super().__init__(model, tp, pp, precision, kv_bytes, kernels)
         self.compute, self.network = compute, network
         self._cache: dict[Shape, float] = {}
         self._parts: dict[tuple, float] = {}

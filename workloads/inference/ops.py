@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from hw_models.dtypes import DTYPE_BYTES
 from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
+from workloads.inference.eager import activation_kernels, kv_write_kernels, rope_kernels
 from workloads.layers import LayerContext, activation_bytes, layer_gemm_shapes, mem, tp_comm
 from workloads.model import ModelSpec
 
@@ -64,8 +65,9 @@ class IterationOps:
     Shape, and the replica's memory per GPU (weights, KV bytes per token)."""
 
     def __init__(self, model: ModelSpec, tp: int, pp: int, precision: str,
-                 kv_bytes: int | None = None):
+                 kv_bytes: int | None = None, kernels: str = "fused"):
         self.model, self.tp, self.pp, self.precision = model, tp, pp, precision
+        self.kernels = kernels          # fused (serving engines) or eager (workloads/inference/eager.py)
         self.w_bytes = DTYPE_BYTES[precision]
         self.kv_bytes = kv_bytes or self.w_bytes
         self.group = CommGroup(tuple(range(tp)), "tp")
@@ -97,14 +99,19 @@ class IterationOps:
         heads, kvh = ctx.local_heads, ctx.local_kv_heads
         norm = 2 * e * T * m.hidden
         ops: list = [mem(ctx, "norm", norm, "input_norm"), self._gemm(*g["qkv"], "qkv")]
-        if m.rope:
+        eager = self.kernels == "eager"
+        if m.rope and eager:
+            ops += rope_kernels(T, heads, d, e, ctx.dtype, "rope_q") + rope_kernels(T, kvh, d, e, ctx.dtype, "rope_k")
+        elif m.rope:
             ops.append(mem(ctx, "elementwise", 2 * e * T * (heads + kvh) * d, "rope"))
-        ops.append(mem(ctx, "elementwise", 2 * T * kvh * d * (e + self.kv_bytes), "kv_write"))
+        ops += (kv_write_kernels(T, kvh, d, e, self.kv_bytes, ctx.dtype) if eager else
+                [mem(ctx, "elementwise", 2 * T * kvh * d * (e + self.kv_bytes), "kv_write")])
+        act = (activation_kernels(T, m.ffn // self.tp, e, m.gated, ctx.dtype) if eager else
+               [mem(ctx, "elementwise", activation_bytes(ctx), "activation")])
         return ops + [self._gemm(*g["proj"], "attn_proj"), *tp_comm(ctx, "all_reduce", "tp_attn_out"),
                       mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add"),
                       mem(ctx, "norm", norm, "post_attn_norm"), self._gemm(*g["mlp_up"], "mlp_up"),
-                      mem(ctx, "elementwise", activation_bytes(ctx), "activation"),
-                      self._gemm(*g["mlp_down"], "mlp_down"), *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
+                      *act, self._gemm(*g["mlp_down"], "mlp_down"), *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
                       mem(ctx, "elementwise", 3 * e * T * m.hidden, "residual_add")]
 
     def attention_ops(self, s: Shape) -> list:
@@ -130,7 +137,7 @@ class IterationOps:
     def layer_ops(self, s: Shape) -> list:
         """One layer on one TP rank, in kernel order."""
         dense = self.dense_ops(s.prefill_tokens + s.decode_seqs)
-        cut = next(i for i, o in enumerate(dense) if o.name == "kv_write") + 1
+        cut = max(i for i, o in enumerate(dense) if o.name.startswith("kv_write")) + 1
         return dense[:cut] + self.attention_ops(s) + dense[cut:]
 
     def embed_op(self, T: int) -> Compute:
