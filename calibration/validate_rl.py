@@ -4,10 +4,20 @@ simulated are listed with the reason. Nothing is fitted to the table: the servin
 training and network costs are the global microbenchmark fits.
 
 What the rows do not publish is filled the same way for every row:
-- prompt and response lengths: the rows give the mean prompt + response length of the
-  step (gen_avg_seq_len) and the maximum (train_max_seq_len). Prompts are PROMPT_TOKENS
-  long; responses are lognormal with sigma RESPONSE_SIGMA, clipped to the maximum, with
-  the median that makes the mean length the published one;
+- prompt and response lengths: "G-Average Seq len" (gen_avg_seq_len) is NeMo RL's mean
+  generation length, the response tokens only (grpo.py logs "Mean Generation Length" =
+  rollouts.py ``mean_gen_tokens_per_sample``, the assistant tokens of each sample), and
+  "Tokens / sec / GPU" is ``total_num_tokens`` (the sum over the step's samples of prompt +
+  response, grpo.py) / step time / all GPUs (algorithms/utils.py,
+  print_performance_metrics). The two published columns with the step time and the GPU
+  and sample counts give the prompt tokens per sample by that identity:
+  tokens/s/GPU x step x GPUs / samples - mean generation length. The prompt length is an
+  input of the row (the dataset's problems in the model's chat template), so it is taken
+  per model and algorithm as the median of that identity over the model's rows
+  (``prompt_tokens``), not row by row; no cost is derived from the step time. Responses
+  are lognormal with sigma RESPONSE_SIGMA, clipped at train_max_seq_len - prompt (vLLM's
+  max_model_len = max_total_sequence_length in the recipes), with the median that makes
+  their mean the published mean generation length;
 - samples per prompt: GROUP (NeMo RL's performance recipes: 64 prompts x 32 generations
   = the 2048 samples of grpo-llama3.1-8b-instruct-2n8g.yaml);
 - "On policy" rows are colocated (NeMo RL's default, grpo_math_1B.yaml) with vLLM at
@@ -43,7 +53,6 @@ from workloads.model import presets
 
 CSV = "reference/modern/rl_posttraining.csv"
 SUITE = "rl"
-PROMPT_TOKENS = 256         # assumption: an OpenMathInstruct-2 problem in NeMo RL's CoT prompt
 RESPONSE_SIGMA = 0.8        # assumption: the lognormal spread of the RL issue's example
 GROUP = 32                  # samples per prompt (NeMo RL performance recipes)
 SYSTEMS = {"DGX-H100": "dgx-h100", "GB200-NVL72": "gb200-nvl72"}
@@ -79,10 +88,9 @@ def train_plan(text: str) -> tuple[int, int, int, int]:
     return tp, cp, ep, pp
 
 
-def median_for_mean(mean_total: float, prompt: int, cap: int, sigma: float) -> float:
-    """Median of a lognormal response length whose clipped mean gives ``mean_total``
-    prompt + response tokens (closed-form mean of a lognormal clipped above at ``cap``)."""
-    target = mean_total - prompt
+def median_for_mean(target: float, cap: int, sigma: float) -> float:
+    """Median of a lognormal response length whose mean, clipped above at ``cap``, is
+    ``target`` tokens (closed-form mean of a lognormal clipped above)."""
 
     def clipped_mean(median: float) -> float:
         mu = math.log(median)
@@ -96,6 +104,22 @@ def median_for_mean(mean_total: float, prompt: int, cap: int, sigma: float) -> f
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if clipped_mean(mid) < target else (lo, mid)
     return math.sqrt(lo * hi)
+
+
+def step_tokens_per_sample(r) -> float:
+    """Prompt + response tokens per sample implied by the published columns (NeMo RL's
+    tokens/s/GPU = total_num_tokens / step time / all GPUs)."""
+    return float(r.tokens_per_s_per_gpu) * float(r.step_time_s) * int(r.num_gpus) / int(
+        r.gen_global_batch_samples)
+
+
+def prompt_tokens(df: pd.DataFrame, r) -> int:
+    """Prompt tokens per sample for a row: the median, over the rows of the same model and
+    algorithm (one dataset, one chat template), of published tokens per sample - published
+    mean generation length."""
+    same = df[(df.model == r.model) & (df.algorithm == r.algorithm) & df.gpu_type.isin(SYSTEMS)]
+    implied = [step_tokens_per_sample(x) - float(x.gen_avg_seq_len) for x in same.itertuples()]
+    return int(round(float(np.median(implied))))
 
 
 def skip_reason(r) -> str | None:
@@ -138,7 +162,7 @@ def model_id(r) -> str | None:
     return r.arch_id if isinstance(r.arch_id, str) else MODELS.get(r.model)
 
 
-def build(r) -> scenario.Scenario:
+def build(r, prompt: int) -> scenario.Scenario:
     system = SYSTEMS[r.gpu_type]
     from hw_models import catalog
     per_node = catalog.system(system).gpus_per_node
@@ -146,15 +170,15 @@ def build(r) -> scenario.Scenario:
     off = str(r.policy_mode).startswith("1-step")
     g_tp, g_pp = _ints(r.gen_parallel)[:2]
     tp, cp, ep, pp = train_plan(r.train_parallel)
-    cap = int(r.train_max_seq_len) - PROMPT_TOKENS
-    median = median_for_mean(float(r.gen_avg_seq_len), PROMPT_TOKENS, cap, RESPONSE_SIGMA)
+    cap = int(r.train_max_seq_len) - prompt
+    median = median_for_mean(float(r.gen_avg_seq_len), cap, RESPONSE_SIGMA)
     samples = int(r.gen_global_batch_samples)
     group = GROUPS.get(model_id(r), GROUP)
     group = group if samples % group == 0 else 1
     prec = str(r.precision_train).lower()
     work = {"kind": "rl", "algorithm": str(r.algorithm).lower(), "model": model_id(r),
             "precision": prec, "prompts_per_step": samples // group, "samples_per_prompt": group,
-            "prompt_len": PROMPT_TOKENS,
+            "prompt_len": prompt,
             "response_len": {"dist": "lognormal", "median": median, "sigma": RESPONSE_SIGMA,
                              "high": cap},
             "rollout": {"parallel": {"tp": g_tp, "pp": g_pp},
@@ -176,7 +200,8 @@ def build(r) -> scenario.Scenario:
 def run() -> pd.DataFrame:
     from sim.rl import simulate_rl
     rows = []
-    for r in load().itertuples():
+    df = load()
+    for r in df.itertuples():
         base = {"source": r.source_id, "algorithm": r.algorithm, "model": r.model,
                 "gpu": r.gpu_type, "gpus": int(r.num_gpus), "mode": r.policy_mode
                 if isinstance(r.policy_mode, str) else "", "precision": r.precision_train
@@ -185,7 +210,7 @@ def run() -> pd.DataFrame:
         res = None
         if reason is None:
             try:
-                res = simulate_rl(build(r))
+                res = simulate_rl(build(r, prompt_tokens(df, r)))
             except ClusterSimError as exc:
                 reason = f"not simulated: {exc}"
         if res is None:

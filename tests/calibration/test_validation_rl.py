@@ -29,9 +29,22 @@ def test_every_row_is_reported_with_error_or_reason(monkeypatch):
 
 def test_response_median_reproduces_the_published_mean_length():
     import numpy as np
-    med = validate_rl.median_for_mean(1060, 256, 3840, 0.8)
-    x = np.clip(np.random.default_rng(0).lognormal(np.log(med), 0.8, 400_000), None, 3840)
-    assert 256 + x.mean() == pytest.approx(1060, rel=0.01)
+    med = validate_rl.median_for_mean(1060, 3965, 0.8)
+    x = np.clip(np.random.default_rng(0).lognormal(np.log(med), 0.8, 400_000), None, 3965)
+    assert x.mean() == pytest.approx(1060, rel=0.01)
+
+
+def test_prompt_tokens_follow_nemo_rl_tokens_per_second_definition():
+    # NeMo RL: tokens/s/GPU = sum of prompt + response tokens / step time / all GPUs, and
+    # "G-Average Seq len" is the mean generation (response) length. v0.4 Llama 3.1 8B on
+    # 16 H100, on policy: 1562 x 97.7 s x 16 / 2048 samples = 1192.2 tokens per sample,
+    # 1060 of them generated: 132 prompt tokens. The row's input is the median over the
+    # model's rows of the same algorithm (5 Llama rows: 132, 130, 127, 131, 136 and the
+    # two GB200 rows 128, 133 -> 131).
+    table = validate_rl.load()
+    first = next(table.itertuples())
+    assert validate_rl.step_tokens_per_sample(first) == pytest.approx(1562 * 97.7 * 16 / 2048)
+    assert validate_rl.prompt_tokens(table, first) == 131
 
 
 def test_parallel_lists_are_read_as_published():
