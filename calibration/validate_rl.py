@@ -137,11 +137,21 @@ def skip_reason(r) -> str | None:
 # stage (num_layers_in_first/last_pipeline_stage) by pipeline size, and the group size.
 FIRST_LAST = {("deepseek-v3", 16): (3, 2), ("deepseek-v3", 8): (7, 6),
               ("qwen3-235b-a22b", 8): (11, 11), ("qwen3-235b-a22b", 4): (23, 23)}
-GROUPS = {"deepseek-v3": 16}            # grpo-deepseek-v3-*: 32 prompts x 16 generations
-# vllm_cfg.gpu_memory_utilization where a recipe sets its own: (model, system, colocated).
-MEM_UTIL_RECIPE = {("deepseek-v3", "GB200-NVL72", True): 0.3,        # grpo-deepseek-v3-32n4g
-                   ("qwen3-235b-a22b", "GB200-NVL72", True): 0.4,    # grpo-qwen3-235b-16n4g
-                   ("qwen3-235b-a22b", "DGX-H100", False): 0.88}     # ...-32n8g-async-1off
+GROUPS = {("deepseek-v3", "GRPO"): 16}     # grpo-deepseek-v3-*: 32 prompts x 16 generations
+# The DAPO row's run (tests/test_suites/llm/performance/dapo-deepseek-v3-64n8g.sh at the
+# table's commit 9dbd9adc9) overrides grpo.num_prompts_per_step=64 and
+# num_generations_per_prompt=8 (the 512 samples the row lists); its recipe
+# (dapo-deepseek-v3-64n8g.yaml) sets batch_multiplier 3: every generation batch is 3 x 64
+# prompts, generated to the end, then filtered (grpo.py, dynamic_sampling). How many
+# batches a step took is not published: one (rollout.gen_batches default).
+GROUPS[("deepseek-v3", "DAPO")] = 8
+BATCH_MULTIPLIER = {("deepseek-v3", "DAPO"): 3.0}
+# vllm_cfg.gpu_memory_utilization: the performance recipes at the table's commits
+# (cff17f83b for v0.4, 9dbd9adc9 for v0.5) set 0.8 on every 1-step-off recipe and nothing
+# on the colocated ones (grpo_math_1B.yaml's 0.6): MEM_UTIL. Colocated recipes that set
+# vllm_cfg.async_engine: true (grpo-deepseek-v3-32n8g.yaml, grpo-qwen3-235b-16n8g.yaml)
+# generate through vLLM's AsyncLLM, whose batch limits are the scheduler defaults.
+ASYNC_COLOCATED = {("deepseek-v3", "GRPO"), ("qwen3-235b-a22b", "GRPO")}
 
 
 def stage_layers(model: str, pp: int) -> list[int] | None:
@@ -173,7 +183,7 @@ def build(r, prompt: int) -> scenario.Scenario:
     cap = int(r.train_max_seq_len) - prompt
     median = median_for_mean(float(r.gen_avg_seq_len), cap, RESPONSE_SIGMA)
     samples = int(r.gen_global_batch_samples)
-    group = GROUPS.get(model_id(r), GROUP)
+    group = GROUPS.get((model_id(r), r.algorithm), GROUP)
     group = group if samples % group == 0 else 1
     prec = str(r.precision_train).lower()
     work = {"kind": "rl", "algorithm": str(r.algorithm).lower(), "model": model_id(r),
@@ -183,9 +193,10 @@ def build(r, prompt: int) -> scenario.Scenario:
                              "high": cap},
             "rollout": {"parallel": {"tp": g_tp, "pp": g_pp},
                         "precision": str(r.precision_gen).lower(),
-                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL_RECIPE.get(
-                            (model_id(r), r.gpu_type, not off), MEM_UTIL[not off])},
-                        **({} if off else {"scheduler": VLLM_LLM_CLASS})},
+                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL[not off]},
+                        "batch_multiplier": BATCH_MULTIPLIER.get((model_id(r), r.algorithm), 1.0),
+                        **({} if off or (model_id(r), r.algorithm) in ASYNC_COLOCATED
+                           else {"scheduler": VLLM_LLM_CLASS})},
             "train": {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,
                       "parallel": {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": 1,
                                    "pipeline_layers": stage_layers(model_id(r), pp)},
