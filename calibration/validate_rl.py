@@ -227,7 +227,7 @@ def run() -> pd.DataFrame:
         if res is None:
             rows.append(base | {"predicted_s": np.nan, "error_pct": np.nan, "gen_share": np.nan,
                                 "tok_s_gpu": np.nan, "published_tok_s_gpu": r.tokens_per_s_per_gpu,
-                                "skipped": reason})
+                                "preemptions": np.nan, "skipped": reason})
             continue
         m = res.metrics
         pred = m["step_time_s"]
@@ -235,7 +235,8 @@ def run() -> pd.DataFrame:
                             "error_pct": round(100 * (pred - base["published_s"]) / base["published_s"], 1),
                             "gen_share": round(m["generation_s"] / pred, 2),
                             "tok_s_gpu": round(m["tokens_per_s_per_gpu"], 1),
-                            "published_tok_s_gpu": r.tokens_per_s_per_gpu, "skipped": ""})
+                            "published_tok_s_gpu": r.tokens_per_s_per_gpu,
+                            "preemptions": res.extra["rollout_preemptions"], "skipped": ""})
     return pd.DataFrame(rows)
 
 
