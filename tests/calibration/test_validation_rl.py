@@ -61,3 +61,28 @@ def test_training_plans_follow_the_rows_and_recipes():
     assert validate_rl.stage_layers("deepseek-v3", 16) == [3] + [4] * 14 + [2]
     assert validate_rl.stage_layers("qwen3-235b-a22b", 8) == [11] + [12] * 6 + [11]
     assert sum(validate_rl.stage_layers("qwen3-235b-a22b", 4)) == 94
+
+
+def test_rows_are_filled_from_the_recipes_at_the_tables_commits():
+    # No simulation: the scenarios the rows become.
+    table = validate_rl.load()
+    rows = {(r.source_id, r.algorithm, r.model, r.gpu_type, r.policy_mode, r.precision_train): r
+            for r in table.itertuples()}
+
+    def work(*key):
+        r = rows[key]
+        return validate_rl.build(r, validate_rl.prompt_tokens(table, r)).workload
+
+    # dapo-deepseek-v3-64n8g.sh: 64 prompts x 8 generations; the recipe's batch_multiplier 3.
+    dapo = work("NEMORL-v0.5", "DAPO", "DeepSeek V3", "DGX-H100", "On policy", "BF16")
+    assert (dapo.prompts_per_step, dapo.samples_per_prompt) == (64, 8)
+    assert dapo.rollout.batch_multiplier == 3.0 and dapo.rollout.gen_batches == 1
+    assert dapo.rollout.scheduler.max_batch == 1024          # async_engine: false -> vllm.LLM
+    # grpo-qwen3-235b-16n8g.yaml: async_engine true (AsyncLLM's limits), vLLM at 0.6 of HBM.
+    q = work("NEMORL-v0.5", "GRPO", "Qwen3-235B", "GB200-NVL72", "On policy", "BF16")
+    assert q.rollout.scheduler.max_batch == 256 and q.rollout.kv_cache.gpu_memory_utilization == 0.6
+    assert q.rollout.batch_multiplier == 1.0
+    # Llama 3.1 8B: 64 x 32, prompt 131 tokens, responses clipped at 4096 - 131.
+    llama = work("NEMORL-v0.4", "GRPO", "LLAMA3.1_8B", "DGX-H100", "On policy", "BF16")
+    assert (llama.prompts_per_step, llama.samples_per_prompt, llama.prompt_len) == (64, 32, 131)
+    assert llama.response_len.high == 4096 - 131
