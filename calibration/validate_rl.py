@@ -113,13 +113,14 @@ def step_tokens_per_sample(r) -> float:
         r.gen_global_batch_samples)
 
 
-def prompt_tokens(df: pd.DataFrame, r) -> int:
+def prompt_tokens(df: pd.DataFrame, r) -> int | None:
     """Prompt tokens per sample for a row: the median, over the rows of the same model and
     algorithm (one dataset, one chat template), of published tokens per sample - published
     mean generation length."""
     same = df[(df.model == r.model) & (df.algorithm == r.algorithm) & df.gpu_type.isin(SYSTEMS)]
     implied = [step_tokens_per_sample(x) - float(x.gen_avg_seq_len) for x in same.itertuples()]
-    return int(round(float(np.median(implied))))
+    implied = [v for v in implied if np.isfinite(v)]
+    return int(round(float(np.median(implied)))) if implied else None
 
 
 def skip_reason(r) -> str | None:
@@ -218,10 +219,14 @@ def run() -> pd.DataFrame:
                 if isinstance(r.policy_mode, str) else "", "precision": r.precision_train
                 if isinstance(r.precision_train, str) else "", "published_s": float(r.step_time_s)}
         reason = skip_reason(r)
+        prompt = prompt_tokens(df, r) if reason is None else None
+        if reason is None and prompt is None:
+            reason = (f"{r.model}: no row of this model publishes tokens/s/GPU, step time and "
+                      "mean generation length, so the prompt length is unknown")
         res = None
         if reason is None:
             try:
-                res = simulate_rl(build(r, prompt_tokens(df, r)))
+                res = simulate_rl(build(r, prompt))
             except ClusterSimError as exc:
                 reason = f"not simulated: {exc}"
         if res is None:

@@ -86,3 +86,10 @@ def test_rows_are_filled_from_the_recipes_at_the_tables_commits():
     llama = work("NEMORL-v0.4", "GRPO", "LLAMA3.1_8B", "DGX-H100", "On policy", "BF16")
     assert (llama.prompts_per_step, llama.samples_per_prompt, llama.prompt_len) == (64, 32, 131)
     assert llama.response_len.high == 4096 - 131
+
+
+def test_a_model_without_tokens_per_second_has_no_prompt_length():
+    table = validate_rl.load()
+    first = next(table.itertuples())
+    blind = table.assign(tokens_per_s_per_gpu=float("nan"))
+    assert validate_rl.prompt_tokens(blind, first) is None
