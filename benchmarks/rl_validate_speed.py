@@ -37,10 +37,11 @@ def main() -> None:
         seconds, df = cpu(validate_rl.run)
         print(f"validate rl: {int((df.skipped == '').sum())} rows simulated in {seconds:.1f} s CPU")
         return
-    rows = list(validate_rl.load().itertuples())
+    table = validate_rl.load()
+    rows = list(table.itertuples())
     print(f"{'row':34s} {'shortcut s':>10s} {'one by one s':>12s} {'speedup':>8s} {'step s':>8s}")
     for i in ROWS:
-        sc = validate_rl.build(rows[i])
+        sc = validate_rl.build(rows[i], validate_rl.prompt_tokens(table, rows[i]))
         on, fast = cpu(lambda sc=sc: simulate_rl(sc))
         keep = fast_forward.MIN_RUN
         fast_forward.MIN_RUN = 10**9

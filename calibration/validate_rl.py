@@ -4,10 +4,20 @@ simulated are listed with the reason. Nothing is fitted to the table: the servin
 training and network costs are the global microbenchmark fits.
 
 What the rows do not publish is filled the same way for every row:
-- prompt and response lengths: the rows give the mean prompt + response length of the
-  step (gen_avg_seq_len) and the maximum (train_max_seq_len). Prompts are PROMPT_TOKENS
-  long; responses are lognormal with sigma RESPONSE_SIGMA, clipped to the maximum, with
-  the median that makes the mean length the published one;
+- prompt and response lengths: "G-Average Seq len" (gen_avg_seq_len) is NeMo RL's mean
+  generation length, the response tokens only (grpo.py logs "Mean Generation Length" =
+  rollouts.py ``mean_gen_tokens_per_sample``, the assistant tokens of each sample), and
+  "Tokens / sec / GPU" is ``total_num_tokens`` (the sum over the step's samples of prompt +
+  response, grpo.py) / step time / all GPUs (algorithms/utils.py,
+  print_performance_metrics). The two published columns with the step time and the GPU
+  and sample counts give the prompt tokens per sample by that identity:
+  tokens/s/GPU x step x GPUs / samples - mean generation length. The prompt length is an
+  input of the row (the dataset's problems in the model's chat template), so it is taken
+  per model and algorithm as the median of that identity over the model's rows
+  (``prompt_tokens``), not row by row; no cost is derived from the step time. Responses
+  are lognormal with sigma RESPONSE_SIGMA, clipped at train_max_seq_len - prompt (vLLM's
+  max_model_len = max_total_sequence_length in the recipes), with the median that makes
+  their mean the published mean generation length;
 - samples per prompt: GROUP (NeMo RL's performance recipes: 64 prompts x 32 generations
   = the 2048 samples of grpo-llama3.1-8b-instruct-2n8g.yaml);
 - "On policy" rows are colocated (NeMo RL's default, grpo_math_1B.yaml) with vLLM at
@@ -43,7 +53,6 @@ from workloads.model import presets
 
 CSV = "reference/modern/rl_posttraining.csv"
 SUITE = "rl"
-PROMPT_TOKENS = 256         # assumption: an OpenMathInstruct-2 problem in NeMo RL's CoT prompt
 RESPONSE_SIGMA = 0.8        # assumption: the lognormal spread of the RL issue's example
 GROUP = 32                  # samples per prompt (NeMo RL performance recipes)
 SYSTEMS = {"DGX-H100": "dgx-h100", "GB200-NVL72": "gb200-nvl72"}
@@ -79,10 +88,9 @@ def train_plan(text: str) -> tuple[int, int, int, int]:
     return tp, cp, ep, pp
 
 
-def median_for_mean(mean_total: float, prompt: int, cap: int, sigma: float) -> float:
-    """Median of a lognormal response length whose clipped mean gives ``mean_total``
-    prompt + response tokens (closed-form mean of a lognormal clipped above at ``cap``)."""
-    target = mean_total - prompt
+def median_for_mean(target: float, cap: int, sigma: float) -> float:
+    """Median of a lognormal response length whose mean, clipped above at ``cap``, is
+    ``target`` tokens (closed-form mean of a lognormal clipped above)."""
 
     def clipped_mean(median: float) -> float:
         mu = math.log(median)
@@ -96,6 +104,23 @@ def median_for_mean(mean_total: float, prompt: int, cap: int, sigma: float) -> f
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if clipped_mean(mid) < target else (lo, mid)
     return math.sqrt(lo * hi)
+
+
+def step_tokens_per_sample(r) -> float:
+    """Prompt + response tokens per sample implied by the published columns (NeMo RL's
+    tokens/s/GPU = total_num_tokens / step time / all GPUs)."""
+    return float(r.tokens_per_s_per_gpu) * float(r.step_time_s) * int(r.num_gpus) / int(
+        r.gen_global_batch_samples)
+
+
+def prompt_tokens(df: pd.DataFrame, r) -> int | None:
+    """Prompt tokens per sample for a row: the median, over the rows of the same model and
+    algorithm (one dataset, one chat template), of published tokens per sample - published
+    mean generation length."""
+    same = df[(df.model == r.model) & (df.algorithm == r.algorithm) & df.gpu_type.isin(SYSTEMS)]
+    implied = [step_tokens_per_sample(x) - float(x.gen_avg_seq_len) for x in same.itertuples()]
+    implied = [v for v in implied if np.isfinite(v)]
+    return int(round(float(np.median(implied)))) if implied else None
 
 
 def skip_reason(r) -> str | None:
@@ -113,11 +138,21 @@ def skip_reason(r) -> str | None:
 # stage (num_layers_in_first/last_pipeline_stage) by pipeline size, and the group size.
 FIRST_LAST = {("deepseek-v3", 16): (3, 2), ("deepseek-v3", 8): (7, 6),
               ("qwen3-235b-a22b", 8): (11, 11), ("qwen3-235b-a22b", 4): (23, 23)}
-GROUPS = {"deepseek-v3": 16}            # grpo-deepseek-v3-*: 32 prompts x 16 generations
-# vllm_cfg.gpu_memory_utilization where a recipe sets its own: (model, system, colocated).
-MEM_UTIL_RECIPE = {("deepseek-v3", "GB200-NVL72", True): 0.3,        # grpo-deepseek-v3-32n4g
-                   ("qwen3-235b-a22b", "GB200-NVL72", True): 0.4,    # grpo-qwen3-235b-16n4g
-                   ("qwen3-235b-a22b", "DGX-H100", False): 0.88}     # ...-32n8g-async-1off
+GROUPS = {("deepseek-v3", "GRPO"): 16}     # grpo-deepseek-v3-*: 32 prompts x 16 generations
+# The DAPO row's run (tests/test_suites/llm/performance/dapo-deepseek-v3-64n8g.sh at the
+# table's commit 9dbd9adc9) overrides grpo.num_prompts_per_step=64 and
+# num_generations_per_prompt=8 (the 512 samples the row lists); its recipe
+# (dapo-deepseek-v3-64n8g.yaml) sets batch_multiplier 3: every generation batch is 3 x 64
+# prompts, generated to the end, then filtered (grpo.py, dynamic_sampling). How many
+# batches a step took is not published: one (rollout.gen_batches default).
+GROUPS[("deepseek-v3", "DAPO")] = 8
+BATCH_MULTIPLIER = {("deepseek-v3", "DAPO"): 3.0}
+# vllm_cfg.gpu_memory_utilization: the performance recipes at the table's commits
+# (cff17f83b for v0.4, 9dbd9adc9 for v0.5) set 0.8 on every 1-step-off recipe and nothing
+# on the colocated ones (grpo_math_1B.yaml's 0.6): MEM_UTIL. Colocated recipes that set
+# vllm_cfg.async_engine: true (grpo-deepseek-v3-32n8g.yaml, grpo-qwen3-235b-16n8g.yaml)
+# generate through vLLM's AsyncLLM, whose batch limits are the scheduler defaults.
+ASYNC_COLOCATED = {("deepseek-v3", "GRPO"), ("qwen3-235b-a22b", "GRPO")}
 
 
 def stage_layers(model: str, pp: int) -> list[int] | None:
@@ -138,7 +173,7 @@ def model_id(r) -> str | None:
     return r.arch_id if isinstance(r.arch_id, str) else MODELS.get(r.model)
 
 
-def build(r) -> scenario.Scenario:
+def build(r, prompt: int) -> scenario.Scenario:
     system = SYSTEMS[r.gpu_type]
     from hw_models import catalog
     per_node = catalog.system(system).gpus_per_node
@@ -146,22 +181,23 @@ def build(r) -> scenario.Scenario:
     off = str(r.policy_mode).startswith("1-step")
     g_tp, g_pp = _ints(r.gen_parallel)[:2]
     tp, cp, ep, pp = train_plan(r.train_parallel)
-    cap = int(r.train_max_seq_len) - PROMPT_TOKENS
-    median = median_for_mean(float(r.gen_avg_seq_len), PROMPT_TOKENS, cap, RESPONSE_SIGMA)
+    cap = int(r.train_max_seq_len) - prompt
+    median = median_for_mean(float(r.gen_avg_seq_len), cap, RESPONSE_SIGMA)
     samples = int(r.gen_global_batch_samples)
-    group = GROUPS.get(model_id(r), GROUP)
+    group = GROUPS.get((model_id(r), r.algorithm), GROUP)
     group = group if samples % group == 0 else 1
     prec = str(r.precision_train).lower()
     work = {"kind": "rl", "algorithm": str(r.algorithm).lower(), "model": model_id(r),
             "precision": prec, "prompts_per_step": samples // group, "samples_per_prompt": group,
-            "prompt_len": PROMPT_TOKENS,
+            "prompt_len": prompt,
             "response_len": {"dist": "lognormal", "median": median, "sigma": RESPONSE_SIGMA,
                              "high": cap},
             "rollout": {"parallel": {"tp": g_tp, "pp": g_pp},
                         "precision": str(r.precision_gen).lower(),
-                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL_RECIPE.get(
-                            (model_id(r), r.gpu_type, not off), MEM_UTIL[not off])},
-                        **({} if off else {"scheduler": VLLM_LLM_CLASS})},
+                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL[not off]},
+                        "batch_multiplier": BATCH_MULTIPLIER.get((model_id(r), r.algorithm), 1.0),
+                        **({} if off or (model_id(r), r.algorithm) in ASYNC_COLOCATED
+                           else {"scheduler": VLLM_LLM_CLASS})},
             "train": {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,
                       "parallel": {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": 1,
                                    "pipeline_layers": stage_layers(model_id(r), pp)},
@@ -176,22 +212,27 @@ def build(r) -> scenario.Scenario:
 def run() -> pd.DataFrame:
     from sim.rl import simulate_rl
     rows = []
-    for r in load().itertuples():
+    df = load()
+    for r in df.itertuples():
         base = {"source": r.source_id, "algorithm": r.algorithm, "model": r.model,
                 "gpu": r.gpu_type, "gpus": int(r.num_gpus), "mode": r.policy_mode
                 if isinstance(r.policy_mode, str) else "", "precision": r.precision_train
                 if isinstance(r.precision_train, str) else "", "published_s": float(r.step_time_s)}
         reason = skip_reason(r)
+        prompt = prompt_tokens(df, r) if reason is None else None
+        if reason is None and prompt is None:
+            reason = (f"{r.model}: no row of this model publishes tokens/s/GPU, step time and "
+                      "mean generation length, so the prompt length is unknown")
         res = None
         if reason is None:
             try:
-                res = simulate_rl(build(r))
+                res = simulate_rl(build(r, prompt))
             except ClusterSimError as exc:
                 reason = f"not simulated: {exc}"
         if res is None:
             rows.append(base | {"predicted_s": np.nan, "error_pct": np.nan, "gen_share": np.nan,
                                 "tok_s_gpu": np.nan, "published_tok_s_gpu": r.tokens_per_s_per_gpu,
-                                "skipped": reason})
+                                "preemptions": np.nan, "skipped": reason})
             continue
         m = res.metrics
         pred = m["step_time_s"]
@@ -199,7 +240,8 @@ def run() -> pd.DataFrame:
                             "error_pct": round(100 * (pred - base["published_s"]) / base["published_s"], 1),
                             "gen_share": round(m["generation_s"] / pred, 2),
                             "tok_s_gpu": round(m["tokens_per_s_per_gpu"], 1),
-                            "published_tok_s_gpu": r.tokens_per_s_per_gpu, "skipped": ""})
+                            "published_tok_s_gpu": r.tokens_per_s_per_gpu,
+                            "preemptions": res.extra["rollout_preemptions"], "skipped": ""})
     return pd.DataFrame(rows)
 
 

@@ -82,7 +82,7 @@ def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> Scen
     if pools.rollout % replica:
         raise InfeasiblePlanError(f"rollout.parallel tp {p.tp} x pp {p.pp} x ep {p.ep} = {replica} "
                                   f"GPUs does not divide the {pools.rollout} rollout GPUs")
-    groups = math.ceil(w.prompts_per_step * w.rollout.oversample)
+    groups = math.ceil(w.prompts_per_step * w.rollout.oversample * w.rollout.batch_multiplier)
     reqs = {"count": groups * w.samples_per_prompt, "arrival": "burst",
             "prompt_len": _length(w.prompt_len), "output_len": _length(w.response_len),
             "seed": w.seed}
@@ -117,22 +117,24 @@ def run_rollout(sc: Scenario, system: SystemSpec, pools: PoolSizes, prof: Profil
         res = simulate_inference(rollout_scenario(sc, system, pools), prof)
     df = res.requests.sort_values("id")
     group = df.id.to_numpy() // w.samples_per_prompt
-    if w.algorithm == "dapo":      # dynamic sampling: the first prompts_per_step groups to finish
+    if w.rollout.oversample > 1:   # dynamic sampling: the first prompts_per_step groups to finish
         done = df.groupby(group).finish_s.max().sort_values()
         keep_groups = done.index[:w.prompts_per_step]
         gen = float(done.iloc[w.prompts_per_step - 1])
-        kept = df[np.isin(group, keep_groups)]
-    else:
-        gen, kept = float(df.finish_s.max()), df
+        kept = done_ = df[np.isin(group, keep_groups)]
+    else:                          # the whole batch to its last response; train on the first groups
+        gen, kept, done_ = float(df.finish_s.max()), df[group < w.prompts_per_step], df
     p = w.rollout.parallel
     ends = df.groupby("replica").finish_s.max().clip(upper=gen)
     straggle = float(((gen - ends) * p.tp * p.pp * p.ep).sum())
     lengths = (kept.prompt_len + kept.output_len).to_numpy()
-    return {"generation_s": gen, "lengths": lengths, "straggler_gpu_s": straggle,
-            "tail_s": gen - float(np.quantile(kept.finish_s, 0.9)),
-            "generated_tokens": int(kept.output_len.sum()), "replicas": res.extra["replicas"],
+    rounds = w.rollout.gen_batches          # every dynamic-sampling round costs the first's
+    return {"generation_s": gen * rounds, "lengths": lengths, "straggler_gpu_s": straggle * rounds,
+            "tail_s": gen - float(np.quantile(done_.finish_s, 0.9)),
+            "generated_tokens": int(done_.output_len.sum()) * rounds, "replicas": res.extra["replicas"],
             "kv_cache_capacity_gib": res.extra["kv_cache_capacity_gib"],
-            "mean_batch": res.extra["mean_batch"]}
+            "mean_batch": res.extra["mean_batch"], "generated_samples": len(df) * rounds,
+            "preemptions": int(df.preemptions.sum()) * rounds}
 
 
 # ---- training-side passes ---------------------------------------------------------------
@@ -286,7 +288,9 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
              {"rollout_gpus": pools.rollout, "train_gpus": pools.train, **names},
              "off_policy_steps": w.off_policy_steps, "sync": w.sync,
              "rollout_replicas": gen["replicas"], "rollout_mean_batch": gen["mean_batch"],
-             "kv_cache_capacity_gib": gen["kv_cache_capacity_gib"], **packing,
+             "kv_cache_capacity_gib": gen["kv_cache_capacity_gib"],
+             "rollout_preemptions": gen["preemptions"],
+             "generated_samples": gen["generated_samples"], **packing,
              "sync_bytes_per_gpu": sync["sync_bytes_per_gpu"],
              "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"]}
     return RLResult(sc.name, metrics, timeline, pools.world, time.perf_counter() - t0, extra)

@@ -40,6 +40,15 @@ class RolloutConfig(_Cfg):
     oversample: float = Field(1.0, ge=1.0, description="DAPO dynamic sampling: generate "
                               "ceil(prompts_per_step x oversample) groups, keep the first "
                               "prompts_per_step to complete, abandon the rest")
+    batch_multiplier: float = Field(1.0, ge=1.0, description="DAPO dynamic sampling as NeMo "
+                                    "RL runs it (grpo.batch_multiplier): each generation batch "
+                                    "is ceil(prompts_per_step x batch_multiplier) groups, "
+                                    "generated to the last response; prompts_per_step of them "
+                                    "are trained on")
+    gen_batches: int = Field(1, ge=1, description="DAPO: generation batches per step until "
+                             "enough groups with a reward spread are kept (NeMo RL: at most "
+                             "dynamic_sampling_max_gen_batches); not published per run, so 1 "
+                             "unless known")
 
 
 class TrainParallel(_Cfg):
@@ -137,6 +146,14 @@ class RLWorkload(_Cfg):
         if self.rollout.oversample > 1 and self.algorithm != "dapo":
             raise ValueError(f"rollout.oversample {self.rollout.oversample} is dynamic sampling, "
                              "which only algorithm: dapo does; leave it at 1")
+        r = self.rollout
+        if (r.batch_multiplier > 1 or r.gen_batches > 1) and self.algorithm != "dapo":
+            raise ValueError("rollout.batch_multiplier / rollout.gen_batches are dynamic "
+                             "sampling, which only algorithm: dapo does; leave them at 1")
+        if r.batch_multiplier > 1 and r.oversample > 1:
+            raise ValueError("rollout.oversample (stop at the first complete groups) and "
+                             "rollout.batch_multiplier (generate the whole batch) are two "
+                             "models of one thing; set one of them")
         if (self.critic_model or self.reward_model) and self.algorithm != "ppo":
             raise ValueError("critic_model / reward_model are PPO's; algorithm is "
                              f"{self.algorithm!r}")
