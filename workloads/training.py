@@ -66,6 +66,7 @@ class TrainingOptions:
     # of after the optimizer.
     overlap_param_gather: bool = False
     moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
+    cross_entropy_fusion: bool = True   # False: Megatron's unfused loss (workloads/layers.py)
 
 
 @dataclass
@@ -127,7 +128,7 @@ def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
                 pipe: Pipeline) -> _Stage:
     ctx = local_context(model, plan, opts.dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
-                        moe_training.context(model, plan, opts.moe, s))
+                        moe_training.context(model, plan, opts.moe, s), opts.cross_entropy_fusion)
     heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
     ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s), heads,
                           fused_amax=opts.fp8_fused_amax)
