@@ -162,6 +162,9 @@ class TrainingWorkload(_Cfg):
         "the loss as a fused pass over the logits (NeMo, Megatron's "
         "--cross-entropy-loss-fusion); false: Megatron's unfused vocab-parallel "
         "cross-entropy, several fp32 passes (its default, and the only form in 2021)"))
+    p2p_blocking: bool = Field(False, description=(
+        "pipeline sends block the sender's compute until the transfer is done "
+        "(Megatron's batch_isend_irecv + synchronize: Megatron-LM 2021, batch_p2p_sync)"))
     grad_reduce_bytes: Literal[2, 4] | None = Field(None, description=(
         "bytes per gradient element in the data-parallel reduction; unset: 4 for bf16 "
         "and fp8 (fp32 main grads), else 2"))

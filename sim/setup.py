@@ -57,6 +57,7 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
                                     overlap_grad_reduce=w.overlap_grad_reduce,
                                     overlap_param_gather=w.overlap_param_gather,
                                     cross_entropy_fusion=w.cross_entropy_fusion,
+                                    p2p_blocking=w.p2p_blocking,
                                     offload=offload or OffloadOptions(),
                                     **precision_options(w, gpu))
 

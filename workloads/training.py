@@ -42,6 +42,7 @@ from workloads.moe_training import MoEOptions
 from workloads.offload import ActivationOffload, OffloadOptions, optimizer_on_host
 from workloads.parallel import ParallelPlan
 from workloads.pipeline import SPLIT_BACKWARD, Pipeline
+from workloads.pipeline_sync import BlockingSends
 from workloads.stage_ops import StageOps, build_stage_ops, local_context, pair_block
 
 # Mixed-precision Adam step (Megatron-LM fused Adam, fp32 master weights): reads master
@@ -67,6 +68,7 @@ class TrainingOptions:
     overlap_param_gather: bool = False
     moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
     cross_entropy_fusion: bool = True   # False: Megatron's unfused loss (workloads/layers.py)
+    p2p_blocking: bool = False          # compute waits for its sends (workloads/pipeline_sync.py)
 
 
 @dataclass
@@ -111,9 +113,11 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
                              "overlap_pairs": []})
     steps = {st.index: pipe.steps(st.index) for st in stages}
     recv = _add_recvs(g, plan, stages, steps, model, opts)
+    sync = (BlockingSends(recv, lambda s, c, step: _neighbour(plan, s, c, step))
+            if opts.p2p_blocking and plan.effective_schedule not in SPLIT_BACKWARD else None)
     for st in stages:
-        _add_compute(g, plan, st, steps[st.index], recv, model, opts)
-    _add_sends(g, plan, stages, steps, recv)
+        _add_compute(g, plan, st, steps[st.index], recv, model, opts, sync)
+    _add_sends(g, plan, stages, steps, recv, sync.sent if sync else ())
     for st in stages:
         _add_grad_sync(g, model, plan, opts, st)
     return g
@@ -195,7 +199,7 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
 
 
 def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv, model: ModelSpec,
-                 opts: TrainingOptions) -> None:
+                 opts: TrainingOptions, sync: BlockingSends | None = None) -> None:
     z3 = Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.grad_dp > 1 else None
     pairs = set(st.pipe.pairs(st.index))
     offload = ActivationOffload(g, st, opts.offload)
@@ -220,6 +224,8 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
         else:
             st.node[(mb, c, step)] = _add_step(g, plan, model, opts, st, mb, c, step, deps)
         offload.after(st.node[(mb, c, step)], mb, c, step)
+        if sync is not None:
+            sync.after(g, st.index, st.rank, (mb, c, step), st.node[(mb, c, step)])
         if k - 1 in pairs:
             g.meta["overlap_pairs"].append((st.node[steps[k - 1]], st.node[(mb, c, step)]))
     if plan.effective_schedule in SPLIT_BACKWARD:
@@ -416,9 +422,11 @@ def _p2p_stream(kind: str, step: str, plan: ParallelPlan, peer: int) -> str:
     return f"{name}_{peer}" if plan.effective_schedule in SPLIT_BACKWARD else name
 
 
-def _add_sends(g, plan, stages, steps, recv) -> None:
+def _add_sends(g, plan, stages, steps, recv, sent=()) -> None:
     sends = []
     for (s, mb, c, step), rid in recv.items():
+        if rid in sent:                 # already on the sender's compute stream (p2p_blocking)
+            continue
         src_stage, src_chunk = _neighbour(plan, s, c, step)
         sender = stages[src_stage]
         key = (mb, src_chunk, step)
