@@ -1,4 +1,5 @@
-"""Blocking pipeline sends: the sender's compute waits for its transfer.
+"""Megatron's pipeline transfers on the compute stream: blocking sends (the sender's
+compute waits for its transfer) and the receiver's TP all-gather of a scattered input.
 
 Megatron-LM's pipeline communication of 2021 (megatron/p2p_communication.py, the code of
 the SC'21 paper) posts each exchange with ``torch.distributed.batch_isend_irecv``, waits on
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from workloads.graph import ExecutionGraph, SendRecv
+from workloads.graph import Collective, CommGroup, ExecutionGraph, SendRecv
 
 
 class BlockingSends:
@@ -36,3 +37,20 @@ class BlockingSends:
             g.add(rank, "compute", SendRecv("send", g.nodes[rid].rank, op.bytes, op.tag),
                   (node,), "pp", f"send_{step}{mb}_c{c}", mb=mb, chunk=c)
             self.sent.add(rid)
+
+
+def gather_received(g: ExecutionGraph, plan, rank: int, tp_ranks: tuple[int, ...], recv_id: int,
+                    key: tuple) -> int:
+    """Megatron's scatter-gather optimisation (SC'21 section 4.1; ``p2p_bytes`` sends 1/t
+    of the activation from each TP rank): without sequence parallelism the receiving
+    stage all-gathers the pieces over NVLink before the pass that uses them (Megatron's
+    ``gather_split_1d_tensor``, on the compute stream). Returns the gather's node."""
+    mb, c, step = key
+    op = g.nodes[recv_id].op
+    gather = Collective("all_gather", op.bytes * plan.tp, CommGroup(tp_ranks, "pp"),
+                        seq=GATHER_SEQ + op.tag, name="p2p_gather")
+    return g.add(rank, "compute", gather, (recv_id,), "pp", f"gather_{step}{mb}_c{c}",
+                 mb=mb, chunk=c)
+
+
+GATHER_SEQ = 3 * 10**6      # apart from the DP and FSDP collectives' sequence numbers

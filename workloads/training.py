@@ -42,7 +42,7 @@ from workloads.moe_training import MoEOptions
 from workloads.offload import ActivationOffload, OffloadOptions, optimizer_on_host
 from workloads.parallel import ParallelPlan
 from workloads.pipeline import SPLIT_BACKWARD, Pipeline
-from workloads.pipeline_sync import BlockingSends
+from workloads.pipeline_sync import BlockingSends, gather_received
 from workloads.stage_ops import StageOps, build_stage_ops, local_context, pair_block
 
 # Mixed-precision Adam step (Megatron-LM fused Adam, fp32 master weights): reads master
@@ -209,7 +209,10 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
     for k, (mb, c, step) in enumerate(steps):
         if k in merged:
             continue
-        deps = [_input(recv, st, plan, mb, c, step), offload.before(mb, c, step)]
+        inp = _input(recv, st, plan, mb, c, step)
+        if plan.tp > 1 and not plan.sp and inp is not None and inp == recv.get((st.index, mb, c, step)):
+            inp = gather_received(g, plan, st.rank, plan.tp_group(st.index), inp, (mb, c, step))
+        deps = [inp, offload.before(mb, c, step)]
         if step in ("B", "I") and st.pipe.is_last(st.index, c):
             deps.append(st.node[(mb, c, "F")])     # loss gradient starts from the forward
         if k in pairs:      # an overlapped F&B pair starts when both inputs are there

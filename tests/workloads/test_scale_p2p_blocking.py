@@ -1,6 +1,7 @@
-"""Blocking pipeline sends (workloads/pipeline_sync.py): a 2-stage 1F1B pipeline of two
-microbatches with fixed pass times f (forward), b (backward) and a transfer time x, played
-by the engine and compared with the timeline worked out by hand."""
+"""Megatron's pipeline transfers on the compute stream (workloads/pipeline_sync.py): a
+2-stage 1F1B pipeline of two microbatches with fixed pass times f (forward), b (backward),
+a transfer time x and a TP all-gather time y, played by the engine and compared with the
+timeline worked out by hand."""
 
 import pytest
 
@@ -10,7 +11,7 @@ from workloads.graph import Block, SendRecv
 from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan
 
-F, B, X = 3.0, 5.0, 1.0
+F, B, X, Y = 3.0, 5.0, 1.0, 0.25
 
 
 class PassCosts:
@@ -24,23 +25,24 @@ class PassCosts:
 
 
 class FixedP2P:
-    """Collectives free, every pipeline transfer X seconds."""
+    """Every pipeline transfer X seconds, the receiver's all-gather Y, other collectives free."""
 
     def collective(self, env, op):
-        yield env.timeout(0)
+        yield env.timeout(Y if op.name == "p2p_gather" else 0)
 
     def p2p(self, env, src, dst, nbytes):
         yield env.timeout(X)
 
 
-def _graph(blocking: bool):
-    plan = ParallelPlan(tp=1, pp=2, dp=1, micro_batch=1, global_batch=2, schedule="1f1b")
+def _graph(blocking: bool, tp: int = 1):
+    plan = ParallelPlan(tp=tp, pp=2, dp=1, micro_batch=1, global_batch=2, schedule="1f1b",
+                        sequence_parallel=False)
     model = ModelSpec(layers=4, hidden=256, heads=8, vocab=1000, seq_len=128)
     return training.build(model, plan, training.TrainingOptions(p2p_blocking=blocking))
 
 
-def _iteration(blocking: bool) -> float:
-    rows = Engine(_graph(blocking), PassCosts(), FixedP2P()).run()
+def _iteration(blocking: bool, tp: int = 1) -> float:
+    rows = Engine(_graph(blocking, tp), PassCosts(), FixedP2P()).run()
     return max(r.end for r in rows if r.name != "optimizer")
 
 
@@ -65,3 +67,25 @@ def test_blocking_sends_sit_on_the_compute_stream():
     recvs = [n for n in g.nodes if isinstance(n.op, SendRecv) and n.op.kind == "recv"]
     assert len(sends) == len(recvs) == 4          # F0, F1 forward; B0, B1 backward
     assert {n.stream for n in sends} == {"compute"}
+
+
+def test_scattered_input_gathered_by_hand():
+    # TP 2 without sequence parallelism: each received input is all-gathered (y) on the
+    # receiver's compute stream before its pass. Stage 1: F0 [f+x+y, 2f+x+y], B0 [..+b],
+    # gather of F1 [.., 2f+x+2y+b], F1, B1 [.., 3f+x+2y+2b], its send arrives at
+    # 3f+2x+2y+2b; stage 0 gathers it (y) and runs B1: 3f + 2x + 3y + 3b.
+    assert _iteration(False, tp=2) == pytest.approx(3 * F + 2 * X + 3 * Y + 3 * B)
+
+
+def test_gather_per_received_input():
+    g = _graph(False, tp=2)
+    recvs = [n for n in g.nodes if isinstance(n.op, SendRecv) and n.op.kind == "recv"]
+    gathers = [n for n in g.nodes if getattr(n.op, "name", "") == "p2p_gather"]
+    assert len(gathers) == len(recvs) == 4
+    assert {n.stream for n in gathers} == {"compute"}
+    assert all(gt.op.bytes == 2 * r.op.bytes for gt, r in zip(gathers, recvs, strict=False))
+    # with sequence parallelism the stage sends its own sequence shard: nothing to gather
+    plan = ParallelPlan(tp=2, pp=2, dp=1, micro_batch=1, global_batch=2, sequence_parallel=True)
+    model = ModelSpec(layers=4, hidden=256, heads=8, vocab=1000, seq_len=128)
+    sp = training.build(model, plan, training.TrainingOptions())
+    assert not [n for n in sp.nodes if getattr(n.op, "name", "") == "p2p_gather"]
