@@ -68,7 +68,7 @@ def scenario_for(row) -> dict:
                      "parallel": {"tp": int(row.tp), "pp": int(row.pp), "vpp": int(row.vpp),
                                   "schedule": "interleaved" if row.vpp > 1 else "1f1b"},
                      "recompute": "full", "attention": "unfused", "cross_entropy_fusion": False,
-                     "p2p_blocking": True,
+                     "p2p_blocking": True, "grad_accumulation_fusion": False,
                      "overlap_grad_reduce": row.ddp == "torch"},
         "sim": {"fidelity": "analytical"},
     }

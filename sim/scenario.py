@@ -165,6 +165,9 @@ class TrainingWorkload(_Cfg):
     p2p_blocking: bool = Field(False, description=(
         "pipeline sends block the sender's compute until the transfer is done "
         "(Megatron's batch_isend_irecv + synchronize: Megatron-LM 2021, batch_p2p_sync)"))
+    grad_accumulation_fusion: bool = Field(True, description=(
+        "weight-gradient GEMMs add into the main gradient themselves (Megatron's "
+        "--gradient-accumulation-fusion); false: a separate add per microbatch (Megatron-LM 2021)"))
     grad_reduce_bytes: Literal[2, 4] | None = Field(None, description=(
         "bytes per gradient element in the data-parallel reduction; unset: 4 for bf16 "
         "and fp8 (fp32 main grads), else 2"))

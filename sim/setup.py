@@ -58,6 +58,7 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
                                     overlap_param_gather=w.overlap_param_gather,
                                     cross_entropy_fusion=w.cross_entropy_fusion,
                                     p2p_blocking=w.p2p_blocking,
+                                    grad_accumulation_fusion=w.grad_accumulation_fusion,
                                     offload=offload or OffloadOptions(),
                                     **precision_options(w, gpu))
 

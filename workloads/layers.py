@@ -35,6 +35,7 @@ class LayerContext:
     act_bytes: int = 2
     moe: MoEContext | None = None   # expert-parallel groups and load (workloads/moe_layers.py)
     fused_loss: bool = True         # cross-entropy as one fused kernel (head_forward)
+    grad_accum_bytes: int = 0       # per parameter and microbatch (grad_accumulation); 0: fused
 
     @property
     def tokens(self) -> int:
@@ -188,6 +189,19 @@ def embedding_forward(ctx: LayerContext) -> list[Op]:
     if ctx.tp > 1:   # vocab-parallel lookup is summed across TP ranks
         ops += _exit_tp(ctx, "tp_embedding")
     return ops + [mem(ctx, "elementwise", (2 * e + 1) * n, "embedding_dropout")]
+
+
+def grad_accumulation(ctx: LayerContext, params: float) -> list[Op]:
+    """Without gradient-accumulation fusion (the weight-gradient GEMM adding into the main
+    gradient itself: Megatron's --gradient-accumulation-fusion, which Megatron-LM of 2021
+    did not have) every microbatch's weight gradients are added to the accumulated ones in
+    a separate pass: Megatron's DDP hook ``param.main_grad.add_(param.grad.data)``
+    (megatron/model/distributed.py), or PyTorch's AccumulateGrad ``grad += new`` without
+    it. Read both, write the sum: ``grad_accum_bytes`` per parameter (2 x main-gradient
+    bytes + the 16-bit new gradient)."""
+    if not ctx.grad_accum_bytes:
+        return []
+    return [mem(ctx, "elementwise", ctx.grad_accum_bytes * params, "accumulate_wgrad")]
 
 
 def embedding_backward(ctx: LayerContext) -> list[Op]:

@@ -69,6 +69,12 @@ class TrainingOptions:
     moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
     cross_entropy_fusion: bool = True   # False: Megatron's unfused loss (workloads/layers.py)
     p2p_blocking: bool = False          # compute waits for its sends (workloads/pipeline_sync.py)
+    grad_accumulation_fusion: bool = True   # False: per-microbatch main-grad adds (layers.py)
+
+    @property
+    def grad_accum_bytes(self) -> int:
+        """Bytes per parameter of each microbatch's main-gradient add (0: fused)."""
+        return 0 if self.grad_accumulation_fusion else 2 * self.grad_bytes + self.param_bytes
 
 
 @dataclass
@@ -132,7 +138,8 @@ def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
                 pipe: Pipeline) -> _Stage:
     ctx = local_context(model, plan, opts.dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
-                        moe_training.context(model, plan, opts.moe, s), opts.cross_entropy_fusion)
+                        moe_training.context(model, plan, opts.moe, s), opts.cross_entropy_fusion,
+                        opts.grad_accum_bytes)
     heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
     ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s), heads,
                           fused_amax=opts.fp8_fused_amax)
