@@ -8,7 +8,10 @@ TP and PP communication (--overlap-grad-reduce, --overlap-param-gather,
 runs: bf16 (the MFU basis is the bf16 peak), micro batch 1, the distributed optimizer
 (required by --overlap-param-gather; ``zero: 1``) with fp32 gradient reduction, sequence
 parallelism with TP, no activation recompute, FlashAttention, GELU MLP of 4h, the
-non-interleaved 1F1B schedule. --tp-comm-overlap is modelled as ``tp_comm_overlap: ring``
+non-interleaved 1F1B schedule (whose pipeline sends block: Megatron-Core turns
+overlap_p2p_comm off without interleaving, so batch_p2p_comm and batch_p2p_sync
+synchronize, ``p2p_blocking``), the unfused vocab-parallel cross-entropy (no
+--cross-entropy-loss-fusion). --tp-comm-overlap is modelled as ``tp_comm_overlap: ring``
 (Megatron's userbuffers: each sequence-parallel all-gather / reduce-scatter pipelined
 with its GEMM in tp chunks, workloads/stage_ops.py); the TP=1 row has nothing to overlap.
 The published metric is Megatron's model
@@ -55,6 +58,7 @@ def scenario_for(r) -> dict:
                                       "zero": 1,
                                       "tp_comm_overlap": "ring" if tp > 1 else "none"},
                          "recompute": "none", "attention": "flash",
+                         "cross_entropy_fusion": False, "p2p_blocking": True,
                          "overlap_grad_reduce": True, "overlap_param_gather": True},
             "sim": {"fidelity": "analytical"}}
 

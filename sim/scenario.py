@@ -158,6 +158,16 @@ class TrainingWorkload(_Cfg):
     overlap_param_gather: bool = Field(False, description=(
         "ZeRO-1/2: all-gather the updated parameters bucket by bucket under the next "
         "forward (Megatron-Core --overlap-param-gather), not after the optimizer"))
+    cross_entropy_fusion: bool = Field(True, description=(
+        "the loss as a fused pass over the logits (NeMo, Megatron's "
+        "--cross-entropy-loss-fusion); false: Megatron's unfused vocab-parallel "
+        "cross-entropy, several fp32 passes (its default, and the only form in 2021)"))
+    p2p_blocking: bool = Field(False, description=(
+        "pipeline sends block the sender's compute until the transfer is done "
+        "(Megatron's batch_isend_irecv + synchronize: Megatron-LM 2021, batch_p2p_sync)"))
+    grad_accumulation_fusion: bool = Field(True, description=(
+        "weight-gradient GEMMs add into the main gradient themselves (Megatron's "
+        "--gradient-accumulation-fusion); false: a separate add per microbatch (Megatron-LM 2021)"))
     grad_reduce_bytes: Literal[2, 4] | None = Field(None, description=(
         "bytes per gradient element in the data-parallel reduction; unset: 4 for bf16 "
         "and fp8 (fp32 main grads), else 2"))

@@ -56,6 +56,9 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
     return training.TrainingOptions(attention=w.attention, grad_bytes=grad_bytes,
                                     overlap_grad_reduce=w.overlap_grad_reduce,
                                     overlap_param_gather=w.overlap_param_gather,
+                                    cross_entropy_fusion=w.cross_entropy_fusion,
+                                    p2p_blocking=w.p2p_blocking,
+                                    grad_accumulation_fusion=w.grad_accumulation_fusion,
                                     offload=offload or OffloadOptions(),
                                     **precision_options(w, gpu))
 

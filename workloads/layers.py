@@ -34,6 +34,8 @@ class LayerContext:
     attention: AttentionImpl = "flash"
     act_bytes: int = 2
     moe: MoEContext | None = None   # expert-parallel groups and load (workloads/moe_layers.py)
+    fused_loss: bool = True         # cross-entropy as one fused kernel (head_forward)
+    grad_accum_bytes: int = 0       # per parameter and microbatch (grad_accumulation); 0: fused
 
     @property
     def tokens(self) -> int:
@@ -189,20 +191,47 @@ def embedding_forward(ctx: LayerContext) -> list[Op]:
     return ops + [mem(ctx, "elementwise", (2 * e + 1) * n, "embedding_dropout")]
 
 
+def grad_accumulation(ctx: LayerContext, params: float) -> list[Op]:
+    """Without gradient-accumulation fusion (the weight-gradient GEMM adding into the main
+    gradient itself: Megatron's --gradient-accumulation-fusion, which Megatron-LM of 2021
+    did not have) every microbatch's weight gradients are added to the accumulated ones in
+    a separate pass: Megatron's DDP hook ``param.main_grad.add_(param.grad.data)``
+    (megatron/model/distributed.py), or PyTorch's AccumulateGrad ``grad += new`` without
+    it. Read both, write the sum: ``grad_accum_bytes`` per parameter (2 x main-gradient
+    bytes + the 16-bit new gradient)."""
+    if not ctx.grad_accum_bytes:
+        return []
+    return [mem(ctx, "elementwise", ctx.grad_accum_bytes * params, "accumulate_wgrad")]
+
+
 def embedding_backward(ctx: LayerContext) -> list[Op]:
     m, e = ctx.model, ctx.act_bytes
     return [*_exit_tp_bwd(ctx, "tp_embedding_bwd"),
             mem(ctx, "embedding", 3 * e * ctx.tokens * m.hidden, "embedding_bwd")]
 
 
+# Bytes per logit element of the vocab-parallel cross-entropy, forward and backward, beyond
+# the 16-bit logits the GEMM writes (e: their size). Fused: read the logits, three fp32
+# passes. Megatron's unfused form (megatron/core/tensor_parallel/cross_entropy.py, the
+# default without --cross-entropy-loss-fusion, and Megatron-LM's only form in 2021): the
+# forward casts to fp32 (read e, write 4), takes the max (read 4), subtracts it in place
+# (read 4, write 4), exponentiates in place (read 4, write 4), sums (read 4) and divides in
+# place (read 4, write 4): e + 36; the backward multiplies the saved softmax by the loss
+# gradient in place (read 4, write 4) and casts the result back (read 4, write e): 12 + e.
+def _loss_bytes(ctx: LayerContext) -> tuple[int, int]:
+    e = ctx.act_bytes
+    return (e + 3 * 4, 4 + e) if ctx.fused_loss else (e + 36, 12 + e)
+
+
 def head_forward(ctx: LayerContext) -> list[Op]:
     """Final norm, logits GEMM over the TP-local vocabulary, vocab-parallel cross-entropy
-    (fp32 logits: read/write passes of 4 bytes, three small all-reduces over TP)."""
+    (fp32 logits: read/write passes of 4 bytes, ``_loss_bytes``; three small all-reduces
+    over TP)."""
     m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
     v_local = m.vocab // ctx.tp
     ops: list[Op] = [mem(ctx, "norm", 2 * e * ctx.norm_tokens * m.hidden, "final_norm"),
                      *_enter_tp(ctx, "tp_ag_logits"), gemm(ctx, T, v_local, m.hidden, "logits"),
-                     mem(ctx, "loss", (e + 3 * 4) * T * v_local, "cross_entropy")]
+                     mem(ctx, "loss", _loss_bytes(ctx)[0] * T * v_local, "cross_entropy")]
     if ctx.tp > 1:
         ops += [Collective("all_reduce", 4.0 * T, ctx.tp_group, name="tp_loss")] * 3
     return ops
@@ -211,6 +240,6 @@ def head_forward(ctx: LayerContext) -> list[Op]:
 def head_backward(ctx: LayerContext) -> list[Op]:
     m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
     v_local = m.vocab // ctx.tp
-    return [mem(ctx, "loss", (4 + e) * T * v_local, "cross_entropy_bwd"),
+    return [mem(ctx, "loss", _loss_bytes(ctx)[1] * T * v_local, "cross_entropy_bwd"),
             *gemm_bwd(ctx, T, v_local, m.hidden, "logits"), *_enter_tp_bwd(ctx, "tp_logits_bwd"),
             mem(ctx, "norm", 3 * e * ctx.norm_tokens * m.hidden, "final_norm_bwd")]

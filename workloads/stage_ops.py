@@ -24,6 +24,7 @@ from workloads.layers import (
     LayerContext,
     embedding_backward,
     embedding_forward,
+    grad_accumulation,
     head_backward,
     head_forward,
     layer_backward,
@@ -120,20 +121,26 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
     heads_only = not ctx.model.uniform          # MoE / MLA: layers come chunk by chunk
     fwd = [] if heads_only else tx(layer_forward(ctx))
     bwd = [] if heads_only else (tx(layer_recompute(ctx, recompute))
-                                 + tx(layer_backward(ctx), backward=True))
+                                 + tx(layer_backward(ctx), backward=True)
+                                 + grad_accumulation(ctx, ctx.model.params_per_layer / plan.tp))
     bwd_input = [o for o in bwd if not _is_wgrad(o)]
     bwd_weight = [o for o in bwd if _is_wgrad(o)]
+    table = ctx.model.vocab * ctx.model.hidden / plan.tp     # the TP rank's embedding rows
+    own_head = plan.pp > 1 or not ctx.model.tied_embeddings   # its own copy of the table
     return StageOps(tp(fwd), tp(bwd), tp(bwd_input), tuple(bwd_weight),
-                    both(embedding_forward(ctx)), both(embedding_backward(ctx), True),
-                    both(head_f(ctx)), both(head_b(ctx), True), both)
+                    both(embedding_forward(ctx)),
+                    both(embedding_backward(ctx) + grad_accumulation(ctx, table), True),
+                    both(head_f(ctx)),
+                    both(head_b(ctx) + (grad_accumulation(ctx, table) if own_head else []), True),
+                    both)
 
 
 def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
-                  moe=None) -> LayerContext:
+                  moe=None, fused_loss: bool = True, grad_accum_bytes: int = 0) -> LayerContext:
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
     return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
-                        moe=moe)
+                        moe=moe, fused_loss=fused_loss, grad_accum_bytes=grad_accum_bytes)
 
 
 def _is_ep(op) -> bool:

@@ -42,6 +42,7 @@ from workloads.moe_training import MoEOptions
 from workloads.offload import ActivationOffload, OffloadOptions, optimizer_on_host
 from workloads.parallel import ParallelPlan
 from workloads.pipeline import SPLIT_BACKWARD, Pipeline
+from workloads.pipeline_sync import BlockingSends, gather_received
 from workloads.stage_ops import StageOps, build_stage_ops, local_context, pair_block
 
 # Mixed-precision Adam step (Megatron-LM fused Adam, fp32 master weights): reads master
@@ -66,6 +67,14 @@ class TrainingOptions:
     # of after the optimizer.
     overlap_param_gather: bool = False
     moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
+    cross_entropy_fusion: bool = True   # False: Megatron's unfused loss (workloads/layers.py)
+    p2p_blocking: bool = False          # compute waits for its sends (workloads/pipeline_sync.py)
+    grad_accumulation_fusion: bool = True   # False: per-microbatch main-grad adds (layers.py)
+
+    @property
+    def grad_accum_bytes(self) -> int:
+        """Bytes per parameter of each microbatch's main-gradient add (0: fused)."""
+        return 0 if self.grad_accumulation_fusion else 2 * self.grad_bytes + self.param_bytes
 
 
 @dataclass
@@ -110,9 +119,11 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
                              "overlap_pairs": []})
     steps = {st.index: pipe.steps(st.index) for st in stages}
     recv = _add_recvs(g, plan, stages, steps, model, opts)
+    sync = (BlockingSends(recv, lambda s, c, step: _neighbour(plan, s, c, step))
+            if opts.p2p_blocking and plan.effective_schedule not in SPLIT_BACKWARD else None)
     for st in stages:
-        _add_compute(g, plan, st, steps[st.index], recv, model, opts)
-    _add_sends(g, plan, stages, steps, recv)
+        _add_compute(g, plan, st, steps[st.index], recv, model, opts, sync)
+    _add_sends(g, plan, stages, steps, recv, sync.sent if sync else ())
     for st in stages:
         _add_grad_sync(g, model, plan, opts, st)
     return g
@@ -127,7 +138,8 @@ def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
                 pipe: Pipeline) -> _Stage:
     ctx = local_context(model, plan, opts.dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
-                        moe_training.context(model, plan, opts.moe, s))
+                        moe_training.context(model, plan, opts.moe, s), opts.cross_entropy_fusion,
+                        opts.grad_accum_bytes)
     heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
     ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s), heads,
                           fused_amax=opts.fp8_fused_amax)
@@ -194,7 +206,7 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
 
 
 def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv, model: ModelSpec,
-                 opts: TrainingOptions) -> None:
+                 opts: TrainingOptions, sync: BlockingSends | None = None) -> None:
     z3 = Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.grad_dp > 1 else None
     pairs = set(st.pipe.pairs(st.index))
     offload = ActivationOffload(g, st, opts.offload)
@@ -204,7 +216,10 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
     for k, (mb, c, step) in enumerate(steps):
         if k in merged:
             continue
-        deps = [_input(recv, st, plan, mb, c, step), offload.before(mb, c, step)]
+        inp = _input(recv, st, plan, mb, c, step)
+        if plan.tp > 1 and not plan.sp and inp is not None and inp == recv.get((st.index, mb, c, step)):
+            inp = gather_received(g, plan, st.rank, plan.tp_group(st.index), inp, (mb, c, step))
+        deps = [inp, offload.before(mb, c, step)]
         if step in ("B", "I") and st.pipe.is_last(st.index, c):
             deps.append(st.node[(mb, c, "F")])     # loss gradient starts from the forward
         if k in pairs:      # an overlapped F&B pair starts when both inputs are there
@@ -219,6 +234,8 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
         else:
             st.node[(mb, c, step)] = _add_step(g, plan, model, opts, st, mb, c, step, deps)
         offload.after(st.node[(mb, c, step)], mb, c, step)
+        if sync is not None:
+            sync.after(g, st.index, st.rank, (mb, c, step), st.node[(mb, c, step)])
         if k - 1 in pairs:
             g.meta["overlap_pairs"].append((st.node[steps[k - 1]], st.node[(mb, c, step)]))
     if plan.effective_schedule in SPLIT_BACKWARD:
@@ -415,9 +432,11 @@ def _p2p_stream(kind: str, step: str, plan: ParallelPlan, peer: int) -> str:
     return f"{name}_{peer}" if plan.effective_schedule in SPLIT_BACKWARD else name
 
 
-def _add_sends(g, plan, stages, steps, recv) -> None:
+def _add_sends(g, plan, stages, steps, recv, sent=()) -> None:
     sends = []
     for (s, mb, c, step), rid in recv.items():
+        if rid in sent:                 # already on the sender's compute stream (p2p_blocking)
+            continue
         src_stage, src_chunk = _neighbour(plan, s, c, step)
         sender = stages[src_stage]
         key = (mb, src_chunk, step)

@@ -84,7 +84,9 @@ class Estimator:
         """Per-layer times of the plan's layer shape (the same ops the graph builder uses:
         context parallelism, FP8 recipe, TP overlap included)."""
         ctx = local_context(self.model, plan, self.options.dtype,
-                            CommGroup(tuple(range(plan.tp)), "tp"), self.options.attention)
+                            CommGroup(tuple(range(plan.tp)), "tp"), self.options.attention,
+                            fused_loss=self.options.cross_entropy_fusion,
+                            grad_accum_bytes=self.options.grad_accum_bytes)
         ops = build_stage_ops(ctx, plan, plan.recompute, self.options.fp8_recipe, plan.cp_group(0),
                               fused_amax=self.options.fp8_fused_amax)
         return LayerTimes(
@@ -145,7 +147,7 @@ class Estimator:
         if zero3:
             fwd, bwd = zip(*(self._zero3_stage(plan, s, fwd[s], bwd[s], lt) for s in range(p)),
                            strict=True)
-        per_stage = [f + b for f, b in zip(fwd, bwd, strict=True)]
+        per_stage = [f + b + v * self._p2p_on_compute(plan) for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
         if plan.effective_schedule in SPLIT_BACKWARD:
             t_pipe = estimate_schedules.pipe_time(plan, list(fwd), list(bwd), wgrad)
@@ -163,6 +165,20 @@ class Estimator:
                    + (0.0 if lt else estimate_moe.expert_tail(self, plan, s)) - s * bwd[s] / v
                    for s in sorted({0, p // 2, p - 1}))
         return t_pipe + max(tail, 0.0)
+
+    def _p2p_on_compute(self, plan: ParallelPlan) -> float:
+        """Pipeline transfer time on a stage's compute stream per chunk and microbatch
+        (workloads/pipeline_sync.py): the receiver's TP all-gather of its forward and
+        backward inputs without sequence parallelism, and with ``p2p_blocking`` the
+        sender's wait for its two sends."""
+        if plan.pp == 1:
+            return 0.0
+        nbytes, t = p2p_bytes(self.model, plan), 0.0
+        if plan.tp > 1 and not plan.sp:
+            t += 2 * self._coll("all_gather", nbytes * plan.tp, CommGroup(plan.tp_group(0), "pp"))
+        if self.options.p2p_blocking:
+            t += 2 * self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1), nbytes)
+        return t
 
     def _zero3_stage(self, plan: ParallelPlan, s: int, fwd: float, bwd: float,
                      lt: LayerTimes) -> tuple[float, float]:
