@@ -34,6 +34,10 @@ class LayerContext:
     attention: AttentionImpl = "flash"
     act_bytes: int = 2
     moe: MoEContext | None = None   # expert-parallel groups and load (workloads/moe_layers.py)
+    # GQA's K,V expanded to every query head before the attention kernel (``repeat_kv``
+    # in TorchTitan's and Meta's reference Llama code): one copy forward, a sum backward,
+    # and context parallelism exchanges the expanded K,V.
+    repeat_kv: bool = False
 
     @property
     def tokens(self) -> int:
@@ -51,6 +55,15 @@ class LayerContext:
     @property
     def local_kv_heads(self) -> int:
         return max(1, self.model.kv_heads_ // self.tp)
+
+    @property
+    def attn_kv_heads(self) -> int:
+        """K,V heads the attention kernel (and context parallelism) sees."""
+        return self.local_heads if self.repeat_kv else self.local_kv_heads
+
+    @property
+    def repeats_kv(self) -> bool:
+        return self.repeat_kv and self.local_kv_heads < self.local_heads
 
 
 def gemm(ctx: LayerContext, m: int, n: int, k: int, name: str, count: int = 1) -> Compute:
@@ -98,7 +111,8 @@ def attention_core(ctx: LayerContext) -> list[Op]:
     bh, d = b * ctx.local_heads, m.head_dim
     if ctx.attention == "flash":
         flops = 4.0 * bh * s * s * d / 2          # causal: half the score matrix is computed
-        return [Compute("attention", flops, e * bh * s * d * 4.0, ctx.dtype, (bh, s, s, d),
+        return [*_repeat_kv(ctx, "repeat_kv"),
+                Compute("attention", flops, e * bh * s * d * 4.0, ctx.dtype, (bh, s, s, d),
                         causal=True, name="flash_attn_fwd")]
     probs = bh * s * s
     return [gemm(ctx, s, s, d, "attn_scores", bh),
@@ -107,13 +121,22 @@ def attention_core(ctx: LayerContext) -> list[Op]:
             gemm(ctx, s, d, s, "attn_context", bh)]
 
 
+def _repeat_kv(ctx: LayerContext, name: str) -> list[Op]:
+    """K,V of the local KV heads copied to every query head (forward), or the expanded
+    gradients summed back (backward): reads one side, writes the other."""
+    if not ctx.repeats_kv:
+        return []
+    per_head = 2.0 * ctx.act_bytes * ctx.tokens * ctx.model.head_dim      # K and V
+    return [mem(ctx, "elementwise", per_head * (ctx.local_heads + ctx.local_kv_heads), name)]
+
+
 def attention_core_bwd(ctx: LayerContext) -> list[Op]:
     m, b, s, e = ctx.model, ctx.micro_batch, ctx.model.seq_len, ctx.act_bytes
     bh, d = b * ctx.local_heads, m.head_dim
     if ctx.attention == "flash":
         flops = 2.5 * 4.0 * bh * s * s * d / 2    # FA2 convention: bwd = 2.5 x fwd FLOPs
         return [Compute("attention", flops, e * bh * s * d * 8.0, ctx.dtype, (bh, s, s, d),
-                        causal=True, name="flash_attn_bwd")]
+                        causal=True, name="flash_attn_bwd"), *_repeat_kv(ctx, "repeat_kv_bwd")]
     probs = bh * s * s
     return [*gemm_bwd(ctx, s, d, s, "attn_context", bh),
             mem(ctx, "elementwise", (2 * e + 1) * probs, "attn_dropout_bwd"),

@@ -129,11 +129,11 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
 
 
 def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
-                  moe=None) -> LayerContext:
+                  moe=None, repeat_kv: bool = False) -> LayerContext:
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
     return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
-                        moe=moe)
+                        moe=moe, repeat_kv=repeat_kv)
 
 
 def _is_ep(op) -> bool:

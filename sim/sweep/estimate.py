@@ -84,7 +84,8 @@ class Estimator:
         """Per-layer times of the plan's layer shape (the same ops the graph builder uses:
         context parallelism, FP8 recipe, TP overlap included)."""
         ctx = local_context(self.model, plan, self.options.dtype,
-                            CommGroup(tuple(range(plan.tp)), "tp"), self.options.attention)
+                            CommGroup(tuple(range(plan.tp)), "tp"), self.options.attention,
+                            repeat_kv=self.options.repeat_kv)
         ops = build_stage_ops(ctx, plan, plan.recompute, self.options.fp8_recipe, plan.cp_group(0),
                               fused_amax=self.options.fp8_fused_amax)
         return LayerTimes(

@@ -1,0 +1,85 @@
+"""PyTorch's context_parallel as TorchTitan runs it (all-gather rotater, load balancing,
+K,V expanded to every query head by the Llama model's repeat_kv), checked by hand."""
+
+import pytest
+
+from workloads import training
+from workloads.graph import Collective, Compute, Overlap
+from workloads.model import presets
+from workloads.parallel import ParallelPlan
+
+L8 = presets()["llama3-8b"].with_seq_len(32768)   # 32 heads, 8 kv heads, head_dim 128
+L2 = presets()["llama2-7b"].with_seq_len(32768)   # 32 heads, 32 kv heads (no GQA)
+
+
+def ops(model, cp, repeat_kv=False, backward=False):
+    p = ParallelPlan(tp=1, pp=1, dp=1, micro_batch=1, global_batch=4, cp=cp, cp_kind="allgather")
+    g = training.build(model, p, training.TrainingOptions(repeat_kv=repeat_kv))
+    node = next(n for n in g.nodes if n.name.startswith("B0" if backward else "F0"))
+    return list(node.op.ops)
+
+
+def named(seq, name):
+    return [o for o in seq if getattr(o, "name", "") == name]
+
+
+def test_concurrent_overlap_is_the_longer_of_the_two():
+    o = Overlap((), (), 1, concurrent=True)
+    assert o.time(4.0, 3.0) == 4.0 and o.time(1.0, 6.0) == 6.0
+
+
+def test_allgather_forward_by_hand():
+    """cp = 4 on 32,768 tokens: 8,192 local tokens (2 chunks of 4,096). Step 0 is the
+    causal kernel of the local tokens, 4 x 32 x 8192^2 x 128 / 2 FLOPs, beside the K,V
+    all-gather of the whole sequence (2 x 2 B x 32768 x 8 kv heads x 128); the 3 other
+    steps are non-causal kernels of the same work each on 4,096 keys (or queries)."""
+    fwd = ops(L8, 4)
+    first = named(fwd, "cp_kv_all_gather_overlap")
+    assert len(first) == L8.layers and first[0].concurrent
+    step0 = first[0].main[0]
+    assert step0.causal and step0.flops == 4 * 32 * 8192 ** 2 * 128 / 2
+    gather = first[0].hidden[0]
+    assert gather.kind == "all_gather" and gather.bytes == 2 * 2 * 32768 * 8 * 128
+    assert gather.group.size == 4
+    rest = named(fwd, "flash_attn_fwd_cp_blocks")[0]
+    assert not rest.causal and rest.flops == 3 * step0.flops and rest.shape[2] == 4096
+
+
+def test_allgather_backward_sends_fp32_kv_gradients_each_step():
+    """Backward: the all-gather again beside step 0, then dK,dV of the local tokens in fp32
+    (2 x 4 B x 8192 x 8 x 128 = 16.8 MB) sent to the next rank after every step: the 3
+    sends after steps 0-2 beside steps 1-3 (a reduce-scatter volume of the whole fp32
+    dK,dV), the last waited for after the loop."""
+    bwd = ops(L8, 4, backward=True)
+    assert named(bwd, "cp_kv_all_gather_overlap")
+    ring = named(bwd, "cp_dkv_ring_overlap")[0]
+    assert ring.concurrent and ring.main[0].flops == 3 * 2.5 * 4 * 32 * 8192 ** 2 * 128 / 2
+    local = 2 * 4 * 8192 * 8 * 128
+    assert ring.hidden[0].kind == "reduce_scatter" and ring.hidden[0].bytes == 4 * local
+    last = named(bwd, "cp_dkv_last")[0]
+    # a reduce-scatter of X over 4 ranks moves 3/4 X per rank: X = 4/3 local moves one block
+    assert last.bytes * 3 / 4 == pytest.approx(local)
+
+
+def test_repeat_kv_expands_what_context_parallelism_moves():
+    """TorchTitan's Llama repeats the 8 KV heads to 32 before SDPA: the all-gather carries
+    32 heads (4x), the merge passes count 32-head K,V elements, and a copy per layer reads
+    the 8-head K,V and writes the 32-head one: 2 x 2 B x 8192 x 128 x (32 + 8)."""
+    plain, rep = ops(L8, 4), ops(L8, 4, repeat_kv=True)
+    g0 = named(plain, "cp_kv_all_gather_overlap")[0].hidden[0]
+    g1 = named(rep, "cp_kv_all_gather_overlap")[0].hidden[0]
+    assert g1.bytes == 4 * g0.bytes
+    q, kv = 8192 * 32 * 128, 2 * 8192 * 32 * 128
+    assert named(rep, "cp_merge")[0].bytes == 3 * (42 * q + 4 * kv)
+    copy = named(rep, "repeat_kv")
+    assert len(copy) == L8.layers and copy[0].bytes == 2 * 2 * 8192 * 128 * (32 + 8)
+    assert not named(plain, "repeat_kv")
+    back = named(ops(L8, 4, repeat_kv=True, backward=True), "repeat_kv_bwd")
+    assert back and back[0].bytes == copy[0].bytes
+
+
+def test_repeat_kv_changes_nothing_without_gqa():
+    a, b = ops(L2, 2), ops(L2, 2, repeat_kv=True)
+    assert not named(b, "repeat_kv")
+    assert [getattr(o, "bytes", None) for o in a if isinstance(o, Collective | Compute)] == \
+        [getattr(o, "bytes", None) for o in b if isinstance(o, Collective | Compute)]
