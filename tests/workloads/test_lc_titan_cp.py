@@ -83,3 +83,37 @@ def test_repeat_kv_changes_nothing_without_gqa():
     assert not named(b, "repeat_kv")
     assert [getattr(o, "bytes", None) for o in a if isinstance(o, Collective | Compute)] == \
         [getattr(o, "bytes", None) for o in b if isinstance(o, Collective | Compute)]
+
+
+def _tp_ops(mode, backward=False):
+    p = ParallelPlan(tp=4, pp=1, dp=1, micro_batch=1, global_batch=1, sequence_parallel=True,
+                     tp_comm_overlap=mode)
+    g = training.build(L8.with_seq_len(4096), p, training.TrainingOptions())
+    node = next(n for n in g.nodes if n.name.startswith("B0" if backward else "F0"))
+    return list(node.op.ops)
+
+
+def test_async_tp_splits_the_gemm_per_rank_and_sums_the_partials():
+    """PyTorch's fused_all_gather_matmul / fused_matmul_reduce_scatter at TP 4 on 4,096
+    tokens: the QKV GEMM runs as 4 kernels of 1,024 tokens; after the attention
+    projection's reduce-scatter a kernel reads the 4 stacked partials (the whole 4096 x
+    4096 bf16 output) and writes the rank's quarter: 2 B x 4096 x 4096 x (1 + 1/4)."""
+    fwd = _tp_ops("async")
+    qkv = next(o for o in fwd if isinstance(o, Overlap) and o.main[0].name == "qkv")
+    ring = next(o for o in _tp_ops("ring") if isinstance(o, Overlap) and o.main[0].name == "qkv")
+    assert len(qkv.main) == 4 and len(ring.main) == 1
+    assert qkv.main[0].flops * 4 == pytest.approx(ring.main[0].flops)
+    assert qkv.main[0].shape == (1024, *ring.main[0].shape[1:])
+    i = next(k for k, o in enumerate(fwd) if isinstance(o, Overlap) and o.main[0].name == "attn_proj")
+    assert fwd[i + 1].name == "attn_proj_rs_partials_sum"
+    assert fwd[i + 1].bytes == pytest.approx(2 * 4096 * 4096 * 1.25)
+    assert not any("rs_partials" in getattr(o, "name", "") for o in _tp_ops("ring"))
+
+
+def test_async_tp_fuses_the_backward_reduce_scatter_with_the_input_gradient():
+    """reduce_scatter(dY @ W^T): the input-gradient GEMM is the one pipelined with the
+    reduce-scatter; the weight gradient runs after the partials are summed."""
+    bwd = _tp_ops("async", backward=True)
+    i = next(k for k, o in enumerate(bwd) if isinstance(o, Overlap) and o.main[0].name == "mlp_up_dgrad")
+    assert bwd[i].hidden[0].kind == "reduce_scatter"
+    assert [bwd[i + 1].name, bwd[i + 2].name] == ["mlp_up_dgrad_rs_partials_sum", "mlp_up_wgrad"]
