@@ -195,12 +195,36 @@ def layer_backward(ctx: LayerContext) -> list[Op]:
 def layer_recompute(ctx: LayerContext, mode: str) -> list[Op]:
     """Full recompute re-runs the layer's forward; selective only the attention core
     (Korthikanti et al.). FlashAttention already recomputes its scores in its backward,
-    so selective recompute costs nothing extra with it."""
+    so selective recompute costs nothing extra with it. ``selective_op``: TorchTitan's
+    per-op policy (``_apply_ac_to_transformer_block``, selective_ac_option "op")."""
     if mode == "full":
         return layer_forward(ctx)
+    if mode == "selective_op":
+        return selective_op_recompute(ctx)
     if mode == "selective" and ctx.attention == "unfused":
         return attention_core(ctx)
     return []
+
+
+def selective_op_recompute(ctx: LayerContext) -> list[Op]:
+    """TorchTitan's per-op selective checkpointing: the outputs of attention, of the TP
+    reduce-scatters and of every other matmul of the block (wq, wv, w1, w2 in call order
+    wq, wk, wv, wo, w1, w3, w2) are saved; all else is recomputed where the backward needs
+    it (torch.compile's partitioner drops the rest): the norms and the sequence-parallel
+    all-gathers (the weight gradients' inputs), the K projection and RoPE (attention's
+    backward needs K), the residual add, the w3 half of the gated MLP's up projection
+    and the activation (w2's input). wo's output feeds nothing in the backward."""
+    m, e, Tn, T = ctx.model, ctx.act_bytes, ctx.norm_tokens, ctx.tokens
+    norm = 2 * e * Tn * m.hidden
+    ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
+                     gemm(ctx, T, ctx.local_kv_heads * m.head_dim, m.hidden, "qkv")]
+    if m.rope:
+        ops.append(mem(ctx, "elementwise", 2 * e * T * ctx.local_kv_heads * m.head_dim, "rope"))
+    ops += [mem(ctx, "elementwise", 3 * e * Tn * m.hidden, "residual_add"),
+            mem(ctx, "norm", norm, "post_attn_norm"), *_enter_tp(ctx, "tp_ag_mlp")]
+    if m.gated:
+        ops.append(gemm(ctx, T, m.ffn // ctx.tp, m.hidden, "mlp_up"))
+    return ops + [mem(ctx, "elementwise", activation_bytes(ctx), "activation")]
 
 
 def embedding_forward(ctx: LayerContext) -> list[Op]:
