@@ -12,11 +12,12 @@ ranks' keys and values:
   (``graph.Overlap``). The backward passes K,V again and their gradients the other way
   (all-gather + reduce-scatter volume). Block kernels see s/cp keys.
 * ``allgather`` (Llama 3, Dubey et al. 2024 section 3.3.2; PyTorch's ``context_parallel``
-  with its default all-gather rotation, what TorchTitan runs): K,V all-gathered before the
-  attention of the local queries, exposed; backward reduce-scatters dK,dV. As PyTorch
-  implements it (torch/distributed/tensor/experimental/_attention.py), attention runs
-  as cp block kernels whose outputs are merged by log-sum-exp in fp32 element-wise
-  passes, and the backward accumulates dQ, dK, dV in fp32 step by step (``merge_bytes``).
+  with its default all-gather rotation, what TorchTitan runs), as PyTorch implements it
+  (torch/distributed/tensor/experimental/_attention.py): K,V all-gathered beside the
+  causal kernel of the local tokens, then cp - 1 non-causal block kernels whose outputs
+  are merged by log-sum-exp in fp32 element-wise passes; the backward all-gathers K,V
+  again, accumulates dQ, dK, dV in fp32 step by step (``merge_bytes``) and passes the
+  fp32 dK,dV to the next rank after every step (``ContextParallel._allgather_ops``).
 * ``ulysses`` (DeepSpeed-Ulysses, Jacobs et al. 2023): all-to-alls turn sequence shards
   into head shards before attention (Q, K, V) and back after it (output); the backward
   mirrors them. Needs cp to divide the local heads.
