@@ -7,8 +7,9 @@ Core requires): each TP all-gather / reduce-scatter is pipelined with the GEMM t
 consumes or produces it, in tp chunks (Megatron's userbuffers ring exchange, ``ring``;
 TorchTitan's async TP micro-pipelining, ``async``): ``graph.Overlap`` with tp - 1 steps.
 With an FP8 recipe the input is cast before the all-gather (the FP8 copy is gathered:
-TE userbuffers, torchao's Float8 TP), so the cast runs ahead of the pair. Both modes are
-modelled alike; they differ in kernels, not in what can hide.
+TE userbuffers, torchao's Float8 TP), so the cast runs ahead of the pair. ``async`` also
+splits the GEMM per TP rank and adds the partial-sum kernel of PyTorch's fused
+matmul/reduce-scatter (``tp_overlap``).
 """
 
 from __future__ import annotations
