@@ -95,7 +95,8 @@ def _titan(r) -> Case:
     if "compile" not in text:
         return Case(SUITE, name, "tokens_per_s_per_gpu", published,
                     skip="eager mode (no torch.compile): unfused kernels are not modelled", extra=extra)
-    rc = "full" if "full" in str(r.recompute) else "selective"
+    # selective AC in TorchTitan is its per-op policy (selective_ac_option "op", its default)
+    rc = "full" if "full" in str(r.recompute) else "selective_op"
     par = {"tp": tp, "zero": 3}
     if tp > 1:
         par["tp_comm_overlap"] = "async" if asyn else "none"

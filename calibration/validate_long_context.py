@@ -11,10 +11,12 @@ Configuration as published; where silent (stated per row):
   configuration and are skipped.
 * TorchTitan: CP with KV all-gather (its ``context_parallel_rotate_method`` default,
   PyTorch's ``context_parallel``: block kernels merged in fp32, docs/long_context.md),
-  FSDP (zero 3) over the GPUs not used by TP/PP/CP, full activation
-  checkpointing, torchao tensorwise Float8, local batch 1 (8B) or 8 (405B, split in 8
-  microbatches by the 1F1B schedule), 405B's 126 layers on 8 stages with embedding and
-  loss counted as layers; its H100s are 96 GB HBM2e at 500 W: the catalog's
+  K,V repeated to every query head before SDPA (its Llama model's ``repeat_kv``), FSDP
+  (zero 3) over the GPUs not used by TP/PP/CP, full activation checkpointing, torchao
+  tensorwise Float8, async TP for the 405B, local batch 1 (8B) or 8 (405B, in 8
+  microbatches: ``pipeline_parallel_microbatches`` defaults to the PP degree), 405B's
+  126 layers on 8 stages as ``generate_split_points`` cuts them (15, 16 x 6, 15: the
+  split with embedding and loss counted as layers); its H100s are 96 GB HBM2e at 500 W: the catalog's
   ``grand-teton-h100`` (peaks at the lower end of the published range, stated in every
   row); the tensorwise amax fused into the producing kernels by torch.compile.
 """
@@ -70,7 +72,7 @@ def _titan(r) -> Case:
                 "account_for_loss_in_pipeline_split": True}
     sc = training(f"lc-titan-{r.Index}", "grand-teton-h100", int(r.num_gpus), MODEL[r.arch_id],
                   int(r.seq_len), fsdp * local, par, precision="fp8", recipe="tensorwise",
-                  fused_amax=True, recompute="full")
+                  fused_amax=True, recompute="full", repeat_kv=True)
     note = ("Grand Teton H100 96GB HBM2e 500W (NVL peaks assumed); FSDP as zero " +
             ("3" if pp == 1 else "1 (PP with FSDP: weights kept between microbatches)"))
     return Case(SUITE, name, "tokens_per_s_per_gpu", num(r.throughput_tokens_per_s_per_gpu), sc, note)

@@ -5,12 +5,16 @@ same file (DualPipe's and zero-bubble's bubble and memory formulas) are tests
 (tests/workloads/test_sched_pipeline.py); DeepSeek-V3's DualPipe row and the zero-bubble
 paper's "up to 23-31%" publish no configuration that can be replayed and are skipped.
 
-Where TorchTitan is silent: sequence 8192 (its Llama 3 default), microbatch 1 (32
-microbatches of the local batch 32), 2 virtual stages per rank for the interleaved run,
-126 layers split with embedding and loss counted as layers, FSDP over the 8 data-parallel
-ranks as ZeRO-1 (weights kept between microbatches), full activation checkpointing,
-torchao tensorwise Float8 (amax fused by torch.compile), async TP; its H100s are 96 GB
-HBM2e at 500 W: the catalog's ``grand-teton-h100`` (docs/long_context.md).
+From TorchTitan's code at the benchmark's commit (9dec370, train_configs/llama3_405b.toml,
+parallelisms/pipeline_llama.py and pipelining_utils.py): sequence 8192; the local batch of
+32 split in ``pipeline_parallel_microbatches`` microbatches, whose default is the pipeline
+degree: 8 microbatches of 4 sequences; 2 stages per rank for the interleaved (multi-stage)
+schedule; ``generate_split_points`` gives the 126 layers as 15, 16 x 6, 15 (8 stages) and
+7, 8 x 14, 7 (16 stages), the same split as counting embedding and loss as one layer
+each; FSDP with ``reshard_after_forward=False`` under PP (weights kept between
+microbatches: ZeRO-1 here); full activation checkpointing, torchao tensorwise Float8
+(amax fused by torch.compile), async TP. Its H100s are 96 GB HBM2e at 500 W: the
+catalog's ``grand-teton-h100`` (docs/long_context.md).
 """
 
 from __future__ import annotations
@@ -20,20 +24,26 @@ from typing import Any
 from calibration.validate_modern import Case, num, read, run, summary, training
 
 SUITE = "schedules"
+PP = 8
 
 
 def _titan(r) -> Case:
     interleaved = str(r.pipeline_schedule).startswith("Interleaved")
-    par: dict[str, Any] = {"tp": 8, "pp": 8, "vpp": 2 if interleaved else 1,
+    par: dict[str, Any] = {"tp": 8, "pp": PP, "vpp": 2 if interleaved else 1,
                            "tp_comm_overlap": "async",
                            "account_for_embedding_in_pipeline_split": True,
                            "account_for_loss_in_pipeline_split": True}
+    gbs = int(r.global_batch_seqs)
+    local = gbs // int(r.fsdp)
+    # TorchTitan: pipeline_parallel_microbatches defaults to the pipeline degree.
+    micro = local // PP
     sc = training(f"sched-{r.Index}", "grand-teton-h100", int(r.num_gpus), "llama3-405b", 8192,
-                  int(r.global_batch_seqs), par, precision="fp8", recipe="tensorwise",
+                  gbs, par, precision="fp8", recipe="tensorwise", micro_batch=micro,
                   fused_amax=True, recompute="full")
     return Case(SUITE, f"TorchTitan Llama 3.1 405B 512 H100 {r.pipeline_schedule}",
                 "tokens_per_s_per_gpu", num(r.throughput_tokens_per_s_per_gpu), sc,
-                "seq 8192, mb 1, vpp 2 assumed; Grand Teton H100 96GB 500W (NVL peaks assumed)")
+                f"seq 8192, {PP} microbatches of {micro} (TorchTitan's default: the PP degree); "
+                "Grand Teton H100 96GB 500W (NVL peaks assumed)")
 
 
 def cases() -> list[Case]:

@@ -149,10 +149,15 @@ class TrainingWorkload(_Cfg):
     precision: Literal["fp16", "bf16", "fp8"] = Field("bf16", description=(
         "GEMM and activation precision"))
     parallel: ParallelConfig = Field(ParallelConfig(), description="the parallelism plan")
-    recompute: Literal["none", "selective", "full"] = Field("none", description=(
-        "activation recomputation: selective (attention core) or full (whole layer)"))
+    recompute: Literal["none", "selective", "selective_op", "full"] = Field("none", description=(
+        "activation recomputation: selective (attention core), selective_op (TorchTitan's "
+        "per-op policy: every other matmul's output saved) or full (whole layer)"))
     attention: Literal["flash", "unfused"] = Field("flash", description=(
         "attention kernel: flash (fused, no score matrix stored) or unfused"))
+    repeat_kv: bool = Field(False, description=(
+        "GQA models: K,V heads expanded to every query head before the attention kernel "
+        "(TorchTitan's Llama): a copy per layer, and context parallelism exchanges the "
+        "expanded K,V (docs/long_context.md)"))
     overlap_grad_reduce: bool = Field(True, description=(
         "overlap the data-parallel gradient reduction with the backward pass"))
     overlap_param_gather: bool = Field(False, description=(

@@ -53,7 +53,7 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
     recipes (FP8 is only the GEMM inputs), else 16-bit; the FP8 recipe (checked against
     the GPU's dtypes when one is given) and host offload (sim/training_config.py)."""
     grad_bytes = w.grad_reduce_bytes or (4 if w.precision in ("bf16", "fp8") else 2)
-    return training.TrainingOptions(attention=w.attention, grad_bytes=grad_bytes,
+    return training.TrainingOptions(attention=w.attention, repeat_kv=w.repeat_kv, grad_bytes=grad_bytes,
                                     overlap_grad_reduce=w.overlap_grad_reduce,
                                     overlap_param_gather=w.overlap_param_gather,
                                     cross_entropy_fusion=w.cross_entropy_fusion,

@@ -12,11 +12,12 @@ ranks' keys and values:
   (``graph.Overlap``). The backward passes K,V again and their gradients the other way
   (all-gather + reduce-scatter volume). Block kernels see s/cp keys.
 * ``allgather`` (Llama 3, Dubey et al. 2024 section 3.3.2; PyTorch's ``context_parallel``
-  with its default all-gather rotation, what TorchTitan runs): K,V all-gathered before the
-  attention of the local queries, exposed; backward reduce-scatters dK,dV. As PyTorch
-  implements it (torch/distributed/tensor/experimental/_attention.py), attention runs
-  as cp block kernels whose outputs are merged by log-sum-exp in fp32 element-wise
-  passes, and the backward accumulates dQ, dK, dV in fp32 step by step (``merge_bytes``).
+  with its default all-gather rotation, what TorchTitan runs), as PyTorch implements it
+  (torch/distributed/tensor/experimental/_attention.py): K,V all-gathered beside the
+  causal kernel of the local tokens, then cp - 1 non-causal block kernels whose outputs
+  are merged by log-sum-exp in fp32 element-wise passes; the backward all-gathers K,V
+  again, accumulates dQ, dK, dV in fp32 step by step (``merge_bytes``) and passes the
+  fp32 dK,dV to the next rank after every step (``ContextParallel._allgather_ops``).
 * ``ulysses`` (DeepSpeed-Ulysses, Jacobs et al. 2023): all-to-alls turn sequence shards
   into head shards before attention (Q, K, V) and back after it (output); the backward
   mirrors them. Needs cp to divide the local heads.
@@ -53,9 +54,11 @@ def validate_cp(plan, model: ModelSpec) -> None:
                 f"{local} attention heads per TP rank")
 
 
-def _kv_bytes(ctx, tokens: int) -> float:
-    """K and V of ``tokens`` tokens on one TP rank, 16-bit."""
-    return 2.0 * ctx.act_bytes * tokens * ctx.local_kv_heads * ctx.model.head_dim
+def _kv_bytes(ctx, tokens: int, elem_bytes: float | None = None) -> float:
+    """K and V of ``tokens`` tokens on one TP rank as the attention kernel sees them
+    (every query head with ``repeat_kv``), 16-bit unless ``elem_bytes``."""
+    e = ctx.act_bytes if elem_bytes is None else elem_bytes
+    return 2.0 * e * tokens * ctx.attn_kv_heads * ctx.model.head_dim
 
 
 def _qkv_bytes(ctx) -> float:
@@ -83,7 +86,7 @@ def merge_bytes(ctx, steps: int, backward: bool) -> float:
     """Element-wise bytes of ``steps`` merged blocks on one rank (PyTorch's CP)."""
     m = ctx.model
     q = ctx.tokens * ctx.local_heads * m.head_dim
-    kv = 2.0 * ctx.tokens * ctx.local_kv_heads * m.head_dim
+    kv = 2.0 * ctx.tokens * ctx.attn_kv_heads * m.head_dim
     if backward:
         return steps * (ACCUM_BWD_Q * q + ACCUM_BWD_KV * kv)
     return steps * (MERGE_FWD_OUT * q + MERGE_FWD_KV * kv)
@@ -130,8 +133,32 @@ class ContextParallel:
         if backward:
             hidden.append(Collective("reduce_scatter", kv, self.r_group, name="cp_dkv_reduce_scatter"))
         if self.kind == "allgather":
-            merge = Compute("elementwise", 0.0, merge_bytes(ctx, r - 1, backward), op.dtype,
-                            name="cp_grad_accumulate" if backward else "cp_merge")
-            return [*pre, hidden[0], work, merge, *hidden[1:], *post]
+            return [*pre, *self._allgather_ops(ctx, op, backward, kv), *post]
         block = replace(work, shape=(heads_share, kv_tokens, kv_tokens, d))
         return [*pre, Overlap((block,), tuple(hidden), r - 1, "cp_ring_attention"), *post]
+
+    def _allgather_ops(self, ctx, op: Compute, backward: bool, kv: float) -> list:
+        """PyTorch's ``_templated_ring_attention`` (and its backward) with the all-gather
+        rotater and load balancing, per layer and rank. Step 0 runs the causal kernel of
+        the local queries and keys (``op`` itself) while the K,V all-gather, issued just
+        before it, runs beside it; the other cp - 1 steps each run a non-causal kernel of
+        the same work (all local queries on half the block's keys, or half the queries on
+        all of them), then the fp32 merge passes. The backward all-gathers K,V again
+        beside step 0 and sends the fp32 dK,dV of each step to the next rank (one
+        all-to-all per step, always, whatever the rotater) beside the next step's kernel;
+        the last one is waited for after the loop."""
+        cp, s_local = self.cp, op.shape[1]
+        half = s_local // 2
+        gather = Collective("all_gather", kv, self.r_group, name="cp_kv_all_gather")
+        rest = replace(op, flops=op.flops * (cp - 1), shape=(op.shape[0], s_local, half, op.shape[3]),
+                       causal=False, name=f"{op.name}_cp_blocks")
+        merge = Compute("elementwise", 0.0, merge_bytes(ctx, cp - 1, backward), op.dtype,
+                        name="cp_grad_accumulate" if backward else "cp_merge")
+        first = Overlap((op,), (gather,), 1, "cp_kv_all_gather_overlap", concurrent=True)
+        if not backward:
+            return [first, rest, merge]
+        dkv = _kv_bytes(ctx, s_local * cp, 4.0)             # fp32 dK,dV of the whole ring
+        ring = Collective("reduce_scatter", dkv, self.r_group, name="cp_dkv_ring")
+        last = Collective("reduce_scatter", dkv / (cp - 1), self.r_group, name="cp_dkv_last")
+        return [first, Overlap((rest,), (ring,), cp - 1, "cp_dkv_ring_overlap", concurrent=True),
+                last, merge]

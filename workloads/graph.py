@@ -111,12 +111,18 @@ class Overlap:
     # only while a transfer runs.
     comm_sms: int = 0
     sm_margin: bool = False
+    # ``concurrent``: the transfers start with the work, nothing runs alone first (a
+    # collective issued as the kernel beside it is launched; PyTorch's context-parallel
+    # K,V all-gather): time = max(M, H).
+    concurrent: bool = False
 
     def time(self, t_main: float, t_hidden: float, sms: int = 0) -> float:
         """With ``sms`` (the GPU's SM count) and ``comm_sms`` = k: under ``sm_margin`` the
         compute runs sms/(sms-k) times longer throughout; otherwise each step's compute
         share c runs at (sms-k)/sms speed while its transfer h runs, so a step takes
         max(h, c + h k/sms)."""
+        if self.concurrent:
+            return max(t_main, t_hidden)
         n = max(self.steps, 1)
         k = self.comm_sms if sms and 0 < self.comm_sms < sms else 0
         if k and self.sm_margin:

@@ -36,6 +36,10 @@ class LayerContext:
     moe: MoEContext | None = None   # expert-parallel groups and load (workloads/moe_layers.py)
     fused_loss: bool = True         # cross-entropy as one fused kernel (head_forward)
     grad_accum_bytes: int = 0       # per parameter and microbatch (grad_accumulation); 0: fused
+    # GQA's K,V expanded to every query head before the attention kernel (``repeat_kv``
+    # in TorchTitan's and Meta's reference Llama code): one copy forward, a sum backward,
+    # and context parallelism exchanges the expanded K,V.
+    repeat_kv: bool = False
 
     @property
     def tokens(self) -> int:
@@ -53,6 +57,15 @@ class LayerContext:
     @property
     def local_kv_heads(self) -> int:
         return max(1, self.model.kv_heads_ // self.tp)
+
+    @property
+    def attn_kv_heads(self) -> int:
+        """K,V heads the attention kernel (and context parallelism) sees."""
+        return self.local_heads if self.repeat_kv else self.local_kv_heads
+
+    @property
+    def repeats_kv(self) -> bool:
+        return self.repeat_kv and self.local_kv_heads < self.local_heads
 
 
 def gemm(ctx: LayerContext, m: int, n: int, k: int, name: str, count: int = 1) -> Compute:
@@ -100,7 +113,8 @@ def attention_core(ctx: LayerContext) -> list[Op]:
     bh, d = b * ctx.local_heads, m.head_dim
     if ctx.attention == "flash":
         flops = 4.0 * bh * s * s * d / 2          # causal: half the score matrix is computed
-        return [Compute("attention", flops, e * bh * s * d * 4.0, ctx.dtype, (bh, s, s, d),
+        return [*_repeat_kv(ctx, "repeat_kv"),
+                Compute("attention", flops, e * bh * s * d * 4.0, ctx.dtype, (bh, s, s, d),
                         causal=True, name="flash_attn_fwd")]
     probs = bh * s * s
     return [gemm(ctx, s, s, d, "attn_scores", bh),
@@ -109,13 +123,22 @@ def attention_core(ctx: LayerContext) -> list[Op]:
             gemm(ctx, s, d, s, "attn_context", bh)]
 
 
+def _repeat_kv(ctx: LayerContext, name: str) -> list[Op]:
+    """K,V of the local KV heads copied to every query head (forward), or the expanded
+    gradients summed back (backward): reads one side, writes the other."""
+    if not ctx.repeats_kv:
+        return []
+    per_head = 2.0 * ctx.act_bytes * ctx.tokens * ctx.model.head_dim      # K and V
+    return [mem(ctx, "elementwise", per_head * (ctx.local_heads + ctx.local_kv_heads), name)]
+
+
 def attention_core_bwd(ctx: LayerContext) -> list[Op]:
     m, b, s, e = ctx.model, ctx.micro_batch, ctx.model.seq_len, ctx.act_bytes
     bh, d = b * ctx.local_heads, m.head_dim
     if ctx.attention == "flash":
         flops = 2.5 * 4.0 * bh * s * s * d / 2    # FA2 convention: bwd = 2.5 x fwd FLOPs
         return [Compute("attention", flops, e * bh * s * d * 8.0, ctx.dtype, (bh, s, s, d),
-                        causal=True, name="flash_attn_bwd")]
+                        causal=True, name="flash_attn_bwd"), *_repeat_kv(ctx, "repeat_kv_bwd")]
     probs = bh * s * s
     return [*gemm_bwd(ctx, s, d, s, "attn_context", bh),
             mem(ctx, "elementwise", (2 * e + 1) * probs, "attn_dropout_bwd"),
@@ -174,12 +197,36 @@ def layer_backward(ctx: LayerContext) -> list[Op]:
 def layer_recompute(ctx: LayerContext, mode: str) -> list[Op]:
     """Full recompute re-runs the layer's forward; selective only the attention core
     (Korthikanti et al.). FlashAttention already recomputes its scores in its backward,
-    so selective recompute costs nothing extra with it."""
+    so selective recompute costs nothing extra with it. ``selective_op``: TorchTitan's
+    per-op policy (``_apply_ac_to_transformer_block``, selective_ac_option "op")."""
     if mode == "full":
         return layer_forward(ctx)
+    if mode == "selective_op":
+        return selective_op_recompute(ctx)
     if mode == "selective" and ctx.attention == "unfused":
         return attention_core(ctx)
     return []
+
+
+def selective_op_recompute(ctx: LayerContext) -> list[Op]:
+    """TorchTitan's per-op selective checkpointing: the outputs of attention, of the TP
+    reduce-scatters and of every other matmul of the block (wq, wv, w1, w2 in call order
+    wq, wk, wv, wo, w1, w3, w2) are saved; all else is recomputed where the backward needs
+    it (torch.compile's partitioner drops the rest): the norms and the sequence-parallel
+    all-gathers (the weight gradients' inputs), the K projection and RoPE (attention's
+    backward needs K), the residual add, the w3 half of the gated MLP's up projection
+    and the activation (w2's input). wo's output feeds nothing in the backward."""
+    m, e, Tn, T = ctx.model, ctx.act_bytes, ctx.norm_tokens, ctx.tokens
+    norm = 2 * e * Tn * m.hidden
+    ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
+                     gemm(ctx, T, ctx.local_kv_heads * m.head_dim, m.hidden, "qkv")]
+    if m.rope:
+        ops.append(mem(ctx, "elementwise", 2 * e * T * ctx.local_kv_heads * m.head_dim, "rope"))
+    ops += [mem(ctx, "elementwise", 3 * e * Tn * m.hidden, "residual_add"),
+            mem(ctx, "norm", norm, "post_attn_norm"), *_enter_tp(ctx, "tp_ag_mlp")]
+    if m.gated:
+        ops.append(gemm(ctx, T, m.ffn // ctx.tp, m.hidden, "mlp_up"))
+    return ops + [mem(ctx, "elementwise", activation_bytes(ctx), "activation")]
 
 
 def embedding_forward(ctx: LayerContext) -> list[Op]:

@@ -71,6 +71,7 @@ def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recom
     shard = t if sp else 1                       # norm/dropout regions under SP
     if recompute == "full":
         return 2 * sbh / shard                   # only the layer input is kept
+    # selective_op (TorchTitan's per-op policy) is counted as selective: an upper bound
     kv = model.kv_heads_ / a
     mask = sbh / shard if model.dropout else 0.0  # 1-byte mask after attention and MLP
     norms = 4 * sbh / shard                      # two norm inputs
@@ -78,7 +79,7 @@ def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recom
             + 2 * sbh * (1 + 2 * kv) / t         # Q, K, V
             + 2 * sbh / t                        # projection input
             + mask)
-    if recompute != "selective" and not flash:
+    if recompute not in ("selective", "selective_op") and not flash:
         # softmax output; with dropout also its 1-byte mask and the dropout output
         attn += (5 if model.dropout else 2) * a * s * s * b / t
     up = model.ffn * (2 if model.gated else 1)

@@ -7,14 +7,15 @@ Core requires): each TP all-gather / reduce-scatter is pipelined with the GEMM t
 consumes or produces it, in tp chunks (Megatron's userbuffers ring exchange, ``ring``;
 TorchTitan's async TP micro-pipelining, ``async``): ``graph.Overlap`` with tp - 1 steps.
 With an FP8 recipe the input is cast before the all-gather (the FP8 copy is gathered:
-TE userbuffers, torchao's Float8 TP), so the cast runs ahead of the pair. Both modes are
-modelled alike; they differ in kernels, not in what can hide.
+TE userbuffers, torchao's Float8 TP), so the cast runs ahead of the pair. ``async`` also
+splits the GEMM per TP rank and adds the partial-sum kernel of PyTorch's fused
+matmul/reduce-scatter (``tp_overlap``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from workloads import fp8 as fp8_mod
 from workloads.comm_sms import tp_overlap_sms
@@ -60,7 +61,12 @@ def _is_wgrad(op) -> bool:
 def tp_overlap(ops: list, steps: int, mode: str = "ring") -> list:
     """Pair each TP all-gather with the GEMM after it (FP8 casts in between run first)
     and each reduce-scatter with the GEMM before it; the GEMM loses the SMs the mode's
-    communication kernels hold (workloads/comm_sms.py)."""
+    communication kernels hold (workloads/comm_sms.py). ``async`` runs as PyTorch's
+    SymmetricMemory ops do (``_fused_all_gather_matmul`` / ``_fused_matmul_reduce_scatter``
+    in torch/distributed/_symmetric_memory): the GEMM is split into one kernel per TP
+    rank along the tokens; the reduce-scatter is fused with the input-gradient GEMM whose
+    output it reduces (``reduce_scatter(dY @ W^T)``), and its partial sums, moved by
+    copy engines, are reduced by a separate kernel after the last one arrives."""
     out: list = []
     i = 0
     while i < len(ops):
@@ -72,19 +78,43 @@ def tp_overlap(ops: list, steps: int, mode: str = "ring") -> list:
             j += 1
         if is_tp and op.kind == "all_gather" and j < len(ops) and _gemm(ops[j]):
             out += ops[i + 1:j]
-            out.append(Overlap((ops[j],), (op,), steps, f"{ops[j].name}_tp_overlap",
-                               *tp_overlap_sms(mode, ops[j].name)))
+            out.append(Overlap(_chunks(ops[j], steps + 1, mode), (op,), steps,
+                               f"{ops[j].name}_tp_overlap", *tp_overlap_sms(mode, ops[j].name)))
             i = j + 1
             continue
         if is_tp and op.kind == "reduce_scatter" and out and _gemm(out[-1]):
+            after = []
+            if mode == "async" and len(out) > 1 and _gemm(out[-2]) and out[-1].name.endswith(
+                    "_wgrad") and out[-2].name == out[-1].name.replace("_wgrad", "_dgrad"):
+                after.append(out.pop())              # the wgrad runs after the fused pair
             prev = out.pop()
-            out.append(Overlap((prev,), (op,), steps, f"{prev.name}_tp_overlap",
-                               *tp_overlap_sms(mode, prev.name)))
+            out.append(Overlap(_chunks(prev, steps + 1, mode), (op,), steps,
+                               f"{prev.name}_tp_overlap", *tp_overlap_sms(mode, prev.name)))
+            if mode == "async":
+                out.append(_partials_reduce(op, steps + 1, prev))
+            out += after
             i += 1
             continue
         out.append(op)
         i += 1
     return out
+
+
+def _chunks(gemm: Compute, n: int, mode: str) -> tuple:
+    """``async``: the GEMM as n kernels on 1/n of the tokens each (the first dimension of
+    a forward or input-gradient GEMM, the reduced one of a weight gradient)."""
+    if mode != "async" or not gemm.shape or len(gemm.shape) != 3:
+        return (gemm,)
+    m, nn, k = gemm.shape
+    shape = (m, nn, k // n) if gemm.name.endswith("_wgrad") else (m // n, nn, k)
+    return (replace(gemm, flops=gemm.flops / n, bytes=gemm.bytes / n, shape=shape),) * n
+
+
+def _partials_reduce(rs: Collective, n: int, gemm: Compute) -> Compute:
+    """The n stacked partial outputs (the whole GEMM output, ``rs.bytes``) read and the
+    rank's 1/n written: PyTorch's ``reduce_fn`` after ``_pipelined_produce_and_all2all``."""
+    return Compute("elementwise", 0.0, rs.bytes * (1 + 1 / n), gemm.dtype,
+                   name=f"{gemm.name}_rs_partials_sum")
 
 
 def _cast(op) -> bool:
@@ -136,11 +166,13 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
 
 
 def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
-                  moe=None, fused_loss: bool = True, grad_accum_bytes: int = 0) -> LayerContext:
+                  moe=None, fused_loss: bool = True, grad_accum_bytes: int = 0,
+                  repeat_kv: bool = False) -> LayerContext:
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
     return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
-                        moe=moe, fused_loss=fused_loss, grad_accum_bytes=grad_accum_bytes)
+                        moe=moe, fused_loss=fused_loss, grad_accum_bytes=grad_accum_bytes,
+                        repeat_kv=repeat_kv)
 
 
 def _is_ep(op) -> bool:

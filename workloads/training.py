@@ -55,6 +55,7 @@ ADAM_BYTES_PER_PARAM = 16 + 14 + 4
 class TrainingOptions:
     dtype: str = "bf16"                 # GEMM precision
     attention: AttentionImpl = "flash"
+    repeat_kv: bool = False             # GQA K,V expanded to every query head (layers.LayerContext)
     grad_bytes: int = 4                 # bytes per gradient element in the DP reduction
     overlap_grad_reduce: bool = True
     bucket_params: float = 40e6         # Megatron-LM's default DDP bucket (40M elements)
@@ -139,7 +140,7 @@ def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: 
                 pipe: Pipeline) -> _Stage:
     ctx = local_context(model, plan, opts.dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
                         moe_training.context(model, plan, opts.moe, s), opts.cross_entropy_fusion,
-                        opts.grad_accum_bytes)
+                        opts.grad_accum_bytes, repeat_kv=opts.repeat_kv)
     heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
     ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s), heads,
                           fused_amax=opts.fp8_fused_amax)
