@@ -31,7 +31,7 @@ def hsdp_replica_all_reduce(g, plan, opts, rank: int, stage: int, params: float,
 
 class Zero3:
     def __init__(self, g, model, plan, opts, st):
-        from workloads.training import unit_params
+        from workloads.param_sync import unit_params
         self.g, self.model, self.plan, self.opts, self.st = g, model, plan, opts, st
         self.units_of = lambda c: unit_params(model, plan, st.index, c)
         self.group = shard_groups(plan, st.index)[0]

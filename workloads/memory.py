@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan
-from workloads.training import pipeline_of, stage_params, unit_params
+from workloads.param_sync import pipeline_of, stage_params, unit_params
 
 GIB = 2**30
 MASTER_AND_ADAM_BYTES = 12          # fp32 master weight + Adam m and v (mixed precision)

@@ -31,24 +31,27 @@ FSDP, Zhao et al. VLDB'23), Ψ the stage's parameters on one TP rank, N = dp:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from workloads import moe_training
-from workloads.fsdp import Zero3, hsdp_replica_all_reduce
-from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
+from workloads.fsdp import Zero3
+from workloads.graph import Block, Collective, CommGroup, ExecutionGraph, SendRecv
 from workloads.layers import AttentionImpl, LayerContext
 from workloads.model import ModelSpec
 from workloads.moe_training import MoEOptions
-from workloads.offload import ActivationOffload, OffloadOptions, optimizer_on_host
+from workloads.offload import ActivationOffload, OffloadOptions
 from workloads.parallel import ParallelPlan
+from workloads.param_sync import (  # the layout helpers are re-exported: training.stage_params
+    ADAM_BYTES_PER_PARAM,  # noqa: F401
+    add_grad_sync,
+    gathers_overlap,
+    pipeline_of,
+    stage_params,  # noqa: F401
+    unit_params,
+    zero2_reduce_scatter,
+)
 from workloads.pipeline import SPLIT_BACKWARD, Pipeline
 from workloads.pipeline_sync import BlockingSends, gather_received
 from workloads.stage_ops import StageOps, build_stage_ops, local_context, pair_block
-
-# Mixed-precision Adam step (Megatron-LM fused Adam, fp32 master weights): reads master
-# weight, fp32 grad, m, v (16 B) and writes master, m, v and the 16-bit copy (14 B), plus
-# one fp32 read of the grad for the global grad-norm (Megatron's clip_grad_norm).
-ADAM_BYTES_PER_PARAM = 16 + 14 + 4
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class TrainingOptions:
 
 
 @dataclass
-class _Stage:
+class Stage:
     index: int
     rank: int
     ctx: LayerContext
@@ -98,20 +101,6 @@ class _Stage:
     grad_rs: list = field(default_factory=list)      # ZeRO-2/3 reduce-scatters issued in backward
 
 
-@lru_cache(maxsize=64)
-def pipeline_of(plan: ParallelPlan, layers: int) -> Pipeline:
-    return plan.pipeline(layers)
-
-
-def stage_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
-    """Parameters held by one TP rank of a pipeline stage (embedding with the first
-    virtual stage, untied output layer with the last; positions are replicated). MoE
-    models: the part replicated over dp (routed experts: moe_training.stage_split)."""
-    if not model.uniform:
-        return moe_training.stage_split(model, plan, stage)[0]
-    return sum(sum(unit_params(model, plan, stage, c)) for c in range(plan.chunks))
-
-
 def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> ExecutionGraph:
     pipe = pipeline_of(plan, model.layers)
     stages = [_make_stage(model, plan, opts, s, pipe) for s in range(plan.pp)]
@@ -126,7 +115,7 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
         _add_compute(g, plan, st, steps[st.index], recv, model, opts, sync)
     _add_sends(g, plan, stages, steps, recv, sync.sent if sync else ())
     for st in stages:
-        _add_grad_sync(g, model, plan, opts, st)
+        add_grad_sync(g, model, plan, opts, st)
     return g
 
 
@@ -137,7 +126,7 @@ def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s
 
 
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
-                pipe: Pipeline) -> _Stage:
+                pipe: Pipeline) -> Stage:
     ctx = local_context(model, plan, opts.dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
                         moe_training.context(model, plan, opts.moe, s), opts.cross_entropy_fusion,
                         opts.grad_accum_bytes, repeat_kv=opts.repeat_kv)
@@ -145,7 +134,7 @@ def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: 
     ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s), heads,
                           fused_amax=opts.fp8_fused_amax)
     layers = pipe.rank_layers(s) if model.uniform else plan.stage_layers(model.layers)[s]
-    st = _Stage(s, plan.rank(0, 0, s), ctx, layers, pipe, ops)
+    st = Stage(s, plan.rank(0, 0, s), ctx, layers, pipe, ops)
     overlap = _overlap(opts)
     for c in range(plan.chunks):
         first, last = pipe.is_first(s, c), pipe.is_last(s, c)
@@ -206,13 +195,13 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
     return recv
 
 
-def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv, model: ModelSpec,
+def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: Stage, steps, recv, model: ModelSpec,
                  opts: TrainingOptions, sync: BlockingSends | None = None) -> None:
     z3 = Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.grad_dp > 1 else None
     pairs = set(st.pipe.pairs(st.index))
     offload = ActivationOffload(g, st, opts.offload)
     merged = set()
-    if _gathers_overlap(model, plan, opts):
+    if gathers_overlap(model, plan, opts):
         st.gathers = _param_gathers(g, model, plan, opts, st)
     for k, (mb, c, step) in enumerate(steps):
         if k in merged:
@@ -243,7 +232,7 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: _Stage, steps, recv,
         _weights_ready(st, steps)
 
 
-def _input(recv: dict, st: _Stage, plan: ParallelPlan, mb: int, c: int, step: str) -> int | None:
+def _input(recv: dict, st: Stage, plan: ParallelPlan, mb: int, c: int, step: str) -> int | None:
     """The node a step waits for: the receive from the neighbouring stage, or, at the turn
     of a V (both stages on this rank), the rank's own earlier step."""
     got = recv.get((st.index, mb, c, step))
@@ -258,7 +247,7 @@ def _input(recv: dict, st: _Stage, plan: ParallelPlan, mb: int, c: int, step: st
                      f"before its input from chunk {src[1]}")
 
 
-def _add_step(g, plan: ParallelPlan, model, opts, st: _Stage, mb: int, c: int, step: str,
+def _add_step(g, plan: ParallelPlan, model, opts, st: Stage, mb: int, c: int, step: str,
               deps) -> int:
     """The node of one (microbatch, chunk, pass); the last microbatch's backward per layer
     when DP gradient buckets overlap it (and every backward under ZeRO-2)."""
@@ -274,12 +263,12 @@ def _add_step(g, plan: ParallelPlan, model, opts, st: _Stage, mb: int, c: int, s
     if split and (mb == plan.microbatches - 1 or plan.zero == 2):
         node = _split_backward(g, plan, st, mb, c, deps)
         if plan.zero == 2:
-            _zero2_reduce_scatter(g, model, plan, opts, st, mb, c)
+            zero2_reduce_scatter(g, model, plan, opts, st, mb, c)
         return node
     return g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
 
 
-def _merge_pair(g, st: _Stage, steps, k: int, deps: list, offload) -> bool:
+def _merge_pair(g, st: Stage, steps, k: int, deps: list, offload) -> bool:
     """An F&B pair with EP communication becomes one node (stage_ops.pair_block), so each
     chunk's all-to-alls hide behind the other's compute; both steps map to it."""
     (mb, c, _), (bmb, bc, bstep) = steps[k], steps[k + 1]
@@ -298,14 +287,14 @@ def _merge_pair(g, st: _Stage, steps, k: int, deps: list, offload) -> bool:
     return True
 
 
-def _weights_ready(st: _Stage, steps) -> None:
+def _weights_ready(st: Stage, steps) -> None:
     """Split-backward schedules: a chunk's gradients are complete after its last B or W."""
     for c in range(len(st.fwd)):
         last = max(st.node[key] for key in st.node if key[1] == c and key[2] in ("B", "W"))
         st.last_bwd_layers[c] = [last] * st.pipe.chunk_layers(st.index, c)
 
 
-def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
+def _split_backward(g, plan, st: Stage, mb: int, c: int, deps) -> int:
     """The chunk's last backward, one node per layer, so gradient buckets can start early."""
     ctx = st.ctx
     if ctx.model.uniform:
@@ -317,7 +306,7 @@ def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
     nodes = []
     if per_chunk == 0:                  # a stage holding only the embedding / the loss
         node = g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
-        st.last_bwd_layers[c], st.bwd_layers[(mb, c)] = [], [node]   # its grads: see _buckets
+        st.last_bwd_layers[c], st.bwd_layers[(mb, c)] = [], [node]   # its grads: see layer_buckets
         return node
     for i in range(per_chunk):
         if not ctx.model.uniform:
@@ -337,13 +326,7 @@ def _split_backward(g, plan, st: _Stage, mb: int, c: int, deps) -> int:
     return nodes[-1]
 
 
-def _gathers_overlap(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> bool:
-    """Dense models only: a MoE stage keeps its gather after the optimizer (its expert
-    parameters shard over another group, workloads/moe_training.py)."""
-    return opts.overlap_param_gather and plan.zero in (1, 2) and plan.grad_dp > 1 and model.uniform
-
-
-def _param_gathers(g, model, plan, opts: TrainingOptions, st: _Stage) -> list[list[int]]:
+def _param_gathers(g, model, plan, opts: TrainingOptions, st: Stage) -> list[list[int]]:
     """ZeRO-1/2 with ``overlap_param_gather``: the parameter all-gather of the step before,
     in buckets of ``bucket_params`` in forward order, issued on the DP channel at the start
     of the step; returns, per chunk and layer, the gather that layer's first forward waits
@@ -368,7 +351,7 @@ def _param_gathers(g, model, plan, opts: TrainingOptions, st: _Stage) -> list[li
     return out
 
 
-def _split_forward(g, plan, st: _Stage, mb: int, c: int, deps, gathers: list[int]) -> int:
+def _split_forward(g, plan, st: Stage, mb: int, c: int, deps, gathers: list[int]) -> int:
     """The chunk's first forward, one node per layer, each after its parameters' gather."""
     per_chunk = max(1, st.pipe.chunk_layers(st.index, c))
     node = None
@@ -382,48 +365,6 @@ def _split_forward(g, plan, st: _Stage, mb: int, c: int, deps, gathers: list[int
         node = g.add(st.rank, "compute", Block(ops, f"fwd_layer_c{c}"), prev + [gathers[i]],
                      "compute", f"F{mb}_c{c}_l{i}", mb=mb, chunk=c)
     return node
-
-
-def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> list[float]:
-    """Parameters per layer of one chunk on one TP rank, in forward order; the embedding
-    goes with the model's first layer, the untied output layer with its last. Summed over
-    the chunks they are ``stage_params``."""
-    if not model.uniform:
-        return [u[0] for u in moe_training.unit_split(model, plan, stage, chunk)]
-    pipe = pipeline_of(plan, model.layers)
-    n = pipe.chunk_layers(stage, chunk)
-    out = [model.params_per_layer / plan.tp] * n or [0.0]     # [0.0]: embedding/loss only
-    if pipe.is_first(stage, chunk):
-        out[0] += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
-    if pipe.is_last(stage, chunk) and (not model.tied_embeddings or plan.pp > 1):
-        out[-1] += model.vocab * model.hidden / plan.tp
-    return out
-
-
-def _zero2_reduce_scatter(g, model, plan, opts: TrainingOptions, st: _Stage, mb: int, c: int) -> None:
-    """ZeRO-2: this microbatch's gradient buckets, reduce-scattered as its backward runs."""
-    nodes = st.bwd_layers[(mb, c)]
-    ready = list(zip(reversed(unit_params(model, plan, st.index, c)), nodes, strict=True))
-    group = CommGroup(plan.dp_group(st.index), "dp")
-    deps_all = opts.overlap_grad_reduce
-    for n_params, node in _bucket(ready, opts.bucket_params):
-        op = Collective("reduce_scatter", n_params * opts.grad_bytes, group, seq=len(st.grad_rs),
-                        name="grad_reduce_scatter")
-        st.grad_rs.append(g.add(st.rank, "dp", op, (node if deps_all else nodes[-1],), "dp",
-                                f"dp_rs{len(st.grad_rs)}_mb{mb}", mb=mb, chunk=c))
-
-
-def _bucket(ready: list[tuple[float, int]], size: float) -> list[tuple[float, int]]:
-    """Group (params, ready node) in completion order into buckets of at least ``size``."""
-    buckets, acc = [], 0.0
-    for n_params, node in ready:
-        acc += n_params
-        if acc >= size:
-            buckets.append((acc, node))
-            acc = 0.0
-    if acc > 0:
-        buckets.append((acc, ready[-1][1]))
-    return buckets
 
 
 def _p2p_stream(kind: str, step: str, plan: ParallelPlan, peer: int) -> str:
@@ -453,63 +394,3 @@ def _add_sends(g, plan, stages, steps, recv, sent=()) -> None:
               "pp", f"send_{step}{mb}_c{src_chunk}", mb=mb, chunk=src_chunk)
 
 
-def _add_grad_sync(g, model, plan, opts: TrainingOptions, st: _Stage) -> None:
-    """DP gradient buckets (overlapping the last backward), tied-embedding sync, optimizer,
-    and the parameter all-gather of ZeRO-1/2."""
-    params = stage_params(model, plan, st.index)
-    dp_group = CommGroup(plan.dp_group(st.index), "dp")
-    syncs = []
-    if plan.grad_dp > 1 and plan.zero >= 2:
-        syncs.append(st.grad_rs[-1])        # the DP channel is serial: the last one is the end
-        if plan.zero >= 3 and plan.shard_group < plan.grad_dp:
-            syncs.append(hsdp_replica_all_reduce(g, plan, opts, st.rank, st.index, params,
-                                                 syncs[-1]))
-    elif plan.grad_dp > 1:
-        kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
-        last_compute = max(st.node.values())
-        for i, (n_params, dep) in enumerate(_buckets(model, plan, opts, st, params)):
-            deps = (dep,) if opts.overlap_grad_reduce else (last_compute,)
-            op = Collective(kind, n_params * opts.grad_bytes, dp_group, seq=i, name=f"grad_{kind}")
-            syncs.append(g.add(st.rank, "dp", op, deps, "dp", f"dp_bucket{i}"))
-    if plan.pp > 1 and model.tied_embeddings and st.index in (0, plan.pp - 1):
-        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
-        op = Collective("all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair,
-                        name="embedding_grad_sync")
-        syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
-    expert_gather = None
-    shard = params / (plan.shard_group if plan.zero >= 1 else 1)
-    if not model.uniform:
-        syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, _bucket)
-        opt, expert_gather = moe_training.optimizer_and_gather(model, plan, st.index, opts,
-                                                               ADAM_BYTES_PER_PARAM)
-        step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
-    elif opts.offload.optimizer:
-        step = optimizer_on_host(g, st.rank, shard, opts.grad_bytes, opts.param_bytes,
-                                 ADAM_BYTES_PER_PARAM, opts.offload, syncs)
-    else:
-        opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
-        step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
-    if plan.zero in (1, 2) and plan.grad_dp > 1 and not _gathers_overlap(model, plan, opts):
-        gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
-                            name="param_all_gather")
-        g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
-    if expert_gather is not None:
-        g.add(st.rank, "dp", expert_gather, (step,), "dp", "expert_param_all_gather")
-
-
-def _buckets(model, plan, opts, st: _Stage, params: float):
-    """(params, ready node) per bucket: layers in the order their gradients complete."""
-    per_layer = model.params_per_layer / plan.tp
-    ready: list[tuple[float, int]] = []
-    for c in reversed(range(plan.chunks)):
-        nodes = st.last_bwd_layers.get(c, [])
-        if not model.uniform:       # replicated part per layer (embedding/head in `extra`)
-            per = [moe_training.layer_dense(model, plan, i) for i in
-                   moe_training.chunk_layers(model, plan, st.index, c)]
-            ready += list(zip(reversed(per), nodes, strict=False))
-            continue
-        ready += [(per_layer, n) for n in nodes]
-    extra = params - sum(p for p, _ in ready)     # embeddings: ready with the last layer
-    if ready:
-        ready[-1] = (ready[-1][0] + extra, ready[-1][1])
-    return _bucket(ready, opts.bucket_params)

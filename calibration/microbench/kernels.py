@@ -210,7 +210,7 @@ def _memory_rows(g: Grid, dev: torch.device, dtype: str, sync: Sync = _no_sync) 
 # Mixed-precision Adam per parameter: torch's fused Adam reads the fp32 master, grad, m and v
 # (16 B) and writes master, m and v (12 B); the 16-bit weights are then copied from the
 # master (4 B read, 2 B written). Megatron-LM's step moves the same 34 B per parameter
-# (workloads/training.py ADAM_BYTES_PER_PARAM: it writes the copy itself, reads the grad
+# (workloads/param_sync.py ADAM_BYTES_PER_PARAM: it writes the copy itself, reads the grad
 # again for the norm). Tensors of 1/8 of the parameters each, as a model has many.
 ADAM_BYTES = 16 + 12 + 4 + 2
 ADAM_TENSORS = 8

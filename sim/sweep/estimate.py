@@ -38,15 +38,10 @@ from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
 from workloads.offload import OffloadOptions
 from workloads.parallel import ParallelPlan
+from workloads.param_sync import ADAM_BYTES_PER_PARAM, stage_params, unit_params
 from workloads.pipeline import SPLIT_BACKWARD
 from workloads.stage_ops import build_stage_ops, local_context
-from workloads.training import (
-    ADAM_BYTES_PER_PARAM,
-    TrainingOptions,
-    p2p_bytes,
-    stage_params,
-    unit_params,
-)
+from workloads.training import TrainingOptions, p2p_bytes
 
 GIB = 2**30
 

@@ -1,0 +1,155 @@
+"""Where a pipeline stage's parameters lie and how its data-parallel copies stay in step.
+
+The parameter layout of one TP rank (per stage, chunk and layer: ``stage_params``,
+``unit_params``), and the end of a training step on one stage (``add_grad_sync``): the
+data-parallel gradient buckets in the order the backward completes them (all-reduce, or
+reduce-scatter under ZeRO-1, or the per-microbatch reduce-scatters of ZeRO-2), the
+tied-embedding gradient sync between the first and last stage, the optimizer step (on
+the GPU or the host), and the parameter all-gather of ZeRO-1/2. The volumes per ZeRO
+stage are listed in workloads/training.py's docstring.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from workloads import moe_training
+from workloads.fsdp import hsdp_replica_all_reduce
+from workloads.graph import Collective, CommGroup, Compute
+from workloads.model import ModelSpec
+from workloads.offload import optimizer_on_host
+from workloads.parallel import ParallelPlan
+from workloads.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from workloads.training import Stage, TrainingOptions
+
+# Mixed-precision Adam step (Megatron-LM fused Adam, fp32 master weights): reads master
+# weight, fp32 grad, m, v (16 B) and writes master, m, v and the 16-bit copy (14 B), plus
+# one fp32 read of the grad for the global grad-norm (Megatron's clip_grad_norm).
+ADAM_BYTES_PER_PARAM = 16 + 14 + 4
+
+
+@lru_cache(maxsize=64)
+def pipeline_of(plan: ParallelPlan, layers: int) -> Pipeline:
+    return plan.pipeline(layers)
+
+
+def stage_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
+    """Parameters held by one TP rank of a pipeline stage (embedding with the first
+    virtual stage, untied output layer with the last; positions are replicated). MoE
+    models: the part replicated over dp (routed experts: moe_training.stage_split)."""
+    if not model.uniform:
+        return moe_training.stage_split(model, plan, stage)[0]
+    return sum(sum(unit_params(model, plan, stage, c)) for c in range(plan.chunks))
+
+
+def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> list[float]:
+    """Parameters per layer of one chunk on one TP rank, in forward order; the embedding
+    goes with the model's first layer, the untied output layer with its last. Summed over
+    the chunks they are ``stage_params``."""
+    if not model.uniform:
+        return [u[0] for u in moe_training.unit_split(model, plan, stage, chunk)]
+    pipe = pipeline_of(plan, model.layers)
+    n = pipe.chunk_layers(stage, chunk)
+    out = [model.params_per_layer / plan.tp] * n or [0.0]     # [0.0]: embedding/loss only
+    if pipe.is_first(stage, chunk):
+        out[0] += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
+    if pipe.is_last(stage, chunk) and (not model.tied_embeddings or plan.pp > 1):
+        out[-1] += model.vocab * model.hidden / plan.tp
+    return out
+
+
+def gathers_overlap(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> bool:
+    """Dense models only: a MoE stage keeps its gather after the optimizer (its expert
+    parameters shard over another group, workloads/moe_training.py)."""
+    return opts.overlap_param_gather and plan.zero in (1, 2) and plan.grad_dp > 1 and model.uniform
+
+
+def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
+    """DP gradient buckets (overlapping the last backward), tied-embedding sync, optimizer,
+    and the parameter all-gather of ZeRO-1/2."""
+    params = stage_params(model, plan, st.index)
+    dp_group = CommGroup(plan.dp_group(st.index), "dp")
+    syncs = []
+    if plan.grad_dp > 1 and plan.zero >= 2:
+        syncs.append(st.grad_rs[-1])        # the DP channel is serial: the last one is the end
+        if plan.zero >= 3 and plan.shard_group < plan.grad_dp:
+            syncs.append(hsdp_replica_all_reduce(g, plan, opts, st.rank, st.index, params,
+                                                 syncs[-1]))
+    elif plan.grad_dp > 1:
+        kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+        last_compute = max(st.node.values())
+        for i, (n_params, dep) in enumerate(layer_buckets(model, plan, opts, st, params)):
+            deps = (dep,) if opts.overlap_grad_reduce else (last_compute,)
+            op = Collective(kind, n_params * opts.grad_bytes, dp_group, seq=i, name=f"grad_{kind}")
+            syncs.append(g.add(st.rank, "dp", op, deps, "dp", f"dp_bucket{i}"))
+    if plan.pp > 1 and model.tied_embeddings and st.index in (0, plan.pp - 1):
+        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
+        op = Collective("all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair,
+                        name="embedding_grad_sync")
+        syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
+    expert_gather = None
+    shard = params / (plan.shard_group if plan.zero >= 1 else 1)
+    if not model.uniform:
+        syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, bucket)
+        opt, expert_gather = moe_training.optimizer_and_gather(model, plan, st.index, opts,
+                                                               ADAM_BYTES_PER_PARAM)
+        step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
+    elif opts.offload.optimizer:
+        step = optimizer_on_host(g, st.rank, shard, opts.grad_bytes, opts.param_bytes,
+                                 ADAM_BYTES_PER_PARAM, opts.offload, syncs)
+    else:
+        opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
+        step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
+    if plan.zero in (1, 2) and plan.grad_dp > 1 and not gathers_overlap(model, plan, opts):
+        gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
+                            name="param_all_gather")
+        g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
+    if expert_gather is not None:
+        g.add(st.rank, "dp", expert_gather, (step,), "dp", "expert_param_all_gather")
+
+
+def layer_buckets(model, plan, opts, st: Stage, params: float):
+    """(params, ready node) per bucket: layers in the order their gradients complete."""
+    per_layer = model.params_per_layer / plan.tp
+    ready: list[tuple[float, int]] = []
+    for c in reversed(range(plan.chunks)):
+        nodes = st.last_bwd_layers.get(c, [])
+        if not model.uniform:       # replicated part per layer (embedding/head in `extra`)
+            per = [moe_training.layer_dense(model, plan, i) for i in
+                   moe_training.chunk_layers(model, plan, st.index, c)]
+            ready += list(zip(reversed(per), nodes, strict=False))
+            continue
+        ready += [(per_layer, n) for n in nodes]
+    extra = params - sum(p for p, _ in ready)     # embeddings: ready with the last layer
+    if ready:
+        ready[-1] = (ready[-1][0] + extra, ready[-1][1])
+    return bucket(ready, opts.bucket_params)
+
+
+def zero2_reduce_scatter(g, model, plan, opts: TrainingOptions, st: Stage, mb: int, c: int) -> None:
+    """ZeRO-2: this microbatch's gradient buckets, reduce-scattered as its backward runs."""
+    nodes = st.bwd_layers[(mb, c)]
+    ready = list(zip(reversed(unit_params(model, plan, st.index, c)), nodes, strict=True))
+    group = CommGroup(plan.dp_group(st.index), "dp")
+    deps_all = opts.overlap_grad_reduce
+    for n_params, node in bucket(ready, opts.bucket_params):
+        op = Collective("reduce_scatter", n_params * opts.grad_bytes, group, seq=len(st.grad_rs),
+                        name="grad_reduce_scatter")
+        st.grad_rs.append(g.add(st.rank, "dp", op, (node if deps_all else nodes[-1],), "dp",
+                                f"dp_rs{len(st.grad_rs)}_mb{mb}", mb=mb, chunk=c))
+
+
+def bucket(ready: list[tuple[float, int]], size: float) -> list[tuple[float, int]]:
+    """Group (params, ready node) in completion order into buckets of at least ``size``."""
+    buckets, acc = [], 0.0
+    for n_params, node in ready:
+        acc += n_params
+        if acc >= size:
+            buckets.append((acc, node))
+            acc = 0.0
+    if acc > 0:
+        buckets.append((acc, ready[-1][1]))
+    return buckets
