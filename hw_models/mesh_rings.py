@@ -41,38 +41,54 @@ def mesh_rings(k: int) -> tuple[tuple[int, ...], ...]:
     if k > 12:
         from math import gcd
         return tuple(tuple((i * s) % k for i in range(k)) for s in range(1, k) if gcd(s, k) == 1)
-    want, used, cur = disjoint_ring_count(k), set(), []
+    arcs = [[(0, (u + i) % k) for i in range(1, k)] for u in range(k)]
+    return disjoint_cycles(arcs, disjoint_ring_count(k)) or ()
 
-    def cycles(path: list[int], seen: set[int]) -> Iterator[list[int]]:
-        if len(path) == k:
-            if (path[-1], 0) not in used:
-                yield path
+
+def disjoint_cycles(arcs: list[list[tuple[int, int]]], want: int, budget: int | None = None
+                    ) -> tuple[tuple[int, ...], ...] | None:
+    """``want`` arc-disjoint directed Hamiltonian cycles from vertex 0 of the digraph whose
+    out-arcs of vertex u are ``arcs[u]``, as (key, v) pairs; None if there are none.
+    Depth-first: each cycle tries first the arcs whose key is its preferred one (the keys
+    in turn, e.g. a torus dimension and direction), then the rest in the listed order.
+    ``budget``: at most that many search steps per call (None: unbounded)."""
+    k, used, rings, steps = len(arcs), set(), [], [0]
+    limit = float("inf") if budget is None else budget
+    prefs = sorted({key for out in arcs for key, _ in out})
+
+    def cycles(path: list[int], seen: set[int], pref) -> Iterator[list[int]]:
+        steps[0] += 1
+        if steps[0] > limit:
             return
         u = path[-1]
-        for i in range(1, k):
-            v = (u + i) % k
+        if len(path) == k:
+            if (u, 0) not in used and any(v == 0 for _, v in arcs[u]):
+                yield path
+            return
+        for _, v in sorted(arcs[u], key=lambda a: a[0] != pref):
             if v not in seen and (u, v) not in used:
                 seen.add(v)
                 path.append(v)
-                yield from cycles(path, seen)
+                yield from cycles(path, seen, pref)
                 path.pop()
                 seen.discard(v)
 
     def search() -> bool:
-        if len(cur) == want:
+        if len(rings) == want:
             return True
-        for p in cycles([0], {0}):
-            arcs = [(p[i], p[(i + 1) % k]) for i in range(k)]
-            used.update(arcs)
-            cur.append(tuple(p))
+        for p in cycles([0], {0}, prefs[len(rings) % len(prefs)]):
+            ring = [(p[i], p[(i + 1) % k]) for i in range(k)]
+            used.update(ring)
+            rings.append(tuple(p))
             if search():
                 return True
-            cur.pop()
-            used.difference_update(arcs)
+            rings.pop()
+            used.difference_update(ring)
+            if steps[0] > limit:
+                return False
         return False
 
-    search()
-    return tuple(cur)
+    return tuple(rings) if search() else None
 
 
 def mesh_group_bw(gb_s_per_gpu: float, domain_gpus: int, k: int) -> float:

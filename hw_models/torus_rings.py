@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from functools import cache
 
+from hw_models.mesh_rings import disjoint_cycles
 from hw_models.topologies.torus import torus_shape
 
 _BUDGET = 200_000   # search steps per attempted ring count
@@ -58,46 +59,6 @@ def _out_arcs(dims: tuple[int, ...], positions: tuple[int, ...]) -> list[list[tu
             for p in positions]
 
 
-def _search(arcs: list[list[tuple[int, int]]], want: int) -> tuple[tuple[int, ...], ...] | None:
-    """``want`` arc-disjoint directed Hamiltonian cycles (depth-first, step-bounded)."""
-    k, used, rings, steps = len(arcs), set(), [], [0]
-
-    def cycles(path: list[int], seen: set[int], pref: int):
-        steps[0] += 1
-        if steps[0] > _BUDGET:
-            return
-        u = path[-1]
-        if len(path) == k:
-            if (u, 0) not in used and any(v == 0 for _, v in arcs[u]):
-                yield path
-            return
-        for _, v in sorted(arcs[u], key=lambda a: a[0] != pref):
-            if v not in seen and (u, v) not in used:
-                seen.add(v)
-                path.append(v)
-                yield from cycles(path, seen, pref)
-                path.pop()
-                seen.discard(v)
-
-    def search() -> bool:
-        if len(rings) == want:
-            return True
-        prefs = sorted({key for out in arcs for key, _ in out})
-        for p in cycles([0], {0}, prefs[len(rings) % len(prefs)]):
-            ring = [(p[i], p[(i + 1) % k]) for i in range(k)]
-            used.update(ring)
-            rings.append(tuple(p))
-            if search():
-                return True
-            rings.pop()
-            used.difference_update(ring)
-            if steps[0] > _BUDGET:
-                return False
-        return False
-
-    return tuple(rings) if search() else None
-
-
 @cache
 def torus_rings(dims: tuple[int, ...], positions: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     """Arc-disjoint rings over a group of chips at ``positions`` (row-major places in a torus
@@ -115,10 +76,10 @@ def torus_rings(dims: tuple[int, ...], positions: tuple[int, ...]) -> tuple[tupl
     if k > _LARGE:
         # one Hamiltonian ring and the same ring backwards: a ring and its reverse share no
         # directed link (k > 2), so a large group gets at least its two directions
-        found = _search(arcs, 1)
+        found = disjoint_cycles(arcs, 1, _BUDGET)
         return found + ((0, *found[0][:0:-1]),) if found else ()
     for want in range(min(len(a) for a in arcs), 0, -1):
-        found = _search(arcs, want)
+        found = disjoint_cycles(arcs, want, _BUDGET)
         if found:
             return found
     return ()
