@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 from workloads.graph import Collective, CommGroup, ExecutionGraph, SendRecv
 
+GATHER_SEQ = 3 * 10**6      # apart from the DP and FSDP collectives' sequence numbers
+
 
 class BlockingSends:
     """The receives each (stage, microbatch, chunk, pass) feeds, and which are sent."""
@@ -51,6 +53,3 @@ def gather_received(g: ExecutionGraph, plan, rank: int, tp_ranks: tuple[int, ...
                         seq=GATHER_SEQ + op.tag, name="p2p_gather")
     return g.add(rank, "compute", gather, (recv_id,), "pp", f"gather_{step}{mb}_c{c}",
                  mb=mb, chunk=c)
-
-
-GATHER_SEQ = 3 * 10**6      # apart from the DP and FSDP collectives' sequence numbers

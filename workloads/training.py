@@ -80,6 +80,11 @@ class TrainingOptions:
         """Bytes per parameter of each microbatch's main-gradient add (0: fused)."""
         return 0 if self.grad_accumulation_fusion else 2 * self.grad_bytes + self.param_bytes
 
+    def layer_options(self) -> dict:
+        """The options a stage's layer context takes (stage_ops.local_context)."""
+        return {"fused_loss": self.cross_entropy_fusion, "grad_accum_bytes": self.grad_accum_bytes,
+                "repeat_kv": self.repeat_kv}
+
 
 @dataclass
 class Stage:
@@ -128,8 +133,7 @@ def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
                 pipe: Pipeline) -> Stage:
     ctx = local_context(model, plan, opts.dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
-                        moe_training.context(model, plan, opts.moe, s), opts.cross_entropy_fusion,
-                        opts.grad_accum_bytes, repeat_kv=opts.repeat_kv)
+                        moe_training.context(model, plan, opts.moe, s), **opts.layer_options())
     heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
     ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s), heads,
                           fused_amax=opts.fp8_fused_amax)

@@ -80,9 +80,7 @@ class Estimator:
         context parallelism, FP8 recipe, TP overlap included)."""
         ctx = local_context(self.model, plan, self.options.dtype,
                             CommGroup(tuple(range(plan.tp)), "tp"), self.options.attention,
-                            fused_loss=self.options.cross_entropy_fusion,
-                            grad_accum_bytes=self.options.grad_accum_bytes,
-                            repeat_kv=self.options.repeat_kv)
+                            **self.options.layer_options())
         ops = build_stage_ops(ctx, plan, plan.recompute, self.options.fp8_recipe, plan.cp_group(0),
                               fused_amax=self.options.fp8_fused_amax)
         return LayerTimes(
