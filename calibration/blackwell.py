@@ -4,9 +4,10 @@
 
 Inputs (calibration/reference/kernels/, a source line per row tag in each header):
 - gemm_blackwell.csv: XLA's sm_100 GEMM throughput table (m, n, k in 256..4096, bf16
-  and fp8 e4m3; single GEMMs and its largest batched ones, b = 4 at m = 4096) and the B200's Maximum Achievable Matmul FLOPS (best shape of a
-  brute-force search, bf16 and fp8) -> ``gemm.fp16`` / ``gemm.fp8`` (same functional form,
-  fit and wave term as the H100 curves, B200 peaks and 148 SMs from the catalog).
+  and fp8 e4m3; single GEMMs and its largest batched ones, b = 4 at m = 4096) and the
+  B200's Maximum Achievable Matmul FLOPS (best shape of a brute-force search, bf16 and
+  fp8) -> ``gemm.fp16`` / ``gemm.fp8`` (same functional form, fit and wave term as the
+  H100 curves, B200 peaks and 148 SMs from the catalog), shared by the three profiles.
 - attention_cudnn_blackwell.csv: cuDNN fused attention forward + backward (BF16, GQA,
   head dim 128) -> ``attention.causal`` / ``attention.full`` of each part on its own rows
   (B200: cuDNN 9.10.2, causal, 2K-128K tokens, its no-mask curve from the GB200; GB200
