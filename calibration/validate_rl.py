@@ -147,6 +147,9 @@ GROUPS = {("deepseek-v3", "GRPO"): 16}     # grpo-deepseek-v3-*: 32 prompts x 16
 # batches a step took is not published: one (rollout.gen_batches default).
 GROUPS[("deepseek-v3", "DAPO")] = 8
 BATCH_MULTIPLIER = {("deepseek-v3", "DAPO"): 3.0}
+# The same recipe sets policy.generation.vllm_cfg.enforce_eager: true (no CUDA graphs); no
+# other performance recipe at the table's commits does (their base configs set false).
+ENFORCE_EAGER = {("deepseek-v3", "DAPO")}
 # vllm_cfg.gpu_memory_utilization: the performance recipes at the table's commits
 # (cff17f83b for v0.4, 9dbd9adc9 for v0.5) set 0.8 on every 1-step-off recipe and nothing
 # on the colocated ones (grpo_math_1B.yaml's 0.6): MEM_UTIL. Colocated recipes that set
@@ -196,6 +199,7 @@ def build(r, prompt: int) -> scenario.Scenario:
                         "precision": str(r.precision_gen).lower(),
                         "kv_cache": {"gpu_memory_utilization": MEM_UTIL[not off]},
                         "batch_multiplier": BATCH_MULTIPLIER.get((model_id(r), r.algorithm), 1.0),
+                        "enforce_eager": (model_id(r), r.algorithm) in ENFORCE_EAGER,
                         **({} if off or (model_id(r), r.algorithm) in ASYNC_COLOCATED
                            else {"scheduler": VLLM_LLM_CLASS})},
             "train": {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,

@@ -136,6 +136,24 @@ def prices() -> dict[str, Any]:
 
 
 @cache
+def serving_engines() -> dict[str, dict[str, Any]]:
+    """Host-side costs of serving engines (hw_models/data/engines.yaml), each with its
+    source: ``host_per_seq_us`` per sequence per iteration; ``eager_launch`` the launch
+    interval of kernels run without CUDA graphs."""
+    return _load_yaml("hw_models", "engines.yaml")
+
+
+def engine_host_per_seq_s(name: str) -> float:
+    """Seconds of host work per sequence per iteration of serving engine ``name``."""
+    return float(serving_engines()[name]["host_per_seq_us"]) * 1e-6
+
+
+def eager_launch_s() -> float:
+    """Seconds between kernel launches without CUDA graphs (the host's launch interval)."""
+    return float(serving_engines()["eager_launch"]["launch_us"]) * 1e-6
+
+
+@cache
 def power_constants() -> dict[str, float]:
     """The power model's constants (hw_models/data/power.yaml), each with its source."""
     return {k: float(v["value"]) for k, v in _load_yaml("hw_models", "power.yaml").items()}

@@ -89,6 +89,7 @@ def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> Scen
     work = {"kind": "inference", "model": rollout_model(w), "precision": w.rollout_precision,
             "parallel": {"tp": p.tp, "pp": p.pp, "ep": p.ep}, "replicas": pools.rollout // replica,
             "scheduler": w.rollout.scheduler.model_dump(), "kv_cache": w.rollout.kv_cache.model_dump(),
+            "engine_host": w.rollout.engine_host, "enforce_eager": w.rollout.enforce_eager,
             "requests": reqs}
     return parse({"name": f"{sc.name}-rollout", "cluster": pool_cluster(sc, system, pools.rollout),
                   "workload": work, "sim": sc.sim.model_dump()}, "rollout")
