@@ -33,9 +33,11 @@ from workloads.model import resolve
 class PooledServingLoop(ServingLoop):
     """The serving loop with one iteration model per replica (its pool's)."""
 
-    def __init__(self, *args, models: dict[int, IterationModel], **kw):
+    def __init__(self, *args, models: dict[int, IterationModel],
+                 host_per_rep: dict[int, float] | None = None, **kw):
         super().__init__(*args, **kw)
         self.models = models
+        self.host_per_rep = host_per_rep or {}     # engine host time per sequence, by replica
 
     def kick(self, rep, t: float) -> None:
         if rep.busy:
@@ -44,7 +46,7 @@ class PooledServingLoop(ServingLoop):
         if batch is None:
             return
         dur = (self.models[rep.index].time(shape_of(batch)) + batch.swap_bytes / self.host_bw
-               + self.host_time(batch))
+               + self.host_time(batch, self.host_per_rep.get(rep.index)))
         rep.busy = True
         n_pre = sum(i.tokens for i in batch.items if i.kind == "prefill")
         self.log.iterations.append((rep.index, t, t + dur, n_pre, len(batch.items)))
@@ -118,7 +120,9 @@ def simulate_serving_pools(sc):
     reqs = req_mod.generate(w.requests, np.random.default_rng(w.requests.seed), model.seq_len)
     loop = PooledServingLoop(replicas, schedulers.make(w.scheduler.policy, limits), first,
                              w.router, kv_transfer(placed, w), host_bw=25e9,
-                             host_per_seq=catalog.engine_host_per_seq_s(w.engine_host),
+                             host_per_rep={i: catalog.engine_host_per_seq_s(w.engine_host)
+                                           * catalog.host_cpu_factor(p.system)
+                                           for i, p in enumerate(placed)},
                              models={i: its[p.name] for i, p in enumerate(placed)})
     log = loop.run(reqs)
     df = request_frame(reqs)

@@ -132,11 +132,12 @@ class ServingLoop:
         self.log.iterations.append((rep.index, t, t + dur, n_pre, len(batch.items)))
         self.push(t + dur, DONE, (rep, batch))
 
-    def host_time(self, batch: Batch) -> float:
+    def host_time(self, batch: Batch, per_seq: float | None = None) -> float:
         """The engine's host work for this batch: per sequence scheduled (padding excluded)."""
-        if not self.host_per_seq:
+        per_seq = self.host_per_seq if per_seq is None else per_seq
+        if not per_seq:
             return 0.0
-        return self.host_per_seq * sum(1 for i in batch.items if i.kind != "pad")
+        return per_seq * sum(1 for i in batch.items if i.kind != "pad")
 
     def finish(self, rep: Replica, batch: Batch, t: float) -> None:
         for item in batch.items:

@@ -10,6 +10,7 @@ from sim.network import AnalyticalNetwork
 from sim.serving import fast_forward, loop
 from sim.serving.iteration import IterationModel
 from sim.setup import paced_compute, resolve_cluster
+from sim.simulate import simulate
 from sim.simulate_inference import simulate_inference
 from workloads.inference.ops import Shape
 from workloads.model import resolve
@@ -18,9 +19,10 @@ V1_US = 21.5     # vllm-project/vllm #10634: 5-6 ms between decode steps at batc
 V0_US = 100.0    # vllm-project/vllm #6801: ~20 ms between steps at batch 200 (V0)
 
 
-def run(engine_host="none", count=8, prompt=64, output=32, replicas=1, **extra):
+def run(engine_host="none", count=8, prompt=64, output=32, replicas=1, system="dgx-h100",
+        **extra):
     return simulate_inference(scenario.parse({
-        "cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
+        "cluster": {"system": system, "nodes": 1}, "workload": {
             "kind": "inference", "model": "llama3-8b", "precision": "bf16", "replicas": replicas,
             "engine_host": engine_host, "scheduler": {"policy": "vllm", "max_batch": 256},
             "requests": {"count": count, "arrival": "burst", "prompt_len": prompt,
@@ -31,7 +33,12 @@ def test_catalog_constants_are_the_published_figures():
     assert catalog.engine_host_per_seq_s("vllm-v1") == pytest.approx(5.5e-3 / 256, rel=0.01)
     assert catalog.engine_host_per_seq_s("vllm-v0") == pytest.approx(20e-3 / 200)
     assert catalog.engine_host_per_seq_s("none") == 0.0
-    assert all("source" in v for v in catalog.serving_engines().values())
+    engines = catalog.serving_engines()
+    assert all("source" in engines[k] for k in ("none", "vllm-v1", "vllm-v0", "eager_launch"))
+    # Grace hosts: TransformerEngine #2053, torch Linear forward CPU time 37.08 us on GB200
+    # against 13.48 us on a DGX H100's Xeon 8480C.
+    assert catalog.host_cpu_factor(catalog.system("gb200-nvl72")) == pytest.approx(37.08 / 13.48, rel=1e-3)
+    assert catalog.host_cpu_factor(catalog.system("dgx-h100")) == 1.0
 
 
 def test_host_time_is_per_sequence_per_iteration():
@@ -44,6 +51,14 @@ def test_host_time_is_per_sequence_per_iteration():
     assert extra == pytest.approx(32 * 8 * V1_US * 1e-6, rel=1e-9)
     gaps = np.diff(host.iterations.start_s.to_numpy()) - np.diff(base.iterations.start_s.to_numpy())
     assert gaps == pytest.approx(np.full(31, 8 * V1_US * 1e-6), rel=1e-9)
+
+
+def test_host_time_on_a_grace_host():
+    # The same 32 iterations of 8 sequences on a GB200 tray: 2.75x the host time per sequence.
+    base, host = run("none", system="gb200-nvl72"), run("vllm-v1", system="gb200-nvl72")
+    extra = host.requests.finish_s.max() - base.requests.finish_s.max()
+    factor = catalog.host_cpu_factor(catalog.system("gb200-nvl72"))
+    assert extra == pytest.approx(32 * 8 * V1_US * 1e-6 * factor, rel=1e-9)
 
 
 def test_fast_forward_stays_exact_with_host_time(monkeypatch):
@@ -116,3 +131,23 @@ def test_enforce_eager_floors_every_kernel_at_the_launch_interval():
     n = len(eager.iterations)
     span = eager.requests.finish_s.max() - graphs.requests.finish_s.max()
     assert 0 < span <= n * 27 * floor
+
+
+def test_host_time_per_pool_of_a_mixed_cluster():
+    # One replica on a DGX H100 pool, one on a GB200 tray: each of its 32 iterations of 8
+    # sequences pays 8 x 21.5 us, times 2.75 on the Grace host.
+    def serve(engine_host):
+        return simulate(scenario.parse({
+            "cluster": {"pools": [{"name": "h100", "system": "dgx-h100", "nodes": 1},
+                                  {"name": "gb200", "system": "gb200-nvl72", "nodes": 1}]},
+            "workload": {"kind": "inference", "model": "llama3-8b", "precision": "bf16",
+                         "replicas": 2, "replica_pools": ["h100", "gb200"],
+                         "engine_host": engine_host,
+                         "requests": {"count": 16, "arrival": "burst", "prompt_len": 64,
+                                      "output_len": 32}}}))
+    base, host = serve("none"), serve("vllm-v1")
+    extra = (host.requests.groupby("replica").finish_s.max()
+             - base.requests.groupby("replica").finish_s.max())
+    factor = catalog.host_cpu_factor(catalog.system("gb200-nvl72"))
+    assert extra[0] == pytest.approx(32 * 8 * V1_US * 1e-6, rel=1e-9)
+    assert extra[1] == pytest.approx(32 * 8 * V1_US * 1e-6 * factor, rel=1e-9)
