@@ -162,6 +162,12 @@ def host_cpu_factor(system: SystemSpec) -> float:
     return float(cpus[system.host_cpu]["factor"])
 
 
+def engine_host_s(name: str, system: SystemSpec) -> float:
+    """Host seconds per sequence per iteration of engine ``name`` on ``system``'s host."""
+    per_seq = engine_host_per_seq_s(name)
+    return per_seq * host_cpu_factor(system) if per_seq else 0.0
+
+
 def eager_launch_s() -> float:
     """Seconds between kernel launches without CUDA graphs (the host's launch interval)."""
     return float(serving_engines()["eager_launch"]["launch_us"]) * 1e-6

@@ -120,8 +120,7 @@ def simulate_serving_pools(sc):
     reqs = req_mod.generate(w.requests, np.random.default_rng(w.requests.seed), model.seq_len)
     loop = PooledServingLoop(replicas, schedulers.make(w.scheduler.policy, limits), first,
                              w.router, kv_transfer(placed, w), host_bw=25e9,
-                             host_per_rep={i: catalog.engine_host_per_seq_s(w.engine_host)
-                                           * catalog.host_cpu_factor(p.system)
+                             host_per_rep={i: catalog.engine_host_s(w.engine_host, p.system)
                                            for i, p in enumerate(placed)},
                              models={i: its[p.name] for i, p in enumerate(placed)})
     log = loop.run(reqs)

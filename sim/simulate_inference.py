@@ -145,8 +145,7 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
         return network.p2p_time(src * span, dst * span, nbytes)
 
     loop = ServingLoop(replicas, schedulers.make(w.scheduler.policy, limits), it, w.router,
-                       transfer, host_bw, catalog.engine_host_per_seq_s(w.engine_host)
-                       * catalog.host_cpu_factor(cl.system))
+                       transfer, host_bw, catalog.engine_host_s(w.engine_host, cl.system))
     log = loop.run(reqs)
     df = request_frame(reqs)
     metrics = summarize(reqs, df, w.slo.ttft_ms, w.slo.tpot_ms)
