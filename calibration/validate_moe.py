@@ -68,8 +68,38 @@ RECIPES = {
     ("qwen3-30b-a3b", "H100"): ("deepep", False),
     ("qwen3-30b-a3b", "B200"): ("deepep", False),
     ("qwen3-30b-a3b", "GB200"): ("deepep", False),
-    ("gpt-oss-120b", "GB200"): ("alltoall", True),
 }
+# gpt-oss-120b's recipes changed between releases (Megatron-Bridge tags: 25.11 v0.2.0,
+# 26.02 v0.3.x, 26.04 v0.4.x, 26.06 v0.5.x in scripts/performance/configs/gpt_oss/
+# gpt_oss_workload_base_configs.py; 26.08 v0.6.0 in src/megatron/bridge/perf_recipes/
+# gpt_oss/*/gpt_oss.py): the first release each (GPU, precision) setting applies from.
+# HybridEP runs as ``deepep``; "overlap" is moe_a2a_overlap (overlap_moe_expert_parallel_comm).
+GPT_OSS_RECIPES = {
+    ("GB200", "BF16"): [((26, 4), ("deepep", True))],       # v0.4.0 V2: hybridep, a2a overlap
+    ("B200", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
+    ("B300", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
+    ("GB200", "MXFP8"): [((26, 6), ("deepep", True))],      # v0.5.0 FP8_MX V2, v0.6.0 full-iteration
+    ("GB300", "MXFP8"): [((26, 6), ("deepep", True))],      # configs: hybridep, a2a overlap
+    ("B300", "MXFP8"): [((26, 6), ("deepep", False))],      # v0.5.0: the B300 BF16 V2 settings
+}
+
+
+def release(row) -> tuple[int, ...]:
+    """(26, 4, 1) of a Megatron-Bridge row MB-PERF-26.04.01; () for other sources."""
+    src = str(row.source_id)
+    if not src.startswith("MB-PERF-"):
+        return ()
+    return tuple(int(x) for x in src.removeprefix("MB-PERF-").split("."))
+
+
+def recipe_options(row, arch: str, gpu: str) -> tuple[str, bool]:
+    """(dispatcher, a2a overlap) of a row's recipe: gpt-oss-120b by release (earlier
+    releases and unlisted GPUs: NCCL all-to-all, no overlap), the rest by model and GPU."""
+    if arch != "gpt-oss-120b":
+        return RECIPES.get((arch, gpu), ("alltoall", False))
+    steps = GPT_OSS_RECIPES.get((gpu, str(row.precision).split()[0].upper()), [])
+    got = [opts for since, opts in steps if release(row) >= since]
+    return got[-1] if got else ("alltoall", False)
 
 
 def _num(x) -> float | None:
@@ -143,7 +173,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
     layers = int(_num(row.num_layers_run) or model.layers)
     tp, pp = int(float(row.tp)), int(float(row.pp))
     vpp = int(_num(row.vpp) or 1)
-    dispatcher, overlap = RECIPES.get((arch, gpu), ("alltoall", False))
+    dispatcher, overlap = recipe_options(row, arch, gpu)
     parallel = {"tp": tp, "pp": pp, "vpp": vpp, "cp": int(_num(row.cp) or 1), "ep": int(float(row.ep)),
                 "etp": int(_num(row.etp) or _default_etp(arch, tp)), "sequence_parallel": tp > 1,
                 "zero": 1,
