@@ -251,6 +251,34 @@ def summary(df: pd.DataFrame) -> dict:
             "max_abs_error_pct": float(err.max()) if len(err) else float("nan")}
 
 
+def attention_kernel_rows() -> pd.DataFrame:
+    """The windowed attention of gpt-oss (head dim 64, causal, 128-token window; 1024 on
+    H200) as one kernel, predicted against cuDNN's SDPA training benchmark
+    (kernels/cudnn_sdpa_gpt_oss.csv, 16-bit rows): the attention model the MoE rows use,
+    checked on its own."""
+    from hw_models import profile
+    from hw_models.compute import ComputeModel
+    from workloads.graph import CommGroup
+    from workloads.layers import LayerContext
+    from workloads.moe_layers import fused_attention
+    df = pd.read_csv(resources.files("calibration").joinpath("reference", "kernels",
+                                                             "cudnn_sdpa_gpt_oss.csv"), comment="#")
+    base, out = presets()["gpt-oss-120b"], []
+    for r in df[df.dtype == "bfloat16"].itertuples():
+        system = catalog.system({"GB200": "gb200-nvl72", "GB300": "gb300-nvl72", "H200": "dgx-h200"}[r.gpu])
+        cm = ComputeModel(system.gpu_spec, profile.load(system.default_profile))
+        window = base.sliding_window.model_copy(update={"size": int(r.window)})
+        m = base.model_copy(update={"heads": r.heads, "kv_heads": r.kv_heads, "kv_channels": r.head_dim,
+                                    "seq_len": r.seq, "sliding_window": window})
+        ctx = LayerContext(m, int(r.batch), 1, False, "bf16", CommGroup((0,)), "flash")
+        op = fused_attention(ctx, True, r.head_dim, r.head_dim, r.kernel == "bwd")
+        ms = cm.time(op.op_class, op.flops, op.bytes, op.dtype, op.shape[2], op.causal, op.shape) * 1e3
+        out.append({"gpu": r.gpu, "seq": r.seq, "window": r.window, "kernel": r.kernel,
+                    "measured_ms": r.time_ms, "predicted_ms": round(ms, 3),
+                    "error_pct": round((ms / r.time_ms - 1) * 100, 1)})
+    return pd.DataFrame(out)
+
+
 def _serving_skip(row) -> str | None:
     metric, par = str(row.metric), str(row.parallelism)
     checks = [
@@ -323,6 +351,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     inf = inference_rows()
     served = inf[inf.skipped == ""].error_pct.abs()
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
+    attn = attention_kernel_rows()
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
         text = (df.fillna("").to_string(index=False)
                 + "\n\nserving rows (moe_inference.csv):\n" + inf.fillna("").to_string(index=False)
@@ -333,9 +362,11 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 f"{s['median_abs_error_pct']:.1f}%, H100 {s['median_abs_error_pct_h100']:.1f}%, "
                 f"Blackwell {s['median_abs_error_pct_blackwell']:.1f}% (Hopper efficiency profile on "
                 f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%; by GPU: "
-                + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items()))
+                + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
+                + "\n\nkernel check: gpt-oss windowed attention vs cuDNN's SDPA training benchmark "
+                "(kernels/cudnn_sdpa_gpt_oss.csv):\n" + attn.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
-            "summary": s}, text
+            "attention_kernel_rows": attn.to_dict("records"), "summary": s}, text
 
 
 SUITE = "moe"

@@ -113,7 +113,7 @@ def _pairs(ctx: LayerContext, window: bool) -> tuple[float, int]:
     return s * size - size * (size - 1) / 2, size
 
 
-def _core(ctx: LayerContext, window: bool, d_qk: int, d_v: int, bwd: bool) -> Compute:
+def fused_attention(ctx: LayerContext, window: bool, d_qk: int, d_v: int, bwd: bool) -> Compute:
     """Fused attention of the local heads; backward = 2.5 x forward FLOPs (FA2)."""
     bh, s, e = ctx.micro_batch * ctx.local_heads, ctx.model.seq_len, ctx.act_bytes
     pairs, kv = _pairs(ctx, window)
@@ -144,12 +144,12 @@ def _attn_forward(ctx: LayerContext, window: bool) -> list[Op]:
         g = layer_gemm_shapes(ctx)
         rope = e * 2 * T * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
         return [gemm(ctx, *g["qkv"], "qkv"), mem(ctx, "elementwise", rope, "rope"),
-                _core(ctx, window, m.head_dim, m.head_dim, False), gemm(ctx, *g["proj"], "attn_proj")]
+                fused_attention(ctx, window, m.head_dim, m.head_dim, False), gemm(ctx, *g["proj"], "attn_proj")]
     ops: list[Op] = [gemm(ctx, *shape, name) for shape, name in _mla_gemms(ctx)]
     latent = (att.q_lora_rank or 0) + att.kv_lora_rank
     rope = e * 2 * T * (ctx.local_heads + 1) * att.qk_rope_head_dim
     ops += [mem(ctx, "norm", 2 * e * T * latent, "mla_latent_norms"), mem(ctx, "elementwise", rope, "rope"),
-            _core(ctx, window, att.qk_head_dim, att.v_head_dim, False),
+            fused_attention(ctx, window, att.qk_head_dim, att.v_head_dim, False),
             gemm(ctx, T, m.hidden, ctx.local_heads * att.v_head_dim, "attn_proj")]
     return ops
 
@@ -160,10 +160,10 @@ def _attn_backward(ctx: LayerContext, window: bool) -> list[Op]:
     if att is None:
         g = layer_gemm_shapes(ctx)
         return [*gemm_bwd(ctx, *g["proj"], "attn_proj"),
-                _core(ctx, window, m.head_dim, m.head_dim, True), *gemm_bwd(ctx, *g["qkv"], "qkv")]
+                fused_attention(ctx, window, m.head_dim, m.head_dim, True), *gemm_bwd(ctx, *g["qkv"], "qkv")]
     latent = (att.q_lora_rank or 0) + att.kv_lora_rank
     ops: list[Op] = [*gemm_bwd(ctx, T, m.hidden, ctx.local_heads * att.v_head_dim, "attn_proj"),
-                     _core(ctx, window, att.qk_head_dim, att.v_head_dim, True),
+                     fused_attention(ctx, window, att.qk_head_dim, att.v_head_dim, True),
                      mem(ctx, "norm", 3 * e * T * latent, "mla_latent_norms_bwd")]
     for shape, name in reversed(_mla_gemms(ctx)):
         ops += gemm_bwd(ctx, *shape, name)
