@@ -86,6 +86,11 @@ GPT_OSS_RECIPES = {
 }
 
 
+# FP8 dot-product attention (fp8_dot_product_attention=True): v0.5.0's GB200 / GB300
+# FP8_MX V2 configs and v0.6.0's _apply_gpt_oss_120b_full_iter_fp8mx_configs.
+GPT_OSS_FP8_ATTENTION = {("GB200", "MXFP8"): (26, 6), ("GB300", "MXFP8"): (26, 6)}
+
+
 def release(row) -> tuple[int, ...]:
     """(26, 4, 1) of a Megatron-Bridge row MB-PERF-26.04.01; () for other sources."""
     src = str(row.source_id)
@@ -102,6 +107,15 @@ def recipe_options(row, arch: str, gpu: str) -> tuple[str, bool]:
     steps = GPT_OSS_RECIPES.get((gpu, str(row.precision).split()[0].upper()), [])
     got = [opts for since, opts in steps if release(row) >= since]
     return got[-1] if got else ("alltoall", False)
+
+
+def fp8_options(row, arch: str, gpu: str) -> dict:
+    """``workload.fp8`` of a row: its recipe, and FP8 attention where the recipe sets it."""
+    if recipe_of(row) is None:
+        return {}
+    since = GPT_OSS_FP8_ATTENTION.get((gpu, str(row.precision).split()[0].upper()))
+    dpa = arch == "gpt-oss-120b" and since is not None and release(row) >= since
+    return {"fp8": {"recipe": recipe_of(row), **({"dot_product_attention": True} if dpa else {})}}
 
 
 def _num(x) -> float | None:
@@ -196,7 +210,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          "seq_len": int(row.seq_len), "global_batch": int(row.global_batch_seqs),
                          "micro_batch": int(row.micro_batch),
                          "precision": PRECISION[str(row.precision).upper()],
-                         **({"fp8": {"recipe": recipe_of(row)}} if recipe_of(row) else {}),
+                         **fp8_options(row, arch, gpu),
                          "parallel": parallel, "moe": {"dispatcher": dispatcher, "overlap": overlap}},
             "sim": {"fidelity": fidelity, "check_memory": False}}
 
@@ -254,8 +268,8 @@ def summary(df: pd.DataFrame) -> dict:
 def attention_kernel_rows() -> pd.DataFrame:
     """The windowed attention of gpt-oss (head dim 64, causal, 128-token window; 1024 on
     H200) as one kernel, predicted against cuDNN's SDPA training benchmark
-    (kernels/cudnn_sdpa_gpt_oss.csv, 16-bit rows): the attention model the MoE rows use,
-    checked on its own."""
+    (kernels/cudnn_sdpa_gpt_oss.csv): the attention model the MoE rows use, checked on its
+    own; the fp8 / mxfp8 rows with FP8 attention (its backward over every causal pair)."""
     from hw_models import profile
     from hw_models.compute import ComputeModel
     from workloads.graph import CommGroup
@@ -264,16 +278,17 @@ def attention_kernel_rows() -> pd.DataFrame:
     df = pd.read_csv(resources.files("calibration").joinpath("reference", "kernels",
                                                              "cudnn_sdpa_gpt_oss.csv"), comment="#")
     base, out = presets()["gpt-oss-120b"], []
-    for r in df[df.dtype == "bfloat16"].itertuples():
+    for r in df.itertuples():
         system = catalog.system({"GB200": "gb200-nvl72", "GB300": "gb300-nvl72", "H200": "dgx-h200"}[r.gpu])
         cm = ComputeModel(system.gpu_spec, profile.load(system.default_profile))
         window = base.sliding_window.model_copy(update={"size": int(r.window)})
         m = base.model_copy(update={"heads": r.heads, "kv_heads": r.kv_heads, "kv_channels": r.head_dim,
                                     "seq_len": r.seq, "sliding_window": window})
-        ctx = LayerContext(m, int(r.batch), 1, False, "bf16", CommGroup((0,)), "flash")
+        ctx = LayerContext(m, int(r.batch), 1, False, "bf16", CommGroup((0,)), "flash",
+                           fp8_attention=r.dtype != "bfloat16")
         op = fused_attention(ctx, True, r.head_dim, r.head_dim, r.kernel == "bwd")
         ms = cm.time(op.op_class, op.flops, op.bytes, op.dtype, op.shape[2], op.causal, op.shape) * 1e3
-        out.append({"gpu": r.gpu, "seq": r.seq, "window": r.window, "kernel": r.kernel,
+        out.append({"gpu": r.gpu, "dtype": r.dtype, "seq": r.seq, "window": r.window, "kernel": r.kernel,
                     "measured_ms": r.time_ms, "predicted_ms": round(ms, 3),
                     "error_pct": round((ms / r.time_ms - 1) * 100, 1)})
     return pd.DataFrame(out)

@@ -114,9 +114,14 @@ def _pairs(ctx: LayerContext, window: bool) -> tuple[float, int]:
 
 
 def fused_attention(ctx: LayerContext, window: bool, d_qk: int, d_v: int, bwd: bool) -> Compute:
-    """Fused attention of the local heads; backward = 2.5 x forward FLOPs (FA2)."""
+    """Fused attention of the local heads; backward = 2.5 x forward FLOPs (FA2). FP8
+    attention (``ctx.fp8_attention``) runs at the 16-bit kernel's pace, but its backward
+    does not skip the key blocks outside a sliding window: it computes every causal pair
+    (cuDNN's SDPA training benchmark, kernels/cudnn_sdpa_gpt_oss.csv: the FP8 / MXFP8
+    backward with a 128-token window grows as s^2 and takes the full causal kernel's time,
+    -18..+9% for MXFP8 at 2k-32k tokens on GB200 / GB300; the forward keeps the window)."""
     bh, s, e = ctx.micro_batch * ctx.local_heads, ctx.model.seq_len, ctx.act_bytes
-    pairs, kv = _pairs(ctx, window)
+    pairs, kv = _pairs(ctx, window and not (bwd and ctx.fp8_attention))
     flops = 2.0 * bh * pairs * (d_qk + d_v) * (2.5 if bwd else 1.0)
     nbytes = e * bh * s * (2 * d_qk + 2 * d_v) * (2 if bwd else 1)
     return Compute("attention", flops, nbytes, bf16_context(ctx).dtype, (bh, s, kv, d_qk), causal=True,
