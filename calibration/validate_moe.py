@@ -14,7 +14,9 @@ How each row is run (the same for every row; nothing is fitted to a row):
   modules of each recipe are not modelled).
 - the dispatcher and the all-to-all overlap that the published Megatron-Bridge recipe
   sets for that model and GPU (``RECIPES`` below, from scripts/performance/configs/
-  {qwen,gpt_oss}/*_workload_base_configs.py); HybridEP runs as ``deepep``.
+  qwen/qwen3_workload_base_configs.py; gpt-oss-120b by release, ``GPT_OSS_RECIPES``, with
+  FP8 attention where its recipe sets ``fp8_dot_product_attention``); HybridEP runs as
+  ``deepep``.
 - GB200: jobs sit in 64-GPU NVLink segments of an NVL72 rack (16 of its 18 trays).
 - layer counts that do not split over pp x vpp use Megatron's layout that counts the
   embedding and the loss as one layer each (``account_for_embedding/loss_in_pipeline_split``:
