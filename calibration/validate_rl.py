@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
@@ -154,6 +155,62 @@ BATCH_MULTIPLIER = {("deepseek-v3", "DAPO"): 3.0}
 # generate through vLLM's AsyncLLM, whose batch limits are the scheduler defaults.
 ASYNC_COLOCATED = {("deepseek-v3", "GRPO"), ("qwen3-235b-a22b", "GRPO")}
 
+# The recipe each row ran (NVIDIA-NeMo/RL examples/configs/recipes/llm/performance/, at
+# COMMITS[source]) and what it sets, its `defaults:` chain followed down to
+# examples/configs/grpo_math_1B.yaml at the same commit.
+COMMITS = {"NEMORL-v0.4": "cff17f83b", "NEMORL-v0.5": "9dbd9adc9"}
+RECIPE_STEM = {"llama3-8b": "grpo-llama3.1-8b-instruct-2n{g}g", "deepseek-v3": "grpo-deepseek-v3-{n}n{g}g",
+               "qwen3-235b-a22b": "grpo-qwen3-235b-{n}n{g}g", "qwen3-30b-a3b": "grpo-qwen3-30ba3b-{n}n{g}g",
+               "qwen3-32b": "grpo-qwen3-32b-{n}n{g}g"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a row's recipe sets that the row does not publish (defaults chain resolved)."""
+    file: str
+    recompute: str          # megatron_cfg.activation_checkpointing: true -> full, unset -> none
+    logprob_batch: int      # policy.logprob_batch_size (packed rows per log-prob microbatch)
+    sequence_parallel: bool  # megatron_cfg.sequence_parallel
+    packing: bool = True    # policy.sequence_packing.enabled (grpo_math_1B.yaml: true)
+
+
+# activation_checkpointing: true in the llama3.1-8b, deepseek-v3, qwen3-235b and dapo
+# recipes; the qwen3-30ba3b and qwen3-32b recipes leave it at grpo_math_1B.yaml's false.
+# logprob_batch_size: llama3.1-8b 2; deepseek-v3 1, its async-1off variants 2; qwen3-235b 1;
+# dapo 1; qwen3-30ba3b / qwen3-32b unset: grpo_math_1B.yaml's 4 at cff17f83b and
+# ${policy.train_micro_batch_size} = 1 at 9dbd9adc9. sequence_parallel: true in the
+# qwen3-235b, qwen3-32b and dapo recipes. sequence_packing.enabled: false in the GB200
+# deepseek-v3 recipes (grpo-deepseek-v3-32n4g.yaml, -64n4g-async-1off.yaml).
+RECIPE_SETTINGS = {  # model -> (recompute, logprob batch at v0.4, at v0.5, sequence parallel)
+    "llama3-8b": ("full", 2, 2, False), "deepseek-v3": ("full", 1, 1, False),
+    "qwen3-235b-a22b": ("full", 1, 1, True), "qwen3-30b-a3b": ("none", 4, 1, False),
+    "qwen3-32b": ("none", 4, 1, True)}
+# MoE token dispatcher of the training and log-prob passes: at 9dbd9adc9 grpo_math_1B.yaml
+# sets moe_token_dispatcher_type "allgather" (moe_enable_deepep false), applied by
+# nemo_rl/models/megatron/setup.py (_apply_moe_config); at cff17f83b neither NeMo RL's
+# config nor its megatron_policy_worker.py sets it, so Megatron-Bridge's model providers
+# at the pinned submodule (8aa287df3: deepseek_provider.py, qwen_provider.py) keep
+# "alltoall".
+DISPATCHER = {"NEMORL-v0.4": "alltoall", "NEMORL-v0.5": "allgather"}
+
+
+def recipe(r) -> Recipe:
+    """The recipe of a NeMo RL row: file name by model, GPUs, mode and precision, and its
+    settings (RECIPE_SETTINGS, with the per-recipe exceptions below)."""
+    model, off = model_id(r), str(r.policy_mode).startswith("1-step")
+    g = 4 if r.gpu_type == "GB200-NVL72" else 8
+    n = int(r.num_gpus) // g
+    if r.algorithm == "DAPO":     # dapo-deepseek-v3-64n8g.yaml (9dbd9adc9)
+        return Recipe("dapo-deepseek-v3-64n8g.yaml", "full", 1, True)
+    stem = RECIPE_STEM[model].format(n=n, g=g)
+    fp8 = "-fp8" if str(r.precision_train).upper() == "FP8" else ""
+    file = stem + fp8 + ("-async-1off" if off else "") + ".yaml"
+    rc, lp4, lp5, sp = RECIPE_SETTINGS[model]
+    lp = lp4 if r.source_id == "NEMORL-v0.4" else lp5
+    if model == "deepseek-v3" and off:      # grpo-deepseek-v3-64n8g-async-1off.yaml: 2
+        lp = 2
+    return Recipe(file, rc, lp, sp, packing=not (model == "deepseek-v3" and g == 4))
+
 
 def stage_layers(model: str, pp: int) -> list[int] | None:
     """Layers per stage when pp does not divide them: the recipe's first and last stage,
@@ -198,15 +255,36 @@ def build(r, prompt: int) -> scenario.Scenario:
                         "batch_multiplier": BATCH_MULTIPLIER.get((model_id(r), r.algorithm), 1.0),
                         **({} if off or (model_id(r), r.algorithm) in ASYNC_COLOCATED
                            else {"scheduler": VLLM_LLM_CLASS})},
-            "train": {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,
-                      "parallel": {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": 1,
-                                   "pipeline_layers": stage_layers(model_id(r), pp)},
-                      "recompute": "full", "max_seq_len": int(r.train_max_seq_len)},
+            "train": train_block(r, (tp, cp, ep, pp)),
             "placement": {"rollout_gpus": n // 2, "train_gpus": n // 2} if off else "colocated",
             "off_policy_steps": 1 if off else 0, "sync": "broadcast"}
     return scenario.parse({"name": f"{model_id(r)}-{n}-{r.gpu_type}",
                            "cluster": {"system": system, "nodes": max(1, n // per_node)},
                            "workload": work}, "rl validation row")
+
+
+def train_block(r, plan: tuple[int, int, int, int]) -> dict:
+    """The row's log-prob and training passes: its published plan, its recipe's settings
+    (``recipe``) and grpo_math_1B.yaml's at both commits: micro batch 1, the distributed
+    optimizer (zero 1), distributed_data_parallel_config grad_reduce_in_fp32 false (2-byte
+    gradient reduction) and overlap_param_gather true."""
+    tp, cp, ep, pp = plan
+    rec, model = recipe(r), model_id(r)
+    moe = presets()[model].is_moe
+    # Megatron requires sequence parallelism for MoE models with tp > 1 (the v0.4
+    # Qwen3-30B-A3B rows publish tp 2 where their recipe has tp 1 and sets it false).
+    sp = rec.sequence_parallel or (moe and tp > 1)
+    block = {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,
+             "logprob_micro_batch": rec.logprob_batch,
+             "parallel": {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": 1,
+                          "sequence_parallel": sp and tp > 1,
+                          "pipeline_layers": stage_layers(model, pp)},
+             "recompute": rec.recompute,
+             "max_seq_len": int(r.train_max_seq_len) if rec.packing else None,
+             "overlap_param_gather": True, "grad_reduce_bytes": 2}
+    if moe:
+        block["moe"] = {"dispatcher": DISPATCHER[r.source_id]}
+    return block
 
 
 def run() -> pd.DataFrame:
