@@ -151,6 +151,7 @@ def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, se
     if dp < 1 or pools.train % copy:
         raise InfeasiblePlanError(f"train.parallel tp {p.tp} x pp {p.pp} x cp {p.cp} does not "
                                   f"divide the {pools.train} training GPUs")
+    mb = min(mb, math.ceil(rows / dp))     # no microbatch larger than a rank's rows
     par = p.model_dump()
     work = {"kind": "training", "model": model, "seq_len": seq_len, "micro_batch": mb,
             "global_batch": steps.round_up(rows, dp * mb), "precision": w.precision,
