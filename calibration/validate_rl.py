@@ -31,9 +31,15 @@ What the rows do not publish is filled the same way for every row:
   all-gathers each tensor whole over tp / ep before it is sent; the design note
   docs/design-docs/nccl-reshard-refit.md calls the separate-pool transport a broadcast of
   "every full parameter tensor ... to every generation rank";
-- training: micro batch 1, sequence packing to train_max_seq_len, the distributed
-  optimizer (zero 1) and full activation recompute (``activation_checkpointing: true``
-  in the performance recipes).
+- log-prob and training passes as each row's recipe sets them (``recipe``: the file, at
+  the table's commit, its ``defaults:`` chain followed to grpo_math_1B.yaml): full
+  recompute only where ``activation_checkpointing: true`` (Llama 3.1 8B, DeepSeek-V3,
+  Qwen3-235B, DAPO; none for Qwen3-30B-A3B and Qwen3-32B), ``logprob_batch_size`` packed
+  rows per log-prob microbatch, sequence parallelism, sequence packing to
+  train_max_seq_len (off in the GB200 DeepSeek-V3 recipes: each sample padded to the
+  step's longest), the MoE token dispatcher (``DISPATCHER``), micro batch 1, the
+  distributed optimizer (zero 1) with 2-byte gradient reduction and the parameter
+  all-gather overlapped (``distributed_data_parallel_config``).
 
     python -m calibration.validate_rl
 """

@@ -93,3 +93,44 @@ def test_a_model_without_tokens_per_second_has_no_prompt_length():
     first = next(table.itertuples())
     blind = table.assign(tokens_per_s_per_gpu=float("nan"))
     assert validate_rl.prompt_tokens(blind, first) is None
+
+
+def test_training_passes_follow_each_rows_recipe():
+    # Recipes at cff17f83b (v0.4) and 9dbd9adc9 (v0.5), defaults chains resolved by hand.
+    table = validate_rl.load()
+    rows = {(r.source_id, r.algorithm, r.model, r.gpu_type, r.policy_mode, r.precision_train): r
+            for r in table.itertuples()}
+
+    def train(*key):
+        r = rows[key]
+        return validate_rl.recipe(r), validate_rl.build(r, validate_rl.prompt_tokens(table, r)).workload.train
+
+    # grpo-qwen3-30ba3b-4n8g.yaml: no activation_checkpointing (grpo_math_1B.yaml: false),
+    # logprob_batch_size unset: 4 at cff17f83b; the row's tp 2 with experts needs sequence
+    # parallelism; v0.4 keeps Megatron-Bridge's alltoall dispatcher.
+    rec, t = train("NEMORL-v0.4", "GRPO", "Qwen3-30B3A", "DGX-H100", "On policy", "BF16")
+    assert rec.file == "grpo-qwen3-30ba3b-4n8g.yaml"
+    assert (t.recompute, t.logprob_micro_batch, t.parallel.tp) == ("none", 4, 2)
+    assert t.parallel.sequence_parallel and t.moe.dispatcher == "alltoall"
+    # v0.5: logprob_batch_size = ${policy.train_micro_batch_size} = 1; allgather dispatcher.
+    _, t = train("NEMORL-v0.5", "GRPO", "Qwen3-30B3A", "DGX-H100", "1-step Off", "BF16")
+    assert (t.recompute, t.logprob_micro_batch, t.moe.dispatcher) == ("none", 1, "allgather")
+    # Llama 3.1 8B: activation_checkpointing true, logprob_batch_size 2; grpo_math_1B.yaml's
+    # DDP config: grad_reduce_in_fp32 false, overlap_param_gather true.
+    rec, t = train("NEMORL-v0.5", "GRPO", "LLAMA3.1_8B", "DGX-H100", "1-step Off", "FP8")
+    assert rec.file == "grpo-llama3.1-8b-instruct-2n8g-fp8-async-1off.yaml"
+    assert (t.recompute, t.logprob_micro_batch, t.grad_reduce_bytes) == ("full", 2, 2)
+    assert t.overlap_param_gather and t.moe == type(t.moe)()
+    # Qwen3-32B: sequence_parallel true at tp 4, no recompute.
+    _, t = train("NEMORL-v0.4", "GRPO", "Qwen3-32B", "DGX-H100", "On policy", "BF16")
+    assert t.parallel.sequence_parallel and t.recompute == "none"
+    # DeepSeek-V3: the async-1off recipe's logprob_batch_size 2; GB200 recipes
+    # (grpo-deepseek-v3-32n4g.yaml) turn sequence packing off.
+    _, t = train("NEMORL-v0.5", "GRPO", "DeepSeek V3", "DGX-H100", "1-step Off", "BF16")
+    assert (t.logprob_micro_batch, t.max_seq_len, t.recompute) == (2, 1536, "full")
+    rec, t = train("NEMORL-v0.5", "GRPO", "DeepSeek V3", "GB200-NVL72", "On policy", "BF16")
+    assert rec.file == "grpo-deepseek-v3-32n4g.yaml" and t.max_seq_len is None
+    # DAPO: activation_checkpointing true, sequence_parallel true at tp 8.
+    rec, t = train("NEMORL-v0.5", "DAPO", "DeepSeek V3", "DGX-H100", "On policy", "BF16")
+    assert rec.file == "dapo-deepseek-v3-64n8g.yaml"
+    assert t.parallel.sequence_parallel and t.recompute == "full" and t.logprob_micro_batch == 1
