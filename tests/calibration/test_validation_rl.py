@@ -2,7 +2,7 @@
 
 import pytest
 
-from calibration import validate_rl
+from calibration import rl_recipes, validate_rl
 
 
 @pytest.mark.slow      # one full RL step of 2048 rollouts; CI runs it, `make test-fast` skips it
@@ -58,9 +58,9 @@ def test_training_plans_follow_the_rows_and_recipes():
     assert validate_rl.train_plan("[TP,CP,EP,PP,VPP]=[1,1,1,1,1,2,n/a]") == (1, 1, 1, 2)
     assert validate_rl.train_plan("[TP,CP,EP,PP,VPP]=[2,2,16,8,n/a]") == (2, 2, 16, 8)
     # Uneven pipelines: the recipe's first / last stage, the rest split evenly.
-    assert validate_rl.stage_layers("deepseek-v3", 16) == [3] + [4] * 14 + [2]
-    assert validate_rl.stage_layers("qwen3-235b-a22b", 8) == [11] + [12] * 6 + [11]
-    assert sum(validate_rl.stage_layers("qwen3-235b-a22b", 4)) == 94
+    assert rl_recipes.stage_layers("deepseek-v3", 16) == [3] + [4] * 14 + [2]
+    assert rl_recipes.stage_layers("qwen3-235b-a22b", 8) == [11] + [12] * 6 + [11]
+    assert sum(rl_recipes.stage_layers("qwen3-235b-a22b", 4)) == 94
 
 
 def test_rows_are_filled_from_the_recipes_at_the_tables_commits():
@@ -103,7 +103,7 @@ def test_training_passes_follow_each_rows_recipe():
 
     def train(*key):
         r = rows[key]
-        return validate_rl.recipe(r), validate_rl.build(r, validate_rl.prompt_tokens(table, r)).workload.train
+        return rl_recipes.recipe(r), validate_rl.build(r, validate_rl.prompt_tokens(table, r)).workload.train
 
     # grpo-qwen3-30ba3b-4n8g.yaml: no activation_checkpointing (grpo_math_1B.yaml: false),
     # logprob_batch_size unset: 4 at cff17f83b; the row's tp 2 with experts needs sequence
