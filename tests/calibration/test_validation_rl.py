@@ -134,3 +134,26 @@ def test_training_passes_follow_each_rows_recipe():
     rec, t = train("NEMORL-v0.5", "DAPO", "DeepSeek V3", "DGX-H100", "On policy", "BF16")
     assert rec.file == "dapo-deepseek-v3-64n8g.yaml"
     assert t.parallel.sequence_parallel and t.recompute == "full" and t.logprob_micro_batch == 1
+
+
+def test_v06_rows_follow_their_recipes_at_69c7ca117():
+    table = validate_rl.load()
+    rows = {(r.source_id, r.model, r.gpu_type, int(r.num_gpus), r.policy_mode, r.precision_train): r
+            for r in table.itertuples()}
+
+    def work(*key):
+        r = rows[key]
+        return rl_recipes.recipe(r), validate_rl.build(r, validate_rl.prompt_tokens(table, r)).workload
+
+    # grpo-qwen3-30ba3b-24n8g-async-8off.yaml: generation on 8 of 24 nodes, 8 steps off.
+    rec, w = work("NEMORL-v0.6", "Qwen3-30B3A", "DGX-H100", 192, "8-step Off", "BF16")
+    assert rec.file == "grpo-qwen3-30ba3b-24n8g-async-8off.yaml"
+    assert (w.placement.rollout_gpus, w.placement.train_gpus, w.off_policy_steps) == (64, 128, 8)
+    assert w.train.moe.dispatcher == "alltoall"                  # grpo_math_1B.yaml at 69c7ca117
+    # grpo-deepseek-v3-32n4g.yaml at 69c7ca117: vLLM at 0.3 of HBM, no sequence packing.
+    rec, w = work("NEMORL-v0.6", "DeepSeek V3", "GB200-NVL72", 128, "On policy", "BF16")
+    assert w.rollout.kv_cache.gpu_memory_utilization == 0.3 and w.train.max_seq_len is None
+    # The GB200 30B-A3B 1-step-off row lists EP 16 on 8 training GPUs; its recipe sets 8.
+    rec, w = work("NEMORL-v0.6", "Qwen3-30B3A", "GB200-NVL72", 16, "1-step Off", "BF16")
+    assert rec.file == "grpo-qwen3-30ba3b-4n4g-async-1off.yaml"
+    assert (w.placement.train_gpus, w.train.parallel.ep) == (8, 8)
