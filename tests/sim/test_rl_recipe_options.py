@@ -131,3 +131,17 @@ def _cli_error(tmp_path, monkeypatch, capsys, sc, override, words):
         main()
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and words in err and len(err.splitlines()) == 1, err
+
+
+def test_ddp_and_sequence_parallel_options_reach_the_training_pass():
+    # NeMo RL's grpo_math_1B.yaml: grad_reduce_in_fp32 false (2-byte gradient reduction,
+    # bf16 training defaults to Megatron's 4), overlap_param_gather true; sequence_parallel.
+    system, plain = catalog.system("dgx-h100"), make(DENSE, 32, parallel={"tp": 2})
+    recipe = make(DENSE, 32, parallel={"tp": 2, "sequence_parallel": True},
+                  overlap_param_gather=True, grad_reduce_bytes=2)
+    got = []
+    for sc in (plain, recipe):
+        setup = resolve_setup(train_scenario(sc, system, pool_sizes(sc.workload, 8, 8), DENSE, SEQ, 8))
+        got.append((setup.options.grad_bytes, setup.options.overlap_param_gather,
+                    setup.plan.sequence_parallel))
+    assert got == [(4, False, False), (2, True, True)]
