@@ -14,7 +14,9 @@ How each row is run (the same for every row; nothing is fitted to a row):
   modules of each recipe are not modelled).
 - the dispatcher and the all-to-all overlap that the published Megatron-Bridge recipe
   sets for that model and GPU (``RECIPES`` below, from scripts/performance/configs/
-  {qwen,gpt_oss}/*_workload_base_configs.py); HybridEP runs as ``deepep``.
+  qwen/qwen3_workload_base_configs.py; gpt-oss-120b by release, ``GPT_OSS_RECIPES``, with
+  FP8 attention where its recipe sets ``fp8_dot_product_attention``); HybridEP runs as
+  ``deepep``.
 - GB200: jobs sit in 64-GPU NVLink segments of an NVL72 rack (16 of its 18 trays).
 - layer counts that do not split over pp x vpp use Megatron's layout that counts the
   embedding and the loss as one layer each (``account_for_embedding/loss_in_pipeline_split``:
@@ -23,7 +25,9 @@ How each row is run (the same for every row; nothing is fitted to a row):
   group; MoE parallel folding regroups tp x cp x dp as etp x ep x expert-dp.
 
 Skipped rows say why: GPUs with no system in the catalog, rows the csv notes flag as
-self-inconsistent or as a known software regression, token-dropping rows whose capacity factor is not published,
+self-inconsistent or as a known software regression (a page footnote, or the maintainers'
+regression issue: Qwen3-30B-A3B dropless on H100 / B200 in 25.11 and 26.02, Megatron-Bridge
+#1998), token-dropping rows whose capacity factor is not published,
 an example log line whose configuration is inferred.
 """
 
@@ -68,8 +72,52 @@ RECIPES = {
     ("qwen3-30b-a3b", "H100"): ("deepep", False),
     ("qwen3-30b-a3b", "B200"): ("deepep", False),
     ("qwen3-30b-a3b", "GB200"): ("deepep", False),
-    ("gpt-oss-120b", "GB200"): ("alltoall", True),
 }
+# gpt-oss-120b's recipes changed between releases (Megatron-Bridge tags: 25.11 v0.2.0,
+# 26.02 v0.3.x, 26.04 v0.4.x, 26.06 v0.5.x in scripts/performance/configs/gpt_oss/
+# gpt_oss_workload_base_configs.py; 26.08 v0.6.0 in src/megatron/bridge/perf_recipes/
+# gpt_oss/*/gpt_oss.py): the first release each (GPU, precision) setting applies from.
+# HybridEP runs as ``deepep``; "overlap" is moe_a2a_overlap (overlap_moe_expert_parallel_comm).
+GPT_OSS_RECIPES = {
+    ("GB200", "BF16"): [((26, 4), ("deepep", True))],       # v0.4.0 V2: hybridep, a2a overlap
+    ("B200", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
+    ("B300", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
+    ("GB200", "MXFP8"): [((26, 6), ("deepep", True))],      # v0.5.0 FP8_MX V2, v0.6.0 full-iteration
+    ("GB300", "MXFP8"): [((26, 6), ("deepep", True))],      # configs: hybridep, a2a overlap
+    ("B300", "MXFP8"): [((26, 6), ("deepep", False))],      # v0.5.0: the B300 BF16 V2 settings
+}
+
+
+# FP8 dot-product attention (fp8_dot_product_attention=True): v0.5.0's GB200 / GB300
+# FP8_MX V2 configs and v0.6.0's _apply_gpt_oss_120b_full_iter_fp8mx_configs.
+GPT_OSS_FP8_ATTENTION = {("GB200", "MXFP8"): (26, 6), ("GB300", "MXFP8"): (26, 6)}
+
+
+def release(row) -> tuple[int, ...]:
+    """(26, 4, 1) of a Megatron-Bridge row MB-PERF-26.04.01; () for other sources."""
+    src = str(row.source_id)
+    if not src.startswith("MB-PERF-"):
+        return ()
+    return tuple(int(x) for x in src.removeprefix("MB-PERF-").split("."))
+
+
+def recipe_options(row, arch: str, gpu: str) -> tuple[str, bool]:
+    """(dispatcher, a2a overlap) of a row's recipe: gpt-oss-120b by release (earlier
+    releases and unlisted GPUs: NCCL all-to-all, no overlap), the rest by model and GPU."""
+    if arch != "gpt-oss-120b":
+        return RECIPES.get((arch, gpu), ("alltoall", False))
+    steps = GPT_OSS_RECIPES.get((gpu, str(row.precision).split()[0].upper()), [])
+    got = [opts for since, opts in steps if release(row) >= since]
+    return got[-1] if got else ("alltoall", False)
+
+
+def fp8_options(row, arch: str, gpu: str) -> dict:
+    """``workload.fp8`` of a row: its recipe, and FP8 attention where the recipe sets it."""
+    if recipe_of(row) is None:
+        return {}
+    since = GPT_OSS_FP8_ATTENTION.get((gpu, str(row.precision).split()[0].upper()))
+    dpa = arch == "gpt-oss-120b" and since is not None and release(row) >= since
+    return {"fp8": {"recipe": recipe_of(row), **({"dot_product_attention": True} if dpa else {})}}
 
 
 def _num(x) -> float | None:
@@ -106,6 +154,8 @@ def skip_reason(row) -> str | None:
          f"no {gpu} system in the catalog"),
         ("inconsistency unresolved" in notes, "tokens/s is half of GBS*seq/step (csv note: self-inconsistent)"),
         ("known cuDNN issue" in notes, "a known cuDNN regression in this release (page footnote)"),
+        ("dropless Qwen3-30B-A3B regression" in notes,
+         "a known dropless-MoE regression in this release (Megatron-Bridge issue #1998)"),
         ("token-DROP" in notes, "token-dropping run: capacity factor not published, precision unlabeled"),
         (str(row.precision).upper() not in PRECISION, f"precision {row.precision} not mapped"),
         (published(row) is None, "no throughput or step time published"),
@@ -143,7 +193,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
     layers = int(_num(row.num_layers_run) or model.layers)
     tp, pp = int(float(row.tp)), int(float(row.pp))
     vpp = int(_num(row.vpp) or 1)
-    dispatcher, overlap = RECIPES.get((arch, gpu), ("alltoall", False))
+    dispatcher, overlap = recipe_options(row, arch, gpu)
     parallel = {"tp": tp, "pp": pp, "vpp": vpp, "cp": int(_num(row.cp) or 1), "ep": int(float(row.ep)),
                 "etp": int(_num(row.etp) or _default_etp(arch, tp)), "sequence_parallel": tp > 1,
                 "zero": 1,
@@ -162,7 +212,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          "seq_len": int(row.seq_len), "global_batch": int(row.global_batch_seqs),
                          "micro_batch": int(row.micro_batch),
                          "precision": PRECISION[str(row.precision).upper()],
-                         **({"fp8": {"recipe": recipe_of(row)}} if recipe_of(row) else {}),
+                         **fp8_options(row, arch, gpu),
                          "parallel": parallel, "moe": {"dispatcher": dispatcher, "overlap": overlap}},
             "sim": {"fidelity": fidelity, "check_memory": False}}
 
@@ -215,6 +265,35 @@ def summary(df: pd.DataFrame) -> dict:
             "median_abs_error_pct_by_gpu": {g: float(d.error_pct.abs().median())
                                             for g, d in done.groupby("gpu")},
             "max_abs_error_pct": float(err.max()) if len(err) else float("nan")}
+
+
+def attention_kernel_rows() -> pd.DataFrame:
+    """The windowed attention of gpt-oss (head dim 64, causal, 128-token window; 1024 on
+    H200) as one kernel, predicted against cuDNN's SDPA training benchmark
+    (kernels/cudnn_sdpa_gpt_oss.csv): the attention model the MoE rows use, checked on its
+    own; the fp8 / mxfp8 rows with FP8 attention (its backward over every causal pair)."""
+    from hw_models import profile
+    from hw_models.compute import ComputeModel
+    from workloads.graph import CommGroup
+    from workloads.layers import LayerContext
+    from workloads.moe_layers import fused_attention
+    df = pd.read_csv(resources.files("calibration").joinpath("reference", "kernels",
+                                                             "cudnn_sdpa_gpt_oss.csv"), comment="#")
+    base, out = presets()["gpt-oss-120b"], []
+    for r in df.itertuples():
+        system = catalog.system({"GB200": "gb200-nvl72", "GB300": "gb300-nvl72", "H200": "dgx-h200"}[r.gpu])
+        cm = ComputeModel(system.gpu_spec, profile.load(system.default_profile))
+        window = base.sliding_window.model_copy(update={"size": int(r.window)})
+        m = base.model_copy(update={"heads": r.heads, "kv_heads": r.kv_heads, "kv_channels": r.head_dim,
+                                    "seq_len": r.seq, "sliding_window": window})
+        ctx = LayerContext(m, int(r.batch), 1, False, "bf16", CommGroup((0,)), "flash",
+                           fp8_attention=r.dtype != "bfloat16")
+        op = fused_attention(ctx, True, r.head_dim, r.head_dim, r.kernel == "bwd")
+        ms = cm.time(op.op_class, op.flops, op.bytes, op.dtype, op.shape[2], op.causal, op.shape) * 1e3
+        out.append({"gpu": r.gpu, "dtype": r.dtype, "seq": r.seq, "window": r.window, "kernel": r.kernel,
+                    "measured_ms": r.time_ms, "predicted_ms": round(ms, 3),
+                    "error_pct": round((ms / r.time_ms - 1) * 100, 1)})
+    return pd.DataFrame(out)
 
 
 def _serving_skip(row) -> str | None:
@@ -289,6 +368,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     inf = inference_rows()
     served = inf[inf.skipped == ""].error_pct.abs()
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
+    attn = attention_kernel_rows()
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
         text = (df.fillna("").to_string(index=False)
                 + "\n\nserving rows (moe_inference.csv):\n" + inf.fillna("").to_string(index=False)
@@ -299,9 +379,11 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 f"{s['median_abs_error_pct']:.1f}%, H100 {s['median_abs_error_pct_h100']:.1f}%, "
                 f"Blackwell {s['median_abs_error_pct_blackwell']:.1f}% (Hopper efficiency profile on "
                 f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%; by GPU: "
-                + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items()))
+                + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
+                + "\n\nkernel check: gpt-oss windowed attention vs cuDNN's SDPA training benchmark "
+                "(kernels/cudnn_sdpa_gpt_oss.csv):\n" + attn.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
-            "summary": s}, text
+            "attention_kernel_rows": attn.to_dict("records"), "summary": s}, text
 
 
 SUITE = "moe"

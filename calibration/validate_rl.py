@@ -1,4 +1,4 @@
-"""RL post-training step time (NeMo RL v0.4/v0.5 GRPO/DAPO, OpenRLHF PPO): predicted vs
+"""RL post-training step time (NeMo RL v0.4/v0.5/v0.6 GRPO/DAPO, OpenRLHF PPO): predicted vs
 published for every row of reference/modern/rl_posttraining.csv; rows that cannot be
 simulated are listed with the reason. Nothing is fitted to the table: the serving,
 training and network costs are the global microbenchmark fits.
@@ -20,10 +20,11 @@ What the rows do not publish is filled the same way for every row:
   their mean the published mean generation length;
 - samples per prompt: GROUP (NeMo RL's performance recipes: 64 prompts x 32 generations
   = the 2048 samples of grpo-llama3.1-8b-instruct-2n8g.yaml);
-- "On policy" rows are colocated (NeMo RL's default, grpo_math_1B.yaml) with vLLM at
-  gpu_memory_utilization 0.6; "1-step Off" rows split the GPUs evenly between generation
-  and training (async-grpo-llama3.1-8b-instruct-2n8g.yaml: 1 generation node of 2) with
-  gpu_memory_utilization 0.8 and off_policy_steps 1;
+- "On policy" rows are colocated (NeMo RL's default, grpo_math_1B.yaml); "k-step Off" rows
+  put generation and training on separate pools as the recipe does (half the nodes each,
+  e.g. grpo-llama3.1-8b-instruct-2n8g-async-1off.yaml: 1 generation node of 2; 8 of 24 in
+  the 8-step-off recipe) with off_policy_steps k; vLLM's gpu_memory_utilization is the
+  recipe's (calibration/rl_recipes.py);
 - weight sync: every generation GPU receives every full tensor (``sync: broadcast``). Both
   of NeMo RL's refit paths, the colocated CUDA-IPC stream and the broadcast between
   separate pools, iterate over ``megatron_bridge.export_hf_weights`` on every training
@@ -31,9 +32,15 @@ What the rows do not publish is filled the same way for every row:
   all-gathers each tensor whole over tp / ep before it is sent; the design note
   docs/design-docs/nccl-reshard-refit.md calls the separate-pool transport a broadcast of
   "every full parameter tensor ... to every generation rank";
-- training: micro batch 1, sequence packing to train_max_seq_len, the distributed
-  optimizer (zero 1) and full activation recompute (``activation_checkpointing: true``
-  in the performance recipes).
+- log-prob and training passes as each row's recipe sets them (rl_recipes.recipe: the file, at
+  the table's commit, its ``defaults:`` chain followed to grpo_math_1B.yaml): full
+  recompute only where ``activation_checkpointing: true`` (Llama 3.1 8B, DeepSeek-V3,
+  Qwen3-235B, DAPO; none for Qwen3-30B-A3B and Qwen3-32B), ``logprob_batch_size`` packed
+  rows per log-prob microbatch, sequence parallelism, sequence packing to
+  train_max_seq_len (off in the GB200 DeepSeek-V3 recipes: each sample padded to the
+  step's longest), the MoE token dispatcher, micro batch 1, the
+  distributed optimizer (zero 1) with 2-byte gradient reduction and the parameter
+  all-gather overlapped (``distributed_data_parallel_config``).
 
     python -m calibration.validate_rl
 """
@@ -47,6 +54,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from calibration import rl_recipes as rr
 from hw_models.errors import ClusterSimError
 from sim import scenario
 from workloads.model import presets
@@ -54,16 +62,7 @@ from workloads.model import presets
 CSV = "reference/modern/rl_posttraining.csv"
 SUITE = "rl"
 RESPONSE_SIGMA = 0.8        # assumption: the lognormal spread of the RL issue's example
-GROUP = 32                  # samples per prompt (NeMo RL performance recipes)
 SYSTEMS = {"DGX-H100": "dgx-h100", "GB200-NVL72": "gb200-nvl72"}
-# Rows whose arch_id is empty: the zoo's preset for the published model name.
-MODELS = {"Qwen3-32B": "qwen3-32b"}
-MEM_UTIL = {True: 0.6, False: 0.8}       # colocated, separate pools
-# Colocated rows generate through vllm.LLM (NeMo RL vllm_worker.py), whose batch limits on a
-# GPU of >= 70 GiB other than A100 default to max_num_seqs 1024 and max_num_batched_tokens
-# 16384 (vLLM engine/arg_utils.py, get_batch_defaults, UsageContext.LLM_CLASS). The async
-# engine of the 1-step-off rows (AsyncLLM) keeps the scheduler defaults (256 / 8192 here).
-VLLM_LLM_CLASS = {"policy": "vllm", "max_batch": 1024, "max_tokens": 16384}
 
 
 def load() -> pd.DataFrame:
@@ -127,50 +126,10 @@ def skip_reason(r) -> str | None:
     if r.gpu_type not in SYSTEMS:
         return (f"{r.gpu_type}: the source publishes no response lengths, parallel plans or "
                 "batch sizes for this run")
-    arch = model_id(r)
+    arch = rr.model_id(r)
     if arch is None or arch not in presets():
         return f"{r.model}: no preset in the model zoo"
     return None
-
-
-# What NeMo RL's performance recipes (examples/configs/recipes/llm/performance/*.yaml,
-# NVIDIA-NeMo/RL) set where the rows are silent: layers of the first and last pipeline
-# stage (num_layers_in_first/last_pipeline_stage) by pipeline size, and the group size.
-FIRST_LAST = {("deepseek-v3", 16): (3, 2), ("deepseek-v3", 8): (7, 6),
-              ("qwen3-235b-a22b", 8): (11, 11), ("qwen3-235b-a22b", 4): (23, 23)}
-GROUPS = {("deepseek-v3", "GRPO"): 16}     # grpo-deepseek-v3-*: 32 prompts x 16 generations
-# The DAPO row's run (tests/test_suites/llm/performance/dapo-deepseek-v3-64n8g.sh at the
-# table's commit 9dbd9adc9) overrides grpo.num_prompts_per_step=64 and
-# num_generations_per_prompt=8 (the 512 samples the row lists); its recipe
-# (dapo-deepseek-v3-64n8g.yaml) sets batch_multiplier 3: every generation batch is 3 x 64
-# prompts, generated to the end, then filtered (grpo.py, dynamic_sampling). How many
-# batches a step took is not published: one (rollout.gen_batches default).
-GROUPS[("deepseek-v3", "DAPO")] = 8
-BATCH_MULTIPLIER = {("deepseek-v3", "DAPO"): 3.0}
-# vllm_cfg.gpu_memory_utilization: the performance recipes at the table's commits
-# (cff17f83b for v0.4, 9dbd9adc9 for v0.5) set 0.8 on every 1-step-off recipe and nothing
-# on the colocated ones (grpo_math_1B.yaml's 0.6): MEM_UTIL. Colocated recipes that set
-# vllm_cfg.async_engine: true (grpo-deepseek-v3-32n8g.yaml, grpo-qwen3-235b-16n8g.yaml)
-# generate through vLLM's AsyncLLM, whose batch limits are the scheduler defaults.
-ASYNC_COLOCATED = {("deepseek-v3", "GRPO"), ("qwen3-235b-a22b", "GRPO")}
-
-
-def stage_layers(model: str, pp: int) -> list[int] | None:
-    """Layers per stage when pp does not divide them: the recipe's first and last stage,
-    the middle stages evenly (first stages one more if the rest does not divide)."""
-    layers = presets()[model].layers
-    if layers % pp == 0:
-        return None
-    first, last = FIRST_LAST.get((model, pp), (None, None))
-    if first is None:
-        base, extra = divmod(layers, pp)
-        return [base + (1 if i < extra else 0) for i in range(pp)]
-    base, extra = divmod(layers - first - last, pp - 2)
-    return [first, *(base + (1 if i < extra else 0) for i in range(pp - 2)), last]
-
-
-def model_id(r) -> str | None:
-    return r.arch_id if isinstance(r.arch_id, str) else MODELS.get(r.model)
 
 
 def build(r, prompt: int) -> scenario.Scenario:
@@ -178,33 +137,33 @@ def build(r, prompt: int) -> scenario.Scenario:
     from hw_models import catalog
     per_node = catalog.system(system).gpus_per_node
     n = int(r.num_gpus)
-    off = str(r.policy_mode).startswith("1-step")
+    k = rr.off_policy_steps(r)
+    rec = rr.recipe(r)
     g_tp, g_pp = _ints(r.gen_parallel)[:2]
     tp, cp, ep, pp = train_plan(r.train_parallel)
     cap = int(r.train_max_seq_len) - prompt
     median = median_for_mean(float(r.gen_avg_seq_len), cap, RESPONSE_SIGMA)
     samples = int(r.gen_global_batch_samples)
-    group = GROUPS.get((model_id(r), r.algorithm), GROUP)
+    key = (rr.model_id(r), r.algorithm)
+    group = rr.GROUPS.get(key, rr.GROUP)
     group = group if samples % group == 0 else 1
     prec = str(r.precision_train).lower()
-    work = {"kind": "rl", "algorithm": str(r.algorithm).lower(), "model": model_id(r),
+    work = {"kind": "rl", "algorithm": str(r.algorithm).lower(), "model": rr.model_id(r),
             "precision": prec, "prompts_per_step": samples // group, "samples_per_prompt": group,
             "prompt_len": prompt,
             "response_len": {"dist": "lognormal", "median": median, "sigma": RESPONSE_SIGMA,
                              "high": cap},
             "rollout": {"parallel": {"tp": g_tp, "pp": g_pp},
                         "precision": str(r.precision_gen).lower(),
-                        "kv_cache": {"gpu_memory_utilization": MEM_UTIL[not off]},
-                        "batch_multiplier": BATCH_MULTIPLIER.get((model_id(r), r.algorithm), 1.0),
-                        **({} if off or (model_id(r), r.algorithm) in ASYNC_COLOCATED
-                           else {"scheduler": VLLM_LLM_CLASS})},
-            "train": {"global_batch": int(r.train_global_batch_samples), "micro_batch": 1,
-                      "parallel": {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": 1,
-                                   "pipeline_layers": stage_layers(model_id(r), pp)},
-                      "recompute": "full", "max_seq_len": int(r.train_max_seq_len)},
-            "placement": {"rollout_gpus": n // 2, "train_gpus": n // 2} if off else "colocated",
-            "off_policy_steps": 1 if off else 0, "sync": "broadcast"}
-    return scenario.parse({"name": f"{model_id(r)}-{n}-{r.gpu_type}",
+                        "kv_cache": {"gpu_memory_utilization": rec.mem_util},
+                        "batch_multiplier": rr.BATCH_MULTIPLIER.get(key, 1.0),
+                        "enforce_eager": key in rr.ENFORCE_EAGER,
+                        **({} if k or key in rr.ASYNC_COLOCATED else {"scheduler": rr.VLLM_LLM_CLASS})},
+            "train": rr.train_block(r, (tp, cp, ep, pp)),
+            "placement": {"rollout_gpus": rec.rollout_gpus, "train_gpus": n - rec.rollout_gpus}
+            if k else "colocated",
+            "off_policy_steps": k, "sync": "broadcast"}
+    return scenario.parse({"name": f"{rr.model_id(r)}-{n}-{r.gpu_type}",
                            "cluster": {"system": system, "nodes": max(1, n // per_node)},
                            "workload": work}, "rl validation row")
 

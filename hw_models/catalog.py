@@ -89,6 +89,8 @@ class SystemSpec(_Spec):
     # Host DRAM bandwidth of a node, for the optimizer offloaded to the CPU
     # (docs/long_context.md); the GPU <-> host link is the GPU's host_gb_s.
     host_mem_gb_s: float | None = Field(None, gt=0)
+    # The host CPU where it changes host-side software time (engines.yaml host_cpus).
+    host_cpu: str | None = None
     source: str = "inline"
 
     @property
@@ -133,6 +135,42 @@ def systems() -> dict[str, SystemSpec]:
 def prices() -> dict[str, Any]:
     """The dated price table (hw_models/data/prices.yaml): GPU-hour rents, power, lifetime."""
     return _load_yaml("hw_models", "prices.yaml")
+
+
+@cache
+def serving_engines() -> dict[str, dict[str, Any]]:
+    """Host-side costs of serving engines (hw_models/data/engines.yaml), each with its
+    source: ``host_per_seq_us`` per sequence per iteration; ``eager_launch`` the launch
+    interval of kernels run without CUDA graphs."""
+    return _load_yaml("hw_models", "engines.yaml")
+
+
+def engine_host_per_seq_s(name: str) -> float:
+    """Seconds of host work per sequence per iteration of serving engine ``name``."""
+    return float(serving_engines()[name]["host_per_seq_us"]) * 1e-6
+
+
+def host_cpu_factor(system: SystemSpec) -> float:
+    """How much longer host-side software (Python, PyTorch dispatch) takes on the system's
+    host CPU than on the x86 hosts the engine figures were measured on (1: unlisted)."""
+    cpus = serving_engines()["host_cpus"]
+    if system.host_cpu is None:
+        return 1.0
+    if system.host_cpu not in cpus:
+        raise ClusterSimError(f"host_cpu {system.host_cpu!r} is not in hw_models/data/engines.yaml "
+                              f"host_cpus; known: {sorted(cpus)}")
+    return float(cpus[system.host_cpu]["factor"])
+
+
+def engine_host_s(name: str, system: SystemSpec) -> float:
+    """Host seconds per sequence per iteration of engine ``name`` on ``system``'s host."""
+    per_seq = engine_host_per_seq_s(name)
+    return per_seq * host_cpu_factor(system) if per_seq else 0.0
+
+
+def eager_launch_s() -> float:
+    """Seconds between kernel launches without CUDA graphs (the host's launch interval)."""
+    return float(serving_engines()["eager_launch"]["launch_us"]) * 1e-6
 
 
 @cache

@@ -89,6 +89,7 @@ def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> Scen
     work = {"kind": "inference", "model": rollout_model(w), "precision": w.rollout_precision,
             "parallel": {"tp": p.tp, "pp": p.pp, "ep": p.ep}, "replicas": pools.rollout // replica,
             "scheduler": w.rollout.scheduler.model_dump(), "kv_cache": w.rollout.kv_cache.model_dump(),
+            "engine_host": w.rollout.engine_host, "enforce_eager": w.rollout.enforce_eager,
             "requests": reqs}
     return parse({"name": f"{sc.name}-rollout", "cluster": pool_cluster(sc, system, pools.rollout),
                   "workload": work, "sim": sc.sim.model_dump()}, "rollout")
@@ -139,19 +140,26 @@ def run_rollout(sc: Scenario, system: SystemSpec, pools: PoolSizes, prof: Profil
 
 # ---- training-side passes ---------------------------------------------------------------
 def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, seq_len: int,
-                   rows: int) -> Scenario:
+                   rows: int, forward: bool = False) -> Scenario:
+    """The training sub-scenario of one pass; ``forward``: a forward-only pass, whose
+    microbatches hold ``train.logprob_micro_batch`` rows."""
     w: RLWorkload = sc.workload
     t = w.train
     p = t.parallel
+    mb = t.logprob_rows if forward else t.micro_batch
     copy = p.tp * p.pp * p.cp
     dp = pools.train // copy
     if dp < 1 or pools.train % copy:
         raise InfeasiblePlanError(f"train.parallel tp {p.tp} x pp {p.pp} x cp {p.cp} does not "
                                   f"divide the {pools.train} training GPUs")
+    mb = min(mb, math.ceil(rows / dp))     # no microbatch larger than a rank's rows
     par = p.model_dump()
-    work = {"kind": "training", "model": model, "seq_len": seq_len, "micro_batch": t.micro_batch,
-            "global_batch": steps.round_up(rows, dp * t.micro_batch), "precision": w.precision,
-            "parallel": par, "recompute": t.recompute, "attention": t.attention}
+    work = {"kind": "training", "model": model, "seq_len": seq_len, "micro_batch": mb,
+            "global_batch": steps.round_up(rows, dp * mb), "precision": w.precision,
+            "parallel": par, "recompute": t.recompute, "attention": t.attention,
+            "moe": t.moe.model_dump(exclude_defaults=True),
+            "overlap_param_gather": t.overlap_param_gather,
+            "grad_reduce_bytes": t.grad_reduce_bytes}
     return parse({"name": f"{sc.name}-train", "cluster": pool_cluster(sc, system, pools.train),
                   "workload": work, "sim": {**sc.sim.model_dump(), "fidelity": "analytical"}}, "train")
 
@@ -184,7 +192,7 @@ def run_passes(sc: Scenario, system: SystemSpec, pools: PoolSizes, lengths: np.n
         key = json.dumps(model, sort_keys=True)        # passes of one shape are costed once
         if not ps.train:
             out.append((ps.name, _cached(cache, (key, rows_all), lambda m=model: forward_time(
-                train_scenario(sc, system, pools, m, row_len, rows_all), prof))))
+                train_scenario(sc, system, pools, m, row_len, rows_all, forward=True), prof))))
             continue
         total, start = 0.0, 0
         for n in batches:
@@ -308,11 +316,15 @@ def _where(phase: str):
 
 
 def _check_ep(w: RLWorkload, model) -> None:
-    """Expert parallelism only means something for a MoE policy."""
+    """Expert parallelism and MoE options only mean something for a MoE policy."""
+    dense = getattr(model, "moe", None) is None
     for where, ep in (("rollout", w.rollout.parallel.ep), ("train", w.train.parallel.ep)):
-        if ep > 1 and getattr(model, "moe", None) is None:
+        if ep > 1 and dense:
             raise InfeasiblePlanError(f"{where}.parallel.ep {ep}: the policy is a dense model "
                                       "(no experts); use ep: 1")
+    if dense and w.train.moe != type(w.train.moe)():
+        raise InfeasiblePlanError("train.moe: the policy is a dense model (no experts); drop "
+                                  "train.moe")
 
 
 __all__ = ["simulate_rl", "RLResult"]

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim.inference_config import KVCacheConfig, SchedulerConfig
+from sim.moe_config import MoEWorkload
 from workloads.inference.requests import Length
 
 Precision = Literal["fp16", "bf16", "fp8"]
@@ -49,6 +50,12 @@ class RolloutConfig(_Cfg):
                              "enough groups with a reward spread are kept (NeMo RL: at most "
                              "dynamic_sampling_max_gen_batches); not published per run, so 1 "
                              "unless known")
+    engine_host: Literal["none", "vllm-v0", "vllm-v1"] = Field(
+        "vllm-v1", description="host work of the rollout engine per sequence per iteration: "
+        "vllm-v1 (21.5 us; vLLM V1 with synchronous scheduling, as NeMo RL's vLLM 0.11 "
+        "runs), vllm-v0 (100 us) or none (hw_models/data/engines.yaml)")
+    enforce_eager: bool = Field(False, description="vLLM enforce_eager: decode without CUDA "
+                                "graphs, every kernel at least the host's launch interval")
 
 
 class TrainParallel(_Cfg):
@@ -79,6 +86,25 @@ class TrainConfig(_Cfg):
                                     "sequences into rows of this many tokens (first-fit "
                                     "decreasing); unset: pad each to the step's longest")
     epochs: int = Field(1, gt=0, description="passes over the step's samples (PPO epochs)")
+    logprob_micro_batch: int | None = Field(None, gt=0, description="packed rows per "
+                                            "microbatch of the forward-only passes (NeMo RL's "
+                                            "policy.logprob_batch_size); unset: micro_batch")
+    moe: MoEWorkload = Field(MoEWorkload(), description="MoE policies: token dispatcher, "
+                             "expert-load imbalance, capacity factor and all-to-all overlap of "
+                             "the log-prob and training passes (as training scenarios' "
+                             "workload.moe, docs/moe.md)")
+    overlap_param_gather: bool = Field(False, description="all-gather the updated parameters "
+                                       "under the next forward (Megatron's distributed "
+                                       "optimizer, overlap_param_gather)")
+    grad_reduce_bytes: Literal[2, 4] | None = Field(None, description="bytes per gradient "
+                                                    "element in the data-parallel reduction "
+                                                    "(2: Megatron's grad_reduce_in_fp32 off); "
+                                                    "unset: 4 for bf16 and fp8, else 2")
+
+    @property
+    def logprob_rows(self) -> int:
+        """Packed rows per microbatch of the forward-only passes."""
+        return self.logprob_micro_batch or self.micro_batch
 
 
 class PoolSplit(_Cfg):

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from hw_models import catalog
 from hw_models.errors import ClusterSimError, InfeasiblePlanError, OutOfMemoryError
 from sim.network.analytical import curve_time
 from sim.pools import Pool, make_pools, scale_out_curve
@@ -32,9 +33,11 @@ from workloads.model import resolve
 class PooledServingLoop(ServingLoop):
     """The serving loop with one iteration model per replica (its pool's)."""
 
-    def __init__(self, *args, models: dict[int, IterationModel], **kw):
+    def __init__(self, *args, models: dict[int, IterationModel],
+                 host_per_rep: dict[int, float] | None = None, **kw):
         super().__init__(*args, **kw)
         self.models = models
+        self.host_per_rep = host_per_rep or {}     # engine host time per sequence, by replica
 
     def kick(self, rep, t: float) -> None:
         if rep.busy:
@@ -42,7 +45,8 @@ class PooledServingLoop(ServingLoop):
         batch = self.scheduler.next_batch(rep)
         if batch is None:
             return
-        dur = self.models[rep.index].time(shape_of(batch)) + batch.swap_bytes / self.host_bw
+        dur = (self.models[rep.index].time(shape_of(batch)) + batch.swap_bytes / self.host_bw
+               + self.host_time(batch, self.host_per_rep.get(rep.index)))
         rep.busy = True
         n_pre = sum(i.tokens for i in batch.items if i.kind == "prefill")
         self.log.iterations.append((rep.index, t, t + dur, n_pre, len(batch.items)))
@@ -99,7 +103,9 @@ def simulate_serving_pools(sc):
     its = {p.name: IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision,
                                   paced_compute(p.system.gpu_spec, p.profile, sc.sim.speed_scale,
                                                 w.parallel.tp * w.parallel.pp),
-                                  p.network, kernels=w.kernels) for p in pools}
+                                  p.network, kernels=w.kernels,
+                                  launch_floor=catalog.eager_launch_s() if w.enforce_eager else 0.0)
+           for p in pools}
     blocks = {p.name: _kv_blocks(w, its[p.name], p) for p in pools if p in placed}
     roles = (["prefill"] * w.disaggregation.prefill_replicas +
              ["decode"] * w.disaggregation.decode_replicas
@@ -114,6 +120,8 @@ def simulate_serving_pools(sc):
     reqs = req_mod.generate(w.requests, np.random.default_rng(w.requests.seed), model.seq_len)
     loop = PooledServingLoop(replicas, schedulers.make(w.scheduler.policy, limits), first,
                              w.router, kv_transfer(placed, w), host_bw=25e9,
+                             host_per_rep={i: catalog.engine_host_s(w.engine_host, p.system)
+                                           for i, p in enumerate(placed)},
                              models={i: its[p.name] for i, p in enumerate(placed)})
     log = loop.run(reqs)
     df = request_frame(reqs)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hw_models import profile
+from hw_models import catalog, profile
 from hw_models.errors import InfeasiblePlanError, OutOfMemoryError
 from hw_models.jsonio import dumps
 from hw_models.profile import Profile
@@ -126,6 +126,8 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
         if model.uniform else MoEIterationModel(
             model, w.parallel.tp, w.parallel.pp, w.precision, compute, network, ep=w.parallel.ep,
             dispatcher=w.moe.dispatcher, overlap=w.moe.overlap, domain_gpus=cl.layout.domain_gpus)
+    if w.enforce_eager:
+        it.set_launch_floor(catalog.eager_launch_s())
     blocks = kv_blocks(w, it, gpu.hbm_bytes)
     rng = np.random.default_rng(w.requests.seed)
     reqs = req_mod.generate(w.requests, rng, model.seq_len)
@@ -143,7 +145,7 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
         return network.p2p_time(src * span, dst * span, nbytes)
 
     loop = ServingLoop(replicas, schedulers.make(w.scheduler.policy, limits), it, w.router,
-                       transfer, host_bw)
+                       transfer, host_bw, catalog.engine_host_s(w.engine_host, cl.system))
     log = loop.run(reqs)
     df = request_frame(reqs)
     metrics = summarize(reqs, df, w.slo.ttft_ms, w.slo.tpot_ms)

@@ -40,6 +40,9 @@ class LayerContext:
     # in TorchTitan's and Meta's reference Llama code): one copy forward, a sum backward,
     # and context parallelism exchanges the expanded K,V.
     repeat_kv: bool = False
+    # FP8 dot-product attention (``workload.fp8.dot_product_attention``): cuDNN's FP8
+    # backward covers every causal pair of a windowed layer (workloads/moe_layers.py).
+    fp8_attention: bool = False
 
     @property
     def tokens(self) -> int:

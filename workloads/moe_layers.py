@@ -113,10 +113,15 @@ def _pairs(ctx: LayerContext, window: bool) -> tuple[float, int]:
     return s * size - size * (size - 1) / 2, size
 
 
-def _core(ctx: LayerContext, window: bool, d_qk: int, d_v: int, bwd: bool) -> Compute:
-    """Fused attention of the local heads; backward = 2.5 x forward FLOPs (FA2)."""
+def fused_attention(ctx: LayerContext, window: bool, d_qk: int, d_v: int, bwd: bool) -> Compute:
+    """Fused attention of the local heads; backward = 2.5 x forward FLOPs (FA2). FP8
+    attention (``ctx.fp8_attention``) runs at the 16-bit kernel's pace, but its backward
+    does not skip the key blocks outside a sliding window: it computes every causal pair
+    (cuDNN's SDPA training benchmark, kernels/cudnn_sdpa_gpt_oss.csv: the FP8 / MXFP8
+    backward with a 128-token window grows as s^2 and takes the full causal kernel's time,
+    -18..+9% for MXFP8 at 2k-32k tokens on GB200 / GB300; the forward keeps the window)."""
     bh, s, e = ctx.micro_batch * ctx.local_heads, ctx.model.seq_len, ctx.act_bytes
-    pairs, kv = _pairs(ctx, window)
+    pairs, kv = _pairs(ctx, window and not (bwd and ctx.fp8_attention))
     flops = 2.0 * bh * pairs * (d_qk + d_v) * (2.5 if bwd else 1.0)
     nbytes = e * bh * s * (2 * d_qk + 2 * d_v) * (2 if bwd else 1)
     return Compute("attention", flops, nbytes, bf16_context(ctx).dtype, (bh, s, kv, d_qk), causal=True,
@@ -144,12 +149,12 @@ def _attn_forward(ctx: LayerContext, window: bool) -> list[Op]:
         g = layer_gemm_shapes(ctx)
         rope = e * 2 * T * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
         return [gemm(ctx, *g["qkv"], "qkv"), mem(ctx, "elementwise", rope, "rope"),
-                _core(ctx, window, m.head_dim, m.head_dim, False), gemm(ctx, *g["proj"], "attn_proj")]
+                fused_attention(ctx, window, m.head_dim, m.head_dim, False), gemm(ctx, *g["proj"], "attn_proj")]
     ops: list[Op] = [gemm(ctx, *shape, name) for shape, name in _mla_gemms(ctx)]
     latent = (att.q_lora_rank or 0) + att.kv_lora_rank
     rope = e * 2 * T * (ctx.local_heads + 1) * att.qk_rope_head_dim
     ops += [mem(ctx, "norm", 2 * e * T * latent, "mla_latent_norms"), mem(ctx, "elementwise", rope, "rope"),
-            _core(ctx, window, att.qk_head_dim, att.v_head_dim, False),
+            fused_attention(ctx, window, att.qk_head_dim, att.v_head_dim, False),
             gemm(ctx, T, m.hidden, ctx.local_heads * att.v_head_dim, "attn_proj")]
     return ops
 
@@ -160,10 +165,10 @@ def _attn_backward(ctx: LayerContext, window: bool) -> list[Op]:
     if att is None:
         g = layer_gemm_shapes(ctx)
         return [*gemm_bwd(ctx, *g["proj"], "attn_proj"),
-                _core(ctx, window, m.head_dim, m.head_dim, True), *gemm_bwd(ctx, *g["qkv"], "qkv")]
+                fused_attention(ctx, window, m.head_dim, m.head_dim, True), *gemm_bwd(ctx, *g["qkv"], "qkv")]
     latent = (att.q_lora_rank or 0) + att.kv_lora_rank
     ops: list[Op] = [*gemm_bwd(ctx, T, m.hidden, ctx.local_heads * att.v_head_dim, "attn_proj"),
-                     _core(ctx, window, att.qk_head_dim, att.v_head_dim, True),
+                     fused_attention(ctx, window, att.qk_head_dim, att.v_head_dim, True),
                      mem(ctx, "norm", 3 * e * T * latent, "mla_latent_norms_bwd")]
     for shape, name in reversed(_mla_gemms(ctx)):
         ops += gemm_bwd(ctx, *shape, name)

@@ -65,6 +65,7 @@ class TrainingOptions:
     param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers (fp8 params: 1)
     fp8_recipe: str | None = None       # workloads/fp8.py; None: GEMMs in ``dtype``
     fp8_fused_amax: bool = False        # tensorwise amax reduced in the producer kernel (compiled)
+    fp8_attention: bool = False         # FP8 dot-product attention (layers.LayerContext)
     offload: OffloadOptions = OffloadOptions()   # workloads/offload.py
     # ZeRO-1/2 (distributed optimizer): all-gather the updated parameters bucket by bucket
     # under the next step's first forward (Megatron-Core ``overlap_param_gather``) instead
@@ -83,7 +84,7 @@ class TrainingOptions:
     def layer_options(self) -> dict:
         """The options a stage's layer context takes (stage_ops.local_context)."""
         return {"fused_loss": self.cross_entropy_fusion, "grad_accum_bytes": self.grad_accum_bytes,
-                "repeat_kv": self.repeat_kv}
+                "repeat_kv": self.repeat_kv, "fp8_attention": self.fp8_attention}
 
 
 @dataclass

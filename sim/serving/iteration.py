@@ -13,7 +13,7 @@ class IterationModel(IterationOps):
     """Iteration time of one replica (tp x pp GPUs) for a batch Shape, via the engine."""
 
     def __init__(self, model: ModelSpec, tp: int, pp: int, precision: str, compute, network,
-                 kv_bytes: int | None = None, kernels: str = "fused"):
+                 kv_bytes: int | None = None, kernels: str = "fused", launch_floor: float = 0.0):
         super().__init__(model, tp, pp, precision, kv_bytes, kernels)
         self.compute, self.network = compute, network
         self._cache: dict[Shape, float] = {}
@@ -21,7 +21,16 @@ class IterationModel(IterationOps):
         # Ops here are fresh objects each call and their costs are memoised by shape in
         # _part, so OpCosts' per-object memo would only grow: it is bypassed.
         self._costs = _Uncached(compute, network)
+        self.set_launch_floor(launch_floor)
         self.evaluations = 0
+
+    def set_launch_floor(self, seconds: float) -> None:
+        """Without CUDA graphs (enforce_eager) every kernel takes at least the host's launch
+        interval ``seconds``: a kernel shorter than that leaves the GPU waiting for the
+        next launch (hw_models/data/engines.yaml). 0: kernels back to back (CUDA graphs)."""
+        self._costs.floor = seconds
+        self._cache.clear()
+        self._parts.clear()
 
     def time(self, shape: Shape) -> float:
         """Seconds of one iteration. Equals playing ``build(shape)`` on the engine (a
@@ -55,12 +64,19 @@ class IterationModel(IterationOps):
     def run_graph(self, s: Shape) -> float:
         """Play ``build(s)`` on the engine (the reference ``time`` must agree with)."""
         graph = self.build(s)
-        rows = Engine(graph, OpCosts(self.compute, self.network), self.network).run()
+        costs = OpCosts(self.compute, self.network)
+        if self._costs.floor:
+            costs = _Uncached(self.compute, self.network)
+            costs.floor = self._costs.floor
+        rows = Engine(graph, costs, self.network).run()
         return max(r.end for r in rows)
 
 
 class _Uncached(OpCosts):
-    """OpCosts without the per-object memo (for short-lived op objects)."""
+    """OpCosts without the per-object memo (for short-lived op objects); every kernel at
+    least ``floor`` seconds (the host's launch interval without CUDA graphs)."""
+    floor = 0.0
 
     def op_time(self, op) -> float:
-        return self.uncached_time(op)
+        t = self.uncached_time(op)
+        return t if t >= self.floor else self.floor

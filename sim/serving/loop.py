@@ -47,13 +47,17 @@ PROGRESS_FROM = 2_000
 
 class ServingLoop:
     def __init__(self, replicas: list[Replica], scheduler: Scheduler, model: IterationModel,
-                 router: str, transfer_time=None, host_bw: float = 25e9):
+                 router: str, transfer_time=None, host_bw: float = 25e9,
+                 host_per_seq: float = 0.0):
         self.replicas, self.scheduler, self.model = replicas, scheduler, model
         front = [r for r in replicas if r.role != "decode"]
         self.router = Router(router, front)
         self.decode_router = Router("least_outstanding", [r for r in replicas if r.role == "decode"])
         self.transfer_time = transfer_time     # (prefill replica, decode replica, bytes) -> s
         self.host_bw = host_bw
+        # Host work between iterations per sequence in the batch (engine_host): the GPU
+        # waits for it when the engine schedules synchronously (hw_models/data/engines.yaml).
+        self.host_per_seq = host_per_seq
         self.log = ServingLog()
         self._heap: list = []
         self._seq = itertools.count()
@@ -121,11 +125,19 @@ class ServingLoop:
         batch = self.scheduler.next_batch(rep)
         if batch is None:
             return
-        dur = self.model.time(shape_of(batch)) + batch.swap_bytes / self.host_bw
+        dur = (self.model.time(shape_of(batch)) + batch.swap_bytes / self.host_bw
+               + self.host_time(batch))
         rep.busy = True
         n_pre = sum(i.tokens for i in batch.items if i.kind == "prefill")
         self.log.iterations.append((rep.index, t, t + dur, n_pre, len(batch.items)))
         self.push(t + dur, DONE, (rep, batch))
+
+    def host_time(self, batch: Batch, per_seq: float | None = None) -> float:
+        """The engine's host work for this batch: per sequence scheduled (padding excluded)."""
+        per_seq = self.host_per_seq if per_seq is None else per_seq
+        if not per_seq:
+            return 0.0
+        return per_seq * sum(1 for i in batch.items if i.kind != "pad")
 
     def finish(self, rep: Replica, batch: Batch, t: float) -> None:
         for item in batch.items:

@@ -37,7 +37,8 @@ def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list
     for s in range(plan.pp):
         ctx = LayerContext(model, plan.micro_batch, plan.tp, plan.sp, opts.dtype,
                            CommGroup(plan.tp_group(s), "tp"), opts.attention,
-                           moe=moe_training.context(model, plan, opts.moe, s))
+                           moe=moe_training.context(model, plan, opts.moe, s),
+                           fp8_attention=opts.fp8_attention)
         kinds: dict[tuple[bool, bool], tuple[float, float]] = {}
         f = b = 0.0
         ids = [i for c in range(plan.vpp) for i in moe_training.chunk_layers(model, plan, s, c)]

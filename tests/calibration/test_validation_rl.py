@@ -2,7 +2,7 @@
 
 import pytest
 
-from calibration import validate_rl
+from calibration import rl_recipes, validate_rl
 
 
 @pytest.mark.slow      # one full RL step of 2048 rollouts; CI runs it, `make test-fast` skips it
@@ -58,9 +58,9 @@ def test_training_plans_follow_the_rows_and_recipes():
     assert validate_rl.train_plan("[TP,CP,EP,PP,VPP]=[1,1,1,1,1,2,n/a]") == (1, 1, 1, 2)
     assert validate_rl.train_plan("[TP,CP,EP,PP,VPP]=[2,2,16,8,n/a]") == (2, 2, 16, 8)
     # Uneven pipelines: the recipe's first / last stage, the rest split evenly.
-    assert validate_rl.stage_layers("deepseek-v3", 16) == [3] + [4] * 14 + [2]
-    assert validate_rl.stage_layers("qwen3-235b-a22b", 8) == [11] + [12] * 6 + [11]
-    assert sum(validate_rl.stage_layers("qwen3-235b-a22b", 4)) == 94
+    assert rl_recipes.stage_layers("deepseek-v3", 16) == [3] + [4] * 14 + [2]
+    assert rl_recipes.stage_layers("qwen3-235b-a22b", 8) == [11] + [12] * 6 + [11]
+    assert sum(rl_recipes.stage_layers("qwen3-235b-a22b", 4)) == 94
 
 
 def test_rows_are_filled_from_the_recipes_at_the_tables_commits():
@@ -93,3 +93,67 @@ def test_a_model_without_tokens_per_second_has_no_prompt_length():
     first = next(table.itertuples())
     blind = table.assign(tokens_per_s_per_gpu=float("nan"))
     assert validate_rl.prompt_tokens(blind, first) is None
+
+
+def test_training_passes_follow_each_rows_recipe():
+    # Recipes at cff17f83b (v0.4) and 9dbd9adc9 (v0.5), defaults chains resolved by hand.
+    table = validate_rl.load()
+    rows = {(r.source_id, r.algorithm, r.model, r.gpu_type, r.policy_mode, r.precision_train): r
+            for r in table.itertuples()}
+
+    def train(*key):
+        r = rows[key]
+        return rl_recipes.recipe(r), validate_rl.build(r, validate_rl.prompt_tokens(table, r)).workload.train
+
+    # grpo-qwen3-30ba3b-4n8g.yaml: no activation_checkpointing (grpo_math_1B.yaml: false),
+    # logprob_batch_size unset: 4 at cff17f83b; the row's tp 2 with experts needs sequence
+    # parallelism; v0.4 keeps Megatron-Bridge's alltoall dispatcher.
+    rec, t = train("NEMORL-v0.4", "GRPO", "Qwen3-30B3A", "DGX-H100", "On policy", "BF16")
+    assert rec.file == "grpo-qwen3-30ba3b-4n8g.yaml"
+    assert (t.recompute, t.logprob_micro_batch, t.parallel.tp) == ("none", 4, 2)
+    assert t.parallel.sequence_parallel and t.moe.dispatcher == "alltoall"
+    # v0.5: logprob_batch_size = ${policy.train_micro_batch_size} = 1; allgather dispatcher.
+    _, t = train("NEMORL-v0.5", "GRPO", "Qwen3-30B3A", "DGX-H100", "1-step Off", "BF16")
+    assert (t.recompute, t.logprob_micro_batch, t.moe.dispatcher) == ("none", 1, "allgather")
+    # Llama 3.1 8B: activation_checkpointing true, logprob_batch_size 2; grpo_math_1B.yaml's
+    # DDP config: grad_reduce_in_fp32 false, overlap_param_gather true.
+    rec, t = train("NEMORL-v0.5", "GRPO", "LLAMA3.1_8B", "DGX-H100", "1-step Off", "FP8")
+    assert rec.file == "grpo-llama3.1-8b-instruct-2n8g-fp8-async-1off.yaml"
+    assert (t.recompute, t.logprob_micro_batch, t.grad_reduce_bytes) == ("full", 2, 2)
+    assert t.overlap_param_gather and t.moe == type(t.moe)()
+    # Qwen3-32B: sequence_parallel true at tp 4, no recompute.
+    _, t = train("NEMORL-v0.4", "GRPO", "Qwen3-32B", "DGX-H100", "On policy", "BF16")
+    assert t.parallel.sequence_parallel and t.recompute == "none"
+    # DeepSeek-V3: the async-1off recipe's logprob_batch_size 2; GB200 recipes
+    # (grpo-deepseek-v3-32n4g.yaml) turn sequence packing off.
+    _, t = train("NEMORL-v0.5", "GRPO", "DeepSeek V3", "DGX-H100", "1-step Off", "BF16")
+    assert (t.logprob_micro_batch, t.max_seq_len, t.recompute) == (2, 1536, "full")
+    rec, t = train("NEMORL-v0.5", "GRPO", "DeepSeek V3", "GB200-NVL72", "On policy", "BF16")
+    assert rec.file == "grpo-deepseek-v3-32n4g.yaml" and t.max_seq_len is None
+    # DAPO: activation_checkpointing true, sequence_parallel true at tp 8.
+    rec, t = train("NEMORL-v0.5", "DAPO", "DeepSeek V3", "DGX-H100", "On policy", "BF16")
+    assert rec.file == "dapo-deepseek-v3-64n8g.yaml"
+    assert t.parallel.sequence_parallel and t.recompute == "full" and t.logprob_micro_batch == 1
+
+
+def test_v06_rows_follow_their_recipes_at_69c7ca117():
+    table = validate_rl.load()
+    rows = {(r.source_id, r.model, r.gpu_type, int(r.num_gpus), r.policy_mode, r.precision_train): r
+            for r in table.itertuples()}
+
+    def work(*key):
+        r = rows[key]
+        return rl_recipes.recipe(r), validate_rl.build(r, validate_rl.prompt_tokens(table, r)).workload
+
+    # grpo-qwen3-30ba3b-24n8g-async-8off.yaml: generation on 8 of 24 nodes, 8 steps off.
+    rec, w = work("NEMORL-v0.6", "Qwen3-30B3A", "DGX-H100", 192, "8-step Off", "BF16")
+    assert rec.file == "grpo-qwen3-30ba3b-24n8g-async-8off.yaml"
+    assert (w.placement.rollout_gpus, w.placement.train_gpus, w.off_policy_steps) == (64, 128, 8)
+    assert w.train.moe.dispatcher == "alltoall"                  # grpo_math_1B.yaml at 69c7ca117
+    # grpo-deepseek-v3-32n4g.yaml at 69c7ca117: vLLM at 0.3 of HBM, no sequence packing.
+    rec, w = work("NEMORL-v0.6", "DeepSeek V3", "GB200-NVL72", 128, "On policy", "BF16")
+    assert w.rollout.kv_cache.gpu_memory_utilization == 0.3 and w.train.max_seq_len is None
+    # The GB200 30B-A3B 1-step-off row lists EP 16 on 8 training GPUs; its recipe sets 8.
+    rec, w = work("NEMORL-v0.6", "Qwen3-30B3A", "GB200-NVL72", 16, "1-step Off", "BF16")
+    assert rec.file == "grpo-qwen3-30ba3b-4n4g-async-1off.yaml"
+    assert (w.placement.train_gpus, w.train.parallel.ep) == (8, 8)
