@@ -34,7 +34,7 @@ def test_results_say_when_a_part_is_roofline_only():
     sc = copy.deepcopy(BASE) | {"name": "hw-captions-b300"}
     sc["cluster"] = {"system": "dgx-b300", "nodes": 1}
     text = captions(sc)
-    assert "Calibration: roofline-assumed (profile h100" in text
+    assert "Calibration: roofline-assumed (profile gb300" in text
     assert "cluster.price_per_gpu_hour" in text       # no default price: says what to set
 
 
@@ -44,7 +44,7 @@ def test_results_page_with_pools():
                                {"name": "b", "system": "dgx-b200", "nodes": 1}]}
     sc["workload"]["parallel"] = {"tp": 8, "pp": 2}
     text = captions(sc)
-    assert "h: fitted (profile h100" in text and "b: roofline-assumed (profile h100" in text
+    assert "h: fitted (profile h100" in text and "b: fitted (profile b200" in text
 
 
 def test_inference_page_shows_energy_and_calibration():

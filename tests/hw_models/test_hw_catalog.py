@@ -85,7 +85,7 @@ def test_calibration_status_is_stated():
     assert st["status"] == "measured"
     b300 = catalog.system("dgx-b300")
     st = profile.calibration_status(profile.load(b300.default_profile), b300.gpu)
-    assert st["status"] == "roofline-assumed" and "h100-sxm" in st["detail"]
+    assert st["status"] == "roofline-assumed" and "fitted on gb300" in st["detail"]
 
 
 @pytest.mark.parametrize("name", SYSTEMS)
