@@ -28,7 +28,7 @@ from hw_models import catalog, profile
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from hw_models.profile import Profile
-from sim import rl_pools, rl_sync
+from sim import rl_async, rl_pools, rl_sync
 from sim.rl_config import RLWorkload
 from sim.rl_sync import role_ref
 from sim.rl_timeline import Phases, PoolSizes, RLResult, idle_gpu_seconds, layout
@@ -75,7 +75,10 @@ def pool_cluster(sc: Scenario, system: SystemSpec, gpus: int) -> dict:
 
 
 # ---- rollout --------------------------------------------------------------------------
-def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> Scenario:
+def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes,
+                     count: int | None = None) -> Scenario:
+    """The serving sub-scenario of one step's requests (or ``count`` requests), all arriving
+    at once."""
     w: RLWorkload = sc.workload
     p = w.rollout.parallel
     replica = p.tp * p.pp * p.ep
@@ -83,7 +86,7 @@ def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> Scen
         raise InfeasiblePlanError(f"rollout.parallel tp {p.tp} x pp {p.pp} x ep {p.ep} = {replica} "
                                   f"GPUs does not divide the {pools.rollout} rollout GPUs")
     groups = math.ceil(w.prompts_per_step * w.rollout.oversample * w.rollout.batch_multiplier)
-    reqs = {"count": groups * w.samples_per_prompt, "arrival": "burst",
+    reqs = {"count": count or groups * w.samples_per_prompt, "arrival": "burst",
             "prompt_len": _length(w.prompt_len), "output_len": _length(w.response_len),
             "seed": w.seed}
     work = {"kind": "inference", "model": rollout_model(w), "precision": w.rollout_precision,
@@ -136,6 +139,14 @@ def run_rollout(sc: Scenario, system: SystemSpec, pools: PoolSizes, prof: Profil
             "kv_cache_capacity_gib": res.extra["kv_cache_capacity_gib"],
             "mean_batch": res.extra["mean_batch"], "generated_samples": len(df) * rounds,
             "preemptions": int(df.preemptions.sum()) * rounds}
+
+
+def _streamed(gen: dict, steady: dict) -> dict:
+    """One step's rollout figures with the steady-state generation of a stream across steps
+    (sim.rl_async): the tail is hidden by the next steps' requests, so no replica waits."""
+    return {**gen, "generation_s": steady["generation_s"], "straggler_gpu_s": 0.0,
+            "single_step_generation_s": gen["generation_s"],
+            "stream_steps": steady["stream_steps"]}
 
 
 # ---- training-side passes ---------------------------------------------------------------
@@ -274,6 +285,10 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
     model = resolve(w.model)
     _check_ep(w, model)
     gen = run_rollout(ro.sc, ro.system, pools, ro.profile)
+    if not pools.colocated and rl_async.streams(w):
+        with _where("rollout"):
+            gen = _streamed(gen, rl_async.steady_generation(
+                ro.sc, ro.system, pools, ro.profile, gen["replicas"]))
     with _where("train"):
         passes, packing = run_passes(tr.sc, tr.system, pools, gen["lengths"], tr.profile)
     sync = sync_fn()
@@ -298,6 +313,7 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
              "rollout_replicas": gen["replicas"], "rollout_mean_batch": gen["mean_batch"],
              "kv_cache_capacity_gib": gen["kv_cache_capacity_gib"],
              "rollout_preemptions": gen["preemptions"],
+             **{k: gen[k] for k in ("single_step_generation_s", "stream_steps") if k in gen},
              "generated_samples": gen["generated_samples"], **packing,
              "sync_bytes_per_gpu": sync["sync_bytes_per_gpu"],
              "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"]}
