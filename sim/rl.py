@@ -43,6 +43,9 @@ TOKENS_DEFINITION = ("NeMo RL: prompt + response tokens of the step's samples / 
                      "(step time x all GPUs)")
 
 
+STREAM_KEYS = ("single_step_generation_s", "stream_steps", "stream_bound")
+
+
 # ---- pools ----------------------------------------------------------------------------
 def pool_sizes(w: RLWorkload, world: int, per_node: int) -> PoolSizes:
     if w.colocated:
@@ -146,7 +149,7 @@ def _streamed(gen: dict, steady: dict) -> dict:
     (sim.rl_async): the tail is hidden by the next steps' requests, so no replica waits."""
     return {**gen, "generation_s": steady["generation_s"], "straggler_gpu_s": 0.0,
             "single_step_generation_s": gen["generation_s"],
-            "stream_steps": steady["stream_steps"]}
+            "stream_steps": steady["stream_steps"], "stream_bound": steady["stream_bound"]}
 
 
 # ---- training-side passes ---------------------------------------------------------------
@@ -288,7 +291,7 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
     if not pools.colocated and rl_async.streams(w):
         with _where("rollout"):
             gen = _streamed(gen, rl_async.steady_generation(
-                ro.sc, ro.system, pools, ro.profile, gen["replicas"]))
+                ro.sc, ro.system, pools, ro.profile, gen["replicas"], gen["generation_s"]))
     with _where("train"):
         passes, packing = run_passes(tr.sc, tr.system, pools, gen["lengths"], tr.profile)
     sync = sync_fn()
@@ -313,7 +316,7 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
              "rollout_replicas": gen["replicas"], "rollout_mean_batch": gen["mean_batch"],
              "kv_cache_capacity_gib": gen["kv_cache_capacity_gib"],
              "rollout_preemptions": gen["preemptions"],
-             **{k: gen[k] for k in ("single_step_generation_s", "stream_steps") if k in gen},
+             **{k: gen[k] for k in STREAM_KEYS if k in gen},
              "generated_samples": gen["generated_samples"], **packing,
              "sync_bytes_per_gpu": sync["sync_bytes_per_gpu"],
              "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"]}

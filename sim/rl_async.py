@@ -51,11 +51,14 @@ def stream_steps(w: RLWorkload, replicas: int) -> int:
 
 
 def steady_generation(sc: Scenario, system: SystemSpec, pools: PoolSizes, prof: Profile | None,
-                      replicas: int) -> dict:
-    """Seconds per step of a continuously fed rollout engine, and the S it was measured on.
-    Measured on one replica with its share of the requests: with the batch kept full the
-    replicas run side by side at the same throughput (one step alone, by contrast, waits for
-    the slowest replica, which sim.rl.run_rollout costs)."""
+                      replicas: int, one_step_s: float) -> dict:
+    """Seconds per step of a continuously fed rollout engine: the larger of its throughput
+    bound and its latency bound. Throughput: measured on one replica with its share of the
+    requests (with the batch kept full the replicas run side by side at the same rate; one
+    step alone, by contrast, waits for the slowest replica, which sim.rl.run_rollout costs).
+    Latency: a step's requests start k steps before the trainer consumes them, so its
+    generation to the last response (``one_step_s``, alone on the pool: a lower bound of
+    its time among the other steps' requests) must fit in k steps."""
     from sim.rl import rollout_scenario
     from sim.simulate_inference import simulate_inference
     w: RLWorkload = sc.workload
@@ -64,5 +67,7 @@ def steady_generation(sc: Scenario, system: SystemSpec, pools: PoolSizes, prof: 
     one = PoolSizes(pools.rollout // replicas, pools.train, False)
     ends = [float(simulate_inference(rollout_scenario(sc, system, one, count=n * share),
                                      prof).requests.finish_s.max()) for n in (1, s)]
-    return {"generation_s": max(0.0, (ends[1] - ends[0]) / (s - 1)), "stream_steps": s,
-            "replica_one_step_s": ends[0], "replica_stream_s": ends[1]}
+    throughput = max(0.0, (ends[1] - ends[0]) / (s - 1))
+    latency = one_step_s / w.off_policy_steps
+    return {"generation_s": max(throughput, latency), "stream_steps": s,
+            "stream_bound": "throughput" if throughput >= latency else "latency"}
