@@ -10,9 +10,9 @@ simulators), this places them on the pools:
   rollouts, the rollout pool waits for training; both join the weight sync;
 - separate pools, ``off_policy_steps: k >= 1``: rollout of step i+k runs while step i
   trains, so in steady state the step takes max(generation, log-prob + training) plus the
-  sync, which stops both pools (the trainer sends, the engines receive). Any k >= 1 gives
-  the same steady-state step: deeper queues only absorb jitter, which a deterministic step
-  does not have.
+  sync, which stops both pools (the trainer sends, the engines receive). ``generation`` is
+  what sim.rl measured: one step to its last response for k = 1, the steady-state time per
+  step of rollouts streamed across steps for k >= 2 (sim.rl_async).
 """
 
 from __future__ import annotations
