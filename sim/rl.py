@@ -43,7 +43,7 @@ TOKENS_DEFINITION = ("NeMo RL: prompt + response tokens of the step's samples / 
                      "(step time x all GPUs)")
 
 
-STREAM_KEYS = ("single_step_generation_s", "stream_steps", "stream_bound")
+STREAM_KEYS = ("single_step_generation_s", "stream_steps", "stream_batch", "stream_bound")
 
 
 # ---- pools ----------------------------------------------------------------------------
@@ -79,9 +79,9 @@ def pool_cluster(sc: Scenario, system: SystemSpec, gpus: int) -> dict:
 
 # ---- rollout --------------------------------------------------------------------------
 def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes,
-                     count: int | None = None) -> Scenario:
+                     count: int | None = None, max_batch: int | None = None) -> Scenario:
     """The serving sub-scenario of one step's requests (or ``count`` requests), all arriving
-    at once."""
+    at once; ``max_batch`` replaces the scheduler's running-sequence limit."""
     w: RLWorkload = sc.workload
     p = w.rollout.parallel
     replica = p.tp * p.pp * p.ep
@@ -94,7 +94,8 @@ def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes,
             "seed": w.seed}
     work = {"kind": "inference", "model": rollout_model(w), "precision": w.rollout_precision,
             "parallel": {"tp": p.tp, "pp": p.pp, "ep": p.ep}, "replicas": pools.rollout // replica,
-            "scheduler": w.rollout.scheduler.model_dump(), "kv_cache": w.rollout.kv_cache.model_dump(),
+            "scheduler": w.rollout.scheduler.model_dump() | (
+                {"max_batch": max_batch} if max_batch else {}), "kv_cache": w.rollout.kv_cache.model_dump(),
             "engine_host": w.rollout.engine_host, "enforce_eager": w.rollout.enforce_eager,
             "requests": reqs}
     return parse({"name": f"{sc.name}-rollout", "cluster": pool_cluster(sc, system, pools.rollout),
@@ -149,7 +150,7 @@ def _streamed(gen: dict, steady: dict) -> dict:
     (sim.rl_async): the tail is hidden by the next steps' requests, so no replica waits."""
     return {**gen, "generation_s": steady["generation_s"], "straggler_gpu_s": 0.0,
             "single_step_generation_s": gen["generation_s"],
-            "stream_steps": steady["stream_steps"], "stream_bound": steady["stream_bound"]}
+            **{k: steady[k] for k in STREAM_KEYS[1:]}}
 
 
 # ---- training-side passes ---------------------------------------------------------------

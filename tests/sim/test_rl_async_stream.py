@@ -32,22 +32,23 @@ def one_replica(count: int, response, max_batch: int = 256) -> float:
     return float(simulate_inference(sc).requests.finish_s.max())
 
 
-def test_stream_steps_by_hand():
-    # 16 requests a step on 2 replicas: max_batch 8 is filled by one step (f = 1), so S = 2;
-    # max_batch 256 needs f = ceil(256 x 2 / 16) = 32 steps, so S = k.
-    assert rl_async.stream_steps(make(8, 64, max_batch=8).workload, 2) == 2
-    assert rl_async.stream_steps(make(3, 64).workload, 2) == 3
-    assert rl_async.stream_steps(make(8, 64).workload, 2) == 8
-    assert rl_async.stream_steps(make(2, 64, max_batch=1).workload, 2) == 2
+def test_window_by_hand():
+    # 16 requests a step on 2 replicas: a share of 8. The running set is
+    # c = min(max_batch, k x 8) and m = ceil(c / 8) steps fill it.
+    assert rl_async.window(make(8, 64, max_batch=8).workload, 2) == (8, 1)
+    assert rl_async.window(make(3, 64).workload, 2) == (24, 3)
+    assert rl_async.window(make(8, 64).workload, 2) == (64, 8)
+    assert rl_async.window(make(8, 64, max_batch=20).workload, 2) == (20, 3)
 
 
 def test_constant_lengths_stream_is_the_sum_of_the_steps_work():
     # Every response 256 tokens, each replica's batch limit (8) is one step's share (16 / 2):
-    # there is no tail to hide, so S = 2 steps back to back cost two steps' work and the
-    # steady-state step is one step's generation, as a plain serving run gives it.
+    # c = 8, m = 1. There is no tail to hide, so two steps back to back cost two steps' work
+    # and the steady-state step is one step's generation, as a plain serving run gives it.
     res = simulate_rl(make(4, 256, max_batch=8))
     one, two = one_replica(8, 256, 8), one_replica(16, 256, 8)
-    assert res.extra["stream_steps"] == 2 and res.extra["stream_bound"] == "throughput"
+    assert res.extra["stream_steps"] == 1 and res.extra["stream_batch"] == 8
+    assert res.extra["stream_bound"] == "throughput"
     assert two == pytest.approx(2 * one, rel=0.02)
     assert res.metrics["generation_s"] == pytest.approx(two - one, rel=1e-9)
     assert res.metrics["generation_s"] == pytest.approx(res.extra["single_step_generation_s"],
@@ -59,23 +60,20 @@ LONG_TAIL = {"dist": "lognormal", "median": 200, "sigma": 1.0, "high": 3000}
 
 @pytest.fixture(scope="module")
 def tailed():
-    return {k: simulate_rl(make(k, LONG_TAIL)) for k in (0, 1, 4)}
+    return {k: simulate_rl(make(k, LONG_TAIL)) for k in (0, 1, 2, 4)}
 
 
 def test_long_tail_is_hidden_by_the_next_steps(tailed):
     res = tailed[4]
     m, x = res.metrics, res.extra
-    # Throughput: S = 4 steps' shares (8 requests each) on one replica, minus one share,
-    # over 3. Latency: one step alone to its last response, spread over k = 4 steps. The
-    # batch (256) is far from full, so the latency bound is the larger.
-    s = x["stream_steps"]
-    assert s == 4
-    throughput = (one_replica(8 * s, LONG_TAIL) - one_replica(8, LONG_TAIL)) / (s - 1)
+    # k = 4, share 8: c = min(256, 32) = 32, m = 4. Throughput: 8 steps' shares on one
+    # replica running at most 32 sequences, minus 4 steps' shares, over 4.
+    assert (x["stream_steps"], x["stream_batch"]) == (4, 32)
+    by_hand = (one_replica(64, LONG_TAIL, 32) - one_replica(32, LONG_TAIL, 32)) / 4
     single = x["single_step_generation_s"]
     assert single == pytest.approx(tailed[0].metrics["generation_s"])
-    assert throughput < single / 4
-    assert m["generation_s"] == pytest.approx(single / 4, rel=1e-12)
-    assert x["stream_bound"] == "latency"
+    assert x["stream_bound"] == "throughput" and by_hand > single / 4
+    assert m["generation_s"] == pytest.approx(by_hand, rel=1e-9)
     # One step alone waits for its longest response; the stream hides that tail.
     assert m["generation_s"] < single - m["generation_tail_s"]
     assert m["generation_straggler_gpu_s"] == 0.0
@@ -83,14 +81,25 @@ def test_long_tail_is_hidden_by_the_next_steps(tailed):
     assert m["step_time_s"] == pytest.approx(max(m["generation_s"], w) + sync)
 
 
+def test_two_steps_of_slack_are_latency_bound(tailed):
+    # k = 2: c = 16, m = 2; one step's generation to its last response must fit in two
+    # steps, which here is longer than the throughput bound.
+    m, x = tailed[2].metrics, tailed[2].extra
+    by_hand = (one_replica(32, LONG_TAIL, 16) - one_replica(16, LONG_TAIL, 16)) / 2
+    single = x["single_step_generation_s"]
+    assert by_hand < single / 2
+    assert x["stream_bound"] == "latency"
+    assert m["generation_s"] == pytest.approx(single / 2, rel=1e-12)
+
+
 def test_one_step_off_still_waits_for_its_tail_and_k_orders(tailed):
     # k = 1: NeMo RL generates only for the next weight version, then waits for the refit,
     # so each step's rollout runs to its own last response.
-    on, one, four = (tailed[k].metrics for k in (0, 1, 4))
+    on, one, two, four = (tailed[k].metrics for k in (0, 1, 2, 4))
     assert one["generation_s"] == on["generation_s"]
     assert "stream_steps" not in tailed[1].extra
-    assert four["generation_s"] < one["generation_s"]
-    assert four["step_time_s"] <= one["step_time_s"] <= on["step_time_s"]
+    assert four["generation_s"] < two["generation_s"] < one["generation_s"]
+    assert four["step_time_s"] <= two["step_time_s"] <= one["step_time_s"] <= on["step_time_s"]
 
 
 def test_k8_against_k1_on_a_generation_bound_step():
