@@ -156,7 +156,8 @@ class RLWorkload(_Cfg):
                                                         "(time-shared GPUs, onload/offload of "
                                                         "the training states) or separate pools")
     off_policy_steps: int = Field(0, ge=0, description="0 on-policy; k >= 1 overlaps rollout of "
-                                  "step i+k with training of step i (separate pools)")
+                                  "step i+k with training of step i (separate pools); k >= 2 "
+                                  "streams the rollouts across steps")
     sync: Literal["nccl", "broadcast", "checkpoint"] = Field("nccl", description=(
         "weight sync: nccl reshards (each rollout GPU receives its own shard); broadcast "
         "sends every full tensor to every rollout GPU (NeMo RL's default transport between "
