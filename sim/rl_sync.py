@@ -42,9 +42,8 @@ from __future__ import annotations
 import numpy as np
 
 from hw_models import storage
-from hw_models.catalog import SystemSpec
+from hw_models.catalog import SystemSpec, refit_per_tensor_s
 from hw_models.profile import Profile
-from hw_models.catalog import refit_per_tensor_s
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.rl_config import RLWorkload
 from sim.rl_timeline import PoolSizes
