@@ -12,6 +12,8 @@ Inputs (calibration/reference/, each with its source in its header or README):
 - kernels/flashattention2.csv    attention efficiency vs sequence length
 - collectives/*.csv, echo_nccl_tests/*16gpu.log  all_reduce sweeps -> collective curves
 - the same sweeps + echo 2/4/8 GPU logs -> flow-model ``fabric`` fits (calibration/fit_fabric.py)
+- kernels/gemm_blackwell.csv, kernels/attention_cudnn_blackwell.csv -> the Blackwell
+  profiles ``b200``, ``gb200``, ``gb300`` (calibration/blackwell.py)
 """
 
 from __future__ import annotations
@@ -330,8 +332,10 @@ def build_a100_dgx(a100: dict) -> dict:
 
 
 def build_all() -> list[dict]:
-    a100 = build_a100()
-    return [a100, build_a100_ndm(a100), build_a100_dgx(a100), build_h100()]
+    from calibration.blackwell import build_blackwell
+    a100, h100 = build_a100(), build_h100()
+    return [a100, build_a100_ndm(a100), build_a100_dgx(a100), h100,
+            *build_blackwell(h100, REF, _sha)]
 
 
 def check() -> list[str]:

@@ -93,14 +93,17 @@ GEMM_TILE = (128, 256)
 
 def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
              elem_bytes: float, n_boot: int = 200, sms: int = 0,
-             tile: tuple[int, int] = GEMM_TILE, fit_bw: bool = False) -> Fit:
+             tile: tuple[int, int] = GEMM_TILE, fit_bw: bool = False,
+             eff_cap: float = 1.0) -> Fit:
     """t = launch + smooth_max((F wave + F_half)/(peak eff_max), bytes/(bw bw_eff), p).
 
     With ``sms`` (the GPU's SM count from the catalog) the wave-quantization factor
     ``hw_models.compute.wave_factor`` multiplies the FLOPs and its exponent
     ``wave_exp`` is fitted; without it (sms=0) the term is off. ``fit_bw``: also fit the
     GEMMs' own bandwidth efficiency (``bw_eff``, replacing the given one), for data that
-    hold memory-bound shapes (fitting.memory_bound_shapes)."""
+    hold memory-bound shapes (fitting.memory_bound_shapes). ``eff_cap``: upper bound of
+    eff_max, where a measured maximum achievable efficiency is known (data whose largest
+    shapes stop short of saturation would otherwise extrapolate past it)."""
     m, n, k, t = (np.asarray(a, float) for a in (m, n, k, time_s))
     flops = 2 * m * n * k
     nbytes = elem_bytes * (m * k + k * n + m * n)
@@ -128,9 +131,9 @@ def fit_gemm(m, n, k, time_s, peak_flops: float, hbm_bw: float, bw_eff: float,
             out["bw_eff"] = th[iw]
         return out
 
-    theta0 = [0.8, np.log(1e9), 3.0, 2.0] + ([0.5] if waves else []) + ([bw_eff] if fit_bw else [])
+    theta0 = [min(0.8, 0.95 * eff_cap), np.log(1e9), 3.0, 2.0] + ([0.5] if waves else []) + ([bw_eff] if fit_bw else [])
     lo = [0.05, np.log(1e5), 0.0, 1.0] + ([0.0] if waves else []) + ([0.1] if fit_bw else [])
-    hi = [1.0, np.log(1e13), 50.0, 8.0] + ([1.0] if waves else []) + ([1.0] if fit_bw else [])
+    hi = [eff_cap, np.log(1e13), 50.0, 8.0] + ([1.0] if waves else []) + ([1.0] if fit_bw else [])
     fit = fit_curve(model, x, t, theta0, (lo, hi), list(to_params(np.array(theta0))), to_params,
                n_boot=n_boot)
     if waves:   # tile sizes are sourced constants, not fitted: no spread, exact ints

@@ -20,9 +20,11 @@ import re
 from typing import Any
 
 from calibration.validate_modern import Case, num, read, run, summary, training
+from hw_models import catalog
 
 SUITE = "fp8"
-SYSTEMS = {"H100": "dgx-h100", "B200": "dgx-b200", "GB200": "gb200-nvl72"}
+SYSTEMS = {"H100": "dgx-h100", "B200": "dgx-b200", "GB200": "gb200-nvl72",
+           "B300": "dgx-b300", "GB300": "gb300-nvl72"}
 ARCH = {"llama3-8b": "llama3-8b", "llama3-70b": "llama3-70b", "llama3.1-405b": "llama3-405b"}
 
 
@@ -71,8 +73,9 @@ def _mb_perf(r) -> Case:
     sc = training(f"fp8-{r.Index}", SYSTEMS[gpu], int(r.num_gpus), ARCH[r.arch_id], int(r.seq_len),
                   int(num(r.global_batch_seqs)), par, precision=prec, recipe=recipe,
                   micro_batch=int(num(r.micro_batch) or 1))
+    profile = catalog.gpu(catalog.system(SYSTEMS[gpu]).gpu).profile
     note = f"{recipe}; no recompute (not published)" + (
-        "; Hopper efficiency profile (catalog assumption)" if gpu != "H100" else "")
+        f"; efficiency profile {profile}" if gpu != "H100" else "")
     return Case(SUITE, name, "tokens_per_s_per_gpu", published, sc, note, extra=extra)
 
 

@@ -24,15 +24,15 @@ def test_every_row_predicted_or_skipped_with_a_reason(table):
 
 @pytest.mark.slow
 def test_accuracy_does_not_regress(table):
-    """Guards the measured level (H100 6.1%, B200 / GB200 26.0%, with the context-parallel
-    rows and the FP8 recipes' kernels on the expert GEMMs); the Blackwell target (15%) is
-    not met (docs/moe.md says why)."""
+    """Guards the measured level (H100 4.7%, B200 / GB200 21.7% with the catalog's Hopper
+    profile, with the context-parallel rows and the FP8 recipes' kernels on the expert
+    GEMMs); the Blackwell target (15%) is not met (docs/moe.md says why)."""
     s = summary(table)
     assert s["predicted"] >= 129          # only the rows the csv flags stay skipped
     assert not table.skipped.str.contains("context parallelism").any()
     assert s["median_abs_error_pct_h100"] < 8
     done = table[(table.skipped == "") & table.gpu.isin(["B200", "GB200"])]
-    assert done.error_pct.abs().median() < 30
+    assert done.error_pct.abs().median() < 25
 
 
 def test_serving_rows():
