@@ -62,6 +62,11 @@ BATCH_MULTIPLIER = {("deepseek-v3", "DAPO"): 3.0}
 # The same recipe sets policy.generation.vllm_cfg.enforce_eager: true (no CUDA graphs); no
 # other performance recipe at the tables' commits (cff17f83b, 9dbd9adc9, 69c7ca117) does.
 ENFORCE_EAGER = {("deepseek-v3", "DAPO")}
+# The rollout engine's host work per sequence (workload.rollout.engine_host): NeMo RL pins
+# vLLM 0.11.0 (cff17f83b) and 0.11.2 (9dbd9adc9), V1 with synchronous scheduling (NeMo RL
+# sets no async_scheduling), and vLLM 0.17.1 (69c7ca117), where asynchronous scheduling is
+# on by default (hw_models/data/engines.yaml).
+ENGINE_HOST = {"NEMORL-v0.4": "vllm-v1", "NEMORL-v0.5": "vllm-v1", "NEMORL-v0.6": "vllm-v1-async"}
 # Colocated recipes that set vllm_cfg.async_engine: true (grpo-deepseek-v3-32n8g.yaml,
 # grpo-qwen3-235b-16n8g.yaml and the files that inherit them) generate through AsyncLLM.
 ASYNC_COLOCATED = {("deepseek-v3", "GRPO"), ("qwen3-235b-a22b", "GRPO")}

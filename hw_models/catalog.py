@@ -168,6 +168,12 @@ def engine_host_s(name: str, system: SystemSpec) -> float:
     return per_seq * host_cpu_factor(system) if per_seq else 0.0
 
 
+def refit_per_tensor_s(system: SystemSpec) -> float:
+    """Host seconds per Hugging Face tensor of an RL weight refit on ``system``'s host
+    (engines.yaml weight_refit: export on the sender, load_weights on the receiver)."""
+    return float(serving_engines()["weight_refit"]["per_tensor_us"]) * 1e-6 * host_cpu_factor(system)
+
+
 def eager_launch_s() -> float:
     """Seconds between kernel launches without CUDA graphs (the host's launch interval)."""
     return float(serving_engines()["eager_launch"]["launch_us"]) * 1e-6

@@ -89,10 +89,11 @@ class InferenceWorkload(_Cfg):
         "fused: one kernel per operator (rotary, KV write, activation), as serving engines "
         "run; eager: one kernel per PyTorch operator of a plain implementation (13 per "
         "rotary call, docs/inference.md); dense models only"))
-    engine_host: Literal["none", "vllm-v0", "vllm-v1"] = Field("none", description=(
+    engine_host: Literal["none", "vllm-v0", "vllm-v1", "vllm-v1-async"] = Field("none", description=(
         "host work between iterations per sequence in the batch (measured, "
         "hw_models/data/engines.yaml): none (iterations back to back), vllm-v1 (vLLM V1, "
-        "synchronous scheduling: 21.5 us), vllm-v0 (vLLM V0: 100 us)"))
+        "synchronous scheduling: 21.5 us), vllm-v1-async (asynchronous scheduling: 0.625 "
+        "us), vllm-v0 (vLLM V0: 100 us)"))
     enforce_eager: bool = Field(False, description=(
         "no CUDA graphs (vLLM enforce_eager): every kernel takes at least the host's "
         "launch interval (3.9 us, hw_models/data/engines.yaml)"))

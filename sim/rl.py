@@ -295,7 +295,7 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
                 ro.sc, ro.system, pools, ro.profile, gen["replicas"], gen["generation_s"]))
     with _where("train"):
         passes, packing = run_passes(tr.sc, tr.system, pools, gen["lengths"], tr.profile)
-    sync = sync_fn()
+    sync = rl_sync.with_tensor_cost(sync_fn(), model, tr.system)
     moves = rl_sync.offload(tr.sc, tr.system, pools)
     ph = Phases(gen["generation_s"], tuple(passes), sync["weight_sync_s"],
                 moves["onload_s"], moves["offload_s"])
@@ -320,6 +320,7 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
              **{k: gen[k] for k in STREAM_KEYS if k in gen},
              "generated_samples": gen["generated_samples"], **packing,
              "sync_bytes_per_gpu": sync["sync_bytes_per_gpu"],
+             "sync_tensors": sync["sync_tensors"], "sync_tensor_s": sync["sync_tensor_s"],
              "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"]}
     return RLResult(sc.name, metrics, timeline, pools.world, time.perf_counter() - t0, extra)
 

@@ -50,10 +50,11 @@ class RolloutConfig(_Cfg):
                              "enough groups with a reward spread are kept (NeMo RL: at most "
                              "dynamic_sampling_max_gen_batches); not published per run, so 1 "
                              "unless known")
-    engine_host: Literal["none", "vllm-v0", "vllm-v1"] = Field(
+    engine_host: Literal["none", "vllm-v0", "vllm-v1", "vllm-v1-async"] = Field(
         "vllm-v1", description="host work of the rollout engine per sequence per iteration: "
         "vllm-v1 (21.5 us; vLLM V1 with synchronous scheduling, as NeMo RL's vLLM 0.11 "
-        "runs), vllm-v0 (100 us) or none (hw_models/data/engines.yaml)")
+        "runs), vllm-v1-async (0.625 us; asynchronous scheduling, vLLM's default from "
+        "2026), vllm-v0 (100 us) or none (hw_models/data/engines.yaml)")
     enforce_eager: bool = Field(False, description="vLLM enforce_eager: decode without CUDA "
                                 "graphs, every kernel at least the host's launch interval")
 

@@ -108,14 +108,23 @@ def view(sc: Scenario, pool: PoolConfig, placement) -> Scenario:
 def cross_pool_sync(sc: Scenario, where: PooledPlacement, params: float, weight_bytes: float) -> dict:
     """nccl sync from the training pool to the rollout pool over the common network: each
     rollout GPU receives its whole shard (nothing is in place on another pool); NCCL
-    broadcasts pipeline, so the time is that of one receiver."""
-    from sim.pools import PooledNetwork, PoolIndex, make_pools
+    broadcasts pipeline, so the time is that of one receiver. broadcast: one NCCL ring over
+    both pools (sim/rl_sync.py), each byte entering a node once over all its NICs, so the
+    slower pool's NICs of one node (capped by its scale-up bandwidth) carry the model."""
+    from sim.network.analytical import curve_time
+    from sim.pools import PooledNetwork, PoolIndex, make_pools, scale_out_curve
     w: RLWorkload = sc.workload
     rp = w.rollout.parallel
     index = PoolIndex(make_pools(sc))
     net = PooledNetwork(index, sc.cluster.network.oversubscription)
     first = {p.name: p.first_rank for p in index.pools}
     need = params * weight_bytes / (1 if w.sync == "broadcast" else rp.tp * rp.pp * rp.ep)
-    seconds = net.p2p_time(first[where.train_pool], first[where.rollout_pool], need)
+    if w.sync == "broadcast":
+        pools = [p for p in index.pools if p.name in (where.train_pool, where.rollout_pool)]
+        node_bw = min(min(p.system.nic_bw_per_gpu * p.system.gpus_per_node, p.system.scale_up_bw)
+                      for p in pools) / net.oversub
+        seconds = curve_time(scale_out_curve(index.of(first[where.train_pool])), need, node_bw)
+    else:
+        seconds = net.p2p_time(first[where.train_pool], first[where.rollout_pool], need)
     return {"weight_sync_s": seconds, "sync_bytes_per_gpu": need,
             "sync_bytes_total": need * where.sizes.rollout}

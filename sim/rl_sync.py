@@ -4,8 +4,17 @@ rollout layout) and, when colocated, the onload/offload of the training states.
 broadcast sync (NeMo RL's default transport between separate pools, whose design note
 "NCCL Reshard Refit" says it "broadcasts every full parameter tensor from the training
 ranks to every generation rank"): every rollout GPU receives the whole model at the
-rollout precision, over the same links as the nccl reshard; broadcasts pipeline, so the
-time is one receiver's.
+rollout precision. Between separate pools it is one NCCL broadcast over a group of every
+training rank and every rollout rank (vllm_backend.py init_collective: "Place vLLM ranks
+after all training ranks so all training workers can join"; packed_broadcast_producer,
+src 0): NCCL's ring brings each byte into a node once over all the node's NICs (one ring
+per channel, one NIC per ring) and forwards it over NVLink, pipelined in chunks, so the
+time is the model's bytes at a node's NIC bandwidth (the network's broadcast curve). When
+colocated, each GPU receives the whole model from a training GPU of its node.
+
+Every path also pays a host-side cost per Hugging Face tensor of the model
+(hw_models/data/engines.yaml weight_refit): the sender exports the tensors one by one
+(megatron_bridge export_hf_weights) and vLLM's load_weights maps and copies each.
 
 nccl sync: every rollout GPU receives the part of its rollout shard that it does not
 already hold (workloads.rl.reshard_inbound), from a training GPU of the same model copy,
@@ -33,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw_models import storage
-from hw_models.catalog import SystemSpec
+from hw_models.catalog import SystemSpec, refit_per_tensor_s
 from hw_models.profile import Profile
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.rl_config import RLWorkload
@@ -42,7 +51,9 @@ from sim.run_config import StorageConfig
 from sim.scenario import Scenario
 from workloads import memory
 from workloads import rl as steps
+from workloads.graph import CommGroup
 from workloads.model import ModelSpec, resolve
+from workloads.moe import is_moe_layer, mla
 from workloads.parallel import ParallelPlan
 
 WEIGHT_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
@@ -77,6 +88,10 @@ def nccl_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: ModelSp
         inbound = steps.reshard_inbound(total, train, dp, rollout, pools.rollout, pools.colocated)
     g = int(np.argmax(inbound))
     net = cluster_network(sc, system, prof)
+    if w.sync == "broadcast" and not pools.colocated:
+        group = CommGroup(tuple(range(pools.train + pools.rollout)))
+        return {"weight_sync_s": net.collective_time("broadcast", total, group),
+                "sync_bytes_per_gpu": total, "sync_bytes_total": float(inbound.sum())}
     if pools.colocated:
         src = _nearest_holder(g, train, dp, rollout)
         dst = g
@@ -86,6 +101,42 @@ def nccl_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: ModelSp
     local = max(0.0, total / rollout.gpus - inbound[g]) * 2 / system.gpu_spec.hbm_bw
     return {"weight_sync_s": moved + local, "sync_bytes_per_gpu": float(inbound[g]),
             "sync_bytes_total": float(inbound.sum())}
+
+
+def hf_tensor_count(m: ModelSpec) -> int:
+    """Tensors of the model's Hugging Face checkpoint that a refit exports and loads one by
+    one (the main model; the multi-token-prediction layers are not loaded by vLLM's main
+    model). Per layer: the attention projections (q, k, v, o, their biases, Qwen3's q/k
+    norms; MLA: q_a_proj, q_a_layernorm, q_b_proj or q_proj, kv_a_proj_with_mqa,
+    kv_a_layernorm, kv_b_proj, o_proj), two norms, and the MLP (gate, up, down) or, in a
+    MoE layer, the router (plus its bias: DeepSeek-V3's e_score_correction_bias), every
+    expert's matrices and the shared experts'. Then the embedding, final norm, output layer."""
+    norm = 2 if m.norm == "layernorm" else 1          # LayerNorm has a weight and a bias
+    mlp = (3 if m.gated else 2) * (2 if m.bias else 1)
+    att = mla(m)
+    if att is not None:
+        attn = (3 if att.q_lora_rank else 1) + 4
+    else:
+        attn = 4 * (2 if m.bias else 1) + (2 if m.qk_norm else 0)
+    count = 0
+    for i in range(m.layers):
+        count += attn + 2 * norm
+        if is_moe_layer(m, i):
+            router = 1 + int(m.moe.router == "sigmoid" or m.bias)
+            count += router + m.moe.experts * mlp + m.moe.shared_experts * (3 if m.gated else 2)
+        else:
+            count += mlp
+    return count + 1 + int(not m.rope) + norm + int(not m.tied_embeddings)
+
+
+def with_tensor_cost(sync: dict, model: ModelSpec, system: SystemSpec) -> dict:
+    """``sync`` plus the host-side per-tensor cost of the refit (export + load_weights),
+    paid once per tensor on every path, colocated CUDA-IPC included."""
+    tensors = hf_tensor_count(model)
+    cost = tensors * refit_per_tensor_s(system)
+    return {**sync, "weight_sync_s": sync["weight_sync_s"] + cost,
+            "sync_transport_s": sync["weight_sync_s"], "sync_tensor_s": cost,
+            "sync_tensors": tensors}
 
 
 def _nearest_holder(g: int, train: steps.Layout, dp: int, rollout: steps.Layout) -> int:

@@ -32,9 +32,11 @@ def run(engine_host="none", count=8, prompt=64, output=32, replicas=1, system="d
 def test_catalog_constants_are_the_published_figures():
     assert catalog.engine_host_per_seq_s("vllm-v1") == pytest.approx(5.5e-3 / 256, rel=0.01)
     assert catalog.engine_host_per_seq_s("vllm-v0") == pytest.approx(20e-3 / 200)
+    assert catalog.engine_host_per_seq_s("vllm-v1-async") == pytest.approx(0.16e-3 / 256)
     assert catalog.engine_host_per_seq_s("none") == 0.0
     engines = catalog.serving_engines()
-    assert all("source" in engines[k] for k in ("none", "vllm-v1", "vllm-v0", "eager_launch"))
+    assert all("source" in engines[k]
+               for k in ("none", "vllm-v1", "vllm-v1-async", "vllm-v0", "eager_launch"))
     # Grace hosts: TransformerEngine #2053, torch Linear forward CPU time 37.08 us on GB200
     # against 13.48 us on a DGX H100's Xeon 8480C.
     assert catalog.host_cpu_factor(catalog.system("gb200-nvl72")) == pytest.approx(37.08 / 13.48, rel=1e-3)
