@@ -63,11 +63,16 @@ def test_training_plans_follow_the_rows_and_recipes():
     assert sum(rl_recipes.stage_layers("qwen3-235b-a22b", 4)) == 94
 
 
+def rows_by_key(table):
+    """The table's rows by (source, algorithm, model, GPU, mode, precision)."""
+    return {(r.source_id, r.algorithm, r.model, r.gpu_type, r.policy_mode, r.precision_train): r
+            for r in table.itertuples()}
+
+
 def test_rows_are_filled_from_the_recipes_at_the_tables_commits():
     # No simulation: the scenarios the rows become.
     table = validate_rl.load()
-    rows = {(r.source_id, r.algorithm, r.model, r.gpu_type, r.policy_mode, r.precision_train): r
-            for r in table.itertuples()}
+    rows = rows_by_key(table)
 
     def work(*key):
         r = rows[key]
@@ -98,8 +103,7 @@ def test_a_model_without_tokens_per_second_has_no_prompt_length():
 def test_training_passes_follow_each_rows_recipe():
     # Recipes at cff17f83b (v0.4) and 9dbd9adc9 (v0.5), defaults chains resolved by hand.
     table = validate_rl.load()
-    rows = {(r.source_id, r.algorithm, r.model, r.gpu_type, r.policy_mode, r.precision_train): r
-            for r in table.itertuples()}
+    rows = rows_by_key(table)
 
     def train(*key):
         r = rows[key]

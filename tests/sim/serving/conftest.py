@@ -1,6 +1,7 @@
 import pytest
 
 from sim import scenario
+from sim.serving import fast_forward, loop
 
 
 def make(policy="vllm", **requests):
@@ -19,3 +20,17 @@ def scen():
     def build(policy="vllm", overrides=(), **requests):
         return scenario.parse(scenario.apply_overrides(make(policy, **requests), list(overrides)))
     return build
+
+
+@pytest.fixture
+def decode_runs(monkeypatch):
+    """Records, for every decode run the serving loop tries, whether the fast-forward
+    shortcut played it (True) or fell back to step-by-step iterations (False)."""
+    runs = []
+
+    def counted(*a):
+        end = fast_forward.decode_run(*a)
+        runs.append(end is not None)
+        return end
+    monkeypatch.setattr(loop, "decode_run", counted)
+    return runs

@@ -7,7 +7,7 @@ import pytest
 from hw_models import catalog
 from sim import scenario
 from sim.network import AnalyticalNetwork
-from sim.serving import fast_forward, loop
+from sim.serving import fast_forward
 from sim.serving.iteration import IterationModel
 from sim.setup import paced_compute, resolve_cluster
 from sim.simulate import simulate
@@ -63,16 +63,10 @@ def test_host_time_on_a_grace_host():
     assert extra == pytest.approx(32 * 8 * V1_US * 1e-6 * factor, rel=1e-9)
 
 
-def test_fast_forward_stays_exact_with_host_time(monkeypatch):
+def test_fast_forward_stays_exact_with_host_time(monkeypatch, decode_runs):
     kw = {"engine_host": "vllm-v1", "count": 48, "prompt": 200, "replicas": 2,
           "output": {"dist": "lognormal", "median": 150, "sigma": 0.8, "high": 1500}}
-    runs = []
-
-    def counted(*a):
-        end = fast_forward.decode_run(*a)
-        runs.append(end is not None)
-        return end
-    monkeypatch.setattr(loop, "decode_run", counted)
+    runs = decode_runs
     fast = run(**kw)
     assert any(runs)
     monkeypatch.setattr(fast_forward, "MIN_RUN", 10**9)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sim import scenario
-from sim.serving import fast_forward, loop
+from sim.serving import fast_forward
 from sim.simulate_inference import simulate_inference
 
 
@@ -20,15 +20,9 @@ def burst(blocks=None, count=48, max_batch=256):
 
 
 @pytest.mark.parametrize("kw", [{}, {"blocks": 300}, {"max_batch": 16}])
-def test_fast_forward_is_exact(kw, monkeypatch):
+def test_fast_forward_is_exact(kw, monkeypatch, decode_runs):
     # blocks=300 (4,800 tokens) forces preemptions; max_batch 16 leaves requests waiting.
-    runs = []
-
-    def counted(*a):
-        end = fast_forward.decode_run(*a)
-        runs.append(end is not None)
-        return end
-    monkeypatch.setattr(loop, "decode_run", counted)
+    runs = decode_runs
     fast = simulate_inference(burst(**kw))
     assert any(runs)                     # the shortcut was taken
     monkeypatch.setattr(fast_forward, "MIN_RUN", 10**9)
