@@ -16,6 +16,8 @@ from sim.moe_config import MoEWorkload
 from workloads.inference.requests import RequestsConfig
 
 Policy = Literal["static", "orca", "vllm", "sarathi", "disaggregated"]
+# Serving engines whose host work per sequence is measured (hw_models/data/engines.yaml).
+EngineHost = Literal["none", "vllm-v0", "vllm-v1", "vllm-v1-async"]
 
 
 class _Cfg(BaseModel):
@@ -89,7 +91,7 @@ class InferenceWorkload(_Cfg):
         "fused: one kernel per operator (rotary, KV write, activation), as serving engines "
         "run; eager: one kernel per PyTorch operator of a plain implementation (13 per "
         "rotary call, docs/inference.md); dense models only"))
-    engine_host: Literal["none", "vllm-v0", "vllm-v1", "vllm-v1-async"] = Field("none", description=(
+    engine_host: EngineHost = Field("none", description=(
         "host work between iterations per sequence in the batch (measured, "
         "hw_models/data/engines.yaml): none (iterations back to back), vllm-v1 (vLLM V1, "
         "synchronous scheduling: 21.5 us), vllm-v1-async (asynchronous scheduling: 0.625 "

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sim.inference_config import KVCacheConfig, SchedulerConfig
+from sim.inference_config import EngineHost, KVCacheConfig, SchedulerConfig
 from sim.moe_config import MoEWorkload
 from workloads.inference.requests import Length
 
@@ -50,7 +50,7 @@ class RolloutConfig(_Cfg):
                              "enough groups with a reward spread are kept (NeMo RL: at most "
                              "dynamic_sampling_max_gen_batches); not published per run, so 1 "
                              "unless known")
-    engine_host: Literal["none", "vllm-v0", "vllm-v1", "vllm-v1-async"] = Field(
+    engine_host: EngineHost = Field(
         "vllm-v1", description="host work of the rollout engine per sequence per iteration: "
         "vllm-v1 (21.5 us; vLLM V1 with synchronous scheduling, as NeMo RL's vLLM 0.11 "
         "runs), vllm-v1-async (0.625 us; asynchronous scheduling, vLLM's default from "

@@ -21,7 +21,7 @@ from hw_models.errors import ClusterSimError, InfeasiblePlanError, OutOfMemoryEr
 from sim.network.analytical import curve_time
 from sim.pools import Pool, make_pools, scale_out_curve
 from sim.serving.iteration import IterationModel
-from sim.serving.loop import DONE, ServingLoop, shape_of
+from sim.serving.loop import ServingLoop
 from sim.setup import paced_compute
 from workloads.inference import requests as req_mod
 from workloads.inference import schedulers
@@ -38,19 +38,13 @@ class PooledServingLoop(ServingLoop):
         super().__init__(*args, **kw)
         self.models = models
         self.host_per_rep = host_per_rep or {}     # engine host time per sequence, by replica
+        self.fast_forward = False                  # decode runs are played per replica's model
 
-    def kick(self, rep, t: float) -> None:
-        if rep.busy:
-            return
-        batch = self.scheduler.next_batch(rep)
-        if batch is None:
-            return
-        dur = (self.models[rep.index].time(shape_of(batch)) + batch.swap_bytes / self.host_bw
-               + self.host_time(batch, self.host_per_rep.get(rep.index)))
-        rep.busy = True
-        n_pre = sum(i.tokens for i in batch.items if i.kind == "prefill")
-        self.log.iterations.append((rep.index, t, t + dur, n_pre, len(batch.items)))
-        self.push(t + dur, DONE, (rep, batch))
+    def model_of(self, rep) -> IterationModel:
+        return self.models[rep.index]
+
+    def host_per_seq_of(self, rep) -> float:
+        return self.host_per_rep.get(rep.index, self.host_per_seq)
 
 
 def _placement(w, pools: list[Pool]) -> list[Pool]:

@@ -36,9 +36,9 @@ def decode_run(loop, rep: Replica, t: float) -> float | None:
         return None
     batch, ctx = len(running), sum(r.context for r in running)
     times, log = [], loop.log.iterations
-    host = loop.host_per_seq * batch
+    host, model = loop.host_per_seq_of(rep) * batch, loop.model_of(rep)
     for _ in range(steps):
-        end = t + (loop.model.time(Shape(0, 0, 0, batch, ctx, batch)) + host)
+        end = t + (model.time(Shape(0, 0, 0, batch, ctx, batch)) + host)
         log.append((rep.index, t, end, 0, batch))
         times.append(end)
         t, ctx = end, ctx + batch

@@ -64,10 +64,8 @@ class IterationModel(IterationOps):
     def run_graph(self, s: Shape) -> float:
         """Play ``build(s)`` on the engine (the reference ``time`` must agree with)."""
         graph = self.build(s)
-        costs = OpCosts(self.compute, self.network)
-        if self._costs.floor:
-            costs = _Uncached(self.compute, self.network)
-            costs.floor = self._costs.floor
+        costs = _Uncached(self.compute, self.network)
+        costs.floor = self._costs.floor
         rows = Engine(graph, costs, self.network).run()
         return max(r.end for r in rows)
 

@@ -125,16 +125,24 @@ class ServingLoop:
         batch = self.scheduler.next_batch(rep)
         if batch is None:
             return
-        dur = (self.model.time(shape_of(batch)) + batch.swap_bytes / self.host_bw
-               + self.host_time(batch))
+        dur = (self.model_of(rep).time(shape_of(batch)) + batch.swap_bytes / self.host_bw
+               + self.host_time(rep, batch))
         rep.busy = True
         n_pre = sum(i.tokens for i in batch.items if i.kind == "prefill")
         self.log.iterations.append((rep.index, t, t + dur, n_pre, len(batch.items)))
         self.push(t + dur, DONE, (rep, batch))
 
-    def host_time(self, batch: Batch, per_seq: float | None = None) -> float:
+    def model_of(self, rep: Replica) -> IterationModel:
+        """The iteration model of replica ``rep`` (one for every replica here)."""
+        return self.model
+
+    def host_per_seq_of(self, rep: Replica) -> float:
+        """Engine host seconds per sequence per iteration on replica ``rep``."""
+        return self.host_per_seq
+
+    def host_time(self, rep: Replica, batch: Batch) -> float:
         """The engine's host work for this batch: per sequence scheduled (padding excluded)."""
-        per_seq = self.host_per_seq if per_seq is None else per_seq
+        per_seq = self.host_per_seq_of(rep)
         if not per_seq:
             return 0.0
         return per_seq * sum(1 for i in batch.items if i.kind != "pad")
