@@ -80,9 +80,10 @@ def _closed_form_and_des(plan: dict, **workload) -> tuple[float, float]:
                                     {"grad_accumulation_fusion": False}])
 def test_closed_form_adds_what_the_des_adds_for_a_layer_option_on_moe(option):
     """The unfused loss (fp32 passes over the logits) and the per-microbatch main-gradient
-    adds of the embedding and output tables are kernels of the stage's ops: the closed
-    form builds them as the graph builder does (workloads.training.stage_layer_ops), so
-    it adds the time the DES adds. It ignored both options on MoE models before."""
+    adds (every layer's parameters, experts included, and the embedding and output
+    tables) are kernels of the stage's ops: the closed form builds them as the graph
+    builder does (workloads.training.stage_layer_ops), so it adds the time the DES adds.
+    It ignored both options on MoE models before."""
     plan = {"tp": 1, "sequence_parallel": False}
     est, des = _closed_form_and_des(plan)
     est_opt, des_opt = _closed_form_and_des(plan, **option)
