@@ -169,11 +169,10 @@ class PooledNetwork:
         if hit is not None:
             return hit[0].network.collective_time(kind, nbytes, hit[1])
         pools = {self.index.of(r).name: self.index.of(r) for r in group.ranks}.values()
-        first = next(iter(pools))
         if kind in RING_KINDS:
             return self._ring_time(kind, nbytes, group, list(pools))
         bw = min(p.system.nic_bw_per_gpu for p in pools) / self.oversub
-        return curve_time(scale_out_curve(first),
+        return curve_time(scale_out_curve(next(iter(pools))),
                           bus_factor(kind, group.size) * nbytes, bw)
 
     def _ring_time(self, kind: str, nbytes: float, group: CommGroup, pools: list[Pool]) -> float:
