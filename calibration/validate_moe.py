@@ -315,8 +315,8 @@ def _length(text: str) -> int:
 
 def predict_serving(row) -> float:
     """Tokens/s per node of one serving iteration, SGLang's published setup: DeepSeek-V3 in
-    FP8 on DGX H100 nodes, attention data-parallel over the EP group, DeepEP dispatch,
-    two-batch overlap (the system column lists it), balanced experts (EPLB); prefill
+    FP8 on DGX H100 nodes, attention data-parallel over the EP group, DeepEP dispatch in
+    FP8 (normal kernels for prefill, low-latency ones for decode), two-batch overlap (the system column lists it), balanced experts (EPLB); prefill
     16,384 tokens per GPU of the stated prompt length; decode at the stated batch per GPU
     and KV length."""
     from hw_models import profile
@@ -330,7 +330,8 @@ def predict_serving(row) -> float:
     net = AnalyticalNetwork(ClusterLayout(system, nodes, system.nic_gbps), prof)
     it = MoEIterationModel(presets()[row.arch_id], 1, 1, "fp8", ComputeModel(system.gpu_spec, prof),
                            net, ep=ep, dispatcher="deepep", overlap=True,
-                           domain_gpus=system.scale_up.domain_gpus)
+                           domain_gpus=system.scale_up.domain_gpus, dispatch_dtype="fp8",
+                           deepep_mode="auto")
     per_node = system.gpus_per_node
     if row.phase == "prefill":
         L, tokens = _length(row.input_len_tokens), 16384

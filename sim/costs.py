@@ -4,7 +4,8 @@ blocks through the network model's closed form (symmetric peers, no rendezvous).
 from __future__ import annotations
 
 from hw_models.compute import ComputeModel
-from workloads.graph import Block, Collective, Compute, Delay, Memory, Node, Overlap
+from sim.network.deepep import dispatch_time
+from workloads.graph import Block, Collective, Compute, Delay, ExpertDispatch, Memory, Node, Overlap
 
 
 class OpCosts:
@@ -31,6 +32,8 @@ class OpCosts:
             seq_kv = op.shape[2] if op.op_class == "attention" and op.shape else 0
             return self.compute.time(op.op_class, op.flops, op.bytes, op.dtype, seq_kv, op.causal,
                                      op.shape)
+        if isinstance(op, ExpertDispatch) and hasattr(self.network, "layout"):
+            return dispatch_time(self.network.layout, getattr(self.network, "profile", None), op)
         if isinstance(op, Collective):
             return self.network.collective_time(op.kind, op.bytes, op.group)
         if isinstance(op, Memory):
