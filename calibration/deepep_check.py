@@ -3,7 +3,8 @@
 
 Both tables are DeepEP's own on H800 with one 400 Gb/s CX7 NIC per GPU, DeepSeek-V3's
 shapes (hidden 7168, 256 experts, top-8), FP8 dispatch and BF16 combine
-(calibration/reference/collectives/deepep_*_kernels.csv). Nothing is fitted on them:
+(calibration/reference/collectives/deepep_*_kernels.csv), plus one user's two-node H200
+run of the same benchmark (deepep_normal_kernels_h200.csv). Nothing is fitted on them:
 the model takes the NIC and NVLink figures of the catalog's ``hgx-h800`` and the
 profile's NVLink point-to-point efficiency. Each row is compared as DeepEP reports it:
 - normal kernels, "bottleneck bandwidth": the bytes DeepEP counts (RDMA: one copy per
@@ -35,10 +36,13 @@ from workloads.moe_layers import (
 
 SYSTEM = "hgx-h800"
 REF = resources.files("calibration").joinpath("reference", "collectives")
+NORMAL = (("deepep_normal_kernels.csv", "hgx-h800", "H800"),
+          ("deepep_normal_kernels_h200.csv", "dgx-h200", "H200 (user)"))
 
 
-def _ctx(ep: int, tokens: int, out: bool, low_latency: bool) -> tuple[LayerContext, object]:
-    system = catalog.system(SYSTEM)
+def _ctx(ep: int, tokens: int, out: bool, low_latency: bool,
+         system_name: str = SYSTEM) -> tuple[LayerContext, object]:
+    system = catalog.system(system_name)
     per = system.gpus_per_node
     nodes = max(1, ep // per)
     base = presets()["deepseek-v3"]
@@ -53,18 +57,25 @@ def _ctx(ep: int, tokens: int, out: bool, low_latency: bool) -> tuple[LayerConte
     return ctx, net
 
 
-def _seconds(ep: int, tokens: int, out: bool, low_latency: bool) -> tuple[float, LayerContext]:
-    ctx, net = _ctx(ep, tokens, out, low_latency)
+def _seconds(ep: int, tokens: int, out: bool, low_latency: bool,
+             system: str = SYSTEM) -> tuple[float, LayerContext]:
+    ctx, net = _ctx(ep, tokens, out, low_latency, system)
     op = _deepep(ctx, "combine" if out else "dispatch", out)
     return dispatch_time(net.layout, net.profile, op), ctx
 
 
 def normal_rows() -> pd.DataFrame:
-    df = pd.read_csv(REF.joinpath("deepep_normal_kernels.csv"), comment="#")
+    out = []
+    for name, system, gpu in NORMAL:
+        out += _normal(pd.read_csv(REF.joinpath(name), comment="#"), system, gpu)
+    return pd.DataFrame(out)
+
+
+def _normal(df: pd.DataFrame, system: str, gpu: str) -> list[dict]:
     out, tokens = [], 4096
     for r in df.itertuples():
         combine = r.phase == "combine"
-        t, ctx = _seconds(int(r.ep), tokens, combine, False)
+        t, ctx = _seconds(int(r.ep), tokens, combine, False, system)
         e = 2.0 if combine else FP8_BYTES
         h = ctx.model.hidden
         if r.link == "rdma":
@@ -73,11 +84,11 @@ def normal_rows() -> pd.DataFrame:
         else:
             counted = tokens * deepep_ranks_per_token(ctx) * h * e
         pred = counted / t / 1e9
-        out.append({"kernels": f"normal {r.type}", "ep": int(r.ep), "phase": r.phase,
+        out.append({"gpu": gpu, "kernels": f"normal {r.type}", "ep": int(r.ep), "phase": r.phase,
                     "metric": f"bottleneck GB/s ({r.link})", "published": float(r.bandwidth_gb_s),
                     "predicted": round(pred, 1),
                     "error_pct": round((pred / r.bandwidth_gb_s - 1) * 100, 1)})
-    return pd.DataFrame(out)
+    return out
 
 
 def low_latency_rows() -> pd.DataFrame:
@@ -86,7 +97,7 @@ def low_latency_rows() -> pd.DataFrame:
     for r in df.itertuples():
         t, _ = _seconds(int(r.ep), 128, r.phase == "combine", True)
         pred = t * 1e6
-        out.append({"kernels": "low-latency", "ep": int(r.ep), "phase": r.phase,
+        out.append({"gpu": "H800", "kernels": "low-latency", "ep": int(r.ep), "phase": r.phase,
                     "metric": "latency us", "published": float(r.latency_us),
                     "predicted": round(pred, 1),
                     "error_pct": round((pred / r.latency_us - 1) * 100, 1)})

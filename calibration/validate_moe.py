@@ -38,6 +38,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from calibration import deepep_check
 from hw_models import catalog
 from hw_models.errors import ClusterSimError
 from sim.scenario import parse
@@ -370,6 +371,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     served = inf[inf.skipped == ""].error_pct.abs()
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
     attn = attention_kernel_rows()
+    deepep = deepep_check.kernel_rows()
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
         text = (df.fillna("").to_string(index=False)
                 + "\n\nserving rows (moe_inference.csv):\n" + inf.fillna("").to_string(index=False)
@@ -382,9 +384,13 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%; by GPU: "
                 + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
                 + "\n\nkernel check: gpt-oss windowed attention vs cuDNN's SDPA training benchmark "
-                "(kernels/cudnn_sdpa_gpt_oss.csv):\n" + attn.to_string(index=False))
+                "(kernels/cudnn_sdpa_gpt_oss.csv):\n" + attn.to_string(index=False)
+                + "\n\nkernel check: DeepEP dispatch / combine vs DeepEP's published benchmarks "
+                "(H800, CX7 400 Gb/s; collectives/deepep_*_kernels.csv):\n"
+                + deepep.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
-            "attention_kernel_rows": attn.to_dict("records"), "summary": s}, text
+            "attention_kernel_rows": attn.to_dict("records"),
+            "deepep_kernel_rows": deepep.to_dict("records"), "summary": s}, text
 
 
 SUITE = "moe"

@@ -53,14 +53,18 @@ class OpCosts:
             if isinstance(op, Overlap):
                 got = self._overlap_parts(op)
             else:
+                held = 0.0          # overlapped transfer seconds x the SMs they hold
                 for sub in op.ops:
                     sub_parts = self.parts(sub) if isinstance(sub, Overlap) else {
                         (sub.group.dim if isinstance(sub, Collective) else (
                             "other" if isinstance(sub, Delay) else "compute")): self.op_time(sub)}
                     for cat, t in sub_parts.items():
                         got[cat] = got.get(cat, 0.0) + t
+                    if getattr(sub, "sms", 0) and sub.group.dim in op.overlap:
+                        held += self.op_time(sub) * sub.sms
                 if op.overlap:
-                    _hide(got, op.overlap)
+                    sms = self.compute.gpu.sms or 0
+                    _hide(got, op.overlap, held / sms if held and sms else 0.0)
             hit = self._parts[id(op)] = (op, got)
         return hit[1]
 
@@ -75,13 +79,20 @@ class OpCosts:
         return self.op_time(node.op)
 
 
-def _hide(parts: dict[str, float], dims: tuple[str, ...]) -> None:
+def exposed_comm(comm: float, compute: float, lost: float = 0.0) -> float:
+    """Communication left exposed when it runs beside ``compute``: what exceeds it, or the
+    compute time ``lost`` to the SMs the transfers hold while they run (DeepEP's normal
+    kernels; ExpertDispatch.sms), whichever is larger."""
+    return max(lost, comm - compute, 0.0)
+
+
+def _hide(parts: dict[str, float], dims: tuple[str, ...], lost: float = 0.0) -> None:
     """Overlapped communication hides behind the block's compute; the rest stays exposed
     (scaled down in proportion across the overlapped categories)."""
     comm = sum(parts.get(d, 0.0) for d in dims)
     if comm <= 0:
         return
-    keep = max(0.0, comm - parts.get("compute", 0.0)) / comm
+    keep = exposed_comm(comm, parts.get("compute", 0.0), lost) / comm
     for d in dims:
         if d in parts:
             parts[d] *= keep

@@ -73,10 +73,12 @@ class ExpertDispatch(Collective):
     crosses its NIC); ``nvl_bytes`` what each GPU moves over NVLink at the same time.
     Normal kernels pipeline the two phases in ``chunks`` chunks; low-latency kernels send
     every copy straight to its rank. The network prices it (sim/network/deepep.py); a
-    network without that rule sees a plain all-to-all of ``bytes``."""
+    network without that rule sees a plain all-to-all of ``bytes``. ``sms``: the SMs its
+    kernel holds while it runs, taken from compute overlapped with it (sim/costs.py)."""
     nvl_bytes: float = 0.0
     chunks: int = 1
     low_latency: bool = False
+    sms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

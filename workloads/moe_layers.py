@@ -210,26 +210,42 @@ DEEPEP_CHANNELS = DEEPEP_SMS // 2   # two SMs per channel (internode kernels)
 DEEPEP_RDMA_CHUNK = 8       # tokens per RDMA chunk (get_dispatch_config, 24 to 64 ranks)
 
 
+def _missed(pool: int, held: int, k: int) -> float:
+    """Chance that k distinct experts drawn from ``pool`` miss the ``held`` of one place."""
+    p = 1.0
+    for i in range(k):
+        p *= max(0.0, (pool - held - i) / (pool - i)) if pool > i else 0.0
+    return p
+
+
+def _spread(ctx: LayerContext) -> tuple[int, int, int, int]:
+    """(places a token's experts can sit on, experts each holds, nodes they are on, k):
+    nodes or ranks of the EP group, or under node-limited routing whose groups are the
+    nodes (DeepSeek-V3: 8 groups, top-4, "at most 4 nodes per token") the M chosen ones."""
+    moe, mc = ctx.model.moe, ctx.moe
+    nodes, k, m = mc.rail_group.size, moe.top_k, moe.router_group_topk
+    limited = bool(m) and nodes > 1 and moe.router_groups == nodes
+    return (m if limited else nodes), moe.experts // nodes, nodes, k
+
+
 def deepep_remote_nodes(ctx: LayerContext) -> float:
-    """Expected remote nodes a token's k experts sit on, experts spread evenly over the N
-    nodes of the EP group: (N-1)(1-(1-1/N)^k). With group-limited routing whose groups
-    are the nodes (DeepSeek-V3: 8 groups on 8 nodes, top-4 groups, "at most 4 nodes per
-    token"), the k experts fall in M chosen nodes: M(1-(1-1/M)^k) nodes, (N-1)/N remote."""
-    moe, nodes = ctx.model.moe, ctx.moe.rail_group.size
-    k, m = moe.top_k, moe.router_group_topk
-    if m and moe.router_groups == nodes:
-        return m * (1 - (1 - 1 / m) ** k) * (nodes - 1) / nodes
-    return (nodes - 1) * (1 - (1 - 1 / nodes) ** k)
+    """Expected remote nodes a token's k distinct experts sit on, the E experts spread
+    evenly over the N nodes of the EP group: N (1 - C(E - E/N, k) / C(E, k)) nodes, of
+    which (N-1)/N remote; under node-limited routing the k experts are drawn from the M
+    chosen nodes' M E/N experts."""
+    places, per_node, nodes, k = _spread(ctx)
+    return places * (1 - _missed(places * per_node, per_node, k)) * (nodes - 1) / nodes
 
 
 def deepep_ranks_per_token(ctx: LayerContext) -> float:
-    """Expected distinct EP ranks a token's k experts sit on (DeepEP sends a token once to
-    each): R(1-(1-1/R)^k) over the R ranks its experts can be on (the M chosen nodes'
-    ranks under node-limited routing, else the whole group)."""
-    moe, mc = ctx.model.moe, ctx.moe
-    k, m, nodes = moe.top_k, moe.router_group_topk, mc.rail_group.size
-    r = m * mc.node_group.size if m and nodes > 1 and moe.router_groups == nodes else mc.ep
-    return r * (1 - (1 - 1 / r) ** k)
+    """Expected distinct EP ranks a token's k distinct experts sit on (DeepEP sends a token
+    once to each): R (1 - C(A - E/ep, k) / C(A, k)) over the R ranks its experts can be on
+    (the M chosen nodes' ranks under node-limited routing, else the whole group) holding
+    A of the experts."""
+    places, per_node, nodes, k = _spread(ctx)
+    per_rank = ctx.model.moe.experts // ctx.moe.ep
+    ranks = places * per_node // per_rank if nodes > 1 else ctx.moe.ep
+    return ranks * (1 - _missed(ranks * per_rank, per_rank, k))
 
 
 def element_bytes(ctx: LayerContext, out: bool) -> float:
@@ -243,20 +259,23 @@ def _deepep(ctx: LayerContext, name: str, out: bool) -> Collective:
     mc, h = ctx.moe, ctx.model.hidden
     n, k, e = local_tokens(ctx), ctx.model.moe.top_k, element_bytes(ctx, out)
     local = mc.node_group.size
+    # The kernels move every copy a GPU receives through the same buffers, its own included
+    # (DeepEP counts them all as NVLink traffic; tests/legacy/test_*.py).
     if mc.low_latency:                  # every routed copy straight to its rank
         copy = e * h + (0 if out else LL_MSG_EXTRA)
         total = n * k * mc.rank_factor * copy
         return ExpertDispatch("all_to_all", total, mc.ep_group, name=f"deepep_ll_{name}",
-                              nvl_bytes=total * (local - 1) / mc.ep, low_latency=True)
-    nvl = e * n * h * deepep_ranks_per_token(ctx) * mc.rank_factor * (local - 1) / local
+                              nvl_bytes=total * local / mc.ep, low_latency=True)
+    nvl = e * n * h * deepep_ranks_per_token(ctx) * mc.rank_factor
     nodes = mc.rail_group.size
     if nodes == 1:
         return ExpertDispatch("all_to_all", 0.0, mc.node_group, name=f"deepep_nvlink_{name}",
-                              nvl_bytes=nvl)
+                              nvl_bytes=nvl, sms=DEEPEP_SMS)
     remote = deepep_remote_nodes(ctx)
     chunks = math.ceil(n * remote * nodes / (nodes - 1) / (DEEPEP_CHANNELS * DEEPEP_RDMA_CHUNK))
     return ExpertDispatch("all_to_all", e * n * h * remote * mc.rank_factor * nodes / (nodes - 1),
-                          mc.rail_group, name=f"deepep_{name}", nvl_bytes=nvl, chunks=chunks)
+                          mc.rail_group, name=f"deepep_{name}", nvl_bytes=nvl, chunks=chunks,
+                          sms=DEEPEP_SMS)
 
 
 def route(ctx: LayerContext, name: str, out: bool) -> list[Op]:

@@ -10,6 +10,7 @@ sim.costs. Expert gradients reduced over expert-data-parallel add to the stage's
 
 from __future__ import annotations
 
+from sim.costs import exposed_comm
 from workloads import moe as spec
 from workloads import moe_parallel, moe_training
 from workloads.graph import Collective, CommGroup
@@ -19,14 +20,18 @@ from workloads.training import stage_layer_ops
 
 
 def _time(est, ops, overlap: bool) -> float:
-    comp = ep = 0.0
+    comp = ep = held = 0.0
     for op in ops:
         t = est.costs.uncached_time(op)
         if isinstance(op, Collective) and op.group.dim == "ep":
             ep += t
+            held += t * getattr(op, "sms", 0)
         else:
             comp += t
-    return comp + (max(0.0, ep - comp) if overlap else ep)
+    if not overlap:
+        return comp + ep
+    sms = est.costs.compute.gpu.sms or 0
+    return comp + exposed_comm(ep, comp, held / sms if sms else 0.0)
 
 
 def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list[float]]:

@@ -40,6 +40,15 @@ def _share(x: int, ep: int) -> int:
     return -(-x // ep)
 
 
+def micro_batch(s: Shape, parts: int) -> Shape:
+    """One of ``parts`` equal micro-batches of an iteration (two-batch overlap splits the
+    batch in two and runs every kernel once per half)."""
+    if parts == 1:
+        return s
+    return Shape(_share(s.prefill_tokens, parts), _share(s.prefill_pairs, parts), s.prefill_kv,
+                 _share(s.decode_seqs, parts), _share(s.decode_kv, parts), _share(s.logits, parts))
+
+
 def per_gpu(s: Shape, ep: int) -> Shape:
     """One GPU's share of a replica's batch under attention data parallelism."""
     if ep == 1:
@@ -65,6 +74,11 @@ class MoEIterationOps(IterationOps):
         span = self.tp * self.pp
         ranks = tuple(range(0, ep * span, span))
         self.moe_ctx = make_context(ranks, (0,), dispatcher, 1.0, domain_gpus, dispatch_dtype)
+
+    @property
+    def micro_batches(self) -> int:
+        """Two-batch overlap (``overlap`` with ep > 1 and no pipeline): two half batches."""
+        return 2 if self.overlap and self.ep > 1 and self.pp == 1 else 1
 
     def low_latency(self, decode_only: bool) -> bool:
         """Whether an iteration's dispatches run DeepEP's low-latency kernels."""
@@ -208,7 +222,8 @@ class MoEIterationOps(IterationOps):
         return ops[:cut] + self.attention_ops_of(s, is_window_layer(self.model, i)) + ops[cut:]
 
     def build(self, s: Shape) -> ExecutionGraph:
-        m, pp = self.model, self.pp
+        m, pp, mbs = self.model, self.pp, self.micro_batches
+        s = micro_batch(s, mbs)
         T_all = s.prefill_tokens + s.decode_seqs
         s = per_gpu(s, self.ep)
         T = s.prefill_tokens + s.decode_seqs
@@ -224,6 +239,7 @@ class MoEIterationOps(IterationOps):
                 ops = (self.embed_op(T), *ops)
             if st == pp - 1:
                 ops = (*ops, *self.head_ops(s))
+            ops = ops * mbs                 # each micro-batch runs every kernel
             if prev is not None:
                 prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.hidden, st),
                                  deps=(), category="pp")
