@@ -6,7 +6,8 @@ shapes (hidden 7168, 256 experts, top-8), FP8 dispatch and BF16 combine
 (calibration/reference/collectives/deepep_*_kernels.csv), plus one user's two-node H200
 run of the same benchmark (deepep_normal_kernels_h200.csv). Nothing is fitted on them:
 the model takes the NIC and NVLink figures of the catalog's ``hgx-h800`` and the
-profile's NVLink point-to-point efficiency. Each row is compared as DeepEP reports it:
+profile's NVLink point-to-point efficiency, and the internode kernels' SM rate fitted on
+the H200 run (whose rows are then in-sample; calibration/fit_deepep.py). Each row is compared as DeepEP reports it:
 - normal kernels, "bottleneck bandwidth": the bytes DeepEP counts (RDMA: one copy per
   node a token goes to, its own node included; NVLink: one copy per receiving GPU) over
   the kernel's time, 4096 tokens per GPU, top-min(nodes, 4) node groups
@@ -16,6 +17,7 @@ profile's NVLink point-to-point efficiency. Each row is compared as DeepEP repor
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib import resources
 
 import pandas as pd
@@ -35,6 +37,7 @@ from workloads.moe_layers import (
 )
 
 SYSTEM = "hgx-h800"
+BENCH_SMS = 24              # tests/legacy/test_internode.py runs its normal kernels on 24 SMs
 REF = resources.files("calibration").joinpath("reference", "collectives")
 NORMAL = (("deepep_normal_kernels.csv", "hgx-h800", "H800"),
           ("deepep_normal_kernels_h200.csv", "dgx-h200", "H200 (user)"))
@@ -61,6 +64,8 @@ def _seconds(ep: int, tokens: int, out: bool, low_latency: bool,
              system: str = SYSTEM) -> tuple[float, LayerContext]:
     ctx, net = _ctx(ep, tokens, out, low_latency, system)
     op = _deepep(ctx, "combine" if out else "dispatch", out)
+    if op.sms:
+        op = replace(op, sms=BENCH_SMS)
     return dispatch_time(net.layout, net.profile, op), ctx
 
 

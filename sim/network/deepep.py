@@ -19,7 +19,9 @@ maintainers give 46-49 GB/s for a 400 Gb/s ConnectX-7).
 t_nvl: the NVLink bytes at the GPU's scale-up bandwidth (catalog) times the profile's
 point-to-point NVLink efficiency (``fabric.nvlink.p2p``, fitted on send/recv
 measurements; DeepEP's transfers are peer stores), or the full bandwidth where the
-profile has no such curve. latency: one signalling round across the fabric (the
+profile has no such curve; for the internode normal kernels at most their SMs times the
+profile's ``deepep.nvl_gb_s_per_sm`` (their NVLink forwarders and receivers are warps of
+those SMs; calibration/fit_deepep.py). latency: one signalling round across the fabric (the
 receivers wait for the senders' last flag): the catalog's per-hop latency of the
 scale-out network plus that of NVLink, or NVLink's alone inside one domain.
 DeepEP's published kernel benchmarks check this (``clustersim validate moe``).
@@ -48,6 +50,9 @@ def phase_times(layout, profile, op: ExpertDispatch) -> tuple[float, float, floa
     nic = layout.nic_bw_per_gpu / layout.oversubscription * fabric_defaults()["nic_achievable_frac"]
     t_rdma = off / nic if off > 0 else 0.0
     nvl_bw = system.scale_up_bw * _p2p_eff(profile, op.nvl_bytes)
+    fit = getattr(profile, "deepep", None)
+    if fit is not None and domains > 1 and not op.low_latency and op.sms:
+        nvl_bw = min(nvl_bw, op.sms * fit.nvl_gb_s_per_sm * 1e9)   # forwarders' SMs
     t_nvl = op.nvl_bytes / nvl_bw if op.nvl_bytes > 0 else 0.0
     hop = system.scale_up.hop_latency_us + (system.nic_hop_latency_us if domains > 1 else 0.0)
     return t_rdma, t_nvl, hop * 1e-6

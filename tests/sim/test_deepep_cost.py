@@ -61,6 +61,23 @@ def test_nvlink_phase_uses_the_profiles_point_to_point_efficiency():
     assert 0.75 < eff < 0.85           # ~160 GB/s on H800, DeepSeek-V3 report section 3.2.2
 
 
+def test_internode_forwarding_is_capped_by_the_kernels_sms():
+    """With the h100 profile's fitted 5.6267 GB/s per SM, 20 SMs move at most 112.5 GB/s
+    over NVLink in the internode kernel, below NVLink's point-to-point rate on H200
+    (450 GB/s x ~0.8): 1.125 GB over NVLink takes 10 ms, the 50 MB that leave the node
+    0.95 ms, one of 1000 chunks of it fills the pipeline."""
+    prof = profile.load("h100")
+    assert prof.deepep.nvl_gb_s_per_sm == pytest.approx((124.92 + 145.16) / 2 / 24, abs=1e-4)
+    s = catalog.system("dgx-h200")
+    op = ExpertDispatch("all_to_all", 100e6, CommGroup((0, 8), "ep"), nvl_bytes=1.125e9,
+                        chunks=1000, sms=20)
+    t_rdma = 50e6 / 47.5e9
+    t_nvl = 1.125e9 / (20 * prof.deepep.nvl_gb_s_per_sm * 1e9)
+    assert t_nvl == pytest.approx(10e-3, rel=1e-3)
+    got = dispatch_time(ClusterLayout(s, 2, s.nic_gbps), prof, op)
+    assert got == pytest.approx(t_nvl + t_rdma / 1000 + 17.4e-6, rel=1e-9)
+
+
 def test_normal_kernels_hold_sms_beside_overlapped_compute():
     """A block whose EP transfer (sms=20) overlaps its compute: what is exposed is the
     larger of (transfer - compute) and the compute slowed by the 20 of 132 SMs the kernel
