@@ -15,7 +15,7 @@ from collections.abc import Generator
 
 import simpy
 
-from workloads.graph import Block, Collective
+from workloads.graph import Block, Collective, ExpertDispatch
 
 
 def plays(op, dims: tuple[str, ...]) -> bool:
@@ -41,7 +41,7 @@ def play_block(env: simpy.Environment, op: Block, costs, network,
     start = env.now
     comm: dict[str, float] = {}
     if steps is None:                         # the all-to-alls run beside the compute
-        proc = env.process(_chain(env, played, network))
+        proc = env.process(_chain(env, played, network, costs))
         yield env.timeout(busy)
         yield proc
         exposed = env.now - start - busy
@@ -51,7 +51,7 @@ def play_block(env: simpy.Environment, op: Block, costs, network,
         for step in steps:
             if isinstance(step, Collective):
                 t0 = env.now
-                yield from network.collective(env, step)
+                yield from _play(env, step, network, costs)
                 dim = step.group.dim
                 comm[dim] = comm.get(dim, 0.0) + env.now - t0
             else:
@@ -91,8 +91,17 @@ def block_plan(op: Block, costs, dims: tuple[str, ...]) -> tuple:
     return played, static, busy, steps, tuple(order)
 
 
-def _chain(env: simpy.Environment, ops: list[Collective], network) -> Generator:
+def _chain(env: simpy.Environment, ops: list[Collective], network, costs) -> Generator:
     for op in ops:
+        yield from _play(env, op, network, costs)
+
+
+def _play(env: simpy.Environment, op: Collective, network, costs) -> Generator:
+    """One collective as flows; a DeepEP call (ExpertDispatch) takes its closed form
+    (sim/network/deepep.py): the flow model's collectives are NCCL's, not its kernels."""
+    if isinstance(op, ExpertDispatch):
+        yield env.timeout(costs.op_time(op))
+    else:
         yield from network.collective(env, op)
 
 
