@@ -44,6 +44,9 @@ def play_block(env: simpy.Environment, op: Block, costs, network,
         proc = env.process(_chain(env, played, network, costs))
         yield env.timeout(busy)
         yield proc
+        lost = _held(played, costs) - (env.now - start - busy)
+        if lost > 0:                          # compute slowed by the SMs DeepEP holds
+            yield env.timeout(lost)
         exposed = env.now - start - busy
         if exposed > 0:
             comm[dims[0]] = exposed
@@ -94,6 +97,13 @@ def block_plan(op: Block, costs, dims: tuple[str, ...]) -> tuple:
 def _chain(env: simpy.Environment, ops: list[Collective], network, costs) -> Generator:
     for op in ops:
         yield from _play(env, op, network, costs)
+
+
+def _held(ops: list[Collective], costs) -> float:
+    """Compute time lost to the SMs overlapped DeepEP calls hold (sim.costs.exposed_comm)."""
+    sms = costs.compute.gpu.sms or 0
+    held = sum(costs.op_time(o) * o.sms for o in ops if getattr(o, "sms", 0))
+    return held / sms if held and sms else 0.0
 
 
 def _play(env: simpy.Environment, op: Collective, network, costs) -> Generator:
