@@ -22,10 +22,13 @@ Dispatchers (``workload.moe.dispatcher``), bytes per rank with e bytes per eleme
   once), the same for the combine; with etp > 1 an all-gather / reduce-scatter over ETP.
 - allgather: all-gather of the EP group's tokens (buffer e*n*h*ep), reduce-scatter of
   the outputs (Megatron-Core's AllGather dispatcher).
-- deepep: hierarchical (DeepEP normal kernels): a token crosses the scale-out network once
-  per remote destination node, e*n*h*(N-1)(1-(1-1/N)^k) bytes for an EP group on N nodes
-  with uniformly spread experts, then NVLink forwarding of its k copies inside the node.
-  The two phases are costed one after the other (an upper bound: DeepEP pipelines them).
+- deepep: DeepEP's kernels, one ExpertDispatch op per call (priced by
+  sim/network/deepep.py). Normal kernels: a token crosses the scale-out network once per
+  remote node its k distinct experts sit on, then NVLink forwards it once to each rank
+  that holds one of them; the two phases are pipelined. Low-latency kernels (serving
+  decode): each routed copy goes straight to its rank. ``dispatch_dtype: fp8`` sends the
+  dispatch as FP8 with 1x128-block scales (1 + 4/128 bytes per element); combines stay
+  16-bit.
 """
 
 from __future__ import annotations
