@@ -5,7 +5,8 @@ Data nobody fitted anything on, at scale. The table gives model shape, GPUs, TP,
 global batch and sequence length (4096, vocab 131072) and says the runs overlap the DP,
 TP and PP communication (--overlap-grad-reduce, --overlap-param-gather,
 --tp-comm-overlap). What it does not state is taken as Megatron-Core's defaults for such
-runs: bf16 (the MFU basis is the bf16 peak), micro batch 1, the distributed optimizer
+runs: bf16 (the MFU basis is the bf16 peak), micro batch 1 (Megatron-LM has no default for
+it: an assumption), the distributed optimizer
 (required by --overlap-param-gather; ``zero: 1``) with fp32 gradient reduction, sequence
 parallelism with TP, no activation recompute, FlashAttention, GELU MLP of 4h, the
 non-interleaved 1F1B schedule (whose pipeline sends block: Megatron-Core turns
@@ -16,7 +17,8 @@ synchronize, ``p2p_blocking``), the unfused vocab-parallel cross-entropy (no
 with its GEMM in tp chunks, workloads/stage_ops.py); the TP=1 row has nothing to overlap.
 The published metric is Megatron's model
 FLOPs, 72 B s L h^2 (1 + s/(6h) + V/(12 L h)) per iteration (``model_flops``), divided
-by the step time.
+by the step time. ``--sensitivity`` prints every row with one unstated setting changed
+(``VARIANTS``; docs/accuracy.md).
 """
 
 from __future__ import annotations
