@@ -132,10 +132,10 @@ def sensitivity() -> pd.DataFrame:
     for v in VARIANTS:
         out[v] = base.error_pct if v == "as assumed" else run(variant=v).error_pct
     errs = out[list(VARIANTS)].abs()
-    summary = pd.DataFrame([{"model": "median |error|", **errs.median().round(1).to_dict()},
-                            {"model": "worst |error|", **errs.max().round(1).to_dict()}])
-    table = pd.concat([out, summary], ignore_index=True)
-    return table.astype({c: "Int64" for c in ("gpus", "tp", "pp")})
+    blank = dict.fromkeys(("gpus", "tp", "pp", "published_tflops"), "")
+    summary = pd.DataFrame([{"model": "median |error|", **blank, **errs.median().round(1).to_dict()},
+                            {"model": "worst |error|", **blank, **errs.max().round(1).to_dict()}])
+    return pd.concat([out.astype({c: object for c in blank}), summary], ignore_index=True)
 
 
 SUITE = "megatron-h100"
