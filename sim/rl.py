@@ -295,6 +295,8 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
                 ro.sc, ro.system, pools, ro.profile, gen["replicas"], gen["generation_s"]))
     with _where("train"):
         passes, packing = run_passes(tr.sc, tr.system, pools, gen["lengths"], tr.profile)
+    swap = rl_sync.reference_swap(tr.sc, tr.system, pools)
+    passes = [(n, t + swap if n == "reference_logprob" else t) for n, t in passes]
     sync = rl_sync.with_tensor_cost(sync_fn(), model, tr.system)
     moves = rl_sync.offload(tr.sc, tr.system, pools)
     ph = Phases(gen["generation_s"], tuple(passes), sync["weight_sync_s"],
@@ -321,7 +323,7 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
              "generated_samples": gen["generated_samples"], **packing,
              "sync_bytes_per_gpu": sync["sync_bytes_per_gpu"],
              "sync_tensors": sync["sync_tensors"], "sync_tensor_s": sync["sync_tensor_s"],
-             "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"]}
+             "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"], "reference_swap_s": swap}
     return RLResult(sc.name, metrics, timeline, pools.world, time.perf_counter() - t0, extra)
 
 
