@@ -58,7 +58,7 @@ def test_train_pass_is_the_training_simulator():
     one = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
         "kind": "training", "model": "llama3-8b", "seq_len": 1024, "global_batch": 4,
         "micro_batch": 1, "precision": "bf16", "parallel": {"tp": 2, "zero": 1},
-        "recompute": "selective"}})
+        "recompute": "selective", "logprob_loss": True}})   # the policy's log-prob head
     t_one = simulate(one, band=False).iteration_time_s
     assert res.metrics["passes"]["policy_train"] == pytest.approx(2 * t_one, rel=1e-9)
 
@@ -219,10 +219,13 @@ def test_ppo_adds_critic_and_reward_passes():
     p = m["passes"]
     assert list(p) == ["policy_logprob", "reference_logprob", "critic_values", "reward_score",
                        "policy_train", "critic_train"]
-    # critic and reward model default to the policy's shape: the same passes cost the same
-    assert p["critic_values"] == p["reward_score"] == p["policy_logprob"]
-    assert p["critic_train"] == p["policy_train"]
-    assert m["train_s"] == pytest.approx(2 * p["policy_train"])
+    # critic and reward model default to the policy's shape: their passes cost the same,
+    # less the policy's per-token log-probability head (a value or a score has no
+    # log-softmax over the vocabulary)
+    assert p["critic_values"] == p["reward_score"] < p["policy_logprob"]
+    assert p["critic_train"] < p["policy_train"]
+    assert p["critic_train"] > 0.9 * p["policy_train"]
+    assert m["train_s"] == pytest.approx(p["policy_train"] + p["critic_train"])
 
 
 def test_rollout_context_is_the_steps_longest_sequence():
@@ -256,7 +259,7 @@ def test_train_pass_with_context_parallelism():
     one = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
         "kind": "training", "model": "llama3-8b", "seq_len": 1024, "global_batch": 4,
         "micro_batch": 1, "precision": "bf16", "parallel": {"tp": 2, "cp": 2, "zero": 1},
-        "recompute": "selective"}})
+        "recompute": "selective", "logprob_loss": True}})
     t_one = simulate(one, band=False).iteration_time_s
     assert res.metrics["passes"]["policy_train"] == pytest.approx(2 * t_one, rel=1e-9)
     p = resolve("llama3-8b").params / 2
