@@ -116,9 +116,9 @@ def run() -> pd.DataFrame:
 def summary(df: pd.DataFrame) -> dict:
     diff = df.gen_share_diff_pts.abs()
     return {"split_rows": len(df), "split_within_10_points": int((diff <= SPLIT_POINTS).sum()),
-            "split_max_diff_points": float(diff.max()),
-            "split_step_median_abs_error_pct": float(df.error_pct.abs().median()),
-            **{f"split_{name}_median_error_pct": float(np.median(df[f"{name}_err_pct"]))
+            "split_max_diff_points": round(float(diff.max()), 1),
+            "split_step_median_abs_error_pct": round(float(df.error_pct.abs().median()), 1),
+            **{f"split_{name}_median_error_pct": round(float(np.median(df[f"{name}_err_pct"])), 1)
                for name, _, _ in PHASES}}
 
 
