@@ -116,3 +116,19 @@ def test_bad_dispatch_values_give_one_line(tmp_path, capsys, moe, key):
     assert _simulate(tmp_path, moe) == 2
     err = capsys.readouterr().err.strip()
     assert key in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_training_refuses_low_latency_kernels(tmp_path, capsys):
+    p = tmp_path / "t.yaml"
+    p.write_text("cluster: {system: dgx-h100, nodes: 2}\nworkload:\n  kind: training\n"
+                 "  model: qwen3-30b-a3b\n  global_batch: 16\n  parallel: {ep: 16}\n"
+                 "  moe: {dispatcher: deepep, deepep_mode: low_latency}\n")
+    argv, sys.argv = sys.argv, ["clustersim", "simulate", str(p)]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main()
+    finally:
+        sys.argv = argv
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "deepep_mode: low_latency applies to serving" in err
+    assert len(err.splitlines()) == 1
