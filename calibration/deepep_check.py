@@ -43,8 +43,8 @@ NORMAL = (("deepep_normal_kernels.csv", "hgx-h800", "H800"),
           ("deepep_normal_kernels_h200.csv", "dgx-h200", "H200 (user)"))
 
 
-def _ctx(ep: int, tokens: int, out: bool, low_latency: bool,
-         system_name: str = SYSTEM) -> tuple[LayerContext, object]:
+def _ctx(ep: int, tokens: int, low_latency: bool,
+         system_name: str = SYSTEM) -> tuple[LayerContext, AnalyticalNetwork]:
     system = catalog.system(system_name)
     per = system.gpus_per_node
     nodes = max(1, ep // per)
@@ -52,8 +52,8 @@ def _ctx(ep: int, tokens: int, out: bool, low_latency: bool,
     # DeepEP's benchmark routes over one group per node, top-min(nodes, 4) of them
     moe = base.moe.model_copy(update={"router_groups": nodes, "router_group_topk": min(nodes, 4)})
     model = base.model_copy(update={"moe": moe}).with_seq_len(tokens)
-    mctx = make_context(tuple(range(ep)), (0,), "deepep", 1.0, per, "fp8")
-    mctx = type(mctx)(**{**mctx.__dict__, "low_latency": low_latency}) if low_latency else mctx
+    mctx = replace(make_context(tuple(range(ep)), (0,), "deepep", 1.0, per, "fp8"),
+                   low_latency=low_latency)
     ctx = LayerContext(model, 1, 1, False, "fp8", CommGroup((0,)), moe=mctx)
     net = AnalyticalNetwork(ClusterLayout(system, nodes, system.nic_gbps),
                             profile.load(system.default_profile))
@@ -62,7 +62,7 @@ def _ctx(ep: int, tokens: int, out: bool, low_latency: bool,
 
 def _seconds(ep: int, tokens: int, out: bool, low_latency: bool,
              system: str = SYSTEM) -> tuple[float, LayerContext]:
-    ctx, net = _ctx(ep, tokens, out, low_latency, system)
+    ctx, net = _ctx(ep, tokens, low_latency, system)
     op = _deepep(ctx, "combine" if out else "dispatch", out)
     if op.sms:
         op = replace(op, sms=BENCH_SMS)

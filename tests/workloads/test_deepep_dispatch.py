@@ -2,6 +2,8 @@
 hand for DeepSeek-V3 (hidden 7168, 256 experts, top-8), and the serving choice of its
 kernels and payload."""
 
+from dataclasses import replace
+
 import pytest
 
 from sim.moe_config import MoEWorkload
@@ -69,8 +71,7 @@ def test_low_latency_kernels_send_every_copy():
     info (DeepEP test_low_latency.py counts 7168 + 224 + 16 = 7408); NVLink carries the
     copies to the 8 of 64 ranks in the node (its own included)."""
     ctx = _ctx(64, tokens=128)
-    ll = LayerContext(ctx.model, 1, 1, False, "fp8", ctx.tp_group,
-                      moe=ctx.moe.__class__(**{**ctx.moe.__dict__, "low_latency": True}))
+    ll = replace(ctx, moe=replace(ctx.moe, low_latency=True))
     (d,) = route(ll, "dispatch", out=False)
     (c,) = route(ll, "combine", out=True)
     assert FP8_BYTES * H + 16 == 7408
