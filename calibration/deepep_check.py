@@ -7,7 +7,8 @@ shapes (hidden 7168, 256 experts, top-8), FP8 dispatch and BF16 combine
 run of the same benchmark (deepep_normal_kernels_h200.csv). Nothing is fitted on them:
 the model takes the NIC and NVLink figures of the catalog's ``hgx-h800`` and the
 profile's NVLink point-to-point efficiency, and the internode kernels' SM rate fitted on
-the H200 run (whose rows are then in-sample; calibration/fit_deepep.py). Each row is compared as DeepEP reports it:
+the H200 run (whose rows are then in-sample; calibration/fit_deepep.py). Each row is
+compared as DeepEP reports it:
 - normal kernels, "bottleneck bandwidth": the bytes DeepEP counts (RDMA: one copy per
   node a token goes to, its own node included; NVLink: one copy per receiving GPU) over
   the kernel's time, 4096 tokens per GPU, top-min(nodes, 4) node groups
@@ -30,7 +31,7 @@ from workloads.layers import LayerContext
 from workloads.model import presets
 from workloads.moe_layers import (
     FP8_BYTES,
-    _deepep,
+    deepep_call,
     deepep_ranks_per_token,
     deepep_remote_nodes,
     make_context,
@@ -63,7 +64,7 @@ def _ctx(ep: int, tokens: int, low_latency: bool,
 def _seconds(ep: int, tokens: int, out: bool, low_latency: bool,
              system: str = SYSTEM) -> tuple[float, LayerContext]:
     ctx, net = _ctx(ep, tokens, low_latency, system)
-    op = _deepep(ctx, "combine" if out else "dispatch", out)
+    op = deepep_call(ctx, "combine" if out else "dispatch", out)
     if op.sms:
         op = replace(op, sms=BENCH_SMS)
     return dispatch_time(net.layout, net.profile, op), ctx

@@ -257,7 +257,7 @@ def element_bytes(ctx: LayerContext, out: bool) -> float:
     return FP8_BYTES if not out and ctx.moe.dispatch_dtype == "fp8" else ctx.act_bytes
 
 
-def _deepep(ctx: LayerContext, name: str, out: bool) -> Collective:
+def deepep_call(ctx: LayerContext, name: str, out: bool) -> Collective:
     """One DeepEP call (workloads.graph.ExpertDispatch), normal or low-latency kernels."""
     mc, h = ctx.moe, ctx.model.hidden
     n, k, e = local_tokens(ctx), ctx.model.moe.top_k, element_bytes(ctx, out)
@@ -292,7 +292,7 @@ def route(ctx: LayerContext, name: str, out: bool) -> list[Op]:
         kind = "reduce_scatter" if out else "all_gather"
         return [Collective(kind, e * n * h * mc.ep, mc.ep_group, name=f"ep_{kind}_{name}")]
     if mc.dispatcher == "deepep" and mc.ep > 1:
-        ops = [_deepep(ctx, name, out)]
+        ops = [deepep_call(ctx, name, out)]
     elif mc.ep > 1:
         ops = [Collective("all_to_all", e * n * k * h * mc.rank_factor, mc.ep_group,
                           name=f"ep_all_to_all_{name}")]
