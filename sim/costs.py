@@ -1,15 +1,48 @@
 """Costs of graph nodes: compute through the accelerator model, TP collectives inside
-blocks through the network model's closed form (symmetric peers, no rendezvous)."""
+blocks through the network model's closed form (symmetric peers, no rendezvous), and the
+host's launch pace inside blocks (``HostLaunch``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hw_models.compute import ComputeModel
 from workloads.graph import Block, Collective, Compute, Delay, Memory, Node, Overlap
+from workloads.host_launch import is_sync, launches
+
+
+@dataclass(frozen=True)
+class HostLaunch:
+    """The host's share of eager execution (workloads/host_launch.py): ``per_op_s`` host
+    seconds per op it issues (already scaled to the system's host CPU), ``scopes`` the
+    CUDA-graph scopes whose ops it does not issue one by one."""
+    per_op_s: float
+    scopes: frozenset[str] = frozenset()
+
+    def exposed(self, ops, gpu_time, hidden_dims: tuple[str, ...] = ()) -> float:
+        """Seconds the GPU waits for the host in ``ops`` run back to back: host-device
+        syncs split them into segments; in each the host issues its ops at ``per_op_s``
+        each while the GPU runs them, and neither can pass the sync, so a segment takes
+        max(GPU time, host time) and the host's excess is exposed. Collectives of
+        ``hidden_dims`` run on their own stream (overlapped) and do not count as GPU time."""
+        if self.per_op_s <= 0 or "full_iteration" in self.scopes:
+            return 0.0
+        out = g = h = 0.0
+        for op in ops:
+            if is_sync(op):
+                out, g, h = out + max(0.0, h - g), 0.0, 0.0
+                continue
+            if not (isinstance(op, Collective) and op.group.dim in hidden_dims):
+                g += gpu_time(op)
+            h += launches(op, self.scopes) * self.per_op_s
+        return out + max(0.0, h - g)
 
 
 class OpCosts:
-    def __init__(self, compute: ComputeModel, network, host_bw: float = 25e9):
+    def __init__(self, compute: ComputeModel, network, host_bw: float = 25e9,
+                 host: HostLaunch | None = None):
         self.compute, self.network = compute, network
+        self.host = host                # None: kernels issued ahead of the GPU (no host cost)
         self.host_bw = host_bw          # PCIe Gen4 x16 ~25 GB/s for host<->device copies
         # Memos keyed by id(op) (ops repeat thousands of times; hashing a Block's tuple
         # each time would cost more). Each entry keeps its op alive, so an id can never
@@ -58,6 +91,10 @@ class OpCosts:
                         got[cat] = got.get(cat, 0.0) + t
                 if op.overlap:
                     _hide(got, op.overlap)
+                if self.host is not None:
+                    wait = self.host.exposed(op.ops, self.op_time, op.overlap)
+                    if wait > 0:
+                        got["host"] = wait
             hit = self._parts[id(op)] = (op, got)
         return hit[1]
 

@@ -33,7 +33,7 @@ from hw_models.profile import Profile
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.network.analytical import bus_factor, curve_time
-from sim.setup import paced_compute
+from sim.setup import host_launch, paced_compute
 from workloads.graph import Collective, CommGroup
 
 
@@ -69,7 +69,7 @@ def make_pools(sc) -> list[Pool]:
                                sc.cluster.network.oversubscription)
         net = _pool_network(sc, layout, prof)
         costs = OpCosts(paced_compute(system.gpu_spec, prof, sc.sim.speed_scale, world),
-                        _Shifted(net, first))
+                        _Shifted(net, first), host=host_launch(sc, system))
         out.append(Pool(p.name, system, p.nodes, first, prof, net, costs))
         first += p.nodes * system.gpus_per_node
     return out

@@ -26,7 +26,7 @@ def _time(est, ops, overlap: bool) -> float:
             ep += t
         else:
             comp += t
-    return comp + (max(0.0, ep - comp) if overlap else ep)
+    return comp + (max(0.0, ep - comp) if overlap else ep) + est.host_wait(ops, ("ep",) if overlap else ())
 
 
 def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list[float]]:
