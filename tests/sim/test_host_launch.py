@@ -100,3 +100,25 @@ def test_bad_cuda_graph_scope_is_one_clear_line(monkeypatch, capsys):
                        "--set", "workload.cuda_graphs=everything")
     assert code == 2
     assert "workload.cuda_graphs" in one_error_line(err) and "'everything' is not a CUDA-graph scope" in err
+
+
+def test_engine_adds_exactly_the_blocks_host_wait():
+    """A tiny MoE (1024 tokens per microbatch on H100, one microbatch per rank, two MoE
+    layers) is host-bound: the step with the host's launch pace is longer than without by
+    the blocks' host waits, each a segment-by-segment max(GPU, host) of its own ops."""
+    from sim.setup import build_engine, resolve_setup
+    from sim.simulate import simulate
+    from tests.sim.test_moe_sim import scenario
+    from workloads import training
+    from workloads.graph import Block as B
+    sc = scenario()
+    on = simulate(parse(sc), band=False)
+    off = simulate(parse({**sc, "sim": {**sc["sim"], "host_launch": False}}), band=False)
+    setup = resolve_setup(parse(sc))
+    graph = training.build(setup.model, setup.plan, setup.options)
+    costs = build_engine(setup, graph).costs
+    rank0 = [n.op for n in graph if n.rank == 0 and isinstance(n.op, B)]
+    wait = sum(costs.parts(b).get("host", 0.0) for b in rank0)
+    assert wait > 0
+    assert on.iteration_time_s - off.iteration_time_s == pytest.approx(wait, rel=1e-9)
+    assert on.breakdown["host"] == pytest.approx(wait, rel=1e-9)
