@@ -11,37 +11,34 @@ import pandas as pd
 Report = tuple[dict[str, Any], str]
 
 
+def _table(df: pd.DataFrame, s: dict[str, Any], tail: str, blank_na: bool = False) -> Report:
+    """The rows, their summary ``s``, and the table with the median / max |error| line
+    (``tail`` after it, formatted with the summary)."""
+    text = (df.fillna("") if blank_na else df).to_string(index=False) + (
+        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
+        f"{s['max_abs_error_pct']:.1f}%" + tail.format(**s))
+    return {"rows": df.to_dict("records"), "summary": s}, text
+
+
 def megatron_sc21(fidelity: str = "analytical") -> Report:
     """Megatron-LM SC'21 Tables 1 and 2 (PTD-P): TFLOP/s per GPU."""
     from calibration.validate_megatron import run, summary
     df = run(fidelity)
-    s = summary(df)
-    text = df.fillna("").to_string(index=False) + (
-        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
-        f"{s['max_abs_error_pct']:.1f}%   rows over 20%: {s['rows_over_20pct']} of {s['rows']}")
-    return {"rows": df.to_dict("records"), "summary": s}, text
+    return _table(df, summary(df), "   rows over 20%: {rows_over_20pct} of {rows}", blank_na=True)
 
 
 def trtllm() -> Report:
     """TensorRT-LLM first-token latency at batch 1 (H100 FP8, A100 FP16): ms."""
     from calibration.validate_inference import run, summary
     df = run()
-    s = summary(df)
-    text = df.to_string(index=False) + (
-        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
-        f"{s['max_abs_error_pct']:.1f}%   rows over 15%: {s['rows_over_15pct']} of {s['rows']}")
-    return {"rows": df.to_dict("records"), "summary": s}, text
+    return _table(df, summary(df), "   rows over 15%: {rows_over_15pct} of {rows}")
 
 
 def korthikanti() -> Report:
     """Korthikanti et al. Table 4: one 22B layer's forward/backward time, TP=8 on DGX A100."""
     from calibration.validate_korthikanti import run, summary
     df = run()
-    s = summary(df)
-    text = df.to_string(index=False) + (
-        f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
-        f"{s['max_abs_error_pct']:.1f}% (forward, backward and combined of {s['rows']} rows)")
-    return {"rows": df.to_dict("records"), "summary": s}, text
+    return _table(df, summary(df), " (forward, backward and combined of {rows} rows)")
 
 
 def nccl() -> Report:

@@ -32,7 +32,14 @@ from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from hw_models.profile import Profile
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
-from sim.network.analytical import bus_factor, curve_time
+from sim.network.analytical import (
+    RING_KINDS,
+    bus_factor,
+    curve_time,
+    domain_span,
+    ring_link_bw,
+    scale_out_ring_time,
+)
 from sim.setup import host_launch, paced_compute
 from workloads.graph import Collective, CommGroup
 
@@ -162,10 +169,23 @@ class PooledNetwork:
         if hit is not None:
             return hit[0].network.collective_time(kind, nbytes, hit[1])
         pools = {self.index.of(r).name: self.index.of(r) for r in group.ranks}.values()
+        if kind in RING_KINDS:
+            return self._ring_time(kind, nbytes, group, list(pools))
         bw = min(p.system.nic_bw_per_gpu for p in pools) / self.oversub
-        first = next(iter(pools))
-        return curve_time(scale_out_curve(first),
+        return curve_time(scale_out_curve(next(iter(pools))),
                           bus_factor(kind, group.size) * nbytes, bw)
+
+    def _ring_time(self, kind: str, nbytes: float, group: CommGroup, pools: list[Pool]) -> float:
+        """One NCCL ring over the group's ranks of every pool, priced as a single cluster's
+        ring (sim.network.analytical.scale_out_ring_time) at the scale-out curve of the
+        first rank's pool: each pool's domains are entered over their NICs, and the pool
+        whose domains bring in the least (ring_link_bw) sets the pace."""
+        spans = [domain_span(p.network.layout, [p.local(r) for r in group.ranks
+                                                 if self.index.of(r) is p]) for p in pools]
+        bw = min(ring_link_bw(p.system.scale_up_bw, per, p.system.nic_bw_per_gpu / self.oversub)
+                 for p, (_, per) in zip(pools, spans, strict=True))
+        return scale_out_ring_time(scale_out_curve(pools[0]), kind, nbytes, group.size,
+                                   sum(d for d, _ in spans), max(per for _, per in spans), bw)
 
     def p2p_time(self, src: int, dst: int, nbytes: float) -> float:
         a, b = self.index.of(src), self.index.of(dst)

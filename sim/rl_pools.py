@@ -20,6 +20,7 @@ from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from sim.rl_config import PoolSplit, RLWorkload
 from sim.rl_timeline import PoolSizes
 from sim.scenario import PoolConfig, Scenario
+from workloads.graph import CommGroup
 
 
 @dataclass(frozen=True)
@@ -109,22 +110,22 @@ def cross_pool_sync(sc: Scenario, where: PooledPlacement, params: float, weight_
     """nccl sync from the training pool to the rollout pool over the common network: each
     rollout GPU receives its whole shard (nothing is in place on another pool); NCCL
     broadcasts pipeline, so the time is that of one receiver. broadcast: one NCCL ring over
-    both pools (sim/rl_sync.py), each byte entering a node once over all its NICs, so the
-    slower pool's NICs of one node (capped by its scale-up bandwidth) carry the model."""
-    from sim.network.analytical import curve_time
-    from sim.pools import PooledNetwork, PoolIndex, make_pools, scale_out_curve
+    both pools, training ranks first (sim/rl_sync.py), priced by the pooled network as a
+    single cluster's ring: each byte enters a scale-up domain once over all its NICs, so the
+    slower pool's NICs of one domain (capped by its scale-up bandwidth) carry the model."""
+    from sim.pools import PooledNetwork, PoolIndex, make_pools
     w: RLWorkload = sc.workload
     rp = w.rollout.parallel
     index = PoolIndex(make_pools(sc))
     net = PooledNetwork(index, sc.cluster.network.oversubscription)
-    first = {p.name: p.first_rank for p in index.pools}
+    pool = {p.name: p for p in index.pools}
+    train, rollout = pool[where.train_pool], pool[where.rollout_pool]
     need = params * weight_bytes / (1 if w.sync == "broadcast" else rp.tp * rp.pp * rp.ep)
     if w.sync == "broadcast":
-        pools = [p for p in index.pools if p.name in (where.train_pool, where.rollout_pool)]
-        node_bw = min(min(p.system.nic_bw_per_gpu * p.system.gpus_per_node, p.system.scale_up_bw)
-                      for p in pools) / net.oversub
-        seconds = curve_time(scale_out_curve(index.of(first[where.train_pool])), need, node_bw)
+        ranks = [p.first_rank + r for p, n in ((train, where.sizes.train),
+                                               (rollout, where.sizes.rollout)) for r in range(n)]
+        seconds = net.collective_time("broadcast", need, CommGroup(tuple(ranks)))
     else:
-        seconds = net.p2p_time(first[where.train_pool], first[where.rollout_pool], need)
+        seconds = net.p2p_time(train.first_rank, rollout.first_rank, need)
     return {"weight_sync_s": seconds, "sync_bytes_per_gpu": need,
             "sync_bytes_total": need * where.sizes.rollout}

@@ -116,7 +116,7 @@ def attention_core(ctx: LayerContext) -> list[Op]:
     bh, d = b * ctx.local_heads, m.head_dim
     if ctx.attention == "flash":
         flops = 4.0 * bh * s * s * d / 2          # causal: half the score matrix is computed
-        return [*_repeat_kv(ctx, "repeat_kv"),
+        return [*repeat_kv_copy(ctx, "repeat_kv"),
                 Compute("attention", flops, e * bh * s * d * 4.0, ctx.dtype, (bh, s, s, d),
                         causal=True, name="flash_attn_fwd")]
     probs = bh * s * s
@@ -126,7 +126,7 @@ def attention_core(ctx: LayerContext) -> list[Op]:
             gemm(ctx, s, d, s, "attn_context", bh)]
 
 
-def _repeat_kv(ctx: LayerContext, name: str) -> list[Op]:
+def repeat_kv_copy(ctx: LayerContext, name: str) -> list[Op]:
     """K,V of the local KV heads copied to every query head (forward), or the expanded
     gradients summed back (backward): reads one side, writes the other."""
     if not ctx.repeats_kv:
@@ -141,7 +141,7 @@ def attention_core_bwd(ctx: LayerContext) -> list[Op]:
     if ctx.attention == "flash":
         flops = 2.5 * 4.0 * bh * s * s * d / 2    # FA2 convention: bwd = 2.5 x fwd FLOPs
         return [Compute("attention", flops, e * bh * s * d * 8.0, ctx.dtype, (bh, s, s, d),
-                        causal=True, name="flash_attn_bwd"), *_repeat_kv(ctx, "repeat_kv_bwd")]
+                        causal=True, name="flash_attn_bwd"), *repeat_kv_copy(ctx, "repeat_kv_bwd")]
     probs = bh * s * s
     return [*gemm_bwd(ctx, s, d, s, "attn_context", bh),
             mem(ctx, "elementwise", (2 * e + 1) * probs, "attn_dropout_bwd"),

@@ -34,7 +34,16 @@ from dataclasses import dataclass, replace
 
 from workloads.graph import Collective, CommGroup, Compute
 from workloads.host_launch import host_sync
-from workloads.layers import LayerContext, Op, gemm, gemm_bwd, layer_gemm_shapes, mem, tp_comm
+from workloads.layers import (
+    LayerContext,
+    Op,
+    gemm,
+    gemm_bwd,
+    layer_gemm_shapes,
+    mem,
+    repeat_kv_copy,
+    tp_comm,
+)
 from workloads.moe import is_moe_layer, is_window_layer, mla
 
 
@@ -150,6 +159,7 @@ def _attn_forward(ctx: LayerContext, window: bool) -> list[Op]:
         g = layer_gemm_shapes(ctx)
         rope = e * 2 * T * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
         return [gemm(ctx, *g["qkv"], "qkv"), mem(ctx, "elementwise", rope, "rope"),
+                *repeat_kv_copy(ctx, "repeat_kv"),
                 fused_attention(ctx, window, m.head_dim, m.head_dim, False), gemm(ctx, *g["proj"], "attn_proj")]
     ops: list[Op] = [gemm(ctx, *shape, name) for shape, name in _mla_gemms(ctx)]
     latent = (att.q_lora_rank or 0) + att.kv_lora_rank
@@ -166,7 +176,8 @@ def _attn_backward(ctx: LayerContext, window: bool) -> list[Op]:
     if att is None:
         g = layer_gemm_shapes(ctx)
         return [*gemm_bwd(ctx, *g["proj"], "attn_proj"),
-                fused_attention(ctx, window, m.head_dim, m.head_dim, True), *gemm_bwd(ctx, *g["qkv"], "qkv")]
+                fused_attention(ctx, window, m.head_dim, m.head_dim, True),
+                *repeat_kv_copy(ctx, "repeat_kv_bwd"), *gemm_bwd(ctx, *g["qkv"], "qkv")]
     latent = (att.q_lora_rank or 0) + att.kv_lora_rank
     ops: list[Op] = [*gemm_bwd(ctx, T, m.hidden, ctx.local_heads * att.v_head_dim, "attn_proj"),
                      fused_attention(ctx, window, att.qk_head_dim, att.v_head_dim, True),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from workloads import moe as moe_spec
 from workloads import moe_parallel
 from workloads.graph import Collective, CommGroup, Compute, ExecutionGraph
-from workloads.layers import LayerContext, head_backward, head_forward
+from workloads.layers import LayerContext, grad_accumulation, head_backward, head_forward
 from workloads.model import ModelSpec
 from workloads.moe_layers import (
     MoEContext,
@@ -88,7 +88,12 @@ def chunk_body(ctx: LayerContext, plan: ParallelPlan, stage: int, chunk: int) ->
 
 
 def layer_bwd_ops(ctx: LayerContext, plan: ParallelPlan, i: int) -> list:
-    return layer_recompute_at(ctx, i, plan.recompute) + layer_backward_at(ctx, i)
+    """Recompute and backward of layer ``i``, then (without gradient-accumulation fusion)
+    the add of its weight gradients into the main gradients of the rank's parameters, the
+    routed experts' included, as a dense layer's (workloads.layers.grad_accumulation)."""
+    local = layer_dense(ctx.model, plan, i) + moe_spec.expert_params(ctx.model, i) / (plan.ep * plan.etp)
+    return (layer_recompute_at(ctx, i, plan.recompute) + layer_backward_at(ctx, i)
+            + grad_accumulation(ctx, local))
 
 
 def head_fwd(ctx: LayerContext) -> list:

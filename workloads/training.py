@@ -131,13 +131,22 @@ def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s
     return _make_stage(model, plan, opts, stage, pipeline_of(plan, model.layers)).fwd[0]
 
 
-def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
-                pipe: Pipeline) -> Stage:
+def stage_layer_ops(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions,
+                    s: int) -> tuple[LayerContext, StageOps]:
+    """The layer context and layer ops of pipeline stage ``s``: every option that changes
+    a layer's kernels (``opts.layer_options``, FP8 recipe, context parallelism, TP overlap,
+    MoE groups) enters here, for the graph builder and the sweep's closed forms alike
+    (sim/sweep/estimate.py, estimate_moe.py)."""
     ctx = local_context(model, plan, opts.dtype, CommGroup(plan.tp_group(s), "tp"), opts.attention,
                         moe_training.context(model, plan, opts.moe, s), **opts.layer_options())
     heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
-    ops = build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s), heads,
-                          fused_amax=opts.fp8_fused_amax)
+    return ctx, build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s),
+                                heads, fused_amax=opts.fp8_fused_amax)
+
+
+def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
+                pipe: Pipeline) -> Stage:
+    ctx, ops = stage_layer_ops(model, plan, opts, s)
     layers = pipe.rank_layers(s) if model.uniform else plan.stage_layers(model.layers)[s]
     st = Stage(s, plan.rank(0, 0, s), ctx, layers, pipe, ops)
     overlap = _overlap(opts)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import simpy
 
@@ -77,6 +77,33 @@ def curve_time(curve: CollectiveCurve, bus_bytes: float, link_bw: float) -> floa
     return curve.latency_us * 1e-6 + bus_bytes / (link_bw * eff)
 
 
+def ring_link_bw(scale_up_bw: float, per_domain: int, nic_bw_per_gpu: float) -> float:
+    """Bytes/s per GPU of a ring crossing scale-up domains: the NICs of the group's ranks in
+    one domain (one NIC per GPU per rail, each ring channel on its own), capped by the
+    scale-up bandwidth that forwards each byte inside the domain."""
+    return min(scale_up_bw, per_domain * nic_bw_per_gpu)
+
+
+def scale_out_ring_time(curve: CollectiveCurve, kind: str, nbytes: float, n: int, domains: int,
+                        per_domain: int, link_bw: float) -> float:
+    """A ring collective (RING_KINDS) of ``nbytes`` over ``n`` ranks on ``domains`` scale-up
+    domains, at most ``per_domain`` of them in one, at ``link_bw`` per GPU (ring_link_bw):
+    the scale-out curve at nccl-tests' bus bytes, plus NCCL's latency on this group less
+    that of the group the curve was fitted on (never below the curve's bandwidth term)."""
+    t = curve_time(curve, bus_factor(kind, n) * nbytes, link_bw)
+    extra = nccl_latency_us(kind, n, domains, per_domain) - nccl_latency_us(*FIT_GROUP)
+    return max(t + extra * 1e-6, t - curve.latency_us * 1e-6)
+
+
+def domain_span(layout: ClusterLayout, ranks) -> tuple[int, int]:
+    """(scale-up domains the ranks span, most ranks in one domain)."""
+    per: dict[int, int] = {}
+    for r in ranks:
+        d = layout.domain(r)
+        per[d] = per.get(d, 0) + 1
+    return len(per), max(per.values())
+
+
 @dataclass(frozen=True)
 class ClusterLayout:
     """Where ranks sit: ``domain_gpus`` consecutive ranks share one scale-up domain."""
@@ -107,7 +134,7 @@ class AnalyticalNetwork:
 
     def __init__(self, layout: ClusterLayout, profile: Profile, bw_scale: float = 1.0):
         self.layout, self.profile, self.bw_scale = layout, profile, bw_scale
-        self._span = lru_cache(maxsize=4096)(self._span_uncached)
+        self._span = lru_cache(maxsize=4096)(partial(domain_span, layout))
 
     def _curve(self, link: str):
         curve = self.profile.collectives.get(link)
@@ -118,14 +145,6 @@ class AnalyticalNetwork:
                 f"a collectives CSV to `clustersim calibrate fit`, or use a profile that has "
                 f"one (built-in: {', '.join(builtin_names())})")
         return curve
-
-    def _span_uncached(self, ranks: tuple[int, ...]) -> tuple[int, int]:
-        """(domains spanned, max ranks of the group in one domain)."""
-        per: dict[int, int] = {}
-        for r in ranks:
-            d = self.layout.domain(r)
-            per[d] = per.get(d, 0) + 1
-        return len(per), max(per.values())
 
     def collective_time(self, kind: str, nbytes: float, group: CommGroup) -> float:
         n = group.size
@@ -144,12 +163,9 @@ class AnalyticalNetwork:
             # (nccl_tuning_constants.md); the flow model places the same bytes.
             off = nbytes * (n - per_domain) / n
             return curve_time(self._curve("network"), off, nic * self.bw_scale)
-        link_bw = min(sys.scale_up_bw, per_domain * nic)
-        t = curve_time(self._curve("network"), bus, link_bw * self.bw_scale)
-        if kind in RING_KINDS:
-            extra = nccl_latency_us(kind, n, domains, per_domain) - nccl_latency_us(*FIT_GROUP)
-            t = max(t + extra * 1e-6, t - self._curve("network").latency_us * 1e-6)
-        return t
+        link_bw = ring_link_bw(sys.scale_up_bw, per_domain, nic) * self.bw_scale
+        return scale_out_ring_time(self._curve("network"), kind, nbytes, n, domains, per_domain,
+                                   link_bw)
 
     def domain_bw(self, k: int, ranks=None) -> float:
         """Bytes/s per GPU of a ring collective over k GPUs of one scale-up domain: the

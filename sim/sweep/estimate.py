@@ -40,8 +40,7 @@ from workloads.offload import OffloadOptions
 from workloads.parallel import ParallelPlan
 from workloads.param_sync import ADAM_BYTES_PER_PARAM, stage_params, unit_params
 from workloads.pipeline import SPLIT_BACKWARD
-from workloads.stage_ops import build_stage_ops, local_context
-from workloads.training import TrainingOptions, p2p_bytes
+from workloads.training import TrainingOptions, p2p_bytes, stage_layer_ops
 
 GIB = 2**30
 
@@ -84,11 +83,7 @@ class Estimator:
     def _layer_times(self, plan: ParallelPlan) -> LayerTimes:
         """Per-layer times of the plan's layer shape (the same ops the graph builder uses:
         context parallelism, FP8 recipe, TP overlap included)."""
-        ctx = local_context(self.model, plan, self.options.dtype,
-                            CommGroup(tuple(range(plan.tp)), "tp"), self.options.attention,
-                            **self.options.layer_options())
-        ops = build_stage_ops(ctx, plan, plan.recompute, self.options.fp8_recipe, plan.cp_group(0),
-                              fused_amax=self.options.fp8_fused_amax)
+        ops = stage_layer_ops(self.model, plan, self.options, 0)[1]
         return LayerTimes(
             fwd=self._block(ops.fwd), bwd=self._block(ops.bwd),
             emb_fwd=self._block(ops.emb_fwd), emb_bwd=self._block(ops.emb_bwd),

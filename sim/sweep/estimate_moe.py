@@ -1,25 +1,25 @@
 """Closed-form stage times of MoE / MLA / windowed models for the sweep estimator.
 
 The same kernels the DES plays (workloads.moe_layers, one list per kind of layer: dense
-or MoE, full or windowed attention) priced with the estimator's cost model; a layer's
+or MoE, full or windowed attention), built and rewritten by the graph builder's own
+``stage_layer_ops`` (layer options, FP8 recipe, context parallelism, TP overlap) and
+priced with the estimator's cost model; a layer's
 EP communication hides behind its compute when ``workload.moe.overlap`` is set, as in
 sim.costs. Expert gradients reduced over expert-data-parallel add to the stage's tail.
 """
 
 from __future__ import annotations
 
-from workloads import fp8, moe_parallel, moe_training
 from workloads import moe as spec
+from workloads import moe_parallel, moe_training
 from workloads.graph import Collective, CommGroup
-from workloads.layers import LayerContext, embedding_backward, embedding_forward
-from workloads.moe_layers import layer_backward_at, layer_forward_at, layer_recompute_at
+from workloads.moe_layers import layer_forward_at
 from workloads.parallel import ParallelPlan
+from workloads.training import stage_layer_ops
 
 
 def _time(est, ops, overlap: bool) -> float:
     comp = ep = 0.0
-    if est.options.fp8_recipe:
-        ops = fp8.rewrite(list(ops), est.options.fp8_recipe, est.options.fp8_fused_amax)
     for op in ops:
         t = est.costs.uncached_time(op)
         if isinstance(op, Collective) and op.group.dim == "ep":
@@ -35,27 +35,24 @@ def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list
     overlap = bool(opts.moe and opts.moe.overlap)
     fwd, bwd, per_layer = [], [], []
     for s in range(plan.pp):
-        ctx = LayerContext(model, plan.micro_batch, plan.tp, plan.sp, opts.dtype,
-                           CommGroup(plan.tp_group(s), "tp"), opts.attention,
-                           moe=moe_training.context(model, plan, opts.moe, s),
-                           fp8_attention=opts.fp8_attention)
+        ctx, ops = stage_layer_ops(model, plan, opts, s)
         kinds: dict[tuple[bool, bool], tuple[float, float]] = {}
         f = b = 0.0
         ids = [i for c in range(plan.vpp) for i in moe_training.chunk_layers(model, plan, s, c)]
         for i in ids:
             key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
-            if key not in kinds:
-                kinds[key] = (_time(est, layer_forward_at(ctx, i), overlap),
-                              _time(est, layer_recompute_at(ctx, i, plan.recompute)
-                                    + layer_backward_at(ctx, i), overlap))
+            if key not in kinds:        # one layer's kernels, rewritten as the graph's chunks
+                kinds[key] = (_time(est, ops.transform(layer_forward_at(ctx, i)), overlap),
+                              _time(est, ops.transform(moe_training.layer_bwd_ops(ctx, plan, i),
+                                                       True), overlap))
             f, b = f + kinds[key][0], b + kinds[key][1]
         per_layer.append(b / max(1, len(ids)))
         if s == 0:
-            f += _time(est, embedding_forward(ctx), False)
-            b += _time(est, embedding_backward(ctx), False)
+            f += _time(est, ops.emb_fwd, False)
+            b += _time(est, ops.emb_bwd, False)
         if s == plan.pp - 1:
-            f += _time(est, moe_training.head_fwd(ctx), overlap)
-            b += _time(est, moe_training.head_bwd(ctx), overlap)
+            f += _time(est, ops.head_fwd, overlap)
+            b += _time(est, ops.head_bwd, overlap)
         fwd.append(f)
         bwd.append(b)
     return fwd, bwd, per_layer

@@ -122,3 +122,28 @@ def test_broadcast_sync_sends_the_whole_model_to_every_rollout_gpu():
     # on a plain cluster too: the training pool sends every rollout GPU the whole model
     plain_b = simulate_rl(plain("dgx-h100", sync="broadcast"))
     assert plain_b.extra["sync_bytes_per_gpu"] == pytest.approx(full, rel=1e-12)
+
+
+@pytest.mark.parametrize("system, nodes", [("dgx-h100", 2), ("gb200-nvl72", 18)])
+def test_broadcast_between_pools_of_one_system_is_the_plain_clusters_ring(system, nodes):
+    """Two pools of one system: the pooled broadcast is the NCCL ring a single cluster of
+    those nodes runs over the same ranks (sim/rl_sync.py, the network's own broadcast),
+    one formula for both: on NVL72 a domain's 72 NICs feed the ring up to the GPU's NVLink
+    bandwidth (900 GB/s), not one 4-GPU tray's NICs (200 GB/s)."""
+    from sim import rl_pools, rl_sync
+    from sim.rl_timeline import PoolSizes
+    spec = catalog.system(system)
+    gpus = nodes * spec.gpus_per_node
+    pools = [{"name": "gen", "system": system, "nodes": nodes},
+             {"name": "trainer", "system": system, "nodes": nodes}]
+    sc = scenario.parse({"name": "x", "cluster": {"pools": pools}, "workload": work(
+        sync="broadcast", placement={"rollout_pool": "gen", "train_pool": "trainer"})})
+    model = resolve("llama3-8b")
+    got = rl_pools.cross_pool_sync(sc, rl_pools.resolve(sc), model.params, 2)
+    one = scenario.parse({"name": "y", "cluster": {"system": system, "nodes": 2 * nodes},
+                          "workload": work(sync="broadcast",
+                                           placement={"rollout_gpus": gpus, "train_gpus": gpus})})
+    want = rl_sync.nccl_sync(one, spec, PoolSizes(gpus, gpus, False), model,
+                             profile.load(spec.default_profile))
+    assert got["weight_sync_s"] == pytest.approx(want["weight_sync_s"], rel=1e-12)
+    assert got["sync_bytes_per_gpu"] == want["sync_bytes_per_gpu"] == model.params * 2
