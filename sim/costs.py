@@ -89,12 +89,12 @@ class OpCosts:
                             "other" if isinstance(sub, Delay) else "compute")): self.op_time(sub)}
                     for cat, t in sub_parts.items():
                         got[cat] = got.get(cat, 0.0) + t
-                if op.overlap:
-                    _hide(got, op.overlap)
                 if self.host is not None:
                     wait = self.host.exposed(op.ops, self.op_time, op.overlap)
                     if wait > 0:
                         got["host"] = wait
+                if op.overlap:
+                    _hide(got, op.overlap)
             hit = self._parts[id(op)] = (op, got)
         return hit[1]
 
@@ -110,12 +110,13 @@ class OpCosts:
 
 
 def _hide(parts: dict[str, float], dims: tuple[str, ...]) -> None:
-    """Overlapped communication hides behind the block's compute; the rest stays exposed
+    """Overlapped communication hides behind the block's compute and its wait for the
+    host's launches (the transfers run on their own stream); the rest stays exposed
     (scaled down in proportion across the overlapped categories)."""
     comm = sum(parts.get(d, 0.0) for d in dims)
     if comm <= 0:
         return
-    keep = max(0.0, comm - parts.get("compute", 0.0)) / comm
+    keep = max(0.0, comm - parts.get("compute", 0.0) - parts.get("host", 0.0)) / comm
     for d in dims:
         if d in parts:
             parts[d] *= keep

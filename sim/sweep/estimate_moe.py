@@ -26,7 +26,8 @@ def _time(est, ops, overlap: bool) -> float:
             ep += t
         else:
             comp += t
-    return comp + (max(0.0, ep - comp) if overlap else ep) + est.host_wait(ops, ("ep",) if overlap else ())
+    host = est.host_wait(ops, ("ep",) if overlap else ())
+    return comp + host + (max(0.0, ep - comp - host) if overlap else ep)
 
 
 def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list[float]]:
