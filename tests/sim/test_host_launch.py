@@ -77,7 +77,11 @@ def test_overlapped_all_to_all_is_not_gpu_time_for_the_host():
     # not overlapped: the all-to-all occupies the stream, GPU 540 us > host 185 us
     assert "host" not in _costs(host).parts(Block(ops))
     # overlapped on its own stream: the compute stream has 40 us against 185 us of launches
-    assert _costs(host).parts(Block(ops, overlap=("ep",)))["host"] == pytest.approx(145 * US)
+    parts = _costs(host).parts(Block(ops, overlap=("ep",)))
+    assert parts["host"] == pytest.approx(145 * US)
+    # the all-to-all runs beside both the kernels and the wait: the block is max(185, 500) us
+    assert parts["ep"] == pytest.approx((500 - 40 - 145) * US)
+    assert sum(parts.values()) == pytest.approx(500 * US)
 
 
 def test_grace_host_is_slower_by_its_sourced_factor():
