@@ -19,21 +19,22 @@ class HostLaunch:
     per_op_s: float
     scopes: frozenset[str] = frozenset()
 
-    def exposed(self, ops, gpu_time, hidden_dims: tuple[str, ...] = ()) -> float:
-        """Seconds the GPU waits for the host in ``ops`` run back to back: host-device
-        syncs split them into segments; in each the host issues its ops at ``per_op_s``
-        each while the GPU runs them, and neither can pass the sync, so a segment takes
-        max(GPU time, host time) and the host's excess is exposed. Collectives of
-        ``hidden_dims`` run on their own stream (overlapped) and do not count as GPU time."""
+    def exposed(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> float:
+        """Seconds the GPU waits for the host in ``ops`` run back to back (``times``: each
+        op's GPU seconds, in order): host-device syncs split them into segments; in each
+        the host issues its ops at ``per_op_s`` each while the GPU runs them, and neither
+        can pass the sync, so a segment takes max(GPU time, host time) and the host's
+        excess is exposed. Collectives of ``hidden_dims`` run on their own stream
+        (overlapped) and do not count as GPU time."""
         if self.per_op_s <= 0 or "full_iteration" in self.scopes:
             return 0.0
         out = g = h = 0.0
-        for op in ops:
+        for op, t in zip(ops, times, strict=True):
             if is_sync(op):
                 out, g, h = out + max(0.0, h - g), 0.0, 0.0
                 continue
             if not (isinstance(op, Collective) and op.group.dim in hidden_dims):
-                g += gpu_time(op)
+                g += t
             h += launches(op, self.scopes) * self.per_op_s
         return out + max(0.0, h - g)
 
@@ -90,7 +91,7 @@ class OpCosts:
                     for cat, t in sub_parts.items():
                         got[cat] = got.get(cat, 0.0) + t
                 if self.host is not None:
-                    wait = self.host.exposed(op.ops, self.op_time, op.overlap)
+                    wait = self.host.exposed(op.ops, map(self.op_time, op.ops), op.overlap)
                     if wait > 0:
                         got["host"] = wait
                 if op.overlap:

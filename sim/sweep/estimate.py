@@ -72,13 +72,14 @@ class Estimator:
 
     def _block(self, ops) -> float:
         # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
-        t = sum(self.costs.uncached_time(op) for op in ops)
-        return t + self.host_wait(ops)
+        times = [self.costs.uncached_time(op) for op in ops]
+        return sum(times) + self.host_wait(ops, times)
 
-    def host_wait(self, ops, hidden: tuple[str, ...] = ()) -> float:
-        """The GPU's wait for the host's launches in ``ops`` (sim/costs.py HostLaunch)."""
+    def host_wait(self, ops, times, hidden: tuple[str, ...] = ()) -> float:
+        """The GPU's wait for the host's launches in ``ops`` of GPU seconds ``times``
+        (sim/costs.py HostLaunch)."""
         host = self.costs.host
-        return host.exposed(ops, self.costs.uncached_time, hidden) if host is not None else 0.0
+        return host.exposed(ops, times, hidden) if host is not None else 0.0
 
     def _layer_times(self, plan: ParallelPlan) -> LayerTimes:
         """Per-layer times of the plan's layer shape (the same ops the graph builder uses:

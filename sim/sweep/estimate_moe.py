@@ -20,13 +20,13 @@ from workloads.training import stage_layer_ops
 
 def _time(est, ops, overlap: bool) -> float:
     comp = ep = 0.0
-    for op in ops:
-        t = est.costs.uncached_time(op)
+    times = [est.costs.uncached_time(op) for op in ops]
+    for op, t in zip(ops, times, strict=True):
         if isinstance(op, Collective) and op.group.dim == "ep":
             ep += t
         else:
             comp += t
-    host = est.host_wait(ops, ("ep",) if overlap else ())
+    host = est.host_wait(ops, times, ("ep",) if overlap else ())
     return comp + host + (max(0.0, ep - comp - host) if overlap else ep)
 
 
