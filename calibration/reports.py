@@ -125,6 +125,9 @@ def moe(fidelity: str = "analytical") -> Report:
 
 def rl() -> Report:
     """RL post-training step times (NeMo RL, OpenRLHF): every row, skipped ones with reasons."""
+    from calibration import validate_rl_split as split
     from calibration.validate_rl import records, run, summary, table
-    df = run()
-    return {"rows": records(df), "summary": summary(df)}, table(df)
+    df, parts = run(), split.run()
+    text = table(df) + "\n\nphase split (NeMo RL v0.3 step breakdown):\n" + split.table(parts)
+    return {"rows": records(df), "summary": summary(df) | split.summary(parts),
+            "split_rows": parts.to_dict("records")}, text

@@ -167,6 +167,13 @@ def network(ref: str | dict | StorageNetwork) -> StorageNetwork:
     return _lookup(ref, StorageNetwork, networks(), "storage network")
 
 
+@cache
+def pageable_slowdown() -> float:
+    """How much slower a copy to or from pageable host memory is than the host link's line
+    rate (data/storage.yaml pageable_copy, with its source)."""
+    return float(_data()["pageable_copy"]["slowdown"])
+
+
 def host_link(gpu_name: str) -> HostLink:
     table = host_links()
     if gpu_name not in table:

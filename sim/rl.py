@@ -155,9 +155,11 @@ def _streamed(gen: dict, steady: dict) -> dict:
 
 # ---- training-side passes ---------------------------------------------------------------
 def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, seq_len: int,
-                   rows: int, forward: bool = False) -> Scenario:
+                   rows: int, forward: bool = False, logprob: bool = True) -> Scenario:
     """The training sub-scenario of one pass; ``forward``: a forward-only pass, whose
-    microbatches hold ``train.logprob_micro_batch`` rows."""
+    microbatches hold ``train.logprob_micro_batch`` rows; ``logprob``: the head computes
+    per-token log-probabilities (the policy's and the reference's passes), not a value or
+    a score."""
     w: RLWorkload = sc.workload
     t = w.train
     p = t.parallel
@@ -174,7 +176,7 @@ def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, se
             "parallel": par, "recompute": t.recompute, "attention": t.attention,
             "moe": t.moe.model_dump(exclude_defaults=True),
             "overlap_param_gather": t.overlap_param_gather,
-            "grad_reduce_bytes": t.grad_reduce_bytes}
+            "grad_reduce_bytes": t.grad_reduce_bytes, "logprob_loss": logprob}
     return parse({"name": f"{sc.name}-train", "cluster": pool_cluster(sc, system, pools.train),
                   "workload": work, "sim": {**sc.sim.model_dump(), "fidelity": "analytical"}}, "train")
 
@@ -204,17 +206,19 @@ def run_passes(sc: Scenario, system: SystemSpec, pools: PoolSizes, lengths: np.n
     batches = steps.minibatches(len(lengths), t.global_batch)
     for ps in steps.PASSES[w.algorithm]:
         model = role_ref(w, ps.role)
-        key = json.dumps(model, sort_keys=True)        # passes of one shape are costed once
+        logprob = ps.role in ("policy", "reference")  # critic values / reward scores: no log-softmax
+        key = (json.dumps(model, sort_keys=True), logprob)   # passes of one shape are costed once
         if not ps.train:
-            out.append((ps.name, _cached(cache, (key, rows_all), lambda m=model: forward_time(
-                train_scenario(sc, system, pools, m, row_len, rows_all, forward=True), prof))))
+            out.append((ps.name, _cached(cache, (key, rows_all), lambda m=model, lp=logprob: forward_time(
+                train_scenario(sc, system, pools, m, row_len, rows_all, forward=True, logprob=lp),
+                prof))))
             continue
         total, start = 0.0, 0
         for n in batches:
             rows, rl_ = steps.pack_rows(lengths[start:start + n], t.max_seq_len)
             start += n
-            total += _cached(cache, (key, "train", rows, rl_), lambda m=model, r=rows, s=rl_: train_time(
-                train_scenario(sc, system, pools, m, s, r), prof))
+            total += _cached(cache, (key, "train", rows, rl_), lambda m=model, r=rows, s=rl_, lp=logprob:
+                             train_time(train_scenario(sc, system, pools, m, s, r, logprob=lp), prof))
         out.append((ps.name, total * t.epochs))
     return out, {"packed_rows": rows_all, "row_len": row_len,
                  "optimizer_steps": len(batches) * t.epochs}
@@ -295,6 +299,8 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
                 ro.sc, ro.system, pools, ro.profile, gen["replicas"], gen["generation_s"]))
     with _where("train"):
         passes, packing = run_passes(tr.sc, tr.system, pools, gen["lengths"], tr.profile)
+    swap = rl_sync.reference_swap(tr.sc, tr.system, pools)
+    passes = [(n, t + swap if n == "reference_logprob" else t) for n, t in passes]
     sync = rl_sync.with_tensor_cost(sync_fn(), model, tr.system)
     moves = rl_sync.offload(tr.sc, tr.system, pools)
     ph = Phases(gen["generation_s"], tuple(passes), sync["weight_sync_s"],
@@ -321,7 +327,7 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
              "generated_samples": gen["generated_samples"], **packing,
              "sync_bytes_per_gpu": sync["sync_bytes_per_gpu"],
              "sync_tensors": sync["sync_tensors"], "sync_tensor_s": sync["sync_tensor_s"],
-             "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"]}
+             "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"], "reference_swap_s": swap}
     return RLResult(sc.name, metrics, timeline, pools.world, time.perf_counter() - t0, extra)
 
 

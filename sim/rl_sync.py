@@ -169,33 +169,67 @@ def checkpoint_sync(sc: Scenario, system: SystemSpec, pools: PoolSizes, model: M
             "sync_bytes_total": model.params * 2 + read_bytes}
 
 
+def _train_plan(w: RLWorkload, pools: PoolSizes) -> ParallelPlan:
+    """The training layout as the memory model sees it; the distributed optimizer shards
+    over the data- and context-parallel ranks."""
+    p = w.train.parallel
+    dp = pools.train // (p.tp * p.pp * p.cp)
+    layers = tuple(p.pipeline_layers) if p.pipeline_layers else None
+    return ParallelPlan(p.tp, p.pp, dp, 1, dp, zero=p.zero, ep=p.ep, cp=p.cp,
+                        pipeline_layers=layers)
+
+
+def _host_bw(system: SystemSpec) -> float:
+    gpu = system.gpu if isinstance(system.gpu, str) else system.gpu.name
+    return storage.host_link(gpu).bw
+
+
 def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
-    """Colocated only: (onload_s, offload_s) of one step over the GPU's host link."""
+    """Colocated only: (onload_s, offload_s) of one step over the GPU's host link. The
+    16-bit weights go to a page-locked host buffer and back at the link's line rate
+    (Megatron's param_data_cpu); the optimizer states move with ``.to("cpu")`` /
+    ``.to("cuda")`` (NeMo RL megatron_policy_worker.move_optimizer), to and from pageable
+    host memory, at the line rate / storage.pageable_slowdown()."""
     w: RLWorkload = sc.workload
     if not pools.colocated:
         return {"onload_s": 0.0, "offload_s": 0.0, "offload_bytes_per_gpu": 0.0}
     p = w.train.parallel
-    dp = pools.train // (p.tp * p.pp * p.cp)
-    layers = tuple(p.pipeline_layers) if p.pipeline_layers else None
-    # The distributed optimizer shards over the data- and context-parallel ranks.
-    plan = ParallelPlan(p.tp, p.pp, dp, 1, dp, zero=p.zero, ep=p.ep, cp=p.cp,
-                        pipeline_layers=layers)
-    trained = frozen = 0.0
+    plan = _train_plan(w, pools)
+    weights = optimizer = frozen = 0.0
     for ps in steps.PASSES[w.algorithm]:
         role = ps.role
         model = resolve(role_ref(w, role))
-        states = max(m.weights + m.optimizer for m in memory.memory_per_stage(model, plan, 4, True))
+        stage = max(memory.memory_per_stage(model, plan, 4, True),
+                    key=lambda m: m.weights + m.optimizer)
         if ps.train:
-            trained += states
-        elif role in ("reference", "reward"):
+            weights += stage.weights
+            optimizer += stage.optimizer
+        elif role == "reward":      # the reference is swapped in its pass (reference_swap)
             frozen += model.params * 2 / (p.tp * p.pp * (p.ep if model.is_moe else 1))
     rp = w.rollout.parallel
     policy = resolve(w.model)
     engine = policy.params * WEIGHT_BYTES[w.rollout_precision] / (rp.tp * rp.pp * rp.ep)
-    gpu = system.gpu if isinstance(system.gpu, str) else system.gpu.name
-    bw = storage.host_link(gpu).bw
-    return {"onload_s": (trained + frozen + engine) / bw, "offload_s": (trained + engine) / bw,
-            "offload_bytes_per_gpu": trained, "engine_sleep_bytes_per_gpu": engine}
+    bw = _host_bw(system)
+    pageable = optimizer * storage.pageable_slowdown() / bw
+    return {"onload_s": (weights + frozen + engine) / bw + pageable,
+            "offload_s": (weights + engine) / bw + pageable,
+            "offload_bytes_per_gpu": weights + optimizer, "engine_sleep_bytes_per_gpu": engine,
+            "optimizer_pageable_bytes_per_gpu": optimizer}
+
+
+def reference_swap(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> float:
+    """Seconds the reference log-prob pass spends swapping weights over the host link, on
+    any placement: NeMo RL's megatron_policy_worker.use_reference_model copies the policy's
+    16-bit shard to host memory, loads the reference shard from host memory and loads the
+    policy back afterwards, three copies of the shard; all three are page-locked
+    (``non_blocking`` copies to the CPU land in pinned memory, and the reference state dict
+    was made that way, nemo_rl/models/megatron/setup.py), so at the link's line rate."""
+    w: RLWorkload = sc.workload
+    if not any(ps.role == "reference" for ps in steps.PASSES[w.algorithm]):
+        return 0.0
+    ref = resolve(role_ref(w, "reference"))
+    shard = max(m.weights for m in memory.memory_per_stage(ref, _train_plan(w, pools), 4, True))
+    return 3 * shard / _host_bw(system)
 
 
 def role_ref(w: RLWorkload, role: str):

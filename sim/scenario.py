@@ -168,6 +168,10 @@ class TrainingWorkload(_Cfg):
         "the loss as a fused pass over the logits (NeMo, Megatron's "
         "--cross-entropy-loss-fusion); false: Megatron's unfused vocab-parallel "
         "cross-entropy, several fp32 passes (its default, and the only form in 2021)"))
+    logprob_loss: bool = Field(False, description=(
+        "the head computes per-token log-probabilities as RL frameworks do (NeMo RL's "
+        "DistributedLogprob: unfused fp32 log-softmax over the vocabulary, its softmax kept "
+        "for the backward) instead of the cross-entropy; set by kind: rl passes"))
     p2p_blocking: bool = Field(False, description=(
         "pipeline sends block the sender's compute until the transfer is done "
         "(Megatron's batch_isend_irecv + synchronize: Megatron-LM 2021, batch_p2p_sync)"))

@@ -35,6 +35,9 @@ class LayerContext:
     act_bytes: int = 2
     moe: MoEContext | None = None   # expert-parallel groups and load (workloads/moe_layers.py)
     fused_loss: bool = True         # cross-entropy as one fused kernel (head_forward)
+    # The loss is an RL framework's per-token log-probability (NeMo RL's DistributedLogprob:
+    # unfused fp32 log-softmax over the TP-local vocabulary, its softmax kept for backward).
+    logprob_loss: bool = False
     grad_accum_bytes: int = 0       # per parameter and microbatch (grad_accumulation); 0: fused
     # GQA's K,V expanded to every query head before the attention kernel (``repeat_kv``
     # in TorchTitan's and Meta's reference Llama code): one copy forward, a sum backward,
@@ -268,8 +271,16 @@ def embedding_backward(ctx: LayerContext) -> list[Op]:
 # (read 4, write 4), exponentiates in place (read 4, write 4), sums (read 4) and divides in
 # place (read 4, write 4): e + 36; the backward multiplies the saved softmax by the loss
 # gradient in place (read 4, write 4) and casts the result back (read 4, write e): 12 + e.
+# NeMo RL's log-probability (nemo_rl/distributed/model_utils.py, DistributedLogprob and
+# _compute_distributed_log_softmax): cast to fp32 (read e, write 4), max (read 4), subtract
+# into a new tensor (read 4, write 4), exponentiate into a new tensor (read 4, write 4), sum
+# (read 4), subtract the log-sum (read 4, write 4), exponentiate for the saved softmax (read
+# 4, write 4): e + 44; backward: negate the softmax (read 4, write 4), scale it in place
+# (read 4, write 4), cast the gradient back (read 4, write e): 20 + e.
 def _loss_bytes(ctx: LayerContext) -> tuple[int, int]:
     e = ctx.act_bytes
+    if ctx.logprob_loss:
+        return e + 44, 20 + e
     return (e + 3 * 4, 4 + e) if ctx.fused_loss else (e + 36, 12 + e)
 
 

@@ -73,6 +73,7 @@ class TrainingOptions:
     overlap_param_gather: bool = False
     moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
     cross_entropy_fusion: bool = True   # False: Megatron's unfused loss (workloads/layers.py)
+    logprob_loss: bool = False          # an RL framework's per-token log-probability (layers.py)
     p2p_blocking: bool = False          # compute waits for its sends (workloads/pipeline_sync.py)
     grad_accumulation_fusion: bool = True   # False: per-microbatch main-grad adds (layers.py)
 
@@ -84,7 +85,8 @@ class TrainingOptions:
     def layer_options(self) -> dict:
         """The options a stage's layer context takes (stage_ops.local_context)."""
         return {"fused_loss": self.cross_entropy_fusion, "grad_accum_bytes": self.grad_accum_bytes,
-                "repeat_kv": self.repeat_kv, "fp8_attention": self.fp8_attention}
+                "repeat_kv": self.repeat_kv, "fp8_attention": self.fp8_attention,
+                "logprob_loss": self.logprob_loss}
 
 
 @dataclass

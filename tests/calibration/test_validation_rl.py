@@ -34,6 +34,20 @@ def test_response_median_reproduces_the_published_mean_length():
     assert x.mean() == pytest.approx(1060, rel=0.01)
 
 
+def test_response_median_may_lie_above_the_cap():
+    # Qwen3-30B-A3B v0.5: mean 3201 tokens under a cap of 4096 - 107 = 3989. At sigma 0.8 a
+    # lognormal whose median is the cap has a clipped mean of only
+    # cap x (0.5 + e^(s^2/2) Phi(-s)) = 0.792 x 3989 = 3159 tokens: more than half the
+    # responses must be truncated, so the median lies above the cap.
+    import numpy as np
+    med = validate_rl.median_for_mean(3201, 3989, 0.8)
+    assert med > 3989
+    x = np.clip(np.random.default_rng(0).lognormal(np.log(med), 0.8, 400_000), None, 3989)
+    assert x.mean() == pytest.approx(3201, rel=0.003)
+    with pytest.raises(ValueError, match="not below the cap"):
+        validate_rl.median_for_mean(4000, 3989, 0.8)
+
+
 def test_prompt_tokens_follow_nemo_rl_tokens_per_second_definition():
     # NeMo RL: tokens/s/GPU = sum of prompt + response tokens / step time / all GPUs, and
     # "G-Average Seq len" is the mean generation (response) length. v0.4 Llama 3.1 8B on

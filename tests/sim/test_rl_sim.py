@@ -58,7 +58,7 @@ def test_train_pass_is_the_training_simulator():
     one = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
         "kind": "training", "model": "llama3-8b", "seq_len": 1024, "global_batch": 4,
         "micro_batch": 1, "precision": "bf16", "parallel": {"tp": 2, "zero": 1},
-        "recompute": "selective"}})
+        "recompute": "selective", "logprob_loss": True}})   # the policy's log-prob head
     t_one = simulate(one, band=False).iteration_time_s
     assert res.metrics["passes"]["policy_train"] == pytest.approx(2 * t_one, rel=1e-9)
 
@@ -71,17 +71,33 @@ def test_colocated_sync_and_offload_bytes_by_hand(colocated):
     sys_ = catalog.system("dgx-h100")
     t = colocated.metrics["weight_sync_s"] - colocated.extra["sync_tensor_s"]
     assert m.params / sys_.scale_up_bw < t < 3 * m.params / sys_.scale_up_bw
-    # Onload and offload of 16-bit weights + fp32 master and Adam moments sharded over dp 4
-    # (ZeRO-1), per GPU of TP2; the frozen reference is loaded (16-bit), not written back.
-    # The sleeping rollout engine (TP1, vLLM sleep level 1) copies its whole bf16 weights to
-    # the host and back.
+    # Onload and offload of 16-bit weights (pinned host buffer, line rate) + fp32 master and
+    # Adam moments sharded over dp 4 (ZeRO-1; NeMo RL's .to("cpu") / .to("cuda"): pageable,
+    # 4.5x slower), per GPU of TP2. The sleeping rollout engine (TP1, vLLM sleep level 1)
+    # copies its whole bf16 weights to the host and back.
     p = m.params / 2
-    states = p * 2 + p * 12 / 4
+    weights, optimizer = p * 2, p * 12 / 4
     engine = m.params * 2
     host = storage.host_link("h100-sxm").bw
-    assert colocated.extra["offload_bytes_per_gpu"] == pytest.approx(states, rel=1e-5)
+    assert storage.pageable_slowdown() == 4.5
+    assert colocated.extra["offload_bytes_per_gpu"] == pytest.approx(weights + optimizer, rel=1e-5)
     assert colocated.metrics["offload_s"] == pytest.approx(
-        (2 * states + p * 2 + 2 * engine) / host, rel=1e-5)
+        (2 * weights + 2 * engine) / host + 2 * optimizer * 4.5 / host, rel=1e-5)
+
+
+@pytest.mark.parametrize("placement", ["colocated", {"rollout_gpus": 4, "train_gpus": 4}])
+def test_reference_pass_swaps_the_weights_through_host_memory(placement):
+    # NeMo RL's use_reference_model: the policy's bf16 shard out, the reference in, the
+    # policy back, over the pinned host link; the forward itself costs what the policy's
+    # does (same shape). TP2: half of Llama 3 8B's bf16 weights per GPU.
+    res = simulate_rl(make(placement=placement))
+    passes = res.metrics["passes"]
+    swap = 3 * resolve("llama3-8b").params / 2 * 2 / storage.host_link("h100-sxm").bw
+    assert res.extra["reference_swap_s"] == pytest.approx(swap, rel=1e-5)
+    assert passes["reference_logprob"] == pytest.approx(
+        passes["policy_logprob"] + res.extra["reference_swap_s"], rel=1e-12)
+    dapo = simulate_rl(make(algorithm="dapo", placement=placement))
+    assert dapo.extra["reference_swap_s"] == 0.0
 
 
 def test_off_policy_one_hides_the_shorter_phase():
@@ -203,10 +219,13 @@ def test_ppo_adds_critic_and_reward_passes():
     p = m["passes"]
     assert list(p) == ["policy_logprob", "reference_logprob", "critic_values", "reward_score",
                        "policy_train", "critic_train"]
-    # critic and reward model default to the policy's shape: the same passes cost the same
-    assert p["critic_values"] == p["reward_score"] == p["policy_logprob"]
-    assert p["critic_train"] == p["policy_train"]
-    assert m["train_s"] == pytest.approx(2 * p["policy_train"])
+    # critic and reward model default to the policy's shape: their passes cost the same,
+    # less the policy's per-token log-probability head (a value or a score has no
+    # log-softmax over the vocabulary)
+    assert p["critic_values"] == p["reward_score"] < p["policy_logprob"]
+    assert p["critic_train"] < p["policy_train"]
+    assert p["critic_train"] > 0.9 * p["policy_train"]
+    assert m["train_s"] == pytest.approx(p["policy_train"] + p["critic_train"])
 
 
 def test_rollout_context_is_the_steps_longest_sequence():
@@ -240,7 +259,7 @@ def test_train_pass_with_context_parallelism():
     one = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
         "kind": "training", "model": "llama3-8b", "seq_len": 1024, "global_batch": 4,
         "micro_batch": 1, "precision": "bf16", "parallel": {"tp": 2, "cp": 2, "zero": 1},
-        "recompute": "selective"}})
+        "recompute": "selective", "logprob_loss": True}})
     t_one = simulate(one, band=False).iteration_time_s
     assert res.metrics["passes"]["policy_train"] == pytest.approx(2 * t_one, rel=1e-9)
     p = resolve("llama3-8b").params / 2
