@@ -17,7 +17,8 @@ are BF16, MXFP8 (FP8-MX) and FP8 (current scaling: FP8-CS, and the plain "FP8" l
   v0.5.0's FP8_MX configs set cuda_graph_impl="full_iteration" with moe_a2a_overlap).
   The 25.09 tables' ``cuda_graphs: true`` (Megatron-Core's per-layer ``enable_cuda_graph``)
   is taken as the attention only: a dropless MoE block cannot be captured with its sync.
-  Rows of other sources (NeMo's Grok-1) ran without graphs.
+  Rows of other sources (NeMo's Grok-1) are taken as eager: their graph settings are not
+  in the reference set.
 """
 
 from __future__ import annotations
