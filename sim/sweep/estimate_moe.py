@@ -21,17 +21,18 @@ from workloads.training import stage_layer_ops
 
 def _time(est, ops, overlap: bool) -> float:
     comp = ep = held = 0.0
-    for op in ops:
-        t = est.costs.uncached_time(op)
+    times = [est.costs.uncached_time(op) for op in ops]
+    for op, t in zip(ops, times, strict=True):
         if isinstance(op, Collective) and op.group.dim == "ep":
             ep += t
             held += t * getattr(op, "sms", 0)
         else:
             comp += t
+    host = est.host_wait(ops, times, ("ep",) if overlap else ())
     if not overlap:
-        return comp + ep
+        return comp + host + ep
     sms = est.costs.compute.gpu.sms or 0
-    return comp + exposed_comm(ep, comp, held / sms if sms else 0.0)
+    return comp + host + exposed_comm(ep, comp + host, held / sms if sms else 0.0)
 
 
 def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list[float]]:
