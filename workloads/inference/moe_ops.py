@@ -19,8 +19,10 @@ Expert parallelism with attention data parallelism (``ep`` > 1, as SGLang and De
 deploy DeepSeek-V3): a replica spans ep GPUs (x tp x pp); the iteration's batch is shared
 evenly by them for attention and dense layers (each GPU holds all non-expert weights and
 its own sequences' KV cache), while each holds E/ep experts and receives 1/ep of the routed
-tokens through an all-to-all dispatch and combine per MoE layer (e T_gpu k h bytes each).
-A replica's KV capacity is ep GPUs' worth.
+tokens through an all-to-all dispatch and combine per MoE layer (e T_gpu k h bytes each;
+with ``deepep``, DeepEP's normal kernels, or its low-latency ones in iterations that only
+decode: workloads/moe_layers.py). Two-batch overlap runs the batch as two halves
+(``micro_batches``). A replica's KV capacity is ep GPUs' worth.
 """
 
 from __future__ import annotations
