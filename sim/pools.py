@@ -13,7 +13,7 @@ at the slower pool's NIC bandwidth per GPU (docs/hardware.md).
 
 Layer split: ``parallel.pipeline_layers`` when given; otherwise ``stage_split: speed``
 (default) gives each stage layers in proportion to its speed (1 / the time of one layer's
-forward and backward on its pool), ``even`` splits them evenly. At ``sim.fidelity: flow``
+forward, recompute and backward on its pool, ``layer_time``), ``even`` splits them evenly. At ``sim.fidelity: flow``
 each pool plays its own flow fabric and the traffic between pools runs as flows over the
 common network (sim/pool_flows.py).
 """
