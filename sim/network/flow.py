@@ -65,6 +65,7 @@ class FlowNetwork:
             cfg.setdefault("oversubscription", layout.oversubscription)
         self.layout, self.profile = layout, profile
         self.topology = build_topology(layout.system, layout.nodes, cfg)
+        self.bw_scale = bw_scale
         if bw_scale != 1.0:                  # a fresh graph per network: scaled in place
             self.topology.cap = self.topology.cap * bw_scale
         intra = "pcie" if layout.system.scale_up.kind == "pcie" else "nvlink"
