@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import simpy
 
@@ -42,6 +43,10 @@ from sim.network.analytical import (
 )
 from sim.setup import paced_compute
 from workloads.graph import Collective, CommGroup
+
+if TYPE_CHECKING:
+    from workloads.parallel import ParallelPlan
+    from workloads.training import TrainingOptions
 
 
 @dataclass(frozen=True)
@@ -263,7 +268,7 @@ def balanced_split(layers: int, speeds: list[float], multiple: int = 1) -> tuple
     return tuple(k * multiple for k in n)
 
 
-def layer_time(pool: Pool, model, plan, opts, stage: int) -> float:
+def layer_time(pool: Pool, model, plan: ParallelPlan, opts: TrainingOptions, stage: int) -> float:
     """Seconds of one layer's forward and backward (recompute and gradient accumulation
     included) on the GPUs of ``pool``, which runs pipeline stage ``stage``: the kernels the
     graph builder plays there (workloads.training.stage_layer_ops: layer options, FP8
@@ -295,7 +300,7 @@ def layer_time(pool: Pool, model, plan, opts, stage: int) -> float:
                for k, n in kinds.items()) / model.layers
 
 
-def pooled_plan(sc, pools: list[Pool], model) -> tuple[list[Pool], object, object]:
+def pooled_plan(sc, pools: list[Pool], model) -> tuple[list[Pool], ParallelPlan, TrainingOptions]:
     """(the pool of each stage, the checked parallel plan, the training options) of a
     pooled scenario; ``stage_split: speed`` without ``pipeline_layers`` splits the layers by
     the stages' ``layer_time``."""
