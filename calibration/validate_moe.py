@@ -12,11 +12,11 @@ How each row is run (the same for every row; nothing is fitted to a row):
   distributed optimizer (zero 1); fused attention; no recompute; balanced routing (the
   runs force-balance their tokens, page footnote); the memory check off (the recompute
   modules of each recipe are not modelled).
-- the dispatcher and the all-to-all overlap that the published Megatron-Bridge recipe
-  sets for that model and GPU (``RECIPES`` below, from scripts/performance/configs/
-  qwen/qwen3_workload_base_configs.py; gpt-oss-120b by release, ``GPT_OSS_RECIPES``, with
-  FP8 attention where its recipe sets ``fp8_dot_product_attention``); HybridEP runs as
-  ``deepep``.
+- the dispatcher, the all-to-all overlap and the CUDA graphs that the published
+  Megatron-Bridge recipe of the row's release sets for that model and GPU
+  (calibration/moe_recipes.py; gpt-oss-120b with FP8 attention where its recipe sets
+  ``fp8_dot_product_attention``); HybridEP runs as ``deepep``; the host's launch cost of
+  what the recipe runs eager (docs/accuracy.md).
 - GB200: jobs sit in 64-GPU NVLink segments of an NVL72 rack (16 of its 18 trays).
 - layer counts that do not split over pp x vpp use Megatron's layout that counts the
   embedding and the loss as one layer each (``account_for_embedding/loss_in_pipeline_split``:
@@ -38,6 +38,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from calibration.moe_recipes import GPT_OSS_FP8_ATTENTION, cuda_graphs, recipe_options, release
 from hw_models import catalog
 from hw_models.errors import ClusterSimError
 from sim.scenario import parse
@@ -62,53 +63,6 @@ def recipe_of(row) -> str | None:
     if PRECISION.get(label) != "fp8":
         return None
     return RECIPE.get(label, "delayed" if str(row.source_id).startswith("DGXC") else "tensorwise")
-# (dispatcher, a2a overlap) as Megatron-Bridge's performance recipes set them
-# (NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/qwen/qwen3_workload_base_configs.py
-# and gpt_oss/gpt_oss_workload_base_configs.py); anything else: NCCL all-to-all, no overlap.
-RECIPES = {
-    ("qwen3-235b-a22b", "H100"): ("alltoall", True),
-    ("qwen3-235b-a22b", "B200"): ("alltoall", False),
-    ("qwen3-235b-a22b", "GB200"): ("deepep", False),
-    ("qwen3-30b-a3b", "H100"): ("deepep", False),
-    ("qwen3-30b-a3b", "B200"): ("deepep", False),
-    ("qwen3-30b-a3b", "GB200"): ("deepep", False),
-}
-# gpt-oss-120b's recipes changed between releases (Megatron-Bridge tags: 25.11 v0.2.0,
-# 26.02 v0.3.x, 26.04 v0.4.x, 26.06 v0.5.x in scripts/performance/configs/gpt_oss/
-# gpt_oss_workload_base_configs.py; 26.08 v0.6.0 in src/megatron/bridge/perf_recipes/
-# gpt_oss/*/gpt_oss.py): the first release each (GPU, precision) setting applies from.
-# HybridEP runs as ``deepep``; "overlap" is moe_a2a_overlap (overlap_moe_expert_parallel_comm).
-GPT_OSS_RECIPES = {
-    ("GB200", "BF16"): [((26, 4), ("deepep", True))],       # v0.4.0 V2: hybridep, a2a overlap
-    ("B200", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
-    ("B300", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
-    ("GB200", "MXFP8"): [((26, 6), ("deepep", True))],      # v0.5.0 FP8_MX V2, v0.6.0 full-iteration
-    ("GB300", "MXFP8"): [((26, 6), ("deepep", True))],      # configs: hybridep, a2a overlap
-    ("B300", "MXFP8"): [((26, 6), ("deepep", False))],      # v0.5.0: the B300 BF16 V2 settings
-}
-
-
-# FP8 dot-product attention (fp8_dot_product_attention=True): v0.5.0's GB200 / GB300
-# FP8_MX V2 configs and v0.6.0's _apply_gpt_oss_120b_full_iter_fp8mx_configs.
-GPT_OSS_FP8_ATTENTION = {("GB200", "MXFP8"): (26, 6), ("GB300", "MXFP8"): (26, 6)}
-
-
-def release(row) -> tuple[int, ...]:
-    """(26, 4, 1) of a Megatron-Bridge row MB-PERF-26.04.01; () for other sources."""
-    src = str(row.source_id)
-    if not src.startswith("MB-PERF-"):
-        return ()
-    return tuple(int(x) for x in src.removeprefix("MB-PERF-").split("."))
-
-
-def recipe_options(row, arch: str, gpu: str) -> tuple[str, bool]:
-    """(dispatcher, a2a overlap) of a row's recipe: gpt-oss-120b by release (earlier
-    releases and unlisted GPUs: NCCL all-to-all, no overlap), the rest by model and GPU."""
-    if arch != "gpt-oss-120b":
-        return RECIPES.get((arch, gpu), ("alltoall", False))
-    steps = GPT_OSS_RECIPES.get((gpu, str(row.precision).split()[0].upper()), [])
-    got = [opts for since, opts in steps if release(row) >= since]
-    return got[-1] if got else ("alltoall", False)
 
 
 def fp8_options(row, arch: str, gpu: str) -> dict:
@@ -213,7 +167,8 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          "micro_batch": int(row.micro_batch),
                          "precision": PRECISION[str(row.precision).upper()],
                          **fp8_options(row, arch, gpu),
-                         "parallel": parallel, "moe": {"dispatcher": dispatcher, "overlap": overlap}},
+                         "parallel": parallel, "moe": {"dispatcher": dispatcher, "overlap": overlap},
+                         "cuda_graphs": cuda_graphs(row, arch, gpu)},
             "sim": {"fidelity": fidelity, "check_memory": False}}
 
 

@@ -174,6 +174,12 @@ def refit_per_tensor_s(system: SystemSpec) -> float:
     return float(serving_engines()["weight_refit"]["per_tensor_us"]) * 1e-6 * host_cpu_factor(system)
 
 
+def training_launch_s(system: SystemSpec) -> float:
+    """Host seconds per op an eager training step issues on ``system``'s host
+    (engines.yaml training_launch, scaled by the host CPU)."""
+    return float(serving_engines()["training_launch"]["per_op_us"]) * 1e-6 * host_cpu_factor(system)
+
+
 def eager_launch_s() -> float:
     """Seconds between kernel launches without CUDA graphs (the host's launch interval)."""
     return float(serving_engines()["eager_launch"]["launch_us"]) * 1e-6

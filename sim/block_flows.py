@@ -88,6 +88,13 @@ def block_plan(op: Block, costs, dims: tuple[str, ...]) -> tuple:
             pending += t
     if steps is not None and pending > 0:
         steps.append(pending)
+    wait = costs.parts(op).get("host", 0.0) if getattr(costs, "host", None) else 0.0
+    if wait > 0:                              # the GPU's wait for the host's launches
+        static["host"] = wait
+        order.setdefault("host")
+        busy += wait
+        if steps is not None:
+            steps.append(wait)
     return played, static, busy, steps, tuple(order)
 
 

@@ -1,15 +1,49 @@
 """Costs of graph nodes: compute through the accelerator model, TP collectives inside
-blocks through the network model's closed form (symmetric peers, no rendezvous)."""
+blocks through the network model's closed form (symmetric peers, no rendezvous), and the
+host's launch pace inside blocks (``HostLaunch``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hw_models.compute import ComputeModel
 from workloads.graph import Block, Collective, Compute, Delay, Memory, Node, Overlap
+from workloads.host_launch import is_sync, launches
+
+
+@dataclass(frozen=True)
+class HostLaunch:
+    """The host's share of eager execution (workloads/host_launch.py): ``per_op_s`` host
+    seconds per op it issues (already scaled to the system's host CPU), ``scopes`` the
+    CUDA-graph scopes whose ops it does not issue one by one."""
+    per_op_s: float
+    scopes: frozenset[str] = frozenset()
+
+    def exposed(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> float:
+        """Seconds the GPU waits for the host in ``ops`` run back to back (``times``: each
+        op's GPU seconds, in order): host-device syncs split them into segments; in each
+        the host issues its ops at ``per_op_s`` each while the GPU runs them, and neither
+        can pass the sync, so a segment takes max(GPU time, host time) and the host's
+        excess is exposed. Collectives of ``hidden_dims`` run on their own stream
+        (overlapped) and do not count as GPU time."""
+        if self.per_op_s <= 0 or "full_iteration" in self.scopes:
+            return 0.0
+        out = g = h = 0.0
+        for op, t in zip(ops, times, strict=True):
+            if is_sync(op):
+                out, g, h = out + max(0.0, h - g), 0.0, 0.0
+                continue
+            if not (isinstance(op, Collective) and op.group.dim in hidden_dims):
+                g += t
+            h += launches(op, self.scopes) * self.per_op_s
+        return out + max(0.0, h - g)
 
 
 class OpCosts:
-    def __init__(self, compute: ComputeModel, network, host_bw: float = 25e9):
+    def __init__(self, compute: ComputeModel, network, host_bw: float = 25e9,
+                 host: HostLaunch | None = None):
         self.compute, self.network = compute, network
+        self.host = host                # None: kernels issued ahead of the GPU (no host cost)
         self.host_bw = host_bw          # PCIe Gen4 x16 ~25 GB/s for host<->device copies
         # Memos keyed by id(op) (ops repeat thousands of times; hashing a Block's tuple
         # each time would cost more). Each entry keeps its op alive, so an id can never
@@ -56,6 +90,10 @@ class OpCosts:
                             "other" if isinstance(sub, Delay) else "compute")): self.op_time(sub)}
                     for cat, t in sub_parts.items():
                         got[cat] = got.get(cat, 0.0) + t
+                if self.host is not None:
+                    wait = self.host.exposed(op.ops, map(self.op_time, op.ops), op.overlap)
+                    if wait > 0:
+                        got["host"] = wait
                 if op.overlap:
                     _hide(got, op.overlap)
             hit = self._parts[id(op)] = (op, got)
@@ -73,12 +111,13 @@ class OpCosts:
 
 
 def _hide(parts: dict[str, float], dims: tuple[str, ...]) -> None:
-    """Overlapped communication hides behind the block's compute; the rest stays exposed
+    """Overlapped communication hides behind the block's compute and its wait for the
+    host's launches (the transfers run on their own stream); the rest stays exposed
     (scaled down in proportion across the overlapped categories)."""
     comm = sum(parts.get(d, 0.0) for d in dims)
     if comm <= 0:
         return
-    keep = max(0.0, comm - parts.get("compute", 0.0)) / comm
+    keep = max(0.0, comm - parts.get("compute", 0.0) - parts.get("host", 0.0)) / comm
     for d in dims:
         if d in parts:
             parts[d] *= keep

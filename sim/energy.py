@@ -152,7 +152,8 @@ class RowWeights:
         if isinstance(op, Block):
             costs = self.costs_of(rank)
             times = [costs.op_time(sub) for sub in op.ops]
-            total = sum(times)
+            # the GPU idles while it waits for the host's launches (sim/costs.py HostLaunch)
+            total = sum(times) + costs.parts(op).get("host", 0.0)
             return sum(t * self.of_op(sub, rank) for t, sub in zip(times, op.ops, strict=True)
                        ) / total if total > 0 else 0.0
         return 0.0

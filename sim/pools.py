@@ -41,7 +41,7 @@ from sim.network.analytical import (
     ring_link_bw,
     scale_out_ring_time,
 )
-from sim.setup import paced_compute
+from sim.setup import host_launch, paced_compute
 from workloads.graph import Collective, CommGroup
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def make_pools(sc) -> list[Pool]:
                                sc.cluster.network.oversubscription)
         net = _pool_network(sc, layout, prof)
         costs = OpCosts(paced_compute(system.gpu_spec, prof, sc.sim.speed_scale, world),
-                        _Shifted(net, first))
+                        _Shifted(net, first), host=host_launch(sc, system))
         out.append(Pool(p.name, system, p.nodes, first, prof, net, costs))
         first += p.nodes * system.gpus_per_node
     return out

@@ -2,7 +2,7 @@
 
 The breakdown is taken on the critical rank (the one that finishes last) and sums to
 the iteration time: compute, TP/CP/EP communication inside its blocks (on the critical
-path), and the idle time of its compute stream split by what it waited for: a pipeline
+path), the GPU's wait for the host's kernel launches inside them (host), and the idle time of its compute stream split by what it waited for: a pipeline
 transfer in flight (pp), the pipeline's other stages (bubble), DP gradient reduction
 and parameter gathering (dp).
 """
@@ -20,7 +20,7 @@ from workloads.graph import ExecutionGraph
 if TYPE_CHECKING:
     import pandas as pd
 
-CATEGORIES = ("compute", "tp", "cp", "ep", "pp", "dp", "bubble", "other")
+CATEGORIES = ("compute", "tp", "cp", "ep", "pp", "dp", "host", "bubble", "other")
 
 
 class Columns:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hw_models.errors import ClusterSimError
 from hw_models.yamlio import read_yaml
@@ -19,6 +19,7 @@ from sim.moe_config import MoEWorkload
 from sim.rl_config import RLWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 from sim.training_config import CPKind, Fp8Config, OffloadConfig, Schedule, TPOverlap
+from workloads.host_launch import SCOPES
 
 
 class _Cfg(BaseModel):
@@ -191,6 +192,22 @@ class TrainingWorkload(_Cfg):
     moe: MoEWorkload = Field(MoEWorkload(), description=(
         "MoE models: token dispatcher, expert-load imbalance, capacity factor, all-to-all "
         "overlap (docs/moe.md)"))
+    cuda_graphs: str | list[str] = Field("none", description=(
+        "CUDA graphs (Megatron-Core cuda_graph_scope): none (eager: the host issues every "
+        "kernel), full_iteration, or scopes whose kernels are replayed as a graph: attn, "
+        "mlp, moe, moe_router, moe_preprocess (a name or a list; docs/accuracy.md)"))
+
+    @field_validator("cuda_graphs", mode="before")
+    @classmethod
+    def _graph_scopes(cls, v):
+        names = [v] if isinstance(v, str) else v
+        allowed = ("none", *SCOPES)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"expected a scope name or a list of them; allowed: {', '.join(allowed)}")
+        bad = [n for n in names if n not in allowed]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a CUDA-graph scope; allowed: {', '.join(allowed)}")
+        return v
 
 
 class SimConfig(_Cfg):
@@ -201,6 +218,10 @@ class SimConfig(_Cfg):
         "refuse a plan whose per-GPU memory exceeds the GPU's HBM"))
     speed_scale: float = Field(1.0, gt=0, description=(
         "multiplies compute speed (what-if: 2 = every kernel twice as fast)"))
+    host_launch: bool = Field(True, description=(
+        "training: the GPU waits for the host's kernel launches where the host issues "
+        "them slower than the GPU runs them (eager execution, host-device syncs; "
+        "workload.cuda_graphs removes it for captured kernels; docs/accuracy.md)"))
     ep_flows: bool = Field(False, description=(
         "flow fidelity: play MoE all-to-alls as flows sharing links with the other traffic "
         "(slower; docs/moe.md)"))

@@ -16,7 +16,7 @@ from hw_models.catalog import GPUSpec, SystemSpec
 from hw_models.compute import ComputeModel, slowest_of
 from hw_models.errors import ClusterSimError, ClusterSimWarning
 from hw_models.profile import Profile
-from sim.costs import OpCosts
+from sim.costs import HostLaunch, OpCosts
 from sim.engine import Engine
 from sim.network import AnalyticalNetwork, ClusterLayout, Network
 from sim.scenario import Scenario, TrainingWorkload
@@ -164,10 +164,21 @@ def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = Non
     network = network or make_network(setup, prof)
     network.set_simulated_ranks(graph.simulated_ranks)
     costs = OpCosts(paced_compute(setup.gpu, prof, setup.scenario.sim.speed_scale,
-                                     setup.layout.world_size), network, host_bw(setup.system))
+                                     setup.layout.world_size), network, host_bw(setup.system),
+                    host_launch(setup.scenario, setup.system))
     # sim.ep_flows: MoE all-to-alls inside blocks played as flows (sim/block_flows.py)
     ep_flows = setup.scenario.sim.ep_flows and network.fidelity == "flow"
     return Engine(graph, costs, network, ("ep",) if ep_flows else ())
+
+
+def host_launch(scenario: Scenario, system: SystemSpec) -> HostLaunch | None:
+    """The host's launch pace of a training scenario (sim.host_launch, workload.cuda_graphs,
+    the catalog's per-op host time on the system's host CPU); None when off."""
+    w = scenario.workload
+    if not scenario.sim.host_launch or not isinstance(w, TrainingWorkload):
+        return None
+    graphs = [w.cuda_graphs] if isinstance(w.cuda_graphs, str) else list(w.cuda_graphs)
+    return HostLaunch(catalog.training_launch_s(system), frozenset(graphs) - {"none"})
 
 
 def host_bw(system: SystemSpec) -> float:

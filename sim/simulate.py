@@ -148,7 +148,7 @@ def band_times(setup: Setup, graph, prof: Profile, engine) -> tuple[float, float
         net = network.with_profile(corner) if hasattr(network, "with_profile") \
             else make_network(setup, corner)
         costs = OpCosts(paced_compute(setup.gpu, corner, setup.scenario.sim.speed_scale,
-                                         setup.layout.world_size), net)
+                                         setup.layout.world_size), net, host=engine.costs.host)
         times.append(corner_time(schedule, graph, costs, net, network, engine.costs))
     return min(times), max(times)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from workloads.graph import Collective, CommGroup, Compute
+from workloads.host_launch import host_sync
 from workloads.layers import (
     LayerContext,
     Op,
@@ -263,6 +264,7 @@ def moe_forward(ctx: LayerContext) -> list[Op]:
     r = _received(ctx)
     ops: list[Op] = [gemm(bf16_context(ctx), n, E, h, "router"), mem(ctx, "softmax", 3 * 4 * n * E, "router_topk"),
                      mem(ctx, "elementwise", e * n * h * (1 + k), "permute"),
+                     host_sync(),    # dropless: tokens per expert read on the host
                      *route(ctx, "dispatch", out=False),
                      *[gemm(ctx, *fc1, "expert_fc1")] * local,
                      mem(ctx, "elementwise", _act(ctx, r, fc2[2]), "expert_activation"),

@@ -31,7 +31,7 @@ from functools import lru_cache
 from hw_models.compute import ComputeModel
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
-from sim.setup import paced_compute
+from sim.setup import host_launch, paced_compute
 from sim.sweep import estimate_schedules
 from workloads import memory
 from workloads.graph import CommGroup, Overlap
@@ -60,19 +60,26 @@ class Estimator:
     """Prices plans of one model on one cluster (system, nodes, network, profile)."""
 
     def __init__(self, model: ModelSpec, layout: ClusterLayout, compute: ComputeModel,
-                 options: TrainingOptions, hbm_bytes: float, profile):
+                 options: TrainingOptions, hbm_bytes: float, profile, host=None):
         gb_s = layout.system.gpu_spec.host_gb_s
         host_bw = gb_s * 1e9 if gb_s else 25e9
         self.model, self.layout, self.options = model, layout, options
         self.hbm_gib = hbm_bytes / GIB
         self.network = AnalyticalNetwork(layout, profile)
-        self.costs = OpCosts(compute, self.network, host_bw)
+        self.costs = OpCosts(compute, self.network, host_bw, host)
         self.compute = compute
         self.layer_times = lru_cache(maxsize=None)(self._layer_times)
 
     def _block(self, ops) -> float:
         # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
-        return sum(self.costs.uncached_time(op) for op in ops)
+        times = [self.costs.uncached_time(op) for op in ops]
+        return sum(times) + self.host_wait(ops, times)
+
+    def host_wait(self, ops, times, hidden: tuple[str, ...] = ()) -> float:
+        """The GPU's wait for the host's launches in ``ops`` of GPU seconds ``times``
+        (sim/costs.py HostLaunch)."""
+        host = self.costs.host
+        return host.exposed(ops, times, hidden) if host is not None else 0.0
 
     def _layer_times(self, plan: ParallelPlan) -> LayerTimes:
         """Per-layer times of the plan's layer shape (the same ops the graph builder uses:
@@ -241,4 +248,4 @@ def from_setup(setup) -> Estimator:
     compute = paced_compute(setup.gpu, setup.profile, sc.sim.speed_scale,
                                setup.layout.world_size)
     return Estimator(setup.model, setup.layout, compute, setup.options, setup.gpu.hbm_bytes,
-                     setup.profile)
+                     setup.profile, host_launch(sc, setup.system))

@@ -20,13 +20,14 @@ from workloads.training import stage_layer_ops
 
 def _time(est, ops, overlap: bool) -> float:
     comp = ep = 0.0
-    for op in ops:
-        t = est.costs.uncached_time(op)
+    times = [est.costs.uncached_time(op) for op in ops]
+    for op, t in zip(ops, times, strict=True):
         if isinstance(op, Collective) and op.group.dim == "ep":
             ep += t
         else:
             comp += t
-    return comp + (max(0.0, ep - comp) if overlap else ep)
+    host = est.host_wait(ops, times, ("ep",) if overlap else ())
+    return comp + host + (max(0.0, ep - comp - host) if overlap else ep)
 
 
 def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list[float]]:

@@ -15,7 +15,7 @@ from typing import Any
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from sim import scenario as scenario_mod
 from sim.rl_sweep import evaluate_rl, is_rl
-from sim.setup import moe_options, paced_compute, resolve_cluster, training_options
+from sim.setup import host_launch, moe_options, paced_compute, resolve_cluster, training_options
 from sim.simulate import simulate
 from sim.sweep import plans
 from sim.sweep.estimate import Estimator
@@ -78,7 +78,8 @@ class _Context:
                                    cl.layout.world_size)
         model = resolve(w.model).with_seq_len(w.seq_len)
         opts = replace(training_options(w, cl.gpu), moe=moe_options(w, model, cl.layout))
-        self.estimator = Estimator(model, cl.layout, compute, opts, cl.gpu.hbm_bytes, cl.profile)
+        self.estimator = Estimator(model, cl.layout, compute, opts, cl.gpu.hbm_bytes, cl.profile,
+                                   host_launch(sc, system))
         self.system = system
         self.world = cl.layout.world_size
         from sim.cost import gpu_hour_usd

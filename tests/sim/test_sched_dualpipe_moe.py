@@ -21,7 +21,7 @@ def scenario(schedule: str, nodes: int = 1, ep: int = 4) -> dict:
                          "micro_batch": 1,
                          "parallel": {"tp": 1, "pp": 2, "ep": ep, "schedule": schedule, "zero": 1},
                          "moe": {"overlap": False}, "overlap_grad_reduce": False},
-            "sim": {"fidelity": "analytical"}}
+            "sim": {"fidelity": "analytical", "host_launch": False}}   # the GPU's work only (host-bound)
 
 
 def graph_and_costs(sc: dict):

@@ -1,0 +1,123 @@
+"""What Megatron-Bridge's performance recipes set for each MoE validation row, by release.
+
+Tags and the containers they ship in: v0.1.0 = 25.09, v0.2.0 = 25.11, v0.3.x = 26.02,
+v0.4.x = 26.04, v0.5.x = 26.06, v0.6.0 = 26.08. The recipes are in
+scripts/performance/configs/{qwen3,qwen,gpt_oss}/*workload_base_configs.py (v0.2.0-v0.5.x;
+the 25.09 tables in scripts/performance/configs/qwen3/*.yaml ``perf_matrix``) and
+src/megatron/bridge/perf_recipes/{qwen,gpt_oss}/<gpu>/*.py (v0.6.0). Each table maps a
+(model, GPU, precision) to the first release each setting applies from; precision keys
+are BF16, MXFP8 (FP8-MX) and FP8 (current scaling: FP8-CS, and the plain "FP8" labels).
+
+- ``RECIPES`` / ``GPT_OSS_RECIPES``: (dispatcher, all-to-all overlap). HybridEP runs as
+  ``deepep``; "overlap" is moe_a2a_overlap (overlap_moe_expert_parallel_comm).
+- ``CUDA_GRAPHS``: ``cuda_graph_impl`` / ``cuda_graph_scope`` as ``workload.cuda_graphs``
+  (workloads/host_launch.py). ``full_iteration`` comes with the sync-free MoE path
+  (``moe_expert_rank_capacity_factor`` for HybridEP, paged stashing) and the all-to-all
+  overlap (v0.6.0 perf_recipes/qwen/common.py ``_enable_hybridep_full_iteration_mxfp8``;
+  v0.5.0's FP8_MX configs set cuda_graph_impl="full_iteration" with moe_a2a_overlap).
+  The 25.09 tables' ``cuda_graphs: true`` (Megatron-Core's per-layer ``enable_cuda_graph``)
+  is taken as the attention only: a dropless MoE block cannot be captured with its sync.
+  Rows of other sources (NeMo's Grok-1) are taken as eager: their graph settings are not
+  in the reference set.
+"""
+
+from __future__ import annotations
+
+ROUTER = ("moe_router", "moe_preprocess")
+ATTN_ROUTER = ("attn", *ROUTER)
+FULL = ("full_iteration",)
+
+# (dispatcher, a2a overlap) by model and GPU for every release (Qwen3); anything else:
+# NCCL all-to-all, no overlap.
+RECIPES = {
+    ("qwen3-235b-a22b", "H100"): ("alltoall", True),
+    ("qwen3-235b-a22b", "B200"): ("alltoall", False),
+    ("qwen3-235b-a22b", "GB200"): ("deepep", False),
+    ("qwen3-30b-a3b", "H100"): ("deepep", False),
+    ("qwen3-30b-a3b", "B200"): ("deepep", False),
+    ("qwen3-30b-a3b", "GB200"): ("deepep", False),
+}
+# From 26.06 the Qwen3 MXFP8 full-iteration recipes overlap the all-to-alls
+# (v0.5.0 QWEN3_30B_A3B_{GB200,GB300,B300}_FP8_MX_V1, QWEN3_235B_A22B_{GB200,GB300}_FP8_MX_V2).
+QWEN3_FULL_ITERATION = {("qwen3-30b-a3b", "GB200"), ("qwen3-30b-a3b", "GB300"),
+                        ("qwen3-30b-a3b", "B300"), ("qwen3-235b-a22b", "GB200"),
+                        ("qwen3-235b-a22b", "GB300")}
+# gpt-oss-120b's recipes changed between releases (scripts/performance/configs/gpt_oss/
+# gpt_oss_workload_base_configs.py; 26.08 v0.6.0 in src/megatron/bridge/perf_recipes/
+# gpt_oss/*/gpt_oss.py): the first release each (GPU, precision) setting applies from.
+GPT_OSS_RECIPES = {
+    ("GB200", "BF16"): [((26, 4), ("deepep", True))],       # v0.4.0 V2: hybridep, a2a overlap
+    ("B200", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
+    ("B300", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
+    ("GB200", "MXFP8"): [((26, 6), ("deepep", True))],      # v0.5.0 FP8_MX V2, v0.6.0 full-iteration
+    ("GB300", "MXFP8"): [((26, 6), ("deepep", True))],      # configs: hybridep, a2a overlap
+    ("B300", "MXFP8"): [((26, 6), ("deepep", False))],      # v0.5.0: the B300 BF16 V2 settings
+}
+# FP8 dot-product attention (fp8_dot_product_attention=True): v0.5.0's GB200 / GB300
+# FP8_MX V2 configs and v0.6.0's _apply_gpt_oss_120b_full_iter_fp8mx_configs.
+GPT_OSS_FP8_ATTENTION = {("GB200", "MXFP8"): (26, 6), ("GB300", "MXFP8"): (26, 6)}
+
+# CUDA-graph scopes: (model, GPU, precision) -> [(first release, scopes)]; () = none.
+CUDA_GRAPHS: dict[tuple[str, str, str], list[tuple[tuple[int, ...], tuple[str, ...]]]] = {
+    # Qwen3-30B-A3B. H100: BF16 captures the router only; FP8-CS sets no graphs (v0.2.0-v0.5.0)
+    ("qwen3-30b-a3b", "H100", "BF16"): [((25, 11), ROUTER)],
+    ("qwen3-30b-a3b", "B200", "FP8"): [((25, 9), ("attn",)), ((25, 11), ROUTER), ((26, 4), ATTN_ROUTER)],
+    ("qwen3-30b-a3b", "B200", "MXFP8"): [((25, 9), ("attn",)), ((25, 11), ROUTER), ((26, 4), ATTN_ROUTER)],
+    ("qwen3-30b-a3b", "B200", "BF16"): [((25, 11), ROUTER), ((26, 4), ATTN_ROUTER)],
+    ("qwen3-30b-a3b", "GB200", "FP8"): [((25, 9), ("attn",)), ((25, 11), ATTN_ROUTER)],
+    ("qwen3-30b-a3b", "GB200", "BF16"): [((25, 11), ATTN_ROUTER)],
+    ("qwen3-30b-a3b", "GB200", "MXFP8"): [((25, 11), ROUTER), ((26, 6), FULL)],
+    ("qwen3-30b-a3b", "B300", "MXFP8"): [((26, 2), ROUTER), ((26, 6), FULL)],
+    ("qwen3-30b-a3b", "GB300", "MXFP8"): [((25, 11), ROUTER), ((26, 6), FULL)],
+    # Qwen3-235B-A22B: no graphs on H100, B200, B300; GB200 / GB300 as below
+    ("qwen3-235b-a22b", "GB200", "FP8"): [((25, 9), ("attn",)), ((25, 11), ATTN_ROUTER)],
+    ("qwen3-235b-a22b", "GB200", "BF16"): [((25, 11), ATTN_ROUTER)],
+    ("qwen3-235b-a22b", "GB200", "MXFP8"): [((25, 11), ATTN_ROUTER), ((26, 6), FULL)],
+    ("qwen3-235b-a22b", "GB300", "BF16"): [((25, 11), ROUTER), ((26, 4), ATTN_ROUTER)],
+    ("qwen3-235b-a22b", "GB300", "MXFP8"): [((25, 11), ROUTER), ((26, 2), ATTN_ROUTER), ((26, 6), FULL)],
+    # gpt-oss-120b: GB300 / B300 capture attention and router from v0.2.0 / v0.3.0; GB200,
+    # B200 and H100 BF16 run eager in every release; the MXFP8 V2 configs of 26.06+
+    ("gpt-oss-120b", "GB300", "BF16"): [((25, 11), ATTN_ROUTER)],
+    ("gpt-oss-120b", "B300", "BF16"): [((26, 2), ATTN_ROUTER)],
+    ("gpt-oss-120b", "GB200", "MXFP8"): [((26, 6), FULL)],
+    ("gpt-oss-120b", "GB300", "MXFP8"): [((26, 4), ATTN_ROUTER), ((26, 6), FULL)],
+    ("gpt-oss-120b", "B300", "MXFP8"): [((26, 4), ATTN_ROUTER)],
+}
+
+
+def release(row) -> tuple[int, ...]:
+    """(26, 4, 1) of a Megatron-Bridge row MB-PERF-26.04.01; () for other sources."""
+    src = str(row.source_id)
+    if not src.startswith("MB-PERF-"):
+        return ()
+    return tuple(int(x) for x in src.removeprefix("MB-PERF-").split("."))
+
+
+def precision_key(row) -> str:
+    """BF16, MXFP8 (MXFP8, FP8-MX) or FP8 (FP8-CS and the plain FP8 labels)."""
+    label = str(row.precision).split()[0].upper()
+    return {"FP8-MX": "MXFP8", "FP8-CS": "FP8"}.get(label, label)
+
+
+def _since(steps, rel: tuple[int, ...]):
+    got = [value for since, value in steps if rel >= since]
+    return got[-1] if got else None
+
+
+def cuda_graphs(row, arch: str, gpu: str) -> list[str] | str:
+    """``workload.cuda_graphs`` of a row's recipe ("none" where it runs eager)."""
+    scopes = _since(CUDA_GRAPHS.get((arch, gpu, precision_key(row)), []), release(row))
+    return list(scopes) if scopes else "none"
+
+
+def recipe_options(row, arch: str, gpu: str) -> tuple[str, bool]:
+    """(dispatcher, a2a overlap) of a row's recipe: gpt-oss-120b by release (earlier
+    releases and unlisted GPUs: NCCL all-to-all, no overlap), the rest by model and GPU,
+    with the all-to-all overlap of the Qwen3 full-iteration recipes."""
+    if arch == "gpt-oss-120b":
+        steps = GPT_OSS_RECIPES.get((gpu, str(row.precision).split()[0].upper()), [])
+        return _since(steps, release(row)) or ("alltoall", False)
+    dispatcher, overlap = RECIPES.get((arch, gpu), ("alltoall", False))
+    if (arch, gpu) in QWEN3_FULL_ITERATION and cuda_graphs(row, arch, gpu) == list(FULL):
+        overlap = True
+    return dispatcher, overlap
