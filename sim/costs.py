@@ -67,7 +67,9 @@ class OpCosts:
             return self.compute.time(op.op_class, op.flops, op.bytes, op.dtype, seq_kv, op.causal,
                                      op.shape)
         if isinstance(op, ExpertDispatch) and hasattr(self.network, "layout"):
-            return dispatch_time(self.network.layout, getattr(self.network, "profile", None), op)
+            net = self.network
+            return dispatch_time(net.layout, getattr(net, "profile", None), op,
+                                 getattr(net, "bw_scale", 1.0))
         if isinstance(op, Collective):
             return self.network.collective_time(op.kind, op.bytes, op.group)
         if isinstance(op, Memory):

@@ -41,26 +41,28 @@ def _p2p_eff(profile, nbytes: float) -> float:
     return curve.eff_max / (1.0 + (curve.bytes_half / nbytes) ** curve.gamma)
 
 
-def phase_times(layout, profile, op: ExpertDispatch) -> tuple[float, float, float]:
-    """(t_rdma, t_nvl, latency) in seconds of one ExpertDispatch on ``layout``."""
+def phase_times(layout, profile, op: ExpertDispatch,
+                bw_scale: float = 1.0) -> tuple[float, float, float]:
+    """(t_rdma, t_nvl, latency) in seconds of one ExpertDispatch on ``layout``;
+    ``bw_scale`` multiplies every link's bandwidth (as AnalyticalNetwork's)."""
     system = layout.system
     n = op.group.size
     domains, per_domain = domain_span(layout, op.group.ranks) if n > 1 else (1, 1)
     off = op.bytes * (n - per_domain) / n if domains > 1 else 0.0
     nic = layout.nic_bw_per_gpu / layout.oversubscription * fabric_defaults()["nic_achievable_frac"]
-    t_rdma = off / nic if off > 0 else 0.0
+    t_rdma = off / (nic * bw_scale) if off > 0 else 0.0
     nvl_bw = system.scale_up_bw * _p2p_eff(profile, op.nvl_bytes)
     fit = getattr(profile, "deepep", None)
     if fit is not None and domains > 1 and not op.low_latency and op.sms:
         nvl_bw = min(nvl_bw, op.sms * fit.nvl_gb_s_per_sm * 1e9)   # forwarders' SMs
-    t_nvl = op.nvl_bytes / nvl_bw if op.nvl_bytes > 0 else 0.0
+    t_nvl = op.nvl_bytes / (nvl_bw * bw_scale) if op.nvl_bytes > 0 else 0.0
     hop = system.scale_up.hop_latency_us + (system.nic_hop_latency_us if domains > 1 else 0.0)
     return t_rdma, t_nvl, hop * 1e-6
 
 
-def dispatch_time(layout, profile, op: ExpertDispatch) -> float:
+def dispatch_time(layout, profile, op: ExpertDispatch, bw_scale: float = 1.0) -> float:
     """Seconds of one DeepEP dispatch or combine (module docstring)."""
-    t_rdma, t_nvl, latency = phase_times(layout, profile, op)
+    t_rdma, t_nvl, latency = phase_times(layout, profile, op, bw_scale)
     if t_rdma <= 0 and t_nvl <= 0:
         return 0.0
     fill = 0.0 if op.low_latency else min(t_rdma, t_nvl) / max(1, op.chunks)
