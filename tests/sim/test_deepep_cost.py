@@ -132,3 +132,11 @@ def test_training_refuses_low_latency_kernels(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and "deepep_mode: low_latency applies to serving" in err
     assert len(err.splitlines()) == 1
+
+
+def test_bandwidth_scale_divides_both_phases_not_the_latency():
+    op = ExpertDispatch("all_to_all", 400e6, CommGroup((0, 8, 16, 24), "ep"), nvl_bytes=800e6,
+                        chunks=10)
+    t1 = dispatch_time(_layout(4), None, op) - 17.4e-6
+    t2 = dispatch_time(_layout(4), None, op, bw_scale=2.0) - 17.4e-6
+    assert t2 == pytest.approx(t1 / 2, rel=1e-9)
