@@ -262,3 +262,10 @@ def system_for_gpu(gpu_key: str) -> str | None:
     """The catalog system built on this GPU (a DGX-style one first), or None."""
     names = [n for n, s in systems().items() if s.gpu == gpu_key]
     return next((n for n in names if n.startswith("dgx-")), names[0] if names else None)
+
+
+def latent_attention_kernel() -> tuple[float, float]:
+    """(compute efficiency, HBM efficiency) of decode attention over MLA's latent cache
+    (engines.yaml flashmla_decode: FlashMLA's published throughput on H800)."""
+    k = serving_engines()["flashmla_decode"]
+    return float(k["compute_eff"]), float(k["bw_eff"])

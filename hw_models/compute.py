@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from hw_models.catalog import GPUSpec
+from hw_models.catalog import GPUSpec, latent_attention_kernel
 from hw_models.profile import Profile
 
 US = 1e-6
@@ -88,6 +88,14 @@ class ComputeModel:
         launch = self.profile.memory.launch_us * US
         return (launch + flops / (self.gpu.peak_flops(dtype) * eff)) / self.speed_scale
 
+    def latent_attention(self, flops: float, bytes_: float, dtype: str) -> float:
+        """Decode attention over MLA's latent cache (FlashMLA): the FLOPs at the kernel's
+        published share of the peak or the cache read at its share of HBM, the slower."""
+        c_eff, b_eff = latent_attention_kernel()
+        launch = self.profile.memory.launch_us * US
+        t = max(flops / (self.gpu.peak_flops(dtype) * c_eff), bytes_ / (self.gpu.hbm_bw * b_eff))
+        return (launch + t) / self.speed_scale
+
     def memory_bound(self, bytes_: float, op_class: str = "elementwise") -> float:
         """Launch + bytes at the fitted bandwidth; per-op-class curves where the profile
         measured them (on CPUs norm and softmax run far below copy bandwidth)."""
@@ -101,4 +109,6 @@ class ComputeModel:
             return self.gemm(flops, bytes_, dtype, shape)
         if op_class == "attention":
             return self.attention(flops, seq_kv, causal, dtype)
+        if op_class == "latent_attention":
+            return self.latent_attention(flops, bytes_, dtype)
         return self.memory_bound(bytes_, op_class)

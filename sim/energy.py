@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from sim.result import Columns
 
-TENSOR_OPS = frozenset({"gemm", "attention"})   # tensor-core bound; the rest streams HBM
+TENSOR_OPS = frozenset({"gemm", "attention", "latent_attention"})   # tensor-core bound; the rest streams HBM
 
 
 @dataclass(frozen=True)

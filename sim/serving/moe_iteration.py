@@ -25,6 +25,8 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
         every kernel runs once per half batch (``micro_batches``)."""
         self.evaluations += 1
         mbs = self.micro_batches
+        if mbs > 1:
+            return self._compose_tbo(s)
         s = micro_batch(s, mbs)
         T_all = s.prefill_tokens + s.decode_seqs
         dec = s.prefill_tokens == 0
@@ -46,8 +48,41 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
             comm += n * self._parts["ep", *key]
             held += n * self._parts["held", *key]     # seconds x SMs the transfers hold
         total += self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
-        if self.overlap and self.pp == 1:     # two-batch overlap: EP comm under compute
+        if self.overlap and self.pp == 1:     # EP comm under the iteration's compute
             sms = self._costs.compute.gpu.sms or 0
             comm = exposed_comm(comm, total, held / sms if sms else 0.0)
         hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0
         return mbs * (total + comm) + (self.pp - 1) * hop
+
+    def _compose_tbo(self, s: Shape) -> float:
+        """Two-batch overlap: per kind of layer the stages of ``tbo_stages`` (cached), each
+        its compute plus the EP time it leaves exposed (with DeepEP's normal kernels, also
+        the compute their SMs take), then the embedding and output layer of both halves."""
+        s = micro_batch(s, 2)
+        T_all = s.prefill_tokens + s.decode_seqs
+        s = per_gpu(s, self.ep)
+        T = s.prefill_tokens + s.decode_seqs
+        total = 0.0
+        for (moe, window), n in self.kinds().items():
+            key = ("tbo", moe, window, s)
+            if key not in self._parts:
+                self._parts[key] = sum(self._stage_time(ops)
+                                       for ops in self.tbo_stages(s, moe, window, T_all))
+            total += n * self._parts[key]
+        return total + 2 * self._part(("ends", T, s.logits),
+                                      lambda: [self.embed_op(T), *self.head_ops(s)])
+
+    def _stage_time(self, ops) -> float:
+        """A block's compute plus its exposed EP transfers (sim.costs ``_hide``)."""
+        comm = compute = other = held = 0.0
+        for o in ops:
+            t = self._costs.op_time(o)
+            dim = getattr(getattr(o, "group", None), "dim", None)
+            if dim == "ep":
+                comm, held = comm + t, held + t * getattr(o, "sms", 0)
+            elif dim is not None:
+                other += t                  # TP collectives: in the block, not covering
+            else:
+                compute += t
+        sms = self._costs.compute.gpu.sms or 0
+        return compute + other + exposed_comm(comm, compute, held / sms if sms else 0.0)

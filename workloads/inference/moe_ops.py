@@ -59,6 +59,21 @@ def per_gpu(s: Shape, ep: int) -> Shape:
                  _share(s.decode_seqs, ep), _share(s.decode_kv, ep), _share(s.logits, ep))
 
 
+def latent_decode_op(heads: int, kv_lora: int, rope: int, kv_tokens: int, queries: int,
+                     kv_bytes: float, dtype: str, q_per_seq: int = 1) -> Compute:
+    """MLA decode attention with absorbed weights over ``kv_tokens`` cached latents (all
+    sequences), ``queries`` sequences each with ``q_per_seq`` query tokens (2 under
+    multi-token prediction): every head scores the (kv_lora + rope) latent and sums the
+    kv_lora part, 2 h (2 kv_lora + rope) FLOPs per cached token per query token, in the
+    attention dtype (FlashMLA computes in BF16); the cache is read once, each query and
+    output once."""
+    latent = kv_lora + rope
+    flops = 2.0 * heads * (latent + kv_lora) * kv_tokens * q_per_seq
+    io = 2.0 * queries * q_per_seq * heads * (latent + kv_lora)
+    return Compute("latent_attention", flops, latent * kv_bytes * kv_tokens + io, dtype,
+                   name="decode_attn")
+
+
 class MoEIterationOps(IterationOps):
 
     def __init__(self, model, tp: int, pp: int, precision: str, kv_bytes: int | None = None,
@@ -187,6 +202,37 @@ class MoEIterationOps(IterationOps):
                 *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
                 mem(ctx, "elementwise", 3 * e * T * h, "residual_add")]
 
+    # ---- two-batch overlap ----------------------------------------------------------
+    def tbo_stages(self, s: Shape, moe: bool, window: bool, T_all: int) -> list[tuple]:
+        """One layer under two-batch overlap as the stages DeepSeek's inference profile
+        shows (deepseek-ai/profile-data README figures; SGLang's TBO runs the same
+        operation orders, named after them), both micro-batches (``s``: one GPU's share of
+        one of them) together: each stage's EP transfer runs beside that stage's compute
+        only, and the next stage waits for both. Prefill (DeepEP normal kernels):
+        [ATTN(1) + SHARED(0) | COMBINE(0)], [ATTN(0) | DISPATCH(1)], [MLP(1) | DISPATCH(0)],
+        [MLP(0) + SHARED(1) | COMBINE(1)]; decode (low-latency kernels), twice with the
+        micro-batches swapped: [SHARED(0) + ATTN-0(1) | DISPATCH(0)], [MLP(0)],
+        [ATTN-1(1) | COMBINE(0)] (ATTN-0: the MLA projections before the core attention;
+        ATTN-1: core attention, output projection, routing gate). A layer without EP
+        transfers runs its kernels once per micro-batch."""
+        dec = s.prefill_tokens == 0
+        T = s.prefill_tokens + s.decode_seqs
+        ops = self.token_ops(T, moe, T_all, decode_only=dec)
+        core = self.attention_ops_of(s, window)
+        ep = [i for i, o in enumerate(ops) if getattr(getattr(o, "group", None), "dim", None) == "ep"]
+        if not ep:
+            return [tuple(ops[:1] + core + ops[1:]) * 2]
+        cut = next(j for j, o in enumerate(ops) if o.name == "attn_proj")
+        d_end = next(j for j in range(ep[0], len(ops)) if j not in ep)
+        c0 = next(j for j in ep if j > d_end)
+        c_end = next((j for j in range(c0, len(ops)) if j not in ep), len(ops))
+        a0, a1 = ops[:cut], core + ops[cut:ep[0]]
+        disp, mlp, comb, shared = ops[ep[0]:d_end], ops[d_end:c0], ops[c0:c_end], ops[c_end:]
+        if dec:
+            return [(*shared, *a0, *disp), tuple(mlp), (*a1, *comb)] * 2
+        attn = a0 + a1
+        return [(*attn, *shared, *comb), (*attn, *disp), (*mlp, *disp), (*mlp, *shared, *comb)]
+
     # ---- attention core -----------------------------------------------------------
     def attention_ops_of(self, s: Shape, window: bool) -> list:
         m, e = self.model, 2
@@ -207,12 +253,12 @@ class MoEIterationOps(IterationOps):
             if att is None:
                 kvh = max(1, m.kv_heads_ // self.tp)
                 read, flops = 2.0 * kvh * m.head_dim * self.kv_bytes * kv, 4.0 * heads * m.head_dim * kv
+                ops.append(Compute("other", flops, read + 2 * e * s.decode_seqs * heads * d_v,
+                                   self.precision, name="decode_attn"))
             else:
-                latent = att.kv_lora_rank + att.qk_rope_head_dim
-                read = latent * self.kv_bytes * kv
-                flops = 2.0 * heads * (latent + att.kv_lora_rank) * kv
-            ops.append(Compute("other", flops, read + 2 * e * s.decode_seqs * heads * d_v,
-                               self.precision, name="decode_attn"))
+                ops.append(latent_decode_op(heads, att.kv_lora_rank, att.qk_rope_head_dim, kv,
+                                            s.decode_seqs, self.kv_bytes,
+                                            ATTENTION_DTYPE[self.precision]))
         return ops
 
     # ---- graph (the reference the cached ``time`` agrees with) --------------------
@@ -222,6 +268,18 @@ class MoEIterationOps(IterationOps):
                              decode_only=s.prefill_tokens == 0)
         cut = next(j for j, o in enumerate(ops) if o.name == "attn_proj")
         return ops[:cut] + self.attention_ops_of(s, is_window_layer(self.model, i)) + ops[cut:]
+
+    def _tbo_blocks(self, graph: ExecutionGraph, rank: int, s: Shape, T_all: int):
+        """The iteration under two-batch overlap (no pipeline): the embedding of both
+        micro-batches, each layer's stages (``tbo_stages``) as blocks whose EP transfers
+        hide behind that block's compute only, then the output layer of both."""
+        m, T = self.model, s.prefill_tokens + s.decode_seqs
+        prev = graph.add(rank, "compute", Block((self.embed_op(T),) * 2, name="embed"), deps=())
+        for i in range(m.layers):
+            for j, ops in enumerate(self.tbo_stages(s, is_moe_layer(m, i), is_window_layer(m, i), T_all)):
+                prev = graph.add(rank, "compute", Block(ops, name=f"layer{i}.{j}", overlap=("ep",)),
+                                 deps=(prev,))
+        return graph.add(rank, "compute", Block(tuple(self.head_ops(s)) * 2, name="head"), deps=(prev,))
 
     def build(self, s: Shape) -> ExecutionGraph:
         m, pp, mbs = self.model, self.pp, self.micro_batches
@@ -245,8 +303,10 @@ class MoEIterationOps(IterationOps):
             if prev is not None:
                 prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.hidden, st),
                                  deps=(), category="pp")
-            overlap = ("ep",) if self.overlap and pp == 1 else ()
-            blk = graph.add(rank, "compute", Block(ops, name=f"stage{st}", overlap=overlap),
+            if mbs > 1:                     # two-batch overlap: the layers' stages in turn
+                blk = self._tbo_blocks(graph, rank, s, T_all)
+                continue
+            blk = graph.add(rank, "compute", Block(ops, name=f"stage{st}", overlap=()),
                             deps=(prev,) if prev is not None else ())
             if st < pp - 1:
                 prev = graph.add(rank, "comm", SendRecv("send", rank + self.tp, 2.0 * T * m.hidden, st + 1),
