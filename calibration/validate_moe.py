@@ -38,7 +38,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from calibration import deepep_check
+from calibration import deepep_check, serving_kernel_check
 from calibration.moe_recipes import GPT_OSS_FP8_ATTENTION, cuda_graphs, recipe_options, release
 from hw_models import catalog
 from hw_models.errors import ClusterSimError
@@ -342,6 +342,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
     attn = attention_kernel_rows()
     deepep = deepep_check.kernel_rows()
+    serving_k, tbo = serving_kernel_check.kernel_rows(), serving_kernel_check.tbo_rows()
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
         text = (df.fillna("").to_string(index=False)
                 + "\n\nserving rows (moe_inference.csv):\n" + inf.fillna("").to_string(index=False)
@@ -357,7 +358,11 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 "(kernels/cudnn_sdpa_gpt_oss.csv):\n" + attn.to_string(index=False)
                 + "\n\nkernel check: DeepEP dispatch / combine vs DeepEP's published benchmarks "
                 "(H800, CX7 400 Gb/s; collectives/deepep_*_kernels.csv):\n"
-                + deepep.to_string(index=False))
+                + deepep.to_string(index=False)
+                + "\n\nkernel check: DeepSeek-V3 decode kernels vs DeepSeek's H800 decode profile, one MoE "
+                "layer and micro-batch (kernels/deepseek_v3_serving_kernels.csv):\n"
+                + serving_k.to_string(index=False)
+                + "\n\ncheck: two-batch overlap speedup vs SGLang's ablation:\n" + tbo.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
             "attention_kernel_rows": attn.to_dict("records"),
             "deepep_kernel_rows": deepep.to_dict("records"), "summary": s}, text
