@@ -13,10 +13,12 @@ lognormal responses (validate_rl.RESPONSE_SIGMA) whose clipped mean is the publi
 table (Llama 3.1 70B Base, trained with the Llama 3.3 Instruct chat template, takes the
 Llama 3.1 8B rows' length), no activation recompute, packing to 4096 tokens, the broadcast
 sync and vLLM V1's host work with synchronous scheduling. Predicted phases:
-generation_s, train_s, logprob_s (policy + reference) and refit = weight_sync_s +
-offload_s (NeMo RL's colocated refit offloads the optimizer and the parameters and wakes
-the engine; the simulator also counts the onload before the passes there). Nothing is
-fitted to these rows.
+generation_s, train_s, logprob_s (policy + reference) and refit = weight_sync_s + the
+offload after the passes (offload_s less onload_s). The blog's "Refit" is grpo.py's
+prepare_for_generation timer at v0.3.0 (refit_policy_generation: offload_before_refit, the
+engine's wake-up, the IPC transfer, offload_after_refit); the onload before the passes
+runs in its own timers (logprob_inference_prep, training_prep), which the blog does not
+list. Nothing is fitted to these rows.
 
     python -m calibration.validate_rl_split
 """
@@ -85,10 +87,11 @@ def build(r):
                           "rl split row")
 
 
-def predicted(m: dict) -> dict:
-    """The simulator's figures for the blog's columns."""
+def predicted(m: dict, extra: dict) -> dict:
+    """The simulator's figures for the blog's columns: its refit is the sync and the
+    offload after the passes, not the onload before them (``extra["onload_s"]``)."""
     out = {name: m[key] for name, _, key in PHASES if key}
-    out["refit"] = m["weight_sync_s"] + m["offload_s"]
+    out["refit"] = m["weight_sync_s"] + m["offload_s"] - extra["onload_s"]
     return out
 
 
@@ -96,8 +99,9 @@ def run() -> pd.DataFrame:
     from sim.rl import simulate_rl
     rows = []
     for r in load().itertuples():
-        m = simulate_rl(build(r)).metrics
-        p = predicted(m)
+        res = simulate_rl(build(r))
+        m = res.metrics
+        p = predicted(m, res.extra)
         row = {"model": r.model, "gpus": int(r.num_gpus), "published_s": float(r.step_time_s),
                "predicted_s": round(m["step_time_s"], 1),
                "error_pct": round(100 * (m["step_time_s"] / r.step_time_s - 1), 1)}
