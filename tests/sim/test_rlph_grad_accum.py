@@ -77,3 +77,18 @@ def test_unfused_training_pass_slower_by_the_adds():
 def test_recipes_unfused_only_at_v06():
     from calibration import rl_recipes as rr
     assert rr.GRAD_ACCUM_FUSION == {"NEMORL-v0.4": True, "NEMORL-v0.5": True, "NEMORL-v0.6": False}
+
+
+def test_onload_reported_apart_from_the_offload():
+    """Colocated, data parallel 8, ZeRO-1: before the passes the 16-bit policy (2 bytes a
+    parameter, whole on every rank) and the sleeping engine's copy (2 bytes, rollout tp 1)
+    come back at the host link's line rate, the fp32 master weights and Adam moments (12
+    bytes / 8 ranks) through pageable memory; after them the same go back. The split
+    check's refit takes the second only."""
+    from hw_models import storage
+    res = simulate_rl(make())
+    params = LAYERS * LAYER_PARAMS + 2 * TABLE + H          # + the final norm
+    bw = storage.host_link("h100-sxm").bw
+    onload = (2 * params + 2 * params) / bw + 12 * params / 8 * storage.pageable_slowdown() / bw
+    assert res.extra["onload_s"] == pytest.approx(onload, rel=0.02)
+    assert res.metrics["offload_s"] == pytest.approx(2 * onload, rel=0.02)
