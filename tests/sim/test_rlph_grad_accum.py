@@ -8,7 +8,6 @@ from hw_models import catalog, profile
 from sim import scenario
 from sim.rl import pool_sizes, simulate_rl, train_scenario
 from sim.setup import resolve_setup
-from workloads import rl as steps
 from workloads import training
 from workloads.graph import Block, Compute
 
