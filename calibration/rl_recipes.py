@@ -41,10 +41,16 @@ chain is followed down to examples/configs/grpo_math_1B.yaml at the same commit.
   multiple of tp (cp x 2 x tp with context parallelism) before packing, under tp tokens of
   thousands (not priced); with pp > 1 every microbatch is padded to the longest bin, which
   the simulator's full rows already are;
-- gradient_accumulation_fusion: false in grpo_math_1B.yaml at 69c7ca117 (applied to the
-  model provider by nemo_rl/models/megatron/community_import.py), so every v0.6 row adds
-  each microbatch's weight gradients to the main gradient in a separate pass; unset at
-  cff17f83b and 9dbd9adc9 and in v0.3.0 (the provider's default, fused): GRAD_ACCUM_FUSION.
+- gradient_accumulation_fusion: off on every row. grpo_math_1B.yaml sets it false at
+  69c7ca117 (applied to the model provider by nemo_rl/models/megatron/community_import.py).
+  Earlier it is the model config's default, which needs APEX's fused_weight_gradient_mlp_cuda
+  extension: Megatron-Bridge's can_enable_gradient_accumulation_fusion at the submodules of
+  cff17f83b (8aa287df3) and 9dbd9adc9 (1e9a459b4) tries only that import (Transformer
+  Engine is accepted from a later Megatron-Bridge, whose docstring says the APEX check alone
+  "incorrectly returns False" in TE containers), and NeMo's GPTConfig of v0.3.0 defaults to
+  _grad_accum_fusion_available, the same import. NeMo RL's environment has no APEX at any of
+  these commits (uv.lock lists none; the image is built on nvcr.io/nvidia/cuda-dl-base), so
+  every row adds each microbatch's weight gradients to the main gradient in a separate pass.
 """
 
 from __future__ import annotations
@@ -93,8 +99,8 @@ RECIPE_SETTINGS = {
     "llama3-8b": ("full", 2, 2, False), "deepseek-v3": ("full", 1, 1, False),
     "qwen3-235b-a22b": ("full", 1, 1, True), "qwen3-30b-a3b": ("none", 4, 1, False),
     "qwen3-32b": ("none", 4, 1, True)}
-# megatron_cfg.gradient_accumulation_fusion per table (module docstring)
-GRAD_ACCUM_FUSION = {"NEMORL-v0.4": True, "NEMORL-v0.5": True, "NEMORL-v0.6": False}
+# megatron_cfg.gradient_accumulation_fusion: off at every commit (module docstring)
+GRAD_ACCUM_FUSION = False
 DISPATCHER = {"NEMORL-v0.4": "alltoall", "NEMORL-v0.5": "allgather", "NEMORL-v0.6": "alltoall"}
 # (commit, file) -> vllm_cfg.gpu_memory_utilization where it is not 0.6 colocated / 0.8 async
 MEM_UTIL = {("NEMORL-v0.6", "grpo-deepseek-v3-32n4g.yaml"): 0.3,
@@ -182,7 +188,7 @@ def train_block(r, plan: tuple[int, int, int, int]) -> dict:
              "recompute": rec.recompute,
              "max_seq_len": int(r.train_max_seq_len) if rec.packing else None,
              "overlap_param_gather": True, "grad_reduce_bytes": 2,
-             "grad_accumulation_fusion": GRAD_ACCUM_FUSION[r.source_id]}
+             "grad_accumulation_fusion": GRAD_ACCUM_FUSION}
     if moe:
         block["moe"] = {"dispatcher": DISPATCHER[r.source_id]}
     return block

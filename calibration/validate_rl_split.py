@@ -11,7 +11,8 @@ Each row is built as validate_rl builds the on-policy rows: 64 prompts x 32 samp
 lognormal responses (validate_rl.RESPONSE_SIGMA) whose clipped mean is the published
 "Avg. generated tokens per sample", the prompt length of the model's rows in the main
 table (Llama 3.1 70B Base, trained with the Llama 3.3 Instruct chat template, takes the
-Llama 3.1 8B rows' length), no activation recompute, packing to 4096 tokens, the broadcast
+Llama 3.1 8B rows' length), no activation recompute, packing to 4096 tokens, unfused
+gradient accumulation (rl_recipes.GRAD_ACCUM_FUSION), the broadcast
 sync and vLLM V1's host work with synchronous scheduling. Predicted phases:
 generation_s, train_s, logprob_s (policy + reference) and refit = weight_sync_s + the
 offload after the passes (offload_s less onload_s). The blog's "Refit" is grpo.py's
@@ -69,6 +70,7 @@ def build(r):
                           "zero": 1, "sequence_parallel": bool(r.sequence_parallel) and r.train_tp > 1},
              "recompute": "none", "max_seq_len": int(r.train_max_seq_len),
              "overlap_param_gather": True, "grad_reduce_bytes": 2,
+             "grad_accumulation_fusion": rr.GRAD_ACCUM_FUSION,
              **({"moe": {"dispatcher": "alltoall"}} if moe else {})}
     work = {"kind": "rl", "algorithm": "grpo", "model": r.arch_id, "precision": "bf16",
             "prompts_per_step": int(r.prompts), "samples_per_prompt": int(r.generations),

@@ -104,7 +104,7 @@ class TrainConfig(_Cfg):
     grad_accumulation_fusion: bool = Field(True, description="weight-gradient GEMMs add into "
                                            "the main gradient themselves (Megatron's "
                                            "gradient_accumulation_fusion); false: a separate "
-                                           "add per microbatch (NeMo RL sets false from v0.6)")
+                                           "add per microbatch (as NeMo RL trains)")
 
     @property
     def logprob_rows(self) -> int:

@@ -2,6 +2,7 @@
 the offload after the passes, not the onload before them (logprob_inference_prep and
 training_prep, which the blog does not list)."""
 
+from calibration import rl_recipes as rr
 from calibration import validate_rl_split as split
 
 
@@ -10,3 +11,11 @@ def test_refit_takes_the_offload_not_the_onload():
          "offload_s": 3.0}                   # onload 1.25 + offload 1.75
     p = split.predicted(m, {"onload_s": 1.25})
     assert p == {"generation": 40.0, "train": 20.0, "logprob": 15.0, "refit": 0.5 + 1.75}
+
+
+def test_validation_rows_run_unfused():
+    """NeMo RL's environment has no APEX, so every table's rows ran unfused (rl_recipes)."""
+    assert rr.GRAD_ACCUM_FUSION is False
+    assert all(not split.build(r).workload.train.grad_accumulation_fusion
+               for r in split.load().itertuples())
+

@@ -1,5 +1,5 @@
-"""train.grad_accumulation_fusion of kind: rl (NeMo RL v0.6's recipes set Megatron's
-gradient_accumulation_fusion false): every microbatch of the training pass adds its weight
+"""train.grad_accumulation_fusion of kind: rl (NeMo RL trains without Megatron's
+gradient_accumulation_fusion, rl_recipes.GRAD_ACCUM_FUSION): every microbatch of the training pass adds its weight
 gradients to the main gradient in a separate pass; hand calculations on a tiny policy."""
 
 import pytest
@@ -71,11 +71,6 @@ def test_unfused_training_pass_slower_by_the_adds():
     adds = LAYERS + 2                         # one add per layer, the table, the output layer
     expected = micro * (6 * params / bw + adds * curve.launch_us * 1e-6)
     assert unfused["train_s"] - fused["train_s"] == pytest.approx(expected, rel=0.05)
-
-
-def test_recipes_unfused_only_at_v06():
-    from calibration import rl_recipes as rr
-    assert rr.GRAD_ACCUM_FUSION == {"NEMORL-v0.4": True, "NEMORL-v0.5": True, "NEMORL-v0.6": False}
 
 
 def test_onload_reported_apart_from_the_offload():
