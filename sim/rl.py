@@ -329,7 +329,7 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
              "sync_bytes_per_gpu": sync["sync_bytes_per_gpu"],
              "sync_tensors": sync["sync_tensors"], "sync_tensor_s": sync["sync_tensor_s"],
              "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"], "reference_swap_s": swap,
-             "onload_s": ph.onload}
+             "onload_s": ph.onload, "engine_sleep_s": moves["engine_sleep_s"]}
     return RLResult(sc.name, metrics, timeline, pools.world, time.perf_counter() - t0, extra)
 
 

@@ -86,3 +86,4 @@ def test_onload_reported_apart_from_the_offload():
     onload = (2 * params + 2 * params) / bw + 12 * params / 8 * storage.pageable_slowdown() / bw
     assert res.extra["onload_s"] == pytest.approx(onload, rel=0.02)
     assert res.metrics["offload_s"] == pytest.approx(2 * onload, rel=0.02)
+    assert res.extra["engine_sleep_s"] == pytest.approx(2 * params / bw, rel=0.02)
