@@ -121,7 +121,13 @@ class MoEIterationOps(IterationOps):
         return Counter((is_moe_layer(m, i), is_window_layer(m, i)) for i in range(m.layers))
 
     # ---- kernels that depend on the token count only ------------------------------
-    def _attn_projections(self, T: int) -> list:
+    def _attn_projections(self, T: int, absorbed: bool = False) -> list:
+        """The kernels before and after the core attention. MLA with a q low-rank projection
+        runs the q and kv down projections as one GEMM (DeepSeek's decode profile; SGLang's
+        fused q_a / kv_a projection) and a rotary kernel on the rope parts; ``absorbed``
+        (decode): the latent is not up-projected, the query's nope part is multiplied into
+        the latent space (W_UK) before the core attention and the output out of it (W_UV)
+        after, as two batched matmuls per head in 16-bit (DeepSeek-V2 section 2.1)."""
         m = self.model
         ctx = self._ctx(T)
         e, lh = ctx.act_bytes, ctx.local_heads
@@ -132,14 +138,27 @@ class MoEIterationOps(IterationOps):
                     mem(ctx, "elementwise", 2 * e * T * (lh + kvh) * d, "rope"),
                     mem(ctx, "elementwise", 2 * T * kvh * d * (e + self.kv_bytes), "kv_write")], \
                 [self._gemm(T, m.hidden, lh * d, "attn_proj")]
-        latent = att.kv_lora_rank + att.qk_rope_head_dim
-        q = ([self._gemm(T, att.q_lora_rank, m.hidden, "mla_q_down"),
-              self._gemm(T, lh * att.qk_head_dim, att.q_lora_rank, "mla_q_up")]
-             if att.q_lora_rank else [self._gemm(T, lh * att.qk_head_dim, m.hidden, "mla_q")])
-        return [*q, self._gemm(T, latent, m.hidden, "mla_kv_down"),
-                self._gemm(T, lh * (att.qk_nope_head_dim + att.v_head_dim), att.kv_lora_rank, "mla_kv_up"),
-                mem(ctx, "elementwise", T * latent * (e + self.kv_bytes), "latent_write")], \
-            [self._gemm(T, m.hidden, lh * att.v_head_dim, "attn_proj")]
+        latent, r = att.kv_lora_rank + att.qk_rope_head_dim, att.qk_rope_head_dim
+        pre = ([self._gemm(T, att.q_lora_rank + latent, m.hidden, "mla_qkv_down"),
+                self._gemm(T, lh * att.qk_head_dim, att.q_lora_rank, "mla_q_up")]
+               if att.q_lora_rank else [self._gemm(T, lh * att.qk_head_dim, m.hidden, "mla_q"),
+                                        self._gemm(T, latent, m.hidden, "mla_kv_down")])
+        pre.append(mem(ctx, "elementwise", 2 * e * T * (lh + 1) * r, "rope"))
+        post = []
+        if absorbed:
+            pre.append(self._head_matmul(T, lh, att.qk_nope_head_dim, att.kv_lora_rank, "mla_absorb_uk"))
+            post.append(self._head_matmul(T, lh, att.kv_lora_rank, att.v_head_dim, "mla_absorb_uv"))
+        else:
+            pre.append(self._gemm(T, lh * (att.qk_nope_head_dim + att.v_head_dim), att.kv_lora_rank,
+                                  "mla_kv_up"))
+        pre.append(mem(ctx, "elementwise", T * latent * (e + self.kv_bytes), "latent_write"))
+        return pre, [*post, self._gemm(T, m.hidden, lh * att.v_head_dim, "attn_proj")]
+
+    def _head_matmul(self, T: int, heads: int, k: int, n: int, name: str) -> Compute:
+        """``heads`` matmuls [T, k] x [k, n] batched, 16-bit weights and activations."""
+        dtype = ATTENTION_DTYPE[self.precision]
+        nbytes = 2.0 * heads * (T * k + T * n + k * n)
+        return Compute("gemm", 2.0 * heads * T * k * n, nbytes, dtype, (T * heads, n, k), name=name)
 
     def _experts(self, T: int, T_all: int | None = None, decode_only: bool = False) -> list:
         """This GPU's T tokens' routing, and its E/ep experts' GEMMs over the routed tokens
@@ -193,7 +212,7 @@ class MoEIterationOps(IterationOps):
         ctx, h = self._ctx(T), self.model.hidden
         e = ctx.act_bytes
         norm = 2 * e * T * h
-        pre, post = self._attn_projections(T)
+        pre, post = self._attn_projections(T, absorbed=decode_only and mla(self.model) is not None)
         return [mem(ctx, "norm", norm, "input_norm"), *pre, *post,
                 *tp_comm(ctx, "all_reduce", "tp_attn_out"),
                 mem(ctx, "elementwise", 3 * e * T * h, "residual_add"),

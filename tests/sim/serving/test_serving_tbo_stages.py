@@ -34,8 +34,8 @@ def test_decode_stages_pair_each_transfer_with_its_own_compute():
     ops = it.token_ops(128, True, 128 * 72, decode_only=True) + it.attention_ops_of(s, False)
     t = lambda *n: _times(it, ops, n)  # noqa: E731
     shared = t("shared_up", "shared_act", "shared_down", "residual_add") - t("residual_add") / 2
-    a0 = t("input_norm", "mla_q_down", "mla_q_up", "mla_kv_down", "mla_kv_up", "latent_write")
-    a1 = t("decode_attn", "attn_proj", "post_attn_norm", "router", "router_topk") + t("residual_add") / 2
+    a0 = t("input_norm", "mla_qkv_down", "mla_q_up", "rope", "mla_absorb_uk", "latent_write")
+    a1 = t("decode_attn", "mla_absorb_uv", "attn_proj", "post_attn_norm", "router", "router_topk") + t("residual_add") / 2
     mlp = t("expert_up", "expert_activation", "expert_down")
     d, c = t("deepep_ll_dispatch"), t("deepep_ll_combine")
     hand = 2 * (max(shared + a0, d) + mlp + max(a1, c))
