@@ -309,6 +309,9 @@ class MoEIterationOps(IterationOps):
         per_stage = [m.layers // pp + (1 if i < m.layers % pp else 0) for i in range(pp)]
         graph = ExecutionGraph(self.tp * pp * self.ep,
                                simulated_ranks=tuple(i * self.tp for i in range(pp)))
+        if mbs > 1:                         # two-batch overlap: the layers' stages in turn
+            self._tbo_blocks(graph, 0, s, T_all)
+            return graph
         prev, first = None, 0
         for st, n_layers in enumerate(per_stage):
             rank = st * self.tp
@@ -318,13 +321,9 @@ class MoEIterationOps(IterationOps):
                 ops = (self.embed_op(T), *ops)
             if st == pp - 1:
                 ops = (*ops, *self.head_ops(s))
-            ops = ops * mbs                 # each micro-batch runs every kernel
             if prev is not None:
                 prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.hidden, st),
                                  deps=(), category="pp")
-            if mbs > 1:                     # two-batch overlap: the layers' stages in turn
-                blk = self._tbo_blocks(graph, rank, s, T_all)
-                continue
             blk = graph.add(rank, "compute", Block(ops, name=f"stage{st}", overlap=()),
                             deps=(prev,) if prev is not None else ())
             if st < pp - 1:
