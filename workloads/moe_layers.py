@@ -344,8 +344,21 @@ def layer_backward_at(ctx: LayerContext, i: int) -> list[Op]:
 
 def layer_recompute_at(ctx: LayerContext, i: int, mode: str) -> list[Op]:
     """Full recompute re-runs the forward; selective recomputes the attention core, which
-    the fused kernels used here already do in their backward (no extra cost)."""
-    return layer_forward_at(ctx, i) if mode == "full" else []
+    the fused kernels used here already do in their backward (no extra cost).
+    ``norm_moe_act`` (Megatron-Core's recompute_modules [layernorm, moe_act],
+    megatron/core/transformer/transformer_layer.py and moe/experts.py: the input and
+    pre-MLP norms and the routed experts' activation re-run before the backward needs
+    their outputs) re-runs those kernels as the forward costs them."""
+    if mode == "full":
+        return layer_forward_at(ctx, i)
+    if mode != "norm_moe_act":
+        return []
+    norm = 2 * ctx.act_bytes * ctx.norm_tokens * ctx.model.hidden
+    ops = [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
+    if is_moe_layer(ctx.model, i):
+        ops.append(mem(ctx, "elementwise", _act(ctx, _received(ctx), _expert_shapes(ctx)[2][2]),
+                       "expert_activation"))
+    return ops
 
 
 def mtp_forward(ctx: LayerContext, last: int) -> list[Op]:
