@@ -149,6 +149,12 @@ GPT_OSS_WINDOW = {(25, 11): 128, (26, 4): 127}
 # the GB200 MXFP8 V2 / full-iteration recipe clears it (recompute_modules=[]); GB300 and
 # B300 recompute nothing.
 GPT_OSS_RECOMPUTE = {("GB200", "BF16"), ("B200", "BF16"), ("H100", "BF16")}
+# Transformer Engine's fused grouped MLP (use_transformer_engine_op_fuser: fc1, the clamped
+# quick-GeGLU, fc2 and their biases in fused kernels): v0.5.0's GB200 / GB300 FP8_MX V2
+# configs (cutedsl_fused_grouped_mlp=True, scripts/performance/utils/overrides.py) and
+# v0.6.0's _apply_gpt_oss_120b_full_iter_fp8mx_configs; every other row runs
+# Megatron-Core's TEGroupedMLP, which adds the fc2 bias per expert in PyTorch.
+GPT_OSS_FUSED_MLP = {("GB200", "MXFP8"): (26, 6), ("GB300", "MXFP8"): (26, 6)}
 
 
 def container(rel: tuple[int, ...]):
@@ -180,6 +186,12 @@ def gpt_oss_attention_backend(rel: tuple[int, ...], sm: int, fp8_dpa: bool) -> s
     if fp8_dpa:
         return "fused" if sm >= 100 and cudnn >= (9, 21, 0) and te >= (2, 15) else "none"
     return "fused" if cudnn >= (9, 13, 1) else "unfused"
+
+
+def gpt_oss_fused_mlp(row, gpu: str) -> bool:
+    """Whether a gpt-oss row's recipe runs Transformer Engine's fused grouped MLP."""
+    since = GPT_OSS_FUSED_MLP.get((gpu, precision_key(row)))
+    return since is not None and release(row) >= since
 
 
 def gpt_oss_recompute(row, gpu: str) -> str:

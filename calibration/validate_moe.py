@@ -43,6 +43,7 @@ from calibration.moe_recipes import (
     GPT_OSS_FP8_ATTENTION,
     cuda_graphs,
     gpt_oss_attention_backend,
+    gpt_oss_fused_mlp,
     gpt_oss_recompute,
     recipe_options,
     release,
@@ -76,8 +77,9 @@ def recipe_of(row) -> str | None:
 
 
 def gpt_oss_options(row, arch: str, gpu: str) -> dict:
-    """gpt-oss-120b: the recipe's recompute modules and the attention kernel the row's
-    container selects (cuDNN's fused kernel in every release: ``flash`` here)."""
+    """gpt-oss-120b: the recipe's recompute modules, the attention kernel the row's
+    container selects (cuDNN's fused kernel in every release: ``flash`` here) and whether
+    the experts run Transformer Engine's fused grouped MLP (``moe.fused_mlp``)."""
     if arch != "gpt-oss-120b":
         return {}
     dpa = bool(fp8_options(row, arch, gpu).get("fp8", {}).get("dot_product_attention"))
@@ -188,7 +190,10 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          "micro_batch": int(row.micro_batch),
                          "precision": PRECISION[str(row.precision).upper()],
                          **fp8_options(row, arch, gpu), **gpt_oss_options(row, arch, gpu),
-                         "parallel": parallel, "moe": {"dispatcher": dispatcher, "overlap": overlap},
+                         "parallel": parallel,
+                         "moe": {"dispatcher": dispatcher, "overlap": overlap,
+                                 **({"fused_mlp": True} if arch == "gpt-oss-120b"
+                                    and gpt_oss_fused_mlp(row, gpu) else {})},
                          "cuda_graphs": cuda_graphs(row, arch, gpu)},
             "sim": {"fidelity": fidelity, "check_memory": False}}
 

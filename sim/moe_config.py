@@ -11,6 +11,10 @@
   its balanced load (dropped tokens skip the experts).
 - ``overlap``: hide the dispatch/combine of one microbatch behind another's compute
   (Megatron-Core's 1F1B all-to-all overlap).
+- ``fused_mlp``: the experts' fc1, activation, fc2 and biases run as Transformer
+  Engine's fused grouped MLP (Megatron-Core ``use_transformer_engine_op_fuser``); without
+  it a model with biases adds each expert's fc2 bias, weighted by its routing
+  probability, in PyTorch after the grouped GEMM (docs/moe.md).
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ class MoEWorkload(_Cfg):
         "hide dispatch/combine behind compute (1F1B all-to-all overlap; two-batch overlap "
         "in serving)"))
     seed: int = Field(0, description="seed of the permutation that places a Zipf law's popular experts")
+    fused_mlp: bool = Field(False, description=(
+        "experts' fc1, activation, fc2 and biases in Transformer Engine's fused grouped MLP "
+        "(Megatron-Core use_transformer_engine_op_fuser); off: the fc2 bias is added per "
+        "expert in PyTorch"))
 
     def routing(self, base: Path | None = None) -> Routing:
         imb = self.imbalance if isinstance(self.imbalance, Imbalance) else Imbalance()

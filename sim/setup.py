@@ -130,7 +130,8 @@ def moe_options(w: TrainingWorkload, model: ModelSpec, layout: ClusterLayout) ->
     """Dispatcher, routing and overlap of a MoE model's layers (docs/moe.md)."""
     if not model.is_moe:
         return None
-    return MoEOptions(w.moe.dispatcher, w.moe.routing(), w.moe.overlap, layout.domain_gpus)
+    return MoEOptions(w.moe.dispatcher, w.moe.routing(), w.moe.overlap, layout.domain_gpus,
+                      w.moe.fused_mlp)
 
 
 def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0) -> Network:

@@ -36,6 +36,7 @@ class MoEOptions:
     routing: Routing = Routing()
     overlap: bool = False
     domain_gpus: int = 8           # consecutive ranks that share one NVLink domain
+    fused_mlp: bool = False        # TE's fused grouped MLP (biases inside its kernels)
 
 
 def load(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None) -> Load | None:
@@ -49,7 +50,8 @@ def context(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None, stage
         return None
     opts = opts or MoEOptions()
     return make_context(moe_parallel.ep_group(plan, stage), moe_parallel.etp_group(plan, stage),
-                        opts.dispatcher, load(model, plan, opts).rank_factor, opts.domain_gpus)
+                        opts.dispatcher, load(model, plan, opts).rank_factor, opts.domain_gpus,
+                        opts.fused_mlp)
 
 
 def chunk_sizes(plan: ParallelPlan, layers: int, stage: int) -> list[int]:
