@@ -62,9 +62,9 @@ class MoEWorkload(_Cfg):
         "in serving)"))
     seed: int = Field(0, description="seed of the permutation that places a Zipf law's popular experts")
     fused_mlp: bool = Field(False, description=(
-        "experts' fc1, activation, fc2 and biases in Transformer Engine's fused grouped MLP "
-        "(Megatron-Core use_transformer_engine_op_fuser); off: the fc2 bias is added per "
-        "expert in PyTorch"))
+        "training: experts' fc1, activation, fc2 and biases in Transformer Engine's fused "
+        "grouped MLP (Megatron-Core use_transformer_engine_op_fuser); off: the fc2 bias is "
+        "added per expert in PyTorch (serving ignores it)"))
 
     def routing(self, base: Path | None = None) -> Routing:
         imb = self.imbalance if isinstance(self.imbalance, Imbalance) else Imbalance()
