@@ -294,12 +294,12 @@ def _length(text: str) -> int:
     return int(float(t[:-1]) * 1024) if t.upper().endswith("K") else int(float(t))
 
 
-def predict_serving(row) -> float:
+def predict_serving(row, bw_scale: float = 1.0) -> float:
     """Tokens/s per node of one serving iteration, SGLang's published setup: DeepSeek-V3 in
     FP8 on DGX H100 nodes, attention data-parallel over the EP group, DeepEP dispatch,
     two-batch overlap (the system column lists it), balanced experts (EPLB); prefill
     16,384 tokens per GPU of the stated prompt length; decode at the stated batch per GPU
-    and KV length."""
+    and KV length. ``bw_scale`` multiplies every link's bandwidth."""
     from hw_models import profile
     from hw_models.compute import ComputeModel
     from sim.network import AnalyticalNetwork, ClusterLayout
@@ -308,7 +308,7 @@ def predict_serving(row) -> float:
     system = catalog.system("dgx-h100")
     prof = profile.load(system.default_profile)
     ep, nodes = int(row.num_gpus), int(row.num_nodes)
-    net = AnalyticalNetwork(ClusterLayout(system, nodes, system.nic_gbps), prof)
+    net = AnalyticalNetwork(ClusterLayout(system, nodes, system.nic_gbps), prof, bw_scale)
     it = MoEIterationModel(presets()[row.arch_id], 1, 1, "fp8", ComputeModel(system.gpu_spec, prof),
                            net, ep=ep, dispatcher="deepep", overlap=True,
                            domain_gpus=system.scale_up.domain_gpus)
@@ -323,21 +323,35 @@ def predict_serving(row) -> float:
     return per_node * b / t
 
 
+def _batch(row) -> str:
+    """The iteration a serving row runs, as ``predict_serving`` sets it up."""
+    if row.phase == "prefill":
+        return f"16384 tok/GPU of {_length(row.input_len_tokens)}"
+    if row.phase == "decode" and _num(row.batch_per_gpu):
+        return f"{int(row.batch_per_gpu)}/GPU at KV {_length(row.kv_cache_len_tokens)}"
+    return ""
+
+
 def inference_rows() -> pd.DataFrame:
-    """The serving rows (moe_inference.csv): predicted tokens/s per node, or why skipped."""
+    """The serving rows (moe_inference.csv): predicted tokens/s per node, or why skipped;
+    ``batch`` says what the iteration runs and ``net_pct`` how much of its time the network
+    adds (against links 1000x faster): rows of one setup that differ only in their prompt
+    length share a prediction when their iteration is bound by the network."""
     df = pd.read_csv(REF.joinpath("moe_inference.csv"), comment="#", dtype=str)
     out = []
     for row in df.itertuples():
         base = {"source": row.source_id, "model": row.arch_id, "gpus": row.num_gpus,
-                "phase": row.phase, "setup": row.parallelism, "published": row.value,
-                "unit": row.unit}
+                "phase": row.phase, "setup": row.parallelism, "batch": _batch(row),
+                "published": row.value, "unit": row.unit}
         why = _serving_skip(row)
         if why:
-            out.append(base | {"predicted": np.nan, "error_pct": np.nan, "skipped": why})
+            out.append(base | {"predicted": np.nan, "error_pct": np.nan, "net_pct": np.nan,
+                               "skipped": why})
             continue
         pred = predict_serving(row)
         out.append(base | {"predicted": round(pred), "skipped": "",
-                           "error_pct": round((pred / float(row.value) - 1) * 100, 1)})
+                           "error_pct": round((pred / float(row.value) - 1) * 100, 1),
+                           "net_pct": round((1 - pred / predict_serving(row, 1e3)) * 100, 1)})
     return pd.DataFrame(out)
 
 

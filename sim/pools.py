@@ -13,7 +13,7 @@ at the slower pool's NIC bandwidth per GPU (docs/hardware.md).
 
 Layer split: ``parallel.pipeline_layers`` when given; otherwise ``stage_split: speed``
 (default) gives each stage layers in proportion to its speed (1 / the time of one layer's
-forward and backward on its pool), ``even`` splits them evenly. At ``sim.fidelity: flow``
+forward, recompute and backward on its pool, ``layer_time``), ``even`` splits them evenly. At ``sim.fidelity: flow``
 each pool plays its own flow fabric and the traffic between pools runs as flows over the
 common network (sim/pool_flows.py).
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import simpy
 
@@ -42,6 +43,10 @@ from sim.network.analytical import (
 )
 from sim.setup import host_launch, paced_compute
 from workloads.graph import Collective, CommGroup
+
+if TYPE_CHECKING:
+    from workloads.parallel import ParallelPlan
+    from workloads.training import TrainingOptions
 
 
 @dataclass(frozen=True)
@@ -263,19 +268,68 @@ def balanced_split(layers: int, speeds: list[float], multiple: int = 1) -> tuple
     return tuple(k * multiple for k in n)
 
 
-def layer_time(pool: Pool, model, micro_batch: int, tp: int, sp: bool, dtype: str,
-               attention: str) -> float:
-    """Seconds of one transformer layer's forward + backward on the pool's GPUs."""
-    from workloads.layers import LayerContext, layer_backward, layer_forward
-    ctx = LayerContext(model, micro_batch, tp, sp, dtype,
-                       CommGroup(tuple(pool.first_rank + r for r in range(tp)), "tp"), attention)
-    return sum(pool.costs.op_time(op) for op in (*layer_forward(ctx), *layer_backward(ctx)))
+def layer_time(pool: Pool, model, plan: ParallelPlan, opts: TrainingOptions, stage: int) -> float:
+    """Seconds of one layer's forward and backward (recompute and gradient accumulation
+    included) on the GPUs of ``pool``, which runs pipeline stage ``stage``: the kernels the
+    graph builder plays there (workloads.training.stage_layer_ops: layer options, FP8
+    recipe, context parallelism, TP overlap, MoE groups), EP communication hidden as the
+    engine hides it in a block. A model with several kinds of layer (MoE or dense, windowed
+    or full attention) gets the mean over all its layers."""
+    from collections import Counter
+
+    from workloads import moe_training
+    from workloads.graph import Block
+    from workloads.moe import is_moe_layer, is_window_layer
+    from workloads.moe_layers import layer_forward_at
+    from workloads.training import stage_layer_ops
+
+    ctx, ops = stage_layer_ops(model, plan, opts, stage)
+    overlap = ("ep",) if opts.moe is not None and opts.moe.overlap else ()
+
+    def played(fwd, bwd) -> float:
+        return sum(pool.costs.uncached_time(Block(tuple(b), name, overlap))
+                   for b, name in ((fwd, "fwd"), (bwd, "bwd")))
+
+    if model.uniform:
+        return played(ops.fwd, ops.bwd)
+    kinds = Counter((is_moe_layer(model, i), is_window_layer(model, i)) for i in range(model.layers))
+    first = {k: next(i for i in range(model.layers)
+                     if (is_moe_layer(model, i), is_window_layer(model, i)) == k) for k in kinds}
+    return sum(n * played(ops.transform(layer_forward_at(ctx, first[k])),
+                          ops.transform(moe_training.layer_bwd_ops(ctx, plan, first[k]), True))
+               for k, n in kinds.items()) / model.layers
+
+
+def pooled_plan(sc, pools: list[Pool], model) -> tuple[list[Pool], ParallelPlan, TrainingOptions]:
+    """(the pool of each stage, the checked parallel plan, the training options) of a
+    pooled scenario; ``stage_split: speed`` without ``pipeline_layers`` splits the layers by
+    the stages' ``layer_time``."""
+    from dataclasses import replace
+
+    from sim.setup import moe_options, training_options
+    from workloads import parallel
+
+    w, p = sc.workload, sc.workload.parallel
+    world = sum(pl.gpus for pl in pools)
+    dp = p.dp or parallel.derive_dp(world, p.tp, p.pp)
+    stages = stage_pool_list(sc, pools, p.pp, dp * p.tp)
+    plan = parallel.ParallelPlan(
+        tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
+        vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
+        recompute=w.recompute, pipeline_layers=tuple(p.pipeline_layers or ()) or None,
+        ep=p.ep, etp=p.etp)
+    # MoE layers: dispatch as on the first stage's pool (docs/moe.md)
+    opts = replace(training_options(w), moe=moe_options(w, model, stages[0].network.layout))
+    if plan.pipeline_layers is None and p.stage_split == "speed":
+        speeds = [1 / layer_time(pl, model, plan, opts, s) for s, pl in enumerate(stages)]
+        plan = replace(plan, pipeline_layers=balanced_split(model.layers, speeds, p.vpp))
+    parallel.validate(plan, model, world)
+    return stages, plan, opts
 
 
 def simulate_pools(sc):
     """One training iteration of a pipeline over the scenario's pools -> SimResult."""
     import time
-    from dataclasses import replace
     from types import SimpleNamespace
 
     import pandas as pd
@@ -284,31 +338,16 @@ def simulate_pools(sc):
     from sim.energy import Part, Parts
     from sim.engine import Engine
     from sim.result import SimResult, breakdown, timeline_frame
-    from sim.setup import moe_options, training_options
     from sim.simulate import calibration_of, recompute_factor
-    from workloads import memory, parallel, training
+    from workloads import memory, training
     from workloads.model import model_flops, resolve
 
     t0 = time.perf_counter()
     pools = make_pools(sc)
-    w, p = sc.workload, sc.workload.parallel
+    w = sc.workload
     world = sum(pl.gpus for pl in pools)
     model = resolve(w.model).with_seq_len(w.seq_len)
-    dp = p.dp or parallel.derive_dp(world, p.tp, p.pp)
-    stages = stage_pool_list(sc, pools, p.pp, dp * p.tp)
-    layers = tuple(p.pipeline_layers) if p.pipeline_layers else None
-    sp = p.sequence_parallel and p.tp > 1
-    if layers is None and p.stage_split == "speed":
-        speeds = [1 / layer_time(pl, model, w.micro_batch, p.tp, sp, w.precision, w.attention)
-                  for pl in stages]
-        layers = balanced_split(model.layers, speeds, p.vpp)
-    plan = parallel.ParallelPlan(
-        tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
-        vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
-        recompute=w.recompute, pipeline_layers=layers, ep=p.ep, etp=p.etp)
-    parallel.validate(plan, model, world)
-    # MoE layers: dispatch as on the first stage's pool (docs/moe.md)
-    opts = replace(training_options(w), moe=moe_options(w, model, stages[0].network.layout))
+    stages, plan, opts = pooled_plan(sc, pools, model)
     mem = pd.DataFrame([m.gib() for m in memory.memory_per_stage(
         model, plan, opts.grad_bytes, w.attention == "flash")])
     if sc.sim.check_memory:

@@ -142,7 +142,7 @@ def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.
         from sim.network.flow import FlowNetwork
         # Unset keys must fall back to the system's catalog values, so None is not passed.
         cfg = setup.scenario.cluster.network.model_dump(exclude_none=True)
-        return FlowNetwork(setup.layout, prof, cfg)
+        return FlowNetwork(setup.layout, prof, cfg, bw_scale)
     return AnalyticalNetwork(setup.layout, prof, bw_scale)
 
 

@@ -54,7 +54,8 @@ class FlowNetwork:
     fidelity = "flow"
 
     def __init__(self, layout: ClusterLayout, profile: Profile,
-                 topology_cfg: dict[str, Any] | None = None):
+                 topology_cfg: dict[str, Any] | None = None, bw_scale: float = 1.0):
+        """``bw_scale`` multiplies every link's capacity (AnalyticalNetwork's knob)."""
         cfg = {k: v for k, v in (topology_cfg or {}).items() if v is not None}
         self.algo, self.proto = cfg.pop("algo", None), cfg.pop("proto", None)
         channels = int(cfg.pop("channels", 8))
@@ -64,6 +65,9 @@ class FlowNetwork:
             cfg.setdefault("oversubscription", layout.oversubscription)
         self.layout, self.profile = layout, profile
         self.topology = build_topology(layout.system, layout.nodes, cfg)
+        self.bw_scale = bw_scale
+        if bw_scale != 1.0:                  # a fresh graph per network: scaled in place
+            self.topology.cap = self.topology.cap * bw_scale
         intra = "pcie" if layout.system.scale_up.kind == "pcie" else "nvlink"
         self.tuner = Tuner(self.topology, dict(profile.fabric), intra,
                            nvls=layout.system.scale_up.nvls, sharp=bool(cfg.get("sharp", False)),
