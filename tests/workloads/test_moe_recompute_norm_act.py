@@ -27,6 +27,7 @@ def _ctx() -> LayerContext:
                         moe=make_context((0, 1), (0,), "alltoall", 1.0, 8))
 
 
+ROUTED = 2 * S * 2                   # 256 tokens, top-2
 NORM = 2 * 2 * 2 * S * H           # read + write, 2 bytes, 256 tokens x hidden
 ACT = 3 * 2 * (2 * S * 2) * F      # SwiGLU reads gate and up, writes one: 512 copies x F
 
@@ -55,3 +56,22 @@ def test_whole_graph_adds_the_recompute_per_layer_and_microbatch():
                    for o in n.op.ops if hasattr(o, "bytes"))
     extra = total("norm_moe_act") - total("none")
     assert extra == pytest.approx(4 * (4 * 2 * NORM + 3 * ACT), rel=1e-12)
+
+
+def test_memory_keeps_neither_norm_outputs_nor_the_expert_activation():
+    """Stored per layer and micro-batch: 2 x (2 bytes x 256 tokens x H) fewer for the
+    norm outputs, and in a MoE layer 2 bytes x 512 routed rows x F fewer for the
+    experts' activation output; the dense layer formula of workloads/memory.py the same."""
+    from workloads.memory import activation_bytes_per_layer
+    from workloads.moe_memory import layer_activation_bytes
+
+    def stored(i: int, recompute: str) -> float:
+        plan = ParallelPlan(tp=1, pp=1, dp=2, ep=2, micro_batch=2, global_batch=16,
+                            recompute=recompute)
+        return layer_activation_bytes(_model(), i, plan, 1.0)
+    norms, act = 2 * 2 * 2 * S * H, 2 * ROUTED * F
+    assert stored(0, "none") - stored(0, "norm_moe_act") == norms
+    assert stored(1, "none") - stored(1, "norm_moe_act") == norms + act
+    dense = [activation_bytes_per_layer(_model(), 2, 1, False, rc, flash=True)
+             for rc in ("none", "norm_moe_act")]
+    assert dense[0] - dense[1] == norms
