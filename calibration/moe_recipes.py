@@ -140,7 +140,9 @@ CONTAINERS = {
 # (127, 0)) on the layers with layer_number % window_attn_skip_freq(2) != 0 (Megatron-Core
 # transformer/utils.py is_layer_window_attention: the odd layers), YaRN rope (factor 32,
 # original 4096), seq_length 4096 (the recipe's), sbhd layout (mock data, no packing),
-# attention_backend auto (v0.4.0+ recipe: None). The perf scripts set no
+# attention_backend auto (v0.4.0+ recipe: None), the fused cross-entropy
+# (cross_entropy_loss_fusion: GPTModelProvider's default, v0.4.0+ recipe "native" impl;
+# the simulator's default cross_entropy_fusion). The perf scripts set no
 # NVTE_ALLOW_NONDETERMINISTIC_ALGO for gpt-oss (only DeepSeek's), so TE is not deterministic.
 GPT_OSS_WINDOW = {(25, 11): 128, (26, 4): 127}
 # recompute_modules [layernorm, moe_act] (granularity selective): GB200, B200 and H100 BF16
