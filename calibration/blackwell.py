@@ -38,7 +38,7 @@ GEMM_ROWS = {"XLA-SM100": "sm_100", "MAMF-2026": "B200"}
 # cuDNN's own frontend runs the 512-token forward in 0.021 ms on a GB200).
 MIN_ATTN_SEQ = 2048
 # The h100 inputs the b200 profile does not borrow from (its GEMM and attention sweeps).
-HOPPER_KERNEL_FILES = ("gemm_cublaslt.csv", "flashattention2.csv")
+HOPPER_KERNEL_FILES = ("gemm_cublaslt.csv", "flashattention2.csv", "deepep_normal_kernels_h200.csv")
 # The part whose catalog peak each attention source is measured against.
 ATTN_GPU = {"B200": "b200", "GB200": "gb200", "GB300": "gb300", "H200": "h200"}
 

@@ -282,8 +282,13 @@ def build_h100() -> dict:
          "network collective curve is the A100 HDR two-node fit (no H100 multi-node sweep "
          "in the reference set); it is relative to the NIC bandwidth, which the catalog scales.",
          "nvlink.p2p fitted on vidur/network/h100_dgx_send_recv.csv (2 GPUs of one node, "
-         ">= 1 MiB).", FLOORS_NOTE],
+         ">= 1 MiB).", FLOORS_NOTE,
+         "deepep.nvl_gb_s_per_sm: DeepEP's internode normal kernels on a user's two-node H200 "
+         "run (calibration/fit_deepep.py)."],
         memory_ops_floors("h100", gpu, bw_eff))
+    from calibration.fit_deepep import FILE, fit_deepep
+    prof["inputs"].append(_sha(FILE))
+    prof["deepep"] = fit_deepep()
     return with_variability(prof, VARIABILITY_NOTE)
 
 

@@ -29,7 +29,28 @@ chain is followed down to examples/configs/grpo_math_1B.yaml at the same commit.
   0.6 on the colocated ones, except at 69c7ca117 grpo-deepseek-v3-32n4g / -64n4g (0.3) and
   grpo-qwen3-235b-16n4g (0.4);
 - generation.colocated.resources.num_nodes: half the nodes in every async-1off recipe;
-  8 of 24 in grpo-qwen3-30ba3b-24n8g-async-8off.yaml.
+  8 of 24 in grpo-qwen3-30ba3b-24n8g-async-8off.yaml;
+- training backend: every performance recipe at all three commits (and the v0.3.0 configs of
+  the phase-split rows) sets dtensor_cfg.enabled false and megatron_cfg.enabled true (the
+  derived recipes inherit it): no row ran DTensor / FSDP2 with Hugging Face model code;
+- dynamic_batching.enabled false, sequence_packing.enabled true in grpo_math_1B.yaml at all
+  three commits (grpo_math_1B_megatron.yaml at v0.3.0: "We disable dynamic batching for
+  Megatron as it is incompatible with Pipeline parallelism"): the log-prob bins hold
+  logprob_mb_tokens = max_total_sequence_length x logprob_batch_size tokens, what
+  ``logprob_micro_batch`` rows of ``max_seq_len`` hold; each sequence is padded to a
+  multiple of tp (cp x 2 x tp with context parallelism) before packing, under tp tokens of
+  thousands (not priced); with pp > 1 every microbatch is padded to the longest bin, which
+  the simulator's full rows already are;
+- gradient_accumulation_fusion: off on every row. grpo_math_1B.yaml sets it false at
+  69c7ca117 (applied to the model provider by nemo_rl/models/megatron/community_import.py).
+  Earlier it is the model config's default, which needs APEX's fused_weight_gradient_mlp_cuda
+  extension: Megatron-Bridge's can_enable_gradient_accumulation_fusion at the submodules of
+  cff17f83b (8aa287df3) and 9dbd9adc9 (1e9a459b4) tries only that import (Transformer
+  Engine is accepted from a later Megatron-Bridge, whose docstring says the APEX check alone
+  "incorrectly returns False" in TE containers), and NeMo's GPTConfig of v0.3.0 defaults to
+  _grad_accum_fusion_available, the same import. NeMo RL's environment has no APEX at any of
+  these commits (uv.lock lists none; the image is built on nvcr.io/nvidia/cuda-dl-base), so
+  every row adds each microbatch's weight gradients to the main gradient in a separate pass.
 """
 
 from __future__ import annotations
@@ -78,6 +99,8 @@ RECIPE_SETTINGS = {
     "llama3-8b": ("full", 2, 2, False), "deepseek-v3": ("full", 1, 1, False),
     "qwen3-235b-a22b": ("full", 1, 1, True), "qwen3-30b-a3b": ("none", 4, 1, False),
     "qwen3-32b": ("none", 4, 1, True)}
+# megatron_cfg.gradient_accumulation_fusion: off at every commit (module docstring)
+GRAD_ACCUM_FUSION = False
 DISPATCHER = {"NEMORL-v0.4": "alltoall", "NEMORL-v0.5": "allgather", "NEMORL-v0.6": "alltoall"}
 # (commit, file) -> vllm_cfg.gpu_memory_utilization where it is not 0.6 colocated / 0.8 async
 MEM_UTIL = {("NEMORL-v0.6", "grpo-deepseek-v3-32n4g.yaml"): 0.3,
@@ -164,7 +187,8 @@ def train_block(r, plan: tuple[int, int, int, int]) -> dict:
                           "pipeline_layers": stage_layers(model, pp)},
              "recompute": rec.recompute,
              "max_seq_len": int(r.train_max_seq_len) if rec.packing else None,
-             "overlap_param_gather": True, "grad_reduce_bytes": 2}
+             "overlap_param_gather": True, "grad_reduce_bytes": 2,
+             "grad_accumulation_fusion": GRAD_ACCUM_FUSION}
     if moe:
         block["moe"] = {"dispatcher": DISPATCHER[r.source_id]}
     return block

@@ -39,6 +39,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from calibration import deepep_check
 from calibration.moe_recipes import (
     GPT_OSS_FP8_ATTENTION,
     cuda_graphs,
@@ -296,10 +297,11 @@ def _length(text: str) -> int:
 
 def predict_serving(row, bw_scale: float = 1.0) -> float:
     """Tokens/s per node of one serving iteration, SGLang's published setup: DeepSeek-V3 in
-    FP8 on DGX H100 nodes, attention data-parallel over the EP group, DeepEP dispatch,
-    two-batch overlap (the system column lists it), balanced experts (EPLB); prefill
-    16,384 tokens per GPU of the stated prompt length; decode at the stated batch per GPU
-    and KV length. ``bw_scale`` multiplies every link's bandwidth."""
+    FP8 on DGX H100 nodes, attention data-parallel over the EP group, DeepEP dispatch in
+    FP8 (normal kernels for prefill, low-latency ones for decode), two-batch overlap (the
+    system column lists it), balanced experts (EPLB); prefill 16,384 tokens per GPU of the
+    stated prompt length; decode at the stated batch per GPU and KV length. ``bw_scale``
+    multiplies every link's bandwidth."""
     from hw_models import profile
     from hw_models.compute import ComputeModel
     from sim.network import AnalyticalNetwork, ClusterLayout
@@ -311,7 +313,8 @@ def predict_serving(row, bw_scale: float = 1.0) -> float:
     net = AnalyticalNetwork(ClusterLayout(system, nodes, system.nic_gbps), prof, bw_scale)
     it = MoEIterationModel(presets()[row.arch_id], 1, 1, "fp8", ComputeModel(system.gpu_spec, prof),
                            net, ep=ep, dispatcher="deepep", overlap=True,
-                           domain_gpus=system.scale_up.domain_gpus)
+                           domain_gpus=system.scale_up.domain_gpus, dispatch_dtype="fp8",
+                           deepep_mode="auto")
     per_node = system.gpus_per_node
     if row.phase == "prefill":
         L, tokens = _length(row.input_len_tokens), 16384
@@ -364,6 +367,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     served = inf[inf.skipped == ""].error_pct.abs()
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
     attn = attention_kernel_rows()
+    deepep = deepep_check.kernel_rows()
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
         text = (df.fillna("").to_string(index=False)
                 + "\n\nserving rows (moe_inference.csv):\n" + inf.fillna("").to_string(index=False)
@@ -376,9 +380,13 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%; by GPU: "
                 + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
                 + "\n\nkernel check: gpt-oss windowed attention vs cuDNN's SDPA training benchmark "
-                "(kernels/cudnn_sdpa_gpt_oss.csv):\n" + attn.to_string(index=False))
+                "(kernels/cudnn_sdpa_gpt_oss.csv):\n" + attn.to_string(index=False)
+                + "\n\nkernel check: DeepEP dispatch / combine vs DeepEP's published benchmarks "
+                "(H800, CX7 400 Gb/s; collectives/deepep_*_kernels.csv):\n"
+                + deepep.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
-            "attention_kernel_rows": attn.to_dict("records"), "summary": s}, text
+            "attention_kernel_rows": attn.to_dict("records"),
+            "deepep_kernel_rows": deepep.to_dict("records"), "summary": s}, text
 
 
 SUITE = "moe"

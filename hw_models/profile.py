@@ -91,6 +91,14 @@ class FabricCurve(_P):
     gamma: float = Field(default=1.0, gt=0)
 
 
+class DeepEPFit(_P):
+    """DeepEP's internode normal kernels: bytes per second per SM their NVLink forwarders
+    and receivers move (calibration/fit_deepep.py); the kernel's NVLink side runs at the
+    lower of that times its SMs and the NVLink point-to-point rate."""
+    nvl_gb_s_per_sm: float = Field(gt=0)
+    n_points: int = Field(default=0, ge=0)
+
+
 class DeviceSpec(_P):
     """Peaks measured on the profiled device (best observed GEMM FLOP/s per dtype, best
     observed copy/add bandwidth, best observed collective bus bandwidth)."""
@@ -112,6 +120,7 @@ class Profile(_P):
     memory_ops: dict[str, MemoryCurve] = {}
     collectives: dict[str, CollectiveCurve] = {}
     fabric: dict[str, FabricCurve] = {}
+    deepep: DeepEPFit | None = None
     quality: dict[str, Any] = {}
     uncertainty: dict[str, Any] = {}
     device_spec: DeviceSpec | None = None

@@ -15,7 +15,7 @@ from collections.abc import Generator
 
 import simpy
 
-from workloads.graph import Block, Collective
+from workloads.graph import Block, Collective, ExpertDispatch
 
 
 def plays(op, dims: tuple[str, ...]) -> bool:
@@ -41,9 +41,12 @@ def play_block(env: simpy.Environment, op: Block, costs, network,
     start = env.now
     comm: dict[str, float] = {}
     if steps is None:                         # the all-to-alls run beside the compute
-        proc = env.process(_chain(env, played, network))
+        proc = env.process(_chain(env, played, network, costs))
         yield env.timeout(busy)
         yield proc
+        lost = _held(played, costs) - (env.now - start - busy)
+        if lost > 0:                          # compute slowed by the SMs DeepEP holds
+            yield env.timeout(lost)
         exposed = env.now - start - busy
         if exposed > 0:
             comm[dims[0]] = exposed
@@ -51,7 +54,7 @@ def play_block(env: simpy.Environment, op: Block, costs, network,
         for step in steps:
             if isinstance(step, Collective):
                 t0 = env.now
-                yield from network.collective(env, step)
+                yield from _play(env, step, network, costs)
                 dim = step.group.dim
                 comm[dim] = comm.get(dim, 0.0) + env.now - t0
             else:
@@ -98,8 +101,24 @@ def block_plan(op: Block, costs, dims: tuple[str, ...]) -> tuple:
     return played, static, busy, steps, tuple(order)
 
 
-def _chain(env: simpy.Environment, ops: list[Collective], network) -> Generator:
+def _chain(env: simpy.Environment, ops: list[Collective], network, costs) -> Generator:
     for op in ops:
+        yield from _play(env, op, network, costs)
+
+
+def _held(ops: list[Collective], costs) -> float:
+    """Compute time lost to the SMs overlapped DeepEP calls hold (sim.costs.exposed_comm)."""
+    sms = costs.compute.gpu.sms or 0
+    held = sum(costs.op_time(o) * o.sms for o in ops if getattr(o, "sms", 0))
+    return held / sms if held and sms else 0.0
+
+
+def _play(env: simpy.Environment, op: Collective, network, costs) -> Generator:
+    """One collective as flows; a DeepEP call (ExpertDispatch) takes its closed form
+    (sim/network/deepep.py): the flow model's collectives are NCCL's, not its kernels."""
+    if isinstance(op, ExpertDispatch):
+        yield env.timeout(costs.op_time(op))
+    else:
         yield from network.collective(env, op)
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hw_models.compute import ComputeModel
-from workloads.graph import Block, Collective, Compute, Delay, Memory, Node, Overlap
+from sim.network.deepep import dispatch_time
+from workloads.graph import Block, Collective, Compute, Delay, ExpertDispatch, Memory, Node, Overlap
 from workloads.host_launch import is_sync, launches
 
 
@@ -65,6 +66,10 @@ class OpCosts:
             seq_kv = op.shape[2] if op.op_class == "attention" and op.shape else 0
             return self.compute.time(op.op_class, op.flops, op.bytes, op.dtype, seq_kv, op.causal,
                                      op.shape)
+        if isinstance(op, ExpertDispatch) and hasattr(self.network, "layout"):
+            net = self.network
+            return dispatch_time(net.layout, getattr(net, "profile", None), op,
+                                 getattr(net, "bw_scale", 1.0))
         if isinstance(op, Collective):
             return self.network.collective_time(op.kind, op.bytes, op.group)
         if isinstance(op, Memory):
@@ -84,18 +89,22 @@ class OpCosts:
             if isinstance(op, Overlap):
                 got = self._overlap_parts(op)
             else:
+                held = 0.0          # overlapped transfer seconds x the SMs they hold
                 for sub in op.ops:
                     sub_parts = self.parts(sub) if isinstance(sub, Overlap) else {
                         (sub.group.dim if isinstance(sub, Collective) else (
                             "other" if isinstance(sub, Delay) else "compute")): self.op_time(sub)}
                     for cat, t in sub_parts.items():
                         got[cat] = got.get(cat, 0.0) + t
+                    if getattr(sub, "sms", 0) and sub.group.dim in op.overlap:
+                        held += self.op_time(sub) * sub.sms
                 if self.host is not None:
                     wait = self.host.exposed(op.ops, map(self.op_time, op.ops), op.overlap)
                     if wait > 0:
                         got["host"] = wait
                 if op.overlap:
-                    _hide(got, op.overlap)
+                    sms = self.compute.gpu.sms or 0
+                    _hide(got, op.overlap, held / sms if held and sms else 0.0)
             hit = self._parts[id(op)] = (op, got)
         return hit[1]
 
@@ -110,14 +119,23 @@ class OpCosts:
         return self.op_time(node.op)
 
 
-def _hide(parts: dict[str, float], dims: tuple[str, ...]) -> None:
+def exposed_comm(comm: float, covered: float, lost: float = 0.0) -> float:
+    """Communication left exposed when it runs beside ``covered`` seconds of other work
+    (compute, the wait for the host): what exceeds it, or the compute time ``lost`` to the
+    SMs the transfers hold while they run (DeepEP's normal kernels; ExpertDispatch.sms),
+    whichever is larger."""
+    return max(lost, comm - covered, 0.0)
+
+
+def _hide(parts: dict[str, float], dims: tuple[str, ...], lost: float = 0.0) -> None:
     """Overlapped communication hides behind the block's compute and its wait for the
     host's launches (the transfers run on their own stream); the rest stays exposed
     (scaled down in proportion across the overlapped categories)."""
     comm = sum(parts.get(d, 0.0) for d in dims)
     if comm <= 0:
         return
-    keep = max(0.0, comm - parts.get("compute", 0.0) - parts.get("host", 0.0)) / comm
+    covered = parts.get("compute", 0.0) + parts.get("host", 0.0)
+    keep = exposed_comm(comm, covered, lost) / comm
     for d in dims:
         if d in parts:
             parts[d] *= keep

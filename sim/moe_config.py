@@ -15,6 +15,12 @@
   Engine's fused grouped MLP (Megatron-Core ``use_transformer_engine_op_fuser``); without
   it a model with biases adds each expert's fc2 bias, weighted by its routing
   probability, in PyTorch after the grouped GEMM (docs/moe.md).
+- ``dispatch_dtype``: what the dispatch carries: ``bf16`` or ``fp8`` (1x128-block scaled,
+  DeepSeek-V3's and SGLang's DeepEP dispatch); combines stay 16-bit. Unset: ``fp8`` when
+  serving an FP8 model with ``deepep`` (SGLang quantizes before DeepEP's dispatch),
+  ``bf16`` otherwise (Megatron-Core dispatches the 16-bit activations).
+- ``deepep_mode``: DeepEP's ``normal`` kernels, its ``low_latency`` ones, or ``auto``:
+  low-latency for serving iterations that only decode, normal otherwise (SGLang's rule).
 """
 
 from __future__ import annotations
@@ -65,6 +71,18 @@ class MoEWorkload(_Cfg):
         "training: experts' fc1, activation, fc2 and biases in Transformer Engine's fused "
         "grouped MLP (Megatron-Core use_transformer_engine_op_fuser); off: the fc2 bias is "
         "added per expert in PyTorch (serving ignores it)"))
+    dispatch_dtype: Literal["bf16", "fp8"] | None = Field(None, description=(
+        "dispatch payload: bf16 or fp8 (1x128 block scales); unset: fp8 when serving an FP8 "
+        "model with deepep, bf16 otherwise"))
+    deepep_mode: Literal["auto", "normal", "low_latency"] = Field("auto", description=(
+        "deepep kernels: normal, low_latency, or auto (low-latency for decode-only serving "
+        "iterations, normal otherwise)"))
+
+    def wire_dtype(self, serving_fp8: bool = False) -> str:
+        """The dispatch payload this configuration sends (``dispatch_dtype`` or its default)."""
+        if self.dispatch_dtype is not None:
+            return self.dispatch_dtype
+        return "fp8" if serving_fp8 and self.dispatcher == "deepep" else "bf16"
 
     def routing(self, base: Path | None = None) -> Routing:
         imb = self.imbalance if isinstance(self.imbalance, Imbalance) else Imbalance()

@@ -176,7 +176,8 @@ def train_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes, model, se
             "parallel": par, "recompute": t.recompute, "attention": t.attention,
             "moe": t.moe.model_dump(exclude_defaults=True),
             "overlap_param_gather": t.overlap_param_gather,
-            "grad_reduce_bytes": t.grad_reduce_bytes, "logprob_loss": logprob}
+            "grad_reduce_bytes": t.grad_reduce_bytes, "logprob_loss": logprob,
+            "grad_accumulation_fusion": t.grad_accumulation_fusion}
     return parse({"name": f"{sc.name}-train", "cluster": pool_cluster(sc, system, pools.train),
                   "workload": work, "sim": {**sc.sim.model_dump(), "fidelity": "analytical"}}, "train")
 
@@ -327,7 +328,8 @@ def _step(sc: Scenario, ro: Where, tr: Where, pools: PoolSizes, sync_fn, t0: flo
              "generated_samples": gen["generated_samples"], **packing,
              "sync_bytes_per_gpu": sync["sync_bytes_per_gpu"],
              "sync_tensors": sync["sync_tensors"], "sync_tensor_s": sync["sync_tensor_s"],
-             "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"], "reference_swap_s": swap}
+             "offload_bytes_per_gpu": moves["offload_bytes_per_gpu"], "reference_swap_s": swap,
+             "onload_s": ph.onload, "engine_sleep_s": moves["engine_sleep_s"]}
     return RLResult(sc.name, metrics, timeline, pools.world, time.perf_counter() - t0, extra)
 
 

@@ -101,6 +101,10 @@ class TrainConfig(_Cfg):
                                                     "element in the data-parallel reduction "
                                                     "(2: Megatron's grad_reduce_in_fp32 off); "
                                                     "unset: 4 for bf16 and fp8, else 2")
+    grad_accumulation_fusion: bool = Field(True, description="weight-gradient GEMMs add into "
+                                           "the main gradient themselves (Megatron's "
+                                           "gradient_accumulation_fusion); false: a separate "
+                                           "add per microbatch (as NeMo RL trains)")
 
     @property
     def logprob_rows(self) -> int:

@@ -192,7 +192,8 @@ def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
     host memory, at the line rate / storage.pageable_slowdown()."""
     w: RLWorkload = sc.workload
     if not pools.colocated:
-        return {"onload_s": 0.0, "offload_s": 0.0, "offload_bytes_per_gpu": 0.0}
+        return {"onload_s": 0.0, "offload_s": 0.0, "offload_bytes_per_gpu": 0.0,
+                "engine_sleep_s": 0.0}
     p = w.train.parallel
     plan = _train_plan(w, pools)
     weights = optimizer = frozen = 0.0
@@ -214,6 +215,7 @@ def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
     return {"onload_s": (weights + frozen + engine) / bw + pageable,
             "offload_s": (weights + engine) / bw + pageable,
             "offload_bytes_per_gpu": weights + optimizer, "engine_sleep_bytes_per_gpu": engine,
+            "engine_sleep_s": engine / bw,
             "optimizer_pageable_bytes_per_gpu": optimizer}
 
 

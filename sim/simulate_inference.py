@@ -125,7 +125,9 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
                         kernels=w.kernels) \
         if model.uniform else MoEIterationModel(
             model, w.parallel.tp, w.parallel.pp, w.precision, compute, network, ep=w.parallel.ep,
-            dispatcher=w.moe.dispatcher, overlap=w.moe.overlap, domain_gpus=cl.layout.domain_gpus)
+            dispatcher=w.moe.dispatcher, overlap=w.moe.overlap, domain_gpus=cl.layout.domain_gpus,
+            dispatch_dtype=w.moe.wire_dtype(w.precision.startswith("fp8")),
+            deepep_mode=w.moe.deepep_mode)
     if w.enforce_eager:
         it.set_launch_floor(catalog.eager_launch_s())
     blocks = kv_blocks(w, it, gpu.hbm_bytes)

@@ -67,6 +67,21 @@ class Collective:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpertDispatch(Collective):
+    """One DeepEP dispatch or combine (docs/moe.md, "Dispatchers"). ``bytes`` over ``group``
+    is its scale-out part as an all-to-all buffer (what leaves a GPU's scale-up domain
+    crosses its NIC); ``nvl_bytes`` what each GPU moves over NVLink at the same time.
+    Normal kernels pipeline the two phases in ``chunks`` chunks; low-latency kernels send
+    every copy straight to its rank. The network prices it (sim/network/deepep.py); a
+    network without that rule sees a plain all-to-all of ``bytes``. ``sms``: the SMs its
+    kernel holds while it runs, taken from compute overlapped with it (sim/costs.py)."""
+    nvl_bytes: float = 0.0
+    chunks: int = 1
+    low_latency: bool = False
+    sms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class SendRecv:
     """Point-to-point: the pair (send on src, recv on dst) with the same tag is one transfer."""
     kind: Literal["send", "recv"]

@@ -22,17 +22,21 @@ Dispatchers (``workload.moe.dispatcher``), bytes per rank with e bytes per eleme
   once), the same for the combine; with etp > 1 an all-gather / reduce-scatter over ETP.
 - allgather: all-gather of the EP group's tokens (buffer e*n*h*ep), reduce-scatter of
   the outputs (Megatron-Core's AllGather dispatcher).
-- deepep: hierarchical (DeepEP normal kernels): a token crosses the scale-out network once
-  per remote destination node, e*n*h*(N-1)(1-(1-1/N)^k) bytes for an EP group on N nodes
-  with uniformly spread experts, then NVLink forwarding of its k copies inside the node.
-  The two phases are costed one after the other (an upper bound: DeepEP pipelines them).
+- deepep: DeepEP's kernels, one ExpertDispatch op per call (priced by
+  sim/network/deepep.py). Normal kernels: a token crosses the scale-out network once per
+  remote node its k distinct experts sit on, then NVLink forwards it once to each rank
+  that holds one of them; the two phases are pipelined. Low-latency kernels (serving
+  decode): each routed copy goes straight to its rank. ``dispatch_dtype: fp8`` sends the
+  dispatch as FP8 with 1x128-block scales (1 + 4/128 bytes per element); combines stay
+  16-bit.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
-from workloads.graph import Collective, CommGroup, Compute
+from workloads.graph import Collective, CommGroup, Compute, ExpertDispatch
 from workloads.host_launch import host_sync
 from workloads.layers import (
     LayerContext,
@@ -55,7 +59,9 @@ class MoEContext:
     rank_factor: float = 1.0          # slowest EP rank's routed tokens / balanced
     node_group: CommGroup | None = None   # deepep: the EP group's ranks in one scale-up domain
     rail_group: CommGroup | None = None   # deepep: one EP rank per domain (same local index)
-    fused_mlp: bool = False               # TE's fused grouped MLP: no separate bias kernels
+    dispatch_dtype: str = "bf16"      # what the dispatch carries: bf16, or fp8 with 1x128 scales
+    low_latency: bool = False         # deepep: the low-latency kernels (decode) instead of normal
+    fused_mlp: bool = False           # TE's fused grouped MLP: no separate bias kernels
 
     @property
     def ep(self) -> int:
@@ -67,7 +73,8 @@ class MoEContext:
 
 
 def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatcher: str,
-                 rank_factor: float, domain_gpus: int, fused_mlp: bool = False) -> MoEContext:
+                 rank_factor: float, domain_gpus: int, dispatch_dtype: str = "bf16",
+                 fused_mlp: bool = False) -> MoEContext:
     """Groups of the first EP rank; ``domain_gpus`` consecutive ranks share NVLink."""
     first = ep_ranks[0] // domain_gpus
     node = tuple(r for r in ep_ranks if r // domain_gpus == first)
@@ -77,7 +84,8 @@ def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatch
             seen.add(r // domain_gpus)
             rail.append(r)
     return MoEContext(CommGroup(ep_ranks, "ep"), CommGroup(etp_ranks, "ep"), dispatcher,
-                      rank_factor, CommGroup(node, "ep"), CommGroup(tuple(rail), "ep"), fused_mlp)
+                      rank_factor, CommGroup(node, "ep"), CommGroup(tuple(rail), "ep"),
+                      dispatch_dtype, fused_mlp=fused_mlp)
 
 
 def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
@@ -200,40 +208,100 @@ def _received(ctx: LayerContext) -> float:
     return local_tokens(ctx) * k * ctx.moe.rank_factor * ctx.moe.etp
 
 
+# DeepEP's constants (deepseek-ai/DeepEP deep_ep/buffers/legacy.py, csrc/kernels/):
+FP8_BYTES = 1 + 4 / 128     # an FP8 element and its share of its 1x128 block's fp32 scale
+LL_MSG_EXTRA = 16           # low-latency kernels: an int4 of source info per message
+DEEPEP_SMS = 20             # Buffer.num_sms: the SMs its normal kernels hold
+DEEPEP_CHANNELS = DEEPEP_SMS // 2   # two SMs per channel (internode kernels)
+DEEPEP_RDMA_CHUNK = 8       # tokens per RDMA chunk (get_dispatch_config, 24 to 64 ranks)
+
+
+def _missed(pool: int, held: int, k: int) -> float:
+    """Chance that k distinct experts drawn from ``pool`` miss the ``held`` of one place."""
+    p = 1.0
+    for i in range(k):
+        p *= max(0.0, (pool - held - i) / (pool - i)) if pool > i else 0.0
+    return p
+
+
+def _spread(ctx: LayerContext) -> tuple[int, int, int, int]:
+    """(places a token's experts can sit on, experts each holds, nodes they are on, k):
+    nodes or ranks of the EP group, or under node-limited routing whose groups are the
+    nodes (DeepSeek-V3: 8 groups, top-4, "at most 4 nodes per token") the M chosen ones."""
+    moe, mc = ctx.model.moe, ctx.moe
+    nodes, k, m = mc.rail_group.size, moe.top_k, moe.router_group_topk
+    limited = bool(m) and nodes > 1 and moe.router_groups == nodes
+    return (m if limited else nodes), moe.experts // nodes, nodes, k
+
+
 def deepep_remote_nodes(ctx: LayerContext) -> float:
-    """Expected remote nodes a token's k experts sit on, experts spread evenly over the N
-    nodes of the EP group: (N-1)(1-(1-1/N)^k). With group-limited routing whose groups
-    are the nodes (DeepSeek-V3: 8 groups on 8 nodes, top-4 groups, "at most 4 nodes per
-    token"), the k experts fall in M chosen nodes: M(1-(1-1/M)^k) nodes, (N-1)/N remote."""
-    moe, nodes = ctx.model.moe, ctx.moe.rail_group.size
-    k, m = moe.top_k, moe.router_group_topk
-    if m and moe.router_groups == nodes:
-        return m * (1 - (1 - 1 / m) ** k) * (nodes - 1) / nodes
-    return (nodes - 1) * (1 - (1 - 1 / nodes) ** k)
+    """Expected remote nodes a token's k distinct experts sit on, the E experts spread
+    evenly over the N nodes of the EP group: N (1 - C(E - E/N, k) / C(E, k)) nodes, of
+    which (N-1)/N remote; under node-limited routing the k experts are drawn from the M
+    chosen nodes' M E/N experts."""
+    places, per_node, nodes, k = _spread(ctx)
+    return places * (1 - _missed(places * per_node, per_node, k)) * (nodes - 1) / nodes
+
+
+def deepep_ranks_per_token(ctx: LayerContext) -> float:
+    """Expected distinct EP ranks a token's k distinct experts sit on (DeepEP sends a token
+    once to each): R (1 - C(A - E/ep, k) / C(A, k)) over the R ranks its experts can be on
+    (the M chosen nodes' ranks under node-limited routing, else the whole group) holding
+    A of the experts."""
+    places, per_node, nodes, k = _spread(ctx)
+    per_rank = ctx.model.moe.experts // ctx.moe.ep
+    ranks = places * per_node // per_rank if nodes > 1 else ctx.moe.ep
+    return ranks * (1 - _missed(ranks * per_rank, per_rank, k))
+
+
+def element_bytes(ctx: LayerContext, out: bool) -> float:
+    """Bytes per hidden element on the wire: an FP8 dispatch (``dispatch_dtype: fp8``)
+    carries one byte and its share of a 1x128 block's scale; combines stay 16-bit."""
+    return FP8_BYTES if not out and ctx.moe.dispatch_dtype == "fp8" else ctx.act_bytes
+
+
+def deepep_call(ctx: LayerContext, name: str, out: bool) -> Collective:
+    """One DeepEP call (workloads.graph.ExpertDispatch), normal or low-latency kernels."""
+    mc, h = ctx.moe, ctx.model.hidden
+    n, k, e = local_tokens(ctx), ctx.model.moe.top_k, element_bytes(ctx, out)
+    local = mc.node_group.size
+    # The kernels move every copy a GPU receives through the same buffers, its own included
+    # (DeepEP counts them all as NVLink traffic; tests/legacy/test_*.py).
+    if mc.low_latency:                  # every routed copy straight to its rank
+        copy = e * h + (0 if out else LL_MSG_EXTRA)
+        total = n * k * mc.rank_factor * copy
+        return ExpertDispatch("all_to_all", total, mc.ep_group, name=f"deepep_ll_{name}",
+                              nvl_bytes=total * local / mc.ep, low_latency=True)
+    nvl = e * n * h * deepep_ranks_per_token(ctx) * mc.rank_factor
+    nodes = mc.rail_group.size
+    if nodes == 1:
+        return ExpertDispatch("all_to_all", 0.0, mc.node_group, name=f"deepep_nvlink_{name}",
+                              nvl_bytes=nvl, sms=DEEPEP_SMS)
+    remote = deepep_remote_nodes(ctx)
+    chunks = math.ceil(n * remote * nodes / (nodes - 1) / (DEEPEP_CHANNELS * DEEPEP_RDMA_CHUNK))
+    return ExpertDispatch("all_to_all", e * n * h * remote * mc.rank_factor * nodes / (nodes - 1),
+                          mc.rail_group, name=f"deepep_{name}", nvl_bytes=nvl, chunks=chunks,
+                          sms=DEEPEP_SMS)
 
 
 def route(ctx: LayerContext, name: str, out: bool) -> list[Op]:
     """Dispatch (out=False) or combine (out=True) communication of one MoE layer."""
-    mc, e, h = ctx.moe, ctx.act_bytes, ctx.model.hidden
-    n, k = local_tokens(ctx), ctx.model.moe.top_k
+    mc, h = ctx.moe, ctx.model.hidden
+    n, k, e = local_tokens(ctx), ctx.model.moe.top_k, element_bytes(ctx, out)
     if mc.ep * mc.etp == 1:
         return []
     ops: list[Op] = []
     if mc.dispatcher == "allgather":
         kind = "reduce_scatter" if out else "all_gather"
         return [Collective(kind, e * n * h * mc.ep, mc.ep_group, name=f"ep_{kind}_{name}")]
-    if mc.dispatcher == "deepep" and mc.rail_group.size > 1:
-        nodes = mc.rail_group.size
-        remote = e * n * h * deepep_remote_nodes(ctx) * mc.rank_factor * nodes / (nodes - 1)
-        ops = [Collective("all_to_all", remote, mc.rail_group, name=f"deepep_rdma_{name}"),
-               Collective("all_to_all", e * n * k * h * mc.rank_factor, mc.node_group,
-                          name=f"deepep_nvlink_{name}")]
+    if mc.dispatcher == "deepep" and mc.ep > 1:
+        ops = [deepep_call(ctx, name, out)]
     elif mc.ep > 1:
         ops = [Collective("all_to_all", e * n * k * h * mc.rank_factor, mc.ep_group,
                           name=f"ep_all_to_all_{name}")]
     if mc.etp > 1:
         etp_op = Collective("reduce_scatter" if out else "all_gather",
-                            e * _received(ctx) * h, mc.etp_group, name=f"etp_{name}")
+                            ctx.act_bytes * _received(ctx) * h, mc.etp_group, name=f"etp_{name}")
         ops = [*ops, etp_op]             # dispatch order; the combine runs it backwards
     return ops[::-1] if out else ops
 

@@ -10,6 +10,7 @@ sim.costs. Expert gradients reduced over expert-data-parallel add to the stage's
 
 from __future__ import annotations
 
+from sim.costs import exposed_comm
 from workloads import moe as spec
 from workloads import moe_parallel, moe_training
 from workloads.graph import Collective, CommGroup
@@ -19,15 +20,19 @@ from workloads.training import stage_layer_ops
 
 
 def _time(est, ops, overlap: bool) -> float:
-    comp = ep = 0.0
+    comp = ep = held = 0.0
     times = [est.costs.uncached_time(op) for op in ops]
     for op, t in zip(ops, times, strict=True):
         if isinstance(op, Collective) and op.group.dim == "ep":
             ep += t
+            held += t * getattr(op, "sms", 0)
         else:
             comp += t
     host = est.host_wait(ops, times, ("ep",) if overlap else ())
-    return comp + host + (max(0.0, ep - comp - host) if overlap else ep)
+    if not overlap:
+        return comp + host + ep
+    sms = est.costs.compute.gpu.sms or 0
+    return comp + host + exposed_comm(ep, comp + host, held / sms if sms else 0.0)
 
 
 def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list[float]]:

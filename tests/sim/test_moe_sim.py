@@ -50,17 +50,19 @@ def test_all_to_all_volume_by_hand():
 
 
 def test_deepep_sends_one_copy_per_remote_node():
-    """EP 16 over 2 nodes, top-2: a token has (N-1)(1-(1-1/N)^k) = 0.75 remote nodes on
-    average, so 0.75 n h e bytes cross the network (the all-to-all buffer over the two
-    rail ranks is that times N/(N-1) = 2) and n k h e move over NVLink."""
+    """EP 16 over 2 nodes, 16 experts (8 per node, one per rank), top-2 distinct: a token
+    misses a node with chance C(8, 2) / C(16, 2) = 28/120, so it has 1 - 28/120 = 0.7667
+    remote nodes on average: that times n h e bytes cross the network (the all-to-all
+    buffer over the two rail ranks is that times N/(N-1) = 2); its 2 experts are on 2
+    ranks: 2 n h e bytes move over NVLink, pipelined with the RDMA phase (one op)."""
     sc = scenario({"dispatcher": "deepep"}, ep=16)
     sc["cluster"]["nodes"] = 2
     sc["workload"]["global_batch"] = 16
     sc["workload"]["model"] = {**TINY, "moe": {**TINY["moe"], "experts": 16, "top_k": 2}}
-    rdma, nvl = collectives(sc, "deepep")[:2]
+    op = collectives(sc, "deepep")[0]
     n_h_e = 1024 * 1024 * 2.0
-    assert rdma.bytes == pytest.approx(0.75 * n_h_e * 2) and rdma.group.ranks == (0, 8)
-    assert nvl.bytes == 2 * n_h_e and nvl.group.ranks == tuple(range(8))
+    assert op.bytes == pytest.approx((1 - 28 / 120) * n_h_e * 2) and op.group.ranks == (0, 8)
+    assert op.nvl_bytes == pytest.approx(2 * n_h_e) and op.sms == 20
 
 
 def test_capacity_factor_by_hand():
@@ -143,9 +145,10 @@ def test_cli_rejects_bad_ep_plans(tmp_path, override, message):
 
 
 def test_deepep_node_limited_routing_by_hand():
-    """DeepSeek-V3's 8 router groups on the 8 nodes of an EP64 group, top-4 groups, top-8
-    experts: 4 (1 - (3/4)^8) = 3.60 nodes per token, 7/8 of them remote (3.15), instead of
-    7 (1 - (7/8)^8) = 4.59 remote nodes without the limit."""
+    """DeepSeek-V3's 8 router groups on the 8 nodes of an EP64 group, top-4 groups, 8
+    distinct experts of the 4 chosen nodes' 128: 4 (1 - C(96, 8) / C(128, 8)) = 3.63 nodes
+    per token, 7/8 of them remote (3.18), instead of 8 (1 - C(224, 8) / C(256, 8)) x 7/8
+    = 4.63 remote nodes without the limit."""
     from workloads.graph import CommGroup
     from workloads.layers import LayerContext
     from workloads.model import presets
@@ -153,7 +156,14 @@ def test_deepep_node_limited_routing_by_hand():
     ds = presets()["deepseek-v3"]
     ctx = LayerContext(ds, 1, 1, False, "bf16", CommGroup((0,), "tp"),
                        moe=make_context(tuple(range(64)), (0,), "deepep", 1.0, 8))
-    assert deepep_remote_nodes(ctx) == pytest.approx(4 * (1 - 0.75**8) * 7 / 8)
+    def missed(pool, held):
+        p = 1.0
+        for i in range(8):
+            p *= (pool - held - i) / (pool - i)
+        return p
+    assert deepep_remote_nodes(ctx) == pytest.approx(4 * (1 - missed(128, 32)) * 7 / 8)
+    assert deepep_remote_nodes(ctx) == pytest.approx(3.18, abs=0.005)
     free = ds.model_copy(update={"moe": ds.moe.model_copy(update={"router_group_topk": None})})
     ctx_free = LayerContext(free, 1, 1, False, "bf16", CommGroup((0,), "tp"), moe=ctx.moe)
-    assert deepep_remote_nodes(ctx_free) == pytest.approx(7 * (1 - (7 / 8) ** 8))
+    assert deepep_remote_nodes(ctx_free) == pytest.approx(8 * (1 - missed(256, 32)) * 7 / 8)
+    assert deepep_remote_nodes(ctx_free) == pytest.approx(4.633, abs=0.001)

@@ -19,14 +19,17 @@ Expert parallelism with attention data parallelism (``ep`` > 1, as SGLang and De
 deploy DeepSeek-V3): a replica spans ep GPUs (x tp x pp); the iteration's batch is shared
 evenly by them for attention and dense layers (each GPU holds all non-expert weights and
 its own sequences' KV cache), while each holds E/ep experts and receives 1/ep of the routed
-tokens through an all-to-all dispatch and combine per MoE layer (e T_gpu k h bytes each).
-A replica's KV capacity is ep GPUs' worth.
+tokens through an all-to-all dispatch and combine per MoE layer (e T_gpu k h bytes each;
+with ``deepep``, DeepEP's normal kernels, or its low-latency ones in iterations that only
+decode: workloads/moe_layers.py). Two-batch overlap runs the batch as two halves
+(``micro_batches``). A replica's KV capacity is ep GPUs' worth.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import replace
 
 from workloads.graph import Block, Compute, ExecutionGraph, SendRecv
 from workloads.inference.ops import ATTENTION_DTYPE, IterationOps, Shape
@@ -37,6 +40,15 @@ from workloads.moe_layers import make_context, route
 
 def _share(x: int, ep: int) -> int:
     return -(-x // ep)
+
+
+def micro_batch(s: Shape, parts: int) -> Shape:
+    """One of ``parts`` equal micro-batches of an iteration (two-batch overlap splits the
+    batch in two and runs every kernel once per half)."""
+    if parts == 1:
+        return s
+    return Shape(_share(s.prefill_tokens, parts), _share(s.prefill_pairs, parts), s.prefill_kv,
+                 _share(s.decode_seqs, parts), _share(s.decode_kv, parts), _share(s.logits, parts))
 
 
 def per_gpu(s: Shape, ep: int) -> Shape:
@@ -55,13 +67,26 @@ class MoEIterationOps(IterationOps):
         self.configure(**moe)
 
     def configure(self, ep: int = 1, dispatcher: str = "alltoall", overlap: bool = False,
-                  domain_gpus: int = 8) -> None:
+                  domain_gpus: int = 8, dispatch_dtype: str = "bf16",
+                  deepep_mode: str = "auto") -> None:
         """Expert parallelism of the replica: ep GPUs, the dispatcher, two-batch overlap;
-        ``domain_gpus`` consecutive GPUs share NVLink."""
-        self.ep, self.overlap = ep, overlap
+        ``domain_gpus`` consecutive GPUs share NVLink; the dispatch payload; DeepEP's
+        kernels (``auto``: low-latency for iterations that only decode)."""
+        self.ep, self.overlap, self.deepep_mode = ep, overlap, deepep_mode
         span = self.tp * self.pp
         ranks = tuple(range(0, ep * span, span))
-        self.moe_ctx = make_context(ranks, (0,), dispatcher, 1.0, domain_gpus)
+        self.moe_ctx = make_context(ranks, (0,), dispatcher, 1.0, domain_gpus, dispatch_dtype)
+
+    @property
+    def micro_batches(self) -> int:
+        """Two-batch overlap (``overlap`` with ep > 1 and no pipeline): two half batches."""
+        return 2 if self.overlap and self.ep > 1 and self.pp == 1 else 1
+
+    def low_latency(self, decode_only: bool) -> bool:
+        """Whether an iteration's dispatches run DeepEP's low-latency kernels."""
+        mode = self.deepep_mode
+        return self.moe_ctx.dispatcher == "deepep" and (
+            mode == "low_latency" or (mode == "auto" and decode_only))
 
     def kv_bytes_per_token(self) -> float:
         """Per GPU, averaged over the replica's ep GPUs (each holds its own sequences)."""
@@ -101,7 +126,7 @@ class MoEIterationOps(IterationOps):
                 mem(ctx, "elementwise", T * latent * (e + self.kv_bytes), "latent_write")], \
             [self._gemm(T, m.hidden, lh * att.v_head_dim, "attn_proj")]
 
-    def _experts(self, T: int, T_all: int | None = None) -> list:
+    def _experts(self, T: int, T_all: int | None = None, decode_only: bool = False) -> list:
         """This GPU's T tokens' routing, and its E/ep experts' GEMMs over the routed tokens
         of all T_all tokens of the replica that land on them (T k on average)."""
         m, ctx = self.model, self._ctx(T)
@@ -119,8 +144,9 @@ class MoEIterationOps(IterationOps):
         ops.insert(3, mem(ctx, "elementwise", (3 if m.gated else 2) * ctx.act_bytes * T * k * f,
                           "expert_activation"))
         if self.ep > 1:          # dispatch before the experts, combine after them
+            mctx = replace(self.moe_ctx, low_latency=self.low_latency(decode_only))
             rctx = LayerContext(m.with_seq_len(max(1, T)), 1, 1, False, self.precision,
-                                self.group, moe=self.moe_ctx)
+                                self.group, moe=mctx)
             ops[2:2] = route(rctx, "dispatch", out=False)
             ops += route(rctx, "combine", out=True)
         if m.moe.shared_experts:
@@ -138,16 +164,17 @@ class MoEIterationOps(IterationOps):
                 self._gemm(T, m.hidden, f, "mlp_down")]
 
     def token_ops(self, T: int, moe: bool, T_all: int | None = None,
-                  compute: bool | None = None) -> list:
+                  compute: bool | None = None, decode_only: bool = False) -> list:
         """One layer's kernels (attention core excluded) for T tokens on this GPU (T_all in
         the replica under attention data parallelism); ``compute`` True / False keeps only
-        the kernels / only the EP communication."""
-        ops = self._token_ops(T, moe, T_all)
+        the kernels / only the EP communication; ``decode_only``: an iteration without
+        prefill tokens (DeepEP's low-latency kernels under ``deepep_mode: auto``)."""
+        ops = self._token_ops(T, moe, T_all, decode_only)
         if compute is None:
             return ops
         return [o for o in ops if (getattr(getattr(o, "group", None), "dim", None) == "ep") != compute]
 
-    def _token_ops(self, T: int, moe: bool, T_all: int | None) -> list:
+    def _token_ops(self, T: int, moe: bool, T_all: int | None, decode_only: bool = False) -> list:
         ctx, h = self._ctx(T), self.model.hidden
         e = ctx.act_bytes
         norm = 2 * e * T * h
@@ -156,7 +183,7 @@ class MoEIterationOps(IterationOps):
                 *tp_comm(ctx, "all_reduce", "tp_attn_out"),
                 mem(ctx, "elementwise", 3 * e * T * h, "residual_add"),
                 mem(ctx, "norm", norm, "post_attn_norm"),
-                *(self._experts(T, T_all) if moe else self._dense_mlp(T)),
+                *(self._experts(T, T_all, decode_only) if moe else self._dense_mlp(T)),
                 *tp_comm(ctx, "all_reduce", "tp_mlp_out"),
                 mem(ctx, "elementwise", 3 * e * T * h, "residual_add")]
 
@@ -191,12 +218,14 @@ class MoEIterationOps(IterationOps):
     # ---- graph (the reference the cached ``time`` agrees with) --------------------
     def layer_ops_at(self, s: Shape, i: int, T_all: int | None = None) -> list:
         T = s.prefill_tokens + s.decode_seqs
-        ops = self.token_ops(T, is_moe_layer(self.model, i), T_all)
+        ops = self.token_ops(T, is_moe_layer(self.model, i), T_all,
+                             decode_only=s.prefill_tokens == 0)
         cut = next(j for j, o in enumerate(ops) if o.name == "attn_proj")
         return ops[:cut] + self.attention_ops_of(s, is_window_layer(self.model, i)) + ops[cut:]
 
     def build(self, s: Shape) -> ExecutionGraph:
-        m, pp = self.model, self.pp
+        m, pp, mbs = self.model, self.pp, self.micro_batches
+        s = micro_batch(s, mbs)
         T_all = s.prefill_tokens + s.decode_seqs
         s = per_gpu(s, self.ep)
         T = s.prefill_tokens + s.decode_seqs
@@ -212,6 +241,7 @@ class MoEIterationOps(IterationOps):
                 ops = (self.embed_op(T), *ops)
             if st == pp - 1:
                 ops = (*ops, *self.head_ops(s))
+            ops = ops * mbs                 # each micro-batch runs every kernel
             if prev is not None:
                 prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.hidden, st),
                                  deps=(), category="pp")

@@ -76,3 +76,24 @@ def test_serving_ep_needs_a_moe_model(tmp_path):
                           "examples/inference_llama3_70b.yaml", "--set", "workload.parallel.ep=2"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "parallel.ep=2 needs a mixture-of-experts model" in out.stderr
+
+
+def test_two_batch_overlap_runs_every_kernel_once_per_half():
+    """Two-batch overlap: the iteration is two half batches, each with its kernels and its
+    exposed DeepEP time; a decode step reads its weights twice."""
+    from sim.serving.moe_iteration import MoEIterationModel
+    from workloads.inference.moe_ops import micro_batch
+
+    class OneBatch(MoEIterationModel):
+        micro_batches = 1
+
+    s = catalog.system("dgx-h100")
+    prof = profile.load(s.default_profile)
+    net = AnalyticalNetwork(ClusterLayout(s, 2, s.nic_gbps), prof)
+    kw = dict(ep=16, dispatcher="deepep", overlap=True, dispatch_dtype="fp8")
+    args = (resolve("deepseek-v3"), 1, 1, "fp8", ComputeModel(s.gpu_spec, prof), net)
+    two, one = MoEIterationModel(*args, **kw), OneBatch(*args, **kw)
+    for shape in (Shape(0, 0, 0, 128 * 16, 128 * 16 * 2000, 128 * 16),
+                  Shape(4096 * 16, 4096 * 16 * 2048, 4096, 0, 0, 16)):
+        assert two.micro_batches == 2
+        assert two.time(shape) == pytest.approx(2 * one.time(micro_batch(shape, 2)), rel=1e-12)
