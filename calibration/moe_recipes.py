@@ -200,3 +200,22 @@ def gpt_oss_recompute(row, gpu: str) -> str:
     """``workload.recompute`` of a gpt-oss row: norm_moe_act where its recipe sets
     recompute_modules [layernorm, moe_act], else none."""
     return "norm_moe_act" if (gpu, precision_key(row)) in GPT_OSS_RECOMPUTE else "none"
+
+
+def gpt_oss_release_rows(releases) -> list[dict]:
+    """What each release's container ran for gpt-oss's attention, one row per release:
+    its Transformer Engine, cuDNN and Megatron-Core, the window, and the backend TE selects
+    for the 16-bit attention and for FP8 attention on Blackwell (sm 100)."""
+    out = []
+    for rel in sorted(set(releases)):
+        stack = container(rel)
+        if stack is None:
+            continue
+        te, cudnn, mcore = stack
+        window = [w for since, w in sorted(GPT_OSS_WINDOW.items()) if rel >= since][-1]
+        out.append({"release": ".".join(f"{x:02d}" for x in rel), "transformer_engine": ".".join(map(str, te)),
+                    "cudnn": ".".join(map(str, cudnn)), "megatron_core": mcore,
+                    "window": f"({window}, 0)", "softmax": "learnable",
+                    "attention_16bit": gpt_oss_attention_backend(rel, 100, False),
+                    "attention_fp8_sm100": gpt_oss_attention_backend(rel, 100, True)})
+    return out

@@ -35,6 +35,7 @@ an example log line whose configuration is inferred.
 from __future__ import annotations
 
 from importlib import resources
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,7 @@ from calibration.moe_recipes import (
     gpt_oss_attention_backend,
     gpt_oss_fused_mlp,
     gpt_oss_recompute,
+    gpt_oss_release_rows,
     recipe_options,
     release,
 )
@@ -368,6 +370,9 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
     attn = attention_kernel_rows()
     deepep = deepep_check.kernel_rows()
+    gpt = df[df.model == "gpt-oss-120b"]
+    stacks = pd.DataFrame(gpt_oss_release_rows(release(SimpleNamespace(source_id=s))
+                                               for s in gpt.source))
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
         text = (df.fillna("").to_string(index=False)
                 + "\n\nserving rows (moe_inference.csv):\n" + inf.fillna("").to_string(index=False)
@@ -379,6 +384,9 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 f"Blackwell {s['median_abs_error_pct_blackwell']:.1f}% (Hopper efficiency profile on "
                 f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%; by GPU: "
                 + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
+                + "\n\ngpt-oss-120b: what each release's container ran in attention "
+                "(calibration/moe_recipes.py; cuDNN fused in every row):\n"
+                + stacks.to_string(index=False)
                 + "\n\nkernel check: gpt-oss windowed attention vs cuDNN's SDPA training benchmark "
                 "(kernels/cudnn_sdpa_gpt_oss.csv):\n" + attn.to_string(index=False)
                 + "\n\nkernel check: DeepEP dispatch / combine vs DeepEP's published benchmarks "
@@ -386,7 +394,8 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + deepep.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
             "attention_kernel_rows": attn.to_dict("records"),
-            "deepep_kernel_rows": deepep.to_dict("records"), "summary": s}, text
+            "deepep_kernel_rows": deepep.to_dict("records"),
+            "gpt_oss_containers": stacks.to_dict("records"), "summary": s}, text
 
 
 SUITE = "moe"

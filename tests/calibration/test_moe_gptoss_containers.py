@@ -15,6 +15,7 @@ from calibration.moe_recipes import (
     gpt_oss_attention_backend,
     gpt_oss_fused_mlp,
     gpt_oss_recompute,
+    gpt_oss_release_rows,
 )
 from calibration.validate_moe import SM, gpt_oss_options, gpu_of, rows
 
@@ -67,3 +68,14 @@ def test_recompute_modules_and_fused_mlp_follow_the_recipes():
     assert not gpt_oss_fused_mlp(_row("MB-PERF-26.06", "MXFP8"), "B300")
     assert not gpt_oss_fused_mlp(_row("MB-PERF-26.04"), "GB200")
     assert SM["GB300"] == 103 and SM["H100"] == 90
+
+
+def test_release_table_names_each_containers_stack_and_backends():
+    rows = gpt_oss_release_rows([(26, 6, 1), (25, 11), (25, 11), (25, 9)])
+    assert rows == [
+        {"release": "25.11", "transformer_engine": "2.9", "cudnn": "9.13.1",
+         "megatron_core": "dev 0.15.0", "window": "(128, 0)", "softmax": "learnable",
+         "attention_16bit": "fused", "attention_fp8_sm100": "none"},
+        {"release": "26.06.01", "transformer_engine": "2.16", "cudnn": "9.21.1",
+         "megatron_core": "0.18.0", "window": "(127, 0)", "softmax": "learnable",
+         "attention_16bit": "fused", "attention_fp8_sm100": "fused"}]
