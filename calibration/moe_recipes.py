@@ -121,3 +121,101 @@ def recipe_options(row, arch: str, gpu: str) -> tuple[str, bool]:
     if (arch, gpu) in QWEN3_FULL_ITERATION and cuda_graphs(row, arch, gpu) == list(FULL):
         overlap = True
     return dispatcher, overlap
+
+
+# ------------------------------------------------------------------ gpt-oss: what ran
+# Software of each NeMo container (Megatron-Bridge docs/releases/software-versions.md at
+# v0.5.1 / v0.6.0; patch releases 26.02.01, 26.04.01, 26.06.01 run their base container's
+# stack, 26.08 is not listed there and is taken as 26.06's): (Transformer Engine, cuDNN,
+# Megatron-Core).
+CONTAINERS = {
+    (25, 11): ((2, 9), (9, 13, 1), "dev 0.15.0"),   # TE 2.9, cuDNN 9.13.1.26
+    (26, 2): ((2, 12), (9, 18, 0), "0.16.0"),       # TE 2.12, cuDNN 9.18.0.50
+    (26, 4): ((2, 14), (9, 20, 0), "0.17.0"),       # TE 2.14+71bbefb, cuDNN 9.20.0.48
+    (26, 6): ((2, 16), (9, 21, 1), "0.18.0"),       # TE 2.16, cuDNN 9.21.1.3
+}
+# gpt-oss attention in every release (GPTOSSProvider v0.2.0-v0.3.x; GPTOSSBridge
+# provider_bridge v0.4.0+): softmax_type "learnable" (one sink logit per head,
+# core_attention.softmax_offset), window_size (128, 0) (v0.4.0+: sliding_window - 1 =
+# (127, 0)) on the layers with layer_number % window_attn_skip_freq(2) != 0 (Megatron-Core
+# transformer/utils.py is_layer_window_attention: the odd layers), YaRN rope (factor 32,
+# original 4096), seq_length 4096 (the recipe's), sbhd layout (mock data, no packing),
+# attention_backend auto (v0.4.0+ recipe: None), the fused cross-entropy
+# (cross_entropy_loss_fusion: GPTModelProvider's default, v0.4.0+ recipe "native" impl;
+# the simulator's default cross_entropy_fusion). The perf scripts set no
+# NVTE_ALLOW_NONDETERMINISTIC_ALGO for gpt-oss (only DeepSeek's), so TE is not deterministic.
+GPT_OSS_WINDOW = {(25, 11): 128, (26, 4): 127}
+# recompute_modules [layernorm, moe_act] (granularity selective): GB200, B200 and H100 BF16
+# in every release (v0.2.0 workload_base_configs.py GPT_OSS_120B_{GB200,B200,H100}_BF16,
+# v0.3.0-v0.5.x *_BF16_V1/V2, v0.6.0 perf_recipes/gpt_oss/{gb200,b200,h100}/gpt_oss.py);
+# the GB200 MXFP8 V2 / full-iteration recipe clears it (recompute_modules=[]); GB300 and
+# B300 recompute nothing.
+GPT_OSS_RECOMPUTE = {("GB200", "BF16"), ("B200", "BF16"), ("H100", "BF16")}
+# Transformer Engine's fused grouped MLP (use_transformer_engine_op_fuser: fc1, the clamped
+# quick-GeGLU, fc2 and their biases in fused kernels): v0.5.0's GB200 / GB300 FP8_MX V2
+# configs (cutedsl_fused_grouped_mlp=True, scripts/performance/utils/overrides.py) and
+# v0.6.0's _apply_gpt_oss_120b_full_iter_fp8mx_configs; every other row runs
+# Megatron-Core's TEGroupedMLP, which adds the fc2 bias per expert in PyTorch.
+GPT_OSS_FUSED_MLP = {("GB200", "MXFP8"): (26, 6), ("GB300", "MXFP8"): (26, 6)}
+
+
+def container(rel: tuple[int, ...]):
+    """(TE, cuDNN, Megatron-Core) of a release's container; None before 25.11."""
+    got = [v for since, v in sorted(CONTAINERS.items()) if rel[:2] >= since]
+    return got[-1] if got else None
+
+
+def gpt_oss_attention_backend(rel: tuple[int, ...], sm: int, fp8_dpa: bool) -> str:
+    """Which of Transformer Engine's backends runs gpt-oss's attention (learnable sinks,
+    a causal (w, 0) window on half the layers, sbhd, no context parallelism) in the
+    container of release ``rel`` on compute capability ``sm`` (90, 100, 103):
+    "fused" (cuDNN), "unfused" or "none". The rules, from TE's get_attention_backend
+    (pytorch/attention/dot_product_attention/utils.py) and nvte_get_fused_attn_backend
+    (common/fused_attn/fused_attn.cpp) of TE 2.9-2.16:
+    - a non-vanilla softmax disables FlashAttention (every TE version);
+    - cuDNN's fused kernel takes learnable / off-by-one softmax from cuDNN 9.13.1, a
+      (left, 0) window with a causal mask on bshd / sbhd from 9.2;
+    - FP8 attention with a sink: fused only on sm >= 100 with cuDNN >= 9.21 (TE 2.15+;
+      before, no fused FP8 sink path), and never unfused (TE disables it in FP8);
+    - Megatron-Bridge's provider falls back to Megatron-Core's local (unfused) attention
+      below TE 2.8 (GPTOSSProvider.provide, v0.2.0-v0.3.x)."""
+    stack = container(rel)
+    if stack is None:
+        return "unknown"
+    te, cudnn, _ = stack
+    if te < (2, 8):
+        return "unfused"
+    if fp8_dpa:
+        return "fused" if sm >= 100 and cudnn >= (9, 21, 0) and te >= (2, 15) else "none"
+    return "fused" if cudnn >= (9, 13, 1) else "unfused"
+
+
+def gpt_oss_fused_mlp(row, gpu: str) -> bool:
+    """Whether a gpt-oss row's recipe runs Transformer Engine's fused grouped MLP."""
+    since = GPT_OSS_FUSED_MLP.get((gpu, precision_key(row)))
+    return since is not None and release(row) >= since
+
+
+def gpt_oss_recompute(row, gpu: str) -> str:
+    """``workload.recompute`` of a gpt-oss row: norm_moe_act where its recipe sets
+    recompute_modules [layernorm, moe_act], else none."""
+    return "norm_moe_act" if (gpu, precision_key(row)) in GPT_OSS_RECOMPUTE else "none"
+
+
+def gpt_oss_release_rows(releases) -> list[dict]:
+    """What each release's container ran for gpt-oss's attention, one row per release:
+    its Transformer Engine, cuDNN and Megatron-Core, the window, and the backend TE selects
+    for the 16-bit attention and for FP8 attention on Blackwell (sm 100)."""
+    out = []
+    for rel in sorted(set(releases)):
+        stack = container(rel)
+        if stack is None:
+            continue
+        te, cudnn, mcore = stack
+        window = [w for since, w in sorted(GPT_OSS_WINDOW.items()) if rel >= since][-1]
+        out.append({"release": ".".join(f"{x:02d}" for x in rel), "transformer_engine": ".".join(map(str, te)),
+                    "cudnn": ".".join(map(str, cudnn)), "megatron_core": mcore,
+                    "window": f"({window}, 0)", "softmax": "learnable",
+                    "attention_16bit": gpt_oss_attention_backend(rel, 100, False),
+                    "attention_fp8_sm100": gpt_oss_attention_backend(rel, 100, True)})
+    return out

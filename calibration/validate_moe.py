@@ -9,9 +9,10 @@ How each row is run (the same for every row; nothing is fitted to a row):
 - the model preset of its ``arch_id`` (Grok-1 proxy rows with fewer layers keep their
   ``num_layers_run``), its GPUs, precision (FP8 / MXFP8 / FP8-CS run the fp8 GEMM path),
   sequence, batch sizes, tp/pp/vpp/ep/etp; sequence parallelism when tp > 1; Megatron's
-  distributed optimizer (zero 1); fused attention; no recompute; balanced routing (the
-  runs force-balance their tokens, page footnote); the memory check off (the recompute
-  modules of each recipe are not modelled).
+  distributed optimizer (zero 1); fused attention; no recompute (gpt-oss-120b: its
+  recipe's recompute_modules [layernorm, moe_act] where set, and the attention backend
+  its container's Transformer Engine selects, calibration/moe_recipes.py); balanced
+  routing (the runs force-balance their tokens, page footnote); the memory check off.
 - the dispatcher, the all-to-all overlap and the CUDA graphs that the published
   Megatron-Bridge recipe of the row's release sets for that model and GPU
   (calibration/moe_recipes.py; gpt-oss-120b with FP8 attention where its recipe sets
@@ -34,12 +35,22 @@ an example log line whose configuration is inferred.
 from __future__ import annotations
 
 from importlib import resources
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
 from calibration import deepep_check, serving_kernel_check
-from calibration.moe_recipes import GPT_OSS_FP8_ATTENTION, cuda_graphs, recipe_options, release
+from calibration.moe_recipes import (
+    GPT_OSS_FP8_ATTENTION,
+    cuda_graphs,
+    gpt_oss_attention_backend,
+    gpt_oss_fused_mlp,
+    gpt_oss_recompute,
+    gpt_oss_release_rows,
+    recipe_options,
+    release,
+)
 from hw_models import catalog
 from hw_models.errors import ClusterSimError
 from sim.scenario import parse
@@ -57,6 +68,8 @@ PRECISION = {"BF16": "bf16", "FP8": "fp8", "MXFP8": "fp8", "FP8-CS": "fp8", "FP8
 # same configurations its 25.11 table labels FP8-CS; NeMo's FP8 of the dgxc-benchmarking
 # Grok-1 runs is its default delayed scaling (NeMo 2 ``bf16_with_fp8_mixed``).
 RECIPE = {"MXFP8": "mxfp8", "FP8-MX": "mxfp8", "FP8-CS": "tensorwise"}
+# CUDA compute capability of each GPU (NVIDIA's CUDA GPU list): sm 9.0, 10.0, 10.3.
+SM = {"H100": 90, "B200": 100, "GB200": 100, "B300": 103, "GB300": 103}
 
 
 def recipe_of(row) -> str | None:
@@ -64,6 +77,18 @@ def recipe_of(row) -> str | None:
     if PRECISION.get(label) != "fp8":
         return None
     return RECIPE.get(label, "delayed" if str(row.source_id).startswith("DGXC") else "tensorwise")
+
+
+def gpt_oss_options(row, arch: str, gpu: str) -> dict:
+    """gpt-oss-120b: the recipe's recompute modules, the attention kernel the row's
+    container selects (cuDNN's fused kernel in every release: ``flash`` here) and whether
+    the experts run Transformer Engine's fused grouped MLP (``moe.fused_mlp``)."""
+    if arch != "gpt-oss-120b":
+        return {}
+    dpa = bool(fp8_options(row, arch, gpu).get("fp8", {}).get("dot_product_attention"))
+    backend = gpt_oss_attention_backend(release(row), SM[gpu], dpa)
+    return {"recompute": gpt_oss_recompute(row, gpu),
+            "attention": "unfused" if backend == "unfused" else "flash"}
 
 
 def fp8_options(row, arch: str, gpu: str) -> dict:
@@ -167,8 +192,11 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          "seq_len": int(row.seq_len), "global_batch": int(row.global_batch_seqs),
                          "micro_batch": int(row.micro_batch),
                          "precision": PRECISION[str(row.precision).upper()],
-                         **fp8_options(row, arch, gpu),
-                         "parallel": parallel, "moe": {"dispatcher": dispatcher, "overlap": overlap},
+                         **fp8_options(row, arch, gpu), **gpt_oss_options(row, arch, gpu),
+                         "parallel": parallel,
+                         "moe": {"dispatcher": dispatcher, "overlap": overlap,
+                                 **({"fused_mlp": True} if arch == "gpt-oss-120b"
+                                    and gpt_oss_fused_mlp(row, gpu) else {})},
                          "cuda_graphs": cuda_graphs(row, arch, gpu)},
             "sim": {"fidelity": fidelity, "check_memory": False}}
 
@@ -343,6 +371,9 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     attn = attention_kernel_rows()
     deepep = deepep_check.kernel_rows()
     serving_k, tbo = serving_kernel_check.kernel_rows(), serving_kernel_check.tbo_rows()
+    gpt = df[df.model == "gpt-oss-120b"]
+    stacks = pd.DataFrame(gpt_oss_release_rows(release(SimpleNamespace(source_id=s))
+                                               for s in gpt.source))
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
         text = (df.fillna("").to_string(index=False)
                 + "\n\nserving rows (moe_inference.csv):\n" + inf.fillna("").to_string(index=False)
@@ -354,6 +385,9 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 f"Blackwell {s['median_abs_error_pct_blackwell']:.1f}% (Hopper efficiency profile on "
                 f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%; by GPU: "
                 + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
+                + "\n\ngpt-oss-120b: what each release's container ran in attention "
+                "(calibration/moe_recipes.py; cuDNN fused in every row):\n"
+                + stacks.to_string(index=False)
                 + "\n\nkernel check: gpt-oss windowed attention vs cuDNN's SDPA training benchmark "
                 "(kernels/cudnn_sdpa_gpt_oss.csv):\n" + attn.to_string(index=False)
                 + "\n\nkernel check: DeepEP dispatch / combine vs DeepEP's published benchmarks "
@@ -365,7 +399,8 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + "\n\ncheck: two-batch overlap speedup vs SGLang's ablation:\n" + tbo.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
             "attention_kernel_rows": attn.to_dict("records"),
-            "deepep_kernel_rows": deepep.to_dict("records"), "summary": s}, text
+            "deepep_kernel_rows": deepep.to_dict("records"),
+            "gpt_oss_containers": stacks.to_dict("records"), "summary": s}, text
 
 
 SUITE = "moe"

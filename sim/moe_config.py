@@ -11,6 +11,10 @@
   its balanced load (dropped tokens skip the experts).
 - ``overlap``: hide the dispatch/combine of one microbatch behind another's compute
   (Megatron-Core's 1F1B all-to-all overlap).
+- ``fused_mlp``: the experts' fc1, activation, fc2 and biases run as Transformer
+  Engine's fused grouped MLP (Megatron-Core ``use_transformer_engine_op_fuser``); without
+  it a model with biases adds each expert's fc2 bias, weighted by its routing
+  probability, in PyTorch after the grouped GEMM (docs/moe.md).
 - ``dispatch_dtype``: what the dispatch carries: ``bf16`` or ``fp8`` (1x128-block scaled,
   DeepSeek-V3's and SGLang's DeepEP dispatch); combines stay 16-bit. Unset: ``fp8`` when
   serving an FP8 model with ``deepep`` (SGLang quantizes before DeepEP's dispatch),
@@ -63,6 +67,10 @@ class MoEWorkload(_Cfg):
         "hide dispatch/combine behind compute (1F1B all-to-all overlap; two-batch overlap "
         "in serving)"))
     seed: int = Field(0, description="seed of the permutation that places a Zipf law's popular experts")
+    fused_mlp: bool = Field(False, description=(
+        "training: experts' fc1, activation, fc2 and biases in Transformer Engine's fused "
+        "grouped MLP (Megatron-Core use_transformer_engine_op_fuser); off: the fc2 bias is "
+        "added per expert in PyTorch (serving ignores it)"))
     dispatch_dtype: Literal["bf16", "fp8"] | None = Field(None, description=(
         "dispatch payload: bf16 or fp8 (1x128 block scales); unset: fp8 when serving an FP8 "
         "model with deepep, bf16 otherwise"))

@@ -150,9 +150,12 @@ class TrainingWorkload(_Cfg):
     precision: Literal["fp16", "bf16", "fp8"] = Field("bf16", description=(
         "GEMM and activation precision"))
     parallel: ParallelConfig = Field(ParallelConfig(), description="the parallelism plan")
-    recompute: Literal["none", "selective", "selective_op", "full"] = Field("none", description=(
-        "activation recomputation: selective (attention core), selective_op (TorchTitan's "
-        "per-op policy: every other matmul's output saved) or full (whole layer)"))
+    recompute: Literal["none", "selective", "selective_op", "norm_moe_act", "full"] = Field(
+        "none", description=(
+            "activation recomputation: selective (attention core), selective_op (TorchTitan's "
+            "per-op policy: every other matmul's output saved), norm_moe_act (Megatron-Core's "
+            "recompute_modules [layernorm, moe_act]: the norms and the experts' activation) "
+            "or full (whole layer)"))
     attention: Literal["flash", "unfused"] = Field("flash", description=(
         "attention kernel: flash (fused, no score matrix stored) or unfused"))
     repeat_kv: bool = Field(False, description=(

@@ -162,6 +162,15 @@ class Block:
 Op = Compute | Collective | SendRecv | Memory | Delay | Block | Overlap
 
 
+def leaf_ops(op: Op) -> Iterator[Op]:
+    """The ops a node runs, with its blocks opened (an Overlap stays one op)."""
+    if isinstance(op, Block):
+        for sub in op.ops:
+            yield from leaf_ops(sub)
+    else:
+        yield op
+
+
 @dataclass(slots=True)
 class Node:
     id: int

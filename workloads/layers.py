@@ -204,11 +204,16 @@ def layer_recompute(ctx: LayerContext, mode: str) -> list[Op]:
     """Full recompute re-runs the layer's forward; selective only the attention core
     (Korthikanti et al.). FlashAttention already recomputes its scores in its backward,
     so selective recompute costs nothing extra with it. ``selective_op``: TorchTitan's
-    per-op policy (``_apply_ac_to_transformer_block``, selective_ac_option "op")."""
+    per-op policy (``_apply_ac_to_transformer_block``, selective_ac_option "op").
+    ``norm_moe_act``: Megatron-Core's recompute_modules [layernorm, moe_act] re-run the
+    input and pre-MLP norms (and, in MoE layers, the experts' activation)."""
     if mode == "full":
         return layer_forward(ctx)
     if mode == "selective_op":
         return selective_op_recompute(ctx)
+    if mode == "norm_moe_act":   # a dense layer has no expert activation: its two norms
+        norm = 2 * ctx.act_bytes * ctx.norm_tokens * ctx.model.hidden
+        return [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
     if mode == "selective" and ctx.attention == "unfused":
         return attention_core(ctx)
     return []

@@ -87,6 +87,8 @@ def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recom
            + 2 * s * b * up / t                  # activation input
            + 2 * s * b * model.ffn / t           # activation output
            + mask)
+    if recompute == "norm_moe_act":              # the two norm outputs are re-run, not kept
+        return norms + attn + mlp - 2 * 2 * sbh / shard
     return norms + attn + mlp
 
 

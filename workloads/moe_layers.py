@@ -61,6 +61,7 @@ class MoEContext:
     rail_group: CommGroup | None = None   # deepep: one EP rank per domain (same local index)
     dispatch_dtype: str = "bf16"      # what the dispatch carries: bf16, or fp8 with 1x128 scales
     low_latency: bool = False         # deepep: the low-latency kernels (decode) instead of normal
+    fused_mlp: bool = False           # TE's fused grouped MLP: no separate bias kernels
 
     @property
     def ep(self) -> int:
@@ -72,7 +73,8 @@ class MoEContext:
 
 
 def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatcher: str,
-                 rank_factor: float, domain_gpus: int, dispatch_dtype: str = "bf16") -> MoEContext:
+                 rank_factor: float, domain_gpus: int, dispatch_dtype: str = "bf16",
+                 fused_mlp: bool = False) -> MoEContext:
     """Groups of the first EP rank; ``domain_gpus`` consecutive ranks share NVLink."""
     first = ep_ranks[0] // domain_gpus
     node = tuple(r for r in ep_ranks if r // domain_gpus == first)
@@ -83,7 +85,7 @@ def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatch
             rail.append(r)
     return MoEContext(CommGroup(ep_ranks, "ep"), CommGroup(etp_ranks, "ep"), dispatcher,
                       rank_factor, CommGroup(node, "ep"), CommGroup(tuple(rail), "ep"),
-                      dispatch_dtype)
+                      dispatch_dtype, fused_mlp=fused_mlp)
 
 
 def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
@@ -324,6 +326,27 @@ def _act(ctx: LayerContext, tokens: float, f: int) -> float:
     return (3 if ctx.model.gated else 2) * ctx.act_bytes * tokens * f
 
 
+def _expert_bias(ctx: LayerContext, bwd: bool) -> list[Op]:
+    """The experts' fc2 bias, weighted by each token's routing probability, added after the
+    grouped GEMM in PyTorch (Megatron-Core TEGroupedMLP._apply_bias, core 0.15-0.18: fc2
+    has skip_bias_add, and per local expert ``t + b * p`` over its split of the rows, then
+    ``torch.cat``); Transformer Engine's fused grouped MLP (``fused_mlp``) adds it inside.
+    With r routed rows of h elements of e bytes: forward, per expert b*p (write e r_i h)
+    and t + (read 2, write 1), then the concatenation (read 1, write 1), 6 e r h in all;
+    backward, per expert the gradients of b (sum over rows of grad x p) and of p (sum over
+    h of grad x b), each an elementwise product (read 1, write 1) and its reduction
+    (read 1): 6 e r h."""
+    if not ctx.model.bias or ctx.moe.fused_mlp:
+        return []
+    local, _, fc2 = _expert_shapes(ctx)
+    row = ctx.act_bytes * _received(ctx) * fc2[1] / local
+    if bwd:
+        return [mem(ctx, "elementwise", 3 * row, "expert_bias_grad"),
+                mem(ctx, "elementwise", 3 * row, "expert_prob_grad")] * local
+    return [*[mem(ctx, "elementwise", 4 * row, "expert_bias")] * local,
+            mem(ctx, "elementwise", 2 * row * local, "expert_bias_cat")]
+
+
 def moe_forward(ctx: LayerContext) -> list[Op]:
     m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
     h, E, k = m.hidden, m.moe.experts, m.moe.top_k
@@ -335,7 +358,7 @@ def moe_forward(ctx: LayerContext) -> list[Op]:
                      *route(ctx, "dispatch", out=False),
                      *[gemm(ctx, *fc1, "expert_fc1")] * local,
                      mem(ctx, "elementwise", _act(ctx, r, fc2[2]), "expert_activation"),
-                     *[gemm(ctx, *fc2, "expert_fc2")] * local,
+                     *[gemm(ctx, *fc2, "expert_fc2")] * local, *_expert_bias(ctx, bwd=False),
                      *route(ctx, "combine", out=True),
                      mem(ctx, "elementwise", e * n * h * (1 + k), "unpermute")]
     if m.moe.shared_experts:
@@ -357,7 +380,7 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
                 mem(ctx, "elementwise", 1.5 * _act(ctx, n, s2[2]), "shared_activation_bwd"),
                 *gemm_bwd(ctx, *s1, "shared_fc1")]
     ops += [mem(ctx, "elementwise", e * n * h * (2 + k), "unpermute_bwd"),
-            *route(ctx, "combine_bwd", out=False),
+            *route(ctx, "combine_bwd", out=False), *_expert_bias(ctx, bwd=True),
             *gemm_bwd(ctx, *fc2, "expert_fc2") * local,
             mem(ctx, "elementwise", 1.5 * _act(ctx, r, fc2[2]), "expert_activation_bwd"),
             *gemm_bwd(ctx, *fc1, "expert_fc1") * local,
@@ -411,8 +434,21 @@ def layer_backward_at(ctx: LayerContext, i: int) -> list[Op]:
 
 def layer_recompute_at(ctx: LayerContext, i: int, mode: str) -> list[Op]:
     """Full recompute re-runs the forward; selective recomputes the attention core, which
-    the fused kernels used here already do in their backward (no extra cost)."""
-    return layer_forward_at(ctx, i) if mode == "full" else []
+    the fused kernels used here already do in their backward (no extra cost).
+    ``norm_moe_act`` (Megatron-Core's recompute_modules [layernorm, moe_act],
+    megatron/core/transformer/transformer_layer.py and moe/experts.py: the input and
+    pre-MLP norms and the routed experts' activation re-run before the backward needs
+    their outputs) re-runs those kernels as the forward costs them."""
+    if mode == "full":
+        return layer_forward_at(ctx, i)
+    if mode != "norm_moe_act":
+        return []
+    norm = 2 * ctx.act_bytes * ctx.norm_tokens * ctx.model.hidden
+    ops = [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
+    if is_moe_layer(ctx.model, i):
+        ops.append(mem(ctx, "elementwise", _act(ctx, _received(ctx), _expert_shapes(ctx)[2][2]),
+                       "expert_activation"))
+    return ops
 
 
 def mtp_forward(ctx: LayerContext, last: int) -> list[Op]:

@@ -12,7 +12,8 @@ Activations are counted per layer as workloads/memory.py does for dense layers
   fc1 output, activation output (fc2 input) and fc2 output of the r tokens the slowest EP
   rank receives, and the shared experts' activations.
 Dispatch buffers: one layer's dispatch and combine send/receive buffers (e r h each) are
-live at a time; they are counted once per stage.
+live at a time; they are counted once per stage. ``recompute: norm_moe_act`` keeps neither
+the two norm outputs nor the experts' activation output.
 """
 
 from __future__ import annotations
@@ -55,8 +56,16 @@ def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor
     if plan.recompute == "full":
         return 2 * sb * m.hidden / shard
     received = sb / t * (m.moe.top_k * rank_factor * plan.etp if m.moe else 0)
-    return (4 * sb * m.hidden / shard + _attention(m, sb, t, shard)
-            + _mlp(m, sb, t, shard, spec.is_moe_layer(m, i), received, (plan.ep, plan.etp)))
+    moe_layer = spec.is_moe_layer(m, i)
+    stored = (4 * sb * m.hidden / shard + _attention(m, sb, t, shard)
+              + _mlp(m, sb, t, shard, moe_layer, received, (plan.ep, plan.etp)))
+    if plan.recompute == "norm_moe_act":
+        # Megatron-Core recompute_modules [layernorm, moe_act]: the two norm outputs (the
+        # QKV and MLP inputs) and the experts' activation output (fc2 input) are re-run
+        stored -= 2 * 2 * sb * m.hidden / shard
+        if moe_layer:
+            stored -= 2 * received * m.moe.expert_ffn_hidden / plan.etp
+    return stored
 
 
 def dispatch_buffers(m: ModelSpec, plan: ParallelPlan, rank_factor: float) -> float:

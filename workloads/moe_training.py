@@ -37,6 +37,7 @@ class MoEOptions:
     overlap: bool = False
     domain_gpus: int = 8           # consecutive ranks that share one NVLink domain
     dispatch_dtype: str = "bf16"   # dispatch payload: bf16 or fp8
+    fused_mlp: bool = False        # TE's fused grouped MLP (biases inside its kernels)
 
 
 def load(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None) -> Load | None:
@@ -51,7 +52,7 @@ def context(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None, stage
     opts = opts or MoEOptions()
     return make_context(moe_parallel.ep_group(plan, stage), moe_parallel.etp_group(plan, stage),
                         opts.dispatcher, load(model, plan, opts).rank_factor, opts.domain_gpus,
-                        opts.dispatch_dtype)
+                        opts.dispatch_dtype, opts.fused_mlp)
 
 
 def chunk_sizes(plan: ParallelPlan, layers: int, stage: int) -> list[int]:

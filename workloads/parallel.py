@@ -16,7 +16,7 @@ from workloads.model import ModelSpec
 Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1", "zb-v", "dualpipe", "dualpipev"]
 CPKind = Literal["ring", "allgather", "ulysses", "hybrid"]
 TPOverlap = Literal["none", "ring", "async"]
-Recompute = Literal["none", "selective", "selective_op", "full"]
+Recompute = Literal["none", "selective", "selective_op", "norm_moe_act", "full"]
 
 
 @dataclass(frozen=True)

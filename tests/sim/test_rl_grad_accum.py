@@ -9,7 +9,7 @@ from sim import scenario
 from sim.rl import pool_sizes, simulate_rl, train_scenario
 from sim.setup import resolve_setup
 from workloads import training
-from workloads.graph import Block, Compute
+from workloads.graph import Compute, leaf_ops
 
 H, LAYERS, FFN, VOCAB, SEQ = 1024, 2, 4096, 1024, 1024
 DENSE = {"layers": LAYERS, "hidden": H, "heads": 8, "vocab": VOCAB, "seq_len": SEQ, "ffn_hidden": FFN,
@@ -35,13 +35,7 @@ def accumulate_bytes(sc: scenario.Scenario, rows: int) -> float:
     tr = resolve_setup(train_scenario(sc, system, pool_sizes(sc.workload, 8, 8), DENSE, SEQ, rows))
     g = training.build(tr.model, tr.plan, tr.options)
 
-    def walk(op):
-        if isinstance(op, Block):
-            for o in op.ops:
-                yield from walk(o)
-        else:
-            yield op
-    return sum(o.bytes for n in g.nodes if n.rank == 0 for o in walk(n.op)
+    return sum(o.bytes for n in g.nodes if n.rank == 0 for o in leaf_ops(n.op)
                if isinstance(o, Compute) and o.name == "accumulate_wgrad")
 
 

@@ -13,7 +13,7 @@ from sim.rl import pool_sizes, train_scenario
 from sim.setup import resolve_setup
 from workloads import rl as steps
 from workloads import training
-from workloads.graph import Block, Collective, Compute
+from workloads.graph import Collective, Compute, leaf_ops
 
 H, LAYERS, FFN, VOCAB, SEQ = 1024, 2, 4096, 1024, 1024
 DENSE = {"layers": LAYERS, "hidden": H, "heads": 8, "vocab": VOCAB, "seq_len": SEQ, "ffn_hidden": FFN,
@@ -43,15 +43,9 @@ def graphs(sc: scenario.Scenario, rows: int):
 
 
 def ops_of(g, rank: int = 0):
-    def walk(op):
-        if isinstance(op, Block):
-            for o in op.ops:
-                yield from walk(o)
-        else:
-            yield op
     for n in g.nodes:
         if n.rank == rank:
-            yield from walk(n.op)
+            yield from leaf_ops(n.op)
 
 
 def gemm_flops(g) -> float:
