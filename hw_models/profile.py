@@ -73,14 +73,24 @@ class Variability(_P):
     inputs: list[dict[str, str]] = []
 
 
-class CollectiveCurve(_P):
+class _SizeRamp:
+    """The size ramp of achieved bandwidth shared by the collective and fabric curves."""
+
+    def eff(self, nbytes: float) -> float:
+        """eff(S) = eff_max / (1 + (bytes_half / S)^gamma); eff_max at S <= 0 or no ramp."""
+        if nbytes <= 0 or self.bytes_half <= 0:
+            return self.eff_max
+        return self.eff_max / (1.0 + (self.bytes_half / nbytes) ** self.gamma)
+
+
+class CollectiveCurve(_SizeRamp, _P):
     latency_us: float = Field(ge=0)
     eff_max: float = Field(gt=0, le=1.5)  # >1 allowed for in-switch reduction (NVLS) vs link bw
     bytes_half: float = Field(ge=0)
     gamma: float = Field(gt=0)
 
 
-class FabricCurve(_P):
+class FabricCurve(_SizeRamp, _P):
     """Fitted per link class for the flow model (calibration.build_profiles, fit_fabric):
     extra latency over NCCL's own constants (``base_us`` once, ``step_us`` per hop) and the
     size ramp of achieved bandwidth eff(S) = eff_max / (1 + (bytes_half / S)^gamma)."""

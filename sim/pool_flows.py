@@ -30,10 +30,6 @@ from sim.network.flow import TOLERANCE
 from workloads.graph import Collective, CommGroup
 
 
-def _eff(curve, nbytes: float) -> float:
-    return curve.eff_max / (1.0 + (curve.bytes_half / nbytes) ** curve.gamma)
-
-
 class CommonNetwork:
     """Per-GPU up and down links (its NIC share) into one non-blocking core: up link of
     rank r is r, its down link is world + r."""
@@ -62,7 +58,7 @@ class CommonNetwork:
         yield env.timeout(curve.latency_us * 1e-6)
         links = np.array([x for s, d in pairs for x in (s, self.world + d)], np.int64)
         row = np.repeat(np.arange(len(pairs)), 2)
-        wire = np.full(len(pairs), nbytes / _eff(curve, nbytes))
+        wire = np.full(len(pairs), nbytes / curve.eff(nbytes))
         yield self.fabric(env).start(row, links, wire, np.ones(len(pairs)), None,
                                      ("xpool", pairs), np.unique(links))
 

@@ -73,8 +73,7 @@ def bus_factor(kind: str, n: int) -> float:
 def curve_time(curve: CollectiveCurve, bus_bytes: float, link_bw: float) -> float:
     if bus_bytes <= 0:
         return 0.0
-    eff = curve.eff_max / (1.0 + (curve.bytes_half / bus_bytes) ** curve.gamma)
-    return curve.latency_us * 1e-6 + bus_bytes / (link_bw * eff)
+    return curve.latency_us * 1e-6 + bus_bytes / (link_bw * curve.eff(bus_bytes))
 
 
 def ring_link_bw(scale_up_bw: float, per_domain: int, nic_bw_per_gpu: float) -> float:

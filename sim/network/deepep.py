@@ -36,9 +36,7 @@ from workloads.graph import ExpertDispatch
 
 def _p2p_eff(profile, nbytes: float) -> float:
     curve = getattr(profile, "fabric", {}).get("nvlink.p2p") if profile is not None else None
-    if curve is None or nbytes <= 0:
-        return 1.0
-    return curve.eff_max / (1.0 + (curve.bytes_half / nbytes) ** curve.gamma)
+    return 1.0 if curve is None or nbytes <= 0 else curve.eff(nbytes)
 
 
 def phase_times(layout, profile, op: ExpertDispatch,

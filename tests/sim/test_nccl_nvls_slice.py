@@ -8,7 +8,7 @@ import pytest
 
 from calibration.validate_nccl import check_sweeps, network_for
 from sim.network.analytical import bus_factor
-from sim.network.collectives.tuner import ramp, ramp_bytes
+from sim.network.collectives.tuner import ramp_bytes
 from workloads.graph import CommGroup
 
 MIB64 = 64 * 2 ** 20
@@ -32,7 +32,7 @@ def test_nvls_size_term_by_hand_on_4_h100():
     ch = net.choose("all_reduce", MIB64, CommGroup((0, 1, 2, 3)))
     assert (ch.algo, ch.proto) == ("nvls", "Simple")
     curve = net.tuner.fit("nvlink", "Simple", "nvls")
-    hand = 1.25 * MIB64 / 450e9 / ramp(curve, MIB64 / 4)
+    hand = 1.25 * MIB64 / 450e9 / curve.eff(MIB64 / 4)
     assert ch.time(MIB64) - ch.latency_s == pytest.approx(hand, rel=1e-6)
 
 

@@ -70,12 +70,6 @@ class Choice:
         return self.latency_s + self.seconds_per_byte * nbytes * self.wire_factor
 
 
-def ramp(curve: FabricCurve, nbytes: float) -> float:
-    if nbytes <= 0 or curve.bytes_half <= 0:
-        return curve.eff_max
-    return curve.eff_max / (1.0 + (curve.bytes_half / nbytes) ** curve.gamma)
-
-
 class Tuner:
     def __init__(self, topo: Topology, fits: dict[str, FabricCurve], intra_class: str,
                  nvls: bool, sharp: bool, max_channels: int = 8, arch: str | None = None):
@@ -122,12 +116,12 @@ class Tuner:
         bwf = self.protocol_factor(algo, proto, ctx)
         cls = "network" if ctx.n_domains > 1 else "nvlink"
         curve = self.fit(cls, proto, algo.name)
-        bus = 1.0 / (bwf * ramp(curve, ramp_bytes(algo.name, ctx.nbytes, ctx.n)))
+        bus = 1.0 / (bwf * curve.eff(ramp_bytes(algo.name, ctx.nbytes, ctx.n)))
         if proto not in STREAMED or algo.name != "ring" or ctx.n < 2 or ctx.n_domains > 1:
             return bus
         # Streamed: size term (S/n) / (B bwf eff(S/n)), as a multiple of the bus term.
         frac = 1.0 / (ctx.n * PER_RANK[ctx.kind](ctx.n))
-        chunk = frac / (bwf * ramp(curve, ctx.nbytes / ctx.n))
+        chunk = frac / (bwf * curve.eff(ctx.nbytes / ctx.n))
         return max(chunk, 1.0 / (bwf * curve.eff_max))
 
     def seconds_per_byte(self, algo: Algorithm, ctx: CollCtx) -> float:
