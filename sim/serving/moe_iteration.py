@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from sim.costs import exposed_comm
 from sim.serving.iteration import IterationModel
-from workloads.inference.moe_ops import MoEIterationOps, micro_batch, per_gpu
+from workloads.graph import Block
+from workloads.inference.moe_ops import MoEIterationOps, split
 from workloads.inference.ops import Shape
 
 
@@ -20,17 +21,15 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
 
     def _compose(self, s: Shape) -> float:
         """Per kind of layer: its token-count kernels (cached) and its attention; EP
-        communication summed apart so that two-batch overlap can hide it under the
-        iteration's compute, as the engine does for the block. Under two-batch overlap
-        every kernel runs once per half batch (``micro_batches``)."""
+        communication summed apart so that overlap can hide it under the iteration's
+        compute. Two-batch overlap (``micro_batches`` > 1) runs its stages instead
+        (``_compose_tbo``)."""
         self.evaluations += 1
-        mbs = self.micro_batches
-        if mbs > 1:
+        if self.micro_batches > 1:
             return self._compose_tbo(s)
-        s = micro_batch(s, mbs)
         T_all = s.prefill_tokens + s.decode_seqs
         dec = s.prefill_tokens == 0
-        s = per_gpu(s, self.ep)
+        s = split(s, self.ep)
         T = s.prefill_tokens + s.decode_seqs
         total = comm = held = 0.0
         for (moe, window), n in self.kinds().items():
@@ -52,15 +51,15 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
             sms = self._costs.compute.gpu.sms or 0
             comm = exposed_comm(comm, total, held / sms if sms else 0.0)
         hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0
-        return mbs * (total + comm) + (self.pp - 1) * hop
+        return total + comm + (self.pp - 1) * hop
 
     def _compose_tbo(self, s: Shape) -> float:
         """Two-batch overlap: per kind of layer the stages of ``tbo_stages`` (cached), each
         its compute plus the EP time it leaves exposed (with DeepEP's normal kernels, also
         the compute their SMs take), then the embedding and output layer of both halves."""
-        s = micro_batch(s, 2)
+        s = split(s, 2)
         T_all = s.prefill_tokens + s.decode_seqs
-        s = per_gpu(s, self.ep)
+        s = split(s, self.ep)
         T = s.prefill_tokens + s.decode_seqs
         total = 0.0
         for (moe, window), n in self.kinds().items():
@@ -73,16 +72,6 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
                                       lambda: [self.embed_op(T), *self.head_ops(s)])
 
     def _stage_time(self, ops) -> float:
-        """A block's compute plus its exposed EP transfers (sim.costs ``_hide``)."""
-        comm = compute = other = held = 0.0
-        for o in ops:
-            t = self._costs.op_time(o)
-            dim = getattr(getattr(o, "group", None), "dim", None)
-            if dim == "ep":
-                comm, held = comm + t, held + t * getattr(o, "sms", 0)
-            elif dim is not None:
-                other += t                  # TP collectives: in the block, not covering
-            else:
-                compute += t
-        sms = self._costs.compute.gpu.sms or 0
-        return compute + other + exposed_comm(comm, compute, held / sms if sms else 0.0)
+        """A stage as the engine plays it: one block whose EP transfers hide behind its
+        compute (sim.costs ``_hide``)."""
+        return self._costs.op_time(Block(tuple(ops), overlap=("ep",)))

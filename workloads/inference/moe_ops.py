@@ -42,21 +42,14 @@ def _share(x: int, ep: int) -> int:
     return -(-x // ep)
 
 
-def micro_batch(s: Shape, parts: int) -> Shape:
-    """One of ``parts`` equal micro-batches of an iteration (two-batch overlap splits the
-    batch in two and runs every kernel once per half)."""
-    if parts == 1:
+def split(s: Shape, n: int) -> Shape:
+    """One of ``n`` equal shares of an iteration's batch: one GPU's under attention data
+    parallelism (n = ep), one micro-batch under two-batch overlap (n = 2: every kernel runs
+    once per half)."""
+    if n == 1:
         return s
-    return Shape(_share(s.prefill_tokens, parts), _share(s.prefill_pairs, parts), s.prefill_kv,
-                 _share(s.decode_seqs, parts), _share(s.decode_kv, parts), _share(s.logits, parts))
-
-
-def per_gpu(s: Shape, ep: int) -> Shape:
-    """One GPU's share of a replica's batch under attention data parallelism."""
-    if ep == 1:
-        return s
-    return Shape(_share(s.prefill_tokens, ep), _share(s.prefill_pairs, ep), s.prefill_kv,
-                 _share(s.decode_seqs, ep), _share(s.decode_kv, ep), _share(s.logits, ep))
+    return Shape(_share(s.prefill_tokens, n), _share(s.prefill_pairs, n), s.prefill_kv,
+                 _share(s.decode_seqs, n), _share(s.decode_kv, n), _share(s.logits, n))
 
 
 def latent_decode_op(heads: int, kv_lora: int, rope: int, kv_tokens: int, queries: int,
@@ -302,9 +295,9 @@ class MoEIterationOps(IterationOps):
 
     def build(self, s: Shape) -> ExecutionGraph:
         m, pp, mbs = self.model, self.pp, self.micro_batches
-        s = micro_batch(s, mbs)
+        s = split(s, mbs)
         T_all = s.prefill_tokens + s.decode_seqs
-        s = per_gpu(s, self.ep)
+        s = split(s, self.ep)
         T = s.prefill_tokens + s.decode_seqs
         per_stage = [m.layers // pp + (1 if i < m.layers % pp else 0) for i in range(pp)]
         graph = ExecutionGraph(self.tp * pp * self.ep,

@@ -82,7 +82,7 @@ def test_two_batch_overlap_runs_every_kernel_once_per_half():
     """Two-batch overlap: the iteration is two half batches, each with its kernels and its
     exposed DeepEP time; a decode step reads its weights twice."""
     from sim.serving.moe_iteration import MoEIterationModel
-    from workloads.inference.moe_ops import micro_batch
+    from workloads.inference.moe_ops import split
 
     class OneBatch(MoEIterationModel):
         micro_batches = 1
@@ -96,4 +96,4 @@ def test_two_batch_overlap_runs_every_kernel_once_per_half():
     for shape in (Shape(0, 0, 0, 128 * 16, 128 * 16 * 2000, 128 * 16),
                   Shape(4096 * 16, 4096 * 16 * 2048, 4096, 0, 0, 16)):
         assert two.micro_batches == 2
-        assert two.time(shape) == pytest.approx(2 * one.time(micro_batch(shape, 2)), rel=1e-12)
+        assert two.time(shape) == pytest.approx(2 * one.time(split(shape, 2)), rel=1e-12)

@@ -9,7 +9,7 @@ from hw_models import catalog, profile
 from hw_models.compute import ComputeModel
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.serving.moe_iteration import MoEIterationModel
-from workloads.inference.moe_ops import latent_decode_op, micro_batch, per_gpu
+from workloads.inference.moe_ops import latent_decode_op, split
 from workloads.inference.ops import Shape, bucketed
 from workloads.model import resolve
 
@@ -30,7 +30,7 @@ def test_decode_stages_pair_each_transfer_with_its_own_compute():
     """Decode, one MoE layer: 2 x [max(SHARED + ATTN-0, DISPATCH) + MLP + max(ATTN-1,
     COMBINE)] (the low-latency kernels hold no SM), from the kernels' own times."""
     it = _model(72)
-    s = per_gpu(micro_batch(Shape(0, 0, 0, 256 * 72, 256 * 72 * 2000, 256 * 72), 2), 72)
+    s = split(split(Shape(0, 0, 0, 256 * 72, 256 * 72 * 2000, 256 * 72), 2), 72)
     ops = it.token_ops(128, True, 128 * 72, decode_only=True) + it.attention_ops_of(s, False)
     t = lambda *n: _times(it, ops, n)  # noqa: E731
     shared = t("shared_up", "shared_act", "shared_down", "residual_add") - t("residual_add") / 2
@@ -53,7 +53,7 @@ def test_tbo_iteration_equals_engine_and_is_no_faster_than_global_overlap():
                   bucketed(Shape(0, 0, 0, 256 * 32, 256 * 32 * 2000, 256 * 32))):
         t = two.time(shape)
         assert t == pytest.approx(two.run_graph(shape), rel=1e-6)
-        s = per_gpu(micro_batch(shape, 2), 32)
+        s = split(split(shape, 2), 32)
         T = s.prefill_tokens + s.decode_seqs
         ops = [o for k, n in two.kinds().items() for _ in range(n)
                for o in two.token_ops(T, k[0], T * 32, decode_only=not s.prefill_tokens)
