@@ -487,16 +487,33 @@ def _permute_backward(ctx: LayerContext) -> list[Op]:
             mem(ctx, "elementwise", 3 * pb * n * E + pb * n * k, "permute_probs_bwd")]
 
 
+def _sort_chunks(ctx: LayerContext, name: str, probs: bool) -> list[Op]:
+    """The all-to-all dispatcher's second permutation (token_dispatcher.py,
+    MoEAlltoAllTokenDispatcher, ``sort_chunks_by_idxs``): the received tokens arrive grouped
+    by source rank and are regrouped by local expert after the dispatch (with their
+    probabilities), and back before the combine; each is one pass that reads and writes the
+    r received rows (TE's fused kernel, or ``torch.split`` and ``torch.cat`` without
+    ``permute_fusion``: the same bytes). Only with more than one local expert."""
+    mc = ctx.moe
+    local = ctx.model.moe.experts // mc.ep
+    if mc.dispatcher != "alltoall" or local < 2 or mc.ep * mc.etp == 1:
+        return []
+    r = _received(ctx)
+    nbytes = 2 * ctx.act_bytes * r * ctx.model.hidden + (2 * router_bytes(ctx) * r if probs else 0)
+    return [mem(ctx, "elementwise", nbytes, name)]
+
+
 def moe_forward(ctx: LayerContext) -> list[Op]:
     m, n = ctx.model, local_tokens(ctx)
     local, fc1, fc2 = _expert_shapes(ctx)
     r = _received(ctx)
     ops: list[Op] = [*_router_forward(ctx), *_permute(ctx),
                      host_sync(),    # dropless: tokens per expert read on the host
-                     *route(ctx, "dispatch", out=False),
+                     *route(ctx, "dispatch", out=False), *_sort_chunks(ctx, "expert_sort", True),
                      *[gemm(ctx, *fc1, "expert_fc1")] * local,
                      mem(ctx, "elementwise", _act(ctx, r, fc2[2]), "expert_activation"),
                      *[gemm(ctx, *fc2, "expert_fc2")] * local, *_expert_bias(ctx, bwd=False),
+                     *_sort_chunks(ctx, "expert_unsort", False),
                      *route(ctx, "combine", out=True), *_unpermute(ctx)]
     if m.moe.shared_experts:
         s1, s2 = _shared_shapes(ctx)
@@ -516,10 +533,11 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
                 mem(ctx, "elementwise", 1.5 * _act(ctx, n, s2[2]), "shared_activation_bwd"),
                 *gemm_bwd(ctx, *s1, "shared_fc1")]
     ops += [*_unpermute_backward(ctx),
-            *route(ctx, "combine_bwd", out=False), *_expert_bias(ctx, bwd=True),
+            *route(ctx, "combine_bwd", out=False), *_sort_chunks(ctx, "expert_unsort_bwd", False),
+            *_expert_bias(ctx, bwd=True),
             *gemm_bwd(ctx, *fc2, "expert_fc2") * local,
             mem(ctx, "elementwise", 1.5 * _act(ctx, r, fc2[2]), "expert_activation_bwd"),
-            *gemm_bwd(ctx, *fc1, "expert_fc1") * local,
+            *gemm_bwd(ctx, *fc1, "expert_fc1") * local, *_sort_chunks(ctx, "expert_sort_bwd", True),
             *route(ctx, "dispatch_bwd", out=True),
             *_permute_backward(ctx), *_router_backward(ctx)]
     return ops

@@ -125,3 +125,18 @@ def test_allgather_combine_runs_in_the_routers_type():
         ("ep_cast_combine_bwd_local", (2 + 8) * N * H), ("ep_cast_combine_bwd_gathered", (2 + 8) * N * H * EP)]
     # the all-to-all dispatcher's combine stays 16-bit whatever the router's type
     assert ("all_to_all", 2 * N * K * H, "ep_all_to_all_combine") in _colls(moe_forward(_ctx(router_dtype="fp64")))
+
+
+def test_alltoall_regroups_the_received_tokens_by_local_expert():
+    # 4 local experts: after the dispatch the n k received rows are sorted by expert (with
+    # their 16-bit probabilities), before the combine sorted back; the backward does both
+    sort = [(o.name, o.bytes) for o in _named(moe_forward(_ctx()), "expert_sort", "expert_unsort")]
+    rows = N * K
+    assert sort == [("expert_sort", 2 * 2 * rows * H + 2 * 2 * rows), ("expert_unsort", 2 * 2 * rows * H)]
+    bwd = [(o.name, o.bytes) for o in _named(moe_backward(_ctx()), "expert_sort", "expert_unsort")]
+    assert bwd == [("expert_unsort_bwd", 2 * 2 * rows * H), ("expert_sort_bwd", 2 * 2 * rows * H + 2 * 2 * rows)]
+    # fp64 probabilities travel with the rows
+    fp64 = _named(moe_forward(_ctx(router_dtype="fp64")), "expert_sort")[0]
+    assert fp64.bytes == 2 * 2 * rows * H + 2 * 8 * rows
+    # the all-gather dispatcher permutes once (its permute selects the local experts' rows)
+    assert not _named(moe_forward(_ctx("allgather")), "expert_sort", "expert_unsort")
