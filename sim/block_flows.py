@@ -15,7 +15,7 @@ from collections.abc import Generator
 
 import simpy
 
-from sim.costs import contends, contention
+from sim.costs import contends, contention, sm_seconds
 from workloads.graph import Block, Collective, ExpertDispatch
 
 
@@ -118,7 +118,7 @@ def _chain(env: simpy.Environment, ops: list[Collective], network, costs,
 def _held(ops: list[Collective], costs) -> float:
     """Compute time lost to the SMs overlapped DeepEP calls hold (sim.costs.exposed_comm)."""
     sms = costs.compute.gpu.sms or 0
-    held = sum(costs.op_time(o) * o.sms for o in ops if getattr(o, "sms", 0))
+    held = sum(sm_seconds(o, costs.op_time(o), sms) for o in ops)
     return held / sms if held and sms else 0.0
 
 

@@ -99,8 +99,8 @@ class OpCosts:
                             "other" if isinstance(sub, Delay) else "compute")): self.op_time(sub)}
                     for cat, t in sub_parts.items():
                         got[cat] = got.get(cat, 0.0) + t
-                    if getattr(sub, "sms", 0) and sub.group.dim in op.overlap:
-                        held += self.op_time(sub) * sub.sms
+                    if isinstance(sub, ExpertDispatch) and sub.group.dim in op.overlap:
+                        held += sm_seconds(sub, self.op_time(sub), self.compute.gpu.sms or 0)
                         if contends(sub):
                             slow.append((sub, self.op_time(sub)))
                 if slow:
@@ -127,6 +127,15 @@ class OpCosts:
 
     def duration(self, node: Node) -> float:
         return self.op_time(node.op)
+
+
+def sm_seconds(op, t: float, gpu_sms: int) -> float:
+    """Seconds x SMs a DeepEP call of ``t`` seconds takes from compute beside it: its
+    ``sms`` throughout (normal kernels), every SM for its ``sm_frac`` of the time (a
+    low-latency dispatch's send and receive phases)."""
+    if not isinstance(op, ExpertDispatch):
+        return 0.0
+    return t * (op.sms + op.sm_frac * gpu_sms)
 
 
 @cache

@@ -4,7 +4,7 @@ sim/serving/iteration.py does for dense models."""
 
 from __future__ import annotations
 
-from sim.costs import contends, contention_of, exposed_comm
+from sim.costs import contends, contention_of, exposed_comm, sm_seconds
 from sim.serving.iteration import IterationModel
 from workloads.graph import Block
 from workloads.inference.moe_ops import MoEIterationOps, split
@@ -42,7 +42,8 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
                 ops = self.token_ops(T, moe, T_all, False, dec)
                 times = [self._costs.op_time(o) for o in ops]
                 self._parts["ep", *key] = sum(times)
-                self._parts["held", *key] = sum(t * getattr(o, "sms", 0)
+                gpu_sms = self._costs.compute.gpu.sms or 0
+                self._parts["held", *key] = sum(sm_seconds(o, t, gpu_sms)
                                                 for o, t in zip(ops, times, strict=True))
                 self._parts["slow", *key] = sum(t for o, t in zip(ops, times, strict=True)
                                                 if contends(o))

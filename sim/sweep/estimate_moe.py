@@ -10,7 +10,7 @@ sim.costs. Expert gradients reduced over expert-data-parallel add to the stage's
 
 from __future__ import annotations
 
-from sim.costs import contends, contention, exposed_comm
+from sim.costs import contends, contention, exposed_comm, sm_seconds
 from workloads import moe as spec
 from workloads import moe_parallel, moe_training
 from workloads.graph import Collective, CommGroup
@@ -26,7 +26,7 @@ def _time(est, ops, overlap: bool) -> float:
     for op, t in zip(ops, times, strict=True):
         if isinstance(op, Collective) and op.group.dim == "ep":
             ep += t
-            held += t * getattr(op, "sms", 0)
+            held += sm_seconds(op, t, est.costs.compute.gpu.sms or 0)
             if contends(op):
                 slow.append((op, t))
         else:

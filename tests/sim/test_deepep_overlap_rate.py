@@ -76,3 +76,20 @@ def test_block_without_overlap_is_unchanged():
     costs = Seconds()
     block = Block((Compute("gemm", 10.0), ExpertDispatch("all_to_all", 8.0, EP, sms=20)))
     assert costs.parts(block) == {"compute": 10.0, "ep": 8.0}
+
+
+def test_low_latency_dispatch_phases_hold_every_sm():
+    """A low-latency dispatch of 150 us (sm_frac 0.35: 52.5 us of send and receive phases
+    on every SM, the rest in flight) beside 130 us of compute: the compute waits 52.5 us
+    for the phases, the block takes max(130 + 52.5, 150) = 182.5 us; beside 80 us of
+    compute the transfer is longer: max(80 + 52.5, 150) = 150 us. Not slowed by the
+    normal kernels' contention."""
+    costs = Seconds()
+    ll = ExpertDispatch("all_to_all", 150e-6, EP, low_latency=True, sm_frac=0.35)
+    block = Block((Compute("gemm", 130e-6), ll), overlap=("ep",))
+    assert costs.op_time(block) == pytest.approx(182.5e-6)
+    short = Block((Compute("gemm", 80e-6), ll), overlap=("ep",))
+    assert costs.op_time(short) == pytest.approx(150e-6)
+    combine = ExpertDispatch("all_to_all", 150e-6, EP, low_latency=True)
+    assert costs.op_time(Block((Compute("gemm", 130e-6), combine), overlap=("ep",))) == \
+        pytest.approx(150e-6)
