@@ -52,6 +52,10 @@ SCHEDULER = rr.VLLM_LLM_CLASS
 # moe_permute_fusion true, which NeMo RL v0.3.0 does not override.
 SPLIT_MOE = {"dispatcher": "alltoall", "router_dtype": rr.ROUTER_DTYPE,
              "freeze_router": rr.FREEZE_ROUTER, "permute_fusion": True}
+# v0.3.0 pins vLLM 0.9.0, whose V1 sampler takes the raw log-probabilities of the 16-bit
+# logits (hw_models/data/engines.yaml samplers); later NeMo RL asks vLLM >= 0.10 for
+# processed ones (the rollout's default sampler).
+SAMPLER = "vllm-v1-raw-logprobs"
 
 
 def load() -> pd.DataFrame:
@@ -88,7 +92,7 @@ def build(r):
                              "high": cap},
             "rollout": {"parallel": {"tp": int(r.gen_tp)}, "scheduler": SCHEDULER,
                         "kv_cache": {"gpu_memory_utilization": float(r.gen_mem_util)},
-                        "engine_host": "vllm-v1"},
+                        "engine_host": "vllm-v1", "sampler": SAMPLER},
             "train": train, "placement": "colocated", "sync": "broadcast"}
     system = v.SYSTEMS[r.gpu_type]
     from hw_models import catalog
