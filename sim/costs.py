@@ -12,6 +12,40 @@ from workloads.graph import Block, Collective, Compute, Delay, ExpertDispatch, M
 from workloads.host_launch import is_sync, launches
 
 
+def _excess(seg: tuple[float, float]) -> float:
+    """The host's excess over the GPU in one segment of (GPU, host) seconds."""
+    return max(0.0, seg[1] - seg[0])
+
+
+def _add(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return a[0] + b[0], a[1] + b[1]
+
+
+@dataclass(frozen=True)
+class HostSegments:
+    """(GPU, host) seconds of ops run back to back, cut at their host-device syncs: the
+    segment before the first sync (``head``), the host's excess summed over the segments
+    between syncs (``waited``), the segment after the last (``tail``; None: no sync, all in
+    ``head``). Two runs of ops concatenate (``+``) as their ops would: the first's tail
+    and the second's head become one segment."""
+    head: tuple[float, float] = (0.0, 0.0)
+    waited: float = 0.0
+    tail: tuple[float, float] | None = None
+
+    def __add__(self, other: HostSegments) -> HostSegments:
+        if self.tail is None:
+            return HostSegments(_add(self.head, other.head), other.waited, other.tail)
+        joined = _add(self.tail, other.head)
+        if other.tail is None:
+            return HostSegments(self.head, self.waited, joined)
+        return HostSegments(self.head, self.waited + _excess(joined) + other.waited, other.tail)
+
+    @property
+    def exposed(self) -> float:
+        """Seconds the GPU waits for the host: each segment takes max(GPU, host)."""
+        return _excess(self.head) + self.waited + (_excess(self.tail) if self.tail else 0.0)
+
+
 @dataclass(frozen=True)
 class HostLaunch:
     """The host's share of eager execution (workloads/host_launch.py): ``per_op_s`` host
@@ -27,17 +61,42 @@ class HostLaunch:
         can pass the sync, so a segment takes max(GPU time, host time) and the host's
         excess is exposed. Collectives of ``hidden_dims`` run on their own stream
         (overlapped) and do not count as GPU time."""
+        return self.segments(ops, times, hidden_dims).exposed
+
+    def segments(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> HostSegments:
+        """``ops`` cut at their syncs (``exposed``), to be joined with the ops around them."""
         if self.per_op_s <= 0 or "full_iteration" in self.scopes:
-            return 0.0
-        out = g = h = 0.0
+            return HostSegments()
+        segs, g, h = [], 0.0, 0.0
         for op, t in zip(ops, times, strict=True):
             if is_sync(op):
-                out, g, h = out + max(0.0, h - g), 0.0, 0.0
+                segs.append((g, h))
+                g = h = 0.0
                 continue
             if not (isinstance(op, Collective) and op.group.dim in hidden_dims):
                 g += t
             h += launches(op, self.scopes) * self.per_op_s
-        return out + max(0.0, h - g)
+        if not segs:
+            return HostSegments((g, h))
+        return HostSegments(segs[0], sum(map(_excess, segs[1:])), (g, h))
+
+
+@dataclass(frozen=True)
+class BlockTally:
+    """What pricing a block needs of its ops, summed: seconds per breakdown category
+    (``parts``, without the host's wait), overlapped transfer seconds x the SMs they hold
+    (``held``), the host's segments (``host``; None without a host model). Tallies of
+    consecutive runs of ops add (``+``) into the tally of the whole run."""
+    parts: dict[str, float]
+    held: float = 0.0
+    host: HostSegments | None = None
+
+    def __add__(self, other: BlockTally) -> BlockTally:
+        parts = dict(self.parts)
+        for cat, t in other.parts.items():
+            parts[cat] = parts.get(cat, 0.0) + t
+        host = None if self.host is None or other.host is None else self.host + other.host
+        return BlockTally(parts, self.held + other.held, host)
 
 
 class OpCosts:
@@ -85,28 +144,46 @@ class OpCosts:
         op = node_or_op.op if isinstance(node_or_op, Node) else node_or_op
         hit = self._parts.get(id(op))
         if hit is None:
-            got: dict[str, float] = {}
-            if isinstance(op, Overlap):
-                got = self._overlap_parts(op)
-            else:
-                held = 0.0          # overlapped transfer seconds x the SMs they hold
-                for sub in op.ops:
-                    sub_parts = self.parts(sub) if isinstance(sub, Overlap) else {
-                        (sub.group.dim if isinstance(sub, Collective) else (
-                            "other" if isinstance(sub, Delay) else "compute")): self.op_time(sub)}
-                    for cat, t in sub_parts.items():
-                        got[cat] = got.get(cat, 0.0) + t
-                    if getattr(sub, "sms", 0) and sub.group.dim in op.overlap:
-                        held += self.op_time(sub) * sub.sms
-                if self.host is not None:
-                    wait = self.host.exposed(op.ops, map(self.op_time, op.ops), op.overlap)
-                    if wait > 0:
-                        got["host"] = wait
-                if op.overlap:
-                    sms = self.compute.gpu.sms or 0
-                    _hide(got, op.overlap, held / sms if held and sms else 0.0)
+            got = (self._overlap_parts(op) if isinstance(op, Overlap) else
+                   self.block_parts(op.ops, [self.op_time(sub) for sub in op.ops], op.overlap))
             hit = self._parts[id(op)] = (op, got)
         return hit[1]
+
+    def block_parts(self, ops, times, overlap: tuple[str, ...] = ()) -> dict[str, float]:
+        """Seconds per breakdown category of ``ops`` run back to back as one block
+        (``times``: each op's seconds, in order; ``overlap``: as Block.overlap)."""
+        return self.price(self.tally(ops, times, overlap), overlap)
+
+    def tally(self, ops, times, overlap: tuple[str, ...] = ()) -> BlockTally:
+        """``ops``'s tally (``times``: each op's seconds, in order)."""
+        got: dict[str, float] = {}
+        held = 0.0
+        for sub, t in zip(ops, times, strict=True):
+            if isinstance(sub, Overlap):
+                for cat, v in self.parts(sub).items():
+                    got[cat] = got.get(cat, 0.0) + v
+                continue
+            cat = (sub.group.dim if isinstance(sub, Collective) else
+                   "other" if isinstance(sub, Delay) else "compute")
+            got[cat] = got.get(cat, 0.0) + t
+            if getattr(sub, "sms", 0) and cat in overlap:
+                held += t * sub.sms
+        host = None if self.host is None else self.host.segments(ops, times, overlap)
+        return BlockTally(got, held, host)
+
+    def price(self, tally: BlockTally, overlap: tuple[str, ...] = ()) -> dict[str, float]:
+        """Seconds per breakdown category of a block of ``tally``: the price of a Block
+        node, and the sweep estimator's price of a chunk of layers it tallies layer by
+        layer (sim/sweep/estimate_moe.py). The GPU's wait for the host's launches is
+        ``host``; with ``overlap``, those categories hide behind the rest (``_hide``)."""
+        got = dict(tally.parts)
+        wait = tally.host.exposed if tally.host is not None else 0.0
+        if wait > 0:
+            got["host"] = wait
+        if overlap:
+            sms = self.compute.gpu.sms or 0
+            _hide(got, overlap, tally.held / sms if tally.held and sms else 0.0)
+        return got
 
     def _overlap_parts(self, op: Overlap) -> dict[str, float]:
         t_main = sum(self.op_time(o) for o in op.main)

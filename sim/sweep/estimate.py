@@ -71,15 +71,10 @@ class Estimator:
         self.layer_times = lru_cache(maxsize=None)(self._layer_times)
 
     def _block(self, ops) -> float:
+        """Seconds of ``ops`` run as one block, as the engine prices a Block (sim.costs)."""
         # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
         times = [self.costs.uncached_time(op) for op in ops]
-        return sum(times) + self.host_wait(ops, times)
-
-    def host_wait(self, ops, times, hidden: tuple[str, ...] = ()) -> float:
-        """The GPU's wait for the host's launches in ``ops`` of GPU seconds ``times``
-        (sim/costs.py HostLaunch)."""
-        host = self.costs.host
-        return host.exposed(ops, times, hidden) if host is not None else 0.0
+        return sum(self.costs.block_parts(ops, times).values())
 
     def _layer_times(self, plan: ParallelPlan) -> LayerTimes:
         """Per-layer times of the plan's layer shape (the same ops the graph builder uses:

@@ -2,63 +2,72 @@
 
 The same kernels the DES plays (workloads.moe_layers, one list per kind of layer: dense
 or MoE, full or windowed attention), built and rewritten by the graph builder's own
-``stage_layer_ops`` (layer options, FP8 recipe, context parallelism, TP overlap) and
-priced with the estimator's cost model; a layer's
-EP communication hides behind its compute when ``workload.moe.overlap`` is set, as in
-sim.costs. Expert gradients reduced over expert-data-parallel add to the stage's tail.
+``stage_layer_ops`` (layer options, FP8 recipe, context parallelism, TP overlap), each
+kind priced once, and a chunk of layers priced as the graph's block of it
+(workloads/training.py, one block per chunk and pass, embedding and output layer with
+their chunk) by the engine's own ``OpCosts.block_parts``: the wait for the host's
+launches across the chunk's host syncs, and, when ``workload.moe.overlap`` is set, the EP
+communication hidden behind the rest of the chunk, are the engine's. Expert gradients
+reduced over expert-data-parallel add to the stage's tail.
 """
 
 from __future__ import annotations
 
-from sim.costs import exposed_comm
+import operator
+from functools import reduce
+
+from sim.costs import BlockTally, OpCosts
 from workloads import moe as spec
 from workloads import moe_parallel, moe_training
-from workloads.graph import Collective, CommGroup
+from workloads.graph import CommGroup
 from workloads.moe_layers import layer_forward_at
 from workloads.parallel import ParallelPlan
+from workloads.param_sync import pipeline_of
 from workloads.training import stage_layer_ops
 
 
-def _time(est, ops, overlap: bool) -> float:
-    comp = ep = held = 0.0
-    times = [est.costs.uncached_time(op) for op in ops]
-    for op, t in zip(ops, times, strict=True):
-        if isinstance(op, Collective) and op.group.dim == "ep":
-            ep += t
-            held += t * getattr(op, "sms", 0)
-        else:
-            comp += t
-    host = est.host_wait(ops, times, ("ep",) if overlap else ())
-    if not overlap:
-        return comp + host + ep
-    sms = est.costs.compute.gpu.sms or 0
-    return comp + host + exposed_comm(ep, comp + host, held / sms if sms else 0.0)
+def _tally(costs: OpCosts, ops, overlap: tuple[str, ...]) -> BlockTally:
+    # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
+    return costs.tally(ops, [costs.uncached_time(op) for op in ops], overlap)
+
+
+def _time(costs: OpCosts, tallies: list[BlockTally], overlap: tuple[str, ...]) -> float:
+    """Seconds of the tallied runs of ops run back to back as one block (sim.costs)."""
+    return sum(costs.price(reduce(operator.add, tallies), overlap).values())
 
 
 def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list[float]]:
-    """(forward, backward, mean backward of one layer) per stage, one microbatch."""
-    model, opts = est.model, est.options
-    overlap = bool(opts.moe and opts.moe.overlap)
+    """(forward, backward, mean backward of one layer) per stage, one microbatch: each
+    chunk's forward and backward priced as the graph's block of it."""
+    model, opts, costs = est.model, est.options, est.costs
+    overlap = ("ep",) if opts.moe and opts.moe.overlap else ()
+    pipe = pipeline_of(plan, model.layers)
     fwd, bwd, per_layer = [], [], []
     for s in range(plan.pp):
         ctx, ops = stage_layer_ops(model, plan, opts, s)
-        kinds: dict[tuple[bool, bool], tuple[float, float]] = {}
-        f = b = 0.0
-        ids = [i for c in range(plan.vpp) for i in moe_training.chunk_layers(model, plan, s, c)]
-        for i in ids:
-            key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
-            if key not in kinds:        # one layer's kernels, rewritten as the graph's chunks
-                kinds[key] = (_time(est, ops.transform(layer_forward_at(ctx, i)), overlap),
-                              _time(est, ops.transform(moe_training.layer_bwd_ops(ctx, plan, i),
-                                                       True), overlap))
-            f, b = f + kinds[key][0], b + kinds[key][1]
-        per_layer.append(b / max(1, len(ids)))
-        if s == 0:
-            f += _time(est, ops.emb_fwd, False)
-            b += _time(est, ops.emb_bwd, False)
-        if s == plan.pp - 1:
-            f += _time(est, ops.head_fwd, overlap)
-            b += _time(est, ops.head_bwd, overlap)
+        emb_f, emb_b, head_f, head_b = (_tally(costs, o, overlap) for o in (
+            ops.emb_fwd, ops.emb_bwd, ops.head_fwd, ops.head_bwd))
+        kinds: dict[tuple[bool, bool], tuple[BlockTally, BlockTally, float]] = {}
+        f = b = layer_b = 0.0
+        n = 0
+        for c in range(plan.chunks):
+            cf, cb = [], []
+            for i in moe_training.chunk_layers(model, plan, s, c):
+                key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
+                if key not in kinds:    # one layer's kernels, rewritten as the graph's chunks
+                    lb = _tally(costs, ops.transform(moe_training.layer_bwd_ops(ctx, plan, i), True),
+                                overlap)
+                    kinds[key] = (_tally(costs, ops.transform(layer_forward_at(ctx, i)), overlap),
+                                  lb, _time(costs, [lb], overlap))
+                cf.append(kinds[key][0])
+                cb.insert(0, kinds[key][1])         # the backward runs the last layer first
+                layer_b, n = layer_b + kinds[key][2], n + 1
+            if pipe.is_first(s, c):
+                cf, cb = [emb_f, *cf], [*cb, emb_b]
+            if pipe.is_last(s, c):
+                cf, cb = [*cf, head_f], [head_b, *cb]
+            f, b = f + _time(costs, cf, overlap), b + _time(costs, cb, overlap)
+        per_layer.append(layer_b / max(1, n))
         fwd.append(f)
         bwd.append(b)
     return fwd, bwd, per_layer
