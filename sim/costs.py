@@ -198,20 +198,24 @@ class OpCosts:
 
 def exposed_comm(comm: float, covered: float, lost: float = 0.0) -> float:
     """Communication left exposed when it runs beside ``covered`` seconds of other work
-    (compute, the wait for the host): what exceeds it, or the compute time ``lost`` to the
+    (compute, other collectives, the wait for the host): what exceeds it, or the compute time ``lost`` to the
     SMs the transfers hold while they run (DeepEP's normal kernels; ExpertDispatch.sms),
     whichever is larger."""
     return max(lost, comm - covered, 0.0)
 
 
 def _hide(parts: dict[str, float], dims: tuple[str, ...], lost: float = 0.0) -> None:
-    """Overlapped communication hides behind the block's compute and its wait for the
-    host's launches (the transfers run on their own stream); the rest stays exposed
-    (scaled down in proportion across the overlapped categories)."""
+    """Overlapped communication (the categories ``dims``) runs on its own stream beside
+    everything else the block's stream does: its compute, its other collectives (TP, CP:
+    Megatron-Core's 1F1B all-to-all overlap runs one microbatch's dispatch and combine on
+    a communication stream while the other's attention, TP collectives included, runs on
+    the compute stream; model_chunk_schedule_plan.py) and its wait for the host's
+    launches. The rest stays exposed (scaled down in proportion across the overlapped
+    categories)."""
     comm = sum(parts.get(d, 0.0) for d in dims)
     if comm <= 0:
         return
-    covered = parts.get("compute", 0.0) + parts.get("host", 0.0)
+    covered = sum(v for k, v in parts.items() if k not in dims)
     keep = exposed_comm(comm, covered, lost) / comm
     for d in dims:
         if d in parts:

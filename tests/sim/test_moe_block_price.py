@@ -51,6 +51,18 @@ def test_overlapped_all_to_all_by_hand():
         {"compute": 300 * US, "ep": 200 * US})
 
 
+def test_tp_collectives_on_the_compute_stream_cover_the_all_to_all():
+    # 300 us of compute and a 100 us TP all-gather on the compute stream, a 350 us
+    # all-to-all beside them: the block takes max(300 + 100, 350) = 400 us (the all-to-all
+    # runs during the all-gather too). Counting only the compute as cover gave 450 us.
+    tp = Collective("all_gather", 0.0, CommGroup((0, 1), "tp"), duration_s=100 * US)
+    ops = (_kernel(300), tp, _a2a(350))
+    costs = _costs()
+    assert _both(costs, ops, ("ep",)) == pytest.approx((400 * US, 400 * US))
+    assert "ep" not in {k for k, v in costs.block_parts(ops, [300 * US, 100 * US, 350 * US],
+                                                         ("ep",)).items() if v > 0}
+
+
 def test_host_syncs_across_layers_by_hand():
     # Two layers, each: a 200 us kernel, a sync, 4 kernels of 10 us (host 37 us per op).
     # As one block the segment after layer 1's sync holds its 4 small kernels and layer
