@@ -22,7 +22,7 @@ from workloads import moe_parallel, moe_training
 from workloads.graph import CommGroup
 from workloads.moe_layers import layer_forward_at
 from workloads.parallel import ParallelPlan
-from workloads.param_sync import pipeline_of
+from workloads.param_sync import bucket, pipeline_of
 from workloads.training import stage_layer_ops
 
 
@@ -74,14 +74,19 @@ def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list
 
 
 def expert_tail(est, plan: ParallelPlan, s: int) -> float:
-    """Expert gradients over expert-DP (not hidden), and their parameter all-gather."""
+    """Expert gradients over expert-DP (not hidden: the graph queues them behind the
+    replicated buckets on the DP channel), in the graph's buckets
+    (moe_training.add_expert_grad_sync), and their parameter all-gather."""
     size = moe_parallel.edp(plan)
     experts = moe_training.stage_split(est.model, plan, s)[1]
     if size <= 1 or experts <= 0:
         return 0.0
     group = CommGroup(moe_parallel.edp_group(plan, s), "dp")
     kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
-    t = est.network.collective_time(kind, experts * est.options.grad_bytes, group)
+    ready = [(e, None) for _, grads in moe_training.expert_grads(est.model, plan, s)
+             for e in grads if e > 0]
+    t = sum(est._coll(kind, n * est.options.grad_bytes, group)     # equal buckets: one price
+            for n, _ in bucket(ready, est.options.bucket_params))
     if plan.zero == 1:
         t += est.network.collective_time("all_gather", experts * est.options.param_bytes, group)
     return t

@@ -119,3 +119,19 @@ def test_tallies_of_any_split_join_into_the_whole_blocks_price(overlap):
     for k in range(len(ops) + 1):
         a, b = (estimate_moe._tally(costs, part, overlap) for part in (ops[:k], ops[k:]))
         assert estimate_moe._time(costs, [a, b], overlap) == pytest.approx(whole, rel=1e-12)
+
+
+def test_expert_tail_is_the_graphs_expert_buckets():
+    """Expert gradients reduce-scattered over expert-DP in the graph's buckets (one per
+    layer here: each layer's experts exceed a bucket), then their parameter all-gather:
+    the closed form's tail is the sum of the same collectives' closed forms."""
+    from sim.sweep.estimate_moe import expert_tail
+    from workloads.training import build
+    plan, est = _plan_and_estimator(1, True)
+    graph = build(est.model, plan, est.options)
+    rank = plan.rank(0, 0, 0)
+    mine = [n.op for n in graph.nodes if n.rank == rank and (
+        n.name.startswith("edp_bucket") or n.name == "expert_param_all_gather")]
+    assert len(mine) == 2 + 1           # stage 0 holds 2 of the 4 layers
+    want = sum(est.network.collective_time(op.kind, op.bytes, op.group) for op in mine)
+    assert expert_tail(est, plan, 0) == pytest.approx(want, rel=1e-12)
