@@ -131,7 +131,8 @@ class Estimator:
             layer_bwd = [lt.bwd] * p
         else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
             from sim.sweep import estimate_moe
-            fwd, bwd, layer_bwd = estimate_moe.stage_times(self, plan)
+            fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan)
+            bwd, drain = estimate_moe.split_backward(plan, bwd, split)
             wgrad = [0.0] * p           # not split: the split schedules' bubble from above
             lt = None
         zero3 = plan.zero >= 3 and plan.dp > 1
@@ -146,6 +147,8 @@ class Estimator:
             t_pipe = m * worst + (sum(per_stage) - worst) / v
         if lt is not None:
             t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
+        else:
+            t_pipe += drain
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
                                         p2p_bytes(self.model, plan))

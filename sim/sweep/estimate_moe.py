@@ -23,6 +23,7 @@ from workloads.graph import CommGroup
 from workloads.moe_layers import layer_forward_at
 from workloads.parallel import ParallelPlan
 from workloads.param_sync import bucket, pipeline_of
+from workloads.pipeline import SPLIT_BACKWARD
 from workloads.training import stage_layer_ops
 
 
@@ -36,41 +37,63 @@ def _time(costs: OpCosts, tallies: list[BlockTally], overlap: tuple[str, ...]) -
     return sum(costs.price(reduce(operator.add, tallies), overlap).values())
 
 
-def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list[float]]:
-    """(forward, backward, mean backward of one layer) per stage, one microbatch: each
-    chunk's forward and backward priced as the graph's block of it."""
+def stage_times(est, plan: ParallelPlan) -> tuple[list[float], ...]:
+    """(forward, backward, mean backward of one layer, backward as one block per layer)
+    per stage, one microbatch: each chunk's forward and backward priced as the graph's
+    block of it; the last is the graph's backward that lets gradient buckets start as its
+    layers finish (workloads/training.py ``_split_backward``: the output layer's backward
+    with the chunk's last layer, the embedding's with its first)."""
     model, opts, costs = est.model, est.options, est.costs
     overlap = ("ep",) if opts.moe and opts.moe.overlap else ()
     pipe = pipeline_of(plan, model.layers)
-    fwd, bwd, per_layer = [], [], []
+    fwd, bwd, per_layer, split = [], [], [], []
     for s in range(plan.pp):
         ctx, ops = stage_layer_ops(model, plan, opts, s)
         emb_f, emb_b, head_f, head_b = (_tally(costs, o, overlap) for o in (
             ops.emb_fwd, ops.emb_bwd, ops.head_fwd, ops.head_bwd))
-        kinds: dict[tuple[bool, bool], tuple[BlockTally, BlockTally, float]] = {}
-        f = b = layer_b = 0.0
-        n = 0
+        kinds: dict[tuple[bool, bool], tuple[BlockTally, BlockTally]] = {}
+        f = b = b_split = 0.0
+        layer_b = []
         for c in range(plan.chunks):
             cf, cb = [], []
             for i in moe_training.chunk_layers(model, plan, s, c):
                 key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
                 if key not in kinds:    # one layer's kernels, rewritten as the graph's chunks
-                    lb = _tally(costs, ops.transform(moe_training.layer_bwd_ops(ctx, plan, i), True),
-                                overlap)
-                    kinds[key] = (_tally(costs, ops.transform(layer_forward_at(ctx, i)), overlap),
-                                  lb, _time(costs, [lb], overlap))
+                    kinds[key] = (
+                        _tally(costs, ops.transform(layer_forward_at(ctx, i)), overlap),
+                        _tally(costs, ops.transform(moe_training.layer_bwd_ops(ctx, plan, i), True),
+                               overlap))
                 cf.append(kinds[key][0])
                 cb.insert(0, kinds[key][1])         # the backward runs the last layer first
-                layer_b, n = layer_b + kinds[key][2], n + 1
+            layers = [[t] for t in cb]
+            layer_b += [_time(costs, t, overlap) for t in layers]
             if pipe.is_first(s, c):
                 cf, cb = [emb_f, *cf], [*cb, emb_b]
+                layers = layers[:-1] + [layers[-1] + [emb_b]] if layers else layers
             if pipe.is_last(s, c):
                 cf, cb = [*cf, head_f], [head_b, *cb]
+                layers = [[head_b] + layers[0]] + layers[1:] if layers else layers
             f, b = f + _time(costs, cf, overlap), b + _time(costs, cb, overlap)
-        per_layer.append(layer_b / max(1, n))
+            b_split += (sum(_time(costs, t, overlap) for t in layers) if layers
+                        else _time(costs, cb, overlap))
+        per_layer.append(sum(layer_b) / max(1, len(layer_b)))
         fwd.append(f)
         bwd.append(b)
-    return fwd, bwd, per_layer
+        split.append(b_split)
+    return fwd, bwd, per_layer, split
+
+
+def split_backward(plan: ParallelPlan, bwd: list[float],
+                   split: list[float]) -> tuple[list[float], float]:
+    """(backward per stage, extra time of the drain) where the graph plays backwards one
+    block per layer (workloads/training.py ``_add_step``): under ZeRO-2 every microbatch's,
+    else, with data-parallel gradients, the last microbatch's, which crosses every stage
+    in the pipeline's drain, so its extra time over the chunk blocks adds once per stage."""
+    if plan.grad_dp <= 1 or plan.zero >= 3 or plan.effective_schedule in SPLIT_BACKWARD:
+        return bwd, 0.0
+    if plan.zero == 2:
+        return split, 0.0
+    return bwd, sum(x - b for x, b in zip(split, bwd, strict=True))
 
 
 def expert_tail(est, plan: ParallelPlan, s: int) -> float:

@@ -15,7 +15,7 @@ from sim.sweep import estimate_moe, evaluate
 from workloads.graph import Block, Collective, CommGroup, Compute
 from workloads.host_launch import host_sync
 from workloads.param_sync import pipeline_of
-from workloads.training import _make_stage
+from workloads.training import _make_stage, build
 
 US = 1e-6
 
@@ -97,15 +97,22 @@ def _plan_and_estimator(tp: int, overlap: bool):
 def test_stage_times_are_the_engines_price_of_the_graphs_blocks(tp, overlap):
     """Qwen3-30B-A3B cut to 4 layers, pp 2, ep 4, dropless (a host sync per MoE layer),
     the host's launch pace on: each stage's forward and backward in the closed form are
-    exactly the engine's price of the blocks the graph builder makes for them."""
+    exactly the engine's price of the blocks the graph builder makes for them, the last
+    microbatch's backward (one block per layer) included."""
     plan, est = _plan_and_estimator(tp, overlap)
     assert est.costs.host is not None
-    fwd, bwd, _ = estimate_moe.stage_times(est, plan)
+    fwd, bwd, _, split = estimate_moe.stage_times(est, plan)
     pipe = pipeline_of(plan, est.model.layers)
+    graph = build(est.model, plan, est.options)
+    last = f"B{plan.microbatches - 1}_c0_l"
     for s in range(plan.pp):
         st = _make_stage(est.model, plan, est.options, s, pipe)
         assert fwd[s] == pytest.approx(sum(est.costs.op_time(b) for b in st.fwd), rel=1e-12)
         assert bwd[s] == pytest.approx(sum(est.costs.op_time(b) for b in st.bwd), rel=1e-12)
+        # the last microbatch's backward, one block per layer so buckets start early
+        layers = [n.op for n in graph.nodes if n.rank == st.rank and n.name.startswith(last)]
+        assert len(layers) == 2
+        assert split[s] == pytest.approx(sum(map(est.costs.op_time, layers)), rel=1e-12)
 
 
 @pytest.mark.parametrize("overlap", [(), ("ep",)])
@@ -126,7 +133,6 @@ def test_expert_tail_is_the_graphs_expert_buckets():
     layer here: each layer's experts exceed a bucket), then their parameter all-gather:
     the closed form's tail is the sum of the same collectives' closed forms."""
     from sim.sweep.estimate_moe import expert_tail
-    from workloads.training import build
     plan, est = _plan_and_estimator(1, True)
     graph = build(est.model, plan, est.options)
     rank = plan.rank(0, 0, 0)
