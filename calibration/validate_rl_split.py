@@ -45,6 +45,10 @@ PHASES = (("generation", "gen_s", "generation_s"), ("train", "train_s", "train_s
 PROMPT_FROM = {"llama3-70b": "llama3-8b"}
 # vLLM.LLM's batch limits on an 80 GB GPU (rl_recipes.VLLM_LLM_CLASS): colocated, no async engine.
 SCHEDULER = rr.VLLM_LLM_CLASS
+# v0.3.0 pins vLLM 0.9.0, whose V1 sampler takes the raw log-probabilities of the 16-bit
+# logits (hw_models/data/engines.yaml samplers); later NeMo RL asks vLLM >= 0.10 for
+# processed ones (the rollout's default sampler).
+SAMPLER = "vllm-v1-raw-logprobs"
 
 
 def load() -> pd.DataFrame:
@@ -81,7 +85,7 @@ def build(r):
                              "high": cap},
             "rollout": {"parallel": {"tp": int(r.gen_tp)}, "scheduler": SCHEDULER,
                         "kv_cache": {"gpu_memory_utilization": float(r.gen_mem_util)},
-                        "engine_host": "vllm-v1"},
+                        "engine_host": "vllm-v1", "sampler": SAMPLER},
             "train": train, "placement": "colocated", "sync": "broadcast"}
     system = v.SYSTEMS[r.gpu_type]
     from hw_models import catalog

@@ -4,9 +4,11 @@ host's launch pace inside blocks (``HostLaunch``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 
 from hw_models.compute import ComputeModel
+from hw_models.topology import fabric_defaults
 from sim.network.deepep import dispatch_time
 from workloads.graph import Block, Collective, Compute, Delay, ExpertDispatch, Memory, Node, Overlap
 from workloads.host_launch import is_sync, launches
@@ -81,22 +83,31 @@ class HostLaunch:
         return HostSegments(segs[0], sum(map(_excess, segs[1:])), (g, h))
 
 
+def _merge(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) + v
+    return out
+
+
 @dataclass(frozen=True)
 class BlockTally:
     """What pricing a block needs of its ops, summed: seconds per breakdown category
     (``parts``, without the host's wait), overlapped transfer seconds x the SMs they hold
-    (``held``), the host's segments (``host``; None without a host model). Tallies of
-    consecutive runs of ops add (``+``) into the tally of the whole run."""
+    (``held``), the host's segments (``host``; None without a host model), and of the
+    overlapped DeepEP kernels that contend with the compute (``contends``) their
+    standalone seconds per category (``slow``) and seconds x SMs (``slow_held``). Tallies
+    of consecutive runs of ops add (``+``) into the tally of the whole run."""
     parts: dict[str, float]
     held: float = 0.0
     host: HostSegments | None = None
+    slow: dict[str, float] = field(default_factory=dict)
+    slow_held: float = 0.0
 
     def __add__(self, other: BlockTally) -> BlockTally:
-        parts = dict(self.parts)
-        for cat, t in other.parts.items():
-            parts[cat] = parts.get(cat, 0.0) + t
         host = None if self.host is None or other.host is None else self.host + other.host
-        return BlockTally(parts, self.held + other.held, host)
+        return BlockTally(_merge(self.parts, other.parts), self.held + other.held, host,
+                          _merge(self.slow, other.slow), self.slow_held + other.slow_held)
 
 
 class OpCosts:
@@ -157,7 +168,9 @@ class OpCosts:
     def tally(self, ops, times, overlap: tuple[str, ...] = ()) -> BlockTally:
         """``ops``'s tally (``times``: each op's seconds, in order)."""
         got: dict[str, float] = {}
-        held = 0.0
+        slow: dict[str, float] = {}
+        held = slow_held = 0.0
+        gpu_sms = self.compute.gpu.sms or 0
         for sub, t in zip(ops, times, strict=True):
             if isinstance(sub, Overlap):
                 for cat, v in self.parts(sub).items():
@@ -166,23 +179,34 @@ class OpCosts:
             cat = (sub.group.dim if isinstance(sub, Collective) else
                    "other" if isinstance(sub, Delay) else "compute")
             got[cat] = got.get(cat, 0.0) + t
-            if getattr(sub, "sms", 0) and cat in overlap:
-                held += t * sub.sms
+            if isinstance(sub, ExpertDispatch) and cat in overlap:
+                held += sm_seconds(sub, t, gpu_sms)
+                if contends(sub):
+                    slow[cat] = slow.get(cat, 0.0) + t
+                    slow_held += t * sub.sms
         host = None if self.host is None else self.host.segments(ops, times, overlap)
-        return BlockTally(got, held, host)
+        return BlockTally(got, held, host, slow, slow_held)
 
     def price(self, tally: BlockTally, overlap: tuple[str, ...] = ()) -> dict[str, float]:
         """Seconds per breakdown category of a block of ``tally``: the price of a Block
         node, and the sweep estimator's price of a chunk of layers it tallies layer by
-        layer (sim/sweep/estimate_moe.py). The GPU's wait for the host's launches is
-        ``host``; with ``overlap``, those categories hide behind the rest (``_hide``)."""
-        got = dict(tally.parts)
+        layer (sim/sweep/estimate_moe.py). DeepEP's normal internode kernels run slower
+        beside the block's compute (``contention``); the GPU's wait for the host's
+        launches is ``host``; with ``overlap``, those categories hide behind the rest
+        (``_hide``)."""
+        got, held = dict(tally.parts), tally.held
+        if tally.slow:
+            w = sum(tally.slow.values())
+            extra, extra_held = contention_of(w, tally.slow_held, got.get("compute", 0.0))
+            for cat, t in tally.slow.items():
+                got[cat] += extra * t / w
+            held += extra_held
         wait = tally.host.exposed if tally.host is not None else 0.0
         if wait > 0:
             got["host"] = wait
         if overlap:
             sms = self.compute.gpu.sms or 0
-            _hide(got, overlap, tally.held / sms if tally.held and sms else 0.0)
+            _hide(got, overlap, held / sms if held and sms else 0.0)
         return got
 
     def _overlap_parts(self, op: Overlap) -> dict[str, float]:
@@ -196,11 +220,60 @@ class OpCosts:
         return self.op_time(node.op)
 
 
+def sm_seconds(op, t: float, gpu_sms: int) -> float:
+    """Seconds x SMs a DeepEP call of ``t`` seconds takes from compute beside it: its
+    ``sms`` throughout (normal kernels), every SM for its ``sm_frac`` of the time (a
+    low-latency dispatch's send and receive phases)."""
+    if not isinstance(op, ExpertDispatch):
+        return 0.0
+    return t * (op.sms + op.sm_frac * gpu_sms)
+
+
+@cache
+def overlap_rate_frac() -> float:
+    """Fraction of their standalone rate DeepEP's normal internode kernels reach while
+    compute runs beside them (hw_models/data/fabric.yaml ``deepep_overlap_rate_frac``)."""
+    return fabric_defaults()["deepep_overlap_rate_frac"]
+
+
+def contends(op) -> bool:
+    """A DeepEP normal internode kernel (ExpertDispatch with SMs and a scale-out part): the
+    kind whose transfers DeepSeek's training profile shows slower beside compute."""
+    return (isinstance(op, ExpertDispatch) and op.sms > 0 and not op.low_latency
+            and op.bytes > 0)
+
+
+def overlapped_transfer(w: float, beside: float, frac: float) -> float:
+    """Seconds a transfer of ``w`` standalone seconds takes when it starts with ``beside``
+    seconds of compute: ``frac`` of its standalone rate while the compute runs, its full
+    rate once the compute is done (w / frac if it ends first, else beside + w - frac x
+    beside)."""
+    if w <= 0 or beside <= 0 or frac >= 1:
+        return w
+    return w / frac if w <= frac * beside else beside + w - frac * beside
+
+
+def contention(slow: list, beside: float) -> tuple[float, float]:
+    """(seconds, seconds x SMs) that overlapped DeepEP normal internode kernels ``slow``
+    ((op, standalone seconds) pairs, run one after the other beside ``beside`` seconds of
+    compute) add by running at ``overlap_rate_frac`` while the compute runs; their kernels
+    hold their SMs that much longer."""
+    return contention_of(sum(t for _, t in slow), sum(t * op.sms for op, t in slow), beside)
+
+
+def contention_of(w: float, held: float, beside: float) -> tuple[float, float]:
+    """``contention`` of kernels of ``w`` standalone seconds holding ``held`` SM seconds."""
+    if w <= 0:
+        return 0.0, 0.0
+    extra = overlapped_transfer(w, beside, overlap_rate_frac()) - w
+    return extra, extra * held / w
+
+
 def exposed_comm(comm: float, covered: float, lost: float = 0.0) -> float:
     """Communication left exposed when it runs beside ``covered`` seconds of other work
-    (compute, other collectives, the wait for the host): what exceeds it, or the compute time ``lost`` to the
-    SMs the transfers hold while they run (DeepEP's normal kernels; ExpertDispatch.sms),
-    whichever is larger."""
+    (compute, other collectives, the wait for the host): what exceeds it, or the compute
+    time ``lost`` to the SMs the transfers hold while they run (DeepEP's normal kernels;
+    ExpertDispatch.sms), whichever is larger."""
     return max(lost, comm - covered, 0.0)
 
 

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cache
 
+from hw_models.topology import fabric_defaults
 from workloads.graph import Collective, CommGroup, Compute, ExpertDispatch
 from workloads.host_launch import host_sync
 from workloads.layers import (
@@ -216,6 +218,13 @@ DEEPEP_CHANNELS = DEEPEP_SMS // 2   # two SMs per channel (internode kernels)
 DEEPEP_RDMA_CHUNK = 8       # tokens per RDMA chunk (get_dispatch_config, 24 to 64 ranks)
 
 
+@cache
+def ll_dispatch_sm_frac() -> float:
+    """Share of a low-latency dispatch's time its send and receive phases hold every SM
+    (catalog ``deepep_ll_dispatch_sm_frac``, hw_models/data/fabric.yaml)."""
+    return fabric_defaults()["deepep_ll_dispatch_sm_frac"]
+
+
 def _missed(pool: int, held: int, k: int) -> float:
     """Chance that k distinct experts drawn from ``pool`` miss the ``held`` of one place."""
     p = 1.0
@@ -271,7 +280,8 @@ def deepep_call(ctx: LayerContext, name: str, out: bool) -> Collective:
         copy = e * h + (0 if out else LL_MSG_EXTRA)
         total = n * k * mc.rank_factor * copy
         return ExpertDispatch("all_to_all", total, mc.ep_group, name=f"deepep_ll_{name}",
-                              nvl_bytes=total * local / mc.ep, low_latency=True)
+                              nvl_bytes=total * local / mc.ep, low_latency=True,
+                              sm_frac=0.0 if out else ll_dispatch_sm_frac())
     nvl = e * n * h * deepep_ranks_per_token(ctx) * mc.rank_factor
     nodes = mc.rail_group.size
     if nodes == 1:

@@ -5,10 +5,11 @@ or MoE, full or windowed attention), built and rewritten by the graph builder's 
 ``stage_layer_ops`` (layer options, FP8 recipe, context parallelism, TP overlap), each
 kind priced once, and a chunk of layers priced as the graph's block of it
 (workloads/training.py, one block per chunk and pass, embedding and output layer with
-their chunk) by the engine's own ``OpCosts.block_parts``: the wait for the host's
-launches across the chunk's host syncs, and, when ``workload.moe.overlap`` is set, the EP
-communication hidden behind the rest of the chunk, are the engine's. Expert gradients
-reduced over expert-data-parallel add to the stage's tail.
+their chunk) by the engine's own ``OpCosts.price`` of the layers' joined tallies: the
+wait for the host's launches across the chunk's host syncs, and, when
+``workload.moe.overlap`` is set, the EP communication hidden behind the rest of the chunk
+(DeepEP's SMs and its kernels' slowdown beside compute included) are the engine's.
+Expert gradients reduced over expert-data-parallel add to the stage's tail.
 """
 
 from __future__ import annotations

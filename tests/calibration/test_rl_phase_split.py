@@ -18,6 +18,8 @@ def test_rows_build_from_the_published_plans():
             r.train_tp, r.train_pp, r.train_ep)
         assert w.rollout.parallel.tp == r.gen_tp
         assert w.response_len.high == 4096 - w.prompt_len
+        # v0.3.0 pins vLLM 0.9.0: raw log-probabilities of the 16-bit logits
+        assert w.rollout.sampler == "vllm-v1-raw-logprobs"
     # the 70B base model takes the Llama 3.1 8B rows' prompt length (131 tokens, see
     # tests/calibration/test_validation_rl.py); Qwen3-30B-A3B its own rows' (107)
     assert split.build(rows["llama3-70b"]).workload.prompt_len == 131

@@ -12,7 +12,7 @@ from hw_models.compute import ComputeModel
 from hw_models.profile import load
 from sim.costs import HostLaunch, OpCosts
 from sim.sweep import estimate_moe, evaluate
-from workloads.graph import Block, Collective, CommGroup, Compute
+from workloads.graph import Block, Collective, CommGroup, Compute, ExpertDispatch
 from workloads.host_launch import host_sync
 from workloads.param_sync import pipeline_of
 from workloads.training import _make_stage, build
@@ -117,9 +117,12 @@ def test_stage_times_are_the_engines_price_of_the_graphs_blocks(tp, overlap):
 
 @pytest.mark.parametrize("overlap", [(), ("ep",)])
 def test_tallies_of_any_split_join_into_the_whole_blocks_price(overlap):
-    # Three layers with a sync each and an all-to-all, cut anywhere into two runs: the
-    # joined tallies price as the block of all the ops.
-    layer = (_kernel(200), host_sync(), _a2a(120), *[_kernel(10)] * 4)
+    # Three layers with a sync each, an all-to-all and a DeepEP call (its SMs taken from
+    # the compute, its transfer slowed beside it), cut anywhere into two runs: the joined
+    # tallies price as the block of all the ops.
+    deepep = ExpertDispatch("all_to_all", 1e6, CommGroup((0, 1), "ep"), duration_s=90 * US,
+                            name="deepep_dispatch", sms=20)
+    layer = (_kernel(200), host_sync(), _a2a(120), deepep, *[_kernel(10)] * 4)
     ops = layer * 3
     costs = _costs(HostLaunch(37 * US))
     whole = costs.op_time(Block(ops, overlap=overlap))
