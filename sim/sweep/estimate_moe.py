@@ -50,33 +50,37 @@ def stage_times(est, plan: ParallelPlan) -> tuple[list[float], ...]:
     fwd, bwd, per_layer, split = [], [], [], []
     for s in range(plan.pp):
         ctx, ops = stage_layer_ops(model, plan, opts, s)
-        emb_f, emb_b, head_f, head_b = (_tally(costs, o, overlap) for o in (
-            ops.emb_fwd, ops.emb_bwd, ops.head_fwd, ops.head_bwd))
-        kinds: dict[tuple[bool, bool], tuple[BlockTally, BlockTally]] = {}
+        kinds: dict[tuple[bool, bool], tuple[BlockTally, BlockTally, float]] = {}
         f = b = b_split = 0.0
         layer_b = []
         for c in range(plan.chunks):
-            cf, cb = [], []
+            cf, cb, alone = [], [], []
             for i in moe_training.chunk_layers(model, plan, s, c):
                 key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
                 if key not in kinds:    # one layer's kernels, rewritten as the graph's chunks
-                    kinds[key] = (
-                        _tally(costs, ops.transform(layer_forward_at(ctx, i)), overlap),
-                        _tally(costs, ops.transform(moe_training.layer_bwd_ops(ctx, plan, i), True),
-                               overlap))
+                    lb = _tally(costs, ops.transform(moe_training.layer_bwd_ops(ctx, plan, i), True),
+                                overlap)
+                    kinds[key] = (_tally(costs, ops.transform(layer_forward_at(ctx, i)), overlap),
+                                  lb, _time(costs, [lb], overlap))
                 cf.append(kinds[key][0])
                 cb.insert(0, kinds[key][1])         # the backward runs the last layer first
-            layers = [[t] for t in cb]
-            layer_b += [_time(costs, t, overlap) for t in layers]
+                alone.insert(0, kinds[key][2])      # each layer's backward as its own block
+            layer_b += alone
+            ends = [0.0] * len(alone)   # the split backward's first and last blocks differ
             if pipe.is_first(s, c):
+                emb_f, emb_b = _tally(costs, ops.emb_fwd, overlap), _tally(costs, ops.emb_bwd, overlap)
                 cf, cb = [emb_f, *cf], [*cb, emb_b]
-                layers = layers[:-1] + [layers[-1] + [emb_b]] if layers else layers
+                if alone:
+                    ends[-1] = _time(costs, [cb[-2], emb_b], overlap) - alone[-1]
             if pipe.is_last(s, c):
+                head_f, head_b = (_tally(costs, ops.head_fwd, overlap),
+                                  _tally(costs, ops.head_bwd, overlap))
                 cf, cb = [*cf, head_f], [head_b, *cb]
-                layers = [[head_b] + layers[0]] + layers[1:] if layers else layers
+                if alone:
+                    tail = [emb_b] if len(alone) == 1 and pipe.is_first(s, c) else []
+                    ends[0] = _time(costs, [head_b, cb[1], *tail], overlap) - alone[0]
             f, b = f + _time(costs, cf, overlap), b + _time(costs, cb, overlap)
-            b_split += (sum(_time(costs, t, overlap) for t in layers) if layers
-                        else _time(costs, cb, overlap))
+            b_split += sum(alone) + sum(ends) if alone else _time(costs, cb, overlap)
         per_layer.append(sum(layer_b) / max(1, len(layer_b)))
         fwd.append(f)
         bwd.append(b)
