@@ -1,6 +1,6 @@
-"""One price for a block of a MoE layer's ops (sim/costs.py OpCosts.block_parts): the
+"""One price for a block of a MoE layer's ops (sim/costs.py OpCosts.tally / price): the
 engine's Block node and the sweep estimator's chunk of layers (sim/sweep/estimate_moe.py)
-take it from the same function. By hand on tiny blocks, and on a MoE plan against the
+take it from the same functions. By hand on tiny blocks, and on a MoE plan against the
 graph builder's own blocks."""
 
 from __future__ import annotations
