@@ -27,6 +27,22 @@ def test_rows_build_from_the_published_plans():
     assert split.build(rows["qwen3-30b-a3b"]).workload.train.parallel.sequence_parallel
 
 
+def test_moe_row_passes_its_router_and_permutation_to_the_training_passes():
+    # v0.3.0: grpo_math_1B_megatron.yaml freezes the router in fp64; NeMo's Qwen3MoEConfig
+    # keeps the all-to-all dispatcher and the fused permutation.
+    from hw_models import catalog
+    from sim import rl
+    sc = split.build(next(r for r in split.load().itertuples() if r.arch_id == "qwen3-30b-a3b"))
+    moe = sc.workload.train.moe
+    assert (moe.dispatcher, moe.router_dtype, moe.freeze_router, moe.permute_fusion) == (
+        "alltoall", "fp64", True, True)
+    system = catalog.system(sc.cluster.system)
+    pools = rl.pool_sizes(sc.workload, 64, system.gpus_per_node)
+    for forward in (False, True):
+        sub = rl.train_scenario(sc, system, pools, sc.workload.model, 4096, 64, forward=forward)
+        assert sub.workload.moe == moe
+
+
 def test_split_summary_by_hand():
     # generation shares 50 vs 55 (5 points) and 40 vs 52 (12 points): one row within 10
     df = pd.DataFrame({"gen_share_diff_pts": [5.0, -12.0], "error_pct": [-10.0, -30.0],
