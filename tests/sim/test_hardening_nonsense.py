@@ -30,7 +30,7 @@ def test_fp8_training_on_an_a100(monkeypatch, capsys):
                        "--set", "cluster.system=dgx-a100")
     line = one_error_line(err)
     assert code == 2
-    assert "workload.precision" in line and "A100" in line and "bf16, fp16, fp32, tf32" in line
+    assert "workload.precision" in line and "A100" in line and "bf16, fp16, fp32, fp64, tf32" in line
 
 
 def test_fp8_training_on_an_h100_runs():
