@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from sim.costs import OpCosts
 from sim.engine import Engine, Row
 from workloads.graph import Collective, ExecutionGraph, Node, SendRecv
 
@@ -62,13 +63,18 @@ class Schedule:
         end = [0.0] * len(self.played)
         fixed = [False] * len(self.played)
         preds, members = self.preds, self.members
+        end_of = end.__getitem__
         for i in self.order:
             if fixed[i]:
                 continue
-            ready = max((end[p] for p in preds[i]), default=0.0)
-            e = ready + duration(i)
-            for m in members.get(i, (i,)):
-                end[m], fixed[m] = e, True
+            ps = preds[i]
+            e = (max(map(end_of, ps)) if ps else 0.0) + duration(i)
+            group = members.get(i)
+            if group is None:
+                end[i] = e
+            else:
+                for m in group:
+                    end[m], fixed[m] = e, True
         return max(end, default=0.0)
 
 
@@ -111,16 +117,24 @@ def corner_time(schedule: Schedule, graph: ExecutionGraph, costs, network, nomin
             r = ratio[key] = transfer_time(network, node) / base if base > 0 else 1.0
         scaled[i] = played[i] * r
 
-    def duration(i: int) -> float:
+    # OpCosts prices a node by its op alone: each op is asked once (graphs repeat their ops).
+    by_op = isinstance(costs, OpCosts) and isinstance(nominal_costs, OpCosts | None)
+    memo: dict[int, tuple[float, float]] = {}
+    dur = [0.0] * len(nodes)                  # each played node's duration at the corner
+    for i in schedule.order:
         d = scaled.get(i)
-        if d is not None:
-            return d
-        corner = costs.duration(nodes[i])
-        if nominal_costs is None:
-            return corner
-        base = nominal_costs.duration(nodes[i])
-        return played[i] * (corner / base) if base > 0 else corner
-    return schedule.retime(duration)
+        if d is None:
+            node = nodes[i]
+            hit = memo.get(id(node.op)) if by_op else None
+            if hit is None:
+                hit = (costs.duration(node),
+                       0.0 if nominal_costs is None else nominal_costs.duration(node))
+                if by_op:
+                    memo[id(node.op)] = hit
+            corner, base = hit
+            d = played[i] * (corner / base) if base > 0 else corner
+        dur[i] = d
+    return schedule.retime(dur.__getitem__)
 
 
 def _ratio_key(node: Node) -> tuple:
