@@ -9,7 +9,7 @@ collective or a send/recv pair, then hold for the cost. Every node appends one r
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -112,38 +112,39 @@ class Engine:
         return self._events
 
     def _stream(self, nodes: list[Node]) -> Generator:
-        env, done = self.env, self.done
+        env, done, rows, costs = self.env, self.done, self.rows, self.costs
         for node in nodes:
             for d in node.deps:
-                if not done[d].processed:
+                ev = done[d]
+                if ev.callbacks is not None:          # not processed yet (Event.processed)
                     self._events += 1
-                    yield done[d]
+                    yield ev
             ready = env.now
             op = node.op
+            parts = None
             if isinstance(op, Collective):
                 start = yield from self._meet(self._collective_key(node), self._n_members(op),
-                                              lambda op=op: self.network.collective(env, op))
+                                              node)
             elif isinstance(op, SendRecv):
-                start = yield from self._meet(self._p2p_key(node), self._p2p_members(node),
-                                              lambda node=node: self._p2p(node))
-            elif self.play and self._plays(op):
-                start = ready
-                played = yield from play_block(env, op, self.costs, self.network, self.play,
-                                                    self._block_plans)
-                self._events += 1
+                start = yield from self._meet(self._p2p_key(node), self._p2p_members(node), node)
             else:
                 start = ready
-                dur = self.costs.duration(node)
-                if dur > 0:
+                if self.play and self._plays(op):
+                    parts = yield from play_block(env, op, costs, self.network, self.play,
+                                                  self._block_plans)
                     self._events += 1
-                    yield env.timeout(dur)
-                played = self.costs.parts(node) if isinstance(op, Block) else None
-            parts = played if isinstance(op, Block) else None
-            self.rows.append(Row(node.id, node.rank, node.stream, node.name, node.category,
-                                 ready, start, env.now, parts, node.meta))
+                else:
+                    dur = costs.duration(node)
+                    if dur > 0:
+                        self._events += 1
+                        yield env.timeout(dur)
+                    if isinstance(op, Block):
+                        parts = costs.parts(node)
+            rows.append(Row(node.id, node.rank, node.stream, node.name, node.category,
+                            ready, start, env.now, parts, node.meta))
             done[node.id].succeed()
             self._events += 1
-            if not len(self.rows) & PROGRESS_EVERY:
+            if not len(rows) & PROGRESS_EVERY:
                 self._bar.update(PROGRESS_EVERY + 1)
 
     def _plays(self, op) -> bool:
@@ -153,7 +154,7 @@ class Engine:
             hit = self._played[id(op)] = plays(op, self.play)
         return hit
 
-    def _meet(self, key: tuple, expected: int, work: Callable[[], Generator]) -> Generator:
+    def _meet(self, key: tuple, expected: int, node: Node) -> Generator:
         """Wait for all simulated members; the last to arrive runs the transfer for all."""
         meeting = self._meetings.get(key)
         if meeting is None:
@@ -162,7 +163,10 @@ class Engine:
         if meeting.arrived == expected:
             del self._meetings[key]
             meeting.start = self.env.now
-            yield from work()
+            if isinstance(node.op, Collective):
+                yield from self.network.collective(self.env, node.op)
+            else:
+                yield from self._p2p(node)
             meeting.done.succeed()
         else:
             yield meeting.done
