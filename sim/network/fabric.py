@@ -127,19 +127,34 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
 
 
 class Flows:
-    """The flows of a batch still in flight, as an incidence list (``row``/``links`` with
-    ``coef``), with their ``weight`` and distinct ``ulinks``. Immutable and shared: every
-    batch of one plan key starts from the same Flows, and the Flows left after a given
-    set of its flows ends is derived once (``after``), so the microbatches that repeat a
-    transfer do not rebuild its arrays. ``sig`` names the flows in the rate cache: the
-    plan key and the original indices of the flows left (None: all of them)."""
-    __slots__ = ("row", "links", "coef", "weight", "ulinks", "ids", "sig", "after", "placed")
+    """The flows of a batch still in flight: ``lens[i]`` links of flow i, listed flow by flow
+    in ``links`` (with the fraction ``coef`` of the flow on each; None: all 1, a single
+    path), their ``weight`` and distinct ``ulinks``. Immutable and shared: every batch of
+    one plan key starts from the same Flows, and the Flows left after a given set of its
+    flows ends is derived once (``after``), so the microbatches that repeat a transfer do
+    not rebuild its arrays. ``sig`` names the flows in the rate cache: the plan key and the
+    original indices of the flows left (None: all of them)."""
+    __slots__ = ("lens", "links", "coef", "weight", "ulinks", "sig", "after", "placed")
 
-    def __init__(self, row, links, coef, weight, ulinks, ids, sig):
-        self.row, self.links, self.coef, self.weight = row, links, coef, weight
-        self.ulinks, self.ids, self.sig = ulinks, ids, sig
+    def __init__(self, lens, links, coef, weight, ulinks, sig):
+        self.lens, self.links, self.coef, self.weight = lens, links, coef, weight
+        self.ulinks, self.sig = ulinks, sig
         self.after: dict[bytes, tuple[Flows, np.ndarray, np.ndarray]] = {}
         self.placed = int(weight.sum())        # flows represented (weights summed)
+
+    @classmethod
+    def of(cls, row, links, coef, weight, ulinks, key) -> Flows:
+        """From an incidence list ``row``/``links``, built flow by flow (``row`` ascending)."""
+        if len(row) > 1 and not bool(np.all(row[1:] >= row[:-1])):
+            raise ValueError("flows' incidences must be listed flow by flow (row ascending)")
+        unit = coef is None or bool(np.all(coef == 1.0))
+        return cls(np.bincount(row, minlength=len(weight)), links, None if unit else coef,
+                   weight, unique_ints(links) if ulinks is None else ulinks,
+                   None if key is None else (key, None))
+
+    def row(self) -> np.ndarray:
+        """Flow index of each incidence."""
+        return np.repeat(np.arange(len(self.lens)), self.lens)
 
     def without(self, keep: np.ndarray, mark: np.ndarray) -> tuple[Flows, np.ndarray, np.ndarray]:
         """(the Flows of the kept flows, their indices here, the links no flow uses any more);
@@ -147,18 +162,19 @@ class Flows:
         hit = self.after.get(keep.tobytes())
         if hit is None:
             idx = np.flatnonzero(keep)
-            new_id = np.cumsum(keep) - 1           # a kept flow's new index (others unused)
-            inc = keep[self.row]
+            inc = np.repeat(keep, self.lens)
             links = self.links[inc]
             mark[links] = True
             still = mark[self.ulinks]
             mark[links] = False
-            ids = idx if self.ids is None else self.ids[idx]
-            kept = Flows(new_id[self.row[inc]], links, self.coef[inc], self.weight[idx],
-                         self.ulinks[still], ids,   # ulinks: still sorted and distinct
-                         None if self.sig is None else (self.sig[0], ids.tobytes()))
-            hit = self.after[keep.tobytes()] = (kept, idx, self.ulinks[~still])
-        return hit
+            sig = None
+            if self.sig is not None:
+                ids = idx if self.sig[1] is None else np.frombuffer(self.sig[1], np.int64)[idx]
+                sig = (self.sig[0], ids.tobytes())
+            kept = Flows(self.lens[keep], links, None if self.coef is None else self.coef[inc],
+                         self.weight[idx], self.ulinks[still], sig)  # ulinks: still sorted
+            hit = self.after[keep.tobytes()] = (kept, idx, still)
+        return hit[0], hit[1], self.ulinks[~hit[2]]
 
 
 class Batch:
@@ -249,18 +265,17 @@ class Fabric:
     def start(self, row: np.ndarray, links: np.ndarray, nbytes: np.ndarray, weight: np.ndarray,
               coef: np.ndarray | None = None, key=None, ulinks: np.ndarray | None = None
               ) -> simpy.Event:
-        """Start a prepared batch: incidence ``row``/``links`` (with the fraction ``coef`` of
-        the flow on each link, default 1), bytes and weight per flow; ``ulinks``: the
-        distinct links, if the caller has them (sorted)."""
+        """Start a prepared batch: incidence ``row``/``links`` listed flow by flow (with the
+        fraction ``coef`` of the flow on each link, default 1), bytes and weight per flow;
+        ``ulinks``: the distinct links, if the caller has them (sorted). A ``key`` names
+        the flows: every batch started with it must have the same row/links/coef/weight."""
         done = self.env.event()
         if len(nbytes) == 0:
             done.succeed()
             return done
         flows = self._flows.get(key) if key is not None else None
         if flows is None:                    # a key names the same flows every time
-            flows = Flows(row, links, np.ones(len(links)) if coef is None else coef, weight,
-                          unique_ints(links) if ulinks is None else ulinks, None,
-                          None if key is None else (key, None))
+            flows = Flows.of(row, links, coef, weight, ulinks, key)
             if key is not None:
                 self._flows[key] = flows
         b = Batch(flows, np.array(nbytes, dtype=float), done)
@@ -342,10 +357,11 @@ class Fabric:
             sizes = [len(b.remaining) for b in bs]
             base = np.cumsum([0] + sizes[:-1])
             fs = [b.flows for b in bs]
-            row = np.concatenate([f.row + o for f, o in zip(fs, base, strict=True)])
+            row = np.concatenate([f.row() + o for f, o in zip(fs, base, strict=True)])
             links = np.concatenate([f.links for f in fs])
             weight = np.concatenate([f.weight for f in fs])
-            coef = np.concatenate([f.coef for f in fs])
+            coef = None if all(f.coef is None for f in fs) else np.concatenate(
+                [np.ones(len(f.links)) if f.coef is None else f.coef for f in fs])
             rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
             self.solves += 1
             self.solved_flows += int(sum(sizes))
