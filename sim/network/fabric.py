@@ -232,7 +232,6 @@ class Fabric:
                  tolerance: float = 0.0):
         self.env, self.cap, self.tolerance = env, cap, tolerance
         self.batches: dict[int, Batch] = {}
-        self.users = np.zeros(len(cap), dtype=np.int64)   # active batches per link
         self._mark = np.zeros(len(cap), dtype=bool)       # scratch, all False between uses
         self.rate_cache = {} if rate_cache is None else rate_cache
         self._flows: dict = {}               # plan key -> its Flows (every batch of the key)
@@ -283,7 +282,6 @@ class Fabric:
         bid = self._next_id
         self._next_id += 1
         self.batches[bid] = b
-        self.users[flows.ulinks] += 1
         self._new.append(bid)
         self.events += len(nbytes)
         self.flows_placed += flows.placed
@@ -294,7 +292,6 @@ class Fabric:
 
     def _remove(self, bid: int) -> None:
         b = self.batches.pop(bid)
-        self.users[b.flows.ulinks] -= 1
         b.done.succeed()
 
     def _finish_due(self, now: float) -> tuple[set[int], list[np.ndarray]]:
@@ -313,7 +310,6 @@ class Fabric:
                 freed.append(b.flows.ulinks)
                 self._remove(bid)
             elif ended:
-                self.users[gone] -= 1
                 freed.append(gone)
                 touched.add(bid)
             else:                      # round-off: not quite done, look again
@@ -328,23 +324,25 @@ class Fabric:
         comp = {b for b in seeds if b in self.batches}
         if len(comp) == len(self.batches):         # every batch in flight: nothing to add
             return sorted(comp)
-        held = [self.batches[bid].flows.ulinks for bid in comp]
-        touched = held + freed
+        touched = [self.batches[bid].flows.ulinks for bid in comp] + freed
         if not touched:
             return []
-        links = touched[0] if len(touched) == 1 else unique_ints(np.concatenate(touched))
-        if int(self.users[links].sum()) == sum(len(u) for u in held):
-            return sorted(comp)                    # no other batch on these links
         mark = np.zeros(len(self.cap), dtype=bool)
-        mark[links] = True
+        mark[touched[0] if len(touched) == 1 else np.concatenate(touched)] = True
+        # Few batches are in flight at once (a handful of collective phases and sends):
+        # a pass over them is cheaper than keeping per-link counts up to date.
+        rest = [(bid, b.flows.ulinks) for bid, b in self.batches.items() if bid not in comp]
         grew = True
-        while grew:
-            grew = False
-            for bid, b in self.batches.items():
-                if bid not in comp and mark[b.flows.ulinks].any():
+        while grew and rest:
+            grew, left = False, []
+            for bid, ulinks in rest:
+                if mark[ulinks].any():
                     comp.add(bid)
-                    mark[b.flows.ulinks] = True
+                    mark[ulinks] = True
                     grew = True
+                else:
+                    left.append((bid, ulinks))
+            rest = left
         return sorted(comp)
 
     def _solve(self, comp: list[int], now: float) -> None:
