@@ -163,10 +163,13 @@ class Engine:
         if meeting.arrived == expected:
             del self._meetings[key]
             meeting.start = self.env.now
-            if isinstance(node.op, Collective):
-                yield from self.network.collective(self.env, node.op)
-            else:
-                yield from self._p2p(node)
+            op = node.op
+            if isinstance(op, Collective):
+                yield from self.network.collective(self.env, op)
+            elif op.duration_s is not None:
+                yield self.env.timeout(op.duration_s)
+            else:                                  # key: ("p2p", src, dst, tag)
+                yield from self.network.p2p(self.env, key[1], key[2], op.bytes)
             meeting.done.succeed()
         else:
             yield meeting.done
@@ -192,11 +195,3 @@ class Engine:
         op = node.op
         src, dst = (node.rank, op.peer) if op.kind == "send" else (op.peer, node.rank)
         return ("p2p", src, dst, op.tag)
-
-    def _p2p(self, node: Node) -> Generator:
-        op = node.op
-        if op.duration_s is not None:
-            yield self.env.timeout(op.duration_s)
-            return
-        src, dst = (node.rank, op.peer) if op.kind == "send" else (op.peer, node.rank)
-        yield from self.network.p2p(self.env, src, dst, op.bytes)

@@ -156,10 +156,12 @@ class Flows:
         """Flow index of each incidence."""
         return np.repeat(np.arange(len(self.lens)), self.lens)
 
-    def without(self, keep: np.ndarray, mark: np.ndarray) -> tuple[Flows, np.ndarray, np.ndarray]:
+    def without(self, keep: np.ndarray, kb: bytes, mark: np.ndarray
+                ) -> tuple[Flows, np.ndarray, np.ndarray]:
         """(the Flows of the kept flows, their indices here, the links no flow uses any more);
-        ``mark``: a scratch array over all links, all False (left so)."""
-        hit = self.after.get(keep.tobytes())
+        ``kb``: ``keep.tobytes()``; ``mark``: a scratch array over all links, all False (left
+        so)."""
+        hit = self.after.get(kb)
         if hit is None:
             idx = np.flatnonzero(keep)
             inc = np.repeat(keep, self.lens)
@@ -173,7 +175,7 @@ class Flows:
                 sig = (self.sig[0], ids.tobytes())
             kept = Flows(self.lens[keep], links, None if self.coef is None else self.coef[inc],
                          self.weight[idx], self.ulinks[still], sig)  # ulinks: still sorted
-            hit = self.after[keep.tobytes()] = (kept, idx, still)
+            hit = self.after[kb] = (kept, idx, still)
         return hit[0], hit[1], self.ulinks[~hit[2]]
 
 
@@ -210,13 +212,13 @@ class Batch:
         nearly simultaneous ends cost one re-solve, not one each."""
         slack = DONE_S + tolerance * (now - self.t_start)
         keep = self.remaining > self.rate * slack + DONE_B
-        kept = np.count_nonzero(keep)
-        ended = len(keep) - kept
-        if not kept:                           # all done: the batch is retired as it is
+        kb = keep.tobytes()                    # one byte per flow: 1 kept, 0 ended
+        ended = kb.count(0)
+        if ended == len(kb):                   # all done: the batch is retired as it is
             self.remaining = self.remaining[:0]
             return ended, None
         if ended:
-            self.flows, idx, gone = self.flows.without(keep, mark)
+            self.flows, idx, gone = self.flows.without(keep, kb, mark)
             self.remaining, self.rate = self.remaining[idx], self.rate[idx]
             return ended, gone
         return 0, _NONE
