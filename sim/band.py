@@ -57,6 +57,17 @@ class Schedule:
                 self.members[i] = tuple(ids)
                 preds[i] = joined
         self.preds = preds
+        self._nodes = nodes
+        self._transfers: dict[tuple, list[int]] | None = None
+
+    def transfers(self) -> dict[tuple, list[int]]:
+        """The rendezvous members (transfers) grouped by what their contention-free time
+        depends on, in the order first met (the same for every corner)."""
+        if self._transfers is None:
+            self._transfers = {}
+            for i in self.members:
+                self._transfers.setdefault(_ratio_key(self._nodes[i]), []).append(i)
+        return self._transfers
 
     def retime(self, duration: Callable[[int], float]) -> float:
         """Latest end when node i lasts ``duration(i)`` seconds, constraints as played."""
@@ -105,25 +116,20 @@ def corner_time(schedule: Schedule, graph: ExecutionGraph, costs, network, nomin
     ``costs``. With ``nominal_costs`` (the play's cost model) a node's played time is
     scaled by costs / nominal_costs instead, which keeps what the play added to the cost
     (a block whose all-to-alls ran as flows, sim.ep_flows)."""
-    nodes, played = graph.nodes, schedule.played
-    scaled: dict[int, float] = {}
-    ratio: dict[tuple, float] = {}
-    for i in schedule.members:
-        node = nodes[i]
-        key = _ratio_key(node)
-        r = ratio.get(key)
-        if r is None:
-            base = transfer_time(nominal_net, node)
-            r = ratio[key] = transfer_time(network, node) / base if base > 0 else 1.0
-        scaled[i] = played[i] * r
+    nodes, played, members = graph.nodes, schedule.played, schedule.members
+    dur = [0.0] * len(nodes)                  # each played node's duration at the corner
+    for ids in schedule.transfers().values():
+        node = nodes[ids[0]]
+        base = transfer_time(nominal_net, node)
+        r = transfer_time(network, node) / base if base > 0 else 1.0
+        for i in ids:
+            dur[i] = played[i] * r
 
     # OpCosts prices a node by its op alone: each op is asked once (graphs repeat their ops).
     by_op = isinstance(costs, OpCosts) and isinstance(nominal_costs, OpCosts | None)
     memo: dict[int, tuple[float, float]] = {}
-    dur = [0.0] * len(nodes)                  # each played node's duration at the corner
     for i in schedule.order:
-        d = scaled.get(i)
-        if d is None:
+        if i not in members:
             node = nodes[i]
             hit = memo.get(id(node.op)) if by_op else None
             if hit is None:
@@ -132,8 +138,7 @@ def corner_time(schedule: Schedule, graph: ExecutionGraph, costs, network, nomin
                 if by_op:
                     memo[id(node.op)] = hit
             corner, base = hit
-            d = played[i] * (corner / base) if base > 0 else corner
-        dur[i] = d
+            dur[i] = played[i] * (corner / base) if base > 0 else corner
     return schedule.retime(dur.__getitem__)
 
 
