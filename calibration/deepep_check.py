@@ -70,6 +70,18 @@ def _seconds(ep: int, tokens: int, out: bool, low_latency: bool,
     return dispatch_time(net.layout, net.profile, op), ctx
 
 
+def counted_bytes(ctx: LayerContext, tokens: int, combine: bool, link: str) -> float:
+    """The bytes DeepEP's benchmark divides by a normal kernel's time: over RDMA one copy
+    per node a token goes to, its own node included; over NVLink one copy per receiving
+    GPU; FP8 dispatch, BF16 combine."""
+    e = 2.0 if combine else FP8_BYTES
+    h = ctx.model.hidden
+    if link == "rdma":
+        nodes = ctx.moe.rail_group.size
+        return tokens * deepep_remote_nodes(ctx) * nodes / (nodes - 1) * h * e
+    return tokens * deepep_ranks_per_token(ctx) * h * e
+
+
 def normal_rows() -> pd.DataFrame:
     out = []
     for name, system, gpu in NORMAL:
@@ -82,13 +94,7 @@ def _normal(df: pd.DataFrame, system: str, gpu: str) -> list[dict]:
     for r in df.itertuples():
         combine = r.phase == "combine"
         t, ctx = _seconds(int(r.ep), tokens, combine, False, system)
-        e = 2.0 if combine else FP8_BYTES
-        h = ctx.model.hidden
-        if r.link == "rdma":
-            nodes = ctx.moe.rail_group.size
-            counted = tokens * deepep_remote_nodes(ctx) * nodes / (nodes - 1) * h * e
-        else:
-            counted = tokens * deepep_ranks_per_token(ctx) * h * e
+        counted = counted_bytes(ctx, tokens, combine, r.link)
         pred = counted / t / 1e9
         out.append({"gpu": gpu, "kernels": f"normal {r.type}", "ep": int(r.ep), "phase": r.phase,
                     "metric": f"bottleneck GB/s ({r.link})", "published": float(r.bandwidth_gb_s),

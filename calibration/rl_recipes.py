@@ -22,6 +22,17 @@ chain is followed down to examples/configs/grpo_math_1B.yaml at the same commit.
   grpo_math_1B.yaml sets "allgather" at 9dbd9adc9 (applied by
   nemo_rl/models/megatron/setup.py, _apply_moe_config) and "alltoall" at 69c7ca117;
   moe_enable_deepep false;
+- MoE router and permutation (grpo_math_1B.yaml, all three commits, applied by
+  megatron_policy_worker.py / nemo_rl/models/megatron/setup.py): freeze_moe_router true
+  (the router weight gets requires_grad False: no weight-gradient GEMM),
+  moe_router_dtype "fp64" (grpo-deepseek-v3-64n8g-fp8-async-1off.yaml sets "fp32" at
+  9dbd9adc9 and 69c7ca117), moe_router_load_balancing_type "none";
+  moe_permute_fusion false at cff17f83b and 9dbd9adc9, overridden to true by
+  grpo-deepseek-v3-32n8g.yaml, grpo-qwen3-235b-16n8g.yaml and dapo-deepseek-v3-64n8g.yaml
+  (the derived recipes inherit it), so only the qwen3-30ba3b recipes run unfused; true at
+  69c7ca117. Megatron-Core's router casts to moe_router_dtype and the all-gather
+  dispatcher's combine reduce-scatters in it (token_dispatcher.py, Megatron-LM 76065f17 and
+  d30c3ae5: ``hidden_states.to(self.local_probs.dtype)``);
 - distributed_data_parallel_config (grpo_math_1B.yaml, all three commits):
   grad_reduce_in_fp32 false (2-byte gradient reduction), overlap_param_gather true;
   use_distributed_optimizer true (zero 1); train_micro_batch_size 1 in every recipe;
@@ -102,6 +113,11 @@ RECIPE_SETTINGS = {
 # megatron_cfg.gradient_accumulation_fusion: off at every commit (module docstring)
 GRAD_ACCUM_FUSION = False
 DISPATCHER = {"NEMORL-v0.4": "alltoall", "NEMORL-v0.5": "allgather", "NEMORL-v0.6": "alltoall"}
+# megatron_cfg.freeze_moe_router / moe_router_dtype / moe_permute_fusion (module docstring)
+FREEZE_ROUTER = True
+ROUTER_DTYPE = "fp64"
+ROUTER_DTYPE_FILE = {"grpo-deepseek-v3-64n8g-fp8-async-1off.yaml": "fp32"}
+PERMUTE_UNFUSED = {("NEMORL-v0.4", "qwen3-30b-a3b"), ("NEMORL-v0.5", "qwen3-30b-a3b")}
 # (commit, file) -> vllm_cfg.gpu_memory_utilization where it is not 0.6 colocated / 0.8 async
 MEM_UTIL = {("NEMORL-v0.6", "grpo-deepseek-v3-32n4g.yaml"): 0.3,
             ("NEMORL-v0.6", "grpo-deepseek-v3-64n4g.yaml"): 0.3,
@@ -190,5 +206,14 @@ def train_block(r, plan: tuple[int, int, int, int]) -> dict:
              "overlap_param_gather": True, "grad_reduce_bytes": 2,
              "grad_accumulation_fusion": GRAD_ACCUM_FUSION}
     if moe:
-        block["moe"] = {"dispatcher": DISPATCHER[r.source_id]}
+        block["moe"] = moe_block(r, rec.file)
     return block
+
+
+def moe_block(r, file: str) -> dict:
+    """The row's ``train.moe``: its commit's dispatcher and the recipe's router and
+    permutation settings (module docstring)."""
+    return {"dispatcher": DISPATCHER[r.source_id],
+            "router_dtype": ROUTER_DTYPE_FILE.get(file, ROUTER_DTYPE),
+            "freeze_router": FREEZE_ROUTER,
+            "permute_fusion": (r.source_id, model_id(r)) not in PERMUTE_UNFUSED}

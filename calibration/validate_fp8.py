@@ -1,7 +1,8 @@
 """FP8 validation: BF16/FP8 pairs and recipes on H100, B200 and GB200
 (calibration/reference/modern/fp8_precision_training.csv): NVIDIA DGX Cloud benchmarking
 (Llama 3.1 8B, BF16 and FP8 step times), Megatron-Bridge's performance summaries (FP8
-current scaling, MXFP8, NVFP4; tokens/s per GPU), TorchTitan's Float8 and async-TP tables.
+current scaling, MXFP8, NVFP4; tokens/s per GPU), TorchTitan's Float8 and async-TP tables
+(Grand Teton H100 at 500 W) and its Llama 3 8B Float8 table on 700 W H200s.
 
 Recipes by source: DGX Cloud 24.09/25.02 FP8 = TE delayed scaling; Megatron-Bridge FP8
 (labelled FP8-CS from 25.11) = current (tensorwise) scaling, MXFP8 and NVFP4 as named;
@@ -26,6 +27,13 @@ SUITE = "fp8"
 SYSTEMS = {"H100": "dgx-h100", "B200": "dgx-b200", "GB200": "gb200-nvl72",
            "B300": "dgx-b300", "GB300": "gb300-nvl72"}
 ARCH = {"llama3-8b": "llama3-8b", "llama3-70b": "llama3-70b", "llama3.1-405b": "llama3-405b"}
+# TorchTitan's tables: Meta's Grand Teton hosts (H100 96GB HBM2e capped at 500 W) and a
+# 700 W H200 cluster running the same Llama 3 8B recipe (Trainy on WhiteFiber).
+TITAN_SYSTEMS = {
+    "H100": ("grand-teton-h100", "seq 8192 assumed; Grand Teton H100 96GB HBM2e 500W (NVL peaks assumed)"),
+    "H200": ("dgx-h200", "seq 8192 (llama3_8b.toml at torchtitan e7c0cae); H200 at 700 W; "
+                         "FSDP float8 all-gather not modelled (BF16 gathered)"),
+}
 
 
 def _gpu(text: str) -> str:
@@ -88,10 +96,11 @@ def _titan(r) -> Case:
     mode = "async" if asyn else "vanilla"
     prec = "fp8" if ("float8" in text.lower()) else "bf16"
     local = int(re.search(r"local batch(?: size)? (\d+)", text).group(1))
-    name = f"TorchTitan {r.model} {gpus} H100 {str(r.precision).split(' (')[0]} {mode}" + (
+    gpu = _gpu(r.gpu_type)
+    name = f"TorchTitan {r.model} {gpus} {gpu} {str(r.precision).split(' (')[0]} {mode}" + (
         "" if "compile" in text else " eager")
     published = num(str(r.throughput_tokens_per_s_per_gpu).split(" ")[0])
-    extra = {"gpu": "H100", "precision": prec}
+    extra = {"gpu": gpu, "precision": prec}
     if "rowwise" in text:
         return Case(SUITE, name, "tokens_per_s_per_gpu", published,
                     skip="torchao rowwise scaling is not one of the modelled recipes", extra=extra)
@@ -103,11 +112,12 @@ def _titan(r) -> Case:
     par = {"tp": tp, "zero": 3}
     if tp > 1:
         par["tp_comm_overlap"] = "async" if asyn else "none"
-    sc = training(f"fp8-titan-{r.Index}", "grand-teton-h100", gpus, ARCH[r.arch_id], 8192, fsdp * local,
+    system, note = TITAN_SYSTEMS[gpu]
+    seq = int(num(r.seq_len) or 8192)
+    sc = training(f"fp8-titan-{r.Index}", system, gpus, ARCH[r.arch_id], seq, fsdp * local,
                   par, precision=prec, recipe="tensorwise", micro_batch=local, recompute=rc,
                   fused_amax=True)
-    return Case(SUITE, name, "tokens_per_s_per_gpu", published, sc,
-                "seq 8192 assumed; Grand Teton H100 96GB HBM2e 500W (NVL peaks assumed)",
+    return Case(SUITE, name, "tokens_per_s_per_gpu", published, sc, note,
                 pair=f"{r.source_id}-{r.model}-{gpus}-{mode}", extra=extra)
 
 

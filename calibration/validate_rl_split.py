@@ -45,6 +45,17 @@ PHASES = (("generation", "gen_s", "generation_s"), ("train", "train_s", "train_s
 PROMPT_FROM = {"llama3-70b": "llama3-8b"}
 # vLLM.LLM's batch limits on an 80 GB GPU (rl_recipes.VLLM_LLM_CLASS): colocated, no async engine.
 SCHEDULER = rr.VLLM_LLM_CLASS
+# The MoE row's layers at v0.3.0: grpo_math_1B_megatron.yaml sets freeze_moe_router true and
+# moe_router_dtype "fp64" (megatron_policy_worker.py applies both); the model config comes
+# from NeMo's Qwen3 importer (NeMo 33259f25, nemo/collections/llm/gpt/model/qwen3.py,
+# Qwen3MoEConfig): moe_token_dispatcher_type "alltoall", moe_grouped_gemm and
+# moe_permute_fusion true, which NeMo RL v0.3.0 does not override.
+SPLIT_MOE = {"dispatcher": "alltoall", "router_dtype": rr.ROUTER_DTYPE,
+             "freeze_router": rr.FREEZE_ROUTER, "permute_fusion": True}
+# v0.3.0 pins vLLM 0.9.0, whose V1 sampler takes the raw log-probabilities of the 16-bit
+# logits (hw_models/data/engines.yaml samplers); later NeMo RL asks vLLM >= 0.10 for
+# processed ones (the rollout's default sampler).
+SAMPLER = "vllm-v1-raw-logprobs"
 
 
 def load() -> pd.DataFrame:
@@ -73,7 +84,7 @@ def build(r):
              "recompute": "none", "max_seq_len": int(r.train_max_seq_len),
              "overlap_param_gather": True, "grad_reduce_bytes": 2,
              "grad_accumulation_fusion": rr.GRAD_ACCUM_FUSION,
-             **({"moe": {"dispatcher": "alltoall"}} if moe else {})}
+             **({"moe": SPLIT_MOE} if moe else {})}
     work = {"kind": "rl", "algorithm": "grpo", "model": r.arch_id, "precision": "bf16",
             "prompts_per_step": int(r.prompts), "samples_per_prompt": int(r.generations),
             "prompt_len": prompt,
@@ -81,7 +92,7 @@ def build(r):
                              "high": cap},
             "rollout": {"parallel": {"tp": int(r.gen_tp)}, "scheduler": SCHEDULER,
                         "kv_cache": {"gpu_memory_utilization": float(r.gen_mem_util)},
-                        "engine_host": "vllm-v1"},
+                        "engine_host": "vllm-v1", "sampler": SAMPLER},
             "train": train, "placement": "colocated", "sync": "broadcast"}
     system = v.SYSTEMS[r.gpu_type]
     from hw_models import catalog

@@ -180,6 +180,16 @@ def training_launch_s(system: SystemSpec) -> float:
     return float(serving_engines()["training_launch"]["per_op_us"]) * 1e-6 * host_cpu_factor(system)
 
 
+def sampler_kernels(name: str) -> tuple[tuple[str, str, float], ...]:
+    """The kernels serving engine sampler ``name`` runs per decode step over the sampled
+    rows' logits (engines.yaml samplers): (kernel, op class, bytes moved per logit)."""
+    table = serving_engines()["samplers"]
+    if name not in table:
+        raise ClusterSimError(f"sampler {name!r} is not in hw_models/data/engines.yaml samplers; "
+                              f"known: {sorted(table)}")
+    return tuple((k, str(c), float(b)) for k, (c, b) in table[name]["kernels"].items())
+
+
 def eager_launch_s() -> float:
     """Seconds between kernel launches without CUDA graphs (the host's launch interval)."""
     return float(serving_engines()["eager_launch"]["launch_us"]) * 1e-6

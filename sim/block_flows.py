@@ -15,6 +15,7 @@ from collections.abc import Generator
 
 import simpy
 
+from sim.costs import contends, contention, sm_seconds
 from workloads.graph import Block, Collective, ExpertDispatch
 
 
@@ -37,14 +38,15 @@ def play_block(env: simpy.Environment, op: Block, costs, network,
         plan = (op, block_plan(op, costs, dims))
         if plans is not None:
             plans[id(op)] = plan
-    played, static, busy, steps, order = plan[1]
+    played, static, busy, steps, order, (slower, slower_held) = plan[1]
     start = env.now
     comm: dict[str, float] = {}
     if steps is None:                         # the all-to-alls run beside the compute
-        proc = env.process(_chain(env, played, network, costs))
+        proc = env.process(_chain(env, played, network, costs, slower))
         yield env.timeout(busy)
         yield proc
-        lost = _held(played, costs) - (env.now - start - busy)
+        sms = costs.compute.gpu.sms or 0
+        lost = _held(played, costs) + (slower_held / sms if sms else 0.0) - (env.now - start - busy)
         if lost > 0:                          # compute slowed by the SMs DeepEP holds
             yield env.timeout(lost)
         exposed = env.now - start - busy
@@ -69,7 +71,9 @@ def block_plan(op: Block, costs, dims: tuple[str, ...]) -> tuple:
     """What playing ``op`` needs that does not depend on the network's state: (played
     collectives, closed-form seconds per category, closed-form seconds in all, the steps
     (a float: wait that long; a Collective: play it) or None when the played collectives
-    overlap the rest, the categories in the order they first appear)."""
+    overlap the rest, the categories in the order they first appear, the seconds and SM
+    seconds DeepEP's normal internode kernels add beside the compute (sim.costs
+    ``contention``))."""
     played = [s for s in op.ops if _is_played(s, dims)]
     static: dict[str, float] = {}
     order: dict[str, None] = {}
@@ -98,18 +102,23 @@ def block_plan(op: Block, costs, dims: tuple[str, ...]) -> tuple:
         busy += wait
         if steps is not None:
             steps.append(wait)
-    return played, static, busy, steps, tuple(order)
+    slow = [(s, costs.op_time(s)) for s in played if contends(s)] if steps is None else []
+    slower = contention(slow, static.get("compute", 0.0)) if slow else (0.0, 0.0)
+    return played, static, busy, steps, tuple(order), slower
 
 
-def _chain(env: simpy.Environment, ops: list[Collective], network, costs) -> Generator:
+def _chain(env: simpy.Environment, ops: list[Collective], network, costs,
+           slower: float = 0.0) -> Generator:
     for op in ops:
         yield from _play(env, op, network, costs)
+    if slower > 0:                            # DeepEP's kernels slowed beside the compute
+        yield env.timeout(slower)
 
 
 def _held(ops: list[Collective], costs) -> float:
     """Compute time lost to the SMs overlapped DeepEP calls hold (sim.costs.exposed_comm)."""
     sms = costs.compute.gpu.sms or 0
-    held = sum(costs.op_time(o) * o.sms for o in ops if getattr(o, "sms", 0))
+    held = sum(sm_seconds(o, costs.op_time(o), sms) for o in ops)
     return held / sms if held and sms else 0.0
 
 

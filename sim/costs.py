@@ -5,8 +5,10 @@ host's launch pace inside blocks (``HostLaunch``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from hw_models.compute import ComputeModel
+from hw_models.topology import fabric_defaults
 from sim.network.deepep import dispatch_time
 from workloads.graph import Block, Collective, Compute, Delay, ExpertDispatch, Memory, Node, Overlap
 from workloads.host_launch import is_sync, launches
@@ -90,14 +92,22 @@ class OpCosts:
                 got = self._overlap_parts(op)
             else:
                 held = 0.0          # overlapped transfer seconds x the SMs they hold
+                slow: list = []     # overlapped transfers that contend with the compute
                 for sub in op.ops:
                     sub_parts = self.parts(sub) if isinstance(sub, Overlap) else {
                         (sub.group.dim if isinstance(sub, Collective) else (
                             "other" if isinstance(sub, Delay) else "compute")): self.op_time(sub)}
                     for cat, t in sub_parts.items():
                         got[cat] = got.get(cat, 0.0) + t
-                    if getattr(sub, "sms", 0) and sub.group.dim in op.overlap:
-                        held += self.op_time(sub) * sub.sms
+                    if isinstance(sub, ExpertDispatch) and sub.group.dim in op.overlap:
+                        held += sm_seconds(sub, self.op_time(sub), self.compute.gpu.sms or 0)
+                        if contends(sub):
+                            slow.append((sub, self.op_time(sub)))
+                if slow:
+                    extra, extra_held = contention(slow, got.get("compute", 0.0))
+                    for sub, t in slow:
+                        got[sub.group.dim] += extra * t / sum(t for _, t in slow)
+                    held += extra_held
                 if self.host is not None:
                     wait = self.host.exposed(op.ops, map(self.op_time, op.ops), op.overlap)
                     if wait > 0:
@@ -117,6 +127,55 @@ class OpCosts:
 
     def duration(self, node: Node) -> float:
         return self.op_time(node.op)
+
+
+def sm_seconds(op, t: float, gpu_sms: int) -> float:
+    """Seconds x SMs a DeepEP call of ``t`` seconds takes from compute beside it: its
+    ``sms`` throughout (normal kernels), every SM for its ``sm_frac`` of the time (a
+    low-latency dispatch's send and receive phases)."""
+    if not isinstance(op, ExpertDispatch):
+        return 0.0
+    return t * (op.sms + op.sm_frac * gpu_sms)
+
+
+@cache
+def overlap_rate_frac() -> float:
+    """Fraction of their standalone rate DeepEP's normal internode kernels reach while
+    compute runs beside them (hw_models/data/fabric.yaml ``deepep_overlap_rate_frac``)."""
+    return fabric_defaults()["deepep_overlap_rate_frac"]
+
+
+def contends(op) -> bool:
+    """A DeepEP normal internode kernel (ExpertDispatch with SMs and a scale-out part): the
+    kind whose transfers DeepSeek's training profile shows slower beside compute."""
+    return (isinstance(op, ExpertDispatch) and op.sms > 0 and not op.low_latency
+            and op.bytes > 0)
+
+
+def overlapped_transfer(w: float, beside: float, frac: float) -> float:
+    """Seconds a transfer of ``w`` standalone seconds takes when it starts with ``beside``
+    seconds of compute: ``frac`` of its standalone rate while the compute runs, its full
+    rate once the compute is done (w / frac if it ends first, else beside + w - frac x
+    beside)."""
+    if w <= 0 or beside <= 0 or frac >= 1:
+        return w
+    return w / frac if w <= frac * beside else beside + w - frac * beside
+
+
+def contention(slow: list, beside: float) -> tuple[float, float]:
+    """(seconds, seconds x SMs) that overlapped DeepEP normal internode kernels ``slow``
+    ((op, standalone seconds) pairs, run one after the other beside ``beside`` seconds of
+    compute) add by running at ``overlap_rate_frac`` while the compute runs; their kernels
+    hold their SMs that much longer."""
+    return contention_of(sum(t for _, t in slow), sum(t * op.sms for op, t in slow), beside)
+
+
+def contention_of(w: float, held: float, beside: float) -> tuple[float, float]:
+    """``contention`` of kernels of ``w`` standalone seconds holding ``held`` SM seconds."""
+    if w <= 0:
+        return 0.0, 0.0
+    extra = overlapped_transfer(w, beside, overlap_rate_frac()) - w
+    return extra, extra * held / w
 
 
 def exposed_comm(comm: float, covered: float, lost: float = 0.0) -> float:

@@ -18,6 +18,8 @@ from workloads.inference.requests import RequestsConfig
 Policy = Literal["static", "orca", "vllm", "sarathi", "disaggregated"]
 # Serving engines whose host work per sequence is measured (hw_models/data/engines.yaml).
 EngineHost = Literal["none", "vllm-v0", "vllm-v1", "vllm-v1-async"]
+# Engine samplers whose kernels per decode step are listed (hw_models/data/engines.yaml samplers).
+Sampler = Literal["none", "vllm-v1-logprobs", "vllm-v1-raw-logprobs"]
 
 
 class _Cfg(BaseModel):
@@ -99,6 +101,11 @@ class InferenceWorkload(_Cfg):
     enforce_eager: bool = Field(False, description=(
         "no CUDA graphs (vLLM enforce_eager): every kernel takes at least the host's "
         "launch interval (3.9 us, hw_models/data/engines.yaml)"))
+    sampler: Sampler = Field("none", description=(
+        "the engine's sampling kernels after the output layer, over every sampled row's "
+        "vocabulary (hw_models/data/engines.yaml samplers): none, vllm-v1-logprobs (vLLM "
+        "0.10-0.17 V1 sampler with temperature and logprobs=0: 54 bytes per logit in 8 "
+        "kernels), vllm-v1-raw-logprobs (vLLM 0.9: 54 bytes in 9 kernels)"))
     replica_pools: list[str] | None = Field(None, description=(
         "pool of each replica on a cluster with pools (prefill replicas first under "
         "disaggregation)"))

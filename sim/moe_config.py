@@ -21,6 +21,16 @@
   ``bf16`` otherwise (Megatron-Core dispatches the 16-bit activations).
 - ``deepep_mode``: DeepEP's ``normal`` kernels, its ``low_latency`` ones, or ``auto``:
   low-latency for serving iterations that only decode, normal otherwise (SGLang's rule).
+- ``router_dtype`` (training): the router's GEMM, scores and probabilities in ``bf16``,
+  ``fp32`` or ``fp64`` (Megatron-Core ``moe_router_dtype``; unset: the activations' 16-bit
+  type). A wider router casts its input up, and the all-gather dispatcher carries the
+  probabilities and its combine in that type (docs/moe.md).
+- ``freeze_router`` (training): the router's weights take no gradient (NeMo RL
+  ``freeze_moe_router``): no weight-gradient GEMM.
+- ``permute_fusion`` (training): Transformer Engine's fused permute / unpermute kernels
+  (Megatron-Core ``moe_permute_fusion``, default on); off, PyTorch's ``masked_select``,
+  ``index_select`` and ``scatter_add_`` do it, with two more host synchronizations per MoE
+  layer forward and more memory passes.
 """
 
 from __future__ import annotations
@@ -77,6 +87,16 @@ class MoEWorkload(_Cfg):
     deepep_mode: Literal["auto", "normal", "low_latency"] = Field("auto", description=(
         "deepep kernels: normal, low_latency, or auto (low-latency for decode-only serving "
         "iterations, normal otherwise)"))
+
+    router_dtype: Literal["bf16", "fp32", "fp64"] | None = Field(None, description=(
+        "training: the router's GEMM, scores and probabilities (Megatron-Core "
+        "moe_router_dtype); unset: the activations' 16-bit type"))
+    freeze_router: bool = Field(False, description=(
+        "training: router weights frozen (NeMo RL freeze_moe_router): no weight-gradient GEMM"))
+    permute_fusion: bool = Field(True, description=(
+        "training: Transformer Engine's fused token permute / unpermute (Megatron-Core "
+        "moe_permute_fusion); off: PyTorch masked_select / index_select / scatter_add, two more "
+        "host syncs per MoE layer forward"))
 
     def wire_dtype(self, serving_fp8: bool = False) -> str:
         """The dispatch payload this configuration sends (``dispatch_dtype`` or its default)."""

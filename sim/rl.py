@@ -97,6 +97,7 @@ def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes,
             "scheduler": w.rollout.scheduler.model_dump() | (
                 {"max_batch": max_batch} if max_batch else {}), "kv_cache": w.rollout.kv_cache.model_dump(),
             "engine_host": w.rollout.engine_host, "enforce_eager": w.rollout.enforce_eager,
+            "sampler": w.rollout.sampler,
             "requests": reqs}
     return parse({"name": f"{sc.name}-rollout", "cluster": pool_cluster(sc, system, pools.rollout),
                   "workload": work, "sim": sc.sim.model_dump()}, "rollout")

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sim.inference_config import EngineHost, KVCacheConfig, SchedulerConfig
+from sim.inference_config import EngineHost, KVCacheConfig, Sampler, SchedulerConfig
 from sim.moe_config import MoEWorkload
 from workloads.inference.requests import Length
 
@@ -57,6 +57,11 @@ class RolloutConfig(_Cfg):
         "2026), vllm-v0 (100 us) or none (hw_models/data/engines.yaml)")
     enforce_eager: bool = Field(False, description="vLLM enforce_eager: decode without CUDA "
                                 "graphs, every kernel at least the host's launch interval")
+    sampler: Sampler = Field("vllm-v1-logprobs", description="the rollout engine's sampling "
+                             "kernels per decode step over each sequence's vocabulary: "
+                             "vllm-v1-logprobs (vLLM 0.10-0.17 with logprobs=0, as NeMo RL "
+                             "v0.4-v0.6 sample), vllm-v1-raw-logprobs (vLLM 0.9, NeMo RL "
+                             "v0.3) or none (hw_models/data/engines.yaml samplers)")
 
 
 class TrainParallel(_Cfg):

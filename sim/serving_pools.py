@@ -100,6 +100,8 @@ def simulate_serving_pools(sc):
                                   p.network, kernels=w.kernels,
                                   launch_floor=catalog.eager_launch_s() if w.enforce_eager else 0.0)
            for p in pools}
+    for it in its.values():
+        it.set_sampler(catalog.sampler_kernels(w.sampler))
     blocks = {p.name: _kv_blocks(w, its[p.name], p) for p in pools if p in placed}
     roles = (["prefill"] * w.disaggregation.prefill_replicas +
              ["decode"] * w.disaggregation.decode_replicas

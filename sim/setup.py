@@ -134,7 +134,8 @@ def moe_options(w: TrainingWorkload, model: ModelSpec, layout: ClusterLayout) ->
         raise ClusterSimError("workload.moe.deepep_mode: low_latency applies to serving "
                               "(decode); training runs DeepEP's normal kernels: use auto or normal")
     return MoEOptions(w.moe.dispatcher, w.moe.routing(), w.moe.overlap, layout.domain_gpus,
-                      w.moe.wire_dtype(), w.moe.fused_mlp)
+                      w.moe.wire_dtype(), w.moe.fused_mlp, w.moe.router_dtype,
+                      w.moe.freeze_router, w.moe.permute_fusion)
 
 
 def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0) -> Network:

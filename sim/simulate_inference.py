@@ -130,6 +130,7 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
             deepep_mode=w.moe.deepep_mode)
     if w.enforce_eager:
         it.set_launch_floor(catalog.eager_launch_s())
+    it.set_sampler(catalog.sampler_kernels(w.sampler))
     blocks = kv_blocks(w, it, gpu.hbm_bytes)
     rng = np.random.default_rng(w.requests.seed)
     reqs = req_mod.generate(w.requests, rng, model.seq_len)

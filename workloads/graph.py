@@ -74,11 +74,14 @@ class ExpertDispatch(Collective):
     Normal kernels pipeline the two phases in ``chunks`` chunks; low-latency kernels send
     every copy straight to its rank. The network prices it (sim/network/deepep.py); a
     network without that rule sees a plain all-to-all of ``bytes``. ``sms``: the SMs its
-    kernel holds while it runs, taken from compute overlapped with it (sim/costs.py)."""
+    kernel holds while it runs, taken from compute overlapped with it (sim/costs.py).
+    ``sm_frac``: the share of its time its kernels hold every SM (a low-latency
+    dispatch's send and receive phases; the rest of it is in flight and holds none)."""
     nvl_bytes: float = 0.0
     chunks: int = 1
     low_latency: bool = False
     sms: int = 0
+    sm_frac: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cache
 
+from hw_models.topology import fabric_defaults
 from workloads.graph import Collective, CommGroup, Compute, ExpertDispatch
 from workloads.host_launch import host_sync
 from workloads.layers import (
@@ -62,6 +64,9 @@ class MoEContext:
     dispatch_dtype: str = "bf16"      # what the dispatch carries: bf16, or fp8 with 1x128 scales
     low_latency: bool = False         # deepep: the low-latency kernels (decode) instead of normal
     fused_mlp: bool = False           # TE's fused grouped MLP: no separate bias kernels
+    router_dtype: str | None = None   # moe_router_dtype: router GEMM, scores, probs (None: 16-bit)
+    freeze_router: bool = False       # router weights frozen: no weight-gradient GEMM
+    permute_fusion: bool = True       # TE's fused permute / unpermute (moe_permute_fusion)
 
     @property
     def ep(self) -> int:
@@ -74,7 +79,8 @@ class MoEContext:
 
 def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatcher: str,
                  rank_factor: float, domain_gpus: int, dispatch_dtype: str = "bf16",
-                 fused_mlp: bool = False) -> MoEContext:
+                 fused_mlp: bool = False, router_dtype: str | None = None,
+                 freeze_router: bool = False, permute_fusion: bool = True) -> MoEContext:
     """Groups of the first EP rank; ``domain_gpus`` consecutive ranks share NVLink."""
     first = ep_ranks[0] // domain_gpus
     node = tuple(r for r in ep_ranks if r // domain_gpus == first)
@@ -85,7 +91,8 @@ def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatch
             rail.append(r)
     return MoEContext(CommGroup(ep_ranks, "ep"), CommGroup(etp_ranks, "ep"), dispatcher,
                       rank_factor, CommGroup(node, "ep"), CommGroup(tuple(rail), "ep"),
-                      dispatch_dtype, fused_mlp=fused_mlp)
+                      dispatch_dtype, fused_mlp=fused_mlp, router_dtype=router_dtype,
+                      freeze_router=freeze_router, permute_fusion=permute_fusion)
 
 
 def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
@@ -216,6 +223,13 @@ DEEPEP_CHANNELS = DEEPEP_SMS // 2   # two SMs per channel (internode kernels)
 DEEPEP_RDMA_CHUNK = 8       # tokens per RDMA chunk (get_dispatch_config, 24 to 64 ranks)
 
 
+@cache
+def ll_dispatch_sm_frac() -> float:
+    """Share of a low-latency dispatch's time its send and receive phases hold every SM
+    (catalog ``deepep_ll_dispatch_sm_frac``, hw_models/data/fabric.yaml)."""
+    return fabric_defaults()["deepep_ll_dispatch_sm_frac"]
+
+
 def _missed(pool: int, held: int, k: int) -> float:
     """Chance that k distinct experts drawn from ``pool`` miss the ``held`` of one place."""
     p = 1.0
@@ -271,7 +285,8 @@ def deepep_call(ctx: LayerContext, name: str, out: bool) -> Collective:
         copy = e * h + (0 if out else LL_MSG_EXTRA)
         total = n * k * mc.rank_factor * copy
         return ExpertDispatch("all_to_all", total, mc.ep_group, name=f"deepep_ll_{name}",
-                              nvl_bytes=total * local / mc.ep, low_latency=True)
+                              nvl_bytes=total * local / mc.ep, low_latency=True,
+                              sm_frac=0.0 if out else ll_dispatch_sm_frac())
     nvl = e * n * h * deepep_ranks_per_token(ctx) * mc.rank_factor
     nodes = mc.rail_group.size
     if nodes == 1:
@@ -292,8 +307,7 @@ def route(ctx: LayerContext, name: str, out: bool) -> list[Op]:
         return []
     ops: list[Op] = []
     if mc.dispatcher == "allgather":
-        kind = "reduce_scatter" if out else "all_gather"
-        return [Collective(kind, e * n * h * mc.ep, mc.ep_group, name=f"ep_{kind}_{name}")]
+        return _allgather(ctx, name, out)
     if mc.dispatcher == "deepep" and mc.ep > 1:
         ops = [deepep_call(ctx, name, out)]
     elif mc.ep > 1:
@@ -304,6 +318,34 @@ def route(ctx: LayerContext, name: str, out: bool) -> list[Op]:
                             ctx.act_bytes * _received(ctx) * h, mc.etp_group, name=f"etp_{name}")
         ops = [*ops, etp_op]             # dispatch order; the combine runs it backwards
     return ops[::-1] if out else ops
+
+
+def _allgather(ctx: LayerContext, name: str, out: bool) -> list[Op]:
+    """Megatron-Core's AllGather dispatcher (token_dispatcher.py, MoEAllGatherTokenDispatcher,
+    Megatron-LM 76065f17 / d30c3ae5): the dispatch all-gathers the EP group's tokens, its
+    routing map (bool, n x E) and its probabilities (n x E in the router's type); the combine
+    reduce-scatters the expert outputs cast to the probabilities' type
+    (``hidden_states.to(self.local_probs.dtype)``) and casts the result back. With a wider
+    router (``router_dtype: fp64``) the combine and its backward all-gather move 8 bytes per
+    element and the casts read and write both types. ``out``: the reduce-scatter direction
+    (the combine, or the dispatch's backward)."""
+    mc, h, E = ctx.moe, ctx.model.hidden, ctx.model.moe.experts
+    n, e = local_tokens(ctx), element_bytes(ctx, out)
+    kind = "reduce_scatter" if out else "all_gather"
+    if not name.startswith("combine"):
+        pb = router_bytes(ctx)
+        ops: list[Op] = [Collective(kind, e * n * h * mc.ep, mc.ep_group, name=f"ep_{kind}_{name}"),
+                         Collective(kind, pb * n * E * mc.ep, mc.ep_group, name=f"ep_{kind}_{name}_probs")]
+        if not out:                       # the routing map has no gradient
+            ops.append(Collective(kind, n * E * mc.ep, mc.ep_group, name=f"ep_{kind}_{name}_map"))
+        return ops
+    a, w = ctx.act_bytes, max(ctx.act_bytes, router_bytes(ctx))
+    wire = Collective(kind, w * n * h * mc.ep, mc.ep_group, name=f"ep_{kind}_{name}")
+    if w == a:
+        return [wire]
+    wide = mem(ctx, "elementwise", (a + w) * n * h * mc.ep, f"ep_cast_{name}_gathered")
+    local = mem(ctx, "elementwise", (a + w) * n * h, f"ep_cast_{name}_local")
+    return [wide, wire, local] if out else [local, wire, wide]
 
 
 def _expert_shapes(ctx: LayerContext) -> tuple[int, tuple, tuple]:
@@ -347,20 +389,142 @@ def _expert_bias(ctx: LayerContext, bwd: bool) -> list[Op]:
             mem(ctx, "elementwise", 2 * row * local, "expert_bias_cat")]
 
 
-def moe_forward(ctx: LayerContext) -> list[Op]:
+ROUTER_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
+
+
+def router_context(ctx: LayerContext) -> LayerContext:
+    """The router's GEMM context: 16-bit (FP8 training keeps the router out of Transformer
+    Engine's autocast), or ``router_dtype`` (Megatron-Core ``moe_router_dtype``: router.py
+    ``gating`` runs ``F.linear(input.to(dtype), weight.to(dtype))``)."""
+    base, rd = bf16_context(ctx), ctx.moe.router_dtype
+    if rd is None or rd == base.dtype:
+        return base
+    return replace(base, dtype=rd, act_bytes=ROUTER_BYTES[rd])
+
+
+def router_bytes(ctx: LayerContext) -> int:
+    """Bytes of a router logit / probability: the router's type (16-bit when unset)."""
+    return router_context(ctx).act_bytes
+
+
+def _router_forward(ctx: LayerContext) -> list[Op]:
+    """Router GEMM and top-k. A router wider than the activations first casts its input
+    (n x h) and weight (E x h) to its type (read 16-bit, write wide); the softmax and top-k
+    read and write its logits at ``router_bytes`` (at least fp32: Megatron-Core's softmax
+    runs in fp32)."""
+    m, n = ctx.model, local_tokens(ctx)
+    h, E = m.hidden, m.moe.experts
+    rc = router_context(ctx)
+    ops: list[Op] = []
+    if rc.act_bytes != ctx.act_bytes:
+        ops.append(mem(ctx, "elementwise", (ctx.act_bytes + rc.act_bytes) * (n + E) * h, "router_cast"))
+    return [*ops, gemm(rc, n, E, h, "router"),
+            mem(ctx, "softmax", 3 * max(4, rc.act_bytes) * n * E, "router_topk")]
+
+
+def _router_backward(ctx: LayerContext) -> list[Op]:
+    """Top-k backward, the router's input gradient (its type), its weight gradient unless
+    frozen (``freeze_router``: NeMo RL sets ``requires_grad = False`` on the router weight,
+    so autograd skips that GEMM), and the input gradient cast back to 16-bit."""
+    m, n = ctx.model, local_tokens(ctx)
+    h, E = m.hidden, m.moe.experts
+    rc = router_context(ctx)
+    dgrad, wgrad = gemm_bwd(rc, n, E, h, "router")
+    ops: list[Op] = [mem(ctx, "softmax", 3 * max(4, rc.act_bytes) * n * E, "router_topk_bwd"), dgrad]
+    if not ctx.moe.freeze_router:
+        ops.append(wgrad)
+    if rc.act_bytes != ctx.act_bytes:
+        ops.append(mem(ctx, "elementwise", (ctx.act_bytes + rc.act_bytes) * n * h, "router_cast_bwd"))
+    return ops
+
+
+def _permute(ctx: LayerContext) -> list[Op]:
+    """Token permutation before the dispatch: Transformer Engine's fused kernel (read each
+    token once, write its k copies), or without ``permute_fusion`` Megatron-Core's PyTorch
+    path (moe_utils.permute, Megatron-LM 76065f17): the routing map transposed
+    (``routing_map.bool().T.contiguous()``), ``masked_select`` of the token indices and of the
+    transposed probabilities (each a ``nonzero`` whose count the host reads: a
+    synchronization), then ``index_select`` of the n k rows (read and write each copy). The
+    all-gather dispatcher permutes without the probabilities but always selects them with
+    ``masked_select`` after it (dispatch_postprocess)."""
     m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
     h, E, k = m.hidden, m.moe.experts, m.moe.top_k
+    pb, copies = router_bytes(ctx), n * k
+    probs_select = [mem(ctx, "elementwise", 2 * pb * n * E + n * E + 2 * pb * copies, "permute_probs"),
+                    host_sync()]
+    gather = ctx.moe.dispatcher == "allgather"
+    if ctx.moe.permute_fusion:
+        return [mem(ctx, "elementwise", e * n * h * (1 + k), "permute"), *(probs_select if gather else [])]
+    return [mem(ctx, "elementwise", 2 * n * E, "permute_map"),
+            mem(ctx, "elementwise", n * E + 2 * 8 * copies, "permute_indices"), host_sync(),
+            *([] if gather else probs_select),
+            mem(ctx, "elementwise", 2 * e * copies * h, "permute"), *(probs_select if gather else [])]
+
+
+def _unpermute(ctx: LayerContext) -> list[Op]:
+    """Fused: read the k copies, write each token once. Unfused (moe_utils.unpermute): a
+    zeroed output, then ``scatter_add_`` of the copies into it (read each copy, read and
+    write the output)."""
+    m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
+    h, k = m.hidden, m.moe.top_k
+    if ctx.moe.permute_fusion:
+        return [mem(ctx, "elementwise", e * n * h * (1 + k), "unpermute")]
+    return [mem(ctx, "elementwise", e * n * h, "unpermute_zeros"),
+            mem(ctx, "elementwise", e * n * h * (k + 2), "unpermute")]
+
+
+def _unpermute_backward(ctx: LayerContext) -> list[Op]:
+    """Fused: TE's kernel. Unfused: ``scatter_add_``'s backward gathers the output gradient
+    into the k copies (read and write each copy)."""
+    m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
+    h, k = m.hidden, m.moe.top_k
+    nbytes = e * n * h * (2 + k) if ctx.moe.permute_fusion else 2 * e * n * k * h
+    return [mem(ctx, "elementwise", nbytes, "unpermute_bwd")]
+
+
+def _permute_backward(ctx: LayerContext) -> list[Op]:
+    """Fused: TE's kernel. Unfused: ``index_select``'s backward zeroes the input gradient and
+    adds the k copies into it (``index_add_``: read each copy, read and write the output);
+    the probabilities' ``masked_select`` backward scatters their gradient into a zeroed
+    n x E tensor and transposes it back."""
+    m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
+    h, E, k = m.hidden, m.moe.experts, m.moe.top_k
+    if ctx.moe.permute_fusion:
+        return [mem(ctx, "elementwise", e * n * h * (1 + k), "permute_bwd")]
+    pb = router_bytes(ctx)
+    return [mem(ctx, "elementwise", e * n * h, "permute_bwd_zeros"),
+            mem(ctx, "elementwise", e * n * h * (k + 2), "permute_bwd"),
+            mem(ctx, "elementwise", 3 * pb * n * E + pb * n * k, "permute_probs_bwd")]
+
+
+def _sort_chunks(ctx: LayerContext, name: str, probs: bool) -> list[Op]:
+    """The all-to-all dispatcher's second permutation (token_dispatcher.py,
+    MoEAlltoAllTokenDispatcher, ``sort_chunks_by_idxs``): the received tokens arrive grouped
+    by source rank and are regrouped by local expert after the dispatch (with their
+    probabilities), and back before the combine; each is one pass that reads and writes the
+    r received rows (TE's fused kernel, or ``torch.split`` and ``torch.cat`` without
+    ``permute_fusion``: the same bytes). Only with more than one local expert."""
+    mc = ctx.moe
+    local = ctx.model.moe.experts // mc.ep
+    if mc.dispatcher != "alltoall" or local < 2 or mc.ep * mc.etp == 1:
+        return []
+    r = _received(ctx)
+    nbytes = 2 * ctx.act_bytes * r * ctx.model.hidden + (2 * router_bytes(ctx) * r if probs else 0)
+    return [mem(ctx, "elementwise", nbytes, name)]
+
+
+def moe_forward(ctx: LayerContext) -> list[Op]:
+    m, n = ctx.model, local_tokens(ctx)
     local, fc1, fc2 = _expert_shapes(ctx)
     r = _received(ctx)
-    ops: list[Op] = [gemm(bf16_context(ctx), n, E, h, "router"), mem(ctx, "softmax", 3 * 4 * n * E, "router_topk"),
-                     mem(ctx, "elementwise", e * n * h * (1 + k), "permute"),
+    ops: list[Op] = [*_router_forward(ctx), *_permute(ctx),
                      host_sync(),    # dropless: tokens per expert read on the host
-                     *route(ctx, "dispatch", out=False),
+                     *route(ctx, "dispatch", out=False), *_sort_chunks(ctx, "expert_sort", True),
                      *[gemm(ctx, *fc1, "expert_fc1")] * local,
                      mem(ctx, "elementwise", _act(ctx, r, fc2[2]), "expert_activation"),
                      *[gemm(ctx, *fc2, "expert_fc2")] * local, *_expert_bias(ctx, bwd=False),
-                     *route(ctx, "combine", out=True),
-                     mem(ctx, "elementwise", e * n * h * (1 + k), "unpermute")]
+                     *_sort_chunks(ctx, "expert_unsort", False),
+                     *route(ctx, "combine", out=True), *_unpermute(ctx)]
     if m.moe.shared_experts:
         s1, s2 = _shared_shapes(ctx)
         ops += [gemm(ctx, *s1, "shared_fc1"), mem(ctx, "elementwise", _act(ctx, n, s2[2]), "shared_activation"),
@@ -369,8 +533,7 @@ def moe_forward(ctx: LayerContext) -> list[Op]:
 
 
 def moe_backward(ctx: LayerContext) -> list[Op]:
-    m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
-    h, E, k = m.hidden, m.moe.experts, m.moe.top_k
+    m, n = ctx.model, local_tokens(ctx)
     local, fc1, fc2 = _expert_shapes(ctx)
     r = _received(ctx)
     ops: list[Op] = []
@@ -379,15 +542,14 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
         ops += [*gemm_bwd(ctx, *s2, "shared_fc2"),
                 mem(ctx, "elementwise", 1.5 * _act(ctx, n, s2[2]), "shared_activation_bwd"),
                 *gemm_bwd(ctx, *s1, "shared_fc1")]
-    ops += [mem(ctx, "elementwise", e * n * h * (2 + k), "unpermute_bwd"),
-            *route(ctx, "combine_bwd", out=False), *_expert_bias(ctx, bwd=True),
+    ops += [*_unpermute_backward(ctx),
+            *route(ctx, "combine_bwd", out=False), *_sort_chunks(ctx, "expert_unsort_bwd", False),
+            *_expert_bias(ctx, bwd=True),
             *gemm_bwd(ctx, *fc2, "expert_fc2") * local,
             mem(ctx, "elementwise", 1.5 * _act(ctx, r, fc2[2]), "expert_activation_bwd"),
-            *gemm_bwd(ctx, *fc1, "expert_fc1") * local,
+            *gemm_bwd(ctx, *fc1, "expert_fc1") * local, *_sort_chunks(ctx, "expert_sort_bwd", True),
             *route(ctx, "dispatch_bwd", out=True),
-            mem(ctx, "elementwise", e * n * h * (1 + k), "permute_bwd"),
-            mem(ctx, "softmax", 3 * 4 * n * E, "router_topk_bwd"),
-            *gemm_bwd(bf16_context(ctx), n, E, h, "router")]
+            *_permute_backward(ctx), *_router_backward(ctx)]
     return ops
 
 

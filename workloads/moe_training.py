@@ -38,6 +38,9 @@ class MoEOptions:
     domain_gpus: int = 8           # consecutive ranks that share one NVLink domain
     dispatch_dtype: str = "bf16"   # dispatch payload: bf16 or fp8
     fused_mlp: bool = False        # TE's fused grouped MLP (biases inside its kernels)
+    router_dtype: str | None = None    # moe_router_dtype: router GEMM and probs (None: 16-bit)
+    freeze_router: bool = False        # router weights frozen: no weight-gradient GEMM
+    permute_fusion: bool = True        # TE's fused permute / unpermute (moe_permute_fusion)
 
 
 def load(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None) -> Load | None:
@@ -52,7 +55,8 @@ def context(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None, stage
     opts = opts or MoEOptions()
     return make_context(moe_parallel.ep_group(plan, stage), moe_parallel.etp_group(plan, stage),
                         opts.dispatcher, load(model, plan, opts).rank_factor, opts.domain_gpus,
-                        opts.dispatch_dtype, opts.fused_mlp)
+                        opts.dispatch_dtype, opts.fused_mlp, opts.router_dtype,
+                        opts.freeze_router, opts.permute_fusion)
 
 
 def chunk_sizes(plan: ParallelPlan, layers: int, stage: int) -> list[int]:

@@ -32,6 +32,14 @@ class IterationModel(IterationOps):
         self._cache.clear()
         self._parts.clear()
 
+    def set_sampler(self, kernels: tuple[tuple[str, str, float], ...]) -> None:
+        """The engine's sampling kernels per iteration over the sampled rows' logits:
+        (kernel, op class, bytes per logit), from hw_models catalog ``sampler_kernels``.
+        (): none beyond the output layer."""
+        self.sampler = tuple(kernels)
+        self._cache.clear()
+        self._parts.clear()
+
     def time(self, shape: Shape) -> float:
         """Seconds of one iteration. Equals playing ``build(shape)`` on the engine (a
         test checks it) but sums cached per-part costs, because a serving run has

@@ -4,7 +4,7 @@ sim/serving/iteration.py does for dense models."""
 
 from __future__ import annotations
 
-from sim.costs import exposed_comm
+from sim.costs import contends, contention_of, exposed_comm, sm_seconds
 from sim.serving.iteration import IterationModel
 from workloads.graph import Block
 from workloads.inference.moe_ops import MoEIterationOps, split
@@ -31,7 +31,7 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
         dec = s.prefill_tokens == 0
         s = split(s, self.ep)
         T = s.prefill_tokens + s.decode_seqs
-        total = comm = held = 0.0
+        total = comm = held = slow = slow_held = 0.0
         for (moe, window), n in self.kinds().items():
             per = self._part(("layer", moe, T, T_all, dec),
                              lambda moe=moe: self.token_ops(T, moe, T_all, True, dec))
@@ -42,12 +42,21 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
                 ops = self.token_ops(T, moe, T_all, False, dec)
                 times = [self._costs.op_time(o) for o in ops]
                 self._parts["ep", *key] = sum(times)
-                self._parts["held", *key] = sum(t * getattr(o, "sms", 0)
+                gpu_sms = self._costs.compute.gpu.sms or 0
+                self._parts["held", *key] = sum(sm_seconds(o, t, gpu_sms)
                                                 for o, t in zip(ops, times, strict=True))
+                self._parts["slow", *key] = sum(t for o, t in zip(ops, times, strict=True)
+                                                if contends(o))
+                self._parts["slow_held", *key] = sum(t * o.sms for o, t in zip(ops, times, strict=True)
+                                                     if contends(o))
             comm += n * self._parts["ep", *key]
             held += n * self._parts["held", *key]     # seconds x SMs the transfers hold
+            slow += n * self._parts["slow", *key]     # DeepEP's normal internode kernels
+            slow_held += n * self._parts["slow_held", *key]
         total += self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
         if self.overlap and self.pp == 1:     # EP comm under the iteration's compute
+            extra, extra_held = contention_of(slow, slow_held, total)
+            comm, held = comm + extra, held + extra_held
             sms = self._costs.compute.gpu.sms or 0
             comm = exposed_comm(comm, total, held / sms if sms else 0.0)
         hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0

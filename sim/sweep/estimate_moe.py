@@ -10,7 +10,7 @@ sim.costs. Expert gradients reduced over expert-data-parallel add to the stage's
 
 from __future__ import annotations
 
-from sim.costs import exposed_comm
+from sim.costs import contends, contention, exposed_comm, sm_seconds
 from workloads import moe as spec
 from workloads import moe_parallel, moe_training
 from workloads.graph import Collective, CommGroup
@@ -21,16 +21,22 @@ from workloads.training import stage_layer_ops
 
 def _time(est, ops, overlap: bool) -> float:
     comp = ep = held = 0.0
+    slow = []
     times = [est.costs.uncached_time(op) for op in ops]
     for op, t in zip(ops, times, strict=True):
         if isinstance(op, Collective) and op.group.dim == "ep":
             ep += t
-            held += t * getattr(op, "sms", 0)
+            held += sm_seconds(op, t, est.costs.compute.gpu.sms or 0)
+            if contends(op):
+                slow.append((op, t))
         else:
             comp += t
     host = est.host_wait(ops, times, ("ep",) if overlap else ())
     if not overlap:
         return comp + host + ep
+    if slow:                            # DeepEP's normal kernels slowed beside the compute
+        extra, extra_held = contention(slow, comp)
+        ep, held = ep + extra, held + extra_held
     sms = est.costs.compute.gpu.sms or 0
     return comp + host + exposed_comm(ep, comp + host, held / sms if sms else 0.0)
 

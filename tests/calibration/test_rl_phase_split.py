@@ -18,11 +18,29 @@ def test_rows_build_from_the_published_plans():
             r.train_tp, r.train_pp, r.train_ep)
         assert w.rollout.parallel.tp == r.gen_tp
         assert w.response_len.high == 4096 - w.prompt_len
+        # v0.3.0 pins vLLM 0.9.0: raw log-probabilities of the 16-bit logits
+        assert w.rollout.sampler == "vllm-v1-raw-logprobs"
     # the 70B base model takes the Llama 3.1 8B rows' prompt length (131 tokens, see
     # tests/calibration/test_validation_rl.py); Qwen3-30B-A3B its own rows' (107)
     assert split.build(rows["llama3-70b"]).workload.prompt_len == 131
     assert split.build(rows["qwen3-30b-a3b"]).workload.prompt_len == 107
     assert split.build(rows["qwen3-30b-a3b"]).workload.train.parallel.sequence_parallel
+
+
+def test_moe_row_passes_its_router_and_permutation_to_the_training_passes():
+    # v0.3.0: grpo_math_1B_megatron.yaml freezes the router in fp64; NeMo's Qwen3MoEConfig
+    # keeps the all-to-all dispatcher and the fused permutation.
+    from hw_models import catalog
+    from sim import rl
+    sc = split.build(next(r for r in split.load().itertuples() if r.arch_id == "qwen3-30b-a3b"))
+    moe = sc.workload.train.moe
+    assert (moe.dispatcher, moe.router_dtype, moe.freeze_router, moe.permute_fusion) == (
+        "alltoall", "fp64", True, True)
+    system = catalog.system(sc.cluster.system)
+    pools = rl.pool_sizes(sc.workload, 64, system.gpus_per_node)
+    for forward in (False, True):
+        sub = rl.train_scenario(sc, system, pools, sc.workload.model, 4096, 64, forward=forward)
+        assert sub.workload.moe == moe
 
 
 def test_split_summary_by_hand():

@@ -130,9 +130,20 @@ def test_training_passes_follow_each_rows_recipe():
     assert rec.file == "grpo-qwen3-30ba3b-4n8g.yaml"
     assert (t.recompute, t.logprob_micro_batch, t.parallel.tp) == ("none", 4, 2)
     assert t.parallel.sequence_parallel and t.moe.dispatcher == "alltoall"
+    # grpo_math_1B.yaml: frozen router in fp64, moe_permute_fusion false (not overridden
+    # by the qwen3-30ba3b recipes).
+    assert (t.moe.router_dtype, t.moe.freeze_router, t.moe.permute_fusion) == ("fp64", True, False)
     # v0.5: logprob_batch_size = ${policy.train_micro_batch_size} = 1; allgather dispatcher.
     _, t = train("NEMORL-v0.5", "GRPO", "Qwen3-30B3A", "DGX-H100", "1-step Off", "BF16")
     assert (t.recompute, t.logprob_micro_batch, t.moe.dispatcher) == ("none", 1, "allgather")
+    assert (t.moe.router_dtype, t.moe.permute_fusion) == ("fp64", False)
+    # grpo-qwen3-235b-16n8g.yaml and grpo-deepseek-v3-32n8g.yaml set moe_permute_fusion true
+    # (inherited by their async recipes); the FP8 DeepSeek recipe sets moe_router_dtype fp32.
+    _, t = train("NEMORL-v0.5", "GRPO", "Qwen3-235B", "DGX-H100", "1-step Off", "BF16")
+    assert (t.moe.router_dtype, t.moe.permute_fusion) == ("fp64", True)
+    rec, t = train("NEMORL-v0.5", "GRPO", "DeepSeek V3", "DGX-H100", "1-step Off", "FP8")
+    assert rec.file == "grpo-deepseek-v3-64n8g-fp8-async-1off.yaml"
+    assert (t.moe.router_dtype, t.moe.freeze_router, t.moe.permute_fusion) == ("fp32", True, True)
     # Llama 3.1 8B: activation_checkpointing true, logprob_batch_size 2; grpo_math_1B.yaml's
     # DDP config: grad_reduce_in_fp32 false, overlap_param_gather true.
     rec, t = train("NEMORL-v0.5", "GRPO", "LLAMA3.1_8B", "DGX-H100", "1-step Off", "FP8")
@@ -168,6 +179,7 @@ def test_v06_rows_follow_their_recipes_at_69c7ca117():
     assert rec.file == "grpo-qwen3-30ba3b-24n8g-async-8off.yaml"
     assert (w.placement.rollout_gpus, w.placement.train_gpus, w.off_policy_steps) == (64, 128, 8)
     assert w.train.moe.dispatcher == "alltoall"                  # grpo_math_1B.yaml at 69c7ca117
+    assert (w.train.moe.router_dtype, w.train.moe.permute_fusion) == ("fp64", True)
     # grpo-deepseek-v3-32n4g.yaml at 69c7ca117: vLLM at 0.3 of HBM, no sequence packing.
     rec, w = work("NEMORL-v0.6", "DeepSeek V3", "GB200-NVL72", 128, "On policy", "BF16")
     assert w.rollout.kv_cache.gpu_memory_utilization == 0.3 and w.train.max_seq_len is None

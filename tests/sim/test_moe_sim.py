@@ -44,8 +44,12 @@ def test_all_to_all_volume_by_hand():
     top2 = scenario()
     top2["workload"]["model"] = {**TINY, "moe": {**TINY["moe"], "top_k": 2}}
     assert collectives(top2, "ep_all_to_all")[0].bytes == 1024 * 2 * 1024 * 2.0
+    # all-gather dispatcher: the EP group's tokens, their 16-bit probabilities (n x E) and
+    # routing map (n x E bools), then the reduce-scatter of the outputs
     ag = collectives(scenario({"dispatcher": "allgather"}), "ep_")
-    assert [(o.kind, o.bytes) for o in ag[:2]] == [("all_gather", 4 * 1024 * 1024 * 2.0),
+    assert [(o.kind, o.bytes) for o in ag[:4]] == [("all_gather", 4 * 1024 * 1024 * 2.0),
+                                                    ("all_gather", 4 * 1024 * 4 * 2.0),
+                                                    ("all_gather", 4 * 1024 * 4 * 1.0),
                                                     ("reduce_scatter", 4 * 1024 * 1024 * 2.0)]
 
 

@@ -26,6 +26,7 @@ def one_replica(count: int, response, max_batch: int = 256) -> float:
     sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
         "kind": "inference", "model": "llama3-8b", "precision": "bf16", "replicas": 1,
         "kv_cache": {"gpu_memory_utilization": 0.6}, "engine_host": "vllm-v1",
+        "sampler": "vllm-v1-logprobs",
         "scheduler": {"policy": "vllm", "max_batch": max_batch},
         "requests": {"count": count, "arrival": "burst", "prompt_len": 128,
                      "output_len": response, "seed": 0}}})

@@ -27,6 +27,7 @@ def burst(count: int):
     sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
         "kind": "inference", "model": "llama3-8b", "precision": "bf16", "replicas": 8,
         "kv_cache": {"gpu_memory_utilization": 0.6}, "engine_host": "vllm-v1",
+        "sampler": "vllm-v1-logprobs",
         "requests": {"count": count, "arrival": "burst", "prompt_len": 128,
                      "output_len": {"dist": "uniform", "low": 32, "high": 512}, "seed": 0}}})
     return simulate_inference(sc).requests.sort_values("id")

@@ -40,7 +40,8 @@ def test_generation_is_the_serving_simulator_on_a_burst(colocated):
     sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 1}, "workload": {
         "kind": "inference", "model": "llama3-8b", "precision": "bf16", "replicas": 8,
         "kv_cache": {"gpu_memory_utilization": 0.6},
-        "engine_host": "vllm-v1",      # the rollout engine's default (docs/rl.md)
+        "engine_host": "vllm-v1",      # the rollout engine's defaults (docs/rl.md)
+        "sampler": "vllm-v1-logprobs",
         "requests": {"count": 16, "arrival": "burst", "prompt_len": 128,
                      "output_len": {"dist": "uniform", "low": 32, "high": 512}, "seed": 0}}})
     res = simulate_inference(sc)
@@ -279,7 +280,7 @@ def test_rollout_tensor_parallel_over_two_nodes():
     inf = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": {
         "kind": "inference", "model": "llama3-8b", "precision": "bf16", "replicas": 1,
         "parallel": {"tp": 16}, "kv_cache": {"gpu_memory_utilization": 0.6},
-        "engine_host": "vllm-v1",
+        "engine_host": "vllm-v1", "sampler": "vllm-v1-logprobs",
         "requests": {"count": 16, "arrival": "burst", "prompt_len": 128,
                      "output_len": {"dist": "uniform", "low": 32, "high": 512}, "seed": 0}}})
     assert res.metrics["generation_s"] == pytest.approx(

@@ -27,7 +27,7 @@ def ops():
 
 def test_sequential_block_steps():
     block = Block(ops())
-    played, static, busy, steps, order = block_plan(block, Times(), ("ep",))
+    played, static, busy, steps, order, slower = block_plan(block, Times(), ("ep",))
     assert played == [block.ops[1], block.ops[4]]
     assert steps == [1.0, block.ops[1], 2.5, block.ops[4], 4.0]    # 2.0 + 0.5 between them
     assert static == {"compute": 7.0, "tp": 0.5}
@@ -37,7 +37,8 @@ def test_sequential_block_steps():
 
 def test_overlapped_block_waits_for_all_its_compute():
     block = Block(ops(), overlap=("ep",))
-    played, static, busy, steps, order = block_plan(block, Times(), ("ep",))
+    played, static, busy, steps, order, slower = block_plan(block, Times(), ("ep",))
     assert steps is None
     assert busy == 7.5
     assert order == ("compute", "tp")                    # the exposed ep time comes last
+    assert slower == (0.0, 0.0)          # plain all-to-alls: no DeepEP kernel slowed

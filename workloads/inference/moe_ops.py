@@ -234,7 +234,8 @@ class MoEIterationOps(IterationOps):
         ep = [i for i, o in enumerate(ops) if getattr(getattr(o, "group", None), "dim", None) == "ep"]
         if not ep:
             return [tuple(ops[:1] + core + ops[1:]) * 2]
-        cut = next(j for j, o in enumerate(ops) if o.name == "attn_proj")
+        # after the core attention: W_UV's absorbed product (decode), the output projection
+        cut = next(j for j, o in enumerate(ops) if o.name in ("mla_absorb_uv", "attn_proj"))
         d_end = next(j for j in range(ep[0], len(ops)) if j not in ep)
         c0 = next(j for j in ep if j > d_end)
         c_end = next((j for j in range(c0, len(ops)) if j not in ep), len(ops))
@@ -278,7 +279,8 @@ class MoEIterationOps(IterationOps):
         T = s.prefill_tokens + s.decode_seqs
         ops = self.token_ops(T, is_moe_layer(self.model, i), T_all,
                              decode_only=s.prefill_tokens == 0)
-        cut = next(j for j, o in enumerate(ops) if o.name == "attn_proj")
+        # after the core attention: W_UV's absorbed product (decode), the output projection
+        cut = next(j for j, o in enumerate(ops) if o.name in ("mla_absorb_uv", "attn_proj"))
         return ops[:cut] + self.attention_ops_of(s, is_window_layer(self.model, i)) + ops[cut:]
 
     def _tbo_blocks(self, graph: ExecutionGraph, rank: int, s: Shape, T_all: int):

@@ -71,6 +71,9 @@ class IterationOps:
         self.w_bytes = DTYPE_BYTES[precision]
         self.kv_bytes = kv_bytes or self.w_bytes
         self.group = CommGroup(tuple(range(tp)), "tp")
+        # The engine's sampling kernels after the output layer, over the sampled rows' full
+        # vocabulary: (kernel, op class, bytes per logit) (hw_models catalog sampler_kernels).
+        self.sampler: tuple[tuple[str, str, float], ...] = ()
 
     def kv_bytes_per_token(self) -> float:
         """K and V of one token on one GPU: 2 x layers/pp x kv_heads/tp x head_dim x bytes."""
@@ -151,6 +154,9 @@ class IterationOps:
                self._gemm(n, m.vocab // self.tp, m.hidden, "logits")]
         if self.tp > 1:       # gather the vocab-parallel logits of the sampled rows
             ops.append(Collective("all_gather", 4.0 * n * m.vocab, self.group, name="tp_logits"))
+        # Sampling runs on every rank over the gathered (rows x vocabulary) logits.
+        ops += [mem(ctx, op_class, per_logit * n * m.vocab, f"sample_{name}")
+                for name, op_class, per_logit in self.sampler]
         return ops
 
     def build(self, s: Shape) -> ExecutionGraph:

@@ -78,10 +78,14 @@ def test_serving_ep_needs_a_moe_model(tmp_path):
     assert out.returncode == 2 and "parallel.ep=2 needs a mixture-of-experts model" in out.stderr
 
 
-def test_two_batch_overlap_runs_every_kernel_once_per_half():
+def test_two_batch_overlap_runs_every_kernel_once_per_half(monkeypatch):
     """Two-batch overlap: the iteration is two half batches, each with its kernels and its
-    exposed DeepEP time; a decode step reads its weights twice."""
+    exposed DeepEP time; a decode step reads its weights twice. (DeepEP's transfers at
+    their standalone rate beside compute: the stages price that slowdown per stage, the
+    one-batch iteration over its whole compute.)"""
+    import sim.costs
     from sim.serving.moe_iteration import MoEIterationModel
+    monkeypatch.setattr(sim.costs, "overlap_rate_frac", lambda: 1.0)
     from workloads.inference.moe_ops import split
 
     class OneBatch(MoEIterationModel):
