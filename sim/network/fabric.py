@@ -190,6 +190,11 @@ class Batch:
         self.t_last, self.version, self.next_t = 0.0, 0, np.inf
         self.finite = True                   # no infinite rate (no empty-path flow) in ``rate``
 
+    @property
+    def weight(self) -> np.ndarray:
+        """Flows each flow still in flight stands for (sim/storage_flows.py reads it)."""
+        return self.flows.weight
+
     def advance(self, now: float) -> None:
         dt = now - self.t_last
         if dt > 0 and self.finite:         # the common case: no empty-path flow
