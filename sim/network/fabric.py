@@ -236,12 +236,15 @@ class Fabric:
     """Active flows on one topology in one SimPy environment."""
 
     def __init__(self, env: simpy.Environment, cap: np.ndarray, rate_cache: dict | None = None,
-                 tolerance: float = 0.0):
+                 tolerance: float = 0.0, flows_cache: dict | None = None):
+        """``rate_cache``, ``flows_cache``: rates per component and Flows per plan key, to
+        share between the fabrics of one network (its private environments)."""
         self.env, self.cap, self.tolerance = env, cap, tolerance
         self.batches: dict[int, Batch] = {}
         self._mark = np.zeros(len(cap), dtype=bool)       # scratch, all False between uses
         self.rate_cache = {} if rate_cache is None else rate_cache
-        self._flows: dict = {}               # plan key -> its Flows (every batch of the key)
+        # plan key -> its Flows (every batch of the key)
+        self._flows: dict = {} if flows_cache is None else flows_cache
         self.events = 0                      # flow starts + ends, for benchmarks
         self.flows_placed = 0                # flows represented (weights summed)
         self.solves = 0
