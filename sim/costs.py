@@ -4,7 +4,7 @@ host's launch pace inside blocks (``HostLaunch``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from hw_models.compute import ComputeModel
@@ -21,6 +21,9 @@ class HostLaunch:
     CUDA-graph scopes whose ops it does not issue one by one."""
     per_op_s: float
     scopes: frozenset[str] = frozenset()
+    # (id(ops), hidden_dims) -> (ops, per op: (sync?, GPU time counted?, launches)): a
+    # block's ops are classified once, not again for every cost model that prices it
+    _classified: dict = field(default_factory=dict, compare=False, repr=False)
 
     def exposed(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> float:
         """Seconds the GPU waits for the host in ``ops`` run back to back (``times``: each
@@ -31,14 +34,22 @@ class HostLaunch:
         (overlapped) and do not count as GPU time."""
         if self.per_op_s <= 0 or "full_iteration" in self.scopes:
             return 0.0
+        key = (id(ops), hidden_dims)
+        hit = self._classified.get(key)
+        if hit is None or hit[0] is not ops:
+            hit = (ops, [(is_sync(op), not (isinstance(op, Collective)
+                                            and op.group.dim in hidden_dims),
+                          launches(op, self.scopes)) for op in ops])
+            if type(ops) is tuple:             # immutable: safe to keep by identity
+                self._classified[key] = hit
         out = g = h = 0.0
-        for op, t in zip(ops, times, strict=True):
-            if is_sync(op):
+        for (sync, on_gpu, n), t in zip(hit[1], times, strict=True):
+            if sync:
                 out, g, h = out + max(0.0, h - g), 0.0, 0.0
                 continue
-            if not (isinstance(op, Collective) and op.group.dim in hidden_dims):
+            if on_gpu:
                 g += t
-            h += launches(op, self.scopes) * self.per_op_s
+            h += n * self.per_op_s
         return out + max(0.0, h - g)
 
 
