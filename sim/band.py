@@ -44,17 +44,20 @@ class Schedule:
         groups: dict[tuple, list[int]] = {}
         for stream in graph.streams().values():
             seen: dict[tuple, int] = {}
-            for prev, node in zip([None, *stream[:-1]], stream, strict=True):
+            prev = None
+            for node in stream:
                 if prev is not None:
                     preds[node.id] = (*preds[node.id], prev.id)
-                key = _meeting_key(node)
-                if key is not None:            # k-th use of a key on a stream meets the k-th
+                prev = node
+                if isinstance(node.op, Collective | SendRecv):   # a rendezvous (_meeting_key)
+                    key = _meeting_key(node)   # k-th use of a key on a stream meets the k-th
                     k = seen[key] = seen.get(key, -1) + 1
                     groups.setdefault((key, k), []).append(node.id)
         for ids in groups.values():
             joined = tuple({p for i in ids for p in preds[i]} - set(ids))
+            group = tuple(ids)
             for i in ids:
-                self.members[i] = tuple(ids)
+                self.members[i] = group
                 preds[i] = joined
         self.preds = preds
         self._nodes = nodes
