@@ -14,6 +14,40 @@ from workloads.graph import Block, Collective, Compute, Delay, ExpertDispatch, M
 from workloads.host_launch import is_sync, launches
 
 
+def _excess(seg: tuple[float, float]) -> float:
+    """The host's excess over the GPU in one segment of (GPU, host) seconds."""
+    return max(0.0, seg[1] - seg[0])
+
+
+def _add(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return a[0] + b[0], a[1] + b[1]
+
+
+@dataclass(frozen=True)
+class HostSegments:
+    """(GPU, host) seconds of ops run back to back, cut at their host-device syncs: the
+    segment before the first sync (``head``), the host's excess summed over the segments
+    between syncs (``waited``), the segment after the last (``tail``; None: no sync, all in
+    ``head``). Two runs of ops concatenate (``+``) as their ops would: the first's tail
+    and the second's head become one segment."""
+    head: tuple[float, float] = (0.0, 0.0)
+    waited: float = 0.0
+    tail: tuple[float, float] | None = None
+
+    def __add__(self, other: HostSegments) -> HostSegments:
+        if self.tail is None:
+            return HostSegments(_add(self.head, other.head), other.waited, other.tail)
+        joined = _add(self.tail, other.head)
+        if other.tail is None:
+            return HostSegments(self.head, self.waited, joined)
+        return HostSegments(self.head, self.waited + _excess(joined) + other.waited, other.tail)
+
+    @property
+    def exposed(self) -> float:
+        """Seconds the GPU waits for the host: each segment takes max(GPU, host)."""
+        return _excess(self.head) + self.waited + (_excess(self.tail) if self.tail else 0.0)
+
+
 @dataclass(frozen=True)
 class HostLaunch:
     """The host's share of eager execution (workloads/host_launch.py): ``per_op_s`` host
@@ -21,9 +55,6 @@ class HostLaunch:
     CUDA-graph scopes whose ops it does not issue one by one."""
     per_op_s: float
     scopes: frozenset[str] = frozenset()
-    # (id(ops), hidden_dims) -> (ops, per op: (sync?, GPU time counted?, launches)): a
-    # block's ops are classified once, not again for every cost model that prices it
-    _classified: dict = field(default_factory=dict, compare=False, repr=False)
 
     def exposed(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> float:
         """Seconds the GPU waits for the host in ``ops`` run back to back (``times``: each
@@ -32,25 +63,51 @@ class HostLaunch:
         can pass the sync, so a segment takes max(GPU time, host time) and the host's
         excess is exposed. Collectives of ``hidden_dims`` run on their own stream
         (overlapped) and do not count as GPU time."""
+        return self.segments(ops, times, hidden_dims).exposed
+
+    def segments(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> HostSegments:
+        """``ops`` cut at their syncs (``exposed``), to be joined with the ops around them."""
         if self.per_op_s <= 0 or "full_iteration" in self.scopes:
-            return 0.0
-        key = (id(ops), hidden_dims)
-        hit = self._classified.get(key)
-        if hit is None or hit[0] is not ops:
-            hit = (ops, [(is_sync(op), not (isinstance(op, Collective)
-                                            and op.group.dim in hidden_dims),
-                          launches(op, self.scopes)) for op in ops])
-            if type(ops) is tuple:             # immutable: safe to keep by identity
-                self._classified[key] = hit
-        out = g = h = 0.0
-        for (sync, on_gpu, n), t in zip(hit[1], times, strict=True):
-            if sync:
-                out, g, h = out + max(0.0, h - g), 0.0, 0.0
+            return HostSegments()
+        segs, g, h = [], 0.0, 0.0
+        for op, t in zip(ops, times, strict=True):
+            if is_sync(op):
+                segs.append((g, h))
+                g = h = 0.0
                 continue
-            if on_gpu:
+            if not (isinstance(op, Collective) and op.group.dim in hidden_dims):
                 g += t
-            h += n * self.per_op_s
-        return out + max(0.0, h - g)
+            h += launches(op, self.scopes) * self.per_op_s
+        if not segs:
+            return HostSegments((g, h))
+        return HostSegments(segs[0], sum(map(_excess, segs[1:])), (g, h))
+
+
+def _merge(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) + v
+    return out
+
+
+@dataclass(frozen=True)
+class BlockTally:
+    """What pricing a block needs of its ops, summed: seconds per breakdown category
+    (``parts``, without the host's wait), overlapped transfer seconds x the SMs they hold
+    (``held``), the host's segments (``host``; None without a host model), and of the
+    overlapped DeepEP kernels that contend with the compute (``contends``) their
+    standalone seconds per category (``slow``) and seconds x SMs (``slow_held``). Tallies
+    of consecutive runs of ops add (``+``) into the tally of the whole run."""
+    parts: dict[str, float]
+    held: float = 0.0
+    host: HostSegments | None = None
+    slow: dict[str, float] = field(default_factory=dict)
+    slow_held: float = 0.0
+
+    def __add__(self, other: BlockTally) -> BlockTally:
+        host = None if self.host is None or other.host is None else self.host + other.host
+        return BlockTally(_merge(self.parts, other.parts), self.held + other.held, host,
+                          _merge(self.slow, other.slow), self.slow_held + other.slow_held)
 
 
 class OpCosts:
@@ -98,36 +155,59 @@ class OpCosts:
         op = node_or_op.op if isinstance(node_or_op, Node) else node_or_op
         hit = self._parts.get(id(op))
         if hit is None:
-            got: dict[str, float] = {}
-            if isinstance(op, Overlap):
-                got = self._overlap_parts(op)
-            else:
-                held = 0.0          # overlapped transfer seconds x the SMs they hold
-                slow: list = []     # overlapped transfers that contend with the compute
-                for sub in op.ops:
-                    sub_parts = self.parts(sub) if isinstance(sub, Overlap) else {
-                        (sub.group.dim if isinstance(sub, Collective) else (
-                            "other" if isinstance(sub, Delay) else "compute")): self.op_time(sub)}
-                    for cat, t in sub_parts.items():
-                        got[cat] = got.get(cat, 0.0) + t
-                    if isinstance(sub, ExpertDispatch) and sub.group.dim in op.overlap:
-                        held += sm_seconds(sub, self.op_time(sub), self.compute.gpu.sms or 0)
-                        if contends(sub):
-                            slow.append((sub, self.op_time(sub)))
-                if slow:
-                    extra, extra_held = contention(slow, got.get("compute", 0.0))
-                    for sub, t in slow:
-                        got[sub.group.dim] += extra * t / sum(t for _, t in slow)
-                    held += extra_held
-                if self.host is not None:
-                    wait = self.host.exposed(op.ops, map(self.op_time, op.ops), op.overlap)
-                    if wait > 0:
-                        got["host"] = wait
-                if op.overlap:
-                    sms = self.compute.gpu.sms or 0
-                    _hide(got, op.overlap, held / sms if held and sms else 0.0)
+            got = (self._overlap_parts(op) if isinstance(op, Overlap) else
+                   self.block_parts(op.ops, [self.op_time(sub) for sub in op.ops], op.overlap))
             hit = self._parts[id(op)] = (op, got)
         return hit[1]
+
+    def block_parts(self, ops, times, overlap: tuple[str, ...] = ()) -> dict[str, float]:
+        """Seconds per breakdown category of ``ops`` run back to back as one block
+        (``times``: each op's seconds, in order; ``overlap``: as Block.overlap)."""
+        return self.price(self.tally(ops, times, overlap), overlap)
+
+    def tally(self, ops, times, overlap: tuple[str, ...] = ()) -> BlockTally:
+        """``ops``'s tally (``times``: each op's seconds, in order)."""
+        got: dict[str, float] = {}
+        slow: dict[str, float] = {}
+        held = slow_held = 0.0
+        gpu_sms = self.compute.gpu.sms or 0
+        for sub, t in zip(ops, times, strict=True):
+            if isinstance(sub, Overlap):
+                for cat, v in self.parts(sub).items():
+                    got[cat] = got.get(cat, 0.0) + v
+                continue
+            cat = (sub.group.dim if isinstance(sub, Collective) else
+                   "other" if isinstance(sub, Delay) else "compute")
+            got[cat] = got.get(cat, 0.0) + t
+            if isinstance(sub, ExpertDispatch) and cat in overlap:
+                held += sm_seconds(sub, t, gpu_sms)
+                if contends(sub):
+                    slow[cat] = slow.get(cat, 0.0) + t
+                    slow_held += t * sub.sms
+        host = None if self.host is None else self.host.segments(ops, times, overlap)
+        return BlockTally(got, held, host, slow, slow_held)
+
+    def price(self, tally: BlockTally, overlap: tuple[str, ...] = ()) -> dict[str, float]:
+        """Seconds per breakdown category of a block of ``tally``: the price of a Block
+        node, and the sweep estimator's price of a chunk of layers it tallies layer by
+        layer (sim/sweep/estimate_moe.py). DeepEP's normal internode kernels run slower
+        beside the block's compute (``contention``); the GPU's wait for the host's
+        launches is ``host``; with ``overlap``, those categories hide behind the rest
+        (``_hide``)."""
+        got, held = dict(tally.parts), tally.held
+        if tally.slow:
+            w = sum(tally.slow.values())
+            extra, extra_held = contention_of(w, tally.slow_held, got.get("compute", 0.0))
+            for cat, t in tally.slow.items():
+                got[cat] += extra * t / w
+            held += extra_held
+        wait = tally.host.exposed if tally.host is not None else 0.0
+        if wait > 0:
+            got["host"] = wait
+        if overlap:
+            sms = self.compute.gpu.sms or 0
+            _hide(got, overlap, held / sms if held and sms else 0.0)
+        return got
 
     def _overlap_parts(self, op: Overlap) -> dict[str, float]:
         t_main = sum(self.op_time(o) for o in op.main)
@@ -191,20 +271,24 @@ def contention_of(w: float, held: float, beside: float) -> tuple[float, float]:
 
 def exposed_comm(comm: float, covered: float, lost: float = 0.0) -> float:
     """Communication left exposed when it runs beside ``covered`` seconds of other work
-    (compute, the wait for the host): what exceeds it, or the compute time ``lost`` to the
-    SMs the transfers hold while they run (DeepEP's normal kernels; ExpertDispatch.sms),
-    whichever is larger."""
+    (compute, other collectives, the wait for the host): what exceeds it, or the compute
+    time ``lost`` to the SMs the transfers hold while they run (DeepEP's normal kernels;
+    ExpertDispatch.sms), whichever is larger."""
     return max(lost, comm - covered, 0.0)
 
 
 def _hide(parts: dict[str, float], dims: tuple[str, ...], lost: float = 0.0) -> None:
-    """Overlapped communication hides behind the block's compute and its wait for the
-    host's launches (the transfers run on their own stream); the rest stays exposed
-    (scaled down in proportion across the overlapped categories)."""
+    """Overlapped communication (the categories ``dims``) runs on its own stream beside
+    everything else the block's stream does: its compute, its other collectives (TP, CP:
+    Megatron-Core's 1F1B all-to-all overlap runs one microbatch's dispatch and combine on
+    a communication stream while the other's attention, TP collectives included, runs on
+    the compute stream; model_chunk_schedule_plan.py) and its wait for the host's
+    launches. The rest stays exposed (scaled down in proportion across the overlapped
+    categories)."""
     comm = sum(parts.get(d, 0.0) for d in dims)
     if comm <= 0:
         return
-    covered = parts.get("compute", 0.0) + parts.get("host", 0.0)
+    covered = sum(v for k, v in parts.items() if k not in dims)
     keep = exposed_comm(comm, covered, lost) / comm
     for d in dims:
         if d in parts:

@@ -40,6 +40,9 @@ class Cluster:
 def resolve_cluster(sc: Scenario) -> Cluster:
     system = catalog.system(sc.cluster.system)
     system.gpu_spec.require_dtype(sc.workload.precision, "workload.precision")
+    router = getattr(getattr(sc.workload, "moe", None), "router_dtype", None)
+    if router:
+        system.gpu_spec.require_dtype(router, "workload.moe.router_dtype")
     prof = profile.load(sc.cluster.profile or system.default_profile)
     net = sc.cluster.network
     layout = ClusterLayout(system, sc.cluster.nodes, net.nic_gbps or system.nic_gbps,

@@ -156,7 +156,8 @@ class Block:
     collectives between them (symmetric peers, so no rendezvous). Keeps graphs of
     thousands of GPUs small; each op's time still lands in the breakdown by category.
     ``overlap``: communication categories whose collectives run beside the block's compute
-    (e.g. ``("ep",)`` for MoE all-to-all overlap): only what exceeds the compute is exposed."""
+    (e.g. ``("ep",)`` for MoE all-to-all overlap): only what exceeds the rest of the block
+    (compute, other collectives, the wait for the host) is exposed (sim/costs.py)."""
     ops: tuple[Compute | Collective | Delay | Overlap, ...]
     name: str = ""
     overlap: tuple[str, ...] = ()

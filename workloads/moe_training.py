@@ -170,16 +170,22 @@ def add_expert_grad_sync(g: ExecutionGraph, model: ModelSpec, plan: ParallelPlan
         return []
     group = CommGroup(moe_parallel.edp_group(plan, st.index), "dp")
     ready = []
-    for c in reversed(range(plan.vpp)):
-        units = unit_split(model, plan, st.index, c)
+    for c, grads in expert_grads(model, plan, st.index):
         nodes = st.last_bwd_layers.get(c, [])
-        ready += [(u[1], n) for u, n in zip(reversed(units), nodes, strict=False) if u[1] > 0]
+        ready += [(e, n) for e, n in zip(grads, nodes, strict=False) if e > 0]
     kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
     out = []
     for i, (n_params, dep) in enumerate(bucket(ready, opts.bucket_params)):
         op = Collective(kind, n_params * opts.grad_bytes, group, seq=1000 + i, name=f"expert_grad_{kind}")
         out.append(g.add(st.rank, "dp", op, (dep,), "dp", f"edp_bucket{i}"))
     return out
+
+
+def expert_grads(model: ModelSpec, plan: ParallelPlan, stage: int) -> list[tuple[int, list[float]]]:
+    """(chunk, routed-expert parameters of each of its layers on one rank) in the order
+    the last backward completes them: chunks and layers from the last."""
+    return [(c, [u[1] for u in reversed(unit_split(model, plan, stage, c))])
+            for c in reversed(range(plan.vpp))]
 
 
 def optimizer_and_gather(model: ModelSpec, plan: ParallelPlan, stage: int, opts,

@@ -71,15 +71,10 @@ class Estimator:
         self.layer_times = lru_cache(maxsize=None)(self._layer_times)
 
     def _block(self, ops) -> float:
+        """Seconds of ``ops`` run as one block, as the engine prices a Block (sim.costs)."""
         # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
         times = [self.costs.uncached_time(op) for op in ops]
-        return sum(times) + self.host_wait(ops, times)
-
-    def host_wait(self, ops, times, hidden: tuple[str, ...] = ()) -> float:
-        """The GPU's wait for the host's launches in ``ops`` of GPU seconds ``times``
-        (sim/costs.py HostLaunch)."""
-        host = self.costs.host
-        return host.exposed(ops, times, hidden) if host is not None else 0.0
+        return sum(self.costs.block_parts(ops, times).values())
 
     def _layer_times(self, plan: ParallelPlan) -> LayerTimes:
         """Per-layer times of the plan's layer shape (the same ops the graph builder uses:
@@ -136,7 +131,8 @@ class Estimator:
             layer_bwd = [lt.bwd] * p
         else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
             from sim.sweep import estimate_moe
-            fwd, bwd, layer_bwd = estimate_moe.stage_times(self, plan)
+            fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan)
+            bwd, drain = estimate_moe.split_backward(plan, bwd, split)
             wgrad = [0.0] * p           # not split: the split schedules' bubble from above
             lt = None
         zero3 = plan.zero >= 3 and plan.dp > 1
@@ -151,6 +147,8 @@ class Estimator:
             t_pipe = m * worst + (sum(per_stage) - worst) / v
         if lt is not None:
             t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
+        else:
+            t_pipe += drain
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
                                         p2p_bytes(self.model, plan))

@@ -2,83 +2,119 @@
 
 The same kernels the DES plays (workloads.moe_layers, one list per kind of layer: dense
 or MoE, full or windowed attention), built and rewritten by the graph builder's own
-``stage_layer_ops`` (layer options, FP8 recipe, context parallelism, TP overlap) and
-priced with the estimator's cost model; a layer's
-EP communication hides behind its compute when ``workload.moe.overlap`` is set, as in
-sim.costs. Expert gradients reduced over expert-data-parallel add to the stage's tail.
+``stage_layer_ops`` (layer options, FP8 recipe, context parallelism, TP overlap), each
+kind priced once, and a chunk of layers priced as the graph's block of it
+(workloads/training.py, one block per chunk and pass, embedding and output layer with
+their chunk) by the engine's own ``OpCosts.price`` of the layers' joined tallies: the
+wait for the host's launches across the chunk's host syncs, and, when
+``workload.moe.overlap`` is set, the EP communication hidden behind the rest of the chunk
+(DeepEP's SMs and its kernels' slowdown beside compute included) are the engine's.
+Expert gradients reduced over expert-data-parallel add to the stage's tail.
 """
 
 from __future__ import annotations
 
-from sim.costs import contends, contention, exposed_comm, sm_seconds
+import operator
+from functools import reduce
+
+from sim.costs import BlockTally, OpCosts
 from workloads import moe as spec
 from workloads import moe_parallel, moe_training
-from workloads.graph import Collective, CommGroup
+from workloads.graph import CommGroup
 from workloads.moe_layers import layer_forward_at
 from workloads.parallel import ParallelPlan
+from workloads.param_sync import bucket, pipeline_of
+from workloads.pipeline import SPLIT_BACKWARD
 from workloads.training import stage_layer_ops
 
 
-def _time(est, ops, overlap: bool) -> float:
-    comp = ep = held = 0.0
-    slow = []
-    times = [est.costs.uncached_time(op) for op in ops]
-    for op, t in zip(ops, times, strict=True):
-        if isinstance(op, Collective) and op.group.dim == "ep":
-            ep += t
-            held += sm_seconds(op, t, est.costs.compute.gpu.sms or 0)
-            if contends(op):
-                slow.append((op, t))
-        else:
-            comp += t
-    host = est.host_wait(ops, times, ("ep",) if overlap else ())
-    if not overlap:
-        return comp + host + ep
-    if slow:                            # DeepEP's normal kernels slowed beside the compute
-        extra, extra_held = contention(slow, comp)
-        ep, held = ep + extra, held + extra_held
-    sms = est.costs.compute.gpu.sms or 0
-    return comp + host + exposed_comm(ep, comp + host, held / sms if sms else 0.0)
+def _tally(costs: OpCosts, ops, overlap: tuple[str, ...]) -> BlockTally:
+    # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
+    return costs.tally(ops, [costs.uncached_time(op) for op in ops], overlap)
 
 
-def stage_times(est, plan: ParallelPlan) -> tuple[list[float], list[float], list[float]]:
-    """(forward, backward, mean backward of one layer) per stage, one microbatch."""
-    model, opts = est.model, est.options
-    overlap = bool(opts.moe and opts.moe.overlap)
-    fwd, bwd, per_layer = [], [], []
+def _time(costs: OpCosts, tallies: list[BlockTally], overlap: tuple[str, ...]) -> float:
+    """Seconds of the tallied runs of ops run back to back as one block (sim.costs)."""
+    return sum(costs.price(reduce(operator.add, tallies), overlap).values())
+
+
+def stage_times(est, plan: ParallelPlan) -> tuple[list[float], ...]:
+    """(forward, backward, mean backward of one layer, backward as one block per layer)
+    per stage, one microbatch: each chunk's forward and backward priced as the graph's
+    block of it; the last is the graph's backward that lets gradient buckets start as its
+    layers finish (workloads/training.py ``_split_backward``: the output layer's backward
+    with the chunk's last layer, the embedding's with its first)."""
+    model, opts, costs = est.model, est.options, est.costs
+    overlap = ("ep",) if opts.moe and opts.moe.overlap else ()
+    pipe = pipeline_of(plan, model.layers)
+    fwd, bwd, per_layer, split = [], [], [], []
     for s in range(plan.pp):
         ctx, ops = stage_layer_ops(model, plan, opts, s)
-        kinds: dict[tuple[bool, bool], tuple[float, float]] = {}
-        f = b = 0.0
-        ids = [i for c in range(plan.vpp) for i in moe_training.chunk_layers(model, plan, s, c)]
-        for i in ids:
-            key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
-            if key not in kinds:        # one layer's kernels, rewritten as the graph's chunks
-                kinds[key] = (_time(est, ops.transform(layer_forward_at(ctx, i)), overlap),
-                              _time(est, ops.transform(moe_training.layer_bwd_ops(ctx, plan, i),
-                                                       True), overlap))
-            f, b = f + kinds[key][0], b + kinds[key][1]
-        per_layer.append(b / max(1, len(ids)))
-        if s == 0:
-            f += _time(est, ops.emb_fwd, False)
-            b += _time(est, ops.emb_bwd, False)
-        if s == plan.pp - 1:
-            f += _time(est, ops.head_fwd, overlap)
-            b += _time(est, ops.head_bwd, overlap)
+        kinds: dict[tuple[bool, bool], tuple[BlockTally, BlockTally, float]] = {}
+        f = b = b_split = 0.0
+        layer_b = []
+        for c in range(plan.chunks):
+            cf, cb, alone = [], [], []
+            for i in moe_training.chunk_layers(model, plan, s, c):
+                key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
+                if key not in kinds:    # one layer's kernels, rewritten as the graph's chunks
+                    lb = _tally(costs, ops.transform(moe_training.layer_bwd_ops(ctx, plan, i), True),
+                                overlap)
+                    kinds[key] = (_tally(costs, ops.transform(layer_forward_at(ctx, i)), overlap),
+                                  lb, _time(costs, [lb], overlap))
+                cf.append(kinds[key][0])
+                cb.insert(0, kinds[key][1])         # the backward runs the last layer first
+                alone.insert(0, kinds[key][2])      # each layer's backward as its own block
+            layer_b += alone
+            ends = [0.0] * len(alone)   # the split backward's first and last blocks differ
+            if pipe.is_first(s, c):
+                emb_f, emb_b = _tally(costs, ops.emb_fwd, overlap), _tally(costs, ops.emb_bwd, overlap)
+                cf, cb = [emb_f, *cf], [*cb, emb_b]
+                if alone:
+                    ends[-1] = _time(costs, [cb[-2], emb_b], overlap) - alone[-1]
+            if pipe.is_last(s, c):
+                head_f, head_b = (_tally(costs, ops.head_fwd, overlap),
+                                  _tally(costs, ops.head_bwd, overlap))
+                cf, cb = [*cf, head_f], [head_b, *cb]
+                if alone:
+                    tail = [emb_b] if len(alone) == 1 and pipe.is_first(s, c) else []
+                    ends[0] = _time(costs, [head_b, cb[1], *tail], overlap) - alone[0]
+            f, b = f + _time(costs, cf, overlap), b + _time(costs, cb, overlap)
+            b_split += sum(alone) + sum(ends) if alone else _time(costs, cb, overlap)
+        per_layer.append(sum(layer_b) / max(1, len(layer_b)))
         fwd.append(f)
         bwd.append(b)
-    return fwd, bwd, per_layer
+        split.append(b_split)
+    return fwd, bwd, per_layer, split
+
+
+def split_backward(plan: ParallelPlan, bwd: list[float],
+                   split: list[float]) -> tuple[list[float], float]:
+    """(backward per stage, extra time of the drain) where the graph plays backwards one
+    block per layer (workloads/training.py ``_add_step``): under ZeRO-2 every microbatch's,
+    else, with data-parallel gradients, the last microbatch's, which crosses every stage
+    in the pipeline's drain, so its extra time over the chunk blocks adds once per stage."""
+    if plan.grad_dp <= 1 or plan.zero >= 3 or plan.effective_schedule in SPLIT_BACKWARD:
+        return bwd, 0.0
+    if plan.zero == 2:
+        return split, 0.0
+    return bwd, sum(x - b for x, b in zip(split, bwd, strict=True))
 
 
 def expert_tail(est, plan: ParallelPlan, s: int) -> float:
-    """Expert gradients over expert-DP (not hidden), and their parameter all-gather."""
+    """Expert gradients over expert-DP (not hidden: the graph queues them behind the
+    replicated buckets on the DP channel), in the graph's buckets
+    (moe_training.add_expert_grad_sync), and their parameter all-gather."""
     size = moe_parallel.edp(plan)
     experts = moe_training.stage_split(est.model, plan, s)[1]
     if size <= 1 or experts <= 0:
         return 0.0
     group = CommGroup(moe_parallel.edp_group(plan, s), "dp")
     kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
-    t = est.network.collective_time(kind, experts * est.options.grad_bytes, group)
+    ready = [(e, None) for _, grads in moe_training.expert_grads(est.model, plan, s)
+             for e in grads if e > 0]
+    t = sum(est._coll(kind, n * est.options.grad_bytes, group)     # equal buckets: one price
+            for n, _ in bucket(ready, est.options.bucket_params))
     if plan.zero == 1:
         t += est.network.collective_time("all_gather", experts * est.options.param_bytes, group)
     return t

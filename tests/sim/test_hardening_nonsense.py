@@ -30,7 +30,7 @@ def test_fp8_training_on_an_a100(monkeypatch, capsys):
                        "--set", "cluster.system=dgx-a100")
     line = one_error_line(err)
     assert code == 2
-    assert "workload.precision" in line and "A100" in line and "bf16, fp16, fp32, tf32" in line
+    assert "workload.precision" in line and "A100" in line and "bf16, fp16, fp32, fp64, tf32" in line
 
 
 def test_fp8_training_on_an_h100_runs():
@@ -87,3 +87,11 @@ def test_everyday_times_keep_three_decimals():
     from sim.cli.common import fmt_s
     assert [fmt_s(x) for x in (0.0, 0.0123, 4.978, 12345.6789)] == ["0.000", "0.012", "4.978", "12345.679"]
     assert [fmt_s(x) for x in (1e-5, 2.752e32)] == ["1e-05", "2.752e+32"]
+
+
+def test_fp64_router_on_a_part_without_an_fp64_peak(monkeypatch, capsys):
+    code, _, err = cli(monkeypatch, capsys, "simulate", "examples/deepseek_v3_h100.yaml",
+                       "--set", "workload.moe.router_dtype=fp64", "--set", "cluster.system=dgx-b200")
+    line = one_error_line(err)
+    assert code == 2
+    assert "workload.moe.router_dtype" in line and "B200" in line and "fp64" in line
