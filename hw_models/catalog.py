@@ -30,6 +30,9 @@ class GPUSpec(_Spec):
     sms: int | None = Field(None, gt=0)   # SMs / CUs; unset: no wave-quantization term
     tdp_w: float | None = Field(None, gt=0)     # board max power; unset: not published
     host_gb_s: float | None = Field(None, gt=0)  # host link per direction
+    # Exponentials per second of the special-function units (MUFU.EX2, tera/s): the rate
+    # a flash-attention kernel's softmax cannot beat (hw_models.compute). Unset: no floor.
+    exp_t_s: float | None = Field(None, gt=0)
     profile: str
     source: str
 
@@ -60,6 +63,11 @@ class GPUSpec(_Spec):
         on an A100 80GB), so the datasheet's "GB" is GiB: nvidia-smi reports 81920 MiB on
         an A100 80GB and 81559 MiB on an H100 SXM5 80GB."""
         return self.hbm_gb * GIB
+
+    @property
+    def exp_rate(self) -> float | None:
+        """Exponentials per second (catalog ``exp_t_s``); None where not published."""
+        return self.exp_t_s * 1e12 if self.exp_t_s else None
 
     @property
     def hbm_bw(self) -> float:

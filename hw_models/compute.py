@@ -81,12 +81,20 @@ class ComputeModel:
         t_memory = bytes_ / (self.gpu.hbm_bw * (curve.bw_eff or self.profile.memory.bw_eff))
         return (curve.launch_us * US + smooth_max(t_compute, t_memory, curve.roofline_p)) / self.speed_scale
 
-    def attention(self, flops: float, seq_kv: int, causal: bool, dtype: str) -> float:
-        """Fused (flash) attention: FLOPs are the work actually done (halved when causal)."""
+    def attention(self, flops: float, seq_kv: int, causal: bool, dtype: str,
+                  flops_per_exp: float = 0.0) -> float:
+        """Fused (flash) attention: FLOPs are the work actually done (halved when causal).
+        The softmax evaluates one exponential per score element on the special-function
+        units, forward and again backward (P recomputed), so with ``flops_per_exp`` known
+        the kernel takes at least flops / flops_per_exp exponentials at the part's
+        ``exp_rate``: a roofline floor under the tensor-core time."""
         curve = self.profile.attention["causal" if causal else "full"]
         eff = curve.eff_max * seq_kv / (seq_kv + curve.seq_half)
         launch = self.profile.memory.launch_us * US
-        return (launch + flops / (self.gpu.peak_flops(dtype) * eff)) / self.speed_scale
+        t = flops / (self.gpu.peak_flops(dtype) * eff)
+        if flops_per_exp > 0 and self.gpu.exp_rate:
+            t = max(t, flops / flops_per_exp / self.gpu.exp_rate)
+        return (launch + t) / self.speed_scale
 
     def latent_attention(self, flops: float, bytes_: float, dtype: str) -> float:
         """Decode attention over MLA's latent cache (FlashMLA): the FLOPs at the kernel's
@@ -104,11 +112,11 @@ class ComputeModel:
 
     def time(self, op_class: str, flops: float, bytes_: float, dtype: str,
              seq_kv: int = 0, causal: bool = True,
-             shape: tuple[int, ...] | None = None) -> float:
+             shape: tuple[int, ...] | None = None, flops_per_exp: float = 0.0) -> float:
         if op_class == "gemm":
             return self.gemm(flops, bytes_, dtype, shape)
         if op_class == "attention":
-            return self.attention(flops, seq_kv, causal, dtype)
+            return self.attention(flops, seq_kv, causal, dtype, flops_per_exp)
         if op_class == "latent_attention":
             return self.latent_attention(flops, bytes_, dtype)
         return self.memory_bound(bytes_, op_class)

@@ -135,7 +135,7 @@ class OpCosts:
         if isinstance(op, Compute):
             seq_kv = op.shape[2] if op.op_class == "attention" and op.shape else 0
             return self.compute.time(op.op_class, op.flops, op.bytes, op.dtype, seq_kv, op.causal,
-                                     op.shape)
+                                     op.shape, op.flops_per_exp)
         if isinstance(op, ExpertDispatch) and hasattr(self.network, "layout"):
             net = self.network
             return dispatch_time(net.layout, getattr(net, "profile", None), op,

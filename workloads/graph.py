@@ -32,7 +32,9 @@ Category = Literal["compute", "tp", "pp", "dp", "cp", "ep", "memory", "other"]
 class Compute:
     """A kernel. ``shape`` is (m, n, k) for a GEMM, (batch*heads, s_q, s_kv, head_dim) for
     attention; ``count`` identical kernels run back to back. ``duration_s`` overrides the
-    cost model (trace replay)."""
+    cost model (trace replay). ``flops_per_exp``: an attention kernel's tensor FLOPs per
+    softmax exponential (one exp per score element: 2 (d_qk + d_v) forward, 2.5 x that
+    backward, which recomputes P); 0 = not known (no exponential floor)."""
     op_class: OpClass
     flops: float = 0.0
     bytes: float = 0.0
@@ -41,6 +43,7 @@ class Compute:
     causal: bool = True
     duration_s: float | None = None
     name: str = ""
+    flops_per_exp: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,7 +121,7 @@ def attention_core(ctx: LayerContext) -> list[Op]:
         flops = 4.0 * bh * s * s * d / 2          # causal: half the score matrix is computed
         return [*repeat_kv_copy(ctx, "repeat_kv"),
                 Compute("attention", flops, e * bh * s * d * 4.0, ctx.dtype, (bh, s, s, d),
-                        causal=True, name="flash_attn_fwd")]
+                        causal=True, name="flash_attn_fwd", flops_per_exp=4.0 * d)]
     probs = bh * s * s
     return [gemm(ctx, s, s, d, "attn_scores", bh),
             mem(ctx, "softmax", 2 * e * probs, "scale_mask_softmax"),
@@ -144,7 +144,8 @@ def attention_core_bwd(ctx: LayerContext) -> list[Op]:
     if ctx.attention == "flash":
         flops = 2.5 * 4.0 * bh * s * s * d / 2    # FA2 convention: bwd = 2.5 x fwd FLOPs
         return [Compute("attention", flops, e * bh * s * d * 8.0, ctx.dtype, (bh, s, s, d),
-                        causal=True, name="flash_attn_bwd"), *repeat_kv_copy(ctx, "repeat_kv_bwd")]
+                        causal=True, name="flash_attn_bwd", flops_per_exp=2.5 * 4.0 * d),
+                *repeat_kv_copy(ctx, "repeat_kv_bwd")]
     probs = bh * s * s
     return [*gemm_bwd(ctx, s, d, s, "attn_context", bh),
             mem(ctx, "elementwise", (2 * e + 1) * probs, "attn_dropout_bwd"),

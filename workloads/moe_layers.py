@@ -151,7 +151,8 @@ def fused_attention(ctx: LayerContext, window: bool, d_qk: int, d_v: int, bwd: b
     flops = 2.0 * bh * pairs * (d_qk + d_v) * (2.5 if bwd else 1.0)
     nbytes = e * bh * s * (2 * d_qk + 2 * d_v) * (2 if bwd else 1)
     return Compute("attention", flops, nbytes, bf16_context(ctx).dtype, (bh, s, kv, d_qk), causal=True,
-                   name="flash_attn_bwd" if bwd else "flash_attn_fwd")
+                   name="flash_attn_bwd" if bwd else "flash_attn_fwd",
+                   flops_per_exp=2.0 * (d_qk + d_v) * (2.5 if bwd else 1.0))
 
 
 def _mla_gemms(ctx: LayerContext) -> list[tuple[tuple[int, int, int], str]]:

@@ -261,7 +261,7 @@ class MoEIterationOps(IterationOps):
                                e * 2.0 * heads * (d_qk + d_v) * s.prefill_tokens,
                                ATTENTION_DTYPE[self.precision],
                                (heads, s.prefill_tokens, max(1, min(s.prefill_kv, w or s.prefill_kv)), d_qk),
-                               causal=True, name="prefill_attn"))
+                               causal=True, name="prefill_attn", flops_per_exp=2.0 * (d_qk + d_v)))
         if s.decode_seqs:
             if att is None:
                 kvh = max(1, m.kv_heads_ // self.tp)

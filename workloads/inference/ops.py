@@ -129,7 +129,7 @@ class IterationOps:
             ops.append(Compute("attention", flops, e * 4.0 * heads * d * s.prefill_tokens,
                                ATTENTION_DTYPE[self.precision],
                                (heads, s.prefill_tokens, max(1, s.prefill_kv), d),
-                               causal=True, name="prefill_attn"))
+                               causal=True, name="prefill_attn", flops_per_exp=4.0 * d))
         if s.decode_seqs:
             kv_read = 2.0 * kvh * d * self.kv_bytes * s.decode_kv
             ops.append(Compute("other", 4.0 * heads * d * s.decode_kv,
