@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from sim.costs import OpCosts
 from sim.engine import Engine, Row
 from workloads.graph import Collective, ExecutionGraph, Node, SendRecv
 
@@ -43,32 +44,51 @@ class Schedule:
         groups: dict[tuple, list[int]] = {}
         for stream in graph.streams().values():
             seen: dict[tuple, int] = {}
-            for prev, node in zip([None, *stream[:-1]], stream, strict=True):
+            prev = None
+            for node in stream:
                 if prev is not None:
                     preds[node.id] = (*preds[node.id], prev.id)
-                key = _meeting_key(node)
-                if key is not None:            # k-th use of a key on a stream meets the k-th
+                prev = node
+                if isinstance(node.op, Collective | SendRecv):   # a rendezvous (_meeting_key)
+                    key = _meeting_key(node)   # k-th use of a key on a stream meets the k-th
                     k = seen[key] = seen.get(key, -1) + 1
                     groups.setdefault((key, k), []).append(node.id)
         for ids in groups.values():
             joined = tuple({p for i in ids for p in preds[i]} - set(ids))
+            group = tuple(ids)
             for i in ids:
-                self.members[i] = tuple(ids)
+                self.members[i] = group
                 preds[i] = joined
         self.preds = preds
+        self._nodes = nodes
+        self._transfers: dict[tuple, list[int]] | None = None
+
+    def transfers(self) -> dict[tuple, list[int]]:
+        """The rendezvous members (transfers) grouped by what their contention-free time
+        depends on, in the order first met (the same for every corner)."""
+        if self._transfers is None:
+            self._transfers = {}
+            for i in self.members:
+                self._transfers.setdefault(_ratio_key(self._nodes[i]), []).append(i)
+        return self._transfers
 
     def retime(self, duration: Callable[[int], float]) -> float:
         """Latest end when node i lasts ``duration(i)`` seconds, constraints as played."""
         end = [0.0] * len(self.played)
         fixed = [False] * len(self.played)
         preds, members = self.preds, self.members
+        end_of = end.__getitem__
         for i in self.order:
             if fixed[i]:
                 continue
-            ready = max((end[p] for p in preds[i]), default=0.0)
-            e = ready + duration(i)
-            for m in members.get(i, (i,)):
-                end[m], fixed[m] = e, True
+            ps = preds[i]
+            e = (max(map(end_of, ps)) if ps else 0.0) + duration(i)
+            group = members.get(i)
+            if group is None:
+                end[i] = e
+            else:
+                for m in group:
+                    end[m], fixed[m] = e, True
         return max(end, default=0.0)
 
 
@@ -99,28 +119,30 @@ def corner_time(schedule: Schedule, graph: ExecutionGraph, costs, network, nomin
     ``costs``. With ``nominal_costs`` (the play's cost model) a node's played time is
     scaled by costs / nominal_costs instead, which keeps what the play added to the cost
     (a block whose all-to-alls ran as flows, sim.ep_flows)."""
-    nodes, played = graph.nodes, schedule.played
-    scaled: dict[int, float] = {}
-    ratio: dict[tuple, float] = {}
-    for i in schedule.members:
-        node = nodes[i]
-        key = _ratio_key(node)
-        r = ratio.get(key)
-        if r is None:
-            base = transfer_time(nominal_net, node)
-            r = ratio[key] = transfer_time(network, node) / base if base > 0 else 1.0
-        scaled[i] = played[i] * r
+    nodes, played, members = graph.nodes, schedule.played, schedule.members
+    dur = [0.0] * len(nodes)                  # each played node's duration at the corner
+    for ids in schedule.transfers().values():
+        node = nodes[ids[0]]
+        base = transfer_time(nominal_net, node)
+        r = transfer_time(network, node) / base if base > 0 else 1.0
+        for i in ids:
+            dur[i] = played[i] * r
 
-    def duration(i: int) -> float:
-        d = scaled.get(i)
-        if d is not None:
-            return d
-        corner = costs.duration(nodes[i])
-        if nominal_costs is None:
-            return corner
-        base = nominal_costs.duration(nodes[i])
-        return played[i] * (corner / base) if base > 0 else corner
-    return schedule.retime(duration)
+    # OpCosts prices a node by its op alone: each op is asked once (graphs repeat their ops).
+    by_op = isinstance(costs, OpCosts) and isinstance(nominal_costs, OpCosts | None)
+    memo: dict[int, tuple[float, float]] = {}
+    for i in schedule.order:
+        if i not in members:
+            node = nodes[i]
+            hit = memo.get(id(node.op)) if by_op else None
+            if hit is None:
+                hit = (costs.duration(node),
+                       0.0 if nominal_costs is None else nominal_costs.duration(node))
+                if by_op:
+                    memo[id(node.op)] = hit
+            corner, base = hit
+            dur[i] = played[i] * (corner / base) if base > 0 else corner
+    return schedule.retime(dur.__getitem__)
 
 
 def _ratio_key(node: Node) -> tuple:

@@ -161,13 +161,16 @@ class RowWeights:
     def __call__(self, ids, ranks) -> np.ndarray:
         """Weight of each row, given the rows' node ids and ranks."""
         memo: dict[tuple[int, int], float] = {}
+        nodes, index = self.graph.nodes, self.parts.index
         out = np.empty(len(ids))
-        for i, (nid, rank) in enumerate(zip(ids, ranks, strict=True)):
-            op = self.graph.nodes[nid].op
-            key = (id(op), self.parts.index(int(rank)))
+        # Python ints, not numpy scalars, in the loop over every row
+        for i, (nid, rank) in enumerate(zip(np.asarray(ids).tolist(), np.asarray(ranks).tolist(),
+                                            strict=True)):
+            op = nodes[nid].op
+            key = (id(op), index(rank))
             w = memo.get(key)
             if w is None:
-                w = memo[key] = self.of_op(op, int(rank))
+                w = memo[key] = self.of_op(op, rank)
             out[i] = w
         return out
 

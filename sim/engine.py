@@ -8,7 +8,9 @@ collective or a send/recv pair, then hold for the cost. Every node appends one r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+import gc
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -50,6 +52,22 @@ class Row:
     end: float
     parts: dict[str, float] | None = None
     meta: dict = field(default_factory=dict)
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """CPython's cyclic garbage collector paused for the block, then restored as it was
+    (reference counting still frees memory as usual). A step allocates some 10^5 objects
+    that live until its end (graph nodes, timeline rows, events): the collector would
+    scan them again and again, and ~10% of a 1k-GPU step went to that; the few cycles
+    a step leaves are collected once it is back on."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 PROGRESS_EVERY = 4095            # ops between progress-bar updates, minus one (a bit mask)
@@ -94,38 +112,39 @@ class Engine:
         return self._events
 
     def _stream(self, nodes: list[Node]) -> Generator:
-        env, done = self.env, self.done
+        env, done, rows, costs = self.env, self.done, self.rows, self.costs
         for node in nodes:
             for d in node.deps:
-                if not done[d].processed:
+                ev = done[d]
+                if ev.callbacks is not None:          # not processed yet (Event.processed)
                     self._events += 1
-                    yield done[d]
+                    yield ev
             ready = env.now
             op = node.op
+            parts = None
             if isinstance(op, Collective):
                 start = yield from self._meet(self._collective_key(node), self._n_members(op),
-                                              lambda op=op: self.network.collective(env, op))
+                                              node)
             elif isinstance(op, SendRecv):
-                start = yield from self._meet(self._p2p_key(node), self._p2p_members(node),
-                                              lambda node=node: self._p2p(node))
-            elif self.play and self._plays(op):
-                start = ready
-                played = yield from play_block(env, op, self.costs, self.network, self.play,
-                                                    self._block_plans)
-                self._events += 1
+                start = yield from self._meet(self._p2p_key(node), self._p2p_members(node), node)
             else:
                 start = ready
-                dur = self.costs.duration(node)
-                if dur > 0:
+                if self.play and self._plays(op):
+                    parts = yield from play_block(env, op, costs, self.network, self.play,
+                                                  self._block_plans)
                     self._events += 1
-                    yield env.timeout(dur)
-                played = self.costs.parts(node) if isinstance(op, Block) else None
-            parts = played if isinstance(op, Block) else None
-            self.rows.append(Row(node.id, node.rank, node.stream, node.name, node.category,
-                                 ready, start, env.now, parts, node.meta))
+                else:
+                    dur = costs.duration(node)
+                    if dur > 0:
+                        self._events += 1
+                        yield env.timeout(dur)
+                    if isinstance(op, Block):
+                        parts = costs.parts(node)
+            rows.append(Row(node.id, node.rank, node.stream, node.name, node.category,
+                            ready, start, env.now, parts, node.meta))
             done[node.id].succeed()
             self._events += 1
-            if not len(self.rows) & PROGRESS_EVERY:
+            if not len(rows) & PROGRESS_EVERY:
                 self._bar.update(PROGRESS_EVERY + 1)
 
     def _plays(self, op) -> bool:
@@ -135,7 +154,7 @@ class Engine:
             hit = self._played[id(op)] = plays(op, self.play)
         return hit
 
-    def _meet(self, key: tuple, expected: int, work: Callable[[], Generator]) -> Generator:
+    def _meet(self, key: tuple, expected: int, node: Node) -> Generator:
         """Wait for all simulated members; the last to arrive runs the transfer for all."""
         meeting = self._meetings.get(key)
         if meeting is None:
@@ -144,7 +163,13 @@ class Engine:
         if meeting.arrived == expected:
             del self._meetings[key]
             meeting.start = self.env.now
-            yield from work()
+            op = node.op
+            if isinstance(op, Collective):
+                yield from self.network.collective(self.env, op)
+            elif op.duration_s is not None:
+                yield self.env.timeout(op.duration_s)
+            else:                                  # key: ("p2p", src, dst, tag)
+                yield from self.network.p2p(self.env, key[1], key[2], op.bytes)
             meeting.done.succeed()
         else:
             yield meeting.done
@@ -170,11 +195,3 @@ class Engine:
         op = node.op
         src, dst = (node.rank, op.peer) if op.kind == "send" else (op.peer, node.rank)
         return ("p2p", src, dst, op.tag)
-
-    def _p2p(self, node: Node) -> Generator:
-        op = node.op
-        if op.duration_s is not None:
-            yield self.env.timeout(op.duration_s)
-            return
-        src, dst = (node.rank, op.peer) if op.kind == "send" else (op.peer, node.rank)
-        yield from self.network.p2p(self.env, src, dst, op.bytes)

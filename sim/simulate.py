@@ -17,6 +17,7 @@ from hw_models.profile import Profile, band_profiles, load_residual_band
 from sim.band import Schedule, corner_time
 from sim.checkpoint_contention import checkpoint_contention
 from sim.costs import OpCosts
+from sim.engine import cyclic_gc_paused
 from sim.result import Columns, SimResult, breakdown, timeline_frame
 from sim.scenario import Scenario
 from sim.setup import Setup, build_engine, make_network, paced_compute, resolve_setup
@@ -79,6 +80,12 @@ def simulate(sc: Scenario, prof: Profile | None = None, band: bool = True,
 def simulate_training(sc: Scenario, prof: Profile | None = None, band: bool = True,
                       residuals: bool = True) -> SimResult:
     """One training iteration of a ``workload.kind: training`` scenario."""
+    with cyclic_gc_paused():
+        return _simulate_training(sc, prof, band, residuals)
+
+
+def _simulate_training(sc: Scenario, prof: Profile | None, band: bool, residuals: bool
+                       ) -> SimResult:
     t0 = time.perf_counter()
     setup = resolve_setup(sc)
     prof = prof or setup.profile

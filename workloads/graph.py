@@ -201,10 +201,12 @@ class ExecutionGraph:
     def add(self, rank: int, stream: str, op: Op, deps: tuple[int, ...] | list[int] = (),
             category: Category = "compute", name: str = "", **meta) -> int:
         nid = len(self.nodes)
-        deps = tuple(d for d in deps if d is not None)
-        for d in deps:
-            if not 0 <= d < nid:
-                raise ClusterSimError(f"node {nid} ({name}) depends on unknown or later node {d}")
+        deps = tuple(deps)
+        if None in deps:
+            deps = tuple(d for d in deps if d is not None)
+        if deps and not (0 <= min(deps) and max(deps) < nid):
+            d = next(d for d in deps if not 0 <= d < nid)
+            raise ClusterSimError(f"node {nid} ({name}) depends on unknown or later node {d}")
         self.nodes.append(Node(nid, rank, stream, op, deps, category, name or _op_name(op), meta))
         return nid
 

@@ -199,9 +199,10 @@ def _tag(plan: ParallelPlan, mb: int, s: int, c: int, step: str) -> int:
 
 def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
     recv, nbytes = {}, p2p_bytes(model, plan)
+    neighbour = pipeline_of(plan, 0).neighbour      # = _neighbour(plan, ...), looked up once
     for st in stages:
         for mb, c, step in steps[st.index]:
-            src = _neighbour(plan, st.index, c, step)
+            src = neighbour(st.index, c, step)
             if src is None or src[0] == st.index:   # the turn of a V stays on its rank
                 continue
             op = SendRecv("recv", stages[src[0]].rank, nbytes, _tag(plan, mb, st.index, c, step))
@@ -392,10 +393,11 @@ def _p2p_stream(kind: str, step: str, plan: ParallelPlan, peer: int) -> str:
 
 def _add_sends(g, plan, stages, steps, recv, sent=()) -> None:
     sends = []
+    neighbour = pipeline_of(plan, 0).neighbour      # = _neighbour(plan, ...), looked up once
     for (s, mb, c, step), rid in recv.items():
         if rid in sent:                 # already on the sender's compute stream (p2p_blocking)
             continue
-        src_stage, src_chunk = _neighbour(plan, s, c, step)
+        src_stage, src_chunk = neighbour(s, c, step)
         sender = stages[src_stage]
         key = (mb, src_chunk, step)
         if key not in sender.node:      # a gradient from the sender's full or input-only backward

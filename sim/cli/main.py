@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 import warnings
 
@@ -48,6 +50,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 _python_showwarning = warnings.showwarning
+
+# At exit the interpreter's last garbage collection scans every object the command
+# imported and made (~0.07 s after a 1k-GPU simulate) to free what the exit frees
+# anyway; frozen objects are left out of it (atexit runs before that collection).
+atexit.register(gc.freeze)
 
 
 def main() -> None:

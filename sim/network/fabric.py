@@ -31,6 +31,7 @@ from simpy.events import NORMAL, URGENT
 from hw_models.routing import unique_ints
 
 REL_EPS = 1e-9
+_min = np.minimum.reduce                     # ndarray.min() without its wrapper
 # A flow is done with less than a picosecond of sending left, or a micro-byte (round-off).
 DONE_S, DONE_B = 1e-12, 1e-6
 
@@ -125,20 +126,74 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     return rate
 
 
+class Flows:
+    """The flows of a batch still in flight: ``lens[i]`` links of flow i, listed flow by flow
+    in ``links`` (with the fraction ``coef`` of the flow on each; None: all 1, a single
+    path), their ``weight`` and distinct ``ulinks``. Immutable and shared: every batch of
+    one plan key starts from the same Flows, and the Flows left after a given set of its
+    flows ends is derived once (``after``), so the microbatches that repeat a transfer do
+    not rebuild its arrays. ``sig`` names the flows in the rate cache: the plan key and the
+    original indices of the flows left (None: all of them)."""
+    __slots__ = ("lens", "links", "coef", "weight", "ulinks", "sig", "after", "placed")
+
+    def __init__(self, lens, links, coef, weight, ulinks, sig):
+        self.lens, self.links, self.coef, self.weight = lens, links, coef, weight
+        self.ulinks, self.sig = ulinks, sig
+        self.after: dict[bytes, tuple[Flows, np.ndarray, np.ndarray]] = {}
+        self.placed = int(weight.sum())        # flows represented (weights summed)
+
+    @classmethod
+    def of(cls, row, links, coef, weight, ulinks, key) -> Flows:
+        """From an incidence list ``row``/``links``, built flow by flow (``row`` ascending)."""
+        if len(row) > 1 and not bool(np.all(row[1:] >= row[:-1])):
+            raise ValueError("flows' incidences must be listed flow by flow (row ascending)")
+        unit = coef is None or bool(np.all(coef == 1.0))
+        return cls(np.bincount(row, minlength=len(weight)), links, None if unit else coef,
+                   weight, unique_ints(links) if ulinks is None else ulinks,
+                   None if key is None else (key, None))
+
+    def row(self) -> np.ndarray:
+        """Flow index of each incidence."""
+        return np.repeat(np.arange(len(self.lens)), self.lens)
+
+    def without(self, keep: np.ndarray, kb: bytes, mark: np.ndarray
+                ) -> tuple[Flows, np.ndarray, np.ndarray]:
+        """(the Flows of the kept flows, their indices here, the links no flow uses any more);
+        ``kb``: ``keep.tobytes()``; ``mark``: a scratch array over all links, all False (left
+        so)."""
+        hit = self.after.get(kb)
+        if hit is None:
+            idx = np.flatnonzero(keep)
+            inc = np.repeat(keep, self.lens)
+            links = self.links[inc]
+            mark[links] = True
+            still = mark[self.ulinks]
+            mark[links] = False
+            sig = None
+            if self.sig is not None:
+                ids = idx if self.sig[1] is None else np.frombuffer(self.sig[1], np.int64)[idx]
+                sig = (self.sig[0], ids.tobytes())
+            kept = Flows(self.lens[keep], links, None if self.coef is None else self.coef[inc],
+                         self.weight[idx], self.ulinks[still], sig)  # ulinks: still sorted
+            hit = self.after[kb] = (kept, idx, still)
+        return hit[0], hit[1], self.ulinks[~hit[2]]
+
+
 class Batch:
     """Flows started together (one phase of one collective); done when all are."""
-    __slots__ = ("row", "links", "coef", "remaining", "weight", "rate", "t_last", "done", "key",
-                 "n0", "version", "ulinks", "next_t", "t_start", "ids", "finite")
+    __slots__ = ("flows", "remaining", "rate", "t_last", "done", "version", "next_t", "t_start",
+                 "finite")
 
-    def __init__(self, row, links, coef, nbytes, weight, done, key, ulinks=None):
-        self.row, self.links, self.coef = row, links, coef
-        self.remaining, self.weight = nbytes, weight
+    def __init__(self, flows: Flows, nbytes, done):
+        self.flows, self.remaining, self.done = flows, nbytes, done
         self.rate = np.zeros(len(nbytes))
-        self.done, self.key, self.n0 = done, key, len(nbytes)
         self.t_last, self.version, self.next_t = 0.0, 0, np.inf
-        self.ulinks = unique_ints(links) if ulinks is None else ulinks
-        self.ids = None                      # indices of the flows still in flight (None: all)
         self.finite = True                   # no infinite rate (no empty-path flow) in ``rate``
+
+    @property
+    def weight(self) -> np.ndarray:
+        """Flows each flow still in flight stands for (sim/storage_flows.py reads it)."""
+        return self.flows.weight
 
     def advance(self, now: float) -> None:
         dt = now - self.t_last
@@ -154,39 +209,42 @@ class Batch:
                 self.remaining[~fin] = 0.0
         self.t_last = now
 
-    def drop_finished(self, now: float, tolerance: float) -> int:
-        """Remove finished flows; return how many ended. With ``tolerance`` d, flows that
-        would finish within d x (time since the batch started) end now too (early by at
-        most that), so nearly simultaneous ends cost one re-solve, not one each."""
+    def drop_finished(self, now: float, tolerance: float, mark: np.ndarray
+                      ) -> tuple[int, np.ndarray | None]:
+        """Remove finished flows; return how many ended and the links no flow of the batch
+        uses any more (None: all ended). With ``tolerance`` d, flows that would finish
+        within d x (time since the batch started) end now too (early by at most that), so
+        nearly simultaneous ends cost one re-solve, not one each."""
         slack = DONE_S + tolerance * (now - self.t_start)
         keep = self.remaining > self.rate * slack + DONE_B
-        if not keep.any():                     # all done: the batch is retired as it is
-            ended = len(keep)
-            self.remaining, self.weight = self.remaining[:0], self.weight[:0]
-            return ended
-        ended = int(len(keep) - keep.sum())
+        kb = keep.tobytes()                    # one byte per flow: 1 kept, 0 ended
+        ended = kb.count(0)
+        if ended == len(kb):                   # all done: the batch is retired as it is
+            self.remaining = self.remaining[:0]
+            return ended, None
         if ended:
-            idx = np.flatnonzero(keep)
-            new_id = np.cumsum(keep) - 1           # a kept flow's new index (others unused)
-            inc = keep[self.row]
-            self.row, self.links = new_id[self.row[inc]], self.links[inc]
-            self.coef = self.coef[inc]
-            self.remaining, self.weight = self.remaining[idx], self.weight[idx]
-            self.rate = self.rate[idx]
-            self.ids = idx if self.ids is None else self.ids[idx]
-        return ended
+            self.flows, idx, gone = self.flows.without(keep, kb, mark)
+            self.remaining, self.rate = self.remaining[idx], self.rate[idx]
+            return ended, gone
+        return 0, _NONE
+
+
+_NONE = np.zeros(0, np.int64)
 
 
 class Fabric:
     """Active flows on one topology in one SimPy environment."""
 
     def __init__(self, env: simpy.Environment, cap: np.ndarray, rate_cache: dict | None = None,
-                 tolerance: float = 0.0):
+                 tolerance: float = 0.0, flows_cache: dict | None = None):
+        """``rate_cache``, ``flows_cache``: rates per component and Flows per plan key, to
+        share between the fabrics of one network (its private environments)."""
         self.env, self.cap, self.tolerance = env, cap, tolerance
         self.batches: dict[int, Batch] = {}
-        self.users = np.zeros(len(cap), dtype=np.int64)   # active batches per link
         self._mark = np.zeros(len(cap), dtype=bool)       # scratch, all False between uses
         self.rate_cache = {} if rate_cache is None else rate_cache
+        # plan key -> its Flows (every batch of the key)
+        self._flows: dict = {} if flows_cache is None else flows_cache
         self.events = 0                      # flow starts + ends, for benchmarks
         self.flows_placed = 0                # flows represented (weights summed)
         self.solves = 0
@@ -216,23 +274,27 @@ class Fabric:
     def start(self, row: np.ndarray, links: np.ndarray, nbytes: np.ndarray, weight: np.ndarray,
               coef: np.ndarray | None = None, key=None, ulinks: np.ndarray | None = None
               ) -> simpy.Event:
-        """Start a prepared batch: incidence ``row``/``links`` (with the fraction ``coef`` of
-        the flow on each link, default 1), bytes and weight per flow; ``ulinks``: the
-        distinct links, if the caller has them (sorted)."""
+        """Start a prepared batch: incidence ``row``/``links`` listed flow by flow (with the
+        fraction ``coef`` of the flow on each link, default 1), bytes and weight per flow;
+        ``ulinks``: the distinct links, if the caller has them (sorted). A ``key`` names
+        the flows: every batch started with it must have the same row/links/coef/weight."""
         done = self.env.event()
         if len(nbytes) == 0:
             done.succeed()
             return done
-        coef = np.ones(len(links)) if coef is None else coef
-        b = Batch(row, links, coef, np.array(nbytes, dtype=float), weight, done, key, ulinks)
+        flows = self._flows.get(key) if key is not None else None
+        if flows is None:                    # a key names the same flows every time
+            flows = Flows.of(row, links, coef, weight, ulinks, key)
+            if key is not None:
+                self._flows[key] = flows
+        b = Batch(flows, np.array(nbytes, dtype=float), done)
         b.t_last = b.t_start = self.env.now
         bid = self._next_id
         self._next_id += 1
         self.batches[bid] = b
-        self.users[b.ulinks] += 1
         self._new.append(bid)
         self.events += len(nbytes)
-        self.flows_placed += int(weight.sum())
+        self.flows_placed += flows.placed
         if self._woken != self._gen:
             self._woken = self._gen
             _call(env=self.env, fn=self._on_wake(self._gen))
@@ -240,7 +302,6 @@ class Fabric:
 
     def _remove(self, bid: int) -> None:
         b = self.batches.pop(bid)
-        self.users[b.ulinks] -= 1
         b.done.succeed()
 
     def _finish_due(self, now: float) -> tuple[set[int], list[np.ndarray]]:
@@ -253,20 +314,13 @@ class Fabric:
             if b is None or b.version != ver:
                 continue
             b.advance(now)
-            ended = b.drop_finished(now, self.tolerance)
+            ended, gone = b.drop_finished(now, self.tolerance, self._mark)
             self.events += ended
-            if len(b.remaining) == 0:
-                freed.append(b.ulinks)
+            if gone is None:
+                freed.append(b.flows.ulinks)
                 self._remove(bid)
             elif ended:
-                still = self._mark
-                still[b.links] = True
-                keep = still[b.ulinks]
-                still[b.links] = False
-                gone = b.ulinks[~keep]
-                self.users[gone] -= 1
                 freed.append(gone)
-                b.ulinks = b.ulinks[keep]          # still sorted and distinct
                 touched.add(bid)
             else:                      # round-off: not quite done, look again
                 with np.errstate(divide="ignore"):
@@ -280,23 +334,25 @@ class Fabric:
         comp = {b for b in seeds if b in self.batches}
         if len(comp) == len(self.batches):         # every batch in flight: nothing to add
             return sorted(comp)
-        held = [self.batches[bid].ulinks for bid in comp]
-        touched = held + freed
+        touched = [self.batches[bid].flows.ulinks for bid in comp] + freed
         if not touched:
             return []
-        links = touched[0] if len(touched) == 1 else unique_ints(np.concatenate(touched))
-        if int(self.users[links].sum()) == sum(len(u) for u in held):
-            return sorted(comp)                    # no other batch on these links
         mark = np.zeros(len(self.cap), dtype=bool)
-        mark[links] = True
+        mark[touched[0] if len(touched) == 1 else np.concatenate(touched)] = True
+        # Few batches are in flight at once (a handful of collective phases and sends):
+        # a pass over them is cheaper than keeping per-link counts up to date.
+        rest = [(bid, b.flows.ulinks) for bid, b in self.batches.items() if bid not in comp]
         grew = True
-        while grew:
-            grew = False
-            for bid, b in self.batches.items():
-                if bid not in comp and mark[b.ulinks].any():
+        while grew and rest:
+            grew, left = False, []
+            for bid, ulinks in rest:
+                if mark[ulinks].any():
                     comp.add(bid)
-                    mark[b.ulinks] = True
+                    mark[ulinks] = True
                     grew = True
+                else:
+                    left.append((bid, ulinks))
+            rest = left
         return sorted(comp)
 
     def _solve(self, comp: list[int], now: float) -> None:
@@ -308,10 +364,12 @@ class Fabric:
         if hit is None:
             sizes = [len(b.remaining) for b in bs]
             base = np.cumsum([0] + sizes[:-1])
-            row = np.concatenate([b.row + o for b, o in zip(bs, base, strict=True)])
-            links = np.concatenate([b.links for b in bs])
-            weight = np.concatenate([b.weight for b in bs])
-            coef = np.concatenate([b.coef for b in bs])
+            fs = [b.flows for b in bs]
+            row = np.concatenate([f.row() + o for f, o in zip(fs, base, strict=True)])
+            links = np.concatenate([f.links for f in fs])
+            weight = np.concatenate([f.weight for f in fs])
+            coef = None if all(f.coef is None for f in fs) else np.concatenate(
+                [np.ones(len(f.links)) if f.coef is None else f.coef for f in fs])
             rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
             self.solves += 1
             self.solved_flows += int(sum(sizes))
@@ -322,15 +380,15 @@ class Fabric:
         off = 0
         for bid, b in zip(comp, bs, strict=True):
             n = len(b.remaining)
-            b.rate = rates[off:off + n]
+            b.rate = rates if n == len(rates) else rates[off:off + n]
             b.finite = finite
             off += n
             b.version += 1
             if positive:
-                b.next_t = now + max(float((b.remaining / b.rate).min()), 0.0)
+                b.next_t = now + max(float(_min(b.remaining / b.rate)), 0.0)
             else:
                 with np.errstate(divide="ignore"):
-                    b.next_t = now + max(float((b.remaining / b.rate).min()), 0.0)
+                    b.next_t = now + max(float(_min(b.remaining / b.rate)), 0.0)
             heapq.heappush(self._heap, (b.next_t, bid, b.version))
 
     @staticmethod
@@ -338,9 +396,8 @@ class Fabric:
         """What the solve depends on: the flows (paths, weights) of each batch, named by the
         batch's plan key and which of its flows are still in flight. Rates depend on
         nothing else (not on bytes left), so a component seen before is not re-solved."""
-        if any(b.key is None for b in bs):
-            return None
-        return tuple((b.key, None if b.ids is None else b.ids.tobytes()) for b in bs)
+        sig = tuple(b.flows.sig for b in bs)
+        return None if None in sig else sig
 
     def _on_wake(self, gen: int):
         """The callback of a timer or wake-up sent by step ``gen``."""

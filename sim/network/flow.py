@@ -82,6 +82,7 @@ class FlowNetwork:
         self._p2p_plans: dict[tuple, tuple | None] = {}   # (src, dst, bytes) -> the same
         self._siblings: dict[tuple, list] = {}
         self._rate_cache: dict[tuple, tuple] = {}    # sim/network/fabric.py: rates and flags
+        self._flow_sets: dict[tuple, Any] = {}      # sim/network/fabric.py: Flows per plan key
         self._vertex_rank: np.ndarray | None = None
         self._last_fabric: tuple | None = None
 
@@ -103,7 +104,7 @@ class FlowNetwork:
     def set_simulated_ranks(self, ranks: Iterable[int] | None) -> None:
         self._simulated = None if ranks is None else frozenset(ranks)
         for cache in (self._times, self._phases, self._plan_ids, self._op_plans, self._siblings,
-                      self._rate_cache, self._p2p_plans):
+                      self._rate_cache, self._p2p_plans, self._flow_sets):
             cache.clear()
 
     def choose(self, kind: str, nbytes: float, group: CommGroup) -> Choice:
@@ -135,7 +136,8 @@ class FlowNetwork:
         from sim.network.fabric import Fabric
         entry = self._fabrics.get(id(env))
         if entry is None or entry[0] is not env:
-            entry = (env, Fabric(env, self.topology.cap, self._rate_cache, self.tolerance))
+            entry = (env, Fabric(env, self.topology.cap, self._rate_cache, self.tolerance,
+                                 self._flow_sets))
             self._fabrics[id(env)] = entry
         self._last_fabric = entry
         return entry[1]

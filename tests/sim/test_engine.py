@@ -1,8 +1,10 @@
 """The engine on small hand-checked graphs."""
 
+import gc
+
 import pytest
 
-from sim.engine import Engine
+from sim.engine import Engine, cyclic_gc_paused
 from workloads.graph import Collective, CommGroup, Delay, ExecutionGraph, SendRecv
 
 
@@ -85,3 +87,18 @@ def test_forward_dependency_rejected():
     g = ExecutionGraph(1)
     with pytest.raises(ClusterSimError):
         g.add(0, "compute", Delay(1.0), (3,))
+
+
+def test_collector_paused_then_restored_as_it_was():
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with cyclic_gc_paused():
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        gc.disable()
+        with cyclic_gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()              # a caller's own pause is kept
+    finally:
+        (gc.enable if was else gc.disable)()
