@@ -12,6 +12,8 @@ Inputs (calibration/reference/, each with its source in its header or README):
 - kernels/flashattention2.csv    attention efficiency vs sequence length
 - collectives/*.csv, echo_nccl_tests/*16gpu.log  all_reduce sweeps -> collective curves
 - the same sweeps + echo 2/4/8 GPU logs -> flow-model ``fabric`` fits (calibration/fit_fabric.py)
+- variability/lonestar6_a100_resnet50_per_gpu.csv  per-GPU mean step times of 219 A100s ->
+                                 the A100 spread between GPUs (variability.gpu_cv)
 - kernels/gemm_blackwell.csv, kernels/attention_cudnn_blackwell.csv -> the Blackwell
   profiles ``b200``, ``gb200``, ``gb300`` (calibration/blackwell.py)
 """
@@ -72,6 +74,28 @@ def step_variability(logs: tuple[str, ...] = STEP_LOGS) -> dict[str, float]:
             steps = np.asarray(row["steps_s"], float)
             cvs.append(steps.std(ddof=1) / steps.mean())
     return {"step_cv": round(float(np.sqrt(np.mean(np.square(cvs)))), 5)}
+
+
+GPU_SPREAD = "variability/lonestar6_a100_resnet50_per_gpu.csv"
+
+
+def gpu_spread(rel: str = GPU_SPREAD, column: str = "mean_iter_dur_mean") -> dict[str, float]:
+    """Spread of the mean step time between GPUs of one model: the robust coefficient of
+    variation (1.4826 x median absolute deviation / median) of the per-GPU mean iteration
+    times of one benchmark timed alone on every GPU of a cluster. Robust because the
+    normal the model draws from describes the body: a few whole nodes running 2x slower
+    (persistent slow nodes, ``sim.stragglers``) are another mechanism and would dominate
+    a plain standard deviation."""
+    x = _csv(rel)[column].to_numpy(float)
+    med = np.median(x)
+    return {"gpu_cv": round(float(1.4826 * np.median(np.abs(x - med)) / med), 5)}
+
+
+GPU_SPREAD_NOTE = ("variability.gpu_cv: spread of the mean ResNet-50 step time between the 219 "
+                   "A100s of TACC Lonestar6 (PAL, Jain et al. SC'24; calibration/reference/"
+                   f"{GPU_SPREAD}), robust cv; no A100 step log, so no run-to-run part "
+                   "(step_cv); a synchronous job waits for its slowest GPU "
+                   "(sim.setup.paced_compute).")
 
 
 def memory_eff(column: str, gpu: catalog.GPUSpec) -> float:
@@ -249,8 +273,7 @@ def build_a100() -> dict:
     gpu = catalog.gpu("a100-80gb")
     bw_eff = memory_eff("a100_80gb", gpu)
     colls = a100_collectives()
-    # No variability section: there is no A100 step log in the repository (docs/accuracy.md).
-    return _profile(
+    prof = _profile(
         "a100", "a100-80gb",
         ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
          "collectives/azure_a100_8gpu_all_reduce.csv",
@@ -259,8 +282,12 @@ def build_a100() -> dict:
         + [f"vidur/compute/{p.name}" for p in sorted((REF / "vidur/compute").glob("a100_*"))],
         {"fp16": gemm_from_cublaslt("a100_fp16_tflops", "fp16", gpu, bw_eff)},
         attention("A100", gpu), bw_eff, memory_launch("a100", gpu, bw_eff), colls,
-        ["bf16 GEMMs use the fp16 curve (same tensor-core rate on SM80).", FLOORS_NOTE],
+        ["bf16 GEMMs use the fp16 curve (same tensor-core rate on SM80).", FLOORS_NOTE,
+         GPU_SPREAD_NOTE],
         memory_ops_floors("a100", gpu, bw_eff))
+    # Between-GPU spread only: there is no A100 step log in the repository (docs/accuracy.md).
+    prof["variability"] = gpu_spread() | {"inputs": [_sha(GPU_SPREAD)]}
+    return prof
 
 
 def build_h100() -> dict:

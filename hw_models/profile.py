@@ -66,11 +66,20 @@ class MemoryCurve(_P):
 
 
 class Variability(_P):
-    """Run-to-run spread of one GPU's training step (coefficient of variation of repeated
-    step times, measured): what makes a synchronous job of many GPUs wait for the slowest
-    (``hw_models.compute.slowest_of``). ``inputs``: the step logs it was computed from."""
-    step_cv: float = Field(ge=0, lt=0.5)
+    """Measured spread of a GPU's step time, what makes a synchronous job of many GPUs wait
+    for the slowest (``hw_models.compute.slowest_of``). Two independent sources, each a
+    coefficient of variation: ``step_cv``, the run-to-run spread of one GPU's repeated
+    steps (temporal jitter), and ``gpu_cv``, the spread of the mean step time between GPUs
+    of one model (manufacturing and power management); 0 where not measured. One GPU's step
+    in a job deviates by the sum of both, so the job sees ``cv`` = their root sum of
+    squares. ``inputs``: the measurements they were computed from."""
+    step_cv: float = Field(0.0, ge=0, lt=0.5)
+    gpu_cv: float = Field(0.0, ge=0, lt=0.5)
     inputs: list[dict[str, str]] = []
+
+    @property
+    def cv(self) -> float:
+        return math.hypot(self.step_cv, self.gpu_cv)
 
 
 class _SizeRamp:

@@ -157,9 +157,10 @@ def paced_compute(gpu: GPUSpec, prof: Profile, speed_scale: float, gpus: int) ->
     """The compute model of a synchronous group of ``gpus`` GPUs (a training job, a serving
     replica): every kernel at the pace of the group's slowest GPU, 1 + cv E[max of gpus
     normals] slower than the mean one, with the profile's measured step-time spread cv
-    (``variability.step_cv``; none: no spread). TP, pipeline and DP peers all wait for
-    each other, so one slow GPU paces all (docs/accuracy.md)."""
-    cv = prof.variability.step_cv if prof.variability else 0.0
+    (``variability``: run-to-run and between-GPU spreads combined; none: no spread). TP,
+    pipeline and DP peers all wait for each other, so one slow GPU paces all
+    (docs/accuracy.md)."""
+    cv = prof.variability.cv if prof.variability else 0.0
     return ComputeModel(gpu, prof, speed_scale / slowest_of(gpus, cv))
 
 

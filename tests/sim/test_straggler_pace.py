@@ -28,8 +28,8 @@ def test_h100_spread_is_the_pooled_cv_of_the_step_logs():
         np.sqrt(np.mean(np.square(cvs))), abs=1e-5)
 
 
-def _scenario(profile: str, nodes: int) -> dict:
-    return {"name": "pace", "cluster": {"system": "dgx-h100", "nodes": nodes, "profile": profile},
+def _scenario(profile: str, nodes: int, system: str = "dgx-h100") -> dict:
+    return {"name": "pace", "cluster": {"system": system, "nodes": nodes, "profile": profile},
             "workload": {"kind": "training", "model": "megatron-1.7b", "global_batch": 8 * nodes,
                          "micro_batch": 1, "precision": "bf16",
                          "parallel": {"tp": 1, "pp": 1}},
@@ -47,6 +47,18 @@ def test_compute_runs_at_the_slowest_gpus_pace(tmp_path, nodes):
            for p in ("h100", str(flat))}
     ratio = run["h100"].breakdown["compute"] / run[str(flat)].breakdown["compute"]
     assert ratio == pytest.approx(1 + cv * expected_max_normal(8 * nodes), rel=1e-9)
+
+
+def test_an_a100_job_waits_for_the_slowest_chip(tmp_path):
+    """The A100 profiles carry the spread between GPUs only (gpu_cv, no step log)."""
+    prof = yaml.safe_load((REPO / "calibration/profiles/a100.yaml").read_text())
+    cv = prof.pop("variability")["gpu_cv"]
+    flat = tmp_path / "a100-no-spread.yaml"
+    flat.write_text(yaml.safe_dump(prof))
+    run = {p: simulate(parse(_scenario(p, 2, "dgx-a100"), "pace"), band=False, residuals=False)
+           for p in ("a100", str(flat))}
+    ratio = run["a100"].breakdown["compute"] / run[str(flat)].breakdown["compute"]
+    assert ratio == pytest.approx(1 + cv * expected_max_normal(16), rel=1e-9)
 
 
 
