@@ -138,6 +138,8 @@ def _fill(node, op) -> None:
                               _attr("cs_flops", float(op.flops)), _attr("cs_bytes", float(op.bytes)),
                               _attr("cs_op_class", op.op_class), _attr("cs_dtype", op.dtype),
                               _attr("cs_causal", op.causal)])
+            if op.flops_per_exp:
+                node.attr.append(_attr("cs_flops_per_exp", float(op.flops_per_exp)))
             if op.shape is not None:
                 node.attr.append(_attr("cs_shape", list(op.shape)))
     elif isinstance(op, Collective):

@@ -205,4 +205,4 @@ def _op(n, a: dict, world: int, seq: Counter):
     shape = a.get("cs_shape")
     return Compute(a.get("cs_op_class", "other"), float(a.get("cs_flops", a.get("num_ops", 0))),
                    nbytes, a.get("cs_dtype", "bf16"), tuple(shape) if shape else None,
-                   a.get("cs_causal", True), dur, name)
+                   a.get("cs_causal", True), dur, name, float(a.get("cs_flops_per_exp", 0.0)))
