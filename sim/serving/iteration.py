@@ -17,7 +17,7 @@ class IterationModel(IterationOps):
         super().__init__(model, tp, pp, precision, kv_bytes, kernels)
         self.compute, self.network = compute, network
         self._cache: dict[Shape, float] = {}
-        self._parts: dict[tuple, float] = {}
+        self._parts: dict[tuple, object] = {}   # seconds, or a layer's BlockTally (MoE)
         # Ops here are fresh objects each call and their costs are memoised by shape in
         # _part, so OpCosts' per-object memo would only grow: it is bypassed.
         self._costs = _Uncached(compute, network)

@@ -4,7 +4,7 @@ sim/serving/iteration.py does for dense models."""
 
 from __future__ import annotations
 
-from sim.costs import contends, contention_of, exposed_comm, sm_seconds
+from sim.costs import contention_of, exposed_comm
 from sim.serving.iteration import IterationModel
 from workloads.graph import Block
 from workloads.inference.moe_ops import MoEIterationOps, split
@@ -37,22 +37,16 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
                              lambda moe=moe: self.token_ops(T, moe, T_all, True, dec))
             per += sum(self._costs.op_time(o) for o in self.attention_ops_of(s, window))
             total += n * per
-            key = (moe, T, T_all, dec)
-            if ("ep", *key) not in self._parts:
+            key = ("ep", moe, T, T_all, dec)
+            if key not in self._parts:      # the layer's EP transfers, tallied as a block's
                 ops = self.token_ops(T, moe, T_all, False, dec)
-                times = [self._costs.op_time(o) for o in ops]
-                self._parts["ep", *key] = sum(times)
-                gpu_sms = self._costs.compute.gpu.sms or 0
-                self._parts["held", *key] = sum(sm_seconds(o, t, gpu_sms)
-                                                for o, t in zip(ops, times, strict=True))
-                self._parts["slow", *key] = sum(t for o, t in zip(ops, times, strict=True)
-                                                if contends(o))
-                self._parts["slow_held", *key] = sum(t * o.sms for o, t in zip(ops, times, strict=True)
-                                                     if contends(o))
-            comm += n * self._parts["ep", *key]
-            held += n * self._parts["held", *key]     # seconds x SMs the transfers hold
-            slow += n * self._parts["slow", *key]     # DeepEP's normal internode kernels
-            slow_held += n * self._parts["slow_held", *key]
+                self._parts[key] = self._costs.tally(ops, [self._costs.op_time(o) for o in ops],
+                                                     ("ep",))
+            tally = self._parts[key]
+            comm += n * sum(tally.parts.values())
+            held += n * tally.held                    # seconds x SMs the transfers hold
+            slow += n * sum(tally.slow.values())      # DeepEP's normal internode kernels
+            slow_held += n * tally.slow_held
         total += self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
         if self.overlap and self.pp == 1:     # EP comm under the iteration's compute
             extra, extra_held = contention_of(slow, slow_held, total)
