@@ -259,8 +259,8 @@ def attention_kernel_rows() -> pd.DataFrame:
     from hw_models import profile
     from hw_models.compute import ComputeModel
     from workloads.graph import CommGroup
+    from workloads.layer_attention import fused_attention
     from workloads.layers import LayerContext
-    from workloads.moe_layers import fused_attention
     df = pd.read_csv(resources.files("calibration").joinpath("reference", "kernels",
                                                              "cudnn_sdpa_gpt_oss.csv"), comment="#")
     base, out = presets()["gpt-oss-120b"], []

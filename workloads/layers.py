@@ -44,7 +44,7 @@ class LayerContext:
     # and context parallelism exchanges the expanded K,V.
     repeat_kv: bool = False
     # FP8 dot-product attention (``workload.fp8.dot_product_attention``): cuDNN's FP8
-    # backward covers every causal pair of a windowed layer (workloads/moe_layers.py).
+    # backward covers every causal pair of a windowed layer (workloads/layer_attention.py).
     fp8_attention: bool = False
 
     @property

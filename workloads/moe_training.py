@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from workloads import moe as moe_spec
 from workloads import moe_parallel
 from workloads.graph import Collective, CommGroup, Compute, ExecutionGraph
+from workloads.layer_attention import bf16_context
 from workloads.layers import LayerContext, grad_accumulation, head_backward, head_forward
 from workloads.model import ModelSpec
 from workloads.moe_layers import (
     MoEContext,
-    bf16_context,
     layer_backward_at,
     layer_forward_at,
     layer_recompute_at,

@@ -84,9 +84,9 @@ def test_fp8_attention_changes_only_the_windowed_backward():
     from dataclasses import replace
 
     from workloads.graph import CommGroup
+    from workloads.layer_attention import fused_attention
     from workloads.layers import LayerContext
     from workloads.model import presets
-    from workloads.moe_layers import fused_attention
     m = presets()["gpt-oss-120b"]
     ctx = LayerContext(m, 1, 1, False, "bf16", CommGroup((0,)), "flash")
     fp8 = replace(ctx, fp8_attention=True)

@@ -12,10 +12,10 @@ from sim.scenario import parse
 from sim.setup import paced_compute
 from sim.simulate import simulate
 from workloads.graph import CommGroup
+from workloads.layer_attention import fused_attention
 from workloads.layers import LayerContext
 from workloads.model import presets
 from workloads.moe import is_window_layer
-from workloads.moe_layers import fused_attention
 
 
 def _scenario(dpa: bool) -> dict:

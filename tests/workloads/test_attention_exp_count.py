@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from workloads.graph import CommGroup
+from workloads.layer_attention import fused_attention
 from workloads.layers import LayerContext, attention_core, attention_core_bwd
 from workloads.model import presets
-from workloads.moe_layers import fused_attention
 
 
 def test_dense_layer_counts_one_exponential_per_causal_score_element_each_way():
