@@ -80,6 +80,15 @@ def _out_bytes(ctx) -> float:
 # next rank (4, 4): 18 per K,V element.
 MERGE_FWD_OUT, MERGE_FWD_KV = 42.0, 4.0
 ACCUM_BWD_Q, ACCUM_BWD_KV = 10.0, 18.0
+# Passes each call makes once, whatever cp (same source). Forward: K and V made contiguous
+# (``key.contiguous()`` on the model's transposed (b, s, h, d) -> (b, h, s, d) views: 2, 2)
+# = 4 per K,V element; step 0's block output to fp32 (2 + 4, ``_SDPAMerger.step``) and
+# the merged output back to 16-bit (4, 2, ``results``) = 12 per output element.
+# Backward: K, V contiguous again (4 per K,V element), the fp32 accumulators zeroed
+# (``torch.zeros_like``: 4 per Q and per K,V element), dQ and the dK,dV received after
+# the loop cast back to 16-bit (4, 2): 10 per Q element, 14 per K,V element.
+ONCE_FWD_OUT, ONCE_FWD_KV = 12.0, 4.0
+ONCE_BWD_Q, ONCE_BWD_KV = 10.0, 14.0
 
 
 def merge_bytes(ctx, steps: int, backward: bool) -> float:
@@ -90,6 +99,17 @@ def merge_bytes(ctx, steps: int, backward: bool) -> float:
     if backward:
         return steps * (ACCUM_BWD_Q * q + ACCUM_BWD_KV * kv)
     return steps * (MERGE_FWD_OUT * q + MERGE_FWD_KV * kv)
+
+
+def once_bytes(ctx, backward: bool) -> float:
+    """Element-wise bytes PyTorch's CP moves once per attention call on one rank (the
+    contiguous K,V copies, the fp32 accumulators' set-up and the casts back)."""
+    m = ctx.model
+    q = ctx.tokens * ctx.local_heads * m.head_dim
+    kv = 2.0 * ctx.tokens * ctx.attn_kv_heads * m.head_dim
+    if backward:
+        return ONCE_BWD_Q * q + ONCE_BWD_KV * kv
+    return ONCE_FWD_OUT * q + ONCE_FWD_KV * kv
 
 
 class ContextParallel:
@@ -152,13 +172,17 @@ class ContextParallel:
         gather = Collective("all_gather", kv, self.r_group, name="cp_kv_all_gather")
         rest = replace(op, flops=op.flops * (cp - 1), shape=(op.shape[0], s_local, half, op.shape[3]),
                        causal=False, name=f"{op.name}_cp_blocks")
-        merge = Compute("elementwise", 0.0, merge_bytes(ctx, cp - 1, backward), op.dtype,
-                        name="cp_grad_accumulate" if backward else "cp_merge")
+        # The forward merges the cp - 1 blocks after the first; the backward accumulates
+        # and sends after every one of the cp steps, step 0 included.
+        merge = Compute("elementwise", 0.0, merge_bytes(ctx, cp if backward else cp - 1, backward),
+                        op.dtype, name="cp_grad_accumulate" if backward else "cp_merge")
+        once = Compute("elementwise", 0.0, once_bytes(ctx, backward), op.dtype,
+                       name="cp_buffers_bwd" if backward else "cp_buffers")
         first = Overlap((op,), (gather,), 1, "cp_kv_all_gather_overlap", concurrent=True)
         if not backward:
-            return [first, rest, merge]
+            return [first, rest, merge, once]
         dkv = _kv_bytes(ctx, s_local * cp, 4.0)             # fp32 dK,dV of the whole ring
         ring = Collective("reduce_scatter", dkv, self.r_group, name="cp_dkv_ring")
         last = Collective("reduce_scatter", dkv / (cp - 1), self.r_group, name="cp_dkv_last")
         return [first, Overlap((rest,), (ring,), cp - 1, "cp_dkv_ring_overlap", concurrent=True),
-                last, merge]
+                last, merge, once]
