@@ -17,7 +17,9 @@ ranks' keys and values:
   causal kernel of the local tokens, then cp - 1 non-causal block kernels whose outputs
   are merged by log-sum-exp in fp32 element-wise passes; the backward all-gathers K,V
   again, accumulates dQ, dK, dV in fp32 step by step (``merge_bytes``) and passes the
-  fp32 dK,dV to the next rank after every step (``ContextParallel._allgather_ops``).
+  fp32 dK,dV to the next rank after every step (``ContextParallel._allgather_ops``);
+  each call also copies K,V contiguous and sets up and casts back its fp32 buffers
+  (``once_bytes``).
 * ``ulysses`` (DeepSpeed-Ulysses, Jacobs et al. 2023): all-to-alls turn sequence shards
   into head shards before attention (Q, K, V) and back after it (output); the backward
   mirrors them. Needs cp to divide the local heads.
@@ -166,7 +168,9 @@ class ContextParallel:
         all of them), then the fp32 merge passes. The backward all-gathers K,V again
         beside step 0 and sends the fp32 dK,dV of each step to the next rank (one
         all-to-all per step, always, whatever the rotater) beside the next step's kernel;
-        the last one is waited for after the loop."""
+        the last one is waited for after the loop. The fp32 passes: merges after the cp - 1
+        blocks forward, accumulation after all cp steps backward, and each call's
+        contiguous K,V copies, accumulator set-up and casts back (``once_bytes``)."""
         cp, s_local = self.cp, op.shape[1]
         half = s_local // 2
         gather = Collective("all_gather", kv, self.r_group, name="cp_kv_all_gather")
