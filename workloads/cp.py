@@ -92,6 +92,23 @@ def merge_bytes(ctx, steps: int, backward: bool) -> float:
     return steps * (MERGE_FWD_OUT * q + MERGE_FWD_KV * kv)
 
 
+def ring_correction_bytes(ctx, r: int, backward: bool) -> float:
+    """Element-wise bytes of Transformer Engine's p2p ring on one rank besides its
+    kernels (``AttnFuncWithCPAndKVP2P``, 16-bit, causal and load-balanced), per ring step
+    the slowest rank's, since each step waits for its neighbours. Forward, per output
+    element: the first step's partial output scaled into the output (read, write), each
+    later one added in (``flash_attn_fwd_out_correction``, fused: read both, write one);
+    the last rank corrects the whole output at every step. Backward: the first step's dQ
+    and dK,dV copied; at each later step a rank adds into half of one and all of the
+    other (rank 0: the second half of dQ, all of dK,dV; the last rank the reverse)."""
+    e, m = ctx.act_bytes, ctx.model
+    q = ctx.tokens * ctx.local_heads * m.head_dim
+    if not backward:
+        return e * (2 + 3 * (r - 1)) * q
+    kv = 2.0 * ctx.tokens * ctx.attn_kv_heads * m.head_dim
+    return e * (2 * (q + kv) + 3 * (r - 1) * max(q / 2 + kv, q + kv / 2))
+
+
 def ring_blocks(op: Compute, flops: float, heads: int, tokens: int, r: int) -> tuple[Compute, ...]:
     """The kernels of a load-balanced causal p2p ring of ``r`` steps on one rank, as
     Transformer Engine runs them (``AttnFuncWithCPAndKVP2P``, what Megatron-Core's ring
@@ -152,7 +169,9 @@ class ContextParallel:
         if self.kind == "allgather":
             return [*pre, *self._allgather_ops(ctx, op, backward, kv), *post]
         blocks = ring_blocks(op, op.flops * self.cp, heads_share, kv_tokens, r)
-        return [*pre, Overlap(blocks, tuple(hidden), r - 1, "cp_ring_attention"), *post]
+        fix = Compute("elementwise", 0.0, ring_correction_bytes(ctx, r, backward), op.dtype,
+                      name="cp_grad_accumulate" if backward else "cp_out_correction")
+        return [*pre, Overlap(blocks, tuple(hidden), r - 1, "cp_ring_attention"), fix, *post]
 
     def _allgather_ops(self, ctx, op: Compute, backward: bool, kv: float) -> list:
         """PyTorch's ``_templated_ring_attention`` (and its backward) with the all-gather

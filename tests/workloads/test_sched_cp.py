@@ -63,6 +63,21 @@ def test_ring_kernels_follow_te_load_balancing(backward):
     assert not rest.causal and rest.flops == 3 * causal and rest.shape == (32, 8192, 4096, 128)
 
 
+def test_ring_output_corrections_and_gradient_sums_by_hand():
+    """cp = 4, 8,192 local tokens, 32 heads x 128 (Q, O: q elements), 8 KV heads (K,V:
+    q / 2), 2-byte elements. Forward: the first partial output scaled in (2 B read +
+    write), 3 later ones added (6 B). Backward: dQ, dK,dV copied at step 0 (4 B each);
+    at each of 3 later steps the slower of rank 0 (half dQ, all dK,dV) and the last rank
+    (all dQ, half dK,dV) adds in: 6 B x max(q/2 + q/2, q + q/4)."""
+    q = 8192 * 32 * 128
+    fwd = [o for o in layer_ops(plan(4))[0] if getattr(o, "name", "") == "cp_out_correction"]
+    bwd = [o for o in layer_ops(plan(4), backward=True)[0]
+           if getattr(o, "name", "") == "cp_grad_accumulate"]
+    assert len(fwd) == len(bwd) == L8.layers
+    assert fwd[0].bytes == (4 + 3 * 6) * q
+    assert bwd[0].bytes == pytest.approx(4 * 1.5 * q + 3 * 6 * 1.25 * q)
+
+
 def test_hybrid_ring_blocks_hold_the_ulysses_group_tokens():
     """Ulysses over 2 then a ring of 2: 16 heads on 16,384 tokens per ring block, one
     causal step and one unmasked step on 8,192 keys, together 1/4 of the layer's work."""
