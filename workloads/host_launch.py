@@ -54,12 +54,24 @@ _SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "moe": _ROUTER + _PREPROCESS + ("ep_", "deepep_", "etp_", "expert_", "unpermute", "shared_"),
 }
 
-# Ops whose host call issues more than one kernel. Empty for now: each op counts one
-# launch, a lower bound where Megatron issues several small kernels for what the graph
-# holds as one op (the router's score function, top-k, routing-map scatter and
-# load-balancing loss in megatron/core/transformer/moe/router.py and moe_utils.py, all
-# in ``router_topk``; the permutation's index computations without moe_permute_fusion).
-LAUNCHES: dict[str, int] = {}
+# Ops whose host call issues more than one kernel, counted from the code:
+# - A local expert's current-scaling FP8 cast (``tensorwise``, Megatron's FP8-CS) in TE's
+#   GroupedLinear: split_quantize quantizes each expert's split on its own
+#   (workloads/fp8.py) with Float8CurrentScalingQuantizer::quantize_impl
+#   (transformer_engine/pytorch/csrc/quantizer.cpp, TE 2.9-2.16): nvte_compute_amax,
+#   nvte_compute_scale_from_amax, nvte_quantize_v2, three kernels (no amax reduction
+#   across the expert's split). MXFP8 and blockwise quantize in one kernel each.
+# Not counted (each op one launch, a lower bound): the router's aux-loss kernels around
+# ``router_topk`` (megatron/core/transformer/moe/router.py, moe_utils.py), captured in the
+# Qwen3 recipes' router graphs; the permutation's index computations without
+# moe_permute_fusion; TEGroupedMLP's FP8 row padding (Fp8Padding / Fp8Unpadding, skipped
+# where the dispatcher already pads to the quantization alignment).
+_CURRENT_SCALING_KERNELS = 3
+LAUNCHES: dict[str, int] = {
+    f"{op}_tensorwise_cast_{tag}": _CURRENT_SCALING_KERNELS
+    for op, tag in (("expert_fc1", "input"), ("expert_fc2", "input"),
+                    ("expert_fc1_dgrad", "grad"), ("expert_fc2_dgrad", "grad"))
+}
 
 
 def host_sync() -> Delay:
