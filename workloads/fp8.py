@@ -82,6 +82,10 @@ FUSED_INPUT = ("qkv", "mlp_up", "mlp_down")    # X written in FP8 by the norm / 
 # split_quantize -> multi_tensor_quantize_impl, quantizers other than FP8 delayed scaling;
 # NVFP4 has a fused split kernel from TE 2.12): see ``rewrite``.
 SPLIT_QUANTIZE = ("tensorwise", "blockwise", "mxfp8")
+# Kernels of one current-scaling quantize in TE's C++ (transformer_engine/pytorch/csrc/
+# quantizer.cpp Float8CurrentScalingQuantizer::quantize_impl, TE 2.9-2.16): nvte_compute_amax,
+# nvte_compute_scale_from_amax, nvte_quantize_v2 (an expert's split has no amax reduction).
+CURRENT_SCALING_KERNELS = 3
 
 
 def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = False,
@@ -143,5 +147,8 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False) -> list:
         out.append(low[id(op)])
     for idx, (op, elements, tag, fused, amax, splits) in casts.items():
         n = splits if recipe in SPLIT_QUANTIZE else 1
-        out[idx] = [_cast(op, recipe, elements / n, tag, fused, fused_amax=amax)] * n
+        cast = _cast(op, recipe, elements / n, tag, fused, fused_amax=amax)
+        if n > 1 and recipe == "tensorwise":
+            cast = replace(cast, host_ops=CURRENT_SCALING_KERNELS)
+        out[idx] = [cast] * n
     return [o for item in out for o in (item if isinstance(item, list) else (item,))]

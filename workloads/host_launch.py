@@ -12,8 +12,10 @@ Engine (workloads/layers.py, workloads/moe_layers.py): one op is one kernel of i
 implementation (TE's fused norm, a cuBLAS GEMM, cuDNN's fused attention, Megatron's
 fused bias-dropout-add and bias-SwiGLU jit kernels, TE's fused RoPE, an NCCL collective,
 one GEMM per local expert as TE's GroupedLinear issues them, one cast kernel per FP8
-input). Each is one host-issued op: ``LAUNCHES`` lists where the host issues more than one
-kernel for an op, counted from the code.
+input). Each is one host-issued op, except where the host issues more than one kernel
+for what the graph holds as one op, counted from the code: ``Compute.host_ops`` (the
+router's scoring and load-balancing-loss kernels, a current-scaling expert cast's three
+kernels) or ``LAUNCHES`` by name.
 
 CUDA graphs (Megatron-Core ``cuda_graph_impl`` / ``cuda_graph_scope``): the ops of a
 captured scope are replayed as one graph launch, so their per-op host cost disappears;
@@ -54,24 +56,17 @@ _SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "moe": _ROUTER + _PREPROCESS + ("ep_", "deepep_", "etp_", "expert_", "unpermute", "shared_"),
 }
 
-# Ops whose host call issues more than one kernel, counted from the code:
-# - A local expert's current-scaling FP8 cast (``tensorwise``, Megatron's FP8-CS) in TE's
-#   GroupedLinear: split_quantize quantizes each expert's split on its own
-#   (workloads/fp8.py) with Float8CurrentScalingQuantizer::quantize_impl
-#   (transformer_engine/pytorch/csrc/quantizer.cpp, TE 2.9-2.16): nvte_compute_amax,
-#   nvte_compute_scale_from_amax, nvte_quantize_v2, three kernels (no amax reduction
-#   across the expert's split). MXFP8 and blockwise quantize in one kernel each.
-# Not counted (each op one launch, a lower bound): the router's aux-loss kernels around
-# ``router_topk`` (megatron/core/transformer/moe/router.py, moe_utils.py), captured in the
-# Qwen3 recipes' router graphs; the permutation's index computations without
-# moe_permute_fusion; TEGroupedMLP's FP8 row padding (Fp8Padding / Fp8Unpadding, skipped
-# where the dispatcher already pads to the quantization alignment).
-_CURRENT_SCALING_KERNELS = 3
-LAUNCHES: dict[str, int] = {
-    f"{op}_tensorwise_cast_{tag}": _CURRENT_SCALING_KERNELS
-    for op, tag in (("expert_fc1", "input"), ("expert_fc2", "input"),
-                    ("expert_fc1_dgrad", "grad"), ("expert_fc2_dgrad", "grad"))
-}
+# Ops whose host call issues more than one kernel, by name. Ops built with their own count
+# carry it as ``Compute.host_ops``, counted from the code where they are built: the
+# router's scoring and load-balancing-loss kernels (``router_topk``,
+# workloads/moe_layers.router_launches), a current-scaling expert cast's amax, scale and
+# cast kernels (workloads/fp8.py). Not counted (one launch each, a lower bound): the
+# all-to-all dispatcher's count bookkeeping (sums, the all-gather of the counts, their
+# copies to the host), TE's permute index maps (make_row_id_map) and chunk-sort maps,
+# the probabilities' all-to-all, HybridEP / DeepEP's internal kernels, TEGroupedMLP's FP8
+# row padding (Fp8Padding / Fp8Unpadding, a no-op where the dispatcher pads), the
+# benchmark recipes' random router logits (moe_router_force_load_balancing).
+LAUNCHES: dict[str, int] = {}
 
 
 def host_sync() -> Delay:
@@ -97,4 +92,4 @@ def launches(op, scopes: frozenset[str] = frozenset()) -> int:
     if not isinstance(op, Compute | Collective) or captured(op.name, scopes):
         return 0
     base = op.name.removesuffix("_bwd")
-    return LAUNCHES.get(base, 1)
+    return LAUNCHES.get(base, getattr(op, "host_ops", 1))
