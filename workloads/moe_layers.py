@@ -345,7 +345,9 @@ def router_launches(ctx: LayerContext, bwd: bool) -> int:
     (5 as above), its sum, the loss's sum, product, sum and scale (4) and the tracker (2):
     14 (+1); backward the scaler (2), the scale's and the product's gradients (2), softmax's
     backward (a cast with non-fp32 logits) and the sum into the logits: 6 (+1).
-    The tensor-parallel reduction of the counts is a no-op on one TP x CP rank (these rows)."""
+    The tensor-parallel reduction of the counts is a no-op on one TP x CP rank. A sigmoid
+    router (DeepSeek-V3: its expert bias, group-limited top-k and probability
+    normalization add a few kernels more) takes the softmax router's count, a lower bound."""
     mc = ctx.moe
     wide = router_bytes(ctx) != 4            # logits not fp32: casts around the softmax
     if mc.router_fusion:
