@@ -60,13 +60,18 @@ _SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
 # carry it as ``Compute.host_ops``, counted from the code where they are built: the
 # router's scoring and load-balancing-loss kernels (``router_topk``,
 # workloads/moe_layers.router_launches), a current-scaling expert cast's amax, scale and
-# cast kernels (workloads/fp8.py). Not counted (one launch each, a lower bound): the
-# all-to-all dispatcher's count bookkeeping (sums, the all-gather of the counts, their
-# copies to the host), TE's permute index maps (make_row_id_map) and chunk-sort maps,
-# the probabilities' all-to-all, HybridEP / DeepEP's internal kernels, TEGroupedMLP's FP8
-# row padding (Fp8Padding / Fp8Unpadding, a no-op where the dispatcher pads), the
-# benchmark recipes' random router logits (moe_router_force_load_balancing).
-LAUNCHES: dict[str, int] = {}
+# cast kernels (workloads/fp8.py), the all-to-all dispatcher's count bookkeeping and TE's
+# permutation and chunk-sort kernels (``permute``, ``expert_sort``: workloads/moe_layers.py).
+# Not counted (one launch each, a lower bound): HybridEP / DeepEP's internal kernels and
+# the all-gather dispatcher's bookkeeping, the unfused permutation's nonzero /
+# masked_select kernels, TEGroupedMLP's FP8 row padding (Fp8Padding / Fp8Unpadding, a
+# no-op where the dispatcher pads), the benchmark recipes' random router logits
+# (moe_router_force_load_balancing).
+LAUNCHES: dict[str, int] = {
+    # MoEAlltoAllTokenDispatcher.token_dispatch (token_dispatcher.py, core 0.15-0.18): one
+    # all-to-all of the tokens and one of their probabilities; backward the same two.
+    "ep_all_to_all_dispatch": 2,
+}
 
 
 def host_sync() -> Delay:

@@ -391,6 +391,37 @@ def _router_backward(ctx: LayerContext) -> list[Op]:
     return ops
 
 
+# Host-issued kernels of the token permutation (eager training; workloads/host_launch.py),
+# read from the code:
+# - the all-to-all dispatcher's count bookkeeping (MoEAlltoAllTokenDispatcher.preprocess,
+#   megatron/core/transformer/moe/token_dispatcher.py, core 0.15-0.18 and Megatron-LM
+#   76065f17 / d30c3ae5, EP or TP > 1): routing_map.sum, the input splits' sum, the
+#   all-gather of the counts, the local slice's .contiguous(), three sums (per rank, per
+#   TP rank, per local expert): 7 kernels; _maybe_dtoh_and_synchronize copies
+#   tokens_per_expert, input_splits, output_splits and output_splits_tp to the host (4),
+#   and without moe_permute_fusion num_global_tokens_per_local_expert too (1 more);
+# - TE's fused permutation with the mask map (transformer_engine/pytorch/permutation.py
+#   _moe_permute_mask_map, TE 2.9-2.16): make_row_id_map's three Triton passes and the
+#   permute kernel (4); its backward one unpermute kernel;
+# - TE's chunk sort (_moe_chunk_sort): make_chunk_sort_map and sort_chunks_by_map (2); its
+#   backward one sort; unfused (sort_chunks_by_idxs), a torch.cat of the split tokens and
+#   one of the probabilities, each way.
+ALLTOALL_COUNT_KERNELS = 7
+ALLTOALL_DTOH_COPIES = 4
+TE_PERMUTE_KERNELS = 4
+TE_CHUNK_SORT_KERNELS = 2
+
+
+def _count_ops(ctx: LayerContext) -> int:
+    """Host ops of the all-to-all dispatcher's count bookkeeping before the permutation."""
+    mc = ctx.moe
+    if mc.dispatcher != "alltoall" or mc.ep * mc.etp * ctx.tp == 1:
+        return 0
+    local = ctx.model.moe.experts // mc.ep
+    unfused_copy = int(local > 1 and not mc.permute_fusion)
+    return ALLTOALL_COUNT_KERNELS + ALLTOALL_DTOH_COPIES + unfused_copy
+
+
 def _permute(ctx: LayerContext) -> list[Op]:
     """Token permutation before the dispatch: Transformer Engine's fused kernel (read each
     token once, write its k copies), or without ``permute_fusion`` Megatron-Core's PyTorch
@@ -406,9 +437,11 @@ def _permute(ctx: LayerContext) -> list[Op]:
     probs_select = [mem(ctx, "elementwise", 2 * pb * n * E + n * E + 2 * pb * copies, "permute_probs"),
                     host_sync()]
     gather = ctx.moe.dispatcher == "allgather"
+    counts = _count_ops(ctx)
     if ctx.moe.permute_fusion:
-        return [mem(ctx, "elementwise", e * n * h * (1 + k), "permute"), *(probs_select if gather else [])]
-    return [mem(ctx, "elementwise", 2 * n * E, "permute_map"),
+        fused = mem(ctx, "elementwise", e * n * h * (1 + k), "permute")
+        return [replace(fused, host_ops=counts + TE_PERMUTE_KERNELS), *(probs_select if gather else [])]
+    return [replace(mem(ctx, "elementwise", 2 * n * E, "permute_map"), host_ops=counts + 1),
             mem(ctx, "elementwise", n * E + 2 * 8 * copies, "permute_indices"), host_sync(),
             *([] if gather else probs_select),
             mem(ctx, "elementwise", 2 * e * copies * h, "permute"), *(probs_select if gather else [])]
@@ -463,7 +496,11 @@ def _sort_chunks(ctx: LayerContext, name: str, probs: bool) -> list[Op]:
         return []
     r = _received(ctx)
     nbytes = 2 * ctx.act_bytes * r * ctx.model.hidden + (2 * router_bytes(ctx) * r if probs else 0)
-    return [mem(ctx, "elementwise", nbytes, name)]
+    if mc.permute_fusion:
+        kernels = 1 if name.endswith("_bwd") else TE_CHUNK_SORT_KERNELS
+    else:                               # torch.cat of the split tokens (and probabilities)
+        kernels = 1 + int(probs)
+    return [replace(mem(ctx, "elementwise", nbytes, name), host_ops=kernels)]
 
 
 def moe_forward(ctx: LayerContext) -> list[Op]:

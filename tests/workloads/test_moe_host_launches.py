@@ -56,14 +56,38 @@ def test_router_scoring_kernels_from_megatron_core(moe, fwd, bwd):
 
 def test_one_moe_layer_forward_launches_by_hand():
     """Fused router with aux loss, MXFP8, all-to-all dispatcher, fused permutation:
-    router GEMM 1 + scoring 6, permute 1, all-to-all 1, sort 1, per local expert an fc1
-    input cast and GEMM (2 x 4), activation 1, per expert an fc2 cast and GEMM (2 x 4),
-    unsort 1, all-to-all 1, unpermute 1: 30 launches and one sync."""
+    router GEMM 1 + scoring 6; permute: the dispatcher's count bookkeeping (7 kernels, 4
+    copies to the host) and TE's row-id map (3) and permute (1) = 15; the all-to-alls of
+    the tokens and of their probabilities 2; TE's chunk sort 2; per local expert an fc1
+    input cast and GEMM (2 x 4), activation 1, per expert an fc2 cast and GEMM (2 x 4);
+    unsort 2, the combine's all-to-all 1, unpermute 1: 47 launches and one sync."""
     ops = fp8.rewrite(moe_forward(_ctx(router_fusion=True, aux_loss=True)), "mxfp8")
-    assert sum(launches(o) for o in ops) == 30
+    assert sum(launches(o) for o in ops) == 7 + 15 + 2 + 2 + 2 * LOCAL + 1 + 2 * LOCAL + 2 + 1 + 1 == 47
     assert sum(map(is_sync, ops)) == 1
     casts = [o for o in ops if "_cast_" in getattr(o, "name", "")]
     assert len(casts) == 2 * LOCAL and {launches(c) for c in casts} == {1}
+
+
+def test_one_moe_layer_backward_launches_by_hand():
+    """The same layer backward: unpermute's backward 1, the combine's all-to-all 1, the
+    unsort's 1, per local expert fc2's gradient cast, dgrad and wgrad (3 x 4), the
+    activation's backward 1, fc1's 3 x 4, the sort's 1, the dispatch's two all-to-alls 2,
+    the permutation's backward 1, the scoring's 6, the router's dgrad and wgrad 2: 40."""
+    ops = fp8.rewrite(moe_backward(_ctx(router_fusion=True, aux_loss=True)), "mxfp8")
+    assert sum(launches(o) for o in ops) == 1 + 1 + 1 + 3 * LOCAL + 1 + 3 * LOCAL + 1 + 2 + 1 + 6 + 2 == 40
+
+
+def test_dispatcher_bookkeeping_only_where_the_all_to_all_dispatcher_runs():
+    """Unfused permutation: the bookkeeping (7 + 4, and the per-local-expert counts'
+    copy) rides on the routing map's transpose; the chunk sort is a torch.cat of the
+    tokens and one of the probabilities (2), the unsort one cat (1)."""
+    ops = moe_forward(_ctx(permute_fusion=False))
+    by = {o.name: launches(o) for o in ops if hasattr(o, "name")}
+    assert by["permute_map"] == 1 + 7 + 4 + 1
+    assert by["expert_sort"] == 2 and by["expert_unsort"] == 1
+    ag = LayerContext(_ctx().model, 2, 1, False, "bf16", CommGroup((0,), "tp"),
+                      moe=make_context(tuple(range(EP)), (0,), "allgather", 1.0, 8))
+    assert {launches(o) for o in moe_forward(ag) if getattr(o, "name", "") == "permute"} == {4}
 
 
 def test_current_scaling_expert_casts_issue_amax_scale_and_cast():
