@@ -74,6 +74,9 @@ class TrainingOptions:
     moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
     cross_entropy_fusion: bool = True   # False: Megatron's unfused loss (workloads/layers.py)
     logprob_loss: bool = False          # an RL framework's per-token log-probability (layers.py)
+    torch_cross_entropy: bool = False   # F.cross_entropy on fp32 logits (layers.py, TorchTitan)
+    adam: str = "fused"                 # "foreach": PyTorch's multi-tensor AdamW (param_sync.py)
+    fsdp2_copies: bool = False          # FSDP2's per-layer copy-out / copy-in (workloads/fsdp.py)
     p2p_blocking: bool = False          # compute waits for its sends (workloads/pipeline_sync.py)
     grad_accumulation_fusion: bool = True   # False: per-microbatch main-grad adds (layers.py)
 
@@ -86,7 +89,7 @@ class TrainingOptions:
         """The options a stage's layer context takes (stage_ops.local_context)."""
         return {"fused_loss": self.cross_entropy_fusion, "grad_accum_bytes": self.grad_accum_bytes,
                 "repeat_kv": self.repeat_kv, "fp8_attention": self.fp8_attention,
-                "logprob_loss": self.logprob_loss}
+                "logprob_loss": self.logprob_loss, "torch_loss": self.torch_cross_entropy}
 
 
 @dataclass
