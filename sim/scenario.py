@@ -187,6 +187,10 @@ class TrainingWorkload(_Cfg):
         "zero: 3 as PyTorch's FSDP2 (fully_shard): every layer's all-gather is copied out "
         "into the unsharded parameters, and its 16-bit gradients packed into an fp32 buffer "
         "before the reduce-scatter, both on the compute stream (workloads/fsdp.py)"))
+    dtensor_tp: bool = Field(False, description=(
+        "TP as PyTorch's DTensor with the sequence sharded on dim 1 (TorchTitan): without "
+        "TP overlap, every TP all-gather and reduce-scatter also copies its whole tensor "
+        "through a chunk-and-cat (torch functional collectives; workloads/layers.py)"))
     p2p_blocking: bool = Field(False, description=(
         "pipeline sends block the sender's compute until the transfer is done "
         "(Megatron's batch_isend_irecv + synchronize: Megatron-LM 2021, batch_p2p_sync)"))

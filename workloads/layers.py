@@ -41,6 +41,13 @@ class LayerContext:
     # The loss is PyTorch's F.cross_entropy on logits cast to fp32 (TorchTitan's Llama:
     # ``self.output(h).float()``, the loss outside the compiled blocks): _loss_bytes.
     torch_loss: bool = False
+    # TP through DTensor with the sequence sharded on dim 1 (TorchTitan's SequenceParallel
+    # plan, vanilla TP): each TP all-gather / reduce-scatter also moves its full tensor
+    # once through a chunk-and-cat copy (tp_comm).
+    tp_seq_dim_copies: bool = False
+    # Bytes per element of the TP all-gathers of the linear layers' inputs and output
+    # gradients (torchao's Float8 TP: 1); 0: act_bytes. The logits' gather stays 16-bit.
+    tp_gather_bytes: int = 0
     grad_accum_bytes: int = 0       # per parameter and microbatch (grad_accumulation); 0: fused
     # GQA's K,V expanded to every query head before the attention kernel (``repeat_kv``
     # in TorchTitan's and Meta's reference Llama code): one copy forward, a sum backward,
@@ -93,10 +100,28 @@ def mem(ctx: LayerContext, op_class: str, nbytes: float, name: str) -> Compute:
 
 
 def tp_comm(ctx: LayerContext, kind: str, name: str) -> list[Op]:
+    """A TP collective of the (tokens, hidden) activation. With ``tp_seq_dim_copies``
+    (PyTorch's functional collectives on a dim-1 shard, torch/distributed/
+    _functional_collectives.py: ``all_gather_tensor`` with gather_dim != 0 returns
+    ``torch.cat(torch.chunk(res, group_size, dim=0), dim=gather_dim)``, and
+    ``reduce_scatter_tensor`` with scatter_dim != 0 first packs its input by
+    ``torch.cat(torch.chunk(input, group_size, dim=scatter_dim))``) the all-gather is
+    followed, the reduce-scatter preceded, by a copy of the whole tensor (read and write).
+    ``tp_gather_bytes``: torchao's Float8 TP casts the linear layers' inputs (forward) and
+    output gradients (backward, ``NoopFwToFloat8BwDynamic``) to FP8 on the shard before
+    the all-gather (torchao/float8/float8_tensor_parallel.py), so those gathers and their
+    copies move 1 byte an element; the reduce-scatters of the 16-bit outputs do not."""
     if ctx.tp == 1:
         return []
-    return [Collective(kind, float(ctx.act_bytes * ctx.tokens * ctx.model.hidden),
-                       ctx.tp_group, name=name)]
+    e = ctx.act_bytes
+    if kind == "all_gather" and ctx.tp_gather_bytes and not name.startswith("tp_ag_logits"):
+        e = ctx.tp_gather_bytes
+    nbytes = float(e * ctx.tokens * ctx.model.hidden)
+    op = Collective(kind, nbytes, ctx.tp_group, name=name)
+    if not ctx.tp_seq_dim_copies or kind not in ("all_gather", "reduce_scatter"):
+        return [op]
+    cat = mem(ctx, "elementwise", 2 * nbytes, f"{name}_seq_cat")
+    return [op, cat] if kind == "all_gather" else [cat, op]
 
 
 def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:

@@ -88,3 +88,54 @@ def test_fsdp2_copies_make_the_step_longer_by_their_bytes():
     t0 = _simulate(base, False).iteration_time_s
     t1 = _simulate(with_copies, False).iteration_time_s
     assert t1 > t0
+
+
+def _tp_ctx(**kw):
+    m = resolve(MODEL)
+    return LayerContext(m, 2, 8, True, "bf16", CommGroup(tuple(range(8)), "tp"), **kw), 2 * 1024 * 512
+
+
+def test_dtensor_sequence_dim_collectives_copy_the_whole_tensor():
+    """PyTorch's functional collectives on a dim-1 shard: the all-gather is followed by
+    torch.cat(torch.chunk(res, tp, 0), dim=1), the reduce-scatter preceded by
+    torch.cat(torch.chunk(x, tp, dim=1)): read and write the whole (tokens, hidden)."""
+    from workloads.layers import tp_comm
+    ctx, n = _tp_ctx(tp_seq_dim_copies=True)
+    ag = tp_comm(ctx, "all_gather", "tp_ag_attn")
+    rs = tp_comm(ctx, "reduce_scatter", "tp_attn_out")
+    assert [type(o).__name__ for o in ag] == ["Collective", "Compute"]
+    assert [type(o).__name__ for o in rs] == ["Compute", "Collective"]
+    assert ag[0].bytes == 2 * n and ag[1].bytes == 2 * 2 * n and rs[0].bytes == 2 * 2 * n
+    plain, _ = _tp_ctx()
+    assert len(tp_comm(plain, "all_gather", "tp_ag_attn")) == 1
+
+
+def test_float8_tp_gathers_move_one_byte():
+    """torchao's Float8 TP: the linears' input (and output-gradient) all-gathers in FP8;
+    the reduce-scatters and the logits' gather stay 16-bit."""
+    from workloads.layers import tp_comm
+    ctx, n = _tp_ctx(tp_gather_bytes=1, tp_seq_dim_copies=True)
+    ag = tp_comm(ctx, "all_gather", "tp_ag_mlp")
+    assert ag[0].bytes == n and ag[1].bytes == 2 * n
+    assert tp_comm(ctx, "reduce_scatter", "tp_mlp_out")[1].bytes == 2 * n
+    assert tp_comm(ctx, "all_gather", "tp_ag_logits")[0].bytes == 2 * n
+
+
+@pytest.mark.parametrize("overlap, copies", [("none", True), ("async", False)])
+def test_dtensor_tp_copies_only_without_tp_overlap(overlap, copies):
+    sc = parse({"name": "t", "cluster": {"system": "dgx-h100", "nodes": 1},
+                "workload": {"kind": "training", "model": MODEL, "global_batch": 8,
+                             "micro_batch": 1, "dtensor_tp": True,
+                             "parallel": {"tp": 8, "sequence_parallel": True,
+                                          "tp_comm_overlap": overlap}}}, "t")
+    s = resolve_setup(sc)
+    g = build(s.model, s.plan, s.options)
+    assert bool(_named(g, "tp_ag_attn_seq_cat")) == copies
+
+
+def test_float8_tp_gather_needs_tensorwise():
+    from hw_models.errors import ClusterSimError
+    with pytest.raises(ClusterSimError, match="tp_all_gather applies to recipe tensorwise"):
+        parse({"name": "t", "cluster": {"system": "dgx-h100", "nodes": 1},
+               "workload": {"kind": "training", "model": MODEL, "precision": "fp8",
+                            "fp8": {"recipe": "delayed", "tp_all_gather": True}}}, "t")
