@@ -101,6 +101,8 @@ def tp_overlap(ops: list, steps: int, mode: str = "ring", separate: tuple[str, .
             j += 1
         if is_tp and op.kind == "all_gather" and j < len(ops) and _gemm(ops[j]):
             out += ops[k:j]
+            if mode == "async":
+                out.append(_local_shard_copy(op, steps + 1, ops[j]))
             out.append(Overlap(_chunks(ops[j], steps + 1, mode), (op,), steps,
                                f"{ops[j].name}_tp_overlap", *tp_overlap_sms(mode, ops[j].name)))
             i = j + 1
@@ -166,6 +168,15 @@ def _chunks(gemm: Compute, n: int, mode: str) -> tuple:
     m, nn, k = gemm.shape
     shape = (m, nn, k // n) if gemm.name.endswith("_wgrad") else (m // n, nn, k)
     return (replace(gemm, flops=gemm.flops / n, bytes=gemm.bytes / n, shape=shape),) * n
+
+
+def _local_shard_copy(ag: Collective, n: int, gemm: Compute) -> Compute:
+    """The rank's shard (1/n of the gathered ``ag.bytes``) read and written into its
+    symmetric-memory buffer, then a barrier, before the first GEMM chunk:
+    ``_pipelined_all_gather_and_consume`` issues the copy on the compute stream ahead of
+    the local shard's GEMM ("giving up the chance to overlap" it, per its comment)."""
+    return Compute("elementwise", 0.0, 2 * ag.bytes / n, gemm.dtype,
+                   name=f"{gemm.name}_ag_local_copy")
 
 
 def _partials_reduce(rs: Collective, n: int, gemm: Compute) -> Compute:

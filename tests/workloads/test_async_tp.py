@@ -84,3 +84,16 @@ def test_shard_major_gathered_tensors_copied_for_bf16_weight_gradients():
 ])
 def test_no_shard_major_copy(kw):
     assert not any(n.endswith("_shard_major_copy") for n in _names(_ops(**kw)))
+
+
+def test_local_shard_copied_into_symmetric_memory_before_the_first_chunk():
+    """_pipelined_all_gather_and_consume copies the rank's shard into its symmetric-memory
+    buffer on the compute stream before the first GEMM chunk: read and write 1/4 of the
+    gathered 2 B x 4,096 x 4,096 (TP 4), right before each fused all-gather's pair."""
+    fwd = _ops(backward=False)
+    for gemm in ("qkv", "mlp_up"):
+        i = next(k for k, o in enumerate(fwd)
+                 if isinstance(o, Overlap) and o.main[0].name == gemm)
+        assert fwd[i - 1].name == f"{gemm}_ag_local_copy"
+        assert fwd[i - 1].bytes == 2 * 2 * 4096 * 4096 / 4
+    assert not any(n.endswith("_ag_local_copy") for n in _names(_ops(backward=False, mode="ring")))
