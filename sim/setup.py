@@ -63,6 +63,8 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
                                     logprob_loss=w.logprob_loss,
                                     torch_cross_entropy=w.torch_cross_entropy, adam=w.adam,
                                     fsdp2_copies=w.fsdp2_copies,
+                                    fsdp2_root_group=w.fsdp2_root_group,
+                                    separate_projections=w.separate_projections,
                                     tp_seq_dim_copies=(w.dtensor_tp and
                                                        w.parallel.tp_comm_overlap != "ring"),
                                     p2p_blocking=w.p2p_blocking,

@@ -9,7 +9,7 @@ dropout masks at 1 byte), the same accounting as Korthikanti's activation analys
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from hw_models.compute import gemm_bytes
@@ -56,6 +56,9 @@ class LayerContext:
     # FP8 dot-product attention (``workload.fp8.dot_product_attention``): cuDNN's FP8
     # backward covers every causal pair of a windowed layer (workloads/layer_attention.py).
     fp8_attention: bool = False
+    # Q, K, V and the gated MLP's two up projections as separate linears on the same input
+    # (TorchTitan's Llama: wq / wk / wv, w1 / w3): separate_projections.
+    separate_projections: bool = False
 
     @property
     def tokens(self) -> int:
@@ -186,6 +189,65 @@ def layer_gemm_shapes(ctx: LayerContext) -> dict[str, tuple[int, int, int]]:
     up = m.ffn * (2 if m.gated else 1) // t
     return {"qkv": (T, m.qkv_out // t, m.hidden), "proj": (T, m.hidden, m.heads * m.head_dim // t),
             "mlp_up": (T, up, m.hidden), "mlp_down": (T, m.hidden, m.ffn // t)}
+
+
+def _projection_parts(ctx: LayerContext) -> dict[str, tuple[tuple[str, int], ...]]:
+    """The separate linears of each fused GEMM and their output widths on the TP rank."""
+    m, t = ctx.model, ctx.tp
+    kv = ctx.local_kv_heads * m.head_dim
+    parts = {"qkv": (("wq", m.heads * m.head_dim // t), ("wk", kv), ("wv", kv))}
+    if m.gated:
+        parts["mlp_up"] = (("w1", m.ffn // t), ("w3", m.ffn // t))
+    return parts
+
+
+def _split_gemm(op: Compute, widths: tuple[tuple[str, int], ...], base: str, dim: int) -> list[Compute]:
+    """``op`` as one GEMM per part, each on its share of dimension ``dim`` of the shape;
+    FLOPs and bytes per element (16-bit or FP8 operands) as the fused GEMM's."""
+    m, n, k = op.shape
+    per_elem = op.bytes / (m * k + k * n + m * n)
+    out = []
+    for part, w in widths:
+        shape = [m, n, k]
+        shape[dim] = w
+        a, b, c = shape
+        out.append(replace(op, flops=2.0 * a * b * c * (op.flops / (2.0 * m * n * k)),
+                           bytes=per_elem * (a * c + c * b + a * b), shape=(a, b, c),
+                           name=op.name.replace(base, f"{base}_{part}", 1)))
+    return out
+
+
+def separate_projections(ctx: LayerContext, ops: list) -> list:
+    """TorchTitan's Llama (torchtitan/models/llama/model.py at 9dec370, e7c0cae, 820504e:
+    ``Attention.wq / wk / wv``, ``FeedForward.w1 / w3``, each an ``nn.Linear``) computes
+    Q, K, V and the two halves of the gated MLP's up projection as separate GEMMs on the
+    same input: three (two) smaller GEMMs where Megatron runs one fused QKV (fc1), each
+    reading the input again, with their input gradients and weight gradients split the
+    same way. Autograd sums the separate input gradients into the input's gradient: one
+    pointwise pass that reads the n partial gradients and writes their sum (the
+    ``_dgrad_sum`` op after the last dgrad). GEMMs whose width is not the fused one (the
+    selective recompute's K projection and w3) are left as they are."""
+    if not ctx.separate_projections:
+        return ops
+    parts = _projection_parts(ctx)
+    out: list = []
+    for op in ops:
+        base = next((b for b in parts if isinstance(op, Compute) and op.op_class == "gemm" and op.shape
+                     and op.name in (b, f"{b}_dgrad", f"{b}_wgrad")), None)
+        if base is None:
+            out.append(op)
+            continue
+        widths = parts[base]
+        dim = 2 if op.name.endswith("_dgrad") else 1
+        if op.shape[dim] != sum(w for _, w in widths):
+            out.append(op)
+            continue
+        out += _split_gemm(op, widths, base, dim)
+        if dim == 2:
+            rows, cols = op.shape[0], op.shape[1]
+            out.append(mem(ctx, "elementwise", (len(widths) + 1) * ctx.act_bytes * rows * cols,
+                           f"{base}_dgrad_sum"))
+    return out
 
 
 def activation_bytes(ctx: LayerContext) -> float:

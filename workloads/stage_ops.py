@@ -35,6 +35,7 @@ from workloads.layers import (
     layer_backward,
     layer_forward,
     layer_recompute,
+    separate_projections,
 )
 
 
@@ -220,7 +221,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
     def tp(ops: list) -> tuple:
         if plan.tp_comm_overlap != "none" and plan.tp > 1:
             ops = tp_overlap(ops, plan.tp - 1, plan.tp_comm_overlap, separate, shard_major)
-        return tuple(ops)
+        return tuple(separate_projections(ctx, ops))
 
     def both(ops: list, backward: bool = False) -> tuple:
         return tp(tx(list(ops), backward))
@@ -234,7 +235,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
     bwd_weight = [o for o in bwd if _is_wgrad(o)]
     table = ctx.model.vocab * ctx.model.hidden / plan.tp     # the TP rank's embedding rows
     own_head = plan.pp > 1 or not ctx.model.tied_embeddings   # its own copy of the table
-    return StageOps(tp(fwd), tp(bwd), tp(bwd_input), tuple(bwd_weight),
+    return StageOps(tp(fwd), tp(bwd), tp(bwd_input), tuple(separate_projections(ctx, bwd_weight)),
                     both(embedding_forward(ctx)),
                     both(embedding_backward(ctx) + grad_accumulation(ctx, table), True),
                     both(head_f(ctx)),
@@ -246,14 +247,16 @@ def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
                   moe=None, fused_loss: bool = True, grad_accum_bytes: int = 0,
                   repeat_kv: bool = False, fp8_attention: bool = False,
                   logprob_loss: bool = False, torch_loss: bool = False,
-                  tp_seq_dim_copies: bool = False, tp_gather_bytes: int = 0) -> LayerContext:
+                  tp_seq_dim_copies: bool = False, tp_gather_bytes: int = 0,
+                  separate_projections: bool = False) -> LayerContext:
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
     return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
                         moe=moe, fused_loss=fused_loss, grad_accum_bytes=grad_accum_bytes,
                         repeat_kv=repeat_kv, fp8_attention=fp8_attention,
                         logprob_loss=logprob_loss, torch_loss=torch_loss,
-                        tp_seq_dim_copies=tp_seq_dim_copies, tp_gather_bytes=tp_gather_bytes)
+                        tp_seq_dim_copies=tp_seq_dim_copies, tp_gather_bytes=tp_gather_bytes,
+                        separate_projections=separate_projections)
 
 
 def _is_ep(op) -> bool:
