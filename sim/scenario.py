@@ -191,6 +191,10 @@ class TrainingWorkload(_Cfg):
         "Q, K, V and the gated MLP's two up projections as separate linears (TorchTitan's "
         "Llama: wq / wk / wv, w1 / w3): smaller GEMMs, each reading the input, and a sum of "
         "their input gradients (workloads/layers.py)"))
+    complex_rope: bool = Field(False, description=(
+        "RoPE as TorchTitan's complex multiply (view_as_complex on an fp32 copy), which "
+        "torch.compile leaves to an eager kernel: a cast, the multiply and a cast back, "
+        "forward and backward (workloads/layers.py)"))
     fsdp2_root_group: bool = Field(False, description=(
         "zero: 3 as TorchTitan's FSDP2 wrapping (fully_shard on each block, then on the "
         "model): the embedding, final norm and output layer are one group, gathered before "

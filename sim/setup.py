@@ -65,6 +65,7 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
                                     fsdp2_copies=w.fsdp2_copies,
                                     fsdp2_root_group=w.fsdp2_root_group,
                                     separate_projections=w.separate_projections,
+                                    complex_rope=w.complex_rope,
                                     tp_seq_dim_copies=(w.dtensor_tp and
                                                        w.parallel.tp_comm_overlap != "ring"),
                                     p2p_blocking=w.p2p_blocking,

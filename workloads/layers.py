@@ -59,6 +59,9 @@ class LayerContext:
     # Q, K, V and the gated MLP's two up projections as separate linears on the same input
     # (TorchTitan's Llama: wq / wk / wv, w1 / w3): separate_projections.
     separate_projections: bool = False
+    # RoPE as a complex multiply that torch.compile leaves to an eager kernel (TorchTitan's
+    # ``apply_rotary_emb``): rope_ops.
+    complex_rope: bool = False
 
     @property
     def tokens(self) -> int:
@@ -256,6 +259,25 @@ def activation_bytes(ctx: LayerContext) -> float:
     return (3 if m.gated else 2) * ctx.act_bytes * ctx.tokens * m.ffn / ctx.tp
 
 
+def rope_ops(ctx: LayerContext, elements: float, backward: bool = False) -> list[Op]:
+    """Rotary embedding of ``elements`` query and key elements. Fused (one compiled or
+    fused kernel, read and write 16-bit; its backward left unpriced). ``complex_rope``:
+    TorchTitan's ``apply_rotary_emb`` (torchtitan/models/llama/model.py at 9dec370,
+    e7c0cae, 820504e) multiplies ``view_as_complex(x.float())`` by the complex frequencies
+    and casts ``view_as_real`` of the product back (``type_as``). The block is compiled
+    (``apply_compile``, fullgraph), but Inductor does not generate code for complex
+    operators and falls back to the eager kernel ("Torchinductor does not support code
+    generation for complex operators", torch/_inductor/lowering.py; TorchTitan issue
+    #15), so the product runs alone between two compiled casts: the cast to fp32 (read
+    ``act_bytes``, write 4), the complex multiply (read 4, write 4 per real element; the
+    frequencies are one row per position) and the cast back (read 4, write ``act_bytes``).
+    The backward runs the same three passes on the gradient (``grad * conj(freqs)``)."""
+    e = ctx.act_bytes
+    if not ctx.complex_rope:
+        return [] if backward else [mem(ctx, "elementwise", 2 * e * elements, "rope")]
+    return [mem(ctx, "elementwise", (2 * e + 16) * elements, "rope_bwd" if backward else "rope")]
+
+
 def layer_forward(ctx: LayerContext) -> list[Op]:
     m, e, Tn = ctx.model, ctx.act_bytes, ctx.norm_tokens
     g = layer_gemm_shapes(ctx)
@@ -264,8 +286,7 @@ def layer_forward(ctx: LayerContext) -> list[Op]:
     ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
                      gemm(ctx, *g["qkv"], "qkv")]
     if m.rope:
-        q_k = ctx.tokens * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
-        ops.append(mem(ctx, "elementwise", 2 * e * q_k, "rope"))
+        ops += rope_ops(ctx, ctx.tokens * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim)
     ops += [*attention_core(ctx), gemm(ctx, *g["proj"], "attn_proj"), *_exit_tp(ctx, "tp_attn_out"),
             mem(ctx, "elementwise", dropout_add, "bias_dropout_add"),
             mem(ctx, "norm", norm, "post_attn_norm"), *_enter_tp(ctx, "tp_ag_mlp"),
@@ -287,6 +308,7 @@ def layer_backward(ctx: LayerContext) -> list[Op]:
             mem(ctx, "norm", norm_bwd, "post_attn_norm_bwd"),
             mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *_exit_tp_bwd(ctx, "tp_attn_out_bwd"),
             *gemm_bwd(ctx, *g["proj"], "attn_proj"), *attention_core_bwd(ctx),
+            *rope_ops(ctx, ctx.tokens * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim, True),
             *gemm_bwd(ctx, *g["qkv"], "qkv"), *_enter_tp_bwd(ctx, "tp_attn_in_bwd"),
             mem(ctx, "norm", norm_bwd, "input_norm_bwd")]
 
@@ -329,7 +351,7 @@ def selective_op_recompute(ctx: LayerContext) -> list[Op]:
     ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
                      gemm(ctx, T, ctx.local_kv_heads * m.head_dim, m.hidden, "qkv")]
     if m.rope:
-        ops.append(mem(ctx, "elementwise", 2 * e * T * ctx.local_kv_heads * m.head_dim, "rope"))
+        ops += rope_ops(ctx, T * ctx.local_kv_heads * m.head_dim)
     if ctx.tp == 1:
         ops.append(gemm(ctx, *layer_gemm_shapes(ctx)["proj"], "attn_proj"))
     ops += [mem(ctx, "elementwise", 3 * e * Tn * m.hidden, "residual_add"),

@@ -248,7 +248,7 @@ def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
                   repeat_kv: bool = False, fp8_attention: bool = False,
                   logprob_loss: bool = False, torch_loss: bool = False,
                   tp_seq_dim_copies: bool = False, tp_gather_bytes: int = 0,
-                  separate_projections: bool = False) -> LayerContext:
+                  separate_projections: bool = False, complex_rope: bool = False) -> LayerContext:
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
     return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
@@ -256,7 +256,7 @@ def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
                         repeat_kv=repeat_kv, fp8_attention=fp8_attention,
                         logprob_loss=logprob_loss, torch_loss=torch_loss,
                         tp_seq_dim_copies=tp_seq_dim_copies, tp_gather_bytes=tp_gather_bytes,
-                        separate_projections=separate_projections)
+                        separate_projections=separate_projections, complex_rope=complex_rope)
 
 
 def _is_ep(op) -> bool:

@@ -79,3 +79,20 @@ def test_key_reaches_the_graph():
     on, off = names(_step(separate_projections=True)), names(_step())
     assert {"qkv_wq", "qkv_wv_dgrad", "mlp_up_w1_wgrad", "qkv_dgrad_sum"} <= on
     assert "qkv" in off and "qkv_wq" not in off
+
+
+def _rope(ops, name="rope"):
+    return [o.bytes for o in ops if getattr(o, "name", "") == name]
+
+
+def test_complex_rope_passes_by_hand():
+    """Q (8 heads) and K (2 heads) of 64: cast to fp32 (2 + 4), complex multiply (4 + 4),
+    cast back (4 + 2) = 20 bytes an element, forward and backward; fused: 4, forward only."""
+    elements = T * (8 + 2) * 64
+    plain, cplx = _ctx(), _ctx(complex_rope=True)
+    assert _rope(layer_forward(plain)) == [4 * elements]
+    assert _rope(layer_backward(plain), "rope_bwd") == []
+    assert _rope(layer_forward(cplx)) == [20 * elements]
+    assert _rope(layer_backward(cplx), "rope_bwd") == [20 * elements]
+    from workloads.layers import selective_op_recompute
+    assert _rope(selective_op_recompute(cplx)) == [20 * T * 2 * 64]     # K alone
