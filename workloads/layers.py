@@ -226,10 +226,15 @@ def separate_projections(ctx: LayerContext, ops: list) -> list:
     Q, K, V and the two halves of the gated MLP's up projection as separate GEMMs on the
     same input: three (two) smaller GEMMs where Megatron runs one fused QKV (fc1), each
     reading the input again, with their input gradients and weight gradients split the
-    same way. Autograd sums the separate input gradients into the input's gradient: one
-    pointwise pass that reads the n partial gradients and writes their sum (the
-    ``_dgrad_sum`` op after the last dgrad). GEMMs whose width is not the fused one (the
-    selective recompute's K projection and w3) are left as they are."""
+    same way. Autograd sums the separate input gradients into the input's gradient
+    (``_dgrad_sum`` after the last dgrad). Inductor fuses that pointwise sum into the
+    kernel that next reads the gradient where there is one: without TP the norm's
+    backward (a reduction whose pointwise inputs are fused into it), with DTensor's
+    sequence-dim reduce-scatter its chunk-and-cat copy (a pointwise cat, up to
+    ``max_pointwise_cat_inputs`` = 8 inputs), so the sum only reads the n - 1 further
+    partial gradients; before a reduce-scatter that takes the tensor itself it is a pass
+    of its own (read n, write 1). GEMMs whose width is not the fused one (the selective
+    recompute's K projection and w3) are left as they are."""
     if not ctx.separate_projections:
         return ops
     parts = _projection_parts(ctx)
@@ -247,8 +252,9 @@ def separate_projections(ctx: LayerContext, ops: list) -> list:
             continue
         out += _split_gemm(op, widths, base, dim)
         if dim == 2:
-            rows, cols = op.shape[0], op.shape[1]
-            out.append(mem(ctx, "elementwise", (len(widths) + 1) * ctx.act_bytes * rows * cols,
+            fused = ctx.tp == 1 or (ctx.tp_seq_dim_copies and ctx.tp <= 8)
+            passes = len(widths) - 1 if fused else len(widths) + 1
+            out.append(mem(ctx, "elementwise", passes * ctx.act_bytes * op.shape[0] * op.shape[1],
                            f"{base}_dgrad_sum"))
     return out
 

@@ -47,8 +47,19 @@ def test_backward_split_and_input_gradient_sum():
     assert g["qkv_wq_wgrad"].shape == (512, 512, T)
     assert g["mlp_up_w3_wgrad"].shape == (512, 1536, T)
     sums = {o.name: o.bytes for o in ops if o.name.endswith("_dgrad_sum")}
-    # read the 3 (2) partial (T, 512) gradients, write their sum
+    # without TP the sum is fused into the norm's backward: it reads the 2 (1) further
+    # partial (T, 512) gradients
+    assert sums == {"qkv_dgrad_sum": 2 * 2 * T * 512, "mlp_up_dgrad_sum": 1 * 2 * T * 512}
+    # before a plain TP reduce-scatter it is a pass of its own: read 3 (2), write 1;
+    # with DTensor's chunk-and-cat copy it is fused into that copy again
+    tp = _ctx(tp=2, separate_projections=True)
+    sums = {o.name: o.bytes for o in separate_projections(tp, layer_backward(tp))
+            if o.name.endswith("_dgrad_sum")}
     assert sums == {"qkv_dgrad_sum": 4 * 2 * T * 512, "mlp_up_dgrad_sum": 3 * 2 * T * 512}
+    dt = _ctx(tp=2, separate_projections=True, tp_seq_dim_copies=True)
+    sums = {o.name: o.bytes for o in separate_projections(dt, layer_backward(dt))
+            if o.name.endswith("_dgrad_sum")}
+    assert sums == {"qkv_dgrad_sum": 2 * 2 * T * 512, "mlp_up_dgrad_sum": 1 * 2 * T * 512}
     # the split keeps the fused GEMMs' FLOPs
     fused = _gemms(layer_backward(ctx))
     assert sum(o.flops for o in g.values()) == sum(o.flops for o in fused.values())
