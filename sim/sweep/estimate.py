@@ -131,7 +131,8 @@ class Estimator:
             layer_bwd = [lt.bwd] * p
         else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
             from sim.sweep import estimate_moe
-            fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan)
+            dual = [] if plan.effective_schedule in ("dualpipe", "dualpipev") and p > 1 else None
+            fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan, dual)
             bwd, drain = estimate_moe.split_backward(plan, bwd, split)
             wgrad = [0.0] * p           # not split: the split schedules' bubble from above
             lt = None
@@ -141,7 +142,9 @@ class Estimator:
                            strict=True)
         per_stage = [f + b + v * self._p2p_on_compute(plan) for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
-        if plan.effective_schedule in SPLIT_BACKWARD:
+        if lt is None and dual and not zero3:      # MoE pairs: estimate_schedules.py
+            t_pipe = estimate_schedules.dual_pipe_time(plan, dual)
+        elif plan.effective_schedule in SPLIT_BACKWARD:
             t_pipe = estimate_schedules.pipe_time(plan, list(fwd), list(bwd), wgrad)
         else:
             t_pipe = m * worst + (sum(per_stage) - worst) / v
