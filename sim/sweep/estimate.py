@@ -33,7 +33,7 @@ from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.setup import host_launch, paced_compute
 from sim.sweep import estimate_schedules
-from workloads import memory
+from workloads import memory, moe_training
 from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
 from workloads.offload import OffloadOptions
@@ -205,7 +205,8 @@ class Estimator:
         """Exposed time after stage s's last backward: DP gradient buckets not hidden under
         it (for ZeRO-2, the queue of every microbatch's buckets: m of them behind the
         ``busy`` compute from the first backward on), tied-embedding sync,
-        optimizer step, ZeRO-1/2 parameter all-gather, ZeRO-3's first gather and last
+        optimizer step (MoE: the graph's, over the replicated shard and the rank's experts
+        per expert-DP), ZeRO-1/2 parameter all-gather, ZeRO-3's first gather and last
         reduce-scatter."""
         params = stage_params(self.model, plan, s)
         opts = self.options
@@ -228,7 +229,10 @@ class Estimator:
             t += self.network.collective_time(
                 "all_reduce", self.model.vocab * self.model.hidden / plan.tp * opts.grad_bytes, pair)
         shard = params / (plan.shard_group if plan.zero >= 1 else 1)
-        if offload is not None and offload.optimizer:     # grads down, CPU Adam, params up
+        if not self.model.uniform:      # Adam over the replicated shard and the experts'
+            t += self.costs.uncached_time(moe_training.optimizer_and_gather(
+                self.model, plan, s, opts, ADAM_BYTES_PER_PARAM)[0])
+        elif offload is not None and offload.optimizer:   # grads down, CPU Adam, params up
             t += shard * (opts.grad_bytes + opts.param_bytes) / self.costs.host_bw
             t += shard * ADAM_BYTES_PER_PARAM / offload.host_adam_bw
         else:
