@@ -13,6 +13,10 @@ weight-gradient time over all the rank's layers (both chunks of a V or of DualPi
 * dualpipev: (p - 1)(F&B + B - 3W) per chunk (PP = 2p stages), embedding and head on
   rank 0.
 F&B = F + B: the pair runs on one compute stream.
+
+MoE models under DualPipe(V) (``dual_pipe_time``): each rank's order is summed pass by
+pass with F&B the graph's pair block, whose EP all-to-alls hide behind both chunks'
+compute (sim/sweep/estimate_moe.py ``pair_time``), and the bubble above takes that F&B.
 """
 
 from __future__ import annotations
