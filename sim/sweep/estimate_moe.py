@@ -108,7 +108,7 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list
         shares: dict = {}
         for c in range(plan.chunks):
             cf, cb, alone = [], [], []
-            layer_ops = []
+            keys = []
             for i in moe_training.chunk_layers(model, plan, s, c):
                 key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
                 if key not in kinds:    # one layer's kernels, rewritten as the graph's chunks
@@ -120,7 +120,7 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list
                 cf.append(kinds[key][0])
                 cb.insert(0, kinds[key][1])         # the backward runs the last layer first
                 alone.insert(0, kinds[key][2])      # each layer's backward as its own block
-                layer_ops.append(key)
+                keys.append(key)
             layer_b += alone
             ends = [0.0] * len(alone)   # the split backward's first and last blocks differ
             if pipe.is_first(s, c):
@@ -141,7 +141,7 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list
                 stage_dual.fwd.append(_time(costs, cf, overlap))
                 stage_dual.bwd.append(_time(costs, cb, overlap))
                 _dual_chunk(costs, ops, (pipe.is_first(s, c), pipe.is_last(s, c)),
-                            [(k, kinds[k]) for k in layer_ops], overlap, stage_dual, shares)
+                            [(k, kinds[k]) for k in keys], overlap, stage_dual, shares)
         if stage_dual is not None:
             n = plan.chunks
             stage_dual.pair = {(x, y): pair_time(costs, shares[("f", x)], shares[("b", y)],
