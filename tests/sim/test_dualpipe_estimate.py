@@ -90,3 +90,23 @@ def test_dualpipev_moe_within_the_des(tp, pp, ep, tol):
     the busiest, and the others absorb part of its bubble."""
     est, des = _qwen(tp, pp, ep)
     assert est == pytest.approx(des, rel=tol)
+
+
+@pytest.mark.parametrize("schedule", ["dualpipe", "dualpipev"])
+def test_pairs_with_the_hosts_launches_are_the_graphs(schedule):
+    """With the host's launch pace on, every pair of the graph (and its host wait) is the
+    estimator's pair of the same chunks, on every rank (here host-bound: about twice the
+    GPU's time without the host)."""
+    sc = scenario(schedule)
+    sc["sim"]["host_launch"] = True
+    setup, g = _setup_graph(sc)
+    costs = build_engine(setup, g).costs
+    dual = _dual(setup)
+    plan = setup.plan
+    pairs = [nd for nd in g.nodes if "+" in nd.name]
+    assert pairs
+    for nd in pairs:
+        f, b = nd.name.split("+")
+        stage = next(s for s in range(plan.pp) if plan.rank(0, 0, s) == nd.rank)
+        key = (int(f.split("_c")[1]), int(b.split("_c")[1]))
+        assert dual[stage].pair[key] == pytest.approx(costs.duration(nd), rel=1e-9)
