@@ -64,7 +64,7 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
                                     torch_cross_entropy=w.torch_cross_entropy, adam=w.adam,
                                     fsdp2_copies=w.fsdp2_copies,
                                     tp_seq_dim_copies=(w.dtensor_tp and
-                                                       w.parallel.tp_comm_overlap == "none"),
+                                                       w.parallel.tp_comm_overlap != "ring"),
                                     p2p_blocking=w.p2p_blocking,
                                     grad_accumulation_fusion=w.grad_accumulation_fusion,
                                     offload=offload or OffloadOptions(),
