@@ -55,12 +55,16 @@ class StageOps:
         """(forward, backward, input-gradient, weight-gradient) of a chunk built layer by
         layer elsewhere (MoE / MLA models), rewritten as this stage's layer ops are."""
         b = self.transform(bwd, True)
-        return (self.transform(fwd), b, tuple(o for o in b if not _is_wgrad(o)),
-                tuple(o for o in b if _is_wgrad(o)))
+        return (self.transform(fwd), b, *split_wgrad(b))
 
 
 def _is_wgrad(op) -> bool:
     return isinstance(op, Compute) and ("_wgrad" in op.name)
+
+
+def split_wgrad(ops) -> tuple[tuple, tuple]:
+    """(input-gradient, weight-gradient) ops of a backward, in order."""
+    return tuple(o for o in ops if not _is_wgrad(o)), tuple(o for o in ops if _is_wgrad(o))
 
 
 def tp_overlap(ops: list, steps: int, mode: str = "ring", separate: tuple[str, ...] = (),
@@ -268,9 +272,18 @@ def pair_block(fwd: Block, bwd: Block) -> Block | None:
     expert-parallel all-to-alls of both chunks (dispatch, combine) run beside the pair's
     compute, one transfer per step (DeepSeek-V3 section 3.2.1). None when the chunks have
     no EP communication to hide (dense models: the pair stays two nodes)."""
-    ops = fwd.ops + bwd.ops
-    ep = tuple(o for o in ops if _is_ep(o))
+    rest, ep = split_ep(fwd.ops + bwd.ops)
     if not ep:
         return None
-    rest = tuple(o for o in ops if not _is_ep(o))
-    return Block((Overlap(rest, ep, len(ep), "dualpipe_pair"),), f"{fwd.name}+{bwd.name}")
+    return Block((pair_overlap(rest, ep),), f"{fwd.name}+{bwd.name}")
+
+
+def split_ep(ops) -> tuple[tuple, tuple]:
+    """(the rest, the expert-parallel collectives) of ``ops``, each in order."""
+    return tuple(o for o in ops if not _is_ep(o)), tuple(o for o in ops if _is_ep(o))
+
+
+def pair_overlap(rest: tuple, ep: tuple) -> Overlap:
+    """A DualPipe pair's overlap: the EP transfers ``ep`` beside the ``rest`` of both
+    chunks, one transfer per step (the first share of the compute runs alone)."""
+    return Overlap(rest, ep, len(ep), "dualpipe_pair")
