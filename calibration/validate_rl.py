@@ -163,7 +163,7 @@ def build(r, prompt: int) -> scenario.Scenario:
                         "batch_multiplier": rr.BATCH_MULTIPLIER.get(key, 1.0),
                         "enforce_eager": key in rr.ENFORCE_EAGER,
                         "engine_host": rr.ENGINE_HOST.get(r.source_id, "vllm-v1"),
-                        **({} if k or key in rr.ASYNC_COLOCATED else {"scheduler": rr.VLLM_LLM_CLASS})},
+                        "scheduler": rr.rollout_scheduler(r)},
             "train": rr.train_block(r, (tp, cp, ep, pp)),
             "placement": {"rollout_gpus": rec.rollout_gpus, "train_gpus": n - rec.rollout_gpus}
             if k else "colocated",
