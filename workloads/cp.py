@@ -92,6 +92,40 @@ def merge_bytes(ctx, steps: int, backward: bool) -> float:
     return steps * (MERGE_FWD_OUT * q + MERGE_FWD_KV * kv)
 
 
+def ring_correction_bytes(ctx, r: int, backward: bool) -> float:
+    """Element-wise bytes of Transformer Engine's p2p ring on one rank besides its
+    kernels (``AttnFuncWithCPAndKVP2P``, 16-bit, causal and load-balanced), per ring step
+    the slowest rank's, since each step waits for its neighbours. Forward, per output
+    element: the first step's partial output scaled into the output (read, write), each
+    later one added in (``flash_attn_fwd_out_correction``, fused: read both, write one);
+    the last rank corrects the whole output at every step. Backward: the first step's dQ
+    and dK,dV copied; at each later step a rank adds into half of one and all of the
+    other (rank 0: the second half of dQ, all of dK,dV; the last rank the reverse)."""
+    e, m = ctx.act_bytes, ctx.model
+    q = ctx.tokens * ctx.local_heads * m.head_dim
+    if not backward:
+        return e * (2 + 3 * (r - 1)) * q
+    kv = 2.0 * ctx.tokens * ctx.attn_kv_heads * m.head_dim
+    return e * (2 * (q + kv) + 3 * (r - 1) * max(q / 2 + kv, q + kv / 2))
+
+
+def ring_blocks(op: Compute, flops: float, heads: int, tokens: int, r: int) -> tuple[Compute, ...]:
+    """The kernels of a load-balanced causal p2p ring of ``r`` steps on one rank, as
+    Transformer Engine runs them (``AttnFuncWithCPAndKVP2P``, what Megatron-Core's ring
+    CP calls): step 0 is the causal kernel of the rank's own two chunks (``tokens``
+    queries on ``tokens`` keys); each of the other r - 1 steps is a kernel without a mask
+    of the same work: all local queries on the first half of the block received (steps
+    up to the rank's index) or the second half of the queries on the whole block (the
+    later steps). At every step the last rank runs the half-keys kernel, so that shape,
+    ``tokens / 2`` keys, paces the ring. ``flops``: the rank's whole attention work."""
+    per_step = flops / r
+    d = op.shape[3]
+    first = replace(op, flops=per_step, bytes=op.bytes / r, shape=(heads, tokens, tokens, d))
+    rest = replace(op, flops=per_step * (r - 1), bytes=op.bytes * (r - 1) / r,
+                   shape=(heads, tokens, tokens // 2, d), causal=False, name=f"{op.name}_cp_blocks")
+    return first, rest
+
+
 class ContextParallel:
     """Rewrites one rank's layer ops (built on its s/cp tokens) for context parallelism."""
 
@@ -134,8 +168,10 @@ class ContextParallel:
             hidden.append(Collective("reduce_scatter", kv, self.r_group, name="cp_dkv_reduce_scatter"))
         if self.kind == "allgather":
             return [*pre, *self._allgather_ops(ctx, op, backward, kv), *post]
-        block = replace(work, shape=(heads_share, kv_tokens, kv_tokens, d))
-        return [*pre, Overlap((block,), tuple(hidden), r - 1, "cp_ring_attention"), *post]
+        blocks = ring_blocks(op, op.flops * self.cp, heads_share, kv_tokens, r)
+        fix = Compute("elementwise", 0.0, ring_correction_bytes(ctx, r, backward), op.dtype,
+                      name="cp_grad_accumulate" if backward else "cp_out_correction")
+        return [*pre, Overlap(blocks, tuple(hidden), r - 1, "cp_ring_attention"), fix, *post]
 
     def _allgather_ops(self, ctx, op: Compute, backward: bool, kv: float) -> list:
         """PyTorch's ``_templated_ring_attention`` (and its backward) with the all-gather

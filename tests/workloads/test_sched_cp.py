@@ -49,6 +49,44 @@ def test_ring_kv_volume_and_steps(cp):
     assert ag.group.size == cp and rings[0].steps == cp - 1
 
 
+@pytest.mark.parametrize("backward", [False, True])
+def test_ring_kernels_follow_te_load_balancing(backward):
+    """Transformer Engine's p2p ring, cp = 4 on 32,768 tokens: 8,192 local tokens in two
+    chunks of 4,096. Step 0 is the causal kernel of the local tokens, 4 x 32 heads x
+    8192^2 x 128 / 2 FLOPs (x 2.5 backward); the 3 other steps run without a mask on the
+    same work each, the slowest shape (all local queries on the first 4,096-token half
+    of the block received) pacing the ring."""
+    ops, _ = layer_ops(plan(4), backward=backward)
+    first, rest = next(o for o in ops if isinstance(o, Overlap)).main
+    causal = 4 * 32 * 8192 ** 2 * 128 / 2 * (2.5 if backward else 1.0)
+    assert first.causal and first.flops == causal and first.shape == (32, 8192, 8192, 128)
+    assert not rest.causal and rest.flops == 3 * causal and rest.shape == (32, 8192, 4096, 128)
+
+
+def test_ring_output_corrections_and_gradient_sums_by_hand():
+    """cp = 4, 8,192 local tokens, 32 heads x 128 (Q, O: q elements), 8 KV heads (K,V:
+    q / 2), 2-byte elements. Forward: the first partial output scaled in (2 B read +
+    write), 3 later ones added (6 B). Backward: dQ, dK,dV copied at step 0 (4 B each);
+    at each of 3 later steps the slower of rank 0 (half dQ, all dK,dV) and the last rank
+    (all dQ, half dK,dV) adds in: 6 B x max(q/2 + q/2, q + q/4)."""
+    q = 8192 * 32 * 128
+    fwd = [o for o in layer_ops(plan(4))[0] if getattr(o, "name", "") == "cp_out_correction"]
+    bwd = [o for o in layer_ops(plan(4), backward=True)[0]
+           if getattr(o, "name", "") == "cp_grad_accumulate"]
+    assert len(fwd) == len(bwd) == L8.layers
+    assert fwd[0].bytes == (4 + 3 * 6) * q
+    assert bwd[0].bytes == pytest.approx(4 * 1.5 * q + 3 * 6 * 1.25 * q)
+
+
+def test_hybrid_ring_blocks_hold_the_ulysses_group_tokens():
+    """Ulysses over 2 then a ring of 2: 16 heads on 16,384 tokens per ring block, one
+    causal step and one unmasked step on 8,192 keys, together 1/4 of the layer's work."""
+    ops, _ = layer_ops(plan(4, "hybrid", ulysses_size=2))
+    first, rest = next(o for o in ops if isinstance(o, Overlap)).main
+    assert first.shape == (16, 16384, 16384, 128) and rest.shape == (16, 16384, 8192, 128)
+    assert first.flops == rest.flops == 4 * 32 * 32768 ** 2 * 128 / 2 / 4 / 2
+
+
 def test_ring_backward_moves_kv_and_its_gradient():
     ops, _ = layer_ops(plan(4), backward=True)
     ring = next(o for o in ops if isinstance(o, Overlap))
