@@ -85,6 +85,26 @@ CUDA_GRAPHS: dict[tuple[str, str, str], list[tuple[tuple[int, ...], tuple[str, .
 }
 
 
+# The router's kernels (workloads/moe_layers.router_launches): the perf scripts set
+# moe_router_fusion = True for Qwen3 and gpt-oss-120b in every release
+# (scripts/performance/configs/{qwen3,qwen}/qwen3_llm_pretrain.py set_qwen3_common_configs,
+# gpt_oss/gpt_oss_llm_pretrain.py set_gpt_oss_common_configs, v0.2.0-v0.5.x); Qwen3's
+# provider computes the load-balancing loss (qwen_provider.py v0.2.0-v0.3.x,
+# qwen3_moe_bridge.py v0.4.0+: moe_router_load_balancing_type "aux_loss",
+# moe_aux_loss_coeff 1e-3), gpt-oss's does not (gpt_oss_bridge.py: "none"). Rows of other
+# sources (NeMo's Grok-1) keep Megatron-Core's defaults (no fusion, coefficient 0): their
+# router settings are not in the reference set.
+ROUTER_FUSION = ("qwen3-30b-a3b", "qwen3-235b-a22b", "gpt-oss-120b")
+AUX_LOSS = ("qwen3-30b-a3b", "qwen3-235b-a22b")
+
+
+def router_options(row, arch: str) -> dict:
+    """``workload.moe`` router_fusion / aux_loss of a Megatron-Bridge row's recipe."""
+    if not release(row):
+        return {}
+    return {"router_fusion": arch in ROUTER_FUSION, "aux_loss": arch in AUX_LOSS}
+
+
 def release(row) -> tuple[int, ...]:
     """(26, 4, 1) of a Megatron-Bridge row MB-PERF-26.04.01; () for other sources."""
     src = str(row.source_id)

@@ -6,8 +6,8 @@ The file's Megatron-LM weak-scaling rows (GPT 1.7B to 462B on 48 to 6144 H100) b
 the ``megatron-h100`` suite (calibration/validate_megatron_h100.py, the same nine rows in
 calibration/reference/training/megatron_h100_weak_scaling.csv): each published row is
 counted by exactly one suite. Configuration as published; where silent: Megatron's FP8 rows:
-TE delayed scaling ("hybrid format"). AutoModel: FSDP2 over 32 x CP 2 (zero 3), full
-activation checkpointing (assumed).
+TE delayed scaling ("hybrid format"). AutoModel: FSDP2 over 32 x CP 2 (zero 3, with FSDP2's
+per-layer copy-out and copy-in: ``fsdp2_copies``), full activation checkpointing (assumed).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _mlm_fp8(r) -> Case:
 def _automodel(r) -> Case:
     sc = training(f"dense-{r.Index}", "dgx-h100", int(r.num_gpus), ARCH[r.arch_id], int(r.seq_len),
                   int(r.global_batch_seqs), {"tp": 1, "cp": int(r.cp), "zero": 3},
-                  recompute="full")
+                  recompute="full", fsdp2_copies=True)
     return Case(SUITE, f"AutoModel FSDP2 {r.model} {int(r.num_gpus)} H100 CP{int(r.cp)}",
                 "step_time_s", num(r.step_time_s), sc, "FSDP2 x CP2, full recompute (assumed)")
 

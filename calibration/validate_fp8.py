@@ -36,6 +36,31 @@ TITAN_SYSTEMS = {
 }
 
 
+def titan_step(source_id: str) -> dict[str, Any]:
+    """What a TorchTitan step pays beyond the layers, from its code at the benchmark's
+    commit: FSDP2's copy-out and copy-in, GQA's K,V repeated to every head before SDPA
+    (``repeat_kv``), DTensor TP's sequence-dim copies (vanilla TP), at every commit; at
+    9dec370 (the December 2024
+    tables) also the eager fp32 cross-entropy (``output(h).float()``, loss not compiled)
+    and the foreach AdamW (``fused`` off by default). From June 2025 (e7c0cae, 820504e)
+    the loss is compiled with the model and the optimizer is fused
+    (``optimizer.implementation = "fused"``): the simulator's fused loss and Adam."""
+    step: dict[str, Any] = {"fsdp2_copies": True, "repeat_kv": True, "dtensor_tp": True}
+    if source_id == "TORCHTITAN-H100-202412":
+        step |= {"torch_cross_entropy": True, "adam": "foreach"}
+    return step
+
+
+def titan_float8_tp(sc: dict[str, Any]) -> dict[str, Any]:
+    """TorchTitan with Float8 (tensorwise) and TP applies torchao's Float8 TP plan
+    (``apply_tp``: Float8ColwiseParallel, Float8RowwiseParallel,
+    PrepareFloat8ModuleInput): the TP all-gathers move FP8."""
+    w = sc["workload"]
+    if w.get("fp8") and w["parallel"].get("tp", 1) > 1:
+        w["fp8"]["tp_all_gather"] = True
+    return sc
+
+
 def _gpu(text: str) -> str:
     return str(text).split(" ")[0]
 
@@ -116,7 +141,8 @@ def _titan(r) -> Case:
     seq = int(num(r.seq_len) or 8192)
     sc = training(f"fp8-titan-{r.Index}", system, gpus, ARCH[r.arch_id], seq, fsdp * local,
                   par, precision=prec, recipe="tensorwise", micro_batch=local, recompute=rc,
-                  fused_amax=True)
+                  fused_amax=True, **titan_step(r.source_id))
+    titan_float8_tp(sc)
     return Case(SUITE, name, "tokens_per_s_per_gpu", published, sc, note,
                 pair=f"{r.source_id}-{r.model}-{gpus}-{mode}", extra=extra)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from calibration.validate_fp8 import titan_float8_tp, titan_step
 from calibration.validate_modern import Case, num, read, run, summary, training
 
 SUITE = "long-context"
@@ -72,7 +73,8 @@ def _titan(r) -> Case:
                 "account_for_loss_in_pipeline_split": True}
     sc = training(f"lc-titan-{r.Index}", "grand-teton-h100", int(r.num_gpus), MODEL[r.arch_id],
                   int(r.seq_len), fsdp * local, par, precision="fp8", recipe="tensorwise",
-                  fused_amax=True, recompute="full", repeat_kv=True)
+                  fused_amax=True, recompute="full", **titan_step(r.source_id))
+    titan_float8_tp(sc)
     note = ("Grand Teton H100 96GB HBM2e 500W (NVL peaks assumed); FSDP as zero " +
             ("3" if pp == 1 else "1 (PP with FSDP: weights kept between microbatches)"))
     return Case(SUITE, name, "tokens_per_s_per_gpu", num(r.throughput_tokens_per_s_per_gpu), sc, note)

@@ -50,6 +50,7 @@ from calibration.moe_recipes import (
     gpt_oss_release_rows,
     recipe_options,
     release,
+    router_options,
 )
 from hw_models import catalog
 from hw_models.errors import ClusterSimError
@@ -195,6 +196,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          **fp8_options(row, arch, gpu), **gpt_oss_options(row, arch, gpu),
                          "parallel": parallel,
                          "moe": {"dispatcher": dispatcher, "overlap": overlap,
+                                 **router_options(row, arch),
                                  **({"fused_mlp": True} if arch == "gpt-oss-120b"
                                     and gpt_oss_fused_mlp(row, gpu) else {})},
                          "cuda_graphs": cuda_graphs(row, arch, gpu)},

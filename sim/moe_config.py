@@ -31,6 +31,12 @@
   (Megatron-Core ``moe_permute_fusion``, default on); off, PyTorch's ``masked_select``,
   ``index_select`` and ``scatter_add_`` do it, with two more host synchronizations per MoE
   layer forward and more memory passes.
+- ``router_fusion`` (training): Transformer Engine's fused top-k / score-function and
+  aux-loss kernels (Megatron-Core ``moe_router_fusion``, default off); off, the router's
+  top-k, softmax and routing-map scatters are PyTorch ops the host issues one by one.
+- ``aux_loss`` (training): the load-balancing loss is computed (Megatron-Core
+  ``moe_router_load_balancing_type`` aux_loss with ``moe_aux_loss_coeff`` > 0; its default
+  coefficient is 0): its kernels run in every MoE layer's forward and backward.
 """
 
 from __future__ import annotations
@@ -97,6 +103,12 @@ class MoEWorkload(_Cfg):
         "training: Transformer Engine's fused token permute / unpermute (Megatron-Core "
         "moe_permute_fusion); off: PyTorch masked_select / index_select / scatter_add, two more "
         "host syncs per MoE layer forward"))
+    router_fusion: bool = Field(False, description=(
+        "training: Transformer Engine's fused router top-k and aux-loss kernels (Megatron-Core "
+        "moe_router_fusion, default off); off: PyTorch's top-k, softmax and scatters"))
+    aux_loss: bool = Field(False, description=(
+        "training: the router's load-balancing loss is computed (Megatron-Core aux_loss with "
+        "moe_aux_loss_coeff > 0; default coefficient 0)"))
 
     def wire_dtype(self, serving_fp8: bool = False) -> str:
         """The dispatch payload this configuration sends (``dispatch_dtype`` or its default)."""

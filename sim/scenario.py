@@ -175,6 +175,22 @@ class TrainingWorkload(_Cfg):
         "the head computes per-token log-probabilities as RL frameworks do (NeMo RL's "
         "DistributedLogprob: unfused fp32 log-softmax over the vocabulary, its softmax kept "
         "for the backward) instead of the cross-entropy; set by kind: rl passes"))
+    torch_cross_entropy: bool = Field(False, description=(
+        "the loss as PyTorch's F.cross_entropy on logits cast to fp32 (TorchTitan's "
+        "Llama: output(h).float(), eager): a cast, a log-softmax of three reads, and their "
+        "backward (workloads/layers.py)"))
+    adam: Literal["fused", "foreach"] = Field("fused", description=(
+        "optimizer step: fused (one Adam kernel with the 16-bit copy, Megatron / "
+        "Transformer Engine) or foreach (PyTorch's multi-tensor AdamW, one pass per "
+        "_foreach op, and clip_grad_norm_'s norm and scaling passes; TorchTitan's default)"))
+    fsdp2_copies: bool = Field(False, description=(
+        "zero: 3 as PyTorch's FSDP2 (fully_shard): every layer's all-gather is copied out "
+        "into the unsharded parameters, and its 16-bit gradients packed into an fp32 buffer "
+        "before the reduce-scatter, both on the compute stream (workloads/fsdp.py)"))
+    dtensor_tp: bool = Field(False, description=(
+        "TP as PyTorch's DTensor with the sequence sharded on dim 1 (TorchTitan): without "
+        "TP overlap, every TP all-gather and reduce-scatter also copies its whole tensor "
+        "through a chunk-and-cat (torch functional collectives; workloads/layers.py)"))
     p2p_blocking: bool = Field(False, description=(
         "pipeline sends block the sender's compute until the transfer is done "
         "(Megatron's batch_isend_irecv + synchronize: Megatron-LM 2021, batch_p2p_sync)"))

@@ -61,6 +61,10 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
                                     overlap_param_gather=w.overlap_param_gather,
                                     cross_entropy_fusion=w.cross_entropy_fusion,
                                     logprob_loss=w.logprob_loss,
+                                    torch_cross_entropy=w.torch_cross_entropy, adam=w.adam,
+                                    fsdp2_copies=w.fsdp2_copies,
+                                    tp_seq_dim_copies=(w.dtensor_tp and
+                                                       w.parallel.tp_comm_overlap == "none"),
                                     p2p_blocking=w.p2p_blocking,
                                     grad_accumulation_fusion=w.grad_accumulation_fusion,
                                     offload=offload or OffloadOptions(),
@@ -138,7 +142,8 @@ def moe_options(w: TrainingWorkload, model: ModelSpec, layout: ClusterLayout) ->
                               "(decode); training runs DeepEP's normal kernels: use auto or normal")
     return MoEOptions(w.moe.dispatcher, w.moe.routing(), w.moe.overlap, layout.domain_gpus,
                       w.moe.wire_dtype(), w.moe.fused_mlp, w.moe.router_dtype,
-                      w.moe.freeze_router, w.moe.permute_fusion)
+                      w.moe.freeze_router, w.moe.permute_fusion, w.moe.router_fusion,
+                      w.moe.aux_loss)
 
 
 def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0) -> Network:

@@ -24,11 +24,22 @@ class Fp8Config(_Cfg):
         "tensorwise: the amax of an input made by a norm or the MLP activation is reduced "
         "inside that kernel (torch.compile'd torchao Float8, as TorchTitan runs it), so "
         "only the cast pass remains"))
+    tp_all_gather: bool = Field(False, description=(
+        "tensorwise: the TP all-gathers of the FP8 linears' inputs (forward) and of their "
+        "output gradients (backward) move FP8, cast on the shard first (torchao's "
+        "Float8ColwiseParallel / Float8RowwiseParallel / PrepareFloat8ModuleInput, as "
+        "TorchTitan applies them); reduce-scatters stay 16-bit"))
     dot_product_attention: bool = Field(False, description=(
         "FP8 attention (Transformer Engine fp8_dpa through cuDNN): the kernels take the "
         "16-bit kernels' time, but the backward of a sliding-window layer computes every "
         "causal query-key pair (cuDNN's FP8 backward does not skip the blocks outside the "
         "window; docs/moe.md)"))
+
+    @model_validator(mode="after")
+    def _tp_all_gather_is_tensorwise(self) -> Fp8Config:
+        if self.tp_all_gather and self.recipe != "tensorwise":
+            raise ValueError(f"tp_all_gather applies to recipe tensorwise, not {self.recipe!r}")
+        return self
 
     @model_validator(mode="after")
     def _fused_amax_is_tensorwise(self) -> Fp8Config:
@@ -92,7 +103,8 @@ def precision_options(w, gpu) -> dict:
     if gpu is not None:        # pools: every pool's GPU is checked by its own dtype rule
         fp8.check_support(cfg.recipe, list(gpu.peak_tflops), gpu.name)
     return {"dtype": "bf16", "fp8_recipe": cfg.recipe, "param_bytes": 1 if cfg.params else 2,
-            "fp8_fused_amax": cfg.fused_amax, "fp8_attention": cfg.dot_product_attention}
+            "fp8_fused_amax": cfg.fused_amax, "fp8_attention": cfg.dot_product_attention,
+            "fp8_tp_gather": cfg.tp_all_gather}
 
 
 def offload_options(w, system, model, plan, flash: bool):

@@ -17,7 +17,9 @@ ranks' keys and values:
   causal kernel of the local tokens, then cp - 1 non-causal block kernels whose outputs
   are merged by log-sum-exp in fp32 element-wise passes; the backward all-gathers K,V
   again, accumulates dQ, dK, dV in fp32 step by step (``merge_bytes``) and passes the
-  fp32 dK,dV to the next rank after every step (``ContextParallel._allgather_ops``).
+  fp32 dK,dV to the next rank after every step (``ContextParallel._allgather_ops``);
+  each call also copies K,V contiguous and sets up and casts back its fp32 buffers
+  (``once_bytes``).
 * ``ulysses`` (DeepSpeed-Ulysses, Jacobs et al. 2023): all-to-alls turn sequence shards
   into head shards before attention (Q, K, V) and back after it (output); the backward
   mirrors them. Needs cp to divide the local heads.
@@ -80,6 +82,15 @@ def _out_bytes(ctx) -> float:
 # next rank (4, 4): 18 per K,V element.
 MERGE_FWD_OUT, MERGE_FWD_KV = 42.0, 4.0
 ACCUM_BWD_Q, ACCUM_BWD_KV = 10.0, 18.0
+# Passes each call makes once, whatever cp (same source). Forward: K and V made contiguous
+# (``key.contiguous()`` on the model's transposed (b, s, h, d) -> (b, h, s, d) views: 2, 2)
+# = 4 per K,V element; step 0's block output to fp32 (2 + 4, ``_SDPAMerger.step``) and
+# the merged output back to 16-bit (4, 2, ``results``) = 12 per output element.
+# Backward: K, V contiguous again (4 per K,V element), the fp32 accumulators zeroed
+# (``torch.zeros_like``: 4 per Q and per K,V element), dQ and the dK,dV received after
+# the loop cast back to 16-bit (4, 2): 10 per Q element, 14 per K,V element.
+ONCE_FWD_OUT, ONCE_FWD_KV = 12.0, 4.0
+ONCE_BWD_Q, ONCE_BWD_KV = 10.0, 14.0
 
 
 def merge_bytes(ctx, steps: int, backward: bool) -> float:
@@ -90,6 +101,17 @@ def merge_bytes(ctx, steps: int, backward: bool) -> float:
     if backward:
         return steps * (ACCUM_BWD_Q * q + ACCUM_BWD_KV * kv)
     return steps * (MERGE_FWD_OUT * q + MERGE_FWD_KV * kv)
+
+
+def once_bytes(ctx, backward: bool) -> float:
+    """Element-wise bytes PyTorch's CP moves once per attention call on one rank (the
+    contiguous K,V copies, the fp32 accumulators' set-up and the casts back)."""
+    m = ctx.model
+    q = ctx.tokens * ctx.local_heads * m.head_dim
+    kv = 2.0 * ctx.tokens * ctx.attn_kv_heads * m.head_dim
+    if backward:
+        return ONCE_BWD_Q * q + ONCE_BWD_KV * kv
+    return ONCE_FWD_OUT * q + ONCE_FWD_KV * kv
 
 
 def ring_correction_bytes(ctx, r: int, backward: bool) -> float:
@@ -182,19 +204,25 @@ class ContextParallel:
         all of them), then the fp32 merge passes. The backward all-gathers K,V again
         beside step 0 and sends the fp32 dK,dV of each step to the next rank (one
         all-to-all per step, always, whatever the rotater) beside the next step's kernel;
-        the last one is waited for after the loop."""
+        the last one is waited for after the loop. The fp32 passes: merges after the cp - 1
+        blocks forward, accumulation after all cp steps backward, and each call's
+        contiguous K,V copies, accumulator set-up and casts back (``once_bytes``)."""
         cp, s_local = self.cp, op.shape[1]
         half = s_local // 2
         gather = Collective("all_gather", kv, self.r_group, name="cp_kv_all_gather")
         rest = replace(op, flops=op.flops * (cp - 1), shape=(op.shape[0], s_local, half, op.shape[3]),
                        causal=False, name=f"{op.name}_cp_blocks")
-        merge = Compute("elementwise", 0.0, merge_bytes(ctx, cp - 1, backward), op.dtype,
-                        name="cp_grad_accumulate" if backward else "cp_merge")
+        # The forward merges the cp - 1 blocks after the first; the backward accumulates
+        # and sends after every one of the cp steps, step 0 included.
+        merge = Compute("elementwise", 0.0, merge_bytes(ctx, cp if backward else cp - 1, backward),
+                        op.dtype, name="cp_grad_accumulate" if backward else "cp_merge")
+        once = Compute("elementwise", 0.0, once_bytes(ctx, backward), op.dtype,
+                       name="cp_buffers_bwd" if backward else "cp_buffers")
         first = Overlap((op,), (gather,), 1, "cp_kv_all_gather_overlap", concurrent=True)
         if not backward:
-            return [first, rest, merge]
+            return [first, rest, merge, once]
         dkv = _kv_bytes(ctx, s_local * cp, 4.0)             # fp32 dK,dV of the whole ring
         ring = Collective("reduce_scatter", dkv, self.r_group, name="cp_dkv_ring")
         last = Collective("reduce_scatter", dkv / (cp - 1), self.r_group, name="cp_dkv_last")
         return [first, Overlap((rest,), (ring,), cp - 1, "cp_dkv_ring_overlap", concurrent=True),
-                last, merge]
+                last, merge, once]

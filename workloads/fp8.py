@@ -78,6 +78,14 @@ def _linear(name: str) -> str | None:
 
 
 FUSED_INPUT = ("qkv", "mlp_up", "mlp_down")    # X written in FP8 by the norm / activation
+# Recipes whose GroupedLinear quantizes each expert's split with its own kernel (TE 2.9-2.16
+# split_quantize -> multi_tensor_quantize_impl, quantizers other than FP8 delayed scaling;
+# NVFP4 has a fused split kernel from TE 2.12): see ``rewrite``.
+SPLIT_QUANTIZE = ("tensorwise", "blockwise", "mxfp8")
+# Kernels of one current-scaling quantize in TE's C++ (transformer_engine/pytorch/csrc/
+# quantizer.cpp Float8CurrentScalingQuantizer::quantize_impl, TE 2.9-2.16): nvte_compute_amax,
+# nvte_compute_scale_from_amax, nvte_quantize_v2 (an expert's split has no amax reduction).
+CURRENT_SCALING_KERNELS = 3
 
 
 def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = False,
@@ -100,14 +108,19 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False) -> list:
     for itself and the wgrad, which then needs no cast of its own.
 
     The E/ep GEMMs of a MoE layer's local experts (the same op repeated, forward or
-    interleaved dgrad / wgrad) get one cast for all of them: Transformer Engine's
-    GroupedLinear quantizes the experts' inputs in one multi-tensor kernel
-    (``fused_multi_quantize``)."""
+    interleaved dgrad / wgrad) are Transformer Engine's GroupedLinear, which quantizes its
+    input (forward) and output gradient (backward) split by expert with ``split_quantize``
+    (transformer_engine/pytorch/csrc/extensions/cast.cpp, TE 2.9-2.16):
+    ``multi_tensor_quantize_impl`` has one fused multi-tensor kernel for FP8 delayed
+    scaling only ("Currently only have fused kernel for FP8 delayed scaling"), and NVFP4
+    (TE 2.12+) its fused split kernel; MXFP8, blockwise and current-scaling quantizers
+    quantize each expert's split with its own kernel. So those recipes get one cast per
+    local expert, delayed scaling and NVFP4 one for all of them."""
     dtype = GEMM_DTYPE[recipe]
     out: list = []
     q = ELEMENT_BYTES[dtype]
     low: dict[int, Compute] = {}                  # one low-precision copy per repeated op
-    casts: dict[int, list] = {}      # index in out -> [op, elements, tag, fused, fused_amax]
+    casts: dict[int, list] = {}  # index in out -> [op, elements, tag, fused, fused_amax, splits]
     run: tuple[int, int] | None = None            # (id of the op whose cast is out[idx], idx)
     for i, op in enumerate(ops):
         nxt = ops[i + 1] if i + 1 < len(ops) else None
@@ -123,14 +136,19 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False) -> list:
         if op.name == base or op.name.endswith("_dgrad"):
             if run is not None and run[0] == id(op):      # another local expert's GEMM
                 casts[run[1]][1] += m * k
+                casts[run[1]][5] += 1
             else:                                         # dgrad (m, k, n): dY is (m, n)
                 fwd = op.name == base
                 casts[len(out)] = [op, m * k, "input" if fwd else "grad", fwd and base in FUSED_INPUT,
-                                   fwd and fused_amax]
+                                   fwd and fused_amax, 1]
                 run = (id(op), len(out))
                 out.append(None)                          # the cast, priced below
         low.setdefault(id(op), replace(op, dtype=dtype))
         out.append(low[id(op)])
-    for idx, (op, elements, tag, fused, amax) in casts.items():
-        out[idx] = _cast(op, recipe, elements, tag, fused, fused_amax=amax)
-    return out
+    for idx, (op, elements, tag, fused, amax, splits) in casts.items():
+        n = splits if recipe in SPLIT_QUANTIZE else 1
+        cast = _cast(op, recipe, elements / n, tag, fused, fused_amax=amax)
+        if n > 1 and recipe == "tensorwise":
+            cast = replace(cast, host_ops=CURRENT_SCALING_KERNELS)
+        out[idx] = [cast] * n
+    return [o for item in out for o in (item if isinstance(item, list) else (item,))]

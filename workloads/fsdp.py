@@ -8,11 +8,21 @@ section 3.3.2) keeps the gathered weights from the forward to the backward, so t
 backward gathers nothing (at the memory cost of the stage's unsharded weights).
 HSDP (``zero_shard_group`` g < DP x CP): shards span g consecutive ranks; after the
 backward each shard's gradient is all-reduced across the (DP x CP)/g replicas.
+
+FSDP2's per-parameter sharding (``fsdp2_copies``; torch.distributed.fsdp fully_shard,
+_fsdp_collectives.py as of PyTorch 2.6) moves every gathered and reduced byte once more
+on the compute stream: after each all-gather, ``foreach_all_gather_copy_out``
+(split_with_sizes_copy) copies the gathered buffer into the unsharded parameters on the
+current stream (read and write the layer's weights); before each reduce-scatter,
+``foreach_reduce_scatter_copy_in`` (_chunk_cat) packs the 16-bit unsharded gradients
+into one buffer in the reduce dtype (fp32 in TorchTitan) and the current stream waits
+for it before going on (read 2, write ``grad_bytes`` per parameter). A flat-parameter
+FSDP or ZeRO-3 gathers into and reduces from its flat buffers in place.
 """
 
 from __future__ import annotations
 
-from workloads.graph import Block, Collective, CommGroup
+from workloads.graph import Block, Collective, CommGroup, Compute
 
 
 def shard_groups(plan, stage: int) -> tuple[CommGroup, CommGroup]:
@@ -68,7 +78,25 @@ class Zero3:
         else:
             pre = ops.head_bwd if i == 0 and pipe.is_last(s, c) else ()
             post = ops.emb_bwd if i == n - 1 and pipe.is_first(s, c) else ()
+        if self.opts.fsdp2_copies:
+            pre, post = pre + self._copy_out(c, step, i), post + self._copy_in(c, step, i)
         return base if not pre and not post else Block(pre + base.ops + post, base.name)
+
+    def _copy_out(self, c: int, step: str, i: int) -> tuple:
+        """FSDP2's copy-out of the layer's all-gather into its unsharded parameters."""
+        if not self._needs_gather(step):
+            return ()
+        n = self._units(c, step)[i]
+        return (Compute("elementwise", 0.0, 2.0 * n * self.opts.param_bytes, "bf16",
+                        name="fsdp2_all_gather_copy_out"),)
+
+    def _copy_in(self, c: int, step: str, i: int) -> tuple:
+        """FSDP2's reduce-scatter copy-in: 16-bit gradients packed in the reduce dtype."""
+        if step != "B":
+            return ()
+        n = self._units(c, step)[i]
+        return (Compute("elementwise", 0.0, n * (2.0 + self.opts.grad_bytes), "bf16",
+                        name="fsdp2_reduce_scatter_copy_in"),)
 
     def _next_gather(self, i: int, units: list[float], step: str, mb: int, c: int, nxt):
         if i + 1 < len(units):

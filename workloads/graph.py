@@ -44,6 +44,7 @@ class Compute:
     duration_s: float | None = None
     name: str = ""
     flops_per_exp: float = 0.0
+    host_ops: int = 1       # kernels the host issues one by one for it (workloads/host_launch.py)
 
 
 @dataclass(frozen=True, slots=True)

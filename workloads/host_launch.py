@@ -12,8 +12,10 @@ Engine (workloads/layers.py, workloads/moe_layers.py): one op is one kernel of i
 implementation (TE's fused norm, a cuBLAS GEMM, cuDNN's fused attention, Megatron's
 fused bias-dropout-add and bias-SwiGLU jit kernels, TE's fused RoPE, an NCCL collective,
 one GEMM per local expert as TE's GroupedLinear issues them, one cast kernel per FP8
-input). Each is one host-issued op: ``LAUNCHES`` lists where the host issues more than one
-kernel for an op, counted from the code.
+input). Each is one host-issued op, except where the host issues more than one kernel
+for what the graph holds as one op, counted from the code: ``Compute.host_ops`` (the
+router's scoring and load-balancing-loss kernels, a current-scaling expert cast's three
+kernels) or ``LAUNCHES`` by name.
 
 CUDA graphs (Megatron-Core ``cuda_graph_impl`` / ``cuda_graph_scope``): the ops of a
 captured scope are replayed as one graph launch, so their per-op host cost disappears;
@@ -54,12 +56,22 @@ _SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "moe": _ROUTER + _PREPROCESS + ("ep_", "deepep_", "etp_", "expert_", "unpermute", "shared_"),
 }
 
-# Ops whose host call issues more than one kernel. Empty for now: each op counts one
-# launch, a lower bound where Megatron issues several small kernels for what the graph
-# holds as one op (the router's score function, top-k, routing-map scatter and
-# load-balancing loss in megatron/core/transformer/moe/router.py and moe_utils.py, all
-# in ``router_topk``; the permutation's index computations without moe_permute_fusion).
-LAUNCHES: dict[str, int] = {}
+# Ops whose host call issues more than one kernel, by name. Ops built with their own count
+# carry it as ``Compute.host_ops``, counted from the code where they are built: the
+# router's scoring and load-balancing-loss kernels (``router_topk``,
+# workloads/moe_layers.router_launches), a current-scaling expert cast's amax, scale and
+# cast kernels (workloads/fp8.py), the all-to-all dispatcher's count bookkeeping and TE's
+# permutation and chunk-sort kernels (``permute``, ``expert_sort``: workloads/moe_layers.py).
+# Not counted (one launch each, a lower bound): HybridEP / DeepEP's internal kernels and
+# the all-gather dispatcher's bookkeeping, the unfused permutation's nonzero /
+# masked_select kernels, TEGroupedMLP's FP8 row padding (Fp8Padding / Fp8Unpadding, a
+# no-op where the dispatcher pads), the benchmark recipes' random router logits
+# (moe_router_force_load_balancing).
+LAUNCHES: dict[str, int] = {
+    # MoEAlltoAllTokenDispatcher.token_dispatch (token_dispatcher.py, core 0.15-0.18): one
+    # all-to-all of the tokens and one of their probabilities; backward the same two.
+    "ep_all_to_all_dispatch": 2,
+}
 
 
 def host_sync() -> Delay:
@@ -85,4 +97,4 @@ def launches(op, scopes: frozenset[str] = frozenset()) -> int:
     if not isinstance(op, Compute | Collective) or captured(op.name, scopes):
         return 0
     base = op.name.removesuffix("_bwd")
-    return LAUNCHES.get(base, 1)
+    return LAUNCHES.get(base, getattr(op, "host_ops", 1))

@@ -38,6 +38,16 @@ class LayerContext:
     # The loss is an RL framework's per-token log-probability (NeMo RL's DistributedLogprob:
     # unfused fp32 log-softmax over the TP-local vocabulary, its softmax kept for backward).
     logprob_loss: bool = False
+    # The loss is PyTorch's F.cross_entropy on logits cast to fp32 (TorchTitan's Llama:
+    # ``self.output(h).float()``, the loss outside the compiled blocks): _loss_bytes.
+    torch_loss: bool = False
+    # TP through DTensor with the sequence sharded on dim 1 (TorchTitan's SequenceParallel
+    # plan, vanilla TP): each TP all-gather / reduce-scatter also moves its full tensor
+    # once through a chunk-and-cat copy (tp_comm).
+    tp_seq_dim_copies: bool = False
+    # Bytes per element of the TP all-gathers of the linear layers' inputs and output
+    # gradients (torchao's Float8 TP: 1); 0: act_bytes. The logits' gather stays 16-bit.
+    tp_gather_bytes: int = 0
     grad_accum_bytes: int = 0       # per parameter and microbatch (grad_accumulation); 0: fused
     # GQA's K,V expanded to every query head before the attention kernel (``repeat_kv``
     # in TorchTitan's and Meta's reference Llama code): one copy forward, a sum backward,
@@ -90,10 +100,28 @@ def mem(ctx: LayerContext, op_class: str, nbytes: float, name: str) -> Compute:
 
 
 def tp_comm(ctx: LayerContext, kind: str, name: str) -> list[Op]:
+    """A TP collective of the (tokens, hidden) activation. With ``tp_seq_dim_copies``
+    (PyTorch's functional collectives on a dim-1 shard, torch/distributed/
+    _functional_collectives.py: ``all_gather_tensor`` with gather_dim != 0 returns
+    ``torch.cat(torch.chunk(res, group_size, dim=0), dim=gather_dim)``, and
+    ``reduce_scatter_tensor`` with scatter_dim != 0 first packs its input by
+    ``torch.cat(torch.chunk(input, group_size, dim=scatter_dim))``) the all-gather is
+    followed, the reduce-scatter preceded, by a copy of the whole tensor (read and write).
+    ``tp_gather_bytes``: torchao's Float8 TP casts the linear layers' inputs (forward) and
+    output gradients (backward, ``NoopFwToFloat8BwDynamic``) to FP8 on the shard before
+    the all-gather (torchao/float8/float8_tensor_parallel.py), so those gathers and their
+    copies move 1 byte an element; the reduce-scatters of the 16-bit outputs do not."""
     if ctx.tp == 1:
         return []
-    return [Collective(kind, float(ctx.act_bytes * ctx.tokens * ctx.model.hidden),
-                       ctx.tp_group, name=name)]
+    e = ctx.act_bytes
+    if kind == "all_gather" and ctx.tp_gather_bytes and not name.startswith("tp_ag_logits"):
+        e = ctx.tp_gather_bytes
+    nbytes = float(e * ctx.tokens * ctx.model.hidden)
+    op = Collective(kind, nbytes, ctx.tp_group, name=name)
+    if not ctx.tp_seq_dim_copies or kind not in ("all_gather", "reduce_scatter"):
+        return [op]
+    cat = mem(ctx, "elementwise", 2 * nbytes, f"{name}_seq_cat")
+    return [op, cat] if kind == "all_gather" else [cat, op]
 
 
 def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
@@ -227,13 +255,21 @@ def selective_op_recompute(ctx: LayerContext) -> list[Op]:
     it (torch.compile's partitioner drops the rest): the norms and the sequence-parallel
     all-gathers (the weight gradients' inputs), the K projection and RoPE (attention's
     backward needs K), the residual add, the w3 half of the gated MLP's up projection
-    and the activation (w2's input). wo's output feeds nothing in the backward."""
+    and the activation (w2's input).
+
+    The residual sum h = x + wo(attention) is the MLP norm's input (its backward and the
+    MLP's weight gradients need it). With TP it is rebuilt from the saved reduce-scatter
+    output; without TP it needs wo's output, which the policy does not save
+    (PREFER_RECOMPUTE: the AOT partitioner's ``must_recompute`` treats it as
+    MUST_RECOMPUTE, so it cannot be stored either), so wo is recomputed as well."""
     m, e, Tn, T = ctx.model, ctx.act_bytes, ctx.norm_tokens, ctx.tokens
     norm = 2 * e * Tn * m.hidden
     ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
                      gemm(ctx, T, ctx.local_kv_heads * m.head_dim, m.hidden, "qkv")]
     if m.rope:
         ops.append(mem(ctx, "elementwise", 2 * e * T * ctx.local_kv_heads * m.head_dim, "rope"))
+    if ctx.tp == 1:
+        ops.append(gemm(ctx, *layer_gemm_shapes(ctx)["proj"], "attn_proj"))
     ops += [mem(ctx, "elementwise", 3 * e * Tn * m.hidden, "residual_add"),
             mem(ctx, "norm", norm, "post_attn_norm"), *_enter_tp(ctx, "tp_ag_mlp")]
     if m.gated:
@@ -283,10 +319,18 @@ def embedding_backward(ctx: LayerContext) -> list[Op]:
 # (read 4), subtract the log-sum (read 4, write 4), exponentiate for the saved softmax (read
 # 4, write 4): e + 44; backward: negate the softmax (read 4, write 4), scale it in place
 # (read 4, write 4), cast the gradient back (read 4, write e): 20 + e.
+# PyTorch's F.cross_entropy on fp32 logits (TorchTitan: ``output(h).float()``, eager
+# log_softmax + nll_loss): the cast (read e, write 4), the log-softmax kernel over a row
+# too long for shared memory (cunn_SoftMaxForward: read for the max, read for the sum of
+# exponentials, read and write the result: 16): e + 20; backward: nll_loss_backward's
+# zero-filled gradient (write 4), the log-softmax backward (read the gradient for its
+# sum, read it and the saved output, write: 16), the cast back (read 4, write e): 24 + e.
 def _loss_bytes(ctx: LayerContext) -> tuple[int, int]:
     e = ctx.act_bytes
     if ctx.logprob_loss:
         return e + 44, 20 + e
+    if ctx.torch_loss:
+        return e + 20, 24 + e
     return (e + 3 * 4, 4 + e) if ctx.fused_loss else (e + 36, 12 + e)
 
 

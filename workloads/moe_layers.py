@@ -63,6 +63,8 @@ class MoEContext:
     router_dtype: str | None = None   # moe_router_dtype: router GEMM, scores, probs (None: 16-bit)
     freeze_router: bool = False       # router weights frozen: no weight-gradient GEMM
     permute_fusion: bool = True       # TE's fused permute / unpermute (moe_permute_fusion)
+    router_fusion: bool = False       # TE's fused router kernels (moe_router_fusion)
+    aux_loss: bool = False            # load-balancing loss computed (moe_aux_loss_coeff > 0)
 
     @property
     def ep(self) -> int:
@@ -76,7 +78,8 @@ class MoEContext:
 def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatcher: str,
                  rank_factor: float, domain_gpus: int, dispatch_dtype: str = "bf16",
                  fused_mlp: bool = False, router_dtype: str | None = None,
-                 freeze_router: bool = False, permute_fusion: bool = True) -> MoEContext:
+                 freeze_router: bool = False, permute_fusion: bool = True,
+                 router_fusion: bool = False, aux_loss: bool = False) -> MoEContext:
     """Groups of the first EP rank; ``domain_gpus`` consecutive ranks share NVLink."""
     first = ep_ranks[0] // domain_gpus
     node = tuple(r for r in ep_ranks if r // domain_gpus == first)
@@ -88,7 +91,8 @@ def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatch
     return MoEContext(CommGroup(ep_ranks, "ep"), CommGroup(etp_ranks, "ep"), dispatcher,
                       rank_factor, CommGroup(node, "ep"), CommGroup(tuple(rail), "ep"),
                       dispatch_dtype, fused_mlp=fused_mlp, router_dtype=router_dtype,
-                      freeze_router=freeze_router, permute_fusion=permute_fusion)
+                      freeze_router=freeze_router, permute_fusion=permute_fusion,
+                      router_fusion=router_fusion, aux_loss=aux_loss)
 
 
 def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
@@ -317,6 +321,44 @@ def router_bytes(ctx: LayerContext) -> int:
     return router_context(ctx).act_bytes
 
 
+def router_launches(ctx: LayerContext, bwd: bool) -> int:
+    """Kernels the host issues for the router's scoring after its GEMM (the ``router_topk``
+    op), forward or backward, read from Megatron-Core's router (core 0.15-0.18:
+    megatron/core/transformer/moe/router.py TopKRouter.routing, moe_utils.py
+    topk_routing_with_score_function, compute_routing_scores_for_aux_loss,
+    switch_load_balancing_loss_func, save_to_aux_losses_tracker, MoEAuxLossAutoScaler),
+    for a softmax router without pre-softmax, groups or expert bias.
+
+    ``router_fusion`` (moe_router_fusion): Transformer Engine's fused_topk_with_score_function,
+    one kernel each way. Without it, forward: ``torch.topk`` of the logits, ``softmax(dtype=
+    float32)`` and ``type_as`` back (plus the input cast and the cast back when the logits
+    are not fp32), the probabilities ``zeros_like(...).scatter`` (fill, copy, scatter) and
+    the routing map ``zeros_like(...).int().scatter(...).bool()`` (fill, cast, copy, scatter,
+    cast): 10 kernels, 12 with non-fp32 logits. Backward: the scatter's gather, softmax's
+    backward, top-k's backward (fill and scatter), plus two casts with non-fp32 logits: 4 / 6.
+
+    ``aux_loss`` (load-balancing loss on): fused, forward
+    fused_compute_score_for_moe_aux_loss, ``routing_map.sum(0)``, fused_moe_aux_loss and the
+    tracker's divide and in-place add: 5; backward MoEAuxLossAutoScaler's ``ones_like * scale``
+    (2), the two fused backward kernels and the gradient sum into the logits: 5. Unfused,
+    forward the scores' softmax (an input cast with non-fp32 logits), top-k and routing map
+    (5 as above), its sum, the loss's sum, product, sum and scale (4) and the tracker (2):
+    14 (+1); backward the scaler (2), the scale's and the product's gradients (2), softmax's
+    backward (a cast with non-fp32 logits) and the sum into the logits: 6 (+1).
+    The tensor-parallel reduction of the counts is a no-op on one TP x CP rank. A sigmoid
+    router (DeepSeek-V3: its expert bias, group-limited top-k and probability
+    normalization add a few kernels more) takes the softmax router's count, a lower bound."""
+    mc = ctx.moe
+    wide = router_bytes(ctx) != 4            # logits not fp32: casts around the softmax
+    if mc.router_fusion:
+        n = 1 + (5 if mc.aux_loss else 0)
+    elif bwd:
+        n = (6 if wide else 4) + ((7 if wide else 6) if mc.aux_loss else 0)
+    else:
+        n = (12 if wide else 10) + ((15 if wide else 14) if mc.aux_loss else 0)
+    return n
+
+
 def _router_forward(ctx: LayerContext) -> list[Op]:
     """Router GEMM and top-k. A router wider than the activations first casts its input
     (n x h) and weight (E x h) to its type (read 16-bit, write wide); the softmax and top-k
@@ -328,8 +370,8 @@ def _router_forward(ctx: LayerContext) -> list[Op]:
     ops: list[Op] = []
     if rc.act_bytes != ctx.act_bytes:
         ops.append(mem(ctx, "elementwise", (ctx.act_bytes + rc.act_bytes) * (n + E) * h, "router_cast"))
-    return [*ops, gemm(rc, n, E, h, "router"),
-            mem(ctx, "softmax", 3 * max(4, rc.act_bytes) * n * E, "router_topk")]
+    topk = mem(ctx, "softmax", 3 * max(4, rc.act_bytes) * n * E, "router_topk")
+    return [*ops, gemm(rc, n, E, h, "router"), replace(topk, host_ops=router_launches(ctx, False))]
 
 
 def _router_backward(ctx: LayerContext) -> list[Op]:
@@ -340,12 +382,44 @@ def _router_backward(ctx: LayerContext) -> list[Op]:
     h, E = m.hidden, m.moe.experts
     rc = router_context(ctx)
     dgrad, wgrad = gemm_bwd(rc, n, E, h, "router")
-    ops: list[Op] = [mem(ctx, "softmax", 3 * max(4, rc.act_bytes) * n * E, "router_topk_bwd"), dgrad]
+    topk = mem(ctx, "softmax", 3 * max(4, rc.act_bytes) * n * E, "router_topk_bwd")
+    ops: list[Op] = [replace(topk, host_ops=router_launches(ctx, True)), dgrad]
     if not ctx.moe.freeze_router:
         ops.append(wgrad)
     if rc.act_bytes != ctx.act_bytes:
         ops.append(mem(ctx, "elementwise", (ctx.act_bytes + rc.act_bytes) * n * h, "router_cast_bwd"))
     return ops
+
+
+# Host-issued kernels of the token permutation (eager training; workloads/host_launch.py),
+# read from the code:
+# - the all-to-all dispatcher's count bookkeeping (MoEAlltoAllTokenDispatcher.preprocess,
+#   megatron/core/transformer/moe/token_dispatcher.py, core 0.15-0.18 and Megatron-LM
+#   76065f17 / d30c3ae5, EP or TP > 1): routing_map.sum, the input splits' sum, the
+#   all-gather of the counts, the local slice's .contiguous(), three sums (per rank, per
+#   TP rank, per local expert): 7 kernels; _maybe_dtoh_and_synchronize copies
+#   tokens_per_expert, input_splits, output_splits and output_splits_tp to the host (4),
+#   and without moe_permute_fusion num_global_tokens_per_local_expert too (1 more);
+# - TE's fused permutation with the mask map (transformer_engine/pytorch/permutation.py
+#   _moe_permute_mask_map, TE 2.9-2.16): make_row_id_map's three Triton passes and the
+#   permute kernel (4); its backward one unpermute kernel;
+# - TE's chunk sort (_moe_chunk_sort): make_chunk_sort_map and sort_chunks_by_map (2); its
+#   backward one sort; unfused (sort_chunks_by_idxs), a torch.cat of the split tokens and
+#   one of the probabilities, each way.
+ALLTOALL_COUNT_KERNELS = 7
+ALLTOALL_DTOH_COPIES = 4
+TE_PERMUTE_KERNELS = 4
+TE_CHUNK_SORT_KERNELS = 2
+
+
+def _count_ops(ctx: LayerContext) -> int:
+    """Host ops of the all-to-all dispatcher's count bookkeeping before the permutation."""
+    mc = ctx.moe
+    if mc.dispatcher != "alltoall" or mc.ep * mc.etp * ctx.tp == 1:
+        return 0
+    local = ctx.model.moe.experts // mc.ep
+    unfused_copy = int(local > 1 and not mc.permute_fusion)
+    return ALLTOALL_COUNT_KERNELS + ALLTOALL_DTOH_COPIES + unfused_copy
 
 
 def _permute(ctx: LayerContext) -> list[Op]:
@@ -363,9 +437,11 @@ def _permute(ctx: LayerContext) -> list[Op]:
     probs_select = [mem(ctx, "elementwise", 2 * pb * n * E + n * E + 2 * pb * copies, "permute_probs"),
                     host_sync()]
     gather = ctx.moe.dispatcher == "allgather"
+    counts = _count_ops(ctx)
     if ctx.moe.permute_fusion:
-        return [mem(ctx, "elementwise", e * n * h * (1 + k), "permute"), *(probs_select if gather else [])]
-    return [mem(ctx, "elementwise", 2 * n * E, "permute_map"),
+        fused = mem(ctx, "elementwise", e * n * h * (1 + k), "permute")
+        return [replace(fused, host_ops=counts + TE_PERMUTE_KERNELS), *(probs_select if gather else [])]
+    return [replace(mem(ctx, "elementwise", 2 * n * E, "permute_map"), host_ops=counts + 1),
             mem(ctx, "elementwise", n * E + 2 * 8 * copies, "permute_indices"), host_sync(),
             *([] if gather else probs_select),
             mem(ctx, "elementwise", 2 * e * copies * h, "permute"), *(probs_select if gather else [])]
@@ -420,7 +496,11 @@ def _sort_chunks(ctx: LayerContext, name: str, probs: bool) -> list[Op]:
         return []
     r = _received(ctx)
     nbytes = 2 * ctx.act_bytes * r * ctx.model.hidden + (2 * router_bytes(ctx) * r if probs else 0)
-    return [mem(ctx, "elementwise", nbytes, name)]
+    if mc.permute_fusion:
+        kernels = 1 if name.endswith("_bwd") else TE_CHUNK_SORT_KERNELS
+    else:                               # torch.cat of the split tokens (and probabilities)
+        kernels = 1 + int(probs)
+    return [replace(mem(ctx, "elementwise", nbytes, name), host_ops=kernels)]
 
 
 def moe_forward(ctx: LayerContext) -> list[Op]:

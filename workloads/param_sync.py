@@ -29,6 +29,20 @@ if TYPE_CHECKING:
 # weight, fp32 grad, m, v (16 B) and writes master, m, v and the 16-bit copy (14 B), plus
 # one fp32 read of the grad for the global grad-norm (Megatron's clip_grad_norm).
 ADAM_BYTES_PER_PARAM = 16 + 14 + 4
+# PyTorch's multi-tensor AdamW (torch.optim.AdamW(foreach=True), _multi_tensor_adamw, as
+# TorchTitan builds it: fused=False, foreach=True), one pass per _foreach op over the fp32
+# shard (bytes per parameter): weight decay mul_ on the params (8), lerp_ of m toward the
+# grad (12), mul_ of v (8), addcmul_ of grad x grad into v (12), sqrt of v into a new
+# tensor (8), div_ by the bias correction (8), add_ eps (8), addcdiv_ of the params (16):
+# 80; no 16-bit copy (FSDP2 casts in its all-gather copy-in). torch.nn.utils
+# clip_grad_norm_(foreach=True): _foreach_norm of the grads (4) and _foreach_mul_ by the
+# clip coefficient, which it applies whether or not the norm exceeds max_norm (8): 12.
+ADAM_FOREACH_BYTES_PER_PARAM = 80 + 12
+
+
+def adam_bytes(opts: TrainingOptions) -> int:
+    """HBM bytes per parameter of the optimizer step and the grad-norm clipping."""
+    return ADAM_FOREACH_BYTES_PER_PARAM if opts.adam == "foreach" else ADAM_BYTES_PER_PARAM
 
 
 @lru_cache(maxsize=64)
@@ -95,13 +109,13 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
     if not model.uniform:
         syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, bucket)
         opt, expert_gather = moe_training.optimizer_and_gather(model, plan, st.index, opts,
-                                                               ADAM_BYTES_PER_PARAM)
+                                                               adam_bytes(opts))
         step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
     elif opts.offload.optimizer:
         step = optimizer_on_host(g, st.rank, shard, opts.grad_bytes, opts.param_bytes,
-                                 ADAM_BYTES_PER_PARAM, opts.offload, syncs)
+                                 adam_bytes(opts), opts.offload, syncs)
     else:
-        opt = Compute("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32", name="adam")
+        opt = Compute("optimizer", 0.0, shard * adam_bytes(opts), "fp32", name="adam")
         step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
     if plan.zero in (1, 2) and plan.grad_dp > 1 and not gathers_overlap(model, plan, opts):
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,

@@ -168,13 +168,15 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
 def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
                   moe=None, fused_loss: bool = True, grad_accum_bytes: int = 0,
                   repeat_kv: bool = False, fp8_attention: bool = False,
-                  logprob_loss: bool = False) -> LayerContext:
+                  logprob_loss: bool = False, torch_loss: bool = False,
+                  tp_seq_dim_copies: bool = False, tp_gather_bytes: int = 0) -> LayerContext:
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
     return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
                         moe=moe, fused_loss=fused_loss, grad_accum_bytes=grad_accum_bytes,
                         repeat_kv=repeat_kv, fp8_attention=fp8_attention,
-                        logprob_loss=logprob_loss)
+                        logprob_loss=logprob_loss, torch_loss=torch_loss,
+                        tp_seq_dim_copies=tp_seq_dim_copies, tp_gather_bytes=tp_gather_bytes)
 
 
 def _is_ep(op) -> bool:

@@ -74,6 +74,11 @@ class TrainingOptions:
     moe: MoEOptions | None = None       # dispatcher, routing, overlap (workloads/moe_training.py)
     cross_entropy_fusion: bool = True   # False: Megatron's unfused loss (workloads/layers.py)
     logprob_loss: bool = False          # an RL framework's per-token log-probability (layers.py)
+    torch_cross_entropy: bool = False   # F.cross_entropy on fp32 logits (layers.py, TorchTitan)
+    adam: str = "fused"                 # "foreach": PyTorch's multi-tensor AdamW (param_sync.py)
+    fsdp2_copies: bool = False          # FSDP2's per-layer copy-out / copy-in (workloads/fsdp.py)
+    tp_seq_dim_copies: bool = False     # DTensor SP's chunk-and-cat per TP collective (layers.py)
+    fp8_tp_gather: bool = False         # TP all-gathers of FP8 linears' inputs/grads in FP8 (layers.py)
     p2p_blocking: bool = False          # compute waits for its sends (workloads/pipeline_sync.py)
     grad_accumulation_fusion: bool = True   # False: per-microbatch main-grad adds (layers.py)
 
@@ -86,7 +91,9 @@ class TrainingOptions:
         """The options a stage's layer context takes (stage_ops.local_context)."""
         return {"fused_loss": self.cross_entropy_fusion, "grad_accum_bytes": self.grad_accum_bytes,
                 "repeat_kv": self.repeat_kv, "fp8_attention": self.fp8_attention,
-                "logprob_loss": self.logprob_loss}
+                "logprob_loss": self.logprob_loss, "torch_loss": self.torch_cross_entropy,
+                "tp_seq_dim_copies": self.tp_seq_dim_copies,
+                "tp_gather_bytes": 1 if self.fp8_tp_gather and self.fp8_recipe else 0}
 
 
 @dataclass

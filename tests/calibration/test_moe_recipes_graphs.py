@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from calibration.moe_recipes import cuda_graphs, precision_key, recipe_options
+from calibration.moe_recipes import cuda_graphs, precision_key, recipe_options, router_options
 from calibration.validate_moe import rows, scenario_for, skip_reason
 
 
@@ -53,3 +53,15 @@ def test_every_predicted_row_names_valid_scopes():
     for row in rows().itertuples():
         if skip_reason(row) is None:
             parse(scenario_for(row))      # refuses an unknown scope
+
+
+@pytest.mark.parametrize("source, arch, expected", [
+    # perf scripts: moe_router_fusion True; Qwen3's provider aux_loss 1e-3, gpt-oss's "none"
+    ("MB-PERF-26.04", "qwen3-30b-a3b", {"router_fusion": True, "aux_loss": True}),
+    ("MB-PERF-25.11", "qwen3-235b-a22b", {"router_fusion": True, "aux_loss": True}),
+    ("MB-PERF-26.06", "gpt-oss-120b", {"router_fusion": True, "aux_loss": False}),
+    # other sources keep Megatron-Core's defaults
+    ("DGXC-GROK-A", "grok1-314b", {}),
+])
+def test_router_options_by_recipe(source, arch, expected):
+    assert router_options(_row(source, "BF16"), arch) == expected

@@ -126,3 +126,17 @@ def test_engine_adds_exactly_the_blocks_host_wait():
     assert wait > 0
     assert on.iteration_time_s - off.iteration_time_s == pytest.approx(wait, rel=1e-9)
     assert on.breakdown["host"] == pytest.approx(wait, rel=1e-9)
+
+
+def test_unfused_fp64_router_makes_a_tiny_segment_host_bound():
+    """The router's scoring op of NeMo RL's fp64 router (12 kernels, without
+    moe_router_fusion; workloads/moe_layers.router_launches) between a 10 us GEMM and a
+    sync, on a Grace host (37 us per op): host 13 x 37 = 481 us against 15 us of GPU work:
+    466 us exposed; with the fused router (1 kernel), 2 x 37 - 15 = 59 us."""
+    from tests.workloads.test_moe_host_launches import _ctx, _topk
+    from workloads.moe_layers import moe_forward
+    gemm = Compute("gemm", duration_s=10 * US, name="router")
+    for moe, exposed in (({"router_dtype": "fp64"}, 466), ({"router_fusion": True}, 59)):
+        ops = (gemm, _topk(moe_forward(_ctx(**moe))), host_sync())
+        got = HostLaunch(37 * US).exposed(ops, (10 * US, 5 * US, 0.0))
+        assert got == pytest.approx(exposed * US)

@@ -36,9 +36,10 @@ def test_fp8_tp_all_gathers_overlap_their_gemm_after_the_cast(recipe):
 
 
 def test_allgather_cp_merge_and_accumulate_bytes_by_hand():
-    """PyTorch's context_parallel, cp = 4: 3 merged blocks per layer. Rank: 8192 tokens,
-    32 heads x 128 (Q and output: 33.5 M elements), 8 kv heads (K+V: 16.8 M).
-    Forward 3 x (42 x 33.5 M + 4 x 16.8 M); backward 3 x (10 x 33.5 M + 18 x 16.8 M)."""
+    """PyTorch's context_parallel, cp = 4: 3 merged blocks per layer forward, 4 accumulated
+    steps backward (step 0's dK,dV are added and sent too). Rank: 8192 tokens, 32 heads x
+    128 (Q and output: 33.5 M elements), 8 kv heads (K+V: 16.8 M).
+    Forward 3 x (42 x 33.5 M + 4 x 16.8 M); backward 4 x (10 x 33.5 M + 18 x 16.8 M)."""
     p = ParallelPlan(tp=1, pp=1, dp=1, micro_batch=1, global_batch=4, cp=4, cp_kind="allgather")
     g = training.build(L8, p, training.TrainingOptions())
     q, kv = 8192 * 32 * 128, 2 * 8192 * 8 * 128
@@ -46,7 +47,27 @@ def test_allgather_cp_merge_and_accumulate_bytes_by_hand():
     bwd = [o for o in first(g, "B0") if isinstance(o, Compute) and o.name == "cp_grad_accumulate"]
     assert len(fwd) == L8.layers and fwd[0].op_class == "elementwise"
     assert fwd[0].bytes == 3 * (42 * q + 4 * kv)
-    assert bwd and bwd[0].bytes == 3 * (10 * q + 18 * kv)
+    assert bwd and bwd[0].bytes == 4 * (10 * q + 18 * kv)
+
+
+@pytest.mark.parametrize("cp", [2, 8])
+def test_allgather_cp_once_per_call_passes_by_hand(cp):
+    """Once per call, whatever cp (32,768 tokens, so 32768 / cp per rank): forward K,V made
+    contiguous (2 + 2 per K,V element), step 0's output to fp32 (2 + 4) and the merged
+    output back to 16-bit (4 + 2): 12 per Q element + 4 per K,V element; backward K,V
+    contiguous (4), fp32 dQ, dK, dV zeroed (4 each), dQ and dK,dV back to 16-bit (6 each):
+    10 per Q element + 14 per K,V element. Absent without CP."""
+    p = ParallelPlan(tp=1, pp=1, dp=1, micro_batch=1, global_batch=cp, cp=cp, cp_kind="allgather")
+    g = training.build(L8, p, training.TrainingOptions())
+    t = 32768 // cp
+    q, kv = t * 32 * 128, 2 * t * 8 * 128
+    fwd = [o for o in first(g, "F0") if getattr(o, "name", "") == "cp_buffers"]
+    bwd = [o for o in first(g, "B0") if getattr(o, "name", "") == "cp_buffers_bwd"]
+    assert len(fwd) == L8.layers and fwd[0].bytes == 12 * q + 4 * kv
+    assert bwd and bwd[0].bytes == 10 * q + 14 * kv
+    p1 = ParallelPlan(tp=1, pp=1, dp=1, micro_batch=1, global_batch=1)
+    g1 = training.build(L8, p1, training.TrainingOptions())
+    assert not any("cp_buffers" in getattr(o, "name", "") for o in first(g1, "B0"))
 
 
 def test_ring_cp_has_no_merge_ops():

@@ -121,17 +121,32 @@ def test_async_tp_fuses_the_backward_reduce_scatter_with_the_input_gradient():
 
 def test_torchtitan_op_selective_recompute_by_hand():
     """Per-op selective AC on Llama 3 8B, TP 1, 4,096 tokens: the backward recomputes the
-    K projection (4096 x 1024 x 4096 x 2 FLOPs) and the w3 half of the MLP up projection
-    (4096 x 14336 x 4096 x 2), the two norms, RoPE of K, the residual add and the SwiGLU;
-    not Q, V, wo, w1, w2 nor attention."""
+    K projection (4096 x 1024 x 4096 x 2 FLOPs), wo (4096 x 4096 x 4096 x 2: the residual
+    sum the MLP norm needs is rebuilt from wo's output, which the policy does not save)
+    and the w3 half of the MLP up projection (4096 x 14336 x 4096 x 2), the two norms,
+    RoPE of K, the residual add and the SwiGLU; not Q, V, w1, w2 nor attention."""
     from workloads.graph import CommGroup
     from workloads.layers import LayerContext, layer_recompute
     ctx = LayerContext(L8.with_seq_len(4096), 1, 1, False, "bf16", CommGroup((0,), "tp"))
     ops = layer_recompute(ctx, "selective_op")
     gemms = [o for o in ops if isinstance(o, Compute) and o.op_class == "gemm"]
-    assert [g.flops for g in gemms] == [2 * 4096 * 1024 * 4096, 2 * 4096 * 14336 * 4096]
+    assert [g.flops for g in gemms] == [2 * 4096 * 1024 * 4096, 2 * 4096 * 4096 * 4096,
+                                        2 * 4096 * 14336 * 4096]
     assert not any(isinstance(o, Compute) and o.op_class == "attention" for o in ops)
     names = [o.name for o in ops if isinstance(o, Compute) and o.op_class != "gemm"]
     assert names == ["input_norm", "rope", "residual_add", "post_attn_norm", "activation"]
     fwd = sum(o.flops for o in ops if isinstance(o, Compute) and o.op_class == "gemm")
-    assert fwd / (2 * 4096 * 218_103_808) == pytest.approx(62_914_560 / 218_103_808)
+    # K 4.2M + wo 16.8M + w3 58.7M of the layer's 218.1M weights
+    assert fwd / (2 * 4096 * 218_103_808) == pytest.approx(79_691_776 / 218_103_808)
+
+
+def test_torchtitan_op_selective_recompute_with_tp_keeps_wo():
+    """With TP 8 and sequence parallelism the reduce-scatter after wo is saved (it is in
+    the policy's save list), so the residual sum is rebuilt from it: only K and w3 are
+    recomputed, each on the rank's 1/8 of the columns."""
+    from workloads.graph import CommGroup
+    from workloads.layers import LayerContext, layer_recompute
+    ctx = LayerContext(L8.with_seq_len(4096), 1, 8, True, "bf16", CommGroup(tuple(range(8)), "tp"))
+    gemms = [o for o in layer_recompute(ctx, "selective_op")
+             if isinstance(o, Compute) and o.op_class == "gemm"]
+    assert [g.flops for g in gemms] == [2 * 4096 * 128 * 4096, 2 * 4096 * 1792 * 4096]
