@@ -39,13 +39,18 @@ TITAN_SYSTEMS = {
 def titan_step(source_id: str) -> dict[str, Any]:
     """What a TorchTitan step pays beyond the layers, from its code at the benchmark's
     commit: FSDP2's copy-out and copy-in, GQA's K,V repeated to every head before SDPA
-    (``repeat_kv``), DTensor TP's sequence-dim copies (vanilla TP), at every commit; at
+    (``repeat_kv``), DTensor TP's sequence-dim copies (vanilla TP), the Llama's separate
+    wq / wk / wv and w1 / w3 linears (``separate_projections``), FSDP2's root group of
+    embedding, norm and output layer (``fsdp2_root_group``), RoPE as an eager complex
+    multiply (``complex_rope``), at every commit; at
     9dec370 (the December 2024
     tables) also the eager fp32 cross-entropy (``output(h).float()``, loss not compiled)
     and the foreach AdamW (``fused`` off by default). From June 2025 (e7c0cae, 820504e)
     the loss is compiled with the model and the optimizer is fused
     (``optimizer.implementation = "fused"``): the simulator's fused loss and Adam."""
-    step: dict[str, Any] = {"fsdp2_copies": True, "repeat_kv": True, "dtensor_tp": True}
+    step: dict[str, Any] = {"fsdp2_copies": True, "repeat_kv": True, "dtensor_tp": True,
+                            "separate_projections": True, "fsdp2_root_group": True,
+                            "complex_rope": True}
     if source_id == "TORCHTITAN-H100-202412":
         step |= {"torch_cross_entropy": True, "adam": "foreach"}
     return step

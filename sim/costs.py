@@ -82,6 +82,12 @@ class HostLaunch:
             return HostSegments((g, h))
         return HostSegments(segs[0], sum(map(_excess, segs[1:])), (g, h))
 
+    def issue_s(self, ops) -> float:
+        """Host seconds to issue ``ops`` one by one (0 when ``segments`` counts none)."""
+        if self.per_op_s <= 0 or "full_iteration" in self.scopes:
+            return 0.0
+        return sum(launches(op, self.scopes) for op in ops) * self.per_op_s
+
 
 def _merge(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     out = dict(a)
@@ -212,9 +218,25 @@ class OpCosts:
     def _overlap_parts(self, op: Overlap) -> dict[str, float]:
         t_main = sum(self.op_time(o) for o in op.main)
         t_hidden = sum(self.op_time(o) for o in op.hidden)
+        return self.overlap_parts(op, t_main, t_hidden)
+
+    def overlap_parts(self, op: Overlap, t_main: float, t_hidden: float) -> dict[str, float]:
+        """Seconds per category of ``op`` whose main ops take ``t_main`` seconds and hidden
+        ops ``t_hidden``: all of main as compute, what the overlap exposes beyond it in the
+        hidden ops' category."""
         exposed = op.time(t_main, t_hidden, self.compute.gpu.sms or 0) - t_main
         cat = op.hidden[0].group.dim if op.hidden else "other"
         return {"compute": t_main, **({cat: exposed} if exposed > 0 else {})}
+
+    def overlap_tally(self, op: Overlap, t_main: float, t_hidden: float,
+                      host_s: float) -> BlockTally:
+        """Tally of a block of the one op ``op`` (``overlap_parts``), whose ops the host
+        issues in ``host_s`` seconds: as ``tally`` counts such a block (DualPipe's pair,
+        workloads/stage_ops.py ``pair_block``), for the sweep estimator, which sums the
+        seconds layer by layer (sim/sweep/estimate_moe.py)."""
+        parts = self.overlap_parts(op, t_main, t_hidden)
+        host = None if self.host is None else HostSegments((sum(parts.values()), host_s))
+        return BlockTally(parts, 0.0, host)
 
     def duration(self, node: Node) -> float:
         return self.op_time(node.op)

@@ -187,6 +187,18 @@ class TrainingWorkload(_Cfg):
         "zero: 3 as PyTorch's FSDP2 (fully_shard): every layer's all-gather is copied out "
         "into the unsharded parameters, and its 16-bit gradients packed into an fp32 buffer "
         "before the reduce-scatter, both on the compute stream (workloads/fsdp.py)"))
+    separate_projections: bool = Field(False, description=(
+        "Q, K, V and the gated MLP's two up projections as separate linears (TorchTitan's "
+        "Llama: wq / wk / wv, w1 / w3): smaller GEMMs, each reading the input, and a sum of "
+        "their input gradients (workloads/layers.py)"))
+    complex_rope: bool = Field(False, description=(
+        "RoPE as TorchTitan's complex multiply (view_as_complex on an fp32 copy), which "
+        "torch.compile leaves to an eager kernel: a cast, the multiply and a cast back, "
+        "forward and backward (workloads/layers.py)"))
+    fsdp2_root_group: bool = Field(False, description=(
+        "zero: 3 as TorchTitan's FSDP2 wrapping (fully_shard on each block, then on the "
+        "model): the embedding, final norm and output layer are one group, gathered before "
+        "the first block and reduce-scattered after the whole backward (workloads/fsdp.py)"))
     dtensor_tp: bool = Field(False, description=(
         "TP as PyTorch's DTensor with the sequence sharded on dim 1 (TorchTitan): without "
         "TP overlap, every TP all-gather and reduce-scatter also copies its whole tensor "

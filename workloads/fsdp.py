@@ -43,12 +43,28 @@ class Zero3:
     def __init__(self, g, model, plan, opts, st):
         from workloads.param_sync import unit_params
         self.g, self.model, self.plan, self.opts, self.st = g, model, plan, opts, st
-        self.units_of = lambda c: unit_params(model, plan, st.index, c)
+        self.units_of = lambda c: self._root_group(unit_params(model, plan, st.index, c))
         self.group = shard_groups(plan, st.index)[0]
         self.recent: list[int] = []       # compute nodes in stream order
         self.gathered: int | None = None  # gather already issued for the next pass's first layer
         self.seq = 0
         self.layer = {"F": Block(st.ops.fwd, "fwd_layer"), "B": Block(st.ops.bwd, "bwd_layer")}
+
+    def _root_group(self, units: list[float]) -> list[float]:
+        """``fsdp2_root_group``: TorchTitan wraps each transformer block and then the whole
+        model (``apply_fsdp``: ``fully_shard(model)`` last), so the embedding, final norm
+        and output layer form the root's group: gathered before the first block (with the
+        first layer's gather here) and, the root keeping its parameters gathered after the
+        forward (FSDP2's ``_lazy_init``: "For the root, do not reshard after forward",
+        ``post_forward_mesh_info = None``), reduce-scattered by the final backward callback
+        after the last block (with the first layer's reduce-scatter here). The output
+        layer's parameters move from the last layer's unit to the first's. One stage
+        (no pipeline) of a dense model only."""
+        if not (self.opts.fsdp2_root_group and self.plan.pp == 1 and self.model.uniform
+                and len(units) > 1 and not self.model.tied_embeddings):
+            return units
+        out = self.model.vocab * self.model.hidden / self.plan.tp
+        return [units[0] + out, *units[1:-1], units[-1] - out]
 
     def _units(self, c: int, step: str) -> list[float]:
         u = self.units_of(c)

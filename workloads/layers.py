@@ -9,7 +9,7 @@ dropout masks at 1 byte), the same accounting as Korthikanti's activation analys
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from hw_models.compute import gemm_bytes
@@ -56,6 +56,12 @@ class LayerContext:
     # FP8 dot-product attention (``workload.fp8.dot_product_attention``): cuDNN's FP8
     # backward covers every causal pair of a windowed layer (workloads/layer_attention.py).
     fp8_attention: bool = False
+    # Q, K, V and the gated MLP's two up projections as separate linears on the same input
+    # (TorchTitan's Llama: wq / wk / wv, w1 / w3): separate_projections.
+    separate_projections: bool = False
+    # RoPE as a complex multiply that torch.compile leaves to an eager kernel (TorchTitan's
+    # ``apply_rotary_emb``): rope_ops.
+    complex_rope: bool = False
 
     @property
     def tokens(self) -> int:
@@ -188,10 +194,94 @@ def layer_gemm_shapes(ctx: LayerContext) -> dict[str, tuple[int, int, int]]:
             "mlp_up": (T, up, m.hidden), "mlp_down": (T, m.hidden, m.ffn // t)}
 
 
+def _projection_parts(ctx: LayerContext) -> dict[str, tuple[tuple[str, int], ...]]:
+    """The separate linears of each fused GEMM and their output widths on the TP rank."""
+    m, t = ctx.model, ctx.tp
+    kv = ctx.local_kv_heads * m.head_dim
+    parts = {"qkv": (("wq", m.heads * m.head_dim // t), ("wk", kv), ("wv", kv))}
+    if m.gated:
+        parts["mlp_up"] = (("w1", m.ffn // t), ("w3", m.ffn // t))
+    return parts
+
+
+def _split_gemm(op: Compute, widths: tuple[tuple[str, int], ...], base: str, dim: int) -> list[Compute]:
+    """``op`` as one GEMM per part, each on its share of dimension ``dim`` of the shape;
+    FLOPs and bytes per element (16-bit or FP8 operands) as the fused GEMM's."""
+    m, n, k = op.shape
+    per_elem = op.bytes / (m * k + k * n + m * n)
+    out = []
+    for part, w in widths:
+        shape = [m, n, k]
+        shape[dim] = w
+        a, b, c = shape
+        out.append(replace(op, flops=2.0 * a * b * c * (op.flops / (2.0 * m * n * k)),
+                           bytes=per_elem * (a * c + c * b + a * b), shape=(a, b, c),
+                           name=op.name.replace(base, f"{base}_{part}", 1)))
+    return out
+
+
+def separate_projections(ctx: LayerContext, ops: list) -> list:
+    """TorchTitan's Llama (torchtitan/models/llama/model.py at 9dec370, e7c0cae, 820504e:
+    ``Attention.wq / wk / wv``, ``FeedForward.w1 / w3``, each an ``nn.Linear``) computes
+    Q, K, V and the two halves of the gated MLP's up projection as separate GEMMs on the
+    same input: three (two) smaller GEMMs where Megatron runs one fused QKV (fc1), each
+    reading the input again, with their input gradients and weight gradients split the
+    same way. Autograd sums the separate input gradients into the input's gradient
+    (``_dgrad_sum`` after the last dgrad). Inductor fuses that pointwise sum into the
+    kernel that next reads the gradient where there is one: without TP the norm's
+    backward (a reduction whose pointwise inputs are fused into it), with DTensor's
+    sequence-dim reduce-scatter its chunk-and-cat copy (a pointwise cat, up to
+    ``max_pointwise_cat_inputs`` = 8 inputs), so the sum only reads the n - 1 further
+    partial gradients; before a reduce-scatter that takes the tensor itself it is a pass
+    of its own (read n, write 1). GEMMs whose width is not the fused one (the selective
+    recompute's K projection and w3) are left as they are."""
+    if not ctx.separate_projections:
+        return ops
+    parts = _projection_parts(ctx)
+    out: list = []
+    for op in ops:
+        base = next((b for b in parts if isinstance(op, Compute) and op.op_class == "gemm" and op.shape
+                     and op.name in (b, f"{b}_dgrad", f"{b}_wgrad")), None)
+        if base is None:
+            out.append(op)
+            continue
+        widths = parts[base]
+        dim = 2 if op.name.endswith("_dgrad") else 1
+        if op.shape[dim] != sum(w for _, w in widths):
+            out.append(op)
+            continue
+        out += _split_gemm(op, widths, base, dim)
+        if dim == 2:
+            fused = ctx.tp == 1 or (ctx.tp_seq_dim_copies and ctx.tp <= 8)
+            passes = len(widths) - 1 if fused else len(widths) + 1
+            out.append(mem(ctx, "elementwise", passes * ctx.act_bytes * op.shape[0] * op.shape[1],
+                           f"{base}_dgrad_sum"))
+    return out
+
+
 def activation_bytes(ctx: LayerContext) -> float:
     """Bias-GELU reads and writes the (T, ffn/t) activation; SwiGLU reads two, writes one."""
     m = ctx.model
     return (3 if m.gated else 2) * ctx.act_bytes * ctx.tokens * m.ffn / ctx.tp
+
+
+def rope_ops(ctx: LayerContext, elements: float, backward: bool = False) -> list[Op]:
+    """Rotary embedding of ``elements`` query and key elements. Fused (one compiled or
+    fused kernel, read and write 16-bit; its backward left unpriced). ``complex_rope``:
+    TorchTitan's ``apply_rotary_emb`` (torchtitan/models/llama/model.py at 9dec370,
+    e7c0cae, 820504e) multiplies ``view_as_complex(x.float())`` by the complex frequencies
+    and casts ``view_as_real`` of the product back (``type_as``). The block is compiled
+    (``apply_compile``, fullgraph), but Inductor does not generate code for complex
+    operators and falls back to the eager kernel ("Torchinductor does not support code
+    generation for complex operators", torch/_inductor/lowering.py; TorchTitan issue
+    #15), so the product runs alone between two compiled casts: the cast to fp32 (read
+    ``act_bytes``, write 4), the complex multiply (read 4, write 4 per real element; the
+    frequencies are one row per position) and the cast back (read 4, write ``act_bytes``).
+    The backward runs the same three passes on the gradient (``grad * conj(freqs)``)."""
+    e = ctx.act_bytes
+    if not ctx.complex_rope:
+        return [] if backward else [mem(ctx, "elementwise", 2 * e * elements, "rope")]
+    return [mem(ctx, "elementwise", (2 * e + 16) * elements, "rope_bwd" if backward else "rope")]
 
 
 def layer_forward(ctx: LayerContext) -> list[Op]:
@@ -202,8 +292,7 @@ def layer_forward(ctx: LayerContext) -> list[Op]:
     ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
                      gemm(ctx, *g["qkv"], "qkv")]
     if m.rope:
-        q_k = ctx.tokens * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
-        ops.append(mem(ctx, "elementwise", 2 * e * q_k, "rope"))
+        ops += rope_ops(ctx, ctx.tokens * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim)
     ops += [*attention_core(ctx), gemm(ctx, *g["proj"], "attn_proj"), *_exit_tp(ctx, "tp_attn_out"),
             mem(ctx, "elementwise", dropout_add, "bias_dropout_add"),
             mem(ctx, "norm", norm, "post_attn_norm"), *_enter_tp(ctx, "tp_ag_mlp"),
@@ -225,6 +314,7 @@ def layer_backward(ctx: LayerContext) -> list[Op]:
             mem(ctx, "norm", norm_bwd, "post_attn_norm_bwd"),
             mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *_exit_tp_bwd(ctx, "tp_attn_out_bwd"),
             *gemm_bwd(ctx, *g["proj"], "attn_proj"), *attention_core_bwd(ctx),
+            *rope_ops(ctx, ctx.tokens * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim, True),
             *gemm_bwd(ctx, *g["qkv"], "qkv"), *_enter_tp_bwd(ctx, "tp_attn_in_bwd"),
             mem(ctx, "norm", norm_bwd, "input_norm_bwd")]
 
@@ -267,7 +357,7 @@ def selective_op_recompute(ctx: LayerContext) -> list[Op]:
     ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
                      gemm(ctx, T, ctx.local_kv_heads * m.head_dim, m.hidden, "qkv")]
     if m.rope:
-        ops.append(mem(ctx, "elementwise", 2 * e * T * ctx.local_kv_heads * m.head_dim, "rope"))
+        ops += rope_ops(ctx, T * ctx.local_kv_heads * m.head_dim)
     if ctx.tp == 1:
         ops.append(gemm(ctx, *layer_gemm_shapes(ctx)["proj"], "attn_proj"))
     ops += [mem(ctx, "elementwise", 3 * e * Tn * m.hidden, "residual_add"),

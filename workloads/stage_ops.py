@@ -9,7 +9,11 @@ TorchTitan's async TP micro-pipelining, ``async``): ``graph.Overlap`` with tp - 
 With an FP8 recipe the input is cast before the all-gather (the FP8 copy is gathered:
 TE userbuffers, torchao's Float8 TP), so the cast runs ahead of the pair. ``async`` also
 splits the GEMM per TP rank and adds the partial-sum kernel of PyTorch's fused
-matmul/reduce-scatter (``tp_overlap``).
+matmul/reduce-scatter (``tp_overlap``). What torch.compile's micro-pipeline pass does not
+fuse stays a plain collective: the backward reduce-scatter of an input gradient summed
+over several GEMMs (TorchTitan's separate wq / wk / wv and w1 / w3), and, with the
+sequence sharded on dim 1 (DTensor), the fused ops' shard-major outputs are copied
+where a BF16 weight-gradient GEMM reads them (``tp_overlap``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from workloads.layers import (
     layer_backward,
     layer_forward,
     layer_recompute,
+    separate_projections,
 )
 
 
@@ -50,15 +55,20 @@ class StageOps:
         """(forward, backward, input-gradient, weight-gradient) of a chunk built layer by
         layer elsewhere (MoE / MLA models), rewritten as this stage's layer ops are."""
         b = self.transform(bwd, True)
-        return (self.transform(fwd), b, tuple(o for o in b if not _is_wgrad(o)),
-                tuple(o for o in b if _is_wgrad(o)))
+        return (self.transform(fwd), b, *split_wgrad(b))
 
 
 def _is_wgrad(op) -> bool:
     return isinstance(op, Compute) and ("_wgrad" in op.name)
 
 
-def tp_overlap(ops: list, steps: int, mode: str = "ring") -> list:
+def split_wgrad(ops) -> tuple[tuple, tuple]:
+    """(input-gradient, weight-gradient) ops of a backward, in order."""
+    return tuple(o for o in ops if not _is_wgrad(o)), tuple(o for o in ops if _is_wgrad(o))
+
+
+def tp_overlap(ops: list, steps: int, mode: str = "ring", separate: tuple[str, ...] = (),
+               shard_major_bytes: float = 0.0) -> list:
     """Pair each TP all-gather with the GEMM after it (FP8 casts in between run first)
     and each reduce-scatter with the GEMM before it; the GEMM loses the SMs the mode's
     communication kernels hold (workloads/comm_sms.py). ``async`` runs as PyTorch's
@@ -66,7 +76,22 @@ def tp_overlap(ops: list, steps: int, mode: str = "ring") -> list:
     in torch/distributed/_symmetric_memory): the GEMM is split into one kernel per TP
     rank along the tokens; the reduce-scatter is fused with the input-gradient GEMM whose
     output it reduces (``reduce_scatter(dY @ W^T)``), and its partial sums, moved by
-    copy engines, are reduced by a separate kernel after the last one arrives."""
+    copy engines, are reduced by a separate kernel after the last one arrives.
+
+    The pass (torch/_inductor/fx_passes/micro_pipeline_tp.py) fuses a reduce-scatter only
+    when its input is one matmul's output (``_find_producer_matmul``: mm, _scaled_mm or
+    reshape(mm)). ``separate``: the GEMMs (as workloads.layers names them) that are
+    several linears on one gathered input, whose input gradient is the sum of their
+    dgrads (TorchTitan's wq / wk / wv, w1 / w3): their backward reduce-scatter stays a
+    plain one. DTensor's sequence-dim copies (``_seq_cat``, workloads.layers.tp_comm)
+    belong to the funcol pattern the pass replaces, so they go with each fused
+    collective and stay with the plain ones. ``shard_major_bytes``: the fused all-gather
+    moves the gather dim to the front (``A_shard.movedim(gather_dim, 0)``) and returns
+    the gathered input as a view of a shard-major buffer (``unflatten``); with the
+    sequence on dim 1 and more than one sequence a rank, a weight-gradient GEMM's
+    ``reshape`` of it to (tokens, hidden) cannot be a view, so it reads and writes the
+    gathered tensor once (``shard_major_bytes``) before each weight gradient whose input
+    (forward) or output gradient (backward) was gathered that way."""
     out: list = []
     i = 0
     while i < len(ops):
@@ -74,15 +99,23 @@ def tp_overlap(ops: list, steps: int, mode: str = "ring") -> list:
         is_tp = isinstance(op, Collective) and op.group.dim == "tp" and op.kind in (
             "all_gather", "reduce_scatter")
         j = i + 1
+        while is_tp and op.kind == "all_gather" and j < len(ops) and _seq_cat(ops[j]):
+            j += 1
+        k = j
         while is_tp and op.kind == "all_gather" and j < len(ops) and _cast(ops[j]):
             j += 1
         if is_tp and op.kind == "all_gather" and j < len(ops) and _gemm(ops[j]):
-            out += ops[i + 1:j]
+            out += ops[k:j]
+            if mode == "async":
+                out.append(_local_shard_copy(op, steps + 1, ops[j]))
             out.append(Overlap(_chunks(ops[j], steps + 1, mode), (op,), steps,
                                f"{ops[j].name}_tp_overlap", *tp_overlap_sms(mode, ops[j].name)))
             i = j + 1
             continue
-        if is_tp and op.kind == "reduce_scatter" and out and _gemm(out[-1]):
+        cat = out.pop() if (is_tp and op.kind == "reduce_scatter" and out
+                            and _seq_cat(out[-1])) else None
+        if is_tp and op.kind == "reduce_scatter" and out and _gemm(out[-1]) and not (
+                mode == "async" and _sums_dgrads(out, separate)):
             after = []
             if mode == "async" and len(out) > 1 and _gemm(out[-2]) and out[-1].name.endswith(
                     "_wgrad") and out[-2].name == out[-1].name.replace("_wgrad", "_dgrad"):
@@ -95,9 +128,41 @@ def tp_overlap(ops: list, steps: int, mode: str = "ring") -> list:
             out += after
             i += 1
             continue
+        if cat is not None:
+            out.append(cat)
         out.append(op)
         i += 1
+    if mode == "async" and shard_major_bytes:
+        out = _shard_major_copies(out, shard_major_bytes)
     return out
+
+
+# weight gradients that read an all-gathered operand: the layer input (qkv, mlp_up) or
+# the output gradient (attn_proj, mlp_down; gathered before their dgrad)
+_GATHERED_WGRAD = ("qkv_wgrad", "mlp_up_wgrad", "attn_proj_wgrad", "mlp_down_wgrad")
+
+
+def _shard_major_copies(ops: list, nbytes: float) -> list:
+    """A copy of the gathered (tokens, hidden) tensor (read and write ``nbytes`` / 2 each)
+    before each weight gradient that reads a fused all-gather's shard-major output."""
+    out: list = []
+    for op in ops:
+        if isinstance(op, Compute) and op.name in _GATHERED_WGRAD:
+            out.append(Compute("elementwise", 0.0, nbytes, op.dtype,
+                               name=f"{op.name}_shard_major_copy"))
+        out.append(op)
+    return out
+
+
+def _sums_dgrads(out: list, separate: tuple[str, ...]) -> bool:
+    """The reduce-scatter's input is an input gradient summed over several linears'
+    dgrads: the GEMM before it (or before its weight gradient) is one of ``separate``."""
+    names = {o.name for o in out[-2:] if isinstance(o, Compute)}
+    return any(f"{g}_dgrad" in names for g in separate)
+
+
+def _seq_cat(op) -> bool:
+    return isinstance(op, Compute) and op.name.endswith("_seq_cat")
 
 
 def _chunks(gemm: Compute, n: int, mode: str) -> tuple:
@@ -108,6 +173,15 @@ def _chunks(gemm: Compute, n: int, mode: str) -> tuple:
     m, nn, k = gemm.shape
     shape = (m, nn, k // n) if gemm.name.endswith("_wgrad") else (m // n, nn, k)
     return (replace(gemm, flops=gemm.flops / n, bytes=gemm.bytes / n, shape=shape),) * n
+
+
+def _local_shard_copy(ag: Collective, n: int, gemm: Compute) -> Compute:
+    """The rank's shard (1/n of the gathered ``ag.bytes``) read and written into its
+    symmetric-memory buffer, then a barrier, before the first GEMM chunk:
+    ``_pipelined_all_gather_and_consume`` issues the copy on the compute stream ahead of
+    the local shard's GEMM ("giving up the chance to overlap" it, per its comment)."""
+    return Compute("elementwise", 0.0, 2 * ag.bytes / n, gemm.dtype,
+                   name=f"{gemm.name}_ag_local_copy")
 
 
 def _partials_reduce(rs: Collective, n: int, gemm: Compute) -> Compute:
@@ -140,10 +214,18 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
             ops = fp8_mod.rewrite(ops, fp8_recipe, fused_amax)
         return ops
 
+    # TorchTitan's async TP: separate wq / wk / wv (and w1 / w3 when gated) on one gathered
+    # input; with DTensor's dim-1 sequence shards and more than one sequence a rank, the
+    # BF16 weight gradients copy the shard-major gathered tensors (FP8 GEMMs already
+    # re-lay their operands out: workloads/fp8.py's transposed copy)
+    separate = ("qkv", "mlp_up") if ctx.model.gated else ("qkv",)
+    shard_major = (2.0 * ctx.act_bytes * ctx.tokens * ctx.model.hidden
+                   if ctx.tp_seq_dim_copies and ctx.micro_batch > 1 and not fp8_recipe else 0.0)
+
     def tp(ops: list) -> tuple:
         if plan.tp_comm_overlap != "none" and plan.tp > 1:
-            ops = tp_overlap(ops, plan.tp - 1, plan.tp_comm_overlap)
-        return tuple(ops)
+            ops = tp_overlap(ops, plan.tp - 1, plan.tp_comm_overlap, separate, shard_major)
+        return tuple(separate_projections(ctx, ops))
 
     def both(ops: list, backward: bool = False) -> tuple:
         return tp(tx(list(ops), backward))
@@ -157,7 +239,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
     bwd_weight = [o for o in bwd if _is_wgrad(o)]
     table = ctx.model.vocab * ctx.model.hidden / plan.tp     # the TP rank's embedding rows
     own_head = plan.pp > 1 or not ctx.model.tied_embeddings   # its own copy of the table
-    return StageOps(tp(fwd), tp(bwd), tp(bwd_input), tuple(bwd_weight),
+    return StageOps(tp(fwd), tp(bwd), tp(bwd_input), tuple(separate_projections(ctx, bwd_weight)),
                     both(embedding_forward(ctx)),
                     both(embedding_backward(ctx) + grad_accumulation(ctx, table), True),
                     both(head_f(ctx)),
@@ -169,14 +251,16 @@ def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
                   moe=None, fused_loss: bool = True, grad_accum_bytes: int = 0,
                   repeat_kv: bool = False, fp8_attention: bool = False,
                   logprob_loss: bool = False, torch_loss: bool = False,
-                  tp_seq_dim_copies: bool = False, tp_gather_bytes: int = 0) -> LayerContext:
+                  tp_seq_dim_copies: bool = False, tp_gather_bytes: int = 0,
+                  separate_projections: bool = False, complex_rope: bool = False) -> LayerContext:
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
     return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
                         moe=moe, fused_loss=fused_loss, grad_accum_bytes=grad_accum_bytes,
                         repeat_kv=repeat_kv, fp8_attention=fp8_attention,
                         logprob_loss=logprob_loss, torch_loss=torch_loss,
-                        tp_seq_dim_copies=tp_seq_dim_copies, tp_gather_bytes=tp_gather_bytes)
+                        tp_seq_dim_copies=tp_seq_dim_copies, tp_gather_bytes=tp_gather_bytes,
+                        separate_projections=separate_projections, complex_rope=complex_rope)
 
 
 def _is_ep(op) -> bool:
@@ -188,9 +272,18 @@ def pair_block(fwd: Block, bwd: Block) -> Block | None:
     expert-parallel all-to-alls of both chunks (dispatch, combine) run beside the pair's
     compute, one transfer per step (DeepSeek-V3 section 3.2.1). None when the chunks have
     no EP communication to hide (dense models: the pair stays two nodes)."""
-    ops = fwd.ops + bwd.ops
-    ep = tuple(o for o in ops if _is_ep(o))
+    rest, ep = split_ep(fwd.ops + bwd.ops)
     if not ep:
         return None
-    rest = tuple(o for o in ops if not _is_ep(o))
-    return Block((Overlap(rest, ep, len(ep), "dualpipe_pair"),), f"{fwd.name}+{bwd.name}")
+    return Block((pair_overlap(rest, ep),), f"{fwd.name}+{bwd.name}")
+
+
+def split_ep(ops) -> tuple[tuple, tuple]:
+    """(the rest, the expert-parallel collectives) of ``ops``, each in order."""
+    return tuple(o for o in ops if not _is_ep(o)), tuple(o for o in ops if _is_ep(o))
+
+
+def pair_overlap(rest: tuple, ep: tuple) -> Overlap:
+    """A DualPipe pair's overlap: the EP transfers ``ep`` beside the ``rest`` of both
+    chunks, one transfer per step (the first share of the compute runs alone)."""
+    return Overlap(rest, ep, len(ep), "dualpipe_pair")

@@ -77,7 +77,10 @@ class TrainingOptions:
     torch_cross_entropy: bool = False   # F.cross_entropy on fp32 logits (layers.py, TorchTitan)
     adam: str = "fused"                 # "foreach": PyTorch's multi-tensor AdamW (param_sync.py)
     fsdp2_copies: bool = False          # FSDP2's per-layer copy-out / copy-in (workloads/fsdp.py)
+    fsdp2_root_group: bool = False      # embedding, norm, output in the root's group (workloads/fsdp.py)
     tp_seq_dim_copies: bool = False     # DTensor SP's chunk-and-cat per TP collective (layers.py)
+    separate_projections: bool = False  # wq / wk / wv and w1 / w3 as separate GEMMs (layers.py)
+    complex_rope: bool = False          # RoPE as an eager complex multiply (layers.py rope_ops)
     fp8_tp_gather: bool = False         # TP all-gathers of FP8 linears' inputs/grads in FP8 (layers.py)
     p2p_blocking: bool = False          # compute waits for its sends (workloads/pipeline_sync.py)
     grad_accumulation_fusion: bool = True   # False: per-microbatch main-grad adds (layers.py)
@@ -93,6 +96,8 @@ class TrainingOptions:
                 "repeat_kv": self.repeat_kv, "fp8_attention": self.fp8_attention,
                 "logprob_loss": self.logprob_loss, "torch_loss": self.torch_cross_entropy,
                 "tp_seq_dim_copies": self.tp_seq_dim_copies,
+                "separate_projections": self.separate_projections,
+                "complex_rope": self.complex_rope,
                 "tp_gather_bytes": 1 if self.fp8_tp_gather and self.fp8_recipe else 0}
 
 

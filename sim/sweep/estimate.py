@@ -33,7 +33,7 @@ from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.setup import host_launch, paced_compute
 from sim.sweep import estimate_schedules
-from workloads import memory
+from workloads import memory, moe_training
 from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
 from workloads.offload import OffloadOptions
@@ -131,7 +131,8 @@ class Estimator:
             layer_bwd = [lt.bwd] * p
         else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
             from sim.sweep import estimate_moe
-            fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan)
+            dual = [] if plan.effective_schedule in ("dualpipe", "dualpipev") and p > 1 else None
+            fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan, dual)
             bwd, drain = estimate_moe.split_backward(plan, bwd, split)
             wgrad = [0.0] * p           # not split: the split schedules' bubble from above
             lt = None
@@ -141,7 +142,9 @@ class Estimator:
                            strict=True)
         per_stage = [f + b + v * self._p2p_on_compute(plan) for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
-        if plan.effective_schedule in SPLIT_BACKWARD:
+        if lt is None and dual and not zero3:      # MoE pairs: estimate_schedules.py
+            t_pipe = estimate_schedules.dual_pipe_time(plan, dual)
+        elif plan.effective_schedule in SPLIT_BACKWARD:
             t_pipe = estimate_schedules.pipe_time(plan, list(fwd), list(bwd), wgrad)
         else:
             t_pipe = m * worst + (sum(per_stage) - worst) / v
@@ -202,7 +205,8 @@ class Estimator:
         """Exposed time after stage s's last backward: DP gradient buckets not hidden under
         it (for ZeRO-2, the queue of every microbatch's buckets: m of them behind the
         ``busy`` compute from the first backward on), tied-embedding sync,
-        optimizer step, ZeRO-1/2 parameter all-gather, ZeRO-3's first gather and last
+        optimizer step (MoE: the graph's, over the replicated shard and the rank's experts
+        per expert-DP), ZeRO-1/2 parameter all-gather, ZeRO-3's first gather and last
         reduce-scatter."""
         params = stage_params(self.model, plan, s)
         opts = self.options
@@ -225,7 +229,10 @@ class Estimator:
             t += self.network.collective_time(
                 "all_reduce", self.model.vocab * self.model.hidden / plan.tp * opts.grad_bytes, pair)
         shard = params / (plan.shard_group if plan.zero >= 1 else 1)
-        if offload is not None and offload.optimizer:     # grads down, CPU Adam, params up
+        if not self.model.uniform:      # Adam over the replicated shard and the experts'
+            t += self.costs.uncached_time(moe_training.optimizer_and_gather(
+                self.model, plan, s, opts, ADAM_BYTES_PER_PARAM)[0])
+        elif offload is not None and offload.optimizer:   # grads down, CPU Adam, params up
             t += shard * (opts.grad_bytes + opts.param_bytes) / self.costs.host_bw
             t += shard * ADAM_BYTES_PER_PARAM / offload.host_adam_bw
         else:

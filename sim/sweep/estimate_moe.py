@@ -9,12 +9,15 @@ their chunk) by the engine's own ``OpCosts.price`` of the layers' joined tallies
 wait for the host's launches across the chunk's host syncs, and, when
 ``workload.moe.overlap`` is set, the EP communication hidden behind the rest of the chunk
 (DeepEP's SMs and its kernels' slowdown beside compute included) are the engine's.
-Expert gradients reduced over expert-data-parallel add to the stage's tail.
+Expert gradients reduced over expert-data-parallel add to the stage's tail. Under
+DualPipe(V) each stage also gets its passes per chunk and the price of each overlapped
+forward&backward pair (``DualTimes``), from sums taken layer by layer.
 """
 
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass, field
 from functools import reduce
 
 from sim.costs import BlockTally, OpCosts
@@ -25,6 +28,7 @@ from workloads.moe_layers import layer_forward_at
 from workloads.parallel import ParallelPlan
 from workloads.param_sync import bucket, pipeline_of
 from workloads.pipeline import SPLIT_BACKWARD
+from workloads.stage_ops import pair_overlap, split_ep, split_wgrad
 from workloads.training import stage_layer_ops
 
 
@@ -38,33 +42,85 @@ def _time(costs: OpCosts, tallies: list[BlockTally], overlap: tuple[str, ...]) -
     return sum(costs.price(reduce(operator.add, tallies), overlap).values())
 
 
-def stage_times(est, plan: ParallelPlan) -> tuple[list[float], ...]:
+@dataclass
+class _Share:
+    """What a DualPipe pair's price needs of a run of ops, summed (additive over layers):
+    seconds of the ops other than EP collectives, the EP collectives and their seconds,
+    and the host's seconds to issue them all (stage_ops.pair_block, OpCosts.overlap_tally)."""
+    main: float = 0.0
+    ep: tuple = ()
+    ep_s: float = 0.0
+    host: float = 0.0
+
+    def __add__(self, other: _Share) -> _Share:
+        return _Share(self.main + other.main, self.ep + other.ep, self.ep_s + other.ep_s,
+                      self.host + other.host)
+
+
+def _share(costs: OpCosts, ops) -> _Share:
+    rest, ep = split_ep(ops)
+    host = costs.host.issue_s(ops) if costs.host is not None else 0.0
+    return _Share(sum(costs.uncached_time(o) for o in rest), ep,
+                  sum(costs.uncached_time(o) for o in ep), host)
+
+
+def pair_time(costs: OpCosts, fwd: _Share, bwd: _Share, alone: float) -> float:
+    """Seconds of one DualPipe pair (a chunk's forward beside another microbatch's
+    backward) as the engine prices the graph's pair block: the EP transfers of both run
+    beside the rest of both, one step per transfer (workloads/stage_ops.py ``pair_block``);
+    ``alone`` (the two passes one after the other) when neither has EP communication."""
+    both = fwd + bwd
+    if not both.ep:
+        return alone
+    tally = costs.overlap_tally(pair_overlap((), both.ep), both.main, both.ep_s, both.host)
+    return sum(costs.price(tally).values())
+
+
+@dataclass
+class DualTimes:
+    """One stage's passes under DualPipe(V), per chunk: forward, full backward, input-
+    and weight-gradient parts, and the pair of a chunk's forward with a chunk's backward
+    ((forward chunk, backward chunk) -> seconds)."""
+    fwd: list[float] = field(default_factory=list)
+    bwd: list[float] = field(default_factory=list)
+    inp: list[float] = field(default_factory=list)
+    wgt: list[float] = field(default_factory=list)
+    pair: dict = field(default_factory=dict)
+
+
+def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list[float], ...]:
     """(forward, backward, mean backward of one layer, backward as one block per layer)
     per stage, one microbatch: each chunk's forward and backward priced as the graph's
     block of it; the last is the graph's backward that lets gradient buckets start as its
     layers finish (workloads/training.py ``_split_backward``: the output layer's backward
-    with the chunk's last layer, the embedding's with its first)."""
+    with the chunk's last layer, the embedding's with its first). With ``dual`` (a list),
+    each stage's ``DualTimes`` are appended to it."""
     model, opts, costs = est.model, est.options, est.costs
     overlap = ("ep",) if opts.moe and opts.moe.overlap else ()
     pipe = pipeline_of(plan, model.layers)
     fwd, bwd, per_layer, split = [], [], [], []
     for s in range(plan.pp):
         ctx, ops = stage_layer_ops(model, plan, opts, s)
-        kinds: dict[tuple[bool, bool], tuple[BlockTally, BlockTally, float]] = {}
+        kinds: dict[tuple[bool, bool], tuple] = {}
         f = b = b_split = 0.0
         layer_b = []
+        stage_dual = DualTimes() if dual is not None else None
+        shares: dict = {}
         for c in range(plan.chunks):
             cf, cb, alone = [], [], []
+            keys = []
             for i in moe_training.chunk_layers(model, plan, s, c):
                 key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
                 if key not in kinds:    # one layer's kernels, rewritten as the graph's chunks
-                    lb = _tally(costs, ops.transform(moe_training.layer_bwd_ops(ctx, plan, i), True),
-                                overlap)
-                    kinds[key] = (_tally(costs, ops.transform(layer_forward_at(ctx, i)), overlap),
-                                  lb, _time(costs, [lb], overlap))
+                    fo = ops.transform(layer_forward_at(ctx, i))
+                    bo = ops.transform(moe_training.layer_bwd_ops(ctx, plan, i), True)
+                    lb = _tally(costs, bo, overlap)
+                    kinds[key] = (_tally(costs, fo, overlap), lb, _time(costs, [lb], overlap),
+                                  fo, bo)
                 cf.append(kinds[key][0])
                 cb.insert(0, kinds[key][1])         # the backward runs the last layer first
                 alone.insert(0, kinds[key][2])      # each layer's backward as its own block
+                keys.append(key)
             layer_b += alone
             ends = [0.0] * len(alone)   # the split backward's first and last blocks differ
             if pipe.is_first(s, c):
@@ -81,11 +137,50 @@ def stage_times(est, plan: ParallelPlan) -> tuple[list[float], ...]:
                     ends[0] = _time(costs, [head_b, cb[1], *tail], overlap) - alone[0]
             f, b = f + _time(costs, cf, overlap), b + _time(costs, cb, overlap)
             b_split += sum(alone) + sum(ends) if alone else _time(costs, cb, overlap)
+            if stage_dual is not None:
+                stage_dual.fwd.append(_time(costs, cf, overlap))
+                stage_dual.bwd.append(_time(costs, cb, overlap))
+                _dual_chunk(costs, ops, (pipe.is_first(s, c), pipe.is_last(s, c)),
+                            [(k, kinds[k]) for k in keys], overlap, stage_dual, shares)
+        if stage_dual is not None:
+            n = plan.chunks
+            stage_dual.pair = {(x, y): pair_time(costs, shares[("f", x)], shares[("b", y)],
+                                                 stage_dual.fwd[x] + stage_dual.bwd[y])
+                               for x in range(n) for y in range(n)}
+            dual.append(stage_dual)
         per_layer.append(sum(layer_b) / max(1, len(layer_b)))
         fwd.append(f)
         bwd.append(b)
         split.append(b_split)
     return fwd, bwd, per_layer, split
+
+
+def _dual_chunk(costs: OpCosts, ops, ends: tuple[bool, bool], layers: list, overlap,
+                out: DualTimes, shares: dict) -> None:
+    """One chunk's input- and weight-gradient passes (the graph's ``inp`` and ``w``
+    blocks: the output layer's and embedding's backward with the input part) and the
+    pair shares of its forward and backward (``shares[("f" / "b", chunk)]``), each kind
+    of layer split once (``shares[key]``)."""
+    c = len(out.inp)
+    emb_f, emb_b = (ops.emb_fwd, ops.emb_bwd) if ends[0] else ((), ())
+    head_f, head_b = (ops.head_fwd, ops.head_bwd) if ends[1] else ((), ())
+    fs, bs = _share(costs, emb_f), _share(costs, head_b)
+    inp, wgt = [_tally(costs, head_b, overlap)], []
+    for key, kind in reversed(layers):          # the backward runs the last layer first
+        if key not in shares:
+            i_ops, w_ops = split_wgrad(kind[4])
+            shares[key] = (_share(costs, kind[3]), _share(costs, kind[4]),
+                           _tally(costs, i_ops, overlap), _tally(costs, w_ops, overlap))
+        bs += shares[key][1]
+        inp.append(shares[key][2])
+        wgt.append(shares[key][3])
+    for key, _ in layers:
+        fs += shares[key][0]
+    shares[("f", c)] = fs + _share(costs, head_f)
+    shares[("b", c)] = bs + _share(costs, emb_b)
+    inp.append(_tally(costs, emb_b, overlap))
+    out.inp.append(_time(costs, inp, overlap))
+    out.wgt.append(_time(costs, wgt, overlap) if wgt else 0.0)
 
 
 def split_backward(plan: ParallelPlan, bwd: list[float],

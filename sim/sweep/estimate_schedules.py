@@ -13,10 +13,15 @@ weight-gradient time over all the rank's layers (both chunks of a V or of DualPi
 * dualpipev: (p - 1)(F&B + B - 3W) per chunk (PP = 2p stages), embedding and head on
   rank 0.
 F&B = F + B: the pair runs on one compute stream.
+
+MoE models under DualPipe(V) (``dual_pipe_time``): each rank's order is summed pass by
+pass with F&B the graph's pair block, whose EP all-to-alls hide behind both chunks'
+compute (sim/sweep/estimate_moe.py ``pair_time``), and the bubble above takes that F&B.
 """
 
 from __future__ import annotations
 
+from workloads import schedules_zb
 from workloads.parallel import ParallelPlan
 
 
@@ -55,3 +60,35 @@ def pipe_time(plan: ParallelPlan, fwd: list[float], bwd: list[float],
     else:
         bubble = (p - 1) * ((f + b) + b - 3 * w)
     return busy + max(bubble, 0.0)
+
+
+def rank_busy(plan: ParallelPlan, r: int, dual) -> float:
+    """Seconds of compute of rank ``r`` over the DualPipe(V) order it plays
+    (workloads/schedules_zb.py): each overlapped pair at its pair price, every other pass
+    (the fill's forwards, the drain's backwards, the split I and W) alone. ``dual``:
+    the rank's sim.sweep.estimate_moe.DualTimes."""
+    steps, pairs = schedules_zb.dualpipe(plan.microbatches, plan.pp, r,
+                                         plan.effective_schedule == "dualpipev")
+    alone = {"F": dual.fwd, "B": dual.bwd, "I": dual.inp, "W": dual.wgt}
+    starts, seconds, k = set(pairs), 0.0, 0
+    while k < len(steps):
+        if k in starts:
+            seconds += dual.pair[(steps[k][1], steps[k + 1][1])]
+            k += 2
+            continue
+        seconds += alone[steps[k][2]][steps[k][1]]
+        k += 1
+    return seconds
+
+
+def dual_pipe_time(plan: ParallelPlan, dual: list) -> float:
+    """DualPipe(V) of MoE chunks: the busiest rank's compute with its pairs overlapped,
+    plus the schedule's bubble with F&B the pair's price."""
+    p, kind = plan.pp, plan.effective_schedule
+    busy = [rank_busy(plan, r, dual[r]) for r in range(p)]
+    r = max(range(p), key=lambda i: busy[i])
+    d = dual[r]
+    fb = (d.pair[(0, 1)] + d.pair[(1, 0)]) / 2
+    b, w = sum(d.bwd) / 2, sum(d.wgt) / 2
+    halves = p // 2 if kind == "dualpipe" else p
+    return busy[r] + max((halves - 1) * (fb + b - 3 * w), 0.0)

@@ -85,10 +85,10 @@ def test_repeat_kv_changes_nothing_without_gqa():
         [getattr(o, "bytes", None) for o in b if isinstance(o, Collective | Compute)]
 
 
-def _tp_ops(mode, backward=False):
+def _tp_ops(mode, backward=False, model=L8):
     p = ParallelPlan(tp=4, pp=1, dp=1, micro_batch=1, global_batch=1, sequence_parallel=True,
                      tp_comm_overlap=mode)
-    g = training.build(L8.with_seq_len(4096), p, training.TrainingOptions())
+    g = training.build(model.with_seq_len(4096), p, training.TrainingOptions())
     node = next(n for n in g.nodes if n.name.startswith("B0" if backward else "F0"))
     return list(node.op.ops)
 
@@ -112,8 +112,9 @@ def test_async_tp_splits_the_gemm_per_rank_and_sums_the_partials():
 
 def test_async_tp_fuses_the_backward_reduce_scatter_with_the_input_gradient():
     """reduce_scatter(dY @ W^T): the input-gradient GEMM is the one pipelined with the
-    reduce-scatter; the weight gradient runs after the partials are summed."""
-    bwd = _tp_ops("async", backward=True)
+    reduce-scatter; the weight gradient runs after the partials are summed (a GELU MLP:
+    its up projection is one linear)."""
+    bwd = _tp_ops("async", backward=True, model=presets()["megatron-1.7b"])
     i = next(k for k, o in enumerate(bwd) if isinstance(o, Overlap) and o.main[0].name == "mlp_up_dgrad")
     assert bwd[i].hidden[0].kind == "reduce_scatter"
     assert [bwd[i + 1].name, bwd[i + 2].name] == ["mlp_up_dgrad_rs_partials_sum", "mlp_up_wgrad"]

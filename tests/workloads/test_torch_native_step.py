@@ -139,3 +139,26 @@ def test_float8_tp_gather_needs_tensorwise():
         parse({"name": "t", "cluster": {"system": "dgx-h100", "nodes": 1},
                "workload": {"kind": "training", "model": MODEL, "precision": "fp8",
                             "fp8": {"recipe": "delayed", "tp_all_gather": True}}}, "t")
+
+
+def _dp_collectives(g, name):
+    return [n.op.bytes for n in g.nodes if n.rank == 0 and n.stream == "dp"
+            and getattr(n.op, "name", "") == name]
+
+
+def test_fsdp2_root_group_gathers_first_and_reduces_last():
+    """TorchTitan's fully_shard(model) root group: embedding and output layer (2 x V h)
+    gathered with the first layer, reduce-scattered after the whole backward (fp32); the
+    last layer's unit holds the layer alone."""
+    s, g = _setup(fsdp2_root_group=True)
+    m = s.model
+    layer, root = m.params_per_layer, 2 * m.vocab * m.hidden
+    # forward: root + layer 0, layer 1; backward (resharded): layer 1, layer 0 + root
+    assert _dp_collectives(g, "zero3_param_all_gather") == pytest.approx(
+        [2 * (layer + root), 2 * layer, 2 * layer, 2 * (layer + root)])
+    assert _dp_collectives(g, "zero3_grad_reduce_scatter") == pytest.approx(
+        [4 * layer, 4 * (layer + root)])
+    _, plain = _setup()
+    emb = root / 2
+    assert _dp_collectives(plain, "zero3_grad_reduce_scatter") == pytest.approx(
+        [4 * (layer + emb), 4 * (layer + emb)])
