@@ -76,9 +76,22 @@ MODELS = {"Qwen3-32B": "qwen3-32b"}
 COMMITS = {"NEMORL-v0.4": "cff17f83b", "NEMORL-v0.5": "9dbd9adc9", "NEMORL-v0.6": "69c7ca117"}
 # Colocated rows generate through vllm.LLM (NeMo RL vllm_worker.py), whose batch limits on a
 # GPU of >= 70 GiB other than A100 default to max_num_seqs 1024 and max_num_batched_tokens
-# 16384 (vLLM engine/arg_utils.py, get_batch_defaults, UsageContext.LLM_CLASS). The async
-# engine of the off-policy rows (AsyncLLM) keeps the scheduler defaults (256 / 8192 here).
+# 16384 (vLLM engine/arg_utils.py, get_batch_defaults, UsageContext.LLM_CLASS).
 VLLM_LLM_CLASS = {"policy": "vllm", "max_batch": 1024, "max_tokens": 16384}
+# Recipes with vllm_cfg.async_engine: true (every k-step-off recipe and the colocated
+# ASYNC_COLOCATED ones) build the engine with AsyncLLM.from_engine_args (NeMo RL
+# vllm_worker_async.py at cff17f83b, 9dbd9adc9, 69c7ca117), whose usage context defaults to
+# UsageContext.ENGINE_CONTEXT. vLLM's batch defaults name only LLM_CLASS and
+# OPENAI_API_SERVER, so this context falls through to SchedulerConfig's own defaults:
+# max_num_seqs 128 and, with chunked prefill (always on in V1), max_num_batched_tokens 2048
+# (vLLM 0.11 SchedulerConfig.__post_init__; DEFAULT_MAX_NUM_SEQS / _BATCHED_TOKENS in later
+# releases; the fall-through is described in vLLM pull request #37393 and NeMo RL pull
+# request #4221). V1 schedules the running decodes first and chunks prefills into what is
+# left of that token budget: ``sarathi`` with chunk_size = max_num_batched_tokens.
+VLLM_ASYNC_ENGINE = {"policy": "sarathi", "max_batch": 128, "max_tokens": 2048, "chunk_size": 2048}
+# file -> vllm_cfg.vllm_kwargs.max_num_seqs where a recipe sets it (9dbd9adc9, 69c7ca117);
+# max_num_batched_tokens stays the async engine's 2048.
+MAX_NUM_SEQS = {"grpo-deepseek-v3-64n8g-fp8-async-1off.yaml": 32}
 # Layers of the first and last pipeline stage (num_layers_in_first/last_pipeline_stage).
 FIRST_LAST = {("deepseek-v3", 16): (3, 2), ("deepseek-v3", 8): (7, 6),
               ("qwen3-235b-a22b", 8): (11, 11), ("qwen3-235b-a22b", 4): (23, 23)}
@@ -100,7 +113,8 @@ ENFORCE_EAGER = {("deepseek-v3", "DAPO")}
 # on by default (hw_models/data/engines.yaml).
 ENGINE_HOST = {"NEMORL-v0.4": "vllm-v1", "NEMORL-v0.5": "vllm-v1", "NEMORL-v0.6": "vllm-v1-async"}
 # Colocated recipes that set vllm_cfg.async_engine: true (grpo-deepseek-v3-32n8g.yaml,
-# grpo-qwen3-235b-16n8g.yaml and the files that inherit them) generate through AsyncLLM.
+# grpo-qwen3-235b-16n8g.yaml and the files that inherit them) generate through AsyncLLM
+# (VLLM_ASYNC_ENGINE's limits).
 ASYNC_COLOCATED = {("deepseek-v3", "GRPO"), ("qwen3-235b-a22b", "GRPO")}
 RECIPE_STEM = {"llama3-8b": "grpo-llama3.1-8b-instruct-2n{g}g", "deepseek-v3": "grpo-deepseek-v3-{n}n{g}g",
                "qwen3-235b-a22b": "grpo-qwen3-235b-{n}n{g}g", "qwen3-30b-a3b": "grpo-qwen3-30ba3b-{n}n{g}g",
@@ -141,6 +155,17 @@ class Recipe:
     mem_util: float = 0.6    # vllm_cfg.gpu_memory_utilization
     rollout_gpus: int | None = None   # generation GPUs of an off-policy row
     train_ep: int | None = None       # expert_model_parallel_size, where it overrides the row's
+
+
+def rollout_scheduler(r) -> dict:
+    """The rollout engine's batch limits: vllm.LLM's (VLLM_LLM_CLASS) on the colocated rows
+    of synchronous-engine recipes, AsyncLLM's (VLLM_ASYNC_ENGINE) on every recipe with
+    async_engine: true, with a recipe's own max_num_seqs (MAX_NUM_SEQS)."""
+    key = (model_id(r), r.algorithm)
+    if not off_policy_steps(r) and key not in ASYNC_COLOCATED:
+        return dict(VLLM_LLM_CLASS)
+    seqs = MAX_NUM_SEQS.get(recipe(r).file)
+    return VLLM_ASYNC_ENGINE | ({"max_batch": seqs} if seqs else {})
 
 
 def model_id(r) -> str | None:

@@ -24,7 +24,9 @@ What the rows do not publish is filled the same way for every row:
   put generation and training on separate pools as the recipe does (half the nodes each,
   e.g. grpo-llama3.1-8b-instruct-2n8g-async-1off.yaml: 1 generation node of 2; 8 of 24 in
   the 8-step-off recipe) with off_policy_steps k; vLLM's gpu_memory_utilization is the
-  recipe's (calibration/rl_recipes.py);
+  recipe's, and so are the engine's batch limits: vllm.LLM's 1024 sequences / 16384 tokens
+  on the synchronous colocated recipes, AsyncLLM's 128 / 2048 (vLLM's ENGINE_CONTEXT
+  defaults) on every async_engine recipe (calibration/rl_recipes.py, rollout_scheduler);
 - weight sync: every generation GPU receives every full tensor (``sync: broadcast``). Both
   of NeMo RL's refit paths, the colocated CUDA-IPC stream and the broadcast between
   separate pools, iterate over ``megatron_bridge.export_hf_weights`` on every training
@@ -163,7 +165,7 @@ def build(r, prompt: int) -> scenario.Scenario:
                         "batch_multiplier": rr.BATCH_MULTIPLIER.get(key, 1.0),
                         "enforce_eager": key in rr.ENFORCE_EAGER,
                         "engine_host": rr.ENGINE_HOST.get(r.source_id, "vllm-v1"),
-                        **({} if k or key in rr.ASYNC_COLOCATED else {"scheduler": rr.VLLM_LLM_CLASS})},
+                        "scheduler": rr.rollout_scheduler(r)},
             "train": rr.train_block(r, (tp, cp, ep, pp)),
             "placement": {"rollout_gpus": rec.rollout_gpus, "train_gpus": n - rec.rollout_gpus}
             if k else "colocated",

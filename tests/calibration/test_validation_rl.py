@@ -99,7 +99,7 @@ def test_rows_are_filled_from_the_recipes_at_the_tables_commits():
     assert dapo.rollout.scheduler.max_batch == 1024          # async_engine: false -> vllm.LLM
     # grpo-qwen3-235b-16n8g.yaml: async_engine true (AsyncLLM's limits), vLLM at 0.6 of HBM.
     q = work("NEMORL-v0.5", "GRPO", "Qwen3-235B", "GB200-NVL72", "On policy", "BF16")
-    assert q.rollout.scheduler.max_batch == 256 and q.rollout.kv_cache.gpu_memory_utilization == 0.6
+    assert q.rollout.scheduler.max_batch == 128 and q.rollout.kv_cache.gpu_memory_utilization == 0.6
     assert q.rollout.batch_multiplier == 1.0
     # Llama 3.1 8B: 64 x 32, prompt 131 tokens, responses clipped at 4096 - 131.
     llama = work("NEMORL-v0.4", "GRPO", "LLAMA3.1_8B", "DGX-H100", "On policy", "BF16")
@@ -187,3 +187,29 @@ def test_v06_rows_follow_their_recipes_at_69c7ca117():
     rec, w = work("NEMORL-v0.6", "Qwen3-30B3A", "GB200-NVL72", 16, "1-step Off", "BF16")
     assert rec.file == "grpo-qwen3-30ba3b-4n4g-async-1off.yaml"
     assert (w.placement.train_gpus, w.train.parallel.ep) == (8, 8)
+
+
+def test_async_engine_rows_get_vllms_engine_context_batch_limits():
+    # AsyncLLM.from_engine_args builds its config under UsageContext.ENGINE_CONTEXT, which
+    # vLLM's batch defaults do not list: SchedulerConfig's own max_num_seqs 128 and, with
+    # chunked prefill, max_num_batched_tokens 2048; V1 fills that budget with decodes first,
+    # then prefill chunks (sarathi, chunk = the budget). vllm.LLM (LLM_CLASS) on an H100 or
+    # GB200: 1024 / 16384.
+    table = validate_rl.load()
+    rows = rows_by_key(table)
+
+    def sched(*key):
+        r = rows[key]
+        return validate_rl.build(r, validate_rl.prompt_tokens(table, r)).workload.rollout.scheduler
+
+    off = sched("NEMORL-v0.5", "GRPO", "Qwen3-30B3A", "DGX-H100", "1-step Off", "BF16")
+    assert (off.policy, off.max_batch, off.max_tokens, off.chunk_size) == ("sarathi", 128, 2048, 2048)
+    # grpo-deepseek-v3-32n8g.yaml sets async_engine: true for the colocated run too.
+    ds = sched("NEMORL-v0.5", "GRPO", "DeepSeek V3", "DGX-H100", "On policy", "BF16")
+    assert (ds.max_batch, ds.max_tokens) == (128, 2048)
+    # grpo-deepseek-v3-64n8g-fp8-async-1off.yaml: vllm_kwargs.max_num_seqs 32, tokens default.
+    fp8 = sched("NEMORL-v0.5", "GRPO", "DeepSeek V3", "DGX-H100", "1-step Off", "FP8")
+    assert (fp8.max_batch, fp8.max_tokens) == (32, 2048)
+    # Synchronous-engine colocated recipes keep vllm.LLM's limits.
+    llama = sched("NEMORL-v0.4", "GRPO", "LLAMA3.1_8B", "DGX-H100", "On policy", "BF16")
+    assert (llama.policy, llama.max_batch, llama.max_tokens) == ("vllm", 1024, 16384)
