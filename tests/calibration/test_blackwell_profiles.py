@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from calibration import blackwell, build_profiles
+from calibration.profile_match import mismatches
 from hw_models import catalog
 from hw_models.compute import ComputeModel
 from hw_models.profile import load_builtin
@@ -121,10 +122,11 @@ def test_blackwell_profiles_are_opt_in():
 
 
 @pytest.mark.slow
-def test_blackwell_profiles_regenerate_identically():
+def test_blackwell_profiles_regenerate():
     """The three profiles rebuilt from their inputs (and the committed h100 profile they
-    borrow memory and collective curves from) equal the committed YAML (~10 s)."""
+    borrow memory and collective curves from) match the committed YAML (~10 s;
+    calibration/profile_match.py)."""
     h100 = yaml.safe_load((build_profiles.OUT / "h100.yaml").read_text())
     for prof in blackwell.build_blackwell(h100, build_profiles.REF, build_profiles._sha):
         committed = yaml.safe_load((build_profiles.OUT / f"{prof['name']}.yaml").read_text())
-        assert yaml.safe_load(yaml.safe_dump(prof)) == committed
+        assert mismatches(yaml.safe_load(yaml.safe_dump(prof)), committed) == []

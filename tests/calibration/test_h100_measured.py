@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from calibration.fit_measured import build_profile
+from calibration.profile_match import REL
 from hw_models.errors import ClusterSimError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,10 +24,9 @@ def test_profile_refits_from_its_committed_measurements():
     assert [i["sha256"] for i in prof["inputs"]] == [i["sha256"] for i in COMMITTED["inputs"]]
     for section in ("gemm", "attention", "memory_ops"):
         for name, params in COMMITTED[section].items():
-            # 1e-3: the least-squares optimum of a weakly determined parameter (the GEMM
-            # curve's flops_half) moves by ~3e-4 between SciPy / NumPy releases
-            assert prof[section][name] == pytest.approx(params, rel=1e-3), (section, name)
-    assert prof["memory"] == pytest.approx(COMMITTED["memory"], rel=1e-4)
+            # the fit's drift across machines and library releases (calibration/profile_match.py)
+            assert prof[section][name] == pytest.approx(params, rel=REL), (section, name)
+    assert prof["memory"] == pytest.approx(COMMITTED["memory"], rel=REL)
     # Physical sanity of what was measured: bf16 GEMMs reach 60-95% of the 989 TFLOP/s
     # dense peak, copies 70-100% of the 3.35 TB/s HBM3 (catalog, NVIDIA H100 datasheet).
     assert 0.6 < prof["gemm"]["bf16"]["eff_max"] < 0.95
