@@ -85,7 +85,7 @@ CUDA_GRAPHS: dict[tuple[str, str, str], list[tuple[tuple[int, ...], tuple[str, .
 }
 
 
-# The router's kernels (workloads/moe_layers.router_launches): the perf scripts set
+# The router's kernels (workloads/moe_launches.router_kernels): the perf scripts set
 # moe_router_fusion = True for Qwen3 and gpt-oss-120b in every release
 # (scripts/performance/configs/{qwen3,qwen}/qwen3_llm_pretrain.py set_qwen3_common_configs,
 # gpt_oss/gpt_oss_llm_pretrain.py set_gpt_oss_common_configs, v0.2.0-v0.5.x); Qwen3's

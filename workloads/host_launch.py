@@ -59,7 +59,7 @@ _SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
 # Ops whose host call issues more than one kernel, by name. Ops built with their own count
 # carry it as ``Compute.host_ops``, counted from the code where they are built: the
 # router's scoring and load-balancing-loss kernels (``router_topk``,
-# workloads/moe_layers.router_launches), a current-scaling expert cast's amax, scale and
+# workloads/moe_launches.router_kernels), a current-scaling expert cast's amax, scale and
 # cast kernels (workloads/fp8.py), the all-to-all dispatcher's count bookkeeping and TE's
 # permutation and chunk-sort kernels (``permute``, ``expert_sort``: workloads/moe_layers.py).
 # Not counted (one launch each, a lower bound): HybridEP / DeepEP's internal kernels and

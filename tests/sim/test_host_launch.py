@@ -130,7 +130,7 @@ def test_engine_adds_exactly_the_blocks_host_wait():
 
 def test_unfused_fp64_router_makes_a_tiny_segment_host_bound():
     """The router's scoring op of NeMo RL's fp64 router (12 kernels, without
-    moe_router_fusion; workloads/moe_layers.router_launches) between a 10 us GEMM and a
+    moe_router_fusion; workloads/moe_launches.router_kernels) between a 10 us GEMM and a
     sync, on a Grace host (37 us per op): host 13 x 37 = 481 us against 15 us of GPU work:
     466 us exposed; with the fused router (1 kernel), 2 x 37 - 15 = 59 us."""
     from tests.workloads.test_moe_host_launches import _ctx, _topk
