@@ -66,6 +66,16 @@ def titan_float8_tp(sc: dict[str, Any]) -> dict[str, Any]:
     return sc
 
 
+# Megatron-Bridge's Llama 3 / 3.1 performance recipes turn TransformerEngine's userbuffers
+# TP overlap off for NVFP4 in every release of the table (scripts/performance/configs/
+# llama/llama3_llm_pretrain.py and llama31_llm_pretrain.py at v0.3.0, v0.4.0, v0.5.0:
+# ``cfg.comm_overlap.tp_comm_overlap = False if precision == "nvfp4" else ...``; v0.6.0
+# src/megatron/bridge/perf_recipes/llama/{gb200,gb300}/llama3.py, llama31.py ``*_nvfp4_config``:
+# ``cfg.comm_overlap.tp_comm_overlap = False``): the sequence-parallel all-gathers and
+# reduce-scatters run as plain NCCL collectives beside their GEMMs, not pipelined with them.
+NVFP4_TP_COMM_OVERLAP = "none"
+
+
 def _gpu(text: str) -> str:
     return str(text).split(" ")[0]
 
@@ -104,6 +114,8 @@ def _mb_perf(r) -> Case:
     vpp = int(num(r.vpp) or 1)
     fsdp = int(num(r.fsdp) or 0)
     par: dict[str, Any] = {"tp": tp, "pp": pp, "cp": cp, "vpp": vpp, "zero": 3 if fsdp else 1}
+    if recipe == "nvfp4" and tp > 1:
+        par["tp_comm_overlap"] = NVFP4_TP_COMM_OVERLAP
     layers = {"llama3.1-405b": 126, "llama3-70b": 80, "llama3-8b": 32}[r.arch_id]
     if layers % (pp * vpp):        # Megatron-Bridge's 405B recipes count embedding and loss
         par |= {"account_for_embedding_in_pipeline_split": True,
@@ -113,6 +125,7 @@ def _mb_perf(r) -> Case:
                   micro_batch=int(num(r.micro_batch) or 1))
     profile = catalog.gpu(catalog.system(SYSTEMS[gpu]).gpu).profile
     note = f"{recipe}; no recompute (not published)" + (
+        "; no TP overlap (recipe)" if recipe == "nvfp4" and tp > 1 else "") + (
         f"; efficiency profile {profile}" if gpu != "H100" else "")
     return Case(SUITE, name, "tokens_per_s_per_gpu", published, sc, note, extra=extra)
 
