@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from calibration.moe_recipes import container, release
 from calibration.validate_modern import Case, num, read, run, summary, training
 from hw_models import catalog
 
@@ -74,6 +75,10 @@ def titan_float8_tp(sc: dict[str, Any]) -> dict[str, Any]:
 # ``cfg.comm_overlap.tp_comm_overlap = False``): the sequence-parallel all-gathers and
 # reduce-scatters run as plain NCCL collectives beside their GEMMs, not pipelined with them.
 NVFP4_TP_COMM_OVERLAP = "none"
+# Transformer Engine quantizes NVFP4's row-wise and Hadamard-transformed column-wise copies
+# in one kernel from 2.14 (workloads/fp8.py ``nvfp4_bytes``); each release's TE from
+# calibration/moe_recipes.py CONTAINERS (26.02: TE 2.12, 26.04: 2.14, 26.06: 2.16).
+FUSED_RHT_CAST_TE = (2, 14)
 
 
 def _gpu(text: str) -> str:
@@ -123,6 +128,8 @@ def _mb_perf(r) -> Case:
     sc = training(f"fp8-{r.Index}", SYSTEMS[gpu], int(r.num_gpus), ARCH[r.arch_id], int(r.seq_len),
                   int(num(r.global_batch_seqs)), par, precision=prec, recipe=recipe,
                   micro_batch=int(num(r.micro_batch) or 1))
+    if recipe == "nvfp4" and container(release(r))[0] < FUSED_RHT_CAST_TE:
+        sc["workload"]["fp8"]["fused_rht_cast"] = False
     profile = catalog.gpu(catalog.system(SYSTEMS[gpu]).gpu).profile
     note = f"{recipe}; no recompute (not published)" + (
         "; no TP overlap (recipe)" if recipe == "nvfp4" and tp > 1 else "") + (
