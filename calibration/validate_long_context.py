@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from calibration.validate_fp8 import titan_float8_tp, titan_step
+from calibration.validate_fp8 import titan_float8_tp, titan_pp_fsdp, titan_step
 from calibration.validate_modern import Case, num, read, run, summary, training
 
 SUITE = "long-context"
@@ -75,6 +75,7 @@ def _titan(r) -> Case:
                   int(r.seq_len), fsdp * local, par, precision="fp8", recipe="tensorwise",
                   fused_amax=True, recompute="full", **titan_step(r.source_id))
     titan_float8_tp(sc)
+    titan_pp_fsdp(sc)
     note = ("Grand Teton H100 96GB HBM2e 500W (NVL peaks assumed); FSDP as zero " +
             ("3" if pp == 1 else "1 (PP with FSDP: weights kept between microbatches)"))
     return Case(SUITE, name, "tokens_per_s_per_gpu", num(r.throughput_tokens_per_s_per_gpu), sc, note)

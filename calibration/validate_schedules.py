@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from calibration.validate_fp8 import titan_float8_tp, titan_step
+from calibration.validate_fp8 import titan_float8_tp, titan_pp_fsdp, titan_step
 from calibration.validate_modern import Case, num, read, run, summary, training
 
 SUITE = "schedules"
@@ -42,6 +42,7 @@ def _titan(r) -> Case:
                   gbs, par, precision="fp8", recipe="tensorwise", micro_batch=micro,
                   fused_amax=True, recompute="full", **titan_step(r.source_id))
     titan_float8_tp(sc)
+    titan_pp_fsdp(sc)
     return Case(SUITE, f"TorchTitan Llama 3.1 405B 512 H100 {r.pipeline_schedule}",
                 "tokens_per_s_per_gpu", num(r.throughput_tokens_per_s_per_gpu), sc,
                 f"seq 8192, {PP} microbatches of {micro} (TorchTitan's default: the PP degree); "
