@@ -71,8 +71,10 @@ def titan_pp_fsdp(sc: dict[str, Any]) -> dict[str, Any]:
       ``_fsdp_param.py`` (``unsharded_accumulated_grad += unsharded_param.grad``: read 4
       and 2, write 4 bytes a parameter), on the compute stream: the simulator's unfused
       gradient accumulation (``grad_accumulation_fusion: false``);
-    * the reduce-scatters start after the last microbatch's whole backward, not layer by
-      layer under it (``overlap_grad_reduce: false``);
+    * a stage's reduce-scatters start after its last microbatch's whole backward, not
+      layer by layer under it (``overlap_grad_reduce: false``); with 2 stages per rank
+      (interleaved) the later stage's run under the earlier one's last backwards
+      (``grad_reduce_per_stage``: the post_backward is per stage);
     * ``post_backward`` reshards the parameters (``set_reshard_after_backward(True)`` on
       the last backward), so the next step's first forward gathers them again, layer by
       layer under its compute (FSDP2's forward prefetch): ``overlap_param_gather``.
@@ -80,7 +82,7 @@ def titan_pp_fsdp(sc: dict[str, Any]) -> dict[str, Any]:
     w = sc["workload"]
     if w["parallel"].get("pp", 1) > 1:
         w |= {"grad_accumulation_fusion": False, "overlap_grad_reduce": False,
-              "overlap_param_gather": True}
+              "grad_reduce_per_stage": True, "overlap_param_gather": True}
     return sc
 
 

@@ -20,19 +20,20 @@ from workloads.training import build
 H, FFN, KV, V, LAYERS, TP = 16384, 53248, 1024, 128256, 126, 8
 
 
-def _one_f_one_b():
+def _one_f_one_b(interleaved: bool = False):
     case = next(c for c in validate_schedules.cases()
-                if c.scenario and "Interleaved" not in c.name)
+                if c.scenario and ("Interleaved" in c.name) == interleaved)
     return copy.deepcopy(case.scenario)
 
 
 def test_keys_only_with_pipeline():
     sc = _one_f_one_b()
     w = sc["workload"]
-    assert (w["grad_accumulation_fusion"], w["overlap_grad_reduce"],
-            w["overlap_param_gather"]) == (False, False, True)
+    assert (w["grad_accumulation_fusion"], w["overlap_grad_reduce"], w["grad_reduce_per_stage"],
+            w["overlap_param_gather"]) == (False, False, True, True)
     flat = copy.deepcopy(sc)
-    for k in ("grad_accumulation_fusion", "overlap_grad_reduce", "overlap_param_gather"):
+    for k in ("grad_accumulation_fusion", "overlap_grad_reduce", "grad_reduce_per_stage",
+              "overlap_param_gather"):
         flat["workload"].pop(k)
     flat["workload"]["parallel"]["pp"] = 1
     assert titan_pp_fsdp(flat)["workload"].keys() == flat["workload"].keys()
@@ -67,3 +68,19 @@ def test_reduce_scatters_after_last_backward_and_gathers_at_start():
     assert len(rs) > 1 and rs.start.min() >= backward.end.max()
     forward0 = tl[tl.name == "F0_c0_l0"]
     assert len(ag) > 0 and ag.start.min() == 0.0 and ag.start.min() < forward0.end.min()
+
+
+@pytest.mark.slow
+def test_interleaved_later_stage_reduces_under_earlier_backwards():
+    """Two stages per rank: rank 0 runs stage 8's backwards (chunk 1) before stage 0's;
+    stage 8's reduce-scatters start when its last backward ends, under stage 0's."""
+    res = simulate(parse(_one_f_one_b(interleaved=True), "per-stage"))
+    tl = res.timeline[res.timeline["rank"] == 0]
+    comp = tl[tl.stream == "compute"]
+    end_c1 = comp[comp.name.str.startswith("B7_c1")].end.max()
+    end_c0 = comp[comp.name.str.startswith("B7_c0")].end.max()
+    rs = tl[tl.name.str.startswith("dp_bucket")].sort_values("start")
+    # 8 layers of chunk 1 (stage 8), then 7 of chunk 0 with the embedding's table
+    assert len(rs) == 15
+    assert rs.start.iloc[0] == pytest.approx(end_c1) and end_c1 < end_c0
+    assert rs.start.iloc[8] >= end_c0
