@@ -12,7 +12,9 @@ degree: 8 microbatches of 4 sequences; 2 stages per rank for the interleaved (mu
 schedule; ``generate_split_points`` gives the 126 layers as 15, 16 x 6, 15 (8 stages) and
 7, 8 x 14, 7 (16 stages), the same split as counting embedding and loss as one layer
 each; FSDP with ``reshard_after_forward=False`` under PP (weights kept between
-microbatches: ZeRO-1 here); full activation checkpointing, torchao tensorwise Float8
+microbatches: ZeRO-1 here) as PyTorch's pipelining stage drives it (``titan_pp_fsdp``:
+fp32 gradient accumulation per microbatch, reduce-scatters after each stage's last
+backward, the gather under the next forward); full activation checkpointing, torchao tensorwise Float8
 (amax fused by torch.compile), async TP. Its H100s are 96 GB HBM2e at 500 W: the
 catalog's ``grand-teton-h100`` (docs/long_context.md).
 """
