@@ -75,10 +75,14 @@ def titan_pp_fsdp(sc: dict[str, Any]) -> dict[str, Any]:
       layer by layer under it (``overlap_grad_reduce: false``); with 2 stages per rank
       (interleaved) the later stage's run under the earlier one's last backwards
       (``grad_reduce_per_stage``: the post_backward is per stage);
-    * ``post_backward`` reshards the parameters (``set_reshard_after_backward(True)`` on
-      the last backward), so the next step's first forward gathers them again, layer by
-      layer under its compute (FSDP2's forward prefetch): ``overlap_param_gather``.
-    Rows without PP keep FSDP2's per-layer hooks (zero 3)."""
+    * ``post_backward`` reshards the parameters (FSDP2's ``reshard_after_backward``), so
+      the next step's first forward gathers them again, layer by layer under its compute
+      (FSDP2's forward prefetch): ``overlap_param_gather``.
+    Not settled by the sources here: whether that build already kept the weights gathered
+    between microbatches (``set_reshard_after_backward(False)`` on the other backwards, in
+    the stage's code of January 2025); if not, each microbatch's forward gathers them
+    again under its compute, which is not charged. Rows without PP keep FSDP2's per-layer
+    hooks (zero 3)."""
     w = sc["workload"]
     if w["parallel"].get("pp", 1) > 1:
         w |= {"grad_accumulation_fusion": False, "overlap_grad_reduce": False,
