@@ -27,6 +27,10 @@ class ModelSpec(BaseModel):
     vocab: int = Field(gt=0)
     seq_len: int = Field(gt=0)
     activation: Literal["gelu", "swiglu", "squared_relu"] = "gelu"
+    # Clamp of the gated activation's inputs (gpt-oss: ``swiglu_limit`` 7.0 in its
+    # config.json; Megatron-Core ``activation_func_clamp_value``): the gate half is clamped
+    # from above, the linear half to [-limit, limit] (workloads/moe_layers.py prices it).
+    activation_clamp: float | None = Field(default=None, gt=0)
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     bias: bool = True                  # linear layers carry biases (GPT) or not (Llama)
     rope: bool = False                 # rotary positions (no learned position table)
