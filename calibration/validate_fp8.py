@@ -56,6 +56,40 @@ def titan_step(source_id: str) -> dict[str, Any]:
     return step
 
 
+def titan_pp_fsdp(sc: dict[str, Any]) -> dict[str, Any]:
+    """FSDP2 under TorchTitan's pipeline (PyTorch 1963fc8 of 2024-12-23, the December 2024
+    tables' build; ``apply_fsdp`` with ``reshard_after_forward=False`` when PP is on, FSDP
+    as ZeRO-1 here). ``torch.distributed.pipelining``'s stage runs every microbatch's
+    backward with ``set_requires_gradient_sync(False)`` and calls FSDP's ``post_backward``
+    by hand once the last one is done (``backward_maybe_with_nosync``: the hooks "manually
+    disabled before invoking either type of backward, and then ... manually triggered",
+    PyTorch PR 144535, from PR 134052). Three costs follow:
+
+    * each microbatch's gradients are accumulated unsharded in the reduce dtype (fp32,
+      TorchTitan's ``mixed_precision_reduce``): FSDP2's ``post_backward`` per layer group,
+      ``to_accumulated_grad_if_needed`` / ``accumulate_unsharded_grad_if_needed`` in
+      ``_fsdp_param.py`` (``unsharded_accumulated_grad += unsharded_param.grad``: read 4
+      and 2, write 4 bytes a parameter), on the compute stream: the simulator's unfused
+      gradient accumulation (``grad_accumulation_fusion: false``);
+    * a stage's reduce-scatters start after its last microbatch's whole backward, not
+      layer by layer under it (``overlap_grad_reduce: false``); with 2 stages per rank
+      (interleaved) the later stage's run under the earlier one's last backwards
+      (``grad_reduce_per_stage``: the post_backward is per stage);
+    * ``post_backward`` reshards the parameters (FSDP2's ``reshard_after_backward``), so
+      the next step's first forward gathers them again, layer by layer under its compute
+      (FSDP2's forward prefetch): ``overlap_param_gather``.
+    Not settled by the sources here: whether that build already kept the weights gathered
+    between microbatches (``set_reshard_after_backward(False)`` on the other backwards, in
+    the stage's code of January 2025); if not, each microbatch's forward gathers them
+    again under its compute, which is not charged. Rows without PP keep FSDP2's per-layer
+    hooks (zero 3)."""
+    w = sc["workload"]
+    if w["parallel"].get("pp", 1) > 1:
+        w |= {"grad_accumulation_fusion": False, "overlap_grad_reduce": False,
+              "grad_reduce_per_stage": True, "overlap_param_gather": True}
+    return sc
+
+
 def titan_float8_tp(sc: dict[str, Any]) -> dict[str, Any]:
     """TorchTitan with Float8 (tensorwise) and TP applies torchao's Float8 TP plan
     (``apply_tp``: Float8ColwiseParallel, Float8RowwiseParallel,

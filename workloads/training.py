@@ -61,6 +61,9 @@ class TrainingOptions:
     repeat_kv: bool = False             # GQA K,V expanded to every query head (layers.LayerContext)
     grad_bytes: int = 4                 # bytes per gradient element in the DP reduction
     overlap_grad_reduce: bool = True
+    # overlap_grad_reduce off: each pipeline (virtual) stage's gradients reduced once its
+    # own last backward has run (PyTorch pipelining's FSDP post_backward), not after the step
+    grad_reduce_per_stage: bool = False
     bucket_params: float = 40e6         # Megatron-LM's default DDP bucket (40M elements)
     param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers (fp8 params: 1)
     fp8_recipe: str | None = None       # workloads/fp8.py; None: GEMMs in ``dtype``
