@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from calibration.moe_recipes import container, release
 from calibration.validate_modern import Case, num, read, run, summary, training
 from hw_models import catalog
 
@@ -100,6 +101,20 @@ def titan_float8_tp(sc: dict[str, Any]) -> dict[str, Any]:
     return sc
 
 
+# Megatron-Bridge's Llama 3 / 3.1 performance recipes turn TransformerEngine's userbuffers
+# TP overlap off for NVFP4 in every release of the table (scripts/performance/configs/
+# llama/llama3_llm_pretrain.py and llama31_llm_pretrain.py at v0.3.0, v0.4.0, v0.5.0:
+# ``cfg.comm_overlap.tp_comm_overlap = False if precision == "nvfp4" else ...``; v0.6.0
+# src/megatron/bridge/perf_recipes/llama/{gb200,gb300}/llama3.py, llama31.py ``*_nvfp4_config``:
+# ``cfg.comm_overlap.tp_comm_overlap = False``): the sequence-parallel all-gathers and
+# reduce-scatters run as plain NCCL collectives beside their GEMMs, not pipelined with them.
+NVFP4_TP_COMM_OVERLAP = "none"
+# Transformer Engine quantizes NVFP4's row-wise and Hadamard-transformed column-wise copies
+# in one kernel from 2.14 (workloads/fp8.py ``nvfp4_bytes``); each release's TE from
+# calibration/moe_recipes.py CONTAINERS (26.02: TE 2.12, 26.04: 2.14, 26.06: 2.16).
+FUSED_RHT_CAST_TE = (2, 14)
+
+
 def _gpu(text: str) -> str:
     return str(text).split(" ")[0]
 
@@ -138,6 +153,8 @@ def _mb_perf(r) -> Case:
     vpp = int(num(r.vpp) or 1)
     fsdp = int(num(r.fsdp) or 0)
     par: dict[str, Any] = {"tp": tp, "pp": pp, "cp": cp, "vpp": vpp, "zero": 3 if fsdp else 1}
+    if recipe == "nvfp4" and tp > 1:
+        par["tp_comm_overlap"] = NVFP4_TP_COMM_OVERLAP
     layers = {"llama3.1-405b": 126, "llama3-70b": 80, "llama3-8b": 32}[r.arch_id]
     if layers % (pp * vpp):        # Megatron-Bridge's 405B recipes count embedding and loss
         par |= {"account_for_embedding_in_pipeline_split": True,
@@ -145,8 +162,11 @@ def _mb_perf(r) -> Case:
     sc = training(f"fp8-{r.Index}", SYSTEMS[gpu], int(r.num_gpus), ARCH[r.arch_id], int(r.seq_len),
                   int(num(r.global_batch_seqs)), par, precision=prec, recipe=recipe,
                   micro_batch=int(num(r.micro_batch) or 1))
+    if recipe == "nvfp4" and container(release(r))[0] < FUSED_RHT_CAST_TE:
+        sc["workload"]["fp8"]["fused_rht_cast"] = False
     profile = catalog.gpu(catalog.system(SYSTEMS[gpu]).gpu).profile
     note = f"{recipe}; no recompute (not published)" + (
+        "; no TP overlap (recipe)" if recipe == "nvfp4" and tp > 1 else "") + (
         f"; efficiency profile {profile}" if gpu != "H100" else "")
     return Case(SUITE, name, "tokens_per_s_per_gpu", published, sc, note, extra=extra)
 
