@@ -142,8 +142,11 @@ class Estimator:
                            strict=True)
         per_stage = [f + b + v * self._p2p_on_compute(plan) for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
-        if lt is None and dual and not zero3:      # MoE pairs: estimate_schedules.py
-            t_pipe = estimate_schedules.dual_pipe_time(plan, dual)
+        played = None
+        if lt is None and dual and not zero3:      # MoE pairs: the orders played
+            played = estimate_schedules.dual_play(plan, plan.pipeline(self.model.layers), dual,
+                                                  self._hops(plan))
+            t_pipe = max(played.end)
         elif plan.effective_schedule in SPLIT_BACKWARD:
             t_pipe = estimate_schedules.pipe_time(plan, list(fwd), list(bwd), wgrad)
         else:
@@ -152,6 +155,13 @@ class Estimator:
             t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
         else:
             t_pipe += drain
+        if played is not None and plan.zero <= 1:  # each rank's tail as the graph plays it
+            return max(estimate_moe.played_tail(self, plan, s, played.end[s], played.grads_done[s])
+                       for s in range(p))
+        if played is not None:      # each rank's tail after its own last pass
+            return max(played.end[s] + max(self._stage_tail(
+                plan, s, bwd[s] / v, layer_bwd[s], per_stage[s] * m - fwd[s] / v, offload,
+                fwd[s]) + estimate_moe.expert_tail(self, plan, s), 0.0) for s in range(p))
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
                                         p2p_bytes(self.model, plan))
@@ -162,6 +172,18 @@ class Estimator:
                    + (0.0 if lt else estimate_moe.expert_tail(self, plan, s)) - s * bwd[s] / v
                    for s in sorted({0, p // 2, p - 1}))
         return t_pipe + max(tail, 0.0)
+
+    def _hops(self, plan: ParallelPlan):
+        """Seconds of one pipeline transfer from stage ``src``'s rank to ``dst``'s."""
+        nbytes, memo = p2p_bytes(self.model, plan), {}
+
+        def hop(src: int, dst: int) -> float:
+            t = memo.get((src, dst))
+            if t is None:
+                t = memo[(src, dst)] = self.network.p2p_time(
+                    plan.rank(0, 0, src), plan.rank(0, 0, dst), nbytes)
+            return t
+        return hop
 
     def _p2p_on_compute(self, plan: ParallelPlan) -> float:
         """Pipeline transfer time on a stage's compute stream per chunk and microbatch

@@ -21,6 +21,7 @@ compute (sim/sweep/estimate_moe.py ``pair_time``), and the bubble above takes th
 
 from __future__ import annotations
 
+from sim.sweep import pipeline_play
 from workloads import schedules_zb
 from workloads.parallel import ParallelPlan
 
@@ -62,28 +63,34 @@ def pipe_time(plan: ParallelPlan, fwd: list[float], bwd: list[float],
     return busy + max(bubble, 0.0)
 
 
-def rank_busy(plan: ParallelPlan, r: int, dual) -> float:
-    """Seconds of compute of rank ``r`` over the DualPipe(V) order it plays
-    (workloads/schedules_zb.py): each overlapped pair at its pair price, every other pass
-    (the fill's forwards, the drain's backwards, the split I and W) alone. ``dual``:
-    the rank's sim.sweep.estimate_moe.DualTimes."""
+def rank_units(plan: ParallelPlan, r: int, dual) -> list:
+    """Rank ``r``'s DualPipe(V) order (workloads/schedules_zb.py) as priced units
+    ``(seconds, steps)``: each overlapped pair at its pair price, every other pass (the
+    fill's forwards, the drain's backwards, the split I and W) alone. ``dual``: the
+    rank's sim.sweep.estimate_moe.DualTimes."""
     steps, pairs = schedules_zb.dualpipe(plan.microbatches, plan.pp, r,
                                          plan.effective_schedule == "dualpipev")
     alone = {"F": dual.fwd, "B": dual.bwd, "I": dual.inp, "W": dual.wgt}
-    starts, seconds, k = set(pairs), 0.0, 0
+    starts, units, k = set(pairs), [], 0
     while k < len(steps):
         if k in starts:
-            seconds += dual.pair[(steps[k][1], steps[k + 1][1])]
+            units.append((dual.pair[(steps[k][1], steps[k + 1][1])], (steps[k], steps[k + 1])))
             k += 2
             continue
-        seconds += alone[steps[k][2]][steps[k][1]]
+        units.append((alone[steps[k][2]][steps[k][1]], (steps[k],)))
         k += 1
-    return seconds
+    return units
+
+
+def rank_busy(plan: ParallelPlan, r: int, dual) -> float:
+    """Seconds of compute of rank ``r`` over the DualPipe(V) order it plays."""
+    return sum(secs for secs, _ in rank_units(plan, r, dual))
 
 
 def dual_pipe_time(plan: ParallelPlan, dual: list) -> float:
-    """DualPipe(V) of MoE chunks: the busiest rank's compute with its pairs overlapped,
-    plus the schedule's bubble with F&B the pair's price."""
+    """DualPipe(V) of MoE chunks, the published formula: the busiest rank's compute with
+    its pairs overlapped, plus the schedule's bubble with F&B the pair's price (equal
+    ranks; kept for comparison, the estimator plays the orders: ``dual_play``)."""
     p, kind = plan.pp, plan.effective_schedule
     busy = [rank_busy(plan, r, dual[r]) for r in range(p)]
     r = max(range(p), key=lambda i: busy[i])
@@ -92,3 +99,11 @@ def dual_pipe_time(plan: ParallelPlan, dual: list) -> float:
     b, w = sum(d.bwd) / 2, sum(d.wgt) / 2
     halves = p // 2 if kind == "dualpipe" else p
     return busy[r] + max((halves - 1) * (fb + b - 3 * w), 0.0)
+
+
+def dual_play(plan: ParallelPlan, pipe, dual: list, hop) -> pipeline_play.Played:
+    """DualPipe(V) of MoE chunks, each rank's priced order played under the pipeline's
+    dependencies (sim/sweep/pipeline_play.py): when each rank's compute ends, p2p
+    transfers of ``hop(src, dst)`` seconds included."""
+    units = [rank_units(plan, r, dual[r]) for r in range(plan.pp)]
+    return pipeline_play.play(pipe, units, hop)
