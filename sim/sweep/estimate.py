@@ -155,13 +155,9 @@ class Estimator:
             t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
         else:
             t_pipe += drain
-        if played is not None and plan.zero <= 1:  # each rank's tail as the graph plays it
+        if played is not None:      # each rank's tail (ZeRO 0/1) as the graph plays it
             return max(estimate_moe.played_tail(self, plan, s, played.end[s], played.grads_done[s])
                        for s in range(p))
-        if played is not None:      # each rank's tail after its own last pass
-            return max(played.end[s] + max(self._stage_tail(
-                plan, s, bwd[s] / v, layer_bwd[s], per_stage[s] * m - fwd[s] / v, offload,
-                fwd[s]) + estimate_moe.expert_tail(self, plan, s), 0.0) for s in range(p))
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
                                         p2p_bytes(self.model, plan))

@@ -220,7 +220,8 @@ def played_tail(est, plan: ParallelPlan, s: int, end: float, grads_done: list[fl
     gradients complete at ``grads_done[chunk]`` (sim/sweep/pipeline_play.py), as the
     graph plays the tail (workloads/param_sync.py ``add_grad_sync``; ZeRO 0/1): on the
     rank's serial DP channel the replicated gradient buckets in the graph's order
-    (``layer_buckets``: chunks from the last, each bucket as its chunk completes), the
+    (``layer_buckets``: chunks from the last, each bucket as its chunk completes, or
+    after the compute without ``overlap_grad_reduce``), the
     tied-embedding sync after the compute, the expert buckets over expert-DP
     (``add_expert_grad_sync``); then the optimizer step on the compute stream, and the
     ZeRO-1 parameter all-gathers after it."""
@@ -237,7 +238,8 @@ def played_tail(est, plan: ParallelPlan, s: int, end: float, grads_done: list[fl
         if ready:                               # embeddings: with the last layer
             ready[-1] = (ready[-1][0] + dense - sum(n for n, _ in ready), ready[-1][1])
         for n, c in bucket(ready, opts.bucket_params):
-            free = max(free, grads_done[c]) + est._coll(kind, n * opts.grad_bytes, dp)
+            done = grads_done[c] if opts.overlap_grad_reduce else end
+            free = max(free, done) + est._coll(kind, n * opts.grad_bytes, dp)
     if plan.pp > 1 and model.tied_embeddings and s in (0, plan.pp - 1):
         pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
         free = max(free, end) + est.network.collective_time(

@@ -14,9 +14,13 @@ weight-gradient time over all the rank's layers (both chunks of a V or of DualPi
   rank 0.
 F&B = F + B: the pair runs on one compute stream.
 
-MoE models under DualPipe(V) (``dual_pipe_time``): each rank's order is summed pass by
-pass with F&B the graph's pair block, whose EP all-to-alls hide behind both chunks'
-compute (sim/sweep/estimate_moe.py ``pair_time``), and the bubble above takes that F&B.
+These assume equal ranks. MoE models under DualPipe(V) (``dual_play``) play each rank's
+order instead, pass by pass with F&B the graph's pair block, whose EP all-to-alls hide
+behind both chunks' compute (sim/sweep/estimate_moe.py ``pair_time``), under the
+pipeline's dependencies (sim/sweep/pipeline_play.py): the ranks are unequal there (rank 0
+of the V holds the embedding and the output layer), and the others absorb part of the
+busiest rank's bubble, which the formula above overstates (by up to 8% on Qwen3-30B-A3B,
+DualPipeV PP 4, 16 microbatches).
 """
 
 from __future__ import annotations
@@ -85,20 +89,6 @@ def rank_units(plan: ParallelPlan, r: int, dual) -> list:
 def rank_busy(plan: ParallelPlan, r: int, dual) -> float:
     """Seconds of compute of rank ``r`` over the DualPipe(V) order it plays."""
     return sum(secs for secs, _ in rank_units(plan, r, dual))
-
-
-def dual_pipe_time(plan: ParallelPlan, dual: list) -> float:
-    """DualPipe(V) of MoE chunks, the published formula: the busiest rank's compute with
-    its pairs overlapped, plus the schedule's bubble with F&B the pair's price (equal
-    ranks; kept for comparison, the estimator plays the orders: ``dual_play``)."""
-    p, kind = plan.pp, plan.effective_schedule
-    busy = [rank_busy(plan, r, dual[r]) for r in range(p)]
-    r = max(range(p), key=lambda i: busy[i])
-    d = dual[r]
-    fb = (d.pair[(0, 1)] + d.pair[(1, 0)]) / 2
-    b, w = sum(d.bwd) / 2, sum(d.wgt) / 2
-    halves = p // 2 if kind == "dualpipe" else p
-    return busy[r] + max((halves - 1) * (fb + b - 3 * w), 0.0)
 
 
 def dual_play(plan: ParallelPlan, pipe, dual: list, hop) -> pipeline_play.Played:

@@ -45,13 +45,15 @@ def play(pipe: Pipeline, units: list[list[Unit]],
     link: dict[tuple[int, int, bool], float] = {}       # (src, dst, gradient?) -> free at
     clock, nxt = [0.0] * p, [0] * p
     grads = [[0.0] * pipe.v for _ in range(p)]
+    source = {(r, c, kind): pipe.neighbour(r, c, kind)     # (rank, chunk) feeding a pass
+              for r in range(p) for c in range(pipe.v) for kind in "FBI"}
     left = sum(len(u) for u in units)
     while left:
         moved = False
         for r in range(p):
             seq = units[r]
             while nxt[r] < len(seq):
-                start = _start(pipe, r, seq[nxt[r]][1], clock[r], done, link, hop)
+                start = _start(source, r, seq[nxt[r]][1], clock[r], done, link, hop)
                 if start is None:
                     break
                 secs, steps = seq[nxt[r]]
@@ -69,13 +71,13 @@ def play(pipe: Pipeline, units: list[list[Unit]],
     return Played(clock, grads)
 
 
-def _start(pipe: Pipeline, r: int, steps: tuple[Step, ...], free: float, done: dict,
+def _start(source: dict, r: int, steps: tuple[Step, ...], free: float, done: dict,
            link: dict, hop: Callable[[int, int], float]) -> float | None:
     """When a unit of rank ``r`` can start (its inputs' transfers booked on their links),
     or None while one of its inputs is not produced yet."""
     inputs = []
     for mb, c, kind in steps:
-        src = pipe.neighbour(r, c, kind)
+        src = source.get((r, c, kind))
         if src is None:
             continue
         made = done.get((src[0], mb, src[1], kind != "F"))
