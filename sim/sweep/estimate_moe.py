@@ -26,7 +26,7 @@ from workloads import moe_parallel, moe_training
 from workloads.graph import CommGroup
 from workloads.moe_layers import layer_forward_at
 from workloads.parallel import ParallelPlan
-from workloads.param_sync import adam_bytes, bucket, pipeline_of
+from workloads.param_sync import bucket, pipeline_of
 from workloads.pipeline import SPLIT_BACKWARD
 from workloads.stage_ops import pair_overlap, split_ep, split_wgrad
 from workloads.training import stage_layer_ops
@@ -214,47 +214,3 @@ def expert_tail(est, plan: ParallelPlan, s: int) -> float:
         t += est.network.collective_time("all_gather", experts * est.options.param_bytes, group)
     return t
 
-
-def played_tail(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float]) -> float:
-    """When stage ``s`` finishes the step, its compute over at ``end`` and each chunk's
-    gradients complete at ``grads_done[chunk]`` (sim/sweep/pipeline_play.py), as the
-    graph plays the tail (workloads/param_sync.py ``add_grad_sync``; ZeRO 0/1): on the
-    rank's serial DP channel the replicated gradient buckets in the graph's order
-    (``layer_buckets``: chunks from the last, each bucket as its chunk completes, or
-    after the compute without ``overlap_grad_reduce``), the
-    tied-embedding sync after the compute, the expert buckets over expert-DP
-    (``add_expert_grad_sync``); then the optimizer step on the compute stream, and the
-    ZeRO-1 parameter all-gathers after it."""
-    model, opts = est.model, est.options
-    kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
-    dp = CommGroup(plan.dp_group(s), "dp")
-    dense = moe_training.stage_split(model, plan, s)[0]
-    free = 0.0                                  # the DP channel
-    if plan.grad_dp > 1:
-        ready = []
-        for c in reversed(range(plan.chunks)):
-            ready += [(moe_training.layer_dense(model, plan, i), c) for i in
-                      reversed(moe_training.chunk_layers(model, plan, s, c))]
-        if ready:                               # embeddings: with the last layer
-            ready[-1] = (ready[-1][0] + dense - sum(n for n, _ in ready), ready[-1][1])
-        for n, c in bucket(ready, opts.bucket_params):
-            done = grads_done[c] if opts.overlap_grad_reduce else end
-            free = max(free, done) + est._coll(kind, n * opts.grad_bytes, dp)
-    if plan.pp > 1 and model.tied_embeddings and s in (0, plan.pp - 1):
-        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
-        free = max(free, end) + est.network.collective_time(
-            "all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair)
-    size = moe_parallel.edp(plan)
-    if size > 1:
-        edp = CommGroup(moe_parallel.edp_group(plan, s), "dp")
-        ready = [(e, c) for c, grads in moe_training.expert_grads(model, plan, s)
-                 for e in grads if e > 0]
-        for n, c in bucket(ready, opts.bucket_params):
-            free = max(free, grads_done[c]) + est._coll(kind, n * opts.grad_bytes, edp)
-    opt, gather = moe_training.optimizer_and_gather(model, plan, s, opts, adam_bytes(opts))
-    t = max(end, free) + est.costs.uncached_time(opt)
-    if plan.zero == 1 and plan.grad_dp > 1:
-        t += est.network.collective_time("all_gather", dense * opts.param_bytes, dp)
-    if gather is not None:
-        t += est.network.collective_time(gather.kind, gather.bytes, gather.group)
-    return t

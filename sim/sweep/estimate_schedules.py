@@ -26,8 +26,10 @@ DualPipeV PP 4, 16 microbatches).
 from __future__ import annotations
 
 from sim.sweep import pipeline_play
-from workloads import schedules_zb
+from workloads import moe_parallel, moe_training, schedules_zb
+from workloads.graph import CommGroup, Compute
 from workloads.parallel import ParallelPlan
+from workloads.param_sync import adam_bytes, bucket, stage_params
 
 
 def place_heads(plan: ParallelPlan, fwd: list[float], bwd: list[float], lt) -> None:
@@ -75,15 +77,52 @@ def rank_units(plan: ParallelPlan, r: int, dual) -> list:
     steps, pairs = schedules_zb.dualpipe(plan.microbatches, plan.pp, r,
                                          plan.effective_schedule == "dualpipev")
     alone = {"F": dual.fwd, "B": dual.bwd, "I": dual.inp, "W": dual.wgt}
+    return _units(steps, pairs, lambda s: alone[s[2]][s[1]],
+                  lambda f, b: dual.pair[(f[1], b[1])])
+
+
+def _units(steps, pairs, alone, pair) -> list:
+    """A rank's steps as units: each of ``pairs`` (index of its forward) at
+    ``pair(forward, backward)``, every other step at ``alone(step)``."""
     starts, units, k = set(pairs), [], 0
     while k < len(steps):
         if k in starts:
-            units.append((dual.pair[(steps[k][1], steps[k + 1][1])], (steps[k], steps[k + 1])))
+            units.append((pair(steps[k], steps[k + 1]), (steps[k], steps[k + 1])))
             k += 2
             continue
-        units.append((alone[steps[k][2]][steps[k][1]], (steps[k],)))
+        units.append((alone(steps[k]), (steps[k],)))
         k += 1
     return units
+
+
+def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float) -> pipeline_play.Played:
+    """A split-backward schedule (zb-h1, zb-v, DualPipe(V)) of a uniform model: each
+    rank's order (``pipe.steps``) priced pass by pass from one layer's forward, full
+    backward, input- and weight-gradient parts (``lt``, sim.sweep.estimate.LayerTimes)
+    times each chunk's layers, the embedding and the output layer with the chunks that
+    hold them (workloads/training.py ``_make_stage``), a pair as its two passes (no EP
+    communication to overlap), and ``recv_s`` of TP all-gather on the compute stream
+    before each pass fed by another rank (without sequence parallelism), played under
+    the pipeline's dependencies."""
+    units = []
+    for r in range(plan.pp):
+        price = {}
+        for c in range(pipe.v):
+            n, first, last = pipe.chunk_layers(r, c), pipe.is_first(r, c), pipe.is_last(r, c)
+            emb_f, emb_b = (lt.emb_fwd, lt.emb_bwd) if first else (0.0, 0.0)
+            head_f, head_b = (lt.head_fwd, lt.head_bwd) if last else (0.0, 0.0)
+            price[(c, "F")] = emb_f + n * lt.fwd + head_f
+            price[(c, "B")] = head_b + n * lt.bwd + emb_b
+            price[(c, "I")] = head_b + n * lt.bwd_input + emb_b
+            price[(c, "W")] = n * lt.wgrad
+
+        def alone(step, r=r, price=price):
+            src = pipe.neighbour(r, step[1], step[2])
+            fed = src is not None and src[0] != r
+            return price[(step[1], step[2])] + (recv_s if fed else 0.0)
+        units.append(_units(pipe.steps(r), pipe.pairs(r), alone,
+                            lambda f, b, alone=alone: alone(f) + alone(b)))
+    return pipeline_play.play(pipe, units, hop)
 
 
 def rank_busy(plan: ParallelPlan, r: int, dual) -> float:
@@ -97,3 +136,65 @@ def dual_play(plan: ParallelPlan, pipe, dual: list, hop) -> pipeline_play.Played
     transfers of ``hop(src, dst)`` seconds included."""
     units = [rank_units(plan, r, dual[r]) for r in range(plan.pp)]
     return pipeline_play.play(pipe, units, hop)
+
+
+def played_tail(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float]) -> float:
+    """When stage ``s`` of a played split-backward schedule finishes the step, its
+    compute over at ``end`` and each chunk's gradients complete at ``grads_done[chunk]``,
+    as the graph plays the tail (workloads/param_sync.py ``add_grad_sync``; ZeRO 0/1, the
+    only ones these schedules run): on the rank's serial DP channel the replicated
+    gradient buckets in the graph's order (``layer_buckets``: chunks from the last, each
+    bucket as its chunk completes, or after the compute without
+    ``overlap_grad_reduce``), the tied-embedding sync after the compute, MoE expert
+    buckets over expert-DP (``add_expert_grad_sync``); then the optimizer step on the
+    compute stream, and the ZeRO-1 parameter all-gathers after it. ``est``: the
+    sim.sweep.estimate.Estimator."""
+    model, opts = est.model, est.options
+    kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+    dp = CommGroup(plan.dp_group(s), "dp")
+    params = stage_params(model, plan, s)
+    free = 0.0                                  # the DP channel
+    if plan.grad_dp > 1:
+        for n, c in bucket(_replicated_grads(model, plan, s, params), opts.bucket_params):
+            done = grads_done[c] if opts.overlap_grad_reduce else end
+            free = max(free, done) + est._coll(kind, n * opts.grad_bytes, dp)
+    if plan.pp > 1 and model.tied_embeddings and s in (0, plan.pp - 1):
+        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
+        free = max(free, end) + est.network.collective_time(
+            "all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair)
+    gather = None
+    if model.uniform:
+        shard = params / (plan.shard_group if plan.zero >= 1 else 1)
+        opt = Compute("optimizer", 0.0, shard * adam_bytes(opts), "fp32", name="adam")
+    else:
+        size = moe_parallel.edp(plan)
+        if size > 1:
+            edp = CommGroup(moe_parallel.edp_group(plan, s), "dp")
+            ready = [(e, c) for c, grads in moe_training.expert_grads(model, plan, s)
+                     for e in grads if e > 0]
+            for n, c in bucket(ready, opts.bucket_params):
+                free = max(free, grads_done[c]) + est._coll(kind, n * opts.grad_bytes, edp)
+        opt, gather = moe_training.optimizer_and_gather(model, plan, s, opts, adam_bytes(opts))
+    t = max(end, free) + est.costs.uncached_time(opt)
+    if plan.zero in (1, 2) and plan.grad_dp > 1:
+        t += est.network.collective_time("all_gather", params * opts.param_bytes, dp)
+    if gather is not None:
+        t += est.network.collective_time(gather.kind, gather.bytes, gather.group)
+    return t
+
+
+def _replicated_grads(model, plan: ParallelPlan, s: int, params: float) -> list:
+    """(parameters, chunk) of each layer's replicated gradients on stage ``s`` in the
+    order the graph's buckets take them (param_sync.layer_buckets: chunks from the last,
+    layers from the last), the embeddings with the last."""
+    ready = []
+    for c in reversed(range(plan.chunks)):
+        if model.uniform:
+            n = plan.pipeline(model.layers).chunk_layers(s, c)
+            ready += [(model.params_per_layer / plan.tp, c)] * n
+        else:
+            ready += [(moe_training.layer_dense(model, plan, i), c) for i in
+                      reversed(moe_training.chunk_layers(model, plan, s, c))]
+    if ready:
+        ready[-1] = (ready[-1][0] + params - sum(n for n, _ in ready), ready[-1][1])
+    return ready
