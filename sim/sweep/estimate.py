@@ -38,8 +38,7 @@ from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
 from workloads.offload import OffloadOptions
 from workloads.parallel import ParallelPlan
-from workloads.param_sync import (ADAM_BYTES_PER_PARAM, gathers_overlap, stage_params,
-                                  unit_params)
+from workloads.param_sync import ADAM_BYTES_PER_PARAM, gathers_overlap, stage_params, unit_params
 from workloads.pipeline import SPLIT_BACKWARD
 from workloads.training import TrainingOptions, p2p_bytes, stage_layer_ops
 

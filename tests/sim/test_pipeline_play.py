@@ -4,7 +4,6 @@ ranks of unequal speed, against timelines worked out by hand and the published b
 import pytest
 
 from sim.sweep import pipeline_play
-from workloads import schedules_zb
 from workloads.pipeline import Pipeline
 
 
