@@ -132,7 +132,7 @@ class Estimator:
             layer_bwd = [lt.bwd] * p
         else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
             from sim.sweep import estimate_moe
-            dual = [] if plan.effective_schedule in ("dualpipe", "dualpipev") and p > 1 else None
+            dual = [] if plan.effective_schedule in SPLIT_BACKWARD and p > 1 else None
             fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan, dual)
             bwd, drain = estimate_moe.split_backward(plan, bwd, split)
             wgrad = [0.0] * p           # not split: the split schedules' bubble from above
@@ -144,9 +144,9 @@ class Estimator:
         per_stage = [f + b + v * self._p2p_on_compute(plan) for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
         played = None
-        if lt is None and dual and not zero3:      # MoE pairs: the orders played
-            played = estimate_schedules.dual_play(plan, plan.pipeline(self.model.layers), dual,
-                                                  self._hops(plan))
+        if lt is None and dual and not zero3:      # MoE split schedules: the orders played
+            played = estimate_schedules.moe_play(plan, plan.pipeline(self.model.layers), dual,
+                                                 self._hops(plan), self._recv_gather(plan))
             t_pipe = max(played.end)
         elif self._plays_split(plan, zero3, offload):
             played = estimate_schedules.dense_play(plan, plan.pipeline(self.model.layers), lt,

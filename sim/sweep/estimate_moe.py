@@ -86,6 +86,7 @@ class DualTimes:
     inp: list[float] = field(default_factory=list)
     wgt: list[float] = field(default_factory=list)
     pair: dict = field(default_factory=dict)
+    merged: dict = field(default_factory=dict)  # (forward, backward chunk) -> one block?
 
 
 def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list[float], ...]:
@@ -147,6 +148,8 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list
             stage_dual.pair = {(x, y): pair_time(costs, shares[("f", x)], shares[("b", y)],
                                                  stage_dual.fwd[x] + stage_dual.bwd[y])
                                for x in range(n) for y in range(n)}
+            stage_dual.merged = {(x, y): bool(shares[("f", x)].ep or shares[("b", y)].ep)
+                                 for x in range(n) for y in range(n)}
             dual.append(stage_dual)
         per_layer.append(sum(layer_b) / max(1, len(layer_b)))
         fwd.append(f)

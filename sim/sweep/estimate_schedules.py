@@ -14,19 +14,21 @@ weight-gradient time over all the rank's layers (both chunks of a V or of DualPi
   rank 0.
 F&B = F + B: the pair runs on one compute stream.
 
-These assume equal ranks. MoE models under DualPipe(V) (``dual_play``) play each rank's
-order instead, pass by pass with F&B the graph's pair block, whose EP all-to-alls hide
-behind both chunks' compute (sim/sweep/estimate_moe.py ``pair_time``), under the
-pipeline's dependencies (sim/sweep/pipeline_play.py): the ranks are unequal there (rank 0
-of the V holds the embedding and the output layer), and the others absorb part of the
-busiest rank's bubble, which the formula above overstates (by up to 8% on Qwen3-30B-A3B,
-DualPipeV PP 4, 16 microbatches).
+These assume equal ranks. The estimator plays each rank's order instead (``moe_play``,
+``dense_play``), pass by pass, under the pipeline's dependencies
+(sim/sweep/pipeline_play.py), with MoE DualPipe's F&B the graph's pair block, whose EP
+all-to-alls hide behind both chunks' compute (sim/sweep/estimate_moe.py ``pair_time``):
+the ranks are unequal (the end ranks hold the embedding and the output layer), and the
+others absorb part of the busiest rank's bubble, which the formulas overstate (by up to
+8% on Qwen3-30B-A3B, DualPipeV PP 4, 16 microbatches). ``pipe_time`` remains for the
+plans the play leaves out (activation or optimizer offload, overlapped parameter
+gathers).
 """
 
 from __future__ import annotations
 
 from sim.sweep import pipeline_play
-from workloads import moe_parallel, moe_training, schedules_zb
+from workloads import moe_parallel, moe_training
 from workloads.graph import CommGroup, Compute
 from workloads.parallel import ParallelPlan
 from workloads.param_sync import adam_bytes, bucket, stage_params
@@ -69,28 +71,47 @@ def pipe_time(plan: ParallelPlan, fwd: list[float], bwd: list[float],
     return busy + max(bubble, 0.0)
 
 
-def rank_units(plan: ParallelPlan, r: int, dual) -> list:
-    """Rank ``r``'s DualPipe(V) order (workloads/schedules_zb.py) as priced units
-    ``(seconds, steps)``: each overlapped pair at its pair price, every other pass (the
-    fill's forwards, the drain's backwards, the split I and W) alone. ``dual``: the
-    rank's sim.sweep.estimate_moe.DualTimes."""
-    steps, pairs = schedules_zb.dualpipe(plan.microbatches, plan.pp, r,
-                                         plan.effective_schedule == "dualpipev")
+def rank_units(pipe, r: int, dual, recv_s: float = 0.0) -> list:
+    """Rank ``r``'s order (``pipe.steps``: workloads/schedules_zb.py) as priced units
+    ``(seconds, steps)``: each overlapped DualPipe pair at its pair price, every other
+    pass (the fill's forwards, the drain's backwards, the split I and W) alone, and
+    ``recv_s`` of TP all-gather before a pass (a pair: its forward) fed by another rank.
+    ``dual``: the rank's sim.sweep.estimate_moe.DualTimes."""
     alone = {"F": dual.fwd, "B": dual.bwd, "I": dual.inp, "W": dual.wgt}
-    return _units(steps, pairs, lambda s: alone[s[2]][s[1]],
-                  lambda f, b: dual.pair[(f[1], b[1])])
+    fed = _fed(pipe, r, recv_s)
+
+    def pair(f, b) -> tuple:
+        """A pair with EP transfers is one block after the forward's gather; without,
+        two passes, each after its own gather (workloads/training.py ``_merge_pair``)."""
+        if dual.merged[(f[1], b[1])]:
+            return dual.pair[(f[1], b[1])], (fed(f), 0.0)
+        return (alone[f[2]][f[1]], alone[b[2]][b[1]]), (fed(f), fed(b))
+    return _units(pipe.steps(r), pipe.pairs(r), lambda s: ((alone[s[2]][s[1]],), (fed(s),)),
+                  pair)
+
+
+def _fed(pipe, r: int, recv_s: float):
+    """Seconds of the receiver's TP all-gather before step ``s`` of rank ``r``: ``recv_s``
+    where its input comes from another rank (workloads/training.py ``_add_compute``)."""
+    def gather(s) -> float:
+        src = pipe.neighbour(r, s[1], s[2])
+        return recv_s if recv_s and src is not None and src[0] != r else 0.0
+    return gather
 
 
 def _units(steps, pairs, alone, pair) -> list:
-    """A rank's steps as units: each of ``pairs`` (index of its forward) at
-    ``pair(forward, backward)``, every other step at ``alone(step)``."""
+    """A rank's steps as units (sim/sweep/pipeline_play.py ``Unit``): each of ``pairs``
+    (index of its forward) from ``pair(forward, backward)``, every other step from
+    ``alone(step)``, each giving (seconds, gathers)."""
     starts, units, k = set(pairs), [], 0
     while k < len(steps):
         if k in starts:
-            units.append((pair(steps[k], steps[k + 1]), (steps[k], steps[k + 1])))
+            secs, pre = pair(steps[k], steps[k + 1])
+            units.append((secs, (steps[k], steps[k + 1]), pre))
             k += 2
             continue
-        units.append((alone(steps[k]), (steps[k],)))
+        secs, pre = alone(steps[k])
+        units.append((secs, (steps[k],), pre))
         k += 1
     return units
 
@@ -116,25 +137,30 @@ def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float) -> pipeline_pla
             price[(c, "I")] = head_b + n * lt.bwd_input + emb_b
             price[(c, "W")] = n * lt.wgrad
 
-        def alone(step, r=r, price=price):
-            src = pipe.neighbour(r, step[1], step[2])
-            fed = src is not None and src[0] != r
-            return price[(step[1], step[2])] + (recv_s if fed else 0.0)
-        units.append(_units(pipe.steps(r), pipe.pairs(r), alone,
-                            lambda f, b, alone=alone: alone(f) + alone(b)))
+        def alone(step, price=price, fed=_fed(pipe, r, recv_s)):
+            return (price[(step[1], step[2])],), (fed(step),)
+
+        def pair(f, b, alone=alone):                    # two passes, each after its gather
+            (sf,), (gf,) = alone(f)
+            (sb,), (gb,) = alone(b)
+            return (sf, sb), (gf, gb)
+        units.append(_units(pipe.steps(r), pipe.pairs(r), alone, pair))
     return pipeline_play.play(pipe, units, hop)
 
 
-def rank_busy(plan: ParallelPlan, r: int, dual) -> float:
-    """Seconds of compute of rank ``r`` over the DualPipe(V) order it plays."""
-    return sum(secs for secs, _ in rank_units(plan, r, dual))
+def rank_busy(pipe, r: int, dual) -> float:
+    """Seconds of compute of rank ``r`` over the order it plays."""
+    return sum(sum(u[0]) if isinstance(u[0], tuple) else u[0]
+               for u in rank_units(pipe, r, dual))
 
 
-def dual_play(plan: ParallelPlan, pipe, dual: list, hop) -> pipeline_play.Played:
-    """DualPipe(V) of MoE chunks, each rank's priced order played under the pipeline's
-    dependencies (sim/sweep/pipeline_play.py): when each rank's compute ends, p2p
-    transfers of ``hop(src, dst)`` seconds included."""
-    units = [rank_units(plan, r, dual[r]) for r in range(plan.pp)]
+def moe_play(plan: ParallelPlan, pipe, dual: list, hop,
+             recv_s: float = 0.0) -> pipeline_play.Played:
+    """A split-backward schedule of MoE chunks (DualPipe(V) with its pairs, zb-h1, zb-v),
+    each rank's priced order played under the pipeline's dependencies
+    (sim/sweep/pipeline_play.py): when each rank's compute ends, p2p transfers of
+    ``hop(src, dst)`` seconds included."""
+    units = [rank_units(pipe, r, dual[r], recv_s) for r in range(plan.pp)]
     return pipeline_play.play(pipe, units, hop)
 
 

@@ -26,7 +26,11 @@ from dataclasses import dataclass
 from workloads.pipeline import Pipeline
 from workloads.schedules import Step
 
-Unit = tuple[float, tuple[Step, ...]]        # (seconds, the steps it runs, in order)
+# (seconds, steps[, gathers]): ``seconds`` a number when the steps run as one block (an
+# overlapped pair, workloads/stage_ops.py ``pair_block``; every step ends with it), or one
+# number per step when they run one after the other; ``gathers``: per step, seconds of
+# the receiver's TP all-gather of its input before it (workloads/pipeline_sync.py).
+Unit = tuple
 
 
 @dataclass
@@ -53,12 +57,14 @@ def play(pipe: Pipeline, units: list[list[Unit]],
         for r in range(p):
             seq = units[r]
             while nxt[r] < len(seq):
-                start = _start(source, r, seq[nxt[r]][1], clock[r], done, link, hop)
-                if start is None:
+                unit = seq[nxt[r]]
+                steps = unit[1]
+                arrive = _arrivals(source, r, steps, done, link, hop)
+                if arrive is None:
                     break
-                secs, steps = seq[nxt[r]]
-                end = clock[r] = start + secs
-                for mb, c, kind in steps:
+                ends = _run(unit, clock[r], arrive)
+                clock[r] = ends[-1]
+                for (mb, c, kind), end in zip(steps, ends, strict=True):
                     if kind != "W":
                         done[(r, mb, c, kind != "F")] = end
                     if kind != "F":
@@ -71,25 +77,44 @@ def play(pipe: Pipeline, units: list[list[Unit]],
     return Played(clock, grads)
 
 
-def _start(source: dict, r: int, steps: tuple[Step, ...], free: float, done: dict,
-           link: dict, hop: Callable[[int, int], float]) -> float | None:
-    """When a unit of rank ``r`` can start (its inputs' transfers booked on their links),
-    or None while one of its inputs is not produced yet."""
-    inputs = []
+def _run(unit: Unit, free: float, arrive: list[float]) -> list[float]:
+    """When each step of ``unit`` ends, its rank free at ``free`` and the steps' inputs
+    there at ``arrive``: a step's gather after its own input, the first step (and a
+    block) after every input of the unit (a DualPipe pair starts when both its inputs
+    are there, workloads/training.py ``_add_compute``)."""
+    secs, steps = unit[0], unit[1]
+    gathers = unit[2] if len(unit) > 2 else (0.0,) * len(steps)
+    block = not isinstance(secs, tuple)
+    t, ends = free, []
+    for k in range(len(steps)):
+        if gathers[k]:
+            t = max(t, arrive[k]) + gathers[k]
+        t = max(t, max(arrive) if k == 0 else arrive[k])
+        if not block:
+            t += secs[k]
+            ends.append(t)
+    return [t + secs] * len(steps) if block else ends
+
+
+def _arrivals(source: dict, r: int, steps: tuple[Step, ...], done: dict, link: dict,
+              hop: Callable[[int, int], float]) -> list[float] | None:
+    """When each step's input is on rank ``r`` (0 without one; the transfers booked on
+    their links), or None while one of them is not produced yet."""
+    made = []
     for mb, c, kind in steps:
         src = source.get((r, c, kind))
-        if src is None:
-            continue
-        made = done.get((src[0], mb, src[1], kind != "F"))
-        if made is None:
+        t = None if src is None else done.get((src[0], mb, src[1], kind != "F"))
+        if src is not None and t is None:
             return None
-        inputs.append((src[0], kind != "F", made))
-    start = free
-    for src, grad, made in inputs:
-        if src == r:                    # the turn of a V: the rank's own earlier pass
-            start = max(start, made)
-            continue
-        key = (src, r, grad)
-        arrive = link[key] = max(made, link.get(key, 0.0)) + hop(src, r)
-        start = max(start, arrive)
-    return start
+        made.append((src, kind != "F", t))
+    out = []
+    for src, grad, t in made:
+        if src is None:
+            out.append(0.0)
+        elif src[0] == r:               # the turn of a V: the rank's own earlier pass
+            out.append(t)
+        else:
+            key = (src[0], r, grad)
+            t = link[key] = max(t, link.get(key, 0.0)) + hop(src[0], r)
+            out.append(t)
+    return out

@@ -81,3 +81,24 @@ def test_orders_that_wait_on_each_other_are_refused():
                                                               (1.0, ((0, 0, "B"),))]]
     with pytest.raises(ValueError, match="wait on each other"):
         pipeline_play.play(pipe, units, lambda src, dst: 0.0)
+
+
+@pytest.mark.parametrize("block", [False, True])
+def test_gathers_and_passes_one_after_the_other_by_hand(block):
+    """The 1F1B case above with a TP all-gather of 0.25 before every received pass, and
+    rank 1's B0 and F1 as one unit: two passes one after the other (an unmerged DualPipe
+    pair), or one block of 7 (a merged pair: both end with it).
+    r0 F0 0-1, F1 1-2; r1 gather 1.5-1.75, F0 1.75-4.75; then
+    * passes: B0 4.75-8.75 (F1 arrived at 2.5), gather 8.75-9, F1 9-12, B1 12-16; r0
+      B0's input at 9.25, gather -9.5, B0 -11.5; B1's at 16.5, gather -16.75, B1 -18.75;
+    * block: B0 and F1 4.75-11.75 (F1's gather 0 in a merged pair), B1 11.75-15.75; r0
+      B0's input at 12.25, gather, B0 12.5-14.5; B1's at 16.25, B1 16.5-18.5."""
+    pipe = Pipeline("1f1b", 2, 1, 2, 4)
+    g = 0.25
+    r0 = [((1.0,), ((0, 0, "F"),)), ((1.0,), ((1, 0, "F"),)),
+          ((2.0,), ((0, 0, "B"),), (g,)), ((2.0,), ((1, 0, "B"),), (g,))]
+    pair = (7.0, ((0, 0, "B"), (1, 0, "F")), (0.0, 0.0)) if block else \
+        ((4.0, 3.0), ((0, 0, "B"), (1, 0, "F")), (0.0, g))
+    r1 = [((3.0,), ((0, 0, "F"),), (g,)), pair, ((4.0,), ((1, 0, "B"),))]
+    played = pipeline_play.play(pipe, [r0, r1], lambda src, dst: 0.5)
+    assert played.end == ([18.5, 15.75] if block else [18.75, 16.0])
