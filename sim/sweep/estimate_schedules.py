@@ -94,8 +94,10 @@ def _fed(pipe, r: int, recv_s: float):
     """Seconds of the receiver's TP all-gather before step ``s`` of rank ``r``: ``recv_s``
     where its input comes from another rank (workloads/training.py ``_add_compute``)."""
     def gather(s) -> float:
+        if not recv_s:
+            return 0.0
         src = pipe.neighbour(r, s[1], s[2])
-        return recv_s if recv_s and src is not None and src[0] != r else 0.0
+        return recv_s if src is not None and src[0] != r else 0.0
     return gather
 
 
