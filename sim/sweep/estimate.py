@@ -179,7 +179,7 @@ class Estimator:
         (estimate_schedules.dense_play): not under ZeRO-3, activation or optimizer offload,
         or the parameter gathers overlapping the first forwards, which the play leaves out."""
         return (self.model.uniform and plan.pp > 1 and plan.effective_schedule in SPLIT_BACKWARD
-                and not zero3 and offload is None
+                and not zero3 and not _offloads(offload)
                 and not gathers_overlap(self.model, plan, self.options))
 
     def _recv_gather(self, plan: ParallelPlan) -> float:
@@ -293,3 +293,8 @@ def from_setup(setup) -> Estimator:
                                setup.layout.world_size)
     return Estimator(setup.model, setup.layout, compute, setup.options, setup.gpu.hbm_bytes,
                      setup.profile, host_launch(sc, setup.system))
+
+
+def _offloads(offload: OffloadOptions | None) -> bool:
+    """Whether the plan moves activations or the optimizer step to the host."""
+    return offload is not None and (offload.activations > 0 or offload.optimizer)

@@ -83,3 +83,20 @@ def test_estimator_plays_the_split_schedules_tail(schedule, zero, overlap):
     assert setup.plan.dp == 2
     est = from_setup(setup).iteration_time(setup.plan)
     assert est == pytest.approx(simulate(sc, band=False).iteration_time_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("schedule", ["zb-v", "dualpipev"])
+def test_sweep_rows_play_the_split_schedules(schedule):
+    """A sweep's row (which carries the plan's host offload, here none) takes the played
+    schedule too: the closed form's iteration is the DES's (Llama 3 8B, TP 2, PP 4, DP 2
+    on 2 nodes)."""
+    from sim.sweep import evaluate
+    base = {"cluster": {"system": "dgx-h100", "nodes": 2},
+            "workload": {"model": "llama3-8b", "seq_len": 4096, "global_batch": 64,
+                         "micro_batch": 1, "precision": "bf16", "recompute": "selective",
+                         "parallel": {"tp": 2, "pp": 4, "zero": 1, "schedule": schedule,
+                                      "sequence_parallel": True}},
+            "sim": {"check_memory": False, "fidelity": "analytical"}}
+    est = evaluate.evaluate(base, (0, {}, None))["iteration_time_s"]
+    des = evaluate.verify(base, (0, {}, None))["des_iteration_time_s"]
+    assert est == pytest.approx(des, rel=1e-9)
