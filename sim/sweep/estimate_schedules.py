@@ -77,34 +77,39 @@ def rank_units(pipe, r: int, dual, recv_s: float = 0.0) -> list:
     pass (the fill's forwards, the drain's backwards, the split I and W) alone, and
     ``recv_s`` of TP all-gather before a pass (a pair: its forward) fed by another rank.
     ``dual``: the rank's sim.sweep.estimate_moe.DualTimes."""
-    alone = {"F": dual.fwd, "B": dual.bwd, "I": dual.inp, "W": dual.wgt}
-    fed = _fed(pipe, r, recv_s)
+    by_kind = {"F": dual.fwd, "B": dual.bwd, "I": dual.inp, "W": dual.wgt}
+    alone = _alone(pipe, r, lambda c, kind: by_kind[kind][c], recv_s)
 
     def pair(f, b) -> tuple:
         """A pair with EP transfers is one block after the forward's gather; without,
         two passes, each after its own gather (workloads/training.py ``_merge_pair``)."""
+        (sf,), (gf,) = alone[(f[1], f[2])]
         if dual.merged[(f[1], b[1])]:
-            return dual.pair[(f[1], b[1])], (fed(f), 0.0)
-        return (alone[f[2]][f[1]], alone[b[2]][b[1]]), (fed(f), fed(b))
-    return _units(pipe.steps(r), pipe.pairs(r), lambda s: ((alone[s[2]][s[1]],), (fed(s),)),
-                  pair)
+            return dual.pair[(f[1], b[1])], (gf, 0.0)
+        (sb,), (gb,) = alone[(b[1], b[2])]
+        return (sf, sb), (gf, gb)
+    return _units(pipe.steps(r), pipe.pairs(r), alone, pair)
 
 
-def _fed(pipe, r: int, recv_s: float):
-    """Seconds of the receiver's TP all-gather before step ``s`` of rank ``r``: ``recv_s``
-    where its input comes from another rank (workloads/training.py ``_add_compute``)."""
-    def gather(s) -> float:
-        if not recv_s:
-            return 0.0
-        src = pipe.neighbour(r, s[1], s[2])
-        return recv_s if src is not None and src[0] != r else 0.0
-    return gather
+def _alone(pipe, r: int, price, recv_s: float) -> dict:
+    """(chunk, pass) -> ((seconds,), (gather seconds,)) of rank ``r``'s passes:
+    ``price(chunk, pass)``, and ``recv_s`` of the receiver's TP all-gather where the
+    input comes from another rank (workloads/training.py ``_add_compute``)."""
+    out = {}
+    for c in range(pipe.v):
+        for kind in "FBIW":
+            src = pipe.neighbour(r, c, kind)
+            fed = recv_s if src is not None and src[0] != r else 0.0
+            out[(c, kind)] = ((price(c, kind),), (fed,))
+    return out
 
 
-def _units(steps, pairs, alone, pair) -> list:
+def _units(steps, pairs, alone: dict, pair) -> list:
     """A rank's steps as units (sim/sweep/pipeline_play.py ``Unit``): each of ``pairs``
     (index of its forward) from ``pair(forward, backward)``, every other step from
-    ``alone(step)``, each giving (seconds, gathers)."""
+    ``alone[(chunk, pass)]``, each giving (seconds, gathers)."""
+    if not pairs:
+        return [(secs, (s,), pre) for s in steps for secs, pre in (alone[(s[1], s[2])],)]
     starts, units, k = set(pairs), [], 0
     while k < len(steps):
         if k in starts:
@@ -112,7 +117,7 @@ def _units(steps, pairs, alone, pair) -> list:
             units.append((secs, (steps[k], steps[k + 1]), pre))
             k += 2
             continue
-        secs, pre = alone(steps[k])
+        secs, pre = alone[(steps[k][1], steps[k][2])]
         units.append((secs, (steps[k],), pre))
         k += 1
     return units
@@ -129,22 +134,17 @@ def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float) -> pipeline_pla
     the pipeline's dependencies."""
     units = []
     for r in range(plan.pp):
-        price = {}
-        for c in range(pipe.v):
+        def price(c: int, kind: str, r=r) -> float:
             n, first, last = pipe.chunk_layers(r, c), pipe.is_first(r, c), pipe.is_last(r, c)
             emb_f, emb_b = (lt.emb_fwd, lt.emb_bwd) if first else (0.0, 0.0)
             head_f, head_b = (lt.head_fwd, lt.head_bwd) if last else (0.0, 0.0)
-            price[(c, "F")] = emb_f + n * lt.fwd + head_f
-            price[(c, "B")] = head_b + n * lt.bwd + emb_b
-            price[(c, "I")] = head_b + n * lt.bwd_input + emb_b
-            price[(c, "W")] = n * lt.wgrad
-
-        def alone(step, price=price, fed=_fed(pipe, r, recv_s)):
-            return (price[(step[1], step[2])],), (fed(step),)
+            return {"F": emb_f + n * lt.fwd + head_f, "B": head_b + n * lt.bwd + emb_b,
+                    "I": head_b + n * lt.bwd_input + emb_b, "W": n * lt.wgrad}[kind]
+        alone = _alone(pipe, r, price, recv_s)
 
         def pair(f, b, alone=alone):                    # two passes, each after its gather
-            (sf,), (gf,) = alone(f)
-            (sb,), (gb,) = alone(b)
+            (sf,), (gf,) = alone[(f[1], f[2])]
+            (sb,), (gb,) = alone[(b[1], b[2])]
             return (sf, sb), (gf, gb)
         units.append(_units(pipe.steps(r), pipe.pairs(r), alone, pair))
     return pipeline_play.play(pipe, units, hop)

@@ -43,38 +43,75 @@ class Played:
 
 def play(pipe: Pipeline, units: list[list[Unit]],
          hop: Callable[[int, int], float]) -> Played:
-    """List schedule of every rank's ``units`` under the pipeline's dependencies."""
+    """List schedule of every rank's ``units`` under the pipeline's dependencies. A rank
+    goes on until a unit's input is not produced yet, then waits for that pass; the
+    order in which ranks go on changes nothing (each link has one receiver, which books
+    it in its own order)."""
     p = pipe.p
     done: dict[tuple[int, int, int, bool], float] = {}  # (rank, mb, chunk, gradient?) -> end
     link: dict[tuple[int, int, bool], float] = {}       # (src, dst, gradient?) -> free at
     clock, nxt = [0.0] * p, [0] * p
     grads = [[0.0] * pipe.v for _ in range(p)]
-    source = {(r, c, kind): pipe.neighbour(r, c, kind)     # (rank, chunk) feeding a pass
-              for r in range(p) for c in range(pipe.v) for kind in "FBI"}
-    left = sum(len(u) for u in units)
-    while left:
-        moved = False
-        for r in range(p):
-            seq = units[r]
-            while nxt[r] < len(seq):
-                unit = seq[nxt[r]]
-                steps = unit[1]
-                arrive = _arrivals(source, r, steps, done, link, hop)
-                if arrive is None:
+    feed = _feeds(pipe, hop)
+    waiting: dict[tuple, list[int]] = {}
+    ready = list(range(p))
+    while ready:
+        r = ready.pop()
+        seq, k, t, g = units[r], nxt[r], clock[r], grads[r]
+        while k < len(seq):
+            unit = seq[k]
+            steps = unit[1]
+            if len(steps) == 1:         # the common case, inline: one pass
+                mb, c, kind = steps[0]
+                f = feed.get((r, c, kind))
+                at = 0.0
+                if f is not None:
+                    key = (f[0], mb, f[1], f[2])
+                    at = done.get(key)
+                    if at is None:
+                        waiting.setdefault(key, []).append(r)
+                        break
+                    if f[3] is not None:
+                        key = (f[0], r, f[2])
+                        at = link[key] = max(at, link.get(key, 0.0)) + f[3]
+                secs = unit[0]
+                t = max(t, at) + (unit[2][0] if len(unit) > 2 else 0.0) + \
+                    (secs[0] if isinstance(secs, tuple) else secs)
+                ends = (t,)
+            else:
+                arrive = _arrivals(feed, r, steps, done, link)
+                if not isinstance(arrive, list):
+                    waiting.setdefault(arrive, []).append(r)
                     break
-                ends = _run(unit, clock[r], arrive)
-                clock[r] = ends[-1]
-                for (mb, c, kind), end in zip(steps, ends, strict=True):
-                    if kind != "W":
-                        done[(r, mb, c, kind != "F")] = end
-                    if kind != "F":
-                        grads[r][c] = end
-                nxt[r] += 1
-                left -= 1
-                moved = True
-        if not moved:
-            raise ValueError("pipeline orders wait on each other (no rank can go on)")
+                ends = _run(unit, t, arrive)
+                t = ends[-1]
+            for (mb, c, kind), end in zip(steps, ends, strict=True):
+                if kind != "W":
+                    key = (r, mb, c, kind != "F")
+                    done[key] = end
+                    if key in waiting:
+                        ready += waiting.pop(key)
+                if kind != "F":
+                    g[c] = end
+            k += 1
+        nxt[r], clock[r] = k, t
+    if any(n < len(u) for n, u in zip(nxt, units, strict=True)):
+        raise ValueError("pipeline orders wait on each other (no rank can go on)")
     return Played(clock, grads)
+
+
+def _feeds(pipe: Pipeline, hop: Callable[[int, int], float]) -> dict:
+    """(rank, chunk, pass) -> (rank and chunk feeding it, gradient?, seconds of the
+    transfer: None at the turn of a V, on the rank itself); absent without an input."""
+    out = {}
+    for r in range(pipe.p):
+        for c in range(pipe.v):
+            for kind in "FBI":
+                src = pipe.neighbour(r, c, kind)
+                if src is not None:
+                    out[(r, c, kind)] = (src[0], src[1], kind != "F",
+                                         None if src[0] == r else hop(src[0], r))
+    return out
 
 
 def _run(unit: Unit, free: float, arrive: list[float]) -> list[float]:
@@ -96,25 +133,29 @@ def _run(unit: Unit, free: float, arrive: list[float]) -> list[float]:
     return [t + secs] * len(steps) if block else ends
 
 
-def _arrivals(source: dict, r: int, steps: tuple[Step, ...], done: dict, link: dict,
-              hop: Callable[[int, int], float]) -> list[float] | None:
+def _arrivals(feed: dict, r: int, steps: tuple[Step, ...], done: dict,
+              link: dict) -> list[float] | tuple:
     """When each step's input is on rank ``r`` (0 without one; the transfers booked on
-    their links), or None while one of them is not produced yet."""
+    their links), or the key of the first input not produced yet."""
     made = []
     for mb, c, kind in steps:
-        src = source.get((r, c, kind))
-        t = None if src is None else done.get((src[0], mb, src[1], kind != "F"))
-        if src is not None and t is None:
-            return None
-        made.append((src, kind != "F", t))
+        f = feed.get((r, c, kind))
+        if f is None:
+            made.append(None)
+            continue
+        key = (f[0], mb, f[1], f[2])
+        t = done.get(key)
+        if t is None:
+            return key
+        made.append((f, t))
     out = []
-    for src, grad, t in made:
-        if src is None:
+    for m in made:
+        if m is None:
             out.append(0.0)
-        elif src[0] == r:               # the turn of a V: the rank's own earlier pass
-            out.append(t)
-        else:
-            key = (src[0], r, grad)
-            t = link[key] = max(t, link.get(key, 0.0)) + hop(src[0], r)
-            out.append(t)
+            continue
+        f, t = m
+        if f[3] is not None:            # else the turn of a V: the rank's own earlier pass
+            key = (f[0], r, f[2])
+            t = link[key] = max(t, link.get(key, 0.0)) + f[3]
+        out.append(t)
     return out
