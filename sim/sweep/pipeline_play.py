@@ -85,19 +85,26 @@ def play(pipe: Pipeline, units: list[list[Unit]],
                     break
                 ends = _run(unit, t, arrive)
                 t = ends[-1]
-            for (mb, c, kind), end in zip(steps, ends, strict=True):
-                if kind != "W":
-                    key = (r, mb, c, kind != "F")
-                    done[key] = end
-                    if key in waiting:
-                        ready += waiting.pop(key)
-                if kind != "F":
-                    g[c] = end
+            _record(r, steps, ends, done, g, waiting, ready)
             k += 1
         nxt[r], clock[r] = k, t
     if any(n < len(u) for n, u in zip(nxt, units, strict=True)):
         raise ValueError("pipeline orders wait on each other (no rank can go on)")
     return Played(clock, grads)
+
+
+def _record(r: int, steps, ends, done: dict, grads: list[float], waiting: dict,
+            ready: list[int]) -> None:
+    """A unit's steps ended at ``ends``: their outputs are produced (the ranks waiting
+    for one go on) and their chunks' gradients complete so far."""
+    for (mb, c, kind), end in zip(steps, ends, strict=True):
+        if kind != "W":
+            key = (r, mb, c, kind != "F")
+            done[key] = end
+            if key in waiting:
+                ready += waiting.pop(key)
+        if kind != "F":
+            grads[c] = end
 
 
 def _feeds(pipe: Pipeline, hop: Callable[[int, int], float]) -> dict:
