@@ -1,9 +1,11 @@
 """A pipeline's step orders played as a list schedule, for the sweep estimator: when
 each rank finishes, with ranks of unequal speed.
 
-Each rank runs its own order (``workloads.pipeline.Pipeline.steps``, overlapped pairs as
-one unit) one unit after the other; a unit starts when the rank is free and every
-input it receives from another rank has arrived: a forward's activation from the
+Each rank runs its own order (``workloads.pipeline.Pipeline.steps``, a DualPipe pair of
+a forward and a backward as one unit: one block, or two passes one after the other) one
+unit after the other; a unit starts when the rank is free and every input it receives
+from another rank has arrived (a pair waits for both; without sequence parallelism each
+received pass first waits for the receiver's TP all-gather of its input): a forward's activation from the
 previous stage, a backward's (or input-gradient pass's) gradient from the next one
 (``Pipeline.neighbour``), each ``hop(src, dst)`` seconds after the pass that produced
 it. Transfers between two ranks in one direction go one at a time, in order (the
