@@ -202,25 +202,41 @@ NETWORK_FROM = "a100"
 _FABRIC: dict[str, dict[str, Fit]] = {}
 
 
+def fabric_sweeps(name: str) -> dict[str, list]:
+    """The measured sweeps each link class of profile ``name``'s fabric section is fitted
+    on: ``nvlink`` (single-node all_reduce sweeps), ``network`` (multi-node ones, those of
+    NETWORK_FROM where the profile's system has none) and ``p2p`` (send/recv sweeps)."""
+    from calibration.blackwell import PARTS
+    from calibration.fit_p2p import p2p_sweeps
+    from calibration.validate_nccl import reference_sweeps
+    if name in PARTS:          # the Blackwell profiles carry the h100 fabric section
+        name = "h100"
+    sweeps = [s for s in reference_sweeps() if name in (s.profile, *s.also_fits)]
+    network = [s for s in sweeps if s.nodes > 1]
+    if not network and name != NETWORK_FROM:
+        network = fabric_sweeps(NETWORK_FROM)["network"]
+    return {"nvlink": [s for s in sweeps if s.nodes == 1], "network": network,
+            "p2p": [s for s in p2p_sweeps() if s.profile == name]}
+
+
 def fabric_fits(name: str, partial: dict) -> dict[str, Fit]:
     """Flow-model parameters per link class (calibration/fit_fabric.py), fitted on the
-    sweeps of the profile's own system; cached per profile within one build."""
+    sweeps of the profile's own system (``fabric_sweeps``); cached per profile within
+    one build."""
     if name in _FABRIC:
         return _FABRIC[name]
     from calibration.fit_fabric import fit_profile_fabric
-    from calibration.validate_nccl import reference_sweeps
     from hw_models.profile import parse
     prof = parse(partial, source=name)
-    sweeps = [s for s in reference_sweeps() if name in (s.profile, *s.also_fits)]
-    fits = fit_profile_fabric(prof, [s for s in sweeps if s.nodes == 1],
-                              [s for s in sweeps if s.nodes > 1])
+    sweeps = fabric_sweeps(name)
+    own = [s for s in sweeps["network"] if name in (s.profile, *s.also_fits)]
+    fits = fit_profile_fabric(prof, sweeps["nvlink"], own)
     if not any(k.startswith("network") for k in fits):
         fits |= {k: v for k, v in fabric_fits(NETWORK_FROM, partial).items()
                  if k.startswith("network")}
-    from calibration.fit_p2p import fit_p2p, p2p_sweeps
-    for s in p2p_sweeps():
-        if s.profile == name:
-            fits["nvlink.p2p"] = fit_p2p(s, prof)
+    from calibration.fit_p2p import fit_p2p
+    for s in sweeps["p2p"]:
+        fits["nvlink.p2p"] = fit_p2p(s, prof)
     _FABRIC[name] = fits
     return fits
 

@@ -6,7 +6,9 @@ another machine, the fitted A100 and Blackwell parameters moved by at most 0.35%
 parameters fitted to ~0 stayed below 1e-6 and the printed fit-quality percentages moved by
 0.01). The bootstrap quantiles of weakly determined parameters move much more (a fabric
 curve's bytes_half p05 by 10x), so the ``uncertainty`` section is compared by its keys and
-the order of its quantiles only."""
+the order of its quantiles only. The ``fabric`` section is compared by what its curves
+predict at the points of the sweeps they were fitted on (calibration/fabric_match.py):
+some of its parameters are not determined by those sweeps and move far more than 1%."""
 
 from __future__ import annotations
 
@@ -54,10 +56,18 @@ def _quantiles(new, old, path: str, out: list[str]) -> None:
 def mismatches(new: dict, committed: dict) -> list[str]:
     """What of ``new`` does not match the committed profile: a fitted value off by more
     than REL (TINY for values fitted to ~0), any other entry not equal, an uncertainty
-    quantile missing or out of order. Empty when they match."""
+    quantile missing or out of order, a fabric curve whose predicted time at one of its
+    measured points is more than fabric_match.REL off. Empty when they match."""
     out: list[str] = []
-    _diff({k: v for k, v in new.items() if k != "uncertainty"},
-          {k: v for k, v in committed.items() if k != "uncertainty"}, "", out)
+    by_value = ("uncertainty", "fabric")
+    _diff({k: v for k, v in new.items() if k not in by_value},
+          {k: v for k, v in committed.items() if k not in by_value}, "", out)
     if "uncertainty" in committed:
         _quantiles(new.get("uncertainty"), committed["uncertainty"], ".uncertainty", out)
+    if "fabric" in committed or "fabric" in new:
+        if "fabric" not in committed or "fabric" not in new:
+            out.append(".fabric: keys differ")
+        else:
+            from calibration.fabric_match import fabric_mismatches
+            out += fabric_mismatches(new["fabric"], committed)
     return out

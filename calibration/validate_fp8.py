@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from calibration.moe_recipes import container, release
 from calibration.validate_modern import Case, num, read, run, summary, training
 from hw_models import catalog
 
@@ -56,6 +57,40 @@ def titan_step(source_id: str) -> dict[str, Any]:
     return step
 
 
+def titan_pp_fsdp(sc: dict[str, Any]) -> dict[str, Any]:
+    """FSDP2 under TorchTitan's pipeline (PyTorch 1963fc8 of 2024-12-23, the December 2024
+    tables' build; ``apply_fsdp`` with ``reshard_after_forward=False`` when PP is on, FSDP
+    as ZeRO-1 here). ``torch.distributed.pipelining``'s stage runs every microbatch's
+    backward with ``set_requires_gradient_sync(False)`` and calls FSDP's ``post_backward``
+    by hand once the last one is done (``backward_maybe_with_nosync``: the hooks "manually
+    disabled before invoking either type of backward, and then ... manually triggered",
+    PyTorch PR 144535, from PR 134052). Three costs follow:
+
+    * each microbatch's gradients are accumulated unsharded in the reduce dtype (fp32,
+      TorchTitan's ``mixed_precision_reduce``): FSDP2's ``post_backward`` per layer group,
+      ``to_accumulated_grad_if_needed`` / ``accumulate_unsharded_grad_if_needed`` in
+      ``_fsdp_param.py`` (``unsharded_accumulated_grad += unsharded_param.grad``: read 4
+      and 2, write 4 bytes a parameter), on the compute stream: the simulator's unfused
+      gradient accumulation (``grad_accumulation_fusion: false``);
+    * a stage's reduce-scatters start after its last microbatch's whole backward, not
+      layer by layer under it (``overlap_grad_reduce: false``); with 2 stages per rank
+      (interleaved) the later stage's run under the earlier one's last backwards
+      (``grad_reduce_per_stage``: the post_backward is per stage);
+    * ``post_backward`` reshards the parameters (FSDP2's ``reshard_after_backward``), so
+      the next step's first forward gathers them again, layer by layer under its compute
+      (FSDP2's forward prefetch): ``overlap_param_gather``.
+    Not settled by the sources here: whether that build already kept the weights gathered
+    between microbatches (``set_reshard_after_backward(False)`` on the other backwards, in
+    the stage's code of January 2025); if not, each microbatch's forward gathers them
+    again under its compute, which is not charged. Rows without PP keep FSDP2's per-layer
+    hooks (zero 3)."""
+    w = sc["workload"]
+    if w["parallel"].get("pp", 1) > 1:
+        w |= {"grad_accumulation_fusion": False, "overlap_grad_reduce": False,
+              "grad_reduce_per_stage": True, "overlap_param_gather": True}
+    return sc
+
+
 def titan_float8_tp(sc: dict[str, Any]) -> dict[str, Any]:
     """TorchTitan with Float8 (tensorwise) and TP applies torchao's Float8 TP plan
     (``apply_tp``: Float8ColwiseParallel, Float8RowwiseParallel,
@@ -64,6 +99,20 @@ def titan_float8_tp(sc: dict[str, Any]) -> dict[str, Any]:
     if w.get("fp8") and w["parallel"].get("tp", 1) > 1:
         w["fp8"]["tp_all_gather"] = True
     return sc
+
+
+# Megatron-Bridge's Llama 3 / 3.1 performance recipes turn TransformerEngine's userbuffers
+# TP overlap off for NVFP4 in every release of the table (scripts/performance/configs/
+# llama/llama3_llm_pretrain.py and llama31_llm_pretrain.py at v0.3.0, v0.4.0, v0.5.0:
+# ``cfg.comm_overlap.tp_comm_overlap = False if precision == "nvfp4" else ...``; v0.6.0
+# src/megatron/bridge/perf_recipes/llama/{gb200,gb300}/llama3.py, llama31.py ``*_nvfp4_config``:
+# ``cfg.comm_overlap.tp_comm_overlap = False``): the sequence-parallel all-gathers and
+# reduce-scatters run as plain NCCL collectives beside their GEMMs, not pipelined with them.
+NVFP4_TP_COMM_OVERLAP = "none"
+# Transformer Engine quantizes NVFP4's row-wise and Hadamard-transformed column-wise copies
+# in one kernel from 2.14 (workloads/fp8.py ``nvfp4_bytes``); each release's TE from
+# calibration/moe_recipes.py CONTAINERS (26.02: TE 2.12, 26.04: 2.14, 26.06: 2.16).
+FUSED_RHT_CAST_TE = (2, 14)
 
 
 def _gpu(text: str) -> str:
@@ -104,6 +153,8 @@ def _mb_perf(r) -> Case:
     vpp = int(num(r.vpp) or 1)
     fsdp = int(num(r.fsdp) or 0)
     par: dict[str, Any] = {"tp": tp, "pp": pp, "cp": cp, "vpp": vpp, "zero": 3 if fsdp else 1}
+    if recipe == "nvfp4" and tp > 1:
+        par["tp_comm_overlap"] = NVFP4_TP_COMM_OVERLAP
     layers = {"llama3.1-405b": 126, "llama3-70b": 80, "llama3-8b": 32}[r.arch_id]
     if layers % (pp * vpp):        # Megatron-Bridge's 405B recipes count embedding and loss
         par |= {"account_for_embedding_in_pipeline_split": True,
@@ -111,8 +162,11 @@ def _mb_perf(r) -> Case:
     sc = training(f"fp8-{r.Index}", SYSTEMS[gpu], int(r.num_gpus), ARCH[r.arch_id], int(r.seq_len),
                   int(num(r.global_batch_seqs)), par, precision=prec, recipe=recipe,
                   micro_batch=int(num(r.micro_batch) or 1))
+    if recipe == "nvfp4" and container(release(r))[0] < FUSED_RHT_CAST_TE:
+        sc["workload"]["fp8"]["fused_rht_cast"] = False
     profile = catalog.gpu(catalog.system(SYSTEMS[gpu]).gpu).profile
     note = f"{recipe}; no recompute (not published)" + (
+        "; no TP overlap (recipe)" if recipe == "nvfp4" and tp > 1 else "") + (
         f"; efficiency profile {profile}" if gpu != "H100" else "")
     return Case(SUITE, name, "tokens_per_s_per_gpu", published, sc, note, extra=extra)
 

@@ -14,7 +14,8 @@ Configuration as published; where silent (stated per row):
   K,V repeated to every query head before SDPA (its Llama model's ``repeat_kv``), FSDP
   (zero 3) over the GPUs not used by TP/PP/CP, full activation checkpointing, torchao
   tensorwise Float8, async TP for the 405B, local batch 1 (8B) or 8 (405B, in 8
-  microbatches: ``pipeline_parallel_microbatches`` defaults to the PP degree), 405B's
+  microbatches: ``pipeline_parallel_microbatches`` defaults to the PP degree; FSDP2
+  under the pipeline as ``titan_pp_fsdp`` in validate_fp8.py), 405B's
   126 layers on 8 stages as ``generate_split_points`` cuts them (15, 16 x 6, 15: the
   split with embedding and loss counted as layers); its H100s are 96 GB HBM2e at 500 W: the catalog's
   ``grand-teton-h100`` (peaks at the lower end of the published range, stated in every
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from calibration.validate_fp8 import titan_float8_tp, titan_step
+from calibration.validate_fp8 import titan_float8_tp, titan_pp_fsdp, titan_step
 from calibration.validate_modern import Case, num, read, run, summary, training
 
 SUITE = "long-context"
@@ -75,6 +76,7 @@ def _titan(r) -> Case:
                   int(r.seq_len), fsdp * local, par, precision="fp8", recipe="tensorwise",
                   fused_amax=True, recompute="full", **titan_step(r.source_id))
     titan_float8_tp(sc)
+    titan_pp_fsdp(sc)
     note = ("Grand Teton H100 96GB HBM2e 500W (NVL peaks assumed); FSDP as zero " +
             ("3" if pp == 1 else "1 (PP with FSDP: weights kept between microbatches)"))
     return Case(SUITE, name, "tokens_per_s_per_gpu", num(r.throughput_tokens_per_s_per_gpu), sc, note)

@@ -12,7 +12,9 @@ degree: 8 microbatches of 4 sequences; 2 stages per rank for the interleaved (mu
 schedule; ``generate_split_points`` gives the 126 layers as 15, 16 x 6, 15 (8 stages) and
 7, 8 x 14, 7 (16 stages), the same split as counting embedding and loss as one layer
 each; FSDP with ``reshard_after_forward=False`` under PP (weights kept between
-microbatches: ZeRO-1 here); full activation checkpointing, torchao tensorwise Float8
+microbatches: ZeRO-1 here) as PyTorch's pipelining stage drives it (``titan_pp_fsdp``:
+fp32 gradient accumulation per microbatch, reduce-scatters after each stage's last
+backward, the gather under the next forward); full activation checkpointing, torchao tensorwise Float8
 (amax fused by torch.compile), async TP. Its H100s are 96 GB HBM2e at 500 W: the
 catalog's ``grand-teton-h100`` (docs/long_context.md).
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from calibration.validate_fp8 import titan_float8_tp, titan_step
+from calibration.validate_fp8 import titan_float8_tp, titan_pp_fsdp, titan_step
 from calibration.validate_modern import Case, num, read, run, summary, training
 
 SUITE = "schedules"
@@ -42,6 +44,7 @@ def _titan(r) -> Case:
                   gbs, par, precision="fp8", recipe="tensorwise", micro_batch=micro,
                   fused_amax=True, recompute="full", **titan_step(r.source_id))
     titan_float8_tp(sc)
+    titan_pp_fsdp(sc)
     return Case(SUITE, f"TorchTitan Llama 3.1 405B 512 H100 {r.pipeline_schedule}",
                 "tokens_per_s_per_gpu", num(r.throughput_tokens_per_s_per_gpu), sc,
                 f"seq 8192, {PP} microbatches of {micro} (TorchTitan's default: the PP degree); "

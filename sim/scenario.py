@@ -164,6 +164,10 @@ class TrainingWorkload(_Cfg):
         "expanded K,V (docs/long_context.md)"))
     overlap_grad_reduce: bool = Field(True, description=(
         "overlap the data-parallel gradient reduction with the backward pass"))
+    grad_reduce_per_stage: bool = Field(False, description=(
+        "with overlap_grad_reduce false and virtual pipeline stages: reduce each stage's "
+        "gradients once its own last backward has run (PyTorch pipelining calls FSDP's "
+        "post_backward per stage), not after the rank's whole backward"))
     overlap_param_gather: bool = Field(False, description=(
         "ZeRO-1/2: all-gather the updated parameters bucket by bucket under the next "
         "forward (Megatron-Core --overlap-param-gather), not after the optimizer"))

@@ -58,6 +58,7 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
     grad_bytes = w.grad_reduce_bytes or (4 if w.precision in ("bf16", "fp8") else 2)
     return training.TrainingOptions(attention=w.attention, repeat_kv=w.repeat_kv, grad_bytes=grad_bytes,
                                     overlap_grad_reduce=w.overlap_grad_reduce,
+                                    grad_reduce_per_stage=w.grad_reduce_per_stage,
                                     overlap_param_gather=w.overlap_param_gather,
                                     cross_entropy_fusion=w.cross_entropy_fusion,
                                     logprob_loss=w.logprob_loss,

@@ -29,6 +29,11 @@ class Fp8Config(_Cfg):
         "output gradients (backward) move FP8, cast on the shard first (torchao's "
         "Float8ColwiseParallel / Float8RowwiseParallel / PrepareFloat8ModuleInput, as "
         "TorchTitan applies them); reduce-scatters stay 16-bit"))
+    fused_rht_cast: bool = Field(True, description=(
+        "nvfp4: the row-wise copy and the Hadamard-transformed column-wise copy are "
+        "quantized by one kernel that reads the input once (Transformer Engine 2.14+, "
+        "nvte_quantize_with_hadamard_transform); false: two kernels, each reading it "
+        "(TE 2.12-2.13)"))
     dot_product_attention: bool = Field(False, description=(
         "FP8 attention (Transformer Engine fp8_dpa through cuDNN): the kernels take the "
         "16-bit kernels' time, but the backward of a sliding-window layer computes every "
@@ -39,6 +44,12 @@ class Fp8Config(_Cfg):
     def _tp_all_gather_is_tensorwise(self) -> Fp8Config:
         if self.tp_all_gather and self.recipe != "tensorwise":
             raise ValueError(f"tp_all_gather applies to recipe tensorwise, not {self.recipe!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _fused_rht_cast_is_nvfp4(self) -> Fp8Config:
+        if not self.fused_rht_cast and self.recipe != "nvfp4":
+            raise ValueError(f"fused_rht_cast applies to recipe nvfp4, not {self.recipe!r}")
         return self
 
     @model_validator(mode="after")
@@ -104,7 +115,7 @@ def precision_options(w, gpu) -> dict:
         fp8.check_support(cfg.recipe, list(gpu.peak_tflops), gpu.name)
     return {"dtype": "bf16", "fp8_recipe": cfg.recipe, "param_bytes": 1 if cfg.params else 2,
             "fp8_fused_amax": cfg.fused_amax, "fp8_attention": cfg.dot_product_attention,
-            "fp8_tp_gather": cfg.tp_all_gather}
+            "fp8_tp_gather": cfg.tp_all_gather, "fp8_fused_rht_cast": cfg.fused_rht_cast}
 
 
 def offload_options(w, system, model, plan, flash: bool):

@@ -17,7 +17,7 @@ q = 1 byte for FP8 / MXFP8, 0.5 for NVFP4):
 * inputs produced by a norm or by the MLP activation (QKV, MLP up, MLP down) are written
   in FP8 by that kernel (TransformerEngine's LayerNormLinear / LayerNormMLP fusions): only
   the second copy (q) is extra - except under current scaling, whose scale needs the
-  whole tensor's amax first, so the cast stays a separate pass.
+  whole tensor's amax first, so the cast stays a separate pass, and NVFP4 (below).
 * ``tensorwise`` (current scaling, torchao's default and Megatron's FP8-CS): an amax pass
   over X and dY before the cast (read 2 bytes). With ``fused_amax`` (torch.compile'd
   torchao Float8, as TorchTitan runs it: Inductor fuses the abs-max reduction into the
@@ -33,9 +33,18 @@ q = 1 byte for FP8 / MXFP8, 0.5 for NVFP4):
 * ``blockwise`` (1x128 activations, 128x128 weights; DeepSeek-V3 section 3.3) and
   ``mxfp8`` (32-element blocks with E8M0 scales, OCP MX spec): scales computed inside the
   cast kernel.
-* ``nvfp4`` (16-element blocks, E4M3 scales): as mxfp8 with q = 0.5, plus a random
-  Hadamard transform of the wgrad inputs (NVIDIA's NVFP4 pre-training recipe): one more
-  read and write of X and dY at 2 bytes.
+* ``nvfp4`` (16-element blocks, E4M3 scales; ``nvfp4_bytes``): Transformer Engine's
+  NVFP4BlockScaling recipe (TE 2.12-2.16) quantizes X and dY with a random Hadamard
+  transform (RHT) on the column-wise copy (the wgrad operand) and takes the global scale
+  from the amax after the transform (``with_post_rht_amax``). With that quantizer the
+  norm and the activation do not write NVFP4 themselves (normalization.cpp and
+  activation.cpp ``Impl::UNFUSED``; layernorm_mlp.py "TODO: Fuse nvfp4 act"): they write
+  BF16 and every input is quantized by its own kernels (quantizer.cpp
+  ``NVFP4Quantizer::quantize_impl``): ``nvte_hadamard_transform_amax`` (read 2), then
+  TE 2.14+ one kernel for the row-wise copy and the transformed column-wise copy
+  (``nvte_quantize_with_hadamard_transform``: read 2, write 2 x (0.5 + 1/16 scale)),
+  TE 2.12-2.13 two (``nvte_quantize_v2`` row-wise, ``nvte_hadamard_transform_cast_fusion_
+  columnwise``: each reads the input, 2 bytes, and writes 0.5 + 1/16).
 
 A recipe runs only on a GPU whose catalog ``peak_tflops`` has its format: ``fp8`` for
 tensorwise/delayed/blockwise, ``mxfp8`` and ``nvfp4`` (Blackwell) for those.
@@ -86,23 +95,37 @@ SPLIT_QUANTIZE = ("tensorwise", "blockwise", "mxfp8")
 # quantizer.cpp Float8CurrentScalingQuantizer::quantize_impl, TE 2.9-2.16): nvte_compute_amax,
 # nvte_compute_scale_from_amax, nvte_quantize_v2 (an expert's split has no amax reduction).
 CURRENT_SCALING_KERNELS = 3
+NVFP4_SCALE_BYTES = 1 / 16       # one E4M3 scale per 16 elements, per quantized copy
+
+
+def nvfp4_bytes(elements: float, fused_rht_cast: bool = True) -> float:
+    """HBM bytes of Transformer Engine's NVFP4 quantize of a BF16 tensor into its row-wise
+    copy and its Hadamard-transformed column-wise copy (quantizer.cpp
+    ``NVFP4Quantizer::quantize_impl``, TE 2.12-2.16): the post-transform amax pass reads
+    it (2 bytes); the quantize reads it once (``fused_rht_cast``, TE 2.14+) or twice
+    (TE 2.12-2.13) and writes two 4-bit copies with their scales."""
+    copy = ELEMENT_BYTES["nvfp4"] + NVFP4_SCALE_BYTES
+    reads = 2 if fused_rht_cast else 3
+    return elements * (2 * reads + 2 * copy)
 
 
 def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = False,
-          fused_amax: bool = False) -> Compute:
+          fused_amax: bool = False, fused_rht_cast: bool = True) -> Compute:
     q = ELEMENT_BYTES[GEMM_DTYPE[recipe]]
+    if recipe == "nvfp4":                         # no producer fusion; amax, RHT in the cast
+        return Compute("elementwise", 0.0, nvfp4_bytes(elements, fused_rht_cast), "bf16",
+                       name=f"{op.name}_{recipe}_cast_{tag}")
     if fused and recipe != "tensorwise":
         nbytes = elements * q                     # the producer writes FP8; the second copy
     else:
         nbytes = elements * (2 + 2 * q)           # read 16-bit, write cast + transposed copy
     if recipe == "tensorwise" and not (fused and fused_amax):
         nbytes += elements * 2                    # amax pass before the cast
-    if recipe == "nvfp4":
-        nbytes += elements * 4                    # Hadamard transform of the wgrad input
     return Compute("elementwise", 0.0, nbytes, "bf16", name=f"{op.name}_{recipe}_cast_{tag}")
 
 
-def rewrite(ops: list, recipe: str, fused_amax: bool = False) -> list:
+def rewrite(ops: list, recipe: str, fused_amax: bool = False,
+            fused_rht_cast: bool = True) -> list:
     """The ops of a layer with its linear GEMMs in the recipe's format and their casts.
     Forward GEMM (m, n, k) = X(m,k) W(k,n): casts X. A dgrad (m, k, n) casts dY (m, n)
     for itself and the wgrad, which then needs no cast of its own.
@@ -147,7 +170,8 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False) -> list:
         out.append(low[id(op)])
     for idx, (op, elements, tag, fused, amax, splits) in casts.items():
         n = splits if recipe in SPLIT_QUANTIZE else 1
-        cast = _cast(op, recipe, elements / n, tag, fused, fused_amax=amax)
+        cast = _cast(op, recipe, elements / n, tag, fused, fused_amax=amax,
+                     fused_rht_cast=fused_rht_cast)
         if n > 1 and recipe == "tensorwise":
             cast = replace(cast, host_ops=CURRENT_SCALING_KERNELS)
         out[idx] = [cast] * n

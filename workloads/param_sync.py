@@ -95,8 +95,9 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
     elif plan.grad_dp > 1:
         kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
         last_compute = max(st.node.values())
+        chunk_end = stage_backward_ends(st) if opts.grad_reduce_per_stage else {}
         for i, (n_params, dep) in enumerate(layer_buckets(model, plan, opts, st, params)):
-            deps = (dep,) if opts.overlap_grad_reduce else (last_compute,)
+            deps = (dep,) if opts.overlap_grad_reduce else (chunk_end.get(dep, last_compute),)
             op = Collective(kind, n_params * opts.grad_bytes, dp_group, seq=i, name=f"grad_{kind}")
             syncs.append(g.add(st.rank, "dp", op, deps, "dp", f"dp_bucket{i}"))
     if plan.pp > 1 and model.tied_embeddings and st.index in (0, plan.pp - 1):
@@ -123,6 +124,15 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
     if expert_gather is not None:
         g.add(st.rank, "dp", expert_gather, (step,), "dp", "expert_param_all_gather")
+
+
+def stage_backward_ends(st: Stage) -> dict[int, int]:
+    """``grad_reduce_per_stage``: for each layer node of a chunk's last backward, the node
+    that ends that backward (the chunk's first layer, last in backward order). PyTorch's
+    pipelining stage (``backward_maybe_with_nosync``, PyTorch 2.5-2.6) runs FSDP's
+    ``post_backward`` of a stage after the stage's last microbatch's backward: a chunk's
+    reduce-scatters start then, under the rank's other chunks' remaining backwards."""
+    return {n: nodes[-1] for nodes in st.last_bwd_layers.values() if nodes for n in nodes}
 
 
 def layer_buckets(model, plan, opts, st: Stage, params: float):

@@ -201,7 +201,7 @@ def _gemm(op) -> bool:
 
 def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | None,
                     cp_group: tuple[int, ...], heads: tuple[Callable, Callable] | None = None,
-                    fused_amax: bool = False) -> StageOps:
+                    fused_amax: bool = False, fused_rht_cast: bool = True) -> StageOps:
     """``ctx`` is built on the rank's local tokens (s / cp); ``heads``: the model's own
     output head (forward, backward) builders where it differs (MoE models' MTP)."""
     head_f, head_b = heads or (head_forward, head_backward)
@@ -211,7 +211,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
         if cp is not None:
             ops = cp.rewrite(ctx, ops, backward)
         if fp8_recipe:
-            ops = fp8_mod.rewrite(ops, fp8_recipe, fused_amax)
+            ops = fp8_mod.rewrite(ops, fp8_recipe, fused_amax, fused_rht_cast)
         return ops
 
     # TorchTitan's async TP: separate wq / wk / wv (and w1 / w3 when gated) on one gathered

@@ -61,10 +61,14 @@ class TrainingOptions:
     repeat_kv: bool = False             # GQA K,V expanded to every query head (layers.LayerContext)
     grad_bytes: int = 4                 # bytes per gradient element in the DP reduction
     overlap_grad_reduce: bool = True
+    # overlap_grad_reduce off: each pipeline (virtual) stage's gradients reduced once its
+    # own last backward has run (PyTorch pipelining's FSDP post_backward), not after the step
+    grad_reduce_per_stage: bool = False
     bucket_params: float = 40e6         # Megatron-LM's default DDP bucket (40M elements)
     param_bytes: int = 2                # 16-bit model weights: what ZeRO all-gathers (fp8 params: 1)
     fp8_recipe: str | None = None       # workloads/fp8.py; None: GEMMs in ``dtype``
     fp8_fused_amax: bool = False        # tensorwise amax reduced in the producer kernel (compiled)
+    fp8_fused_rht_cast: bool = True     # nvfp4: one quantize kernel for both copies (TE 2.14+)
     fp8_attention: bool = False         # FP8 dot-product attention (layers.LayerContext)
     offload: OffloadOptions = OffloadOptions()   # workloads/offload.py
     # ZeRO-1/2 (distributed optimizer): all-gather the updated parameters bucket by bucket
@@ -155,7 +159,8 @@ def stage_layer_ops(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions,
                         moe_training.context(model, plan, opts.moe, s), **opts.layer_options())
     heads = (None if model.uniform else (moe_training.head_fwd, moe_training.head_bwd))
     return ctx, build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s),
-                                heads, fused_amax=opts.fp8_fused_amax)
+                                heads, fused_amax=opts.fp8_fused_amax,
+                                fused_rht_cast=opts.fp8_fused_rht_cast)
 
 
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,

@@ -113,3 +113,17 @@ def test_torchtitan_h200_over_grand_teton_speed_up_matches_published():
         rh, rt = run([TITAN_FP8_8B[h], TITAN_FP8_8B[t]])
         pred, pub = rh["predicted"] / rt["predicted"], rh["published"] / rt["published"]
         assert abs(pred / pub - 1) <= 0.05, (h, t, pred, pub)
+
+
+def test_megatron_bridge_nvfp4_rows_run_without_tp_overlap():
+    """Megatron-Bridge's Llama NVFP4 performance recipes set tp_comm_overlap False (v0.3.0-
+    v0.6.0); the same releases' FP8 / MXFP8 rows keep the userbuffers ring overlap."""
+    mb = [c for c in validate_fp8.cases() if c.name.startswith("MB-PERF") and c.scenario]
+    nvfp4 = [c for c in mb if c.name.endswith(" NVFP4")]
+    mxfp8 = [c for c in mb if c.name.endswith(" MXFP8")]
+    assert len(nvfp4) == 18 and mxfp8
+    for c in nvfp4:
+        par = c.scenario["workload"]["parallel"]
+        assert par.get("tp_comm_overlap", "none") == "none", c.name
+    assert {c.scenario["workload"]["parallel"].get("tp_comm_overlap") for c in mxfp8
+            if c.scenario["workload"]["parallel"]["tp"] > 1} == {"ring"}

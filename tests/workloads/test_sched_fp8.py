@@ -42,10 +42,40 @@ def test_forward_cast_bytes(recipe, fused, unfused):
         M.layers * (fused_elems * fused + unfused_elems * unfused))
 
 
-def test_nvfp4_half_byte_and_hadamard():
-    casts = {o.name: o for o in forward_ops("nvfp4") if "_cast_" in o.name}
-    assert casts["qkv_nvfp4_cast_input"].bytes == T * 256 * (0.5 + 4)
-    assert casts["attn_proj_nvfp4_cast_input"].bytes == T * 256 * (2 + 2 * 0.5 + 4)
+def forward_casts(recipe, **opts):
+    p = ParallelPlan(tp=1, pp=1, dp=1, micro_batch=1, global_batch=1)
+    g = training.build(M, p, training.TrainingOptions(fp8_recipe=recipe, **opts))
+    ops = next(n for n in g.nodes if n.name == "F0_c0").op.ops
+    return {o.name: o.bytes for o in ops if isinstance(o, Compute) and "_cast_" in o.name}
+
+
+def test_nvfp4_quantize_bytes_by_transformer_engine_release():
+    # TE 2.14+: amax pass after the Hadamard transform (read 2), one kernel reading the
+    # BF16 input (2) and writing the row-wise and column-wise 4-bit copies, each with one
+    # E4M3 scale per 16 elements (2 x (0.5 + 0.0625)): 5.125 bytes per element.
+    assert fp8.nvfp4_bytes(1000) == pytest.approx(1000 * 5.125)
+    # TE 2.12-2.13: the row-wise quantize and the RHT column-wise cast each read it: 7.125.
+    assert fp8.nvfp4_bytes(1000, fused_rht_cast=False) == pytest.approx(1000 * 7.125)
+
+
+def test_nvfp4_inputs_are_not_quantized_by_the_norm_or_activation():
+    # With the RHT quantizer TE's norm and activation write BF16 (Impl::UNFUSED), so the
+    # QKV / MLP-up / MLP-down inputs pay the whole quantize, as the attention projection's
+    # does: T x 256, T x 256, T x 1024 and T x 256 elements.
+    for fused, per_elem in ((True, 5.125), (False, 7.125)):
+        casts = forward_casts("nvfp4", fp8_fused_rht_cast=fused)
+        assert casts["qkv_nvfp4_cast_input"] == pytest.approx(T * 256 * per_elem)
+        assert casts["attn_proj_nvfp4_cast_input"] == pytest.approx(T * 256 * per_elem)
+        assert casts["mlp_down_nvfp4_cast_input"] == pytest.approx(T * 1024 * per_elem)
+    # MXFP8's norm still writes the first copy: only the column-wise copy (1 byte) is extra
+    assert forward_casts("mxfp8")["qkv_mxfp8_cast_input"] == pytest.approx(T * 256 * 1)
+
+
+def test_fused_rht_cast_is_an_nvfp4_key():
+    from sim.training_config import Fp8Config
+    assert Fp8Config(recipe="nvfp4", fused_rht_cast=False).fused_rht_cast is False
+    with pytest.raises(ValueError, match="applies to recipe nvfp4"):
+        Fp8Config(recipe="mxfp8", fused_rht_cast=False)
 
 
 def test_fp8_parameter_all_gather_moves_one_byte():
