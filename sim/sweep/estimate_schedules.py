@@ -172,8 +172,8 @@ def played_tail(est, plan: ParallelPlan, s: int, end: float, grads_done: list[fl
     as the graph plays the tail (workloads/param_sync.py ``add_grad_sync``; ZeRO 0/1, the
     only ones these schedules run): on the rank's serial DP channel the replicated
     gradient buckets in the graph's order (``layer_buckets``: chunks from the last, each
-    bucket as its chunk completes, or after the compute without
-    ``overlap_grad_reduce``), the tied-embedding sync after the compute, MoE expert
+    bucket as its chunk completes, or after the compute without ``overlap_grad_reduce``
+    or ``grad_reduce_per_stage``), the tied-embedding sync after the compute, MoE expert
     buckets over expert-DP (``add_expert_grad_sync``); then the optimizer step on the
     compute stream, and the ZeRO-1 parameter all-gathers after it. ``est``: the
     sim.sweep.estimate.Estimator."""
@@ -184,7 +184,8 @@ def played_tail(est, plan: ParallelPlan, s: int, end: float, grads_done: list[fl
     free = 0.0                                  # the DP channel
     if plan.grad_dp > 1:
         for n, c in bucket(_replicated_grads(model, plan, s, params), opts.bucket_params):
-            done = grads_done[c] if opts.overlap_grad_reduce else end
+            by_chunk = opts.overlap_grad_reduce or opts.grad_reduce_per_stage
+            done = grads_done[c] if by_chunk else end
             free = max(free, done) + est._coll(kind, n * opts.grad_bytes, dp)
     if plan.pp > 1 and model.tied_embeddings and s in (0, plan.pp - 1):
         pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")

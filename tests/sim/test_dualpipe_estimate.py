@@ -95,17 +95,19 @@ def test_dualpipev_moe_is_the_des(tp, pp, ep):
 
 @pytest.mark.parametrize("schedule", ["dualpipe", "dualpipev"])
 @pytest.mark.parametrize("nodes,ep", [(1, 4), (2, 4), (4, 16)])
-@pytest.mark.parametrize("zero,overlap", [(0, True), (1, True), (1, False)])
+@pytest.mark.parametrize("zero,overlap", [(0, True), (1, True), (1, False), (1, "per_stage")])
 @pytest.mark.parametrize("tied", [False, True])
 def test_tiny_moe_iteration_is_the_des(schedule, nodes, ep, zero, overlap, tied):
     """Tiny MoE: the estimator's iteration is the DES's to rounding, with gradient buckets
-    overlapping each chunk's last backward or after the compute, all-reduce (ZeRO 0) or
+    overlapping each chunk's last backward, after the compute, or (without overlap,
+    ``grad_reduce_per_stage``) after each chunk's last backward, all-reduce (ZeRO 0) or
     reduce-scatter and parameter all-gathers (ZeRO 1), expert gradients over expert-DP
     (2 nodes, ep 4: expert-DP 2) or none (ep 16 over 4 nodes: expert-DP 1), with or
     without the tied embedding's sync between the end ranks."""
     sc = scenario(schedule, nodes, ep)
     sc["workload"]["model"] = {**sc["workload"]["model"], "tied_embeddings": tied}
-    sc["workload"]["overlap_grad_reduce"] = overlap
+    sc["workload"]["overlap_grad_reduce"] = overlap is True
+    sc["workload"]["grad_reduce_per_stage"] = overlap == "per_stage"
     sc["workload"]["parallel"]["zero"] = zero
     setup, g = _setup_graph(sc)
     des = max(r.end for r in build_engine(setup, g).run())
