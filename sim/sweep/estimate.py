@@ -161,8 +161,7 @@ class Estimator:
         else:
             t_pipe += drain
         if played is not None:      # each rank's tail (ZeRO 0/1) as the graph plays it
-            return max(estimate_schedules.played_tail(self, plan, s, played.end[s],
-                                                      played.grads_done[s]) for s in range(p))
+            return estimate_schedules.played_end(self, plan, played)
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
                                         p2p_bytes(self.model, plan))

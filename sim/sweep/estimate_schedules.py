@@ -166,31 +166,50 @@ def moe_play(plan: ParallelPlan, pipe, dual: list, hop,
     return pipeline_play.play(pipe, units, hop)
 
 
-def played_tail(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float]) -> float:
-    """When stage ``s`` of a played split-backward schedule finishes the step, its
-    compute over at ``end`` and each chunk's gradients complete at ``grads_done[chunk]``,
-    as the graph plays the tail (workloads/param_sync.py ``add_grad_sync``; ZeRO 0/1, the
-    only ones these schedules run): on the rank's serial DP channel the replicated
-    gradient buckets in the graph's order (``layer_buckets``: chunks from the last, each
-    bucket as its chunk completes, or after the compute without ``overlap_grad_reduce``
-    or ``grad_reduce_per_stage``), the tied-embedding sync after the compute, MoE expert
-    buckets over expert-DP (``add_expert_grad_sync``); then the optimizer step on the
-    compute stream, and the ZeRO-1 parameter all-gathers after it. ``est``: the
-    sim.sweep.estimate.Estimator."""
+def played_end(est, plan: ParallelPlan, played: pipeline_play.Played) -> float:
+    """When the step ends after a played split-backward schedule, each rank's compute over
+    at ``played.end`` and each chunk's gradients complete at ``played.grads_done``, as the
+    graph plays the tail (workloads/param_sync.py ``add_grad_sync``; ZeRO 0/1, the only
+    ones these schedules run): on each rank's serial DP channel the replicated gradient
+    buckets in the graph's order (``layer_buckets``: chunks from the last, each bucket as
+    its chunk completes, or after the compute without ``overlap_grad_reduce`` or
+    ``grad_reduce_per_stage``), the tied-embedding sync, which starts when both end
+    ranks are ready for it, MoE expert buckets over expert-DP (``add_expert_grad_sync``);
+    then the optimizer step on the compute stream, and the ZeRO-1 parameter all-gathers
+    after it. ``est``: the sim.sweep.estimate.Estimator."""
+    model, opts, p = est.model, est.options, plan.pp
+    free = [_grad_queue(est, plan, s, played.end[s], played.grads_done[s]) for s in range(p)]
+    if p > 1 and model.tied_embeddings:
+        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, p - 1)), "dp")
+        start = max(max(free[s], played.end[s]) for s in (0, p - 1))
+        for s in (0, p - 1):
+            free[s] = start + est.network.collective_time(
+                "all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair)
+    return max(_step_end(est, plan, s, played.end[s], played.grads_done[s], free[s])
+               for s in range(p))
+
+
+def _grad_queue(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float]) -> float:
+    """When stage ``s``'s DP channel has reduced its replicated gradient buckets."""
+    opts, free = est.options, 0.0
+    if plan.grad_dp > 1:
+        kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+        dp = CommGroup(plan.dp_group(s), "dp")
+        params = stage_params(est.model, plan, s)
+        by_chunk = opts.overlap_grad_reduce or opts.grad_reduce_per_stage
+        for n, c in bucket(_replicated_grads(est.model, plan, s, params), opts.bucket_params):
+            free = max(free, grads_done[c] if by_chunk else end) + \
+                est._coll(kind, n * opts.grad_bytes, dp)
+    return free
+
+
+def _step_end(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float],
+              free: float) -> float:
+    """When stage ``s`` ends the step, its DP channel free at ``free``: MoE expert
+    buckets, the optimizer, the ZeRO-1 parameter all-gathers."""
     model, opts = est.model, est.options
     kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
-    dp = CommGroup(plan.dp_group(s), "dp")
     params = stage_params(model, plan, s)
-    free = 0.0                                  # the DP channel
-    if plan.grad_dp > 1:
-        for n, c in bucket(_replicated_grads(model, plan, s, params), opts.bucket_params):
-            by_chunk = opts.overlap_grad_reduce or opts.grad_reduce_per_stage
-            done = grads_done[c] if by_chunk else end
-            free = max(free, done) + est._coll(kind, n * opts.grad_bytes, dp)
-    if plan.pp > 1 and model.tied_embeddings and s in (0, plan.pp - 1):
-        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
-        free = max(free, end) + est.network.collective_time(
-            "all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair)
     gather = None
     if model.uniform:
         shard = params / (plan.shard_group if plan.zero >= 1 else 1)
@@ -206,6 +225,7 @@ def played_tail(est, plan: ParallelPlan, s: int, end: float, grads_done: list[fl
         opt, gather = moe_training.optimizer_and_gather(model, plan, s, opts, adam_bytes(opts))
     t = max(end, free) + est.costs.uncached_time(opt)
     if plan.zero in (1, 2) and plan.grad_dp > 1:
+        dp = CommGroup(plan.dp_group(s), "dp")
         t += est.network.collective_time("all_gather", params * opts.param_bytes, dp)
     if gather is not None:
         t += est.network.collective_time(gather.kind, gather.bytes, gather.group)
