@@ -9,9 +9,10 @@ their chunk) by the engine's own ``OpCosts.price`` of the layers' joined tallies
 wait for the host's launches across the chunk's host syncs, and, when
 ``workload.moe.overlap`` is set, the EP communication hidden behind the rest of the chunk
 (DeepEP's SMs and its kernels' slowdown beside compute included) are the engine's.
-Expert gradients reduced over expert-data-parallel add to the stage's tail. Under
-DualPipe(V) each stage also gets its passes per chunk and the price of each overlapped
-forward&backward pair (``DualTimes``), from sums taken layer by layer.
+Expert gradients reduced over expert-data-parallel add to the stage's tail. Under the
+split-backward schedules (zb-h1, zb-v, DualPipe(V)) each stage also gets its passes per
+chunk and the price of each overlapped forward&backward pair (``DualTimes``), from sums
+taken layer by layer, for the play of each rank's order (sim/sweep/estimate_schedules.py).
 """
 
 from __future__ import annotations

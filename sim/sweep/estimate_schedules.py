@@ -1,5 +1,6 @@
-"""Closed-form pipeline time of the split-backward schedules (docs/schedules.md), for
-``sim/sweep/estimate.py``: the busiest rank's compute plus the published bubble.
+"""Pipeline time of the split-backward schedules (docs/schedules.md), for
+``sim/sweep/estimate.py``: each rank's priced order played (below), or, where the play
+does not apply, the busiest rank's compute plus the published bubble (``pipe_time``).
 
 Per rank, ``fwd``, ``bwd`` and ``wgrad`` are one microbatch's forward, full backward and
 weight-gradient time over all the rank's layers (both chunks of a V or of DualPipe).
