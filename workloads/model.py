@@ -34,6 +34,9 @@ class ModelSpec(BaseModel):
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     bias: bool = True                  # linear layers carry biases (GPT) or not (Llama)
     rope: bool = False                 # rotary positions (no learned position table)
+    # Scaled rotary positions: "yarn" (gpt-oss: factor 32 over 4,096 positions; Megatron-Core
+    # position_embedding_type "yarn"), which Megatron runs unfused (workloads/layer_attention.py).
+    rope_scaling: Literal["yarn"] | None = None
     tied_embeddings: bool = True       # output layer shares the word-embedding matrix
     # Trained with dropout (GPT-3, the Megatron-LM papers: p = 0.1). Modern recipes
     # (Llama 3, Nemotron-4) set it to 0, and PyTorch then stores no masks.
