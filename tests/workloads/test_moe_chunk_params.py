@@ -74,6 +74,10 @@ def test_model_state_memory_by_hand(schedule, vpp):
         assert m.optimizer == pytest.approx(12 * dense / 4 + 12 * experts / 2, rel=1e-12)
 
 
+def _bytes(ops, name: str) -> float:
+    return sum(o.bytes for o in ops if isinstance(o, Collective) and o.name == name)
+
+
 @pytest.mark.parametrize(("schedule", "vpp"), list(CASES))
 def test_graph_step_covers_every_chunk(schedule, vpp):
     """The step's collectives and optimizer on each rank: replicated gradients
@@ -84,14 +88,10 @@ def test_graph_step_covers_every_chunk(schedule, vpp):
     for s, (dense, experts) in enumerate(CASES[(schedule, vpp)]):
         rank = st.plan.rank(0, 0, s)
         ops = [n.op for n in g.nodes if n.rank == rank]
-
-        def total(name: str) -> float:
-            return sum(o.bytes for o in ops if isinstance(o, Collective) and o.name == name)
-
-        assert total("grad_reduce_scatter") == pytest.approx(4 * dense, rel=1e-12)
-        assert total("param_all_gather") == pytest.approx(2 * dense, rel=1e-12)
-        assert total("expert_grad_reduce_scatter") == pytest.approx(4 * experts, rel=1e-12)
-        assert total("expert_param_all_gather") == pytest.approx(2 * experts, rel=1e-12)
+        assert _bytes(ops, "grad_reduce_scatter") == pytest.approx(4 * dense, rel=1e-12)
+        assert _bytes(ops, "param_all_gather") == pytest.approx(2 * dense, rel=1e-12)
+        assert _bytes(ops, "expert_grad_reduce_scatter") == pytest.approx(4 * experts, rel=1e-12)
+        assert _bytes(ops, "expert_param_all_gather") == pytest.approx(2 * experts, rel=1e-12)
         (adam,) = [o for o in ops if isinstance(o, Compute) and o.name == "adam"]
         shard = dense / 4 + experts / 2
         assert adam.bytes == pytest.approx(shard * ADAM_BYTES_PER_PARAM, rel=1e-12)
