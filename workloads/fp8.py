@@ -168,7 +168,7 @@ def _grad_gather(op: Collective, recipe: str, act_bytes: int, ring: bool) -> Col
 
 def rewrite(ops: list, recipe: str, fused_amax: bool = False,
             fused_rht_cast: bool = True, amax_group: CommGroup | None = None,
-            te_grad_gather: bool = False, ring: bool = False, act_bytes: int = 2) -> list:
+            te_gathers: bool = False, ring: bool = False, act_bytes: int = 2) -> list:
     """The ops of a layer with its linear GEMMs in the recipe's format and their casts.
     Forward GEMM (m, n, k) = X(m,k) W(k,n): casts X. A dgrad (m, k, n) casts dY (m, n)
     for itself and the wgrad, which then needs no cast of its own.
@@ -183,8 +183,10 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False,
     quantize each expert's split with its own kernel. So those recipes get one cast per
     local expert, delayed scaling and NVFP4 one for all of them.
 
-    ``te_grad_gather``: the TP all-gathers of the row-parallel linears' output gradients
-    move TE's quantized copies (``_grad_gather``; ``ring``: under userbuffers). With
+    ``te_gathers``: the TP all-gathers move TE's quantized copies with their scales
+    (``te_gather_bytes``): the forward inputs' row-wise copy, and the row-parallel
+    linears' output gradients (``_grad_gather``; ``ring``: under userbuffers); without it
+    (torchao) the input gathers move ``q`` bytes an element and the gradients stay 16-bit. With
     ``amax_group`` (sequence parallelism under TE) current scaling and NVFP4 all-reduce
     the amax of each gathered input and output gradient over the TP group before it is
     cast and gathered (``AMAX_REDUCTION_BYTES``)."""
@@ -198,9 +200,10 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False,
         nxt = ops[i + 1] if i + 1 < len(ops) else None
         if isinstance(op, Collective) and op.kind == "all_gather" and op.group.dim == "tp" \
                 and isinstance(nxt, Compute) and nxt.name in SP_GATHERED:
-            if nxt.name in ("qkv", "mlp_up"):
-                op = replace(op, bytes=op.bytes * q / 2)  # gathers the FP8 copy
-            elif te_grad_gather:
+            if nxt.name in ("qkv", "mlp_up"):             # gathers the row-wise FP8 copy
+                per_elem = te_gather_bytes(recipe, 1) if te_gathers else q
+                op = replace(op, bytes=op.bytes * per_elem / act_bytes)
+            elif te_gathers:
                 op = _grad_gather(op, recipe, act_bytes, ring)
             if amax_group is not None and recipe in AMAX_REDUCTION_BYTES:
                 out.append(Collective("all_reduce", AMAX_REDUCTION_BYTES[recipe], amax_group,

@@ -66,9 +66,13 @@ def _grad_gathers(ops):
     ("mxfp8", False, 2 * (1 + 1 / 32)), ("mxfp8", True, 1 + 1 / 32),
     ("nvfp4", False, 2 * (0.5 + 1 / 16))])
 def test_output_gradient_gathers_in_the_recipe_precision(recipe, ring, per_elem):
-    ops = fp8.rewrite(layer_backward(ctx()), recipe, te_grad_gather=True, ring=ring)
+    ops = fp8.rewrite(layer_backward(ctx()), recipe, te_gathers=True, ring=ring)
     assert _grad_gathers(ops) == {"tp_mlp_out_bwd": pytest.approx(per_elem * T * H),
                                   "tp_attn_out_bwd": pytest.approx(per_elem * T * H)}
+    # the forward inputs' gathers move the row-wise copy with its scales
+    fwd = _grad_gathers(fp8.rewrite(layer_forward(ctx()), recipe, te_gathers=True, ring=ring))
+    assert fwd == {"tp_ag_attn": pytest.approx(fp8.te_gather_bytes(recipe, 1) * T * H),
+                   "tp_ag_mlp": pytest.approx(fp8.te_gather_bytes(recipe, 1) * T * H)}
     # without TE's gathers (torchao / DTensor) the rewrite leaves them at 2 bytes
     assert set(_grad_gathers(fp8.rewrite(layer_backward(ctx()), recipe)).values()) == {2 * T * H}
 
