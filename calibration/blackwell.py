@@ -12,7 +12,9 @@ Inputs (calibration/reference/kernels/, a source line per row tag in each header
   head dim 128) -> ``attention.causal`` / ``attention.full`` of each part on its own rows
   (B200: cuDNN 9.10.2, causal, 2K-128K tokens, its no-mask curve from the GB200; GB200
   and GB300: cuDNN 9.22, both masks, 2K-32K), each as efficiency against its own part's
-  BF16 peak. B300 borrows gb300 (the same Blackwell Ultra chip).
+  BF16 peak. Every one of these row sets peaks inside its range (8K-32K tokens) and
+  falls beyond, so the curves carry that decline (``seq_fall``), held at the longest
+  measured length (``seq_max``). B300 borrows gb300 (the same Blackwell Ultra chip).
 
 Everything else (memory-bound kernels, collectives, fabric, step variability) is the
 ``h100`` profile's, stated in the profile's notes: nothing published here measures them
@@ -84,6 +86,8 @@ PARTS = {
     "gb200": ("gb200", "CUDNN-GB200-2026-04", "CUDNN-GB200-2026-04"),
     "gb300": ("gb300", "CUDNN-GB300-2026-04", "CUDNN-GB300-2026-04"),
 }
+FALL_NOTE = (" Each curve carries the decline the rows show at long sequences (efficiency / "
+             "(1 + s / seq_fall)), held at the longest measured kv length (seq_max) beyond it.")
 ATTN_NOTES = {
     "b200": "attention.causal fitted on cuDNN 9.10.2 fused attention on one B200 (2K-128K "
             "tokens, forward + backward, BF16); attention.full on cuDNN 9.22 on one GB200 (no "
@@ -102,7 +106,7 @@ def attention_fits(ref: pd.DataFrame, causal_source: str, full_source: str) -> d
     fits = {}
     for key, causal, source in (("causal", "yes", causal_source), ("full", "no", full_source)):
         sel = (ref.causal == causal) & (ref.source == source)
-        fits[key] = fit_attention(ref.seq[sel], eff[sel])
+        fits[key] = fit_attention(ref.seq[sel], eff[sel], fall=True)
     return fits
 
 
@@ -146,7 +150,7 @@ def build_blackwell(h100: dict, ref_dir, sha) -> list[dict]:
             "attention": {k: v.params for k, v in attn.items()},
             **{k: h100[k] for k in ("memory", "memory_ops", "collectives", "fabric") if k in h100},
             "quality": {k: v.quality for k, v in fitted.items()} | borrowed | {
-                "notes": [GEMM_NOTE, ATTN_NOTES[name], BORROWED_NOTE]},
+                "notes": [GEMM_NOTE, ATTN_NOTES[name] + FALL_NOTE, BORROWED_NOTE]},
             "uncertainty": {k: v.uncertainty for k, v in fitted.items()} | unc,
         }
         if "variability" in h100:

@@ -150,16 +150,30 @@ def memory_bound_shapes(m, n, k, elem_bytes: float, peak_flops: float, hbm_bw: f
     return int(np.sum(intensity < peak_flops / hbm_bw))
 
 
-def fit_attention(seq, eff, n_boot: int = 200) -> Fit:
-    """Attention efficiency vs kv length: eff = eff_max s / (s + s_half)."""
+def fit_attention(seq, eff, n_boot: int = 200, fall: bool = False) -> Fit:
+    """Attention efficiency vs kv length: eff = eff_max s / (s + s_half).
+
+    ``fall``: also the decline at long sequences, eff / (1 + s / s_fall) (the curve
+    ``hw_models.compute.attention_efficiency`` prices), for kernels whose measured
+    efficiency peaks inside the measured range; the longest measured length is recorded
+    as ``seq_max``, beyond which the priced efficiency is held."""
     seq, eff = np.asarray(seq, float), np.asarray(eff, float)
+    if not fall:
+        def model(th, s):
+            return th[0] * s / (s + th[1])
 
-    def model(th, s):
-        return th[0] * s / (s + th[1])
+        return fit_curve(model, seq, eff, [0.6, 300.0], ([0.01, 0.0], [1.0, 1e5]),
+                         ["eff_max", "seq_half"], lambda th: {"eff_max": th[0], "seq_half": th[1]},
+                         n_boot=n_boot)
 
-    return fit_curve(model, seq, eff, [0.6, 300.0], ([0.01, 0.0], [1.0, 1e5]),
-                ["eff_max", "seq_half"], lambda th: {"eff_max": th[0], "seq_half": th[1]},
-                n_boot=n_boot)
+    def model_fall(th, s):
+        return th[0] * s / (s + th[1]) / (1.0 + s / th[2])
+
+    fit = fit_curve(model_fall, seq, eff, [0.6, 1000.0, 1e5], ([0.01, 0.0, 1e3], [1.0, 1e5, 1e8]),
+                    ["eff_max", "seq_half", "seq_fall"],
+                    lambda th: {"eff_max": th[0], "seq_half": th[1], "seq_fall": th[2]},
+                    n_boot=n_boot)
+    return Fit(fit.params | {"seq_max": float(seq.max())}, fit.quality, fit.uncertainty)
 
 
 def fit_memory_launch(nbytes, time_s, hbm_bw: float, bw_eff: float) -> Fit:

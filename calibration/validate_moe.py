@@ -28,7 +28,7 @@ How each row is run (the same for every row; nothing is fitted to a row):
 Skipped rows say why: GPUs with no system in the catalog, rows the csv notes flag as
 self-inconsistent or as a known software regression (a page footnote, or the maintainers'
 regression issue: Qwen3-30B-A3B dropless on H100 / B200 in 25.11 and 26.02, Megatron-Bridge
-#1998), token-dropping rows whose capacity factor is not published,
+#1998; Qwen3-235B-A22B MXFP8 on B200 in 25.11, #1705), token-dropping rows whose capacity factor is not published,
 an example log line whose configuration is inferred.
 """
 
@@ -137,6 +137,8 @@ def skip_reason(row) -> str | None:
         ("known cuDNN issue" in notes, "a known cuDNN regression in this release (page footnote)"),
         ("dropless Qwen3-30B-A3B regression" in notes,
          "a known dropless-MoE regression in this release (Megatron-Bridge issue #1998)"),
+        ("Qwen3-235B-A22B B200 MXFP8 regression" in notes,
+         "a known Qwen3-235B B200 MXFP8 regression in this release (Megatron-Bridge issue #1705)"),
         ("token-DROP" in notes, "token-dropping run: capacity factor not published, precision unlabeled"),
         (str(row.precision).upper() not in PRECISION, f"precision {row.precision} not mapped"),
         (published(row) is None, "no throughput or step time published"),

@@ -61,6 +61,16 @@ def slowest_of(n: int, cv: float) -> float:
     return 1.0 + cv * expected_max_normal(n) if cv > 0 and n > 1 else 1.0
 
 
+def attention_efficiency(curve, seq_kv: float) -> float:
+    """Share of the BF16 peak a fused-attention kernel reaches at kv length ``seq_kv``:
+    eff_max s / (s + seq_half), and where the curve has a ``seq_fall`` (the measured
+    efficiency of cuDNN's Blackwell kernels peaks at 8K-32K tokens and falls beyond),
+    divided by 1 + s / seq_fall, with s held at the longest measured length ``seq_max``."""
+    s = min(seq_kv, curve.seq_max) if curve.seq_max else seq_kv
+    eff = curve.eff_max * s / (s + curve.seq_half)
+    return eff / (1.0 + s / curve.seq_fall) if curve.seq_fall else eff
+
+
 @dataclass(frozen=True)
 class ComputeModel:
     gpu: GPUSpec
@@ -88,8 +98,7 @@ class ComputeModel:
         units, forward and again backward (P recomputed), so with ``flops_per_exp`` known
         the kernel takes at least flops / flops_per_exp exponentials at the part's
         ``exp_rate``: a roofline floor under the tensor-core time."""
-        curve = self.profile.attention["causal" if causal else "full"]
-        eff = curve.eff_max * seq_kv / (seq_kv + curve.seq_half)
+        eff = attention_efficiency(self.profile.attention["causal" if causal else "full"], seq_kv)
         launch = self.profile.memory.launch_us * US
         t = flops / (self.gpu.peak_flops(dtype) * eff)
         if flops_per_exp > 0 and self.gpu.exp_rate:

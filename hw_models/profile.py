@@ -6,7 +6,7 @@ A profile is YAML written by ``calibration.fit`` and read here. Layout::
     device: a100-80gb
     inputs: [{path, sha256}]               # the microbenchmark files it was fitted on
     gemm: {fp16: {eff_max, flops_half, launch_us, roofline_p, tile_m, tile_n, wave_exp}, ...}
-    attention: {causal: {eff_max, seq_half}, full: {eff_max, seq_half}}
+    attention: {causal: {eff_max, seq_half[, seq_fall, seq_max]}, full: {...}}
     memory: {bw_eff, launch_us}
     memory_ops: {norm: {bw_eff, launch_us}, ...}   # optional per op class (measured profiles)
     collectives: {nvlink: {latency_us, eff_max, bytes_half, gamma}, network: {...}}
@@ -56,8 +56,14 @@ class GemmCurve(_P):
 
 
 class AttentionCurve(_P):
+    """Fused-attention efficiency against the kv length s (``hw_models.compute``):
+    eff_max s / (s + seq_half), divided by (1 + s / seq_fall) where the kernel's measured
+    efficiency falls again at long sequences (``seq_fall``), with s held at ``seq_max``,
+    the longest measured kv length, when set: the decline is not extrapolated."""
     eff_max: float = Field(gt=0, le=1)
     seq_half: float = Field(ge=0)       # kv length at which efficiency is half of eff_max
+    seq_fall: float | None = Field(None, gt=0)   # unset: no decline (rising to eff_max)
+    seq_max: float | None = Field(None, gt=0)    # unset: the curve at any length
 
 
 class MemoryCurve(_P):
@@ -251,7 +257,7 @@ def device_gpu(profile: Profile, gpu: GPUSpec) -> GPUSpec:
 # ---- uncertainty corners (calibration/uncertainty.py builds bands on them) ----------------
 # +1: a larger value makes operations faster; -1: slower; absent: left at the fit
 # (gamma bends the curve both ways around bytes_half).
-FASTER = {"eff_max": 1, "bw_eff": 1, "roofline_p": 1, "flops_half": -1, "seq_half": -1,
+FASTER = {"eff_max": 1, "bw_eff": 1, "roofline_p": 1, "flops_half": -1, "seq_half": -1, "seq_fall": 1,
           "launch_us": -1, "latency_us": -1, "bytes_half": -1}
 # Schema upper bounds that the bootstrap tail must not cross.
 CAPS = {("gemm", "eff_max"): 1.0, ("gemm", "bw_eff"): 1.0, ("attention", "eff_max"): 1.0, ("memory", "bw_eff"): 1.0,

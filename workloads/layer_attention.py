@@ -75,13 +75,40 @@ def _mla_gemms(ctx: LayerContext) -> list[tuple[tuple[int, int, int], str]]:
     return out
 
 
+def _unfused_yarn(ctx: LayerContext) -> bool:
+    """Whether RoPE runs as Megatron-Core's unfused PyTorch code: Megatron-Bridge turns
+    ``apply_rope_fusion`` off for any ``position_embedding_type`` other than "rope"
+    (``validate_rope_fusion_compatibility``, src/megatron/bridge/utils/fusions.py, v0.2.0 to
+    v0.6.0), so YaRN runs ``_apply_rotary_pos_emb_bshd`` (and Megatron-Core 0.16+ would
+    also fall back to it for YaRN's concentration factor, 0.1 ln(32) + 1 for gpt-oss, which
+    TE's fused kernel does not take)."""
+    return ctx.model.rope_scaling == "yarn"
+
+
+def _rope(ctx: LayerContext, bwd: bool) -> list[Op]:
+    """RoPE of the queries and keys (N elements of e bytes on this rank). Fused (TE): one
+    read and one write of N in the forward. Unfused (``_unfused_yarn``; Megatron-Core
+    ``_apply_rotary_pos_emb_bshd``, core 0.15-0.18, with rot_dim = head dim): per tensor
+    ``t * cos``, ``-x2`` of half, ``torch.cat((-x2, x1))``, ``* sin``, the sum and the final
+    ``torch.cat((t, t_pass))`` copy, 12 e N bytes in 6 kernels, plus cos, sin, their
+    scaling and casts over the small (s, d) table (6 kernels); backward, the two products'
+    gradients, the negation, the chunk's gradient ``cat``, the sum of t's two gradients and
+    the slice's ``zeros`` and ``copy_`` (``slice_backward``): 13 e N bytes in 7 kernels."""
+    m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
+    n = T * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
+    if not _unfused_yarn(ctx):
+        return [] if bwd else [mem(ctx, "elementwise", 2 * e * n, "rope")]
+    if bwd:
+        return [replace(mem(ctx, "elementwise", 13 * e * n, "rope_bwd"), host_ops=2 * 7)]
+    return [replace(mem(ctx, "elementwise", 12 * e * n, "rope"), host_ops=2 * 12)]
+
+
 def attn_forward(ctx: LayerContext, window: bool) -> list[Op]:
     m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
     att = mla(m)
     if att is None:
         g = layer_gemm_shapes(ctx)
-        rope = e * 2 * T * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
-        return [gemm(ctx, *g["qkv"], "qkv"), mem(ctx, "elementwise", rope, "rope"),
+        return [gemm(ctx, *g["qkv"], "qkv"), *_rope(ctx, bwd=False),
                 *repeat_kv_copy(ctx, "repeat_kv"),
                 fused_attention(ctx, window, m.head_dim, m.head_dim, False), gemm(ctx, *g["proj"], "attn_proj")]
     ops: list[Op] = [gemm(ctx, *shape, name) for shape, name in _mla_gemms(ctx)]
@@ -100,7 +127,8 @@ def attn_backward(ctx: LayerContext, window: bool) -> list[Op]:
         g = layer_gemm_shapes(ctx)
         return [*gemm_bwd(ctx, *g["proj"], "attn_proj"),
                 fused_attention(ctx, window, m.head_dim, m.head_dim, True),
-                *repeat_kv_copy(ctx, "repeat_kv_bwd"), *gemm_bwd(ctx, *g["qkv"], "qkv")]
+                *repeat_kv_copy(ctx, "repeat_kv_bwd"), *_rope(ctx, bwd=True),
+                *gemm_bwd(ctx, *g["qkv"], "qkv")]
     latent = (att.q_lora_rank or 0) + att.kv_lora_rank
     ops: list[Op] = [*gemm_bwd(ctx, T, m.hidden, ctx.local_heads * att.v_head_dim, "attn_proj"),
                      fused_attention(ctx, window, att.qk_head_dim, att.v_head_dim, True),

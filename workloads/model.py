@@ -27,9 +27,16 @@ class ModelSpec(BaseModel):
     vocab: int = Field(gt=0)
     seq_len: int = Field(gt=0)
     activation: Literal["gelu", "swiglu", "squared_relu"] = "gelu"
+    # Clamp of the gated activation's inputs (gpt-oss: ``swiglu_limit`` 7.0 in its
+    # config.json; Megatron-Core ``activation_func_clamp_value``): the gate half is clamped
+    # from above, the linear half to [-limit, limit] (workloads/moe_layers.py prices it).
+    activation_clamp: float | None = Field(default=None, gt=0)
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     bias: bool = True                  # linear layers carry biases (GPT) or not (Llama)
     rope: bool = False                 # rotary positions (no learned position table)
+    # Scaled rotary positions: "yarn" (gpt-oss: factor 32 over 4,096 positions; Megatron-Core
+    # position_embedding_type "yarn"), which Megatron runs unfused (workloads/layer_attention.py).
+    rope_scaling: Literal["yarn"] | None = None
     tied_embeddings: bool = True       # output layer shares the word-embedding matrix
     # Trained with dropout (GPT-3, the Megatron-LM papers: p = 0.1). Modern recipes
     # (Llama 3, Nemotron-4) set it to 0, and PyTorch then stores no masks.

@@ -309,6 +309,34 @@ def _expert_bias(ctx: LayerContext, bwd: bool) -> list[Op]:
             mem(ctx, "elementwise", 2 * row * local, "expert_bias_cat")]
 
 
+def _expert_clamp(ctx: LayerContext, bwd: bool) -> list[Op]:
+    """The clamp of a clamped gated activation (``activation_clamp``: gpt-oss), run in
+    PyTorch before Megatron-Core's fused kernel (``weighted_bias_quick_geglu_impl`` in
+    megatron/core/fusions/fused_bias_geglu.py, core 0.15-0.18: ``chunk`` of the fc1 output
+    into its gate and linear halves, ``clamp(max=limit)`` and ``clamp(-limit, limit)``,
+    ``torch.cat`` back), then ``torch.tensor(linear_offset, device=...)``, a copy from the
+    host that PyTorch runs as ``cudaMemcpyAsync`` followed by ``cudaStreamSynchronize``
+    (``memcpy_and_sync``, aten/src/ATen/native/cuda/Copy.cu, non-blocking false): a
+    host-device synchronization on every call. With r routed rows, f the expert
+    intermediate size and e bytes per element: forward, the two clamps (read and write
+    half each) and the concatenation (read and write all), 8 e r f bytes in 3 kernels;
+    backward (PyTorch's ``clamp_backward``: ``where(x <= max, grad, 0)`` for the gate half,
+    ``where((x >= min).logical_and_(x <= max), grad, 0)`` for the linear half, masks of one
+    byte, each ``where`` with its zero scalar filled on the device; the chunk's gradient
+    concatenated by ``split_backward``): (11 e + 8) r f bytes in 9 kernels. Transformer
+    Engine's fused grouped MLP (``fused_mlp``) clamps inside its kernels: none of this."""
+    limit = ctx.model.activation_clamp
+    if limit is None or ctx.moe.fused_mlp or not ctx.model.gated:
+        return []
+    e, rf = ctx.act_bytes, _received(ctx) * _expert_shapes(ctx)[2][2]
+    if bwd:
+        return [replace(mem(ctx, "elementwise", (11 * e + 8) * rf, "expert_clamp_bwd"), host_ops=9)]
+    return [mem(ctx, "elementwise", 2 * e * rf, "expert_clamp_gate"),
+            mem(ctx, "elementwise", 2 * e * rf, "expert_clamp_linear"),
+            mem(ctx, "elementwise", 4 * e * rf, "expert_clamp_cat"),
+            mem(ctx, "elementwise", e, "expert_act_offset_h2d"), host_sync()]
+
+
 ROUTER_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp64": 8}
 
 
@@ -464,7 +492,7 @@ def moe_forward(ctx: LayerContext) -> list[Op]:
     ops: list[Op] = [*_router_forward(ctx), *_permute(ctx),
                      host_sync(),    # dropless: tokens per expert read on the host
                      *route(ctx, "dispatch", out=False), *_sort_chunks(ctx, "expert_sort", True),
-                     *[gemm(ctx, *fc1, "expert_fc1")] * local,
+                     *[gemm(ctx, *fc1, "expert_fc1")] * local, *_expert_clamp(ctx, bwd=False),
                      mem(ctx, "elementwise", _act(ctx, r, fc2[2]), "expert_activation"),
                      *[gemm(ctx, *fc2, "expert_fc2")] * local, *_expert_bias(ctx, bwd=False),
                      *_sort_chunks(ctx, "expert_unsort", False),
@@ -491,6 +519,7 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
             *_expert_bias(ctx, bwd=True),
             *gemm_bwd(ctx, *fc2, "expert_fc2") * local,
             mem(ctx, "elementwise", 1.5 * _act(ctx, r, fc2[2]), "expert_activation_bwd"),
+            *_expert_clamp(ctx, bwd=True),
             *gemm_bwd(ctx, *fc1, "expert_fc1") * local, *_sort_chunks(ctx, "expert_sort_bwd", True),
             *route(ctx, "dispatch_bwd", out=True),
             *_permute_backward(ctx), *_router_backward(ctx)]
@@ -552,8 +581,9 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode: str) -> list[Op]:
     norm = 2 * ctx.act_bytes * ctx.norm_tokens * ctx.model.hidden
     ops = [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
     if is_moe_layer(ctx.model, i):
-        ops.append(mem(ctx, "elementwise", _act(ctx, _received(ctx), _expert_shapes(ctx)[2][2]),
-                       "expert_activation"))
+        ops += [*_expert_clamp(ctx, bwd=False),
+                mem(ctx, "elementwise", _act(ctx, _received(ctx), _expert_shapes(ctx)[2][2]),
+                    "expert_activation")]
     return ops
 
 

@@ -38,7 +38,7 @@ from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
 from workloads.offload import OffloadOptions
 from workloads.parallel import ParallelPlan
-from workloads.param_sync import ADAM_BYTES_PER_PARAM, stage_params, unit_params
+from workloads.param_sync import ADAM_BYTES_PER_PARAM, gathers_overlap, stage_params, unit_params
 from workloads.pipeline import SPLIT_BACKWARD
 from workloads.training import TrainingOptions, p2p_bytes, stage_layer_ops
 
@@ -54,6 +54,7 @@ class LayerTimes:
     head_fwd: float
     head_bwd: float
     wgrad: float = 0.0  # the weight-gradient part of bwd (split-backward schedules)
+    bwd_input: float = 0.0  # recompute + the input-gradient part ("I")
 
 
 class Estimator:
@@ -84,7 +85,7 @@ class Estimator:
             fwd=self._block(ops.fwd), bwd=self._block(ops.bwd),
             emb_fwd=self._block(ops.emb_fwd), emb_bwd=self._block(ops.emb_bwd),
             head_fwd=self._block(ops.head_fwd), head_bwd=self._block(ops.head_bwd),
-            wgrad=self._block(ops.bwd_weight))
+            wgrad=self._block(ops.bwd_weight), bwd_input=self._block(ops.bwd_input))
 
     def _times(self, plan: ParallelPlan) -> LayerTimes:
         from dataclasses import replace
@@ -131,7 +132,7 @@ class Estimator:
             layer_bwd = [lt.bwd] * p
         else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
             from sim.sweep import estimate_moe
-            dual = [] if plan.effective_schedule in ("dualpipe", "dualpipev") and p > 1 else None
+            dual = [] if plan.effective_schedule in SPLIT_BACKWARD and p > 1 else None
             fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan, dual)
             bwd, drain = estimate_moe.split_backward(plan, bwd, split)
             wgrad = [0.0] * p           # not split: the split schedules' bubble from above
@@ -142,8 +143,15 @@ class Estimator:
                            strict=True)
         per_stage = [f + b + v * self._p2p_on_compute(plan) for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
-        if lt is None and dual and not zero3:      # MoE pairs: estimate_schedules.py
-            t_pipe = estimate_schedules.dual_pipe_time(plan, dual)
+        played = None
+        if lt is None and dual and not zero3:      # MoE split schedules: the orders played
+            played = estimate_schedules.moe_play(plan, plan.pipeline(self.model.layers), dual,
+                                                 self._hops(plan), self._recv_gather(plan))
+            t_pipe = max(played.end)
+        elif self._plays_split(plan, zero3, offload):
+            played = estimate_schedules.dense_play(plan, plan.pipeline(self.model.layers), lt,
+                                                   self._hops(plan), self._recv_gather(plan))
+            t_pipe = max(played.end)
         elif plan.effective_schedule in SPLIT_BACKWARD:
             t_pipe = estimate_schedules.pipe_time(plan, list(fwd), list(bwd), wgrad)
         else:
@@ -152,6 +160,8 @@ class Estimator:
             t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
         else:
             t_pipe += drain
+        if played is not None:      # each rank's tail (ZeRO 0/1) as the graph plays it
+            return estimate_schedules.played_end(self, plan, played)
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
                                         p2p_bytes(self.model, plan))
@@ -162,6 +172,34 @@ class Estimator:
                    + (0.0 if lt else estimate_moe.expert_tail(self, plan, s)) - s * bwd[s] / v
                    for s in sorted({0, p // 2, p - 1}))
         return t_pipe + max(tail, 0.0)
+
+    def _plays_split(self, plan: ParallelPlan, zero3: bool, offload) -> bool:
+        """Whether a uniform model's split-backward schedule is played rank by rank
+        (estimate_schedules.dense_play): not under ZeRO-3, activation or optimizer offload,
+        or the parameter gathers overlapping the first forwards, which the play leaves out."""
+        return (self.model.uniform and plan.pp > 1 and plan.effective_schedule in SPLIT_BACKWARD
+                and not zero3 and not _offloads(offload)
+                and not gathers_overlap(self.model, plan, self.options))
+
+    def _recv_gather(self, plan: ParallelPlan) -> float:
+        """The receiver's TP all-gather of a scattered pipeline input without sequence
+        parallelism (workloads/pipeline_sync.py ``gather_received``), per received pass."""
+        if plan.tp == 1 or plan.sp:
+            return 0.0
+        return self._coll("all_gather", p2p_bytes(self.model, plan) * plan.tp,
+                          CommGroup(plan.tp_group(0), "pp"))
+
+    def _hops(self, plan: ParallelPlan):
+        """Seconds of one pipeline transfer from stage ``src``'s rank to ``dst``'s."""
+        nbytes, memo = p2p_bytes(self.model, plan), {}
+
+        def hop(src: int, dst: int) -> float:
+            t = memo.get((src, dst))
+            if t is None:
+                t = memo[(src, dst)] = self.network.p2p_time(
+                    plan.rank(0, 0, src), plan.rank(0, 0, dst), nbytes)
+            return t
+        return hop
 
     def _p2p_on_compute(self, plan: ParallelPlan) -> float:
         """Pipeline transfer time on a stage's compute stream per chunk and microbatch
@@ -254,3 +292,8 @@ def from_setup(setup) -> Estimator:
                                setup.layout.world_size)
     return Estimator(setup.model, setup.layout, compute, setup.options, setup.gpu.hbm_bytes,
                      setup.profile, host_launch(sc, setup.system))
+
+
+def _offloads(offload: OffloadOptions | None) -> bool:
+    """Whether the plan moves activations or the optimizer step to the host."""
+    return offload is not None and (offload.activations > 0 or offload.optimizer)

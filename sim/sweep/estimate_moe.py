@@ -9,9 +9,10 @@ their chunk) by the engine's own ``OpCosts.price`` of the layers' joined tallies
 wait for the host's launches across the chunk's host syncs, and, when
 ``workload.moe.overlap`` is set, the EP communication hidden behind the rest of the chunk
 (DeepEP's SMs and its kernels' slowdown beside compute included) are the engine's.
-Expert gradients reduced over expert-data-parallel add to the stage's tail. Under
-DualPipe(V) each stage also gets its passes per chunk and the price of each overlapped
-forward&backward pair (``DualTimes``), from sums taken layer by layer.
+Expert gradients reduced over expert-data-parallel add to the stage's tail. Under the
+split-backward schedules (zb-h1, zb-v, DualPipe(V)) each stage also gets its passes per
+chunk and the price of each overlapped forward&backward pair (``DualTimes``), from sums
+taken layer by layer, for the play of each rank's order (sim/sweep/estimate_schedules.py).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class DualTimes:
     inp: list[float] = field(default_factory=list)
     wgt: list[float] = field(default_factory=list)
     pair: dict = field(default_factory=dict)
+    merged: dict = field(default_factory=dict)  # (forward, backward chunk) -> one block?
 
 
 def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list[float], ...]:
@@ -147,6 +149,8 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list
             stage_dual.pair = {(x, y): pair_time(costs, shares[("f", x)], shares[("b", y)],
                                                  stage_dual.fwd[x] + stage_dual.bwd[y])
                                for x in range(n) for y in range(n)}
+            stage_dual.merged = {(x, y): bool(shares[("f", x)].ep or shares[("b", y)].ep)
+                                 for x in range(n) for y in range(n)}
             dual.append(stage_dual)
         per_layer.append(sum(layer_b) / max(1, len(layer_b)))
         fwd.append(f)
@@ -213,3 +217,4 @@ def expert_tail(est, plan: ParallelPlan, s: int) -> float:
     if plan.zero == 1:
         t += est.network.collective_time("all_gather", experts * est.options.param_bytes, group)
     return t
+

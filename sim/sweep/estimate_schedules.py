@@ -1,5 +1,6 @@
-"""Closed-form pipeline time of the split-backward schedules (docs/schedules.md), for
-``sim/sweep/estimate.py``: the busiest rank's compute plus the published bubble.
+"""Pipeline time of the split-backward schedules (docs/schedules.md), for
+``sim/sweep/estimate.py``: each rank's priced order played (below), or, where the play
+does not apply, the busiest rank's compute plus the published bubble (``pipe_time``).
 
 Per rank, ``fwd``, ``bwd`` and ``wgrad`` are one microbatch's forward, full backward and
 weight-gradient time over all the rank's layers (both chunks of a V or of DualPipe).
@@ -14,15 +15,24 @@ weight-gradient time over all the rank's layers (both chunks of a V or of DualPi
   rank 0.
 F&B = F + B: the pair runs on one compute stream.
 
-MoE models under DualPipe(V) (``dual_pipe_time``): each rank's order is summed pass by
-pass with F&B the graph's pair block, whose EP all-to-alls hide behind both chunks'
-compute (sim/sweep/estimate_moe.py ``pair_time``), and the bubble above takes that F&B.
+These assume equal ranks. The estimator plays each rank's order instead (``moe_play``,
+``dense_play``), pass by pass, under the pipeline's dependencies
+(sim/sweep/pipeline_play.py), with MoE DualPipe's F&B the graph's pair block, whose EP
+all-to-alls hide behind both chunks' compute (sim/sweep/estimate_moe.py ``pair_time``):
+the ranks are unequal (the end ranks hold the embedding and the output layer), and the
+others absorb part of the busiest rank's bubble, which the formulas overstate (by up to
+8% on Qwen3-30B-A3B, DualPipeV PP 4, 16 microbatches). ``pipe_time`` remains for the
+plans the play leaves out (activation or optimizer offload, overlapped parameter
+gathers).
 """
 
 from __future__ import annotations
 
-from workloads import schedules_zb
+from sim.sweep import pipeline_play
+from workloads import moe_parallel, moe_training
+from workloads.graph import CommGroup, Compute
 from workloads.parallel import ParallelPlan
+from workloads.param_sync import adam_bytes, bucket, stage_params
 
 
 def place_heads(plan: ParallelPlan, fwd: list[float], bwd: list[float], lt) -> None:
@@ -62,33 +72,179 @@ def pipe_time(plan: ParallelPlan, fwd: list[float], bwd: list[float],
     return busy + max(bubble, 0.0)
 
 
-def rank_busy(plan: ParallelPlan, r: int, dual) -> float:
-    """Seconds of compute of rank ``r`` over the DualPipe(V) order it plays
-    (workloads/schedules_zb.py): each overlapped pair at its pair price, every other pass
-    (the fill's forwards, the drain's backwards, the split I and W) alone. ``dual``:
-    the rank's sim.sweep.estimate_moe.DualTimes."""
-    steps, pairs = schedules_zb.dualpipe(plan.microbatches, plan.pp, r,
-                                         plan.effective_schedule == "dualpipev")
-    alone = {"F": dual.fwd, "B": dual.bwd, "I": dual.inp, "W": dual.wgt}
-    starts, seconds, k = set(pairs), 0.0, 0
+def rank_units(pipe, r: int, dual, recv_s: float = 0.0) -> list:
+    """Rank ``r``'s order (``pipe.steps``: workloads/schedules_zb.py) as priced units
+    ``(seconds, steps)``: each overlapped DualPipe pair at its pair price, every other
+    pass (the fill's forwards, the drain's backwards, the split I and W) alone, and
+    ``recv_s`` of TP all-gather before a pass (a pair: its forward) fed by another rank.
+    ``dual``: the rank's sim.sweep.estimate_moe.DualTimes."""
+    by_kind = {"F": dual.fwd, "B": dual.bwd, "I": dual.inp, "W": dual.wgt}
+    alone = _alone(pipe, r, lambda c, kind: by_kind[kind][c], recv_s)
+
+    def pair(f, b) -> tuple:
+        """A pair with EP transfers is one block after the forward's gather; without,
+        two passes, each after its own gather (workloads/training.py ``_merge_pair``)."""
+        (sf,), (gf,) = alone[(f[1], f[2])]
+        if dual.merged[(f[1], b[1])]:
+            return dual.pair[(f[1], b[1])], (gf, 0.0)
+        (sb,), (gb,) = alone[(b[1], b[2])]
+        return (sf, sb), (gf, gb)
+    return _units(pipe.steps(r), pipe.pairs(r), alone, pair)
+
+
+def _alone(pipe, r: int, price, recv_s: float) -> dict:
+    """(chunk, pass) -> ((seconds,), (gather seconds,)) of rank ``r``'s passes:
+    ``price(chunk, pass)``, and ``recv_s`` of the receiver's TP all-gather where the
+    input comes from another rank (workloads/training.py ``_add_compute``)."""
+    out = {}
+    for c in range(pipe.v):
+        for kind in "FBIW":
+            src = pipe.neighbour(r, c, kind)
+            fed = recv_s if src is not None and src[0] != r else 0.0
+            out[(c, kind)] = ((price(c, kind),), (fed,))
+    return out
+
+
+def _units(steps, pairs, alone: dict, pair) -> list:
+    """A rank's steps as units (sim/sweep/pipeline_play.py ``Unit``): each of ``pairs``
+    (index of its forward) from ``pair(forward, backward)``, every other step from
+    ``alone[(chunk, pass)]``, each giving (seconds, gathers)."""
+    if not pairs:
+        return [(secs, (s,), pre) for s in steps for secs, pre in (alone[(s[1], s[2])],)]
+    starts, units, k = set(pairs), [], 0
     while k < len(steps):
         if k in starts:
-            seconds += dual.pair[(steps[k][1], steps[k + 1][1])]
+            secs, pre = pair(steps[k], steps[k + 1])
+            units.append((secs, (steps[k], steps[k + 1]), pre))
             k += 2
             continue
-        seconds += alone[steps[k][2]][steps[k][1]]
+        secs, pre = alone[(steps[k][1], steps[k][2])]
+        units.append((secs, (steps[k],), pre))
         k += 1
-    return seconds
+    return units
 
 
-def dual_pipe_time(plan: ParallelPlan, dual: list) -> float:
-    """DualPipe(V) of MoE chunks: the busiest rank's compute with its pairs overlapped,
-    plus the schedule's bubble with F&B the pair's price."""
-    p, kind = plan.pp, plan.effective_schedule
-    busy = [rank_busy(plan, r, dual[r]) for r in range(p)]
-    r = max(range(p), key=lambda i: busy[i])
-    d = dual[r]
-    fb = (d.pair[(0, 1)] + d.pair[(1, 0)]) / 2
-    b, w = sum(d.bwd) / 2, sum(d.wgt) / 2
-    halves = p // 2 if kind == "dualpipe" else p
-    return busy[r] + max((halves - 1) * (fb + b - 3 * w), 0.0)
+def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float) -> pipeline_play.Played:
+    """A split-backward schedule (zb-h1, zb-v, DualPipe(V)) of a uniform model: each
+    rank's order (``pipe.steps``) priced pass by pass from one layer's forward, full
+    backward, input- and weight-gradient parts (``lt``, sim.sweep.estimate.LayerTimes)
+    times each chunk's layers, the embedding and the output layer with the chunks that
+    hold them (workloads/training.py ``_make_stage``), a pair as its two passes (no EP
+    communication to overlap), and ``recv_s`` of TP all-gather on the compute stream
+    before each pass fed by another rank (without sequence parallelism), played under
+    the pipeline's dependencies."""
+    units = []
+    for r in range(plan.pp):
+        def price(c: int, kind: str, r=r) -> float:
+            n, first, last = pipe.chunk_layers(r, c), pipe.is_first(r, c), pipe.is_last(r, c)
+            emb_f, emb_b = (lt.emb_fwd, lt.emb_bwd) if first else (0.0, 0.0)
+            head_f, head_b = (lt.head_fwd, lt.head_bwd) if last else (0.0, 0.0)
+            return {"F": emb_f + n * lt.fwd + head_f, "B": head_b + n * lt.bwd + emb_b,
+                    "I": head_b + n * lt.bwd_input + emb_b, "W": n * lt.wgrad}[kind]
+        alone = _alone(pipe, r, price, recv_s)
+
+        def pair(f, b, alone=alone):                    # two passes, each after its gather
+            (sf,), (gf,) = alone[(f[1], f[2])]
+            (sb,), (gb,) = alone[(b[1], b[2])]
+            return (sf, sb), (gf, gb)
+        units.append(_units(pipe.steps(r), pipe.pairs(r), alone, pair))
+    return pipeline_play.play(pipe, units, hop)
+
+
+def rank_busy(pipe, r: int, dual) -> float:
+    """Seconds of compute of rank ``r`` over the order it plays."""
+    return sum(sum(u[0]) if isinstance(u[0], tuple) else u[0]
+               for u in rank_units(pipe, r, dual))
+
+
+def moe_play(plan: ParallelPlan, pipe, dual: list, hop,
+             recv_s: float = 0.0) -> pipeline_play.Played:
+    """A split-backward schedule of MoE chunks (DualPipe(V) with its pairs, zb-h1, zb-v),
+    each rank's priced order played under the pipeline's dependencies
+    (sim/sweep/pipeline_play.py): when each rank's compute ends, p2p transfers of
+    ``hop(src, dst)`` seconds included."""
+    units = [rank_units(pipe, r, dual[r], recv_s) for r in range(plan.pp)]
+    return pipeline_play.play(pipe, units, hop)
+
+
+def played_end(est, plan: ParallelPlan, played: pipeline_play.Played) -> float:
+    """When the step ends after a played split-backward schedule, each rank's compute over
+    at ``played.end`` and each chunk's gradients complete at ``played.grads_done``, as the
+    graph plays the tail (workloads/param_sync.py ``add_grad_sync``; ZeRO 0/1, the only
+    ones these schedules run): on each rank's serial DP channel the replicated gradient
+    buckets in the graph's order (``layer_buckets``: chunks from the last, each bucket as
+    its chunk completes, or after the compute without ``overlap_grad_reduce`` or
+    ``grad_reduce_per_stage``), the tied-embedding sync, which starts when both end
+    ranks are ready for it, MoE expert buckets over expert-DP (``add_expert_grad_sync``);
+    then the optimizer step on the compute stream, and the ZeRO-1 parameter all-gathers
+    after it. ``est``: the sim.sweep.estimate.Estimator."""
+    model, opts, p = est.model, est.options, plan.pp
+    free = [_grad_queue(est, plan, s, played.end[s], played.grads_done[s]) for s in range(p)]
+    if p > 1 and model.tied_embeddings:
+        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, p - 1)), "dp")
+        start = max(max(free[s], played.end[s]) for s in (0, p - 1))
+        for s in (0, p - 1):
+            free[s] = start + est.network.collective_time(
+                "all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair)
+    return max(_step_end(est, plan, s, played.end[s], played.grads_done[s], free[s])
+               for s in range(p))
+
+
+def _grad_queue(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float]) -> float:
+    """When stage ``s``'s DP channel has reduced its replicated gradient buckets."""
+    opts, free = est.options, 0.0
+    if plan.grad_dp > 1:
+        kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+        dp = CommGroup(plan.dp_group(s), "dp")
+        params = stage_params(est.model, plan, s)
+        by_chunk = opts.overlap_grad_reduce or opts.grad_reduce_per_stage
+        for n, c in bucket(_replicated_grads(est.model, plan, s, params), opts.bucket_params):
+            free = max(free, grads_done[c] if by_chunk else end) + \
+                est._coll(kind, n * opts.grad_bytes, dp)
+    return free
+
+
+def _step_end(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float],
+              free: float) -> float:
+    """When stage ``s`` ends the step, its DP channel free at ``free``: MoE expert
+    buckets, the optimizer, the ZeRO-1 parameter all-gathers."""
+    model, opts = est.model, est.options
+    kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+    params = stage_params(model, plan, s)
+    gather = None
+    if model.uniform:
+        shard = params / (plan.shard_group if plan.zero >= 1 else 1)
+        opt = Compute("optimizer", 0.0, shard * adam_bytes(opts), "fp32", name="adam")
+    else:
+        size = moe_parallel.edp(plan)
+        if size > 1:
+            edp = CommGroup(moe_parallel.edp_group(plan, s), "dp")
+            ready = [(e, c) for c, grads in moe_training.expert_grads(model, plan, s)
+                     for e in grads if e > 0]
+            for n, c in bucket(ready, opts.bucket_params):
+                free = max(free, grads_done[c]) + est._coll(kind, n * opts.grad_bytes, edp)
+        opt, gather = moe_training.optimizer_and_gather(model, plan, s, opts, adam_bytes(opts))
+    t = max(end, free) + est.costs.uncached_time(opt)
+    if plan.zero in (1, 2) and plan.grad_dp > 1:
+        dp = CommGroup(plan.dp_group(s), "dp")
+        t += est.network.collective_time("all_gather", params * opts.param_bytes, dp)
+    if gather is not None:
+        t += est.network.collective_time(gather.kind, gather.bytes, gather.group)
+    return t
+
+
+def _replicated_grads(model, plan: ParallelPlan, s: int, params: float) -> list:
+    """(parameters, chunk) of each layer's replicated gradients on stage ``s`` in the
+    order the graph's buckets take them (param_sync.layer_buckets: chunks from the last,
+    layers from the last), the embeddings with the last."""
+    ready = []
+    for c in reversed(range(plan.chunks)):
+        if model.uniform:
+            n = plan.pipeline(model.layers).chunk_layers(s, c)
+            ready += [(model.params_per_layer / plan.tp, c)] * n
+        else:
+            ready += [(moe_training.layer_dense(model, plan, i), c) for i in
+                      reversed(moe_training.chunk_layers(model, plan, s, c))]
+    if ready:
+        ready[-1] = (ready[-1][0] + params - sum(n for n, _ in ready), ready[-1][1])
+    return ready

@@ -11,7 +11,7 @@ import yaml
 from calibration import blackwell, build_profiles
 from calibration.profile_match import mismatches
 from hw_models import catalog
-from hw_models.compute import ComputeModel
+from hw_models.compute import ComputeModel, attention_efficiency
 from hw_models.profile import load_builtin
 
 REF = Path(__file__).resolve().parents[2] / "calibration/reference"
@@ -70,11 +70,13 @@ def test_gemm_stays_below_the_maximum_achievable(gpu, key, dtype):
             assert gemm_tflops(key, dtype, 1, side, side, side) < row.tflops
 
 
-@pytest.mark.parametrize("source,gpu,tol", [("CUDNN-B200-2025-06", "b200", 0.16),
-                                            ("CUDNN-GB200-2026-04", "gb200", 0.10),
-                                            ("CUDNN-GB300-2026-04", "gb300", 0.10)])
+@pytest.mark.parametrize("source,gpu,tol", [("CUDNN-B200-2025-06", "b200", 0.10),
+                                            ("CUDNN-GB200-2026-04", "gb200", 0.03),
+                                            ("CUDNN-GB300-2026-04", "gb300", 0.03)])
 def test_attention_curves_reproduce_the_cudnn_rows(source, gpu, tol):
-    """Each part's fused-attention rows from 2K tokens (forward + backward time)."""
+    """Each part's fused-attention rows from 2K tokens (forward + backward time), with the
+    decline past the peak (8K-32K) that every row set shows: the saturating form alone
+    missed them by up to 15% (B200) and 8% (GB200, GB300)."""
     rows = ATTN[(ATTN.source == source) & (ATTN.seq >= blackwell.MIN_ATTN_SEQ)]
     assert len(rows) >= 8
     for r in rows.itertuples():
@@ -84,22 +86,38 @@ def test_attention_curves_reproduce_the_cudnn_rows(source, gpu, tol):
 
 def test_b200_long_sequence_attention_by_hand():
     """Causal attention of Llama 3 8B's 32 heads over 65,536 tokens on one B200, priced
-    from the b200 curve by hand: eff = eff_max s / (s + s_half) at the kv length, time =
-    launch + FLOPs / (2250 TFLOP/s x eff), backward 2.5 x the forward FLOPs. The B200's
-    published cuDNN row at 64K (128 heads: 4 x the work) lands within 5% of 4 x it."""
+    from the b200 curve by hand: eff = eff_max s / (s + s_half) / (1 + s / s_fall) at the
+    kv length, time = launch + FLOPs / (2250 TFLOP/s x eff), backward 2.5 x the forward
+    FLOPs. The B200's published cuDNN row at 64K (128 heads: 4 x the work) lands within 6%
+    of 4 x it (the curve runs 5.6% above that row, 3% above the 32K one, 1% below 128K)."""
     p = load_builtin("b200")
     assert p.device == "b200"
     s, heads, d = 65536, 32, 128
+    c = p.attention["causal"]
     fwd = 4.0 * heads * s * s * d / 2
-    eff = p.attention["causal"].eff_max * s / (s + p.attention["causal"].seq_half)
+    eff = c.eff_max * s / (s + c.seq_half) / (1 + s / c.seq_fall)
     launch = p.memory.launch_us * 1e-6
     hand = 2 * launch + 3.5 * fwd / (2250e12 * eff)
     cm = ComputeModel(catalog.gpu("b200"), p)
     priced = cm.attention(fwd, s, True, "bf16") + cm.attention(2.5 * fwd, s, True, "bf16")
     assert priced == pytest.approx(hand, rel=1e-12)
-    assert 0.52 < eff < 0.54                            # Hopper's curve gave 0.334 here
+    assert 0.53 < eff < 0.55                            # Hopper's curve gave 0.334 here
     row = ATTN[(ATTN.source == "CUDNN-B200-2025-06") & (ATTN.seq == s)].iloc[0]
-    assert (4 * hand * 1e3) / (row.fwd_ms + row.bwd_ms) == pytest.approx(1.0, abs=0.05)
+    assert (4 * hand * 1e3) / (row.fwd_ms + row.bwd_ms) == pytest.approx(1.0, abs=0.06)
+
+
+@pytest.mark.parametrize("profile", ["b200", "gb200", "gb300"])
+def test_blackwell_curves_fall_past_their_peak_and_hold_beyond_the_rows(profile):
+    """Every cuDNN row set peaks inside its range and falls beyond (B200 causal: 0.536 of
+    peak at 32K, 0.49 at 128K; GB200 no mask: 0.609 at 8K, 0.551 at 32K): each curve
+    falls past its peak, and is held at its longest measured kv length (no extrapolated
+    decline: the NeMo ring kernels see up to 64K keys)."""
+    for key, curve in load_builtin(profile).attention.items():
+        rows = ATTN[(ATTN.source == blackwell.PARTS[profile][1 if key == "causal" else 2])
+                    & (ATTN.causal == ("yes" if key == "causal" else "no"))]
+        assert curve.seq_max == rows.seq.max()
+        eff = [attention_efficiency(curve, s) for s in (8192, 16384, 32768, curve.seq_max, 1 << 20)]
+        assert max(eff) > eff[3] == eff[4]
 
 
 def test_blackwell_profiles_are_opt_in():

@@ -107,3 +107,17 @@ def test_fp8_attention_where_the_recipe_sets_it():
     assert fp8_options(_row("MB-PERF-26.06", "MXFP8"), "gpt-oss-120b", "B300") == {"fp8": {"recipe": "mxfp8"}}
     assert fp8_options(_row("MB-PERF-26.06", "MXFP8"), "qwen3-30b-a3b", "GB200") == {"fp8": {"recipe": "mxfp8"}}
     assert fp8_options(_row("MB-PERF-26.04"), "gpt-oss-120b", "GB200") == {}
+
+
+def test_qwen3_235b_b200_mxfp8_regression_row_is_skipped_with_the_issue():
+    """The one row Megatron-Bridge issue #1705 names (25.11, B200, MXFP8, pp8 vpp2): its
+    published figure is the regressed 20.1 s step of PR #1760 (1024 x 4096 tokens over
+    64 GPUs at 3,269 tokens/s per GPU = 20.05 s)."""
+    df = rows()
+    flagged = df[df.notes.str.contains("#1705")]
+    assert list(zip(flagged.source_id, flagged.arch_id, flagged.gpu_type, flagged.precision,
+                    strict=True)) == [("MB-PERF-25.11", "qwen3-235b-a22b", "B200", "FP8-MX")]
+    r = next(flagged.itertuples())
+    step = int(r.global_batch_seqs) * int(r.seq_len) / int(r.num_gpus) / float(r.throughput_tokens_per_s_per_gpu)
+    assert step == pytest.approx(20.1, abs=0.1)
+    assert "#1705" in skip_reason(r)

@@ -28,7 +28,7 @@ def test_accuracy_does_not_regress(table):
     profile, with the context-parallel rows and the FP8 recipes' kernels on the expert
     GEMMs); the Blackwell target (15%) is not met (docs/moe.md says why)."""
     s = summary(table)
-    assert s["predicted"] >= 129          # only the rows the csv flags stay skipped
+    assert s["predicted"] >= 128          # only the rows the csv flags stay skipped
     assert not table.skipped.str.contains("context parallelism").any()
     assert s["median_abs_error_pct_h100"] < 8
     done = table[(table.skipped == "") & table.gpu.isin(["B200", "GB200"])]
