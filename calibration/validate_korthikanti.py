@@ -5,7 +5,9 @@ the 8 GPUs of one DGX A100 80GB, in the five configurations of the paper: with a
 without sequence parallelism, without recompute, with full and with selective activation
 recompute. The Megatron-LM of the paper ran unfused attention (scaled-masked-softmax
 kernels; FlashAttention came later), so the layer is costed with ``attention: unfused``.
-The published "backward" includes the recompute (a recomputed forward for full, the
+With sequence parallelism the backward gathers the saved input shards of the QKV and MLP
+up projections again beside their input-gradient GEMMs (section 4.2.2;
+workloads/stage_ops.py ``sp_backward_gathers``). The published "backward" includes the recompute (a recomputed forward for full, the
 attention core for selective), so the prediction adds ``layer_recompute`` to it.
 
 Each time is the sum of the layer's kernels and TP collectives from the compute model
@@ -25,6 +27,7 @@ from sim.scenario import parse
 from sim.setup import make_network, resolve_setup
 from workloads.graph import CommGroup
 from workloads.layers import LayerContext, layer_backward, layer_forward, layer_recompute
+from workloads.stage_ops import sp_backward_gathers
 
 REF = resources.files("calibration").joinpath("reference", "training")
 # Table 4's layer: the 22B model of Korthikanti et al. Table 3 (48 layers of hidden 6144,
@@ -49,7 +52,8 @@ def layer_times_ms(sp: bool, recompute: str, attention: str = "unfused") -> tupl
     ctx = LayerContext(st.model, MICRO_BATCH, TP, sp, st.options.dtype,
                        CommGroup(tuple(range(TP)), "tp"), attention)
     fwd = sum(costs.op_time(o) for o in layer_forward(ctx))
-    bwd = sum(costs.op_time(o) for o in layer_backward(ctx) + layer_recompute(ctx, recompute))
+    bwd_ops = sp_backward_gathers(ctx, layer_backward(ctx))    # the input shards re-gathered
+    bwd = sum(costs.op_time(o) for o in bwd_ops + layer_recompute(ctx, recompute))
     return fwd * 1e3, bwd * 1e3
 
 

@@ -210,7 +210,9 @@ class TrainingWorkload(_Cfg):
     dtensor_tp: bool = Field(False, description=(
         "TP as PyTorch's DTensor with the sequence sharded on dim 1 (TorchTitan): without "
         "TP overlap, every TP all-gather and reduce-scatter also copies its whole tensor "
-        "through a chunk-and-cat (torch functional collectives; workloads/layers.py)"))
+        "through a chunk-and-cat (torch functional collectives; workloads/layers.py); the "
+        "linears save their gathered input (no backward re-gather, no TE quantized gathers "
+        "or amax all-reduce: workloads/stage_ops.py sp_backward_gathers)"))
     p2p_blocking: bool = Field(False, description=(
         "pipeline sends block the sender's compute until the transfer is done "
         "(Megatron's batch_isend_irecv + synchronize: Megatron-LM 2021, batch_p2p_sync)"))

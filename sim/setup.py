@@ -67,6 +67,7 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
                                     fsdp2_root_group=w.fsdp2_root_group,
                                     separate_projections=w.separate_projections,
                                     complex_rope=w.complex_rope,
+                                    dtensor_tp=w.dtensor_tp,
                                     tp_seq_dim_copies=(w.dtensor_tp and
                                                        w.parallel.tp_comm_overlap != "ring"),
                                     p2p_blocking=w.p2p_blocking,

@@ -56,7 +56,7 @@ from dataclasses import replace
 from typing import Literal
 
 from hw_models.errors import ClusterSimError
-from workloads.graph import Collective, Compute
+from workloads.graph import Collective, CommGroup, Compute
 
 Recipe = Literal["tensorwise", "delayed", "blockwise", "mxfp8", "nvfp4"]
 
@@ -98,6 +98,37 @@ CURRENT_SCALING_KERNELS = 3
 NVFP4_SCALE_BYTES = 1 / 16       # one E4M3 scale per 16 elements, per quantized copy
 
 
+# Bytes per element of one quantized copy (row-wise or column-wise) as Transformer Engine's
+# all-gathers move it: the data and its scales (transformer_engine/pytorch/distributed.py
+# ``_all_gather_mxfp8`` / ``_start_all_gather_fp8_blockwise`` / ``_all_gather_nvfp4``, TE
+# 2.9-2.16: one all_gather_into_tensor for the data and one for the scales per usage).
+# MXFP8: an E8M0 scale per 32 elements; blockwise: an fp32 scale per 128 (1x128 tiles);
+# NVFP4: an E4M3 scale per 16. FP8 delayed and current scaling gather the row-wise data
+# alone (``supports_only_rowwise_all_gather``; the transpose is made after the gather),
+# whatever usages the GEMMs need: one byte.
+QUANTIZED_COPY_BYTES: dict[str, float] = {"mxfp8": 1 + 1 / 32, "blockwise": 1 + 4 / 128,
+                                          "nvfp4": ELEMENT_BYTES["nvfp4"] + NVFP4_SCALE_BYTES}
+# Recipes whose TE quantizer reduces its amax over the TP group with sequence parallelism
+# (``_customize_quantizers_float8_current_scaling`` / ``_customize_quantizers_nvfp4`` in
+# linear.py / layernorm_linear.py / layernorm_mlp.py, TE 2.9-2.16): the column-parallel
+# linears' inputs and the row-parallel linears' output gradients. quantizer.cpp: current
+# scaling all-reduces one fp32 amax (``allreduce(...)->wait()``), NVFP4 its row-wise and
+# column-wise (post-RHT) amaxes together (``allreduce_coalesced(...)->wait()``); the
+# compute stream waits for it before the scale and the cast.
+AMAX_REDUCTION_BYTES: dict[str, float] = {"tensorwise": 4.0, "nvfp4": 8.0}
+# Gathered GEMM inputs of the TP linears: forward inputs of the column-parallel ones,
+# output gradients (gathered before their dgrad) of the row-parallel ones.
+SP_GATHERED = ("qkv", "mlp_up", "attn_proj_dgrad", "mlp_down_dgrad")
+
+
+def te_gather_bytes(recipe: str, usages: int) -> float:
+    """Bytes per element of a TE all-gather of a tensor quantized by ``recipe`` with
+    ``usages`` (1: row-wise or column-wise alone, 2: both) copies."""
+    if recipe in QUANTIZED_COPY_BYTES:
+        return usages * QUANTIZED_COPY_BYTES[recipe]
+    return ELEMENT_BYTES[GEMM_DTYPE[recipe]]
+
+
 def nvfp4_bytes(elements: float, fused_rht_cast: bool = True) -> float:
     """HBM bytes of Transformer Engine's NVFP4 quantize of a BF16 tensor into its row-wise
     copy and its Hadamard-transformed column-wise copy (quantizer.cpp
@@ -124,8 +155,20 @@ def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = Fal
     return Compute("elementwise", 0.0, nbytes, "bf16", name=f"{op.name}_{recipe}_cast_{tag}")
 
 
+def _grad_gather(op: Collective, recipe: str, act_bytes: int, ring: bool) -> Collective:
+    """A row-parallel linear's output gradient all-gathered as TE does before its dgrad
+    (module/base.py ``grad_output_preprocess``, TE 2.9-2.16): quantized on the shard and
+    gathered with both usages by NCCL (``gather_along_first_dim(grad_output, quantizer=
+    quantizer)``; the quantizer's usage is row-wise and column-wise), the row-wise copy
+    alone under userbuffers (``ub_overlap_ag``: "Userbuffers only supports communication
+    for one tensor usage at a time")."""
+    per_elem = te_gather_bytes(recipe, 1 if ring else 2)
+    return replace(op, bytes=op.bytes * per_elem / act_bytes)
+
+
 def rewrite(ops: list, recipe: str, fused_amax: bool = False,
-            fused_rht_cast: bool = True) -> list:
+            fused_rht_cast: bool = True, amax_group: CommGroup | None = None,
+            te_gathers: bool = False, ring: bool = False, act_bytes: int = 2) -> list:
     """The ops of a layer with its linear GEMMs in the recipe's format and their casts.
     Forward GEMM (m, n, k) = X(m,k) W(k,n): casts X. A dgrad (m, k, n) casts dY (m, n)
     for itself and the wgrad, which then needs no cast of its own.
@@ -138,7 +181,15 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False,
     scaling only ("Currently only have fused kernel for FP8 delayed scaling"), and NVFP4
     (TE 2.12+) its fused split kernel; MXFP8, blockwise and current-scaling quantizers
     quantize each expert's split with its own kernel. So those recipes get one cast per
-    local expert, delayed scaling and NVFP4 one for all of them."""
+    local expert, delayed scaling and NVFP4 one for all of them.
+
+    ``te_gathers``: the TP all-gathers move TE's quantized copies with their scales
+    (``te_gather_bytes``): the forward inputs' row-wise copy, and the row-parallel
+    linears' output gradients (``_grad_gather``; ``ring``: under userbuffers); without it
+    (torchao) the input gathers move ``q`` bytes an element and the gradients stay 16-bit. With
+    ``amax_group`` (sequence parallelism under TE) current scaling and NVFP4 all-reduce
+    the amax of each gathered input and output gradient over the TP group before it is
+    cast and gathered (``AMAX_REDUCTION_BYTES``)."""
     dtype = GEMM_DTYPE[recipe]
     out: list = []
     q = ELEMENT_BYTES[dtype]
@@ -148,8 +199,15 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False,
     for i, op in enumerate(ops):
         nxt = ops[i + 1] if i + 1 < len(ops) else None
         if isinstance(op, Collective) and op.kind == "all_gather" and op.group.dim == "tp" \
-                and isinstance(nxt, Compute) and nxt.name in ("qkv", "mlp_up"):
-            op = replace(op, bytes=op.bytes * q / 2)      # gathers the FP8 copy
+                and isinstance(nxt, Compute) and nxt.name in SP_GATHERED:
+            if nxt.name in ("qkv", "mlp_up"):             # gathers the row-wise FP8 copy
+                per_elem = te_gather_bytes(recipe, 1) if te_gathers else q
+                op = replace(op, bytes=op.bytes * per_elem / act_bytes)
+            elif te_gathers:
+                op = _grad_gather(op, recipe, act_bytes, ring)
+            if amax_group is not None and recipe in AMAX_REDUCTION_BYTES:
+                out.append(Collective("all_reduce", AMAX_REDUCTION_BYTES[recipe], amax_group,
+                                      name=f"{nxt.name}_amax_all_reduce"))
         base = _linear(op.name) if isinstance(op, Compute) and op.op_class == "gemm" else None
         if base is None:
             out.append(op)

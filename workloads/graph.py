@@ -135,7 +135,9 @@ class Overlap:
     sm_margin: bool = False
     # ``concurrent``: the transfers start with the work, nothing runs alone first (a
     # collective issued as the kernel beside it is launched; PyTorch's context-parallel
-    # K,V all-gather): time = max(M, H).
+    # K,V all-gather): time = max(M, H), or with ``comm_sms`` = k (not ``sm_margin``)
+    # max(H, M + H k/sms): the work loses k SMs while the transfer runs (userbuffers'
+    # bulk overlaps).
     concurrent: bool = False
 
     def time(self, t_main: float, t_hidden: float, sms: int = 0) -> float:
@@ -143,10 +145,10 @@ class Overlap:
         compute runs sms/(sms-k) times longer throughout; otherwise each step's compute
         share c runs at (sms-k)/sms speed while its transfer h runs, so a step takes
         max(h, c + h k/sms)."""
-        if self.concurrent:
-            return max(t_main, t_hidden)
-        n = max(self.steps, 1)
         k = self.comm_sms if sms and 0 < self.comm_sms < sms else 0
+        if self.concurrent:
+            return max(t_hidden, t_main + (t_hidden * k / sms if k else 0.0))
+        n = max(self.steps, 1)
         if k and self.sm_margin:
             t_main *= sms / (sms - k)
         c, h = t_main / (n + 1), t_hidden / n

@@ -62,6 +62,12 @@ class LayerContext:
     # RoPE as a complex multiply that torch.compile leaves to an eager kernel (TorchTitan's
     # ``apply_rotary_emb``): rope_ops.
     complex_rope: bool = False
+    # The TP linears are Megatron-LM's / Transformer Engine's autograd functions (False:
+    # PyTorch DTensor TP, TorchTitan): with sequence parallelism the column-parallel
+    # linears save their input shard and all-gather it again in the backward, and TE's
+    # quantizers gather FP8 / FP4 copies and reduce their amax over the TP group
+    # (workloads/stage_ops.py ``sp_backward_gathers``, workloads/fp8.py).
+    megatron_linears: bool = True
 
     @property
     def tokens(self) -> int:

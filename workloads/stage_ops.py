@@ -191,6 +191,52 @@ def _partials_reduce(rs: Collective, n: int, gemm: Compute) -> Compute:
                    name=f"{gemm.name}_rs_partials_sum")
 
 
+# The column-parallel linears whose input is gathered under sequence parallelism, by the
+# name of their input-gradient GEMM, and the SMs of userbuffers' bulk all-gather beside it
+# (NeMo / Megatron-Bridge userbuffers configurations, training/comm_overlap.py at
+# Megatron-Bridge 067f987: ``qkv_dgrad`` / ``fc1_dgrad`` BulkOverlapCfg, set_sm_margin
+# False; the median over the H100 configurations of Llama 3 70B / 405B and GPT-3 20B /
+# 175B, BF16 and FP8: qkv_dgrad 4 (4, 2, 8, 4), fc1_dgrad 2 (2, 2, 4, 2)).
+SP_REGATHER: dict[str, int] = {"qkv_dgrad": 4, "mlp_up_dgrad": 2}
+
+
+def sp_backward_gathers(ctx: LayerContext, ops: list, recipe: str | None = None,
+                        mode: str = "none") -> list:
+    """The backward all-gather of each column-parallel linear's saved input shard.
+
+    With sequence parallelism Megatron's and Transformer Engine's column-parallel linears
+    save the rank's sequence shard of their input, not the gathered input, and gather it
+    again in the backward for the weight gradient (Korthikanti et al. 2023, section 4.2.2:
+    "we store only the Y_i^s part ... and perform an extra all-gather in the backward
+    pass ... overlap this communication with the computation required to compute
+    gradient with respect to Y"). Megatron-LM (megatron/mpu/layers.py
+    ``LinearWithGradAccumulationAndAsyncCommunication.backward`` at 80389ef, 2022) and TE
+    (module/layernorm_linear.py ``ln_out_needs_gather``, layernorm_mlp.py, at 2.9-2.16)
+    launch it asynchronously (``async_op=True``) before the input-gradient GEMM and wait
+    for it before the weight gradient: the gather runs beside the dgrad, what it takes
+    beyond it is exposed. Under userbuffers (``tp_comm_overlap: ring``: TE's
+    ``ub_bulk_dgrad``, Megatron-Core's tp_comm_bulk_dgrad default) it is a bulk overlap
+    whose kernels hold ``SP_REGATHER`` SMs beside the GEMM. Bytes per element: the
+    activation's, or with a TE recipe the quantized copy the weight gradient reads (FP8
+    delayed / current scaling: the row-wise FP8 data; MXFP8, blockwise, NVFP4: the
+    column-wise copy and its scales; fp8.te_gather_bytes). DTensor's TP (TorchTitan, and
+    PyTorch's async TP, ``async``, which only DTensor runs) saves the gathered input:
+    nothing to add."""
+    if not (ctx.sp and ctx.tp > 1 and ctx.megatron_linears) or mode == "async":
+        return ops
+    per_elem = fp8_mod.te_gather_bytes(recipe, 1) if recipe else ctx.act_bytes
+    out: list = []
+    for op in ops:
+        if _gemm(op) and op.name in SP_REGATHER:
+            m, k = op.shape[0], op.shape[1]          # dgrad (m, k, n): the input is (m, k)
+            ag = Collective("all_gather", per_elem * m * k, ctx.tp_group,
+                            name=op.name.replace("_dgrad", "_input_regather"))
+            sms = SP_REGATHER[op.name] if mode == "ring" else 0
+            op = Overlap((op,), (ag,), 1, f"{op.name}_sp_regather", sms, False, concurrent=True)
+        out.append(op)
+    return out
+
+
 def _cast(op) -> bool:
     return isinstance(op, Compute) and "_cast_" in op.name
 
@@ -206,13 +252,16 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
     output head (forward, backward) builders where it differs (MoE models' MTP)."""
     head_f, head_b = heads or (head_forward, head_backward)
     cp = ContextParallel(plan, cp_group) if plan.cp > 1 else None
+    amax_group = ctx.tp_group if ctx.sp and ctx.tp > 1 and ctx.megatron_linears else None
 
     def tx(ops: list, backward: bool = False) -> tuple:
         if cp is not None:
             ops = cp.rewrite(ctx, ops, backward)
         if fp8_recipe:
-            ops = fp8_mod.rewrite(ops, fp8_recipe, fused_amax, fused_rht_cast)
-        return ops
+            ops = fp8_mod.rewrite(ops, fp8_recipe, fused_amax, fused_rht_cast, amax_group,
+                                  ctx.megatron_linears, plan.tp_comm_overlap == "ring",
+                                  ctx.act_bytes)
+        return sp_backward_gathers(ctx, ops, fp8_recipe, plan.tp_comm_overlap) if backward else ops
 
     # TorchTitan's async TP: separate wq / wk / wv (and w1 / w3 when gated) on one gathered
     # input; with DTensor's dim-1 sequence shards and more than one sequence a rank, the
@@ -252,7 +301,8 @@ def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
                   repeat_kv: bool = False, fp8_attention: bool = False,
                   logprob_loss: bool = False, torch_loss: bool = False,
                   tp_seq_dim_copies: bool = False, tp_gather_bytes: int = 0,
-                  separate_projections: bool = False, complex_rope: bool = False) -> LayerContext:
+                  separate_projections: bool = False, complex_rope: bool = False,
+                  megatron_linears: bool = True) -> LayerContext:
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
     return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
@@ -260,7 +310,8 @@ def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
                         repeat_kv=repeat_kv, fp8_attention=fp8_attention,
                         logprob_loss=logprob_loss, torch_loss=torch_loss,
                         tp_seq_dim_copies=tp_seq_dim_copies, tp_gather_bytes=tp_gather_bytes,
-                        separate_projections=separate_projections, complex_rope=complex_rope)
+                        separate_projections=separate_projections, complex_rope=complex_rope,
+                        megatron_linears=megatron_linears)
 
 
 def _is_ep(op) -> bool:

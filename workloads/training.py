@@ -83,6 +83,7 @@ class TrainingOptions:
     fsdp2_copies: bool = False          # FSDP2's per-layer copy-out / copy-in (workloads/fsdp.py)
     fsdp2_root_group: bool = False      # embedding, norm, output in the root's group (workloads/fsdp.py)
     tp_seq_dim_copies: bool = False     # DTensor SP's chunk-and-cat per TP collective (layers.py)
+    dtensor_tp: bool = False            # TP linears as DTensor (TorchTitan), not Megatron / TE's
     separate_projections: bool = False  # wq / wk / wv and w1 / w3 as separate GEMMs (layers.py)
     complex_rope: bool = False          # RoPE as an eager complex multiply (layers.py rope_ops)
     fp8_tp_gather: bool = False         # TP all-gathers of FP8 linears' inputs/grads in FP8 (layers.py)
@@ -101,7 +102,7 @@ class TrainingOptions:
                 "logprob_loss": self.logprob_loss, "torch_loss": self.torch_cross_entropy,
                 "tp_seq_dim_copies": self.tp_seq_dim_copies,
                 "separate_projections": self.separate_projections,
-                "complex_rope": self.complex_rope,
+                "complex_rope": self.complex_rope, "megatron_linears": not self.dtensor_tp,
                 "tp_gather_bytes": 1 if self.fp8_tp_gather and self.fp8_recipe else 0}
 
 

@@ -15,7 +15,7 @@ WGRADS = ("qkv_wgrad", "mlp_up_wgrad", "attn_proj_wgrad", "mlp_down_wgrad")
 def _ops(backward=True, mode="async", micro_batch=1, **opts):
     p = ParallelPlan(tp=4, pp=1, dp=1, micro_batch=micro_batch, global_batch=micro_batch,
                      sequence_parallel=True, tp_comm_overlap=mode)
-    g = training.build(L8, p, training.TrainingOptions(**opts))
+    g = training.build(L8, p, training.TrainingOptions(**{"dtensor_tp": True, **opts}))
     node = next(n for n in g.nodes if n.name.startswith("B0" if backward else "F0"))
     return list(node.op.ops)
 
