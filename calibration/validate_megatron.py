@@ -4,7 +4,10 @@ Rows: Table 1 (weak scaling, all rows) and Table 2's PTD-P rows. Configuration a
 paper states it: DGX A100 80GB (Selene), fp16, s=2048, V=51200, full activation
 recompute, microbatch 1 (Table 2), and the Megatron-LM of 2021: unfused attention
 (scaled-masked-softmax kernels), the unfused vocab-parallel cross-entropy, no sequence
-parallelism. Table 1 does not state its
+parallelism, and the TP all-reduce of each linear's input gradient after its weight
+gradient (Megatron-LM's asynchronous all-reduce beside the weight gradient came in
+August 2021, cf7efd4, after the paper's runs and its examples/sc21 scripts:
+``async_tp_grad_reduce`` off). Table 1 does not state its
 micro-batch sizes, schedule or DDP; Megatron-LM's examples/sc21/run_table_1.sh (the
 script that produced it) does, and the CSV carries them: micro-batch 16 to 1, the
 interleaved schedule for the 76B-530B rows (``layers_per_virtual_stage``), PyTorch DDP
@@ -69,6 +72,7 @@ def scenario_for(row) -> dict:
                                   "schedule": "interleaved" if row.vpp > 1 else "1f1b"},
                      "recompute": "full", "attention": "unfused", "cross_entropy_fusion": False,
                      "p2p_blocking": True, "grad_accumulation_fusion": False,
+                     "async_tp_grad_reduce": False,
                      "overlap_grad_reduce": row.ddp == "torch"},
         "sim": {"fidelity": "analytical"},
     }

@@ -219,6 +219,11 @@ class TrainingWorkload(_Cfg):
     grad_accumulation_fusion: bool = Field(True, description=(
         "weight-gradient GEMMs add into the main gradient themselves (Megatron's "
         "--gradient-accumulation-fusion); false: a separate add per microbatch (Megatron-LM 2021)"))
+    async_tp_grad_reduce: bool = Field(True, description=(
+        "Megatron / TE linears launch the input gradient's TP reduce-scatter (all-reduce "
+        "without sequence parallelism) asynchronously beside the weight-gradient GEMM "
+        "(Megatron-LM since August 2021, TE); false: after it (Megatron-LM before; "
+        "workloads/stage_ops.py async_grad_reduce)"))
     grad_reduce_bytes: Literal[2, 4] | None = Field(None, description=(
         "bytes per gradient element in the data-parallel reduction; unset: 4 for bf16 "
         "and fp8 (fp32 main grads), else 2"))

@@ -72,6 +72,7 @@ def training_options(w: TrainingWorkload, gpu: GPUSpec | None = None,
                                                        w.parallel.tp_comm_overlap != "ring"),
                                     p2p_blocking=w.p2p_blocking,
                                     grad_accumulation_fusion=w.grad_accumulation_fusion,
+                                    async_grad_reduce=w.async_tp_grad_reduce,
                                     offload=offload or OffloadOptions(),
                                     **precision_options(w, gpu))
 

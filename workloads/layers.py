@@ -68,6 +68,11 @@ class LayerContext:
     # quantizers gather FP8 / FP4 copies and reduce their amax over the TP group
     # (workloads/stage_ops.py ``sp_backward_gathers``, workloads/fp8.py).
     megatron_linears: bool = True
+    # Those linears launch the input gradient's TP reduce-scatter (all-reduce without
+    # sequence parallelism) asynchronously before the weight-gradient GEMM and wait for it
+    # after (Megatron-LM since August 2021, TE): workloads/stage_ops.py
+    # ``async_grad_reduce``. False: after the weight gradient (Megatron-LM before).
+    async_grad_reduce: bool = True
 
     @property
     def tokens(self) -> int:

@@ -62,9 +62,24 @@ def _is_wgrad(op) -> bool:
     return isinstance(op, Compute) and ("_wgrad" in op.name)
 
 
+def _is_async_reduce(op) -> bool:
+    return isinstance(op, Overlap) and op.name.endswith(ASYNC_REDUCE)
+
+
 def split_wgrad(ops) -> tuple[tuple, tuple]:
-    """(input-gradient, weight-gradient) ops of a backward, in order."""
-    return tuple(o for o in ops if not _is_wgrad(o)), tuple(o for o in ops if _is_wgrad(o))
+    """(input-gradient, weight-gradient) ops of a backward, in order. A weight gradient
+    run beside its linear's input-gradient reduction (``async_grad_reduce``) is split
+    apart: the reduction stays with the input gradient, exposed, as it runs when the
+    weight gradient is deferred."""
+    inp: list = []
+    wgt: list = []
+    for o in ops:
+        if _is_async_reduce(o):
+            inp += o.hidden
+            wgt += o.main
+        else:
+            (wgt if _is_wgrad(o) else inp).append(o)
+    return tuple(inp), tuple(wgt)
 
 
 def tp_overlap(ops: list, steps: int, mode: str = "ring", separate: tuple[str, ...] = (),
@@ -237,6 +252,39 @@ def sp_backward_gathers(ctx: LayerContext, ops: list, recipe: str | None = None,
     return out
 
 
+ASYNC_REDUCE = "_async_grad_reduce"
+
+
+def async_grad_reduce(ctx: LayerContext, ops: list, mode: str = "none") -> list:
+    """The TP reduction of each linear's input gradient run beside its weight gradient.
+
+    Megatron-LM's ``LinearWithGradAccumulationAndAsyncCommunication.backward``
+    (megatron/mpu/layers.py at 80389ef, 2022; megatron/core/tensor_parallel/layers.py
+    since) computes the input gradient, launches its reduce-scatter over the TP group
+    with sequence parallelism (``_reduce_scatter_base(..., async_op=True)``), without it
+    its all-reduce (``async_grad_allreduce``, ``--async-tensor-model-parallel-allreduce``,
+    on by default; added in August 2021, cf7efd4), then runs the weight-gradient GEMM and
+    waits for the handle. Transformer Engine's ``_Linear`` / ``_LayerNormLinear`` /
+    ``_LayerNormMLP`` backward without userbuffers does the same
+    (``reduce_scatter_along_first_dim(..., async_op=True)`` / ``allreduce(...,
+    async_op=True)`` before the wgrad GEMM, ``wait`` after). The collective is issued as
+    the GEMM is launched: ``Overlap(concurrent=True)``, max(wgrad, reduction). The SMs
+    NCCL's kernels take from the GEMM are not priced (as for the other asynchronous NCCL
+    collectives; docs/fp8.md). Under userbuffers (``ring``) ``tp_overlap`` already pairs
+    the reduce-scatter with the weight gradient (bulk overlap); DTensor's TP and
+    Megatron-LM before August 2021 (``async_grad_reduce`` False) run it after."""
+    if mode != "none" or not (ctx.tp > 1 and ctx.megatron_linears and ctx.async_grad_reduce):
+        return ops
+    out: list = []
+    for op in ops:
+        if (isinstance(op, Collective) and op.group.dim == "tp"
+                and op.kind in ("reduce_scatter", "all_reduce") and out and _is_wgrad(out[-1])):
+            w = out.pop()
+            op = Overlap((w,), (op,), 1, f"{w.name}{ASYNC_REDUCE}", concurrent=True)
+        out.append(op)
+    return out
+
+
 def _cast(op) -> bool:
     return isinstance(op, Compute) and "_cast_" in op.name
 
@@ -261,7 +309,10 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
             ops = fp8_mod.rewrite(ops, fp8_recipe, fused_amax, fused_rht_cast, amax_group,
                                   ctx.megatron_linears, plan.tp_comm_overlap == "ring",
                                   ctx.act_bytes)
-        return sp_backward_gathers(ctx, ops, fp8_recipe, plan.tp_comm_overlap) if backward else ops
+        if not backward:
+            return ops
+        ops = sp_backward_gathers(ctx, ops, fp8_recipe, plan.tp_comm_overlap)
+        return async_grad_reduce(ctx, ops, plan.tp_comm_overlap)
 
     # TorchTitan's async TP: separate wq / wk / wv (and w1 / w3 when gated) on one gathered
     # input; with DTensor's dim-1 sequence shards and more than one sequence a rank, the
@@ -284,8 +335,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
     bwd = [] if heads_only else (tx(layer_recompute(ctx, recompute))
                                  + tx(layer_backward(ctx), backward=True)
                                  + grad_accumulation(ctx, ctx.model.params_per_layer / plan.tp))
-    bwd_input = [o for o in bwd if not _is_wgrad(o)]
-    bwd_weight = [o for o in bwd if _is_wgrad(o)]
+    bwd_input, bwd_weight = (list(p) for p in split_wgrad(bwd))
     table = ctx.model.vocab * ctx.model.hidden / plan.tp     # the TP rank's embedding rows
     own_head = plan.pp > 1 or not ctx.model.tied_embeddings   # its own copy of the table
     return StageOps(tp(fwd), tp(bwd), tp(bwd_input), tuple(separate_projections(ctx, bwd_weight)),
@@ -302,7 +352,7 @@ def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
                   logprob_loss: bool = False, torch_loss: bool = False,
                   tp_seq_dim_copies: bool = False, tp_gather_bytes: int = 0,
                   separate_projections: bool = False, complex_rope: bool = False,
-                  megatron_linears: bool = True) -> LayerContext:
+                  megatron_linears: bool = True, async_grad_reduce: bool = True) -> LayerContext:
     """Layer context of one rank: the sequence shortened to its s/cp tokens."""
     local = model.with_seq_len(model.seq_len // plan.cp) if plan.cp > 1 else model
     return LayerContext(local, plan.micro_batch, plan.tp, plan.sp, dtype, tp_group, attention,
@@ -311,7 +361,8 @@ def local_context(model, plan, dtype: str, tp_group: CommGroup, attention,
                         logprob_loss=logprob_loss, torch_loss=torch_loss,
                         tp_seq_dim_copies=tp_seq_dim_copies, tp_gather_bytes=tp_gather_bytes,
                         separate_projections=separate_projections, complex_rope=complex_rope,
-                        megatron_linears=megatron_linears)
+                        megatron_linears=megatron_linears,
+                        async_grad_reduce=async_grad_reduce)
 
 
 def _is_ep(op) -> bool:

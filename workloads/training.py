@@ -89,6 +89,7 @@ class TrainingOptions:
     fp8_tp_gather: bool = False         # TP all-gathers of FP8 linears' inputs/grads in FP8 (layers.py)
     p2p_blocking: bool = False          # compute waits for its sends (workloads/pipeline_sync.py)
     grad_accumulation_fusion: bool = True   # False: per-microbatch main-grad adds (layers.py)
+    async_grad_reduce: bool = True      # TP input-gradient reduce beside the wgrad (stage_ops.py)
 
     @property
     def grad_accum_bytes(self) -> int:
@@ -103,6 +104,7 @@ class TrainingOptions:
                 "tp_seq_dim_copies": self.tp_seq_dim_copies,
                 "separate_projections": self.separate_projections,
                 "complex_rope": self.complex_rope, "megatron_linears": not self.dtensor_tp,
+                "async_grad_reduce": self.async_grad_reduce,
                 "tp_gather_bytes": 1 if self.fp8_tp_gather and self.fp8_recipe else 0}
 
 
