@@ -155,6 +155,30 @@ def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = Fal
     return Compute("elementwise", 0.0, nbytes, "bf16", name=f"{op.name}_{recipe}_cast_{tag}")
 
 
+def _shard_cast(op: Compute, recipe: str, elements: float, tp: int, tag: str,
+                fused: bool = False, fused_amax: bool = False,
+                fused_rht_cast: bool = True) -> Compute:
+    """The cast of a GEMM input that Transformer Engine all-gathers under sequence
+    parallelism: quantized on the rank's shard (``elements`` / ``tp``) before the gather
+    (distributed.py ``gather_along_first_dim`` with a quantizer: ``_all_gather_fp8``
+    quantizes ``inp`` then gathers ``out._data``; ``_all_gather_mxfp8`` /
+    ``_start_all_gather_fp8_blockwise`` / ``_all_gather_nvfp4`` likewise, TE 2.9-2.16).
+    MXFP8, blockwise and NVFP4 quantize the shard into every copy the GEMMs use. FP8
+    delayed and current scaling quantize the row-wise copy alone (the transpose cannot be
+    gathered: "we cannot directly gather the transposed fp8 tensor") and transpose the
+    gathered tensor afterwards (``out._create_transpose()``: read and write one byte an
+    element of the whole tensor), as the transposed copy is priced without the gather."""
+    if recipe not in ("delayed", "tensorwise"):
+        return _cast(op, recipe, elements / tp, tag, fused, fused_amax, fused_rht_cast)
+    q = ELEMENT_BYTES[GEMM_DTYPE[recipe]]
+    shard = elements / tp
+    nbytes = 0.0 if fused and recipe != "tensorwise" else shard * (2 + q)  # row-wise cast
+    if recipe == "tensorwise" and not (fused and fused_amax):
+        nbytes += shard * 2                       # amax pass before the cast
+    nbytes += elements * 2 * q                    # transpose of the gathered row-wise copy
+    return Compute("elementwise", 0.0, nbytes, "bf16", name=f"{op.name}_{recipe}_cast_{tag}")
+
+
 def _grad_gather(op: Collective, recipe: str, act_bytes: int, ring: bool) -> Collective:
     """A row-parallel linear's output gradient all-gathered as TE does before its dgrad
     (module/base.py ``grad_output_preprocess``, TE 2.9-2.16): quantized on the shard and
@@ -185,7 +209,8 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False,
 
     ``te_gathers``: the TP all-gathers move TE's quantized copies with their scales
     (``te_gather_bytes``): the forward inputs' row-wise copy, and the row-parallel
-    linears' output gradients (``_grad_gather``; ``ring``: under userbuffers); without it
+    linears' output gradients (``_grad_gather``; ``ring``: under userbuffers), each cast
+    on the rank's shard before its gather (``_shard_cast``); without it
     (torchao) the input gathers move ``q`` bytes an element and the gradients stay 16-bit. With
     ``amax_group`` (sequence parallelism under TE) current scaling and NVFP4 all-reduce
     the amax of each gathered input and output gradient over the TP group before it is
@@ -196,10 +221,13 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False,
     low: dict[int, Compute] = {}                  # one low-precision copy per repeated op
     casts: dict[int, list] = {}  # index in out -> [op, elements, tag, fused, fused_amax, splits]
     run: tuple[int, int] | None = None            # (id of the op whose cast is out[idx], idx)
+    gathered: dict[int, int] = {}  # index in ops of a GEMM whose input TE gathers -> TP size
     for i, op in enumerate(ops):
         nxt = ops[i + 1] if i + 1 < len(ops) else None
         if isinstance(op, Collective) and op.kind == "all_gather" and op.group.dim == "tp" \
                 and isinstance(nxt, Compute) and nxt.name in SP_GATHERED:
+            if te_gathers:
+                gathered[i + 1] = op.group.size
             if nxt.name in ("qkv", "mlp_up"):             # gathers the row-wise FP8 copy
                 per_elem = te_gather_bytes(recipe, 1) if te_gathers else q
                 op = replace(op, bytes=op.bytes * per_elem / act_bytes)
@@ -221,15 +249,19 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False,
             else:                                         # dgrad (m, k, n): dY is (m, n)
                 fwd = op.name == base
                 casts[len(out)] = [op, m * k, "input" if fwd else "grad", fwd and base in FUSED_INPUT,
-                                   fwd and fused_amax, 1]
+                                   fwd and fused_amax, 1, gathered.get(i, 1)]
                 run = (id(op), len(out))
                 out.append(None)                          # the cast, priced below
         low.setdefault(id(op), replace(op, dtype=dtype))
         out.append(low[id(op)])
-    for idx, (op, elements, tag, fused, amax, splits) in casts.items():
+    for idx, (op, elements, tag, fused, amax, splits, tp) in casts.items():
         n = splits if recipe in SPLIT_QUANTIZE else 1
-        cast = _cast(op, recipe, elements / n, tag, fused, fused_amax=amax,
-                     fused_rht_cast=fused_rht_cast)
+        if tp > 1 and n == 1:                     # TE quantizes the shard it gathers
+            cast = _shard_cast(op, recipe, elements, tp, tag, fused, fused_amax=amax,
+                               fused_rht_cast=fused_rht_cast)
+        else:
+            cast = _cast(op, recipe, elements / n, tag, fused, fused_amax=amax,
+                         fused_rht_cast=fused_rht_cast)
         if n > 1 and recipe == "tensorwise":
             cast = replace(cast, host_ops=CURRENT_SCALING_KERNELS)
         out[idx] = [cast] * n

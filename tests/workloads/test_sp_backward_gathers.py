@@ -109,3 +109,36 @@ def test_stage_ops_price_all_three_for_te_not_for_dtensor():
     assert not any(isinstance(o, Collective) and o.kind == "all_reduce" for o in dt)
     ag = [o for o in te if isinstance(o, Compute) is False and getattr(o, "name", "") == "tp_mlp_out_bwd"]
     assert ag and ag[0].bytes == T * H                   # FP8 output gradient: 1 byte
+
+
+def _casts(ops):
+    return {o.name: o.bytes for o in ops if isinstance(o, Compute) and "_cast_" in o.name}
+
+
+@pytest.mark.parametrize("recipe", ["mxfp8", "blockwise", "nvfp4"])
+def test_te_quantizes_the_gathered_shard_one_tp_th_of_the_whole(recipe):
+    # the same ops, with and without TE's gathers: each gathered GEMM input's cast (qkv,
+    # mlp_up inputs; attn_proj, mlp_down output gradients) shrinks to 1/TP, others stay
+    for build in (layer_forward, layer_backward):
+        whole = _casts(fp8.rewrite(build(ctx()), recipe))
+        shard = _casts(fp8.rewrite(build(ctx()), recipe, te_gathers=True))
+        assert set(whole) == set(shard)
+        for name, nbytes in whole.items():
+            gathered = name.split(f"_{recipe}_")[0] in fp8.SP_GATHERED
+            assert shard[name] == pytest.approx(nbytes / 4 if gathered else nbytes)
+
+
+def test_fp8_quantizes_the_shard_row_wise_and_transposes_the_gathered_copy():
+    fwd = _casts(fp8.rewrite(layer_forward(ctx()), "tensorwise", te_gathers=True))
+    bwd = _casts(fp8.rewrite(layer_backward(ctx()), "delayed", te_gathers=True))
+    # current scaling, qkv input (T x H): shard of T H / 4 elements read for the amax (2)
+    # and the cast (2), written in FP8 (1); the gathered copy transposed (read 1, write 1)
+    assert fwd["qkv_tensorwise_cast_input"] == pytest.approx(T * H / 4 * 5 + T * H * 2)
+    # before: the whole tensor, 2 + 2 + 2 x 1 bytes an element
+    assert _casts(fp8.rewrite(layer_forward(ctx()), "tensorwise"))[
+        "qkv_tensorwise_cast_input"] == 6 * T * H
+    # delayed scaling, mlp_down's output gradient (T x H): no amax pass
+    assert bwd["mlp_down_dgrad_delayed_cast_grad"] == pytest.approx(T * H / 4 * 3 + T * H * 2)
+    # a cast not after a gather (mlp_up's output gradient, T x ffn / TP) is unchanged
+    assert bwd["mlp_up_dgrad_delayed_cast_grad"] == _casts(fp8.rewrite(
+        layer_backward(ctx()), "delayed"))["mlp_up_dgrad_delayed_cast_grad"]
