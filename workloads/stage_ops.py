@@ -309,10 +309,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
             ops = fp8_mod.rewrite(ops, fp8_recipe, fused_amax, fused_rht_cast, amax_group,
                                   ctx.megatron_linears, plan.tp_comm_overlap == "ring",
                                   ctx.act_bytes)
-        if not backward:
-            return ops
-        ops = sp_backward_gathers(ctx, ops, fp8_recipe, plan.tp_comm_overlap)
-        return async_grad_reduce(ctx, ops, plan.tp_comm_overlap)
+        return sp_backward_gathers(ctx, ops, fp8_recipe, plan.tp_comm_overlap) if backward else ops
 
     # TorchTitan's async TP: separate wq / wk / wv (and w1 / w3 when gated) on one gathered
     # input; with DTensor's dim-1 sequence shards and more than one sequence a rank, the
@@ -325,7 +322,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
     def tp(ops: list) -> tuple:
         if plan.tp_comm_overlap != "none" and plan.tp > 1:
             ops = tp_overlap(ops, plan.tp - 1, plan.tp_comm_overlap, separate, shard_major)
-        return tuple(separate_projections(ctx, ops))
+        return tuple(async_grad_reduce(ctx, separate_projections(ctx, ops), plan.tp_comm_overlap))
 
     def both(ops: list, backward: bool = False) -> tuple:
         return tp(tx(list(ops), backward))
