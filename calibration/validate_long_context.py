@@ -10,7 +10,9 @@ Configuration as published; where silent (stated per row):
   smaller ones take DP from the GPU count. The "without CP" baselines publish no
   configuration and are skipped.
 * TorchTitan: CP with KV all-gather (its ``context_parallel_rotate_method`` default,
-  PyTorch's ``context_parallel``: block kernels merged in fp32, docs/long_context.md),
+  PyTorch's ``context_parallel``: block kernels merged in fp32, traced by torch.compile
+  with the rest of each block, so its collectives are waited where issued and its merge
+  passes fused: ``cp_compiled``, docs/long_context.md),
   K,V repeated to every query head before SDPA (its Llama model's ``repeat_kv``), FSDP
   (zero 3) over the GPUs not used by TP/PP/CP, full activation checkpointing, torchao
   tensorwise Float8, async TP for the 405B, local batch 1 (8B) or 8 (405B, in 8
@@ -64,9 +66,10 @@ def _titan(r) -> Case:
     pp = int(r.pp) if num(r.pp) else 1
     local = 8 if pp > 1 else 1
     name = f"TorchTitan {r.model} {int(r.num_gpus)} GPUs seq {int(r.seq_len) // 1024}K CP{cp}"
-    # TorchTitan's context_parallel_rotate_method defaults to "allgather" (KV all-gathered).
+    # TorchTitan's context_parallel_rotate_method defaults to "allgather" (KV all-gathered);
+    # its blocks are compiled with the attention inside, so the CP loop is traced.
     par: dict[str, Any] = {"tp": tp, "pp": pp, "cp": cp, "zero": 3 if pp == 1 else 1,
-                           "cp_kind": "allgather"}
+                           "cp_kind": "allgather", "cp_compiled": True}
     if tp > 1:
         par["tp_comm_overlap"] = "async"
     if pp > 1:        # 126 layers on 8 stages: embedding and loss counted as layers (assumed)

@@ -29,7 +29,15 @@ import numpy as np
 
 from hw_models.catalog import GPUSpec, SystemSpec, power_constants
 from hw_models.topology import fabric_defaults
-from workloads.graph import Block, Collective, Compute, ExecutionGraph, Memory, SendRecv
+from workloads.graph import (
+    Block,
+    Collective,
+    Compute,
+    ExecutionGraph,
+    Memory,
+    Overlap,
+    SendRecv,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -156,7 +164,21 @@ class RowWeights:
             total = sum(times) + costs.parts(op).get("host", 0.0)
             return sum(t * self.of_op(sub, rank) for t, sub in zip(times, op.ops, strict=True)
                        ) / total if total > 0 else 0.0
+        if isinstance(op, Overlap):
+            return self._overlap(op, rank)
         return 0.0
+
+    def _overlap(self, op: Overlap, rank: int) -> float:
+        """An Overlap runs its compute and its transfers at the same time: each adds its
+        own activity for the time it runs (the power model sums them, capped at the
+        TDP), over the op's whole time."""
+        costs = self.costs_of(rank)
+        total = costs.op_time(op)
+        if total <= 0:
+            return 0.0
+        busy = sum(costs.op_time(sub) * self.of_op(sub, rank) for sub in op.main)
+        busy += sum(min(costs.op_time(sub), total) * self.of_op(sub, rank) for sub in op.hidden)
+        return busy / total
 
     def __call__(self, ids, ranks) -> np.ndarray:
         """Weight of each row, given the rows' node ids and ranks."""

@@ -111,6 +111,10 @@ class ParallelConfig(_Cfg):
         "across)"))
     ulysses_size: int | None = Field(None, gt=0, description=(
         "hybrid CP: size of the Ulysses group; unset: the CP ranks of one node"))
+    cp_compiled: bool = Field(False, description=(
+        "cp_kind allgather traced by torch.compile (TorchTitan compiles each block): the "
+        "K,V all-gathers and dK,dV sends are waited as soon as issued (exposed), the fp32 "
+        "merge and accumulate passes fused by Inductor (docs/long_context.md)"))
     account_for_embedding_in_pipeline_split: bool = Field(False, description=(
         "count the embedding as one layer in the even pipeline split (Megatron-LM)"))
     account_for_loss_in_pipeline_split: bool = Field(False, description=(

@@ -86,11 +86,14 @@ def plan_kwargs(p, gpus_per_node: int) -> dict:
     if p.cp_kind == "hybrid" and ulysses is None:   # Ulysses over the CP ranks of one node
         room = max(1, gpus_per_node // p.tp)
         ulysses = max(d for d in range(1, p.cp + 1) if p.cp % d == 0 and d <= room)
+    if p.cp_compiled and p.cp_kind != "allgather":
+        raise ClusterSimError(f"workload.parallel.cp_compiled applies to cp_kind: allgather "
+                              f"(PyTorch's context_parallel), not {p.cp_kind}")
     if p.tp_comm_overlap != "none" and p.tp > 1 and not p.sequence_parallel:
         raise ClusterSimError("workload.parallel.tp_comm_overlap needs sequence_parallel: true "
                               "(Megatron-Core and TorchTitan overlap the SP all-gather / "
                               "reduce-scatter)")
-    return {"cp": p.cp, "cp_kind": p.cp_kind, "ulysses_size": ulysses,
+    return {"cp": p.cp, "cp_kind": p.cp_kind, "ulysses_size": ulysses, "cp_compiled": p.cp_compiled,
             "embedding_in_split": p.account_for_embedding_in_pipeline_split,
             "loss_in_split": p.account_for_loss_in_pipeline_split,
             "tp_comm_overlap": p.tp_comm_overlap, "reshard_after_forward": p.reshard_after_forward,

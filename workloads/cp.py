@@ -91,27 +91,45 @@ ACCUM_BWD_Q, ACCUM_BWD_KV = 10.0, 18.0
 # the loop cast back to 16-bit (4, 2): 10 per Q element, 14 per K,V element.
 ONCE_FWD_OUT, ONCE_FWD_KV = 12.0, 4.0
 ONCE_BWD_Q, ONCE_BWD_KV = 10.0, 14.0
+# The same loop traced by torch.compile (``cp_compiled``; TorchTitan compiles each block
+# with the attention inside, PyTorch 1963fc8): Inductor fuses each step's pointwise chain
+# into one kernel and drops what is never read. Forward, per merged step: read the fp32
+# output and the 16-bit block output, write the fp32 output (4 + 2, 4) = 10 per output
+# element; the K,V cats of the later steps feed an all-gather rotater that no longer reads
+# them (dead code). Once: K,V contiguous (4) and step 0's cat for the all-gather (4) = 8 per
+# K,V element; the casts of the output to and from fp32 fold into the first and last
+# merges (0, an upper bound: they save 2 bytes each there). Backward, per step: dQ += block
+# dQ (4 + 2, 4) = 10; dK,dV added into the received fp32 buffer and written straight into
+# the cat that is sent (4 + 2, 4) = 10. Once: K,V contiguous (4) and cat for the all-gather
+# (4), the received dK,dV back to 16-bit (4, 2) = 14 per K,V element; the fp32 zeros and
+# dQ's cast fold into the first and last accumulations (0 per Q element).
+COMPILED = {"merge": (10.0, 0.0), "accum": (10.0, 10.0), "once": (0.0, 8.0),
+            "once_bwd": (0.0, 14.0)}
+EAGER = {"merge": (MERGE_FWD_OUT, MERGE_FWD_KV), "accum": (ACCUM_BWD_Q, ACCUM_BWD_KV),
+         "once": (ONCE_FWD_OUT, ONCE_FWD_KV), "once_bwd": (ONCE_BWD_Q, ONCE_BWD_KV)}
 
 
-def merge_bytes(ctx, steps: int, backward: bool) -> float:
-    """Element-wise bytes of ``steps`` merged blocks on one rank (PyTorch's CP)."""
+def _elements(ctx) -> tuple[float, float]:
+    """Q (= output) and K+V elements of one rank's local tokens (K,V as the kernel sees them)."""
     m = ctx.model
-    q = ctx.tokens * ctx.local_heads * m.head_dim
-    kv = 2.0 * ctx.tokens * ctx.attn_kv_heads * m.head_dim
-    if backward:
-        return steps * (ACCUM_BWD_Q * q + ACCUM_BWD_KV * kv)
-    return steps * (MERGE_FWD_OUT * q + MERGE_FWD_KV * kv)
+    return (ctx.tokens * ctx.local_heads * m.head_dim,
+            2.0 * ctx.tokens * ctx.attn_kv_heads * m.head_dim)
 
 
-def once_bytes(ctx, backward: bool) -> float:
+def merge_bytes(ctx, steps: int, backward: bool, compiled: bool = False) -> float:
+    """Element-wise bytes of ``steps`` merged blocks on one rank (PyTorch's CP), eager or
+    traced by torch.compile (``compiled``)."""
+    q, kv = _elements(ctx)
+    per_q, per_kv = (COMPILED if compiled else EAGER)["accum" if backward else "merge"]
+    return steps * (per_q * q + per_kv * kv)
+
+
+def once_bytes(ctx, backward: bool, compiled: bool = False) -> float:
     """Element-wise bytes PyTorch's CP moves once per attention call on one rank (the
     contiguous K,V copies, the fp32 accumulators' set-up and the casts back)."""
-    m = ctx.model
-    q = ctx.tokens * ctx.local_heads * m.head_dim
-    kv = 2.0 * ctx.tokens * ctx.attn_kv_heads * m.head_dim
-    if backward:
-        return ONCE_BWD_Q * q + ONCE_BWD_KV * kv
-    return ONCE_FWD_OUT * q + ONCE_FWD_KV * kv
+    q, kv = _elements(ctx)
+    per_q, per_kv = (COMPILED if compiled else EAGER)["once_bwd" if backward else "once"]
+    return per_q * q + per_kv * kv
 
 
 def ring_correction_bytes(ctx, r: int, backward: bool) -> float:
@@ -153,6 +171,7 @@ class ContextParallel:
 
     def __init__(self, plan, cp_group: tuple[int, ...]):
         self.cp, self.kind = plan.cp, plan.cp_kind
+        self.compiled = plan.cp_compiled
         self.ulysses = {"ring": 1, "allgather": 1, "ulysses": plan.cp}.get(self.kind, plan.ulysses)
         self.ring = self.cp // self.ulysses
         self.u_group = CommGroup(cp_group[:self.ulysses], "cp")
@@ -214,15 +233,25 @@ class ContextParallel:
                        causal=False, name=f"{op.name}_cp_blocks")
         # The forward merges the cp - 1 blocks after the first; the backward accumulates
         # and sends after every one of the cp steps, step 0 included.
-        merge = Compute("elementwise", 0.0, merge_bytes(ctx, cp if backward else cp - 1, backward),
+        steps = cp if backward else cp - 1
+        merge = Compute("elementwise", 0.0, merge_bytes(ctx, steps, backward, self.compiled),
                         op.dtype, name="cp_grad_accumulate" if backward else "cp_merge")
-        once = Compute("elementwise", 0.0, once_bytes(ctx, backward), op.dtype,
+        once = Compute("elementwise", 0.0, once_bytes(ctx, backward, self.compiled), op.dtype,
                        name="cp_buffers_bwd" if backward else "cp_buffers")
-        first = Overlap((op,), (gather,), 1, "cp_kv_all_gather_overlap", concurrent=True)
-        if not backward:
-            return [first, rest, merge, once]
         dkv = _kv_bytes(ctx, s_local * cp, 4.0)             # fp32 dK,dV of the whole ring
         ring = Collective("reduce_scatter", dkv, self.r_group, name="cp_dkv_ring")
         last = Collective("reduce_scatter", dkv / (cp - 1), self.r_group, name="cp_dkv_last")
+        if self.compiled:
+            # Traced, a functional collective is waited right after it is issued
+            # (``_maybe_wrap_tensor``: ``wait_tensor`` when tracing, instead of the eager
+            # AsyncCollectiveTensor waited at first use), and Inductor reorders collectives
+            # only with ``reorder_for_compute_comm_overlap`` (off by default): the
+            # all-gather runs before step 0's kernel, each dK,dV send after its step's.
+            if not backward:
+                return [gather, op, rest, merge, once]
+            return [gather, op, rest, ring, last, merge, once]
+        first = Overlap((op,), (gather,), 1, "cp_kv_all_gather_overlap", concurrent=True)
+        if not backward:
+            return [first, rest, merge, once]
         return [first, Overlap((rest,), (ring,), cp - 1, "cp_dkv_ring_overlap", concurrent=True),
                 last, merge, once]

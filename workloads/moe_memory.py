@@ -85,12 +85,14 @@ def expert_states(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: 
 
 def stage_activations(m: ModelSpec, plan: ParallelPlan, stage: int, rank_factor: float,
                       in_flight: int) -> float:
-    """The stage's mean layer x its layers per chunk x chunks in flight, the MTP layers on
-    the last stage, and one layer's dispatch buffers."""
-    from workloads.moe_training import chunk_layers
-    ids = [i for c in range(plan.vpp) for i in chunk_layers(m, plan, stage, c)]
+    """The stage's mean layer x its layers per chunk x chunks in flight (all the chunks
+    the rank holds: ``plan.chunks``), the MTP layers on the rank that holds the pipeline's
+    last virtual stage (rank 0 under zb-v and DualPipeV, both end ranks under DualPipe),
+    and one layer's dispatch buffers."""
+    from workloads.moe_training import chunk_layers, holds_last
+    ids = [i for c in range(plan.chunks) for i in chunk_layers(m, plan, stage, c)]
     mean = sum(layer_activation_bytes(m, i, plan, rank_factor) for i in ids) / len(ids)
-    acts = in_flight * len(ids) / plan.vpp * mean
-    if stage == plan.pp - 1:
+    acts = in_flight * len(ids) / plan.chunks * mean
+    if holds_last(m, plan, stage):
         acts += in_flight * m.mtp_layers * layer_activation_bytes(m, m.layers - 1, plan, rank_factor)
     return acts + dispatch_buffers(m, plan, rank_factor)

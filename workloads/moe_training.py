@@ -125,8 +125,21 @@ def head_bwd(ctx: LayerContext) -> list:
 
 # ------------------------------------------------------------------------- parameters
 
-def _is_last(plan: ParallelPlan, stage: int, chunk: int) -> bool:
-    return stage == plan.pp - 1 and chunk == plan.vpp - 1
+def _ends(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> tuple[bool, bool]:
+    """Whether (stage, chunk) is the first / last virtual stage of the pipeline
+    (workloads/pipeline.py: under DualPipe both end ranks hold both, one per direction;
+    under the V shapes rank 0 holds both)."""
+    pipeline = getattr(plan, "pipeline", None)
+    if pipeline is None:
+        return stage == 0 and chunk == 0, stage == plan.pp - 1 and chunk == plan.vpp - 1
+    pipe = pipeline(model.layers)
+    return pipe.is_first(stage, chunk), pipe.is_last(stage, chunk)
+
+
+def holds_last(model: ModelSpec, plan: ParallelPlan, stage: int) -> bool:
+    """Whether a rank of ``stage`` holds the pipeline's last virtual stage (the output
+    layer and the MTP modules)."""
+    return any(_ends(model, plan, stage, c)[1] for c in range(plan.chunks))
 
 
 def unit_split(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> list[tuple[float, float]]:
@@ -139,9 +152,10 @@ def unit_split(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> 
         experts = moe_spec.expert_params(model, i)
         out.append((layer_dense(model, plan, i), experts / (plan.ep * plan.etp)))
     embed, untied = moe_spec.embedding_params(model)
-    if stage == 0 and chunk == 0:
+    first, last = _ends(model, plan, stage, chunk)
+    if first:
         out[0] = (out[0][0] + embed / plan.tp, out[0][1])
-    if _is_last(plan, stage, chunk):
+    if last:
         last = model.layers - 1
         mtp_experts = model.mtp_layers * moe_spec.expert_params(model, last)
         head = (untied or (model.vocab * model.hidden if plan.pp > 1 else 0)) / plan.tp
@@ -156,8 +170,9 @@ def layer_dense(model: ModelSpec, plan: ParallelPlan, i: int) -> float:
 
 
 def stage_split(model: ModelSpec, plan: ParallelPlan, stage: int) -> tuple[float, float]:
-    """(replicated, expert) parameters of one rank of a pipeline stage."""
-    units = [u for c in range(plan.vpp) for u in unit_split(model, plan, stage, c)]
+    """(replicated, expert) parameters of one rank of a pipeline stage: every chunk it
+    holds (``plan.chunks``: vpp when interleaved, 2 under zb-v, DualPipe and DualPipeV)."""
+    units = [u for c in range(plan.chunks) for u in unit_split(model, plan, stage, c)]
     return sum(u[0] for u in units), sum(u[1] for u in units)
 
 
@@ -187,7 +202,7 @@ def expert_grads(model: ModelSpec, plan: ParallelPlan, stage: int) -> list[tuple
     """(chunk, routed-expert parameters of each of its layers on one rank) in the order
     the last backward completes them: chunks and layers from the last."""
     return [(c, [u[1] for u in reversed(unit_split(model, plan, stage, c))])
-            for c in reversed(range(plan.vpp))]
+            for c in reversed(range(plan.chunks))]
 
 
 def optimizer_and_gather(model: ModelSpec, plan: ParallelPlan, stage: int, opts,

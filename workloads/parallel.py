@@ -36,6 +36,7 @@ class ParallelPlan:
     cp: int = 1                       # context parallel size
     cp_kind: CPKind = "ring"
     ulysses_size: int | None = None   # hybrid CP: Ulysses group (default: CP ranks in a node)
+    cp_compiled: bool = False         # allgather CP traced by torch.compile (workloads/cp.py)
     embedding_in_split: bool = False  # Megatron account_for_embedding_in_pipeline_split
     loss_in_split: bool = False       # Megatron account_for_loss_in_pipeline_split
     tp_comm_overlap: TPOverlap = "none"

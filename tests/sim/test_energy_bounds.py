@@ -123,3 +123,28 @@ def test_serving_trace_has_a_power_track():
     watts = [e["args"]["watts"] for e in trace["traceEvents"] if e["ph"] == "C"]
     # prefill iterations at TDP, decode-only at idle + 60% of the range, idle between
     assert set(watts) == {700.0, 70.0 + 0.6 * 630, 70.0}
+
+
+def test_overlap_row_counts_its_compute_and_its_transfers():
+    """An Overlap of a 3 s GEMM (weight 1.0) and a 2 s scale-up all-gather (weight 0.4)
+    that takes 4 s in all: (3 x 1.0 + 2 x 0.4) / 4 = 0.95; a transfer longer than the op
+    counts the op's time only: GEMM 1 s, all-gather 5 s, op 5 s -> (1 + 5 x 0.4) / 5."""
+    from sim.energy import RowWeights
+    from workloads.graph import Collective, CommGroup, Compute, Overlap
+
+    gemm = Compute("gemm", flops=1.0, name="g")
+    ag = Collective("all_gather", 1.0, CommGroup((0, 1), "cp"), name="ag")
+    times = {gemm: 3.0, ag: 2.0}
+
+    class Costs:
+        def op_time(self, op):
+            return 4.0 if isinstance(op, Overlap) else times[op]
+
+    parts = Parts([Part(catalog.system("dgx-h100"), 1)])
+    w = {"compute": 1.0, "memory": 0.5, "scale_up": 0.4, "nic": 0.2}
+    rows = RowWeights(None, lambda rank: Costs(), parts, w)
+    op = Overlap(main=(gemm,), hidden=(ag,), steps=1)
+    assert rows.of_op(op, 0) == pytest.approx((3 * 1.0 + 2 * 0.4) / 4)
+    times.update({gemm: 1.0, ag: 5.0})
+    Costs.op_time = lambda self, op: 5.0 if isinstance(op, Overlap) else times[op]
+    assert rows.of_op(op, 0) == pytest.approx((1 + 5 * 0.4) / 5)

@@ -28,3 +28,37 @@ def test_cost_per_cp_step_does_not_depend_on_cp():
     # a step is attention only (no GEMMs): less than the whole CP 1 step, and more than
     # half of it, as attention is most of a step at 32K tokens
     assert 0.5 * t1 < x8 < t1
+
+
+def test_cp_compiled_needs_the_all_gather_kind():
+    """cp_compiled describes PyTorch's context_parallel traced by torch.compile; the other
+    kinds are not PyTorch's loop."""
+    from hw_models.errors import ClusterSimError
+    with open(EXAMPLE) as f:
+        d = yaml.safe_load(f)
+    d["workload"]["parallel"]["cp_kind"] = "ring"
+    with pytest.raises(ClusterSimError, match="cp_compiled"):
+        simulate(Scenario.model_validate(d), band=False)
+
+
+def test_compiled_cp_exposes_its_collectives():
+    """Traced, the K,V all-gathers and the dK,dV sends are no longer hidden: the step's
+    exposed CP time is, per layer, the all-gather three times (forward, recompute,
+    backward) plus the backward's sends, each at its own collective time; eager, the
+    same collectives hide behind the block kernels."""
+    from sim.setup import build_engine, resolve_setup
+    from workloads import training
+    from workloads.graph import Collective
+    with open(EXAMPLE) as f:
+        d = yaml.safe_load(f)
+    traced = simulate(Scenario.model_validate(d), band=False)
+    st = resolve_setup(Scenario.model_validate(d))
+    graph = training.build(st.model, st.plan, st.options)
+    costs = build_engine(st, graph, st.profile).costs
+    bwd = next(n for n in graph.nodes if n.name.startswith("B0")).op.ops
+    t = {o.name: costs.op_time(o) for o in bwd if isinstance(o, Collective)}
+    per_layer = 3 * t["cp_kv_all_gather"] + t["cp_dkv_ring"] + t["cp_dkv_last"]
+    assert traced.breakdown["cp"] == pytest.approx(32 * per_layer, rel=0.01)
+    d["workload"]["parallel"]["cp_compiled"] = False
+    eager = simulate(Scenario.model_validate(d), band=False)
+    assert eager.breakdown["cp"] < 0.1 * traced.breakdown["cp"]

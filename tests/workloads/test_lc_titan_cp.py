@@ -151,3 +151,63 @@ def test_torchtitan_op_selective_recompute_with_tp_keeps_wo():
     gemms = [o for o in layer_recompute(ctx, "selective_op")
              if isinstance(o, Compute) and o.op_class == "gemm"]
     assert [g.flops for g in gemms] == [2 * 4096 * 128 * 4096, 2 * 4096 * 1792 * 4096]
+
+
+def compiled_ops(cp, backward=False):
+    p = ParallelPlan(tp=1, pp=1, dp=1, micro_batch=1, global_batch=cp, cp=cp, cp_kind="allgather",
+                     cp_compiled=True)
+    g = training.build(L8, p, training.TrainingOptions())
+    node = next(n for n in g.nodes if n.name.startswith("B0" if backward else "F0"))
+    return list(node.op.ops)
+
+
+def attention_span(seq):
+    """The ops of the first layer's attention call, from the K,V all-gather on."""
+    i = next(k for k, o in enumerate(seq) if getattr(o, "name", "") == "cp_kv_all_gather")
+    j = next(k for k, o in enumerate(seq) if getattr(o, "name", "") in ("cp_buffers", "cp_buffers_bwd"))
+    return seq[i:j + 1]
+
+
+def test_compiled_forward_waits_for_the_all_gather_before_step_0():
+    """Traced by torch.compile, the all-gather is waited right after it is issued: the
+    same all-gather (2 x 2 B x 32768 x 8 x 128) runs alone, then step 0's causal kernel,
+    the 3 other blocks, and the fused merges: 3 x 10 B per output element (8192 x 32 x 128)
+    and, once, K,V contiguous and their cat for the all-gather: 8 B per K,V element."""
+    span = attention_span(compiled_ops(4))
+    assert [o.name for o in span] == ["cp_kv_all_gather", "flash_attn_fwd",
+                                      "flash_attn_fwd_cp_blocks", "cp_merge", "cp_buffers"]
+    assert not any(isinstance(o, Overlap) for o in span)
+    gather, step0 = span[0], span[1]
+    assert isinstance(gather, Collective) and gather.bytes == 2 * 2 * 32768 * 8 * 128
+    assert step0.causal and step0.flops == 4 * 32 * 8192 ** 2 * 128 / 2
+    q, kv = 8192 * 32 * 128, 2 * 8192 * 8 * 128
+    assert span[3].bytes == 3 * 10 * q
+    assert span[4].bytes == 8 * kv
+
+
+def test_compiled_backward_sends_each_step_after_its_kernel():
+    """Backward, traced: the all-gather alone, the 4 step kernels, then the 4 fp32 dK,dV
+    sends (2 x 4 B x 8192 x 8 x 128 each; priced as in eager mode, as reduce-scatters
+    that move 3/4 of their bytes per rank over 4 ranks) not hidden, 4 fused
+    accumulations of 10 B per Q and per K,V element; once: K,V contiguous and cat (8)
+    and the received dK,dV back to 16-bit (6) = 14 per K,V element."""
+    span = attention_span(compiled_ops(4, backward=True))
+    assert [o.name for o in span] == ["cp_kv_all_gather", "flash_attn_bwd",
+                                      "flash_attn_bwd_cp_blocks", "cp_dkv_ring", "cp_dkv_last",
+                                      "cp_grad_accumulate", "cp_buffers_bwd"]
+    local = 2 * 4 * 8192 * 8 * 128
+    moved = sum(o.bytes * 3 / 4 for o in span if isinstance(o, Collective)
+                and o.kind == "reduce_scatter")
+    assert moved == pytest.approx(4 * local)
+    q, kv = 8192 * 32 * 128, 2 * 8192 * 8 * 128
+    assert span[5].bytes == 4 * (10 * q + 10 * kv)
+    assert span[6].bytes == 14 * kv
+
+
+def test_compiled_cp_moves_fewer_elementwise_bytes_than_eager():
+    """Eager merges (42 per output element + 4 per K,V element per merged step) against the
+    fused 10: at cp = 8 the forward's merges drop to 10 / (42 + 4 x 0.5) of the eager ones
+    (K+V of 8 kv heads: half the elements of Q)."""
+    eager = sum(o.bytes for o in ops(L8, 8) if getattr(o, "name", "") == "cp_merge")
+    fused = sum(o.bytes for o in compiled_ops(8) if getattr(o, "name", "") == "cp_merge")
+    assert fused / eager == pytest.approx(10 / 44)
