@@ -37,6 +37,12 @@ RECIPES = {
     ("qwen3-30b-a3b", "B200"): ("deepep", False),
     ("qwen3-30b-a3b", "GB200"): ("deepep", False),
 }
+# The all-to-all overlap where it changed between releases, by (model, GPU): the first
+# release each setting applies from. Qwen3-235B on B300: v0.3.0's B300 configs (26.02,
+# pp8 vpp4 ep8, as the 26.02 / 26.02.01 rows' plans) set moe_a2a_overlap=True; v0.3.1
+# ("Update Qwen3 235B B300 Configs to match Qwen3 B200 Configs", #2706) and v0.4.0 set
+# False (with vpp 1, the 26.04 rows' plan).
+QWEN3_OVERLAP = {("qwen3-235b-a22b", "B300"): [((26, 2), True), ((26, 4), False)]}
 # From 26.06 the Qwen3 MXFP8 full-iteration recipes overlap the all-to-alls
 # (v0.5.0 QWEN3_30B_A3B_{GB200,GB300,B300}_FP8_MX_V1, QWEN3_235B_A22B_{GB200,GB300}_FP8_MX_V2).
 QWEN3_FULL_ITERATION = {("qwen3-30b-a3b", "GB200"), ("qwen3-30b-a3b", "GB300"),
@@ -138,6 +144,9 @@ def recipe_options(row, arch: str, gpu: str) -> tuple[str, bool]:
         steps = GPT_OSS_RECIPES.get((gpu, str(row.precision).split()[0].upper()), [])
         return _since(steps, release(row)) or ("alltoall", False)
     dispatcher, overlap = RECIPES.get((arch, gpu), ("alltoall", False))
+    by_release = _since(QWEN3_OVERLAP.get((arch, gpu), []), release(row))
+    if by_release is not None:
+        overlap = by_release
     if (arch, gpu) in QWEN3_FULL_ITERATION and cuda_graphs(row, arch, gpu) == list(FULL):
         overlap = True
     return dispatcher, overlap
