@@ -52,7 +52,8 @@ def pipeline_of(plan: ParallelPlan, layers: int) -> Pipeline:
 
 def stage_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
     """Parameters held by one TP rank of a pipeline stage (embedding with the first
-    virtual stage, untied output layer with the last; positions are replicated). MoE
+    virtual stage, the output layer with the last unless it is tied and on the same rank,
+    ParallelPlan.ends_share_rank; positions are replicated). MoE
     models: the part replicated over dp (routed experts: moe_training.stage_split)."""
     if not model.uniform:
         return moe_training.stage_split(model, plan, stage)[0]
@@ -70,7 +71,7 @@ def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) ->
     out = [model.params_per_layer / plan.tp] * n or [0.0]     # [0.0]: embedding/loss only
     if pipe.is_first(stage, chunk):
         out[0] += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
-    if pipe.is_last(stage, chunk) and (not model.tied_embeddings or plan.pp > 1):
+    if pipe.is_last(stage, chunk) and (not model.tied_embeddings or not plan.ends_share_rank):
         out[-1] += model.vocab * model.hidden / plan.tp
     return out
 
@@ -100,8 +101,9 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
             deps = (dep,) if opts.overlap_grad_reduce else (chunk_end.get(dep, last_compute),)
             op = Collective(kind, n_params * opts.grad_bytes, dp_group, seq=i, name=f"grad_{kind}")
             syncs.append(g.add(st.rank, "dp", op, deps, "dp", f"dp_bucket{i}"))
-    if plan.pp > 1 and model.tied_embeddings and st.index in (0, plan.pp - 1):
-        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
+    ends = plan.tied_pair(model.tied_embeddings)
+    if ends and st.index in ends:
+        pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")
         op = Collective("all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair,
                         name="embedding_grad_sync")
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))

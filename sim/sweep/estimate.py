@@ -262,8 +262,9 @@ class Estimator:
             hidden = last_bwd - layer_bwd if opts.overlap_grad_reduce else 0.0
             queue = plan.microbatches * total - busy if plan.zero == 2 else 0.0
             t += max(total - hidden, bucket, queue)
-        if plan.pp > 1 and self.model.tied_embeddings and s in (0, plan.pp - 1):
-            pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
+        ends = plan.tied_pair(self.model.tied_embeddings)
+        if ends and s in ends:
+            pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")
             t += self.network.collective_time(
                 "all_reduce", self.model.vocab * self.model.hidden / plan.tp * opts.grad_bytes, pair)
         shard = params / (plan.shard_group if plan.zero >= 1 else 1)

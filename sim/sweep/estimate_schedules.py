@@ -180,10 +180,11 @@ def played_end(est, plan: ParallelPlan, played: pipeline_play.Played) -> float:
     after it. ``est``: the sim.sweep.estimate.Estimator."""
     model, opts, p = est.model, est.options, plan.pp
     free = [_grad_queue(est, plan, s, played.end[s], played.grads_done[s]) for s in range(p)]
-    if p > 1 and model.tied_embeddings:
-        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, p - 1)), "dp")
-        start = max(max(free[s], played.end[s]) for s in (0, p - 1))
-        for s in (0, p - 1):
+    ends = plan.tied_pair(model.tied_embeddings)
+    if ends:
+        pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")
+        start = max(max(free[s], played.end[s]) for s in ends)
+        for s in ends:
             free[s] = start + est.network.collective_time(
                 "all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair)
     return max(_step_end(est, plan, s, played.end[s], played.grads_done[s], free[s])
