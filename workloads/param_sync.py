@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from workloads import moe_training
+from workloads import moe_parallel, moe_training
 from workloads.fsdp import hsdp_replica_all_reduce
 from workloads.graph import Collective, CommGroup, Compute
 from workloads.model import ModelSpec
@@ -111,6 +111,8 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
     shard = params / (plan.shard_group if plan.zero >= 1 else 1)
     if not model.uniform:
         syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, bucket)
+    syncs += add_copy_grad_sync(g, model, plan, opts, st, syncs)
+    if not model.uniform:
         opt, expert_gather = moe_training.optimizer_and_gather(model, plan, st.index, opts,
                                                                adam_bytes(opts))
         step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
@@ -126,6 +128,46 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
     if expert_gather is not None:
         g.add(st.rank, "dp", expert_gather, (step,), "dp", "expert_param_all_gather")
+
+
+def copy_pair(plan: ParallelPlan, stage: int) -> CommGroup | None:
+    """DualPipe: the rank and its mirror (stage p - 1 - s), which hold the two copies of
+    the same two stages; None under the other schedules."""
+    if plan.effective_schedule != "dualpipe" or plan.pp < 2:
+        return None
+    ranks = sorted((plan.rank(0, 0, stage), plan.rank(0, 0, plan.pp - 1 - stage)))
+    return CommGroup(tuple(ranks), "dp")
+
+
+def copy_grad_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
+    """DualPipe: the gradients a rank sums with its mirror's, the ones its optimizer steps
+    on after the data-parallel reduction (all of them under ZeRO 0, its shard under
+    ZeRO-1: replicated part over dp, routed experts over expert-DP)."""
+    if model.uniform:
+        return stage_params(model, plan, stage) / (plan.shard_group if plan.zero >= 1 else 1)
+    dense, experts = moe_training.stage_split(model, plan, stage)
+    edp = moe_parallel.edp(plan)
+    return (dense / (plan.dp if plan.zero >= 1 else 1)
+            + experts / (edp if plan.zero >= 1 else 1))
+
+
+def add_copy_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage, syncs) -> list[int]:
+    """DualPipe keeps two copies of every stage (rank r holds stage r for one direction
+    and stage p - 1 - r for the other), each trained on half the microbatches; before the
+    optimizer the two copies' gradients are summed, so both step alike. deepseek-ai/
+    DualPipe examples/example_dualpipe.py (commit 3da1bbe) checks its step against the
+    unpipelined model after ``p0.grad += p1all[pp_size - 1 - rank]`` and
+    ``p1.grad += p0all[pp_size - 1 - rank]``: each rank adds its mirror's gradients of
+    the same stages. Modelled as one all-reduce between the rank and its mirror (same
+    tp, dp, cp coordinates) on the DP channel after the data-parallel reduction, of the
+    gradients the optimizer steps on (``copy_grad_params``)."""
+    pair = copy_pair(plan, st.index)
+    if pair is None:
+        return []
+    op = Collective("all_reduce", copy_grad_params(model, plan, st.index) * opts.grad_bytes,
+                    pair, seq=2 * 10**6, name="copy_grad_sync")
+    deps = (*syncs, max(st.node.values()))
+    return [g.add(st.rank, "dp", op, deps, "dp", "copy_grad_sync")]
 
 
 def stage_backward_ends(st: Stage) -> dict[int, int]:

@@ -118,3 +118,48 @@ def test_moe_replicated_parameters_by_hand(schedule):
     for s in range(2):
         assert moe_training.stage_split(st.model, st.plan, s)[0] == MOE_TIED[schedule][s]
         assert stage_params(st.model, st.plan, s) == MOE_TIED[schedule][s]
+
+
+# -- DualPipe: the two parameter copies' gradients summed ---------------------------------
+def _copy_syncs(g, rank: int) -> list:
+    return [n.op for n in g.nodes if n.rank == rank and isinstance(n.op, Collective)
+            and n.op.name == "copy_grad_sync"]
+
+
+@pytest.mark.parametrize("p", [2, 4])
+def test_dualpipe_sums_the_copies_with_the_mirror_rank(p):
+    """deepseek-ai/DualPipe examples/example_dualpipe.py adds each rank's gradients to its
+    mirror's (rank p - 1 - r holds the other copy of the same two stages): one all-reduce
+    of the rank's whole gradient (4 B a parameter, dp 1) between the two; none under the
+    other schedules. pp 2: 4L + 2V a rank; pp 4: rank 0 and 3 hold layers 0 and 3 of 4
+    with both tables (2 x (L + V)), ranks 1 and 2 layers 1 and 2 (2L)."""
+    dp = ParallelPlan(tp=1, pp=p, dp=1, micro_batch=1, global_batch=8, schedule="dualpipe")
+    g = training.build(DENSE, dp, training.TrainingOptions())
+    held = {2: [4 * L + 2 * V] * 2, 4: [2 * (L + V), 2 * L, 2 * L, 2 * (L + V)]}[p]
+    for s in range(p):
+        (op,) = _copy_syncs(g, dp.rank(0, 0, s))
+        assert op.kind == "all_reduce" and op.bytes == pytest.approx(4 * held[s], rel=1e-12)
+        assert op.group.ranks == tuple(sorted((dp.rank(0, 0, s), dp.rank(0, 0, p - 1 - s))))
+    for schedule in ("1f1b", "zb-v", "dualpipev")[:3 if p == 2 else 1]:   # V: 2p <= 4 layers
+        other = ParallelPlan(tp=1, pp=p, dp=1, micro_batch=1, global_batch=8, schedule=schedule)
+        g = training.build(DENSE, other, training.TrainingOptions())
+        assert not any(_copy_syncs(g, other.rank(0, 0, s)) for s in range(p))
+
+
+def test_dualpipe_moe_sums_the_optimizer_shard():
+    """Tiny MoE (untied, test_moe_chunk_params.py), tp 1, pp 2, dp 4, ep 2 (expert-DP 2),
+    ZeRO-1: after the data-parallel reduce-scatters each rank sums with its mirror the
+    shard its optimizer steps on: replicated (4R + 2T) / 4 and experts 4E / 2, at 4 B."""
+    e = 25_165_824
+    sc = parse({"cluster": {"system": "dgx-h100", "nodes": 1},
+                "workload": {"kind": "training", "model": {**MOE, "tied_embeddings": False},
+                             "global_batch": 16, "micro_batch": 1,
+                             "parallel": {"tp": 1, "pp": 2, "ep": 2, "zero": 1,
+                                          "schedule": "dualpipe"}},
+                "sim": {"fidelity": "analytical", "check_memory": False}})
+    st = resolve_setup(sc)
+    g = training.build(st.model, st.plan, st.options)
+    for s in range(2):
+        (op,) = _copy_syncs(g, st.plan.rank(0, 0, s))
+        want = 4 * ((4 * R + 2 * T) / 4 + 4 * e / 2)
+        assert op.bytes == pytest.approx(want, rel=1e-12)
