@@ -104,7 +104,7 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
     ends = plan.tied_pair(model.tied_embeddings)
     if ends and st.index in ends:
         pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")
-        op = Collective("all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair,
+        op = Collective("all_reduce", tied_sync_params(model, plan) * opts.grad_bytes, pair,
                         name="embedding_grad_sync")
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
     expert_gather = None
@@ -128,6 +128,16 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
     if expert_gather is not None:
         g.add(st.rank, "dp", expert_gather, (step,), "dp", "expert_param_all_gather")
+
+
+def tied_sync_params(model: ModelSpec, plan: ParallelPlan) -> float:
+    """Parameters of the tied-embedding gradient all-reduce between the end ranks (one
+    TP rank's rows of the table): one table, or two under DualPipe, whose end ranks each
+    hold the embedding of one direction and the output layer of the other (each
+    direction's embedding and output layer summed, as Megatron-LM's embedding group
+    does for a straight pipeline)."""
+    tables = 2 if plan.effective_schedule == "dualpipe" else 1
+    return tables * model.vocab * model.hidden / plan.tp
 
 
 def copy_pair(plan: ParallelPlan, stage: int) -> CommGroup | None:

@@ -44,6 +44,7 @@ from workloads.param_sync import (
     copy_pair,
     gathers_overlap,
     stage_params,
+    tied_sync_params,
     unit_params,
 )
 from workloads.pipeline import SPLIT_BACKWARD
@@ -274,7 +275,7 @@ class Estimator:
         if ends and s in ends:
             pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")
             t += self.network.collective_time(
-                "all_reduce", self.model.vocab * self.model.hidden / plan.tp * opts.grad_bytes, pair)
+                "all_reduce", tied_sync_params(self.model, plan) * opts.grad_bytes, pair)
         mirror = copy_pair(plan, s)     # DualPipe: the two copies' gradients summed
         if mirror is not None:
             t += self._coll("all_reduce", copy_grad_params(self.model, plan, s) * opts.grad_bytes,

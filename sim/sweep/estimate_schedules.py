@@ -32,7 +32,14 @@ from sim.sweep import pipeline_play
 from workloads import moe_parallel, moe_training
 from workloads.graph import CommGroup, Compute
 from workloads.parallel import ParallelPlan
-from workloads.param_sync import adam_bytes, bucket, copy_grad_params, copy_pair, stage_params
+from workloads.param_sync import (
+    adam_bytes,
+    bucket,
+    copy_grad_params,
+    copy_pair,
+    stage_params,
+    tied_sync_params,
+)
 
 
 def place_heads(plan: ParallelPlan, fwd: list[float], bwd: list[float], lt) -> None:
@@ -187,7 +194,7 @@ def played_end(est, plan: ParallelPlan, played: pipeline_play.Played) -> float:
         start = max(max(free[s], played.end[s]) for s in ends)
         for s in ends:
             free[s] = start + est.network.collective_time(
-                "all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair)
+                "all_reduce", tied_sync_params(model, plan) * opts.grad_bytes, pair)
     free = [_expert_queue(est, plan, s, played.grads_done[s], free[s]) for s in range(p)]
     for s in range(p // 2):             # DualPipe: the two copies' gradients summed
         pair = copy_pair(plan, s)
