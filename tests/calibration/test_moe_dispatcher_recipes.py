@@ -1,0 +1,71 @@
+"""Which token dispatcher each Megatron-Bridge MoE row's release ran
+(calibration/moe_recipes.py): values read from the perf scripts at tags v0.2.0-v0.6.0
+(the flex dispatcher with the HybridEP backend runs as ``deepep``)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from calibration.moe_recipes import qwen3_dispatcher, recipe_options
+
+
+def _row(source: str, precision: str = "MXFP8") -> SimpleNamespace:
+    return SimpleNamespace(source_id=source, precision=precision)
+
+
+@pytest.mark.parametrize("source, arch, gpu, expected", [
+    # GB300 / GB200: hybridep in every base config (v0.2.0 workload_base_configs.py,
+    # v0.3.0-v0.5.1 qwen3_workload_base_configs.py, v0.6.0 perf_recipes/qwen/gb300)
+    ("MB-PERF-25.11", "qwen3-30b-a3b", "GB300", "deepep"),
+    ("MB-PERF-25.11", "qwen3-235b-a22b", "GB300", "deepep"),
+    ("MB-PERF-26.04", "qwen3-235b-a22b", "GB300", "deepep"),
+    ("MB-PERF-26.08", "qwen3-235b-a22b", "GB300", "deepep"),
+    ("MB-PERF-26.02", "qwen3-235b-a22b", "GB200", "deepep"),
+    # Qwen3-235B B300: v0.3.0 / v0.4.0 base configs name no backend, v0.3.1's function sets
+    # "alltoall"; v0.4.2 (26.04.01) QWEN3_235B_A22B_PRETRAIN_CONFIG_B300_*: hybridep (#3490)
+    ("MB-PERF-26.02", "qwen3-235b-a22b", "B300", "alltoall"),
+    ("MB-PERF-26.02.01", "qwen3-235b-a22b", "B300", "alltoall"),
+    ("MB-PERF-26.04", "qwen3-235b-a22b", "B300", "alltoall"),
+    ("MB-PERF-26.04.01", "qwen3-235b-a22b", "B300", "deepep"),
+    # Qwen3-30B B300: hybridep from its first configs (v0.3.0)
+    ("MB-PERF-26.02", "qwen3-30b-a3b", "B300", "deepep"),
+    ("MB-PERF-26.06", "qwen3-30b-a3b", "B300", "deepep"),
+    # Qwen3-30B B200: no backend at v0.2.0 / v0.3.0 (provider's alltoall), hybridep from v0.3.1
+    ("MB-PERF-26.02", "qwen3-30b-a3b", "B200", "alltoall"),
+    ("MB-PERF-26.02.01", "qwen3-30b-a3b", "B200", "deepep"),
+    # Qwen3-30B H100: none at v0.2.0, deepep at v0.3.0, hybridep from v0.3.1
+    ("MB-PERF-25.11", "qwen3-30b-a3b", "H100", "alltoall"),
+    ("MB-PERF-26.02", "qwen3-30b-a3b", "H100", "deepep"),
+    ("MB-PERF-26.04", "qwen3-30b-a3b", "H100", "deepep"),
+    # Qwen3-235B B200 / H100: NCCL all-to-all in every release
+    ("MB-PERF-26.02.01", "qwen3-235b-a22b", "B200", "alltoall"),
+    ("MB-PERF-26.04.01", "qwen3-235b-a22b", "H100", "alltoall"),
+    # other sources
+    ("DGXC-GROK-A", "grok1-314b", "H100", "alltoall"),
+])
+def test_qwen3_dispatcher_follows_the_release(source, arch, gpu, expected):
+    assert qwen3_dispatcher(_row(source), arch, gpu) == expected
+
+
+@pytest.mark.parametrize("source, gpu, expected", [
+    # v0.4.0 GPT_OSS_120B_PRETRAIN_CONFIG_{GB200,B200}_BF16_V2: hybridep; v0.4.2 (26.04.01)
+    # switched both to alltoall (#3561, #3614), GB200 keeping moe_a2a_overlap
+    ("MB-PERF-26.04", "GB200", ("deepep", True)),
+    ("MB-PERF-26.04.01", "GB200", ("alltoall", True)),
+    ("MB-PERF-26.04", "B200", ("deepep", False)),
+    ("MB-PERF-26.04.01", "B200", ("alltoall", False)),
+    # B300 BF16 V2 stays hybridep
+    ("MB-PERF-26.04.01", "B300", ("deepep", False)),
+])
+def test_gpt_oss_26_04_01_dispatchers(source, gpu, expected):
+    assert recipe_options(_row(source, "BF16"), "gpt-oss-120b", gpu) == expected
+
+
+def test_qwen3_overlap_unchanged_by_the_dispatcher():
+    # Qwen3-235B H100: moe_a2a_overlap True with NCCL all-to-all in every release
+    assert recipe_options(_row("MB-PERF-26.04", "FP8"), "qwen3-235b-a22b", "H100") == ("alltoall", True)
+    # GB300 MXFP8 full-iteration recipes (v0.5.0+): HybridEP with the overlap
+    assert recipe_options(_row("MB-PERF-26.06"), "qwen3-235b-a22b", "GB300") == ("deepep", True)
+    assert recipe_options(_row("MB-PERF-26.04"), "qwen3-30b-a3b", "GB300") == ("deepep", False)
