@@ -69,3 +69,27 @@ def test_qwen3_overlap_unchanged_by_the_dispatcher():
     # GB300 MXFP8 full-iteration recipes (v0.5.0+): HybridEP with the overlap
     assert recipe_options(_row("MB-PERF-26.06"), "qwen3-235b-a22b", "GB300") == ("deepep", True)
     assert recipe_options(_row("MB-PERF-26.04"), "qwen3-30b-a3b", "GB300") == ("deepep", False)
+
+
+def test_hybridep_stand_in_against_its_published_intranode_bandwidth():
+    """HybridEP runs as ``deepep``: inside one NVLink domain a GPU receives each token once
+    per rank holding one of its experts, at the NVLink point-to-point rate. Hand check of
+    the README's B200 shape (8 ranks x 8 experts, top-8): a token reaches
+    R = 8 (1 - C(56, 8) / C(64, 8)) = 5.43 ranks, so 4096 R x 7168 x 2 bytes per call."""
+    import math
+
+    from calibration.deepep_check import hybridep_rows, hybridep_seconds
+
+    ranks = 8 * (1 - math.comb(56, 8) / math.comb(64, 8))
+    assert ranks == pytest.approx(5.43, abs=0.01)
+    t, counted = hybridep_seconds("dgx-b200", 8, combine=False)
+    assert counted == pytest.approx(4096 * ranks * 7168 * 2, rel=1e-6)
+    assert counted / t < 900e9                      # below NVLink 5's 900 GB/s per direction
+    df = hybridep_rows()
+    small = df[df.ranks <= 16]
+    # within 8% of the published kernel-only rate up to 16 ranks ...
+    assert (small.error_vs_kernel_pct.abs() <= 8).all()
+    # ... too fast at 24-36 ranks (the kernel slows as the domain widens; the model does not)
+    assert (df[df.ranks >= 24].error_vs_kernel_pct > 5).all()
+    # and faster than the Python call without permutation, whose copy the model prices apart
+    assert (df.error_vs_torch_api_pct > 20).all()
