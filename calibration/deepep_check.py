@@ -119,3 +119,44 @@ def low_latency_rows() -> pd.DataFrame:
 def kernel_rows() -> pd.DataFrame:
     """Every row of both tables: published, predicted, error."""
     return pd.concat([normal_rows(), low_latency_rows()], ignore_index=True)
+
+
+# HybridEP (DeepEP's hybrid-ep branch; Megatron-Core's flex dispatcher with the hybridep
+# backend) runs as ``deepep``: inside one NVLink domain the model's cost is DeepEP's
+# NVLink-only normal kernel. Its own published benchmark checks that stand-in.
+HYBRIDEP_SYSTEMS = {"B200": "dgx-b200", "GB200": "gb200-nvl72"}
+HYBRIDEP_EXPERTS_PER_RANK = 8
+
+
+def hybridep_seconds(system_name: str, ranks: int, combine: bool) -> tuple[float, float]:
+    """(seconds, counted bytes) of one BF16 HybridEP call of the README's shape (4096
+    tokens per rank, hidden 7168, top-8 of 8 experts per rank) on ``ranks`` GPUs of one
+    NVLink domain, priced as the model prices ``deepep`` there."""
+    system = catalog.system(system_name)
+    base = presets()["deepseek-v3"]
+    moe = base.moe.model_copy(update={"experts": HYBRIDEP_EXPERTS_PER_RANK * ranks,
+                                      "router_groups": 1, "router_group_topk": 1})
+    model = base.model_copy(update={"moe": moe}).with_seq_len(4096)
+    nodes = -(-ranks // system.gpus_per_node)            # trays of one NVL72 domain
+    net = AnalyticalNetwork(ClusterLayout(system, nodes, system.nic_gbps), profile.load(system.default_profile))
+    mctx = make_context(tuple(range(ranks)), (0,), "deepep", 1.0, net.layout.domain_gpus, "bf16")
+    ctx = LayerContext(model, 1, 1, False, "bf16", CommGroup((0,)), moe=mctx)
+    op = deepep_call(ctx, "combine" if combine else "dispatch", combine)
+    counted = 4096 * deepep_ranks_per_token(ctx) * model.hidden * 2.0
+    return dispatch_time(net.layout, net.profile, op), counted
+
+
+def hybridep_rows() -> pd.DataFrame:
+    """HybridEP's published intranode algorithm bandwidth (kernel only, and the Python call
+    without permutation) against the model's ``deepep`` cost of the same call."""
+    df = pd.read_csv(REF.joinpath("hybridep_intranode_kernels.csv"), comment="#")
+    out = []
+    for r in df.itertuples():
+        t, counted = hybridep_seconds(HYBRIDEP_SYSTEMS[r.gpu], int(r.ranks), r.phase == "combine")
+        pred = counted / t / 1e9
+        out.append({"gpu": r.gpu, "ranks": int(r.ranks), "sms": int(r.sms), "phase": r.phase,
+                    "kernel_gb_s": r.kernel_gb_s, "torch_api_gb_s": r.torch_api_gb_s,
+                    "predicted": round(pred, 1),
+                    "error_vs_kernel_pct": round((pred / r.kernel_gb_s - 1) * 100, 1),
+                    "error_vs_torch_api_pct": round((pred / r.torch_api_gb_s - 1) * 100, 1)})
+    return pd.DataFrame(out)

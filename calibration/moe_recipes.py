@@ -8,8 +8,9 @@ src/megatron/bridge/perf_recipes/{qwen,gpt_oss}/<gpu>/*.py (v0.6.0). Each table 
 (model, GPU, precision) to the first release each setting applies from; precision keys
 are BF16, MXFP8 (FP8-MX) and FP8 (current scaling: FP8-CS, and the plain "FP8" labels).
 
-- ``RECIPES`` / ``GPT_OSS_RECIPES``: (dispatcher, all-to-all overlap). HybridEP runs as
-  ``deepep``; "overlap" is moe_a2a_overlap (overlap_moe_expert_parallel_comm).
+- ``QWEN3_DISPATCHER`` / ``GPT_OSS_RECIPES``: the dispatcher by release (HybridEP runs as
+  ``deepep``); ``RECIPES``, ``QWEN3_OVERLAP``, ``GPT_OSS_RECIPES``: the all-to-all overlap
+  (moe_a2a_overlap, overlap_moe_expert_parallel_comm).
 - ``CUDA_GRAPHS``: ``cuda_graph_impl`` / ``cuda_graph_scope`` as ``workload.cuda_graphs``
   (workloads/host_launch.py). ``full_iteration`` comes with the sync-free MoE path
   (``moe_expert_rank_capacity_factor`` for HybridEP, paged stashing) and the all-to-all
@@ -27,16 +28,46 @@ ROUTER = ("moe_router", "moe_preprocess")
 ATTN_ROUTER = ("attn", *ROUTER)
 FULL = ("full_iteration",)
 
-# (dispatcher, a2a overlap) by model and GPU for every release (Qwen3); anything else:
-# NCCL all-to-all, no overlap.
-RECIPES = {
-    ("qwen3-235b-a22b", "H100"): ("alltoall", True),
-    ("qwen3-235b-a22b", "B200"): ("alltoall", False),
-    ("qwen3-235b-a22b", "GB200"): ("deepep", False),
-    ("qwen3-30b-a3b", "H100"): ("deepep", False),
-    ("qwen3-30b-a3b", "B200"): ("deepep", False),
-    ("qwen3-30b-a3b", "GB200"): ("deepep", False),
+# Qwen3's token dispatcher by model and GPU: the first release each applies from ("deepep"
+# is the flex dispatcher, HybridEP backend, priced with DeepEP's kernels: docs/moe.md
+# "HybridEP"). What runs is decided in the perf scripts at each tag:
+# - v0.2.0 (25.11) / v0.3.0 (26.02): the recipe calls apply_flex_dispatcher_backend(model,
+#   base_cfg.moe_flex_dispatcher_backend) (src/megatron/bridge/training/
+#   flex_dispatcher_backend.py): "flex" where the base config names deepep / hybridep and the
+#   GPU passes its check (HybridEP: compute capability 8-10, so B300 / GB300 too), else the
+#   provider's default "alltoall" (qwen_provider.py moe_token_dispatcher_type).
+# - v0.3.1 (26.02.01): each config function sets moe_token_dispatcher_type itself
+#   (scripts/performance/configs/qwen/qwen3_llm_pretrain.py): "alltoall" for Qwen3-235B on
+#   B300 / B200 / H100 (whatever backend the base config names), "flex" elsewhere.
+# - v0.4.x-v0.5.x (26.04-26.06.01): set_workload_base_configs (scripts/performance/utils/
+#   overrides.py) applies the base config's backend, or "alltoall" where it names none;
+#   v0.4.2 (26.04.01) moved Qwen3-235B B300 to hybridep (#3490, cherry-picked as #3675).
+# - v0.6.0 (26.08): perf_recipes/qwen/<gpu>/qwen3_moe.py set both keys per recipe.
+# Backends in qwen3_workload_base_configs.py: hybridep on GB200 / GB300 (both models, every
+# tag) and Qwen3-30B on B300 (v0.3.0+), B200 (v0.3.1+) and H100 (v0.3.1+, deepep at v0.3.0);
+# Qwen3-235B on B200 / H100 none (deepep at v0.3.1, ignored by the "alltoall" its function
+# sets). 25.09 (v0.1.0, not in the mirror) is taken as 25.11.
+FLEX = "deepep"
+QWEN3_DISPATCHER = {
+    ("qwen3-235b-a22b", "H100"): [((25, 9), "alltoall")],
+    ("qwen3-235b-a22b", "B200"): [((25, 9), "alltoall")],
+    ("qwen3-235b-a22b", "B300"): [((26, 2), "alltoall"), ((26, 4, 1), FLEX)],
+    ("qwen3-235b-a22b", "GB200"): [((25, 9), FLEX)],
+    ("qwen3-235b-a22b", "GB300"): [((25, 9), FLEX)],
+    ("qwen3-30b-a3b", "H100"): [((25, 9), "alltoall"), ((26, 2), FLEX)],
+    ("qwen3-30b-a3b", "B200"): [((25, 9), "alltoall"), ((26, 2, 1), FLEX)],
+    ("qwen3-30b-a3b", "B300"): [((26, 2), FLEX)],
+    ("qwen3-30b-a3b", "GB200"): [((25, 9), FLEX)],
+    ("qwen3-30b-a3b", "GB300"): [((25, 9), FLEX)],
 }
+# The all-to-all overlap every release sets, by model and GPU (anything else: none).
+RECIPES = {("qwen3-235b-a22b", "H100"): True}
+# The all-to-all overlap where it changed between releases, by (model, GPU): the first
+# release each setting applies from. Qwen3-235B on B300: v0.3.0's B300 configs (26.02,
+# pp8 vpp4 ep8, as the 26.02 / 26.02.01 rows' plans) set moe_a2a_overlap=True; v0.3.1
+# ("Update Qwen3 235B B300 Configs to match Qwen3 B200 Configs", #2706) and v0.4.0 set
+# False (with vpp 1, the 26.04 rows' plan).
+QWEN3_OVERLAP = {("qwen3-235b-a22b", "B300"): [((26, 2), True), ((26, 4), False)]}
 # From 26.06 the Qwen3 MXFP8 full-iteration recipes overlap the all-to-alls
 # (v0.5.0 QWEN3_30B_A3B_{GB200,GB300,B300}_FP8_MX_V1, QWEN3_235B_A22B_{GB200,GB300}_FP8_MX_V2).
 QWEN3_FULL_ITERATION = {("qwen3-30b-a3b", "GB200"), ("qwen3-30b-a3b", "GB300"),
@@ -46,8 +77,10 @@ QWEN3_FULL_ITERATION = {("qwen3-30b-a3b", "GB200"), ("qwen3-30b-a3b", "GB300"),
 # gpt_oss_workload_base_configs.py; 26.08 v0.6.0 in src/megatron/bridge/perf_recipes/
 # gpt_oss/*/gpt_oss.py): the first release each (GPU, precision) setting applies from.
 GPT_OSS_RECIPES = {
-    ("GB200", "BF16"): [((26, 4), ("deepep", True))],       # v0.4.0 V2: hybridep, a2a overlap
-    ("B200", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
+    # v0.4.0 V2: hybridep, a2a overlap; v0.4.2 (26.04.01): alltoall, overlap kept (#3561)
+    ("GB200", "BF16"): [((26, 4), ("deepep", True)), ((26, 4, 1), ("alltoall", True))],
+    # v0.4.0 V2: ep8, hybridep; v0.4.2 (26.04.01): alltoall (#3614)
+    ("B200", "BF16"): [((26, 4), ("deepep", False)), ((26, 4, 1), ("alltoall", False))],
     ("B300", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
     ("GB200", "MXFP8"): [((26, 6), ("deepep", True))],      # v0.5.0 FP8_MX V2, v0.6.0 full-iteration
     ("GB300", "MXFP8"): [((26, 6), ("deepep", True))],      # configs: hybridep, a2a overlap
@@ -130,14 +163,24 @@ def cuda_graphs(row, arch: str, gpu: str) -> list[str] | str:
     return list(scopes) if scopes else "none"
 
 
+def qwen3_dispatcher(row, arch: str, gpu: str) -> str:
+    """Qwen3's ``workload.moe.dispatcher`` in a row's release (QWEN3_DISPATCHER); NCCL
+    all-to-all for unlisted models and GPUs."""
+    return _since(QWEN3_DISPATCHER.get((arch, gpu), []), release(row)) or "alltoall"
+
+
 def recipe_options(row, arch: str, gpu: str) -> tuple[str, bool]:
     """(dispatcher, a2a overlap) of a row's recipe: gpt-oss-120b by release (earlier
-    releases and unlisted GPUs: NCCL all-to-all, no overlap), the rest by model and GPU,
-    with the all-to-all overlap of the Qwen3 full-iteration recipes."""
+    releases and unlisted GPUs: NCCL all-to-all, no overlap), Qwen3 by model, GPU and
+    release, with the all-to-all overlap of the Qwen3 full-iteration recipes."""
     if arch == "gpt-oss-120b":
         steps = GPT_OSS_RECIPES.get((gpu, str(row.precision).split()[0].upper()), [])
         return _since(steps, release(row)) or ("alltoall", False)
-    dispatcher, overlap = RECIPES.get((arch, gpu), ("alltoall", False))
+    dispatcher = qwen3_dispatcher(row, arch, gpu)
+    overlap = RECIPES.get((arch, gpu), False)
+    by_release = _since(QWEN3_OVERLAP.get((arch, gpu), []), release(row))
+    if by_release is not None:
+        overlap = by_release
     if (arch, gpu) in QWEN3_FULL_ITERATION and cuda_graphs(row, arch, gpu) == list(FULL):
         overlap = True
     return dispatcher, overlap

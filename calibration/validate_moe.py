@@ -374,6 +374,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
     attn = attention_kernel_rows()
     deepep = deepep_check.kernel_rows()
+    hybridep = deepep_check.hybridep_rows()
     serving_k, tbo = serving_kernel_check.kernel_rows(), serving_kernel_check.tbo_rows()
     gpt = df[df.model == "gpt-oss-120b"]
     stacks = pd.DataFrame(gpt_oss_release_rows(release(SimpleNamespace(source_id=s))
@@ -397,6 +398,9 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + "\n\nkernel check: DeepEP dispatch / combine vs DeepEP's published benchmarks "
                 "(H800, CX7 400 Gb/s; collectives/deepep_*_kernels.csv):\n"
                 + deepep.to_string(index=False)
+                + "\n\nkernel check: HybridEP inside one NVLink domain (run as deepep) vs its "
+                "published BF16 algorithm bandwidth (collectives/hybridep_intranode_kernels.csv):\n"
+                + hybridep.to_string(index=False)
                 + "\n\nkernel check: DeepSeek-V3 decode kernels vs DeepSeek's H800 decode profile, one MoE "
                 "layer and micro-batch (kernels/deepseek_v3_serving_kernels.csv):\n"
                 + serving_k.to_string(index=False)
@@ -404,6 +408,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
             "attention_kernel_rows": attn.to_dict("records"),
             "deepep_kernel_rows": deepep.to_dict("records"),
+            "hybridep_kernel_rows": hybridep.to_dict("records"),
             "gpt_oss_containers": stacks.to_dict("records"), "summary": s}, text
 
 

@@ -43,6 +43,18 @@ def test_full_iteration_recipes_overlap_the_all_to_alls():
     assert recipe_options(_row("MB-PERF-26.04", "MXFP8"), "qwen3-30b-a3b", "GB200") == ("deepep", False)
 
 
+@pytest.mark.parametrize("source, expected", [
+    # v0.3.0 QWEN3_235B_A22B_PRETRAIN_CONFIG_B300_FP8_CS_V1 (pp8 vpp4): moe_a2a_overlap=True
+    ("MB-PERF-26.02", ("alltoall", True)),
+    ("MB-PERF-26.02.01", ("alltoall", True)),
+    # v0.4.0 (vpp 1): moe_a2a_overlap=False; v0.4.2 (26.04.01): HybridEP, still no overlap
+    ("MB-PERF-26.04", ("alltoall", False)),
+    ("MB-PERF-26.04.01", ("deepep", False)),
+])
+def test_qwen3_235b_b300_overlap_follows_the_release(source, expected):
+    assert recipe_options(_row(source, "MXFP8"), "qwen3-235b-a22b", "B300") == expected
+
+
 def test_precision_labels():
     assert [precision_key(_row("x", p)) for p in ("BF16", "FP8-MX", "MXFP8", "FP8-CS", "FP8 (not labeled)")] \
         == ["BF16", "MXFP8", "MXFP8", "FP8", "FP8"]
