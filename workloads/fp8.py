@@ -254,15 +254,22 @@ def rewrite(ops: list, recipe: str, fused_amax: bool = False,
                 out.append(None)                          # the cast, priced below
         low.setdefault(id(op), replace(op, dtype=dtype))
         out.append(low[id(op)])
-    for idx, (op, elements, tag, fused, amax, splits, tp) in casts.items():
-        n = splits if recipe in SPLIT_QUANTIZE else 1
-        if tp > 1 and n == 1:                     # TE quantizes the shard it gathers
-            cast = _shard_cast(op, recipe, elements, tp, tag, fused, fused_amax=amax,
-                               fused_rht_cast=fused_rht_cast)
-        else:
-            cast = _cast(op, recipe, elements / n, tag, fused, fused_amax=amax,
-                         fused_rht_cast=fused_rht_cast)
-        if n > 1 and recipe == "tensorwise":
-            cast = replace(cast, host_ops=CURRENT_SCALING_KERNELS)
-        out[idx] = [cast] * n
+    for idx, item in casts.items():
+        out[idx] = _casts(item, recipe, fused_rht_cast)
     return [o for item in out for o in (item if isinstance(item, list) else (item,))]
+
+
+def _casts(item: list, recipe: str, fused_rht_cast: bool) -> list:
+    """The cast kernels of one GEMM's input: one per local expert's split where the
+    recipe quantizes splits one by one, on the shard where TE gathers the result."""
+    op, elements, tag, fused, amax, splits, tp = item
+    n = splits if recipe in SPLIT_QUANTIZE else 1
+    if tp > 1 and n == 1:                         # TE quantizes the shard it gathers
+        cast = _shard_cast(op, recipe, elements, tp, tag, fused, fused_amax=amax,
+                           fused_rht_cast=fused_rht_cast)
+    else:
+        cast = _cast(op, recipe, elements / n, tag, fused, fused_amax=amax,
+                     fused_rht_cast=fused_rht_cast)
+    if n > 1 and recipe == "tensorwise":
+        cast = replace(cast, host_ops=CURRENT_SCALING_KERNELS)
+    return [cast] * n
