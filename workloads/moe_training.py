@@ -160,7 +160,8 @@ def unit_split(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> 
     if last:
         last = model.layers - 1
         mtp_experts = model.mtp_layers * moe_spec.expert_params(model, last)
-        head = (untied or (model.vocab * model.hidden if plan.pp > 1 else 0)) / plan.tp
+        own = not getattr(plan, "ends_share_rank", plan.pp == 1)   # the tied table's copy
+        head = (untied or (model.vocab * model.hidden if own else 0)) / plan.tp
         mtp = (moe_spec.mtp_params(model) - mtp_experts) / plan.tp
         out[-1] = (out[-1][0] + head + mtp, out[-1][1] + mtp_experts / (plan.ep * plan.etp))
     return out

@@ -104,6 +104,20 @@ class ParallelPlan:
     def cp_group(self, pp: int, dp: int = 0, tp: int = 0) -> tuple[int, ...]:
         return tuple(self.rank(tp, dp, pp, c) for c in range(self.cp))
 
+    @property
+    def ends_share_rank(self) -> bool:
+        """Whether one pipeline rank holds both the first and the last virtual stage: no
+        pipeline, or rank 0 of a V (zb-v, DualPipeV; workloads/pipeline.py). With tied
+        embeddings that rank's output layer uses the word-embedding table it holds: one
+        table, no tied-embedding gradient sync."""
+        return self.pp == 1 or self.schedule in ("zb-v", "dualpipev")
+
+    def tied_pair(self, tied: bool) -> tuple[int, int] | None:
+        """Pipeline stages whose copies of a tied word-embedding table all-reduce their
+        gradients each step (Megatron-LM's embedding group: the first and the last
+        stage), or None where one rank holds the only table."""
+        return None if not tied or self.ends_share_rank else (0, self.pp - 1)
+
     def pipeline(self, layers: int):
         from workloads.pipeline import Pipeline
         return Pipeline(self.effective_schedule, self.pp, self.chunks, self.microbatches, layers,

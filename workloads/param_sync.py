@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from workloads import moe_training
+from workloads import moe_parallel, moe_training
 from workloads.fsdp import hsdp_replica_all_reduce
 from workloads.graph import Collective, CommGroup, Compute
 from workloads.model import ModelSpec
@@ -52,7 +52,8 @@ def pipeline_of(plan: ParallelPlan, layers: int) -> Pipeline:
 
 def stage_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
     """Parameters held by one TP rank of a pipeline stage (embedding with the first
-    virtual stage, untied output layer with the last; positions are replicated). MoE
+    virtual stage, the output layer with the last unless it is tied and on the same rank,
+    ParallelPlan.ends_share_rank; positions are replicated). MoE
     models: the part replicated over dp (routed experts: moe_training.stage_split)."""
     if not model.uniform:
         return moe_training.stage_split(model, plan, stage)[0]
@@ -70,7 +71,7 @@ def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) ->
     out = [model.params_per_layer / plan.tp] * n or [0.0]     # [0.0]: embedding/loss only
     if pipe.is_first(stage, chunk):
         out[0] += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
-    if pipe.is_last(stage, chunk) and (not model.tied_embeddings or plan.pp > 1):
+    if pipe.is_last(stage, chunk) and (not model.tied_embeddings or not plan.ends_share_rank):
         out[-1] += model.vocab * model.hidden / plan.tp
     return out
 
@@ -100,15 +101,18 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
             deps = (dep,) if opts.overlap_grad_reduce else (chunk_end.get(dep, last_compute),)
             op = Collective(kind, n_params * opts.grad_bytes, dp_group, seq=i, name=f"grad_{kind}")
             syncs.append(g.add(st.rank, "dp", op, deps, "dp", f"dp_bucket{i}"))
-    if plan.pp > 1 and model.tied_embeddings and st.index in (0, plan.pp - 1):
-        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
-        op = Collective("all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair,
+    ends = plan.tied_pair(model.tied_embeddings)
+    if ends and st.index in ends:
+        pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")
+        op = Collective("all_reduce", tied_sync_params(model, plan) * opts.grad_bytes, pair,
                         name="embedding_grad_sync")
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
     expert_gather = None
     shard = params / (plan.shard_group if plan.zero >= 1 else 1)
     if not model.uniform:
         syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, bucket)
+    syncs += add_copy_grad_sync(g, model, plan, opts, st, syncs)
+    if not model.uniform:
         opt, expert_gather = moe_training.optimizer_and_gather(model, plan, st.index, opts,
                                                                adam_bytes(opts))
         step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
@@ -124,6 +128,56 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
         g.add(st.rank, "dp", gather, (step,), "dp", "param_all_gather")
     if expert_gather is not None:
         g.add(st.rank, "dp", expert_gather, (step,), "dp", "expert_param_all_gather")
+
+
+def tied_sync_params(model: ModelSpec, plan: ParallelPlan) -> float:
+    """Parameters of the tied-embedding gradient all-reduce between the end ranks (one
+    TP rank's rows of the table): one table, or two under DualPipe, whose end ranks each
+    hold the embedding of one direction and the output layer of the other (each
+    direction's embedding and output layer summed, as Megatron-LM's embedding group
+    does for a straight pipeline)."""
+    tables = 2 if plan.effective_schedule == "dualpipe" else 1
+    return tables * model.vocab * model.hidden / plan.tp
+
+
+def copy_pair(plan: ParallelPlan, stage: int) -> CommGroup | None:
+    """DualPipe: the rank and its mirror (stage p - 1 - s), which hold the two copies of
+    the same two stages; None under the other schedules."""
+    if plan.effective_schedule != "dualpipe" or plan.pp < 2:
+        return None
+    ranks = sorted((plan.rank(0, 0, stage), plan.rank(0, 0, plan.pp - 1 - stage)))
+    return CommGroup(tuple(ranks), "dp")
+
+
+def copy_grad_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
+    """DualPipe: the gradients a rank sums with its mirror's, the ones its optimizer steps
+    on after the data-parallel reduction (all of them under ZeRO 0, its shard under
+    ZeRO-1: replicated part over dp, routed experts over expert-DP)."""
+    if model.uniform:
+        return stage_params(model, plan, stage) / (plan.shard_group if plan.zero >= 1 else 1)
+    dense, experts = moe_training.stage_split(model, plan, stage)
+    edp = moe_parallel.edp(plan)
+    return (dense / (plan.dp if plan.zero >= 1 else 1)
+            + experts / (edp if plan.zero >= 1 else 1))
+
+
+def add_copy_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage, syncs) -> list[int]:
+    """DualPipe keeps two copies of every stage (rank r holds stage r for one direction
+    and stage p - 1 - r for the other), each trained on half the microbatches; before the
+    optimizer the two copies' gradients are summed, so both step alike. deepseek-ai/
+    DualPipe examples/example_dualpipe.py (commit 3da1bbe) checks its step against the
+    unpipelined model after ``p0.grad += p1all[pp_size - 1 - rank]`` and
+    ``p1.grad += p0all[pp_size - 1 - rank]``: each rank adds its mirror's gradients of
+    the same stages. Modelled as one all-reduce between the rank and its mirror (same
+    tp, dp, cp coordinates) on the DP channel after the data-parallel reduction, of the
+    gradients the optimizer steps on (``copy_grad_params``)."""
+    pair = copy_pair(plan, st.index)
+    if pair is None:
+        return []
+    op = Collective("all_reduce", copy_grad_params(model, plan, st.index) * opts.grad_bytes,
+                    pair, seq=2 * 10**6, name="copy_grad_sync")
+    deps = (*syncs, max(st.node.values()))
+    return [g.add(st.rank, "dp", op, deps, "dp", "copy_grad_sync")]
 
 
 def stage_backward_ends(st: Stage) -> dict[int, int]:

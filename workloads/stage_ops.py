@@ -287,7 +287,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
     bwd_input = [o for o in bwd if not _is_wgrad(o)]
     bwd_weight = [o for o in bwd if _is_wgrad(o)]
     table = ctx.model.vocab * ctx.model.hidden / plan.tp     # the TP rank's embedding rows
-    own_head = plan.pp > 1 or not ctx.model.tied_embeddings   # its own copy of the table
+    own_head = not plan.ends_share_rank or not ctx.model.tied_embeddings   # own copy of the table
     return StageOps(tp(fwd), tp(bwd), tp(bwd_input), tuple(separate_projections(ctx, bwd_weight)),
                     both(embedding_forward(ctx)),
                     both(embedding_backward(ctx) + grad_accumulation(ctx, table), True),

@@ -38,7 +38,15 @@ from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
 from workloads.offload import OffloadOptions
 from workloads.parallel import ParallelPlan
-from workloads.param_sync import ADAM_BYTES_PER_PARAM, gathers_overlap, stage_params, unit_params
+from workloads.param_sync import (
+    ADAM_BYTES_PER_PARAM,
+    copy_grad_params,
+    copy_pair,
+    gathers_overlap,
+    stage_params,
+    tied_sync_params,
+    unit_params,
+)
 from workloads.pipeline import SPLIT_BACKWARD
 from workloads.training import TrainingOptions, p2p_bytes, stage_layer_ops
 
@@ -242,7 +250,8 @@ class Estimator:
                     stage_fwd: float = 0.0) -> float:
         """Exposed time after stage s's last backward: DP gradient buckets not hidden under
         it (for ZeRO-2, the queue of every microbatch's buckets: m of them behind the
-        ``busy`` compute from the first backward on), tied-embedding sync,
+        ``busy`` compute from the first backward on), tied-embedding sync, DualPipe's sum
+        of the two parameter copies' gradients (``param_sync.add_copy_grad_sync``),
         optimizer step (MoE: the graph's, over the replicated shard and the rank's experts
         per expert-DP), ZeRO-1/2 parameter all-gather, ZeRO-3's first gather and last
         reduce-scatter."""
@@ -262,10 +271,15 @@ class Estimator:
             hidden = last_bwd - layer_bwd if opts.overlap_grad_reduce else 0.0
             queue = plan.microbatches * total - busy if plan.zero == 2 else 0.0
             t += max(total - hidden, bucket, queue)
-        if plan.pp > 1 and self.model.tied_embeddings and s in (0, plan.pp - 1):
-            pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, plan.pp - 1)), "dp")
+        ends = plan.tied_pair(self.model.tied_embeddings)
+        if ends and s in ends:
+            pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")
             t += self.network.collective_time(
-                "all_reduce", self.model.vocab * self.model.hidden / plan.tp * opts.grad_bytes, pair)
+                "all_reduce", tied_sync_params(self.model, plan) * opts.grad_bytes, pair)
+        mirror = copy_pair(plan, s)     # DualPipe: the two copies' gradients summed
+        if mirror is not None:
+            t += self._coll("all_reduce", copy_grad_params(self.model, plan, s) * opts.grad_bytes,
+                            mirror)
         shard = params / (plan.shard_group if plan.zero >= 1 else 1)
         if not self.model.uniform:      # Adam over the replicated shard and the experts'
             t += self.costs.uncached_time(moe_training.optimizer_and_gather(

@@ -32,7 +32,14 @@ from sim.sweep import pipeline_play
 from workloads import moe_parallel, moe_training
 from workloads.graph import CommGroup, Compute
 from workloads.parallel import ParallelPlan
-from workloads.param_sync import adam_bytes, bucket, stage_params
+from workloads.param_sync import (
+    adam_bytes,
+    bucket,
+    copy_grad_params,
+    copy_pair,
+    stage_params,
+    tied_sync_params,
+)
 
 
 def place_heads(plan: ParallelPlan, fwd: list[float], bwd: list[float], lt) -> None:
@@ -175,19 +182,29 @@ def played_end(est, plan: ParallelPlan, played: pipeline_play.Played) -> float:
     buckets in the graph's order (``layer_buckets``: chunks from the last, each bucket as
     its chunk completes, or after the compute without ``overlap_grad_reduce`` or
     ``grad_reduce_per_stage``), the tied-embedding sync, which starts when both end
-    ranks are ready for it, MoE expert buckets over expert-DP (``add_expert_grad_sync``);
-    then the optimizer step on the compute stream, and the ZeRO-1 parameter all-gathers
+    ranks are ready for it, MoE expert buckets over expert-DP (``add_expert_grad_sync``),
+    DualPipe's sum of the two copies' gradients between a rank and its mirror, which
+    starts when both are ready (``add_copy_grad_sync``); then the optimizer step on the compute stream, and the ZeRO-1 parameter all-gathers
     after it. ``est``: the sim.sweep.estimate.Estimator."""
     model, opts, p = est.model, est.options, plan.pp
     free = [_grad_queue(est, plan, s, played.end[s], played.grads_done[s]) for s in range(p)]
-    if p > 1 and model.tied_embeddings:
-        pair = CommGroup((plan.rank(0, 0, 0), plan.rank(0, 0, p - 1)), "dp")
-        start = max(max(free[s], played.end[s]) for s in (0, p - 1))
-        for s in (0, p - 1):
+    ends = plan.tied_pair(model.tied_embeddings)
+    if ends:
+        pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")
+        start = max(max(free[s], played.end[s]) for s in ends)
+        for s in ends:
             free[s] = start + est.network.collective_time(
-                "all_reduce", model.vocab * model.hidden / plan.tp * opts.grad_bytes, pair)
-    return max(_step_end(est, plan, s, played.end[s], played.grads_done[s], free[s])
-               for s in range(p))
+                "all_reduce", tied_sync_params(model, plan) * opts.grad_bytes, pair)
+    free = [_expert_queue(est, plan, s, played.grads_done[s], free[s]) for s in range(p)]
+    for s in range(p // 2):             # DualPipe: the two copies' gradients summed
+        pair = copy_pair(plan, s)
+        if pair is None:
+            break
+        start = max(max(free[r], played.end[r]) for r in (s, p - 1 - s))
+        for r in (s, p - 1 - s):
+            free[r] = start + est._coll("all_reduce", copy_grad_params(model, plan, r)
+                                        * opts.grad_bytes, pair)
+    return max(_step_end(est, plan, s, played.end[s], free[s]) for s in range(p))
 
 
 def _grad_queue(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float]) -> float:
@@ -204,25 +221,32 @@ def _grad_queue(est, plan: ParallelPlan, s: int, end: float, grads_done: list[fl
     return free
 
 
-def _step_end(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float],
-              free: float) -> float:
-    """When stage ``s`` ends the step, its DP channel free at ``free``: MoE expert
-    buckets, the optimizer, the ZeRO-1 parameter all-gathers."""
+def _expert_queue(est, plan: ParallelPlan, s: int, grads_done: list[float],
+                  free: float) -> float:
+    """When stage ``s``'s DP channel, free at ``free``, has reduced the MoE expert
+    buckets over expert-DP (``add_expert_grad_sync``), each as its chunk completes."""
     model, opts = est.model, est.options
-    kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+    size = 1 if model.uniform else moe_parallel.edp(plan)
+    if size > 1:
+        kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+        edp = CommGroup(moe_parallel.edp_group(plan, s), "dp")
+        ready = [(e, c) for c, grads in moe_training.expert_grads(model, plan, s)
+                 for e in grads if e > 0]
+        for n, c in bucket(ready, opts.bucket_params):
+            free = max(free, grads_done[c]) + est._coll(kind, n * opts.grad_bytes, edp)
+    return free
+
+
+def _step_end(est, plan: ParallelPlan, s: int, end: float, free: float) -> float:
+    """When stage ``s`` ends the step, its DP channel free at ``free``: the optimizer,
+    the ZeRO-1 parameter all-gathers."""
+    model, opts = est.model, est.options
     params = stage_params(model, plan, s)
     gather = None
     if model.uniform:
         shard = params / (plan.shard_group if plan.zero >= 1 else 1)
         opt = Compute("optimizer", 0.0, shard * adam_bytes(opts), "fp32", name="adam")
     else:
-        size = moe_parallel.edp(plan)
-        if size > 1:
-            edp = CommGroup(moe_parallel.edp_group(plan, s), "dp")
-            ready = [(e, c) for c, grads in moe_training.expert_grads(model, plan, s)
-                     for e in grads if e > 0]
-            for n, c in bucket(ready, opts.bucket_params):
-                free = max(free, grads_done[c]) + est._coll(kind, n * opts.grad_bytes, edp)
         opt, gather = moe_training.optimizer_and_gather(model, plan, s, opts, adam_bytes(opts))
     t = max(end, free) + est.costs.uncached_time(opt)
     if plan.zero in (1, 2) and plan.grad_dp > 1:
