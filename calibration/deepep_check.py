@@ -122,16 +122,18 @@ def kernel_rows() -> pd.DataFrame:
 
 
 # HybridEP (DeepEP's hybrid-ep branch; Megatron-Core's flex dispatcher with the hybridep
-# backend) runs as ``deepep``: inside one NVLink domain the model's cost is DeepEP's
-# NVLink-only normal kernel. Its own published benchmark checks that stand-in.
+# backend) runs as ``hybridep``: inside one NVLink domain at its published bandwidth
+# (hw_models/data/hybridep.yaml, the same table), so ``predicted`` reproduces it;
+# ``deepep``: what DeepEP's NVLink-only normal kernel would give for the same call.
 HYBRIDEP_SYSTEMS = {"B200": "dgx-b200", "GB200": "gb200-nvl72"}
 HYBRIDEP_EXPERTS_PER_RANK = 8
 
 
-def hybridep_seconds(system_name: str, ranks: int, combine: bool) -> tuple[float, float]:
+def hybridep_seconds(system_name: str, ranks: int, combine: bool, sms: int = 32,
+                     dispatcher: str = "hybridep") -> tuple[float, float]:
     """(seconds, counted bytes) of one BF16 HybridEP call of the README's shape (4096
     tokens per rank, hidden 7168, top-8 of 8 experts per rank) on ``ranks`` GPUs of one
-    NVLink domain, priced as the model prices ``deepep`` there."""
+    NVLink domain, priced as the model prices ``dispatcher`` there."""
     system = catalog.system(system_name)
     base = presets()["deepseek-v3"]
     moe = base.moe.model_copy(update={"experts": HYBRIDEP_EXPERTS_PER_RANK * ranks,
@@ -139,7 +141,8 @@ def hybridep_seconds(system_name: str, ranks: int, combine: bool) -> tuple[float
     model = base.model_copy(update={"moe": moe}).with_seq_len(4096)
     nodes = -(-ranks // system.gpus_per_node)            # trays of one NVL72 domain
     net = AnalyticalNetwork(ClusterLayout(system, nodes, system.nic_gbps), profile.load(system.default_profile))
-    mctx = make_context(tuple(range(ranks)), (0,), "deepep", 1.0, net.layout.domain_gpus, "bf16")
+    mctx = make_context(tuple(range(ranks)), (0,), dispatcher, 1.0, net.layout.domain_gpus, "bf16",
+                        hybridep_sms=sms)
     ctx = LayerContext(model, 1, 1, False, "bf16", CommGroup((0,)), moe=mctx)
     op = deepep_call(ctx, "combine" if combine else "dispatch", combine)
     counted = 4096 * deepep_ranks_per_token(ctx) * model.hidden * 2.0
@@ -152,11 +155,13 @@ def hybridep_rows() -> pd.DataFrame:
     df = pd.read_csv(REF.joinpath("hybridep_intranode_kernels.csv"), comment="#")
     out = []
     for r in df.itertuples():
-        t, counted = hybridep_seconds(HYBRIDEP_SYSTEMS[r.gpu], int(r.ranks), r.phase == "combine")
+        sysname, ranks, combine = HYBRIDEP_SYSTEMS[r.gpu], int(r.ranks), r.phase == "combine"
+        t, counted = hybridep_seconds(sysname, ranks, combine, int(r.sms))
+        t_deepep, _ = hybridep_seconds(sysname, ranks, combine, dispatcher="deepep")
         pred = counted / t / 1e9
-        out.append({"gpu": r.gpu, "ranks": int(r.ranks), "sms": int(r.sms), "phase": r.phase,
+        out.append({"gpu": r.gpu, "ranks": ranks, "sms": int(r.sms), "phase": r.phase,
                     "kernel_gb_s": r.kernel_gb_s, "torch_api_gb_s": r.torch_api_gb_s,
-                    "predicted": round(pred, 1),
+                    "predicted": round(pred, 1), "deepep": round(counted / t_deepep / 1e9, 1),
                     "error_vs_kernel_pct": round((pred / r.kernel_gb_s - 1) * 100, 1),
                     "error_vs_torch_api_pct": round((pred / r.torch_api_gb_s - 1) * 100, 1)})
     return pd.DataFrame(out)

@@ -8,8 +8,8 @@ src/megatron/bridge/perf_recipes/{qwen,gpt_oss}/<gpu>/*.py (v0.6.0). Each table 
 (model, GPU, precision) to the first release each setting applies from; precision keys
 are BF16, MXFP8 (FP8-MX) and FP8 (current scaling: FP8-CS, and the plain "FP8" labels).
 
-- ``QWEN3_DISPATCHER`` / ``GPT_OSS_RECIPES``: the dispatcher by release (HybridEP runs as
-  ``deepep``); ``RECIPES``, ``QWEN3_OVERLAP``, ``GPT_OSS_RECIPES``: the all-to-all overlap
+- ``QWEN3_DISPATCHER`` / ``GPT_OSS_RECIPES``: the dispatcher by release (HybridEP as
+  ``hybridep``, on ``HYBRIDEP_SMS`` SMs); ``RECIPES``, ``QWEN3_OVERLAP``, ``GPT_OSS_RECIPES``: the all-to-all overlap
   (moe_a2a_overlap, overlap_moe_expert_parallel_comm).
 - ``CUDA_GRAPHS``: ``cuda_graph_impl`` / ``cuda_graph_scope`` as ``workload.cuda_graphs``
   (workloads/host_launch.py). ``full_iteration`` comes with the sync-free MoE path
@@ -28,9 +28,8 @@ ROUTER = ("moe_router", "moe_preprocess")
 ATTN_ROUTER = ("attn", *ROUTER)
 FULL = ("full_iteration",)
 
-# Qwen3's token dispatcher by model and GPU: the first release each applies from ("deepep"
-# is the flex dispatcher, HybridEP backend, priced with DeepEP's kernels: docs/moe.md
-# "HybridEP"). What runs is decided in the perf scripts at each tag:
+# Qwen3's token dispatcher by model and GPU: the first release each applies from ("hybridep"
+# is the flex dispatcher, HybridEP backend: docs/moe.md "Token dispatcher by release"). What runs is decided in the perf scripts at each tag:
 # - v0.2.0 (25.11) / v0.3.0 (26.02): the recipe calls apply_flex_dispatcher_backend(model,
 #   base_cfg.moe_flex_dispatcher_backend) (src/megatron/bridge/training/
 #   flex_dispatcher_backend.py): "flex" where the base config names deepep / hybridep and the
@@ -47,14 +46,14 @@ FULL = ("full_iteration",)
 # tag) and Qwen3-30B on B300 (v0.3.0+), B200 (v0.3.1+) and H100 (v0.3.1+, deepep at v0.3.0);
 # Qwen3-235B on B200 / H100 none (deepep at v0.3.1, ignored by the "alltoall" its function
 # sets). 25.09 (v0.1.0, not in the mirror) is taken as 25.11.
-FLEX = "deepep"
+FLEX = "hybridep"
 QWEN3_DISPATCHER = {
     ("qwen3-235b-a22b", "H100"): [((25, 9), "alltoall")],
     ("qwen3-235b-a22b", "B200"): [((25, 9), "alltoall")],
     ("qwen3-235b-a22b", "B300"): [((26, 2), "alltoall"), ((26, 4, 1), FLEX)],
     ("qwen3-235b-a22b", "GB200"): [((25, 9), FLEX)],
     ("qwen3-235b-a22b", "GB300"): [((25, 9), FLEX)],
-    ("qwen3-30b-a3b", "H100"): [((25, 9), "alltoall"), ((26, 2), FLEX)],
+    ("qwen3-30b-a3b", "H100"): [((25, 9), "alltoall"), ((26, 2), "deepep"), ((26, 2, 1), FLEX)],
     ("qwen3-30b-a3b", "B200"): [((25, 9), "alltoall"), ((26, 2, 1), FLEX)],
     ("qwen3-30b-a3b", "B300"): [((26, 2), FLEX)],
     ("qwen3-30b-a3b", "GB200"): [((25, 9), FLEX)],
@@ -78,14 +77,21 @@ QWEN3_FULL_ITERATION = {("qwen3-30b-a3b", "GB200"), ("qwen3-30b-a3b", "GB300"),
 # gpt_oss/*/gpt_oss.py): the first release each (GPU, precision) setting applies from.
 GPT_OSS_RECIPES = {
     # v0.4.0 V2: hybridep, a2a overlap; v0.4.2 (26.04.01): alltoall, overlap kept (#3561)
-    ("GB200", "BF16"): [((26, 4), ("deepep", True)), ((26, 4, 1), ("alltoall", True))],
+    ("GB200", "BF16"): [((26, 4), (FLEX, True)), ((26, 4, 1), ("alltoall", True))],
     # v0.4.0 V2: ep8, hybridep; v0.4.2 (26.04.01): alltoall (#3614)
-    ("B200", "BF16"): [((26, 4), ("deepep", False)), ((26, 4, 1), ("alltoall", False))],
-    ("B300", "BF16"): [((26, 4), ("deepep", False))],       # v0.4.0 V2: ep8, hybridep
-    ("GB200", "MXFP8"): [((26, 6), ("deepep", True))],      # v0.5.0 FP8_MX V2, v0.6.0 full-iteration
-    ("GB300", "MXFP8"): [((26, 6), ("deepep", True))],      # configs: hybridep, a2a overlap
-    ("B300", "MXFP8"): [((26, 6), ("deepep", False))],      # v0.5.0: the B300 BF16 V2 settings
+    ("B200", "BF16"): [((26, 4), (FLEX, False)), ((26, 4, 1), ("alltoall", False))],
+    ("B300", "BF16"): [((26, 4), (FLEX, False))],       # v0.4.0 V2: ep8, hybridep
+    ("GB200", "MXFP8"): [((26, 6), (FLEX, True))],      # v0.5.0 FP8_MX V2, v0.6.0 full-iteration
+    ("GB300", "MXFP8"): [((26, 6), (FLEX, True))],      # configs: hybridep, a2a overlap
+    ("B300", "MXFP8"): [((26, 6), (FLEX, False))],      # v0.5.0: the B300 BF16 V2 settings
 }
+# HybridEP's SMs (moe_hybridep_num_sms; Megatron-Core's default is 16, core_v0.16.0
+# transformer_config.py): the perf scripts set 32 wherever the backend is hybridep
+# (v0.2.0 scripts/performance/utils/helpers.py, v0.3.0-v0.5.x utils/overrides.py
+# _set_common_perf_overrides, v0.6.0 perf_recipes/_common.py); at v0.6.0 the
+# Qwen3-235B GB300 BF16 recipe sets 16 after that (perf_recipes/qwen/gb300/qwen3_moe.py).
+HYBRIDEP_SMS = 32
+HYBRIDEP_SMS_BY_RELEASE = {("qwen3-235b-a22b", "GB300", "BF16"): [((26, 8), 16)]}
 # FP8 dot-product attention (fp8_dot_product_attention=True): v0.5.0's GB200 / GB300
 # FP8_MX V2 configs and v0.6.0's _apply_gpt_oss_120b_full_iter_fp8mx_configs.
 GPT_OSS_FP8_ATTENTION = {("GB200", "MXFP8"): (26, 6), ("GB300", "MXFP8"): (26, 6)}
@@ -167,6 +173,13 @@ def qwen3_dispatcher(row, arch: str, gpu: str) -> str:
     """Qwen3's ``workload.moe.dispatcher`` in a row's release (QWEN3_DISPATCHER); NCCL
     all-to-all for unlisted models and GPUs."""
     return _since(QWEN3_DISPATCHER.get((arch, gpu), []), release(row)) or "alltoall"
+
+
+def hybridep_sms(row, arch: str, gpu: str) -> int:
+    """``workload.moe.hybridep_sms`` of a row's recipe (HYBRIDEP_SMS, by release where a
+    recipe sets its own)."""
+    by_release = _since(HYBRIDEP_SMS_BY_RELEASE.get((arch, gpu, precision_key(row)), []), release(row))
+    return by_release or HYBRIDEP_SMS
 
 
 def recipe_options(row, arch: str, gpu: str) -> tuple[str, bool]:

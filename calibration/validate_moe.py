@@ -48,6 +48,7 @@ from calibration.moe_recipes import (
     gpt_oss_fused_mlp,
     gpt_oss_recompute,
     gpt_oss_release_rows,
+    hybridep_sms,
     recipe_options,
     release,
     router_options,
@@ -198,6 +199,8 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          **fp8_options(row, arch, gpu), **gpt_oss_options(row, arch, gpu),
                          "parallel": parallel,
                          "moe": {"dispatcher": dispatcher, "overlap": overlap,
+                                 **({"hybridep_sms": hybridep_sms(row, arch, gpu)}
+                                    if dispatcher == "hybridep" else {}),
                                  **router_options(row, arch),
                                  **({"fused_mlp": True} if arch == "gpt-oss-120b"
                                     and gpt_oss_fused_mlp(row, gpu) else {})},
@@ -398,7 +401,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + "\n\nkernel check: DeepEP dispatch / combine vs DeepEP's published benchmarks "
                 "(H800, CX7 400 Gb/s; collectives/deepep_*_kernels.csv):\n"
                 + deepep.to_string(index=False)
-                + "\n\nkernel check: HybridEP inside one NVLink domain (run as deepep) vs its "
+                + "\n\nkernel check: HybridEP inside one NVLink domain (hybridep; deepep = DeepEP's kernels) vs its "
                 "published BF16 algorithm bandwidth (collectives/hybridep_intranode_kernels.csv):\n"
                 + hybridep.to_string(index=False)
                 + "\n\nkernel check: DeepSeek-V3 decode kernels vs DeepSeek's H800 decode profile, one MoE "

@@ -3,7 +3,10 @@
 
 - ``dispatcher``: ``alltoall`` (NCCL all-to-all over the EP group), ``allgather``
   (all-gather the EP group's tokens, reduce-scatter the outputs) or ``deepep``
-  (hierarchical: one RDMA copy per destination node, then NVLink forwarding).
+  (hierarchical: one RDMA copy per destination node, then NVLink forwarding) or
+  ``hybridep`` (training: HybridEP, Megatron-Core's flex dispatcher with the hybridep
+  backend: deepep's calls at HybridEP's published intranode bandwidth, on
+  ``hybridep_sms`` SMs, Megatron-Core ``moe_hybridep_num_sms``, default 16).
 - ``imbalance``: ``uniform``, ``{kind: zipf, exponent: 1.2}`` or
   ``{kind: histogram, file: tokens_per_expert.csv}`` (one count per expert, one per line
   or a ``tokens`` column); ``seed`` places a Zipf law's popular experts.
@@ -72,9 +75,12 @@ class Imbalance(_Cfg):
 
 
 class MoEWorkload(_Cfg):
-    dispatcher: Literal["alltoall", "allgather", "deepep"] = Field("alltoall", description=(
-        "token dispatch: NCCL all-to-all, all-gather + reduce-scatter, or DeepEP-style "
-        "hierarchical (RDMA once per node, then NVLink)"))
+    dispatcher: Literal["alltoall", "allgather", "deepep", "hybridep"] = Field("alltoall", description=(
+        "token dispatch: NCCL all-to-all, all-gather + reduce-scatter, DeepEP-style "
+        "hierarchical (RDMA once per node, then NVLink), or hybridep (training: HybridEP, "
+        "deepep's calls at its published intranode bandwidth)"))
+    hybridep_sms: int = Field(16, gt=0, description=(
+        "hybridep: SMs its kernels hold (Megatron-Core moe_hybridep_num_sms, default 16)"))
     imbalance: Literal["uniform"] | Imbalance = Field("uniform", description=(
         "expert load: uniform or {kind: zipf, exponent} or {kind: histogram, file}"))
     capacity_factor: float | None = Field(default=None, gt=0, description=(

@@ -149,7 +149,7 @@ def moe_options(w: TrainingWorkload, model: ModelSpec, layout: ClusterLayout) ->
     return MoEOptions(w.moe.dispatcher, w.moe.routing(), w.moe.overlap, layout.domain_gpus,
                       w.moe.wire_dtype(), w.moe.fused_mlp, w.moe.router_dtype,
                       w.moe.freeze_router, w.moe.permute_fusion, w.moe.router_fusion,
-                      w.moe.aux_loss)
+                      w.moe.aux_loss, w.moe.hybridep_sms)
 
 
 def make_network(setup: Setup, prof: Profile | None = None, bw_scale: float = 1.0) -> Network:

@@ -80,12 +80,17 @@ class ExpertDispatch(Collective):
     network without that rule sees a plain all-to-all of ``bytes``. ``sms``: the SMs its
     kernel holds while it runs, taken from compute overlapped with it (sim/costs.py).
     ``sm_frac``: the share of its time its kernels hold every SM (a low-latency
-    dispatch's send and receive phases; the rest of it is in flight and holds none)."""
+    dispatch's send and receive phases; the rest of it is in flight and holds none).
+    ``hybridep``: HybridEP's kernels (Megatron-Core's flex dispatcher, hybridep backend),
+    whose intranode rate is its published bandwidth (hw_models/hybridep.py); ``combine``:
+    the call runs the combine direction."""
     nvl_bytes: float = 0.0
     chunks: int = 1
     low_latency: bool = False
     sms: int = 0
     sm_frac: float = 0.0
+    hybridep: bool = False
+    combine: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ _SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "mlp": ("post_attn_norm", "tp_ag_mlp", "mlp_", "activation", "tp_mlp"),
     "moe_router": _ROUTER,
     "moe_preprocess": _PREPROCESS,
-    "moe": _ROUTER + _PREPROCESS + ("ep_", "deepep_", "etp_", "expert_", "unpermute", "shared_"),
+    "moe": _ROUTER + _PREPROCESS + ("ep_", "deepep_", "hybridep_", "etp_", "expert_", "unpermute", "shared_"),
 }
 
 # Ops whose host call issues more than one kernel, by name. Ops built with their own count

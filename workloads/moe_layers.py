@@ -25,6 +25,10 @@ Dispatchers (``workload.moe.dispatcher``), bytes per rank with e bytes per eleme
   decode): each routed copy goes straight to its rank. ``dispatch_dtype: fp8`` sends the
   dispatch as FP8 with 1x128-block scales (1 + 4/128 bytes per element); combines stay
   16-bit.
+- hybridep: HybridEP's kernels (Megatron-Core's flex dispatcher, hybridep backend): the
+  same calls as deepep's normal kernels, on ``hybridep_sms`` SMs
+  (``moe_hybridep_num_sms``), whose intranode rate is HybridEP's published bandwidth
+  (sim/network/deepep.py).
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class MoEContext:
     permute_fusion: bool = True       # TE's fused permute / unpermute (moe_permute_fusion)
     router_fusion: bool = False       # TE's fused router kernels (moe_router_fusion)
     aux_loss: bool = False            # load-balancing loss computed (moe_aux_loss_coeff > 0)
+    hybridep_sms: int = 16            # hybridep: moe_hybridep_num_sms (Megatron-Core default 16)
 
     @property
     def ep(self) -> int:
@@ -85,7 +90,8 @@ def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatch
                  rank_factor: float, domain_gpus: int, dispatch_dtype: str = "bf16",
                  fused_mlp: bool = False, router_dtype: str | None = None,
                  freeze_router: bool = False, permute_fusion: bool = True,
-                 router_fusion: bool = False, aux_loss: bool = False) -> MoEContext:
+                 router_fusion: bool = False, aux_loss: bool = False,
+                 hybridep_sms: int = 16) -> MoEContext:
     """Groups of the first EP rank; ``domain_gpus`` consecutive ranks share NVLink."""
     first = ep_ranks[0] // domain_gpus
     node = tuple(r for r in ep_ranks if r // domain_gpus == first)
@@ -98,7 +104,7 @@ def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatch
                       rank_factor, CommGroup(node, "ep"), CommGroup(tuple(rail), "ep"),
                       dispatch_dtype, fused_mlp=fused_mlp, router_dtype=router_dtype,
                       freeze_router=freeze_router, permute_fusion=permute_fusion,
-                      router_fusion=router_fusion, aux_loss=aux_loss)
+                      router_fusion=router_fusion, aux_loss=aux_loss, hybridep_sms=hybridep_sms)
 
 
 def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
@@ -195,8 +201,14 @@ def element_bytes(ctx: LayerContext, out: bool) -> float:
 
 
 def deepep_call(ctx: LayerContext, name: str, out: bool) -> Collective:
-    """One DeepEP call (workloads.graph.ExpertDispatch), normal or low-latency kernels."""
+    """One DeepEP call (workloads.graph.ExpertDispatch), normal or low-latency kernels, or
+    one HybridEP call (``dispatcher: hybridep``: DeepEP's normal-kernel shape on its own SMs,
+    priced at its published intranode rate)."""
     mc, h = ctx.moe, ctx.model.hidden
+    if mc.dispatcher == "hybridep":
+        op = deepep_call(replace(ctx, moe=replace(mc, dispatcher="deepep", low_latency=False)), name, out)
+        return replace(op, name=op.name.replace("deepep_", "hybridep_", 1), sms=mc.hybridep_sms,
+                       hybridep=True, combine=out)
     n, k, e = local_tokens(ctx), ctx.model.moe.top_k, element_bytes(ctx, out)
     local = mc.node_group.size
     # The kernels move every copy a GPU receives through the same buffers, its own included
@@ -228,7 +240,7 @@ def route(ctx: LayerContext, name: str, out: bool) -> list[Op]:
     ops: list[Op] = []
     if mc.dispatcher == "allgather":
         return _allgather(ctx, name, out)
-    if mc.dispatcher == "deepep" and mc.ep > 1:
+    if mc.dispatcher in ("deepep", "hybridep") and mc.ep > 1:
         ops = [deepep_call(ctx, name, out)]
     elif mc.ep > 1:
         ops = [Collective("all_to_all", e * n * k * h * mc.rank_factor, mc.ep_group,

@@ -43,6 +43,7 @@ class MoEOptions:
     permute_fusion: bool = True        # TE's fused permute / unpermute (moe_permute_fusion)
     router_fusion: bool = False        # TE's fused router kernels (moe_router_fusion)
     aux_loss: bool = False             # load-balancing loss computed (moe_aux_loss_coeff > 0)
+    hybridep_sms: int = 16             # hybridep: moe_hybridep_num_sms
 
 
 def load(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None) -> Load | None:
@@ -58,7 +59,8 @@ def context(model: ModelSpec, plan: ParallelPlan, opts: MoEOptions | None, stage
     return make_context(moe_parallel.ep_group(plan, stage), moe_parallel.etp_group(plan, stage),
                         opts.dispatcher, load(model, plan, opts).rank_factor, opts.domain_gpus,
                         opts.dispatch_dtype, opts.fused_mlp, opts.router_dtype,
-                        opts.freeze_router, opts.permute_fusion, opts.router_fusion, opts.aux_loss)
+                        opts.freeze_router, opts.permute_fusion, opts.router_fusion, opts.aux_loss,
+                        opts.hybridep_sms)
 
 
 def chunk_sizes(plan: ParallelPlan, layers: int, stage: int) -> list[int]:

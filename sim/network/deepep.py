@@ -25,13 +25,21 @@ those SMs; calibration/fit_deepep.py). latency: one signalling round across the 
 receivers wait for the senders' last flag): the catalog's per-hop latency of the
 scale-out network plus that of NVLink, or NVLink's alone inside one domain.
 DeepEP's published kernel benchmarks check this (``clustersim validate moe``).
+
+HybridEP (``op.hybridep``) inside one NVLink domain: t = nvl_bytes / its published
+algorithm bandwidth at the domain's EP ranks and its SMs (hw_models/hybridep.py; the
+published time is the whole call, so no latency is added). Across domains, or on a fabric
+the table does not cover, it is priced as DeepEP's kernels at DeepEP's 20 SMs; its own
+SMs (``moe_hybridep_num_sms``) are what it takes from compute running beside it.
 """
 
 from __future__ import annotations
 
+from hw_models.hybridep import intranode_rate
 from hw_models.topology import fabric_defaults
 from sim.network.analytical import domain_span
 from workloads.graph import ExpertDispatch
+from workloads.moe_layers import DEEPEP_SMS
 
 
 def _p2p_eff(profile, nbytes: float) -> float:
@@ -47,12 +55,21 @@ def phase_times(layout, profile, op: ExpertDispatch,
     n = op.group.size
     domains, per_domain = domain_span(layout, op.group.ranks) if n > 1 else (1, 1)
     off = op.bytes * (n - per_domain) / n if domains > 1 else 0.0
+    if op.hybridep and domains == 1:
+        rate = intranode_rate(system.scale_up.gb_s_per_gpu,
+                              system.scale_up.domain_gpus > system.gpus_per_node,
+                              n, op.sms, op.combine)
+        if rate is not None:
+            return 0.0, (op.nvl_bytes / (rate * bw_scale) if op.nvl_bytes > 0 else 0.0), 0.0
     nic = layout.nic_bw_per_gpu / layout.oversubscription * fabric_defaults()["nic_achievable_frac"]
     t_rdma = off / (nic * bw_scale) if off > 0 else 0.0
     nvl_bw = system.scale_up_bw * _p2p_eff(profile, op.nvl_bytes)
     fit = getattr(profile, "deepep", None)
-    if fit is not None and domains > 1 and not op.low_latency and op.sms:
-        nvl_bw = min(nvl_bw, op.sms * fit.nvl_gb_s_per_sm * 1e9)   # forwarders' SMs
+    # HybridEP across domains runs as DeepEP's kernels on DeepEP's SMs: the per-SM NVLink
+    # rate is fitted on DeepEP's forwarders, not HybridEP's (its SMs count only beside compute)
+    sms = DEEPEP_SMS if op.hybridep else op.sms
+    if fit is not None and domains > 1 and not op.low_latency and sms:
+        nvl_bw = min(nvl_bw, sms * fit.nvl_gb_s_per_sm * 1e9)   # forwarders' SMs
     t_nvl = op.nvl_bytes / (nvl_bw * bw_scale) if op.nvl_bytes > 0 else 0.0
     hop = system.scale_up.hop_latency_us + (system.nic_hop_latency_us if domains > 1 else 0.0)
     return t_rdma, t_nvl, hop * 1e-6

@@ -27,15 +27,15 @@ def _row(source: str, precision: str = "BF16") -> SimpleNamespace:
     ("MB-PERF-26.02.01", "GB200", "BF16", ("alltoall", False)),
     # v0.4.0 V2: GB200 hybridep + moe_a2a_overlap; B200 / B300 ep8 hybridep, no overlap;
     # v0.4.2 (26.04.01) moved GB200 and B200 to alltoall
-    ("MB-PERF-26.04", "GB200", "BF16", ("deepep", True)),
-    ("MB-PERF-26.04", "B200", "BF16", ("deepep", False)),
+    ("MB-PERF-26.04", "GB200", "BF16", ("hybridep", True)),
+    ("MB-PERF-26.04", "B200", "BF16", ("hybridep", False)),
     ("MB-PERF-26.04.01", "B200", "BF16", ("alltoall", False)),   # v0.4.2: alltoall (#3614)
     ("MB-PERF-26.04", "GB300", "BF16", ("alltoall", False)),
     ("MB-PERF-26.04", "H100", "BF16", ("alltoall", False)),
     # v0.5.0 FP8_MX V2 and v0.6.0's full-iteration MXFP8 recipes: hybridep + overlap
-    ("MB-PERF-26.06", "GB300", "MXFP8", ("deepep", True)),
-    ("MB-PERF-26.08", "GB200", "MXFP8", ("deepep", True)),
-    ("MB-PERF-26.06", "B300", "MXFP8", ("deepep", False)),
+    ("MB-PERF-26.06", "GB300", "MXFP8", ("hybridep", True)),
+    ("MB-PERF-26.08", "GB200", "MXFP8", ("hybridep", True)),
+    ("MB-PERF-26.06", "B300", "MXFP8", ("hybridep", False)),
 ])
 def test_gpt_oss_recipe_follows_the_release(source, gpu, precision, expected):
     assert recipe_options(_row(source, precision), "gpt-oss-120b", gpu) == expected

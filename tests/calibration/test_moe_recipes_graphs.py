@@ -39,8 +39,8 @@ def test_graph_scopes_follow_the_release(source, arch, gpu, precision, expected)
 
 def test_full_iteration_recipes_overlap_the_all_to_alls():
     # v0.5.0 QWEN3_30B_A3B_GB200_FP8_MX_V1: cuda_graph_impl full_iteration, moe_a2a_overlap True
-    assert recipe_options(_row("MB-PERF-26.06", "MXFP8"), "qwen3-30b-a3b", "GB200") == ("deepep", True)
-    assert recipe_options(_row("MB-PERF-26.04", "MXFP8"), "qwen3-30b-a3b", "GB200") == ("deepep", False)
+    assert recipe_options(_row("MB-PERF-26.06", "MXFP8"), "qwen3-30b-a3b", "GB200") == ("hybridep", True)
+    assert recipe_options(_row("MB-PERF-26.04", "MXFP8"), "qwen3-30b-a3b", "GB200") == ("hybridep", False)
 
 
 @pytest.mark.parametrize("source, expected", [
@@ -49,7 +49,7 @@ def test_full_iteration_recipes_overlap_the_all_to_alls():
     ("MB-PERF-26.02.01", ("alltoall", True)),
     # v0.4.0 (vpp 1): moe_a2a_overlap=False; v0.4.2 (26.04.01): HybridEP, still no overlap
     ("MB-PERF-26.04", ("alltoall", False)),
-    ("MB-PERF-26.04.01", ("deepep", False)),
+    ("MB-PERF-26.04.01", ("hybridep", False)),
 ])
 def test_qwen3_235b_b300_overlap_follows_the_release(source, expected):
     assert recipe_options(_row(source, "MXFP8"), "qwen3-235b-a22b", "B300") == expected

@@ -78,6 +78,33 @@ def test_internode_forwarding_is_capped_by_the_kernels_sms():
     assert got == pytest.approx(t_nvl + t_rdma / 1000 + 17.4e-6, rel=1e-9)
 
 
+
+@pytest.mark.parametrize("ranks, dispatch, combine", [(8, 764.03, 737.13), (16, 706.95, 666.26),
+                                                      (24, 665.97, 639.80), (36, 632.31, 596.99)])
+def test_hybridep_inside_one_nvl72_domain_runs_at_its_published_rate(ranks, dispatch, combine):
+    """HybridEP inside one NVLink domain: nvl_bytes over its published algorithm bandwidth at
+    the domain's ranks and 32 SMs (hw_models/data/hybridep.yaml), no latency added (the
+    published time is the whole call)."""
+    s = catalog.system("gb200-nvl72")
+    layout = ClusterLayout(s, 9, s.nic_gbps)
+    group = CommGroup(tuple(range(ranks)), "ep")
+    for comb, rate in ((False, dispatch), (True, combine)):
+        op = ExpertDispatch("all_to_all", 0.0, group, nvl_bytes=1e9, sms=32, hybridep=True, combine=comb)
+        assert dispatch_time(layout, profile.load(s.default_profile), op) == pytest.approx(1e9 / (rate * 1e9))
+
+
+def test_hybridep_across_domains_is_deepep_on_deepeps_sms():
+    """Across domains (and off NVLink 5) HybridEP is priced as DeepEP's kernels, whose
+    forwarding cap is DeepEP's 20 SMs whatever SMs the HybridEP recipe gives it."""
+    prof = profile.load("h100")
+    s = catalog.system("dgx-h200")
+    layout = ClusterLayout(s, 2, s.nic_gbps)
+    kw = dict(nvl_bytes=1.125e9, chunks=1000)
+    dep = ExpertDispatch("all_to_all", 100e6, CommGroup((0, 8), "ep"), sms=20, **kw)
+    hyb = ExpertDispatch("all_to_all", 100e6, CommGroup((0, 8), "ep"), sms=32, hybridep=True, **kw)
+    assert dispatch_time(layout, prof, hyb) == pytest.approx(dispatch_time(layout, prof, dep), rel=1e-12)
+
+
 def test_normal_kernels_hold_sms_beside_overlapped_compute():
     """A block whose EP transfer (sms=20, internode) overlaps its compute: what is exposed
     is the larger of (transfer - compute) and the compute slowed by the 20 of 132 SMs the

@@ -99,3 +99,30 @@ def test_serving_picks_the_kernels(mode, prefill, want):
     names = [o.name for o in ops.layer_ops_at(s, 5, 2048) if isinstance(o, ExpertDispatch)]
     assert names == (["deepep_ll_dispatch", "deepep_ll_combine"] if want
                      else ["deepep_dispatch", "deepep_combine"])
+
+
+def _hybridep_ctx(ep: int, sms: int, domain: int = 8) -> LayerContext:
+    base = presets()["deepseek-v3"]
+    model = base.with_seq_len(4096)
+    mctx = make_context(tuple(range(ep)), (0,), "hybridep", 1.0, domain, "bf16", hybridep_sms=sms)
+    return LayerContext(model, 1, 1, False, "bf16", CommGroup((0,)), moe=mctx)
+
+
+@pytest.mark.parametrize("ep, domain", [(8, 8), (32, 8), (32, 72)])
+def test_hybridep_is_deepeps_call_on_its_own_sms(ep, domain):
+    """``hybridep`` moves the same bytes as ``deepep``'s normal kernels; the op holds the
+    recipe's SMs (moe_hybridep_num_sms) instead of DeepEP's 20 and says which direction it
+    runs (the published table has a rate per direction)."""
+    for out, name in ((False, "dispatch"), (True, "combine")):
+        (hyb,) = route(_hybridep_ctx(ep, 32, domain), name, out=out)
+        ctx = _hybridep_ctx(ep, 32, domain)
+        (dep,) = route(replace(ctx, moe=replace(ctx.moe, dispatcher="deepep")), name, out=out)
+        assert (hyb.bytes, hyb.nvl_bytes, hyb.chunks, hyb.group) == (dep.bytes, dep.nvl_bytes, dep.chunks, dep.group)
+        assert hyb.hybridep and not dep.hybridep and hyb.combine == out
+        assert (hyb.sms, dep.sms) == (32, 20) and hyb.name.startswith("hybridep_")
+
+
+def test_moe_workload_takes_hybridep_with_megatron_cores_default_sms():
+    moe = MoEWorkload(dispatcher="hybridep")
+    assert moe.hybridep_sms == 16                   # core_v0.16.0 moe_hybridep_num_sms
+    assert MoEWorkload(dispatcher="hybridep", hybridep_sms=32).hybridep_sms == 32
