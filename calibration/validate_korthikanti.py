@@ -7,9 +7,13 @@ recompute. The Megatron-LM of the paper ran unfused attention (scaled-masked-sof
 kernels; FlashAttention came later), so the layer is costed with ``attention: unfused``.
 With sequence parallelism the backward gathers the saved input shards of the QKV and MLP
 up projections again beside their input-gradient GEMMs (section 4.2.2;
-workloads/stage_ops.py ``sp_backward_gathers``), and the input gradients' reduce-scatter
-(all-reduce without sequence parallelism) runs beside the weight-gradient GEMM as
-Megatron-LM at 80389ef launches it (``async_grad_reduce``). The published "backward" includes the recompute (a recomputed forward for full, the
+workloads/stage_ops.py ``sp_backward_gathers``). The input gradients' reduce-scatter
+(all-reduce without sequence parallelism) is priced after the weight-gradient GEMM, not
+beside it (``async_grad_reduce``): Megatron-LM at 80389ef issues it asynchronously but
+only "tried to force" the collective to be scheduled ahead of the GEMM with a 3 us noop
+kernel, which bdd9731 (October 2022) replaced by requiring CUDA_DEVICE_MAX_CONNECTIONS=1,
+the ordering its docstring calls "necessary for a speedup". Priced beside the weight
+gradient, the backward times come out 7-13% below the published ones. The published "backward" includes the recompute (a recomputed forward for full, the
 attention core for selective), so the prediction adds ``layer_recompute`` to it.
 
 Each time is the sum of the layer's kernels and TP collectives from the compute model
@@ -29,7 +33,7 @@ from sim.scenario import parse
 from sim.setup import make_network, resolve_setup
 from workloads.graph import CommGroup
 from workloads.layers import LayerContext, layer_backward, layer_forward, layer_recompute
-from workloads.stage_ops import async_grad_reduce, sp_backward_gathers
+from workloads.stage_ops import sp_backward_gathers
 
 REF = resources.files("calibration").joinpath("reference", "training")
 # Table 4's layer: the 22B model of Korthikanti et al. Table 3 (48 layers of hidden 6144,
@@ -54,7 +58,7 @@ def layer_times_ms(sp: bool, recompute: str, attention: str = "unfused") -> tupl
     ctx = LayerContext(st.model, MICRO_BATCH, TP, sp, st.options.dtype,
                        CommGroup(tuple(range(TP)), "tp"), attention)
     fwd = sum(costs.op_time(o) for o in layer_forward(ctx))
-    bwd_ops = async_grad_reduce(ctx, sp_backward_gathers(ctx, layer_backward(ctx)))
+    bwd_ops = sp_backward_gathers(ctx, layer_backward(ctx))    # the input shards re-gathered
     bwd = sum(costs.op_time(o) for o in bwd_ops + layer_recompute(ctx, recompute))
     return fwd * 1e3, bwd * 1e3
 

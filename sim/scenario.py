@@ -222,8 +222,8 @@ class TrainingWorkload(_Cfg):
     async_tp_grad_reduce: bool = Field(True, description=(
         "Megatron / TE linears launch the input gradient's TP reduce-scatter (all-reduce "
         "without sequence parallelism) asynchronously beside the weight-gradient GEMM "
-        "(Megatron-LM since August 2021, TE); false: after it (Megatron-LM before; "
-        "workloads/stage_ops.py async_grad_reduce)"))
+        "(Megatron-LM with CUDA_DEVICE_MAX_CONNECTIONS=1 since October 2022, Megatron-Core, "
+        "TE); false: after it (Megatron-LM before; workloads/stage_ops.py async_grad_reduce)"))
     grad_reduce_bytes: Literal[2, 4] | None = Field(None, description=(
         "bytes per gradient element in the data-parallel reduction; unset: 4 for bf16 "
         "and fp8 (fp32 main grads), else 2"))

@@ -70,7 +70,7 @@ class LayerContext:
     megatron_linears: bool = True
     # Those linears launch the input gradient's TP reduce-scatter (all-reduce without
     # sequence parallelism) asynchronously before the weight-gradient GEMM and wait for it
-    # after (Megatron-LM since August 2021, TE): workloads/stage_ops.py
+    # after (Megatron-LM since October 2022, Megatron-Core, TE): workloads/stage_ops.py
     # ``async_grad_reduce``. False: after the weight gradient (Megatron-LM before).
     async_grad_reduce: bool = True
 

@@ -264,7 +264,11 @@ def async_grad_reduce(ctx: LayerContext, ops: list, mode: str = "none") -> list:
     with sequence parallelism (``_reduce_scatter_base(..., async_op=True)``), without it
     its all-reduce (``async_grad_allreduce``, ``--async-tensor-model-parallel-allreduce``,
     on by default; added in August 2021, cf7efd4), then runs the weight-gradient GEMM and
-    waits for the handle. Transformer Engine's ``_Linear`` / ``_LayerNormLinear`` /
+    waits for the handle. The overlap needs the collective scheduled ahead of the GEMM:
+    until October 2022 a 3 us noop kernel "tried to force" that, since then (bdd9731)
+    Megatron requires CUDA_DEVICE_MAX_CONNECTIONS=1 ("necessary for a speedup"), as
+    Megatron-Core, NeMo and Megatron-Bridge set it; earlier code (``async_grad_reduce``
+    False) is priced with the reduction after the GEMM. Transformer Engine's ``_Linear`` / ``_LayerNormLinear`` /
     ``_LayerNormMLP`` backward without userbuffers does the same
     (``reduce_scatter_along_first_dim(..., async_op=True)`` / ``allreduce(...,
     async_op=True)`` before the wgrad GEMM, ``wait`` after). The collective is issued as
@@ -272,7 +276,7 @@ def async_grad_reduce(ctx: LayerContext, ops: list, mode: str = "none") -> list:
     NCCL's kernels take from the GEMM are not priced (as for the other asynchronous NCCL
     collectives; docs/fp8.md). Under userbuffers (``ring``) ``tp_overlap`` already pairs
     the reduce-scatter with the weight gradient (bulk overlap); DTensor's TP and
-    Megatron-LM before August 2021 (``async_grad_reduce`` False) run it after."""
+    Megatron-LM before October 2022 (``async_grad_reduce`` False) run it after."""
     if mode != "none" or not (ctx.tp > 1 and ctx.megatron_linears and ctx.async_grad_reduce):
         return ops
     out: list = []

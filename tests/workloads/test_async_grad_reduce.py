@@ -39,7 +39,7 @@ def test_input_gradient_reduction_runs_beside_the_weight_gradient(sp, kind):
         assert o.time(1e-3, 1.5e-3, 132) == pytest.approx(1.5e-3)
 
 
-def test_after_the_weight_gradient_before_aug_2021_for_dtensor_and_under_userbuffers():
+def test_after_the_weight_gradient_for_older_megatron_dtensor_and_userbuffers():
     for c, mode in ((ctx(on=False), "none"), (ctx(megatron=False), "none"), (ctx(), "ring"),
                     (ctx(sp=False, on=False), "none")):
         ops = layer_backward(c)
