@@ -137,11 +137,12 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list
                 if alone:
                     tail = [emb_b] if len(alone) == 1 and pipe.is_first(s, c) else []
                     ends[0] = _time(costs, [head_b, cb[1], *tail], overlap) - alone[0]
-            f, b = f + _time(costs, cf, overlap), b + _time(costs, cb, overlap)
-            b_split += sum(alone) + sum(ends) if alone else _time(costs, cb, overlap)
+            chunk_f, chunk_b = _time(costs, cf, overlap), _time(costs, cb, overlap)
+            f, b = f + chunk_f, b + chunk_b
+            b_split += sum(alone) + sum(ends) if alone else chunk_b
             if stage_dual is not None:
-                stage_dual.fwd.append(_time(costs, cf, overlap))
-                stage_dual.bwd.append(_time(costs, cb, overlap))
+                stage_dual.fwd.append(chunk_f)
+                stage_dual.bwd.append(chunk_b)
                 _dual_chunk(costs, ops, (pipe.is_first(s, c), pipe.is_last(s, c)),
                             [(k, kinds[k]) for k in keys], overlap, stage_dual, shares)
         if stage_dual is not None:
@@ -217,4 +218,3 @@ def expert_tail(est, plan: ParallelPlan, s: int) -> float:
     if plan.zero == 1:
         t += est.network.collective_time("all_gather", experts * est.options.param_bytes, group)
     return t
-
