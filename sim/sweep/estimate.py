@@ -146,21 +146,21 @@ class Estimator:
             wgrad = [0.0] * p           # not split: the split schedules' bubble from above
             lt = None
         zero3 = plan.zero >= 3 and plan.dp > 1
+        played = None
+        if lt is None and dual and not zero3:      # MoE split schedules: the orders played
+            played = estimate_schedules.moe_play(plan, plan.pipeline(self.model.layers), dual,
+                                                 self._hops(plan), self._recv_gather(plan))
+        elif self._plays_split(plan, zero3, offload):
+            played = estimate_schedules.dense_play(plan, plan.pipeline(self.model.layers), lt,
+                                                   self._hops(plan), self._recv_gather(plan))
+        if played is not None:      # each rank's tail (ZeRO 0/1) as the graph plays it
+            return estimate_schedules.played_end(self, plan, played)
         if zero3:
             fwd, bwd = zip(*(self._zero3_stage(plan, s, fwd[s], bwd[s], lt) for s in range(p)),
                            strict=True)
         per_stage = [f + b + v * self._p2p_on_compute(plan) for f, b in zip(fwd, bwd, strict=True)]
         worst = max(per_stage)
-        played = None
-        if lt is None and dual and not zero3:      # MoE split schedules: the orders played
-            played = estimate_schedules.moe_play(plan, plan.pipeline(self.model.layers), dual,
-                                                 self._hops(plan), self._recv_gather(plan))
-            t_pipe = max(played.end)
-        elif self._plays_split(plan, zero3, offload):
-            played = estimate_schedules.dense_play(plan, plan.pipeline(self.model.layers), lt,
-                                                   self._hops(plan), self._recv_gather(plan))
-            t_pipe = max(played.end)
-        elif plan.effective_schedule in SPLIT_BACKWARD:
+        if plan.effective_schedule in SPLIT_BACKWARD:
             t_pipe = estimate_schedules.pipe_time(plan, list(fwd), list(bwd), wgrad)
         else:
             t_pipe = m * worst + (sum(per_stage) - worst) / v
@@ -168,8 +168,6 @@ class Estimator:
             t_pipe += self._offload_time(plan, offload, lt.bwd, max(layers))[0]
         else:
             t_pipe += drain
-        if played is not None:      # each rank's tail (ZeRO 0/1) as the graph plays it
-            return estimate_schedules.played_end(self, plan, played)
         if p > 1:
             hop = self.network.p2p_time(plan.rank(0, 0, 0), plan.rank(0, 0, 1),
                                         p2p_bytes(self.model, plan))
