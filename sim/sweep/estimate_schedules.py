@@ -28,6 +28,8 @@ gathers).
 
 from __future__ import annotations
 
+from functools import partial
+
 from sim.sweep import pipeline_play
 from workloads import moe_parallel, moe_training
 from workloads.graph import CommGroup, Compute
@@ -91,12 +93,19 @@ def rank_units(pipe, r: int, dual, recv_s: float = 0.0) -> list:
     def pair(f, b) -> tuple:
         """A pair with EP transfers is one block after the forward's gather; without,
         two passes, each after its own gather (workloads/training.py ``_merge_pair``)."""
-        (sf,), (gf,) = alone[(f[1], f[2])]
         if dual.merged[(f[1], b[1])]:
+            (gf,) = alone[(f[1], f[2])][1]
             return dual.pair[(f[1], b[1])], (gf, 0.0)
-        (sb,), (gb,) = alone[(b[1], b[2])]
-        return (sf, sb), (gf, gb)
+        return _passes(alone, f, b)
     return _units(pipe.steps(r), pipe.pairs(r), alone, pair)
+
+
+def _passes(alone: dict, f, b) -> tuple:
+    """A pair's forward ``f`` and backward ``b`` as two passes, each after its own
+    gather: (seconds per pass, gathers) from ``alone`` (``_alone``)."""
+    (sf,), (gf,) = alone[(f[1], f[2])]
+    (sb,), (gb,) = alone[(b[1], b[2])]
+    return (sf, sb), (gf, gb)
 
 
 def _alone(pipe, r: int, price, recv_s: float) -> dict:
@@ -149,12 +158,7 @@ def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float) -> pipeline_pla
             return {"F": emb_f + n * lt.fwd + head_f, "B": head_b + n * lt.bwd + emb_b,
                     "I": head_b + n * lt.bwd_input + emb_b, "W": n * lt.wgrad}[kind]
         alone = _alone(pipe, r, price, recv_s)
-
-        def pair(f, b, alone=alone):                    # two passes, each after its gather
-            (sf,), (gf,) = alone[(f[1], f[2])]
-            (sb,), (gb,) = alone[(b[1], b[2])]
-            return (sf, sb), (gf, gb)
-        units.append(_units(pipe.steps(r), pipe.pairs(r), alone, pair))
+        units.append(_units(pipe.steps(r), pipe.pairs(r), alone, partial(_passes, alone)))
     return pipeline_play.play(pipe, units, hop)
 
 
