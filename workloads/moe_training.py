@@ -155,8 +155,7 @@ def unit_split(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> 
     if first:
         out[0] = (out[0][0] + embed / plan.tp, out[0][1])
     if last:
-        last = model.layers - 1
-        mtp_experts = model.mtp_layers * moe_spec.expert_params(model, last)
+        mtp_experts = model.mtp_layers * moe_spec.expert_params(model, model.layers - 1)
         own = not plan.ends_share_rank   # the tied table's copy
         head = (untied or (model.vocab * model.hidden if own else 0)) / plan.tp
         mtp = (moe_spec.mtp_params(model) - mtp_experts) / plan.tp
