@@ -29,13 +29,13 @@ from sim.network.deepep import dispatch_time
 from workloads.graph import CommGroup
 from workloads.layers import LayerContext
 from workloads.model import presets
-from workloads.moe_layers import (
+from workloads.moe_dispatch import (
     FP8_BYTES,
     deepep_call,
     deepep_ranks_per_token,
     deepep_remote_nodes,
-    make_context,
 )
+from workloads.moe_layers import make_context
 
 SYSTEM = "hgx-h800"
 BENCH_SMS = 24              # tests/legacy/test_internode.py runs its normal kernels on 24 SMs

@@ -131,10 +131,7 @@ def _ends(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> tuple
     """Whether (stage, chunk) is the first / last virtual stage of the pipeline
     (workloads/pipeline.py: under DualPipe both end ranks hold both, one per direction;
     under the V shapes rank 0 holds both)."""
-    pipeline = getattr(plan, "pipeline", None)
-    if pipeline is None:
-        return stage == 0 and chunk == 0, stage == plan.pp - 1 and chunk == plan.vpp - 1
-    pipe = pipeline(model.layers)
+    pipe = plan.pipeline(model.layers)
     return pipe.is_first(stage, chunk), pipe.is_last(stage, chunk)
 
 
@@ -158,9 +155,8 @@ def unit_split(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> 
     if first:
         out[0] = (out[0][0] + embed / plan.tp, out[0][1])
     if last:
-        last = model.layers - 1
-        mtp_experts = model.mtp_layers * moe_spec.expert_params(model, last)
-        own = not getattr(plan, "ends_share_rank", plan.pp == 1)   # the tied table's copy
+        mtp_experts = model.mtp_layers * moe_spec.expert_params(model, model.layers - 1)
+        own = not plan.ends_share_rank   # the tied table's copy
         head = (untied or (model.vocab * model.hidden if own else 0)) / plan.tp
         mtp = (moe_spec.mtp_params(model) - mtp_experts) / plan.tp
         out[-1] = (out[-1][0] + head + mtp, out[-1][1] + mtp_experts / (plan.ep * plan.etp))

@@ -39,7 +39,7 @@ from hw_models.hybridep import intranode_rate
 from hw_models.topology import fabric_defaults
 from sim.network.analytical import domain_span
 from workloads.graph import ExpertDispatch
-from workloads.moe_layers import DEEPEP_SMS
+from workloads.moe_dispatch import DEEPEP_SMS
 
 
 def _p2p_eff(profile, nbytes: float) -> float:

@@ -156,7 +156,8 @@ def test_deepep_node_limited_routing_by_hand():
     from workloads.graph import CommGroup
     from workloads.layers import LayerContext
     from workloads.model import presets
-    from workloads.moe_layers import deepep_remote_nodes, make_context
+    from workloads.moe_dispatch import deepep_remote_nodes
+    from workloads.moe_layers import make_context
     ds = presets()["deepseek-v3"]
     ctx = LayerContext(ds, 1, 1, False, "bf16", CommGroup((0,), "tp"),
                        moe=make_context(tuple(range(64)), (0,), "deepep", 1.0, 8))

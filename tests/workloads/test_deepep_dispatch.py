@@ -1,4 +1,4 @@
-"""DeepEP's dispatch / combine ops of a MoE layer (workloads/moe_layers.py), bytes by
+"""DeepEP's dispatch / combine ops of a MoE layer (workloads/moe_dispatch.py), bytes by
 hand for DeepSeek-V3 (hidden 7168, 256 experts, top-8), and the serving choice of its
 kernels and payload."""
 
@@ -12,7 +12,8 @@ from workloads.inference.moe_ops import MoEIterationOps
 from workloads.inference.ops import Shape
 from workloads.layers import LayerContext
 from workloads.model import presets
-from workloads.moe_layers import FP8_BYTES, make_context, route
+from workloads.moe_dispatch import FP8_BYTES, route
+from workloads.moe_layers import make_context
 
 H, K = 7168, 8
 

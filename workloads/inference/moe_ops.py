@@ -21,7 +21,7 @@ evenly by them for attention and dense layers (each GPU holds all non-expert wei
 its own sequences' KV cache), while each holds E/ep experts and receives 1/ep of the routed
 tokens through an all-to-all dispatch and combine per MoE layer (e T_gpu k h bytes each;
 with ``deepep``, DeepEP's normal kernels, or its low-latency ones in iterations that only
-decode: workloads/moe_layers.py). Two-batch overlap runs the batch as two halves
+decode: workloads/moe_dispatch.py). Two-batch overlap runs the batch as two halves
 (``micro_batches``). A replica's KV capacity is ep GPUs' worth.
 """
 
@@ -35,7 +35,8 @@ from workloads.graph import Block, Compute, ExecutionGraph, SendRecv
 from workloads.inference.ops import ATTENTION_DTYPE, IterationOps, Shape
 from workloads.layers import LayerContext, mem, tp_comm
 from workloads.moe import expert_params, is_moe_layer, is_window_layer, mla
-from workloads.moe_layers import make_context, route
+from workloads.moe_dispatch import route
+from workloads.moe_layers import make_context
 
 
 def _share(x: int, ep: int) -> int:
