@@ -141,22 +141,24 @@ def tp_comm(ctx: LayerContext, kind: str, name: str) -> list[Op]:
     return [op, cat] if kind == "all_gather" else [cat, op]
 
 
-def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
+def enter_tp(ctx: LayerContext, name: str) -> list[Op]:
     """Conjugate f (Megatron): identity / all-gather forward."""
     return tp_comm(ctx, "all_gather", name) if ctx.sp else []
 
 
-def _exit_tp(ctx: LayerContext, name: str) -> list[Op]:
+def exit_tp(ctx: LayerContext, name: str) -> list[Op]:
     """Conjugate g: all-reduce / reduce-scatter forward."""
     return tp_comm(ctx, "reduce_scatter" if ctx.sp else "all_reduce", name)
 
 
-def _enter_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
-    return tp_comm(ctx, "reduce_scatter" if ctx.sp else "all_reduce", name)
+def enter_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
+    """f's backward is g."""
+    return exit_tp(ctx, name)
 
 
-def _exit_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
-    return tp_comm(ctx, "all_gather", name) if ctx.sp else []
+def exit_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
+    """g's backward is f."""
+    return enter_tp(ctx, name)
 
 
 def attention_core(ctx: LayerContext) -> list[Op]:
@@ -300,15 +302,15 @@ def layer_forward(ctx: LayerContext) -> list[Op]:
     g = layer_gemm_shapes(ctx)
     norm = 2 * e * Tn * m.hidden
     dropout_add = (3 * e + 1) * Tn * m.hidden
-    ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
+    ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *enter_tp(ctx, "tp_ag_attn"),
                      gemm(ctx, *g["qkv"], "qkv")]
     if m.rope:
         ops += rope_ops(ctx, ctx.tokens * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim)
-    ops += [*attention_core(ctx), gemm(ctx, *g["proj"], "attn_proj"), *_exit_tp(ctx, "tp_attn_out"),
+    ops += [*attention_core(ctx), gemm(ctx, *g["proj"], "attn_proj"), *exit_tp(ctx, "tp_attn_out"),
             mem(ctx, "elementwise", dropout_add, "bias_dropout_add"),
-            mem(ctx, "norm", norm, "post_attn_norm"), *_enter_tp(ctx, "tp_ag_mlp"),
+            mem(ctx, "norm", norm, "post_attn_norm"), *enter_tp(ctx, "tp_ag_mlp"),
             gemm(ctx, *g["mlp_up"], "mlp_up"), mem(ctx, "elementwise", activation_bytes(ctx), "activation"),
-            gemm(ctx, *g["mlp_down"], "mlp_down"), *_exit_tp(ctx, "tp_mlp_out"),
+            gemm(ctx, *g["mlp_down"], "mlp_down"), *exit_tp(ctx, "tp_mlp_out"),
             mem(ctx, "elementwise", dropout_add, "bias_dropout_add")]
     return ops
 
@@ -318,15 +320,15 @@ def layer_backward(ctx: LayerContext) -> list[Op]:
     g = layer_gemm_shapes(ctx)
     norm_bwd = 3 * e * Tn * m.hidden
     dropout_bwd = (2 * e + 1) * Tn * m.hidden
-    return [mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *_exit_tp_bwd(ctx, "tp_mlp_out_bwd"),
+    return [mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *exit_tp_bwd(ctx, "tp_mlp_out_bwd"),
             *gemm_bwd(ctx, *g["mlp_down"], "mlp_down"),
             mem(ctx, "elementwise", 1.5 * activation_bytes(ctx), "activation_bwd"),
-            *gemm_bwd(ctx, *g["mlp_up"], "mlp_up"), *_enter_tp_bwd(ctx, "tp_mlp_in_bwd"),
+            *gemm_bwd(ctx, *g["mlp_up"], "mlp_up"), *enter_tp_bwd(ctx, "tp_mlp_in_bwd"),
             mem(ctx, "norm", norm_bwd, "post_attn_norm_bwd"),
-            mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *_exit_tp_bwd(ctx, "tp_attn_out_bwd"),
+            mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *exit_tp_bwd(ctx, "tp_attn_out_bwd"),
             *gemm_bwd(ctx, *g["proj"], "attn_proj"), *attention_core_bwd(ctx),
             *rope_ops(ctx, ctx.tokens * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim, True),
-            *gemm_bwd(ctx, *g["qkv"], "qkv"), *_enter_tp_bwd(ctx, "tp_attn_in_bwd"),
+            *gemm_bwd(ctx, *g["qkv"], "qkv"), *enter_tp_bwd(ctx, "tp_attn_in_bwd"),
             mem(ctx, "norm", norm_bwd, "input_norm_bwd")]
 
 
@@ -365,14 +367,14 @@ def selective_op_recompute(ctx: LayerContext) -> list[Op]:
     MUST_RECOMPUTE, so it cannot be stored either), so wo is recomputed as well."""
     m, e, Tn, T = ctx.model, ctx.act_bytes, ctx.norm_tokens, ctx.tokens
     norm = 2 * e * Tn * m.hidden
-    ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
+    ops: list[Op] = [mem(ctx, "norm", norm, "input_norm"), *enter_tp(ctx, "tp_ag_attn"),
                      gemm(ctx, T, ctx.local_kv_heads * m.head_dim, m.hidden, "qkv")]
     if m.rope:
         ops += rope_ops(ctx, T * ctx.local_kv_heads * m.head_dim)
     if ctx.tp == 1:
         ops.append(gemm(ctx, *layer_gemm_shapes(ctx)["proj"], "attn_proj"))
     ops += [mem(ctx, "elementwise", 3 * e * Tn * m.hidden, "residual_add"),
-            mem(ctx, "norm", norm, "post_attn_norm"), *_enter_tp(ctx, "tp_ag_mlp")]
+            mem(ctx, "norm", norm, "post_attn_norm"), *enter_tp(ctx, "tp_ag_mlp")]
     if m.gated:
         ops.append(gemm(ctx, T, m.ffn // ctx.tp, m.hidden, "mlp_up"))
     return ops + [mem(ctx, "elementwise", activation_bytes(ctx), "activation")]
@@ -383,7 +385,7 @@ def embedding_forward(ctx: LayerContext) -> list[Op]:
     n = ctx.norm_tokens * m.hidden
     ops = [mem(ctx, "embedding", 2 * e * ctx.tokens * m.hidden, "embedding")]
     if ctx.tp > 1:   # vocab-parallel lookup is summed across TP ranks
-        ops += _exit_tp(ctx, "tp_embedding")
+        ops += exit_tp(ctx, "tp_embedding")
     return ops + [mem(ctx, "elementwise", (2 * e + 1) * n, "embedding_dropout")]
 
 
@@ -402,7 +404,7 @@ def grad_accumulation(ctx: LayerContext, params: float) -> list[Op]:
 
 def embedding_backward(ctx: LayerContext) -> list[Op]:
     m, e = ctx.model, ctx.act_bytes
-    return [*_exit_tp_bwd(ctx, "tp_embedding_bwd"),
+    return [*exit_tp_bwd(ctx, "tp_embedding_bwd"),
             mem(ctx, "embedding", 3 * e * ctx.tokens * m.hidden, "embedding_bwd")]
 
 
@@ -442,7 +444,7 @@ def head_forward(ctx: LayerContext) -> list[Op]:
     m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
     v_local = m.vocab // ctx.tp
     ops: list[Op] = [mem(ctx, "norm", 2 * e * ctx.norm_tokens * m.hidden, "final_norm"),
-                     *_enter_tp(ctx, "tp_ag_logits"), gemm(ctx, T, v_local, m.hidden, "logits"),
+                     *enter_tp(ctx, "tp_ag_logits"), gemm(ctx, T, v_local, m.hidden, "logits"),
                      mem(ctx, "loss", _loss_bytes(ctx)[0] * T * v_local, "cross_entropy")]
     if ctx.tp > 1:
         ops += [Collective("all_reduce", 4.0 * T, ctx.tp_group, name="tp_loss")] * 3
@@ -453,5 +455,5 @@ def head_backward(ctx: LayerContext) -> list[Op]:
     m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
     v_local = m.vocab // ctx.tp
     return [mem(ctx, "loss", _loss_bytes(ctx)[1] * T * v_local, "cross_entropy_bwd"),
-            *gemm_bwd(ctx, T, v_local, m.hidden, "logits"), *_enter_tp_bwd(ctx, "tp_logits_bwd"),
+            *gemm_bwd(ctx, T, v_local, m.hidden, "logits"), *enter_tp_bwd(ctx, "tp_logits_bwd"),
             mem(ctx, "norm", 3 * e * ctx.norm_tokens * m.hidden, "final_norm_bwd")]

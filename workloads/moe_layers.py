@@ -27,11 +27,14 @@ from workloads.layer_attention import attn_backward, attn_forward
 from workloads.layers import (
     LayerContext,
     Op,
+    enter_tp,
+    enter_tp_bwd,
+    exit_tp,
+    exit_tp_bwd,
     gemm,
     gemm_bwd,
     layer_gemm_shapes,
     mem,
-    tp_comm,
 )
 from workloads.moe import is_moe_layer, is_window_layer
 from workloads.moe_dispatch import local_tokens, received, route, router_bytes, router_context
@@ -89,24 +92,6 @@ def make_context(ep_ranks: tuple[int, ...], etp_ranks: tuple[int, ...], dispatch
                       dispatch_dtype, fused_mlp=fused_mlp, router_dtype=router_dtype,
                       freeze_router=freeze_router, permute_fusion=permute_fusion,
                       router_fusion=router_fusion, aux_loss=aux_loss, hybridep_sms=hybridep_sms)
-
-
-def _enter_tp(ctx: LayerContext, name: str) -> list[Op]:
-    """Megatron's conjugate f: identity, or an all-gather with sequence parallelism."""
-    return tp_comm(ctx, "all_gather", name) if ctx.sp else []
-
-
-def _exit_tp(ctx: LayerContext, name: str) -> list[Op]:
-    """Megatron's conjugate g: all-reduce, or a reduce-scatter with sequence parallelism."""
-    return tp_comm(ctx, "reduce_scatter" if ctx.sp else "all_reduce", name)
-
-
-def _enter_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
-    return _exit_tp(ctx, name)
-
-
-def _exit_tp_bwd(ctx: LayerContext, name: str) -> list[Op]:
-    return _enter_tp(ctx, name)
 
 
 def _kind(ctx: LayerContext, i: int) -> tuple[bool, bool]:
@@ -360,16 +345,16 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
 
 def _dense_mlp(ctx: LayerContext) -> list[Op]:
     g = layer_gemm_shapes(ctx)
-    return [*_enter_tp(ctx, "tp_ag_mlp"), gemm(ctx, *g["mlp_up"], "mlp_up"),
+    return [*enter_tp(ctx, "tp_ag_mlp"), gemm(ctx, *g["mlp_up"], "mlp_up"),
             mem(ctx, "elementwise", _act(ctx, ctx.tokens, ctx.model.ffn // ctx.tp), "activation"),
-            gemm(ctx, *g["mlp_down"], "mlp_down"), *_exit_tp(ctx, "tp_mlp_out")]
+            gemm(ctx, *g["mlp_down"], "mlp_down"), *exit_tp(ctx, "tp_mlp_out")]
 
 
 def _dense_mlp_bwd(ctx: LayerContext) -> list[Op]:
     g = layer_gemm_shapes(ctx)
-    return [*_exit_tp_bwd(ctx, "tp_mlp_out_bwd"), *gemm_bwd(ctx, *g["mlp_down"], "mlp_down"),
+    return [*exit_tp_bwd(ctx, "tp_mlp_out_bwd"), *gemm_bwd(ctx, *g["mlp_down"], "mlp_down"),
             mem(ctx, "elementwise", 1.5 * _act(ctx, ctx.tokens, ctx.model.ffn // ctx.tp), "activation_bwd"),
-            *gemm_bwd(ctx, *g["mlp_up"], "mlp_up"), *_enter_tp_bwd(ctx, "tp_mlp_in_bwd")]
+            *gemm_bwd(ctx, *g["mlp_up"], "mlp_up"), *enter_tp_bwd(ctx, "tp_mlp_in_bwd")]
 
 
 def layer_forward_at(ctx: LayerContext, i: int) -> list[Op]:
@@ -377,8 +362,8 @@ def layer_forward_at(ctx: LayerContext, i: int) -> list[Op]:
     moe, window = _kind(ctx, i)
     e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
     norm, dropout_add = 2 * e * Tn * h, (3 * e + 1) * Tn * h
-    return [mem(ctx, "norm", norm, "input_norm"), *_enter_tp(ctx, "tp_ag_attn"),
-            *attn_forward(ctx, window), *_exit_tp(ctx, "tp_attn_out"),
+    return [mem(ctx, "norm", norm, "input_norm"), *enter_tp(ctx, "tp_ag_attn"),
+            *attn_forward(ctx, window), *exit_tp(ctx, "tp_attn_out"),
             mem(ctx, "elementwise", dropout_add, "bias_dropout_add"),
             mem(ctx, "norm", norm, "post_attn_norm"),
             *(moe_forward(ctx) if moe else _dense_mlp(ctx)),
@@ -392,8 +377,8 @@ def layer_backward_at(ctx: LayerContext, i: int) -> list[Op]:
     return [mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"),
             *(moe_backward(ctx) if moe else _dense_mlp_bwd(ctx)),
             mem(ctx, "norm", norm_bwd, "post_attn_norm_bwd"),
-            mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *_exit_tp_bwd(ctx, "tp_attn_out_bwd"),
-            *attn_backward(ctx, window), *_enter_tp_bwd(ctx, "tp_attn_in_bwd"),
+            mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"), *exit_tp_bwd(ctx, "tp_attn_out_bwd"),
+            *attn_backward(ctx, window), *enter_tp_bwd(ctx, "tp_attn_in_bwd"),
             mem(ctx, "norm", norm_bwd, "input_norm_bwd")]
 
 
@@ -421,13 +406,13 @@ def mtp_forward(ctx: LayerContext, last: int) -> list[Op]:
     """One MTP module before the shared head: two norms, the (2h -> h) projection over
     TP, one layer like the model's last (DeepSeek-V3 section 2.2)."""
     e, Tn, T, h = ctx.act_bytes, ctx.norm_tokens, ctx.tokens, ctx.model.hidden
-    return [mem(ctx, "norm", 4 * e * Tn * h, "mtp_norms"), *_enter_tp(ctx, "tp_ag_mtp"),
-            gemm(ctx, T, h // ctx.tp, 2 * h, "mtp_eh_proj"), *_exit_tp(ctx, "tp_mtp_out"),
+    return [mem(ctx, "norm", 4 * e * Tn * h, "mtp_norms"), *enter_tp(ctx, "tp_ag_mtp"),
+            gemm(ctx, T, h // ctx.tp, 2 * h, "mtp_eh_proj"), *exit_tp(ctx, "tp_mtp_out"),
             *layer_forward_at(ctx, last)]
 
 
 def mtp_backward(ctx: LayerContext, last: int) -> list[Op]:
     e, Tn, T, h = ctx.act_bytes, ctx.norm_tokens, ctx.tokens, ctx.model.hidden
-    return [*layer_backward_at(ctx, last), *_exit_tp_bwd(ctx, "tp_mtp_out_bwd"),
-            *gemm_bwd(ctx, T, h // ctx.tp, 2 * h, "mtp_eh_proj"), *_enter_tp_bwd(ctx, "tp_mtp_in_bwd"),
+    return [*layer_backward_at(ctx, last), *exit_tp_bwd(ctx, "tp_mtp_out_bwd"),
+            *gemm_bwd(ctx, T, h // ctx.tp, 2 * h, "mtp_eh_proj"), *enter_tp_bwd(ctx, "tp_mtp_in_bwd"),
             mem(ctx, "norm", 6 * e * Tn * h, "mtp_norms_bwd")]
