@@ -141,11 +141,10 @@ def ring_correction_bytes(ctx, r: int, backward: bool) -> float:
     the last rank corrects the whole output at every step. Backward: the first step's dQ
     and dK,dV copied; at each later step a rank adds into half of one and all of the
     other (rank 0: the second half of dQ, all of dK,dV; the last rank the reverse)."""
-    e, m = ctx.act_bytes, ctx.model
-    q = ctx.tokens * ctx.local_heads * m.head_dim
+    e = ctx.act_bytes
+    q, kv = _elements(ctx)
     if not backward:
         return e * (2 + 3 * (r - 1)) * q
-    kv = 2.0 * ctx.tokens * ctx.attn_kv_heads * m.head_dim
     return e * (2 * (q + kv) + 3 * (r - 1) * max(q / 2 + kv, q + kv / 2))
 
 

@@ -135,9 +135,8 @@ def nvfp4_bytes(elements: float, fused_rht_cast: bool = True) -> float:
     ``NVFP4Quantizer::quantize_impl``, TE 2.12-2.16): the post-transform amax pass reads
     it (2 bytes); the quantize reads it once (``fused_rht_cast``, TE 2.14+) or twice
     (TE 2.12-2.13) and writes two 4-bit copies with their scales."""
-    copy = ELEMENT_BYTES["nvfp4"] + NVFP4_SCALE_BYTES
     reads = 2 if fused_rht_cast else 3
-    return elements * (2 * reads + 2 * copy)
+    return elements * (2 * reads + 2 * QUANTIZED_COPY_BYTES["nvfp4"])
 
 
 def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = False,

@@ -237,7 +237,7 @@ def sp_backward_gathers(ctx: LayerContext, ops: list, recipe: str | None = None,
     column-wise copy and its scales; fp8.te_gather_bytes). DTensor's TP (TorchTitan, and
     PyTorch's async TP, ``async``, which only DTensor runs) saves the gathered input:
     nothing to add."""
-    if not (ctx.sp and ctx.tp > 1 and ctx.megatron_linears) or mode == "async":
+    if not _megatron_sp(ctx) or mode == "async":
         return ops
     per_elem = fp8_mod.te_gather_bytes(recipe, 1) if recipe else ctx.act_bytes
     out: list = []
@@ -250,6 +250,12 @@ def sp_backward_gathers(ctx: LayerContext, ops: list, recipe: str | None = None,
             op = Overlap((op,), (ag,), 1, f"{op.name}_sp_regather", sms, False, concurrent=True)
         out.append(op)
     return out
+
+
+def _megatron_sp(ctx: LayerContext) -> bool:
+    """Megatron's / Transformer Engine's TP linears under sequence parallelism (not
+    DTensor's): they gather their input's sequence shards over the TP group."""
+    return ctx.sp and ctx.tp > 1 and ctx.megatron_linears
 
 
 ASYNC_REDUCE = "_async_grad_reduce"
@@ -304,7 +310,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
     output head (forward, backward) builders where it differs (MoE models' MTP)."""
     head_f, head_b = heads or (head_forward, head_backward)
     cp = ContextParallel(plan, cp_group) if plan.cp > 1 else None
-    amax_group = ctx.tp_group if ctx.sp and ctx.tp > 1 and ctx.megatron_linears else None
+    amax_group = ctx.tp_group if _megatron_sp(ctx) else None
 
     def tx(ops: list, backward: bool = False) -> tuple:
         if cp is not None:
