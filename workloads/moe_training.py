@@ -156,7 +156,7 @@ def unit_split(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> 
         out[0] = (out[0][0] + embed / plan.tp, out[0][1])
     if last:
         mtp_experts = model.mtp_layers * moe_spec.expert_params(model, model.layers - 1)
-        own = not plan.ends_share_rank   # the tied table's copy
+        own = plan.owns_head_table(tied=True)   # the tied table's copy
         head = (untied or (model.vocab * model.hidden if own else 0)) / plan.tp
         mtp = (moe_spec.mtp_params(model) - mtp_experts) / plan.tp
         out[-1] = (out[-1][0] + head + mtp, out[-1][1] + mtp_experts / (plan.ep * plan.etp))

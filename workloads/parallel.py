@@ -112,6 +112,11 @@ class ParallelPlan:
         table, no tied-embedding gradient sync."""
         return self.pp == 1 or self.schedule in ("zb-v", "dualpipev")
 
+    def owns_head_table(self, tied: bool) -> bool:
+        """Whether the last stage's output layer holds a table of its own: untied, or tied
+        on a pipeline whose ends are on different ranks (``ends_share_rank``)."""
+        return not tied or not self.ends_share_rank
+
     def tied_pair(self, tied: bool) -> tuple[int, int] | None:
         """Pipeline stages whose copies of a tied word-embedding table all-reduce their
         gradients each step (Megatron-LM's embedding group: the first and the last

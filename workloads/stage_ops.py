@@ -344,7 +344,7 @@ def build_stage_ops(ctx: LayerContext, plan, recompute: str, fp8_recipe: str | N
                                  + grad_accumulation(ctx, ctx.model.params_per_layer / plan.tp))
     bwd_input, bwd_weight = (list(p) for p in split_wgrad(bwd))
     table = ctx.model.vocab * ctx.model.hidden / plan.tp     # the TP rank's embedding rows
-    own_head = not plan.ends_share_rank or not ctx.model.tied_embeddings   # own copy of the table
+    own_head = plan.owns_head_table(ctx.model.tied_embeddings)
     return StageOps(tp(fwd), tp(bwd), tp(bwd_input), tuple(separate_projections(ctx, bwd_weight)),
                     both(embedding_forward(ctx)),
                     both(embedding_backward(ctx) + grad_accumulation(ctx, table), True),
