@@ -31,7 +31,7 @@ def test_cutlass_baseline_is_time_times_speedup():
 
 
 def test_small_m_curve_is_not_faster_than_deepgemm(table):
-    """At M = 64 and 128 the curve is slower than DeepGEMM on every dense shape (+19..+91%):
+    """At M = 64 and 128 the curve is slower than DeepGEMM on every dense shape (+19..+90%):
     the extrapolated small-M end is not optimistic against the published kernels."""
     small = table[(table.layout == "dense") & (table.m <= 128)]
     assert len(small) == 12
