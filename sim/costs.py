@@ -56,6 +56,12 @@ class HostLaunch:
     per_op_s: float
     scopes: frozenset[str] = frozenset()
 
+    @property
+    def idle(self) -> bool:
+        """The host issues no op at a cost: ``per_op_s`` is not positive, or one CUDA graph
+        replays the whole iteration."""
+        return self.per_op_s <= 0 or "full_iteration" in self.scopes
+
     def exposed(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> float:
         """Seconds the GPU waits for the host in ``ops`` run back to back (``times``: each
         op's GPU seconds, in order): host-device syncs split them into segments; in each
@@ -67,7 +73,7 @@ class HostLaunch:
 
     def segments(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> HostSegments:
         """``ops`` cut at their syncs (``exposed``), to be joined with the ops around them."""
-        if self.per_op_s <= 0 or "full_iteration" in self.scopes:
+        if self.idle:
             return HostSegments()
         segs, g, h = [], 0.0, 0.0
         for op, t in zip(ops, times, strict=True):
@@ -83,8 +89,8 @@ class HostLaunch:
         return HostSegments(segs[0], sum(map(_excess, segs[1:])), (g, h))
 
     def issue_s(self, ops) -> float:
-        """Host seconds to issue ``ops`` one by one (0 when ``segments`` counts none)."""
-        if self.per_op_s <= 0 or "full_iteration" in self.scopes:
+        """Host seconds to issue ``ops`` one by one (0 when the host issues none)."""
+        if self.idle:
             return 0.0
         return sum(launches(op, self.scopes) for op in ops) * self.per_op_s
 
