@@ -209,7 +209,7 @@ class OpCosts:
         got, held = dict(tally.parts), tally.held
         if tally.slow:
             w = sum(tally.slow.values())
-            extra, extra_held = contention_of(w, tally.slow_held, got.get("compute", 0.0))
+            extra, extra_held = contention(w, tally.slow_held, got.get("compute", 0.0))
             for cat, t in tally.slow.items():
                 got[cat] += extra * t / w
             held += extra_held
@@ -281,16 +281,11 @@ def overlapped_transfer(w: float, beside: float, frac: float) -> float:
     return w / frac if w <= frac * beside else beside + w - frac * beside
 
 
-def contention(slow: list, beside: float) -> tuple[float, float]:
-    """(seconds, seconds x SMs) that overlapped DeepEP normal internode kernels ``slow``
-    ((op, standalone seconds) pairs, run one after the other beside ``beside`` seconds of
-    compute) add by running at ``overlap_rate_frac`` while the compute runs; their kernels
-    hold their SMs that much longer."""
-    return contention_of(sum(t for _, t in slow), sum(t * op.sms for op, t in slow), beside)
-
-
-def contention_of(w: float, held: float, beside: float) -> tuple[float, float]:
-    """``contention`` of kernels of ``w`` standalone seconds holding ``held`` SM seconds."""
+def contention(w: float, held: float, beside: float) -> tuple[float, float]:
+    """(seconds, seconds x SMs) that overlapped DeepEP normal internode kernels of ``w``
+    standalone seconds in all (run one after the other beside ``beside`` seconds of
+    compute) holding ``held`` SM seconds add by running at ``overlap_rate_frac`` while the
+    compute runs; their kernels hold their SMs that much longer."""
     if w <= 0:
         return 0.0, 0.0
     extra = overlapped_transfer(w, beside, overlap_rate_frac()) - w
