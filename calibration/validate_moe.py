@@ -28,10 +28,8 @@ How each row is run (the same for every row; nothing is fitted to a row):
 Skipped rows say why: GPUs with no system in the catalog, rows the csv notes flag as
 self-inconsistent or as a known software regression (a page footnote, or the maintainers'
 regression issue: Qwen3-30B-A3B dropless on H100 / B200 in 25.11 and 26.02, Megatron-Bridge
-#1998; Qwen3-235B-A22B MXFP8 on B200 in 25.11, #1705; Qwen3-235B-A22B on B300 in 26.02 and
-26.02.01 with VP and the all-to-all overlap, which the maintainers turned off for degrading B300,
-#3399 and PR #2669), token-dropping rows whose capacity factor is not published, an example log
-line whose configuration is inferred.
+#1998; Qwen3-235B-A22B MXFP8 on B200 in 25.11, #1705), token-dropping rows whose capacity factor is not published,
+an example log line whose configuration is inferred.
 """
 
 from __future__ import annotations
@@ -142,9 +140,6 @@ def skip_reason(row) -> str | None:
          "a known dropless-MoE regression in this release (Megatron-Bridge issue #1998)"),
         ("Qwen3-235B-A22B B200 MXFP8 regression" in notes,
          "a known Qwen3-235B B200 MXFP8 regression in this release (Megatron-Bridge issue #1705)"),
-        ("Qwen3-235B-A22B B300 VP+overlap slowdown" in notes,
-         "a known Qwen3-235B B300 slowdown from VP with the all-to-all overlap in this release "
-         "(Megatron-Bridge issue #3399, PR #2669)"),
         ("token-DROP" in notes, "token-dropping run: capacity factor not published, precision unlabeled"),
         (str(row.precision).upper() not in PRECISION, f"precision {row.precision} not mapped"),
         (published(row) is None, "no throughput or step time published"),

@@ -144,23 +144,3 @@ def test_qwen3_235b_b200_mxfp8_regression_row_is_skipped_with_the_issue():
     step = int(r.global_batch_seqs) * int(r.seq_len) / int(r.num_gpus) / float(r.throughput_tokens_per_s_per_gpu)
     assert step == pytest.approx(20.1, abs=0.1)
     assert "#1705" in skip_reason(r)
-
-
-def test_qwen3_235b_b300_vp_overlap_rows_are_skipped_with_the_issue():
-    """The two Qwen3-235B B300 rows run with VP 4 and the all-to-all overlap (26.02, 26.02.01;
-    v0.3.0 QWEN3_235B_A22B_PRETRAIN_CONFIG_B300_FP8_MX_V2), the setting Megatron-Bridge PR
-    #2669 turned off and issue #3399 reports degrading B300: their published step is 8192 x
-    4096 tokens over 256 GPUs at 2,691 / 2,644 tokens/s per GPU = 48.7 / 49.6 s. The 26.04
-    B300 rows (VP 1, no overlap) stay predicted."""
-    df = rows()
-    flagged = df[df.notes.str.contains("#3399")]
-    assert sorted(zip(flagged.source_id, flagged.arch_id, flagged.gpu_type, flagged.vpp,
-                      strict=True)) == [("MB-PERF-26.02", "qwen3-235b-a22b", "B300", "4"),
-                                        ("MB-PERF-26.02.01", "qwen3-235b-a22b", "B300", "4")]
-    steps = sorted(int(r.global_batch_seqs) * int(r.seq_len) / int(r.num_gpus)
-                   / float(r.throughput_tokens_per_s_per_gpu) for r in flagged.itertuples())
-    assert steps == pytest.approx([48.7, 49.6], abs=0.05)
-    assert all("#3399" in skip_reason(r) for r in flagged.itertuples())
-    later = df[(df.arch_id == "qwen3-235b-a22b") & (df.gpu_type == "B300")
-               & df.source_id.isin(["MB-PERF-26.04", "MB-PERF-26.04.01"])]
-    assert len(later) == 2 and all(skip_reason(r) is None for r in later.itertuples())
