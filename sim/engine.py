@@ -135,14 +135,7 @@ class Engine:
             op = node.op
             parts = None
             if isinstance(op, Collective):
-                k = (self._comm_sms(op) if self._comm_sms is not None
-                     and node.stream != "compute" else 0)
-                if k:
-                    self._hold(node.rank, k)
-                start = yield from self._meet(self._collective_key(node), self._n_members(op),
-                                              node)
-                if k:
-                    self._hold(node.rank, -k)
+                start = yield from self._collective(node)
             elif isinstance(op, SendRecv):
                 start = yield from self._meet(self._p2p_key(node), self._p2p_members(node), node)
             else:
@@ -167,6 +160,20 @@ class Engine:
             self._events += 1
             if not len(rows) & PROGRESS_EVERY:
                 self._bar.update(PROGRESS_EVERY + 1)
+
+    def _collective(self, node: Node) -> Generator:
+        """Meet the collective's other members and run it; on a side stream its kernel
+        holds its CTAs' SMs of the rank from its launch (waiting for the others
+        included) to its end. Returns the start of the transfer."""
+        op = node.op
+        k = (self._comm_sms(op) if self._comm_sms is not None and node.stream != "compute"
+             else 0)
+        if k:
+            self._hold(node.rank, k)
+        start = yield from self._meet(self._collective_key(node), self._n_members(op), node)
+        if k:
+            self._hold(node.rank, -k)
+        return start
 
     def _hold(self, rank: int, k: int) -> None:
         """A side-stream kernel takes (k > 0) or frees (k < 0) k SMs of ``rank``; the

@@ -187,10 +187,11 @@ def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = Non
     costs = OpCosts(paced_compute(setup.gpu, prof, setup.scenario.sim.speed_scale,
                                      setup.layout.world_size), network, host_bw(setup.system),
                     host_launch(setup.scenario, setup.system))
+    costs.comm_sms = comm_sms(setup)
     # sim.ep_flows: MoE all-to-alls inside blocks played as flows (sim/block_flows.py)
     ep_flows = setup.scenario.sim.ep_flows and network.fidelity == "flow"
     return Engine(graph, costs, network, ("ep",) if ep_flows else (),
-                  comm_sms=comm_sms(setup), gpu_sms=setup.gpu.sms or 0)
+                  comm_sms=costs.comm_sms, gpu_sms=setup.gpu.sms or 0)
 
 
 def comm_sms(setup: Setup):

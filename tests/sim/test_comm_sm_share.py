@@ -77,3 +77,15 @@ def test_delay_and_unset_sms_are_not_slowed():
 ])
 def test_ring_ctas_follow_nccl_search_and_doublings(args, ctas):
     assert ring_ctas(*args) == ctas
+
+
+def test_nccl_overlap_in_a_block_loses_the_ctas_sms_while_the_collective_runs():
+    """Megatron's async TP gradient reduce-scatter (24 CTAs) beside a 1 ms wgrad GEMM on
+    132 SMs: the GEMM runs 0.4 ms at 108/132 speed, max(0.4, 1 + 0.4 x 24/132) ms; a
+    userbuffers overlap keeps its own count; without the NCCL count nothing changes."""
+    from workloads.graph import Overlap
+    o = Overlap((), (), 1, concurrent=True, nccl=True)
+    assert o.time(1e-3, 0.4e-3, 132, 24) == pytest.approx(1e-3 + 0.4e-3 * 24 / 132)
+    assert o.time(1e-3, 0.4e-3, 132) == pytest.approx(1e-3)
+    ub = Overlap((), (), 1, comm_sms=4, concurrent=True)
+    assert ub.time(1e-3, 0.4e-3, 132, 24) == pytest.approx(1e-3 + 0.4e-3 * 4 / 132)
