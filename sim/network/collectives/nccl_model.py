@@ -193,8 +193,8 @@ def ring_ctas(arch: str | None, nvlink_gb_s: float, local: int, nodes: int,
     (nccl_tuning.yaml ``ring_ctas``). One NVLink domain (``nodes`` 1): the search over
     the GPU's NVLink bandwidth as NCCL rates it (``nvlink_gb_s`` marketed per GPU, times
     ``nvlink_rating``); across nodes one search channel per rail of the ``local`` ranks
-    per node, each at the inter-node speed that the NIC (``nic_gb_s``) and the GPU's share
-    of NVLink allow. Then ncclTopoDupChannels and connect.cc's doublings. 0 for parts
+    per node (at most 32), each at the fastest inter-node speed its NIC (``nic_gb_s``)
+    carries and the GPU's NVLink carries for all of them. Then ncclTopoDupChannels and connect.cc's doublings. 0 for parts
     with no sm number (RCCL keeps its own channel logic)."""
     m = re.fullmatch(r"sm(\d+)", arch or "")
     if not m:
@@ -205,10 +205,10 @@ def ring_ctas(arch: str | None, nvlink_gb_s: float, local: int, nodes: int,
     total = nvlink_gb_s * nvlink_rating(arch)
     if nodes <= 1:
         n, s = _search_speed(c["speed_intra"][key], total, total, c["max_search_channels"])
-    else:
-        s = next((v for v in c["speed_inter"][key]
-                  if v <= min(nic_gb_s, total / max(1, local))), c["speed_inter"][key][-1])
-        n = max(1, local)
+    else:       # one ring per rail; every ring crosses each GPU's NVLink once
+        n = min(max(1, local), c["max_search_channels"])
+        s = next((v for v in c["speed_inter"][key] if v <= min(nic_gb_s, total / n)),
+                 c["speed_inter"][key][-1])
     if s >= 25.0 and not (cc > 80 and s < 50.0 and n > 4):     # ncclTopoDupChannels
         n, s = min(2 * n, c["max_search_channels"]), s / 2
     n = min(c["max_channels"], 2 * n)                            # connect.cc: x2
