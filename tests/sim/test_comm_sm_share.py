@@ -73,6 +73,8 @@ def test_delay_and_unset_sms_are_not_slowed():
     (("sm90", 450, 8, 2, 50.0), 16),
     # one GPU per node: 1 channel at 48 GB/s, dup to 2 at 24, x2
     (("sm90", 450, 1, 4, 50.0), 4),
+    # 36 GPUs of each of two NVL72 domains: 16 x 45.1 GB/s of 18 x 40.1 beats 32 x 22
+    (("sm100", 900, 36, 2, 50.0), 32),
     (("mi300x", 896, 8, 1), 0),
 ])
 def test_ring_ctas_follow_nccl_search_and_doublings(args, ctas):

@@ -169,9 +169,10 @@ def _search_speed(speeds: list[float], path_bw: float, total_bw: float,
                   max_channels: int) -> tuple[int, float]:
     """(search channels, per-channel GB/s) of NCCL's ring search (src/graph/search.cc
     ncclTopoCompute, pass 1) for a GPU whose path carries ``path_bw`` and whose links
-    ``total_bw`` GB/s: from the first speed no faster than the path, the solution of most
-    channels x speed (ties: the first found), stepping down while the next speed is above
-    0.49 of the best's; stops at a solution using all ``total_bw``."""
+    ``total_bw`` GB/s, up to ``max_channels``: from the first speed no faster than the
+    path, the solution of most channels x speed (ties: the first found), stepping down
+    while the next speed is above 0.49 of the best's; stops at a solution using all
+    ``total_bw``."""
     i = next((k for k, s in enumerate(speeds) if s <= path_bw), len(speeds) - 1)
     best_n, best_s = 0, 0.0
     while True:
@@ -192,9 +193,9 @@ def ring_ctas(arch: str | None, nvlink_gb_s: float, local: int, nodes: int,
     """CTAs (SMs) a ring/tree collective kernel holds: NCCL's execution channels
     (nccl_tuning.yaml ``ring_ctas``). One NVLink domain (``nodes`` 1): the search over
     the GPU's NVLink bandwidth as NCCL rates it (``nvlink_gb_s`` marketed per GPU, times
-    ``nvlink_rating``); across nodes one search channel per rail of the ``local`` ranks
-    per node (at most 32), each at the fastest inter-node speed its NIC (``nic_gb_s``)
-    carries and the GPU's NVLink carries for all of them. Then ncclTopoDupChannels and connect.cc's doublings. 0 for parts
+    ``nvlink_rating``); across nodes the same search over the inter-node speeds, from the
+    first one a NIC (``nic_gb_s``) carries, with at most one channel per rail of the
+    ``local`` ranks per node. Then ncclTopoDupChannels and connect.cc's doublings. 0 for parts
     with no sm number (RCCL keeps its own channel logic)."""
     m = re.fullmatch(r"sm(\d+)", arch or "")
     if not m:
@@ -205,10 +206,9 @@ def ring_ctas(arch: str | None, nvlink_gb_s: float, local: int, nodes: int,
     total = nvlink_gb_s * nvlink_rating(arch)
     if nodes <= 1:
         n, s = _search_speed(c["speed_intra"][key], total, total, c["max_search_channels"])
-    else:       # one ring per rail; every ring crosses each GPU's NVLink once
-        n = min(max(1, local), c["max_search_channels"])
-        s = next((v for v in c["speed_inter"][key] if v <= min(nic_gb_s, total / n)),
-                 c["speed_inter"][key][-1])
+    else:       # at most one ring per rail, each crossing every GPU's NVLink once
+        n, s = _search_speed(c["speed_inter"][key], nic_gb_s, total,
+                             min(max(1, local), c["max_search_channels"]))
     if s >= 25.0 and not (cc > 80 and s < 50.0 and n > 4):     # ncclTopoDupChannels
         n, s = min(2 * n, c["max_search_channels"]), s / 2
     n = min(c["max_channels"], 2 * n)                            # connect.cc: x2
