@@ -196,7 +196,10 @@ def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = Non
 
 def comm_sms(setup: Setup):
     """SMs an NCCL collective's kernel holds on a GPU of ``setup`` while it runs beside the
-    compute (sim.network.analytical.collective_ctas), memoised per group."""
+    compute (sim.network.analytical.collective_ctas), memoised per group; None with
+    ``sim.nccl_sms`` off."""
+    if not setup.scenario.sim.nccl_sms:
+        return None
     memo: dict[tuple[int, ...], int] = {}
     layout, arch = setup.layout, setup.gpu.arch
 
