@@ -158,16 +158,17 @@ def fit_attention(seq, eff, n_boot: int = 200, fall: bool = False) -> Fit:
     efficiency peaks inside the measured range; the longest measured length is recorded
     as ``seq_max``, beyond which the priced efficiency is held."""
     seq, eff = np.asarray(seq, float), np.asarray(eff, float)
-    if not fall:
-        def model(th, s):
-            return th[0] * s / (s + th[1])
 
+    def model(th, s):
+        return th[0] * s / (s + th[1])
+
+    if not fall:
         return fit_curve(model, seq, eff, [0.6, 300.0], ([0.01, 0.0], [1.0, 1e5]),
                          ["eff_max", "seq_half"], lambda th: {"eff_max": th[0], "seq_half": th[1]},
                          n_boot=n_boot)
 
-    def model_fall(th, s):
-        return th[0] * s / (s + th[1]) / (1.0 + s / th[2])
+    def model_fall(th, s):                  # the rising curve, declining past s_fall
+        return model(th, s) / (1.0 + s / th[2])
 
     fit = fit_curve(model_fall, seq, eff, [0.6, 1000.0, 1e5], ([0.01, 0.0, 1e3], [1.0, 1e5, 1e8]),
                     ["eff_max", "seq_half", "seq_fall"],

@@ -260,7 +260,8 @@ def summary(df: pd.DataFrame) -> dict:
 
 def attention_kernel_rows() -> pd.DataFrame:
     """The windowed attention of gpt-oss (head dim 64, causal, 128-token window; 1024 on
-    H200) as one kernel, predicted against cuDNN's SDPA training benchmark
+    H200 and in the cuDNN 9.19.1 GB200 / GB300 rows) as one kernel, predicted against cuDNN's
+    SDPA training benchmark
     (kernels/cudnn_sdpa_gpt_oss.csv): the attention model the MoE rows use, checked on its
     own; the fp8 / mxfp8 rows with FP8 attention (its backward over every causal pair)."""
     from hw_models import profile

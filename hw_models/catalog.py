@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hw_models.errors import ClusterSimError, UnknownPresetError
-from hw_models.yamlio import load_packaged
+from hw_models.yamlio import read_packaged
 
 GB = 1e9
 GIB = 2**30
@@ -120,14 +119,9 @@ class SystemSpec(_Spec):
         return self.scale_up.gb_s_per_gpu * GB
 
 
-def _load_yaml(package: str, name: str) -> dict[str, Any]:
-    text = resources.files(package).joinpath("data", name).read_text()
-    return load_packaged(text)
-
-
 @cache
 def gpus() -> dict[str, GPUSpec]:
-    return {k: GPUSpec(**v) for k, v in _load_yaml("hw_models", "gpus.yaml").items()}
+    return {k: GPUSpec(**v) for k, v in read_packaged("hw_models", "data", "gpus.yaml").items()}
 
 
 @cache
@@ -136,13 +130,13 @@ def systems() -> dict[str, SystemSpec]:
     rent = prices()["usd_per_gpu_hour"]
     return {k: SystemSpec(**({"cost_per_gpu_hour_usd": rent[k]["value"]} if k in rent else {})
                           | v)
-            for k, v in _load_yaml("hw_models", "systems.yaml").items()}
+            for k, v in read_packaged("hw_models", "data", "systems.yaml").items()}
 
 
 @cache
 def prices() -> dict[str, Any]:
     """The dated price table (hw_models/data/prices.yaml): GPU-hour rents, power, lifetime."""
-    return _load_yaml("hw_models", "prices.yaml")
+    return read_packaged("hw_models", "data", "prices.yaml")
 
 
 @cache
@@ -150,7 +144,7 @@ def serving_engines() -> dict[str, dict[str, Any]]:
     """Host-side costs of serving engines (hw_models/data/engines.yaml), each with its
     source: ``host_per_seq_us`` per sequence per iteration; ``eager_launch`` the launch
     interval of kernels run without CUDA graphs."""
-    return _load_yaml("hw_models", "engines.yaml")
+    return read_packaged("hw_models", "data", "engines.yaml")
 
 
 def engine_host_per_seq_s(name: str) -> float:
@@ -206,7 +200,7 @@ def eager_launch_s() -> float:
 @cache
 def power_constants() -> dict[str, float]:
     """The power model's constants (hw_models/data/power.yaml), each with its source."""
-    return {k: float(v["value"]) for k, v in _load_yaml("hw_models", "power.yaml").items()}
+    return {k: float(v["value"]) for k, v in read_packaged("hw_models", "data", "power.yaml").items()}
 
 
 def gpu(name: str) -> GPUSpec:

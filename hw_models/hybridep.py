@@ -13,16 +13,15 @@ bandwidths get None (the caller prices DeepEP's kernels instead).
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 
 import numpy as np
-import yaml
+
+from hw_models.yamlio import read_packaged
 
 
 @cache
 def table() -> dict:
-    text = resources.files("hw_models").joinpath("data", "hybridep.yaml").read_text()
-    return yaml.safe_load(text)
+    return read_packaged("hw_models", "data", "hybridep.yaml")
 
 
 def intranode_rate(scale_up_gb_s: float, multi_tray: bool, ranks: int, sms: int,

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hw_models.errors import ClusterSimError, UnknownPresetError
+from hw_models.yamlio import read_packaged
 
 GB = 1e9
 Direction = Literal["read", "write"]
@@ -124,7 +123,7 @@ class HostLink(BaseModel):
 
 @cache
 def _data() -> dict:
-    return yaml.safe_load(resources.files("hw_models").joinpath("data", "storage.yaml").read_text())
+    return read_packaged("hw_models", "data", "storage.yaml")
 
 
 @cache

@@ -18,16 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
-import yaml
 
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
 from hw_models.mesh_rings import MESH_KINDS
 from hw_models.routing import ShortestPaths, batch_routes
+from hw_models.yamlio import read_packaged
 
 GB = 1e9
 US = 1e-6
@@ -36,8 +35,7 @@ US = 1e-6
 @cache
 def fabric_defaults() -> dict[str, float]:
     """Default fabric numbers (hw_models/data/fabric.yaml, each with its source)."""
-    text = resources.files("hw_models").joinpath("data", "fabric.yaml").read_text()
-    return {k: float(v["value"]) for k, v in yaml.safe_load(text).items()}
+    return {k: float(v["value"]) for k, v in read_packaged("hw_models", "data", "fabric.yaml").items()}
 
 
 @dataclass

@@ -6,6 +6,7 @@ one ClusterSimError naming the file and, when YAML knows it, the line.
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,12 @@ def load_packaged(text: str) -> Any:
     """Parse YAML shipped with the package (catalog, profiles, presets): libyaml's C parser
     where PyYAML has it (same result, ~10x faster on the profiles' bootstrap tables)."""
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def read_packaged(package: str, *parts: str) -> Any:
+    """The parsed content (``load_packaged``) of the YAML file at ``parts`` inside
+    ``package`` (e.g. ``read_packaged("hw_models", "data", "gpus.yaml")``)."""
+    return load_packaged(resources.files(package).joinpath(*parts).read_text())
 
 
 def read_yaml(path: str | Path, what: str) -> Any:

@@ -103,7 +103,8 @@ def block_plan(op: Block, costs, dims: tuple[str, ...]) -> tuple:
         if steps is not None:
             steps.append(wait)
     slow = [(s, costs.op_time(s)) for s in played if contends(s)] if steps is None else []
-    slower = contention(slow, static.get("compute", 0.0)) if slow else (0.0, 0.0)
+    slower = contention(sum(t for _, t in slow), sum(t * s.sms for s, t in slow),
+                        static.get("compute", 0.0))
     return played, static, busy, steps, tuple(order), slower
 
 

@@ -56,6 +56,12 @@ class HostLaunch:
     per_op_s: float
     scopes: frozenset[str] = frozenset()
 
+    @property
+    def idle(self) -> bool:
+        """The host issues no op at a cost: ``per_op_s`` is not positive, or one CUDA graph
+        replays the whole iteration."""
+        return self.per_op_s <= 0 or "full_iteration" in self.scopes
+
     def exposed(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> float:
         """Seconds the GPU waits for the host in ``ops`` run back to back (``times``: each
         op's GPU seconds, in order): host-device syncs split them into segments; in each
@@ -67,7 +73,7 @@ class HostLaunch:
 
     def segments(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> HostSegments:
         """``ops`` cut at their syncs (``exposed``), to be joined with the ops around them."""
-        if self.per_op_s <= 0 or "full_iteration" in self.scopes:
+        if self.idle:
             return HostSegments()
         segs, g, h = [], 0.0, 0.0
         for op, t in zip(ops, times, strict=True):
@@ -83,8 +89,8 @@ class HostLaunch:
         return HostSegments(segs[0], sum(map(_excess, segs[1:])), (g, h))
 
     def issue_s(self, ops) -> float:
-        """Host seconds to issue ``ops`` one by one (0 when ``segments`` counts none)."""
-        if self.per_op_s <= 0 or "full_iteration" in self.scopes:
+        """Host seconds to issue ``ops`` one by one (0 when the host issues none)."""
+        if self.idle:
             return 0.0
         return sum(launches(op, self.scopes) for op in ops) * self.per_op_s
 
@@ -205,7 +211,7 @@ class OpCosts:
         got, held = dict(tally.parts), tally.held
         if tally.slow:
             w = sum(tally.slow.values())
-            extra, extra_held = contention_of(w, tally.slow_held, got.get("compute", 0.0))
+            extra, extra_held = contention(w, tally.slow_held, got.get("compute", 0.0))
             for cat, t in tally.slow.items():
                 got[cat] += extra * t / w
             held += extra_held
@@ -279,16 +285,11 @@ def overlapped_transfer(w: float, beside: float, frac: float) -> float:
     return w / frac if w <= frac * beside else beside + w - frac * beside
 
 
-def contention(slow: list, beside: float) -> tuple[float, float]:
-    """(seconds, seconds x SMs) that overlapped DeepEP normal internode kernels ``slow``
-    ((op, standalone seconds) pairs, run one after the other beside ``beside`` seconds of
-    compute) add by running at ``overlap_rate_frac`` while the compute runs; their kernels
-    hold their SMs that much longer."""
-    return contention_of(sum(t for _, t in slow), sum(t * op.sms for op, t in slow), beside)
-
-
-def contention_of(w: float, held: float, beside: float) -> tuple[float, float]:
-    """``contention`` of kernels of ``w`` standalone seconds holding ``held`` SM seconds."""
+def contention(w: float, held: float, beside: float) -> tuple[float, float]:
+    """(seconds, seconds x SMs) that overlapped DeepEP normal internode kernels of ``w``
+    standalone seconds in all (run one after the other beside ``beside`` seconds of
+    compute) holding ``held`` SM seconds add by running at ``overlap_rate_frac`` while the
+    compute runs; their kernels hold their SMs that much longer."""
     if w <= 0:
         return 0.0, 0.0
     extra = overlapped_transfer(w, beside, overlap_rate_frac()) - w

@@ -139,6 +139,15 @@ def nvfp4_bytes(elements: float, fused_rht_cast: bool = True) -> float:
     return elements * (2 * reads + 2 * QUANTIZED_COPY_BYTES["nvfp4"])
 
 
+def _amax_pass_bytes(recipe: str, elements: float, fused: bool, fused_amax: bool) -> float:
+    """Current scaling's amax pass over the 16-bit tensor before its cast (read 2 bytes an
+    element); none where the producer computes the amax (``fused_amax`` on a fused input)
+    and for the other recipes, whose scales need no pass of their own."""
+    if recipe == "tensorwise" and not (fused and fused_amax):
+        return elements * 2
+    return 0.0
+
+
 def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = False,
           fused_amax: bool = False, fused_rht_cast: bool = True) -> Compute:
     q = ELEMENT_BYTES[GEMM_DTYPE[recipe]]
@@ -149,8 +158,7 @@ def _cast(op: Compute, recipe: str, elements: float, tag: str, fused: bool = Fal
         nbytes = elements * q                     # the producer writes FP8; the second copy
     else:
         nbytes = elements * (2 + 2 * q)           # read 16-bit, write cast + transposed copy
-    if recipe == "tensorwise" and not (fused and fused_amax):
-        nbytes += elements * 2                    # amax pass before the cast
+    nbytes += _amax_pass_bytes(recipe, elements, fused, fused_amax)
     return Compute("elementwise", 0.0, nbytes, "bf16", name=f"{op.name}_{recipe}_cast_{tag}")
 
 
@@ -172,8 +180,7 @@ def _shard_cast(op: Compute, recipe: str, elements: float, tp: int, tag: str,
     q = ELEMENT_BYTES[GEMM_DTYPE[recipe]]
     shard = elements / tp
     nbytes = 0.0 if fused and recipe != "tensorwise" else shard * (2 + q)  # row-wise cast
-    if recipe == "tensorwise" and not (fused and fused_amax):
-        nbytes += shard * 2                       # amax pass before the cast
+    nbytes += _amax_pass_bytes(recipe, shard, fused, fused_amax)
     nbytes += elements * 2 * q                    # transpose of the gathered row-wise copy
     return Compute("elementwise", 0.0, nbytes, "bf16", name=f"{op.name}_{recipe}_cast_{tag}")
 

@@ -51,7 +51,9 @@ def fused_attention(ctx: LayerContext, window: bool, d_qk: int, d_v: int, bwd: b
     does not skip the key blocks outside a sliding window: it computes every causal pair
     (cuDNN's SDPA training benchmark, kernels/cudnn_sdpa_gpt_oss.csv: the FP8 / MXFP8
     backward with a 128-token window grows as s^2 and takes the full causal kernel's time,
-    -18..+9% for MXFP8 at 2k-32k tokens on GB200 / GB300; the forward keeps the window)."""
+    -18..+9% for MXFP8 at 2k-32k tokens on GB200 / GB300; the forward keeps the window).
+    The 16-bit kernels skip the key tiles outside the window (cuDNN 9.19.1 and 9.22: time
+    linear in s at a fixed window), so only the window's pairs are priced."""
     bh, s, e = ctx.micro_batch * ctx.local_heads, ctx.model.seq_len, ctx.act_bytes
     pairs, kv = _pairs(ctx, window and not (bwd and ctx.fp8_attention))
     flops = 2.0 * bh * pairs * (d_qk + d_v) * (2.5 if bwd else 1.0)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hw_models.errors import ClusterSimError, UnknownPresetError
-from hw_models.yamlio import load_packaged
+from hw_models.yamlio import read_packaged
 from workloads import moe as _moe
 from workloads.moe import AttentionSpec, MoESpec, SlidingWindow
 
@@ -155,8 +154,7 @@ def model_flops(m: ModelSpec, tokens: float) -> float:
 
 @cache
 def presets() -> dict[str, ModelSpec]:
-    text = resources.files("workloads").joinpath("data", "models.yaml").read_text()
-    return {k: ModelSpec(**v) for k, v in load_packaged(text).items()}
+    return {k: ModelSpec(**v) for k, v in read_packaged("workloads", "data", "models.yaml").items()}
 
 
 def resolve(ref: str | dict[str, Any] | ModelSpec) -> ModelSpec:

@@ -204,13 +204,21 @@ def expert_grads(model: ModelSpec, plan: ParallelPlan, stage: int) -> list[tuple
             for c in reversed(range(plan.chunks))]
 
 
+def optimizer_shard(plan: ParallelPlan, dense: float, experts: float) -> float:
+    """Parameters a rank's optimizer steps on, of its ``dense`` (replicated over dp) and
+    routed-``experts`` ones (over expert-DP): all of them under ZeRO 0, each part's shard
+    of its group under ZeRO-1."""
+    edp = moe_parallel.edp(plan)
+    return dense / (plan.dp if plan.zero >= 1 else 1) + experts / (edp if plan.zero >= 1 else 1)
+
+
 def optimizer_and_gather(model: ModelSpec, plan: ParallelPlan, stage: int, opts,
                          adam_bytes: float) -> tuple[Compute, Collective | None]:
     """Adam over the rank's shard (replicated part / dp, experts / edp under ZeRO-1) and
     the experts' parameter all-gather over edp after it."""
     dense, experts = stage_split(model, plan, stage)
     size = moe_parallel.edp(plan)
-    shard = dense / (plan.dp if plan.zero >= 1 else 1) + experts / (size if plan.zero >= 1 else 1)
+    shard = optimizer_shard(plan, dense, experts)
     opt = Compute("optimizer", 0.0, shard * adam_bytes, "fp32", name="adam")
     gather = None
     if plan.zero == 1 and size > 1 and experts > 0:

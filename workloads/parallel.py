@@ -90,6 +90,12 @@ class ParallelPlan:
         """DP ranks a ZeRO shard spans (HSDP: zero_shard_group, else all of dp)."""
         return self.zero_shard_group or self.grad_dp
 
+    def optimizer_shard(self, params: float) -> float:
+        """The part of a rank's ``params`` (replicated over the gradient-reduction group) its
+        optimizer steps on: all of them under ZeRO 0, 1 / ``shard_group`` of them under
+        ZeRO-1 and above."""
+        return params / (self.shard_group if self.zero >= 1 else 1)
+
     def rank(self, tp: int, dp: int, pp: int, cp: int = 0) -> int:
         return ((pp * self.dp + dp) * self.cp + cp) * self.tp + tp
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from workloads import moe_parallel, moe_training
+from workloads import moe_training
 from workloads.fsdp import hsdp_replica_all_reduce
 from workloads.graph import Collective, CommGroup, Compute
 from workloads.model import ModelSpec
@@ -108,7 +108,7 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
                         name="embedding_grad_sync")
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
     expert_gather = None
-    shard = params / (plan.shard_group if plan.zero >= 1 else 1)
+    shard = plan.optimizer_shard(params)
     if not model.uniform:
         syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, bucket)
     syncs += add_copy_grad_sync(g, model, plan, opts, st, syncs)
@@ -154,11 +154,8 @@ def copy_grad_params(model: ModelSpec, plan: ParallelPlan, stage: int) -> float:
     on after the data-parallel reduction (all of them under ZeRO 0, its shard under
     ZeRO-1: replicated part over dp, routed experts over expert-DP)."""
     if model.uniform:
-        return stage_params(model, plan, stage) / (plan.shard_group if plan.zero >= 1 else 1)
-    dense, experts = moe_training.stage_split(model, plan, stage)
-    edp = moe_parallel.edp(plan)
-    return (dense / (plan.dp if plan.zero >= 1 else 1)
-            + experts / (edp if plan.zero >= 1 else 1))
+        return plan.optimizer_shard(stage_params(model, plan, stage))
+    return moe_training.optimizer_shard(plan, *moe_training.stage_split(model, plan, stage))
 
 
 def add_copy_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage, syncs) -> list[int]:

@@ -4,7 +4,7 @@ sim/serving/iteration.py does for dense models."""
 
 from __future__ import annotations
 
-from sim.costs import contention_of, exposed_comm
+from sim.costs import contention, exposed_comm
 from sim.serving.iteration import IterationModel
 from workloads.graph import Block
 from workloads.inference.moe_ops import MoEIterationOps, split
@@ -49,7 +49,7 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
             slow_held += n * tally.slow_held
         total += self._part(("ends", T, s.logits), lambda: [self.embed_op(T), *self.head_ops(s)])
         if self.overlap and self.pp == 1:     # EP comm under the iteration's compute
-            extra, extra_held = contention_of(slow, slow_held, total)
+            extra, extra_held = contention(slow, slow_held, total)
             comm, held = comm + extra, held + extra_held
             sms = self._costs.compute.gpu.sms or 0
             comm = exposed_comm(comm, total, held / sms if sms else 0.0)

@@ -278,7 +278,7 @@ class Estimator:
         if mirror is not None:
             t += self._coll("all_reduce", copy_grad_params(self.model, plan, s) * opts.grad_bytes,
                             mirror)
-        shard = params / (plan.shard_group if plan.zero >= 1 else 1)
+        shard = plan.optimizer_shard(params)
         if not self.model.uniform:      # Adam over the replicated shard and the experts'
             t += self.costs.uncached_time(moe_training.optimizer_and_gather(
                 self.model, plan, s, opts, ADAM_BYTES_PER_PARAM)[0])

@@ -248,7 +248,7 @@ def _step_end(est, plan: ParallelPlan, s: int, end: float, free: float) -> float
     params = stage_params(model, plan, s)
     gather = None
     if model.uniform:
-        shard = params / (plan.shard_group if plan.zero >= 1 else 1)
+        shard = plan.optimizer_shard(params)
         opt = Compute("optimizer", 0.0, shard * adam_bytes(opts), "fp32", name="adam")
     else:
         opt, gather = moe_training.optimizer_and_gather(model, plan, s, opts, adam_bytes(opts))

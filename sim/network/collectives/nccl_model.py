@@ -19,16 +19,14 @@ from __future__ import annotations
 import math
 import re
 from functools import cache
-from importlib import resources
 from typing import Any
 
-from hw_models.yamlio import load_packaged
+from hw_models.yamlio import read_packaged
 
 
 @cache
 def constants() -> dict[str, Any]:
-    text = resources.files("sim.network.collectives").joinpath("nccl_tuning.yaml").read_text()
-    return load_packaged(text)
+    return read_packaged("sim.network.collectives", "nccl_tuning.yaml")
 
 
 def arch_key(arch: str | None) -> str:
