@@ -92,6 +92,7 @@ class Engine:
         self._gpu_sms = gpu_sms
         self._held: dict[int, int] = {}          # rank -> SMs held by side-stream kernels
         self._running: dict[int, object] = {}    # rank -> compute process holding now
+        self._side_cat: dict[int, str] = {}      # rank -> category of its last holder
         self.env = simpy.Environment()
         self.graph, self.costs, self.network = graph, costs, network
         self.done = [self.env.event() for _ in graph.nodes]
@@ -145,15 +146,7 @@ class Engine:
                                                   self._block_plans)
                     self._events += 1
                 else:
-                    dur = costs.duration(node)
-                    if dur > 0:
-                        self._events += 1
-                        if self._comm_sms is not None and node.stream == "compute":
-                            yield from self._shared(node, dur)
-                        else:
-                            yield env.timeout(dur)
-                    if isinstance(op, Block):
-                        parts = costs.parts(node)
+                    parts = yield from self._run(node)
             rows.append(Row(node.id, node.rank, node.stream, node.name, node.category,
                             ready, start, env.now, parts, node.meta))
             done[node.id].succeed()
@@ -169,6 +162,7 @@ class Engine:
         k = (self._comm_sms(op) if self._comm_sms is not None and node.stream != "compute"
              else 0)
         if k:
+            self._side_cat[node.rank] = node.category
             self._hold(node.rank, k)
         start = yield from self._meet(self._collective_key(node), self._n_members(op), node)
         if k:
@@ -182,6 +176,25 @@ class Engine:
         proc = self._running.get(rank)
         if proc is not None:
             proc.interrupt()
+
+    def _run(self, node: Node) -> Generator:
+        """Hold for the node's cost; returns its parts: a block's categories, and the time
+        its compute lost to side-stream collectives' SMs in their category."""
+        env, costs = self.env, self.costs
+        dur, start = costs.duration(node), env.now
+        if dur > 0:
+            self._events += 1
+            if self._comm_sms is not None and node.stream == "compute":
+                yield from self._shared(node, dur)
+            else:
+                yield env.timeout(dur)
+        parts = costs.parts(node) if isinstance(node.op, Block) else None
+        extra = env.now - start - dur
+        if extra > 1e-12 * dur:
+            parts = dict(parts) if parts else {node.category: dur}
+            cat = self._side_cat.get(node.rank, "dp")
+            parts[cat] = parts.get(cat, 0.0) + extra
+        return parts
 
     def _shared(self, node: Node, dur: float) -> Generator:
         """Run a compute-stream node of ``dur`` seconds alone, at 1 - f k / S of its speed

@@ -37,10 +37,12 @@ def test_gemm_beside_collective_runs_on_the_rest_of_the_sms():
     0.625 s alone: it ends at 1.125 s (= 0.375 x 132/99 + 0.625)."""
     g = ExecutionGraph(1)
     g.add(0, "compute", _gemm(1.0), name="gemm")
-    g.add(0, "dp", Collective("reduce_scatter", 8, CommGroup((0,), "dp")), name="rs")
+    g.add(0, "dp", Collective("reduce_scatter", 8, CommGroup((0,), "dp")), (), "dp", name="rs")
     r = _run(g)
     assert r["rs"].end == pytest.approx(0.5)
     assert r["gemm"].end == pytest.approx(0.375 * 132 / 99 + 0.625)
+    # the breakdown keeps the GEMM's own second as compute, the 0.125 s lost as dp
+    assert r["gemm"].parts == pytest.approx({"compute": 1.0, "dp": 0.125})
 
 
 def test_gemm_inside_the_collective_is_stretched_by_s_over_s_minus_n():
