@@ -364,7 +364,15 @@ def play_order(order: Order, secs: list[float], hops: list[float], gather: float
     end: list[float] = []
     clock = [0.0] * order.p
     link = [0.0] * len(order.links)
-    for k, src, ln, r in order.entries:
+    _play_entries(order.entries, secs, hops, gather, end, clock, link)
+    return Played([end[i] for i in order.last],
+                  [[end[i] for i in row] for row in order.last_bwd])
+
+
+def _play_entries(entries, secs: list[float], hops: list[float], gather: float,
+                  end: list[float], clock: list[float], link: list[float]) -> None:
+    """``play_order``'s loop over ``entries``, from the state ``end``, ``clock``, ``link``."""
+    for k, src, ln, r in entries:
         t = clock[r]
         if src >= 0:
             a = end[src]
@@ -382,8 +390,6 @@ def play_order(order: Order, secs: list[float], hops: list[float], gather: float
         t += secs[k]
         clock[r] = t
         end.append(t)
-    return Played([end[i] for i in order.last],
-                  [[end[i] for i in row] for row in order.last_bwd])
 
 
 def play_order_shared(order: Order, secs: list[float], compute: list[float], hops: list[float],
@@ -398,16 +404,24 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
     clock = [0.0] * order.p
     link = [0.0] * len(order.links)
     lasts = {slot: (r, c) for r, row in enumerate(order.last_bwd) for c, slot in enumerate(row)}
-    for i, (k, src, ln, r) in enumerate(order.entries):
+    first = min(lasts)          # before any last backward no bucket is in flight
+    _play_entries(order.entries[:first], secs, hops, gather, end, clock, link)
+    for i in range(first, len(order.entries)):
+        k, src, ln, r = order.entries[i]
         t = clock[r]
-        if src >= 0:
+        if src >= 0:                # as play_order
             a = end[src]
             if ln >= 0:
-                a = max(a, link[ln]) + hops[ln]
+                f = link[ln]
+                if f > a:
+                    a = f
+                a += hops[ln]
                 link[ln] = a
-                t = max(t, a) + gather
-            else:
-                t = max(t, a)
+                if a > t:
+                    t = a
+                t += gather
+            elif a > t:
+                t = a
         st = streams[r]
         rc = lasts.get(i)
         layers = last_layers.get(rc) if rc is not None else None
@@ -415,8 +429,10 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
             for w, cw, key in layers:
                 t = st.run(t, w, cw)
                 st.mark(key, t)
-        else:
+        elif st.spans and st.spans[-1][1] > t:     # a bucket in flight from here on
             t = st.run(t, secs[k], compute[k])
+        else:
+            t += secs[k]
         if rc is not None:
             st.mark(("C", rc[1]), t)
         clock[r] = t
