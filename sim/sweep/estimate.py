@@ -210,10 +210,11 @@ class Estimator:
                 and not gathers_overlap(self.model, plan, self.options))
 
     def _plays_one_pass(self, plan: ParallelPlan, offload) -> bool:
-        """Whether a uniform model's GPipe, 1F1B or interleaved pipeline is played rank by
-        rank (estimate_schedules.one_pass_play): ZeRO 0/1 (the played tail's), no host
-        offload, no overlapped parameter gathers, no blocking sends."""
-        return (self.model.uniform and plan.pp > 1
+        """Whether a uniform model's GPipe, 1F1B or interleaved pipeline (PP 1 included: its
+        microbatches one after the other, the last backward's buckets layer by layer) is
+        played rank by rank (estimate_schedules.one_pass_play): ZeRO 0/1 (the played
+        tail's), no host offload, no overlapped parameter gathers, no blocking sends."""
+        return (self.model.uniform
                 and plan.effective_schedule in ("gpipe", "1f1b", "interleaved")
                 and plan.zero <= 1 and not _offloads(offload) and not self.options.p2p_blocking
                 and not gathers_overlap(self.model, plan, self.options))
