@@ -308,12 +308,18 @@ class Fabric:
         """Retire finished flows of batches due now: (batches to re-solve, freed links)."""
         touched: set[int] = set()
         freed: list[np.ndarray] = []
-        while self._heap and self._heap[0][0] <= now:
-            _, bid, ver = heapq.heappop(self._heap)
-            b = self.batches.get(bid)
+        heap, batches = self._heap, self.batches
+        while heap and heap[0][0] <= now:
+            _, bid, ver = heapq.heappop(heap)
+            b = batches.get(bid)
             if b is None or b.version != ver:
                 continue
-            b.advance(now)
+            dt = now - b.t_last
+            if dt > 0 and b.finite:            # Batch.advance, its common case inlined
+                b.remaining -= b.rate * dt
+                b.t_last = now
+            else:
+                b.advance(now)
             ended, gone = b.drop_finished(now, self.tolerance, self._mark)
             self.events += ended
             if gone is None:
@@ -326,7 +332,7 @@ class Fabric:
                 with np.errstate(divide="ignore"):
                     b.next_t = now + max(float(np.min(b.remaining / b.rate)), 0.0)
                 b.next_t = max(b.next_t, float(np.nextafter(now, np.inf)))
-                heapq.heappush(self._heap, (b.next_t, bid, ver))
+                heapq.heappush(heap, (b.next_t, bid, ver))
         return touched, freed
 
     def _component(self, seeds: set[int], freed: list[np.ndarray]) -> list[int]:
@@ -356,26 +362,38 @@ class Fabric:
         return sorted(comp)
 
     def _solve(self, comp: list[int], now: float) -> None:
-        bs = [self.batches[i] for i in comp]
+        batches, heap = self.batches, self._heap
+        if len(comp) == 1:                  # the common case: one batch, rates cached
+            bid = comp[0]
+            b = batches[bid]
+            dt = now - b.t_last
+            if dt > 0 and b.finite:            # Batch.advance, its common case inlined
+                b.remaining -= b.rate * dt
+                b.t_last = now
+            else:
+                b.advance(now)
+            sig = b.flows.sig
+            sig = None if sig is None else (sig,)    # as _signature([b])
+            hit = self.rate_cache.get(sig) if sig is not None else None
+            if hit is None:
+                hit = self._solve_rates([b], sig)
+            rates, b.finite, positive = hit
+            b.rate = rates
+            b.version += 1
+            if positive:
+                b.next_t = now + max(float(_min(b.remaining / rates)), 0.0)
+            else:
+                with np.errstate(divide="ignore"):
+                    b.next_t = now + max(float(_min(b.remaining / rates)), 0.0)
+            heapq.heappush(heap, (b.next_t, bid, b.version))
+            return
+        bs = [batches[i] for i in comp]
         for b in bs:
             b.advance(now)
         sig = self._signature(bs)
         hit = self.rate_cache.get(sig) if sig is not None else None
         if hit is None:
-            sizes = [len(b.remaining) for b in bs]
-            base = np.cumsum([0] + sizes[:-1])
-            fs = [b.flows for b in bs]
-            row = np.concatenate([f.row() + o for f, o in zip(fs, base, strict=True)])
-            links = np.concatenate([f.links for f in fs])
-            weight = np.concatenate([f.weight for f in fs])
-            coef = None if all(f.coef is None for f in fs) else np.concatenate(
-                [np.ones(len(f.links)) if f.coef is None else f.coef for f in fs])
-            rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
-            self.solves += 1
-            self.solved_flows += int(sum(sizes))
-            hit = (rates, bool(np.isfinite(rates).all()), bool((rates > 0).all()))
-            if sig is not None:
-                self.rate_cache[sig] = hit
+            hit = self._solve_rates(bs, sig)
         rates, finite, positive = hit
         off = 0
         for bid, b in zip(comp, bs, strict=True):
@@ -389,7 +407,26 @@ class Fabric:
             else:
                 with np.errstate(divide="ignore"):
                     b.next_t = now + max(float(_min(b.remaining / b.rate)), 0.0)
-            heapq.heappush(self._heap, (b.next_t, bid, b.version))
+            heapq.heappush(heap, (b.next_t, bid, b.version))
+
+    def _solve_rates(self, bs: list[Batch], sig: tuple | None) -> tuple[np.ndarray, bool, bool]:
+        """Max-min rates of the batches' flows (a component not seen before), with whether
+        all are finite and all positive; kept in the rate cache under ``sig``."""
+        sizes = [len(b.remaining) for b in bs]
+        base = np.cumsum([0] + sizes[:-1])
+        fs = [b.flows for b in bs]
+        row = np.concatenate([f.row() + o for f, o in zip(fs, base, strict=True)])
+        links = np.concatenate([f.links for f in fs])
+        weight = np.concatenate([f.weight for f in fs])
+        coef = None if all(f.coef is None for f in fs) else np.concatenate(
+            [np.ones(len(f.links)) if f.coef is None else f.coef for f in fs])
+        rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
+        self.solves += 1
+        self.solved_flows += int(sum(sizes))
+        hit = (rates, bool(np.isfinite(rates).all()), bool((rates > 0).all()))
+        if sig is not None:
+            self.rate_cache[sig] = hit
+        return hit
 
     @staticmethod
     def _signature(bs: list[Batch]) -> tuple | None:
