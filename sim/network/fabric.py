@@ -76,12 +76,13 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     rate = np.zeros(n)
     if n == 0:
         return rate
-    # Dense renumbering of the links in use (ids are < len(cap)): no sort needed.
-    present = np.zeros(len(cap), dtype=bool)
+    # Dense renumbering of the links in use (ids are < len(cap)): no sort needed. The
+    # scratch arrays over all links are kept between solves (``present`` is left all False).
+    present, index = _scratch(len(cap))
     present[links] = True
     used_links = np.flatnonzero(present)
+    present[used_links] = False
     n_links = len(used_links)
-    index = np.zeros(len(cap), dtype=np.int64)
     index[used_links] = np.arange(n_links)
     col = index[links]
     by_link = np.argsort(col, kind="stable")
@@ -106,11 +107,13 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     slot = np.zeros(n, dtype=np.int64)
     while left:
         live = np.flatnonzero(users)
-        share = rem[live] / load[live]
-        inc = np.min(share)
+        rem_live, load_live = rem[live], load[live]
+        share = rem_live / load_live
+        inc = _min(share)
         level += inc
-        rem[live] -= inc * load[live]
-        sat = live[(rem[live] <= tol[live]) | (share <= inc * (1.0 + tolerance))]
+        rem_live -= inc * load_live
+        rem[live] = rem_live
+        sat = live[(rem_live <= tol[live]) | (share <= inc * (1.0 + tolerance))]
         cand = l_flow[_ranges(l_ptr, sat)]
         cand = cand[active[cand]]
         slot[cand] = np.arange(len(cand))        # dedupe without sorting: keep last copy
@@ -124,6 +127,19 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
         load -= np.bincount(hit, weights=w_hit, minlength=n_links)
         users -= np.bincount(hit, minlength=n_links)
     return rate
+
+
+_SCRATCH: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _scratch(n_links: int) -> tuple[np.ndarray, np.ndarray]:
+    """(all-False mark, index) arrays over ``n_links`` links, shared by the solves of a
+    topology of that size: allocated once, not per solve."""
+    hit = _SCRATCH.get(n_links)
+    if hit is None:
+        hit = _SCRATCH[n_links] = (np.zeros(n_links, dtype=bool),
+                                   np.zeros(n_links, dtype=np.int64))
+    return hit
 
 
 class Flows:
