@@ -353,8 +353,13 @@ class Fabric:
 
     def _component(self, seeds: set[int], freed: list[np.ndarray]) -> list[int]:
         """All batches connected to the seeds (or to the freed links) through shared links."""
-        comp = {b for b in seeds if b in self.batches}
-        if len(comp) == len(self.batches):         # every batch in flight: nothing to add
+        batches = self.batches
+        if len(seeds) == 1 and len(batches) == 1:  # the common case: a batch alone
+            bid = next(iter(seeds))
+            if bid in batches:
+                return [bid]
+        comp = {b for b in seeds if b in batches}
+        if len(comp) == len(batches):              # every batch in flight: nothing to add
             return sorted(comp)
         touched = [self.batches[bid].flows.ulinks for bid in comp] + freed
         if not touched:
@@ -465,10 +470,11 @@ class Fabric:
         return fire
 
     def _step(self, _event) -> None:
-        now = self.env.now
+        now = self.env._now                  # Environment.now without its property call
         touched, freed = self._finish_due(now)
-        touched.update(self._new)
-        self._new = []
+        if self._new:
+            touched.update(self._new)
+            self._new = []
         if touched or freed:
             comp = self._component(touched, freed)
             if comp:
