@@ -19,6 +19,11 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
+# Formats whose sustained rate is the measured one of another: the same tensor cores at
+# the same rate per clock (fp16 / bf16; MXFP8's block scales ride on the FP8 rate).
+_SUSTAINED_ALIAS = {"fp16": "bf16", "mxfp8": "fp8"}
+
+
 class GPUSpec(_Spec):
     name: str
     arch: str
@@ -32,6 +37,11 @@ class GPUSpec(_Spec):
     # Exponentials per second of the special-function units (MUFU.EX2, tera/s): the rate
     # a flash-attention kernel's softmax cannot beat (hw_models.compute). Unset: no floor.
     exp_t_s: float | None = Field(None, gt=0)
+    # Dense TFLOP/s a GEMM sustains once the part sits at its power limit and its SM clock
+    # has settled (a published saturated-GEMM measurement, per dtype); unset where none is
+    # published. Its share of the peak sets the part's sustained tensor-core rate against
+    # the part an efficiency profile was calibrated on (``sustained_factor``).
+    sustained_tflops: dict[str, float] = {}
     profile: str
     source: str
 
@@ -56,6 +66,15 @@ class GPUSpec(_Spec):
                 f"{where + ': ' if where else ''}the {self.name} does not support {dtype}; "
                 f"its catalog entry has {', '.join(sorted(self.peak_tflops))}")
 
+    def sustained_share(self, dtype: str) -> float | None:
+        """Share of the dense peak a GEMM holds at the power limit (catalog
+        ``sustained_tflops`` over ``peak_tflops``); fp16 takes bf16's figure and mxfp8 fp8's
+        (the same tensor-core rate, the same clocks). None where not measured."""
+        key = dtype if dtype in self.sustained_tflops else _SUSTAINED_ALIAS.get(dtype)
+        if key not in self.sustained_tflops or key not in self.peak_tflops:
+            return None
+        return self.sustained_tflops[key] / self.peak_tflops[key]
+
     @property
     def hbm_bytes(self) -> float:
         """HBM capacity. Stacks come in binary sizes (5 x 16 GiB on an 80 GB H100, 5 x 16
@@ -72,6 +91,19 @@ class GPUSpec(_Spec):
     def hbm_bw(self) -> float:
         """HBM bandwidth in bytes/s."""
         return self.hbm_tb_s * 1e12
+
+
+def sustained_factor(gpu: GPUSpec, ref: GPUSpec | None, dtype: str) -> float:
+    """Tensor-core rate of ``gpu`` against its catalog peak, relative to ``ref``, the part
+    whose measurements an efficiency profile was fitted on: share of the peak ``gpu``
+    sustains at its power limit over the share ``ref`` sustains (``sustained_share``).
+    A profile fitted end to end on ``ref`` already carries ``ref``'s settled clock in its
+    efficiencies, so only the difference between the two parts is applied. 1 where the
+    parts are the same or either share is not measured."""
+    if ref is None or ref.name == gpu.name:
+        return 1.0
+    mine, theirs = gpu.sustained_share(dtype), ref.sustained_share(dtype)
+    return mine / theirs if mine and theirs else 1.0
 
 
 class ScaleUpSpec(_Spec):

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from hw_models.catalog import GPUSpec, latent_attention_kernel
+from hw_models.catalog import GPUSpec, gpus, latent_attention_kernel, sustained_factor
 from hw_models.profile import Profile
 
 US = 1e-6
@@ -77,6 +77,14 @@ class ComputeModel:
     profile: Profile
     speed_scale: float = 1.0   # >1 = faster; used for what-if and prediction bands
 
+    def tensor_rate(self, dtype: str) -> float:
+        """FLOP/s the tensor cores run at before the profile's efficiency: the catalog peak
+        times the part's sustained share of it at the power limit relative to that of the
+        part the profile was fitted on (``catalog.sustained_factor``; 1 where either part
+        has no published saturated-GEMM measurement)."""
+        ref = gpus().get(self.profile.device)
+        return self.gpu.peak_flops(dtype) * sustained_factor(self.gpu, ref, dtype)
+
     def gemm(self, flops: float, bytes_: float, dtype: str,
              shape: tuple[int, ...] | None = None) -> float:
         """``shape`` = (m, n, k) of one kernel enables the wave-quantization term."""
@@ -87,7 +95,7 @@ class ComputeModel:
         if shape is not None and len(shape) == 3:
             wave = wave_factor(shape[0], shape[1], self.gpu.sms, curve.tile_m, curve.tile_n,
                                curve.wave_exp)
-        t_compute = (flops * wave + curve.flops_half) / (self.gpu.peak_flops(dtype) * curve.eff_max)
+        t_compute = (flops * wave + curve.flops_half) / (self.tensor_rate(dtype) * curve.eff_max)
         t_memory = bytes_ / (self.gpu.hbm_bw * (curve.bw_eff or self.profile.memory.bw_eff))
         return (curve.launch_us * US + smooth_max(t_compute, t_memory, curve.roofline_p)) / self.speed_scale
 
@@ -100,7 +108,7 @@ class ComputeModel:
         ``exp_rate``: a roofline floor under the tensor-core time."""
         eff = attention_efficiency(self.profile.attention["causal" if causal else "full"], seq_kv)
         launch = self.profile.memory.launch_us * US
-        t = flops / (self.gpu.peak_flops(dtype) * eff)
+        t = flops / (self.tensor_rate(dtype) * eff)
         if flops_per_exp > 0 and self.gpu.exp_rate:
             t = max(t, flops / flops_per_exp / self.gpu.exp_rate)
         return (launch + t) / self.speed_scale
@@ -110,7 +118,7 @@ class ComputeModel:
         published share of the peak or the cache read at its share of HBM, the slower."""
         c_eff, b_eff = latent_attention_kernel()
         launch = self.profile.memory.launch_us * US
-        t = max(flops / (self.gpu.peak_flops(dtype) * c_eff), bytes_ / (self.gpu.hbm_bw * b_eff))
+        t = max(flops / (self.tensor_rate(dtype) * c_eff), bytes_ / (self.gpu.hbm_bw * b_eff))
         return (launch + t) / self.speed_scale
 
     def memory_bound(self, bytes_: float, op_class: str = "elementwise") -> float:

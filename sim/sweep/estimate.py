@@ -8,7 +8,11 @@ instead of being played event by event:
 * pipeline (1F1B / GPipe, Narayanan et al. SC'21 section 2.2): with per-stage forward +
   backward time ``S_s`` of one microbatch, ``T = m * max S + (sum S - max S) / v`` (the
   bubble ``(p - 1)`` stage-times shrinks by the interleaving factor ``v``), plus the
-  pipeline fill and drain crossing ``p - 1`` stage boundaries each way;
+  pipeline fill and drain crossing ``p - 1`` stage boundaries each way; a uniform
+  model's GPipe / 1F1B / interleaved pipeline under ZeRO 0/1 (no offload, no overlapped
+  gathers, no blocking sends) and the split-backward schedules are played rank by rank
+  instead (sim/sweep/estimate_schedules.py, sim/sweep/pipeline_play.py), exact where the
+  ranks are unequal;
 * data parallel: gradient buckets overlap the last microbatch's backward (Megatron-LM
   ``overlap_grad_reduce``); what does not fit under it, the embedding sync, the optimizer
   step and the ZeRO-1/2 parameter all-gather are exposed at the end, per stage;
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from hw_models.compute import ComputeModel
 from sim.costs import OpCosts
@@ -153,6 +157,12 @@ class Estimator:
         elif self._plays_split(plan, zero3, offload):
             played = estimate_schedules.dense_play(plan, plan.pipeline(self.model.layers), lt,
                                                    self._hops(plan), self._recv_gather(plan))
+        elif self._plays_one_pass(plan, offload):
+            pipe = plan.pipeline(self.model.layers)
+            played = estimate_schedules.one_pass_play(plan, pipe, lt, self._hops(plan),
+                                                      self._recv_gather(plan))
+            return estimate_schedules.played_end(self, plan, played, partial(
+                estimate_schedules.last_backward_layers, plan, pipe, lt, played))
         if played is not None:      # each rank's tail (ZeRO 0/1) as the graph plays it
             return estimate_schedules.played_end(self, plan, played)
         if zero3:
@@ -185,6 +195,15 @@ class Estimator:
         or the parameter gathers overlapping the first forwards, which the play leaves out."""
         return (self.model.uniform and plan.pp > 1 and plan.effective_schedule in SPLIT_BACKWARD
                 and not zero3 and not _offloads(offload)
+                and not gathers_overlap(self.model, plan, self.options))
+
+    def _plays_one_pass(self, plan: ParallelPlan, offload) -> bool:
+        """Whether a uniform model's GPipe, 1F1B or interleaved pipeline is played rank by
+        rank (estimate_schedules.one_pass_play): ZeRO 0/1 (the played tail's), no host
+        offload, no overlapped parameter gathers, no blocking sends."""
+        return (self.model.uniform and plan.pp > 1
+                and plan.effective_schedule in ("gpipe", "1f1b", "interleaved")
+                and plan.zero <= 1 and not _offloads(offload) and not self.options.p2p_blocking
                 and not gathers_overlap(self.model, plan, self.options))
 
     def _recv_gather(self, plan: ParallelPlan) -> float:

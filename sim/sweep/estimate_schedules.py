@@ -162,6 +162,45 @@ def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float) -> pipeline_pla
     return pipeline_play.play(pipe, units, hop)
 
 
+def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float) -> pipeline_play.Played:
+    """GPipe, 1F1B or interleaved 1F1B of a uniform model, each rank's order played
+    (sim/sweep/pipeline_play.py ``play_order``, its structure cached per schedule, ranks,
+    chunks and microbatches): each pass priced as in ``dense_play`` (a forward, a full
+    backward), ``recv_s`` of TP all-gather before each pass fed by another rank."""
+    order = pipeline_play.order_of(pipe.kind, pipe.p, pipe.v, pipe.m)
+    secs = []
+    for r in range(plan.pp):
+        for c in range(pipe.v):
+            n, first, last = pipe.chunk_layers(r, c), pipe.is_first(r, c), pipe.is_last(r, c)
+            secs += ((lt.emb_fwd if first else 0.0) + n * lt.fwd + (lt.head_fwd if last else 0.0),
+                     (lt.head_bwd if last else 0.0) + n * lt.bwd + (lt.emb_bwd if first else 0.0))
+    hops = [hop(src, dst) for src, dst, _ in order.links]
+    return pipeline_play.play_order(order, secs, hops, recv_s)
+
+
+def last_backward_layers(plan: ParallelPlan, pipe, lt, played: pipeline_play.Played,
+                         s: int) -> list[float]:
+    """When each layer of rank ``s``'s last backward of each chunk ends, in the order of
+    ``_replicated_grads`` (chunks from the last, layers from the last): with data
+    parallelism GPipe and 1F1B run that backward one node per layer, the output layer's
+    backward with the first, the embedding's with the last (workloads/training.py
+    ``_split_backward``), so the gradient buckets go as their layers end."""
+    out = []
+    for c in reversed(range(pipe.v)):
+        n = pipe.chunk_layers(s, c)
+        first, last = pipe.is_first(s, c), pipe.is_last(s, c)
+        b = (lt.head_bwd if last else 0.0) + n * lt.bwd + (lt.emb_bwd if first else 0.0)
+        t = played.grads_done[s][c] - b
+        if last:
+            t += lt.head_bwd
+        for _ in range(n):
+            t += lt.bwd
+            out.append(t)
+        if n and first:
+            out[-1] += lt.emb_bwd
+    return out
+
+
 def rank_busy(pipe, r: int, dual) -> float:
     """Seconds of compute of rank ``r`` over the order it plays."""
     return sum(sum(u[0]) if isinstance(u[0], tuple) else u[0]
@@ -178,7 +217,8 @@ def moe_play(plan: ParallelPlan, pipe, dual: list, hop,
     return pipeline_play.play(pipe, units, hop)
 
 
-def played_end(est, plan: ParallelPlan, played: pipeline_play.Played) -> float:
+def played_end(est, plan: ParallelPlan, played: pipeline_play.Played,
+               layer_ends=None) -> float:
     """When the step ends after a played split-backward schedule, each rank's compute over
     at ``played.end`` and each chunk's gradients complete at ``played.grads_done``, as the
     graph plays the tail (workloads/param_sync.py ``add_grad_sync``; ZeRO 0/1, the only
@@ -189,9 +229,12 @@ def played_end(est, plan: ParallelPlan, played: pipeline_play.Played) -> float:
     ranks are ready for it, MoE expert buckets over expert-DP (``add_expert_grad_sync``),
     DualPipe's sum of the two copies' gradients between a rank and its mirror, which
     starts when both are ready (``add_copy_grad_sync``); then the optimizer step on the compute stream, and the ZeRO-1 parameter all-gathers
-    after it. ``est``: the sim.sweep.estimate.Estimator."""
+    after it. ``est``: the sim.sweep.estimate.Estimator. ``layer_ends(s)``: when each
+    replicated gradient of rank ``s`` is complete, layer by layer (``last_backward_layers``:
+    GPipe and 1F1B with ``overlap_grad_reduce``); without it, when its chunk is."""
     model, opts, p = est.model, est.options, plan.pp
-    free = [_grad_queue(est, plan, s, played.end[s], played.grads_done[s]) for s in range(p)]
+    free = [_grad_queue(est, plan, s, played.end[s], played.grads_done[s],
+                        layer_ends and layer_ends(s)) for s in range(p)]
     ends = plan.tied_pair(model.tied_embeddings)
     if ends:
         pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")
@@ -211,17 +254,23 @@ def played_end(est, plan: ParallelPlan, played: pipeline_play.Played) -> float:
     return max(_step_end(est, plan, s, played.end[s], free[s]) for s in range(p))
 
 
-def _grad_queue(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float]) -> float:
-    """When stage ``s``'s DP channel has reduced its replicated gradient buckets."""
+def _grad_queue(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float],
+                layer_ends: list[float] | None = None) -> float:
+    """When stage ``s``'s DP channel has reduced its replicated gradient buckets, each
+    after its chunk (or, with ``overlap_grad_reduce`` and ``layer_ends``, its last layer)
+    is complete."""
     opts, free = est.options, 0.0
     if plan.grad_dp > 1:
         kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
         dp = CommGroup(plan.dp_group(s), "dp")
         params = stage_params(est.model, plan, s)
         by_chunk = opts.overlap_grad_reduce or opts.grad_reduce_per_stage
-        for n, c in bucket(_replicated_grads(est.model, plan, s, params), opts.bucket_params):
-            free = max(free, grads_done[c] if by_chunk else end) + \
-                est._coll(kind, n * opts.grad_bytes, dp)
+        ready = _replicated_grads(est.model, plan, s, params)
+        if layer_ends and opts.overlap_grad_reduce:
+            ready = [(n, -1 - j) for j, (n, _) in enumerate(ready)]
+        for n, c in bucket(ready, opts.bucket_params):
+            at = layer_ends[-1 - c] if c < 0 else grads_done[c] if by_chunk else end
+            free = max(free, at) + est._coll(kind, n * opts.grad_bytes, dp)
     return free
 
 

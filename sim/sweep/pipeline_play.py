@@ -18,12 +18,17 @@ This is the graph's dependency structure (workloads/training.py ``_add_compute``
 prices are, and costs O(units) per plan: the equal-rank bubble formulas
 (sim/sweep/estimate_schedules.py) overstate the idle time when one rank is slower
 than the rest, whose slack absorbs part of its bubble.
+
+Where every unit is one pass (GPipe, 1F1B, interleaved 1F1B) the waits are resolved once
+per (schedule, ranks, chunks, microbatches) (``order_of``) and each plan's times come
+from one loop over that flat order (``play_order``), the same times as ``play``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from workloads.pipeline import Pipeline
 from workloads.schedules import Step
@@ -168,3 +173,88 @@ def _arrivals(feed: dict, r: int, steps: tuple[Step, ...], done: dict,
             t = link[key] = max(t, link.get(key, 0.0)) + f[3]
         out.append(t)
     return out
+
+
+@dataclass(frozen=True)
+class Order:
+    """The plan-independent structure of a pipeline whose every unit is one pass (GPipe,
+    1F1B, interleaved 1F1B), flattened in one order in which each unit comes after its
+    rank's previous unit and after the pass that feeds it: ``entries`` (price index
+    ``rank * 2v + 2 chunk + backward?``, slot of the feeding pass or -1, link or -1: the
+    transfer's (src, dst, gradient?) in ``links``); ``last`` the slot of each rank's last
+    unit, ``last_bwd`` of each (rank, chunk)'s last backward."""
+    p: int
+    v: int
+    entries: tuple[tuple[int, int, int, int], ...]
+    links: tuple[tuple[int, int, bool], ...]
+    last: tuple[int, ...]
+    last_bwd: tuple[tuple[int, ...], ...]
+
+
+@lru_cache(maxsize=256)
+def order_of(kind: str, p: int, v: int, m: int) -> Order:
+    """``Order`` of a (schedule, ranks, chunks, microbatches): the orders of
+    ``Pipeline.steps``, each rank's units taken as far as their inputs allow, rank after
+    rank, until all are placed (the list schedule of ``play`` with its waits resolved
+    once). A transfer's link is booked by its one receiver in the receiver's order, so
+    any such order gives the same times."""
+    pipe = Pipeline(kind, p, v, m, p * v)
+    steps = [pipe.steps(r) for r in range(p)]
+    slot: dict[tuple[int, int, int, bool], int] = {}
+    links: dict[tuple[int, int, bool], int] = {}
+    entries, nxt = [], [0] * p
+    while any(n < len(s) for n, s in zip(nxt, steps, strict=True)):
+        moved = False
+        for r in range(p):
+            while nxt[r] < len(steps[r]):
+                mb, c, kind_ = steps[r][nxt[r]]
+                grad = kind_ != "F"
+                src, ln = pipe.neighbour(r, c, kind_), -1
+                if src is not None:
+                    key = (src[0], mb, src[1], grad)
+                    if key not in slot:
+                        break
+                    if src[0] != r:
+                        ln = links.setdefault((src[0], r, grad), len(links))
+                    src = slot[key]
+                slot[(r, mb, c, grad)] = len(entries)
+                entries.append((r * 2 * v + 2 * c + grad, -1 if src is None else src, ln, r))
+                nxt[r] += 1
+                moved = True
+        if not moved:
+            raise ValueError("pipeline orders wait on each other (no rank can go on)")
+    last = tuple(max(i for i, e in enumerate(entries) if e[3] == r) for r in range(p))
+    last_bwd = tuple(tuple(max(slot[k] for k in slot if k[0] == r and k[2] == c and k[3])
+                           for c in range(v)) for r in range(p))
+    return Order(p, v, tuple(entries), tuple(sorted(links, key=links.get)), last, last_bwd)
+
+
+def play_order(order: Order, secs: list[float], hops: list[float], gather: float) -> Played:
+    """``play`` for an ``Order``: ``secs`` the seconds of each price index (rank, chunk,
+    pass), ``hops`` of one transfer on each of ``order.links``, ``gather`` of the
+    receiver's TP all-gather before each pass fed by another rank. Each unit starts at
+    max(its rank free, its input there), an input being there one hop after both the
+    pass that made it and the link's previous transfer."""
+    end: list[float] = []
+    clock = [0.0] * order.p
+    link = [0.0] * len(order.links)
+    for k, src, ln, r in order.entries:
+        t = clock[r]
+        if src >= 0:
+            a = end[src]
+            if ln >= 0:
+                f = link[ln]
+                if f > a:
+                    a = f
+                a += hops[ln]
+                link[ln] = a
+                if a > t:
+                    t = a
+                t += gather
+            elif a > t:
+                t = a
+        t += secs[k]
+        clock[r] = t
+        end.append(t)
+    return Played([end[i] for i in order.last],
+                  [[end[i] for i in row] for row in order.last_bwd])

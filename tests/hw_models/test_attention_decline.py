@@ -32,8 +32,9 @@ def test_fall_divides_and_is_held_beyond_the_measured_range():
 
 def test_compute_model_prices_the_curve():
     """Time = launch + FLOPs / (peak x eff) with the curve's efficiency (B200, 2,250
-    TFLOP/s BF16): 1e12 FLOPs at 0.51162 take 0.86868 ms plus the launch."""
-    base = load_builtin("h100")
+    TFLOP/s BF16, under its own profile so its catalog peak is the tensor rate): 1e12
+    FLOPs at 0.51162 take 0.86868 ms plus the launch."""
+    base = load_builtin("b200")
     curve = AttentionCurve(eff_max=0.7, seq_half=1000.0, seq_fall=1e5, seq_max=32768.0)
     prof = base.model_copy(update={"attention": {"causal": curve, "full": curve}})
     cm = ComputeModel(catalog.gpu("b200"), prof)
