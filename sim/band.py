@@ -16,7 +16,9 @@ by corner / nominal of its cost (the cost itself where nothing else happened in 
 play; a block whose all-to-alls ran as flows keeps its contention).
 
 On the analytical network a transfer's time is its contention-free time, so the
-re-timed ends equal a full re-play on the corner profile (tests/sim/test_band_retime.py);
+re-timed ends equal a full re-play on the corner profile (tests/sim/test_band_retime.py),
+but for compute slowed by the SMs of NCCL kernels beside it (``sim.nccl_sms``): its
+played slowdown is scaled with it, not re-played (within 0.5% on tests/sim/test_band.py);
 under flow fidelity the contention of the nominal play is kept and scaled with the
 transfer, instead of being re-simulated (docs/fabric.md gives the difference).
 """

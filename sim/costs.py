@@ -128,6 +128,8 @@ class OpCosts:
         self.compute, self.network = compute, network
         self.host = host                # None: kernels issued ahead of the GPU (no host cost)
         self.host_bw = host_bw          # PCIe Gen4 x16 ~25 GB/s for host<->device copies
+        # SMs an NCCL collective's kernel holds (sim/setup.py comm_sms); None: not priced
+        self.comm_sms = None
         # Memos keyed by id(op) (ops repeat thousands of times; hashing a Block's tuple
         # each time would cost more). Each entry keeps its op alive, so an id can never
         # be recycled by another object while its entry exists.
@@ -230,7 +232,9 @@ class OpCosts:
         """Seconds per category of ``op`` whose main ops take ``t_main`` seconds and hidden
         ops ``t_hidden``: all of main as compute, what the overlap exposes beyond it in the
         hidden ops' category."""
-        exposed = op.time(t_main, t_hidden, self.compute.gpu.sms or 0) - t_main
+        nccl = (self.comm_sms(op.hidden[0]) if op.nccl and op.hidden and self.comm_sms
+                else 0)
+        exposed = op.time(t_main, t_hidden, self.compute.gpu.sms or 0, nccl) - t_main
         cat = op.hidden[0].group.dim if op.hidden else "other"
         return {"compute": t_main, **({cat: exposed} if exposed > 0 else {})}
 

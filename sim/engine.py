@@ -4,12 +4,17 @@ One process per (rank, stream) walks that stream's nodes in program order: wait 
 the node's dependencies, rendezvous with the other simulated participants of a
 collective or a send/recv pair, then hold for the cost. Every node appends one row
 (ready, start, end) to the timeline.
+
+SM sharing (``comm_sms``, ``gpu_sms``): a collective on a side stream (not ``compute``)
+holds the SMs its kernel's CTAs occupy on its rank from its launch to its end; while it
+does, the compute stream's kernels of that rank run on the others: a node whose compute
+share of its time is f progresses at 1 - f k / S with k SMs held of the GPU's S.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,7 +23,7 @@ import simpy
 
 from sim.block_flows import play_block, plays
 from sim.progress import Quiet, progress
-from workloads.graph import Block, Collective, ExecutionGraph, Node, SendRecv
+from workloads.graph import Block, Collective, Compute, ExecutionGraph, Node, SendRecv
 
 
 class CostModel(Protocol):
@@ -76,10 +81,18 @@ BIG_GRAPH = 50_000               # graphs below this finish in well under 2 s: n
 
 class Engine:
     def __init__(self, graph: ExecutionGraph, costs: CostModel, network: Network,
-                 play: tuple[str, ...] = ()):
+                 play: tuple[str, ...] = (), comm_sms: Callable[[Collective], int] | None = None,
+                 gpu_sms: int = 0):
         """``play``: collective dimensions whose collectives inside blocks run as transfers
-        on the network (sim/block_flows.py) instead of their closed-form time."""
+        on the network (sim/block_flows.py) instead of their closed-form time.
+        ``comm_sms``: SMs a side-stream collective's kernel holds on a GPU of ``gpu_sms``
+        SMs (module docstring); None or no ``gpu_sms``: compute never shares the GPU."""
         self.play = play
+        self._comm_sms = comm_sms if comm_sms is not None and gpu_sms > 0 else None
+        self._gpu_sms = gpu_sms
+        self._held: dict[int, int] = {}          # rank -> SMs held by side-stream kernels
+        self._running: dict[int, object] = {}    # rank -> compute process holding now
+        self._side_cat: dict[int, str] = {}      # rank -> category of its last holder
         self.env = simpy.Environment()
         self.graph, self.costs, self.network = graph, costs, network
         self.done = [self.env.event() for _ in graph.nodes]
@@ -123,8 +136,7 @@ class Engine:
             op = node.op
             parts = None
             if isinstance(op, Collective):
-                start = yield from self._meet(self._collective_key(node), self._n_members(op),
-                                              node)
+                start = yield from self._collective(node)
             elif isinstance(op, SendRecv):
                 start = yield from self._meet(self._p2p_key(node), self._p2p_members(node), node)
             else:
@@ -134,18 +146,83 @@ class Engine:
                                                   self._block_plans)
                     self._events += 1
                 else:
-                    dur = costs.duration(node)
-                    if dur > 0:
-                        self._events += 1
-                        yield env.timeout(dur)
-                    if isinstance(op, Block):
-                        parts = costs.parts(node)
+                    parts = yield from self._run(node)
             rows.append(Row(node.id, node.rank, node.stream, node.name, node.category,
                             ready, start, env.now, parts, node.meta))
             done[node.id].succeed()
             self._events += 1
             if not len(rows) & PROGRESS_EVERY:
                 self._bar.update(PROGRESS_EVERY + 1)
+
+    def _collective(self, node: Node) -> Generator:
+        """Meet the collective's other members and run it; on a side stream its kernel
+        holds its CTAs' SMs of the rank from its launch (waiting for the others
+        included) to its end. Returns the start of the transfer."""
+        op = node.op
+        k = (self._comm_sms(op) if self._comm_sms is not None and node.stream != "compute"
+             else 0)
+        if k:
+            self._side_cat[node.rank] = node.category
+            self._hold(node.rank, k)
+        start = yield from self._meet(self._collective_key(node), self._n_members(op), node)
+        if k:
+            self._hold(node.rank, -k)
+        return start
+
+    def _hold(self, rank: int, k: int) -> None:
+        """A side-stream kernel takes (k > 0) or frees (k < 0) k SMs of ``rank``; the
+        compute node running there, if any, is woken to go on at its new rate."""
+        self._held[rank] = self._held.get(rank, 0) + k
+        proc = self._running.get(rank)
+        if proc is not None:
+            proc.interrupt()
+
+    def _run(self, node: Node) -> Generator:
+        """Hold for the node's cost; returns its parts: a block's categories, and the time
+        its compute lost to side-stream collectives' SMs in their category."""
+        env, costs = self.env, self.costs
+        dur, start = costs.duration(node), env.now
+        if dur > 0:
+            self._events += 1
+            if self._comm_sms is not None and node.stream == "compute":
+                yield from self._shared(node, dur)
+            else:
+                yield env.timeout(dur)
+        parts = costs.parts(node) if isinstance(node.op, Block) else None
+        extra = env.now - start - dur
+        if extra > 1e-12 * dur:
+            parts = dict(parts) if parts else {node.category: dur}
+            cat = self._side_cat.get(node.rank, "dp")
+            parts[cat] = parts.get(cat, 0.0) + extra
+        return parts
+
+    def _shared(self, node: Node, dur: float) -> Generator:
+        """Run a compute-stream node of ``dur`` seconds alone, at 1 - f k / S of its speed
+        while side-stream kernels hold k of the S SMs (f: its compute share)."""
+        env, rank = self.env, node.rank
+        left, frac = dur, None
+        while left > 0:
+            k = self._held.get(rank, 0)
+            if k and frac is None:
+                frac = self._compute_frac(node, dur)
+            rate = 1.0 - (frac or 0.0) * min(k, self._gpu_sms - 1) / self._gpu_sms
+            t0 = env.now
+            self._running[rank] = env.active_process
+            try:
+                yield env.timeout(left / rate)
+                left = 0.0
+            except simpy.Interrupt:
+                left = max(0.0, left - (env.now - t0) * rate)
+            finally:
+                self._running.pop(rank, None)
+
+    def _compute_frac(self, node: Node, dur: float) -> float:
+        """Share of ``node``'s time spent in compute kernels: all of a Compute op, a
+        block's compute part, nothing of a delay or a copy."""
+        op = node.op
+        if isinstance(op, Block):
+            return min(1.0, self.costs.parts(node).get("compute", 0.0) / dur)
+        return 1.0 if isinstance(op, Compute) else 0.0
 
     def _plays(self, op) -> bool:
         """Whether the block ``op`` plays collectives on the network (memoised per op)."""

@@ -271,6 +271,10 @@ class SimConfig(_Cfg):
     ep_flows: bool = Field(False, description=(
         "flow fidelity: play MoE all-to-alls as flows sharing links with the other traffic "
         "(slower; docs/moe.md)"))
+    nccl_sms: bool = Field(True, description=(
+        "compute beside an NCCL collective runs on the SMs its kernel's CTAs leave (NCCL's "
+        "execution channels; docs/accuracy.md \"SMs of NCCL's kernels beside compute\"); "
+        "the sweep estimator prices it inside blocks, not for the data-parallel stream"))
 
 
 class Scenario(_Cfg):

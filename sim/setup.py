@@ -19,6 +19,7 @@ from hw_models.profile import Profile
 from sim.costs import HostLaunch, OpCosts
 from sim.engine import Engine
 from sim.network import AnalyticalNetwork, ClusterLayout, Network
+from sim.network.analytical import collective_ctas
 from sim.scenario import Scenario, TrainingWorkload
 from sim.training_config import offload_options, plan_kwargs, precision_options
 from workloads import parallel, training
@@ -186,9 +187,29 @@ def build_engine(setup: Setup, graph: ExecutionGraph, prof: Profile | None = Non
     costs = OpCosts(paced_compute(setup.gpu, prof, setup.scenario.sim.speed_scale,
                                      setup.layout.world_size), network, host_bw(setup.system),
                     host_launch(setup.scenario, setup.system))
+    costs.comm_sms = comm_sms(setup)
     # sim.ep_flows: MoE all-to-alls inside blocks played as flows (sim/block_flows.py)
     ep_flows = setup.scenario.sim.ep_flows and network.fidelity == "flow"
-    return Engine(graph, costs, network, ("ep",) if ep_flows else ())
+    return Engine(graph, costs, network, ("ep",) if ep_flows else (),
+                  comm_sms=costs.comm_sms, gpu_sms=setup.gpu.sms or 0)
+
+
+def comm_sms(setup: Setup):
+    """SMs an NCCL collective's kernel holds on a GPU of ``setup`` while it runs beside the
+    compute (sim.network.analytical.collective_ctas), memoised per group; None with
+    ``sim.nccl_sms`` off."""
+    if not setup.scenario.sim.nccl_sms:
+        return None
+    memo: dict[tuple[int, ...], int] = {}
+    layout, arch = setup.layout, setup.gpu.arch
+
+    def sms(op) -> int:
+        ranks = op.group.ranks
+        k = memo.get(ranks)
+        if k is None:
+            k = memo[ranks] = collective_ctas(layout, arch, ranks)
+        return k
+    return sms
 
 
 def host_launch(scenario: Scenario, system: SystemSpec) -> HostLaunch | None:

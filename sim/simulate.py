@@ -156,6 +156,7 @@ def band_times(setup: Setup, graph, prof: Profile, engine) -> tuple[float, float
             else make_network(setup, corner)
         costs = OpCosts(paced_compute(setup.gpu, corner, setup.scenario.sim.speed_scale,
                                          setup.layout.world_size), net, host=engine.costs.host)
+        costs.comm_sms = engine.costs.comm_sms
         times.append(corner_time(schedule, graph, costs, net, network, engine.costs))
     return min(times), max(times)
 

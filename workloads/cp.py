@@ -249,8 +249,10 @@ class ContextParallel:
             if not backward:
                 return [gather, op, rest, merge, once]
             return [gather, op, rest, ring, last, merge, once]
-        first = Overlap((op,), (gather,), 1, "cp_kv_all_gather_overlap", concurrent=True)
+        first = Overlap((op,), (gather,), 1, "cp_kv_all_gather_overlap", concurrent=True,
+                        nccl=True)
         if not backward:
             return [first, rest, merge, once]
-        return [first, Overlap((rest,), (ring,), cp - 1, "cp_dkv_ring_overlap", concurrent=True),
+        return [first, Overlap((rest,), (ring,), cp - 1, "cp_dkv_ring_overlap", concurrent=True,
+                               nccl=True),
                 last, merge, once]

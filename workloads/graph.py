@@ -144,13 +144,19 @@ class Overlap:
     # max(H, M + H k/sms): the work loses k SMs while the transfer runs (userbuffers'
     # bulk overlaps).
     concurrent: bool = False
+    # ``nccl``: the hidden transfers are NCCL collectives (an async handle beside the
+    # kernel: Megatron's TP gradient reduction, PyTorch's CP gathers); their kernels hold
+    # their execution channels' CTAs, which the cost model knows from the group
+    # (sim/setup.py comm_sms) and passes to ``time`` as ``nccl_sms``.
+    nccl: bool = False
 
-    def time(self, t_main: float, t_hidden: float, sms: int = 0) -> float:
-        """With ``sms`` (the GPU's SM count) and ``comm_sms`` = k: under ``sm_margin`` the
-        compute runs sms/(sms-k) times longer throughout; otherwise each step's compute
-        share c runs at (sms-k)/sms speed while its transfer h runs, so a step takes
-        max(h, c + h k/sms)."""
-        k = self.comm_sms if sms and 0 < self.comm_sms < sms else 0
+    def time(self, t_main: float, t_hidden: float, sms: int = 0, nccl_sms: int = 0) -> float:
+        """With ``sms`` (the GPU's SM count) and ``comm_sms`` = k (for ``nccl`` transfers
+        ``nccl_sms``): under ``sm_margin`` the compute runs sms/(sms-k) times longer
+        throughout; otherwise each step's compute share c runs at (sms-k)/sms speed while
+        its transfer h runs, so a step takes max(h, c + h k/sms)."""
+        k = nccl_sms if self.nccl and not self.comm_sms else self.comm_sms
+        k = k if sms and 0 < k < sms else 0
         if self.concurrent:
             return max(t_hidden, t_main + (t_hidden * k / sms if k else 0.0))
         n = max(self.steps, 1)

@@ -247,7 +247,8 @@ def sp_backward_gathers(ctx: LayerContext, ops: list, recipe: str | None = None,
             ag = Collective("all_gather", per_elem * m * k, ctx.tp_group,
                             name=op.name.replace("_dgrad", "_input_regather"))
             sms = SP_REGATHER[op.name] if mode == "ring" else 0
-            op = Overlap((op,), (ag,), 1, f"{op.name}_sp_regather", sms, False, concurrent=True)
+            op = Overlap((op,), (ag,), 1, f"{op.name}_sp_regather", sms, False, concurrent=True,
+                         nccl=mode != "ring")
         out.append(op)
     return out
 
@@ -278,9 +279,8 @@ def async_grad_reduce(ctx: LayerContext, ops: list, mode: str = "none") -> list:
     ``_LayerNormMLP`` backward without userbuffers does the same
     (``reduce_scatter_along_first_dim(..., async_op=True)`` / ``allreduce(...,
     async_op=True)`` before the wgrad GEMM, ``wait`` after). The collective is issued as
-    the GEMM is launched: ``Overlap(concurrent=True)``, max(wgrad, reduction). The SMs
-    NCCL's kernels take from the GEMM are not priced (as for the other asynchronous NCCL
-    collectives; docs/fp8.md). Under userbuffers (``ring``) ``tp_overlap`` already pairs
+    the GEMM is launched: ``Overlap(concurrent=True, nccl=True)``: max(reduction, wgrad +
+    reduction x k/S), the GEMM losing the k SMs of NCCL's CTAs while the reduction runs. Under userbuffers (``ring``) ``tp_overlap`` already pairs
     the reduce-scatter with the weight gradient (bulk overlap); DTensor's TP and
     Megatron-LM before October 2022 (``async_grad_reduce`` False) run it after."""
     if mode != "none" or not (ctx.tp > 1 and ctx.megatron_linears and ctx.async_grad_reduce):
@@ -290,7 +290,7 @@ def async_grad_reduce(ctx: LayerContext, ops: list, mode: str = "none") -> list:
         if (isinstance(op, Collective) and op.group.dim == "tp"
                 and op.kind in ("reduce_scatter", "all_reduce") and out and _is_wgrad(out[-1])):
             w = out.pop()
-            op = Overlap((w,), (op,), 1, f"{w.name}{ASYNC_REDUCE}", concurrent=True)
+            op = Overlap((w,), (op,), 1, f"{w.name}{ASYNC_REDUCE}", concurrent=True, nccl=True)
         out.append(op)
     return out
 

@@ -201,3 +201,19 @@ class AnalyticalNetwork:
 
     def p2p(self, env: simpy.Environment, src: int, dst: int, nbytes: float) -> Generator:
         yield env.timeout(self.p2p_time(src, dst, nbytes))
+
+
+SWITCHED_SCALE_UP = frozenset({"nvswitch", "nvl-domain"})
+
+
+def collective_ctas(layout: ClusterLayout, arch: str | None, ranks) -> int:
+    """SMs an NCCL ring/tree collective over ``ranks`` holds on each of them while it runs
+    (its execution channels, one CTA each: nccl_model.ring_ctas) on NVSwitch / NVL
+    domains of ``arch`` GPUs; 0 elsewhere (meshes, tori, other vendors' libraries) and for
+    one rank. An NVL domain of several trays is one NCCL node (MNNVL)."""
+    sys = layout.system
+    if len(ranks) < 2 or sys.scale_up.kind not in SWITCHED_SCALE_UP:
+        return 0
+    domains, local = domain_span(layout, ranks)
+    return nccl_model.ring_ctas(arch, sys.scale_up.gb_s_per_gpu, local, domains,
+                                layout.nic_bw_per_gpu / 1e9)

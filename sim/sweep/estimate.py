@@ -35,7 +35,7 @@ from functools import lru_cache, partial
 from hw_models.compute import ComputeModel
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
-from sim.setup import host_launch, paced_compute
+from sim.setup import comm_sms, host_launch, paced_compute
 from sim.sweep import estimate_schedules
 from workloads import memory, moe_training
 from workloads.graph import CommGroup, Overlap
@@ -321,8 +321,10 @@ def from_setup(setup) -> Estimator:
     sc = setup.scenario
     compute = paced_compute(setup.gpu, setup.profile, sc.sim.speed_scale,
                                setup.layout.world_size)
-    return Estimator(setup.model, setup.layout, compute, setup.options, setup.gpu.hbm_bytes,
-                     setup.profile, host_launch(sc, setup.system))
+    est = Estimator(setup.model, setup.layout, compute, setup.options, setup.gpu.hbm_bytes,
+                    setup.profile, host_launch(sc, setup.system))
+    est.costs.comm_sms = comm_sms(setup)     # NCCL's CTAs beside the blocks' compute
+    return est
 
 
 def _offloads(offload: OffloadOptions | None) -> bool:

@@ -15,7 +15,7 @@ import pytest
 
 from sim.costs import OpCosts
 from sim.scenario import parse
-from sim.setup import host_bw, make_network, paced_compute, play, resolve_setup
+from sim.setup import comm_sms, host_bw, make_network, paced_compute, play, resolve_setup
 from workloads import training
 from workloads.graph import Collective
 
@@ -35,8 +35,12 @@ def setup_and_graph(global_batch: int):
 
 
 def costs(st) -> OpCosts:
-    return OpCosts(paced_compute(st.gpu, st.profile, 1.0, st.layout.world_size),
-                   make_network(st), host_bw(st.system))
+    """The engine's prices (sim.setup.build_engine), NCCL's CTAs beside the blocks' compute
+    included; in this regime the DP collectives' CTAs slow only compute they hide."""
+    c = OpCosts(paced_compute(st.gpu, st.profile, 1.0, st.layout.world_size),
+                make_network(st), host_bw(st.system))
+    c.comm_sms = comm_sms(st)
+    return c
 
 
 def test_dp_channel_paces_both_ends_of_the_step():

@@ -45,7 +45,7 @@ def test_compiled_cp_exposes_its_collectives():
     """Traced, the K,V all-gathers and the dK,dV sends are no longer hidden: the step's
     exposed CP time is, per layer, the all-gather three times (forward, recompute,
     backward) plus the backward's sends, each at its own collective time; eager, the
-    same collectives hide behind the block kernels."""
+    same collectives hide behind the block kernels but for the SMs their CTAs take."""
     from sim.setup import build_engine, resolve_setup
     from workloads import training
     from workloads.graph import Collective
@@ -61,4 +61,7 @@ def test_compiled_cp_exposes_its_collectives():
     assert traced.breakdown["cp"] == pytest.approx(32 * per_layer, rel=0.01)
     d["workload"]["parallel"]["cp_compiled"] = False
     eager = simulate(Scenario.model_validate(d), band=False)
-    assert eager.breakdown["cp"] < 0.1 * traced.breakdown["cp"]
+    # eager, the block kernels beside them lose the SMs of NCCL's 24 CTAs (CP 8 on one
+    # H100 node) of 132 while they run: at least that share of their time
+    assert 24 / 132 * traced.breakdown["cp"] <= eager.breakdown["cp"] \
+        < 0.25 * traced.breakdown["cp"]

@@ -161,3 +161,55 @@ def nvls_warps(heads: int) -> dict[str, int]:
     total = k["total_warps"]
     return {"reduce": reduce, "scatter": (total - reduce + 1) // 2,
             "gather": (total - reduce) // 2}
+
+
+def _search_speed(speeds: list[float], path_bw: float, total_bw: float,
+                  max_channels: int) -> tuple[int, float]:
+    """(search channels, per-channel GB/s) of NCCL's ring search (src/graph/search.cc
+    ncclTopoCompute, pass 1) for a GPU whose path carries ``path_bw`` and whose links
+    ``total_bw`` GB/s, up to ``max_channels``: from the first speed no faster than the
+    path, the solution of most channels x speed (ties: the first found), stepping down
+    while the next speed is above 0.49 of the best's; stops at a solution using all
+    ``total_bw``."""
+    i = next((k for k, s in enumerate(speeds) if s <= path_bw), len(speeds) - 1)
+    best_n, best_s = 0, 0.0
+    while True:
+        s = speeds[i]
+        n = min(max_channels, int(total_bw / s + 1e-9))
+        if n * s > best_n * best_s:
+            best_n, best_s = n, s
+        if best_n and best_n * best_s >= total_bw:
+            break
+        if i + 1 >= len(speeds) or (best_n and speeds[i + 1] / best_s <= 0.49):
+            break
+        i += 1
+    return max(1, best_n), best_s
+
+
+def ring_ctas(arch: str | None, nvlink_gb_s: float, local: int, nodes: int,
+              nic_gb_s: float = 0.0) -> int:
+    """CTAs (SMs) a ring/tree collective kernel holds: NCCL's execution channels
+    (nccl_tuning.yaml ``ring_ctas``). One NVLink domain (``nodes`` 1): the search over
+    the GPU's NVLink bandwidth as NCCL rates it (``nvlink_gb_s`` marketed per GPU, times
+    ``nvlink_rating``); across nodes the same search over the inter-node speeds, from the
+    first one a NIC (``nic_gb_s``) carries, with at most one channel per rail of the
+    ``local`` ranks per node. Then ncclTopoDupChannels and connect.cc's doublings. 0 for parts
+    with no sm number (RCCL keeps its own channel logic)."""
+    m = re.fullmatch(r"sm(\d+)", arch or "")
+    if not m:
+        return 0
+    cc = int(m.group(1))
+    key = "sm100" if cc >= 100 else "sm90" if cc >= 90 else "sm80"
+    c = constants()["ring_ctas"]
+    total = nvlink_gb_s * nvlink_rating(arch)
+    if nodes <= 1:
+        n, s = _search_speed(c["speed_intra"][key], total, total, c["max_search_channels"])
+    else:       # at most one ring per rail, each crossing every GPU's NVLink once
+        n, s = _search_speed(c["speed_inter"][key], nic_gb_s, total,
+                             min(max(1, local), c["max_search_channels"]))
+    if s >= 25.0 and not (cc > 80 and s < 50.0 and n > 4):     # ncclTopoDupChannels
+        n, s = min(2 * n, c["max_search_channels"]), s / 2
+    n = min(c["max_channels"], 2 * n)                            # connect.cc: x2
+    if cc >= 90 and nodes > 1 and s > 45.0 and n < 16:           # 4 per search channel
+        n = min(c["max_channels"], 2 * n)
+    return n
