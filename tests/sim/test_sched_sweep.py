@@ -80,7 +80,8 @@ def test_estimator_plays_the_split_schedules_tail(schedule, zero, overlap):
          "parallel": {"tp": 2, "pp": 4, "zero": zero, "schedule": schedule,
                       "sequence_parallel": True}}
     sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w,
-                         "sim": {"check_memory": False, "fidelity": "analytical"}})
+                         "sim": {"check_memory": False, "fidelity": "analytical",
+                                 "nccl_sms": False}})
     setup = resolve_setup(sc)
     assert setup.plan.dp == 2
     est = from_setup(setup).iteration_time(setup.plan)
@@ -137,14 +138,15 @@ def test_estimator_plays_1f1b_and_interleaved(schedule, vpp, layers, sp, overlap
     the last backward's gradient buckets released layer by layer with
     ``overlap_grad_reduce``, after the chunk under ``grad_reduce_per_stage``, after the
     compute otherwise: the DES's iteration to rounding (the equal-rank formula was off
-    by up to 0.8% on uneven stages)."""
+    by up to 0.8% on uneven stages), NCCL's SMs aside (``sim.nccl_sms``)."""
     par = {"tp": 2, "pp": 4, "vpp": vpp, "zero": 1, "schedule": schedule,
            "sequence_parallel": sp, **({"pipeline_layers": layers} if layers else {})}
     w = {"model": "llama3-8b", "seq_len": 4096, "global_batch": 64, "micro_batch": 1,
          "precision": "bf16", "recompute": "selective", "overlap_grad_reduce": overlap is True,
          "grad_reduce_per_stage": overlap == "per_stage", "parallel": par}
     sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w,
-                         "sim": {"check_memory": False, "fidelity": "analytical"}})
+                         "sim": {"check_memory": False, "fidelity": "analytical",
+                                 "nccl_sms": False}})
     setup = resolve_setup(sc)
     assert setup.plan.dp == 2
     est = from_setup(setup).iteration_time(setup.plan)
@@ -155,13 +157,13 @@ def test_small_sweep_1f1b_and_interleaved_rows_are_the_des():
     """Every feasible PP > 1 plan of a small Megatron 7.5B sweep on 32 A100
     (examples/sweep_small.yaml's model and cluster; tp 2/4, pp 2/4, vpp 1/2, mb 1/2,
     ZeRO 0/1, tied embeddings): the closed form's 1F1B and interleaved rows are the
-    DES's to 1e-9."""
+    DES's to 1e-9, NCCL's SMs aside."""
     from sim.sweep import evaluate, run, spec
     sw = spec.parse({
         "base": {"cluster": {"system": "dgx-a100", "nodes": 4},
                  "workload": {"kind": "training", "model": "megatron-7.5b", "global_batch": 64,
                               "precision": "bf16"},
-                 "sim": {"fidelity": "analytical"}},
+                 "sim": {"fidelity": "analytical", "nccl_sms": False}},
         "plans": {"tp": [2, 4], "pp": [2, 4], "vpp": [1, 2], "micro_batch": [1, 2],
                   "recompute": ["selective"], "sequence_parallel": [True], "zero": [0, 1]}})
     checked = 0
