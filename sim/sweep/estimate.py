@@ -216,7 +216,7 @@ class Estimator:
         tail's), no host offload, no overlapped parameter gathers, no blocking sends."""
         return (self.model.uniform
                 and plan.effective_schedule in ("gpipe", "1f1b", "interleaved")
-                and plan.zero <= 1 and not _offloads(offload) and not self.options.p2p_blocking
+                and plan.zero <= 2 and not _offloads(offload) and not self.options.p2p_blocking
                 and not gathers_overlap(self.model, plan, self.options))
 
     def _recv_gather(self, plan: ParallelPlan) -> float:

@@ -41,6 +41,7 @@ from workloads.param_sync import (
     copy_pair,
     stage_params,
     tied_sync_params,
+    unit_params,
 )
 
 
@@ -182,16 +183,26 @@ def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
     secs = _pass_prices(plan, pipe, lt)
     if streams is None:
         return pipeline_play.play_order(order, secs, hops, recv_s)
-    layers = {}
-    for r in range(plan.pp):
-        key = 0                 # the layers' keys in _replicated_grads' order
-        for c in reversed(range(pipe.v)):
-            n = pipe.chunk_layers(r, c)
-            layers[(r, c)] = [(w, cw, ("L", key + i)) for i, (w, cw)
-                              in enumerate(_backward_layers(pipe, lt, r, c))]
-            key += n
+    back = {(r, c): _backward_layers(pipe, lt, r, c) for r in range(plan.pp)
+            for c in range(pipe.v)}
+    if plan.zero == 2 and plan.grad_dp > 1:     # every backward, keyed per microbatch
+        comp = _pass_prices(plan, pipe, lt.compute)
+        for (r, c), got in back.items():    # a chunk of no layer: one node, the whole pass
+            if not got:
+                i = r * 2 * pipe.v + 2 * c + 1
+                back[(r, c)] = [(secs[i], comp[i])]
+        layered = {i: [(w, cw, ("Z", mb, c, j)) for j, (w, cw) in enumerate(back[(r, c)])]
+                   for i, r, mb, c in order.bwd}
+    else:
+        layered = {}
+        for r in range(plan.pp):
+            key = 0                 # the layers' keys in _replicated_grads' order
+            for c in reversed(range(pipe.v)):
+                layered[order.last_bwd[r][c]] = [(w, cw, ("L", key + j)) for j, (w, cw)
+                                                 in enumerate(back[(r, c)])]
+                key += pipe.chunk_layers(r, c)
     return pipeline_play.play_order_shared(order, secs, _pass_prices(plan, pipe, lt.compute),
-                                           hops, recv_s, streams, layers)
+                                           hops, recv_s, streams, layered)
 
 
 def _pass_prices(plan: ParallelPlan, pipe, lt) -> list[float]:
@@ -225,10 +236,14 @@ def dp_streams(est, plan: ParallelPlan, layerwise: bool = False) -> list | None:
     buckets in the graph's order (``_grad_queue``), each keyed by what completes it: its
     last layer's node of the last backward (``layerwise`` with ``overlap_grad_reduce``:
     GPipe, 1F1B), its chunk (``overlap_grad_reduce`` or ``grad_reduce_per_stage``),
-    each holding the SMs of NCCL's kernel on the DP group (sim/setup.py ``comm_sms``).
-    None where no bucket runs beside the compute: NCCL's SMs not priced, no data
-    parallelism, the buckets after the compute (then the closed-form queue is exact)."""
+    each holding the SMs of NCCL's kernel on the DP group (sim/setup.py ``comm_sms``);
+    under ZeRO-2 (``layerwise``), every microbatch's reduce-scatters (``_zero2_items``),
+    played with or without NCCL's SMs priced (then their kernels hold none). None where
+    no bucket runs beside the compute: NCCL's SMs not priced, no data parallelism, the
+    buckets after the compute (then the closed-form queue is exact)."""
     opts, sms = est.options, est.compute.gpu.sms or 0
+    if layerwise and plan.zero == 2 and plan.grad_dp > 1 and est.model.uniform:
+        return _zero2_streams(est, plan, sms)
     if (est.costs.comm_sms is None or not sms or plan.grad_dp <= 1 or not est.model.uniform
             or not (opts.overlap_grad_reduce or opts.grad_reduce_per_stage)):
         return None
@@ -245,6 +260,32 @@ def dp_streams(est, plan: ParallelPlan, layerwise: bool = False) -> list | None:
         items = [(key, est._coll(kind, n * opts.grad_bytes, dp), k)
                  for n, key in bucket(ready, opts.bucket_params)]
         out.append(pipeline_play.DPStream(items, sms))
+    return out
+
+
+def _zero2_streams(est, plan: ParallelPlan, sms: int) -> list:
+    """ZeRO-2's DP streams (workloads/param_sync.py ``zero2_reduce_scatter``): after each
+    backward of the rank's order, that microbatch's chunk's gradients reduce-scattered in
+    buckets over the layers in the order the backward completes them (the embedding with
+    the first layer, the untied output layer with the last: ``unit_params`` reversed),
+    each as its last layer ends with ``overlap_grad_reduce``, else as the backward ends;
+    keys ("Z", microbatch, chunk, layer node), as ``one_pass_play`` marks them."""
+    opts, pipe = est.options, plan.pipeline(est.model.layers)
+    out = []
+    for s in range(plan.pp):
+        dp = CommGroup(plan.dp_group(s), "dp")
+        k = est.costs.comm_sms(Collective("reduce_scatter", 0.0, dp)) \
+            if est.costs.comm_sms is not None else 0
+        per_chunk = {}
+        for c in range(pipe.v):
+            ready = list(enumerate(reversed(unit_params(est.model, plan, s, c))))
+            last = len(ready) - 1
+            per_chunk[c] = [(j if opts.overlap_grad_reduce else last,
+                             est._coll("reduce_scatter", n * opts.grad_bytes, dp))
+                            for n, j in bucket([(n, j) for j, n in ready], opts.bucket_params)]
+        items = [(("Z", mb, c, j), secs, k) for mb, c, kind in pipe.steps(s) if kind == "B"
+                 for j, secs in per_chunk[c]]
+        out.append(pipeline_play.DPStream(items, max(sms, 1)))
     return out
 
 

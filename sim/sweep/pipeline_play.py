@@ -308,13 +308,15 @@ class Order:
     rank's previous unit and after the pass that feeds it: ``entries`` (price index
     ``rank * 2v + 2 chunk + backward?``, slot of the feeding pass or -1, link or -1: the
     transfer's (src, dst, gradient?) in ``links``); ``last`` the slot of each rank's last
-    unit, ``last_bwd`` of each (rank, chunk)'s last backward."""
+    unit, ``last_bwd`` of each (rank, chunk)'s last backward, ``bwd`` (slot, rank,
+    microbatch, chunk) of every backward."""
     p: int
     v: int
     entries: tuple[tuple[int, int, int, int], ...]
     links: tuple[tuple[int, int, bool], ...]
     last: tuple[int, ...]
     last_bwd: tuple[tuple[int, ...], ...]
+    bwd: tuple[tuple[int, int, int, int], ...] = ()
 
 
 @lru_cache(maxsize=256)
@@ -352,7 +354,8 @@ def order_of(kind: str, p: int, v: int, m: int) -> Order:
     last = tuple(max(i for i, e in enumerate(entries) if e[3] == r) for r in range(p))
     last_bwd = tuple(tuple(max(slot[k] for k in slot if k[0] == r and k[2] == c and k[3])
                            for c in range(v)) for r in range(p))
-    return Order(p, v, tuple(entries), tuple(sorted(links, key=links.get)), last, last_bwd)
+    bwd = tuple(sorted((i, k[0], k[1], k[2]) for k, i in slot.items() if k[3]))
+    return Order(p, v, tuple(entries), tuple(sorted(links, key=links.get)), last, last_bwd, bwd)
 
 
 def play_order(order: Order, secs: list[float], hops: list[float], gather: float) -> Played:
@@ -393,18 +396,20 @@ def _play_entries(entries, secs: list[float], hops: list[float], gather: float,
 
 
 def play_order_shared(order: Order, secs: list[float], compute: list[float], hops: list[float],
-                      gather: float, streams: list[DPStream], last_layers: dict) -> Played:
+                      gather: float, streams: list[DPStream], layered: dict) -> Played:
     """``play_order`` with each rank's DP stream played along (``DPStream``): each pass at
-    its shared rate (``compute``: the compute seconds of each price index), each (rank,
-    chunk)'s last backward layer by layer (``last_layers[(rank, chunk)]``: (seconds,
-    compute seconds, key) per layer in the order they run, workloads/training.py
-    ``_split_backward``), each layer's key marked as it ends and ("C", chunk) when the
-    chunk's gradients are complete, "end" after the rank's last pass."""
+    its shared rate (``compute``: the compute seconds of each price index), the
+    backwards of ``layered`` layer by layer (slot -> (seconds, compute seconds, key) per
+    layer in the order they run, workloads/training.py ``_split_backward``: each (rank,
+    chunk)'s last backward, and every backward under ZeRO-2), each layer's key marked as
+    it ends, ("C", chunk) when the chunk's gradients are complete, "end" after the
+    rank's last pass."""
     end: list[float] = []
     clock = [0.0] * order.p
     link = [0.0] * len(order.links)
     lasts = {slot: (r, c) for r, row in enumerate(order.last_bwd) for c, slot in enumerate(row)}
-    first = min(lasts)          # before any last backward no bucket is in flight
+    first = min(min(lasts), min(layered, default=len(order.entries)))
+    # before any layered backward or last backward no bucket is in flight
     _play_entries(order.entries[:first], secs, hops, gather, end, clock, link)
     for i in range(first, len(order.entries)):
         k, src, ln, r = order.entries[i]
@@ -423,8 +428,7 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
             elif a > t:
                 t = a
         st = streams[r]
-        rc = lasts.get(i)
-        layers = last_layers.get(rc) if rc is not None else None
+        layers = layered.get(i)
         if layers:
             for w, cw, key in layers:
                 t = st.run(t, w, cw)
@@ -433,6 +437,7 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
             t = st.run(t, secs[k], compute[k])
         else:
             t += secs[k]
+        rc = lasts.get(i)
         if rc is not None:
             st.mark(("C", rc[1]), t)
         clock[r] = t
