@@ -185,24 +185,26 @@ def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
         return pipeline_play.play_order(order, secs, hops, recv_s)
     back = {(r, c): _backward_layers(pipe, lt, r, c) for r in range(plan.pp)
             for c in range(pipe.v)}
-    if plan.zero == 2 and plan.grad_dp > 1:     # every backward, keyed per microbatch
+    launched = None
+    if plan.zero == 2 and plan.grad_dp > 1:     # every backward launches its buckets
         comp = _pass_prices(plan, pipe, lt.compute)
         for (r, c), got in back.items():    # a chunk of no layer: one node, the whole pass
             if not got:
                 i = r * 2 * pipe.v + 2 * c + 1
                 back[(r, c)] = [(secs[i], comp[i])]
-        layered = {i: [(w, cw, ("Z", mb, c, j)) for j, (w, cw) in enumerate(back[(r, c)])]
-                   for i, r, mb, c in order.bwd}
-    else:
-        layered = {}
-        for r in range(plan.pp):
-            key = 0                 # the layers' keys in _replicated_grads' order
-            for c in reversed(range(pipe.v)):
-                layered[order.last_bwd[r][c]] = [(w, cw, ("L", key + j)) for j, (w, cw)
-                                                 in enumerate(back[(r, c)])]
-                key += pipe.chunk_layers(r, c)
+        per = {(r, c): [(w, _rate(streams[r], w, cw), b)
+                        for (w, cw), b in zip(got, streams[r].zero2[c], strict=True)]
+               for (r, c), got in back.items()}
+        launched = {i: per[(r, c)] for i, r, _, c in order.bwd}
+    layered = {}
+    for r in range(plan.pp):
+        key = 0                 # the layers' keys in _replicated_grads' order
+        for c in reversed(range(pipe.v)):
+            layered[order.last_bwd[r][c]] = [(w, cw, ("L", key + j)) for j, (w, cw)
+                                             in enumerate(back[(r, c)])]
+            key += pipe.chunk_layers(r, c)
     return pipeline_play.play_order_shared(order, secs, _pass_prices(plan, pipe, lt.compute),
-                                           hops, recv_s, streams, layered)
+                                           hops, recv_s, streams, layered, launched)
 
 
 def _pass_prices(plan: ParallelPlan, pipe, lt) -> list[float]:
@@ -263,29 +265,38 @@ def dp_streams(est, plan: ParallelPlan, layerwise: bool = False) -> list | None:
     return out
 
 
+def _rate(st, w: float, cw: float) -> float:
+    """A pass's rate beside one of ``st``'s ZeRO-2 buckets (``DPStream.run``)."""
+    if w <= 0 or cw <= 0:
+        return 1.0
+    return 1.0 - min(1.0, cw / w) * min(st.zero2_sms, st.sms - 1) / st.sms
+
+
 def _zero2_streams(est, plan: ParallelPlan, sms: int) -> list:
     """ZeRO-2's DP streams (workloads/param_sync.py ``zero2_reduce_scatter``): after each
     backward of the rank's order, that microbatch's chunk's gradients reduce-scattered in
     buckets over the layers in the order the backward completes them (the embedding with
     the first layer, the untied output layer with the last: ``unit_params`` reversed),
-    each as its last layer ends with ``overlap_grad_reduce``, else as the backward ends;
-    keys ("Z", microbatch, chunk, layer node), as ``one_pass_play`` marks them."""
+    each as its last layer ends with ``overlap_grad_reduce``, else as the backward ends.
+    Each stream carries them per chunk as ``zero2`` (per layer node of the backward, the
+    seconds of the buckets it completes) and their kernel's SMs as ``zero2_sms``, for
+    ``one_pass_play`` (sim/sweep/pipeline_play.py ``launch_layers``)."""
     opts, pipe = est.options, plan.pipeline(est.model.layers)
     out = []
     for s in range(plan.pp):
         dp = CommGroup(plan.dp_group(s), "dp")
-        k = est.costs.comm_sms(Collective("reduce_scatter", 0.0, dp)) \
+        st = pipeline_play.DPStream([], max(sms, 1))
+        st.zero2_sms = est.costs.comm_sms(Collective("reduce_scatter", 0.0, dp)) \
             if est.costs.comm_sms is not None else 0
-        per_chunk = {}
+        st.zero2 = {}
         for c in range(pipe.v):
-            ready = list(enumerate(reversed(unit_params(est.model, plan, s, c))))
-            last = len(ready) - 1
-            per_chunk[c] = [(j if opts.overlap_grad_reduce else last,
-                             est._coll("reduce_scatter", n * opts.grad_bytes, dp))
-                            for n, j in bucket([(n, j) for j, n in ready], opts.bucket_params)]
-        items = [(("Z", mb, c, j), secs, k) for mb, c, kind in pipe.steps(s) if kind == "B"
-                 for j, secs in per_chunk[c]]
-        out.append(pipeline_play.DPStream(items, max(sms, 1)))
+            ready = list(reversed(unit_params(est.model, plan, s, c)))
+            at = [[] for _ in ready]
+            for n, j in bucket([(n, j) for j, n in enumerate(ready)], opts.bucket_params):
+                at[j if opts.overlap_grad_reduce else -1].append(
+                    est._coll("reduce_scatter", n * opts.grad_bytes, dp))
+            st.zero2[c] = [tuple(x) for x in at]
+        out.append(st)
     return out
 
 

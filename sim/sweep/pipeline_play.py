@@ -64,10 +64,14 @@ class DPStream:
     ``_collective`` with one simulated member); ``run`` is a pass's end at the engine's
     shared rate (sim/engine.py ``_shared``) under the kernels launched so far."""
 
-    __slots__ = ("items", "sms", "ready", "nxt", "free", "spans", "pos")
+    __slots__ = ("items", "sms", "ready", "nxt", "free", "spans", "pos", "zero2", "zero2_sms")
 
     def __init__(self, items: list[tuple], gpu_sms: int):
         self.items, self.sms = items, gpu_sms
+        # ZeRO-2: per chunk, per layer node of a backward, the seconds of the buckets it
+        # completes, launched by ``launch_layers``, and their kernel's SMs
+        self.zero2: dict[int, list[tuple[float, ...]]] | None = None
+        self.zero2_sms = 0
         self.ready: dict = {}
         self.nxt, self.free, self.pos = 0, 0.0, 0
         self.spans: list[tuple[float, float, int]] = []   # (start, end, SMs) in order
@@ -396,20 +400,22 @@ def _play_entries(entries, secs: list[float], hops: list[float], gather: float,
 
 
 def play_order_shared(order: Order, secs: list[float], compute: list[float], hops: list[float],
-                      gather: float, streams: list[DPStream], layered: dict) -> Played:
+                      gather: float, streams: list[DPStream], layered: dict,
+                      launched: dict | None = None) -> Played:
     """``play_order`` with each rank's DP stream played along (``DPStream``): each pass at
     its shared rate (``compute``: the compute seconds of each price index), the
     backwards of ``layered`` layer by layer (slot -> (seconds, compute seconds, key) per
     layer in the order they run, workloads/training.py ``_split_backward``: each (rank,
-    chunk)'s last backward, and every backward under ZeRO-2), each layer's key marked as
-    it ends, ("C", chunk) when the chunk's gradients are complete, "end" after the
-    rank's last pass."""
+    chunk)'s last backward), each layer's key marked as it ends, ("C", chunk) when the
+    chunk's gradients are complete, "end" after the rank's last pass; those of
+    ``launched`` (ZeRO-2: every backward, slot -> layers as ``launch_layers`` takes
+    them) launching their own buckets."""
     end: list[float] = []
     clock = [0.0] * order.p
     link = [0.0] * len(order.links)
     lasts = {slot: (r, c) for r, row in enumerate(order.last_bwd) for c, slot in enumerate(row)}
-    first = min(min(lasts), min(layered, default=len(order.entries)))
-    # before any layered backward or last backward no bucket is in flight
+    first = min(min(lasts), min(launched, default=len(order.entries)) if launched else min(lasts))
+    # before any last backward (ZeRO-2: any backward) no bucket is in flight
     _play_entries(order.entries[:first], secs, hops, gather, end, clock, link)
     for i in range(first, len(order.entries)):
         k, src, ln, r = order.entries[i]
@@ -429,7 +435,9 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
                 t = a
         st = streams[r]
         layers = layered.get(i)
-        if layers:
+        if launched is not None and i in launched:
+            t = launch_layers(st, t, launched[i])
+        elif layers:
             for w, cw, key in layers:
                 t = st.run(t, w, cw)
                 st.mark(key, t)
@@ -447,3 +455,46 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
     return Played([end[i] for i in order.last],
                   [[end[i] for i in row] for row in order.last_bwd],
                   [st.free for st in streams])
+
+
+def launch_layers(st: DPStream, t: float, layers) -> float:
+    """A backward run layer by layer from ``t`` on ``st`` (``layers``: seconds, the
+    layer's rate while a bucket is in flight, ``DPStream.run``'s 1 - f min(N, S - 1) / S,
+    and the seconds of the buckets the layer completes), each bucket launched as its
+    layer ends, after the one before it, holding N SMs (``st.zero2_sms``). ZeRO-2: each
+    backward's buckets come right after the previous backward's in the stream's order,
+    so they go without ``DPStream.mark``'s look-up, and every span in flight is one of
+    them (one rate per layer). When the backward ends."""
+    spans, free, k = st.spans, st.free, st.zero2_sms
+    for w, rate, secs in layers:
+        if free > t and rate < 1.0:         # DPStream.run with one kernel size
+            i = st.pos
+            while spans[i][1] <= t:
+                i += 1
+            n = len(spans)
+            while True:
+                a, b, _ = spans[i]
+                if a > t:
+                    if t + w <= a:
+                        t += w
+                        break
+                    w -= a - t
+                    t = a
+                if t + w / rate <= b:
+                    t += w / rate
+                    break
+                w -= (b - t) * rate
+                t = b
+                i += 1
+                if i == n:
+                    t += w
+                    break
+            st.pos = i
+        else:
+            t += w
+        for b in secs:
+            start = t if t > free else free
+            free = start + b
+            spans.append((start, free, k))
+    st.free = free
+    return t
