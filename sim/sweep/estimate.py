@@ -172,7 +172,8 @@ class Estimator:
             pipe = plan.pipeline(self.model.layers)
             played = estimate_schedules.one_pass_play(
                 plan, pipe, lt, self._hops(plan), self._recv_gather(plan),
-                estimate_schedules.dp_streams(self, plan, layerwise=True))
+                estimate_schedules.dp_streams(self, plan, layerwise=True),
+                estimate_schedules.activation_copies(self, pipe, offload))
             return estimate_schedules.played_end(self, plan, played, partial(
                 estimate_schedules.last_backward_layers, plan, pipe, lt, played))
         if played is not None:      # each rank's tail (ZeRO 0/1) as the graph plays it
@@ -212,11 +213,13 @@ class Estimator:
     def _plays_one_pass(self, plan: ParallelPlan, offload) -> bool:
         """Whether a uniform model's GPipe, 1F1B or interleaved pipeline (PP 1 included: its
         microbatches one after the other, the last backward's buckets layer by layer) is
-        played rank by rank (estimate_schedules.one_pass_play): ZeRO 0/1 (the played
-        tail's), no host offload, no overlapped parameter gathers, no blocking sends."""
+        played rank by rank (estimate_schedules.one_pass_play): ZeRO 0-2, activation
+        offload played along, no optimizer offload, no overlapped parameter gathers, no
+        blocking sends."""
         return (self.model.uniform
                 and plan.effective_schedule in ("gpipe", "1f1b", "interleaved")
-                and plan.zero <= 2 and not _offloads(offload) and not self.options.p2p_blocking
+                and plan.zero <= 2 and not (offload is not None and offload.optimizer)
+                and not self.options.p2p_blocking
                 and not gathers_overlap(self.model, plan, self.options))
 
     def _recv_gather(self, plan: ParallelPlan) -> float:

@@ -32,7 +32,7 @@ from functools import partial
 
 from sim.sweep import pipeline_play
 from workloads import moe_parallel, moe_training
-from workloads.graph import Collective, CommGroup, Compute
+from workloads.graph import Collective, CommGroup, Compute, Memory
 from workloads.parallel import ParallelPlan
 from workloads.param_sync import (
     adam_bytes,
@@ -171,18 +171,23 @@ def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
 
 
 def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
-                  streams: list | None = None) -> pipeline_play.Played:
+                  streams: list | None = None,
+                  offload: pipeline_play.Offload | None = None) -> pipeline_play.Played:
     """GPipe, 1F1B or interleaved 1F1B of a uniform model, each rank's order played
     (sim/sweep/pipeline_play.py ``play_order``, its structure cached per schedule, ranks,
     chunks and microbatches): each pass priced as in ``dense_play`` (a forward, a full
     backward), ``recv_s`` of TP all-gather before each pass fed by another rank;
     ``streams``: each rank's DP stream played along (``dp_streams``), each chunk's last
-    backward then layer by layer (``play_order_shared``)."""
+    backward then layer by layer (``play_order_shared``); ``offload``: the activation
+    copies to and from the host played along (``activation_copies``)."""
     order = pipeline_play.order_of(pipe.kind, pipe.p, pipe.v, pipe.m)
     hops = [hop(src, dst) for src, dst, _ in order.links]
     secs = _pass_prices(plan, pipe, lt)
-    if streams is None:
+    if streams is None and offload is None:
         return pipeline_play.play_order(order, secs, hops, recv_s)
+    bare = streams is None      # offload without a DP stream beside: none in flight
+    if bare:
+        streams = [pipeline_play.DPStream([], 1) for _ in range(plan.pp)]
     back = {(r, c): _backward_layers(pipe, lt, r, c) for r in range(plan.pp)
             for c in range(pipe.v)}
     launched = None
@@ -203,8 +208,26 @@ def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
             layered[order.last_bwd[r][c]] = [(w, cw, ("L", key + j)) for j, (w, cw)
                                              in enumerate(back[(r, c)])]
             key += pipe.chunk_layers(r, c)
-    return pipeline_play.play_order_shared(order, secs, _pass_prices(plan, pipe, lt.compute),
-                                           hops, recv_s, streams, layered, launched)
+    played = pipeline_play.play_order_shared(order, secs, _pass_prices(plan, pipe, lt.compute),
+                                             hops, recv_s, streams, layered, launched, offload)
+    if bare:                    # the buckets' queue from the compute's ends (played_end)
+        played.free = None
+    return played
+
+
+def activation_copies(est, pipe, offload) -> pipeline_play.Offload | None:
+    """Seconds of each (rank, chunk)'s activation copy to the host after a forward and
+    back before a backward (workloads/offload.py ``ActivationOffload``: the offloaded
+    share of a layer's activations times the chunk's layers, over the host link); None
+    without activation offload."""
+    if offload is None or offload.activations <= 0:
+        return None
+    secs = tuple(est.costs.uncached_time(Memory(kind, offload.activations
+                                                * offload.act_bytes_per_layer
+                                                * pipe.chunk_layers(r, c)))
+                 for kind in ("d2h", "h2d") for r in range(pipe.p) for c in range(pipe.v))
+    n = pipe.p * pipe.v
+    return pipeline_play.Offload(secs[:n], secs[n:])
 
 
 def _pass_prices(plan: ParallelPlan, pipe, lt) -> list[float]:
@@ -374,7 +397,8 @@ def played_end(est, plan: ParallelPlan, played: pipeline_play.Played,
         for r in (s, p - 1 - s):
             free[r] = start + est._coll("all_reduce", copy_grad_params(model, plan, r)
                                         * opts.grad_bytes, pair)
-    return max(_step_end(est, plan, s, played.end[s], free[s]) for s in range(p))
+    return max(played.copies, *(_step_end(est, plan, s, played.end[s], free[s])
+                                for s in range(p)))
 
 
 def _grad_queue(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float],

@@ -51,10 +51,12 @@ class Played:
     """Per rank: when its last unit ends, and, per chunk, when its last backward or
     weight-gradient pass ends (the chunk's gradients are complete); ``free``: when each
     rank's played data-parallel stream (``DPStream``) is done with its buckets, None
-    where it was not played."""
+    where it was not played; ``copies``: when the last activation copy to the host ends
+    (``Offload``)."""
     end: list[float]
     grads_done: list[list[float]]
     free: list[float] | None = None
+    copies: float = 0.0     # when the last activation copy to the host ends (offload)
 
 
 class DPStream:
@@ -321,6 +323,7 @@ class Order:
     last: tuple[int, ...]
     last_bwd: tuple[tuple[int, ...], ...]
     bwd: tuple[tuple[int, int, int, int], ...] = ()
+    prev2: tuple[int, ...] = ()     # per entry, the slot of its rank's entry two before, or -1
 
 
 @lru_cache(maxsize=256)
@@ -359,7 +362,13 @@ def order_of(kind: str, p: int, v: int, m: int) -> Order:
     last_bwd = tuple(tuple(max(slot[k] for k in slot if k[0] == r and k[2] == c and k[3])
                            for c in range(v)) for r in range(p))
     bwd = tuple(sorted((i, k[0], k[1], k[2]) for k, i in slot.items() if k[3]))
-    return Order(p, v, tuple(entries), tuple(sorted(links, key=links.get)), last, last_bwd, bwd)
+    mine: list[list[int]] = [[] for _ in range(p)]
+    prev2 = []
+    for i, e in enumerate(entries):
+        prev2.append(mine[e[3]][-2] if len(mine[e[3]]) >= 2 else -1)
+        mine[e[3]].append(i)
+    return Order(p, v, tuple(entries), tuple(sorted(links, key=links.get)), last, last_bwd, bwd,
+                 tuple(prev2))
 
 
 def play_order(order: Order, secs: list[float], hops: list[float], gather: float) -> Played:
@@ -401,7 +410,7 @@ def _play_entries(entries, secs: list[float], hops: list[float], gather: float,
 
 def play_order_shared(order: Order, secs: list[float], compute: list[float], hops: list[float],
                       gather: float, streams: list[DPStream], layered: dict,
-                      launched: dict | None = None) -> Played:
+                      launched: dict | None = None, offload: Offload | None = None) -> Played:
     """``play_order`` with each rank's DP stream played along (``DPStream``): each pass at
     its shared rate (``compute``: the compute seconds of each price index), the
     backwards of ``layered`` layer by layer (slot -> (seconds, compute seconds, key) per
@@ -409,12 +418,17 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
     chunk)'s last backward), each layer's key marked as it ends, ("C", chunk) when the
     chunk's gradients are complete, "end" after the rank's last pass; those of
     ``launched`` (ZeRO-2: every backward, slot -> layers as ``launch_layers`` takes
-    them) launching their own buckets."""
+    them) launching their own buckets; ``offload``: the activation copies to and from
+    the host (``Offload``), each backward after its reload."""
     end: list[float] = []
     clock = [0.0] * order.p
     link = [0.0] * len(order.links)
     lasts = {slot: (r, c) for r, row in enumerate(order.last_bwd) for c, slot in enumerate(row)}
     first = min(min(lasts), min(launched, default=len(order.entries)) if launched else min(lasts))
+    if offload is not None:
+        first = 0
+        d2h, h2d = [0.0] * order.p, [0.0] * order.p
+        prev2, v2 = order.prev2, 2 * order.v
     # before any last backward (ZeRO-2: any backward) no bucket is in flight
     _play_entries(order.entries[:first], secs, hops, gather, end, clock, link)
     for i in range(first, len(order.entries)):
@@ -433,6 +447,12 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
                 t += gather
             elif a > t:
                 t = a
+        if offload is not None and k & 1:  # the reload, once the step before last is done
+            j = prev2[i]
+            at = end[j] if j >= 0 and end[j] > h2d[r] else h2d[r]
+            h2d[r] = at + offload.reload[k // 2]
+            if h2d[r] > t:
+                t = h2d[r]
         st = streams[r]
         layers = layered.get(i)
         if launched is not None and i in launched:
@@ -448,13 +468,27 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
         rc = lasts.get(i)
         if rc is not None:
             st.mark(("C", rc[1]), t)
+        if offload is not None and not k & 1:    # the forward's activations to the host
+            d2h[r] = (t if t > d2h[r] else d2h[r]) + offload.copy[k // 2]
         clock[r] = t
         end.append(t)
     for r in range(order.p):
         streams[r].mark("end", clock[r])
     return Played([end[i] for i in order.last],
                   [[end[i] for i in row] for row in order.last_bwd],
-                  [st.free for st in streams])
+                  [st.free for st in streams], max(d2h) if offload is not None else 0.0)
+
+
+@dataclass(frozen=True)
+class Offload:
+    """Activation offload of a one-pass pipeline (workloads/offload.py
+    ``ActivationOffload``), per ``rank * v + chunk``: ``copy`` the seconds of a forward's
+    activations to the host (after the forward, one after the other on the rank's
+    device-to-host stream, waited for by nothing but the step's end), ``reload`` of
+    their way back before a backward (one after the other on the host-to-device
+    stream, each issued once the rank's step before last is done)."""
+    copy: tuple[float, ...]
+    reload: tuple[float, ...]
 
 
 def launch_layers(st: DPStream, t: float, layers) -> float:
