@@ -9,15 +9,17 @@ instead of being played event by event:
   backward time ``S_s`` of one microbatch, ``T = m * max S + (sum S - max S) / v`` (the
   bubble ``(p - 1)`` stage-times shrinks by the interleaving factor ``v``), plus the
   pipeline fill and drain crossing ``p - 1`` stage boundaries each way; a uniform
-  model's GPipe / 1F1B / interleaved pipeline under ZeRO 0/1 (no offload, no overlapped
-  gathers, no blocking sends) and the split-backward schedules are played rank by rank
+  model's GPipe / 1F1B / interleaved pipeline under ZeRO 0-2 (activation offload
+  included; no optimizer offload, no overlapped gathers, no blocking sends) and the
+  split-backward schedules are played rank by rank
   instead (sim/sweep/estimate_schedules.py, sim/sweep/pipeline_play.py), exact where the
   ranks are unequal;
 * data parallel: gradient buckets overlap the last microbatch's backward (Megatron-LM
   ``overlap_grad_reduce``); what does not fit under it, the embedding sync, the optimizer
   step and the ZeRO-1/2 parameter all-gather are exposed at the end, per stage;
-* ZeRO-2 reduce-scatters every microbatch's buckets: beyond the last, what a microbatch's
-  buckets take over its stage time is exposed;
+* ZeRO-2 reduce-scatters every microbatch's buckets (played where the pipeline is;
+  elsewhere, beyond the last, what a microbatch's buckets take over its stage time is
+  exposed);
 * ZeRO-3 (same graph assumptions as workloads.training: one DP channel, prefetch of one
   layer): a layer's forward takes max(compute, gather), its backward max(compute,
   gather + reduce-scatter); the step's first gather and last reduce-scatter are exposed.

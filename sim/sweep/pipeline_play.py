@@ -428,7 +428,7 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
     if offload is not None:
         first = 0
         d2h, h2d = [0.0] * order.p, [0.0] * order.p
-        prev2, v2 = order.prev2, 2 * order.v
+        prev2 = order.prev2
     # before any last backward (ZeRO-2: any backward) no bucket is in flight
     _play_entries(order.entries[:first], secs, hops, gather, end, clock, link)
     for i in range(first, len(order.entries)):
@@ -448,23 +448,10 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
             elif a > t:
                 t = a
         if offload is not None and k & 1:  # the reload, once the step before last is done
-            j = prev2[i]
-            at = end[j] if j >= 0 and end[j] > h2d[r] else h2d[r]
-            h2d[r] = at + offload.reload[k // 2]
-            if h2d[r] > t:
-                t = h2d[r]
+            t = max(t, _reload(offload, h2d, r, k, end[prev2[i]] if prev2[i] >= 0 else 0.0))
         st = streams[r]
-        layers = layered.get(i)
-        if launched is not None and i in launched:
-            t = launch_layers(st, t, launched[i])
-        elif layers:
-            for w, cw, key in layers:
-                t = st.run(t, w, cw)
-                st.mark(key, t)
-        elif st.spans and st.spans[-1][1] > t:     # a bucket in flight from here on
-            t = st.run(t, secs[k], compute[k])
-        else:
-            t += secs[k]
+        t = _shared_pass(st, t, layered.get(i), launched.get(i) if launched else None,
+                         secs[k], compute[k])
         rc = lasts.get(i)
         if rc is not None:
             st.mark(("C", rc[1]), t)
@@ -477,6 +464,29 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
     return Played([end[i] for i in order.last],
                   [[end[i] for i in row] for row in order.last_bwd],
                   [st.free for st in streams], max(d2h) if offload is not None else 0.0)
+
+
+def _reload(offload: Offload, h2d: list[float], r: int, k: int, issued: float) -> float:
+    """When the reload before rank ``r``'s backward of price index ``k``, issued at
+    ``issued``, ends on the rank's host-to-device stream, free at ``h2d[r]``."""
+    h2d[r] = max(issued, h2d[r]) + offload.reload[k // 2]
+    return h2d[r]
+
+
+def _shared_pass(st: DPStream, t: float, layers, launched, secs: float, compute: float) -> float:
+    """When a pass started at ``t`` on ``st``'s rank ends: layer by layer launching its
+    buckets (``launched``), layer by layer marking its layers' keys (``layers``), or
+    whole, at its shared rate while a bucket is in flight."""
+    if launched is not None:
+        return launch_layers(st, t, launched)
+    if layers:
+        for w, cw, key in layers:
+            t = st.run(t, w, cw)
+            st.mark(key, t)
+        return t
+    if st.spans and st.spans[-1][1] > t:     # a bucket in flight from here on
+        return st.run(t, secs, compute)
+    return t + secs
 
 
 @dataclass(frozen=True)
