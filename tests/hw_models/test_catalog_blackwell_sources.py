@@ -46,3 +46,12 @@ def test_a_trace_with_152_sms_is_recognised_as_a_gb200():
     B200 and GB200 both at 148 neither was unique; 152 now names the GB200 and 148 the B200."""
     assert catalog._by_units("NVIDIA Graphics Device", 186.0, 152) == "gb200"
     assert catalog._by_units("NVIDIA Graphics Device", 180.0, 148) == "b200"
+    assert catalog._by_units("NVIDIA Graphics Device", 288.0, 152) == "gb300"   # by memory
+
+
+def test_gb300_sm_count_is_the_one_bisected_on_a_gb300():
+    """triton PR 2768 on a GB300 (sm_103, cuBLASLt 13.1.1): the occupancy cap bisects to
+    9,728 output elements (9,729 stops matching) = sm_count x 2,048 threads per SM / 32,
+    so 152 SMs. B300 has no published count and stays without one."""
+    assert catalog.gpu("gb300").sms == 9728 * 32 // 2048 == 152
+    assert catalog.gpu("b300").sms is None
