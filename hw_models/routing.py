@@ -145,6 +145,19 @@ class _Ball:
         self.dist = np.insert(self.dist, pos, level)
         self.levels.append(keys)
 
+    def add_unseen(self, keys: np.ndarray, level: int) -> np.ndarray:
+        """Insert those of the sorted distinct ``keys`` not yet present; return them. One
+        search gives both which are new and where they go (``add`` after ``level``
+        searched twice)."""
+        pos = np.searchsorted(self.keys, keys)
+        if len(self.keys):
+            seen = self.keys[np.minimum(pos, len(self.keys) - 1)] == keys
+            keys, pos = keys[~seen], pos[~seen]
+        self.keys = np.insert(self.keys, pos, keys)
+        self.dist = np.insert(self.dist, pos, level)
+        self.levels.append(keys)
+        return keys
+
     def level(self, keys: np.ndarray) -> np.ndarray:
         """Distance of each key, -1 where not visited."""
         found, idx = _member(keys, self.keys)
@@ -169,9 +182,7 @@ def batch_routes(sp: ShortestPaths, n: int, us: np.ndarray, vs: np.ndarray,
         front[s] = front[s][active]
     while active.any():
         radius[side] += 1
-        new = _expand(sp, side, front[side], n)
-        new = new[ball[side].level(new) < 0]
-        ball[side].add(new, radius[side])
+        new = ball[side].add_unseen(_expand(sp, side, front[side], n), radius[side])
         hit = new[ball[1 - side].level(new) >= 0]
         met = unique_ints(hit // n)
         d[met], r_u[met] = radius[0] + radius[1], radius[0]

@@ -200,8 +200,13 @@ def comm_sms(setup: Setup):
     ``sim.nccl_sms`` off."""
     if not setup.scenario.sim.nccl_sms:
         return None
+    return layout_comm_sms(setup.layout, setup.gpu.arch)
+
+
+def layout_comm_sms(layout: ClusterLayout, arch: str):
+    """``comm_sms`` of a cluster ``layout`` of GPUs of ``arch``, with ``sim.nccl_sms`` on
+    (the sweep's estimator builds from a resolved cluster, not a Setup)."""
     memo: dict[tuple[int, ...], int] = {}
-    layout, arch = setup.layout, setup.gpu.arch
 
     def sms(op) -> int:
         ranks = op.group.ranks

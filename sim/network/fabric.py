@@ -76,12 +76,13 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     rate = np.zeros(n)
     if n == 0:
         return rate
-    # Dense renumbering of the links in use (ids are < len(cap)): no sort needed.
-    present = np.zeros(len(cap), dtype=bool)
+    # Dense renumbering of the links in use (ids are < len(cap)): no sort needed. The
+    # scratch arrays over all links are kept between solves (``present`` is left all False).
+    present, index = _scratch(len(cap))
     present[links] = True
     used_links = np.flatnonzero(present)
+    present[used_links] = False
     n_links = len(used_links)
-    index = np.zeros(len(cap), dtype=np.int64)
     index[used_links] = np.arange(n_links)
     col = index[links]
     by_link = np.argsort(col, kind="stable")
@@ -106,11 +107,13 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
     slot = np.zeros(n, dtype=np.int64)
     while left:
         live = np.flatnonzero(users)
-        share = rem[live] / load[live]
-        inc = np.min(share)
+        rem_live, load_live = rem[live], load[live]
+        share = rem_live / load_live
+        inc = _min(share)
         level += inc
-        rem[live] -= inc * load[live]
-        sat = live[(rem[live] <= tol[live]) | (share <= inc * (1.0 + tolerance))]
+        rem_live -= inc * load_live
+        rem[live] = rem_live
+        sat = live[(rem_live <= tol[live]) | (share <= inc * (1.0 + tolerance))]
         cand = l_flow[_ranges(l_ptr, sat)]
         cand = cand[active[cand]]
         slot[cand] = np.arange(len(cand))        # dedupe without sorting: keep last copy
@@ -124,6 +127,19 @@ def solve(row: np.ndarray, links: np.ndarray, n: int, cap: np.ndarray,
         load -= np.bincount(hit, weights=w_hit, minlength=n_links)
         users -= np.bincount(hit, minlength=n_links)
     return rate
+
+
+_SCRATCH: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _scratch(n_links: int) -> tuple[np.ndarray, np.ndarray]:
+    """(all-False mark, index) arrays over ``n_links`` links, shared by the solves of a
+    topology of that size: allocated once, not per solve."""
+    hit = _SCRATCH.get(n_links)
+    if hit is None:
+        hit = _SCRATCH[n_links] = (np.zeros(n_links, dtype=bool),
+                                   np.zeros(n_links, dtype=np.int64))
+    return hit
 
 
 class Flows:
@@ -308,12 +324,18 @@ class Fabric:
         """Retire finished flows of batches due now: (batches to re-solve, freed links)."""
         touched: set[int] = set()
         freed: list[np.ndarray] = []
-        while self._heap and self._heap[0][0] <= now:
-            _, bid, ver = heapq.heappop(self._heap)
-            b = self.batches.get(bid)
+        heap, batches = self._heap, self.batches
+        while heap and heap[0][0] <= now:
+            _, bid, ver = heapq.heappop(heap)
+            b = batches.get(bid)
             if b is None or b.version != ver:
                 continue
-            b.advance(now)
+            dt = now - b.t_last
+            if dt > 0 and b.finite:            # Batch.advance, its common case inlined
+                b.remaining -= b.rate * dt
+                b.t_last = now
+            else:
+                b.advance(now)
             ended, gone = b.drop_finished(now, self.tolerance, self._mark)
             self.events += ended
             if gone is None:
@@ -326,13 +348,18 @@ class Fabric:
                 with np.errstate(divide="ignore"):
                     b.next_t = now + max(float(np.min(b.remaining / b.rate)), 0.0)
                 b.next_t = max(b.next_t, float(np.nextafter(now, np.inf)))
-                heapq.heappush(self._heap, (b.next_t, bid, ver))
+                heapq.heappush(heap, (b.next_t, bid, ver))
         return touched, freed
 
     def _component(self, seeds: set[int], freed: list[np.ndarray]) -> list[int]:
         """All batches connected to the seeds (or to the freed links) through shared links."""
-        comp = {b for b in seeds if b in self.batches}
-        if len(comp) == len(self.batches):         # every batch in flight: nothing to add
+        batches = self.batches
+        if len(seeds) == 1 and len(batches) == 1:  # the common case: a batch alone
+            bid = next(iter(seeds))
+            if bid in batches:
+                return [bid]
+        comp = {b for b in seeds if b in batches}
+        if len(comp) == len(batches):              # every batch in flight: nothing to add
             return sorted(comp)
         touched = [self.batches[bid].flows.ulinks for bid in comp] + freed
         if not touched:
@@ -356,26 +383,38 @@ class Fabric:
         return sorted(comp)
 
     def _solve(self, comp: list[int], now: float) -> None:
-        bs = [self.batches[i] for i in comp]
+        batches, heap = self.batches, self._heap
+        if len(comp) == 1:                  # the common case: one batch, rates cached
+            bid = comp[0]
+            b = batches[bid]
+            dt = now - b.t_last
+            if dt > 0 and b.finite:            # Batch.advance, its common case inlined
+                b.remaining -= b.rate * dt
+                b.t_last = now
+            else:
+                b.advance(now)
+            sig = b.flows.sig
+            sig = None if sig is None else (sig,)    # as _signature([b])
+            hit = self.rate_cache.get(sig) if sig is not None else None
+            if hit is None:
+                hit = self._solve_rates([b], sig)
+            rates, b.finite, positive = hit
+            b.rate = rates
+            b.version += 1
+            if positive:
+                b.next_t = now + max(float(_min(b.remaining / rates)), 0.0)
+            else:
+                with np.errstate(divide="ignore"):
+                    b.next_t = now + max(float(_min(b.remaining / rates)), 0.0)
+            heapq.heappush(heap, (b.next_t, bid, b.version))
+            return
+        bs = [batches[i] for i in comp]
         for b in bs:
             b.advance(now)
         sig = self._signature(bs)
         hit = self.rate_cache.get(sig) if sig is not None else None
         if hit is None:
-            sizes = [len(b.remaining) for b in bs]
-            base = np.cumsum([0] + sizes[:-1])
-            fs = [b.flows for b in bs]
-            row = np.concatenate([f.row() + o for f, o in zip(fs, base, strict=True)])
-            links = np.concatenate([f.links for f in fs])
-            weight = np.concatenate([f.weight for f in fs])
-            coef = None if all(f.coef is None for f in fs) else np.concatenate(
-                [np.ones(len(f.links)) if f.coef is None else f.coef for f in fs])
-            rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
-            self.solves += 1
-            self.solved_flows += int(sum(sizes))
-            hit = (rates, bool(np.isfinite(rates).all()), bool((rates > 0).all()))
-            if sig is not None:
-                self.rate_cache[sig] = hit
+            hit = self._solve_rates(bs, sig)
         rates, finite, positive = hit
         off = 0
         for bid, b in zip(comp, bs, strict=True):
@@ -389,7 +428,26 @@ class Fabric:
             else:
                 with np.errstate(divide="ignore"):
                     b.next_t = now + max(float(_min(b.remaining / b.rate)), 0.0)
-            heapq.heappush(self._heap, (b.next_t, bid, b.version))
+            heapq.heappush(heap, (b.next_t, bid, b.version))
+
+    def _solve_rates(self, bs: list[Batch], sig: tuple | None) -> tuple[np.ndarray, bool, bool]:
+        """Max-min rates of the batches' flows (a component not seen before), with whether
+        all are finite and all positive; kept in the rate cache under ``sig``."""
+        sizes = [len(b.remaining) for b in bs]
+        base = np.cumsum([0] + sizes[:-1])
+        fs = [b.flows for b in bs]
+        row = np.concatenate([f.row() + o for f, o in zip(fs, base, strict=True)])
+        links = np.concatenate([f.links for f in fs])
+        weight = np.concatenate([f.weight for f in fs])
+        coef = None if all(f.coef is None for f in fs) else np.concatenate(
+            [np.ones(len(f.links)) if f.coef is None else f.coef for f in fs])
+        rates = solve(row, links, int(sum(sizes)), self.cap, weight, self.tolerance, coef)
+        self.solves += 1
+        self.solved_flows += int(sum(sizes))
+        hit = (rates, bool(np.isfinite(rates).all()), bool((rates > 0).all()))
+        if sig is not None:
+            self.rate_cache[sig] = hit
+        return hit
 
     @staticmethod
     def _signature(bs: list[Batch]) -> tuple | None:
@@ -412,10 +470,11 @@ class Fabric:
         return fire
 
     def _step(self, _event) -> None:
-        now = self.env.now
+        now = self.env._now                  # Environment.now without its property call
         touched, freed = self._finish_due(now)
-        touched.update(self._new)
-        self._new = []
+        if self._new:
+            touched.update(self._new)
+            self._new = []
         if touched or freed:
             comp = self._component(touched, freed)
             if comp:

@@ -67,6 +67,9 @@ class LayerTimes:
     head_bwd: float
     wgrad: float = 0.0  # the weight-gradient part of bwd (split-backward schedules)
     bwd_input: float = 0.0  # recompute + the input-gradient part ("I")
+    # the same times' compute-kernel parts (a block's "compute" category): the share of
+    # each pass that NCCL's data-parallel kernels slow (sim/engine.py, ``sim.nccl_sms``)
+    compute: LayerTimes | None = None
 
 
 class Estimator:
@@ -83,21 +86,28 @@ class Estimator:
         self.compute = compute
         self.layer_times = lru_cache(maxsize=None)(self._layer_times)
 
-    def _block(self, ops) -> float:
-        """Seconds of ``ops`` run as one block, as the engine prices a Block (sim.costs)."""
+    def _block(self, ops, part: str | None = None) -> float:
+        """Seconds of ``ops`` run as one block, as the engine prices a Block (sim.costs);
+        with ``part``, that category's seconds only."""
         # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
         times = [self.costs.uncached_time(op) for op in ops]
-        return sum(self.costs.block_parts(ops, times).values())
+        parts = self.costs.block_parts(ops, times)
+        return sum(parts.values()) if part is None else parts.get(part, 0.0)
 
     def _layer_times(self, plan: ParallelPlan) -> LayerTimes:
         """Per-layer times of the plan's layer shape (the same ops the graph builder uses:
-        context parallelism, FP8 recipe, TP overlap included)."""
+        context parallelism, FP8 recipe, TP overlap included), with their compute parts."""
         ops = stage_layer_ops(self.model, plan, self.options, 0)[1]
-        return LayerTimes(
-            fwd=self._block(ops.fwd), bwd=self._block(ops.bwd),
-            emb_fwd=self._block(ops.emb_fwd), emb_bwd=self._block(ops.emb_bwd),
-            head_fwd=self._block(ops.head_fwd), head_bwd=self._block(ops.head_bwd),
-            wgrad=self._block(ops.bwd_weight), bwd_input=self._block(ops.bwd_input))
+
+        def times(part: str | None) -> dict:
+            return dict(
+                fwd=self._block(ops.fwd, part), bwd=self._block(ops.bwd, part),
+                emb_fwd=self._block(ops.emb_fwd, part), emb_bwd=self._block(ops.emb_bwd, part),
+                head_fwd=self._block(ops.head_fwd, part),
+                head_bwd=self._block(ops.head_bwd, part),
+                wgrad=self._block(ops.bwd_weight, part),
+                bwd_input=self._block(ops.bwd_input, part))
+        return LayerTimes(**times(None), compute=LayerTimes(**times("compute")))
 
     def _times(self, plan: ParallelPlan) -> LayerTimes:
         from dataclasses import replace
@@ -156,11 +166,13 @@ class Estimator:
                                                  self._hops(plan), self._recv_gather(plan))
         elif self._plays_split(plan, zero3, offload):
             played = estimate_schedules.dense_play(plan, plan.pipeline(self.model.layers), lt,
-                                                   self._hops(plan), self._recv_gather(plan))
+                                                   self._hops(plan), self._recv_gather(plan),
+                                                   estimate_schedules.dp_streams(self, plan))
         elif self._plays_one_pass(plan, offload):
             pipe = plan.pipeline(self.model.layers)
-            played = estimate_schedules.one_pass_play(plan, pipe, lt, self._hops(plan),
-                                                      self._recv_gather(plan))
+            played = estimate_schedules.one_pass_play(
+                plan, pipe, lt, self._hops(plan), self._recv_gather(plan),
+                estimate_schedules.dp_streams(self, plan, layerwise=True))
             return estimate_schedules.played_end(self, plan, played, partial(
                 estimate_schedules.last_backward_layers, plan, pipe, lt, played))
         if played is not None:      # each rank's tail (ZeRO 0/1) as the graph plays it
@@ -198,10 +210,11 @@ class Estimator:
                 and not gathers_overlap(self.model, plan, self.options))
 
     def _plays_one_pass(self, plan: ParallelPlan, offload) -> bool:
-        """Whether a uniform model's GPipe, 1F1B or interleaved pipeline is played rank by
-        rank (estimate_schedules.one_pass_play): ZeRO 0/1 (the played tail's), no host
-        offload, no overlapped parameter gathers, no blocking sends."""
-        return (self.model.uniform and plan.pp > 1
+        """Whether a uniform model's GPipe, 1F1B or interleaved pipeline (PP 1 included: its
+        microbatches one after the other, the last backward's buckets layer by layer) is
+        played rank by rank (estimate_schedules.one_pass_play): ZeRO 0/1 (the played
+        tail's), no host offload, no overlapped parameter gathers, no blocking sends."""
+        return (self.model.uniform
                 and plan.effective_schedule in ("gpipe", "1f1b", "interleaved")
                 and plan.zero <= 1 and not _offloads(offload) and not self.options.p2p_blocking
                 and not gathers_overlap(self.model, plan, self.options))

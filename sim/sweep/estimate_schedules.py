@@ -32,7 +32,7 @@ from functools import partial
 
 from sim.sweep import pipeline_play
 from workloads import moe_parallel, moe_training
-from workloads.graph import CommGroup, Compute
+from workloads.graph import Collective, CommGroup, Compute
 from workloads.parallel import ParallelPlan
 from workloads.param_sync import (
     adam_bytes,
@@ -140,7 +140,8 @@ def _units(steps, pairs, alone: dict, pair) -> list:
     return units
 
 
-def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float) -> pipeline_play.Played:
+def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
+               streams: list | None = None) -> pipeline_play.Played:
     """A split-backward schedule (zb-h1, zb-v, DualPipe(V)) of a uniform model: each
     rank's order (``pipe.steps``) priced pass by pass from one layer's forward, full
     backward, input- and weight-gradient parts (``lt``, sim.sweep.estimate.LayerTimes)
@@ -148,34 +149,103 @@ def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float) -> pipeline_pla
     hold them (workloads/training.py ``_make_stage``), a pair as its two passes (no EP
     communication to overlap), and ``recv_s`` of TP all-gather on the compute stream
     before each pass fed by another rank (without sequence parallelism), played under
-    the pipeline's dependencies."""
+    the pipeline's dependencies; ``streams``: each rank's DP stream played along
+    (``dp_streams``)."""
     units = []
     for r in range(plan.pp):
-        def price(c: int, kind: str, r=r) -> float:
+        def price(c: int, kind: str, r=r, lt=lt) -> float:
             n, first, last = pipe.chunk_layers(r, c), pipe.is_first(r, c), pipe.is_last(r, c)
             emb_f, emb_b = (lt.emb_fwd, lt.emb_bwd) if first else (0.0, 0.0)
             head_f, head_b = (lt.head_fwd, lt.head_bwd) if last else (0.0, 0.0)
             return {"F": emb_f + n * lt.fwd + head_f, "B": head_b + n * lt.bwd + emb_b,
                     "I": head_b + n * lt.bwd_input + emb_b, "W": n * lt.wgrad}[kind]
         alone = _alone(pipe, r, price, recv_s)
-        units.append(_units(pipe.steps(r), pipe.pairs(r), alone, partial(_passes, alone)))
-    return pipeline_play.play(pipe, units, hop)
+        got = _units(pipe.steps(r), pipe.pairs(r), alone, partial(_passes, alone))
+        if streams is not None:     # each pass's compute seconds, for its shared rate
+            part = _alone(pipe, r, partial(price, lt=lt.compute), recv_s)
+            comp = _units(pipe.steps(r), pipe.pairs(r), part, partial(_passes, part))
+            got = [(*u, c[0]) for u, c in zip(got, comp, strict=True)]
+        units.append(got)
+    return pipeline_play.play(pipe, units, hop, streams)
 
 
-def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float) -> pipeline_play.Played:
+def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
+                  streams: list | None = None) -> pipeline_play.Played:
     """GPipe, 1F1B or interleaved 1F1B of a uniform model, each rank's order played
     (sim/sweep/pipeline_play.py ``play_order``, its structure cached per schedule, ranks,
     chunks and microbatches): each pass priced as in ``dense_play`` (a forward, a full
-    backward), ``recv_s`` of TP all-gather before each pass fed by another rank."""
+    backward), ``recv_s`` of TP all-gather before each pass fed by another rank;
+    ``streams``: each rank's DP stream played along (``dp_streams``), each chunk's last
+    backward then layer by layer (``play_order_shared``)."""
     order = pipeline_play.order_of(pipe.kind, pipe.p, pipe.v, pipe.m)
+    hops = [hop(src, dst) for src, dst, _ in order.links]
+    secs = _pass_prices(plan, pipe, lt)
+    if streams is None:
+        return pipeline_play.play_order(order, secs, hops, recv_s)
+    layers = {}
+    for r in range(plan.pp):
+        key = 0                 # the layers' keys in _replicated_grads' order
+        for c in reversed(range(pipe.v)):
+            n = pipe.chunk_layers(r, c)
+            layers[(r, c)] = [(w, cw, ("L", key + i)) for i, (w, cw)
+                              in enumerate(_backward_layers(pipe, lt, r, c))]
+            key += n
+    return pipeline_play.play_order_shared(order, secs, _pass_prices(plan, pipe, lt.compute),
+                                           hops, recv_s, streams, layers)
+
+
+def _pass_prices(plan: ParallelPlan, pipe, lt) -> list[float]:
+    """Seconds of each (rank, chunk, forward / backward) of a one-pass pipeline, in
+    ``pipeline_play.Order``'s price indices, from ``lt`` (times or their compute parts)."""
     secs = []
     for r in range(plan.pp):
         for c in range(pipe.v):
             n, first, last = pipe.chunk_layers(r, c), pipe.is_first(r, c), pipe.is_last(r, c)
             secs += ((lt.emb_fwd if first else 0.0) + n * lt.fwd + (lt.head_fwd if last else 0.0),
                      (lt.head_bwd if last else 0.0) + n * lt.bwd + (lt.emb_bwd if first else 0.0))
-    hops = [hop(src, dst) for src, dst, _ in order.links]
-    return pipeline_play.play_order(order, secs, hops, recv_s)
+    return secs
+
+
+def _backward_layers(pipe, lt, r: int, c: int) -> list[tuple[float, float]]:
+    """(seconds, compute seconds) of each layer node of rank ``r``'s last backward of
+    chunk ``c`` in the order they run (workloads/training.py ``_split_backward``: the
+    output layer's backward with the first, the embedding's with the last)."""
+    n, first, last = pipe.chunk_layers(r, c), pipe.is_first(r, c), pipe.is_last(r, c)
+    out = [[lt.bwd, lt.compute.bwd] for _ in range(n)]
+    if out and last:
+        out[0] = [out[0][0] + lt.head_bwd, out[0][1] + lt.compute.head_bwd]
+    if out and first:
+        out[-1] = [out[-1][0] + lt.emb_bwd, out[-1][1] + lt.compute.emb_bwd]
+    return [tuple(x) for x in out]
+
+
+def dp_streams(est, plan: ParallelPlan, layerwise: bool = False) -> list | None:
+    """Each rank's data-parallel stream to play beside its compute under
+    ``sim.nccl_sms`` (sim/sweep/pipeline_play.py ``DPStream``): its replicated gradient
+    buckets in the graph's order (``_grad_queue``), each keyed by what completes it: its
+    last layer's node of the last backward (``layerwise`` with ``overlap_grad_reduce``:
+    GPipe, 1F1B), its chunk (``overlap_grad_reduce`` or ``grad_reduce_per_stage``),
+    each holding the SMs of NCCL's kernel on the DP group (sim/setup.py ``comm_sms``).
+    None where no bucket runs beside the compute: NCCL's SMs not priced, no data
+    parallelism, the buckets after the compute (then the closed-form queue is exact)."""
+    opts, sms = est.options, est.compute.gpu.sms or 0
+    if (est.costs.comm_sms is None or not sms or plan.grad_dp <= 1 or not est.model.uniform
+            or not (opts.overlap_grad_reduce or opts.grad_reduce_per_stage)):
+        return None
+    kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+    out = []
+    for s in range(plan.pp):
+        dp = CommGroup(plan.dp_group(s), "dp")
+        ready = _replicated_grads(est.model, plan, s, stage_params(est.model, plan, s))
+        if layerwise and opts.overlap_grad_reduce:
+            ready = [(n, ("L", j)) for j, (n, _) in enumerate(ready)]
+        else:
+            ready = [(n, ("C", c)) for n, c in ready]
+        k = est.costs.comm_sms(Collective(kind, 0.0, dp))
+        items = [(key, est._coll(kind, n * opts.grad_bytes, dp), k)
+                 for n, key in bucket(ready, opts.bucket_params)]
+        out.append(pipeline_play.DPStream(items, sms))
+    return out
 
 
 def last_backward_layers(plan: ParallelPlan, pipe, lt, played: pipeline_play.Played,
@@ -233,8 +303,9 @@ def played_end(est, plan: ParallelPlan, played: pipeline_play.Played,
     replicated gradient of rank ``s`` is complete, layer by layer (``last_backward_layers``:
     GPipe and 1F1B with ``overlap_grad_reduce``); without it, when its chunk is."""
     model, opts, p = est.model, est.options, plan.pp
-    free = [_grad_queue(est, plan, s, played.end[s], played.grads_done[s],
-                        layer_ends and layer_ends(s)) for s in range(p)]
+    free = list(played.free) if played.free is not None else [
+        _grad_queue(est, plan, s, played.end[s], played.grads_done[s],
+                    layer_ends and layer_ends(s)) for s in range(p)]
     ends = plan.tied_pair(model.tied_embeddings)
     if ends:
         pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")

@@ -15,7 +15,14 @@ from typing import Any
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from sim import scenario as scenario_mod
 from sim.rl_sweep import evaluate_rl, is_rl
-from sim.setup import host_launch, moe_options, paced_compute, resolve_cluster, training_options
+from sim.setup import (
+    host_launch,
+    layout_comm_sms,
+    moe_options,
+    paced_compute,
+    resolve_cluster,
+    training_options,
+)
 from sim.simulate import simulate
 from sim.sweep import plans
 from sim.sweep.estimate import Estimator
@@ -80,6 +87,8 @@ class _Context:
         opts = replace(training_options(w, cl.gpu), moe=moe_options(w, model, cl.layout))
         self.estimator = Estimator(model, cl.layout, compute, opts, cl.gpu.hbm_bytes, cl.profile,
                                    host_launch(sc, system))
+        if sc.sim.nccl_sms:     # NCCL's CTAs beside the compute, as sim.setup.comm_sms
+            self.estimator.costs.comm_sms = layout_comm_sms(cl.layout, cl.gpu.arch)
         self.system = system
         self.world = cl.layout.world_size
         from sim.cost import gpu_hour_usd

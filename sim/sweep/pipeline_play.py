@@ -22,6 +22,12 @@ than the rest, whose slack absorbs part of its bubble.
 Where every unit is one pass (GPipe, 1F1B, interleaved 1F1B) the waits are resolved once
 per (schedule, ranks, chunks, microbatches) (``order_of``) and each plan's times come
 from one loop over that flat order (``play_order``), the same times as ``play``.
+
+With NCCL's SMs priced (``sim.nccl_sms``), each rank's data-parallel stream is played
+along (``DPStream``): its gradient buckets start as the passes that complete them end,
+one after the other, and while one is in flight the rank's passes run at the engine's
+rate (sim/engine.py: 1 - f N / S, f the pass's compute share, N the bucket kernel's SMs
+of the GPU's S), so the buckets' starts and the passes' ends are the DES's.
 """
 
 from __future__ import annotations
@@ -43,17 +49,81 @@ Unit = tuple
 @dataclass
 class Played:
     """Per rank: when its last unit ends, and, per chunk, when its last backward or
-    weight-gradient pass ends (the chunk's gradients are complete)."""
+    weight-gradient pass ends (the chunk's gradients are complete); ``free``: when each
+    rank's played data-parallel stream (``DPStream``) is done with its buckets, None
+    where it was not played."""
     end: list[float]
     grads_done: list[list[float]]
+    free: list[float] | None = None
+
+
+class DPStream:
+    """A rank's data-parallel stream, played beside its compute: ``items`` (key, seconds,
+    SMs) in the stream's order, each launched when its key is ``mark``-ed and the one
+    before it is done (its kernel holds its SMs from then to its end, the engine's
+    ``_collective`` with one simulated member); ``run`` is a pass's end at the engine's
+    shared rate (sim/engine.py ``_shared``) under the kernels launched so far."""
+
+    __slots__ = ("items", "sms", "ready", "nxt", "free", "spans", "pos")
+
+    def __init__(self, items: list[tuple], gpu_sms: int):
+        self.items, self.sms = items, gpu_sms
+        self.ready: dict = {}
+        self.nxt, self.free, self.pos = 0, 0.0, 0
+        self.spans: list[tuple[float, float, int]] = []   # (start, end, SMs) in order
+
+    def mark(self, key, t: float) -> None:
+        """``key``'s gradients are complete at ``t``: launch the items now ready."""
+        self.ready[key] = t
+        items, ready = self.items, self.ready
+        while self.nxt < len(items):
+            key_, secs, k = items[self.nxt]
+            at = ready.get(key_)
+            if at is None:
+                return
+            start = at if at > self.free else self.free
+            self.free = start + secs
+            self.spans.append((start, self.free, k))
+            self.nxt += 1
+
+    def run(self, t: float, w: float, compute: float) -> float:
+        """When a pass of ``w`` seconds (``compute`` of them in compute kernels) started at
+        ``t`` ends: at 1 - f min(N, S - 1) / S of its speed while a kernel of N SMs is in
+        flight (f = compute / w)."""
+        spans, i = self.spans, self.pos
+        while i < len(spans) and spans[i][1] <= t:
+            i += 1
+        self.pos = i
+        if i == len(spans) or w <= 0 or compute <= 0:
+            return t + w
+        f = min(1.0, compute / w)
+        while i < len(spans):
+            a, b, k = spans[i]
+            if a > t:
+                if t + w <= a:
+                    return t + w
+                w -= a - t
+                t = a
+            rate = 1.0 - f * min(k, self.sms - 1) / self.sms
+            if t + w / rate <= b:
+                return t + w / rate
+            w -= (b - t) * rate
+            t = b
+            i += 1
+        return t + w
 
 
 def play(pipe: Pipeline, units: list[list[Unit]],
-         hop: Callable[[int, int], float]) -> Played:
+         hop: Callable[[int, int], float], streams: list[DPStream] | None = None) -> Played:
     """List schedule of every rank's ``units`` under the pipeline's dependencies. A rank
     goes on until a unit's input is not produced yet, then waits for that pass; the
     order in which ranks go on changes nothing (each link has one receiver, which books
-    it in its own order)."""
+    it in its own order). ``streams``: each rank's DP stream played along (its units
+    then carry their compute seconds as a fourth element, shaped as their seconds), its
+    keys ("C", chunk) marked as each chunk's last backward or weight-gradient pass
+    ends, "end" after the rank's last unit."""
+    if streams is not None:
+        return _play_shared(pipe, units, hop, streams)
     p = pipe.p
     done: dict[tuple[int, int, int, bool], float] = {}  # (rank, mb, chunk, gradient?) -> end
     link: dict[tuple[int, int, bool], float] = {}       # (src, dst, gradient?) -> free at
@@ -100,6 +170,56 @@ def play(pipe: Pipeline, units: list[list[Unit]],
     return Played(clock, grads)
 
 
+def _play_shared(pipe: Pipeline, units: list[list[Unit]], hop, streams: list[DPStream]) -> Played:
+    """``play`` with each rank's passes run on its ``DPStream`` (the general path of
+    ``play`` unrolled: every unit through ``_run``)."""
+    p = pipe.p
+    done: dict = {}
+    link: dict = {}
+    clock, nxt = [0.0] * p, [0] * p
+    grads = [[0.0] * pipe.v for _ in range(p)]
+    feed = _feeds(pipe, hop)
+    last = [_last_grads(seq) for seq in units]
+    waiting: dict[tuple, list[int]] = {}
+    ready = list(range(p))
+    while ready:
+        r = ready.pop()
+        seq, k, t, st = units[r], nxt[r], clock[r], streams[r]
+        while k < len(seq):
+            unit = seq[k]
+            steps = unit[1]
+            arrive = _arrivals(feed, r, steps, done, link)
+            if not isinstance(arrive, list):
+                waiting.setdefault(arrive, []).append(r)
+                break
+            ends = _run(unit, t, arrive, st)
+            t = ends[-1]
+            _record(r, steps, ends, done, grads[r], waiting, ready)
+            for j, c in last[r].get(k, ()):
+                st.mark(("C", c), ends[j])
+            k += 1
+        nxt[r], clock[r] = k, t
+    if any(n < len(u) for n, u in zip(nxt, units, strict=True)):
+        raise ValueError("pipeline orders wait on each other (no rank can go on)")
+    for r in range(p):
+        streams[r].mark("end", clock[r])
+    return Played(clock, grads, [st.free for st in streams])
+
+
+def _last_grads(seq: list[Unit]) -> dict[int, list[tuple[int, int]]]:
+    """unit index -> (step index, chunk) of each chunk's last backward or weight-gradient
+    step in a rank's units (workloads/training.py ``_weights_ready``)."""
+    where = {}
+    for k, unit in enumerate(seq):
+        for j, (_, c, kind) in enumerate(unit[1]):
+            if kind in "BW":
+                where[c] = (k, j)
+    out: dict[int, list[tuple[int, int]]] = {}
+    for c, (k, j) in where.items():
+        out.setdefault(k, []).append((j, c))
+    return out
+
+
 def _record(r: int, steps, ends, done: dict, grads: list[float], waiting: dict,
             ready: list[int]) -> None:
     """A unit's steps ended at ``ends``: their outputs are produced (the ranks waiting
@@ -128,11 +248,14 @@ def _feeds(pipe: Pipeline, hop: Callable[[int, int], float]) -> dict:
     return out
 
 
-def _run(unit: Unit, free: float, arrive: list[float]) -> list[float]:
+def _run(unit: Unit, free: float, arrive: list[float],
+         stream: DPStream | None = None) -> list[float]:
     """When each step of ``unit`` ends, its rank free at ``free`` and the steps' inputs
     there at ``arrive``: a step's gather after its own input, the first step (and a
     block) after every input of the unit (a DualPipe pair starts when both its inputs
-    are there, workloads/training.py ``_add_compute``)."""
+    are there, workloads/training.py ``_add_compute``); with ``stream``, each pass (or
+    the block) at its shared rate (``DPStream.run``, the unit's compute seconds
+    ``unit[3]``)."""
     secs, steps = unit[0], unit[1]
     gathers = unit[2] if len(unit) > 2 else (0.0,) * len(steps)
     block = not isinstance(secs, tuple)
@@ -142,9 +265,12 @@ def _run(unit: Unit, free: float, arrive: list[float]) -> list[float]:
             t = max(t, arrive[k]) + gathers[k]
         t = max(t, max(arrive) if k == 0 else arrive[k])
         if not block:
-            t += secs[k]
+            t = t + secs[k] if stream is None else stream.run(t, secs[k], unit[3][k])
             ends.append(t)
-    return [t + secs] * len(steps) if block else ends
+    if block:
+        t = t + secs if stream is None else stream.run(t, secs, unit[3])
+        return [t] * len(steps)
+    return ends
 
 
 def _arrivals(feed: dict, r: int, steps: tuple[Step, ...], done: dict,
@@ -238,7 +364,15 @@ def play_order(order: Order, secs: list[float], hops: list[float], gather: float
     end: list[float] = []
     clock = [0.0] * order.p
     link = [0.0] * len(order.links)
-    for k, src, ln, r in order.entries:
+    _play_entries(order.entries, secs, hops, gather, end, clock, link)
+    return Played([end[i] for i in order.last],
+                  [[end[i] for i in row] for row in order.last_bwd])
+
+
+def _play_entries(entries, secs: list[float], hops: list[float], gather: float,
+                  end: list[float], clock: list[float], link: list[float]) -> None:
+    """``play_order``'s loop over ``entries``, from the state ``end``, ``clock``, ``link``."""
+    for k, src, ln, r in entries:
         t = clock[r]
         if src >= 0:
             a = end[src]
@@ -256,5 +390,55 @@ def play_order(order: Order, secs: list[float], hops: list[float], gather: float
         t += secs[k]
         clock[r] = t
         end.append(t)
+
+
+def play_order_shared(order: Order, secs: list[float], compute: list[float], hops: list[float],
+                      gather: float, streams: list[DPStream], last_layers: dict) -> Played:
+    """``play_order`` with each rank's DP stream played along (``DPStream``): each pass at
+    its shared rate (``compute``: the compute seconds of each price index), each (rank,
+    chunk)'s last backward layer by layer (``last_layers[(rank, chunk)]``: (seconds,
+    compute seconds, key) per layer in the order they run, workloads/training.py
+    ``_split_backward``), each layer's key marked as it ends and ("C", chunk) when the
+    chunk's gradients are complete, "end" after the rank's last pass."""
+    end: list[float] = []
+    clock = [0.0] * order.p
+    link = [0.0] * len(order.links)
+    lasts = {slot: (r, c) for r, row in enumerate(order.last_bwd) for c, slot in enumerate(row)}
+    first = min(lasts)          # before any last backward no bucket is in flight
+    _play_entries(order.entries[:first], secs, hops, gather, end, clock, link)
+    for i in range(first, len(order.entries)):
+        k, src, ln, r = order.entries[i]
+        t = clock[r]
+        if src >= 0:                # as play_order
+            a = end[src]
+            if ln >= 0:
+                f = link[ln]
+                if f > a:
+                    a = f
+                a += hops[ln]
+                link[ln] = a
+                if a > t:
+                    t = a
+                t += gather
+            elif a > t:
+                t = a
+        st = streams[r]
+        rc = lasts.get(i)
+        layers = last_layers.get(rc) if rc is not None else None
+        if layers:
+            for w, cw, key in layers:
+                t = st.run(t, w, cw)
+                st.mark(key, t)
+        elif st.spans and st.spans[-1][1] > t:     # a bucket in flight from here on
+            t = st.run(t, secs[k], compute[k])
+        else:
+            t += secs[k]
+        if rc is not None:
+            st.mark(("C", rc[1]), t)
+        clock[r] = t
+        end.append(t)
+    for r in range(order.p):
+        streams[r].mark("end", clock[r])
     return Played([end[i] for i in order.last],
-                  [[end[i] for i in row] for row in order.last_bwd])
+                  [[end[i] for i in row] for row in order.last_bwd],
+                  [st.free for st in streams])

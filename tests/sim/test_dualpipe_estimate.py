@@ -76,7 +76,7 @@ def _qwen(tp: int, pp: int, ep: int) -> tuple[float, float]:
                          "global_batch": 256, "precision": "bf16",
                          "parallel": {"zero": 1, "schedule": "dualpipev"},
                          "moe": {"dispatcher": "alltoall", "overlap": False}},
-            "sim": {"check_memory": False, "nccl_sms": False}}
+            "sim": {"check_memory": False}}
     plan = {"tp": tp, "pp": pp, "vpp": 1, "micro_batch": 1, "recompute": "none", "zero": 1,
             "sequence_parallel": True, "ep": ep, "etp": 1}
     return (evaluate.evaluate(base, (0, {}, plan))["iteration_time_s"],

@@ -136,3 +136,42 @@ def test_cached_order_1f1b_two_unequal_ranks_by_hand():
     played = pipeline_play.play_order(order, [1.0, 2.0, 3.0, 4.0], [0.5, 0.5], 0.0)
     assert played.end == [18.0, 15.5]
     assert played.grads_done == [[18.0], [15.5]]
+
+
+def test_dp_stream_slows_the_passes_beside_its_buckets_by_hand():
+    """A rank's DP stream on a GPU of 100 SMs (sim/engine.py's rule: a pass of compute
+    share f runs at 1 - f N / S while a kernel of N SMs is in flight). Buckets of 1 s and
+    2 s holding 20 SMs, the first launched when chunk 0 is complete (at 2), the second
+    keyed on chunk 1 (at 1) but after the first: 2-3, 3-5. A pass of 4 s of compute from
+    0: 2 s alone, then at 0.8: ends 4.5. A pass of 10 s, half compute (rate 0.9), from 0:
+    2 alone, 3 s at 0.9 (2.7), 5.3 left alone: ends 10.3."""
+    st = pipeline_play.DPStream([(("C", 0), 1.0, 20), (("C", 1), 2.0, 20)], 100)
+    st.mark(("C", 1), 1.0)
+    assert st.spans == [] and st.free == 0.0
+    st.mark(("C", 0), 2.0)
+    assert st.spans == [(2.0, 3.0, 20), (3.0, 5.0, 20)] and st.free == 5.0
+    assert st.run(0.0, 4.0, 4.0) == pytest.approx(4.5)
+    assert st.run(0.0, 10.0, 5.0) == pytest.approx(10.3)
+    assert st.run(0.0, 1.5, 1.5) == 1.5                   # done before the first bucket
+    assert st.run(0.0, 10.0, 0.0) == 10.0                 # no compute: not slowed
+
+
+def test_play_order_shared_by_hand():
+    """The 1F1B timeline of ``test_1f1b_two_unequal_ranks_by_hand`` with each rank's last
+    backward as two layers of half its time, all compute, and on rank 1 a bucket of 1 s
+    holding 50 of 100 SMs launched as its first layer ends: r1 B1 11.5-13.5 (first
+    layer), the bucket 13.5-14.5, the second layer 1 s at half speed (0.5 done) then
+    1.5 alone: ends 16.0, so r0's B1 runs 16.5-18.5. Without buckets: play_order's."""
+    order = pipeline_play.order_of("1f1b", 2, 1, 2)
+    secs, hops = [1.0, 2.0, 3.0, 4.0], [0.5] * len(order.links)
+    layers = {(0, 0): [(1.0, 1.0, ("L", 0)), (1.0, 1.0, ("L", 1))],
+              (1, 0): [(2.0, 2.0, ("L", 0)), (2.0, 2.0, ("L", 1))]}
+
+    def streams(items):
+        return [pipeline_play.DPStream([], 100), pipeline_play.DPStream(items, 100)]
+    plain = pipeline_play.play_order_shared(order, secs, secs, hops, 0.0, streams([]), layers)
+    assert plain.end == pipeline_play.play_order(order, secs, hops, 0.0).end == [18.0, 15.5]
+    got = pipeline_play.play_order_shared(order, secs, secs, hops, 0.0,
+                                          streams([(("L", 0), 1.0, 50)]), layers)
+    assert got.end == pytest.approx([18.5, 16.0])
+    assert got.free == pytest.approx([0.0, 14.5])

@@ -80,8 +80,7 @@ def test_estimator_plays_the_split_schedules_tail(schedule, zero, overlap):
          "parallel": {"tp": 2, "pp": 4, "zero": zero, "schedule": schedule,
                       "sequence_parallel": True}}
     sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w,
-                         "sim": {"check_memory": False, "fidelity": "analytical",
-                                 "nccl_sms": False}})
+                         "sim": {"check_memory": False, "fidelity": "analytical"}})
     setup = resolve_setup(sc)
     assert setup.plan.dp == 2
     est = from_setup(setup).iteration_time(setup.plan)
@@ -89,23 +88,30 @@ def test_estimator_plays_the_split_schedules_tail(schedule, zero, overlap):
 
 
 @pytest.mark.parametrize("schedule", ["zb-v", "dualpipev"])
-def test_sweep_rows_play_the_split_schedules(schedule):
+@pytest.mark.parametrize("overlap", [True, "per_stage"])
+def test_sweep_rows_play_the_split_schedules(schedule, overlap):
     """A sweep's row (which carries the plan's host offload, here none) takes the played
     schedule too: the closed form's iteration is the DES's (Llama 3 8B, TP 2, PP 4, DP 2
-    on 2 nodes), NCCL's SMs aside (``sim.nccl_sms``: the estimator does not slow the
-    compute beside the data-parallel stream; with them the DES is slower)."""
+    on 2 nodes), with NCCL's SMs (``sim.nccl_sms``, the default: the gradient buckets'
+    kernels slow the passes they run beside, sim/sweep/pipeline_play.py ``DPStream``)
+    and without them, when both are faster."""
     from sim.sweep import evaluate
     base = {"cluster": {"system": "dgx-h100", "nodes": 2},
             "workload": {"model": "llama3-8b", "seq_len": 4096, "global_batch": 64,
                          "micro_batch": 1, "precision": "bf16", "recompute": "selective",
+                         "overlap_grad_reduce": overlap is True,
+                         "grad_reduce_per_stage": overlap == "per_stage",
                          "parallel": {"tp": 2, "pp": 4, "zero": 1, "schedule": schedule,
                                       "sequence_parallel": True}},
-            "sim": {"check_memory": False, "fidelity": "analytical", "nccl_sms": False}}
+            "sim": {"check_memory": False, "fidelity": "analytical"}}
     est = evaluate.evaluate(base, (0, {}, None))["iteration_time_s"]
     des = evaluate.verify(base, (0, {}, None))["des_iteration_time_s"]
     assert est == pytest.approx(des, rel=1e-9)
-    base["sim"]["nccl_sms"] = True
-    assert evaluate.verify(base, (0, {}, None))["des_iteration_time_s"] > des
+    base["sim"]["nccl_sms"] = False
+    est_off = evaluate.evaluate(base, (0, {}, None))["iteration_time_s"]
+    des_off = evaluate.verify(base, (0, {}, None))["des_iteration_time_s"]
+    assert est_off == pytest.approx(des_off, rel=1e-9)
+    assert des_off < des
 
 
 @pytest.mark.parametrize("schedule", ["zb-h1", "zb-v", "dualpipe"])
@@ -113,13 +119,13 @@ def test_tied_embedding_sync_waits_for_both_end_ranks(schedule):
     """Megatron 7.5B (tied embeddings), TP 2, PP 2, DP 8 on 4 DGX A100: the embedding's
     gradient all-reduce between the end ranks starts when both are ready, so the rank
     whose buckets end first waits for the other; under zb-v rank 0 holds both ends and
-    the one table (no sync). The closed form's iteration is the DES's to rounding (NCCL's
-    SMs beside the data-parallel stream, which the estimator does not price, off)."""
+    the one table (no sync). The closed form's iteration is the DES's to rounding, NCCL's
+    SMs beside the compute priced (``sim.nccl_sms``)."""
     from sim.sweep import evaluate
     base = {"cluster": {"system": "dgx-a100", "nodes": 4},
             "workload": {"kind": "training", "model": "megatron-7.5b", "global_batch": 256,
                          "precision": "bf16", "parallel": {"schedule": schedule}},
-            "sim": {"fidelity": "analytical", "nccl_sms": False}}
+            "sim": {"fidelity": "analytical"}}
     plan = {"tp": 2, "pp": 2, "vpp": 1, "micro_batch": 2, "recompute": "none",
             "sequence_parallel": True, "zero": 1}
     est = evaluate.evaluate(base, (0, {}, plan))["iteration_time_s"]
@@ -138,15 +144,16 @@ def test_estimator_plays_1f1b_and_interleaved(schedule, vpp, layers, sp, overlap
     the last backward's gradient buckets released layer by layer with
     ``overlap_grad_reduce``, after the chunk under ``grad_reduce_per_stage``, after the
     compute otherwise: the DES's iteration to rounding (the equal-rank formula was off
-    by up to 0.8% on uneven stages), NCCL's SMs aside (``sim.nccl_sms``)."""
+    by up to 0.8% on uneven stages), NCCL's SMs priced (``sim.nccl_sms``: the gradient
+    buckets' kernels slow the last backward's remaining layers and the other chunks'
+    passes they run beside)."""
     par = {"tp": 2, "pp": 4, "vpp": vpp, "zero": 1, "schedule": schedule,
            "sequence_parallel": sp, **({"pipeline_layers": layers} if layers else {})}
     w = {"model": "llama3-8b", "seq_len": 4096, "global_batch": 64, "micro_batch": 1,
          "precision": "bf16", "recompute": "selective", "overlap_grad_reduce": overlap is True,
          "grad_reduce_per_stage": overlap == "per_stage", "parallel": par}
     sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w,
-                         "sim": {"check_memory": False, "fidelity": "analytical",
-                                 "nccl_sms": False}})
+                         "sim": {"check_memory": False, "fidelity": "analytical"}})
     setup = resolve_setup(sc)
     assert setup.plan.dp == 2
     est = from_setup(setup).iteration_time(setup.plan)
@@ -157,13 +164,13 @@ def test_small_sweep_1f1b_and_interleaved_rows_are_the_des():
     """Every feasible PP > 1 plan of a small Megatron 7.5B sweep on 32 A100
     (examples/sweep_small.yaml's model and cluster; tp 2/4, pp 2/4, vpp 1/2, mb 1/2,
     ZeRO 0/1, tied embeddings): the closed form's 1F1B and interleaved rows are the
-    DES's to 1e-9, NCCL's SMs aside."""
+    DES's to 1e-9, NCCL's SMs priced (``sim.nccl_sms``)."""
     from sim.sweep import evaluate, run, spec
     sw = spec.parse({
         "base": {"cluster": {"system": "dgx-a100", "nodes": 4},
                  "workload": {"kind": "training", "model": "megatron-7.5b", "global_batch": 64,
                               "precision": "bf16"},
-                 "sim": {"fidelity": "analytical", "nccl_sms": False}},
+                 "sim": {"fidelity": "analytical"}},
         "plans": {"tp": [2, 4], "pp": [2, 4], "vpp": [1, 2], "micro_batch": [1, 2],
                   "recompute": ["selective"], "sequence_parallel": [True], "zero": [0, 1]}})
     checked = 0
