@@ -14,7 +14,7 @@ from sim.simulate import simulate
 VENDOR = {
     "h100-sxm": (989.4, 1978.9, 80, 3.35, 700),        # H100 datasheet (sparse 1979/3958 halved)
     "h200": (989, 1979, 141, 4.8, 700),                 # H200 datasheet
-    "b200": (2250, 4500, 180, 8.0, 1000),               # DGX/HGX B200: 36 PF BF16, 72 PF FP8 sparse / 8 / 2
+    "b200": (2250, 4500, 180, 7.672, 1000),             # DGX/HGX B200: 36 PF BF16, 72 PF FP8 sparse / 8 / 2; HBM: device query (pytorch/ao PR 4002)
     "b300": (2250, 4500, 288, 8.0, 1100),               # HGX B300: 36 PF BF16, 72 PF FP8 sparse / 8 / 2
     "gb200": (2450, 4900, 186, 8.0, 1200),              # dgxc-benchmarking peak table
     "gb300": (2500, 5000, 288, 8.0, 1400),              # GB300 NVL72: 360 PF BF16, 720 PF FP8 sparse / 72 / 2
