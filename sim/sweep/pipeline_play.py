@@ -402,7 +402,7 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
     clock = [0.0] * order.p
     link = [0.0] * len(order.links)
     lasts = {slot: (r, c) for r, row in enumerate(order.last_bwd) for c, slot in enumerate(row)}
-    first = min(min(lasts), min(launched, default=len(order.entries)) if launched else min(lasts))
+    first = min(min(lasts), min(launched)) if launched else min(lasts)
     if offload is not None:
         first = 0
         d2h, h2d = [0.0] * order.p, [0.0] * order.p
