@@ -6,7 +6,7 @@ The cost model is ``time(...) -> seconds``; it knows shapes and bytes, not graph
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -76,14 +76,21 @@ class ComputeModel:
     gpu: GPUSpec
     profile: Profile
     speed_scale: float = 1.0   # >1 = faster; used for what-if and prediction bands
+    # dtype -> ``tensor_rate``: every GEMM and attention kernel asks for it
+    _rates: dict[str, float] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
 
     def tensor_rate(self, dtype: str) -> float:
         """FLOP/s the tensor cores run at before the profile's efficiency: the catalog peak
         times the part's sustained share of it at the power limit relative to that of the
         part the profile was fitted on (``catalog.sustained_factor``; 1 where either part
-        has no published saturated-GEMM measurement)."""
-        ref = gpus().get(self.profile.device)
-        return self.gpu.peak_flops(dtype) * sustained_factor(self.gpu, ref, dtype)
+        has no published saturated-GEMM measurement). Worked out once per dtype."""
+        rate = self._rates.get(dtype)
+        if rate is None:
+            ref = gpus().get(self.profile.device)
+            rate = self._rates[dtype] = (self.gpu.peak_flops(dtype)
+                                         * sustained_factor(self.gpu, ref, dtype))
+        return rate
 
     def gemm(self, flops: float, bytes_: float, dtype: str,
              shape: tuple[int, ...] | None = None) -> float:

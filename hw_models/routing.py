@@ -138,9 +138,11 @@ class _Ball:
         self.keys, self.dist = np.sort(keys), np.zeros(len(keys), np.int64)
         self.levels = [self.keys]
 
-    def add(self, keys: np.ndarray, level: int) -> None:
-        """Insert sorted keys not yet present (a merge, not a re-sort)."""
-        pos = np.searchsorted(self.keys, keys)
+    def add(self, keys: np.ndarray, level: int, pos: np.ndarray | None = None) -> None:
+        """Insert sorted keys not yet present (a merge, not a re-sort); ``pos``: where they
+        go, when already searched."""
+        if pos is None:
+            pos = np.searchsorted(self.keys, keys)
         self.keys = np.insert(self.keys, pos, keys)
         self.dist = np.insert(self.dist, pos, level)
         self.levels.append(keys)
@@ -153,9 +155,7 @@ class _Ball:
         if len(self.keys):
             seen = self.keys[np.minimum(pos, len(self.keys) - 1)] == keys
             keys, pos = keys[~seen], pos[~seen]
-        self.keys = np.insert(self.keys, pos, keys)
-        self.dist = np.insert(self.dist, pos, level)
-        self.levels.append(keys)
+        self.add(keys, level, pos)
         return keys
 
     def level(self, keys: np.ndarray) -> np.ndarray:
