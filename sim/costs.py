@@ -252,6 +252,13 @@ class OpCosts:
         return self.op_time(node.op)
 
 
+def shared_rate(frac: float, held: int, gpu_sms: int) -> float:
+    """The speed (1 = alone) of a kernel that is ``frac`` compute while collectives hold
+    ``held`` of the GPU's ``gpu_sms`` SMs: 1 - frac x min(held, S - 1) / S (its compute
+    keeps at least one SM; docs/accuracy.md, "SMs of NCCL's kernels beside compute")."""
+    return 1.0 - frac * min(held, gpu_sms - 1) / gpu_sms
+
+
 def sm_seconds(op, t: float, gpu_sms: int) -> float:
     """Seconds x SMs a DeepEP call of ``t`` seconds takes from compute beside it: its
     ``sms`` throughout (normal kernels), every SM for its ``sm_frac`` of the time (a

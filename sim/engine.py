@@ -22,6 +22,7 @@ from typing import Protocol
 import simpy
 
 from sim.block_flows import play_block, plays
+from sim.costs import shared_rate
 from sim.progress import Quiet, progress
 from workloads.graph import Block, Collective, Compute, ExecutionGraph, Node, SendRecv
 
@@ -205,7 +206,7 @@ class Engine:
             k = self._held.get(rank, 0)
             if k and frac is None:
                 frac = self._compute_frac(node, dur)
-            rate = 1.0 - (frac or 0.0) * min(k, self._gpu_sms - 1) / self._gpu_sms
+            rate = shared_rate(frac or 0.0, k, self._gpu_sms)
             t0 = env.now
             self._running[rank] = env.active_process
             try:

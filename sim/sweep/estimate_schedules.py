@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from sim.costs import shared_rate
 from sim.sweep import pipeline_play
 from workloads import moe_parallel, moe_training
 from workloads.graph import Collective, CommGroup, Compute, Memory
@@ -292,7 +293,7 @@ def _rate(st, w: float, cw: float) -> float:
     """A pass's rate beside one of ``st``'s ZeRO-2 buckets (``DPStream.run``)."""
     if w <= 0 or cw <= 0:
         return 1.0
-    return 1.0 - min(1.0, cw / w) * min(st.zero2_sms, st.sms - 1) / st.sms
+    return shared_rate(min(1.0, cw / w), st.zero2_sms, st.sms)
 
 
 def _zero2_streams(est, plan: ParallelPlan, sms: int) -> list:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from sim.costs import shared_rate
 from workloads.pipeline import Pipeline
 from workloads.schedules import Step
 
@@ -110,7 +111,7 @@ class DPStream:
                     return t + w
                 w -= a - t
                 t = a
-            rate = 1.0 - f * min(k, self.sms - 1) / self.sms
+            rate = shared_rate(f, k, self.sms)
             if t + w / rate <= b:
                 return t + w / rate
             w -= (b - t) * rate
