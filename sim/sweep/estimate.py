@@ -88,28 +88,24 @@ class Estimator:
         self.compute = compute
         self.layer_times = lru_cache(maxsize=None)(self._layer_times)
 
-    def _block(self, ops, part: str | None = None) -> float:
-        """Seconds of ``ops`` run as one block, as the engine prices a Block (sim.costs);
-        with ``part``, that category's seconds only."""
+    def _block_parts(self, ops) -> dict[str, float]:
+        """Seconds per category of ``ops`` run as one block, as the engine prices a Block
+        (sim.costs)."""
         # Uncached on purpose: OpCosts caches by id(), which a transient op would reuse.
         times = [self.costs.uncached_time(op) for op in ops]
-        parts = self.costs.block_parts(ops, times)
-        return sum(parts.values()) if part is None else parts.get(part, 0.0)
+        return self.costs.block_parts(ops, times)
 
     def _layer_times(self, plan: ParallelPlan) -> LayerTimes:
         """Per-layer times of the plan's layer shape (the same ops the graph builder uses:
         context parallelism, FP8 recipe, TP overlap included), with their compute parts."""
         ops = stage_layer_ops(self.model, plan, self.options, 0)[1]
-
-        def times(part: str | None) -> dict:
-            return dict(
-                fwd=self._block(ops.fwd, part), bwd=self._block(ops.bwd, part),
-                emb_fwd=self._block(ops.emb_fwd, part), emb_bwd=self._block(ops.emb_bwd, part),
-                head_fwd=self._block(ops.head_fwd, part),
-                head_bwd=self._block(ops.head_bwd, part),
-                wgrad=self._block(ops.bwd_weight, part),
-                bwd_input=self._block(ops.bwd_input, part))
-        return LayerTimes(**times(None), compute=LayerTimes(**times("compute")))
+        parts = {name: self._block_parts(getattr(ops, attr)) for name, attr in (
+            ("fwd", "fwd"), ("bwd", "bwd"), ("emb_fwd", "emb_fwd"), ("emb_bwd", "emb_bwd"),
+            ("head_fwd", "head_fwd"), ("head_bwd", "head_bwd"), ("wgrad", "bwd_weight"),
+            ("bwd_input", "bwd_input"))}
+        return LayerTimes(**{k: sum(v.values()) for k, v in parts.items()},
+                          compute=LayerTimes(**{k: v.get("compute", 0.0)
+                                                for k, v in parts.items()}))
 
     def _times(self, plan: ParallelPlan) -> LayerTimes:
         from dataclasses import replace

@@ -190,9 +190,9 @@ def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
         streams = [pipeline_play.DPStream([], 1) for _ in range(plan.pp)]
     back = {(r, c): _backward_layers(pipe, lt, r, c) for r in range(plan.pp)
             for c in range(pipe.v)}
+    comp = _pass_prices(plan, pipe, lt.compute)
     launched = None
     if plan.zero == 2 and plan.grad_dp > 1:     # every backward launches its buckets
-        comp = _pass_prices(plan, pipe, lt.compute)
         for (r, c), got in back.items():    # a chunk of no layer: one node, the whole pass
             if not got:
                 i = r * 2 * pipe.v + 2 * c + 1
@@ -208,8 +208,8 @@ def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
             layered[order.last_bwd[r][c]] = [(w, cw, ("L", key + j)) for j, (w, cw)
                                              in enumerate(back[(r, c)])]
             key += pipe.chunk_layers(r, c)
-    played = pipeline_play.play_order_shared(order, secs, _pass_prices(plan, pipe, lt.compute),
-                                             hops, recv_s, streams, layered, launched, offload)
+    played = pipeline_play.play_order_shared(order, secs, comp, hops, recv_s, streams, layered,
+                                             launched, offload)
     if bare:                    # the buckets' queue from the compute's ends (played_end)
         played.free = None
     return played

@@ -128,23 +128,23 @@ def play(pipe: Pipeline, units: list[list[Unit]],
     then carry their compute seconds as a fourth element, shaped as their seconds), its
     keys ("C", chunk) marked as each chunk's last backward or weight-gradient pass
     ends, "end" after the rank's last unit."""
-    if streams is not None:
-        return _play_shared(pipe, units, hop, streams)
     p = pipe.p
     done: dict[tuple[int, int, int, bool], float] = {}  # (rank, mb, chunk, gradient?) -> end
     link: dict[tuple[int, int, bool], float] = {}       # (src, dst, gradient?) -> free at
     clock, nxt = [0.0] * p, [0] * p
     grads = [[0.0] * pipe.v for _ in range(p)]
     feed = _feeds(pipe, hop)
+    last = None if streams is None else [_last_grads(seq) for seq in units]
     waiting: dict[tuple, list[int]] = {}
     ready = list(range(p))
     while ready:
         r = ready.pop()
         seq, k, t, g = units[r], nxt[r], clock[r], grads[r]
+        st = None if streams is None else streams[r]
         while k < len(seq):
             unit = seq[k]
             steps = unit[1]
-            if len(steps) == 1:         # the common case, inline: one pass
+            if st is None and len(steps) == 1:  # the common case, inline: one pass
                 mb, c, kind = steps[0]
                 f = feed.get((r, c, kind))
                 at = 0.0
@@ -166,49 +166,27 @@ def play(pipe: Pipeline, units: list[list[Unit]],
                 if not isinstance(arrive, list):
                     waiting.setdefault(arrive, []).append(r)
                     break
-                ends = _run(unit, t, arrive)
+                ends = _run(unit, t, arrive, st)
                 t = ends[-1]
             _record(r, steps, ends, done, g, waiting, ready)
+            if st is not None:
+                for j, c in last[r].get(k, ()):
+                    st.mark(("C", c), ends[j])
             k += 1
         nxt[r], clock[r] = k, t
-    if any(n < len(u) for n, u in zip(nxt, units, strict=True)):
-        raise ValueError("pipeline orders wait on each other (no rank can go on)")
-    return Played(clock, grads)
+    return _played(units, nxt, clock, grads, streams)
 
 
-def _play_shared(pipe: Pipeline, units: list[list[Unit]], hop, streams: list[DPStream]) -> Played:
-    """``play`` with each rank's passes run on its ``DPStream`` (the general path of
-    ``play`` unrolled: every unit through ``_run``)."""
-    p = pipe.p
-    done: dict = {}
-    link: dict = {}
-    clock, nxt = [0.0] * p, [0] * p
-    grads = [[0.0] * pipe.v for _ in range(p)]
-    feed = _feeds(pipe, hop)
-    last = [_last_grads(seq) for seq in units]
-    waiting: dict[tuple, list[int]] = {}
-    ready = list(range(p))
-    while ready:
-        r = ready.pop()
-        seq, k, t, st = units[r], nxt[r], clock[r], streams[r]
-        while k < len(seq):
-            unit = seq[k]
-            steps = unit[1]
-            arrive = _arrivals(feed, r, steps, done, link)
-            if not isinstance(arrive, list):
-                waiting.setdefault(arrive, []).append(r)
-                break
-            ends = _run(unit, t, arrive, st)
-            t = ends[-1]
-            _record(r, steps, ends, done, grads[r], waiting, ready)
-            for j, c in last[r].get(k, ()):
-                st.mark(("C", c), ends[j])
-            k += 1
-        nxt[r], clock[r] = k, t
+def _played(units: list[list[Unit]], nxt: list[int], clock: list[float],
+            grads: list[list[float]], streams: list[DPStream] | None) -> Played:
+    """``play``'s result once no rank can go on, each rank at unit ``nxt[r]`` (an error
+    where one has units left) and free at ``clock[r]``; its DP stream's "end" marked then."""
     if any(n < len(u) for n, u in zip(nxt, units, strict=True)):
         raise ValueError("pipeline orders wait on each other (no rank can go on)")
-    for r in range(p):
-        streams[r].mark("end", clock[r])
+    if streams is None:
+        return Played(clock, grads)
+    for st, t in zip(streams, clock, strict=True):
+        st.mark("end", t)
     return Played(clock, grads, [st.free for st in streams])
 
 
@@ -424,7 +402,7 @@ def play_order_shared(order: Order, secs: list[float], compute: list[float], hop
     clock = [0.0] * order.p
     link = [0.0] * len(order.links)
     lasts = {slot: (r, c) for r, row in enumerate(order.last_bwd) for c, slot in enumerate(row)}
-    first = min(min(lasts), min(launched, default=len(order.entries)) if launched else min(lasts))
+    first = min(min(lasts), min(launched)) if launched else min(lasts)
     if offload is not None:
         first = 0
         d2h, h2d = [0.0] * order.p, [0.0] * order.p

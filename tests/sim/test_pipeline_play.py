@@ -164,8 +164,8 @@ def test_play_order_shared_by_hand():
     1.5 alone: ends 16.0, so r0's B1 runs 16.5-18.5. Without buckets: play_order's."""
     order = pipeline_play.order_of("1f1b", 2, 1, 2)
     secs, hops = [1.0, 2.0, 3.0, 4.0], [0.5] * len(order.links)
-    layers = {(0, 0): [(1.0, 1.0, ("L", 0)), (1.0, 1.0, ("L", 1))],
-              (1, 0): [(2.0, 2.0, ("L", 0)), (2.0, 2.0, ("L", 1))]}
+    layers = {order.last_bwd[0][0]: [(1.0, 1.0, ("L", 0)), (1.0, 1.0, ("L", 1))],
+              order.last_bwd[1][0]: [(2.0, 2.0, ("L", 0)), (2.0, 2.0, ("L", 1))]}
 
     def streams(items):
         return [pipeline_play.DPStream([], 100), pipeline_play.DPStream(items, 100)]
