@@ -22,7 +22,8 @@ def test_b200_sm_count_is_the_device_query_of_the_same_source():
 
 
 def test_the_bandwidth_correction_stays_on_the_part_it_was_measured_on():
-    """No published device query for GB200 / B300 / GB300: they keep NVIDIA's 8 TB/s."""
+    """No published device query of the bus width for GB200 / B300 / GB300: they keep
+    NVIDIA's 8 TB/s."""
     for key in ("gb200", "b300", "gb300"):
         assert catalog.gpu(key).hbm_tb_s == pytest.approx(8.0), key
 
@@ -52,6 +53,28 @@ def test_a_trace_with_152_sms_is_recognised_as_a_gb200():
 def test_gb300_sm_count_is_the_one_bisected_on_a_gb300():
     """triton PR 2768 on a GB300 (sm_103, cuBLASLt 13.1.1): the occupancy cap bisects to
     9,728 output elements (9,729 stops matching) = sm_count x 2,048 threads per SM / 32,
-    so 152 SMs. B300 has no published count and stays without one."""
+    so 152 SMs."""
     assert catalog.gpu("gb300").sms == 9728 * 32 // 2048 == 152
-    assert catalog.gpu("b300").sms is None
+
+
+def test_b300_sm_count_is_the_one_its_dispatch_rule_was_measured_on():
+    """bitsandbytes PR 2054 calibrates an SM103 dispatch rule on "a 148-SM B300": the SIMT
+    kernel wins from the third output-tile wave up to (not including) the fourth, i.e. for
+    mma_blocks in [num_sms x 3, num_sms x 4) = [444, 592). The HGX B300 enables the B200's
+    148 SMs, four fewer than the GB300's 152 (as the B200 has four fewer than the GB200)."""
+    b300, gb300, b200 = catalog.gpu("b300"), catalog.gpu("gb300"), catalog.gpu("b200")
+    assert b300.sms == 148
+    assert (b300.sms * 3, b300.sms * 4) == (444, 592)
+    assert gb300.sms - b300.sms == catalog.gpu("gb200").sms - b200.sms == 4
+    # the implied clock of the catalog peak: 2,250 TFLOP/s / (148 x 8,192) = 1.856 GHz,
+    # under the 2.032 GHz boost NVIDIA lists for the part (2,500 / (152 x 8,192) = 2.008 GHz
+    # for GB300)
+    assert b300.peak_flops("bf16") / (b300.sms * 8192) / 1e9 == pytest.approx(1.8557, abs=1e-3)
+
+
+def test_a_trace_with_148_sms_is_named_by_its_memory():
+    """With B200 and B300 both at 148 SMs, a trace's memory settles which part it is; without
+    it neither is unique and no GPU is guessed."""
+    assert catalog._by_units("NVIDIA Graphics Device", 180.0, 148) == "b200"
+    assert catalog._by_units("NVIDIA Graphics Device", 288.0, 148) == "b300"
+    assert catalog._by_units("NVIDIA Graphics Device", None, 148) is None
