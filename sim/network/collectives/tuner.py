@@ -42,7 +42,7 @@ from hw_models.topology import Topology
 from sim.network.collectives import nccl_model
 from sim.network.collectives.base import ALGORITHMS, Algorithm, CollCtx, Plan, get
 from sim.network.collectives.ring import PER_RANK
-from sim.network.fabric import maxmin_rates
+from sim.network.maxmin import maxmin_rates
 
 PROTOCOLS = ("LL", "LL128", "Simple")
 STREAMED = frozenset({"LL"})   # protocols whose ring steps overlap (see module docstring)

@@ -9,8 +9,9 @@ from hw_models.errors import ClusterSimError
 from hw_models.profile import load_builtin
 from hw_models.topology import SCALE_OUT, build_topology, register
 from sim.network.analytical import ClusterLayout
-from sim.network.fabric import Fabric, maxmin_rates
+from sim.network.fabric import Fabric
 from sim.network.flow import FlowNetwork
+from sim.network.maxmin import maxmin_rates
 from workloads.graph import CommGroup
 
 H100 = catalog.system("dgx-h100")

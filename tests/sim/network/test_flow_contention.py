@@ -9,8 +9,9 @@ from hw_models import catalog
 from hw_models.profile import load_builtin
 from hw_models.topology import build_topology
 from sim.network.analytical import ClusterLayout
-from sim.network.fabric import Fabric, maxmin_rates
+from sim.network.fabric import Fabric
 from sim.network.flow import FlowNetwork
+from sim.network.maxmin import maxmin_rates
 from sim.simulate import simulate
 from workloads.graph import CommGroup
 
