@@ -31,7 +31,7 @@ from __future__ import annotations
 from functools import partial
 
 from sim.costs import shared_rate
-from sim.sweep import pipeline_play
+from sim.sweep import order_play, pipeline_play
 from workloads import moe_parallel, moe_training
 from workloads.graph import Collective, CommGroup, Compute, Memory
 from workloads.parallel import ParallelPlan
@@ -173,19 +173,19 @@ def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
 
 def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
                   streams: list | None = None,
-                  offload: pipeline_play.Offload | None = None) -> pipeline_play.Played:
+                  offload: order_play.Offload | None = None) -> pipeline_play.Played:
     """GPipe, 1F1B or interleaved 1F1B of a uniform model, each rank's order played
-    (sim/sweep/pipeline_play.py ``play_order``, its structure cached per schedule, ranks,
+    (sim/sweep/order_play.py ``play_order``, its structure cached per schedule, ranks,
     chunks and microbatches): each pass priced as in ``dense_play`` (a forward, a full
     backward), ``recv_s`` of TP all-gather before each pass fed by another rank;
     ``streams``: each rank's DP stream played along (``dp_streams``), each chunk's last
     backward then layer by layer (``play_order_shared``); ``offload``: the activation
     copies to and from the host played along (``activation_copies``)."""
-    order = pipeline_play.order_of(pipe.kind, pipe.p, pipe.v, pipe.m)
+    order = order_play.order_of(pipe.kind, pipe.p, pipe.v, pipe.m)
     hops = [hop(src, dst) for src, dst, _ in order.links]
     secs = _pass_prices(plan, pipe, lt)
     if streams is None and offload is None:
-        return pipeline_play.play_order(order, secs, hops, recv_s)
+        return order_play.play_order(order, secs, hops, recv_s)
     bare = streams is None      # offload without a DP stream beside: none in flight
     if bare:
         streams = [pipeline_play.DPStream([], 1) for _ in range(plan.pp)]
@@ -209,14 +209,14 @@ def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
             layered[order.last_bwd[r][c]] = [(w, cw, ("L", key + j)) for j, (w, cw)
                                              in enumerate(back[(r, c)])]
             key += pipe.chunk_layers(r, c)
-    played = pipeline_play.play_order_shared(order, secs, comp, hops, recv_s, streams, layered,
+    played = order_play.play_order_shared(order, secs, comp, hops, recv_s, streams, layered,
                                              launched, offload)
     if bare:                    # the buckets' queue from the compute's ends (played_end)
         played.free = None
     return played
 
 
-def activation_copies(est, pipe, offload) -> pipeline_play.Offload | None:
+def activation_copies(est, pipe, offload) -> order_play.Offload | None:
     """Seconds of each (rank, chunk)'s activation copy to the host after a forward and
     back before a backward (workloads/offload.py ``ActivationOffload``: the offloaded
     share of a layer's activations times the chunk's layers, over the host link); None
@@ -228,12 +228,12 @@ def activation_copies(est, pipe, offload) -> pipeline_play.Offload | None:
                                                 * pipe.chunk_layers(r, c)))
                  for kind in ("d2h", "h2d") for r in range(pipe.p) for c in range(pipe.v))
     n = pipe.p * pipe.v
-    return pipeline_play.Offload(secs[:n], secs[n:])
+    return order_play.Offload(secs[:n], secs[n:])
 
 
 def _pass_prices(plan: ParallelPlan, pipe, lt) -> list[float]:
     """Seconds of each (rank, chunk, forward / backward) of a one-pass pipeline, in
-    ``pipeline_play.Order``'s price indices, from ``lt`` (times or their compute parts)."""
+    ``order_play.Order``'s price indices, from ``lt`` (times or their compute parts)."""
     secs = []
     for r in range(plan.pp):
         for c in range(pipe.v):
@@ -304,7 +304,7 @@ def _zero2_streams(est, plan: ParallelPlan, sms: int) -> list:
     each as its last layer ends with ``overlap_grad_reduce``, else as the backward ends.
     Each stream carries them per chunk as ``zero2`` (per layer node of the backward, the
     seconds of the buckets it completes) and their kernel's SMs as ``zero2_sms``, for
-    ``one_pass_play`` (sim/sweep/pipeline_play.py ``launch_layers``)."""
+    ``one_pass_play`` (sim/sweep/order_play.py ``launch_layers``)."""
     opts, pipe = est.options, plan.pipeline(est.model.layers)
     out = []
     for s in range(plan.pp):

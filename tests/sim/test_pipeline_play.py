@@ -3,7 +3,7 @@ ranks of unequal speed, against timelines worked out by hand and the published b
 
 import pytest
 
-from sim.sweep import pipeline_play
+from sim.sweep import order_play, pipeline_play
 from workloads.pipeline import Pipeline
 
 
@@ -122,8 +122,8 @@ def test_cached_order_plays_as_the_list_schedule(kind, p, v, m):
                (g if pipe.neighbour(r, c, kind_) is not None else 0.0,))
               for mb, c, kind_ in pipe.steps(r)] for r in range(p)]
     want = pipeline_play.play(pipe, units, lambda a, b: hops[(a, b)])
-    order = pipeline_play.order_of(kind, p, v, m)
-    got = pipeline_play.play_order(order, secs, [hops[(a, b)] for a, b, _ in order.links], g)
+    order = order_play.order_of(kind, p, v, m)
+    got = order_play.play_order(order, secs, [hops[(a, b)] for a, b, _ in order.links], g)
     assert got.end == want.end
     assert got.grads_done == want.grads_done
 
@@ -131,9 +131,9 @@ def test_cached_order_plays_as_the_list_schedule(kind, p, v, m):
 def test_cached_order_1f1b_two_unequal_ranks_by_hand():
     """The two-rank 1F1B timeline worked out by hand above (rank 0: F 1, B 2; rank 1:
     F 3, B 4; 0.5 per hop), from the cached order: rank 0 ends at 18, rank 1 at 15.5."""
-    order = pipeline_play.order_of("1f1b", 2, 1, 2)
+    order = order_play.order_of("1f1b", 2, 1, 2)
     assert order.links == ((0, 1, False), (1, 0, True))
-    played = pipeline_play.play_order(order, [1.0, 2.0, 3.0, 4.0], [0.5, 0.5], 0.0)
+    played = order_play.play_order(order, [1.0, 2.0, 3.0, 4.0], [0.5, 0.5], 0.0)
     assert played.end == [18.0, 15.5]
     assert played.grads_done == [[18.0], [15.5]]
 
@@ -162,16 +162,16 @@ def test_play_order_shared_by_hand():
     holding 50 of 100 SMs launched as its first layer ends: r1 B1 11.5-13.5 (first
     layer), the bucket 13.5-14.5, the second layer 1 s at half speed (0.5 done) then
     1.5 alone: ends 16.0, so r0's B1 runs 16.5-18.5. Without buckets: play_order's."""
-    order = pipeline_play.order_of("1f1b", 2, 1, 2)
+    order = order_play.order_of("1f1b", 2, 1, 2)
     secs, hops = [1.0, 2.0, 3.0, 4.0], [0.5] * len(order.links)
     layers = {order.last_bwd[0][0]: [(1.0, 1.0, ("L", 0)), (1.0, 1.0, ("L", 1))],
               order.last_bwd[1][0]: [(2.0, 2.0, ("L", 0)), (2.0, 2.0, ("L", 1))]}
 
     def streams(items):
         return [pipeline_play.DPStream([], 100), pipeline_play.DPStream(items, 100)]
-    plain = pipeline_play.play_order_shared(order, secs, secs, hops, 0.0, streams([]), layers)
-    assert plain.end == pipeline_play.play_order(order, secs, hops, 0.0).end == [18.0, 15.5]
-    got = pipeline_play.play_order_shared(order, secs, secs, hops, 0.0,
+    plain = order_play.play_order_shared(order, secs, secs, hops, 0.0, streams([]), layers)
+    assert plain.end == order_play.play_order(order, secs, hops, 0.0).end == [18.0, 15.5]
+    got = order_play.play_order_shared(order, secs, secs, hops, 0.0,
                                           streams([(("L", 0), 1.0, 50)]), layers)
     assert got.end == pytest.approx([18.5, 16.0])
     assert got.free == pytest.approx([0.0, 14.5])
