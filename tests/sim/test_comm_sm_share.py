@@ -5,15 +5,8 @@ import pytest
 
 from sim.engine import Engine
 from sim.network.collectives.nccl_model import ring_ctas
+from tests.sim.test_engine import FixedCosts
 from workloads.graph import Collective, CommGroup, Compute, Delay, ExecutionGraph
-
-
-class FixedCosts:
-    def duration(self, node):
-        return node.op.duration_s
-
-    def parts(self, node):
-        return {}
 
 
 class FixedNetwork:

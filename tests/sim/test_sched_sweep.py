@@ -11,6 +11,16 @@ from sim.sweep.spec import PlanSpace
 from workloads.model import presets
 
 
+def _played(workload: dict, nccl_sms: bool = True, offloaded: bool = False) -> tuple:
+    """(setup, the estimator's iteration, the DES's) of ``workload`` on 2 DGX H100."""
+    sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": workload,
+                         "sim": {"check_memory": False, "fidelity": "analytical",
+                                 "nccl_sms": nccl_sms}})
+    setup = resolve_setup(sc)
+    est = from_setup(setup).iteration_time(setup.plan,
+                                           setup.options.offload if offloaded else None)
+    return setup, est, simulate(sc, band=False).iteration_time_s
+
 def test_plan_space_adds_overlap_and_offload():
     space = PlanSpace(tp=[1, 8], pp=[1], vpp=[1], micro_batch=[1], recompute=["full"],
                       sequence_parallel=[False, True], zero=[1], tp_comm_overlap=["none", "ring"],
@@ -79,12 +89,9 @@ def test_estimator_plays_the_split_schedules_tail(schedule, zero, overlap):
          "grad_reduce_per_stage": overlap == "per_stage",
          "parallel": {"tp": 2, "pp": 4, "zero": zero, "schedule": schedule,
                       "sequence_parallel": True}}
-    sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w,
-                         "sim": {"check_memory": False, "fidelity": "analytical"}})
-    setup = resolve_setup(sc)
+    setup, est, des = _played(w)
     assert setup.plan.dp == 2
-    est = from_setup(setup).iteration_time(setup.plan)
-    assert est == pytest.approx(simulate(sc, band=False).iteration_time_s, rel=1e-9)
+    assert est == pytest.approx(des, rel=1e-9)
 
 
 @pytest.mark.parametrize("schedule", ["zb-v", "dualpipev"])
@@ -152,12 +159,9 @@ def test_estimator_plays_1f1b_and_interleaved(schedule, vpp, layers, sp, overlap
     w = {"model": "llama3-8b", "seq_len": 4096, "global_batch": 64, "micro_batch": 1,
          "precision": "bf16", "recompute": "selective", "overlap_grad_reduce": overlap is True,
          "grad_reduce_per_stage": overlap == "per_stage", "parallel": par}
-    sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w,
-                         "sim": {"check_memory": False, "fidelity": "analytical"}})
-    setup = resolve_setup(sc)
+    setup, est, des = _played(w)
     assert setup.plan.dp == 2
-    est = from_setup(setup).iteration_time(setup.plan)
-    assert est == pytest.approx(simulate(sc, band=False).iteration_time_s, rel=1e-9)
+    assert est == pytest.approx(des, rel=1e-9)
 
 
 def test_small_sweep_1f1b_and_interleaved_rows_are_the_des():
@@ -203,13 +207,9 @@ def test_estimator_plays_zero2_reduce_scatters(pp, vpp, layers, overlap, nccl_sm
     w = {"model": "llama3-8b", "seq_len": 4096, "global_batch": 16, "micro_batch": 1,
          "precision": "bf16", "recompute": "selective", "overlap_grad_reduce": overlap,
          "parallel": par}
-    sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w,
-                         "sim": {"check_memory": False, "fidelity": "analytical",
-                                 "nccl_sms": nccl_sms}})
-    setup = resolve_setup(sc)
+    setup, est, des = _played(w, nccl_sms=nccl_sms)
     assert setup.plan.dp == 8 // pp and setup.plan.zero == 2
-    est = from_setup(setup).iteration_time(setup.plan)
-    assert est == pytest.approx(simulate(sc, band=False).iteration_time_s, rel=1e-9)
+    assert est == pytest.approx(des, rel=1e-9)
 
 
 @pytest.mark.parametrize("pp,layers,zero", [
@@ -229,10 +229,6 @@ def test_estimator_plays_activation_offload(pp, layers, zero, activations, nccl_
     w = {"model": "llama3-8b", "seq_len": 4096, "global_batch": 16, "micro_batch": 1,
          "precision": "bf16", "recompute": "selective", "parallel": par,
          "offload": {"activations": activations}}
-    sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w,
-                         "sim": {"check_memory": False, "fidelity": "analytical",
-                                 "nccl_sms": nccl_sms}})
-    setup = resolve_setup(sc)
+    setup, est, des = _played(w, nccl_sms=nccl_sms, offloaded=True)
     assert setup.options.offload.activations == activations
-    est = from_setup(setup).iteration_time(setup.plan, setup.options.offload)
-    assert est == pytest.approx(simulate(sc, band=False).iteration_time_s, rel=1e-9)
+    assert est == pytest.approx(des, rel=1e-9)
