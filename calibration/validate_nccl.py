@@ -14,13 +14,14 @@ Sweeps (calibration/reference/), each on its own catalog system and built-in pro
   (below 1 MiB the harness' pace is the time: a 25-60 us floor where nccl-tests on the
   same node types show 9-25 us). DGX A100 on
   dgx-a100, profile a100-dgx, fitted with the Azure NDm sweep (same A100 80GB node);
-  DGX H100 on dgx-h100 is a check only (``check_sweeps``): the h100 fabric is fitted on
-  the NVLS sweep alone (docs/fabric.md).
+  DGX H100 on dgx-h100 is a check only (``check_sweeps``): the h100 fabric's nvlink
+  curves are fitted on the NVLS sweep alone (docs/fabric.md).
 - collectives/voltage_park_h100_4node_{all_reduce,all_gather}.csv: nccl-tests on four
   8x H100 SXM nodes (32 GPUs, 8x 400 Gb/s InfiniBand per node, NCCL 2.24.3, NCCL's own
   algorithm choice), Voltage Park's cluster as benchmarked by AI @ Georgia Tech; on
-  dgx-h100 (same node: 8 H100 SXM, NVSwitch, 8x 400 Gb/s NICs), profile h100. Checks
-  only (``check_sweeps``): the only H100 multi-node nccl-tests sweeps in the reference set.
+  dgx-h100 (same node: 8 H100 SXM, NVSwitch, 8x 400 Gb/s NICs), profile h100. The
+  all_reduce is the h100 profile's network fit; the all_gather is a check only
+  (``check_sweeps``; the fabric fitter prices all_reduce sweeps).
 The A100 sources disagree by up to 40% on the same node type (a 44 us floor against
 31 us, slower at 4-64 MiB), so each system has its own fitted fabric section; the two
 A100 80GB sources (Azure NDm, Vidur DGX) agree with each other (docs/fabric.md).
@@ -113,7 +114,7 @@ def _voltage_park(collective: str) -> Sweep:
 def check_sweeps() -> tuple[Sweep, ...]:
     """Measured sweeps no profile is fitted on: validation only."""
     return (*(_vidur("h100", n, "dgx-h100", "h100") for n in (2, 4, 8)),
-            *(_voltage_park(c) for c in ("all_reduce", "all_gather")))
+            _voltage_park("all_gather"))
 
 
 @cache
@@ -125,7 +126,8 @@ def reference_sweeps() -> tuple[Sweep, ...]:
             Sweep("Azure A100-80GB 8 GPU", "azure-ndm-a100-v4", "a100-ndm-v4", 8, 8, a,
                   ("dgx-a100",), ("a100-dgx",)),
             *(_echo(n) for n in (2, 4, 8, 16)),
-            *(_vidur("a100", n, "dgx-a100", "a100-dgx") for n in (2, 4, 8)))
+            *(_vidur("a100", n, "dgx-a100", "a100-dgx") for n in (2, 4, 8)),
+            _voltage_park("all_reduce"))
 
 
 def network_for(sweep: Sweep, profile: Profile | None = None) -> FlowNetwork:
