@@ -87,6 +87,9 @@ class Estimator:
         self.costs = OpCosts(compute, self.network, host_bw, host)
         self.compute = compute
         self.layer_times = lru_cache(maxsize=None)(self._layer_times)
+        self._stage_ops = lru_cache(maxsize=None)(
+            lambda key: stage_layer_ops(self.model, key, self.options, 0)[1])
+        self.zero3_shapes: dict = {}    # sim/sweep/zero3_play.py, per plan shape
 
     def _block_parts(self, ops) -> dict[str, float]:
         """Seconds per category of ``ops`` run as one block, as the engine prices a Block
@@ -108,11 +111,16 @@ class Estimator:
                                                 for k, v in parts.items()}))
 
     def _times(self, plan: ParallelPlan) -> LayerTimes:
-        from dataclasses import replace
-        key = replace(plan, dp=1, pp=1, global_batch=plan.micro_batch, vpp=1, zero=0,
-                      pipeline_layers=None, schedule="1f1b", embedding_in_split=False,
-                      loss_in_split=False, zero_shard_group=None)
-        return self.layer_times(key)
+        return self.layer_times(_layer_key(plan))
+
+    def stage_ops(self, plan: ParallelPlan):
+        """The per-layer ops of the plan's layer shape (training.stage_layer_ops), cached."""
+        return self._stage_ops(_layer_key(plan))
+
+    def block_parts(self, block) -> dict[str, float]:
+        """Seconds per category of a Block node, as the engine prices it."""
+        return self._block_parts(block.ops) if not block.overlap else self.costs.block_parts(
+            block.ops, [self.costs.uncached_time(op) for op in block.ops], block.overlap)
 
     def memory_peak_gib(self, plan: ParallelPlan, offload: OffloadOptions | None = None) -> float:
         flash = self.options.attention == "flash"
@@ -158,6 +166,9 @@ class Estimator:
             wgrad = [0.0] * p           # not split: the split schedules' bubble from above
             lt = None
         zero3 = plan.zero >= 3 and plan.dp > 1
+        if self._plays_zero3(plan, offload):
+            from sim.sweep import zero3_play
+            return estimate_schedules.played_end(self, plan, zero3_play.play(self, plan))
         played = None
         if lt is None and dual and not zero3:      # MoE split schedules: the orders played
             played = estimate_schedules.moe_play(plan, plan.pipeline(self.model.layers), dual,
@@ -207,6 +218,13 @@ class Estimator:
         return (self.model.uniform and plan.pp > 1 and plan.effective_schedule in SPLIT_BACKWARD
                 and not zero3 and not _offloads(offload)
                 and not gathers_overlap(self.model, plan, self.options))
+
+    def _plays_zero3(self, plan: ParallelPlan, offload) -> bool:
+        """Whether a ZeRO-3 step is played node by node (sim/sweep/zero3_play.py): a
+        uniform model without pipeline parallelism (the only ZeRO-3 plans sweeps keep),
+        data-parallel gradients, no host offload."""
+        return (plan.zero >= 3 and plan.grad_dp > 1 and plan.pp == 1 and self.model.uniform
+                and not _offloads(offload))
 
     def _plays_one_pass(self, plan: ParallelPlan, offload) -> bool:
         """Whether a uniform model's GPipe, 1F1B or interleaved pipeline (PP 1 included: its
@@ -339,6 +357,15 @@ def from_setup(setup) -> Estimator:
                     setup.profile, host_launch(sc, setup.system))
     est.costs.comm_sms = comm_sms(setup)     # NCCL's CTAs beside the blocks' compute
     return est
+
+
+def _layer_key(plan: ParallelPlan) -> ParallelPlan:
+    """The plan reduced to what a layer's ops depend on (tp, micro-batch, sp, recompute,
+    cp, TP overlap ...): the cache key of per-layer times and ops."""
+    from dataclasses import replace
+    return replace(plan, dp=1, pp=1, global_batch=plan.micro_batch, vpp=1, zero=0,
+                   pipeline_layers=None, schedule="1f1b", embedding_in_split=False,
+                   loss_in_split=False, zero_shard_group=None)
 
 
 def _offloads(offload: OffloadOptions | None) -> bool:
