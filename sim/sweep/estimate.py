@@ -90,6 +90,7 @@ class Estimator:
         self._stage_ops = lru_cache(maxsize=None)(
             lambda key: stage_layer_ops(self.model, key, self.options, 0)[1])
         self.zero3_shapes: dict = {}    # sim/sweep/zero3_play.py, per plan shape
+        self.params_of = lru_cache(maxsize=4096)(partial(stage_params, model))
 
     def _block_parts(self, ops) -> dict[str, float]:
         """Seconds per category of ``ops`` run as one block, as the engine prices a Block
@@ -160,6 +161,14 @@ class Estimator:
             layer_bwd = [lt.bwd] * p
         else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
             from sim.sweep import estimate_moe
+            if self._plays_one_pass(plan, offload, moe=True):
+                passes: list = []
+                estimate_moe.stage_times(self, plan, passes=passes)
+                played, ends = estimate_schedules.moe_one_pass_play(
+                    plan, plan.pipeline(self.model.layers), passes, self._hops(plan),
+                    self._recv_gather(plan), estimate_schedules.dp_streams(self, plan, True))
+                return estimate_schedules.played_end(self, plan, played,
+                                                     lambda s: ends[s] or None)
             dual = [] if plan.effective_schedule in SPLIT_BACKWARD and p > 1 else None
             fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan, dual)
             bwd, drain = estimate_moe.split_backward(plan, bwd, split)
@@ -226,12 +235,17 @@ class Estimator:
         return (plan.zero >= 3 and plan.grad_dp > 1 and plan.pp == 1 and self.model.uniform
                 and not _offloads(offload))
 
-    def _plays_one_pass(self, plan: ParallelPlan, offload) -> bool:
+    def _plays_one_pass(self, plan: ParallelPlan, offload, moe: bool = False) -> bool:
         """Whether a uniform model's GPipe, 1F1B or interleaved pipeline (PP 1 included: its
         microbatches one after the other, the last backward's buckets layer by layer) is
         played rank by rank (estimate_schedules.one_pass_play): ZeRO 0-2, activation
         offload played along, no optimizer offload, no overlapped parameter gathers, no
-        blocking sends."""
+        blocking sends. ``moe``: the same for a MoE / MLA / windowed model
+        (``estimate_schedules.moe_one_pass_play``) under ZeRO 0/1 and no host offload."""
+        if moe:
+            return (plan.effective_schedule in ("gpipe", "1f1b", "interleaved")
+                    and plan.zero <= 1 and not _offloads(offload)
+                    and not self.options.p2p_blocking)
         return (self.model.uniform
                 and plan.effective_schedule in ("gpipe", "1f1b", "interleaved")
                 and plan.zero <= 2 and not (offload is not None and offload.optimizer)

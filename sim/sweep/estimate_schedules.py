@@ -40,7 +40,6 @@ from workloads.param_sync import (
     bucket,
     copy_grad_params,
     copy_pair,
-    stage_params,
     tied_sync_params,
     unit_params,
 )
@@ -216,6 +215,45 @@ def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
     return played
 
 
+def moe_one_pass_play(plan: ParallelPlan, pipe, passes: list, hop, recv_s: float,
+                      streams: list | None = None) -> tuple[pipeline_play.Played, list]:
+    """GPipe, 1F1B or interleaved 1F1B of a MoE / MLA / windowed model, each rank's order
+    played from its cached structure as ``one_pass_play``: each pass at the price of the
+    graph's block of its chunk (``passes``: per rank, per chunk,
+    sim/sweep/estimate_moe.py ``ChunkPasses``), with data-parallel gradients each chunk's
+    last backward one node per layer (workloads/training.py ``_split_backward``), each
+    layer's end marked on the rank's DP stream (``streams``: its buckets played along,
+    ``dp_streams``; else an empty stream that only records the ends). Returns the play
+    and, per rank, when each layer of the last backwards ends in ``_replicated_grads``'
+    order (chunks from the last, layers from the last)."""
+    order = order_play.order_of(pipe.kind, pipe.p, pipe.v, pipe.m)
+    hops = [hop(src, dst) for src, dst, _ in order.links]
+    secs, comp = [], []
+    for row in passes:
+        for cp in row:
+            secs += (cp.fwd[0], cp.bwd[0])
+            comp += (cp.fwd[1], cp.bwd[1])
+    if plan.grad_dp <= 1:       # no bucket: every backward one block
+        return order_play.play_order(order, secs, hops, recv_s), [[] for _ in passes]
+    bare = streams is None
+    if bare:
+        streams = [pipeline_play.DPStream([], 1) for _ in range(plan.pp)]
+    layered, keys = {}, []
+    for r, row in enumerate(passes):
+        key = 0
+        for c in reversed(range(pipe.v)):
+            nodes = row[c].layers
+            layered[order.last_bwd[r][c]] = [(w, cw, ("L", key + j))
+                                             for j, (w, cw) in enumerate(nodes)]
+            key += len(nodes)
+        keys.append(key)
+    played = order_play.play_order_shared(order, secs, comp, hops, recv_s, streams, layered)
+    ends = [[st.ready[("L", j)] for j in range(n)] for st, n in zip(streams, keys, strict=True)]
+    if bare:                    # the buckets' queue from the compute's ends (played_end)
+        played.free = None
+    return played, ends
+
+
 def activation_copies(est, pipe, offload) -> order_play.Offload | None:
     """Seconds of each (rank, chunk)'s activation copy to the host after a forward and
     back before a backward (workloads/offload.py ``ActivationOffload``: the offloaded
@@ -270,14 +308,15 @@ def dp_streams(est, plan: ParallelPlan, layerwise: bool = False) -> list | None:
     opts, sms = est.options, est.compute.gpu.sms or 0
     if layerwise and plan.zero == 2 and plan.grad_dp > 1 and est.model.uniform:
         return _zero2_streams(est, plan, sms)
-    if (est.costs.comm_sms is None or not sms or plan.grad_dp <= 1 or not est.model.uniform
+    if (est.costs.comm_sms is None or not sms or plan.grad_dp <= 1
+            or not (est.model.uniform or layerwise)
             or not (opts.overlap_grad_reduce or opts.grad_reduce_per_stage)):
         return None
     kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
     out = []
     for s in range(plan.pp):
         dp = CommGroup(plan.dp_group(s), "dp")
-        ready = _replicated_grads(est.model, plan, s, stage_params(est.model, plan, s))
+        ready = _replicated_grads(est.model, plan, s, est.params_of(plan, s))
         if layerwise and opts.overlap_grad_reduce:
             ready = [(n, ("L", j)) for j, (n, _) in enumerate(ready)]
         else:
@@ -411,7 +450,7 @@ def _grad_queue(est, plan: ParallelPlan, s: int, end: float, grads_done: list[fl
     if plan.grad_dp > 1:
         kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
         dp = CommGroup(plan.dp_group(s), "dp")
-        params = stage_params(est.model, plan, s)
+        params = est.params_of(plan, s)
         by_chunk = opts.overlap_grad_reduce or opts.grad_reduce_per_stage
         ready = _replicated_grads(est.model, plan, s, params)
         if layer_ends and opts.overlap_grad_reduce:
@@ -442,7 +481,7 @@ def _step_end(est, plan: ParallelPlan, s: int, end: float, free: float) -> float
     """When stage ``s`` ends the step, its DP channel free at ``free``: the optimizer,
     the ZeRO-1 parameter all-gathers."""
     model, opts = est.model, est.options
-    params = stage_params(model, plan, s)
+    params = est.params_of(plan, s)
     gather = None
     if model.uniform:
         shard = plan.optimizer_shard(params)

@@ -76,7 +76,8 @@ def _shape(g: _Recorder) -> _Shape:
     ops: list = []
     kinds, compute, dp = [], [], []
     for stream, op, deps in g.nodes:
-        key = (op.kind, op.bytes, op.group.ranks) if isinstance(op, Collective) else id(op)
+        # a collective by its size and group object (the builder's, alive while recorded)
+        key = (op.kind, op.bytes, id(op.group)) if isinstance(op, Collective) else id(op)
         if key not in ids:
             ids[key] = len(ops)
             ops.append(op)
