@@ -177,7 +177,7 @@ class Estimator:
         zero3 = plan.zero >= 3 and plan.dp > 1
         if self._plays_zero3(plan, offload):
             from sim.sweep import zero3_play
-            return estimate_schedules.played_end(self, plan, zero3_play.play(self, plan))
+            return zero3_play.step_time(self, plan, offload)
         played = None
         if lt is None and dual and not zero3:      # MoE split schedules: the orders played
             played = estimate_schedules.moe_play(plan, plan.pipeline(self.model.layers), dual,
@@ -230,10 +230,9 @@ class Estimator:
 
     def _plays_zero3(self, plan: ParallelPlan, offload) -> bool:
         """Whether a ZeRO-3 step is played node by node (sim/sweep/zero3_play.py): a
-        uniform model without pipeline parallelism (the only ZeRO-3 plans sweeps keep),
-        data-parallel gradients, no host offload."""
-        return (plan.zero >= 3 and plan.grad_dp > 1 and plan.pp == 1 and self.model.uniform
-                and not _offloads(offload))
+        uniform model without pipeline parallelism (the only ZeRO-3 plans sweeps keep)
+        and data-parallel gradients; host offload played along."""
+        return plan.zero >= 3 and plan.grad_dp > 1 and plan.pp == 1 and self.model.uniform
 
     def _plays_one_pass(self, plan: ParallelPlan, offload, moe: bool = False) -> bool:
         """Whether a uniform model's GPipe, 1F1B or interleaved pipeline (PP 1 included: its

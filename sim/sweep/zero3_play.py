@@ -2,33 +2,35 @@
 one rank (workloads/fsdp.py ``Zero3``: a compute node per layer and pass, each waiting
 for its parameters' all-gather, issued ``prefetch`` layers ahead; each backward layer's
 gradients reduce-scattered after it; gathers and reduce-scatters in order on the rank's
-one data-parallel stream), run as the DES runs them (sim/engine.py): each stream in its
-order, a node starting once its stream is free and its dependencies are done; with
-NCCL's SMs priced (``sim.nccl_sms``) a compute node runs at the engine's shared rate,
-1 - f N / S, while a gather or reduce-scatter kernel of N SMs is in flight (f the
-node's compute share, S the GPU's SMs).
+one data-parallel stream; workloads/offload.py's activation copies on the host-link
+streams; workloads/param_sync.py ``add_grad_sync``'s tail: HSDP's replica all-reduce,
+the optimizer step on the GPU or on the host), run as the DES runs them
+(sim/engine.py): each stream in its order, a node starting once its stream is free and
+its dependencies are done; with NCCL's SMs priced (``sim.nccl_sms``) a compute node runs
+at the engine's shared rate, 1 - f N / S, while a collective kernel of N SMs is in
+flight on a side stream (f the node's compute share, S the GPU's SMs).
 
-The node list is the builder's own (``Zero3.add_pass`` on a recording graph), so the
-prefetch depth, ``reshard_after_forward``, HSDP and FSDP2's copies and root group are
-the graph's; it depends on the plan's shape only, and is built once per shape
-(``_Shape``), with the distinct blocks and collectives priced once per plan.
+The node list is the builder's own (``_add_compute``'s ZeRO-3 branch and
+``add_grad_sync`` on a recording graph), so the prefetch depth,
+``reshard_after_forward``, HSDP, FSDP2's copies and root group and host offload are the
+graph's; it is built once per plan (``_Shape``), with its distinct blocks, collectives
+and copies priced once.
 
-ZeRO-3 runs without pipeline parallelism (sim/sweep/plans.py rejects it with PP > 1),
-so the one simulated rank and its order of passes (``Pipeline.steps``) are the whole
-step; the tail (HSDP's replica all-reduce after the last reduce-scatter, the optimizer
-step) follows (sim/sweep/estimate_schedules.py ``played_end``).
+ZeRO-3 runs without pipeline parallelism in sweeps (sim/sweep/plans.py rejects it with
+PP > 1), so the one simulated rank and its order of passes (``Pipeline.steps``) are the
+whole step: the iteration is when its last node ends.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from types import SimpleNamespace
+from dataclasses import dataclass, replace
 
 from sim.costs import shared_rate
-from sim.sweep.pipeline_play import Played
-from workloads.fsdp import Zero3, hsdp_replica_all_reduce
-from workloads.graph import Block, Collective
-from workloads.param_sync import pipeline_of, stage_params
+from workloads.fsdp import Zero3
+from workloads.graph import Block, Collective, Compute, Memory
+from workloads.offload import ActivationOffload, OffloadOptions
+from workloads.param_sync import add_grad_sync, pipeline_of
+from workloads.training import Stage
 
 
 class _Recorder:
@@ -44,110 +46,150 @@ class _Recorder:
 
 @dataclass(frozen=True)
 class _Shape:
-    """One rank's ZeRO-3 step as the graph builds it, with its ops deduplicated:
-    ``compute`` (op index, dependency nodes) and ``dp`` (op index, dependency nodes) in
-    each stream's order, node ids being positions in ``kinds`` (True: compute); ``ops``
-    the distinct ops (blocks and collectives), priced once per plan."""
-    kinds: tuple[bool, ...]
-    compute: tuple[tuple[int, tuple[int, ...]], ...]
-    dp: tuple[tuple[int, tuple[int, ...]], ...]
+    """One rank's ZeRO-3 step as the graph builds it, its ops deduplicated: per node
+    (stream index, op index, dependency nodes) in the order the builder adds them,
+    stream 0 the compute stream; ``ops`` the distinct ops, priced once per plan."""
+    nodes: tuple[tuple[int, int, tuple[int, ...]], ...]
+    streams: int
     ops: tuple
 
 
 def record(model, plan, opts, stage_ops) -> _Recorder:
-    """The rank's ZeRO-3 nodes (training.py ``_add_compute`` with ``Zero3.add_pass``, no
-    pipeline: no receive, a backward after its own forward on the same stream) and the
-    HSDP replica all-reduce of ``add_grad_sync``."""
+    """The rank's nodes: training.py ``_add_compute``'s ZeRO-3 branch without a pipeline
+    (no receive; a backward after its own forward on the same stream), its activation
+    copies, then ``add_grad_sync``."""
     g = _Recorder()
     pipe = pipeline_of(plan, model.layers)
-    st = SimpleNamespace(index=0, rank=plan.rank(0, 0, 0), pipe=pipe, ops=stage_ops, grad_rs=[])
+    st = Stage(0, plan.rank(0, 0, 0), None, model.layers, pipe, stage_ops)
     z3 = Zero3(g, model, plan, opts, st)
+    offload = ActivationOffload(g, st, opts.offload)
     steps = pipe.steps(0)
     for k, (mb, c, step) in enumerate(steps):
-        z3.add_pass(mb, c, step, [], steps[k + 1] if k + 1 < len(steps) else None)
-    if st.grad_rs and plan.shard_group < plan.grad_dp:
-        hsdp_replica_all_reduce(g, plan, opts, st.rank, 0, stage_params(model, plan, 0),
-                                st.grad_rs[-1])
+        deps = [offload.before(mb, c, step)]
+        st.node[(mb, c, step)] = z3.add_pass(mb, c, step, deps,
+                                             steps[k + 1] if k + 1 < len(steps) else None)
+        offload.after(st.node[(mb, c, step)], mb, c, step)
+    add_grad_sync(g, model, plan, opts, st)
     return g
 
 
 def _shape(g: _Recorder) -> _Shape:
     ids: dict = {}
     ops: list = []
-    kinds, compute, dp = [], [], []
+    streams = {"compute": 0}
+    nodes = []
     for stream, op, deps in g.nodes:
-        # a collective by its size and group object (the builder's, alive while recorded)
-        key = (op.kind, op.bytes, id(op.group)) if isinstance(op, Collective) else id(op)
+        # collectives and copies by their size (a collective's group object is the
+        # builder's, alive while recorded); blocks by identity
+        key = ((op.kind, op.bytes, id(op.group)) if isinstance(op, Collective) else
+               (op.kind, op.bytes) if isinstance(op, Memory) else id(op))
         if key not in ids:
             ids[key] = len(ops)
             ops.append(op)
-        kinds.append(stream == "compute")
-        (compute if stream == "compute" else dp).append((ids[key], deps))
-    return _Shape(tuple(kinds), tuple(compute), tuple(dp), tuple(ops))
+        nodes.append((streams.setdefault(stream, len(streams)), ids[key], deps))
+    return _Shape(tuple(nodes), len(streams), tuple(ops))
 
 
-def shape_of(est, plan) -> _Shape:
-    """``_Shape`` of a plan, kept by the estimator (``est.zero3_shapes``)."""
-    got = est.zero3_shapes.get(plan)
+def shape_of(est, plan, offload: OffloadOptions | None) -> _Shape:
+    """``_Shape`` of a plan and its host offload, kept by the estimator
+    (``est.zero3_shapes``)."""
+    key = (plan, offload)
+    got = est.zero3_shapes.get(key)
     if got is None:
-        got = est.zero3_shapes[plan] = _shape(record(est.model, plan, est.options,
-                                                     est.stage_ops(plan)))
+        opts = replace(est.options, offload=offload or OffloadOptions())
+        got = est.zero3_shapes[key] = _shape(record(est.model, plan, opts, est.stage_ops(plan)))
     return got
 
 
-def play(est, plan) -> Played:
-    """When the rank's compute and its DP stream end, each stream playing its nodes in
-    order as sim/engine.py does (module docstring)."""
-    shape = shape_of(est, plan)
+def _prices(est, shape: _Shape) -> tuple[list[float], list[float], list[int]]:
+    """(seconds, compute share, SMs held) of each of ``shape``'s ops, as the engine prices
+    them: a block its categories, a collective its closed form (holding its kernel's SMs
+    on a side stream with NCCL's SMs priced), a copy over the host link."""
     costs = est.costs
+    share = costs.comm_sms is not None and bool(est.compute.gpu.sms)
     secs, frac, sms = [], [], []
-    share = est.costs.comm_sms is not None and bool(est.compute.gpu.sms)
-    gpu_sms = est.compute.gpu.sms or 0
     for op in shape.ops:
+        f, k = 0.0, 0
         if isinstance(op, Block):
             parts = est.block_parts(op)
             t = sum(parts.values())
-            secs.append(t)
-            frac.append(min(1.0, parts.get("compute", 0.0) / t) if t > 0 else 0.0)
-            sms.append(0)
+            f = min(1.0, parts.get("compute", 0.0) / t) if t > 0 else 0.0
+        elif isinstance(op, Collective):
+            t = est._coll(op.kind, op.bytes, op.group)
+            k = costs.comm_sms(op) if share else 0
         else:
-            secs.append(est._coll(op.kind, op.bytes, op.group))
-            frac.append(0.0)
-            sms.append(costs.comm_sms(op) if share else 0)
-    kinds, dp, n_dp = shape.kinds, shape.dp, len(shape.dp)
-    end = [0.0] * len(kinds)
+            t = costs.uncached_time(op)
+            f = 1.0 if isinstance(op, Compute) else 0.0
+        secs.append(t)
+        frac.append(f)
+        sms.append(k)
+    return secs, frac, sms
+
+
+def step_time(est, plan, offload: OffloadOptions | None = None) -> float:
+    """When the rank's step ends, each stream playing its nodes in order as
+    sim/engine.py does (module docstring). The side streams go as far as their
+    dependencies allow before each compute node, so every kernel that can run beside it
+    is placed when its rate is taken: a side node not placed then waits, through its
+    stream's order or its dependencies, for a compute node not run yet."""
+    shape = shape_of(est, plan, offload)
+    secs, frac, sms = _prices(est, shape)
+    gpu_sms = est.compute.gpu.sms or 0
+    queues: list[list[int]] = [[] for _ in range(shape.streams)]
+    for i, (s, _, _) in enumerate(shape.nodes):
+        queues[s].append(i)
+    nodes, end = shape.nodes, [-1.0] * len(shape.nodes)
+    free, head = [0.0] * shape.streams, [0] * shape.streams
     spans: list[tuple[float, float, int]] = []
-    t_c = t_d = 0.0
-    ci = di = 0
     pos = 0
-    node = 0
-    # node ids in add order: the i-th compute / dp node's id
-    cid = [i for i, k in enumerate(kinds) if k]
-    did = [i for i, k in enumerate(kinds) if not k]
-    done = [False] * len(kinds)
-    for _ in range(len(kinds)):
-        if di < n_dp and all(done[d] for d in dp[di][1]):
-            k, deps = dp[di]
-            start = max([t_d, *(end[d] for d in deps)])
-            t_d = start + secs[k]
-            if sms[k]:
-                spans.append((start, t_d, sms[k]))
-            node = did[di]
-            di += 1
+    for i in queues[0]:
+        _side(queues, nodes, secs, sms, end, free, head, spans)
+        _, k, deps = nodes[i]
+        t = _ready(deps, end, free[0])
+        if t < 0:
+            raise ValueError("ZeRO-3 step: a compute node waits on a node never run")
+        if spans and frac[k] > 0:
+            t, pos = _shared(spans, pos, t, secs[k], frac[k], gpu_sms)
         else:
-            k, deps = shape.compute[ci]
-            t = max([t_c, *(end[d] for d in deps)])
-            w = secs[k]
-            if spans and frac[k] > 0:
-                t, pos = _shared(spans, pos, t, w, frac[k], gpu_sms)
-            else:
-                t += w
-            t_c = t
-            node = cid[ci]
-            ci += 1
-        end[node] = t_d if not kinds[node] else t_c
-        done[node] = True
-    return Played([t_c], [[t_c]], [t_d])
+            t += secs[k]
+        free[0] = end[i] = t
+    _side(queues, nodes, secs, sms, end, free, head, spans)
+    if min(end) < 0:
+        raise ValueError("ZeRO-3 step: a side stream waits on a node never run")
+    return max(end)
+
+
+def _ready(deps, end: list[float], t: float) -> float:
+    """When a node whose stream is free at ``t`` can start: after its dependencies'
+    ends; -1 while one has not run."""
+    for d in deps:
+        e = end[d]
+        if e < 0:
+            return -1.0
+        if e > t:
+            t = e
+    return t
+
+
+def _side(queues, nodes, secs, sms, end, free, head, spans) -> None:
+    """Run the side streams' nodes (streams 1 on) as far as their dependencies allow,
+    each collective holding its SMs from its start to its end (``spans``)."""
+    moved = True
+    while moved:
+        moved = False
+        for s in range(1, len(queues)):
+            q = queues[s]
+            while head[s] < len(q):
+                i = q[head[s]]
+                _, k, deps = nodes[i]
+                t = _ready(deps, end, free[s])
+                if t < 0:
+                    break
+                free[s] = end[i] = t + secs[k]
+                if sms[k]:
+                    spans.append((t, end[i], sms[k]))
+                head[s] += 1
+                moved = True
 
 
 def _shared(spans, pos: int, t: float, w: float, f: float, gpu_sms: int) -> tuple[float, int]:
