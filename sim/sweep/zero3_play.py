@@ -24,6 +24,7 @@ whole step: the iteration is when its last node ends.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 from sim.costs import shared_rate
 from workloads.fsdp import Zero3
@@ -40,7 +41,10 @@ class _Recorder:
         self.nodes: list[tuple[str, object, tuple[int, ...]]] = []
 
     def add(self, rank, stream, op, deps=(), category="compute", name="", **meta) -> int:
-        self.nodes.append((stream, op, tuple(d for d in deps if d is not None)))
+        deps = tuple(deps)
+        if None in deps:
+            deps = tuple(d for d in deps if d is not None)
+        self.nodes.append((stream, op, deps))
         return len(self.nodes) - 1
 
 
@@ -54,10 +58,25 @@ class _Shape:
     ops: tuple
 
 
-def record(model, plan, opts, stage_ops) -> _Recorder:
+class _Part:
+    """Stands for one of a stage's runs of layer ops (``StageOps.fwd``, ``emb_fwd`` ...)
+    in a recorded block, so that plans that differ only in their layers' kernels share
+    one recorded step (``shape_of``)."""
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+_PARTS = ("fwd", "bwd", "emb_fwd", "emb_bwd", "head_fwd", "head_bwd")
+_MARKS = SimpleNamespace(**{n: (_Part(n),) for n in _PARTS})
+
+
+def record(model, plan, opts, stage_ops=_MARKS) -> _Recorder:
     """The rank's nodes: training.py ``_add_compute``'s ZeRO-3 branch without a pipeline
     (no receive; a backward after its own forward on the same stream), its activation
-    copies, then ``add_grad_sync``."""
+    copies, then ``add_grad_sync``. With the default ``stage_ops`` the blocks hold
+    ``_Part`` marks in place of the layers' ops."""
     g = _Recorder()
     pipe = pipeline_of(plan, model.layers)
     st = Stage(0, plan.rank(0, 0, 0), None, model.layers, pipe, stage_ops)
@@ -80,9 +99,10 @@ def _shape(g: _Recorder) -> _Shape:
     nodes = []
     for stream, op, deps in g.nodes:
         # collectives and copies by their size (a collective's group object is the
-        # builder's, alive while recorded); blocks by identity
+        # builder's, alive while recorded), blocks by their ops, other ops by identity
         key = ((op.kind, op.bytes, id(op.group)) if isinstance(op, Collective) else
-               (op.kind, op.bytes) if isinstance(op, Memory) else id(op))
+               (op.kind, op.bytes) if isinstance(op, Memory) else
+               op.ops if isinstance(op, Block) else id(op))
         if key not in ids:
             ids[key] = len(ops)
             ops.append(op)
@@ -92,26 +112,34 @@ def _shape(g: _Recorder) -> _Shape:
 
 def shape_of(est, plan, offload: OffloadOptions | None) -> _Shape:
     """``_Shape`` of a plan and its host offload, kept by the estimator
-    (``est.zero3_shapes``)."""
-    key = (plan, offload)
+    (``est.zero3_shapes``) and shared by the plans that differ only in their layers'
+    kernels (recompute, sequence parallelism, TP overlap: what the graph's ZeRO-3 nodes,
+    copies and tail do not depend on)."""
+    key = (replace(plan, recompute="none", sequence_parallel=False, tp_comm_overlap="none"),
+           offload)
     got = est.zero3_shapes.get(key)
     if got is None:
         opts = replace(est.options, offload=offload or OffloadOptions())
-        got = est.zero3_shapes[key] = _shape(record(est.model, plan, opts, est.stage_ops(plan)))
+        got = est.zero3_shapes[key] = _shape(record(est.model, plan, opts))
     return got
 
 
-def _prices(est, shape: _Shape) -> tuple[list[float], list[float], list[int]]:
+def _prices(est, plan, shape: _Shape) -> tuple[list[float], list[float], list[int]]:
     """(seconds, compute share, SMs held) of each of ``shape``'s ops, as the engine prices
-    them: a block its categories, a collective its closed form (holding its kernel's SMs
-    on a side stream with NCCL's SMs priced), a copy over the host link."""
+    them: a block its categories (its ``_Part`` marks replaced by the plan's layer ops),
+    a collective its closed form (holding its kernel's SMs on a side stream with NCCL's
+    SMs priced), a copy over the host link."""
     costs = est.costs
     share = costs.comm_sms is not None and bool(est.compute.gpu.sms)
+    layer_ops = est.stage_ops(plan)
     secs, frac, sms = [], [], []
     for op in shape.ops:
         f, k = 0.0, 0
         if isinstance(op, Block):
-            parts = est.block_parts(op)
+            parts = est.block_parts(Block(tuple(
+                x for o in op.ops
+                for x in (getattr(layer_ops, o.name) if isinstance(o, _Part) else (o,))),
+                op.name, op.overlap))
             t = sum(parts.values())
             f = min(1.0, parts.get("compute", 0.0) / t) if t > 0 else 0.0
         elif isinstance(op, Collective):
@@ -133,7 +161,7 @@ def step_time(est, plan, offload: OffloadOptions | None = None) -> float:
     is placed when its rate is taken: a side node not placed then waits, through its
     stream's order or its dependencies, for a compute node not run yet."""
     shape = shape_of(est, plan, offload)
-    secs, frac, sms = _prices(est, shape)
+    secs, frac, sms = _prices(est, plan, shape)
     gpu_sms = est.compute.gpu.sms or 0
     queues: list[list[int]] = [[] for _ in range(shape.streams)]
     for i, (s, _, _) in enumerate(shape.nodes):
@@ -173,9 +201,10 @@ def _ready(deps, end: list[float], t: float) -> float:
 
 def _side(queues, nodes, secs, sms, end, free, head, spans) -> None:
     """Run the side streams' nodes (streams 1 on) as far as their dependencies allow,
-    each collective holding its SMs from its start to its end (``spans``)."""
-    moved = True
-    while moved:
+    each collective holding its SMs from its start to its end (``spans``); with several
+    side streams, again while one placed a node another may wait for."""
+    again = len(queues) > 2
+    while True:
         moved = False
         for s in range(1, len(queues)):
             q = queues[s]
@@ -190,6 +219,8 @@ def _side(queues, nodes, secs, sms, end, free, head, spans) -> None:
                     spans.append((t, end[i], sms[k]))
                 head[s] += 1
                 moved = True
+        if not (moved and again):
+            return
 
 
 def _shared(spans, pos: int, t: float, w: float, f: float, gpu_sms: int) -> tuple[float, int]:

@@ -137,3 +137,29 @@ def test_estimator_plays_zero3_as_the_des(extra, nccl_sms):
     and gathered in the backward without ``reshard_after_forward``."""
     est, des = _zero3_played(extra, nccl_sms)
     assert est == pytest.approx(des, rel=1e-12)
+
+
+def test_zero3_sweep_rows_are_the_des():
+    """Every feasible row of a small ZeRO-3 sweep (Llama 3 8B on 2 DGX H100, TP 2, PP 1:
+    recompute, sequence parallelism, TP overlap, activation and optimizer offload) is
+    the DES's to 1e-9: the rows that differ only in their layers' kernels share one
+    recorded step (sim/sweep/zero3_play.py ``shape_of``), each priced with its own."""
+    from sim.sweep import evaluate, run, spec
+    sw = spec.parse({
+        "base": {"cluster": {"system": "dgx-h100", "nodes": 2},
+                 "workload": {"kind": "training", "model": "llama3-8b", "seq_len": 4096,
+                              "global_batch": 16, "precision": "bf16"},
+                 "sim": {"fidelity": "analytical", "check_memory": False}},
+        "plans": {"tp": [2], "pp": [1], "vpp": [1], "micro_batch": [1], "zero": [3],
+                  "recompute": ["selective", "full"], "sequence_parallel": [True, False],
+                  "tp_comm_overlap": ["none", "ring"], "offload_activations": [0.0, 1.0],
+                  "offload_optimizer": [False, True]}})
+    checked = 0
+    for config in run.configurations(sw):
+        row = evaluate.evaluate(sw.base, config)
+        if row["status"] != "ok":
+            continue
+        des = evaluate.verify(sw.base, config)["des_iteration_time_s"]
+        assert row["iteration_time_s"] == pytest.approx(des, rel=1e-9), config
+        checked += 1
+    assert checked >= 20
