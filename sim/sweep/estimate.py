@@ -13,16 +13,19 @@ instead of being played event by event:
   included; no optimizer offload, no overlapped gathers, no blocking sends) and the
   split-backward schedules are played rank by rank
   instead (sim/sweep/estimate_schedules.py, sim/sweep/pipeline_play.py), exact where the
-  ranks are unequal;
+  ranks are unequal, and so are MoE / MLA / windowed models' GPipe / 1F1B / interleaved
+  pipelines under ZeRO 0/1 without host offload (``moe_one_pass_play``);
 * data parallel: gradient buckets overlap the last microbatch's backward (Megatron-LM
   ``overlap_grad_reduce``); what does not fit under it, the embedding sync, the optimizer
   step and the ZeRO-1/2 parameter all-gather are exposed at the end, per stage;
 * ZeRO-2 reduce-scatters every microbatch's buckets (played where the pipeline is;
   elsewhere, beyond the last, what a microbatch's buckets take over its stage time is
   exposed);
-* ZeRO-3 (same graph assumptions as workloads.training: one DP channel, prefetch of one
-  layer): a layer's forward takes max(compute, gather), its backward max(compute,
-  gather + reduce-scatter); the step's first gather and last reduce-scatter are exposed.
+* ZeRO-3 without pipeline parallelism (the ZeRO-3 plans sweeps keep): the graph
+  builder's own nodes of the step played as the engine plays them
+  (sim/sweep/zero3_play.py); with pipelining (only ``simulate`` runs it) the formula:
+  a layer's forward takes max(compute, gather), its backward max(compute, gather +
+  reduce-scatter); the step's first gather and last reduce-scatter are exposed.
 
 Per-layer times depend only on (tp, micro_batch, sp, recompute), so they are cached: a
 sweep of thousands of plans prices a few dozen distinct layers.
