@@ -41,7 +41,7 @@ from hw_models.compute import ComputeModel
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.setup import comm_sms, host_launch, paced_compute
-from sim.sweep import estimate_schedules
+from sim.sweep import estimate_schedules, step_tail
 from workloads import memory, moe_training
 from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
@@ -170,7 +170,7 @@ class Estimator:
                 played, ends = estimate_schedules.moe_one_pass_play(
                     plan, plan.pipeline(self.model.layers), passes, self._hops(plan),
                     self._recv_gather(plan), estimate_schedules.dp_streams(self, plan, True))
-                return estimate_schedules.played_end(self, plan, played,
+                return step_tail.played_end(self, plan, played,
                                                      lambda s: ends[s] or None)
             dual = [] if plan.effective_schedule in SPLIT_BACKWARD and p > 1 else None
             fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan, dual)
@@ -195,10 +195,10 @@ class Estimator:
                 plan, pipe, lt, self._hops(plan), self._recv_gather(plan),
                 estimate_schedules.dp_streams(self, plan, layerwise=True),
                 estimate_schedules.activation_copies(self, pipe, offload))
-            return estimate_schedules.played_end(self, plan, played, partial(
+            return step_tail.played_end(self, plan, played, partial(
                 estimate_schedules.last_backward_layers, plan, pipe, lt, played))
         if played is not None:      # each rank's tail (ZeRO 0/1) as the graph plays it
-            return estimate_schedules.played_end(self, plan, played)
+            return step_tail.played_end(self, plan, played)
         if zero3:
             fwd, bwd = zip(*(self._zero3_stage(plan, s, fwd[s], bwd[s], lt) for s in range(p)),
                            strict=True)
