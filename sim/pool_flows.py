@@ -51,22 +51,23 @@ class CommonNetwork:
         return hit[1]
 
     def send(self, env: simpy.Environment, pairs: tuple[tuple[int, int], ...], nbytes: float,
-             curve) -> Generator:
-        """Flows src -> dst of ``nbytes`` payload each, after the curve's latency."""
+             curve, ramp: float = 1.0) -> Generator:
+        """Flows src -> dst of ``nbytes`` payload each, after the curve's latency, with the
+        curve's size ramp read at ``ramp`` x ``nbytes`` (analytical.nic_ramp_scale)."""
         pairs = tuple((s, d) for s, d in pairs if s != d)
         if nbytes <= 0 or not pairs:
             return
         yield env.timeout(curve.latency_us * 1e-6)
         links = np.array([x for s, d in pairs for x in (s, self.world + d)], np.int64)
         row = np.repeat(np.arange(len(pairs)), 2)
-        wire = np.full(len(pairs), nbytes / curve.eff(nbytes))
+        wire = np.full(len(pairs), nbytes / curve.eff(ramp * nbytes))
         yield self.fabric(env).start(row, links, wire, np.ones(len(pairs)), None,
                                      ("xpool", pairs), np.unique(links))
 
-    def alone(self, pairs, nbytes: float, curve) -> float:
+    def alone(self, pairs, nbytes: float, curve, ramp: float = 1.0) -> float:
         """Seconds of ``send`` with no other traffic (a private environment)."""
         env = simpy.Environment()
-        env.process(self.send(env, pairs, nbytes, curve))
+        env.process(self.send(env, pairs, nbytes, curve, ramp))
         env.run()
         self._fabrics.pop(id(env), None)
         return env.now
@@ -81,7 +82,7 @@ class PooledFlowNetwork:
     fidelity = "flow"
 
     def __init__(self, index, oversubscription: float = 1.0):
-        self.index = index
+        self.index, self.oversub = index, oversubscription
         self.common = CommonNetwork(index.pools, oversubscription)
         self._local: dict[int, tuple[Collective, Collective]] = {}
 
@@ -102,17 +103,19 @@ class PooledFlowNetwork:
     def _ring_curve(self, kind: str, group: CommGroup):
         """The first rank's scale-out curve with the latency the analytical model charges
         a ring over the group (sim.network.analytical.ring_latency_us): NCCL's latency on
-        this group, not on the group the curve was fitted on."""
+        this group, not on the group the curve was fitted on; and the scale its size ramp
+        is read at (the analytical ring's, PooledNetwork.ring_pace)."""
         from sim.network.analytical import RING_KINDS, ring_latency_us
         from sim.pools import PooledNetwork
         curve = self._curve(group.ranks[0])
         if kind not in RING_KINDS:
-            return curve
+            return curve, 1.0
         pools = list({self.index.of(r).name: self.index.of(r) for r in group.ranks}.values())
-        spans = PooledNetwork(self.index).ring_spans(group, pools)
+        net = PooledNetwork(self.index, self.oversub)
+        spans = net.ring_spans(group, pools)
         lat = ring_latency_us(curve, kind, group.size, sum(d for d, _ in spans),
                               max(per for _, per in spans))
-        return curve.model_copy(update={"latency_us": lat})
+        return curve.model_copy(update={"latency_us": lat}), net.ring_pace(curve, pools, spans)[1]
 
     def collective_time(self, kind: str, nbytes: float, group: CommGroup) -> float:
         pool = self._pool_of_group(group)
@@ -120,7 +123,7 @@ class PooledFlowNetwork:
             local = CommGroup(tuple(pool.local(r) for r in group.ranks), group.dim)
             return pool.network.collective_time(kind, nbytes, local)
         bus = bus_factor(kind, group.size) * nbytes
-        return self.common.alone(ring_pairs(group.ranks), bus, self._ring_curve(kind, group))
+        return self.common.alone(ring_pairs(group.ranks), bus, *self._ring_curve(kind, group))
 
     def p2p_time(self, src: int, dst: int, nbytes: float) -> float:
         a, b = self.index.of(src), self.index.of(dst)
@@ -133,7 +136,7 @@ class PooledFlowNetwork:
         if pool is None:
             bus = bus_factor(op.kind, op.group.size) * op.bytes
             yield from self.common.send(env, ring_pairs(op.group.ranks), bus,
-                                        self._ring_curve(op.kind, op.group))
+                                        *self._ring_curve(op.kind, op.group))
             return
         hit = self._local.get(id(op))
         if hit is None or hit[0] is not op:     # one local op per graph op: the flow

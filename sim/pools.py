@@ -38,6 +38,7 @@ from sim.network.analytical import (
     bus_factor,
     curve_time,
     domain_span,
+    nic_ramp_scale,
     ring_link_bw,
     scale_out_ring_time,
 )
@@ -189,12 +190,22 @@ class PooledNetwork:
         """One NCCL ring over the group's ranks of every pool, priced as a single cluster's
         ring (sim.network.analytical.scale_out_ring_time) at the scale-out curve of the
         first rank's pool: each pool's domains are entered over their NICs, and the pool
-        whose domains bring in the least (ring_link_bw) sets the pace."""
+        whose domains bring in the least (ring_link_bw) sets the pace, and its NICs' bytes set
+        where the size ramp is read (nic_ramp_scale)."""
         spans = self.ring_spans(group, pools)
-        bw = min(ring_link_bw(p.system.scale_up_bw, per, p.system.nic_bw_per_gpu / self.oversub)
-                 for p, (_, per) in zip(pools, spans, strict=True))
-        return scale_out_ring_time(scale_out_curve(pools[0]), kind, nbytes, group.size,
-                                   sum(d for d, _ in spans), max(per for _, per in spans), bw)
+        curve = scale_out_curve(pools[0])
+        bw, ramp = self.ring_pace(curve, pools, spans)
+        return scale_out_ring_time(curve, kind, nbytes, group.size, sum(d for d, _ in spans),
+                                   max(per for _, per in spans), bw, ramp)
+
+    def ring_pace(self, curve, pools: list[Pool], spans) -> tuple[float, float]:
+        """(bytes/s per GPU, ramp scale) of a ring across the pools: the pool whose domains
+        bring in the least NIC bandwidth (ring_link_bw) and where that pool's NICs read the
+        curve's size ramp (nic_ramp_scale)."""
+        return min((ring_link_bw(p.system.scale_up_bw, per, nic),
+                    nic_ramp_scale(curve, p.system.scale_up_bw, per, nic))
+                   for p, (_, per) in zip(pools, spans, strict=True)
+                   for nic in [p.system.nic_bw_per_gpu / self.oversub])
 
     def p2p_time(self, src: int, dst: int, nbytes: float) -> float:
         a, b = self.index.of(src), self.index.of(dst)

@@ -8,6 +8,10 @@ Across domains the ring's inter-domain bandwidth is that of the NICs of the grou
 ranks in one domain (one NIC per GPU per rail), capped by the scale-up bandwidth;
 all-to-all cannot aggregate NICs (NCCL maintainers), so it gets one GPU's NIC share for
 the bytes that leave the domain.
+The scale-out ramp is read at the bytes each NIC carries, scaled to the group the curve
+was fitted on (``nic_ramp_scale``: NCCL binds ring channels to NICs, so a one-NIC ring
+pipelines 8x the bytes per channel of the 8-NIC fit ring at equal bus bytes); not for
+all-to-all, whose send/recv channels are per peer.
 The latency grows with the group as NCCL's does (ring steps, or the tree's log2(nodes)
 for a small all_reduce; ``nccl_latency_us``) from the two-node group the curve was fitted on.
 """
@@ -71,10 +75,13 @@ def bus_factor(kind: str, n: int) -> float:
     return 1.0  # broadcast, reduce
 
 
-def curve_time(curve: CollectiveCurve, bus_bytes: float, link_bw: float) -> float:
+def curve_time(curve: CollectiveCurve, bus_bytes: float, link_bw: float,
+               ramp: float = 1.0) -> float:
+    """``latency + bus_bytes / (link_bw x eff(ramp x bus_bytes))``: ``ramp`` moves the
+    point the size ramp is read at (nic_ramp_scale), never the bytes that are sent."""
     if bus_bytes <= 0:
         return 0.0
-    return curve.latency_us * 1e-6 + bus_bytes / (link_bw * curve.eff(bus_bytes))
+    return curve.latency_us * 1e-6 + bus_bytes / (link_bw * curve.eff(ramp * bus_bytes))
 
 
 def ring_link_bw(scale_up_bw: float, per_domain: int, nic_bw_per_gpu: float) -> float:
@@ -82,6 +89,28 @@ def ring_link_bw(scale_up_bw: float, per_domain: int, nic_bw_per_gpu: float) -> 
     one domain (one NIC per GPU per rail, each ring channel on its own), capped by the
     scale-up bandwidth that forwards each byte inside the domain."""
     return min(scale_up_bw, per_domain * nic_bw_per_gpu)
+
+
+def nic_ramp_scale(curve: CollectiveCurve, scale_up_bw: float, per_domain: int,
+                   nic_bw_per_gpu: float) -> float:
+    """How much further up the scale-out curve's size ramp a ring with ``per_domain`` ranks
+    in a scale-up domain sits than the group the curve was fitted on, at equal bus bytes:
+    NIC bandwidth the fit group's ring aggregates (ring_link_bw at the fit group's ranks per
+    domain) over what this ring aggregates. The curve's ``eff`` is read at the bus bytes
+    times this, i.e. at equal bytes per NIC.
+
+    Mechanism: NCCL's ramp comes from how much each channel pipelines, and its ring
+    channels are bound to NICs. ncclTopoSearchRecNet (src/graph/search.cc, NCCL master
+    5067397) gives each ring channel one NIC (``graph->inter[nChannels*2] = net->id``) and
+    takes the channel's bandwidth off that NIC (``net.bw -= bw``), so a ring gets channels
+    in proportion to the NICs it can use (then doubled alike by ncclTopoDupChannels). A
+    ring with one GPU per node (the DP ring of a TP 8 plan) runs its bytes through one NIC
+    in few channels; the fit sweep's ring (8 per node) spreads them over 8 NICs in 8x the
+    channels. At equal bus bytes each of the one-NIC ring's channels carries 8x the
+    bytes: it reads the ramp at 8x the bus bytes. The fit group itself gets 1."""
+    fit_local = (curve.fit_group or FIT_GROUP)[3]
+    return (ring_link_bw(scale_up_bw, fit_local, nic_bw_per_gpu)
+            / ring_link_bw(scale_up_bw, per_domain, nic_bw_per_gpu))
 
 
 def ring_latency_us(curve: CollectiveCurve, kind: str, n: int, domains: int,
@@ -94,12 +123,14 @@ def ring_latency_us(curve: CollectiveCurve, kind: str, n: int, domains: int,
 
 
 def scale_out_ring_time(curve: CollectiveCurve, kind: str, nbytes: float, n: int, domains: int,
-                        per_domain: int, link_bw: float) -> float:
+                        per_domain: int, link_bw: float, ramp: float = 1.0) -> float:
     """A ring collective (RING_KINDS) of ``nbytes`` over ``n`` ranks on ``domains`` scale-up
     domains, at most ``per_domain`` of them in one, at ``link_bw`` per GPU (ring_link_bw):
-    the scale-out curve at nccl-tests' bus bytes, plus NCCL's latency on this group less
-    that of the group the curve was fitted on (never below the curve's bandwidth term)."""
-    t = curve_time(curve, bus_factor(kind, n) * nbytes, link_bw)
+    the scale-out curve at nccl-tests' bus bytes, its size ramp read at ``ramp`` x those
+    (nic_ramp_scale: equal bytes per NIC as the fit group), plus NCCL's latency on this
+    group less that of the group the curve was fitted on (never below the curve's
+    bandwidth term)."""
+    t = curve_time(curve, bus_factor(kind, n) * nbytes, link_bw, ramp)
     fitted = nccl_latency_us(*(curve.fit_group or FIT_GROUP))
     extra = nccl_latency_us(kind, n, domains, per_domain) - fitted
     return max(t + extra * 1e-6, t - curve.latency_us * 1e-6)
@@ -171,11 +202,16 @@ class AnalyticalNetwork:
             # Only what a GPU sends off its scale-up domain crosses its NIC (the rest moves
             # over NVLink at the same time): busbw ~ N/(N-1) x the NIC on N nodes
             # (nccl_tuning_constants.md); the flow model places the same bytes.
+            # The ramp stays read at those bytes (no nic_ramp_scale): NCCL's all_to_all is
+            # grouped send/recv, each peer's bytes split over p2pnChannelsPerPeer channels
+            # (src/graph/paths.cc ncclTopoComputeP2pChannels), not over ring channels bound
+            # one per NIC, so how many NICs a ring would span does not set its chunks.
             off = nbytes * (n - per_domain) / n
             return curve_time(self._curve("network"), off, nic * self.bw_scale)
+        curve = self._curve("network")
         link_bw = ring_link_bw(sys.scale_up_bw, per_domain, nic) * self.bw_scale
-        return scale_out_ring_time(self._curve("network"), kind, nbytes, n, domains, per_domain,
-                                   link_bw)
+        return scale_out_ring_time(curve, kind, nbytes, n, domains, per_domain, link_bw,
+                                   nic_ramp_scale(curve, sys.scale_up_bw, per_domain, nic))
 
     def domain_bw(self, k: int, ranks=None) -> float:
         """Bytes/s per GPU of a ring collective over k GPUs of one scale-up domain: the
