@@ -88,7 +88,7 @@ class MoEWorkload(_Cfg):
     overlap: bool = Field(False, description=(
         "hide dispatch/combine behind compute (1F1B all-to-all overlap; two-batch overlap "
         "in serving)"))
-    seed: int = Field(0, description="seed of the permutation that places a Zipf law's popular experts")
+    seed: int = Field(0, ge=0, description="seed of the permutation that places a Zipf law's popular experts")
     fused_mlp: bool = Field(False, description=(
         "training: experts' fc1, activation, fc2 and biases in Transformer Engine's fused "
         "grouped MLP (Megatron-Core use_transformer_engine_op_fuser); off: the fc2 bias is "

@@ -172,7 +172,7 @@ class RLWorkload(_Cfg):
         "weight sync: nccl reshards (each rollout GPU receives its own shard); broadcast "
         "sends every full tensor to every rollout GPU (NeMo RL's default transport between "
         "separate pools); checkpoint goes through checkpoint storage"))
-    seed: int = Field(0, description="seed of the sampled prompt and response lengths")
+    seed: int = Field(0, ge=0, description="seed of the sampled prompt and response lengths")
 
     @model_validator(mode="after")
     def _check(self) -> RLWorkload:

@@ -44,6 +44,17 @@ class NetworkConfig(_Cfg):
     tolerance: float | None = Field(None, ge=0, lt=1, description=(
         "flow fidelity: relative tolerance of the max-min solver (0 is exact)"))
 
+    @field_validator("topology")
+    @classmethod
+    def _known_topology(cls, v: str) -> str:
+        """Checked here, not only when the flow model builds the graph: the analytical
+        model reads the fabric without building it, so a misspelt name would pass."""
+        from hw_models import topologies  # noqa: F401  (registers the builders)
+        from hw_models.topology import SCALE_OUT
+        if v not in SCALE_OUT:
+            raise ValueError(f"unknown topology {v!r}; allowed: {', '.join(sorted(SCALE_OUT))}")
+        return v
+
 
 class CapexConfig(_Cfg):
     """Capital-cost mode (docs/energy.md): the GPU-hour is the purchase price spread over
@@ -310,16 +321,51 @@ DEFAULT_SCENARIO: dict[str, Any] = {
 }
 
 
+_BUILTIN_TAGS = {"str", "int", "float", "bool", "none", "list", "dict"}
+
+
+def _is_union_tag(part: str) -> bool:
+    """A location part pydantic adds for the member of a union (``str``, ``dict[str,any]``,
+    ``literal['uniform']``, ``function-after[...]``, a model's class name), not a key."""
+    return (part in _BUILTIN_TAGS or "[" in part or part.startswith("function")
+            or part in _model_names())
+
+
+def _model_names() -> set[str]:
+    names, todo = set(), [BaseModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub.__name__ not in names:
+                names.add(sub.__name__)
+                todo.append(sub)
+    return names
+
+
+# Errors that only say the input is not of a union member's type: beside an error from the
+# member whose type matched (a value error inside it), they are noise.
+_MISMATCH = ("_type", "_parsing", "literal_error")
+
+
 def describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        loc = [str(p) for p in err["loc"] if not str(p).startswith("function")]
+    """One line per bad key (at most three): ``where: what is wrong and allowed (got X)``.
+    A union's members are merged into one statement at the key's own location."""
+    groups: dict[str, list[dict]] = {}
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not _is_union_tag(str(p))]
         if loc[:1] == ["workload"] and loc[1:2] in (["training"], ["inference"], ["rl"]):
             del loc[1]                   # the discriminated union's tag is not a key
-        where = ".".join(loc)
-        got = err.get("input")
-        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        parts.append(f"{where}: {err['msg']}{got_s}")
+        groups.setdefault(".".join(loc), []).append(err)
+    parts = []
+    for where, errs in list(groups.items())[:3]:
+        real = [e for e in errs if not e["type"].endswith(_MISMATCH)]
+        errs = real or errs
+        msgs = [e["msg"].removeprefix("Value error, ") for e in errs]
+        if len(msgs) > 1:                # "a valid integer, unable to parse ..." -> "a valid integer"
+            msgs = [m.split(", ")[0] for m in msgs]
+        msg = msgs[0] + "".join(" or " + m.removeprefix("Input should be ") for m in msgs[1:])
+        got = errs[0].get("input")
+        got_s = "" if isinstance(got, dict) or "(got " in msg else f" (got {got!r})"
+        parts.append(f"{where}: {msg}{got_s}")
     return "; ".join(parts)
 
 

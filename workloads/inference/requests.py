@@ -52,7 +52,7 @@ class RequestsConfig(_Cfg):
     output_len: Length = Field(128, description="output tokens: a number or a distribution")
     trace: str | None = Field(None, description=(
         "trace: CSV with arrival_s, prompt_len, output_len"))
-    seed: int = Field(0, description="seed of the arrival and length draws")
+    seed: int = Field(0, ge=0, description="seed of the arrival and length draws")
 
     @model_validator(mode="after")
     def _positive(self) -> RequestsConfig:
