@@ -95,6 +95,20 @@ def within_budget(m, intervals: list[int], samples: int) -> list[int]:
     return sorted(kept)
 
 
+def require_samples_fit(m, intervals: list[int], samples: int) -> None:
+    """Refuse, before playing any, a Monte-Carlo whose runs cannot fit the event budget of
+    one question (the interval search at max(2, samples / 2) samples, then the final runs at
+    ``samples``), even at the cheapest checkpoint interval: many samples of a long run."""
+    cheapest = min((expected_events(m, k) for k in intervals), default=math.inf)
+    runs = max(2, samples // 2) + samples
+    if math.isfinite(cheapest) and runs * cheapest > 2 * SEARCH_EVENTS:
+        fits = max(1, int(2 * SEARCH_EVENTS / cheapest / 1.5))
+        raise ClusterSimError(
+            f"run.samples {samples:,}: each simulated run plays ~{cheapest:,.0f} segments and "
+            f"interruptions, {runs:,} runs ~{runs * cheapest:,.0f} (limit {2 * SEARCH_EVENTS:,}); "
+            f"lower run.samples (at most ~{fits:,} here)")
+
+
 def require_feasible(m, every_steps: int | None = None, user_interval: bool = False) -> None:
     """Raise one clear line when a run with this checkpoint interval cannot be simulated
     (``user_interval``: the interval is the user's, so 'auto' may help)."""

@@ -26,6 +26,11 @@ class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+# Nodes a cluster (or a pool) may have: 100,000 nodes of 8 GPUs is several times the largest
+# clusters built; beyond it the per-rank groups of a plan no longer fit in memory.
+MAX_NODES = 100_000
+
+
 class NetworkConfig(_Cfg):
     topology: str = Field("rail-optimized", description=(
         "scale-out topology: rail-optimized, fat-tree, torus, multi-plane or none "
@@ -71,7 +76,7 @@ class PoolConfig(_Cfg):
     """One homogeneous part of a heterogeneous cluster (docs/hardware.md)."""
     name: str = Field(description="the pool's name, used by stage_pools and replica_pools")
     system: str | dict[str, Any] = Field(description="catalog system or inline mapping")
-    nodes: int = Field(gt=0, description="nodes of that system in the pool")
+    nodes: int = Field(gt=0, le=MAX_NODES, description="nodes of that system in the pool")
     price_per_gpu_hour: float | None = Field(None, gt=0, description=(
         "USD per GPU-hour of this pool; default: cluster.price_per_gpu_hour, then prices.yaml"))
 
@@ -79,7 +84,7 @@ class PoolConfig(_Cfg):
 class ClusterConfig(_Cfg):
     system: str | dict[str, Any] = Field("dgx-h100", description=(
         "catalog system name (clustersim catalog systems) or an inline system mapping"))
-    nodes: int = Field(1, gt=0, description="number of systems (nodes) in the cluster")
+    nodes: int = Field(1, gt=0, le=MAX_NODES, description="number of systems (nodes) in the cluster")
     network: NetworkConfig = Field(NetworkConfig(), description="the scale-out network")
     profile: str | None = Field(None, description=(
         "fitted profile: a built-in name or a path to a profile YAML; unset: the system's own"))
@@ -332,13 +337,13 @@ def _is_union_tag(part: str) -> bool:
 
 
 def _model_names() -> set[str]:
-    names, todo = set(), [BaseModel]
+    seen, todo = set(), [BaseModel]
     while todo:
         for sub in todo.pop().__subclasses__():
-            if sub.__name__ not in names:
-                names.add(sub.__name__)
+            if sub not in seen:
+                seen.add(sub)
                 todo.append(sub)
-    return names
+    return {c.__name__ for c in seen}
 
 
 # Errors that only say the input is not of a union member's type: beside an error from the
@@ -355,6 +360,11 @@ def describe(exc: ValidationError) -> str:
         if loc[:1] == ["workload"] and loc[1:2] in (["training"], ["inference"], ["rl"]):
             del loc[1]                   # the discriminated union's tag is not a key
         groups.setdefault(".".join(loc), []).append(err)
+    # A union member whose type did not match beside a deeper error inside the member that
+    # did (plans: 'auto' vs plans.etp.0: > 0) says nothing about the value the user meant.
+    groups = {k: v for k, v in groups.items()
+              if not (all(e["type"].endswith(_MISMATCH) for e in v)
+                      and any(o.startswith(k + ".") for o in groups))} or groups
     parts = []
     for where, errs in list(groups.items())[:3]:
         real = [e for e in errs if not e["type"].endswith(_MISMATCH)]

@@ -18,6 +18,15 @@ def megatron_sc21(format: Format = typer.Option(Format.table, "--format"),
     _emit(reports.megatron_sc21(fidelity), format)
 
 
+@validate_app.command("megatron-h100")
+def megatron_h100(format: Format = typer.Option(Format.table, "--format"),
+                  band: bool = typer.Option(False, "--band", help="also the low/high of the "
+                                            "profile's fast and slow corners")) -> None:
+    """Megatron-LM's H100 weak-scaling table (GPT 1.7B-462B on 48-6144 GPUs): TFLOP/s per GPU."""
+    from calibration import reports
+    _emit(reports.megatron_h100(band), format)
+
+
 @validate_app.command("trtllm")
 def trtllm(format: Format = typer.Option(Format.table, "--format")) -> None:
     """TensorRT-LLM first-token latency at batch 1 (H100 FP8, A100 FP16): ms."""

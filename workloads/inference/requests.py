@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hw_models.errors import ClusterSimError
 
 TRACE_COLUMNS = ("arrival_s", "prompt_len", "output_len")
+# Requests one serving run may generate: ~10k simulate in 10 s, so a million is minutes.
+MAX_REQUESTS = 1_000_000
 
 
 class _Cfg(BaseModel):
@@ -43,7 +45,7 @@ Length = int | LengthDist
 
 
 class RequestsConfig(_Cfg):
-    count: int = Field(1000, gt=0, le=1_000_000,
+    count: int = Field(1000, gt=0, le=MAX_REQUESTS,
                        description="requests to generate (at most a million: ~10k simulate in 10 s)")
     arrival: Literal["burst", "poisson", "trace"] = Field("poisson", description=(
         "burst (all at time 0), poisson (at rate_per_s) or trace (from a CSV)"))
