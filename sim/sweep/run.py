@@ -82,8 +82,21 @@ def count_configurations(sweep: Sweep, limit: int) -> int:
     return n
 
 
+def check_base(sweep: Sweep) -> None:
+    """The base scenario at the first axis point parses and its model and systems are in the
+    catalog: a misspelt preset is one error before the sweep, not every row rejected as an
+    invalid scenario with a summary that exits 0 (sweeps without ``plans`` never resolve
+    the base otherwise)."""
+    axis = next(iter(sweep.axis_points()), {})
+    sc = scenario_mod.parse(sweep.scenario_dict(axis), f"{sweep.source}: base")
+    resolve(sc.workload.model)
+    for system in [p.system for p in sc.cluster.pools] if sc.cluster.pools else [sc.cluster.system]:
+        catalog.system(system)
+
+
 def check_size(sweep: Sweep, limit: int) -> int:
     """The number of configurations, or one clear error when there are none or too many."""
+    check_base(sweep)
     if sweep.plans is not None and ev.is_rl(sweep.base):
         raise ClusterSimError(f"{sweep.source}: plans: auto searches training plans; an RL sweep "
                               "takes axes (e.g. workload.placement, workload.rollout.parallel.tp, "

@@ -126,3 +126,17 @@ def test_monte_carlo_samples_beyond_the_event_budget(tmp_path, monkeypatch, caps
     f.write_text(yaml.safe_dump(sc))
     line = refused(monkeypatch, capsys, "run", f, "--tflops-per-gpu", "400", limit_s=10)
     assert "run.samples 10,000" in line and "lower run.samples" in line
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("system", "bogus", "unknown system 'bogus'; allowed:"),
+    ("model", "bogus", "unknown model 'bogus'; allowed:"),
+])
+def test_axes_only_sweep_with_an_unknown_preset(tmp_path, monkeypatch, capsys, key, value, needle):
+    # an RL sweep (axes only) used to reject its 6 rows as 'invalid scenario' and exit 0
+    sweep = yaml.safe_load(open("examples/sweep_rl.yaml"))
+    (sweep["base"]["cluster"] if key == "system" else sweep["base"]["workload"])[key] = value
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(sweep))
+    line = refused(monkeypatch, capsys, "sweep", f, "--out", tmp_path / "o.parquet")
+    assert needle in line
