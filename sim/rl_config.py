@@ -184,6 +184,12 @@ class RLWorkload(_Cfg):
             raise ValueError(f"prompts_per_step x samples_per_prompt = {self.prompts_per_step:,} x "
                              f"{self.samples_per_prompt:,} = {self.samples:,} responses per step; "
                              f"the rollout simulates at most {MAX_REQUESTS:,}")
+        if self.train.global_batch > self.samples:
+            raise ValueError(f"train.global_batch {self.train.global_batch:,} is more than the "
+                             f"{self.samples:,} responses of a step (prompts_per_step x "
+                             "samples_per_prompt): no optimizer step would fill (NeMo RL's "
+                             "trainer takes responses // global_batch steps); allowed: 1.."
+                             f"{self.samples:,}")
         if self.rollout.oversample > 1 and self.algorithm != "dapo":
             raise ValueError(f"rollout.oversample {self.rollout.oversample} is dynamic sampling, "
                              "which only algorithm: dapo does; leave it at 1")

@@ -140,3 +140,11 @@ def test_axes_only_sweep_with_an_unknown_preset(tmp_path, monkeypatch, capsys, k
     f.write_text(yaml.safe_dump(sweep))
     line = refused(monkeypatch, capsys, "sweep", f, "--out", tmp_path / "o.parquet")
     assert needle in line
+
+
+def test_rl_global_batch_above_the_step_responses(monkeypatch, capsys):
+    # 64 x 32 = 2,048 responses; NeMo RL's trainer takes 2,048 // global_batch optimizer steps,
+    # so a larger batch trains nothing (the step used to be priced as one partial batch)
+    line = refused(monkeypatch, capsys, "simulate", RL, "--set", "workload.train.global_batch=4096")
+    assert "train.global_batch 4,096 is more than the 2,048 responses of a step" in line
+    assert "allowed: 1..2,048" in line
