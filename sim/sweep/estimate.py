@@ -13,16 +13,19 @@ instead of being played event by event:
   included; no optimizer offload, no overlapped gathers, no blocking sends) and the
   split-backward schedules are played rank by rank
   instead (sim/sweep/estimate_schedules.py, sim/sweep/pipeline_play.py), exact where the
-  ranks are unequal;
+  ranks are unequal, and so are MoE / MLA / windowed models' GPipe / 1F1B / interleaved
+  pipelines under ZeRO 0/1 without host offload (``moe_one_pass_play``);
 * data parallel: gradient buckets overlap the last microbatch's backward (Megatron-LM
   ``overlap_grad_reduce``); what does not fit under it, the embedding sync, the optimizer
   step and the ZeRO-1/2 parameter all-gather are exposed at the end, per stage;
 * ZeRO-2 reduce-scatters every microbatch's buckets (played where the pipeline is;
   elsewhere, beyond the last, what a microbatch's buckets take over its stage time is
   exposed);
-* ZeRO-3 (same graph assumptions as workloads.training: one DP channel, prefetch of one
-  layer): a layer's forward takes max(compute, gather), its backward max(compute,
-  gather + reduce-scatter); the step's first gather and last reduce-scatter are exposed.
+* ZeRO-3 without pipeline parallelism (the ZeRO-3 plans sweeps keep): the graph
+  builder's own nodes of the step played as the engine plays them
+  (sim/sweep/zero3_play.py); with pipelining (only ``simulate`` runs it) the formula:
+  a layer's forward takes max(compute, gather), its backward max(compute, gather +
+  reduce-scatter); the step's first gather and last reduce-scatter are exposed.
 
 Per-layer times depend only on (tp, micro_batch, sp, recompute), so they are cached: a
 sweep of thousands of plans prices a few dozen distinct layers.
@@ -38,7 +41,7 @@ from hw_models.compute import ComputeModel
 from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.setup import comm_sms, host_launch, paced_compute
-from sim.sweep import estimate_schedules
+from sim.sweep import estimate_schedules, step_tail
 from workloads import memory, moe_training
 from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
@@ -87,6 +90,10 @@ class Estimator:
         self.costs = OpCosts(compute, self.network, host_bw, host)
         self.compute = compute
         self.layer_times = lru_cache(maxsize=None)(self._layer_times)
+        self._stage_ops = lru_cache(maxsize=None)(
+            lambda key: stage_layer_ops(self.model, key, self.options, 0)[1])
+        self.zero3_shapes: dict = {}    # sim/sweep/zero3_play.py, per plan shape
+        self.params_of = lru_cache(maxsize=4096)(partial(stage_params, model))
 
     def _block_parts(self, ops) -> dict[str, float]:
         """Seconds per category of ``ops`` run as one block, as the engine prices a Block
@@ -108,11 +115,16 @@ class Estimator:
                                                 for k, v in parts.items()}))
 
     def _times(self, plan: ParallelPlan) -> LayerTimes:
-        from dataclasses import replace
-        key = replace(plan, dp=1, pp=1, global_batch=plan.micro_batch, vpp=1, zero=0,
-                      pipeline_layers=None, schedule="1f1b", embedding_in_split=False,
-                      loss_in_split=False, zero_shard_group=None)
-        return self.layer_times(key)
+        return self.layer_times(_layer_key(plan))
+
+    def stage_ops(self, plan: ParallelPlan):
+        """The per-layer ops of the plan's layer shape (training.stage_layer_ops), cached."""
+        return self._stage_ops(_layer_key(plan))
+
+    def block_parts(self, block) -> dict[str, float]:
+        """Seconds per category of a Block node, as the engine prices it."""
+        return self._block_parts(block.ops) if not block.overlap else self.costs.block_parts(
+            block.ops, [self.costs.uncached_time(op) for op in block.ops], block.overlap)
 
     def memory_peak_gib(self, plan: ParallelPlan, offload: OffloadOptions | None = None) -> float:
         flash = self.options.attention == "flash"
@@ -152,12 +164,23 @@ class Estimator:
             layer_bwd = [lt.bwd] * p
         else:                       # MoE / MLA / windowed layers: sim/sweep/estimate_moe.py
             from sim.sweep import estimate_moe
+            if self._plays_one_pass(plan, offload, moe=True):
+                passes: list = []
+                estimate_moe.stage_times(self, plan, passes=passes)
+                played, ends = estimate_schedules.moe_one_pass_play(
+                    plan, plan.pipeline(self.model.layers), passes, self._hops(plan),
+                    self._recv_gather(plan), estimate_schedules.dp_streams(self, plan, True))
+                return step_tail.played_end(self, plan, played,
+                                                     lambda s: ends[s] or None)
             dual = [] if plan.effective_schedule in SPLIT_BACKWARD and p > 1 else None
             fwd, bwd, layer_bwd, split = estimate_moe.stage_times(self, plan, dual)
             bwd, drain = estimate_moe.split_backward(plan, bwd, split)
             wgrad = [0.0] * p           # not split: the split schedules' bubble from above
             lt = None
         zero3 = plan.zero >= 3 and plan.dp > 1
+        if self._plays_zero3(plan, offload):
+            from sim.sweep import zero3_play
+            return zero3_play.step_time(self, plan, offload)
         played = None
         if lt is None and dual and not zero3:      # MoE split schedules: the orders played
             played = estimate_schedules.moe_play(plan, plan.pipeline(self.model.layers), dual,
@@ -172,10 +195,10 @@ class Estimator:
                 plan, pipe, lt, self._hops(plan), self._recv_gather(plan),
                 estimate_schedules.dp_streams(self, plan, layerwise=True),
                 estimate_schedules.activation_copies(self, pipe, offload))
-            return estimate_schedules.played_end(self, plan, played, partial(
+            return step_tail.played_end(self, plan, played, partial(
                 estimate_schedules.last_backward_layers, plan, pipe, lt, played))
         if played is not None:      # each rank's tail (ZeRO 0/1) as the graph plays it
-            return estimate_schedules.played_end(self, plan, played)
+            return step_tail.played_end(self, plan, played)
         if zero3:
             fwd, bwd = zip(*(self._zero3_stage(plan, s, fwd[s], bwd[s], lt) for s in range(p)),
                            strict=True)
@@ -208,12 +231,23 @@ class Estimator:
                 and not zero3 and not _offloads(offload)
                 and not gathers_overlap(self.model, plan, self.options))
 
-    def _plays_one_pass(self, plan: ParallelPlan, offload) -> bool:
+    def _plays_zero3(self, plan: ParallelPlan, offload) -> bool:
+        """Whether a ZeRO-3 step is played node by node (sim/sweep/zero3_play.py): a
+        uniform model without pipeline parallelism (the only ZeRO-3 plans sweeps keep)
+        and data-parallel gradients; host offload played along."""
+        return plan.zero >= 3 and plan.grad_dp > 1 and plan.pp == 1 and self.model.uniform
+
+    def _plays_one_pass(self, plan: ParallelPlan, offload, moe: bool = False) -> bool:
         """Whether a uniform model's GPipe, 1F1B or interleaved pipeline (PP 1 included: its
         microbatches one after the other, the last backward's buckets layer by layer) is
         played rank by rank (estimate_schedules.one_pass_play): ZeRO 0-2, activation
         offload played along, no optimizer offload, no overlapped parameter gathers, no
-        blocking sends."""
+        blocking sends. ``moe``: the same for a MoE / MLA / windowed model
+        (``estimate_schedules.moe_one_pass_play``) under ZeRO 0/1 and no host offload."""
+        if moe:
+            return (plan.effective_schedule in ("gpipe", "1f1b", "interleaved")
+                    and plan.zero <= 1 and not _offloads(offload)
+                    and not self.options.p2p_blocking)
         return (self.model.uniform
                 and plan.effective_schedule in ("gpipe", "1f1b", "interleaved")
                 and plan.zero <= 2 and not (offload is not None and offload.optimizer)
@@ -339,6 +373,15 @@ def from_setup(setup) -> Estimator:
                     setup.profile, host_launch(sc, setup.system))
     est.costs.comm_sms = comm_sms(setup)     # NCCL's CTAs beside the blocks' compute
     return est
+
+
+def _layer_key(plan: ParallelPlan) -> ParallelPlan:
+    """The plan reduced to what a layer's ops depend on (tp, micro-batch, sp, recompute,
+    cp, TP overlap ...): the cache key of per-layer times and ops."""
+    from dataclasses import replace
+    return replace(plan, dp=1, pp=1, global_batch=plan.micro_batch, vpp=1, zero=0,
+                   pipeline_layers=None, schedule="1f1b", embedding_in_split=False,
+                   loss_in_split=False, zero_shard_group=None)
 
 
 def _offloads(offload: OffloadOptions | None) -> bool:

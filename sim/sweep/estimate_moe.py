@@ -43,6 +43,25 @@ def _time(costs: OpCosts, tallies: list[BlockTally], overlap: tuple[str, ...]) -
     return sum(costs.price(reduce(operator.add, tallies), overlap).values())
 
 
+def _timed(costs: OpCosts, tallies: list[BlockTally], overlap: tuple[str, ...]) -> tuple:
+    """(seconds, compute seconds) of ``_time``'s block: its compute part is what NCCL's
+    data-parallel kernels slow (sim/engine.py ``_shared``)."""
+    parts = costs.price(reduce(operator.add, tallies), overlap)
+    return sum(parts.values()), parts.get("compute", 0.0)
+
+
+@dataclass
+class ChunkPasses:
+    """One chunk's passes as the graph's blocks, for the play of one-pass pipelines
+    (sim/sweep/estimate_schedules.py ``moe_one_pass_play``): (seconds, compute seconds)
+    of its forward and its backward, and of each layer node of its backward run one
+    node per layer (workloads/training.py ``_split_backward``, in the order they run:
+    the output layer's backward with the first, the embedding's with the last)."""
+    fwd: tuple[float, float]
+    bwd: tuple[float, float]
+    layers: list[tuple[float, float]]
+
+
 @dataclass
 class _Share:
     """What a DualPipe pair's price needs of a run of ops, summed (additive over layers):
@@ -90,7 +109,8 @@ class DualTimes:
     merged: dict = field(default_factory=dict)  # (forward, backward chunk) -> one block?
 
 
-def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list[float], ...]:
+def stage_times(est, plan: ParallelPlan, dual: list | None = None,
+                passes: list | None = None) -> tuple[list[float], ...]:
     """(forward, backward, mean backward of one layer, backward as one block per layer)
     per stage, one microbatch: each chunk's forward and backward priced as the graph's
     block of it; the last is the graph's backward that lets gradient buckets start as its
@@ -107,6 +127,7 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list
         f = b = b_split = 0.0
         layer_b = []
         stage_dual = DualTimes() if dual is not None else None
+        stage_passes = [] if passes is not None else None
         shares: dict = {}
         for c in range(plan.chunks):
             cf, cb, alone = [], [], []
@@ -118,26 +139,23 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list
                     bo = ops.transform(moe_training.layer_bwd_ops(ctx, plan, i), True)
                     lb = _tally(costs, bo, overlap)
                     kinds[key] = (_tally(costs, fo, overlap), lb, _time(costs, [lb], overlap),
-                                  fo, bo)
+                                  fo, bo, _timed(costs, [lb], overlap)[1])
                 cf.append(kinds[key][0])
                 cb.insert(0, kinds[key][1])         # the backward runs the last layer first
                 alone.insert(0, kinds[key][2])      # each layer's backward as its own block
                 keys.append(key)
             layer_b += alone
-            ends = [0.0] * len(alone)   # the split backward's first and last blocks differ
-            if pipe.is_first(s, c):
-                emb_f, emb_b = _tally(costs, ops.emb_fwd, overlap), _tally(costs, ops.emb_bwd, overlap)
-                cf, cb = [emb_f, *cf], [*cb, emb_b]
-                if alone:
-                    ends[-1] = _time(costs, [cb[-2], emb_b], overlap) - alone[-1]
-            if pipe.is_last(s, c):
-                head_f, head_b = (_tally(costs, ops.head_fwd, overlap),
-                                  _tally(costs, ops.head_bwd, overlap))
-                cf, cb = [*cf, head_f], [head_b, *cb]
-                if alone:
-                    tail = [emb_b] if len(alone) == 1 and pipe.is_first(s, c) else []
-                    ends[0] = _time(costs, [head_b, cb[1], *tail], overlap) - alone[0]
-            chunk_f, chunk_b = _time(costs, cf, overlap), _time(costs, cb, overlap)
+            nodes = [(a, kinds[k][5]) for a, k in zip(alone, reversed(keys), strict=True)]
+            cf, cb = _with_ends(costs, ops, overlap, (pipe.is_first(s, c), pipe.is_last(s, c)),
+                                cf, cb, nodes)
+            # the split backward's first and last blocks differ from the layers alone
+            ends = [n[0] - a for n, a in zip(nodes, alone, strict=True)]
+            if stage_passes is not None:
+                stage_passes.append(ChunkPasses(_timed(costs, cf, overlap),
+                                                _timed(costs, cb, overlap), nodes))
+                chunk_f, chunk_b = stage_passes[-1].fwd[0], stage_passes[-1].bwd[0]
+            else:
+                chunk_f, chunk_b = _time(costs, cf, overlap), _time(costs, cb, overlap)
             f, b = f + chunk_f, b + chunk_b
             b_split += sum(alone) + sum(ends) if alone else chunk_b
             if stage_dual is not None:
@@ -153,11 +171,35 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None) -> tuple[list
             stage_dual.merged = {(x, y): bool(shares[("f", x)].ep or shares[("b", y)].ep)
                                  for x in range(n) for y in range(n)}
             dual.append(stage_dual)
+        if passes is not None:
+            passes.append(stage_passes)
         per_layer.append(sum(layer_b) / max(1, len(layer_b)))
         fwd.append(f)
         bwd.append(b)
         split.append(b_split)
     return fwd, bwd, per_layer, split
+
+
+def _with_ends(costs: OpCosts, ops, overlap, ends: tuple[bool, bool], cf: list, cb: list,
+               nodes: list) -> tuple[list, list]:
+    """A chunk's forward and backward tallies ``cf``, ``cb`` with the embedding (``ends[0]``:
+    the model's first chunk) and the output layer (``ends[1]``: its last), and ``nodes``
+    (each layer node of the backward run one node per layer, (seconds, compute seconds))
+    updated in place where those join the first or last node (workloads/training.py
+    ``_split_backward``)."""
+    n = len(nodes)
+    if ends[0]:
+        emb_b = _tally(costs, ops.emb_bwd, overlap)
+        cf, cb = [_tally(costs, ops.emb_fwd, overlap), *cf], [*cb, emb_b]
+        if n:
+            nodes[-1] = _timed(costs, [cb[-2], emb_b], overlap)
+    if ends[1]:
+        head_b = _tally(costs, ops.head_bwd, overlap)
+        cf, cb = [*cf, _tally(costs, ops.head_fwd, overlap)], [head_b, *cb]
+        if n:
+            tail = [cb[-1]] if n == 1 and ends[0] else []
+            nodes[0] = _timed(costs, [head_b, cb[1], *tail], overlap)
+    return cf, cb
 
 
 def _dual_chunk(costs: OpCosts, ops, ends: tuple[bool, bool], layers: list, overlap,

@@ -32,16 +32,11 @@ from functools import partial
 
 from sim.costs import shared_rate
 from sim.sweep import order_play, pipeline_play
-from workloads import moe_parallel, moe_training
-from workloads.graph import Collective, CommGroup, Compute, Memory
+from sim.sweep.step_tail import replicated_grads
+from workloads.graph import Collective, CommGroup, Memory
 from workloads.parallel import ParallelPlan
 from workloads.param_sync import (
-    adam_bytes,
     bucket,
-    copy_grad_params,
-    copy_pair,
-    stage_params,
-    tied_sync_params,
     unit_params,
 )
 
@@ -204,7 +199,7 @@ def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
         launched = {i: per[(r, c)] for i, r, _, c in order.bwd}
     layered = {}
     for r in range(plan.pp):
-        key = 0                 # the layers' keys in _replicated_grads' order
+        key = 0                 # the layers' keys in replicated_grads' order
         for c in reversed(range(pipe.v)):
             layered[order.last_bwd[r][c]] = [(w, cw, ("L", key + j)) for j, (w, cw)
                                              in enumerate(back[(r, c)])]
@@ -214,6 +209,45 @@ def one_pass_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
     if bare:                    # the buckets' queue from the compute's ends (played_end)
         played.free = None
     return played
+
+
+def moe_one_pass_play(plan: ParallelPlan, pipe, passes: list, hop, recv_s: float,
+                      streams: list | None = None) -> tuple[pipeline_play.Played, list]:
+    """GPipe, 1F1B or interleaved 1F1B of a MoE / MLA / windowed model, each rank's order
+    played from its cached structure as ``one_pass_play``: each pass at the price of the
+    graph's block of its chunk (``passes``: per rank, per chunk,
+    sim/sweep/estimate_moe.py ``ChunkPasses``), with data-parallel gradients each chunk's
+    last backward one node per layer (workloads/training.py ``_split_backward``), each
+    layer's end marked on the rank's DP stream (``streams``: its buckets played along,
+    ``dp_streams``; else an empty stream that only records the ends). Returns the play
+    and, per rank, when each layer of the last backwards ends in ``replicated_grads``'
+    order (chunks from the last, layers from the last)."""
+    order = order_play.order_of(pipe.kind, pipe.p, pipe.v, pipe.m)
+    hops = [hop(src, dst) for src, dst, _ in order.links]
+    secs, comp = [], []
+    for row in passes:
+        for cp in row:
+            secs += (cp.fwd[0], cp.bwd[0])
+            comp += (cp.fwd[1], cp.bwd[1])
+    if plan.grad_dp <= 1:       # no bucket: every backward one block
+        return order_play.play_order(order, secs, hops, recv_s), [[] for _ in passes]
+    bare = streams is None
+    if bare:
+        streams = [pipeline_play.DPStream([], 1) for _ in range(plan.pp)]
+    layered, keys = {}, []
+    for r, row in enumerate(passes):
+        key = 0
+        for c in reversed(range(pipe.v)):
+            nodes = row[c].layers
+            layered[order.last_bwd[r][c]] = [(w, cw, ("L", key + j))
+                                             for j, (w, cw) in enumerate(nodes)]
+            key += len(nodes)
+        keys.append(key)
+    played = order_play.play_order_shared(order, secs, comp, hops, recv_s, streams, layered)
+    ends = [[st.ready[("L", j)] for j in range(n)] for st, n in zip(streams, keys, strict=True)]
+    if bare:                    # the buckets' queue from the compute's ends (played_end)
+        played.free = None
+    return played, ends
 
 
 def activation_copies(est, pipe, offload) -> order_play.Offload | None:
@@ -270,14 +304,15 @@ def dp_streams(est, plan: ParallelPlan, layerwise: bool = False) -> list | None:
     opts, sms = est.options, est.compute.gpu.sms or 0
     if layerwise and plan.zero == 2 and plan.grad_dp > 1 and est.model.uniform:
         return _zero2_streams(est, plan, sms)
-    if (est.costs.comm_sms is None or not sms or plan.grad_dp <= 1 or not est.model.uniform
+    if (est.costs.comm_sms is None or not sms or plan.grad_dp <= 1
+            or not (est.model.uniform or layerwise)
             or not (opts.overlap_grad_reduce or opts.grad_reduce_per_stage)):
         return None
     kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
     out = []
     for s in range(plan.pp):
         dp = CommGroup(plan.dp_group(s), "dp")
-        ready = _replicated_grads(est.model, plan, s, stage_params(est.model, plan, s))
+        ready = replicated_grads(est.model, plan, s, est.params_of(plan, s))
         if layerwise and opts.overlap_grad_reduce:
             ready = [(n, ("L", j)) for j, (n, _) in enumerate(ready)]
         else:
@@ -327,7 +362,7 @@ def _zero2_streams(est, plan: ParallelPlan, sms: int) -> list:
 def last_backward_layers(plan: ParallelPlan, pipe, lt, played: pipeline_play.Played,
                          s: int) -> list[float]:
     """When each layer of rank ``s``'s last backward of each chunk ends, in the order of
-    ``_replicated_grads`` (chunks from the last, layers from the last): with data
+    ``replicated_grads`` (chunks from the last, layers from the last): with data
     parallelism GPipe and 1F1B run that backward one node per layer, the output layer's
     backward with the first, the embedding's with the last (workloads/training.py
     ``_split_backward``), so the gradient buckets go as their layers end."""
@@ -361,115 +396,3 @@ def moe_play(plan: ParallelPlan, pipe, dual: list, hop,
     ``hop(src, dst)`` seconds included."""
     units = [rank_units(pipe, r, dual[r], recv_s) for r in range(plan.pp)]
     return pipeline_play.play(pipe, units, hop)
-
-
-def played_end(est, plan: ParallelPlan, played: pipeline_play.Played,
-               layer_ends=None) -> float:
-    """When the step ends after a played split-backward schedule, each rank's compute over
-    at ``played.end`` and each chunk's gradients complete at ``played.grads_done``, as the
-    graph plays the tail (workloads/param_sync.py ``add_grad_sync``; ZeRO 0/1, the only
-    ones these schedules run): on each rank's serial DP channel the replicated gradient
-    buckets in the graph's order (``layer_buckets``: chunks from the last, each bucket as
-    its chunk completes, or after the compute without ``overlap_grad_reduce`` or
-    ``grad_reduce_per_stage``), the tied-embedding sync, which starts when both end
-    ranks are ready for it, MoE expert buckets over expert-DP (``add_expert_grad_sync``),
-    DualPipe's sum of the two copies' gradients between a rank and its mirror, which
-    starts when both are ready (``add_copy_grad_sync``); then the optimizer step on the compute stream, and the ZeRO-1 parameter all-gathers
-    after it. ``est``: the sim.sweep.estimate.Estimator. ``layer_ends(s)``: when each
-    replicated gradient of rank ``s`` is complete, layer by layer (``last_backward_layers``:
-    GPipe and 1F1B with ``overlap_grad_reduce``); without it, when its chunk is."""
-    model, opts, p = est.model, est.options, plan.pp
-    free = list(played.free) if played.free is not None else [
-        _grad_queue(est, plan, s, played.end[s], played.grads_done[s],
-                    layer_ends and layer_ends(s)) for s in range(p)]
-    ends = plan.tied_pair(model.tied_embeddings)
-    if ends:
-        pair = CommGroup(tuple(plan.rank(0, 0, e) for e in ends), "dp")
-        start = max(max(free[s], played.end[s]) for s in ends)
-        for s in ends:
-            free[s] = start + est.network.collective_time(
-                "all_reduce", tied_sync_params(model, plan) * opts.grad_bytes, pair)
-    free = [_expert_queue(est, plan, s, played.grads_done[s], free[s]) for s in range(p)]
-    for s in range(p // 2):             # DualPipe: the two copies' gradients summed
-        pair = copy_pair(plan, s)
-        if pair is None:
-            break
-        start = max(max(free[r], played.end[r]) for r in (s, p - 1 - s))
-        for r in (s, p - 1 - s):
-            free[r] = start + est._coll("all_reduce", copy_grad_params(model, plan, r)
-                                        * opts.grad_bytes, pair)
-    return max(played.copies, *(_step_end(est, plan, s, played.end[s], free[s])
-                                for s in range(p)))
-
-
-def _grad_queue(est, plan: ParallelPlan, s: int, end: float, grads_done: list[float],
-                layer_ends: list[float] | None = None) -> float:
-    """When stage ``s``'s DP channel has reduced its replicated gradient buckets, each
-    after its chunk (or, with ``overlap_grad_reduce`` and ``layer_ends``, its last layer)
-    is complete."""
-    opts, free = est.options, 0.0
-    if plan.grad_dp > 1:
-        kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
-        dp = CommGroup(plan.dp_group(s), "dp")
-        params = stage_params(est.model, plan, s)
-        by_chunk = opts.overlap_grad_reduce or opts.grad_reduce_per_stage
-        ready = _replicated_grads(est.model, plan, s, params)
-        if layer_ends and opts.overlap_grad_reduce:
-            ready = [(n, -1 - j) for j, (n, _) in enumerate(ready)]
-        for n, c in bucket(ready, opts.bucket_params):
-            at = layer_ends[-1 - c] if c < 0 else grads_done[c] if by_chunk else end
-            free = max(free, at) + est._coll(kind, n * opts.grad_bytes, dp)
-    return free
-
-
-def _expert_queue(est, plan: ParallelPlan, s: int, grads_done: list[float],
-                  free: float) -> float:
-    """When stage ``s``'s DP channel, free at ``free``, has reduced the MoE expert
-    buckets over expert-DP (``add_expert_grad_sync``), each as its chunk completes."""
-    model, opts = est.model, est.options
-    size = 1 if model.uniform else moe_parallel.edp(plan)
-    if size > 1:
-        kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
-        edp = CommGroup(moe_parallel.edp_group(plan, s), "dp")
-        ready = [(e, c) for c, grads in moe_training.expert_grads(model, plan, s)
-                 for e in grads if e > 0]
-        for n, c in bucket(ready, opts.bucket_params):
-            free = max(free, grads_done[c]) + est._coll(kind, n * opts.grad_bytes, edp)
-    return free
-
-
-def _step_end(est, plan: ParallelPlan, s: int, end: float, free: float) -> float:
-    """When stage ``s`` ends the step, its DP channel free at ``free``: the optimizer,
-    the ZeRO-1 parameter all-gathers."""
-    model, opts = est.model, est.options
-    params = stage_params(model, plan, s)
-    gather = None
-    if model.uniform:
-        shard = plan.optimizer_shard(params)
-        opt = Compute("optimizer", 0.0, shard * adam_bytes(opts), "fp32", name="adam")
-    else:
-        opt, gather = moe_training.optimizer_and_gather(model, plan, s, opts, adam_bytes(opts))
-    t = max(end, free) + est.costs.uncached_time(opt)
-    if plan.zero in (1, 2) and plan.grad_dp > 1:
-        dp = CommGroup(plan.dp_group(s), "dp")
-        t += est.network.collective_time("all_gather", params * opts.param_bytes, dp)
-    if gather is not None:
-        t += est.network.collective_time(gather.kind, gather.bytes, gather.group)
-    return t
-
-
-def _replicated_grads(model, plan: ParallelPlan, s: int, params: float) -> list:
-    """(parameters, chunk) of each layer's replicated gradients on stage ``s`` in the
-    order the graph's buckets take them (param_sync.layer_buckets: chunks from the last,
-    layers from the last), the embeddings with the last."""
-    ready = []
-    for c in reversed(range(plan.chunks)):
-        if model.uniform:
-            n = plan.pipeline(model.layers).chunk_layers(s, c)
-            ready += [(model.params_per_layer / plan.tp, c)] * n
-        else:
-            ready += [(moe_training.layer_dense(model, plan, i), c) for i in
-                      reversed(moe_training.chunk_layers(model, plan, s, c))]
-    if ready:
-        ready[-1] = (ready[-1][0] + params - sum(n for n, _ in ready), ready[-1][1])
-    return ready
