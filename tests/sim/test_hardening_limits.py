@@ -148,3 +148,11 @@ def test_rl_global_batch_above_the_step_responses(monkeypatch, capsys):
     line = refused(monkeypatch, capsys, "simulate", RL, "--set", "workload.train.global_batch=4096")
     assert "train.global_batch 4,096 is more than the 2,048 responses of a step" in line
     assert "allowed: 1..2,048" in line
+
+
+@pytest.mark.parametrize("suite", ["megatron-sc21", "moe"])
+def test_validate_fidelity_is_a_choice(monkeypatch, capsys, suite):
+    # a bad --fidelity used to skip every training row as 'not simulated' and exit 0
+    code, _, err = cli(monkeypatch, capsys, "validate", suite, "--fidelity", "nope")
+    assert code == 2 and "'nope' is not one of" in err and "'analytical', 'flow'" in err
+    assert "Traceback" not in err
