@@ -48,6 +48,10 @@ class NetworkConfig(_Cfg):
         "flow fidelity: SHARP in-network reduction on the switches"))
     tolerance: float | None = Field(None, ge=0, lt=1, description=(
         "flow fidelity: relative tolerance of the max-min solver (0 is exact)"))
+    dims: list[Annotated[int, Field(ge=2)]] | None = Field(
+        None, min_length=2, max_length=3, description=(
+            "topology torus: 2 or 3 ring sizes multiplying to the GPU count, e.g. [8, 8, 16] "
+            "(hw_models/topologies/torus.py; the torus replaces the scale-up fabric)"))
 
     @field_validator("topology")
     @classmethod

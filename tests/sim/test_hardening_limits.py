@@ -156,3 +156,16 @@ def test_validate_fidelity_is_a_choice(monkeypatch, capsys, suite):
     code, _, err = cli(monkeypatch, capsys, "validate", suite, "--fidelity", "nope")
     assert code == 2 and "'nope' is not one of" in err and "'analytical', 'flow'" in err
     assert "Traceback" not in err
+
+
+def test_torus_takes_its_dims_from_the_scenario(monkeypatch, capsys):
+    # topology: torus needs dims, which the scenario schema used to refuse as an extra key
+    args = ["simulate", "examples/gpt3_175b_a100.yaml", "--set", "sim.fidelity=flow",
+            "--set", "cluster.network.topology=torus", "--set", "cluster.network.dims=[8, 8]"]
+    line = refused(monkeypatch, capsys, *args)
+    assert "dims must be 2 or 3 sizes >= 2 multiplying to 1024 GPUs, got [8, 8]" in line
+    line = refused(monkeypatch, capsys, "simulate", "--default", "--set", "cluster.network.dims=[1, 8]")
+    assert "cluster.network.dims.0: Input should be greater than or equal to 2 (got 1)" in line
+    from sim.scenario import parse
+    sc = parse({"cluster": {"nodes": 128, "network": {"topology": "torus", "dims": [8, 8, 16]}}})
+    assert sc.cluster.network.model_dump(exclude_none=True)["dims"] == [8, 8, 16]
