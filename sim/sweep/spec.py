@@ -29,6 +29,11 @@ class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+# Points one axis may have: every value is parsed as a scenario before the sweep (~0.2 ms
+# each), so 100,000 points is ~20 s of checking, and the sweep at least that many rows.
+MAX_AXIS_POINTS = 100_000
+
+
 class Range(_Cfg):
     start: float
     stop: float
@@ -40,6 +45,9 @@ class Range(_Cfg):
         if self.stop < self.start:
             raise ValueError(f"stop {self.stop} is below start {self.start}")
         n = int((self.stop - self.start) / self.step + 1e-9) + 1
+        if n > MAX_AXIS_POINTS:     # each point is checked as a scenario before the sweep
+            raise ValueError(f"a range of {n:,} points; an axis holds at most "
+                             f"{MAX_AXIS_POINTS:,} (raise step or narrow start..stop)")
         out = [self.start + i * self.step for i in range(n)]
         return [int(v) if float(v).is_integer() else v for v in out]
 

@@ -169,3 +169,14 @@ def test_torus_takes_its_dims_from_the_scenario(monkeypatch, capsys):
     from sim.scenario import parse
     sc = parse({"cluster": {"nodes": 128, "network": {"topology": "torus", "dims": [8, 8, 16]}}})
     assert sc.cluster.network.model_dump(exclude_none=True)["dims"] == [8, 8, 16]
+
+
+def test_sweep_range_axis_is_bounded(tmp_path, monkeypatch, capsys):
+    # {start: 1, stop: 1e12} built a list of 1e12 points (MemoryError)
+    sweep = yaml.safe_load(open("examples/sweep_small.yaml"))
+    sweep["axes"] = {"cluster.nodes": {"start": 1, "stop": 1e12}}
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(sweep))
+    line = refused(monkeypatch, capsys, "sweep", f, "--out", tmp_path / "o.parquet", limit_s=10)
+    assert "axes.cluster.nodes: a range of 1,000,000,000,000 points; an axis holds at most " \
+           "100,000" in line
