@@ -148,6 +148,8 @@ def generate(cfg: RequestsConfig, rng: np.random.Generator, max_context: int) ->
 def load_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import pandas as pd
     path = Path(path)
+    if path.is_dir():
+        raise ClusterSimError(f"requests.trace {str(path)!r} is a directory; give a CSV file")
     if not path.is_file():
         raise ClusterSimError(f"requests.trace {str(path)!r} does not exist")
     try:
@@ -161,6 +163,17 @@ def load_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if df.empty:
         raise ClusterSimError(f"requests.trace {path}: has no rows")
     df = df[list(TRACE_COLUMNS)]
+    num = df.apply(pd.to_numeric, errors="coerce")
+    bad = num.isna() & df.notna()                # text where a number belongs
+    if bad.any().any():
+        row, col = bad.stack().idxmax()
+        raise ClusterSimError(f"requests.trace {path}: row {row + 1}, {col} = {df.at[row, col]!r} "
+                              "is not a number")
+    df = num
+    lens = df[["prompt_len", "output_len"]]
+    if (lens.notna() & (lens != lens.round())).any().any():
+        raise ClusterSimError(f"requests.trace {path}: prompt_len and output_len are whole "
+                              "numbers of tokens")
     if df.isna().any().any() or (df.arrival_s < 0).any() or (df[["prompt_len", "output_len"]] <= 0).any().any():
         raise ClusterSimError(f"requests.trace {path}: arrival_s must be >= 0 and lengths > 0 "
                               "in every row")
