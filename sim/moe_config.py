@@ -133,6 +133,9 @@ def read_histogram(file: str, base: Path | None = None) -> tuple[float, ...]:
     path = Path(file)
     if not path.is_absolute() and base is not None and not path.exists():
         path = base / path
+    if path.is_dir():
+        raise ClusterSimError(f"workload.moe.imbalance.file: {file} is a directory; give a CSV "
+                              "with one token count per expert")
     if not path.exists():
         raise ClusterSimError(f"workload.moe.imbalance.file: {file} does not exist")
     try:
