@@ -389,7 +389,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ClusterSimError(f"--set {item!r}: expected KEY=VALUE, e.g. workload.parallel.tp=4")
         key, raw = item.split("=", 1)
-        set_dotted(data, key.strip(), yaml.safe_load(raw), f"--set {key}")
+        key = key.strip()
+        if not key or "" in key.split("."):
+            raise ClusterSimError(f"--set {item!r}: the key {key!r} has an empty part; expected "
+                                  "KEY=VALUE with a dotted key, e.g. workload.parallel.tp=4")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ClusterSimError(f"--set {key}: {raw!r} is not a YAML value ({problem})") from None
+        set_dotted(data, key, value, f"--set {key}")
     return data
 
 

@@ -180,3 +180,15 @@ def test_sweep_range_axis_is_bounded(tmp_path, monkeypatch, capsys):
     line = refused(monkeypatch, capsys, "sweep", f, "--out", tmp_path / "o.parquet", limit_s=10)
     assert "axes.cluster.nodes: a range of 1,000,000,000,000 points; an axis holds at most " \
            "100,000" in line
+
+
+@pytest.mark.parametrize("item, needle", [
+    ("=", "--set '=': the key '' has an empty part"),                  # was "scenario: : Extra inputs"
+    ("workload..tp=1", "the key 'workload..tp' has an empty part"),
+    ("workload.parallel={tp: 8", "--set workload.parallel: '{tp: 8' is not a YAML value "
+                                 "(expected ',' or '}', but got '<stream end>')"),   # was several lines
+    ("workload.parallel.tp=!!python/object:os.system ls", "is not a YAML value (could not "
+                                                          "determine a constructor"),
+])
+def test_set_key_and_value_are_checked(monkeypatch, capsys, item, needle):
+    assert needle in refused(monkeypatch, capsys, "simulate", "--default", "--set", item)
