@@ -192,3 +192,30 @@ def test_sweep_range_axis_is_bounded(tmp_path, monkeypatch, capsys):
 ])
 def test_set_key_and_value_are_checked(monkeypatch, capsys, item, needle):
     assert needle in refused(monkeypatch, capsys, "simulate", "--default", "--set", item)
+
+
+DGX_H100 = {"gpu": "h100-sxm", "gpus_per_node": 8, "nics_per_node": 8, "nic_gbps": 400,
+            "nic_hop_latency_us": 14.0, "scale_up": {"kind": "nvswitch", "domain_gpus": 8,
+                                                     "gb_s_per_gpu": 450, "hop_latency_us": 3.4}}
+
+
+def _inline(tmp_path, **system) -> str:
+    sc = {"cluster": {"system": {**DGX_H100, **system}, "nodes": 2},
+          "workload": {"model": "llama3-8b", "global_batch": 16, "parallel": {"tp": 8}}}
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(sc))
+    return str(f)
+
+
+@pytest.mark.parametrize("key, value", [("nics_per_node", 0), ("nic_gbps", 0)])
+def test_no_scale_out_nics_across_domains(tmp_path, monkeypatch, capsys, key, value):
+    # DP over 2 nodes of 8 with no NICs: a ZeroDivisionError inside the engine
+    line = refused(monkeypatch, capsys, "simulate", _inline(tmp_path, **{key: value}))
+    assert "traffic between scale-up domains of 8 GPUs, but the system has no scale-out NICs" in line
+
+
+def test_unknown_scale_up_kind(tmp_path, monkeypatch, capsys):
+    # priced as a switch by the analytical model, silently
+    scale_up = {**DGX_H100["scale_up"], "kind": "bogus"}
+    line = refused(monkeypatch, capsys, "simulate", _inline(tmp_path, scale_up=scale_up))
+    assert "inline system: scale_up.kind: unknown scale_up.kind 'bogus'; allowed: hccs-mesh" in line
