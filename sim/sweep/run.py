@@ -177,7 +177,7 @@ def over_budget(frame: pd.DataFrame, budget: float | None) -> pd.DataFrame:
 
 def _stage1(sweep, n, store, executor, opts) -> int:
     done_chunks = store.done("a")
-    bar = tqdm(total=n, unit="plan", file=sys.stderr, disable=not opts.progress,
+    bar = tqdm(total=n, unit="plan", file=sys.stderr, disable=None if opts.progress else True,
                desc="closed form")
     todo: list[int] = []
 
@@ -207,7 +207,7 @@ def _stage2(sweep, frame, store, executor, opts) -> None:
     top = summary.ranked(frame, objective).head(opts.verify_top)["id"].tolist()
     todo = [int(c) for c in top if int(c) not in store.done("v")]
     configs = configs_by_id(sweep, set(todo))
-    bar = tqdm(total=len(todo), unit="sim", file=sys.stderr, disable=not opts.progress,
+    bar = tqdm(total=len(todo), unit="sim", file=sys.stderr, disable=None if opts.progress else True,
                desc="DES verify")
     for i, row in executor.map(ev.verify, [(sweep.base, configs[c]) for c in todo]):
         store.write("v", todo[i], [row])

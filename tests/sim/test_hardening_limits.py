@@ -219,3 +219,22 @@ def test_unknown_scale_up_kind(tmp_path, monkeypatch, capsys):
     scale_up = {**DGX_H100["scale_up"], "kind": "bogus"}
     line = refused(monkeypatch, capsys, "simulate", _inline(tmp_path, scale_up=scale_up))
     assert "inline system: scale_up.kind: unknown scale_up.kind 'bogus'; allowed: hccs-mesh" in line
+
+
+def test_sweep_pipeline_order_is_bounded(tmp_path, monkeypatch, capsys):
+    # the MoE closed form plays the pipeline order unit by unit: 1e12 sequences built a list
+    # of 31e9 microbatches (MemoryError)
+    sweep = yaml.safe_load(open("examples/sweep_moe.yaml"))
+    sweep["base"]["workload"]["global_batch"] = 10**12
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(sweep))
+    line = refused(monkeypatch, capsys, "sweep", f, "--out", tmp_path / "o.parquet", limit_s=30)
+    assert "pipeline order has 31,250,000,000 microbatches" in line and "limit 400,000" in line
+
+
+def test_sweep_progress_stays_off_a_pipe(tmp_path, monkeypatch, capsys):
+    """Progress bars only on a terminal (docs/errors.md): a redirected stderr stays clean."""
+    code, out, err = cli(monkeypatch, capsys, "sweep", "examples/sweep_small.yaml",
+                         "--out", tmp_path / "o.parquet")
+    assert code == 0 and "feasible" in out
+    assert "plan/s" not in err and "closed form:" not in err
