@@ -11,6 +11,7 @@ Inputs (calibration/reference/, each with its source in its header or README):
                                  per-class fixed cost (memory_ops)
 - kernels/flashattention2.csv    attention efficiency vs sequence length
 - collectives/*.csv, echo_nccl_tests/*16gpu.log  all_reduce sweeps -> collective curves
+                                 (h100 network: collectives/voltage_park_h100_4node_all_reduce.csv)
 - the same sweeps + echo 2/4/8 GPU logs -> flow-model ``fabric`` fits (calibration/fit_fabric.py)
 - variability/lonestar6_a100_resnet50_per_gpu.csv  per-GPU mean step times of 219 A100s ->
                                  the A100 spread between GPUs (variability.gpu_cv)
@@ -173,9 +174,14 @@ def attention(gpu_name: str, gpu: catalog.GPUSpec) -> dict[str, Fit]:
     return fits
 
 
-def all_reduce_fit(sizes, times_s, n: int, link_bw: float) -> Fit:
+def all_reduce_fit(sizes, times_s, n: int, link_bw: float, nodes: int | None = None) -> Fit:
+    """The collective curve of an all_reduce sweep over ``n`` GPUs; a multi-node sweep on
+    ``nodes`` nodes other than the echo two-node one records its group (fit_group)."""
     bus = 2 * (n - 1) / n * np.asarray(sizes, float)
-    return fit_collective(bus, times_s, link_bw)
+    fit = fit_collective(bus, times_s, link_bw)
+    if nodes is not None:
+        fit.params["fit_group"] = ["all_reduce", n, nodes, n // nodes]
+    return fit
 
 
 def a100_collectives() -> dict[str, Fit]:
@@ -189,10 +195,17 @@ def a100_collectives() -> dict[str, Fit]:
             "network": all_reduce_fit(log.size_bytes, log.ip_time_us * 1e-6, 16, net_bw)}
 
 
+H100_NETWORK = "collectives/voltage_park_h100_4node_all_reduce.csv"
+
+
 def h100_collectives() -> dict[str, Fit]:
     nvl = _csv("collectives/dgx_h100_all_reduce_nvls.csv")
     sys = catalog.system("dgx-h100")
-    return {"nvlink": all_reduce_fit(nvl.size_bytes, nvl.time_us * 1e-6, 8, sys.scale_up_bw)}
+    net = _csv(H100_NETWORK)
+    # Four nodes x 8 GPUs, one 400 Gb/s NIC per GPU: the node's NICs bound the ring.
+    net_bw = min(sys.scale_up_bw, sys.gpus_per_node * sys.nic_bw_per_gpu)
+    return {"nvlink": all_reduce_fit(nvl.size_bytes, nvl.time_us * 1e-6, 8, sys.scale_up_bw),
+            "network": all_reduce_fit(net.size_bytes, net.time_us * 1e-6, 32, net_bw, nodes=4)}
 
 
 # Which built-in profile carries each system's fitted fabric: every reference sweep names
@@ -311,20 +324,20 @@ def build_h100() -> dict:
     gpu = catalog.gpu("h100-sxm")
     bw_eff = memory_eff("h100", gpu)
     colls = h100_collectives()
-    colls["network"] = a100_collectives()["network"]
     prof = _profile(
         "h100", "h100-sxm",
         ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
          "collectives/dgx_h100_all_reduce_nvls.csv", "vidur/network/h100_dgx_send_recv.csv",
-         "echo_nccl_tests/azure_a100_40gb_all_reduce_16gpu.log"]
+         H100_NETWORK]
         + [f"vidur/compute/{p.name}" for p in sorted((REF / "vidur/compute").glob("h100_*"))],
         {"fp16": gemm_from_vidur("h100", gpu, bw_eff),
          "fp8": gemm_from_cublaslt("h100_fp8_tflops", "fp8", gpu, bw_eff)},
         attention("H100", gpu), bw_eff, memory_launch("h100", gpu, bw_eff), colls,
         ["fp16/bf16 GEMM curve fitted on Vidur's H100 transformer GEMMs (no published H100 "
          "fp16 cuBLASLt sweep in the reference set).",
-         "network collective curve is the A100 HDR two-node fit (no H100 multi-node sweep "
-         "in the reference set); it is relative to the NIC bandwidth, which the catalog scales.",
+         "network collective curve and fabric network.* fitted on "
+         f"{H100_NETWORK} (nccl-tests all_reduce, 4 nodes x 8 H100, 8x 400 Gb/s InfiniBand "
+         "per node, NCCL 2.24.3); relative to the NIC bandwidth, which the catalog scales.",
          "nvlink.p2p fitted on vidur/network/h100_dgx_send_recv.csv (2 GPUs of one node, "
          ">= 1 MiB).", FLOORS_NOTE,
          "deepep.nvl_gb_s_per_sm: DeepEP's internode normal kernels on a user's two-node H200 "

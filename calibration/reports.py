@@ -53,7 +53,7 @@ def nccl() -> Report:
     """Predicted vs measured nccl-tests busbw per size, geomean |error| per sweep."""
     from calibration import fit_p2p
     from calibration.validate_nccl import summary, validate
-    rows = pd.concat([validate().assign(op="all_reduce"),
+    rows = pd.concat([validate(),
                       fit_p2p.validate().assign(op="sendrecv", fitted=True)],
                      ignore_index=True)
     summ = summary(rows)

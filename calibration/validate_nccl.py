@@ -14,8 +14,14 @@ Sweeps (calibration/reference/), each on its own catalog system and built-in pro
   (below 1 MiB the harness' pace is the time: a 25-60 us floor where nccl-tests on the
   same node types show 9-25 us). DGX A100 on
   dgx-a100, profile a100-dgx, fitted with the Azure NDm sweep (same A100 80GB node);
-  DGX H100 on dgx-h100 is a check only (``check_sweeps``): the h100 fabric is fitted on
-  the NVLS sweep alone (docs/fabric.md).
+  DGX H100 on dgx-h100 is a check only (``check_sweeps``): the h100 fabric's nvlink
+  curves are fitted on the NVLS sweep alone (docs/fabric.md).
+- collectives/voltage_park_h100_4node_{all_reduce,all_gather}.csv: nccl-tests on four
+  8x H100 SXM nodes (32 GPUs, 8x 400 Gb/s InfiniBand per node, NCCL 2.24.3, NCCL's own
+  algorithm choice), Voltage Park's cluster as benchmarked by AI @ Georgia Tech; on
+  dgx-h100 (same node: 8 H100 SXM, NVSwitch, 8x 400 Gb/s NICs), profile h100. The
+  all_reduce is the h100 profile's network fit; the all_gather is a check only
+  (``check_sweeps``; the fabric fitter prices all_reduce sweeps).
 The A100 sources disagree by up to 40% on the same node type (a 44 us floor against
 31 us, slower at 4-64 MiB), so each system has its own fitted fabric section; the two
 A100 80GB sources (Azure NDm, Vidur DGX) agree with each other (docs/fabric.md).
@@ -57,6 +63,8 @@ class Sweep:
     also_on: tuple[str, ...] = ()
     # Other profiles whose fabric section is fitted on this sweep too.
     also_fits: tuple[str, ...] = ()
+    # The nccl-tests collective (``size_bytes`` is nccl-tests' size: the whole buffer).
+    collective: str = "all_reduce"
 
     @property
     def nodes(self) -> int:
@@ -91,10 +99,22 @@ def _vidur(gpu: str, n: int, system: str, profile: str) -> Sweep:
     return Sweep(f"Vidur DGX {gpu.upper()} {n} GPU", system, profile, n, n, data)
 
 
+VOLTAGE_PARK = "collectives/voltage_park_h100_4node_{}.csv"
+
+
+def _voltage_park(collective: str) -> Sweep:
+    """Voltage Park's four-node H100 nccl-tests sweep of one collective (32 ranks, NCCL's
+    own algorithm choice; in-place times)."""
+    df = pd.read_csv(REF / VOLTAGE_PARK.format(collective), comment="#")
+    return Sweep(f"Voltage Park H100 4x8 GPU {collective}", "dgx-h100", "h100", 32, 8,
+                 df[["size_bytes", "time_us", "busbw_gb_s"]], collective=collective)
+
+
 @cache
 def check_sweeps() -> tuple[Sweep, ...]:
     """Measured sweeps no profile is fitted on: validation only."""
-    return tuple(_vidur("h100", n, "dgx-h100", "h100") for n in (2, 4, 8))
+    return (*(_vidur("h100", n, "dgx-h100", "h100") for n in (2, 4, 8)),
+            _voltage_park("all_gather"))
 
 
 @cache
@@ -106,7 +126,8 @@ def reference_sweeps() -> tuple[Sweep, ...]:
             Sweep("Azure A100-80GB 8 GPU", "azure-ndm-a100-v4", "a100-ndm-v4", 8, 8, a,
                   ("dgx-a100",), ("a100-dgx",)),
             *(_echo(n) for n in (2, 4, 8, 16)),
-            *(_vidur("a100", n, "dgx-a100", "a100-dgx") for n in (2, 4, 8)))
+            *(_vidur("a100", n, "dgx-a100", "a100-dgx") for n in (2, 4, 8)),
+            _voltage_park("all_reduce"))
 
 
 def network_for(sweep: Sweep, profile: Profile | None = None) -> FlowNetwork:
@@ -117,17 +138,17 @@ def network_for(sweep: Sweep, profile: Profile | None = None) -> FlowNetwork:
 
 def predict(sweep: Sweep, profile: Profile | None = None) -> pd.DataFrame:
     net = network_for(sweep, profile)
-    group = CommGroup(tuple(range(sweep.gpus)))
+    group, kind = CommGroup(tuple(range(sweep.gpus))), sweep.collective
     rows = []
     for size, t_meas, bw_meas in sweep.data[["size_bytes", "time_us", "busbw_gb_s"]].itertuples(
             index=False):
-        t = net.collective_time("all_reduce", float(size), group)
-        ch = net.choose("all_reduce", float(size), group)
-        bw = bus_factor("all_reduce", sweep.gpus) * size / t / 1e9
+        t = net.collective_time(kind, float(size), group)
+        ch = net.choose(kind, float(size), group)
+        bw = bus_factor(kind, sweep.gpus) * size / t / 1e9
         rows.append({"sweep": sweep.name, "size_bytes": int(size), "measured_us": t_meas,
                      "predicted_us": round(t * 1e6, 2), "measured_busbw": bw_meas,
                      "predicted_busbw": round(bw, 2), "algo": ch.algo, "proto": ch.proto,
-                     "error_pct": round((t_meas * 1e-6 / t - 1) * 100, 1)})
+                     "error_pct": round((t_meas * 1e-6 / t - 1) * 100, 1), "op": kind})
     return pd.DataFrame(rows)
 
 
@@ -159,7 +180,7 @@ SUITE = "nccl"
 
 def dashboard_rows() -> list[dict]:
     """Rows for ``clustersim validate all``: one per sweep and message size (time, us),
-    all_reduce sweeps and the point-to-point ones."""
+    the collective sweeps and the point-to-point ones."""
     from calibration import fit_p2p
     rows = pd.concat([validate(), fit_p2p.validate()], ignore_index=True)
     return [{"name": f"{r.sweep} {int(r.size_bytes)} B", "predicted": r.predicted_us,

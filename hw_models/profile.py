@@ -103,6 +103,10 @@ class CollectiveCurve(_SizeRamp, _P):
     eff_max: float = Field(gt=0, le=1.5)  # >1 allowed for in-switch reduction (NVLS) vs link bw
     bytes_half: float = Field(ge=0)
     gamma: float = Field(gt=0)
+    # The group a network curve was fitted on (kind, GPUs, nodes, GPUs per node): its
+    # latency is NCCL's on that group (sim/network/analytical.py scale_out_ring_time).
+    # None: the echo 16-GPU two-node all_reduce (analytical.FIT_GROUP).
+    fit_group: tuple[str, int, int, int] | None = None
 
 
 class FabricCurve(_SizeRamp, _P):

@@ -12,7 +12,8 @@ latency of the sender's fitted scale-out curve, then sends ``bytes / eff(bytes)`
 bytes (the same curve as the analytical model's, so with no other traffic the two
 fidelities give the same time: latency + bytes / (eff x min(NIC share of both ends))).
 A collective across pools runs as a ring over its ranks: each rank sends the bus bytes
-(nccl-tests' definitions) to the next.
+(nccl-tests' definitions) to the next, after the latency the analytical model charges that
+ring (the curve's, adjusted by NCCL's latency on this group against the fitted one).
 
 Not modelled: the common network and a pool's own scale-out fabric are separate, so
 cross-pool flows do not contend with a pool's own DP traffic on its NICs.
@@ -98,13 +99,28 @@ class PooledFlowNetwork:
         from sim.pools import scale_out_curve
         return scale_out_curve(self.index.of(rank))
 
+    def _ring_curve(self, kind: str, group: CommGroup):
+        """The first rank's scale-out curve with the latency the analytical model charges
+        a ring over the group (sim.network.analytical.ring_latency_us): NCCL's latency on
+        this group, not on the group the curve was fitted on."""
+        from sim.network.analytical import RING_KINDS, ring_latency_us
+        from sim.pools import PooledNetwork
+        curve = self._curve(group.ranks[0])
+        if kind not in RING_KINDS:
+            return curve
+        pools = list({self.index.of(r).name: self.index.of(r) for r in group.ranks}.values())
+        spans = PooledNetwork(self.index).ring_spans(group, pools)
+        lat = ring_latency_us(curve, kind, group.size, sum(d for d, _ in spans),
+                              max(per for _, per in spans))
+        return curve.model_copy(update={"latency_us": lat})
+
     def collective_time(self, kind: str, nbytes: float, group: CommGroup) -> float:
         pool = self._pool_of_group(group)
         if pool is not None:
             local = CommGroup(tuple(pool.local(r) for r in group.ranks), group.dim)
             return pool.network.collective_time(kind, nbytes, local)
         bus = bus_factor(kind, group.size) * nbytes
-        return self.common.alone(ring_pairs(group.ranks), bus, self._curve(group.ranks[0]))
+        return self.common.alone(ring_pairs(group.ranks), bus, self._ring_curve(kind, group))
 
     def p2p_time(self, src: int, dst: int, nbytes: float) -> float:
         a, b = self.index.of(src), self.index.of(dst)
@@ -117,7 +133,7 @@ class PooledFlowNetwork:
         if pool is None:
             bus = bus_factor(op.kind, op.group.size) * op.bytes
             yield from self.common.send(env, ring_pairs(op.group.ranks), bus,
-                                        self._curve(op.group.ranks[0]))
+                                        self._ring_curve(op.kind, op.group))
             return
         hit = self._local.get(id(op))
         if hit is None or hit[0] is not op:     # one local op per graph op: the flow

@@ -180,13 +180,17 @@ class PooledNetwork:
         return curve_time(scale_out_curve(next(iter(pools))),
                           bus_factor(kind, group.size) * nbytes, bw)
 
+    def ring_spans(self, group: CommGroup, pools: list[Pool]) -> list[tuple[int, int]]:
+        """(scale-up domains, most ranks in one) of the group's ranks in each pool."""
+        return [domain_span(p.network.layout, [p.local(r) for r in group.ranks
+                                               if self.index.of(r) is p]) for p in pools]
+
     def _ring_time(self, kind: str, nbytes: float, group: CommGroup, pools: list[Pool]) -> float:
         """One NCCL ring over the group's ranks of every pool, priced as a single cluster's
         ring (sim.network.analytical.scale_out_ring_time) at the scale-out curve of the
         first rank's pool: each pool's domains are entered over their NICs, and the pool
         whose domains bring in the least (ring_link_bw) sets the pace."""
-        spans = [domain_span(p.network.layout, [p.local(r) for r in group.ranks
-                                                 if self.index.of(r) is p]) for p in pools]
+        spans = self.ring_spans(group, pools)
         bw = min(ring_link_bw(p.system.scale_up_bw, per, p.system.nic_bw_per_gpu / self.oversub)
                  for p, (_, per) in zip(pools, spans, strict=True))
         return scale_out_ring_time(scale_out_curve(pools[0]), kind, nbytes, group.size,

@@ -29,7 +29,7 @@ def references(system: str, op: str, gpus: int) -> list[tuple[str, pd.DataFrame]
     """Reference sweeps measured on this system's node type, op and group size."""
     from calibration.fit_p2p import p2p_sweeps
     return [(s.name, s.data) for s in reference_sweeps() + check_sweeps()
-            if op == "all_reduce" and (s.system == system or system in s.also_on)
+            if op == s.collective and (s.system == system or system in s.also_on)
             and s.gpus == gpus] + [(s.name, s.data) for s in p2p_sweeps()
                                    if op == "sendrecv" and s.system == system and gpus == 2]
 

@@ -29,10 +29,11 @@ from hw_models.torus_rings import torus_dims, torus_group_bw
 from sim.network.collectives import nccl_model
 from workloads.graph import Collective, CommGroup
 
-# The profiles' network curves are fitted on two-node all_reduce sweeps of 8 GPUs per node
-# (echo 16-GPU nccl-tests log, calibration/build_profiles.py): their latency is that of the
-# algorithm NCCL runs at small sizes on that group. RING_KINDS on other multi-node groups
-# add NCCL's own latency difference (``nccl_latency_us``).
+# The A100 profiles' network curves are fitted on a two-node all_reduce sweep of 8 GPUs per
+# node (echo 16-GPU nccl-tests log, calibration/build_profiles.py): their latency is that of
+# the algorithm NCCL runs at small sizes on that group. A curve fitted on another group
+# names it (``CollectiveCurve.fit_group``: h100, four nodes). RING_KINDS on other
+# multi-node groups add NCCL's own latency difference (``nccl_latency_us``).
 FIT_GROUP = ("all_reduce", 16, 2, 8)            # kind, GPUs, nodes, GPUs per node
 RING_KINDS = frozenset({"all_reduce", "all_gather", "reduce_scatter", "broadcast", "reduce"})
 
@@ -83,6 +84,15 @@ def ring_link_bw(scale_up_bw: float, per_domain: int, nic_bw_per_gpu: float) -> 
     return min(scale_up_bw, per_domain * nic_bw_per_gpu)
 
 
+def ring_latency_us(curve: CollectiveCurve, kind: str, n: int, domains: int,
+                    per_domain: int) -> float:
+    """The latency ``scale_out_ring_time`` charges a ring over this group: the curve's own
+    plus NCCL's latency on the group less that on the group the curve was fitted on, never
+    below zero."""
+    fitted = nccl_latency_us(*(curve.fit_group or FIT_GROUP))
+    return max(curve.latency_us + nccl_latency_us(kind, n, domains, per_domain) - fitted, 0.0)
+
+
 def scale_out_ring_time(curve: CollectiveCurve, kind: str, nbytes: float, n: int, domains: int,
                         per_domain: int, link_bw: float) -> float:
     """A ring collective (RING_KINDS) of ``nbytes`` over ``n`` ranks on ``domains`` scale-up
@@ -90,7 +100,8 @@ def scale_out_ring_time(curve: CollectiveCurve, kind: str, nbytes: float, n: int
     the scale-out curve at nccl-tests' bus bytes, plus NCCL's latency on this group less
     that of the group the curve was fitted on (never below the curve's bandwidth term)."""
     t = curve_time(curve, bus_factor(kind, n) * nbytes, link_bw)
-    extra = nccl_latency_us(kind, n, domains, per_domain) - nccl_latency_us(*FIT_GROUP)
+    fitted = nccl_latency_us(*(curve.fit_group or FIT_GROUP))
+    extra = nccl_latency_us(kind, n, domains, per_domain) - fitted
     return max(t + extra * 1e-6, t - curve.latency_us * 1e-6)
 
 

@@ -41,15 +41,17 @@ def test_two_pool_gpipe_matches_hand_calculation():
     f_a, b_a, f_b, b_b = dur(0, "F"), dur(0, "B"), dur(1, "F"), dur(1, "B")
     assert f_b > f_a and b_b > b_a    # the A100 stage is the slow one
     # cross-pool send of one microbatch's activations: 1 x 2048 x 2304 bf16, over the
-    # common network at the slower NIC (400 Gb/s = 50 GB/s) on the sender's network curve
+    # common network at the slower NIC (400 Gb/s = 50 GB/s) on the sender's network curve:
+    # the H100 pool's forward, the A100 pool's gradient back
     c = curve_time(profile.load("h100").collectives["network"], 2048 * 2304 * 2, 50e9)
+    c_back = curve_time(profile.load("a100").collectives["network"], 2048 * 2304 * 2, 50e9)
     sends = tl[tl.stream == "send_fwd"]
     assert (sends.end - sends.start).to_numpy() == pytest.approx(c)
     e = dur(0, "embedding_sync")      # tied embedding gradients, first <-> last stage
     opt = max(dur(0, "optimizer"), dur(1, "optimizer"))
     # GPipe, 4 microbatches, slow second stage: first forward, send, 4 (F + B) on the slow
     # stage, send back, the first stage's last backward, the embedding sync, the optimizer
-    want = f_a + c + 4 * (f_b + b_b) + c + b_a + e + opt
+    want = f_a + c + 4 * (f_b + b_b) + c_back + b_a + e + opt
     assert r.iteration_time_s == pytest.approx(want, rel=1e-9)
     assert [p["gpu"] for p in r.extra["pools"]] == ["NVIDIA H100 80GB SXM5", "NVIDIA A100 80GB SXM4"]
 

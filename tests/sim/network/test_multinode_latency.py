@@ -50,3 +50,27 @@ def test_many_node_ring_pays_its_steps():
     t = n.collective_time("reduce_scatter", size, group)
     base = curve_time(curve, bus_factor("reduce_scatter", 48) * size, n.layout.nic_bw_per_gpu)
     assert t - base == pytest.approx((133.5 - 25.2) * 1e-6)
+
+
+def test_curve_fitted_on_another_group_keeps_that_groups_latency():
+    """A network curve that names its fit group (four nodes x 8: tree LL 6.8 + 8.4 +
+    2 x 2 x 5.0 = 35.2 us) adds NCCL's latency difference from that group, not from the
+    echo 16-GPU one (25.2 us): a 48-node one-rank-per-node reduce_scatter of 1 KiB pays
+    its curve plus 133.5 - 35.2 us, and the pooled-flow ring latency is the same."""
+    from sim.network.analytical import ring_latency_us
+    assert nccl_latency_us("all_reduce", 32, 4, 8) == pytest.approx(35.2)
+    sys = catalog.system("azure-nd-a100-v4")
+    prof = load_builtin("a100")
+    curve = prof.collectives["network"].model_copy(
+        update={"latency_us": 30.0, "fit_group": ("all_reduce", 32, 4, 8)})
+    prof = prof.model_copy(update={"collectives": {**prof.collectives, "network": curve}})
+    n = AnalyticalNetwork(ClusterLayout(sys, 48, sys.nic_gbps), prof)
+    group = CommGroup(tuple(range(0, 48 * 8, 8)))
+    size = 2 ** 10
+    t = n.collective_time("reduce_scatter", size, group)
+    bw = n.layout.nic_bw_per_gpu
+    want = curve_time(curve, 47 / 48 * size, bw) + (133.5 - 35.2) * 1e-6
+    assert t == pytest.approx(want)
+    assert ring_latency_us(curve, "reduce_scatter", 48, 48, 1) == pytest.approx(30.0 + 98.3)
+    # on a smaller group the difference is negative, never below zero in all
+    assert ring_latency_us(curve, "all_reduce", 2, 2, 1) >= 0.0
