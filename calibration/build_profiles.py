@@ -21,6 +21,7 @@ Inputs (calibration/reference/, each with its source in its header or README):
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import sys
@@ -411,8 +412,13 @@ def check() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["--check"]:           # make validate: the committed profiles are reproducible
+    # argparse: --help prints this and an unknown argument exits 2, neither rewrites the profiles
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 epilog="without --check: rewrites calibration/profiles/*.yaml")
+    ap.add_argument("--check", action="store_true", help="only check that the committed "
+                    "profiles regenerate (make validate); write nothing")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.check:                    # make validate: the committed profiles are reproducible
         stale = check()
         print(f"profiles that do not regenerate: {', '.join(stale)}" if stale
               else "every built-in profile regenerates (calibration/profile_match.py)")

@@ -116,6 +116,8 @@ _KERNEL_CLASS_COLUMNS = {"gemm": ["m", "n", "k"], "attention": ["seq", "causal"]
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
     """A CSV file, or one clear error naming it (missing file, empty file)."""
+    if path.is_dir():
+        raise ClusterSimError(f"{what} {str(path)!r} is a directory; give a CSV file")
     if not path.is_file():
         raise ClusterSimError(f"{what} {str(path)!r} does not exist")
     try:

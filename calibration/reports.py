@@ -27,6 +27,14 @@ def megatron_sc21(fidelity: str = "analytical") -> Report:
     return _table(df, summary(df), "   rows over 20%: {rows_over_20pct} of {rows}", blank_na=True)
 
 
+def megatron_h100(band: bool = False) -> Report:
+    """Megatron-LM's H100 weak-scaling table (GPT 1.7B-462B, 48-6144 GPUs): TFLOP/s per GPU."""
+    from calibration.validate_megatron import summary
+    from calibration.validate_megatron_h100 import run
+    df = run(band)
+    return _table(df, summary(df), "   rows over 20%: {rows_over_20pct} of {rows}", blank_na=True)
+
+
 def trtllm() -> Report:
     """TensorRT-LLM first-token latency at batch 1 (H100 FP8, A100 FP16): ms."""
     from calibration.validate_inference import run, summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hw_models.errors import ClusterSimError, UnknownPresetError
 from hw_models.yamlio import read_packaged
@@ -113,6 +113,17 @@ class ScaleUpSpec(_Spec):
     hop_latency_us: float = Field(ge=0)
     nvls: bool = False
     torus_dims: int | None = Field(None, ge=2, le=3)   # ici-torus: 2D or 3D torus
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        """A scale-up fabric the models know (hw_models/topologies/scale_up.py): the
+        analytical model never builds the graph, so a misspelt kind would price as a switch."""
+        from hw_models import topologies  # noqa: F401  (registers the builders)
+        from hw_models.topology import SCALE_UP
+        if v not in SCALE_UP:
+            raise ValueError(f"unknown scale_up.kind {v!r}; allowed: {', '.join(sorted(SCALE_UP))}")
+        return v
 
 
 class SystemSpec(_Spec):
@@ -261,7 +272,7 @@ def system(name_or_spec: str | dict[str, Any]) -> SystemSpec:
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}"
+    return f"{where}: {err['msg'].removeprefix('Value error, ')}"
 
 
 def _model_word(name: str) -> str:

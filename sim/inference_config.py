@@ -22,6 +22,11 @@ EngineHost = Literal["none", "vllm-v0", "vllm-v1", "vllm-v1-async"]
 Sampler = Literal["none", "vllm-v1-logprobs", "vllm-v1-raw-logprobs"]
 
 
+# Replicas one serving run may play: each is a scheduler with its own queues and KV cache;
+# 100,000 replicas of one GPU each is several times any cluster built.
+MAX_REPLICAS = 100_000
+
+
 class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -56,8 +61,8 @@ class KVCacheConfig(_Cfg):
 
 
 class Disaggregation(_Cfg):
-    prefill_replicas: int = Field(1, gt=0, description="replicas that only prefill")
-    decode_replicas: int = Field(1, gt=0, description="replicas that only decode")
+    prefill_replicas: int = Field(1, gt=0, le=MAX_REPLICAS, description="replicas that only prefill")
+    decode_replicas: int = Field(1, gt=0, le=MAX_REPLICAS, description="replicas that only decode")
 
 
 class SLOConfig(_Cfg):
@@ -75,7 +80,7 @@ class InferenceWorkload(_Cfg):
         "weights and KV cache at 2 (fp16, bf16) or 1 (fp8) bytes; activations 16-bit"))
     parallel: ReplicaParallel = Field(ReplicaParallel(), description=(
         "parallelism of one replica"))
-    replicas: int = Field(1, gt=0, description=(
+    replicas: int = Field(1, gt=0, le=MAX_REPLICAS, description=(
         "model replicas serving requests (not with disaggregated)"))
     scheduler: SchedulerConfig = Field(SchedulerConfig(), description=(
         "batching policy and its limits"))

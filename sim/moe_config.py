@@ -88,7 +88,7 @@ class MoEWorkload(_Cfg):
     overlap: bool = Field(False, description=(
         "hide dispatch/combine behind compute (1F1B all-to-all overlap; two-batch overlap "
         "in serving)"))
-    seed: int = Field(0, description="seed of the permutation that places a Zipf law's popular experts")
+    seed: int = Field(0, ge=0, description="seed of the permutation that places a Zipf law's popular experts")
     fused_mlp: bool = Field(False, description=(
         "training: experts' fc1, activation, fc2 and biases in Transformer Engine's fused "
         "grouped MLP (Megatron-Core use_transformer_engine_op_fuser); off: the fc2 bias is "
@@ -133,6 +133,9 @@ def read_histogram(file: str, base: Path | None = None) -> tuple[float, ...]:
     path = Path(file)
     if not path.is_absolute() and base is not None and not path.exists():
         path = base / path
+    if path.is_dir():
+        raise ClusterSimError(f"workload.moe.imbalance.file: {file} is a directory; give a CSV "
+                              "with one token count per expert")
     if not path.exists():
         raise ClusterSimError(f"workload.moe.imbalance.file: {file} does not exist")
     try:

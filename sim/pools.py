@@ -321,7 +321,7 @@ def pooled_plan(sc, pools: list[Pool], model) -> tuple[list[Pool], ParallelPlan,
     the stages' ``layer_time``."""
     from dataclasses import replace
 
-    from sim.setup import moe_options, training_options
+    from sim.setup import check_graph_size, moe_options, training_options
     from workloads import parallel
 
     w, p = sc.workload, sc.workload.parallel
@@ -339,6 +339,7 @@ def pooled_plan(sc, pools: list[Pool], model) -> tuple[list[Pool], ParallelPlan,
         speeds = [1 / layer_time(pl, model, plan, opts, s) for s, pl in enumerate(stages)]
         plan = replace(plan, pipeline_layers=balanced_split(model.layers, speeds, p.vpp))
     parallel.validate(plan, model, world)
+    check_graph_size(plan, model)
     return stages, plan, opts
 
 

@@ -31,6 +31,7 @@ from sim.run_bounds import (
     EventBudget,
     feasible,
     require_feasible,
+    require_samples_fit,
     within_budget,
 )
 from sim.run_config import HARDWARE
@@ -432,6 +433,7 @@ def run_summary(scenario, step_time_s: float, contention: dict | None = None, **
     job = job_from_scenario(scenario, **override)
     m, size, cost, pipe = run_model(job, step_time_s, stor, ckpt, data, run, contention)
     user = () if ckpt.every_steps == "auto" else (ckpt.every_steps,)
+    require_samples_fit(m, [k for k in candidate_intervals(m, user) if feasible(m, k)], run.samples)
     budget = EventBudget(2 * SEARCH_EVENTS)      # the search plus the final runs
     best, curve = best_interval(m, run.seed, max(2, run.samples // 2), user, budget)
     used = best if ckpt.every_steps == "auto" else ckpt.every_steps

@@ -29,6 +29,7 @@ from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError, InfeasiblePlanError
 from hw_models.profile import Profile
 from sim import rl_async, rl_pools, rl_sync
+from sim.inference_config import MAX_REPLICAS
 from sim.rl_config import RLWorkload
 from sim.rl_sync import role_ref
 from sim.rl_timeline import Phases, PoolSizes, RLResult, idle_gpu_seconds, layout
@@ -88,6 +89,11 @@ def rollout_scenario(sc: Scenario, system: SystemSpec, pools: PoolSizes,
     if pools.rollout % replica:
         raise InfeasiblePlanError(f"rollout.parallel tp {p.tp} x pp {p.pp} x ep {p.ep} = {replica} "
                                   f"GPUs does not divide the {pools.rollout} rollout GPUs")
+    if pools.rollout // replica > MAX_REPLICAS:
+        raise InfeasiblePlanError(f"{pools.rollout:,} rollout GPUs make {pools.rollout // replica:,} "
+                                  f"rollout replicas of {replica} GPUs; the serving simulator plays "
+                                  f"at most {MAX_REPLICAS:,} (fewer nodes, or a larger "
+                                  "rollout.parallel)")
     groups = math.ceil(w.prompts_per_step * w.rollout.oversample * w.rollout.batch_multiplier)
     reqs = {"count": count or groups * w.samples_per_prompt, "arrival": "burst",
             "prompt_len": _length(w.prompt_len), "output_len": _length(w.response_len),

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim.inference_config import EngineHost, KVCacheConfig, Sampler, SchedulerConfig
 from sim.moe_config import MoEWorkload
-from workloads.inference.requests import Length
+from workloads.inference.requests import MAX_REQUESTS, Length
 
 Precision = Literal["fp16", "bf16", "fp8"]
 
@@ -172,7 +172,7 @@ class RLWorkload(_Cfg):
         "weight sync: nccl reshards (each rollout GPU receives its own shard); broadcast "
         "sends every full tensor to every rollout GPU (NeMo RL's default transport between "
         "separate pools); checkpoint goes through checkpoint storage"))
-    seed: int = Field(0, description="seed of the sampled prompt and response lengths")
+    seed: int = Field(0, ge=0, description="seed of the sampled prompt and response lengths")
 
     @model_validator(mode="after")
     def _check(self) -> RLWorkload:
@@ -180,6 +180,16 @@ class RLWorkload(_Cfg):
             v = getattr(self, k)
             if isinstance(v, int) and v <= 0:
                 raise ValueError(f"{k} must be > 0")
+        if self.samples > MAX_REQUESTS:
+            raise ValueError(f"prompts_per_step x samples_per_prompt = {self.prompts_per_step:,} x "
+                             f"{self.samples_per_prompt:,} = {self.samples:,} responses per step; "
+                             f"the rollout simulates at most {MAX_REQUESTS:,}")
+        if self.train.global_batch > self.samples:
+            raise ValueError(f"train.global_batch {self.train.global_batch:,} is more than the "
+                             f"{self.samples:,} responses of a step (prompts_per_step x "
+                             "samples_per_prompt): no optimizer step would fill (NeMo RL's "
+                             "trainer takes responses // global_batch steps); allowed: 1.."
+                             f"{self.samples:,}")
         if self.rollout.oversample > 1 and self.algorithm != "dapo":
             raise ValueError(f"rollout.oversample {self.rollout.oversample} is dynamic sampling, "
                              "which only algorithm: dapo does; leave it at 1")

@@ -78,9 +78,10 @@ class EventBudget:
         self.left -= 1
         if self.left < 0:
             raise ClusterSimError(
-                f"run did not finish within {self.limit:,} simulated segments and interruptions; "
-                "failures are too frequent against the restart and step times (lower "
-                "run.failures or restart_s)")
+                f"run did not finish within {self.limit:,} simulated segments and interruptions "
+                "(all Monte-Carlo samples together); failures are too frequent against the "
+                "restart and step times, or the samples too many (lower run.failures, "
+                "restart_s or run.samples)")
 
 
 def within_budget(m, intervals: list[int], samples: int) -> list[int]:
@@ -93,6 +94,22 @@ def within_budget(m, intervals: list[int], samples: int) -> list[int]:
             break
         kept.append(k)
     return sorted(kept)
+
+
+def require_samples_fit(m, intervals: list[int], samples: int) -> None:
+    """Refuse, before playing any, a Monte-Carlo whose runs cannot fit the event budget of
+    one question even at the cheapest checkpoint interval (many samples of a long run): the
+    interval search plays max(2, samples / 2) runs at a first interval and as many at the two
+    refinement points around the best (sim/reliability.py best_interval), then the final
+    ``samples`` runs. A lower bound (the cheapest interval's events): a run that passes may
+    still stop at the budget (EventBudget), one that fails here would surely stop there."""
+    cheapest = min((expected_events(m, k) for k in intervals), default=math.inf)
+    runs = 3 * max(2, samples // 2) + samples
+    if math.isfinite(cheapest) and runs * cheapest > 2 * SEARCH_EVENTS:
+        raise ClusterSimError(
+            f"run.samples {samples:,}: each simulated run plays ~{cheapest:,.0f} segments and "
+            f"interruptions, {runs:,} runs with the interval search ~{runs * cheapest:,.0f} "
+            f"(limit {2 * SEARCH_EVENTS:,}); lower run.samples")
 
 
 def require_feasible(m, every_steps: int | None = None, user_interval: bool = False) -> None:

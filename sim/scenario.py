@@ -26,6 +26,11 @@ class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+# Nodes a cluster (or a pool) may have: 100,000 nodes of 8 GPUs is several times the largest
+# clusters built; beyond it the per-rank groups of a plan no longer fit in memory.
+MAX_NODES = 100_000
+
+
 class NetworkConfig(_Cfg):
     topology: str = Field("rail-optimized", description=(
         "scale-out topology: rail-optimized, fat-tree, torus, multi-plane or none "
@@ -43,6 +48,21 @@ class NetworkConfig(_Cfg):
         "flow fidelity: SHARP in-network reduction on the switches"))
     tolerance: float | None = Field(None, ge=0, lt=1, description=(
         "flow fidelity: relative tolerance of the max-min solver (0 is exact)"))
+    dims: list[Annotated[int, Field(ge=2)]] | None = Field(
+        None, min_length=2, max_length=3, description=(
+            "topology torus: 2 or 3 ring sizes multiplying to the GPU count, e.g. [8, 8, 16] "
+            "(hw_models/topologies/torus.py; the torus replaces the scale-up fabric)"))
+
+    @field_validator("topology")
+    @classmethod
+    def _known_topology(cls, v: str) -> str:
+        """Checked here, not only when the flow model builds the graph: the analytical
+        model reads the fabric without building it, so a misspelt name would pass."""
+        from hw_models import topologies  # noqa: F401  (registers the builders)
+        from hw_models.topology import SCALE_OUT
+        if v not in SCALE_OUT:
+            raise ValueError(f"unknown topology {v!r}; allowed: {', '.join(sorted(SCALE_OUT))}")
+        return v
 
 
 class CapexConfig(_Cfg):
@@ -60,7 +80,7 @@ class PoolConfig(_Cfg):
     """One homogeneous part of a heterogeneous cluster (docs/hardware.md)."""
     name: str = Field(description="the pool's name, used by stage_pools and replica_pools")
     system: str | dict[str, Any] = Field(description="catalog system or inline mapping")
-    nodes: int = Field(gt=0, description="nodes of that system in the pool")
+    nodes: int = Field(gt=0, le=MAX_NODES, description="nodes of that system in the pool")
     price_per_gpu_hour: float | None = Field(None, gt=0, description=(
         "USD per GPU-hour of this pool; default: cluster.price_per_gpu_hour, then prices.yaml"))
 
@@ -68,7 +88,7 @@ class PoolConfig(_Cfg):
 class ClusterConfig(_Cfg):
     system: str | dict[str, Any] = Field("dgx-h100", description=(
         "catalog system name (clustersim catalog systems) or an inline system mapping"))
-    nodes: int = Field(1, gt=0, description="number of systems (nodes) in the cluster")
+    nodes: int = Field(1, gt=0, le=MAX_NODES, description="number of systems (nodes) in the cluster")
     network: NetworkConfig = Field(NetworkConfig(), description="the scale-out network")
     profile: str | None = Field(None, description=(
         "fitted profile: a built-in name or a path to a profile YAML; unset: the system's own"))
@@ -310,16 +330,56 @@ DEFAULT_SCENARIO: dict[str, Any] = {
 }
 
 
+_BUILTIN_TAGS = {"str", "int", "float", "bool", "none", "list", "dict"}
+
+
+def _is_union_tag(part: str) -> bool:
+    """A location part pydantic adds for the member of a union (``str``, ``dict[str,any]``,
+    ``literal['uniform']``, ``function-after[...]``, a model's class name), not a key."""
+    return (part in _BUILTIN_TAGS or "[" in part or part.startswith("function")
+            or part in _model_names())
+
+
+def _model_names() -> set[str]:
+    seen, todo = set(), [BaseModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                todo.append(sub)
+    return {c.__name__ for c in seen}
+
+
+# Errors that only say the input is not of a union member's type: beside an error from the
+# member whose type matched (a value error inside it), they are noise.
+_MISMATCH = ("_type", "_parsing", "literal_error")
+
+
 def describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        loc = [str(p) for p in err["loc"] if not str(p).startswith("function")]
+    """One line per bad key (at most three): ``where: what is wrong and allowed (got X)``.
+    A union's members are merged into one statement at the key's own location."""
+    groups: dict[str, list[dict]] = {}
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not _is_union_tag(str(p))]
         if loc[:1] == ["workload"] and loc[1:2] in (["training"], ["inference"], ["rl"]):
             del loc[1]                   # the discriminated union's tag is not a key
-        where = ".".join(loc)
-        got = err.get("input")
-        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        parts.append(f"{where}: {err['msg']}{got_s}")
+        groups.setdefault(".".join(loc), []).append(err)
+    # A union member whose type did not match beside a deeper error inside the member that
+    # did (plans: 'auto' vs plans.etp.0: > 0) says nothing about the value the user meant.
+    groups = {k: v for k, v in groups.items()
+              if not (all(e["type"].endswith(_MISMATCH) for e in v)
+                      and any(o.startswith(k + ".") for o in groups))} or groups
+    parts = []
+    for where, errs in list(groups.items())[:3]:
+        real = [e for e in errs if not e["type"].endswith(_MISMATCH)]
+        errs = real or errs
+        msgs = [e["msg"].removeprefix("Value error, ") for e in errs]
+        if len(msgs) > 1:                # "a valid integer, unable to parse ..." -> "a valid integer"
+            msgs = [m.split(", ")[0] for m in msgs]
+        msg = msgs[0] + "".join(" or " + m.removeprefix("Input should be ") for m in msgs[1:])
+        got = errs[0].get("input")
+        got_s = "" if isinstance(got, dict) or "(got " in msg else f" (got {got!r})"
+        parts.append(f"{where}: {msg}{got_s}")
     return "; ".join(parts)
 
 
@@ -329,7 +389,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ClusterSimError(f"--set {item!r}: expected KEY=VALUE, e.g. workload.parallel.tp=4")
         key, raw = item.split("=", 1)
-        set_dotted(data, key.strip(), yaml.safe_load(raw), f"--set {key}")
+        key = key.strip()
+        if not key or "" in key.split("."):
+            raise ClusterSimError(f"--set {item!r}: the key {key!r} has an empty part; expected "
+                                  "KEY=VALUE with a dotted key, e.g. workload.parallel.tp=4")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ClusterSimError(f"--set {key}: {raw!r} is not a YAML value ({problem})") from None
+        set_dotted(data, key, value, f"--set {key}")
     return data
 
 

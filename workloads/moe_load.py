@@ -58,9 +58,9 @@ def expert_shares(r: Routing, experts: int) -> np.ndarray:
     if len(h) != experts:
         raise ClusterSimError(f"workload.moe.imbalance histogram has {len(h)} entries but the "
                               f"model has {experts} experts; give one token count per expert")
-    if (h < 0).any() or h.sum() <= 0:
-        raise ClusterSimError("workload.moe.imbalance histogram: token counts must be >= 0 "
-                              "and not all zero")
+    if not np.isfinite(h).all() or (h < 0).any() or h.sum() <= 0:
+        raise ClusterSimError("workload.moe.imbalance histogram: token counts must be finite, "
+                              ">= 0 and not all zero")
     return h / h.sum()
 
 

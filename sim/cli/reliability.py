@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
 
 from hw_models.errors import ClusterSimError
+from hw_models.yamlio import read_yaml
 from sim.cli.common import Format, emit
 
 
@@ -28,11 +28,12 @@ def formula_step_time(scenario: dict, tflops_per_gpu: float) -> float:
 
 
 def load(path: Path) -> dict:
-    if not path.exists():
-        raise ClusterSimError(f"scenario file {path} does not exist")
-    data = yaml.safe_load(path.read_text())
+    """The scenario file as a mapping; a missing, directory, non-UTF-8, malformed or
+    non-mapping file is one ClusterSimError (hw_models/yamlio.py read_yaml)."""
+    data = read_yaml(path, "scenario")
     if not isinstance(data, dict):
-        raise ClusterSimError(f"scenario file {path} is not a YAML mapping")
+        raise ClusterSimError(f"scenario file {str(path)!r} is not a YAML mapping; a scenario "
+                              "has cluster, workload and a run block (see scenarios/)")
     return data
 
 

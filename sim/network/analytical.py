@@ -166,6 +166,19 @@ class ClusterLayout:
         s = self.system
         return s.nics_per_node * self.nic_gbps * 1e9 / 8 / s.gpus_per_node
 
+    def scale_out_bw_per_gpu(self) -> float:
+        """``nic_bw_per_gpu`` for traffic that leaves a scale-up domain; a system without
+        scale-out NICs (a TPU v6e pod: nics_per_node 0) cannot carry it."""
+        bw = self.nic_bw_per_gpu
+        if bw <= 0:
+            s = self.system
+            raise ClusterSimError(
+                f"the plan sends traffic between scale-up domains of {self.domain_gpus} GPUs, but "
+                f"the system has no scale-out NICs (nics_per_node={s.nics_per_node}, "
+                f"nic_gbps={self.nic_gbps:g}); keep the cluster within one domain "
+                f"({self.domain_gpus // s.gpus_per_node or 1} nodes) or give the system NICs")
+        return bw
+
     def domain(self, rank: int) -> int:
         return rank // self.domain_gpus
 
@@ -197,7 +210,7 @@ class AnalyticalNetwork:
         if domains == 1:
             bw = self.domain_bw(n, group.ranks)
             return curve_time(self._curve("nvlink"), bus, bw * self.bw_scale)
-        nic = self.layout.nic_bw_per_gpu / self.layout.oversubscription
+        nic = self.layout.scale_out_bw_per_gpu() / self.layout.oversubscription
         if kind == "all_to_all":
             # Only what a GPU sends off its scale-up domain crosses its NIC (the rest moves
             # over NVLink at the same time): busbw ~ N/(N-1) x the NIC on N nodes
@@ -236,7 +249,7 @@ class AnalyticalNetwork:
         same = self.layout.domain(src) == self.layout.domain(dst)
         curve = self._curve("nvlink" if same else "network")
         bw = self.domain_bw(2, (src, dst)) if same else (
-            self.layout.nic_bw_per_gpu / self.layout.oversubscription)
+            self.layout.scale_out_bw_per_gpu() / self.layout.oversubscription)
         return curve_time(curve, nbytes, bw * self.bw_scale)
 
     def set_simulated_ranks(self, ranks) -> None:

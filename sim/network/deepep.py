@@ -61,8 +61,8 @@ def phase_times(layout, profile, op: ExpertDispatch,
                               n, op.sms, op.combine)
         if rate is not None:
             return 0.0, (op.nvl_bytes / (rate * bw_scale) if op.nvl_bytes > 0 else 0.0), 0.0
-    nic = layout.nic_bw_per_gpu / layout.oversubscription * fabric_defaults()["nic_achievable_frac"]
-    t_rdma = off / (nic * bw_scale) if off > 0 else 0.0
+    t_rdma = off / (layout.scale_out_bw_per_gpu() / layout.oversubscription
+                    * fabric_defaults()["nic_achievable_frac"] * bw_scale) if off > 0 else 0.0
     nvl_bw = system.scale_up_bw * _p2p_eff(profile, op.nvl_bytes)
     fit = getattr(profile, "deepep", None)
     # HybridEP across domains runs as DeepEP's kernels on DeepEP's SMs: the per-SM NVLink

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from hw_models.errors import ClusterSimError
 from sim.sweep.pipeline_play import DPStream, Played
 from workloads.pipeline import Pipeline
 
@@ -34,6 +35,11 @@ class Order:
     prev2: tuple[int, ...] = ()     # per entry, the slot of its rank's entry two before, or -1
 
 
+# Units one cached pipeline order may place, as many as one simulated step may have
+# (sim/setup.py MAX_GRAPH_OPS): the order is built unit by unit in Python.
+MAX_ORDER_UNITS = 400_000
+
+
 @lru_cache(maxsize=256)
 def order_of(kind: str, p: int, v: int, m: int) -> Order:
     """``Order`` of a (schedule, ranks, chunks, microbatches): the orders of
@@ -41,6 +47,12 @@ def order_of(kind: str, p: int, v: int, m: int) -> Order:
     rank, until all are placed (the list schedule of ``play`` with its waits resolved
     once). A transfer's link is booked by its one receiver in the receiver's order, so
     any such order gives the same times."""
+    units = 2 * p * v * m                     # a forward and a backward per chunk and microbatch
+    if units > MAX_ORDER_UNITS:
+        raise ClusterSimError(
+            f"the {kind} pipeline order has {m:,} microbatches x {p} stages x {v} chunks, "
+            f"~{units:,} units to place (limit {MAX_ORDER_UNITS:,}); lower global_batch or "
+            "raise micro_batch / dp")
     pipe = Pipeline(kind, p, v, m, p * v)
     steps = [pipe.steps(r) for r in range(p)]
     slot: dict[tuple[int, int, int, bool], int] = {}

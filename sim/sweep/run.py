@@ -82,8 +82,21 @@ def count_configurations(sweep: Sweep, limit: int) -> int:
     return n
 
 
+def check_base(sweep: Sweep) -> None:
+    """The base scenario at the first axis point parses and its model and systems are in the
+    catalog: a misspelt preset is one error before the sweep, not every row rejected as an
+    invalid scenario with a summary that exits 0 (sweeps without ``plans`` never resolve
+    the base otherwise)."""
+    axis = next(iter(sweep.axis_points()), {})
+    sc = scenario_mod.parse(sweep.scenario_dict(axis), f"{sweep.source}: base")
+    resolve(sc.workload.model)
+    for system in [p.system for p in sc.cluster.pools] if sc.cluster.pools else [sc.cluster.system]:
+        catalog.system(system)
+
+
 def check_size(sweep: Sweep, limit: int) -> int:
     """The number of configurations, or one clear error when there are none or too many."""
+    check_base(sweep)
     if sweep.plans is not None and ev.is_rl(sweep.base):
         raise ClusterSimError(f"{sweep.source}: plans: auto searches training plans; an RL sweep "
                               "takes axes (e.g. workload.placement, workload.rollout.parallel.tp, "
@@ -164,7 +177,7 @@ def over_budget(frame: pd.DataFrame, budget: float | None) -> pd.DataFrame:
 
 def _stage1(sweep, n, store, executor, opts) -> int:
     done_chunks = store.done("a")
-    bar = tqdm(total=n, unit="plan", file=sys.stderr, disable=not opts.progress,
+    bar = tqdm(total=n, unit="plan", file=sys.stderr, disable=None if opts.progress else True,
                desc="closed form")
     todo: list[int] = []
 
@@ -194,7 +207,7 @@ def _stage2(sweep, frame, store, executor, opts) -> None:
     top = summary.ranked(frame, objective).head(opts.verify_top)["id"].tolist()
     todo = [int(c) for c in top if int(c) not in store.done("v")]
     configs = configs_by_id(sweep, set(todo))
-    bar = tqdm(total=len(todo), unit="sim", file=sys.stderr, disable=not opts.progress,
+    bar = tqdm(total=len(todo), unit="sim", file=sys.stderr, disable=None if opts.progress else True,
                desc="DES verify")
     for i, row in executor.map(ev.verify, [(sweep.base, configs[c]) for c in todo]):
         store.write("v", todo[i], [row])

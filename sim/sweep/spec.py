@@ -16,7 +16,7 @@ import itertools
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -27,6 +27,11 @@ from sim import scenario as scenario_mod
 
 class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# Points one axis may have: every value is parsed as a scenario before the sweep (~0.2 ms
+# each), so 100,000 points is ~20 s of checking, and the sweep at least that many rows.
+MAX_AXIS_POINTS = 100_000
 
 
 class Range(_Cfg):
@@ -40,6 +45,9 @@ class Range(_Cfg):
         if self.stop < self.start:
             raise ValueError(f"stop {self.stop} is below start {self.start}")
         n = int((self.stop - self.start) / self.step + 1e-9) + 1
+        if n > MAX_AXIS_POINTS:     # each point is checked as a scenario before the sweep
+            raise ValueError(f"a range of {n:,} points; an axis holds at most "
+                             f"{MAX_AXIS_POINTS:,} (raise step or narrow start..stop)")
         out = [self.start + i * self.step for i in range(n)]
         return [int(v) if float(v).is_integer() else v for v in out]
 
@@ -48,12 +56,18 @@ class Values(_Cfg):
     values: list[Any]
 
 
+# Candidate sizes are counts (> 0) and offload shares fractions: a 0 or negative size would
+# reach the grid's divisibility arithmetic instead of this one line.
+Pos = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
 class PlanSpace(_Cfg):
     """Candidate values of ``plans: auto``; each is filtered by divisibility per scenario."""
-    tp: list[int] | None = None            # default: divisors of the GPU count up to the heads
-    pp: list[int] | None = None            # default: divisors of GPUs / tp up to the layers
-    vpp: list[int] = [1, 2, 3, 4, 5, 6, 7, 8]
-    micro_batch: list[int] | Literal["divisors"] = [1, 2, 4, 8, 16]
+    tp: list[Pos] | None = None            # default: divisors of the GPU count up to the heads
+    pp: list[Pos] | None = None            # default: divisors of GPUs / tp up to the layers
+    vpp: list[Pos] = [1, 2, 3, 4, 5, 6, 7, 8]
+    micro_batch: list[Pos] | Literal["divisors"] = [1, 2, 4, 8, 16]
     recompute: list[Literal["none", "selective", "full"]] = ["none", "selective", "full"]
     sequence_parallel: list[bool] = [False, True]
     zero: list[Literal[0, 1, 2, 3]] = [0, 1, 2, 3]
@@ -66,12 +80,12 @@ class PlanSpace(_Cfg):
     # (tried only with sequence parallelism and tp > 1), host offload of a fraction of
     # the activations, optimizer on the host.
     tp_comm_overlap: list[Literal["none", "ring", "async"]] = ["none"]
-    offload_activations: list[float] = [0.0]
+    offload_activations: list[Fraction] = [0.0]
     offload_optimizer: list[bool] = [False]
     # MoE models: expert parallel sizes (default: the divisors of the experts that divide
     # tp*dp) and expert tensor parallel sizes; dense models keep ep = etp = 1.
-    ep: list[int] | None = None
-    etp: list[int] = [1]
+    ep: list[Pos] | None = None
+    etp: list[Pos] = [1]
 
     @field_validator("tp", "pp", "vpp", "micro_batch", "recompute", "sequence_parallel", "zero",
                      "tp_comm_overlap", "offload_activations", "offload_optimizer", "ep", "etp")

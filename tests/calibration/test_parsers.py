@@ -46,6 +46,8 @@ def test_microbench_csv_missing_columns(tmp_path):
     (tmp_path / "e.csv").write_text("")
     with pytest.raises(ClusterSimError, match="empty"):
         read_microbench(tmp_path / "e.csv")
+    with pytest.raises(ClusterSimError, match="is a directory; give a CSV file"):
+        read_microbench(tmp_path)           # was "does not exist"
 
 
 VIDUR_NET = LOGS.parent / "vidur/network"

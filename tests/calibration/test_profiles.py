@@ -71,3 +71,14 @@ def test_profile_match_tolerates_fit_drift_only():
     assert mismatches({**drift, "gemm": {"fp16": {"eff_max": 0.8}}}, base)
     assert mismatches({**drift, "uncertainty": {"gemm.fp16": {"eff_max": {"p05": 0.9,
                                                                           "p95": 0.7}}}}, base)
+
+
+@pytest.mark.parametrize("args, code", [(["--help"], 0), (["--bogus"], 2)])
+def test_build_profiles_help_and_bad_flags_write_nothing(monkeypatch, args, code):
+    """`python -m calibration.build_profiles --help` used to ignore the flag and rewrite every
+    built-in profile; now argparse answers it (and refuses an unknown flag) first."""
+    monkeypatch.setattr(build_profiles, "build_all",
+                        lambda: pytest.fail("build_profiles fitted and wrote profiles"))
+    with pytest.raises(SystemExit) as exc:
+        build_profiles.main(args)
+    assert exc.value.code == code

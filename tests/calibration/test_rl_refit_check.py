@@ -22,9 +22,9 @@ def test_refit_check_bytes_by_hand_and_rows():
 
 def test_refit_check_prices_every_tensor_and_marks_the_derived_rows():
     df = validate_rl_refit.run()
-    # 45,395 Hugging Face tensors at 152.7 us each (engines.yaml weight_refit) on both paths
+    # 45,395 Hugging Face tensors at 165.6 us each (engines.yaml weight_refit) on both paths
     rows = df[df.sync != "(none)"]
-    assert (rows.tensor_s == round(45395 * 152.7e-6, 2)).all()
+    assert (rows.tensor_s == round(45395 * 165.6e-6, 2)).all()
     assert (rows.predicted_s - rows.transport_s - rows.tensor_s).abs().max() < 0.02
     # the constant comes from the NIXL sharded rows: those are not a check of it
     assert set(df[df.published_transport == "nixl_sharded"].role) == {"derived"}

@@ -36,3 +36,20 @@ def test_runs_overlap_tp_communication_as_the_table_states():
         par = scenario_for(r)["workload"]["parallel"]
         assert par["tp_comm_overlap"] == ("ring" if r.tp > 1 else "none")
         assert par["sequence_parallel"] == (r.tp > 1)
+
+
+def test_cli_prints_the_suite(monkeypatch, capsys):
+    """`clustersim validate megatron-h100` (as the README shows it): the nine published rows,
+    each error the predicted over the published TFLOP/s, and the median line."""
+    import json
+
+    from tests.sim.hardening_helpers import cli
+    code, out, err = cli(monkeypatch, capsys, "validate", "megatron-h100", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    got = data["rows"]
+    assert [r["gpus"] for r in got] == rows().num_gpus.tolist()
+    for r in got:
+        assert r["error_pct"] == pytest.approx(
+            100 * (r["predicted_tflops"] / r["published_tflops"] - 1), abs=0.06)
+    assert data["summary"]["rows"] == 9

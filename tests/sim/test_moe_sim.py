@@ -128,6 +128,15 @@ def test_result_reports_ep_and_stages():
     assert over.iteration_time_s < res.iteration_time_s
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_histogram_counts_must_be_finite(bad):
+    """A nan/inf token count reached an int conversion (ValueError traceback)."""
+    from hw_models.errors import ClusterSimError
+    from workloads.moe_load import Routing, expert_shares
+    with pytest.raises(ClusterSimError, match="token counts must be finite, >= 0 and not all zero"):
+        expert_shares(Routing("histogram", histogram=(bad, 1, 1, 1)), 4)
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("workload.parallel.ep=3", "ep=3 does not divide the model's 4 experts"),
     ("workload.moe.dispatcher=nccl", "workload.moe.dispatcher"),

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hw_models.errors import ClusterSimError
 
 TRACE_COLUMNS = ("arrival_s", "prompt_len", "output_len")
+# Requests one serving run may generate: ~10k simulate in 10 s, so a million is minutes.
+MAX_REQUESTS = 1_000_000
 
 
 class _Cfg(BaseModel):
@@ -43,7 +45,7 @@ Length = int | LengthDist
 
 
 class RequestsConfig(_Cfg):
-    count: int = Field(1000, gt=0, le=1_000_000,
+    count: int = Field(1000, gt=0, le=MAX_REQUESTS,
                        description="requests to generate (at most a million: ~10k simulate in 10 s)")
     arrival: Literal["burst", "poisson", "trace"] = Field("poisson", description=(
         "burst (all at time 0), poisson (at rate_per_s) or trace (from a CSV)"))
@@ -52,7 +54,7 @@ class RequestsConfig(_Cfg):
     output_len: Length = Field(128, description="output tokens: a number or a distribution")
     trace: str | None = Field(None, description=(
         "trace: CSV with arrival_s, prompt_len, output_len"))
-    seed: int = Field(0, description="seed of the arrival and length draws")
+    seed: int = Field(0, ge=0, description="seed of the arrival and length draws")
 
     @model_validator(mode="after")
     def _positive(self) -> RequestsConfig:
@@ -146,6 +148,8 @@ def generate(cfg: RequestsConfig, rng: np.random.Generator, max_context: int) ->
 def load_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import pandas as pd
     path = Path(path)
+    if path.is_dir():
+        raise ClusterSimError(f"requests.trace {str(path)!r} is a directory; give a CSV file")
     if not path.is_file():
         raise ClusterSimError(f"requests.trace {str(path)!r} does not exist")
     try:
@@ -159,6 +163,17 @@ def load_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if df.empty:
         raise ClusterSimError(f"requests.trace {path}: has no rows")
     df = df[list(TRACE_COLUMNS)]
+    num = df.apply(pd.to_numeric, errors="coerce")
+    bad = num.isna() & df.notna()                # text where a number belongs
+    if bad.any().any():
+        row, col = bad.stack().idxmax()
+        raise ClusterSimError(f"requests.trace {path}: row {row + 1}, {col} = {df.at[row, col]!r} "
+                              "is not a number")
+    df = num
+    lens = df[["prompt_len", "output_len"]]
+    if (lens.notna() & (lens != lens.round())).any().any():
+        raise ClusterSimError(f"requests.trace {path}: prompt_len and output_len are whole "
+                              "numbers of tokens")
     if df.isna().any().any() or (df.arrival_s < 0).any() or (df[["prompt_len", "output_len"]] <= 0).any().any():
         raise ClusterSimError(f"requests.trace {path}: arrival_s must be >= 0 and lengths > 0 "
                               "in every row")

@@ -84,6 +84,16 @@ def _object_after(text: str, key: str) -> dict | list | None:
         return None
 
 
+def _one_line(exc: Exception) -> str:
+    """The JSON parser's message on one line: yajl draws a caret under the bad text over
+    three lines ("lexical error: ...\n   not json\n   (right here) ------^"), and may give
+    bytes; the first line says what is wrong."""
+    msg = exc.args[0] if exc.args else str(exc)
+    if isinstance(msg, bytes):
+        msg = msg.decode("utf-8", "replace")
+    return str(msg).strip().splitlines()[0].strip() if str(msg).strip() else type(exc).__name__
+
+
 def iter_events(path: Path) -> Iterator[Event]:
     """Yield the events the replay uses; malformed files raise ClusterSimError."""
     count = 0
@@ -96,7 +106,7 @@ def iter_events(path: Path) -> Iterator[Event]:
                     yield rec
         except (ijson.JSONError, ijson.IncompleteJSONError) as exc:
             raise ClusterSimError(f"trace {path.name}: not valid JSON after {count} events "
-                                  f"(truncated or corrupt?): {exc}") from None
+                                  f"(truncated or corrupt?): {_one_line(exc)}") from None
         except (OSError, EOFError, UnicodeDecodeError) as exc:
             raise ClusterSimError(f"trace {path.name}: cannot read ({exc})") from None
     if count == 0:

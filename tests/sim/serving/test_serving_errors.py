@@ -46,6 +46,23 @@ def test_trace_missing_columns(tmp_path, capsys):
     assert r.exit_code == 2 and "missing column(s) output_len" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("rows, needle", [
+    ("x,100,5", "row 1, arrival_s = 'x' is not a number"),     # was a pandas TypeError traceback
+    ("0.0,100.5,5", "prompt_len and output_len are whole numbers of tokens"),  # was truncated
+])
+def test_trace_values(tmp_path, capsys, rows, needle):
+    t = tmp_path / "t.csv"
+    t.write_text(f"arrival_s,prompt_len,output_len\n{rows}\n")
+    r = run(tmp_path, f"{{arrival: trace, trace: {t}}}")
+    err = capsys.readouterr().err
+    assert r.exit_code == 2 and needle in err and "Traceback" not in err
+
+
+def test_trace_is_a_folder(tmp_path, capsys):
+    r = run(tmp_path, f"{{arrival: trace, trace: {tmp_path}}}")
+    assert r.exit_code == 2 and "is a directory; give a CSV file" in capsys.readouterr().err
+
+
 def test_trace_runs(tmp_path, capsys):
     t = tmp_path / "t.csv"
     t.write_text("arrival_s,prompt_len,output_len\n0.0,100,5\n0.5,200,3\n")

@@ -34,6 +34,16 @@ def test_corrupt_truncated_foreign(tmp_path, text):
         kineto.load(_write(tmp_path, text))
 
 
+@pytest.mark.parametrize("text, why", [("not json at all", "lexical error: invalid string"),
+                                       ("", "parse error: premature EOF")])
+def test_json_error_is_one_line(tmp_path, text, why):
+    """The JSON parser draws a caret under the bad text over three lines; the message keeps
+    the first, which says what is wrong."""
+    with pytest.raises(ClusterSimError) as exc:
+        kineto.load(_write(tmp_path, text))
+    assert "\n" not in str(exc.value) and why in str(exc.value)
+
+
 def test_truncated_gzip(tmp_path):
     raw = gzip.compress(json.dumps(SMALL).encode())
     p = tmp_path / "t.json.gz"
