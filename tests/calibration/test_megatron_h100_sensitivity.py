@@ -44,8 +44,9 @@ def test_one_microbatch_only_on_rows_without_pipeline():
 def test_ndr_variant_runs_large_rings_at_the_maintainers_figure():
     """The variant's network plateau is 46-49 GB/s of bus bandwidth per 400 Gb/s NIC
     (nccl_tuning_constants.md); a 10 GB reduce-scatter over 48 DGX H100 nodes, one GPU
-    each (the 32B row's DP group), runs at that plateau times the fitted ramp at its bus
-    bytes, after the curve's latency, in both profiles."""
+    each (the 32B row's DP group), runs at that plateau times the fitted ramp read at its
+    bytes per NIC (8x its bus bytes: one NIC per node against the fit group's 8), after
+    the curve's latency, in both profiles."""
     assert variant_profile("as assumed") is None
     prof = variant_profile("NIC at NCCL's NDR figure")
     assert prof.collectives["nvlink"] == load_builtin("h100").collectives["nvlink"]
@@ -58,4 +59,4 @@ def test_ndr_variant_runs_large_rings_at_the_maintainers_figure():
         curve = p.collectives["network"]
         net = AnalyticalNetwork(ClusterLayout(system, 48, system.nic_gbps), p)
         assert net.collective_time("reduce_scatter", nbytes, group) == pytest.approx(
-            curve.latency_us * 1e-6 + bus / (50e9 * curve.eff(bus)), rel=0.01)
+            curve.latency_us * 1e-6 + bus / (50e9 * curve.eff(8 * bus)), rel=0.01)
