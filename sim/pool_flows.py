@@ -8,7 +8,8 @@ boundary, a collective whose group spans pools such as the tied-embedding sync) 
 the common network: every GPU reaches one non-blocking core through its share of its
 node's NICs (``nic_bw_per_gpu / oversubscription`` each way), so flows that leave or
 enter the same GPU share its NIC and those of different GPUs do not. A transfer waits the
-latency of the sender's fitted scale-out curve, then sends ``bytes / eff(bytes)`` wire
+latency of one network step on the sender's fitted scale-out curve (the analytical
+model's ``p2p_latency_us``), then sends ``bytes / eff(bytes)`` wire
 bytes (the same curve as the analytical model's, so with no other traffic the two
 fidelities give the same time: latency + bytes / (eff x min(NIC share of both ends))).
 A collective across pools runs as a ring over its ranks: each rank sends the bus bytes
@@ -97,8 +98,12 @@ class PooledFlowNetwork:
         return self.index.of(group.ranks[0]) if len(pools) == 1 else None
 
     def _curve(self, rank: int):
+        """The rank's pool's scale-out curve with the latency the analytical model charges a
+        send across domains (sim.network.analytical.p2p_latency_us: one network step)."""
+        from sim.network.analytical import p2p_latency_us
         from sim.pools import scale_out_curve
-        return scale_out_curve(self.index.of(rank))
+        curve = scale_out_curve(self.index.of(rank))
+        return curve.model_copy(update={"latency_us": p2p_latency_us(curve)})
 
     def _ring_curve(self, kind: str, group: CommGroup):
         """The first rank's scale-out curve with the latency the analytical model charges
@@ -106,10 +111,10 @@ class PooledFlowNetwork:
         this group, not on the group the curve was fitted on; and the scale its size ramp
         is read at (the analytical ring's, PooledNetwork.ring_pace)."""
         from sim.network.analytical import RING_KINDS, ring_latency_us
-        from sim.pools import PooledNetwork
-        curve = self._curve(group.ranks[0])
+        from sim.pools import PooledNetwork, scale_out_curve
         if kind not in RING_KINDS:
-            return curve, 1.0
+            return self._curve(group.ranks[0]), 1.0
+        curve = scale_out_curve(self.index.of(group.ranks[0]))
         pools = list({self.index.of(r).name: self.index.of(r) for r in group.ranks}.values())
         net = PooledNetwork(self.index, self.oversub)
         spans = net.ring_spans(group, pools)

@@ -36,10 +36,10 @@ from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.network.analytical import (
     RING_KINDS,
     bus_factor,
-    curve_time,
     domain_span,
     nic_ramp_scale,
     ring_link_bw,
+    scale_out_p2p_time,
     scale_out_ring_time,
 )
 from sim.setup import host_launch, paced_compute
@@ -178,8 +178,8 @@ class PooledNetwork:
         if kind in RING_KINDS:
             return self._ring_time(kind, nbytes, group, list(pools))
         bw = min(p.system.nic_bw_per_gpu for p in pools) / self.oversub
-        return curve_time(scale_out_curve(next(iter(pools))),
-                          bus_factor(kind, group.size) * nbytes, bw)
+        return scale_out_p2p_time(scale_out_curve(next(iter(pools))),
+                                  bus_factor(kind, group.size) * nbytes, bw)
 
     def ring_spans(self, group: CommGroup, pools: list[Pool]) -> list[tuple[int, int]]:
         """(scale-up domains, most ranks in one) of the group's ranks in each pool."""
@@ -213,7 +213,7 @@ class PooledNetwork:
             return a.network.p2p_time(a.local(src), a.local(dst), nbytes)
         if nbytes <= 0:
             return 0.0
-        return curve_time(scale_out_curve(a), nbytes, self.cross_pool_bw(a, b))
+        return scale_out_p2p_time(scale_out_curve(a), nbytes, self.cross_pool_bw(a, b))
 
     def collective(self, env: simpy.Environment, op: Collective) -> Generator:
         yield env.timeout(self.collective_time(op.kind, op.bytes, op.group))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from hw_models import catalog
 from hw_models.errors import ClusterSimError, InfeasiblePlanError, OutOfMemoryError
-from sim.network.analytical import curve_time
+from sim.network.analytical import scale_out_p2p_time
 from sim.pools import Pool, make_pools, scale_out_curve
 from sim.serving.iteration import IterationModel
 from sim.serving.loop import ServingLoop
@@ -151,7 +151,7 @@ def kv_transfer(placed: list[Pool], w):
         # the serving loop takes each hand-over's time alone (no contention at either
         # fidelity): the sender's scale-out curve at the slower NIC share
         bw = min(a.system.nic_bw_per_gpu, b.system.nic_bw_per_gpu)
-        return curve_time(scale_out_curve(a), nbytes, bw)
+        return scale_out_p2p_time(scale_out_curve(a), nbytes, bw)
     return transfer
 
 

@@ -122,6 +122,33 @@ def ring_latency_us(curve: CollectiveCurve, kind: str, n: int, domains: int,
     return max(curve.latency_us + nccl_latency_us(kind, n, domains, per_domain) - fitted, 0.0)
 
 
+def p2p_step_latency_us() -> float:
+    """NCCL's latency of one step over the network with the LL protocol (its ring model's
+    base plus one network hop, sim/network/collectives/nccl_tuning.yaml): what a send/recv,
+    or each peer's part of an all_to_all, pays."""
+    c = nccl_model.constants()
+    return c["base_latency_us"]["ring"]["LL"] + c["hw_latency_us"]["ring"]["network"]["LL"]
+
+
+def scale_out_p2p_time(curve: CollectiveCurve, nbytes: float, bw: float) -> float:
+    """A transfer across scale-up domains at ``bw`` (a send/recv, or the bytes an all_to_all
+    sends off the domain): the scale-out curve at those bytes with the latency of one
+    network step in place of the fit group's collective latency, as ``ring_latency_us``
+    moves it for rings (the curve's own plus NCCL's one-step latency less NCCL's latency on
+    the group the curve was fitted on, never below zero). A curve fitted on a four-node
+    all_reduce (35.5 us, of which NCCL's tree on that group is 35.2) would otherwise charge
+    every send its 2 log2(nodes) network hops."""
+    if nbytes <= 0:
+        return 0.0
+    return p2p_latency_us(curve) * 1e-6 + nbytes / (bw * curve.eff(nbytes))
+
+
+def p2p_latency_us(curve: CollectiveCurve) -> float:
+    """The latency ``scale_out_p2p_time`` charges (see there)."""
+    return max(curve.latency_us + p2p_step_latency_us()
+               - nccl_latency_us(*(curve.fit_group or FIT_GROUP)), 0.0)
+
+
 def scale_out_ring_time(curve: CollectiveCurve, kind: str, nbytes: float, n: int, domains: int,
                         per_domain: int, link_bw: float, ramp: float = 1.0) -> float:
     """A ring collective (RING_KINDS) of ``nbytes`` over ``n`` ranks on ``domains`` scale-up
@@ -220,7 +247,7 @@ class AnalyticalNetwork:
             # (src/graph/paths.cc ncclTopoComputeP2pChannels), not over ring channels bound
             # one per NIC, so how many NICs a ring would span does not set its chunks.
             off = nbytes * (n - per_domain) / n
-            return curve_time(self._curve("network"), off, nic * self.bw_scale)
+            return scale_out_p2p_time(self._curve("network"), off, nic * self.bw_scale)
         curve = self._curve("network")
         link_bw = ring_link_bw(sys.scale_up_bw, per_domain, nic) * self.bw_scale
         return scale_out_ring_time(curve, kind, nbytes, n, domains, per_domain, link_bw,
@@ -250,7 +277,9 @@ class AnalyticalNetwork:
         curve = self._curve("nvlink" if same else "network")
         bw = self.domain_bw(2, (src, dst)) if same else (
             self.layout.scale_out_bw_per_gpu() / self.layout.oversubscription)
-        return curve_time(curve, nbytes, bw * self.bw_scale)
+        if same:
+            return curve_time(curve, nbytes, bw * self.bw_scale)
+        return scale_out_p2p_time(curve, nbytes, bw * self.bw_scale)
 
     def set_simulated_ranks(self, ranks) -> None:
         """No link sharing in the closed form, so which ranks are simulated changes nothing."""
