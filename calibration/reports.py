@@ -14,7 +14,7 @@ Report = tuple[dict[str, Any], str]
 def _table(df: pd.DataFrame, s: dict[str, Any], tail: str, blank_na: bool = False) -> Report:
     """The rows, their summary ``s``, and the table with the median / max |error| line
     (``tail`` after it, formatted with the summary)."""
-    text = (df.fillna("") if blank_na else df).to_string(index=False) + (
+    text = (df.astype(object).fillna("") if blank_na else df).to_string(index=False) + (
         f"\n\nmedian |error| {s['median_abs_error_pct']:.1f}%   max |error| "
         f"{s['max_abs_error_pct']:.1f}%" + tail.format(**s))
     return {"rows": df.to_dict("records"), "summary": s}, text
