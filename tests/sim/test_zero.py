@@ -10,6 +10,7 @@ from sim.setup import resolve_setup
 from sim.simulate import simulate
 from sim.sweep import plans
 from sim.sweep.estimate import from_setup
+from tests.sim.sweep_checks import rows_equal_des
 from workloads import memory, training
 from workloads.graph import Collective
 from workloads.model import resolve
@@ -144,8 +145,7 @@ def test_zero3_sweep_rows_are_the_des():
     recompute, sequence parallelism, TP overlap, activation and optimizer offload) is
     the DES's to 1e-9: the rows that differ only in their layers' kernels share one
     recorded step (sim/sweep/zero3_play.py ``shape_of``), each priced with its own."""
-    from sim.sweep import evaluate, run, spec
-    sw = spec.parse({
+    assert rows_equal_des({
         "base": {"cluster": {"system": "dgx-h100", "nodes": 2},
                  "workload": {"kind": "training", "model": "llama3-8b", "seq_len": 4096,
                               "global_batch": 16, "precision": "bf16"},
@@ -153,13 +153,4 @@ def test_zero3_sweep_rows_are_the_des():
         "plans": {"tp": [2], "pp": [1], "vpp": [1], "micro_batch": [1], "zero": [3],
                   "recompute": ["selective", "full"], "sequence_parallel": [True, False],
                   "tp_comm_overlap": ["none", "ring"], "offload_activations": [0.0, 1.0],
-                  "offload_optimizer": [False, True]}})
-    checked = 0
-    for config in run.configurations(sw):
-        row = evaluate.evaluate(sw.base, config)
-        if row["status"] != "ok":
-            continue
-        des = evaluate.verify(sw.base, config)["des_iteration_time_s"]
-        assert row["iteration_time_s"] == pytest.approx(des, rel=1e-9), config
-        checked += 1
-    assert checked >= 20
+                  "offload_optimizer": [False, True]}}) >= 20
