@@ -95,28 +95,37 @@ class DPStream:
     def run(self, t: float, w: float, compute: float) -> float:
         """When a pass of ``w`` seconds (``compute`` of them in compute kernels) started at
         ``t`` ends: at 1 - f min(N, S - 1) / S of its speed while a kernel of N SMs is in
-        flight (f = compute / w)."""
-        spans, i = self.spans, self.pos
-        while i < len(spans) and spans[i][1] <= t:
-            i += 1
-        self.pos = i
-        if i == len(spans) or w <= 0 or compute <= 0:
+        flight (f = compute / w; ``shared_end``)."""
+        if w <= 0 or compute <= 0:
             return t + w
-        f = min(1.0, compute / w)
-        while i < len(spans):
-            a, b, k = spans[i]
-            if a > t:
-                if t + w <= a:
-                    return t + w
-                w -= a - t
-                t = a
-            rate = shared_rate(f, k, self.sms)
-            if t + w / rate <= b:
-                return t + w / rate
-            w -= (b - t) * rate
-            t = b
-            i += 1
-        return t + w
+        end, self.pos = shared_end(self.spans, self.pos, t, w, min(1.0, compute / w), self.sms)
+        return end
+
+
+def shared_end(spans: list[tuple[float, float, int]], pos: int, t: float, w: float, f: float,
+               gpu_sms: int) -> tuple[float, int]:
+    """(end, first span still open at ``t``) of ``w`` seconds of work of compute share
+    ``f`` started at ``t``, at the engine's shared rate (sim/engine.py ``_shared``) under
+    ``spans`` (start, end, SMs), in order, of the kernels beside it; ``pos`` the first span
+    that may still be open."""
+    n = len(spans)
+    while pos < n and spans[pos][1] <= t:
+        pos += 1
+    i = pos
+    while i < n:
+        a, b, k = spans[i]
+        if a > t:
+            if t + w <= a:
+                return t + w, pos
+            w -= a - t
+            t = a
+        rate = shared_rate(f, k, gpu_sms)
+        if t + w / rate <= b:
+            return t + w / rate, pos
+        w -= (b - t) * rate
+        t = b
+        i += 1
+    return t + w, pos
 
 
 def play(pipe: Pipeline, units: list[list[Unit]],

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
-from sim.costs import shared_rate
+from sim.sweep.pipeline_play import shared_end
 from workloads.fsdp import Zero3
 from workloads.graph import Block, Collective, Compute, Memory
 from workloads.offload import ActivationOffload, OffloadOptions
@@ -177,7 +177,7 @@ def step_time(est, plan, offload: OffloadOptions | None = None) -> float:
         if t < 0:
             raise ValueError("ZeRO-3 step: a compute node waits on a node never run")
         if spans and frac[k] > 0:
-            t, pos = _shared(spans, pos, t, secs[k], frac[k], gpu_sms)
+            t, pos = shared_end(spans, pos, t, secs[k], frac[k], gpu_sms)
         else:
             t += secs[k]
         free[0] = end[i] = t
@@ -221,27 +221,3 @@ def _side(queues, nodes, secs, sms, end, free, head, spans) -> None:
                 moved = True
         if not (moved and again):
             return
-
-
-def _shared(spans, pos: int, t: float, w: float, f: float, gpu_sms: int) -> tuple[float, int]:
-    """(end, first span still open at the start) of ``w`` seconds of work of compute
-    share ``f`` started at ``t``, at the engine's rate under ``spans`` (pipeline_play
-    ``DPStream.run``)."""
-    n = len(spans)
-    while pos < n and spans[pos][1] <= t:
-        pos += 1
-    i = pos
-    while i < n:
-        a, b, k = spans[i]
-        if a > t:
-            if t + w <= a:
-                return t + w, pos
-            w -= a - t
-            t = a
-        rate = shared_rate(f, k, gpu_sms)
-        if t + w / rate <= b:
-            return t + w / rate, pos
-        w -= (b - t) * rate
-        t = b
-        i += 1
-    return t + w, pos
