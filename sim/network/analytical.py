@@ -113,13 +113,19 @@ def nic_ramp_scale(curve: CollectiveCurve, scale_up_bw: float, per_domain: int,
             / ring_link_bw(scale_up_bw, per_domain, nic_bw_per_gpu))
 
 
+def _moved_latency_us(curve: CollectiveCurve, nccl_us: float) -> float:
+    """The curve's latency moved from the group it was fitted on to a pattern NCCL puts
+    at ``nccl_us``: the curve's own plus ``nccl_us`` less NCCL's latency on the fit group,
+    never below zero."""
+    return max(curve.latency_us + nccl_us - nccl_latency_us(*(curve.fit_group or FIT_GROUP)),
+               0.0)
+
+
 def ring_latency_us(curve: CollectiveCurve, kind: str, n: int, domains: int,
                     per_domain: int) -> float:
-    """The latency ``scale_out_ring_time`` charges a ring over this group: the curve's own
-    plus NCCL's latency on the group less that on the group the curve was fitted on, never
-    below zero."""
-    fitted = nccl_latency_us(*(curve.fit_group or FIT_GROUP))
-    return max(curve.latency_us + nccl_latency_us(kind, n, domains, per_domain) - fitted, 0.0)
+    """The latency ``scale_out_ring_time`` charges a ring over this group: the curve's
+    moved to NCCL's latency on the group (``_moved_latency_us``)."""
+    return _moved_latency_us(curve, nccl_latency_us(kind, n, domains, per_domain))
 
 
 def p2p_step_latency_us() -> float:
@@ -144,9 +150,9 @@ def scale_out_p2p_time(curve: CollectiveCurve, nbytes: float, bw: float) -> floa
 
 
 def p2p_latency_us(curve: CollectiveCurve) -> float:
-    """The latency ``scale_out_p2p_time`` charges (see there)."""
-    return max(curve.latency_us + p2p_step_latency_us()
-               - nccl_latency_us(*(curve.fit_group or FIT_GROUP)), 0.0)
+    """The latency ``scale_out_p2p_time`` charges: the curve's moved to one network step
+    (``_moved_latency_us``)."""
+    return _moved_latency_us(curve, p2p_step_latency_us())
 
 
 def scale_out_ring_time(curve: CollectiveCurve, kind: str, nbytes: float, n: int, domains: int,
@@ -157,10 +163,11 @@ def scale_out_ring_time(curve: CollectiveCurve, kind: str, nbytes: float, n: int
     (nic_ramp_scale: equal bytes per NIC as the fit group), plus NCCL's latency on this
     group less that of the group the curve was fitted on (never below the curve's
     bandwidth term)."""
-    t = curve_time(curve, bus_factor(kind, n) * nbytes, link_bw, ramp)
-    fitted = nccl_latency_us(*(curve.fit_group or FIT_GROUP))
-    extra = nccl_latency_us(kind, n, domains, per_domain) - fitted
-    return max(t + extra * 1e-6, t - curve.latency_us * 1e-6)
+    bus = bus_factor(kind, n) * nbytes
+    if bus <= 0:
+        return 0.0
+    return (ring_latency_us(curve, kind, n, domains, per_domain) * 1e-6
+            + bus / (link_bw * curve.eff(ramp * bus)))
 
 
 def domain_span(layout: ClusterLayout, ranks) -> tuple[int, int]:
