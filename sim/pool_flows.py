@@ -86,6 +86,7 @@ class PooledFlowNetwork:
         self.index, self.oversub = index, oversubscription
         self.common = CommonNetwork(index.pools, oversubscription)
         self._local: dict[int, tuple[Collective, Collective]] = {}
+        self._p2p_curves: dict[str, object] = {}    # pool name -> curve at a send's latency
 
     def set_simulated_ranks(self, ranks) -> None:
         for p in self.index.pools:
@@ -102,8 +103,13 @@ class PooledFlowNetwork:
         send across domains (sim.network.analytical.p2p_latency_us: one network step)."""
         from sim.network.analytical import p2p_latency_us
         from sim.pools import scale_out_curve
-        curve = scale_out_curve(self.index.of(rank))
-        return curve.model_copy(update={"latency_us": p2p_latency_us(curve)})
+        pool = self.index.of(rank)
+        got = self._p2p_curves.get(pool.name)
+        if got is None:
+            curve = scale_out_curve(pool)
+            got = self._p2p_curves[pool.name] = curve.model_copy(
+                update={"latency_us": p2p_latency_us(curve)})
+        return got
 
     def _ring_curve(self, kind: str, group: CommGroup):
         """The first rank's scale-out curve with the latency the analytical model charges
