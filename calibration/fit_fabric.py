@@ -36,7 +36,9 @@ from scipy.optimize import least_squares
 
 from calibration.fitting import Fit, fit_curve
 from calibration.validate_nccl import Sweep, network_for
+from hw_models.errors import ClusterSimError
 from hw_models.profile import FabricCurve, Profile
+from sim.network.analytical import FIT_GROUP
 from sim.network.collectives.base import ALGORITHMS
 from sim.network.collectives.ring import PER_RANK
 from sim.network.collectives.tuner import PROTOCOLS, STREAMED, nccl_constants, ramp_bytes
@@ -254,8 +256,25 @@ def fit_profile_fabric(profile: Profile, nvlink: list[Sweep], network: list[Swee
         tabs = with_intra_steps([point_table(s, prof) for s in network], curves)
         net = fit_nvlink(tabs, NETWORK, n_boot, cls="network")
         seen = measured_protocols(tabs)
+        group = network_fit_group(network)
+        for f in net.values():
+            if group is not None:
+                f.params["fit_group"] = group
         fits |= {f"network.{p}": f for p, f in net.items() if p in seen}
     return fits
+
+
+def network_fit_group(network: list[Sweep]) -> list | None:
+    """The group the ``network`` curves are fitted on (kind, GPUs, nodes, GPUs per node),
+    which sets where the tuner reads their ramp on other groups (Tuner.nic_ramp); None for
+    the echo two-node group (analytical.FIT_GROUP), as ``CollectiveCurve.fit_group``. Sweeps
+    of different groups would leave that reference undefined and are refused."""
+    groups = {(s.collective, s.gpus, s.nodes, s.gpus_per_node) for s in network}
+    if len(groups) > 1:
+        raise ClusterSimError(f"network sweeps of different groups {sorted(groups)}: the "
+                              f"fabric network curve's ramp needs one fit group")
+    group = groups.pop()
+    return None if group == FIT_GROUP else list(group)
 
 
 def best_start(model, y, x0, bounds, slots) -> np.ndarray:

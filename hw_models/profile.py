@@ -118,6 +118,10 @@ class FabricCurve(_SizeRamp, _P):
     eff_max: float = Field(default=1.0, gt=0, le=1.5)
     bytes_half: float = Field(default=0.0, ge=0)
     gamma: float = Field(default=1.0, gt=0)
+    # The group a ``network.*`` curve was fitted on (kind, GPUs, nodes, GPUs per node): the
+    # tuner reads its ramp at bytes per NIC relative to that group's (analytical.nic_ramp_scale).
+    # None: the echo 16-GPU two-node all_reduce (analytical.FIT_GROUP).
+    fit_group: tuple[str, int, int, int] | None = None
 
 
 class DeepEPFit(_P):

@@ -28,7 +28,7 @@ import simpy
 from hw_models.catalog import SystemSpec
 from hw_models.errors import ClusterSimError
 from hw_models.mesh_rings import MESH_KINDS, mesh_group_bw
-from hw_models.profile import CollectiveCurve, Profile, builtin_names
+from hw_models.profile import CollectiveCurve, FabricCurve, Profile, builtin_names
 from hw_models.torus_rings import torus_dims, torus_group_bw
 from sim.network.collectives import nccl_model
 from workloads.graph import Collective, CommGroup
@@ -91,7 +91,7 @@ def ring_link_bw(scale_up_bw: float, per_domain: int, nic_bw_per_gpu: float) -> 
     return min(scale_up_bw, per_domain * nic_bw_per_gpu)
 
 
-def nic_ramp_scale(curve: CollectiveCurve, scale_up_bw: float, per_domain: int,
+def nic_ramp_scale(curve: CollectiveCurve | FabricCurve, scale_up_bw: float, per_domain: int,
                    nic_bw_per_gpu: float) -> float:
     """How much further up the scale-out curve's size ramp a ring with ``per_domain`` ranks
     in a scale-up domain sits than the group the curve was fitted on, at equal bus bytes:
@@ -107,7 +107,8 @@ def nic_ramp_scale(curve: CollectiveCurve, scale_up_bw: float, per_domain: int,
     ring with one GPU per node (the DP ring of a TP 8 plan) runs its bytes through one NIC
     in few channels; the fit sweep's ring (8 per node) spreads them over 8 NICs in 8x the
     channels. At equal bus bytes each of the one-NIC ring's channels carries 8x the
-    bytes: it reads the ramp at 8x the bus bytes. The fit group itself gets 1."""
+    bytes: it reads the ramp at 8x the bus bytes. The fit group itself gets 1. The flow
+    model's tuner reads its ``fabric.network.*`` ramps the same way (Tuner.nic_ramp)."""
     fit_local = (curve.fit_group or FIT_GROUP)[3]
     return (ring_link_bw(scale_up_bw, fit_local, nic_bw_per_gpu)
             / ring_link_bw(scale_up_bw, per_domain, nic_bw_per_gpu))

@@ -71,7 +71,9 @@ class FlowNetwork:
         intra = "pcie" if layout.system.scale_up.kind == "pcie" else "nvlink"
         self.tuner = Tuner(self.topology, dict(profile.fabric), intra,
                            nvls=layout.system.scale_up.nvls, sharp=bool(cfg.get("sharp", False)),
-                           max_channels=channels, arch=layout.system.gpu_spec.arch)
+                           max_channels=channels, arch=layout.system.gpu_spec.arch,
+                           scale_up_bw=layout.system.scale_up_bw,
+                           nic_bw_per_gpu=layout.nic_bw_per_gpu / layout.oversubscription)
         self._fabrics: dict[int, tuple[simpy.Environment, Any]] = {}
         self._simulated: frozenset[int] | None = None
         self._times: dict[tuple, float] = {}
@@ -95,7 +97,9 @@ class FlowNetwork:
         net.profile = profile
         net.tuner = Tuner(self.topology, dict(profile.fabric), self.tuner.intra_class,
                           nvls=self.tuner.nvls, sharp=self.tuner.sharp,
-                          max_channels=self.tuner.max_channels, arch=self.tuner.arch)
+                          max_channels=self.tuner.max_channels, arch=self.tuner.arch,
+                          scale_up_bw=self.tuner.scale_up_bw,
+                          nic_bw_per_gpu=self.tuner.nic_bw_per_gpu)
         net.tuner._spb = self.tuner._spb     # contention-free time per byte: topology only
         net._fabrics, net._times, net._choices, net._last_fabric = {}, {}, {}, None
         net._op_plans, net._p2p_plans = {}, {}

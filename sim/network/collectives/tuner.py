@@ -8,7 +8,10 @@ Time of the chosen pair (what the flow model then runs):
   extras per link class (``fabric.<cls>.base_us`` once, ``step_us`` per hop);
 - bandwidth: the algorithm's flows solved max-min on the topology with no other
   traffic (seconds per byte, cached per group shape), divided by NCCL's protocol
-  factor and the fitted size ramp eff(S) of the link class.
+  factor and the fitted size ramp eff(S) of the link class. Across scale-up domains the
+  ramp is read at the bytes each NIC carries relative to the group the curve was fitted
+  on (``nic_ramp``, the analytical model's ``nic_ramp_scale``): 8x S for a ring with one
+  GPU per node against an 8-per-node fit sweep, S itself on the fit group.
 
 Fits are looked up per protocol first (``fabric.<cls>.<proto>``, e.g. ``nvlink.LL``),
 then per class; point-to-point uses ``fabric.<cls>.p2p`` where the profile has it (an
@@ -39,6 +42,7 @@ import numpy as np
 from hw_models.errors import ClusterSimError
 from hw_models.profile import FabricCurve
 from hw_models.topology import Topology
+from sim.network.analytical import nic_ramp_scale
 from sim.network.collectives import nccl_model
 from sim.network.collectives.base import ALGORITHMS, Algorithm, CollCtx, Plan, get
 from sim.network.collectives.ring import PER_RANK
@@ -47,6 +51,14 @@ from sim.network.maxmin import maxmin_rates
 PROTOCOLS = ("LL", "LL128", "Simple")
 STREAMED = frozenset({"LL"})   # protocols whose ring steps overlap (see module docstring)
 RAMP_ON_SLICE = frozenset({"nvls"})   # algorithms whose size ramp follows S/n (docstring)
+# Algorithms run on NCCL's collective graphs, whose channels are bound one per NIC across
+# nodes: every graph pattern (ring; tree, whose graph PAT shares; NVLS, whose graph NVLS
+# tree shares; CollNet) is searched from a NIC by ncclTopoSearchRecNet (src/graph/search.cc,
+# NCCL master 5067397: ``graph->inter[nChannels*2] = net->id``, ``net.bw -= bw``; init.cc
+# maps NCCL_ALGO_PAT to treeGraph and NCCL_ALGO_NVLS_TREE to nvlsGraph). Not all-to-all
+# and send/recv (per-peer p2p channels, src/graph/paths.cc ncclTopoComputeP2pChannels),
+# nor the rhd / hierarchical fallbacks, which NCCL does not have.
+NIC_BOUND = frozenset({"ring", "tree", "pat", "nvlstree", "collnet"})
 
 
 def ramp_bytes(algo: str, nbytes: float, n: int) -> float:
@@ -72,10 +84,14 @@ class Choice:
 
 class Tuner:
     def __init__(self, topo: Topology, fits: dict[str, FabricCurve], intra_class: str,
-                 nvls: bool, sharp: bool, max_channels: int = 8, arch: str | None = None):
+                 nvls: bool, sharp: bool, max_channels: int = 8, arch: str | None = None,
+                 scale_up_bw: float = 0.0, nic_bw_per_gpu: float = 0.0):
         self.topo, self.fits, self.intra_class = topo, fits, intra_class
         self.nvls, self.sharp, self.max_channels = nvls, sharp, max_channels
         self.arch = arch   # GPU architecture (catalog), for NCCL's per-architecture caps
+        # Bytes/s per GPU of the scale-up fabric and of its NICs (ClusterLayout, as the
+        # analytical model counts them), for ``nic_ramp``; 0: the ramp read at S.
+        self.scale_up_bw, self.nic_bw_per_gpu = scale_up_bw, nic_bw_per_gpu
         self._spb: dict[tuple, float] = {}
 
     def ctx(self, kind: str, nbytes: float, ranks: tuple[int, ...]) -> CollCtx:
@@ -112,11 +128,22 @@ class Tuner:
         return nccl_model.protocol_factor(algo.lat_key, proto, ctx.kind, ctx.n_domains,
                                           ctx.n / ctx.n_domains)
 
+    def nic_ramp(self, algo: Algorithm, curve: FabricCurve, ctx: CollCtx) -> float:
+        """How much further up the ``network`` curve's size ramp this group sits than the
+        group the curve was fitted on: ``analytical.nic_ramp_scale`` at the group's ranks
+        per domain (NCCL binds each channel of a NIC_BOUND algorithm to one NIC, so at equal
+        bytes a ring with one GPU per node pushes 8x the bytes through each channel of the
+        8-NIC fit ring); 1 inside one domain, for all-to-all / send/recv, and without NICs."""
+        if ctx.n_domains < 2 or algo.name not in NIC_BOUND or self.nic_bw_per_gpu <= 0:
+            return 1.0
+        return nic_ramp_scale(curve, self.scale_up_bw, ctx.local, self.nic_bw_per_gpu)
+
     def wire_factor(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
         bwf = self.protocol_factor(algo, proto, ctx)
         cls = "network" if ctx.n_domains > 1 else "nvlink"
         curve = self.fit(cls, proto, algo.name)
-        bus = 1.0 / (bwf * curve.eff(ramp_bytes(algo.name, ctx.nbytes, ctx.n)))
+        at = ramp_bytes(algo.name, ctx.nbytes, ctx.n) * self.nic_ramp(algo, curve, ctx)
+        bus = 1.0 / (bwf * curve.eff(at))
         if proto not in STREAMED or algo.name != "ring" or ctx.n < 2 or ctx.n_domains > 1:
             return bus
         # Streamed: size term (S/n) / (B bwf eff(S/n)), as a multiple of the bus term.

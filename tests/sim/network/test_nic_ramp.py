@@ -14,6 +14,7 @@ from sim.network.analytical import (
     ClusterLayout,
     nic_ramp_scale,
 )
+from sim.network.collectives.base import get
 from workloads.graph import CommGroup
 
 
@@ -70,3 +71,75 @@ def test_all_to_all_keeps_its_ramp_at_the_bytes_off_the_domain():
     net = h100_net(4)
     t = net.collective_time("all_to_all", 64 * 2**20, CommGroup(tuple(range(32))))
     assert t == pytest.approx(9.601e-6 + 50_331_648 / (50e9 * 0.4018317), rel=1e-5)
+
+
+# The flow model's tuner reads the h100 profile's fabric.network.* ramps the same way
+# (Tuner.nic_ramp). Hand values from the fabric.network.Simple curve (eff_max 0.87467,
+# bytes_half 91.295, gamma 0.2) and network.LL128 (eff_max 1.5, bytes_half 335.45e6,
+# gamma 0.41615), both fitted on 4 nodes x 8 H100 (fit_group).
+
+def h100_flow(nodes):
+    from sim.network.flow import FlowNetwork
+    sys = catalog.system("dgx-h100")
+    return FlowNetwork(ClusterLayout(sys, nodes, sys.nic_gbps), load_builtin("h100"), {})
+
+
+def test_fabric_network_curves_record_their_fit_group():
+    fab = load_builtin("h100").fabric
+    assert {fab[f"network.{p}"].fit_group for p in ("LL", "LL128", "Simple")} == {
+        ("all_reduce", 32, 4, 8)}
+    assert load_builtin("a100").fabric["network.Simple"].fit_group is None   # echo 2 x 8
+
+
+def test_flow_one_nic_ring_reads_the_fabric_ramp_at_8x_the_buffer():
+    """32 nodes, one rank each, reduce_scatter of 160 MiB: NCCL's model runs ring/Simple
+    (protocol factor 1). eff at 8 x 167,772,160 B = 0.87467 / (1 + (91.295 /
+    1.34218e9)^0.2) = 0.84358 (0.82839 at the buffer itself): 1.18543 wire bytes per byte."""
+    net = h100_flow(32)
+    ranks = tuple(range(0, 256, 8))
+    ch = net.choose("reduce_scatter", 160 * 2**20, CommGroup(ranks))
+    assert (ch.algo, ch.proto) == ("ring", "Simple")
+    assert ch.wire_factor == pytest.approx(1 / 0.843578, rel=1e-5)
+    tuner = net.tuner
+    ctx = tuner.ctx("reduce_scatter", 160 * 2**20, ranks)
+    assert tuner.nic_ramp(get("ring"), tuner.fit("network", "Simple", "ring"), ctx) == 8.0
+
+
+def test_flow_ll128_ring_moves_by_the_ramp_ratio_only():
+    """16 MiB on the same ring runs ring/LL128: the wire factor moves from 1 / (f eff(S))
+    to 1 / (f eff(8S)), i.e. by eff(S) / eff(8S) = [1.5 / (1 + (335.45e6 / 16.777e6)^0.41615)]
+    / [1.5 / (1 + (335.45e6 / 134.22e6)^0.41615)] = 0.33495 / 0.60876 = 0.55021."""
+    net = h100_flow(32)
+    g = CommGroup(tuple(range(0, 256, 8)))
+    new = net.choose("all_gather", 16 * 2**20, g)
+    net.tuner.nic_bw_per_gpu = 0.0          # no NICs known: the ramp read at the buffer
+    net._choices.clear()
+    old = net.choose("all_gather", 16 * 2**20, g)
+    assert (new.algo, new.proto) == (old.algo, old.proto) == ("ring", "LL128")
+    assert new.wire_factor / old.wire_factor == pytest.approx(0.55021, rel=1e-4)
+
+
+def test_flow_fit_group_and_two_per_node():
+    """The fit sweep's own group (4 nodes x 8) reads the ramp at the buffer: a 160 MiB
+    all_gather is ring/Simple with 1 / eff(S) = 1 / 0.82839 wire bytes per byte, as before.
+    Two ranks per node reach 2 NICs: 4x."""
+    net = h100_flow(4)
+    ch = net.choose("all_gather", 160 * 2**20, CommGroup(tuple(range(32))))
+    assert (ch.algo, ch.proto) == ("ring", "Simple")
+    assert ch.wire_factor == pytest.approx(1 / 0.828391, rel=1e-5)
+    tuner = net.tuner
+    curve = tuner.fit("network", "Simple", "ring")
+    two = tuner.ctx("all_reduce", 1.0, tuple(range(0, 32, 4)))
+    assert tuner.nic_ramp(get("ring"), curve, two) == 4.0
+    assert tuner.nic_ramp(get("tree"), curve, two) == 4.0
+
+
+def test_flow_all_to_all_and_sendrecv_keep_the_ramp_at_their_bytes():
+    """Per-peer p2p channels, not NIC-bound graph channels: no scaling, as analytical."""
+    tuner = h100_flow(4).tuner
+    curve = tuner.fit("network", "Simple", "direct")
+    a2a = tuner.ctx("all_to_all", 1.0, tuple(range(0, 32, 8)))
+    p2p = tuner.ctx("sendrecv", 1.0, (0, 8))
+    assert tuner.nic_ramp(get("direct"), curve, a2a) == 1.0
+    assert tuner.nic_ramp(get("p2p"), curve, p2p) == 1.0
+    assert tuner.nic_ramp(get("ring"), curve, a2a) == 8.0
