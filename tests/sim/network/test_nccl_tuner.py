@@ -3,8 +3,9 @@ and never produces a negative latency with the built-in profiles."""
 
 import pytest
 
-from calibration.validate_nccl import network_for, reference_sweeps
+from calibration.validate_nccl import check_sweeps, network_for, reference_sweeps
 from hw_models.profile import load_builtin
+from sim.network.collectives.base import get
 from sim.network.collectives.nccl_model import bus_bw_cap, protocol_factor
 
 SWEEPS = {(s.gpus, s.profile): s for s in reference_sweeps()}
@@ -44,6 +45,40 @@ def test_one_node_a100_ll128_to_simple_where_nccls_rated_nvlink_puts_it():
     assert [net.tuner.nccl_pick("all_reduce", float(m << 20), ranks)[1]
             for m in (22, 24)] == ["LL128", "Simple"]
 
+
+VOLTAGE_PARK_AG = next(s for s in check_sweeps() if s.collective == "all_gather")
+
+
+def test_four_node_h100_all_gather_latencies_are_nccl_2_24_3s():
+    """4 x 8 H100, 32 ranks, all_gather ring: nsteps 31, 3 of them across nodes
+    (v2.24.3-1 src/graph/tuning.cc:228-230, 317), each intra-node step at least the
+    proxy's 1 us (x 3 for Simple, tuning.cc:310-316), no latencyInter on IB
+    (src/transport/net_ib.cc:770):
+    LL 6.6 + 28 x 1.0 + 3 x 2.7 = 42.7 us; LL128 14 + 28 x 1.9 + 3 x 4.0 = 79.2 us;
+    Simple 8.4 + 28 x 3.4 + 3 x 14 = 145.6 us."""
+    tuner = network_for(VOLTAGE_PARK_AG).tuner
+    ctx = tuner.ctx("all_gather", 1.0, tuple(range(32)))
+    ring = get("ring")
+    lat = {p: tuner.latency(ring, p, ctx, fitted=False) * 1e6 for p in ("LL", "LL128", "Simple")}
+    assert lat == pytest.approx({"LL": 42.7, "LL128": 79.2, "Simple": 145.6}, abs=1e-9)
+
+
+@pytest.mark.parametrize("size,proto", [
+    (512 << 10, "LL"), (1 << 20, "LL128"), (2 << 20, "LL128"), (4 << 20, "LL128"),
+    (64 << 20, "LL128"), (128 << 20, "Simple"), (8 << 30, "Simple")])
+def test_four_node_h100_all_gather_follows_nccl_2_24_3(size, proto):
+    """NCCL 2.24.3 runs a four-node all_gather as a ring only (PAT needs one GPU per node,
+    tuning.cc:176; NVLS all_gather is single-node, src/enqueue.cc:1600). Ring graph: 8
+    channels at 48 GB/s (search.cc:936, 919), busBw 384 GB/s; algBw x 32/31:
+    LL min(20.4, 0.5 x 384) = 20.4 -> 21.06 GB/s; LL128 min(0.92 x 384, 8 x 36.7) = 293.6
+    -> 303.07 GB/s; Simple 384 -> 396.39 GB/s (tuning.cc:250-251, 286). With the latencies
+    above, LL = LL128 at 36.5 us / (1/21.06 - 1/303.07) us/kB = 0.79 MiB and LL128 =
+    Simple at 66.4 us / (1/303.07 - 1/396.39) us/kB = 81.5 MiB (72.1 MiB with the
+    simulator's 400 GB/s graph): LL to 512 KiB, LL128 1-64 MiB, Simple from 128 MiB.
+    The measured 2 -> 4 MiB jump (111 -> 193 us) is inside LL128."""
+    net = network_for(VOLTAGE_PARK_AG)
+    ch = net.tuner.choose("all_gather", float(size), tuple(range(32)))
+    assert (ch.algo, ch.proto) == ("ring", proto)
 
 def test_nccl_factors_and_caps():
     # tuning.cc: ring LL x 1/4 for all_reduce, 1/3 for a single-node all_gather;
