@@ -36,6 +36,7 @@ from calibration.fitting import (
     Fit,
     fit_attention,
     fit_collective,
+    fit_collective_ramp,
     fit_gemm,
     fit_memory_launch,
 )
@@ -204,8 +205,35 @@ def h100_collectives() -> dict[str, Fit]:
     net = _csv(H100_NETWORK)
     # Four nodes x 8 GPUs, one 400 Gb/s NIC per GPU: the node's NICs bound the ring.
     net_bw = min(sys.scale_up_bw, sys.gpus_per_node * sys.nic_bw_per_gpu)
-    return {"nvlink": all_reduce_fit(nvl.size_bytes, nvl.time_us * 1e-6, 8, sys.scale_up_bw),
+    nvlink = all_reduce_fit(nvl.size_bytes, nvl.time_us * 1e-6, 8, sys.scale_up_bw)
+    return {"nvlink": nvlink, "nvlink_ring": h100_ring_fit(nvlink, sys.scale_up_bw),
             "network": all_reduce_fit(net.size_bytes, net.time_us * 1e-6, 32, net_bw, nodes=4)}
+
+
+H100_RING_POINTS = "collectives/nvlink4_ring_busbw_points.csv"
+H100_RING_RAMP = "vidur/network/h100_dgx_all_reduce.csv"
+
+
+def ring_plateau(link_bw: float, rel: str = H100_RING_POINTS) -> float:
+    """Plateau of a ring collective inside one NVLink 4 node, as a fraction of the link:
+    the mean of the published large-size ring busbw (all_reduce with NVLS off,
+    reduce_scatter, all_gather on 8 H100 / H200) over the link bandwidth."""
+    return float(_csv(rel).busbw_gb_s.mean()) * 1e9 / link_bw
+
+
+def h100_ring_fit(nvlink: Fit, link_bw: float) -> Fit:
+    """``collectives.nvlink_ring``: the curve of what NCCL runs as a ring inside an NVLS
+    node (reduce_scatter, all_gather, broadcast, all_reduce on 2 GPUs). Plateau from the
+    published ring points (``ring_plateau``); latency the ``nvlink`` curve's (NCCL runs
+    that sweep's small sizes as ring LL); size ramp fitted on Vidur's 2-GPU DGX H100
+    all_reduce (a ring: no NVLS on 2 GPUs), at the sizes ``validate nccl`` reads
+    (>= 1 MiB, half-octave steps). Bus bytes of a 2-GPU all_reduce are its size."""
+    from calibration.validate_nccl import check_sweeps
+    from sim.network.analytical import bus_factor
+    (two,) = [s for s in check_sweeps() if s.name == "Vidur DGX H100 2 GPU"]
+    d = two.data
+    return fit_collective_ramp(bus_factor("all_reduce", 2) * d.size_bytes, d.time_us * 1e-6,
+                               link_bw, nvlink.params["latency_us"], ring_plateau(link_bw))
 
 
 # Which built-in profile carries each system's fitted fabric: every reference sweep names
@@ -328,7 +356,7 @@ def build_h100() -> dict:
         "h100", "h100-sxm",
         ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
          "collectives/dgx_h100_all_reduce_nvls.csv", "vidur/network/h100_dgx_send_recv.csv",
-         H100_NETWORK]
+         H100_NETWORK, H100_RING_POINTS, H100_RING_RAMP]
         + [f"vidur/compute/{p.name}" for p in sorted((REF / "vidur/compute").glob("h100_*"))],
         {"fp16": gemm_from_vidur("h100", gpu, bw_eff),
          "fp8": gemm_from_cublaslt("h100_fp8_tflops", "fp8", gpu, bw_eff)},
@@ -339,7 +367,11 @@ def build_h100() -> dict:
          f"{H100_NETWORK} (nccl-tests all_reduce, 4 nodes x 8 H100, 8x 400 Gb/s InfiniBand "
          "per node, NCCL 2.24.3); relative to the NIC bandwidth, which the catalog scales.",
          "nvlink.p2p fitted on vidur/network/h100_dgx_send_recv.csv (2 GPUs of one node, "
-         ">= 1 MiB).", FLOORS_NOTE,
+         ">= 1 MiB).",
+         f"collectives.nvlink_ring (ring collectives inside the node: reduce_scatter, all_gather, "
+         f"broadcast, 2-GPU all_reduce): plateau = mean published ring busbw on 8 H100/H200 "
+         f"({H100_RING_POINTS}), latency = collectives.nvlink's, size ramp fitted on "
+         f"{H100_RING_RAMP} 2 GPUs (>= 1 MiB).", FLOORS_NOTE,
          "deepep.nvl_gb_s_per_sm: DeepEP's internode normal kernels on a user's two-node H200 "
          "run (calibration/fit_deepep.py)."],
         memory_ops_floors("h100", gpu, bw_eff))

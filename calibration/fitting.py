@@ -210,6 +210,26 @@ def fit_collective(bus_bytes, time_s, link_bw: float, n_boot: int = 200) -> Fit:
                 ["latency_us", "eff_max", "bytes_half", "gamma"], to_params, n_boot=n_boot)
 
 
+def fit_collective_ramp(bus_bytes, time_s, link_bw: float, latency_us: float, eff_max: float,
+                        n_boot: int = 200) -> Fit:
+    """The size ramp (bytes_half, gamma) of a collective curve whose latency and plateau
+    are fixed from other measurements (``collective_model``); the returned parameters
+    carry all four."""
+    bus_bytes, t = np.asarray(bus_bytes, float), np.asarray(time_s, float)
+
+    def model(th, b):
+        return collective_model([latency_us, eff_max, th[0], th[1]], b, link_bw)
+
+    def to_params(th):
+        return {"bytes_half": float(np.exp(th[0])), "gamma": th[1]}
+
+    fit = fit_curve(model, bus_bytes, t, [np.log(1e6), 1.0],
+                    ([np.log(1e2), 0.2], [np.log(1e11), 4.0]),
+                    ["bytes_half", "gamma"], to_params, n_boot=n_boot)
+    return Fit({"latency_us": _r(latency_us), "eff_max": _r(eff_max)} | fit.params,
+               fit.quality, fit.uncertainty)
+
+
 def fit_memory(nbytes, time_s, peak_bw: float, n_boot: int = 200) -> Fit:
     """Memory-bound kernel: t = launch + bytes / (peak_bw bw_eff), both parameters free
     (for a measured device, whose streaming bandwidth is itself measured)."""
