@@ -210,24 +210,24 @@ def fit_collective(bus_bytes, time_s, link_bw: float, n_boot: int = 200) -> Fit:
                 ["latency_us", "eff_max", "bytes_half", "gamma"], to_params, n_boot=n_boot)
 
 
-def fit_collective_ramp(bus_bytes, time_s, link_bw: float, latency_us: float, eff_max: float,
-                        n_boot: int = 200) -> Fit:
-    """The size ramp (bytes_half, gamma) of a collective curve whose latency and plateau
-    are fixed from other measurements (``collective_model``); the returned parameters
-    carry all four."""
+def fit_collective_on_plateau(bus_bytes, time_s, link_bw: float, eff_max: float,
+                              n_boot: int = 200) -> Fit:
+    """A collective curve (``collective_model``) whose plateau ``eff_max`` is fixed from
+    other measurements: latency, bytes_half and gamma fitted; the parameters carry all four."""
     bus_bytes, t = np.asarray(bus_bytes, float), np.asarray(time_s, float)
 
     def model(th, b):
-        return collective_model([latency_us, eff_max, th[0], th[1]], b, link_bw)
+        return collective_model([th[0], eff_max, th[1], th[2]], b, link_bw)
 
     def to_params(th):
-        return {"bytes_half": float(np.exp(th[0])), "gamma": th[1]}
+        return {"latency_us": th[0], "bytes_half": float(np.exp(th[1])), "gamma": th[2]}
 
-    fit = fit_curve(model, bus_bytes, t, [np.log(1e6), 1.0],
-                    ([np.log(1e2), 0.2], [np.log(1e11), 4.0]),
-                    ["bytes_half", "gamma"], to_params, n_boot=n_boot)
-    return Fit({"latency_us": _r(latency_us), "eff_max": _r(eff_max)} | fit.params,
-               fit.quality, fit.uncertainty)
+    fit = fit_curve(model, bus_bytes, t, [10.0, np.log(1e6), 1.0],
+                    ([0.0, np.log(1e2), 0.2], [1e4, np.log(1e11), 4.0]),
+                    ["latency_us", "bytes_half", "gamma"], to_params, n_boot=n_boot)
+    p = fit.params
+    return Fit({"latency_us": p["latency_us"], "eff_max": _r(eff_max),
+                "bytes_half": p["bytes_half"], "gamma": p["gamma"]}, fit.quality, fit.uncertainty)
 
 
 def fit_memory(nbytes, time_s, peak_bw: float, n_boot: int = 200) -> Fit:
