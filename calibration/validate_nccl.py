@@ -26,6 +26,10 @@ Sweeps (calibration/reference/), each on its own catalog system and built-in pro
   dgx-h100 (same node: 8 H100 SXM, NVSwitch, 8x 400 Gb/s NICs), profile h100. The
   all_reduce is the h100 profile's network fit; the all_gather is a check only
   (``check_sweeps``; the fabric fitter prices all_reduce sweeps).
+- collectives/h100_8gpu_reduce_scatter_ring.csv: one 8x H100 SXM server, reduce_scatter
+  with NCCL_ALGO=Ring forced, 128 MiB-8 GiB (NVIDIA/nccl issue 1047, 2023-10-31, NCCL
+  2.18/2.19); on dgx-h100, profile h100, run as ring (``Sweep.algo``); a check only: the
+  h100 nvlink curves are fitted on NVLS all_reduce alone (docs/fabric.md).
 The A100 sources disagree by up to 40% on the same node type (a 44 us floor against
 31 us, slower at 4-64 MiB), so each system has its own fitted fabric section; the two
 A100 80GB sources (Azure NDm, Vidur DGX) agree with each other (docs/fabric.md).
@@ -69,6 +73,8 @@ class Sweep:
     also_fits: tuple[str, ...] = ()
     # The nccl-tests collective (``size_bytes`` is nccl-tests' size: the whole buffer).
     collective: str = "all_reduce"
+    # The algorithm the run forced (NCCL_ALGO), None where NCCL chose its own.
+    algo: str | None = None
 
     @property
     def nodes(self) -> int:
@@ -114,6 +120,18 @@ def _voltage_park(collective: str) -> Sweep:
                  df[["size_bytes", "time_us", "busbw_gb_s"]], collective=collective)
 
 
+H100_RS_RING = "collectives/h100_8gpu_reduce_scatter_ring.csv"
+
+
+def _h100_reduce_scatter_ring() -> Sweep:
+    """One 8x H100 SXM server's reduce_scatter with NCCL_ALGO=Ring (NVIDIA/nccl issue
+    1047; out-of-place times, 128 MiB to 8 GiB)."""
+    df = pd.read_csv(REF / H100_RS_RING, comment="#")
+    return Sweep("H100 8 GPU reduce_scatter ring", "dgx-h100", "h100", 8, 8,
+                 df[["size_bytes", "time_us", "busbw_gb_s"]], collective="reduce_scatter",
+                 algo="ring")
+
+
 # ND A100 v4 logs beyond two servers (4, 8, 16 nodes x 8 GPUs): held out of every fit.
 ECHO_MULTINODE_CHECK = (32, 64, 128)
 
@@ -122,7 +140,7 @@ ECHO_MULTINODE_CHECK = (32, 64, 128)
 def check_sweeps() -> tuple[Sweep, ...]:
     """Measured sweeps no profile is fitted on: validation only."""
     return (*(_vidur("h100", n, "dgx-h100", "h100") for n in (2, 4, 8)),
-            _voltage_park("all_gather"),
+            _voltage_park("all_gather"), _h100_reduce_scatter_ring(),
             *(_echo(n) for n in ECHO_MULTINODE_CHECK))
 
 
@@ -142,7 +160,9 @@ def reference_sweeps() -> tuple[Sweep, ...]:
 def network_for(sweep: Sweep, profile: Profile | None = None) -> FlowNetwork:
     sys = catalog.system(sweep.system)
     layout = ClusterLayout(sys, sweep.nodes, sys.nic_gbps)
-    return FlowNetwork(layout, profile or load_builtin(sweep.profile), {})
+    algo = getattr(sweep, "algo", None)   # point-to-point sweeps force nothing
+    return FlowNetwork(layout, profile or load_builtin(sweep.profile),
+                       {"algo": algo} if algo else {})
 
 
 def predict(sweep: Sweep, profile: Profile | None = None) -> pd.DataFrame:
