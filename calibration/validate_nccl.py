@@ -8,6 +8,10 @@ Sweeps (calibration/reference/), each on its own catalog system and built-in pro
   40GB), 2-8 GPUs in one server and 16 over two servers (one 200 Gb/s HDR NIC per GPU);
   azure-nd-a100-v4, profile a100. The 1-GPU log has no communication (busbw is 0 by
   definition) and is left out.
+- echo_nccl_tests/azure_a100_40gb_all_reduce_{32,64,128}gpu.log: the same cluster and
+  source at 4, 8 and 16 servers (8 GPUs each, 1 KiB-4 GiB): a check only
+  (``check_sweeps``), held out of every fit (the a100 network curve is fitted on the
+  two-server log).
 - vidur/network/{a100,h100}_dgx_all_reduce.csv (Microsoft Vidur's profiling on one DGX
   node, 2/4/8 GPUs: the median NCCL kernel time of 11 eager torch.distributed.all_reduce
   calls on rank 0, calibration/vidur_harness.py): sizes from 1 MiB, half an octave apart
@@ -130,11 +134,16 @@ def _h100_reduce_scatter_ring() -> Sweep:
                  algo="ring")
 
 
+# ND A100 v4 logs beyond two servers (4, 8, 16 nodes x 8 GPUs): held out of every fit.
+ECHO_MULTINODE_CHECK = (32, 64, 128)
+
+
 @cache
 def check_sweeps() -> tuple[Sweep, ...]:
     """Measured sweeps no profile is fitted on: validation only."""
     return (*(_vidur("h100", n, "dgx-h100", "h100") for n in (2, 4, 8)),
-            _voltage_park("all_gather"), _h100_reduce_scatter_ring())
+            _voltage_park("all_gather"), _h100_reduce_scatter_ring(),
+            *(_echo(n) for n in ECHO_MULTINODE_CHECK))
 
 
 @cache
