@@ -259,6 +259,10 @@ def h100_ring_fit(link_bw: float) -> Fit:
 # the network curve of the one system that has them (same 8x HDR 200 Gb/s per node; the
 # curve is relative to the topology's NIC bandwidth, which the catalog scales).
 NETWORK_FROM = "a100"
+# Profiles whose nvlink.Simple curve is NVLS's (the node's all_reduce sweep runs NVLS):
+# (system, published ring points) for their ``nvlink.ring.Simple`` plateau
+# (fit_fabric.ring_on_plateau). The Blackwell profiles copy the h100 fabric section.
+RING_POINTS = {"h100": ("dgx-h100", H100_RING_POINTS)}
 _FABRIC: dict[str, dict[str, Fit]] = {}
 
 
@@ -297,6 +301,11 @@ def fabric_fits(name: str, partial: dict) -> dict[str, Fit]:
     from calibration.fit_p2p import fit_p2p
     for s in sweeps["p2p"]:
         fits["nvlink.p2p"] = fit_p2p(s, prof)
+    if name in RING_POINTS:
+        from calibration.fit_fabric import ring_on_plateau
+        link_bw = catalog.system(RING_POINTS[name][0]).scale_up_bw
+        fits["nvlink.ring.Simple"] = ring_on_plateau(
+            fits["nvlink.Simple"], ring_plateau(link_bw, RING_POINTS[name][1]))
     _FABRIC[name] = fits
     return fits
 

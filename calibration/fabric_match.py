@@ -14,7 +14,10 @@ within REL of the committed curve's. Outside those points the data decide nothin
 
 Each curve is judged alone: a network curve's multi-node points price their intra-node
 hops with the committed nvlink curves on both sides, so an nvlink per-hop cost that only
-single-node data can fix does not decide the network curve."""
+single-node data can fix does not decide the network curve. A per-algorithm curve
+(``nvlink.ring.Simple``: the NVLS-fitted ``nvlink.Simple`` latency and ramp on the published
+ring plateau) is judged at the points of its protocol's sweeps, where its latency and ramp
+were fitted; its plateau is the mean of published points and has no drift."""
 
 from __future__ import annotations
 
@@ -63,7 +66,10 @@ def fabric_points(profile: Profile, sweeps: dict[str, list]) -> dict[str, object
     tabs["network"] = [t | {"intra": t["inter"]}
                        for t in fit_fabric.with_intra_steps(tabs["network"], nvlink)]
     for key in profile.fabric:
+        # A per-algorithm curve (``nvlink.ring.Simple``) is judged at its protocol's
+        # points: its latency and ramp are that protocol's fit (fit_fabric.ring_on_plateau).
         cls, _, proto = key.partition(".")
+        proto = proto.rpartition(".")[2]
         if proto == "p2p":
             xs = [fit_p2p.point_table(s, bare) for s in sweeps["p2p"]]
             out[key] = np.concatenate(xs, axis=1) if xs else np.zeros((3, 0))

@@ -264,6 +264,19 @@ def fit_profile_fabric(profile: Profile, nvlink: list[Sweep], network: list[Swee
     return fits
 
 
+def ring_on_plateau(simple: Fit, plateau: float) -> Fit:
+    """``nvlink.ring.Simple``: the curve the tuner reads for ring Simple inside one NVLS
+    node. NCCL runs those rings on its ring graph, whose port efficiency is not the NVLS
+    all_reduce's that ``nvlink.Simple`` is fitted on (NCCL picks NVLS from 1 MiB on the
+    DGX H100 sweep): the plateau is ``plateau``, the published large-size ring busbw over
+    the link (build_profiles.ring_plateau). Those single points have no ramp, so base_us,
+    step_us and the ramp shape (bytes_half, gamma) are ``simple``'s, with its quality and
+    spread; the plateau is fixed and carries none (as ``collectives.nvlink_ring``)."""
+    params = dict(simple.params) | {"eff_max": float(f"{plateau:.5g}")}
+    unc = {k: v for k, v in simple.uncertainty.items() if k != "eff_max"}
+    return Fit(params, dict(simple.quality), unc)
+
+
 def network_fit_group(network: list[Sweep]) -> list | None:
     """The group the ``network`` curves are fitted on (kind, GPUs, nodes, GPUs per node),
     which sets where the tuner reads their ramp on other groups (Tuner.nic_ramp); None for

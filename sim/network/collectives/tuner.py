@@ -13,8 +13,14 @@ Time of the chosen pair (what the flow model then runs):
   on (``nic_ramp``, the analytical model's ``nic_ramp_scale``): 8x S for a ring with one
   GPU per node against an 8-per-node fit sweep, S itself on the fit group.
 
-Fits are looked up per protocol first (``fabric.<cls>.<proto>``, e.g. ``nvlink.LL``),
-then per class; point-to-point uses ``fabric.<cls>.p2p`` where the profile has it (an
+Fits are looked up per algorithm and protocol first (``fabric.<cls>.<algo>.<proto>``),
+then per protocol (``fabric.<cls>.<proto>``, e.g. ``nvlink.LL``), then per class. The
+per-algorithm curve is for a node whose ``nvlink.<proto>`` curve is fitted on another
+algorithm: on an NVLS node NCCL's all_reduce sweep runs NVLS from 1 MiB, so
+``nvlink.Simple`` is NVLS's curve, while rings (reduce_scatter, all_gather, broadcast,
+2-GPU all_reduce) run on the ring graph at their own port efficiency; the h100 profile's
+``nvlink.ring.Simple`` carries the published ring plateau (calibration/fit_fabric.py
+``ring_on_plateau``). Point-to-point uses ``fabric.<cls>.p2p`` where the profile has it (an
 all_reduce curve's base_us carries the cost of 2(n-1) synchronised steps, one send/recv
 has none). Ring LL is streamed: LL has no step barrier (each 8-byte word carries
 its own flag), so the 2(n-1) ring steps overlap and its size term follows the per-rank
@@ -99,10 +105,12 @@ class Tuner:
 
     def fit(self, cls: str, proto: str | None = None, algo: str | None = None) -> FabricCurve:
         """The fitted curve: point-to-point has its own (``<cls>.p2p``, fitted on
-        send/recv sweeps) where the profile has one; else per protocol, then per class."""
+        send/recv sweeps) where the profile has one; else per algorithm and protocol
+        (``<cls>.<algo>.<proto>``), then per protocol, then per class."""
         if algo == "p2p" and f"{cls}.p2p" in self.fits:
             return self.fits[f"{cls}.p2p"]
-        return self.fits.get(f"{cls}.{proto}") or self.fits.get(cls) or FabricCurve()
+        return (self.fits.get(f"{cls}.{algo}.{proto}") or self.fits.get(f"{cls}.{proto}")
+                or self.fits.get(cls) or FabricCurve())
 
     def latency(self, algo: Algorithm, proto: str, ctx: CollCtx, fitted: bool = True) -> float:
         """NCCL's latency formula plus (``fitted``) the profile's extras, in seconds."""
