@@ -100,3 +100,31 @@ def test_dgx_a100_rebuilt_fabric_matches_by_its_predictions():
         out = fabric_mismatches(slower, prof)
         assert [m.split(":")[0] for m in out] == [f".fabric.{key}"], out
     assert mismatches({k: v for k, v in prof.items() if k != "fabric"}, prof)
+
+
+def test_h100_ring_curve_is_judged_at_nvlink_simple_points():
+    """``nvlink.ring.Simple`` (nvlink.Simple's latency and ramp on the published ring
+    plateau) is compared at the NVLS Simple points of the DGX H100 sweep, where its latency
+    and ramp were fitted: the committed section matches itself; its plateau 2% lower (every
+    large-size point 2% slower) is caught on that curve alone."""
+    prof = yaml.safe_load((PROFILES / "h100.yaml").read_text())
+    fab = prof["fabric"]
+    assert fabric_mismatches(fab, prof) == []
+    key = "nvlink.ring.Simple"
+    slower = {**fab, key: fab[key] | {"eff_max": fab[key]["eff_max"] / 1.02}}
+    out = fabric_mismatches(slower, prof)
+    assert [m.split(":")[0] for m in out] == [f".fabric.{key}"], out
+
+
+def test_ring_on_plateau_keeps_ramp_and_latency():
+    """fit_fabric.ring_on_plateau: the plateau replaced (5 significant digits), every other
+    parameter, the quality and the spread kept; the fixed plateau has no spread."""
+    from calibration.fit_fabric import ring_on_plateau
+    from calibration.fitting import Fit
+    simple = Fit({"base_us": 0.01, "step_us": 0.0, "eff_max": 0.73, "bytes_half": 6.5e5,
+                  "gamma": 0.39}, {"n_points": 22},
+                 {"eff_max": {"p05": 0.70, "p95": 0.79}, "gamma": {"p05": 0.29, "p95": 0.51}})
+    ring = ring_on_plateau(simple, 361.9166667 / 450)
+    assert ring.params == simple.params | {"eff_max": 0.80426}
+    assert ring.quality == simple.quality
+    assert ring.uncertainty == {"gamma": {"p05": 0.29, "p95": 0.51}}

@@ -49,12 +49,14 @@ def test_held_out_and_in_validate_nccl_rows():
     assert last.measured_busbw.item() == pytest.approx(362.16)
 
 
-def test_flow_ring_on_the_nvls_fitted_nvlink_curve_is_slow_by_about_11_percent():
-    """The h100 nvlink.Simple curve is fitted on NVLS all_reduce only (per-port efficiency
-    about 0.69 there); a ring moves its port bytes at about 0.80 of 450 GB/s (362 GB/s
-    busbw at 8 GiB). Run as ring on that curve, every row's busbw is 10.6-12.4% low; a
-    change that closes the gap must show up here (docs/accuracy.md)."""
+def test_flow_ring_on_the_ring_plateau_is_within_5_percent():
+    """The flow tuner runs this ring on ``fabric.nvlink.ring.Simple``: the published ring
+    plateau (0.804 of 450 GB/s) with the ramp of the NVLS-fitted nvlink.Simple curve. On
+    nvlink.Simple itself (per-port efficiency about 0.73) every row was 10.6-12.4% low;
+    now 2.2% (4 GiB) to 4.8% (128 MiB) low: the plateau is the ring's, what is left is the
+    NVLS ramp, which no ring sweep in the fit set corrects (docs/fabric.md)."""
     (s,) = [s for s in check_sweeps() if s.name == NAME]
     r = predict(s)
     ratio = r.predicted_busbw / r.measured_busbw
-    assert ((ratio > 0.86) & (ratio < 0.91)).all()
+    assert ((ratio > 0.95) & (ratio < 0.99)).all()
+    assert (r.algo == "ring").all()

