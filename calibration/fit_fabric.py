@@ -83,7 +83,13 @@ NETWORK = Layout(shared=frozenset({"step_us"}))
 # the fit bounds base_us + step_us (and step_us) below instead of base_us and step_us each,
 # which lets a per-hop cost above NCCL's come with a base below its constant (the echo A100
 # logs: ~9.5 us per tree level against NCCL's 5.0, on a two-node floor below NCCL's).
-NETWORK_NODES = Layout(shared=frozenset({"step_us"}), hop_base=True)
+# One ramp shape (gamma) for every protocol: NCCL's model runs each protocol in one size
+# band only (echo A100: Simple from 128 MiB up, where the ramp is flat), so a protocol's
+# own gamma is not identified outside it; fitted per protocol, Simple's went to its
+# bound (gamma 4, bytes_half 114 MB: eff 0.0003 at 16 MiB), which priced every mid-size
+# Simple transfer across nodes (pipeline sends, data-parallel rings) thousands of times
+# too slow.
+NETWORK_NODES = Layout(shared=frozenset({"step_us", "gamma"}), hop_base=True)
 
 
 def ramp_layout(layout: Layout, proto_idx: np.ndarray) -> Layout:
