@@ -38,6 +38,7 @@ from calibration.fitting import (
     Fit,
     fit_attention,
     fit_collective,
+    fit_collective_on_plateau,
     fit_gemm,
     fit_memory_launch,
 )
@@ -231,8 +232,53 @@ def h100_collectives() -> dict[str, Fit]:
     net = _csv(H100_NETWORK)
     # Four nodes x 8 GPUs, one 400 Gb/s NIC per GPU: the node's NICs bound the ring.
     net_bw = min(sys.scale_up_bw, sys.gpus_per_node * sys.nic_bw_per_gpu)
-    return {"nvlink": all_reduce_fit(nvl.size_bytes, nvl.time_us * 1e-6, 8, sys.scale_up_bw),
+    nvlink = all_reduce_fit(nvl.size_bytes, nvl.time_us * 1e-6, 8, sys.scale_up_bw)
+    return {"nvlink": nvlink, "nvlink_ring": h100_ring_fit(sys.scale_up_bw),
             "network": all_reduce_fit(net.size_bytes, net.time_us * 1e-6, 32, net_bw, nodes=4)}
+
+
+H100_RING_POINTS = "collectives/nvlink4_ring_busbw_points.csv"
+H100_RING_RAMP = "vidur/network/h100_dgx_all_reduce.csv"
+H100_NVLS_SWEEP = "collectives/dgx_h100_all_reduce_nvls.csv"
+# The DGX H100 all_reduce sizes NCCL runs as ring LL, not NVLS: NCCL's own model (the flow
+# tuner's nccl_pick) picks ring LL up to 512 KiB on that sweep and NVLS from 1 MiB
+# (NCCL 2.27.7 logs ring LL up to 1 MiB on 8x H200: stas00/ml-engineering).
+RING_LL_MAX_BYTES = 512 * 1024
+# Vidur's 2-GPU H100 times are the harness' pace up to 6 MiB (28-46 us, not monotone in
+# size; docs/fabric.md, "Vidur's harness"): the ring's bandwidth shows from 8 MiB.
+VIDUR_RING_MIN_BYTES = 8 * 2 ** 20
+
+
+def ring_plateau(link_bw: float, rel: str = H100_RING_POINTS) -> float:
+    """Plateau of a ring collective inside one NVLink 4 node, as a fraction of the link:
+    the mean of the published large-size ring busbw (all_reduce with NVLS off,
+    reduce_scatter, all_gather on 8 H100 / H200) over the link bandwidth."""
+    return float(_csv(rel).busbw_gb_s.mean()) * 1e9 / link_bw
+
+
+def h100_ring_points() -> tuple[np.ndarray, np.ndarray]:
+    """(bus bytes, seconds) of the ring measurements the ring curve's latency and ramp
+    are fitted on: the DGX H100 all_reduce sweep's ring LL sizes (8 GPUs, nccl-tests,
+    <= RING_LL_MAX_BYTES) and Vidur's 2-GPU DGX H100 all_reduce (a ring: no NVLS on 2
+    GPUs) from VIDUR_RING_MIN_BYTES, at the half-octave sizes ``validate nccl`` reads."""
+    from calibration.validate_nccl import check_sweeps
+    from sim.network.analytical import bus_factor
+    nvl = _csv(H100_NVLS_SWEEP)
+    nvl = nvl[nvl.size_bytes <= RING_LL_MAX_BYTES]
+    (two,) = [s for s in check_sweeps() if s.name == "Vidur DGX H100 2 GPU"]
+    two = two.data[two.data.size_bytes >= VIDUR_RING_MIN_BYTES]
+    bus = np.concatenate([bus_factor("all_reduce", 8) * nvl.size_bytes.to_numpy(float),
+                          bus_factor("all_reduce", 2) * two.size_bytes.to_numpy(float)])
+    return bus, np.concatenate([nvl.time_us.to_numpy(), two.time_us.to_numpy()]) * 1e-6
+
+
+def h100_ring_fit(link_bw: float) -> Fit:
+    """``collectives.nvlink_ring``: the curve of what NCCL runs as a ring inside an NVLS
+    node (reduce_scatter, all_gather, broadcast, all_reduce on 2 GPUs). Plateau from the
+    published ring points (``ring_plateau``); latency and size ramp fitted on the ring
+    measurements of ``h100_ring_points``."""
+    bus, t = h100_ring_points()
+    return fit_collective_on_plateau(bus, t, link_bw, ring_plateau(link_bw))
 
 
 # Which built-in profile carries each system's fitted fabric: every reference sweep names
@@ -357,7 +403,7 @@ def build_h100() -> dict:
         "h100", "h100-sxm",
         ["kernels/gemm_cublaslt.csv", "kernels/hbm_stream.csv", "kernels/flashattention2.csv",
          "collectives/dgx_h100_all_reduce_nvls.csv", "vidur/network/h100_dgx_send_recv.csv",
-         H100_NETWORK]
+         H100_NETWORK, H100_RING_POINTS, H100_RING_RAMP]
         + [f"vidur/compute/{p.name}" for p in sorted((REF / "vidur/compute").glob("h100_*"))],
         {"fp16": gemm_from_vidur("h100", gpu, bw_eff),
          "fp8": gemm_from_cublaslt("h100_fp8_tflops", "fp8", gpu, bw_eff)},
@@ -368,7 +414,12 @@ def build_h100() -> dict:
          f"{H100_NETWORK} (nccl-tests all_reduce, 4 nodes x 8 H100, 8x 400 Gb/s InfiniBand "
          "per node, NCCL 2.24.3); relative to the NIC bandwidth, which the catalog scales.",
          "nvlink.p2p fitted on vidur/network/h100_dgx_send_recv.csv (2 GPUs of one node, "
-         ">= 1 MiB).", FLOORS_NOTE,
+         ">= 1 MiB).",
+         f"collectives.nvlink_ring (ring collectives inside the node: reduce_scatter, all_gather, "
+         f"broadcast, 2-GPU all_reduce): plateau = mean published ring busbw on 8 H100/H200 "
+         f"({H100_RING_POINTS}); latency and size ramp fitted on the ring LL sizes of "
+         f"{H100_NVLS_SWEEP} (<= 512 KiB, 8 GPUs) and {H100_RING_RAMP} 2 GPUs (>= 8 MiB).",
+         FLOORS_NOTE,
          "deepep.nvl_gb_s_per_sm: DeepEP's internode normal kernels on a user's two-node H200 "
          "run (calibration/fit_deepep.py)."],
         memory_ops_floors("h100", gpu, bw_eff))

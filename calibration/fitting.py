@@ -237,6 +237,26 @@ def fit_collective_hops(bus_bytes, time_s, link_bw: float, moved_us: Callable,
                      n_boot=n_boot, robust=True)
 
 
+def fit_collective_on_plateau(bus_bytes, time_s, link_bw: float, eff_max: float,
+                              n_boot: int = 200) -> Fit:
+    """A collective curve (``collective_model``) whose plateau ``eff_max`` is fixed from
+    other measurements: latency, bytes_half and gamma fitted; the parameters carry all four."""
+    bus_bytes, t = np.asarray(bus_bytes, float), np.asarray(time_s, float)
+
+    def model(th, b):
+        return collective_model([th[0], eff_max, th[1], th[2]], b, link_bw)
+
+    def to_params(th):
+        return {"latency_us": th[0], "bytes_half": float(np.exp(th[1])), "gamma": th[2]}
+
+    fit = fit_curve(model, bus_bytes, t, [10.0, np.log(1e6), 1.0],
+                    ([0.0, np.log(1e2), 0.2], [1e4, np.log(1e11), 4.0]),
+                    ["latency_us", "bytes_half", "gamma"], to_params, n_boot=n_boot)
+    p = fit.params
+    return Fit({"latency_us": p["latency_us"], "eff_max": _r(eff_max),
+                "bytes_half": p["bytes_half"], "gamma": p["gamma"]}, fit.quality, fit.uncertainty)
+
+
 def fit_memory(nbytes, time_s, peak_bw: float, n_boot: int = 200) -> Fit:
     """Memory-bound kernel: t = launch + bytes / (peak_bw bw_eff), both parameters free
     (for a measured device, whose streaming bandwidth is itself measured)."""

@@ -20,7 +20,9 @@ Sweeps (calibration/reference/), each on its own catalog system and built-in pro
   same node types show 9-25 us). DGX A100 on
   dgx-a100, profile a100-dgx, fitted with the Azure NDm sweep (same A100 80GB node);
   DGX H100 on dgx-h100 is a check only (``check_sweeps``): the h100 fabric's nvlink
-  curves are fitted on the NVLS sweep alone (docs/fabric.md).
+  curves are fitted on the NVLS sweep alone (docs/fabric.md); its 2-GPU rows give the
+  size ramp of the analytical ring curve (``collectives.nvlink_ring``), which this
+  flow-model check does not read.
 - collectives/voltage_park_h100_4node_{all_reduce,all_gather}.csv: nccl-tests on four
   8x H100 SXM nodes (32 GPUs, 8x 400 Gb/s InfiniBand per node, NCCL 2.24.3, NCCL's own
   algorithm choice), Voltage Park's cluster as benchmarked by AI @ Georgia Tech; on

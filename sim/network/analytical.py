@@ -2,7 +2,8 @@
 
 A collective's time is ``latency + bus_bytes / (link_bw * eff(bus_bytes))`` with the
 fitted per-link-class curve of the profile (``collectives.nvlink`` inside one scale-up
-domain, ``collectives.network`` across domains). ``bus_bytes`` follows nccl-tests'
+domain, ``collectives.nvlink_ring`` there for what an NVLS system runs as a ring,
+``collectives.network`` across domains). ``bus_bytes`` follows nccl-tests'
 bus-bandwidth definitions (../shared/reference/collectives/busbw_factors.csv).
 Across domains the ring's inter-domain bandwidth is that of the NICs of the group's
 ranks in one domain (one NIC per GPU per rail), capped by the scale-up bandwidth;
@@ -177,6 +178,15 @@ def scale_out_ring_time(curve: CollectiveCurve, kind: str, nbytes: float, n: int
             + bus / (link_bw * curve.eff(ramp * bus)))
 
 
+def runs_nvls(system: SystemSpec, kind: str, n: int) -> bool:
+    """Whether NCCL reduces ``kind`` over ``n`` ranks of one scale-up domain of ``system``
+    in the switch (NVLS): all_reduce on more than two GPUs of an NVLS-capable switch (the
+    flow model's rule, sim/network/collectives/nvls.py ``available``). Everything else
+    there moves its bytes over the links: ring collectives, and all_to_all's sends."""
+    up = system.scale_up
+    return up.nvls and up.kind in SWITCHED_SCALE_UP and kind == "all_reduce" and n > 2
+
+
 def domain_span(layout: ClusterLayout, ranks) -> tuple[int, int]:
     """(scale-up domains the ranks span, most ranks in one domain)."""
     per: dict[int, int] = {}
@@ -250,7 +260,7 @@ class AnalyticalNetwork:
         sys = self.layout.system
         if domains == 1:
             bw = self.domain_bw(n, group.ranks)
-            return curve_time(self._curve("nvlink"), bus, bw * self.bw_scale)
+            return curve_time(self._domain_curve(kind, n), bus, bw * self.bw_scale)
         nic = self.layout.scale_out_bw_per_gpu() / self.layout.oversubscription
         if kind == "all_to_all":
             # Only what a GPU sends off its scale-up domain crosses its NIC (the rest moves
@@ -266,6 +276,21 @@ class AnalyticalNetwork:
         link_bw = ring_link_bw(sys.scale_up_bw, per_domain, nic) * self.bw_scale
         return scale_out_ring_time(curve, kind, nbytes, n, domains, per_domain, link_bw,
                                    nic_ramp_scale(curve, sys.scale_up_bw, per_domain, nic))
+
+    def _domain_curve(self, kind: str, n: int) -> CollectiveCurve:
+        """The curve of a collective over ``n`` ranks of one scale-up domain. A profile
+        fitted on an NVLS system has two: ``nvlink``, NCCL's NVLS all_reduce (busbw above
+        the link rate: the switch reduces), and ``nvlink_ring``, what moves over the links
+        (busbw at most the link rate). NCCL runs NVLS for all_reduce on more than two
+        GPUs only (src/transport/nvls.cc turns it off for ``gpuCount <= 2``; NCCL 2.18 has
+        no NVLS reduce_scatter / all_gather and later versions pick ring for them at large
+        sizes: docs/fabric.md), so every other collective there, and every collective on
+        a system without NVLS, takes ``nvlink_ring`` (``runs_nvls``). Profiles without a
+        ring curve (fitted on ring sweeps: the A100s) keep ``nvlink``."""
+        ring = self.profile.collectives.get("nvlink_ring")
+        if ring is None or runs_nvls(self.layout.system, kind, n):
+            return self._curve("nvlink")
+        return ring
 
     def domain_bw(self, k: int, ranks=None) -> float:
         """Bytes/s per GPU of a ring collective over k GPUs of one scale-up domain: the
