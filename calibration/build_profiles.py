@@ -10,9 +10,11 @@ Inputs (calibration/reference/, each with its source in its header or README):
                                  norm/elementwise/embedding operators at <= 64 tokens ->
                                  per-class fixed cost (memory_ops)
 - kernels/flashattention2.csv    attention efficiency vs sequence length
-- collectives/*.csv, echo_nccl_tests/*16gpu.log  all_reduce sweeps -> collective curves
+- collectives/*.csv, echo_nccl_tests/*{16,64}gpu.log  all_reduce sweeps -> collective curves
+                                 (a100 network: 2 and 8 nodes, with a per-hop latency)
                                  (h100 network: collectives/voltage_park_h100_4node_all_reduce.csv)
-- the same sweeps + echo 2/4/8 GPU logs -> flow-model ``fabric`` fits (calibration/fit_fabric.py)
+- the same sweeps + echo 2/4/8 GPU logs -> flow-model ``fabric`` fits (calibration/fit_fabric.py;
+                                 a100 network on the 16- and 64-GPU logs)
 - variability/lonestar6_a100_resnet50_per_gpu.csv  per-GPU mean step times of 219 A100s ->
                                  the A100 spread between GPUs (variability.gpu_cv)
 - kernels/gemm_blackwell.csv, kernels/attention_cudnn_blackwell.csv -> the Blackwell
@@ -185,15 +187,40 @@ def all_reduce_fit(sizes, times_s, n: int, link_bw: float, nodes: int | None = N
     return fit
 
 
+# The echo ND A100 v4 all_reduce logs the a100 network curves are fitted on: 2 and 8 nodes
+# x 8 GPUs (the 4- and 16-node logs are held out: validate_nccl.check_sweeps).
+A100_NETWORK_GPUS = (16, 64)
+
+
+def all_reduce_nodes_fit(logs: list[tuple[int, object]], link_bw: float) -> Fit:
+    """The collective curve of all_reduce sweeps over several node counts of 8 GPUs
+    (``logs``: (GPUs, nccl-tests log), the first the fit group, analytical.FIT_GROUP):
+    one latency on the fit group, one extra per tree level (``level_us``) and one ramp,
+    each sweep's latency moved from the fit group's by NCCL's (analytical.nccl_latency_us)."""
+    from calibration.fitting import fit_collective_hops
+    from sim.network.analytical import FIT_GROUP, nccl_latency_us
+    groups = [("all_reduce", n, n // 8, 8) for n, _ in logs]
+    assert groups[0] == FIT_GROUP
+    which = np.concatenate([[j] * len(log.size_bytes) for j, (_, log) in enumerate(logs)])
+    bus = np.concatenate([2 * (n - 1) / n * np.asarray(log.size_bytes, float) for n, log in logs])
+    t = np.concatenate([np.asarray(log.ip_time_us, float) * 1e-6 for _, log in logs])
+
+    def moved_us(level_us: float) -> np.ndarray:
+        lat = np.array([nccl_latency_us(*g, level_us=level_us) for g in groups])
+        return (lat - lat[0])[which]
+    return fit_collective_hops(bus, t, link_bw, moved_us)
+
+
 def a100_collectives() -> dict[str, Fit]:
     nvl = _csv("collectives/azure_a100_8gpu_all_reduce.csv")
     t = 2 * 7 / 8 * nvl.size_bytes / (nvl.busbw_gb_s * 1e9)
     sys = catalog.system("dgx-a100")
-    log = read_nccl_tests(REF / "echo_nccl_tests/azure_a100_40gb_all_reduce_16gpu.log")
-    # Two nodes x 8 GPUs, one 200 Gb/s NIC per GPU: the node's NICs bound the ring.
+    logs = [(n, read_nccl_tests(REF / f"echo_nccl_tests/azure_a100_40gb_all_reduce_{n}gpu.log"))
+            for n in A100_NETWORK_GPUS]
+    # Nodes x 8 GPUs, one 200 Gb/s NIC per GPU: the node's NICs bound the ring.
     net_bw = min(sys.scale_up_bw, sys.gpus_per_node * sys.nic_bw_per_gpu)
     return {"nvlink": all_reduce_fit(nvl.size_bytes, t, 8, sys.scale_up_bw),
-            "network": all_reduce_fit(log.size_bytes, log.ip_time_us * 1e-6, 16, net_bw)}
+            "network": all_reduce_nodes_fit(logs, net_bw)}
 
 
 H100_NETWORK = "collectives/voltage_park_h100_4node_all_reduce.csv"
@@ -364,6 +391,8 @@ def build_a100() -> dict:
          "collectives/azure_a100_8gpu_all_reduce.csv",
          "echo_nccl_tests/azure_a100_40gb_all_reduce_16gpu.log"]
         + [f"echo_nccl_tests/azure_a100_40gb_all_reduce_{n}gpu.log" for n in (2, 4, 8)]
+        + [f"echo_nccl_tests/azure_a100_40gb_all_reduce_{n}gpu.log"
+           for n in A100_NETWORK_GPUS if n != 16]
         + [f"vidur/compute/{p.name}" for p in sorted((REF / "vidur/compute").glob("a100_*"))],
         {"fp16": gemm_from_cublaslt("a100_fp16_tflops", "fp16", gpu, bw_eff)},
         attention("A100", gpu), bw_eff, memory_launch("a100", gpu, bw_eff), colls,

@@ -58,6 +58,9 @@ class Layout:
     sweep at one GPU count cannot separate base_us from step_us, for example)."""
     shared: frozenset[str] = frozenset()
     fixed: tuple[tuple[str, float], ...] = ()
+    # The base_us slots hold base_us + step_us (the latency extra of a one-hop pattern):
+    # see NETWORK_NODES.
+    hop_base: bool = False
 
     def slots(self) -> list[tuple[str, str | None]]:
         fixed = dict(self.fixed)
@@ -70,9 +73,23 @@ class Layout:
 
 
 FULL = Layout()
-# Multi-node: one sweep (16 GPUs, 2 nodes) has a single network hop count, so the
-# per-hop cost is shared across protocols; base, eff_max and bytes_half stay per protocol.
+# Multi-node: the per-hop cost is shared across protocols (one number per network hop of
+# this fabric; a single node count, e.g. the h100's four-node sweep, only fixes base +
+# hops x step together); base, eff_max and bytes_half stay per protocol.
 NETWORK = Layout(shared=frozenset({"step_us"}))
+# Sweeps at two node counts or more separate base_us from step_us. Every pattern across
+# nodes takes one network hop at least (a send, a ring step; the tree takes 2 log2(nodes)),
+# so what must stay >= 0 there is NCCL's latency plus base_us + step_us, not base_us alone:
+# the fit bounds base_us + step_us (and step_us) below instead of base_us and step_us each,
+# which lets a per-hop cost above NCCL's come with a base below its constant (the echo A100
+# logs: ~9.5 us per tree level against NCCL's 5.0, on a two-node floor below NCCL's).
+# One ramp shape (gamma) for every protocol: NCCL's model runs each protocol in one size
+# band only (echo A100: Simple from 128 MiB up, where the ramp is flat), so a protocol's
+# own gamma is not identified outside it; fitted per protocol, Simple's went to its
+# bound (gamma 4, bytes_half 114 MB: eff 0.0003 at 16 MiB), which priced every mid-size
+# Simple transfer across nodes (pipeline sends, data-parallel rings) thousands of times
+# too slow.
+NETWORK_NODES = Layout(shared=frozenset({"step_us", "gamma"}), hop_base=True)
 
 
 def ramp_layout(layout: Layout, proto_idx: np.ndarray) -> Layout:
@@ -83,7 +100,7 @@ def ramp_layout(layout: Layout, proto_idx: np.ndarray) -> Layout:
     counts = np.bincount(proto_idx.astype(int), minlength=len(PROTOCOLS))
     if all(c == 0 or c > own for c in counts):
         return layout
-    return Layout(shared=layout.shared | {"gamma"}, fixed=layout.fixed)
+    return Layout(shared=layout.shared | {"gamma"}, fixed=layout.fixed, hop_base=layout.hop_base)
 
 
 def latency_floor(proto: str, cls: str = "nvlink") -> tuple[float, float]:
@@ -147,7 +164,10 @@ def _gather(layout: Layout) -> dict[str, np.ndarray | int]:
 def unpack(theta, layout: Layout) -> dict[str, np.ndarray]:
     """theta -> {name: per-protocol array (PROTOCOLS order)}."""
     ext = np.concatenate([np.asarray(theta, float), [v for _, v in layout.fixed]])
-    return {k: ext[i] for k, i in _gather(layout).items()}
+    out = {k: ext[i] for k, i in _gather(layout).items()}
+    if layout.hop_base:
+        out["base_us"] = out["base_us"] - out["step_us"]
+    return out
 
 
 def predict_nvlink(theta, tab, layout: Layout = FULL) -> np.ndarray:
@@ -171,7 +191,8 @@ def _bounds(layout: Layout, cls: str = "nvlink"):
     lo, hi, x0 = [], [], []
     for name, proto in layout.slots():
         floors = [latency_floor(p, cls) for p in ([proto] if proto else PROTOCOLS)]
-        low = {"base_us": max(f[0] for f in floors), "step_us": max(f[1] for f in floors),
+        base_low = max(f[0] + f[1] if layout.hop_base else f[0] for f in floors)
+        low = {"base_us": base_low, "step_us": max(f[1] for f in floors),
                "eff_max": _LO_EFF, "bytes_half": _LO_LBH, "gamma": _LO_GAMMA}[name]
         lo.append(low); hi.append(_HI[name]); x0.append(max(_P0[name], low))  # noqa: E702
     return np.array(x0), (np.array(lo), np.array(hi))
@@ -254,7 +275,9 @@ def fit_profile_fabric(profile: Profile, nvlink: list[Sweep], network: list[Swee
         curves = {f"nvlink.{p}": FabricCurve(**f.params) for p, f in per.items() if p in seen}
         prof = profile.model_copy(update={"fabric": curves})
         tabs = with_intra_steps([point_table(s, prof) for s in network], curves)
-        net = fit_nvlink(tabs, NETWORK, n_boot, cls="network")
+        nodes = {s.nodes for s in network}
+        net = fit_nvlink(tabs, NETWORK_NODES if len(nodes) > 1 else NETWORK, n_boot,
+                         cls="network")
         seen = measured_protocols(tabs)
         group = network_fit_group(network)
         for f in net.values():
@@ -278,15 +301,24 @@ def ring_on_plateau(simple: Fit, plateau: float) -> Fit:
 
 
 def network_fit_group(network: list[Sweep]) -> list | None:
-    """The group the ``network`` curves are fitted on (kind, GPUs, nodes, GPUs per node),
+    """The reference group of the ``network`` curves (kind, GPUs, nodes, GPUs per node),
     which sets where the tuner reads their ramp on other groups (Tuner.nic_ramp); None for
-    the echo two-node group (analytical.FIT_GROUP), as ``CollectiveCurve.fit_group``. Sweeps
-    of different groups would leave that reference undefined and are refused."""
-    groups = {(s.collective, s.gpus, s.nodes, s.gpus_per_node) for s in network}
-    if len(groups) > 1:
-        raise ClusterSimError(f"network sweeps of different groups {sorted(groups)}: the "
-                              f"fabric network curve's ramp needs one fit group")
-    group = groups.pop()
+    the echo two-node group (analytical.FIT_GROUP), as ``CollectiveCurve.fit_group``.
+
+    The ramp reference is the NIC bytes per ring channel, which depend on the GPUs (NICs)
+    per node only (analytical.nic_ramp_scale): sweeps of one collective at several node
+    counts with the same GPUs per node read it alike, and together they separate the
+    per-hop latency (``step_us``, x hops: 2 log2(nodes) for the tree) from the base. The
+    reference is the fewest-node group of them. Sweeps of another system, collective or
+    number of GPUs per node would leave that reference undefined and are refused."""
+    shapes = {(s.system, s.collective, s.gpus_per_node) for s in network}
+    if len(shapes) > 1:
+        groups = sorted({(s.collective, s.gpus, s.nodes, s.gpus_per_node) for s in network})
+        raise ClusterSimError(f"network sweeps of different groups {groups}: the fabric "
+                              f"network curve's ramp needs one fit group (one system, one "
+                              f"collective, one number of GPUs per node)")
+    s = min(network, key=lambda s: s.nodes)
+    group = (s.collective, s.gpus, s.nodes, s.gpus_per_node)
     return None if group == FIT_GROUP else list(group)
 
 
@@ -337,6 +369,6 @@ def _theta(fits: dict[str, Fit], layout: Layout) -> np.ndarray:
     th = []
     for name, proto in layout.slots():
         f = fits[proto or PROTOCOLS[0]].params
-        v = f[name]
+        v = f[name] + (f["step_us"] if layout.hop_base and name == "base_us" else 0.0)
         th.append(np.log(v) if name == "bytes_half" else v)
     return np.array(th)

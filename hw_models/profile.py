@@ -107,6 +107,10 @@ class CollectiveCurve(_SizeRamp, _P):
     # latency is NCCL's on that group (sim/network/analytical.py scale_out_ring_time).
     # None: the echo 16-GPU two-node all_reduce (analytical.FIT_GROUP).
     fit_group: tuple[str, int, int, int] | None = None
+    # Latency per tree level (each of the tree's 2 log2(nodes) network hops) above NCCL's
+    # constant, fitted on sweeps at two node counts or more; 0: NCCL's constants
+    # (analytical.nccl_latency_us). Bounded by NCCL's tree network LL hop (5.0 us).
+    level_us: float = Field(default=0.0, ge=-5.0)
 
 
 class FabricCurve(_SizeRamp, _P):

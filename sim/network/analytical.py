@@ -14,7 +14,9 @@ was fitted on (``nic_ramp_scale``: NCCL binds ring channels to NICs, so a one-NI
 pipelines 8x the bytes per channel of the 8-NIC fit ring at equal bus bytes); not for
 all-to-all, whose send/recv channels are per peer.
 The latency grows with the group as NCCL's does (ring steps, or the tree's log2(nodes)
-for a small all_reduce; ``nccl_latency_us``) from the two-node group the curve was fitted on.
+for a small all_reduce; ``nccl_latency_us``) from the two-node group the curve was fitted on,
+each tree level at NCCL's constant plus the curve's ``level_us`` (fitted where the curve's
+sweeps span two node counts or more: the a100 curve on the echo 2- and 8-node logs).
 """
 
 from __future__ import annotations
@@ -43,13 +45,15 @@ FIT_GROUP = ("all_reduce", 16, 2, 8)            # kind, GPUs, nodes, GPUs per no
 RING_KINDS = frozenset({"all_reduce", "all_gather", "reduce_scatter", "broadcast", "reduce"})
 
 
-def nccl_latency_us(kind: str, n: int, nodes: int, local: int) -> float:
+def nccl_latency_us(kind: str, n: int, nodes: int, local: int, level_us: float = 0.0) -> float:
     """NCCL's latency of a collective over ``n`` ranks on ``nodes`` nodes (``local`` per
     node) with the LL protocol, the one it runs at small sizes (src/graph/tuning.cc, constants
     in sim/network/collectives/nccl_tuning.yaml): ring base + per-hop latency x steps (2(n-1)
     for all_reduce, n-1 otherwise; an intra-node step of a multi-node ring costs at least the
     proxy's network overhead); for all_reduce the tree's base + 2((local-1) intra +
-    log2(nodes) inter) when that is lower, as NCCL's tuner would pick it."""
+    log2(nodes) inter) when that is lower, as NCCL's tuner would pick it (on its own
+    constants). ``level_us`` is added to each of the tree's 2 log2(nodes) network hops
+    (a curve's fitted ``level_us``); ring steps keep NCCL's constants."""
     c = nccl_model.constants()
     hw, base = c["hw_latency_us"], c["base_latency_us"]
     mult = 2 if kind == "all_reduce" else 1
@@ -61,9 +65,10 @@ def nccl_latency_us(kind: str, n: int, nodes: int, local: int) -> float:
     ring = base["ring"]["LL"] + intra * intra_hw + inter * hw["ring"]["network"]["LL"]
     if kind != "all_reduce" or nodes < 2:
         return ring
+    levels = 2 * math.log2(nodes)
     tree = (base["tree"]["LL"] + 2 * (local - 1) * hw["tree"]["nvlink"]["LL"]
-            + 2 * math.log2(nodes) * hw["tree"]["network"]["LL"])
-    return min(ring, tree)
+            + levels * hw["tree"]["network"]["LL"])
+    return tree + levels * level_us if tree < ring else ring
 
 
 def bus_factor(kind: str, n: int) -> float:
@@ -117,17 +122,18 @@ def nic_ramp_scale(curve: CollectiveCurve | FabricCurve, scale_up_bw: float, per
 
 def _moved_latency_us(curve: CollectiveCurve, nccl_us: float) -> float:
     """The curve's latency moved from the group it was fitted on to a pattern NCCL puts
-    at ``nccl_us``: the curve's own plus ``nccl_us`` less NCCL's latency on the fit group,
-    never below zero."""
-    return max(curve.latency_us + nccl_us - nccl_latency_us(*(curve.fit_group or FIT_GROUP)),
-               0.0)
+    at ``nccl_us`` (tree levels at NCCL's constant plus the curve's ``level_us``): the
+    curve's own plus ``nccl_us`` less NCCL's latency on the fit group, never below zero."""
+    fit = nccl_latency_us(*(curve.fit_group or FIT_GROUP), level_us=curve.level_us)
+    return max(curve.latency_us + nccl_us - fit, 0.0)
 
 
 def ring_latency_us(curve: CollectiveCurve, kind: str, n: int, domains: int,
                     per_domain: int) -> float:
     """The latency ``scale_out_ring_time`` charges a ring over this group: the curve's
     moved to NCCL's latency on the group (``_moved_latency_us``)."""
-    return _moved_latency_us(curve, nccl_latency_us(kind, n, domains, per_domain))
+    return _moved_latency_us(curve, nccl_latency_us(kind, n, domains, per_domain,
+                                                    level_us=curve.level_us))
 
 
 def p2p_step_latency_us() -> float:
