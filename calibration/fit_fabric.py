@@ -292,7 +292,7 @@ def ring_on_plateau(simple: Fit, plateau: float) -> Fit:
     node. NCCL runs those rings on its ring graph, whose port efficiency is not the NVLS
     all_reduce's that ``nvlink.Simple`` is fitted on (NCCL picks NVLS from 1 MiB on the
     DGX H100 sweep): the plateau is ``plateau``, the published large-size ring busbw over
-    the link (build_profiles.ring_plateau). Those single points have no ramp, so base_us,
+    the link (collective_fits.ring_plateau). Those single points have no ramp, so base_us,
     step_us and the ramp shape (bytes_half, gamma) are ``simple``'s, with its quality and
     spread; the plateau is fixed and carries none (as ``collectives.nvlink_ring``)."""
     params = dict(simple.params) | {"eff_max": float(f"{plateau:.5g}")}

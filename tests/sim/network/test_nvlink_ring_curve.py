@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calibration.build_profiles import H100_RING_POINTS, REF, ring_plateau
+from calibration.collective_fits import H100_RING_POINTS, REF, ring_plateau
 from calibration.validate_nccl import H100_RS_RING
 from hw_models import catalog
 from hw_models.profile import load_builtin
@@ -110,7 +110,7 @@ def test_ring_rows_of_the_fit_are_rings():
     """The ring curve's latency and ramp are fitted on the DGX H100 all_reduce sizes NCCL's
     own model runs as ring LL (<= 512 KiB; NVLS from 1 MiB) and on Vidur's 2-GPU all_reduce
     (no NVLS on two GPUs) from 8 MiB: 7 + 7 points."""
-    from calibration.build_profiles import RING_LL_MAX_BYTES, h100_ring_points
+    from calibration.collective_fits import RING_LL_MAX_BYTES, h100_ring_points
     from calibration.validate_nccl import network_for, reference_sweeps
     (s,) = [s for s in reference_sweeps() if s.name == "DGX H100 8 GPU NVLS"]
     net, g = network_for(s), CommGroup(tuple(range(8)))
