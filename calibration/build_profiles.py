@@ -46,7 +46,7 @@ from calibration.collective_fits import (
 )
 from calibration.fitting import Fit, fit_attention, fit_gemm, fit_memory_launch
 from calibration.parsers import VIDUR_GEMMS, vidur_gemm_shapes
-from calibration.reference_files import REF, _csv, _sha
+from calibration.reference_files import REF, reference_csv, reference_sha
 from hw_models import catalog
 from hw_models.dtypes import DTYPE_BYTES
 
@@ -85,7 +85,7 @@ def gpu_spread(rel: str = GPU_SPREAD, column: str = "mean_iter_dur_mean") -> dic
     normal the model draws from describes the body: a few whole nodes running 2x slower
     (persistent slow nodes, ``sim.stragglers``) are another mechanism and would dominate
     a plain standard deviation."""
-    x = _csv(rel)[column].to_numpy(float)
+    x = reference_csv(rel)[column].to_numpy(float)
     med = np.median(x)
     return {"gpu_cv": round(float(1.4826 * np.median(np.abs(x - med)) / med), 5)}
 
@@ -99,7 +99,7 @@ GPU_SPREAD_NOTE = ("variability.gpu_cv: spread of the mean ResNet-50 step time b
 
 def memory_eff(column: str, gpu: catalog.GPUSpec) -> float:
     """STREAM copy/mul/add/triad mean bandwidth over the datasheet figure."""
-    df = _csv("kernels/hbm_stream.csv").set_index("kernel")
+    df = reference_csv("kernels/hbm_stream.csv").set_index("kernel")
     return round(float(df.loc[["copy", "mul", "add", "triad"], column].mean()) * 1e12
                  / gpu.hbm_bw, 4)
 
@@ -144,7 +144,7 @@ def memory_ops_floors(prefix: str, gpu: catalog.GPUSpec, bw_eff: float) -> dict[
 
 
 def gemm_from_cublaslt(column: str, dtype: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
-    df = _csv("kernels/gemm_cublaslt.csv")
+    df = reference_csv("kernels/gemm_cublaslt.csv")
     t = 2 * df.m * df.n * df.k / (df[column] * 1e12)
     return fit_gemm(df.m, df.n, df.k, t, gpu.peak_flops(dtype), gpu.hbm_bw, bw_eff, DTYPE_BYTES[dtype],
                     sms=gpu.sms)
@@ -159,7 +159,7 @@ def gemm_from_vidur(prefix: str, gpu: catalog.GPUSpec, bw_eff: float) -> Fit:
 
 def attention(gpu_name: str, gpu: catalog.GPUSpec) -> dict[str, Fit]:
     """FlashAttention-2 fwd+bwd TFLOP/s (FLOPs as the paper counts them) vs sequence length."""
-    df = _csv("kernels/flashattention2.csv")
+    df = reference_csv("kernels/flashattention2.csv")
     df = df[(df.gpu == gpu_name) & (df["pass"] == "fwd_bwd")]
     seqs = {"s512": 512, "s1k": 1024, "s2k": 2048, "s4k": 4096, "s8k": 8192, "s16k": 16384}
     fits = {}
@@ -241,7 +241,7 @@ def _profile(name: str, device: str, inputs: list[str], gemm: dict[str, Fit],
     fits |= {f"fabric.{k}": v for k, v in fabric.items()}
     return {
         "name": name, "device": device, "fitted_by": "python -m calibration.build_profiles",
-        "inputs": [_sha(p) for p in inputs],
+        "inputs": [reference_sha(p) for p in inputs],
         "gemm": {k: v.params for k, v in gemm.items()},
         "attention": {k: v.params for k, v in attn.items()},
         "memory": {"bw_eff": bw_eff, "launch_us": launch.params["launch_us"]},
@@ -290,7 +290,7 @@ def build_a100() -> dict:
          GPU_SPREAD_NOTE],
         memory_ops_floors("a100", gpu, bw_eff))
     # Between-GPU spread only: there is no A100 step log in the repository (docs/accuracy.md).
-    prof["variability"] = gpu_spread() | {"inputs": [_sha(GPU_SPREAD)]}
+    prof["variability"] = gpu_spread() | {"inputs": [reference_sha(GPU_SPREAD)]}
     return prof
 
 
@@ -323,7 +323,7 @@ def build_h100() -> dict:
          "run (calibration/fit_deepep.py)."],
         memory_ops_floors("h100", gpu, bw_eff))
     from calibration.fit_deepep import FILE, fit_deepep
-    prof["inputs"].append(_sha(FILE))
+    prof["inputs"].append(reference_sha(FILE))
     prof["deepep"] = fit_deepep()
     return with_variability(prof, VARIABILITY_NOTE)
 
@@ -339,7 +339,7 @@ def system_variant(a100: dict, name: str, inputs: list[str], note: str) -> dict:
     quality["notes"] = a100["quality"]["notes"] + [note]
     unc = {k: v for k, v in a100["uncertainty"].items() if not k.startswith("fabric.")}
     out = a100 | {"name": name, "fabric": {k: v.params for k, v in fabric.items()},
-                  "inputs": a100["inputs"] + [h for h in map(_sha, inputs)
+                  "inputs": a100["inputs"] + [h for h in map(reference_sha, inputs)
                                               if h not in a100["inputs"]],
                   "quality": quality,
                   "uncertainty": unc | {f"fabric.{k}": v.uncertainty for k, v in fabric.items()}}
@@ -376,7 +376,7 @@ def build_all() -> list[dict]:
     from calibration.blackwell import build_blackwell
     a100, h100 = build_a100(), build_h100()
     return [a100, build_a100_ndm(a100), build_a100_dgx(a100), h100,
-            *build_blackwell(h100, REF, _sha)]
+            *build_blackwell(h100, REF, reference_sha)]
 
 
 def check() -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from calibration.fitting import Fit, fit_collective, fit_collective_on_plateau
 from calibration.parsers import read_nccl_tests
-from calibration.reference_files import REF, _csv
+from calibration.reference_files import REF, reference_csv
 from hw_models import catalog
 
 
@@ -48,7 +48,7 @@ def all_reduce_nodes_fit(logs: list[tuple[int, object]], link_bw: float) -> Fit:
 
 
 def a100_collectives() -> dict[str, Fit]:
-    nvl = _csv("collectives/azure_a100_8gpu_all_reduce.csv")
+    nvl = reference_csv("collectives/azure_a100_8gpu_all_reduce.csv")
     t = 2 * 7 / 8 * nvl.size_bytes / (nvl.busbw_gb_s * 1e9)
     sys = catalog.system("dgx-a100")
     logs = [(n, read_nccl_tests(REF / f"echo_nccl_tests/azure_a100_40gb_all_reduce_{n}gpu.log"))
@@ -63,9 +63,9 @@ H100_NETWORK = "collectives/voltage_park_h100_4node_all_reduce.csv"
 
 
 def h100_collectives() -> dict[str, Fit]:
-    nvl = _csv("collectives/dgx_h100_all_reduce_nvls.csv")
+    nvl = reference_csv("collectives/dgx_h100_all_reduce_nvls.csv")
     sys = catalog.system("dgx-h100")
-    net = _csv(H100_NETWORK)
+    net = reference_csv(H100_NETWORK)
     # Four nodes x 8 GPUs, one 400 Gb/s NIC per GPU: the node's NICs bound the ring.
     net_bw = min(sys.scale_up_bw, sys.gpus_per_node * sys.nic_bw_per_gpu)
     nvlink = all_reduce_fit(nvl.size_bytes, nvl.time_us * 1e-6, 8, sys.scale_up_bw)
@@ -89,7 +89,7 @@ def ring_plateau(link_bw: float, rel: str = H100_RING_POINTS) -> float:
     """Plateau of a ring collective inside one NVLink 4 node, as a fraction of the link:
     the mean of the published large-size ring busbw (all_reduce with NVLS off,
     reduce_scatter, all_gather on 8 H100 / H200) over the link bandwidth."""
-    return float(_csv(rel).busbw_gb_s.mean()) * 1e9 / link_bw
+    return float(reference_csv(rel).busbw_gb_s.mean()) * 1e9 / link_bw
 
 
 def h100_ring_points() -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +99,7 @@ def h100_ring_points() -> tuple[np.ndarray, np.ndarray]:
     GPUs) from VIDUR_RING_MIN_BYTES, at the half-octave sizes ``validate nccl`` reads."""
     from calibration.validate_nccl import check_sweeps
     from sim.network.analytical import bus_factor
-    nvl = _csv(H100_NVLS_SWEEP)
+    nvl = reference_csv(H100_NVLS_SWEEP)
     nvl = nvl[nvl.size_bytes <= RING_LL_MAX_BYTES]
     (two,) = [s for s in check_sweeps() if s.name == "Vidur DGX H100 2 GPU"]
     two = two.data[two.data.size_bytes >= VIDUR_RING_MIN_BYTES]

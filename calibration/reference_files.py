@@ -13,10 +13,10 @@ import pandas as pd
 REF = Path(str(resources.files("calibration").joinpath("reference")))
 
 
-def _csv(rel: str) -> pd.DataFrame:
+def reference_csv(rel: str) -> pd.DataFrame:
     return pd.read_csv(REF / rel, comment="#")
 
 
-def _sha(rel: str) -> dict[str, str]:
+def reference_sha(rel: str) -> dict[str, str]:
     return {"path": f"calibration/reference/{rel}",
             "sha256": hashlib.sha256((REF / rel).read_bytes()).hexdigest()}

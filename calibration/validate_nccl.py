@@ -45,21 +45,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from calibration.parsers import read_nccl_tests, read_vidur_network
+from calibration.reference_files import REF, reference_csv
 from hw_models import catalog
 from hw_models.profile import Profile, load_builtin
 from sim.network.analytical import ClusterLayout, bus_factor
 from sim.network.flow import FlowNetwork
 from sim.progress import progress
 from workloads.graph import CommGroup
-
-REF = Path(str(resources.files("calibration").joinpath("reference")))
 
 
 @dataclass(frozen=True)
@@ -118,7 +115,7 @@ VOLTAGE_PARK = "collectives/voltage_park_h100_4node_{}.csv"
 def _voltage_park(collective: str) -> Sweep:
     """Voltage Park's four-node H100 nccl-tests sweep of one collective (32 ranks, NCCL's
     own algorithm choice; in-place times)."""
-    df = pd.read_csv(REF / VOLTAGE_PARK.format(collective), comment="#")
+    df = reference_csv(VOLTAGE_PARK.format(collective))
     return Sweep(f"Voltage Park H100 4x8 GPU {collective}", "dgx-h100", "h100", 32, 8,
                  df[["size_bytes", "time_us", "busbw_gb_s"]], collective=collective)
 
@@ -129,7 +126,7 @@ H100_RS_RING = "collectives/h100_8gpu_reduce_scatter_ring.csv"
 def _h100_reduce_scatter_ring() -> Sweep:
     """One 8x H100 SXM server's reduce_scatter with NCCL_ALGO=Ring (NVIDIA/nccl issue
     1047; out-of-place times, 128 MiB to 8 GiB)."""
-    df = pd.read_csv(REF / H100_RS_RING, comment="#")
+    df = reference_csv(H100_RS_RING)
     return Sweep("H100 8 GPU reduce_scatter ring", "dgx-h100", "h100", 8, 8,
                  df[["size_bytes", "time_us", "busbw_gb_s"]], collective="reduce_scatter",
                  algo="ring")
@@ -152,8 +149,8 @@ def check_sweeps() -> tuple[Sweep, ...]:
 
 @cache
 def reference_sweeps() -> tuple[Sweep, ...]:
-    h = pd.read_csv(REF / "collectives/dgx_h100_all_reduce_nvls.csv", comment="#")
-    a = pd.read_csv(REF / "collectives/azure_a100_8gpu_all_reduce.csv", comment="#")
+    h = reference_csv("collectives/dgx_h100_all_reduce_nvls.csv")
+    a = reference_csv("collectives/azure_a100_8gpu_all_reduce.csv")
     a["time_us"] = bus_factor("all_reduce", 8) * a.size_bytes / (a.busbw_gb_s * 1e3)
     return (Sweep("DGX H100 8 GPU NVLS", "dgx-h100", "h100", 8, 8, h),
             Sweep("Azure A100-80GB 8 GPU", "azure-ndm-a100-v4", "a100-ndm-v4", 8, 8, a,

@@ -145,6 +145,6 @@ def test_blackwell_profiles_regenerate():
     borrow memory and collective curves from) match the committed YAML (~10 s;
     calibration/profile_match.py)."""
     h100 = yaml.safe_load((build_profiles.OUT / "h100.yaml").read_text())
-    for prof in blackwell.build_blackwell(h100, build_profiles.REF, build_profiles._sha):
+    for prof in blackwell.build_blackwell(h100, build_profiles.REF, build_profiles.reference_sha):
         committed = yaml.safe_load((build_profiles.OUT / f"{prof['name']}.yaml").read_text())
         assert mismatches(yaml.safe_load(yaml.safe_dump(prof)), committed) == []
