@@ -12,13 +12,16 @@ Where the settings are, per release:
   llm_pretrain}.py; set_workload_base_configs (scripts/performance/utils/overrides.py) applies
   a base config's ``moe_flex_dispatcher_backend`` with apply_flex_dispatcher_backend (flex +
   HybridEP), its cuda_graph_scope and recompute_modules (granularity selective);
-  _set_common_perf_overrides sets moe_hybridep_num_sms = 32 where the backend is hybridep. The
+  _set_common_perf_overrides, called inside it, sets moe_hybridep_num_sms = 32 where the
+  backend is already hybridep: Super (its library recipe names hybridep), not Nano (its
+  library recipe names deepep with moe_hybridep_num_sms = 16; the Nano config functions set
+  the hybridep backend after set_workload_base_configs, so Nano keeps 16; v0.3.1 the same). The
   base configs are identical from v0.3.1 to v0.5.1 except Super on B200 (v0.5.1: TP 2, EP 8 and
   graphs for BF16; no B200 row is published after 26.04.01).
 - v0.6.0: src/megatron/bridge/perf_recipes/nemotronh/{common.py, gb300,gb200,...}/nemotronh.py;
   _benchmark_common (perf_recipes/_common.py) sets manual_gc (interval 100),
   grad_reduce_in_fp32 False, moe_hybridep_num_sms 32 for hybridep and turns the TE op fuser
-  off; the Nano recipes set moe_hybridep_num_sms = 16 after it.
+  off; the Nano recipes set moe_hybridep_num_sms = 16 after it (Super and Ultra keep 32).
 
 Settings every row shares (every release): token dispatcher flex with the HybridEP backend
 (Nano: the library recipe's "flex" with the base config's "hybridep"; Super: the library
@@ -54,18 +57,19 @@ HYBRID_RECIPES: dict[tuple[str, str, str], list[tuple[tuple[int, ...], dict]]] =
     # Nemotron 3 Nano. v0.3.1-v0.5.1 BASE_NEMOTRON_3_NANO_CONFIG: EP 8, hybridep, graphs
     # [attn, mamba, moe_router, moe_preprocess]; GB300 / B300 MBS 4, GB200 / B200 MBS 2;
     # *_FP8_MX_V1 = *_BF16_V1. Library recipe (recipes/nemotronh/nemotron_3_nano.py
-    # nemotron_3_nano_pretrain_config): moe_router_fusion False, recompute None, no MTP.
-    # v0.6.0 gb300/gb200 nemotron_3_nano_pretrain_8gpu_*_fp8mx_config: the same graphs
-    # (set_cuda_graph_modules), moe_hybridep_num_sms 16 after _benchmark_common, manual GC.
-    ("nemotron-3-nano", "GB300", "MXFP8"): [((26, 2, 1), _r()), ((26, 8), _r(sms=16, manual_gc=True))],
-    ("nemotron-3-nano", "GB200", "MXFP8"): [((26, 2, 1), _r()), ((26, 8), _r(sms=16, manual_gc=True))],
-    ("nemotron-3-nano", "B300", "MXFP8"): [((26, 2, 1), _r())],
-    ("nemotron-3-nano", "B200", "MXFP8"): [((26, 2, 1), _r())],
+    # nemotron_3_nano_pretrain_config): moe_router_fusion False, recompute None, no MTP,
+    # moe_hybridep_num_sms 16 (kept: above). v0.6.0 gb300/gb200
+    # nemotron_3_nano_pretrain_8gpu_*_fp8mx_config: the same graphs (set_cuda_graph_modules),
+    # moe_hybridep_num_sms 16 set after _benchmark_common, manual GC.
+    ("nemotron-3-nano", "GB300", "MXFP8"): [((26, 2, 1), _r(sms=16)), ((26, 8), _r(sms=16, manual_gc=True))],
+    ("nemotron-3-nano", "GB200", "MXFP8"): [((26, 2, 1), _r(sms=16)), ((26, 8), _r(sms=16, manual_gc=True))],
+    ("nemotron-3-nano", "B300", "MXFP8"): [((26, 2, 1), _r(sms=16))],
+    ("nemotron-3-nano", "B200", "MXFP8"): [((26, 2, 1), _r(sms=16))],
     # H100 NEMOTRON_3_NANO_PRETRAIN_CONFIG_H100_FP8_CS_V1: 16 GPUs, GBS 1024, MBS 1, graphs
     # [mamba] only, recompute_modules [moe, layernorm, core_attn, moe_act] (v0.3.1-v0.5.1; the
     # published plan keeps EP 8 of the base config).
     ("nemotron-3-nano", "H100", "FP8"): [
-        ((26, 2, 1), _r(graphs=("mamba",), recompute=("moe", "layernorm", "core_attn", "moe_act")))],
+        ((26, 2, 1), _r(sms=16, graphs=("mamba",), recompute=("moe", "layernorm", "core_attn", "moe_act")))],
     # Nemotron 3.5 Lightning (26.08 only): v0.6.0 gb200 nemotron_3_5_lightning_pretrain_8gpu_
     # gb200_fp8mx_config = the Nano GB200 MXFP8 recipe plus mtp_num_layers 2
     # (mtp_hybrid_override_pattern "*E": an attention and a MoE layer per depth,

@@ -70,10 +70,13 @@ def test_revised_and_footnoted_rows_keep_their_history(df):
 
 def test_recipe_lookups_match_the_recipe_source(df):
     # v0.6.0 perf_recipes/nemotronh/gb300/nemotronh.py: Nano sets moe_hybridep_num_sms = 16
-    # after _benchmark_common; v0.5.1 _set_common_perf_overrides sets 32.
+    # after _benchmark_common; v0.5.1: _set_common_perf_overrides' 32 needs the hybridep backend,
+    # which the Nano config sets after it (the library recipe's deepep, 16 SMs, until then);
+    # Super's library recipe names hybridep, so 32.
     nano_2608 = hybrid_recipe(_row(df, "MB-PERF-26.08", "nemotron-3-nano", "GB300", "MXFP8"))
     nano_2606 = hybrid_recipe(_row(df, "MB-PERF-26.06", "nemotron-3-nano", "GB300", "MXFP8"))
-    assert (nano_2608["hybridep_sms"], nano_2606["hybridep_sms"]) == (16, 32)
+    super_2606 = hybrid_recipe(_row(df, "MB-PERF-26.06", "nemotron-3-super", "GB300", "MXFP8"))
+    assert (nano_2608["hybridep_sms"], nano_2606["hybridep_sms"], super_2606["hybridep_sms"]) == (16, 16, 32)
     assert nano_2608["cuda_graphs"] == ALL4 and nano_2608["mtp_layers"] == 0
     # v0.4.2 nemotron_3_workload_base_configs.py BASE_NEMOTRON_3_SUPER_CONFIG_B200: no graphs,
     # recompute [moe_act, layernorm]; the library recipe's mtp_num_layers = 2.
