@@ -235,3 +235,17 @@ def test_hf_tensor_count_of_a_hybrid_checkpoint():
     expert's up and down (261); then embedding, final norm, output layer."""
     from sim.rl_sync import hf_tensor_count
     assert hf_tensor_count(nano()) == 23 * 9 + 6 * 5 + 23 * 261 + 3
+
+
+def test_fp8_covers_the_projections_not_the_scan():
+    """Under FP8 the in_proj / out_proj run at the FP8 rate and get the recipe's casts
+    (Transformer Engine linears); the scan's Triton kernels stay 16-bit."""
+    from dataclasses import replace
+
+    from workloads import fp8
+    c = replace(ctx(), dtype="fp8")
+    ops = fp8.rewrite(mamba_forward(c), "tensorwise")
+    by_name = {o.name: o for o in ops if isinstance(o, Compute)}
+    assert by_name["mamba_in_proj"].dtype == by_name["mamba_out_proj"].dtype == "fp8"
+    assert {o.dtype for n, o in by_name.items() if n.startswith("ssd_") and o.op_class == "gemm"} == {"bf16"}
+    assert any(n.startswith("mamba_out_proj_tensorwise_cast") for n in by_name)
