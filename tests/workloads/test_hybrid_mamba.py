@@ -205,7 +205,6 @@ def test_serving_a_hybrid_model_is_refused():
 
 # ----------------------------------------------------------------------------- a step
 
-@pytest.mark.slow
 @pytest.mark.parametrize("system, nodes, gbs, mbs, recipe, published", [
     ("gb300-nvl72", 2, 512, 4, "mxfp8", 39936),   # 26.08, 8 GB300
     ("dgx-h100", 2, 1024, 1, "tensorwise", 14719),    # 26.02.01, 16 H100
