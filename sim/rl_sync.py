@@ -110,7 +110,10 @@ def hf_tensor_count(m: ModelSpec) -> int:
     norms; MLA: q_a_proj, q_a_layernorm, q_b_proj or q_proj, kv_a_proj_with_mqa,
     kv_a_layernorm, kv_b_proj, o_proj), two norms, and the MLP (gate, up, down) or, in a
     MoE layer, the router (plus its bias: DeepSeek-V3's e_score_correction_bias), every
-    expert's matrices and the shared experts'. Then the embedding, final norm, output layer."""
+    expert's matrices and the shared experts'. A hybrid model's sub-layers (hybrid_pattern)
+    have one norm each: a Mamba mixer exports in_proj, conv1d weight and bias, dt_bias,
+    A_log, D, its norm and out_proj; an attention or MLP sub-layer its half of the above.
+    Then the embedding, final norm, output layer."""
     norm = 2 if m.norm == "layernorm" else 1          # LayerNorm has a weight and a bias
     mlp = (3 if m.gated else 2) * (2 if m.bias else 1)
     att = mla(m)
@@ -120,13 +123,19 @@ def hf_tensor_count(m: ModelSpec) -> int:
         attn = 4 * (2 if m.bias else 1) + (2 if m.qk_norm else 0)
     count = 0
     for i in range(m.layers):
-        count += attn + 2 * norm
+        kind = m.hybrid_pattern[i] if m.hybrid_pattern else None
+        if kind == "M":    # in_proj, conv1d weight and bias, dt_bias, A_log, D, norm, out_proj
+            count += norm + 8 + 2 * int(m.bias)
+            continue
+        count += (attn if kind in (None, "*") else 0) + (2 if kind is None else 1) * norm
+        if kind == "*":
+            continue
         if is_moe_layer(m, i):
             router = 1 + int(m.moe.router == "sigmoid" or m.bias)
             count += router + m.moe.experts * mlp + m.moe.shared_experts * (3 if m.gated else 2)
         else:
             count += mlp
-    return count + 1 + int(not m.rope) + norm + int(not m.tied_embeddings)
+    return count + 1 + int(m.learned_positions) + norm + int(not m.tied_embeddings)
 
 
 def with_tensor_cost(sync: dict, model: ModelSpec, system: SystemSpec) -> dict:

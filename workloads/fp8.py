@@ -65,10 +65,11 @@ GEMM_DTYPE: dict[str, str] = {"tensorwise": "fp8", "delayed": "fp8", "blockwise"
 ELEMENT_BYTES: dict[str, float] = {"fp8": 1.0, "mxfp8": 1.0, "nvfp4": 0.5}
 LINEAR = ("qkv", "attn_proj", "mlp_up", "mlp_down")
 # MoE / MLA layers (workloads/moe_layers.py): Transformer Engine runs them as FP8 linears
-# too (Megatron-Core's TEGroupedMLP and shared-expert / MLA TE linears inside fp8_autocast).
+# too (Megatron-Core's TEGroupedMLP and shared-expert / MLA TE linears inside fp8_autocast),
+# and the Mamba mixer's in_proj / out_proj (TE linears; its scan stays 16-bit).
 # Longer names first: ``_linear`` matches by prefix.
 MOE_LINEAR = ("expert_fc1", "expert_fc2", "shared_fc1", "shared_fc2", "mla_q_down", "mla_q_up",
-              "mla_kv_down", "mla_kv_up", "mla_q")
+              "mla_kv_down", "mla_kv_up", "mla_q", "mamba_in_proj", "mamba_out_proj")
 
 
 def check_support(recipe: str, peak_dtypes: list[str], gpu_name: str) -> None:
@@ -86,7 +87,8 @@ def _linear(name: str) -> str | None:
     return None
 
 
-FUSED_INPUT = ("qkv", "mlp_up", "mlp_down")    # X written in FP8 by the norm / activation
+# X written in FP8 by the norm / activation (Mamba's in_proj: TE LayerNormColumnParallelLinear)
+FUSED_INPUT = ("qkv", "mlp_up", "mlp_down", "mamba_in_proj")
 # Recipes whose GroupedLinear quantizes each expert's split with its own kernel (TE 2.9-2.16
 # split_quantize -> multi_tensor_quantize_impl, quantizers other than FP8 delayed scaling;
 # NVFP4 has a fused split kernel from TE 2.12): see ``rewrite``.

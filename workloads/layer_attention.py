@@ -88,7 +88,8 @@ def _unfused_yarn(ctx: LayerContext) -> bool:
 
 
 def _rope(ctx: LayerContext, bwd: bool) -> list[Op]:
-    """RoPE of the queries and keys (N elements of e bytes on this rank). Fused (TE): one
+    """RoPE of the queries and keys (N elements of e bytes on this rank; none without
+    rotary positions: the hybrid Mamba models). Fused (TE): one
     read and one write of N in the forward. Unfused (``_unfused_yarn``; Megatron-Core
     ``_apply_rotary_pos_emb_bshd``, core 0.15-0.18, with rot_dim = head dim): per tensor
     ``t * cos``, ``-x2`` of half, ``torch.cat((-x2, x1))``, ``* sin``, the sum and the final
@@ -99,7 +100,7 @@ def _rope(ctx: LayerContext, bwd: bool) -> list[Op]:
     m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
     n = T * (ctx.local_heads + ctx.local_kv_heads) * m.head_dim
     if not _unfused_yarn(ctx):
-        return [] if bwd else [mem(ctx, "elementwise", 2 * e * n, "rope")]
+        return [] if bwd or not m.rope else [mem(ctx, "elementwise", 2 * e * n, "rope")]
     if bwd:
         return [replace(mem(ctx, "elementwise", 13 * e * n, "rope_bwd"), host_ops=2 * 7)]
     return [replace(mem(ctx, "elementwise", 12 * e * n, "rope"), host_ops=2 * 12)]

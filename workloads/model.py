@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hw_models.errors import ClusterSimError, UnknownPresetError
 from hw_models.yamlio import read_packaged
+from workloads import mamba as _mamba
 from workloads import moe as _moe
+from workloads.mamba import MambaSpec
 from workloads.moe import AttentionSpec, MoESpec, SlidingWindow
 
 
@@ -33,6 +35,9 @@ class ModelSpec(BaseModel):
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     bias: bool = True                  # linear layers carry biases (GPT) or not (Llama)
     rope: bool = False                 # rotary positions (no learned position table)
+    # No position encoding at all (Megatron-Core position_embedding_type "none": the
+    # hybrid Mamba models, whose Mamba layers carry the order): no learned position table.
+    no_positions: bool = False
     # Scaled rotary positions: "yarn" (gpt-oss: factor 32 over 4,096 positions; Megatron-Core
     # position_embedding_type "yarn"), which Megatron runs unfused (workloads/layer_attention.py).
     rope_scaling: Literal["yarn"] | None = None
@@ -47,6 +52,10 @@ class ModelSpec(BaseModel):
     attention: AttentionSpec | None = None
     mtp_layers: int = Field(default=0, ge=0)
     sliding_window: SlidingWindow | None = None
+    # Hybrid Mamba models (workloads/mamba.py, docs/moe.md): one character per layer,
+    # M Mamba-2 mixer, * attention, - MLP, E MoE (Megatron-Core hybrid_layer_pattern).
+    hybrid_pattern: str | None = None
+    mamba: MambaSpec | None = None
     published_params_b: float | None = None
     published_active_params_b: float | None = None
     source: str = "inline"
@@ -57,6 +66,17 @@ class ModelSpec(BaseModel):
             raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
         if self.heads % self.kv_heads_:
             raise ValueError(f"heads {self.heads} is not divisible by kv_heads {self.kv_heads_}")
+        if self.hybrid_pattern is not None:
+            _mamba.check_pattern(self.hybrid_pattern, self.layers, self.mamba is not None,
+                                 self.moe is not None)
+            if self.moe and (self.moe.layer_pattern is not None or self.moe.dense_layers):
+                raise ValueError("with hybrid_pattern, the MoE layers are its E layers: "
+                                 "drop moe.layer_pattern / moe.dense_layers")
+            if self.mtp_layers or self.sliding_window:
+                raise ValueError("hybrid_pattern does not yet combine with mtp_layers or "
+                                 "sliding_window")
+        elif self.mamba is not None:
+            raise ValueError("mamba needs a hybrid_pattern placing its layers")
         pattern = self.moe.layer_pattern if self.moe else None
         if pattern is not None and len(pattern) != self.layers:
             raise ValueError(f"moe.layer_pattern has {len(pattern)} entries for {self.layers} layers")
@@ -73,7 +93,12 @@ class ModelSpec(BaseModel):
     def uniform(self) -> bool:
         """Every layer has the same shape (a dense model with standard attention)."""
         return (self.moe is None and self.sliding_window is None and _moe.mla(self) is None
-                and not self.mtp_layers)
+                and not self.mtp_layers and self.hybrid_pattern is None)
+
+    @property
+    def learned_positions(self) -> bool:
+        """A learned position table (GPT): neither rotary positions nor none at all."""
+        return not (self.rope or self.no_positions)
 
     @property
     def kv_heads_(self) -> int:
@@ -116,7 +141,7 @@ class ModelSpec(BaseModel):
         if not self.uniform:
             return _moe.total_params(self)
         h = self.hidden
-        embed = self.vocab * h * (1 if self.tied_embeddings else 2) + (0 if self.rope else self.seq_len * h)
+        embed = self.vocab * h * (1 if self.tied_embeddings else 2) + (self.seq_len * h if self.learned_positions else 0)
         final_norm = h * (2 if self.norm == "layernorm" else 1)
         return self.layers * self.params_per_layer + embed + final_norm
 

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from workloads import mamba as _mamba
+
 if TYPE_CHECKING:
     from workloads.model import ModelSpec
 
@@ -104,6 +106,8 @@ def is_moe_layer(m: ModelSpec, i: int) -> bool:
     """Layer ``i`` (0-based, main model) has routed experts."""
     if m.moe is None:
         return False
+    if m.hybrid_pattern is not None:
+        return m.hybrid_pattern[i] == _mamba.MOE
     if m.moe.layer_pattern is not None:
         return bool(m.moe.layer_pattern[i])
     return i >= m.moe.dense_layers
@@ -157,14 +161,32 @@ def norm_params(m: ModelSpec) -> int:
     return m.hidden * (2 if m.norm == "layernorm" else 1)
 
 
-def layer_params(m: ModelSpec, i: int, active: bool = False) -> int:
-    """Parameters of layer ``i``; ``active``: those one token touches (top-k experts)."""
-    base = attention_params(m) + 2 * norm_params(m)
+def _mlp_block_params(m: ModelSpec, i: int, active: bool) -> int:
+    """The MLP half of layer ``i``: a dense MLP, or router, routed and shared experts."""
     if not is_moe_layer(m, i):
-        return base + mlp_params(m, m.ffn)
+        return mlp_params(m, m.ffn)
     moe = m.moe
     routed = (moe.top_k if active else moe.experts) * mlp_params(m, moe.expert_ffn_hidden)
-    return base + router_params(m) + routed + moe.shared_experts * mlp_params(m, moe.shared_ffn)
+    return router_params(m) + routed + moe.shared_experts * mlp_params(m, moe.shared_ffn)
+
+
+def hybrid_layer_params(m: ModelSpec, i: int, active: bool = False) -> int:
+    """One sub-layer of a hybrid model: its pre-norm and its mixer, attention or MLP."""
+    k = _mamba.kind(m, i)
+    if k == _mamba.MAMBA:
+        body = _mamba.mixer_params(m)
+    elif k == _mamba.ATTENTION:
+        body = attention_params(m)
+    else:
+        body = _mlp_block_params(m, i, active)
+    return norm_params(m) + body
+
+
+def layer_params(m: ModelSpec, i: int, active: bool = False) -> int:
+    """Parameters of layer ``i``; ``active``: those one token touches (top-k experts)."""
+    if m.hybrid_pattern is not None:
+        return hybrid_layer_params(m, i, active)
+    return attention_params(m) + 2 * norm_params(m) + _mlp_block_params(m, i, active)
 
 
 def expert_params(m: ModelSpec, i: int) -> int:
@@ -184,7 +206,7 @@ def mtp_params(m: ModelSpec, active: bool = False) -> int:
 
 def embedding_params(m: ModelSpec) -> tuple[int, int]:
     """(input embedding incl. positions, untied output layer)."""
-    pos = 0 if m.rope else m.seq_len * m.hidden
+    pos = m.seq_len * m.hidden if m.learned_positions else 0
     return m.vocab * m.hidden + pos, (0 if m.tied_embeddings else m.vocab * m.hidden)
 
 
@@ -205,9 +227,23 @@ def active_params(m: ModelSpec, embedding: bool = True) -> int:
 
 # ----------------------------------------------------------------------------- FLOPs
 
+def _mlp_matmul_params(m: ModelSpec, i: int) -> int:
+    h, mult = m.hidden, (3 if m.gated else 2)
+    if not is_moe_layer(m, i):
+        return h * m.ffn * mult
+    moe = m.moe
+    return h * moe.experts + h * mult * (moe.top_k * moe.expert_ffn_hidden
+                                         + moe.shared_experts * moe.shared_ffn)
+
+
 def matmul_params(m: ModelSpec, i: int) -> int:
     """Weights of layer ``i`` that one token multiplies (GEMMs only: no norms, biases)."""
     h, a = m.hidden, m.heads
+    k = _mamba.kind(m, i)
+    if k == _mamba.MAMBA:
+        return _mamba.mixer_matmul_params(m)
+    if k in (_mamba.MLP, _mamba.MOE):
+        return _mlp_matmul_params(m, i)
     att = mla(m)
     if att is None:
         attn = h * m.qkv_out + a * m.head_dim * h
@@ -216,16 +252,13 @@ def matmul_params(m: ModelSpec, i: int) -> int:
         attn = (h * att.q_lora_rank + att.q_lora_rank * q if att.q_lora_rank else h * q) \
             + h * (att.kv_lora_rank + att.qk_rope_head_dim) \
             + att.kv_lora_rank * a * (att.qk_nope_head_dim + att.v_head_dim) + a * att.v_head_dim * h
-    mult = 3 if m.gated else 2
-    if not is_moe_layer(m, i):
-        return attn + h * m.ffn * mult
-    moe = m.moe
-    return attn + h * moe.experts + h * mult * (moe.top_k * moe.expert_ffn_hidden
-                                                + moe.shared_experts * moe.shared_ffn)
+    return attn if k == _mamba.ATTENTION else attn + _mlp_matmul_params(m, i)
 
 
 def _attention_per_token(m: ModelSpec, i: int) -> float:
     """Half the forward QK^T + AV FLOPs of one token in layer ``i`` (non-causal)."""
+    if _mamba.kind(m, i) not in (None, _mamba.ATTENTION):
+        return 0.0
     att = mla(m)
     d_qk, d_v = (att.qk_head_dim, att.v_head_dim) if att else (m.head_dim, m.head_dim)
     return kv_len(m, i) * m.heads * (d_qk + d_v)
@@ -238,6 +271,9 @@ def flops_per_token(m: ModelSpec) -> float:
     h = m.hidden
     per = sum(matmul_params(m, i) + _attention_per_token(m, i) for i in range(m.layers))
     per += h * m.vocab
+    if m.mamba is not None:     # the scan's matmuls, 3 x forward (workloads/mamba.py)
+        scan = _mamba.ssd_flops(m.mamba, 1.0, m.mamba.heads, m.mamba.groups)[0]
+        per += m.hybrid_pattern.count(_mamba.MAMBA) * scan / 2
     if m.mtp_layers:
         last = m.layers - 1
         per += m.mtp_layers * (2 * h * h + matmul_params(m, last) + _attention_per_token(m, last)

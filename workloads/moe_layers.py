@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from workloads import mamba as mamba_spec
 from workloads.graph import CommGroup
 from workloads.host_launch import host_sync
 from workloads.layer_attention import attn_backward, attn_forward
+from workloads.layer_mamba import mamba_backward, mamba_forward
 from workloads.layers import (
     LayerContext,
     Op,
@@ -357,8 +359,41 @@ def _dense_mlp_bwd(ctx: LayerContext) -> list[Op]:
             *gemm_bwd(ctx, *g["mlp_up"], "mlp_up"), *enter_tp_bwd(ctx, "tp_mlp_in_bwd")]
 
 
+def _hybrid_body(ctx: LayerContext, i: int, bwd: bool) -> list[Op]:
+    """The mixer, attention or MLP of sub-layer ``i`` of a hybrid model, with the TP
+    collectives around it (MoE layers run sequence-parallel, without them)."""
+    k = mamba_spec.kind(ctx.model, i)
+    if k == mamba_spec.MOE:
+        return moe_backward(ctx) if bwd else moe_forward(ctx)
+    if k == mamba_spec.MLP:
+        return _dense_mlp_bwd(ctx) if bwd else _dense_mlp(ctx)
+    if k == mamba_spec.MAMBA:
+        body = mamba_backward(ctx) if bwd else mamba_forward(ctx)
+    else:
+        body = attn_backward(ctx, False) if bwd else attn_forward(ctx, False)
+    if bwd:
+        return [*exit_tp_bwd(ctx, "tp_mixer_out_bwd"), *body, *enter_tp_bwd(ctx, "tp_mixer_in_bwd")]
+    return [*enter_tp(ctx, "tp_ag_mixer"), *body, *exit_tp(ctx, "tp_mixer_out")]
+
+
+def hybrid_forward_at(ctx: LayerContext, i: int) -> list[Op]:
+    """One sub-layer of a hybrid model: pre-norm, body, residual add (Megatron-Core
+    MambaLayer / TransformerLayer with the other half an identity)."""
+    e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
+    return [mem(ctx, "norm", 2 * e * Tn * h, "input_norm"), *_hybrid_body(ctx, i, False),
+            mem(ctx, "elementwise", (3 * e + 1) * Tn * h, "bias_dropout_add")]
+
+
+def hybrid_backward_at(ctx: LayerContext, i: int) -> list[Op]:
+    e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
+    return [mem(ctx, "elementwise", (2 * e + 1) * Tn * h, "dropout_add_bwd"),
+            *_hybrid_body(ctx, i, True), mem(ctx, "norm", 3 * e * Tn * h, "input_norm_bwd")]
+
+
 def layer_forward_at(ctx: LayerContext, i: int) -> list[Op]:
     """Forward kernels of layer ``i``."""
+    if ctx.model.hybrid_pattern is not None:
+        return hybrid_forward_at(ctx, i)
     moe, window = _kind(ctx, i)
     e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
     norm, dropout_add = 2 * e * Tn * h, (3 * e + 1) * Tn * h
@@ -371,6 +406,8 @@ def layer_forward_at(ctx: LayerContext, i: int) -> list[Op]:
 
 
 def layer_backward_at(ctx: LayerContext, i: int) -> list[Op]:
+    if ctx.model.hybrid_pattern is not None:
+        return hybrid_backward_at(ctx, i)
     moe, window = _kind(ctx, i)
     e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
     norm_bwd, dropout_bwd = 3 * e * Tn * h, (2 * e + 1) * Tn * h
@@ -394,7 +431,9 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode: str) -> list[Op]:
     if mode != "norm_moe_act":
         return []
     norm = 2 * ctx.act_bytes * ctx.norm_tokens * ctx.model.hidden
-    ops = [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
+    ops = [mem(ctx, "norm", norm, "input_norm")]
+    if ctx.model.hybrid_pattern is None:     # a hybrid sub-layer has one norm
+        ops.append(mem(ctx, "norm", norm, "post_attn_norm"))
     if is_moe_layer(ctx.model, i):
         ops += [*_expert_clamp(ctx, bwd=False),
                 mem(ctx, "elementwise", _act(ctx, received(ctx), _expert_shapes(ctx)[2][2]),

@@ -8,6 +8,7 @@ Activations are counted per layer as workloads/memory.py does for dense layers
 (Korthikanti et al., 16-bit activations, 1-byte dropout masks), with:
 - MLA: the Q and KV latents before and after their norms, Q and K (d_qk = nope + rope),
   V (d_v) and the attention output of the local heads;
+- Mamba-2 (hybrid models, one sub-layer per pattern character): ``_mamba``;
 - MoE: the router input and fp32 probabilities (n x E), the permuted tokens (fc1 input),
   fc1 output, activation output (fc2 input) and fc2 output of the r tokens the slowest EP
   rank receives, and the shared experts' activations.
@@ -18,6 +19,7 @@ the two norm outputs nor the experts' activation output.
 
 from __future__ import annotations
 
+from workloads import mamba as mamba_spec
 from workloads import moe as spec
 from workloads import moe_parallel
 from workloads.memory import MASTER_AND_ADAM_BYTES
@@ -49,6 +51,35 @@ def _mlp(m: ModelSpec, sb: float, t: int, shard: int, moe_layer: bool, received:
     return base + 4 * n * m.moe.experts + routed + shared
 
 
+def _mamba(m: ModelSpec, sb: float, t: int, shard: int) -> float:
+    """A Mamba-2 mixer (workloads/layer_mamba.py): the in_proj input (2 sbh, its shard with
+    sequence parallelism), the contiguous (b, l, d) in_proj output the fused conv-scan
+    function saves, its output, the norm's input and output (the out_proj input), all
+    16-bit; the conv output, the chunk states and C B^T are recomputed in the backward."""
+    s = m.mamba
+    return 2 * sb * m.hidden / shard + 2 * sb * (s.in_proj_out + 3 * s.d_inner) / t
+
+
+def hybrid_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, received: float) -> float:
+    """One sub-layer of a hybrid model: its norm's input (2 sbh), then the Mamba mixer,
+    attention or MLP block as a transformer layer's half stores it."""
+    sb, t = m.seq_len * plan.micro_batch, plan.tp
+    shard = t if plan.sp else 1
+    k = mamba_spec.kind(m, i)
+    if k == mamba_spec.MAMBA:
+        body = _mamba(m, sb, t, shard)
+    elif k == mamba_spec.ATTENTION:
+        body = _attention(m, sb, t, shard)
+    else:
+        body = _mlp(m, sb, t, shard, k == mamba_spec.MOE, received, (plan.ep, plan.etp))
+    stored = 2 * sb * m.hidden / shard + body
+    if plan.recompute == "norm_moe_act":
+        stored -= 2 * sb * m.hidden / shard
+        if k == mamba_spec.MOE:
+            stored -= 2 * received * m.moe.expert_ffn_hidden / plan.etp
+    return stored
+
+
 def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor: float) -> float:
     """Stored activations of layer ``i`` for one microbatch on one rank."""
     sb, t = m.seq_len * plan.micro_batch, plan.tp
@@ -56,6 +87,8 @@ def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor
     if plan.recompute == "full":
         return 2 * sb * m.hidden / shard
     received = sb / t * (m.moe.top_k * rank_factor * plan.etp if m.moe else 0)
+    if m.hybrid_pattern is not None:
+        return hybrid_activation_bytes(m, i, plan, received)
     moe_layer = spec.is_moe_layer(m, i)
     stored = (4 * sb * m.hidden / shard + _attention(m, sb, t, shard)
               + _mlp(m, sb, t, shard, moe_layer, received, (plan.ep, plan.etp)))

@@ -164,6 +164,7 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
         no(f"tp={plan.tp} does not divide the model's {model.heads} attention heads")
     if model.kv_heads_ % plan.tp and plan.tp % model.kv_heads_:
         no(f"tp={plan.tp} and the model's {model.kv_heads_} kv heads do not divide one another")
+    _validate_mamba(plan, model)
     if plan.sp and model.seq_len % (plan.tp * plan.cp):
         no(f"sequence parallel needs tp*cp={plan.tp * plan.cp} to divide seq_len={model.seq_len}")
     from workloads.cp import validate_cp
@@ -183,6 +184,23 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
         no(f"zero={plan.zero}; allowed: 0, 1, 2, 3")
     from workloads.moe_parallel import validate_ep
     validate_ep(plan, model)
+
+
+def _validate_mamba(plan: ParallelPlan, model: ModelSpec) -> None:
+    """Mamba layers (hybrid models): Megatron-Core's MambaMixer splits heads and groups
+    over TP; context parallelism is refused (not priced)."""
+    s = model.mamba
+    if s is None:
+        return
+    if s.heads % plan.tp or s.groups % plan.tp:
+        raise InfeasiblePlanError(
+            f"tp={plan.tp} must divide the model's {s.heads} Mamba heads and {s.groups} Mamba "
+            f"groups (Megatron-Core MambaMixer splits both over TP)")
+    if plan.cp > 1:
+        raise InfeasiblePlanError(
+            f"cp={plan.cp} with Mamba layers is not modelled: Megatron-Core runs them with "
+            f"all-to-alls between sequence and head shards (MambaContextParallel), which "
+            f"clustersim does not price yet; use cp=1")
 
 
 def _validate_schedule(plan: ParallelPlan) -> None:

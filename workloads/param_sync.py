@@ -70,7 +70,7 @@ def unit_params(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) ->
     n = pipe.chunk_layers(stage, chunk)
     out = [model.params_per_layer / plan.tp] * n or [0.0]     # [0.0]: embedding/loss only
     if pipe.is_first(stage, chunk):
-        out[0] += model.vocab * model.hidden / plan.tp + (0 if model.rope else model.seq_len * model.hidden)
+        out[0] += model.vocab * model.hidden / plan.tp + (model.seq_len * model.hidden if model.learned_positions else 0)
     if pipe.is_last(stage, chunk) and plan.owns_head_table(model.tied_embeddings):
         out[-1] += model.vocab * model.hidden / plan.tp
     return out

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 from hw_models.dtypes import DTYPE_BYTES
+from hw_models.errors import InfeasiblePlanError
 from workloads.graph import Block, Collective, CommGroup, Compute, ExecutionGraph, SendRecv
 from workloads.inference.eager import activation_kernels, kv_write_kernels, rope_kernels
 from workloads.layers import LayerContext, activation_bytes, layer_gemm_shapes, mem, tp_comm
@@ -60,12 +61,24 @@ def bucketed(s: Shape) -> Shape:
                  s.decode_seqs, bucket(s.decode_kv), s.logits)
 
 
+def refuse_hybrid(model: ModelSpec) -> None:
+    """Serving a hybrid Mamba model is not modelled: its Mamba layers keep a fixed-size
+    conv and SSM state per sequence instead of a KV cache, decode by a state update and
+    prefill through the chunked scan (docs/moe.md, "Hybrid Mamba models")."""
+    if model.hybrid_pattern is not None:
+        raise InfeasiblePlanError(
+            "serving a hybrid Mamba model (hybrid_pattern) is not modelled yet: its Mamba "
+            "layers' per-sequence state, decode update and chunked-scan prefill are not "
+            "priced; training (workload.kind: training) is")
+
+
 class IterationOps:
     """The operations of one serving iteration of one replica (tp x pp GPUs) for a batch
     Shape, and the replica's memory per GPU (weights, KV bytes per token)."""
 
     def __init__(self, model: ModelSpec, tp: int, pp: int, precision: str,
                  kv_bytes: int | None = None, kernels: str = "fused"):
+        refuse_hybrid(model)
         self.model, self.tp, self.pp, self.precision = model, tp, pp, precision
         self.kernels = kernels          # fused (serving engines) or eager (workloads/inference/eager.py)
         self.w_bytes = DTYPE_BYTES[precision]

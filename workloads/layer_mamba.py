@@ -1,0 +1,118 @@
+"""Kernels of one Mamba-2 mixer on one TP rank, training (forward, backward).
+
+Megatron-Core's training path (megatron/core/ssm/mamba_mixer.py ``forward`` and
+``_ssm_training``, use_mem_eff_path): ``in_proj`` (TE LayerNormColumnParallelLinear, the
+pre-norm fused in), ``rearrange(zxBCdt, "l b d -> b l d").contiguous()``,
+``mamba_split_conv1d_scan_combined`` (mamba_ssm ops/triton/ssd_combined.py: the causal
+conv1d and SiLU of x, B, C, then ``_mamba_chunk_scan_combined_fwd`` with the z gate), the
+transpose back, the grouped RMSNorm (``ExtendedRMSNorm``) and ``out_proj``. The fused
+function saves only its input and output and recomputes the conv in its backward, then
+runs ``_mamba_chunk_scan_combined_bwd`` (which recomputes C B^T and the chunk states).
+
+The two transposes are copies only with micro-batch > 1 (with b = 1 the (l, 1, d) tensor
+is already contiguous as (1, l, d)). The SSD kernels are Triton batched matmuls over
+chunks: each is priced as a GEMM of its FLOPs and bytes (workloads/mamba.py
+``ssd_flops``) through the GEMM model, in 16-bit (the scan is outside Transformer
+Engine's FP8 autocast); chunk states are fp32 (``states_in_fp32``), C B^T is fp32.
+"""
+
+from __future__ import annotations
+
+from workloads.graph import Compute
+from workloads.layer_attention import bf16_context
+from workloads.layers import LayerContext, Op, gemm, gemm_bwd, mem
+
+
+def _local(ctx: LayerContext) -> tuple[int, int, int, int, int]:
+    """(local heads, local groups, local d_inner, local conv channels, local in_proj width)."""
+    s, t = ctx.model.mamba, ctx.tp
+    H, G = s.heads // t, s.groups // t
+    d = H * s.head_dim
+    conv = d + 2 * G * s.state_dim
+    return H, G, d, conv, 2 * d + 2 * G * s.state_dim + H
+
+
+def _chunks(ctx: LayerContext) -> float:
+    """Token positions the scan works on: every sequence padded to whole chunks."""
+    q = ctx.model.mamba.chunk_size
+    return ctx.micro_batch * -(-ctx.model.seq_len // q) * q
+
+
+def _ssd(ctx: LayerContext, name: str, flops: float, nbytes: float) -> Compute:
+    return Compute("gemm", flops, nbytes, bf16_context(ctx).dtype, None, name=name)
+
+
+def ssd_forward(ctx: LayerContext) -> list[Op]:
+    """The SSD chunked scan's forward kernels: chunk cumsum (dt, fp32), chunk states
+    (read x, B; write fp32 states), state passing (read fp32, write 16-bit states),
+    C B^T (read B, C; write fp32 Q x Q per chunk and group), chunk scan (read C B^T, x, C,
+    states, z; write the gated output and, for the backward, the ungated one)."""
+    s, e = ctx.model.mamba, ctx.act_bytes
+    H, G, d, _, _ = _local(ctx)
+    L, Q, N = _chunks(ctx), s.chunk_size, s.state_dim
+    states = L / Q * H * s.head_dim * N
+    bc = L * G * N
+    qng, npH, qpH = L * Q * N * G, L * N * s.head_dim * H, L * Q * s.head_dim * H
+    return [mem(ctx, "elementwise", (e + 4 + 4) * L * H, "ssd_chunk_cumsum"),
+            _ssd(ctx, "ssd_chunk_state", 2 * npH, e * (L * d + bc) + 4 * states),
+            mem(ctx, "elementwise", (4 + e) * states, "ssd_state_passing"),
+            _ssd(ctx, "ssd_bmm_chunk", 2 * qng, 2 * e * bc + 4 * L * Q * G),
+            _ssd(ctx, "ssd_chunk_scan", qpH + 2 * npH,
+                 4 * L * Q * G + e * (2 * L * d + bc + states) + 2 * e * L * d)]
+
+
+def ssd_backward(ctx: LayerContext) -> list[Op]:
+    """``_mamba_chunk_scan_combined_bwd``: recompute C B^T and the chunk states, the z
+    gate's backward, dstates, state passing backward, dx (with ddt, dD), dB, dC,
+    d(C B^T), the two C B^T backward GEMMs and the stable ddA; FLOPs of
+    workloads/mamba.py ``ssd_flops``, bytes of each kernel's operands."""
+    s, e = ctx.model.mamba, ctx.act_bytes
+    H, G, d, _, _ = _local(ctx)
+    L, Q, N = _chunks(ctx), s.chunk_size, s.state_dim
+    states = L / Q * H * s.head_dim * N
+    bc, cb = L * G * N, 4 * L * Q * G
+    qng, npH, qpH = L * Q * N * G, L * N * s.head_dim * H, L * Q * s.head_dim * H
+    x = e * L * d
+    return [_ssd(ctx, "ssd_bwd_recompute", 2 * qng + 2 * npH, 2 * e * bc + cb + x + 4 * states),
+            mem(ctx, "elementwise", (4 + e) * states, "ssd_bwd_state_passing_fwd"),
+            mem(ctx, "elementwise", 5 * x, "ssd_bwd_dz"),
+            _ssd(ctx, "ssd_bwd_dstates", 2 * npH, e * bc + x + 4 * states),
+            mem(ctx, "elementwise", 3 * 4 * states, "ssd_bwd_state_passing"),
+            _ssd(ctx, "ssd_bwd_dx", qpH + 2 * npH, cb + 3 * x + e * bc + 4 * states),
+            _ssd(ctx, "ssd_bwd_db_dc", 4 * npH, 2 * x + 4 * e * bc + 2 * 4 * states),
+            _ssd(ctx, "ssd_bwd_dcb_ddA", 2 * qpH, 2 * x + 2 * cb),
+            _ssd(ctx, "ssd_bwd_bmm_chunk", 4 * qng, 4 * e * bc + 2 * cb),
+            mem(ctx, "elementwise", 3 * 4 * L * H, "ssd_bwd_dt")]
+
+
+def mamba_forward(ctx: LayerContext) -> list[Op]:
+    """in_proj, transpose, conv1d + SiLU (read x, B, C, write them), the scan, transpose
+    back, grouped RMSNorm (read, write d_inner), out_proj."""
+    T, e, h = ctx.tokens, ctx.act_bytes, ctx.model.hidden
+    _, _, d, conv, width = _local(ctx)
+    copy = ctx.micro_batch > 1
+    return [gemm(ctx, T, width, h, "mamba_in_proj"),
+            *([mem(ctx, "elementwise", 2 * e * T * width, "mamba_in_transpose")] if copy else []),
+            mem(ctx, "elementwise", 2 * e * T * conv, "mamba_conv1d"),
+            *ssd_forward(ctx),
+            *([mem(ctx, "elementwise", 2 * e * T * d, "mamba_out_transpose")] if copy else []),
+            mem(ctx, "norm", 2 * e * T * d, "mamba_gated_norm"),
+            gemm(ctx, T, h, d, "mamba_out_proj")]
+
+
+def mamba_backward(ctx: LayerContext) -> list[Op]:
+    """out_proj gradients, norm backward (read input and gradient, write gradient), the
+    transpose's gradient, the fused function's backward (conv recomputed, the scan's
+    backward, conv1d backward: read the gradient and input, write the input gradient),
+    the in_proj transpose's gradient, in_proj gradients."""
+    T, e, h = ctx.tokens, ctx.act_bytes, ctx.model.hidden
+    _, _, d, conv, width = _local(ctx)
+    copy = ctx.micro_batch > 1
+    return [*gemm_bwd(ctx, T, h, d, "mamba_out_proj"),
+            mem(ctx, "norm", 3 * e * T * d, "mamba_gated_norm_bwd"),
+            *([mem(ctx, "elementwise", 2 * e * T * d, "mamba_out_transpose_bwd")] if copy else []),
+            mem(ctx, "elementwise", 2 * e * T * conv, "mamba_conv1d_recompute"),
+            *ssd_backward(ctx),
+            mem(ctx, "elementwise", 3 * e * T * conv, "mamba_conv1d_bwd"),
+            *([mem(ctx, "elementwise", 2 * e * T * width, "mamba_in_transpose_bwd")] if copy else []),
+            *gemm_bwd(ctx, T, width, h, "mamba_in_proj")]
