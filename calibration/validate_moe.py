@@ -30,6 +30,9 @@ self-inconsistent or as a known software regression (a page footnote, or the mai
 regression issue: Qwen3-30B-A3B dropless on H100 / B200 in 25.11 and 26.02, Megatron-Bridge
 #1998; Qwen3-235B-A22B MXFP8 on B200 in 25.11, #1705), token-dropping rows whose capacity factor is not published,
 an example log line whose configuration is inferred.
+
+The hybrid Mamba / attention MoE rows (Nemotron 3, hybrid_moe_training.csv) are their own
+group: calibration/validate_hybrid.py, skipped while their model has no preset.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from calibration import deepep_check, serving_kernel_check
+from calibration import deepep_check, serving_kernel_check, validate_hybrid
 from calibration.moe_recipes import (
     GPT_OSS_FP8_ATTENTION,
     cuda_graphs,
@@ -244,6 +247,13 @@ def run(fidelity: str = "analytical") -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def hybrid_rows(fidelity: str = "analytical") -> pd.DataFrame:
+    """The hybrid Mamba / attention MoE rows (calibration/validate_hybrid.py), predicted as
+    these rows are; a model with no preset yet is skipped with that reason."""
+    cache: dict = {}
+    return validate_hybrid.run(lambda sc: _predict(sc, cache), fidelity)
+
+
 def summary(df: pd.DataFrame) -> dict:
     done = df[df.skipped == ""]
     err = done.error_pct.abs()
@@ -373,6 +383,8 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     prints them."""
     df = run(fidelity)
     s = summary(df)
+    hyb = hybrid_rows(fidelity)
+    s["hybrid"] = validate_hybrid.summary(hyb)
     inf = inference_rows()
     served = inf[inf.skipped == ""].error_pct.abs()
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
@@ -394,6 +406,10 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 f"Blackwell {s['median_abs_error_pct_blackwell']:.1f}% (Hopper efficiency profile on "
                 f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%; by GPU: "
                 + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
+                + "; " + validate_hybrid.summary_line(s["hybrid"])
+                + "\n\nhybrid Mamba / attention MoE rows (hybrid_moe_training.csv):\n"
+                + hyb.fillna("").to_string(index=False)
+                + "\n" + validate_hybrid.summary_line(s["hybrid"])
                 + "\n\ngpt-oss-120b: what each release's container ran in attention "
                 "(calibration/moe_recipes.py; cuDNN fused in every row):\n"
                 + stacks.to_string(index=False)
@@ -410,6 +426,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + serving_k.to_string(index=False)
                 + "\n\ncheck: two-batch overlap speedup vs SGLang's ablation:\n" + tbo.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
+            "hybrid_rows": hyb.to_dict("records"),
             "attention_kernel_rows": attn.to_dict("records"),
             "deepep_kernel_rows": deepep.to_dict("records"),
             "hybridep_kernel_rows": hybridep.to_dict("records"),
@@ -427,6 +444,11 @@ def dashboard_rows() -> list[dict]:
             "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
             "unit": "tok/s/GPU", "kind": "rate", "group": f"training {r.gpu}"}
            for r in df[df.skipped == ""].itertuples()]
+    hyb = hybrid_rows()
+    out += [{"name": f"{r.source} {r.model} {r.gpu} {r.gpus} GPUs {r.precision} {r.plan}",
+             "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
+             "unit": "tok/s/GPU", "kind": "rate", "group": f"hybrid {r.gpu}"}
+            for r in hyb[hyb.skipped == ""].itertuples()]
     inf = inference_rows()
     out += [{"name": f"{r.source} {r.model} {r.phase} {r.setup}", "predicted": float(r.predicted),
              "published": float(r.published), "unit": r.unit, "kind": "rate", "group": "serving"}

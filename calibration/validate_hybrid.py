@@ -1,0 +1,143 @@
+"""Hybrid Mamba / attention MoE training rows: predicted vs published throughput per GPU.
+
+Rows: calibration/reference/modern/hybrid_moe_training.csv (Megatron-Bridge's published
+Nemotron 3 Nano, 3.5 Lightning, 3 Super and 3 Ultra pre-training runs, 26.02.01-26.08). The
+metric and the error are those of the other MoE rows (calibration/validate_moe.py): tokens/s per
+GPU, error = predicted / published - 1.
+
+A row is run like the other Megatron-Bridge rows (its GPUs, sequence, batch sizes, tp / pp /
+ep, sequence parallelism when tp > 1, the distributed optimizer, balanced routing, GB200 /
+GB300 jobs in 64-GPU NVLink segments, the memory check off) with what its release's recipe
+sets (calibration/hybrid_recipes.py): the HybridEP dispatcher and its SMs, the CUDA-graph
+scopes (those the simulator knows, workloads/host_launch.SCOPES; the others run eager), the
+recompute modules, the MTP depth, the router fusion, Megatron-FSDP (zero 3, sharded within
+its NVLink domain), the FP8 recipe of the precision label (FP8: current scaling, MXFP8,
+NVFP4).
+
+Skipped rows say why: a model with no preset in the model zoo yet, a GPU with no system in
+the catalog, a recipe setting the workload cannot express (calibration/hybrid_recipes.py
+``unmodelled``).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from calibration.hybrid_recipes import RECOMPUTE, hybrid_recipe, unmodelled
+from hw_models import catalog
+from workloads.host_launch import SCOPES
+from workloads.model import presets
+
+REF = resources.files("calibration").joinpath("reference", "modern")
+SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nvl72", 4),
+           "B300": ("dgx-b300", 8), "GB300": ("gb300-nvl72", 4)}
+# Precision label -> FP8 recipe (workloads/fp8.py): Megatron-Bridge's H100 "FP8" is current
+# scaling (the Nemotron recipes' ``fp8_cs``), MXFP8 block scaling, NVFP4.
+FP8_RECIPE = {"FP8": "tensorwise", "FP8-CS": "tensorwise", "MXFP8": "mxfp8", "FP8-MX": "mxfp8",
+              "NVFP4": "nvfp4"}
+
+
+def rows() -> pd.DataFrame:
+    return pd.read_csv(REF.joinpath("hybrid_moe_training.csv"), comment="#", dtype=str)
+
+
+def _num(x) -> float | None:
+    try:
+        v = float(str(x).split()[0])
+    except (ValueError, IndexError):
+        return None
+    return None if np.isnan(v) else v
+
+
+def skip_reason(row, zoo=None) -> str | None:
+    """Why a row is not predicted; None where it is."""
+    zoo = presets() if zoo is None else zoo
+    gpu = str(row.gpu_type).split()[0]
+    recipe = hybrid_recipe(row)
+    label = str(row.precision).split()[0].upper()
+    checks = [
+        (lambda: row.arch_id not in zoo, f"no preset {row.arch_id} in the model zoo"),
+        (lambda: gpu not in SYSTEMS or SYSTEMS[gpu][0] not in catalog.systems(),
+         f"no {gpu} system in the catalog"),
+        (lambda: label not in FP8_RECIPE and label != "BF16", f"precision {row.precision} not mapped"),
+        (lambda: recipe is None, "no recipe read for this model, GPU and precision"),
+        (lambda: bool(unmodelled(recipe)),
+         lambda: "recipe sets what the simulator does not model: " + "; ".join(unmodelled(recipe))),
+        (lambda: _num(row.throughput_tokens_per_s_per_gpu) is None, "no throughput published"),
+    ]
+    for bad, why in checks:
+        if bad():
+            return why() if callable(why) else why
+    return None
+
+
+def scenario_for(row, fidelity: str = "analytical") -> dict:
+    """The scenario of a predicted row (its preset must exist)."""
+    from calibration.validate_moe import _system
+    gpu = str(row.gpu_type).split()[0]
+    recipe = hybrid_recipe(row)
+    model = presets()[row.arch_id]
+    tp, ep = int(float(row.tp)), int(float(row.ep))
+    label = str(row.precision).split()[0].upper()
+    parallel = {"tp": tp, "pp": int(float(row.pp)), "cp": int(_num(row.cp) or 1), "ep": ep, "etp": 1,
+                "sequence_parallel": tp > 1, "zero": 1, "schedule": "1f1b"}
+    if recipe["fsdp"]:
+        parallel |= {"zero": 3, "zero_shard_group": recipe["fsdp"]}
+    graphs = [s for s in recipe["cuda_graphs"] if s in SCOPES]
+    mtp = recipe["mtp_layers"]
+    return {"name": f"{row.source_id}-{row.arch_id}-{gpu}-{row.num_gpus}-{label}",
+            "cluster": {"system": _system(gpu), "nodes": int(row.num_gpus) // SYSTEMS[gpu][1]},
+            "workload": {"kind": "training",
+                         "model": row.arch_id if model.mtp_layers == mtp else
+                         model.model_dump(exclude_none=True) | {"mtp_layers": mtp},
+                         "seq_len": int(row.seq_len), "global_batch": int(row.global_batch_seqs),
+                         "micro_batch": int(row.micro_batch),
+                         "precision": "bf16" if label == "BF16" else "fp8",
+                         **({} if label == "BF16" else {"fp8": {"recipe": FP8_RECIPE[label]}}),
+                         "recompute": RECOMPUTE[recipe["recompute_modules"]],
+                         "parallel": parallel,
+                         "moe": {"dispatcher": recipe["dispatcher"], "overlap": False,
+                                 "hybridep_sms": recipe["hybridep_sms"],
+                                 "router_fusion": recipe["router_fusion"]},
+                         "cuda_graphs": graphs or "none"},
+            "sim": {"fidelity": fidelity, "check_memory": False}}
+
+
+def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
+    """Every hybrid row: predicted tokens/s per GPU, or why skipped. ``predict(scenario)``
+    returns (tokens/s per GPU, info) as validate_moe's rows are predicted."""
+    from hw_models.errors import ClusterSimError
+    zoo, out = presets(), []
+    for row in rows().itertuples():
+        base = {"source": row.source_id, "model": row.arch_id, "gpu": str(row.gpu_type).split()[0],
+                "gpus": int(row.num_gpus), "precision": str(row.precision).split()[0],
+                "plan": f"tp{row.tp} pp{row.pp} ep{row.ep} mbs{row.micro_batch} gbs{row.global_batch_seqs}",
+                "published_tok_s_gpu": _num(row.throughput_tokens_per_s_per_gpu) or float("nan")}
+        why = skip_reason(row, zoo)
+        if why is None:
+            try:
+                pred, info = predict(scenario_for(row, fidelity))
+            except ClusterSimError as exc:
+                why = f"not simulated: {exc}"
+        if why is not None:
+            out.append(base | {"predicted_tok_s_gpu": np.nan, "error_pct": np.nan, "skipped": why})
+            continue
+        err = (pred / base["published_tok_s_gpu"] - 1) * 100
+        out.append(base | {"predicted_tok_s_gpu": round(pred, 1), "error_pct": round(err, 1),
+                           "skipped": "", **info})
+    return pd.DataFrame(out)
+
+
+def summary(df: pd.DataFrame) -> dict:
+    done = df[df.skipped == ""]
+    err = done.error_pct.abs()
+    return {"rows": len(df), "predicted": len(done),
+            "median_abs_error_pct": float(err.median()) if len(err) else float("nan")}
+
+
+def summary_line(s: dict) -> str:
+    med = f", median |error| {s['median_abs_error_pct']:.1f}%" if s["predicted"] else ""
+    return f"hybrid {s['predicted']} of {s['rows']} predicted{med} (hybrid_moe_training.csv)"
