@@ -114,7 +114,8 @@ MBPERF_RECIPES: dict[tuple[str, str, str], list[tuple[tuple[int, ...], dict]]] =
 
 # Megatron-Core recompute_modules -> the simulator's ``workload.recompute``; a module set
 # not listed has no equivalent there.
-RECOMPUTE = {NONE: "none", ("layernorm", "moe_act"): "norm_moe_act"}
+RECOMPUTE = {NONE: "none", ("layernorm", "moe_act"): "norm_moe_act", MLA_UP: "mla_up_proj",
+             ("mlp",): "mlp", ("mla_up_proj", "mlp"): "mla_up_proj_mlp"}
 
 
 def recipe(row) -> dict | None:

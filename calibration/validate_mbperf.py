@@ -80,7 +80,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
     if got["pipeline_layers"] and len(got["pipeline_layers"]) in (pp, pp * vp) and pp > 1:
         parallel["pipeline_layers"] = list(got["pipeline_layers"])
     graphs = [s for s in got["cuda_graphs"] if s in SCOPES]
-    fp8 = {"recipe": FP8_RECIPE[label], **({"dot_product_attention": True} if got["fp8_attention"] else {})}
+    fp8 = {"recipe": FP8_RECIPE.get(label), **({"dot_product_attention": True} if got["fp8_attention"] else {})}
     mtp = got["mtp_layers"]
     return {"name": f"{row.source_id}-{row.arch_id}-{gpu}-{row.num_gpus}-{label}",
             "cluster": {"system": _system(gpu), "nodes": int(row.num_gpus) // SYSTEMS[gpu][1]},
