@@ -39,7 +39,6 @@ from workloads.layers import (
     mem,
 )
 from workloads.moe import is_moe_layer, is_window_layer
-from workloads.parallel import RECOMPUTE_MODULES
 from workloads.moe_dispatch import local_tokens, received, route, router_bytes, router_context
 from workloads.moe_launches import (
     TE_CHUNK_SORT_KERNELS,
@@ -47,6 +46,7 @@ from workloads.moe_launches import (
     count_kernels,
     router_kernels,
 )
+from workloads.parallel import RECOMPUTE_MODULES
 
 
 @dataclass(frozen=True)
