@@ -175,3 +175,17 @@ def test_fast_forward_is_exact_with_state_blocks(monkeypatch, decode_runs):
     assert fast.metrics == slow.metrics
     assert np.array_equal(fast.iterations.sort_values(["replica", "start_s"]).to_numpy(),
                           slow.iterations.sort_values(["replica", "start_s"]).to_numpy())
+
+
+def test_rl_rollouts_of_nemotron_3_nano_run(monkeypatch, capsys):
+    """An RL step whose policy is the hybrid model: its rollouts go through the serving
+    simulator (TP 2 rollouts, EP 8 training) and the step is priced."""
+    code, out, err = cli(monkeypatch, capsys, "simulate", "examples/rl_grpo_llama3_8b.yaml",
+                         "--set", "workload.model=nemotron-3-nano",
+                         "--set", "workload.prompts_per_step=8", "--set", "workload.samples_per_prompt=8",
+                         "--set", "workload.rollout.parallel.tp=2",
+                         "--set", "workload.train.parallel.ep=8",
+                         "--set", "workload.train.global_batch=64",
+                         "--set", "workload.train.grad_reduce_bytes=2", limit_s=120)
+    assert code == 0, err
+    assert "generation" in out
