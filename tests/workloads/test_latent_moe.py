@@ -211,3 +211,26 @@ def test_latent_projections_are_gemms():
     """The latent projections are GEMMs at the layer's dtype (FP8 under an FP8 recipe)."""
     ops = [o for o in moe_forward(_ctx(sup())) if "latent" in getattr(o, "name", "")]
     assert all(isinstance(o, Compute) and o.op_class == "gemm" for o in ops)
+
+
+def test_training_head_runs_every_mtp_pass_and_holds_one_module():
+    """Two passes (the Super recipes' mtp_num_layers 2): each runs eh_proj, the "*E"
+    sub-layers and the output head; the last stage holds the shared module's experts once."""
+    from workloads.moe_training import head_bwd, head_fwd, unit_split
+    from workloads.parallel import ParallelPlan
+    m = sup(mtp_layers=2)
+    fwd = [getattr(o, "name", "") for o in head_fwd(_ctx(m))]
+    bwd = [getattr(o, "name", "") for o in head_bwd(_ctx(m))]
+    assert fwd.count("mtp_eh_proj") == fwd.count("fc1_latent_proj") == 2
+    assert bwd.count("mtp_eh_proj_wgrad") == bwd.count("fc2_latent_proj_dgrad") == 2
+    plan = ParallelPlan(tp=1, pp=1, dp=64, ep=64, micro_batch=1, global_batch=512)
+    last = unit_split(m, plan, 0, 0)[-1]
+    assert last[1] == pytest.approx(2 * E * EXPERT / 64)     # layer 87's and the MTP's experts
+
+
+def test_hf_tensor_count_has_the_latent_projections():
+    """Per MoE layer: norm, gate and its correction bias, fc1/fc2_latent_proj, 512 x (up,
+    down), the shared expert's up and down (1031); Mamba 9, attention 5; embedding, final
+    norm, output layer. (The NVFP4 release quantizes 40 x 512 x 2 + 1 = 40,961 of them.)"""
+    from sim.rl_sync import hf_tensor_count
+    assert hf_tensor_count(sup()) == 40 * 9 + 8 * 5 + 40 * 1031 + 3
