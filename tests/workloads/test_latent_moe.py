@@ -234,3 +234,17 @@ def test_hf_tensor_count_has_the_latent_projections():
     norm, output layer. (The NVFP4 release quantizes 40 x 512 x 2 + 1 = 40,961 of them.)"""
     from sim.rl_sync import hf_tensor_count
     assert hf_tensor_count(sup()) == 40 * 9 + 8 * 5 + 40 * 1031 + 3
+
+
+def test_mxfp8_runs_the_latent_projections_as_fp8_linears():
+    """TELinear inside fp8_autocast: both projections at the MXFP8 rate, each with its
+    input cast (the router GEMM stays 16-bit)."""
+    from dataclasses import replace
+
+    from workloads import fp8
+    ops = fp8.rewrite(moe_forward(replace(_ctx(sup()), dtype="fp8")), "mxfp8")
+    got = _by_name(ops)
+    assert got["fc1_latent_proj"][0].dtype == got["fc2_latent_proj"][0].dtype == "mxfp8"
+    assert got["router"][0].dtype == "bf16"
+    assert any(n.startswith("fc1_latent_proj_mxfp8_cast") for n in got)
+    assert any(n.startswith("fc2_latent_proj_mxfp8_cast") for n in got)
