@@ -83,7 +83,10 @@ def check_pattern(pattern: str, layers: int, has_mamba: bool, has_moe: bool) -> 
 
 def check_mtp_pattern(pattern: str, has_mamba: bool, has_moe: bool) -> None:
     """Raise ValueError where an MTP module's pattern cannot describe it."""
-    check_pattern(pattern, len(pattern), has_mamba, has_moe)
+    try:
+        check_pattern(pattern, len(pattern), has_mamba, has_moe)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("hybrid_pattern", "mtp_pattern")) from None
 
 
 def kind(m: ModelSpec, i: int) -> str | None:

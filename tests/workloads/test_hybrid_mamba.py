@@ -46,7 +46,7 @@ def test_nano_pattern_is_23_mamba_23_moe_6_attention():
     ({"moe": None}, "give the moe block"),
     ({"hybrid_pattern": None}, "mamba needs a hybrid_pattern"),
     ({"mtp_layers": 1}, "need the MTP module's mtp_pattern"),
-    ({"mtp_layers": 1, "mtp_pattern": "*X"}, "hybrid_pattern holds"),
+    ({"mtp_layers": 1, "mtp_pattern": "*X"}, "mtp_pattern holds"),
     ({"sliding_window": {"size": 128}}, "does not yet combine"),
 ])
 def test_pattern_errors_are_clear(update, match):

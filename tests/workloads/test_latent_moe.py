@@ -83,7 +83,7 @@ def test_latent_moe_flops_by_hand():
 def test_spec_errors_are_clear():
     d = sup().model_dump(exclude_none=True)
     for bad, match in [({"mtp_pattern": None}, "need the MTP module's mtp_pattern"),
-                       ({"mtp_pattern": "*Q"}, "hybrid_pattern holds")]:
+                       ({"mtp_pattern": "*Q"}, "mtp_pattern holds")]:
         with pytest.raises(ClusterSimError, match=match):
             resolve({k: v for k, v in (d | bad).items() if v is not None})
     dense = {"layers": 2, "hidden": 64, "heads": 4, "vocab": 100, "seq_len": 16, "mtp_layers": 1,
