@@ -106,6 +106,24 @@ def _numel(mats: list[tuple[int, int]]) -> int:
     return sum(r * c for r, c in mats)
 
 
+# fp32 state of a Muon matrix: the master weight and the momentum buffer (Adam: 12, with
+# its second moment; workloads/memory.py MASTER_AND_ADAM_BYTES).
+MUON_STATE_BYTES = 4 + 4
+
+
+def state_bytes(model: ModelSpec, plan: ParallelPlan, stage: int) -> tuple[float, float]:
+    """Optimizer-state bytes per parameter of a rank's replicated and routed-expert parts
+    under Muon: 8 for Muon's matrices, 12 for Adam's parameters, weighted by their sizes."""
+    from workloads.memory import MASTER_AND_ADAM_BYTES
+
+    def mean(items: list) -> float:
+        total = sum(_size(it) for it in items)
+        mu = sum(_size(it) for it in items if it[0] == "muon")
+        return (mu * MUON_STATE_BYTES + (total - mu) * MASTER_AND_ADAM_BYTES) / total if total \
+            else MASTER_AND_ADAM_BYTES
+    return tuple(mean(items) for items in _items(model, plan, stage))
+
+
 # ------------------------------------------------------------------ one rank's share
 
 def deal(sizes: list[float], ranks: int) -> list[int]:

@@ -135,7 +135,8 @@ class Estimator:
         # embedding; the last holds the logits: the peak is on one of the two.
         return max(memory.stage_memory(self.model, plan, s, self.options.grad_bytes, flash,
                                        param_bytes=self.options.param_bytes,
-                                       offload=offload).total
+                                       offload=offload,
+                                       optimizer_kind=self.options.optimizer).total
                    for s in stages) / GIB
 
     def _offload_time(self, plan: ParallelPlan, offload: OffloadOptions | None, bwd_layer: float,

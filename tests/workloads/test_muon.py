@@ -130,3 +130,17 @@ def test_muon_refuses_what_megatron_does_not_run(extra):
     w = {"kind": "training", "model": DENSE, "global_batch": 8, "optimizer": "muon", **extra}
     with pytest.raises(Exception, match="muon"):
         parse({"name": "t", "cluster": {"system": "dgx-h100", "nodes": 1}, "workload": w}, "t")
+
+
+def test_muon_state_memory_by_hand():
+    """Muon's matrices keep an fp32 master and one momentum (8 bytes), Adam's parameters
+    a master and two moments (12): the tiny model's optimizer states on one rank."""
+    from workloads.memory import stage_memory
+    s = _setup(DENSE)
+    params = stage_params(s.model, s.plan, 0)
+    matrices = 2 * (4 * 64 * 64 + 2 * 64 * 256)
+    adam = stage_memory(s.model, s.plan, 0, 4, True)
+    mu = stage_memory(s.model, s.plan, 0, 4, True, optimizer_kind="muon")
+    assert adam.optimizer == params * 12
+    assert mu.optimizer == pytest.approx(matrices * 8 + (params - matrices) * 12)
+    assert (mu.weights, mu.grads) == (adam.weights, adam.grads)
