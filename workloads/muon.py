@@ -5,7 +5,7 @@ Source: Megatron-Core's ``dist_muon`` as Megatron-Bridge's Kimi K2 recipe sets i
 ``fp32_matmul_prec`` "medium", ``tp_mode`` "blockwise", Nesterov, Adam for the rest;
 recipes/kimi/kimi_k2.py: ``use_distributed_optimizer`` and ``overlap_param_gather`` off) in
 the Megatron-LM of its containers (v0.3.1-v0.5.0 pins, megatron/core/optimizer/muon.py,
-layer_wise_optimizer.py) and the ``emerging_optimizers`` package it calls (v0.3,
+layer_wise_optimizer.py) and the ``emerging_optimizers`` package it calls (read at v0.3.0:
 orthogonalized_optimizers/orthogonalized_optimizer.py, muon_utils.py):
 
 * Which parameters: every 2-D weight that is not the embedding or the output layer
@@ -18,7 +18,9 @@ orthogonalized_optimizers/orthogonalized_optimizer.py, muon_utils.py):
   (replicated parameters) or the expert-DP group (routed experts); each rank steps only its
   own, on its TP-local shard (``blockwise``: no TP gather). DDP all-reduces the gradients
   (every rank holds them all) and, after the step, the updated parameters are all-gathered
-  over the same groups (``allgather_params``). Without the layer-wise wrapper (ZeRO 0
+  over the same groups (``allgather_params``). This is the ping-pong path every release
+  of those containers takes with DDP's distributed optimizer off (the precomputed layout of
+  v0.5.0 on, whose buckets are reduce-scattered in whole-matrix shards, needs it on). Without the layer-wise wrapper (ZeRO 0
   here) every rank steps all its parameters.
 * Newton-Schulz on an (m, n) matrix, m <= n (``newton_schulz`` transposes the long side
   away): with matmul precision "medium" the normalised momentum is cast to bf16 and each
