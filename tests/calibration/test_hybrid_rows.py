@@ -100,11 +100,20 @@ def test_every_row_has_a_recipe(df):
 def test_rows_without_a_preset_are_skipped_with_the_reason(df):
     r = _row(df, "MB-PERF-26.08", "nemotron-3-super", "GB300", "MXFP8")
     assert validate_hybrid.skip_reason(r, zoo={}) == "no preset nemotron-3-super in the model zoo"
-    out = validate_hybrid.run(lambda sc: pytest.fail("no row should be simulated"))
     zoo = presets()
+    simulated = []
+
+    def predict(sc):
+        model = sc["workload"]["model"]          # a preset name, or a preset's fields inline
+        assert not isinstance(model, str) or model in zoo, f"{model}: no preset, not simulated"
+        simulated.append(model)
+        return 1.0, {}
+
+    out = validate_hybrid.run(predict)
     for row in out.itertuples():
         if row.model not in zoo:
             assert row.skipped == f"no preset {row.model} in the model zoo"
+    assert len(simulated) == int((out.skipped == "").sum())
 
 
 def test_with_a_preset_a_row_is_skipped_for_what_its_recipe_needs(df):
