@@ -106,20 +106,27 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
             "sim": {"fidelity": fidelity, "check_memory": False}}
 
 
-def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
-    """Every hybrid row: predicted tokens/s per GPU, or why skipped. ``predict(scenario)``
-    returns (tokens/s per GPU, info) as validate_moe's rows are predicted."""
+def plan_text(row) -> str:
+    return f"tp{row.tp} pp{row.pp} ep{row.ep} mbs{row.micro_batch} gbs{row.global_batch_seqs}"
+
+
+def run_rows(frame: pd.DataFrame, skip, scenario, predict, fidelity: str = "analytical",
+             plan=plan_text) -> pd.DataFrame:
+    """Each row of ``frame``: predicted tokens/s per GPU, or why skipped. ``skip(row, zoo)``
+    says why a row is not predicted (None where it is), ``scenario(row, fidelity)`` builds its
+    scenario and ``predict(scenario)`` returns (tokens/s per GPU, info) as validate_moe's rows
+    are predicted."""
     from hw_models.errors import ClusterSimError
     zoo, out = presets(), []
-    for row in rows().itertuples():
+    for row in frame.itertuples():
         base = {"source": row.source_id, "model": row.arch_id, "gpu": str(row.gpu_type).split()[0],
                 "gpus": int(row.num_gpus), "precision": str(row.precision).split()[0],
-                "plan": f"tp{row.tp} pp{row.pp} ep{row.ep} mbs{row.micro_batch} gbs{row.global_batch_seqs}",
+                "plan": plan(row),
                 "published_tok_s_gpu": _num(row.throughput_tokens_per_s_per_gpu) or float("nan")}
-        why = skip_reason(row, zoo)
+        why = skip(row, zoo)
         if why is None:
             try:
-                pred, info = predict(scenario_for(row, fidelity))
+                pred, info = predict(scenario(row, fidelity))
             except ClusterSimError as exc:
                 why = f"not simulated: {exc}"
         if why is not None:
@@ -129,6 +136,11 @@ def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
         out.append(base | {"predicted_tok_s_gpu": round(pred, 1), "error_pct": round(err, 1),
                            "skipped": "", **info})
     return pd.DataFrame(out)
+
+
+def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
+    """Every hybrid row: predicted tokens/s per GPU, or why skipped."""
+    return run_rows(rows(), skip_reason, scenario_for, predict, fidelity)
 
 
 def summary(df: pd.DataFrame) -> dict:

@@ -32,7 +32,9 @@ regression issue: Qwen3-30B-A3B dropless on H100 / B200 in 25.11 and 26.02, Mega
 an example log line whose configuration is inferred.
 
 The hybrid Mamba / attention MoE rows (Nemotron 3, hybrid_moe_training.csv) are their own
-group: calibration/validate_hybrid.py, skipped while their model has no preset.
+group: calibration/validate_hybrid.py, skipped while their model has no preset. So are the
+DeepSeek-V3, Kimi K2 and DeepSeek-V4 Flash rows (mbperf_moe_training.csv):
+calibration/validate_mbperf.py.
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from calibration import deepep_check, serving_kernel_check, ssd_kernel_check, validate_hybrid
+from calibration import (
+    deepep_check,
+    serving_kernel_check,
+    ssd_kernel_check,
+    validate_hybrid,
+    validate_mbperf,
+)
 from calibration.moe_recipes import (
     GPT_OSS_FP8_ATTENTION,
     cuda_graphs,
@@ -254,6 +262,12 @@ def hybrid_rows(fidelity: str = "analytical") -> pd.DataFrame:
     return validate_hybrid.run(lambda sc: _predict(sc, cache), fidelity)
 
 
+def mbperf_rows(fidelity: str = "analytical") -> pd.DataFrame:
+    """The DeepSeek-V3 / Kimi K2 / DeepSeek-V4 Flash rows (calibration/validate_mbperf.py)."""
+    cache: dict = {}
+    return validate_mbperf.run(lambda sc: _predict(sc, cache), fidelity)
+
+
 def summary(df: pd.DataFrame) -> dict:
     done = df[df.skipped == ""]
     err = done.error_pct.abs()
@@ -385,6 +399,8 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     s = summary(df)
     hyb = hybrid_rows(fidelity)
     s["hybrid"] = validate_hybrid.summary(hyb)
+    mb = mbperf_rows(fidelity)
+    s["mbperf"] = validate_mbperf.summary(mb)
     inf = inference_rows()
     served = inf[inf.skipped == ""].error_pct.abs()
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
@@ -408,6 +424,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 f"Blackwell: uncalibrated); max {s['max_abs_error_pct']:.1f}%; by GPU: "
                 + ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
                 + "; " + validate_hybrid.summary_line(s["hybrid"])
+                + "; " + validate_mbperf.summary_line(s["mbperf"])
                 + "\n\nhybrid Mamba / attention MoE rows (hybrid_moe_training.csv):\n"
                 + hyb.fillna("").to_string(index=False)
                 + "\n" + validate_hybrid.summary_line(s["hybrid"])
@@ -415,6 +432,8 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 f"{catalog.ssd_kernel():.4f} of the roofline (kernels/mamba2_ssd.csv; fit 1: the "
                 "rows it is fitted on; no GPU named: priced on H100 and A100):\n"
                 + ssd.to_string(index=False)
+                + "\n\nDeepSeek-V3 / Kimi K2 / DeepSeek-V4 Flash rows (mbperf_moe_training.csv):\n"
+                + mb.fillna("").to_string(index=False) + "\n" + validate_mbperf.summary_line(s["mbperf"])
                 + "\n\ngpt-oss-120b: what each release's container ran in attention "
                 "(calibration/moe_recipes.py; cuDNN fused in every row):\n"
                 + stacks.to_string(index=False)
@@ -431,7 +450,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + serving_k.to_string(index=False)
                 + "\n\ncheck: two-batch overlap speedup vs SGLang's ablation:\n" + tbo.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
-            "hybrid_rows": hyb.to_dict("records"),
+            "hybrid_rows": hyb.to_dict("records"), "mbperf_rows": mb.to_dict("records"),
             "ssd_kernel_rows": ssd.to_dict("records"),
             "attention_kernel_rows": attn.to_dict("records"),
             "deepep_kernel_rows": deepep.to_dict("records"),
@@ -455,6 +474,11 @@ def dashboard_rows() -> list[dict]:
              "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
              "unit": "tok/s/GPU", "kind": "rate", "group": f"hybrid {r.gpu}"}
             for r in hyb[hyb.skipped == ""].itertuples()]
+    mb = mbperf_rows()
+    out += [{"name": f"{r.source} {r.model} {r.gpu} {r.gpus} GPUs {r.precision} {r.plan}",
+             "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
+             "unit": "tok/s/GPU", "kind": "rate", "group": f"deepseek-kimi {r.gpu}"}
+            for r in mb[mb.skipped == ""].itertuples()]
     inf = inference_rows()
     out += [{"name": f"{r.source} {r.model} {r.phase} {r.setup}", "predicted": float(r.predicted),
              "published": float(r.published), "unit": r.unit, "kind": "rate", "group": "serving"}

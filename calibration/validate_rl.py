@@ -132,6 +132,9 @@ def skip_reason(r) -> str | None:
     if r.gpu_type not in SYSTEMS:
         return (f"{r.gpu_type}: the source publishes no response lengths, parallel plans or "
                 "batch sizes for this run")
+    if r.algorithm == "SWE":     # NeMo RL v0.6's Nemotron-3-Nano SWE row
+        return ("multi-turn agentic SWE rollouts (tool calls, environment time between turns) "
+                "are not modelled, nor training context parallelism over Mamba layers (CP 8)")
     arch = rr.model_id(r)
     if arch is None or arch not in presets():
         return f"{r.model}: no preset in the model zoo"

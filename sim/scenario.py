@@ -20,6 +20,7 @@ from sim.rl_config import RLWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 from sim.training_config import CPKind, Fp8Config, OffloadConfig, Schedule, TPOverlap
 from workloads.host_launch import SCOPES
+from workloads.parallel import Recompute
 
 
 class _Cfg(BaseModel):
@@ -174,12 +175,13 @@ class TrainingWorkload(_Cfg):
     precision: Literal["fp16", "bf16", "fp8"] = Field("bf16", description=(
         "GEMM and activation precision"))
     parallel: ParallelConfig = Field(ParallelConfig(), description="the parallelism plan")
-    recompute: Literal["none", "selective", "selective_op", "norm_moe_act", "full"] = Field(
+    recompute: Recompute = Field(
         "none", description=(
             "activation recomputation: selective (attention core), selective_op (TorchTitan's "
             "per-op policy: every other matmul's output saved), norm_moe_act (Megatron-Core's "
-            "recompute_modules [layernorm, moe_act]: the norms and the experts' activation) "
-            "or full (whole layer)"))
+            "recompute_modules [layernorm, moe_act]: the norms and the experts' activation), "
+            "mla_up_proj ([mla_up_proj]: MLA's query / key-value up projections and RoPE), "
+            "mlp ([mlp]: a dense layer's MLP), mla_up_proj_mlp (both) or full (whole layer)"))
     attention: Literal["flash", "unfused"] = Field("flash", description=(
         "attention kernel: flash (fused, no score matrix stored) or unfused"))
     repeat_kv: bool = Field(False, description=(

@@ -18,12 +18,14 @@ from sim.costs import OpCosts
 from sim.inference_config import InferenceWorkload
 from sim.network import AnalyticalNetwork
 from sim.scenario import Scenario
+from sim.serving.hybrid_iteration import HybridIterationModel
 from sim.serving.iteration import IterationModel
 from sim.serving.loop import ServingLoop
 from sim.serving.moe_iteration import MoEIterationModel
 from sim.setup import paced_compute, resolve_cluster
 from workloads.inference import requests as req_mod
 from workloads.inference import schedulers
+from workloads.inference.hybrid_ops import check_hybrid_plan, state_blocks
 from workloads.inference.kv_cache import PagedKVCache
 from workloads.inference.metrics import request_frame, summarize
 from workloads.model import resolve
@@ -81,6 +83,8 @@ def _check_plan(w: InferenceWorkload, model, gpus: int, domain: int) -> None:
         what = "a mixture-of-experts model" if model.moe is None else \
             f"ep to divide the model's {model.moe.experts} experts"
         raise InfeasiblePlanError(f"parallel.ep={ep} needs {what}")
+    if model.hybrid_pattern is not None:
+        check_hybrid_plan(model, tp, ep)
     need = w.replica_count * tp * pp * ep
     if need > gpus:
         raise InfeasiblePlanError(f"{w.replica_count} replicas x ep {ep} x tp {tp} x pp {pp} = "
@@ -94,17 +98,26 @@ def _check_plan(w: InferenceWorkload, model, gpus: int, domain: int) -> None:
 
 def kv_blocks(w: InferenceWorkload, it: IterationModel, hbm_bytes: float) -> int:
     """Blocks that fit beside the weights in ``gpu_memory_utilization`` of HBM, per GPU
-    (every GPU of a replica holds the same number of blocks of its layers/heads)."""
+    (every GPU of a replica holds the same number of blocks of its layers/heads). A hybrid
+    model's sequences also hold their Mamba state in blocks of the same pool
+    (``seq_blocks``): room for at least one sequence's state and block is needed."""
     if w.kv_cache.blocks:
         return w.kv_cache.blocks
     weights = it.weight_bytes_per_gpu()
     free = hbm_bytes * w.kv_cache.gpu_memory_utilization - weights
     block = it.kv_bytes_per_token() * w.kv_cache.block_size
-    if free < block:
+    if free < block * (1 + seq_blocks(w, it)):
+        what = "a KV cache" if not it.state_bytes_per_seq() else "one sequence's KV and Mamba state"
         raise OutOfMemoryError(
-            f"weights take {weights / GIB:.1f} GiB per GPU, leaving no room for a KV cache in "
+            f"weights take {weights / GIB:.1f} GiB per GPU, leaving no room for {what} in "
             f"{w.kv_cache.gpu_memory_utilization:.0%} of {hbm_bytes / GIB:.0f} GiB; raise tp or pp")
     return int(free // block)
+
+
+def seq_blocks(w: InferenceWorkload, it: IterationModel) -> int:
+    """Blocks of the pool each running sequence holds for its fixed state (hybrid models'
+    Mamba conv and SSM state; 0 otherwise)."""
+    return state_blocks(it.state_bytes_per_seq(), it.kv_bytes_per_token() * w.kv_cache.block_size)
 
 
 def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceResult:
@@ -120,10 +133,11 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     network = AnalyticalNetwork(cl.layout, prof)
     compute = paced_compute(gpu, prof, sc.sim.speed_scale,
                             w.parallel.tp * w.parallel.pp * w.parallel.ep)
-    # MoE / MLA / windowed models: per-kind layers, expert parallelism (docs/moe.md)
+    # MoE / MLA / windowed models: per-kind layers, expert parallelism (docs/moe.md);
+    # hybrid Mamba models: per-kind sub-layers and per-sequence state (docs/inference.md)
     it = IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision, compute, network,
                         kernels=w.kernels) \
-        if model.uniform else MoEIterationModel(
+        if model.uniform else (HybridIterationModel if model.hybrid_pattern else MoEIterationModel)(
             model, w.parallel.tp, w.parallel.pp, w.precision, compute, network, ep=w.parallel.ep,
             dispatcher=w.moe.dispatcher, overlap=w.moe.overlap, domain_gpus=cl.layout.domain_gpus,
             dispatch_dtype=w.moe.wire_dtype(w.precision.startswith("fp8")),
@@ -135,12 +149,14 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     rng = np.random.default_rng(w.requests.seed)
     reqs = req_mod.generate(w.requests, rng, model.seq_len)
     longest = max(r.prompt + r.output for r in reqs)
-    if PagedKVCache(blocks, w.kv_cache.block_size).blocks_for(longest) > blocks:
+    per_seq = seq_blocks(w, it)
+    if PagedKVCache(blocks, w.kv_cache.block_size, per_seq).blocks_for(longest) > blocks:
         raise OutOfMemoryError(f"the KV cache holds {blocks * w.kv_cache.block_size} tokens per "
-                               f"replica, less than one request of {longest}; raise tp/pp")
-    replicas = make_replicas(w, blocks)
+                               f"replica, less than one request of {longest}"
+                               f"{' and its Mamba state' if per_seq else ''}; raise tp/pp")
+    replicas = make_replicas(w, blocks, per_seq)
     limits = schedulers.Limits(w.scheduler.max_batch, w.scheduler.max_tokens, w.scheduler.chunk_size,
-                               w.kv_cache.preemption, it.kv_bytes_per_token())
+                               w.kv_cache.preemption, it.kv_bytes_per_token(), it.state_bytes_per_seq())
     span = w.parallel.tp * w.parallel.pp * w.parallel.ep
     host_bw = OpCosts(it.compute, network).host_bw
 
@@ -158,6 +174,8 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     extra = {"policy": w.scheduler.policy, "replicas": w.replica_count,
              "kv_blocks_per_replica": blocks, "kv_cache_capacity_gib": blocks * block_gib,
              "weights_gib_per_gpu": it.weight_bytes_per_gpu() / GIB, "iterations": len(iters),
+             **({"mamba_state_mib_per_seq": it.state_bytes_per_seq() / 2**20,
+                 "state_blocks_per_seq": per_seq} if per_seq else {}),
              "cost_evaluations": it.evaluations, "mean_batch": float(iters.batch.mean()) if len(iters) else 0.0,
              "max_batch_seen": int(iters.batch.max()) if len(iters) else 0}
     extra |= serving_money(sc, cl.system, iters, span, float(df.output_len.sum()))
@@ -179,14 +197,15 @@ def serving_money(sc: Scenario, system, iters: pd.DataFrame, span: int, tokens: 
                                 energy.get("energy_j"))
 
 
-def make_replicas(w: InferenceWorkload, blocks: int) -> list[schedulers.Replica]:
+def make_replicas(w: InferenceWorkload, blocks: int, per_seq: int = 0) -> list[schedulers.Replica]:
     bs = w.kv_cache.block_size
     if w.scheduler.policy == "disaggregated":
         d = w.disaggregation
         roles = ["prefill"] * d.prefill_replicas + ["decode"] * d.decode_replicas
     else:
         roles = ["both"] * w.replicas
-    return [schedulers.Replica(i, PagedKVCache(blocks, bs), role) for i, role in enumerate(roles)]
+    return [schedulers.Replica(i, PagedKVCache(blocks, bs, per_seq), role)
+            for i, role in enumerate(roles)]
 
 
 def first_token_latency(sc: Scenario, prompt_len: int) -> float:

@@ -123,6 +123,20 @@ def attn_forward(ctx: LayerContext, window: bool) -> list[Op]:
     return ops
 
 
+def mla_up_proj_recompute(ctx: LayerContext) -> list[Op]:
+    """Megatron-Core's recompute_modules [mla_up_proj] (multi_latent_attention.py
+    qkv_up_proj_and_rope_apply under CheckpointWithoutOutput, in FP8 where the model runs
+    FP8): the query and key-value up projections (the query projection without a query
+    latent) and RoPE re-run before the attention backward, as the forward costs them; their
+    outputs (Q, K, V) are not stored. The down projections and latent norms are kept."""
+    att, m, e, T = mla(ctx.model), ctx.model, ctx.act_bytes, ctx.tokens
+    if att is None:
+        return []
+    ups = [gemm(ctx, *shape, name) for shape, name in _mla_gemms(ctx) if not name.endswith("_down")]
+    rope = e * 2 * T * (ctx.local_heads + 1) * att.qk_rope_head_dim
+    return [*ups, mem(ctx, "elementwise", rope, "rope")] if m.rope else ups
+
+
 def attn_backward(ctx: LayerContext, window: bool) -> list[Op]:
     m, e, T = ctx.model, ctx.act_bytes, ctx.tokens
     att = mla(m)

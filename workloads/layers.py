@@ -338,7 +338,8 @@ def layer_recompute(ctx: LayerContext, mode: str) -> list[Op]:
     so selective recompute costs nothing extra with it. ``selective_op``: TorchTitan's
     per-op policy (``_apply_ac_to_transformer_block``, selective_ac_option "op").
     ``norm_moe_act``: Megatron-Core's recompute_modules [layernorm, moe_act] re-run the
-    input and pre-MLP norms (and, in MoE layers, the experts' activation)."""
+    input and pre-MLP norms (and, in MoE layers, the experts' activation); ``mlp`` the
+    MLP (``mla_up_proj`` needs MLA, which runs layer by layer: moe_layers.py)."""
     if mode == "full":
         return layer_forward(ctx)
     if mode == "selective_op":
@@ -348,6 +349,11 @@ def layer_recompute(ctx: LayerContext, mode: str) -> list[Op]:
         return [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
     if mode == "selective" and ctx.attention == "unfused":
         return attention_core(ctx)
+    if mode in ("mlp", "mla_up_proj_mlp"):   # Megatron-Core [mlp]: the MLP re-runs (no MLA here)
+        g = layer_gemm_shapes(ctx)
+        return [*enter_tp(ctx, "tp_ag_mlp"), gemm(ctx, *g["mlp_up"], "mlp_up"),
+                mem(ctx, "elementwise", activation_bytes(ctx), "activation"),
+                gemm(ctx, *g["mlp_down"], "mlp_down"), *exit_tp(ctx, "tp_mlp_out")]
     return []
 
 

@@ -89,6 +89,8 @@ def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recom
            + mask)
     if recompute == "norm_moe_act":              # the two norm outputs are re-run, not kept
         return norms + attn + mlp - 2 * 2 * sbh / shard
+    if recompute in ("mlp", "mla_up_proj_mlp"):  # the MLP keeps only its input
+        return norms + attn + mlp - 2 * s * b * (up + model.ffn) / t
     return norms + attn + mlp
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from workloads import mamba as mamba_spec
 from workloads.graph import CommGroup
 from workloads.host_launch import host_sync
-from workloads.layer_attention import attn_backward, attn_forward
+from workloads.layer_attention import attn_backward, attn_forward, mla_up_proj_recompute
 from workloads.layer_mamba import mamba_backward, mamba_forward
 from workloads.layers import (
     LayerContext,
@@ -46,6 +46,7 @@ from workloads.moe_launches import (
     count_kernels,
     router_kernels,
 )
+from workloads.parallel import RECOMPUTE_MODULES
 
 
 @dataclass(frozen=True)
@@ -425,19 +426,28 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode: str) -> list[Op]:
     ``norm_moe_act`` (Megatron-Core's recompute_modules [layernorm, moe_act],
     megatron/core/transformer/transformer_layer.py and moe/experts.py: the input and
     pre-MLP norms and the routed experts' activation re-run before the backward needs
-    their outputs) re-runs those kernels as the forward costs them."""
+    their outputs) re-runs those kernels as the forward costs them; so do ``mla_up_proj``
+    (MLA's up projections and RoPE, layer_attention.mla_up_proj_recompute) and ``mlp``
+    (transformer_layer.py: "mlp" checkpoints the MLP of the dense layers only, not the
+    MoE layers' experts), alone or together (``mla_up_proj_mlp``)."""
     if mode == "full":
         return layer_forward_at(ctx, i)
-    if mode != "norm_moe_act":
-        return []
-    norm = 2 * ctx.act_bytes * ctx.norm_tokens * ctx.model.hidden
-    ops = [mem(ctx, "norm", norm, "input_norm")]
-    if ctx.model.hybrid_pattern is None:     # a hybrid sub-layer has one norm
-        ops.append(mem(ctx, "norm", norm, "post_attn_norm"))
-    if is_moe_layer(ctx.model, i):
+    modules = RECOMPUTE_MODULES.get(mode, ())
+    ops: list[Op] = []
+    if "layernorm" in modules:
+        norm = 2 * ctx.act_bytes * ctx.norm_tokens * ctx.model.hidden
+        ops.append(mem(ctx, "norm", norm, "input_norm"))
+        if ctx.model.hybrid_pattern is None:     # a hybrid sub-layer has one norm
+            ops.append(mem(ctx, "norm", norm, "post_attn_norm"))
+    moe = is_moe_layer(ctx.model, i)
+    if "moe_act" in modules and moe:
         ops += [*_expert_clamp(ctx, bwd=False),
                 mem(ctx, "elementwise", _act(ctx, received(ctx), _expert_shapes(ctx)[2][2]),
                     "expert_activation")]
+    if "mla_up_proj" in modules and ctx.model.hybrid_pattern is None:
+        ops += mla_up_proj_recompute(ctx)
+    if "mlp" in modules and not moe and ctx.model.hybrid_pattern is None:
+        ops += _dense_mlp(ctx)                   # normal checkpointing: the whole dense MLP
     return ops
 
 

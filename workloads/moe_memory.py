@@ -98,6 +98,13 @@ def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor
         stored -= 2 * 2 * sb * m.hidden / shard
         if moe_layer:
             stored -= 2 * received * m.moe.expert_ffn_hidden / plan.etp
+    att = spec.mla(m)
+    if plan.recompute in ("mla_up_proj", "mla_up_proj_mlp") and att is not None:
+        # [mla_up_proj]: Q, K, V (the up projections' outputs after RoPE) are re-run
+        stored -= 2 * sb * m.heads / t * (2 * att.qk_head_dim + att.v_head_dim)
+    if plan.recompute in ("mlp", "mla_up_proj_mlp") and not moe_layer:
+        # [mlp]: a dense layer's MLP keeps only its input
+        stored -= 2 * sb * m.ffn * (2 if m.gated else 1) / t + 2 * sb * m.ffn / t
     return stored
 
 

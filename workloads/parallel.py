@@ -16,7 +16,11 @@ from workloads.model import ModelSpec
 Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1", "zb-v", "dualpipe", "dualpipev"]
 CPKind = Literal["ring", "allgather", "ulysses", "hybrid"]
 TPOverlap = Literal["none", "ring", "async"]
-Recompute = Literal["none", "selective", "selective_op", "norm_moe_act", "full"]
+Recompute = Literal["none", "selective", "selective_op", "norm_moe_act", "mla_up_proj", "mlp",
+                    "mla_up_proj_mlp", "full"]
+# Megatron-Core recompute_modules (granularity selective) behind the module-set modes.
+RECOMPUTE_MODULES = {"norm_moe_act": ("layernorm", "moe_act"), "mla_up_proj": ("mla_up_proj",),
+                     "mlp": ("mlp",), "mla_up_proj_mlp": ("mla_up_proj", "mlp")}
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,10 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
     if model.kv_heads_ % plan.tp and plan.tp % model.kv_heads_:
         no(f"tp={plan.tp} and the model's {model.kv_heads_} kv heads do not divide one another")
     _validate_mamba(plan, model)
+    if "mla_up_proj" in RECOMPUTE_MODULES.get(plan.recompute, ()) and \
+            getattr(model.attention, "kind", None) != "mla":
+        no(f"recompute {plan.recompute} re-runs MLA's up projections: the model has no MLA "
+           "(Megatron-Core TransformerConfig rejects mla_up_proj without multi_latent_attention)")
     if plan.sp and model.seq_len % (plan.tp * plan.cp):
         no(f"sequence parallel needs tp*cp={plan.tp * plan.cp} to divide seq_len={model.seq_len}")
     from workloads.cp import validate_cp

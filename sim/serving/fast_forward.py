@@ -28,9 +28,9 @@ def decode_run(loop, rep: Replica, t: float) -> float | None:
     steps = min(r.output - r.generated for r in running) - 1
     if steps < MIN_RUN:
         return None
-    kv, size = rep.kv, rep.kv.block_size
+    kv = rep.kv
     # Blocks each sequence holds after the run (never fewer than it holds now).
-    after = [max(r.blocks, -(-(r.prompt + r.generated + steps) // size)) for r in running]
+    after = [max(r.blocks, kv.blocks_for(r.prompt + r.generated + steps)) for r in running]
     need = sum(after) - sum(r.blocks for r in running)
     if need > kv.free:
         return None

@@ -46,7 +46,7 @@ class IterationModel(IterationOps):
         ~10^4 distinct batch shapes: the layer's token-count-dependent kernels (GEMMs,
         norms, TP all-reduces) depend on T only; the two attention kernels on their
         own few numbers; stages run one after another with activation transfers."""
-        key = bucketed(shape)
+        key = bucketed(shape, self.hybrid)
         t = self._cache.get(key)
         if t is None:
             t = self._cache[key] = self._compose(key)

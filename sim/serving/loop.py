@@ -179,7 +179,7 @@ class ServingLoop:
         """Disaggregation: ship the KV cache to a decode replica; the prefill replica's
         blocks are freed once the transfer is issued (DistServe pulls, then frees)."""
         dst = self.decode_router.pick()
-        nbytes = req.context * self.model.kv_bytes_per_token()
+        nbytes = req.context * self.model.kv_bytes_per_token() + self.model.state_bytes_per_seq()
         dt = self.transfer_time(rep.index, dst.index, nbytes)
         rep.running.remove(req)
         rep.kv.release(req)
@@ -189,9 +189,10 @@ class ServingLoop:
 
 
 def shape_of(batch: Batch) -> Shape:
-    pt = pairs = kv = ds = dkv = logits = 0
+    pt = pairs = kv = ds = dkv = logits = ps = 0
     for i in batch.items:
         if i.kind == "prefill":
+            ps += 1
             pt += i.tokens
             pairs += i.tokens * i.past + i.tokens * (i.tokens + 1) // 2
             kv = max(kv, i.past + i.tokens)
@@ -201,4 +202,4 @@ def shape_of(batch: Batch) -> Shape:
             ds += 1
             dkv += i.past
             logits += 1
-    return Shape(pt, pairs, kv, ds, dkv, logits)
+    return Shape(pt, pairs, kv, ds, dkv, logits, ps)

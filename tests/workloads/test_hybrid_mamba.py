@@ -197,10 +197,14 @@ def test_mamba_activation_memory_by_hand():
     assert layer_activation_bytes(nano(), 0, _plan(), 1.0) == expected
 
 
-def test_serving_a_hybrid_model_is_refused():
+def test_dense_serving_ops_refuse_a_hybrid_model():
+    """The dense and MoE iteration ops do not price Mamba layers; a hybrid model is served
+    through workloads/inference/hybrid_ops.py (tests/sim/serving/test_serving_hybrid.py)."""
+    from workloads.inference.moe_ops import MoEIterationOps
     from workloads.inference.ops import IterationOps
-    with pytest.raises(InfeasiblePlanError, match="hybrid Mamba"):
-        IterationOps(nano(), 1, 1, "bf16")
+    for ops in (IterationOps, MoEIterationOps):
+        with pytest.raises(InfeasiblePlanError, match="hybrid Mamba"):
+            ops(nano(), 1, 1, "bf16")
 
 
 # ----------------------------------------------------------------------------- a step

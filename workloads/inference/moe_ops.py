@@ -50,7 +50,8 @@ def split(s: Shape, n: int) -> Shape:
     if n == 1:
         return s
     return Shape(_share(s.prefill_tokens, n), _share(s.prefill_pairs, n), s.prefill_kv,
-                 _share(s.decode_seqs, n), _share(s.decode_kv, n), _share(s.logits, n))
+                 _share(s.decode_seqs, n), _share(s.decode_kv, n), _share(s.logits, n),
+                 _share(s.prefill_seqs, n))
 
 
 def latent_decode_op(heads: int, kv_lora: int, rope: int, kv_tokens: int, queries: int,

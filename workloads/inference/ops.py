@@ -46,6 +46,7 @@ class Shape:
     decode_seqs: int = 0          # sequences decoding one token (padding included)
     decode_kv: int = 0            # sum of their cached context lengths
     logits: int = 0               # sequences sampling a token
+    prefill_seqs: int = 0         # sequences with a prefill chunk (hybrid models' state I/O)
 
 
 def bucket(x: int, bits: int = 5) -> int:
@@ -56,29 +57,32 @@ def bucket(x: int, bits: int = 5) -> int:
     return -(-x // step) * step
 
 
-def bucketed(s: Shape) -> Shape:
+def bucketed(s: Shape, seqs: bool = False) -> Shape:
+    """The cache key of a shape; ``seqs``: keep the prefill sequence count (only hybrid
+    models' costs depend on it)."""
     return Shape(bucket(s.prefill_tokens), bucket(s.prefill_pairs), bucket(s.prefill_kv),
-                 s.decode_seqs, bucket(s.decode_kv), s.logits)
+                 s.decode_seqs, bucket(s.decode_kv), s.logits, s.prefill_seqs if seqs else 0)
 
 
 def refuse_hybrid(model: ModelSpec) -> None:
-    """Serving a hybrid Mamba model is not modelled: its Mamba layers keep a fixed-size
-    conv and SSM state per sequence instead of a KV cache, decode by a state update and
-    prefill through the chunked scan (docs/moe.md, "Hybrid Mamba models")."""
+    """A hybrid Mamba model's layers are priced by workloads/inference/hybrid_ops.py
+    (per-sequence Mamba state, state-update decode, chunked-scan prefill); the dense and
+    MoE iteration ops do not price them."""
     if model.hybrid_pattern is not None:
         raise InfeasiblePlanError(
-            "serving a hybrid Mamba model (hybrid_pattern) is not modelled yet: its Mamba "
-            "layers' per-sequence state, decode update and chunked-scan prefill are not "
-            "priced; training (workload.kind: training) is")
+            "a hybrid Mamba model (hybrid_pattern) is served through the hybrid iteration "
+            "model (workloads/inference/hybrid_ops.py), not this one")
 
 
 class IterationOps:
     """The operations of one serving iteration of one replica (tp x pp GPUs) for a batch
     Shape, and the replica's memory per GPU (weights, KV bytes per token)."""
+    hybrid = False        # prices hybrid Mamba layers (HybridIterationOps)
 
     def __init__(self, model: ModelSpec, tp: int, pp: int, precision: str,
                  kv_bytes: int | None = None, kernels: str = "fused"):
-        refuse_hybrid(model)
+        if not self.hybrid:
+            refuse_hybrid(model)
         self.model, self.tp, self.pp, self.precision = model, tp, pp, precision
         self.kernels = kernels          # fused (serving engines) or eager (workloads/inference/eager.py)
         self.w_bytes = DTYPE_BYTES[precision]
@@ -93,6 +97,11 @@ class IterationOps:
         m = self.model
         kvh = max(1, m.kv_heads_ // self.tp)
         return 2.0 * math.ceil(m.layers / self.pp) * kvh * m.head_dim * self.kv_bytes
+
+    def state_bytes_per_seq(self) -> float:
+        """Fixed per-sequence state on one GPU beside the KV cache (hybrid models' Mamba
+        state); none for attention-only models."""
+        return 0.0
 
     def weight_bytes_per_gpu(self) -> float:
         return self.model.params * self.w_bytes / (self.tp * self.pp)

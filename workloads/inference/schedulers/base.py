@@ -37,6 +37,7 @@ class Limits:
     chunk_size: int
     preemption: str = "recompute"
     kv_bytes_per_token: float = 0.0   # per GPU, for swap traffic
+    state_bytes_per_seq: float = 0.0  # per GPU, a hybrid model's Mamba state (swapped too)
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Scheduler:
     def preempt(self, rep: Replica, req: Request, batch: Batch) -> None:
         rep.running.remove(req)
         if self.limits.preemption == "swap":
-            batch.swap_bytes += req.context * self.limits.kv_bytes_per_token
+            batch.swap_bytes += req.context * self.limits.kv_bytes_per_token + self.limits.state_bytes_per_seq
             req.kv_ready = True
         else:       # recompute: rebuild prompt + generated tokens by a new prefill
             req.target, req.prefilled, req.kv_ready = req.context, 0, False
@@ -98,7 +99,7 @@ class Scheduler:
         if not rep.kv.grow(req, req.context):
             return False
         if req.preemptions and self.limits.preemption == "swap" and rep.role != "decode":
-            batch.swap_bytes += req.context * self.limits.kv_bytes_per_token
+            batch.swap_bytes += req.context * self.limits.kv_bytes_per_token + self.limits.state_bytes_per_seq
         rep.waiting.popleft()
         rep.running.append(req)
         return True

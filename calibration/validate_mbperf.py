@@ -1,0 +1,131 @@
+"""DeepSeek-V3, Kimi K2 and DeepSeek-V4 Flash training rows: predicted vs published throughput
+per GPU.
+
+Rows: calibration/reference/modern/mbperf_moe_training.csv (Megatron-Bridge's published
+pre-training runs, 25.09-26.08). The metric and the error are those of the other MoE rows
+(calibration/validate_moe.py): tokens/s per GPU, error = predicted / published - 1.
+
+A row is run like the other Megatron-Bridge rows (its GPUs, sequence, batch sizes, tp / pp /
+vp / ep as published, the distributed optimizer, balanced routing, GB200 / GB300 jobs in
+64-GPU NVLink segments, the memory check off) with what its release's recipe sets
+(calibration/mbperf_recipes.py): the dispatcher (HybridEP on 32 SMs, DeepEP or NCCL
+all-to-all), the all-to-all overlap, the CUDA-graph scopes (those the simulator knows,
+workloads/host_launch.SCOPES; the others run eager), the recompute modules, the MTP depth,
+the recipe's pipeline layout (layers per virtual stage), the router fusion and the
+sequence-level auxiliary loss, Transformer Engine's fused grouped MLP, FP8 attention, the
+MXFP8 recipe of the precision label.
+
+Skipped rows say why: a model with no preset, a token-dropping run, a release whose recipe is
+not read, a published plan (micro batch, pp, vp, ep) that differs from the plan of its
+release's recipe (the run's other settings are then not known), a recipe setting the
+workload cannot express (calibration/mbperf_recipes.py ``unmodelled``).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from calibration import validate_hybrid
+from calibration.mbperf_recipes import RECOMPUTE, published_plan, recipe, unmodelled
+from calibration.validate_hybrid import FP8_RECIPE, SYSTEMS, _num
+from hw_models import catalog
+from workloads.host_launch import SCOPES
+from workloads.model import presets
+
+
+def rows() -> pd.DataFrame:
+    return pd.read_csv(validate_hybrid.REF.joinpath("mbperf_moe_training.csv"), comment="#", dtype=str)
+
+
+def _label(row) -> str:
+    return str(row.precision).split()[0].upper()
+
+
+def skip_reason(row, zoo=None) -> str | None:
+    """Why a row is not predicted; None where it is."""
+    zoo = presets() if zoo is None else zoo
+    gpu = str(row.gpu_type).split()[0]
+    got = recipe(row)
+    checks = [
+        (lambda: row.arch_id not in zoo, f"no preset {row.arch_id} in the model zoo (architecture not collected)"),
+        (lambda: "token-DROP" in str(row.notes), "token-dropping run: capacity factor not published"),
+        (lambda: gpu not in SYSTEMS or SYSTEMS[gpu][0] not in catalog.systems(),
+         f"no {gpu} system in the catalog"),
+        (lambda: _label(row) not in FP8_RECIPE and _label(row) != "BF16", f"precision {row.precision} not mapped"),
+        (lambda: got is None, "no recipe read for this model, GPU, precision and release"),
+        (lambda: published_plan(row) != got["plan"],
+         lambda: (f"published plan (mbs, pp, vp, ep) {published_plan(row)} differs from the release's "
+                  f"recipe {got['plan']}: the run's other settings are not known")),
+        (lambda: bool(unmodelled(got)),
+         lambda: "recipe sets what the simulator does not model: " + "; ".join(unmodelled(got))),
+        (lambda: _num(row.throughput_tokens_per_s_per_gpu) is None, "no throughput published"),
+    ]
+    for bad, why in checks:
+        if bad():
+            return why() if callable(why) else why
+    return None
+
+
+def scenario_for(row, fidelity: str = "analytical") -> dict:
+    """The scenario of a predicted row (its preset and recipe must exist)."""
+    from calibration.validate_moe import _system
+    gpu, label = str(row.gpu_type).split()[0], _label(row)
+    got = recipe(row)
+    model = presets()[row.arch_id]
+    mbs, pp, vp, ep = published_plan(row)
+    tp = int(row.tp)
+    parallel = {"tp": tp, "pp": pp, "vpp": vp, "cp": int(_num(row.cp) or 1), "ep": ep, "etp": 1,
+                "sequence_parallel": tp > 1, "zero": 1,
+                "schedule": "interleaved" if vp > 1 else "1f1b"}
+    if got["pipeline_layers"] and len(got["pipeline_layers"]) in (pp, pp * vp) and pp > 1:
+        parallel["pipeline_layers"] = list(got["pipeline_layers"])
+    graphs = [s for s in got["cuda_graphs"] if s in SCOPES]
+    fp8 = {"recipe": FP8_RECIPE.get(label), **({"dot_product_attention": True} if got["fp8_attention"] else {})}
+    mtp = got["mtp_layers"]
+    return {"name": f"{row.source_id}-{row.arch_id}-{gpu}-{row.num_gpus}-{label}",
+            "cluster": {"system": _system(gpu), "nodes": int(row.num_gpus) // SYSTEMS[gpu][1]},
+            "workload": {"kind": "training",
+                         "model": row.arch_id if (model.mtp_layers or 0) == mtp else
+                         model.model_dump(exclude_none=True) | {"mtp_layers": mtp},
+                         "seq_len": int(row.seq_len), "global_batch": int(row.global_batch_seqs),
+                         "micro_batch": mbs,
+                         "precision": "bf16" if label == "BF16" else "fp8",
+                         **({} if label == "BF16" else {"fp8": fp8}),
+                         "recompute": RECOMPUTE[tuple(sorted(got["recompute_modules"]))],
+                         "parallel": parallel,
+                         "moe": {"dispatcher": got["dispatcher"], "overlap": got["overlap"],
+                                 **({"hybridep_sms": got["hybridep_sms"]}
+                                    if got["dispatcher"] == "hybridep" else {}),
+                                 "router_fusion": got["router_fusion"], "aux_loss": got["aux_loss"],
+                                 "fused_mlp": got["fused_mlp"]},
+                         "cuda_graphs": graphs or "none"},
+            "sim": {"fidelity": fidelity, "check_memory": False}}
+
+
+def _plan(row) -> str:
+    mbs, pp, vp, ep = published_plan(row)
+    return f"tp{row.tp} pp{pp} vpp{vp} ep{ep} mbs{mbs} gbs{row.global_batch_seqs}"
+
+
+def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
+    """Every row: predicted tokens/s per GPU, or why skipped (validate_hybrid.run_rows)."""
+    return validate_hybrid.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, _plan)
+
+
+def summary(df: pd.DataFrame) -> dict:
+    done = df[df.skipped == ""]
+    err = done.error_pct.abs()
+    return {"rows": len(df), "predicted": len(done),
+            "median_abs_error_pct": float(err.median()) if len(err) else float("nan"),
+            "max_abs_error_pct": float(err.max()) if len(err) else float("nan"),
+            "median_abs_error_pct_by_gpu": {g: float(d.error_pct.abs().median())
+                                            for g, d in done.groupby("gpu")}}
+
+
+def summary_line(s: dict) -> str:
+    if not s["predicted"]:
+        return f"DeepSeek / Kimi 0 of {s['rows']} predicted (mbperf_moe_training.csv)"
+    by_gpu = ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
+    return (f"DeepSeek / Kimi {s['predicted']} of {s['rows']} predicted, median |error| "
+            f"{s['median_abs_error_pct']:.1f}%, max {s['max_abs_error_pct']:.1f}%; by GPU: {by_gpu} "
+            "(mbperf_moe_training.csv)")
