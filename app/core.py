@@ -92,7 +92,8 @@ def memory_per_stage(data: dict[str, Any]) -> tuple[pd.DataFrame, float, str]:
     stages = memory.memory_per_stage(setup.model, setup.plan, setup.options.grad_bytes,
                                      setup.options.attention == "flash",
                                      param_bytes=setup.options.param_bytes,
-                                     offload=setup.options.offload)
+                                     offload=setup.options.offload,
+                                     optimizer_kind=setup.options.optimizer)
     return pd.DataFrame([m.gib() for m in stages]), setup.gpu.hbm_bytes / 2**30, setup.gpu.name
 
 

@@ -144,7 +144,4 @@ def unmodelled(settings: dict) -> list[str]:
     out = []
     if tuple(sorted(settings["recompute_modules"])) not in RECOMPUTE:
         out.append(f"recompute_modules {list(settings['recompute_modules'])}")
-    if settings["optimizer"] != "adam":
-        out.append(f"the {settings['optimizer']} optimizer (Newton-Schulz orthogonalisation of "
-                   "every weight matrix each step; only Adam's step is modelled)")
     return out

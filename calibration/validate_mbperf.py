@@ -98,7 +98,8 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                                     if got["dispatcher"] == "hybridep" else {}),
                                  "router_fusion": got["router_fusion"], "aux_loss": got["aux_loss"],
                                  "fused_mlp": got["fused_mlp"]},
-                         "cuda_graphs": graphs or "none"},
+                         "cuda_graphs": graphs or "none",
+                         "optimizer": got["optimizer"]},
             "sim": {"fidelity": fidelity, "check_memory": False}}
 
 

@@ -45,7 +45,13 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from calibration import deepep_check, serving_kernel_check, validate_hybrid, validate_mbperf
+from calibration import (
+    deepep_check,
+    serving_kernel_check,
+    ssd_kernel_check,
+    validate_hybrid,
+    validate_mbperf,
+)
 from calibration.moe_recipes import (
     GPT_OSS_FP8_ATTENTION,
     cuda_graphs,
@@ -403,6 +409,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     hybridep = deepep_check.hybridep_rows()
     serving_k, tbo = serving_kernel_check.kernel_rows(), serving_kernel_check.tbo_rows()
     gpt = df[df.model == "gpt-oss-120b"]
+    ssd = ssd_kernel_check.rows()
     stacks = pd.DataFrame(gpt_oss_release_rows(release(SimpleNamespace(source_id=s))
                                                for s in gpt.source))
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
@@ -421,6 +428,10 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + "\n\nhybrid Mamba / attention MoE rows (hybrid_moe_training.csv):\n"
                 + hyb.fillna("").to_string(index=False)
                 + "\n" + validate_hybrid.summary_line(s["hybrid"])
+                + "\n\nkernel check: Mamba-2 Triton SSD kernels vs published timings, the model at "
+                f"{catalog.ssd_kernel():.4f} of the roofline (kernels/mamba2_ssd.csv; fit 1: the "
+                "rows it is fitted on; no GPU named: priced on H100 and A100):\n"
+                + ssd.to_string(index=False)
                 + "\n\nDeepSeek-V3 / Kimi K2 / DeepSeek-V4 Flash rows (mbperf_moe_training.csv):\n"
                 + mb.fillna("").to_string(index=False) + "\n" + validate_mbperf.summary_line(s["mbperf"])
                 + "\n\ngpt-oss-120b: what each release's container ran in attention "
@@ -440,6 +451,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + "\n\ncheck: two-batch overlap speedup vs SGLang's ablation:\n" + tbo.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
             "hybrid_rows": hyb.to_dict("records"), "mbperf_rows": mb.to_dict("records"),
+            "ssd_kernel_rows": ssd.to_dict("records"),
             "attention_kernel_rows": attn.to_dict("records"),
             "deepep_kernel_rows": deepep.to_dict("records"),
             "hybridep_kernel_rows": hybridep.to_dict("records"),

@@ -319,6 +319,12 @@ def system_for_gpu(gpu_key: str) -> str | None:
     return next((n for n in names if n.startswith("dgx-")), names[0] if names else None)
 
 
+def ssd_kernel() -> float:
+    """Share of the roofline mamba_ssm's Triton SSD scan kernels reach (engines.yaml
+    triton_ssd, fitted by calibration/ssd_kernel_check.py on published kernel timings)."""
+    return float(serving_engines()["triton_ssd"]["roofline_frac"])
+
+
 def latent_attention_kernel() -> tuple[float, float]:
     """(compute efficiency, HBM efficiency) of decode attention over MLA's latent cache
     (engines.yaml flashmla_decode: FlashMLA's published throughput on H800)."""

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from hw_models.catalog import GPUSpec, gpus, latent_attention_kernel, sustained_factor
+from hw_models.catalog import GPUSpec, gpus, latent_attention_kernel, ssd_kernel, sustained_factor
 from hw_models.profile import Profile
 
 US = 1e-6
@@ -128,6 +128,18 @@ class ComputeModel:
         t = max(flops / (self.tensor_rate(dtype) * c_eff), bytes_ / (self.gpu.hbm_bw * b_eff))
         return (launch + t) / self.speed_scale
 
+    def roofline(self, flops: float, bytes_: float, dtype: str) -> float:
+        """Seconds at the tensor peak or the HBM bandwidth, the slower."""
+        return max(flops / self.tensor_rate(dtype), bytes_ / self.gpu.hbm_bw)
+
+    def ssd(self, flops: float, bytes_: float, dtype: str) -> float:
+        """A Triton kernel of Mamba-2's chunked SSD scan (mamba_ssm ops/triton/ssd_*.py):
+        its roofline time over the share of it those kernels are measured to reach
+        (engines.yaml triton_ssd; far below cuBLAS: small per-chunk matmuls interleaved
+        with exponentials of the decay and fp32 state traffic)."""
+        launch = self.profile.memory.launch_us * US
+        return (launch + self.roofline(flops, bytes_, dtype) / ssd_kernel()) / self.speed_scale
+
     def memory_bound(self, bytes_: float, op_class: str = "elementwise") -> float:
         """Launch + bytes at the fitted bandwidth; per-op-class curves where the profile
         measured them (on CPUs norm and softmax run far below copy bandwidth)."""
@@ -143,4 +155,6 @@ class ComputeModel:
             return self.attention(flops, seq_kv, causal, dtype, flops_per_exp)
         if op_class == "latent_attention":
             return self.latent_attention(flops, bytes_, dtype)
+        if op_class == "ssd":
+            return self.ssd(flops, bytes_, dtype)
         return self.memory_bound(bytes_, op_class)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from sim.result import Columns
 
-TENSOR_OPS = frozenset({"gemm", "attention", "latent_attention"})   # tensor-core bound; the rest streams HBM
+TENSOR_OPS = frozenset({"gemm", "attention", "latent_attention", "ssd"})   # tensor-core bound; the rest streams HBM
 
 
 @dataclass(frozen=True)

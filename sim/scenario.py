@@ -213,6 +213,14 @@ class TrainingWorkload(_Cfg):
         "optimizer step: fused (one Adam kernel with the 16-bit copy, Megatron / "
         "Transformer Engine) or foreach (PyTorch's multi-tensor AdamW, one pass per "
         "_foreach op, and clip_grad_norm_'s norm and scaling passes; TorchTitan's default)"))
+    optimizer: Literal["adam", "muon"] = Field("adam", description=(
+        "adam, or muon: Megatron-Core's Muon (Kimi K2's recipe) orthogonalises the momentum "
+        "of every 2-D weight but the embedding and output layer by Newton-Schulz (bf16 "
+        "GEMMs), Adam steps the rest; under zero: 1 its layer-wise distributed optimizer: "
+        "gradients all-reduced, whole matrices dealt over the DP ranks, parameters "
+        "all-gathered after the step (docs/moe.md, Optimizer)"))
+    muon_ns_steps: int = Field(5, ge=1, description=(
+        "optimizer muon: Newton-Schulz steps per matrix (three GEMMs each)"))
     fsdp2_copies: bool = Field(False, description=(
         "zero: 3 as PyTorch's FSDP2 (fully_shard): every layer's all-gather is copied out "
         "into the unsharded parameters, and its 16-bit gradients packed into an fp32 buffer "
@@ -264,6 +272,16 @@ class TrainingWorkload(_Cfg):
         "CUDA graphs (Megatron-Core cuda_graph_scope): none (eager: the host issues every "
         "kernel), full_iteration, or scopes whose kernels are replayed as a graph: attn, "
         "mlp, moe, moe_router, moe_preprocess (a name or a list; docs/accuracy.md)"))
+
+    @model_validator(mode="after")
+    def _muon_plan(self):
+        if self.optimizer == "muon":
+            if self.parallel.zero >= 2:
+                raise ValueError("optimizer muon runs with zero 0 or 1 (Megatron-Core's "
+                                 "layer-wise optimizer; no ZeRO-2/3 or FSDP with Muon)")
+            if self.offload is not None and self.offload.optimizer:
+                raise ValueError("optimizer muon runs on the GPU (offload.optimizer is Adam's)")
+        return self
 
     @field_validator("cuda_graphs", mode="before")
     @classmethod

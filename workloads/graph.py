@@ -20,7 +20,7 @@ from hw_models.errors import ClusterSimError
 
 # pointwise: one plain framework kernel per operator (eager PyTorch), as opposed to an
 # engine's fused elementwise kernels (workloads/inference/eager.py).
-OpClass = Literal["gemm", "attention", "latent_attention", "elementwise", "pointwise", "norm", "softmax", "embedding",
+OpClass = Literal["gemm", "attention", "latent_attention", "ssd", "elementwise", "pointwise", "norm", "softmax", "embedding",
                   "loss", "optimizer", "memcpy", "other"]
 CollectiveKind = Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all",
                          "broadcast", "reduce"]

@@ -11,9 +11,10 @@ runs ``_mamba_chunk_scan_combined_bwd`` (which recomputes C B^T and the chunk st
 
 The two transposes are copies only with micro-batch > 1 (with b = 1 the (l, 1, d) tensor
 is already contiguous as (1, l, d)). The SSD kernels are Triton batched matmuls over
-chunks: each is priced as a GEMM of its FLOPs and bytes (workloads/mamba.py
-``ssd_flops``) through the GEMM model, in 16-bit (the scan is outside Transformer
-Engine's FP8 autocast); chunk states are fp32 (``states_in_fp32``), C B^T is fp32.
+chunks, in 16-bit (the scan is outside Transformer Engine's FP8 autocast); chunk states
+are fp32 (``states_in_fp32``), C B^T is fp32. Each is an ``ssd`` op of its FLOPs
+(workloads/mamba.py ``ssd_flops``) and bytes, priced at the measured share of the
+roofline that mamba_ssm's Triton SSD kernels reach (hw_models/compute.py ``ssd``).
 """
 
 from __future__ import annotations
@@ -39,26 +40,49 @@ def _chunks(ctx: LayerContext) -> float:
 
 
 def _ssd(ctx: LayerContext, name: str, flops: float, nbytes: float) -> Compute:
-    return Compute("gemm", flops, nbytes, bf16_context(ctx).dtype, None, name=name)
+    return Compute("ssd", flops, nbytes, bf16_context(ctx).dtype, None, name=name)
+
+
+def chunk_scan_fwd(L: float, Q: int, H: int, P: int, N: int, G: int, e: float,
+                   gated: bool = True, cb_bytes: float = 4) -> tuple[float, float]:
+    """(FLOPs, bytes) of mamba_ssm's ``_chunk_scan_fwd`` over L token positions (padded
+    to chunks of Q) with H heads of P channels, state N, G groups, e-byte activations: the
+    causal half of (C B^T * decay) x per chunk (L Q P H) and C times the chunk states
+    (2 L N P H); reads C B^T (``cb_bytes`` an element), x, C and the 16-bit states, writes
+    the output; ``gated`` reads z too and writes the gated and the ungated output."""
+    d, states = L * H * P, L / Q * H * P * N
+    nbytes = cb_bytes * L * Q * G + e * (d + L * G * N + states) + e * d
+    return L * Q * P * H + 2 * L * N * P * H, nbytes + (2 * e * d if gated else 0.0)
+
+
+def ssd_forward_ops(L: float, Q: int, H: int, P: int, N: int, G: int, e: float,
+                    dtype: str, gated: bool = True) -> list[Compute]:
+    """The SSD chunked scan's forward kernels over L token positions (padded to chunks
+    of Q): chunk cumsum (dt, fp32), chunk states (read x, B; write fp32 states), state
+    passing (read fp32, write 16-bit states), C B^T (read B, C; write fp32 Q x Q per
+    chunk and group), chunk scan (``chunk_scan_fwd``)."""
+    states, bc = L / Q * H * P * N, L * G * N
+
+    def stream(nbytes: float, name: str) -> Compute:
+        return Compute("elementwise", 0.0, float(nbytes), dtype, name=name)
+
+    def ssd(name: str, flops: float, nbytes: float) -> Compute:
+        return Compute("ssd", flops, nbytes, dtype, None, name=name)
+
+    return [stream((e + 4 + 4) * L * H, "ssd_chunk_cumsum"),
+            ssd("ssd_chunk_state", 2 * L * N * P * H, e * (L * H * P + bc) + 4 * states),
+            stream((4 + e) * states, "ssd_state_passing"),
+            ssd("ssd_bmm_chunk", 2 * L * Q * N * G, 2 * e * bc + 4 * L * Q * G),
+            ssd("ssd_chunk_scan", *chunk_scan_fwd(L, Q, H, P, N, G, e, gated))]
 
 
 def ssd_forward(ctx: LayerContext) -> list[Op]:
-    """The SSD chunked scan's forward kernels: chunk cumsum (dt, fp32), chunk states
-    (read x, B; write fp32 states), state passing (read fp32, write 16-bit states),
-    C B^T (read B, C; write fp32 Q x Q per chunk and group), chunk scan (read C B^T, x, C,
-    states, z; write the gated output and, for the backward, the ungated one)."""
-    s, e = ctx.model.mamba, ctx.act_bytes
-    H, G, d, _, _ = _local(ctx)
-    L, Q, N = _chunks(ctx), s.chunk_size, s.state_dim
-    states = L / Q * H * s.head_dim * N
-    bc = L * G * N
-    qng, npH, qpH = L * Q * N * G, L * N * s.head_dim * H, L * Q * s.head_dim * H
-    return [mem(ctx, "elementwise", (e + 4 + 4) * L * H, "ssd_chunk_cumsum"),
-            _ssd(ctx, "ssd_chunk_state", 2 * npH, e * (L * d + bc) + 4 * states),
-            mem(ctx, "elementwise", (4 + e) * states, "ssd_state_passing"),
-            _ssd(ctx, "ssd_bmm_chunk", 2 * qng, 2 * e * bc + 4 * L * Q * G),
-            _ssd(ctx, "ssd_chunk_scan", qpH + 2 * npH,
-                 4 * L * Q * G + e * (2 * L * d + bc + states) + 2 * e * L * d)]
+    """``ssd_forward_ops`` of the local heads and groups, gated by z (Megatron's fused
+    ``mamba_split_conv1d_scan_combined``), in 16-bit."""
+    s = ctx.model.mamba
+    H, G, _, _, _ = _local(ctx)
+    return ssd_forward_ops(_chunks(ctx), s.chunk_size, H, s.head_dim, s.state_dim, G,
+                           ctx.act_bytes, bf16_context(ctx).dtype)
 
 
 def ssd_backward(ctx: LayerContext) -> list[Op]:

@@ -133,12 +133,19 @@ def in_flight_microbatches(plan: ParallelPlan, stage: int) -> int:
 
 def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
                  flash: bool, rank_factor: float = 1.0, param_bytes: int = 2,
-                 offload=None) -> StageMemory:
+                 offload=None, optimizer_kind: str = "adam") -> StageMemory:
     """``rank_factor``: MoE models' slowest-EP-rank token load (workloads/moe_load.py);
-    ``offload``: workloads.offload.OffloadOptions (host-resident activations/optimizer)."""
+    ``offload``: workloads.offload.OffloadOptions (host-resident activations/optimizer);
+    ``optimizer_kind`` muon: Muon's matrices keep one fp32 moment, not Adam's two
+    (workloads/muon.py ``state_bytes``)."""
     params = stage_params(model, plan, stage)
     weights, grads, optimizer = model_states(params, plan.shard_group, plan.zero, grad_bytes,
                                              param_bytes)
+    scale = (1.0, 1.0)
+    if optimizer_kind == "muon":
+        from workloads import muon
+        scale = tuple(b / MASTER_AND_ADAM_BYTES for b in muon.state_bytes(model, plan, stage))
+    optimizer *= scale[0]
     local = model.with_seq_len(model.seq_len // plan.cp)      # a CP rank's tokens
     live_layers, in_flight, emb_mb, first, last = _live(model, plan, stage)
     if offload is not None and offload.activations > 0:   # the layer at work stays resident
@@ -151,9 +158,9 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
         from workloads import moe_memory as mm
         from workloads.moe_training import stage_split
         experts = stage_split(model, plan, stage)[1]
-        weights, grads, optimizer = (a + b for a, b in zip(
-            (weights, grads, optimizer), mm.expert_states(model, plan, stage, grad_bytes, experts),
-            strict=True))
+        e_weights, e_grads, e_optimizer = mm.expert_states(model, plan, stage, grad_bytes, experts)
+        weights, grads, optimizer = (weights + e_weights, grads + e_grads,
+                                     optimizer + e_optimizer * scale[1])
         acts = mm.stage_activations(local, plan, stage, rank_factor, in_flight)
     if offload is not None and offload.optimizer:
         optimizer = 0.0
@@ -169,6 +176,6 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
 
 def memory_per_stage(model: ModelSpec, plan: ParallelPlan, grad_bytes: int,
                      flash: bool, rank_factor: float = 1.0, param_bytes: int = 2,
-                     offload=None) -> list[StageMemory]:
-    return [stage_memory(model, plan, s, grad_bytes, flash, rank_factor, param_bytes, offload)
-            for s in range(plan.pp)]
+                     offload=None, optimizer_kind: str = "adam") -> list[StageMemory]:
+    return [stage_memory(model, plan, s, grad_bytes, flash, rank_factor, param_bytes, offload,
+                         optimizer_kind) for s in range(plan.pp)]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from workloads import moe as moe_spec
 from workloads import moe_parallel
-from workloads.graph import Collective, CommGroup, Compute, ExecutionGraph
+from workloads.graph import Collective, CommGroup, ExecutionGraph
 from workloads.layer_attention import bf16_context
 from workloads.layers import LayerContext, grad_accumulation, head_backward, head_forward
 from workloads.model import ModelSpec
@@ -198,7 +198,7 @@ def add_expert_grad_sync(g: ExecutionGraph, model: ModelSpec, plan: ParallelPlan
     for c, grads in expert_grads(model, plan, st.index):
         nodes = st.last_bwd_layers.get(c, [])
         ready += [(e, n) for e, n in zip(grads, nodes, strict=False) if e > 0]
-    kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+    kind = "reduce_scatter" if plan.zero >= 1 and opts.optimizer != "muon" else "all_reduce"
     out = []
     for i, (n_params, dep) in enumerate(bucket(ready, opts.bucket_params)):
         op = Collective(kind, n_params * opts.grad_bytes, group, seq=1000 + i, name=f"expert_grad_{kind}")
@@ -221,17 +221,12 @@ def optimizer_shard(plan: ParallelPlan, dense: float, experts: float) -> float:
     return dense / (plan.dp if plan.zero >= 1 else 1) + experts / (edp if plan.zero >= 1 else 1)
 
 
-def optimizer_and_gather(model: ModelSpec, plan: ParallelPlan, stage: int, opts,
-                         adam_bytes: float) -> tuple[Compute, Collective | None]:
-    """Adam over the rank's shard (replicated part / dp, experts / edp under ZeRO-1) and
-    the experts' parameter all-gather over edp after it."""
-    dense, experts = stage_split(model, plan, stage)
-    size = moe_parallel.edp(plan)
-    shard = optimizer_shard(plan, dense, experts)
-    opt = Compute("optimizer", 0.0, shard * adam_bytes, "fp32", name="adam")
-    gather = None
-    if plan.zero == 1 and size > 1 and experts > 0:
-        gather = Collective("all_gather", experts * opts.param_bytes,
-                            CommGroup(moe_parallel.edp_group(plan, stage), "dp"), seq=10**6 + 1,
-                            name="expert_param_all_gather")
-    return opt, gather
+def expert_gather(model: ModelSpec, plan: ParallelPlan, stage: int, opts) -> Collective | None:
+    """The experts' parameter all-gather over edp after the ZeRO-1 step (Adam's shards or
+    Muon's layer-wise owners)."""
+    experts = stage_split(model, plan, stage)[1]
+    if plan.zero == 1 and moe_parallel.edp(plan) > 1 and experts > 0:
+        return Collective("all_gather", experts * opts.param_bytes,
+                          CommGroup(moe_parallel.edp_group(plan, stage), "dp"), seq=10**6 + 1,
+                          name="expert_param_all_gather")
+    return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from workloads import moe_training
+from workloads import moe_training, muon
 from workloads.fsdp import hsdp_replica_all_reduce
 from workloads.graph import Collective, CommGroup, Compute
 from workloads.model import ModelSpec
@@ -38,6 +38,26 @@ ADAM_BYTES_PER_PARAM = 16 + 14 + 4
 # clip_grad_norm_(foreach=True): _foreach_norm of the grads (4) and _foreach_mul_ by the
 # clip coefficient, which it applies whether or not the norm exceeds max_norm (8): 12.
 ADAM_FOREACH_BYTES_PER_PARAM = 80 + 12
+
+
+def grad_reduce_kind(plan: ParallelPlan, opts: TrainingOptions) -> str:
+    """The data-parallel gradient collective before the step: a reduce-scatter under
+    ZeRO-1 (each rank keeps its shard), an all-reduce without it and under Muon's
+    layer-wise optimizer, whose ranks each step whole matrices (workloads/muon.py)."""
+    return "reduce_scatter" if plan.zero >= 1 and opts.optimizer != "muon" else "all_reduce"
+
+
+def optimizer_ops(model: ModelSpec, plan: ParallelPlan, stage: int, opts: TrainingOptions,
+                  params: float) -> list[Compute]:
+    """One rank's optimizer step on the GPU: Adam over its shard of ``params`` (a uniform
+    model's; MoE: moe_training.optimizer_shard), or Muon (workloads/muon.py)."""
+    if opts.optimizer == "muon":
+        return muon.step_ops(model, plan, stage, opts.muon_ns_steps, adam_bytes(opts))
+    if model.uniform:
+        shard = plan.optimizer_shard(params)
+    else:
+        shard = moe_training.optimizer_shard(plan, *moe_training.stage_split(model, plan, stage))
+    return [Compute("optimizer", 0.0, shard * adam_bytes(opts), "fp32", name="adam")]
 
 
 def adam_bytes(opts: TrainingOptions) -> int:
@@ -94,7 +114,7 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
             syncs.append(hsdp_replica_all_reduce(g, plan, opts, st.rank, st.index, params,
                                                  syncs[-1]))
     elif plan.grad_dp > 1:
-        kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+        kind = grad_reduce_kind(plan, opts)
         last_compute = max(st.node.values())
         chunk_end = stage_backward_ends(st) if opts.grad_reduce_per_stage else {}
         for i, (n_params, dep) in enumerate(layer_buckets(model, plan, opts, st, params)):
@@ -113,15 +133,15 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
         syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, bucket)
     syncs += add_copy_grad_sync(g, model, plan, opts, st, syncs)
     if not model.uniform:
-        opt, expert_gather = moe_training.optimizer_and_gather(model, plan, st.index, opts,
-                                                               adam_bytes(opts))
-        step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
-    elif opts.offload.optimizer:
+        expert_gather = moe_training.expert_gather(model, plan, st.index, opts)
+    if opts.offload.optimizer and model.uniform:
         step = optimizer_on_host(g, st.rank, shard, opts.grad_bytes, opts.param_bytes,
                                  adam_bytes(opts), opts.offload, syncs)
     else:
-        opt = Compute("optimizer", 0.0, shard * adam_bytes(opts), "fp32", name="adam")
-        step = g.add(st.rank, "compute", opt, syncs, "compute", "optimizer")
+        deps = syncs
+        for op in optimizer_ops(model, plan, st.index, opts, params):
+            step = g.add(st.rank, "compute", op, deps, "compute", "optimizer")
+            deps = (step,)
     if plan.zero in (1, 2) and plan.grad_dp > 1 and not gathers_overlap(model, plan, opts):
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")

@@ -80,6 +80,8 @@ class TrainingOptions:
     logprob_loss: bool = False          # an RL framework's per-token log-probability (layers.py)
     torch_cross_entropy: bool = False   # F.cross_entropy on fp32 logits (layers.py, TorchTitan)
     adam: str = "fused"                 # "foreach": PyTorch's multi-tensor AdamW (param_sync.py)
+    optimizer: str = "adam"             # "muon": Newton-Schulz on the 2-D weights (workloads/muon.py)
+    muon_ns_steps: int = 5              # Newton-Schulz steps per Muon matrix
     fsdp2_copies: bool = False          # FSDP2's per-layer copy-out / copy-in (workloads/fsdp.py)
     fsdp2_root_group: bool = False      # embedding, norm, output in the root's group (workloads/fsdp.py)
     tp_seq_dim_copies: bool = False     # DTensor SP's chunk-and-cat per TP collective (layers.py)

@@ -42,7 +42,7 @@ from sim.costs import OpCosts
 from sim.network import AnalyticalNetwork, ClusterLayout
 from sim.setup import comm_sms, host_launch, paced_compute
 from sim.sweep import estimate_schedules, step_tail
-from workloads import memory, moe_training
+from workloads import memory
 from workloads.graph import CommGroup, Overlap
 from workloads.model import ModelSpec
 from workloads.offload import OffloadOptions
@@ -52,6 +52,8 @@ from workloads.param_sync import (
     copy_grad_params,
     copy_pair,
     gathers_overlap,
+    grad_reduce_kind,
+    optimizer_ops,
     stage_params,
     tied_sync_params,
     unit_params,
@@ -133,7 +135,8 @@ class Estimator:
         # embedding; the last holds the logits: the peak is on one of the two.
         return max(memory.stage_memory(self.model, plan, s, self.options.grad_bytes, flash,
                                        param_bytes=self.options.param_bytes,
-                                       offload=offload).total
+                                       offload=offload,
+                                       optimizer_kind=self.options.optimizer).total
                    for s in stages) / GIB
 
     def _offload_time(self, plan: ParallelPlan, offload: OffloadOptions | None, bwd_layer: float,
@@ -329,7 +332,7 @@ class Estimator:
             t += self._coll("all_gather", units[0] * opts.param_bytes, group)
             t += self._coll("reduce_scatter", units[0] * opts.grad_bytes, group)
         elif plan.dp > 1:
-            kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+            kind = grad_reduce_kind(plan, opts)
             n_buckets = max(1, math.ceil(params / opts.bucket_params))
             bucket = self.network.collective_time(kind, params / n_buckets * opts.grad_bytes, group)
             total = n_buckets * bucket
@@ -346,9 +349,9 @@ class Estimator:
             t += self._coll("all_reduce", copy_grad_params(self.model, plan, s) * opts.grad_bytes,
                             mirror)
         shard = plan.optimizer_shard(params)
-        if not self.model.uniform:      # Adam over the replicated shard and the experts'
-            t += self.costs.uncached_time(moe_training.optimizer_and_gather(
-                self.model, plan, s, opts, ADAM_BYTES_PER_PARAM)[0])
+        if not self.model.uniform or opts.optimizer == "muon":   # MoE: the graph's step,
+            t += sum(self.costs.uncached_time(op)            # over both parts; Muon's
+                     for op in optimizer_ops(self.model, plan, s, opts, params))
         elif offload is not None and offload.optimizer:   # grads down, CPU Adam, params up
             t += shard * (opts.grad_bytes + opts.param_bytes) / self.costs.host_bw
             t += shard * ADAM_BYTES_PER_PARAM / offload.host_adam_bw

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from sim.sweep import pipeline_play
 from workloads import moe_parallel, moe_training
-from workloads.graph import CommGroup, Compute
+from workloads.graph import CommGroup
 from workloads.parallel import ParallelPlan
 from workloads.param_sync import (
-    adam_bytes,
     bucket,
     copy_grad_params,
     copy_pair,
+    grad_reduce_kind,
+    optimizer_ops,
     tied_sync_params,
 )
 
@@ -65,7 +66,7 @@ def _grad_queue(est, plan: ParallelPlan, s: int, end: float, grads_done: list[fl
     is complete."""
     opts, free = est.options, 0.0
     if plan.grad_dp > 1:
-        kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+        kind = grad_reduce_kind(plan, opts)
         dp = CommGroup(plan.dp_group(s), "dp")
         params = est.params_of(plan, s)
         by_chunk = opts.overlap_grad_reduce or opts.grad_reduce_per_stage
@@ -85,7 +86,7 @@ def _expert_queue(est, plan: ParallelPlan, s: int, grads_done: list[float],
     model, opts = est.model, est.options
     size = 1 if model.uniform else moe_parallel.edp(plan)
     if size > 1:
-        kind = "reduce_scatter" if plan.zero >= 1 else "all_reduce"
+        kind = grad_reduce_kind(plan, opts)
         edp = CommGroup(moe_parallel.edp_group(plan, s), "dp")
         ready = [(e, c) for c, grads in moe_training.expert_grads(model, plan, s)
                  for e in grads if e > 0]
@@ -99,13 +100,9 @@ def _step_end(est, plan: ParallelPlan, s: int, end: float, free: float) -> float
     the ZeRO-1 parameter all-gathers."""
     model, opts = est.model, est.options
     params = est.params_of(plan, s)
-    gather = None
-    if model.uniform:
-        shard = plan.optimizer_shard(params)
-        opt = Compute("optimizer", 0.0, shard * adam_bytes(opts), "fp32", name="adam")
-    else:
-        opt, gather = moe_training.optimizer_and_gather(model, plan, s, opts, adam_bytes(opts))
-    t = max(end, free) + est.costs.uncached_time(opt)
+    gather = None if model.uniform else moe_training.expert_gather(model, plan, s, opts)
+    t = max(end, free) + sum(est.costs.uncached_time(op)
+                             for op in optimizer_ops(model, plan, s, opts, params))
     if plan.zero in (1, 2) and plan.grad_dp > 1:
         dp = CommGroup(plan.dp_group(s), "dp")
         t += est.network.collective_time("all_gather", params * opts.param_bytes, dp)

@@ -252,5 +252,5 @@ def test_fp8_covers_the_projections_not_the_scan():
     ops = fp8.rewrite(mamba_forward(c), "tensorwise")
     by_name = {o.name: o for o in ops if isinstance(o, Compute)}
     assert by_name["mamba_in_proj"].dtype == by_name["mamba_out_proj"].dtype == "fp8"
-    assert {o.dtype for n, o in by_name.items() if n.startswith("ssd_") and o.op_class == "gemm"} == {"bf16"}
+    assert {o.dtype for n, o in by_name.items() if n.startswith("ssd_") and o.op_class == "ssd"} == {"bf16"}
     assert any(n.startswith("mamba_out_proj_tensorwise_cast") for n in by_name)
