@@ -110,6 +110,19 @@ def test_megatron_bridge_flops_reproduce_its_published_ratio(tokens, tflops):
     assert mamba.megatron_bridge_flops_per_token(nano()) == pytest.approx(published, rel=0.005)
 
 
+def test_lightning_is_nano_with_a_repeated_mtp_block():
+    """Nemotron 3.5 Lightning: Megatron-Bridge builds it from the Nano model plus one MTP
+    block of pattern *E run twice (nemotron_3_5_lightning_pretrain_config). Its only published
+    row (26.08, 8 GB200 MXFP8: 807 TFLOP/s at 28,672 tokens/s/GPU) gives 28.146 GFLOP/token,
+    which the Nano shapes reproduce only with the two MTP passes."""
+    light = presets()["nemotron-3.5-lightning"]
+    assert light.params == nano().params
+    two_passes = light.model_copy(update={"mtp_layers": 2})
+    published = 807e12 / 28672
+    assert mamba.megatron_bridge_flops_per_token(two_passes) == pytest.approx(published, rel=0.005)
+    assert mamba.megatron_bridge_flops_per_token(light) < 0.92 * published
+
+
 def test_megatron_bridge_flops_by_hand():
     h, s, V = 2688, 8192, 131072
     attn = 4 * h * 4096 * (1 + 2 / 32) + 2 * 4096 * s
