@@ -121,9 +121,32 @@ def _expert_shapes(ctx: LayerContext) -> tuple[int, tuple, tuple]:
 
 
 def _shared_shapes(ctx: LayerContext) -> tuple[tuple, tuple]:
-    m, n = ctx.model, local_tokens(ctx)
-    f = m.moe.shared_experts * m.moe.shared_ffn
-    return (n, f * (2 if m.gated else 1), m.hidden), (n, m.hidden, f)
+    """The shared experts' (fc1, fc2) GEMMs on a TP rank. Megatron-Core's SharedExpertMLP is
+    a dense MLP on the TP group (megatron/core/transformer/moe/shared_experts.py, HEAD
+    d98e8a6, 2026: ``MLP.__init__(..., tp_group=pg_collection.tp)``): column-parallel fc1
+    and row-parallel fc2 with the FFN split over tp, run on the whole sequence (the input
+    gathered over the TP group with sequence parallelism, ``_shared_tp``); TorchTitan
+    shards them the same way (ColwiseParallel / RowParallel)."""
+    m, t, T = ctx.model, ctx.tp, ctx.tokens
+    f = m.moe.shared_experts * m.moe.shared_ffn // t
+    return (T, f * (2 if m.gated else 1), m.hidden), (T, m.hidden, f)
+
+
+def _shared(ctx: LayerContext, bwd: bool) -> list[Op]:
+    """The shared experts: fc1, activation, fc2, between the TP collectives of a dense MLP
+    (with sequence parallelism: all-gather before fc1, reduce-scatter after fc2, and
+    their conjugates in the backward; nothing at tp 1)."""
+    s1, s2 = _shared_shapes(ctx)
+    act = _act(ctx, s1[0], s2[2])
+    if not bwd:
+        return [*enter_tp(ctx, "tp_ag_shared"),
+                gemm(ctx, *s1, "shared_fc1"), mem(ctx, "elementwise", act, "shared_activation"),
+                gemm(ctx, *s2, "shared_fc2"), *exit_tp(ctx, "tp_shared_out")]
+    return [*exit_tp_bwd(ctx, "tp_shared_out_bwd"),
+            *gemm_bwd(ctx, *s2, "shared_fc2"),
+            mem(ctx, "elementwise", 1.5 * act, "shared_activation_bwd"),
+            *gemm_bwd(ctx, *s1, "shared_fc1"),
+            *enter_tp_bwd(ctx, "tp_shared_in_bwd")]
 
 
 def _act(ctx: LayerContext, tokens: float, f: int) -> float:
@@ -319,7 +342,7 @@ def _latent_shapes(ctx: LayerContext) -> tuple[tuple, tuple] | None:
 
 
 def moe_forward(ctx: LayerContext) -> list[Op]:
-    m, n = ctx.model, local_tokens(ctx)
+    m = ctx.model
     local, fc1, fc2 = _expert_shapes(ctx)
     r = received(ctx)
     lat = _latent_shapes(ctx)
@@ -334,23 +357,18 @@ def moe_forward(ctx: LayerContext) -> list[Op]:
                      *_sort_chunks(ctx, "expert_unsort", False),
                      *route(ctx, "combine", out=True), *_unpermute(ctx), *up]
     if m.moe.shared_experts:
-        s1, s2 = _shared_shapes(ctx)
-        ops += [gemm(ctx, *s1, "shared_fc1"), mem(ctx, "elementwise", _act(ctx, n, s2[2]), "shared_activation"),
-                gemm(ctx, *s2, "shared_fc2")]
+        ops += _shared(ctx, bwd=False)
     return ops
 
 
 def moe_backward(ctx: LayerContext) -> list[Op]:
-    m, n = ctx.model, local_tokens(ctx)
+    m = ctx.model
     local, fc1, fc2 = _expert_shapes(ctx)
     r = received(ctx)
     lat = _latent_shapes(ctx)
     ops: list[Op] = []
     if m.moe.shared_experts:
-        s1, s2 = _shared_shapes(ctx)
-        ops += [*gemm_bwd(ctx, *s2, "shared_fc2"),
-                mem(ctx, "elementwise", 1.5 * _act(ctx, n, s2[2]), "shared_activation_bwd"),
-                *gemm_bwd(ctx, *s1, "shared_fc1")]
+        ops += _shared(ctx, bwd=True)
     if lat:
         ops += gemm_bwd(ctx, *lat[1], "fc2_latent_proj")
     ops += [*_unpermute_backward(ctx),

@@ -212,7 +212,12 @@ def _partials_reduce(rs: Collective, n: int, gemm: Compute) -> Compute:
 # Megatron-Bridge 067f987: ``qkv_dgrad`` / ``fc1_dgrad`` BulkOverlapCfg, set_sm_margin
 # False; the median over the H100 configurations of Llama 3 70B / 405B and GPT-3 20B /
 # 175B, BF16 and FP8: qkv_dgrad 4 (4, 2, 8, 4), fc1_dgrad 2 (2, 2, 4, 2)).
-SP_REGATHER: dict[str, int] = {"qkv_dgrad": 4, "mlp_up_dgrad": 2}
+# Megatron-Core's Mamba in_proj (megatron/core/ssm/mamba_mixer.py: a TE
+# LayerNormColumnParallelLinear, ``tp_comm_buffer_name="fc1"``) and the shared experts'
+# fc1 (SharedExpertMLP, a dense MLP's column-parallel fc1) gather their input's sequence
+# shards as the MLP's fc1 does, with its userbuffer.
+SP_REGATHER: dict[str, int] = {"qkv_dgrad": 4, "mlp_up_dgrad": 2, "mamba_in_proj_dgrad": 2,
+                               "shared_fc1_dgrad": 2}
 
 
 def sp_backward_gathers(ctx: LayerContext, ops: list, recipe: str | None = None,

@@ -136,7 +136,8 @@ def _by_name(ops):
 def test_latent_projections_sit_around_the_dispatch():
     """Forward: router (hidden), fc1_latent_proj (n, l, h), permute, dispatch, experts,
     combine, unpermute, fc2_latent_proj (n, h, l), shared expert (hidden). With tp 2 the
-    n = 4096 sequence-parallel tokens of the rank, whole (duplicated) weights."""
+    n = 4096 sequence-parallel tokens of the rank, whole (duplicated) weights; the shared
+    expert split over TP on the gathered 8192 tokens."""
     ops = moe_forward(_ctx(sup(), tp=2))
     names = [getattr(o, "name", "") for o in ops]
     order = [names.index(n) for n in ("router", "fc1_latent_proj", "permute", "ep_all_to_all_dispatch",
@@ -148,7 +149,7 @@ def test_latent_projections_sit_around_the_dispatch():
     assert got["fc2_latent_proj"][0].shape == (4096, H, LAT)
     assert got["router"][0].shape == (4096, E, H)
     assert got["expert_fc1"][0].shape[1:] == (F, LAT) and got["expert_fc2"][0].shape[1:] == (LAT, F)
-    assert got["shared_fc1"][0].shape == (4096, FS, H)
+    assert got["shared_fc1"][0].shape == (8192, FS // 2, H)
 
 
 def test_dispatch_and_permute_move_latent_tokens():
