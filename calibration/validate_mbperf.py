@@ -25,20 +25,25 @@ from __future__ import annotations
 
 import pandas as pd
 
-from calibration import validate_hybrid
 from calibration.mbperf_recipes import RECOMPUTE, published_plan, recipe, unmodelled
-from calibration.validate_hybrid import FP8_RECIPE, SYSTEMS, _num
-from hw_models import catalog
+from calibration.row_runner import (
+    FP8_RECIPE,
+    SYSTEMS,
+    _num,
+    first_reason,
+    precision_check,
+    recipe_tail_checks,
+    run_rows,
+    system_check,
+)
+from calibration.row_runner import label as _label
+from calibration.validate_hybrid import REF
 from workloads.host_launch import SCOPES
 from workloads.model import presets
 
 
 def rows() -> pd.DataFrame:
-    return pd.read_csv(validate_hybrid.REF.joinpath("mbperf_moe_training.csv"), comment="#", dtype=str)
-
-
-def _label(row) -> str:
-    return str(row.precision).split()[0].upper()
+    return pd.read_csv(REF.joinpath("mbperf_moe_training.csv"), comment="#", dtype=str)
 
 
 def skip_reason(row, zoo=None) -> str | None:
@@ -46,24 +51,16 @@ def skip_reason(row, zoo=None) -> str | None:
     zoo = presets() if zoo is None else zoo
     gpu = str(row.gpu_type).split()[0]
     got = recipe(row)
-    checks = [
+    return first_reason([
         (lambda: row.arch_id not in zoo, f"no preset {row.arch_id} in the model zoo (architecture not collected)"),
         (lambda: "token-DROP" in str(row.notes), "token-dropping run: capacity factor not published"),
-        (lambda: gpu not in SYSTEMS or SYSTEMS[gpu][0] not in catalog.systems(),
-         f"no {gpu} system in the catalog"),
-        (lambda: _label(row) not in FP8_RECIPE and _label(row) != "BF16", f"precision {row.precision} not mapped"),
+        system_check(gpu), precision_check(row),
         (lambda: got is None, "no recipe read for this model, GPU, precision and release"),
         (lambda: published_plan(row) != got["plan"],
          lambda: (f"published plan (mbs, pp, vp, ep) {published_plan(row)} differs from the release's "
                   f"recipe {got['plan']}: the run's other settings are not known")),
-        (lambda: bool(unmodelled(got)),
-         lambda: "recipe sets what the simulator does not model: " + "; ".join(unmodelled(got))),
-        (lambda: _num(row.throughput_tokens_per_s_per_gpu) is None, "no throughput published"),
-    ]
-    for bad, why in checks:
-        if bad():
-            return why() if callable(why) else why
-    return None
+        *recipe_tail_checks(row, got, unmodelled),
+    ])
 
 
 def scenario_for(row, fidelity: str = "analytical") -> dict:
@@ -109,8 +106,8 @@ def _plan(row) -> str:
 
 
 def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
-    """Every row: predicted tokens/s per GPU, or why skipped (validate_hybrid.run_rows)."""
-    return validate_hybrid.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, _plan)
+    """Every row: predicted tokens/s per GPU, or why skipped (row_runner.run_rows)."""
+    return run_rows(rows(), skip_reason, scenario_for, predict, fidelity, _plan)
 
 
 def summary(df: pd.DataFrame) -> dict:
