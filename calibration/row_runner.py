@@ -8,10 +8,14 @@ The metric is tokens/s per GPU; the error is predicted / published - 1, in perce
 
 from __future__ import annotations
 
+from importlib import resources
+
 import numpy as np
 import pandas as pd
 
 from hw_models import catalog
+
+REF = resources.files("calibration").joinpath("reference", "modern")
 
 # GPU label of a published row -> (catalog system, GPUs per node).
 SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nvl72", 4),
@@ -36,6 +40,11 @@ def label(row) -> str:
     return str(row.precision).split()[0].upper()
 
 
+def read_rows(name: str) -> pd.DataFrame:
+    """A published-row CSV of calibration/reference/modern, every cell as text."""
+    return pd.read_csv(REF.joinpath(name), comment="#", dtype=str)
+
+
 def first_reason(checks) -> str | None:
     """The reason of the first check that fails; None where none does. A check is
     ``(bad, why)``: ``bad`` a bool or a callable returning one (called in order, so a check
@@ -45,6 +54,11 @@ def first_reason(checks) -> str | None:
         if bad() if callable(bad) else bad:
             return why() if callable(why) else why
     return None
+
+
+def preset_check(row, zoo, note: str = "") -> tuple:
+    """A row's model must have a preset in the model zoo ``zoo``."""
+    return (lambda: row.arch_id not in zoo, f"no preset {row.arch_id} in the model zoo{note}")
 
 
 def system_check(gpu: str) -> tuple:
@@ -98,3 +112,14 @@ def run_rows(frame: pd.DataFrame, skip, scenario, predict, fidelity: str = "anal
         out.append(base | {"predicted_tok_s_gpu": round(pred, 1), "error_pct": round(err, 1),
                            "skipped": "", **info})
     return pd.DataFrame(out)
+
+
+def summary(df: pd.DataFrame) -> dict:
+    """Row counts and |error| figures of a run_rows frame: median, max, median by GPU."""
+    done = df[df.skipped == ""]
+    err = done.error_pct.abs()
+    return {"rows": len(df), "predicted": len(done),
+            "median_abs_error_pct": float(err.median()) if len(err) else float("nan"),
+            "max_abs_error_pct": float(err.max()) if len(err) else float("nan"),
+            "median_abs_error_pct_by_gpu": {g: float(d.error_pct.abs().median())
+                                            for g, d in done.groupby("gpu")}}

@@ -21,29 +21,19 @@ the catalog, a recipe setting the workload cannot express (calibration/hybrid_re
 
 from __future__ import annotations
 
-from importlib import resources
-
 import pandas as pd
 
+from calibration import row_runner
 from calibration.hybrid_recipes import RECOMPUTE, hybrid_recipe, unmodelled
-from calibration.row_runner import (
-    FP8_RECIPE,
-    SYSTEMS,
-    _num,
-    first_reason,
-    precision_check,
-    recipe_tail_checks,
-    run_rows,
-    system_check,
-)
+from calibration.row_runner import FP8_RECIPE, SYSTEMS, _num
 from workloads.host_launch import SCOPES
 from workloads.model import presets
 
-REF = resources.files("calibration").joinpath("reference", "modern")
+REF = row_runner.REF
 
 
 def rows() -> pd.DataFrame:
-    return pd.read_csv(REF.joinpath("hybrid_moe_training.csv"), comment="#", dtype=str)
+    return row_runner.read_rows("hybrid_moe_training.csv")
 
 
 def skip_reason(row, zoo=None) -> str | None:
@@ -51,11 +41,11 @@ def skip_reason(row, zoo=None) -> str | None:
     zoo = presets() if zoo is None else zoo
     gpu = str(row.gpu_type).split()[0]
     recipe = hybrid_recipe(row)
-    return first_reason([
-        (lambda: row.arch_id not in zoo, f"no preset {row.arch_id} in the model zoo"),
-        system_check(gpu), precision_check(row),
+    return row_runner.first_reason([
+        row_runner.preset_check(row, zoo),
+        row_runner.system_check(gpu), row_runner.precision_check(row),
         (lambda: recipe is None, "no recipe read for this model, GPU and precision"),
-        *recipe_tail_checks(row, recipe, unmodelled),
+        *row_runner.recipe_tail_checks(row, recipe, unmodelled),
     ])
 
 
@@ -97,14 +87,12 @@ def plan_text(row) -> str:
 
 def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
     """Every hybrid row: predicted tokens/s per GPU, or why skipped."""
-    return run_rows(rows(), skip_reason, scenario_for, predict, fidelity, plan_text)
+    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, plan_text)
 
 
 def summary(df: pd.DataFrame) -> dict:
-    done = df[df.skipped == ""]
-    err = done.error_pct.abs()
-    return {"rows": len(df), "predicted": len(done),
-            "median_abs_error_pct": float(err.median()) if len(err) else float("nan")}
+    s = row_runner.summary(df)
+    return {k: s[k] for k in ("rows", "predicted", "median_abs_error_pct")}
 
 
 def summary_line(s: dict) -> str:
