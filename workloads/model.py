@@ -191,8 +191,9 @@ def resolve(ref: str | dict[str, Any] | ModelSpec) -> ModelSpec:
             return ModelSpec(**ref)
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "model"
-            raise ClusterSimError(f"inline model: {where}: {err['msg']}") from None
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            raise ClusterSimError(f"inline model: {loc + ': ' if loc else ''}{msg}") from None
     table = presets()
     if ref not in table:
         raise UnknownPresetError("model", ref, list(table))
