@@ -69,6 +69,8 @@ def test_training_mamba_heads_and_groups_must_split_over_tp(tmp_path, monkeypatc
     ({"optimizer": "muon", "offload": {"optimizer": True}}, "optimizer muon runs on the GPU"),
     ({"optimizer": "sgd"}, "workload.optimizer: Input should be 'adam' or 'muon' (got 'sgd')"),
     ({"recompute": "mla_up_proj"}, "recompute mla_up_proj re-runs MLA's up projections: the model has no MLA"),
+    ({"optimizer": "muon"}, "optimizer muon: the matrices of hybrid (Mamba) models are not listed; "
+                            "use optimizer adam"),
 ])
 def test_optimizer_and_recompute_keys(tmp_path, monkeypatch, capsys, workload, says):
     assert says in refused(tmp_path, monkeypatch, capsys, training(**workload))
@@ -95,3 +97,19 @@ def test_hybrid_serving_plans(tmp_path, monkeypatch, capsys, extra, says):
 ])
 def test_rl_rollouts_of_a_hybrid_model(tmp_path, monkeypatch, capsys, extra, says):
     assert says in refused(tmp_path, monkeypatch, capsys, *RL, *extra)
+
+
+@pytest.mark.parametrize("args", [
+    ("--set", "sim.fidelity=flow"),
+    (SERVE, "--set", "workload.parallel.tp=2", "--set", "workload.requests.count=60"),
+])
+def test_hybrid_runs_are_deterministic(tmp_path, monkeypatch, capsys, args):
+    """The same hybrid training (flow fidelity) or serving scenario twice: identical JSON."""
+    if args[0] != SERVE:
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump(TRAIN))
+        args = (path, *args)
+    runs = [cli(monkeypatch, capsys, "simulate", *args, "--format", "json", limit_s=120)
+            for _ in range(2)]
+    assert runs[0][0] == 0, runs[0][2]
+    assert runs[0][1] == runs[1][1] and runs[0][1].lstrip().startswith("{")
