@@ -110,7 +110,8 @@ def hf_tensor_count(m: ModelSpec) -> int:
     norms; MLA: q_a_proj, q_a_layernorm, q_b_proj or q_proj, kv_a_proj_with_mqa,
     kv_a_layernorm, kv_b_proj, o_proj), two norms, and the MLP (gate, up, down) or, in a
     MoE layer, the router (plus its bias: DeepSeek-V3's e_score_correction_bias), every
-    expert's matrices and the shared experts'. A hybrid model's sub-layers (hybrid_pattern)
+    expert's matrices and the shared experts' (LatentMoE: and fc1_latent_proj,
+    fc2_latent_proj). A hybrid model's sub-layers (hybrid_pattern)
     have one norm each: a Mamba mixer exports in_proj, conv1d weight and bias, dt_bias,
     A_log, D, its norm and out_proj; an attention or MLP sub-layer its half of the above.
     Then the embedding, final norm, output layer."""
@@ -132,7 +133,8 @@ def hf_tensor_count(m: ModelSpec) -> int:
             continue
         if is_moe_layer(m, i):
             router = 1 + int(m.moe.router == "sigmoid" or m.bias)
-            count += router + m.moe.experts * mlp + m.moe.shared_experts * (3 if m.gated else 2)
+            latent = (2 * (2 if m.bias else 1)) if m.moe.latent_size else 0   # fc1/fc2_latent_proj
+            count += router + latent + m.moe.experts * mlp + m.moe.shared_experts * (3 if m.gated else 2)
         else:
             count += mlp
     return count + 1 + int(m.learned_positions) + norm + int(not m.tied_embeddings)

@@ -66,10 +66,13 @@ ELEMENT_BYTES: dict[str, float] = {"fp8": 1.0, "mxfp8": 1.0, "nvfp4": 0.5}
 LINEAR = ("qkv", "attn_proj", "mlp_up", "mlp_down")
 # MoE / MLA layers (workloads/moe_layers.py): Transformer Engine runs them as FP8 linears
 # too (Megatron-Core's TEGroupedMLP and shared-expert / MLA TE linears inside fp8_autocast),
-# and the Mamba mixer's in_proj / out_proj (TE linears; its scan stays 16-bit).
+# the Mamba mixer's in_proj / out_proj (TE linears; its scan stays 16-bit) and LatentMoE's
+# fc1_latent_proj / fc2_latent_proj (TELinear, moe_layer.py; their inputs, the norm's output
+# that the router also reads and the unpermuted tokens, are cast by their own kernels).
 # Longer names first: ``_linear`` matches by prefix.
 MOE_LINEAR = ("expert_fc1", "expert_fc2", "shared_fc1", "shared_fc2", "mla_q_down", "mla_q_up",
-              "mla_kv_down", "mla_kv_up", "mla_q", "mamba_in_proj", "mamba_out_proj")
+              "mla_kv_down", "mla_kv_up", "mla_q", "mamba_in_proj", "mamba_out_proj",
+              "fc1_latent_proj", "fc2_latent_proj")
 
 
 def check_support(recipe: str, peak_dtypes: list[str], gpu_name: str) -> None:

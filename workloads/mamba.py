@@ -81,13 +81,33 @@ def check_pattern(pattern: str, layers: int, has_mamba: bool, has_moe: bool) -> 
         raise ValueError("hybrid_pattern has MoE layers (E): give the moe block")
 
 
+def check_mtp_pattern(pattern: str, has_mamba: bool, has_moe: bool) -> None:
+    """Raise ValueError where an MTP module's pattern cannot describe it."""
+    try:
+        check_pattern(pattern, len(pattern), has_mamba, has_moe)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("hybrid_pattern", "mtp_pattern")) from None
+
+
 def kind(m: ModelSpec, i: int) -> str | None:
-    """The sub-layer of layer ``i`` in a hybrid model (None: a full transformer layer)."""
-    return m.hybrid_pattern[i] if m.hybrid_pattern else None
+    """The sub-layer of layer ``i`` in a hybrid model (None: a full transformer layer).
+    Indices from ``m.layers`` on are the MTP module's sub-layers (``mtp_pattern``,
+    workloads/moe.py ``mtp_layer_ids``)."""
+    if not m.hybrid_pattern:
+        return None
+    if i >= m.layers and m.mtp_pattern:
+        return m.mtp_pattern[(i - m.layers) % len(m.mtp_pattern)]
+    return m.hybrid_pattern[i]
 
 
 def counts(m: ModelSpec) -> dict[str, int]:
     return {s: m.hybrid_pattern.count(s) for s in SYMBOLS}
+
+
+def mtp_counts(m: ModelSpec) -> dict[str, int]:
+    """Sub-layers of the MTP passes: the MTP pattern once per pass (``mtp_layers``)."""
+    pattern = m.mtp_pattern or ""
+    return {s: pattern.count(s) * m.mtp_layers for s in SYMBOLS}
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -142,9 +162,14 @@ def megatron_bridge_flops_per_token(m: ModelSpec) -> float:
     conventions: Mamba layers with d_in = 2 x hidden whatever the heads (in_proj
     2 h (2 d_in + 2 G N + heads), scan 7 d_in N, out_proj 2 d_in h), attention
     projections 4 h (a d)(1 + g/a) and a causal core 2 (a d) s, MLP and MoE with
-    4 h f per expert (x 3/2 when gated), logits 2 h V (x (1 + MTP)), all x 3."""
+    4 h f per expert (x 3/2 when gated; LatentMoE: 4 l f per routed expert and 4 h l for
+    the two latent projections, ``moe_layer_flops``), logits 2 h V (x (1 + MTP)), all x 3.
+    The layer counts are Megatron-Core's ``get_hybrid_layer_counts`` of the unified
+    pattern Megatron-Bridge's HybridModelProvider builds (v0.6.0 hybrid_provider.py: the
+    main pattern, then the MTP pattern once per MTP pass, ``mtp_num_layers`` copies)."""
     h, s = m.hidden, m.seq_len
     c = counts(m)
+    c = {k: c[k] + v for k, v in mtp_counts(m).items()}
     a, d, g = m.heads, m.head_dim, m.kv_heads_
     attn = 4 * h * a * d * (1 + g / a) + 2 * a * d * s
     sp = m.mamba
@@ -158,6 +183,8 @@ def megatron_bridge_flops_per_token(m: ModelSpec) -> float:
     moe = 0.0
     if m.moe is not None:
         shared = m.moe.shared_experts * m.moe.shared_ffn
-        moe = 4 * h * m.moe.expert_ffn_hidden * m.moe.top_k * scale + 4 * h * shared * scale
+        lat = m.moe.latent_size
+        moe = 4 * (lat or h) * m.moe.expert_ffn_hidden * m.moe.top_k * scale + 4 * h * shared * scale
+        moe += 4 * h * lat if lat else 0
     logits = 2 * h * m.vocab * (1 + m.mtp_layers)
     return 3.0 * (c[ATTENTION] * attn + c[MAMBA] * mamba + c[MLP] * mlp + c[MOE] * moe + logits)

@@ -51,6 +51,11 @@ class ModelSpec(BaseModel):
     moe: MoESpec | None = None
     attention: AttentionSpec | None = None
     mtp_layers: int = Field(default=0, ge=0)
+    # Hybrid models: the MTP module's own sub-layers (Megatron-Core
+    # mtp_hybrid_override_pattern, e.g. "*E"), and whether the mtp_layers passes share ONE
+    # module's weights (mtp_use_repeated_layer). workloads/moe.py, docs/moe.md.
+    mtp_pattern: str | None = None
+    mtp_repeated: bool = False
     sliding_window: SlidingWindow | None = None
     # Hybrid Mamba models (workloads/mamba.py, docs/moe.md): one character per layer,
     # M Mamba-2 mixer, * attention, - MLP, E MoE (Megatron-Core hybrid_layer_pattern).
@@ -72,10 +77,17 @@ class ModelSpec(BaseModel):
             if self.moe and (self.moe.layer_pattern is not None or self.moe.dense_layers):
                 raise ValueError("with hybrid_pattern, the MoE layers are its E layers: "
                                  "drop moe.layer_pattern / moe.dense_layers")
-            if self.mtp_layers or self.sliding_window:
-                raise ValueError("hybrid_pattern does not yet combine with mtp_layers or "
-                                 "sliding_window")
-        elif self.mamba is not None:
+            if self.sliding_window:
+                raise ValueError("hybrid_pattern does not yet combine with sliding_window")
+            if self.mtp_layers and not self.mtp_pattern:
+                raise ValueError("a hybrid model's mtp_layers need the MTP module's mtp_pattern "
+                                 "(e.g. \"*E\": one attention and one MoE sub-layer)")
+            if self.mtp_pattern:
+                _mamba.check_mtp_pattern(self.mtp_pattern, self.mamba is not None,
+                                         self.moe is not None)
+        elif self.mtp_pattern is not None:
+            raise ValueError("mtp_pattern describes a hybrid model's MTP module: give hybrid_pattern")
+        if self.hybrid_pattern is None and self.mamba is not None:
             raise ValueError("mamba needs a hybrid_pattern placing its layers")
         pattern = self.moe.layer_pattern if self.moe else None
         if pattern is not None and len(pattern) != self.layers:

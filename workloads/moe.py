@@ -4,7 +4,7 @@ attention: the model-spec blocks and their parameter / FLOPs formulas.
 The spec blocks are contracts shared with scenario files and presets:
 
 - ``moe: {experts, top_k, shared_experts, expert_ffn_hidden, shared_ffn_hidden,
-  dense_layers | layer_pattern, router: softmax|sigmoid}``
+  dense_layers | layer_pattern, router: softmax|sigmoid, latent_size}``
 - ``attention: {kind: mha|gqa|mla, q_lora_rank, kv_lora_rank, qk_nope_head_dim,
   qk_rope_head_dim, v_head_dim}``
 - ``sliding_window: {size, period, kind: sliding|chunked}``: in every group of ``period``
@@ -12,7 +12,16 @@ The spec blocks are contracts shared with scenario files and presets:
   Llama 4: chunked attention on three layers of four).
 - ``mtp_layers``: DeepSeek-V3's multi-token-prediction modules (section 2.2 of its report):
   each is an RMSNorm pair, a (2h, h) projection and one transformer layer; embedding and
-  output head are shared with the main model.
+  output head are shared with the main model. In a hybrid model the module's layers follow
+  its own pattern (``mtp_pattern``, Megatron-Core ``mtp_hybrid_override_pattern``: "*E" is
+  one attention and one MoE sub-layer); ``mtp_repeated`` (``mtp_use_repeated_layer``) runs
+  ``mtp_layers`` passes through ONE module: its weights once, its compute per pass.
+- ``moe.latent_size``: LatentMoE (Megatron-Core ``moe_latent_size``,
+  megatron/core/transformer/moe/moe_layer.py): the router and the shared experts read the
+  hidden state; ``fc1_latent_proj`` (h -> latent, replicated over TP, ``parallel_mode
+  "duplicated"``) runs before the dispatch, so permutation, dispatch, the routed experts
+  (latent -> ffn -> latent, experts.py / mlp.py ``is_expert``) and the combine move and
+  multiply latent-sized tokens; ``fc2_latent_proj`` (latent -> h) runs after the combine.
 
 Parameter counts follow the published module shapes (DeepSeek-V3 / Kimi K2 MLA, the
 HF ``config.json`` of each model). The formulas are plain sums of matrix sizes, written
@@ -50,6 +59,8 @@ class MoESpec(_Spec):
     # groups, each token's top_k chosen inside its best router_group_topk groups.
     router_groups: int = Field(default=1, gt=0)
     router_group_topk: int | None = Field(default=None, gt=0)
+    # LatentMoE (Megatron-Core moe_latent_size): routed experts work in this width.
+    latent_size: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -107,7 +118,7 @@ def is_moe_layer(m: ModelSpec, i: int) -> bool:
     if m.moe is None:
         return False
     if m.hybrid_pattern is not None:
-        return m.hybrid_pattern[i] == _mamba.MOE
+        return _mamba.kind(m, i) == _mamba.MOE
     if m.moe.layer_pattern is not None:
         return bool(m.moe.layer_pattern[i])
     return i >= m.moe.dense_layers
@@ -145,9 +156,30 @@ def attention_params(m: ModelSpec) -> int:
     return q_proj + kv_down + kv_up + a * att.v_head_dim * h
 
 
-def mlp_params(m: ModelSpec, ffn: int) -> int:
-    h, b = m.hidden, int(m.bias)
+def mlp_params(m: ModelSpec, ffn: int, width: int | None = None) -> int:
+    """An MLP ``width`` (default hidden) -> ffn -> ``width``, gated when the model is."""
+    h, b = width or m.hidden, int(m.bias)
     return h * ffn * (3 if m.gated else 2) + b * (ffn * (2 if m.gated else 1) + h)
+
+
+def token_width(m: ModelSpec) -> int:
+    """Width of the tokens the routed experts see: the latent size under LatentMoE (the
+    permutation, dispatch, expert GEMMs and combine work in it), else the hidden size."""
+    return (m.moe.latent_size if m.moe is not None and m.moe.latent_size else None) or m.hidden
+
+
+def expert_mlp_params(m: ModelSpec) -> int:
+    """One routed expert (in the latent width under LatentMoE)."""
+    return mlp_params(m, m.moe.expert_ffn_hidden, token_width(m))
+
+
+def latent_proj_params(m: ModelSpec) -> int:
+    """LatentMoE's fc1_latent_proj (h -> latent) and fc2_latent_proj (latent -> h) of one
+    MoE layer, with their biases where the model has them (moe_layer.py, TELinear)."""
+    if m.moe is None or not m.moe.latent_size:
+        return 0
+    h, lat, b = m.hidden, m.moe.latent_size, int(m.bias)
+    return 2 * h * lat + b * (lat + h)
 
 
 def router_params(m: ModelSpec) -> int:
@@ -166,8 +198,9 @@ def _mlp_block_params(m: ModelSpec, i: int, active: bool) -> int:
     if not is_moe_layer(m, i):
         return mlp_params(m, m.ffn)
     moe = m.moe
-    routed = (moe.top_k if active else moe.experts) * mlp_params(m, moe.expert_ffn_hidden)
-    return router_params(m) + routed + moe.shared_experts * mlp_params(m, moe.shared_ffn)
+    routed = (moe.top_k if active else moe.experts) * expert_mlp_params(m)
+    return (router_params(m) + latent_proj_params(m) + routed
+            + moe.shared_experts * mlp_params(m, moe.shared_ffn))
 
 
 def hybrid_layer_params(m: ModelSpec, i: int, active: bool = False) -> int:
@@ -193,15 +226,35 @@ def expert_params(m: ModelSpec, i: int) -> int:
     """Routed-expert weights of layer ``i`` (what expert parallelism shards)."""
     if not is_moe_layer(m, i):
         return 0
-    return m.moe.experts * mlp_params(m, m.moe.expert_ffn_hidden)
+    return m.moe.experts * expert_mlp_params(m)
+
+
+def mtp_layer_ids(m: ModelSpec) -> list[int]:
+    """Layer indices of one MTP module: the model's last layer (DeepSeek-V3: one
+    transformer layer like it), or in a hybrid model the sub-layers of ``mtp_pattern``,
+    numbered after the main model's (``workloads.mamba.kind`` reads them there)."""
+    if m.hybrid_pattern is not None and m.mtp_pattern:
+        return list(range(m.layers, m.layers + len(m.mtp_pattern)))
+    return [m.layers - 1]
+
+
+def mtp_modules(m: ModelSpec) -> int:
+    """MTP modules that hold weights: one shared by every pass under ``mtp_repeated``."""
+    return min(1, m.mtp_layers) if m.mtp_repeated else m.mtp_layers
 
 
 def mtp_params(m: ModelSpec, active: bool = False) -> int:
     """Multi-token prediction modules (embedding and output head shared): two norms, the
-    (2h -> h) projection, one transformer layer like the model's last, a final norm."""
+    (2h -> h) projection, the module's layers, a final norm (Megatron-Core
+    MultiTokenPredictionLayer: enorm, hnorm, eh_proj, the layers, final_layernorm)."""
     h = m.hidden
-    per = 3 * norm_params(m) + 2 * h * h + layer_params(m, m.layers - 1, active)
-    return m.mtp_layers * per
+    layers = sum(layer_params(m, i, active) for i in mtp_layer_ids(m))
+    return mtp_modules(m) * (3 * norm_params(m) + 2 * h * h + layers)
+
+
+def mtp_expert_params(m: ModelSpec) -> int:
+    """Routed-expert weights of the MTP modules (sharded over expert parallelism)."""
+    return mtp_modules(m) * sum(expert_params(m, i) for i in mtp_layer_ids(m))
 
 
 def embedding_params(m: ModelSpec) -> tuple[int, int]:
@@ -232,8 +285,9 @@ def _mlp_matmul_params(m: ModelSpec, i: int) -> int:
     if not is_moe_layer(m, i):
         return h * m.ffn * mult
     moe = m.moe
-    return h * moe.experts + h * mult * (moe.top_k * moe.expert_ffn_hidden
-                                         + moe.shared_experts * moe.shared_ffn)
+    lat = moe.latent_size
+    routed = moe.top_k * moe.expert_ffn_hidden * mult * (lat or h) + (2 * h * lat if lat else 0)
+    return h * moe.experts + routed + h * mult * moe.shared_experts * moe.shared_ffn
 
 
 def matmul_params(m: ModelSpec, i: int) -> int:
@@ -275,7 +329,10 @@ def flops_per_token(m: ModelSpec) -> float:
         scan = _mamba.ssd_flops(m.mamba, 1.0, m.mamba.heads, m.mamba.groups)[0]
         per += m.hybrid_pattern.count(_mamba.MAMBA) * scan / 2
     if m.mtp_layers:
-        last = m.layers - 1
-        per += m.mtp_layers * (2 * h * h + matmul_params(m, last) + _attention_per_token(m, last)
-                               + h * m.vocab)
+        ids = mtp_layer_ids(m)
+        body = sum(matmul_params(m, i) + _attention_per_token(m, i) for i in ids)
+        if m.mamba is not None:
+            scan = _mamba.ssd_flops(m.mamba, 1.0, m.mamba.heads, m.mamba.groups)[0]
+            body += sum(_mamba.kind(m, i) == _mamba.MAMBA for i in ids) * scan / 2
+        per += m.mtp_layers * (2 * h * h + body + h * m.vocab)
     return 6.0 * per

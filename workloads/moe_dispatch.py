@@ -20,6 +20,11 @@ Dispatchers (``workload.moe.dispatcher``), bytes per rank with e bytes per eleme
   same calls as deepep's normal kernels, on ``hybridep_sms`` SMs
   (``moe_hybridep_num_sms``), whose intranode rate is HybridEP's published bandwidth
   (sim/network/deepep.py).
+
+h here is the width of the routed tokens: the hidden size, or under LatentMoE the latent
+size (``moe.latent_size``: Megatron-Core projects the tokens down before the dispatcher and
+back up after the combine; token_dispatcher.py sizes the HybridEP buffers to
+``moe_latent_size or hidden_size``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from hw_models.topology import fabric_defaults
 from workloads.graph import Collective, ExpertDispatch
 from workloads.layer_attention import bf16_context
 from workloads.layers import LayerContext, Op, mem
+from workloads.moe import token_width
 
 
 def local_tokens(ctx: LayerContext) -> int:
@@ -125,7 +131,7 @@ def deepep_call(ctx: LayerContext, name: str, out: bool) -> Collective:
     """One DeepEP call (workloads.graph.ExpertDispatch), normal or low-latency kernels, or
     one HybridEP call (``dispatcher: hybridep``: DeepEP's normal-kernel shape on its own SMs,
     priced at its published intranode rate)."""
-    mc, h = ctx.moe, ctx.model.hidden
+    mc, h = ctx.moe, token_width(ctx.model)
     if mc.dispatcher == "hybridep":
         op = deepep_call(replace(ctx, moe=replace(mc, dispatcher="deepep", low_latency=False)), name, out)
         return replace(op, name=op.name.replace("deepep_", "hybridep_", 1), sms=mc.hybridep_sms,
@@ -154,7 +160,7 @@ def deepep_call(ctx: LayerContext, name: str, out: bool) -> Collective:
 
 def route(ctx: LayerContext, name: str, out: bool) -> list[Op]:
     """Dispatch (out=False) or combine (out=True) communication of one MoE layer."""
-    mc, h = ctx.moe, ctx.model.hidden
+    mc, h = ctx.moe, token_width(ctx.model)
     n, k, e = local_tokens(ctx), ctx.model.moe.top_k, element_bytes(ctx, out)
     if mc.ep * mc.etp == 1:
         return []
@@ -182,7 +188,7 @@ def _allgather(ctx: LayerContext, name: str, out: bool) -> list[Op]:
     router (``router_dtype: fp64``) the combine and its backward all-gather move 8 bytes per
     element and the casts read and write both types. ``out``: the reduce-scatter direction
     (the combine, or the dispatch's backward)."""
-    mc, h, E = ctx.moe, ctx.model.hidden, ctx.model.moe.experts
+    mc, h, E = ctx.moe, token_width(ctx.model), ctx.model.moe.experts
     n, e = local_tokens(ctx), element_bytes(ctx, out)
     kind = "reduce_scatter" if out else "all_gather"
     if not name.startswith("combine"):

@@ -9,7 +9,14 @@ EP ranks that own the experts; grouped expert GEMMs over the E/ep local experts,
 shapes follow the tokens each expert receives (one GEMM per local expert, as Transformer
 Engine's GroupedLinear issues them: each pays its own launch, fixed cost and wave
 quantization); combine back; unpermute (weighted sum);
-shared experts on the n local tokens. The slowest EP rank sets the pace: it receives
+shared experts on the n local tokens. Under LatentMoE (``moe.latent_size`` l,
+Megatron-Core moe_layer.py: ``fc1_latent_proj`` in ``preprocess`` before the dispatcher,
+``fc2_latent_proj`` in ``postprocess`` after the combine) the router and the shared experts
+read the hidden state while a GEMM (n, l, h) projects the tokens down before the
+permutation and one (n, h, l) back up after the unpermutation: permute, dispatch, the expert
+GEMMs (l -> f -> l), combine and unpermute all move l-wide tokens; the projections are
+``parallel_mode="duplicated"`` (whole weights on every TP rank, on its n sequence-parallel
+tokens). The slowest EP rank sets the pace: it receives
 ``rank_factor`` x n*k tokens (workloads/moe_load.py), so its GEMMs and its all-to-all
 are that much larger, and everyone waits at the combine.
 
@@ -38,7 +45,7 @@ from workloads.layers import (
     layer_gemm_shapes,
     mem,
 )
-from workloads.moe import is_moe_layer, is_window_layer
+from workloads.moe import is_moe_layer, is_window_layer, mtp_layer_ids, token_width
 from workloads.moe_dispatch import local_tokens, received, route, router_bytes, router_context
 from workloads.moe_launches import (
     TE_CHUNK_SORT_KERNELS,
@@ -109,8 +116,8 @@ def _expert_shapes(ctx: LayerContext) -> tuple[int, tuple, tuple]:
     local = m.moe.experts // mc.ep
     f = m.moe.expert_ffn_hidden // mc.etp
     per = max(1, round(received(ctx) / local))
-    up = f * (2 if m.gated else 1)
-    return local, (per, up, m.hidden), (per, m.hidden, f)
+    up, d = f * (2 if m.gated else 1), token_width(m)
+    return local, (per, up, d), (per, d, f)
 
 
 def _shared_shapes(ctx: LayerContext) -> tuple[tuple, tuple]:
@@ -232,7 +239,7 @@ def _permute(ctx: LayerContext) -> list[Op]:
     all-gather dispatcher permutes without the probabilities but always selects them with
     ``masked_select`` after it (dispatch_postprocess)."""
     m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
-    h, E, k = m.hidden, m.moe.experts, m.moe.top_k
+    h, E, k = token_width(m), m.moe.experts, m.moe.top_k
     pb, copies = router_bytes(ctx), n * k
     probs_select = [mem(ctx, "elementwise", 2 * pb * n * E + n * E + 2 * pb * copies, "permute_probs"),
                     host_sync()]
@@ -252,7 +259,7 @@ def _unpermute(ctx: LayerContext) -> list[Op]:
     zeroed output, then ``scatter_add_`` of the copies into it (read each copy, read and
     write the output)."""
     m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
-    h, k = m.hidden, m.moe.top_k
+    h, k = token_width(m), m.moe.top_k
     if ctx.moe.permute_fusion:
         return [mem(ctx, "elementwise", e * n * h * (1 + k), "unpermute")]
     return [mem(ctx, "elementwise", e * n * h, "unpermute_zeros"),
@@ -263,7 +270,7 @@ def _unpermute_backward(ctx: LayerContext) -> list[Op]:
     """Fused: TE's kernel. Unfused: ``scatter_add_``'s backward gathers the output gradient
     into the k copies (read and write each copy)."""
     m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
-    h, k = m.hidden, m.moe.top_k
+    h, k = token_width(m), m.moe.top_k
     nbytes = e * n * h * (2 + k) if ctx.moe.permute_fusion else 2 * e * n * k * h
     return [mem(ctx, "elementwise", nbytes, "unpermute_bwd")]
 
@@ -274,7 +281,7 @@ def _permute_backward(ctx: LayerContext) -> list[Op]:
     the probabilities' ``masked_select`` backward scatters their gradient into a zeroed
     n x E tensor and transposes it back."""
     m, e, n = ctx.model, ctx.act_bytes, local_tokens(ctx)
-    h, E, k = m.hidden, m.moe.experts, m.moe.top_k
+    h, E, k = token_width(m), m.moe.experts, m.moe.top_k
     if ctx.moe.permute_fusion:
         return [mem(ctx, "elementwise", e * n * h * (1 + k), "permute_bwd")]
     pb = router_bytes(ctx)
@@ -295,7 +302,7 @@ def _sort_chunks(ctx: LayerContext, name: str, probs: bool) -> list[Op]:
     if mc.dispatcher != "alltoall" or local < 2 or mc.ep * mc.etp == 1:
         return []
     r = received(ctx)
-    nbytes = 2 * ctx.act_bytes * r * ctx.model.hidden + (2 * router_bytes(ctx) * r if probs else 0)
+    nbytes = 2 * ctx.act_bytes * r * token_width(ctx.model) + (2 * router_bytes(ctx) * r if probs else 0)
     if mc.permute_fusion:
         kernels = 1 if name.endswith("_bwd") else TE_CHUNK_SORT_KERNELS
     else:                               # torch.cat of the split tokens (and probabilities)
@@ -303,18 +310,29 @@ def _sort_chunks(ctx: LayerContext, name: str, probs: bool) -> list[Op]:
     return [replace(mem(ctx, "elementwise", nbytes, name), host_ops=kernels)]
 
 
+def _latent_shapes(ctx: LayerContext) -> tuple[tuple, tuple] | None:
+    """(fc1_latent_proj, fc2_latent_proj) GEMM shapes over the n local tokens, whole
+    weights (duplicated over TP); None without LatentMoE."""
+    m, n = ctx.model, local_tokens(ctx)
+    lat = m.moe.latent_size
+    return ((n, lat, m.hidden), (n, m.hidden, lat)) if lat else None
+
+
 def moe_forward(ctx: LayerContext) -> list[Op]:
     m, n = ctx.model, local_tokens(ctx)
     local, fc1, fc2 = _expert_shapes(ctx)
     r = received(ctx)
-    ops: list[Op] = [*_router_forward(ctx), *_permute(ctx),
+    lat = _latent_shapes(ctx)
+    down = [gemm(ctx, *lat[0], "fc1_latent_proj")] if lat else []
+    up = [gemm(ctx, *lat[1], "fc2_latent_proj")] if lat else []
+    ops: list[Op] = [*_router_forward(ctx), *down, *_permute(ctx),
                      host_sync(),    # dropless: tokens per expert read on the host
                      *route(ctx, "dispatch", out=False), *_sort_chunks(ctx, "expert_sort", True),
                      *[gemm(ctx, *fc1, "expert_fc1")] * local, *_expert_clamp(ctx, bwd=False),
                      mem(ctx, "elementwise", _act(ctx, r, fc2[2]), "expert_activation"),
                      *[gemm(ctx, *fc2, "expert_fc2")] * local, *_expert_bias(ctx, bwd=False),
                      *_sort_chunks(ctx, "expert_unsort", False),
-                     *route(ctx, "combine", out=True), *_unpermute(ctx)]
+                     *route(ctx, "combine", out=True), *_unpermute(ctx), *up]
     if m.moe.shared_experts:
         s1, s2 = _shared_shapes(ctx)
         ops += [gemm(ctx, *s1, "shared_fc1"), mem(ctx, "elementwise", _act(ctx, n, s2[2]), "shared_activation"),
@@ -326,12 +344,15 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
     m, n = ctx.model, local_tokens(ctx)
     local, fc1, fc2 = _expert_shapes(ctx)
     r = received(ctx)
+    lat = _latent_shapes(ctx)
     ops: list[Op] = []
     if m.moe.shared_experts:
         s1, s2 = _shared_shapes(ctx)
         ops += [*gemm_bwd(ctx, *s2, "shared_fc2"),
                 mem(ctx, "elementwise", 1.5 * _act(ctx, n, s2[2]), "shared_activation_bwd"),
                 *gemm_bwd(ctx, *s1, "shared_fc1")]
+    if lat:
+        ops += gemm_bwd(ctx, *lat[1], "fc2_latent_proj")
     ops += [*_unpermute_backward(ctx),
             *route(ctx, "combine_bwd", out=False), *_sort_chunks(ctx, "expert_unsort_bwd", False),
             *_expert_bias(ctx, bwd=True),
@@ -340,7 +361,8 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
             *_expert_clamp(ctx, bwd=True),
             *gemm_bwd(ctx, *fc1, "expert_fc1") * local, *_sort_chunks(ctx, "expert_sort_bwd", True),
             *route(ctx, "dispatch_bwd", out=True),
-            *_permute_backward(ctx), *_router_backward(ctx)]
+            *_permute_backward(ctx), *(gemm_bwd(ctx, *lat[0], "fc1_latent_proj") if lat else []),
+            *_router_backward(ctx)]
     return ops
 
 
@@ -452,17 +474,19 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode: str) -> list[Op]:
     return ops
 
 
-def mtp_forward(ctx: LayerContext, last: int) -> list[Op]:
-    """One MTP module before the shared head: two norms, the (2h -> h) projection over
-    TP, one layer like the model's last (DeepSeek-V3 section 2.2)."""
+def mtp_forward(ctx: LayerContext) -> list[Op]:
+    """One MTP pass before the shared head: two norms, the (2h -> h) projection over
+    TP, the module's layers: one like the model's last (DeepSeek-V3 section 2.2), or a
+    hybrid model's ``mtp_pattern`` sub-layers (workloads/moe.py ``mtp_layer_ids``)."""
     e, Tn, T, h = ctx.act_bytes, ctx.norm_tokens, ctx.tokens, ctx.model.hidden
     return [mem(ctx, "norm", 4 * e * Tn * h, "mtp_norms"), *enter_tp(ctx, "tp_ag_mtp"),
             gemm(ctx, T, h // ctx.tp, 2 * h, "mtp_eh_proj"), *exit_tp(ctx, "tp_mtp_out"),
-            *layer_forward_at(ctx, last)]
+            *[op for i in mtp_layer_ids(ctx.model) for op in layer_forward_at(ctx, i)]]
 
 
-def mtp_backward(ctx: LayerContext, last: int) -> list[Op]:
+def mtp_backward(ctx: LayerContext) -> list[Op]:
     e, Tn, T, h = ctx.act_bytes, ctx.norm_tokens, ctx.tokens, ctx.model.hidden
-    return [*layer_backward_at(ctx, last), *exit_tp_bwd(ctx, "tp_mtp_out_bwd"),
+    layers = [op for i in reversed(mtp_layer_ids(ctx.model)) for op in layer_backward_at(ctx, i)]
+    return [*layers, *exit_tp_bwd(ctx, "tp_mtp_out_bwd"),
             *gemm_bwd(ctx, T, h // ctx.tp, 2 * h, "mtp_eh_proj"), *enter_tp_bwd(ctx, "tp_mtp_in_bwd"),
             mem(ctx, "norm", 6 * e * Tn * h, "mtp_norms_bwd")]

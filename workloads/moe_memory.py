@@ -11,7 +11,8 @@ Activations are counted per layer as workloads/memory.py does for dense layers
 - Mamba-2 (hybrid models, one sub-layer per pattern character): ``_mamba``;
 - MoE: the router input and fp32 probabilities (n x E), the permuted tokens (fc1 input),
   fc1 output, activation output (fc2 input) and fc2 output of the r tokens the slowest EP
-  rank receives, and the shared experts' activations.
+  rank receives (latent-wide under LatentMoE, plus the two latent projections' n x l
+  outputs / inputs), and the shared experts' activations.
 Dispatch buffers: one layer's dispatch and combine send/receive buffers (e r h each) are
 live at a time; they are counted once per stage. ``recompute: norm_moe_act`` keeps neither
 the two norm outputs nor the experts' activation output.
@@ -45,10 +46,13 @@ def _mlp(m: ModelSpec, sb: float, t: int, shard: int, moe_layer: bool, received:
     base = 2 * sb * h / shard + sb * h / shard                  # MLP input, dropout mask
     if not moe_layer:
         return base + 2 * sb * m.ffn * up / t + 2 * sb * m.ffn / t
-    n, f = sb / t, m.moe.expert_ffn_hidden / ep_etp[1]
-    routed = 2 * received * (h + f * up + f + h)
+    n, f, d = sb / t, m.moe.expert_ffn_hidden / ep_etp[1], spec.token_width(m)
+    routed = 2 * received * (d + f * up + f + d)
     shared = 2 * n * m.moe.shared_experts * m.moe.shared_ffn * (up + 1)
-    return base + 4 * n * m.moe.experts + routed + shared
+    # LatentMoE: the fc1_latent_proj output (the permutation's input) and the
+    # fc2_latent_proj input, n x latent each (the MLP input already counted)
+    latent = 2 * 2 * n * m.moe.latent_size if m.moe.latent_size else 0
+    return base + 4 * n * m.moe.experts + routed + shared + latent
 
 
 def _mlp_recomputed(m: ModelSpec, sb: float, t: int) -> float:
@@ -120,7 +124,7 @@ def dispatch_buffers(m: ModelSpec, plan: ParallelPlan, rank_factor: float) -> fl
     if m.moe is None or plan.ep * plan.etp == 1:
         return 0.0
     received = m.seq_len * plan.micro_batch / plan.tp * m.moe.top_k * rank_factor * plan.etp
-    return 2 * 2 * 2 * received * m.hidden          # dispatch + combine, send + receive
+    return 2 * 2 * 2 * received * spec.token_width(m)   # dispatch + combine, send + receive
 
 
 def expert_states(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
@@ -142,5 +146,6 @@ def stage_activations(m: ModelSpec, plan: ParallelPlan, stage: int, rank_factor:
     mean = sum(layer_activation_bytes(m, i, plan, rank_factor) for i in ids) / len(ids)
     acts = in_flight * len(ids) / plan.chunks * mean
     if holds_last(m, plan, stage):
-        acts += in_flight * m.mtp_layers * layer_activation_bytes(m, m.layers - 1, plan, rank_factor)
+        acts += in_flight * m.mtp_layers * sum(layer_activation_bytes(m, i, plan, rank_factor)
+                                               for i in spec.mtp_layer_ids(m))
     return acts + dispatch_buffers(m, plan, rank_factor)

@@ -110,18 +110,18 @@ def layer_bwd_ops(ctx: LayerContext, plan: ParallelPlan, i: int) -> list:
 def head_fwd(ctx: LayerContext) -> list:
     """Output head, then each MTP module with its own pass through the shared head (the
     output layer runs in 16-bit under FP8: it is outside Transformer Engine's autocast)."""
-    last, head = ctx.model.layers - 1, head_forward(bf16_context(ctx))
+    head = head_forward(bf16_context(ctx))
     ops = head
     for _ in range(ctx.model.mtp_layers):
-        ops = ops + mtp_forward(ctx, last) + head
+        ops = ops + mtp_forward(ctx) + head
     return ops
 
 
 def head_bwd(ctx: LayerContext) -> list:
-    last, head = ctx.model.layers - 1, head_backward(bf16_context(ctx))
+    head = head_backward(bf16_context(ctx))
     ops: list = []
     for _ in range(ctx.model.mtp_layers):
-        ops = ops + head + mtp_backward(ctx, last)
+        ops = ops + head + mtp_backward(ctx)
     return ops + head
 
 
@@ -155,17 +155,26 @@ def unit_split(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> 
     if first:
         out[0] = (out[0][0] + embed / plan.tp, out[0][1])
     if last:
-        mtp_experts = model.mtp_layers * moe_spec.expert_params(model, model.layers - 1)
+        mtp_experts = moe_spec.mtp_expert_params(model)
         own = plan.owns_head_table(tied=True)   # the tied table's copy
         head = (untied or (model.vocab * model.hidden if own else 0)) / plan.tp
-        mtp = (moe_spec.mtp_params(model) - mtp_experts) / plan.tp
+        mtp_lat = moe_spec.mtp_modules(model) * sum(_duplicated(model, i) for i in moe_spec.mtp_layer_ids(model))
+        mtp = (moe_spec.mtp_params(model) - mtp_experts - mtp_lat) / plan.tp + mtp_lat
         out[-1] = (out[-1][0] + head + mtp, out[-1][1] + mtp_experts / (plan.ep * plan.etp))
     return out
 
 
+def _duplicated(model: ModelSpec, i: int) -> int:
+    """Weights of layer ``i`` every TP rank holds whole: LatentMoE's latent projections
+    (Megatron-Core TELinear ``parallel_mode="duplicated"``)."""
+    return moe_spec.latent_proj_params(model) if moe_spec.is_moe_layer(model, i) else 0
+
+
 def layer_dense(model: ModelSpec, plan: ParallelPlan, i: int) -> float:
-    """Replicated parameters of layer ``i`` on one rank (split over tp)."""
-    return (moe_spec.layer_params(model, i) - moe_spec.expert_params(model, i)) / plan.tp
+    """Replicated parameters of layer ``i`` on one rank (split over tp, but for the
+    duplicated latent projections)."""
+    dup = _duplicated(model, i)
+    return (moe_spec.layer_params(model, i) - moe_spec.expert_params(model, i) - dup) / plan.tp + dup
 
 
 def stage_split(model: ModelSpec, plan: ParallelPlan, stage: int) -> tuple[float, float]:

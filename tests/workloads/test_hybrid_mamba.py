@@ -45,7 +45,9 @@ def test_nano_pattern_is_23_mamba_23_moe_6_attention():
     ({"mamba": None}, "give the mamba block"),
     ({"moe": None}, "give the moe block"),
     ({"hybrid_pattern": None}, "mamba needs a hybrid_pattern"),
-    ({"mtp_layers": 1}, "does not yet combine"),
+    ({"mtp_layers": 1}, "need the MTP module's mtp_pattern"),
+    ({"mtp_layers": 1, "mtp_pattern": "*X"}, "mtp_pattern holds"),
+    ({"sliding_window": {"size": 128}}, "does not yet combine"),
 ])
 def test_pattern_errors_are_clear(update, match):
     spec = nano().model_dump(exclude_none=True) | update
@@ -106,6 +108,19 @@ def test_megatron_bridge_flops_reproduce_its_published_ratio(tokens, tflops):
     """22.278 GFLOP per token; the published figures are rounded to 3-4 digits."""
     published = tflops * 1e12 / tokens
     assert mamba.megatron_bridge_flops_per_token(nano()) == pytest.approx(published, rel=0.005)
+
+
+def test_lightning_is_nano_with_a_repeated_mtp_block():
+    """Nemotron 3.5 Lightning: Megatron-Bridge builds it from the Nano model plus one MTP
+    block of pattern *E run twice (nemotron_3_5_lightning_pretrain_config). Its only published
+    row (26.08, 8 GB200 MXFP8: 807 TFLOP/s at 28,672 tokens/s/GPU) gives 28.146 GFLOP/token,
+    which the Nano shapes reproduce only with the two MTP passes."""
+    light = presets()["nemotron-3.5-lightning"]
+    assert light.params == nano().params
+    two_passes = light.model_copy(update={"mtp_layers": 2})
+    published = 807e12 / 28672
+    assert mamba.megatron_bridge_flops_per_token(two_passes) == pytest.approx(published, rel=0.005)
+    assert mamba.megatron_bridge_flops_per_token(light) < 0.92 * published
 
 
 def test_megatron_bridge_flops_by_hand():

@@ -34,7 +34,14 @@ from dataclasses import replace
 from workloads.graph import Block, Compute, ExecutionGraph, SendRecv
 from workloads.inference.ops import ATTENTION_DTYPE, IterationOps, Shape
 from workloads.layers import LayerContext, mem, tp_comm
-from workloads.moe import expert_params, is_moe_layer, is_window_layer, mla
+from workloads.moe import (
+    expert_params,
+    is_moe_layer,
+    is_window_layer,
+    latent_proj_params,
+    mla,
+    token_width,
+)
 from workloads.moe_dispatch import route
 from workloads.moe_layers import make_context
 
@@ -109,7 +116,10 @@ class MoEIterationOps(IterationOps):
     def weight_bytes_per_gpu(self) -> float:
         m = self.model
         experts = sum(expert_params(m, i) for i in range(m.layers))
-        return (m.params - experts + experts / self.ep) * self.w_bytes / (self.tp * self.pp)
+        # LatentMoE's latent projections are replicated over TP (ReplicatedLinear)
+        dup = latent_proj_params(m) * sum(is_moe_layer(m, i) for i in range(m.layers))
+        split = (m.params - experts - dup + experts / self.ep) / self.tp + dup
+        return split * self.w_bytes / self.pp
 
     def kinds(self) -> Counter:
         m = self.model
@@ -159,14 +169,14 @@ class MoEIterationOps(IterationOps):
         """This GPU's T tokens' routing, and its E/ep experts' GEMMs over the routed tokens
         of all T_all tokens of the replica that land on them (T k on average)."""
         m, ctx = self.model, self._ctx(T)
-        E, k, h = m.moe.experts, m.moe.top_k, m.hidden
+        E, k, h, d = m.moe.experts, m.moe.top_k, m.hidden, token_width(m)
         f = m.moe.expert_ffn_hidden // self.tp
         up = f * (2 if m.gated else 1)
         T_all = T_all or T
         active = E / self.ep * (1 - (1 - k / E) ** T_all)
         per = max(1, round(T * k / active))
         ops = [self._gemm(T, E, h, "router"), mem(ctx, "softmax", 3 * 4 * T * E, "router_topk")]
-        for n_out, n_in, name in ((up, h, "expert_up"), (h, f, "expert_down")):
+        for n_out, n_in, name in ((up, d, "expert_up"), (d, f, "expert_down")):
             nbytes = 2.0 * T * k * (n_in + n_out) + self.w_bytes * active * n_in * n_out
             ops.append(Compute("gemm", 2.0 * T * k * n_in * n_out, nbytes, self.precision,
                                (per, n_out, n_in), name=name))
@@ -178,6 +188,13 @@ class MoEIterationOps(IterationOps):
                                 self.group, moe=mctx)
             ops[2:2] = route(rctx, "dispatch", out=False)
             ops += route(rctx, "combine", out=True)
+        if m.moe.latent_size:
+            # LatentMoE: vLLM's NemotronHMoE (vllm/model_executor/models/nemotron_h.py)
+            # projects the routed tokens with ReplicatedLinear fc1_latent_proj /
+            # fc2_latent_proj: whole weights on every TP rank, over all T tokens
+            lat = m.moe.latent_size
+            ops.insert(2, self._gemm(T, lat, h, "fc1_latent_proj"))
+            ops.append(self._gemm(T, h, lat, "fc2_latent_proj"))
         if m.moe.shared_experts:
             fs = m.moe.shared_experts * m.moe.shared_ffn // self.tp
             ops += [self._gemm(T, fs * (2 if m.gated else 1), h, "shared_up"),
