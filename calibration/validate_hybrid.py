@@ -21,35 +21,19 @@ the catalog, a recipe setting the workload cannot express (calibration/hybrid_re
 
 from __future__ import annotations
 
-from importlib import resources
-
-import numpy as np
 import pandas as pd
 
+from calibration import row_runner
 from calibration.hybrid_recipes import RECOMPUTE, hybrid_recipe, unmodelled
-from hw_models import catalog
+from calibration.row_runner import FP8_RECIPE, SYSTEMS, _num
 from workloads.host_launch import SCOPES
 from workloads.model import presets
 
-REF = resources.files("calibration").joinpath("reference", "modern")
-SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nvl72", 4),
-           "B300": ("dgx-b300", 8), "GB300": ("gb300-nvl72", 4)}
-# Precision label -> FP8 recipe (workloads/fp8.py): Megatron-Bridge's H100 "FP8" is current
-# scaling (the Nemotron recipes' ``fp8_cs``), MXFP8 block scaling, NVFP4.
-FP8_RECIPE = {"FP8": "tensorwise", "FP8-CS": "tensorwise", "MXFP8": "mxfp8", "FP8-MX": "mxfp8",
-              "NVFP4": "nvfp4"}
+REF = row_runner.REF
 
 
 def rows() -> pd.DataFrame:
-    return pd.read_csv(REF.joinpath("hybrid_moe_training.csv"), comment="#", dtype=str)
-
-
-def _num(x) -> float | None:
-    try:
-        v = float(str(x).split()[0])
-    except (ValueError, IndexError):
-        return None
-    return None if np.isnan(v) else v
+    return row_runner.read_rows("hybrid_moe_training.csv")
 
 
 def skip_reason(row, zoo=None) -> str | None:
@@ -57,21 +41,12 @@ def skip_reason(row, zoo=None) -> str | None:
     zoo = presets() if zoo is None else zoo
     gpu = str(row.gpu_type).split()[0]
     recipe = hybrid_recipe(row)
-    label = str(row.precision).split()[0].upper()
-    checks = [
-        (lambda: row.arch_id not in zoo, f"no preset {row.arch_id} in the model zoo"),
-        (lambda: gpu not in SYSTEMS or SYSTEMS[gpu][0] not in catalog.systems(),
-         f"no {gpu} system in the catalog"),
-        (lambda: label not in FP8_RECIPE and label != "BF16", f"precision {row.precision} not mapped"),
+    return row_runner.first_reason([
+        row_runner.preset_check(row, zoo),
+        row_runner.system_check(gpu), row_runner.precision_check(row),
         (lambda: recipe is None, "no recipe read for this model, GPU and precision"),
-        (lambda: bool(unmodelled(recipe)),
-         lambda: "recipe sets what the simulator does not model: " + "; ".join(unmodelled(recipe))),
-        (lambda: _num(row.throughput_tokens_per_s_per_gpu) is None, "no throughput published"),
-    ]
-    for bad, why in checks:
-        if bad():
-            return why() if callable(why) else why
-    return None
+        *row_runner.recipe_tail_checks(row, recipe, unmodelled),
+    ])
 
 
 def scenario_for(row, fidelity: str = "analytical") -> dict:
@@ -110,44 +85,14 @@ def plan_text(row) -> str:
     return f"tp{row.tp} pp{row.pp} ep{row.ep} mbs{row.micro_batch} gbs{row.global_batch_seqs}"
 
 
-def run_rows(frame: pd.DataFrame, skip, scenario, predict, fidelity: str = "analytical",
-             plan=plan_text) -> pd.DataFrame:
-    """Each row of ``frame``: predicted tokens/s per GPU, or why skipped. ``skip(row, zoo)``
-    says why a row is not predicted (None where it is), ``scenario(row, fidelity)`` builds its
-    scenario and ``predict(scenario)`` returns (tokens/s per GPU, info) as validate_moe's rows
-    are predicted."""
-    from hw_models.errors import ClusterSimError
-    zoo, out = presets(), []
-    for row in frame.itertuples():
-        base = {"source": row.source_id, "model": row.arch_id, "gpu": str(row.gpu_type).split()[0],
-                "gpus": int(row.num_gpus), "precision": str(row.precision).split()[0],
-                "plan": plan(row),
-                "published_tok_s_gpu": _num(row.throughput_tokens_per_s_per_gpu) or float("nan")}
-        why = skip(row, zoo)
-        if why is None:
-            try:
-                pred, info = predict(scenario(row, fidelity))
-            except ClusterSimError as exc:
-                why = f"not simulated: {exc}"
-        if why is not None:
-            out.append(base | {"predicted_tok_s_gpu": np.nan, "error_pct": np.nan, "skipped": why})
-            continue
-        err = (pred / base["published_tok_s_gpu"] - 1) * 100
-        out.append(base | {"predicted_tok_s_gpu": round(pred, 1), "error_pct": round(err, 1),
-                           "skipped": "", **info})
-    return pd.DataFrame(out)
-
-
 def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
     """Every hybrid row: predicted tokens/s per GPU, or why skipped."""
-    return run_rows(rows(), skip_reason, scenario_for, predict, fidelity)
+    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, plan_text)
 
 
 def summary(df: pd.DataFrame) -> dict:
-    done = df[df.skipped == ""]
-    err = done.error_pct.abs()
-    return {"rows": len(df), "predicted": len(done),
-            "median_abs_error_pct": float(err.median()) if len(err) else float("nan")}
+    s = row_runner.summary(df)
+    return {k: s[k] for k in ("rows", "predicted", "median_abs_error_pct")}
 
 
 def summary_line(s: dict) -> str:

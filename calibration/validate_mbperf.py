@@ -25,20 +25,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from calibration import validate_hybrid
+from calibration import row_runner
 from calibration.mbperf_recipes import RECOMPUTE, published_plan, recipe, unmodelled
-from calibration.validate_hybrid import FP8_RECIPE, SYSTEMS, _num
-from hw_models import catalog
+from calibration.row_runner import FP8_RECIPE, SYSTEMS, _num
 from workloads.host_launch import SCOPES
 from workloads.model import presets
 
 
 def rows() -> pd.DataFrame:
-    return pd.read_csv(validate_hybrid.REF.joinpath("mbperf_moe_training.csv"), comment="#", dtype=str)
-
-
-def _label(row) -> str:
-    return str(row.precision).split()[0].upper()
+    return row_runner.read_rows("mbperf_moe_training.csv")
 
 
 def skip_reason(row, zoo=None) -> str | None:
@@ -46,30 +41,22 @@ def skip_reason(row, zoo=None) -> str | None:
     zoo = presets() if zoo is None else zoo
     gpu = str(row.gpu_type).split()[0]
     got = recipe(row)
-    checks = [
-        (lambda: row.arch_id not in zoo, f"no preset {row.arch_id} in the model zoo (architecture not collected)"),
+    return row_runner.first_reason([
+        row_runner.preset_check(row, zoo, " (architecture not collected)"),
         (lambda: "token-DROP" in str(row.notes), "token-dropping run: capacity factor not published"),
-        (lambda: gpu not in SYSTEMS or SYSTEMS[gpu][0] not in catalog.systems(),
-         f"no {gpu} system in the catalog"),
-        (lambda: _label(row) not in FP8_RECIPE and _label(row) != "BF16", f"precision {row.precision} not mapped"),
+        row_runner.system_check(gpu), row_runner.precision_check(row),
         (lambda: got is None, "no recipe read for this model, GPU, precision and release"),
         (lambda: published_plan(row) != got["plan"],
          lambda: (f"published plan (mbs, pp, vp, ep) {published_plan(row)} differs from the release's "
                   f"recipe {got['plan']}: the run's other settings are not known")),
-        (lambda: bool(unmodelled(got)),
-         lambda: "recipe sets what the simulator does not model: " + "; ".join(unmodelled(got))),
-        (lambda: _num(row.throughput_tokens_per_s_per_gpu) is None, "no throughput published"),
-    ]
-    for bad, why in checks:
-        if bad():
-            return why() if callable(why) else why
-    return None
+        *row_runner.recipe_tail_checks(row, got, unmodelled),
+    ])
 
 
 def scenario_for(row, fidelity: str = "analytical") -> dict:
     """The scenario of a predicted row (its preset and recipe must exist)."""
     from calibration.validate_moe import _system
-    gpu, label = str(row.gpu_type).split()[0], _label(row)
+    gpu, label = str(row.gpu_type).split()[0], row_runner.label(row)
     got = recipe(row)
     model = presets()[row.arch_id]
     mbs, pp, vp, ep = published_plan(row)
@@ -109,18 +96,12 @@ def _plan(row) -> str:
 
 
 def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
-    """Every row: predicted tokens/s per GPU, or why skipped (validate_hybrid.run_rows)."""
-    return validate_hybrid.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, _plan)
+    """Every row: predicted tokens/s per GPU, or why skipped (row_runner.run_rows)."""
+    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, _plan)
 
 
 def summary(df: pd.DataFrame) -> dict:
-    done = df[df.skipped == ""]
-    err = done.error_pct.abs()
-    return {"rows": len(df), "predicted": len(done),
-            "median_abs_error_pct": float(err.median()) if len(err) else float("nan"),
-            "max_abs_error_pct": float(err.max()) if len(err) else float("nan"),
-            "median_abs_error_pct_by_gpu": {g: float(d.error_pct.abs().median())
-                                            for g, d in done.groupby("gpu")}}
+    return row_runner.summary(df)
 
 
 def summary_line(s: dict) -> str:

@@ -64,15 +64,13 @@ from calibration.moe_recipes import (
     release,
     router_options,
 )
+from calibration.row_runner import SYSTEMS, first_reason, run_rows, system_check
 from hw_models import catalog
-from hw_models.errors import ClusterSimError
 from sim.scenario import parse
 from sim.simulate import simulate
 from workloads.model import presets
 
 REF = resources.files("calibration").joinpath("reference", "modern")
-SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nvl72", 4),
-           "B300": ("dgx-b300", 8), "GB300": ("gb300-nvl72", 4)}
 BLACKWELL = ("B200", "GB200", "B300", "GB300")
 ARCH = {"grok1-314b": "grok-1"}
 PRECISION = {"BF16": "bf16", "FP8": "fp8", "MXFP8": "fp8", "FP8-CS": "fp8", "FP8-MX": "fp8"}
@@ -141,10 +139,9 @@ def published(row) -> float | None:
 
 def skip_reason(row) -> str | None:
     notes, gpu = str(row.notes), gpu_of(row)
-    checks = [
+    return first_reason([
         ("(inferred" in str(row.gpu_type), "example log line; configuration inferred, not a table row"),
-        (gpu not in SYSTEMS or SYSTEMS[gpu][0] not in catalog.systems(),
-         f"no {gpu} system in the catalog"),
+        system_check(gpu),
         ("inconsistency unresolved" in notes, "tokens/s is half of GBS*seq/step (csv note: self-inconsistent)"),
         ("known cuDNN issue" in notes, "a known cuDNN regression in this release (page footnote)"),
         ("dropless Qwen3-30B-A3B regression" in notes,
@@ -154,8 +151,7 @@ def skip_reason(row) -> str | None:
         ("token-DROP" in notes, "token-dropping run: capacity factor not published, precision unlabeled"),
         (str(row.precision).upper() not in PRECISION, f"precision {row.precision} not mapped"),
         (published(row) is None, "no throughput or step time published"),
-    ]
-    return next((why for bad, why in checks if bad), None)
+    ])
 
 
 def _default_etp(arch: str, tp: int) -> int:
@@ -232,27 +228,18 @@ def _predict(sc: dict, cache: dict) -> tuple[float, dict]:
     return cache[key]
 
 
+def _plan(row) -> str:
+    return (f"tp{row.tp} pp{row.pp} vpp{_num(row.vpp) and int(_num(row.vpp)) or 1} "
+            f"ep{row.ep} mbs{row.micro_batch} gbs{row.global_batch_seqs}")
+
+
 def run(fidelity: str = "analytical") -> pd.DataFrame:
-    out, cache = [], {}
-    for row in rows().itertuples():
-        base = {"source": row.source_id, "model": row.arch_id, "gpu": gpu_of(row),
-                "gpus": int(row.num_gpus), "precision": str(row.precision).split()[0],
-                "plan": f"tp{row.tp} pp{row.pp} vpp{_num(row.vpp) and int(_num(row.vpp)) or 1} "
-                        f"ep{row.ep} mbs{row.micro_batch} gbs{row.global_batch_seqs}",
-                "published_tok_s_gpu": round(published(row) or float("nan"), 1)}
-        why = skip_reason(row)
-        if why is None:
-            try:
-                pred, info = _predict(scenario_for(row, fidelity), cache)
-            except ClusterSimError as exc:
-                why = f"not simulated: {exc}"
-        if why is not None:
-            out.append(base | {"predicted_tok_s_gpu": np.nan, "error_pct": np.nan, "skipped": why})
-            continue
-        err = (pred / base["published_tok_s_gpu"] - 1) * 100
-        out.append(base | {"predicted_tok_s_gpu": round(pred, 1), "error_pct": round(err, 1),
-                           "skipped": "", **info})
-    return pd.DataFrame(out)
+    """Every moe_training.csv row: predicted tokens/s per GPU, or why skipped
+    (row_runner.run_rows)."""
+    cache: dict = {}
+    return run_rows(rows(), lambda row, zoo: skip_reason(row), scenario_for,
+                    lambda sc: _predict(sc, cache), fidelity, _plan,
+                    lambda row: round(published(row) or float("nan"), 1))
 
 
 def hybrid_rows(fidelity: str = "analytical") -> pd.DataFrame:

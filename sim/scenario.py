@@ -181,7 +181,8 @@ class TrainingWorkload(_Cfg):
             "per-op policy: every other matmul's output saved), norm_moe_act (Megatron-Core's "
             "recompute_modules [layernorm, moe_act]: the norms and the experts' activation), "
             "mla_up_proj ([mla_up_proj]: MLA's query / key-value up projections and RoPE), "
-            "mlp ([mlp]: a dense layer's MLP), mla_up_proj_mlp (both) or full (whole layer)"))
+            "mlp ([mlp]: a dense layer's MLP, or a hybrid model's MLP sub-layer), "
+            "mla_up_proj_mlp (both) or full (whole layer)"))
     attention: Literal["flash", "unfused"] = Field("flash", description=(
         "attention kernel: flash (fused, no score matrix stored) or unfused"))
     repeat_kv: bool = Field(False, description=(

@@ -120,6 +120,20 @@ def seq_blocks(w: InferenceWorkload, it: IterationModel) -> int:
     return state_blocks(it.state_bytes_per_seq(), it.kv_bytes_per_token() * w.kv_cache.block_size)
 
 
+def iteration_model(w: InferenceWorkload, model, compute, network, domain_gpus: int) -> IterationModel:
+    """The iteration cost model of a replica: uniform dense models layer by layer; MoE / MLA /
+    windowed models per kind of layer with expert parallelism (docs/moe.md); hybrid Mamba
+    models per kind of sub-layer with their per-sequence state (docs/inference.md)."""
+    tp, pp = w.parallel.tp, w.parallel.pp
+    if model.uniform:
+        return IterationModel(model, tp, pp, w.precision, compute, network, kernels=w.kernels)
+    cls = HybridIterationModel if model.hybrid_pattern else MoEIterationModel
+    return cls(model, tp, pp, w.precision, compute, network, ep=w.parallel.ep,
+               dispatcher=w.moe.dispatcher, overlap=w.moe.overlap, domain_gpus=domain_gpus,
+               dispatch_dtype=w.moe.wire_dtype(w.precision.startswith("fp8")),
+               deepep_mode=w.moe.deepep_mode)
+
+
 def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceResult:
     import pandas as pd
     t0 = time.perf_counter()
@@ -133,15 +147,7 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     network = AnalyticalNetwork(cl.layout, prof)
     compute = paced_compute(gpu, prof, sc.sim.speed_scale,
                             w.parallel.tp * w.parallel.pp * w.parallel.ep)
-    # MoE / MLA / windowed models: per-kind layers, expert parallelism (docs/moe.md);
-    # hybrid Mamba models: per-kind sub-layers and per-sequence state (docs/inference.md)
-    it = IterationModel(model, w.parallel.tp, w.parallel.pp, w.precision, compute, network,
-                        kernels=w.kernels) \
-        if model.uniform else (HybridIterationModel if model.hybrid_pattern else MoEIterationModel)(
-            model, w.parallel.tp, w.parallel.pp, w.precision, compute, network, ep=w.parallel.ep,
-            dispatcher=w.moe.dispatcher, overlap=w.moe.overlap, domain_gpus=cl.layout.domain_gpus,
-            dispatch_dtype=w.moe.wire_dtype(w.precision.startswith("fp8")),
-            deepep_mode=w.moe.deepep_mode)
+    it = iteration_model(w, model, compute, network, cl.layout.domain_gpus)
     if w.enforce_eager:
         it.set_launch_floor(catalog.eager_launch_s())
     it.set_sampler(catalog.sampler_kernels(w.sampler))

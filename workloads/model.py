@@ -71,22 +71,7 @@ class ModelSpec(BaseModel):
             raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
         if self.heads % self.kv_heads_:
             raise ValueError(f"heads {self.heads} is not divisible by kv_heads {self.kv_heads_}")
-        if self.hybrid_pattern is not None:
-            _mamba.check_pattern(self.hybrid_pattern, self.layers, self.mamba is not None,
-                                 self.moe is not None)
-            if self.moe and (self.moe.layer_pattern is not None or self.moe.dense_layers):
-                raise ValueError("with hybrid_pattern, the MoE layers are its E layers: "
-                                 "drop moe.layer_pattern / moe.dense_layers")
-            if self.sliding_window:
-                raise ValueError("hybrid_pattern does not yet combine with sliding_window")
-            if self.mtp_layers and not self.mtp_pattern:
-                raise ValueError("a hybrid model's mtp_layers need the MTP module's mtp_pattern "
-                                 "(e.g. \"*E\": one attention and one MoE sub-layer)")
-            if self.mtp_pattern:
-                _mamba.check_mtp_pattern(self.mtp_pattern, self.mamba is not None,
-                                         self.moe is not None)
-        elif self.mtp_pattern is not None:
-            raise ValueError("mtp_pattern describes a hybrid model's MTP module: give hybrid_pattern")
+        self._hybrid_shapes()
         if self.hybrid_pattern is None and self.mamba is not None:
             raise ValueError("mamba needs a hybrid_pattern placing its layers")
         pattern = self.moe.layer_pattern if self.moe else None
@@ -96,6 +81,29 @@ class ModelSpec(BaseModel):
             raise ValueError(f"moe.dense_layers {self.moe.dense_layers} leaves no MoE layer "
                              f"of {self.layers}")
         return self
+
+    def _hybrid_shapes(self) -> None:
+        """Checks of a hybrid model's layer pattern and MTP pattern (workloads/mamba.py)."""
+        if self.hybrid_pattern is None:
+            if self.mtp_pattern is not None:
+                raise ValueError("mtp_pattern describes a hybrid model's MTP module: give hybrid_pattern")
+            return
+        _mamba.check_pattern(self.hybrid_pattern, self.layers, self.mamba is not None,
+                             self.moe is not None)
+        if self.mamba is not None and _mamba.MAMBA not in self.hybrid_pattern:
+            raise ValueError("a mamba block is given but hybrid_pattern has no Mamba "
+                             "layers (M)")
+        if self.moe and (self.moe.layer_pattern is not None or self.moe.dense_layers):
+            raise ValueError("with hybrid_pattern, the MoE layers are its E layers: "
+                             "drop moe.layer_pattern / moe.dense_layers")
+        if self.sliding_window:
+            raise ValueError("hybrid_pattern does not yet combine with sliding_window")
+        if self.mtp_layers and not self.mtp_pattern:
+            raise ValueError("a hybrid model's mtp_layers need the MTP module's mtp_pattern "
+                             "(e.g. \"*E\": one attention and one MoE sub-layer)")
+        if self.mtp_pattern:
+            _mamba.check_mtp_pattern(self.mtp_pattern, self.mamba is not None,
+                                     self.moe is not None)
 
     @property
     def is_moe(self) -> bool:
@@ -203,8 +211,9 @@ def resolve(ref: str | dict[str, Any] | ModelSpec) -> ModelSpec:
             return ModelSpec(**ref)
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "model"
-            raise ClusterSimError(f"inline model: {where}: {err['msg']}") from None
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            raise ClusterSimError(f"inline model: {loc + ': ' if loc else ''}{msg}") from None
     table = presets()
     if ref not in table:
         raise UnknownPresetError("model", ref, list(table))

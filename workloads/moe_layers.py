@@ -469,7 +469,8 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode: str) -> list[Op]:
     their outputs) re-runs those kernels as the forward costs them; so do ``mla_up_proj``
     (MLA's up projections and RoPE, layer_attention.mla_up_proj_recompute) and ``mlp``
     (transformer_layer.py: "mlp" checkpoints the MLP of the dense layers only, not the
-    MoE layers' experts), alone or together (``mla_up_proj_mlp``)."""
+    MoE layers' experts; in a hybrid model the MLP sub-layers ``-``, which Megatron-Core
+    builds as transformer layers), alone or together (``mla_up_proj_mlp``)."""
     if mode == "full":
         return layer_forward_at(ctx, i)
     modules = RECOMPUTE_MODULES.get(mode, ())
@@ -486,7 +487,7 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode: str) -> list[Op]:
                     "expert_activation")]
     if "mla_up_proj" in modules and ctx.model.hybrid_pattern is None:
         ops += mla_up_proj_recompute(ctx)
-    if "mlp" in modules and not moe and ctx.model.hybrid_pattern is None:
+    if "mlp" in modules and not moe and mamba_spec.kind(ctx.model, i) in (None, mamba_spec.MLP):
         ops += _dense_mlp(ctx)                   # normal checkpointing: the whole dense MLP
     return ops
 

@@ -55,6 +55,12 @@ def _mlp(m: ModelSpec, sb: float, t: int, shard: int, moe_layer: bool, received:
     return base + 4 * n * m.moe.experts + routed + shared + latent
 
 
+def _mlp_recomputed(m: ModelSpec, sb: float, t: int) -> float:
+    """What recompute [mlp] does not keep of a dense MLP (it keeps only its input): the
+    fc1 output and the activation output, 16-bit, on the local ffn / tp channels."""
+    return 2 * sb * m.ffn * (2 if m.gated else 1) / t + 2 * sb * m.ffn / t
+
+
 def _mamba(m: ModelSpec, sb: float, t: int, shard: int) -> float:
     """A Mamba-2 mixer (workloads/layer_mamba.py): the in_proj input (2 sbh, its shard with
     sequence parallelism), the contiguous (b, l, d) in_proj output the fused conv-scan
@@ -66,7 +72,8 @@ def _mamba(m: ModelSpec, sb: float, t: int, shard: int) -> float:
 
 def hybrid_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, received: float) -> float:
     """One sub-layer of a hybrid model: its norm's input (2 sbh), then the Mamba mixer,
-    attention or MLP block as a transformer layer's half stores it."""
+    attention or MLP block as a transformer layer's half stores it (an MLP sub-layer under
+    recompute [mlp] keeps only its input)."""
     sb, t = m.seq_len * plan.micro_batch, plan.tp
     shard = t if plan.sp else 1
     k = mamba_spec.kind(m, i)
@@ -77,6 +84,8 @@ def hybrid_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, received: 
     else:
         body = _mlp(m, sb, t, shard, k == mamba_spec.MOE, received, (plan.ep, plan.etp))
     stored = 2 * sb * m.hidden / shard + body
+    if plan.recompute in ("mlp", "mla_up_proj_mlp") and k == mamba_spec.MLP:
+        stored -= _mlp_recomputed(m, sb, t)
     if plan.recompute == "norm_moe_act":
         stored -= 2 * sb * m.hidden / shard
         if k == mamba_spec.MOE:
@@ -107,8 +116,7 @@ def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor
         # [mla_up_proj]: Q, K, V (the up projections' outputs after RoPE) are re-run
         stored -= 2 * sb * m.heads / t * (2 * att.qk_head_dim + att.v_head_dim)
     if plan.recompute in ("mlp", "mla_up_proj_mlp") and not moe_layer:
-        # [mlp]: a dense layer's MLP keeps only its input
-        stored -= 2 * sb * m.ffn * (2 if m.gated else 1) / t + 2 * sb * m.ffn / t
+        stored -= _mlp_recomputed(m, sb, t)
     return stored
 
 

@@ -48,6 +48,7 @@ def test_nano_pattern_is_23_mamba_23_moe_6_attention():
     ({"mtp_layers": 1}, "need the MTP module's mtp_pattern"),
     ({"mtp_layers": 1, "mtp_pattern": "*X"}, "mtp_pattern holds"),
     ({"sliding_window": {"size": 128}}, "does not yet combine"),
+    ({"hybrid_pattern": NANO.replace("M", "-")}, "has no Mamba layers"),
 ])
 def test_pattern_errors_are_clear(update, match):
     spec = nano().model_dump(exclude_none=True) | update

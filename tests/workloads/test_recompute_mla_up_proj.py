@@ -76,3 +76,26 @@ def test_mla_up_proj_needs_mla():
     with pytest.raises(InfeasiblePlanError, match="no MLA"):
         validate(plan, _model(attention=None), 1)
     validate(plan, _model(), 1)
+
+
+def test_mlp_reruns_a_hybrid_models_mlp_sublayers_only():
+    """A hybrid model (pattern M-*E): [mlp] re-runs and frees the MLP sub-layer ``-`` only
+    (Megatron-Core builds it as a transformer layer); fc1 output and activation output
+    of a non-gated MLP, 2 x T x FFN bytes each, are not kept."""
+    m = ModelSpec(layers=4, hidden=H, heads=HEADS, vocab=1000, seq_len=S, ffn_hidden=FFN,
+                  activation="squared_relu", norm="rmsnorm", bias=False, rope=False,
+                  tied_embeddings=False, hybrid_pattern="M-*E",
+                  mamba={"heads": 8, "head_dim": 32, "state_dim": 16, "groups": 1},
+                  moe={"experts": 8, "top_k": 2, "expert_ffn_hidden": F})
+    ctx = LayerContext(m, 2, 1, False, "bf16", CommGroup((0,), "tp"),
+                       moe=make_context((0, 1), (0,), "alltoall", 1.0, 8))
+    assert [layer_recompute_at(ctx, i, "mlp") for i in (0, 2, 3)] == [[], [], []]
+    ops = layer_recompute_at(ctx, 1, "mlp")
+    assert [o.name for o in ops] == ["mlp_up", "activation", "mlp_down"]
+    assert [o.flops for o in ops if o.name != "activation"] == [2 * T * FFN * H, 2 * T * H * FFN]
+
+    def stored(i, recompute):
+        plan = ParallelPlan(tp=1, pp=1, dp=2, ep=2, micro_batch=2, global_batch=16, recompute=recompute)
+        return layer_activation_bytes(m, i, plan, 1.0)
+    assert stored(1, "none") - stored(1, "mlp") == pytest.approx(2 * T * FFN + 2 * T * FFN)
+    assert all(stored(i, "none") == stored(i, "mlp") for i in (0, 2, 3))

@@ -53,12 +53,17 @@ MAMBA_CORE = ("mamba_conv1d", "mamba_prefill_state_io", "ssd_chunk_cumsum", "ssd
 
 
 def check_hybrid_plan(model, tp: int, ep: int) -> None:
-    """Raise InfeasiblePlanError where vLLM cannot shard the Mamba layers this way, or for
-    what is not modelled (expert parallelism of a hybrid model's serving)."""
+    """Raise InfeasiblePlanError where vLLM cannot shard the Mamba layers this way (MambaMixer2
+    asserts tp divides the heads, and the groups unless there is one), or for what is not
+    modelled (expert parallelism of a hybrid model's serving)."""
     s = model.mamba
     if s is not None and s.heads % tp:
         raise InfeasiblePlanError(f"tp={tp} must divide the Mamba heads ({s.heads}): vLLM "
                                   "splits the Mamba-2 heads over tensor parallelism")
+    if s is not None and s.groups % tp and s.groups != 1:
+        raise InfeasiblePlanError(f"tp={tp} must divide the Mamba groups ({s.groups}), or the "
+                                  "model have one group: vLLM's MambaMixer2 replicates only a "
+                                  "single group over the TP ranks")
     if ep > 1:
         raise InfeasiblePlanError("parallel.ep > 1 with a hybrid Mamba model is not modelled "
                                   "for serving; use tp (the experts are split over it)")

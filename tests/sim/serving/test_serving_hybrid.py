@@ -189,3 +189,19 @@ def test_rl_rollouts_of_nemotron_3_nano_run(monkeypatch, capsys):
                          "--set", "workload.train.grad_reduce_bytes=2", limit_s=120)
     assert code == 0, err
     assert "generation" in out
+
+
+def test_a_single_group_is_replicated_over_tp_and_other_splits_are_refused():
+    """vLLM's MambaMixer2: tp must divide the groups unless there is one, which every TP rank
+    then holds (extra_groups_for_head_shards: tp - 1 more). One group at TP 2: conv state
+    (4 - 1) x (4096 / 2 + 2 x 1 x 128) x 2 bytes = 13,824 per layer; 8 groups at TP 16: refused."""
+    from hw_models.errors import InfeasiblePlanError
+    from workloads.inference.hybrid_ops import check_hybrid_plan
+    m = resolve("nemotron-3-nano")
+    one = m.model_copy(update={"mamba": m.mamba.model_copy(update={"groups": 1})})
+    s, prof, net = _system()
+    it = HybridIterationModel(one, 2, 1, "bf16", ComputeModel(s.gpu_spec, prof), net)
+    assert it.conv_state_bytes() == 3 * (4096 // 2 + 2 * 128) * 2 == 13_824
+    check_hybrid_plan(m, 8, 1)
+    with pytest.raises(InfeasiblePlanError, match="tp=16 must divide the Mamba groups"):
+        check_hybrid_plan(m, 16, 1)

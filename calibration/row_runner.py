@@ -1,0 +1,125 @@
+"""What the Megatron-Bridge training-row validations share (calibration/validate_moe.py,
+validate_hybrid.py, validate_mbperf.py): the systems of the GPU labels, the FP8 recipe of a
+precision label, the first reason a row is skipped, the checks every recipe-driven row makes,
+and the loop that predicts each row or says why it is skipped.
+
+The metric is tokens/s per GPU; the error is predicted / published - 1, in percent.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from hw_models import catalog
+
+REF = resources.files("calibration").joinpath("reference", "modern")
+
+# GPU label of a published row -> (catalog system, GPUs per node).
+SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nvl72", 4),
+           "B300": ("dgx-b300", 8), "GB300": ("gb300-nvl72", 4)}
+# Precision label -> FP8 recipe (workloads/fp8.py): Megatron-Bridge's H100 "FP8" is current
+# scaling (the Nemotron recipes' ``fp8_cs``), MXFP8 block scaling, NVFP4.
+FP8_RECIPE = {"FP8": "tensorwise", "FP8-CS": "tensorwise", "MXFP8": "mxfp8", "FP8-MX": "mxfp8",
+              "NVFP4": "nvfp4"}
+
+
+def _num(x) -> float | None:
+    """The leading number of a CSV cell; None where it has none."""
+    try:
+        v = float(str(x).split()[0])
+    except (ValueError, IndexError):
+        return None
+    return None if np.isnan(v) else v
+
+
+def label(row) -> str:
+    """The precision label of a row (its first word, upper case)."""
+    return str(row.precision).split()[0].upper()
+
+
+def read_rows(name: str) -> pd.DataFrame:
+    """A published-row CSV of calibration/reference/modern, every cell as text."""
+    return pd.read_csv(REF.joinpath(name), comment="#", dtype=str)
+
+
+def first_reason(checks) -> str | None:
+    """The reason of the first check that fails; None where none does. A check is
+    ``(bad, why)``: ``bad`` a bool or a callable returning one (called in order, so a check
+    may rely on the ones before it passing), ``why`` a string or a callable building it
+    (built only for the failing check)."""
+    for bad, why in checks:
+        if bad() if callable(bad) else bad:
+            return why() if callable(why) else why
+    return None
+
+
+def preset_check(row, zoo, note: str = "") -> tuple:
+    """A row's model must have a preset in the model zoo ``zoo``."""
+    return (lambda: row.arch_id not in zoo, f"no preset {row.arch_id} in the model zoo{note}")
+
+
+def system_check(gpu: str) -> tuple:
+    """A row's GPU must have a system in the catalog."""
+    return (lambda: gpu not in SYSTEMS or SYSTEMS[gpu][0] not in catalog.systems(),
+            f"no {gpu} system in the catalog")
+
+
+def precision_check(row) -> tuple:
+    """A row's precision label must be BF16 or have an FP8 recipe (FP8_RECIPE)."""
+    return (lambda: label(row) not in FP8_RECIPE and label(row) != "BF16",
+            f"precision {row.precision} not mapped")
+
+
+def recipe_tail_checks(row, got, unmodelled) -> list:
+    """The last checks of a recipe-driven row: its recipe ``got`` sets nothing the simulator
+    does not model (``unmodelled(got)`` lists it), and the row publishes a throughput."""
+    return [(lambda: bool(unmodelled(got)),
+             lambda: "recipe sets what the simulator does not model: " + "; ".join(unmodelled(got))),
+            (lambda: _num(row.throughput_tokens_per_s_per_gpu) is None, "no throughput published")]
+
+
+def _published(row) -> float:
+    return _num(row.throughput_tokens_per_s_per_gpu) or float("nan")
+
+
+def run_rows(frame: pd.DataFrame, skip, scenario, predict, fidelity: str = "analytical",
+             plan=None, published=_published) -> pd.DataFrame:
+    """Each row of ``frame``: predicted tokens/s per GPU, or why skipped. ``skip(row, zoo)``
+    says why a row is not predicted (None where it is), ``scenario(row, fidelity)`` builds its
+    scenario and ``predict(scenario)`` returns (tokens/s per GPU, info); ``plan(row)`` is the
+    plan column's text, ``published(row)`` the published tokens/s per GPU (NaN where none). A
+    scenario the simulator refuses (ClusterSimError) is skipped with its message."""
+    from hw_models.errors import ClusterSimError
+    from workloads.model import presets
+    zoo, out = presets(), []
+    for row in frame.itertuples():
+        base = {"source": row.source_id, "model": row.arch_id, "gpu": str(row.gpu_type).split()[0],
+                "gpus": int(row.num_gpus), "precision": str(row.precision).split()[0],
+                "plan": plan(row), "published_tok_s_gpu": published(row)}
+        why = skip(row, zoo)
+        if why is None:
+            try:
+                pred, info = predict(scenario(row, fidelity))
+            except ClusterSimError as exc:
+                why = f"not simulated: {exc}"
+        if why is not None:
+            out.append(base | {"predicted_tok_s_gpu": np.nan, "error_pct": np.nan, "skipped": why})
+            continue
+        err = (pred / base["published_tok_s_gpu"] - 1) * 100
+        out.append(base | {"predicted_tok_s_gpu": round(pred, 1), "error_pct": round(err, 1),
+                           "skipped": "", **info})
+    return pd.DataFrame(out)
+
+
+def summary(df: pd.DataFrame) -> dict:
+    """Row counts and |error| figures of a run_rows frame: median, max, median by GPU."""
+    done = df[df.skipped == ""]
+    err = done.error_pct.abs()
+    return {"rows": len(df), "predicted": len(done),
+            "median_abs_error_pct": float(err.median()) if len(err) else float("nan"),
+            "max_abs_error_pct": float(err.max()) if len(err) else float("nan"),
+            "median_abs_error_pct_by_gpu": {g: float(d.error_pct.abs().median())
+                                            for g, d in done.groupby("gpu")}}
