@@ -39,10 +39,6 @@ def _chunks(ctx: LayerContext) -> float:
     return ctx.micro_batch * -(-ctx.model.seq_len // q) * q
 
 
-def _ssd(ctx: LayerContext, name: str, flops: float, nbytes: float) -> Compute:
-    return Compute("ssd", flops, nbytes, bf16_context(ctx).dtype, None, name=name)
-
-
 def chunk_scan_fwd(L: float, Q: int, H: int, P: int, N: int, G: int, e: float,
                    gated: bool = True, cb_bytes: float = 4) -> tuple[float, float]:
     """(FLOPs, bytes) of mamba_ssm's ``_chunk_scan_fwd`` over L token positions (padded
@@ -85,28 +81,74 @@ def ssd_forward(ctx: LayerContext) -> list[Op]:
                            ctx.act_bytes, bf16_context(ctx).dtype)
 
 
+def ssd_backward_ops(L: float, Q: int, H: int, P: int, N: int, G: int, e: float,
+                     dtype: str, gated: bool = True) -> list[Compute]:
+    """The kernels of mamba_ssm's ``_mamba_chunk_scan_combined_bwd`` (ops/triton/
+    ssd_combined.py, state-spaces/mamba HEAD e9594ce, 2026) over L token positions (padded
+    to chunks of Q), in launch order, each with the bytes it reads and writes: x, dout, z,
+    the gated output and dx e bytes an element (d = L H P each), B, C (bc = L G N),
+    the chunk states (S = L / Q H P N), C B^T and its gradient in fp32 (cb = L Q G).
+
+    - recompute: ``dt.clone`` and ``_chunk_cumsum_fwd`` (dt in, dA cumsum and dt out in
+      fp32), ``_bmm_chunk_fwd`` (fp32 C B^T), ``_chunk_state_fwd`` (fp32 states) and
+      ``_state_passing_fwd`` with no ``out_dtype``: fp32 in, fp32 out (8 S);
+    - ``_chunk_scan_bwd_dz`` (gated): reads x, z, the saved output and dout, writes dz and
+      the gated dout (6 e d);
+    - ``_chunk_scan_bwd_dstates``: C and dout in, fp32 dstates out;
+    - ``_state_passing_bwd``: fp32 states and dstates in, dstates and states out in the
+      state dtype (12 S at e = 2);
+    - ``_chunk_scan_chunk_state_bwd_dx``: x, B, fp32 C B^T, dout, dstates in, dx out;
+    - ``_chunk_state_bwd_db`` / ``_chunk_scan_bwd_dC``: x (dout), dstates (states), B (C)
+      in, dB (dC) out in fp32 (``nsplits`` = 1 at these head counts), each followed by
+      its ``.sum(2)`` (a torch reduction: fp32 in and out, 8 bc);
+    - ``_chunk_scan_bwd_dcb``: x and dout in, fp32 d(C B^T) out, then its ``.sum(2)``
+      (8 cb);
+    - two ``_bmm_chunk_bwd`` (dB += d(C B^T) C, dC += d(C B^T)^T B): the operand, the
+      fp32 d(C B^T) and the fp32 residual in, the 16-bit gradient out;
+    - ``_chunk_scan_bwd_ddAcs_stable``: x, dout, fp32 C B^T in, fp32 partial ddA
+      (L H Q / 16) out and summed;
+    - the ddA bookkeeping (the dB and dC kernels' ddA workspaces, flip / cumsum / flip,
+      two adds) and ``_chunk_cumsum_bwd``: fp32 passes over L H, about 68 bytes a
+      position and head, eight small kernels.
+
+    FLOPs: those of workloads/mamba.py ``ssd_flops`` split over the kernels that do them;
+    the matmul kernels are ``ssd`` ops (the measured share of the roofline), the
+    reductions and passes memory-bound ``elementwise`` ops."""
+    d, bc, S, cb, lh = L * H * P, L * G * N, L / Q * H * P * N, L * Q * G, L * H
+    qng, npH, qpH = L * Q * N * G, L * N * P * H, L * Q * P * H
+
+    def stream(name: str, nbytes: float, kernels: int = 1) -> Compute:
+        return Compute("elementwise", 0.0, float(nbytes), dtype, name=name, host_ops=kernels)
+
+    def ssd(name: str, flops: float, nbytes: float) -> Compute:
+        return Compute("ssd", flops, nbytes, dtype, None, name=name)
+
+    return [stream("ssd_bwd_chunk_cumsum", (2 * e + e + 8) * lh, 2),
+            ssd("ssd_bwd_bmm_chunk_fwd", 2 * qng, 2 * e * bc + 4 * cb),
+            ssd("ssd_bwd_chunk_state_fwd", 2 * npH, e * (d + bc) + 8 * lh + 4 * S),
+            stream("ssd_bwd_state_passing_fwd", 8 * S),
+            *([stream("ssd_bwd_dz", 6 * e * d)] if gated else []),
+            ssd("ssd_bwd_dstates", 2 * npH, e * (bc + d) + 4 * lh + 4 * S),
+            stream("ssd_bwd_state_passing", (4 + 4 + 2 * e) * S),
+            ssd("ssd_bwd_dx", qpH + 2 * npH, 3 * e * d + e * bc + 4 * cb + e * S + 12 * lh),
+            ssd("ssd_bwd_db", 2 * npH, e * (d + S + bc) + 4 * bc + 8 * lh),
+            stream("ssd_bwd_db_sum", 8 * bc),
+            ssd("ssd_bwd_dc", 2 * npH, e * (d + S + bc) + 4 * bc + 4 * lh),
+            stream("ssd_bwd_dc_sum", 8 * bc),
+            ssd("ssd_bwd_dcb", qpH, 2 * e * d + 4 * cb + 8 * lh),
+            stream("ssd_bwd_dcb_sum", 8 * cb),
+            ssd("ssd_bwd_bmm_chunk_db", 2 * qng, 2 * e * bc + 4 * bc + 4 * cb),
+            ssd("ssd_bwd_bmm_chunk_dc", 2 * qng, 2 * e * bc + 4 * bc + 4 * cb),
+            ssd("ssd_bwd_ddA_stable", qpH, 2 * e * d + 4 * cb + 8 * lh + 4 * lh * Q / 16),
+            stream("ssd_bwd_ddA", 4 * lh * Q / 16 + 68 * lh, 8)]
+
+
 def ssd_backward(ctx: LayerContext) -> list[Op]:
-    """``_mamba_chunk_scan_combined_bwd``: recompute C B^T and the chunk states, the z
-    gate's backward, dstates, state passing backward, dx (with ddt, dD), dB, dC,
-    d(C B^T), the two C B^T backward GEMMs and the stable ddA; FLOPs of
-    workloads/mamba.py ``ssd_flops``, bytes of each kernel's operands."""
-    s, e = ctx.model.mamba, ctx.act_bytes
-    H, G, d, _, _ = _local(ctx)
-    L, Q, N = _chunks(ctx), s.chunk_size, s.state_dim
-    states = L / Q * H * s.head_dim * N
-    bc, cb = L * G * N, 4 * L * Q * G
-    qng, npH, qpH = L * Q * N * G, L * N * s.head_dim * H, L * Q * s.head_dim * H
-    x = e * L * d
-    return [_ssd(ctx, "ssd_bwd_recompute", 2 * qng + 2 * npH, 2 * e * bc + cb + x + 4 * states),
-            mem(ctx, "elementwise", (4 + e) * states, "ssd_bwd_state_passing_fwd"),
-            mem(ctx, "elementwise", 5 * x, "ssd_bwd_dz"),
-            _ssd(ctx, "ssd_bwd_dstates", 2 * npH, e * bc + x + 4 * states),
-            mem(ctx, "elementwise", 3 * 4 * states, "ssd_bwd_state_passing"),
-            _ssd(ctx, "ssd_bwd_dx", qpH + 2 * npH, cb + 3 * x + e * bc + 4 * states),
-            _ssd(ctx, "ssd_bwd_db_dc", 4 * npH, 2 * x + 4 * e * bc + 2 * 4 * states),
-            _ssd(ctx, "ssd_bwd_dcb_ddA", 2 * qpH, 2 * x + 2 * cb),
-            _ssd(ctx, "ssd_bwd_bmm_chunk", 4 * qng, 4 * e * bc + 2 * cb),
-            mem(ctx, "elementwise", 3 * 4 * L * H, "ssd_bwd_dt")]
+    """``ssd_backward_ops`` of the local heads and groups, gated by z, in 16-bit."""
+    s = ctx.model.mamba
+    H, G, _, _, _ = _local(ctx)
+    return ssd_backward_ops(_chunks(ctx), s.chunk_size, H, s.head_dim, s.state_dim, G,
+                            ctx.act_bytes, bf16_context(ctx).dtype)
 
 
 def mamba_forward(ctx: LayerContext) -> list[Op]:
