@@ -31,7 +31,12 @@ from dataclasses import dataclass, replace
 from workloads import mamba as mamba_spec
 from workloads.graph import CommGroup
 from workloads.host_launch import host_sync
-from workloads.layer_attention import attn_backward, attn_forward, fused_attention, mla_up_proj_recompute
+from workloads.layer_attention import (
+    attn_backward,
+    attn_forward,
+    fused_attention,
+    mla_up_proj_recompute,
+)
 from workloads.layer_mamba import mamba_backward, mamba_forward
 from workloads.layers import (
     LayerContext,
@@ -319,7 +324,7 @@ def _latent_shapes(ctx: LayerContext) -> tuple[tuple, tuple] | None:
 
 
 def moe_forward(ctx: LayerContext) -> list[Op]:
-    m, n = ctx.model, local_tokens(ctx)
+    m = ctx.model
     local, fc1, fc2 = _expert_shapes(ctx)
     r = received(ctx)
     lat = _latent_shapes(ctx)
