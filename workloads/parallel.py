@@ -46,6 +46,11 @@ def plan_recompute(mode: str, modules: list[str] | None) -> str | tuple[str, ...
     return tuple(modules) if modules else "none"
 
 
+def recompute_label(mode: str | tuple[str, ...]) -> str:
+    """A plan's recompute as one string for tables: the mode, or ``[moe, layernorm]``."""
+    return f"[{', '.join(mode)}]" if isinstance(mode, tuple) else mode
+
+
 @dataclass(frozen=True)
 class ParallelPlan:
     tp: int

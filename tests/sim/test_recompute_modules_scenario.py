@@ -45,3 +45,15 @@ def test_a_list_naming_a_mode_simulates_as_that_mode():
     assert by_list.iteration_time_s == by_mode.iteration_time_s
     none = simulate(parse(_with(recompute_modules=[]), "x"), band=False)
     assert none.iteration_time_s < by_list.iteration_time_s
+
+
+def test_a_sweep_keeps_the_list():
+    """A sweep over a scenario with recompute_modules builds its plans with the list and
+    reports it as one string."""
+    from sim.sweep import evaluate
+    from workloads.parallel import recompute_label
+    ctx = evaluate.context(SC, {})
+    plan = evaluate._plan_of(ctx, None)
+    assert plan.recompute == ("moe_act", "layernorm")
+    assert recompute_label(plan.recompute) == "[moe_act, layernorm]"
+    assert evaluate._plan_columns(plan, None)["recompute"] == "[moe_act, layernorm]"
