@@ -285,6 +285,10 @@ class TrainingWorkload(_Cfg):
         if self.recompute_modules is not None and self.recompute != "none":
             raise ValueError(f"set either recompute ({self.recompute}) or recompute_modules "
                              f"{self.recompute_modules}, not both")
+        graphs = [self.cuda_graphs] if isinstance(self.cuda_graphs, str) else self.cuda_graphs
+        if "moe" in (self.recompute_modules or ()) and "moe_router" in graphs:
+            raise ValueError("recompute_modules moe re-runs the whole MoE block, which Megatron-Core "
+                             "refuses with a moe_router CUDA graph (transformer_config.py)")
         return self
 
     @model_validator(mode="after")

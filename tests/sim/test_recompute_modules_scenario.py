@@ -26,6 +26,9 @@ def test_list_is_parsed_and_names_are_checked():
         parse(_with(recompute_modules=["attn"]), "x")
     with pytest.raises(ClusterSimError, match="not both"):
         parse(_with(recompute="full"), "x")
+    with pytest.raises(ClusterSimError, match="moe_router CUDA graph"):
+        parse(_with(recompute_modules=["moe"], cuda_graphs=["attn", "moe_router"]), "x")
+    assert parse(_with(recompute_modules=["moe"], cuda_graphs=["attn"]), "x")
 
 
 def test_cli_exits_2_on_an_unknown_module(tmp_path):
