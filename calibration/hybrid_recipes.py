@@ -35,6 +35,8 @@ overlap_moe_expert_parallel_comm), gradients reduced in BF16 (grad_reduce_in_fp3
 
 from __future__ import annotations
 
+from workloads.parallel import RECOMPUTE_MODULE_NAMES
+
 # CUDA-graph scopes (transformer_engine implementation). ``mamba`` is Megatron-Core's
 # CudaGraphScope.mamba (the Mamba mixer of a hybrid layer).
 ALL4 = ("attn", "mamba", "moe_router", "moe_preprocess")
@@ -114,9 +116,17 @@ HYBRID_RECIPES: dict[tuple[str, str, str], list[tuple[tuple[int, ...], dict]]] =
                                                           offload=("fused_group_mlp",), manual_gc=True))],
 }
 
-# Megatron-Core recompute_modules -> the simulator's ``workload.recompute`` (sim/scenario.py);
-# a module set not listed has no equivalent there.
+# Megatron-Core recompute_modules -> the simulator's ``workload.recompute`` mode
+# (sim/scenario.py); another module set is passed as ``workload.recompute_modules``.
 RECOMPUTE = {NONE: "none", NORM_MOE_ACT: "norm_moe_act"}
+
+
+def recompute_workload(modules: tuple[str, ...]) -> dict:
+    """The workload keys of a recipe's recompute_modules: its mode where one names that
+    set, else the list itself."""
+    if modules in RECOMPUTE:
+        return {"recompute": RECOMPUTE[modules]}
+    return {"recompute_modules": list(modules)}
 
 
 def release(row) -> tuple[int, ...]:
@@ -140,8 +150,9 @@ def hybrid_recipe(row) -> dict | None:
 def unmodelled(recipe: dict) -> list[str]:
     """Settings of a recipe that change the work done and that ``workload`` cannot express."""
     out = []
-    if recipe["recompute_modules"] not in RECOMPUTE:
-        out.append(f"recompute_modules {list(recipe['recompute_modules'])}")
+    unpriced = [n for n in recipe["recompute_modules"] if n not in RECOMPUTE_MODULE_NAMES]
+    if unpriced:
+        out.append(f"recompute_modules {unpriced}")
     if recipe["offload_modules"]:
         out.append(f"activation offloading of {list(recipe['offload_modules'])}")
     if recipe["per_module_quant"]:

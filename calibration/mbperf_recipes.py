@@ -34,6 +34,7 @@ on the 16th (``L16``); (8, 1) places 8 on each of 7 stages and 5 on the 8th (``L
 from __future__ import annotations
 
 from calibration.moe_recipes import _since, precision_key, release
+from workloads.parallel import RECOMPUTE_MODULE_NAMES
 
 ATTN_ROUTER = ("attn", "moe_router", "moe_preprocess")
 ROUTER = ("moe_router", "moe_preprocess")
@@ -112,10 +113,19 @@ MBPERF_RECIPES: dict[tuple[str, str, str], list[tuple[tuple[int, ...], dict]]] =
     ("kimi-k2", "GB300", "MXFP8"): [((26, 2, 1), _r((2, 4, 4, 64), mtp=0, optimizer="muon"))],
 }
 
-# Megatron-Core recompute_modules -> the simulator's ``workload.recompute``; a module set
-# not listed has no equivalent there.
+# Megatron-Core recompute_modules -> the simulator's ``workload.recompute`` mode; another
+# module set is passed as ``workload.recompute_modules``.
 RECOMPUTE = {NONE: "none", ("layernorm", "moe_act"): "norm_moe_act", MLA_UP: "mla_up_proj",
              ("mlp",): "mlp", ("mla_up_proj", "mlp"): "mla_up_proj_mlp"}
+
+
+def recompute_workload(modules) -> dict:
+    """The workload keys of a recipe's recompute_modules: its mode where one names that
+    set, else the list itself."""
+    key = tuple(sorted(modules))
+    if key in RECOMPUTE:
+        return {"recompute": RECOMPUTE[key]}
+    return {"recompute_modules": list(modules)}
 
 
 def recipe(row) -> dict | None:
@@ -142,6 +152,7 @@ def published_plan(row) -> tuple[int, int, int, int]:
 def unmodelled(settings: dict) -> list[str]:
     """Settings of a recipe that change the work done and that ``workload`` cannot express."""
     out = []
-    if tuple(sorted(settings["recompute_modules"])) not in RECOMPUTE:
-        out.append(f"recompute_modules {list(settings['recompute_modules'])}")
+    unpriced = [n for n in settings["recompute_modules"] if n not in RECOMPUTE_MODULE_NAMES]
+    if unpriced:
+        out.append(f"recompute_modules {unpriced}")
     return out

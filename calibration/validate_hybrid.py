@@ -24,7 +24,7 @@ from __future__ import annotations
 import pandas as pd
 
 from calibration import row_runner
-from calibration.hybrid_recipes import RECOMPUTE, hybrid_recipe, unmodelled
+from calibration.hybrid_recipes import hybrid_recipe, recompute_workload, unmodelled
 from calibration.row_runner import FP8_RECIPE, SYSTEMS, _num
 from workloads.host_launch import SCOPES
 from workloads.model import presets
@@ -72,7 +72,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          "micro_batch": int(row.micro_batch),
                          "precision": "bf16" if label == "BF16" else "fp8",
                          **({} if label == "BF16" else {"fp8": {"recipe": FP8_RECIPE[label]}}),
-                         "recompute": RECOMPUTE[recipe["recompute_modules"]],
+                         **recompute_workload(recipe["recompute_modules"]),
                          "parallel": parallel,
                          "moe": {"dispatcher": recipe["dispatcher"], "overlap": False,
                                  "hybridep_sms": recipe["hybridep_sms"],

@@ -26,7 +26,7 @@ from __future__ import annotations
 import pandas as pd
 
 from calibration import row_runner
-from calibration.mbperf_recipes import RECOMPUTE, published_plan, recipe, unmodelled
+from calibration.mbperf_recipes import published_plan, recipe, recompute_workload, unmodelled
 from calibration.row_runner import FP8_RECIPE, SYSTEMS, _num
 from workloads.host_launch import SCOPES
 from workloads.model import presets
@@ -78,7 +78,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                          "micro_batch": mbs,
                          "precision": "bf16" if label == "BF16" else "fp8",
                          **({} if label == "BF16" else {"fp8": fp8}),
-                         "recompute": RECOMPUTE[tuple(sorted(got["recompute_modules"]))],
+                         **recompute_workload(got["recompute_modules"]),
                          "parallel": parallel,
                          "moe": {"dispatcher": got["dispatcher"], "overlap": got["overlap"],
                                  **({"hybridep_sms": got["hybridep_sms"]}

@@ -331,7 +331,7 @@ def pooled_plan(sc, pools: list[Pool], model) -> tuple[list[Pool], ParallelPlan,
     plan = parallel.ParallelPlan(
         tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
         vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
-        recompute=w.recompute, pipeline_layers=tuple(p.pipeline_layers or ()) or None,
+        recompute=parallel.plan_recompute(w.recompute, w.recompute_modules), pipeline_layers=tuple(p.pipeline_layers or ()) or None,
         ep=p.ep, etp=p.etp)
     # MoE layers: dispatch as on the first stage's pool (docs/moe.md)
     opts = replace(training_options(w), moe=moe_options(w, model, stages[0].network.layout))

@@ -20,7 +20,7 @@ from sim.rl_config import RLWorkload
 from sim.run_config import CheckpointConfig, DataConfig, RunConfig, StorageConfig
 from sim.training_config import CPKind, Fp8Config, OffloadConfig, Schedule, TPOverlap
 from workloads.host_launch import SCOPES
-from workloads.parallel import Recompute
+from workloads.parallel import Recompute, RecomputeModule
 
 
 class _Cfg(BaseModel):
@@ -183,6 +183,12 @@ class TrainingWorkload(_Cfg):
             "mla_up_proj ([mla_up_proj]: MLA's query / key-value up projections and RoPE), "
             "mlp ([mlp]: a dense layer's MLP, or a hybrid model's MLP sub-layer), "
             "mla_up_proj_mlp (both) or full (whole layer)"))
+    recompute_modules: list[RecomputeModule] | None = Field(None, description=(
+        "Megatron-Core's selective recompute as its list of modules (recompute_modules, "
+        "instead of a recompute mode): core_attn (the attention kernel re-run), layernorm "
+        "(the norms not fused into a linear), moe_act (the experts' activation), moe (the "
+        "whole MoE block: router, dispatch / combine all-to-alls, experts, shared experts), "
+        "shared_experts, mlp (a dense MLP), mla_up_proj; [] = none (docs/scenario.md)"))
     attention: Literal["flash", "unfused"] = Field("flash", description=(
         "attention kernel: flash (fused, no score matrix stored) or unfused"))
     repeat_kv: bool = Field(False, description=(
@@ -273,6 +279,17 @@ class TrainingWorkload(_Cfg):
         "CUDA graphs (Megatron-Core cuda_graph_scope): none (eager: the host issues every "
         "kernel), full_iteration, or scopes whose kernels are replayed as a graph: attn, "
         "mlp, moe, moe_router, moe_preprocess (a name or a list; docs/accuracy.md)"))
+
+    @model_validator(mode="after")
+    def _recompute_list(self):
+        if self.recompute_modules is not None and self.recompute != "none":
+            raise ValueError(f"set either recompute ({self.recompute}) or recompute_modules "
+                             f"{self.recompute_modules}, not both")
+        graphs = [self.cuda_graphs] if isinstance(self.cuda_graphs, str) else self.cuda_graphs
+        if "moe" in (self.recompute_modules or ()) and "moe_router" in graphs:
+            raise ValueError("recompute_modules moe re-runs the whole MoE block, which Megatron-Core "
+                             "refuses with a moe_router CUDA graph (transformer_config.py)")
+        return self
 
     @model_validator(mode="after")
     def _muon_plan(self):

@@ -130,7 +130,7 @@ def resolve_setup(sc: Scenario) -> Setup:
     plan = parallel.ParallelPlan(
         tp=p.tp, pp=p.pp, dp=dp, micro_batch=w.micro_batch, global_batch=w.global_batch,
         vpp=p.vpp, sequence_parallel=p.sequence_parallel, schedule=p.schedule, zero=p.zero,
-        recompute=w.recompute,
+        recompute=parallel.plan_recompute(w.recompute, w.recompute_modules),
         pipeline_layers=tuple(p.pipeline_layers) if p.pipeline_layers else None,
         ep=p.ep, etp=p.etp, **plan_kwargs(p, cl.system.gpus_per_node))
     parallel.validate(plan, model, world)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from hw_models.compute import gemm_bytes
 from workloads.graph import Collective, CommGroup, Compute
 from workloads.model import ModelSpec
+from workloads.parallel import recompute_modules
 
 if TYPE_CHECKING:
     from workloads.moe_layers import MoEContext
@@ -332,29 +333,36 @@ def layer_backward(ctx: LayerContext) -> list[Op]:
             mem(ctx, "norm", norm_bwd, "input_norm_bwd")]
 
 
-def layer_recompute(ctx: LayerContext, mode: str) -> list[Op]:
+def layer_recompute(ctx: LayerContext, mode) -> list[Op]:
     """Full recompute re-runs the layer's forward; selective only the attention core
     (Korthikanti et al.). FlashAttention already recomputes its scores in its backward,
     so selective recompute costs nothing extra with it. ``selective_op``: TorchTitan's
     per-op policy (``_apply_ac_to_transformer_block``, selective_ac_option "op").
-    ``norm_moe_act``: Megatron-Core's recompute_modules [layernorm, moe_act] re-run the
-    input and pre-MLP norms (and, in MoE layers, the experts' activation); ``mlp`` the
-    MLP (``mla_up_proj`` needs MLA, which runs layer by layer: moe_layers.py)."""
+    Megatron-Core's recompute_modules (a module-set mode or the list itself,
+    workloads/parallel.recompute_modules): ``layernorm`` re-runs the input and pre-MLP
+    norms, ``core_attn`` the attention kernel (tensor_parallel.checkpoint re-runs it,
+    fused or not, before its backward), ``mlp`` the MLP; a dense layer has no expert
+    activation or MoE block (``mla_up_proj`` needs MLA, which runs layer by layer:
+    moe_layers.py)."""
     if mode == "full":
         return layer_forward(ctx)
     if mode == "selective_op":
         return selective_op_recompute(ctx)
-    if mode == "norm_moe_act":   # a dense layer has no expert activation: its two norms
-        norm = 2 * ctx.act_bytes * ctx.norm_tokens * ctx.model.hidden
-        return [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
     if mode == "selective" and ctx.attention == "unfused":
         return attention_core(ctx)
-    if mode in ("mlp", "mla_up_proj_mlp"):   # Megatron-Core [mlp]: the MLP re-runs (no MLA here)
+    modules = recompute_modules(mode)
+    ops: list[Op] = []
+    if "layernorm" in modules:
+        norm = 2 * ctx.act_bytes * ctx.norm_tokens * ctx.model.hidden
+        ops += [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
+    if "core_attn" in modules:
+        ops += attention_core(ctx)
+    if "mlp" in modules:                     # Megatron-Core [mlp]: the MLP re-runs (no MLA here)
         g = layer_gemm_shapes(ctx)
-        return [*enter_tp(ctx, "tp_ag_mlp"), gemm(ctx, *g["mlp_up"], "mlp_up"),
+        ops += [*enter_tp(ctx, "tp_ag_mlp"), gemm(ctx, *g["mlp_up"], "mlp_up"),
                 mem(ctx, "elementwise", activation_bytes(ctx), "activation"),
                 gemm(ctx, *g["mlp_down"], "mlp_down"), *exit_tp(ctx, "tp_mlp_out")]
-    return []
+    return ops
 
 
 def selective_op_recompute(ctx: LayerContext) -> list[Op]:

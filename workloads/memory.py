@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workloads.model import ModelSpec
-from workloads.parallel import ParallelPlan
+from workloads.parallel import ParallelPlan, recompute_modules
 from workloads.param_sync import pipeline_of, stage_params, unit_params
 
 GIB = 2**30
@@ -63,9 +63,12 @@ def zero3_buffers(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: 
     return sum(units[:plan.prefetch + 1]) * param_bytes + units[0] * grad_bytes
 
 
-def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recompute: str,
+def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recompute,
                                flash: bool = False) -> float:
-    """Stored activation bytes of one layer for one microbatch on one TP rank."""
+    """Stored activation bytes of one layer for one microbatch on one TP rank. Of
+    Megatron-Core's recompute_modules (workloads/parallel.recompute_modules) ``layernorm``
+    keeps neither norm output, ``mlp`` keeps only the MLP input and ``core_attn`` does
+    not keep the score matrices (as selective; a fused kernel stores none)."""
     s, h, a = model.seq_len, model.hidden, model.heads
     sbh = s * b * h
     shard = t if sp else 1                       # norm/dropout regions under SP
@@ -79,7 +82,8 @@ def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recom
             + 2 * sbh * (1 + 2 * kv) / t         # Q, K, V
             + 2 * sbh / t                        # projection input
             + mask)
-    if recompute not in ("selective", "selective_op") and not flash:
+    modules = recompute_modules(recompute)
+    if recompute not in ("selective", "selective_op") and "core_attn" not in modules and not flash:
         # softmax output; with dropout also its 1-byte mask and the dropout output
         attn += (5 if model.dropout else 2) * a * s * s * b / t
     up = model.ffn * (2 if model.gated else 1)
@@ -87,11 +91,12 @@ def activation_bytes_per_layer(model: ModelSpec, b: int, t: int, sp: bool, recom
            + 2 * s * b * up / t                  # activation input
            + 2 * s * b * model.ffn / t           # activation output
            + mask)
-    if recompute == "norm_moe_act":              # the two norm outputs are re-run, not kept
-        return norms + attn + mlp - 2 * 2 * sbh / shard
-    if recompute in ("mlp", "mla_up_proj_mlp"):  # the MLP keeps only its input
-        return norms + attn + mlp - 2 * s * b * (up + model.ffn) / t
-    return norms + attn + mlp
+    stored = norms + attn + mlp
+    if "layernorm" in modules:                   # the two norm outputs are re-run, not kept
+        stored -= 2 * 2 * sbh / shard
+    if "mlp" in modules:                         # the MLP keeps only its input
+        stored -= 2 * s * b * (up + model.ffn) / t
+    return stored
 
 
 def in_flight_chunks(plan: ParallelPlan, stage: int) -> int:

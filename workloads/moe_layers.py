@@ -31,7 +31,12 @@ from dataclasses import dataclass, replace
 from workloads import mamba as mamba_spec
 from workloads.graph import CommGroup
 from workloads.host_launch import host_sync
-from workloads.layer_attention import attn_backward, attn_forward, mla_up_proj_recompute
+from workloads.layer_attention import (
+    attn_backward,
+    attn_forward,
+    fused_attention,
+    mla_up_proj_recompute,
+)
 from workloads.layer_mamba import mamba_backward, mamba_forward
 from workloads.layers import (
     LayerContext,
@@ -45,7 +50,7 @@ from workloads.layers import (
     layer_gemm_shapes,
     mem,
 )
-from workloads.moe import is_moe_layer, is_window_layer, mtp_layer_ids, token_width
+from workloads.moe import is_moe_layer, is_window_layer, mla, mtp_layer_ids, token_width
 from workloads.moe_dispatch import local_tokens, received, route, router_bytes, router_context
 from workloads.moe_launches import (
     TE_CHUNK_SORT_KERNELS,
@@ -53,7 +58,7 @@ from workloads.moe_launches import (
     count_kernels,
     router_kernels,
 )
-from workloads.parallel import RECOMPUTE_MODULES
+from workloads.parallel import recompute_modules
 
 
 @dataclass(frozen=True)
@@ -132,19 +137,25 @@ def _shared_shapes(ctx: LayerContext) -> tuple[tuple, tuple]:
     return (T, f * (2 if m.gated else 1), m.hidden), (T, m.hidden, f)
 
 
-def _shared(ctx: LayerContext, bwd: bool) -> list[Op]:
+def _shared_forward(ctx: LayerContext) -> list[Op]:
     """The shared experts: fc1, activation, fc2, between the TP collectives of a dense MLP
-    (with sequence parallelism: all-gather before fc1, reduce-scatter after fc2, and
-    their conjugates in the backward; nothing at tp 1)."""
+    (with sequence parallelism: all-gather before fc1, reduce-scatter after fc2; nothing
+    at tp 1). Also what recompute_modules' ``shared_experts`` re-runs (Megatron-Core
+    checkpoints the whole SharedExpertMLP forward, its collectives included)."""
     s1, s2 = _shared_shapes(ctx)
-    act = _act(ctx, s1[0], s2[2])
-    if not bwd:
-        return [*enter_tp(ctx, "tp_ag_shared"),
-                gemm(ctx, *s1, "shared_fc1"), mem(ctx, "elementwise", act, "shared_activation"),
-                gemm(ctx, *s2, "shared_fc2"), *exit_tp(ctx, "tp_shared_out")]
+    return [*enter_tp(ctx, "tp_ag_shared"),
+            gemm(ctx, *s1, "shared_fc1"),
+            mem(ctx, "elementwise", _act(ctx, s1[0], s2[2]), "shared_activation"),
+            gemm(ctx, *s2, "shared_fc2"), *exit_tp(ctx, "tp_shared_out")]
+
+
+def _shared_backward(ctx: LayerContext) -> list[Op]:
+    """``_shared_forward``'s backward: the collectives' conjugates around the GEMMs'
+    gradients and the activation's backward."""
+    s1, s2 = _shared_shapes(ctx)
     return [*exit_tp_bwd(ctx, "tp_shared_out_bwd"),
             *gemm_bwd(ctx, *s2, "shared_fc2"),
-            mem(ctx, "elementwise", 1.5 * act, "shared_activation_bwd"),
+            mem(ctx, "elementwise", 1.5 * _act(ctx, s1[0], s2[2]), "shared_activation_bwd"),
             *gemm_bwd(ctx, *s1, "shared_fc1"),
             *enter_tp_bwd(ctx, "tp_shared_in_bwd")]
 
@@ -357,7 +368,7 @@ def moe_forward(ctx: LayerContext) -> list[Op]:
                      *_sort_chunks(ctx, "expert_unsort", False),
                      *route(ctx, "combine", out=True), *_unpermute(ctx), *up]
     if m.moe.shared_experts:
-        ops += _shared(ctx, bwd=False)
+        ops += _shared_forward(ctx)
     return ops
 
 
@@ -368,7 +379,7 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
     lat = _latent_shapes(ctx)
     ops: list[Op] = []
     if m.moe.shared_experts:
-        ops += _shared(ctx, bwd=True)
+        ops += _shared_backward(ctx)
     if lat:
         ops += gemm_bwd(ctx, *lat[1], "fc2_latent_proj")
     ops += [*_unpermute_backward(ctx),
@@ -460,32 +471,52 @@ def layer_backward_at(ctx: LayerContext, i: int) -> list[Op]:
             mem(ctx, "norm", norm_bwd, "input_norm_bwd")]
 
 
-def layer_recompute_at(ctx: LayerContext, i: int, mode: str) -> list[Op]:
+def layer_recompute_at(ctx: LayerContext, i: int, mode) -> list[Op]:
     """Full recompute re-runs the forward; selective recomputes the attention core, which
     the fused kernels used here already do in their backward (no extra cost).
-    ``norm_moe_act`` (Megatron-Core's recompute_modules [layernorm, moe_act],
-    megatron/core/transformer/transformer_layer.py and moe/experts.py: the input and
-    pre-MLP norms and the routed experts' activation re-run before the backward needs
-    their outputs) re-runs those kernels as the forward costs them; so do ``mla_up_proj``
-    (MLA's up projections and RoPE, layer_attention.mla_up_proj_recompute) and ``mlp``
-    (transformer_layer.py: "mlp" checkpoints the MLP of the dense layers only, not the
-    MoE layers' experts; in a hybrid model the MLP sub-layers ``-``, which Megatron-Core
-    builds as transformer layers), alone or together (``mla_up_proj_mlp``)."""
+    Megatron-Core's recompute_modules (a module-set mode such as ``norm_moe_act``, or the
+    list itself: workloads/parallel.recompute_modules) re-run, before the backward needs
+    their outputs, each module's forward kernels as the forward costs them
+    (megatron/core/transformer/transformer_layer.py, attention.py, moe/moe_layer.py):
+    - ``layernorm``: the norms that are modules of their own (input_layernorm and
+      pre_mlp_layernorm unless an IdentityOp). In a hybrid model only the MoE sub-layers'
+      pre-MLP TENorm: the Mamba, attention and MLP sub-layers fuse their norm into
+      TELayerNormColumnParallelLinear (models/hybrid/hybrid_layer_specs.py);
+    - ``core_attn``: the attention kernel of an attention layer (tensor_parallel.checkpoint
+      re-runs the fused attention forward before its backward);
+    - ``moe_act``: the routed experts' activation;
+    - ``moe``: the whole MoE block (MoELayer.forward's custom_forward under a checkpoint:
+      shared experts, router, permutation, dispatch and combine all-to-alls, experts); a
+      ``moe_act`` or ``shared_experts`` checkpoint inside it runs once more in the backward;
+    - ``shared_experts``: the shared experts (their own checkpoint);
+    - ``mla_up_proj``: MLA's up projections and RoPE (layer_attention.mla_up_proj_recompute);
+    - ``mlp``: the dense layers' MLP only, not the MoE layers' experts; in a hybrid model
+      the MLP sub-layers ``-``, which Megatron-Core builds as transformer layers."""
     if mode == "full":
         return layer_forward_at(ctx, i)
-    modules = RECOMPUTE_MODULES.get(mode, ())
+    modules = recompute_modules(mode)
     ops: list[Op] = []
+    moe, window = _kind(ctx, i)
+    hybrid = ctx.model.hybrid_pattern is not None
     if "layernorm" in modules:
         norm = 2 * ctx.act_bytes * ctx.norm_tokens * ctx.model.hidden
-        ops.append(mem(ctx, "norm", norm, "input_norm"))
-        if ctx.model.hybrid_pattern is None:     # a hybrid sub-layer has one norm
-            ops.append(mem(ctx, "norm", norm, "post_attn_norm"))
-    moe = is_moe_layer(ctx.model, i)
+        if not hybrid:
+            ops += [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
+        elif moe:
+            ops.append(mem(ctx, "norm", norm, "input_norm"))
+    if "core_attn" in modules and (not hybrid or mamba_spec.kind(ctx.model, i) == mamba_spec.ATTENTION):
+        att = mla(ctx.model)
+        d_qk, d_v = (att.qk_head_dim, att.v_head_dim) if att else (ctx.model.head_dim,) * 2
+        ops.append(fused_attention(ctx, window and not hybrid, d_qk, d_v, False))
+    if "moe" in modules and moe:
+        ops += moe_forward(ctx)
     if "moe_act" in modules and moe:
         ops += [*_expert_clamp(ctx, bwd=False),
                 mem(ctx, "elementwise", _act(ctx, received(ctx), _expert_shapes(ctx)[2][2]),
                     "expert_activation")]
-    if "mla_up_proj" in modules and ctx.model.hybrid_pattern is None:
+    if "shared_experts" in modules and moe and ctx.model.moe.shared_experts:
+        ops += _shared_forward(ctx)
+    if "mla_up_proj" in modules and not hybrid:
         ops += mla_up_proj_recompute(ctx)
     if "mlp" in modules and not moe and mamba_spec.kind(ctx.model, i) in (None, mamba_spec.MLP):
         ops += _dense_mlp(ctx)                   # normal checkpointing: the whole dense MLP

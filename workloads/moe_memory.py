@@ -14,8 +14,9 @@ Activations are counted per layer as workloads/memory.py does for dense layers
   rank receives (latent-wide under LatentMoE, plus the two latent projections' n x l
   outputs / inputs), and the shared experts' activations.
 Dispatch buffers: one layer's dispatch and combine send/receive buffers (e r h each) are
-live at a time; they are counted once per stage. ``recompute: norm_moe_act`` keeps neither
-the two norm outputs nor the experts' activation output.
+live at a time; they are counted once per stage. Megatron-Core's recompute_modules
+(``layer_activation_bytes``): [layernorm] keeps no norm output, [moe_act] not the experts'
+activation output, [moe] only the MoE block's input.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from workloads import moe as spec
 from workloads import moe_parallel
 from workloads.memory import MASTER_AND_ADAM_BYTES
 from workloads.model import ModelSpec
-from workloads.parallel import ParallelPlan
+from workloads.parallel import ParallelPlan, recompute_modules
 
 
 def _attention(m: ModelSpec, sb: float, t: int, shard: int) -> float:
@@ -70,10 +71,28 @@ def _mamba(m: ModelSpec, sb: float, t: int, shard: int) -> float:
     return 2 * sb * m.hidden / shard + 2 * sb * (s.in_proj_out + 3 * s.d_inner) / t
 
 
+def _moe_recomputed(m: ModelSpec, sb: float, t: int, shard: int, received: float,
+                    ep_etp: tuple[int, int], modules: frozenset[str]) -> float:
+    """What a MoE block does not keep under recompute_modules: with ``moe`` all but its
+    input (MoELayer checkpoints its whole forward and saves only hidden_states; the
+    bias-dropout-add mask is outside it), else the experts' activation output with
+    ``moe_act`` and the shared experts' activations with ``shared_experts``."""
+    if "moe" in modules:
+        return _mlp(m, sb, t, shard, True, received, ep_etp) - 3 * sb * m.hidden / shard
+    freed = 0.0
+    if "moe_act" in modules:
+        freed += 2 * received * m.moe.expert_ffn_hidden / ep_etp[1]
+    if "shared_experts" in modules:
+        freed += 2 * sb / t * m.moe.shared_experts * m.moe.shared_ffn * ((2 if m.gated else 1) + 1)
+    return freed
+
+
 def hybrid_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, received: float) -> float:
     """One sub-layer of a hybrid model: its norm's input (2 sbh), then the Mamba mixer,
     attention or MLP block as a transformer layer's half stores it (an MLP sub-layer under
-    recompute [mlp] keeps only its input)."""
+    recompute [mlp] keeps only its input; a MoE sub-layer under [layernorm] not its
+    pre-MLP norm's output, the only norm of a hybrid model that is not fused into a
+    linear; under [moe] only its input)."""
     sb, t = m.seq_len * plan.micro_batch, plan.tp
     shard = t if plan.sp else 1
     k = mamba_spec.kind(m, i)
@@ -84,12 +103,13 @@ def hybrid_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, received: 
     else:
         body = _mlp(m, sb, t, shard, k == mamba_spec.MOE, received, (plan.ep, plan.etp))
     stored = 2 * sb * m.hidden / shard + body
-    if plan.recompute in ("mlp", "mla_up_proj_mlp") and k == mamba_spec.MLP:
+    modules = recompute_modules(plan.recompute)
+    if "mlp" in modules and k == mamba_spec.MLP:
         stored -= _mlp_recomputed(m, sb, t)
-    if plan.recompute == "norm_moe_act":
-        stored -= 2 * sb * m.hidden / shard
-        if k == mamba_spec.MOE:
-            stored -= 2 * received * m.moe.expert_ffn_hidden / plan.etp
+    if k == mamba_spec.MOE:
+        if "layernorm" in modules:
+            stored -= 2 * sb * m.hidden / shard
+        stored -= _moe_recomputed(m, sb, t, shard, received, (plan.ep, plan.etp), modules)
     return stored
 
 
@@ -105,17 +125,18 @@ def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor
     moe_layer = spec.is_moe_layer(m, i)
     stored = (4 * sb * m.hidden / shard + _attention(m, sb, t, shard)
               + _mlp(m, sb, t, shard, moe_layer, received, (plan.ep, plan.etp)))
-    if plan.recompute == "norm_moe_act":
-        # Megatron-Core recompute_modules [layernorm, moe_act]: the two norm outputs (the
-        # QKV and MLP inputs) and the experts' activation output (fc2 input) are re-run
+    modules = recompute_modules(plan.recompute)
+    if "layernorm" in modules:
+        # Megatron-Core recompute_modules [layernorm]: the two norm outputs (the QKV and
+        # MLP inputs) are re-run
         stored -= 2 * 2 * sb * m.hidden / shard
-        if moe_layer:
-            stored -= 2 * received * m.moe.expert_ffn_hidden / plan.etp
+    if moe_layer:
+        stored -= _moe_recomputed(m, sb, t, shard, received, (plan.ep, plan.etp), modules)
     att = spec.mla(m)
-    if plan.recompute in ("mla_up_proj", "mla_up_proj_mlp") and att is not None:
+    if "mla_up_proj" in modules and att is not None:
         # [mla_up_proj]: Q, K, V (the up projections' outputs after RoPE) are re-run
         stored -= 2 * sb * m.heads / t * (2 * att.qk_head_dim + att.v_head_dim)
-    if plan.recompute in ("mlp", "mla_up_proj_mlp") and not moe_layer:
+    if "mlp" in modules and not moe_layer:
         stored -= _mlp_recomputed(m, sb, t)
     return stored
 

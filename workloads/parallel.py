@@ -21,6 +21,34 @@ Recompute = Literal["none", "selective", "selective_op", "norm_moe_act", "mla_up
 # Megatron-Core recompute_modules (granularity selective) behind the module-set modes.
 RECOMPUTE_MODULES = {"norm_moe_act": ("layernorm", "moe_act"), "mla_up_proj": ("mla_up_proj",),
                      "mlp": ("mlp",), "mla_up_proj_mlp": ("mla_up_proj", "mlp")}
+# Megatron-Core TransformerConfig.recompute_modules names the simulator prices (a plan's
+# ``recompute`` may be a tuple of them: workload.recompute_modules).
+RecomputeModule = Literal["core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe",
+                          "shared_experts"]
+RECOMPUTE_MODULE_NAMES = ("core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe",
+                          "shared_experts")
+
+
+def recompute_modules(mode: str | tuple[str, ...]) -> frozenset[str]:
+    """The Megatron-Core recompute_modules behind a plan's ``recompute``: a tuple of module
+    names as given, a module-set mode's modules (RECOMPUTE_MODULES), else none (``none``,
+    ``selective``, ``selective_op`` and ``full`` are priced as modes of their own)."""
+    if isinstance(mode, tuple):
+        return frozenset(mode)
+    return frozenset(RECOMPUTE_MODULES.get(mode, ()))
+
+
+def plan_recompute(mode: str, modules: list[str] | None) -> str | tuple[str, ...]:
+    """A plan's ``recompute`` from a workload's mode and its recompute_modules list (the
+    list wins; an empty list is no recompute, as in Megatron-Core)."""
+    if modules is None:
+        return mode
+    return tuple(modules) if modules else "none"
+
+
+def recompute_label(mode: str | tuple[str, ...]) -> str:
+    """A plan's recompute as one string for tables: the mode, or ``[moe, layernorm]``."""
+    return f"[{', '.join(mode)}]" if isinstance(mode, tuple) else mode
 
 
 @dataclass(frozen=True)
@@ -34,7 +62,7 @@ class ParallelPlan:
     sequence_parallel: bool = False
     schedule: Schedule = "1f1b"
     zero: int = 0
-    recompute: Recompute = "none"
+    recompute: Recompute | tuple[str, ...] = "none"   # a mode, or Megatron-Core module names
     pipeline_layers: tuple[int, ...] | None = None   # per rank, or per virtual stage (pp x chunks)
     # -- long context, schedules, overlap (docs/long_context.md, docs/schedules.md) --
     cp: int = 1                       # context parallel size
@@ -169,7 +197,7 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
     if model.kv_heads_ % plan.tp and plan.tp % model.kv_heads_:
         no(f"tp={plan.tp} and the model's {model.kv_heads_} kv heads do not divide one another")
     _validate_mamba(plan, model)
-    if "mla_up_proj" in RECOMPUTE_MODULES.get(plan.recompute, ()) and \
+    if "mla_up_proj" in recompute_modules(plan.recompute) and \
             getattr(model.attention, "kind", None) != "mla":
         no(f"recompute {plan.recompute} re-runs MLA's up projections: the model has no MLA "
            "(Megatron-Core TransformerConfig rejects mla_up_proj without multi_latent_attention)")

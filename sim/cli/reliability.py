@@ -1,8 +1,8 @@
 """``clustersim run SCENARIO.yaml``: days, goodput and lost time of a whole training run.
 
-Until the scenario schema is merged this reads the scenario YAML's ``cluster``,
-``workload`` and ``run`` blocks itself; the step time comes from ``--step-time`` or from
-the model FLOPs at a given achieved ``--tflops-per-gpu``.
+The scenario is checked against the same schema as ``simulate`` (sim/scenario.py), then its
+``cluster``, ``workload`` and ``run`` blocks are read; the step time comes from
+``--step-time`` or from the model FLOPs at a given achieved ``--tflops-per-gpu``.
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ def formula_step_time(scenario: dict, tflops_per_gpu: float) -> float:
 
 def load(path: Path) -> dict:
     """The scenario file as a mapping; a missing, directory, non-UTF-8, malformed or
-    non-mapping file is one ClusterSimError (hw_models/yamlio.py read_yaml)."""
+    non-mapping file is one ClusterSimError (hw_models/yamlio.py read_yaml), and so is a
+    scenario the schema refuses (an unknown optimizer, an infeasible recompute, ...)."""
+    from sim.scenario import parse
     data = read_yaml(path, "scenario")
     if not isinstance(data, dict):
         raise ClusterSimError(f"scenario file {str(path)!r} is not a YAML mapping; a scenario "
                               "has cluster, workload and a run block (see scenarios/)")
+    parse(data, str(path))
     return data
 
 

@@ -109,7 +109,8 @@ def _plan_of(ctx: _Context, plan: dict[str, Any] | None) -> parallel.ParallelPla
     w = ctx.scenario.workload
     p = w.parallel
     f = {"tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "sequence_parallel": p.sequence_parallel,
-         "zero": p.zero, "micro_batch": w.micro_batch, "recompute": w.recompute,
+         "zero": p.zero, "micro_batch": w.micro_batch,
+         "recompute": parallel.plan_recompute(w.recompute, w.recompute_modules),
          "global_batch": w.global_batch,
          "ep": p.ep, "etp": p.etp,
          "pipeline_layers": tuple(p.pipeline_layers) if p.pipeline_layers else None}
@@ -139,7 +140,7 @@ def _plan_columns(plan: parallel.ParallelPlan | None, raw: dict[str, Any] | None
     src = raw or {}
     if plan is not None:
         src = {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "vpp": plan.vpp,
-               "micro_batch": plan.micro_batch, "recompute": plan.recompute,
+               "micro_batch": plan.micro_batch, "recompute": parallel.recompute_label(plan.recompute),
                "sequence_parallel": plan.sequence_parallel, "zero": plan.zero,
                "global_batch": plan.global_batch, "ep": plan.ep, "etp": plan.etp,
                "pipeline_layers": list(plan.pipeline_layers) if plan.pipeline_layers else None,

@@ -13,6 +13,7 @@ from hw_models import catalog
 from hw_models.errors import ClusterSimError, InfeasiblePlanError, OutOfMemoryError
 from sim import scenario as scenario_mod
 from sim.cost import gpu_hour_usd
+from workloads.parallel import plan_recompute, recompute_label
 
 
 def _status(status: str, reason: str, detail: str) -> dict[str, str]:
@@ -76,7 +77,8 @@ def pooled_row(data: dict[str, Any], row: dict[str, Any], plan_columns) -> dict[
     w, x = sc.workload, res.extra
     p = w.parallel
     plan = {"tp": p.tp, "pp": p.pp, "dp": x["plan"]["dp"], "vpp": p.vpp,
-            "micro_batch": w.micro_batch, "recompute": w.recompute,
+            "micro_batch": w.micro_batch,
+            "recompute": recompute_label(plan_recompute(w.recompute, w.recompute_modules)),
             "sequence_parallel": p.sequence_parallel, "zero": p.zero,
             "global_batch": w.global_batch, "pipeline_layers": x["pipeline_layers"],
             "ep": p.ep, "etp": p.etp}

@@ -85,11 +85,12 @@ def test_recipe_lookups_match_the_recipe_source(df):
     # NEMOTRON_3_NANO_PRETRAIN_CONFIG_H100_FP8_CS_V1: graphs [mamba], four recompute modules.
     h100 = hybrid_recipe(_row(df, "MB-PERF-26.04", "nemotron-3-nano", "H100", "FP8"))
     assert h100["cuda_graphs"] == ("mamba",)
-    assert unmodelled(h100) == ["recompute_modules ['moe', 'layernorm', 'core_attn', 'moe_act']"]
+    assert h100["recompute_modules"] == ("moe", "layernorm", "core_attn", "moe_act")
+    assert unmodelled(h100) == []            # every module is priced (workload.recompute_modules)
     ultra = hybrid_recipe(_row(df, "MB-PERF-26.08", "nemotron-3-ultra", "GB300", "MXFP8"))
     assert ultra["fsdp"] == 64 and ultra["router_fusion"]
-    assert unmodelled(ultra) == ["recompute_modules ['moe_act']",
-                                 "activation offloading of ['fused_group_mlp']"]
+    assert unmodelled(ultra) == ["activation offloading of ['fused_group_mlp']"]
+    assert unmodelled(h100 | {"recompute_modules": ("moe", "mhc")}) == ["recompute_modules ['mhc']"]
 
 
 def test_every_row_has_a_recipe(df):
@@ -118,8 +119,7 @@ def test_rows_without_a_preset_are_skipped_with_the_reason(df):
 
 def test_with_a_preset_a_row_is_skipped_for_what_its_recipe_needs(df):
     zoo = {"nemotron-3-nano": None, "nemotron-3-super": None}
-    why = validate_hybrid.skip_reason(_row(df, "MB-PERF-26.06", "nemotron-3-nano", "H100", "FP8"), zoo)
-    assert why.startswith("recipe sets what the simulator does not model: recompute_modules")
+    assert validate_hybrid.skip_reason(_row(df, "MB-PERF-26.06", "nemotron-3-nano", "H100", "FP8"), zoo) is None
     why = validate_hybrid.skip_reason(_row(df, "MB-PERF-26.06", "nemotron-3-super", "GB300", "NVFP4"), zoo)
     assert "te_quant.cfg" in why
     assert validate_hybrid.skip_reason(_row(df, "MB-PERF-26.06", "nemotron-3-super", "GB300", "MXFP8"), zoo) is None
@@ -147,3 +147,15 @@ def test_recipe_table_keys_are_rows_of_the_csv(df):
 
 def test_release_of_a_row():
     assert hybrid_recipes.release(SimpleNamespace(source_id="MB-PERF-26.04.01")) == (26, 4, 1)
+
+
+def test_a_recompute_list_without_a_mode_is_passed_as_recompute_modules(df):
+    """The H100 Nano recipe's [moe, layernorm, core_attn, moe_act] names no mode: the
+    scenario carries the list; the Super B200 [moe_act, layernorm] keeps its mode."""
+    from sim.scenario import parse
+    h100 = validate_hybrid.scenario_for(_row(df, "MB-PERF-26.06", "nemotron-3-nano", "H100", "FP8"))
+    assert h100["workload"]["recompute_modules"] == ["moe", "layernorm", "core_attn", "moe_act"]
+    assert "recompute" not in h100["workload"]
+    parse(h100, h100["name"])
+    b200 = validate_hybrid.scenario_for(_row(df, "MB-PERF-26.04.01", "nemotron-3-super", "B200", "MXFP8"))
+    assert b200["workload"]["recompute"] == "norm_moe_act"

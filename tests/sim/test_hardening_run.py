@@ -126,3 +126,17 @@ def test_negative_run_seed_is_refused(tmp_path, monkeypatch, capsys):
                        limit_s=30)
     assert code == 2
     assert "seed" in one_error_line(err)
+
+
+@pytest.mark.parametrize("workload, says", [
+    ({"optimizer": "sgd"}, "workload.optimizer: Input should be 'adam' or 'muon' (got 'sgd')"),
+    ({"parallel": {"tp": 8, "pp": 8, "zero": 3}, "optimizer": "muon"}, "optimizer muon runs with zero 0 or 1"),
+])
+def test_run_checks_the_workload_like_simulate(tmp_path, monkeypatch, capsys, workload, says):
+    """`run` reads the same scenario schema as `simulate`: a workload simulate refuses is
+    refused here too, even though the step time comes from --tflops-per-gpu."""
+    bad = {**SCENARIO, "run": {"tokens": 3.0e11, "failures": {"gpu": 1.0}},
+           "workload": {**SCENARIO["workload"], **workload}}
+    code, _, err = cli(monkeypatch, capsys, "run", write(tmp_path, bad), "--tflops-per-gpu", "400",
+                       limit_s=30)
+    assert code == 2 and says in one_error_line(err)
