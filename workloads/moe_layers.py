@@ -52,6 +52,14 @@ from workloads.layers import (
 )
 from workloads.moe import is_moe_layer, is_window_layer, mla, mtp_layer_ids, token_width
 from workloads.moe_dispatch import local_tokens, received, route, router_bytes, router_context
+from workloads.moe_experts import (
+    activation_bytes,
+    expert_bias,
+    expert_clamp,
+    expert_shapes,
+    shared_backward,
+    shared_forward,
+)
 from workloads.moe_launches import (
     TE_CHUNK_SORT_KERNELS,
     TE_PERMUTE_KERNELS,
@@ -114,105 +122,6 @@ def _kind(ctx: LayerContext, i: int) -> tuple[bool, bool]:
 
 
 # ------------------------------------------------------------------------- MoE block
-
-def _expert_shapes(ctx: LayerContext) -> tuple[int, tuple, tuple]:
-    """(local experts, fc1 (m, n, k), fc2 (m, n, k)) with m the tokens per local expert."""
-    m, mc = ctx.model, ctx.moe
-    local = m.moe.experts // mc.ep
-    f = m.moe.expert_ffn_hidden // mc.etp
-    per = max(1, round(received(ctx) / local))
-    up, d = f * (2 if m.gated else 1), token_width(m)
-    return local, (per, up, d), (per, d, f)
-
-
-def _shared_shapes(ctx: LayerContext) -> tuple[tuple, tuple]:
-    """The shared experts' (fc1, fc2) GEMMs on a TP rank. Megatron-Core's SharedExpertMLP is
-    a dense MLP on the TP group (megatron/core/transformer/moe/shared_experts.py, HEAD
-    d98e8a6, 2026: ``MLP.__init__(..., tp_group=pg_collection.tp)``): column-parallel fc1
-    and row-parallel fc2 with the FFN split over tp, run on the whole sequence (the input
-    gathered over the TP group with sequence parallelism, ``_shared_tp``); TorchTitan
-    shards them the same way (ColwiseParallel / RowParallel)."""
-    m, t, T = ctx.model, ctx.tp, ctx.tokens
-    f = m.moe.shared_experts * m.moe.shared_ffn // t
-    return (T, f * (2 if m.gated else 1), m.hidden), (T, m.hidden, f)
-
-
-def _shared_forward(ctx: LayerContext) -> list[Op]:
-    """The shared experts: fc1, activation, fc2, between the TP collectives of a dense MLP
-    (with sequence parallelism: all-gather before fc1, reduce-scatter after fc2; nothing
-    at tp 1). Also what recompute_modules' ``shared_experts`` re-runs (Megatron-Core
-    checkpoints the whole SharedExpertMLP forward, its collectives included)."""
-    s1, s2 = _shared_shapes(ctx)
-    return [*enter_tp(ctx, "tp_ag_shared"),
-            gemm(ctx, *s1, "shared_fc1"),
-            mem(ctx, "elementwise", _act(ctx, s1[0], s2[2]), "shared_activation"),
-            gemm(ctx, *s2, "shared_fc2"), *exit_tp(ctx, "tp_shared_out")]
-
-
-def _shared_backward(ctx: LayerContext) -> list[Op]:
-    """``_shared_forward``'s backward: the collectives' conjugates around the GEMMs'
-    gradients and the activation's backward."""
-    s1, s2 = _shared_shapes(ctx)
-    return [*exit_tp_bwd(ctx, "tp_shared_out_bwd"),
-            *gemm_bwd(ctx, *s2, "shared_fc2"),
-            mem(ctx, "elementwise", 1.5 * _act(ctx, s1[0], s2[2]), "shared_activation_bwd"),
-            *gemm_bwd(ctx, *s1, "shared_fc1"),
-            *enter_tp_bwd(ctx, "tp_shared_in_bwd")]
-
-
-def _act(ctx: LayerContext, tokens: float, f: int) -> float:
-    return (3 if ctx.model.gated else 2) * ctx.act_bytes * tokens * f
-
-
-def _expert_bias(ctx: LayerContext, bwd: bool) -> list[Op]:
-    """The experts' fc2 bias, weighted by each token's routing probability, added after the
-    grouped GEMM in PyTorch (Megatron-Core TEGroupedMLP._apply_bias, core 0.15-0.18: fc2
-    has skip_bias_add, and per local expert ``t + b * p`` over its split of the rows, then
-    ``torch.cat``); Transformer Engine's fused grouped MLP (``fused_mlp``) adds it inside.
-    With r routed rows of h elements of e bytes: forward, per expert b*p (write e r_i h)
-    and t + (read 2, write 1), then the concatenation (read 1, write 1), 6 e r h in all;
-    backward, per expert the gradients of b (sum over rows of grad x p) and of p (sum over
-    h of grad x b), each an elementwise product (read 1, write 1) and its reduction
-    (read 1): 6 e r h."""
-    if not ctx.model.bias or ctx.moe.fused_mlp:
-        return []
-    local, _, fc2 = _expert_shapes(ctx)
-    row = ctx.act_bytes * received(ctx) * fc2[1] / local
-    if bwd:
-        return [mem(ctx, "elementwise", 3 * row, "expert_bias_grad"),
-                mem(ctx, "elementwise", 3 * row, "expert_prob_grad")] * local
-    return [*[mem(ctx, "elementwise", 4 * row, "expert_bias")] * local,
-            mem(ctx, "elementwise", 2 * row * local, "expert_bias_cat")]
-
-
-def _expert_clamp(ctx: LayerContext, bwd: bool) -> list[Op]:
-    """The clamp of a clamped gated activation (``activation_clamp``: gpt-oss), run in
-    PyTorch before Megatron-Core's fused kernel (``weighted_bias_quick_geglu_impl`` in
-    megatron/core/fusions/fused_bias_geglu.py, core 0.15-0.18: ``chunk`` of the fc1 output
-    into its gate and linear halves, ``clamp(max=limit)`` and ``clamp(-limit, limit)``,
-    ``torch.cat`` back), then ``torch.tensor(linear_offset, device=...)``, a copy from the
-    host that PyTorch runs as ``cudaMemcpyAsync`` followed by ``cudaStreamSynchronize``
-    (``memcpy_and_sync``, aten/src/ATen/native/cuda/Copy.cu, non-blocking false): a
-    host-device synchronization on every call. With r routed rows, f the expert
-    intermediate size and e bytes per element: forward, the two clamps (read and write
-    half each) and the concatenation (read and write all), 8 e r f bytes in 3 kernels;
-    backward (PyTorch's ``clamp_backward``: ``where(x <= max, grad, 0)`` for the gate half,
-    ``where((x >= min).logical_and_(x <= max), grad, 0)`` for the linear half, masks of one
-    byte, each ``where`` with its zero scalar filled on the device; the chunk's gradient
-    concatenated by ``split_backward``): (11 e + 8) r f bytes in 9 kernels. Transformer
-    Engine's fused grouped MLP (``fused_mlp``) clamps inside its kernels: none of this."""
-    limit = ctx.model.activation_clamp
-    if limit is None or ctx.moe.fused_mlp or not ctx.model.gated:
-        return []
-    e, rf = ctx.act_bytes, received(ctx) * _expert_shapes(ctx)[2][2]
-    if bwd:
-        return [replace(mem(ctx, "elementwise", (11 * e + 8) * rf, "expert_clamp_bwd"), host_ops=9)]
-    return [mem(ctx, "elementwise", 2 * e * rf, "expert_clamp_gate"),
-            mem(ctx, "elementwise", 2 * e * rf, "expert_clamp_linear"),
-            mem(ctx, "elementwise", 4 * e * rf, "expert_clamp_cat"),
-            mem(ctx, "elementwise", e, "expert_act_offset_h2d"), host_sync()]
-
-
 
 def router_launches(ctx: LayerContext, bwd: bool) -> int:
     """Kernels the host issues for the router's scoring after its GEMM (the ``router_topk``
@@ -354,7 +263,7 @@ def _latent_shapes(ctx: LayerContext) -> tuple[tuple, tuple] | None:
 
 def moe_forward(ctx: LayerContext) -> list[Op]:
     m = ctx.model
-    local, fc1, fc2 = _expert_shapes(ctx)
+    local, fc1, fc2 = expert_shapes(ctx)
     r = received(ctx)
     lat = _latent_shapes(ctx)
     down = [gemm(ctx, *lat[0], "fc1_latent_proj")] if lat else []
@@ -362,32 +271,32 @@ def moe_forward(ctx: LayerContext) -> list[Op]:
     ops: list[Op] = [*_router_forward(ctx), *down, *_permute(ctx),
                      host_sync(),    # dropless: tokens per expert read on the host
                      *route(ctx, "dispatch", out=False), *_sort_chunks(ctx, "expert_sort", True),
-                     *[gemm(ctx, *fc1, "expert_fc1")] * local, *_expert_clamp(ctx, bwd=False),
-                     mem(ctx, "elementwise", _act(ctx, r, fc2[2]), "expert_activation"),
-                     *[gemm(ctx, *fc2, "expert_fc2")] * local, *_expert_bias(ctx, bwd=False),
+                     *[gemm(ctx, *fc1, "expert_fc1")] * local, *expert_clamp(ctx, bwd=False),
+                     mem(ctx, "elementwise", activation_bytes(ctx, r, fc2[2]), "expert_activation"),
+                     *[gemm(ctx, *fc2, "expert_fc2")] * local, *expert_bias(ctx, bwd=False),
                      *_sort_chunks(ctx, "expert_unsort", False),
                      *route(ctx, "combine", out=True), *_unpermute(ctx), *up]
     if m.moe.shared_experts:
-        ops += _shared_forward(ctx)
+        ops += shared_forward(ctx)
     return ops
 
 
 def moe_backward(ctx: LayerContext) -> list[Op]:
     m = ctx.model
-    local, fc1, fc2 = _expert_shapes(ctx)
+    local, fc1, fc2 = expert_shapes(ctx)
     r = received(ctx)
     lat = _latent_shapes(ctx)
     ops: list[Op] = []
     if m.moe.shared_experts:
-        ops += _shared_backward(ctx)
+        ops += shared_backward(ctx)
     if lat:
         ops += gemm_bwd(ctx, *lat[1], "fc2_latent_proj")
     ops += [*_unpermute_backward(ctx),
             *route(ctx, "combine_bwd", out=False), *_sort_chunks(ctx, "expert_unsort_bwd", False),
-            *_expert_bias(ctx, bwd=True),
+            *expert_bias(ctx, bwd=True),
             *gemm_bwd(ctx, *fc2, "expert_fc2") * local,
-            mem(ctx, "elementwise", 1.5 * _act(ctx, r, fc2[2]), "expert_activation_bwd"),
-            *_expert_clamp(ctx, bwd=True),
+            mem(ctx, "elementwise", 1.5 * activation_bytes(ctx, r, fc2[2]), "expert_activation_bwd"),
+            *expert_clamp(ctx, bwd=True),
             *gemm_bwd(ctx, *fc1, "expert_fc1") * local, *_sort_chunks(ctx, "expert_sort_bwd", True),
             *route(ctx, "dispatch_bwd", out=True),
             *_permute_backward(ctx), *(gemm_bwd(ctx, *lat[0], "fc1_latent_proj") if lat else []),
@@ -400,14 +309,14 @@ def moe_backward(ctx: LayerContext) -> list[Op]:
 def _dense_mlp(ctx: LayerContext) -> list[Op]:
     g = layer_gemm_shapes(ctx)
     return [*enter_tp(ctx, "tp_ag_mlp"), gemm(ctx, *g["mlp_up"], "mlp_up"),
-            mem(ctx, "elementwise", _act(ctx, ctx.tokens, ctx.model.ffn // ctx.tp), "activation"),
+            mem(ctx, "elementwise", activation_bytes(ctx, ctx.tokens, ctx.model.ffn // ctx.tp), "activation"),
             gemm(ctx, *g["mlp_down"], "mlp_down"), *exit_tp(ctx, "tp_mlp_out")]
 
 
 def _dense_mlp_bwd(ctx: LayerContext) -> list[Op]:
     g = layer_gemm_shapes(ctx)
     return [*exit_tp_bwd(ctx, "tp_mlp_out_bwd"), *gemm_bwd(ctx, *g["mlp_down"], "mlp_down"),
-            mem(ctx, "elementwise", 1.5 * _act(ctx, ctx.tokens, ctx.model.ffn // ctx.tp), "activation_bwd"),
+            mem(ctx, "elementwise", 1.5 * activation_bytes(ctx, ctx.tokens, ctx.model.ffn // ctx.tp), "activation_bwd"),
             *gemm_bwd(ctx, *g["mlp_up"], "mlp_up"), *enter_tp_bwd(ctx, "tp_mlp_in_bwd")]
 
 
@@ -511,11 +420,11 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode) -> list[Op]:
     if "moe" in modules and moe:
         ops += moe_forward(ctx)
     if "moe_act" in modules and moe:
-        ops += [*_expert_clamp(ctx, bwd=False),
-                mem(ctx, "elementwise", _act(ctx, received(ctx), _expert_shapes(ctx)[2][2]),
+        ops += [*expert_clamp(ctx, bwd=False),
+                mem(ctx, "elementwise", activation_bytes(ctx, received(ctx), expert_shapes(ctx)[2][2]),
                     "expert_activation")]
     if "shared_experts" in modules and moe and ctx.model.moe.shared_experts:
-        ops += _shared_forward(ctx)
+        ops += shared_forward(ctx)
     if "mla_up_proj" in modules and not hybrid:
         ops += mla_up_proj_recompute(ctx)
     if "mlp" in modules and not moe and mamba_spec.kind(ctx.model, i) in (None, mamba_spec.MLP):
