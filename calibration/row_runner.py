@@ -40,6 +40,47 @@ def label(row) -> str:
     return str(row.precision).split()[0].upper()
 
 
+def cluster_system(gpu: str) -> str | dict:
+    """The catalog system of a GPU label. GB200 / GB300 jobs are placed in NVLink segments of
+    16 trays (64 GPUs) of an NVL72 rack, so a 64-GPU NVLink domain: NVIDIA's GB200 launch
+    scripts ask SLURM for ``--segment`` ("makes sure that all nodes are in the same NVLink
+    domain", TensorRT-LLM's GB200 disaggregated-serving examples; ``--segment 16`` with 4 GPUs
+    per node in NeMo-RL's GB200 benchmarks)."""
+    name = SYSTEMS[gpu][0]
+    if gpu not in ("GB200", "GB300"):
+        return name
+    spec = catalog.system(name).model_dump(exclude_none=True)
+    spec["scale_up"]["domain_gpus"] = 64
+    spec["source"] = spec["source"] + "; jobs in 16-tray (64-GPU) NVLink segments"
+    return spec
+
+
+def training_scenario(row, *, mtp: int, micro_batch: int, fp8: dict, recompute: dict,
+                      parallel: dict, moe: dict, cuda_graphs, fidelity: str, **extra) -> dict:
+    """The training scenario of a recipe-driven row: the row's model preset (inline with the
+    recipe's ``mtp`` MTP passes where they differ from the preset's), its system and nodes, its
+    sequence and batch, 16-bit or FP8 (``fp8`` where the label is not BF16), the recipe's
+    ``recompute`` keys, ``parallel``, ``moe`` and CUDA-graph scopes (those the simulator knows;
+    workloads/host_launch.py SCOPES), then any ``extra`` workload keys."""
+    from workloads.host_launch import SCOPES
+    from workloads.model import presets
+    gpu, lab = str(row.gpu_type).split()[0], label(row)
+    model = presets()[row.arch_id]
+    graphs = [s for s in cuda_graphs if s in SCOPES]
+    return {"name": f"{row.source_id}-{row.arch_id}-{gpu}-{row.num_gpus}-{lab}",
+            "cluster": {"system": cluster_system(gpu), "nodes": int(row.num_gpus) // SYSTEMS[gpu][1]},
+            "workload": {"kind": "training",
+                         "model": row.arch_id if model.mtp_layers == mtp else
+                         model.model_dump(exclude_none=True) | {"mtp_layers": mtp},
+                         "seq_len": int(row.seq_len), "global_batch": int(row.global_batch_seqs),
+                         "micro_batch": micro_batch,
+                         "precision": "bf16" if lab == "BF16" else "fp8",
+                         **({} if lab == "BF16" else {"fp8": fp8}),
+                         **recompute, "parallel": parallel, "moe": moe,
+                         "cuda_graphs": graphs or "none", **extra},
+            "sim": {"fidelity": fidelity, "check_memory": False}}
+
+
 def read_rows(name: str) -> pd.DataFrame:
     """A published-row CSV of calibration/reference/modern, every cell as text."""
     return pd.read_csv(REF.joinpath(name), comment="#", dtype=str)

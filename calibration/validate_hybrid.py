@@ -25,8 +25,7 @@ import pandas as pd
 
 from calibration import row_runner
 from calibration.hybrid_recipes import hybrid_recipe, recompute_workload, unmodelled
-from calibration.row_runner import FP8_RECIPE, SYSTEMS, _num
-from workloads.host_launch import SCOPES
+from calibration.row_runner import FP8_RECIPE, _num
 from workloads.model import presets
 
 REF = row_runner.REF
@@ -51,34 +50,20 @@ def skip_reason(row, zoo=None) -> str | None:
 
 def scenario_for(row, fidelity: str = "analytical") -> dict:
     """The scenario of a predicted row (its preset must exist)."""
-    from calibration.validate_moe import _system
-    gpu = str(row.gpu_type).split()[0]
     recipe = hybrid_recipe(row)
-    model = presets()[row.arch_id]
-    tp, ep = int(float(row.tp)), int(float(row.ep))
-    label = str(row.precision).split()[0].upper()
-    parallel = {"tp": tp, "pp": int(float(row.pp)), "cp": int(_num(row.cp) or 1), "ep": ep, "etp": 1,
-                "sequence_parallel": tp > 1, "zero": 1, "schedule": "1f1b"}
+    tp = int(float(row.tp))
+    parallel = {"tp": tp, "pp": int(float(row.pp)), "cp": int(_num(row.cp) or 1),
+                "ep": int(float(row.ep)), "etp": 1, "sequence_parallel": tp > 1, "zero": 1,
+                "schedule": "1f1b"}
     if recipe["fsdp"]:
         parallel |= {"zero": 3, "zero_shard_group": recipe["fsdp"]}
-    graphs = [s for s in recipe["cuda_graphs"] if s in SCOPES]
-    mtp = recipe["mtp_layers"]
-    return {"name": f"{row.source_id}-{row.arch_id}-{gpu}-{row.num_gpus}-{label}",
-            "cluster": {"system": _system(gpu), "nodes": int(row.num_gpus) // SYSTEMS[gpu][1]},
-            "workload": {"kind": "training",
-                         "model": row.arch_id if model.mtp_layers == mtp else
-                         model.model_dump(exclude_none=True) | {"mtp_layers": mtp},
-                         "seq_len": int(row.seq_len), "global_batch": int(row.global_batch_seqs),
-                         "micro_batch": int(row.micro_batch),
-                         "precision": "bf16" if label == "BF16" else "fp8",
-                         **({} if label == "BF16" else {"fp8": {"recipe": FP8_RECIPE[label]}}),
-                         **recompute_workload(recipe["recompute_modules"]),
-                         "parallel": parallel,
-                         "moe": {"dispatcher": recipe["dispatcher"], "overlap": False,
-                                 "hybridep_sms": recipe["hybridep_sms"],
-                                 "router_fusion": recipe["router_fusion"]},
-                         "cuda_graphs": graphs or "none"},
-            "sim": {"fidelity": fidelity, "check_memory": False}}
+    return row_runner.training_scenario(
+        row, mtp=recipe["mtp_layers"], micro_batch=int(row.micro_batch),
+        fp8={"recipe": FP8_RECIPE.get(row_runner.label(row))},
+        recompute=recompute_workload(recipe["recompute_modules"]), parallel=parallel,
+        moe={"dispatcher": recipe["dispatcher"], "overlap": False,
+             "hybridep_sms": recipe["hybridep_sms"], "router_fusion": recipe["router_fusion"]},
+        cuda_graphs=recipe["cuda_graphs"], fidelity=fidelity)
 
 
 def plan_text(row) -> str:

@@ -27,8 +27,7 @@ import pandas as pd
 
 from calibration import row_runner
 from calibration.mbperf_recipes import published_plan, recipe, recompute_workload, unmodelled
-from calibration.row_runner import FP8_RECIPE, SYSTEMS, _num
-from workloads.host_launch import SCOPES
+from calibration.row_runner import FP8_RECIPE, _num
 from workloads.model import presets
 
 
@@ -55,10 +54,7 @@ def skip_reason(row, zoo=None) -> str | None:
 
 def scenario_for(row, fidelity: str = "analytical") -> dict:
     """The scenario of a predicted row (its preset and recipe must exist)."""
-    from calibration.validate_moe import _system
-    gpu, label = str(row.gpu_type).split()[0], row_runner.label(row)
     got = recipe(row)
-    model = presets()[row.arch_id]
     mbs, pp, vp, ep = published_plan(row)
     tp = int(row.tp)
     parallel = {"tp": tp, "pp": pp, "vpp": vp, "cp": int(_num(row.cp) or 1), "ep": ep, "etp": 1,
@@ -66,28 +62,16 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                 "schedule": "interleaved" if vp > 1 else "1f1b"}
     if got["pipeline_layers"] and len(got["pipeline_layers"]) in (pp, pp * vp) and pp > 1:
         parallel["pipeline_layers"] = list(got["pipeline_layers"])
-    graphs = [s for s in got["cuda_graphs"] if s in SCOPES]
-    fp8 = {"recipe": FP8_RECIPE.get(label), **({"dot_product_attention": True} if got["fp8_attention"] else {})}
-    mtp = got["mtp_layers"]
-    return {"name": f"{row.source_id}-{row.arch_id}-{gpu}-{row.num_gpus}-{label}",
-            "cluster": {"system": _system(gpu), "nodes": int(row.num_gpus) // SYSTEMS[gpu][1]},
-            "workload": {"kind": "training",
-                         "model": row.arch_id if (model.mtp_layers or 0) == mtp else
-                         model.model_dump(exclude_none=True) | {"mtp_layers": mtp},
-                         "seq_len": int(row.seq_len), "global_batch": int(row.global_batch_seqs),
-                         "micro_batch": mbs,
-                         "precision": "bf16" if label == "BF16" else "fp8",
-                         **({} if label == "BF16" else {"fp8": fp8}),
-                         **recompute_workload(got["recompute_modules"]),
-                         "parallel": parallel,
-                         "moe": {"dispatcher": got["dispatcher"], "overlap": got["overlap"],
-                                 **({"hybridep_sms": got["hybridep_sms"]}
-                                    if got["dispatcher"] == "hybridep" else {}),
-                                 "router_fusion": got["router_fusion"], "aux_loss": got["aux_loss"],
-                                 "fused_mlp": got["fused_mlp"]},
-                         "cuda_graphs": graphs or "none",
-                         "optimizer": got["optimizer"]},
-            "sim": {"fidelity": fidelity, "check_memory": False}}
+    fp8 = {"recipe": FP8_RECIPE.get(row_runner.label(row)),
+           **({"dot_product_attention": True} if got["fp8_attention"] else {})}
+    return row_runner.training_scenario(
+        row, mtp=got["mtp_layers"], micro_batch=mbs, fp8=fp8,
+        recompute=recompute_workload(got["recompute_modules"]), parallel=parallel,
+        moe={"dispatcher": got["dispatcher"], "overlap": got["overlap"],
+             **({"hybridep_sms": got["hybridep_sms"]} if got["dispatcher"] == "hybridep" else {}),
+             "router_fusion": got["router_fusion"], "aux_loss": got["aux_loss"],
+             "fused_mlp": got["fused_mlp"]},
+        cuda_graphs=got["cuda_graphs"], fidelity=fidelity, optimizer=got["optimizer"])
 
 
 def _plan(row) -> str:

@@ -64,7 +64,7 @@ from calibration.moe_recipes import (
     release,
     router_options,
 )
-from calibration.row_runner import SYSTEMS, first_reason, run_rows, system_check
+from calibration.row_runner import SYSTEMS, cluster_system, first_reason, run_rows, system_check
 from hw_models import catalog
 from sim.scenario import parse
 from sim.simulate import simulate
@@ -161,24 +161,9 @@ def _default_etp(arch: str, tp: int) -> int:
     return 1 if arch in ("qwen3-30b-a3b", "qwen3-235b-a22b", "gpt-oss-120b") else tp
 
 
-def _system(gpu: str) -> str | dict:
-    """GB200 / GB300 jobs are placed in NVLink segments of 16 trays (64 GPUs) of an NVL72 rack, so
-    a 64-GPU NVLink domain: NVIDIA's GB200 launch scripts ask SLURM for ``--segment``
-    ("makes sure that all nodes are in the same NVLink domain", TensorRT-LLM's GB200
-    disaggregated-serving examples; ``--segment 16`` with 4 GPUs per node in NeMo-RL's
-    GB200 benchmarks)."""
-    name = SYSTEMS[gpu][0]
-    if gpu not in ("GB200", "GB300"):
-        return name
-    spec = catalog.system(name).model_dump(exclude_none=True)
-    spec["scale_up"]["domain_gpus"] = 64
-    spec["source"] = spec["source"] + "; jobs in 16-tray (64-GPU) NVLink segments"
-    return spec
-
-
 def scenario_for(row, fidelity: str = "analytical") -> dict:
     gpu = gpu_of(row)
-    system, per_node = _system(gpu), SYSTEMS[gpu][1]
+    system, per_node = cluster_system(gpu), SYSTEMS[gpu][1]
     arch = ARCH.get(row.arch_id, row.arch_id)
     model = presets()[arch]
     layers = int(_num(row.num_layers_run) or model.layers)
