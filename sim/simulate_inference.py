@@ -18,11 +18,13 @@ from sim.costs import OpCosts
 from sim.inference_config import InferenceWorkload
 from sim.network import AnalyticalNetwork
 from sim.scenario import Scenario
+from sim.serving.dsv4_iteration import DSV4IterationModel
 from sim.serving.hybrid_iteration import HybridIterationModel
 from sim.serving.iteration import IterationModel
 from sim.serving.loop import ServingLoop
 from sim.serving.moe_iteration import MoEIterationModel
 from sim.setup import paced_compute, resolve_cluster
+from workloads.dsv4 import dsv4
 from workloads.inference import requests as req_mod
 from workloads.inference import schedulers
 from workloads.inference.hybrid_ops import check_hybrid_plan, state_blocks
@@ -123,11 +125,14 @@ def seq_blocks(w: InferenceWorkload, it: IterationModel) -> int:
 def iteration_model(w: InferenceWorkload, model, compute, network, domain_gpus: int) -> IterationModel:
     """The iteration cost model of a replica: uniform dense models layer by layer; MoE / MLA /
     windowed models per kind of layer with expert parallelism (docs/moe.md); hybrid Mamba
-    models per kind of sub-layer with their per-sequence state (docs/inference.md)."""
+    models per kind of sub-layer with their per-sequence state (docs/inference.md);
+    DeepSeek-V4 models per kind of layer with their window state (docs/moe.md)."""
     tp, pp = w.parallel.tp, w.parallel.pp
     if model.uniform:
         return IterationModel(model, tp, pp, w.precision, compute, network, kernels=w.kernels)
     cls = HybridIterationModel if model.hybrid_pattern else MoEIterationModel
+    if dsv4(model) is not None:
+        cls = DSV4IterationModel
     return cls(model, tp, pp, w.precision, compute, network, ep=w.parallel.ep,
                dispatcher=w.moe.dispatcher, overlap=w.moe.overlap, domain_gpus=domain_gpus,
                dispatch_dtype=w.moe.wire_dtype(w.precision.startswith("fp8")),
