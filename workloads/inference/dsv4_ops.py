@@ -176,6 +176,9 @@ class DSV4IterationOps(MoEIterationOps):
                                hd * self.kv_bytes * entries + io, dtype, name="decode_attn"))
         return ops
 
+    def attention_kind(self, i: int) -> int:
+        return spec.ratio(self.model, i)
+
     def layer_ops_at(self, s: Shape, i: int, T_all: int | None = None) -> list:
         T = s.prefill_tokens + s.decode_seqs
         ops = self.token_ops(T, is_moe_layer(self.model, i), T_all, decode_only=s.prefill_tokens == 0)
