@@ -122,3 +122,14 @@ def test_pro_against_v32_at_1m_tokens():
 def test_flash_cache_against_v32():
     """V4-Flash keeps 3440 of V3.2's 42944 elements per token: 8.0%."""
     assert FLASH_PER_TOKEN / V32_KV == pytest.approx(0.080, abs=0.001)
+
+
+@pytest.mark.parametrize(("tflops", "tokens"), [(748, 8224), (706, 7776)])
+def test_flash_model_flops_match_megatron_bridge(tflops, tokens):
+    """Megatron-Bridge's performance summary (26.08, "Model: DeepSeekV4 Flash", 128 GB300 /
+    GB200, seq 4096, with MTP; calibration/reference/modern/mbperf_moe_training.csv)
+    publishes Model TFLOP/s/GPU and tokens/s/GPU: their ratio is its model FLOPs per token,
+    90.8-91.0 GFLOP. Ours, counted independently from the shapes: 92.45 GFLOP (1.6% more;
+    the published figures carry three to four digits)."""
+    m = presets()["deepseek-v4-flash"]
+    assert flops_per_token(m) == pytest.approx(tflops * 1e12 / tokens, rel=0.02)
