@@ -132,7 +132,7 @@ def hf_tensor_count(m: ModelSpec) -> int:
         if kind == "*":
             continue
         if is_moe_layer(m, i):
-            router = 1 + int(m.moe.router == "sigmoid" or m.bias)
+            router = 1 + int(m.moe.router != "softmax" or m.bias)
             latent = (2 * (2 if m.bias else 1)) if m.moe.latent_size else 0   # fc1/fc2_latent_proj
             count += router + latent + m.moe.experts * mlp + m.moe.shared_experts * (3 if m.gated else 2)
         else:

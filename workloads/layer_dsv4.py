@@ -31,7 +31,17 @@ from __future__ import annotations
 from workloads import dsv4 as spec
 from workloads.graph import Compute
 from workloads.layer_attention import bf16_context
-from workloads.layers import LayerContext, Op, enter_tp, enter_tp_bwd, exit_tp, exit_tp_bwd, gemm, gemm_bwd, mem
+from workloads.layers import (
+    LayerContext,
+    Op,
+    enter_tp,
+    enter_tp_bwd,
+    exit_tp,
+    exit_tp_bwd,
+    gemm,
+    gemm_bwd,
+    mem,
+)
 
 FP32 = 4
 
