@@ -93,6 +93,9 @@ class ModelSpec(BaseModel):
         if self.hyper_connections is not None and att is None:
             raise ValueError("hyper_connections is modelled with attention kind dsv4 only")
         moe_layers = self.layers - (self.moe.dense_layers if self.moe else 0)
+        if self.moe and self.moe.hash_layers and self.moe.layer_pattern is not None:
+            raise ValueError("moe.hash_layers counts the MoE layers after moe.dense_layers: "
+                             "not combined with moe.layer_pattern")
         if self.moe and self.moe.hash_layers > moe_layers:
             raise ValueError(f"moe.hash_layers {self.moe.hash_layers} exceeds the "
                              f"{moe_layers} MoE layers")

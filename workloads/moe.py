@@ -4,7 +4,8 @@ attention: the model-spec blocks and their parameter / FLOPs formulas.
 The spec blocks are contracts shared with scenario files and presets:
 
 - ``moe: {experts, top_k, shared_experts, expert_ffn_hidden, shared_ffn_hidden,
-  dense_layers | layer_pattern, router: softmax|sigmoid, latent_size}``
+  dense_layers | layer_pattern, router: softmax|sigmoid|sqrtsoftplus, latent_size,
+  hash_layers}``
 - ``attention: {kind: mha|gqa|mla, q_lora_rank, kv_lora_rank, qk_nope_head_dim,
   qk_rope_head_dim, v_head_dim}``; ``kind: dsv4`` (DeepSeek-V4's compressed sparse /
   heavily compressed attention, with ``head_dim, o_lora_rank, o_groups, window,
@@ -187,8 +188,9 @@ def layer_kind(m: ModelSpec, i: int) -> tuple:
 
 
 def is_hash_layer(m: ModelSpec, i: int) -> bool:
-    """Layer ``i`` routes by the token id's hash table (moe.hash_layers)."""
-    return is_moe_layer(m, i) and i < m.moe.hash_layers
+    """Layer ``i`` is one of the first ``moe.hash_layers`` MoE layers, which route by the
+    token id's table."""
+    return is_moe_layer(m, i) and i < m.moe.dense_layers + m.moe.hash_layers
 
 
 def attention_params(m: ModelSpec) -> int:
