@@ -95,3 +95,13 @@ def test_hyper_connections_need_dsv4():
     m = presets()["deepseek-v3"].model_dump(exclude_none=True)
     with pytest.raises(ClusterSimError, match="attention kind dsv4 only"):
         resolve({**m, "hyper_connections": {"copies": 4}})
+
+
+def test_muon_sees_every_attention_matrix():
+    """Muon's matrices of a DSV4 layer (tp 1) hold exactly the GEMM weights one token
+    multiplies there, attention and mHC (the MoE block apart)."""
+    from workloads.muon import _dsv4_attention
+    m = presets()["deepseek-v4-flash"]
+    for i in (0, 2, 3):
+        numel = sum(r * c for r, c in _dsv4_attention(m, i, 1))
+        assert numel == dsv4.attention_matmul_params(m, i) + dsv4.hc_matmul_params(m)
