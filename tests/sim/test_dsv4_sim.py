@@ -43,3 +43,19 @@ def test_refused_plans(args, needle, monkeypatch, capsys):
     code, _, err = cli(monkeypatch, capsys, "simulate", *args)
     assert code == 2, err
     assert needle in one_error_line(err)
+
+
+def test_bad_inline_model_is_one_error_line(tmp_path, monkeypatch, capsys):
+    """An inline DSV4 model with one compress_ratios entry too few: exit 2, one line."""
+    import yaml
+
+    from workloads.model import presets
+    sc = yaml.safe_load(TRAIN.read_text())
+    model = presets()["deepseek-v4-flash"].model_dump(exclude_none=True)
+    model["attention"]["compress_ratios"] = model["attention"]["compress_ratios"][:42]
+    sc["workload"]["model"] = model
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(sc))
+    code, _, err = cli(monkeypatch, capsys, "simulate", f)
+    assert code == 2, err
+    assert "compress_ratios has 42 entries" in one_error_line(err)
