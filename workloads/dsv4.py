@@ -161,21 +161,39 @@ def hc_head_params(m: ModelSpec) -> int:
 
 # ----------------------------------------------------------------------------- KV cache
 
-def kv_entries_per_token(m: ModelSpec, i: int) -> float:
-    """Cached elements per context token in layer ``i`` beyond the window: one head_dim
-    entry per r tokens, and on CSA layers one index_head_dim indexer key per r tokens."""
+def entry_bytes(att: AttentionSpec, kv_bytes: float) -> float:
+    """One cached entry. Under an FP8 cache DeepSeek's mixed format (DeepSeek-V4 report
+    section 2.3.4: BF16 RoPE dimensions, FP8 for the rest; vLLM's fp8_ds_mla layout for V4;
+    the reference code's UE8M0 scale per 64 elements): 448 + 7 + 128 = 583 bytes for Flash.
+    Under a 16-bit cache every element at kv_bytes."""
+    if kv_bytes >= 2:
+        return att.head_dim * kv_bytes
+    nope = att.head_dim - att.qk_rope_head_dim
+    return nope * kv_bytes + nope / 64 + att.qk_rope_head_dim * 2
+
+
+def index_key_bytes(att: AttentionSpec, kv_bytes: float) -> float:
+    """One indexer key: under an FP8 cache FP8 with one fp32 scale (vLLM's FP8 indexer
+    cache: 128 + 4 bytes), else index_head_dim elements at kv_bytes."""
+    return att.index_head_dim * kv_bytes + (4 if kv_bytes < 2 else 0)
+
+
+def kv_bytes_per_token(m: ModelSpec, i: int, kv_bytes: float) -> float:
+    """Cached bytes per context token in layer ``i`` beyond the window: one entry per r
+    tokens, and on CSA layers one indexer key per r tokens."""
     att, r = dsv4(m), ratio(m, i)
     if not r:
         return 0.0
-    return (att.head_dim + (att.index_head_dim if is_sparse(att, r) else 0)) / r
+    key = index_key_bytes(att, kv_bytes) if is_sparse(att, r) else 0.0
+    return (entry_bytes(att, kv_bytes) + key) / r
 
 
 def state_bytes(m: ModelSpec, i: int, kv_bytes: float) -> float:
-    """Per-sequence fixed state of layer ``i``: the window's raw entries (kv_bytes each
-    element) and the compressors' pending kv and score rows (fp32: coff r rows of coff x
-    width, kv and score), the indexer's compressor on CSA layers."""
+    """Per-sequence fixed state of layer ``i``: the window's raw entries and the
+    compressors' pending kv and score rows (fp32: coff r rows of coff x width, kv and
+    score), the indexer's compressor on CSA layers."""
     att, r = dsv4(m), ratio(m, i)
-    out = att.window * att.head_dim * kv_bytes
+    out = att.window * entry_bytes(att, kv_bytes)
     if r:
         c = coff(att, r)
         out += 2 * c * r * c * att.head_dim * COMPRESSOR_BYTES

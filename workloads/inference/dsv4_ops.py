@@ -2,11 +2,12 @@
 dsv4}``, workloads/dsv4.py), with the MoE layers, expert parallelism and two-batch overlap
 of workloads/inference/moe_ops.py.
 
-Cache per sequence and layer (``kv_bytes`` an element): the last ``window`` raw entries of
-head_dim (a fixed state: ``state_bytes_per_seq``, with the compressors' fp32 pending rows),
-and per context token head_dim / r compressed entries plus, on CSA layers, index_head_dim
-/ r indexer keys (``kv_bytes_per_token``); the single KV head is replicated over TP, as
-MLA's latent is. Per iteration of T new tokens (prefill and decode) and layer of ratio r:
+Cache per sequence and layer: the last ``window`` raw entries (a fixed state:
+``state_bytes_per_seq``, with the compressors' fp32 pending rows), and per context token
+1 / r compressed entries plus, on CSA layers, 1 / r indexer keys (``kv_bytes_per_token``);
+under an FP8 cache an entry is DeepSeek's mixed format (FP8 with UE8M0 scales, BF16 RoPE
+dimensions) and an indexer key FP8 with an fp32 scale (workloads/dsv4.py
+``entry_bytes``); the single KV head is replicated over TP, as MLA's latent is. Per iteration of T new tokens (prefill and decode) and layer of ratio r:
 
 - token kernels (moe_ops' layer with mHC): ``hc_pre`` / ``hc_post`` around each
   sub-layer, the fused query-down and KV projection (T, q_lora + head_dim, h), the
@@ -55,8 +56,9 @@ class DSV4IterationOps(MoEIterationOps):
     def kv_bytes_per_token(self) -> float:
         """Compressed entries and indexer keys per context token on one GPU (its share of
         the ep GPUs' sequences), over a stage's layers."""
-        per = sum(spec.kv_entries_per_token(self.model, i) for i in range(self.model.layers))
-        return per / self.model.layers * len(self._stage_layers()) * self.kv_bytes / self.ep
+        m = self.model
+        per = sum(spec.kv_bytes_per_token(m, i, self.kv_bytes) for i in range(m.layers))
+        return per / m.layers * len(self._stage_layers()) / self.ep
 
     def state_bytes_per_seq(self) -> float:
         """The window's raw entries and the compressors' pending rows of one sequence."""
@@ -81,7 +83,7 @@ class DSV4IterationOps(MoEIterationOps):
                mem(ctx, "norm", 2 * e * T * (att.q_lora_rank + hd), "dsv4_qkv_norm"),
                self._gemm(T, lh * hd, att.q_lora_rank, "dsv4_q_up"),
                mem(ctx, "elementwise", 2 * e * T * lh * hd, "dsv4_q_scale_rope"),
-               mem(ctx, "elementwise", T * hd * (e + self.kv_bytes), "window_write")]
+               mem(ctx, "elementwise", T * (e * hd + spec.entry_bytes(att, self.kv_bytes)), "window_write")]
         o_down = Compute("gemm", 2.0 * T * att.o_lora_rank * k * groups,
                          groups * (2.0 * (T * k + T * att.o_lora_rank) + self.w_bytes * k * att.o_lora_rank),
                          self.precision, (T, att.o_lora_rank, k), name="dsv4_o_down")
@@ -120,14 +122,15 @@ class DSV4IterationOps(MoEIterationOps):
         ctx, hd = self._ctx(T), att.head_dim
         e, c = ctx.act_bytes, spec.coff(att, r)
         ops = [self._gemm(T, 2 * c * hd, m.hidden, "dsv4_compress_proj"),
-               mem(ctx, "elementwise", 2 * FP32 * T * c * hd + T / r * hd * (e + self.kv_bytes),
+               mem(ctx, "elementwise", 2 * FP32 * T * c * hd + T / r * (e * hd + spec.entry_bytes(att, self.kv_bytes)),
                    "dsv4_compress_pool")]
         if spec.is_sparse(att, r):
             ih, ihd = att.index_heads, att.index_head_dim
             ops += [self._gemm(T, ih * ihd, att.q_lora_rank, "dsv4_index_q"),
                     self._gemm(T, ih, m.hidden, "dsv4_index_weights"),
                     self._gemm(T, 2 * 2 * ihd, m.hidden, "dsv4_index_compress_proj"),
-                    mem(ctx, "elementwise", 2 * FP32 * T * 2 * ihd + T / r * ihd * (e + self.kv_bytes)
+                    mem(ctx, "elementwise", 2 * FP32 * T * 2 * ihd
+                        + T / r * (e * ihd + spec.index_key_bytes(att, self.kv_bytes))
                         + 2 * e * T * ih * ihd, "dsv4_index_compress_rotate")]
         return ops
 
@@ -141,8 +144,8 @@ class DSV4IterationOps(MoEIterationOps):
         queries = s.prefill_tokens + s.decode_seqs
         if not entries:
             return []
-        nbytes = (2.0 * queries * k + self.kv_bytes * (s.prefill_tokens + s.decode_kv) / r
-                  * att.index_head_dim + FP32 * entries)
+        nbytes = (2.0 * queries * k + spec.index_key_bytes(att, self.kv_bytes)
+                  * (s.prefill_tokens + s.decode_kv) / r + FP32 * entries)
         return [Compute("gemm", 2.0 * entries * k, nbytes, dtype,
                         (queries, max(1, round(entries / max(1, queries))), k), name="dsv4_index_scores"),
                 Compute("softmax", 0.0, FP32 * (entries + queries * att.index_topk), dtype,
@@ -173,7 +176,8 @@ class DSV4IterationOps(MoEIterationOps):
             entries = per_seq * s.decode_seqs
             io = 2.0 * 2 * s.decode_seqs * heads * hd
             ops.append(Compute("latent_attention", 2.0 * heads * 2 * hd * entries,
-                               hd * self.kv_bytes * entries + io, dtype, name="decode_attn"))
+                               spec.entry_bytes(att, self.kv_bytes) * entries + io, dtype,
+                               name="decode_attn"))
         return ops
 
     def attention_kind(self, i: int) -> int:
