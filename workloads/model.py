@@ -155,6 +155,13 @@ class ModelSpec(BaseModel):
         return not (self.rope or self.no_positions)
 
     @property
+    def residual_width(self) -> int:
+        """Width of the residual stream between layers (and pipeline stages): hidden, or
+        ``hyper_connections.copies`` x hidden (DeepSeek-V4's mHC, whose pipeline sends
+        carry every copy: DeepSeek-V4 report section 3.5.2)."""
+        return self.hidden * (self.hyper_connections.copies if self.hyper_connections else 1)
+
+    @property
     def kv_heads_(self) -> int:
         return self.kv_heads or self.heads
 

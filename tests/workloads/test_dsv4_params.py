@@ -105,3 +105,15 @@ def test_muon_sees_every_attention_matrix():
     for i in (0, 2, 3):
         numel = sum(r * c for r, c in _dsv4_attention(m, i, 1))
         assert numel == dsv4.attention_matmul_params(m, i) + dsv4.hc_matmul_params(m)
+
+
+def test_pipeline_sends_carry_every_copy():
+    """mHC widens the residual stream to 4 x 4096: a stage boundary moves all of it
+    (DeepSeek-V4 report 3.5.2: "increases ... communication volume between pipeline
+    stages"): 2 bytes x 4096 tokens x 16384 / tp."""
+    from workloads.parallel import ParallelPlan
+    from workloads.training import p2p_bytes
+    m = presets()["deepseek-v4-flash"]
+    plan = ParallelPlan(tp=1, pp=4, dp=1, global_batch=4, micro_batch=1)
+    assert m.residual_width == 16384
+    assert p2p_bytes(m, plan) == 2 * 4096 * 16384

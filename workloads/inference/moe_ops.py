@@ -340,11 +340,11 @@ class MoEIterationOps(IterationOps):
             if st == pp - 1:
                 ops = (*ops, *self.head_ops(s))
             if prev is not None:
-                prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.hidden, st),
+                prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.residual_width, st),
                                  deps=(), category="pp")
             blk = graph.add(rank, "compute", Block(ops, name=f"stage{st}", overlap=()),
                             deps=(prev,) if prev is not None else ())
             if st < pp - 1:
-                prev = graph.add(rank, "comm", SendRecv("send", rank + self.tp, 2.0 * T * m.hidden, st + 1),
+                prev = graph.add(rank, "comm", SendRecv("send", rank + self.tp, 2.0 * T * m.residual_width, st + 1),
                                  deps=(blk,), category="pp")
         return graph
