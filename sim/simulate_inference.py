@@ -109,11 +109,16 @@ def kv_blocks(w: InferenceWorkload, it: IterationModel, hbm_bytes: float) -> int
     free = hbm_bytes * w.kv_cache.gpu_memory_utilization - weights
     block = it.kv_bytes_per_token() * w.kv_cache.block_size
     if free < block * (1 + seq_blocks(w, it)):
-        what = "a KV cache" if not it.state_bytes_per_seq() else "one sequence's KV and Mamba state"
+        what = "a KV cache" if not it.state_bytes_per_seq() else f"one sequence's KV and {_state(it.model)}"
         raise OutOfMemoryError(
             f"weights take {weights / GIB:.1f} GiB per GPU, leaving no room for {what} in "
             f"{w.kv_cache.gpu_memory_utilization:.0%} of {hbm_bytes / GIB:.0f} GiB; raise tp or pp")
     return int(free // block)
+
+
+def _state(model) -> str:
+    """What a sequence's fixed state is, for messages."""
+    return "window and compressor state" if dsv4(model) is not None else "Mamba state"
 
 
 def seq_blocks(w: InferenceWorkload, it: IterationModel) -> int:
@@ -164,7 +169,7 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     if PagedKVCache(blocks, w.kv_cache.block_size, per_seq).blocks_for(longest) > blocks:
         raise OutOfMemoryError(f"the KV cache holds {blocks * w.kv_cache.block_size} tokens per "
                                f"replica, less than one request of {longest}"
-                               f"{' and its Mamba state' if per_seq else ''}; raise tp/pp")
+                               f"{' and its ' + _state(model) if per_seq else ''}; raise tp/pp")
     replicas = make_replicas(w, blocks, per_seq)
     limits = schedulers.Limits(w.scheduler.max_batch, w.scheduler.max_tokens, w.scheduler.chunk_size,
                                w.kv_cache.preemption, it.kv_bytes_per_token(), it.state_bytes_per_seq())
