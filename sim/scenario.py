@@ -180,7 +180,8 @@ class TrainingWorkload(_Cfg):
             "activation recomputation: selective (attention core), selective_op (TorchTitan's "
             "per-op policy: every other matmul's output saved), norm_moe_act (Megatron-Core's "
             "recompute_modules [layernorm, moe_act]: the norms and the experts' activation), "
-            "mla_up_proj ([mla_up_proj]: MLA's query / key-value up projections and RoPE), "
+            "mla_up_proj ([mla_up_proj]: MLA's query / key-value up projections and RoPE; "
+            "DeepSeek-V4's query up and KV projections), "
             "mlp ([mlp]: a dense layer's MLP, or a hybrid model's MLP sub-layer), "
             "mla_up_proj_mlp (both) or full (whole layer)"))
     recompute_modules: list[RecomputeModule] | None = Field(None, description=(

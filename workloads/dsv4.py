@@ -225,6 +225,13 @@ def activation_bytes(m: ModelSpec, i: int, sb: float, t: int, shard: int) -> flo
     return out + 2 * sb * lh * hd + 2 * sb * att.o_groups / t * att.o_lora_rank
 
 
+def up_proj_bytes(m: ModelSpec, sb: float, t: int) -> float:
+    """The part of ``activation_bytes`` that recompute_modules [mla_up_proj] re-runs instead
+    of storing: the local heads' queries and the KV entry before and after its norm."""
+    hd = dsv4(m).head_dim
+    return 2 * sb * m.heads / t * hd + 2 * 2 * sb * hd
+
+
 def hc_activation_bytes(m: ModelSpec, sb: float, shard: int) -> float:
     """Per layer, the hyper-connections' stored inputs beyond a residual stream's: each
     sub-layer's c-copy input (16-bit) for hc_pre's and hc_post's backward and its mixes and

@@ -147,6 +147,19 @@ def attn_forward(ctx: LayerContext, r: int) -> list[Op]:
     return ops + [gemm(ctx, *shape, name, n) for shape, name, n in _out_gemms(ctx)]
 
 
+def up_proj_recompute(ctx: LayerContext) -> list[Op]:
+    """Megatron-Core's recompute_modules [mla_up_proj] on DeepSeek-V4 attention
+    (DSv4HybridSelfAttention.get_query_key_value_tensors: qkv_up_proj_and_rope_apply under
+    CheckpointWithoutOutput, in FP8 where the model runs FP8): the query up projection, its
+    per-head RMS scale and RoPE, the shared KV projection, its norm and RoPE re-run before
+    the attention backward, as the forward costs them; the query (local heads x head_dim)
+    and the KV entry are not stored. The query down projection and its norm (the
+    checkpoint's input) are kept."""
+    names = ("dsv4_q_up", "dsv4_kv_proj", "dsv4_q_scale_rope", "dsv4_kv_norm_rope")
+    gemms = [gemm(ctx, *shape, name, n) for shape, name, n in _gemms(ctx, 0) if name in names]
+    return gemms + [o for o in _elementwise(ctx, 0) if o.name in names]
+
+
 def attn_backward(ctx: LayerContext, r: int) -> list[Op]:
     ops: list[Op] = []
     for shape, name, n in reversed(_out_gemms(ctx)):

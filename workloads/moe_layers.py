@@ -404,7 +404,8 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode) -> list[Op]:
       shared experts, router, permutation, dispatch and combine all-to-alls, experts); a
       ``moe_act`` or ``shared_experts`` checkpoint inside it runs once more in the backward;
     - ``shared_experts``: the shared experts (their own checkpoint);
-    - ``mla_up_proj``: MLA's up projections and RoPE (layer_attention.mla_up_proj_recompute);
+    - ``mla_up_proj``: MLA's up projections and RoPE (layer_attention.mla_up_proj_recompute;
+      DeepSeek-V4: the query up and KV projections, layer_dsv4.up_proj_recompute);
     - ``mlp``: the dense layers' MLP only, not the MoE layers' experts; in a hybrid model
       the MLP sub-layers ``-``, which Megatron-Core builds as transformer layers."""
     if mode == "full":
@@ -433,7 +434,9 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode) -> list[Op]:
                     "expert_activation")]
     if "shared_experts" in modules and moe and ctx.model.moe.shared_experts:
         ops += shared_forward(ctx)
-    if "mla_up_proj" in modules and not hybrid:
+    if "mla_up_proj" in modules and dsv4(ctx.model) is not None:
+        ops += layer_dsv4.up_proj_recompute(ctx)
+    elif "mla_up_proj" in modules and not hybrid:
         ops += mla_up_proj_recompute(ctx)
     if "mlp" in modules and not moe and mamba_spec.kind(ctx.model, i) in (None, mamba_spec.MLP):
         ops += _dense_mlp(ctx)                   # normal checkpointing: the whole dense MLP

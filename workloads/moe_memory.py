@@ -142,6 +142,9 @@ def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor
     if "mla_up_proj" in modules and att is not None:
         # [mla_up_proj]: Q, K, V (the up projections' outputs after RoPE) are re-run
         stored -= 2 * sb * m.heads / t * (2 * att.qk_head_dim + att.v_head_dim)
+    elif "mla_up_proj" in modules and dsv4_spec.dsv4(m) is not None:
+        # DeepSeek-V4: the local heads' queries and the KV entry before and after its norm
+        stored -= dsv4_spec.up_proj_bytes(m, sb, t)
     if "mlp" in modules and not moe_layer:
         stored -= _mlp_recomputed(m, sb, t)
     return stored

@@ -199,9 +199,10 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
     _validate_mamba(plan, model)
     _validate_dsv4(plan, model)
     if "mla_up_proj" in recompute_modules(plan.recompute) and \
-            getattr(model.attention, "kind", None) != "mla":
-        no(f"recompute {plan.recompute} re-runs MLA's up projections: the model has no MLA "
-           "(Megatron-Core TransformerConfig rejects mla_up_proj without multi_latent_attention)")
+            getattr(model.attention, "kind", None) not in ("mla", "dsv4"):
+        no(f"recompute {plan.recompute} re-runs MLA's up projections: the model has no MLA or "
+           "DeepSeek-V4 attention (Megatron-Core TransformerConfig rejects mla_up_proj without "
+           "multi_latent_attention)")
     if plan.sp and model.seq_len % (plan.tp * plan.cp):
         no(f"sequence parallel needs tp*cp={plan.tp * plan.cp} to divide seq_len={model.seq_len}")
     from workloads.cp import validate_cp

@@ -99,3 +99,34 @@ def test_mlp_reruns_a_hybrid_models_mlp_sublayers_only():
         return layer_activation_bytes(m, i, plan, 1.0)
     assert stored(1, "none") - stored(1, "mlp") == pytest.approx(2 * T * FFN + 2 * T * FFN)
     assert all(stored(i, "none") == stored(i, "mlp") for i in (0, 2, 3))
+
+
+def _dsv4_ctx() -> LayerContext:
+    from workloads.model import presets
+    # deepseek-v4-flash, micro-batch 1, tp 1: 4096 tokens
+    return LayerContext(presets()["deepseek-v4-flash"], 1, 1, False, "bf16", CommGroup((0,), "tp"),
+                        moe=make_context(tuple(range(64)), (0,), "alltoall", 1.0, 64))
+
+
+def test_dsv4_mla_up_proj_reruns_the_query_up_and_kv_projections():
+    """DeepSeek-V4 (DSv4HybridSelfAttention: qkv_up_proj_and_rope_apply under the
+    checkpoint): the query up projection (q_lora 1024 -> 64 heads x 512) and the shared KV
+    projection (4096 -> 512), their norms and RoPE re-run; the query down projection not."""
+    t, ql, heads, hd, h = 4096, 1024, 64, 512, 4096
+    ops = layer_recompute_at(_dsv4_ctx(), 5, "mla_up_proj")
+    assert [o.name for o in ops] == ["dsv4_q_up", "dsv4_kv_proj", "dsv4_q_scale_rope", "dsv4_kv_norm_rope"]
+    assert [o.flops for o in ops[:2]] == [2 * t * ql * heads * hd, 2 * t * h * hd]
+    fwd = {o.name: o for o in layer_forward_at(_dsv4_ctx(), 5)}
+    assert all(o.flops == fwd[o.name].flops for o in ops[:2]) and "dsv4_q_down" in fwd
+
+
+def test_dsv4_mla_up_proj_drops_the_queries_and_the_kv_entry():
+    from workloads.model import presets
+    m, t = presets()["deepseek-v4-flash"], 4096
+    def stored(recompute):
+        plan = ParallelPlan(tp=1, pp=1, dp=64, ep=64, micro_batch=1, global_batch=64, recompute=recompute)
+        return layer_activation_bytes(m, 5, plan, 1.0)
+    # 16-bit queries (64 heads x 512) and the 512-wide KV entry before and after its norm
+    assert stored("none") - stored("mla_up_proj") == pytest.approx(2 * t * 64 * 512 + 2 * 2 * t * 512)
+    validate(ParallelPlan(tp=1, pp=1, dp=64, ep=64, micro_batch=1, global_batch=64,
+                          recompute="mla_up_proj"), m, 64)
