@@ -1,5 +1,5 @@
-"""What Megatron-Bridge's performance recipes set for each DeepSeek-V3 and Kimi K2 validation
-row, by release.
+"""What Megatron-Bridge's performance recipes set for each DeepSeek-V3, Kimi K2 and DeepSeek-V4
+Flash validation row, by release.
 
 Rows: calibration/reference/modern/mbperf_moe_training.csv. Tags and the containers they ship
 in: v0.2.0 = 25.11, v0.3.0 = 26.02, v0.3.1 = 26.02.01, v0.4.0 = 26.04, v0.4.2 = 26.04.01,
@@ -22,7 +22,9 @@ Where the settings are, per release:
   set_full_iter_cg_configs: experts padded to a rank capacity factor of 1.5, paged stashing.
 - v0.6.0: src/megatron/bridge/perf_recipes/deepseek/{common.py, gb300,gb200/deepseek_v3.py}:
   the same plans; _enable_deepseek_full_iteration_mxfp8 (hybridep on 32 SMs, full-iteration
-  graphs, the TE op fuser's grouped MLP, the all-to-all overlap).
+  graphs, the TE op fuser's grouped MLP, the all-to-all overlap); DeepSeek-V4 Flash (the 26.08
+  rows, added to docs/performance-summary.md by commit 4ab94dfad366): perf_recipes/deepseek/
+  {gb200,gb300}/deepseek_v4.py on the library recipe recipes/deepseek/gb200/deepseek_v4.py.
 
 Pipeline layouts (per virtual stage, in order; the embedding rides on the first, MTP and the
 loss on the last): "Et*4|(t*4|)*14tmL" (the GB300 / B200 configs' pp_layout) and the library
@@ -46,12 +48,14 @@ L8 = (8,) * 7 + (5,)
 
 
 def _r(plan, dispatcher="hybridep", graphs=NONE, recompute=MLA_UP, mtp=1, overlap=False,
-       fused_mlp=False, fp8_attention=False, layout=L16, optimizer="adam"):
-    """A recipe: ``plan`` (micro batch, pp, vp, ep) as the recipe sets it (vp 1: none)."""
+       fused_mlp=False, fp8_attention=False, layout=L16, optimizer="adam", indexer_loss=0.0):
+    """A recipe: ``plan`` (micro batch, pp, vp, ep) as the recipe sets it (vp 1: none);
+    ``indexer_loss``: the DSA indexer loss coefficient (dsa_indexer_loss_coeff)."""
     return {"plan": plan, "dispatcher": dispatcher, "hybridep_sms": 32, "cuda_graphs": graphs,
             "recompute_modules": recompute, "mtp_layers": mtp, "overlap": overlap,
             "fused_mlp": fused_mlp, "fp8_attention": fp8_attention, "pipeline_layers": layout,
-            "optimizer": optimizer, "router_fusion": True, "aux_loss": True}
+            "optimizer": optimizer, "router_fusion": True, "aux_loss": True,
+            "indexer_loss": indexer_loss}
 
 
 # Full-iteration MXFP8 (v0.5.0 *_FP8_MX_V1/V2, v0.6.0 _enable_deepseek_full_iteration_mxfp8):
@@ -111,6 +115,23 @@ MBPERF_RECIPES: dict[tuple[str, str, str], list[tuple[tuple[int, ...], dict]]] =
     # config's default, distributed_muon_with_cosine_annealing); no MTP; the Kimi provider's
     # seq_aux_loss (coefficient 1e-3); set_kimi_k2_common_configs: router fusion.
     ("kimi-k2", "GB300", "MXFP8"): [((26, 2, 1), _r((2, 4, 4, 64), mtp=0, optimizer="muon"))],
+    # DeepSeek-V4 Flash (v0.6.0 perf_recipes/deepseek/gb200/deepseek_v4.py deepseek_v4_flash_
+    # pretrain_128gpu_gb200_fp8mx_config; gb300/deepseek_v4.py's 128-GPU GB300 config is it
+    # with other env_vars): MBS 1, tp1 pp1 (no vp, no layout) ep64, GBS 2048; hybridep
+    # (moe_flex_dispatcher_num_sms 32), overlap_moe_expert_parallel_comm False; set_full_
+    # iteration_cuda_graph; recompute [mla_up_proj]; use_transformer_engine_op_fuser with
+    # NVTE_CUTEDSL_FUSED_GROUPED_MLP 1; no FP8 attention; router fusion, forced balance,
+    # seq_aux_loss (1e-4); the library recipe's (recipes/deepseek/gb200/deepseek_v4.py
+    # deepseek_v4_flash_pretrain_64gpu_gb200_fp8mx_config) distributed fused Adam,
+    # bf16_with_mxfp8_mixed (quant_recipe None); the model's one MTP layer (HF
+    # num_nextn_predict_layers, deepseek_v4_bridge.py); dsa_indexer_loss_coeff 0.01 with
+    # dsa_indexer_use_sparse_loss.
+    ("deepseek-v4-flash", "GB300", "MXFP8"): [((26, 8), _r((1, 1, 1, 64), graphs=FULL,
+                                                            fused_mlp=True, layout=NONE,
+                                                            indexer_loss=0.01))],
+    ("deepseek-v4-flash", "GB200", "MXFP8"): [((26, 8), _r((1, 1, 1, 64), graphs=FULL,
+                                                            fused_mlp=True, layout=NONE,
+                                                            indexer_loss=0.01))],
 }
 
 # Megatron-Core recompute_modules -> the simulator's ``workload.recompute`` mode; another
@@ -155,4 +176,7 @@ def unmodelled(settings: dict) -> list[str]:
     unpriced = [n for n in settings["recompute_modules"] if n not in RECOMPUTE_MODULE_NAMES]
     if unpriced:
         out.append(f"recompute_modules {unpriced}")
+    if settings["indexer_loss"]:
+        out.append(f"dsa_indexer_loss_coeff {settings['indexer_loss']} (the lightning indexer's "
+                   "KL loss against the main attention's scores over its top-k entries: not priced)")
     return out

@@ -99,13 +99,35 @@ def test_recipe_lookups_match_the_recipe_source(df):
     assert unmodelled(kimi) == []               # Muon is priced (workloads/muon.py)
 
 
+@pytest.mark.parametrize("gpu", ["GB300", "GB200"])
+def test_dsv4_flash_rows_read_the_v0_6_0_recipe(df, gpu):
+    # v0.6.0 deepseek_v4_flash_pretrain_128gpu_gb200_fp8mx_config (the GB300 config is it with
+    # other env_vars): MBS 1, tp1 pp1 (VP None) ep64; hybridep, moe_flex_dispatcher_num_sms 32,
+    # overlap_moe_expert_parallel_comm False; full-iteration graph; [mla_up_proj]; TE op fuser
+    # (the fused grouped MLP); no FP8 attention; Adam; the HF config's one MTP layer;
+    # dsa_indexer_loss_coeff 0.01.
+    r = _row(df, "MB-PERF-26.08", "deepseek-v4-flash", gpu, "MXFP8", "2048")
+    got = recipe(r)
+    assert got["plan"] == published_plan(r) == (1, 1, 1, 64)
+    assert (got["dispatcher"], got["hybridep_sms"], got["overlap"]) == ("hybridep", 32, False)
+    assert got["cuda_graphs"] == ("full_iteration",) and got["recompute_modules"] == ("mla_up_proj",)
+    assert got["fused_mlp"] and not got["fp8_attention"] and got["optimizer"] == "adam"
+    assert got["mtp_layers"] == 1 and got["pipeline_layers"] == ()
+    assert got["router_fusion"] and got["aux_loss"] and got["indexer_loss"] == 0.01
+    assert unmodelled(got) and "indexer" in unmodelled(got)[0]
+    w = validate_mbperf.scenario_for(r)["workload"]
+    assert w["model"] == "deepseek-v4-flash" and w["recompute"] == "mla_up_proj"
+    assert "pipeline_layers" not in w["parallel"] and w["parallel"]["schedule"] == "1f1b"
+
+
 def test_published_plan_reads_na_and_parenthesised_cells(df):
     assert published_plan(_row(df, "MB-PERF-26.06", "deepseek-v3", "B300", "MXFP8")) == (2, 8, 1, 8)
     assert published_plan(_row(df, "MB-PERF-25.09", "deepseek-v3", "GB200", "FP8", "2048")) == (1, 4, 4, 64)
 
 
 @pytest.mark.parametrize("source, arch, gpu, precision, gbs, why", [
-    ("MB-PERF-26.08", "deepseek-v4-flash", "GB300", "MXFP8", "2048", "no preset deepseek-v4-flash"),
+    ("MB-PERF-26.08", "deepseek-v4-flash", "GB300", "MXFP8", "2048", "dsa_indexer_loss_coeff 0.01"),
+    ("MB-PERF-26.08", "deepseek-v4-flash", "GB200", "MXFP8", "2048", "dsa_indexer_loss_coeff 0.01"),
     ("MB-PERF-25.09", "deepseek-v3", "B200", "FP8", "2048", "token-dropping run"),
     ("MB-PERF-25.09", "deepseek-v3", "H100", "FP8", "8192", "no recipe read"),
     ("MB-PERF-25.11", "deepseek-v3", "GB300", "BF16", "4096", "published plan (mbs, pp, vp, ep) (1, 2, 4, 32) "
