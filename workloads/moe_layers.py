@@ -434,13 +434,18 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode) -> list[Op]:
                     "expert_activation")]
     if "shared_experts" in modules and moe and ctx.model.moe.shared_experts:
         ops += shared_forward(ctx)
-    if "mla_up_proj" in modules and dsv4(ctx.model) is not None:
-        ops += layer_dsv4.up_proj_recompute(ctx)
-    elif "mla_up_proj" in modules and not hybrid:
-        ops += mla_up_proj_recompute(ctx)
+    if "mla_up_proj" in modules:
+        ops += _up_proj_recompute(ctx)
     if "mlp" in modules and not moe and mamba_spec.kind(ctx.model, i) in (None, mamba_spec.MLP):
         ops += _dense_mlp(ctx)                   # normal checkpointing: the whole dense MLP
     return ops
+
+
+def _up_proj_recompute(ctx: LayerContext) -> list[Op]:
+    """[mla_up_proj]: DeepSeek-V4's or MLA's up projections (none in a hybrid model)."""
+    if dsv4(ctx.model) is not None:
+        return layer_dsv4.up_proj_recompute(ctx)
+    return [] if ctx.model.hybrid_pattern is not None else mla_up_proj_recompute(ctx)
 
 
 def mtp_forward(ctx: LayerContext) -> list[Op]:
