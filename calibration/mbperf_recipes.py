@@ -48,9 +48,10 @@ L8 = (8,) * 7 + (5,)
 
 
 def _r(plan, dispatcher="hybridep", graphs=NONE, recompute=MLA_UP, mtp=1, overlap=False,
-       fused_mlp=False, fp8_attention=False, layout=L16, optimizer="adam", indexer_loss=0.0):
+       fused_mlp=False, fp8_attention=False, layout=L16, optimizer="adam", indexer_loss="none"):
     """A recipe: ``plan`` (micro batch, pp, vp, ep) as the recipe sets it (vp 1: none);
-    ``indexer_loss``: the DSA indexer loss coefficient (dsa_indexer_loss_coeff)."""
+    ``indexer_loss``: the DSA indexer loss (dsa_indexer_loss_coeff > 0) over the top-k
+    entries (dsa_indexer_use_sparse_loss: "sparse") or every entry ("dense"); "none": off."""
     return {"plan": plan, "dispatcher": dispatcher, "hybridep_sms": 32, "cuda_graphs": graphs,
             "recompute_modules": recompute, "mtp_layers": mtp, "overlap": overlap,
             "fused_mlp": fused_mlp, "fp8_attention": fp8_attention, "pipeline_layers": layout,
@@ -125,13 +126,13 @@ MBPERF_RECIPES: dict[tuple[str, str, str], list[tuple[tuple[int, ...], dict]]] =
     # deepseek_v4_flash_pretrain_64gpu_gb200_fp8mx_config) distributed fused Adam,
     # bf16_with_mxfp8_mixed (quant_recipe None); the model's one MTP layer (HF
     # num_nextn_predict_layers, deepseek_v4_bridge.py); dsa_indexer_loss_coeff 0.01 with
-    # dsa_indexer_use_sparse_loss.
+    # dsa_indexer_use_sparse_loss True (the model's ``attention.indexer_loss: sparse``).
     ("deepseek-v4-flash", "GB300", "MXFP8"): [((26, 8), _r((1, 1, 1, 64), graphs=FULL,
                                                             fused_mlp=True, layout=NONE,
-                                                            indexer_loss=0.01))],
+                                                            indexer_loss="sparse"))],
     ("deepseek-v4-flash", "GB200", "MXFP8"): [((26, 8), _r((1, 1, 1, 64), graphs=FULL,
                                                             fused_mlp=True, layout=NONE,
-                                                            indexer_loss=0.01))],
+                                                            indexer_loss="sparse"))],
 }
 
 # Megatron-Core recompute_modules -> the simulator's ``workload.recompute`` mode; another
@@ -176,7 +177,4 @@ def unmodelled(settings: dict) -> list[str]:
     unpriced = [n for n in settings["recompute_modules"] if n not in RECOMPUTE_MODULE_NAMES]
     if unpriced:
         out.append(f"recompute_modules {unpriced}")
-    if settings["indexer_loss"]:
-        out.append(f"dsa_indexer_loss_coeff {settings['indexer_loss']} (the lightning indexer's "
-                   "KL loss against the main attention's scores over its top-k entries: not priced)")
     return out

@@ -12,8 +12,9 @@ vp / ep as published, the distributed optimizer, balanced routing, GB200 / GB300
 all-to-all), the all-to-all overlap, the CUDA-graph scopes (those the simulator knows,
 workloads/host_launch.SCOPES; the others run eager), the recompute modules, the MTP depth,
 the recipe's pipeline layout (layers per virtual stage), the router fusion and the
-sequence-level auxiliary loss, Transformer Engine's fused grouped MLP, FP8 attention, the
-MXFP8 recipe of the precision label.
+sequence-level auxiliary loss, the DSA indexer loss (``attention.indexer_loss``),
+Transformer Engine's fused grouped MLP, FP8 attention, the MXFP8 recipe of the precision
+label.
 
 Skipped rows say why: a model with no preset, a token-dropping run, a release whose recipe is
 not read, a published plan (micro batch, pp, vp, ep) that differs from the plan of its
@@ -64,7 +65,7 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
         parallel["pipeline_layers"] = list(got["pipeline_layers"])
     fp8 = {"recipe": FP8_RECIPE.get(row_runner.label(row)),
            **({"dot_product_attention": True} if got["fp8_attention"] else {})}
-    return row_runner.training_scenario(
+    scenario = row_runner.training_scenario(
         row, mtp=got["mtp_layers"], micro_batch=mbs, fp8=fp8,
         recompute=recompute_workload(got["recompute_modules"]), parallel=parallel,
         moe={"dispatcher": got["dispatcher"], "overlap": got["overlap"],
@@ -72,6 +73,16 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
              "router_fusion": got["router_fusion"], "aux_loss": got["aux_loss"],
              "fused_mlp": got["fused_mlp"]},
         cuda_graphs=got["cuda_graphs"], fidelity=fidelity, optimizer=got["optimizer"])
+    if got["indexer_loss"] != "none":
+        scenario["workload"]["model"] = _with_indexer_loss(scenario["workload"]["model"],
+                                                           got["indexer_loss"])
+    return scenario
+
+
+def _with_indexer_loss(model, mode: str) -> dict:
+    """The row's model (a preset name or inline) inline with ``attention.indexer_loss``."""
+    spec = presets()[model].model_dump(exclude_none=True) if isinstance(model, str) else model
+    return spec | {"attention": spec["attention"] | {"indexer_loss": mode}}
 
 
 def _plan(row) -> str:

@@ -140,6 +140,21 @@ def attention_per_token(m: ModelSpec, i: int, context: float | None = None) -> f
             + index_entries(m, i, s) * att.index_heads * att.index_head_dim)
 
 
+def window_pairs(s: int, w: int) -> float:
+    """Causal query-entry pairs of a sliding window of ``w`` over ``s`` tokens."""
+    w = min(w, s)
+    return s * w - w * (w - 1) / 2
+
+
+def compressed_pairs(s: int, r: int, topk: int | None) -> float:
+    """Query-entry pairs over the compressed entries of one sequence: query at position p
+    sees p / r of them, at most ``topk`` where the indexer selects (None: all)."""
+    if topk is None or s / r <= topk:
+        return s * s / (2 * r)
+    edge = topk * r                     # past this position the top-k caps it
+    return edge * edge / (2 * r) + (s - edge) * topk
+
+
 def hc_layer_params(m: ModelSpec) -> int:
     """mHC parameters of one layer (two sub-layers: attention, MLP)."""
     hc = m.hyper_connections
@@ -211,7 +226,9 @@ def activation_bytes(m: ModelSpec, i: int, sb: float, t: int, shard: int) -> flo
     norm, the compressors' kv and score rows (fp32) and pooled entries, on CSA layers the
     indexer's query, head weights, its compressor's rows and the top-k indices (int32),
     the attention output and the grouped output projection's output. The index scores are
-    not kept (fused score / top-k kernels recompute them)."""
+    not kept (fused score / top-k kernels recompute them). With ``indexer_loss`` the indexer's
+    query, key and head-weight gradients (16-bit), which its loss computes in the forward
+    (workloads/layer_dsv4_loss.py)."""
     att, h, r = dsv4(m), m.hidden, ratio(m, i)
     hd, lh = att.head_dim, m.heads / t
     out = 2 * sb * h / shard + 2 * 2 * sb * att.q_lora_rank + 2 * sb * lh * hd + 2 * 2 * sb * hd
@@ -222,6 +239,8 @@ def activation_bytes(m: ModelSpec, i: int, sb: float, t: int, shard: int) -> flo
         ih, ihd = att.index_heads, att.index_head_dim
         out += (2 * sb * ih * ihd + 2 * sb * ih + COMPRESSOR_BYTES * sb * 2 * 2 * ihd
                 + 2 * sb / r * ihd + 4 * sb * att.index_topk)
+        if att.indexer_loss != "none":      # the indexer's gradients, computed in the forward
+            out += 2 * (sb * ih * ihd + sb / r * ihd + sb * ih)
     return out + 2 * sb * lh * hd + 2 * sb * att.o_groups / t * att.o_lora_rank
 
 

@@ -19,7 +19,10 @@ Per layer with ratio r, tokens T = b s (b sequences of s):
   window's raw entries and the selected (CSA: min(top-k, pos / r)) or all earlier (HCA:
   pos / r) compressed ones, priced as the attention kernel class; the selected entries are
   gathered per query (read once for all heads), the window and HCA entries read once.
-  Backward: 2.5 x the forward FLOPs (FA2 convention), the indexer's score GEMM 2 x.
+  Backward: 2.5 x the forward FLOPs (FA2 convention). The indexer's scores have no
+  backward of their own and its projections only a weight gradient (detached inputs);
+  ``attention.indexer_loss`` adds the indexer's KL loss and its backward
+  (workloads/layer_dsv4_loss.py).
 - hyper-connections, per sub-layer: ``hc_pre`` (the mixing GEMM (n, (2 + c) c, c h), the
   Sinkhorn iterations on the c x c matrices, a weighted sum of the c copies), and
   ``hc_post`` (reads the output and the c copies, writes c copies) in place of the
@@ -29,6 +32,8 @@ Per layer with ratio r, tokens T = b s (b sequences of s):
 from __future__ import annotations
 
 from workloads import dsv4 as spec
+from workloads import layer_dsv4_loss as loss
+from workloads.dsv4 import compressed_pairs, window_pairs
 from workloads.graph import Compute
 from workloads.layer_attention import bf16_context
 from workloads.layers import (
@@ -44,21 +49,9 @@ from workloads.layers import (
 )
 
 FP32 = 4
-
-
-def _window_pairs(s: int, w: int) -> float:
-    """Causal query-entry pairs of a sliding window of ``w`` over ``s`` tokens."""
-    w = min(w, s)
-    return s * w - w * (w - 1) / 2
-
-
-def compressed_pairs(s: int, r: int, topk: int | None) -> float:
-    """Query-entry pairs over the compressed entries of one sequence: query at position p
-    sees p / r of them, at most ``topk`` where the indexer selects (None: all)."""
-    if topk is None or s / r <= topk:
-        return s * s / (2 * r)
-    edge = topk * r                     # past this position the top-k caps it
-    return edge * edge / (2 * r) + (s - edge) * topk
+# The indexer runs on detached inputs (Megatron-Core csa.py ``_forward_fused_indexer_training``:
+# ``x.detach()``, ``qr.detach()``): its projections' backward is the weight gradient only.
+INDEXER_GEMMS = ("dsv4_index_q", "dsv4_index_weights", "dsv4_index_compress_proj")
 
 
 def _gemms(ctx: LayerContext, r: int) -> list[tuple[tuple[int, int, int], str, int]]:
@@ -102,9 +95,10 @@ def _elementwise(ctx: LayerContext, r: int) -> list[Op]:
     return ops
 
 
-def _index_ops(ctx: LayerContext, r: int, bwd: bool) -> list[Op]:
+def _index_ops(ctx: LayerContext, r: int) -> list[Op]:
     """The indexer's scores of every query against the compressed entries before it, and
-    the top-k over them (forward); backward, the scores' gradients (2 x)."""
+    the top-k over them (forward only: their gradients come from the indexer loss,
+    workloads/layer_dsv4_loss.py, and are zeros without it)."""
     att, m, e = spec.dsv4(ctx.model), ctx.model, ctx.act_bytes
     if not (r and spec.is_sparse(att, r)):
         return []
@@ -112,9 +106,6 @@ def _index_ops(ctx: LayerContext, r: int, bwd: bool) -> list[Op]:
     pairs = b * s * s / (2 * r)
     flops = 2.0 * pairs * k
     nbytes = e * b * (s * k + s / r * att.index_head_dim) + FP32 * pairs
-    if bwd:
-        return [Compute("gemm", 2 * flops, 2 * nbytes, bf16_context(ctx).dtype,
-                        (b * s, max(1, s // r), k), name="dsv4_index_scores_bwd")]
     return [Compute("gemm", flops, nbytes, bf16_context(ctx).dtype, (b * s, max(1, s // r), k),
                     name="dsv4_index_scores"),
             mem(ctx, "softmax", FP32 * (pairs + b * s * att.index_topk), "dsv4_index_topk")]
@@ -124,7 +115,7 @@ def core_attention(ctx: LayerContext, r: int, bwd: bool) -> Compute:
     """Sparse attention of the local heads over the window and the compressed entries."""
     att, m, e = spec.dsv4(ctx.model), ctx.model, ctx.act_bytes
     b, s, hd, lh = ctx.micro_batch, m.seq_len, att.head_dim, ctx.local_heads
-    win = _window_pairs(s, att.window)
+    win = window_pairs(s, att.window)
     sparse = bool(r) and spec.is_sparse(att, r)
     comp = compressed_pairs(s, r, att.index_topk if sparse else None) if r else 0.0
     pairs = b * (win + comp)
@@ -140,7 +131,8 @@ def core_attention(ctx: LayerContext, r: int, bwd: bool) -> Compute:
 
 def attn_forward(ctx: LayerContext, r: int) -> list[Op]:
     ops: list[Op] = [gemm(ctx, *shape, name, n) for shape, name, n in _gemms(ctx, r)]
-    ops += _elementwise(ctx, r) + _index_ops(ctx, r, False) + [core_attention(ctx, r, False)]
+    ops += _elementwise(ctx, r) + _index_ops(ctx, r) + [core_attention(ctx, r, False)]
+    ops += loss.forward(ctx, r)
     e, T = ctx.act_bytes, ctx.tokens
     rope = spec.dsv4(ctx.model).qk_rope_head_dim
     ops.append(mem(ctx, "elementwise", 2 * e * T * ctx.local_heads * rope, "dsv4_o_unrope"))
@@ -164,10 +156,11 @@ def attn_backward(ctx: LayerContext, r: int) -> list[Op]:
     ops: list[Op] = []
     for shape, name, n in reversed(_out_gemms(ctx)):
         ops += gemm_bwd(ctx, *shape, name, n)
-    ops += [core_attention(ctx, r, True), *_index_ops(ctx, r, True)]
+    ops += [core_attention(ctx, r, True), *loss.backward(ctx, r)]
     ops += [mem(ctx, o.op_class, 1.5 * o.bytes, f"{o.name}_bwd") for o in _elementwise(ctx, r)]
     for shape, name, n in reversed(_gemms(ctx, r)):
-        ops += gemm_bwd(ctx, *shape, name, n)
+        grads = gemm_bwd(ctx, *shape, name, n)
+        ops += grads[1:] if name in INDEXER_GEMMS else grads
     return ops
 
 

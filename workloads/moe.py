@@ -111,6 +111,9 @@ class AttentionSpec(_Spec):
     index_head_dim: int | None = Field(default=None, gt=0)
     index_topk: int | None = Field(default=None, gt=0)
     sparse_ratio: int = Field(default=4, gt=1)   # the ratio whose layers run the indexer
+    # The indexer's KL training loss (Megatron-Core dsa_indexer_loss_coeff > 0): over its
+    # top-k entries (dsa_indexer_use_sparse_loss) or every causal compressed entry.
+    indexer_loss: Literal["none", "sparse", "dense"] = "none"
 
     @model_validator(mode="after")
     def _check(self) -> AttentionSpec:
@@ -126,6 +129,8 @@ class AttentionSpec(_Spec):
         stray = [k for k in dsv4_only if self.kind != "dsv4" and getattr(self, k) is not None]
         if stray:
             raise ValueError(f"{', '.join(stray)} belong to kind dsv4, not {self.kind}")
+        if self.kind != "dsv4" and self.indexer_loss != "none":
+            raise ValueError(f"indexer_loss belongs to kind dsv4, not {self.kind}")
         if self.kind == "dsv4":
             self._check_dsv4()
         return self

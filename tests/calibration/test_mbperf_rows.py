@@ -105,7 +105,8 @@ def test_dsv4_flash_rows_read_the_v0_6_0_recipe(df, gpu):
     # other env_vars): MBS 1, tp1 pp1 (VP None) ep64; hybridep, moe_flex_dispatcher_num_sms 32,
     # overlap_moe_expert_parallel_comm False; full-iteration graph; [mla_up_proj]; TE op fuser
     # (the fused grouped MLP); no FP8 attention; Adam; the HF config's one MTP layer;
-    # dsa_indexer_loss_coeff 0.01.
+    # dsa_indexer_loss_coeff 0.01 with dsa_indexer_use_sparse_loss True: the row is predicted
+    # with the model's attention.indexer_loss "sparse".
     r = _row(df, "MB-PERF-26.08", "deepseek-v4-flash", gpu, "MXFP8", "2048")
     got = recipe(r)
     assert got["plan"] == published_plan(r) == (1, 1, 1, 64)
@@ -113,10 +114,11 @@ def test_dsv4_flash_rows_read_the_v0_6_0_recipe(df, gpu):
     assert got["cuda_graphs"] == ("full_iteration",) and got["recompute_modules"] == ("mla_up_proj",)
     assert got["fused_mlp"] and not got["fp8_attention"] and got["optimizer"] == "adam"
     assert got["mtp_layers"] == 1 and got["pipeline_layers"] == ()
-    assert got["router_fusion"] and got["aux_loss"] and got["indexer_loss"] == 0.01
-    assert unmodelled(got) and "indexer" in unmodelled(got)[0]
+    assert got["router_fusion"] and got["aux_loss"] and got["indexer_loss"] == "sparse"
+    assert unmodelled(got) == [] and validate_mbperf.skip_reason(r) is None
     w = validate_mbperf.scenario_for(r)["workload"]
-    assert w["model"] == "deepseek-v4-flash" and w["recompute"] == "mla_up_proj"
+    assert w["model"]["attention"]["indexer_loss"] == "sparse" and w["model"]["mtp_layers"] == 1
+    assert w["model"]["attention"]["index_topk"] == 512 and w["recompute"] == "mla_up_proj"
     assert "pipeline_layers" not in w["parallel"] and w["parallel"]["schedule"] == "1f1b"
 
 
@@ -126,8 +128,6 @@ def test_published_plan_reads_na_and_parenthesised_cells(df):
 
 
 @pytest.mark.parametrize("source, arch, gpu, precision, gbs, why", [
-    ("MB-PERF-26.08", "deepseek-v4-flash", "GB300", "MXFP8", "2048", "dsa_indexer_loss_coeff 0.01"),
-    ("MB-PERF-26.08", "deepseek-v4-flash", "GB200", "MXFP8", "2048", "dsa_indexer_loss_coeff 0.01"),
     ("MB-PERF-25.09", "deepseek-v3", "B200", "FP8", "2048", "token-dropping run"),
     ("MB-PERF-25.09", "deepseek-v3", "H100", "FP8", "8192", "no recipe read"),
     ("MB-PERF-25.11", "deepseek-v3", "GB300", "BF16", "4096", "published plan (mbs, pp, vp, ep) (1, 2, 4, 32) "
@@ -162,8 +162,8 @@ def test_a_predicted_row_runs_its_recipe(df):
 
 def test_run_predicts_the_rows_without_a_skip_reason():
     out = validate_mbperf.run(lambda sc: (1000.0, {}))
-    assert len(out) == 38 and (out.skipped == "").sum() == 29       # 25 DeepSeek-V3 + 4 Kimi K2
+    assert len(out) == 38 and (out.skipped == "").sum() == 31       # 25 V3 + 4 Kimi K2 + 2 V4
     done = out[out.skipped == ""]
     assert (done.error_pct == ((1000.0 / done.published_tok_s_gpu - 1) * 100).round(1)).all()
     s = validate_mbperf.summary(out)
-    assert s["predicted"] == 29 and set(s["median_abs_error_pct_by_gpu"]) == {"GB300", "GB200", "B300", "B200"}
+    assert s["predicted"] == 31 and set(s["median_abs_error_pct_by_gpu"]) == {"GB300", "GB200", "B300", "B200"}
