@@ -40,8 +40,8 @@ FP32, INDEX = 4, 4       # fp32 scores and probabilities; int32 top-k indices
 # gather (r 8 index, 4 score, w 4), ``>= 0`` (r 4, w 1), where (r 1 + 4, w 4), softmax (r 4, w 4).
 PREDICT_BYTES, PREDICT_KERNELS = 8 + 12 + 16 + 5 + 9 + 8, 6
 # KL per slot: two clamps and two logs (r 4, w 4 each), subtract and multiply (r 8, w 4),
-# the row sum (r 4), the row-valid mask (r 4, w 1; any: r 1).
-KL_BYTES, KL_KERNELS = 4 * 8 + 2 * 12 + 4 + 5 + 1, 9
+# the row sum (r 4), the row-valid mask (r 4, w 1; any: r 1; the (b, s) where).
+KL_BYTES, KL_KERNELS = 4 * 8 + 2 * 12 + 4 + 5 + 1, 10
 # The indexer backward re-computes each pair's per-head scores and forms d_q and d_k: 3 x the
 # score FLOPs.
 INDEX_BWD_PASSES = 3
