@@ -37,7 +37,7 @@ def all_reduce_nodes_fit(logs: list[tuple[int, object]], link_bw: float,
     and the tree's LL store-and-forward (analytical.tree_ll_hops on ``system``) at one fitted
     hop rate (``ll_hop_eff``)."""
     from calibration.fitting import fit_collective_hops
-    from sim.network.analytical import ClusterLayout, FIT_GROUP, nccl_latency_us, tree_ll_hops
+    from sim.network.analytical import FIT_GROUP, ClusterLayout, nccl_latency_us, tree_ll_hops
     groups = [("all_reduce", n, n // 8, 8) for n, _ in logs]
     assert groups[0] == FIT_GROUP
     which = np.concatenate([[j] * len(log.size_bytes) for j, (_, log) in enumerate(logs)])
