@@ -294,7 +294,7 @@ def layer_time(pool: Pool, model, plan: ParallelPlan, opts: TrainingOptions, sta
 
     from workloads import moe_training
     from workloads.graph import Block
-    from workloads.moe import is_moe_layer, is_window_layer
+    from workloads.moe import layer_kind
     from workloads.moe_layers import layer_forward_at
     from workloads.training import stage_layer_ops
 
@@ -307,9 +307,8 @@ def layer_time(pool: Pool, model, plan: ParallelPlan, opts: TrainingOptions, sta
 
     if model.uniform:
         return played(ops.fwd, ops.bwd)
-    kinds = Counter((is_moe_layer(model, i), is_window_layer(model, i)) for i in range(model.layers))
-    first = {k: next(i for i in range(model.layers)
-                     if (is_moe_layer(model, i), is_window_layer(model, i)) == k) for k in kinds}
+    kinds = Counter(layer_kind(model, i) for i in range(model.layers))
+    first = {k: next(i for i in range(model.layers) if layer_kind(model, i) == k) for k in kinds}
     return sum(n * played(ops.transform(layer_forward_at(ctx, first[k])),
                           ops.transform(moe_training.layer_bwd_ops(ctx, plan, first[k]), True))
                for k, n in kinds.items()) / model.layers

@@ -49,6 +49,7 @@ from sim.rl_config import RLWorkload
 from sim.rl_timeline import PoolSizes
 from sim.run_config import StorageConfig
 from sim.scenario import Scenario
+from workloads import dsv4 as dsv4_spec
 from workloads import memory
 from workloads import rl as steps
 from workloads.graph import CommGroup
@@ -108,7 +109,7 @@ def hf_tensor_count(m: ModelSpec) -> int:
     one (the main model; the multi-token-prediction layers are not loaded by vLLM's main
     model). Per layer: the attention projections (q, k, v, o, their biases, Qwen3's q/k
     norms; MLA: q_a_proj, q_a_layernorm, q_b_proj or q_proj, kv_a_proj_with_mqa,
-    kv_a_layernorm, kv_b_proj, o_proj), two norms, and the MLP (gate, up, down) or, in a
+    kv_a_layernorm, kv_b_proj, o_proj; DeepSeek-V4: ``_dsv4_tensors``), two norms, and the MLP (gate, up, down) or, in a
     MoE layer, the router (plus its bias: DeepSeek-V3's e_score_correction_bias), every
     expert's matrices and the shared experts' (LatentMoE: and fc1_latent_proj,
     fc2_latent_proj). A hybrid model's sub-layers (hybrid_pattern)
@@ -118,7 +119,9 @@ def hf_tensor_count(m: ModelSpec) -> int:
     norm = 2 if m.norm == "layernorm" else 1          # LayerNorm has a weight and a bias
     mlp = (3 if m.gated else 2) * (2 if m.bias else 1)
     att = mla(m)
-    if att is not None:
+    if dsv4_spec.dsv4(m) is not None:
+        attn = 0                                      # per layer: _dsv4_tensors
+    elif att is not None:
         attn = (3 if att.q_lora_rank else 1) + 4
     else:
         attn = 4 * (2 if m.bias else 1) + (2 if m.qk_norm else 0)
@@ -132,12 +135,22 @@ def hf_tensor_count(m: ModelSpec) -> int:
         if kind == "*":
             continue
         if is_moe_layer(m, i):
-            router = 1 + int(m.moe.router == "sigmoid" or m.bias)
+            router = 1 + int(m.moe.router != "softmax" or m.bias)
             latent = (2 * (2 if m.bias else 1)) if m.moe.latent_size else 0   # fc1/fc2_latent_proj
             count += router + latent + m.moe.experts * mlp + m.moe.shared_experts * (3 if m.gated else 2)
         else:
             count += mlp
+    count += sum(_dsv4_tensors(m, i) for i in range(m.layers)) if dsv4_spec.dsv4(m) else 0
     return count + 1 + int(m.learned_positions) + norm + int(not m.tied_embeddings)
+
+
+def _dsv4_tensors(m: ModelSpec, i: int) -> int:
+    """A DeepSeek-V4 layer's attention and mHC tensors (inference/model.py): wq_a, q_norm,
+    wq_b, wkv, kv_norm, wo_a, wo_b, attn_sink; a compressor's ape, wkv, wgate, norm; the
+    indexer's wq_b, weights_proj and its compressor; hc fn, base, scale per sub-layer."""
+    att, r = dsv4_spec.dsv4(m), dsv4_spec.ratio(m, i)
+    sparse = bool(r) and dsv4_spec.is_sparse(att, r)
+    return 8 + (4 if r else 0) + (6 if sparse else 0) + (6 if m.hyper_connections else 0)
 
 
 def with_tensor_cost(sync: dict, model: ModelSpec, system: SystemSpec) -> dict:

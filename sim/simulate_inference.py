@@ -18,11 +18,13 @@ from sim.costs import OpCosts
 from sim.inference_config import InferenceWorkload
 from sim.network import AnalyticalNetwork
 from sim.scenario import Scenario
+from sim.serving.dsv4_iteration import DSV4IterationModel
 from sim.serving.hybrid_iteration import HybridIterationModel
 from sim.serving.iteration import IterationModel
 from sim.serving.loop import ServingLoop
 from sim.serving.moe_iteration import MoEIterationModel
 from sim.setup import paced_compute, resolve_cluster
+from workloads.dsv4 import dsv4
 from workloads.inference import requests as req_mod
 from workloads.inference import schedulers
 from workloads.inference.hybrid_ops import check_hybrid_plan, state_blocks
@@ -107,11 +109,16 @@ def kv_blocks(w: InferenceWorkload, it: IterationModel, hbm_bytes: float) -> int
     free = hbm_bytes * w.kv_cache.gpu_memory_utilization - weights
     block = it.kv_bytes_per_token() * w.kv_cache.block_size
     if free < block * (1 + seq_blocks(w, it)):
-        what = "a KV cache" if not it.state_bytes_per_seq() else "one sequence's KV and Mamba state"
+        what = "a KV cache" if not it.state_bytes_per_seq() else f"one sequence's KV and {_state(it.model)}"
         raise OutOfMemoryError(
             f"weights take {weights / GIB:.1f} GiB per GPU, leaving no room for {what} in "
             f"{w.kv_cache.gpu_memory_utilization:.0%} of {hbm_bytes / GIB:.0f} GiB; raise tp or pp")
     return int(free // block)
+
+
+def _state(model) -> str:
+    """What a sequence's fixed state is, for messages."""
+    return "window and compressor state" if dsv4(model) is not None else "Mamba state"
 
 
 def seq_blocks(w: InferenceWorkload, it: IterationModel) -> int:
@@ -123,11 +130,14 @@ def seq_blocks(w: InferenceWorkload, it: IterationModel) -> int:
 def iteration_model(w: InferenceWorkload, model, compute, network, domain_gpus: int) -> IterationModel:
     """The iteration cost model of a replica: uniform dense models layer by layer; MoE / MLA /
     windowed models per kind of layer with expert parallelism (docs/moe.md); hybrid Mamba
-    models per kind of sub-layer with their per-sequence state (docs/inference.md)."""
+    models per kind of sub-layer with their per-sequence state (docs/inference.md);
+    DeepSeek-V4 models per kind of layer with their window state (docs/moe.md)."""
     tp, pp = w.parallel.tp, w.parallel.pp
     if model.uniform:
         return IterationModel(model, tp, pp, w.precision, compute, network, kernels=w.kernels)
     cls = HybridIterationModel if model.hybrid_pattern else MoEIterationModel
+    if dsv4(model) is not None:
+        cls = DSV4IterationModel
     return cls(model, tp, pp, w.precision, compute, network, ep=w.parallel.ep,
                dispatcher=w.moe.dispatcher, overlap=w.moe.overlap, domain_gpus=domain_gpus,
                dispatch_dtype=w.moe.wire_dtype(w.precision.startswith("fp8")),
@@ -159,7 +169,7 @@ def simulate_inference(sc: Scenario, prof: Profile | None = None) -> InferenceRe
     if PagedKVCache(blocks, w.kv_cache.block_size, per_seq).blocks_for(longest) > blocks:
         raise OutOfMemoryError(f"the KV cache holds {blocks * w.kv_cache.block_size} tokens per "
                                f"replica, less than one request of {longest}"
-                               f"{' and its Mamba state' if per_seq else ''}; raise tp/pp")
+                               f"{' and its ' + _state(model) if per_seq else ''}; raise tp/pp")
     replicas = make_replicas(w, blocks, per_seq)
     limits = schedulers.Limits(w.scheduler.max_batch, w.scheduler.max_tokens, w.scheduler.chunk_size,
                                w.kv_cache.preemption, it.kv_bytes_per_token(), it.state_bytes_per_seq())

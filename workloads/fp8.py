@@ -69,10 +69,12 @@ LINEAR = ("qkv", "attn_proj", "mlp_up", "mlp_down")
 # the Mamba mixer's in_proj / out_proj (TE linears; its scan stays 16-bit) and LatentMoE's
 # fc1_latent_proj / fc2_latent_proj (TELinear, moe_layer.py; their inputs, the norm's output
 # that the router also reads and the unpermuted tokens, are cast by their own kernels).
+# DeepSeek-V4's query and KV projections likewise (workloads/layer_dsv4.py; its compressors,
+# indexer, grouped output down-projection and hyper-connection mixing stay 16-bit).
 # Longer names first: ``_linear`` matches by prefix.
 MOE_LINEAR = ("expert_fc1", "expert_fc2", "shared_fc1", "shared_fc2", "mla_q_down", "mla_q_up",
               "mla_kv_down", "mla_kv_up", "mla_q", "mamba_in_proj", "mamba_out_proj",
-              "fc1_latent_proj", "fc2_latent_proj")
+              "fc1_latent_proj", "fc2_latent_proj", "dsv4_q_down", "dsv4_q_up", "dsv4_kv_proj")
 
 
 def check_support(recipe: str, peak_dtypes: list[str], gpu_name: str) -> None:

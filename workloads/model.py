@@ -11,6 +11,7 @@ from hw_models.errors import ClusterSimError, UnknownPresetError
 from hw_models.yamlio import read_packaged
 from workloads import mamba as _mamba
 from workloads import moe as _moe
+from workloads.dsv4 import HyperConnections
 from workloads.mamba import MambaSpec
 from workloads.moe import AttentionSpec, MoESpec, SlidingWindow
 
@@ -57,6 +58,9 @@ class ModelSpec(BaseModel):
     mtp_pattern: str | None = None
     mtp_repeated: bool = False
     sliding_window: SlidingWindow | None = None
+    # Manifold-Constrained Hyper-Connections (DeepSeek-V4 hc_mult, hc_sinkhorn_iters): the
+    # residual stream is ``copies`` x hidden wide (workloads/dsv4.py); with attention dsv4.
+    hyper_connections: HyperConnections | None = None
     # Hybrid Mamba models (workloads/mamba.py, docs/moe.md): one character per layer,
     # M Mamba-2 mixer, * attention, - MLP, E MoE (Megatron-Core hybrid_layer_pattern).
     hybrid_pattern: str | None = None
@@ -72,6 +76,7 @@ class ModelSpec(BaseModel):
         if self.heads % self.kv_heads_:
             raise ValueError(f"heads {self.heads} is not divisible by kv_heads {self.kv_heads_}")
         self._hybrid_shapes()
+        self._dsv4_shapes()
         if self.hybrid_pattern is None and self.mamba is not None:
             raise ValueError("mamba needs a hybrid_pattern placing its layers")
         pattern = self.moe.layer_pattern if self.moe else None
@@ -81,6 +86,34 @@ class ModelSpec(BaseModel):
             raise ValueError(f"moe.dense_layers {self.moe.dense_layers} leaves no MoE layer "
                              f"of {self.layers}")
         return self
+
+    def _dsv4_shapes(self) -> None:
+        """Checks of DeepSeek-V4 attention, hash routing and hyper-connections."""
+        att = self.attention if self.attention is not None and self.attention.kind == "dsv4" else None
+        if self.hyper_connections is not None and att is None:
+            raise ValueError("hyper_connections is modelled with attention kind dsv4 only")
+        moe_layers = self.layers - (self.moe.dense_layers if self.moe else 0)
+        if self.moe and self.moe.hash_layers and self.moe.layer_pattern is not None:
+            raise ValueError("moe.hash_layers counts the MoE layers after moe.dense_layers: "
+                             "not combined with moe.layer_pattern")
+        if self.moe and self.moe.hash_layers > moe_layers:
+            raise ValueError(f"moe.hash_layers {self.moe.hash_layers} exceeds the "
+                             f"{moe_layers} MoE layers")
+        if att is None:
+            return
+        n = len(att.compress_ratios)
+        if n not in (self.layers, self.layers + self.mtp_layers):
+            raise ValueError(f"attention.compress_ratios has {n} entries: give one per layer "
+                             f"({self.layers}), or also one per MTP layer "
+                             f"({self.layers + self.mtp_layers})")
+        if self.heads % att.o_groups:
+            raise ValueError(f"attention.o_groups {att.o_groups} must divide heads {self.heads}")
+        if self.hybrid_pattern is not None or self.sliding_window is not None:
+            raise ValueError("attention kind dsv4 has its own window: drop hybrid_pattern / "
+                             "sliding_window")
+        if self.moe and self.moe.layer_pattern is not None:
+            raise ValueError("attention kind dsv4 is modelled with moe.dense_layers, not "
+                             "moe.layer_pattern")
 
     def _hybrid_shapes(self) -> None:
         """Checks of a hybrid model's layer pattern and MTP pattern (workloads/mamba.py)."""
@@ -113,12 +146,20 @@ class ModelSpec(BaseModel):
     def uniform(self) -> bool:
         """Every layer has the same shape (a dense model with standard attention)."""
         return (self.moe is None and self.sliding_window is None and _moe.mla(self) is None
-                and not self.mtp_layers and self.hybrid_pattern is None)
+                and not self.mtp_layers and self.hybrid_pattern is None
+                and (self.attention is None or self.attention.kind != "dsv4"))
 
     @property
     def learned_positions(self) -> bool:
         """A learned position table (GPT): neither rotary positions nor none at all."""
         return not (self.rope or self.no_positions)
+
+    @property
+    def residual_width(self) -> int:
+        """Width of the residual stream between layers (and pipeline stages): hidden, or
+        ``hyper_connections.copies`` x hidden (DeepSeek-V4's mHC, whose pipeline sends
+        carry every copy: DeepSeek-V4 report section 3.5.2)."""
+        return self.hidden * (self.hyper_connections.copies if self.hyper_connections else 1)
 
     @property
     def kv_heads_(self) -> int:

@@ -4,9 +4,12 @@ attention: the model-spec blocks and their parameter / FLOPs formulas.
 The spec blocks are contracts shared with scenario files and presets:
 
 - ``moe: {experts, top_k, shared_experts, expert_ffn_hidden, shared_ffn_hidden,
-  dense_layers | layer_pattern, router: softmax|sigmoid, latent_size}``
+  dense_layers | layer_pattern, router: softmax|sigmoid|sqrtsoftplus, latent_size,
+  hash_layers}``
 - ``attention: {kind: mha|gqa|mla, q_lora_rank, kv_lora_rank, qk_nope_head_dim,
-  qk_rope_head_dim, v_head_dim}``
+  qk_rope_head_dim, v_head_dim}``; ``kind: dsv4`` (DeepSeek-V4's compressed sparse /
+  heavily compressed attention, with ``head_dim, o_lora_rank, o_groups, window,
+  compress_ratios, index_heads, index_head_dim, index_topk, sparse_ratio``): workloads/dsv4.py.
 - ``sliding_window: {size, period, kind: sliding|chunked}``: in every group of ``period``
   layers all but the last use the window (gpt-oss: period 2, every other layer;
   Llama 4: chunked attention on three layers of four).
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from workloads import dsv4 as _dsv4
 from workloads import mamba as _mamba
 
 if TYPE_CHECKING:
@@ -54,7 +58,12 @@ class MoESpec(_Spec):
     shared_ffn_hidden: int | None = Field(default=None, gt=0)   # default: expert_ffn_hidden
     dense_layers: int = Field(default=0, ge=0)                  # the first k layers are dense
     layer_pattern: tuple[int, ...] | None = None                # 1 = MoE layer, one per layer
-    router: Literal["softmax", "sigmoid"] = "softmax"
+    # sqrtsoftplus: DeepSeek-V4's sqrt(softplus(logit)) scores, a score-correction bias
+    # like sigmoid's.
+    router: Literal["softmax", "sigmoid", "sqrtsoftplus"] = "softmax"
+    # The first k MoE layers route by a fixed table of the token id (DeepSeek-V4
+    # num_hash_layers): their router GEMM still weights the experts, no bias, no top-k.
+    hash_layers: int = Field(default=0, ge=0)
     # Group-limited routing (DeepSeek-V3 n_group / topk_group): experts in router_groups
     # groups, each token's top_k chosen inside its best router_group_topk groups.
     router_groups: int = Field(default=1, gt=0)
@@ -83,22 +92,51 @@ class MoESpec(_Spec):
 
 class AttentionSpec(_Spec):
     """``mla``: DeepSeek-V2/V3 multi-head latent attention (Q through a rank-``q_lora_rank``
-    bottleneck, K/V through a compressed ``kv_lora_rank`` latent plus a shared RoPE key)."""
-    kind: Literal["mha", "gqa", "mla"] = "mha"
+    bottleneck, K/V through a compressed ``kv_lora_rank`` latent plus a shared RoPE key).
+    ``dsv4``: DeepSeek-V4's hybrid attention (workloads/dsv4.py)."""
+    kind: Literal["mha", "gqa", "mla", "dsv4"] = "mha"
     q_lora_rank: int | None = Field(default=None, gt=0)    # None: a direct Q projection
     kv_lora_rank: int | None = Field(default=None, gt=0)
     qk_nope_head_dim: int | None = Field(default=None, gt=0)
     qk_rope_head_dim: int | None = Field(default=None, gt=0)
     v_head_dim: int | None = Field(default=None, gt=0)
+    # kind dsv4 (HF config.json head_dim, o_lora_rank, o_groups, sliding_window,
+    # compress_ratios, index_n_heads, index_head_dim, index_topk)
+    head_dim: int | None = Field(default=None, gt=0)
+    o_lora_rank: int | None = Field(default=None, gt=0)
+    o_groups: int | None = Field(default=None, gt=0)
+    window: int | None = Field(default=None, gt=0)
+    compress_ratios: tuple[int, ...] | None = None
+    index_heads: int | None = Field(default=None, gt=0)
+    index_head_dim: int | None = Field(default=None, gt=0)
+    index_topk: int | None = Field(default=None, gt=0)
+    sparse_ratio: int = Field(default=4, gt=1)   # the ratio whose layers run the indexer
 
     @model_validator(mode="after")
     def _check(self) -> AttentionSpec:
-        if self.kind == "mla":
-            missing = [k for k in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
-                                   "v_head_dim") if getattr(self, k) is None]
-            if missing:
-                raise ValueError(f"kind mla needs {', '.join(missing)}")
+        need = {"mla": ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"),
+                "dsv4": ("q_lora_rank", "qk_rope_head_dim", "head_dim", "o_lora_rank", "o_groups",
+                         "window", "compress_ratios", "index_heads", "index_head_dim",
+                         "index_topk")}.get(self.kind, ())
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"kind {self.kind} needs {', '.join(missing)}")
+        dsv4_only = ("head_dim", "o_lora_rank", "o_groups", "window", "compress_ratios",
+                     "index_heads", "index_head_dim", "index_topk")
+        stray = [k for k in dsv4_only if self.kind != "dsv4" and getattr(self, k) is not None]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} belong to kind dsv4, not {self.kind}")
+        if self.kind == "dsv4":
+            self._check_dsv4()
         return self
+
+    def _check_dsv4(self) -> None:
+        bad = [r for r in self.compress_ratios if r < 0 or r == 1]
+        if bad:
+            raise ValueError(f"compress_ratios hold 0 (window only) or a ratio >= 2, not {bad[0]}")
+        if self.qk_rope_head_dim >= self.head_dim:
+            raise ValueError(f"qk_rope_head_dim {self.qk_rope_head_dim} must be below head_dim "
+                             f"{self.head_dim}")
 
     @property
     def qk_head_dim(self) -> int:
@@ -141,10 +179,26 @@ def mla(m: ModelSpec) -> AttentionSpec | None:
     return m.attention if m.attention is not None and m.attention.kind == "mla" else None
 
 
+def layer_kind(m: ModelSpec, i: int) -> tuple:
+    """What sets layer ``i``'s kernels: MoE or not, windowed or not, and under DSV4
+    attention its compression ratio and whether it routes by hash."""
+    if _dsv4.dsv4(m) is None:
+        return is_moe_layer(m, i), is_window_layer(m, i)
+    return is_moe_layer(m, i), _dsv4.ratio(m, i), is_hash_layer(m, i)
+
+
+def is_hash_layer(m: ModelSpec, i: int) -> bool:
+    """Layer ``i`` is one of the first ``moe.hash_layers`` MoE layers, which route by the
+    token id's table."""
+    return is_moe_layer(m, i) and i < m.moe.dense_layers + m.moe.hash_layers
+
+
 def attention_params(m: ModelSpec) -> int:
     """Projection weights of one attention layer (with their biases and inner norms)."""
     h, a = m.hidden, m.heads
     att = mla(m)
+    if _dsv4.dsv4(m) is not None:
+        raise ValueError("DSV4 attention differs by layer: use layer_params")
     if att is None:
         qk_norm = 2 * m.head_dim if m.qk_norm else 0
         return (h * m.qkv_out + a * m.head_dim * h + int(m.bias) * (m.qkv_out + h) + qk_norm)
@@ -182,11 +236,13 @@ def latent_proj_params(m: ModelSpec) -> int:
     return 2 * h * lat + b * (lat + h)
 
 
-def router_params(m: ModelSpec) -> int:
+def router_params(m: ModelSpec, i: int | None = None) -> int:
     e = m.moe.experts
-    # Linear router; a sigmoid router carries a per-expert score-correction bias
-    # (DeepSeek-V3 aux-loss-free balancing), a biased model a router bias.
-    return m.hidden * e + (e if m.moe.router == "sigmoid" or m.bias else 0)
+    # Linear router; a sigmoid / sqrtsoftplus router carries a per-expert score-correction
+    # bias (DeepSeek-V3 aux-loss-free balancing) except in hash-routed layers, a biased
+    # model a router bias.
+    corr = m.moe.router != "softmax" and not (i is not None and is_hash_layer(m, i))
+    return m.hidden * e + (e if corr or m.bias else 0)
 
 
 def norm_params(m: ModelSpec) -> int:
@@ -199,7 +255,7 @@ def _mlp_block_params(m: ModelSpec, i: int, active: bool) -> int:
         return mlp_params(m, m.ffn)
     moe = m.moe
     routed = (moe.top_k if active else moe.experts) * expert_mlp_params(m)
-    return (router_params(m) + latent_proj_params(m) + routed
+    return (router_params(m, i) + latent_proj_params(m) + routed
             + moe.shared_experts * mlp_params(m, moe.shared_ffn))
 
 
@@ -219,7 +275,11 @@ def layer_params(m: ModelSpec, i: int, active: bool = False) -> int:
     """Parameters of layer ``i``; ``active``: those one token touches (top-k experts)."""
     if m.hybrid_pattern is not None:
         return hybrid_layer_params(m, i, active)
-    return attention_params(m) + 2 * norm_params(m) + _mlp_block_params(m, i, active)
+    if _dsv4.dsv4(m) is not None:
+        attn = _dsv4.attention_params(m, i) + _dsv4.hc_layer_params(m)
+    else:
+        attn = attention_params(m)
+    return attn + 2 * norm_params(m) + _mlp_block_params(m, i, active)
 
 
 def expert_params(m: ModelSpec, i: int) -> int:
@@ -235,6 +295,9 @@ def mtp_layer_ids(m: ModelSpec) -> list[int]:
     numbered after the main model's (``workloads.mamba.kind`` reads them there)."""
     if m.hybrid_pattern is not None and m.mtp_pattern:
         return list(range(m.layers, m.layers + len(m.mtp_pattern)))
+    att = _dsv4.dsv4(m)
+    if att is not None and len(att.compress_ratios) > m.layers:
+        return [m.layers]          # DSV4: the MTP layer's own compress_ratios entry
     return [m.layers - 1]
 
 
@@ -249,7 +312,7 @@ def mtp_params(m: ModelSpec, active: bool = False) -> int:
     MultiTokenPredictionLayer: enorm, hnorm, eh_proj, the layers, final_layernorm)."""
     h = m.hidden
     layers = sum(layer_params(m, i, active) for i in mtp_layer_ids(m))
-    return mtp_modules(m) * (3 * norm_params(m) + 2 * h * h + layers)
+    return mtp_modules(m) * (3 * norm_params(m) + 2 * h * h + layers + _dsv4.hc_head_params(m))
 
 
 def mtp_expert_params(m: ModelSpec) -> int:
@@ -266,7 +329,8 @@ def embedding_params(m: ModelSpec) -> tuple[int, int]:
 def total_params(m: ModelSpec) -> int:
     """Main model (MTP modules excluded, as DeepSeek's 671B is)."""
     embed, out = embedding_params(m)
-    return sum(layer_params(m, i) for i in range(m.layers)) + embed + out + norm_params(m)
+    return (sum(layer_params(m, i) for i in range(m.layers)) + embed + out + norm_params(m)
+            + _dsv4.hc_head_params(m))
 
 
 def active_params(m: ModelSpec, embedding: bool = True) -> int:
@@ -275,7 +339,8 @@ def active_params(m: ModelSpec, embedding: bool = True) -> int:
     embed, out = embedding_params(m)
     out = out or m.vocab * m.hidden          # tied: the output head is still a GEMM
     layers = sum(layer_params(m, i, active=True) for i in range(m.layers))
-    return layers + out + norm_params(m) + (embed if embedding else 0)
+    return (layers + out + norm_params(m) + _dsv4.hc_head_params(m)
+            + (embed if embedding else 0))
 
 
 # ----------------------------------------------------------------------------- FLOPs
@@ -298,6 +363,9 @@ def matmul_params(m: ModelSpec, i: int) -> int:
         return _mamba.mixer_matmul_params(m)
     if k in (_mamba.MLP, _mamba.MOE):
         return _mlp_matmul_params(m, i)
+    if _dsv4.dsv4(m) is not None:
+        return (_dsv4.attention_matmul_params(m, i) + _dsv4.hc_matmul_params(m)
+                + _mlp_matmul_params(m, i))
     att = mla(m)
     if att is None:
         attn = h * m.qkv_out + a * m.head_dim * h
@@ -313,6 +381,8 @@ def _attention_per_token(m: ModelSpec, i: int) -> float:
     """Half the forward QK^T + AV FLOPs of one token in layer ``i`` (non-causal)."""
     if _mamba.kind(m, i) not in (None, _mamba.ATTENTION):
         return 0.0
+    if _dsv4.dsv4(m) is not None:
+        return _dsv4.attention_per_token(m, i)
     att = mla(m)
     d_qk, d_v = (att.qk_head_dim, att.v_head_dim) if att else (m.head_dim, m.head_dim)
     return kv_len(m, i) * m.heads * (d_qk + d_v)

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from workloads import layer_dsv4
 from workloads import mamba as mamba_spec
+from workloads.dsv4 import dsv4, ratio
 from workloads.graph import CommGroup
 from workloads.host_launch import host_sync
 from workloads.layer_attention import (
@@ -356,6 +358,8 @@ def layer_forward_at(ctx: LayerContext, i: int) -> list[Op]:
     if ctx.model.hybrid_pattern is not None:
         return hybrid_forward_at(ctx, i)
     moe, window = _kind(ctx, i)
+    if dsv4(ctx.model) is not None:
+        return layer_dsv4.layer_forward(ctx, i, moe_forward(ctx) if moe else _dense_mlp(ctx))
     e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
     norm, dropout_add = 2 * e * Tn * h, (3 * e + 1) * Tn * h
     return [mem(ctx, "norm", norm, "input_norm"), *enter_tp(ctx, "tp_ag_attn"),
@@ -370,6 +374,8 @@ def layer_backward_at(ctx: LayerContext, i: int) -> list[Op]:
     if ctx.model.hybrid_pattern is not None:
         return hybrid_backward_at(ctx, i)
     moe, window = _kind(ctx, i)
+    if dsv4(ctx.model) is not None:
+        return layer_dsv4.layer_backward(ctx, i, moe_backward(ctx) if moe else _dense_mlp_bwd(ctx))
     e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
     norm_bwd, dropout_bwd = 3 * e * Tn * h, (2 * e + 1) * Tn * h
     return [mem(ctx, "elementwise", dropout_bwd, "dropout_add_bwd"),
@@ -413,7 +419,9 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode) -> list[Op]:
             ops += [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
         elif moe:
             ops.append(mem(ctx, "norm", norm, "input_norm"))
-    if "core_attn" in modules and (not hybrid or mamba_spec.kind(ctx.model, i) == mamba_spec.ATTENTION):
+    if "core_attn" in modules and dsv4(ctx.model) is not None:
+        ops.append(layer_dsv4.core_attention(ctx, ratio(ctx.model, i), bwd=False))
+    elif "core_attn" in modules and (not hybrid or mamba_spec.kind(ctx.model, i) == mamba_spec.ATTENTION):
         att = mla(ctx.model)
         d_qk, d_v = (att.qk_head_dim, att.v_head_dim) if att else (ctx.model.head_dim,) * 2
         ops.append(fused_attention(ctx, window and not hybrid, d_qk, d_v, False))

@@ -21,6 +21,7 @@ activation output, [moe] only the MoE block's input.
 
 from __future__ import annotations
 
+from workloads import dsv4 as dsv4_spec
 from workloads import mamba as mamba_spec
 from workloads import moe as spec
 from workloads import moe_parallel
@@ -123,7 +124,12 @@ def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor
     if m.hybrid_pattern is not None:
         return hybrid_activation_bytes(m, i, plan, received)
     moe_layer = spec.is_moe_layer(m, i)
-    stored = (4 * sb * m.hidden / shard + _attention(m, sb, t, shard)
+    if dsv4_spec.dsv4(m) is not None:
+        attention = (dsv4_spec.activation_bytes(m, i, sb, t, shard)
+                     + dsv4_spec.hc_activation_bytes(m, sb, shard))
+    else:
+        attention = _attention(m, sb, t, shard)
+    stored = (4 * sb * m.hidden / shard + attention
               + _mlp(m, sb, t, shard, moe_layer, received, (plan.ep, plan.etp)))
     modules = recompute_modules(plan.recompute)
     if "layernorm" in modules:

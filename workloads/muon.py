@@ -35,6 +35,7 @@ from collections import Counter
 
 from hw_models.compute import gemm_bytes
 from hw_models.errors import ClusterSimError
+from workloads import dsv4 as dsv4_spec
 from workloads import moe as moe_spec
 from workloads import moe_parallel
 from workloads.graph import Compute
@@ -87,9 +88,28 @@ def _mlp(m: ModelSpec, ffn: int, tp: int) -> list[tuple[int, int]]:
     return [((2 if m.gated else 1) * ffn // tp, m.hidden), (m.hidden, ffn // tp)]
 
 
+def _dsv4_attention(m: ModelSpec, i: int, tp: int) -> list[tuple[int, int]]:
+    """DeepSeek-V4 attention of layer ``i`` (workloads/dsv4.py): wq_a, wq_b (by heads),
+    wkv, wo_a (by groups), wo_b; the compressor's wkv and wgate; the indexer's wq_b,
+    weights_proj and compressor (replicated over TP, workloads/layer_dsv4.py); the mHC
+    mixing matrices of both sub-layers."""
+    att, h, a = dsv4_spec.dsv4(m), m.hidden, m.heads
+    ql, hd, r = att.q_lora_rank, att.head_dim, dsv4_spec.ratio(m, i)
+    g = att.o_groups // tp
+    out = [(ql, h), (a * hd // tp, ql), (hd, h)]
+    out += [(att.o_lora_rank, a * hd // att.o_groups)] * g + [(h, g * att.o_lora_rank)]
+    if r:
+        out += [(dsv4_spec.coff(att, r) * hd, h)] * 2
+    if r and dsv4_spec.is_sparse(att, r):
+        ihd = att.index_head_dim
+        out += [(att.index_heads * ihd, ql), (att.index_heads, h), (2 * ihd, h), (2 * ihd, h)]
+    hc = m.hyper_connections
+    return out + ([(hc.mixes, hc.copies * h)] * 2 if hc else [])
+
+
 def layer_matrices(m: ModelSpec, i: int, tp: int) -> list[tuple[int, int]]:
     """Muon matrices of layer ``i`` replicated over data parallelism (routed experts apart)."""
-    out = _attention(m, tp)
+    out = _dsv4_attention(m, i, tp) if dsv4_spec.dsv4(m) else _attention(m, tp)
     if not moe_spec.is_moe_layer(m, i):
         return out + _mlp(m, m.ffn, tp)
     moe = m.moe

@@ -197,6 +197,7 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
     if model.kv_heads_ % plan.tp and plan.tp % model.kv_heads_:
         no(f"tp={plan.tp} and the model's {model.kv_heads_} kv heads do not divide one another")
     _validate_mamba(plan, model)
+    _validate_dsv4(plan, model)
     if "mla_up_proj" in recompute_modules(plan.recompute) and \
             getattr(model.attention, "kind", None) != "mla":
         no(f"recompute {plan.recompute} re-runs MLA's up projections: the model has no MLA "
@@ -220,6 +221,22 @@ def validate(plan: ParallelPlan, model: ModelSpec, world: int) -> None:
         no(f"zero={plan.zero}; allowed: 0, 1, 2, 3")
     from workloads.moe_parallel import validate_ep
     validate_ep(plan, model)
+
+
+def _validate_dsv4(plan: ParallelPlan, model: ModelSpec) -> None:
+    """DeepSeek-V4 attention (workloads/layer_dsv4.py): the grouped output projection is
+    split by groups over TP; context parallelism is refused (not priced)."""
+    att = model.attention
+    if att is None or att.kind != "dsv4":
+        return
+    if att.o_groups % plan.tp:
+        raise InfeasiblePlanError(
+            f"tp={plan.tp} must divide the model's {att.o_groups} output groups (o_groups: "
+            f"the grouped output projection is split by groups over TP)")
+    if plan.cp > 1:
+        raise InfeasiblePlanError(
+            f"cp={plan.cp} with DeepSeek-V4 attention is not modelled (its compressed "
+            f"entries and indexer span the sequence); use cp=1")
 
 
 def _validate_mamba(plan: ParallelPlan, model: ModelSpec) -> None:

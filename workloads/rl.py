@@ -123,7 +123,7 @@ def build_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -
     plan = replace(plan, vpp=1, schedule="1f1b")
     g = ExecutionGraph(plan.world, tuple(plan.rank(0, 0, s) for s in range(plan.pp)),
                        meta={"kind": "forward", "microbatches": plan.microbatches})
-    nbytes = 2.0 * plan.micro_batch * model.seq_len * model.hidden / plan.tp
+    nbytes = 2.0 * plan.micro_batch * model.seq_len * model.residual_width / plan.tp
     for s in range(plan.pp):
         block, rank = training.stage_forward(model, plan, opts, s), plan.rank(0, 0, s)
         for mb in range(plan.microbatches):

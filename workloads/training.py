@@ -206,8 +206,8 @@ def _is_last(plan: ParallelPlan, s: int, c: int, layers: int = 0) -> bool:
 def p2p_bytes(model: ModelSpec, plan: ParallelPlan) -> float:
     """Activation (or its gradient) between stages. Megatron's scatter-gather optimisation
     (SC'21 section 4.1) sends 1/t of it from each TP rank on its own rail; a CP rank sends
-    its s/cp tokens."""
-    return 2.0 * plan.micro_batch * model.seq_len / plan.cp * model.hidden / plan.tp
+    its s/cp tokens. Under hyper-connections every copy of the residual stream crosses."""
+    return 2.0 * plan.micro_batch * model.seq_len / plan.cp * model.residual_width / plan.tp
 
 
 def _neighbour(plan: ParallelPlan, s: int, c: int, step: str) -> tuple[int, int] | None:

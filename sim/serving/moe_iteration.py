@@ -53,7 +53,7 @@ class MoEIterationModel(MoEIterationOps, IterationModel):
             comm, held = comm + extra, held + extra_held
             sms = self._costs.compute.gpu.sms or 0
             comm = exposed_comm(comm, total, held / sms if sms else 0.0)
-        hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.hidden) if self.pp > 1 else 0.0
+        hop = self.network.p2p_time(0, self.tp, 2.0 * T * self.model.residual_width) if self.pp > 1 else 0.0
         return total + comm + (self.pp - 1) * hop
 
     def _compose_tbo(self, s: Shape) -> float:

@@ -123,7 +123,7 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None,
     fwd, bwd, per_layer, split = [], [], [], []
     for s in range(plan.pp):
         ctx, ops = stage_layer_ops(model, plan, opts, s)
-        kinds: dict[tuple[bool, bool], tuple] = {}
+        kinds: dict[tuple, tuple] = {}
         f = b = b_split = 0.0
         layer_b = []
         stage_dual = DualTimes() if dual is not None else None
@@ -133,7 +133,7 @@ def stage_times(est, plan: ParallelPlan, dual: list | None = None,
             cf, cb, alone = [], [], []
             keys = []
             for i in moe_training.chunk_layers(model, plan, s, c):
-                key = (spec.is_moe_layer(model, i), spec.is_window_layer(model, i))
+                key = spec.layer_kind(model, i)
                 if key not in kinds:    # one layer's kernels, rewritten as the graph's chunks
                     fo = ops.transform(layer_forward_at(ctx, i))
                     bo = ops.transform(moe_training.layer_bwd_ops(ctx, plan, i), True)

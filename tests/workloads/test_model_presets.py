@@ -16,9 +16,10 @@ def test_every_preset_names_its_published_size_and_source():
 # includes its vision encoder (tests/workloads/test_moe_params.py); Nemotron-H-8B is
 # published as "8B" (one significant figure) for the recipe's 8.10B; Nemotron 3.5 Lightning
 # only by its name, "30B-A3B", the size class Nemotron 3 Nano's card gives as 31.6B for the
-# same shapes (31.58B here).
+# same shapes (31.58B here); DeepSeek-V4-Pro as "1.6T" (two significant figures) for
+# 1.573T.
 WIDER = {"kimi-k2": 0.02, "llama4-scout": 0.02, "nemotronh-8b": 0.02,
-         "nemotron-3.5-lightning": 0.06}
+         "nemotron-3.5-lightning": 0.06, "deepseek-v4-pro": 0.031}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))

@@ -300,7 +300,11 @@ class MoEIterationOps(IterationOps):
                              decode_only=s.prefill_tokens == 0)
         # after the core attention: W_UV's absorbed product (decode), the output projection
         cut = next(j for j, o in enumerate(ops) if o.name in ("mla_absorb_uv", "attn_proj"))
-        return ops[:cut] + self.attention_ops_of(s, is_window_layer(self.model, i)) + ops[cut:]
+        return ops[:cut] + self.attention_ops_of(s, self.attention_kind(i)) + ops[cut:]
+
+    def attention_kind(self, i: int):
+        """What ``attention_ops_of`` needs of layer ``i``: whether it is windowed."""
+        return is_window_layer(self.model, i)
 
     def _tbo_blocks(self, graph: ExecutionGraph, rank: int, s: Shape, T_all: int):
         """The iteration under two-batch overlap (no pipeline): the embedding of both
@@ -309,7 +313,7 @@ class MoEIterationOps(IterationOps):
         m, T = self.model, s.prefill_tokens + s.decode_seqs
         prev = graph.add(rank, "compute", Block((self.embed_op(T),) * 2, name="embed"), deps=())
         for i in range(m.layers):
-            for j, ops in enumerate(self.tbo_stages(s, is_moe_layer(m, i), is_window_layer(m, i), T_all)):
+            for j, ops in enumerate(self.tbo_stages(s, is_moe_layer(m, i), self.attention_kind(i), T_all)):
                 prev = graph.add(rank, "compute", Block(ops, name=f"layer{i}.{j}", overlap=("ep",)),
                                  deps=(prev,))
         return graph.add(rank, "compute", Block(tuple(self.head_ops(s)) * 2, name="head"), deps=(prev,))
@@ -336,11 +340,11 @@ class MoEIterationOps(IterationOps):
             if st == pp - 1:
                 ops = (*ops, *self.head_ops(s))
             if prev is not None:
-                prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.hidden, st),
+                prev = graph.add(rank, "comm", SendRecv("recv", rank - self.tp, 2.0 * T * m.residual_width, st),
                                  deps=(), category="pp")
             blk = graph.add(rank, "compute", Block(ops, name=f"stage{st}", overlap=()),
                             deps=(prev,) if prev is not None else ())
             if st < pp - 1:
-                prev = graph.add(rank, "comm", SendRecv("send", rank + self.tp, 2.0 * T * m.hidden, st + 1),
+                prev = graph.add(rank, "comm", SendRecv("send", rank + self.tp, 2.0 * T * m.residual_width, st + 1),
                                  deps=(blk,), category="pp")
         return graph
