@@ -181,7 +181,7 @@ def predict_nvlink(theta, tab, layout: Layout = FULL) -> np.ndarray:
     lat = (tab["lat0"] + base + tab["intra"] * step) * 1e-6
     bus = tab["size"] * tab["spb"]
     t_bus = (bus / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["ramp_size"]))
-             + tab["pipe"] * bus / (tab["bwf"] * eff_max))
+             + tab.get("pipe", 0.0) * bus / (tab["bwf"] * eff_max))   # no column: no tree
     chunk = bus * tab["stream"] / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["size"] / tab["n"]))
     t_size = np.where(tab["stream"] > 0, np.maximum(chunk, bus / (tab["bwf"] * eff_max)), t_bus)
     return lat + t_size
