@@ -313,7 +313,7 @@ class AnalyticalNetwork:
         link_bw = ring_link_bw(sys.scale_up_bw, per_domain, nic) * self.bw_scale
         t = scale_out_ring_time(curve, kind, nbytes, n, domains, per_domain, link_bw,
                                 nic_ramp_scale(curve, sys.scale_up_bw, per_domain, nic))
-        if curve.ll_hop_eff > 0:     # the tree's LL chunks cross its levels in turn
+        if curve.ll_hop_eff:         # the tree's LL chunks cross its levels in turn
             t += (self._ll_hops(kind, nbytes, n, domains, per_domain) * bus
                   / (link_bw * curve.ll_hop_eff))
         return t

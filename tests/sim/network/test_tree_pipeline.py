@@ -80,7 +80,7 @@ def test_analytical_store_and_forward_term_by_hand():
     curve = prof.collectives["network"]
     assert 0 < curve.ll_hop_eff < 1
     off = prof.model_copy(update={"collectives": dict(prof.collectives) | {
-        "network": curve.model_copy(update={"ll_hop_eff": 0.0})}})
+        "network": curve.model_copy(update={"ll_hop_eff": None})}})
     sys = catalog.system(SYSTEM)
     layout = ClusterLayout(sys, 8, sys.nic_gbps)
     g = CommGroup(tuple(range(64)))
