@@ -43,7 +43,8 @@ def titan_step(source_id: str) -> dict[str, Any]:
     (``repeat_kv``), DTensor TP's sequence-dim copies (vanilla TP), the Llama's separate
     wq / wk / wv and w1 / w3 linears (``separate_projections``), FSDP2's root group of
     embedding, norm and output layer (``fsdp2_root_group``), RoPE as an eager complex
-    multiply (``complex_rope``), at every commit; at
+    multiply (``complex_rope``), PyTorch's linears, not Transformer Engine's modules
+    (``te_modules`` off), at every commit; at
     9dec370 (the December 2024
     tables) also the eager fp32 cross-entropy (``output(h).float()``, loss not compiled)
     and the foreach AdamW (``fused`` off by default). From June 2025 (e7c0cae, 820504e)
@@ -51,7 +52,7 @@ def titan_step(source_id: str) -> dict[str, Any]:
     (``optimizer.implementation = "fused"``): the simulator's fused loss and Adam."""
     step: dict[str, Any] = {"fsdp2_copies": True, "repeat_kv": True, "dtensor_tp": True,
                             "separate_projections": True, "fsdp2_root_group": True,
-                            "complex_rope": True}
+                            "complex_rope": True, "te_modules": False}
     if source_id == "TORCHTITAN-H100-202412":
         step |= {"torch_cross_entropy": True, "adam": "foreach"}
     return step

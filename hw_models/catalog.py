@@ -225,6 +225,23 @@ def training_launch_s(system: SystemSpec) -> float:
     return float(serving_engines()["training_launch"]["per_op_us"]) * 1e-6 * host_cpu_factor(system)
 
 
+def te_module_launch_s(system: SystemSpec, precision: str) -> dict[str, tuple[float, float]]:
+    """Host seconds of one call of each Transformer Engine module in ``precision`` ('bf16'
+    or 'mxfp8'), (forward, backward), on ``system``'s host CPU (engines.yaml
+    te_module_launch, measured on its ``host_cpu`` and rescaled by the host_cpus factors)."""
+    te = serving_engines()["te_module_launch"]
+    measured_on = float(serving_engines()["host_cpus"][te["host_cpu"]]["factor"])
+    scale = 1e-6 * host_cpu_factor(system) / measured_on
+    out: dict[str, tuple[float, float]] = {}
+    for module, rows in te["modules"].items():
+        if precision not in rows:
+            raise ClusterSimError(f"engines.yaml te_module_launch has no {precision!r} figures for "
+                                  f"{module}; known: {sorted(rows)}")
+        fwd, both = float(rows[precision]["fwd_us"]), float(rows[precision]["fwd_bwd_us"])
+        out[module] = (fwd * scale, (both - fwd) * scale)
+    return out
+
+
 def sampler_kernels(name: str) -> tuple[tuple[str, str, float], ...]:
     """The kernels serving engine sampler ``name`` runs per decode step over the sampled
     rows' logits (engines.yaml samplers): (kernel, op class, bytes moved per logit)."""

@@ -11,7 +11,7 @@ from hw_models.compute import ComputeModel
 from hw_models.topology import fabric_defaults
 from sim.network.deepep import dispatch_time
 from workloads.graph import Block, Collective, Compute, Delay, ExpertDispatch, Memory, Node, Overlap
-from workloads.host_launch import is_sync, launches
+from workloads.host_launch import TeModules, is_sync, issue_seconds
 
 
 def _excess(seg: tuple[float, float]) -> float:
@@ -51,10 +51,13 @@ class HostSegments:
 @dataclass(frozen=True)
 class HostLaunch:
     """The host's share of eager execution (workloads/host_launch.py): ``per_op_s`` host
-    seconds per op it issues (already scaled to the system's host CPU), ``scopes`` the
-    CUDA-graph scopes whose ops it does not issue one by one."""
+    seconds per op it issues (already scaled to the system's host CPU), ``te`` the cost
+    per call of Transformer Engine's modules, which their ops cost instead (None: every op
+    at ``per_op_s``), ``scopes`` the CUDA-graph scopes whose ops it does not issue one by
+    one."""
     per_op_s: float
     scopes: frozenset[str] = frozenset()
+    te: TeModules | None = None
 
     @property
     def idle(self) -> bool:
@@ -65,7 +68,7 @@ class HostLaunch:
     def exposed(self, ops, times, hidden_dims: tuple[str, ...] = ()) -> float:
         """Seconds the GPU waits for the host in ``ops`` run back to back (``times``: each
         op's GPU seconds, in order): host-device syncs split them into segments; in each
-        the host issues its ops at ``per_op_s`` each while the GPU runs them, and neither
+        the host issues its ops (``issue_seconds``) while the GPU runs them, and neither
         can pass the sync, so a segment takes max(GPU time, host time) and the host's
         excess is exposed. Collectives of ``hidden_dims`` run on their own stream
         (overlapped) and do not count as GPU time."""
@@ -76,14 +79,15 @@ class HostLaunch:
         if self.idle:
             return HostSegments()
         segs, g, h = [], 0.0, 0.0
-        for op, t in zip(ops, times, strict=True):
+        issue = issue_seconds(ops, self.scopes, self.per_op_s, self.te)
+        for op, t, s in zip(ops, times, issue, strict=True):
             if is_sync(op):
                 segs.append((g, h))
                 g = h = 0.0
                 continue
             if not (isinstance(op, Collective) and op.group.dim in hidden_dims):
                 g += t
-            h += launches(op, self.scopes) * self.per_op_s
+            h += s
         if not segs:
             return HostSegments((g, h))
         return HostSegments(segs[0], sum(map(_excess, segs[1:])), (g, h))
@@ -92,7 +96,7 @@ class HostLaunch:
         """Host seconds to issue ``ops`` one by one (0 when the host issues none)."""
         if self.idle:
             return 0.0
-        return sum(launches(op, self.scopes) for op in ops) * self.per_op_s
+        return sum(issue_seconds(ops, self.scopes, self.per_op_s, self.te))
 
 
 def _merge(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:

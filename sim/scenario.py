@@ -244,6 +244,11 @@ class TrainingWorkload(_Cfg):
         "zero: 3 as TorchTitan's FSDP2 wrapping (fully_shard on each block, then on the "
         "model): the embedding, final norm and output layer are one group, gathered before "
         "the first block and reduce-scattered after the whole backward (workloads/fsdp.py)"))
+    te_modules: bool = Field(True, description=(
+        "the linear layers are Transformer Engine modules (Megatron-Core): the host issues "
+        "each at TE's measured cost per module call (hw_models/data/engines.yaml "
+        "te_module_launch); false (PyTorch linears, TorchTitan; also with dtensor_tp): "
+        "their kernels at the per-op cost (docs/accuracy.md)"))
     dtensor_tp: bool = Field(False, description=(
         "TP as PyTorch's DTensor with the sequence sharded on dim 1 (TorchTitan): without "
         "TP overlap, every TP all-gather and reduce-scatter also copies its whole tensor "

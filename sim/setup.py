@@ -21,9 +21,10 @@ from sim.engine import Engine
 from sim.network import AnalyticalNetwork, ClusterLayout, Network
 from sim.network.analytical import collective_ctas
 from sim.scenario import Scenario, TrainingWorkload
-from sim.training_config import offload_options, plan_kwargs, precision_options
+from sim.training_config import Fp8Config, offload_options, plan_kwargs, precision_options
 from workloads import parallel, training
 from workloads.graph import ExecutionGraph
+from workloads.host_launch import TeModules
 from workloads.model import ModelSpec, resolve
 from workloads.moe_training import MoEOptions
 from workloads.offload import OffloadOptions
@@ -225,7 +226,20 @@ def host_launch(scenario: Scenario, system: SystemSpec) -> HostLaunch | None:
     if not scenario.sim.host_launch or not isinstance(w, TrainingWorkload):
         return None
     graphs = [w.cuda_graphs] if isinstance(w.cuda_graphs, str) else list(w.cuda_graphs)
-    return HostLaunch(catalog.training_launch_s(system), frozenset(graphs) - {"none"})
+    return HostLaunch(catalog.training_launch_s(system), frozenset(graphs) - {"none"},
+                      te_modules(w, system))
+
+
+def te_modules(w: TrainingWorkload, system: SystemSpec) -> TeModules | None:
+    """Transformer Engine's cost per module call on the system's host (catalog), in the
+    workload's precision: the MXFP8 figures for the mxfp8 recipe (they include its
+    quantize kernels), else the BF16 ones; None where the linears are not TE modules."""
+    if not w.te_modules or w.dtensor_tp:
+        return None
+    recipe = (w.fp8 or Fp8Config()).recipe if w.precision == "fp8" else None
+    key = "mxfp8" if recipe == "mxfp8" else "bf16"
+    costs = catalog.te_module_launch_s(system, key)
+    return TeModules(tuple(sorted(costs.items())), "mxfp8" if key == "mxfp8" else None)
 
 
 def host_bw(system: SystemSpec) -> float:

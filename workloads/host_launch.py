@@ -29,9 +29,24 @@ all-gather dispatcher copies ``tokens_per_expert`` to the CPU (``.cpu()``); the 
 dispatcher (DeepEP, HybridEP) waits in its dispatch for the received counts unless a static
 token budget is given (``num_permuted_tokens``: drop-and-pad or
 ``moe_expert_rank_capacity_factor``). The backward reuses the splits: no sync.
+
+Transformer Engine modules (``TeModules``). Megatron-Core runs its linear layers as TE
+modules, and one module call costs the host far more than one bare kernel launch (TE's
+Python: quantizer and workspace set-up, autograd bookkeeping). Where the host model is
+given the modules' measured cost per call, the ops of each module (``TE_MODULES``, by the
+name of its GEMM) cost that instead of the per-op figure: the forward on the forward GEMM,
+the backward split evenly over the dgrad and wgrad GEMMs (one backward call issues both),
+nothing for the kernels the call issues besides (a LayerNormLinear's fused norm and its
+backward, the quantize kernels of a recipe the measurement covers). The collectives a
+module issues (sequence-parallel all-gathers, TP reductions) keep the per-op cost: the
+measurements ran on one GPU. TEGroupedLinear (the experts), TEDotProductAttention, the
+router, the output layer and the plain PyTorch / Triton kernels keep the per-op cost.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
 
 from workloads.graph import Collective, Compute, Delay, Overlap
 
@@ -98,3 +113,126 @@ def launches(op, scopes: frozenset[str] = frozenset()) -> int:
         return 0
     base = op.name.removesuffix("_bwd")
     return LAUNCHES.get(base, getattr(op, "host_ops", 1))
+
+
+# Megatron-Core's TE modules, by the graph's name of their GEMM (gpt_layer_specs.py,
+# hybrid_layer_specs.py, multi_latent_attention.py, shared_experts.py, moe_layer.py,
+# multi_token_prediction.py with the TE backend): TELayerNormColumnParallelLinear (the
+# input norm fused: QKV, the dense MLP's fc1, the Mamba mixer's in_proj, MLA's query and
+# key-value up projections with their latent norms), TEColumnParallelLinear /
+# TERowParallelLinear / TELinear (a Linear: the attention and MLP output projections, the
+# Mamba out_proj, MLA's down projections, the shared experts, LatentMoE's latent
+# projections, MTP's eh_proj). Longer names first (``te_role`` matches by prefix).
+TE_MODULES: dict[str, str] = {
+    "mamba_in_proj": "LayerNormLinear", "mla_kv_up": "LayerNormLinear", "mla_q_up": "LayerNormLinear",
+    "mlp_up": "LayerNormLinear", "qkv": "LayerNormLinear",
+    "fc1_latent_proj": "Linear", "fc2_latent_proj": "Linear", "mamba_out_proj": "Linear",
+    "mla_kv_down": "Linear", "mla_q_down": "Linear", "mtp_eh_proj": "Linear",
+    "shared_fc1": "Linear", "shared_fc2": "Linear", "attn_proj": "Linear", "mlp_down": "Linear",
+    "mla_q": "Linear",
+}
+# Norms that a following LayerNormLinear fuses (the pre-norm of a layer or sub-layer) and
+# the norm op that MLA's two up projections fuse (the query and key-value latent norms).
+_FUSABLE_NORMS = ("input_norm", "post_attn_norm")
+_MLA_NORMS = "mla_latent_norms"
+
+
+@dataclass(frozen=True)
+class TeModules:
+    """Host seconds of one call of each TE module kind, ``(kind, (forward, backward))``,
+    already on the system's host CPU, and the FP8 recipe whose quantize kernels those
+    calls include (None: BF16 figures; a recipe's cast ops keep the per-op cost)."""
+    costs: tuple[tuple[str, tuple[float, float]], ...]
+    recipe: str | None = None
+
+    def cost(self, kind: str) -> tuple[float, float]:
+        return dict(self.costs)[kind]
+
+
+@cache
+def te_role(name: str) -> tuple[str, str] | None:
+    """(module kind, role) of the op ``name`` in a TE module: role 'fwd', 'dgrad', 'wgrad'
+    (its GEMMs) or 'cast:<recipe>' (a quantize kernel of its input or output gradient,
+    workloads/fp8.py); None outside the modules."""
+    for base, kind in TE_MODULES.items():
+        if name == base:
+            return kind, "fwd"
+        if not name.startswith(base + "_"):
+            continue
+        rest = name[len(base) + 1:]
+        if rest in ("dgrad", "wgrad"):
+            return kind, rest
+        rest = rest.removeprefix("dgrad_")
+        return (kind, "cast:" + rest.split("_cast_")[0]) if "_cast_" in rest else None
+    return None
+
+
+def _leaves(ops) -> list:
+    out = []
+    for op in ops:
+        out.extend(_leaves((*op.main, *op.hidden)) if isinstance(op, Overlap) else [op])
+    return out
+
+
+def _gemm_role(leaves, i: int, step: int) -> tuple[str, str] | None:
+    """The TE role of the nearest kernel to ``leaves[i]`` in direction ``step`` (+1: after,
+    -1: before), past collectives and quantize kernels."""
+    j = i + step
+    while 0 <= j < len(leaves):
+        op = leaves[j]
+        if isinstance(op, Compute):
+            role = te_role(op.name)
+            if not (role and role[1].startswith("cast:")):
+                return role
+        j += step
+    return None
+
+
+def _fused(leaves, i: int) -> bool:
+    """Whether the norm ``leaves[i]`` runs inside a TE LayerNormLinear: MLA's latent norms,
+    or a pre-norm whose next kernel is a LayerNormLinear's forward GEMM (its backward: whose
+    previous kernel is one of that module's backward GEMMs)."""
+    name = leaves[i].name
+    base = name.removesuffix("_bwd")
+    if base == _MLA_NORMS:
+        return True
+    if base not in _FUSABLE_NORMS:
+        return False
+    if name == base:
+        return _gemm_role(leaves, i, 1) == ("LayerNormLinear", "fwd")
+    role = _gemm_role(leaves, i, -1)
+    return role in (("LayerNormLinear", "dgrad"), ("LayerNormLinear", "wgrad"))
+
+
+def _leaf_s(leaves, i: int, scopes: frozenset[str], per_op_s: float, te: TeModules) -> float:
+    op = leaves[i]
+    if not isinstance(op, Compute | Collective) or captured(op.name, scopes):
+        return 0.0
+    if isinstance(op, Compute):
+        role = te_role(op.name)
+        if role is not None:
+            fwd, bwd = te.cost(role[0])
+            if role[1] == "fwd":
+                return fwd
+            if role[1] in ("dgrad", "wgrad"):
+                return bwd / 2
+            if role[1] == f"cast:{te.recipe}":
+                return 0.0
+        elif _fused(leaves, i):
+            return 0.0
+    return launches(op, scopes) * per_op_s
+
+
+def issue_seconds(ops, scopes: frozenset[str], per_op_s: float, te: TeModules | None = None) -> list[float]:
+    """Host seconds to issue each of ``ops`` (an Overlap: its ops together): ``launches`` x
+    ``per_op_s``; with ``te``, the ops of TE modules at the modules' cost per call (the
+    forward on the forward GEMM, half the backward on each of dgrad and wgrad, nothing
+    for the fused norm and the measured recipe's casts); 0 inside a captured CUDA graph."""
+    if te is None:
+        return [launches(op, scopes) * per_op_s for op in ops]
+    leaves, out, k = _leaves(ops), [], 0
+    for op in ops:
+        m = len(_leaves([op]))
+        out.append(sum(_leaf_s(leaves, j, scopes, per_op_s, te) for j in range(k, k + m)))
+        k += m
+    return out
