@@ -28,13 +28,16 @@ def all_reduce_fit(sizes, times_s, n: int, link_bw: float, nodes: int | None = N
 A100_NETWORK_GPUS = (16, 64)
 
 
-def all_reduce_nodes_fit(logs: list[tuple[int, object]], link_bw: float) -> Fit:
+def all_reduce_nodes_fit(logs: list[tuple[int, object]], link_bw: float,
+                         system: str = "azure-nd-a100-v4") -> Fit:
     """The collective curve of all_reduce sweeps over several node counts of 8 GPUs
     (``logs``: (GPUs, nccl-tests log), the first the fit group, analytical.FIT_GROUP):
     one latency on the fit group, one extra per tree level (``level_us``) and one ramp,
-    each sweep's latency moved from the fit group's by NCCL's (analytical.nccl_latency_us)."""
+    each sweep's latency moved from the fit group's by NCCL's (analytical.nccl_latency_us),
+    and the tree's LL store-and-forward (analytical.tree_ll_hops on ``system``) at one fitted
+    hop rate (``ll_hop_eff``)."""
     from calibration.fitting import fit_collective_hops
-    from sim.network.analytical import FIT_GROUP, nccl_latency_us
+    from sim.network.analytical import FIT_GROUP, ClusterLayout, nccl_latency_us, tree_ll_hops
     groups = [("all_reduce", n, n // 8, 8) for n, _ in logs]
     assert groups[0] == FIT_GROUP
     which = np.concatenate([[j] * len(log.size_bytes) for j, (_, log) in enumerate(logs)])
@@ -44,7 +47,11 @@ def all_reduce_nodes_fit(logs: list[tuple[int, object]], link_bw: float) -> Fit:
     def moved_us(level_us: float) -> np.ndarray:
         lat = np.array([nccl_latency_us(*g, level_us=level_us) for g in groups])
         return (lat - lat[0])[which]
-    return fit_collective_hops(bus, t, link_bw, moved_us)
+    sys = catalog.system(system)
+    hops = np.concatenate([[tree_ll_hops(ClusterLayout(sys, n // 8, sys.nic_gbps), *g[:1],
+                                         float(size), *g[1:]) for size in log.size_bytes]
+                           for g, (n, log) in zip(groups, logs, strict=True)])
+    return fit_collective_hops(bus, t, link_bw, moved_us, hops)
 
 
 def a100_collectives() -> dict[str, Fit]:

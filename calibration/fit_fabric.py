@@ -4,7 +4,9 @@ The model is the tuner's (sim/network/collectives/tuner.py). At every size NCCL'
 model picks the (algorithm, protocol) pair (nccl_model.py), which does not depend on
 the fit; the chosen pair's time is NCCL latency + base_us + intra * step_us(nvlink) +
 inter * step_us(network) + size term / (protocol factor * eff(S)). The size term is
-bytes * spb, or for ring LL (streamed) max(chunk term on S/n, bus term at eff_max).
+bytes * spb, or for ring LL (streamed) max(chunk term on S/n, bus term at eff_max); a
+multi-node tree with LL adds its store-and-forward hops, each a transfer of the size term
+at eff_max (``pipe``: Tuner.pipeline, sim/network/collectives/tree_pipeline.py).
 No per-size or per-sweep terms: ``nvlink`` gets one curve per protocol (``nvlink.LL``
 ... with base_us, step_us, eff_max, bytes_half, gamma; gamma shared only where a protocol
 has too few points, ``ramp_layout``) fitted on all single-node
@@ -120,7 +122,7 @@ def point_table(sweep: Sweep, profile: Profile, idx: np.ndarray | None = None
     tuner, ranks = net.tuner, tuple(range(sweep.gpus))
     data = sweep.data if idx is None else sweep.data.iloc[idx]
     cols = {k: [] for k in ("lat0", "intra", "inter", "spb", "bwf", "proto", "stream", "size",
-                            "ramp_size")}
+                            "ramp_size", "pipe")}
     for size in data.size_bytes.to_numpy(float):
         a, p = tuner.nccl_pick("all_reduce", size, ranks)
         ctx = tuner.ctx("all_reduce", size, ranks)
@@ -136,6 +138,7 @@ def point_table(sweep: Sweep, profile: Profile, idx: np.ndarray | None = None
                               if streamed else 0.0)
         cols["size"].append(size)
         cols["ramp_size"].append(ramp_bytes(a.name, size, sweep.gpus))
+        cols["pipe"].append(tuner.pipeline(a, p, ctx))
     out = {k: np.asarray(v, float) for k, v in cols.items()}
     out["n"] = np.full_like(out["size"], sweep.gpus)
     out["time"] = data.time_us.to_numpy(float) * 1e-6
@@ -177,7 +180,8 @@ def predict_nvlink(theta, tab, layout: Layout = FULL) -> np.ndarray:
         np.exp(u["bytes_half"][i]), u["gamma"][i]
     lat = (tab["lat0"] + base + tab["intra"] * step) * 1e-6
     bus = tab["size"] * tab["spb"]
-    t_bus = bus / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["ramp_size"]))
+    t_bus = (bus / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["ramp_size"]))
+             + tab.get("pipe", 0.0) * bus / (tab["bwf"] * eff_max))   # no column: no tree
     chunk = bus * tab["stream"] / (tab["bwf"] * _eff(eff_max, bh, gamma, tab["size"] / tab["n"]))
     t_size = np.where(tab["stream"] > 0, np.maximum(chunk, bus / (tab["bwf"] * eff_max)), t_bus)
     return lat + t_size

@@ -211,30 +211,38 @@ def fit_collective(bus_bytes, time_s, link_bw: float, n_boot: int = 200) -> Fit:
 
 
 def fit_collective_hops(bus_bytes, time_s, link_bw: float, moved_us: Callable,
-                        n_boot: int = 200) -> Fit:
+                        ll_hops=None, n_boot: int = 200) -> Fit:
     """One collective curve on sweeps at several node counts (same GPUs per node):
     t = latency + moved_us(level_us) + bus_bytes / (link_bw eff(S)), where ``moved_us``
     gives per point NCCL's latency on its group less that on the fit group, with
     ``level_us`` added to each tree level (analytical.nccl_latency_us). Two node counts
     separate the per-level latency from the fit group's; Huber (``robust``) as the fabric
-    fits, since the 8-node echo log's 1 KiB row (294 us against 73 at 2 KiB) is no curve's."""
+    fits, since the 8-node echo log's 1 KiB row (294 us against 73 at 2 KiB) is no curve's.
+    ``ll_hops``: per point the tree's LL store-and-forward in extra transfers of the bus
+    bytes (analytical.tree_ll_hops), each at ``link_bw`` x the fitted ``ll_hop_eff``."""
     bus_bytes, t = np.asarray(bus_bytes, float), np.asarray(time_s, float)
+    hops = np.zeros_like(t) if ll_hops is None else np.asarray(ll_hops, float)
     idx = np.arange(len(t), dtype=float)
 
     def model(th, i):
         lat, hop = th[0], th[1]
-        moved = np.asarray(moved_us(hop), float)[i.astype(int)]
-        return (lat + moved) * 1e-6 + collective_model((0.0, *th[2:]), bus_bytes[i.astype(int)],
-                                                       link_bw)
+        j = i.astype(int)
+        moved = np.asarray(moved_us(hop), float)[j]
+        return ((lat + moved) * 1e-6 + collective_model((0.0, *th[2:5]), bus_bytes[j], link_bw)
+                + hops[j] * bus_bytes[j] / (link_bw * th[5]))
 
     def to_params(th):
-        return {"latency_us": th[0], "level_us": th[1], "eff_max": th[2],
-                "bytes_half": float(np.exp(th[3])), "gamma": th[4]}
+        out = {"latency_us": th[0], "level_us": th[1], "eff_max": th[2],
+               "bytes_half": float(np.exp(th[3])), "gamma": th[4]}
+        return out | ({"ll_hop_eff": th[5]} if hops.any() else {})
 
-    return fit_curve(model, idx, t, [10.0, 0.0, 0.8, np.log(1e6), 1.0],
-                     ([0.0, -5.0, 0.05, np.log(1e2), 0.2], [1e4, 20.0, 1.5, np.log(1e11), 4.0]),
-                     ["latency_us", "level_us", "eff_max", "bytes_half", "gamma"], to_params,
-                     n_boot=n_boot, robust=True)
+    # without store-and-forward points the hop rate is fixed at the bound (its term is 0)
+    hop_lo = 0.005 if hops.any() else 1.5 - 1e-9
+    return fit_curve(model, idx, t, [10.0, 0.0, 0.8, np.log(1e6), 1.0, max(0.1, hop_lo)],
+                     ([0.0, -5.0, 0.05, np.log(1e2), 0.2, hop_lo],
+                      [1e4, 20.0, 1.5, np.log(1e11), 4.0, 1.5]),
+                     ["latency_us", "level_us", "eff_max", "bytes_half", "gamma", "ll_hop_eff"],
+                     to_params, n_boot=n_boot, robust=True)
 
 
 def fit_collective_on_plateau(bus_bytes, time_s, link_bw: float, eff_max: float,

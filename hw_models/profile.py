@@ -111,6 +111,10 @@ class CollectiveCurve(_SizeRamp, _P):
     # constant, fitted on sweeps at two node counts or more; 0: NCCL's constants
     # (analytical.nccl_latency_us). Bounded by NCCL's tree network LL hop (5.0 us).
     level_us: float = Field(default=0.0, ge=-5.0)
+    # Rate of one store-and-forward network hop of the tree with LL, as a fraction of the
+    # ring's link bandwidth (sim/network/collectives/tree_pipeline.py): the tree's LL chunks
+    # cross each network level in turn. Fitted with ``level_us``; None: no such term.
+    ll_hop_eff: float | None = Field(default=None, gt=0.0, le=1.5)
 
 
 class FabricCurve(_SizeRamp, _P):

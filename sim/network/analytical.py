@@ -17,6 +17,9 @@ The latency grows with the group as NCCL's does (ring steps, or the tree's log2(
 for a small all_reduce; ``nccl_latency_us``) from the two-node group the curve was fitted on,
 each tree level at NCCL's constant plus the curve's ``level_us`` (fitted where the curve's
 sweeps span two node counts or more: the a100 curve on the echo 2- and 8-node logs).
+Where NCCL runs that tree with LL, its chunks cross the network levels in turn
+(store and forward, sim/network/collectives/tree_pipeline.py): ``tree_ll_hops`` extra
+transfers of the bus bytes, each at the curve's fitted ``ll_hop_eff`` of the link.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from hw_models.errors import ClusterSimError
 from hw_models.mesh_rings import MESH_KINDS, mesh_group_bw
 from hw_models.profile import CollectiveCurve, FabricCurve, Profile, builtin_names
 from hw_models.torus_rings import torus_dims, torus_group_bw
-from sim.network.collectives import nccl_model
+from sim.network.collectives import nccl_model, tree_pipeline
 from workloads.graph import Collective, CommGroup
 
 # The A100 profiles' network curves are fitted on a two-node all_reduce sweep of 8 GPUs per
@@ -45,15 +48,9 @@ FIT_GROUP = ("all_reduce", 16, 2, 8)            # kind, GPUs, nodes, GPUs per no
 RING_KINDS = frozenset({"all_reduce", "all_gather", "reduce_scatter", "broadcast", "reduce"})
 
 
-def nccl_latency_us(kind: str, n: int, nodes: int, local: int, level_us: float = 0.0) -> float:
-    """NCCL's latency of a collective over ``n`` ranks on ``nodes`` nodes (``local`` per
-    node) with the LL protocol, the one it runs at small sizes (src/graph/tuning.cc, constants
-    in sim/network/collectives/nccl_tuning.yaml): ring base + per-hop latency x steps (2(n-1)
-    for all_reduce, n-1 otherwise; an intra-node step of a multi-node ring costs at least the
-    proxy's network overhead); for all_reduce the tree's base + 2((local-1) intra +
-    log2(nodes) inter) when that is lower, as NCCL's tuner would pick it (on its own
-    constants). ``level_us`` is added to each of the tree's 2 log2(nodes) network hops
-    (a curve's fitted ``level_us``); ring steps keep NCCL's constants."""
+def _ring_tree_us(kind: str, n: int, nodes: int, local: int) -> tuple[float, float | None]:
+    """NCCL's LL latency of the ring and (all_reduce across nodes) of the tree, on its
+    constants (``nccl_latency_us``); the tree None where NCCL has none."""
     c = nccl_model.constants()
     hw, base = c["hw_latency_us"], c["base_latency_us"]
     mult = 2 if kind == "all_reduce" else 1
@@ -64,11 +61,31 @@ def nccl_latency_us(kind: str, n: int, nodes: int, local: int, level_us: float =
         intra_hw = max(intra_hw, c["net_overhead_us"]["LL"])
     ring = base["ring"]["LL"] + intra * intra_hw + inter * hw["ring"]["network"]["LL"]
     if kind != "all_reduce" or nodes < 2:
-        return ring
-    levels = 2 * math.log2(nodes)
+        return ring, None
     tree = (base["tree"]["LL"] + 2 * (local - 1) * hw["tree"]["nvlink"]["LL"]
-            + levels * hw["tree"]["network"]["LL"])
-    return tree + levels * level_us if tree < ring else ring
+            + 2 * math.log2(nodes) * hw["tree"]["network"]["LL"])
+    return ring, tree
+
+
+def nccl_latency_us(kind: str, n: int, nodes: int, local: int, level_us: float = 0.0) -> float:
+    """NCCL's latency of a collective over ``n`` ranks on ``nodes`` nodes (``local`` per
+    node) with the LL protocol, the one it runs at small sizes (src/graph/tuning.cc, constants
+    in sim/network/collectives/nccl_tuning.yaml): ring base + per-hop latency x steps (2(n-1)
+    for all_reduce, n-1 otherwise; an intra-node step of a multi-node ring costs at least the
+    proxy's network overhead); for all_reduce the tree's base + 2((local-1) intra +
+    log2(nodes) inter) when that is lower, as NCCL's tuner would pick it (on its own
+    constants). ``level_us`` is added to each of the tree's 2 log2(nodes) network hops
+    (a curve's fitted ``level_us``); ring steps keep NCCL's constants."""
+    ring, tree = _ring_tree_us(kind, n, nodes, local)
+    if runs_tree(kind, n, nodes, local):
+        return tree + 2 * math.log2(nodes) * level_us
+    return ring
+
+
+def runs_tree(kind: str, n: int, nodes: int, local: int) -> bool:
+    """Whether the small collectives of the group are NCCL's tree (``nccl_latency_us``)."""
+    ring, tree = _ring_tree_us(kind, n, nodes, local)
+    return tree is not None and tree < ring
 
 
 def bus_factor(kind: str, n: int) -> float:
@@ -178,6 +195,25 @@ def scale_out_ring_time(curve: CollectiveCurve, kind: str, nbytes: float, n: int
             + bus / (link_bw * curve.eff(ramp * bus)))
 
 
+def tree_ll_hops(layout: ClusterLayout, kind: str, nbytes: float, n: int, domains: int,
+                 per_domain: int) -> float:
+    """The tree's LL store-and-forward on this group, in extra transfers of the bus bytes
+    (tree_pipeline.extra_chunk_times) where NCCL runs the tree (``runs_tree``) with LL
+    (tree_pipeline.runs_ll, on NCCL's graph bandwidth as the flow tuner rates it: the
+    scale-up ring up to two nodes, the ring across the NICs beyond); 0 elsewhere."""
+    if not runs_tree(kind, n, domains, per_domain):
+        return 0.0
+    sys = layout.system
+    arch = sys.gpu_spec.arch
+    nic = layout.nic_bw_per_gpu
+    graph_bw = (sys.scale_up_bw if domains <= 2 and per_domain > 1
+                else ring_link_bw(sys.scale_up_bw, per_domain, nic))
+    if not tree_pipeline.runs_ll(nbytes, n, domains, per_domain, graph_bw, arch):
+        return 0.0
+    ctas = nccl_model.ring_ctas(arch, sys.scale_up.gb_s_per_gpu, per_domain, domains, nic / 1e9)
+    return tree_pipeline.extra_chunk_times("LL", nbytes, domains, ctas or per_domain)
+
+
 def runs_nvls(system: SystemSpec, kind: str, n: int) -> bool:
     """Whether NCCL reduces ``kind`` over ``n`` ranks of one scale-up domain of ``system``
     in the switch (NVLS): all_reduce on more than two GPUs of an NVLS-capable switch (the
@@ -240,6 +276,7 @@ class AnalyticalNetwork:
     def __init__(self, layout: ClusterLayout, profile: Profile, bw_scale: float = 1.0):
         self.layout, self.profile, self.bw_scale = layout, profile, bw_scale
         self._span = lru_cache(maxsize=4096)(partial(domain_span, layout))
+        self._ll_hops = lru_cache(maxsize=4096)(partial(tree_ll_hops, layout))
 
     def _curve(self, link: str):
         curve = self.profile.collectives.get(link)
@@ -274,8 +311,12 @@ class AnalyticalNetwork:
             return scale_out_p2p_time(self._curve("network"), off, nic * self.bw_scale)
         curve = self._curve("network")
         link_bw = ring_link_bw(sys.scale_up_bw, per_domain, nic) * self.bw_scale
-        return scale_out_ring_time(curve, kind, nbytes, n, domains, per_domain, link_bw,
-                                   nic_ramp_scale(curve, sys.scale_up_bw, per_domain, nic))
+        t = scale_out_ring_time(curve, kind, nbytes, n, domains, per_domain, link_bw,
+                                nic_ramp_scale(curve, sys.scale_up_bw, per_domain, nic))
+        if curve.ll_hop_eff:         # the tree's LL chunks cross its levels in turn
+            t += (self._ll_hops(kind, nbytes, n, domains, per_domain) * bus
+                  / (link_bw * curve.ll_hop_eff))
+        return t
 
     def _domain_curve(self, kind: str, n: int) -> CollectiveCurve:
         """The curve of a collective over ``n`` ranks of one scale-up domain. A profile

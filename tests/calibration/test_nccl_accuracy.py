@@ -8,11 +8,11 @@ import pytest
 from calibration.validate_nccl import geomean_abs_error, predict, reference_sweeps
 
 SWEEPS = {s.name: s for s in reference_sweeps()}
-# The 8-node echo A100 log (fitted with the 2-node one for the per-tree-level latency) has
-# rows no smooth curve follows: its 1 KiB row (294 us) is 4x its 2 KiB row, and 16-128 KiB
-# rise 1.4-1.9x above the tree LL line the 2-8 KiB floor and the 2-node log set
-# (docs/accuracy.md, "Multi-node collectives at small and medium sizes"): 13.2%.
-BOUND = {"echo A100-40GB 64 GPU": 0.15}
+# The 8-node echo A100 log (fitted with the 2-node one for the per-tree-level latency and
+# the tree's LL store-and-forward) has rows no smooth curve follows: its 1 KiB row (294 us)
+# is 4x its 2 KiB row, and 16-32 KiB rise above the tree LL line the other sizes set
+# (docs/accuracy.md, "Multi-node collectives at small and medium sizes"): 11.6%.
+BOUND = {"echo A100-40GB 64 GPU": 0.12}
 
 
 @pytest.mark.parametrize("name", list(SWEEPS))

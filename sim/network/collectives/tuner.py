@@ -8,7 +8,9 @@ Time of the chosen pair (what the flow model then runs):
   extras per link class (``fabric.<cls>.base_us`` once, ``step_us`` per hop);
 - bandwidth: the algorithm's flows solved max-min on the topology with no other
   traffic (seconds per byte, cached per group shape), divided by NCCL's protocol
-  factor and the fitted size ramp eff(S) of the link class. Across scale-up domains the
+  factor and the fitted size ramp eff(S) of the link class; a tree with LL across
+  domains adds its store-and-forward hops at the ramp's plateau (``pipeline``,
+  tree_pipeline.py: a chunk crosses each network level in turn). Across scale-up domains the
   ramp is read at the bytes each NIC carries relative to the group the curve was fitted
   on (``nic_ramp``, the analytical model's ``nic_ramp_scale``): 8x S for a ring with one
   GPU per node against an 8-per-node fit sweep, S itself on the fit group.
@@ -49,7 +51,7 @@ from hw_models.errors import ClusterSimError
 from hw_models.profile import FabricCurve
 from hw_models.topology import Topology
 from sim.network.analytical import nic_ramp_scale
-from sim.network.collectives import nccl_model
+from sim.network.collectives import nccl_model, tree_pipeline
 from sim.network.collectives.base import ALGORITHMS, Algorithm, CollCtx, Plan, get
 from sim.network.collectives.ring import PER_RANK
 from sim.network.maxmin import maxmin_rates
@@ -151,13 +153,26 @@ class Tuner:
         cls = "network" if ctx.n_domains > 1 else "nvlink"
         curve = self.fit(cls, proto, algo.name)
         at = ramp_bytes(algo.name, ctx.nbytes, ctx.n) * self.nic_ramp(algo, curve, ctx)
-        bus = 1.0 / (bwf * curve.eff(at))
+        # the streamed size term, plus the tree's store-and-forward hops at the link's rate
+        bus = (1.0 / (bwf * curve.eff(at))
+               + self.pipeline(algo, proto, ctx) / (bwf * curve.eff_max))
         if proto not in STREAMED or algo.name != "ring" or ctx.n < 2 or ctx.n_domains > 1:
             return bus
         # Streamed: size term (S/n) / (B bwf eff(S/n)), as a multiple of the bus term.
         frac = 1.0 / (ctx.n * PER_RANK[ctx.kind](ctx.n))
         chunk = frac / (bwf * curve.eff(ctx.nbytes / ctx.n))
         return max(chunk, 1.0 / (bwf * curve.eff_max))
+
+    def pipeline(self, algo: Algorithm, proto: str, ctx: CollCtx) -> float:
+        """The tree's store-and-forward across its network levels, in extra transfers at
+        the link's rate (tree_pipeline.extra_chunk_times, NCCL's execution channels of the
+        group the most it trims from); 0 for every other algorithm and inside one domain."""
+        if algo.name != "tree" or ctx.n_domains < 2:
+            return 0.0
+        ctas = nccl_model.ring_ctas(self.arch, self.scale_up_bw / 1e9, ctx.local, ctx.n_domains,
+                                    self.nic_bw_per_gpu / 1e9)
+        return tree_pipeline.extra_chunk_times(proto, ctx.nbytes, ctx.n_domains,
+                                               ctas or ctx.channels)
 
     def seconds_per_byte(self, algo: Algorithm, ctx: CollCtx) -> float:
         """Contention-free time per payload byte: phases in sequence, each as slow as its
