@@ -46,7 +46,7 @@ router, the output layer and the plain PyTorch / Triton kernels keep the per-op 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from workloads.graph import Collective, Compute, Delay, Overlap
 
@@ -98,6 +98,7 @@ def is_sync(op) -> bool:
     return isinstance(op, Delay) and op.name == HOST_SYNC
 
 
+@cache
 def captured(name: str, scopes: frozenset[str]) -> bool:
     """Whether an op of this name runs inside one of the CUDA-graph ``scopes``."""
     if "full_iteration" in scopes:
@@ -146,7 +147,11 @@ class TeModules:
     recipe: str | None = None
 
     def cost(self, kind: str) -> tuple[float, float]:
-        return dict(self.costs)[kind]
+        return self._by_kind[kind]
+
+    @cached_property
+    def _by_kind(self) -> dict[str, tuple[float, float]]:
+        return dict(self.costs)
 
 
 @cache
@@ -232,7 +237,14 @@ def issue_seconds(ops, scopes: frozenset[str], per_op_s: float, te: TeModules | 
         return [launches(op, scopes) * per_op_s for op in ops]
     leaves, out, k = _leaves(ops), [], 0
     for op in ops:
-        m = len(_leaves([op]))
+        m = _leaf_count(op)
         out.append(sum(_leaf_s(leaves, j, scopes, per_op_s, te) for j in range(k, k + m)))
         k += m
     return out
+
+
+def _leaf_count(op) -> int:
+    """How many of ``_leaves`` one op contributes (an Overlap: its ops', recursively)."""
+    if isinstance(op, Overlap):
+        return sum(_leaf_count(o) for o in (*op.main, *op.hidden))
+    return 1
