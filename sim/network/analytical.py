@@ -62,9 +62,7 @@ def _ring_tree_us(kind: str, n: int, nodes: int, local: int) -> tuple[float, flo
     ring = base["ring"]["LL"] + intra * intra_hw + inter * hw["ring"]["network"]["LL"]
     if kind != "all_reduce" or nodes < 2:
         return ring, None
-    tree = (base["tree"]["LL"] + 2 * (local - 1) * hw["tree"]["nvlink"]["LL"]
-            + 2 * math.log2(nodes) * hw["tree"]["network"]["LL"])
-    return ring, tree
+    return ring, nccl_model.tree_latency_us("LL", local, nodes)
 
 
 def nccl_latency_us(kind: str, n: int, nodes: int, local: int, level_us: float = 0.0) -> float:
@@ -77,7 +75,7 @@ def nccl_latency_us(kind: str, n: int, nodes: int, local: int, level_us: float =
     constants). ``level_us`` is added to each of the tree's 2 log2(nodes) network hops
     (a curve's fitted ``level_us``); ring steps keep NCCL's constants."""
     ring, tree = _ring_tree_us(kind, n, nodes, local)
-    if runs_tree(kind, n, nodes, local):
+    if tree is not None and tree < ring:
         return tree + 2 * math.log2(nodes) * level_us
     return ring
 

@@ -43,6 +43,16 @@ def _nvlink_key(arch: str | None) -> str:
     return "sm100" if m and int(m.group(1)) >= 100 else arch_key(arch)
 
 
+def tree_latency_us(proto: str, local: int, nodes: int) -> float:
+    """NCCL's latency of a tree all_reduce across ``nodes`` nodes of ``local`` ranks each with
+    ``proto`` (tuning.cc, on its constants): base + 2 ((local - 1) NVLink hops + log2(nodes)
+    network hops), up to the root and back down."""
+    c = constants()
+    hw = c["hw_latency_us"]["tree"]
+    return (c["base_latency_us"]["tree"][proto] + 2 * (local - 1) * hw["nvlink"][proto]
+            + 2 * math.log2(nodes) * hw["network"][proto])
+
+
 def nchannels(arch: str | None, graph_bw: float, nodes: int, local: int) -> float:
     """NCCL's channel count: graph bandwidth / per-link NVLink figure up to two nodes,
     one per rail (local rank) beyond (nccl_tuning.yaml nvlink_channel_gb_s)."""

@@ -71,15 +71,11 @@ def runs_ll(nbytes: float, n: int, nodes: int, local: int, graph_bw: float,
     above its LL128 for an all_reduce of ``nbytes`` over ``n`` ranks on ``nodes`` nodes
     (``local`` per node); ``graph_bw``: NCCL's nChannels x bw, bytes/s. For the analytical
     model, which picks no protocol: the flow tuner makes the same comparison among all pairs."""
-    c = nccl_model.constants()
     key = nccl_model.arch_key(arch)
     chans = nccl_model.nchannels(arch, graph_bw, nodes, local)
-    levels = 2 * math.log2(nodes)
 
     def t(proto: str) -> float:
-        hw = c["hw_latency_us"]["tree"]
-        lat = (c["base_latency_us"]["tree"][proto] + 2 * (local - 1) * hw["nvlink"][proto]
-               + levels * hw["network"][proto])
-        return nccl_model.nccl_time("tree", proto, "all_reduce", nbytes, lat, graph_bw, n,
-                                    nodes, 2 * (n - 1) / n, key, chans)
+        return nccl_model.nccl_time("tree", proto, "all_reduce", nbytes,
+                                    nccl_model.tree_latency_us(proto, local, nodes), graph_bw,
+                                    n, nodes, 2 * (n - 1) / n, key, chans)
     return t("LL") <= t("LL128")
