@@ -57,7 +57,8 @@ SCOPES = ("attn", "mlp", "moe", "moe_router", "moe_preprocess", "full_iteration"
 # TransformerLayer._forward_attention (input norm, attention, its output projection and
 # TP collectives); ``mlp``: a dense layer's MLP; ``moe_router``: the router GEMM and top-k;
 # ``moe_preprocess``: the dispatcher's preprocessing up to the sync (the token permutation,
-# with cuda_dtoh_point before the all-to-all); ``moe``: the whole MoE block. Backward ops
+# with cuda_dtoh_point before the all-to-all); ``moe``: the whole MoE block (a hybrid
+# model's MoE sub-layer with its pre-norm, ``pre_mlp_norm``). Backward ops
 # (``_dgrad``, ``_wgrad``, ``_bwd``) and FP8 casts (``<op>_<recipe>_cast_<tag>``) share
 # their forward op's prefix; graphs capture both passes (TE make_graphed_callables).
 _ROUTER = ("router",)
@@ -68,7 +69,8 @@ _SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "mlp": ("post_attn_norm", "tp_ag_mlp", "mlp_", "activation", "tp_mlp"),
     "moe_router": _ROUTER,
     "moe_preprocess": _PREPROCESS,
-    "moe": _ROUTER + _PREPROCESS + ("ep_", "deepep_", "hybridep_", "etp_", "expert_", "unpermute", "shared_"),
+    "moe": _ROUTER + _PREPROCESS + ("pre_mlp_norm", "ep_", "deepep_", "hybridep_", "etp_", "expert_",
+                                    "unpermute", "shared_"),
 }
 
 # Ops whose host call issues more than one kernel, by name. Ops built with their own count

@@ -339,18 +339,27 @@ def _hybrid_body(ctx: LayerContext, i: int, bwd: bool) -> list[Op]:
     return [*enter_tp(ctx, "tp_ag_mixer"), *body, *exit_tp(ctx, "tp_mixer_out")]
 
 
+def _hybrid_norm(ctx: LayerContext, i: int) -> str:
+    """The pre-norm's op name by sub-layer: a MoE sub-layer's is the TransformerLayer's
+    pre_mlp_layernorm (run in _forward_mlp, so inside the ``moe`` CUDA-graph scope, not
+    ``attn``); a dense MLP's is fused into its fc1 like a GPT layer's post-attention norm;
+    the Mamba mixer's (fused into in_proj) and attention's are the layer's input norm."""
+    k = mamba_spec.kind(ctx.model, i)
+    return {mamba_spec.MOE: "pre_mlp_norm", mamba_spec.MLP: "post_attn_norm"}.get(k, "input_norm")
+
+
 def hybrid_forward_at(ctx: LayerContext, i: int) -> list[Op]:
     """One sub-layer of a hybrid model: pre-norm, body, residual add (Megatron-Core
     MambaLayer / TransformerLayer with the other half an identity)."""
     e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
-    return [mem(ctx, "norm", 2 * e * Tn * h, "input_norm"), *_hybrid_body(ctx, i, False),
+    return [mem(ctx, "norm", 2 * e * Tn * h, _hybrid_norm(ctx, i)), *_hybrid_body(ctx, i, False),
             mem(ctx, "elementwise", (3 * e + 1) * Tn * h, "bias_dropout_add")]
 
 
 def hybrid_backward_at(ctx: LayerContext, i: int) -> list[Op]:
     e, Tn, h = ctx.act_bytes, ctx.norm_tokens, ctx.model.hidden
     return [mem(ctx, "elementwise", (2 * e + 1) * Tn * h, "dropout_add_bwd"),
-            *_hybrid_body(ctx, i, True), mem(ctx, "norm", 3 * e * Tn * h, "input_norm_bwd")]
+            *_hybrid_body(ctx, i, True), mem(ctx, "norm", 3 * e * Tn * h, _hybrid_norm(ctx, i) + "_bwd")]
 
 
 def layer_forward_at(ctx: LayerContext, i: int) -> list[Op]:
@@ -419,7 +428,7 @@ def layer_recompute_at(ctx: LayerContext, i: int, mode) -> list[Op]:
         if not hybrid:
             ops += [mem(ctx, "norm", norm, "input_norm"), mem(ctx, "norm", norm, "post_attn_norm")]
         elif moe:
-            ops.append(mem(ctx, "norm", norm, "input_norm"))
+            ops.append(mem(ctx, "norm", norm, "pre_mlp_norm"))
     if "core_attn" in modules and dsv4(ctx.model) is not None:
         ops.append(layer_dsv4.core_attention(ctx, ratio(ctx.model, i), bwd=False))
     elif "core_attn" in modules and (not hybrid or mamba_spec.kind(ctx.model, i) == mamba_spec.ATTENTION):

@@ -268,3 +268,19 @@ def test_fp8_covers_the_projections_not_the_scan():
     assert by_name["mamba_in_proj"].dtype == by_name["mamba_out_proj"].dtype == "fp8"
     assert {o.dtype for n, o in by_name.items() if n.startswith("ssd_") and o.op_class == "ssd"} == {"bf16"}
     assert any(n.startswith("mamba_out_proj_tensorwise_cast") for n in by_name)
+
+
+def test_a_moe_sub_layers_pre_norm_is_in_the_moe_graph_scope_not_attn():
+    # Megatron-Core runs a hybrid MoE sub-layer's TENorm in TransformerLayer._forward_mlp:
+    # the ``attn`` CUDA graph leaves it eager, the ``moe`` graph captures it. Nano's layer 1
+    # is a MoE sub-layer ("E"), layer 0 a Mamba mixer whose norm stays the input norm.
+    from workloads.host_launch import captured
+    from workloads.moe_layers import hybrid_backward_at, hybrid_forward_at, make_context
+    c = LayerContext(nano(), 1, 1, False, "bf16", CommGroup((0,), "tp"),
+                     moe=make_context((0,), (0,), "alltoall", 1.0, 8))
+    fwd, bwd = hybrid_forward_at(c, 1)[0], hybrid_backward_at(c, 1)[-1]
+    assert (fwd.name, bwd.name) == ("pre_mlp_norm", "pre_mlp_norm_bwd")
+    for op in (fwd, bwd):
+        assert not captured(op.name, frozenset({"attn", "moe_router", "moe_preprocess"}))
+        assert captured(op.name, frozenset({"moe"}))
+    assert hybrid_forward_at(c, 0)[0].name == "input_norm"
