@@ -10,6 +10,16 @@ here: the median over the published kernel timings with a known GPU
 (calibration/reference/kernels/mamba2_ssd.csv, ``fit`` 1) of roofline time / measured
 time. Rows without a known GPU are priced on H100 and A100 for comparison, not fitted.
 
+Those timings are Hopper's. On other architectures the same Triton kernels do not reach the
+same share of the roofline (they are not written for Blackwell's tensor-core instructions),
+so ``triton_ssd`` ``by_arch`` holds a share per architecture where a published run gives
+one: a pure Mamba-2 model trained on one GPU of each kind
+(calibration/reference/kernels/mamba2_training_throughput.csv). Its throughputs count the
+same FLOPs on every GPU, so a row's step time is the anchor row's (an H200: Hopper's share)
+times the anchor's throughput over the row's. The step's compute time is linear in
+1 / share, t = A + B / share with B the roofline seconds of its SSD kernels, which gives
+the share in closed form (``fit_arch_shares``).
+
     python -m calibration.ssd_kernel_check
 """
 
@@ -26,6 +36,7 @@ from workloads.graph import Compute
 from workloads.layer_mamba import chunk_scan_fwd, ssd_forward_ops
 
 CSV = ("reference", "kernels", "mamba2_ssd.csv")
+RUNS_CSV = ("reference", "kernels", "mamba2_training_throughput.csv")
 UNKNOWN_GPUS = ("h100-sxm", "a100-80gb")    # where a row without a named GPU is priced
 
 
@@ -102,6 +113,78 @@ def rows() -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def load_runs() -> pd.DataFrame:
+    return pd.read_csv(resources.files("calibration").joinpath(*RUNS_CSV), comment="#")
+
+
+def run_model(r) -> dict:
+    """mamba_ssm's Mamba-2 at the row's width (expand 2, heads of 64, d_state 128, one
+    group, chunk 256, tied embeddings), every layer a Mamba mixer."""
+    return {"layers": int(r.n_layers), "hidden": int(r.d_model), "heads": int(r.d_model) // 64,
+            "ffn_hidden": 4 * int(r.d_model), "vocab": int(r.vocab), "seq_len": int(r.seq_len),
+            "norm": "rmsnorm", "bias": False, "no_positions": True, "tied_embeddings": True,
+            "dropout": False, "hybrid_pattern": "M" * int(r.n_layers),
+            "mamba": {"heads": 2 * int(r.d_model) // 64, "head_dim": 64, "state_dim": 128,
+                      "groups": 1}}
+
+
+def run_compute_s(r) -> float:
+    """The simulator's compute seconds of one step of the row on one GPU of its system
+    (data parallel over the node, one micro-batch of the row's batch per GPU), at the SSD
+    shares in use."""
+    from sim.scenario import parse
+    from sim.simulate import simulate
+    dp = catalog.system(r.system).gpus_per_node
+    sc = parse({"name": f"mamba2-{r.gpu}", "cluster": {"system": r.system, "nodes": 1},
+                "workload": {"kind": "training", "model": run_model(r), "seq_len": int(r.seq_len),
+                             "global_batch": int(r.batch) * dp, "micro_batch": int(r.batch),
+                             "precision": "bf16", "parallel": {"tp": 1, "pp": 1, "dp": dp},
+                             "recompute": "none"}}, "ssd_kernel_check")
+    return float(simulate(sc, band=False).breakdown["compute"])
+
+
+def run_ssd_roofline_s(r) -> float:
+    """B: the roofline seconds of the step's SSD kernels (every layer's forward and
+    backward), on the row's GPU."""
+    from workloads.graph import CommGroup
+    from workloads.layers import LayerContext
+    from workloads.model import resolve
+    from workloads.moe_layers import hybrid_backward_at, hybrid_forward_at
+    cm = _model(catalog.system(r.system).gpu)
+    ctx = LayerContext(resolve(run_model(r)), int(r.batch), 1, False, "bf16", CommGroup((0,), "tp"))
+    ops = [*hybrid_forward_at(ctx, 0), *hybrid_backward_at(ctx, 0)]
+    layer = sum(cm.roofline(o.flops, o.bytes, o.dtype) for o in ops
+                if isinstance(o, Compute) and o.op_class == "ssd")
+    return int(r.n_layers) * layer
+
+
+def run_rows() -> pd.DataFrame:
+    """Each run against the anchor: the published and predicted step-time ratios at the
+    shares in use, and the share that reproduces the published ratio."""
+    runs = load_runs()
+    anchor = runs[runs.anchor == 1].iloc[0]
+    t_anchor = run_compute_s(anchor)
+    out = []
+    for r in runs.itertuples():
+        t = run_compute_s(r)
+        share = catalog.ssd_kernel(r.arch)
+        B = run_ssd_roofline_s(r)
+        target = t_anchor * anchor.tflops / r.tflops
+        fitted = B / (target - (t - B / share))
+        out.append({"gpu": r.gpu, "arch": r.arch, "fit": int(r.fit), "published_tflops": r.tflops,
+                    "published_speedup": round(r.tflops / anchor.tflops, 3),
+                    "predicted_speedup": round(t_anchor / t, 3),
+                    "error_pct": round(100 * (t_anchor / t * anchor.tflops / r.tflops - 1), 1),
+                    "share_in_use": round(share, 4), "share_fitted": round(fitted, 4)})
+    return pd.DataFrame(out)
+
+
+def fit_arch_shares() -> dict[str, float]:
+    """The SSD kernels' roofline share per architecture of the fitted runs."""
+    df = run_rows()
+    return {r.arch: float(r.share_fitted) for r in df.itertuples() if r.fit == 1}
+
+
 def main() -> None:
     df = rows()
     print(f"kernel check: Mamba-2 Triton SSD kernels vs published timings ({'/'.join(CSV)}); "
@@ -110,6 +193,10 @@ def main() -> None:
     fitted = df[df.fit == 1]
     print(f"fitted rows: median |error| {fitted.error_pct.abs().median():.1f}%, "
           f"max {fitted.error_pct.abs().max():.1f}%")
+    print(f"\nMamba-2 training runs against the anchor GPU ({'/'.join(RUNS_CSV)}): speed-up "
+          "over the anchor, published and predicted at the shares in use (fit 1: the "
+          "architecture's share is fitted on the row; fit 0: a check)")
+    print(run_rows().to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -336,10 +336,13 @@ def system_for_gpu(gpu_key: str) -> str | None:
     return next((n for n in names if n.startswith("dgx-")), names[0] if names else None)
 
 
-def ssd_kernel() -> float:
-    """Share of the roofline mamba_ssm's Triton SSD scan kernels reach (engines.yaml
-    triton_ssd, fitted by calibration/ssd_kernel_check.py on published kernel timings)."""
-    return float(serving_engines()["triton_ssd"]["roofline_frac"])
+def ssd_kernel(arch: str | None = None) -> float:
+    """Share of the roofline mamba_ssm's Triton SSD scan kernels reach on a GPU of
+    architecture ``arch`` (engines.yaml triton_ssd: ``roofline_frac``, fitted on Hopper
+    kernel timings, and ``by_arch`` where a published Mamba-2 training run on that
+    architecture gives its own; both fitted by calibration/ssd_kernel_check.py)."""
+    k = serving_engines()["triton_ssd"]
+    return float(k.get("by_arch", {}).get(arch, k["roofline_frac"]))
 
 
 def latent_attention_kernel() -> tuple[float, float]:

@@ -138,7 +138,7 @@ class ComputeModel:
         (engines.yaml triton_ssd; far below cuBLAS: small per-chunk matmuls interleaved
         with exponentials of the decay and fp32 state traffic)."""
         launch = self.profile.memory.launch_us * US
-        return (launch + self.roofline(flops, bytes_, dtype) / ssd_kernel()) / self.speed_scale
+        return (launch + self.roofline(flops, bytes_, dtype) / ssd_kernel(self.gpu.arch)) / self.speed_scale
 
     def memory_bound(self, bytes_: float, op_class: str = "elementwise") -> float:
         """Launch + bytes at the fitted bandwidth; per-op-class curves where the profile

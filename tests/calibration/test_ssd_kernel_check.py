@@ -99,3 +99,28 @@ def test_unnamed_gpu_rows_lie_between_h100_and_a100(table):
         h100 = g[g.gpu.str.contains("h100")].iloc[0]
         a100 = g[g.gpu.str.contains("a100")].iloc[0]
         assert h100.model_ms < h100.published_ms < a100.model_ms, seqlen
+
+
+def test_share_by_architecture():
+    """Hopper and unlisted architectures take the H800-fitted share; sm_100 parts their own,
+    and a GB200's SSD kernel is priced at its roofline over it."""
+    assert catalog.ssd_kernel() == catalog.ssd_kernel("sm90") == catalog.ssd_kernel("sm80")
+    sm100 = catalog.ssd_kernel("sm100")
+    assert sm100 < catalog.ssd_kernel("sm90")
+    cm = _cm("gb200")
+    flops, nbytes = 6.872e11, 6.911e9
+    roof = max(flops / cm.tensor_rate("bf16"), nbytes / cm.gpu.hbm_bw)
+    expect = cm.profile.memory.launch_us * 1e-6 + roof / sm100
+    assert cm.time("ssd", flops, nbytes, "bf16") == pytest.approx(expect)
+
+
+@pytest.mark.slow
+def test_sm100_share_reproduces_the_published_gb200_speedup():
+    """mamba issue #904: the same Mamba-2 model trains at 360.4 TFLOP/s on a GB200 and
+    239.2 on an H200, 1.507x. At the catalog's sm100 share the simulator's step-time ratio
+    is that within 1%, and the share is the closed-form fit (t = A + B / share)."""
+    df = c.run_rows().set_index("gpu")
+    assert df.loc["gb200", "published_speedup"] == pytest.approx(360.4 / 239.2, abs=1e-3)
+    assert df.loc["gb200", "predicted_speedup"] == pytest.approx(360.4 / 239.2, rel=0.01)
+    assert catalog.ssd_kernel("sm100") == pytest.approx(c.fit_arch_shares()["sm100"], abs=0.002)
+    assert df.loc["h200", "predicted_speedup"] == 1.0
