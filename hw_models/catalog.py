@@ -190,6 +190,14 @@ def serving_engines() -> dict[str, dict[str, Any]]:
     return read_packaged("hw_models", "data", "engines.yaml")
 
 
+def vllm_sleep() -> dict[str, dict[str, float]]:
+    """vLLM sleep mode's level-1 ``wake`` and ``sleep``: each ``{fixed_s, link_share}``,
+    seconds = fixed_s + weight bytes per GPU / (link_share x host-link line rate)
+    (engines.yaml vllm_sleep, fitted by calibration/vllm_sleep_check.py)."""
+    d = serving_engines()["vllm_sleep"]
+    return {ev: {k: float(v) for k, v in d[ev].items()} for ev in ("wake", "sleep")}
+
+
 def engine_host_per_seq_s(name: str) -> float:
     """Seconds of host work per sequence per iteration of serving engine ``name``."""
     return float(serving_engines()[name]["host_per_seq_us"]) * 1e-6

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw_models import storage
+from hw_models import catalog, storage
 from hw_models.catalog import SystemSpec, refit_per_tensor_s
 from hw_models.profile import Profile
 from sim.network import AnalyticalNetwork, ClusterLayout
@@ -208,12 +208,25 @@ def _host_bw(system: SystemSpec) -> float:
     return storage.host_link(gpu).bw
 
 
+def engine_sleep_wake(system: SystemSpec, engine_bytes: float) -> tuple[float, float]:
+    """(sleep_s, wake_s) of a rollout engine holding ``engine_bytes`` of weights per GPU at
+    vLLM's sleep level 1: CuMemAllocator copies them to page-locked host memory and back
+    over the GPU's host link, each event fixed_s + bytes / (link_share x line rate)
+    (hw_models/data/engines.yaml vllm_sleep, fitted on vLLM's published A100 timings by
+    calibration/vllm_sleep_check.py)."""
+    bw = _host_bw(system)
+    c = catalog.vllm_sleep()
+    return tuple(c[ev]["fixed_s"] + engine_bytes / (c[ev]["link_share"] * bw)
+                 for ev in ("sleep", "wake"))
+
+
 def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
     """Colocated only: (onload_s, offload_s) of one step over the GPU's host link. The
     16-bit weights go to a page-locked host buffer and back at the link's line rate
     (Megatron's param_data_cpu); the optimizer states move with ``.to("cpu")`` /
     ``.to("cuda")`` (NeMo RL megatron_policy_worker.move_optimizer), to and from pageable
-    host memory, at the line rate / storage.pageable_slowdown()."""
+    host memory, at the line rate / storage.pageable_slowdown(). The rollout engine sleeps
+    with the onload and wakes with the offload (engine_sleep_wake)."""
     w: RLWorkload = sc.workload
     if not pools.colocated:
         return {"onload_s": 0.0, "offload_s": 0.0, "offload_bytes_per_gpu": 0.0,
@@ -236,10 +249,11 @@ def offload(sc: Scenario, system: SystemSpec, pools: PoolSizes) -> dict:
     engine = policy.params * WEIGHT_BYTES[w.rollout_precision] / (rp.tp * rp.pp * rp.ep)
     bw = _host_bw(system)
     pageable = optimizer * storage.pageable_slowdown() / bw
-    return {"onload_s": (weights + frozen + engine) / bw + pageable,
-            "offload_s": (weights + engine) / bw + pageable,
+    sleep, wake = engine_sleep_wake(system, engine)
+    return {"onload_s": (weights + frozen) / bw + sleep + pageable,
+            "offload_s": weights / bw + wake + pageable,
             "offload_bytes_per_gpu": weights + optimizer, "engine_sleep_bytes_per_gpu": engine,
-            "engine_sleep_s": engine / bw,
+            "engine_sleep_s": sleep, "engine_wake_s": wake,
             "optimizer_pageable_bytes_per_gpu": optimizer}
 
 

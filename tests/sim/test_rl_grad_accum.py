@@ -70,15 +70,19 @@ def test_unfused_training_pass_slower_by_the_adds():
 
 def test_onload_reported_apart_from_the_offload():
     """Colocated, data parallel 8, ZeRO-1: before the passes the 16-bit policy (2 bytes a
-    parameter, whole on every rank) and the sleeping engine's copy (2 bytes, rollout tp 1)
-    come back at the host link's line rate, the fp32 master weights and Adam moments (12
-    bytes / 8 ranks) through pageable memory; after them the same go back. The split
+    parameter, whole on every rank) comes back at the host link's line rate and the fp32
+    master weights and Adam moments (12 bytes / 8 ranks) through pageable memory, while the
+    rollout engine (2 bytes, rollout tp 1) sleeps; after them the same go back and the
+    engine wakes (engines.yaml vllm_sleep: fixed + bytes / (share x line rate)). The split
     check's refit takes the second only."""
     from hw_models import storage
     res = simulate_rl(make())
     params = LAYERS * LAYER_PARAMS + 2 * TABLE + H          # + the final norm
     bw = storage.host_link("h100-sxm").bw
-    onload = (2 * params + 2 * params) / bw + 12 * params / 8 * storage.pageable_slowdown() / bw
-    assert res.extra["onload_s"] == pytest.approx(onload, rel=0.02)
-    assert res.metrics["offload_s"] == pytest.approx(2 * onload, rel=0.02)
-    assert res.extra["engine_sleep_s"] == pytest.approx(2 * params / bw, rel=0.02)
+    c = catalog.vllm_sleep()
+    sleep = c["sleep"]["fixed_s"] + 2 * params / (c["sleep"]["link_share"] * bw)
+    wake = c["wake"]["fixed_s"] + 2 * params / (c["wake"]["link_share"] * bw)
+    moves = 2 * params / bw + 12 * params / 8 * storage.pageable_slowdown() / bw
+    assert res.extra["onload_s"] == pytest.approx(moves + sleep, rel=0.02)
+    assert res.metrics["offload_s"] == pytest.approx(2 * moves + sleep + wake, rel=0.02)
+    assert res.extra["engine_sleep_s"] == pytest.approx(sleep, rel=0.02)

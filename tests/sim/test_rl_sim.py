@@ -74,16 +74,20 @@ def test_colocated_sync_and_offload_bytes_by_hand(colocated):
     assert m.params / sys_.scale_up_bw < t < 3 * m.params / sys_.scale_up_bw
     # Onload and offload of 16-bit weights (pinned host buffer, line rate) + fp32 master and
     # Adam moments sharded over dp 4 (ZeRO-1; NeMo RL's .to("cpu") / .to("cuda"): pageable,
-    # 4.5x slower), per GPU of TP2. The sleeping rollout engine (TP1, vLLM sleep level 1)
-    # copies its whole bf16 weights to the host and back.
+    # 4.5x slower), per GPU of TP2. The rollout engine (TP1, vLLM sleep level 1) copies its
+    # whole bf16 weights to the host and back: fixed + bytes / (share x line rate) each way
+    # (engines.yaml vllm_sleep).
     p = m.params / 2
     weights, optimizer = p * 2, p * 12 / 4
     engine = m.params * 2
     host = storage.host_link("h100-sxm").bw
     assert storage.pageable_slowdown() == 4.5
     assert colocated.extra["offload_bytes_per_gpu"] == pytest.approx(weights + optimizer, rel=1e-5)
+    c = catalog.vllm_sleep()
+    engine_s = sum(c[ev]["fixed_s"] + engine / (c[ev]["link_share"] * host)
+                   for ev in ("sleep", "wake"))
     assert colocated.metrics["offload_s"] == pytest.approx(
-        (2 * weights + 2 * engine) / host + 2 * optimizer * 4.5 / host, rel=1e-5)
+        2 * weights / host + engine_s + 2 * optimizer * 4.5 / host, rel=1e-5)
 
 
 @pytest.mark.parametrize("placement", ["colocated", {"rollout_gpus": 4, "train_gpus": 4}])
