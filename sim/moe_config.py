@@ -9,7 +9,8 @@
   ``hybridep_sms`` SMs, Megatron-Core ``moe_hybridep_num_sms``, default 16).
 - ``imbalance``: ``uniform``, ``{kind: zipf, exponent: 1.2}`` or
   ``{kind: histogram, file: tokens_per_expert.csv}`` (one count per expert, one per line
-  or a ``tokens`` column); ``seed`` places a Zipf law's popular experts.
+  or a ``tokens`` column); ``seed`` places a Zipf law's popular experts, ``placements``
+  averages that many independent placements (one per MoE layer).
 - ``capacity_factor``: null = dropless; a number caps each expert at that multiple of
   its balanced load (dropped tokens skip the experts).
 - ``overlap``: hide the dispatch/combine of one microbatch behind another's compute
@@ -64,6 +65,9 @@ class Imbalance(_Cfg):
         "zipf: share of the i-th most popular expert proportional to 1 / i^exponent"))
     file: str | None = Field(None, description=(
         "histogram: CSV with one token count per expert (a tokens column or one per line)"))
+    placements: int = Field(1, ge=1, description=(
+        "zipf: independent placements of the popular experts averaged, one per MoE layer "
+        "(each layer's router ranks its experts independently); 1: one for every layer"))
 
     @model_validator(mode="after")
     def _fields(self) -> Imbalance:
@@ -125,7 +129,8 @@ class MoEWorkload(_Cfg):
     def routing(self, base: Path | None = None) -> Routing:
         imb = self.imbalance if isinstance(self.imbalance, Imbalance) else Imbalance()
         hist = read_histogram(imb.file, base) if imb.kind == "histogram" else None
-        return Routing(imb.kind, imb.exponent or 0.0, hist, self.capacity_factor, self.seed)
+        return Routing(imb.kind, imb.exponent or 0.0, hist, self.capacity_factor, self.seed,
+                       imb.placements)
 
 
 def read_histogram(file: str, base: Path | None = None) -> tuple[float, ...]:

@@ -6,7 +6,10 @@ A routing distribution gives each expert its share of the routed token slots
 tokens-per-expert ``histogram``. Experts sit on EP ranks in contiguous blocks of E/ep
 (Megatron-Core's placement); the popularity ranks of a Zipf law are assigned to experts
 by a permutation drawn from the scenario's seed, since nothing ties popularity to an
-expert's index. ``capacity_factor`` c caps each expert at c x its balanced share
+expert's index. Each MoE layer's router ranks its experts independently, so a Zipf law
+may be averaged over ``placements`` independent permutations (seed, seed + 1, ...): the
+step sums the layers, each paced by its own slowest rank, so it pays the mean of the
+per-layer rank loads (1: one placement for every layer). ``capacity_factor`` c caps each expert at c x its balanced share
 (GShard / Switch token dropping); None is dropless.
 
 Synchronous all-to-alls make every EP rank wait for the slowest: the step pays for the
@@ -30,6 +33,7 @@ class Routing:
     histogram: tuple[float, ...] | None = None
     capacity_factor: float | None = None
     seed: int = 0
+    placements: int = 1
 
 
 @dataclass(frozen=True)
@@ -46,13 +50,14 @@ class Load:
                 "dropped_token_fraction": self.dropped}
 
 
-def expert_shares(r: Routing, experts: int) -> np.ndarray:
-    """Share of routed token slots per expert (sums to 1), in expert-index order."""
+def expert_shares(r: Routing, experts: int, seed: int | None = None) -> np.ndarray:
+    """Share of routed token slots per expert (sums to 1), in expert-index order; a Zipf
+    law's popularity order placed by ``seed`` (default ``r.seed``)."""
     if r.kind == "uniform":
         return np.full(experts, 1.0 / experts)
     if r.kind == "zipf":
         w = 1.0 / np.arange(1, experts + 1) ** r.exponent
-        w = w[np.random.default_rng(r.seed).permutation(experts)]
+        w = w[np.random.default_rng(r.seed if seed is None else seed).permutation(experts)]
         return w / w.sum()
     h = np.asarray(r.histogram or (), dtype=float)
     if len(h) != experts:
@@ -64,8 +69,8 @@ def expert_shares(r: Routing, experts: int) -> np.ndarray:
     return h / h.sum()
 
 
-def ep_load(r: Routing, experts: int, ep: int) -> Load:
-    shares = expert_shares(r, experts)
+def _one_placement(r: Routing, experts: int, ep: int, seed: int) -> Load:
+    shares = expert_shares(r, experts, seed)
     if r.capacity_factor is not None:
         shares = np.minimum(shares, r.capacity_factor / experts)
     kept = float(shares.sum())
@@ -74,3 +79,12 @@ def ep_load(r: Routing, experts: int, ep: int) -> Load:
                 rank_factor=float(per_rank.max() * ep),
                 rank_max_mean=float(per_rank.max() / (kept / ep)),
                 dropped=1.0 - kept)
+
+
+def ep_load(r: Routing, experts: int, ep: int) -> Load:
+    """The EP group's load; a Zipf law with ``placements`` > 1 averages its per-placement
+    loads (one placement per MoE layer)."""
+    n = r.placements if r.kind == "zipf" else 1
+    loads = [_one_placement(r, experts, ep, r.seed + i) for i in range(n)]
+    return Load(*(float(np.mean([getattr(x, f) for x in loads]))
+                  for f in ("expert_max_mean", "rank_factor", "rank_max_mean", "dropped")))
