@@ -33,6 +33,11 @@ chain is followed down to examples/configs/grpo_math_1B.yaml at the same commit.
   69c7ca117. Megatron-Core's router casts to moe_router_dtype and the all-gather
   dispatcher's combine reduce-scatters in it (token_dispatcher.py, Megatron-LM 76065f17 and
   d30c3ae5: ``hidden_states.to(self.local_probs.dtype)``);
+- expert load (moe.imbalance): with the router frozen and no load-balancing loss the tokens
+  per expert follow the pretrained router; DeepSeek-V3's rows take the Zipf law fitted on
+  TensorRT-LLM's published DeepSeek-R1 rank imbalance (calibration/expert_load.py), one
+  placement of the popular experts per MoE layer; no stored source measures Qwen3-30B-A3B's
+  or Qwen3-235B-A22B's, whose rows stay balanced;
 - distributed_data_parallel_config (grpo_math_1B.yaml, all three commits):
   grad_reduce_in_fp32 false (2-byte gradient reduction), overlap_param_gather true;
   use_distributed_optimizer true (zero 1); train_micro_batch_size 1 in every recipe;
@@ -69,6 +74,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from calibration.expert_load import rl_imbalance
 from workloads.model import presets
 
 # Rows whose arch_id is empty: the zoo's preset for the published model name.
@@ -236,9 +242,13 @@ def train_block(r, plan: tuple[int, int, int, int]) -> dict:
 
 
 def moe_block(r, file: str) -> dict:
-    """The row's ``train.moe``: its commit's dispatcher and the recipe's router and
-    permutation settings (module docstring)."""
-    return {"dispatcher": DISPATCHER[r.source_id],
-            "router_dtype": ROUTER_DTYPE_FILE.get(file, ROUTER_DTYPE),
-            "freeze_router": FREEZE_ROUTER,
-            "permute_fusion": (r.source_id, model_id(r)) not in PERMUTE_UNFUSED}
+    """The row's ``train.moe``: its commit's dispatcher, the recipe's router and
+    permutation settings and the model's measured expert load (module docstring)."""
+    block = {"dispatcher": DISPATCHER[r.source_id],
+             "router_dtype": ROUTER_DTYPE_FILE.get(file, ROUTER_DTYPE),
+             "freeze_router": FREEZE_ROUTER,
+             "permute_fusion": (r.source_id, model_id(r)) not in PERMUTE_UNFUSED}
+    imbalance = rl_imbalance(model_id(r))
+    if imbalance is not None:
+        block["imbalance"] = imbalance
+    return block
