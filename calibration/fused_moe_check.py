@@ -40,8 +40,11 @@ from workloads.model import resolve
 
 CSV = ("reference", "inference", "vllm_fused_moe_kernel.csv")
 MODEL = "qwen3-30b-a3b"                   # the published rows' shape: E 128, N 768, h 2048, top-8
-CALL = ("router_topk", "expert_up", "expert_activation", "expert_down")
+CALL = ("router_topk", "moe_align", "moe_sort", "expert_up", "expert_activation", "expert_down",
+        "moe_sum")
 GEMMS = ("expert_up", "expert_down")
+SMALL = (1, 2, 4)                         # the batch sizes of the B200 rows
+FIT_GPUS = ("b200", "h100-sxm")           # the alignment floor is fitted on these GPUs' rows
 
 
 def load() -> pd.DataFrame:
@@ -92,6 +95,38 @@ def table(df: pd.DataFrame | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def intercept(x, y) -> float:
+    """The intercept of the least-squares line of y on x."""
+    x, y = list(map(float, x)), list(map(float, y))
+    xm, ym = statistics.fmean(x), statistics.fmean(y)
+    slope = sum((a - xm) * (b - ym) for a, b in zip(x, y, strict=True)) / sum((a - xm) ** 2 for a in x)
+    return ym - slope * xm
+
+
+def fit_align_floor(df: pd.DataFrame | None = None) -> float:
+    """Microseconds of latency floor of the block alignment (engines.yaml vllm_fused_moe
+    ``align_floor_us``): the intercept of the least-squares line through the published
+    call times less the model's call without that floor, over the B200 and H100 rows at
+    1, 2 and 4 tokens (the fixed cost per call the other kernels' launches and bytes leave
+    unpriced). The A100 rows and every row above 4 tokens are left to check it."""
+    df = load() if df is None else df
+    rows = df[df.gpu.isin(FIT_GPUS) & df.batch.isin(SMALL)]
+    floor_us = catalog.moe_align_floor_s() * 1e6
+    resid = [float(r.kernel_us) - (sum(price(r.gpu, int(r.batch), r.dtype).values()) * 1e6 - floor_us)
+             for r in rows.itertuples()]
+    return intercept(rows.batch, resid)
+
+
+def fixed_costs(t: pd.DataFrame) -> pd.DataFrame:
+    """Per GPU, dtype and config: the intercept of the least-squares line through the
+    measured and through the model's call times at 1, 2 and 4 tokens (microseconds)."""
+    t = t[t.batch.isin(SMALL)]
+    g = t.groupby(["gpu", "dtype", "config"], sort=False)
+    return pd.DataFrame({"measured_fixed_us": g.apply(lambda x: intercept(x.batch, x.measured_us)),
+                         "model_fixed_us": g.apply(lambda x: intercept(x.batch, x.model_us))}
+                        ).reset_index()
+
+
 def summary(t: pd.DataFrame, batches: tuple[int, ...] | None = None) -> pd.DataFrame:
     """Median model / measured and median share per GPU, dtype and config, over
     ``batches`` (all where None)."""
@@ -118,6 +153,10 @@ def main() -> None:
     print(summary(t, common).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("\nAll rows:")
     print(summary(t).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nFixed cost per call (intercept of the 1-4 token line):")
+    print(fixed_costs(t).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"\nAlignment floor fitted on {', '.join(FIT_GPUS)}: {fit_align_floor():.2f} us "
+          f"(engines.yaml vllm_fused_moe: {catalog.moe_align_floor_s() * 1e6:.2f} us)")
     big = t[t.batch >= 8]
     if len(big):
         print(f"\nBatch >= 8: median model / measured "

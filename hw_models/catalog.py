@@ -358,3 +358,10 @@ def latent_attention_kernel() -> tuple[float, float]:
     (engines.yaml flashmla_decode: FlashMLA's published throughput on H800)."""
     k = serving_engines()["flashmla_decode"]
     return float(k["compute_eff"]), float(k["bw_eff"])
+
+
+def moe_align_floor_s() -> float:
+    """Seconds of latency floor of the block alignment in one vLLM fused_moe call
+    (engines.yaml vllm_fused_moe ``align_floor_us``, fitted by
+    calibration/fused_moe_check.py ``fit_align_floor``)."""
+    return float(serving_engines()["vllm_fused_moe"]["align_floor_us"]) * 1e-6

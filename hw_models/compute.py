@@ -11,7 +11,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from hw_models.catalog import GPUSpec, gpus, latent_attention_kernel, ssd_kernel, sustained_factor
+from hw_models.catalog import (
+    GPUSpec,
+    gpus,
+    latent_attention_kernel,
+    moe_align_floor_s,
+    ssd_kernel,
+    sustained_factor,
+)
 from hw_models.profile import Profile
 
 US = 1e-6
@@ -146,6 +153,14 @@ class ComputeModel:
         mem = self.profile.memory_curve(op_class)
         return (mem.launch_us * US + bytes_ / (self.gpu.hbm_bw * mem.bw_eff)) / self.speed_scale
 
+    def moe_align(self, bytes_: float) -> float:
+        """vLLM's moe_align_block_size kernel (csrc/moe/moe_align_sum_kernels.cu): one
+        thread block counts the routed tokens per expert, prefix-sums the padded counts and
+        fills the sorted-token and expert-block arrays; a latency-bound kernel whose time at
+        small batches is a floor (engines.yaml vllm_fused_moe ``align_floor_us``) over
+        its time as an elementwise kernel of its bytes."""
+        return self.memory_bound(bytes_) + moe_align_floor_s() / self.speed_scale
+
     def time(self, op_class: str, flops: float, bytes_: float, dtype: str,
              seq_kv: int = 0, causal: bool = True,
              shape: tuple[int, ...] | None = None, flops_per_exp: float = 0.0) -> float:
@@ -157,4 +172,6 @@ class ComputeModel:
             return self.latent_attention(flops, bytes_, dtype)
         if op_class == "ssd":
             return self.ssd(flops, bytes_, dtype)
+        if op_class == "moe_align":
+            return self.moe_align(bytes_)
         return self.memory_bound(bytes_, op_class)

@@ -58,6 +58,70 @@ def test_hand_priced_w13_gemm_equals_the_model():
     assert fm.price("b200", 4, "bf16")["expert_up"] == pytest.approx(hand, rel=1e-12)
 
 
+def test_align_floor_reproduced_from_the_csv():
+    """engines.yaml vllm_fused_moe align_floor_us: the least-squares line through the
+    published call times at 1, 2, 4 tokens (x mean 7/3, sum of squares 14/3) has intercept
+    28.95 us on the B200 and 29.28 / 29.46 us on the H100; less the intercept of the model's
+    call without the floor, averaged over the three (the line through all nine residuals),
+    it is 8.65 us."""
+    def by_hand(y):
+        ym = sum(y) / 3
+        slope = sum((x - 7 / 3) * (v - ym) for x, v in zip((1, 2, 4), y, strict=True)) / (14 / 3)
+        return ym - slope * 7 / 3
+    published = {("b200", "bf16"): (39.61, 51.87, 73.18),
+                 ("h100-sxm", "fp8", "main"): (44.54, 59.94, 90.46),
+                 ("h100-sxm", "fp8", "pr_defaults"): (40.44, 56.15, 78.10)}
+    pub = {k: by_hand(y) for k, y in published.items()}
+    assert pub[("b200", "bf16")] == pytest.approx(28.95, abs=0.005)
+    assert pub[("h100-sxm", "fp8", "main")] == pytest.approx(29.28, abs=0.005)
+    assert pub[("h100-sxm", "fp8", "pr_defaults")] == pytest.approx(29.46, abs=0.005)
+    df = fm.load()
+    for (gpu, _dtype, *config), y in published.items():
+        rows = df[(df.gpu == gpu) & df.batch.isin((1, 2, 4))]
+        rows = rows[rows.config == config[0]] if config else rows
+        assert tuple(rows.kernel_us) == y
+    floor = catalog.moe_align_floor_s()
+    model = {k: by_hand([sum(fm.price(k[0], b, k[1]).values()) * 1e6 - floor * 1e6
+                         for b in (1, 2, 4)]) for k in published}
+    fitted = statistics.fmean(pub[k] - model[k] for k in published)
+    assert fitted == pytest.approx(fm.fit_align_floor(), rel=1e-9)
+    assert floor * 1e6 == pytest.approx(fitted, abs=0.005)
+    assert floor * 1e6 == 8.65
+
+
+def test_b200_one_token_call_by_hand():
+    """One token on a B200: the block alignment reads the 8 expert ids and writes the
+    padded slot array (8 + 128 x 15 int32), the 1928 / 16 = 121 expert blocks and 129
+    prefix sums, at the launch cost and fitted bandwidth of an elementwise kernel plus the
+    8.65 us floor; with 128 experts a second kernel scatters the 8 slots (read and write,
+    64 bytes); the top-k sum reads the 8 outputs of 2048 BF16 values and writes one.
+    The whole call comes to 37.6 us against the published 39.61 us."""
+    cm = fm.compute_model("b200")
+    g, prof = cm.gpu, cm.profile
+    parts = fm.price("b200", 1, "bf16")
+    align = 4.0 * (K + (K + E * 15) + 121 + E + 1)
+    ew = prof.memory_curve("elementwise")
+    hand = (ew.launch_us * 1e-6 + align / (g.hbm_bw * ew.bw_eff)) / cm.speed_scale + 8.65e-6
+    assert parts["moe_align"] == pytest.approx(hand, rel=1e-12)
+    for name, nbytes in (("moe_sort", 4.0 * 2 * K), ("moe_sum", 2.0 * H * (K + 1))):
+        assert parts[name] == pytest.approx(
+            (ew.launch_us * 1e-6 + nbytes / (g.hbm_bw * ew.bw_eff)) / cm.speed_scale, rel=1e-12)
+    assert sum(parts.values()) * 1e6 == pytest.approx(37.58, abs=0.01)
+    assert sum(parts.values()) * 1e6 / 39.61 == pytest.approx(0.949, abs=0.001)
+
+
+def test_small_batch_fixed_cost_matches_the_fitted_gpus(table):
+    """With the floor the model's 1-4 token line has the published fixed cost on the
+    fitted GPUs (within 1 us); on the A100, which is not fitted, it stays 9 us short
+    (54.67 published, 45.44 modelled)."""
+    f = fm.fixed_costs(table).set_index(["gpu", "config"])
+    for key in (("b200", "default"), ("h100-sxm", "main"), ("h100-sxm", "pr_defaults")):
+        assert abs(f.loc[key].model_fixed_us - f.loc[key].measured_fixed_us) < 1.0
+    a100 = f.loc[("a100-40gb", "default")]
+    assert a100.measured_fixed_us == pytest.approx(54.67, abs=0.01)
+    assert a100.model_fixed_us == pytest.approx(45.44, abs=0.01)
+
+
 def test_blackwell_is_not_further_off_than_hopper(table):
     """At the batch sizes the B200 rows have (1, 2, 4) the model's B200 call is off by as
     much as the H100's and the B200 kernels reach the same share of their roofline: the
@@ -74,8 +138,8 @@ def test_blackwell_is_not_further_off_than_hopper(table):
 
 def test_a100_bf16_decode_batches_within_ten_percent(table):
     """BF16 on the A100 at 8-96 tokens (decode batches): the model within 10% of every
-    published call time."""
+    published call time (4.9-8.7% slow, median 7.8%)."""
     a100 = table[(table.gpu == "a100-40gb") & (table.batch >= 8)]
     assert len(a100) == 7
     assert all(abs(r - 1) < 0.10 for r in a100.model_over_measured)
-    assert statistics.median(a100.model_over_measured) == pytest.approx(1.05, abs=0.03)
+    assert statistics.median(a100.model_over_measured) == pytest.approx(1.078, abs=0.005)

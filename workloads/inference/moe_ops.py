@@ -182,6 +182,12 @@ class MoEIterationOps(IterationOps):
                                (per, n_out, n_in), name=name))
         ops.insert(3, mem(ctx, "elementwise", (3 if m.gated else 2) * ctx.act_bytes * T * k * f,
                           "expert_activation"))
+        if self.moe_ctx.dispatcher != "deepep":
+            # the Triton fused_moe path (vLLM, SGLang): block alignment before the GEMMs,
+            # the sum over the top-k outputs after them; DeepEP's dispatch lays the tokens
+            # out per expert and its combine sums them
+            ops[2:2] = self._align(T, k, E // self.ep)
+            ops.append(mem(ctx, "elementwise", ctx.act_bytes * T * d * (k + 1), "moe_sum"))
         if self.ep > 1:          # dispatch before the experts, combine after them
             mctx = replace(self.moe_ctx, low_latency=self.low_latency(decode_only))
             rctx = LayerContext(m.with_seq_len(max(1, T)), 1, 1, False, self.precision,
@@ -200,6 +206,23 @@ class MoEIterationOps(IterationOps):
             ops += [self._gemm(T, fs * (2 if m.gated else 1), h, "shared_up"),
                     mem(ctx, "elementwise", (3 if m.gated else 2) * ctx.act_bytes * T * fs, "shared_act"),
                     self._gemm(T, h, fs, "shared_down")]
+        return ops
+
+    def _align(self, T: int, k: int, experts: int) -> list:
+        """vLLM's moe_align_block_size (csrc/moe/moe_align_sum_kernels.cu) before the
+        expert GEMMs: the T k routed slots grouped by expert and each expert's group padded
+        to the GEMM's BLOCK_SIZE_M (16 up to as many tokens as experts, else 64: vLLM's
+        default Triton config); one kernel reads the expert ids and writes the padded
+        sorted-slot array (T k + E (B - 1) int32), the expert of every block and the prefix
+        sums, a latency floor at small batches (``moe_align``); with more than 64 experts
+        or 1024 slots a second kernel scatters the slots into place."""
+        n, block = T * k, (16 if T <= experts else 64)
+        padded = n + experts * (block - 1)
+        ctx = self._ctx(T)
+        ops = [Compute("moe_align", 0.0, 4.0 * (n + padded + -(-padded // block) + experts + 1),
+                       ctx.dtype, name="moe_align")]
+        if experts > 64 or n >= 1024:
+            ops.append(mem(ctx, "elementwise", 4.0 * 2 * n, "moe_sort"))
         return ops
 
     def _dense_mlp(self, T: int) -> list:

