@@ -233,6 +233,26 @@ def training_launch_s(system: SystemSpec) -> float:
     return float(serving_engines()["training_launch"]["per_op_us"]) * 1e-6 * host_cpu_factor(system)
 
 
+def moe_layer_launch_us() -> dict[str, float]:
+    """Host microseconds per kernel launch in the forward of Megatron-Core's eager MoE layer,
+    as measured on engines.yaml moe_layer_launch's ``host_cpu`` (router_preprocess_us,
+    experts_us)."""
+    m = serving_engines()["moe_layer_launch"]
+    return {k: float(m[k]) for k in ("router_preprocess_us", "experts_us")}
+
+
+def moe_layer_launch_s(system: SystemSpec) -> tuple[float, float]:
+    """(router and preprocessing, experts) host seconds per launch of Megatron-Core's eager
+    MoE layer forward on ``system``'s host CPU (engines.yaml moe_layer_launch, rescaled from
+    its ``host_cpu`` by the host_cpus factors)."""
+    m = serving_engines()["moe_layer_launch"]
+    cpus = serving_engines()["host_cpus"]
+    measured_on = float(cpus[m["host_cpu"]]["factor"]) if m.get("host_cpu") else 1.0
+    us = moe_layer_launch_us()
+    scale = 1e-6 * host_cpu_factor(system) / measured_on
+    return us["router_preprocess_us"] * scale, us["experts_us"] * scale
+
+
 def te_module_launch_s(system: SystemSpec, precision: str) -> dict[str, tuple[float, float]]:
     """Host seconds of one call of each Transformer Engine module in ``precision`` ('bf16'
     or 'mxfp8'), (forward, backward), on ``system``'s host CPU (engines.yaml

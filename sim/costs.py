@@ -11,7 +11,7 @@ from hw_models.compute import ComputeModel
 from hw_models.topology import fabric_defaults
 from sim.network.deepep import dispatch_time
 from workloads.graph import Block, Collective, Compute, Delay, ExpertDispatch, Memory, Node, Overlap
-from workloads.host_launch import TeModules, is_sync, issue_seconds
+from workloads.host_launch import MoeLaunch, TeModules, is_sync, issue_seconds
 
 
 def _excess(seg: tuple[float, float]) -> float:
@@ -58,6 +58,7 @@ class HostLaunch:
     per_op_s: float
     scopes: frozenset[str] = frozenset()
     te: TeModules | None = None
+    moe: MoeLaunch | None = None
 
     @property
     def idle(self) -> bool:
@@ -79,7 +80,7 @@ class HostLaunch:
         if self.idle:
             return HostSegments()
         segs, g, h = [], 0.0, 0.0
-        issue = issue_seconds(ops, self.scopes, self.per_op_s, self.te)
+        issue = issue_seconds(ops, self.scopes, self.per_op_s, self.te, self.moe)
         for op, t, s in zip(ops, times, issue, strict=True):
             if is_sync(op):
                 segs.append((g, h))
@@ -96,7 +97,7 @@ class HostLaunch:
         """Host seconds to issue ``ops`` one by one (0 when the host issues none)."""
         if self.idle:
             return 0.0
-        return sum(issue_seconds(ops, self.scopes, self.per_op_s, self.te))
+        return sum(issue_seconds(ops, self.scopes, self.per_op_s, self.te, self.moe))
 
 
 def _merge(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:

@@ -24,7 +24,7 @@ from sim.scenario import Scenario, TrainingWorkload
 from sim.training_config import Fp8Config, offload_options, plan_kwargs, precision_options
 from workloads import parallel, training
 from workloads.graph import ExecutionGraph
-from workloads.host_launch import TeModules
+from workloads.host_launch import MoeLaunch, TeModules
 from workloads.model import ModelSpec, resolve
 from workloads.moe_training import MoEOptions
 from workloads.offload import OffloadOptions
@@ -227,7 +227,16 @@ def host_launch(scenario: Scenario, system: SystemSpec) -> HostLaunch | None:
         return None
     graphs = [w.cuda_graphs] if isinstance(w.cuda_graphs, str) else list(w.cuda_graphs)
     return HostLaunch(catalog.training_launch_s(system), frozenset(graphs) - {"none"},
-                      te_modules(w, system))
+                      te_modules(w, system), moe_launch(w, system))
+
+
+def moe_launch(w: TrainingWorkload, system: SystemSpec) -> MoeLaunch | None:
+    """Megatron-Core's eager MoE layer forward at its measured host cost per launch
+    (catalog moe_layer_launch); None where the layers are not Megatron-Core's (TorchTitan's
+    PyTorch linears: ``te_modules: false`` or ``dtensor_tp``)."""
+    if not w.te_modules or w.dtensor_tp:
+        return None
+    return MoeLaunch(*catalog.moe_layer_launch_s(system))
 
 
 def te_modules(w: TrainingWorkload, system: SystemSpec) -> TeModules | None:

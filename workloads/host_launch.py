@@ -156,6 +156,39 @@ class TeModules:
         return dict(self.costs)
 
 
+# Megatron-Core's eager MoE layer forward, by range (MoELayer.router_and_preprocess and
+# MoELayer.experts_compute, megatron/core/transformer/moe/moe_layer.py, core 0.14-0.18):
+# the graph's forward ops of each (workloads/moe_layers.py, workloads/moe_experts.py). The
+# dispatch (the sync's wait and the tokens' all-to-alls) and the combine keep the per-op
+# cost, and so does every backward op: no measurement covers them.
+MOE_ROUTER_OPS = frozenset({"router_cast", "router", "router_topk", "permute_map",
+                            "permute_indices", "permute", "permute_probs"})
+MOE_EXPERT_OPS = frozenset({"expert_sort", "expert_fc1", "expert_activation", "expert_fc2",
+                            "expert_unsort", "expert_clamp_gate", "expert_clamp_linear",
+                            "expert_clamp_cat", "expert_act_offset_h2d", "expert_bias",
+                            "expert_bias_cat"})
+
+
+@dataclass(frozen=True)
+class MoeLaunch:
+    """Host seconds per kernel launch in the forward of Megatron-Core's eager MoE layer,
+    already on the system's host CPU: ``router_s`` in ``router_and_preprocess`` (the router
+    GEMM, its scoring and load-balancing loss, the dispatcher's count bookkeeping, the
+    permutation), ``experts_s`` in ``experts_compute`` (the chunk sort, TEGroupedMLP's
+    per-expert GEMMs and activation, the unsort). Fitted on the CPU time of those NVTX
+    ranges (hw_models/data/engines.yaml moe_layer_launch; calibration/moe_host_check.py)."""
+    router_s: float
+    experts_s: float
+
+    def per_launch(self, name: str) -> float | None:
+        """Seconds per launch of the forward op ``name`` in a measured range; None outside."""
+        if name in MOE_ROUTER_OPS:
+            return self.router_s
+        if name in MOE_EXPERT_OPS:
+            return self.experts_s
+        return None
+
+
 @cache
 def te_role(name: str) -> tuple[str, str] | None:
     """(module kind, role) of the op ``name`` in a TE module: role 'fwd', 'dgrad', 'wgrad'
@@ -211,11 +244,12 @@ def _fused(leaves, i: int) -> bool:
     return role in (("LayerNormLinear", "dgrad"), ("LayerNormLinear", "wgrad"))
 
 
-def _leaf_s(leaves, i: int, scopes: frozenset[str], per_op_s: float, te: TeModules) -> float:
+def _leaf_s(leaves, i: int, scopes: frozenset[str], per_op_s: float, te: TeModules | None,
+            moe: MoeLaunch | None = None) -> float:
     op = leaves[i]
     if not isinstance(op, Compute | Collective) or captured(op.name, scopes):
         return 0.0
-    if isinstance(op, Compute):
+    if isinstance(op, Compute) and te is not None:
         role = te_role(op.name)
         if role is not None:
             fwd, bwd = te.cost(role[0])
@@ -227,20 +261,24 @@ def _leaf_s(leaves, i: int, scopes: frozenset[str], per_op_s: float, te: TeModul
                 return 0.0
         elif _fused(leaves, i):
             return 0.0
-    return launches(op, scopes) * per_op_s
+    rate = moe.per_launch(op.name) if moe is not None and isinstance(op, Compute) else None
+    return launches(op, scopes) * (per_op_s if rate is None else rate)
 
 
-def issue_seconds(ops, scopes: frozenset[str], per_op_s: float, te: TeModules | None = None) -> list[float]:
+def issue_seconds(ops, scopes: frozenset[str], per_op_s: float, te: TeModules | None = None,
+                  moe: MoeLaunch | None = None) -> list[float]:
     """Host seconds to issue each of ``ops`` (an Overlap: its ops together): ``launches`` x
     ``per_op_s``; with ``te``, the ops of TE modules at the modules' cost per call (the
     forward on the forward GEMM, half the backward on each of dgrad and wgrad, nothing
-    for the fused norm and the measured recipe's casts); 0 inside a captured CUDA graph."""
-    if te is None:
+    for the fused norm and the measured recipe's casts); with ``moe``, the forward ops of
+    Megatron-Core's MoE layer at its measured cost per launch (``MoeLaunch``); 0 inside a
+    captured CUDA graph."""
+    if te is None and moe is None:
         return [launches(op, scopes) * per_op_s for op in ops]
     leaves, out, k = _leaves(ops), [], 0
     for op in ops:
         m = _leaf_count(op)
-        out.append(sum(_leaf_s(leaves, j, scopes, per_op_s, te) for j in range(k, k + m)))
+        out.append(sum(_leaf_s(leaves, j, scopes, per_op_s, te, moe) for j in range(k, k + m)))
         k += m
     return out
 

@@ -124,8 +124,13 @@ def test_result_reports_ep_and_stages():
     assert res.breakdown.get("ep", 0) > 0
     assert res.extra["plan"]["ep"] == 4 and res.extra["moe"]["expert_dp"] == 2
     assert res.extra["moe"]["stages"][0]["ep_s"] > 0
-    over = simulate(parse(scenario({"overlap": True})), band=False)
-    assert over.iteration_time_s < res.iteration_time_s
+    # overlapping the all-to-alls shortens the step where the GPU paces it; this tiny MoE's
+    # layers are host-bound at the MoE layer's measured launch cost, so compare without
+    # the host's pace
+    gpu = [scenario(m) | {"sim": {"fidelity": "analytical", "host_launch": False}}
+           for m in (None, {"overlap": True})]
+    base, over = (simulate(parse(sc), band=False) for sc in gpu)
+    assert over.iteration_time_s < base.iteration_time_s
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
