@@ -241,15 +241,20 @@ def moe_layer_launch_us() -> dict[str, float]:
     return {k: float(m[k]) for k in ("router_preprocess_us", "experts_us")}
 
 
+def _host_us_to_s(system: SystemSpec, measured_on: str | None) -> float:
+    """Seconds on ``system``'s host CPU per microsecond measured on the host CPU
+    ``measured_on`` (an engines.yaml host_cpus key; None: the x86 reference), both by their
+    host_cpus factors."""
+    ref = float(serving_engines()["host_cpus"][measured_on]["factor"]) if measured_on else 1.0
+    return 1e-6 * host_cpu_factor(system) / ref
+
+
 def moe_layer_launch_s(system: SystemSpec) -> tuple[float, float]:
     """(router and preprocessing, experts) host seconds per launch of Megatron-Core's eager
     MoE layer forward on ``system``'s host CPU (engines.yaml moe_layer_launch, rescaled from
     its ``host_cpu`` by the host_cpus factors)."""
-    m = serving_engines()["moe_layer_launch"]
-    cpus = serving_engines()["host_cpus"]
-    measured_on = float(cpus[m["host_cpu"]]["factor"]) if m.get("host_cpu") else 1.0
     us = moe_layer_launch_us()
-    scale = 1e-6 * host_cpu_factor(system) / measured_on
+    scale = _host_us_to_s(system, serving_engines()["moe_layer_launch"].get("host_cpu"))
     return us["router_preprocess_us"] * scale, us["experts_us"] * scale
 
 
@@ -258,8 +263,7 @@ def te_module_launch_s(system: SystemSpec, precision: str) -> dict[str, tuple[fl
     or 'mxfp8'), (forward, backward), on ``system``'s host CPU (engines.yaml
     te_module_launch, measured on its ``host_cpu`` and rescaled by the host_cpus factors)."""
     te = serving_engines()["te_module_launch"]
-    measured_on = float(serving_engines()["host_cpus"][te["host_cpu"]]["factor"])
-    scale = 1e-6 * host_cpu_factor(system) / measured_on
+    scale = _host_us_to_s(system, te["host_cpu"])
     out: dict[str, tuple[float, float]] = {}
     for module, rows in te["modules"].items():
         if precision not in rows:

@@ -230,11 +230,16 @@ def host_launch(scenario: Scenario, system: SystemSpec) -> HostLaunch | None:
                       te_modules(w, system), moe_launch(w, system))
 
 
+def _megatron_layers(w: TrainingWorkload) -> bool:
+    """Whether the layers are Megatron-Core's TE modules, not TorchTitan's PyTorch linears
+    (``te_modules: false`` or ``dtensor_tp``)."""
+    return w.te_modules and not w.dtensor_tp
+
+
 def moe_launch(w: TrainingWorkload, system: SystemSpec) -> MoeLaunch | None:
     """Megatron-Core's eager MoE layer forward at its measured host cost per launch
-    (catalog moe_layer_launch); None where the layers are not Megatron-Core's (TorchTitan's
-    PyTorch linears: ``te_modules: false`` or ``dtensor_tp``)."""
-    if not w.te_modules or w.dtensor_tp:
+    (catalog moe_layer_launch); None where the layers are not Megatron-Core's."""
+    if not _megatron_layers(w):
         return None
     return MoeLaunch(*catalog.moe_layer_launch_s(system))
 
@@ -243,7 +248,7 @@ def te_modules(w: TrainingWorkload, system: SystemSpec) -> TeModules | None:
     """Transformer Engine's cost per module call on the system's host (catalog), in the
     workload's precision: the MXFP8 figures for the mxfp8 recipe (they include its
     quantize kernels), else the BF16 ones; None where the linears are not TE modules."""
-    if not w.te_modules or w.dtensor_tp:
+    if not _megatron_layers(w):
         return None
     recipe = (w.fp8 or Fp8Config()).recipe if w.precision == "fp8" else None
     key = "mxfp8" if recipe == "mxfp8" else "bf16"
