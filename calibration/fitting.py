@@ -23,6 +23,12 @@ class Fit:
     uncertainty: dict[str, dict[str, float]]
 
 
+def fit_line(x, y) -> tuple[float, float]:
+    """(intercept, slope) of the ordinary least-squares line of ``y`` on ``x``."""
+    slope, intercept = np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)
+    return float(intercept), float(slope)
+
+
 def _log_residuals(model: Callable, x: np.ndarray, y: np.ndarray) -> Callable:
     def residuals(theta: np.ndarray) -> np.ndarray:
         return np.log(model(theta, x)) - np.log(y)

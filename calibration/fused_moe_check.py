@@ -31,6 +31,7 @@ from importlib import resources
 
 import pandas as pd
 
+from calibration.fitting import fit_line
 from hw_models import catalog
 from hw_models.compute import ComputeModel
 from sim import scenario
@@ -97,10 +98,7 @@ def table(df: pd.DataFrame | None = None) -> pd.DataFrame:
 
 def intercept(x, y) -> float:
     """The intercept of the least-squares line of y on x."""
-    x, y = list(map(float, x)), list(map(float, y))
-    xm, ym = statistics.fmean(x), statistics.fmean(y)
-    slope = sum((a - xm) * (b - ym) for a, b in zip(x, y, strict=True)) / sum((a - xm) ** 2 for a in x)
-    return ym - slope * xm
+    return fit_line(x, y)[0]
 
 
 def fit_align_floor(df: pd.DataFrame | None = None) -> float:

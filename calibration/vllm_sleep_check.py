@@ -23,9 +23,9 @@ GPU's host link. The other rows are checks.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
+from calibration.fitting import fit_line
 from calibration.reference_files import reference_csv
 from hw_models import catalog, storage
 
@@ -58,9 +58,7 @@ def fit(event: str) -> dict[str, float]:
     p = points(event)
     links = {link_gb_s(g) for g in p.gpu}
     assert len(links) == 1, links
-    x = p.bytes_per_gpu_gb.to_numpy(float)
-    (fixed, per_gb), *_ = np.linalg.lstsq(np.c_[np.ones_like(x), x], p["mean"].to_numpy(),
-                                          rcond=None)
+    fixed, per_gb = fit_line(p.bytes_per_gpu_gb, p["mean"])
     return {"fixed_s": float(fixed), "link_share": float(1.0 / per_gb / links.pop())}
 
 
