@@ -18,7 +18,7 @@ rank that receives the most tokens, ``rank_factor`` x the balanced count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -86,5 +86,4 @@ def ep_load(r: Routing, experts: int, ep: int) -> Load:
     loads (one placement per MoE layer)."""
     n = r.placements if r.kind == "zipf" else 1
     loads = [_one_placement(r, experts, ep, r.seed + i) for i in range(n)]
-    return Load(*(float(np.mean([getattr(x, f) for x in loads]))
-                  for f in ("expert_max_mean", "rank_factor", "rank_max_mean", "dropped")))
+    return Load(*(float(np.mean([getattr(x, f.name) for x in loads])) for f in fields(Load)))
