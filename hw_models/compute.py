@@ -16,6 +16,7 @@ from hw_models.catalog import (
     gpus,
     latent_attention_kernel,
     moe_align_floor_s,
+    paged_decode_kernel,
     ssd_kernel,
     sustained_factor,
 )
@@ -135,6 +136,19 @@ class ComputeModel:
         t = max(flops / (self.tensor_rate(dtype) * c_eff), bytes_ / (self.gpu.hbm_bw * b_eff))
         return (launch + t) / self.speed_scale
 
+    def decode_attention(self, bytes_: float, kv_per_seq: float) -> float:
+        """Paged decode attention (one query token per sequence over its cached K and V,
+        FlashAttention-2's split-KV paged kernel or alike): a floor per call plus the
+        bytes at a share of the HBM bandwidth that saturates in the cached tokens per
+        sequence, eff_max L / (L + L_half) (engines.yaml flash_decode_paged). Each
+        (sequence, KV head) pair thus costs L_half tokens' bytes beyond its own: the
+        per-block setup, softmax rescaling and split combination a short context does
+        not amortize."""
+        floor, eff_max, l_half = paged_decode_kernel()
+        kv = max(kv_per_seq, 1.0)
+        t = bytes_ * (kv + l_half) / kv / (self.gpu.hbm_bw * eff_max)
+        return (floor + t) / self.speed_scale
+
     def roofline(self, flops: float, bytes_: float, dtype: str) -> float:
         """Seconds at the tensor peak or the HBM bandwidth, the slower."""
         return max(flops / self.tensor_rate(dtype), bytes_ / self.gpu.hbm_bw)
@@ -174,4 +188,6 @@ class ComputeModel:
             return self.ssd(flops, bytes_, dtype)
         if op_class == "moe_align":
             return self.moe_align(bytes_)
+        if op_class == "decode_attention":
+            return self.decode_attention(bytes_, shape[2] if shape else 1.0)
         return self.memory_bound(bytes_, op_class)

@@ -20,9 +20,12 @@ from hw_models.errors import ClusterSimError
 
 # pointwise: one plain framework kernel per operator (eager PyTorch), as opposed to an
 # engine's fused elementwise kernels (workloads/inference/eager.py).
+# decode_attention: paged attention of one query token per sequence over its cached K and V
+# (shape (sequences x KV heads, 1, mean cached tokens per sequence, head_dim)).
 # moe_align: the block alignment of a MoE layer's routed tokens (hw_models/compute.py).
 OpClass = Literal["gemm", "attention", "latent_attention", "ssd", "elementwise", "pointwise", "norm", "softmax", "embedding",
-                  "loss", "optimizer", "memcpy", "moe_align", "other"]
+                  "loss", "optimizer", "memcpy", "moe_align", "decode_attention",
+                  "other"]
 CollectiveKind = Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all",
                          "broadcast", "reduce"]
 # What a node's time counts as in the breakdown.

@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import replace
 
 from workloads.graph import Block, Compute, ExecutionGraph, SendRecv
-from workloads.inference.ops import ATTENTION_DTYPE, IterationOps, Shape
+from workloads.inference.ops import ATTENTION_DTYPE, IterationOps, Shape, paged_decode_op
 from workloads.layers import LayerContext, mem, tp_comm
 from workloads.moe import (
     expert_params,
@@ -307,9 +307,8 @@ class MoEIterationOps(IterationOps):
         if s.decode_seqs:
             if att is None:
                 kvh = max(1, m.kv_heads_ // self.tp)
-                read, flops = 2.0 * kvh * m.head_dim * self.kv_bytes * kv, 4.0 * heads * m.head_dim * kv
-                ops.append(Compute("other", flops, read + 2 * e * s.decode_seqs * heads * d_v,
-                                   self.precision, name="decode_attn"))
+                ops.append(paged_decode_op(heads, kvh, m.head_dim, s.decode_seqs, kv,
+                                           self.kv_bytes, e, self.precision))
             else:
                 ops.append(latent_decode_op(heads, att.kv_lora_rank, att.qk_rope_head_dim, kv,
                                             s.decode_seqs, self.kv_bytes,

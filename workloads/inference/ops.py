@@ -74,6 +74,19 @@ def refuse_hybrid(model: ModelSpec) -> None:
             "model (workloads/inference/hybrid_ops.py), not this one")
 
 
+def paged_decode_op(heads: int, kv_heads: int, head_dim: int, seqs: int, kv_tokens: int,
+                    kv_bytes: float, act_bytes: int, dtype: str) -> Compute:
+    """Decode attention of ``seqs`` sequences, one query token each, over ``kv_tokens``
+    cached tokens in all: the K and V pages read once, each query read and each output
+    written once (4 h d FLOPs per cached token). Priced as the paged decode kernel
+    (hw_models/compute.py decode_attention) at the mean cached tokens per sequence."""
+    kv_read = 2.0 * kv_heads * head_dim * kv_bytes * kv_tokens
+    return Compute("decode_attention", 4.0 * heads * head_dim * kv_tokens,
+                   kv_read + 2 * act_bytes * seqs * heads * head_dim, dtype,
+                   (seqs * kv_heads, 1, max(1, round(kv_tokens / max(1, seqs))), head_dim),
+                   name="decode_attn")
+
+
 class IterationOps:
     """The operations of one serving iteration of one replica (tp x pp GPUs) for a batch
     Shape, and the replica's memory per GPU (weights, KV bytes per token)."""
@@ -141,7 +154,8 @@ class IterationOps:
 
     def attention_ops(self, s: Shape) -> list:
         """Prefill: fused causal attention over the chunks' query-key pairs (compute-bound).
-        Decode: stream every sequence's cached K and V once (memory-bound)."""
+        Decode: stream every sequence's cached K and V once (the paged decode kernel,
+        memory-bound with a floor per call: ``paged_decode_op``)."""
         m, e = self.model, 2
         heads = max(1, m.heads // self.tp)
         kvh, d = max(1, m.kv_heads_ // self.tp), m.head_dim
@@ -153,10 +167,8 @@ class IterationOps:
                                (heads, s.prefill_tokens, max(1, s.prefill_kv), d),
                                causal=True, name="prefill_attn", flops_per_exp=4.0 * d))
         if s.decode_seqs:
-            kv_read = 2.0 * kvh * d * self.kv_bytes * s.decode_kv
-            ops.append(Compute("other", 4.0 * heads * d * s.decode_kv,
-                               kv_read + 2 * e * s.decode_seqs * heads * d, self.precision,
-                               name="decode_attn"))
+            ops.append(paged_decode_op(heads, kvh, d, s.decode_seqs, s.decode_kv, self.kv_bytes,
+                                       e, self.precision))
         return ops
 
     def layer_ops(self, s: Shape) -> list:

@@ -1,0 +1,91 @@
+"""The paged decode-attention kernel's cost, fitted on FlashAttention-2's published H100 times.
+
+The serving model prices one decode step's attention (workloads/inference/ops.py
+``attention_ops``, ``decode_attn``) as hw_models/compute.py ``decode_attention``:
+
+    time = floor + bytes / (hbm_bw x eff_max x L / (L + L_half))
+
+with ``bytes`` the K and V pages read plus the queries read and the outputs written (nvbench's
+Read + Write) and L the cached tokens per sequence. The three constants (engines.yaml
+``flash_decode_paged``) are the least-squares fit in log time over the H100 rows of
+calibration/reference/kernels/paged_decode_attention_h100.csv: nvbench tables of
+FlashAttention-2's paged batch decode, 64 sequences, page 256, head 128, with 64 query /
+8 KV heads (Llama-3-70B) and 32 / 32 heads (MHA), 32-512 cached tokens per sequence.
+eff_max is bounded by 1 (no kernel reads faster than the HBM's peak). Nothing is fitted to
+a validation table.
+
+    python -m calibration.decode_attention_check
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from hw_models import catalog
+from hw_models.compute import ComputeModel
+from hw_models.profile import load as load_profile
+
+CSV = ("reference", "kernels", "paged_decode_attention_h100.csv")
+GPU = "h100-sxm"
+MIB = 2.0 ** 20
+
+
+def load() -> pd.DataFrame:
+    return pd.read_csv(resources.files("calibration").joinpath(*CSV), comment="#")
+
+
+def row_bytes(df: pd.DataFrame) -> np.ndarray:
+    """nvbench's Read + Write of each row, bytes."""
+    return ((df.read_mib + df.write_mib) * MIB).to_numpy(float)
+
+
+def kernel_s(theta, bytes_, kv, hbm_bw: float) -> np.ndarray:
+    """floor + bytes at eff_max L / (L + L_half) of the HBM bandwidth (seconds);
+    theta = (floor_us, eff_max, kv_half_tokens)."""
+    floor_us, eff_max, l_half = theta
+    return floor_us * 1e-6 + bytes_ * (kv + l_half) / kv / (hbm_bw * eff_max)
+
+
+def fit(df: pd.DataFrame | None = None) -> dict[str, float]:
+    """(floor_us, eff_max, kv_half_tokens): least squares of log model / measured time."""
+    df = load() if df is None else df
+    b, kv = row_bytes(df), df.seq_len.to_numpy(float)
+    t = df.gpu_time_us.to_numpy(float) * 1e-6
+    bw = catalog.gpu(GPU).hbm_bw
+    res = least_squares(lambda th: np.log(kernel_s(th, b, kv, bw) / t), [10.0, 0.9, 100.0],
+                        bounds=([0.0, 0.05, 0.0], [1000.0, 1.0, 1e5]))
+    return dict(zip(("floor_us", "eff_max", "kv_half_tokens"), map(float, res.x), strict=True))
+
+
+def table(df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each row with the simulator's price of it (engines.yaml constants) and the price of
+    the plain memory-bound op it replaces (launch + bytes at the STREAM-fitted share)."""
+    df = (load() if df is None else df).copy()
+    cm = ComputeModel(catalog.gpu(GPU), load_profile("h100"))
+    b = row_bytes(df)
+    df["model_us"] = [cm.decode_attention(x, float(k)) * 1e6 for x, k in zip(b, df.seq_len, strict=True)]
+    df["stream_us"] = [cm.memory_bound(x, "other") * 1e6 for x in b]
+    df["err"] = df.model_us / df.gpu_time_us - 1
+    df["stream_err"] = df.stream_us / df.gpu_time_us - 1
+    return df
+
+
+def main() -> None:
+    t = table()
+    cols = ["config", "num_seqs", "seq_len", "num_kv_heads", "gpu_time_us", "model_us", "err",
+            "stream_us", "stream_err"]
+    print(t[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\nmedian |err| {t.err.abs().median():.3f}, max {t.err.abs().max():.3f} "
+          f"(memory-bound op before: median {t.stream_err.abs().median():.3f})")
+    k = catalog.serving_engines()["flash_decode_paged"]
+    f = fit()
+    print("fit:          " + ", ".join(f"{n} {v:.4g}" for n, v in f.items()))
+    print("engines.yaml: " + ", ".join(f"{n} {k[n]}" for n in f))
+
+
+if __name__ == "__main__":
+    main()
