@@ -385,12 +385,12 @@ def latent_attention_kernel() -> tuple[float, float]:
 
 
 def paged_decode_kernel() -> tuple[float, float, float]:
-    """(floor seconds, HBM efficiency at long context, half-saturation tokens per
-    sequence) of a paged decode-attention kernel call (engines.yaml flash_decode_paged,
-    fitted by calibration/decode_attention_check.py ``fit`` on FlashAttention-2's
-    published H100 paged batch-decode times)."""
+    """(floor seconds, half-saturation tokens per sequence, ramp exponent) of a paged
+    decode-attention kernel call (engines.yaml flash_decode_paged, fitted by
+    calibration/decode_attention_check.py ``fit`` on FlashAttention-2's published H100
+    paged batch-decode times)."""
     k = serving_engines()["flash_decode_paged"]
-    return float(k["floor_us"]) * 1e-6, float(k["eff_max"]), float(k["kv_half_tokens"])
+    return float(k["floor_us"]) * 1e-6, float(k["kv_half_tokens"]), float(k["ramp_exponent"])
 
 
 def moe_align_floor_s() -> float:

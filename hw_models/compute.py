@@ -139,15 +139,14 @@ class ComputeModel:
     def decode_attention(self, bytes_: float, kv_per_seq: float) -> float:
         """Paged decode attention (one query token per sequence over its cached K and V,
         FlashAttention-2's split-KV paged kernel or alike): a floor per call plus the
-        bytes at a share of the HBM bandwidth that saturates in the cached tokens per
-        sequence, eff_max L / (L + L_half) (engines.yaml flash_decode_paged). Each
-        (sequence, KV head) pair thus costs L_half tokens' bytes beyond its own: the
-        per-block setup, softmax rescaling and split combination a short context does
-        not amortize."""
-        floor, eff_max, l_half = paged_decode_kernel()
+        bytes at a share of the HBM bandwidth that rises with the cached tokens per
+        sequence L to the STREAM share of the profile, bw_eff L^n / (L^n + L_half^n)
+        (engines.yaml flash_decode_paged): a short context does not amortize each
+        (sequence, KV head) pair's block setup, softmax rescaling and split combination."""
+        floor, l_half, n = paged_decode_kernel()
         kv = max(kv_per_seq, 1.0)
-        t = bytes_ * (kv + l_half) / kv / (self.gpu.hbm_bw * eff_max)
-        return (floor + t) / self.speed_scale
+        eff = self.profile.memory.bw_eff * kv ** n / (kv ** n + l_half ** n)
+        return (floor + bytes_ / (self.gpu.hbm_bw * eff)) / self.speed_scale
 
     def roofline(self, flops: float, bytes_: float, dtype: str) -> float:
         """Seconds at the tensor peak or the HBM bandwidth, the slower."""

@@ -32,9 +32,9 @@ def test_rows_read_what_the_shapes_imply():
 def test_engines_yaml_holds_the_fit():
     k = catalog.serving_engines()["flash_decode_paged"]
     f = dac.fit()
-    assert k["floor_us"] == pytest.approx(f["floor_us"], abs=0.05)
-    assert k["eff_max"] == pytest.approx(f["eff_max"], abs=0.005)
+    assert k["floor_us"] == pytest.approx(f["floor_us"], abs=0.01)
     assert k["kv_half_tokens"] == pytest.approx(f["kv_half_tokens"], abs=0.1)
+    assert k["ramp_exponent"] == pytest.approx(f["ramp_exponent"], abs=0.001)
 
 
 @pytest.mark.parametrize("config, seq_len, read_mib, write_mib, published_us", [
@@ -43,19 +43,21 @@ def test_engines_yaml_holds_the_fit():
     ("mha", 64, 64.5, 0.5, 53.954),
 ])
 def test_published_rows_by_hand(cm, config, seq_len, read_mib, write_mib, published_us):
-    """12.0 us + (Read + Write) x (L + 71.2) / L / 3.35 TB/s: e.g. 34 MiB at 128 tokens is
-    35,651,584 B x 1.55625 / 3.35e12 = 16.56 us, 28.56 us in all against 28.78 published;
-    each within the fit's largest error (12.6%)."""
+    """12.36 us + (Read + Write) / (3.35 TB/s x 0.8761 r / (r + 1)), r = (L / 51.8)^1.443:
+    e.g. 34 MiB at 128 tokens, r = 3.69, share 0.689, 35,651,584 B / 2.309e12 B/s =
+    15.44 us, 27.8 us in all against 28.78 published; each within the fit's largest
+    error (12.1%)."""
     b = (read_mib + write_mib) * MIB
-    hand = 12.0e-6 + b * (seq_len + 71.2) / seq_len / 3.35e12
+    r = (seq_len / 51.8) ** 1.443
+    hand = 12.36e-6 + b / (3.35e12 * 0.8761 * r / (r + 1))
     assert cm.decode_attention(b, seq_len) == pytest.approx(hand, rel=1e-9)
-    assert hand * 1e6 == pytest.approx(published_us, rel=0.126)
+    assert hand * 1e6 == pytest.approx(published_us, rel=0.122)
 
 
 def test_fit_error_and_the_op_it_replaces():
-    """Median |error| 4.1% over the nine rows, none over 12.6%; the plain memory-bound op
+    """Median |error| 4.2% over the nine rows, none over 12.1%; the plain memory-bound op
     (launch + bytes at the STREAM share) was 55% fast at the median."""
     t = dac.table()
     assert len(t) == 9
-    assert t.err.abs().median() < 0.045 and t.err.abs().max() < 0.13
+    assert t.err.abs().median() < 0.045 and t.err.abs().max() < 0.125
     assert t.stream_err.median() < -0.5

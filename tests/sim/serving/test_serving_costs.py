@@ -32,14 +32,18 @@ def test_decode_of_one_request_is_memory_bound():
 
 
 def test_decode_grows_by_kv_bytes_over_bandwidth():
-    """The paged decode kernel reads each further cached token's K and V at eff_max of the
-    HBM bandwidth (engines.yaml flash_decode_paged; the per-sequence term L_half and the
-    floor do not grow with the context)."""
+    """The paged decode kernel reads the cache at bw_eff L^n / (L^n + L_half^n) of the HBM
+    bandwidth (engines.yaml flash_decode_paged; the floor does not grow with the context):
+    going from 256 to 4096 cached tokens adds K and V bytes(4096) / eff(4096) -
+    bytes(256) / eff(256) over the bandwidth."""
     it, gpu, prof = model()
-    bw = gpu.hbm_bw * catalog.paged_decode_kernel()[1]
+    _, l_half, n = catalog.paged_decode_kernel()
+
+    def kv_s(ctx):
+        eff = prof.memory.bw_eff * ctx ** n / (ctx ** n + l_half ** n)
+        return ctx * it.kv_bytes_per_token() / (gpu.hbm_bw * eff)
     dt = it.time(decode(4096)) - it.time(decode(256))
-    expect = (4096 - 256) * it.kv_bytes_per_token() / bw
-    assert dt == pytest.approx(expect, rel=0.02)
+    assert dt == pytest.approx(kv_s(4096) - kv_s(256), rel=0.02)
 
 
 def test_prefill_is_compute_bound_at_long_prompts():
