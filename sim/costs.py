@@ -40,8 +40,9 @@ class HostSegments:
     the segment before the first sync (``head``), the host's excess summed over the
     segments between syncs (``waited``), the segment after the last (``tail``; None: no
     sync, all in ``head``). A segment's skew is that of the sync ending it (0: none, or a
-    sync on this GPU alone). Two runs of ops concatenate (``+``) as their ops would: the
-    first's tail and the second's head become one segment."""
+    sync on this GPU alone), counted only for a segment that starts at a sync. Two runs of
+    ops concatenate (``+``) as their ops would: the first's tail and the second's head
+    become one segment."""
     head: Seg = (0.0, 0.0, 0.0)
     waited: float = 0.0
     tail: Seg | None = None
@@ -56,8 +57,12 @@ class HostSegments:
 
     @property
     def exposed(self) -> float:
-        """Seconds the GPU waits for the host: each segment takes max(GPU, host)."""
-        return _excess(self.head) + self.waited + (_excess(self.tail) if self.tail else 0.0)
+        """Seconds the GPU waits for the host: each segment takes max(GPU, host). The head
+        waits for no slower peer: it starts where these ops start, not at a sync where the
+        ranks met, so their spread there is not known (joined after another run's tail,
+        it is)."""
+        head = (*self.head[:2], 0.0)
+        return _excess(head) + self.waited + (_excess(self.tail) if self.tail else 0.0)
 
 
 @dataclass(frozen=True)

@@ -38,21 +38,25 @@ def _host(cv: float, scopes: frozenset[str] = frozenset()) -> HostLaunch:
 
 def test_wait_by_hand():
     # 10 kernels of 1 us, the sync over 2 ranks, 10 kernels, the sync, 10 kernels; the host
-    # issues one per 10 us. Each stretch ending at a sync: 100 us of host, the slowest of 2
-    # peers at c = 0.5: 100 x (1 + 0.5 / sqrt(pi)) = 128.21 us against 10 us of GPU.
-    # Exposed: 2 x (128.21 - 10) + (100 - 10) = 326.42 us; without the skew 270 us.
+    # issues one per 10 us. The stretch between the two syncs: 100 us of host, the slowest
+    # of 2 peers at c = 0.5: 100 x (1 + 0.5 / sqrt(pi)) = 128.21 us against 10 us of GPU.
+    # The head starts at no sync (the ranks' spread there is unknown): 100 - 10 us; the
+    # tail ends at none: 100 - 10 us. Exposed: 118.21 + 2 x 90 = 298.21 us; without the
+    # skew 270 us.
     ops = (*_kernels(10, 1), ep_sync(2), *_kernels(10, 1), ep_sync(2), *_kernels(10, 1))
     times = [getattr(o, "duration_s", 0.0) or 0.0 for o in ops]
     stretch = 100 * (1 + 0.5 / math.sqrt(math.pi))
-    assert _host(0.5).exposed(ops, times) == pytest.approx((2 * (stretch - 10) + 90) * US)
+    assert stretch == pytest.approx(128.2095, abs=1e-4)
+    assert _host(0.5).exposed(ops, times) == pytest.approx((stretch - 10 + 180) * US)
     assert _host(0.0).exposed(ops, times) == pytest.approx(270 * US)
-    # cut anywhere, the two halves join into the same segments (the head takes the skew
-    # of the sync that ends it)
-    a, b = _host(0.5).segments(ops[:5], times[:5]), _host(0.5).segments(ops[5:], times[5:])
-    assert (a + b).exposed == pytest.approx((2 * (stretch - 10) + 90) * US)
+    # cut inside the stretch, the first run's tail and the second's head join into it and
+    # take the skew of the sync that ends it
+    a, b = _host(0.5).segments(ops[:15], times[:15]), _host(0.5).segments(ops[15:], times[15:])
+    assert (a + b).exposed == pytest.approx((stretch - 10 + 180) * US)
+    assert a.exposed + b.exposed == pytest.approx(2 * 90 * US + (40 - 4 + 60 - 6) * US)
     # a GPU-bound stretch (GPU 200 us > 128.21 us of the slowest host) waits for no host
-    ops = (*_kernels(10, 20), ep_sync(2))
-    assert _host(0.5).exposed(ops, [20 * US] * 10 + [0.0]) == 0.0
+    ops = (ep_sync(2), *_kernels(10, 20), ep_sync(2))
+    assert _host(0.5).exposed(ops, [0.0] + [20 * US] * 10 + [0.0]) == 0.0
 
 
 def test_no_wait_at_ep1_local_sync_or_graphed_moe():
