@@ -22,8 +22,14 @@ ops are grouped as the ranges hold them (megatron/core/transformer/moe/moe_layer
 The router and experts ranges hold no sync, so their CPU time is the host's issue time:
 it fits ``engines.yaml`` ``moe_layer_launch`` (their median over the kernels the run
 launched in them: the model's count, plus the forced load balancing's clone and
-``normal_`` of the router logits in the router range). The dispatch range's wait is
-compared, not fitted.
+``normal_`` of the router logits in the router range). The dispatch range's CPU time is
+the two calls plus the wait at the sync: the model's GPU time per layer is well under its
+host time, so the GPU is idle there and the wait is for the slowest EP peer's host to
+reach the counts' all-gather. It fits ``moe_layer_launch`` ``ep_skew_cv`` (``fit_skew_cv``):
+one rank's host time over the stretch between two syncs has a coefficient of variation c,
+the group waits for the slowest of its 8 ranks, E[max] - mean = c e_8 x the stretch's host
+time (e_8 = E[max of 8 standard normals]; sim/costs.py HostLaunch.skew). The whole layer
+(MLP range) is a check, not fitted.
 
     python -m calibration.moe_host_check
 """
@@ -36,7 +42,14 @@ from functools import cache
 from calibration.reference_files import reference_csv
 from hw_models import catalog
 from workloads.graph import Block
-from workloads.host_launch import MOE_EXPERT_OPS, MOE_ROUTER_OPS, is_sync, issue_seconds, launches
+from workloads.host_launch import (
+    MOE_EXPERT_OPS,
+    MOE_ROUTER_OPS,
+    expected_max_normal,
+    is_sync,
+    issue_seconds,
+    launches,
+)
 
 CSV = "modern/moe_host_nvtx.csv"
 # moe_router_force_load_balancing (the issue's random init): the router logits' clone and
@@ -112,11 +125,35 @@ def fit_us() -> dict[str, float]:
             "experts_us": ms["MOE_EXPERTS_COMP"] * 1e3 / n["experts_compute"]}
 
 
-def model_ms(with_moe_cost: bool = True) -> dict[str, dict[str, float]]:
+def stretch_s() -> tuple[float, float, float]:
+    """(host issue seconds, GPU seconds, the dispatch's calls' host seconds) of the model's
+    stretch between two MoE layers' syncs (the experts, the combine, the next layer's
+    attention, router and permutation) with the fitted per-launch costs."""
+    est, between, layer = _layer()
+    host = est.costs.host
+    issue = issue_seconds(between, host.scopes, host.per_op_s, host.te, host.moe)
+    gpu = sum(0.0 if is_sync(o) else est.costs.op_time(o) for o in between)
+    calls = sum(s for o, s in zip(between, issue, strict=True) if range_of(o) == "dispatch")
+    return sum(issue), gpu, calls
+
+
+def fit_skew_cv() -> float:
+    """The coefficient of variation of one rank's host time between two syncs (engines.yaml
+    moe_layer_launch ep_skew_cv): the dispatch range's median less its calls' host time is
+    the wait, c e_8 x the stretch's host time (the GPU idle: its time is below the host's)."""
+    h, g, calls = stretch_s()
+    assert g < h, "the fit assumes a host-bound stretch"
+    wait = measured_ms()["MOE_DISPATCH"] * 1e-3 - calls
+    return wait / (h * expected_max_normal(PLAN["ep"] * PLAN["etp"]))
+
+
+def model_ms(with_moe_cost: bool = True, with_skew: bool = True) -> dict[str, dict[str, float]]:
     """Per range of one MoE layer's forward: the host's issue time, the GPU time, and the
     CPU time the range would show (issue time; dispatch: the sync's wait plus the calls)."""
     est, between, layer = _layer()
     host = est.costs.host if with_moe_cost else replace(est.costs.host, moe=None)
+    if not with_skew and host.moe is not None:
+        host = replace(host, moe=replace(host.moe, skew_cv=0.0))
     issue = issue_seconds(layer, host.scopes, host.per_op_s, host.te, host.moe)
     out = {r: {"host": 0.0, "gpu": 0.0} for r in ("router_and_preprocess", "dispatch",
                                                   "experts_compute", "combine")}
@@ -127,7 +164,8 @@ def model_ms(with_moe_cost: bool = True) -> dict[str, dict[str, float]]:
             out[r]["gpu"] += (0.0 if is_sync(op) else est.costs.op_time(op)) * 1e3
     seg_issue = issue_seconds(between, host.scopes, host.per_op_s, host.te, host.moe)
     seg_gpu = sum(0.0 if is_sync(o) else est.costs.op_time(o) for o in between)
-    wait = max(0.0, seg_gpu - sum(seg_issue)) * 1e3
+    h = sum(seg_issue)
+    wait = max(0.0, seg_gpu - h, h * host.skew(between[-1])) * 1e3
     for r in out:
         out[r]["cpu"] = out[r]["host"] + (wait if r == "dispatch" else 0.0)
     return out
@@ -135,27 +173,34 @@ def model_ms(with_moe_cost: bool = True) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     ms = measured_ms()
-    before, after = model_ms(False), model_ms(True)
+    before, fitted, after = model_ms(False), model_ms(True, False), model_ms(True)
     n = range_launches()
     fit = fit_us()
     per_op = catalog.training_launch_s(catalog.system("dgx-b200")) * 1e6
     print("Eager Megatron-Core MoE layer forward, Qwen3-30B-A3B on 8 B200 (EP 8, seq 4096, "
           "MBS 1): CPU ms per layer forward, NVTX medians (nsys) vs model")
-    print(f"{'range':24s} {'launches':>8s} {'measured':>9s} {'per-op':>8s} {'fitted':>8s} {'GPU':>7s}")
+    print(f"{'range':24s} {'launches':>8s} {'measured':>9s} {'per-op':>8s} {'fitted':>8s} "
+          f"{'+EP wait':>8s} {'GPU':>7s}")
     for r, row in RANGES.items():
         print(f"{r:24s} {n.get(r, 0):8d} {ms[row]:9.3f} {before[r]['cpu']:8.3f} "
-              f"{after[r]['cpu']:8.3f} {after[r]['gpu']:7.3f}")
+              f"{fitted[r]['cpu']:8.3f} {after[r]['cpu']:8.3f} {after[r]['gpu']:7.3f}")
     print(f"{'combine (not in table)':24s} {n.get('combine', 0):8d} {'-':>9s} "
-          f"{before['combine']['cpu']:8.3f} {after['combine']['cpu']:8.3f} {after['combine']['gpu']:7.3f}")
-    tot_b, tot_a = (sum(m[r]["cpu"] for r in m) for m in (before, after))
-    print(f"{'MLP (whole layer)':24s} {sum(n.values()):8d} {ms['MLP']:9.3f} {tot_b:8.3f} {tot_a:8.3f} "
-          f"{sum(after[r]['gpu'] for r in after):7.3f}")
+          f"{before['combine']['cpu']:8.3f} {fitted['combine']['cpu']:8.3f} "
+          f"{after['combine']['cpu']:8.3f} {after['combine']['gpu']:7.3f}")
+    tot_b, tot_f, tot_a = (sum(m[r]["cpu"] for r in m) for m in (before, fitted, after))
+    print(f"{'MLP (whole layer)':24s} {sum(n.values()):8d} {ms['MLP']:9.3f} {tot_b:8.3f} {tot_f:8.3f} "
+          f"{tot_a:8.3f} {sum(after[r]['gpu'] for r in after):7.3f}")
     print(f"per launch (us): generic per-op {per_op:.2f}; fitted router_and_preprocess "
           f"{fit['router_preprocess_us']:.2f} (over {n['router_and_preprocess']} + "
           f"{FORCED_BALANCE_KERNELS} forced-balancing kernels), experts_compute {fit['experts_us']:.2f}")
     yaml = catalog.moe_layer_launch_us()
     print(f"engines.yaml moe_layer_launch: router_preprocess {yaml['router_preprocess_us']} us, "
-          f"experts {yaml['experts_us']} us")
+          f"experts {yaml['experts_us']} us, ep_skew_cv {catalog.moe_ep_skew_cv()}")
+    h, g, calls = stretch_s()
+    e8 = expected_max_normal(PLAN["ep"] * PLAN["etp"])
+    print(f"EP wait (dispatch range, fitted): stretch between syncs {h * 1e3:.3f} ms host, "
+          f"{g * 1e3:.3f} ms GPU; wait {ms['MOE_DISPATCH'] - calls * 1e3:.3f} ms = c x e_8 "
+          f"({e8:.4f}) x host: c = {fit_skew_cv():.4f}")
     print(f"nvte_cublas_gemm: {ms['nvte_cublas_gemm'] * 1e3:.1f} us median per GEMM call "
           "(TE's C++ GEMM call alone, under nsys)")
 

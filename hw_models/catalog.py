@@ -241,6 +241,13 @@ def moe_layer_launch_us() -> dict[str, float]:
     return {k: float(m[k]) for k in ("router_preprocess_us", "experts_us")}
 
 
+def moe_ep_skew_cv() -> float:
+    """Coefficient of variation of one rank's host time between two of an eager MoE
+    layer's cross-rank syncs (engines.yaml moe_layer_launch ep_skew_cv; a ratio, the same
+    on every host CPU)."""
+    return float(serving_engines()["moe_layer_launch"]["ep_skew_cv"])
+
+
 def _host_us_to_s(system: SystemSpec, measured_on: str | None) -> float:
     """Seconds on ``system``'s host CPU per microsecond measured on the host CPU
     ``measured_on`` (an engines.yaml host_cpus key; None: the x86 reference), both by their

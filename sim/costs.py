@@ -11,28 +11,41 @@ from hw_models.compute import ComputeModel
 from hw_models.topology import fabric_defaults
 from sim.network.deepep import dispatch_time
 from workloads.graph import Block, Collective, Compute, Delay, ExpertDispatch, Memory, Node, Overlap
-from workloads.host_launch import MoeLaunch, TeModules, is_sync, issue_seconds
+from workloads.host_launch import (
+    EpSync,
+    MoeLaunch,
+    TeModules,
+    expected_max_normal,
+    is_sync,
+    issue_seconds,
+)
+
+Seg = tuple[float, float, float]
 
 
-def _excess(seg: tuple[float, float]) -> float:
-    """The host's excess over the GPU in one segment of (GPU, host) seconds."""
-    return max(0.0, seg[1] - seg[0])
+def _excess(seg: Seg) -> float:
+    """The host's excess over the GPU in one segment of (GPU, host, skew) seconds: the
+    slowest peer's host at a cross-rank sync takes host x (1 + skew) (``HostLaunch.skew``)."""
+    return max(0.0, seg[1] * (1 + seg[2]) - seg[0])
 
 
-def _add(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
-    return a[0] + b[0], a[1] + b[1]
+def _add(a: Seg, b: Seg) -> Seg:
+    """Two runs of ops as one segment, ending where ``b`` ends (at ``b``'s sync)."""
+    return a[0] + b[0], a[1] + b[1], b[2]
 
 
 @dataclass(frozen=True)
 class HostSegments:
-    """(GPU, host) seconds of ops run back to back, cut at their host-device syncs: the
-    segment before the first sync (``head``), the host's excess summed over the segments
-    between syncs (``waited``), the segment after the last (``tail``; None: no sync, all in
-    ``head``). Two runs of ops concatenate (``+``) as their ops would: the first's tail
-    and the second's head become one segment."""
-    head: tuple[float, float] = (0.0, 0.0)
+    """(GPU, host, skew) seconds of ops run back to back, cut at their host-device syncs:
+    the segment before the first sync (``head``), the host's excess summed over the
+    segments between syncs (``waited``), the segment after the last (``tail``; None: no
+    sync, all in ``head``). A segment's skew is that of the sync ending it (0: none, or a
+    sync on this GPU alone), counted only for a segment that starts at a sync. Two runs of
+    ops concatenate (``+``) as their ops would: the first's tail and the second's head
+    become one segment."""
+    head: Seg = (0.0, 0.0, 0.0)
     waited: float = 0.0
-    tail: tuple[float, float] | None = None
+    tail: Seg | None = None
 
     def __add__(self, other: HostSegments) -> HostSegments:
         if self.tail is None:
@@ -44,8 +57,12 @@ class HostSegments:
 
     @property
     def exposed(self) -> float:
-        """Seconds the GPU waits for the host: each segment takes max(GPU, host)."""
-        return _excess(self.head) + self.waited + (_excess(self.tail) if self.tail else 0.0)
+        """Seconds the GPU waits for the host: each segment takes max(GPU, host). The head
+        waits for no slower peer: it starts where these ops start, not at a sync where the
+        ranks met, so their spread there is not known (joined after another run's tail,
+        it is)."""
+        head = (*self.head[:2], 0.0)
+        return _excess(head) + self.waited + (_excess(self.tail) if self.tail else 0.0)
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,16 @@ class HostLaunch:
     scopes: frozenset[str] = frozenset()
     te: TeModules | None = None
     moe: MoeLaunch | None = None
+
+    def skew(self, op) -> float:
+        """The wait at the sync ``op`` for the slowest of its peers' hosts, over this host's
+        time since the previous sync: an eager MoE layer's cross-rank sync (``EpSync``) over
+        k ranks whose host times in that stretch have a coefficient of variation c
+        (``MoeLaunch.skew_cv``) waits c x E[max of k standard normals] of it (0 at k = 1,
+        for a sync on this GPU alone, and inside a CUDA graph of the MoE layer)."""
+        if not isinstance(op, EpSync) or self.moe is None or self.scopes & {"moe", "full_iteration"}:
+            return 0.0
+        return self.moe.skew_cv * expected_max_normal(op.ranks)
 
     @property
     def idle(self) -> bool:
@@ -83,15 +110,15 @@ class HostLaunch:
         issue = issue_seconds(ops, self.scopes, self.per_op_s, self.te, self.moe)
         for op, t, s in zip(ops, times, issue, strict=True):
             if is_sync(op):
-                segs.append((g, h))
+                segs.append((g, h, self.skew(op)))
                 g = h = 0.0
                 continue
             if not (isinstance(op, Collective) and op.group.dim in hidden_dims):
                 g += t
             h += s
         if not segs:
-            return HostSegments((g, h))
-        return HostSegments(segs[0], sum(map(_excess, segs[1:])), (g, h))
+            return HostSegments((g, h, 0.0))
+        return HostSegments(segs[0], sum(map(_excess, segs[1:])), (g, h, 0.0))
 
     def issue_s(self, ops) -> float:
         """Host seconds to issue ``ops`` one by one (0 when the host issues none)."""
@@ -250,7 +277,7 @@ class OpCosts:
         workloads/stage_ops.py ``pair_block``), for the sweep estimator, which sums the
         seconds layer by layer (sim/sweep/estimate_moe.py)."""
         parts = self.overlap_parts(op, t_main, t_hidden)
-        host = None if self.host is None else HostSegments((sum(parts.values()), host_s))
+        host = None if self.host is None else HostSegments((sum(parts.values()), host_s, 0.0))
         return BlockTally(parts, 0.0, host)
 
     def duration(self, node: Node) -> float:

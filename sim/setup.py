@@ -241,7 +241,7 @@ def moe_launch(w: TrainingWorkload, system: SystemSpec) -> MoeLaunch | None:
     (catalog moe_layer_launch); None where the layers are not Megatron-Core's."""
     if not _megatron_layers(w):
         return None
-    return MoeLaunch(*catalog.moe_layer_launch_s(system))
+    return MoeLaunch(*catalog.moe_layer_launch_s(system), catalog.moe_ep_skew_cv())
 
 
 def te_modules(w: TrainingWorkload, system: SystemSpec) -> TeModules | None:

@@ -45,6 +45,7 @@ router, the output layer and the plain PyTorch / Triton kernels keep the per-op 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache, cached_property
 
@@ -94,6 +95,36 @@ LAUNCHES: dict[str, int] = {
 def host_sync() -> Delay:
     """The marker of a host-device synchronization inside a block (no GPU time)."""
     return Delay(0.0, HOST_SYNC)
+
+
+@dataclass(frozen=True, slots=True)
+class EpSync(Delay):
+    """A host sync that waits on a collective of ``ranks`` peers first: the MoE layer's
+    dropless sync (the token counts all-gathered over the expert-parallel group, then read
+    on the host), which no rank passes before the slowest peer's host has issued its
+    all-gather (``HostLaunch.skew``)."""
+    ranks: int = 1
+
+
+def ep_sync(ranks: int) -> EpSync:
+    """The marker of the MoE layer's cross-rank sync over ``ranks`` expert-parallel peers."""
+    return EpSync(0.0, HOST_SYNC, ranks)
+
+
+@cache
+def expected_max_normal(k: int) -> float:
+    """E[max of k independent standard normals]: the integral of x k phi(x) Phi(x)^(k-1)
+    (Simpson's rule over [-10, 10]); 0 at k = 1, 1/sqrt(pi) at k = 2, 1.4236 at k = 8."""
+    if k <= 1:
+        return 0.0
+    n, lo, hi = 4000, -10.0, 10.0
+    dx = (hi - lo) / n
+
+    def f(x: float) -> float:
+        phi = math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+        return x * k * phi * (0.5 * (1 + math.erf(x / math.sqrt(2)))) ** (k - 1)
+    tot = f(lo) + f(hi) + sum((4 if i % 2 else 2) * f(lo + i * dx) for i in range(1, n))
+    return tot * dx / 3
 
 
 def is_sync(op) -> bool:
@@ -176,9 +207,12 @@ class MoeLaunch:
     GEMM, its scoring and load-balancing loss, the dispatcher's count bookkeeping, the
     permutation), ``experts_s`` in ``experts_compute`` (the chunk sort, TEGroupedMLP's
     per-expert GEMMs and activation, the unsort). Fitted on the CPU time of those NVTX
-    ranges (hw_models/data/engines.yaml moe_layer_launch; calibration/moe_host_check.py)."""
+    ranges (hw_models/data/engines.yaml moe_layer_launch; calibration/moe_host_check.py).
+    ``skew_cv``: the coefficient of variation of one rank's host time between two of the
+    layer's cross-rank syncs (``EpSync``), fitted on the dispatch range's wait there."""
     router_s: float
     experts_s: float
+    skew_cv: float = 0.0
 
     def per_launch(self, name: str) -> float | None:
         """Seconds per launch of the forward op ``name`` in a measured range; None outside."""

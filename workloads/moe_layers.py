@@ -32,7 +32,7 @@ from workloads import layer_dsv4
 from workloads import mamba as mamba_spec
 from workloads.dsv4 import dsv4, ratio
 from workloads.graph import CommGroup
-from workloads.host_launch import host_sync
+from workloads.host_launch import ep_sync, host_sync
 from workloads.layer_attention import (
     attn_backward,
     attn_forward,
@@ -271,7 +271,9 @@ def moe_forward(ctx: LayerContext) -> list[Op]:
     down = [gemm(ctx, *lat[0], "fc1_latent_proj")] if lat else []
     up = [gemm(ctx, *lat[1], "fc2_latent_proj")] if lat else []
     ops: list[Op] = [*_router_forward(ctx), *down, *_permute(ctx),
-                     host_sync(),    # dropless: tokens per expert read on the host
+                     # dropless: the counts gathered over the expert TP x EP group
+                     # (tp_ep_group), then read on the host
+                     ep_sync(ctx.moe.ep * ctx.moe.etp),
                      *route(ctx, "dispatch", out=False), *_sort_chunks(ctx, "expert_sort", True),
                      *[gemm(ctx, *fc1, "expert_fc1")] * local, *expert_clamp(ctx, bwd=False),
                      mem(ctx, "elementwise", activation_bytes(ctx, r, fc2[2]), "expert_activation"),
