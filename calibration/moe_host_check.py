@@ -41,11 +41,11 @@ from functools import cache
 
 from calibration.reference_files import reference_csv
 from hw_models import catalog
+from hw_models.compute import expected_max_normal
 from workloads.graph import Block
 from workloads.host_launch import (
     MOE_EXPERT_OPS,
     MOE_ROUTER_OPS,
-    expected_max_normal,
     is_sync,
     issue_seconds,
     launches,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 
-from hw_models.compute import ComputeModel
+from hw_models.compute import ComputeModel, expected_max_normal
 from hw_models.topology import fabric_defaults
 from sim.network.deepep import dispatch_time
 from workloads.graph import Block, Collective, Compute, Delay, ExpertDispatch, Memory, Node, Overlap
@@ -15,7 +15,6 @@ from workloads.host_launch import (
     EpSync,
     MoeLaunch,
     TeModules,
-    expected_max_normal,
     is_sync,
     issue_seconds,
 )

@@ -45,7 +45,6 @@ router, the output layer and the plain PyTorch / Triton kernels keep the per-op 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cache, cached_property
 
@@ -109,22 +108,6 @@ class EpSync(Delay):
 def ep_sync(ranks: int) -> EpSync:
     """The marker of the MoE layer's cross-rank sync over ``ranks`` expert-parallel peers."""
     return EpSync(0.0, HOST_SYNC, ranks)
-
-
-@cache
-def expected_max_normal(k: int) -> float:
-    """E[max of k independent standard normals]: the integral of x k phi(x) Phi(x)^(k-1)
-    (Simpson's rule over [-10, 10]); 0 at k = 1, 1/sqrt(pi) at k = 2, 1.4236 at k = 8."""
-    if k <= 1:
-        return 0.0
-    n, lo, hi = 4000, -10.0, 10.0
-    dx = (hi - lo) / n
-
-    def f(x: float) -> float:
-        phi = math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
-        return x * k * phi * (0.5 * (1 + math.erf(x / math.sqrt(2)))) ** (k - 1)
-    tot = f(lo) + f(hi) + sum((4 if i % 2 else 2) * f(lo + i * dx) for i in range(1, n))
-    return tot * dx / 3
 
 
 def is_sync(op) -> bool:

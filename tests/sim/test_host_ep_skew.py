@@ -11,9 +11,10 @@ import pytest
 
 from calibration import moe_host_check
 from hw_models import catalog
+from hw_models.compute import expected_max_normal
 from sim.costs import HostLaunch
 from workloads.graph import Compute
-from workloads.host_launch import EpSync, MoeLaunch, ep_sync, expected_max_normal, host_sync
+from workloads.host_launch import EpSync, MoeLaunch, ep_sync, host_sync
 
 US = 1e-6
 
