@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from hw_models import catalog
-from hw_models.compute import ComputeModel
+from hw_models.compute import ComputeModel, paged_decode_s
 from hw_models.profile import load as load_profile
 
 CSV = ("reference", "kernels", "paged_decode_attention_h100.csv")
@@ -45,14 +45,6 @@ def row_bytes(df: pd.DataFrame) -> np.ndarray:
     return ((df.read_mib + df.write_mib) * MIB).to_numpy(float)
 
 
-def kernel_s(theta, bytes_, kv, hbm_bw: float, bw_eff: float) -> np.ndarray:
-    """floor + bytes at bw_eff L^n / (L^n + L_half^n) of the HBM bandwidth (seconds);
-    theta = (floor_us, kv_half_tokens, ramp_exponent)."""
-    floor_us, l_half, n = theta
-    eff = bw_eff * kv ** n / (kv ** n + l_half ** n)
-    return floor_us * 1e-6 + bytes_ / (hbm_bw * eff)
-
-
 def fit(df: pd.DataFrame | None = None) -> dict[str, float]:
     """(floor_us, kv_half_tokens, ramp_exponent): least squares of log model / measured
     time, the long-context share held at the H100 profile's STREAM share."""
@@ -60,8 +52,10 @@ def fit(df: pd.DataFrame | None = None) -> dict[str, float]:
     b, kv = row_bytes(df), df.seq_len.to_numpy(float)
     t = df.gpu_time_us.to_numpy(float) * 1e-6
     bw, bw_eff = catalog.gpu(GPU).hbm_bw, load_profile("h100").memory.bw_eff
-    res = least_squares(lambda th: np.log(kernel_s(th, b, kv, bw, bw_eff) / t),
-                        [10.0, 60.0, 1.5], bounds=([0.0, 1.0, 0.5], [1000.0, 1e4, 6.0]))
+
+    def log_ratio(th):
+        return np.log(paged_decode_s((th[0] * 1e-6, th[1], th[2]), b, kv, bw, bw_eff) / t)
+    res = least_squares(log_ratio, [10.0, 60.0, 1.5], bounds=([0.0, 1.0, 0.5], [1000.0, 1e4, 6.0]))
     return dict(zip(("floor_us", "kv_half_tokens", "ramp_exponent"), map(float, res.x),
                     strict=True))
 

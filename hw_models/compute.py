@@ -69,6 +69,15 @@ def slowest_of(n: int, cv: float) -> float:
     return 1.0 + cv * expected_max_normal(n) if cv > 0 and n > 1 else 1.0
 
 
+def paged_decode_s(constants, bytes_, kv, hbm_bw: float, bw_eff: float):
+    """Seconds of one paged decode-attention call: floor + bytes at bw_eff L^n / (L^n +
+    L_half^n) of the HBM bandwidth, L = ``kv`` cached tokens per sequence; ``constants`` =
+    (floor s, L_half, n) (catalog.paged_decode_kernel). Scalars or numpy arrays (the fit,
+    calibration/decode_attention_check.py)."""
+    floor, l_half, n = constants
+    return floor + bytes_ / (hbm_bw * bw_eff * kv ** n / (kv ** n + l_half ** n))
+
+
 def attention_efficiency(curve, seq_kv: float) -> float:
     """Share of the BF16 peak a fused-attention kernel reaches at kv length ``seq_kv``:
     eff_max s / (s + seq_half), and where the curve has a ``seq_fall`` (the measured
@@ -143,10 +152,8 @@ class ComputeModel:
         sequence L to the STREAM share of the profile, bw_eff L^n / (L^n + L_half^n)
         (engines.yaml flash_decode_paged): a short context does not amortize each
         (sequence, KV head) pair's block setup, softmax rescaling and split combination."""
-        floor, l_half, n = paged_decode_kernel()
-        kv = max(kv_per_seq, 1.0)
-        eff = self.profile.memory.bw_eff * kv ** n / (kv ** n + l_half ** n)
-        return (floor + bytes_ / (self.gpu.hbm_bw * eff)) / self.speed_scale
+        return paged_decode_s(paged_decode_kernel(), bytes_, max(kv_per_seq, 1.0),
+                              self.gpu.hbm_bw, self.profile.memory.bw_eff) / self.speed_scale
 
     def roofline(self, flops: float, bytes_: float, dtype: str) -> float:
         """Seconds at the tensor peak or the HBM bandwidth, the slower."""
