@@ -125,14 +125,18 @@ def fit_us() -> dict[str, float]:
             "experts_us": ms["MOE_EXPERTS_COMP"] * 1e3 / n["experts_compute"]}
 
 
+def _stretch(est, between, host) -> tuple[list[float], float]:
+    """(host issue seconds per op, GPU seconds) of the ops between two syncs under ``host``."""
+    issue = issue_seconds(between, host.scopes, host.per_op_s, host.te, host.moe)
+    return issue, sum(0.0 if is_sync(o) else est.costs.op_time(o) for o in between)
+
+
 def stretch_s() -> tuple[float, float, float]:
     """(host issue seconds, GPU seconds, the dispatch's calls' host seconds) of the model's
     stretch between two MoE layers' syncs (the experts, the combine, the next layer's
     attention, router and permutation) with the fitted per-launch costs."""
-    est, between, layer = _layer()
-    host = est.costs.host
-    issue = issue_seconds(between, host.scopes, host.per_op_s, host.te, host.moe)
-    gpu = sum(0.0 if is_sync(o) else est.costs.op_time(o) for o in between)
+    est, between, _ = _layer()
+    issue, gpu = _stretch(est, between, est.costs.host)
     calls = sum(s for o, s in zip(between, issue, strict=True) if range_of(o) == "dispatch")
     return sum(issue), gpu, calls
 
@@ -162,8 +166,7 @@ def model_ms(with_moe_cost: bool = True, with_skew: bool = True) -> dict[str, di
         if r:
             out[r]["host"] += s * 1e3
             out[r]["gpu"] += (0.0 if is_sync(op) else est.costs.op_time(op)) * 1e3
-    seg_issue = issue_seconds(between, host.scopes, host.per_op_s, host.te, host.moe)
-    seg_gpu = sum(0.0 if is_sync(o) else est.costs.op_time(o) for o in between)
+    seg_issue, seg_gpu = _stretch(est, between, host)
     h = sum(seg_issue)
     wait = max(0.0, seg_gpu - h, h * host.skew(between[-1])) * 1e3
     for r in out:
