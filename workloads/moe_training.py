@@ -152,6 +152,10 @@ def unit_split(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> 
         out.append((layer_dense(model, plan, i), experts / (plan.ep * plan.etp)))
     embed, untied = moe_spec.embedding_params(model)
     first, last = _ends(model, plan, stage, chunk)
+    if not out and (first or last):
+        # A virtual stage that holds the embedding or the output layer alone (Megatron's
+        # account_for_embedding/loss_in_pipeline_split can leave it no transformer layer).
+        out.append((0.0, 0.0))
     if first:
         out[0] = (out[0][0] + embed / plan.tp, out[0][1])
     if last:

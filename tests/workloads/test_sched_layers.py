@@ -72,3 +72,22 @@ def test_layer_ids_follow_the_path():
     dual = ParallelPlan(tp=1, pp=4, dp=1, micro_batch=1, global_batch=8, schedule="dualpipe")
     dp = dual.pipeline(8)
     assert dp.layer_ids(0, 1) == dp.layer_ids(3, 0) == range(6, 8)   # stage 3 on both ends
+
+
+def test_moe_end_stage_with_no_layer_holds_the_embedding():
+    """Qwen3-235B-A22B: 94 + 2 = 96 over pp 32 x vpp 3, one slot each: the first virtual
+    stage holds the embedding alone and the last the output layer alone (a plan
+    Alibaba's Pai-Megatron-Patch ran on 256 H800, issue #658), no transformer layer."""
+    from workloads import moe_training
+    q = presets()["qwen3-235b-a22b"]
+    p = ParallelPlan(tp=1, pp=32, dp=8, ep=8, micro_batch=1, global_batch=256, vpp=3,
+                     embedding_in_split=True, loss_in_split=True)
+    parallel.validate(p, q, 256)
+    counts = p.pipeline(94).stage_layer_counts
+    assert counts[0] == 0 and counts[-1] == 0 and sum(counts) == 94
+    table = q.vocab * q.hidden                     # untied: one input and one output table
+    assert moe_training.unit_split(q, p, 0, 0) == [(table, 0.0)]
+    assert moe_training.unit_split(q, p, 31, 2) == [(table, 0.0)]
+    dense, experts = moe_training.stage_split(q, p, 5)          # three one-layer chunks
+    assert experts == pytest.approx(3 * 128 * 3 * q.hidden * q.moe.expert_ffn_hidden / 8)
+    assert dense > 0
