@@ -19,7 +19,7 @@ REF = resources.files("calibration").joinpath("reference", "modern")
 
 # GPU label of a published row -> (catalog system, GPUs per node).
 SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nvl72", 4),
-           "B300": ("dgx-b300", 8), "GB300": ("gb300-nvl72", 4)}
+           "B300": ("dgx-b300", 8), "GB300": ("gb300-nvl72", 4), "H800": ("dgx-h800", 8)}
 # Precision label -> FP8 recipe (workloads/fp8.py): Megatron-Bridge's H100 "FP8" is current
 # scaling (the Nemotron recipes' ``fp8_cs``), MXFP8 block scaling, NVFP4.
 FP8_RECIPE = {"FP8": "tensorwise", "FP8-CS": "tensorwise", "MXFP8": "mxfp8", "FP8-MX": "mxfp8",

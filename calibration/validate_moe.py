@@ -49,6 +49,7 @@ from calibration import (
     deepep_check,
     serving_kernel_check,
     ssd_kernel_check,
+    validate_eager_moe,
     validate_hybrid,
     validate_mbperf,
 )
@@ -240,6 +241,12 @@ def mbperf_rows(fidelity: str = "analytical") -> pd.DataFrame:
     return validate_mbperf.run(lambda sc: _predict(sc, cache), fidelity)
 
 
+def eager_rows(fidelity: str = "analytical") -> pd.DataFrame:
+    """The eager Megatron-Core runs users published (calibration/validate_eager_moe.py)."""
+    cache: dict = {}
+    return validate_eager_moe.run(lambda sc: _predict(sc, cache), fidelity)
+
+
 def summary(df: pd.DataFrame) -> dict:
     done = df[df.skipped == ""]
     err = done.error_pct.abs()
@@ -373,6 +380,8 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     s["hybrid"] = validate_hybrid.summary(hyb)
     mb = mbperf_rows(fidelity)
     s["mbperf"] = validate_mbperf.summary(mb)
+    eager = eager_rows(fidelity)
+    s["eager"] = validate_eager_moe.summary(eager)
     inf = inference_rows()
     served = inf[inf.skipped == ""].error_pct.abs()
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
@@ -406,6 +415,9 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + ssd.to_string(index=False)
                 + "\n\nDeepSeek-V3 / Kimi K2 / DeepSeek-V4 Flash rows (mbperf_moe_training.csv):\n"
                 + mb.fillna("").to_string(index=False) + "\n" + validate_mbperf.summary_line(s["mbperf"])
+                + "\n\neager Megatron-Core runs published by users (moe_eager_training.csv):\n"
+                + eager.fillna("").to_string(index=False) + "\n"
+                + validate_eager_moe.summary_line(s["eager"])
                 + "\n\ngpt-oss-120b: what each release's container ran in attention "
                 "(calibration/moe_recipes.py; cuDNN fused in every row):\n"
                 + stacks.to_string(index=False)
@@ -423,6 +435,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + "\n\ncheck: two-batch overlap speedup vs SGLang's ablation:\n" + tbo.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
             "hybrid_rows": hyb.to_dict("records"), "mbperf_rows": mb.to_dict("records"),
+            "eager_rows": eager.to_dict("records"),
             "ssd_kernel_rows": ssd.to_dict("records"),
             "attention_kernel_rows": attn.to_dict("records"),
             "deepep_kernel_rows": deepep.to_dict("records"),
@@ -451,6 +464,11 @@ def dashboard_rows() -> list[dict]:
              "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
              "unit": "tok/s/GPU", "kind": "rate", "group": f"deepseek-kimi {r.gpu}"}
             for r in mb[mb.skipped == ""].itertuples()]
+    eager = eager_rows()
+    out += [{"name": f"{r.source} {r.model} {r.gpu} {r.gpus} GPUs {r.precision} {r.plan}",
+             "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
+             "unit": "tok/s/GPU", "kind": "rate", "group": f"eager {r.gpu}"}
+            for r in eager[eager.skipped == ""].itertuples()]
     inf = inference_rows()
     out += [{"name": f"{r.source} {r.model} {r.phase} {r.setup}", "predicted": float(r.predicted),
              "published": float(r.published), "unit": r.unit, "kind": "rate", "group": "serving"}

@@ -1,0 +1,126 @@
+"""Eager Megatron-Core MoE runs published by users: predicted vs published throughput per GPU.
+
+Rows: calibration/reference/modern/moe_eager_training.csv (Alibaba's Pai-Megatron-Patch
+issues #658 and #643 on H800, Megatron-MoE-ModelZoo issue #7 on B200). Every row runs
+Megatron-Core's MoE layer eagerly (no CUDA graphs) on an x86 host, so they check the eager
+layer's host cost and its wait for the slowest expert-parallel rank (docs/accuracy.md,
+"Host-side launch cost of eager training") on runs outside NVIDIA's performance tables.
+Nothing is fitted to them; the ModelZoo run is the one whose nsys ranges fit the layer's
+forward host cost, and its whole step is the check of the rest of the iteration.
+
+Each row runs its published plan with what its source states: the all-to-all dispatcher, the
+load-balancing loss, the router's precision and the permutation's fusion, the recompute mode
+or modules, the capacity factor, Megatron's userbuffer TP overlap where the script sets
+``--tp-comm-overlap``, the distributed optimizer, balanced routing (the runs force-balance
+theirs, or cap each expert at its balanced share), the memory check off. Layer counts that do
+not split over pp x vp count the embedding and the loss as one layer each.
+
+The metric is tokens/s per GPU (row_runner); where only Megatron's model TFLOP/s is published
+it converts with Megatron's own FLOP count (``megatron_flops_per_token``).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from calibration import row_runner
+from calibration.row_runner import _num
+from workloads.model import ModelSpec, presets
+
+CSV = "moe_eager_training.csv"
+
+
+def rows() -> pd.DataFrame:
+    return row_runner.read_rows(CSV)
+
+
+def megatron_flops_per_token(m: ModelSpec, seq: int) -> float:
+    """Model FLOPs per trained token as Megatron-LM logs them (megatron/training/training.py
+    ``num_floating_point_operations``, transformer_flops, 2025): 3 x the forward GEMMs, the
+    attention core at causal half (GQA: 2 [h (q + k + v) + q s + q h]), the routed experts
+    and any shared expert at 3 GEMM widths each (SwiGLU), the logits; every layer MoE."""
+    h, q = m.hidden, m.heads * m.head_dim
+    kv = m.kv_heads_ * m.head_dim
+    attn = 2 * (h * (q + 2 * kv) + q * seq + q * h)
+    moe = m.moe
+    ffn = moe.expert_ffn_hidden * moe.top_k + (moe.shared_ffn_hidden or 0) * (moe.shared_experts or 0)
+    mlp = 2 * h * ffn * (3 if m.gated else 2)
+    return 3 * (m.layers * (attn + mlp) + 2 * h * m.vocab)
+
+
+def published(row) -> float:
+    """Tokens/s per GPU: the published column, or global batch x sequence / step / GPUs, or
+    the published model TFLOP/s over Megatron's FLOPs per token."""
+    per_gpu = _num(row.throughput_tokens_per_s_per_gpu)
+    if per_gpu is not None:
+        return per_gpu
+    tokens = float(row.global_batch_seqs) * float(row.seq_len)
+    step = _num(row.step_time_s)
+    if step is not None:
+        return tokens / step / float(row.num_gpus)
+    tflops = _num(row.model_tflops_per_gpu)
+    if tflops is None:
+        return float("nan")
+    return tflops * 1e12 / megatron_flops_per_token(presets()[row.arch_id], int(row.seq_len))
+
+
+def skip_reason(row, zoo=None) -> str | None:
+    zoo = presets() if zoo is None else zoo
+    gpu = str(row.gpu_type).split()[0]
+    return row_runner.first_reason([
+        row_runner.preset_check(row, zoo), row_runner.system_check(gpu),
+        (lambda: published(row) != published(row), "no throughput, step time or TFLOP/s published"),
+    ])
+
+
+def _recompute(text: str) -> dict:
+    """``recompute`` full / none, or Megatron-Core's recompute_modules (space-separated)."""
+    if text in ("full", "none", ""):
+        return {"recompute": text or "none"}
+    return {"recompute_modules": text.split()}
+
+
+def scenario_for(row, fidelity: str = "analytical") -> dict:
+    model = presets()[row.arch_id]
+    tp, pp, vpp = int(row.tp), int(row.pp), int(_num(row.vpp) or 1)
+    parallel = {"tp": tp, "pp": pp, "vpp": vpp, "ep": int(row.ep), "etp": int(row.etp),
+                "sequence_parallel": tp > 1, "zero": 1,
+                "schedule": "interleaved" if vpp > 1 else "1f1b",
+                "tp_comm_overlap": "ring" if row.tp_comm_overlap == "true" else "none"}
+    if model.layers % (pp * vpp):
+        parallel |= {"account_for_embedding_in_pipeline_split": True,
+                     "account_for_loss_in_pipeline_split": True}
+    moe = {"dispatcher": "alltoall", "aux_loss": True, "router_fusion": False,
+           "permute_fusion": row.permute_fusion == "true"}
+    if _num(row.router_dtype) is None and str(row.router_dtype) not in ("", "nan"):
+        moe["router_dtype"] = str(row.router_dtype)
+    if _num(row.capacity_factor) is not None:
+        moe["capacity_factor"] = _num(row.capacity_factor)
+    return row_runner.training_scenario(
+        row, mtp=model.mtp_layers, micro_batch=int(row.micro_batch), fp8={},
+        recompute=_recompute(str(row.recompute)), parallel=parallel, moe=moe,
+        cuda_graphs=[], fidelity=fidelity)
+
+
+def _plan(row) -> str:
+    return (f"tp{row.tp} pp{row.pp} vpp{row.vpp} ep{row.ep} mbs{row.micro_batch} "
+            f"gbs{row.global_batch_seqs} {row.notes}")
+
+
+def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
+    """Every row: predicted tokens/s per GPU, or why skipped (row_runner.run_rows)."""
+    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, _plan,
+                               lambda row: round(published(row), 1))
+
+
+def summary(df: pd.DataFrame) -> dict:
+    return row_runner.summary(df)
+
+
+def summary_line(s: dict) -> str:
+    if not s["predicted"]:
+        return f"eager community runs 0 of {s['rows']} predicted ({CSV})"
+    by_gpu = ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
+    return (f"eager community runs {s['predicted']} of {s['rows']} predicted, median |error| "
+            f"{s['median_abs_error_pct']:.1f}%, max {s['max_abs_error_pct']:.1f}%; by GPU: {by_gpu} "
+            f"({CSV})")

@@ -1,0 +1,58 @@
+"""The eager Megatron-Core runs users published (moe_eager_training.csv): Megatron's FLOP
+count against NVIDIA's own tokens / TFLOP ratio, the published figures as parsed, and the
+scenario a row runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from calibration import validate_eager_moe as eager
+from workloads.model import presets
+
+
+@pytest.mark.parametrize("arch, ratio", [
+    # Megatron-Bridge's performance tables publish tokens/s/GPU and model TFLOP/s/GPU for the
+    # same rows; their ratio is the FLOP count per token (e.g. 26.02 H100: 30B-A3B 23.08,
+    # 235B-A22B 148.19; 26.04 GB200: 23.01, 148.10; moe_training.csv).
+    ("qwen3-30b-a3b", 23.0e9), ("qwen3-235b-a22b", 148.0e9)])
+def test_megatron_flop_count_matches_nvidias_ratio(arch, ratio):
+    assert eager.megatron_flops_per_token(presets()[arch], 4096) == pytest.approx(ratio, rel=0.005)
+
+
+def test_flop_count_by_hand():
+    # Qwen3-30B-A3B, s 4096: attention 2 [2048 (4096 + 2 x 512) + 4096 x 4096 + 4096 x 2048]
+    # = 71.30M, experts 2 x 2048 x 768 x 8 x 3 = 75.50M per layer; logits 2 x 2048 x 151936
+    attn = 2 * (2048 * (4096 + 1024) + 4096 * 4096 + 4096 * 2048)
+    mlp = 2 * 2048 * 768 * 8 * 3
+    want = 3 * (48 * (attn + mlp) + 2 * 2048 * 151936)
+    assert eager.megatron_flops_per_token(presets()["qwen3-30b-a3b"], 4096) == want
+
+
+def test_published_figures():
+    df = eager.rows()
+    assert len(df) == 7
+    got = {(r.source_id, r.tp, r.global_batch_seqs, r.recompute): eager.published(r)
+           for r in df.itertuples()}
+    # Pai #658 row 1: 4096 x 4096 tokens / 42.537 s / 256 GPUs = 1540.7 (published 1540.68)
+    assert got[("PAI-658", "1", "4096", "full")] == 1540.68
+    assert 4096 * 4096 / 42.537 / 256 == pytest.approx(1540.68, abs=0.05)
+    # ModelZoo #7: ~150 TFLOP/s per GPU over 23.006 GFLOP per token
+    assert got[("MZOO-7", "1", "64", "none")] == pytest.approx(150e12 / 23.006e9, rel=1e-4)
+
+
+def test_scenario_of_a_row():
+    df = eager.rows()
+    sel = next(df[(df.source_id == "PAI-658") & (df.recompute == "moe_act layernorm")].itertuples())
+    sc = eager.scenario_for(sel)
+    w = sc["workload"]
+    assert sc["cluster"] == {"system": "dgx-h800", "nodes": 32}
+    assert w["recompute_modules"] == ["moe_act", "layernorm"] and w["cuda_graphs"] == "none"
+    p = w["parallel"]
+    assert (p["tp"], p["pp"], p["vpp"], p["ep"], p["tp_comm_overlap"]) == (2, 32, 3, 8, "ring")
+    assert p["account_for_embedding_in_pipeline_split"] and p["sequence_parallel"]
+    assert w["moe"] == {"dispatcher": "alltoall", "aux_loss": True, "router_fusion": False,
+                        "permute_fusion": False}
+    cap = eager.scenario_for(next(df[df.source_id == "PAI-643"].itertuples()))
+    assert cap["workload"]["moe"]["capacity_factor"] == 1.0 and cap["workload"]["recompute"] == "none"
+    zoo = eager.scenario_for(next(df[df.source_id == "MZOO-7"].itertuples()))
+    assert zoo["workload"]["moe"]["router_dtype"] == "fp32" and zoo["workload"]["moe"]["permute_fusion"]
