@@ -164,3 +164,14 @@ def summary(df: pd.DataFrame) -> dict:
             "max_abs_error_pct": float(err.max()) if len(err) else float("nan"),
             "median_abs_error_pct_by_gpu": {g: float(d.error_pct.abs().median())
                                             for g, d in done.groupby("gpu")}}
+
+
+def summary_line(label: str, s: dict, csv: str) -> str:
+    """One line of a ``summary`` (label, rows predicted, median and max |error|, median by
+    GPU, the CSV the rows come from)."""
+    if not s["predicted"]:
+        return f"{label} 0 of {s['rows']} predicted ({csv})"
+    by_gpu = ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
+    return (f"{label} {s['predicted']} of {s['rows']} predicted, median |error| "
+            f"{s['median_abs_error_pct']:.1f}%, max {s['max_abs_error_pct']:.1f}%; by GPU: {by_gpu} "
+            f"({csv})")

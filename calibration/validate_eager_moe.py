@@ -118,9 +118,4 @@ def summary(df: pd.DataFrame) -> dict:
 
 
 def summary_line(s: dict) -> str:
-    if not s["predicted"]:
-        return f"eager community runs 0 of {s['rows']} predicted ({CSV})"
-    by_gpu = ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
-    return (f"eager community runs {s['predicted']} of {s['rows']} predicted, median |error| "
-            f"{s['median_abs_error_pct']:.1f}%, max {s['max_abs_error_pct']:.1f}%; by GPU: {by_gpu} "
-            f"({CSV})")
+    return row_runner.summary_line("eager community runs", s, CSV)

@@ -100,9 +100,4 @@ def summary(df: pd.DataFrame) -> dict:
 
 
 def summary_line(s: dict) -> str:
-    if not s["predicted"]:
-        return f"DeepSeek / Kimi 0 of {s['rows']} predicted (mbperf_moe_training.csv)"
-    by_gpu = ", ".join(f"{g} {v:.1f}%" for g, v in s["median_abs_error_pct_by_gpu"].items())
-    return (f"DeepSeek / Kimi {s['predicted']} of {s['rows']} predicted, median |error| "
-            f"{s['median_abs_error_pct']:.1f}%, max {s['max_abs_error_pct']:.1f}%; by GPU: {by_gpu} "
-            "(mbperf_moe_training.csv)")
+    return row_runner.summary_line("DeepSeek / Kimi", s, "mbperf_moe_training.csv")
