@@ -146,16 +146,10 @@ def unit_split(model: ModelSpec, plan: ParallelPlan, stage: int, chunk: int) -> 
     attention, norms, router, shared experts and dense MLPs split over tp; routed experts
     over ep x etp. The embedding goes with the model's first layer, the untied output
     layer and the MTP modules with its last."""
-    out = []
-    for i in chunk_layers(model, plan, stage, chunk):
-        experts = moe_spec.expert_params(model, i)
-        out.append((layer_dense(model, plan, i), experts / (plan.ep * plan.etp)))
+    out = [(layer_dense(model, plan, i), moe_spec.expert_params(model, i) / (plan.ep * plan.etp))
+           for i in chunk_layers(model, plan, stage, chunk)] or [(0.0, 0.0)]   # embedding/loss only
     embed, untied = moe_spec.embedding_params(model)
     first, last = _ends(model, plan, stage, chunk)
-    if not out and (first or last):
-        # A virtual stage that holds the embedding or the output layer alone (Megatron's
-        # account_for_embedding/loss_in_pipeline_split can leave it no transformer layer).
-        out.append((0.0, 0.0))
     if first:
         out[0] = (out[0][0] + embed / plan.tp, out[0][1])
     if last:
