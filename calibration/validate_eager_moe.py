@@ -21,6 +21,8 @@ it converts with Megatron's own FLOP count (``megatron_flops_per_token``).
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from calibration import row_runner
@@ -69,14 +71,14 @@ def skip_reason(row, zoo=None) -> str | None:
     gpu = str(row.gpu_type).split()[0]
     return row_runner.first_reason([
         row_runner.preset_check(row, zoo), row_runner.system_check(gpu),
-        (lambda: published(row) != published(row), "no throughput, step time or TFLOP/s published"),
+        (lambda: math.isnan(published(row)), "no throughput, step time or TFLOP/s published"),
     ])
 
 
 def _recompute(text: str) -> dict:
     """``recompute`` full / none, or Megatron-Core's recompute_modules (space-separated)."""
-    if text in ("full", "none", ""):
-        return {"recompute": text or "none"}
+    if text in ("full", "none"):
+        return {"recompute": text}
     return {"recompute_modules": text.split()}
 
 
@@ -92,8 +94,8 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
                      "account_for_loss_in_pipeline_split": True}
     moe = {"dispatcher": "alltoall", "aux_loss": True, "router_fusion": False,
            "permute_fusion": row.permute_fusion == "true"}
-    if _num(row.router_dtype) is None and str(row.router_dtype) not in ("", "nan"):
-        moe["router_dtype"] = str(row.router_dtype)
+    if pd.notna(row.router_dtype):
+        moe["router_dtype"] = row.router_dtype
     if _num(row.capacity_factor) is not None:
         moe["capacity_factor"] = _num(row.capacity_factor)
     return row_runner.training_scenario(

@@ -446,29 +446,21 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
 SUITE = "moe"
 
 
+def _rate_rows(df: pd.DataFrame, group: str) -> list[dict]:
+    """Dashboard rows (tokens/s per GPU) of a run_rows frame's predicted rows, grouped as
+    ``group`` and the GPU."""
+    return [{"name": f"{r.source} {r.model} {r.gpu} {r.gpus} GPUs {r.precision} {r.plan}",
+             "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
+             "unit": "tok/s/GPU", "kind": "rate", "group": f"{group} {r.gpu}"}
+            for r in df[df.skipped == ""].itertuples()]
+
+
 def dashboard_rows() -> list[dict]:
     """Rows for ``clustersim validate all`` (calibration/dashboard.py): the predicted
     training rows (tokens/s per GPU) grouped by GPU, and the predicted serving rows."""
-    df = run()
-    out = [{"name": f"{r.source} {r.model} {r.gpu} {r.gpus} GPUs {r.precision} {r.plan}",
-            "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
-            "unit": "tok/s/GPU", "kind": "rate", "group": f"training {r.gpu}"}
-           for r in df[df.skipped == ""].itertuples()]
-    hyb = hybrid_rows()
-    out += [{"name": f"{r.source} {r.model} {r.gpu} {r.gpus} GPUs {r.precision} {r.plan}",
-             "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
-             "unit": "tok/s/GPU", "kind": "rate", "group": f"hybrid {r.gpu}"}
-            for r in hyb[hyb.skipped == ""].itertuples()]
-    mb = mbperf_rows()
-    out += [{"name": f"{r.source} {r.model} {r.gpu} {r.gpus} GPUs {r.precision} {r.plan}",
-             "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
-             "unit": "tok/s/GPU", "kind": "rate", "group": f"deepseek-kimi {r.gpu}"}
-            for r in mb[mb.skipped == ""].itertuples()]
-    eager = eager_rows()
-    out += [{"name": f"{r.source} {r.model} {r.gpu} {r.gpus} GPUs {r.precision} {r.plan}",
-             "predicted": r.predicted_tok_s_gpu, "published": r.published_tok_s_gpu,
-             "unit": "tok/s/GPU", "kind": "rate", "group": f"eager {r.gpu}"}
-            for r in eager[eager.skipped == ""].itertuples()]
+    out = [row for df, group in ((run(), "training"), (hybrid_rows(), "hybrid"),
+                                 (mbperf_rows(), "deepseek-kimi"), (eager_rows(), "eager"))
+           for row in _rate_rows(df, group)]
     inf = inference_rows()
     out += [{"name": f"{r.source} {r.model} {r.phase} {r.setup}", "predicted": float(r.predicted),
              "published": float(r.published), "unit": r.unit, "kind": "rate", "group": "serving"}
