@@ -21,9 +21,10 @@ REF = resources.files("calibration").joinpath("reference", "modern")
 SYSTEMS = {"H100": ("dgx-h100", 8), "B200": ("dgx-b200", 8), "GB200": ("gb200-nvl72", 4),
            "B300": ("dgx-b300", 8), "GB300": ("gb300-nvl72", 4), "H800": ("dgx-h800", 8)}
 # Precision label -> FP8 recipe (workloads/fp8.py): Megatron-Bridge's H100 "FP8" is current
-# scaling (the Nemotron recipes' ``fp8_cs``), MXFP8 block scaling, NVFP4.
+# scaling (the Nemotron recipes' ``fp8_cs``), MXFP8 block scaling, FP8-BLOCKWISE DeepSeek-style
+# 1x128 / 128x128 block scaling (Megatron-LM's fp8_recipe blockwise), NVFP4.
 FP8_RECIPE = {"FP8": "tensorwise", "FP8-CS": "tensorwise", "MXFP8": "mxfp8", "FP8-MX": "mxfp8",
-              "NVFP4": "nvfp4"}
+              "FP8-BLOCKWISE": "blockwise", "NVFP4": "nvfp4"}
 
 
 def _num(x) -> float | None:

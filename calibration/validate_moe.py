@@ -34,7 +34,9 @@ an example log line whose configuration is inferred.
 The hybrid Mamba / attention MoE rows (Nemotron 3, hybrid_moe_training.csv) are their own
 group: calibration/validate_hybrid.py, skipped while their model has no preset. So are the
 DeepSeek-V3, Kimi K2 and DeepSeek-V4 Flash rows (mbperf_moe_training.csv):
-calibration/validate_mbperf.py.
+calibration/validate_mbperf.py; the eager runs users published (moe_eager_training.csv):
+calibration/validate_eager_moe.py; and Megatron-LM's own MoE recipes (moe_mlm_recipes.csv):
+calibration/validate_mlm_recipes.py.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from calibration import (
     validate_eager_moe,
     validate_hybrid,
     validate_mbperf,
+    validate_mlm_recipes,
 )
 from calibration.moe_recipes import (
     GPT_OSS_FP8_ATTENTION,
@@ -247,6 +250,12 @@ def eager_rows(fidelity: str = "analytical") -> pd.DataFrame:
     return validate_eager_moe.run(lambda sc: _predict(sc, cache), fidelity)
 
 
+def mlm_rows(fidelity: str = "analytical") -> pd.DataFrame:
+    """Megatron-LM's own MoE recipes (calibration/validate_mlm_recipes.py)."""
+    cache: dict = {}
+    return validate_mlm_recipes.run(lambda sc: _predict(sc, cache), fidelity)
+
+
 def summary(df: pd.DataFrame) -> dict:
     done = df[df.skipped == ""]
     err = done.error_pct.abs()
@@ -382,6 +391,8 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     s["mbperf"] = validate_mbperf.summary(mb)
     eager = eager_rows(fidelity)
     s["eager"] = validate_eager_moe.summary(eager)
+    mlm = mlm_rows(fidelity)
+    s["mlm"] = validate_mlm_recipes.summary(mlm)
     inf = inference_rows()
     served = inf[inf.skipped == ""].error_pct.abs()
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
@@ -418,6 +429,9 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + "\n\neager Megatron-Core runs published by users (moe_eager_training.csv):\n"
                 + eager.fillna("").to_string(index=False) + "\n"
                 + validate_eager_moe.summary_line(s["eager"])
+                + "\n\nMegatron-LM's own MoE recipes (moe_mlm_recipes.csv):\n"
+                + mlm.fillna("").to_string(index=False) + "\n"
+                + validate_mlm_recipes.summary_line(s["mlm"])
                 + "\n\ngpt-oss-120b: what each release's container ran in attention "
                 "(calibration/moe_recipes.py; cuDNN fused in every row):\n"
                 + stacks.to_string(index=False)
@@ -435,7 +449,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + "\n\ncheck: two-batch overlap speedup vs SGLang's ablation:\n" + tbo.to_string(index=False))
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
             "hybrid_rows": hyb.to_dict("records"), "mbperf_rows": mb.to_dict("records"),
-            "eager_rows": eager.to_dict("records"),
+            "eager_rows": eager.to_dict("records"), "mlm_rows": mlm.to_dict("records"),
             "ssd_kernel_rows": ssd.to_dict("records"),
             "attention_kernel_rows": attn.to_dict("records"),
             "deepep_kernel_rows": deepep.to_dict("records"),
@@ -459,7 +473,8 @@ def dashboard_rows() -> list[dict]:
     """Rows for ``clustersim validate all`` (calibration/dashboard.py): the predicted
     training rows (tokens/s per GPU) grouped by GPU, and the predicted serving rows."""
     out = [row for df, group in ((run(), "training"), (hybrid_rows(), "hybrid"),
-                                 (mbperf_rows(), "deepseek-kimi"), (eager_rows(), "eager"))
+                                 (mbperf_rows(), "deepseek-kimi"), (eager_rows(), "eager"),
+                                 (mlm_rows(), "mlm-recipes"))
            for row in _rate_rows(df, group)]
     inf = inference_rows()
     out += [{"name": f"{r.source} {r.model} {r.phase} {r.setup}", "predicted": float(r.predicted),

@@ -1,0 +1,111 @@
+"""Megatron-LM's own MoE training recipes: predicted vs published throughput per GPU.
+
+Rows: calibration/reference/modern/moe_mlm_recipes.csv (NVIDIA/Megatron-LM
+examples/moe_recipes: one self-contained YAML per run and, in the recipe index, the run's
+median model TFLOP/s per GPU). They are run outside Megatron-Bridge, with settings that
+Bridge's tables do not combine (HybridEP on 16 SMs with an eager layer on H100, a 16-GPU
+GB200 job, Megatron-Core's own CUDA-graph scopes per recipe), so they check the MoE training
+model out of sample. Nothing is fitted to them.
+
+Each row runs its recipe as the CSV states it: the plan (tp / pp / virtual stages / ep, the
+embedding and the loss counted in the pipeline split where the layers do not divide), the
+dispatcher and its SMs, the all-to-all overlap, the CUDA-graph scopes (those the simulator
+knows), the recompute modules, Transformer Engine's fused grouped MLP, the FP8 recipe of the
+precision label, force-balanced routing with the aux loss and the fused router (in the
+activations' 16-bit type, as Megatron-Bridge's rows run: the recipes' fp32 router GEMM is
+not priced, and the catalog's GB300 has no fp32 rate), the distributed optimizer, GB200 /
+GB300 jobs in 64-GPU NVLink segments, the memory check off.
+
+The published figure is Megatron's model TFLOP/s, converted to tokens/s per GPU with
+Megatron's own FLOP count (validate_eager_moe.megatron_flops_per_token), which counts
+grouped-query attention with every layer MoE: rows of models with MLA, dense layers or MTP
+(DeepSeek-V3 / V4) are listed and skipped with that reason, as is a recipe that offloads
+activations to the host.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from calibration import row_runner, validate_eager_moe
+from calibration.mbperf_recipes import recompute_workload
+from calibration.row_runner import FP8_RECIPE
+from workloads.model import presets
+
+CSV = "moe_mlm_recipes.csv"
+
+
+def rows() -> pd.DataFrame:
+    return row_runner.read_rows(CSV)
+
+
+def _gqa_all_moe(arch: str) -> bool:
+    """Whether Megatron's FLOP count as reproduced here applies: no MLA, every layer MoE, no
+    MTP layer."""
+    m = presets()[arch]
+    return (m.moe is not None and not m.moe.dense_layers and not m.mtp_layers
+            and m.attention is None)
+
+
+def skip_reason(row, zoo=None) -> str | None:
+    zoo = presets() if zoo is None else zoo
+    gpu = str(row.gpu_type).split()[0]
+    return row_runner.first_reason([
+        row_runner.preset_check(row, zoo), row_runner.system_check(gpu),
+        row_runner.precision_check(row),
+        (lambda: not _gqa_all_moe(row.arch_id),
+         "Megatron's model-FLOP count of MLA, dense layers and MTP is not reproduced here: "
+         "its TFLOP/s is not converted to tokens/s"),
+        (lambda: pd.notna(row.offload), lambda: f"recipe offloads to the host ({row.offload})"),
+    ])
+
+
+def scenario_for(row, fidelity: str = "analytical") -> dict:
+    """The scenario of a predicted row (its preset must exist)."""
+    model = presets()[row.arch_id]
+    tp, pp, vpp = int(row.tp), int(row.pp), int(row.vpp)
+    parallel = {"tp": tp, "pp": pp, "vpp": vpp, "cp": int(row.cp), "ep": int(row.ep),
+                "etp": int(row.etp), "sequence_parallel": tp > 1, "zero": 1,
+                "schedule": "interleaved" if vpp > 1 else "1f1b"}
+    if pp > 1 and model.layers % (pp * vpp):
+        parallel |= {"account_for_embedding_in_pipeline_split": True,
+                     "account_for_loss_in_pipeline_split": True}
+    moe = {"dispatcher": row.dispatcher, "overlap": row.overlap == "true",
+           "router_fusion": True, "aux_loss": True, "fused_mlp": row.fused_mlp == "true"}
+    if row.dispatcher == "hybridep":
+        moe["hybridep_sms"] = int(row.hybridep_sms)
+    modules = str(row.recompute_modules).split() if pd.notna(row.recompute_modules) else []
+    graphs = str(row.cuda_graphs).split() if pd.notna(row.cuda_graphs) else []
+    return row_runner.training_scenario(
+        row, mtp=model.mtp_layers, micro_batch=int(row.micro_batch),
+        fp8={"recipe": FP8_RECIPE.get(row_runner.label(row))},
+        recompute=recompute_workload(modules), parallel=parallel, moe=moe,
+        cuda_graphs=graphs, fidelity=fidelity)
+
+
+def _plan(row) -> str:
+    return (f"tp{row.tp} pp{row.pp} vpp{row.vpp} ep{row.ep} mbs{row.micro_batch} "
+            f"gbs{row.global_batch_seqs} {row.notes}")
+
+
+def published(row) -> float:
+    """Tokens/s per GPU of the published median TFLOP/s (Megatron's FLOP count); NaN where
+    that count does not apply."""
+    if not _gqa_all_moe(row.arch_id):
+        return float("nan")
+    return validate_eager_moe.published(row)
+
+
+def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
+    """Every row: predicted tokens/s per GPU, or why skipped (row_runner.run_rows)."""
+    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, _plan,
+                               lambda row: round(published(row), 1))
+
+
+def summary(df: pd.DataFrame) -> dict:
+    return row_runner.summary(df)
+
+
+def summary_line(s: dict) -> str:
+    return row_runner.summary_line("Megatron-LM recipes", s, CSV)
+
