@@ -38,16 +38,29 @@ def rows() -> pd.DataFrame:
 
 def megatron_flops_per_token(m: ModelSpec, seq: int) -> float:
     """Model FLOPs per trained token as Megatron-LM logs them (megatron/training/training.py
-    ``num_floating_point_operations``, transformer_flops, 2025): 3 x the forward GEMMs, the
-    attention core at causal half (GQA: 2 [h (q + k + v) + q s + q h]), the routed experts
-    and any shared expert at 3 GEMM widths each (SwiGLU), the logits; every layer MoE."""
-    h, q = m.hidden, m.heads * m.head_dim
-    kv = m.kv_heads_ * m.head_dim
-    attn = 2 * (h * (q + 2 * kv) + q * seq + q * h)
-    moe = m.moe
-    ffn = moe.expert_ffn_hidden * moe.top_k + (moe.shared_ffn_hidden or 0) * (moe.shared_experts or 0)
-    mlp = 2 * h * ffn * (3 if m.gated else 2)
-    return 3 * (m.layers * (attn + mlp) + 2 * h * m.vocab)
+    ``num_floating_point_operations``, transformer_flops, 2025-2026): 3 x the forward GEMMs;
+    attention's projections and its core at causal half (GQA: 2 [h (q + k + v) + q s + q h];
+    MLA: the q and kv LoRA projections with their norms, the RoPE key, the output projection
+    and a core of heads (qk + rope + v) s / 2 x 2); the dense layers' MLP, the routed experts
+    and the shared experts at 3 GEMM widths each (SwiGLU); each MTP layer as one more layer
+    of the last layer's kind, with its norms, its 2h x h projection and its own logits."""
+    h, mtp, moe = m.hidden, m.mtp_layers, m.moe
+    mla = m.attention
+    if mla is None:
+        q = m.heads * m.head_dim
+        attn = 2 * (h * (q + 2 * m.kv_heads_ * m.head_dim) + q * seq + q * h)
+    else:
+        qk = mla.qk_nope_head_dim + mla.qk_rope_head_dim
+        proj = (mla.q_lora_rank * (h + m.heads * qk + 1)
+                + mla.kv_lora_rank * (h + m.heads * (mla.qk_nope_head_dim + mla.v_head_dim) + 1)
+                + h * mla.qk_rope_head_dim + m.heads * mla.v_head_dim * h)
+        attn = 2 * (proj + (m.heads * qk / 2 + m.heads * mla.v_head_dim / 2) * seq)
+    width = 3 if m.gated else 2
+    dense = moe.dense_layers
+    routed = moe.expert_ffn_hidden * moe.top_k + moe.shared_ffn * (moe.shared_experts or 0)
+    mlp = 2 * h * width * (m.ffn_hidden * dense + routed * (m.layers - dense + mtp))
+    mtp_proj = 2 * mtp * (3 * h + 2 * h * h)
+    return 3 * ((m.layers + mtp) * attn + mlp + mtp_proj + 2 * h * m.vocab * (mtp + 1))
 
 
 def published(row) -> float:

@@ -17,13 +17,16 @@ not priced, and the catalog's GB300 has no fp32 rate), the distributed optimizer
 GB300 jobs in 64-GPU NVLink segments, the memory check off.
 
 The published figure is Megatron's model TFLOP/s, converted to tokens/s per GPU with
-Megatron's own FLOP count (validate_eager_moe.megatron_flops_per_token), which counts
-grouped-query attention with every layer MoE: rows of models with MLA, dense layers or MTP
-(DeepSeek-V3 / V4) are listed and skipped with that reason, as is a recipe that offloads
-activations to the host.
+Megatron's own FLOP count (validate_eager_moe.megatron_flops_per_token: grouped-query
+attention or MLA, dense and MoE layers, MTP); DeepSeek-V4's hybrid attention is not counted
+there, so its rows are listed and skipped with that reason, as is a recipe that offloads
+activations to the host. A recipe's ``pipeline_model_parallel_layout`` places the layers of
+each virtual stage (``stage_layers``).
 """
 
 from __future__ import annotations
+
+import re
 
 import pandas as pd
 
@@ -39,12 +42,22 @@ def rows() -> pd.DataFrame:
     return row_runner.read_rows(CSV)
 
 
-def _gqa_all_moe(arch: str) -> bool:
-    """Whether Megatron's FLOP count as reproduced here applies: no MLA, every layer MoE, no
-    MTP layer."""
+def _counted(arch: str) -> bool:
+    """Whether Megatron's FLOP count as reproduced here applies: a MoE model with grouped-query
+    attention or MLA (not DeepSeek-V4's hybrid attention)."""
     m = presets()[arch]
-    return (m.moe is not None and not m.moe.dense_layers and not m.mtp_layers
-            and m.attention is None)
+    return m.moe is not None and (m.attention is None or m.attention.kind == "mla")
+
+
+def stage_layers(layout: str) -> list[int]:
+    """Transformer layers per virtual stage of Megatron's ``pipeline_model_parallel_layout``:
+    stages split by ``|``, ``t`` a transformer layer (``E`` the embedding, ``m`` an MTP
+    layer, ``L`` the loss hold none), ``x*N`` and ``(...)*N`` repeat."""
+    text = layout
+    while "(" in text:
+        text = re.sub(r"\(([^()]*)\)\*(\d+)", lambda g: g.group(1) * int(g.group(2)), text)
+    text = re.sub(r"(\w)\*(\d+)", lambda g: g.group(1) * int(g.group(2)), text)
+    return [stage.count("t") for stage in text.rstrip("|").split("|")]
 
 
 def skip_reason(row, zoo=None) -> str | None:
@@ -53,9 +66,9 @@ def skip_reason(row, zoo=None) -> str | None:
     return row_runner.first_reason([
         row_runner.preset_check(row, zoo), row_runner.system_check(gpu),
         row_runner.precision_check(row),
-        (lambda: not _gqa_all_moe(row.arch_id),
-         "Megatron's model-FLOP count of MLA, dense layers and MTP is not reproduced here: "
-         "its TFLOP/s is not converted to tokens/s"),
+        (lambda: not _counted(row.arch_id),
+         "Megatron's model-FLOP count of DeepSeek-V4's hybrid attention is not reproduced "
+         "here: its TFLOP/s is not converted to tokens/s"),
         (lambda: pd.notna(row.offload), lambda: f"recipe offloads to the host ({row.offload})"),
     ])
 
@@ -67,7 +80,9 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
     parallel = {"tp": tp, "pp": pp, "vpp": vpp, "cp": int(row.cp), "ep": int(row.ep),
                 "etp": int(row.etp), "sequence_parallel": tp > 1, "zero": 1,
                 "schedule": "interleaved" if vpp > 1 else "1f1b"}
-    if pp > 1 and model.layers % (pp * vpp):
+    if pd.notna(row.pipeline_layout):
+        parallel["pipeline_layers"] = stage_layers(row.pipeline_layout)
+    elif pp > 1 and model.layers % (pp * vpp):
         parallel |= {"account_for_embedding_in_pipeline_split": True,
                      "account_for_loss_in_pipeline_split": True}
     moe = {"dispatcher": row.dispatcher, "overlap": row.overlap == "true",
@@ -91,7 +106,7 @@ def _plan(row) -> str:
 def published(row) -> float:
     """Tokens/s per GPU of the published median TFLOP/s (Megatron's FLOP count); NaN where
     that count does not apply."""
-    if not _gqa_all_moe(row.arch_id):
+    if not _counted(row.arch_id):
         return float("nan")
     return validate_eager_moe.published(row)
 

@@ -13,8 +13,10 @@ from workloads.model import presets
 @pytest.mark.parametrize("arch, ratio", [
     # Megatron-Bridge's performance tables publish tokens/s/GPU and model TFLOP/s/GPU for the
     # same rows; their ratio is the FLOP count per token (e.g. 26.02 H100: 30B-A3B 23.08,
-    # 235B-A22B 148.19; 26.04 GB200: 23.01, 148.10; moe_training.csv).
-    ("qwen3-30b-a3b", 23.0e9), ("qwen3-235b-a22b", 148.0e9)])
+    # 235B-A22B 148.19; 26.04 GB200: 23.01, 148.10; moe_training.csv; DeepSeek-V3 with MLA,
+    # 3 dense layers and one MTP layer, 26.08: GB300 1635 TFLOP/s at 6288 tokens/s = 260.0,
+    # GB200 1276 at 4912 = 259.8; mbperf_moe_training.csv).
+    ("qwen3-30b-a3b", 23.0e9), ("qwen3-235b-a22b", 148.0e9), ("deepseek-v3", 260.0e9)])
 def test_megatron_flop_count_matches_nvidias_ratio(arch, ratio):
     assert eager.megatron_flops_per_token(presets()[arch], 4096) == pytest.approx(ratio, rel=0.005)
 
