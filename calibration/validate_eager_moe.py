@@ -117,14 +117,15 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
         cuda_graphs=[], fidelity=fidelity)
 
 
-def _plan(row) -> str:
+def plan_text(row) -> str:
+    """The plan column: tp / pp / vpp / ep, micro and global batch, the row's notes."""
     return (f"tp{row.tp} pp{row.pp} vpp{row.vpp} ep{row.ep} mbs{row.micro_batch} "
             f"gbs{row.global_batch_seqs} {row.notes}")
 
 
 def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
     """Every row: predicted tokens/s per GPU, or why skipped (row_runner.run_rows)."""
-    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, _plan,
+    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, plan_text,
                                lambda row: round(published(row), 1))
 
 

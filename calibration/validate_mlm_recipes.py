@@ -98,11 +98,6 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
         cuda_graphs=graphs, fidelity=fidelity)
 
 
-def _plan(row) -> str:
-    return (f"tp{row.tp} pp{row.pp} vpp{row.vpp} ep{row.ep} mbs{row.micro_batch} "
-            f"gbs{row.global_batch_seqs} {row.notes}")
-
-
 def published(row) -> float:
     """Tokens/s per GPU of the published median TFLOP/s (Megatron's FLOP count); NaN where
     that count does not apply."""
@@ -113,12 +108,12 @@ def published(row) -> float:
 
 def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
     """Every row: predicted tokens/s per GPU, or why skipped (row_runner.run_rows)."""
-    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity, _plan,
+    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity,
+                               validate_eager_moe.plan_text,
                                lambda row: round(published(row), 1))
 
 
-def summary(df: pd.DataFrame) -> dict:
-    return row_runner.summary(df)
+summary = row_runner.summary
 
 
 def summary_line(s: dict) -> str:
