@@ -36,6 +36,13 @@ def rows() -> pd.DataFrame:
     return row_runner.read_rows(CSV)
 
 
+def megatron_flops_counted(m: ModelSpec) -> bool:
+    """Whether ``megatron_flops_per_token`` counts ``m``: a MoE model with grouped-query
+    attention or MLA (not DeepSeek-V4's hybrid attention, which Megatron counts with a
+    formula of its own)."""
+    return m.moe is not None and (m.attention is None or m.attention.kind == "mla")
+
+
 def megatron_flops_per_token(m: ModelSpec, seq: int) -> float:
     """Model FLOPs per trained token as Megatron-LM logs them (megatron/training/training.py
     ``num_floating_point_operations``, transformer_flops, 2025-2026): 3 x the forward GEMMs;
@@ -44,6 +51,9 @@ def megatron_flops_per_token(m: ModelSpec, seq: int) -> float:
     and a core of heads (qk + rope + v) s / 2 x 2); the dense layers' MLP, the routed experts
     and the shared experts at 3 GEMM widths each (SwiGLU); each MTP layer as one more layer
     of the last layer's kind, with its norms, its 2h x h projection and its own logits."""
+    if not megatron_flops_counted(m):
+        raise ValueError("Megatron's FLOP count of this model (no MoE, or DeepSeek-V4's hybrid "
+                         "attention) is not reproduced here")
     h, mtp, moe = m.hidden, m.mtp_layers, m.moe
     mla = m.attention
     if mla is None:
@@ -65,7 +75,8 @@ def megatron_flops_per_token(m: ModelSpec, seq: int) -> float:
 
 def published(row) -> float:
     """Tokens/s per GPU: the published column, or global batch x sequence / step / GPUs, or
-    the published model TFLOP/s over Megatron's FLOPs per token."""
+    the published model TFLOP/s over Megatron's FLOPs per token (NaN where that count does
+    not apply: ``megatron_flops_counted``)."""
     per_gpu = _num(row.throughput_tokens_per_s_per_gpu)
     if per_gpu is not None:
         return per_gpu
@@ -73,10 +84,10 @@ def published(row) -> float:
     step = _num(row.step_time_s)
     if step is not None:
         return tokens / step / float(row.num_gpus)
-    tflops = _num(row.model_tflops_per_gpu)
-    if tflops is None:
+    tflops, model = _num(row.model_tflops_per_gpu), presets()[row.arch_id]
+    if tflops is None or not megatron_flops_counted(model):
         return float("nan")
-    return tflops * 1e12 / megatron_flops_per_token(presets()[row.arch_id], int(row.seq_len))
+    return tflops * 1e12 / megatron_flops_per_token(model, int(row.seq_len))
 
 
 def skip_reason(row, zoo=None) -> str | None:

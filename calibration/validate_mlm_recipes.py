@@ -17,10 +17,10 @@ not priced, and the catalog's GB300 has no fp32 rate), the distributed optimizer
 GB300 jobs in 64-GPU NVLink segments, the memory check off.
 
 The published figure is Megatron's model TFLOP/s, converted to tokens/s per GPU with
-Megatron's own FLOP count (validate_eager_moe.megatron_flops_per_token: grouped-query
-attention or MLA, dense and MoE layers, MTP); DeepSeek-V4's hybrid attention is not counted
-there, so its rows are listed and skipped with that reason, as is a recipe that offloads
-activations to the host. A recipe's ``pipeline_model_parallel_layout`` places the layers of
+Megatron's own FLOP count (validate_eager_moe ``published`` and ``megatron_flops_per_token``:
+grouped-query attention or MLA, dense and MoE layers, MTP); DeepSeek-V4's hybrid attention
+is not counted there (``megatron_flops_counted``), so its rows are listed and skipped with
+that reason, as is a recipe that offloads activations to the host. A recipe's ``pipeline_model_parallel_layout`` places the layers of
 each virtual stage (``stage_layers``).
 """
 
@@ -42,13 +42,6 @@ def rows() -> pd.DataFrame:
     return row_runner.read_rows(CSV)
 
 
-def _counted(arch: str) -> bool:
-    """Whether Megatron's FLOP count as reproduced here applies: a MoE model with grouped-query
-    attention or MLA (not DeepSeek-V4's hybrid attention)."""
-    m = presets()[arch]
-    return m.moe is not None and (m.attention is None or m.attention.kind == "mla")
-
-
 def stage_layers(layout: str) -> list[int]:
     """Transformer layers per virtual stage of Megatron's ``pipeline_model_parallel_layout``:
     stages split by ``|``, ``t`` a transformer layer (``E`` the embedding, ``m`` an MTP
@@ -66,7 +59,7 @@ def skip_reason(row, zoo=None) -> str | None:
     return row_runner.first_reason([
         row_runner.preset_check(row, zoo), row_runner.system_check(gpu),
         row_runner.precision_check(row),
-        (lambda: not _counted(row.arch_id),
+        (lambda: not validate_eager_moe.megatron_flops_counted(zoo[row.arch_id]),
          "Megatron's model-FLOP count of DeepSeek-V4's hybrid attention is not reproduced "
          "here: its TFLOP/s is not converted to tokens/s"),
         (lambda: pd.notna(row.offload), lambda: f"recipe offloads to the host ({row.offload})"),
@@ -98,19 +91,11 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
         cuda_graphs=graphs, fidelity=fidelity)
 
 
-def published(row) -> float:
-    """Tokens/s per GPU of the published median TFLOP/s (Megatron's FLOP count); NaN where
-    that count does not apply."""
-    if not _counted(row.arch_id):
-        return float("nan")
-    return validate_eager_moe.published(row)
-
-
 def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
     """Every row: predicted tokens/s per GPU, or why skipped (row_runner.run_rows)."""
     return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity,
                                validate_eager_moe.plan_text,
-                               lambda row: round(published(row), 1))
+                               lambda row: round(validate_eager_moe.published(row), 1))
 
 
 summary = row_runner.summary

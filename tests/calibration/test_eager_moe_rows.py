@@ -58,3 +58,11 @@ def test_scenario_of_a_row():
     assert cap["workload"]["moe"]["capacity_factor"] == 1.0 and cap["workload"]["recompute"] == "none"
     zoo = eager.scenario_for(next(df[df.source_id == "MZOO-7"].itertuples()))
     assert zoo["workload"]["moe"]["router_dtype"] == "fp32" and zoo["workload"]["moe"]["permute_fusion"]
+
+
+def test_flop_count_refuses_what_it_does_not_count():
+    # DeepSeek-V4's hybrid attention has a FLOP formula of its own in Megatron
+    m = presets()["deepseek-v4-flash"]
+    assert not eager.megatron_flops_counted(m) and eager.megatron_flops_counted(presets()["deepseek-v3"])
+    with pytest.raises(ValueError, match="not reproduced"):
+        eager.megatron_flops_per_token(m, 4096)
