@@ -27,6 +27,7 @@ import pandas as pd
 
 from calibration import row_runner
 from calibration.row_runner import _num
+from workloads import dsv4
 from workloads.model import ModelSpec, presets
 
 CSV = "moe_eager_training.csv"
@@ -38,9 +39,35 @@ def rows() -> pd.DataFrame:
 
 def megatron_flops_counted(m: ModelSpec) -> bool:
     """Whether ``megatron_flops_per_token`` counts ``m``: a MoE model with grouped-query
-    attention or MLA (not DeepSeek-V4's hybrid attention, which Megatron counts with a
-    formula of its own)."""
-    return m.moe is not None and (m.attention is None or m.attention.kind == "mla")
+    attention, MLA or DeepSeek-V4's hybrid attention."""
+    return m.moe is not None and (m.attention is None or m.attention.kind in ("mla", "dsv4"))
+
+
+def _dsv4_attention_flops(m: ModelSpec, seq: int) -> float:
+    """Forward FLOPs per token of DeepSeek-V4's hybrid attention, every layer and MTP layer,
+    as Megatron-LM counts them (``_dsv4_hybrid_self_attention_flops``, dev branch,
+    2026-08): the q LoRA, the shared kv head and the grouped low-rank output; the window's
+    keys on every layer; the compressor's two projections (twice as wide on CSA layers);
+    on CSA layers the indexer's projections, the top-k compressed keys (the causal mean of
+    min(top-k, s/r)) and its scoring of s/r entries at causal half; on HCA layers every
+    compressed key, s/r at causal half."""
+    att, h, a = dsv4.dsv4(m), m.hidden, m.heads
+    hd, ql = att.head_dim, att.q_lora_rank
+    total = 0.0
+    for i in range(m.layers + m.mtp_layers):
+        r = dsv4.ratio(m, i)
+        f = (ql * (h + a * hd + 1) + h * hd + hd + a * hd * att.o_lora_rank
+             + att.o_groups * att.o_lora_rank * h + a * att.window * hd * 2)
+        if r:
+            f += h * dsv4.coff(att, r) * hd * 2
+        if r and dsv4.is_sparse(att, r):
+            ih, ihd, k = att.index_heads, att.index_head_dim, min(att.index_topk, seq // r)
+            f += (a * k * (1 - k * r / (2 * seq)) * hd * 2 + h * 2 * ihd * 2 + ql * ih * ihd
+                  + h * ih + ih * ihd / r * seq)
+        elif r:
+            f += a * hd / r * seq
+        total += 2 * f
+    return total
 
 
 def megatron_flops_per_token(m: ModelSpec, seq: int) -> float:
@@ -52,25 +79,28 @@ def megatron_flops_per_token(m: ModelSpec, seq: int) -> float:
     and the shared experts at 3 GEMM widths each (SwiGLU); each MTP layer as one more layer
     of the last layer's kind, with its norms, its 2h x h projection and its own logits."""
     if not megatron_flops_counted(m):
-        raise ValueError("Megatron's FLOP count of this model (no MoE, or DeepSeek-V4's hybrid "
-                         "attention) is not reproduced here")
+        raise ValueError("Megatron's FLOP count of a model without MoE layers is not "
+                         "reproduced here")
     h, mtp, moe = m.hidden, m.mtp_layers, m.moe
     mla = m.attention
-    if mla is None:
+    if dsv4.dsv4(m) is not None:
+        attn_all = _dsv4_attention_flops(m, seq)
+    elif mla is None:
         q = m.heads * m.head_dim
-        attn = 2 * (h * (q + 2 * m.kv_heads_ * m.head_dim) + q * seq + q * h)
+        attn_all = 2 * (h * (q + 2 * m.kv_heads_ * m.head_dim) + q * seq + q * h) * (m.layers + mtp)
     else:
         qk = mla.qk_nope_head_dim + mla.qk_rope_head_dim
         proj = (mla.q_lora_rank * (h + m.heads * qk + 1)
                 + mla.kv_lora_rank * (h + m.heads * (mla.qk_nope_head_dim + mla.v_head_dim) + 1)
                 + h * mla.qk_rope_head_dim + m.heads * mla.v_head_dim * h)
         attn = 2 * (proj + (m.heads * qk / 2 + m.heads * mla.v_head_dim / 2) * seq)
+        attn_all = attn * (m.layers + mtp)
     width = 3 if m.gated else 2
     dense = moe.dense_layers
     routed = moe.expert_ffn_hidden * moe.top_k + moe.shared_ffn * (moe.shared_experts or 0)
     mlp = 2 * h * width * (m.ffn_hidden * dense + routed * (m.layers - dense + mtp))
     mtp_proj = 2 * mtp * (3 * h + 2 * h * h)
-    return 3 * ((m.layers + mtp) * attn + mlp + mtp_proj + 2 * h * m.vocab * (mtp + 1))
+    return 3 * (attn_all + mlp + mtp_proj + 2 * h * m.vocab * (mtp + 1))
 
 
 def published(row) -> float:

@@ -18,10 +18,10 @@ GB300 jobs in 64-GPU NVLink segments, the memory check off.
 
 The published figure is Megatron's model TFLOP/s, converted to tokens/s per GPU with
 Megatron's own FLOP count (validate_eager_moe ``published`` and ``megatron_flops_per_token``:
-grouped-query attention or MLA, dense and MoE layers, MTP); DeepSeek-V4's hybrid attention
-is not counted there (``megatron_flops_counted``), so its rows are listed and skipped with
-that reason, as is a recipe that offloads activations to the host. A recipe's ``pipeline_model_parallel_layout`` places the layers of
-each virtual stage (``stage_layers``).
+grouped-query attention, MLA or DeepSeek-V4's hybrid attention, dense and MoE layers, MTP).
+A recipe that offloads activations or optimizer states to the host is listed and skipped
+with that reason. A recipe's ``pipeline_model_parallel_layout`` places the layers of each
+virtual stage (``stage_layers``).
 """
 
 from __future__ import annotations
@@ -59,9 +59,6 @@ def skip_reason(row, zoo=None) -> str | None:
     return row_runner.first_reason([
         row_runner.preset_check(row, zoo), row_runner.system_check(gpu),
         row_runner.precision_check(row),
-        (lambda: not validate_eager_moe.megatron_flops_counted(zoo[row.arch_id]),
-         "Megatron's model-FLOP count of DeepSeek-V4's hybrid attention is not reproduced "
-         "here: its TFLOP/s is not converted to tokens/s"),
         (lambda: pd.notna(row.offload), lambda: f"recipe offloads to the host ({row.offload})"),
     ])
 
