@@ -55,6 +55,7 @@ from calibration import (
     validate_hybrid,
     validate_mbperf,
     validate_mlm_recipes,
+    validate_modelzoo,
 )
 from calibration.moe_recipes import (
     GPT_OSS_FP8_ATTENTION,
@@ -250,10 +251,11 @@ def eager_rows(fidelity: str = "analytical") -> pd.DataFrame:
     return validate_eager_moe.run(lambda sc: _predict(sc, cache), fidelity)
 
 
-def mlm_rows(fidelity: str = "analytical") -> pd.DataFrame:
-    """Megatron-LM's own MoE recipes (calibration/validate_mlm_recipes.py)."""
+def mlm_rows(fidelity: str = "analytical", group=validate_mlm_recipes) -> pd.DataFrame:
+    """Megatron-LM's own MoE recipes (calibration/validate_mlm_recipes.py), or with
+    ``group=validate_modelzoo`` the MoE team's best-practice runs."""
     cache: dict = {}
-    return validate_mlm_recipes.run(lambda sc: _predict(sc, cache), fidelity)
+    return group.run(lambda sc: _predict(sc, cache), fidelity)
 
 
 def summary(df: pd.DataFrame) -> dict:
@@ -393,6 +395,8 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     s["eager"] = validate_eager_moe.summary(eager)
     mlm = mlm_rows(fidelity)
     s["mlm"] = validate_mlm_recipes.summary(mlm)
+    zoo = mlm_rows(fidelity, validate_modelzoo)
+    s["modelzoo"] = validate_modelzoo.summary(zoo)
     inf = inference_rows()
     served = inf[inf.skipped == ""].error_pct.abs()
     s["serving_median_abs_error_pct"] = float(served.median()) if len(served) else float("nan")
@@ -432,6 +436,9 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
                 + "\n\nMegatron-LM's own MoE recipes (moe_mlm_recipes.csv):\n"
                 + mlm.fillna("").to_string(index=False) + "\n"
                 + validate_mlm_recipes.summary_line(s["mlm"])
+                + "\n\nMegatron-MoE-ModelZoo best practices (moe_modelzoo_best_practice.csv):\n"
+                + zoo.fillna("").to_string(index=False) + "\n"
+                + validate_modelzoo.summary_line(s["modelzoo"])
                 + "\n\ngpt-oss-120b: what each release's container ran in attention "
                 "(calibration/moe_recipes.py; cuDNN fused in every row):\n"
                 + stacks.to_string(index=False)
@@ -450,6 +457,7 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     return {"rows": df.to_dict("records"), "serving_rows": inf.to_dict("records"),
             "hybrid_rows": hyb.to_dict("records"), "mbperf_rows": mb.to_dict("records"),
             "eager_rows": eager.to_dict("records"), "mlm_rows": mlm.to_dict("records"),
+            "modelzoo_rows": zoo.to_dict("records"),
             "ssd_kernel_rows": ssd.to_dict("records"),
             "attention_kernel_rows": attn.to_dict("records"),
             "deepep_kernel_rows": deepep.to_dict("records"),
@@ -474,7 +482,8 @@ def dashboard_rows() -> list[dict]:
     training rows (tokens/s per GPU) grouped by GPU, and the predicted serving rows."""
     out = [row for df, group in ((run(), "training"), (hybrid_rows(), "hybrid"),
                                  (mbperf_rows(), "deepseek-kimi"), (eager_rows(), "eager"),
-                                 (mlm_rows(), "mlm-recipes"))
+                                 (mlm_rows(), "mlm-recipes"),
+                                 (mlm_rows(group=validate_modelzoo), "modelzoo"))
            for row in _rate_rows(df, group)]
     inf = inference_rows()
     out += [{"name": f"{r.source} {r.model} {r.phase} {r.setup}", "predicted": float(r.predicted),
