@@ -88,10 +88,12 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
         cuda_graphs=graphs, fidelity=fidelity)
 
 
-def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
-    """Every row: predicted tokens/s per GPU, or why skipped (row_runner.run_rows)."""
-    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity,
-                               validate_eager_moe.plan_text,
+def run(predict, fidelity: str = "analytical", frame: pd.DataFrame | None = None,
+        scenario=scenario_for) -> pd.DataFrame:
+    """Every row of ``frame`` (default: this CSV's): predicted tokens/s per GPU, or why
+    skipped (row_runner.run_rows), each predicted row's scenario built by ``scenario``."""
+    return row_runner.run_rows(rows() if frame is None else frame, skip_reason, scenario,
+                               predict, fidelity, validate_eager_moe.plan_text,
                                lambda row: round(validate_eager_moe.published(row), 1))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from calibration import row_runner, validate_eager_moe, validate_mlm_recipes
+from calibration import row_runner, validate_mlm_recipes
 
 CSV = "moe_modelzoo_best_practice.csv"
 
@@ -50,10 +50,8 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
 
 
 def run(predict, fidelity: str = "analytical") -> pd.DataFrame:
-    """Every row: predicted tokens/s per GPU, or why skipped (row_runner.run_rows)."""
-    return row_runner.run_rows(rows(), skip_reason, scenario_for, predict, fidelity,
-                               validate_eager_moe.plan_text,
-                               lambda row: round(validate_eager_moe.published(row), 1))
+    """Every row: predicted tokens/s per GPU, or why skipped (validate_mlm_recipes.run)."""
+    return validate_mlm_recipes.run(predict, fidelity, rows(), scenario_for)
 
 
 summary = row_runner.summary
