@@ -75,7 +75,7 @@ def megatron_flops_per_token(m: ModelSpec, seq: int) -> float:
     ``num_floating_point_operations``, transformer_flops, 2025-2026): 3 x the forward GEMMs;
     attention's projections and its core at causal half (GQA: 2 [h (q + k + v) + q s + q h];
     MLA: the q and kv LoRA projections with their norms, the RoPE key, the output projection
-    and a core of heads (qk + rope + v) s / 2 x 2); the dense layers' MLP, the routed experts
+    and a core of heads (qk + rope + v) s / 2 x 2; DeepSeek-V4: ``_dsv4_attention_flops``); the dense layers' MLP, the routed experts
     and the shared experts at 3 GEMM widths each (SwiGLU); each MTP layer as one more layer
     of the last layer's kind, with its norms, its 2h x h projection and its own logits."""
     if not megatron_flops_counted(m):
