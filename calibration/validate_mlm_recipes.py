@@ -10,7 +10,7 @@ model out of sample. Nothing is fitted to them.
 Each row runs its recipe as the CSV states it: the plan (tp / pp / virtual stages / ep, the
 embedding and the loss counted in the pipeline split where the layers do not divide), the
 dispatcher and its SMs, the all-to-all overlap, the CUDA-graph scopes (those the simulator
-knows), the recompute modules, Transformer Engine's fused grouped MLP, the FP8 recipe of the
+knows), the recompute modules (``full``: full recompute), Transformer Engine's fused grouped MLP, the FP8 recipe of the
 precision label, force-balanced routing with the aux loss and the fused router (in the
 activations' 16-bit type, as Megatron-Bridge's rows run: the recipes' fp32 router GEMM is
 not priced, and the catalog's GB300 has no fp32 rate), the distributed optimizer, GB200 /
@@ -80,11 +80,12 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
     if row.dispatcher == "hybridep":
         moe["hybridep_sms"] = int(row.hybridep_sms)
     modules = str(row.recompute_modules).split() if pd.notna(row.recompute_modules) else []
+    recompute = {"recompute": "full"} if modules == ["full"] else recompute_workload(modules)
     graphs = str(row.cuda_graphs).split() if pd.notna(row.cuda_graphs) else []
     return row_runner.training_scenario(
         row, mtp=model.mtp_layers, micro_batch=int(row.micro_batch),
         fp8={"recipe": FP8_RECIPE.get(row_runner.label(row))},
-        recompute=recompute_workload(modules), parallel=parallel, moe=moe,
+        recompute=recompute, parallel=parallel, moe=moe,
         cuda_graphs=graphs, fidelity=fidelity)
 
 

@@ -8,10 +8,10 @@ dispatcher, TP 4 with DeepEP, Megatron FSDP), so they check the MoE training mod
 sample. Nothing is fitted to them.
 
 Each row runs as Megatron-LM's own recipes do (validate_mlm_recipes ``scenario_for``: plan,
-dispatcher, all-to-all overlap, CUDA-graph scopes, recompute modules, force-balanced routing
-with the aux loss and the fused router, the distributed optimizer), with what these runs add:
-full recompute, Megatron FSDP (``zero: 3``) where the table says so, and a GB200 / GB300 job's
-NVLink segment (``SEGMENT`` trays of 4 GPUs) as its NVLink domain. The published figure is the
+dispatcher, all-to-all overlap, CUDA-graph scopes, recompute modules or full recompute,
+force-balanced routing with the aux loss and the fused router, the distributed optimizer),
+with what these runs add: Megatron FSDP (``zero: 3``) where the table says so, and a GB200 /
+GB300 job's NVLink segment (``SEGMENT`` trays of 4 GPUs) as its NVLink domain. The published figure is the
 step time where the table gives one (global batch x sequence / step / GPUs), else Megatron's
 model TFLOP/s over Megatron's FLOP count at the row's sequence length.
 """
@@ -33,17 +33,11 @@ skip_reason = validate_mlm_recipes.skip_reason
 
 
 def scenario_for(row, fidelity: str = "analytical") -> dict:
-    """The scenario of a predicted row: Megatron-LM's recipe scenario with full recompute,
-    Megatron FSDP and the job's NVLink segment where the row gives them."""
-    full = row.recompute_modules == "full"
-    if full:
-        row = row._replace(recompute_modules=float("nan"))
+    """The scenario of a predicted row: Megatron-LM's recipe scenario with Megatron FSDP
+    and the job's NVLink segment where the row gives them."""
     sc = validate_mlm_recipes.scenario_for(row, fidelity)
-    w = sc["workload"]
-    if full:
-        w["recompute"] = "full"
     if row.fsdp == "true":
-        w["parallel"]["zero"] = 3
+        sc["workload"]["parallel"]["zero"] = 3
     if pd.notna(row.segment):
         sc["cluster"]["system"]["scale_up"]["domain_gpus"] = 4 * int(row.segment)
     return sc

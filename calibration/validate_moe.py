@@ -232,28 +232,13 @@ def run(fidelity: str = "analytical") -> pd.DataFrame:
                     lambda row: round(published(row) or float("nan"), 1))
 
 
-def hybrid_rows(fidelity: str = "analytical") -> pd.DataFrame:
-    """The hybrid Mamba / attention MoE rows (calibration/validate_hybrid.py), predicted as
-    these rows are; a model with no preset yet is skipped with that reason."""
-    cache: dict = {}
-    return validate_hybrid.run(lambda sc: _predict(sc, cache), fidelity)
-
-
-def mbperf_rows(fidelity: str = "analytical") -> pd.DataFrame:
-    """The DeepSeek-V3 / Kimi K2 / DeepSeek-V4 Flash rows (calibration/validate_mbperf.py)."""
-    cache: dict = {}
-    return validate_mbperf.run(lambda sc: _predict(sc, cache), fidelity)
-
-
-def eager_rows(fidelity: str = "analytical") -> pd.DataFrame:
-    """The eager Megatron-Core runs users published (calibration/validate_eager_moe.py)."""
-    cache: dict = {}
-    return validate_eager_moe.run(lambda sc: _predict(sc, cache), fidelity)
-
-
-def mlm_rows(fidelity: str = "analytical", group=validate_mlm_recipes) -> pd.DataFrame:
-    """Megatron-LM's own MoE recipes (calibration/validate_mlm_recipes.py), or with
-    ``group=validate_modelzoo`` the MoE team's best-practice runs."""
+def group_rows(group, fidelity: str = "analytical") -> pd.DataFrame:
+    """Every row of a row group (its module's ``run(predict, fidelity)``), predicted as this
+    suite's rows are: the hybrid Mamba / attention MoE rows (validate_hybrid; a model with no
+    preset yet is skipped with that reason), the DeepSeek-V3 / Kimi K2 / DeepSeek-V4 Flash
+    rows (validate_mbperf), the eager runs users published (validate_eager_moe),
+    Megatron-LM's own recipes (validate_mlm_recipes) and the MoE team's best-practice runs
+    (validate_modelzoo)."""
     cache: dict = {}
     return group.run(lambda sc: _predict(sc, cache), fidelity)
 
@@ -387,15 +372,15 @@ def report(fidelity: str = "analytical") -> tuple[dict, str]:
     prints them."""
     df = run(fidelity)
     s = summary(df)
-    hyb = hybrid_rows(fidelity)
+    hyb = group_rows(validate_hybrid, fidelity)
     s["hybrid"] = validate_hybrid.summary(hyb)
-    mb = mbperf_rows(fidelity)
+    mb = group_rows(validate_mbperf, fidelity)
     s["mbperf"] = validate_mbperf.summary(mb)
-    eager = eager_rows(fidelity)
+    eager = group_rows(validate_eager_moe, fidelity)
     s["eager"] = validate_eager_moe.summary(eager)
-    mlm = mlm_rows(fidelity)
+    mlm = group_rows(validate_mlm_recipes, fidelity)
     s["mlm"] = validate_mlm_recipes.summary(mlm)
-    zoo = mlm_rows(fidelity, validate_modelzoo)
+    zoo = group_rows(validate_modelzoo, fidelity)
     s["modelzoo"] = validate_modelzoo.summary(zoo)
     inf = inference_rows()
     served = inf[inf.skipped == ""].error_pct.abs()
@@ -480,10 +465,11 @@ def _rate_rows(df: pd.DataFrame, group: str) -> list[dict]:
 def dashboard_rows() -> list[dict]:
     """Rows for ``clustersim validate all`` (calibration/dashboard.py): the predicted
     training rows (tokens/s per GPU) grouped by GPU, and the predicted serving rows."""
-    out = [row for df, group in ((run(), "training"), (hybrid_rows(), "hybrid"),
-                                 (mbperf_rows(), "deepseek-kimi"), (eager_rows(), "eager"),
-                                 (mlm_rows(), "mlm-recipes"),
-                                 (mlm_rows(group=validate_modelzoo), "modelzoo"))
+    out = [row for df, group in ((run(), "training"), (group_rows(validate_hybrid), "hybrid"),
+                                 (group_rows(validate_mbperf), "deepseek-kimi"),
+                                 (group_rows(validate_eager_moe), "eager"),
+                                 (group_rows(validate_mlm_recipes), "mlm-recipes"),
+                                 (group_rows(validate_modelzoo), "modelzoo"))
            for row in _rate_rows(df, group)]
     inf = inference_rows()
     out += [{"name": f"{r.source} {r.model} {r.phase} {r.setup}", "predicted": float(r.predicted),
