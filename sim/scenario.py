@@ -120,7 +120,8 @@ class ParallelConfig(_Cfg):
         "pipeline schedule; zb-h1, zb-v, dualpipe, dualpipev split the backward into input "
         "and weight gradients (docs/schedules.md)"))
     zero: Literal[0, 1, 2, 3] = Field(0, description=(
-        "ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also weights"))
+        "ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also weights (MoE models: "
+        "0, 1 or 3; under 3 the routed experts shard over expert-DP, docs/moe.md)"))
     pipeline_layers: list[int] | None = Field(None, description=(
         "layers per pipeline stage (one number per stage), or per virtual stage (pp x "
         "chunks numbers, in path order); unset: as even as possible"))

@@ -56,8 +56,12 @@ def zero3_buffers(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: 
     ``reshard_after_forward=False`` the whole stage stays gathered between the passes."""
     if plan.zero < 3 or plan.grad_dp == 1:
         return 0.0
-    units = sorted((u for c in range(plan.chunks) for u in unit_params(model, plan, stage, c)),
-                   reverse=True)
+    if model.uniform:
+        per_chunk = [unit_params(model, plan, stage, c) for c in range(plan.chunks)]
+    else:           # a MoE layer is gathered whole: replicated part and routed experts
+        from workloads.moe_training import unit_split
+        per_chunk = [[d + e for d, e in unit_split(model, plan, stage, c)] for c in range(plan.chunks)]
+    units = sorted((u for chunk in per_chunk for u in chunk), reverse=True)
     if not plan.reshard_after_forward:
         return sum(units) * param_bytes + units[0] * grad_bytes
     return sum(units[:plan.prefetch + 1]) * param_bytes + units[0] * grad_bytes

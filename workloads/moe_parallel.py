@@ -70,7 +70,12 @@ def validate_ep(plan, model: ModelSpec) -> None:
     if model.moe.expert_ffn_hidden % etp:
         raise InfeasiblePlanError(
             f"etp={etp} does not divide the expert FFN size {model.moe.expert_ffn_hidden}")
-    if plan.zero >= 2:
+    if plan.zero == 2:
         raise InfeasiblePlanError(
-            f"zero={plan.zero} with a mixture-of-experts model is not modelled; use zero 0 "
-            "or 1 (1 = Megatron's distributed optimizer, sharded over dp and expert-dp)")
+            "zero=2 with a mixture-of-experts model is not modelled; use zero 0, 1 "
+            "(Megatron's distributed optimizer, sharded over dp and expert-dp) or 3 "
+            "(Megatron FSDP: weights, gradients and optimizer states sharded)")
+    if plan.zero >= 3 and plan.zero_shard_group is not None:
+        raise InfeasiblePlanError(
+            f"zero_shard_group={plan.zero_shard_group} (HSDP) with a mixture-of-experts model "
+            "is not modelled; leave it out to shard over all of dp and expert-dp")
