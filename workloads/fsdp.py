@@ -69,6 +69,7 @@ class Zero3:
         self.gathered: int | None = None  # gather already issued for the next pass's first layer
         self.seq = 0
         self.layer = {"F": Block(st.ops.fwd, "fwd_layer"), "B": Block(st.ops.bwd, "bwd_layer")}
+        self.layers: dict[tuple[int, str, int], Block] = {}   # non-uniform models: _layer
 
     def _root_group(self, units: list[float]) -> list[float]:
         """``fsdp2_root_group``: TorchTitan wraps each transformer block and then the whole
@@ -125,6 +126,12 @@ class Zero3:
         stage's chunk blocks are: workloads/moe_training.py, StageOps.transform)."""
         if self.model.uniform:
             return self.layer[step]
+        block = self.layers.get((c, step, i))
+        if block is None:       # built once: every microbatch's pass runs the same ops
+            block = self.layers[(c, step, i)] = self._build_layer(c, step, i)
+        return block
+
+    def _build_layer(self, c: int, step: str, i: int) -> Block:
         from workloads import moe_training
         ctx, ids = self.st.ctx, moe_training.chunk_layers(self.model, self.plan, self.st.index, c)
         if not ids:

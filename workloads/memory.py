@@ -54,7 +54,7 @@ def zero3_buffers(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: 
     """ZeRO-3 working set: the layer being computed and the ``prefetch`` gathered ahead, in
     full (16-bit), plus one layer's full gradient before its reduce-scatter. With
     ``reshard_after_forward=False`` the whole stage stays gathered between the passes."""
-    if plan.zero < 3 or plan.grad_dp == 1:
+    if not plan.zero3_passes:
         return 0.0
     if model.uniform:
         per_chunk = [unit_params(model, plan, stage, c) for c in range(plan.chunks)]

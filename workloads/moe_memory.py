@@ -163,7 +163,7 @@ def expert_states(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: 
     optimizer states sharded over expert-DP under ZeRO 1 and 3, the weights and gradients
     too under ZeRO-3 (Megatron FSDP; workloads/fsdp.py, which runs when dp > 1)."""
     size = moe_parallel.edp(plan)
-    fsdp = size if plan.zero >= 3 and plan.grad_dp > 1 else 1
+    fsdp = size if plan.zero3_passes else 1
     return (2 * experts / fsdp, grad_bytes * experts / fsdp,
             MASTER_AND_ADAM_BYTES * experts / (size if plan.zero >= 1 else 1))
 

@@ -118,6 +118,13 @@ class ParallelPlan:
         return self.dp * self.cp
 
     @property
+    def zero3_passes(self) -> bool:
+        """Whether the step gathers and reduce-scatters layer by layer (ZeRO-3 / FSDP over
+        more than one DP x CP rank: workloads/fsdp.py); with one rank there is nothing to
+        shard."""
+        return self.zero >= 3 and self.grad_dp > 1
+
+    @property
     def shard_group(self) -> int:
         """DP ranks a ZeRO shard spans (HSDP: zero_shard_group, else all of dp)."""
         return self.zero_shard_group or self.grad_dp

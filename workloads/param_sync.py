@@ -129,7 +129,7 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
     expert_gather = None
     shard = plan.optimizer_shard(params)
-    if not model.uniform and not (plan.zero >= 3 and plan.grad_dp > 1):   # ZeRO-3: workloads/fsdp.py
+    if not model.uniform and not plan.zero3_passes:     # ZeRO-3: workloads/fsdp.py
         syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, bucket)
     syncs += add_copy_grad_sync(g, model, plan, opts, st, syncs)
     if not model.uniform:

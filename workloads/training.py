@@ -236,7 +236,7 @@ def _add_recvs(g, plan, stages, steps, model, opts) -> dict:
 
 def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: Stage, steps, recv, model: ModelSpec,
                  opts: TrainingOptions, sync: BlockingSends | None = None) -> None:
-    z3 = Zero3(g, model, plan, opts, st) if plan.zero >= 3 and plan.grad_dp > 1 else None
+    z3 = Zero3(g, model, plan, opts, st) if plan.zero3_passes else None
     pairs = set(st.pipe.pairs(st.index))
     offload = ActivationOffload(g, st, opts.offload)
     merged = set()

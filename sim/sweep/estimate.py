@@ -238,7 +238,7 @@ class Estimator:
         """Whether a ZeRO-3 step is played node by node (sim/sweep/zero3_play.py): a
         uniform model without pipeline parallelism (the only ZeRO-3 plans sweeps keep)
         and data-parallel gradients; host offload played along."""
-        return plan.zero >= 3 and plan.grad_dp > 1 and plan.pp == 1 and self.model.uniform
+        return plan.zero3_passes and plan.pp == 1 and self.model.uniform
 
     def _plays_one_pass(self, plan: ParallelPlan, offload, moe: bool = False) -> bool:
         """Whether a uniform model's GPipe, 1F1B or interleaved pipeline (PP 1 included: its
