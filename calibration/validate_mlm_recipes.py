@@ -19,9 +19,11 @@ GB300 jobs in 64-GPU NVLink segments, the memory check off.
 The published figure is Megatron's model TFLOP/s, converted to tokens/s per GPU with
 Megatron's own FLOP count (validate_eager_moe ``published`` and ``megatron_flops_per_token``:
 grouped-query attention, MLA or DeepSeek-V4's hybrid attention, dense and MoE layers, MTP).
-A recipe that offloads activations or optimizer states to the host is listed and skipped
-with that reason. A recipe's ``pipeline_model_parallel_layout`` places the layers of each
-virtual stage (``stage_layers``).
+A recipe that offloads runs with it: ``offload_modules`` as ``offload.modules`` (Megatron-Core's
+fine-grained activation offloading), ``offload_optimizer_states`` as
+``offload.optimizer_states`` (``offload_keys``); an offload the simulator does not model is
+listed and skipped with its reason. A recipe's ``pipeline_model_parallel_layout`` places the
+layers of each virtual stage (``stage_layers``).
 """
 
 from __future__ import annotations
@@ -53,13 +55,44 @@ def stage_layers(layout: str) -> list[int]:
     return [stage.count("t") for stage in text.rstrip("|").split("|")]
 
 
+def offload_keys(text) -> dict:
+    """``workload.offload`` of a recipe's offload cell: module names (``offload_modules``),
+    each optionally followed by ``activations``, and ``optimizer states``
+    (``offload_optimizer_states``), parts split by ``;``."""
+    if pd.isna(text):
+        return {}
+    out: dict = {}
+    for part in str(text).split(";"):
+        words = part.split()
+        if words == ["optimizer", "states"]:
+            out["optimizer_states"] = True
+        else:
+            out.setdefault("modules", []).extend(w for w in words if w != "activations")
+    return out
+
+
+def _offload_reason(row, model) -> str | None:
+    """Why the simulator cannot run a row's offload, or None."""
+    from workloads.offload_modules import unsupported
+    from workloads.parallel import ParallelPlan
+    modules = offload_keys(row.offload).get("modules", [])
+    if not modules:
+        return None
+    recomputed = str(row.recompute_modules).split() if pd.notna(row.recompute_modules) else []
+    plan = ParallelPlan(tp=int(row.tp), pp=1, dp=1, micro_batch=1, global_batch=1,
+                        recompute="full" if recomputed == ["full"] else "selective")
+    why = unsupported(model, plan, modules)
+    return f"recipe offloads to the host ({row.offload}): {why}" if why else None
+
+
 def skip_reason(row, zoo=None) -> str | None:
     zoo = presets() if zoo is None else zoo
     gpu = str(row.gpu_type).split()[0]
     return row_runner.first_reason([
         row_runner.preset_check(row, zoo), row_runner.system_check(gpu),
         row_runner.precision_check(row),
-        (lambda: pd.notna(row.offload), lambda: f"recipe offloads to the host ({row.offload})"),
+        (lambda: _offload_reason(row, zoo[row.arch_id]) is not None,
+         lambda: _offload_reason(row, zoo[row.arch_id])),
     ])
 
 
@@ -82,11 +115,12 @@ def scenario_for(row, fidelity: str = "analytical") -> dict:
     modules = str(row.recompute_modules).split() if pd.notna(row.recompute_modules) else []
     recompute = {"recompute": "full"} if modules == ["full"] else recompute_workload(modules)
     graphs = str(row.cuda_graphs).split() if pd.notna(row.cuda_graphs) else []
+    offload = offload_keys(row.offload)
     return row_runner.training_scenario(
         row, mtp=model.mtp_layers, micro_batch=int(row.micro_batch),
         fp8={"recipe": FP8_RECIPE.get(row_runner.label(row))},
         recompute=recompute, parallel=parallel, moe=moe,
-        cuda_graphs=graphs, fidelity=fidelity)
+        cuda_graphs=graphs, fidelity=fidelity, **({"offload": offload} if offload else {}))
 
 
 def run(predict, fidelity: str = "analytical", frame: pd.DataFrame | None = None,

@@ -306,6 +306,9 @@ class TrainingWorkload(_Cfg):
                                  "layer-wise optimizer; no ZeRO-2/3 or FSDP with Muon)")
             if self.offload is not None and self.offload.optimizer:
                 raise ValueError("optimizer muon runs on the GPU (offload.optimizer is Adam's)")
+            if self.offload is not None and self.offload.optimizer_states:
+                raise ValueError("offload.optimizer_states moves Adam's states (Megatron-Core's "
+                                 "OptimizerStateOffloader), not Muon's")
         return self
 
     @field_validator("cuda_graphs", mode="before")

@@ -60,15 +60,41 @@ class Fp8Config(_Cfg):
         return self
 
 
+OffloadModule = Literal["attn_norm", "qkv_linear", "core_attn", "attn_proj", "mlp_norm",
+                        "expert_fc1", "moe_act"]
+
+
 class OffloadConfig(_Cfg):
     """Host offload over the system's host link: ``activations`` is the fraction of each
     stage's layers whose stored activations go to host memory after the forward and
-    come back before the backward; ``optimizer`` keeps optimizer states on the host."""
+    come back before the backward; ``modules`` names the modules whose stored inputs do
+    (Megatron-Core's fine-grained activation offloading); ``optimizer`` keeps optimizer
+    states on the host (Adam on the CPU); ``optimizer_states`` parks them there between
+    steps (Adam on the GPU)."""
     activations: float = Field(0.0, ge=0.0, le=1.0, description=(
         "fraction of stored activations copied to host after the forward, back before "
         "the backward"))
+    modules: list[OffloadModule] = Field([], description=(
+        "Megatron-Core's fine-grained activation offloading (--offload-modules): the stored "
+        "inputs of these modules of every layer go to host memory after the forward and "
+        "come back before the backward (docs/long_context.md)"))
     optimizer: bool = Field(False, description=(
         "optimizer states on the host; Adam runs on the CPU"))
+    optimizer_states: bool = Field(False, description=(
+        "Megatron-Core's offload_optimizer_states: master weights and Adam moments leave "
+        "the GPU after the optimizer step and come back before the next one; Adam runs "
+        "on the GPU"))
+
+    @model_validator(mode="after")
+    def _one_way_each(self) -> OffloadConfig:
+        if self.modules and self.activations > 0:
+            raise ValueError("offload.activations (a fraction of every layer) and "
+                             "offload.modules (named modules) say the same thing two ways: "
+                             "give one")
+        if self.optimizer and self.optimizer_states:
+            raise ValueError("offload.optimizer (Adam on the CPU) and offload.optimizer_states "
+                             "(states parked on the host between steps) exclude each other")
+        return self
 
 
 Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1", "zb-v", "dualpipe", "dualpipev"]
@@ -125,18 +151,28 @@ def offload_options(w, system, model, plan, flash: bool):
     """workloads.offload.OffloadOptions from ``workload.offload`` and the catalog's host
     link / host memory numbers."""
     from hw_models.errors import ClusterSimError
+    from workloads import offload_modules
     from workloads.memory import activation_bytes_per_layer
     from workloads.offload import OffloadOptions
     cfg = w.offload
-    if cfg is None or (cfg.activations == 0 and not cfg.optimizer):
+    if cfg is None or (cfg.activations == 0 and not cfg.optimizer and not cfg.modules
+                       and not cfg.optimizer_states):
         return OffloadOptions()
     if system.gpu_spec.host_gb_s is None:
         raise ClusterSimError("workload.offload needs the GPU's host link (host_gb_s) in the catalog")
     if cfg.optimizer and system.host_mem_gb_s is None:
         raise ClusterSimError("workload.offload.optimizer needs the system's host_mem_gb_s "
                               "(host DRAM bandwidth) in the catalog")
+    why = offload_modules.unsupported(model, plan, cfg.modules)
+    if why:
+        raise ClusterSimError(f"workload.{why}")
     local = model.with_seq_len(model.seq_len // plan.cp)
     per_layer = activation_bytes_per_layer(local, plan.micro_batch, plan.tp, plan.sp,
                                            plan.recompute, flash)
     host_bw = (system.host_mem_gb_s or 0) * 1e9 / system.gpus_per_node
-    return OffloadOptions(cfg.activations, per_layer, cfg.optimizer, host_bw)
+    fraction, modules = cfg.activations, tuple(dict.fromkeys(cfg.modules))
+    if modules and model.uniform:     # every layer alike: the modules' share of a layer
+        fraction = offload_modules.module_bytes(local, 0, plan, 1.0, modules) / per_layer
+        modules = ()
+    return OffloadOptions(fraction, per_layer, cfg.optimizer, host_bw, modules,
+                          cfg.optimizer_states)

@@ -170,7 +170,7 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
         e_weights, e_grads, e_optimizer = mm.expert_states(model, plan, stage, grad_bytes, experts)
         weights, grads, optimizer = (weights + e_weights, grads + e_grads,
                                      optimizer + e_optimizer * scale[1])
-        acts = mm.stage_activations(local, plan, stage, rank_factor, in_flight)
+        acts = mm.stage_activations(local, plan, stage, rank_factor, in_flight, offload)
     if offload is not None and offload.optimizer:
         optimizer = 0.0
     sbh = local.seq_len * plan.micro_batch * model.hidden
@@ -179,6 +179,10 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
         acts += emb_mb * (3 if model.dropout else 2) * sbh / (plan.tp if plan.sp else 1)
     if last:   # fp32 logits of the microbatch being processed
         acts += 4 * local.seq_len * plan.micro_batch * model.vocab / plan.tp
+    if offload is not None and offload.optimizer_states:
+        # on the GPU from the reload to the step, when the activations are gone: the peak
+        # is the larger of the two, so only what exceeds the activations is counted
+        optimizer = max(0.0, optimizer - acts)
     return StageMemory(stage, weights, grads, optimizer, acts,
                        zero3_buffers(model, plan, stage, grad_bytes, param_bytes))
 

@@ -169,15 +169,19 @@ def expert_states(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: 
 
 
 def stage_activations(m: ModelSpec, plan: ParallelPlan, stage: int, rank_factor: float,
-                      in_flight: int) -> float:
+                      in_flight: int, offload=None) -> float:
     """The stage's mean layer x its layers per chunk x chunks in flight (all the chunks
     the rank holds: ``plan.chunks``), the MTP layers on the rank that holds the pipeline's
     last virtual stage (rank 0 under zb-v and DualPipeV, both end ranks under DualPipe),
-    and one layer's dispatch buffers."""
+    and one layer's dispatch buffers. Under activation offload (``offload``:
+    workloads.offload.OffloadOptions) each layer keeps what it does not send to the host
+    (workloads/offload_modules.py), the layer at work all of it."""
     from workloads.moe_training import chunk_layers, holds_last
+    from workloads.offload_modules import layer_bytes
     ids = [i for c in range(plan.chunks) for i in chunk_layers(m, plan, stage, c)]
-    mean = sum(layer_activation_bytes(m, i, plan, rank_factor) for i in ids) / len(ids)
-    acts = in_flight * len(ids) / plan.chunks * mean
+    sent = [layer_bytes(m, i, plan, rank_factor, offload) for i in ids]
+    mean = (sum(layer_activation_bytes(m, i, plan, rank_factor) for i in ids) - sum(sent)) / len(ids)
+    acts = in_flight * len(ids) / plan.chunks * mean + max(sent)
     if holds_last(m, plan, stage):
         acts += in_flight * m.mtp_layers * sum(layer_activation_bytes(m, i, plan, rank_factor)
                                                for i in spec.mtp_layer_ids(m))

@@ -26,22 +26,33 @@ class OffloadOptions:
     act_bytes_per_layer: float = 0.0    # stored activation bytes of one layer, one microbatch
     optimizer: bool = False
     host_adam_bw: float = 0.0           # bytes/s of host DRAM one GPU's optimizer gets
+    modules: tuple[str, ...] = ()       # fine-grained offload (workloads/offload_modules.py)
+    optimizer_states: bool = False      # states parked on the host between steps
+
+    @property
+    def moves_activations(self) -> bool:
+        return self.activations > 0 or bool(self.modules)
 
 
 class ActivationOffload:
     """Copies around the compute nodes of one stage (call ``before`` and ``after`` for
     every step in program order)."""
 
-    def __init__(self, g, st, opts: OffloadOptions):
-        self.g, self.st, self.opts = g, st, opts
+    def __init__(self, g, st, opts: OffloadOptions, chunk_bytes: tuple[float, ...] | None = None):
+        """``chunk_bytes``: bytes per model chunk of a model whose layers differ
+        (workloads/offload_modules.py ``chunk_bytes``); else ``activations`` of every
+        layer's ``act_bytes_per_layer``."""
+        self.g, self.st, self.opts, self.chunk_bytes = g, st, opts, chunk_bytes
         self.compute: list[int] = []
 
     def _bytes(self, c: int) -> float:
+        if self.chunk_bytes is not None:
+            return self.chunk_bytes[c]
         return self.opts.activations * self.opts.act_bytes_per_layer * \
             self.st.pipe.chunk_layers(self.st.index, c)
 
     def before(self, mb: int, c: int, step: str) -> int | None:
-        if step not in ("B", "I") or self.opts.activations <= 0:
+        if step not in ("B", "I") or not self.opts.moves_activations:
             return None
         dep = self.compute[-2:-1]             # prefetch: once the step before last is done
         return self.g.add(self.st.rank, "offload_h2d", Memory("h2d", self._bytes(c)), dep,
@@ -49,7 +60,7 @@ class ActivationOffload:
 
     def after(self, node: int, mb: int, c: int, step: str) -> None:
         self.compute.append(node)
-        if step == "F" and self.opts.activations > 0:
+        if step == "F" and self.opts.moves_activations:
             self.g.add(self.st.rank, "offload_d2h", Memory("d2h", self._bytes(c)), (node,),
                        "memory", f"offload{mb}_c{c}", mb=mb, chunk=c)
 

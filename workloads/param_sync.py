@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from workloads import moe_training, muon
 from workloads.fsdp import hsdp_replica_all_reduce
-from workloads.graph import Collective, CommGroup, Compute
+from workloads.graph import Collective, CommGroup, Compute, Memory
 from workloads.model import ModelSpec
 from workloads.offload import optimizer_on_host
 from workloads.parallel import ParallelPlan
@@ -53,11 +53,30 @@ def optimizer_ops(model: ModelSpec, plan: ParallelPlan, stage: int, opts: Traini
     model's; MoE: moe_training.optimizer_shard), or Muon (workloads/muon.py)."""
     if opts.optimizer == "muon":
         return muon.step_ops(model, plan, stage, opts.muon_ns_steps, adam_bytes(opts))
+    return [Compute("optimizer", 0.0, adam_shard(model, plan, stage, params) * adam_bytes(opts),
+                    "fp32", name="adam")]
+
+
+def adam_shard(model: ModelSpec, plan: ParallelPlan, stage: int, params: float) -> float:
+    """Parameters whose Adam states one rank holds and steps."""
     if model.uniform:
-        shard = plan.optimizer_shard(params)
-    else:
-        shard = moe_training.optimizer_shard(plan, *moe_training.stage_split(model, plan, stage))
-    return [Compute("optimizer", 0.0, shard * adam_bytes(opts), "fp32", name="adam")]
+        return plan.optimizer_shard(params)
+    return moe_training.optimizer_shard(plan, *moe_training.stage_split(model, plan, stage))
+
+
+def optimizer_states_moves(g, model: ModelSpec, plan: ParallelPlan, st: Stage,
+                           params: float) -> int:
+    """Megatron-Core's ``offload_optimizer_states`` (OptimizerStateOffloader): the master
+    weights and Adam moments (MASTER_AND_ADAM_BYTES a parameter of the rank's shard) went
+    to the host after the previous step, on the device-to-host stream at the step's start
+    (where they meet this step's activation copies), and come back on the host-to-device
+    stream once the stage's last backward is done; the optimizer step waits for them.
+    Returns the reload."""
+    from workloads.memory import MASTER_AND_ADAM_BYTES
+    nbytes = adam_shard(model, plan, st.index, params) * MASTER_AND_ADAM_BYTES
+    g.add(st.rank, "offload_d2h", Memory("d2h", nbytes), (), "memory", "optimizer_states_to_host")
+    return g.add(st.rank, "offload_h2d", Memory("h2d", nbytes), (max(st.node.values()),),
+                 "memory", "optimizer_states_to_device")
 
 
 def adam_bytes(opts: TrainingOptions) -> int:
@@ -102,6 +121,22 @@ def gathers_overlap(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions)
     return opts.overlap_param_gather and plan.zero in (1, 2) and plan.grad_dp > 1 and model.uniform
 
 
+def _optimizer_step(g, model, plan, opts: TrainingOptions, st: Stage, params: float,
+                    shard: float, syncs: list) -> int:
+    """The optimizer step after ``syncs``: on the host (``offload.optimizer``, uniform
+    models), else on the GPU, after its states' reload under ``offload.optimizer_states``."""
+    if opts.offload.optimizer and model.uniform:
+        return optimizer_on_host(g, st.rank, shard, opts.grad_bytes, opts.param_bytes,
+                                 adam_bytes(opts), opts.offload, syncs)
+    deps = syncs
+    if opts.offload.optimizer_states:
+        deps = [*syncs, optimizer_states_moves(g, model, plan, st, params)]
+    for op in optimizer_ops(model, plan, st.index, opts, params):
+        step = g.add(st.rank, "compute", op, deps, "compute", "optimizer")
+        deps = (step,)
+    return step
+
+
 def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
     """DP gradient buckets (overlapping the last backward), tied-embedding sync, optimizer,
     and the parameter all-gather of ZeRO-1/2."""
@@ -134,14 +169,7 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
     syncs += add_copy_grad_sync(g, model, plan, opts, st, syncs)
     if not model.uniform:
         expert_gather = moe_training.expert_gather(model, plan, st.index, opts)
-    if opts.offload.optimizer and model.uniform:
-        step = optimizer_on_host(g, st.rank, shard, opts.grad_bytes, opts.param_bytes,
-                                 adam_bytes(opts), opts.offload, syncs)
-    else:
-        deps = syncs
-        for op in optimizer_ops(model, plan, st.index, opts, params):
-            step = g.add(st.rank, "compute", op, deps, "compute", "optimizer")
-            deps = (step,)
+    step = _optimizer_step(g, model, plan, opts, st, params, shard, syncs)
     if plan.zero in (1, 2) and plan.grad_dp > 1 and not gathers_overlap(model, plan, opts):
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")

@@ -238,7 +238,7 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: Stage, steps, recv, 
                  opts: TrainingOptions, sync: BlockingSends | None = None) -> None:
     z3 = Zero3(g, model, plan, opts, st) if plan.zero3_passes else None
     pairs = set(st.pipe.pairs(st.index))
-    offload = ActivationOffload(g, st, opts.offload)
+    offload = ActivationOffload(g, st, opts.offload, _offload_chunks(model, plan, opts, st.index))
     merged = set()
     if gathers_overlap(model, plan, opts):
         st.gathers = _param_gathers(g, model, plan, opts, st)
@@ -305,6 +305,18 @@ def _add_step(g, plan: ParallelPlan, model, opts, st: Stage, mb: int, c: int, st
             zero2_reduce_scatter(g, model, plan, opts, st, mb, c)
         return node
     return g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
+
+
+def _offload_chunks(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions,
+                    stage: int) -> tuple[float, ...] | None:
+    """Bytes each chunk of a non-uniform model's stage sends to the host per microbatch
+    (workloads/offload_modules.py); None where every layer is alike."""
+    if model.uniform or not opts.offload.moves_activations:
+        return None
+    from workloads import offload_modules
+    load = moe_training.load(model, plan, opts.moe)
+    return offload_modules.chunk_bytes(model, plan, opts.offload,
+                                       load.rank_factor if load else 1.0, stage)
 
 
 def _merge_pair(g, st: Stage, steps, k: int, deps: list, offload) -> bool:

@@ -172,6 +172,9 @@ def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
     row |= _plan_columns(plan, raw) | {"gpus": ctx.world}
     try:
         offload = _offload_of(ctx, plan, raw)
+        plans.check_offload(offload)
+    except InfeasiblePlanError as exc:
+        return row | _status("infeasible", reason_of(str(exc)), str(exc))
     except ClusterSimError as exc:
         return row | _status("error", "invalid scenario", str(exc))
     mem = ctx.estimator.memory_peak_gib(plan, offload)

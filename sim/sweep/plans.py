@@ -43,6 +43,20 @@ def check_supported(plan: ParallelPlan, model: ModelSpec | None = None) -> None:
     if plan.zero >= 3 and model is not None and model.moe is not None:
         raise InfeasiblePlanError(UNESTIMATED_ZERO3_MOE)
 
+UNESTIMATED_OFFLOAD = "workload.offload.{what}: sweeps do not estimate it; simulate the " \
+    "plan (clustersim simulate)"
+
+
+def check_offload(offload) -> None:
+    """Host offloads ``simulate`` runs but the sweep estimator does not: fine-grained
+    activation offload of a model whose layers differ (a dense model's is a fraction of
+    every layer, which the estimator plays) and the optimizer states parked between steps."""
+    if offload.modules:
+        raise InfeasiblePlanError(UNESTIMATED_OFFLOAD.format(what="modules on a MoE, MLA or "
+                                                             "windowed-attention model"))
+    if offload.optimizer_states:
+        raise InfeasiblePlanError(UNESTIMATED_OFFLOAD.format(what="optimizer_states"))
+
 
 def divisors(n: int) -> list[int]:
     small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]

@@ -60,9 +60,16 @@ def test_pipeline_layout_string():
 def test_which_rows_are_skipped():
     for r in mlm.rows().itertuples():
         why = mlm.skip_reason(r)
-        if r.recipe == "deepseek_v3/gb200/mxfp8_256GPU_TP1PP4EP64.yaml":
-            assert why == "recipe offloads to the host (expert_fc1 activations; optimizer states)"
-        elif r.recipe.startswith("deepseek_v4_pro/"):
-            assert why == "recipe offloads to the host (core_attn activations)"
+        if r.recipe.startswith("deepseek_v4_pro/"):
+            assert why.startswith("recipe offloads to the host (core_attn activations): "
+                                  "offload.modules core_attn on DeepSeek-V4 attention")
         else:
             assert why is None, r.recipe
+
+
+def test_offload_cells_become_offload_keys():
+    # the DeepSeek-V3 GB200 recipe: offload_modules [expert_fc1], offload_optimizer_states
+    sc = mlm.scenario_for(_row("deepseek_v3/gb200/mxfp8_256GPU_TP1PP4EP64.yaml"))
+    assert sc["workload"]["offload"] == {"modules": ["expert_fc1"], "optimizer_states": True}
+    assert mlm.offload_keys("expert_fc1 moe_act") == {"modules": ["expert_fc1", "moe_act"]}
+    assert "offload" not in mlm.scenario_for(_row("qwen3_30b/h100/fp8_32GPU_TP1PP1EP8.yaml"))["workload"]

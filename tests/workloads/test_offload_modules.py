@@ -1,0 +1,131 @@
+"""Megatron-Core's fine-grained activation offloading (offload.modules) and parked optimizer
+states (offload.optimizer_states), by hand: the bytes each named module's stored input
+sends to the host, the memory they free, the copies in the graph, and the refusals."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from hw_models.errors import InfeasiblePlanError
+from sim.scenario import parse
+from sim.setup import resolve_setup
+from sim.sweep import plans
+from workloads import memory, offload_modules, training
+from workloads.model import presets
+from workloads.offload import OffloadOptions
+from workloads.parallel import ParallelPlan
+
+MOE = presets()["qwen3-30b-a3b"].with_seq_len(1024)   # hidden 2048, 32 heads, 4 KV heads of 128,
+#                                                       128 experts of 768, top 8, every layer MoE
+SB = 1024                                               # tokens of one microbatch
+
+
+def plan(**kw) -> ParallelPlan:
+    base = {"tp": 1, "pp": 1, "dp": 8, "ep": 8, "micro_batch": 1, "global_batch": 16,
+            "recompute": "selective"}
+    return ParallelPlan(**(base | kw))
+
+
+def test_module_bytes_by_hand():
+    p = plan()
+    received = SB * 8                                   # top 8, balanced: 8 copies of each token
+    assert offload_modules.module_bytes(MOE, 0, p, 1.0, ("attn_norm",)) == 2 * SB * 2048
+    assert offload_modules.module_bytes(MOE, 0, p, 1.0, ("core_attn",)) == 2 * SB * (32 + 8) * 128
+    assert offload_modules.module_bytes(MOE, 0, p, 1.0, ("attn_proj",)) == 2 * SB * 32 * 128
+    assert offload_modules.module_bytes(MOE, 0, p, 1.0, ("expert_fc1",)) == 2 * received * 2048
+    # the fc1 output of a gated expert: 2 x 768 channels
+    assert offload_modules.module_bytes(MOE, 0, p, 1.0, ("moe_act",)) == 2 * received * 2 * 768
+    # a recomputed input is not stored: nothing to move
+    norms = plan(recompute=("layernorm",))
+    assert offload_modules.module_bytes(MOE, 0, norms, 1.0, ("qkv_linear",)) == 0.0
+    assert offload_modules.module_bytes(MOE, 0, p, 1.0, ("qkv_linear",)) == 2 * SB * 2048
+    mla = presets()["deepseek-v3"].with_seq_len(1024)   # 128 heads, qk 192, v 128
+    up = plan(recompute=("mla_up_proj",), ep=8)
+    assert offload_modules.module_bytes(mla, 5, plan(), 1.0, ("core_attn",)) == \
+        2 * SB * 128 * (2 * 192 + 128)
+    assert offload_modules.module_bytes(mla, 5, up, 1.0, ("core_attn",)) == 0.0
+
+
+def test_dense_modules_are_a_fraction_of_every_layer():
+    # Llama 3 8B, selective, flash, no dropout, one TP rank: a layer stores, in units of
+    # s x b, 4h (norm inputs) + 2h (QKV input) + 2h x 1.5 (Q, K, V with 8 of 32 KV heads)
+    # + 2h (projection input) + 2h (MLP input) + 2 x 28,672 (fc1 output) + 2 x 14,336
+    # (activation output) = 13 x 4,096 + 86,016 = 139,264; core_attn is 12,288 of them
+    sc = parse({"name": "t", "cluster": {"system": "dgx-h100", "nodes": 1},
+                "workload": {"kind": "training", "model": "llama3-8b", "seq_len": 4096,
+                             "global_batch": 8, "micro_batch": 1,
+                             "parallel": {"tp": 1, "pp": 1}, "recompute": "selective",
+                             "offload": {"modules": ["core_attn"]}}})
+    off = resolve_setup(sc).options.offload
+    assert off.modules == () and off.activations == pytest.approx(12288 / 139264)
+
+
+def test_memory_keeps_what_each_layer_does_not_send():
+    p = plan()
+    off = OffloadOptions(modules=("expert_fc1", "moe_act"))
+    sent = offload_modules.module_bytes(MOE, 0, p, 1.0, off.modules)
+    base = memory.stage_memory(MOE, p, 0, 4, True).activations
+    with_off = memory.stage_memory(MOE, p, 0, 4, True, offload=off).activations
+    # one microbatch in flight (1F1B on one stage) of 48 layers: 47 layers' inputs leave,
+    # the layer at work keeps its own
+    assert base - with_off == pytest.approx(47 * sent)
+    # a fraction of a MoE model's activations now frees memory too (it did not before)
+    half = memory.stage_memory(MOE, p, 0, 4, True, offload=OffloadOptions(activations=0.5))
+    assert half.activations < base
+
+
+def test_copies_in_the_graph_carry_the_chunk_bytes():
+    p = plan()
+    off = OffloadOptions(modules=("expert_fc1",))
+    g = training.build(MOE, p, training.TrainingOptions(offload=off))
+    down = [n for n in g.nodes if n.rank == 0 and n.stream == "offload_d2h"]
+    up = [n for n in g.nodes if n.rank == 0 and n.stream == "offload_h2d"]
+    per_mb = 48 * 2 * SB * 8 * 2048
+    assert len(down) == len(up) == 2                    # 2 microbatches
+    assert [n.op.bytes for n in down + up] == pytest.approx([per_mb] * 4)
+
+
+def test_optimizer_states_parked_between_steps():
+    p = plan()
+    off = OffloadOptions(optimizer_states=True)
+    g = training.build(MOE, p, training.TrainingOptions(offload=off))
+    reload = [n for n in g.nodes if n.rank == 0 and n.stream == "offload_h2d"]
+    adam = [n for n in g.nodes if n.rank == 0 and n.name == "optimizer"]
+    assert len(reload) == 1 and reload[0].id in adam[0].deps
+    plain = memory.stage_memory(MOE, p, 0, 4, True)
+    parked = memory.stage_memory(MOE, p, 0, 4, True, offload=off)
+    # on the GPU only for the step, when the activations are gone: the larger of the two
+    assert parked.total == pytest.approx(plain.total - min(plain.optimizer, plain.activations))
+    assert reload[0].op.bytes == pytest.approx(plain.optimizer)   # 12 bytes a shard parameter
+
+
+@pytest.mark.parametrize("workload, message", [
+    ({"recompute": "full", "offload": {"modules": ["core_attn"]}}, "full recompute"),
+    ({"model": "llama3-8b", "parallel": {"tp": 1, "pp": 1}, "offload": {"modules": ["expert_fc1"]}},
+     "apply to MoE layers"),
+    ({"offload": {"modules": ["core_attn"], "activations": 0.5}}, "give one"),
+    ({"offload": {"optimizer": True, "optimizer_states": True}}, "exclude each other"),
+])
+def test_bad_offloads_get_one_line(workload, message, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+    w = {"kind": "training", "model": "qwen3-30b-a3b", "global_batch": 16, "micro_batch": 1,
+         "parallel": {"tp": 1, "pp": 1, "ep": 8}, "recompute": "selective"} | workload
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "cluster": {"system": "dgx-h100", "nodes": 1},
+                                    "workload": w}))
+    out = subprocess.run([sys.executable, "-m", "sim.cli.main", "simulate", str(path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sweeps_refuse_what_they_do_not_estimate():
+    with pytest.raises(InfeasiblePlanError, match="offload.modules"):
+        plans.check_offload(OffloadOptions(modules=("expert_fc1",)))
+    with pytest.raises(InfeasiblePlanError, match="optimizer_states"):
+        plans.check_offload(OffloadOptions(optimizer_states=True))
+    plans.check_offload(replace(OffloadOptions(), activations=0.5))
