@@ -43,6 +43,7 @@ def check_supported(plan: ParallelPlan, model: ModelSpec | None = None) -> None:
     if plan.zero >= 3 and model is not None and model.moe is not None:
         raise InfeasiblePlanError(UNESTIMATED_ZERO3_MOE)
 
+
 UNESTIMATED_OFFLOAD = "workload.offload.{what}: sweeps do not estimate it; simulate the " \
     "plan (clustersim simulate)"
 
