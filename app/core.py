@@ -93,7 +93,8 @@ def memory_per_stage(data: dict[str, Any]) -> tuple[pd.DataFrame, float, str]:
                                      setup.options.attention == "flash",
                                      param_bytes=setup.options.param_bytes,
                                      offload=setup.options.offload,
-                                     optimizer_kind=setup.options.optimizer)
+                                     optimizer_kind=setup.options.optimizer,
+                                     moment_bytes=setup.options.adam_moment_bytes)
     return pd.DataFrame([m.gib() for m in stages]), setup.gpu.hbm_bytes / 2**30, setup.gpu.name
 
 

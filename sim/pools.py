@@ -364,7 +364,8 @@ def simulate_pools(sc):
     model = resolve(w.model).with_seq_len(w.seq_len)
     stages, plan, opts = pooled_plan(sc, pools, model)
     mem = pd.DataFrame([m.gib() for m in memory.memory_per_stage(
-        model, plan, opts.grad_bytes, w.attention == "flash", optimizer_kind=opts.optimizer)])
+        model, plan, opts.grad_bytes, w.attention == "flash", optimizer_kind=opts.optimizer,
+        moment_bytes=opts.adam_moment_bytes)])
     if sc.sim.check_memory:
         _check_stage_memory(mem, stages)
     graph = training.build(model, plan, opts)

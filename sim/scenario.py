@@ -222,6 +222,11 @@ class TrainingWorkload(_Cfg):
         "optimizer step: fused (one Adam kernel with the 16-bit copy, Megatron / "
         "Transformer Engine) or foreach (PyTorch's multi-tensor AdamW, one pass per "
         "_foreach op, and clip_grad_norm_'s norm and scaling passes; TorchTitan's default)"))
+    adam_moments: Literal["fp32", "bf16"] = Field("fp32", description=(
+        "Adam's two moments in fp32, or bf16 (Megatron-Core's precision-aware optimizer: "
+        "--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16, "
+        "Transformer Engine's FusedAdam; fp32 master weights): 8 bytes of optimizer state a "
+        "parameter, not 12, and a lighter step (docs/moe.md, Optimizer)"))
     optimizer: Literal["adam", "muon"] = Field("adam", description=(
         "adam, or muon: Megatron-Core's Muon (Kimi K2's recipe) orthogonalises the momentum "
         "of every 2-D weight but the embedding and output layer by Newton-Schulz (bf16 "
@@ -299,6 +304,13 @@ class TrainingWorkload(_Cfg):
         return self
 
     @model_validator(mode="after")
+    def _bf16_moments_are_fused_adam(self):
+        if self.adam_moments == "bf16" and self.adam == "foreach":
+            raise ValueError("adam_moments bf16 is Transformer Engine's FusedAdam "
+                             "(adam: fused), not PyTorch's foreach AdamW")
+        return self
+
+    @model_validator(mode="after")
     def _muon_plan(self):
         if self.optimizer == "muon":
             if self.parallel.zero >= 2:
@@ -306,6 +318,8 @@ class TrainingWorkload(_Cfg):
                                  "layer-wise optimizer; no ZeRO-2/3 or FSDP with Muon)")
             if self.offload is not None and self.offload.optimizer:
                 raise ValueError("optimizer muon runs on the GPU (offload.optimizer is Adam's)")
+            if self.adam_moments != "fp32":
+                raise ValueError("adam_moments applies to optimizer adam, not muon")
             if self.offload is not None and self.offload.optimizer_states:
                 raise ValueError("offload.optimizer_states moves Adam's states (Megatron-Core's "
                                  "OptimizerStateOffloader), not Muon's")

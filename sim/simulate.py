@@ -94,7 +94,7 @@ def _simulate_training(sc: Scenario, prof: Profile | None, band: bool, residuals
     mem = [m.gib() for m in memory.memory_per_stage(
         model, plan, setup.options.grad_bytes, setup.options.attention == "flash",
         moe_load.rank_factor if moe_load else 1.0, setup.options.param_bytes,
-        setup.options.offload, setup.options.optimizer)]
+        setup.options.offload, setup.options.optimizer, setup.options.adam_moment_bytes)]
     if sc.sim.check_memory:
         check_memory(setup, mem)
     graph = training.build(model, plan, setup.options)

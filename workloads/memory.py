@@ -17,6 +17,13 @@ GIB = 2**30
 MASTER_AND_ADAM_BYTES = 12          # fp32 master weight + Adam m and v (mixed precision)
 
 
+def adam_state_bytes(moment_bytes: int = 4) -> int:
+    """Bytes a parameter of Adam's states: the fp32 master weight and the two moments
+    (``moment_bytes`` 2: Megatron-Core's precision-aware optimizer with exp_avg_dtype and
+    exp_avg_sq_dtype bf16, Transformer Engine's FusedAdam)."""
+    return 4 + 2 * moment_bytes
+
+
 @dataclass(frozen=True)
 class StageMemory:
     stage: int
@@ -142,15 +149,16 @@ def in_flight_microbatches(plan: ParallelPlan, stage: int) -> int:
 
 def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: int,
                  flash: bool, rank_factor: float = 1.0, param_bytes: int = 2,
-                 offload=None, optimizer_kind: str = "adam") -> StageMemory:
+                 offload=None, optimizer_kind: str = "adam",
+                 moment_bytes: int = 4) -> StageMemory:
     """``rank_factor``: MoE models' slowest-EP-rank token load (workloads/moe_load.py);
     ``offload``: workloads.offload.OffloadOptions (host-resident activations/optimizer);
     ``optimizer_kind`` muon: Muon's matrices keep one fp32 moment, not Adam's two
-    (workloads/muon.py ``state_bytes``)."""
+    (workloads/muon.py ``state_bytes``); ``moment_bytes`` 2: Adam's moments in bf16."""
     params = stage_params(model, plan, stage)
     weights, grads, optimizer = model_states(params, plan.shard_group, plan.zero, grad_bytes,
                                              param_bytes)
-    scale = (1.0, 1.0)
+    scale = (adam_state_bytes(moment_bytes) / MASTER_AND_ADAM_BYTES,) * 2
     if optimizer_kind == "muon":
         from workloads import muon
         scale = tuple(b / MASTER_AND_ADAM_BYTES for b in muon.state_bytes(model, plan, stage))
@@ -189,6 +197,7 @@ def stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int, grad_bytes: i
 
 def memory_per_stage(model: ModelSpec, plan: ParallelPlan, grad_bytes: int,
                      flash: bool, rank_factor: float = 1.0, param_bytes: int = 2,
-                     offload=None, optimizer_kind: str = "adam") -> list[StageMemory]:
+                     offload=None, optimizer_kind: str = "adam",
+                     moment_bytes: int = 4) -> list[StageMemory]:
     return [stage_memory(model, plan, s, grad_bytes, flash, rank_factor, param_bytes, offload,
-                         optimizer_kind) for s in range(plan.pp)]
+                         optimizer_kind, moment_bytes) for s in range(plan.pp)]

@@ -64,24 +64,27 @@ def adam_shard(model: ModelSpec, plan: ParallelPlan, stage: int, params: float) 
     return moe_training.optimizer_shard(plan, *moe_training.stage_split(model, plan, stage))
 
 
-def optimizer_states_moves(g, model: ModelSpec, plan: ParallelPlan, st: Stage,
-                           params: float) -> int:
+def optimizer_states_moves(g, model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions,
+                           st: Stage, params: float) -> int:
     """Megatron-Core's ``offload_optimizer_states`` (OptimizerStateOffloader): the master
-    weights and Adam moments (MASTER_AND_ADAM_BYTES a parameter of the rank's shard) went
+    weights and Adam moments (memory.adam_state_bytes a parameter of the rank's shard) went
     to the host after the previous step, on the device-to-host stream at the step's start
     (where they meet this step's activation copies), and come back on the host-to-device
     stream once the stage's last backward is done; the optimizer step waits for them.
     Returns the reload."""
-    from workloads.memory import MASTER_AND_ADAM_BYTES
-    nbytes = adam_shard(model, plan, st.index, params) * MASTER_AND_ADAM_BYTES
+    from workloads.memory import adam_state_bytes
+    nbytes = adam_shard(model, plan, st.index, params) * adam_state_bytes(opts.adam_moment_bytes)
     g.add(st.rank, "offload_d2h", Memory("d2h", nbytes), (), "memory", "optimizer_states_to_host")
     return g.add(st.rank, "offload_h2d", Memory("h2d", nbytes), (max(st.node.values()),),
                  "memory", "optimizer_states_to_device")
 
 
 def adam_bytes(opts: TrainingOptions) -> int:
-    """HBM bytes per parameter of the optimizer step and the grad-norm clipping."""
-    return ADAM_FOREACH_BYTES_PER_PARAM if opts.adam == "foreach" else ADAM_BYTES_PER_PARAM
+    """HBM bytes per parameter of the optimizer step and the grad-norm clipping; with bf16
+    moments the fused step reads and writes each moment in 2 bytes, not 4."""
+    if opts.adam == "foreach":
+        return ADAM_FOREACH_BYTES_PER_PARAM
+    return ADAM_BYTES_PER_PARAM - 4 * (4 - opts.adam_moment_bytes)
 
 
 @lru_cache(maxsize=64)
@@ -130,7 +133,7 @@ def _optimizer_step(g, model, plan, opts: TrainingOptions, st: Stage, params: fl
                                  adam_bytes(opts), opts.offload, syncs)
     deps = syncs
     if opts.offload.optimizer_states:
-        deps = [*syncs, optimizer_states_moves(g, model, plan, st, params)]
+        deps = [*syncs, optimizer_states_moves(g, model, plan, opts, st, params)]
     for op in optimizer_ops(model, plan, st.index, opts, params):
         step = g.add(st.rank, "compute", op, deps, "compute", "optimizer")
         deps = (step,)

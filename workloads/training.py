@@ -80,6 +80,7 @@ class TrainingOptions:
     logprob_loss: bool = False          # an RL framework's per-token log-probability (layers.py)
     torch_cross_entropy: bool = False   # F.cross_entropy on fp32 logits (layers.py, TorchTitan)
     adam: str = "fused"                 # "foreach": PyTorch's multi-tensor AdamW (param_sync.py)
+    adam_moment_bytes: int = 4          # 2: Adam's moments in bf16 (precision-aware optimizer)
     optimizer: str = "adam"             # "muon": Newton-Schulz on the 2-D weights (workloads/muon.py)
     muon_ns_steps: int = 5              # Newton-Schulz steps per Muon matrix
     fsdp2_copies: bool = False          # FSDP2's per-layer copy-out / copy-in (workloads/fsdp.py)

@@ -48,7 +48,7 @@ from workloads.model import ModelSpec
 from workloads.offload import OffloadOptions
 from workloads.parallel import ParallelPlan
 from workloads.param_sync import (
-    ADAM_BYTES_PER_PARAM,
+    adam_bytes,
     copy_grad_params,
     copy_pair,
     gathers_overlap,
@@ -136,7 +136,8 @@ class Estimator:
         return max(memory.stage_memory(self.model, plan, s, self.options.grad_bytes, flash,
                                        param_bytes=self.options.param_bytes,
                                        offload=offload,
-                                       optimizer_kind=self.options.optimizer).total
+                                       optimizer_kind=self.options.optimizer,
+                                       moment_bytes=self.options.adam_moment_bytes).total
                    for s in stages) / GIB
 
     def _offload_time(self, plan: ParallelPlan, offload: OffloadOptions | None, bwd_layer: float,
@@ -354,9 +355,9 @@ class Estimator:
                      for op in optimizer_ops(self.model, plan, s, opts, params))
         elif offload is not None and offload.optimizer:   # grads down, CPU Adam, params up
             t += shard * (opts.grad_bytes + opts.param_bytes) / self.costs.host_bw
-            t += shard * ADAM_BYTES_PER_PARAM / offload.host_adam_bw
+            t += shard * adam_bytes(opts) / offload.host_adam_bw
         else:
-            t += self.compute.time("optimizer", 0.0, shard * ADAM_BYTES_PER_PARAM, "fp32")
+            t += self.compute.time("optimizer", 0.0, shard * adam_bytes(opts), "fp32")
         if plan.zero in (1, 2) and plan.grad_dp > 1:
             ag = self.network.collective_time("all_gather", params * opts.param_bytes, group)
             if opts.overlap_param_gather:   # beside the first forward, layer by layer, and

@@ -107,6 +107,8 @@ def test_optimizer_states_parked_between_steps():
      "apply to MoE layers"),
     ({"offload": {"modules": ["core_attn"], "activations": 0.5}}, "give one"),
     ({"offload": {"optimizer": True, "optimizer_states": True}}, "exclude each other"),
+    ({"adam_moments": "bf16", "adam": "foreach"}, "FusedAdam"),
+    ({"adam_moments": "bf16", "optimizer": "muon"}, "not muon"),
 ])
 def test_bad_offloads_get_one_line(workload, message, tmp_path):
     import subprocess
@@ -129,3 +131,20 @@ def test_sweeps_refuse_what_they_do_not_estimate():
     with pytest.raises(InfeasiblePlanError, match="optimizer_states"):
         plans.check_offload(OffloadOptions(optimizer_states=True))
     plans.check_offload(replace(OffloadOptions(), activations=0.5))
+
+
+def test_bf16_adam_moments_by_hand():
+    # Megatron-Core's precision-aware optimizer: fp32 master weight + two bf16 moments,
+    # 8 bytes a parameter; the fused step reads master, grad, m, v (4 + 4 + 2 + 2) and
+    # writes master, m, v and the 16-bit copy (4 + 2 + 2 + 2), plus the grad-norm read (4)
+    from workloads.param_sync import adam_bytes
+    p = plan()
+    fp32 = memory.stage_memory(MOE, p, 0, 4, True)
+    bf16 = memory.stage_memory(MOE, p, 0, 4, True, moment_bytes=2)
+    assert bf16.optimizer == pytest.approx(fp32.optimizer * 8 / 12)
+    assert adam_bytes(training.TrainingOptions(adam_moment_bytes=2)) == 12 + 10 + 4
+    assert adam_bytes(training.TrainingOptions()) == 34
+    off = OffloadOptions(optimizer_states=True)
+    g = training.build(MOE, p, training.TrainingOptions(offload=off, adam_moment_bytes=2))
+    reload = [n for n in g.nodes if n.rank == 0 and n.stream == "offload_h2d"]
+    assert reload[0].op.bytes == pytest.approx(bf16.optimizer)
