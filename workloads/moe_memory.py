@@ -5,13 +5,15 @@ ep x etp, with the distributed optimizer (zero 1) sharding their optimizer state
 the expert-data-parallel group (Megatron-Core, MoE parallel folding).
 
 Activations are counted per layer as workloads/memory.py does for dense layers
-(Korthikanti et al., 16-bit activations, 1-byte dropout masks), with:
+(Korthikanti et al., 16-bit activations, 1-byte dropout masks where the model trains
+with dropout), with:
 - MLA: the Q and KV latents before and after their norms, Q and K (d_qk = nope + rope),
   V (d_v) and the attention output of the local heads;
 - Mamba-2 (hybrid models, one sub-layer per pattern character): ``_mamba``;
 - MoE: the router input and fp32 probabilities (n x E), the permuted tokens (fc1 input),
-  fc1 output, activation output (fc2 input) and fc2 output of the r tokens the slowest EP
-  rank receives (latent-wide under LatentMoE, plus the two latent projections' n x l
+  fc1 output and activation output (fc2 input) of the r tokens the slowest EP rank
+  receives (not fc2's output: the probabilities multiply the activation, Megatron-Core
+  0.13+, so the combine keeps nothing) (latent-wide under LatentMoE, plus the two latent projections' n x l
   outputs / inputs), and the shared experts' activations.
 Dispatch buffers: one layer's dispatch and combine send/receive buffers (e r h each) are
 live at a time; they are counted once per stage. Megatron-Core's recompute_modules
@@ -30,26 +32,36 @@ from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan, recompute_modules
 
 
+def _mask(m: ModelSpec, sb: float, shard: int) -> float:
+    """The 1-byte dropout mask after attention or the MLP; none at dropout 0, where
+    PyTorch's dropout returns its input (workloads/memory.py counts dense layers so)."""
+    return sb * m.hidden / shard if m.dropout else 0.0
+
+
 def _attention(m: ModelSpec, sb: float, t: int, shard: int) -> float:
     h = m.hidden
     att = spec.mla(m)
     if att is None:
         qkv = 2 * sb * m.qkv_out / t
-        return 2 * sb * h / shard + qkv + 2 * sb * m.heads * m.head_dim / t + sb * h / shard
+        return 2 * sb * h / shard + qkv + 2 * sb * m.heads * m.head_dim / t + _mask(m, sb, shard)
     lh = m.heads / t
     latents = 2 * 2 * sb * ((att.q_lora_rank or 0) + att.kv_lora_rank + att.qk_rope_head_dim)
     qkv = 2 * sb * lh * (2 * att.qk_head_dim + att.v_head_dim)
-    return 2 * sb * h / shard + latents + qkv + 2 * sb * lh * att.v_head_dim + sb * h / shard
+    return 2 * sb * h / shard + latents + qkv + 2 * sb * lh * att.v_head_dim + _mask(m, sb, shard)
 
 
 def _mlp(m: ModelSpec, sb: float, t: int, shard: int, moe_layer: bool, received: float,
          ep_etp: tuple[int, int]) -> float:
     h, up = m.hidden, 2 if m.gated else 1
-    base = 2 * sb * h / shard + sb * h / shard                  # MLP input, dropout mask
+    base = 2 * sb * h / shard + _mask(m, sb, shard)             # MLP input, dropout mask
     if not moe_layer:
         return base + 2 * sb * m.ffn * up / t + 2 * sb * m.ffn / t
     n, f, d = sb / t, m.moe.expert_ffn_hidden / ep_etp[1], spec.token_width(m)
-    routed = 2 * received * (d + f * up + f + d)
+    # fc1's input, fc1's output (the activation's input), the activation's output (fc2's
+    # input). Not fc2's output: the routing probabilities multiply the activation
+    # (Megatron-Core 0.13+, experts.py bias_act_func), so the combine's unpermute keeps
+    # nothing for its backward (token_dispatcher.py: unpermute without probs).
+    routed = 2 * received * (d + f * up + f)
     shared = 2 * n * m.moe.shared_experts * m.moe.shared_ffn * (up + 1)
     # LatentMoE: the fc1_latent_proj output (the permutation's input) and the
     # fc2_latent_proj input, n x latent each (the MLP input already counted)
@@ -79,7 +91,8 @@ def _moe_recomputed(m: ModelSpec, sb: float, t: int, shard: int, received: float
     bias-dropout-add mask is outside it), else the experts' activation output with
     ``moe_act`` and the shared experts' activations with ``shared_experts``."""
     if "moe" in modules:
-        return _mlp(m, sb, t, shard, True, received, ep_etp) - 3 * sb * m.hidden / shard
+        return _mlp(m, sb, t, shard, True, received, ep_etp) - 2 * sb * m.hidden / shard \
+            - _mask(m, sb, shard)
     freed = 0.0
     if "moe_act" in modules:
         freed += 2 * received * m.moe.expert_ffn_hidden / ep_etp[1]

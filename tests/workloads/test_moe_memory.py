@@ -61,3 +61,27 @@ def test_layer_gemm_flops_match_the_model_flops_formula():
     assert gemm_flops(layer_backward_at(ctx, 10)) == pytest.approx(4 * T * weights)
     dense = moe.matmul_params(DS, 0)
     assert gemm_flops(layer_forward_at(ctx, 0)) == pytest.approx(2 * T * dense)
+
+
+def test_moe_layers_store_no_masks_without_dropout():
+    """At dropout 0 PyTorch's dropout returns its input: a MoE layer keeps no 1-byte masks
+    after attention and the MLP (as dense layers, workloads/memory.py); with dropout the
+    two masks are s x b x h bytes each."""
+    from workloads.moe_memory import layer_activation_bytes
+    p = plan()
+    sbh = DS.seq_len * DS.hidden
+    with_masks = layer_activation_bytes(DS, 10, p, 1.0)
+    without = layer_activation_bytes(DS.model_copy(update={"dropout": False}), 10, p, 1.0)
+    assert with_masks - without == 2 * sbh
+
+
+def test_routed_tokens_keep_fc1_input_fc1_output_and_activation_output():
+    """Per token a routed expert keeps fc1's input (h), fc1's output (2 f, gated) and the
+    activation's output (f), 2 bytes each: the probabilities multiply the activation, so the
+    combine keeps nothing of fc2's output. DeepSeek-V3, h 7168, f 2048, top 8, 4096 tokens:
+    one more routed copy of each token (top 9) adds 2 x 4096 x (7168 + 3 x 2048) bytes."""
+    from workloads.moe_memory import layer_activation_bytes
+    p = plan()
+    top9 = DS.model_copy(update={"moe": DS.moe.model_copy(update={"top_k": 9})})
+    assert layer_activation_bytes(top9, 10, p, 1.0) - layer_activation_bytes(DS, 10, p, 1.0) == \
+        2 * 4096 * (7168 + 3 * 2048)
