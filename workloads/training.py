@@ -152,7 +152,7 @@ def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> Execut
 def stage_forward(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, stage: int) -> Block:
     """The forward pass of one pipeline stage's first chunk, as ``build`` plays it
     (forward-only passes reuse it: RL log-prob passes, workloads/rl.py)."""
-    return _make_stage(model, plan, opts, stage, pipeline_of(plan, model.layers)).fwd[0]
+    return make_stage(model, plan, opts, stage).fwd[0]
 
 
 def stage_layer_ops(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions,
@@ -167,6 +167,12 @@ def stage_layer_ops(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions,
     return ctx, build_stage_ops(ctx, plan, plan.recompute, opts.fp8_recipe, plan.cp_group(s),
                                 heads, fused_amax=opts.fp8_fused_amax,
                                 fused_rht_cast=opts.fp8_fused_rht_cast)
+
+
+def make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int) -> Stage:
+    """Pipeline stage ``s`` as ``build`` makes it: its layer context, ops and chunk blocks
+    (the sweep's ZeRO-3 play records a MoE stage's passes from it, sim/sweep/zero3_play.py)."""
+    return _make_stage(model, plan, opts, s, pipeline_of(plan, model.layers))
 
 
 def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
@@ -239,7 +245,7 @@ def _add_compute(g: ExecutionGraph, plan: ParallelPlan, st: Stage, steps, recv, 
                  opts: TrainingOptions, sync: BlockingSends | None = None) -> None:
     z3 = Zero3(g, model, plan, opts, st) if plan.zero3_passes else None
     pairs = set(st.pipe.pairs(st.index))
-    offload = ActivationOffload(g, st, opts.offload, _offload_chunks(model, plan, opts, st.index))
+    offload = ActivationOffload(g, st, opts.offload, offload_chunks(model, plan, opts, st.index))
     merged = set()
     if gathers_overlap(model, plan, opts):
         st.gathers = _param_gathers(g, model, plan, opts, st)
@@ -308,8 +314,8 @@ def _add_step(g, plan: ParallelPlan, model, opts, st: Stage, mb: int, c: int, st
     return g.add(st.rank, "compute", st.bwd[c], deps, "compute", f"B{mb}_c{c}", mb=mb, chunk=c)
 
 
-def _offload_chunks(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions,
-                    stage: int) -> tuple[float, ...] | None:
+def offload_chunks(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions,
+                   stage: int) -> tuple[float, ...] | None:
     """Bytes each chunk of a non-uniform model's stage sends to the host per microbatch
     (workloads/offload_modules.py); None where every layer is alike."""
     if model.uniform or not opts.offload.moves_activations:

@@ -236,10 +236,11 @@ class Estimator:
                 and not gathers_overlap(self.model, plan, self.options))
 
     def _plays_zero3(self, plan: ParallelPlan, offload) -> bool:
-        """Whether a ZeRO-3 step is played node by node (sim/sweep/zero3_play.py): a
-        uniform model without pipeline parallelism (the only ZeRO-3 plans sweeps keep)
-        and data-parallel gradients; host offload played along."""
-        return plan.zero3_passes and plan.pp == 1 and self.model.uniform
+        """Whether a ZeRO-3 step is played node by node (sim/sweep/zero3_play.py): without
+        pipeline parallelism (the only ZeRO-3 plans sweeps keep) and with data-parallel
+        gradients, a MoE / MLA / windowed model's layers each with its own kernels; host
+        offload played along."""
+        return plan.zero3_passes and plan.pp == 1
 
     def _plays_one_pass(self, plan: ParallelPlan, offload, moe: bool = False) -> bool:
         """Whether a uniform model's GPipe, 1F1B or interleaved pipeline (PP 1 included: its

@@ -31,17 +31,10 @@ UNSUPPORTED_ZERO3_PP = "zero=3 with pp={pp}: ZeRO-3 is not run with pipeline par
     "states only); use pp=1 or zero<=2"
 
 
-UNESTIMATED_ZERO3_MOE = "zero=3 with a mixture-of-experts model: sweeps do not estimate " \
-    "Megatron FSDP's expert-dp gathers; simulate the plan (clustersim simulate) or use zero<=1"
-
-
 def check_supported(plan: ParallelPlan, model: ModelSpec | None = None) -> None:
-    """Plans the frameworks refuse, although divisible (see the module docstring), and
-    ZeRO-3 with MoE layers, which ``simulate`` runs but the sweep estimator does not."""
+    """Plans the frameworks refuse, although divisible (see the module docstring)."""
     if plan.zero >= 3 and plan.pp > 1:
         raise InfeasiblePlanError(UNSUPPORTED_ZERO3_PP.format(pp=plan.pp))
-    if plan.zero >= 3 and model is not None and model.moe is not None:
-        raise InfeasiblePlanError(UNESTIMATED_ZERO3_MOE)
 
 
 UNESTIMATED_OFFLOAD = "workload.offload.{what}: sweeps do not estimate it; simulate the " \

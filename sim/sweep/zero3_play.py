@@ -31,7 +31,7 @@ from workloads.fsdp import Zero3
 from workloads.graph import Block, Collective, Compute, Memory
 from workloads.offload import ActivationOffload, OffloadOptions
 from workloads.param_sync import add_grad_sync, pipeline_of
-from workloads.training import Stage
+from workloads.training import Stage, make_stage, offload_chunks
 
 
 class _Recorder:
@@ -75,13 +75,17 @@ _MARKS = SimpleNamespace(**{n: (_Part(n),) for n in _PARTS})
 def record(model, plan, opts, stage_ops=_MARKS) -> _Recorder:
     """The rank's nodes: training.py ``_add_compute``'s ZeRO-3 branch without a pipeline
     (no receive; a backward after its own forward on the same stream), its activation
-    copies, then ``add_grad_sync``. With the default ``stage_ops`` the blocks hold
-    ``_Part`` marks in place of the layers' ops."""
+    copies, then ``add_grad_sync``. With the default ``stage_ops`` a uniform model's blocks
+    hold ``_Part`` marks in place of the layers' ops; a model whose layers differ (MoE,
+    MLA, windowed) records each layer's own kernels, as the graph builder's stage has them."""
     g = _Recorder()
     pipe = pipeline_of(plan, model.layers)
-    st = Stage(0, plan.rank(0, 0, 0), None, model.layers, pipe, stage_ops)
+    if model.uniform:
+        st = Stage(0, plan.rank(0, 0, 0), None, model.layers, pipe, stage_ops)
+    else:
+        st = make_stage(model, plan, opts, 0)
     z3 = Zero3(g, model, plan, opts, st)
-    offload = ActivationOffload(g, st, opts.offload)
+    offload = ActivationOffload(g, st, opts.offload, offload_chunks(model, plan, opts, 0))
     steps = pipe.steps(0)
     for k, (mb, c, step) in enumerate(steps):
         deps = [offload.before(mb, c, step)]
@@ -114,9 +118,10 @@ def shape_of(est, plan, offload: OffloadOptions | None) -> _Shape:
     """``_Shape`` of a plan and its host offload, kept by the estimator
     (``est.zero3_shapes``) and shared by the plans that differ only in their layers'
     kernels (recompute, sequence parallelism, TP overlap: what the graph's ZeRO-3 nodes,
-    copies and tail do not depend on)."""
-    key = (replace(plan, recompute="none", sequence_parallel=False, tp_comm_overlap="none"),
-           offload)
+    copies and tail do not depend on). A model whose layers differ records its kernels,
+    so its key is the whole plan."""
+    key = (replace(plan, recompute="none", sequence_parallel=False, tp_comm_overlap="none")
+           if est.model.uniform else plan, offload)
     got = est.zero3_shapes.get(key)
     if got is None:
         opts = replace(est.options, offload=offload or OffloadOptions())

@@ -71,7 +71,27 @@ def test_refused_with_one_line(kw, message):
         validate(plan(**kw), MODEL, 16)
 
 
-def test_sweeps_refuse_what_they_do_not_estimate():
-    with pytest.raises(InfeasiblePlanError, match="sweeps do not estimate"):
-        plans.check_supported(plan(), MODEL)
-    plans.check_supported(plan(zero=1), MODEL)
+@pytest.mark.parametrize("par, extra", [
+    ({"tp": 1, "ep": 8}, {}),
+    ({"tp": 2, "ep": 8, "sequence_parallel": True, "prefetch": 2}, {}),
+    ({"tp": 1, "ep": 16, "reshard_after_forward": False}, {"recompute": "full"}),
+    ({"tp": 1, "ep": 8}, {"moe": {"dispatcher": "deepep", "overlap": True},
+                          "offload": {"activations": 0.5}}),
+])
+def test_sweeps_play_moe_zero3_as_the_des(par, extra):
+    """The sweep estimator records the graph builder's own ZeRO-3 nodes of a MoE stage (each
+    layer's kernels, its dense and expert gathers and reduce-scatters) and plays them as the
+    engine does: the same iteration as ``simulate`` on 16 H100s (Qwen3-30B-A3B)."""
+    from sim import scenario
+    from sim.setup import resolve_setup
+    from sim.simulate import simulate
+    from sim.sweep.estimate import from_setup
+    w = {"kind": "training", "model": "qwen3-30b-a3b", "seq_len": 4096, "global_batch": 32,
+         "micro_batch": 1, "precision": "bf16", "recompute": "selective",
+         "parallel": {"zero": 3, **par}} | extra
+    sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w,
+                         "sim": {"check_memory": False, "fidelity": "analytical"}})
+    setup = resolve_setup(sc)
+    plans.check_supported(setup.plan, setup.model)
+    estimate = from_setup(setup).iteration_time(setup.plan, setup.options.offload)
+    assert estimate == pytest.approx(simulate(sc, band=False).iteration_time_s, rel=1e-9)
