@@ -172,7 +172,7 @@ def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
     row |= _plan_columns(plan, raw) | {"gpus": ctx.world}
     try:
         offload = _offload_of(ctx, plan, raw)
-        plans.check_offload(offload)
+        plans.check_offload(offload, plan)
     except InfeasiblePlanError as exc:
         return row | _status("infeasible", reason_of(str(exc)), str(exc))
     except ClusterSimError as exc:

@@ -37,14 +37,18 @@ def check_supported(plan: ParallelPlan, model: ModelSpec | None = None) -> None:
         raise InfeasiblePlanError(UNSUPPORTED_ZERO3_PP.format(pp=plan.pp))
 
 
-UNESTIMATED_OFFLOAD = "workload.offload.{what}: sweeps do not estimate it; simulate the " \
-    "plan (clustersim simulate)"
+UNESTIMATED_OFFLOAD = "workload.offload.{what}: sweeps estimate it under zero=3 only; " \
+    "simulate the plan (clustersim simulate)"
 
 
-def check_offload(offload) -> None:
-    """Host offloads ``simulate`` runs but the sweep estimator does not: fine-grained
-    activation offload of a model whose layers differ (a dense model's is a fraction of
-    every layer, which the estimator plays) and the optimizer states parked between steps."""
+def check_offload(offload, plan: ParallelPlan) -> None:
+    """Host offloads ``simulate`` runs but the sweep estimator does not outside ZeRO-3
+    (whose step it plays from the graph builder's nodes, sim/sweep/zero3_play.py):
+    fine-grained activation offload of a model whose layers differ (a dense model's is a
+    fraction of every layer, which the estimator plays) and the optimizer states parked
+    between steps."""
+    if plan.zero3_passes:
+        return
     if offload.modules:
         raise InfeasiblePlanError(UNESTIMATED_OFFLOAD.format(what="modules on a MoE, MLA or "
                                                              "windowed-attention model"))
