@@ -166,3 +166,16 @@ def test_bf16_adam_moments_by_hand():
     g = training.build(MOE, p, training.TrainingOptions(offload=off, adam_moment_bytes=2))
     reload = [n for n in g.nodes if n.rank == 0 and n.stream == "offload_h2d"]
     assert reload[0].op.bytes == pytest.approx(bf16.optimizer)
+
+
+def test_gb200_recipe_example_runs_with_its_offloads():
+    """examples/deepseek_v3_gb200_offload.yaml: Megatron-LM's DeepSeek-V3 GB200 recipe with
+    its offloads runs within the GPU's memory (the memory check on), and its copies are on
+    the host link (the breakdown's memory share)."""
+    from pathlib import Path
+
+    from sim.scenario import load
+    from sim.simulate import simulate
+    res = simulate(load(Path(__file__).resolve().parents[2] / "examples" /
+                        "deepseek_v3_gb200_offload.yaml"), band=False)
+    assert res.memory_peak_gib < 186 and res.breakdown["memory"] > 0
