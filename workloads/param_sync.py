@@ -125,12 +125,14 @@ def gathers_overlap(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions)
 
 
 def _optimizer_step(g, model, plan, opts: TrainingOptions, st: Stage, params: float,
-                    shard: float, syncs: list) -> int:
-    """The optimizer step after ``syncs``: on the host (``offload.optimizer``, uniform
-    models), else on the GPU, after its states' reload under ``offload.optimizer_states``."""
-    if opts.offload.optimizer and model.uniform:
-        return optimizer_on_host(g, st.rank, shard, opts.grad_bytes, opts.param_bytes,
-                                 adam_bytes(opts), opts.offload, syncs)
+                    syncs: list) -> int:
+    """The optimizer step after ``syncs``: on the host (``offload.optimizer``: the rank's
+    Adam shard, a MoE rank's experts' included), else on the GPU, after its states' reload
+    under ``offload.optimizer_states``."""
+    if opts.offload.optimizer:
+        return optimizer_on_host(g, st.rank, adam_shard(model, plan, st.index, params),
+                                 opts.grad_bytes, opts.param_bytes, adam_bytes(opts),
+                                 opts.offload, syncs)
     deps = syncs
     if opts.offload.optimizer_states:
         deps = [*syncs, optimizer_states_moves(g, model, plan, opts, st, params)]
@@ -166,13 +168,12 @@ def add_grad_sync(g, model, plan, opts: TrainingOptions, st: Stage) -> None:
                         name="embedding_grad_sync")
         syncs.append(g.add(st.rank, "dp", op, (max(st.node.values()),), "dp", "embedding_sync"))
     expert_gather = None
-    shard = plan.optimizer_shard(params)
     if not model.uniform and not plan.zero3_passes:     # ZeRO-3: workloads/fsdp.py
         syncs += moe_training.add_expert_grad_sync(g, model, plan, opts, st, bucket)
     syncs += add_copy_grad_sync(g, model, plan, opts, st, syncs)
     if not model.uniform:
         expert_gather = moe_training.expert_gather(model, plan, st.index, opts)
-    step = _optimizer_step(g, model, plan, opts, st, params, shard, syncs)
+    step = _optimizer_step(g, model, plan, opts, st, params, syncs)
     if plan.zero in (1, 2) and plan.grad_dp > 1 and not gathers_overlap(model, plan, opts):
         gather = Collective("all_gather", params * opts.param_bytes, dp_group, seq=10**6,
                             name="param_all_gather")

@@ -49,6 +49,7 @@ from workloads.offload import OffloadOptions
 from workloads.parallel import ParallelPlan
 from workloads.param_sync import (
     adam_bytes,
+    adam_shard,
     copy_grad_params,
     copy_pair,
     gathers_overlap,
@@ -350,14 +351,15 @@ class Estimator:
         if mirror is not None:
             t += self._coll("all_reduce", copy_grad_params(self.model, plan, s) * opts.grad_bytes,
                             mirror)
-        shard = plan.optimizer_shard(params)
-        if not self.model.uniform or opts.optimizer == "muon":   # MoE: the graph's step,
-            t += sum(self.costs.uncached_time(op)            # over both parts; Muon's
-                     for op in optimizer_ops(self.model, plan, s, opts, params))
-        elif offload is not None and offload.optimizer:   # grads down, CPU Adam, params up
+        if offload is not None and offload.optimizer:   # grads down, CPU Adam, params up
+            shard = adam_shard(self.model, plan, s, params)
             t += shard * (opts.grad_bytes + opts.param_bytes) / self.costs.host_bw
             t += shard * adam_bytes(opts) / offload.host_adam_bw
+        elif not self.model.uniform or opts.optimizer == "muon":   # MoE: the graph's step,
+            t += sum(self.costs.uncached_time(op)                # over both parts; Muon's
+                     for op in optimizer_ops(self.model, plan, s, opts, params))
         else:
+            shard = plan.optimizer_shard(params)
             t += self.compute.time("optimizer", 0.0, shard * adam_bytes(opts), "fp32")
         if plan.zero in (1, 2) and plan.grad_dp > 1:
             ag = self.network.collective_time("all_gather", params * opts.param_bytes, group)

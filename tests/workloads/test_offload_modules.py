@@ -179,3 +179,19 @@ def test_gb200_recipe_example_runs_with_its_offloads():
     res = simulate(load(Path(__file__).resolve().parents[2] / "examples" /
                         "deepseek_v3_gb200_offload.yaml"), band=False)
     assert res.memory_peak_gib < 186 and res.breakdown["memory"] > 0
+
+
+def test_moe_optimizer_on_the_host_steps_the_ranks_adam_shard():
+    """offload.optimizer on a MoE model: the gradient shard goes down, the CPU steps it and
+    the parameters come up, over the rank's Adam shard (its experts' over expert-DP 1 of
+    ep 8 on 8 GPUs, the replicated part over dp 8); the GPU runs no Adam step (it did,
+    while memory counted the states on the host)."""
+    from workloads.param_sync import adam_shard, stage_params
+    p = plan()
+    off = OffloadOptions(optimizer=True, host_adam_bw=1e11)
+    g = training.build(MOE, p, training.TrainingOptions(offload=off))
+    names = [n.name for n in g.nodes if n.rank == 0]
+    assert "cpu_adam" in names and "optimizer" not in names
+    down = next(n for n in g.nodes if n.rank == 0 and n.name == "optimizer_grads_to_host")
+    shard = adam_shard(MOE, p, 0, stage_params(MOE, p, 0))
+    assert down.op.bytes == pytest.approx(shard * 4)
