@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hw_models.errors import ClusterSimError
 from hw_models.yamlio import read_yaml
+from sim import training_config
 from sim.inference_config import InferenceWorkload
 from sim.moe_config import MoEWorkload
 from sim.rl_config import RLWorkload
@@ -304,26 +305,8 @@ class TrainingWorkload(_Cfg):
         return self
 
     @model_validator(mode="after")
-    def _bf16_moments_are_fused_adam(self):
-        if self.adam_moments == "bf16" and self.adam == "foreach":
-            raise ValueError("adam_moments bf16 is Transformer Engine's FusedAdam "
-                             "(adam: fused), not PyTorch's foreach AdamW")
-        return self
-
-    @model_validator(mode="after")
-    def _muon_plan(self):
-        if self.optimizer == "muon":
-            if self.parallel.zero >= 2:
-                raise ValueError("optimizer muon runs with zero 0 or 1 (Megatron-Core's "
-                                 "layer-wise optimizer; no ZeRO-2/3 or FSDP with Muon)")
-            if self.offload is not None and self.offload.optimizer:
-                raise ValueError("optimizer muon runs on the GPU (offload.optimizer is Adam's)")
-            if self.adam_moments != "fp32":
-                raise ValueError("adam_moments applies to optimizer adam, not muon")
-            if self.offload is not None and self.offload.optimizer_states:
-                raise ValueError("offload.optimizer_states moves Adam's states (Megatron-Core's "
-                                 "OptimizerStateOffloader), not Muon's")
-        return self
+    def _optimizer_keys(self):
+        return training_config.check_optimizer(self)
 
     @field_validator("cuda_graphs", mode="before")
     @classmethod

@@ -176,3 +176,25 @@ def offload_options(w, system, model, plan, flash: bool):
         modules = ()
     return OffloadOptions(fraction, per_layer, cfg.optimizer, host_bw, modules,
                           cfg.optimizer_states)
+
+
+def check_optimizer(w):
+    """The optimizer keys of a training workload that exclude each other (ValueError);
+    returns the workload."""
+    off = w.offload
+    if w.adam_moments == "bf16" and w.adam == "foreach":
+        raise ValueError("adam_moments bf16 is Transformer Engine's FusedAdam "
+                         "(adam: fused), not PyTorch's foreach AdamW")
+    if w.optimizer != "muon":
+        return w
+    if w.parallel.zero >= 2:
+        raise ValueError("optimizer muon runs with zero 0 or 1 (Megatron-Core's "
+                         "layer-wise optimizer; no ZeRO-2/3 or FSDP with Muon)")
+    if off is not None and off.optimizer:
+        raise ValueError("optimizer muon runs on the GPU (offload.optimizer is Adam's)")
+    if w.adam_moments != "fp32":
+        raise ValueError("adam_moments applies to optimizer adam, not muon")
+    if off is not None and off.optimizer_states:
+        raise ValueError("offload.optimizer_states moves Adam's states (Megatron-Core's "
+                         "OptimizerStateOffloader), not Muon's")
+    return w
