@@ -78,11 +78,10 @@ def measured_ms() -> dict[str, float]:
 def _layer():
     """(estimator, ops between two host syncs of a steady layer, the MoE layer's forward ops)."""
     from sim.sweep import evaluate
-    from workloads.param_sync import pipeline_of
-    from workloads.training import _make_stage
+    from workloads.training import make_stage
     ctx = evaluate.context(BASE, {})
     plan, est = evaluate._plan_of(ctx, PLAN), ctx.estimator
-    stage = _make_stage(est.model, plan, est.options, 0, pipeline_of(plan, est.model.layers))
+    stage = make_stage(est.model, plan, est.options, 0)
     ops = [o for b in stage.fwd for o in (b.ops if isinstance(b, Block) else (b,))]
     syncs = [i for i, o in enumerate(ops) if is_sync(o)]
     between = ops[syncs[0] + 1:syncs[1] + 1]       # experts .. next layer's router, its sync

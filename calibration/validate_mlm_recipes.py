@@ -74,14 +74,11 @@ def offload_keys(text) -> dict:
 def _offload_reason(row, model) -> str | None:
     """Why the simulator cannot run a row's offload, or None."""
     from workloads.offload_modules import unsupported
-    from workloads.parallel import ParallelPlan
     modules = offload_keys(row.offload).get("modules", [])
     if not modules:
         return None
     recomputed = str(row.recompute_modules).split() if pd.notna(row.recompute_modules) else []
-    plan = ParallelPlan(tp=int(row.tp), pp=1, dp=1, micro_batch=1, global_batch=1,
-                        recompute="full" if recomputed == ["full"] else "selective")
-    why = unsupported(model, plan, modules)
+    why = unsupported(model, "full" if recomputed == ["full"] else "selective", modules)
     return f"recipe offloads to the host ({row.offload}): {why}" if why else None
 
 

@@ -163,7 +163,7 @@ def offload_options(w, system, model, plan, flash: bool):
     if cfg.optimizer and system.host_mem_gb_s is None:
         raise ClusterSimError("workload.offload.optimizer needs the system's host_mem_gb_s "
                               "(host DRAM bandwidth) in the catalog")
-    why = offload_modules.unsupported(model, plan, cfg.modules)
+    why = offload_modules.unsupported(model, plan.recompute, cfg.modules)
     if why:
         raise ClusterSimError(f"workload.{why}")
     local = model.with_seq_len(model.seq_len // plan.cp)

@@ -32,6 +32,13 @@ from workloads.model import ModelSpec
 from workloads.parallel import ParallelPlan, recompute_modules
 
 
+def received_tokens(m: ModelSpec, plan: ParallelPlan, sb: float, rank_factor: float) -> float:
+    """Tokens the experts of the slowest EP rank receive for the rank's sb = s x b tokens:
+    each of its sb / tp tokens routed top-k times, times the rank's load over the mean
+    (``rank_factor``), and etp times under expert tensor parallelism."""
+    return sb / plan.tp * m.moe.top_k * rank_factor * plan.etp
+
+
 def _mask(m: ModelSpec, sb: float, shard: int) -> float:
     """The 1-byte dropout mask after attention or the MLP; none at dropout 0, where
     PyTorch's dropout returns its input (workloads/memory.py counts dense layers so)."""
@@ -133,7 +140,7 @@ def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor
     shard = t if plan.sp else 1
     if plan.recompute == "full":
         return 2 * sb * m.hidden / shard
-    received = sb / t * (m.moe.top_k * rank_factor * plan.etp if m.moe else 0)
+    received = received_tokens(m, plan, sb, rank_factor) if m.moe else 0.0
     if m.hybrid_pattern is not None:
         return hybrid_activation_bytes(m, i, plan, received)
     moe_layer = spec.is_moe_layer(m, i)
@@ -166,7 +173,7 @@ def layer_activation_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor
 def dispatch_buffers(m: ModelSpec, plan: ParallelPlan, rank_factor: float) -> float:
     if m.moe is None or plan.ep * plan.etp == 1:
         return 0.0
-    received = m.seq_len * plan.micro_batch / plan.tp * m.moe.top_k * rank_factor * plan.etp
+    received = received_tokens(m, plan, m.seq_len * plan.micro_batch, rank_factor)
     return 2 * 2 * 2 * received * spec.token_width(m)   # dispatch + combine, send + receive
 
 

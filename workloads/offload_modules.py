@@ -28,14 +28,16 @@ from __future__ import annotations
 from workloads import dsv4 as dsv4_spec
 from workloads import moe as spec
 from workloads.model import ModelSpec
+from workloads.moe_memory import received_tokens
 from workloads.parallel import ParallelPlan, recompute_modules
 
 MODULES = ("attn_norm", "qkv_linear", "core_attn", "attn_proj", "mlp_norm", "expert_fc1",
            "moe_act")
 
 
-def unsupported(model: ModelSpec, plan: ParallelPlan, modules) -> str | None:
-    """Why ``modules`` cannot be offloaded on this model and plan, or None."""
+def unsupported(model: ModelSpec, recompute, modules) -> str | None:
+    """Why ``modules`` cannot be offloaded on this model under the plan's ``recompute``
+    mode, or None."""
     if not modules:
         return None
     bad = [n for n in modules if n not in MODULES]
@@ -44,7 +46,7 @@ def unsupported(model: ModelSpec, plan: ParallelPlan, modules) -> str | None:
     moe_only = [n for n in modules if n in ("expert_fc1", "moe_act")]
     if moe_only and model.moe is None:
         return f"offload.modules {moe_only} apply to MoE layers; this model has none"
-    if plan.recompute == "full":
+    if recompute == "full":
         return ("offload.modules applies with recompute none or selective: under full "
                 "recompute a layer keeps only its input")
     if model.hybrid_pattern is not None:
@@ -79,7 +81,7 @@ def module_bytes(m: ModelSpec, i: int, plan: ParallelPlan, rank_factor: float,
     sizes = {"attn_norm": hidden, "qkv_linear": 0.0 if "layernorm" in recomputed else hidden,
              "core_attn": qkv, "attn_proj": out, "mlp_norm": hidden}
     if spec.is_moe_layer(m, i) and "moe" not in recomputed:   # [moe] keeps only the input
-        received = sb / t * m.moe.top_k * rank_factor * plan.etp
+        received = received_tokens(m, plan, sb, rank_factor)
         f = m.moe.expert_ffn_hidden / plan.etp
         sizes["expert_fc1"] = 2 * received * spec.token_width(m)
         sizes["moe_act"] = 2 * received * f * (2 if m.gated else 1)

@@ -133,7 +133,7 @@ class Stage:
 
 def build(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions) -> ExecutionGraph:
     pipe = pipeline_of(plan, model.layers)
-    stages = [_make_stage(model, plan, opts, s, pipe) for s in range(plan.pp)]
+    stages = [make_stage(model, plan, opts, s) for s in range(plan.pp)]
     g = ExecutionGraph(plan.world, tuple(st.rank for st in stages),
                        meta={"kind": "training", "microbatches": plan.microbatches,
                              "overlap_pairs": []})
@@ -170,13 +170,9 @@ def stage_layer_ops(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions,
 
 
 def make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int) -> Stage:
-    """Pipeline stage ``s`` as ``build`` makes it: its layer context, ops and chunk blocks
-    (the sweep's ZeRO-3 play records a MoE stage's passes from it, sim/sweep/zero3_play.py)."""
-    return _make_stage(model, plan, opts, s, pipeline_of(plan, model.layers))
-
-
-def _make_stage(model: ModelSpec, plan: ParallelPlan, opts: TrainingOptions, s: int,
-                pipe: Pipeline) -> Stage:
+    """Pipeline stage ``s``: its layer context, ops and chunk blocks (``build``'s stages;
+    the sweep's ZeRO-3 play records a MoE stage's passes from it, sim/sweep/zero3_play.py)."""
+    pipe = pipeline_of(plan, model.layers)
     ctx, ops = stage_layer_ops(model, plan, opts, s)
     layers = pipe.rank_layers(s) if model.uniform else plan.stage_layers(model.layers)[s]
     st = Stage(s, plan.rank(0, 0, s), ctx, layers, pipe, ops)

@@ -143,7 +143,7 @@ def dense_play(plan: ParallelPlan, pipe, lt, hop, recv_s: float,
     rank's order (``pipe.steps``) priced pass by pass from one layer's forward, full
     backward, input- and weight-gradient parts (``lt``, sim.sweep.estimate.LayerTimes)
     times each chunk's layers, the embedding and the output layer with the chunks that
-    hold them (workloads/training.py ``_make_stage``), a pair as its two passes (no EP
+    hold them (workloads/training.py ``make_stage``), a pair as its two passes (no EP
     communication to overlap), and ``recv_s`` of TP all-gather on the compute stream
     before each pass fed by another rank (without sequence parallelism), played under
     the pipeline's dependencies; ``streams``: each rank's DP stream played along

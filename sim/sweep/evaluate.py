@@ -164,7 +164,7 @@ def evaluate(base: dict[str, Any], config: Config) -> dict[str, Any]:
         if plan.global_batch <= 0:
             raise InfeasiblePlanError(f"dp={plan.dp} exceeds the global batch")
         parallel.validate(plan, ctx.estimator.model, ctx.world)
-        plans.check_supported(plan, ctx.estimator.model)
+        plans.check_supported(plan)
     except InfeasiblePlanError as exc:
         return row | _plan_columns(None, raw) | _status("infeasible", reason_of(str(exc)), str(exc))
     except ClusterSimError as exc:

@@ -31,7 +31,7 @@ UNSUPPORTED_ZERO3_PP = "zero=3 with pp={pp}: ZeRO-3 is not run with pipeline par
     "states only); use pp=1 or zero<=2"
 
 
-def check_supported(plan: ParallelPlan, model: ModelSpec | None = None) -> None:
+def check_supported(plan: ParallelPlan) -> None:
     """Plans the frameworks refuse, although divisible (see the module docstring)."""
     if plan.zero >= 3 and plan.pp > 1:
         raise InfeasiblePlanError(UNSUPPORTED_ZERO3_PP.format(pp=plan.pp))

@@ -14,8 +14,7 @@ from sim.costs import HostLaunch, OpCosts
 from sim.sweep import estimate_moe, evaluate
 from workloads.graph import Block, Collective, CommGroup, Compute, ExpertDispatch
 from workloads.host_launch import host_sync
-from workloads.param_sync import pipeline_of
-from workloads.training import _make_stage, build
+from workloads.training import build, make_stage
 
 US = 1e-6
 
@@ -102,11 +101,10 @@ def test_stage_times_are_the_engines_price_of_the_graphs_blocks(tp, overlap):
     plan, est = _plan_and_estimator(tp, overlap)
     assert est.costs.host is not None
     fwd, bwd, _, split = estimate_moe.stage_times(est, plan)
-    pipe = pipeline_of(plan, est.model.layers)
     graph = build(est.model, plan, est.options)
     last = f"B{plan.microbatches - 1}_c0_l"
     for s in range(plan.pp):
-        st = _make_stage(est.model, plan, est.options, s, pipe)
+        st = make_stage(est.model, plan, est.options, s)
         assert fwd[s] == pytest.approx(sum(est.costs.op_time(b) for b in st.fwd), rel=1e-12)
         assert bwd[s] == pytest.approx(sum(est.costs.op_time(b) for b in st.bwd), rel=1e-12)
         # the last microbatch's backward, one block per layer so buckets start early

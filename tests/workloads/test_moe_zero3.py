@@ -92,6 +92,6 @@ def test_sweeps_play_moe_zero3_as_the_des(par, extra):
     sc = scenario.parse({"cluster": {"system": "dgx-h100", "nodes": 2}, "workload": w,
                          "sim": {"check_memory": False, "fidelity": "analytical"}})
     setup = resolve_setup(sc)
-    plans.check_supported(setup.plan, setup.model)
+    plans.check_supported(setup.plan)
     estimate = from_setup(setup).iteration_time(setup.plan, setup.options.offload)
     assert estimate == pytest.approx(simulate(sc, band=False).iteration_time_s, rel=1e-9)
