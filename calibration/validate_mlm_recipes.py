@@ -88,9 +88,7 @@ def skip_reason(row, zoo=None) -> str | None:
     return row_runner.first_reason([
         row_runner.preset_check(row, zoo), row_runner.system_check(gpu),
         row_runner.precision_check(row),
-        (lambda: _offload_reason(row, zoo[row.arch_id]) is not None,
-         lambda: _offload_reason(row, zoo[row.arch_id])),
-    ])
+    ]) or _offload_reason(row, zoo[row.arch_id])
 
 
 def scenario_for(row, fidelity: str = "analytical") -> dict:
