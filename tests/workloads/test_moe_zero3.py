@@ -77,11 +77,14 @@ def test_refused_with_one_line(kw, message):
     ({"tp": 1, "ep": 16, "reshard_after_forward": False}, {"recompute": "full"}),
     ({"tp": 1, "ep": 8}, {"moe": {"dispatcher": "deepep", "overlap": True},
                           "offload": {"activations": 0.5}}),
+    ({"tp": 1, "ep": 8}, {"offload": {"modules": ["expert_fc1", "moe_act"]}}),
+    ({"tp": 1, "ep": 8}, {"offload": {"modules": ["core_attn"], "optimizer_states": True}}),
 ])
 def test_sweeps_play_moe_zero3_as_the_des(par, extra):
     """The sweep estimator records the graph builder's own ZeRO-3 nodes of a MoE stage (each
-    layer's kernels, its dense and expert gathers and reduce-scatters) and plays them as the
-    engine does: the same iteration as ``simulate`` on 16 H100s (Qwen3-30B-A3B)."""
+    layer's kernels, its dense and expert gathers and reduce-scatters, its host copies) and
+    plays them as the engine does: the same iteration as ``simulate`` on 16 H100s
+    (Qwen3-30B-A3B)."""
     from sim import scenario
     from sim.setup import resolve_setup
     from sim.simulate import simulate
